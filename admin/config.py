@@ -1,0 +1,83 @@
+"""Default configuration.
+
+Precedence (later wins): these defaults, ``instance/config.py``, ``PAYDESK_*``
+environment variables, then the mapping passed to ``create_app(config)``.
+Environment values are parsed as JSON where they can be (so
+``PAYDESK_WORKER_MAX_ATTEMPTS=8`` is an int) and kept as strings otherwise.
+"""
+
+import os
+
+VERSION = "0.1.0"
+
+
+class DefaultConfig:
+    # Set PAYDESK_SECRET_KEY in production; the default only suits local demos.
+    SECRET_KEY = "dev-only-change-me"
+    # Key for encrypting Stripe secrets at rest. Unset: derived from SECRET_KEY.
+    ENCRYPTION_KEY: str | None = None
+
+    # None: a SQLite file in the instance folder (resolved in create_app).
+    DATABASE_URL: str | None = None
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    SITE_NAME = "paydesk"
+    # Absolute URL staff reach paydesk at; used in Stripe customer metadata links.
+    BASE_URL = "http://127.0.0.1:5000"
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False  # set True behind HTTPS (PAYDESK_SESSION_COOKIE_SECURE=true)
+    REMEMBER_COOKIE_HTTPONLY = True
+    PERMANENT_SESSION_LIFETIME = 8 * 3600
+    WTF_CSRF_TIME_LIMIT = 8 * 3600
+
+    # Staff sign-in throttling.
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_LOCKOUT_SECONDS = 15 * 60
+
+    STRIPE_JS_URL = "https://js.stripe.com/v3/"
+    # Gateway retry policy for 429 / 5xx / connection errors.
+    STRIPE_MAX_ATTEMPTS = 4
+    STRIPE_BACKOFF_BASE = 0.5  # seconds; doubled each attempt, with jitter
+    STRIPE_BACKOFF_MAX = 8.0
+    STRIPE_TIMEOUT = 30
+
+    # Webhooks.
+    WEBHOOK_TOLERANCE = 300
+    WEBHOOK_MAX_BYTES = 1024 * 1024
+
+    # Worker.
+    WORKER_MAX_ATTEMPTS = 6
+    WORKER_BACKOFF_BASE = 5.0  # seconds before the first retry of a failed event
+    WORKER_BACKOFF_MAX = 3600.0
+    WORKER_LEASE_SECONDS = 120  # a claimed event is re-claimable after this
+    WORKER_BATCH = 20
+    WORKER_IDLE_SLEEP = 0.5
+
+    # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
+    SMTP_URL: str | None = None
+    OUTBOX_DIR: str | None = None
+    RECEIPT_FROM = "receipts@paydesk.invalid"
+    RECEIPTS_ENABLED = True
+    # Push contact metadata to the Stripe customer after each completed payment.
+    SYNC_CUSTOMER_METADATA = True
+
+    # Serve the Stripe.js test double (tests only).
+    STRIPE_JS_TEST_DOUBLE = False
+
+
+def env_overrides(environ=None) -> dict:
+    """PAYDESK_* variables, prefix stripped, JSON-decoded where possible."""
+    import json
+
+    environ = os.environ if environ is None else environ
+    out = {}
+    for key, value in environ.items():
+        if not key.startswith("PAYDESK_") or key.startswith("PAYDESK_TEST_"):
+            continue
+        try:
+            out[key[len("PAYDESK_"):]] = json.loads(value)
+        except ValueError:
+            out[key[len("PAYDESK_"):]] = value
+    return out

@@ -1,0 +1,54 @@
+"""Flask extensions, created unbound; ``create_app`` binds them."""
+
+import sqlite3
+
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_conn, _record):
+    """WAL, foreign keys and a busy timeout on every SQLite connection.
+
+    pysqlite's own transaction handling is switched off so that ``_sqlite_begin``
+    below decides how each transaction starts.
+    """
+    if not isinstance(dbapi_conn, sqlite3.Connection):
+        return
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn):
+    """Writers on SQLite take the write lock up front (``BEGIN IMMEDIATE``).
+
+    A deferred transaction that reads and then writes fails at once with
+    SQLITE_BUSY when another process wrote in between; taking the lock first
+    makes it wait (busy_timeout) instead. Sessions opt in with the
+    ``sqlite_immediate`` execution option (the worker and staff actions do).
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    immediate = conn.get_execution_options().get("sqlite_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

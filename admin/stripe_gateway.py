@@ -1,0 +1,262 @@
+"""The only module that imports ``stripe``.
+
+Everything paydesk asks of Stripe goes through :class:`Gateway`: one
+``StripeClient`` per payment processor (API base from the processor row, so a
+processor can point at localstripe), an idempotency key on every create and
+every other non-idempotent POST (kept across retries), paydesk's own retry
+policy (429, 5xx and connection errors; exponential backoff with full jitter;
+bounded attempts), and Stripe errors mapped to :class:`GatewayError`, which
+carries the message, code, decline code and request id.
+
+Webhook signatures are verified here too (:func:`verify_webhook`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import stripe
+
+log = logging.getLogger(__name__)
+
+# Operations that change state in Stripe and so need an idempotency key.
+_NON_IDEMPOTENT = {"create", "capture", "cancel", "confirm", "pay", "attach", "finalize_invoice", "void_invoice"}
+
+
+class GatewayError(Exception):
+    """A Stripe request that failed, after paydesk's retries where they apply."""
+
+    def __init__(self, message: str, *, code: str | None = None, decline_code: str | None = None,
+                 request_id: str | None = None, http_status: int | None = None, transient: bool = False,
+                 attempts: int = 1, kind: str = "api_error"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.decline_code = decline_code
+        self.request_id = request_id
+        self.http_status = http_status
+        self.transient = transient
+        self.attempts = attempts
+        self.kind = kind
+
+    @property
+    def not_found(self) -> bool:
+        return self.code == "resource_missing" or self.http_status == 404
+
+    def __str__(self) -> str:
+        bits = [self.message]
+        if self.code:
+            bits.append(f"code={self.code}")
+        if self.decline_code:
+            bits.append(f"decline_code={self.decline_code}")
+        if self.http_status:
+            bits.append(f"http={self.http_status}")
+        if self.request_id:
+            bits.append(f"request={self.request_id}")
+        if self.attempts > 1:
+            bits.append(f"after {self.attempts} attempts")
+        return " ".join(bits)
+
+
+class StripeResult(dict):
+    """A Stripe object as a plain dict, plus the request id that produced it."""
+
+    request_id: str | None = None
+
+
+class WebhookSignatureError(Exception):
+    """The ``Stripe-Signature`` header does not verify; ``reason`` is short and safe to show."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryPolicy:
+    def __init__(self, max_attempts: int = 4, base: float = 0.5, cap: float = 8.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.max_attempts = max(1, int(max_attempts))
+        self.base = base
+        self.cap = cap
+        self.sleep = sleep
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
+        d = random.uniform(0, min(self.cap, self.base * (2 ** (attempt - 1))))
+        if retry_after:
+            d = max(d, min(retry_after, self.cap))
+        return d
+
+
+def _is_transient(err: stripe.StripeError) -> bool:
+    if isinstance(err, stripe.APIConnectionError | stripe.RateLimitError):
+        return True
+    status = getattr(err, "http_status", None) or 0
+    if status == 409 and isinstance(err, stripe.IdempotencyError) is False:
+        return True  # lock_timeout: a concurrent request on the same object
+    return status >= 500
+
+
+def _map_error(err: stripe.StripeError, attempts: int) -> GatewayError:
+    body = getattr(err, "json_body", None) or {}
+    detail = body.get("error", {}) if isinstance(body, dict) else {}
+    kind = detail.get("type") or type(err).__name__
+    message = getattr(err, "user_message", None) or detail.get("message") or str(err) or type(err).__name__
+    if isinstance(err, stripe.APIConnectionError):
+        message = f"Could not reach Stripe: {message}"
+    return GatewayError(
+        message,
+        code=getattr(err, "code", None) or detail.get("code"),
+        decline_code=detail.get("decline_code") or getattr(err, "decline_code", None),
+        request_id=getattr(err, "request_id", None),
+        http_status=getattr(err, "http_status", None),
+        transient=_is_transient(err),
+        attempts=attempts,
+        kind=kind,
+    )
+
+
+def _to_result(obj: Any) -> StripeResult:
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    res = StripeResult(data)
+    last = getattr(obj, "last_response", None)
+    res.request_id = getattr(last, "request_id", None)
+    return res
+
+
+_clients: dict[tuple, stripe.StripeClient] = {}
+_clients_lock = threading.Lock()
+
+
+class Gateway:
+    """Stripe for one payment processor."""
+
+    def __init__(self, secret_key: str, api_base: str | None = None, *, policy: RetryPolicy | None = None,
+                 timeout: float = 30, cache_key: tuple | None = None):
+        self.policy = policy or RetryPolicy()
+        key = cache_key or (secret_key, api_base)
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                kwargs: dict[str, Any] = {
+                    "max_network_retries": 0,  # paydesk's own policy below
+                    "http_client": stripe.RequestsClient(timeout=timeout),
+                }
+                if api_base:
+                    kwargs["base_addresses"] = {"api": api_base.rstrip("/")}
+                client = stripe.StripeClient(secret_key, **kwargs)
+                _clients[key] = client
+        self.client = client
+
+    @classmethod
+    def for_processor(cls, processor, config: dict | None = None) -> Gateway:
+        if config is None:
+            from flask import current_app
+
+            config = current_app.config
+        policy = RetryPolicy(config.get("STRIPE_MAX_ATTEMPTS", 4), config.get("STRIPE_BACKOFF_BASE", 0.5),
+                             config.get("STRIPE_BACKOFF_MAX", 8.0))
+        return cls(processor.secret_key, processor.api_base, policy=policy,
+                   timeout=config.get("STRIPE_TIMEOUT", 30),
+                   cache_key=(processor.id, processor.updated_at, processor.api_base))
+
+    # -- the one door -------------------------------------------------------
+    def call(self, resource: str, method: str, *args: Any, params: dict | None = None,
+             idempotency_key: str | None = None) -> StripeResult:
+        """``client.v1.<resource>.<method>(*args, params=...)`` with retries and error mapping.
+
+        ``resource`` may be dotted for nested services (``"invoices.line_items"``).
+        """
+        service: Any = self.client.v1
+        for part in resource.split("."):
+            service = getattr(service, part)
+        fn = getattr(service, method)
+        options: dict[str, Any] = {}
+        if method in _NON_IDEMPOTENT:
+            options["idempotency_key"] = idempotency_key or f"paydesk-{uuid.uuid4()}"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                kwargs: dict[str, Any] = {}
+                if params:
+                    kwargs["params"] = params
+                if options:
+                    kwargs["options"] = options
+                return _to_result(fn(*args, **kwargs))
+            except stripe.StripeError as err:
+                mapped = _map_error(err, attempt)
+                if not mapped.transient or attempt >= self.policy.max_attempts:
+                    log.warning("stripe %s.%s failed: %s", resource, method, mapped)
+                    raise mapped from None
+                retry_after = None
+                headers = getattr(err, "headers", None) or {}
+                if headers.get("retry-after"):
+                    try:
+                        retry_after = float(headers["retry-after"])
+                    except ValueError:
+                        retry_after = None
+                delay = self.policy.delay(attempt, retry_after)
+                log.info("stripe %s.%s transient failure (%s); retry %d in %.2fs",
+                         resource, method, mapped.http_status or "network", attempt, delay)
+                self.policy.sleep(delay)
+
+    # -- convenience wrappers used across services -----------------------------
+    def retrieve(self, resource: str, obj_id: str, expand: list[str] | None = None) -> StripeResult:
+        return self.call(resource, "retrieve", obj_id, params={"expand": expand} if expand else None)
+
+    def create(self, resource: str, params: dict, idempotency_key: str | None = None) -> StripeResult:
+        return self.call(resource, "create", params=params, idempotency_key=idempotency_key)
+
+    def update(self, resource: str, obj_id: str, params: dict) -> StripeResult:
+        return self.call(resource, "update", obj_id, params=params)
+
+    def list(self, resource: str, **params: Any) -> StripeResult:
+        return self.call(resource, "list", params={k: v for k, v in params.items() if v is not None})
+
+
+# -- webhooks -------------------------------------------------------------------
+
+def verify_webhook(payload: bytes, header: str | None, secrets: list[str], tolerance: int = 300) -> None:
+    """Raise :class:`WebhookSignatureError` unless one of ``secrets`` signed ``payload``.
+
+    Several secrets may be active while one is being rotated.
+    """
+    if not header:
+        raise WebhookSignatureError("missing Stripe-Signature header")
+    if not secrets:
+        raise WebhookSignatureError("processor has no webhook signing secret")
+    last: str = "signature mismatch"
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), header, secret, tolerance)
+            return
+        except stripe.SignatureVerificationError as err:
+            text = str(err)
+            if "Unable to extract" in text:
+                raise WebhookSignatureError("malformed Stripe-Signature header") from None
+            if "expected scheme" in text:
+                raise WebhookSignatureError("no v1 signature in header") from None
+            if "tolerance" in text:
+                last = "timestamp outside tolerance"
+            elif last != "timestamp outside tolerance":
+                last = "signature mismatch"
+        except UnicodeDecodeError:
+            raise WebhookSignatureError("body is not UTF-8") from None
+    raise WebhookSignatureError(last)
+
+
+def sign_payload(payload: bytes | str, secret: str, timestamp: int | None = None) -> str:
+    """A ``Stripe-Signature`` header for ``payload``, as Stripe computes it."""
+    body = payload.decode() if isinstance(payload, bytes) else payload
+    ts = int(time.time()) if timestamp is None else int(timestamp)
+    sig = hmac.new(secret.encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={ts},v1={sig}"

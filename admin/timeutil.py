@@ -1,0 +1,36 @@
+"""Time helpers. paydesk stores naive UTC datetimes everywhere."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def from_unix(ts: int | float | None) -> datetime | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(int(ts), UTC).replace(tzinfo=None)
+
+
+def to_unix(dt: datetime) -> int:
+    return int(dt.replace(tzinfo=UTC).timestamp())
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400,
+          "month": 30 * 86400, "year": 365 * 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """'1 hour', '-3 months', '90 minutes', '2d' -> timedelta (sign ignored)."""
+    m = re.fullmatch(r"\s*-?\s*(\d+)\s*([a-z]+?)s?\s*", text.lower())
+    if not m:
+        raise ValueError(f"cannot read {text!r} as an age such as '1 hour' or '3 months'")
+    n, unit = int(m.group(1)), m.group(2)
+    short = {"s": "second", "sec": "second", "min": "minute", "m": "minute", "h": "hour", "hr": "hour",
+             "d": "day", "w": "week", "mo": "month", "mon": "month", "y": "year", "yr": "year"}
+    unit = short.get(unit, unit)
+    if unit not in _UNITS:
+        raise ValueError(f"unknown unit in {text!r}")
+    return timedelta(seconds=n * _UNITS[unit])
