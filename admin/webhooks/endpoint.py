@@ -1,0 +1,102 @@
+"""``POST /webhooks/stripe/<ppid>``: verify, store, answer. Nothing else happens here.
+
+No Stripe call and no business record is made inside the request; the worker
+does that from the stored row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import update
+
+from ..extensions import csrf, db
+from ..models import PaymentProcessor, WebhookRejection
+from ..stripe_gateway import WebhookSignatureError, verify_webhook
+from ..timeutil import utcnow
+from .ingest import store_event
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+_CACHE_SECONDS = 5.0
+
+
+class _ProcessorInfo:
+    __slots__ = ("processor", "secrets", "fetched")
+
+    def __init__(self, processor: PaymentProcessor, secrets: list[str]):
+        self.processor = processor
+        self.secrets = secrets
+        self.fetched = time.monotonic()
+
+
+def _processor_info(ppid: int) -> _ProcessorInfo | None:
+    """The processor and its decrypted signing secrets, cached a few seconds per app."""
+    cache: dict[int, _ProcessorInfo] = current_app.extensions.setdefault("paydesk_webhook_processors", {})
+    info = cache.get(ppid)
+    if info is None or time.monotonic() - info.fetched > _CACHE_SECONDS:
+        proc = db.session.get(PaymentProcessor, ppid)
+        if proc is None or not proc.active:
+            cache.pop(ppid, None)
+            return None
+        db.session.expunge(proc)
+        info = cache[ppid] = _ProcessorInfo(proc, proc.webhook_secrets)
+    return info
+
+
+def forget_processor(app, ppid: int) -> None:
+    """Drop the cached secrets (called when a processor is edited)."""
+    app.extensions.get("paydesk_webhook_processors", {}).pop(ppid, None)
+
+
+def _reject(ppid: int | None, reason: str, status: int):
+    log.warning("webhook rejected for processor %s: %s (from %s)", ppid, reason, request.remote_addr)
+    try:
+        count_rejection(ppid, reason)
+    except Exception:  # a counter must never turn a 400 into a 500
+        db.session.rollback()
+        log.exception("could not count webhook rejection")
+    return jsonify(error=reason), status
+
+
+def count_rejection(ppid: int | None, reason: str) -> None:
+    key = reason.split(":")[0][:64]
+    res = db.session.execute(
+        update(WebhookRejection)
+        .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
+        .values(count=WebhookRejection.count + 1, last_at=utcnow())
+    )
+    if not res.rowcount:
+        db.session.add(WebhookRejection(processor_id=ppid, reason=key, count=1, last_at=utcnow()))
+    db.session.commit()
+
+
+@bp.post("/webhooks/stripe/<int:ppid>")
+@csrf.exempt
+def receive(ppid: int):
+    info = _processor_info(ppid)
+    if info is None:
+        return jsonify(error="unknown payment processor"), 404
+    limit = current_app.config["WEBHOOK_MAX_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        return _reject(ppid, "payload too large", 413)
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        return _reject(ppid, "payload too large", 413)
+    try:
+        verify_webhook(body, request.headers.get("Stripe-Signature"), info.secrets,
+                       current_app.config["WEBHOOK_TOLERANCE"])
+    except WebhookSignatureError as err:
+        return _reject(ppid, err.reason, 400)
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return _reject(ppid, "body is not JSON", 400)
+    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
+        return _reject(ppid, "not a Stripe event: id and type are required", 400)
+    inserted = store_event(info.processor, event, body.decode("utf-8"))
+    return jsonify(received=True, duplicate=not inserted)
