@@ -196,6 +196,7 @@ class Contribution(db.Model):
     fee_amount: Mapped[int] = mapped_column(Money, default=0)
     net_amount: Mapped[int] = mapped_column(Money, default=0)
     refunded_amount: Mapped[int] = mapped_column(Money, default=0)
+    failure_message: Mapped[str | None] = mapped_column(String(500))
     receipt_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -295,15 +296,6 @@ class StripeEvent(db.Model):
         return sorted({i for i in ids if i})
 
 
-class ObjectLock(db.Model):
-    """A Stripe object an event is being processed for; one holder at a time."""
-
-    __tablename__ = "object_lock"
-    key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    event_row_id: Mapped[int] = mapped_column(Integer, index=True)
-    locked_until: Mapped[datetime] = mapped_column(DateTime)
-
-
 class OutboxTask(db.Model):
     """Side effects that must follow a committed transaction (Stripe metadata, receipts)."""
 
@@ -311,7 +303,8 @@ class OutboxTask(db.Model):
     __table_args__ = (Index("ix_outbox_queue", "status", "next_attempt_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(255), index=True)
+    # "<kind>:<what>", e.g. "receipt:42": one task per side effect, however often it is asked for.
+    key: Mapped[str] = mapped_column(String(255), unique=True)
     processor_id: Mapped[int | None] = mapped_column(ForeignKey("payment_processor.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=EV_QUEUED)
@@ -350,6 +343,16 @@ class WebhookRejection(db.Model):
     reason: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RateLimit(db.Model):
+    """A fixed-window counter: failed sign-ins per address, donation attempts per card or address, ..."""
+
+    __tablename__ = "rate_limit"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class User(UserMixin, db.Model):
