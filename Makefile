@@ -1,0 +1,99 @@
+# paydesk: the two commands for a fresh machine are `make demo` and `make test`.
+#
+#   make test    create .venv, install, ruff check, then the whole pytest suite
+#   make demo    create .venv, install, then scripts/demo.py (localstripe + gunicorn + worker)
+#   make bench   run every bench/*.py
+#   make clean   remove .venv, caches and the demo database (never instance/paydesk.sqlite3)
+#
+# Needs only python3 (>= 3.11), make and, for what is missing, apt (as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+# Steps share .venv and apt's lock: never run them side by side, even under make -j.
+.NOTPARALLEL:
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+LINT_DIRS := $(wildcard admin tests bench scripts)
+APT_ENV := DEBIAN_FRONTEND=noninteractive
+
+.PHONY: test demo bench clean install lint pytest browser
+
+# -- the environment -------------------------------------------------------------
+
+# The first python >= 3.11 on PATH (PYTHON=... overrides).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { echo $$p; break; }; done)
+
+$(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "paydesk needs Python >= 3.11 (python3 is $$(python3 --version 2>&1 || echo missing))." >&2; exit 1; fi
+	@echo "==> creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	@rm -rf $(VENV)
+	@if ! $(PYTHON) -m venv $(VENV) 2>/dev/null; then \
+		rm -rf $(VENV); \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			ver=$$($(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")'); \
+			echo "==> $(PYTHON) cannot create a venv (no ensurepip): installing python3-venv with apt"; \
+			apt-get update -qq && { $(APT_ENV) apt-get install -y -qq python$$ver-venv \
+				|| $(APT_ENV) apt-get install -y -qq python3-venv; }; \
+			$(PYTHON) -m venv $(VENV); \
+		else \
+			echo "$(PYTHON) -m venv failed: install python3-venv (sudo apt-get install python3-venv) and rerun." >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+# Reinstall only when pyproject.toml changes (or the venv is new).
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> installing paydesk and its dev dependencies into $(VENV)"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+# Browser tests drive the system Chromium (Playwright's own download is not reachable).
+browser:
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "==> browser: $(CHROMIUM) found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> browser: installing Debian's chromium with apt"; \
+		if ! { apt-get update -qq && $(APT_ENV) apt-get install -y -qq chromium; }; then \
+			echo "!!! apt could not install chromium: BROWSER TESTS WILL BE SKIPPED" >&2; fi; \
+	else \
+		echo "!!! $(CHROMIUM) is missing and this is not root: BROWSER TESTS WILL BE SKIPPED" >&2; \
+		echo "!!! (install it with: sudo apt-get install chromium)" >&2; \
+	fi
+
+# -- the commands ------------------------------------------------------------------
+
+lint: $(STAMP)
+	@echo "==> ruff check $(LINT_DIRS)"
+	$(BIN)/ruff check $(LINT_DIRS)
+
+# pytest exit 5 means it collected no tests: a broken suite, and said so.
+pytest: $(STAMP)
+	@echo "==> pytest"
+	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "!!! pytest collected no tests: that is a failure here" >&2; fi; \
+	exit $$rc
+
+test: $(STAMP) browser lint pytest
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP)
+	@shopt -s nullglob; files=(bench/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py yet"; exit 0; fi; \
+	for f in "$${files[@]}"; do echo "==> $$f"; $(BIN)/python "$$f"; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info
+	rm -f instance/demo.sqlite3 instance/demo.sqlite3-wal instance/demo.sqlite3-shm
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
