@@ -1,0 +1,189 @@
+"""Staff access control and HTTP security headers.
+
+Other code uses:
+
+- ``role_required("viewer" | "operator" | "admin")`` on every staff view; viewer reads,
+  operator acts, admin manages processors and users. Signed-out users are sent to the
+  sign-in page (htmx requests get ``HX-Redirect``, ``/api/`` gets JSON 401); signed-in
+  users below the role get 403.
+- ``uses_stripe_js`` on the (few) views whose page loads Stripe.js: only those responses
+  allow the ``STRIPE_JS_URL`` origin in the Content-Security-Policy.
+- ``public`` marks a state-changing route that is deliberately open to anyone (a donation
+  form, say); the test that walks the URL map skips only routes so marked.
+- ``endpoint_url(endpoint, **values)``: ``url_for`` when that endpoint exists, else None
+  (navigation and dashboard links to pages that later issues add).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, flash, g, jsonify, make_response, redirect, request, url_for
+from flask_login import current_user, login_url
+
+from .extensions import login_manager
+from .htmx import is_htmx
+from .models import ROLES
+
+JSON_PREFIXES = ("/webhooks/", "/api/")
+
+
+def wants_json() -> bool:
+    """Machine clients (webhooks, the API) get JSON errors instead of HTML pages."""
+    return request.path.startswith(JSON_PREFIXES)
+
+
+# -- roles ------------------------------------------------------------------------
+
+def role_required(role: str) -> Callable:
+    """Sign-in required, and ``current_user.can(role)``; 403 otherwise."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if not current_user.can(role):
+                abort(403, description=f"This needs the {role} role; you are signed in as {current_user.role}.")
+            return view(*args, **kwargs)
+
+        wrapped.required_role = role  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorator
+
+
+def public(view: Callable) -> Callable:
+    """Mark a view as intentionally open to signed-out visitors (e.g. a donation form)."""
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def uses_stripe_js(view: Callable) -> Callable:
+    """The page this view renders loads Stripe.js: widen the CSP for this response only."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any):
+        g.uses_stripe_js = True
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def endpoint_url(endpoint: str, **values: Any) -> str | None:
+    """``url_for(endpoint, **values)`` if the endpoint is registered, else None."""
+    if endpoint not in current_app.view_functions:
+        return None
+    return url_for(endpoint, **values)
+
+
+def _unauthorized():
+    if wants_json():
+        return jsonify(error="unauthorized", message="Sign in first."), 401
+    if is_htmx():
+        # After sign-in, come back to the page the fragment was on, not to the fragment.
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        back = (page.path or "/") + (f"?{page.query}" if page.query else "")
+        target = login_url(login_manager.login_view, next_url=back)
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = target
+        return response
+    target = login_url(login_manager.login_view, next_url=_relative_url())
+    flash("Please sign in to see that page.", "info")
+    return redirect(target)
+
+
+def _relative_url() -> str:
+    return request.full_path.rstrip("?") if request.query_string else request.path
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """``target`` if it points at this site (same host, http/https), as a path; else ``default``."""
+    if not target:
+        return default
+    target = target.strip().replace("\\", "/")
+    parts = urlsplit(target)
+    if parts.scheme and parts.scheme not in ("http", "https"):
+        return default
+    if parts.scheme or parts.netloc:
+        if parts.netloc != request.host:
+            return default
+    if not parts.path.startswith("/") or parts.path.startswith("//"):
+        return default
+    if any(ord(c) < 32 for c in target):
+        return default
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# -- headers ----------------------------------------------------------------------
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None  # same-origin path: already covered by 'self'
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(stripe: bool = False) -> str:
+    script = ["'self'"]
+    frame = ["'none'"]
+    connect = ["'self'"]
+    if stripe:
+        origin = _origin(current_app.config.get("STRIPE_JS_URL"))
+        frame = ["'self'"]
+        if origin:
+            script.append(origin)
+            frame.append(origin)
+            connect.append(origin)
+        if origin == "https://js.stripe.com":
+            frame.append("https://hooks.stripe.com")
+            connect.append("https://api.stripe.com")
+    directives = {
+        "default-src": ["'self'"],
+        "script-src": script,
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": connect,
+        "frame-src": frame,
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+    return "; ".join(f"{k} {' '.join(v)}" for k, v in directives.items())
+
+
+def _set_security_headers(response):
+    h = response.headers
+    h["Content-Security-Policy"] = content_security_policy(stripe=bool(g.get("uses_stripe_js")))
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.endpoint != "static" and getattr(current_user, "is_authenticated", False):
+        h.setdefault("Cache-Control", "no-store")  # staff pages hold donor data
+    return response
+
+
+def init_security(app: Flask) -> None:
+    """Session protection, unauthorised handling, security headers and template helpers."""
+    app.config.setdefault("SESSION_PROTECTION", "strong")
+    login_manager.session_protection = "strong"
+    login_manager.unauthorized_handler(_unauthorized)
+    app.after_request(_set_security_headers)
+
+    from .forms import EmptyForm
+    from .money import format_money
+
+    @app.context_processor
+    def _helpers():
+        return {"endpoint_url": endpoint_url, "format_money": format_money, "logout_form": EmptyForm}

@@ -1,0 +1,50 @@
+"""Fixed-window counters in the ``rate_limit`` table.
+
+A key (``"login-ip:203.0.113.9"``, ``"donate-card:<fingerprint>"``, ...) counts hits in a
+window of ``window`` seconds; reaching ``limit`` blocks the key for ``block`` seconds.
+Callers commit (``hit`` and ``reset`` leave the change in the session).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from ..extensions import db
+from ..models import RateLimit
+from ..timeutil import utcnow
+
+
+def blocked_for(key: str, now: datetime | None = None) -> int:
+    """Seconds left on a block of ``key`` (0 when not blocked)."""
+    now = now or utcnow()
+    row = db.session.get(RateLimit, key)
+    if row is None or row.blocked_until is None or row.blocked_until <= now:
+        return 0
+    return max(1, math.ceil((row.blocked_until - now).total_seconds()))
+
+
+def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None = None) -> int:
+    """Count one hit; returns seconds the key is now blocked for (0 when still under ``limit``)."""
+    now = now or utcnow()
+    row = db.session.get(RateLimit, key)
+    if row is None:
+        row = RateLimit(key=key, count=0, window_start=now)
+        db.session.add(row)
+    if row.window_start is None or row.window_start + timedelta(seconds=window) <= now:
+        row.window_start = now
+        row.count = 0
+    if row.blocked_until is not None and row.blocked_until <= now:
+        row.blocked_until = None
+    row.count = (row.count or 0) + 1
+    if row.count >= limit:
+        row.blocked_until = now + timedelta(seconds=block)
+        row.count = 0
+        row.window_start = now
+    return blocked_for(key, now) if row.blocked_until else 0
+
+
+def reset(key: str) -> None:
+    row = db.session.get(RateLimit, key)
+    if row is not None:
+        db.session.delete(row)

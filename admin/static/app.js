@@ -1,0 +1,74 @@
+// paydesk: the little JavaScript the staff pages need (no inline scripts: the CSP forbids them).
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : null;
+  }
+
+  // <body hx-headers:inherited> already sends X-CSRFToken; an element that sets its own
+  // hx-headers replaces the inherited ones, so make sure every unsafe request still has it.
+  document.addEventListener("htmx:config:request", function (evt) {
+    var request = evt.detail && evt.detail.ctx && evt.detail.ctx.request;
+    if (!request || /^(GET|HEAD|OPTIONS)$/i.test(request.method || "GET")) return;
+    request.headers = request.headers || {};
+    if (!request.headers["X-CSRFToken"] && csrfToken()) {
+      request.headers["X-CSRFToken"] = csrfToken();
+    }
+  });
+
+  var FALLBACK = {
+    400: "The request was refused. Reload the page and try again.",
+    403: "You do not have permission to do that.",
+    404: "That no longer exists.",
+    500: "Something went wrong on our side. Please try again."
+  };
+
+  function toast(message, tone) {
+    var box = document.getElementById("toasts");
+    if (!box) return;
+    var item = document.createElement("div");
+    item.className = "toast toast-" + (tone || "error");
+    item.setAttribute("role", "alert");
+    var text = document.createElement("span");
+    text.textContent = message;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "toast-close";
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "\u00d7";
+    close.addEventListener("click", function () { item.remove(); });
+    item.appendChild(text);
+    item.appendChild(close);
+    box.appendChild(item);
+    setTimeout(function () { item.remove(); }, 10000);
+  }
+
+  function messageFrom(ctx) {
+    var status = ctx.response.status;
+    try {
+      var doc = new DOMParser().parseFromString(ctx.text || "", "text/html");
+      var node = doc.querySelector("[data-toast]");
+      if (node && node.textContent.trim()) return node.textContent.trim();
+    } catch (e) { /* fall through */ }
+    return FALLBACK[status] || FALLBACK[Math.floor(status / 100) * 100] || ("Request failed (" + status + ").");
+  }
+
+  // htmx 4 swaps error responses unless told otherwise; <meta name="htmx-config"> stops
+  // 40x and 5xx from swapping, and they are shown here. 422 is swapped into its form.
+  document.addEventListener("htmx:response:error", function (evt) {
+    var ctx = evt.detail && evt.detail.ctx;
+    if (!ctx || !ctx.response) return;
+    var status = ctx.response.status;
+    if (status === 422 || status === 429) return;
+    if (ctx.response.headers && ctx.response.headers.get("HX-Redirect")) return;
+    toast(messageFrom(ctx), status >= 500 ? "error" : "warning");
+  });
+
+  document.addEventListener("htmx:error", function (evt) {
+    var ctx = evt.detail && evt.detail.ctx;
+    if (ctx && ctx.response) return;  // an HTTP error: handled above
+    toast("Could not reach paydesk (network error or timeout). Please try again.", "error");
+  });
+})();

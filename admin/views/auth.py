@@ -1,0 +1,46 @@
+"""Staff sign-in and sign-out: ``/login``, ``POST /logout``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from ..forms import EmptyForm, LoginForm
+from ..htmx import is_htmx
+from ..security import safe_next
+from ..services.auth import authenticate
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    next_url = safe_next(request.args.get("next"), default=url_for("dashboard.index"))
+    if current_user.is_authenticated:
+        return redirect(next_url)
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        result = authenticate(form.email.data, form.password.data, request.remote_addr)
+        if result.ok:
+            login_user(result.user)
+            return redirect(next_url)
+        form.form_errors.append(result.error)
+        status = 429 if result.locked_seconds else 422
+    elif form.is_submitted():
+        status = 422
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    form = EmptyForm()
+    if form.validate_on_submit() and current_user.is_authenticated:
+        logout_user()
+        flash("You are signed out.", "info")
+    target = url_for("auth.login")
+    if is_htmx():
+        response = make_response("", 200)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target)
