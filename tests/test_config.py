@@ -1,0 +1,124 @@
+"""create_app configuration: defaults < instance/config.py < PAYDESK_* environment < create_app(config)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from admin import create_app
+from admin.config import env_overrides
+from admin.extensions import db
+
+
+@pytest.fixture
+def instance_dir(tmp_path, monkeypatch):
+    """Point Flask's instance folder at a temporary directory and clear PAYDESK_* variables."""
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(folder))
+    for key in list(os.environ):
+        if key.startswith("PAYDESK_") and not key.startswith("PAYDESK_TEST_"):
+            monkeypatch.delenv(key)
+    return folder
+
+
+def test_factory_with_test_config(instance_dir):
+    app = create_app({"TESTING": True, "SECRET_KEY": "s3cret", "DATABASE_URL": "sqlite://"})
+    assert app.testing and app.config["SECRET_KEY"] == "s3cret"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite://"
+    assert app.instance_path == str(instance_dir)
+    assert app.config["OUTBOX_DIR"] == str(instance_dir / "outbox")
+    assert "processor" in app.cli.commands and "user" in app.cli.commands
+    assert "webhooks.receive" in app.view_functions
+
+
+def test_defaults_without_any_config(instance_dir):
+    app = create_app()
+    assert not app.testing
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{instance_dir / 'paydesk.sqlite3'}"
+    assert app.config["STRIPE_JS_URL"] == "https://js.stripe.com/v3/"
+    assert app.config["SMTP_URL"] is None
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_instance_config_is_read(instance_dir):
+    (instance_dir / "config.py").write_text('SITE_NAME = "From instance"\nSTRIPE_MAX_ATTEMPTS = 9\n')
+    app = create_app({"DATABASE_URL": "sqlite://"})
+    assert app.config["SITE_NAME"] == "From instance"
+    assert app.config["STRIPE_MAX_ATTEMPTS"] == 9
+
+
+def test_precedence_defaults_instance_env_argument(instance_dir, monkeypatch):
+    (instance_dir / "config.py").write_text('SITE_NAME = "From instance"\nBASE_URL = "https://instance.example"\n'
+                                            'RECEIPT_FROM = "instance@example.org"\n')
+    monkeypatch.setenv("PAYDESK_SITE_NAME", "From env")
+    monkeypatch.setenv("PAYDESK_BASE_URL", "https://env.example")
+    app = create_app({"DATABASE_URL": "sqlite://", "BASE_URL": "https://argument.example"})
+    assert app.config["RECEIPT_FROM"] == "instance@example.org"  # instance beats the default
+    assert app.config["SITE_NAME"] == "From env"  # environment beats instance/config.py
+    assert app.config["BASE_URL"] == "https://argument.example"  # create_app(config) beats everything
+
+
+def test_env_values_are_json_decoded(instance_dir, monkeypatch):
+    monkeypatch.setenv("PAYDESK_STRIPE_MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("PAYDESK_SESSION_COOKIE_SECURE", "true")
+    monkeypatch.setenv("PAYDESK_SECRET_KEY", "not-json-just-a-string")
+    monkeypatch.setenv("PAYDESK_TEST_POSTGRES_URL", "postgresql://ignored")
+    app = create_app({"DATABASE_URL": "sqlite://"})
+    assert app.config["STRIPE_MAX_ATTEMPTS"] == 7
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SECRET_KEY"] == "not-json-just-a-string"
+    assert "TEST_POSTGRES_URL" not in app.config
+
+
+def test_env_overrides_only_takes_paydesk_prefix():
+    assert env_overrides({"PAYDESK_A": "1", "OTHER": "2", "PAYDESK_TEST_X": "3", "PAYDESK_B": "[1, 2]"}) == {
+        "A": 1, "B": [1, 2]}
+
+
+def test_database_url_from_env_and_postgres_driver(instance_dir, monkeypatch):
+    monkeypatch.setenv("PAYDESK_DATABASE_URL", "postgresql://paydesk@db.internal:5432/paydesk")
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://paydesk@db.internal:5432/paydesk"
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping") is True
+
+
+def test_sqlite_pragmas_are_on(instance_dir, tmp_path):
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.sqlite3'}"})
+    with app.app_context():
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        db.session.rollback()
+        db.create_all()
+        from admin.models import StripeCustomer
+
+        db.session.add(StripeCustomer(customer_id="cus_x", contact_id=999, processor_id=999))
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            db.session.commit()
+        db.session.rollback()
+        db.engine.dispose()
+
+
+def test_encryption_key_protects_stored_secrets(instance_dir, tmp_path):
+    from admin.crypto import SecretDecryptError
+    from admin.models import PaymentProcessor
+    from admin.services.processors import add_processor
+
+    url = f"sqlite:///{tmp_path / 'enc.sqlite3'}"
+    first = create_app({"TESTING": True, "DATABASE_URL": url, "ENCRYPTION_KEY": "key-one"})
+    with first.app_context():
+        db.create_all()
+        add_processor(name="p", secret_key="sk_test_secretvalue", webhook_secrets=["whsec_abc"])
+        db.engine.dispose()
+    second = create_app({"TESTING": True, "DATABASE_URL": url, "ENCRYPTION_KEY": "key-two"})
+    with second.app_context():
+        proc = db.session.get(PaymentProcessor, 1)
+        assert "sk_test_secretvalue" not in proc.secret_key_enc
+        with pytest.raises(SecretDecryptError, match="PAYDESK_ENCRYPTION_KEY"):
+            _ = proc.secret_key
+        db.engine.dispose()
