@@ -157,8 +157,10 @@ def user_list(fmt):
 
 
 def register_cli(app: Flask) -> None:
+    from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
 
     app.cli.add_command(processor_cli)
     app.cli.add_command(user_cli)
     register_webhook_cli(app)
+    register_record_cli(app)

@@ -1,0 +1,56 @@
+"""Small database helpers that must behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert
+
+from .extensions import db
+
+
+def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. Does not commit."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - other databases: a plain insert, conflicts raise
+        dialect_insert = insert
+    stmt = dialect_insert(model).values(**values)
+    if hasattr(stmt, "on_conflict_do_nothing"):
+        stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+    return bool(db.session.execute(stmt).rowcount)
+
+
+def is_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def immediate() -> None:
+    """Start this session's transaction as a writer (SQLite ``BEGIN IMMEDIATE``; a plain BEGIN elsewhere).
+
+    Call it at a transaction boundary: a read-only transaction still open is
+    ended first, so the write lock really is taken up front.
+    """
+    sess = db.session()
+    if sess.in_transaction() and not (sess.new or sess.dirty or sess.deleted):
+        sess.rollback()
+    if not sess.in_transaction():
+        sess.connection(execution_options={"sqlite_immediate": True})
+
+
+def lock_objects(keys: list[str]) -> None:
+    """PostgreSQL: hold a transaction-scoped advisory lock on each key (sorted, so two holders cannot
+    deadlock on them). Released at commit or rollback, and when a killed worker's connection drops.
+    No-op on SQLite, where a writer holds the whole database anyway."""
+    if not is_postgres():
+        return
+    import hashlib
+
+    from sqlalchemy import func, select
+
+    for key in sorted(set(keys)):
+        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        db.session.execute(select(func.pg_advisory_xact_lock(lock_id)))

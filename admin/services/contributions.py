@@ -1,0 +1,374 @@
+"""Contributions and payments, kept in step with Stripe (CiviCRM's mapping).
+
+* one-off: a contribution per PaymentIntent/charge, ``trxn_id`` = charge id;
+* recurring: a contribution per invoice, ``trxn_id`` = invoice id;
+* payments: one per charge (``trxn_id`` = charge id, fee and net from the
+  balance transaction) and one negative payment per refund (``trxn_id`` =
+  refund id). The database's unique keys make each of them happen once.
+
+Every function here is idempotent and statuses only move forward
+(Pending -> Failed/Cancelled -> Completed -> Partially refunded -> Refunded),
+so the same events in any order leave the same records.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..dbutil import lock_objects
+from ..extensions import db
+from ..models import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PARTIALLY_REFUNDED,
+    PENDING,
+    RECUR_CANCELLED,
+    RECUR_FAILING,
+    RECUR_IN_PROGRESS,
+    REFUNDED,
+    Contribution,
+    ContributionRecur,
+    Payment,
+    PaymentProcessor,
+)
+from ..stripe_gateway import GatewayError
+from ..stripe_shapes import (
+    failure_message,
+    invoice_payment_refs,
+    paid_invoice_payment,
+    sid,
+    subscription_of_invoice,
+)
+from ..timeutil import from_unix
+from .contacts import contact_for_charge, contact_for_customer
+from .customers import request_metadata_sync
+from .receipts import request_receipt
+from .stripe_reader import StripeReader
+
+DONE = (COMPLETED, PARTIALLY_REFUNDED, REFUNDED)
+REFUND_COUNTED = ("succeeded", "pending")
+PAYMENT_REFUNDED = "Refunded"
+PAYMENT_VOID = "Cancelled"
+
+
+# -- finding ----------------------------------------------------------------------
+
+def by_invoice(processor_id: int, invoice_id: str) -> Contribution | None:
+    return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
+                                                        Contribution.invoice_id == invoice_id))
+
+
+def by_intent(processor_id: int, intent_id: str | None) -> Contribution | None:
+    if not intent_id:
+        return None
+    return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
+                                                        Contribution.payment_intent_id == intent_id)
+                             .order_by(Contribution.id).limit(1))
+
+
+def by_trxn(processor_id: int, trxn_id: str | None) -> Contribution | None:
+    if not trxn_id:
+        return None
+    return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
+                                                        Contribution.trxn_id == trxn_id))
+
+
+def by_charge(processor_id: int, charge_id: str) -> Contribution | None:
+    """The contribution a charge was recorded on (one-off trxn_id, or its payment row)."""
+    found = by_trxn(processor_id, charge_id)
+    if found:
+        return found
+    pay = db.session.scalar(select(Payment).where(Payment.processor_id == processor_id,
+                                                  Payment.trxn_id == charge_id))
+    return pay.contribution if pay else None
+
+
+# -- which path: a charge or intent that belongs to an invoice is never a one-off -----
+
+def invoice_of_intent(reader: StripeReader, processor: PaymentProcessor, pi: dict) -> str | None:
+    """The invoice a PaymentIntent pays, in either API shape; None for a one-off."""
+    if "invoice" in pi:  # older API versions and localstripe: authoritative, even when null
+        return sid(pi.get("invoice"))
+    known = by_intent(processor.id, pi["id"])
+    if known and known.invoice_id:
+        return known.invoice_id
+    found = reader.list_optional("invoice_payments", **{"payment[type]": "payment_intent",
+                                                         "payment[payment_intent]": pi["id"]})
+    return sid(found[0].get("invoice")) if found else None
+
+
+def invoice_of_charge(reader: StripeReader, processor: PaymentProcessor, charge: dict) -> str | None:
+    """The invoice a charge pays, in either API shape; None for a one-off.
+
+    localstripe (and some older versions) leave ``charge.invoice`` null on
+    subscription charges, so the charge's PaymentIntent is asked as well.
+    """
+    if sid(charge.get("invoice")):
+        return sid(charge.get("invoice"))
+    pi_id = sid(charge.get("payment_intent"))
+    if pi_id:
+        known = by_intent(processor.id, pi_id)
+        if known and known.invoice_id:
+            return known.invoice_id
+        pi = reader.expanded("payment_intents", charge.get("payment_intent"), required=("status",))
+        return invoice_of_intent(reader, processor, pi)
+    if "invoice" in charge:
+        return None
+    found = reader.list_optional("invoice_payments", **{"payment[type]": "charge", "payment[charge]": charge["id"]})
+    return sid(found[0].get("invoice")) if found else None
+
+
+# -- statuses ----------------------------------------------------------------------
+
+def _complete(c: Contribution, when: int | None) -> bool:
+    """Completed unless already there or past it; True when this call completed it."""
+    if c.status in DONE:
+        return False
+    c.status = COMPLETED
+    c.failure_message = None
+    if when:
+        c.receive_date = from_unix(when)
+    return True
+
+
+def fail(c: Contribution, message: str | None) -> None:
+    if c.status in (PENDING, FAILED):
+        c.status = FAILED
+        c.failure_message = (message or "payment failed")[:500]
+
+
+def cancel(c: Contribution, reason: str | None = None) -> None:
+    if c.status == PENDING:
+        c.status = CANCELLED
+        c.failure_message = (reason or "payment cancelled")[:500]
+
+
+def _after_completed(c: Contribution, customer_id: str | None, no_receipt: bool) -> None:
+    request_receipt(c, suppressed=no_receipt)
+    request_metadata_sync(c.processor_id, customer_id, c.contact, f"contribution-{c.id}")
+
+
+# -- one-off ----------------------------------------------------------------------
+
+def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, charge: dict, *,
+                          no_receipt: bool = False) -> Contribution:
+    """Complete the one-off contribution for a captured, succeeded charge and add its payment."""
+    pi_id = sid(charge.get("payment_intent"))
+    lock_objects([k for k in (pi_id, charge["id"]) if k])
+    c = by_intent(processor.id, pi_id) or by_trxn(processor.id, charge["id"])
+    if c is None:
+        c = Contribution(processor_id=processor.id, contact=contact_for_charge(reader, processor, charge),
+                         amount=int(charge.get("amount") or 0), currency=charge["currency"].lower(), status=PENDING,
+                         payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
+                         receive_date=from_unix(charge.get("created")), description=charge.get("description"),
+                         source="stripe")
+        db.session.add(c)
+    if c.status not in DONE:
+        c.trxn_id = charge["id"]
+    c.payment_intent_id = c.payment_intent_id or pi_id
+    c.customer_id = c.customer_id or sid(charge.get("customer"))
+    completed = _complete(c, charge.get("created"))
+    db.session.flush()
+    add_charge_payment(reader, c, charge)
+    if completed:
+        _after_completed(c, c.customer_id, no_receipt)
+    return c
+
+
+def fail_one_off(processor: PaymentProcessor, intent_id: str | None, charge: dict | None,
+                 message: str | None) -> Contribution | None:
+    c = by_intent(processor.id, intent_id) or (by_trxn(processor.id, charge["id"]) if charge else None)
+    if c is not None:
+        fail(c, message)
+    return c
+
+
+def record_failed_one_off(reader: StripeReader, processor: PaymentProcessor, charge: dict,
+                          message: str | None) -> Contribution:
+    """A donor's failed attempt: fail its contribution, or record one so staff can see it."""
+    pi_id = sid(charge.get("payment_intent"))
+    c = fail_one_off(processor, pi_id, charge, message)
+    if c is None:
+        c = Contribution(processor_id=processor.id, contact=contact_for_charge(reader, processor, charge),
+                         amount=int(charge.get("amount") or 0), currency=charge["currency"].lower(), status=FAILED,
+                         trxn_id=charge["id"], payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
+                         receive_date=from_unix(charge.get("created")), description=charge.get("description"),
+                         source="stripe", failure_message=(message or "payment failed")[:500])
+        db.session.add(c)
+        db.session.flush()
+    return c
+
+
+# -- recurring ----------------------------------------------------------------------
+
+def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv: dict,
+                          recur: ContributionRecur | None) -> Contribution:
+    lock_objects([inv["id"]])
+    c = by_invoice(processor.id, inv["id"])
+    pi_id = invoice_payment_refs(inv)[1]
+    if c is None and pi_id:  # a pending contribution made before the invoice existed (donation form)
+        c = by_intent(processor.id, pi_id)
+        if c is not None and c.invoice_id not in (None, inv["id"]):
+            c = None
+    if c is None:
+        customer_id = sid(inv.get("customer"))
+        c = Contribution(processor_id=processor.id, amount=int(inv.get("amount_due") or inv.get("total") or 0),
+                         currency=inv["currency"].lower(), status=PENDING, customer_id=customer_id,
+                         contact=(recur.contact if recur and recur.contact else
+                                  contact_for_customer(reader, processor, customer_id)),
+                         receive_date=from_unix(inv.get("created")), source="stripe",
+                         description=inv.get("description") or _line_description(inv))
+        db.session.add(c)
+    c.invoice_id = inv["id"]
+    c.trxn_id = inv["id"]
+    if recur is not None:
+        c.recur_id = recur.id
+        c.contact_id = c.contact_id or recur.contact_id
+    c.payment_intent_id = c.payment_intent_id or pi_id
+    db.session.flush()
+    return c
+
+
+def _line_description(inv: dict) -> str | None:
+    for line in (inv.get("lines") or {}).get("data") or []:
+        if line.get("description"):
+            return line["description"][:500]
+    return None
+
+
+def _recur_for_invoice(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> ContributionRecur | None:
+    from .recurring import ensure_recur
+
+    sub_id = subscription_of_invoice(inv)
+    return ensure_recur(reader, processor, sub_id) if sub_id else None
+
+
+def record_invoice_finalized(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
+    """The pending contribution for a recurring payment that is about to be collected."""
+    return _invoice_contribution(reader, processor, inv, _recur_for_invoice(reader, processor, inv))
+
+
+def record_invoice_paid(reader: StripeReader, processor: PaymentProcessor, inv: dict, *,
+                        no_receipt: bool = False) -> Contribution:
+    """Complete the invoice's contribution (creating it for a renewal) and add the charge as its payment."""
+    recur = _recur_for_invoice(reader, processor, inv)
+    c = _invoice_contribution(reader, processor, inv, recur)
+    charge = _invoice_charge(reader, inv)
+    paid_at = (inv.get("status_transitions") or {}).get("paid_at") or (charge or {}).get("created")
+    completed = _complete(c, paid_at or inv.get("created"))
+    if charge is not None:
+        c.payment_intent_id = c.payment_intent_id or sid(charge.get("payment_intent"))
+        add_charge_payment(reader, c, charge)
+    if recur is not None and recur.status == RECUR_FAILING:
+        recur.status = RECUR_IN_PROGRESS
+        recur.failure_count = 0
+    if completed:
+        _after_completed(c, c.customer_id, no_receipt)
+    return c
+
+
+def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
+    recur = _recur_for_invoice(reader, processor, inv)
+    c = _invoice_contribution(reader, processor, inv, recur)
+    charge = _invoice_charge(reader, inv, succeeded_only=False)
+    fail(c, failure_message(charge or {}) or failure_message(inv) or "invoice payment failed")
+    if recur is not None and c.status == FAILED and recur.status != RECUR_CANCELLED:
+        recur.status = RECUR_FAILING
+        recur.failure_count = max(recur.failure_count or 0, int(inv.get("attempt_count") or 1))
+    return c
+
+
+def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True) -> dict | None:
+    """The charge that paid (or tried to pay) an invoice, in either API shape."""
+    charge_ref, pi_id = invoice_payment_refs(inv)
+    if charge_ref is None and pi_id is None and "charge" not in inv:
+        payments = reader.list_optional("invoice_payments", invoice=inv["id"]) or []
+        charge_ref, pi_id = paid_invoice_payment(payments)
+    if charge_ref is None and pi_id:
+        pi = reader.get("payment_intents", pi_id)
+        charge_ref = pi.get("latest_charge")
+    if charge_ref is None:
+        return None
+    charge = reader.expanded("charges", inv.get("charge") if isinstance(inv.get("charge"), dict) else charge_ref,
+                             required=("balance_transaction", "amount_refunded", "status"))
+    if succeeded_only and (charge or {}).get("status") != "succeeded":
+        return None
+    return charge
+
+
+# -- payments and refunds ---------------------------------------------------------------
+
+def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> Payment | None:
+    """The charge as a payment on ``c`` (once per charge id), then its refunds."""
+    if charge.get("status") != "succeeded" or charge.get("captured") is False:
+        return None
+    pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
+                                                  Payment.trxn_id == charge["id"]))
+    if pay is None:
+        amount = int(charge.get("amount_captured") or charge.get("amount") or 0)
+        fee, net = _fee_and_net(reader, charge, amount)
+        pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"], charge_id=charge["id"],
+                      amount=amount, fee=fee, net=net, currency=charge["currency"].lower(), status=COMPLETED,
+                      payment_date=from_unix(charge.get("created")))
+        db.session.add(pay)
+    apply_refunds(reader, c, charge)
+    _totals(c)
+    return pay
+
+
+def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, int]:
+    ref = charge.get("balance_transaction")
+    if not ref:
+        return 0, amount
+    try:
+        bt = reader.expanded("balance_transactions", ref, required=("fee", "net"))
+    except GatewayError as err:
+        if err.not_found:
+            return 0, amount
+        raise
+    return int(bt.get("fee") or 0), int(bt.get("net") if bt.get("net") is not None else amount)
+
+
+def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
+    """One negative payment per refund id; the contribution becomes (Partially) Refunded."""
+    refunds = _refunds_of(reader, charge)
+    for r in refunds:
+        pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
+                                                      Payment.trxn_id == r["id"]))
+        counted = r.get("status") in REFUND_COUNTED
+        if pay is None and counted:
+            db.session.add(Payment(contribution=c, processor_id=c.processor_id, trxn_id=r["id"],
+                                   charge_id=charge["id"], refund_id=r["id"], amount=-int(r["amount"]), fee=0,
+                                   net=-int(r["amount"]), currency=(r.get("currency") or c.currency).lower(),
+                                   status=PAYMENT_REFUNDED, payment_date=from_unix(r.get("created"))))
+        elif pay is not None and not counted:
+            pay.status = PAYMENT_VOID  # a refund that failed or was cancelled gives the money back
+    db.session.flush()
+
+
+def _refunds_of(reader: StripeReader, charge: dict) -> list[dict]:
+    embedded = (charge.get("refunds") or {}).get("data")
+    refunded = int(charge.get("amount_refunded") or 0)
+    if embedded is not None and not (charge.get("refunds") or {}).get("has_more"):
+        if sum(int(r["amount"]) for r in embedded if r.get("status") in REFUND_COUNTED) >= refunded:
+            return embedded
+    if not refunded and not embedded:
+        return []
+    return reader.list("refunds", charge=charge["id"])
+
+
+def _totals(c: Contribution) -> None:
+    db.session.flush()
+    pays = list(db.session.scalars(select(Payment).where(Payment.contribution_id == c.id)))
+    charges = [p for p in pays if p.amount > 0 and p.status == COMPLETED]
+    refunds = [p for p in pays if p.amount < 0 and p.status == PAYMENT_REFUNDED]
+    c.fee_amount = sum(p.fee for p in charges)
+    c.net_amount = sum(p.net for p in charges) + sum(p.net for p in refunds)
+    c.refunded_amount = -sum(p.amount for p in refunds)
+    if c.status in DONE:
+        paid = sum(p.amount for p in charges) or c.amount
+        if c.refunded_amount <= 0:
+            c.status = COMPLETED
+        else:
+            c.status = REFUNDED if c.refunded_amount >= paid else PARTIALLY_REFUNDED

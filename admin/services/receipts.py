@@ -1,0 +1,78 @@
+"""Receipt emails for completed contributions.
+
+With ``SMTP_URL`` (smtp://user:pass@host:port, smtps://... for TLS) they are
+sent; without it they are written to ``OUTBOX_DIR`` as ``.eml`` files, which
+is what the demo and the tests read.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+from email.message import EmailMessage
+from urllib.parse import unquote, urlparse
+
+from flask import current_app
+
+from ..extensions import db
+from ..models import Contribution, OutboxTask
+from ..money import format_money
+from ..timeutil import utcnow
+from .outbox import enqueue, runner
+
+
+def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
+    """Ask for a receipt once per contribution (unless suppressed or receipts are off)."""
+    if suppressed or not current_app.config.get("RECEIPTS_ENABLED", True) or contribution.receipt_sent_at:
+        return
+    enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
+
+
+def build_receipt(contribution: Contribution) -> EmailMessage | None:
+    contact = contribution.contact
+    if contact is None or not contact.email:
+        return None
+    site = current_app.config["SITE_NAME"]
+    msg = EmailMessage()
+    msg["From"] = current_app.config["RECEIPT_FROM"]
+    msg["To"] = contact.email
+    msg["Subject"] = f"Thank you for your contribution to {site}"
+    when = (contribution.receive_date or utcnow()).strftime("%d %B %Y")
+    kind = "recurring contribution" if contribution.recur_id else "contribution"
+    msg.set_content(
+        f"Dear {contact.display_name or 'supporter'},\n\n"
+        f"Thank you for your {kind} of {format_money(contribution.amount, contribution.currency)} "
+        f"received on {when}.\n\nTransaction: {contribution.trxn_id or ''}\n\n{site}\n")
+    return msg
+
+
+@runner("receipt")
+def send_receipt(task: OutboxTask) -> None:
+    contribution = db.session.get(Contribution, task.payload["contribution_id"])
+    if contribution is None or contribution.receipt_sent_at:
+        return
+    msg = build_receipt(contribution)
+    if msg is None:
+        return  # nobody to send it to; nothing to retry
+    deliver(msg, f"receipt-{contribution.id}")
+    contribution.receipt_sent_at = utcnow()
+
+
+def deliver(msg: EmailMessage, name: str) -> None:
+    url = current_app.config.get("SMTP_URL")
+    if not url:
+        folder = current_app.config["OUTBOX_DIR"]
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{name}.eml")
+        with open(path + ".tmp", "wb") as fh:
+            fh.write(bytes(msg))
+        os.replace(path + ".tmp", path)
+        return
+    u = urlparse(url)
+    cls = smtplib.SMTP_SSL if u.scheme == "smtps" else smtplib.SMTP
+    with cls(u.hostname or "localhost", u.port or (465 if u.scheme == "smtps" else 25), timeout=30) as smtp:
+        if u.scheme == "smtp+starttls":
+            smtp.starttls()
+        if u.username:
+            smtp.login(unquote(u.username), unquote(u.password or ""))
+        smtp.send_message(msg)

@@ -1,0 +1,67 @@
+"""Cached reads from one processor's Stripe account, for the length of one operation.
+
+Handlers and imports ask for the same object several times while they resolve
+links (charge -> intent -> invoice); each is fetched once. With ``fresh=True``
+expanded objects inside payloads are not trusted and are fetched again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import PaymentProcessor
+from ..stripe_gateway import Gateway, GatewayError
+
+
+class StripeReader:
+    def __init__(self, processor: PaymentProcessor, gateway: Gateway | None = None, *, fresh: bool = False):
+        self.processor = processor
+        self._gateway = gateway
+        self.fresh = fresh
+        self._cache: dict[tuple[str, str], dict] = {}
+        self.request_ids: list[str] = []
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = Gateway.for_processor(self.processor)
+        return self._gateway
+
+    def get(self, resource: str, obj_id: str, expand: list[str] | None = None) -> dict:
+        key = (resource, obj_id)
+        if key not in self._cache:
+            res = self.gateway.retrieve(resource, obj_id, expand=expand)
+            if res.request_id:
+                self.request_ids.append(res.request_id)
+            self._cache[key] = dict(res)
+        return self._cache[key]
+
+    def remember(self, resource: str, obj: dict) -> dict:
+        """Keep an object fetched some other way (a fresh event object) so ``get`` reuses it."""
+        self._cache[(resource, obj["id"])] = obj
+        return obj
+
+    def list(self, resource: str, **params: Any) -> list[dict]:
+        """One page (up to 100) of a list endpoint."""
+        params.setdefault("limit", 100)
+        res = self.gateway.list(resource, **params)
+        return list(res.get("data") or [])
+
+    def list_optional(self, resource: str, **params: Any) -> list[dict] | None:
+        """Like ``list``, but None where the endpoint does not exist on this server or API version."""
+        try:
+            return self.list(resource, **params)
+        except GatewayError as err:
+            if err.not_found or err.http_status in (400, 501) or (err.http_status == 500 and "implemented" in
+                                                                 err.message.lower()):
+                return None
+            raise
+
+    def expanded(self, resource: str, ref: Any, required: tuple[str, ...] = ()) -> dict | None:
+        """The object behind an expandable field: the expanded copy when it can be trusted, else fetched."""
+        if ref is None:
+            return None
+        if isinstance(ref, dict) and not self.fresh and all(k in ref for k in required):
+            return ref
+        obj_id = ref.get("id") if isinstance(ref, dict) else ref
+        return self.get(resource, obj_id) if obj_id else None

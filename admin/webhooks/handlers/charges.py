@@ -1,0 +1,80 @@
+"""charge.*: one-off payments complete their contribution; a subscription's charge goes the invoice way."""
+
+from __future__ import annotations
+
+from ...dbutil import insert_ignore
+from ...models import CardTestingSignal
+from ...services import contributions, intents
+from ...stripe_shapes import failure_message, sid
+from ...timeutil import utcnow
+from ..context import EventContext
+from ..registry import handles
+
+CHARGE_FIELDS = ("balance_transaction", "amount_refunded", "status", "captured")
+
+
+def settle_charge(ctx: EventContext, charge: dict) -> None:
+    """Record a charge's current state where it belongs: its invoice's contribution, or a one-off."""
+    invoice_id = contributions.invoice_of_charge(ctx.reader, ctx.processor, charge)
+    if invoice_id:
+        inv = ctx.reader.get("invoices", invoice_id)
+        if inv.get("status") == "paid":
+            contributions.record_invoice_paid(ctx.reader, ctx.processor, inv, no_receipt=ctx.no_receipt)
+            ctx.note(f"recurring payment for {invoice_id}")
+        else:
+            ctx.ignore(f"invoice {invoice_id} is {inv.get('status')}; its invoice events will record it")
+        return
+    if charge.get("status") != "succeeded":
+        ctx.ignore(f"charge is {charge.get('status')}")
+        return
+    if not charge.get("captured", True):
+        ctx.ignore("charge not captured yet; charge.captured will complete it")
+        return
+    c = contributions.record_one_off_charge(ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt)
+    intents.link_contribution(sid(charge.get("payment_intent")) or "", c)
+
+
+@handles("charge.succeeded", "charge.captured", "charge.refunded", "charge.updated")
+def charge_changed(ctx: EventContext) -> None:
+    settle_charge(ctx, ctx.object())
+
+
+@handles("charge.refund.updated", "refund.created", "refund.updated", "refund.failed")
+def refund_changed(ctx: EventContext) -> None:
+    refund = ctx.payload
+    charge_id = sid(refund.get("charge"))
+    if not charge_id:
+        ctx.ignore("refund names no charge")
+        return
+    settle_charge(ctx, ctx.reader.get("charges", charge_id))  # always current: refunds change the charge
+
+
+@handles("charge.failed")
+def charge_failed(ctx: EventContext) -> None:
+    charge = ctx.object()
+    pi_id = sid(charge.get("payment_intent"))
+    customer_id = sid(charge.get("customer"))
+    known = (pi_id and (intents.by_intent_id(pi_id) or contributions.by_intent(ctx.processor.id, pi_id)))
+    if not customer_id and not known:
+        _card_testing_signal(ctx, charge)
+        return
+    message = failure_message(charge)
+    invoice_id = contributions.invoice_of_charge(ctx.reader, ctx.processor, charge)
+    if invoice_id:
+        inv = ctx.reader.get("invoices", invoice_id)
+        if inv.get("status") != "paid":
+            contributions.record_invoice_failed(ctx.reader, ctx.processor, inv)
+        return
+    contributions.record_failed_one_off(ctx.reader, ctx.processor, charge, message)
+
+
+def _card_testing_signal(ctx: EventContext, charge: dict) -> None:
+    outcome = charge.get("outcome") or {}
+    card = ((charge.get("payment_method_details") or {}).get("card") or {})
+    insert_ignore(CardTestingSignal, {
+        "processor_id": ctx.processor.id, "charge_id": charge["id"], "event_id": ctx.row.event_id,
+        "amount": charge.get("amount"), "currency": (charge.get("currency") or "").lower() or None,
+        "failure_code": charge.get("failure_code"), "decline_code": outcome.get("reason"),
+        "card_fingerprint": card.get("fingerprint"), "card_country": card.get("country"),
+        "created_at": utcnow()}, ["charge_id"])
+    ctx.note("card-testing signal: failed charge with no customer and no known intent")

@@ -1,0 +1,60 @@
+"""payment_intent.*: keep StripePaymentIntent in step; a succeeded one-off intent completes its contribution."""
+
+from __future__ import annotations
+
+from ...services import contributions, intents
+from ...stripe_shapes import failure_message
+from ..context import EventContext
+from ..registry import handles
+
+
+def _sync(ctx: EventContext) -> dict:
+    pi = ctx.object()
+    if not ctx.row.refetch and intents.is_stale(pi, ctx.created):
+        pi = ctx.fresh_object()
+    intents.sync_intent(ctx.processor, pi, stamp=ctx.created)
+    return pi
+
+
+@handles("payment_intent.created", "payment_intent.requires_action", "payment_intent.amount_capturable_updated",
+         "payment_intent.processing", "payment_intent.partially_funded")
+def intent_changed(ctx: EventContext) -> None:
+    _sync(ctx)
+
+
+@handles("payment_intent.succeeded")
+def intent_succeeded(ctx: EventContext) -> None:
+    pi = _sync(ctx)
+    if pi.get("status") != "succeeded":
+        ctx.note(f"intent is {pi.get('status')} in Stripe now")
+        return
+    invoice_id = contributions.invoice_of_intent(ctx.reader, ctx.processor, pi)
+    if invoice_id:
+        inv = ctx.reader.get("invoices", invoice_id)
+        if inv.get("status") == "paid":
+            contributions.record_invoice_paid(ctx.reader, ctx.processor, inv, no_receipt=ctx.no_receipt)
+        ctx.note(f"recurring payment for {invoice_id}")
+        return
+    charge = ctx.reader.expanded("charges", pi.get("latest_charge"),
+                                 required=("balance_transaction", "amount_refunded", "status"))
+    if charge is None:
+        ctx.ignore("succeeded intent has no charge")
+        return
+    intents.link_contribution(pi["id"], contributions.record_one_off_charge(
+        ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt))
+
+
+@handles("payment_intent.payment_failed")
+def intent_failed(ctx: EventContext) -> None:
+    pi = _sync(ctx)
+    c = contributions.fail_one_off(ctx.processor, pi["id"], None, failure_message(pi))
+    if c is None:
+        ctx.note("no contribution for this intent")
+
+
+@handles("payment_intent.canceled")
+def intent_canceled(ctx: EventContext) -> None:
+    pi = _sync(ctx)
+    c = contributions.by_intent(ctx.processor.id, pi["id"])
+    if c is not None:
+        contributions.cancel(c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})")

@@ -1,0 +1,16 @@
+"""customer.subscription.*: the recurring contribution follows the subscription."""
+
+from __future__ import annotations
+
+from ...services import recurring
+from ..context import EventContext
+from ..registry import handles
+
+
+@handles("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+         "customer.subscription.paused", "customer.subscription.resumed")
+def subscription_changed(ctx: EventContext) -> None:
+    sub = ctx.object()
+    if not ctx.row.refetch and recurring.is_stale(ctx.processor.id, sub, ctx.created):
+        sub = ctx.fresh_object()  # a newer state is applied already: use Stripe's current one
+    recurring.sync_subscription(ctx.reader, ctx.processor, sub, stamp=ctx.created)

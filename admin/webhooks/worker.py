@@ -1,0 +1,208 @@
+"""The worker: turns queued ``stripe_event`` rows into business records.
+
+* claim: due rows (queued and ``next_attempt_at`` passed, or processing with an
+  expired lease) are marked processing with a lease, in a short transaction
+  (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: ``BEGIN IMMEDIATE``).
+* process: one transaction per event holds the business records and the
+  event's new status, so an event is applied entirely or not at all; a worker
+  killed mid-event leaves the row to be claimed again when its lease ends.
+* serialise: on PostgreSQL, transaction-scoped advisory locks on every Stripe
+  object the event touches (invoice, charge, intent, subscription, ...) keep
+  events about the same object from running at the same time. SQLite runs
+  one writer at a time anyway.
+* fail: transient failures (Stripe 429/5xx/network after the gateway's own
+  retries, database busy, a unique-key race with a concurrent event) are
+  retried with exponential backoff up to ``WORKER_MAX_ATTEMPTS``, then left
+  in ``error``; permanent ones go to ``error`` at once; types with no handler
+  are ``ignored`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from flask import Flask, current_app
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from ..dbutil import immediate, is_postgres, lock_objects
+from ..extensions import db
+from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
+from ..services import outbox
+from ..stripe_gateway import GatewayError
+from ..timeutil import utcnow
+from .context import EventContext
+from .registry import handler_for
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
+
+
+def claim(worker: str, limit: int) -> list[int]:
+    """Mark up to ``limit`` due events as processing by ``worker``; their ids, oldest Stripe event first."""
+    cfg = current_app.config
+    now = utcnow()
+    immediate()
+    due = or_(and_(StripeEvent.status == EV_QUEUED, StripeEvent.next_attempt_at <= now),
+              and_(StripeEvent.status == EV_PROCESSING, StripeEvent.locked_until < now))
+    ids = list(db.session.scalars(
+        select(StripeEvent.id).where(due).order_by(StripeEvent.created, StripeEvent.id).limit(limit)
+        .with_for_update(skip_locked=True)))
+    if ids:
+        db.session.execute(update(StripeEvent).where(StripeEvent.id.in_(ids)).values(
+            status=EV_PROCESSING, locked_by=worker, attempts=StripeEvent.attempts + 1,
+            locked_until=now + timedelta(seconds=cfg["WORKER_LEASE_SECONDS"])))
+    db.session.commit()
+    return ids
+
+
+def process(row_id: int, worker: str) -> str | None:
+    """Run the handler for one claimed event; returns its new status (None if it was not ours)."""
+    cfg = current_app.config
+    immediate()
+    row = db.session.get(StripeEvent, row_id, populate_existing=True)
+    if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
+        db.session.rollback()
+        return None
+    keys = row.object_ids()
+    if is_postgres() and keys:
+        lock_objects(keys)
+        db.session.refresh(row)  # another worker may have finished it while we waited
+        if row.status != EV_PROCESSING or row.locked_by != worker:
+            db.session.rollback()
+            return None
+    try:
+        if row.attempts > cfg["WORKER_MAX_ATTEMPTS"]:
+            row.status, row.status_reason = EV_ERROR, None
+            row.last_error = row.last_error or f"gave up after {row.attempts - 1} attempts (worker stopped mid-event)"
+        else:
+            handler = handler_for(row.type)
+            if handler is None:
+                row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
+            else:
+                ctx = EventContext(row, row.processor)
+                handler(ctx)
+                row.status = ctx.outcome
+                row.status_reason = "; ".join(ctx.notes)[:2000] or None
+            row.last_error = None
+        row.processed_at = utcnow()
+        row.locked_by = row.locked_until = None
+        status = row.status
+        db.session.commit()
+        return status
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event, never swallowed
+        db.session.rollback()
+        return _record_failure(row_id, worker, exc)
+
+
+def _record_failure(row_id: int, worker: str, exc: Exception) -> str:
+    cfg = current_app.config
+    transient = is_transient(exc)
+    message = describe(exc)
+    immediate()
+    row = db.session.get(StripeEvent, row_id, populate_existing=True)
+    if row is None or row.locked_by != worker:
+        db.session.rollback()
+        return EV_ERROR
+    row.last_error = message[:4000]
+    row.locked_by = row.locked_until = None
+    if transient and row.attempts < cfg["WORKER_MAX_ATTEMPTS"]:
+        row.status = EV_QUEUED
+        row.next_attempt_at = utcnow() + backoff(row.attempts, conflict=isinstance(exc, IntegrityError))
+        log.warning("event %s (%s) failed, retry %d: %s", row.event_id, row.type, row.attempts, message)
+    else:
+        row.status = EV_ERROR
+        row.processed_at = utcnow()
+        if transient:
+            row.last_error = f"gave up after {row.attempts} attempts: {message}"[:4000]
+        log.error("event %s (%s) failed: %s", row.event_id, row.type, message,
+                  exc_info=not isinstance(exc, GatewayError | DBAPIError))
+    status = row.status
+    db.session.commit()
+    return status
+
+
+def is_transient(exc: Exception) -> bool:
+    if isinstance(exc, GatewayError):
+        return exc.transient
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent event created the same record first: run again and find it
+    if isinstance(exc, OperationalError):
+        return True  # database busy, deadlock detected, connection lost
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def describe(exc: Exception) -> str:
+    if isinstance(exc, GatewayError):
+        return f"Stripe: {exc}"
+    if isinstance(exc, DBAPIError):
+        return f"database: {type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0][:500]}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def backoff(attempts: int, *, conflict: bool = False) -> timedelta:
+    cfg = current_app.config
+    base = cfg["WORKER_BACKOFF_BASE"] / (10 if conflict else 1)
+    return timedelta(seconds=min(cfg["WORKER_BACKOFF_MAX"], base * 2 ** max(0, attempts - 1)))
+
+
+def run_batch(worker: str) -> int:
+    """Claim and process one batch of events, then run due side effects; how many events were processed."""
+    ids = claim(worker, current_app.config["WORKER_BATCH"])
+    for row_id in ids:
+        process(row_id, worker)
+    ran = outbox.run_due(worker, current_app.config["WORKER_BATCH"])
+    return len(ids) + ran
+
+
+def run_once(max_rounds: int = 10_000) -> int:
+    """Process everything that is due now (tests, cron, ``worker --once``); returns how many events ran."""
+    worker = worker_name()
+    total = 0
+    for _ in range(max_rounds):
+        done = run_batch(worker)
+        if not done:
+            break
+        total += done
+    db.session.remove()
+    return total
+
+
+def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:
+    """The long-running worker: ``concurrency`` threads until SIGINT/SIGTERM (or ``stop``)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+
+    def loop() -> None:
+        with app.app_context():
+            worker = worker_name()
+            while not stop.is_set():
+                try:
+                    done = run_batch(worker)
+                except Exception:  # noqa: BLE001 - keep the worker alive; the event rows keep the state
+                    db.session.rollback()
+                    log.exception("worker batch failed")
+                    done = 0
+                if not done:
+                    stop.wait(app.config["WORKER_IDLE_SLEEP"])
+            db.session.remove()
+
+    threads = [threading.Thread(target=loop, name=f"paydesk-worker-{i}", daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.2)
+        if stop.is_set():
+            for t in threads:
+                t.join()
