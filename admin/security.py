@@ -174,11 +174,21 @@ def _set_security_headers(response):
     return response
 
 
+def _fresh_request_state() -> None:
+    """Per-request flags live on ``g``; a request inside an app context that is already
+    pushed (tests hold one) shares that ``g``, so start each request clean."""
+    for name in ("_login_user", "csrf_valid", current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
+        g.pop(name, None)  # Flask-Login's user cache, Flask-WTF's token cache and verdict
+    g.uses_stripe_js = False
+
+
 def init_security(app: Flask) -> None:
     """Session protection, unauthorised handling, security headers and template helpers."""
     app.config.setdefault("SESSION_PROTECTION", "strong")
     login_manager.session_protection = "strong"
     login_manager.unauthorized_handler(_unauthorized)
+    # First in line: before CSRFProtect checks the token (and records its verdict on g).
+    app.before_request_funcs.setdefault(None, []).insert(0, _fresh_request_state)
     app.after_request(_set_security_headers)
 
     from .forms import EmptyForm

@@ -15,11 +15,11 @@ from admin.timeutil import utcnow
 EMAIL = "staff@example.org"
 
 
-def post_login(client, email=EMAIL, password=PASSWORD, next_url=None, addr="198.51.100.7"):
+def post_login(client, email=EMAIL, password=PASSWORD, next_url=None, addr=None):
     token = csrf_token_from(client.get("/login").get_data(as_text=True))
     url = "/login" + (f"?next={next_url}" if next_url else "")
     return client.post(url, data={"email": email, "password": password, "csrf_token": token},
-                       environ_base={"REMOTE_ADDR": addr})
+                       **({"environ_base": {"REMOTE_ADDR": addr}} if addr else {}))
 
 
 def test_login_page_renders_with_csrf(client):
@@ -172,5 +172,10 @@ def test_htmx_request_when_signed_out_gets_hx_redirect(client):
     assert resp.headers["HX-Redirect"] == "/login?next=%2F%3Fa%3D1"
 
 
-def test_session_protection_is_strong(app):
+def test_session_protection_is_strong(app, client, auth):
     assert app.config["SESSION_PROTECTION"] == "strong"
+    auth.login(EMAIL, "viewer")
+    assert client.get("/").status_code == 200
+    # The same session cookie from another address / browser is no longer signed in.
+    assert client.get("/", environ_base={"REMOTE_ADDR": "192.0.2.1"}).status_code == 302
+    assert client.get("/").status_code == 302

@@ -1,0 +1,143 @@
+"""The dashboard: counts from rows inserted through the models."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from admin.extensions import db
+from admin.models import (
+    Contribution,
+    ContributionRecur,
+    StripeEvent,
+    StripePaymentIntent,
+)
+from admin.services.dashboard import dashboard_counts, month_bounds
+from admin.timeutil import utcnow
+
+
+def _event(ppid, n, *, received_at, status="success"):
+    return StripeEvent(processor_id=ppid, event_id=f"evt_{n}", type="invoice.paid", raw="{}",
+                       status=status, received_at=received_at)
+
+
+def _contribution(ppid, n, amount, currency, status, when):
+    return Contribution(processor_id=ppid, amount=amount, currency=currency, status=status,
+                        trxn_id=f"ch_{n}", receive_date=when)
+
+
+def seed(ppid, now: datetime) -> None:
+    month_start, _ = month_bounds(now)
+    before_month = month_start - timedelta(seconds=1)
+    db.session.add_all([
+        _event(ppid, 1, received_at=now - timedelta(hours=1)),
+        _event(ppid, 2, received_at=now - timedelta(hours=2), status="error"),
+        _event(ppid, 3, received_at=now - timedelta(hours=23), status="error"),
+        _event(ppid, 4, received_at=now - timedelta(hours=25), status="error"),  # too old
+        _event(ppid, 5, received_at=now - timedelta(minutes=5), status="queued"),
+    ])
+    for n, status in enumerate(["requires_payment_method", "requires_action", "processing", "succeeded",
+                                "canceled", "requires_capture"]):
+        db.session.add(StripePaymentIntent(stripe_intent_id=f"pi_{n}", processor_id=ppid, status=status))
+    for n, status in enumerate(["In Progress", "In Progress", "Cancelled", "Pending", "Failing"]):
+        db.session.add(ContributionRecur(processor_id=ppid, subscription_id=f"sub_{n}", status=status,
+                                         amount=1000, currency="usd"))
+    db.session.add_all([
+        _contribution(ppid, 1, 2500, "usd", "Completed", now),
+        _contribution(ppid, 2, 1050, "usd", "Partially refunded", now),
+        _contribution(ppid, 3, 123456, "eur", "Completed", now),
+        _contribution(ppid, 4, 500, "jpy", "Completed", now),
+        _contribution(ppid, 5, 9900, "usd", "Completed", before_month),  # last month
+        _contribution(ppid, 6, 700, "usd", "Failed", now),
+        _contribution(ppid, 7, 800, "usd", "Failed", now),
+        _contribution(ppid, 8, 900, "usd", "Failed", before_month),  # last month
+        _contribution(ppid, 9, 4000, "usd", "Pending", now),
+        _contribution(ppid, 10, 4000, "usd", "Refunded", now),
+    ])
+    db.session.commit()
+
+
+def test_dashboard_counts_service(offline_processor):
+    now = datetime(2026, 3, 15, 12, 0, 0)
+    seed(offline_processor.id, now)
+    c = dashboard_counts(now)
+    assert (c.events_24h, c.events_24h_error) == (4, 2)
+    assert c.intents_incomplete == 4
+    assert c.subscriptions_active == 2
+    assert c.contributions_month == 4
+    assert [(t.currency, t.count, t.amount) for t in c.contributions_month_totals] == [
+        ("eur", 1, 123456), ("jpy", 1, 500), ("usd", 2, 3550)]
+    assert c.contributions_month_failed == 2
+    assert c.month_start == datetime(2026, 3, 1)
+
+
+@pytest.mark.parametrize("now, start, end", [
+    (datetime(2026, 12, 31, 23, 59), datetime(2026, 12, 1), datetime(2027, 1, 1)),
+    (datetime(2026, 2, 1, 0, 0), datetime(2026, 2, 1), datetime(2026, 3, 1)),
+])
+def test_month_bounds(now, start, end):
+    assert month_bounds(now) == (start, end)
+
+
+def test_dashboard_page_shows_counts(client, auth, offline_processor):
+    seed(offline_processor.id, utcnow())
+    auth.login("viewer@example.org", "viewer")
+    resp = client.get("/")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+
+    def value(label):
+        m = re.search(re.escape(label) + r'</p>\s*<p class="stat-value">\s*(?:<a [^>]*>)?(\d+)', html)
+        assert m, f"no card {label!r}"
+        return int(m.group(1))
+
+    assert value("Events received, last 24 h") == 4
+    assert value("Events in error, last 24 h") == 2
+    assert value("Incomplete payment intents") == 4
+    assert value("Active subscriptions") == 2
+    assert value("Contributions this month") == 4
+    assert value("Failed contributions this month") == 2
+    for money in ("35.50 USD", "1,234.56 EUR", "500 JPY"):
+        assert money in html
+    # Signed-in user, role, navigation; pages not built yet are not links.
+    assert "viewer@example.org" in html and 'class="badge role-viewer"' in html
+    assert '<a href="/" class="active" aria-current="page">Dashboard</a>' in html
+    assert '<span class="soon" title="Not built yet">Audit</span>' in html
+
+
+def test_dashboard_links_to_pages_that_exist(tmp_path):
+    """Once a later issue registers ``events.index``, the nav and the counts link to it."""
+    from conftest import Auth, make_app
+    from flask import Blueprint
+
+    app = make_app(f"sqlite:///{tmp_path / 'x.sqlite3'}", tmp_path)
+    events = Blueprint("events", __name__)
+    events.add_url_rule("/events", "index", lambda: "events")
+    app.register_blueprint(events)
+    with app.app_context():
+        db.create_all()
+        client = app.test_client()
+        Auth(app, client).login("viewer@example.org", "viewer")
+        html = client.get("/").get_data(as_text=True)
+        assert '<a href="/events">Events</a>' in html
+        assert 'href="/events?status=error"' in html
+        assert '<span class="soon" title="Not built yet">Subscriptions</span>' in html
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_dashboard_partial_for_htmx(client, auth):
+    auth.login("viewer@example.org", "viewer")
+    frag = client.get("/", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
+    assert frag.status_code == 200
+    text = frag.get_data(as_text=True)
+    assert "<html" not in text and 'class="stats"' in text
+    full = client.get("/", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "<html" in full.get_data(as_text=True)
+
+
+def test_dashboard_needs_sign_in(client):
+    resp = client.get("/")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/login?next=%2F"
