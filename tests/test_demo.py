@@ -1,0 +1,98 @@
+"""The demo data, made through real flows in localstripe, becomes paydesk records.
+
+create_demo_data() talks to the session's localstripe; the events localstripe
+emitted are then stored as the webhook endpoint would store them and the
+worker runs in-process.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from admin.demo_data import DONORS, create_demo_data
+from admin.extensions import db
+from admin.models import (
+    COMPLETED,
+    EV_ERROR,
+    Contact,
+    Contribution,
+    ContributionRecur,
+    Payment,
+    StripeEvent,
+)
+from admin.services.processors import gateway
+
+pytestmark = pytest.mark.localstripe
+
+
+def _events_since(gw, since: int) -> list[dict]:
+    """Every event localstripe has from ``since`` on, oldest first (the session's server is shared)."""
+    events, after = [], None
+    while True:
+        page = gw.list("events", limit=100, starting_after=after)
+        data = page["data"]
+        events.extend(e for e in data if int(e["created"]) >= since)
+        if not page.get("has_more") or not data:
+            break
+        after = data[-1]["id"]
+    return sorted(events, key=lambda e: (e["created"], e["id"]))
+
+
+def _count(model, *where) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_demo_data_becomes_records(app, processor):
+    worker = pytest.importorskip("admin.webhooks.worker", reason="the worker (admin/webhooks/worker.py) is not built yet")
+    from admin.webhooks.ingest import store_event
+
+    gw = gateway(processor)
+    since = int(time.time()) - 1
+    summary = create_demo_data(gw)
+
+    assert len(summary["customers"]) == len(DONORS)
+    assert summary["subscription"].startswith("sub_") and summary["subscription_status"] == "active"
+    assert len(summary["succeeded"]) == 3 and summary["refunds"]
+    assert gw.retrieve("payment_intents", summary["abandoned"])["status"] == "requires_payment_method"
+    assert summary["requires_action_status"] == "requires_action"
+    assert summary["declined_error"] == "card_declined"
+    declined = gw.retrieve("payment_intents", summary["declined"])
+    assert declined["status"] == "requires_payment_method" and declined["last_payment_error"]
+
+    events = _events_since(gw, since)
+    types = {e["type"] for e in events}
+    assert {"customer.created", "customer.subscription.created", "invoice.payment_succeeded",
+            "payment_intent.succeeded"} <= types, types
+    refunded = summary["events_to_deliver"][0]["data"]["object"]
+    assert refunded["amount_refunded"] == 5000 and refunded["refunds"]["data"], "the event carries the real charge"
+    for ev in events + summary["events_to_deliver"]:
+        store_event(processor, ev)
+    worker.run_once()
+
+    errors = db.session.execute(select(StripeEvent.type, StripeEvent.event_id, StripeEvent.last_error)
+                                .where(StripeEvent.status == EV_ERROR)).all()
+    assert not errors, "events the worker could not process:\n" + "\n".join(map(str, errors))
+
+    assert _count(Contact) >= 4, "a contact per paying donor"
+    emails = set(db.session.scalars(select(Contact.email)))
+    assert {"ada.lovelace@example.org", "grace.hopper@example.org"} <= emails
+
+    recur = db.session.scalar(select(ContributionRecur).where(
+        ContributionRecur.subscription_id == summary["subscription"]))
+    assert recur is not None, "the subscription became a recurring contribution"
+    assert recur.amount == 1500 and recur.interval == "month"
+    assert _count(Contribution, Contribution.recur_id == recur.id) >= 1, "its first invoice became a contribution"
+
+    completed = set(db.session.scalars(select(Contribution.payment_intent_id).where(Contribution.status == COMPLETED)))
+    kept = set(summary["succeeded"]) - {summary["refunded_intent"]}
+    assert kept <= completed, f"one-off payments not Completed: {kept - completed}"
+
+    refund = db.session.scalar(select(Payment).where(Payment.refund_id == summary["refunds"][0]))
+    assert refund is not None, "the refund became a (negative) payment"
+    assert refund.amount == -5000
+    refunded = db.session.scalar(select(Contribution).where(
+        Contribution.payment_intent_id == summary["refunded_intent"]))
+    assert refunded.status == "Refunded"
