@@ -38,10 +38,12 @@ def customer(**changes: Any) -> dict:
 
 
 def charge(*, customer: str | None = None, payment_intent: str | None = None, amount: int = 2500,
-           currency: str = "usd", captured: bool = True, **changes: Any) -> dict:
+           currency: str = "usd", captured: bool = True, status: str = "succeeded", **changes: Any) -> dict:
+    ok = status == "succeeded"
     ch = obj("charge", id=changes.pop("id", new_id("ch")), amount=amount, currency=currency, customer=customer,
-             payment_intent=payment_intent, captured=captured, amount_captured=amount if captured else 0,
-             paid=True, status="succeeded", balance_transaction=changes.pop("balance_transaction", new_id("txn")),
+             payment_intent=payment_intent, captured=captured and ok, amount_captured=amount if captured and ok else 0,
+             paid=changes.pop("paid", ok), status=status,
+             balance_transaction=changes.pop("balance_transaction", new_id("txn") if ok else None),
              created=int(time.time()), livemode=False, **changes)
     ch["billing_details"]["email"] = ch["billing_details"].get("email") or "donor@example.org"
     ch["refunds"] = {"object": "list", "data": [], "has_more": False, "url": f"/v1/charges/{ch['id']}/refunds"}

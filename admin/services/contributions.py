@@ -332,28 +332,35 @@ def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, 
 
 def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
     """One negative payment per refund id; the contribution becomes (Partially) Refunded."""
-    refunds = _refunds_of(reader, charge)
-    for r in refunds:
-        pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
-                                                      Payment.trxn_id == r["id"]))
+    recorded = {p.trxn_id: p for p in db.session.scalars(select(Payment).where(
+        Payment.processor_id == c.processor_id, Payment.charge_id == charge["id"], Payment.refund_id.is_not(None)))}
+    for r in _refunds_of(reader, charge, bool(recorded)):
+        pay = recorded.get(r["id"])
         counted = r.get("status") in REFUND_COUNTED
         if pay is None and counted:
             db.session.add(Payment(contribution=c, processor_id=c.processor_id, trxn_id=r["id"],
                                    charge_id=charge["id"], refund_id=r["id"], amount=-int(r["amount"]), fee=0,
                                    net=-int(r["amount"]), currency=(r.get("currency") or c.currency).lower(),
                                    status=PAYMENT_REFUNDED, payment_date=from_unix(r.get("created"))))
-        elif pay is not None and not counted:
-            pay.status = PAYMENT_VOID  # a refund that failed or was cancelled gives the money back
+        elif pay is not None:
+            # a refund that failed or was cancelled gives the money back
+            pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
     db.session.flush()
 
 
-def _refunds_of(reader: StripeReader, charge: dict) -> list[dict]:
-    embedded = (charge.get("refunds") or {}).get("data")
+def _refunds_of(reader: StripeReader, charge: dict, have_recorded: bool) -> list[dict]:
+    """The charge's refunds: the embedded list when it is complete (older API versions), else Stripe's list.
+
+    Current API versions do not embed refunds, so a charge whose refunds paydesk
+    recorded before is always asked about: one of them may have failed since.
+    """
+    listing = charge.get("refunds") or {}
+    embedded = listing.get("data")
     refunded = int(charge.get("amount_refunded") or 0)
-    if embedded is not None and not (charge.get("refunds") or {}).get("has_more"):
-        if sum(int(r["amount"]) for r in embedded if r.get("status") in REFUND_COUNTED) >= refunded:
+    if embedded is not None and not listing.get("has_more"):
+        if sum(int(r["amount"]) for r in embedded if r.get("status") in REFUND_COUNTED) == refunded:
             return embedded
-    if not refunded and not embedded:
+    elif not refunded and not have_recorded:
         return []
     return reader.list("refunds", charge=charge["id"])
 

@@ -173,7 +173,6 @@ def run_once(max_rounds: int = 10_000) -> int:
         if not done:
             break
         total += done
-    db.session.remove()
     return total
 
 
