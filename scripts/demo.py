@@ -1,0 +1,284 @@
+"""``make demo``: paydesk with demo data on http://127.0.0.1:5000, against localstripe.
+
+Starts localstripe (127.0.0.1:8420, state in memory), migrates a fresh SQLite
+database (instance/demo.sqlite3), registers a processor pointing at localstripe
+and the webhook with localstripe, starts gunicorn and the worker, makes demo
+data through real Stripe flows, creates an admin user and prints the login.
+Ctrl-C (or SIGTERM) stops everything it started.
+
+    .venv/bin/python scripts/demo.py [--keep-logs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from admin.demo_data import create_demo_data  # noqa: E402
+from admin.stripe_gateway import Gateway, sign_payload  # noqa: E402
+
+HOST = "127.0.0.1"
+STRIPE_PORT = 8420
+APP_PORT = 5000
+STRIPE_URL = f"http://{HOST}:{STRIPE_PORT}"
+APP_URL = f"http://{HOST}:{APP_PORT}"
+BIN = Path(sys.executable).parent  # .venv/bin (not resolved: the venv's own scripts live here)
+DB_FILE = ROOT / "instance" / "demo.sqlite3"
+LOG_DIR = ROOT / "instance" / "demo-logs"
+ADMIN_EMAIL = "admin@example.org"
+
+
+class DemoError(Exception):
+    pass
+
+
+def step(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"{name} exited with code {proc.returncode} before listening on {HOST}:{port}")
+        with socket.socket() as s:
+            if s.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise DemoError(f"{name} is not listening on {HOST}:{port} after {timeout:.0f}s")
+
+
+class Children:
+    """Processes we started, each in its own process group, stopped group by group."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = LOG_DIR / f"{name}.log"
+        handle = open(log, "ab")  # noqa: SIM115 (the child owns it for its lifetime)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        handle.close()
+        self.procs.append((name, proc, log))
+        return proc
+
+    def dead(self) -> list[tuple[str, subprocess.Popen, Path]]:
+        return [(n, p, log) for n, p, log in self.procs if p.poll() is not None]
+
+    def stop(self) -> None:
+        for name, proc, _log in reversed(self.procs):
+            if proc.poll() is None:
+                step(f"stopping {name} (process group {proc.pid})")
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for name, proc, _log in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                print(f"    {name} did not stop in 10 s: killing it", flush=True)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def flask(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """Run ``flask --app wsgi ARGS`` to completion; its stdout, or a DemoError with its output."""
+    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env, input=stdin,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DemoError(f"flask {' '.join(args[:2])} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def has_command(env: dict[str, str], command: str) -> bool:
+    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", command, "--help"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def event_counts(env: dict[str, str]) -> dict[str, int]:
+    """stripe_event rows by status, read straight from the demo database."""
+    import sqlite3
+
+    with sqlite3.connect(DB_FILE, timeout=5) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM stripe_event GROUP BY status").fetchall())
+
+
+def run(keep_logs: bool) -> None:
+    for port, what in ((STRIPE_PORT, "localstripe"), (APP_PORT, "paydesk (gunicorn)")):
+        if not port_free(port):
+            raise DemoError(f"port {HOST}:{port} is in use, so {what} cannot start there. Stop whatever "
+                            f"listens on it (`ss -ltnp 'sport = :{port}'` shows it), e.g. an earlier "
+                            f"`make demo`, and run `make demo` again.")
+    if not (BIN / "flask").exists() or not (BIN / "gunicorn").exists():
+        raise DemoError(f"{BIN} has no flask/gunicorn: run this through `make demo`")
+
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    if not keep_logs:
+        for old in LOG_DIR.glob("*.log"):
+            old.unlink()
+    # localstripe keeps its state in memory only, so yesterday's demo rows would point at nothing.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{DB_FILE}{suffix}").unlink(missing_ok=True)
+
+    env = dict(os.environ)
+    env.update({
+        "PAYDESK_DATABASE_URL": f"sqlite:///{DB_FILE}",
+        "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),  # one per demo run, shared by every process
+        "PAYDESK_BASE_URL": APP_URL,
+        "PYTHONUNBUFFERED": "1",
+    })
+    children = Children()
+    try:
+        step(f"starting localstripe on {STRIPE_URL} (state in memory; log {LOG_DIR / 'localstripe.log'})")
+        ls = children.start("localstripe", [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"),
+                                            "--host", HOST, "--port", str(STRIPE_PORT)], env)
+        wait_for_port(STRIPE_PORT, ls, "localstripe")
+
+        step(f"migrating a fresh database {DB_FILE.relative_to(ROOT)}")
+        flask(env, "db", "upgrade")
+
+        secret_key = "sk_test_" + secrets.token_hex(12)
+        whsec = "whsec_" + secrets.token_hex(16)
+        out = flask(env, "processor", "add", "--name", "localstripe demo", "--secret-key", secret_key,
+                    "--publishable-key", "pk_test_" + secrets.token_hex(12), "--webhook-secret", whsec,
+                    "--api-base", STRIPE_URL, "--mode", "test", "--default", "--format", "json")
+        ppid = json.loads(out)["id"]
+        webhook_url = f"{APP_URL}/webhooks/stripe/{ppid}"
+        step(f"processor {ppid} added; registering webhook {webhook_url} with localstripe")
+        r = requests.post(f"{STRIPE_URL}/_config/webhooks/paydesk", data={"url": webhook_url, "secret": whsec},
+                          timeout=10)
+        if r.status_code >= 300:
+            raise DemoError(f"localstripe refused the webhook ({r.status_code}): {r.text[:300]}")
+
+        # Before gunicorn and the worker start writing: one SQLite writer at a time.
+        password = secrets.token_urlsafe(12)
+        flask(env, "user", "create", "--email", ADMIN_EMAIL, "--role", "admin", "--password-stdin",
+              stdin=password + "\n")
+
+        step(f"starting gunicorn on {APP_URL} (log {LOG_DIR / 'gunicorn.log'})")
+        web = children.start("gunicorn", [str(BIN / "gunicorn"), "-w", "2", "-b", f"{HOST}:{APP_PORT}",
+                                          "--access-logfile", "-", "wsgi:app"], env)
+        wait_for_port(APP_PORT, web, "gunicorn")
+
+        if has_command(env, "worker"):
+            step(f"starting the worker (log {LOG_DIR / 'worker.log'})")
+            children.start("worker", [str(BIN / "flask"), "--app", "wsgi", "worker"], env)
+        else:
+            print("!!! WARNING: `flask --app wsgi worker` does not exist yet: webhooks will be stored but not "
+                  "turned into records", flush=True)
+
+        step("creating demo data in localstripe (localstripe sends the webhooks)")
+        gw = Gateway(secret_key, STRIPE_URL)
+        summary = create_demo_data(gw, log=lambda msg: print(f"    {msg}", flush=True))
+        for ev in summary.get("events_to_deliver", []):
+            body = json.dumps(ev)
+            resp = requests.post(webhook_url, data=body, timeout=10, headers={
+                "Content-Type": "application/json", "Stripe-Signature": sign_payload(body, whsec)})
+            print(f"    delivered {ev['type']} (localstripe sends no charge.* events): HTTP {resp.status_code}",
+                  flush=True)
+
+        step("waiting for the webhooks to arrive and be processed")
+        counts: dict[str, int] = {}
+        stable_since = time.monotonic()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            now = event_counts(env)
+            if now != counts:
+                counts, stable_since = now, time.monotonic()
+            busy = counts.get("queued", 0) + counts.get("processing", 0)
+            if counts and not busy and time.monotonic() - stable_since >= 2.5:
+                break
+        print("    stripe_event rows by status: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                                                      or "none yet"), flush=True)
+        if counts.get("error"):
+            print(f"    {counts['error']} event(s) in error: see {APP_URL}/events?status=error", flush=True)
+
+        banner = [
+            "",
+            "paydesk demo is running",
+            f"  open      {APP_URL}/",
+            f"  sign in   {ADMIN_EMAIL}",
+            f"  password  {password}",
+            f"  Stripe    localstripe at {STRIPE_URL} (processor {ppid}, test mode)",
+            f"  logs      {LOG_DIR.relative_to(ROOT)}/",
+            "Ctrl-C stops localstripe, gunicorn and the worker.",
+            "",
+        ]
+        width = max(len(line) for line in banner)
+        print("\n" + "=" * width + "\n" + "\n".join(banner) + "\n" + "=" * width, flush=True)
+
+        while True:
+            dead = children.dead()
+            if dead:
+                name, proc, log = dead[0]
+                raise DemoError(f"{name} exited with code {proc.returncode}; last lines of {log}:\n{tail(log)}")
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the children
+        children.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep-logs", action="store_true", help="append to the logs of earlier runs")
+    args = parser.parse_args()
+
+    def _terminate(signum, _frame):
+        raise KeyboardInterrupt
+
+    # Installed explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _terminate)
+    signal.signal(signal.SIGTERM, _terminate)
+    # The demo declines a card on purpose; keep the gateway's warning about it out of the output.
+    logging.getLogger("admin.stripe_gateway").setLevel(logging.ERROR)
+    try:
+        run(args.keep_logs)
+    except KeyboardInterrupt:
+        print("\nstopped.", flush=True)
+        return 0
+    except DemoError as err:
+        print(f"\nmake demo failed: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
