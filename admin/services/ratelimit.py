@@ -2,13 +2,16 @@
 
 A key (``"login-ip:203.0.113.9"``, ``"donate-card:<fingerprint>"``, ...) counts hits in a
 window of ``window`` seconds; reaching ``limit`` blocks the key for ``block`` seconds.
-Callers commit (``hit`` and ``reset`` leave the change in the session).
+Callers commit (``hit`` and ``reset`` leave the change in the session). On PostgreSQL the
+row is locked while it is updated; SQLite serialises writers anyway.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import RateLimit
@@ -27,10 +30,14 @@ def blocked_for(key: str, now: datetime | None = None) -> int:
 def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None = None) -> int:
     """Count one hit; returns seconds the key is now blocked for (0 when still under ``limit``)."""
     now = now or utcnow()
-    row = db.session.get(RateLimit, key)
+    row = db.session.get(RateLimit, key, with_for_update=True)
     if row is None:
-        row = RateLimit(key=key, count=0, window_start=now)
-        db.session.add(row)
+        try:  # two first hits at once: one insert wins, the other reads its row
+            with db.session.begin_nested():
+                db.session.add(RateLimit(key=key, count=0, window_start=now))
+        except IntegrityError:
+            pass
+        row = db.session.get(RateLimit, key, with_for_update=True)
     if row.window_start is None or row.window_start + timedelta(seconds=window) <= now:
         row.window_start = now
         row.count = 0

@@ -68,6 +68,7 @@ def test_empty_form_is_a_validation_error(client):
     assert "This field is required." in resp.get_data(as_text=True)
 
 
+@pytest.mark.postgres
 def test_locked_out_after_repeated_failures(app, client, auth):
     auth.create(EMAIL, "viewer")
     limit = app.config["LOGIN_MAX_FAILURES"]
@@ -99,6 +100,7 @@ def test_unknown_email_is_locked_out_too(app, client):
     assert post_login(client, email="ghost@example.org").status_code == 429
 
 
+@pytest.mark.postgres
 def test_too_many_failures_from_one_address(app, client, auth):
     app.config["LOGIN_IP_MAX_FAILURES"] = 3
     auth.create(EMAIL, "viewer")

@@ -59,6 +59,7 @@ def seed(ppid, now: datetime) -> None:
     db.session.commit()
 
 
+@pytest.mark.postgres
 def test_dashboard_counts_service(offline_processor):
     now = datetime(2026, 3, 15, 12, 0, 0)
     seed(offline_processor.id, now)
