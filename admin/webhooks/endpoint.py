@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import update
 
+from ..dbutil import immediate, insert_ignore
 from ..extensions import csrf, db
 from ..models import PaymentProcessor, WebhookRejection
 from ..stripe_gateway import WebhookSignatureError, verify_webhook
@@ -25,17 +27,31 @@ bp = Blueprint("webhooks", __name__)
 _CACHE_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class ProcessorRef:
+    """What storing an event needs of its processor: a plain copy, safe to cache across requests."""
+
+    id: int
+    name: str
+    mode: str
+
+    @property
+    def livemode(self) -> bool:
+        return self.mode == "live"
+
+
 class _ProcessorInfo:
     __slots__ = ("processor", "secrets", "fetched")
 
-    def __init__(self, processor: PaymentProcessor, secrets: list[str]):
+    def __init__(self, processor: ProcessorRef, secrets: list[str]):
         self.processor = processor
         self.secrets = secrets
         self.fetched = time.monotonic()
 
 
 def _processor_info(ppid: int) -> _ProcessorInfo | None:
-    """The processor and its decrypted signing secrets, cached a few seconds per app."""
+    """The processor and its decrypted signing secrets, cached a few seconds per app process
+    (an edit made elsewhere, e.g. a secret removed with the CLI, applies within that time)."""
     cache: dict[int, _ProcessorInfo] = current_app.extensions.setdefault("paydesk_webhook_processors", {})
     info = cache.get(ppid)
     if info is None or time.monotonic() - info.fetched > _CACHE_SECONDS:
@@ -43,8 +59,7 @@ def _processor_info(ppid: int) -> _ProcessorInfo | None:
         if proc is None or not proc.active:
             cache.pop(ppid, None)
             return None
-        db.session.expunge(proc)
-        info = cache[ppid] = _ProcessorInfo(proc, proc.webhook_secrets)
+        info = cache[ppid] = _ProcessorInfo(ProcessorRef(proc.id, proc.name, proc.mode), proc.webhook_secrets)
     return info
 
 
@@ -65,13 +80,14 @@ def _reject(ppid: int | None, reason: str, status: int):
 
 def count_rejection(ppid: int | None, reason: str) -> None:
     key = reason.split(":")[0][:64]
-    res = db.session.execute(
-        update(WebhookRejection)
-        .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
-        .values(count=WebhookRejection.count + 1, last_at=utcnow())
-    )
-    if not res.rowcount:
-        db.session.add(WebhookRejection(processor_id=ppid, reason=key, count=1, last_at=utcnow()))
+    bump = (update(WebhookRejection)
+            .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
+            .values(count=WebhookRejection.count + 1, last_at=utcnow()))
+    immediate()
+    if not db.session.execute(bump).rowcount and not insert_ignore(
+            WebhookRejection, {"processor_id": ppid, "reason": key, "count": 1, "last_at": utcnow()},
+            ["processor_id", "reason"]):
+        db.session.execute(bump)  # a concurrent rejection created the row first
     db.session.commit()
 
 

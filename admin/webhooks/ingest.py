@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..dbutil import insert_ignore
+from ..dbutil import immediate, insert_ignore
 from ..extensions import db
 from ..models import EV_IGNORED, EV_QUEUED, PaymentProcessor, StripeEvent
 from ..stripe_shapes import object_ids
@@ -53,6 +53,7 @@ def store_event(processor: PaymentProcessor, event: dict, raw: str | None = None
     """
     raw = raw if raw is not None else json.dumps(event)
     values = event_row_values(processor, event, raw, source=source, status=status)
+    immediate()  # SQLite: take the write lock now; upgrading a read transaction fails under concurrency
     inserted = insert_ignore(StripeEvent, values, ["processor_id", "event_id"])
     db.session.commit()
     return inserted
