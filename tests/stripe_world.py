@@ -17,7 +17,6 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 import responses
-
 import stripe_objects as so
 
 BASE = "http://127.0.0.1:9"  # the offline_processor's API base (a closed port)
