@@ -1,0 +1,76 @@
+"""Read-only listings: contacts, contributions, payments, recurring, intents (JSON carries the Stripe ids)."""
+
+from __future__ import annotations
+
+import json
+
+import responses
+from stripe_world import OneOff, Renewal, StripeWorld
+
+from admin.webhooks.ingest import store_event
+from admin.webhooks.worker import run_once
+
+
+def invoke_json(runner, *args):
+    result = runner.invoke(args=[*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_listings_show_the_records_with_their_stripe_ids(runner, offline_processor):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world = StripeWorld(rsps)
+        ren, pay = Renewal(world), OneOff(world, amount=4200)
+        for ev in (*ren.events.values(), pay.event("charge.succeeded")):
+            store_event(offline_processor, ev)
+        run_once()
+    contributions = invoke_json(runner, "contributions", "list")
+    assert {(c["trxn_id"], c["status"], c["amount"]) for c in contributions} == {
+        (ren.invoice["id"], "Completed", 1000), (pay.charge["id"], "Completed", 4200)}
+    recurring = invoke_json(runner, "recurring", "list")
+    assert [(r["subscription_id"], r["status"]) for r in recurring] == [(ren.subscription["id"], "In Progress")]
+    payments = invoke_json(runner, "payments", "list", "--limit", "1000")
+    assert {p["charge_id"] for p in payments} == {ren.charge["id"], pay.charge["id"]}
+    contacts = invoke_json(runner, "contacts", "list")
+    assert sorted(ids for c in contacts for ids in c["stripe_customer_ids"]) == sorted(
+        [ren.customer["id"], pay.customer["id"]])
+    intents = invoke_json(runner, "intents", "list", "--status", "succeeded")
+    assert {i["payment_intent_id"] for i in intents} == {ren.intent["id"]}
+    # filters narrow, --limit bounds
+    assert len(invoke_json(runner, "contributions", "list", "--trxn-id", pay.charge["id"])) == 1
+    assert len(invoke_json(runner, "contributions", "list", "--limit", "1")) == 1
+    assert invoke_json(runner, "contributions", "list", "--status", "Failed") == []
+    table = runner.invoke(args=["contributions", "list"]).output
+    assert "42.00 USD" in table and "10.00 USD" in table
+
+
+def test_events_list_local_defaults_pages_and_raw(runner, offline_processor):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world = StripeWorld(rsps)
+        rens = [Renewal(world) for _ in range(3)]
+        for i, ren in enumerate(rens):
+            ev = ren.events["invoice.payment_succeeded"]
+            ev["created"] += i
+            store_event(offline_processor, ev)
+            store_event(offline_processor, ren.events["charge.succeeded"])
+        run_once()
+    default = invoke_json(runner, "events", "list")  # invoice.payment_succeeded, newest first
+    assert [e["invoice_id"] for e in default] == [r.invoice["id"] for r in reversed(rens)]
+    assert {e["status"] for e in default} == {"success"}
+    page2 = invoke_json(runner, "events", "list", "--limit", "1", "--starting-after", default[0]["event_id"])
+    assert [e["event_id"] for e in page2] == [default[1]["event_id"]]
+    assert len(invoke_json(runner, "events", "list", "--type", "all", "--limit", "100")) == 6
+    raw = json.loads(runner.invoke(args=["events", "list", "--output", "raw", "--limit", "1"]).output)
+    assert raw[0]["raw"]["data"]["object"]["object"] == "invoice"
+    too_many = runner.invoke(args=["events", "list", "--limit", "101"])
+    assert too_many.exit_code != 0 and "101" in too_many.output
+
+
+def test_worker_once_processes_what_is_due(runner, offline_processor):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world = StripeWorld(rsps)
+        pay = OneOff(world)
+        store_event(offline_processor, pay.event("charge.succeeded"))
+        result = runner.invoke(args=["worker", "--once"])
+    assert result.exit_code == 0 and "processed" in result.output
+    assert invoke_json(runner, "contributions", "list")[0]["status"] == "Completed"
