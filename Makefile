@@ -95,5 +95,5 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info
-	rm -f instance/demo.sqlite3 instance/demo.sqlite3-wal instance/demo.sqlite3-shm
+	rm -rf instance/demo.sqlite3 instance/demo.sqlite3-wal instance/demo.sqlite3-shm instance/demo-logs
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
