@@ -21,7 +21,9 @@ def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bo
     stmt = dialect_insert(model).values(**values)
     if hasattr(stmt, "on_conflict_do_nothing"):
         stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-    return bool(db.session.execute(stmt).rowcount)
+    # rowcount is unreliable here (psycopg reports -1 when SQLAlchemy adds RETURNING): ask for a row back.
+    stmt = stmt.returning(*model.__table__.primary_key.columns)
+    return db.session.execute(stmt).first() is not None
 
 
 def is_postgres() -> bool:

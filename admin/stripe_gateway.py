@@ -36,9 +36,10 @@ class GatewayError(Exception):
 
     def __init__(self, message: str, *, code: str | None = None, decline_code: str | None = None,
                  request_id: str | None = None, http_status: int | None = None, transient: bool = False,
-                 attempts: int = 1, kind: str = "api_error"):
+                 attempts: int = 1, kind: str = "api_error", operation: str | None = None):
         super().__init__(message)
         self.message = message
+        self.operation = operation
         self.code = code
         self.decline_code = decline_code
         self.request_id = request_id
@@ -52,7 +53,7 @@ class GatewayError(Exception):
         return self.code == "resource_missing" or self.http_status == 404
 
     def __str__(self) -> str:
-        bits = [self.message]
+        bits = [f"{self.operation}: {self.message}" if self.operation else self.message]
         if self.code:
             bits.append(f"code={self.code}")
         if self.decline_code:
@@ -194,6 +195,7 @@ class Gateway:
                 return _to_result(fn(*args, **kwargs))
             except stripe.StripeError as err:
                 mapped = _map_error(err, attempt)
+                mapped.operation = f"{resource}.{method}"
                 if not mapped.transient or attempt >= self.policy.max_attempts:
                     log.warning("stripe %s.%s failed: %s", resource, method, mapped)
                     raise mapped from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ..dbutil import immediate
 from ..extensions import db
 from ..models import PaymentProcessor
 from ..stripe_gateway import Gateway
@@ -13,6 +14,7 @@ from . import ServiceError
 def add_processor(*, name: str, secret_key: str, webhook_secrets: list[str], publishable_key: str | None = None,
                   api_base: str | None = None, mode: str = "test", default: bool = False) -> PaymentProcessor:
     _check_keys(secret_key, publishable_key, mode)
+    immediate()
     if db.session.scalar(select(PaymentProcessor).where(PaymentProcessor.name == name)):
         raise ServiceError(f"a processor named {name!r} already exists", field="name")
     proc = PaymentProcessor(name=name, mode=mode, publishable_key=publishable_key, api_base=api_base or None)
@@ -31,6 +33,7 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
                      add_webhook_secrets: list[str] | None = None, remove_webhook_secrets: list[str] | None = None,
                      api_base: str | None = None, mode: str | None = None, default: bool | None = None,
                      active: bool | None = None) -> PaymentProcessor:
+    immediate()
     if mode:
         proc.mode = mode
     if secret_key or publishable_key:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from ..dbutil import immediate
 from ..extensions import db
 from ..models import ROLES, User
 from . import ServiceError
@@ -13,6 +14,7 @@ MIN_PASSWORD = 10
 
 def create_user(email: str, password: str, role: str = "viewer") -> User:
     email = (email or "").strip().lower()
+    immediate()  # SQLite: take the write lock before reading, so a busy worker makes us wait, not fail
     if "@" not in email:
         raise ServiceError("email: enter an address such as name@example.org", field="email")
     if role not in ROLES:

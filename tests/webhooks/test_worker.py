@@ -75,7 +75,8 @@ def test_every_order_of_a_renewals_events_gives_the_same_records(offline_process
     assert count(Payment) == 120 and count(Contribution) == 120
 
 
-def test_the_same_event_delivered_five_times_makes_one_payment(app, client, offline_processor, world):
+@pytest.mark.postgres
+def test_the_same_event_delivered_five_times_makes_one_payment(app, client, offline_processor, world, backend):
     from conftest import WEBHOOK_SECRET
     from stripe_objects import signed
 
