@@ -15,13 +15,17 @@ from ..extensions import db
 from ..models import (
     COMPLETED,
     EV_ERROR,
+    EV_PROCESSING,
+    EV_QUEUED,
     FAILED,
     PARTIALLY_REFUNDED,
     RECUR_IN_PROGRESS,
     Contribution,
     ContributionRecur,
+    CardTestingSignal,
     StripeEvent,
     StripePaymentIntent,
+    WebhookRejection,
 )
 from ..timeutil import utcnow
 
@@ -55,6 +59,10 @@ class DashboardCounts:
     contributions_month: int = 0
     contributions_month_totals: list[MoneyTotal] = field(default_factory=list)
     contributions_month_failed: int = 0
+    events_waiting: int = 0
+    card_testing_24h: int = 0
+    webhooks_refused: int = 0
+    webhooks_refused_last: str | None = None
 
 
 def month_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -95,4 +103,17 @@ def dashboard_counts(now: datetime | None = None) -> DashboardCounts:
     c.contributions_month_totals = [MoneyTotal(cur, int(n), int(total or 0)) for cur, n, total in rows]
     c.contributions_month_failed = _count(
         select(func.count()).select_from(Contribution).where(*in_month, Contribution.status == FAILED))
+    _pipeline_health(c, since)
     return c
+
+
+def _pipeline_health(c: DashboardCounts, since: datetime) -> None:
+    """Is the worker keeping up, is someone card-testing the form, are deliveries being refused?"""
+    c.events_waiting = _count(select(func.count()).select_from(StripeEvent)
+                              .where(StripeEvent.status.in_((EV_QUEUED, EV_PROCESSING))))
+    c.card_testing_24h = _count(select(func.count()).select_from(CardTestingSignal)
+                                .where(CardTestingSignal.created_at >= since))
+    c.webhooks_refused = _count(select(func.sum(WebhookRejection.count)))
+    last = db.session.scalar(select(WebhookRejection).order_by(WebhookRejection.last_at.desc()).limit(1))
+    if last is not None:
+        c.webhooks_refused_last = f"last: {last.reason}, {last.last_at.strftime('%d %b %H:%M')} UTC"

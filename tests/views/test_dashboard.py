@@ -142,3 +142,33 @@ def test_dashboard_partial_for_htmx(client, auth):
 def test_dashboard_needs_sign_in(client):
     resp = client.get("/")
     assert resp.status_code == 302 and resp.headers["Location"] == "/login?next=%2F"
+
+
+def test_dashboard_shows_the_webhook_pipelines_health(client, auth, offline_processor):
+    """Refused deliveries, card-testing probes and the worker's backlog are on the first page staff see."""
+    import stripe_objects as so
+    from conftest import WEBHOOK_SECRET
+    from stripe_objects import signed
+
+    target = f"/webhooks/stripe/{offline_processor.id}"
+    body, headers = signed(so.event("charge.succeeded", so.charge()), "whsec_wrong")
+    assert client.post(target, data=body, headers=headers).status_code == 400
+    probe = so.charge(customer=None, payment_intent=None, status="failed", failure_code="card_declined")
+    for ev in (so.event("charge.failed", probe), so.event("customer.updated", so.customer())):
+        body, headers = signed(ev, WEBHOOK_SECRET)
+        assert client.post(target, data=body, headers=headers).status_code == 200
+    from admin.webhooks.worker import claim, process
+
+    (first,) = claim("test-worker", 1)  # the card-testing probe; the other stays queued
+    process(first, "test-worker")
+    auth.login("viewer@example.org", "viewer")
+    html = client.get("/").get_data(as_text=True)
+
+    def value(label):
+        m = re.search(re.escape(label) + r'</p>\s*<p class="stat-value">\s*(?:<a [^>]*>)?(\d+)', html)
+        assert m, f"no card {label!r}"
+        return int(m.group(1))
+
+    assert value("Webhook deliveries refused") == 1 and "last: signature mismatch" in html
+    assert value("Card-testing probes, last 24 h") == 1
+    assert value("Events waiting for the worker") == 1
