@@ -176,27 +176,39 @@ def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, cha
     return c
 
 
-def fail_one_off(processor: PaymentProcessor, intent_id: str | None, charge: dict | None,
-                 message: str | None) -> Contribution | None:
-    c = by_intent(processor.id, intent_id) or (by_trxn(processor.id, charge["id"]) if charge else None)
-    if c is not None:
-        fail(c, message)
-    return c
-
-
 def record_failed_one_off(reader: StripeReader, processor: PaymentProcessor, charge: dict,
                           message: str | None) -> Contribution:
     """A donor's failed attempt: fail its contribution, or record one so staff can see it."""
     pi_id = sid(charge.get("payment_intent"))
-    c = fail_one_off(processor, pi_id, charge, message)
-    if c is None:
-        c = Contribution(processor_id=processor.id, contact=contact_for_charge(reader, processor, charge),
-                         amount=int(charge.get("amount") or 0), currency=charge["currency"].lower(), status=FAILED,
-                         trxn_id=charge["id"], payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
-                         receive_date=from_unix(charge.get("created")), description=charge.get("description"),
-                         source="stripe", failure_message=(message or "payment failed")[:500])
-        db.session.add(c)
-        db.session.flush()
+    return _failed_attempt(processor, pi_id, charge["id"], message, charge,
+                           lambda: contact_for_charge(reader, processor, charge))
+
+
+def record_failed_intent(reader: StripeReader, processor: PaymentProcessor, pi: dict,
+                         message: str | None) -> Contribution | None:
+    """An intent whose payment failed: as a failed charge, when the intent names a customer."""
+    customer_id = sid(pi.get("customer"))
+    if by_intent(processor.id, pi["id"]) is None and not customer_id:
+        return None
+    charge_id = sid((pi.get("last_payment_error") or {}).get("charge")) or sid(pi.get("latest_charge"))
+    return _failed_attempt(processor, pi["id"], charge_id, message, pi,
+                           lambda: contact_for_customer(reader, processor, customer_id))
+
+
+def _failed_attempt(processor: PaymentProcessor, pi_id: str | None, charge_id: str | None, message: str | None,
+                    obj: dict, contact) -> Contribution:
+    lock_objects([k for k in (pi_id, charge_id) if k])
+    c = by_intent(processor.id, pi_id) or by_trxn(processor.id, charge_id)
+    if c is not None:
+        fail(c, message)
+        return c
+    c = Contribution(processor_id=processor.id, contact=contact(), amount=int(obj.get("amount") or 0),
+                     currency=obj["currency"].lower(), status=FAILED, trxn_id=charge_id, payment_intent_id=pi_id,
+                     customer_id=sid(obj.get("customer")), receive_date=from_unix(obj.get("created")),
+                     description=obj.get("description"), source="stripe",
+                     failure_message=(message or "payment failed")[:500])
+    db.session.add(c)
+    db.session.flush()
     return c
 
 

@@ -76,6 +76,30 @@ def test_payment_intent_failed_fails_the_pending_contribution(offline_processor,
     assert c.failure_message == "Your card was declined. (insufficient_funds)"
 
 
+def test_declined_intent_of_a_known_customer_is_recorded_as_a_failed_contribution(offline_processor, world):
+    pay = OneOff(world, amount=4000)
+    declined = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None,
+                                            "last_payment_error": {"message": "Your card was declined.",
+                                                                   "code": "card_declined",
+                                                                   "charge": pay.charge["id"]}}
+    feed(offline_processor, pay.event("payment_intent.payment_failed", declined))
+    c = contribution(payment_intent_id=pay.intent["id"])
+    assert (c.status, c.amount, c.trxn_id, c.contact.email) == ("Failed", 4000, pay.charge["id"],
+                                                                "donor@example.org")
+    # the matching charge.failed (real Stripe sends both) finds it: still one contribution
+    failed = copy.deepcopy(pay.charge) | {"status": "failed", "failure_message": "Your card was declined."}
+    feed(offline_processor, pay.event("charge.failed", failed))
+    assert count(Contribution) == 1
+
+
+def test_declined_intent_with_no_customer_records_nothing(offline_processor, world):
+    pay = OneOff(world, customer=False)
+    declined = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None}
+    (ev,) = feed(offline_processor, pay.event("payment_intent.payment_failed", declined))
+    assert ev.status == "success" and "nothing to record" in ev.status_reason
+    assert count(Contribution) == 0 and count(Contact) == 0
+
+
 def test_payment_intent_canceled_cancels_the_pending_contribution(offline_processor, world):
     pay = OneOff(world)
     c = Contribution(processor_id=offline_processor.id, amount=2500, currency="usd", status="Pending",

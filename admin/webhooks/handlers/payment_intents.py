@@ -47,9 +47,14 @@ def intent_succeeded(ctx: EventContext) -> None:
 @handles("payment_intent.payment_failed")
 def intent_failed(ctx: EventContext) -> None:
     pi = _sync(ctx)
-    c = contributions.fail_one_off(ctx.processor, pi["id"], None, failure_message(pi))
-    if c is None:
-        ctx.note("no contribution for this intent")
+    invoice_id = contributions.invoice_of_intent(ctx.reader, ctx.processor, pi)
+    if invoice_id:
+        inv = ctx.reader.get("invoices", invoice_id)
+        if inv.get("status") != "paid":
+            contributions.record_invoice_failed(ctx.reader, ctx.processor, inv)
+        return
+    if contributions.record_failed_intent(ctx.reader, ctx.processor, pi, failure_message(pi)) is None:
+        ctx.note("no customer and no contribution for this intent: nothing to record")
 
 
 @handles("payment_intent.canceled")
