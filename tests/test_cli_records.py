@@ -74,3 +74,17 @@ def test_worker_once_processes_what_is_due(runner, offline_processor):
         result = runner.invoke(args=["worker", "--once"])
     assert result.exit_code == 0 and "processed" in result.output
     assert invoke_json(runner, "contributions", "list")[0]["status"] == "Completed"
+
+
+def test_events_list_from_stripe_shows_whether_paydesk_has_each(runner, processor):
+    """--source stripe asks Stripe (here the real localstripe) and marks what paydesk has stored."""
+    from admin.services.processors import gateway
+
+    cus = gateway(processor).create("customers", {"email": "listed@example.org"})
+    args = ["events", "list", "--source", "stripe", "--type", "customer.created", "--limit", "100"]
+    mine = [e for e in invoke_json(runner, *args) if e["object_id"] == cus["id"]]
+    assert [e["status"] for e in mine] == ["not in paydesk"]
+    raw = gateway(processor).list("events", type="customer.created", limit=100)["data"]
+    store_event(processor, next(e for e in raw if e["data"]["object"]["id"] == cus["id"]))
+    mine = [e for e in invoke_json(runner, *args) if e["object_id"] == cus["id"]]
+    assert [e["status"] for e in mine] == ["queued"]
