@@ -33,7 +33,7 @@ class StripeWorld:
         self.objects: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []  # (method, path)
         self.updates: list[tuple[str, dict]] = []  # (path, form) of POSTs
-        self._failures: list[tuple[re.Pattern, list[int]]] = []
+        self._failures: list[tuple[str | None, re.Pattern, list[int]]] = []
         rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/v1/.*"), callback=self._get)
         rsps.add_callback(responses.POST, re.compile(re.escape(BASE) + r"/v1/.*"), callback=self._post)
 
@@ -42,9 +42,9 @@ class StripeWorld:
         for o in objs:
             self.objects[o["id"]] = o
 
-    def fail(self, path_pattern: str, statuses: list[int]) -> None:
-        """The next requests whose path matches answer these HTTP statuses, in order."""
-        self._failures.append((re.compile(path_pattern), list(statuses)))
+    def fail(self, path_pattern: str, statuses: list[int], method: str | None = None) -> None:
+        """The next requests (of ``method``, or any) whose path matches answer these HTTP statuses, in order."""
+        self._failures.append((method, re.compile(path_pattern), list(statuses)))
 
     def count(self, method: str, path_pattern: str) -> int:
         rx = re.compile(path_pattern)
@@ -54,17 +54,20 @@ class StripeWorld:
     def _reply(self, status: int, body: dict):
         return status, {"Request-Id": f"req_world{next(_req):06d}", "Content-Type": "application/json"}, json.dumps(body)
 
-    def _injected(self, path: str):
-        for rx, statuses in self._failures:
-            if statuses and rx.search(path):
+    def _injected(self, method: str, path: str):
+        for only, rx, statuses in self._failures:
+            if statuses and (only in (None, method)) and rx.search(path):
                 status = statuses.pop(0)
+                if status == 404:
+                    return self._reply(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                                                       "message": f"No such object: '{path}'"}})
                 return self._reply(status, {"error": {"type": "api_error", "message": f"injected {status}"}})
         return None
 
     def _get(self, request):
         url = urlparse(request.url)
         self.calls.append(("GET", url.path))
-        failed = self._injected(url.path)
+        failed = self._injected("GET", url.path)
         if failed:
             return failed
         parts = url.path.split("/")[2:]  # after /v1/
@@ -102,7 +105,7 @@ class StripeWorld:
         self.calls.append(("POST", url.path))
         form = parse_qs(request.body or "")
         self.updates.append((url.path, {k: v[0] for k, v in form.items()}))
-        failed = self._injected(url.path)
+        failed = self._injected("POST", url.path)
         if failed:
             return failed
         parts = url.path.split("/")[2:]

@@ -18,6 +18,7 @@ from sqlalchemy import and_, or_, select, update
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
+from ..failures import describe, is_transient
 from ..models import EV_ERROR, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, OutboxTask
 from ..timeutil import utcnow
 
@@ -71,13 +72,13 @@ def _run_one(task_id: int) -> None:
         fn(task)
         task.status, task.done_at, task.last_error = EV_SUCCESS, utcnow(), None
         db.session.commit()
-    except Exception as exc:  # recorded on the task and retried, never swallowed
+    except Exception as exc:  # recorded on the task and retried when worth it, never swallowed
         db.session.rollback()
         task = db.session.get(OutboxTask, task_id)
-        task.last_error = str(exc)[:2000]
-        if task.attempts >= cfg["WORKER_MAX_ATTEMPTS"]:
+        task.last_error = describe(exc)[:2000]
+        if not is_transient(exc) or task.attempts >= cfg["WORKER_MAX_ATTEMPTS"]:
             task.status = EV_ERROR
-            log.error("outbox task %s (%s) failed for good: %s", task.id, task.key, exc)
+            log.error("outbox task %s (%s) failed for good: %s", task.id, task.key, task.last_error)
         else:
             task.status = EV_QUEUED
             task.next_attempt_at = utcnow() + backoff(task.attempts)

@@ -29,10 +29,11 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..dbutil import immediate, is_postgres, lock_objects
 from ..extensions import db
+from ..failures import describe, is_transient
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
 from ..services import outbox
 from ..stripe_gateway import GatewayError
@@ -129,24 +130,6 @@ def _record_failure(row_id: int, worker: str, exc: Exception) -> str:
     status = row.status
     db.session.commit()
     return status
-
-
-def is_transient(exc: Exception) -> bool:
-    if isinstance(exc, GatewayError):
-        return exc.transient
-    if isinstance(exc, IntegrityError):
-        return True  # a concurrent event created the same record first: run again and find it
-    if isinstance(exc, OperationalError):
-        return True  # database busy, deadlock detected, connection lost
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-def describe(exc: Exception) -> str:
-    if isinstance(exc, GatewayError):
-        return f"Stripe: {exc}"
-    if isinstance(exc, DBAPIError):
-        return f"database: {type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0][:500]}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def backoff(attempts: int, *, conflict: bool = False) -> timedelta:
