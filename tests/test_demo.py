@@ -96,3 +96,33 @@ def test_demo_data_becomes_records(app, processor):
     refunded = db.session.scalar(select(Contribution).where(
         Contribution.payment_intent_id == summary["refunded_intent"]))
     assert refunded.status == "Refunded"
+
+
+def test_dashboard_renders_with_the_demo_data(app, client, auth, processor):
+    """The first page staff see, after the demo's real flows: counts that match what was made."""
+    import re
+
+    from admin.webhooks.ingest import store_event
+    from admin.webhooks.worker import run_once
+
+    gw = gateway(processor)
+    time.sleep(1.01 - time.time() % 1)  # localstripe is shared: start on a second no other test used
+    since = int(time.time())
+    summary = create_demo_data(gw)
+    for ev in _events_since(gw, since) + summary["events_to_deliver"]:
+        store_event(processor, ev)
+    run_once()
+    auth.login("viewer@example.org", "viewer")
+    html = client.get("/").get_data(as_text=True)
+
+    def value(label: str) -> int:
+        m = re.search(re.escape(label) + r'</p>\s*<p class="stat-value">\s*(?:<a [^>]*>)?(\d+)', html)
+        assert m, f"no card {label!r}"
+        return int(m.group(1))
+
+    assert value("Active subscriptions") == 1
+    # the subscription's first invoice and the one-offs that were not refunded
+    assert value("Contributions this month") == 1 + len(summary["succeeded"]) - 1
+    assert value("Events in error, last 24 h") == 0
+    assert value("Events waiting for the worker") == 0
+    assert value("Events received, last 24 h") >= len(summary["customers"])
