@@ -291,6 +291,22 @@ def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv
     return c
 
 
+def settle_invoice(reader: StripeReader, processor: PaymentProcessor, invoice_id: str, *,
+                   no_receipt: bool = False) -> Contribution | None:
+    """Record an invoice's payment as Stripe has it now; None while it is unpaid (its own events record that)."""
+    inv = reader.get("invoices", invoice_id)
+    if inv.get("status") != "paid":
+        return None
+    return record_invoice_paid(reader, processor, inv, no_receipt=no_receipt)
+
+
+def fail_invoice_attempt(reader: StripeReader, processor: PaymentProcessor, invoice_id: str) -> None:
+    """A failed attempt to pay an invoice, unless Stripe has it paid by now (a later attempt succeeded)."""
+    inv = reader.get("invoices", invoice_id)
+    if inv.get("status") != "paid":
+        record_invoice_failed(reader, processor, inv)
+
+
 def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True) -> dict | None:
     """The charge that paid (or tried to pay) an invoice, in either API shape."""
     charge_ref, pi_id = invoice_payment_refs(inv)

@@ -17,12 +17,10 @@ def settle_charge(ctx: EventContext, charge: dict) -> None:
     """Record a charge's current state where it belongs: its invoice's contribution, or a one-off."""
     invoice_id = contributions.invoice_of_charge(ctx.reader, ctx.processor, charge)
     if invoice_id:
-        inv = ctx.reader.get("invoices", invoice_id)
-        if inv.get("status") == "paid":
-            contributions.record_invoice_paid(ctx.reader, ctx.processor, inv, no_receipt=ctx.no_receipt)
+        if contributions.settle_invoice(ctx.reader, ctx.processor, invoice_id, no_receipt=ctx.no_receipt):
             ctx.note(f"recurring payment for {invoice_id}")
         else:
-            ctx.ignore(f"invoice {invoice_id} is {inv.get('status')}; its invoice events will record it")
+            ctx.ignore(f"invoice {invoice_id} is not paid; its invoice events will record it")
         return
     if charge.get("status") != "succeeded":
         ctx.ignore(f"charge is {charge.get('status')}")
@@ -61,9 +59,7 @@ def charge_failed(ctx: EventContext) -> None:
     message = failure_message(charge)
     invoice_id = contributions.invoice_of_charge(ctx.reader, ctx.processor, charge)
     if invoice_id:
-        inv = ctx.reader.get("invoices", invoice_id)
-        if inv.get("status") != "paid":
-            contributions.record_invoice_failed(ctx.reader, ctx.processor, inv)
+        contributions.fail_invoice_attempt(ctx.reader, ctx.processor, invoice_id)
         return
     contributions.record_failed_one_off(ctx.reader, ctx.processor, charge, message)
 

@@ -49,8 +49,6 @@ def checkout_completed(ctx: EventContext) -> None:
             c.invoice_id = inv_id
             db.session.flush()
         if inv_id:
-            inv = ctx.reader.get("invoices", inv_id)
-            if inv.get("status") == "paid":
-                contributions.record_invoice_paid(ctx.reader, ctx.processor, inv, no_receipt=ctx.no_receipt)
+            contributions.settle_invoice(ctx.reader, ctx.processor, inv_id, no_receipt=ctx.no_receipt)
     else:
         ctx.ignore(f"checkout session in {mode} mode records no contribution")

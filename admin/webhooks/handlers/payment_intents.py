@@ -30,9 +30,7 @@ def intent_succeeded(ctx: EventContext) -> None:
         return
     invoice_id = contributions.invoice_of_intent(ctx.reader, ctx.processor, pi)
     if invoice_id:
-        inv = ctx.reader.get("invoices", invoice_id)
-        if inv.get("status") == "paid":
-            contributions.record_invoice_paid(ctx.reader, ctx.processor, inv, no_receipt=ctx.no_receipt)
+        contributions.settle_invoice(ctx.reader, ctx.processor, invoice_id, no_receipt=ctx.no_receipt)
         ctx.note(f"recurring payment for {invoice_id}")
         return
     charge = ctx.reader.expanded("charges", pi.get("latest_charge"),
@@ -49,9 +47,7 @@ def intent_failed(ctx: EventContext) -> None:
     pi = _sync(ctx)
     invoice_id = contributions.invoice_of_intent(ctx.reader, ctx.processor, pi)
     if invoice_id:
-        inv = ctx.reader.get("invoices", invoice_id)
-        if inv.get("status") != "paid":
-            contributions.record_invoice_failed(ctx.reader, ctx.processor, inv)
+        contributions.fail_invoice_attempt(ctx.reader, ctx.processor, invoice_id)
         return
     if contributions.record_failed_intent(ctx.reader, ctx.processor, pi, failure_message(pi)) is None:
         ctx.note("no customer and no contribution for this intent: nothing to record")
