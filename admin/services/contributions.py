@@ -159,7 +159,8 @@ def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, cha
     c = by_intent(processor.id, pi_id) or by_trxn(processor.id, charge["id"])
     if c is None:
         c = Contribution(processor_id=processor.id, contact=contact_for_charge(reader, processor, charge),
-                         amount=int(charge.get("amount") or 0), currency=charge["currency"].lower(), status=PENDING,
+                         amount=int(charge.get("amount_captured") or charge.get("amount") or 0),  # partial capture
+                         currency=charge["currency"].lower(), status=PENDING,
                          payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
                          receive_date=from_unix(charge.get("created")), description=charge.get("description"),
                          source="stripe")
