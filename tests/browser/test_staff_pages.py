@@ -27,7 +27,7 @@ def test_sign_in_shows_dashboard_and_screenshot(page, tmp_path):
     assert page.locator(".user-email").inner_text() == VIEWER
     assert page.locator(".badge").inner_text() == "viewer"
     cards = page.locator(".stat")
-    assert cards.count() == 6
+    assert cards.count() == 9
     assert page.locator(".stat", has_text="Events in error").locator(".stat-value").inner_text() == "2"
     assert page.locator(".stat", has_text="Active subscriptions").locator(".stat-value").inner_text() == "5"
     assert "100.00 EUR" not in page.content() and "120.00 EUR" in page.content()
@@ -99,7 +99,7 @@ def test_refresh_swaps_counts_partial(page):
     with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true") as info:
         page.click("button:has-text('Refresh')")
     assert info.value.status == 200
-    assert page.locator("#dashboard-counts .stat").count() == 6
+    assert page.locator("#dashboard-counts .stat").count() == 9
     assert page.locator("header.topbar").count() == 1  # the fragment did not nest a second page
 
 
