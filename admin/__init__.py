@@ -68,3 +68,5 @@ def _init_extensions(app: Flask) -> None:
 def _init_logging(app: Flask) -> None:
     if not app.debug and not app.testing and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The SDK logs every request at INFO; paydesk's gateway logs what matters (failures, retries).
+    logging.getLogger("stripe").setLevel(logging.WARNING)

@@ -146,7 +146,7 @@ def cancel(c: Contribution, reason: str | None = None) -> None:
 
 def _after_completed(c: Contribution, customer_id: str | None, no_receipt: bool) -> None:
     request_receipt(c, suppressed=no_receipt)
-    request_metadata_sync(c.processor_id, customer_id, c.contact, f"contribution-{c.id}")
+    request_metadata_sync(c.processor_id, customer_id, c.contact)
 
 
 # -- one-off ----------------------------------------------------------------------

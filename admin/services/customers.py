@@ -7,6 +7,9 @@ name, the contact id, a link to the contact page and the paydesk version.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from flask import current_app
 
 from ..config import VERSION
@@ -33,11 +36,17 @@ def customer_fields(contact: Contact) -> dict:
     }
 
 
-def request_metadata_sync(processor_id: int, customer_id: str | None, contact: Contact | None, reason: str) -> None:
-    """Ask (once per reason) for the customer's metadata to be brought in line with the contact."""
+def request_metadata_sync(processor_id: int, customer_id: str | None, contact: Contact | None) -> None:
+    """Ask for the customer's metadata to be brought in line with the contact (after each completed payment).
+
+    The task is keyed by a digest of what would be sent, so a payment that
+    changes nothing (same name, email, contact, site, version) adds no second
+    push, while any change does.
+    """
     if not customer_id or contact is None or not current_app.config.get("SYNC_CUSTOMER_METADATA", True):
         return
-    enqueue("customer_metadata", f"{processor_id}:{customer_id}:{reason}",
+    digest = hashlib.sha256(json.dumps(customer_fields(contact), sort_keys=True).encode()).hexdigest()[:16]
+    enqueue("customer_metadata", f"{processor_id}:{customer_id}:{digest}",
             {"customer_id": customer_id, "contact_id": contact.id}, processor_id)
 
 
