@@ -8,7 +8,6 @@ from sqlalchemy import insert
 
 from .extensions import db
 
-
 _INSERT_IGNORE: dict[tuple, Any] = {}
 
 
