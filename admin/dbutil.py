@@ -54,15 +54,16 @@ def immediate() -> None:
 
 
 def lock_objects(keys: list[str]) -> None:
-    """PostgreSQL: hold a transaction-scoped advisory lock on each key (sorted, so two holders cannot
-    deadlock on them). Released at commit or rollback, and when a killed worker's connection drops.
-    No-op on SQLite, where a writer holds the whole database anyway."""
-    if not is_postgres():
+    """PostgreSQL: hold a transaction-scoped advisory lock on each key, in one statement and in sorted
+    order (so two holders cannot deadlock on them). Released at commit or rollback, and when a killed
+    worker's connection drops. No-op on SQLite, where a writer holds the whole database anyway."""
+    if not keys or not is_postgres():
         return
     import hashlib
 
-    from sqlalchemy import func, select
+    from sqlalchemy import text
 
-    for key in sorted(set(keys)):
-        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-        db.session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+    ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+                  for k in keys})
+    db.session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
+                            "WITH ORDINALITY AS t(k, n) ORDER BY n"), {"ks": ids})

@@ -290,11 +290,6 @@ class StripeEvent(db.Model):
 
     processor: Mapped[PaymentProcessor] = relationship()
 
-    def object_ids(self) -> list[str]:
-        """The Stripe objects this event touches (its serialisation keys)."""
-        ids = (self.invoice_id, self.subscription_id, self.payment_intent_id, self.charge_id, self.object_id)
-        return sorted({i for i in ids if i})
-
 
 class OutboxTask(db.Model):
     """Side effects that must follow a committed transaction (Stripe metadata, receipts)."""

@@ -13,7 +13,7 @@ so the same events in any order leave the same records.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ..dbutil import lock_objects
 from ..extensions import db
@@ -72,6 +72,17 @@ def by_trxn(processor_id: int, trxn_id: str | None) -> Contribution | None:
         return None
     return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
                                                         Contribution.trxn_id == trxn_id))
+
+
+def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | None) -> Contribution | None:
+    """The contribution for an intent (preferred) or, failing that, with this trxn_id: one query."""
+    conds = [c for c in (Contribution.payment_intent_id == intent_id if intent_id else None,
+                         Contribution.trxn_id == trxn_id if trxn_id else None) if c is not None]
+    if not conds:
+        return None
+    found = db.session.scalars(select(Contribution).where(Contribution.processor_id == processor_id, or_(*conds))
+                               .order_by(Contribution.id)).all()
+    return next((c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None)
 
 
 def by_charge(processor_id: int, charge_id: str) -> Contribution | None:
@@ -156,7 +167,7 @@ def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, cha
     """Complete the one-off contribution for a captured, succeeded charge and add its payment."""
     pi_id = sid(charge.get("payment_intent"))
     lock_objects([k for k in (pi_id, charge["id"]) if k])
-    c = by_intent(processor.id, pi_id) or by_trxn(processor.id, charge["id"])
+    c = by_intent_or_trxn(processor.id, pi_id, charge["id"])
     if c is None:
         c = Contribution(processor_id=processor.id, contact=contact_for_charge(reader, processor, charge),
                          amount=int(charge.get("amount_captured") or charge.get("amount") or 0),  # partial capture
@@ -199,7 +210,7 @@ def record_failed_intent(reader: StripeReader, processor: PaymentProcessor, pi: 
 def _failed_attempt(processor: PaymentProcessor, pi_id: str | None, charge_id: str | None, message: str | None,
                     obj: dict, contact) -> Contribution:
     lock_objects([k for k in (pi_id, charge_id) if k])
-    c = by_intent(processor.id, pi_id) or by_trxn(processor.id, charge_id)
+    c = by_intent_or_trxn(processor.id, pi_id, charge_id)
     if c is not None:
         fail(c, message)
         return c
@@ -361,8 +372,7 @@ def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, 
 
 def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
     """One negative payment per refund id; the contribution becomes (Partially) Refunded."""
-    recorded = {p.trxn_id: p for p in db.session.scalars(select(Payment).where(
-        Payment.processor_id == c.processor_id, Payment.charge_id == charge["id"], Payment.refund_id.is_not(None)))}
+    recorded = {p.trxn_id: p for p in c.payments if p.refund_id and p.charge_id == charge["id"]}
     for r in _refunds_of(reader, charge, bool(recorded)):
         pay = recorded.get(r["id"])
         counted = r.get("status") in REFUND_COUNTED
@@ -395,8 +405,7 @@ def _refunds_of(reader: StripeReader, charge: dict, have_recorded: bool) -> list
 
 
 def _totals(c: Contribution) -> None:
-    db.session.flush()
-    pays = list(db.session.scalars(select(Payment).where(Payment.contribution_id == c.id)))
+    pays = c.payments
     charges = [p for p in pays if p.amount > 0 and p.status == COMPLETED]
     refunds = [p for p in pays if p.amount < 0 and p.status == PAYMENT_REFUNDED]
     c.fee_amount = sum(p.fee for p in charges)

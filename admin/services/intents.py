@@ -25,14 +25,13 @@ def by_intent_id(intent_id: str) -> StripePaymentIntent | None:
     return db.session.scalar(select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == intent_id))
 
 
-def is_stale(pi: dict, stamp: int) -> bool:
-    row = by_intent_id(pi["id"])
-    return row is not None and stamp < (row.stripe_updated or 0)
+def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int,
+                row: StripePaymentIntent | None = None) -> StripePaymentIntent:
+    """Bring the tracked intent in line with ``pi`` unless a later state is recorded already.
 
-
-def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int) -> StripePaymentIntent:
-    """Bring the tracked intent in line with ``pi`` unless a later state is recorded already."""
-    row = by_intent_id(pi["id"])
+    ``row``: the tracked intent when the caller has looked it up already.
+    """
+    row = row or by_intent_id(pi["id"])
     if row is None:
         row = StripePaymentIntent(stripe_intent_id=pi["id"], processor_id=processor.id,
                                   created_date=from_unix(pi.get("created")))
@@ -69,8 +68,10 @@ def _moves_forward(row: StripePaymentIntent, status: str | None, stamp: int) -> 
     return True
 
 
-def link_contribution(intent_id: str, contribution) -> None:
-    row = by_intent_id(intent_id)
+def link_contribution(row: StripePaymentIntent | str | None, contribution) -> None:
+    """Note the contribution an intent paid for (``row``: the tracked intent, or its id)."""
+    if isinstance(row, str):
+        row = by_intent_id(row)
     if row is not None and contribution is not None:
         row.contribution_id = row.contribution_id or contribution.id
         row.contact_id = row.contact_id or contribution.contact_id

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from flask import current_app
 from sqlalchemy import select
 
 from ..dbutil import immediate
@@ -60,6 +65,7 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
         _clear_default()
         proc.is_default = True
     db.session.commit()
+    forget_processor_ref(proc.id)  # this process sees the change at once; others within seconds
     return proc
 
 
@@ -106,3 +112,47 @@ def get_processor(ppid: int | str | None = None) -> PaymentProcessor:
 
 def gateway(proc: PaymentProcessor) -> Gateway:
     return Gateway.for_processor(proc)
+
+
+# -- a cached plain copy, for the hot paths (webhook endpoint, worker) ------------------
+
+_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ProcessorRef:
+    """What the webhook endpoint and the worker need of a processor: a plain copy with its secrets
+    decrypted once, safe to share across requests and threads (never a session-bound row)."""
+
+    id: int
+    name: str
+    mode: str
+    active: bool
+    api_base: str | None
+    updated_at: datetime | None
+    secret_key: str = field(repr=False)
+    webhook_secrets: tuple[str, ...] = field(repr=False)
+
+    @property
+    def livemode(self) -> bool:
+        return self.mode == "live"
+
+
+def processor_ref(ppid: int) -> ProcessorRef | None:
+    """The processor as a ``ProcessorRef``, cached per app process for a few seconds (so an edit made
+    elsewhere, e.g. a signing secret removed with the CLI, applies within that time); None if unknown."""
+    cache: dict[int, tuple[float, ProcessorRef | None]] = current_app.extensions.setdefault(
+        "paydesk_processor_refs", {})
+    hit = cache.get(ppid)
+    if hit is not None and time.monotonic() - hit[0] < _CACHE_SECONDS:
+        return hit[1]
+    proc = db.session.get(PaymentProcessor, ppid)
+    ref = None if proc is None else ProcessorRef(
+        id=proc.id, name=proc.name, mode=proc.mode, active=proc.active, api_base=proc.api_base,
+        updated_at=proc.updated_at, secret_key=proc.secret_key, webhook_secrets=tuple(proc.webhook_secrets))
+    cache[ppid] = (time.monotonic(), ref)
+    return ref
+
+
+def forget_processor_ref(ppid: int) -> None:
+    current_app.extensions.get("paydesk_processor_refs", {}).pop(ppid, None)

@@ -8,65 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import update
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import csrf, db
-from ..models import PaymentProcessor, WebhookRejection
+from ..models import WebhookRejection
+from ..services.processors import processor_ref
 from ..stripe_gateway import WebhookSignatureError, verify_webhook
 from ..timeutil import utcnow
 from .ingest import store_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
-
-_CACHE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class ProcessorRef:
-    """What storing an event needs of its processor: a plain copy, safe to cache across requests."""
-
-    id: int
-    name: str
-    mode: str
-
-    @property
-    def livemode(self) -> bool:
-        return self.mode == "live"
-
-
-class _ProcessorInfo:
-    __slots__ = ("processor", "secrets", "fetched")
-
-    def __init__(self, processor: ProcessorRef, secrets: list[str]):
-        self.processor = processor
-        self.secrets = secrets
-        self.fetched = time.monotonic()
-
-
-def _processor_info(ppid: int) -> _ProcessorInfo | None:
-    """The processor and its decrypted signing secrets, cached a few seconds per app process
-    (an edit made elsewhere, e.g. a secret removed with the CLI, applies within that time)."""
-    cache: dict[int, _ProcessorInfo] = current_app.extensions.setdefault("paydesk_webhook_processors", {})
-    info = cache.get(ppid)
-    if info is None or time.monotonic() - info.fetched > _CACHE_SECONDS:
-        proc = db.session.get(PaymentProcessor, ppid)
-        if proc is None or not proc.active:
-            cache.pop(ppid, None)
-            return None
-        info = cache[ppid] = _ProcessorInfo(ProcessorRef(proc.id, proc.name, proc.mode), proc.webhook_secrets)
-    return info
-
-
-def forget_processor(app, ppid: int) -> None:
-    """Drop the cached secrets (called when a processor is edited)."""
-    app.extensions.get("paydesk_webhook_processors", {}).pop(ppid, None)
-
 
 def _reject(ppid: int | None, reason: str, status: int):
     log.warning("webhook rejected for processor %s: %s (from %s)", ppid, reason, request.remote_addr)
@@ -94,8 +49,8 @@ def count_rejection(ppid: int | None, reason: str) -> None:
 @bp.post("/webhooks/stripe/<int:ppid>")
 @csrf.exempt
 def receive(ppid: int):
-    info = _processor_info(ppid)
-    if info is None:
+    proc = processor_ref(ppid)
+    if proc is None or not proc.active:
         return jsonify(error="unknown payment processor"), 404
     limit = current_app.config["WEBHOOK_MAX_BYTES"]
     if request.content_length is not None and request.content_length > limit:
@@ -104,7 +59,7 @@ def receive(ppid: int):
     if len(body) > limit:
         return _reject(ppid, "payload too large", 413)
     try:
-        verify_webhook(body, request.headers.get("Stripe-Signature"), info.secrets,
+        verify_webhook(body, request.headers.get("Stripe-Signature"), list(proc.webhook_secrets),
                        current_app.config["WEBHOOK_TOLERANCE"])
     except WebhookSignatureError as err:
         return _reject(ppid, err.reason, 400)
@@ -114,5 +69,5 @@ def receive(ppid: int):
         return _reject(ppid, "body is not JSON", 400)
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         return _reject(ppid, "not a Stripe event: id and type are required", 400)
-    inserted = store_event(info.processor, event, body.decode("utf-8"))
+    inserted = store_event(proc, event, body.decode("utf-8"))
     return jsonify(received=True, duplicate=not inserted)

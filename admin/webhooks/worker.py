@@ -26,16 +26,18 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
 from flask import Flask, current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..dbutil import immediate, is_postgres, lock_objects
+from ..dbutil import immediate, lock_objects
 from ..extensions import db
 from ..failures import describe, is_transient
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
 from ..services import outbox
+from ..services.processors import processor_ref
 from ..stripe_gateway import GatewayError
 from ..timeutil import utcnow
 from .context import EventContext
@@ -48,39 +50,44 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
 
 
-def claim(worker: str, limit: int) -> list[int]:
-    """Mark up to ``limit`` due events as processing by ``worker``; their ids, oldest Stripe event first."""
+class Claimed(NamedTuple):
+    id: int
+    keys: list[str]  # the Stripe objects the event touches: its locks
+
+
+def claim(worker: str, limit: int) -> list[Claimed]:
+    """Mark up to ``limit`` due events as processing by ``worker``; oldest Stripe event first."""
     cfg = current_app.config
     now = utcnow()
     immediate()
     due = or_(and_(StripeEvent.status == EV_QUEUED, StripeEvent.next_attempt_at <= now),
               and_(StripeEvent.status == EV_PROCESSING, StripeEvent.locked_until < now))
-    ids = list(db.session.scalars(
-        select(StripeEvent.id).where(due).order_by(StripeEvent.created, StripeEvent.id).limit(limit)
-        .with_for_update(skip_locked=True)))
+    cols = (StripeEvent.invoice_id, StripeEvent.subscription_id, StripeEvent.payment_intent_id,
+            StripeEvent.charge_id, StripeEvent.object_id)
+    rows = db.session.execute(
+        select(StripeEvent.id, *cols).where(due).order_by(StripeEvent.created, StripeEvent.id).limit(limit)
+        .with_for_update(skip_locked=True)).all()
+    claimed = [Claimed(r[0], sorted({k for k in r[1:] if k})) for r in rows]
+    ids = [c.id for c in claimed]
     if ids:
         db.session.execute(update(StripeEvent).where(StripeEvent.id.in_(ids)).values(
             status=EV_PROCESSING, locked_by=worker, attempts=StripeEvent.attempts + 1,
             locked_until=now + timedelta(seconds=cfg["WORKER_LEASE_SECONDS"])))
     db.session.commit()
-    return ids
+    return claimed
 
 
-def process(row_id: int, worker: str) -> str | None:
+def process(claimed: Claimed, worker: str) -> str | None:
     """Run the handler for one claimed event; returns its new status (None if it was not ours)."""
     cfg = current_app.config
+    row_id = claimed.id
     immediate()
+    lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
     row = db.session.get(StripeEvent, row_id, populate_existing=True)
     if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
         db.session.rollback()
         return None
-    keys = row.object_ids()
-    if is_postgres() and keys:
-        lock_objects(keys)
-        db.session.refresh(row)  # another worker may have finished it while we waited
-        if row.status != EV_PROCESSING or row.locked_by != worker:
-            db.session.rollback()
-            return None
+    processor = processor_ref(row.processor_id)
     try:
         if row.attempts > cfg["WORKER_MAX_ATTEMPTS"]:
             row.status, row.status_reason = EV_ERROR, None
@@ -90,7 +97,7 @@ def process(row_id: int, worker: str) -> str | None:
             if handler is None:
                 row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
             else:
-                ctx = EventContext(row, row.processor)
+                ctx = EventContext(row, processor)
                 handler(ctx)
                 row.status = ctx.outcome
                 row.status_reason = "; ".join(ctx.notes)[:2000] or None
@@ -140,11 +147,11 @@ def backoff(attempts: int, *, conflict: bool = False) -> timedelta:
 
 def run_batch(worker: str) -> int:
     """Claim and process one batch of events, then run due side effects; how many events were processed."""
-    ids = claim(worker, current_app.config["WORKER_BATCH"])
-    for row_id in ids:
-        process(row_id, worker)
+    claimed = claim(worker, current_app.config["WORKER_BATCH"])
+    for one in claimed:
+        process(one, worker)
     ran = outbox.run_due(worker, current_app.config["WORKER_BATCH"])
-    return len(ids) + ran
+    return len(claimed) + ran
 
 
 def run_once(max_rounds: int = 10_000) -> int:

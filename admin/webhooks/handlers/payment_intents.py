@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from ...models import StripePaymentIntent
 from ...services import contributions, intents
 from ...stripe_shapes import failure_message
 from ..context import EventContext
 from ..registry import handles
 
 
-def _sync(ctx: EventContext) -> dict:
+def _sync(ctx: EventContext) -> tuple[dict, StripePaymentIntent]:
     pi = ctx.object()
-    if not ctx.row.refetch and intents.is_stale(pi, ctx.created):
-        pi = ctx.fresh_object()
-    intents.sync_intent(ctx.processor, pi, stamp=ctx.created)
-    return pi
+    tracked = intents.by_intent_id(pi["id"])
+    if tracked is not None and not ctx.row.refetch and ctx.created < (tracked.stripe_updated or 0):
+        pi = ctx.fresh_object()  # a newer state is recorded already: use Stripe's current one
+    return pi, intents.sync_intent(ctx.processor, pi, stamp=ctx.created, row=tracked)
 
 
 @handles("payment_intent.created", "payment_intent.requires_action", "payment_intent.amount_capturable_updated",
@@ -24,7 +25,7 @@ def intent_changed(ctx: EventContext) -> None:
 
 @handles("payment_intent.succeeded")
 def intent_succeeded(ctx: EventContext) -> None:
-    pi = _sync(ctx)
+    pi, tracked = _sync(ctx)
     if pi.get("status") != "succeeded":
         ctx.note(f"intent is {pi.get('status')} in Stripe now")
         return
@@ -38,13 +39,13 @@ def intent_succeeded(ctx: EventContext) -> None:
     if charge is None:
         ctx.ignore("succeeded intent has no charge")
         return
-    intents.link_contribution(pi["id"], contributions.record_one_off_charge(
+    intents.link_contribution(tracked, contributions.record_one_off_charge(
         ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt))
 
 
 @handles("payment_intent.payment_failed")
 def intent_failed(ctx: EventContext) -> None:
-    pi = _sync(ctx)
+    pi, _ = _sync(ctx)
     invoice_id = contributions.invoice_of_intent(ctx.reader, ctx.processor, pi)
     if invoice_id:
         contributions.fail_invoice_attempt(ctx.reader, ctx.processor, invoice_id)
@@ -55,7 +56,7 @@ def intent_failed(ctx: EventContext) -> None:
 
 @handles("payment_intent.canceled")
 def intent_canceled(ctx: EventContext) -> None:
-    pi = _sync(ctx)
+    pi, _ = _sync(ctx)
     c = contributions.by_intent(ctx.processor.id, pi["id"])
     if c is not None:
         contributions.cancel(c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})")
