@@ -49,7 +49,9 @@ def _postgres_url() -> str | None:
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
-        backends = ["sqlite", "postgresql"] if metafunc.definition.get_closest_marker("postgres") else ["sqlite"]
+        marker = metafunc.definition.get_closest_marker
+        backends = (["postgresql"] if marker("postgres_only") else
+                    ["sqlite", "postgresql"] if marker("postgres") else ["sqlite"])
         metafunc.parametrize("backend", backends, scope="function")
 
 

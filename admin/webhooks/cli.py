@@ -57,19 +57,26 @@ def register(app: Flask) -> None:
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Process what is due now, then exit.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker threads (PostgreSQL; SQLite always runs one).")
-def worker_command(once, concurrency):
+              help="Worker threads per process (PostgreSQL; SQLite always runs one).")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (PostgreSQL): threads share one core, processes use them all.")
+def worker_command(once, concurrency, processes):
     """Process queued Stripe events into contacts, contributions, recurring contributions and payments."""
     from ..dbutil import is_postgres
-    from .worker import run_forever, run_once
+    from .worker import run_forever, run_once, run_processes
 
     if once:
         n = run_once()
         click.echo(f"processed {n} event(s) and task(s)")
         return
-    if concurrency > 1 and not is_postgres():
+    if (concurrency > 1 or processes > 1) and not is_postgres():
         click.echo("SQLite has one writer at a time: running one worker thread (use PostgreSQL to scale out).",
                    err=True)
-        concurrency = 1
-    click.echo(f"paydesk worker running with {concurrency} thread(s); Ctrl-C stops it.", err=True)
-    run_forever(current_app._get_current_object(), concurrency)
+        concurrency = processes = 1
+    click.echo(f"paydesk worker running with {processes} process(es) x {concurrency} thread(s); Ctrl-C stops it.",
+               err=True)
+    app = current_app._get_current_object()
+    if processes > 1:
+        run_processes(app, processes, concurrency)
+    else:
+        run_forever(app, concurrency)

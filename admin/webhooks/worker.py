@@ -195,3 +195,32 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
         if stop.is_set():
             for t in threads:
                 t.join()
+
+
+def run_processes(app: Flask, processes: int, concurrency: int) -> None:
+    """``processes`` worker processes of ``concurrency`` threads each (PostgreSQL): Python threads share
+    one core, processes use them all. Children are forked before any thread starts, drop the
+    inherited connections, and stop with the parent (SIGINT/SIGTERM)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_child, args=(app, concurrency), name=f"paydesk-worker-p{i}", daemon=True)
+                for i in range(1, processes)]
+    with app.app_context():
+        db.engine.dispose(close=False)
+    for child in children:
+        child.start()
+    try:
+        run_forever(app, concurrency)
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: the child finishes its current event and stops
+        for child in children:
+            child.join(timeout=60)
+
+
+def _child(app: Flask, concurrency: int) -> None:
+    with app.app_context():
+        db.engine.dispose(close=False)  # never share the parent's connections
+    run_forever(app, concurrency)
