@@ -81,14 +81,16 @@ def process(claimed: Claimed, worker: str) -> str | None:
     """Run the handler for one claimed event; returns its new status (None if it was not ours)."""
     cfg = current_app.config
     row_id = claimed.id
-    immediate()
-    lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
-    row = db.session.get(StripeEvent, row_id, populate_existing=True)
-    if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
-        db.session.rollback()
-        return None
-    processor = processor_ref(row.processor_id)
     try:
+        immediate()
+        lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
+        row = db.session.get(StripeEvent, row_id, populate_existing=True)
+        if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
+            db.session.rollback()
+            return None
+        processor = processor_ref(row.processor_id)
+        if processor is None:
+            raise LookupError(f"payment processor {row.processor_id} no longer exists")
         if row.attempts > cfg["WORKER_MAX_ATTEMPTS"]:
             row.status, row.status_reason = EV_ERROR, None
             row.last_error = row.last_error or f"gave up after {row.attempts - 1} attempts (worker stopped mid-event)"
