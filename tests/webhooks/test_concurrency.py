@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import WEBHOOK_SECRET
@@ -20,39 +21,46 @@ from .conftest import count
 from .test_worker import expected, renewal_records
 
 
-def drain(app, concurrency: int, timeout: float = 120) -> None:
-    stop = threading.Event()
-    t = threading.Thread(target=run_forever, args=(app, concurrency, stop), daemon=True)
-    t.start()
+def wait_drained(timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            db.session.rollback()
-            left = db.session.scalar(select(func.count()).select_from(StripeEvent)
-                                     .where(StripeEvent.status.in_([EV_QUEUED, EV_PROCESSING])))
-            if not left:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"queue not drained in {timeout}s")
-    finally:
-        stop.set()
-        t.join(30)
-    db.session.rollback()
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        left = db.session.scalar(select(func.count()).select_from(StripeEvent)
+                                 .where(StripeEvent.status.in_([EV_QUEUED, EV_PROCESSING])))
+        if not left:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"queue not drained in {timeout}s")
 
 
 @pytest.mark.postgres
-def test_two_workers_on_shuffled_events_of_many_renewals(app, client, offline_processor, world, backend):
-    app.config.update(WORKER_BATCH=3, WORKER_IDLE_SLEEP=0.05)
+def test_five_concurrent_deliveries_of_every_event_while_two_workers_run(app, offline_processor, world, backend):
+    """Shuffled events of many renewals, each delivered five times at once, while two workers already run:
+    every renewal ends with exactly its one contribution and one payment."""
+    app.config.update(WORKER_BATCH=3, WORKER_IDLE_SLEEP=0.02)
     renewals = [Renewal(world, shape=random.choice(["current", "older"])) for _ in range(12)]
     events = [ev for ren in renewals for ev in ren.events.values()]
     random.Random(7).shuffle(events)
     target = f"/webhooks/stripe/{offline_processor.id}"
-    for ev in events:
+    stop = threading.Event()
+    workers = threading.Thread(target=run_forever, args=(app, 2, stop), daemon=True)
+    workers.start()
+    codes: list[int] = []
+
+    def deliver(ev: dict) -> None:
         body, headers = signed(ev, WEBHOOK_SECRET)
-        for _ in range(2):  # every event delivered twice
-            assert client.post(target, data=body, headers=headers).status_code == 200
-    drain(app, concurrency=2)
+        with app.test_client() as c:
+            codes.append(c.post(target, data=body, headers=headers).status_code)
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(deliver, [ev for ev in events for _ in range(5)]))
+        wait_drained()
+    finally:
+        stop.set()
+        workers.join(30)
+    db.session.rollback()
+    assert codes == [200] * (5 * len(events))
     statuses = dict(db.session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status)).all())
     assert statuses.get("error", 0) == 0, db.session.scalars(
         select(StripeEvent.last_error).where(StripeEvent.status == "error")).all()
