@@ -28,15 +28,8 @@ from ..models import (
     WebhookRejection,
 )
 from ..timeutil import utcnow
+from .intents import INCOMPLETE  # PaymentIntent statuses that mean "started, not finished"
 
-# PaymentIntent statuses that mean "started, not finished".
-INCOMPLETE_INTENT_STATUSES = (
-    "requires_payment_method",
-    "requires_confirmation",
-    "requires_action",
-    "requires_capture",
-    "processing",
-)
 # Contributions that brought money in (a partial refund keeps the rest).
 RECEIVED_STATUSES = (COMPLETED, PARTIALLY_REFUNDED)
 
@@ -86,7 +79,7 @@ def dashboard_counts(now: datetime | None = None) -> DashboardCounts:
     c.events_24h_error = _count(
         select(func.count()).select_from(StripeEvent).where(recent, StripeEvent.status == EV_ERROR))
     c.intents_incomplete = _count(select(func.count()).select_from(StripePaymentIntent)
-                                  .where(StripePaymentIntent.status.in_(INCOMPLETE_INTENT_STATUSES)))
+                                  .where(StripePaymentIntent.status.in_(INCOMPLETE)))
     c.subscriptions_active = _count(select(func.count()).select_from(ContributionRecur)
                                     .where(ContributionRecur.status == RECUR_IN_PROGRESS))
 

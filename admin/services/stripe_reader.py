@@ -19,7 +19,6 @@ class StripeReader:
         self._gateway = gateway
         self.fresh = fresh
         self._cache: dict[tuple[str, str], dict] = {}
-        self.request_ids: list[str] = []
 
     @property
     def gateway(self) -> Gateway:
@@ -30,16 +29,8 @@ class StripeReader:
     def get(self, resource: str, obj_id: str, expand: list[str] | None = None) -> dict:
         key = (resource, obj_id)
         if key not in self._cache:
-            res = self.gateway.retrieve(resource, obj_id, expand=expand)
-            if res.request_id:
-                self.request_ids.append(res.request_id)
-            self._cache[key] = dict(res)
+            self._cache[key] = dict(self.gateway.retrieve(resource, obj_id, expand=expand))
         return self._cache[key]
-
-    def remember(self, resource: str, obj: dict) -> dict:
-        """Keep an object fetched some other way (a fresh event object) so ``get`` reuses it."""
-        self._cache[(resource, obj["id"])] = obj
-        return obj
 
     def list(self, resource: str, **params: Any) -> list[dict]:
         """One page (up to 100) of a list endpoint."""

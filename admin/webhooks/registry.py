@@ -36,10 +36,5 @@ def handler_for(event_type: str) -> Handler | None:
     return _HANDLERS.get(event_type)
 
 
-def handled_types() -> list[str]:
-    _load()
-    return sorted(_HANDLERS)
-
-
 def _load() -> None:
     from . import handlers  # noqa: F401  (importing registers them)
