@@ -33,7 +33,8 @@ class DefaultConfig:
     WTF_CSRF_TIME_LIMIT = 8 * 3600
 
     # Staff sign-in throttling.
-    LOGIN_MAX_FAILURES = 5
+    LOGIN_MAX_FAILURES = 5  # per account (or unknown address)
+    LOGIN_IP_MAX_FAILURES = 20  # per client address
     LOGIN_LOCKOUT_SECONDS = 15 * 60
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"

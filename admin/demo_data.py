@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .stripe_gateway import Gateway, GatewayError
+from .stripe_shapes import sid
 
 CARD_OK = "4242424242424242"
 CARD_3DS = "4000002500003155"  # requires_action until the donor authenticates
@@ -45,9 +46,7 @@ def _card(number: str) -> dict[str, Any]:
 
 def _charge_id(intent: dict) -> str | None:
     """The charge of a PaymentIntent in any shape: ``latest_charge`` (id or expanded) or ``charges``."""
-    latest = intent.get("latest_charge")
-    if isinstance(latest, dict):
-        return latest.get("id")
+    latest = sid(intent.get("latest_charge"))
     if latest:
         return latest
     charges = (intent.get("charges") or {}).get("data") or []

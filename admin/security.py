@@ -132,6 +132,15 @@ def _origin(url: str | None) -> str | None:
 
 
 def content_security_policy(stripe: bool = False) -> str:
+    """The CSP header, built once per app and Stripe flag (it is sent on every response)."""
+    cache: dict[tuple, str] = current_app.extensions.setdefault("paydesk_csp", {})
+    key = (stripe, current_app.config.get("STRIPE_JS_URL"))
+    if key not in cache:
+        cache[key] = _build_csp(stripe)
+    return cache[key]
+
+
+def _build_csp(stripe: bool) -> str:
     script = ["'self'"]
     frame = ["'none'"]
     connect = ["'self'"]

@@ -7,7 +7,7 @@ Two brakes on guessing passwords:
   the right password is refused. Addresses without an account get the same treatment via a
   ``login-email:`` rate-limit row, so a lock-out does not tell anyone which addresses exist.
 - per client address: a ``login-ip:<addr>`` rate-limit row; ``LOGIN_IP_MAX_FAILURES``
-  (default 20) failures in ``LOGIN_LOCKOUT_SECONDS`` block that address for as long.
+  failures in ``LOGIN_LOCKOUT_SECONDS`` block that address for as long.
 
 Unknown address, wrong password and disabled account all get the same message. A
 successful sign-in clears the account's counters (not the address's: one valid account
@@ -52,8 +52,7 @@ def locked_message(seconds: int) -> str:
 
 def _settings() -> tuple[int, int, int]:
     cfg = current_app.config
-    lockout = int(cfg.get("LOGIN_LOCKOUT_SECONDS", 900))
-    return int(cfg.get("LOGIN_MAX_FAILURES", 5)), lockout, int(cfg.get("LOGIN_IP_MAX_FAILURES", 20))
+    return int(cfg["LOGIN_MAX_FAILURES"]), int(cfg["LOGIN_LOCKOUT_SECONDS"]), int(cfg["LOGIN_IP_MAX_FAILURES"])
 
 
 def _equalise_timing(password: str) -> None:

@@ -2,7 +2,7 @@
 
 A key (``"login-ip:203.0.113.9"``, ``"donate-card:<fingerprint>"``, ...) counts hits in a
 window of ``window`` seconds; reaching ``limit`` blocks the key for ``block`` seconds.
-Callers commit (``hit`` and ``reset`` leave the change in the session). On PostgreSQL the
+Callers commit (``hit`` leaves the change in the session). On PostgreSQL the
 row is locked while it is updated; SQLite serialises writers anyway.
 """
 
@@ -49,9 +49,3 @@ def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None =
         row.count = 0
         row.window_start = now
     return blocked_for(key, now) if row.blocked_until else 0
-
-
-def reset(key: str) -> None:
-    row = db.session.get(RateLimit, key)
-    if row is not None:
-        db.session.delete(row)

@@ -21,10 +21,6 @@ class EventContext:
         self.notes: list[str] = []
 
     @property
-    def type(self) -> str:
-        return self.row.type
-
-    @property
     def created(self) -> int:
         return int(self.row.created or 0)
 
