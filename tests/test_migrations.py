@@ -1,5 +1,5 @@
 """The Alembic chain in migrations/: empty -> head -> base on SQLite and PostgreSQL,
-and no drift between the newest revision and admin/models.py.
+and no drift between the newest revision and admin/models/.
 
 The PostgreSQL runs use their own scratch database on the test server (created
 and dropped here), so they always start from an empty schema.
@@ -89,7 +89,7 @@ def test_models_match_migrations(migrated_app, backend):
     upgrade()
     diff = _drift()
     assert not diff, (
-        "admin/models.py differs from the schema the migrations build. Write a revision with\n"
+        "admin/models/ differs from the schema the migrations build. Write a revision with\n"
         "    .venv/bin/flask --app wsgi db migrate -m 'describe the change'\n"
         "review it, and commit it. Differences found:\n  " + "\n  ".join(repr(d) for d in diff)
     )

@@ -1,0 +1,33 @@
+"""All tables. Money is integer minor units plus an ISO currency code.
+
+Datetimes are naive UTC (see ``admin.timeutil``). One module per area; everything is
+re-exported here, so ``from admin.models import X`` works for every table and constant.
+"""
+
+from .base import (  # noqa: F401
+    CANCELLED,
+    COMPLETED,
+    CONTRIBUTION_STATUSES,
+    EV_ERROR,
+    EV_IGNORED,
+    EV_LOGGED,
+    EV_PROCESSING,
+    EV_QUEUED,
+    EV_SUCCESS,
+    EVENT_STATUSES,
+    FAILED,
+    PARTIALLY_REFUNDED,
+    PENDING,
+    RECUR_CANCELLED,
+    RECUR_COMPLETED,
+    RECUR_FAILING,
+    RECUR_IN_PROGRESS,
+    RECUR_PENDING,
+    REFUNDED,
+    ROLES,
+    Money,
+)
+from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
+from .processors import PaymentProcessor  # noqa: F401
+from .records import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, StripePaymentIntent  # noqa: F401
+from .staff import AuditLog, RateLimit, User  # noqa: F401

@@ -1,0 +1,160 @@
+"""The organisation's records: contacts, contributions, recurring contributions, payments, intents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .base import COMPLETED, PENDING, RECUR_PENDING, Money, created_column
+
+
+class Contact(db.Model):
+    __tablename__ = "contact"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    email: Mapped[str | None] = mapped_column(String(255), index=True)
+    phone: Mapped[str | None] = mapped_column(String(64))
+    postal_code: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(64))
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    stripe_customers: Mapped[list[StripeCustomer]] = relationship(back_populates="contact")
+
+
+class StripeCustomer(db.Model):
+    __tablename__ = "stripe_customer"
+    __table_args__ = (UniqueConstraint("processor_id", "customer_id", name="uq_stripe_customer"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = created_column()
+
+    contact: Mapped[Contact] = relationship(back_populates="stripe_customers")
+
+
+class ContributionRecur(db.Model):
+    """A recurring contribution: a Stripe subscription."""
+
+    __tablename__ = "contribution_recur"
+    __table_args__ = (UniqueConstraint("processor_id", "subscription_id", name="uq_recur_subscription"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
+    processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
+    subscription_id: Mapped[str] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(Money, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    interval: Mapped[str] = mapped_column(String(16), default="month")
+    interval_count: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(32), default=RECUR_PENDING, index=True)
+    stripe_status: Mapped[str | None] = mapped_column(String(32))
+    start_date: Mapped[datetime | None] = mapped_column(DateTime)
+    next_sched_date: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_date: Mapped[datetime | None] = mapped_column(DateTime)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Stripe ``created`` of the newest subscription event applied (ignore older ones).
+    stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    contact: Mapped[Contact | None] = relationship()
+
+
+class Contribution(db.Model):
+    """One gift or payment: a Stripe invoice (recurring) or charge (one-off)."""
+
+    __tablename__ = "contribution"
+    __table_args__ = (
+        UniqueConstraint("processor_id", "trxn_id", name="uq_contribution_trxn"),
+        UniqueConstraint("processor_id", "invoice_id", name="uq_contribution_invoice"),
+        Index("ix_contribution_status_date", "status", "receive_date"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
+    processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
+    recur_id: Mapped[int | None] = mapped_column(ForeignKey("contribution_recur.id"), index=True)
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32), default=PENDING)
+    trxn_id: Mapped[str | None] = mapped_column(String(255))
+    invoice_id: Mapped[str | None] = mapped_column(String(255))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    receive_date: Mapped[datetime | None] = mapped_column(DateTime)
+    description: Mapped[str | None] = mapped_column(String(500))
+    source: Mapped[str | None] = mapped_column(String(64))
+    fee_amount: Mapped[int] = mapped_column(Money, default=0)
+    net_amount: Mapped[int] = mapped_column(Money, default=0)
+    refunded_amount: Mapped[int] = mapped_column(Money, default=0)
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    receipt_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    contact: Mapped[Contact | None] = relationship()
+    recur: Mapped[ContributionRecur | None] = relationship()
+    payments: Mapped[list[Payment]] = relationship(back_populates="contribution", order_by="Payment.id")
+
+
+class Payment(db.Model):
+    """A charge (positive) or refund (negative) on a contribution."""
+
+    __tablename__ = "payment"
+    __table_args__ = (UniqueConstraint("processor_id", "trxn_id", name="uq_payment_trxn"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contribution_id: Mapped[int] = mapped_column(ForeignKey("contribution.id"), index=True)
+    processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
+    trxn_id: Mapped[str] = mapped_column(String(255))  # charge id, or refund id for refunds
+    charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(Money)
+    fee: Mapped[int] = mapped_column(Money, default=0)
+    net: Mapped[int] = mapped_column(Money, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32), default=COMPLETED)
+    payment_date: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    created_at: Mapped[datetime] = created_column()
+
+    contribution: Mapped[Contribution] = relationship(back_populates="payments")
+
+
+class StripePaymentIntent(db.Model):
+    """Every PaymentIntent paydesk created or heard of (CiviCRM civicrm_stripe_paymentintent)."""
+
+    __tablename__ = "stripe_paymentintent"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_intent_id: Mapped[str] = mapped_column(String(255), unique=True)
+    contribution_id: Mapped[int | None] = mapped_column(ForeignKey("contribution.id"), index=True)
+    processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str | None] = mapped_column(String(32), index=True)
+    identifier: Mapped[str | None] = mapped_column(String(255))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int | None] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    capture_method: Mapped[str | None] = mapped_column(String(16))
+    created_date: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    flags: Mapped[str | None] = mapped_column(String(100))
+    referrer: Mapped[str | None] = mapped_column(String(255))
+    extra_data: Mapped[str | None] = mapped_column(Text)
+    stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
