@@ -157,6 +157,8 @@ def user_list(fmt):
 
 
 def register_cli(app: Flask) -> None:
+    from .cli_events import register as register_event_cli
+    from .cli_jobs import register as register_job_cli
     from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
 
@@ -164,3 +166,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(user_cli)
     register_webhook_cli(app)
     register_record_cli(app)
+    register_event_cli(app)
+    register_job_cli(app)

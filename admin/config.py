@@ -55,6 +55,8 @@ class DefaultConfig:
     WORKER_LEASE_SECONDS = 120  # a claimed event is re-claimable after this
     WORKER_BATCH = 20
     WORKER_IDLE_SLEEP = 0.5
+    # Background jobs: the worker gives a job this long per batch, then processes events again.
+    JOB_SLICE_SECONDS = 2.0
 
     # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
     SMTP_URL: str | None = None

@@ -27,6 +27,7 @@ from .base import (  # noqa: F401
     ROLES,
     Money,
 )
+from .jobs import EventAttempt, Job  # noqa: F401
 from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
 from .processors import PaymentProcessor  # noqa: F401
 from .records import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, StripePaymentIntent  # noqa: F401

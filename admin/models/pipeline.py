@@ -84,6 +84,8 @@ class OutboxTask(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_column()
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The stored event whose processing asked for this task (None when staff or a job did).
+    event_row_id: Mapped[int | None] = mapped_column(ForeignKey("stripe_event.id", ondelete="SET NULL"), index=True)
 
 
 class CardTestingSignal(db.Model):

@@ -27,6 +27,7 @@ from ..models import (
     RECUR_FAILING,
     RECUR_IN_PROGRESS,
     REFUNDED,
+    Contact,
     Contribution,
     ContributionRecur,
     Payment,
@@ -163,13 +164,14 @@ def _after_completed(c: Contribution, customer_id: str | None, no_receipt: bool)
 # -- one-off ----------------------------------------------------------------------
 
 def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, charge: dict, *,
-                          no_receipt: bool = False) -> Contribution:
-    """Complete the one-off contribution for a captured, succeeded charge and add its payment."""
+                          no_receipt: bool = False, contact: Contact | None = None) -> Contribution:
+    """Complete the one-off contribution for a captured, succeeded charge and add its payment.
+    ``contact``: whom a new contribution belongs to (an import may say); else found from the charge."""
     pi_id = sid(charge.get("payment_intent"))
     lock_objects([k for k in (pi_id, charge["id"]) if k])
     c = by_intent_or_trxn(processor.id, pi_id, charge["id"])
     if c is None:
-        c = Contribution(processor_id=processor.id, contact=contact_for_charge(reader, processor, charge),
+        c = Contribution(processor_id=processor.id, contact=contact or contact_for_charge(reader, processor, charge),
                          amount=int(charge.get("amount_captured") or charge.get("amount") or 0),  # partial capture
                          currency=charge["currency"].lower(), status=PENDING,
                          payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
@@ -352,6 +354,11 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
                       amount=amount, fee=fee, net=net, currency=charge["currency"].lower(), status=COMPLETED,
                       payment_date=from_unix(charge.get("created")))
         db.session.add(pay)
+    else:
+        amount = int(charge.get("amount_captured") or charge.get("amount") or 0)
+        if pay.amount != amount or pay.status != COMPLETED:  # corrected to Stripe's (reconciliation)
+            pay.fee, pay.net = _fee_and_net(reader, charge, amount)
+            pay.amount, pay.status = amount, COMPLETED
     apply_refunds(reader, c, charge)
     _totals(c)
     return pay

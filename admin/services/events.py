@@ -1,31 +1,466 @@
-"""Stripe events as Stripe has them (the ``stripe`` source of Listevents)."""
+"""Stripe events as staff browse them: the ``/events`` filter, its pages and counts, the
+events as Stripe has them (the ``stripe`` source), a subscription's expected charges,
+and what one event is about (its records, attempts and side effects).
+
+The same :class:`EventFilter` serves ``/events``, bulk jobs and ``events list``.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select
 
 from ..extensions import db
-from ..models import PaymentProcessor, StripeEvent
-from ..stripe_gateway import Gateway
+from ..listing import Filter, Page, keyset_page
+from ..models import (
+    EVENT_STATUSES,
+    Contact,
+    Contribution,
+    ContributionRecur,
+    OutboxTask,
+    Payment,
+    PaymentProcessor,
+    StripeCustomer,
+    StripeEvent,
+    StripePaymentIntent,
+)
+from ..models.jobs import EventAttempt
+from ..stripe_gateway import Gateway, GatewayError
+from ..stripe_shapes import sid
+from ..timeutil import from_unix, to_unix, utcnow
+from . import ServiceError
+from .contributions import DONE
+
+SOURCES = ("local", "stripe")
+STRIPE_EVENTS_DAYS = 30
+# Ids staff paste into the search box, by prefix: the event columns that hold them.
+ID_COLUMNS = {
+    "evt_": ("event_id",),
+    "cus_": ("customer_id",),
+    "sub_": ("subscription_id",),
+    "in_": ("invoice_id", "object_id"),
+    "ch_": ("charge_id", "object_id"),
+    "py_": ("charge_id", "object_id"),
+    "pi_": ("payment_intent_id", "object_id"),
+}
+SEARCH_COLUMNS = ("event_id", "object_id", "customer_id", "subscription_id", "invoice_id", "charge_id",
+                  "payment_intent_id")
 
 
-def list_stripe_events(processor: PaymentProcessor, *, type_: str | None = None, limit: int = 10,
-                       starting_after: str | None = None, raw: bool = False) -> list[dict]:
-    """Events from Stripe's API (last 30 days), each with paydesk's local status where it has one."""
-    page = Gateway.for_processor(processor).list("events", type=type_, limit=limit, starting_after=starting_after)
-    events = page.get("data") or []
+@dataclass
+class EventFilter(Filter):
+    ppid: int | None = None
+    type: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list, metadata={"choices": EVENT_STATUSES})
+    since: datetime | None = None
+    until: datetime | None = field(default=None, metadata={"end": True})
+    q: str | None = None
+    source: str = field(default="local", metadata={"choices": SOURCES})
+    subscription: str | None = None
+    filter_processed: bool = False
+
+    def check(self, errors: dict[str, str]) -> None:
+        self.type = [t for t in self.type if t != "all"]
+        if self.since and self.until and self.since >= self.until:
+            errors["until"] = "must be after the start date"
+        if self.source == "stripe" and self.status:
+            errors["status"] = "Stripe's events have no paydesk status: filter by status on the local source"
+            self.status = []
+
+
+# -- local ------------------------------------------------------------------------------------
+
+def _type_condition(types: list[str]):
+    exact = [t for t in types if not t.endswith("*")]
+    prefixes = [t[:-1] for t in types if t.endswith("*")]
+    conds = []
+    if exact:
+        conds.append(StripeEvent.type.in_(exact))
+    for p in prefixes:
+        conds.append(StripeEvent.type.like(p.replace("%", r"\%").replace("_", r"\_") + "%", escape="\\"))
+    return or_(*conds)
+
+
+def _search_condition(text: str):
+    text = text.strip()
+    if "@" in text:  # a contact's email: the events of that contact's Stripe customers
+        customers = (select(StripeCustomer.customer_id).join(Contact, Contact.id == StripeCustomer.contact_id)
+                     .where(func.lower(Contact.email) == text.lower()))
+        return StripeEvent.customer_id.in_(customers)
+    for prefix, cols in ID_COLUMNS.items():
+        if text.startswith(prefix):
+            return or_(*[getattr(StripeEvent, c) == text for c in cols])
+    return or_(*[getattr(StripeEvent, c) == text for c in SEARCH_COLUMNS])
+
+
+def processed_condition():
+    """The event's contribution is already complete (CiviCRM's ``filter_processed``)."""
+    c = Contribution
+    return exists().where(c.processor_id == StripeEvent.processor_id, c.status.in_(DONE), or_(
+        and_(StripeEvent.invoice_id.is_not(None), c.invoice_id == StripeEvent.invoice_id),
+        and_(StripeEvent.charge_id.is_not(None), c.trxn_id == StripeEvent.charge_id),
+        and_(StripeEvent.payment_intent_id.is_not(None), c.payment_intent_id == StripeEvent.payment_intent_id)))
+
+
+def local_query(flt: EventFilter, *, with_status: bool = True) -> Select:
+    """Stored events matching ``flt`` (no order, no paging)."""
+    q = select(StripeEvent)
+    if flt.ppid is not None:
+        q = q.where(StripeEvent.processor_id == flt.ppid)
+    if flt.type:
+        q = q.where(_type_condition(flt.type))
+    if with_status and flt.status:
+        q = q.where(StripeEvent.status.in_(flt.status))
+    if flt.since:
+        q = q.where(StripeEvent.created >= to_unix(flt.since))
+    if flt.until:
+        q = q.where(StripeEvent.created < to_unix(flt.until))
+    if flt.q:
+        q = q.where(_search_condition(flt.q))
+    if flt.subscription:
+        q = q.where(StripeEvent.subscription_id == flt.subscription)
+    if flt.filter_processed:
+        q = q.where(~processed_condition())
+    return q
+
+
+# Newest first, as Stripe lists them: by Stripe's created time, then by arrival.
+ORDER = (StripeEvent.created, StripeEvent.id)
+
+
+def local_page(flt: EventFilter) -> Page:
+    return keyset_page(local_query(flt), ORDER, flt)
+
+
+def cursor_after(row: StripeEvent) -> str:
+    """The ``after`` cursor that pages on from ``row`` (the CLI's ``--starting-after``)."""
+    from ..listing import encode_cursor
+
+    return encode_cursor([row.created, row.id])
+
+
+def status_counts(flt: EventFilter) -> dict[str, int]:
+    """How many events of each status match the filter (whatever its own status choice)."""
+    base = local_query(flt, with_status=False).with_only_columns(StripeEvent.status, func.count())
+    rows = db.session.execute(base.group_by(StripeEvent.status)).all()
+    counts = dict.fromkeys(EVENT_STATUSES, 0)
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def count(flt: EventFilter) -> int:
+    return int(db.session.scalar(local_query(flt).with_only_columns(func.count())) or 0)
+
+
+def find_event(row_id: int) -> StripeEvent:
+    row = db.session.get(StripeEvent, row_id) if 0 < row_id <= 2**63 - 1 else None
+    if row is None:
+        raise ServiceError(f"no stored event with id {row_id}")
+    return row
+
+
+def find_by_event_id(event_id: str, processor_id: int | None = None) -> StripeEvent | None:
+    q = select(StripeEvent).where(StripeEvent.event_id == event_id)
+    if processor_id is not None:
+        q = q.where(StripeEvent.processor_id == processor_id)
+    return db.session.scalars(q.order_by(StripeEvent.id).limit(2)).first()
+
+
+# -- what a row shows -------------------------------------------------------------------------
+
+AMOUNT_FIELDS = ("amount_paid", "amount_captured", "amount", "amount_total", "amount_due")
+
+
+def payload_of(raw: str) -> dict:
+    try:
+        event = json.loads(raw)
+        obj = (event.get("data") or {}).get("object") if isinstance(event, dict) else None
+        return obj if isinstance(obj, dict) else {}
+    except ValueError:
+        return {}
+
+
+def amount_of(obj: dict) -> tuple[int, str] | None:
+    """The money an event's object is about, if any (integers only: a malformed amount shows nothing)."""
+    currency = obj.get("currency")
+    if not isinstance(currency, str):
+        return None
+    for name in AMOUNT_FIELDS:
+        value = obj.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and (value or name == AMOUNT_FIELDS[-1]):
+            return value, currency.lower()
+    plan = obj.get("plan")
+    if isinstance(plan, dict) and isinstance(plan.get("amount"), int):
+        return plan["amount"], currency.lower()
+    return None
+
+
+DASHBOARD_PATHS = {"evt_": "events", "cus_": "customers", "sub_": "subscriptions", "in_": "invoices",
+                   "ch_": "payments", "py_": "payments", "pi_": "payments", "re_": "refunds", "cs_": "checkout/sessions"}
+
+
+def dashboard_url(obj_id: str | None, livemode: bool) -> str | None:
+    """The object in Stripe's dashboard, in the processor's mode."""
+    if not obj_id:
+        return None
+    for prefix, path in DASHBOARD_PATHS.items():
+        if obj_id.startswith(prefix):
+            return f"https://dashboard.stripe.com/{'' if livemode else 'test/'}{path}/{obj_id}"
+    return None
+
+
+@dataclass
+class ObjectRef:
+    """A Stripe id on an event, with the local record it maps to (if any) and its dashboard link."""
+
+    kind: str  # customer, subscription, invoice, charge, payment_intent
+    stripe_id: str
+    dashboard: str | None
+    local_type: str | None = None  # contact, recurring, contribution, payment, intent
+    local_id: int | None = None
+
+
+@dataclass
+class EventRow:
+    event: StripeEvent
+    amount: tuple[int, str] | None
+    refs: list[ObjectRef]
+    processor_name: str
+
+
+REF_KINDS = (("customer_id", "customer"), ("subscription_id", "subscription"), ("invoice_id", "invoice"),
+             ("charge_id", "charge"), ("payment_intent_id", "payment_intent"))
+
+
+def _local_records(events: list[StripeEvent]) -> dict[tuple[str, str], tuple[str, int]]:
+    """Local records for every Stripe id on a page of events, in one query per kind."""
+    ids: dict[str, set[str]] = {k: set() for _, k in REF_KINDS}
+    for e in events:
+        for col, k in REF_KINDS:
+            if getattr(e, col):
+                ids[k].add(getattr(e, col))
+    found: dict[tuple[str, str], tuple[str, int]] = {}
+    if ids["customer"]:
+        for cid, contact in db.session.execute(select(StripeCustomer.customer_id, StripeCustomer.contact_id)
+                                               .where(StripeCustomer.customer_id.in_(ids["customer"]))):
+            found[("customer", cid)] = ("contact", contact)
+    if ids["subscription"]:
+        for sub, rid in db.session.execute(select(ContributionRecur.subscription_id, ContributionRecur.id)
+                                           .where(ContributionRecur.subscription_id.in_(ids["subscription"]))):
+            found[("subscription", sub)] = ("recurring", rid)
+    if ids["invoice"]:
+        for inv, cid in db.session.execute(select(Contribution.invoice_id, Contribution.id)
+                                           .where(Contribution.invoice_id.in_(ids["invoice"]))):
+            found[("invoice", inv)] = ("contribution", cid)
+    if ids["charge"]:
+        for ch, cid in db.session.execute(select(Payment.charge_id, Payment.contribution_id)
+                                          .where(Payment.charge_id.in_(ids["charge"]), Payment.refund_id.is_(None))):
+            found[("charge", ch)] = ("contribution", cid)
+    if ids["payment_intent"]:
+        for pi, iid in db.session.execute(select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.id)
+                                          .where(StripePaymentIntent.stripe_intent_id.in_(ids["payment_intent"]))):
+            found[("payment_intent", pi)] = ("intent", iid)
+        for pi, cid in db.session.execute(select(Contribution.payment_intent_id, Contribution.id)
+                                          .where(Contribution.payment_intent_id.in_(ids["payment_intent"]))):
+            found.setdefault(("payment_intent", pi), ("contribution", cid))
+    return found
+
+
+def describe_rows(events: list[StripeEvent]) -> list[EventRow]:
+    """What the events table shows for each event: amount, object ids with their local records."""
+    found = _local_records(events)
+    names = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.name)).all())
+    modes = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.mode)).all())
+    rows = []
+    for e in events:
+        refs = []
+        for col, k in REF_KINDS:
+            value = getattr(e, col)
+            if value:
+                local = found.get((k, value))
+                refs.append(ObjectRef(k, value, dashboard_url(value, modes.get(e.processor_id) == "live"),
+                                      *(local or (None, None))))
+        rows.append(EventRow(e, amount_of(payload_of(e.raw)), refs, names.get(e.processor_id, "?")))
+    return rows
+
+
+# -- one event --------------------------------------------------------------------------------
+
+@dataclass
+class EventDetail:
+    event: StripeEvent
+    row: EventRow
+    pretty: str
+    contributions: list[Contribution]
+    payments: list[Payment]
+    recurring: list[ContributionRecur]
+    contacts: list[Contact]
+    intents: list[StripePaymentIntent]
+    attempts: list[EventAttempt]
+    tasks: list[OutboxTask]
+
+
+def detail(row_id: int) -> EventDetail:
+    e = find_event(row_id)
+    try:
+        pretty = json.dumps(json.loads(e.raw), indent=2, sort_keys=False)
+    except ValueError:
+        pretty = e.raw
+    p = e.processor_id
+    contributions: list[Contribution] = []
+    conds = []
+    if e.invoice_id:
+        conds.append(Contribution.invoice_id == e.invoice_id)
+    if e.charge_id:
+        conds.append(Contribution.trxn_id == e.charge_id)
+        conds.append(Contribution.id.in_(select(Payment.contribution_id).where(Payment.charge_id == e.charge_id)))
+    if e.payment_intent_id:
+        conds.append(Contribution.payment_intent_id == e.payment_intent_id)
+    if conds:
+        contributions = list(db.session.scalars(select(Contribution).where(Contribution.processor_id == p, or_(*conds))
+                                                .order_by(Contribution.id)))
+    payments = [pay for c in contributions for pay in c.payments]
+    recurring = list(db.session.scalars(select(ContributionRecur).where(
+        ContributionRecur.processor_id == p, ContributionRecur.subscription_id == e.subscription_id))) \
+        if e.subscription_id else []
+    contacts = list(db.session.scalars(select(Contact).join(StripeCustomer).where(
+        StripeCustomer.processor_id == p, StripeCustomer.customer_id == e.customer_id))) if e.customer_id else []
+    intents = list(db.session.scalars(select(StripePaymentIntent).where(
+        StripePaymentIntent.stripe_intent_id == e.payment_intent_id))) if e.payment_intent_id else []
+    attempts = list(db.session.scalars(select(EventAttempt).where(EventAttempt.event_row_id == e.id)
+                                       .order_by(EventAttempt.id.desc())))
+    tasks = list(db.session.scalars(select(OutboxTask).where(OutboxTask.event_row_id == e.id).order_by(OutboxTask.id)))
+    return EventDetail(e, describe_rows([e])[0], pretty, contributions, payments, recurring, contacts, intents,
+                       attempts, tasks)
+
+
+# -- Stripe's side ----------------------------------------------------------------------------
+
+@dataclass
+class StripeEventRow:
+    """An event as Stripe lists it, with paydesk's status for it ("not in paydesk" when none)."""
+
+    event_id: str
+    type: str
+    created: datetime | None
+    object_id: str | None
+    amount: tuple[int, str] | None
+    local: StripeEvent | None
+    raw: dict
+
+    @property
+    def status(self) -> str:
+        return self.local.status if self.local else "not in paydesk"
+
+
+def stripe_list_params(flt: EventFilter, limit: int, starting_after: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": limit, "starting_after": starting_after}
+    if len(flt.type) == 1:
+        params["type"] = flt.type[0]
+    elif flt.type:
+        params["types"] = flt.type[:20]
+    created = {}
+    if flt.since:
+        created["gte"] = to_unix(flt.since)
+    if flt.until:
+        created["lt"] = to_unix(flt.until)
+    if created:
+        params["created"] = created
+    return params
+
+
+def stripe_page(processor: PaymentProcessor, flt: EventFilter, *, starting_after: str | None = None,
+                limit: int | None = None) -> tuple[list[StripeEventRow], bool]:
+    """One page of Stripe's own event list (last 30 days), each marked with paydesk's status.
+    Returns (rows, has_more). Free text and "hide processed" are applied to the page."""
+    page = Gateway.for_processor(processor).list("events", **stripe_list_params(
+        flt, limit or flt.size, starting_after))
+    events = [e for e in page.get("data") or [] if isinstance(e, dict) and e.get("id")]
     ids = [e["id"] for e in events]
     local = {e.event_id: e for e in db.session.scalars(
         select(StripeEvent).where(StripeEvent.processor_id == processor.id, StripeEvent.event_id.in_(ids)))}
     rows = []
     for e in events:
         obj = (e.get("data") or {}).get("object") or {}
-        mine = local.get(e["id"])
-        row = {"event_id": e["id"], "type": e["type"], "created": e.get("created"),
-               "status": mine.status if mine else "not in paydesk",
-               "status_reason": mine.status_reason if mine else None,
-               "last_error": mine.last_error if mine else None, "object_id": obj.get("id")}
-        if raw:
-            row["raw"] = e
+        row = StripeEventRow(e["id"], e.get("type") or "", from_unix(e.get("created")), obj.get("id"),
+                             amount_of(obj), local.get(e["id"]), e)
+        if flt.q and flt.q not in (row.event_id, row.object_id, sid(obj.get("customer")),
+                                   sid(obj.get("subscription")), sid(obj.get("invoice")), sid(obj.get("charge")),
+                                   sid(obj.get("payment_intent"))):
+            continue
         rows.append(row)
-    return rows
+    if flt.filter_processed:
+        done = {r.event_id for r in rows if r.local is not None and _is_processed(r.local)}
+        rows = [r for r in rows if r.event_id not in done]
+    return rows, bool(page.get("has_more"))
+
+
+def _is_processed(e: StripeEvent) -> bool:
+    return bool(db.session.scalar(select(processed_condition()).where(StripeEvent.id == e.id)))
+
+
+# -- a subscription's expected charges -------------------------------------------------------
+
+@dataclass
+class ExpectedCharge:
+    invoice_id: str
+    created: datetime | None
+    amount: int
+    currency: str
+    invoice_status: str
+    charge_id: str | None
+    contribution: Contribution | None
+    payment: Payment | None
+
+    @property
+    def found(self) -> bool:
+        if self.invoice_status != "paid":
+            return True  # nothing was charged, so nothing is missing
+        return self.contribution is not None and self.contribution.status in DONE and (
+            self.charge_id is None or self.payment is not None)
+
+
+def expected_charges(processor: PaymentProcessor, subscription_id: str) -> list[ExpectedCharge]:
+    """The charges a subscription's invoices say there should be, each found or missing locally
+    (CiviCRM's Listevents with ``subscription``)."""
+    from ..stripe_shapes import invoice_payment_refs, paid_invoice_payment
+    from .stripe_reader import StripeReader
+
+    reader = StripeReader(processor)
+    invoices = []
+    starting_after = None
+    while True:
+        page = reader.gateway.list("invoices", subscription=subscription_id, limit=100, starting_after=starting_after)
+        data = page.get("data") or []
+        invoices.extend(data)
+        if not page.get("has_more") or not data:
+            break
+        starting_after = data[-1]["id"]
+    out = []
+    for inv in invoices:
+        charge_id, pi_id = invoice_payment_refs(inv)
+        if inv.get("status") == "paid" and charge_id is None and pi_id is None:
+            charge_id, pi_id = paid_invoice_payment(reader.list_optional("invoice_payments", invoice=inv["id"]) or [])
+        if charge_id is None and pi_id:
+            try:
+                charge_id = sid(reader.get("payment_intents", pi_id).get("latest_charge"))
+            except GatewayError:
+                charge_id = None
+        contribution = db.session.scalar(select(Contribution).where(Contribution.processor_id == processor.id,
+                                                                    Contribution.invoice_id == inv["id"]))
+        payment = db.session.scalar(select(Payment).where(Payment.processor_id == processor.id,
+                                                          Payment.trxn_id == charge_id)) if charge_id else None
+        out.append(ExpectedCharge(inv["id"], from_unix(inv.get("created")),
+                                  int(inv.get("amount_paid") or inv.get("amount_due") or 0),
+                                  (inv.get("currency") or "").lower(), inv.get("status") or "", charge_id,
+                                  contribution, payment))
+    return out
+
+
+def stripe_window_start() -> datetime:
+    return utcnow() - timedelta(days=STRIPE_EVENTS_DAYS)
+

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +27,17 @@ from ..timeutil import utcnow
 log = logging.getLogger(__name__)
 
 _RUNNERS: dict[str, Callable[[OutboxTask], None]] = {}
+# The stored event whose handler is running in this thread/context: tasks it asks for name it.
+_CAUSE: ContextVar[int | None] = ContextVar("paydesk_outbox_cause", default=None)
+
+
+@contextmanager
+def caused_by(event_row_id: int):
+    token = _CAUSE.set(event_row_id)
+    try:
+        yield
+    finally:
+        _CAUSE.reset(token)
 
 
 def runner(kind: str):
@@ -39,7 +52,8 @@ def enqueue(kind: str, what: str, payload: dict[str, Any], processor_id: int | N
     """Ask for a side effect once; True when this call created the task. Does not commit."""
     return insert_ignore(OutboxTask, {"kind": kind, "key": f"{kind}:{what}", "payload": payload,
                                       "processor_id": processor_id, "status": EV_QUEUED, "attempts": 0,
-                                      "next_attempt_at": utcnow(), "created_at": utcnow()}, ["key"])
+                                      "next_attempt_at": utcnow(), "created_at": utcnow(),
+                                      "event_row_id": _CAUSE.get()}, ["key"])
 
 
 def run_due(worker_id: str, limit: int = 20) -> int:

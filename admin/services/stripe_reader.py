@@ -19,6 +19,13 @@ class StripeReader:
         self._gateway = gateway
         self.fresh = fresh
         self._cache: dict[tuple[str, str], dict] = {}
+        self.request_ids: list[str] = []  # of every call made, for the record of an attempt
+
+    def _note(self, result: Any) -> Any:
+        rid = getattr(result, "request_id", None)
+        if rid:
+            self.request_ids.append(rid)
+        return result
 
     @property
     def gateway(self) -> Gateway:
@@ -29,13 +36,13 @@ class StripeReader:
     def get(self, resource: str, obj_id: str, expand: list[str] | None = None) -> dict:
         key = (resource, obj_id)
         if key not in self._cache:
-            self._cache[key] = dict(self.gateway.retrieve(resource, obj_id, expand=expand))
+            self._cache[key] = dict(self._note(self.gateway.retrieve(resource, obj_id, expand=expand)))
         return self._cache[key]
 
     def list(self, resource: str, **params: Any) -> list[dict]:
         """One page (up to 100) of a list endpoint."""
         params.setdefault("limit", 100)
-        res = self.gateway.list(resource, **params)
+        res = self._note(self.gateway.list(resource, **params))
         return list(res.get("data") or [])
 
     def list_optional(self, resource: str, **params: Any) -> list[dict] | None:

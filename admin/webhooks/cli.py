@@ -1,56 +1,12 @@
-"""CLI for the webhook pipeline: ``worker`` and ``events list``."""
+"""CLI for the webhook pipeline: ``worker``."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
-
-from ..cli import emit, fail, format_option
-from ..services import ServiceError
-
-events_cli = AppGroup("events", help="Stripe events: the log and the processing queue.")
-
-
-@events_cli.command("list")
-@click.option("--ppid", help="Payment processor id or name (default: the default processor).")
-@click.option("--type", "type_", default="invoice.payment_succeeded", show_default=True,
-              help="Event type, or 'all'.")
-@click.option("--status", type=click.Choice(["logged", "queued", "processing", "success", "error", "ignored"]),
-              help="Only events in this state (local source).")
-@click.option("--subscription", help="Only events about this subscription.")
-@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
-@click.option("--starting-after", help="Page on: events older than this event id.")
-@click.option("--output", type=click.Choice(["brief", "raw"]), default="brief", show_default=True)
-@click.option("--source", type=click.Choice(["local", "stripe"]), default="local", show_default=True,
-              help="local: what paydesk stored; stripe: what Stripe has (last 30 days).")
-@format_option
-def events_list(ppid, type_, status, subscription, limit, starting_after, output, source, fmt):
-    """List events (CiviCRM's Listevents)."""
-    from ..services.processors import get_processor
-    from ..services.records import list_local_events
-
-    try:
-        proc = get_processor(ppid) if (ppid or source == "stripe") else None
-        kind = None if type_ == "all" else type_
-        if source == "stripe":
-            from ..services.events import list_stripe_events
-
-            rows = list_stripe_events(proc, type_=kind, limit=limit, starting_after=starting_after,
-                                      raw=output == "raw")
-        else:
-            rows = list_local_events(processor_id=proc.id if proc else None, type_=kind, status=status,
-                                     subscription_id=subscription, starting_after=starting_after, limit=limit,
-                                     raw=output == "raw")
-    except ServiceError as err:
-        fail(err)
-    emit(rows, "json" if output == "raw" else fmt,
-         ["event_id", "type", "created", "status", "status_reason", "last_error", "invoice_id", "charge_id",
-          "payment_intent_id", "subscription_id"])
 
 
 def register(app: Flask) -> None:
-    app.cli.add_command(events_cli)
     app.cli.add_command(worker_command)
 
 

@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -36,7 +37,8 @@ from ..dbutil import immediate, lock_objects
 from ..extensions import db
 from ..failures import describe, is_transient
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
-from ..services import outbox
+from ..models.jobs import EventAttempt
+from ..services import jobs, outbox
 from ..services.processors import processor_ref
 from ..stripe_gateway import GatewayError
 from ..timeutil import utcnow
@@ -77,10 +79,17 @@ def claim(worker: str, limit: int) -> list[Claimed]:
     return claimed
 
 
-def process(claimed: Claimed, worker: str) -> str | None:
-    """Run the handler for one claimed event; returns its new status (None if it was not ours)."""
+def process(claimed: Claimed, worker: str, *, actor: str | None = None,
+            on_done: Callable[[StripeEvent, str | None], None] | None = None) -> str | None:
+    """Run the handler for one claimed event; returns its new status (None if it was not ours).
+
+    Each run is recorded as an ``EventAttempt`` (with ``actor`` when staff asked for it) in
+    the transaction that sets the event's status; ``on_done(row, error)`` runs in that same
+    transaction too (a replay writes its audit entry there)."""
     cfg = current_app.config
     row_id = claimed.id
+    started = utcnow()
+    ctx = None
     try:
         immediate()
         lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
@@ -100,21 +109,37 @@ def process(claimed: Claimed, worker: str) -> str | None:
                 row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
             else:
                 ctx = EventContext(row, processor)
-                handler(ctx)
+                with outbox.caused_by(row.id):
+                    handler(ctx)
                 row.status = ctx.outcome
                 row.status_reason = "; ".join(ctx.notes)[:2000] or None
             row.last_error = None
         row.processed_at = utcnow()
         row.locked_by = row.locked_until = None
         status = row.status
+        _attempt(row, worker, actor, started, status, row.status_reason,
+                 ctx.reader.request_ids if ctx is not None else [])
+        if on_done:
+            on_done(row, None)
         db.session.commit()
         return status
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event, never swallowed
         db.session.rollback()
-        return _record_failure(row_id, worker, exc)
+        return _record_failure(row_id, worker, exc, actor=actor, started=started, on_done=on_done,
+                               request_ids=ctx.reader.request_ids if ctx is not None else [])
 
 
-def _record_failure(row_id: int, worker: str, exc: Exception) -> str:
+def _attempt(row: StripeEvent, worker: str, actor: str | None, started, outcome: str, message: str | None,
+             request_ids: list[str]) -> None:
+    ids = ",".join(dict.fromkeys(request_ids))
+    db.session.add(EventAttempt(event_row_id=row.id, started_at=started, finished_at=utcnow(), worker=worker[:64],
+                                actor=actor, outcome=outcome, message=(message or None) and message[:4000],
+                                stripe_request_ids=ids[:500] or None))
+
+
+def _record_failure(row_id: int, worker: str, exc: Exception, *, actor: str | None = None, started=None,
+                    on_done: Callable[[StripeEvent, str | None], None] | None = None,
+                    request_ids: list[str] | None = None) -> str:
     cfg = current_app.config
     transient = is_transient(exc)
     message = describe(exc)
@@ -137,6 +162,10 @@ def _record_failure(row_id: int, worker: str, exc: Exception) -> str:
         log.error("event %s (%s) failed: %s", row.event_id, row.type, message,
                   exc_info=not isinstance(exc, GatewayError | DBAPIError))
     status = row.status
+    rids = list(request_ids or []) + ([exc.request_id] if isinstance(exc, GatewayError) and exc.request_id else [])
+    _attempt(row, worker, actor, started or utcnow(), "retry" if status == EV_QUEUED else EV_ERROR, message, rids)
+    if on_done:
+        on_done(row, message)
     db.session.commit()
     return status
 
@@ -153,6 +182,7 @@ def run_batch(worker: str) -> int:
     for one in claimed:
         process(one, worker)
     ran = outbox.run_due(worker, current_app.config["WORKER_BATCH"])
+    ran += jobs.run_due(worker, current_app.config["JOB_SLICE_SECONDS"])
     return len(claimed) + ran
 
 

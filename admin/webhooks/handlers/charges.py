@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...dbutil import insert_ignore
 from ...models import CardTestingSignal
 from ...services import contributions, intents
+from ...services.charges import record_charge
 from ...stripe_shapes import failure_message, sid
 from ...timeutil import utcnow
 from ..context import EventContext
@@ -15,21 +16,11 @@ CHARGE_FIELDS = ("balance_transaction", "amount_refunded", "status", "captured")
 
 def settle_charge(ctx: EventContext, charge: dict) -> None:
     """Record a charge's current state where it belongs: its invoice's contribution, or a one-off."""
-    invoice_id = contributions.invoice_of_charge(ctx.reader, ctx.processor, charge)
-    if invoice_id:
-        if contributions.settle_invoice(ctx.reader, ctx.processor, invoice_id, no_receipt=ctx.no_receipt):
-            ctx.note(f"recurring payment for {invoice_id}")
-        else:
-            ctx.ignore(f"invoice {invoice_id} is not paid; its invoice events will record it")
-        return
-    if charge.get("status") != "succeeded":
-        ctx.ignore(f"charge is {charge.get('status')}")
-        return
-    if not charge.get("captured", True):
-        ctx.ignore("charge not captured yet; charge.captured will complete it")
-        return
-    c = contributions.record_one_off_charge(ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt)
-    intents.link_contribution(sid(charge.get("payment_intent")) or "", c)
+    c, note = record_charge(ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt)
+    if c is None:
+        ctx.ignore(note or "nothing to record")
+    elif note:
+        ctx.note(note)
 
 
 @handles("charge.succeeded", "charge.captured", "charge.refunded", "charge.updated")

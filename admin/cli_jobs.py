@@ -1,0 +1,168 @@
+"""Jobs from the command line: the same job code as the worker runs, in the foreground with a
+progress bar (``run_job``), and ``jobs list|show|cancel|resume``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .cli import emit, fail, format_option
+from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_STATUSES, Job
+from .services import ServiceError
+from .services import jobs as jobs_service
+
+jobs_cli = AppGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
+
+
+def job_dict(job: Job) -> dict:
+    return {"id": job.id, "kind": job.kind, "title": job.title, "status": job.status, "done": job.done,
+            "total": job.total, "percent": job.percent, "actor": job.actor, "params": job.params,
+            "result": job.result, "error": job.error,
+            "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
+            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
+
+
+class _Progress:
+    """A progress bar on stderr (so ``--format json`` output stays clean on stdout)."""
+
+    def __init__(self, job: Job, quiet: bool):
+        self.quiet = quiet
+        self.last = 0.0
+        self.title = job.title
+
+    def __call__(self, job: Job) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and not (job.total and job.done >= job.total):
+            return
+        self.last = now
+        if job.total:
+            width = 30
+            filled = int(width * min(job.done, job.total) / job.total)
+            bar = "#" * filled + "-" * (width - filled)
+            click.echo(f"\r{self.title[:50]}  [{bar}] {job.done}/{job.total} {job.percent:3d}%", nl=False, err=True)
+        else:
+            click.echo(f"\r{self.title[:50]}  {job.done} done", nl=False, err=True)
+
+    def end(self) -> None:
+        if not self.quiet:
+            click.echo("", err=True)
+
+
+def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
+            quiet: bool = False) -> Job:
+    """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result.
+    Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues)."""
+    from .webhooks.worker import worker_name
+
+    try:
+        started = jobs_service.start(kind, params, processor_id=processor_id)
+        job = started.job
+        if not started.created:
+            click.echo(f"An identical job is already {job.status}: job {job.id}; continuing it.", err=True)
+        progress = _Progress(job, quiet)
+        status = jobs_service.run_foreground(job, f"cli:{worker_name()}", on_progress=progress)
+        progress.end()
+    except ServiceError as err:
+        fail(err)
+    job = jobs_service.get(job.id)
+    print_job(job, fmt)
+    if status == JOB_PAUSED:
+        click.echo(f"Paused. Continue with: flask --app wsgi jobs resume {job.id}", err=True)
+        sys.exit(130)
+    if status != JOB_DONE:
+        sys.exit(1)
+    return job
+
+
+def print_job(job: Job, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(job_dict(job), indent=2, default=str))
+        return
+    counts = (job.result or {}).get("counts") or {}
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"
+    click.echo(f"job {job.id} {job.status}: {job.title}: {summary}")
+    for message in (job.result or {}).get("messages") or []:
+        click.echo(f"  {message}")
+    if job.error:
+        click.echo(f"  error: {job.error}")
+
+
+@jobs_cli.command("list")
+@click.option("--status", type=click.Choice(JOB_STATUSES))
+@click.option("--kind", help="Job kind, e.g. events.replay.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@format_option
+def jobs_list(status, kind, limit, fmt):
+    """Recent jobs, newest first."""
+    from sqlalchemy import select
+
+    from .extensions import db
+
+    q = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status:
+        q = q.where(Job.status == status)
+    if kind:
+        q = q.where(Job.kind == kind)
+    emit([job_dict(j) for j in db.session.scalars(q)], fmt,
+         ["id", "kind", "status", "done", "total", "actor", "created_at", "title"])
+
+
+def _job_arg(job_id: str) -> Job:
+    if not job_id.isdigit() or int(job_id) > 2**63 - 1:
+        fail(ServiceError(f"{job_id!r} is not a job id (a number from `jobs list`)"))
+    try:
+        return jobs_service.get(int(job_id))
+    except ServiceError as err:
+        fail(err)
+        raise  # unreachable
+
+
+@jobs_cli.command("show")
+@click.argument("job_id")
+@format_option
+def jobs_show(job_id, fmt):
+    """One job: its progress, result and error."""
+    print_job(_job_arg(job_id), fmt)
+
+
+@jobs_cli.command("cancel")
+@click.argument("job_id")
+def jobs_cancel(job_id):
+    """Ask a job to stop (it stops after the unit it is doing)."""
+    try:
+        job = jobs_service.cancel(_job_arg(job_id))
+    except ServiceError as err:
+        fail(err)
+    click.echo(f"job {job.id}: {'cancelled' if job.status == 'cancelled' else 'cancel requested'}")
+
+
+@jobs_cli.command("resume")
+@click.argument("job_id")
+@format_option
+def jobs_resume(job_id, fmt):
+    """Continue a paused or failed job from where it stopped, here in the foreground."""
+    from .webhooks.worker import worker_name
+
+    job = _job_arg(job_id)
+    try:
+        if job.status != "running":
+            jobs_service.resume(job)
+        progress = _Progress(job, False)
+        status = jobs_service.run_foreground(job, f"cli:{worker_name()}", on_progress=progress)
+        progress.end()
+    except ServiceError as err:
+        fail(err)
+    print_job(jobs_service.get(job.id), fmt)
+    if status != JOB_DONE:
+        sys.exit(1)
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(jobs_cli)

@@ -1,0 +1,302 @@
+"""The one list-page pattern: a typed filter parsed from the query string, and keyset pages.
+
+Every resource (events, audit, jobs, subscriptions, intents, contributions, ...) defines a
+filter dataclass of :class:`Filter`. Its fields are the query parameters, named like the
+CLI options (``type``, ``status``, ``ppid``, ``since``, ...); repeated parameters give a
+list. The same object drives the page, the CSV export, the CLI listing and the API, so a
+filtered view is a link staff can share.
+
+Pages are keyset pages (no OFFSET): rows are ordered by a key (a tuple of non-null
+columns, newest first) and a page is "the next ``size`` rows after this key". The cursor
+travels in the query string as ``after`` (older rows) or ``before`` (newer rows).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.sql import ColumnElement
+
+from .extensions import db
+from .money import parse_money
+
+PAGE_SIZES = (25, 100)
+MAX_INT = 2**63 - 1
+T = TypeVar("T")
+
+
+class FilterError(ValueError):
+    """A query parameter that cannot be read; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+def _strings(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
+
+
+def _parse_date(name: str, text: str, end: bool) -> datetime:
+    """``2026-11-03`` (a whole day: the start, or the day after for an end) or ``2026-11-03T14:05``."""
+    try:
+        if len(text) <= 10:
+            day = date.fromisoformat(text)
+            start = datetime(day.year, day.month, day.day)
+            return start + timedelta(days=1) if end else start
+        return datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        raise FilterError(name, f"{text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _parse_int(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise FilterError(name, f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_INT:
+        raise FilterError(name, f"{text!r} is out of range")
+    return value
+
+
+@dataclass
+class Filter:
+    """Base of every resource filter. Subclasses add fields (str, int, bool, datetime, list[str],
+    and ``Amount`` for money given in major units) with defaults; ``size`` and the cursors are
+    common to all. Field metadata ``{"end": True}`` makes a date mean "before the end of that day"."""
+
+    size: int = 25
+    after: str | None = None
+    before: str | None = None
+
+    PAGING: ClassVar[tuple[str, ...]] = ("size", "after", "before")
+
+    @classmethod
+    def from_args(cls, args: Any) -> tuple[Any, dict[str, str]]:
+        """Parse a MultiDict (``request.args``) or a plain dict. Returns (filter, errors by field);
+        a field that cannot be read keeps its default and its error is reported, so the page still
+        shows the rest of the filter applied and says what was wrong."""
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            raw = _get_list(args, f.name)
+            if not raw:
+                continue
+            try:
+                values[f.name] = _convert(f, hints[f.name], raw)
+            except FilterError as err:
+                errors[err.field] = err.message
+        obj = cls(**values)
+        if obj.size not in PAGE_SIZES:
+            obj.size = PAGE_SIZES[0]
+        obj.check(errors)
+        return obj, errors
+
+    def check(self, errors: dict[str, str]) -> None:
+        """Cross-field checks (e.g. a range the wrong way round); add to ``errors``."""
+
+    def to_args(self, **changes: Any) -> dict[str, Any]:
+        """Query parameters for this filter (defaults left out), with ``changes`` applied;
+        any change other than paging starts again at the first page."""
+        data = dataclasses.replace(self, **changes)
+        if set(changes) - set(self.PAGING):
+            data.after = data.before = None
+        out: dict[str, Any] = {}
+        for f in fields(data):
+            value = getattr(data, f.name)
+            if value in (None, "", [], False) or value == f.default:
+                continue
+            if isinstance(value, datetime):
+                value = value.strftime("%Y-%m-%d") if value == datetime(value.year, value.month, value.day) \
+                    else value.isoformat(timespec="minutes")
+                if f.metadata.get("end") and len(value) == 10:
+                    value = (date.fromisoformat(value) - timedelta(days=1)).isoformat()
+            elif isinstance(value, bool):
+                value = "1"
+            elif isinstance(value, Amount):
+                value = value.text
+            out[f.name] = value
+        return out
+
+    def criteria(self) -> dict[str, Any]:
+        """The filter without paging, as plain JSON-able values (what a bulk job stores)."""
+        return {k: v for k, v in self.to_args().items() if k not in self.PAGING}
+
+    @property
+    def is_filtered(self) -> bool:
+        return bool(self.criteria())
+
+
+@dataclass(frozen=True)
+class Amount:
+    """Money typed by staff in major units ("12.50"), kept as text until the currency is known."""
+
+    text: str
+
+    def minor(self, currency: str) -> int:
+        return parse_money(self.text, currency)
+
+
+def _get_list(args: Any, name: str) -> list[str]:
+    if hasattr(args, "getlist"):
+        values = args.getlist(name)
+    else:
+        v = args.get(name)
+        values = [] if v is None else list(v) if isinstance(v, list | tuple) else [v]
+    return [str(v) for v in values if str(v).strip() != ""]
+
+
+def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
+    name = f.name
+    base = hint
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        base = next(a for a in typing.get_args(hint) if a is not type(None))
+    text = raw[-1].strip()
+    if typing.get_origin(base) is list:
+        items = _strings(raw)
+        choices = f.metadata.get("choices")
+        if choices:
+            bad = [i for i in items if i not in choices]
+            if bad:
+                raise FilterError(name, f"{bad[0]!r} is not one of {', '.join(choices)}")
+        return items
+    if base is bool:
+        return text.lower() in ("1", "true", "yes", "on")
+    if base is int:
+        return _parse_int(name, text)
+    if base is datetime:
+        return _parse_date(name, text, bool(f.metadata.get("end")))
+    if base is Amount:
+        try:
+            parse_money(text, "usd")
+        except ValueError as err:
+            raise FilterError(name, str(err)) from None
+        return Amount(text)
+    if len(text) > 200:
+        raise FilterError(name, "is too long")
+    choices = f.metadata.get("choices")
+    if choices and text not in choices:
+        raise FilterError(name, f"{text!r} is not one of {', '.join(choices)}")
+    return text
+
+
+# -- keyset pages -----------------------------------------------------------------------
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    def plain(v: Any) -> Any:
+        return {"dt": v.isoformat()} if isinstance(v, datetime) else v
+
+    data = json.dumps([plain(v) for v in values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None, width: int) -> list[Any] | None:
+    if not text:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        values = [datetime.fromisoformat(v["dt"]) if isinstance(v, dict) else v for v in data]
+    except (ValueError, TypeError, KeyError):
+        raise FilterError("after", "this page link is damaged; start again from the first page") from None
+    if not isinstance(values, list) or len(values) != width:
+        raise FilterError("after", "this page link is damaged; start again from the first page")
+    return values
+
+
+def _beyond(cols: Sequence[ColumnElement], values: Sequence[Any], older: bool) -> ColumnElement:
+    """Rows strictly after ``values`` in descending key order (older) or before it (newer).
+
+    Written as ``a < x OR (a = x AND b < y)`` rather than a row-value comparison so that
+    both databases use the index on the key columns."""
+    parts = []
+    for i, col in enumerate(cols):
+        cmp = col < values[i] if older else col > values[i]
+        parts.append(and_(*[c == v for c, v in zip(cols[:i], values[:i], strict=True)], cmp))
+    return or_(*parts)
+
+
+@dataclass
+class Page(Generic[T]):
+    rows: list[T]
+    size: int
+    next_after: str | None = None  # cursor for older rows
+    prev_before: str | None = None  # cursor for newer rows
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def first(self) -> bool:
+        return self.prev_before is None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
+                key_of: Any = None, scalars: bool = True) -> Page:
+    """One page of ``query`` (already filtered) in descending ``key`` order.
+
+    ``key_of(row)`` gives a row's key values (default: the attributes named like the key
+    columns). With ``flt.after`` the page holds the rows older than that cursor; with
+    ``flt.before`` the rows newer than it (fetched ascending, then reversed)."""
+    key = list(key)
+    key_of = key_of or (lambda row: [getattr(row, c.key) for c in key])
+    size = flt.size
+    after = decode_cursor(flt.after, len(key))
+    before = None if after else decode_cursor(flt.before, len(key))
+    q = query
+    if after:
+        q = q.where(_beyond(key, after, older=True))
+    if before:
+        q = q.where(_beyond(key, before, older=False)).order_by(*[c.asc() for c in key])
+    else:
+        q = q.order_by(*[c.desc() for c in key])
+    result = db.session.execute(q.limit(size + 1))
+    rows = list(result.scalars() if scalars else result.all())
+    more = len(rows) > size
+    rows = rows[:size]
+    if before:
+        rows.reverse()
+    page = Page(rows=rows, size=size)
+    if rows:
+        older_exists = more if not before else True
+        newer_exists = bool(after) or (more if before else False)
+        if older_exists:
+            page.next_after = encode_cursor(key_of(rows[-1]))
+        if newer_exists:
+            page.prev_before = encode_cursor(key_of(rows[0]))
+    elif after or before:
+        page.prev_before = None
+    return page
+
+
+def iterate_ids(query: Select, id_col: ColumnElement, *, after_id: int | None = None,
+                chunk: int = 200) -> Iterator[list[int]]:
+    """Ids matching ``query`` in descending order, ``chunk`` at a time, from below ``after_id``:
+    what bulk jobs walk (the last id of a chunk is their cursor)."""
+    last = after_id
+    while True:
+        q = query.with_only_columns(id_col).order_by(id_col.desc()).limit(chunk)
+        if last is not None:
+            q = q.where(id_col < last)
+        ids = list(db.session.scalars(q))
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
