@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
 
 from .extensions import db
 
 _INSERT_IGNORE: dict[tuple, Any] = {}
+_WROTE = "paydesk_wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_write(session: Session, _ctx: Any) -> None:
+    session.info[_WROTE] = True  # flushed changes are invisible to session.dirty, but not gone
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_write(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
 
 
 def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bool:
@@ -44,10 +57,11 @@ def immediate() -> None:
     """Start this session's transaction as a writer (SQLite ``BEGIN IMMEDIATE``; a plain BEGIN elsewhere).
 
     Call it at a transaction boundary: a read-only transaction still open is
-    ended first, so the write lock really is taken up front.
+    ended first, so the write lock really is taken up front. A transaction that
+    has written anything (pending, or already flushed) is left as it is.
     """
     sess = db.session()
-    if sess.in_transaction() and not (sess.new or sess.dirty or sess.deleted):
+    if sess.in_transaction() and not (sess.new or sess.dirty or sess.deleted or sess.info.get(_WROTE)):
         sess.rollback()
     if not sess.in_transaction():
         sess.connection(execution_options={"sqlite_immediate": True})

@@ -10,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, or_, select
+
 from ..extensions import db
+from ..listing import Filter, Page, keyset_page
 from ..models import AuditLog
 
 _ACTING_AS: ContextVar[tuple[int | None, str] | None] = ContextVar("paydesk_acting_as", default=None)
@@ -59,3 +64,58 @@ def record(action: str, *, object_type: str | None = None, object_id: str | None
     if commit:
         db.session.commit()
     return entry
+
+
+# -- the /audit page ------------------------------------------------------------------------
+
+@dataclass
+class AuditFilter(Filter):
+    actor: str | None = None
+    action: list[str] = field(default_factory=list)
+    result: str | None = field(default=None, metadata={"choices": ("ok", "error")})
+    ppid: int | None = None
+    since: datetime | None = None
+    until: datetime | None = field(default=None, metadata={"end": True})
+    q: str | None = None
+
+    def check(self, errors: dict[str, str]) -> None:
+        if self.since and self.until and self.since >= self.until:
+            errors["until"] = "must be after the start date"
+
+
+def audit_query(flt: AuditFilter):
+    q = select(AuditLog)
+    if flt.actor:
+        q = q.where(func.lower(AuditLog.actor) == flt.actor.strip().lower())
+    if flt.action:
+        exact = [a for a in flt.action if not a.endswith("*")]
+        conds = [AuditLog.action.in_(exact)] if exact else []
+        conds += [AuditLog.action.like(a[:-1] + "%") for a in flt.action if a.endswith("*")]
+        q = q.where(or_(*conds))
+    if flt.result:
+        q = q.where(AuditLog.result == flt.result)
+    if flt.ppid is not None:
+        q = q.where(AuditLog.processor_id == flt.ppid)
+    if flt.since:
+        q = q.where(AuditLog.at >= flt.since)
+    if flt.until:
+        q = q.where(AuditLog.at < flt.until)
+    if flt.q:
+        text = flt.q.strip()
+        q = q.where(or_(AuditLog.object_id == text, AuditLog.stripe_request_id == text,
+                        func.lower(AuditLog.actor) == text.lower()))
+    return q
+
+
+def audit_page(flt: AuditFilter) -> Page:
+    return keyset_page(audit_query(flt), [AuditLog.id], flt)
+
+
+def actions() -> list[str]:
+    return list(db.session.scalars(select(AuditLog.action).distinct().order_by(AuditLog.action)))
+
+
+def for_object(object_type: str, object_id: str, limit: int = 50) -> list[AuditLog]:
+    return list(db.session.scalars(select(AuditLog).where(AuditLog.object_type == object_type,
+                                                          AuditLog.object_id == str(object_id))
+                                   .order_by(AuditLog.id.desc()).limit(limit)))

@@ -47,6 +47,8 @@ def selection_count(params: dict) -> int:
 
 
 def _each_selected(ctx: JobContext) -> Iterator[StripeEvent]:
+    """The selected events, newest first, from below the cursor. The caller moves the cursor
+    (``done_with``) once an event's unit of work is done."""
     if ctx.total is None:
         ctx.total = selection_count(ctx.params)
     for ids in iterate_ids(_selection(ctx.params), StripeEvent.id, after_id=ctx.cursor.get("last_id")):
@@ -54,7 +56,11 @@ def _each_selected(ctx: JobContext) -> Iterator[StripeEvent]:
             row = db.session.get(StripeEvent, row_id)
             if row is not None:
                 yield row
-            ctx.cursor["last_id"] = row_id
+
+
+def done_with(ctx: JobContext, row: StripeEvent) -> None:
+    ctx.cursor["last_id"] = row.id
+    ctx.done += 1
 
 
 def _describe_selection(params: dict, verb: str) -> str:
@@ -81,7 +87,7 @@ def replay_events(ctx: JobContext):
         except ServiceError as err:
             ctx.count("skipped")
             ctx.note(f"{row.event_id}: {err.message}")
-        ctx.done += 1
+        done_with(ctx, row)
         yield
 
 
@@ -95,7 +101,7 @@ def ignore_events(ctx: JobContext):
         except ServiceError as err:
             ctx.count("skipped")
             ctx.note(f"{row.event_id}: {err.message}")
-        ctx.done += 1
+        done_with(ctx, row)
         yield
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlalchemy import or_, select, update
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
 from ..failures import describe, is_transient
+from ..listing import Filter, Page, keyset_page
 from ..models import PaymentProcessor
 from ..models.jobs import (
     JOB_ACTIVE,
@@ -41,6 +42,7 @@ from ..models.jobs import (
     JOB_PAUSED,
     JOB_QUEUED,
     JOB_RUNNING,
+    JOB_STATUSES,
     Job,
 )
 from ..timeutil import utcnow
@@ -361,3 +363,29 @@ def active_jobs(kinds: tuple[str, ...] | None = None) -> list[Job]:
 def ended(job: Job) -> bool:
     return job.status in (JOB_DONE, JOB_FAILED, JOB_CANCELLED)
 
+
+
+# -- the /jobs page -------------------------------------------------------------------------
+
+
+@dataclass
+class JobFilter(Filter):
+    status: list[str] = field(default_factory=list, metadata={"choices": JOB_STATUSES})
+    kind: list[str] = field(default_factory=list)
+    actor: str | None = None
+
+
+def job_page(flt: JobFilter) -> Page:
+    q = select(Job)
+    if flt.status:
+        q = q.where(Job.status.in_(flt.status))
+    if flt.kind:
+        q = q.where(Job.kind.in_(flt.kind))
+    if flt.actor:
+        q = q.where(Job.actor == flt.actor)
+    return keyset_page(q, [Job.id], flt)
+
+
+def kind_names() -> list[str]:
+    _load_kinds()
+    return sorted(_KINDS)

@@ -12,19 +12,22 @@ import logging
 from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
 from ..failures import describe, is_transient
+from ..listing import Filter, Page, keyset_page
 from ..models import EV_ERROR, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, OutboxTask
 from ..timeutil import utcnow
 
 log = logging.getLogger(__name__)
+TASK_STATUSES = (EV_QUEUED, EV_PROCESSING, EV_SUCCESS, EV_ERROR)
 
 _RUNNERS: dict[str, Callable[[OutboxTask], None]] = {}
 # The stored event whose handler is running in this thread/context: tasks it asks for name it.
@@ -107,3 +110,48 @@ def backoff(attempts: int) -> timedelta:
 
 def _load_runners() -> None:
     from . import customers, receipts  # noqa: F401  (importing registers the runners)
+
+
+# -- staff: the failed side effects, and retrying one ---------------------------------------
+
+
+@dataclass
+class TaskFilter(Filter):
+    status: list[str] = field(default_factory=list, metadata={"choices": TASK_STATUSES})
+    kind: list[str] = field(default_factory=list)
+
+
+def task_page(flt: TaskFilter) -> Page:
+    q = select(OutboxTask)
+    if flt.status:
+        q = q.where(OutboxTask.status.in_(flt.status))
+    if flt.kind:
+        q = q.where(OutboxTask.kind.in_(flt.kind))
+    return keyset_page(q, [OutboxTask.id], flt)
+
+
+def count_failed() -> int:
+    return int(db.session.scalar(select(func.count()).select_from(OutboxTask).where(OutboxTask.status == EV_ERROR))
+               or 0)
+
+
+def find(task_id: int) -> OutboxTask | None:
+    return db.session.get(OutboxTask, task_id) if 0 < task_id < 2**63 else None
+
+
+def retry(task_id: int) -> OutboxTask:
+    """Queue a failed task again, with fresh attempts. Commits, with its audit entry."""
+    from . import ServiceError, audit
+
+    immediate()
+    task = find(task_id)
+    if task is None:
+        raise ServiceError(f"no outbox task {task_id}")
+    if task.status != EV_ERROR:
+        db.session.rollback()
+        raise ServiceError(f"this task is {task.status}, not in error: nothing to retry")
+    task.status, task.attempts, task.next_attempt_at, task.locked_until = EV_QUEUED, 0, utcnow(), None
+    audit.record("outbox.retry", object_type="outbox_task", object_id=str(task.id), processor_id=task.processor_id,
+                 parameters={"key": task.key}, message=task.last_error, commit=False)
+    db.session.commit()
+    return task

@@ -11,7 +11,19 @@
   // hx-headers replaces the inherited ones, so make sure every unsafe request still has it.
   document.addEventListener("htmx:config:request", function (evt) {
     var request = evt.detail && evt.detail.ctx && evt.detail.ctx.request;
-    if (!request || /^(GET|HEAD|OPTIONS)$/i.test(request.method || "GET")) return;
+    if (!request) return;
+    if (/^GET$/i.test(request.method || "GET")) {
+      // Filter forms: leave empty fields out of the query string, so pushed URLs stay short to share.
+      if (request.body && typeof request.body.entries === "function") {
+        var kept = new FormData();
+        for (var pair of request.body.entries()) {
+          if (pair[1] !== "") kept.append(pair[0], pair[1]);
+        }
+        request.body = kept;
+      }
+      return;
+    }
+    if (/^(HEAD|OPTIONS)$/i.test(request.method)) return;
     request.headers = request.headers || {};
     if (!request.headers["X-CSRFToken"] && csrfToken()) {
       request.headers["X-CSRFToken"] = csrfToken();
@@ -70,5 +82,35 @@
     var ctx = evt.detail && evt.detail.ctx;
     if (ctx && ctx.response) return;  // an HTTP error: handled above
     toast("Could not reach paydesk (network error or timeout). Please try again.", "error");
+  });
+
+  // List pages: "select every event on this page", "select all matching", dismiss a dialog, copy text.
+  document.addEventListener("change", function (evt) {
+    var el = evt.target;
+    if (!el || !el.form) return;
+    if (el.classList.contains("select-page")) {
+      el.form.querySelectorAll('input[name="ids"]').forEach(function (box) { box.checked = el.checked; });
+    } else if (el.classList.contains("select-all-matching") && el.checked) {
+      el.form.querySelectorAll('input[name="ids"], .select-page').forEach(function (box) { box.checked = true; });
+    } else if (el.name === "ids" && !el.checked) {
+      var all = el.form.querySelector(".select-all-matching");
+      if (all) all.checked = false;
+    }
+  });
+
+  document.addEventListener("click", function (evt) {
+    var el = evt.target && evt.target.closest && evt.target.closest("[data-dismiss], [data-copy]");
+    if (!el) return;
+    if (el.hasAttribute("data-dismiss")) {
+      var box = document.querySelector(el.getAttribute("data-dismiss"));
+      if (box) box.innerHTML = "";
+    } else {
+      var source = document.querySelector(el.getAttribute("data-copy"));
+      if (!source || !navigator.clipboard) return;
+      navigator.clipboard.writeText(source.textContent).then(function () {
+        el.textContent = "Copied";
+        setTimeout(function () { el.textContent = "Copy JSON"; }, 1500);
+      });
+    }
   });
 })();

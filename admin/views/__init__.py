@@ -6,10 +6,13 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from ..security import init_security
     from ..webhooks.endpoint import bp as webhooks_bp
+    from .audit import bp as audit_bp
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
     from .errors import bp as errors_bp
+    from .events import bp as events_bp
     from .health import bp as health_bp
+    from .jobs import bp as jobs_bp
 
     init_security(app)
     app.register_blueprint(errors_bp)
@@ -17,7 +20,19 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(events_bp)
+    app.register_blueprint(jobs_bp)
+    app.register_blueprint(audit_bp)
     app.context_processor(lambda: {"nav_items": nav_items})
+    _template_filters(app)
+
+
+def _template_filters(app: Flask) -> None:
+    from ..services.events import dashboard_url
+    from ..timeutil import from_unix
+
+    app.add_template_filter(from_unix, "from_unix")
+    app.add_template_filter(dashboard_url, "dashboard_url")
 
 
 # Main navigation: (label, endpoint). Pages that later issues add appear as links once
@@ -30,6 +45,7 @@ NAV_ITEMS = (
     ("Customers", "customers.index"),
     ("Contributions", "contributions.index"),
     ("Payments", "payments.index"),
+    ("Jobs", "jobs.index"),
     ("Audit", "audit.index"),
 )
 

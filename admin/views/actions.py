@@ -1,0 +1,53 @@
+"""What every row action, bulk action and job start answers, so all list pages behave alike.
+
+- a row action swaps its partial (the row or the status block) and says what happened;
+  without JavaScript it flashes the message and goes back to the page;
+- a bulk action carries either the ticked ids (``ids``) or "everything matching this
+  filter" (``all=1`` plus the filter's criteria as JSON in ``criteria``);
+- starting a job answers its progress partial (polled until it ends), or redirects to
+  the job's page without JavaScript.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import flash, redirect, render_template, url_for
+
+from ..htmx import is_htmx
+from ..services import ServiceError
+from ..services import jobs as jobs_service
+
+
+def action_response(partial: str, back_url: str, message: str, tone: str = "success", status: int | None = None,
+                    **context: Any):
+    if is_htmx():
+        code = status or (200 if tone == "success" else 422)
+        return render_template(partial, message=message, tone=tone, **context), code
+    flash(message, tone)
+    return redirect(back_url)
+
+
+def bulk_selection(form) -> dict[str, Any] | None:
+    """``{"ids": [...]}`` or ``{"filter": {...}}`` from a bulk form; None when nothing is chosen."""
+    if form.get("all") == "1":
+        try:
+            criteria = json.loads(form.get("criteria") or "{}")
+        except ValueError:
+            criteria = None
+        if not isinstance(criteria, dict):
+            raise ServiceError("the filter for this bulk action is damaged; reload the page")
+        return {"filter": criteria}
+    ids = sorted({int(i) for i in form.getlist("ids") if i.isdigit() and 0 < int(i) < 2**63}, reverse=True)
+    return {"ids": ids} if ids else None
+
+
+def start_job_response(kind: str, params: dict[str, Any], processor_id: int | None = None):
+    started = jobs_service.start(kind, params, processor_id=processor_id)
+    job = started.job
+    message = None if started.created else f"The same job was already {job.status}; this is it."
+    if is_htmx():
+        return render_template("jobs/_progress.html", job=job, message=message), 202
+    flash(message or f"Started: {job.title}", "info")
+    return redirect(url_for("jobs.show", job_id=job.id))

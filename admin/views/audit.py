@@ -1,0 +1,20 @@
+"""``/audit``: every staff action, newest first; read-only."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from ..htmx import is_partial
+from ..security import role_required
+from ..services import audit
+
+bp = Blueprint("audit", __name__)
+
+
+@bp.get("/audit")
+@role_required("viewer")
+def index():
+    flt, errors = audit.AuditFilter.from_args(request.args)
+    page = audit.audit_page(flt)
+    template = "audit/_results.html" if is_partial() else "audit/index.html"
+    return render_template(template, flt=flt, errors=errors, page=page, actions=audit.actions())

@@ -1,0 +1,186 @@
+"""``/events``: browse, filter and inspect Stripe events; replay, ignore, and bulk jobs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request, url_for
+from flask_login import current_user
+
+from ..htmx import is_partial
+from ..listing import FilterError
+from ..models import PaymentProcessor
+from ..security import role_required
+from ..services import ServiceError
+from ..services import events as ev
+from ..services.event_ops import mark_ignored, replay
+from ..services.processors import get_processor, list_processors
+from ..stripe_gateway import GatewayError
+from .actions import action_response, start_job_response
+
+bp = Blueprint("events", __name__)
+
+
+def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
+    """What the results partial shows for a filter: a page of local or Stripe rows, counts,
+    a subscription's expected charges; Stripe failures become a message, not an error page."""
+    out: dict = {"flt": flt, "errors": errors, "page": None, "rows": [], "stripe_rows": [], "counts": None,
+                 "expected": None, "stripe_error": None, "total": None, "has_more": False}
+    if flt.source == "stripe":
+        try:
+            proc = get_processor(flt.ppid)
+            rows, more = ev.stripe_page(proc, flt, starting_after=flt.after)
+            out.update(stripe_rows=rows, has_more=more, processor=proc)
+        except (GatewayError, ServiceError) as err:
+            out["stripe_error"] = f"Could not list Stripe's events: {getattr(err, 'message', err)}"
+        return out
+    try:
+        page = ev.local_page(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        page = ev.local_page(flt)
+    out.update(page=page, rows=ev.describe_rows(page.rows), counts=ev.status_counts(flt))
+    out["total"] = sum(v for k, v in out["counts"].items() if not flt.status or k in flt.status)
+    if flt.subscription:
+        try:
+            out["expected"] = ev.expected_charges(get_processor(flt.ppid), flt.subscription)
+        except (GatewayError, ServiceError) as err:
+            out["stripe_error"] = f"Could not ask Stripe for the subscription's invoices: " \
+                                  f"{getattr(err, 'message', err)}"
+    return out
+
+
+@bp.get("/events")
+@role_required("viewer")
+def index():
+    flt, errors = ev.EventFilter.from_args(request.args)
+    data = _results(flt, errors)
+    if is_partial():
+        return render_template("events/_results.html", **data)
+    return render_template("events/index.html", processors=list_processors(), **data)
+
+
+@bp.get("/events/<int:row_id>")
+@role_required("viewer")
+def show(row_id: int):
+    return render_template("events/show.html", d=ev.detail(_event_or_404(row_id).id))
+
+
+def _event_or_404(row_id: int):
+    try:
+        return ev.find_event(row_id)
+    except ServiceError:
+        abort(404)
+
+
+def _processor_of(row) -> PaymentProcessor:
+    return get_processor(row.processor_id)
+
+
+@bp.post("/events/<int:row_id>/replay")
+@role_required("operator")
+def replay_one(row_id: int):
+    row = _event_or_404(row_id)
+    try:
+        res = replay(_processor_of(row), row=row, no_receipt=bool(request.form.get("no_receipt")))
+        message = f"Replayed: {res.status}" + (f". {res.message}" if res.message else "")
+        tone = "success" if res.ok else "error"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("events/_status.html", url_for("events.show", row_id=row_id), message, tone,
+                           d=ev.detail(row.id))
+
+
+@bp.post("/events/<int:row_id>/ignore")
+@role_required("operator")
+def ignore_one(row_id: int):
+    row = _event_or_404(row_id)
+    try:
+        mark_ignored(row, request.form.get("reason", ""))
+        message, tone = "Marked ignored.", "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("events/_status.html", url_for("events.show", row_id=row_id), message, tone,
+                           d=ev.detail(row.id), status=200 if tone == "success" else 422)
+
+
+@bp.post("/events/replay-from-stripe")
+@role_required("operator")
+def replay_from_stripe():
+    """A row of the Stripe source: store the event if paydesk lacks it, and process it now."""
+    event_id = request.form.get("event_id", "")
+    back = url_for("events.index", source="stripe", ppid=request.form.get("ppid") or None)
+    try:
+        res = replay(get_processor(request.form.get("ppid") or None), event_id=event_id)
+        message = f"{event_id}: {res.status}" + (f". {res.message}" if res.message else "")
+        tone = "success" if res.ok else "error"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("_message.html", back, message, tone)
+
+
+@bp.post("/events/bulk")
+@role_required("operator")
+def bulk():
+    """Bulk replay / mark ignored of the ticked rows or of everything matching the filter:
+    first a confirmation that says how many, then a job."""
+    from ..services.event_jobs import selection_count
+    from .actions import bulk_selection
+
+    action = request.form.get("action")
+    if action not in ("replay", "ignore"):
+        abort(400)
+    params = bulk_selection(request.form)
+    if params is None:
+        return action_response("_message.html", url_for("events.index"), "Tick at least one event first.",
+                               "error", status=422)
+    if action == "ignore":
+        params["reason"] = request.form.get("reason", "").strip()
+    else:
+        params["no_receipt"] = bool(request.form.get("no_receipt"))
+    if request.form.get("step") != "run":
+        return render_template("events/_bulk_confirm.html", action=action, params=params,
+                               count=selection_count(params), form=request.form)
+    if action == "ignore" and not params["reason"]:
+        return render_template("events/_bulk_confirm.html", action=action, params=params,
+                               count=selection_count(params), form=request.form,
+                               error="Say why these events are to be ignored."), 422
+    return start_job_response(f"events.{action}", params)
+
+
+@bp.post("/events/tools/<tool>")
+@role_required("operator")
+def tool(tool: str):
+    """Populate log/queue, retry all, clean up: each starts a job and shows its progress."""
+    from ..services.event_jobs import cleanup_age
+
+    form = request.form
+    try:
+        proc = get_processor(form.get("ppid") or None)
+        if tool in ("populate-log", "populate-queue"):
+            types = [t.strip() for t in form.get("types", "").split(",") if t.strip() and t.strip() != "all"]
+            limit = _int(form.get("limit"), "limit", 0, 1_000_000)
+            return start_job_response("events.populate", {"types": types, "limit": limit,
+                                                          "queue": tool == "populate-queue"}, proc.id)
+        if tool == "retry-all":
+            return start_job_response("events.retry_all", {"limit": _int(form.get("limit"), "limit", 1, 10_000) or 25,
+                                                           "days": _int(form.get("days"), "days", 1, 365) or 30},
+                                      proc.id)
+        if tool == "cleanup":
+            if not current_user.can("admin"):
+                abort(403, description="Cleaning up needs the admin role; you are signed in as "
+                                       f"{current_user.role}.")
+            cleanup_age(form.get("older_than", ""))
+            return start_job_response("events.cleanup", {"older_than": form.get("older_than"),
+                                                         "include_errors": bool(form.get("include_errors")),
+                                                         "ppid": proc.id if form.get("ppid") else None})
+    except ServiceError as err:
+        return action_response("_message.html", url_for("events.index"), err.message, "error", status=422)
+    abort(404)
+
+
+def _int(text: str | None, name: str, low: int, high: int) -> int:
+    if not (text or "").strip():
+        return 0
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise ServiceError(f"{name} must be a whole number from {low} to {high:,}", field=name)
+    return int(text)

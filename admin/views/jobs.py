@@ -1,0 +1,100 @@
+"""``/jobs``: every background job with its progress; cancel and resume. ``/jobs/outbox``: side
+effects (receipts, Stripe metadata pushes) that failed, with a retry button."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request, url_for
+from flask_login import current_user
+
+from ..htmx import is_partial
+from ..security import role_required
+from ..services import ServiceError, outbox
+from ..services import jobs as jobs_service
+from .actions import action_response
+
+bp = Blueprint("jobs", __name__)
+
+
+@bp.get("/jobs")
+@role_required("viewer")
+def index():
+    flt, errors = jobs_service.JobFilter.from_args(request.args)
+    page = jobs_service.job_page(flt)
+    template = "jobs/_results.html" if is_partial() else "jobs/index.html"
+    return render_template(template, flt=flt, errors=errors, page=page, kinds=jobs_service.kind_names(),
+                           failed_tasks=outbox.count_failed())
+
+
+def _job_or_404(job_id: int):
+    try:
+        return jobs_service.get(job_id)
+    except ServiceError:
+        abort(404)
+
+
+@bp.get("/jobs/<int:job_id>")
+@role_required("viewer")
+def show(job_id: int):
+    return render_template("jobs/show.html", job=_job_or_404(job_id))
+
+
+@bp.get("/jobs/<int:job_id>/progress")
+@role_required("viewer")
+def progress(job_id: int):
+    return render_template("jobs/_progress.html", job=_job_or_404(job_id))
+
+
+def _may_act(job) -> None:
+    role = jobs_service.kind(job.kind).role
+    if not current_user.can(role):
+        abort(403, description=f"This job needs the {role} role; you are signed in as {current_user.role}.")
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+@role_required("operator")
+def cancel(job_id: int):
+    job = _job_or_404(job_id)
+    _may_act(job)
+    try:
+        jobs_service.cancel(job)
+        message, tone = ("Cancelled." if job.status == "cancelled" else "Stopping after the current step."), "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("jobs/_progress.html", url_for("jobs.show", job_id=job.id), message, tone, job=job,
+                           status=200)
+
+
+@bp.post("/jobs/<int:job_id>/resume")
+@role_required("operator")
+def resume(job_id: int):
+    job = _job_or_404(job_id)
+    _may_act(job)
+    try:
+        jobs_service.resume(job)
+        message, tone = "Queued again; it continues where it stopped.", "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("jobs/_progress.html", url_for("jobs.show", job_id=job.id), message, tone, job=job,
+                           status=200)
+
+
+@bp.get("/jobs/outbox")
+@role_required("viewer")
+def tasks():
+    flt, errors = outbox.TaskFilter.from_args(request.args)
+    page = outbox.task_page(flt)
+    template = "jobs/_tasks.html" if is_partial() else "jobs/outbox.html"
+    return render_template(template, flt=flt, errors=errors, page=page)
+
+
+@bp.post("/jobs/outbox/<int:task_id>/retry")
+@role_required("operator")
+def retry_task(task_id: int):
+    try:
+        task = outbox.retry(task_id)
+        message, tone = "Queued again: the worker runs it within seconds.", "success"
+    except ServiceError as err:
+        task, message, tone = outbox.find(task_id), err.message, "error"
+    if task is None:
+        abort(404)
+    return action_response("jobs/_task_row.html", url_for("jobs.tasks"), message, tone, task=task, status=200)

@@ -1,0 +1,139 @@
+"""The one job mechanism: one run per identical job, progress and cursor kept, resumes after a crash,
+cancel, failures shown, and the work attributed to whoever started it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from admin.extensions import db
+from admin.models import AuditLog, StripeEvent
+from admin.models.jobs import Job
+from admin.services import ServiceError, audit, jobs
+from admin.timeutil import utcnow
+
+
+def _events(processor, n: int) -> list[int]:
+    rows = [StripeEvent(processor_id=processor.id, event_id=f"evt_job{i:03d}", type="invoice.paid",
+                        created=1_700_000_000 + i, raw="{}", status="error", last_error="boom") for i in range(n)]
+    db.session.add_all(rows)
+    db.session.commit()
+    return [r.id for r in rows]
+
+
+def _ignored() -> int:
+    return db.session.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "ignored"))
+
+
+def test_the_same_job_started_twice_is_one_job(offline_processor):
+    params = {"filter": {"status": ["error"]}, "reason": "test data"}
+    first = jobs.start("events.ignore", params)
+    second = jobs.start("events.ignore", dict(params))
+    assert first.created and not second.created and first.job.id == second.job.id
+    other = jobs.start("events.ignore", {**params, "reason": "another reason"})
+    assert other.created and other.job.id != first.job.id
+    assert db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "job.start")) == 2
+
+
+@pytest.mark.postgres
+def test_two_staff_starting_the_same_job_at_once_get_one_run(app, offline_processor, backend):
+    barrier = threading.Barrier(4)
+    ids: list[int] = []
+
+    def start():
+        with app.app_context():
+            barrier.wait()
+            ids.append(jobs.start("events.cleanup", {"older_than": "30 days", "include_errors": False,
+                                                     "ppid": None}).job.id)
+            db.session.remove()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 4 and len(set(ids)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_a_job_runs_in_slices_keeps_its_cursor_and_finishes(offline_processor):
+    _events(offline_processor, 7)
+    job = jobs.start("events.ignore", {"filter": {"status": ["error"]}, "reason": "bulk test"}).job
+    claimed = jobs.claim("w1")
+    assert claimed.id == job.id
+    assert jobs.run_slice(claimed, "w1", seconds=0) == "running"  # one unit, then the slice ends
+    db.session.refresh(job)
+    assert (job.status, job.done, job.total, job.locked_by) == ("running", 1, 7, None)
+    assert job.cursor["last_id"] and _ignored() == 1
+    while jobs.run_due("w2", seconds=0):
+        pass
+    db.session.refresh(job)
+    assert (job.status, job.done, job.percent, job.active_key) == ("done", 7, 100, None)
+    assert job.result["counts"] == {"ignored": 7} and _ignored() == 7
+
+
+def test_a_job_whose_worker_died_is_resumed_from_its_cursor_after_the_lease(offline_processor):
+    ids = _events(offline_processor, 5)
+    job = jobs.start("events.ignore", {"ids": ids, "reason": "crash test"}).job
+    jobs.run_slice(jobs.claim("dying"), "dying", seconds=0)
+    # the worker takes the lease for the next slice and is killed: nobody else may run it meanwhile...
+    held = jobs.claim("dying")
+    assert held is not None and jobs.claim("other") is None
+    # ...until its lease runs out
+    held.locked_until = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert jobs.run_due("other", seconds=30) == 1
+    db.session.refresh(job)
+    assert (job.status, job.done) == ("done", 5)
+    entries = db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "event.ignore"))
+    assert entries == 5  # each event once, none repeated or skipped
+
+
+def test_cancel_stops_a_queued_job_at_once_and_a_running_one_after_its_unit(offline_processor):
+    ids = _events(offline_processor, 4)
+    queued = jobs.start("events.ignore", {"ids": ids[:2], "reason": "a"}).job
+    jobs.cancel(queued)
+    assert queued.status == "cancelled" and queued.active_key is None
+    with pytest.raises(ServiceError):
+        jobs.cancel(queued)
+
+    running = jobs.start("events.ignore", {"ids": ids[2:], "reason": "b"}).job
+    held = jobs.claim("w")
+    jobs.run_slice(held, "w", seconds=0)
+    held = jobs.claim("w")
+    jobs.cancel(held)  # held by a runner: it is asked to stop
+    assert held.cancel_requested and held.status == "running"
+    assert jobs.run_slice(held, "w") == "cancelled"
+    db.session.refresh(running)
+    assert running.status == "cancelled" and running.done == 1 + 1 and _ignored() == 2
+
+
+def test_a_failing_job_says_why_and_can_be_resumed(offline_processor):
+    job = jobs.start("events.cleanup", {"older_than": "2 seconds", "include_errors": False, "ppid": None}).job
+    assert jobs.run_due("w") == 1
+    db.session.refresh(job)
+    assert job.status == "failed" and "at least a day" in job.error
+    # an identical job may be started again now that this one has ended
+    again = jobs.start("events.cleanup", {"older_than": "2 seconds", "include_errors": False, "ppid": None})
+    assert again.created
+    jobs.cancel(again.job)
+    jobs.resume(job)
+    assert job.status == "queued" and job.error is None
+
+
+def test_what_a_job_does_is_recorded_as_done_by_whoever_started_it(offline_processor):
+    from admin.services.users import create_user
+
+    ids = _events(offline_processor, 2)
+    carol = create_user("carol@example.org", "correct horse battery", "operator")
+    with audit.acting_as(carol.id, "carol@example.org"):
+        job = jobs.start("events.ignore", {"ids": ids, "reason": "for carol"}).job
+    assert job.actor == "carol@example.org"
+    jobs.run_due("w", seconds=30)
+    actors = set(db.session.scalars(select(AuditLog.actor).where(AuditLog.action == "event.ignore")))
+    assert actors == {"carol@example.org"}
+    reasons = set(db.session.scalars(select(StripeEvent.status_reason)))
+    assert reasons == {"marked ignored by carol@example.org: for carol"}
