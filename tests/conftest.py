@@ -218,3 +218,13 @@ def offline_processor(app):
 
     return add_processor(name="Stripe mocked", secret_key="sk_test_mocked", publishable_key="pk_test_mocked",
                          webhook_secrets=[WEBHOOK_SECRET], api_base="http://127.0.0.1:9", mode="test", default=True)
+
+
+@pytest.fixture
+def world(offline_processor):
+    """A Stripe account behind ``responses`` (fixtures3-shaped objects) for the offline processor."""
+    import responses
+    from stripe_world import StripeWorld
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield StripeWorld(rsps)

@@ -90,6 +90,12 @@ class StripeWorld:
             for key, values in q.items():
                 if key in ("limit", "starting_after", "ending_before") or key.startswith("expand"):
                     continue
+                r = re.fullmatch(r"(\w+)\[(gte|gt|lte|lt)\]", key)
+                if r:  # a range, e.g. created[gte]=...
+                    have, want = int(o.get(r.group(1)) or 0), int(values[0])
+                    if not {"gte": have >= want, "gt": have > want, "lte": have <= want, "lt": have < want}[r.group(2)]:
+                        return False
+                    continue
                 m = re.fullmatch(r"(\w+)\[(\w+)\]", key)
                 have = (o.get(m.group(1)) or {}).get(m.group(2)) if m else o.get(key)
                 have = have.get("id") if isinstance(have, dict) else have

@@ -100,7 +100,7 @@ def process(claimed: Claimed, worker: str, *, actor: str | None = None,
         processor = processor_ref(row.processor_id)
         if processor is None:
             raise LookupError(f"payment processor {row.processor_id} no longer exists")
-        if row.attempts > cfg["WORKER_MAX_ATTEMPTS"]:
+        if row.attempts > cfg["WORKER_MAX_ATTEMPTS"] and actor is None:  # staff replays always run
             row.status, row.status_reason = EV_ERROR, None
             row.last_error = row.last_error or f"gave up after {row.attempts - 1} attempts (worker stopped mid-event)"
         else:

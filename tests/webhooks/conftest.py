@@ -1,22 +1,13 @@
-"""Fixtures for the webhook pipeline: a Stripe world behind ``responses`` and a way to feed events."""
+"""Helpers for the webhook pipeline tests: feed events through the worker, count rows."""
 
 from __future__ import annotations
 
-import pytest
-import responses
 from sqlalchemy import func, select
-from stripe_world import StripeWorld
 
 from admin.extensions import db
 from admin.models import StripeEvent
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
-
-
-@pytest.fixture
-def world(offline_processor):
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield StripeWorld(rsps)
 
 
 def feed(processor, *events: dict, source: str = "webhook", no_receipt: bool = False) -> list[StripeEvent]:
