@@ -13,6 +13,7 @@ def register_blueprints(app: Flask) -> None:
     from .events import bp as events_bp
     from .health import bp as health_bp
     from .jobs import bp as jobs_bp
+    from .reconcile import bp as reconcile_bp
 
     init_security(app)
     app.register_blueprint(errors_bp)
@@ -23,6 +24,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(events_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(audit_bp)
+    app.register_blueprint(reconcile_bp)
     app.context_processor(lambda: {"nav_items": nav_items})
     _template_filters(app)
 
@@ -45,6 +47,7 @@ NAV_ITEMS = (
     ("Customers", "customers.index"),
     ("Contributions", "contributions.index"),
     ("Payments", "payments.index"),
+    ("Reconcile", "reconcile.index"),
     ("Jobs", "jobs.index"),
     ("Audit", "audit.index"),
 )
