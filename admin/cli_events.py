@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
 from .cli import emit, fail, format_option
-from .cli_jobs import run_job
+from .cli_jobs import OneLineGroup, run_job
 from .models import EVENT_STATUSES
 from .services import ServiceError
 from .stripe_gateway import GatewayError
 
-events_cli = AppGroup("events", help="Stripe events: the log and the processing queue.")
+events_cli = OneLineGroup("events", help="Stripe events: the log and the processing queue.")
 
 ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
 BRIEF = ["event_id", "type", "created", "status", "status_reason", "last_error", "invoice_id", "charge_id",

@@ -16,7 +16,33 @@ from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_STATUSES, Job
 from .services import ServiceError
 from .services import jobs as jobs_service
 
-jobs_cli = AppGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
+
+class OneLineCommand(click.Command):
+    """A command whose usage errors (a bad option value, a missing option) are one line,
+    ``Error: ...``, without the usage text around it."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            err.ctx = None
+            raise
+
+
+class OneLineGroup(AppGroup):
+    """An ``AppGroup`` of :class:`OneLineCommand`; an unknown subcommand is one line too."""
+
+    command_class = OneLineCommand
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as err:
+            err.ctx = None
+            raise
+
+
+jobs_cli = OneLineGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
 
 
 def job_dict(job: Job) -> dict:
