@@ -325,3 +325,13 @@ def sequence_page(items: Sequence[T], key_of: Any, flt: Filter) -> Page[T]:
         page.next_after = encode_cursor(list(key_of(rows[-1]))) if older else None
         page.prev_before = encode_cursor(list(key_of(rows[0]))) if newer else None
     return page
+
+
+def page_or_first(page_of: Any, flt: Filter, errors: dict[str, str]) -> Page:
+    """``page_of(flt)``; a damaged page link is reported in ``errors`` and the first page shown."""
+    try:
+        return page_of(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        return page_of(flt)
