@@ -20,7 +20,7 @@ CHROMIUM := /usr/bin/chromium
 LINT_DIRS := $(wildcard admin tests bench scripts)
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: test demo bench clean install lint pytest browser
+.PHONY: test demo bench clean install lint pytest browser axe
 
 # -- the environment -------------------------------------------------------------
 
@@ -70,6 +70,21 @@ browser:
 		echo "!!! (install it with: sudo apt-get install chromium)" >&2; \
 	fi
 
+# The accessibility checks inject axe-core (npm, pinned in tests/package-lock.json) into pages;
+# installed from the npm registry when missing. Without npm those checks are skipped, and said so.
+AXE := tests/node_modules/axe-core/axe.min.js
+
+$(AXE): tests/package.json tests/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "==> axe-core: npm ci in tests/"; \
+		if (cd tests && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
+		else echo "!!! npm ci failed: ACCESSIBILITY CHECKS WILL BE SKIPPED" >&2; fi; \
+	else \
+		echo "!!! npm is missing: ACCESSIBILITY CHECKS WILL BE SKIPPED (sudo apt-get install npm)" >&2; \
+	fi
+
+axe: $(AXE)
+
 # -- the commands ------------------------------------------------------------------
 
 lint: $(STAMP)
@@ -83,7 +98,7 @@ pytest: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "!!! pytest collected no tests: that is a failure here" >&2; fi; \
 	exit $$rc
 
-test: $(STAMP) browser lint pytest
+test: $(STAMP) browser axe lint pytest
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -94,6 +109,6 @@ bench: $(STAMP)
 	for f in "$${files[@]}"; do echo "==> $$f"; $(BIN)/python "$$f"; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info tests/node_modules
 	rm -rf instance/demo.sqlite3 instance/demo.sqlite3-wal instance/demo.sqlite3-shm instance/demo-logs
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
