@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..dbutil import immediate
 from ..extensions import db
 from ..models import User
 from ..timeutil import utcnow
@@ -66,6 +67,7 @@ def _equalise_timing(password: str) -> None:
 def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
     """Check credentials under the throttles; records failures, resets on success. Commits."""
     max_failures, lockout, ip_max = _settings()
+    immediate()  # every path below writes: on SQLite, wait for the worker's write lock instead of failing
     now = utcnow()
     ip_key = f"login-ip:{client_addr or 'unknown'}"
     email_norm = (email or "").strip().lower()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -81,6 +82,22 @@ def _seed_demo_rows() -> None:
     db.session.commit()
 
 
+@contextmanager
+def serve(app):
+    """Serve ``app`` with werkzeug in a thread on a free port; yields a LiveServer."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="paydesk-live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(app, port)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     from admin.services.users import create_user
@@ -95,19 +112,9 @@ def live_server(tmp_path_factory):
         create_user(OPERATOR, PASSWORD, "operator")
         _seed_demo_rows()
         db.session.remove()
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="paydesk-live-server", daemon=True)
-    thread.start()
-    live = LiveServer(app, port)
-    live.seen = seen
-    try:
+    with serve(app) as live:
+        live.seen = seen
         yield live
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        with app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture(scope="session")
