@@ -220,13 +220,16 @@ def decode_cursor(text: str | None, width: int | None) -> list[Any] | None:
 def _beyond(cols: Sequence[ColumnElement], values: Sequence[Any], older: bool) -> ColumnElement:
     """Rows strictly after ``values`` in descending key order (older) or before it (newer).
 
-    Written as ``a < x OR (a = x AND b < y)`` rather than a row-value comparison so that
-    both databases use the index on the key columns."""
+    Written as ``a <= x AND (a < x OR (a = x AND b < y))`` rather than a row-value comparison
+    so that both databases use the index on the key columns: the leading ``a <= x`` is a range
+    they start the index scan at, however deep the page (bench/events_page.py)."""
     parts = []
     for i, col in enumerate(cols):
         cmp = col < values[i] if older else col > values[i]
         parts.append(and_(*[c == v for c, v in zip(cols[:i], values[:i], strict=True)], cmp))
-    return or_(*parts)
+    if len(cols) == 1:
+        return parts[0]
+    return and_(cols[0] <= values[0] if older else cols[0] >= values[0], or_(*parts))
 
 
 @dataclass

@@ -30,11 +30,12 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _template_filters(app: Flask) -> None:
-    from ..services.events import dashboard_url
+    from ..services.events import count_label, dashboard_url
     from ..timeutil import from_unix
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(dashboard_url, "dashboard_url")
+    app.add_template_global(count_label, "count_label")
 
 
 # Main navigation: (label, endpoint). Pages that later issues add appear as links once

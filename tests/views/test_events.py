@@ -230,3 +230,19 @@ def test_the_stripe_source_stores_and_processes_a_missing_event(client, auth, wo
                        headers={**HX, "X-CSRFToken": auth.token()})
     assert resp.status_code == 200 and f"{unknown['id']}: success" in unescape(resp.get_data(as_text=True))
     assert db.session.scalar(select(StripeEvent.source).where(StripeEvent.event_id == unknown["id"])) == "replay"
+
+
+def test_counts_above_the_cap_say_more_than(client, auth, stored, monkeypatch):
+    from admin.services import events as ev
+
+    monkeypatch.setattr(ev, "COUNT_CAP", 1)
+    assert ev.status_counts(ev.EventFilter()) == {"logged": 0, "queued": 0, "processing": 0, "success": 2,
+                                                  "error": 2, "ignored": 0}
+    assert ev.status_counts(ev.EventFilter(), exact=True)["success"] == 2
+    auth.login("operator@example.org", "operator")
+    html = client.get("/events").get_data(as_text=True)
+    counts = dict(re.findall(r'st-(\w+)">\w+</span> <span class="num">([\d,+]+)', html))
+    assert counts["error"] == "1+" and counts["ignored"] == "0"
+    assert "Select all 2+ matching this filter" in html
+    monkeypatch.setattr(ev, "COUNT_CAP", 10_000)
+    assert "Select all 4 matching this filter" in client.get("/events").get_data(as_text=True)
