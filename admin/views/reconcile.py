@@ -107,7 +107,10 @@ def fix_all():
             flt = rc.filter_of(params)
             return start_job_response("reconcile.fix_all",
                                       rc.job_params(flt, cancel_local=bool(params.get("cancel_local"))), proc.id)
-        flt, errors = rc.ReconcileFilter.from_args(json.loads(form.get("criteria") or "{}"))
+        criteria = json.loads(form.get("criteria") or "{}")
+        if not isinstance(criteria, dict):
+            raise ValueError("criteria")
+        flt, errors = rc.ReconcileFilter.from_args(criteria)
         if errors:
             raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
         scan = rc.scan(proc, flt)

@@ -179,6 +179,24 @@ def test_bulk_replay_of_a_selection_runs_to_100_percent(page):
     assert page.errors == []
 
 
+def test_reconcile_fixes_a_row_in_place(page):
+    sign_in(page, OPERATOR)
+    page.goto("/reconcile?problem=amount")
+    row = page.locator("#results tbody tr")
+    assert row.count() == 1 and "amount differs" in row.inner_text()
+    assert "11.00 USD" in row.inner_text() and "9.99 USD" in row.inner_text()
+    row_id = row.get_attribute("id")
+    page.click(f"#{row_id} button:has-text('Fix')")
+    page.locator(f"#{row_id} .flash").wait_for()
+    fixed = page.locator(f"#{row_id}")
+    assert "Fixed (replayed" in fixed.inner_text() and "in step" in fixed.inner_text()
+    assert page.url.endswith("/reconcile?problem=amount")  # swapped in place
+    page.fill("input[name=days]", "30")
+    page.wait_for_url(re.compile(r"/reconcile\?(ppid=\d+&)?days=30&problem=amount$"))
+    page.locator("#results .empty").wait_for()
+    assert page.errors == []
+
+
 def _axe(page) -> list[dict]:
     if not AXE.exists():
         pytest.skip(f"axe-core is not installed ({AXE}); run `make axe`")

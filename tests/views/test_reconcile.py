@@ -197,3 +197,7 @@ def test_a_damaged_fix_request_is_a_message(client, auth, drift):
     resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "step": "run", "params": "{nope"},
                        headers={**HX, "X-CSRFToken": auth.token()})
     assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True)
+    for criteria in ("[1, 2]", "{oops", '"text"'):
+        resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "criteria": criteria},
+                           headers={**HX, "X-CSRFToken": auth.token()})
+        assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True), criteria
