@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("PAYDESK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WEBHOOK_SECRET = "whsec_test_paydesk_primary"
 PASSWORD = "correct horse battery"
+TEST_ENCRYPTION_KEY = "Rk9SVEVTVFNPTkxZLXBheWRlc2stZW5jcnlwdGlvbi0="  # a Fernet key, tests only
 
 _pg_state: dict[str, str | None] = {"url": None, "why": None, "checked": None}
 
@@ -89,6 +90,7 @@ def make_app(url: str, tmp_path: Path, **extra):
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
+        "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "DATABASE_URL": url,
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "STRIPE_BACKOFF_BASE": 0.001,

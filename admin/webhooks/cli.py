@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 
-from ..cli import emit, fail, format_option
-from ..services import ServiceError
+from ..cli import PaydeskGroup, emit, format_option
 
-events_cli = AppGroup("events", help="Stripe events: the log and the processing queue.")
+events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
 
 
 @events_cli.command("list")
@@ -30,20 +28,17 @@ def events_list(ppid, type_, status, subscription, limit, starting_after, output
     from ..services.processors import get_processor
     from ..services.records import list_local_events
 
-    try:
-        proc = get_processor(ppid) if (ppid or source == "stripe") else None
-        kind = None if type_ == "all" else type_
-        if source == "stripe":
-            from ..services.events import list_stripe_events
+    proc = get_processor(ppid) if (ppid or source == "stripe") else None
+    kind = None if type_ == "all" else type_
+    if source == "stripe":
+        from ..services.events import list_stripe_events
 
-            rows = list_stripe_events(proc, type_=kind, limit=limit, starting_after=starting_after,
-                                      raw=output == "raw")
-        else:
-            rows = list_local_events(processor_id=proc.id if proc else None, type_=kind, status=status,
-                                     subscription_id=subscription, starting_after=starting_after, limit=limit,
-                                     raw=output == "raw")
-    except ServiceError as err:
-        fail(err)
+        rows = list_stripe_events(proc, type_=kind, limit=limit, starting_after=starting_after,
+                                  raw=output == "raw")
+    else:
+        rows = list_local_events(processor_id=proc.id if proc else None, type_=kind, status=status,
+                                 subscription_id=subscription, starting_after=starting_after, limit=limit,
+                                 raw=output == "raw")
     emit(rows, "json" if output == "raw" else fmt,
          ["event_id", "type", "created", "status", "status_reason", "last_error", "invoice_id", "charge_id",
           "payment_intent_id", "subscription_id"])

@@ -24,7 +24,8 @@ def test_worker_processes_drain_the_queue_and_stop_on_sigterm(app, offline_proce
         store_event(offline_processor, so.event("payment_intent.created",
                                                 so.payment_intent(status="requires_payment_method")))
     env = {**os.environ, "PAYDESK_DATABASE_URL": app.config["DATABASE_URL"],
-           "PAYDESK_SECRET_KEY": app.config["SECRET_KEY"], "PAYDESK_WORKER_IDLE_SLEEP": "0.05"}
+           "PAYDESK_SECRET_KEY": app.config["SECRET_KEY"],
+           "PAYDESK_ENCRYPTION_KEY": app.config["ENCRYPTION_KEY"], "PAYDESK_WORKER_IDLE_SLEEP": "0.05"}
     proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--processes", "2",
                              "--concurrency", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
