@@ -214,3 +214,20 @@ def test_rotating_the_secret_key_keeps_stored_stripe_secrets_readable(instance_d
         assert proc.secret_key == "sk_test_rotation_survives" and proc.webhook_secrets == ["whsec_rot"]
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.postgres_only  # SQLite stores an over-long string without complaint
+def test_database_errors_never_carry_the_values(app, backend):
+    """hide_parameters: an error (and any log of it) shows the SQL, never the parameter values sent with it.
+    (PostgreSQL's own DETAIL line may quote a conflicting key; paydesk's messages keep the first line only.)"""
+    from sqlalchemy.exc import StatementError
+
+    from admin.models import User
+
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["hide_parameters"] is True
+    marker = "secret-value-MARKER"
+    db.session.add(User(email=marker, password_hash=marker, role=marker, session_token=marker))  # role: 16 max
+    with pytest.raises(StatementError) as err:
+        db.session.commit()
+    db.session.rollback()
+    assert "parameters hidden" in str(err.value) and marker not in str(err.value)

@@ -343,7 +343,8 @@ def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True
 
 def captured_amount(charge: dict) -> int:
     """What a charge took: the captured amount (a partial capture), else its amount. Integers only."""
-    return minor_units(charge, "amount_captured") or minor_units(charge, "amount")
+    amount = minor_units(charge, "amount")  # checked even when the captured amount is what counts
+    return minor_units(charge, "amount_captured") or amount
 
 
 def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> Payment | None:
