@@ -30,6 +30,8 @@ class PaydeskGroup(AppGroup):
     def invoke(self, ctx: click.Context):
         from sqlalchemy.exc import DBAPIError, StatementError
 
+        from .stripe_gateway import GatewayError
+
         try:
             return super().invoke(ctx)
         except click.UsageError as err:  # bad option value, missing option, unknown command
@@ -37,6 +39,9 @@ class PaydeskGroup(AppGroup):
             ctx.exit(2)
         except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
             fail(err)
+        except GatewayError as err:  # Stripe said no, or could not be reached (after paydesk's retries)
+            click.echo("Error: Stripe: " + " ".join(str(err).split()), err=True)
+            ctx.exit(1)
         except UnicodeError:  # argv bytes that are not UTF-8 arrive as surrogates no database takes
             click.echo("Error: an argument is not valid UTF-8 text", err=True)
             ctx.exit(2)
@@ -76,7 +81,8 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
 
 
 def fail(err: Exception) -> None:
-    click.echo(f"Error: {getattr(err, 'message', None) or err}", err=True)
+    message = str(getattr(err, "message", None) or err)
+    click.echo("Error: " + " ".join(message.split()), err=True)  # one line, whatever the message holds
     sys.exit(1)
 
 

@@ -307,3 +307,11 @@ def test_commands_print_only_paydesks_own_messages(app, tmp_path):
         assert done.returncode == 0, done.stderr
         assert done.stderr == "", f"{args}: {done.stderr}"
     assert flask("processor", "list").stdout.strip() == "(none)"
+
+
+def test_stripe_unreachable_is_one_line(app, runner, offline_processor):
+    """events list --source stripe against a Stripe that cannot be reached (a closed port): one line."""
+    result = runner.invoke(args=["events", "list", "--source", "stripe"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Stripe: ") and "Could not reach Stripe" in lines[0]

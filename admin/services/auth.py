@@ -108,7 +108,8 @@ def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
 
 
 def _audit_failure(email: str, addr: str, message: str) -> None:
-    audit.record("user.sign_in_failed", object_type="user", parameters={"email": email[:255], "address": addr},
+    shown = "".join(c if c.isprintable() else "?" for c in email[:255])  # as typed, minus control characters
+    audit.record("user.sign_in_failed", object_type="user", parameters={"email": shown, "address": addr},
                  ok=False, message=message, actor="anonymous", commit=False)
 
 

@@ -17,7 +17,7 @@ MAX_EMAIL = 255
 def create_user(email: str, password: str, role: str = "viewer") -> User:
     email = (email or "").strip().lower()
     immediate()  # SQLite: take the write lock before reading, so a busy worker makes us wait, not fail
-    if "@" not in email or len(email) > MAX_EMAIL:
+    if "@" not in email or len(email) > MAX_EMAIL or not email.isprintable():
         raise ServiceError(f"email: enter an address such as name@example.org (at most {MAX_EMAIL} characters)",
                            field="email")
     if role not in ROLES:
@@ -66,8 +66,8 @@ def _check_password(password: str | None) -> None:
 
 def find_user(email: str) -> User | None:
     email = (email or "").strip().lower()
-    if not email or len(email) > MAX_EMAIL:
-        return None  # no account can have it; PostgreSQL would refuse to compare nothing, but why ask
+    if not email or len(email) > MAX_EMAIL or not email.isprintable():
+        return None  # no account can have it (and PostgreSQL refuses NUL characters outright)
     return db.session.scalar(select(User).where(func.lower(User.email) == email))
 
 

@@ -325,3 +325,13 @@ def test_trusted_proxy_hops_give_the_client_address(tmp_path):
         assert c.get("/", environ_base=proxy, headers={"X-Forwarded-For": ATTACKER}).status_code == 302
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("email", ["a\x00b@example.org", "x" * 300, "é\u202e\u0007@example.org", " "])
+def test_any_email_typed_gets_an_answer_not_a_500(app, client, backend, email):
+    """PostgreSQL refuses NUL characters and over-long values; a sign-in form must not pass them on."""
+    resp = post_login(client, email=email, password="p\x00ssword")
+    assert resp.status_code == 422
+    entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "user.sign_in_failed"))
+    assert entry is None or "\x00" not in entry.parameters["email"]
