@@ -762,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                     for app_name in ("floor", "paydesk"):
                         row = best_of(reps[app_name])
                         rows.append(row)
-            report += ["Ingest (gunicorn -w 2, sync workers; aiohttp client on the same machine)",
+            report += ["Ingest (gunicorn -c gunicorn.conf.py -w 2: threaded workers; aiohttp client on the same machine)",
                        ingest_table(rows), ""]
             for r in rows:
                 if r.error_samples:
