@@ -93,3 +93,21 @@ def _original_key() -> str:
     from conftest import TEST_ENCRYPTION_KEY
 
     return TEST_ENCRYPTION_KEY
+
+
+def test_secrets_stored_by_the_old_derivation_read_with_the_old_secret_key_as_encryption_key(app, offline_processor):
+    """Upgrading an install that never set PAYDESK_ENCRYPTION_KEY (the key used to be derived from the
+    secret key): setting PAYDESK_ENCRYPTION_KEY to the old PAYDESK_SECRET_KEY value reads the stored secrets."""
+    import base64
+    import hashlib
+
+    old_secret_key = "the secret key of an older install"
+    legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"paydesk-secrets:" + old_secret_key.encode()).digest()))
+    offline_processor.secret_key_enc = legacy.encrypt(b"sk_test_from_before").decode()
+    offline_processor.webhook_secrets_enc = legacy.encrypt(b'["whsec_from_before"]').decode()
+    db.session.commit()
+    _switch_key(app, old_secret_key)
+    from admin.models import PaymentProcessor
+
+    proc = db.session.get(PaymentProcessor, offline_processor.id)
+    assert (proc.secret_key, proc.webhook_secrets) == ("sk_test_from_before", ["whsec_from_before"])
