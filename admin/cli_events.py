@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import emit, fail, format_option
+from .cli import PaydeskGroup, emit, fail, format_option
 from .cli_jobs import run_job
 from .models import EVENT_STATUSES
 from .services import ServiceError
 from .stripe_gateway import GatewayError
 
-events_cli = AppGroup("events", help="Stripe events: the log and the processing queue.")
+events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
 
 ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
 BRIEF = ["event_id", "type", "created", "status", "status_reason", "last_error", "invoice_id", "charge_id",
@@ -85,7 +84,7 @@ def events_list(ppid, types, statuses, since, until, search, subscription, expec
             if starting_after:
                 anchor = ev.find_by_event_id(starting_after, flt.ppid)
                 if anchor is None:
-                    raise ServiceError(f"no stored event {starting_after!r} to page on from")
+                    raise ServiceError(f"no stored event {starting_after[:60]!r} to page on from")
                 flt.after = ev.cursor_after(anchor)
             flt.size = limit
             rows = [event_dict(e, raw) for e in ev.local_page(flt).rows]

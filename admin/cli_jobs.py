@@ -9,14 +9,13 @@ import time
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import emit, fail, format_option
+from .cli import PaydeskGroup, emit, fail, format_option
 from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_STATUSES, Job
 from .services import ServiceError
 from .services import jobs as jobs_service
 
-jobs_cli = AppGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
+jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
 
 
 def job_dict(job: Job) -> dict:

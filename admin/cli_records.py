@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import emit, format_option
+from .cli import ID, MAX_LIMIT, PaydeskGroup, emit, format_option
 from .models import CONTRIBUTION_STATUSES
 from .services import records
 
-limit_option = click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-                            help="How many rows (no upper bound).")
+limit_option = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
+                            help=f"How many rows (1 to {MAX_LIMIT:,}).")
 
 
-def _group(name: str, help_: str) -> AppGroup:
-    return AppGroup(name, help=help_)
+def _group(name: str, help_: str) -> PaydeskGroup:
+    return PaydeskGroup(name, help=help_)
 
 
 contacts_cli = _group("contacts", "Contacts (Stripe customers' people).")
@@ -37,10 +36,10 @@ def contacts_list(search, customer, limit, fmt):
 
 @contributions_cli.command("list")
 @click.option("--status", type=click.Choice(CONTRIBUTION_STATUSES))
-@click.option("--contact-id", type=int)
-@click.option("--recur-id", type=int)
+@click.option("--contact-id", type=ID)
+@click.option("--recur-id", type=ID)
 @click.option("--trxn-id", help="Charge, invoice or payment intent id.")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @click.option("--since", type=click.DateTime(), help="Received on or after (UTC).")
 @click.option("--until", type=click.DateTime(), help="Received before (UTC).")
 @limit_option
@@ -53,9 +52,9 @@ def contributions_list(status, contact_id, recur_id, trxn_id, ppid, since, until
 
 
 @payments_cli.command("list")
-@click.option("--contribution-id", type=int)
+@click.option("--contribution-id", type=ID)
 @click.option("--charge", help="Stripe charge id.")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @limit_option
 @format_option
 def payments_list(contribution_id, charge, ppid, limit, fmt):
@@ -66,7 +65,7 @@ def payments_list(contribution_id, charge, ppid, limit, fmt):
 @recurring_cli.command("list")
 @click.option("--status")
 @click.option("--subscription", help="Stripe subscription id.")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @limit_option
 @format_option
 def recurring_list(status, subscription, ppid, limit, fmt):
@@ -76,7 +75,7 @@ def recurring_list(status, subscription, ppid, limit, fmt):
 
 @intents_cli.command("list")
 @click.option("--status")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @limit_option
 @format_option
 def intents_list(status, ppid, limit, fmt):

@@ -12,10 +12,16 @@ VERSION = "0.1.0"
 
 
 class DefaultConfig:
-    # Set PAYDESK_SECRET_KEY in production; the default only suits local demos.
-    SECRET_KEY = "dev-only-change-me"
-    # Key for encrypting Stripe secrets at rest. Unset: derived from SECRET_KEY.
+    # Signs sessions and CSRF tokens. Unset: a random key generated once into instance/secret_key
+    # (mode 0600), with a warning naming PAYDESK_SECRET_KEY. There is no fixed fallback value.
+    SECRET_KEY: str | None = None
+    # Encrypts Stripe secrets at rest; independent of SECRET_KEY. Unset: a Fernet key generated once
+    # into instance/encryption_key (mode 0600), with a warning naming PAYDESK_ENCRYPTION_KEY.
     ENCRYPTION_KEY: str | None = None
+
+    # Number of reverse proxies in front of paydesk whose X-Forwarded-For / X-Forwarded-Proto are
+    # trusted (Werkzeug ProxyFix). 0: the client address is the TCP peer, forwarded headers are ignored.
+    TRUSTED_PROXIES = 0
 
     # None: a SQLite file in the instance folder (resolved in create_app).
     DATABASE_URL: str | None = None
@@ -32,9 +38,10 @@ class DefaultConfig:
     PERMANENT_SESSION_LIFETIME = 8 * 3600
     WTF_CSRF_TIME_LIMIT = 8 * 3600
 
-    # Staff sign-in throttling.
-    LOGIN_MAX_FAILURES = 5  # per account (or unknown address)
-    LOGIN_IP_MAX_FAILURES = 20  # per client address
+    # Staff sign-in throttling (rate_limit rows): failures are counted per (account, client address)
+    # and per client address; only the failing address is blocked, never the account elsewhere.
+    LOGIN_MAX_FAILURES = 5  # per account from one address
+    LOGIN_IP_MAX_FAILURES = 20  # per client address, whatever the accounts
     LOGIN_LOCKOUT_SECONDS = 15 * 60
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"

@@ -23,6 +23,26 @@ def _forget_write(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_WROTE, None)
 
+# The largest id an Integer primary key holds on every database paydesk runs on (PostgreSQL int4).
+MAX_ID = 2**31 - 1
+
+
+def parse_id(value: Any) -> int | None:
+    """A database id from user input (URL, CLI, session), or None when it cannot be one.
+
+    Only ASCII digits count (``"²".isdigit()`` is true in Python), and only values that fit the column,
+    so a lookup never meets an OverflowError (SQLite) or a "value out of range" (PostgreSQL).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 1 <= value <= MAX_ID else None
+    text = str(value or "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ID else None
+
 
 def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. Does not commit.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from .crypto import SecretDecryptError
 from .stripe_gateway import GatewayError
 
 
 def is_transient(exc: Exception) -> bool:
     if isinstance(exc, GatewayError):
         return exc.transient
+    if isinstance(exc, SecretDecryptError):
+        return True  # a wrong PAYDESK_ENCRYPTION_KEY: retried with backoff once it is fixed
     if isinstance(exc, IntegrityError):
         return True  # a concurrent event created the same record first: run again and find it
     if isinstance(exc, OperationalError):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import PaymentProcessor, StripePaymentIntent
-from ..stripe_shapes import failure_message, sid
+from ..stripe_shapes import currency_of, failure_message, minor_units, sid
 from ..timeutil import from_unix
 from . import contributions
 from .contacts import linked_contact
@@ -39,8 +39,8 @@ def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int,
     elif not _moves_forward(row, pi.get("status"), stamp):
         return row
     row.status = pi.get("status")
-    row.amount = pi.get("amount")
-    row.currency = (pi.get("currency") or "").lower() or None
+    row.amount = minor_units(pi, "amount", default=None)
+    row.currency = currency_of(pi) if pi.get("currency") is not None else None
     row.capture_method = pi.get("capture_method")
     row.customer_id = sid(pi.get("customer")) or row.customer_id
     row.description = (pi.get("description") or row.description or None)

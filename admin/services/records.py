@@ -145,7 +145,11 @@ def event_dict(e: StripeEvent, raw: bool = False) -> dict[str, Any]:
     if raw:
         import json
 
-        out["raw"] = json.loads(e.raw)
+        try:
+            out["raw"] = json.loads(e.raw)
+        except (TypeError, ValueError, RecursionError):  # stored before the door checked bodies: report it
+            out["raw"] = None
+            out["raw_error"] = "the stored body is not valid JSON"
     return out
 
 
