@@ -158,6 +158,7 @@ def user_list(fmt):
 
 def register_cli(app: Flask) -> None:
     from .cli_events import register as register_event_cli
+    from .cli_intents import register as register_intent_cli
     from .cli_jobs import register as register_job_cli
     from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
@@ -167,4 +168,5 @@ def register_cli(app: Flask) -> None:
     register_webhook_cli(app)
     register_record_cli(app)
     register_event_cli(app)
+    register_intent_cli(app)
     register_job_cli(app)
