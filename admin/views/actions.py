@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from ..htmx import is_htmx
 from ..services import ServiceError
@@ -44,6 +45,10 @@ def bulk_selection(form) -> dict[str, Any] | None:
 
 
 def start_job_response(kind: str, params: dict[str, Any], processor_id: int | None = None):
+    """Start (or rejoin) a job, if the signed-in user's role allows that kind of job."""
+    role = jobs_service.kind(kind).role
+    if not current_user.can(role):
+        abort(403, description=f"This needs the {role} role; you are signed in as {current_user.role}.")
     started = jobs_service.start(kind, params, processor_id=processor_id)
     job = started.job
     message = None if started.created else f"The same job was already {job.status}; this is it."

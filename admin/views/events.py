@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
-from flask_login import current_user
 
-from ..htmx import is_partial
+from ..htmx import is_htmx, is_partial
 from ..listing import FilterError
 from ..models import PaymentProcessor
 from ..security import role_required
@@ -129,7 +128,10 @@ def bulk():
     action = request.form.get("action")
     if action not in ("replay", "ignore"):
         abort(400)
-    params = bulk_selection(request.form)
+    try:
+        params = bulk_selection(request.form)
+    except ServiceError as err:
+        return action_response("_message.html", url_for("events.index"), err.message, "error", status=422)
     if params is None:
         return action_response("_message.html", url_for("events.index"), "Tick at least one event first.",
                                "error", status=422)
@@ -137,12 +139,11 @@ def bulk():
         params["reason"] = request.form.get("reason", "").strip()
     else:
         params["no_receipt"] = bool(request.form.get("no_receipt"))
+    confirm = "events/_bulk_confirm.html" if is_htmx() else "events/bulk.html"
     if request.form.get("step") != "run":
-        return render_template("events/_bulk_confirm.html", action=action, params=params,
-                               count=selection_count(params), form=request.form)
+        return render_template(confirm, action=action, params=params, count=selection_count(params))
     if action == "ignore" and not params["reason"]:
-        return render_template("events/_bulk_confirm.html", action=action, params=params,
-                               count=selection_count(params), form=request.form,
+        return render_template(confirm, action=action, params=params, count=selection_count(params),
                                error="Say why these events are to be ignored."), 422
     return start_job_response(f"events.{action}", params)
 
@@ -166,9 +167,6 @@ def tool(tool: str):
                                                            "days": _int(form.get("days"), "days", 1, 365) or 30},
                                       proc.id)
         if tool == "cleanup":
-            if not current_user.can("admin"):
-                abort(403, description="Cleaning up needs the admin role; you are signed in as "
-                                       f"{current_user.role}.")
             cleanup_age(form.get("older_than", ""))
             return start_job_response("events.cleanup", {"older_than": form.get("older_than"),
                                                          "include_errors": bool(form.get("include_errors")),
