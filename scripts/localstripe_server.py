@@ -3,8 +3,8 @@ interfaces and pickles state to a shared file under /tmp).
 
     python scripts/localstripe_server.py [--port 8420]
 
-It also teaches localstripe (1.15) three things Stripe does for PaymentIntents that paydesk's
-intents pages rely on (``closer_to_stripe``), so tests and ``make demo`` exercise the real calls.
+It also teaches localstripe (1.15) a few things Stripe does that paydesk relies on
+(``closer_to_stripe``), so tests and ``make demo`` exercise the real calls.
 """
 
 import argparse
@@ -21,9 +21,10 @@ def closer_to_stripe() -> None:
     """- cancel takes ``cancellation_reason`` (Stripe's four), and the intent then shows it and ``canceled_at``
     (localstripe answers 400 "Unexpected cancellation_reason");
     - an intent waiting for capture shows ``amount_capturable``;
-    - the intents list takes ``created[gte|gt|lte|lt]`` and ``customer`` and is newest first, as Stripe's
-      (localstripe answers 400 to both and lists oldest first)."""
-    from localstripe.resources import PaymentIntent, UserError, try_convert_to_int
+    - the intents list takes ``created[gte|gt|lte|lt]`` and ``customer`` (localstripe answers 400);
+    - lists are newest first, as Stripe's are (localstripe lists oldest first, so a new customer or
+      event fell off the first page once a long test session had made a hundred)."""
+    from localstripe.resources import List, PaymentIntent, UserError, try_convert_to_int
     from localstripe.server import api_extra
 
     PaymentIntent.cancellation_reason = None
@@ -55,13 +56,23 @@ def closer_to_stripe() -> None:
                   "lt": lambda a, b: a < b}
         if any(op not in checks or not isinstance(try_convert_to_int(v), int) for op, v in bounds.items()):
             raise UserError(400, "Bad created filter")
-        items = [(n, pi) for n, pi in enumerate(li._list)
-                 if all(checks[op](pi.created, try_convert_to_int(v)) for op, v in bounds.items())
-                 and (customer is None or pi.customer == customer)]
-        li._list = [pi for _, pi in sorted(items, key=lambda x: (x[1].created, x[0]), reverse=True)]
+        li._list = [pi for pi in li._list
+                    if all(checks[op](pi.created, try_convert_to_int(v)) for op, v in bounds.items())
+                    and (customer is None or pi.customer == customer)]
         return li
 
     PaymentIntent._api_list_all = classmethod(list_all)
+
+    plain_position = List._compute_starting_pos
+
+    def newest_first(self):
+        if self._starting_pos is None:  # once per list, before it is paged
+            ranked = sorted(enumerate(self._list), key=lambda x: (getattr(x[1], "created", 0) or 0, x[0]),
+                            reverse=True)
+            self._list = [obj for _, obj in ranked]
+        plain_position(self)
+
+    List._compute_starting_pos = newest_first
 
 
 def main() -> None:
