@@ -163,3 +163,22 @@ def test_the_card_testing_banner_is_on_every_staff_page_at_the_threshold_only(ap
     assert link in html
     listed = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
     assert "5</strong> intents match" in listed
+
+
+@pytest.mark.localstripe
+def test_the_demos_abandoned_and_3ds_intents_show_on_the_page(client, auth, processor):
+    """make demo's intents through localstripe: the abandoned one and the one stopped at 3-D Secure send no
+    webhook; the import from Stripe's list (which make demo runs) puts them on /intents."""
+    from admin.demo_data import create_demo_data
+    from admin.services import jobs
+    from admin.services.processors import gateway
+
+    summary = create_demo_data(gateway(processor))
+    jobs.start("intents.import", {"since": "1 hour"}, processor_id=processor.id)
+    while jobs.run_due("test", seconds=60):
+        pass
+    auth.login("viewer@example.org", "viewer")
+    html = client.get(f"/intents?ppid={processor.id}&status=incomplete").get_data(as_text=True)
+    assert summary["abandoned"] in html and summary["requires_action"] in html
+    assert "Abandoned" in html and "Donation waiting for 3-D Secure" in html
+    assert by_intent_id(summary["requires_action"]).status == "requires_action"
