@@ -184,6 +184,7 @@ def test_bulk_cancel_of_ticked_rows_and_of_a_filter(processor):
 # -- Job.process_stripe ----------------------------------------------------------------------
 
 @pytest.mark.localstripe
+@pytest.mark.postgres
 def test_process_stripe_cancels_only_what_is_old_enough_and_deletes_only_what_is_old_enough(processor):
     old_abandoned = abandoned(processor)
     young_abandoned = abandoned(processor)
@@ -303,6 +304,7 @@ def names(**kw) -> list[str]:
     return [r.stripe_intent_id[3:] for r in svc.intent_page(svc.IntentFilter(**kw)).rows]
 
 
+@pytest.mark.postgres
 def test_every_filter(tracked):
     assert names() == ["paid", "declined", "left", "held", "old_fail"]  # newest first
     assert names(status=["incomplete"]) == ["declined", "left"]
@@ -323,6 +325,7 @@ def test_every_filter(tracked):
     assert names(error="any") == ["declined", "old_fail"] and names(error="expired") == ["old_fail"]
     assert names(failed_within="1 hour") == ["declined"]
     assert names(q="pi_held") == ["held"] and names(q="cus_held") == ["held"]
+    assert names(contact="99999999999") == [] and names(description="100%_") == []
     counts = svc.status_counts(svc.IntentFilter(status=["canceled"]))  # counts ignore the status choice
     assert counts["requires_payment_method"] == 2 and counts["succeeded"] == 1 and counts["canceled"] == 1
     totals = svc.money_totals(svc.intents_query(svc.IntentFilter(status=["open"])))
@@ -331,7 +334,7 @@ def test_every_filter(tracked):
 
 def test_bad_filters_are_named_and_left_out():
     flt, errors = svc.IntentFilter.from_args({"older_than": "an hour", "status": "pending", "currency": "dollars",
-                                              "contribution": "some", "min_amount": "1.2.3"})
+                                              "contribution": "99999999999", "min_amount": "1.2.3"})
     assert set(errors) == {"older_than", "status", "currency", "contribution", "min_amount"}
     assert "cannot read 'an hour'" in errors["older_than"]
     assert flt.older_than is None and flt.status == []
