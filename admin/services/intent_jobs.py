@@ -85,17 +85,21 @@ def _count(q) -> int:
         q.with_only_columns(StripePaymentIntent.id).subquery())) or 0)
 
 
-def _cancel_one(ctx: JobContext, row: StripePaymentIntent, procs: dict[int, PaymentProcessor]) -> None:
+def _cancel_one(ctx: JobContext, proc: PaymentProcessor, intent_id: str, *, note_all: bool = False) -> None:
     """One unit of a cancel: ask Stripe, record the outcome; a failure that may pass stops the slice so the
     runner tries again later (the same key: Stripe cancels once)."""
-    proc = procs.get(row.processor_id) or db.session.get(PaymentProcessor, row.processor_id)
-    procs[row.processor_id] = proc
-    out = cancel_intent(proc, row.stripe_intent_id, action_key=f"job{ctx.job.id}", job_id=ctx.job.id)
+    out = cancel_intent(proc, intent_id, action_key=f"job{ctx.job.id}", job_id=ctx.job.id)
     if out.outcome == FAILED and out.transient:
         raise GatewayError(out.message, transient=True, request_id=out.request_id)
     ctx.count(out.outcome)
-    if out.outcome != "cancelled":
+    if note_all or out.outcome != "cancelled":
         ctx.note(out.message)
+
+
+def _processor_of(row: StripePaymentIntent, procs: dict[int, PaymentProcessor]) -> PaymentProcessor:
+    if row.processor_id not in procs:
+        procs[row.processor_id] = db.session.get(PaymentProcessor, row.processor_id)
+    return procs[row.processor_id]
 
 
 def _walk(ctx: JobContext, query, key: str = "last_id") -> Iterator[StripePaymentIntent]:
@@ -129,11 +133,7 @@ def cancel_intents(ctx: JobContext):
         ids = list(ctx.params["intent_ids"])
         ctx.total = len(ids)
         for n in range(int(ctx.cursor.get("next", 0)), len(ids)):
-            out = cancel_intent(proc, ids[n], action_key=f"job{ctx.job.id}", job_id=ctx.job.id)
-            if out.outcome == FAILED and out.transient:
-                raise GatewayError(out.message, transient=True, request_id=out.request_id)
-            ctx.count(out.outcome)
-            ctx.note(out.message)
+            _cancel_one(ctx, proc, ids[n], note_all=True)
             ctx.cursor["next"] = n + 1
             ctx.done += 1
             yield
@@ -142,7 +142,7 @@ def cancel_intents(ctx: JobContext):
     if ctx.total is None:
         ctx.total = _count(query)
     for row in _walk(ctx, query):
-        _cancel_one(ctx, row, procs)
+        _cancel_one(ctx, _processor_of(row, procs), row.stripe_intent_id)
         ctx.cursor["last_id"] = row.id
         ctx.done += 1
         yield
@@ -222,7 +222,7 @@ def process_stripe(ctx: JobContext):
     procs: dict[int, PaymentProcessor] = {}
     if ctx.cursor.get("phase") == "cancel" and cancel_q is not None:
         for row in _walk(ctx, cancel_q):
-            _cancel_one(ctx, row, procs)
+            _cancel_one(ctx, _processor_of(row, procs), row.stripe_intent_id)
             ctx.cursor["last_id"] = row.id
             ctx.done += 1
             yield

@@ -354,3 +354,26 @@ def test_sync_dates_each_new_failure_once(offline_processor):
     assert row.last_error_at > first
     assert json.loads(row.extra_data)["last_error_key"].startswith("ch_fail2")
     assert db.session.scalar(select(func.count()).select_from(StripePaymentIntent)) == 1
+
+
+def test_a_bulk_cancel_waits_out_stripe_being_down_and_asks_again_with_the_same_key(world, offline_processor):
+    pis = [so.payment_intent(status="requires_payment_method") for _ in range(2)]
+    world.add(*pis)
+    for pi in pis:
+        learn_intent(offline_processor, pi)
+    world.fail(r"/cancel$", [503] * 4)  # the gateway's own retries (4 attempts) all fail on the first intent
+    job = jobs.start("intents.cancel", {"filter": {}}).job
+    jobs.run_due("test", seconds=60)
+    db.session.refresh(job)
+    assert job.status == "running" and job.done == 0
+    assert job.error.startswith("retrying: ") and "injected 503. Nothing was changed." in job.error
+    job.locked_until = utcnow()  # the runner's backoff has passed
+    db.session.commit()
+    while jobs.run_due("test", seconds=60):
+        pass
+    db.session.refresh(job)
+    assert job.status == "done" and job.done == 2
+    assert world.count("POST", r"/cancel$") == 4 + 2  # four refused attempts, then one for each intent
+    entries = [e for pi in pis for e in audit_of(pi["id"]) if e.action == "intent.cancel"]
+    first_keys = {e.parameters["idempotency_key"] for e in entries}
+    assert first_keys == {f"paydesk-cancel-{pi['id']}-job{job.id}" for pi in pis}  # the retry used the same key
