@@ -86,6 +86,21 @@ def fail(err: Exception) -> None:
     sys.exit(1)
 
 
+ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
+limit_option = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
+                            help=f"How many rows (1 to {MAX_LIMIT:,}).")
+
+
+def processor_or_fail(ppid):
+    """The processor named by ``--ppid`` (id or name; the default one when not given), or a one-line error."""
+    from .services.processors import get_processor
+
+    try:
+        return get_processor(ppid)
+    except ServiceError as err:
+        fail(err)
+
+
 # -- processor ------------------------------------------------------------------
 
 processor_cli = PaydeskGroup("processor", help="Payment processors (Stripe accounts).")
@@ -211,6 +226,7 @@ def user_list(fmt):
 
 def register_cli(app: Flask) -> None:
     from .cli_events import register as register_event_cli
+    from .cli_intents import register as register_intent_cli
     from .cli_jobs import register as register_job_cli
     from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
@@ -220,4 +236,5 @@ def register_cli(app: Flask) -> None:
     register_webhook_cli(app)
     register_record_cli(app)
     register_event_cli(app)
+    register_intent_cli(app)
     register_job_cli(app)

@@ -55,11 +55,15 @@ class _Progress:
 
 
 def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
-            quiet: bool = False) -> Job:
+            quiet: bool = False, leave_to_runner: bool = False) -> Job:
     """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result.
-    Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues)."""
+    Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues).
+
+    ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
+    worker), say so and exit 0 instead of failing: the work is being done."""
     from .webhooks.worker import worker_name
 
+    started = None
     try:
         started = jobs_service.start(kind, params, processor_id=processor_id)
         job = started.job
@@ -69,6 +73,10 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
         status = jobs_service.run_foreground(job, f"cli:{worker_name()}", on_progress=progress)
         progress.end()
     except ServiceError as err:
+        if leave_to_runner and started is not None and not started.created:
+            click.echo(f"job {started.job.id} ({started.job.title}) is being run elsewhere; nothing to do here.",
+                       err=True)
+            return started.job
         fail(err)
     job = jobs_service.get(job.id)
     print_job(job, fmt)

@@ -1,16 +1,14 @@
-"""Read-only listings of the records: ``contacts|contributions|payments|recurring|intents list``."""
+"""Read-only listings of the records: ``contacts|contributions|payments|recurring list``
+(``intents list`` is in ``cli_intents``)."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
 
-from .cli import ID, MAX_LIMIT, PaydeskGroup, emit, format_option
+from .cli import ID, PaydeskGroup, emit, format_option, limit_option
 from .models import CONTRIBUTION_STATUSES
 from .services import records
-
-limit_option = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
-                            help=f"How many rows (1 to {MAX_LIMIT:,}).")
 
 
 def _group(name: str, help_: str) -> PaydeskGroup:
@@ -21,7 +19,6 @@ contacts_cli = _group("contacts", "Contacts (Stripe customers' people).")
 contributions_cli = _group("contributions", "Contributions (one-off gifts and recurring instalments).")
 payments_cli = _group("payments", "Payments: charges and refunds on contributions.")
 recurring_cli = _group("recurring", "Recurring contributions (Stripe subscriptions).")
-intents_cli = _group("intents", "Tracked Stripe PaymentIntents.")
 
 
 @contacts_cli.command("list")
@@ -73,16 +70,6 @@ def recurring_list(status, subscription, ppid, limit, fmt):
          ["id", "contact", "display_amount", "interval", "status", "subscription_id", "next_sched_date"])
 
 
-@intents_cli.command("list")
-@click.option("--status")
-@click.option("--ppid", type=ID)
-@limit_option
-@format_option
-def intents_list(status, ppid, limit, fmt):
-    emit(records.list_intents(status=status, processor_id=ppid, limit=limit), fmt,
-         ["id", "payment_intent_id", "created_date", "display_amount", "status", "customer_id", "contribution_id"])
-
-
 def register(app: Flask) -> None:
-    for group in (contacts_cli, contributions_cli, payments_cli, recurring_cli, intents_cli):
+    for group in (contacts_cli, contributions_cli, payments_cli, recurring_cli):
         app.cli.add_command(group)

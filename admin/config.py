@@ -73,6 +73,12 @@ class DefaultConfig:
     # Push contact metadata to the Stripe customer after each completed payment.
     SYNC_CUSTOMER_METADATA = True
 
+    # Card-testing alarm: a red banner on every staff page (and one warning in the log per episode)
+    # when a processor has this many failed payments within the window; 0 turns it off.
+    CARD_TESTING_ALARM_THRESHOLD = 20
+    CARD_TESTING_ALARM_WINDOW_MINUTES = 60
+    CARD_TESTING_ALARM_CACHE_SECONDS = 30  # each web process works it out at most this often
+
     # Serve the Stripe.js test double (tests only).
     STRIPE_JS_TEST_DOUBLE = False
 

@@ -117,6 +117,7 @@ def test_nav_greys_out_pages_not_built_and_links_those_that_are(client, auth, mo
     html = client.get("/").get_data(as_text=True)
     assert '<a href="/events">Events</a>' in html and '<a href="/jobs">Jobs</a>' in html
     assert 'href="/events?status=error"' in html
+    assert 'href="/intents?status=open"' in html  # the incomplete intents card: started, not finished
     assert '<span class="soon" title="Not built yet">Connect</span>' in html
 
 
