@@ -25,6 +25,9 @@ def is_transient(exc: Exception) -> bool:
 # 57P01-57P05 admin/crash shutdown, cannot connect now, idle session timeout. 53 insufficient resources
 # (too many connections, out of memory or disk).
 _UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
+# SQLite primary result codes with the same meaning: BUSY and LOCKED (past the busy timeout), NOMEM, IOERR,
+# FULL, CANTOPEN, PROTOCOL. A wrong statement is SQLITE_ERROR (1).
+_UNAVAILABLE_SQLITE = {5, 6, 7, 10, 13, 14, 15}
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -38,9 +41,12 @@ def database_unavailable(exc: BaseException) -> bool:
         return True  # the connection broke under the statement (server gone, connection closed)
     if not isinstance(exc, OperationalError):
         return False
-    code = getattr(exc.orig, "sqlstate", None)  # psycopg 3; SQLite errors carry none
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:  # SQLite reports a wrong statement as an OperationalError too
+        return sqlite_code & 0xFF in _UNAVAILABLE_SQLITE
+    code = getattr(exc.orig, "sqlstate", None)  # psycopg 3
     if code is None:
-        return True  # refused, reset, timed out, "database is locked" past the busy timeout, disk I/O
+        return True  # refused, reset, timed out: the server never answered the statement
     return str(code).startswith(_UNAVAILABLE_SQLSTATES)
 
 

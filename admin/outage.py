@@ -83,7 +83,7 @@ class ThrottledLog:
             seconds = time.monotonic() - self._window_start
             self._timer = None
         if n > full:  # not when every failure of the interval was already logged in full
-            self.logger.warning(self.summary.format(n=n, seconds=round(seconds)))
+            self.logger.warning(self.summary.format(n=n, seconds=f"{seconds:.3g}"))
 
 
 def throttled(name: str, summary: str, logger: logging.Logger | None = None) -> ThrottledLog:

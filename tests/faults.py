@@ -66,7 +66,9 @@ class DatabaseOutage:
 
     def error(self) -> Exception:
         if self._dialect.name == "sqlite":
-            return sqlite3.OperationalError("unable to open database file")
+            err = sqlite3.OperationalError("unable to open database file")
+            err.sqlite_errorcode, err.sqlite_errorname = sqlite3.SQLITE_CANTOPEN, "SQLITE_CANTOPEN"
+            return err
         import psycopg
 
         return psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")

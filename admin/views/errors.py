@@ -79,7 +79,7 @@ def database_error(err: Exception):
     if not database_unavailable(err):
         raise err  # a failing statement is a bug: Flask logs it once and answers 500
     rollback_quietly()
-    throttled("web", REFUSED, log).error(err, "database unavailable")
+    throttled("web", REFUSED, log).error(err, "request refused with 503")
     # The page must not need the database either: shown as to a signed-out visitor (no navigation, no
     # user box), since loading the user, or reading one whose row the rollback expired, is a query.
     g._login_user = current_app.login_manager.anonymous_user()

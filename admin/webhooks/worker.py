@@ -236,7 +236,7 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                     if database_unavailable(exc):
                         # Try again soon (at most DB_RETRY_BACKOFF_MAX apart): work resumes within that
                         # long of the database's return.
-                        outage.error(exc, "worker")
+                        outage.error(exc, "worker waiting for the database")
                         pause = min(max(2 * pause, 0.05), app.config["DB_RETRY_BACKOFF_MAX"])
                         stop.wait(pause)
                         continue
