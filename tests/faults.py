@@ -138,9 +138,13 @@ class ThrowawayCluster:
 
     def create(self) -> ThrowawayCluster:
         # fsync off: a throwaway cluster, and restarts (a shutdown checkpoint) stay quick on a busy machine
-        self._run("pg_createcluster", self.version, self.name, "--port", str(self.port), "--start-conf", "manual",
-                  "-o", "listen_addresses=127.0.0.1", "-o", "fsync=off", "-o", "max_connections=200",
-                  "--start", "--", "--auth=trust")
+        try:
+            self._run("pg_createcluster", self.version, self.name, "--port", str(self.port), "--start-conf",
+                      "manual", "-o", "fsync=off", "-o", "max_connections=200",
+                      "--start", "--", "--auth=trust")
+        except Exception:
+            subprocess.run(["pg_dropcluster", "--stop", self.version, self.name], capture_output=True, timeout=120)
+            raise
         return self
 
     def ctl(self, action: str) -> None:
