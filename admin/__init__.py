@@ -28,6 +28,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    # A database error's message never carries the statement's values (donors' details, webhook bodies)
+    # into the log.
+    engine_options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
     else:

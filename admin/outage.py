@@ -27,11 +27,21 @@ log = logging.getLogger(__name__)
 
 
 def signature(exc: BaseException) -> str:
-    """What makes two errors "the same": their types and the first line of the message, numbers blanked."""
+    """What makes two errors "the same" (one traceback each): for a database error, the driver's exception
+    class and its SQLSTATE or SQLite code, so "connection refused", "server closed the connection" and "the
+    database system is shutting down" (one libpq connection error) share one; otherwise the types and the
+    first line of the message, numbers blanked."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorcode", None)
+    if orig is not None and (code is not None or hasattr(orig, "sqlstate")):
+        return f"{type(exc).__name__}/{type(orig).__name__}/{code}"
+    return f"{type(exc).__name__}/{type(orig).__name__}: {message_key(exc)}"
+
+
+def message_key(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
-    first = (text.splitlines() or [""])[0]
-    return f"{type(exc).__name__}/{type(orig).__name__}: {re.sub(r'[0-9]+', 'N', first)[:300]}"
+    return re.sub(r"[0-9]+", "N", (text.splitlines() or [""])[0])[:300]
 
 
 class ThrottledLog:
@@ -62,17 +72,22 @@ class ThrottledLog:
                 self._seen.clear()
             self._last = now
             first = key not in self._seen
-            self._seen.add(key)
+            message = message_key(exc)
+            new_message = message not in self._seen
+            self._seen.update((key, message))
             self._count += 1
-            self._fully_logged += first
+            self._fully_logged += first or new_message
             if self._timer is None:
                 self._window_start = now
                 self._timer = threading.Timer(self.interval, self.flush)
                 self._timer.daemon = True
                 self._timer.start()
+        line = describe(exc) if isinstance(exc, Exception) else str(exc)
         if first:
-            self.logger.error("%s%s (full traceback once; then a summary every %g s)", what and f"{what}: ",
-                              describe(exc) if isinstance(exc, Exception) else exc, self.interval, exc_info=exc)
+            self.logger.error("%s%s (full traceback once; then a summary every %g s)", what and f"{what}: ", line,
+                              self.interval, exc_info=exc)
+        elif new_message:  # the same kind of error, saying something new: one line, no traceback
+            self.logger.error("%s%s", what and f"{what}: ", line)
         return first
 
     def flush(self) -> None:
