@@ -21,21 +21,19 @@ import time
 
 from flask import current_app
 
-from .failures import describe
+from .failures import database_unavailable, describe
 
 log = logging.getLogger(__name__)
 
 
 def signature(exc: BaseException) -> str:
-    """What makes two errors "the same" (one traceback each): for a database error, the driver's exception
-    class and its SQLSTATE or SQLite code, so "connection refused", "server closed the connection" and "the
-    database system is shutting down" (one libpq connection error) share one; otherwise the types and the
-    first line of the message, numbers blanked."""
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorcode", None)
-    if orig is not None and (code is not None or hasattr(orig, "sqlstate")):
-        return f"{type(exc).__name__}/{type(orig).__name__}/{code}"
-    return f"{type(exc).__name__}/{type(orig).__name__}: {message_key(exc)}"
+    """What makes two errors "the same" (one traceback between them): every error that means the database
+    is unavailable is one ("connection refused", "terminating connection due to administrator command", "the
+    database system is starting up" are the same outage); any other is its types and the first line of its
+    message, numbers blanked."""
+    if database_unavailable(exc):
+        return "database unavailable"
+    return f"{type(exc).__name__}/{type(getattr(exc, 'orig', None)).__name__}: {message_key(exc)}"
 
 
 def message_key(exc: BaseException) -> str:
@@ -45,15 +43,17 @@ def message_key(exc: BaseException) -> str:
 
 
 class ThrottledLog:
-    """Counts errors; logs the first of each distinct kind with its traceback and the rest as one line per
-    interval. ``summary`` is a format string with ``{n}`` and ``{seconds}``."""
+    """Counts errors; logs the first of each distinct kind with its traceback, a new message of a kind already
+    seen as one line, and the rest as one summary line per interval. ``summary`` is a format string with
+    ``{n}`` and ``{seconds}``."""
 
     def __init__(self, logger: logging.Logger, summary: str, interval: float):
         self.logger = logger
         self.summary = summary
         self.interval = max(0.01, float(interval))
         self._lock = threading.Lock()
-        self._seen: set[str] = set()
+        self._seen: set[str] = set()  # kinds of error logged with a traceback in this outage
+        self._said: set[str] = set()  # messages logged in this outage
         self._count = 0
         self._window_start = 0.0
         self._last = float("-inf")
@@ -62,7 +62,9 @@ class ThrottledLog:
         self._pid = os.getpid()
 
     def error(self, exc: BaseException, what: str = "") -> bool:
-        """Count one failure; True when it was logged in full (the first of its kind in this outage)."""
+        """Count one failure; True when it was logged in full (the first of its kind in this outage). A failure
+        of the same kind whose message is new (the database now "starting up" rather than "refusing
+        connections") gets one line without its traceback."""
         key = signature(exc)
         now = time.monotonic()
         with self._lock:
@@ -70,11 +72,13 @@ class ThrottledLog:
                 self._pid, self._timer, self._count, self._fully_logged = os.getpid(), None, 0, 0
             if now - self._last > self.interval:  # quiet for a whole interval: a new outage
                 self._seen.clear()
+                self._said.clear()
             self._last = now
             first = key not in self._seen
             message = message_key(exc)
-            new_message = message not in self._seen
-            self._seen.update((key, message))
+            new_message = message not in self._said
+            self._seen.add(key)
+            self._said.add(message)
             self._count += 1
             self._fully_logged += first or new_message
             if self._timer is None:

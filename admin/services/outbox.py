@@ -10,18 +10,20 @@ outbox commits that together with the task's ``success``. That commit is
 retried while the database is unreachable (``DB_RETRY_SECONDS``), so a mail
 that went out is recorded as soon as the database is back. A runner whose
 side effect must not be repeated (a receipt) calls ``begin_side_effect``
-just before it: the task becomes ``sending`` with a lease long enough to
-cover the send and those retries, so the task is neither handed back nor
-claimed again while its holder may still record it. Only a worker that died
-between the send and the record (SIGKILL, power loss) or a database away for
-longer than ``DB_RETRY_SECONDS`` leaves a ``sending`` task whose lease runs
-out: it is run again, with a warning (a receipt keeps its Message-ID, so the
-mail system can drop the repeat).
+just before it: the task becomes ``sending`` with a lease that covers the
+send and those retries (60 s + ``DB_RETRY_SECONDS``), so it is neither
+handed back nor claimed again while its holder may still record it (the
+holder stops retrying just before that lease ends). Only a worker that died
+between the send and the record (SIGKILL, power loss), or a database away
+for longer than ``DB_RETRY_SECONDS`` just after a send, leaves a ``sending``
+task whose lease runs out: it is run again then, with a warning (a receipt
+keeps its Message-ID, so a mail system can drop the repeat).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 # only when its (long) lease has run out.
 SENDING = "sending"
 SIDE_EFFECT_SECONDS = 60  # the longest a side effect itself may take (SMTP's timeout is 30 s)
+LEASE_MARGIN_SECONDS = 5
+_holding = threading.local()  # record_until: when the running task's holder must stop retrying its record
 
 Record = Callable[[], None]
 _RUNNERS: dict[str, Callable[[OutboxTask], Record | None]] = {}
@@ -107,7 +111,10 @@ def begin_side_effect(task: OutboxTask) -> None:
     claimed the task meanwhile (nothing must be sent then)."""
     cfg = current_app.config
     task_id, attempt = task.id, task.attempts
-    lease = utcnow() + timedelta(seconds=SIDE_EFFECT_SECONDS + cfg["DB_RETRY_SECONDS"] + cfg["WORKER_LEASE_SECONDS"])
+    hold = SIDE_EFFECT_SECONDS + cfg["DB_RETRY_SECONDS"]
+    lease = utcnow() + timedelta(seconds=hold)
+    # the holder stops retrying the record a little before this lease ends, so it never races a new claimer
+    _holding.record_until = time.monotonic() + hold - LEASE_MARGIN_SECONDS
     immediate()
     taken = db.session.execute(
         update(OutboxTask).where(OutboxTask.id == task_id, OutboxTask.attempts == attempt,
@@ -129,6 +136,7 @@ def _run_one(task_id: int, attempt: int) -> None:
                     "running it again (a receipt keeps its Message-ID, so a mail system can drop a repeat)",
                     task_id, key)
     fn = _RUNNERS.get(kind)
+    _holding.record_until = None
     try:
         if fn is None:
             raise RuntimeError(f"no runner for outbox task kind {kind!r}")
@@ -155,7 +163,8 @@ def _run_one(task_id: int, attempt: int) -> None:
         db.session.commit()
 
     # The side effect happened: its record must survive a database that is away right now.
-    retry_while_unavailable(done, what=f"recording outbox task {task_id} ({key}) as done")
+    retry_while_unavailable(done, what=f"recording outbox task {task_id} ({key}) as done",
+                            until=_holding.record_until)
 
 
 def _record_failure(task_id: int, attempt: int, exc: Exception) -> None:
