@@ -97,11 +97,12 @@ def run_due(worker_id: str, limit: int = 20) -> int:
     for i, (task_id, attempt) in enumerate(claimed):
         try:
             _run_one(task_id, attempt)
+            continue
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
-            _release(claimed[i:], until=claimed_at + cfg["WORKER_LEASE_SECONDS"])
-            break
+        _release(claimed[i:], until=claimed_at + cfg["WORKER_LEASE_SECONDS"])  # outside the except: see run_batch
+        break
     return len(claimed)
 
 

@@ -166,13 +166,16 @@ def run_batch(worker: str) -> int:
     for i, one in enumerate(claimed):
         try:
             process(one, worker)
+            continue
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
-            # Not even the failure could be recorded: hand this event and the rest back now, rather than
-            # leave them to wait out the lease (WORKER_LEASE_SECONDS) after the database returns.
-            release(worker, claimed[i:], exc, until=claimed_at + current_app.config["WORKER_LEASE_SECONDS"])
-            return len(claimed)
+            lost = exc
+        # The database went away mid-event (not even the failure could be recorded): hand this event and the
+        # rest back as soon as it answers, rather than leave them to wait out the lease (WORKER_LEASE_SECONDS).
+        # Outside the except block, so a failure here does not log the first one's traceback again.
+        release(worker, claimed[i:], lost, until=claimed_at + current_app.config["WORKER_LEASE_SECONDS"])
+        return len(claimed)
     ran = outbox.run_due(worker, current_app.config["WORKER_BATCH"])
     return len(claimed) + ran
 
