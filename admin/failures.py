@@ -3,7 +3,7 @@ Shared by the worker, the outbox and the web error handlers."""
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .stripe_gateway import GatewayError
@@ -37,7 +37,7 @@ def database_unavailable(exc: BaseException) -> bool:
         return True  # every pooled connection busy for the whole pool timeout
     if not isinstance(exc, DBAPIError):
         return False
-    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+    if exc.connection_invalidated:
         return True  # the connection broke under the statement (server gone, connection closed)
     if not isinstance(exc, OperationalError):
         return False

@@ -54,7 +54,7 @@ import importlib.util  # noqa: E402
 
 import aiohttp  # noqa: E402
 import psycopg  # noqa: E402
-from faults import ThrowawayCluster, cluster_unavailable  # noqa: E402  (tests/faults.py)
+from db_faults import ThrowawayCluster, cluster_unavailable  # noqa: E402  (tests/db_faults.py)
 from smtp_sink import SmtpSink  # noqa: E402  (tests/smtp_sink.py)
 
 # bench/webhooks.py (localstripe events, ports, signatures), by path: tests/webhooks is a package of that name

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import responses
 from conftest import WEBHOOK_SECRET, make_app
-from faults import ThrowawayCluster, cluster_unavailable
+from db_faults import ThrowawayCluster, cluster_unavailable
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select
 from stripe_objects import signed

@@ -85,5 +85,5 @@ def database_error(err: Exception):
     g._login_user = current_app.login_manager.anonymous_user()
     resp = _respond(503, MESSAGES[503], "Service unavailable")
     resp = current_app.make_response(resp)
-    resp.headers["Retry-After"] = str(current_app.config["DB_RETRY_AFTER"])
+    resp.headers["Retry-After"] = str(int(current_app.config["DB_RETRY_AFTER"]))
     return resp

@@ -259,7 +259,6 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                 t.join()
 
 
-
 # -- worker --processes N: a supervisor --------------------------------------------------------------
 
 QUICK_EXIT_SECONDS = 60.0  # a process that dies sooner than this after its start "keeps dying"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import responses
-from faults import DatabaseOutage
+from db_faults import DatabaseOutage
 from smtp_sink import SmtpSink
 from sqlalchemy import select
 from stripe_world import OneOff, StripeWorld

@@ -91,7 +91,7 @@ def test_500_page_is_friendly_and_json_for_api(tmp_path):
 def test_database_outage_answers_503_with_retry_after_and_logs_one_traceback_then_summaries(
         app, client, auth, offline_processor, caplog):
     from conftest import WEBHOOK_SECRET
-    from faults import DatabaseOutage
+    from db_faults import DatabaseOutage
     from stripe_objects import event, payment_intent, signed
 
     app.config.update(OUTAGE_LOG_INTERVAL=0.2)

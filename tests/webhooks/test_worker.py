@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 import stripe_objects as so
-from faults import DatabaseOutage
+from db_faults import DatabaseOutage
 from sqlalchemy import or_, select
 from stripe_world import OneOff, Renewal
 
