@@ -3,7 +3,8 @@ summary line per interval ("database unavailable: 57 requests refused in the las
 
 An outage makes the same error happen on every request and every worker round. Logging each one in
 full wrote about 23 kB per refused request (103 MB for a 20 s PostgreSQL stop under load); this
-keeps it to one traceback per kind of error and a line every ``OUTAGE_LOG_INTERVAL`` seconds.
+keeps it to one traceback per kind of error (every way of saying "the database is unavailable" is one
+kind), one line for each new message, and a summary line every ``OUTAGE_LOG_INTERVAL`` seconds.
 
     throttled("web", "database unavailable: {n} requests refused in the last {seconds} s").error(exc)
 
@@ -110,5 +111,12 @@ def throttled(name: str, summary: str, logger: logging.Logger | None = None) -> 
     logs: dict[str, ThrottledLog] = current_app.extensions.setdefault("paydesk_throttled_logs", {})
     found = logs.get(name)
     if found is None:
-        found = logs[name] = ThrottledLog(logger or log, summary, current_app.config.get("OUTAGE_LOG_INTERVAL", 10))
+        with _CREATING:  # two threads failing at once share one log
+            found = logs.get(name)
+            if found is None:
+                interval = current_app.config.get("OUTAGE_LOG_INTERVAL", 10)
+                found = logs[name] = ThrottledLog(logger or log, summary, interval)
     return found
+
+
+_CREATING = threading.Lock()
