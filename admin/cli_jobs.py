@@ -11,6 +11,7 @@ import click
 from flask import Flask
 
 from .cli import PaydeskGroup, emit, fail, format_option
+from .dbutil import parse_id
 from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_STATUSES, Job
 from .services import ServiceError
 from .services import jobs as jobs_service
@@ -122,10 +123,10 @@ def jobs_list(status, kind, limit, fmt):
 
 
 def _job_arg(job_id: str) -> Job:
-    if not job_id.isdigit() or int(job_id) > 2**63 - 1:
-        fail(ServiceError(f"{job_id!r} is not a job id (a number from `jobs list`)"))
+    if parse_id(job_id) is None:
+        fail(ServiceError(f"{job_id[:40]!r} is not a job id (a number from `jobs list`)"))
     try:
-        return jobs_service.get(int(job_id))
+        return jobs_service.get(parse_id(job_id))
     except ServiceError as err:
         fail(err)
         raise  # unreachable

@@ -64,6 +64,17 @@ class DefaultConfig:
     WORKER_IDLE_SLEEP = 0.5
     # Background jobs: the worker gives a job this long per batch, then processes events again.
     JOB_SLICE_SECONDS = 2.0
+    WORKER_RESTART_BACKOFF_MAX = 60.0  # worker --processes: longest pause before restarting one that keeps dying
+
+    # Database outages. What must not be lost when the database goes away (a receipt already sent, events
+    # claimed by the worker) is retried for at most DB_RETRY_SECONDS, at most DB_RETRY_BACKOFF_MAX apart,
+    # so work resumes within that long of the database's return. Requests meanwhile get 503 with
+    # Retry-After: DB_RETRY_AFTER; the log gets one traceback per distinct error, then a summary line
+    # every OUTAGE_LOG_INTERVAL seconds.
+    DB_RETRY_SECONDS = 300.0
+    DB_RETRY_BACKOFF_MAX = 2.0
+    DB_RETRY_AFTER = 10
+    OUTAGE_LOG_INTERVAL = 10.0
 
     # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
     SMTP_URL: str | None = None
