@@ -2,6 +2,7 @@
 #
 #   make test    create .venv, install, ruff check, then the whole pytest suite
 #   make demo    create .venv, install, then scripts/demo.py (localstripe + gunicorn + worker)
+#   make install-production   .venv with paydesk and its runtime dependencies only (`pip install .`)
 #   make bench   run every bench/*.py
 #   make clean   remove .venv, caches and the demo database (never instance/paydesk.sqlite3)
 #
@@ -20,7 +21,7 @@ CHROMIUM := /usr/bin/chromium
 LINT_DIRS := $(wildcard admin tests bench scripts)
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: test demo bench clean install lint pytest browser axe
+.PHONY: test demo bench clean install install-production lint pytest browser axe
 
 # -- the environment -------------------------------------------------------------
 
@@ -47,15 +48,22 @@ $(BIN)/python:
 			exit 1; \
 		fi; \
 	fi
+	@echo "==> upgrading pip and setuptools in $(VENV)"
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
 # Reinstall only when pyproject.toml changes (or the venv is new).
 $(STAMP): pyproject.toml | $(BIN)/python
 	@echo "==> installing paydesk and its dev dependencies into $(VENV)"
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 install: $(STAMP)
+
+# Production: paydesk itself (not editable) and its runtime dependencies, no test or lint tools.
+install-production: | $(BIN)/python
+	@echo "==> installing paydesk (no dev extra) into $(VENV)"
+	$(BIN)/python -m pip install --quiet .
+	@rm -f $(STAMP)
 
 # Browser tests drive the system Chromium (Playwright's own download is not reachable).
 browser:

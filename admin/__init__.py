@@ -22,12 +22,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     os.makedirs(app.instance_path, exist_ok=True)
+    _init_logging(app)
+
+    from .keys import ensure_keys
+
+    ensure_keys(app)
 
     url = app.config.get("DATABASE_URL") or "sqlite:///" + os.path.join(app.instance_path, "paydesk.sqlite3")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    # SQL errors and logs never carry parameter values (webhook bodies, emails, secrets).
+    engine_options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
     else:
@@ -36,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("OUTBOX_DIR"):
         app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")
 
-    _init_logging(app)
+    _init_proxies(app)
     _init_extensions(app)
 
     from .views import register_blueprints
@@ -62,11 +69,43 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load_user(user_id: str):
-        return db.session.get(models.User, int(user_id))
+        """``<id>.<session token>``: a session whose token is no longer the user's has ended."""
+        import hmac
+
+        from .dbutil import parse_id
+
+        uid, _, token = (user_id or "").partition(".")
+        pk = parse_id(uid)
+        if pk is None or not token:
+            return None
+        user = db.session.get(models.User, pk)
+        if user is None or not hmac.compare_digest(user.session_token or "", token):
+            return None
+        return user
 
 
 def _init_logging(app: Flask) -> None:
+    """paydesk's own messages at INFO; libraries (alembic, stripe, ...) only at WARNING and above."""
     if not app.debug and not app.testing and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger("admin").level == logging.NOTSET:
+        logging.getLogger("admin").setLevel(logging.INFO)
     # The SDK logs every request at INFO; paydesk's gateway logs what matters (failures, retries).
-    logging.getLogger("stripe").setLevel(logging.WARNING)
+    # Alembic announces its plugins on import and every step of a migration at INFO.
+    for name in ("stripe", "alembic", "flask_migrate"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _init_proxies(app: Flask) -> None:
+    """Trust X-Forwarded-For / X-Forwarded-Proto from exactly ``TRUSTED_PROXIES`` hops (default none)."""
+    try:
+        hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    except (TypeError, ValueError):
+        raise ValueError("PAYDESK_TRUSTED_PROXIES must be a number of proxy hops (0, 1, 2, ...)") from None
+    if hops < 0:
+        raise ValueError("PAYDESK_TRUSTED_PROXIES must be a number of proxy hops (0, 1, 2, ...)")
+    app.config["TRUSTED_PROXIES"] = hops
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)

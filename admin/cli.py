@@ -1,6 +1,9 @@
 """``flask --app wsgi GROUP COMMAND``: the command-line surface.
 
-Listings take ``--format table|json``; JSON output is an array of objects.
+Listings take ``--format table|json``; JSON output is an array of objects. Every group is a
+:class:`PaydeskGroup`: bad input (an unknown option value, an id that is not a number, a
+value out of range) and refused operations end in one ``Error: ...`` line and a non-zero
+exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +16,40 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from .dbutil import MAX_ID
 from .services import ServiceError
+
+# Integer options that name a database row, or bound a listing: never beyond what the database holds.
+ID = click.IntRange(1, MAX_ID)
+MAX_LIMIT = 1_000_000
+
+
+class PaydeskGroup(AppGroup):
+    """A command group whose commands answer bad input with one line on stderr, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from sqlalchemy.exc import DBAPIError, StatementError
+
+        from .stripe_gateway import GatewayError
+
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:  # bad option value, missing option, unknown command
+            click.echo(f"Error: {err.format_message()}", err=True)
+            ctx.exit(2)
+        except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
+            fail(err)
+        except GatewayError as err:  # Stripe said no, or could not be reached (after paydesk's retries)
+            click.echo("Error: Stripe: " + " ".join(str(err).split()), err=True)
+            ctx.exit(1)
+        except UnicodeError:  # argv bytes that are not UTF-8 arrive as surrogates no database takes
+            click.echo("Error: an argument is not valid UTF-8 text", err=True)
+            ctx.exit(2)
+        except (DBAPIError, StatementError, OverflowError) as err:  # a value the database cannot hold
+            orig = getattr(err, "orig", None) or err
+            first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+            click.echo(f"Error: the database refused a value ({first[:300]})", err=True)
+            ctx.exit(1)
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None) -> None:
@@ -45,13 +81,29 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
 
 
 def fail(err: Exception) -> None:
-    click.echo(f"Error: {getattr(err, 'message', None) or err}", err=True)
+    message = str(getattr(err, "message", None) or err)
+    click.echo("Error: " + " ".join(message.split()), err=True)  # one line, whatever the message holds
     sys.exit(1)
+
+
+ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
+limit_option = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
+                            help=f"How many rows (1 to {MAX_LIMIT:,}).")
+
+
+def processor_or_fail(ppid):
+    """The processor named by ``--ppid`` (id or name; the default one when not given), or a one-line error."""
+    from .services.processors import get_processor
+
+    try:
+        return get_processor(ppid)
+    except ServiceError as err:
+        fail(err)
 
 
 # -- processor ------------------------------------------------------------------
 
-processor_cli = AppGroup("processor", help="Payment processors (Stripe accounts).")
+processor_cli = PaydeskGroup("processor", help="Payment processors (Stripe accounts).")
 
 
 @processor_cli.command("add")
@@ -67,11 +119,8 @@ def processor_add(name, secret_key, publishable_key, webhook_secrets, api_base, 
     """Register a Stripe account; prints its id (the ppid)."""
     from .services.processors import add_processor
 
-    try:
-        proc = add_processor(name=name, secret_key=secret_key, publishable_key=publishable_key,
-                             webhook_secrets=list(webhook_secrets), api_base=api_base, mode=mode, default=is_default)
-    except ServiceError as err:
-        fail(err)
+    proc = add_processor(name=name, secret_key=secret_key, publishable_key=publishable_key,
+                         webhook_secrets=list(webhook_secrets), api_base=api_base, mode=mode, default=is_default)
     if fmt == "json":
         click.echo(json.dumps(proc.public_dict()))
     else:
@@ -96,31 +145,29 @@ def processor_list(fmt):
 @click.option("--webhook-secret", "webhook_secrets", multiple=True, help="Replace all signing secrets.")
 @click.option("--add-webhook-secret", "add_secrets", multiple=True, help="Add a signing secret (rotation).")
 @click.option("--remove-webhook-secret", "remove_secrets", multiple=True,
-              help="Remove a signing secret (whole value or its last characters).")
+              help="Remove a signing secret (whole value or at least its last 4 characters; must match one).")
+@click.option("--force", is_flag=True, help="Allow removing the last signing secret (webhooks then fail).")
 @click.option("--api-base")
 @click.option("--mode", type=click.Choice(["test", "live"]))
 @click.option("--default", "is_default", is_flag=True, default=None)
 @click.option("--active/--inactive", default=None)
 @format_option
-def processor_set(ppid, name, secret_key, publishable_key, webhook_secrets, add_secrets, remove_secrets, api_base,
-                  mode, is_default, active, fmt):
-    """Change a processor's settings."""
+def processor_set(ppid, name, secret_key, publishable_key, webhook_secrets, add_secrets, remove_secrets, force,
+                  api_base, mode, is_default, active, fmt):
+    """Change a processor's settings (PPID: its id or name)."""
     from .services.processors import get_processor, update_processor
 
-    try:
-        proc = update_processor(get_processor(ppid), name=name, secret_key=secret_key,
-                                publishable_key=publishable_key,
-                                webhook_secrets=list(webhook_secrets) or None, add_webhook_secrets=list(add_secrets),
-                                remove_webhook_secrets=list(remove_secrets), api_base=api_base, mode=mode,
-                                default=is_default, active=active)
-    except ServiceError as err:
-        fail(err)
+    proc = update_processor(get_processor(ppid), name=name, secret_key=secret_key,
+                            publishable_key=publishable_key,
+                            webhook_secrets=list(webhook_secrets) or None, add_webhook_secrets=list(add_secrets),
+                            remove_webhook_secrets=list(remove_secrets), api_base=api_base, mode=mode,
+                            default=is_default, active=active, force=force)
     emit([proc.public_dict()], fmt)
 
 
 # -- user -----------------------------------------------------------------------
 
-user_cli = AppGroup("user", help="Staff accounts.")
+user_cli = PaydeskGroup("user", help="Staff accounts.")
 
 
 @user_cli.command("create")
@@ -131,15 +178,36 @@ def user_create(email, role, password_stdin):
     """Create a staff account (the password is prompted for unless --password-stdin)."""
     from .services.users import create_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        user = create_user(email, password, role)
-    except ServiceError as err:
-        fail(err)
+    user = create_user(email, _read_password(password_stdin), role)
     click.echo(f"created {user.role} {user.email} (id {user.id})")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user_cli.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def user_set_password(email, password_stdin):
+    """Give a staff account a new password; every session it has ends."""
+    from .services.users import get_user, set_password
+
+    user = get_user(email)
+    set_password(user, _read_password(password_stdin))
+    click.echo(f"new password set for {user.email}; all of its sessions have ended")
+
+
+@user_cli.command("revoke-sessions")
+@click.option("--email", required=True)
+def user_revoke_sessions(email):
+    """End every session of a staff account now (each browser must sign in again)."""
+    from .services.users import get_user, revoke_sessions
+
+    user = revoke_sessions(get_user(email))
+    click.echo(f"all sessions of {user.email} have ended")
 
 
 @user_cli.command("list")
@@ -158,6 +226,7 @@ def user_list(fmt):
 
 def register_cli(app: Flask) -> None:
     from .cli_events import register as register_event_cli
+    from .cli_intents import register as register_intent_cli
     from .cli_jobs import register as register_job_cli
     from .cli_reconcile import register as register_reconcile_cli
     from .cli_records import register as register_record_cli
@@ -168,5 +237,6 @@ def register_cli(app: Flask) -> None:
     register_webhook_cli(app)
     register_record_cli(app)
     register_event_cli(app)
+    register_intent_cli(app)
     register_job_cli(app)
     register_reconcile_cli(app)

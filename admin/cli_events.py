@@ -6,26 +6,17 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import emit, fail, format_option
-from .cli_jobs import OneLineGroup, run_job
+from .cli import PaydeskGroup, emit, fail, format_option, ppid_option, processor_or_fail
+from .cli_jobs import run_job
 from .models import EVENT_STATUSES
 from .services import ServiceError
 from .stripe_gateway import GatewayError
 
-events_cli = OneLineGroup("events", help="Stripe events: the log and the processing queue.")
+events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
 
-ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
 BRIEF = ["event_id", "type", "created", "status", "status_reason", "last_error", "invoice_id", "charge_id",
          "payment_intent_id", "subscription_id"]
 
-
-def _processor(ppid):
-    from .services.processors import get_processor
-
-    try:
-        return get_processor(ppid)
-    except ServiceError as err:
-        fail(err)
 
 
 def _types(values: tuple[str, ...], default: str | None) -> list[str]:
@@ -58,7 +49,7 @@ def events_list(ppid, types, statuses, since, until, search, subscription, expec
     from .services import events as ev
     from .services.records import event_dict
 
-    proc = _processor(ppid) if (ppid or source == "stripe" or expected_charges) else None
+    proc = processor_or_fail(ppid) if (ppid or source == "stripe" or expected_charges) else None
     flt = ev.EventFilter(ppid=proc.id if proc else None, type=_types(types, "invoice.payment_succeeded"),
                          status=list(statuses), since=since, until=until, q=search, source=source,
                          subscription=subscription, filter_processed=filter_processed, size=limit)
@@ -84,7 +75,7 @@ def events_list(ppid, types, statuses, since, until, search, subscription, expec
             if starting_after:
                 anchor = ev.find_by_event_id(starting_after, flt.ppid)
                 if anchor is None:
-                    raise ServiceError(f"no stored event {starting_after!r} to page on from")
+                    raise ServiceError(f"no stored event {starting_after[:60]!r} to page on from")
                 flt.after = ev.cursor_after(anchor)
             flt.size = limit
             rows = [event_dict(e, raw) for e in ev.local_page(flt).rows]
@@ -96,7 +87,7 @@ def events_list(ppid, types, statuses, since, until, search, subscription, expec
 
 
 def _populate(ppid, types, limit, fmt, queue: bool) -> None:
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     run_job("events.populate", {"types": _types(types, "invoice.payment_succeeded"), "limit": limit,
                                 "queue": queue}, processor_id=proc.id, fmt=fmt)
 
@@ -184,7 +175,7 @@ def replay_cmd(row_id, event_id, ppid, no_receipt, fmt):
 @format_option
 def retry_all_cmd(ppid, limit, days, fmt):
     """Replay the events of payments completed in Stripe but not in paydesk (CiviCRM's Retryall)."""
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     run_job("events.retry_all", {"limit": limit, "days": days}, processor_id=proc.id, fmt=fmt)
 
 
@@ -201,7 +192,7 @@ def cleanup_cmd(older_than, include_errors, ppid, fmt):
         cleanup_age(older_than)
     except ServiceError as err:
         fail(err)
-    proc = _processor(ppid) if ppid else None
+    proc = processor_or_fail(ppid) if ppid else None
     run_job("events.cleanup", {"older_than": older_than, "include_errors": include_errors,
                                "ppid": proc.id if proc else None}, fmt=fmt)
 

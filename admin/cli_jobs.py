@@ -9,40 +9,14 @@ import time
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import emit, fail, format_option
+from .cli import PaydeskGroup, emit, fail, format_option
+from .dbutil import parse_id
 from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_STATUSES, Job
 from .services import ServiceError
 from .services import jobs as jobs_service
 
-
-class OneLineCommand(click.Command):
-    """A command whose usage errors (a bad option value, a missing option) are one line,
-    ``Error: ...``, without the usage text around it."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as err:
-            err.ctx = None
-            raise
-
-
-class OneLineGroup(AppGroup):
-    """An ``AppGroup`` of :class:`OneLineCommand`; an unknown subcommand is one line too."""
-
-    command_class = OneLineCommand
-
-    def resolve_command(self, ctx, args):
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as err:
-            err.ctx = None
-            raise
-
-
-jobs_cli = OneLineGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
+jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
 
 
 def job_dict(job: Job) -> dict:
@@ -82,11 +56,15 @@ class _Progress:
 
 
 def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
-            quiet: bool = False) -> Job:
+            quiet: bool = False, leave_to_runner: bool = False) -> Job:
     """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result.
-    Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues)."""
+    Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues).
+
+    ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
+    worker), say so and exit 0 instead of failing: the work is being done."""
     from .webhooks.worker import worker_name
 
+    started = None
     try:
         started = jobs_service.start(kind, params, processor_id=processor_id)
         job = started.job
@@ -96,6 +74,10 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
         status = jobs_service.run_foreground(job, f"cli:{worker_name()}", on_progress=progress)
         progress.end()
     except ServiceError as err:
+        if leave_to_runner and started is not None and not started.created:
+            click.echo(f"job {started.job.id} ({started.job.title}) is being run elsewhere; nothing to do here.",
+                       err=True)
+            return started.job
         fail(err)
     job = jobs_service.get(job.id)
     print_job(job, fmt)
@@ -141,10 +123,10 @@ def jobs_list(status, kind, limit, fmt):
 
 
 def _job_arg(job_id: str) -> Job:
-    if not job_id.isdigit() or int(job_id) > 2**63 - 1:
-        fail(ServiceError(f"{job_id!r} is not a job id (a number from `jobs list`)"))
+    if parse_id(job_id) is None:
+        fail(ServiceError(f"{job_id[:40]!r} is not a job id (a number from `jobs list`)"))
     try:
-        return jobs_service.get(int(job_id))
+        return jobs_service.get(parse_id(job_id))
     except ServiceError as err:
         fail(err)
         raise  # unreachable

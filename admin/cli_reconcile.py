@@ -6,17 +6,29 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import emit, fail, format_option
-from .cli_jobs import OneLineCommand, run_job
+from .cli import emit, fail, format_option, ppid_option
+from .cli_jobs import run_job
 from .services import ServiceError
 from .stripe_gateway import GatewayError
+
+
+class _OneLineCommand(click.Command):
+    """A top-level command (not in a ``PaydeskGroup``) whose usage errors are one line too."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            err.ctx = None  # "Error: ..." without the usage text
+            raise
+
 
 COLUMNS = ["object", "id", "created", "stripe_amount", "local_amount", "currency", "stripe_status", "local_status",
            "problem", "detail"]
 
 
-@click.command("reconcile", cls=OneLineCommand)
-@click.option("--ppid", help="Payment processor id or name (default: the default processor).")
+@click.command("reconcile", cls=_OneLineCommand)
+@ppid_option
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
               help="The last N days (unless --since is given).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="From (UTC).")

@@ -1,28 +1,24 @@
-"""Read-only listings of the records: ``contacts|contributions|payments|recurring|intents list``."""
+"""Read-only listings of the records: ``contacts|contributions|payments|recurring list``
+(``intents list`` is in ``cli_intents``)."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import emit, format_option
+from .cli import ID, PaydeskGroup, emit, format_option, limit_option
 from .models import CONTRIBUTION_STATUSES
 from .services import records
 
-limit_option = click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-                            help="How many rows (no upper bound).")
 
-
-def _group(name: str, help_: str) -> AppGroup:
-    return AppGroup(name, help=help_)
+def _group(name: str, help_: str) -> PaydeskGroup:
+    return PaydeskGroup(name, help=help_)
 
 
 contacts_cli = _group("contacts", "Contacts (Stripe customers' people).")
 contributions_cli = _group("contributions", "Contributions (one-off gifts and recurring instalments).")
 payments_cli = _group("payments", "Payments: charges and refunds on contributions.")
 recurring_cli = _group("recurring", "Recurring contributions (Stripe subscriptions).")
-intents_cli = _group("intents", "Tracked Stripe PaymentIntents.")
 
 
 @contacts_cli.command("list")
@@ -37,10 +33,10 @@ def contacts_list(search, customer, limit, fmt):
 
 @contributions_cli.command("list")
 @click.option("--status", type=click.Choice(CONTRIBUTION_STATUSES))
-@click.option("--contact-id", type=int)
-@click.option("--recur-id", type=int)
+@click.option("--contact-id", type=ID)
+@click.option("--recur-id", type=ID)
 @click.option("--trxn-id", help="Charge, invoice or payment intent id.")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @click.option("--since", type=click.DateTime(), help="Received on or after (UTC).")
 @click.option("--until", type=click.DateTime(), help="Received before (UTC).")
 @limit_option
@@ -53,9 +49,9 @@ def contributions_list(status, contact_id, recur_id, trxn_id, ppid, since, until
 
 
 @payments_cli.command("list")
-@click.option("--contribution-id", type=int)
+@click.option("--contribution-id", type=ID)
 @click.option("--charge", help="Stripe charge id.")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @limit_option
 @format_option
 def payments_list(contribution_id, charge, ppid, limit, fmt):
@@ -66,7 +62,7 @@ def payments_list(contribution_id, charge, ppid, limit, fmt):
 @recurring_cli.command("list")
 @click.option("--status")
 @click.option("--subscription", help="Stripe subscription id.")
-@click.option("--ppid", type=int)
+@click.option("--ppid", type=ID)
 @limit_option
 @format_option
 def recurring_list(status, subscription, ppid, limit, fmt):
@@ -74,16 +70,6 @@ def recurring_list(status, subscription, ppid, limit, fmt):
          ["id", "contact", "display_amount", "interval", "status", "subscription_id", "next_sched_date"])
 
 
-@intents_cli.command("list")
-@click.option("--status")
-@click.option("--ppid", type=int)
-@limit_option
-@format_option
-def intents_list(status, ppid, limit, fmt):
-    emit(records.list_intents(status=status, processor_id=ppid, limit=limit), fmt,
-         ["id", "payment_intent_id", "created_date", "display_amount", "status", "customer_id", "contribution_id"])
-
-
 def register(app: Flask) -> None:
-    for group in (contacts_cli, contributions_cli, payments_cli, recurring_cli, intents_cli):
+    for group in (contacts_cli, contributions_cli, payments_cli, recurring_cli):
         app.cli.add_command(group)

@@ -12,10 +12,16 @@ VERSION = "0.1.0"
 
 
 class DefaultConfig:
-    # Set PAYDESK_SECRET_KEY in production; the default only suits local demos.
-    SECRET_KEY = "dev-only-change-me"
-    # Key for encrypting Stripe secrets at rest. Unset: derived from SECRET_KEY.
+    # Signs sessions and CSRF tokens. Unset: a random key generated once into instance/secret_key
+    # (mode 0600), with a warning naming PAYDESK_SECRET_KEY. There is no fixed fallback value.
+    SECRET_KEY: str | None = None
+    # Encrypts Stripe secrets at rest; independent of SECRET_KEY. Unset: a Fernet key generated once
+    # into instance/encryption_key (mode 0600), with a warning naming PAYDESK_ENCRYPTION_KEY.
     ENCRYPTION_KEY: str | None = None
+
+    # Number of reverse proxies in front of paydesk whose X-Forwarded-For / X-Forwarded-Proto are
+    # trusted (Werkzeug ProxyFix). 0: the client address is the TCP peer, forwarded headers are ignored.
+    TRUSTED_PROXIES = 0
 
     # None: a SQLite file in the instance folder (resolved in create_app).
     DATABASE_URL: str | None = None
@@ -32,9 +38,10 @@ class DefaultConfig:
     PERMANENT_SESSION_LIFETIME = 8 * 3600
     WTF_CSRF_TIME_LIMIT = 8 * 3600
 
-    # Staff sign-in throttling.
-    LOGIN_MAX_FAILURES = 5  # per account (or unknown address)
-    LOGIN_IP_MAX_FAILURES = 20  # per client address
+    # Staff sign-in throttling (rate_limit rows): failures are counted per (account, client address)
+    # and per client address; only the failing address is blocked, never the account elsewhere.
+    LOGIN_MAX_FAILURES = 5  # per account from one address
+    LOGIN_IP_MAX_FAILURES = 20  # per client address, whatever the accounts
     LOGIN_LOCKOUT_SECONDS = 15 * 60
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"
@@ -57,6 +64,17 @@ class DefaultConfig:
     WORKER_IDLE_SLEEP = 0.5
     # Background jobs: the worker gives a job this long per batch, then processes events again.
     JOB_SLICE_SECONDS = 2.0
+    WORKER_RESTART_BACKOFF_MAX = 60.0  # worker --processes: longest pause before restarting one that keeps dying
+
+    # Database outages. What must not be lost when the database goes away (a receipt already sent, events
+    # claimed by the worker) is retried for at most DB_RETRY_SECONDS, at most DB_RETRY_BACKOFF_MAX apart,
+    # so work resumes within that long of the database's return. Requests meanwhile get 503 with
+    # Retry-After: DB_RETRY_AFTER; the log gets one traceback per distinct error, then a summary line
+    # every OUTAGE_LOG_INTERVAL seconds.
+    DB_RETRY_SECONDS = 300.0
+    DB_RETRY_BACKOFF_MAX = 2.0
+    DB_RETRY_AFTER = 10
+    OUTAGE_LOG_INTERVAL = 10.0
 
     # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
     SMTP_URL: str | None = None
@@ -65,6 +83,12 @@ class DefaultConfig:
     RECEIPTS_ENABLED = True
     # Push contact metadata to the Stripe customer after each completed payment.
     SYNC_CUSTOMER_METADATA = True
+
+    # Card-testing alarm: a red banner on every staff page (and one warning in the log per episode)
+    # when a processor has this many failed payments within the window; 0 turns it off.
+    CARD_TESTING_ALARM_THRESHOLD = 20
+    CARD_TESTING_ALARM_WINDOW_MINUTES = 60
+    CARD_TESTING_ALARM_CACHE_SECONDS = 30  # each web process works it out at most this often
 
     # Serve the Stripe.js test double (tests only).
     STRIPE_JS_TEST_DOUBLE = False

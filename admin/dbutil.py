@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from flask import current_app
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from .extensions import db
+from .failures import database_unavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _INSERT_IGNORE: dict[tuple, Any] = {}
 _WROTE = "paydesk_wrote"
@@ -22,6 +30,26 @@ def _note_write(session: Session, _ctx: Any) -> None:
 def _forget_write(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_WROTE, None)
+
+# The largest id an Integer primary key holds on every database paydesk runs on (PostgreSQL int4).
+MAX_ID = 2**31 - 1
+
+
+def parse_id(value: Any) -> int | None:
+    """A database id from user input (URL, CLI, session), or None when it cannot be one.
+
+    Only ASCII digits count (``"²".isdigit()`` is true in Python), and only values that fit the column,
+    so a lookup never meets an OverflowError (SQLite) or a "value out of range" (PostgreSQL).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 1 <= value <= MAX_ID else None
+    text = str(value or "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ID else None
 
 
 def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bool:
@@ -81,3 +109,54 @@ def lock_objects(keys: list[str]) -> None:
                   for k in keys})
     db.session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
                             "WITH ORDINALITY AS t(k, n) ORDER BY n"), {"ks": ids})
+
+
+def rollback_quietly() -> None:
+    """Roll the session back after a failure; a database that is gone cannot make this fail too."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection is dead: the pool replaces it on the next checkout
+        db.session.close()
+
+
+def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | None = None) -> T:
+    """Run ``work`` (a short transaction that commits) until it succeeds, while the database is unreachable.
+
+    For what must not be lost when the database goes away at the wrong moment: the record of a receipt
+    already sent, claimed events handed back to the queue. Each failed try is rolled back and tried again
+    on a fresh connection after a pause (0.05 s, doubling, at most ``DB_RETRY_BACKOFF_MAX``, so the work is
+    done within that long of the database's return), for at most ``DB_RETRY_SECONDS`` or until the
+    ``time.monotonic()`` deadline ``until``; then the last error is raised. Any other error is raised at once.
+    """
+    from .outage import throttled
+
+    cfg = current_app.config
+    started = time.monotonic()
+    deadline = started + cfg["DB_RETRY_SECONDS"]
+    if until is not None:
+        deadline = min(deadline, until)
+    delay, tries = 0.05, 0
+    while True:
+        try:
+            result = work()
+        except Exception as exc:
+            rollback_quietly()
+            if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                if tries:
+                    log.error("gave up %s after %.1f s: the database is still unavailable", what,
+                              time.monotonic() - started)
+                raise
+            if not tries:
+                log.warning("database unavailable while %s: trying again for up to %.0f s", what,
+                            deadline - started)
+            throttled("database", DATABASE_SUMMARY).error(exc, what)
+            tries += 1
+            time.sleep(delay)
+            delay = min(delay * 2, cfg["DB_RETRY_BACKOFF_MAX"])
+            continue
+        if tries:
+            log.warning("database back: %s after %.1f s (%d tries)", what, time.monotonic() - started, tries + 1)
+        return result
+
+
+DATABASE_SUMMARY = "database unavailable: {n} worker steps failed in the last {seconds} s"

@@ -14,11 +14,13 @@ def exponent(currency: str) -> int:
 def format_money(amount: int | None, currency: str | None) -> str:
     if amount is None:
         return ""
-    exp = exponent(currency or "")
+    if type(amount) is not int:  # a malformed stored value (SQLite takes anything): say so, never crash
+        return f"{str(amount)[:40]!r} (not an amount)"
+    exp = exponent(currency if isinstance(currency, str) else "")
     sign = "-" if amount < 0 else ""
     whole, frac = divmod(abs(int(amount)), 10**exp)
     body = f"{whole:,}" + (f".{frac:0{exp}d}" if exp else "")
-    return f"{sign}{body} {(currency or '').upper()}".strip()
+    return f"{sign}{body} {str(currency or '').upper()}".strip()
 
 
 def parse_money(text: str, currency: str) -> int:

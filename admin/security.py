@@ -191,10 +191,25 @@ def _fresh_request_state() -> None:
     g.uses_stripe_js = False
 
 
+def session_identifier() -> str:
+    """What a session is bound to ("strong" protection): the client address and browser.
+
+    Flask-Login's own version reads ``X-Forwarded-For`` straight from the request, so anyone
+    replaying a stolen cookie could claim the victim's address in that header. This one uses
+    ``request.remote_addr`` only, which ProxyFix has corrected for exactly the configured
+    number of trusted proxies (``PAYDESK_TRUSTED_PROXIES``) and no more.
+    """
+    from hashlib import sha512
+
+    agent = request.headers.get("User-Agent", "")
+    return sha512(f"{request.remote_addr}|{agent}".encode("utf-8", "replace")).hexdigest()
+
+
 def init_security(app: Flask) -> None:
     """Session protection, unauthorised handling, security headers and template helpers."""
     app.config.setdefault("SESSION_PROTECTION", "strong")
     login_manager.session_protection = "strong"
+    login_manager._session_identifier_generator = session_identifier
     login_manager.unauthorized_handler(_unauthorized)
     # First in line: before CSRFProtect checks the token (and records its verdict on g).
     app.before_request_funcs.setdefault(None, []).insert(0, _fresh_request_state)

@@ -25,12 +25,44 @@ RESOURCE_OF = {
 }
 
 
+MAX_MINOR_UNITS = 2**63 - 1  # what a Money (BigInteger) column holds
+
+
+class MalformedObject(ValueError):
+    """A Stripe object paydesk will not record as it is: a field of the wrong type. The event ends in
+    ``error`` with this message, so a listing never meets a string where money should be."""
+
+
+def minor_units(obj: dict, field: str, default: int | None = 0) -> int | None:
+    """``obj[field]`` as an amount in minor units: an integer (not a bool, float or numeric string) that a
+    Money column holds; ``default`` when absent or null; :class:`MalformedObject` otherwise."""
+    value = obj.get(field)
+    if value is None:
+        return default
+    if type(value) is not int or abs(value) > MAX_MINOR_UNITS:
+        kind = obj.get("object") if isinstance(obj.get("object"), str) else "object"
+        oid = obj.get("id") if isinstance(obj.get("id"), str) else "?"
+        what = "out of range" if type(value) is int else f"a {type(value).__name__}"  # never the value itself
+        raise MalformedObject(f"{kind} {oid}: {field} is not an integer amount in minor units ({what})")
+    return value
+
+
+def currency_of(obj: dict) -> str:
+    """``obj["currency"]`` as a lower-case ISO code; :class:`MalformedObject` when it is not one."""
+    value = obj.get("currency")
+    if not isinstance(value, str) or not (value.isascii() and value.isalpha() and len(value) == 3):
+        kind = obj.get("object") if isinstance(obj.get("object"), str) else "object"
+        oid = obj.get("id") if isinstance(obj.get("id"), str) else "?"
+        raise MalformedObject(f"{kind} {oid}: currency is not a three-letter code")
+    return value.lower()
+
+
 def sid(value: Any) -> str | None:
-    """The id of an expandable field, whether Stripe sent the id or the expanded object."""
+    """The id of an expandable field, whether Stripe sent the id or the expanded object (only ever a string)."""
+    if isinstance(value, dict):
+        value = value.get("id")
     if isinstance(value, str):
         return value or None
-    if isinstance(value, dict):
-        return value.get("id")
     return None
 
 
@@ -54,7 +86,7 @@ def subscription_of_invoice(inv: dict) -> str | None:
 def object_ids(obj: dict) -> dict[str, str | None]:
     """The ids of the Stripe objects an event's data.object touches (stored on the event row)."""
     kind = obj.get("object")
-    oid = obj.get("id")
+    oid = sid(obj.get("id"))
     ids: dict[str, str | None] = {
         "object_id": oid,
         "customer_id": sid(obj.get("customer")),
@@ -115,15 +147,16 @@ def subscription_terms(sub: dict) -> dict[str, Any]:
         src = price if price and price.get("unit_amount") is not None else plan
         if not src:
             continue
-        unit = src.get("unit_amount") if src is price else src.get("amount")
-        amount += int(unit or 0) * int(qty)
+        unit = minor_units(src, "unit_amount" if src is price else "amount") or 0
+        amount += unit * (qty if type(qty) is int else 1)
         currency = currency or src.get("currency")
         rec = (price or {}).get("recurring") or {}
         interval = rec.get("interval") or (plan or {}).get("interval") or interval
         interval_count = int(rec.get("interval_count") or (plan or {}).get("interval_count") or interval_count)
         period_end = period_end or item.get("current_period_end")
     if not amount and isinstance(sub.get("plan"), dict):
-        amount = int(sub["plan"].get("amount") or 0) * int(sub.get("quantity") or 1)
+        qty = sub.get("quantity") or 1
+        amount = (minor_units(sub["plan"], "amount") or 0) * (qty if type(qty) is int else 1)
         currency = currency or sub["plan"].get("currency")
         interval = sub["plan"].get("interval") or interval
     return {"amount": amount, "currency": (currency or "usd").lower(), "interval": interval,

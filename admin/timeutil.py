@@ -34,3 +34,19 @@ def parse_age(text: str) -> timedelta:
     if unit not in _UNITS:
         raise ValueError(f"unknown unit in {text!r}")
     return timedelta(seconds=n * _UNITS[unit])
+
+
+def format_age(delta: timedelta | None) -> str:
+    """How old something is, in one or two units: '45 s', '12 min', '3 h 5 min', '2 d 4 h', '95 d'."""
+    if delta is None:
+        return ""
+    s = max(0, int(delta.total_seconds()))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h" + (f" {m} min" if m else "")
+    d, h = divmod(s // 3600, 24)
+    return f"{d} d" + (f" {h} h" if h and d < 10 else "")

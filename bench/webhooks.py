@@ -1,8 +1,8 @@
 """Benchmark paydesk's Stripe webhook pipeline against a floor, on this machine, in one run.
 
-1. Ingest: ``POST /webhooks/stripe/<ppid>`` under gunicorn (2 sync workers)
-   against ``bench/floor_app.py`` (verify signature + one INSERT) under the same
-   gunicorn settings, on SQLite (WAL) and PostgreSQL, at several concurrencies.
+1. Ingest: ``POST /webhooks/stripe/<ppid>`` under gunicorn with the production
+   settings (``gunicorn.conf.py``: 2 threaded workers) against ``bench/floor_app.py``
+   (verify signature + one INSERT) under the same gunicorn settings, on SQLite (WAL) and PostgreSQL, at several concurrencies.
    An asyncio + aiohttp client sends N distinct events, each signed just before
    it is sent, from a fixed number of tasks pulling from a queue; afterwards the
    rows in the database are counted (stored must equal sent).
@@ -63,6 +63,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PG_ADMIN_URL = os.environ.get("PAYDESK_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WEBHOOK_SECRET = "whsec_bench_" + "a1b2c3d4e5f6a7b8c9d0"
 SECRET_KEY = "bench-secret-key-not-for-production"
+ENCRYPTION_KEY = "bench-encryption-key-not-for-production"
 STRIPE_KEY = "sk_test_bench_" + "0123456789abcdef"
 ID_MARK = "evt_XXXXXXXX_"  # replaced per run by evt_<8 hex>_ so every run sends fresh event ids
 WARM_TAG = "warmwarm"
@@ -172,7 +173,8 @@ def scalar(url: str, sql: str, params: tuple = ()) -> int:
 
 def paydesk_env(url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY=SECRET_KEY, PYTHONUNBUFFERED="1")
+    env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY=SECRET_KEY, PAYDESK_ENCRYPTION_KEY=ENCRYPTION_KEY,
+               PYTHONUNBUFFERED="1")
     return env
 
 
@@ -337,7 +339,8 @@ def run_ingest(app_name: str, backend: str, concurrency: int, templates: list[st
         if app_name == "paydesk":
             ppid = paydesk_database(url)
             env = paydesk_env(url)
-            cmd = [tool("gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"]
+            cmd = [tool("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2", "-b", f"127.0.0.1:{port}",
+                   "wsgi:app"]
             cwd, path, table = ROOT, f"/webhooks/stripe/{ppid}", "stripe_event"
         else:
             sys.path.insert(0, str(BENCH))
@@ -346,7 +349,8 @@ def run_ingest(app_name: str, backend: str, concurrency: int, templates: list[st
             create_schema(url)
             env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
             env.update(FLOOR_DATABASE_URL=url, FLOOR_WEBHOOK_SECRET=WEBHOOK_SECRET)
-            cmd = [tool("gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "floor_app:app"]
+            cmd = [tool("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2", "-b", f"127.0.0.1:{port}",
+                   "floor_app:app"]
             cwd, path, table = BENCH, "/webhook", "floor_event"
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=logfile, stderr=subprocess.STDOUT)
         try:
@@ -491,8 +495,8 @@ def _count_events(gw, wanted: int) -> int:
 def worker_app(url: str, workdir: Path, backend: str):
     from admin import create_app
 
-    return create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "OUTBOX_DIR": str(workdir / f"outbox-{backend}"),
-                       "SERVER_NAME": None})
+    return create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
+                       "OUTBOX_DIR": str(workdir / f"outbox-{backend}"), "SERVER_NAME": None})
 
 
 def store_events(app, events: list[dict]) -> tuple[int, float]:
@@ -573,6 +577,7 @@ def run_worker(backend: str, threads: int, events: list[dict], api_base: str, db
         t0 = time.perf_counter()
         cpu0, stripe0 = time.process_time(), proc_cpu(stripe_pid)
         env = {**os.environ, "PAYDESK_DATABASE_URL": url, "PAYDESK_SECRET_KEY": SECRET_KEY,
+               "PAYDESK_ENCRYPTION_KEY": ENCRYPTION_KEY,
                "PAYDESK_OUTBOX_DIR": str(workdir / f"outbox-{backend}")}
         extra = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--concurrency",
                                    str(threads)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -757,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                     for app_name in ("floor", "paydesk"):
                         row = best_of(reps[app_name])
                         rows.append(row)
-            report += ["Ingest (gunicorn -w 2, sync workers; aiohttp client on the same machine)",
+            report += ["Ingest (gunicorn -c gunicorn.conf.py -w 2: threaded workers; aiohttp client on the same machine)",
                        ingest_table(rows), ""]
             for r in rows:
                 if r.error_samples:

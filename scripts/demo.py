@@ -12,6 +12,7 @@ Ctrl-C (or SIGTERM) stops everything it started.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -161,6 +162,7 @@ def run(keep_logs: bool) -> None:
     env.update({
         "PAYDESK_DATABASE_URL": f"sqlite:///{DB_FILE}",
         "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),  # one per demo run, shared by every process
+        "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),  # a Fernet key
         "PAYDESK_BASE_URL": APP_URL,
         "PYTHONUNBUFFERED": "1",
     })
@@ -193,8 +195,8 @@ def run(keep_logs: bool) -> None:
               stdin=password + "\n")
 
         step(f"starting gunicorn on {APP_URL} (log {LOG_DIR / 'gunicorn.log'})")
-        web = children.start("gunicorn", [str(BIN / "gunicorn"), "-w", "2", "-b", f"{HOST}:{APP_PORT}",
-                                          "--access-logfile", "-", "wsgi:app"], env)
+        web = children.start("gunicorn", [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+                                          "-b", f"{HOST}:{APP_PORT}", "wsgi:app"], env)
         wait_for_port(APP_PORT, web, "gunicorn")
 
         if has_command(env, "worker"):
@@ -230,6 +232,12 @@ def run(keep_logs: bool) -> None:
                                                       or "none yet"), flush=True)
         if counts.get("error"):
             print(f"    {counts['error']} event(s) in error: see {APP_URL}/events?status=error", flush=True)
+
+        # Stripe (and localstripe) sends no webhook for an intent created and then abandoned, nor for one
+        # stopped at 3-D Secure: paydesk learns of those from Stripe's list of intents.
+        step("importing payment intents from Stripe's list (the abandoned and the 3-D Secure one send no webhook)")
+        out = flask(env, "intents", "import", "--since", "1 hour")
+        print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
 
         banner = [
             "",

@@ -2,13 +2,77 @@
 interfaces and pickles state to a shared file under /tmp).
 
     python scripts/localstripe_server.py [--port 8420]
+
+It also teaches localstripe (1.15) a few things Stripe does that paydesk relies on
+(``closer_to_stripe``), so tests and ``make demo`` exercise the real calls.
 """
 
 import argparse
 import logging
+import time
 
 from aiohttp import web
 from localstripe.server import app
+
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+
+
+def closer_to_stripe() -> None:
+    """- cancel takes ``cancellation_reason`` (Stripe's four), and the intent then shows it and ``canceled_at``
+    (localstripe answers 400 "Unexpected cancellation_reason");
+    - an intent waiting for capture shows ``amount_capturable``;
+    - the intents list takes ``created[gte|gt|lte|lt]`` and ``customer`` (localstripe answers 400);
+    - lists are newest first, as Stripe's are (localstripe lists oldest first, so a new customer or
+      event fell off the first page once a long test session had made a hundred)."""
+    from localstripe.resources import List, PaymentIntent, UserError, try_convert_to_int
+    from localstripe.server import api_extra
+
+    PaymentIntent.cancellation_reason = None
+    PaymentIntent.canceled_at = None
+    PaymentIntent.amount_capturable = property(
+        lambda self: self.amount if self.status == "requires_capture" else 0)
+
+    plain_cancel = PaymentIntent._api_cancel
+
+    def cancel(id, cancellation_reason=None, **kwargs):
+        if cancellation_reason is not None and cancellation_reason not in CANCELLATION_REASONS:
+            raise UserError(400, f"Invalid cancellation_reason: must be one of {', '.join(CANCELLATION_REASONS)}")
+        obj = plain_cancel(id, **kwargs)
+        obj.cancellation_reason = cancellation_reason
+        obj.canceled_at = int(time.time())
+        return obj
+
+    for resource in app.router.resources():  # the route holds the original function: replace its handler
+        if resource.canonical == "/v1/payment_intents/{id}/cancel":
+            for route in resource:
+                route._handler = api_extra(cancel, resource.canonical)
+
+    plain_list = PaymentIntent._api_list_all.__func__
+
+    def list_all(cls, url, created=None, customer=None, **kwargs):
+        li = plain_list(cls, url, **kwargs)
+        bounds = created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
+        checks = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
+                  "lt": lambda a, b: a < b}
+        if any(op not in checks or not isinstance(try_convert_to_int(v), int) for op, v in bounds.items()):
+            raise UserError(400, "Bad created filter")
+        li._list = [pi for pi in li._list
+                    if all(checks[op](pi.created, try_convert_to_int(v)) for op, v in bounds.items())
+                    and (customer is None or pi.customer == customer)]
+        return li
+
+    PaymentIntent._api_list_all = classmethod(list_all)
+
+    plain_position = List._compute_starting_pos
+
+    def newest_first(self):
+        if self._starting_pos is None:  # once per list, before it is paged
+            ranked = sorted(enumerate(self._list), key=lambda x: (getattr(x[1], "created", 0) or 0, x[0]),
+                            reverse=True)
+            self._list = [obj for _, obj in ranked]
+        plain_position(self)
+
+    List._compute_starting_pos = newest_first
 
 
 def main() -> None:
@@ -17,6 +81,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8420)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    closer_to_stripe()
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 

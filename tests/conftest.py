@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("PAYDESK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WEBHOOK_SECRET = "whsec_test_paydesk_primary"
 PASSWORD = "correct horse battery"
+TEST_ENCRYPTION_KEY = "Rk9SVEVTVFNPTkxZLXBheWRlc2stZW5jcnlwdGlvbi0="  # a Fernet key, tests only
 
 _pg_state: dict[str, str | None] = {"url": None, "why": None, "checked": None}
 
@@ -89,6 +90,7 @@ def make_app(url: str, tmp_path: Path, **extra):
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
+        "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "DATABASE_URL": url,
         "OUTBOX_DIR": str(tmp_path / "outbox"),
         "STRIPE_BACKOFF_BASE": 0.001,
@@ -199,6 +201,16 @@ def localstripe():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def localstripe_wiped_after(localstripe):
+    """For a test that fills localstripe with many objects: wipe its state afterwards, so the
+    session's later tests (which read first pages of lists) do not page through them."""
+    yield localstripe
+    import requests
+
+    requests.delete(f"{localstripe}/_config/data", timeout=10)
 
 
 @pytest.fixture

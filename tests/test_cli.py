@@ -152,3 +152,169 @@ def test_user_list_json(app, runner):
     rows = json.loads(runner.invoke(args=["user", "list", "--format", "json"]).output)
     assert [(r["email"], r["role"], r["active"]) for r in rows] == [("b@example.org", "admin", True)]
     assert "password" not in json.dumps(rows)
+
+
+# -- masking, removing signing secrets, audit ----------------------------------------------
+
+@pytest.mark.parametrize("value", ["sk_test_" + "a" * n for n in range(0, 40)] + ["whsec_" + "b" * n for n in range(0, 40)]
+                         + ["x" * n for n in range(1, 40)] + ["a_b_c_d_e_f_g_h_" + "z" * 30, "sk_" + "c" * 20])
+def test_mask_shows_at_most_a_prefix_and_the_last_four(value):
+    from admin.crypto import KNOWN_PREFIXES, mask
+
+    shown = mask(value)
+    prefix = next((p for p in KNOWN_PREFIXES if value.startswith(p)), "")
+    assert shown.startswith(prefix + "…")
+    tail = shown[len(prefix) + 1:]
+    assert len(tail) <= 4 and value.endswith(tail)
+    secret_part = value[len(prefix):]
+    assert shown != value
+    if tail:  # the last four only of a value long enough that at least 12 characters stay hidden
+        assert len(secret_part) - len(tail) >= 12, f"{value!r} -> {shown!r} leaves too little hidden"
+
+
+def test_processor_list_never_shows_a_short_key_whole(app, runner):
+    assert _add(runner, secret="sk_test_shortkey").exit_code == 0
+    listing = runner.invoke(args=["processor", "list", "--format", "json"])
+    assert "shortkey" not in listing.output and "hortkey" not in listing.output
+    assert json.loads(listing.output)[0]["secret_key"] == "sk_test_…"
+
+
+@pytest.mark.parametrize("remove, message", [
+    ("", "at least its last 4 characters"),
+    ("WH", "at least its last 4 characters"),
+    ("nomatch", "no signing secret of this processor ends with"),
+    ("WHSEC", "2 signing secrets end with"),
+])
+def test_processor_set_refuses_unclear_removals(app, runner, remove, message):
+    ppid = _add(runner).output.strip()
+    assert runner.invoke(args=["processor", "set", ppid, "--add-webhook-secret", "whsec_second_oneWHSEC"]).exit_code == 0
+    result = runner.invoke(args=["processor", "set", ppid, "--remove-webhook-secret", remove])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    db.session.expire_all()
+    assert len(db.session.get(PaymentProcessor, int(ppid)).webhook_secrets) == 2
+
+
+def test_removing_the_last_signing_secret_needs_force(app, runner):
+    ppid = _add(runner).output.strip()
+    refused = runner.invoke(args=["processor", "set", ppid, "--remove-webhook-secret", WHSEC])
+    assert refused.exit_code == 1 and "--force" in refused.output
+    db.session.expire_all()
+    assert db.session.get(PaymentProcessor, int(ppid)).webhook_secrets == [WHSEC]
+    forced = runner.invoke(args=["processor", "set", ppid, "--remove-webhook-secret", WHSEC[-6:], "--force"])
+    assert forced.exit_code == 0, forced.output
+    db.session.expire_all()
+    assert db.session.get(PaymentProcessor, int(ppid)).webhook_secrets == []
+
+
+def test_processor_and_user_changes_from_the_cli_are_audited(app, runner):
+    import getpass
+
+    from admin.models import AuditLog
+
+    ppid = _add(runner).output.strip()
+    runner.invoke(args=["processor", "set", ppid, "--name", "Renamed", "--add-webhook-secret", "whsec_rotated_1234abcd"])
+    runner.invoke(args=["user", "create", "--email", "c@example.org", "--role", "admin", "--password-stdin"],
+                  input="long enough pw\n")
+    entries = db.session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+    assert [e.action for e in entries] == ["processor.add", "processor.update", "user.create"]
+    assert {e.actor for e in entries} == {f"cli:{getpass.getuser()}"}
+    update = entries[1]
+    assert update.parameters["name"] == {"from": "Main account", "to": "Renamed"}
+    assert update.object_id == ppid and update.processor_id == int(ppid)
+    everything = json.dumps([e.parameters for e in entries])
+    assert SECRET not in everything and WHSEC not in everything and "whsec_rotated_1234abcd" not in everything
+    assert "long enough pw" not in everything
+
+
+# -- bad input: one line, no traceback -------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["contributions", "list", "--limit", "99999999999999999999"],
+    ["contributions", "list", "--contact-id", "99999999999"],
+    ["contributions", "list", "--contact-id", "²"],
+    ["payments", "list", "--contribution-id", "-1"],
+    ["payments", "list", "--ppid", "abc"],
+    ["recurring", "list", "--ppid", "2147483648"],
+    ["intents", "list", "--limit", "0"],
+    ["contacts", "list", "--limit", "1e3"],
+    ["events", "list", "--limit", "99999999999999999999"],
+    ["events", "list", "--ppid", "²"],
+    ["events", "list", "--ppid", "9223372036854775808"],
+    ["processor", "set", "²", "--name", "x"],
+    ["processor", "set", "99999999999999999999", "--name", "x"],
+    ["processor", "add", "--name", "n" * 101, "--secret-key", "sk_test_x", "--webhook-secret", "whsec_x"],
+    ["user", "set-password", "--email", "nobody@example.org", "--password-stdin"],
+    ["user", "revoke-sessions", "--email", "x" * 300],
+    ["user", "create", "--email", "y" * 300 + "@example.org", "--password-stdin"],
+    ["processor", "nosuchcommand"],
+])
+@pytest.mark.postgres
+def test_bad_input_gets_one_line_and_no_traceback(app, runner, backend, args):
+    result = runner.invoke(args=args, input="long enough password\n")
+    out = result.output
+    assert result.exit_code in (1, 2), out
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in out
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out
+
+
+@pytest.mark.postgres
+def test_long_filters_are_just_filters(app, runner, backend):
+    """Over-long strings: PostgreSQL refuses them in a column, but a filter only finds nothing."""
+    for args in (["contributions", "list", "--trxn-id", "ch_" + "x" * 5000],
+                 ["contacts", "list", "--search", "s" * 5000, "--customer", "cus_" + "c" * 5000],
+                 ["events", "list", "--subscription", "sub_" + "q" * 5000, "--search", "evt_" + "e" * 5000]):
+        result = runner.invoke(args=[*args, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == []
+    # paging on from an event paydesk does not have is an error, said in one short line
+    result = runner.invoke(args=["events", "list", "--starting-after", "evt_" + "e" * 5000])
+    assert result.exit_code == 1 and len(result.output) < 200 and "no stored event" in result.output
+
+
+def test_malformed_stored_data_is_reported_not_crashed_on(app, runner):
+    from admin.models import Contribution, StripeEvent
+
+    ppid = int(_add(runner).output.strip())
+    db.session.add(StripeEvent(processor_id=ppid, event_id="evt_broken", type="invoice.payment_succeeded",
+                               raw='{"id": "evt_broken", "trunc', status="error"))
+    db.session.add(Contribution(processor_id=ppid, amount="12.50", currency="usd", trxn_id="ch_str"))  # SQLite takes it
+    db.session.commit()
+    raw = runner.invoke(args=["events", "list", "--output", "raw"])
+    assert raw.exit_code == 0, raw.output
+    (row,) = json.loads(raw.output)
+    assert row["raw"] is None and "not valid JSON" in row["raw_error"]
+    table = runner.invoke(args=["contributions", "list"])
+    assert table.exit_code == 0 and "(not an amount)" in table.output
+
+
+def test_commands_print_only_paydesks_own_messages(app, tmp_path):
+    """No library log lines (alembic's plugin announcements, migration steps) before paydesk's output."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    env.update(PAYDESK_DATABASE_URL=f"sqlite:///{tmp_path / 'quiet.sqlite3'}", PAYDESK_SECRET_KEY="k",
+               PAYDESK_ENCRYPTION_KEY="e")
+
+    def flask(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    for args in (["db", "upgrade"], ["processor", "list"], ["user", "list", "--format", "json"]):
+        done = flask(*args)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "", f"{args}: {done.stderr}"
+    assert flask("processor", "list").stdout.strip() == "(none)"
+
+
+def test_stripe_unreachable_is_one_line(app, runner, offline_processor):
+    """events list --source stripe against a Stripe that cannot be reached (a closed port): one line."""
+    result = runner.invoke(args=["events", "list", "--source", "stripe"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Stripe: ") and "Could not reach Stripe" in lines[0]

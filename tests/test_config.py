@@ -122,3 +122,112 @@ def test_encryption_key_protects_stored_secrets(instance_dir, tmp_path):
         with pytest.raises(SecretDecryptError, match="PAYDESK_ENCRYPTION_KEY"):
             _ = proc.secret_key
         db.engine.dispose()
+
+
+# -- keys: no fixed fallback, generated once into instance/, independent of each other ---------
+
+def test_without_a_secret_key_one_is_generated_into_instance_readable_by_its_owner(instance_dir, caplog):
+    from admin.config import DefaultConfig
+
+    assert DefaultConfig.SECRET_KEY is None and DefaultConfig.ENCRYPTION_KEY is None
+    first = create_app({"DATABASE_URL": "sqlite://"})
+    key_file, enc_file = instance_dir / "secret_key", instance_dir / "encryption_key"
+    assert first.config["SECRET_KEY"] == key_file.read_text().strip()
+    assert len(first.config["SECRET_KEY"]) >= 40
+    assert first.config["ENCRYPTION_KEY"] == enc_file.read_text().strip()
+    assert first.config["ENCRYPTION_KEY"] != first.config["SECRET_KEY"]
+    for f in (key_file, enc_file):
+        assert oct(f.stat().st_mode & 0o777) == "0o600", f"{f.name} must be readable by its owner only"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("PAYDESK_SECRET_KEY is not set" in w for w in warnings), warnings
+    assert any("PAYDESK_ENCRYPTION_KEY is not set" in w for w in warnings), warnings
+    assert not any(first.config["SECRET_KEY"] in w for w in warnings), "the key itself is never logged"
+    # every later start (every gunicorn worker, the worker, the CLI) uses the same keys
+    again = create_app({"DATABASE_URL": "sqlite://"})
+    assert (again.config["SECRET_KEY"], again.config["ENCRYPTION_KEY"]) == (
+        first.config["SECRET_KEY"], first.config["ENCRYPTION_KEY"])
+
+
+def test_configured_keys_are_used_and_nothing_is_written(instance_dir):
+    app = create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": "configured", "ENCRYPTION_KEY": "enc"})
+    assert (app.config["SECRET_KEY"], app.config["ENCRYPTION_KEY"]) == ("configured", "enc")
+    assert not (instance_dir / "secret_key").exists() and not (instance_dir / "encryption_key").exists()
+
+
+def test_processes_starting_together_agree_on_the_generated_key(instance_dir):
+    import threading
+
+    from admin.keys import _read_or_create
+
+    path = str(instance_dir / "raced_key")
+    seen: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start():
+        barrier.wait()
+        seen.append(_read_or_create(path, lambda: os.urandom(16).hex())[0])
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and len(set(seen)) == 1
+    assert [p.name for p in instance_dir.iterdir() if p.name.startswith("raced_key")] == ["raced_key"]
+
+
+def test_a_cookie_signed_with_the_old_public_default_signs_nobody_in(instance_dir, tmp_path):
+    """The fixed value that used to be the default: a session forged with it is worthless now."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    from admin.services.users import create_user
+
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'forge.sqlite3'}"})
+    with app.app_context():
+        db.create_all()
+        user = create_user("admin@example.org", "correct horse battery", "admin")
+        forged_app = Flask("forger")
+        forged_app.secret_key = "dev-only-change-me"
+        serializer = SecureCookieSessionInterface().get_signing_serializer(forged_app)
+        for user_id in (str(user.id), user.get_id()):  # with or without knowing the session token
+            cookie = serializer.dumps({"_user_id": user_id, "_fresh": True})
+            client = app.test_client()
+            client.set_cookie("session", cookie)
+            assert client.get("/").status_code == 302
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_rotating_the_secret_key_keeps_stored_stripe_secrets_readable(instance_dir, tmp_path):
+    from admin.models import PaymentProcessor
+    from admin.services.processors import add_processor
+
+    url = f"sqlite:///{tmp_path / 'rotate.sqlite3'}"
+    first = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "old secret key"})
+    with first.app_context():
+        db.create_all()
+        add_processor(name="p", secret_key="sk_test_rotation_survives", webhook_secrets=["whsec_rot"])
+        db.engine.dispose()
+    second = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "new secret key"})
+    with second.app_context():
+        proc = db.session.get(PaymentProcessor, 1)
+        assert proc.secret_key == "sk_test_rotation_survives" and proc.webhook_secrets == ["whsec_rot"]
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.postgres_only  # SQLite stores an over-long string without complaint
+def test_database_errors_never_carry_the_values(app, backend):
+    """hide_parameters: an error (and any log of it) shows the SQL, never the parameter values sent with it.
+    (PostgreSQL's own DETAIL line may quote a conflicting key; paydesk's messages keep the first line only.)"""
+    from sqlalchemy.exc import StatementError
+
+    from admin.models import User
+
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["hide_parameters"] is True
+    marker = "secret-value-MARKER"
+    db.session.add(User(email=marker, password_hash=marker, role=marker, session_token=marker))  # role: 16 max
+    with pytest.raises(StatementError) as err:
+        db.session.commit()
+    db.session.rollback()
+    assert "parameters hidden" in str(err.value) and marker not in str(err.value)

@@ -125,3 +125,31 @@ def test_drift_is_detected(migrated_app):
     finally:
         table._columns.remove(col)
     assert any(d[0] == "add_column" and d[3].name == "drift_probe" for d in diff), diff
+
+
+@pytest.mark.postgres
+def test_session_token_migration_keeps_existing_staff(migrated_app, backend):
+    """Users made before the upgrade get a session token each (their old sessions end once); the
+    per-user failure counters go, and come back empty on a downgrade."""
+    from sqlalchemy import text
+
+    upgrade(revision="391b44f483a6")
+    with db.engine.begin() as conn:
+        for n in (1, 2):
+            conn.execute(text('INSERT INTO "user" (email, password_hash, role, active, failed_logins, created_at) '
+                              "VALUES (:e, 'h', 'admin', :t, 3, CURRENT_TIMESTAMP)"), {"e": f"u{n}@example.org", "t": True})
+        conn.execute(text("INSERT INTO rate_limit (key, count, window_start) VALUES "
+                          "('login-email:u1@example.org', 2, CURRENT_TIMESTAMP), "
+                          "('donate-card:fp_1', 1, CURRENT_TIMESTAMP)"))
+    upgrade(revision="662c014f2453")
+    with db.engine.connect() as conn:
+        tokens = [r[0] for r in conn.execute(text('SELECT session_token FROM "user" ORDER BY id'))]
+        keys = {r[0] for r in conn.execute(text("SELECT key FROM rate_limit"))}
+    assert len(tokens) == 2 and all(t and len(t) >= 40 for t in tokens) and tokens[0] != tokens[1]
+    assert keys == {"donate-card:fp_1"}
+    columns = {c["name"] for c in inspect(db.engine).get_columns("user")}
+    assert "session_token" in columns and not {"failed_logins", "locked_until"} & columns
+
+    downgrade(revision="391b44f483a6")
+    with db.engine.connect() as conn:
+        assert [r[0] for r in conn.execute(text('SELECT failed_logins FROM "user"'))] == [0, 0]

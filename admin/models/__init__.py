@@ -4,6 +4,7 @@ Datetimes are naive UTC (see ``admin.timeutil``). One module per area; everythin
 re-exported here, so ``from admin.models import X`` works for every table and constant.
 """
 
+from .alarms import CardTestingEpisode  # noqa: F401
 from .base import (  # noqa: F401
     CANCELLED,
     COMPLETED,

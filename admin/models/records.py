@@ -156,5 +156,9 @@ class StripePaymentIntent(db.Model):
     flags: Mapped[str | None] = mapped_column(String(100))
     referrer: Mapped[str | None] = mapped_column(String(255))
     extra_data: Mapped[str | None] = mapped_column(Text)
+    # Stripe's last_payment_error (message), and when paydesk learned of it: failed attempts in the
+    # last hour feed the card-testing alarm (admin.services.alarms).
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +24,13 @@ from ..timeutil import utcnow
 from .base import ROLES, created_column
 
 
+def new_session_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 class RateLimit(db.Model):
-    """A fixed-window counter: failed sign-ins per address, donation attempts per card or address, ..."""
+    """A fixed-window counter: failed sign-ins per address and per account at an address, donation
+    attempts per card or address, ... (``admin.services.ratelimit``)."""
 
     __tablename__ = "rate_limit"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -40,14 +46,23 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="viewer")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    # Part of every session's user id: changing it (sign-out, new password, revoke) ends every session.
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = created_column()
 
     @property
     def is_active(self) -> bool:  # Flask-Login
         return self.active
+
+    def get_id(self) -> str:  # Flask-Login keeps this in the session; the user loader checks both parts
+        if not self.session_token:
+            self.session_token = new_session_token()
+        return f"{self.id}.{self.session_token}"
+
+    def end_sessions(self) -> None:
+        """Every session signed in before this (any browser, any saved cookie) stops working."""
+        self.session_token = new_session_token()
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

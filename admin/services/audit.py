@@ -48,14 +48,23 @@ def current_actor() -> tuple[int | None, str]:
     except Exception:  # pragma: no cover - outside Flask
         pass
     import getpass
+    import os
 
-    return None, f"cli:{getpass.getuser()}"
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no login name for this uid (some containers)
+        name = f"uid{os.getuid()}"
+    return None, f"cli:{name}"[:255]
 
 
 def record(action: str, *, object_type: str | None = None, object_id: str | None = None,
            processor_id: int | None = None, parameters: dict[str, Any] | None = None, ok: bool = True,
-           message: str | None = None, stripe_request_id: str | None = None, commit: bool = True) -> AuditLog:
-    user_id, actor = current_actor()
+           message: str | None = None, stripe_request_id: str | None = None, commit: bool = True,
+           actor: str | None = None, user_id: int | None = None) -> AuditLog:
+    """One audit entry. ``actor``/``user_id`` name who acted when it is not the signed-in user, the
+    person a job acts for, or the CLI (a sign-in: the account signing in; a failed one: ``anonymous``)."""
+    if actor is None:
+        user_id, actor = current_actor()
     entry = AuditLog(user_id=user_id, actor=actor[:255], action=action, object_type=object_type,
                      object_id=object_id and str(object_id)[:255], processor_id=processor_id,
                      parameters=parameters, result="ok" if ok else "error",

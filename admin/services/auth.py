@@ -1,24 +1,31 @@
-"""Staff sign-in with throttling.
+"""Staff sign-in with throttling, sign-out, and the audit entries for both.
 
-Two brakes on guessing passwords:
+One mechanism, the ``rate_limit`` table (``admin.services.ratelimit``), with two counters for
+each failed attempt, both keyed by the client address (proxy-corrected, see
+``PAYDESK_TRUSTED_PROXIES``):
 
-- per account: ``User.failed_logins`` counts wrong passwords; at ``LOGIN_MAX_FAILURES`` the
-  account is locked for ``LOGIN_LOCKOUT_SECONDS`` (``User.locked_until``). While locked even
-  the right password is refused. Addresses without an account get the same treatment via a
-  ``login-email:`` rate-limit row, so a lock-out does not tell anyone which addresses exist.
-- per client address: a ``login-ip:<addr>`` rate-limit row; ``LOGIN_IP_MAX_FAILURES``
-  failures in ``LOGIN_LOCKOUT_SECONDS`` block that address for as long.
+- per account at an address (``login-account:<email>|<address>``): ``LOGIN_MAX_FAILURES``
+  failures in ``LOGIN_LOCKOUT_SECONDS`` block that account *from that address* for as long.
+  Addresses with no account are counted the same way, so a block does not tell anyone which
+  accounts exist.
+- per address (``login-ip:<address>``): ``LOGIN_IP_MAX_FAILURES`` failures, whatever the
+  accounts, block that address for ``LOGIN_LOCKOUT_SECONDS``.
 
-Unknown address, wrong password and disabled account all get the same message. A
-successful sign-in clears the account's counters (not the address's: one valid account
-must not reset the brake on guessing the others).
+Only the failing address is ever blocked: the owner of an account under attack signs in
+from their own address as usual. While a block lasts even the right password is refused
+from there (otherwise the block would be an oracle). A successful sign-in clears its own
+account-and-address counter, not the address's (one valid account must not reset the brake
+on guessing the others).
+
+Unknown address, wrong password and disabled account all get the same message. Every
+sign-in, failed sign-in and sign-out writes an audit entry in the same transaction as the
+counters; a failed one names the attempted email and the address, never the password.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -27,7 +34,7 @@ from ..dbutil import immediate
 from ..extensions import db
 from ..models import User
 from ..timeutil import utcnow
-from . import ratelimit
+from . import audit, ratelimit
 from .users import find_user
 
 BAD_CREDENTIALS = "That email and password do not match an account."
@@ -51,11 +58,6 @@ def locked_message(seconds: int) -> str:
     return f"Too many failed attempts. Try again in {minutes} {unit}."
 
 
-def _settings() -> tuple[int, int, int]:
-    cfg = current_app.config
-    return int(cfg["LOGIN_MAX_FAILURES"]), int(cfg["LOGIN_LOCKOUT_SECONDS"]), int(cfg["LOGIN_IP_MAX_FAILURES"])
-
-
 def _equalise_timing(password: str) -> None:
     """Spend as long as a real password check when there is no account to check against."""
     global _DUMMY_HASH
@@ -64,54 +66,58 @@ def _equalise_timing(password: str) -> None:
     check_password_hash(_DUMMY_HASH, password)
 
 
-def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
-    """Check credentials under the throttles; records failures, resets on success. Commits."""
-    max_failures, lockout, ip_max = _settings()
-    immediate()  # every path below writes: on SQLite, wait for the worker's write lock instead of failing
-    now = utcnow()
-    ip_key = f"login-ip:{client_addr or 'unknown'}"
-    email_norm = (email or "").strip().lower()
+def throttle_keys(email: str, client_addr: str | None) -> tuple[str, str]:
+    """(per-address key, per-account-at-address key) for a sign-in attempt."""
+    addr = client_addr or "unknown"
+    return ratelimit.safe_key("login-ip", addr), ratelimit.safe_key("login-account", email, addr)
 
-    wait = ratelimit.blocked_for(ip_key, now)
+
+def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
+    """Check credentials under the throttles; records failures, clears on success, audits both. Commits."""
+    cfg = current_app.config
+    max_failures, lockout, ip_max = (int(cfg["LOGIN_MAX_FAILURES"]), int(cfg["LOGIN_LOCKOUT_SECONDS"]),
+                                     int(cfg["LOGIN_IP_MAX_FAILURES"]))
+    now = utcnow()
+    addr = client_addr or "unknown"
+    email_norm = (email or "").strip().lower()
+    ip_key, account_key = throttle_keys(email_norm, addr)
+    immediate()  # every path below writes: on SQLite, wait for the worker's write lock instead of failing
+
+    wait = max(ratelimit.blocked_for(ip_key, now), ratelimit.blocked_for(account_key, now))
     if wait:
+        _audit_failure(email_norm, addr, "refused: this address is blocked after too many failed attempts")
+        db.session.commit()
         return SignIn(error=locked_message(wait), locked_seconds=wait)
 
     user = find_user(email_norm)
     if user is None:
-        email_key = f"login-email:{email_norm}"
-        wait = ratelimit.blocked_for(email_key, now)
-        if wait:
-            return SignIn(error=locked_message(wait), locked_seconds=wait)
         _equalise_timing(password)
-        wait = ratelimit.hit(email_key, limit=max_failures, window=lockout, block=lockout, now=now)
-        return _fail(ip_key, ip_max, lockout, now, wait)
+    elif user.check_password(password) and user.active:
+        ratelimit.reset(account_key)
+        user.last_login_at = now
+        audit.record("user.sign_in", object_type="user", object_id=str(user.id), parameters={"address": addr},
+                     actor=user.email, user_id=user.id, commit=False)
+        db.session.commit()
+        return SignIn(user=user)
 
-    if user.locked_until is not None and user.locked_until > now:
-        wait = math.ceil((user.locked_until - now).total_seconds())
-        return SignIn(error=locked_message(wait), locked_seconds=wait)
-
-    if not user.check_password(password) or not user.active:
-        if user.locked_until is not None:  # an expired lock: start counting afresh
-            user.locked_until = None
-            user.failed_logins = 0
-        user.failed_logins = (user.failed_logins or 0) + 1
-        wait = 0
-        if user.failed_logins >= max_failures:
-            user.locked_until = now + timedelta(seconds=lockout)
-            wait = lockout
-        return _fail(ip_key, ip_max, lockout, now, wait)
-
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+    wait = max(ratelimit.hit(account_key, limit=max_failures, window=lockout, block=lockout, now=now),
+               ratelimit.hit(ip_key, limit=ip_max, window=lockout, block=lockout, now=now))
+    _audit_failure(email_norm, addr, "wrong email or password" + ("; address now blocked" if wait else ""))
     db.session.commit()
-    return SignIn(user=user)
-
-
-def _fail(ip_key: str, ip_max: int, lockout: int, now: datetime, account_wait: int) -> SignIn:
-    ip_wait = ratelimit.hit(ip_key, limit=ip_max, window=lockout, block=lockout, now=now)
-    db.session.commit()
-    wait = max(account_wait, ip_wait)
     if wait:
         return SignIn(error=locked_message(wait), locked_seconds=wait)
     return SignIn(error=BAD_CREDENTIALS)
+
+
+def _audit_failure(email: str, addr: str, message: str) -> None:
+    shown = "".join(c if c.isprintable() else "?" for c in email[:255])  # as typed, minus control characters
+    audit.record("user.sign_in_failed", object_type="user", parameters={"email": shown, "address": addr},
+                 ok=False, message=message, actor="anonymous", commit=False)
+
+
+def sign_out(user: User, client_addr: str | None) -> None:
+    """End every session of ``user`` (a saved copy of the cookie stops working too). Commits."""
+    user.end_sessions()
+    audit.record("user.sign_out", object_type="user", object_id=str(user.id),
+                 parameters={"address": client_addr or "unknown"}, actor=user.email, user_id=user.id, commit=False)
+    db.session.commit()

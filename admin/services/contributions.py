@@ -35,8 +35,10 @@ from ..models import (
 )
 from ..stripe_gateway import GatewayError
 from ..stripe_shapes import (
+    currency_of,
     failure_message,
     invoice_payment_refs,
+    minor_units,
     paid_invoice_payment,
     sid,
     subscription_of_invoice,
@@ -172,8 +174,8 @@ def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, cha
     c = by_intent_or_trxn(processor.id, pi_id, charge["id"])
     if c is None:
         c = Contribution(processor_id=processor.id, contact=contact or contact_for_charge(reader, processor, charge),
-                         amount=int(charge.get("amount_captured") or charge.get("amount") or 0),  # partial capture
-                         currency=charge["currency"].lower(), status=PENDING,
+                         amount=captured_amount(charge),  # partial capture
+                         currency=currency_of(charge), status=PENDING,
                          payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
                          receive_date=from_unix(charge.get("created")), description=charge.get("description"),
                          source="stripe")
@@ -216,8 +218,8 @@ def _failed_attempt(processor: PaymentProcessor, pi_id: str | None, charge_id: s
     if c is not None:
         fail(c, message)
         return c
-    c = Contribution(processor_id=processor.id, contact=contact(), amount=int(obj.get("amount") or 0),
-                     currency=obj["currency"].lower(), status=FAILED, trxn_id=charge_id, payment_intent_id=pi_id,
+    c = Contribution(processor_id=processor.id, contact=contact(), amount=minor_units(obj, "amount"),
+                     currency=currency_of(obj), status=FAILED, trxn_id=charge_id, payment_intent_id=pi_id,
                      customer_id=sid(obj.get("customer")), receive_date=from_unix(obj.get("created")),
                      description=obj.get("description"), source="stripe",
                      failure_message=(message or "payment failed")[:500])
@@ -239,8 +241,8 @@ def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv
             c = None
     if c is None:
         customer_id = sid(inv.get("customer"))
-        c = Contribution(processor_id=processor.id, amount=int(inv.get("amount_due") or inv.get("total") or 0),
-                         currency=inv["currency"].lower(), status=PENDING, customer_id=customer_id,
+        c = Contribution(processor_id=processor.id, amount=minor_units(inv, "amount_due") or minor_units(inv, "total"),
+                         currency=currency_of(inv), status=PENDING, customer_id=customer_id,
                          contact=(recur.contact if recur and recur.contact else
                                   contact_for_customer(reader, processor, customer_id)),
                          receive_date=from_unix(inv.get("created")), source="stripe",
@@ -341,6 +343,12 @@ def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True
 
 # -- payments and refunds ---------------------------------------------------------------
 
+def captured_amount(charge: dict) -> int:
+    """What a charge took: the captured amount (a partial capture), else its amount. Integers only."""
+    amount = minor_units(charge, "amount")  # checked even when the captured amount is what counts
+    return minor_units(charge, "amount_captured") or amount
+
+
 def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> Payment | None:
     """The charge as a payment on ``c`` (once per charge id), then its refunds."""
     if charge.get("status") != "succeeded" or charge.get("captured") is False:
@@ -348,14 +356,14 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
                                                   Payment.trxn_id == charge["id"]))
     if pay is None:
-        amount = int(charge.get("amount_captured") or charge.get("amount") or 0)
+        amount = captured_amount(charge)
         fee, net = _fee_and_net(reader, charge, amount)
         pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"], charge_id=charge["id"],
-                      amount=amount, fee=fee, net=net, currency=charge["currency"].lower(), status=COMPLETED,
+                      amount=amount, fee=fee, net=net, currency=currency_of(charge), status=COMPLETED,
                       payment_date=from_unix(charge.get("created")))
         db.session.add(pay)
     else:
-        amount = int(charge.get("amount_captured") or charge.get("amount") or 0)
+        amount = captured_amount(charge)
         if pay.amount != amount or pay.status != COMPLETED:  # corrected to Stripe's (reconciliation)
             pay.fee, pay.net = _fee_and_net(reader, charge, amount)
             pay.amount, pay.status = amount, COMPLETED
@@ -374,7 +382,7 @@ def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, 
         if err.not_found:
             return 0, amount
         raise
-    return int(bt.get("fee") or 0), int(bt.get("net") if bt.get("net") is not None else amount)
+    return minor_units(bt, "fee"), minor_units(bt, "net", default=amount)
 
 
 def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
@@ -385,8 +393,8 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
         counted = r.get("status") in REFUND_COUNTED
         if pay is None and counted:
             db.session.add(Payment(contribution=c, processor_id=c.processor_id, trxn_id=r["id"],
-                                   charge_id=charge["id"], refund_id=r["id"], amount=-int(r["amount"]), fee=0,
-                                   net=-int(r["amount"]), currency=(r.get("currency") or c.currency).lower(),
+                                   charge_id=charge["id"], refund_id=r["id"], amount=-minor_units(r, "amount"), fee=0,
+                                   net=-minor_units(r, "amount"), currency=(r.get("currency") or c.currency).lower(),
                                    status=PAYMENT_REFUNDED, payment_date=from_unix(r.get("created"))))
         elif pay is not None:
             # a refund that failed or was cancelled gives the money back
@@ -404,9 +412,9 @@ def _refunds_of(reader: StripeReader, charge: dict, have_recorded: bool) -> list
     """
     listing = charge.get("refunds") or {}
     embedded = listing.get("data")
-    refunded = int(charge.get("amount_refunded") or 0)
+    refunded = minor_units(charge, "amount_refunded")
     if embedded is not None and not listing.get("has_more"):
-        if sum(int(r["amount"]) for r in embedded if r.get("status") in REFUND_COUNTED) == refunded:
+        if sum(minor_units(r, "amount") for r in embedded if r.get("status") in REFUND_COUNTED) == refunded:
             return embedded
     elif not refunded and not have_recorded:
         return []

@@ -28,7 +28,7 @@ from ..models import (
     WebhookRejection,
 )
 from ..timeutil import utcnow
-from .intents import INCOMPLETE  # PaymentIntent statuses that mean "started, not finished"
+from .intents import OPEN  # PaymentIntent statuses that mean "started, not finished"
 
 # Contributions that brought money in (a partial refund keeps the rest).
 RECEIVED_STATUSES = (COMPLETED, PARTIALLY_REFUNDED)
@@ -79,7 +79,7 @@ def dashboard_counts(now: datetime | None = None) -> DashboardCounts:
     c.events_24h_error = _count(
         select(func.count()).select_from(StripeEvent).where(recent, StripeEvent.status == EV_ERROR))
     c.intents_incomplete = _count(select(func.count()).select_from(StripePaymentIntent)
-                                  .where(StripePaymentIntent.status.in_(INCOMPLETE)))
+                                  .where(StripePaymentIntent.status.in_(OPEN)))
     c.subscriptions_active = _count(select(func.count()).select_from(ContributionRecur)
                                     .where(ContributionRecur.status == RECUR_IN_PROGRESS))
 

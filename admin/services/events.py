@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, literal, or_, select, union_all
 
+from ..dbutil import parse_id
 from ..extensions import db
 from ..listing import Filter, Page, keyset_page
 from ..models import (
@@ -177,7 +178,8 @@ def count(flt: EventFilter) -> int:
 
 
 def find_event(row_id: int) -> StripeEvent:
-    row = db.session.get(StripeEvent, row_id) if 0 < row_id <= 2**63 - 1 else None
+    row_id = parse_id(row_id)
+    row = db.session.get(StripeEvent, row_id) if row_id else None
     if row is None:
         raise ServiceError(f"no stored event with id {row_id}")
     return row

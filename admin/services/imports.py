@@ -7,7 +7,7 @@ transaction as the records.
 
 from __future__ import annotations
 
-from ..dbutil import immediate
+from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import Contact, Contribution, PaymentProcessor
 from ..stripe_gateway import GatewayError
@@ -25,7 +25,7 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
         raise ServiceError(f"{charge_id!r} is not a charge id (they start with ch_)", field="charge")
     contact = None
     if contact_id is not None:
-        contact = db.session.get(Contact, contact_id) if 0 < contact_id < 2**63 else None
+        contact = db.session.get(Contact, parse_id(contact_id)) if parse_id(contact_id) else None
         if contact is None:
             raise ServiceError(f"no contact {contact_id}", field="contact_id")
     reader = StripeReader(processor, fresh=True)

@@ -29,7 +29,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from ..dbutil import immediate, insert_ignore
+from ..dbutil import immediate, insert_ignore, parse_id
 from ..extensions import db
 from ..failures import describe, is_transient
 from ..listing import Filter, Page, keyset_page
@@ -86,7 +86,7 @@ def kind(name: str) -> JobKind:
 
 
 def _load_kinds() -> None:
-    from . import event_jobs, reconcile  # noqa: F401  (importing registers the kinds)
+    from . import event_jobs, intent_jobs, reconcile  # noqa: F401  (importing registers the kinds)
 
 
 class JobContext:
@@ -176,7 +176,7 @@ def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = 
 
 
 def get(job_id: int) -> Job:
-    job = db.session.get(Job, job_id)
+    job = db.session.get(Job, parse_id(job_id)) if parse_id(job_id) else None
     if job is None:
         raise ServiceError(f"no job {job_id}")
     return job

@@ -2,8 +2,11 @@
 
 A key (``"login-ip:203.0.113.9"``, ``"donate-card:<fingerprint>"``, ...) counts hits in a
 window of ``window`` seconds; reaching ``limit`` blocks the key for ``block`` seconds.
+``blocked_for(key)`` says how long a block has left, ``reset(key)`` forgets a key, and
+``safe_key(prefix, *parts)`` builds a key that always fits the column.
 Callers commit (``hit`` leaves the change in the session). On PostgreSQL the
-row is locked while it is updated; SQLite serialises writers anyway.
+row is locked while it is updated; SQLite serialises writers anyway. Rows live in the
+database, so every web process (gunicorn workers, several machines) shares the counts.
 """
 
 from __future__ import annotations
@@ -49,3 +52,22 @@ def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None =
         row.count = 0
         row.window_start = now
     return blocked_for(key, now) if row.blocked_until else 0
+
+
+def reset(key: str) -> None:
+    """Forget ``key``'s count and any block on it (e.g. after a successful sign-in). Callers commit."""
+    row = db.session.get(RateLimit, key, with_for_update=True)
+    if row is not None:
+        db.session.delete(row)
+
+
+def safe_key(prefix: str, *parts: str) -> str:
+    """``prefix:part|part`` if it fits the key column (255), else ``prefix:#<sha256>``: attacker-chosen
+    parts (an email typed into a form, a forwarded address) can never make a key too long."""
+    import hashlib
+
+    joined = "|".join(parts)
+    key = f"{prefix}:{joined}"
+    if len(key) <= 200 and all(31 < ord(c) < 127 for c in joined):
+        return key
+    return f"{prefix}:#{hashlib.sha256(joined.encode('utf-8', 'replace')).hexdigest()}"

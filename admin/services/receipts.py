@@ -7,6 +7,7 @@ is what the demo and the tests read.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import smtplib
 from email.message import EmailMessage
@@ -18,7 +19,7 @@ from ..extensions import db
 from ..models import Contribution, OutboxTask
 from ..money import format_money
 from ..timeutil import utcnow
-from .outbox import enqueue, runner
+from .outbox import begin_side_effect, enqueue, runner
 
 
 def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
@@ -46,16 +47,36 @@ def build_receipt(contribution: Contribution) -> EmailMessage | None:
     return msg
 
 
+def message_id(contribution: Contribution) -> str:
+    """The receipt's Message-ID: the same each time this contribution's receipt is sent, so a mail system
+    can drop a repeat; different for every contribution, processor and paydesk site (BASE_URL, SITE_NAME)."""
+    cfg = current_app.config
+    host = urlparse(cfg["BASE_URL"]).hostname or "paydesk.invalid"
+    seed = f"{cfg['SITE_NAME']}|{cfg['BASE_URL'].rstrip('/')}|{contribution.processor_id}|{contribution.id}"
+    return f"<receipt.{contribution.id}.{hashlib.blake2b(seed.encode(), digest_size=8).hexdigest()}@{host}>"
+
+
 @runner("receipt")
-def send_receipt(task: OutboxTask) -> None:
+def send_receipt(task: OutboxTask):
+    """Send the receipt once; returns how to record it (the outbox commits that with the task's success,
+    retrying while the database is away, so a receipt sent is never sent again because of an outage)."""
     contribution = db.session.get(Contribution, task.payload["contribution_id"])
     if contribution is None or contribution.receipt_sent_at:
-        return
+        return None
     msg = build_receipt(contribution)
     if msg is None:
-        return  # nobody to send it to; nothing to retry
-    deliver(msg, f"receipt-{contribution.id}")
-    contribution.receipt_sent_at = utcnow()
+        return None  # nobody to send it to; nothing to retry
+    msg["Message-ID"] = message_id(contribution)
+    contribution_id = contribution.id
+    begin_side_effect(task)  # from here on, this task is neither retried nor handed back blindly
+    deliver(msg, f"receipt-{contribution_id}")
+
+    def record() -> None:
+        sent = db.session.get(Contribution, contribution_id)
+        if sent is not None:
+            sent.receipt_sent_at = utcnow()
+
+    return record
 
 
 def deliver(msg: EmailMessage, name: str) -> None:

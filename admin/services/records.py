@@ -19,7 +19,6 @@ from ..models import (
     Payment,
     StripeCustomer,
     StripeEvent,
-    StripePaymentIntent,
 )
 from ..money import format_money
 
@@ -117,24 +116,6 @@ def list_recurring(*, status: str | None = None, subscription_id: str | None = N
     return [recur_dict(r) for r in _page(q, limit)]
 
 
-def intent_dict(i: StripePaymentIntent) -> dict[str, Any]:
-    return {"id": i.id, "payment_intent_id": i.stripe_intent_id, "status": i.status, "amount": i.amount,
-            "currency": i.currency, "display_amount": format_money(i.amount, i.currency),
-            "customer_id": i.customer_id, "contact_id": i.contact_id, "contribution_id": i.contribution_id,
-            "capture_method": i.capture_method, "description": i.description,
-            "created_date": _iso(i.created_date), "processor_id": i.processor_id}
-
-
-def list_intents(*, status: str | None = None, processor_id: int | None = None,
-                 limit: int | None = 50) -> list[dict]:
-    q = select(StripePaymentIntent).order_by(StripePaymentIntent.created_date.desc(), StripePaymentIntent.id.desc())
-    if status:
-        q = q.where(StripePaymentIntent.status == status)
-    if processor_id is not None:
-        q = q.where(StripePaymentIntent.processor_id == processor_id)
-    return [intent_dict(i) for i in _page(q, limit)]
-
-
 def event_dict(e: StripeEvent, raw: bool = False) -> dict[str, Any]:
     out = {"id": e.id, "event_id": e.event_id, "type": e.type, "created": e.created, "status": e.status,
            "status_reason": e.status_reason, "last_error": e.last_error, "attempts": e.attempts,
@@ -145,7 +126,11 @@ def event_dict(e: StripeEvent, raw: bool = False) -> dict[str, Any]:
     if raw:
         import json
 
-        out["raw"] = json.loads(e.raw)
+        try:
+            out["raw"] = json.loads(e.raw)
+        except (TypeError, ValueError, RecursionError):  # stored before the door checked bodies: report it
+            out["raw"] = None
+            out["raw_error"] = "the stored body is not valid JSON"
     return out
 
 

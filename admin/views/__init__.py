@@ -12,6 +12,7 @@ def register_blueprints(app: Flask) -> None:
     from .errors import bp as errors_bp
     from .events import bp as events_bp
     from .health import bp as health_bp
+    from .intents import bp as intents_bp
     from .jobs import bp as jobs_bp
     from .reconcile import bp as reconcile_bp
 
@@ -22,18 +23,26 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(events_bp)
+    app.register_blueprint(intents_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(reconcile_bp)
-    app.context_processor(lambda: {"nav_items": nav_items})
+    app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
     _template_filters(app)
+
+
+def _card_testing_alarms() -> list:
+    from ..services.alarms import banner_alarms
+
+    return banner_alarms()
 
 
 def _template_filters(app: Flask) -> None:
     from ..services.events import count_label, dashboard_url
-    from ..timeutil import from_unix
+    from ..timeutil import format_age, from_unix
 
     app.add_template_filter(from_unix, "from_unix")
+    app.add_template_filter(format_age, "age")
     app.add_template_filter(dashboard_url, "dashboard_url")
     app.add_template_global(count_label, "count_label")
 

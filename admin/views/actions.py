@@ -16,6 +16,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from ..dbutil import parse_id
 from ..htmx import is_htmx
 from ..services import ServiceError
 from ..services import jobs as jobs_service
@@ -40,7 +41,7 @@ def bulk_selection(form) -> dict[str, Any] | None:
         if not isinstance(criteria, dict):
             raise ServiceError("the filter for this bulk action is damaged; reload the page")
         return {"filter": criteria}
-    ids = sorted({int(i) for i in form.getlist("ids") if i.isdigit() and 0 < int(i) < 2**63}, reverse=True)
+    ids = sorted({parse_id(i) for i in form.getlist("ids")} - {None}, reverse=True)
     return {"ids": ids} if ids else None
 
 

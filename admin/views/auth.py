@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user, logout_user
 
 from ..forms import EmptyForm, LoginForm
 from ..htmx import is_htmx
 from ..security import safe_next
-from ..services.auth import authenticate
+from ..services.auth import authenticate, sign_out
 
 bp = Blueprint("auth", __name__)
 
@@ -23,6 +34,9 @@ def login():
     if form.validate_on_submit():
         result = authenticate(form.email.data, form.password.data, request.remote_addr)
         if result.ok:
+            # A fresh session: nothing from before sign-in survives, the CSRF token included.
+            session.clear()
+            g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
             login_user(result.user)
             return redirect(next_url)
         form.form_errors.append(result.error)
@@ -36,7 +50,9 @@ def login():
 def logout():
     form = EmptyForm()
     if form.validate_on_submit() and current_user.is_authenticated:
+        sign_out(current_user._get_current_object(), request.remote_addr)
         logout_user()
+        session.clear()
         flash("You are signed out.", "info")
     target = url_for("auth.login")
     if is_htmx():

@@ -1,24 +1,30 @@
 """``POST /webhooks/stripe/<ppid>``: verify, store, answer. Nothing else happens here.
 
 No Stripe call and no business record is made inside the request; the worker
-does that from the stored row.
+does that from the stored row. Whatever arrives, the answer is never a 500:
+an id out of range is 404 before any lookup; a bad signature, a body that is
+not UTF-8 JSON or an envelope of the wrong shape is 400 with a short reason
+(``ingest.parse_event``); signing secrets that cannot be decrypted (a wrong
+``PAYDESK_ENCRYPTION_KEY``) are 503, so Stripe retries once the key is fixed.
+Log lines name the processor, the reason and the event id and type, never
+the body or a secret.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import update
 
-from ..dbutil import immediate, insert_ignore
+from ..crypto import SecretDecryptError
+from ..dbutil import MAX_ID, immediate, insert_ignore
 from ..extensions import csrf, db
 from ..models import WebhookRejection
 from ..services.processors import processor_ref
 from ..stripe_gateway import WebhookSignatureError, verify_webhook
 from ..timeutil import utcnow
-from .ingest import store_event
+from .ingest import EnvelopeError, parse_event, store_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -46,10 +52,16 @@ def count_rejection(ppid: int | None, reason: str) -> None:
     db.session.commit()
 
 
-@bp.post("/webhooks/stripe/<int:ppid>")
+@bp.post(f"/webhooks/stripe/<int(min=1, max={MAX_ID}):ppid>")
 @csrf.exempt
 def receive(ppid: int):
-    proc = processor_ref(ppid)
+    try:
+        proc = processor_ref(ppid)
+    except SecretDecryptError as err:
+        log.error("webhook for processor %s answered 503: %s", ppid, err.message)
+        response = jsonify(error="paydesk cannot read this processor's signing secrets now; retry later")
+        response.headers["Retry-After"] = "300"
+        return response, 503
     if proc is None or not proc.active:
         return jsonify(error="unknown payment processor"), 404
     limit = current_app.config["WEBHOOK_MAX_BYTES"]
@@ -63,11 +75,10 @@ def receive(ppid: int):
                        current_app.config["WEBHOOK_TOLERANCE"])
     except WebhookSignatureError as err:
         return _reject(ppid, err.reason, 400)
+    text = body.decode("utf-8")  # verify_webhook refused anything that is not UTF-8
     try:
-        event = json.loads(body)
-    except ValueError:
-        return _reject(ppid, "body is not JSON", 400)
-    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        return _reject(ppid, "not a Stripe event: id and type are required", 400)
-    inserted = store_event(proc, event, body.decode("utf-8"))
+        event = parse_event(text)
+    except EnvelopeError as err:
+        return _reject(ppid, err.reason, 400)
+    inserted = store_event(proc, event, text)
     return jsonify(received=True, duplicate=not inserted)

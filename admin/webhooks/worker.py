@@ -15,6 +15,14 @@
   retried with exponential backoff up to ``WORKER_MAX_ATTEMPTS``, then left
   in ``error``; permanent ones go to ``error`` at once; types with no handler
   are ``ignored`` with the reason.
+* database gone: when even recording a failure fails because the database is
+  unreachable, the rest of the claimed batch is handed back to the queue as
+  soon as the database answers again (retried with backoff), instead of
+  waiting out its lease; the loop backs off while the database is away and
+  logs one traceback per distinct error, then a summary line per interval.
+* processes: ``worker --processes N`` is a supervisor of N worker processes:
+  it reaps one that exits, starts another in its place (with a growing pause
+  while they keep dying), logs each restart, and stops them all on SIGTERM.
 """
 
 from __future__ import annotations
@@ -33,11 +41,12 @@ from flask import Flask, current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..dbutil import immediate, lock_objects
+from ..dbutil import DATABASE_SUMMARY, immediate, lock_objects, retry_while_unavailable, rollback_quietly
 from ..extensions import db
-from ..failures import describe, is_transient
+from ..failures import database_unavailable, describe, is_transient
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
 from ..models.jobs import EventAttempt
+from ..outage import throttled
 from ..services import jobs, outbox
 from ..services.processors import processor_ref
 from ..stripe_gateway import GatewayError
@@ -124,7 +133,9 @@ def process(claimed: Claimed, worker: str, *, actor: str | None = None,
         db.session.commit()
         return status
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event, never swallowed
-        db.session.rollback()
+        rollback_quietly()
+        if database_unavailable(exc):
+            raise  # not the event's fault: run_batch hands it back, with the rest of the batch
         return _record_failure(row_id, worker, exc, actor=actor, started=started, on_done=on_done,
                                request_ids=ctx.reader.request_ids if ctx is not None else [])
 
@@ -177,13 +188,51 @@ def backoff(attempts: int, *, conflict: bool = False) -> timedelta:
 
 
 def run_batch(worker: str) -> int:
-    """Claim and process one batch of events, then run due side effects; how many events were processed."""
+    """Claim and process one batch of events, then run due side effects; how many events and tasks were
+    handled (processed, or handed back to the queue because the database went away)."""
     claimed = claim(worker, current_app.config["WORKER_BATCH"])
-    for one in claimed:
-        process(one, worker)
+    claimed_at = time.monotonic()
+    for i, one in enumerate(claimed):
+        try:
+            process(one, worker)
+            continue
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            lost = exc
+        # The database went away mid-event (not even the failure could be recorded): hand this event and the
+        # rest back as soon as it answers, rather than leave them to wait out the lease (WORKER_LEASE_SECONDS).
+        # Outside the except block, so a failure here does not log the first one's traceback again.
+        release(worker, claimed[i:], lost, until=claimed_at + current_app.config["WORKER_LEASE_SECONDS"])
+        return len(claimed)
     ran = outbox.run_due(worker, current_app.config["WORKER_BATCH"])
     ran += jobs.run_due(worker, current_app.config["JOB_SLICE_SECONDS"])
     return len(claimed) + ran
+
+
+def release(worker: str, events: list[Claimed], exc: Exception, *, until: float | None = None) -> None:
+    """Put claimed events back in the queue, due now, as soon as the database answers (retried with backoff
+    until ``until``, the end of their lease, when anyone may claim them anyway). The first was being
+    processed when the database went away: it keeps its attempt and the error; the others were not
+    attempted and get theirs back."""
+    first, rest = events[0].id, [e.id for e in events[1:]]
+    message = describe(exc)[:4000]
+
+    def hand_back() -> None:
+        mine = (StripeEvent.locked_by == worker, StripeEvent.status == EV_PROCESSING)
+        back = {"status": EV_QUEUED, "locked_by": None, "locked_until": None, "next_attempt_at": utcnow()}
+        immediate()
+        db.session.execute(update(StripeEvent).where(StripeEvent.id == first, *mine)
+                           .values(last_error=message, **back).execution_options(synchronize_session=False))
+        if rest:
+            db.session.execute(update(StripeEvent).where(StripeEvent.id.in_(rest), *mine)
+                               .values(attempts=StripeEvent.attempts - 1, **back)
+                               .execution_options(synchronize_session=False))
+        db.session.commit()
+
+    retry_while_unavailable(hand_back, what=f"handing {len(events)} claimed event(s) back to the queue",
+                            until=until)
+    log.warning("database unavailable mid-batch: %d claimed event(s) handed back to the queue", len(events))
 
 
 def run_once(max_rounds: int = 10_000) -> int:
@@ -208,12 +257,23 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
     def loop() -> None:
         with app.app_context():
             worker = worker_name()
+            outage = throttled("database", DATABASE_SUMMARY, log)
+            failures = throttled("worker", "worker batch failed {n} times in the last {seconds} s", log)
+            pause = 0.0
             while not stop.is_set():
                 try:
                     done = run_batch(worker)
-                except Exception:  # noqa: BLE001 - keep the worker alive; the event rows keep the state
-                    db.session.rollback()
-                    log.exception("worker batch failed")
+                    pause = 0.0
+                except Exception as exc:  # noqa: BLE001 - keep the worker alive; the event rows keep the state
+                    rollback_quietly()
+                    if database_unavailable(exc):
+                        # Try again soon (at most DB_RETRY_BACKOFF_MAX apart): work resumes within that
+                        # long of the database's return.
+                        outage.error(exc, "worker waiting for the database")
+                        pause = min(max(2 * pause, 0.05), app.config["DB_RETRY_BACKOFF_MAX"])
+                        stop.wait(pause)
+                        continue
+                    failures.error(exc, "worker batch failed")
                     done = 0
                 if not done:
                     stop.wait(app.config["WORKER_IDLE_SLEEP"])
@@ -229,30 +289,114 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                 t.join()
 
 
-def run_processes(app: Flask, processes: int, concurrency: int) -> None:
-    """``processes`` worker processes of ``concurrency`` threads each (PostgreSQL): Python threads share
-    one core, processes use them all. Children are forked before any thread starts, drop the
-    inherited connections, and stop with the parent (SIGINT/SIGTERM)."""
+# -- worker --processes N: a supervisor --------------------------------------------------------------
+
+QUICK_EXIT_SECONDS = 60.0  # a process that dies sooner than this after its start "keeps dying"
+
+
+def restart_pause(quick_exits: int, cap: float) -> float:
+    """Seconds to wait before starting a replacement: none after one death, then 1, 2, 4, ... up to ``cap``
+    while each replacement dies again within ``QUICK_EXIT_SECONDS``."""
+    return 0.0 if quick_exits <= 1 else min(cap, 2.0 ** (quick_exits - 2))
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class _Slot:
+    def __init__(self, name: str):
+        self.name = name
+        self.proc = None
+        self.started = 0.0
+        self.quick_exits = 0
+        self.start_at = 0.0  # monotonic time of the next start, while waiting to restart
+
+
+def run_processes(app: Flask, processes: int, concurrency: int, *, target=None,
+                  stop: threading.Event | None = None) -> None:
+    """Supervise ``processes`` worker processes of ``concurrency`` threads each (PostgreSQL): Python threads
+    share one core, processes use them all. The parent does no event work itself: it starts the children
+    (forked before any thread starts, each dropping the inherited connections), reaps each one that exits
+    and starts another in its place (at once, then after 1, 2, 4 ... ``WORKER_RESTART_BACKOFF_MAX`` s while
+    they keep dying within a minute), logs every restart, and on SIGINT/SIGTERM (or ``stop``) stops them
+    all (SIGTERM: each finishes its current event) and waits for them. ``target(app, concurrency)`` is the
+    child's work (tests)."""
     import multiprocessing
+    from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("fork")
-    children = [ctx.Process(target=_child, args=(app, concurrency), name=f"paydesk-worker-p{i}", daemon=True)
-                for i in range(1, processes)]
+    target = target or _child
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    cap = float(app.config["WORKER_RESTART_BACKOFF_MAX"])
     with app.app_context():
         db.engine.dispose(close=False)
-    for child in children:
-        child.start()
+    slots = [_Slot(f"paydesk-worker-p{i}") for i in range(1, processes + 1)]
+
+    def start(slot: _Slot) -> None:
+        slot.proc = ctx.Process(target=target, args=(app, concurrency), name=slot.name, daemon=True)
+        slot.proc.start()
+        slot.started = time.monotonic()
+
+    for slot in slots:
+        start(slot)
     try:
-        run_forever(app, concurrency)
+        while not stop.is_set():
+            now = time.monotonic()
+            waits = [s.start_at - now for s in slots if s.proc is None]
+            wait([s.proc.sentinel for s in slots if s.proc is not None],
+                 timeout=max(0.0, min([0.5, *waits])))
+            now = time.monotonic()
+            for slot in slots:
+                if slot.proc is not None and not slot.proc.is_alive():  # is_alive() reaps it: no zombie
+                    if stop.is_set():
+                        break
+                    lived = now - slot.started
+                    slot.quick_exits = slot.quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 1
+                    pause = restart_pause(slot.quick_exits, cap)
+                    slot.start_at = now + pause
+                    log.error("worker process %s (pid %s) %s after %.1f s; starting a new one%s", slot.name,
+                              slot.proc.pid, describe_exit(slot.proc.exitcode), lived,
+                              f" in {pause:g} s ({slot.quick_exits} quick exits in a row)" if pause else "")
+                    slot.proc.close()
+                    slot.proc = None
+                if slot.proc is None and now >= slot.start_at and not stop.is_set():
+                    start(slot)
+                    log.warning("worker process %s restarted (pid %s)", slot.name, slot.proc.pid)
     finally:
+        children = [s.proc for s in slots if s.proc is not None]
         for child in children:
             if child.is_alive():
                 child.terminate()  # SIGTERM: the child finishes its current event and stops
         for child in children:
             child.join(timeout=60)
+            if child.is_alive():
+                log.error("worker process %s (pid %s) did not stop within 60 s: killing it", child.name, child.pid)
+                child.kill()
+                child.join(timeout=10)
 
 
 def _child(app: Flask, concurrency: int) -> None:
     with app.app_context():
         db.engine.dispose(close=False)  # never share the parent's connections
-    run_forever(app, concurrency)
+    stop = threading.Event()
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the supervisor was killed (SIGKILL): stop too rather than run unsupervised
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                log.error("worker supervisor (pid %s) is gone: stopping", parent)
+                stop.set()
+
+    threading.Thread(target=orphaned, name="paydesk-worker-parent-watch", daemon=True).start()
+    run_forever(app, concurrency, stop)

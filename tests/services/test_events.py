@@ -180,7 +180,7 @@ def test_cleanup_deletes_old_processed_events_and_keeps_errors_unless_asked(offl
 # -- against localstripe ------------------------------------------------------------------------
 
 @pytest.mark.localstripe
-def test_stripe_source_pages_past_100_and_marks_what_paydesk_has(processor):
+def test_stripe_source_pages_past_100_and_marks_what_paydesk_has(processor, localstripe_wiped_after):
     gw = Gateway.for_processor(processor)
     made = {gw.create("customers", {"email": f"page{i}@example.org"})["id"] for i in range(105)}
     flt = ev.EventFilter(source="stripe", type=["customer.created"], size=100)

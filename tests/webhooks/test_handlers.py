@@ -366,3 +366,32 @@ def test_replay_with_no_receipt_sends_none(app, offline_processor, world):
     assert contribution(trxn_id=pay.charge["id"]).status == "Completed"
     assert not os.path.exists(app.config["OUTBOX_DIR"]) or os.listdir(app.config["OUTBOX_DIR"]) == []
     assert count(OutboxTask, OutboxTask.kind == "receipt") == 0
+
+
+# -- handlers check what they store ------------------------------------------------------------
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("field, value", [("amount", "2500"), ("amount", 25.5), ("amount", True),
+                                          ("amount", 10**30), ("currency", 840)])
+def test_intent_with_a_malformed_amount_ends_in_error(offline_processor, world, backend, field, value):
+    pay = OneOff(world)
+    bad = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None, field: value}
+    (ev,) = feed(offline_processor, pay.event("payment_intent.created", bad))
+    assert ev.status == "error"
+    assert f"payment_intent {pay.intent['id']}: {field} is not" in ev.last_error
+    assert count(StripePaymentIntent) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("field, value", [("amount", "2500"), ("amount_captured", 12.5), ("amount_refunded", "0")])
+def test_charge_with_a_malformed_amount_ends_in_error_and_listings_still_work(app, runner, offline_processor, world,
+                                                                             backend, field, value):
+    pay = OneOff(world)
+    pay.charge[field] = value  # what Stripe would answer if asked again, too
+    (ev,) = feed(offline_processor, pay.event("charge.succeeded"))
+    assert ev.status == "error" and f"charge {pay.charge['id']}: {field} is not an integer" in ev.last_error
+    assert count(Contribution) == 0 and count(Payment) == 0
+    for args in (["contributions", "list"], ["payments", "list"], ["intents", "list"],
+                 ["events", "list", "--type", "all", "--status", "error"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output

@@ -8,10 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 import stripe_objects as so
+from db_faults import DatabaseOutage
 from sqlalchemy import or_, select
 from stripe_world import OneOff, Renewal
 
@@ -25,7 +28,7 @@ from admin.models import (
 )
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.webhooks.worker import run_forever, run_once
 
 from .conftest import count, feed
 
@@ -190,3 +193,98 @@ def test_worker_killed_mid_event_loses_nothing_and_applies_once(app, offline_pro
     db.session.commit()
     run_once()
     assert row.status == "success" and count(Payment) == 1 and count(Contribution) == 1
+
+
+# -- the database goes away mid-batch ---------------------------------------------------------------
+
+def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offline_processor, world, monkeypatch,
+                                                                       caplog):
+    """The first event of a batch fails (Stripe unreachable) and the database goes away while the worker
+    records that failure: the whole batch goes back to the queue as soon as the database answers, and is
+    processed then, not after its lease (WORKER_LEASE_SECONDS, 120 s)."""
+    from admin.services import contributions
+    from admin.webhooks import worker
+
+    app.config.update(DB_RETRY_BACKOFF_MAX=0.05)
+    pays = [OneOff(world) for _ in range(5)]
+    for pay in pays:
+        store_event(offline_processor, pay.event("charge.succeeded"))
+    real_add, real_record = contributions.add_charge_payment, worker._record_failure
+    failed: list[str] = []
+
+    def add_fails_once(reader, c, charge):
+        if not failed:
+            failed.append(charge["id"])
+            raise ConnectionError("Stripe unreachable")
+        return real_add(reader, c, charge)
+
+    with DatabaseOutage(db.engine) as outage:
+        def record_while_the_database_goes_away(*args, **kwargs):
+            outage.fail_next(4)  # this and the next tries fail; then the database is back
+            return real_record(*args, **kwargs)
+
+        monkeypatch.setattr(contributions, "add_charge_payment", add_fails_once)
+        monkeypatch.setattr(worker, "_record_failure", record_while_the_database_goes_away)
+        run_once()
+        assert outage.failures == 4
+    rows = db.session.scalars(select(StripeEvent).order_by(StripeEvent.id)).all()
+    assert [r.status for r in rows] == ["success"] * 5
+    assert [r.attempts for r in rows] == [2, 1, 1, 1, 1]  # only the event that failed used an attempt
+    assert count(Payment) == 5
+    assert "5 claimed event(s) handed back to the queue" in caplog.text
+
+
+@pytest.mark.postgres
+def test_database_blip_during_an_event_is_retried_at_once_not_after_backoff(app, offline_processor, world,
+                                                                             monkeypatch, backend):
+    from admin.services import contributions
+
+    app.config.update(WORKER_BACKOFF_BASE=3600, DB_RETRY_BACKOFF_MAX=0.05)
+    pay = OneOff(world)
+    store_event(offline_processor, pay.event("charge.succeeded"))
+    real_add = contributions.add_charge_payment
+    with DatabaseOutage(db.engine) as outage:
+        def add_as_the_database_blips(reader, c, charge):
+            if not outage.failures:
+                outage.fail_next(3)
+            return real_add(reader, c, charge)
+
+        monkeypatch.setattr(contributions, "add_charge_payment", add_as_the_database_blips)
+        run_once()
+        assert outage.failures == 3
+    row = db.session.scalar(select(StripeEvent))
+    assert (row.status, row.attempts) == ("success", 2)  # not queued an hour away for a database blip
+    assert count(Payment) == 1
+
+
+def test_worker_rides_out_a_database_outage_with_one_traceback_and_summary_lines(app, offline_processor, world,
+                                                                                caplog):
+    """``run_forever`` while the database is down: it keeps trying (backing off), logs one traceback and then
+    summary lines, and processes what is queued once the database is back."""
+    app.config.update(DB_RETRY_BACKOFF_MAX=0.02, OUTAGE_LOG_INTERVAL=0.2, WORKER_IDLE_SLEEP=0.02)
+    pay = OneOff(world)
+    store_event(offline_processor, pay.event("charge.succeeded"))
+    stop = threading.Event()
+    with DatabaseOutage(db.engine) as outage:
+        outage.down()
+        thread = threading.Thread(target=run_forever, args=(app, 2, stop), daemon=True)
+        thread.start()
+        try:
+            assert wait_until(lambda: "worker steps failed in the last" in caplog.text)
+            outage.up()
+            assert wait_until(lambda: db.session.rollback() or count(Payment) == 1)
+        finally:
+            stop.set()
+            thread.join(30)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "database" in tracebacks[0].getMessage()
+    assert db.session.scalar(select(StripeEvent)).status == "success"
+
+
+def wait_until(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False

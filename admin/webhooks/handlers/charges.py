@@ -6,7 +6,7 @@ from ...dbutil import insert_ignore
 from ...models import CardTestingSignal
 from ...services import contributions, intents
 from ...services.charges import record_charge
-from ...stripe_shapes import failure_message, sid
+from ...stripe_shapes import currency_of, failure_message, minor_units, sid
 from ...timeutil import utcnow
 from ..context import EventContext
 from ..registry import handles
@@ -60,7 +60,8 @@ def _card_testing_signal(ctx: EventContext, charge: dict) -> None:
     card = ((charge.get("payment_method_details") or {}).get("card") or {})
     insert_ignore(CardTestingSignal, {
         "processor_id": ctx.processor.id, "charge_id": charge["id"], "event_id": ctx.row.event_id,
-        "amount": charge.get("amount"), "currency": (charge.get("currency") or "").lower() or None,
+        "amount": minor_units(charge, "amount", default=None),
+        "currency": currency_of(charge) if charge.get("currency") is not None else None,
         "failure_code": charge.get("failure_code"), "decline_code": outcome.get("reason"),
         "card_fingerprint": card.get("fingerprint"), "card_country": card.get("country"),
         "created_at": utcnow()}, ["charge_id"])

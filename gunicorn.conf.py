@@ -1,0 +1,39 @@
+"""gunicorn settings for paydesk: ``gunicorn -c gunicorn.conf.py wsgi:app`` (``make demo`` uses them too).
+
+Command-line options win over this file (``-b 0.0.0.0:8000``, ``-w 4``); ``WEB_CONCURRENCY`` sets the
+number of worker processes.
+
+- Threaded workers (``gthread``): a client that sends its headers and then trickles its body holds one
+  thread, not a whole worker process, so a few slow clients cannot stop the app (webhook endpoint and
+  ``/healthz`` included) from answering. Waiting for a request's first bytes happens in the main loop,
+  not in a thread.
+- Production still runs behind a buffering reverse proxy (nginx buffers request bodies by default):
+  only the proxy then ever waits on a slow client; see README "Running in production".
+- Forwarded headers are interpreted by paydesk alone (``PAYDESK_TRUSTED_PROXIES``, Werkzeug ProxyFix),
+  so gunicorn is told to trust them from nobody.
+"""
+
+import os
+
+bind = "127.0.0.1:8000"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = 8  # per worker: requests served at once by one process (the database pool holds 5 + 10)
+timeout = 30  # a worker that has not reported for this long (stuck) is restarted
+graceful_timeout = 30  # on SIGTERM/HUP, requests in progress get this long to finish
+keepalive = 5  # seconds an idle kept-alive connection is held open
+
+# Request limits (gunicorn's defaults, written down): one request line, header count and size.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# X-Forwarded-* are paydesk's to interpret (PAYDESK_TRUSTED_PROXIES), not gunicorn's.
+forwarded_allow_ips = ""
+
+accesslog = "-"  # method, path and status: never bodies
+errorlog = "-"
+
+# gunicorn >= 25 opens a control socket at one fixed path per user; several paydesk servers on one machine
+# (web, demo, tests) would fight over it. Manage the server with signals (HUP, TERM) instead.
+control_socket_disable = True
