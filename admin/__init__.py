@@ -38,6 +38,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     _init_logging(app)
     _init_extensions(app)
+    if app.config.get("PROXY_X_FOR"):  # behind a reverse proxy: the donor's address, not the proxy's
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_X_FOR"]))
 
     from .views import register_blueprints
 

@@ -157,6 +157,7 @@ def user_list(fmt):
 
 
 def register_cli(app: Flask) -> None:
+    from .cli_forms import register as register_form_cli
     from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
 
@@ -164,3 +165,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(user_cli)
     register_webhook_cli(app)
     register_record_cli(app)
+    register_form_cli(app)

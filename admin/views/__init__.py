@@ -8,7 +8,9 @@ def register_blueprints(app: Flask) -> None:
     from ..webhooks.endpoint import bp as webhooks_bp
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
+    from .donate import init_app as init_donate
     from .errors import bp as errors_bp
+    from .forms import bp as forms_bp
     from .health import bp as health_bp
 
     init_security(app)
@@ -17,6 +19,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(forms_bp)
+    init_donate(app)
     app.context_processor(lambda: {"nav_items": nav_items})
 
 
@@ -30,6 +34,7 @@ NAV_ITEMS = (
     ("Customers", "customers.index"),
     ("Contributions", "contributions.index"),
     ("Payments", "payments.index"),
+    ("Forms", "forms.index"),
     ("Audit", "audit.index"),
 )
 
