@@ -13,6 +13,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -45,7 +46,8 @@ class DonationFormForm(FlaskForm):
     allow_other_amount = BooleanField("Donors may enter another amount", default=True)
     min_amount = StringField("Minimum amount", default="1", validators=[DataRequired(), Length(max=20)])
     max_amount = StringField("Maximum amount (optional)", validators=[Optional(), Length(max=20)])
-    frequencies = SelectMultipleField("Frequencies offered", choices=list(FREQUENCY_LABELS.items()),
+    frequencies = SelectMultipleField("Frequencies offered",
+                                      choices=[SelectChoice(k, v) for k, v in FREQUENCY_LABELS.items()],
                                       widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
     postcode_field = BooleanField("Billing address section with its own postcode field", default=True)
     thank_you_text = TextAreaField("Thank-you text", validators=[Optional(), Length(max=5000)])

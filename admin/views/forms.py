@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from wtforms.fields.choices import SelectChoice
 
 from ..forms import DonationFormForm
 from ..security import role_required
@@ -28,7 +29,7 @@ def index():
 
 
 def _editor(wtform: DonationFormForm, existing=None):
-    wtform.processor_id.choices = [(p.id, f"{p.name} ({p.mode})") for p in list_processors() if p.active]
+    wtform.processor_id.choices = [SelectChoice(p.id, f"{p.name} ({p.mode})") for p in list_processors() if p.active]
     if wtform.validate_on_submit():
         settings = FormSettings(**{name: getattr(wtform, name).data for name in (
             "slug", "title", "processor_id", "currency", "amounts", "frequencies", "intro", "allow_other_amount",
