@@ -18,11 +18,12 @@
   }
 
   function applyPostcodePlan(form, card) {
-    var plan = postcodePlan(form.dataset.postcodeField === "on", form.dataset.knownPostcode || "");
-    var input = form.querySelector("[data-postcode-field] input");
+    var plan = postcodePlan(form.dataset.hasPostcodeField === "on", form.dataset.knownPostcode || "");
+    var wrapper = form.querySelector("[data-postcode-wrapper]");
+    var input = wrapper && wrapper.querySelector("input");
     var state = { value: plan.element, plan: plan.field };
     if (plan.element) card.update({ value: { postalCode: plan.element } });
-    if (input && plan.field === "hidden") input.closest("[data-postcode-field]").hidden = true;
+    if (input && plan.field === "hidden") wrapper.hidden = true;
     if (input && plan.field === "disabled") {
       input.value = plan.element;
       input.disabled = true;

@@ -124,8 +124,8 @@ def pay(slug: str):
         guard.refuse("captcha", form, ip)
         return _json({"status": "refused", "error": CAPTCHA, "errors": {"captcha": CAPTCHA}}, 400, form)
     gift, errors = donations.validate(form, data, donor_from_link(form, data.get("donor")))
-    if gift is not None and not gift.payment_method:
-        errors = {"card": "Enter your card details."}
+    if not data.get("payment_method"):  # the browser could not make one: the card is incomplete
+        errors = {**errors, "card": "Enter your card details."}
     if errors:
         if donations.below_minimum(form, errors):
             guard.refuse("below_minimum", form, ip, str(data.get("other_amount") or data.get("amount"))[:50])
