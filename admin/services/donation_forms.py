@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..dbutil import immediate
 from ..extensions import db
@@ -170,7 +171,8 @@ def get_form(form_id: int) -> DonationForm | None:
 
 def public_form(slug: str) -> DonationForm | None:
     """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive."""
-    form = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug))
+    form = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug)
+                             .options(joinedload(DonationForm.processor)))
     return form if form is not None and form.active else None
 
 

@@ -2,8 +2,9 @@
 
 The browser has made a PaymentMethod with Stripe.js; :func:`give` then
 
-1. finds or creates the contact (by signed donor link, else by email) and its Stripe customer;
-2. commits a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``)
+1. finds the contact (by signed donor link, else by email) and its Stripe customer, creating the
+   customer in Stripe if there is none yet (before any write, so no database lock waits on Stripe);
+2. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``)
    *before* Stripe can send anything about it, so the webhook always finds it;
 3. attaches the PaymentMethod to the customer (a card can be declined here);
 4. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix,
@@ -31,6 +32,7 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
+from ..config import VERSION
 from ..dbutil import immediate, insert_ignore, lock_objects
 from ..extensions import db
 from ..models import (
@@ -49,8 +51,8 @@ from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import paid_invoice_payment, sid
 from ..timeutil import utcnow
 from . import contributions, donation_guard, intents, recurring
-from .contacts import contact_for_details
-from .customers import customer_fields
+from .contacts import contact_for_details, find_by_email
+from .customers import customer_fields, request_metadata_sync
 from .stripe_reader import StripeReader
 
 log = logging.getLogger(__name__)
@@ -208,21 +210,32 @@ def _contact(form: DonationForm, gift: Gift) -> Contact:
     return contact
 
 
-def _customer(gw: Gateway, form: DonationForm, contact: Contact, gift: Gift) -> str:
-    link = db.session.scalar(select(StripeCustomer).where(
+def _linked_customer(form: DonationForm, contact: Contact | None) -> str | None:
+    if contact is None or contact.id is None:
+        return None
+    return db.session.scalar(select(StripeCustomer.customer_id).where(
         StripeCustomer.contact_id == contact.id, StripeCustomer.processor_id == form.processor_id,
         StripeCustomer.deleted.is_(False)).order_by(StripeCustomer.id.desc()).limit(1))
-    if link is not None:
-        return link.customer_id
-    params = customer_fields(contact)
+
+
+def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, contact: Contact | None) -> str:
+    """A Stripe customer for this donor, made before anything is written (so no lock is held meanwhile).
+
+    A new contact's id reaches the customer's metadata through the usual metadata push, queued in
+    the same transaction that creates the contact.
+    """
+    if contact is not None:
+        params = customer_fields(contact)
+    else:
+        site = current_app.config["SITE_NAME"]
+        params = {"name": gift.name, "email": gift.email, "description": f"{gift.name} ({site})",
+                  "metadata": {"site_name": site, "paydesk_version": VERSION}}
     address = {k: v for k, v in (("line1", gift.address_line1), ("city", gift.city),
-                                 ("postal_code", gift.postal_code or contact.postal_code)) if v}
+                                 ("postal_code", gift.postal_code or (contact.postal_code if contact else None)))
+               if v}
     if address:
         params["address"] = address
-    cus = gw.create("customers", params)
-    db.session.add(StripeCustomer(customer_id=cus["id"], contact=contact, processor_id=form.processor_id))
-    db.session.flush()
-    return cus["id"]
+    return gw.create("customers", params)["id"]
 
 
 def _suffix(contact: Contact, c: Contribution, title: str) -> str:
@@ -235,14 +248,21 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
     """Take the gift: see the module docstring. Commits."""
     gw = Gateway.for_processor(form.processor)
     attempt = secrets.token_hex(6)  # part of every idempotency key of this attempt
-    immediate()
-    try:
-        contact = _contact(form, gift)
-        customer_id = _customer(gw, form, contact, gift)
-    except GatewayError as err:
-        db.session.rollback()
-        log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
-        return Outcome("unavailable", 503, UNAVAILABLE)
+    known = gift.contact or find_by_email(gift.email)
+    customer_id = _linked_customer(form, known)
+    new_customer = customer_id is None
+    if new_customer:
+        try:
+            customer_id = _new_customer(gw, form, gift, known)
+        except GatewayError as err:
+            db.session.rollback()
+            log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
+            return Outcome("unavailable", 503, UNAVAILABLE)
+    immediate()  # one short write transaction: contact, customer link, Pending contribution
+    contact = _contact(form, gift)
+    if new_customer:
+        db.session.add(StripeCustomer(customer_id=customer_id, contact=contact, processor_id=form.processor_id))
+        request_metadata_sync(form.processor_id, customer_id, contact)
     c = Contribution(processor_id=form.processor_id, contact=contact, amount=gift.amount, currency=form.currency,
                      status=PENDING, customer_id=customer_id, receive_date=utcnow(), source=SOURCE,
                      donation_form_id=form.id)

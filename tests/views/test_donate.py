@@ -32,6 +32,7 @@ from admin.models import (
     StripePaymentIntent,
 )
 from admin.services.processors import gateway
+from admin.webhooks.worker import run_once
 
 pytestmark = pytest.mark.localstripe
 
@@ -122,7 +123,9 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
     assert pi["metadata"] == {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": "spring",
                               "source": "paydesk donation form"}
     customer = gw.retrieve("customers", pi["customer"])
-    assert customer["metadata"]["contact_id"] == str(contact.id)
+    assert customer["name"] == "Grace Hopper" and customer["email"] == "grace@example.org"
+    run_once()  # the worker pushes the new contact's id into the customer's metadata
+    assert gw.retrieve("customers", pi["customer"])["metadata"]["contact_id"] == str(contact.id)
     assert customer["address"] == {"line1": "1 Navy Way", "city": "Arlington", "postal_code": "10115"}
     assert db.session.scalar(select(StripeCustomer.contact_id).where(
         StripeCustomer.customer_id == pi["customer"])) == contact.id
