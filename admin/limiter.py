@@ -13,6 +13,7 @@ process (tests) never share a storage object by accident.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable
 
@@ -113,6 +114,8 @@ class SQLStorage(Storage):
 
 def init_limiter(app: Flask) -> Limiter:
     """This app's Limiter, with the shared storage described above."""
+    # Its INFO line per breach repeats paydesk's own refusal log line (admin.services.donation_guard).
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     storage = app.config.get("RATELIMIT_STORAGE_URL") or f"{SQL_SCHEME}://"
     limiter = Limiter(key_func=client_ip, storage_uri=storage, strategy="fixed-window",
                       key_prefix="paydesk", headers_enabled=False)

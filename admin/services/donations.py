@@ -380,7 +380,7 @@ def _ensure(gw: Gateway, resource: str, obj_id: str, params: dict) -> None:
         gw.retrieve(resource, obj_id)  # made by someone else meanwhile; anything else raises here
 
 
-def _invoice_intent(gw: Gateway, reader: StripeReader, invoice: dict) -> dict | None:
+def first_invoice_intent(gw: Gateway, reader: StripeReader, invoice: dict) -> dict | None:
     """The PaymentIntent paying a subscription's first invoice, in either API shape."""
     pi_ref = invoice.get("payment_intent")
     if pi_ref is None and "payment_intent" not in invoice:  # current API versions: through InvoicePayments
@@ -401,7 +401,7 @@ def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, cus
     invoice = sub.get("latest_invoice") if isinstance(sub.get("latest_invoice"), dict) else \
         gw.retrieve("invoices", sid(sub.get("latest_invoice")))
     try:
-        pi = _invoice_intent(gw, reader, invoice)
+        pi = first_invoice_intent(gw, reader, invoice)
     except GatewayError as err:
         log.warning("donation form %s: subscription %s made, its payment not read: %s", form.slug, sub["id"], err)
         pi = None
