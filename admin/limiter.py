@@ -40,9 +40,9 @@ class SQLStorage(Storage):
 
     Each increment is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` on its own
     connection and transaction (SQLite 3.35+ and PostgreSQL), so concurrent processes
-    never lose a hit and the caller's session is not touched. On PostgreSQL that
-    transaction commits asynchronously: a crash may forget the last few hits, which a
-    rate limit can afford, and no page view waits for a disk flush.
+    never lose a hit and the caller's session is not touched. On PostgreSQL the statement
+    runs in autocommit on an UNLOGGED table (see ``LimiterCounter``): one round trip and no
+    disk flush per hit.
     """
 
     STORAGE_SCHEME = [SQL_SCHEME]
@@ -73,13 +73,17 @@ class SQLStorage(Storage):
             "count": case((expired, ins.excluded["count"]), else_=table.c["count"] + ins.excluded["count"]),
             "expires_at": case((expired, ins.excluded.expires_at), else_=table.c.expires_at),
         }).returning(table.c["count"])
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                # A counter need not survive a crash: do not wait for the WAL flush on every page view.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            value = conn.execute(stmt).scalar_one()
-            if next(self._calls) % _PURGE_EVERY == 0:
-                conn.execute(delete(table).where(table.c.expires_at < now - 60))
+        if engine.dialect.name == "postgresql":
+            # One atomic statement in autocommit on an UNLOGGED table: one round trip, no WAL flush.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                value = conn.execute(stmt).scalar_one()
+                if next(self._calls) % _PURGE_EVERY == 0:
+                    conn.execute(delete(table).where(table.c.expires_at < now - 60))
+        else:
+            with engine.begin() as conn:
+                value = conn.execute(stmt).scalar_one()
+                if next(self._calls) % _PURGE_EVERY == 0:
+                    conn.execute(delete(table).where(table.c.expires_at < now - 60))
         return int(value)
 
     def get(self, key: str) -> int:
