@@ -20,7 +20,7 @@ from collections.abc import Callable
 from flask import Flask, request
 from flask_limiter import Limiter, RequestLimit
 from limits.storage import Storage
-from sqlalchemy import case, delete, select, text
+from sqlalchemy import bindparam, case, delete, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
@@ -63,25 +63,17 @@ class SQLStorage(Storage):
         now = time.time()
         table = LimiterCounter.__table__
         engine = self._engine()
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        ins = insert(table).values(key=key, count=amount, expires_at=now + expiry)
-        expired = table.c.expires_at <= now
-        stmt = ins.on_conflict_do_update(index_elements=[table.c.key], set_={
-            "count": case((expired, ins.excluded["count"]), else_=table.c["count"] + ins.excluded["count"]),
-            "expires_at": case((expired, ins.excluded.expires_at), else_=table.c.expires_at),
-        }).returning(table.c["count"])
+        stmt = _upsert(engine.dialect.name)
+        params = {"key": key, "amount": amount, "expires": now + expiry, "now": now}
         if engine.dialect.name == "postgresql":
             # One atomic statement in autocommit on an UNLOGGED table: one round trip, no WAL flush.
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                value = conn.execute(stmt).scalar_one()
+                value = conn.execute(stmt, params).scalar_one()
                 if next(self._calls) % _PURGE_EVERY == 0:
                     conn.execute(delete(table).where(table.c.expires_at < now - 60))
         else:
             with engine.begin() as conn:
-                value = conn.execute(stmt).scalar_one()
+                value = conn.execute(stmt, params).scalar_one()
                 if next(self._calls) % _PURGE_EVERY == 0:
                     conn.execute(delete(table).where(table.c.expires_at < now - 60))
         return int(value)
@@ -114,6 +106,27 @@ class SQLStorage(Storage):
     def clear(self, key: str) -> None:
         with self._engine().begin() as conn:
             conn.execute(delete(LimiterCounter.__table__).where(LimiterCounter.__table__.c.key == key))
+
+
+_UPSERTS: dict[str, object] = {}
+
+
+def _upsert(dialect: str):
+    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING count, built once per dialect (bound parameters)."""
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        table = LimiterCounter.__table__
+        ins = insert(table).values(key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires"))
+        expired = table.c.expires_at <= bindparam("now")  # an ended window starts again
+        stmt = _UPSERTS[dialect] = ins.on_conflict_do_update(index_elements=[table.c.key], set_={
+            "count": case((expired, ins.excluded["count"]), else_=table.c["count"] + ins.excluded["count"]),
+            "expires_at": case((expired, ins.excluded.expires_at), else_=table.c.expires_at),
+        }).returning(table.c["count"])
+    return stmt
 
 
 def init_limiter(app: Flask) -> Limiter:

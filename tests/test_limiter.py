@@ -117,3 +117,19 @@ def test_redis_storage_when_configured(tmp_path):
     finally:
         with first.app_context():
             first.extensions["paydesk_limiter"].storage.reset()
+
+
+def test_sql_storage_counts_per_window_and_starts_again_when_it_ends(app):
+    from sqlalchemy import update
+
+    from admin.models import LimiterCounter
+
+    storage = app.extensions["paydesk_limiter"].storage
+    assert [storage.incr("k", 60) for _ in range(3)] == [1, 2, 3]
+    assert storage.get("k") == 3 and storage.get_expiry("k") > 0
+    db.session.execute(update(LimiterCounter).values(expires_at=1.0))  # the window is over
+    db.session.commit()
+    assert storage.get("k") == 0
+    assert storage.incr("k", 60, amount=2) == 2
+    storage.clear("k")
+    assert storage.get("k") == 0 and storage.check()
