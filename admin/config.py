@@ -75,7 +75,9 @@ class DefaultConfig:
     # RATELIMIT_STORAGE_URL is set (redis://host:6379/0, needs the `redis` package), otherwise in
     # this database (shared by every process); never in per-process memory.
     RATELIMIT_STORAGE_URL: str | None = None
-    DONATE_RATE_LIMIT_PAGE = "60 per minute"  # form page views per address
+    # Form page views per address, e.g. "60 per minute"; None: not limited (each counted view costs a
+    # database write; payments, where card testing happens, are limited below either way).
+    DONATE_RATE_LIMIT_PAGE: str | None = None
     DONATE_RATE_LIMIT_IP = "10 per minute;40 per hour"  # payment requests per address
     DONATE_RATE_LIMIT_FORM = "120 per minute"  # payment requests per form, all addresses together
     DONATE_IP_MAX_FAILURES = 5  # failed payments from one address within DONATE_IP_FAILURE_WINDOW ...

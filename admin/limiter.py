@@ -142,8 +142,10 @@ def init_limiter(app: Flask) -> Limiter:
 
 
 def limit_view(app: Flask, endpoint: str, limit: Callable[[], str], *, key_func: Callable[[], str],
-               scope: str, on_breach: Callable[[RequestLimit], object]) -> None:
+               scope: str, on_breach: Callable[[RequestLimit], object],
+               exempt_when: Callable[[], bool] | None = None) -> None:
     """Wrap the view of ``endpoint`` in a limit shared by every view given the same ``scope``."""
     limiter: Limiter = app.extensions["paydesk_limiter"]
-    decorate = limiter.shared_limit(limit, scope=scope, key_func=key_func, on_breach=on_breach)
+    decorate = limiter.shared_limit(limit, scope=scope, key_func=key_func, on_breach=on_breach,
+                                    exempt_when=exempt_when)
     app.view_functions[endpoint] = decorate(app.view_functions[endpoint])

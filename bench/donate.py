@@ -103,7 +103,7 @@ def server_timing(resp: requests.Response) -> tuple[float, float, float]:
 class Stack:
     """localstripe + a fresh paydesk database + gunicorn, for one database backend."""
 
-    def __init__(self, backend: str, workdir: Path):
+    def __init__(self, backend: str, workdir: Path, page_limit: bool = False):
         self.backend = backend
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
@@ -111,9 +111,11 @@ class Stack:
         self.url = self._database()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
         self.env.update(PAYDESK_DATABASE_URL=self.url, PAYDESK_SECRET_KEY="bench-donate-secret", PYTHONUNBUFFERED="1",
-                        PAYDESK_DONATE_RATE_LIMIT_PAGE=UNLIMITED, PAYDESK_DONATE_RATE_LIMIT_IP=UNLIMITED,
+                        PAYDESK_DONATE_RATE_LIMIT_IP=UNLIMITED,
                         PAYDESK_DONATE_RATE_LIMIT_FORM=UNLIMITED, PAYDESK_DONATE_IP_MAX_FAILURES="1000000",
                         PAYDESK_SYNC_CUSTOMER_METADATA="false")
+        if page_limit:
+            self.env["PAYDESK_DONATE_RATE_LIMIT_PAGE"] = UNLIMITED
 
     def _database(self) -> str:
         if self.backend == "sqlite":
@@ -266,6 +268,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--quick", action="store_true", help="100 page views and 40 payments per cell")
+    parser.add_argument("--page-limit", action="store_true",
+                        help="count page views too (PAYDESK_DONATE_RATE_LIMIT_PAGE; off by default)")
     args = parser.parse_args()
     if args.quick:
         args.pages, args.payments = 100, 40
@@ -277,12 +281,13 @@ def main() -> int:
 
     load = os.getloadavg()[0]  # this machine is shared: say how busy it was
     print(f"donation form benchmark: {os.cpu_count()} cores, load {load:.2f}, gunicorn -w 2 (sync), "
-          f"{args.pages} page views and {args.payments} payments per cell")
+          f"{args.pages} page views and {args.payments} payments per cell, page views "
+          f"{'counted by the rate limit' if args.page_limit else 'not rate-limited (the default)'}")
     rows, sizes, failures = [], {}, []
     workdir = Path(tempfile.mkdtemp(prefix="paydesk-bench-donate-"))
     try:
         for backend in backends:
-            stack = Stack(backend, workdir)
+            stack = Stack(backend, workdir, args.page_limit)
             try:
                 stack.start()
                 for _ in range(30):  # warm-up: both workers, templates, connections

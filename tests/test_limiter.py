@@ -133,3 +133,14 @@ def test_sql_storage_counts_per_window_and_starts_again_when_it_ends(app):
     assert storage.incr("k", 60, amount=2) == 2
     storage.clear("k")
     assert storage.get("k") == 0 and storage.check()
+
+
+def test_page_views_are_not_counted_unless_configured(app, offline_processor):
+    from sqlalchemy import func, select
+
+    from admin.models import LimiterCounter
+
+    create_form(FormSettings(slug="spring", title="Spring", processor_id=offline_processor.id, amounts="10"))
+    client = app.test_client()
+    assert all(client.get("/donate/spring").status_code == 200 for _ in range(3))
+    assert db.session.scalar(select(func.count()).select_from(LimiterCounter)) == 0  # a page view writes nothing

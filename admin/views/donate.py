@@ -217,9 +217,10 @@ def init_app(app: Flask) -> None:
     def setting(name: str):
         return lambda: cfg[name]
 
-    for endpoint in ("donate.page", "donate.submit"):
-        limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_PAGE"), key_func=client_ip, scope="donate-page-ip",
-                   on_breach=_breach("rate_limit_ip"))
+    for endpoint in ("donate.page", "donate.submit"):  # off unless configured: each counted view is a write
+        limit_view(app, endpoint, lambda: cfg["DONATE_RATE_LIMIT_PAGE"] or "1 per second", key_func=client_ip,
+                   scope="donate-page-ip", on_breach=_breach("rate_limit_ip"),
+                   exempt_when=lambda: not cfg.get("DONATE_RATE_LIMIT_PAGE"))
     for endpoint in ("donate.pay", "donate.result"):
         limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_IP"), key_func=client_ip, scope="donate-pay-ip",
                    on_breach=_breach("rate_limit_ip"))
