@@ -103,6 +103,8 @@ class Outcome:
 
 def _text(data: dict, name: str, limit: int = 200) -> str:
     value = data.get(name)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 

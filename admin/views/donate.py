@@ -32,6 +32,7 @@ TOO_MANY = "Too many attempts from your connection. Please wait a minute, then t
 BLOCKED = "Too many failed payments from your connection. Please try again in {minutes} minutes."
 CAPTCHA = "Please complete the check that you are not a robot."
 FIX_FIELDS = "Please correct the marked fields."
+MAX_BODY = 16 * 1024  # a donation form's fields, with room to spare
 
 
 def _form_or_404(slug: str):
@@ -105,6 +106,8 @@ def _outcome(form, outcome: donations.Outcome):
 def pay(slug: str):
     """The JSON payment endpoint: checks, then :func:`admin.services.donations.give`."""
     form = _form_or_404(slug)
+    if (request.content_length or 0) > MAX_BODY:
+        return _json({"status": "invalid", "error": REFUSED}, 413)
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         return _json({"status": "invalid", "error": REFUSED}, 400)

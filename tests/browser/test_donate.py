@@ -204,6 +204,8 @@ def test_one_off_gift_is_completed_by_the_webhook_with_a_receipt(open_page, site
     wait_for_thanks(page)
     assert "Thank you, Ada!" in page.locator("h1").inner_text()
     assert "Thank you for standing with us." in page.locator("#thanks-state").inner_text()
+    if AXE.exists():
+        assert _axe(page) == []  # the thank-you page too
 
     c = contribution_for(site, "one-off@example.org")
     assert (c.status, c.amount, c.trxn_id[:3]) == ("Completed", 2500, "ch_")

@@ -227,6 +227,14 @@ def test_three_d_secure_then_declined(client, form, processor, localstripe):
     assert result["errors"] == {"card": "Your card was declined."}
 
 
+def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
+    assert client.post("/donate/spring/pay", data="not json", content_type="application/json").status_code == 400
+    assert client.post("/donate/spring/pay", json=["a", "list"]).status_code == 400
+    assert client.post("/donate/spring/pay", json={"token": "x", "pad": "x" * 20000}).status_code == 413
+    numbers = client.post("/donate/spring/pay", json=gift(page_token(client), None, amount=2500, first_name=7))
+    assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
+
+
 def test_result_needs_a_genuine_reference(client, form):
     assert client.post("/donate/spring/pay/MQ.forged/result", json={}).status_code == 404
     assert client.get("/donate/spring/thanks/MQ.forged").status_code == 404
