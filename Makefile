@@ -21,7 +21,7 @@ CHROMIUM := /usr/bin/chromium
 LINT_DIRS := $(wildcard admin tests bench scripts)
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: test demo bench clean install install-production lint pytest browser
+.PHONY: test demo bench clean install install-production lint pytest browser axe
 
 # -- the environment -------------------------------------------------------------
 
@@ -78,6 +78,21 @@ browser:
 		echo "!!! (install it with: sudo apt-get install chromium)" >&2; \
 	fi
 
+# axe-core (npm) for the accessibility checks in the browser tests: tests/package.json pins it.
+AXE := tests/node_modules/axe-core/axe.min.js
+
+axe: $(AXE)
+
+$(AXE): tests/package.json tests/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "==> axe-core: installing it into tests/node_modules from the npm registry"; \
+		npm ci --prefix tests --no-audit --no-fund --loglevel=error && touch $(AXE) \
+			|| echo "!!! npm could not install axe-core: ACCESSIBILITY TESTS WILL BE SKIPPED" >&2; \
+	else \
+		echo "!!! npm is missing: the accessibility (axe-core) browser tests will be skipped" >&2; \
+		echo "!!! (install it with: sudo apt-get install npm)" >&2; \
+	fi
+
 # -- the commands ------------------------------------------------------------------
 
 lint: $(STAMP)
@@ -91,7 +106,7 @@ pytest: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "!!! pytest collected no tests: that is a failure here" >&2; fi; \
 	exit $$rc
 
-test: $(STAMP) browser lint pytest
+test: $(STAMP) browser axe lint pytest
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -102,6 +117,6 @@ bench: $(STAMP)
 	for f in "$${files[@]}"; do echo "==> $$f"; $(BIN)/python "$$f"; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info tests/node_modules
 	rm -rf instance/demo.sqlite3 instance/demo.sqlite3-wal instance/demo.sqlite3-shm instance/demo-logs
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
