@@ -78,20 +78,20 @@ browser:
 		echo "!!! (install it with: sudo apt-get install chromium)" >&2; \
 	fi
 
-# The accessibility checks inject axe-core (npm, pinned in tests/package-lock.json) into pages;
-# installed from the npm registry when missing. Without npm those checks are skipped, and said so.
+# axe-core (npm) for the accessibility checks in the browser tests: tests/package.json pins it.
 AXE := tests/node_modules/axe-core/axe.min.js
 
-$(AXE): tests/package.json tests/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then \
-		echo "==> axe-core: npm ci in tests/"; \
-		if (cd tests && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
-		else echo "!!! npm ci failed: ACCESSIBILITY CHECKS WILL BE SKIPPED" >&2; fi; \
-	else \
-		echo "!!! npm is missing: ACCESSIBILITY CHECKS WILL BE SKIPPED (sudo apt-get install npm)" >&2; \
-	fi
-
 axe: $(AXE)
+
+$(AXE): tests/package.json tests/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "==> axe-core: installing it into tests/node_modules from the npm registry"; \
+		npm ci --prefix tests --no-audit --no-fund --loglevel=error && touch $(AXE) \
+			|| echo "!!! npm could not install axe-core: ACCESSIBILITY TESTS WILL BE SKIPPED" >&2; \
+	else \
+		echo "!!! npm is missing: the accessibility (axe-core) browser tests will be skipped" >&2; \
+		echo "!!! (install it with: sudo apt-get install npm)" >&2; \
+	fi
 
 # -- the commands ------------------------------------------------------------------
 

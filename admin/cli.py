@@ -226,6 +226,7 @@ def user_list(fmt):
 
 def register_cli(app: Flask) -> None:
     from .cli_events import register as register_event_cli
+    from .cli_forms import register as register_form_cli
     from .cli_intents import register as register_intent_cli
     from .cli_jobs import register as register_job_cli
     from .cli_reconcile import register as register_reconcile_cli
@@ -240,3 +241,4 @@ def register_cli(app: Flask) -> None:
     register_intent_cli(app)
     register_job_cli(app)
     register_reconcile_cli(app)
+    register_form_cli(app)

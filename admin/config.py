@@ -90,8 +90,25 @@ class DefaultConfig:
     CARD_TESTING_ALARM_WINDOW_MINUTES = 60
     CARD_TESTING_ALARM_CACHE_SECONDS = 30  # each web process works it out at most this often
 
-    # Serve the Stripe.js test double (tests only).
-    STRIPE_JS_TEST_DOUBLE = False
+    # Donation form defences (card testing). Flask-Limiter keeps its counters in Redis when
+    # RATELIMIT_STORAGE_URL is set (redis://host:6379/0, needs the `redis` package), otherwise in
+    # this database (shared by every process); never in per-process memory.
+    RATELIMIT_STORAGE_URL: str | None = None
+    # Form page views per address, e.g. "60 per minute"; None: not limited (each counted view costs a
+    # database write; payments, where card testing happens, are limited below either way).
+    DONATE_RATE_LIMIT_PAGE: str | None = None
+    DONATE_RATE_LIMIT_IP = "10 per minute;40 per hour"  # payment requests per address
+    DONATE_RATE_LIMIT_FORM = "120 per minute"  # payment requests per form, all addresses together
+    DONATE_IP_MAX_FAILURES = 5  # failed payments from one address within DONATE_IP_FAILURE_WINDOW ...
+    DONATE_IP_FAILURE_WINDOW = 3600
+    DONATE_IP_BLOCK_SECONDS = 2 * 3600  # ... block it for this long
+    DONATE_TOKEN_MAX_AGE = 2 * 3600  # a form token is good for one payment request within this time
+    DONATE_LINK_MAX_AGE = 30 * 86400  # signed donor links (known contact, known postcode)
+    # Captcha hook: "package.module:function" called as fn(response, remote_addr) -> bool, with the
+    # value of the form field DONATE_CAPTCHA_FIELD; None: no captcha. The widget that fills the
+    # field goes in admin/templates/donate/_captcha.html (empty here).
+    DONATE_CAPTCHA_VERIFY: str | None = None
+    DONATE_CAPTCHA_FIELD = "captcha_response"
 
 
 def env_overrides(environ=None) -> dict:

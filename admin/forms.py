@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from .models import FREQUENCY_LABELS
 
 
 class EmptyForm(FlaskForm):
@@ -19,3 +32,25 @@ class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Sign in")
+
+
+class DonationFormForm(FlaskForm):
+    """An admin's settings for a donation form; the service checks and normalises them."""
+
+    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
+    slug = StringField("Slug (the page is /donate/<slug>)", validators=[DataRequired(), Length(max=48)])
+    intro = TextAreaField("Introduction", validators=[Optional(), Length(max=5000)])
+    processor_id = SelectField("Payment processor", coerce=int)
+    currency = StringField("Currency (ISO code)", default="usd", validators=[DataRequired(), Length(min=3, max=3)])
+    amounts = StringField("Preset amounts (comma-separated, e.g. 10, 25, 50)", validators=[Length(max=200)])
+    allow_other_amount = BooleanField("Donors may enter another amount", default=True)
+    min_amount = StringField("Minimum amount", default="1", validators=[DataRequired(), Length(max=20)])
+    max_amount = StringField("Maximum amount (optional)", validators=[Optional(), Length(max=20)])
+    frequencies = SelectMultipleField("Frequencies offered",
+                                      choices=[SelectChoice(k, v) for k, v in FREQUENCY_LABELS.items()],
+                                      widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    postcode_field = BooleanField("Billing address section with its own postcode field", default=True)
+    thank_you_text = TextAreaField("Thank-you text", validators=[Optional(), Length(max=5000)])
+    receipts = BooleanField("Send receipts", default=True)
+    active = BooleanField("Active (the page is open to donors)", default=True)
+    submit = SubmitField("Save form")

@@ -1,9 +1,12 @@
 """``make demo``: paydesk with demo data on http://127.0.0.1:5000, against localstripe.
 
-Starts localstripe (127.0.0.1:8420, state in memory), migrates a fresh SQLite
-database (instance/demo.sqlite3), registers a processor pointing at localstripe
-and the webhook with localstripe, starts gunicorn and the worker, makes demo
-data through real Stripe flows, creates an admin user and prints the login.
+Starts localstripe (127.0.0.1:8420, state in memory) and the Stripe.js test
+double in front of it (127.0.0.1:8421, tests/stripejs: the donation form's card
+field works against localstripe), migrates a fresh SQLite database
+(instance/demo.sqlite3), registers a processor pointing at localstripe and the
+webhook with localstripe, adds a donation form, starts gunicorn and the worker,
+makes demo data through real Stripe flows, gives a gift through the donation
+form, creates an admin user and prints the login.
 Ctrl-C (or SIGTERM) stops everything it started.
 
     .venv/bin/python scripts/demo.py [--keep-logs]
@@ -34,13 +37,16 @@ from admin.stripe_gateway import Gateway, sign_payload  # noqa: E402
 
 HOST = "127.0.0.1"
 STRIPE_PORT = 8420
+STRIPE_JS_PORT = 8421
 APP_PORT = 5000
 STRIPE_URL = f"http://{HOST}:{STRIPE_PORT}"
+STRIPE_JS_URL = f"http://{HOST}:{STRIPE_JS_PORT}"
 APP_URL = f"http://{HOST}:{APP_PORT}"
 BIN = Path(sys.executable).parent  # .venv/bin (not resolved: the venv's own scripts live here)
 DB_FILE = ROOT / "instance" / "demo.sqlite3"
 LOG_DIR = ROOT / "instance" / "demo-logs"
 ADMIN_EMAIL = "admin@example.org"
+DEMO_FORM = "spring"
 
 
 class DemoError(Exception):
@@ -141,8 +147,32 @@ def event_counts(env: dict[str, str]) -> dict[str, int]:
         return dict(conn.execute("SELECT status, count(*) FROM stripe_event GROUP BY status").fetchall())
 
 
+def give_through_form() -> str:
+    """What a donor's browser does: read the form's one-time token, have Stripe.js (here its test
+    double, with the publishable key) make a PaymentMethod, and send the form to the payment endpoint."""
+    import re
+
+    page = requests.get(f"{APP_URL}/donate/{DEMO_FORM}", timeout=10).text
+    token = re.search(r'data-token="([^"]+)"', page)
+    key = re.search(r'data-publishable-key="([^"]+)"', page)
+    if not token or not key:
+        raise DemoError("the donation form page has no form token or publishable key")
+    pm = requests.post(f"{STRIPE_JS_URL}/v1/payment_methods", timeout=10, data={
+        "key": key[1], "type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
+        "card[exp_year]": "2030", "card[cvc]": "123", "billing_details[name]": "Mary Somerville",
+        "billing_details[address][postal_code]": "EH1 1AA"}).json()
+    answer = requests.post(f"{APP_URL}/donate/{DEMO_FORM}/pay", timeout=30, json={
+        "token": token[1], "amount": "5000", "frequency": "one-off", "first_name": "Mary",
+        "last_name": "Somerville", "email": "mary.somerville@example.org", "postal_code": "EH1 1AA",
+        "payment_method": pm.get("id", "")}).json()
+    if answer.get("status") != "succeeded":
+        raise DemoError(f"the demo gift through the donation form was not accepted: {answer}")
+    return f"50.00 USD from Mary Somerville accepted; thank-you page {APP_URL}{answer['redirect']}"
+
+
 def run(keep_logs: bool) -> None:
-    for port, what in ((STRIPE_PORT, "localstripe"), (APP_PORT, "paydesk (gunicorn)")):
+    for port, what in ((STRIPE_PORT, "localstripe"), (STRIPE_JS_PORT, "the Stripe.js test double"),
+                       (APP_PORT, "paydesk (gunicorn)")):
         if not port_free(port):
             raise DemoError(f"port {HOST}:{port} is in use, so {what} cannot start there. Stop whatever "
                             f"listens on it (`ss -ltnp 'sport = :{port}'` shows it), e.g. an earlier "
@@ -164,6 +194,8 @@ def run(keep_logs: bool) -> None:
         "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),  # one per demo run, shared by every process
         "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),  # a Fernet key
         "PAYDESK_BASE_URL": APP_URL,
+        # The donation form's card field: the Stripe.js test double in front of localstripe.
+        "PAYDESK_STRIPE_JS_URL": f"{STRIPE_JS_URL}/v3/",
         "PYTHONUNBUFFERED": "1",
     })
     children = Children()
@@ -172,6 +204,10 @@ def run(keep_logs: bool) -> None:
         ls = children.start("localstripe", [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"),
                                             "--host", HOST, "--port", str(STRIPE_PORT)], env)
         wait_for_port(STRIPE_PORT, ls, "localstripe")
+        step(f"starting the Stripe.js test double on {STRIPE_JS_URL} (log {LOG_DIR / 'stripejs.log'})")
+        js = children.start("stripejs", [sys.executable, str(ROOT / "tests" / "stripejs" / "server.py"),
+                                         "--host", HOST, "--port", str(STRIPE_JS_PORT), "--stripe", STRIPE_URL], env)
+        wait_for_port(STRIPE_JS_PORT, js, "the Stripe.js test double")
 
         step(f"migrating a fresh database {DB_FILE.relative_to(ROOT)}")
         flask(env, "db", "upgrade")
@@ -190,6 +226,10 @@ def run(keep_logs: bool) -> None:
             raise DemoError(f"localstripe refused the webhook ({r.status_code}): {r.text[:300]}")
 
         # Before gunicorn and the worker start writing: one SQLite writer at a time.
+        flask(env, "forms", "add", "--slug", DEMO_FORM, "--title", "Spring appeal", "--ppid", str(ppid),
+              "--currency", "usd", "--amounts", "10,25,50,100", "--frequencies", "one-off,monthly,yearly",
+              "--min-amount", "5", "--intro", "Every gift buys books for the children's library.",
+              "--thank-you-text", "Thank you: your gift is on its way to the library's shelves.")
         password = secrets.token_urlsafe(12)
         flask(env, "user", "create", "--email", ADMIN_EMAIL, "--role", "admin", "--password-stdin",
               stdin=password + "\n")
@@ -215,6 +255,9 @@ def run(keep_logs: bool) -> None:
                 "Content-Type": "application/json", "Stripe-Signature": sign_payload(body, whsec)})
             print(f"    delivered {ev['type']} (localstripe sends no charge.* events): HTTP {resp.status_code}",
                   flush=True)
+
+        step(f"giving a gift through the donation form {APP_URL}/donate/{DEMO_FORM}")
+        print(f"    {give_through_form()}", flush=True)
 
         step("waiting for the webhooks to arrive and be processed")
         counts: dict[str, int] = {}
@@ -243,11 +286,12 @@ def run(keep_logs: bool) -> None:
             "",
             "paydesk demo is running",
             f"  open      {APP_URL}/",
+            f"  donate    {APP_URL}/donate/{DEMO_FORM}  (card 4242 4242 4242 4242, any future date, any CVC)",
             f"  sign in   {ADMIN_EMAIL}",
             f"  password  {password}",
             f"  Stripe    localstripe at {STRIPE_URL} (processor {ppid}, test mode)",
             f"  logs      {LOG_DIR.relative_to(ROOT)}/",
-            "Ctrl-C stops localstripe, gunicorn and the worker.",
+            "Ctrl-C stops localstripe, the Stripe.js double, gunicorn and the worker.",
             "",
         ]
         width = max(len(line) for line in banner)

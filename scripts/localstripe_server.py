@@ -4,7 +4,10 @@ interfaces and pickles state to a shared file under /tmp).
     python scripts/localstripe_server.py [--port 8420]
 
 It also teaches localstripe (1.15) a few things Stripe does that paydesk relies on
-(``closer_to_stripe``), so tests and ``make demo`` exercise the real calls.
+(``closer_to_stripe``), so tests and ``make demo`` exercise the real calls: cancellation
+reasons, ``amount_capturable``, intents listed by ``created``, lists newest first, and
+``description`` / ``statement_descriptor_suffix`` / ``receipt_email`` on PaymentIntents
+(checked the way Stripe checks them: a suffix of at most 22 characters, none of ``<>\\'"*``).
 """
 
 import argparse
@@ -12,6 +15,8 @@ import logging
 import time
 
 from aiohttp import web
+from localstripe.errors import UserError
+from localstripe.resources import PaymentIntent
 from localstripe.server import app
 
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
@@ -73,6 +78,31 @@ def closer_to_stripe() -> None:
         plain_position(self)
 
     List._compute_starting_pos = newest_first
+    _accept_intent_descriptions()
+
+
+_FORBIDDEN = set("<>\\'\"*")
+
+
+def _accept_intent_descriptions() -> None:
+    original = PaymentIntent.__init__
+    if getattr(original, "paydesk_patched", False):
+        return
+
+    def __init__(self, description=None, statement_descriptor_suffix=None, receipt_email=None, **kwargs):
+        if description is not None and (not isinstance(description, str) or len(description) > 1000):
+            raise UserError(400, "Invalid description")
+        suffix = statement_descriptor_suffix
+        if suffix is not None and (not isinstance(suffix, str) or not 1 <= len(suffix) <= 22
+                                   or set(suffix) & _FORBIDDEN):
+            raise UserError(400, "Invalid statement_descriptor_suffix")
+        original(self, **kwargs)
+        self.description = description
+        self.statement_descriptor_suffix = suffix
+        self.receipt_email = receipt_email
+
+    __init__.paydesk_patched = True
+    PaymentIntent.__init__ = __init__
 
 
 def main() -> None:

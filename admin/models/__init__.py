@@ -28,7 +28,17 @@ from .base import (  # noqa: F401
     ROLES,
     Money,
 )
+from .donations import (  # noqa: F401
+    FREQUENCIES,
+    FREQUENCY_LABELS,
+    REFUSAL_REASONS,
+    DonationForm,
+    DonationPlan,
+    DonationRefusal,
+    SpentFormToken,
+)
 from .jobs import EventAttempt, Job  # noqa: F401
+from .limiter import LimiterCounter  # noqa: F401
 from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
 from .processors import PaymentProcessor  # noqa: F401
 from .records import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, StripePaymentIntent  # noqa: F401

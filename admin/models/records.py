@@ -70,6 +70,9 @@ class ContributionRecur(db.Model):
     next_sched_date: Mapped[datetime | None] = mapped_column(DateTime)
     cancel_date: Mapped[datetime | None] = mapped_column(DateTime)
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The donation form the donor signed up on (None: made in Stripe or elsewhere).
+    donation_form_id: Mapped[int | None] = mapped_column(ForeignKey("donation_form.id", ondelete="SET NULL"),
+                                                         index=True)
     # Stripe ``created`` of the newest subscription event applied (ignore older ones).
     stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = created_column()
@@ -106,6 +109,9 @@ class Contribution(db.Model):
     refunded_amount: Mapped[int] = mapped_column(Money, default=0)
     failure_message: Mapped[str | None] = mapped_column(String(500))
     receipt_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The donation form the gift was given on (None: made in Stripe or elsewhere).
+    donation_form_id: Mapped[int | None] = mapped_column(ForeignKey("donation_form.id", ondelete="SET NULL"),
+                                                         index=True)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

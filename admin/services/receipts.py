@@ -30,20 +30,34 @@ def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
 
 
 def build_receipt(contribution: Contribution) -> EmailMessage | None:
+    """The receipt: HTML with a plain-text alternative (organisation, amount, date, frequency, reference).
+
+    None when there is nobody to send it to, or the gift came through a donation form whose
+    receipts are switched off.
+    """
+    from flask import render_template
+
+    from .donations import frequency_of, receipts_wanted, reference
+
     contact = contribution.contact
-    if contact is None or not contact.email:
+    if contact is None or not contact.email or not receipts_wanted(contribution):
         return None
     site = current_app.config["SITE_NAME"]
     msg = EmailMessage()
     msg["From"] = current_app.config["RECEIPT_FROM"]
     msg["To"] = contact.email
     msg["Subject"] = f"Thank you for your contribution to {site}"
-    when = (contribution.receive_date or utcnow()).strftime("%d %B %Y")
-    kind = "recurring contribution" if contribution.recur_id else "contribution"
-    msg.set_content(
-        f"Dear {contact.display_name or 'supporter'},\n\n"
-        f"Thank you for your {kind} of {format_money(contribution.amount, contribution.currency)} "
-        f"received on {when}.\n\nTransaction: {contribution.trxn_id or ''}\n\n{site}\n")
+    details = {
+        "site": site,
+        "name": contact.display_name or "supporter",
+        "amount": format_money(contribution.amount, contribution.currency),
+        "date": (contribution.receive_date or utcnow()).strftime("%d %B %Y"),
+        "frequency": frequency_of(contribution),
+        "reference": reference(contribution),
+        "transaction": contribution.trxn_id or "",
+    }
+    msg.set_content(render_template("receipts/receipt.txt", **details))
+    msg.add_alternative(render_template("receipts/receipt.html", **details), subtype="html")
     return msg
 
 

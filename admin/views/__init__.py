@@ -9,8 +9,10 @@ def register_blueprints(app: Flask) -> None:
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
+    from .donate import init_app as init_donate
     from .errors import bp as errors_bp
     from .events import bp as events_bp
+    from .forms import bp as forms_bp
     from .health import bp as health_bp
     from .intents import bp as intents_bp
     from .jobs import bp as jobs_bp
@@ -27,6 +29,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(jobs_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(reconcile_bp)
+    app.register_blueprint(forms_bp)
+    init_donate(app)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
     _template_filters(app)
 
@@ -59,6 +63,7 @@ NAV_ITEMS = (
     ("Payments", "payments.index"),
     ("Reconcile", "reconcile.index"),
     ("Jobs", "jobs.index"),
+    ("Forms", "forms.index"),
     ("Audit", "audit.index"),
 )
 

@@ -10,6 +10,7 @@ import os
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, free_port, make_app
@@ -143,6 +144,18 @@ def page(browser, live_server):
         yield page
     finally:
         context.close()
+
+
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+needs_axe = pytest.mark.skipif(not AXE.exists(), reason=f"axe-core is not installed ({AXE}): run `make axe`")
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now (the script is run through
+    DevTools, which the page's CSP does not govern)."""
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def sign_in(page, email: str = VIEWER, password: str = PASSWORD) -> None:

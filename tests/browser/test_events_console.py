@@ -23,11 +23,10 @@ from stripe_world import OneOff, Renewal
 from admin.extensions import db
 from admin.models import Payment, StripeEvent
 
-from .conftest import OPERATOR, VIEWER, serve, sign_in
+from .conftest import OPERATOR, VIEWER, axe_violations, needs_axe, serve, sign_in
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
-AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "test-results" / "screens"
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 860}
@@ -89,7 +88,7 @@ def console(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, console):
-    context = browser.new_context(viewport=DESKTOP, base_url=console.url, bypass_csp=True)
+    context = browser.new_context(viewport=DESKTOP, base_url=console.url)
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.errors = []
@@ -197,19 +196,11 @@ def test_reconcile_fixes_a_row_in_place(page):
     assert page.errors == []
 
 
-def _axe(page) -> list[dict]:
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed ({AXE}); run `make axe`")
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
-    return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
-             "nodes": [n["target"] for n in v["nodes"]][:5]} for v in result]
-
-
 PAGES = [("events", "/events"), ("event", None), ("jobs", "/jobs"), ("audit", "/audit"),
          ("reconcile", "/reconcile")]
 
 
+@needs_axe
 @pytest.mark.parametrize("name, path", PAGES)
 def test_pages_pass_axe_and_fit_a_phone(page, console, name, path):
     sign_in(page, OPERATOR)
@@ -223,7 +214,8 @@ def test_pages_pass_axe_and_fit_a_phone(page, console, name, path):
         page.wait_for_load_state("networkidle")
         if name == "event":
             page.click("summary:has-text('Raw JSON')")
-        violations = [v for v in _axe(page) if v["impact"] in ("serious", "critical")]
+        violations = [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+                       "nodes": [n["target"] for n in v["nodes"]][:5]} for v in axe_violations(page)]
         assert violations == [], json.dumps(violations, indent=1)
         page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

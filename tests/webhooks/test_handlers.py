@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import email
+import email.policy
 import os
 
 import pytest
@@ -349,9 +350,11 @@ def test_completed_contribution_sends_one_receipt_and_updates_customer_metadata(
     c = contribution(trxn_id=pay.charge["id"])
     files = os.listdir(app.config["OUTBOX_DIR"])
     assert files == [f"receipt-{c.id}.eml"]
-    with open(os.path.join(app.config["OUTBOX_DIR"], files[0])) as fh:
-        msg = email.message_from_file(fh)
-    assert msg["To"] == "donor@example.org" and "25.00 USD" in msg.get_payload()
+    with open(os.path.join(app.config["OUTBOX_DIR"], files[0]), "rb") as fh:
+        msg = email.message_from_binary_file(fh, policy=email.policy.default)
+    assert msg["To"] == "donor@example.org"
+    assert "25.00 USD" in msg.get_body(("plain",)).get_content()
+    assert "25.00 USD" in msg.get_body(("html",)).get_content()
     assert c.receipt_sent_at is not None
     path, form = [u for u in world.updates if u[0] == f"/v1/customers/{pay.customer['id']}"][0]
     assert form["metadata[contact_id]"] == str(c.contact_id)

@@ -1,0 +1,151 @@
+"""Flask-Limiter with counters shared by every paydesk process.
+
+Storage: ``RATELIMIT_STORAGE_URL`` when it is set (``redis://host:6379/0`` and the like, any
+URI the ``limits`` package knows), otherwise :class:`SQLStorage`, which keeps fixed-window
+counters in this app's database (table ``limiter_counter``), so gunicorn workers, several
+machines and a restart all see the same counts. Per-process memory is never used.
+
+Each app gets its own ``Limiter`` (``init_limiter``); views are limited with
+``limit_view(app, endpoint, ...)`` when their blueprint is registered, so two apps in one
+process (tests) never share a storage object by accident.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+
+from flask import Flask, request
+from flask_limiter import Limiter, RequestLimit
+from limits.storage import Storage
+from sqlalchemy import bindparam, case, delete, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+from .models import LimiterCounter
+
+SQL_SCHEME = "paydesk-sql"
+_PURGE_EVERY = 500  # increments between deletions of expired counters
+
+
+def client_ip() -> str:
+    """The client's address as paydesk sees it (``TRUSTED_PROXIES`` decides how far X-Forwarded-For is trusted)."""
+    return request.remote_addr or "unknown"
+
+
+class SQLStorage(Storage):
+    """``limits`` storage in the app's SQL database: one row per key, fixed windows.
+
+    Each increment is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` on its own
+    connection and transaction (SQLite 3.35+ and PostgreSQL), so concurrent processes
+    never lose a hit and the caller's session is not touched. On PostgreSQL the statement
+    runs in autocommit on an UNLOGGED table (see ``LimiterCounter``): one round trip and no
+    disk flush per hit.
+    """
+
+    STORAGE_SCHEME = [SQL_SCHEME]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._calls = itertools.count(1)
+
+    @property
+    def base_exceptions(self):
+        return SQLAlchemyError
+
+    @staticmethod
+    def _engine():
+        return db.engine  # the current app's: the storage object holds no connection of its own
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        table = LimiterCounter.__table__
+        engine = self._engine()
+        stmt = _upsert(engine.dialect.name)
+        params = {"key": key, "amount": amount, "expires": now + expiry, "now": now}
+        if engine.dialect.name == "postgresql":
+            # One atomic statement in autocommit on an UNLOGGED table: one round trip, no WAL flush.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                value = conn.execute(stmt, params).scalar_one()
+                if next(self._calls) % _PURGE_EVERY == 0:
+                    conn.execute(delete(table).where(table.c.expires_at < now - 60))
+        else:
+            with engine.begin() as conn:
+                value = conn.execute(stmt, params).scalar_one()
+                if next(self._calls) % _PURGE_EVERY == 0:
+                    conn.execute(delete(table).where(table.c.expires_at < now - 60))
+        return int(value)
+
+    def get(self, key: str) -> int:
+        table = LimiterCounter.__table__
+        with self._engine().connect() as conn:
+            value = conn.execute(select(table.c["count"]).where(table.c.key == key,
+                                                                table.c.expires_at > time.time())).scalar()
+        return int(value or 0)
+
+    def get_expiry(self, key: str) -> float:
+        table = LimiterCounter.__table__
+        with self._engine().connect() as conn:
+            value = conn.execute(select(table.c.expires_at).where(table.c.key == key)).scalar()
+        return float(value) if value and value > time.time() else time.time()
+
+    def check(self) -> bool:
+        try:
+            with self._engine().connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def reset(self) -> int | None:
+        with self._engine().begin() as conn:
+            return conn.execute(delete(LimiterCounter.__table__)).rowcount
+
+    def clear(self, key: str) -> None:
+        with self._engine().begin() as conn:
+            conn.execute(delete(LimiterCounter.__table__).where(LimiterCounter.__table__.c.key == key))
+
+
+_UPSERTS: dict[str, object] = {}
+
+
+def _upsert(dialect: str):
+    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING count, built once per dialect (bound parameters)."""
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        table = LimiterCounter.__table__
+        ins = insert(table).values(key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires"))
+        expired = table.c.expires_at <= bindparam("now")  # an ended window starts again
+        stmt = _UPSERTS[dialect] = ins.on_conflict_do_update(index_elements=[table.c.key], set_={
+            "count": case((expired, ins.excluded["count"]), else_=table.c["count"] + ins.excluded["count"]),
+            "expires_at": case((expired, ins.excluded.expires_at), else_=table.c.expires_at),
+        }).returning(table.c["count"])
+    return stmt
+
+
+def init_limiter(app: Flask) -> Limiter:
+    """This app's Limiter, with the shared storage described above."""
+    # Its INFO line per breach repeats paydesk's own refusal log line (admin.services.donation_guard).
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    storage = app.config.get("RATELIMIT_STORAGE_URL") or f"{SQL_SCHEME}://"
+    limiter = Limiter(key_func=client_ip, storage_uri=storage, strategy="fixed-window",
+                      key_prefix="paydesk", headers_enabled=False)
+    limiter.init_app(app)
+    app.extensions["paydesk_limiter"] = limiter
+    return limiter
+
+
+def limit_view(app: Flask, endpoint: str, limit: Callable[[], str], *, key_func: Callable[[], str],
+               scope: str, on_breach: Callable[[RequestLimit], object],
+               exempt_when: Callable[[], bool] | None = None) -> None:
+    """Wrap the view of ``endpoint`` in a limit shared by every view given the same ``scope``."""
+    limiter: Limiter = app.extensions["paydesk_limiter"]
+    decorate = limiter.shared_limit(limit, scope=scope, key_func=key_func, on_breach=on_breach,
+                                    exempt_when=exempt_when)
+    app.view_functions[endpoint] = decorate(app.view_functions[endpoint])

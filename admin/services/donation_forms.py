@@ -1,0 +1,236 @@
+"""Donation forms: what admins set up (``/forms``, ``forms add|list|link``), and signed donor links.
+
+Amounts are entered in major units ("10,25,50" or "12.50") and kept in minor units.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, has_request_context, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from ..dbutil import immediate
+from ..extensions import db
+from ..models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, PaymentProcessor
+from ..money import exponent, format_money, parse_money
+from . import ServiceError, audit
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
+MAX_PRESETS = 8
+
+
+@dataclass
+class FormSettings:
+    """Everything an admin sets on a form, as entered (amounts as text in major units)."""
+
+    slug: str
+    title: str
+    processor_id: int | str | None
+    currency: str = "usd"
+    amounts: str = ""
+    frequencies: list[str] | tuple[str, ...] = ("one-off",)
+    intro: str | None = None
+    allow_other_amount: bool = True
+    min_amount: str = "1"
+    max_amount: str | None = None
+    postcode_field: bool = True
+    thank_you_text: str | None = None
+    receipts: bool = True
+    active: bool = True
+
+
+def amount_text(amount: int | None, currency: str) -> str:
+    """Minor units as the admin types them: 1000 usd -> '10', 1250 usd -> '12.50'."""
+    if amount is None:
+        return ""
+    exp = exponent(currency)
+    whole, frac = divmod(int(amount), 10**exp)
+    return f"{whole}.{frac:0{exp}d}" if frac else str(whole)
+
+
+def amount_label(amount: int, currency: str) -> str:
+    """What donors read on a preset amount: '10 USD', '12.50 USD'."""
+    return f"{amount_text(amount, currency)} {currency.upper()}"
+
+
+def _money(text: str | None, currency: str, field: str, label: str) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = parse_money(text, currency)
+    except ValueError as err:
+        raise ServiceError(f"{label}: {err}", field=field) from None
+    if value <= 0:
+        raise ServiceError(f"{label}: enter an amount above zero", field=field)
+    return value
+
+
+def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
+    slug = (s.slug or "").strip().lower()
+    if not SLUG_RE.match(slug):
+        raise ServiceError("slug: use 1-48 lowercase letters, digits and hyphens (it becomes /donate/<slug>)",
+                           field="slug")
+    clash = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug))
+    if clash is not None and clash is not form:
+        raise ServiceError(f"slug: a form with the slug {slug!r} exists already", field="slug")
+    title = (s.title or "").strip()
+    if not title or len(title) > 200:
+        raise ServiceError("title: enter a title of at most 200 characters", field="title")
+    currency = (s.currency or "").strip().lower()
+    if not re.fullmatch(r"[a-z]{3}", currency):
+        raise ServiceError("currency: enter a three-letter ISO code such as usd, eur or gbp", field="currency")
+    from .processors import get_processor
+
+    try:
+        processor: PaymentProcessor = get_processor(s.processor_id)
+    except ServiceError as err:
+        raise ServiceError(f"processor: {err.message}", field="processor_id") from None
+    amounts = []
+    for part in [p.strip() for p in (s.amounts or "").split(",") if p.strip()]:
+        amounts.append(_money(part, currency, "amounts", "amounts"))
+    if len(amounts) > MAX_PRESETS:
+        raise ServiceError(f"amounts: at most {MAX_PRESETS} preset amounts", field="amounts")
+    amounts = sorted(set(amounts))
+    if not amounts and not s.allow_other_amount:
+        raise ServiceError("amounts: give preset amounts, or allow donors to enter their own", field="amounts")
+    min_amount = _money(s.min_amount, currency, "min_amount", "minimum") or 1
+    max_amount = _money(s.max_amount, currency, "max_amount", "maximum")
+    if max_amount is not None and max_amount < min_amount:
+        raise ServiceError("maximum: must not be below the minimum", field="max_amount")
+    outside = [a for a in amounts if a < min_amount or (max_amount is not None and a > max_amount)]
+    if outside:
+        raise ServiceError(f"amounts: {amount_label(outside[0], currency)} is outside the minimum and maximum",
+                           field="amounts")
+    frequencies = [f.strip().lower() for f in s.frequencies if f and f.strip()]
+    unknown = [f for f in frequencies if f not in FREQUENCIES]
+    if unknown or not frequencies:
+        raise ServiceError(f"frequencies: choose from {', '.join(FREQUENCIES)}", field="frequencies")
+    return {
+        "slug": slug, "title": title, "intro": (s.intro or "").strip() or None, "processor_id": processor.id,
+        "currency": currency, "amounts": amounts, "allow_other_amount": bool(s.allow_other_amount),
+        "min_amount": min_amount, "max_amount": max_amount,
+        "frequencies": [f for f in FREQUENCIES if f in frequencies],  # always in the same order
+        "postcode_field": bool(s.postcode_field), "thank_you_text": (s.thank_you_text or "").strip() or None,
+        "receipts": bool(s.receipts), "active": bool(s.active),
+    }
+
+
+def create_form(settings: FormSettings) -> DonationForm:
+    immediate()
+    values = _check(settings, None)
+    form = DonationForm(**values)
+    db.session.add(form)
+    db.session.flush()
+    audit.record("form.create", object_type="donation_form", object_id=str(form.id),
+                 processor_id=form.processor_id, parameters=_audit_params(values), commit=False)
+    db.session.commit()
+    return form
+
+
+def update_form(form: DonationForm, settings: FormSettings) -> DonationForm:
+    immediate()
+    values = _check(settings, form)
+    changed = {k: v for k, v in values.items() if getattr(form, k) != v}
+    for key, value in changed.items():
+        setattr(form, key, value)
+    audit.record("form.update", object_type="donation_form", object_id=str(form.id),
+                 processor_id=form.processor_id, parameters=_audit_params(changed), commit=False)
+    db.session.commit()
+    return form
+
+
+def _audit_params(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in ("intro", "thank_you_text")}
+
+
+def settings_of(form: DonationForm) -> FormSettings:
+    """A form's settings as the edit page shows them."""
+    return FormSettings(slug=form.slug, title=form.title, processor_id=form.processor_id, currency=form.currency,
+                        amounts=", ".join(amount_text(a, form.currency) for a in form.amounts or []),
+                        frequencies=list(form.frequencies or []), intro=form.intro,
+                        allow_other_amount=form.allow_other_amount,
+                        min_amount=amount_text(form.min_amount, form.currency),
+                        max_amount=amount_text(form.max_amount, form.currency) or None,
+                        postcode_field=form.postcode_field, thank_you_text=form.thank_you_text,
+                        receipts=form.receipts, active=form.active)
+
+
+def list_forms() -> list[DonationForm]:
+    return list(db.session.scalars(select(DonationForm).order_by(DonationForm.id)))
+
+
+def get_form(form_id: int) -> DonationForm | None:
+    return db.session.get(DonationForm, form_id)
+
+
+def public_form(slug: str) -> DonationForm | None:
+    """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive."""
+    form = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug)
+                             .options(joinedload(DonationForm.processor)))
+    return form if form is not None and form.active else None
+
+
+def form_dict(form: DonationForm) -> dict[str, Any]:
+    return {"id": form.id, "slug": form.slug, "title": form.title, "active": form.active,
+            "processor_id": form.processor_id, "currency": form.currency,
+            "amounts": [amount_text(a, form.currency) for a in form.amounts or []],
+            "other_amount": form.allow_other_amount,
+            "min_amount": amount_text(form.min_amount, form.currency),
+            "max_amount": amount_text(form.max_amount, form.currency) or None,
+            "frequencies": list(form.frequencies or []), "postcode_field": form.postcode_field,
+            "receipts": form.receipts, "url": public_url(form)}
+
+
+def public_url(form: DonationForm) -> str:
+    """The form's absolute address (``BASE_URL`` + its path), in a request or not (the CLI)."""
+    if has_request_context():
+        path = url_for("donate.page", slug=form.slug)
+    else:
+        with current_app.test_request_context():
+            path = url_for("donate.page", slug=form.slug)
+    return current_app.config["BASE_URL"].rstrip("/") + path
+
+
+def frequency_choices(form: DonationForm) -> list[tuple[str, str]]:
+    return [(f, FREQUENCY_LABELS[f]) for f in form.frequencies or [] if f in FREQUENCY_LABELS]
+
+
+def range_text(form: DonationForm) -> str:
+    low = format_money(form.min_amount, form.currency)
+    return f"{low} to {format_money(form.max_amount, form.currency)}" if form.max_amount else f"at least {low}"
+
+
+# -- signed donor links: a known contact (and so a known billing postcode) ------------------
+
+def _link_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donor-link")
+
+
+def donor_link(form: DonationForm, contact: Contact) -> str:
+    """The form's address for a known donor: name, email and billing postcode filled in.
+
+    Staff send it to a returning donor, or open it themselves to take a gift by phone.
+    Good for ``DONATE_LINK_MAX_AGE`` seconds.
+    """
+    token = _link_serializer().dumps({"c": contact.id, "f": form.id})
+    return public_url(form) + "?" + "donor=" + token
+
+
+def donor_from_link(form: DonationForm, token: str | None) -> Contact | None:
+    """The contact a signed donor link names, or None (no link, forged, expired, another form's)."""
+    if not token:
+        return None
+    try:
+        data = _link_serializer().loads(token, max_age=int(current_app.config["DONATE_LINK_MAX_AGE"]))
+    except (BadSignature, SignatureExpired):
+        return None
+    if not isinstance(data, dict) or data.get("f") != form.id:
+        return None
+    contact = db.session.get(Contact, data.get("c")) if isinstance(data.get("c"), int) else None
+    return contact if contact is not None and not contact.is_deleted else None

@@ -1,0 +1,121 @@
+"""Card-testing defences of the donation form, and the record of every refusal.
+
+- a one-time form token per page render (signed: form id + random nonce; spending it inserts
+  the nonce into ``spent_form_token``, so a second use is refused);
+- a block on an address after ``DONATE_IP_MAX_FAILURES`` failed payments within
+  ``DONATE_IP_FAILURE_WINDOW`` seconds (``admin.services.ratelimit``, shared by all processes);
+- a honeypot field and a captcha hook;
+- Flask-Limiter's per-address and per-form limits (``admin.views.donate``) report here too.
+
+Every refusal is one ``donation_refusal`` row (reason, form, address, detail) plus one log line,
+so the dashboard and a card-testing alarm can count them by reason, form, address and time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import delete
+
+from ..dbutil import immediate, insert_ignore
+from ..extensions import db
+from ..models import REFUSAL_REASONS, DonationForm, DonationRefusal, SpentFormToken
+from ..timeutil import utcnow
+from . import ratelimit
+
+log = logging.getLogger(__name__)
+
+HONEYPOT_FIELD = "website"
+
+
+def refuse(reason: str, form: DonationForm | None, client_ip: str | None, detail: str | None = None) -> None:
+    """Record and log one refusal. Commits (the refusal counts even when the request fails later)."""
+    if reason not in REFUSAL_REASONS:
+        raise ValueError(f"unknown refusal reason {reason!r}")
+    immediate()
+    db.session.add(DonationRefusal(form_id=form.id if form else None, client_ip=(client_ip or "")[:64] or None,
+                                   reason=reason, detail=(detail or "")[:500] or None, at=utcnow()))
+    db.session.commit()
+    log.warning("donation form %s: refused (%s) from %s%s", form.slug if form else "?", reason,
+                client_ip or "unknown address", f": {detail}" if detail else "")
+
+
+# -- one-time form tokens ------------------------------------------------------------------
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donate-token")
+
+
+def issue_token(form: DonationForm) -> str:
+    """A fresh token for one payment request on ``form`` (nothing is written until it is spent)."""
+    return _serializer().dumps({"f": form.id, "n": secrets.token_urlsafe(16)})
+
+
+def spend_token(form: DonationForm, token: object) -> str | None:
+    """Spend ``token``; None when it was good, else the refusal reason. Commits."""
+    max_age = int(current_app.config["DONATE_TOKEN_MAX_AGE"])
+    if not isinstance(token, str) or not token:
+        return "token_missing"
+    try:
+        data = _serializer().loads(token, max_age=max_age)
+    except (BadSignature, SignatureExpired):
+        return "token_missing"
+    if not isinstance(data, dict) or data.get("f") != form.id or not isinstance(data.get("n"), str):
+        return "token_missing"
+    now = utcnow()
+    immediate()
+    fresh = insert_ignore(SpentFormToken, {"nonce": data["n"][:64], "spent_at": now}, ["nonce"])
+    # Nonces older than a token's lifetime can go: their tokens no longer verify anyway.
+    db.session.execute(delete(SpentFormToken).where(SpentFormToken.spent_at < now - timedelta(seconds=max_age)))
+    db.session.commit()
+    return None if fresh else "token_replayed"
+
+
+# -- failed payments per address ---------------------------------------------------------
+
+def _fail_key(client_ip: str | None) -> str:
+    return f"donate-fail-ip:{client_ip or 'unknown'}"
+
+
+def blocked_for(client_ip: str | None) -> int:
+    """Seconds this address is still blocked for after too many failed payments (0: not blocked)."""
+    return ratelimit.blocked_for(_fail_key(client_ip))
+
+
+def payment_failed(form: DonationForm, client_ip: str | None, detail: str | None) -> int:
+    """Count a failed payment from this address (and record it); returns seconds it is now blocked for."""
+    cfg = current_app.config
+    immediate()
+    wait = ratelimit.hit(_fail_key(client_ip), limit=int(cfg["DONATE_IP_MAX_FAILURES"]),
+                         window=int(cfg["DONATE_IP_FAILURE_WINDOW"]), block=int(cfg["DONATE_IP_BLOCK_SECONDS"]))
+    refuse("payment_failed", form, client_ip, detail)  # commits the counter too
+    if wait:
+        log.warning("donation form %s: %s blocked for %d s after %s failed payments", form.slug, client_ip,
+                    wait, cfg["DONATE_IP_MAX_FAILURES"])
+    return wait
+
+
+# -- honeypot and captcha ------------------------------------------------------------------
+
+def honeypot_filled(data: dict) -> bool:
+    return bool(str(data.get(HONEYPOT_FIELD) or "").strip())
+
+
+def captcha_passes(data: dict, client_ip: str | None) -> bool:
+    """The configured captcha check (``DONATE_CAPTCHA_VERIFY``); True when none is configured."""
+    target = current_app.config.get("DONATE_CAPTCHA_VERIFY")
+    if not target:
+        return True
+    verify = target if callable(target) else _load(str(target))
+    response = data.get(current_app.config["DONATE_CAPTCHA_FIELD"])
+    return bool(verify(response if isinstance(response, str) else None, client_ip))
+
+
+def _load(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,497 @@
+"""Gifts through the public donation form (CiviCRM Stripe's StripePaymentintents.Process, adapted).
+
+The browser has made a PaymentMethod with Stripe.js; :func:`give` then
+
+1. finds the contact (by signed donor link, else by email) and its Stripe customer, creating the
+   customer in Stripe if there is none yet (before any write, so no database lock waits on Stripe);
+2. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``)
+   *before* Stripe can send anything about it, so the webhook always finds it;
+3. attaches the PaymentMethod to the customer (a card can be declined here);
+4. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix,
+   metadata), records its id, then confirms it;
+   monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
+   for that amount, currency and interval (:func:`plan_for`, created once and reused);
+5. answers ``succeeded`` or ``requires_action`` (the browser runs 3-D Secure with
+   ``confirmCardPayment`` and then asks :func:`check_result`), or ``declined``.
+
+The form never marks a gift paid: the webhook completes the contribution. A declined card marks
+it Failed (and counts against the donor's address); Stripe unreachable before the PaymentIntent
+exists leaves nothing behind (rolled back, or the Pending contribution deleted again).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+
+from ..config import VERSION
+from ..dbutil import immediate, insert_ignore, lock_objects
+from ..extensions import db
+from ..models import (
+    COMPLETED,
+    FAILED,
+    FREQUENCIES,
+    PENDING,
+    Contact,
+    Contribution,
+    DonationForm,
+    DonationPlan,
+    StripeCustomer,
+)
+from ..money import format_money, parse_money
+from ..stripe_gateway import Gateway, GatewayError
+from ..stripe_shapes import paid_invoice_payment, sid
+from ..timeutil import utcnow
+from . import contributions, donation_guard, intents, recurring
+from .contacts import contact_for_details, find_by_email
+from .customers import customer_fields, request_metadata_sync
+from .stripe_reader import StripeReader
+
+log = logging.getLogger(__name__)
+
+SOURCE = "donation form"
+PRODUCT_ID = "paydesk_donation"
+UNAVAILABLE = ("We could not reach our card processor, so nothing was charged. "
+               "Please try again in a minute.")
+NOT_CONFIRMED = ("We could not confirm your payment with our card processor. Please wait a few minutes "
+                 "before trying again: if it went through, you will get a receipt.")
+
+
+@dataclass
+class Gift:
+    amount: int
+    frequency: str
+    first_name: str
+    last_name: str
+    email: str
+    postal_code: str | None = None
+    address_line1: str | None = None
+    city: str | None = None
+    payment_method: str | None = None
+    contact: Contact | None = None  # from a signed donor link
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def interval(self) -> str | None:
+        return FREQUENCIES[self.frequency]
+
+
+@dataclass
+class Outcome:
+    """What the payment endpoint answers; the view adds URLs and a fresh form token."""
+
+    status: str  # succeeded | requires_action | declined | invalid | unavailable
+    http: int = 200
+    message: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    client_secret: str | None = None
+    contribution: Contribution | None = None
+
+
+# -- validation -------------------------------------------------------------------------
+
+def _text(data: dict, name: str, limit: int = 200) -> str:
+    value = data.get(name)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def chosen_amount(form: DonationForm, data: dict, errors: dict[str, str]) -> int | None:
+    """The gift's amount: "Other amount" when filled in, else the chosen preset."""
+    other = _text(data, "other_amount", 32).replace(",", "")
+    if other and form.allow_other_amount:
+        try:
+            return parse_money(other.lstrip("$£€"), form.currency)
+        except ValueError:
+            errors["other_amount"] = "Enter an amount such as 15 or 15.50."
+            return None
+    preset = _text(data, "amount", 32)
+    if preset.isdigit() and int(preset) in (form.amounts or []):
+        return int(preset)
+    errors["amount"] = "Choose an amount" + (" or enter another amount." if form.allow_other_amount else ".")
+    return None
+
+
+def validate(form: DonationForm, data: dict, donor: Contact | None = None) -> tuple[Gift | None, dict[str, str]]:
+    """Check a submitted form (again, whatever the browser checked); (gift, {}) or (None, errors by field)."""
+    errors: dict[str, str] = {}
+    amount = chosen_amount(form, data, errors)
+    if amount is not None:
+        field_name = "other_amount" if _text(data, "other_amount") and form.allow_other_amount else "amount"
+        if amount < form.min_amount:
+            errors[field_name] = f"The smallest gift this form takes is {format_money(form.min_amount, form.currency)}."
+        elif form.max_amount and amount > form.max_amount:
+            errors[field_name] = f"The largest gift this form takes is {format_money(form.max_amount, form.currency)}."
+    frequency = _text(data, "frequency", 16)
+    if frequency not in (form.frequencies or []):
+        if len(form.frequencies or []) == 1 and not frequency:
+            frequency = form.frequencies[0]
+        else:
+            errors["frequency"] = "Choose how often to give."
+    first, last = _text(data, "first_name", 100), _text(data, "last_name", 100)
+    if not first:
+        errors["first_name"] = "Enter your first name."
+    if not last:
+        errors["last_name"] = "Enter your last name."
+    email = _text(data, "email", 255)
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError:
+        errors["email"] = "Enter an email address such as name@example.org."
+    postal = _text(data, "postal_code", 32) or None
+    payment_method = _text(data, "payment_method", 255) or None
+    if payment_method is not None and not re.fullmatch(r"pm_[A-Za-z0-9_]+", payment_method):
+        errors["card"] = "Enter your card details again."
+    if errors:
+        return None, errors
+    return Gift(amount=amount, frequency=frequency, first_name=first, last_name=last, email=email,
+                postal_code=postal, address_line1=_text(data, "address_line1") or None,
+                city=_text(data, "city", 100) or None, payment_method=payment_method, contact=donor), {}
+
+
+def below_minimum(form: DonationForm, errors: dict[str, str]) -> bool:
+    return any(msg.startswith("The smallest gift") for msg in errors.values())
+
+
+# -- references in URLs --------------------------------------------------------------------
+
+def _refs() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donation-ref")
+
+
+def ref_of(c: Contribution) -> str:
+    """An unguessable handle on a contribution for the donor's own URLs (thank-you page, 3-D Secure result)."""
+    return _refs().dumps(c.id)
+
+
+def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
+    try:
+        cid = _refs().loads(ref)
+    except BadSignature:
+        return None
+    c = db.session.get(Contribution, cid) if isinstance(cid, int) else None
+    return c if c is not None and c.donation_form_id == form.id else None
+
+
+def reference(c: Contribution) -> str:
+    """The reference donors and staff quote: ``<contactID>-<contributionID>`` (as in the description)."""
+    return f"{c.contact_id}-{c.id}"
+
+
+# -- the payment ---------------------------------------------------------------------------
+
+def _is_decline(err: GatewayError) -> bool:
+    return err.http_status == 402 or err.kind == "card_error"
+
+
+def decline_message(message: str | None) -> str:
+    text = (message or "Your card was declined.").strip()
+    return text if "declined" in text.lower() else f"Payment declined: {text}"
+
+
+def _contact(form: DonationForm, gift: Gift) -> Contact:
+    contact = gift.contact or contact_for_details(gift.name, gift.email, gift.postal_code, source=SOURCE)
+    if not contact.display_name or contact.display_name == contact.email:
+        contact.display_name = gift.name
+    contact.email = contact.email or gift.email
+    if gift.postal_code and not contact.postal_code:
+        contact.postal_code = gift.postal_code  # the card element's postcode (the master value)
+    db.session.flush()
+    return contact
+
+
+def _linked_customer(form: DonationForm, contact: Contact | None) -> str | None:
+    if contact is None or contact.id is None:
+        return None
+    return db.session.scalar(select(StripeCustomer.customer_id).where(
+        StripeCustomer.contact_id == contact.id, StripeCustomer.processor_id == form.processor_id,
+        StripeCustomer.deleted.is_(False)).order_by(StripeCustomer.id.desc()).limit(1))
+
+
+def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, contact: Contact | None) -> str:
+    """A Stripe customer for this donor, made before anything is written (so no lock is held meanwhile).
+
+    A new contact's id reaches the customer's metadata through the usual metadata push, queued in
+    the same transaction that creates the contact.
+    """
+    if contact is not None:
+        params = customer_fields(contact)
+    else:
+        site = current_app.config["SITE_NAME"]
+        params = {"name": gift.name, "email": gift.email, "description": f"{gift.name} ({site})",
+                  "metadata": {"site_name": site, "paydesk_version": VERSION}}
+    address = {k: v for k, v in (("line1", gift.address_line1), ("city", gift.city),
+                                 ("postal_code", gift.postal_code or (contact.postal_code if contact else None)))
+               if v}
+    if address:
+        params["address"] = address
+    return gw.create("customers", params)["id"]
+
+
+def _suffix(contact: Contact, c: Contribution, title: str) -> str:
+    """Statement descriptor suffix: the parsable contactID-contributionID, then part of the title."""
+    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{contact.id}-{c.id} {title}")
+    return re.sub(r"\s+", " ", text)[:22].strip()
+
+
+def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
+    """Take the gift: see the module docstring. Commits."""
+    gw = Gateway.for_processor(form.processor)
+    attempt = secrets.token_hex(6)  # part of every idempotency key of this attempt
+    known = gift.contact or find_by_email(gift.email)
+    customer_id = _linked_customer(form, known)
+    new_customer = customer_id is None
+    if new_customer:
+        try:
+            customer_id = _new_customer(gw, form, gift, known)
+        except GatewayError as err:
+            db.session.rollback()
+            log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
+            return Outcome("unavailable", 503, UNAVAILABLE)
+    immediate()  # one short write transaction: contact, customer link, Pending contribution
+    contact = _contact(form, gift)
+    if new_customer:
+        db.session.add(StripeCustomer(customer_id=customer_id, contact=contact, processor_id=form.processor_id))
+        request_metadata_sync(form.processor_id, customer_id, contact)
+    c = Contribution(processor_id=form.processor_id, contact=contact, amount=gift.amount, currency=form.currency,
+                     status=PENDING, customer_id=customer_id, receive_date=utcnow(), source=SOURCE,
+                     donation_form_id=form.id)
+    db.session.add(c)
+    db.session.flush()
+    c.description = f"{form.title} {contact.id}-{c.id}"[:500]
+    db.session.commit()  # before Stripe hears of it: its webhooks must find this row
+
+    metadata = {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": form.slug,
+                "source": "paydesk donation form"}
+    try:
+        gw.call("payment_methods", "attach", gift.payment_method, params={"customer": customer_id},
+                idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach")
+        if gift.interval is None:
+            pi = gw.create("payment_intents", {
+                "amount": gift.amount, "currency": form.currency, "customer": customer_id,
+                "payment_method": gift.payment_method, "payment_method_types": ["card"],
+                "description": c.description, "statement_descriptor_suffix": _suffix(contact, c, form.title),
+                "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
+        else:
+            return _subscribe(gw, form, gift, c, customer_id, metadata, attempt, client_ip)
+    except GatewayError as err:
+        return _failed_before_intent(form, c, err, client_ip)
+    _track_intent(form, c, pi)
+    try:
+        pi = gw.call("payment_intents", "confirm", pi["id"], idempotency_key=f"paydesk-donate-{c.id}-{attempt}-confirm")
+    except GatewayError as err:
+        if _is_decline(err):
+            return _declined(form, c, err.message, client_ip)
+        log.warning("donation form %s: confirming %s failed: %s", form.slug, pi["id"], err)
+        return Outcome("unavailable", 503, NOT_CONFIRMED, contribution=c)
+    return _after_confirm(form, c, pi, client_ip)
+
+
+def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
+    """Record the intent on the contribution (and in stripe_paymentintent) before it is confirmed."""
+    immediate()
+    lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
+    c = db.session.get(Contribution, c.id)
+    c.payment_intent_id = pi["id"]
+    row = intents.sync_intent(form.processor, pi, stamp=0)
+    row.contribution_id, row.contact_id = c.id, c.contact_id
+    row.description = (pi.get("description") or c.description or "")[:255] or None
+    row.identifier = form.slug
+    db.session.commit()
+
+
+def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str | None) -> Outcome:
+    status = pi.get("status")
+    if status in ("succeeded", "processing", "requires_capture"):
+        return Outcome("succeeded", contribution=c)
+    if status == "requires_action":
+        return Outcome("requires_action", client_secret=pi.get("client_secret"), contribution=c)
+    return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
+
+
+def _failed_before_intent(form: DonationForm, c: Contribution, err: GatewayError, client_ip: str | None) -> Outcome:
+    if _is_decline(err):
+        return _declined(form, c, err.message, client_ip)
+    # Stripe unreachable before a PaymentIntent (or subscription) exists: take the contribution back.
+    db.session.rollback()
+    immediate()
+    stale = db.session.get(Contribution, c.id)
+    if stale is not None and stale.status == PENDING and not stale.payment_intent_id and not stale.invoice_id:
+        db.session.delete(stale)
+    db.session.commit()
+    log.warning("donation form %s: Stripe unavailable, contribution %s withdrawn: %s", form.slug, c.id, err)
+    return Outcome("unavailable", 503, UNAVAILABLE)
+
+
+def _declined(form: DonationForm, c: Contribution, message: str | None, client_ip: str | None) -> Outcome:
+    """The card was declined (or failed 3-D Secure): a Failed contribution, and one more failure for the address."""
+    text = decline_message(message)
+    immediate()
+    c = db.session.get(Contribution, c.id)
+    contributions.fail(c, text)
+    db.session.commit()
+    donation_guard.payment_failed(form, client_ip, f"contribution {c.id}: {message or 'declined'}")
+    return Outcome("declined", 402, text, errors={"card": text}, contribution=c)
+
+
+# -- monthly and yearly ---------------------------------------------------------------------
+
+def plan_for(gw: Gateway, form: DonationForm, amount: int, interval: str) -> str:
+    """The Stripe plan for this amount, currency and interval: made once per processor, then reused."""
+    key = {"processor_id": form.processor_id, "currency": form.currency, "amount": amount,
+           "interval": interval, "interval_count": 1}
+    known = db.session.scalar(select(DonationPlan.plan_id).filter_by(**key))
+    if known:
+        return known
+    _ensure(gw, "products", PRODUCT_ID, {"id": PRODUCT_ID, "name": "Donation", "type": "service"})
+    plan_id = f"paydesk_donation_{interval}_{amount}_{form.currency}"
+    label = {"month": "Monthly", "year": "Yearly"}.get(interval, interval)
+    _ensure(gw, "plans", plan_id, {"id": plan_id, "product": PRODUCT_ID, "amount": amount,
+                                   "currency": form.currency, "interval": interval,
+                                   "nickname": f"{label} donation {format_money(amount, form.currency)}"})
+    immediate()
+    insert_ignore(DonationPlan, {**key, "plan_id": plan_id, "product_id": PRODUCT_ID, "created_at": utcnow()},
+                  ["processor_id", "currency", "amount", "interval", "interval_count"])
+    db.session.commit()
+    return plan_id
+
+
+def _ensure(gw: Gateway, resource: str, obj_id: str, params: dict) -> None:
+    """Retrieve ``obj_id``, creating it when Stripe has none (another process may win the race)."""
+    try:
+        gw.retrieve(resource, obj_id)
+        return
+    except GatewayError as err:
+        if not err.not_found:
+            raise
+    try:
+        gw.create(resource, params, idempotency_key=f"paydesk-{resource}-{obj_id}")
+    except GatewayError:
+        gw.retrieve(resource, obj_id)  # made by someone else meanwhile; anything else raises here
+
+
+def first_invoice_intent(gw: Gateway, reader: StripeReader, invoice: dict) -> dict | None:
+    """The PaymentIntent paying a subscription's first invoice, in either API shape."""
+    pi_ref = invoice.get("payment_intent")
+    if pi_ref is None and "payment_intent" not in invoice:  # current API versions: through InvoicePayments
+        pi_ref = paid_invoice_payment(reader.list_optional("invoice_payments", invoice=invoice["id"]) or [])[1]
+    if isinstance(pi_ref, dict):
+        return pi_ref
+    return gw.retrieve("payment_intents", pi_ref) if pi_ref else None
+
+
+def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, customer_id: str,
+               metadata: dict, attempt: str, client_ip: str | None) -> Outcome:
+    gw.update("customers", customer_id, {"invoice_settings": {"default_payment_method": gift.payment_method}})
+    plan_id = plan_for(gw, form, gift.amount, gift.interval)
+    sub = gw.create("subscriptions", {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": metadata,
+                                      "expand": ["latest_invoice"]},
+                    idempotency_key=f"paydesk-donate-{c.id}-{attempt}-subscription")
+    reader = StripeReader(form.processor, gw)
+    invoice = sub.get("latest_invoice") if isinstance(sub.get("latest_invoice"), dict) else \
+        gw.retrieve("invoices", sid(sub.get("latest_invoice")))
+    try:
+        pi = first_invoice_intent(gw, reader, invoice)
+    except GatewayError as err:
+        log.warning("donation form %s: subscription %s made, its payment not read: %s", form.slug, sub["id"], err)
+        pi = None
+    c = _record_subscription(form, c, reader, sub, invoice, pi)
+    if invoice.get("status") == "paid" or (pi or {}).get("status") in ("succeeded", "processing"):
+        return Outcome("succeeded", contribution=c)
+    if pi is not None and pi.get("status") == "requires_action":
+        return Outcome("requires_action", client_secret=pi.get("client_secret"), contribution=c)
+    if pi is None:
+        return Outcome("succeeded", contribution=c)  # the thank-you page waits for the invoice's events
+    _cancel_subscription(gw, form, sub["id"])
+    return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
+
+
+def _record_subscription(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, invoice: dict,
+                         pi: dict | None) -> Contribution:
+    """The recurring contribution, and this contribution as its first instalment (trxn_id = invoice id)."""
+    immediate()
+    lock_objects([k for k in (sub["id"], invoice["id"], (pi or {}).get("id")) if k])
+    recur = recurring.sync_subscription(reader, form.processor, {**sub, "latest_invoice": invoice["id"]}, stamp=0)
+    recur.donation_form_id = form.id
+    c = db.session.get(Contribution, c.id)
+    first = contributions.by_invoice(form.processor_id, invoice["id"])
+    if first is not None and first.id != c.id:  # the worker recorded the invoice first: keep its row
+        first.donation_form_id = form.id
+        first.description = c.description
+        db.session.delete(c)
+        c = first
+    c.invoice_id = c.trxn_id = invoice["id"]
+    c.recur_id = recur.id
+    if pi is not None:
+        c.payment_intent_id = c.payment_intent_id or pi["id"]
+        row = intents.sync_intent(form.processor, pi, stamp=0)
+        row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
+    db.session.commit()
+    return c
+
+
+def _cancel_subscription(gw: Gateway, form: DonationForm, subscription_id: str) -> None:
+    """A first payment that failed leaves an incomplete subscription: end it (its webhook cancels the recur)."""
+    try:
+        gw.call("subscriptions", "cancel", subscription_id)
+    except GatewayError as err:
+        log.warning("donation form %s: could not cancel incomplete subscription %s: %s", form.slug,
+                    subscription_id, err)
+
+
+# -- after 3-D Secure -----------------------------------------------------------------------
+
+def check_result(form: DonationForm, c: Contribution, client_ip: str | None) -> Outcome:
+    """What became of the payment after the browser's 3-D Secure step, as Stripe has it now."""
+    if c.status == FAILED:
+        return Outcome("declined", 402, c.failure_message, errors={"card": c.failure_message or ""}, contribution=c)
+    if c.status == COMPLETED or not c.payment_intent_id:
+        return Outcome("succeeded", contribution=c)
+    gw = Gateway.for_processor(form.processor)
+    try:
+        pi = gw.retrieve("payment_intents", c.payment_intent_id)
+    except GatewayError as err:
+        log.warning("donation form %s: reading %s failed: %s", form.slug, c.payment_intent_id, err)
+        return Outcome("unavailable", 503, NOT_CONFIRMED, contribution=c)
+    if pi.get("status") in ("requires_payment_method", "canceled"):
+        if c.recur is not None:
+            _cancel_subscription(gw, form, c.recur.subscription_id)
+        return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
+    return _after_confirm(form, c, pi, client_ip)
+
+
+# -- the thank-you page and receipts -----------------------------------------------------------
+
+def thanks_state(c: Contribution) -> str:
+    """waiting | done | failed: what the thank-you page shows."""
+    if c.status == PENDING:
+        return "waiting"
+    return "failed" if c.status in (FAILED, "Cancelled") else "done"
+
+
+def frequency_of(c: Contribution) -> str:
+    interval = c.recur.interval if c.recur is not None else None
+    return {"month": "Monthly", "year": "Yearly", "week": "Weekly", "day": "Daily"}.get(interval or "", "One-off")
+
+
+def receipts_wanted(c: Contribution) -> bool:
+    """False when the gift came through a form whose receipts are switched off."""
+    form_id = c.donation_form_id or (c.recur.donation_form_id if c.recur is not None else None)
+    form = db.session.get(DonationForm, form_id) if form_id else None
+    return form is None or form.receipts
+
+
+def state_dict(c: Contribution) -> dict[str, Any]:
+    return {"state": thanks_state(c), "status": c.status}

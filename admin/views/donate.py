@@ -1,0 +1,231 @@
+"""The public donation form: ``/donate/<slug>``, its JSON payment endpoint and the thank-you page.
+
+No sign-in. The one-time form token stands in for the session CSRF token here (these views are
+exempt from Flask-WTF's check): it is issued with the page, good for one payment request, and
+a request without a valid one is refused before anything else happens.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, jsonify, render_template, request, url_for
+from flask_limiter import RequestLimit
+from flask_limiter.errors import RateLimitExceeded
+
+from ..extensions import csrf
+from ..limiter import client_ip, init_limiter, limit_view
+from ..security import public, uses_stripe_js
+from ..services import donation_guard as guard
+from ..services import donations
+from ..services.donation_forms import (
+    amount_label,
+    donor_from_link,
+    frequency_choices,
+    public_form,
+    range_text,
+)
+
+bp = Blueprint("donate", __name__)
+
+EXPIRED = "This form has expired. Reload the page to give."
+REFUSED = "We could not accept this form. Reload the page and try again."
+TOO_MANY = "Too many attempts from your connection. Please wait a minute, then try again."
+BLOCKED = "Too many failed payments from your connection. Please try again in {minutes} minutes."
+CAPTCHA = "Please complete the check that you are not a robot."
+FIX_FIELDS = "Please correct the marked fields."
+MAX_BODY = 16 * 1024  # a donation form's fields, with room to spare
+
+
+def _form_or_404(slug: str):
+    form = public_form(slug)
+    if form is None:
+        abort(404)
+    return form
+
+
+def _render(form, *, values=None, errors=None, donor=None, notice=None, status=200):
+    known_postcode = donor.postal_code if donor is not None else None
+    values = dict(values or {})
+    if donor is not None and not values:
+        first, _, last = (donor.display_name or "").partition(" ")
+        values = {"first_name": first, "last_name": last, "email": donor.email or ""}
+    return render_template(
+        "donate/form.html", form=form, values=values, errors=errors or {}, notice=notice,
+        token=guard.issue_token(form), donor_token=request.values.get("donor", "") if donor else "",
+        known_postcode=known_postcode or "", publishable_key=form.processor.publishable_key or "",
+        frequencies=frequency_choices(form), amount_label=amount_label, range_text=range_text(form),
+        honeypot=guard.HONEYPOT_FIELD), status
+
+
+@bp.get("/donate/<slug>")
+@public
+@uses_stripe_js
+def page(slug: str):
+    form = _form_or_404(slug)
+    return _render(form, donor=donor_from_link(form, request.args.get("donor")))
+
+
+@bp.post("/donate/<slug>")
+@csrf.exempt
+@public
+@uses_stripe_js
+def submit(slug: str):
+    """Without JavaScript: check the form and keep what was typed; the card itself needs JavaScript."""
+    form = _form_or_404(slug)
+    values = request.form.to_dict()
+    donor = donor_from_link(form, values.get("donor"))
+    _gift, errors = donations.validate(form, values, donor)
+    notice = None if errors else "Card payments on this page need JavaScript: please turn it on and try again."
+    return _render(form, values=values, errors=errors, donor=donor, notice=notice, status=422)
+
+
+def _json(body: dict, status: int, form=None, *, token: bool = True):
+    if token and form is not None:
+        body["token"] = guard.issue_token(form)
+    return jsonify(body), status
+
+
+def _outcome(form, outcome: donations.Outcome):
+    body: dict = {"status": outcome.status}
+    c = outcome.contribution
+    if c is not None and c.id is not None and outcome.status in ("succeeded", "requires_action"):
+        ref = donations.ref_of(c)
+        body["redirect"] = url_for("donate.thanks", slug=form.slug, ref=ref)
+        body["result_url"] = url_for("donate.result", slug=form.slug, ref=ref)
+    if outcome.client_secret:
+        body["client_secret"] = outcome.client_secret
+    if outcome.message:
+        body["error"] = outcome.message
+    if outcome.errors:
+        body["errors"] = outcome.errors
+    return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action"))
+
+
+@bp.post("/donate/<slug>/pay")
+@csrf.exempt
+@public
+def pay(slug: str):
+    """The JSON payment endpoint: checks, then :func:`admin.services.donations.give`."""
+    form = _form_or_404(slug)
+    if (request.content_length or 0) > MAX_BODY:
+        return _json({"status": "invalid", "error": REFUSED}, 413)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return _json({"status": "invalid", "error": REFUSED}, 400)
+    ip = client_ip()
+    wait = guard.blocked_for(ip)
+    if wait:
+        guard.refuse("ip_blocked", form, ip, f"{wait} s left")
+        return _json({"status": "refused", "error": BLOCKED.format(minutes=max(1, -(-wait // 60)))}, 429)
+    reason = guard.spend_token(form, data.get("token"))
+    if reason:
+        guard.refuse(reason, form, ip)
+        return _json({"status": "refused", "error": EXPIRED}, 400)
+    if guard.honeypot_filled(data):
+        guard.refuse("honeypot", form, ip)
+        return _json({"status": "refused", "error": REFUSED}, 400)
+    if not guard.captcha_passes(data, ip):
+        guard.refuse("captcha", form, ip)
+        return _json({"status": "refused", "error": CAPTCHA, "errors": {"captcha": CAPTCHA}}, 400, form)
+    gift, errors = donations.validate(form, data, donor_from_link(form, data.get("donor")))
+    if not data.get("payment_method"):  # the browser could not make one: the card is incomplete
+        errors = {**errors, "card": "Enter your card details."}
+    if errors:
+        if donations.below_minimum(form, errors):
+            guard.refuse("below_minimum", form, ip, str(data.get("other_amount") or data.get("amount"))[:50])
+        return _json({"status": "invalid", "error": FIX_FIELDS, "errors": errors}, 422, form)
+    return _outcome(form, donations.give(form, gift, ip))
+
+
+@bp.post("/donate/<slug>/pay/<ref>/result")
+@csrf.exempt
+@public
+def result(slug: str, ref: str):
+    """After the browser's 3-D Secure step: what Stripe says now (a failure is recorded and counted)."""
+    form = _form_or_404(slug)
+    c = donations.contribution_of(form, ref)
+    if c is None:
+        abort(404)
+    return _outcome(form, donations.check_result(form, c, client_ip()))
+
+
+@bp.get("/donate/<slug>/thanks/<ref>")
+@public
+def thanks(slug: str, ref: str):
+    form = _form_or_404(slug)
+    c = donations.contribution_of(form, ref)
+    if c is None:
+        abort(404)
+    first = ((c.contact.display_name if c.contact else "") or "").split(" ")[0]
+    return render_template("donate/thanks.html", form=form, c=c, first_name=first,
+                           state=donations.thanks_state(c), reference=donations.reference(c),
+                           frequency=donations.frequency_of(c),
+                           status_url=url_for("donate.status", slug=slug, ref=ref))
+
+
+@bp.get("/donate/<slug>/thanks/<ref>/status")
+@public
+def status(slug: str, ref: str):
+    """Polled by the thank-you page until the webhook has completed (or failed) the contribution."""
+    form = _form_or_404(slug)
+    c = donations.contribution_of(form, ref)
+    if c is None:
+        abort(404)
+    response = jsonify(donations.state_dict(c))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- refusals by the rate limits, and errors ------------------------------------------------
+
+def _is_json_endpoint() -> bool:
+    return request.endpoint in ("donate.pay", "donate.result", "donate.status")
+
+
+def _breach(reason: str):
+    def on_breach(limit: RequestLimit):
+        form = public_form((request.view_args or {}).get("slug", ""))
+        guard.refuse(reason, form, client_ip(), str(limit.limit))
+        if _is_json_endpoint():
+            return jsonify({"status": "refused", "error": TOO_MANY}), 429
+        return render_template("donate/message.html", heading="Please wait a moment", message=TOO_MANY), 429
+
+    return on_breach
+
+
+@bp.errorhandler(RateLimitExceeded)
+def rate_limited(err: RateLimitExceeded):
+    if err.response is not None:
+        return err.response
+    return jsonify({"status": "refused", "error": TOO_MANY}), 429
+
+
+@bp.errorhandler(404)
+def not_found(_err):
+    message = "There is no donation form at this address, or it is closed."
+    if _is_json_endpoint():
+        return jsonify({"status": "not_found", "error": message}), 404
+    return render_template("donate/message.html", heading="Page not found", message=message), 404
+
+
+def _slug_key() -> str:
+    return "form:" + str((request.view_args or {}).get("slug", ""))
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint and its rate limits (per address, per form; shared storage)."""
+    app.register_blueprint(bp)
+    init_limiter(app)
+    cfg = app.config  # read at each request, so a changed setting applies at once
+
+    def setting(name: str):
+        return lambda: cfg[name]
+
+    for endpoint in ("donate.page", "donate.submit"):  # off unless configured: each counted view is a write
+        limit_view(app, endpoint, lambda: cfg["DONATE_RATE_LIMIT_PAGE"] or "1 per second", key_func=client_ip,
+                   scope="donate-page-ip", on_breach=_breach("rate_limit_ip"),
+                   exempt_when=lambda: not cfg.get("DONATE_RATE_LIMIT_PAGE"))
+    for endpoint in ("donate.pay", "donate.result"):
+        limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_IP"), key_func=client_ip, scope="donate-pay-ip",
+                   on_breach=_breach("rate_limit_ip"))
+        limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_FORM"), key_func=_slug_key, scope="donate-pay-form",
+                   on_breach=_breach("rate_limit_form"))

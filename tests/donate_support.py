@@ -1,0 +1,49 @@
+"""Helpers for the donation-form tests: a form on a localstripe processor, PaymentMethods as Stripe.js
+makes them, the page's one-time token, a payment request."""
+
+from __future__ import annotations
+
+import re
+
+from admin.services.donation_forms import FormSettings, create_form
+from admin.services.processors import gateway
+
+CARD_OK = "4242424242424242"
+CARD_DECLINED_AT_ATTACH = "4000000000000002"  # localstripe declines it when attached to a customer
+CARD_DECLINED_AT_CHARGE = "4000000000000341"
+CARD_3DS = "4000002500003155"
+CARD_3DS_THEN_DECLINED = "4000008260003178"
+
+
+def make_form(processor, slug: str = "spring", **overrides):
+    settings = dict(slug=slug, title="Spring appeal", processor_id=processor.id, currency="usd",
+                    amounts="10,25,50", frequencies=["one-off", "monthly", "yearly"], min_amount="5",
+                    max_amount="10000", thank_you_text="Thank you for standing with us.")
+    settings.update(overrides)
+    return create_form(FormSettings(**settings))
+
+
+def payment_method(processor, number: str = CARD_OK, postal_code: str | None = "10115") -> str:
+    """A PaymentMethod as Stripe.js creates it from the card element (its postcode in billing_details)."""
+    params = {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+    if postal_code:
+        params["billing_details"] = {"address": {"postal_code": postal_code}}
+    return gateway(processor).create("payment_methods", params)["id"]
+
+
+def page_token(client, slug: str = "spring", query: str = "") -> str:
+    html = client.get(f"/donate/{slug}{query}").get_data(as_text=True)
+    return re.search(r'data-token="([^"]+)"', html)[1]
+
+
+def gift(token: str, pm: str | None, **fields) -> dict:
+    body = {"token": token, "amount": "2500", "frequency": "one-off", "first_name": "Ada", "last_name": "Lovelace",
+            "email": "ada@example.org", "payment_method": pm, "postal_code": "10115", "website": ""}
+    body.update(fields)
+    return body
+
+
+def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers: dict | None = None, **fields):
+    """One full payment request with a fresh token and a new PaymentMethod; the response."""
+    pm = payment_method(processor, number)
+    return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers)

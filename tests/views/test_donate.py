@@ -1,0 +1,409 @@
+"""The public donation form's server side, against a real localstripe: the page, the JSON payment
+endpoint, 3-D Secure results, declines, and every card-testing defence (each refusal recorded)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from donate_support import (
+    CARD_3DS,
+    CARD_3DS_THEN_DECLINED,
+    CARD_DECLINED_AT_ATTACH,
+    CARD_DECLINED_AT_CHARGE,
+    gift,
+    make_form,
+    page_token,
+    pay,
+    payment_method,
+)
+from sqlalchemy import func, select
+
+from admin.extensions import db
+from admin.models import (
+    Contact,
+    Contribution,
+    ContributionRecur,
+    DonationPlan,
+    DonationRefusal,
+    RateLimit,
+    StripeCustomer,
+    StripePaymentIntent,
+)
+from admin.services.processors import gateway
+from admin.webhooks.worker import run_once
+
+pytestmark = pytest.mark.localstripe
+
+
+@pytest.fixture
+def form(app, processor):
+    return make_form(processor)
+
+
+def _count(model, *where) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def _refusals(reason: str) -> int:
+    return _count(DonationRefusal, DonationRefusal.reason == reason)
+
+
+def _authenticate(localstripe: str, client_secret: str, success: bool) -> requests.Response:
+    """What the donor's bank page does in 3-D Secure (localstripe's stand-in for it)."""
+    pi_id = client_secret.split("_secret_")[0]
+    return requests.post(f"{localstripe}/v1/payment_intents/{pi_id}/_authenticate",
+                         data={"key": "pk_test_paydesk", "client_secret": client_secret,
+                               "success": "true" if success else "false"}, timeout=10)
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+def test_page_is_public_labelled_and_widens_the_csp_only_there(client, form):
+    resp = client.get("/donate/spring")
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self' https://js.stripe.com" in csp and "connect-src 'self' https://js.stripe.com" in csp
+    assert "frame-src 'self' https://js.stripe.com" in csp
+    assert "stripe" not in client.get("/login").headers["Content-Security-Policy"]
+    assert '<script src="https://js.stripe.com/v3/" defer></script>' in html
+    # preset amounts as radio buttons whose label carries the amount; every input has a label
+    for value, label in (("1000", "10 USD"), ("2500", "25 USD"), ("5000", "50 USD")):
+        assert re.search(rf'<input type="radio" name="amount" value="{value}">\s*{label}</label>', html)
+    for label in ("One-off", "Monthly", "Yearly"):
+        assert re.search(rf'name="frequency" value="[a-z-]+"( checked)?>\s*{label}</label>', html)
+    ids = set(re.findall(r'<input id="([^"]+)"', html))
+    labelled = set(re.findall(r'<label for="([^"]+)"', html))
+    assert ids <= labelled, f"inputs without a label: {ids - labelled}"
+    assert {"other_amount", "first_name", "last_name", "email", "postal_code", "website"} <= ids
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) and " style=" not in html
+
+
+def test_unknown_or_inactive_form_is_404(client, form, processor):
+    assert client.get("/donate/nope").status_code == 404
+    make_form(processor, slug="closed", active=False)
+    resp = client.get("/donate/closed")
+    assert resp.status_code == 404 and "closed" in resp.get_data(as_text=True)
+    assert client.post("/donate/closed/pay", json={}).get_json()["status"] == "not_found"
+
+
+def test_without_javascript_the_form_is_checked_and_keeps_what_was_typed(client, form):
+    resp = client.post("/donate/spring", data={"amount": "2500", "first_name": "Ada", "last_name": "",
+                                               "email": "not-an-email", "frequency": "monthly"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    assert "Enter your last name." in html and "Enter an email address such as name@example.org." in html
+    assert 'value="Ada"' in html and 'value="not-an-email"' in html
+    assert re.search(r'value="2500" checked', html) and re.search(r'value="monthly" checked', html)
+
+
+# -- one-off gifts -----------------------------------------------------------------------------
+
+def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, client, form, processor):
+    resp = pay(client, processor, first_name="Grace", last_name="Hopper", email="grace@example.org",
+               address_line1="1 Navy Way", city="Arlington")
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["status"] == "succeeded", body
+    assert body["redirect"].startswith("/donate/spring/thanks/") and "token" not in body
+
+    c = db.session.scalar(select(Contribution))
+    contact = c.contact
+    assert (c.status, c.amount, c.currency, c.source, c.donation_form_id) == ("Pending", 2500, "usd",
+                                                                                "donation form", form.id)
+    assert (contact.display_name, contact.email, contact.postal_code) == ("Grace Hopper", "grace@example.org", "10115")
+    assert c.description == f"Spring appeal {contact.id}-{c.id}"
+
+    gw = gateway(processor)
+    pi = gw.retrieve("payment_intents", c.payment_intent_id)
+    assert (pi["status"], pi["amount"], pi["currency"]) == ("succeeded", 2500, "usd")
+    assert pi["description"] == f"Spring appeal {contact.id}-{c.id}"
+    assert pi["statement_descriptor_suffix"] == f"{contact.id}-{c.id} Spring appeal"[:22].strip()
+    assert pi["metadata"] == {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": "spring",
+                              "source": "paydesk donation form"}
+    customer = gw.retrieve("customers", pi["customer"])
+    assert customer["name"] == "Grace Hopper" and customer["email"] == "grace@example.org"
+    run_once()  # the worker pushes the new contact's id into the customer's metadata
+    assert gw.retrieve("customers", pi["customer"])["metadata"]["contact_id"] == str(contact.id)
+    assert customer["address"] == {"line1": "1 Navy Way", "city": "Arlington", "postal_code": "10115"}
+    assert db.session.scalar(select(StripeCustomer.contact_id).where(
+        StripeCustomer.customer_id == pi["customer"])) == contact.id
+    tracked = db.session.scalar(select(StripePaymentIntent).where(
+        StripePaymentIntent.stripe_intent_id == pi["id"]))
+    assert (tracked.contribution_id, tracked.contact_id, tracked.identifier) == (c.id, contact.id, "spring")
+
+    thanks_page = client.get(body["redirect"])
+    assert "stripe" not in thanks_page.headers["Content-Security-Policy"]  # no Stripe.js there
+    thanks = thanks_page.get_data(as_text=True)
+    assert "Thank you, Grace!" in thanks and "25.00 USD" in thanks and f"{contact.id}-{c.id}" in thanks
+    assert "waiting for our card processor" in thanks  # the webhook completes it, not the form
+    assert client.get(body["redirect"] + "/status").get_json() == {"state": "waiting", "status": "Pending"}
+
+
+def test_a_returning_donor_reuses_contact_and_customer(client, form, processor):
+    for _ in range(2):
+        assert pay(client, processor, email="ADA@example.org").get_json()["status"] == "succeeded"
+    assert _count(Contact) == 1 and _count(StripeCustomer) == 1 and _count(Contribution) == 2
+
+
+def test_other_amount_wins_and_is_checked_against_the_range(client, form, processor):
+    assert pay(client, processor, other_amount="12.50").get_json()["status"] == "succeeded"
+    assert db.session.scalar(select(Contribution.amount)) == 1250
+    too_big = pay(client, processor, other_amount="20000").get_json()
+    assert too_big["errors"] == {"other_amount": "The largest gift this form takes is 10,000.00 USD."}
+
+
+@pytest.mark.parametrize("fields, errors", [
+    ({"amount": "", "other_amount": "4"}, {"other_amount": "The smallest gift this form takes is 5.00 USD."}),
+    ({"amount": "", "other_amount": "lots"}, {"other_amount": "Enter an amount such as 15 or 15.50."}),
+    ({"amount": "777"}, {"amount": "Choose an amount or enter another amount."}),
+    ({"email": "ada@nowhere"}, {"email": "Enter an email address such as name@example.org."}),
+    ({"first_name": " ", "last_name": ""}, {"first_name": "Enter your first name.",
+                                            "last_name": "Enter your last name."}),
+    ({"frequency": "weekly"}, {"frequency": "Choose how often to give."}),
+    ({"payment_method": ""}, {"card": "Enter your card details."}),
+])
+def test_validation_errors_name_the_field_and_give_a_new_token(client, form, processor, fields, errors):
+    resp = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor), **fields))
+    body = resp.get_json()
+    assert resp.status_code == 422 and body["errors"] == errors and body["token"]
+    assert _count(Contribution) == 0 and _count(Contact) == 0
+    assert _refusals("below_minimum") == (1 if "smallest" in str(errors) else 0)
+
+
+# -- declines ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("card", [CARD_DECLINED_AT_ATTACH, CARD_DECLINED_AT_CHARGE])
+def test_declined_card_is_a_failed_contribution_and_a_counted_failure(client, form, processor, card):
+    resp = pay(client, processor, number=card)
+    body = resp.get_json()
+    assert resp.status_code == 402 and body["status"] == "declined"
+    assert body["errors"] == {"card": "Your card was declined."} and "declined" in body["error"]
+    assert body["token"]  # the donor can try another card without reloading
+    c = db.session.scalar(select(Contribution))
+    assert (c.status, c.failure_message, c.donation_form_id) == ("Failed", "Your card was declined.", form.id)
+    assert _refusals("payment_failed") == 1
+    assert db.session.get(RateLimit, "donate-fail-ip:127.0.0.1").count == 1
+
+
+def test_the_sixth_failed_payment_from_one_address_within_the_hour_is_refused(client, form, processor):
+    for _ in range(5):
+        assert pay(client, processor, number=CARD_DECLINED_AT_CHARGE).status_code == 402
+    sixth = pay(client, processor)  # even with a good card: the address is blocked for two hours
+    assert sixth.status_code == 429 and "Too many failed payments" in sixth.get_json()["error"]
+    assert "120 minutes" in sixth.get_json()["error"]
+    assert _count(Contribution) == 5 and _refusals("ip_blocked") == 1
+    other_ip = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
+                           environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert other_ip.get_json()["status"] == "succeeded"
+
+
+# -- 3-D Secure ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("success", [True, False])
+def test_three_d_secure_goes_back_to_the_browser_and_the_result_is_checked(client, form, processor, localstripe,
+                                                                            success):
+    body = pay(client, processor, number=CARD_3DS).get_json()
+    assert body["status"] == "requires_action" and body["client_secret"].startswith("pi_")
+    assert "token" not in body
+    _authenticate(localstripe, body["client_secret"], success)
+    result = client.post(body["result_url"], json={})
+    c = db.session.scalar(select(Contribution))
+    if success:
+        assert result.status_code == 200 and result.get_json()["status"] == "succeeded"
+        assert c.status == "Pending"  # completed by the webhook
+    else:
+        assert result.status_code == 402 and "declined" in result.get_json()["errors"]["card"]
+        assert c.status == "Failed" and _refusals("payment_failed") == 1
+        assert client.post(body["result_url"], json={}).status_code == 402  # asked again: counted once
+        assert _refusals("payment_failed") == 1
+
+
+def test_three_d_secure_then_declined(client, form, processor, localstripe):
+    body = pay(client, processor, number=CARD_3DS_THEN_DECLINED).get_json()
+    _authenticate(localstripe, body["client_secret"], True)
+    result = client.post(body["result_url"], json={}).get_json()
+    assert result["errors"] == {"card": "Your card was declined."}
+
+
+def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
+    assert client.post("/donate/spring/pay", data="not json", content_type="application/json").status_code == 400
+    assert client.post("/donate/spring/pay", json=["a", "list"]).status_code == 400
+    assert client.post("/donate/spring/pay", json={"token": "x", "pad": "x" * 20000}).status_code == 413
+    numbers = client.post("/donate/spring/pay", json=gift(page_token(client), None, amount=2500, first_name=7))
+    assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
+
+
+def test_result_needs_a_genuine_reference(client, form):
+    assert client.post("/donate/spring/pay/MQ.forged/result", json={}).status_code == 404
+    assert client.get("/donate/spring/thanks/MQ.forged").status_code == 404
+
+
+# -- monthly and yearly -------------------------------------------------------------------------
+
+def test_monthly_gift_subscribes_on_a_plan_made_once_and_reused(client, form, processor):
+    first = pay(client, processor, frequency="monthly", amount="2500", email="mary@example.org").get_json()
+    second = pay(client, processor, frequency="monthly", amount="2500", email="ada@example.org").get_json()
+    assert first["status"] == second["status"] == "succeeded"
+    assert _count(DonationPlan) == 1
+    plan = db.session.scalar(select(DonationPlan))
+    assert (plan.amount, plan.currency, plan.interval) == (2500, "usd", "month")
+
+    gw = gateway(processor)
+    recurs = db.session.scalars(select(ContributionRecur).order_by(ContributionRecur.id)).all()
+    assert len(recurs) == 2
+    for recur in recurs:
+        sub = gw.retrieve("subscriptions", recur.subscription_id)
+        assert sub["plan"]["id"] == plan.plan_id and sub["plan"]["amount"] == 2500 and sub["status"] == "active"
+        assert len(gw.list("subscriptions", customer=sub["customer"])["data"]) == 1  # one subscription each
+        assert (recur.amount, recur.interval, recur.donation_form_id) == (2500, "month", form.id)
+        c = db.session.scalar(select(Contribution).where(Contribution.recur_id == recur.id))
+        assert c.invoice_id == c.trxn_id == sub["latest_invoice"] and c.status == "Pending"
+        assert sub["metadata"]["contribution_id"] == str(c.id)
+        customer = gw.retrieve("customers", sub["customer"])
+        assert customer["invoice_settings"]["default_payment_method"]
+
+
+def test_yearly_gift_declined_at_charge_cancels_its_subscription(client, form, processor):
+    body = pay(client, processor, number=CARD_DECLINED_AT_CHARGE, frequency="yearly").get_json()
+    assert body["status"] == "declined" and body["errors"]["card"] == "Your card was declined."
+    recur = db.session.scalar(select(ContributionRecur))
+    assert recur.interval == "year"
+    assert gateway(processor).retrieve("subscriptions", recur.subscription_id)["status"] == "canceled"
+    assert db.session.scalar(select(Contribution.status)) == "Failed"
+
+
+def test_monthly_gift_with_three_d_secure(client, form, processor, localstripe):
+    body = pay(client, processor, number=CARD_3DS, frequency="monthly").get_json()
+    assert body["status"] == "requires_action"
+    _authenticate(localstripe, body["client_secret"], True)
+    assert client.post(body["result_url"], json={}).get_json()["status"] == "succeeded"
+    recur = db.session.scalar(select(ContributionRecur))
+    assert gateway(processor).retrieve("subscriptions", recur.subscription_id)["status"] == "active"
+
+
+# -- Stripe unreachable ------------------------------------------------------------------------
+
+def test_stripe_unreachable_says_try_again_and_records_nothing(client, offline_processor):
+    make_form(offline_processor)
+    resp = client.post("/donate/spring/pay", json=gift(page_token(client), "pm_card_visa"))
+    body = resp.get_json()
+    assert resp.status_code == 503 and "try again" in body["error"] and body["token"]
+    for model in (Contact, StripeCustomer, Contribution, StripePaymentIntent):
+        assert _count(model) == 0, model.__name__
+
+
+def test_stripe_unreachable_after_the_customer_exists_withdraws_the_contribution(client, form, processor):
+    assert pay(client, processor).get_json()["status"] == "succeeded"
+    pm = payment_method(processor)
+    processor.api_base = "http://127.0.0.1:9"  # Stripe goes away between the two gifts
+    db.session.commit()
+    resp = client.post("/donate/spring/pay", json=gift(page_token(client), pm))
+    assert resp.status_code == 503
+    assert _count(Contribution) == 1 and _count(StripePaymentIntent) == 1
+
+
+# -- card-testing defences ------------------------------------------------------------------------
+
+def test_form_token_is_one_time(client, form, processor):
+    token = page_token(client)
+    assert client.post("/donate/spring/pay", json=gift(token, payment_method(processor))).status_code == 200
+    replay = client.post("/donate/spring/pay", json=gift(token, payment_method(processor)))
+    assert replay.status_code == 400 and "Reload the page" in replay.get_json()["error"]
+    assert "token" not in replay.get_json()
+    missing = client.post("/donate/spring/pay", json=gift("", payment_method(processor)))
+    forged = client.post("/donate/spring/pay", json=gift(token[:-3] + "abc", payment_method(processor)))
+    assert missing.status_code == forged.status_code == 400
+    assert _refusals("token_replayed") == 1 and _refusals("token_missing") == 2
+    assert _count(Contribution) == 1
+
+
+def test_a_token_is_good_for_its_own_form_only(client, form, processor):
+    make_form(processor, slug="autumn", title="Autumn")
+    token = page_token(client, "autumn")
+    assert client.post("/donate/spring/pay", json=gift(token, payment_method(processor))).status_code == 400
+
+
+def test_honeypot_and_captcha_refuse_before_stripe(app, client, form, processor):
+    resp = client.post("/donate/spring/pay", json=gift(page_token(client), "pm_x", website="http://spam"))
+    assert resp.status_code == 400 and _refusals("honeypot") == 1
+    app.config["DONATE_CAPTCHA_VERIFY"] = lambda response, ip: response == "human" and ip == "127.0.0.1"
+    robot = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)))
+    assert robot.status_code == 400 and robot.get_json()["errors"] == {"captcha": robot.get_json()["error"]}
+    human = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor),
+                                                        captcha_response="human"))
+    assert human.get_json()["status"] == "succeeded"
+    assert _refusals("captcha") == 1 and _count(Contribution) == 1
+
+
+def test_captcha_hook_by_dotted_path(app, client, form, processor):
+    app.config["DONATE_CAPTCHA_VERIFY"] = "donate_support:never_human"
+    import donate_support
+
+    donate_support.never_human = lambda response, ip: False
+    assert client.post("/donate/spring/pay", json=gift(page_token(client), "pm_x")).status_code == 400
+
+
+def test_rate_limits_per_address_and_per_form_are_refusals(app, client, form, processor):
+    app.config.update(DONATE_RATE_LIMIT_IP="3 per minute", DONATE_RATE_LIMIT_FORM="4 per minute")
+    for _ in range(3):
+        client.post("/donate/spring/pay", json={"token": ""})
+    limited = client.post("/donate/spring/pay", json={"token": ""})
+    assert limited.status_code == 429 and limited.get_json() == {
+        "status": "refused", "error": "Too many attempts from your connection. Please wait a minute, then try again."}
+    assert _refusals("rate_limit_ip") == 1
+
+    make_form(processor, slug="autumn", title="Autumn")  # a form of its own: four requests, each from elsewhere
+    answers = [client.post("/donate/autumn/pay", json={}, environ_base={"REMOTE_ADDR": f"192.0.2.{n}"}).status_code
+               for n in range(1, 6)]
+    assert answers == [400, 400, 400, 400, 429] and _refusals("rate_limit_form") == 1
+
+    app.config["DONATE_RATE_LIMIT_PAGE"] = "1 per minute"
+    client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
+    page = client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
+    assert page.status_code == 429 and "Please wait" in page.get_data(as_text=True)
+
+
+def test_refusals_are_logged(client, form, caplog):
+    caplog.set_level("WARNING", logger="admin.services.donation_guard")
+    client.post("/donate/spring/pay", json={"token": "nope"})
+    assert "donation form spring: refused (token_missing) from 127.0.0.1" in caplog.text
+
+
+def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
+    from conftest import make_app
+
+    from admin.services.processors import add_processor
+
+    app = make_app(f"sqlite:///{tmp_path / 'proxy.sqlite3'}", tmp_path, TRUSTED_PROXIES=1)
+    with app.app_context():
+        db.create_all()
+        proc = add_processor(name="p", secret_key="sk_test_proxy", publishable_key="pk_test_proxy",
+                             webhook_secrets=["whsec_p"], api_base=localstripe)
+        make_form(proc)
+        client = app.test_client()
+        client.post("/donate/spring/pay", json={"token": "x"}, headers={"X-Forwarded-For": "203.0.113.5"})
+        assert db.session.scalar(select(DonationRefusal.client_ip)) == "203.0.113.5"
+        db.session.remove()
+        db.engine.dispose()
+
+
+# -- signed donor links: a known contact and postcode ----------------------------------------------
+
+def test_signed_donor_link_fills_in_the_known_donor(app, client, form, processor):
+    from admin.services.donation_forms import donor_link
+
+    contact = Contact(display_name="Mary Somerville", email="mary@example.org", postal_code="EH1 1AA")
+    db.session.add(contact)
+    db.session.commit()
+    link = donor_link(form, contact)
+    assert link.startswith("http://127.0.0.1:5000/donate/spring?donor=")
+    html = client.get(link.split("5000", 1)[1]).get_data(as_text=True)
+    assert 'data-known-postcode="EH1 1AA"' in html and 'value="Mary"' in html and 'value="Somerville"' in html
+    assert 'name="donor"' in html
+    assert 'data-known-postcode=""' in client.get("/donate/spring?donor=forged").get_data(as_text=True)
+    token = link.split("donor=", 1)[1]
+    body = pay(client, processor, email="other@example.org", donor=token).get_json()
+    assert body["status"] == "succeeded"
+    assert db.session.scalar(select(Contribution.contact_id)) == contact.id  # the linked contact, not a new one
