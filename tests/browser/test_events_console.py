@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import responses
 from conftest import PASSWORD, make_app
+from playwright.sync_api import expect
 from sqlalchemy import select
 from stripe_world import OneOff, Renewal
 
@@ -99,8 +100,11 @@ def page(browser, console):
         context.close()
 
 
+ROWS = "#results table.events tbody tr"
+
+
 def event_rows(page) -> list[str]:
-    return page.locator("#results table.events tbody tr").evaluate_all("rows => rows.map(r => r.id)")
+    return [page.locator(ROWS).nth(i).get_attribute("id") for i in range(page.locator(ROWS).count())]
 
 
 def test_filters_live_in_the_address_bar_and_the_back_button_restores_them(page):
@@ -110,21 +114,21 @@ def test_filters_live_in_the_address_bar_and_the_back_button_restores_them(page)
     assert len(everything) == 13
     page.fill("input[name=type]", "charge.succeeded")
     page.wait_for_url(re.compile(r"/events\?type=charge\.succeeded$"))
-    page.wait_for_function("document.querySelectorAll('#results table.events tbody tr').length === 9")
+    expect(page.locator(ROWS)).to_have_count(9)
     page.check("input[name=status][value=error]")
     page.wait_for_url(re.compile(r"/events\?type=charge\.succeeded&status=error$"))
-    page.wait_for_function("document.querySelectorAll('#results table.events tbody tr').length === 6")
+    expect(page.locator(ROWS)).to_have_count(6)
     assert page.locator(".count-chip.active").inner_text().split() == ["error", "6"]
     assert page.locator("header.topbar").count() == 1  # the results were swapped, not the page nested
 
     page.go_back()
     page.wait_for_url(re.compile(r"/events\?type=charge\.succeeded$"))
-    page.wait_for_function("document.querySelectorAll('#results table.events tbody tr').length === 9")
+    expect(page.locator(ROWS)).to_have_count(9)
     assert page.input_value("input[name=type]") == "charge.succeeded"
     assert not page.is_checked("input[name=status][value=error]")
     page.go_back()
     page.wait_for_url(re.compile(r"/events$"))
-    page.wait_for_function("document.querySelectorAll('#results table.events tbody tr').length === 13")
+    expect(page.locator(ROWS)).to_have_count(13)
     page.go_forward()
     page.wait_for_url(re.compile(r"/events\?type=charge\.succeeded$"))
     assert page.errors == []
@@ -168,8 +172,7 @@ def test_bulk_replay_of_a_selection_runs_to_100_percent(page):
     page.click("#bulk-dialog button:has-text('Yes, replay 3')")
     progress = page.locator("#bulk-dialog .job")
     progress.wait_for()
-    page.wait_for_function("() => { const t = document.querySelector('#bulk-dialog .progress-text');"
-                           " return t && t.textContent.includes('3 of 3 (100%)'); }", timeout=30_000)
+    expect(page.locator("#bulk-dialog .progress-text")).to_contain_text("3 of 3 (100%)", timeout=30_000)
     assert page.locator("#bulk-dialog progress").get_attribute("value") == "100"
     assert page.locator("#bulk-dialog .job-title .badge").inner_text() == "done"
     assert re.sub(r"\s+", " ", page.locator("#bulk-dialog .job-counts").inner_text()) == "success 3"

@@ -91,7 +91,8 @@ def test_finds_a_deleted_payment_a_changed_amount_and_a_payment_stripe_lacks_and
 
     assert differences(offline_processor) == {}
     assert rc.fix(offline_processor, "charge", a).message == "Already in step: nothing to do."
-    actions = list(db.session.scalars(select(AuditLog.action).order_by(AuditLog.id)))
+    actions = list(db.session.scalars(select(AuditLog.action).where(AuditLog.action != "processor.add")
+                                      .order_by(AuditLog.id)))
     assert actions == ["event.replay", "event.replay", "reconcile.cancel_local"]
     cancel = db.session.scalar(select(AuditLog).where(AuditLog.action == "reconcile.cancel_local"))
     assert cancel.object_id == str(fake.id) and cancel.parameters["was"]["status"] == "Completed"
@@ -103,7 +104,7 @@ def test_without_a_stored_event_the_charge_is_imported(world, offline_processor)
     res = rc.fix(offline_processor, "charge", pay.charge["id"])
     assert res.in_step and res.actions == [f"imported {pay.charge['id']}"]
     assert payment(pay.charge["id"]).amount == 7700
-    assert db.session.scalar(select(AuditLog.action)) == "import.charge"
+    assert db.session.scalar(select(AuditLog.action).where(AuditLog.action != "processor.add")) == "import.charge"
 
 
 def test_a_missing_renewal_an_unrecorded_refund_and_a_refund_amount(books, offline_processor):

@@ -35,8 +35,10 @@ def actions(html: str) -> list[str]:
 def test_everything_newest_first_with_objects_linked(client, auth, entries):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/audit").get_data(as_text=True)
-    assert actions(html) == ["reconcile.cancel_local", "import.charge", "job.start", "event.ignore",
-                             "event.replay"]
+    shown = actions(html)
+    assert shown[0] == "user.sign_in"  # the viewer's own sign-in, the newest entry
+    assert [a for a in shown if not a.startswith(("user.", "processor."))] == [
+        "reconcile.cancel_local", "import.charge", "job.start", "event.ignore", "event.replay"]
     assert '<a href="/events/41" class="mono">41</a>' in html and '<a href="/jobs/7" class="mono">7</a>' in html
     assert '<span class="mono">ch_9</span>' in html  # no page for a charge: shown, not linked
     assert "req_two" in html and "because" in html

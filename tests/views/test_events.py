@@ -100,7 +100,7 @@ def test_bad_filters_are_a_message_not_a_500(client, auth, stored, query, field)
 def test_stripe_source_problems_are_a_message(client, auth, world, stored):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/events?source=stripe&ppid=77").get_data(as_text=True)
-    assert "Could not list Stripe&#39;s events: no payment processor 77" in html
+    assert "Could not list Stripe's events: no payment processor '77'" in unescape(html)
     world.fail(r"/v1/events$", [500] * 10)
     html = client.get("/events?source=stripe").get_data(as_text=True)
     assert "Could not list Stripe&#39;s events" in html
@@ -157,7 +157,8 @@ def test_bulk_confirmation_says_how_many_then_starts_one_job(client, auth, store
     job = db.session.scalar(select(Job))
     assert job.kind == "events.replay" and job.params == {"ids": sorted([stored["first"], stored["second"]],
                                                                         reverse=True), "no_receipt": False}
-    assert db.session.scalar(select(AuditLog.action).where(AuditLog.object_id == str(job.id))) == "job.start"
+    assert db.session.scalar(select(AuditLog.action).where(AuditLog.object_type == "job",
+                                                           AuditLog.object_id == str(job.id))) == "job.start"
     nothing = client.post("/events/bulk", data={"action": "replay", "csrf_token": token}, headers=HX)
     assert nothing.status_code == 422 and "Tick at least one event first." in nothing.get_data(as_text=True)
     damaged = client.post("/events/bulk", data={"action": "replay", "all": "1", "criteria": "{oops",
