@@ -62,6 +62,21 @@ def _card_for(gw: Gateway, customer_id: str, number: str, *, default: bool = Fal
     return pm["id"]
 
 
+def donation_plan(gw: Gateway, amount: int, *, interval: str = "month", currency: str = CURRENCY) -> str:
+    """A product and a plan for a recurring donation (localstripe has plans, not prices); the plan id."""
+    product = gw.create("products", {"name": f"Donation every {interval}", "type": "service"})
+    plan = gw.create("plans", {"amount": amount, "currency": currency, "interval": interval,
+                               "product": product["id"], "nickname": f"Donation {amount} {currency} per {interval}"})
+    return plan["id"]
+
+
+def subscribe(gw: Gateway, customer_id: str, plan_id: str, *, card: str = CARD_OK) -> dict:
+    """A subscription paid by card, as a donor signing up makes it: Stripe invoices and charges it."""
+    _card_for(gw, customer_id, card, default=True)
+    return gw.create("subscriptions", {"customer": customer_id, "items": [{"plan": plan_id}],
+                                       "metadata": {"source": "paydesk demo"}})
+
+
 def _one_off(gw: Gateway, customer_id: str, payment_method: str, amount: int, description: str,
              confirm: bool = True) -> dict:
     # The payment method goes in at creation: localstripe answers 500 to confirm(payment_method=...).

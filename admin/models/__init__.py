@@ -27,6 +27,7 @@ from .base import (  # noqa: F401
     ROLES,
     Money,
 )
+from .checks import SubscriptionCheck  # noqa: F401
 from .jobs import EventAttempt, Job  # noqa: F401
 from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
 from .processors import PaymentProcessor  # noqa: F401

@@ -8,11 +8,16 @@ def register_blueprints(app: Flask) -> None:
     from ..webhooks.endpoint import bp as webhooks_bp
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
+    from .contacts import bp as contacts_bp
+    from .contributions import bp as contributions_bp
+    from .customers import bp as customers_bp
     from .dashboard import bp as dashboard_bp
     from .errors import bp as errors_bp
     from .events import bp as events_bp
     from .health import bp as health_bp
     from .jobs import bp as jobs_bp
+    from .payments import bp as payments_bp
+    from .subscriptions import bp as subscriptions_bp
 
     init_security(app)
     app.register_blueprint(errors_bp)
@@ -23,6 +28,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(events_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(audit_bp)
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
+        app.register_blueprint(bp)
     app.context_processor(lambda: {"nav_items": nav_items})
     _template_filters(app)
 
@@ -58,5 +65,6 @@ def nav_items() -> list[dict]:
     items = []
     for label, endpoint in NAV_ITEMS:
         blueprint = endpoint.partition(".")[0]
-        items.append({"label": label, "url": endpoint_url(endpoint), "active": request.blueprint == blueprint})
+        current = "customers" if request.blueprint == "contacts" else request.blueprint
+        items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items
