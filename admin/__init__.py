@@ -70,3 +70,5 @@ def _init_logging(app: Flask) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The SDK logs every request at INFO; paydesk's gateway logs what matters (failures, retries).
     logging.getLogger("stripe").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO whenever Flask-Migrate loads it (every command).
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -158,6 +158,7 @@ def user_list(fmt):
 
 def register_cli(app: Flask) -> None:
     from .cli_events import register as register_event_cli
+    from .cli_imports import register as register_import_cli
     from .cli_jobs import register as register_job_cli
     from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
@@ -168,3 +169,4 @@ def register_cli(app: Flask) -> None:
     register_record_cli(app)
     register_event_cli(app)
     register_job_cli(app)
+    register_import_cli(app)

@@ -7,10 +7,12 @@ in keyset chunks). Also the intents and events dicts the CLI prints.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, and_, func, not_, or_, select
@@ -48,21 +50,22 @@ def _iso(dt: datetime | None) -> str | None:
 
 def amount_between(amount_col, currency_col, low: Amount | None, high: Amount | None):
     """``low <= amount <= high`` for money typed in major units, whatever each row's currency
-    (12.50 is 1250 cents, but 12 yen): one condition per currency exponent. None: no range."""
+    (12.50 is 1250 cents, but 12 yen): one condition per currency exponent; a bound finer than
+    a currency's smallest unit is rounded inwards (at least 12.50 yen is at least 13). None: no range."""
     if low is None and high is None:
         return None
     cur = func.lower(currency_col)
-    groups = ((cur.in_(sorted(ZERO_DECIMAL)), "jpy"), (cur.in_(sorted(THREE_DECIMAL)), "kwd"),
-              (not_(cur.in_(sorted(ZERO_DECIMAL | THREE_DECIMAL))), "usd"))
+    groups = ((cur.in_(sorted(ZERO_DECIMAL)), 0), (cur.in_(sorted(THREE_DECIMAL)), 3),
+              (not_(cur.in_(sorted(ZERO_DECIMAL | THREE_DECIMAL))), 2))
     parts = []
-    for in_group, example in groups:
-        try:
-            bounds = [amount_col >= low.minor(example)] if low is not None else []
-            bounds += [amount_col <= high.minor(example)] if high is not None else []
-        except ValueError:  # "12.5" is no amount of yen: nothing in that currency matches
-            continue
+    for in_group, exp in groups:
+        bounds = []
+        if low is not None:
+            bounds.append(amount_col >= math.ceil(Decimal(low.text) * 10**exp))
+        if high is not None:
+            bounds.append(amount_col <= math.floor(Decimal(high.text) * 10**exp))
         parts.append(and_(in_group, *bounds))
-    return or_(*parts) if parts else func.false()
+    return or_(*parts)
 
 
 def contacts_matching(text: str):
@@ -80,7 +83,7 @@ def check_range(flt: Any, errors: dict[str, str]) -> None:
     if getattr(flt, "since", None) and getattr(flt, "until", None) and flt.since >= flt.until:
         errors["until"] = "must be after the start date"
     low, high = getattr(flt, "min_amount", None), getattr(flt, "max_amount", None)
-    if low is not None and high is not None and low.minor("usd") > high.minor("usd"):
+    if low is not None and high is not None and Decimal(low.text) > Decimal(high.text):
         errors["max_amount"] = "must not be less than the minimum"
 
 

@@ -57,9 +57,11 @@ def create_customer(contact_id: int):
         return _answer(contact, err.message, "error")
 
 
-@bp.post("/contacts/<int:contact_id>/customers/<customer_id>/<any(unlink, update_contact_id, push):what>")
+@bp.post("/contacts/<int:contact_id>/customers/<customer_id>/<what>")
 @role_required("operator")
 def customer_action(contact_id: int, customer_id: str, what: str):
+    if what not in ("unlink", "update_contact_id", "push"):
+        abort(404)
     contact = _contact_or_404(contact_id)
     link = _link_of(contact, customer_id)
     try:

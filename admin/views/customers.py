@@ -3,7 +3,7 @@ for every linked customer, push paydesk's metadata or read contact ids back (job
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_partial
 from ..listing import FilterError
@@ -51,10 +51,12 @@ def import_many():
         return action_response("_message.html", back, err.message, "error")
 
 
-@bp.post("/customers/<any(update_metadata, update_contact_ids):what>")
+@bp.post("/customers/<what>")
 @role_required("operator")
 def for_all(what: str):
     """Push metadata to, or read contact ids from, every linked Stripe customer (a job)."""
+    if what not in ("update_metadata", "update_contact_ids"):
+        abort(404)
     try:
         proc = get_processor(request.form.get("ppid") or None)
     except ServiceError as err:
