@@ -35,11 +35,14 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _template_filters(app: Flask) -> None:
+    from ..money import format_money
     from ..services.events import dashboard_url
     from ..timeutil import from_unix
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(dashboard_url, "dashboard_url")
+    # A global (not only a context variable) so that macros imported from _list.html can use it.
+    app.add_template_global(format_money, "format_money")
 
 
 # Main navigation: (label, endpoint). Pages that later issues add appear as links once
