@@ -59,7 +59,7 @@ def _summary(labels: Sequence[str], series: Sequence[Series], fmt: Callable[[flo
 
 
 def chart(title: str, labels: Sequence[str], series: Sequence[Series], *, kind: str = "bar",
-          desc: str | None = None, width: int = 640, height: int = 200, label_every: int | None = None,
+          desc: str | None = None, width: int = 480, height: int = 200, label_every: int | None = None,
           value_format: Callable[[float], str] = _fmt, table_caption: str | None = None) -> Markup:
     """A bar chart (series side by side in each period) or a line chart of ``series`` over ``labels``."""
     if kind not in ("bar", "line"):
@@ -82,14 +82,18 @@ def chart(title: str, labels: Sequence[str], series: Sequence[Series], *, kind: 
            f'preserveAspectRatio="xMidYMid meet" focusable="false">',
            f'<title id="{uid}-t">{escape(title)}</title>',
            f'<desc id="{uid}-d">{escape(desc or _summary(labels, series, value_format))}</desc>']
-    for frac in (0, 0.5, 1):  # grid lines and y labels at 0, half and the top
-        gy = y(top_value * frac)
+    whole = all(float(v).is_integer() for s in series for v in s.values)
+    for frac in (0, 0.5, 1):  # grid lines and y labels at 0, half and the top (no half a count)
+        tick = top_value * frac
+        if whole and not float(tick).is_integer():
+            continue
+        gy = y(tick)
         out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{gy:.1f}" y2="{gy:.1f}"/>')
         out.append(f'<text class="axis" x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
-                   f'{escape(value_format(top_value * frac))}</text>')
-    every = label_every or max(1, math.ceil(n / 10))
+                   f'{escape(value_format(tick))}</text>')
+    every = label_every or max(1, math.ceil(n / 8))
     for i, label in enumerate(labels):
-        if i % every == 0 or i == n - 1 and n <= 12:
+        if i % every == 0:
             out.append(f'<text class="axis" x="{left + slot * (i + 0.5):.1f}" y="{height - 8}" '
                        f'text-anchor="middle">{escape(label)}</text>')
     for k, s in enumerate(series):

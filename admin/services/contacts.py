@@ -252,7 +252,7 @@ class ContactDetail:
     intents: list[StripePaymentIntent]
     events: list[StripeEvent]
     giving: Giving
-    processors: dict[int, str]
+    processors: dict[int, PaymentProcessor]
 
 
 RECENT = 25
@@ -284,7 +284,7 @@ def detail(contact: Contact) -> ContactDetail:
     events = list(db.session.scalars(select(StripeEvent).where(StripeEvent.customer_id.in_(customer_ids))
                                      .order_by(StripeEvent.created.desc(), StripeEvent.id.desc())
                                      .limit(RECENT))) if customer_ids else []
-    processors = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.name)).all())
+    processors = {p.id: p for p in db.session.scalars(select(PaymentProcessor))}
     return ContactDetail(contact, customers, contributions, n_contributions, recurring, payments, n_payments,
                          intents, events, giving_of([contact.id])[contact.id], processors)
 
