@@ -28,7 +28,7 @@ from ..models import Contact, Contribution, ContributionRecur, Payment, PaymentP
 from ..stripe_gateway import GatewayError
 from . import ServiceError, audit
 from .charges import record_charge
-from .contacts import link_customer
+from .contacts import CustomerMatcher
 from .contributions import (
     cancel,
     record_invoice_failed,
@@ -209,20 +209,22 @@ def _refused(action: str, object_type: str, object_id: str, processor: PaymentPr
 
 # -- customers --------------------------------------------------------------------------------
 
-def import_customer_object(processor: PaymentProcessor, customer: dict) -> tuple[Contact | None, str]:
-    """Link one customer (as listed or fetched) to its contact; returns the contact and how:
+def import_customer_objects(processor: PaymentProcessor, customers: list[dict]) -> list[tuple[Contact | None, str]]:
+    """Link customers (as listed or fetched) to their contacts; for each, the contact and how:
     "linked" (it was already: nothing changes), "metadata", "email", "created", or "deleted"
-    (Stripe has deleted it; an existing link is marked so). Audited when it changed anything.
-    Does not commit."""
-    lock_objects([customer["id"]])
-    if customer.get("deleted"):
-        return _customer_gone(processor, customer["id"]), "deleted"
-    contact, how = link_customer(processor, customer)
-    if how != "linked":
-        audit.record("import.customer", object_type="contact", object_id=str(contact.id),
-                     processor_id=processor.id, parameters={"customer": customer["id"], "matched": how},
-                     commit=False)
-    return contact, how
+    (Stripe has deleted it; an existing link is marked so). Each change is audited. One
+    flush for the lot. Does not commit."""
+    lock_objects([c["id"] for c in customers])
+    matcher = CustomerMatcher(processor, [c for c in customers if not c.get("deleted")])
+    out = [(_customer_gone(processor, c["id"]), "deleted") if c.get("deleted") else matcher.link(c)
+           for c in customers]
+    db.session.flush()
+    for customer, (contact, how) in zip(customers, out, strict=True):
+        if how not in ("linked", "deleted"):
+            audit.record("import.customer", object_type="contact", object_id=str(contact.id),
+                         processor_id=processor.id, parameters={"customer": customer["id"], "matched": how},
+                         commit=False)
+    return out
 
 
 def _customer_gone(processor: PaymentProcessor, customer_id: str) -> Contact | None:
@@ -255,7 +257,7 @@ def import_customer(processor: PaymentProcessor, customer_id: str) -> tuple[Cont
             db.session.commit()
         _refused("import.customer", "customer", customer_id, processor, err)
     immediate()
-    contact, how = import_customer_object(processor, customer)
+    [(contact, how)] = import_customer_objects(processor, [customer])
     db.session.commit()
     if how == "deleted":
         raise ServiceError(f"Stripe: customer {customer_id} has been deleted")

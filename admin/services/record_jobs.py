@@ -19,14 +19,14 @@ from ..models import PaymentProcessor, StripeCustomer
 from ..stripe_gateway import GatewayError
 from . import ServiceError
 from .customers import push_customer_metadata, update_contact_id
-from .imports import import_customer_object, import_subscription, stripe_list
+from .imports import import_customer_objects, import_subscription, stripe_list
 from .jobs import JobContext, job_kind
 from .stripe_reader import StripeReader
 from .subscriptions import compare, invoice_rows, store_check, subscription_invoices
 
 # Customers are linked a page at a time (one transaction per Stripe page); at most this many
 # per unit so the progress bar moves and a cancel is honoured soon.
-CUSTOMER_UNIT = 50
+CUSTOMER_UNIT = 100
 
 
 def _processor(ctx: JobContext) -> PaymentProcessor:
@@ -102,8 +102,8 @@ def import_customers(ctx: JobContext):
         for i in range(0, len(page), CUSTOMER_UNIT):
             unit = page[i:i + CUSTOMER_UNIT]
             immediate()
-            for customer in unit:
-                ctx.count(import_customer_object(proc, customer)[1])
+            for _, how in import_customer_objects(proc, unit):
+                ctx.count(how)
             db.session.commit()
             ctx.cursor["starting_after"] = unit[-1]["id"]
             ctx.done += len(unit)
