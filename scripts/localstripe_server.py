@@ -8,6 +8,7 @@ import argparse
 import logging
 
 from aiohttp import web
+from localstripe.resources import Store
 from localstripe.server import app
 
 
@@ -17,6 +18,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8420)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # localstripe pickles its whole store to /tmp/localstripe.pickle on every write (the same file for
+    # every localstripe on the machine), so each create costs more as the store grows: keep it in memory.
+    Store.dump_to_disk = lambda self: None
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -67,6 +67,33 @@ def stripe_account(live_server, empty_localstripe):
     finally:
         stop.set()
         thread.join(timeout=10)
+        _forget(app, ppid)
+
+
+def _forget(app, ppid: int) -> None:
+    """Remove what this test put into the session's live server (other tests count its rows)."""
+    from sqlalchemy import delete
+
+    from admin.models import (
+        Contact,
+        Contribution,
+        ContributionRecur,
+        OutboxTask,
+        Payment,
+        PaymentProcessor,
+        StripeCustomer,
+        SubscriptionCheck,
+    )
+    from admin.models.jobs import Job
+
+    with app.app_context():
+        contacts = list(db.session.scalars(select(StripeCustomer.contact_id).where(StripeCustomer.processor_id == ppid)))
+        for model in (Payment, Contribution, ContributionRecur, SubscriptionCheck, StripeCustomer, OutboxTask, Job):
+            db.session.execute(delete(model).where(model.processor_id == ppid))
+        db.session.execute(delete(Contact).where(Contact.id.in_(contacts)))
+        db.session.execute(delete(PaymentProcessor).where(PaymentProcessor.id == ppid))
+        db.session.commit()
+        db.session.remove()
 
 
 def test_import_from_the_page_then_a_contact_then_csv(page, live_server, stripe_account, tmp_path):
