@@ -12,8 +12,7 @@ from ..services import ServiceError
 from ..services import contacts as people
 from ..services.imports import import_customer
 from ..services.processors import get_processor, list_processors
-from .actions import action_response, start_job_response
-from .subscriptions import _some
+from .actions import action_response, import_paging, start_job_response
 
 bp = Blueprint("customers", __name__)
 
@@ -46,7 +45,7 @@ def import_many():
             contact, how = import_customer(proc, one)
             return action_response("_message.html", url_for("contacts.show", contact_id=contact.id),
                                    f"{one}: {how} (contact #{contact.id}, {contact.display_name}).", "success")
-        return start_job_response("imports.customers", _some(form), proc.id)
+        return start_job_response("imports.customers", import_paging(form), proc.id)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error")
 

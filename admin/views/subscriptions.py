@@ -13,7 +13,7 @@ from ..services import ServiceError, audit
 from ..services import subscriptions as subs
 from ..services.imports import import_subscription_by_id
 from ..services.processors import get_processor, list_processors
-from .actions import action_response, start_job_response
+from .actions import action_response, import_paging, start_job_response
 
 bp = Blueprint("subscriptions", __name__)
 
@@ -107,17 +107,9 @@ def import_many():
             done = import_subscription_by_id(proc, one)
             return action_response("_message.html", url_for("subscriptions.show", subscription_id=one),
                                    f"{one}: {done.outcome}.", "success")
-        return start_job_response("imports.subscriptions", _some(form), proc.id)
+        return start_job_response("imports.subscriptions", import_paging(form), proc.id)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error")
-
-
-def _some(form) -> dict:
-    limit = (form.get("limit") or "").strip()
-    if limit and (not limit.isdigit() or not 1 <= int(limit) <= 1_000_000):
-        raise ServiceError("import at most: a whole number from 1 to 1,000,000, or empty for all", field="limit")
-    after = (form.get("starting_after") or "").strip() or None
-    return {"limit": int(limit) if limit else None, "starting_after": after}
 
 
 @bp.post("/subscriptions/compare")

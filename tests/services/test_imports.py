@@ -103,6 +103,7 @@ def test_import_some_pages_with_limit_and_starting_after(empty_processor):
     assert imported == {s["id"] for s in subs[:4]}
 
 
+@pytest.mark.postgres
 def test_import_all_then_again_changes_nothing(empty_processor):
     gw = gateway(empty_processor)
     subs = donors(gw, 3)
@@ -123,6 +124,7 @@ def test_import_all_then_again_changes_nothing(empty_processor):
     assert count(AuditLog) == audits + 1  # only the second job's start
 
 
+@pytest.mark.postgres
 def test_customers_matched_by_metadata_then_email_else_created_and_never_twice(empty_processor):
     gw = gateway(empty_processor)
     ada = Contact(display_name="Ada", email="ada@example.org")
@@ -185,6 +187,7 @@ def test_a_customer_deleted_in_stripe(empty_processor):
     assert run_job("imports.customers", {}, empty_processor.id).result.get("counts", {}) == {}
 
 
+@pytest.mark.postgres
 def test_an_interrupted_import_continues_from_its_cursor(empty_processor):
     subs = donors(gateway(empty_processor), 4)
     job = jobs.start("imports.subscriptions", {}, processor_id=empty_processor.id).job

@@ -72,6 +72,7 @@ def contributions(book, **args) -> set[str]:
     return names(book, rec.contribution_page(flt).rows)
 
 
+@pytest.mark.postgres
 def test_contribution_filters(book):
     everything = {"ada_usd", "ada_eur", "bob_jpy", "bob_fail", "bob_refund"}
     assert contributions(book) == everything
@@ -103,6 +104,7 @@ def test_a_bad_contribution_filter_is_named(book, args, field):
     assert list(errors) == [field]
 
 
+@pytest.mark.postgres
 def test_totals_and_status_counts_follow_the_filter(book):
     flt, _ = rec.ContributionFilter.from_args({"status": ["Completed", "Refunded"]})
     totals = {t.currency: (t.count, t.amount, t.fee, t.refunded) for t in rec.contribution_totals(flt)}
@@ -130,6 +132,7 @@ def test_payment_filters(book):
     assert pay(contribution_id=str(book["ada_eur"].id)) == ["ch_pay_ada_eur"]
 
 
+@pytest.mark.postgres
 def test_walking_the_rows_gives_exactly_the_pages_rows(book, offline_processor):
     for n in range(1100):  # more than one export chunk
         db.session.add(Contribution(processor_id=offline_processor.id, amount=100 + n, currency="usd",
@@ -149,6 +152,7 @@ def test_walking_the_rows_gives_exactly_the_pages_rows(book, offline_processor):
     assert [d["id"] for d in rec.contribution_rows(rec.ContributionFilter(status=["Completed"]), limit=5)] == paged[:5]
 
 
+@pytest.mark.postgres
 def test_subscription_and_contact_filters(book, offline_processor):
     other = ContributionRecur(processor_id=offline_processor.id, subscription_id="sub_yen", amount=500,
                               currency="jpy", interval="year", status="Cancelled", start_date=DAY)

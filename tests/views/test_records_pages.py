@@ -204,6 +204,7 @@ def _csv(client, url: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
 
 
+@pytest.mark.postgres
 def test_csv_export_is_exactly_what_is_filtered(client, auth, offline_processor):
     p = offline_processor.id
     ada = Contact(display_name="Ada, \"the\" Countess", email="ada@example.org")
