@@ -13,13 +13,29 @@ from flask import Response, stream_with_context
 from ..timeutil import utcnow
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A cell as written: empty for None; text a spreadsheet would run as a formula (a donor named
+    "=HYPERLINK(...)") gets a leading apostrophe; numbers (-12.50 included) are left alone."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def _lines(header: Iterable[str], rows: Iterator[dict[str, Any]], to_row: Callable[[dict], list]) -> Iterator[str]:
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(list(header))
     n = 0
     for row in rows:
-        out.writerow(["" if v is None else v for v in to_row(row)])
+        out.writerow([_cell(v) for v in to_row(row)])
         n += 1
         if n % 500 == 0:
             yield buf.getvalue()

@@ -208,6 +208,8 @@ def _csv(client, url: str) -> list[dict]:
 def test_csv_export_is_exactly_what_is_filtered(client, auth, offline_processor):
     p = offline_processor.id
     ada = Contact(display_name="Ada, \"the\" Countess", email="ada@example.org")
+    evil = Contact(display_name="=HYPERLINK(\"http://x\")", email="evil@example.org")
+    db.session.add(evil)
     db.session.add(ada)
     db.session.flush()
     statuses = ("Completed", "Completed", "Failed", "Refunded")
@@ -235,6 +237,12 @@ def test_csv_export_is_exactly_what_is_filtered(client, auth, offline_processor)
     # the page's link carries the same filter
     html = page(client, f"/contributions?{query}")
     assert 'href="/contributions/export.csv?status=Completed&amp;status=Refunded&amp;min_amount=5&amp;currency=usd"' in html
+
+    db.session.add(Contribution(processor_id=p, contact_id=evil.id, amount=-500, currency="gbp", status="Completed",
+                                trxn_id="ch_evil"))
+    db.session.commit()
+    [row] = _csv(client, "/contributions/export.csv?currency=gbp")
+    assert row["contact"] == "'=HYPERLINK(\"http://x\")" and row["amount"] == "-5.00"  # text, not a formula
 
     pay_rows = _csv(client, "/payments/export.csv?currency=eur")
     assert len(pay_rows) == 241 and {r["currency"] for r in pay_rows} == {"eur"}
