@@ -71,5 +71,5 @@ def test_the_dashboard_shows_the_three_charts(client, auth):
     html = client.get("/").get_data(as_text=True)
     for title in ("Completed contributions per day, last 30 days", "Completed contributions per month, last 12 months",
                   "Failures per day, last 30 days"):
-        assert f"<title id=" in html and title in html
+        assert "<title id=" in html and title in html
     assert html.count('role="img"') == 3 and html.count("Show the numbers") == 3

@@ -12,7 +12,6 @@ from flask import Response, stream_with_context
 
 from ..timeutil import utcnow
 
-
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
