@@ -7,6 +7,7 @@ from flask import Blueprint, render_template
 from ..charts import Series, chart
 from ..htmx import is_partial
 from ..security import role_required
+from ..services.alarms import failures_per_hour
 from ..services.dashboard import contribution_charts, dashboard_counts
 
 bp = Blueprint("dashboard", __name__)
@@ -14,6 +15,7 @@ bp = Blueprint("dashboard", __name__)
 
 def _charts() -> list:
     data = contribution_charts()
+    hourly = failures_per_hour(days=7)
     series = {name: [Series(label, values) for label, values in d.series] for name, d in data.items()}
     return [
         chart("Completed contributions per day, last 30 days", data["per_day"].labels, series["per_day"],
@@ -22,6 +24,9 @@ def _charts() -> list:
               label_every=2),
         chart("Failures per day, last 30 days", data["failures"].labels, series["failures"], kind="line",
               label_every=5),
+        chart("Failed payments per hour, last 7 days (what the card-testing alarm counts)",
+              [hour.strftime("%a %d %H:00") for hour, _ in hourly], [Series("Failed payments", [n for _, n in hourly])],
+              label_every=24),
     ]
 
 
