@@ -91,6 +91,16 @@ limit_option = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), defaul
                             help=f"How many rows (1 to {MAX_LIMIT:,}).")
 
 
+def with_options(options: list):
+    """Apply a list of click options (shared between commands) to a command."""
+    def apply(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return apply
+
+
 def processor_or_fail(ppid):
     """The processor named by ``--ppid`` (id or name; the default one when not given), or a one-line error."""
     from .services.processors import get_processor
@@ -227,6 +237,7 @@ def user_list(fmt):
 def register_cli(app: Flask) -> None:
     from .cli_events import register as register_event_cli
     from .cli_forms import register as register_form_cli
+    from .cli_imports import register as register_import_cli
     from .cli_intents import register as register_intent_cli
     from .cli_jobs import register as register_job_cli
     from .cli_reconcile import register as register_reconcile_cli
@@ -242,3 +253,4 @@ def register_cli(app: Flask) -> None:
     register_job_cli(app)
     register_reconcile_cli(app)
     register_form_cli(app)
+    register_import_cli(app)

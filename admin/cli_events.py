@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import PaydeskGroup, emit, fail, format_option, ppid_option, processor_or_fail
+from .cli import PaydeskGroup, emit, fail, format_option, ppid_option, processor_or_fail, with_options
 from .cli_jobs import run_job
 from .models import EVENT_STATUSES
 from .services import ServiceError
@@ -102,24 +102,15 @@ populate_options = [
 ]
 
 
-def _with(options):
-    def apply(fn):
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return apply
-
-
 @events_cli.command("populate-log")
-@_with(populate_options)
+@with_options(populate_options)
 def populate_log(ppid, types, limit, fmt):
     """Copy Stripe's past events into the log, without duplicates (CiviCRM's Populatelog)."""
     _populate(ppid, types, limit, fmt, queue=False)
 
 
 @events_cli.command("populate-queue")
-@_with(populate_options)
+@with_options(populate_options)
 def populate_queue(ppid, types, limit, fmt):
     """Copy Stripe's past events into the log and queue them for processing (Populatewebhookqueue)."""
     _populate(ppid, types, limit, fmt, queue=True)

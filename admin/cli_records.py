@@ -1,14 +1,21 @@
 """Read-only listings of the records: ``contacts|contributions|payments|recurring list``
-(``intents list`` is in ``cli_intents``)."""
+(``intents list`` is in ``cli_intents``).
+
+``contacts``, ``contributions``, ``payments`` and ``recurring`` read the same filter objects as
+the pages (``ContactFilter``, ``ContributionFilter``, ``PaymentFilter``, ``SubscriptionFilter``):
+each option is a filter field, parsed and checked as the page parses its query string.
+"""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
 
-from .cli import ID, PaydeskGroup, emit, format_option, limit_option
+from .cli import PaydeskGroup, emit, fail, format_option, limit_option, with_options
 from .models import CONTRIBUTION_STATUSES
-from .services import records
+from .services import ServiceError, records
+
+DATE = "YYYY-MM-DD (UTC)"
 
 
 def _group(name: str, help_: str) -> PaydeskGroup:
@@ -21,53 +28,114 @@ payments_cli = _group("payments", "Payments: charges and refunds on contribution
 recurring_cli = _group("recurring", "Recurring contributions (Stripe subscriptions).")
 
 
+def _filter(cls, **options):
+    """The filter these options describe, read exactly as the page reads its query string; a bad
+    option ends the command with its name and what is wrong."""
+    args = {k: v for k, v in options.items() if v not in (None, (), "")}
+    if "ppid" in args and not str(args["ppid"]).isdigit():
+        from .services.processors import get_processor
+
+        try:
+            args["ppid"] = str(get_processor(args["ppid"]).id)
+        except ServiceError as err:
+            fail(err)
+    flt, errors = cls.from_args(args)
+    if errors:
+        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
+    return flt
+
+
+def money_options(what: str) -> list:
+    return [
+        click.option("--min-amount", help=f"{what} at least this much, in major units (12.50)."),
+        click.option("--max-amount", help=f"{what} at most this much, in major units."),
+        click.option("--currency", multiple=True, help="Only this currency (repeatable)."),
+    ]
+
+
+common = [
+    click.option("--ppid", help="Payment processor id or name."),
+    click.option("--search", "q", help="Part of a contact's name or email, or a Stripe id."),
+    click.option("--contact-id", help="Only this contact's."),
+]
+
+
 @contacts_cli.command("list")
-@click.option("--search", help="Part of a name or email.")
+@click.option("--search", "q", help="Part of a name or email, or a Stripe customer id.")
 @click.option("--customer", help="Stripe customer id.")
+@click.option("--linked", type=click.Choice(["yes", "no", "any"]), default="any", show_default=True,
+              help="Linked to a Stripe customer (the /customers page shows 'yes').")
+@click.option("--ppid", help="Linked on this payment processor (id or name).")
+@click.option("--since", help=f"Added on or after {DATE}.")
+@click.option("--until", help=f"Added on or before {DATE}.")
 @limit_option
 @format_option
-def contacts_list(search, customer, limit, fmt):
-    emit(records.list_contacts(search=search, customer_id=customer, limit=limit), fmt,
+def contacts_list(limit, fmt, **options):
+    """Contacts, newest first (the /customers page's filter)."""
+    from .services.contacts import ContactFilter, contact_rows
+
+    emit(list(contact_rows(_filter(ContactFilter, **options), limit)), fmt,
          ["id", "display_name", "email", "stripe_customer_ids", "source", "created_at"])
 
 
 @contributions_cli.command("list")
-@click.option("--status", type=click.Choice(CONTRIBUTION_STATUSES))
-@click.option("--contact-id", type=ID)
-@click.option("--recur-id", type=ID)
+@click.option("--status", multiple=True, type=click.Choice(CONTRIBUTION_STATUSES), help="Repeatable.")
+@click.option("--type", type=click.Choice(["one-off", "recurring"]))
+@click.option("--since", help=f"Received on or after {DATE}.")
+@click.option("--until", help=f"Received on or before {DATE}.")
+@click.option("--month", help="Received in this month (YYYY-MM).")
+@with_options(money_options("Contributions of"))
+@with_options(common)
+@click.option("--recur-id", help="Only this recurring contribution's.")
 @click.option("--trxn-id", help="Charge, invoice or payment intent id.")
-@click.option("--ppid", type=ID)
-@click.option("--since", type=click.DateTime(), help="Received on or after (UTC).")
-@click.option("--until", type=click.DateTime(), help="Received before (UTC).")
 @limit_option
 @format_option
-def contributions_list(status, contact_id, recur_id, trxn_id, ppid, since, until, limit, fmt):
-    emit(records.list_contributions(status=status, contact_id=contact_id, recur_id=recur_id, trxn_id=trxn_id,
-                                    processor_id=ppid, since=since, until=until, limit=limit), fmt,
-         ["id", "receive_date", "contact", "display_amount", "status", "trxn_id", "subscription_id",
+def contributions_list(limit, fmt, **options):
+    """Contributions, newest first (the /contributions page's filter)."""
+    flt = _filter(records.ContributionFilter, **options)
+    emit(list(records.contribution_rows(flt, limit)), fmt,
+         ["id", "receive_date", "contact", "display_amount", "status", "type", "trxn_id", "subscription_id",
           "failure_message"])
 
 
 @payments_cli.command("list")
-@click.option("--contribution-id", type=ID)
+@click.option("--kind", type=click.Choice(["charge", "refund"]))
+@click.option("--status", multiple=True, type=click.Choice(records.PAYMENT_STATUSES), help="Repeatable.")
+@click.option("--type", type=click.Choice(["one-off", "recurring"]))
+@click.option("--since", help=f"Paid on or after {DATE}.")
+@click.option("--until", help=f"Paid on or before {DATE}.")
+@click.option("--month", help="Paid in this month (YYYY-MM).")
+@with_options(money_options("Payments of"))
+@with_options(common)
+@click.option("--contribution-id", help="Only this contribution's.")
 @click.option("--charge", help="Stripe charge id.")
-@click.option("--ppid", type=ID)
 @limit_option
 @format_option
-def payments_list(contribution_id, charge, ppid, limit, fmt):
-    emit(records.list_payments(contribution_id=contribution_id, charge_id=charge, processor_id=ppid, limit=limit),
-         fmt, ["id", "payment_date", "contribution_id", "display_amount", "fee", "net", "status", "trxn_id"])
+def payments_list(limit, fmt, **options):
+    """Payments and refunds, newest first (the /payments page's filter)."""
+    flt = _filter(records.PaymentFilter, **options)
+    emit(list(records.payment_rows(flt, limit)), fmt,
+         ["id", "payment_date", "contribution_id", "display_amount", "fee", "net", "status", "trxn_id"])
 
 
 @recurring_cli.command("list")
-@click.option("--status")
+@click.option("--status", multiple=True, help="In Progress, Pending, Failing, Cancelled, Completed (repeatable).")
 @click.option("--subscription", help="Stripe subscription id.")
-@click.option("--ppid", type=ID)
+@click.option("--interval", multiple=True, type=click.Choice(["day", "week", "month", "year"]))
+@click.option("--since", help=f"Started on or after {DATE}.")
+@click.option("--until", help=f"Started on or before {DATE}.")
+@click.option("--differs", is_flag=True, default=None, help="Only those that differed from Stripe when last compared.")
+@with_options(money_options("Subscriptions of"))
+@with_options(common)
 @limit_option
 @format_option
-def recurring_list(status, subscription, ppid, limit, fmt):
-    emit(records.list_recurring(status=status, subscription_id=subscription, processor_id=ppid, limit=limit), fmt,
-         ["id", "contact", "display_amount", "interval", "status", "subscription_id", "next_sched_date"])
+def recurring_list(limit, fmt, **options):
+    """Recurring contributions, newest first (the /subscriptions page's filter)."""
+    from .services.subscriptions import SubscriptionFilter, subscription_rows
+
+    emit(list(subscription_rows(_filter(SubscriptionFilter, **options), limit)), fmt,
+         ["id", "contact", "display_amount", "interval", "status", "subscription_id", "next_sched_date",
+          "differs_from_stripe"])
 
 
 def register(app: Flask) -> None:

@@ -62,6 +62,21 @@ def _card_for(gw: Gateway, customer_id: str, number: str, *, default: bool = Fal
     return pm["id"]
 
 
+def donation_plan(gw: Gateway, amount: int, *, interval: str = "month", currency: str = CURRENCY) -> str:
+    """A product and a plan for a recurring donation (localstripe has plans, not prices); the plan id."""
+    product = gw.create("products", {"name": f"Donation every {interval}", "type": "service"})
+    plan = gw.create("plans", {"amount": amount, "currency": currency, "interval": interval,
+                               "product": product["id"], "nickname": f"Donation {amount} {currency} per {interval}"})
+    return plan["id"]
+
+
+def subscribe(gw: Gateway, customer_id: str, plan_id: str, *, card: str = CARD_OK) -> dict:
+    """A subscription paid by card, as a donor signing up makes it: Stripe invoices and charges it."""
+    _card_for(gw, customer_id, card, default=True)
+    return gw.create("subscriptions", {"customer": customer_id, "items": [{"plan": plan_id}],
+                                       "metadata": {"source": "paydesk demo"}})
+
+
 def _one_off(gw: Gateway, customer_id: str, payment_method: str, amount: int, description: str,
              confirm: bool = True) -> dict:
     # The payment method goes in at creation: localstripe answers 500 to confirm(payment_method=...).
@@ -71,6 +86,45 @@ def _one_off(gw: Gateway, customer_id: str, payment_method: str, amount: int, de
         # localstripe refuses ``description`` on PaymentIntents; metadata carries it instead.
         "metadata": {"source": "paydesk demo", "description": description},
     })
+
+
+# Donors from before paydesk was connected: Stripe has them, paydesk learns of them by importing.
+EARLIER_DONORS = [
+    ("Emmy Noether", "emmy.noether@example.org", 2500, "eur", "month"),
+    ("Srinivasa Ramanujan", "ramanujan@example.org", 1000, "usd", "month"),
+    ("Hedy Lamarr", "hedy.lamarr@example.org", 12000, "usd", "year"),
+    ("Rosalind Franklin", "rosalind.franklin@example.org", 500, "usd", "month"),
+    ("Chien-Shiung Wu", "cs.wu@example.org", 5000, "usd", "year"),
+    ("Marie Curie", "marie.curie@example.org", 2000, "eur", "month"),
+]
+
+
+def create_history(gw: Gateway, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """What a Stripe account holds before paydesk is connected to it (no webhook reaches paydesk
+    for any of it): earlier donors with subscriptions (monthly and yearly, USD and EUR, one
+    since cancelled) and one-off gifts. ``make demo`` then imports it, as staff would."""
+    say = log or (lambda _msg: None)
+    plans: dict[tuple, str] = {}
+    out: dict[str, Any] = {"customers": [], "subscriptions": [], "cancelled": [], "charges": []}
+    for name, email, amount, currency, interval in EARLIER_DONORS:
+        cus = gw.create("customers", {"name": name, "email": email, "description": "earlier donor",
+                                      "metadata": {"source": "before paydesk"}})
+        out["customers"].append(cus["id"])
+        key = (amount, currency, interval)
+        if key not in plans:
+            plans[key] = donation_plan(gw, amount, interval=interval, currency=currency)
+        out["subscriptions"].append(subscribe(gw, cus["id"], plans[key])["id"])
+    cancelled = out["subscriptions"][3]
+    gw.call("subscriptions", "cancel", cancelled)
+    out["cancelled"].append(cancelled)
+    for cus, amount in ((out["customers"][1], 7500), (out["customers"][4], 3000)):
+        pm = _card_for(gw, cus, CARD_OK)
+        out["charges"].append(_charge_id(_one_off(gw, cus, pm, amount, "Gift before paydesk")))
+    # and one who never gave: a customer only (imported as a contact with no contributions)
+    out["customers"].append(gw.create("customers", {"name": "Ada Byron King", "email": "ada.king@example.org"})["id"])
+    say(f"{len(out['customers'])} earlier customers, {len(out['subscriptions'])} subscriptions "
+        f"(1 since cancelled), {len(out['charges'])} one-off gifts, all before paydesk was connected")
+    return out
 
 
 def charge_refunded_event(gw: Gateway, charge_id: str) -> dict[str, Any]:

@@ -26,11 +26,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql import ColumnElement
 
+from .dbutil import MAX_ID
 from .extensions import db
 from .money import parse_money
 
 PAGE_SIZES = (25, 100)
-MAX_INT = 2**63 - 1
+MAX_INT = MAX_ID  # whole-number filters are ids: what an Integer primary key holds everywhere
 T = TypeVar("T")
 
 
@@ -68,7 +69,7 @@ def _parse_int(name: str, text: str) -> int:
     except ValueError:
         raise FilterError(name, f"{text!r} is not a whole number") from None
     if not 0 <= value <= MAX_INT:
-        raise FilterError(name, f"{text!r} is out of range")
+        raise FilterError(name, f"{text[:30]!r} is out of range (0 to {MAX_INT:,})")
     return value
 
 
@@ -186,7 +187,7 @@ def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
         except ValueError as err:
             raise FilterError(name, str(err)) from None
         return Amount(text)
-    if len(text) > 200:
+    if len(text) > 10_000:
         raise FilterError(name, "is too long")
     choices = f.metadata.get("choices")
     if choices and text not in choices:

@@ -36,3 +36,13 @@ def parse_money(text: str, currency: str) -> int:
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{currency.upper()} amounts have at most {exp} decimal places")
     return int(scaled)
+
+
+def to_major(amount: int | None, currency: str | None) -> str:
+    """1250 usd -> '12.50' (no grouping, no currency: for CSV files and spreadsheets)."""
+    if amount is None:
+        return ""
+    exp = exponent(currency or "")
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(int(amount)), 10**exp)
+    return f"{sign}{whole}" + (f".{frac:0{exp}d}" if exp else "")

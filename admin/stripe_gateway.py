@@ -13,6 +13,7 @@ Webhook signatures are verified here too (:func:`verify_webhook`).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import logging
@@ -135,6 +136,22 @@ def _to_result(obj: Any) -> StripeResult:
 
 _clients: dict[tuple, stripe.StripeClient] = {}
 _clients_lock = threading.Lock()
+# Requests sent to Stripe by this process, by "resource.method" (each retry counts): what
+# benchmarks and staff read to see how many calls an operation costs.
+_calls: collections.Counter[str] = collections.Counter()
+_call_seconds: collections.Counter[str] = collections.Counter()
+
+
+def call_counts() -> dict[str, int]:
+    """How many requests this process has sent to Stripe, by ``resource.method``."""
+    with _clients_lock:
+        return dict(_calls)
+
+
+def call_seconds() -> float:
+    """How long this process has waited on Stripe's answers, in all (seconds)."""
+    with _clients_lock:
+        return sum(_call_seconds.values())
 
 
 class Gateway:
@@ -186,6 +203,7 @@ class Gateway:
         attempt = 0
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 kwargs: dict[str, Any] = {}
                 if params:
@@ -210,6 +228,10 @@ class Gateway:
                 log.info("stripe %s.%s transient failure (%s); retry %d in %.2fs",
                          resource, method, mapped.http_status or "network", attempt, delay)
                 self.policy.sleep(delay)
+            finally:
+                with _clients_lock:
+                    _calls[f"{resource}.{method}"] += 1
+                    _call_seconds[f"{resource}.{method}"] += time.perf_counter() - started
 
     # -- convenience wrappers used across services -----------------------------
     def retrieve(self, resource: str, obj_id: str, expand: list[str] | None = None) -> StripeResult:

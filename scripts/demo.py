@@ -5,8 +5,9 @@ double in front of it (127.0.0.1:8421, tests/stripejs: the donation form's card
 field works against localstripe), migrates a fresh SQLite database
 (instance/demo.sqlite3), registers a processor pointing at localstripe and the
 webhook with localstripe, adds a donation form, starts gunicorn and the worker,
-makes demo data through real Stripe flows, gives a gift through the donation
-form, creates an admin user and prints the login.
+imports what the Stripe account held before paydesk was connected (customers,
+subscriptions, charges), makes demo data through real Stripe flows, gives a
+gift through the donation form, creates an admin user and prints the login.
 Ctrl-C (or SIGTERM) stops everything it started.
 
     .venv/bin/python scripts/demo.py [--keep-logs]
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from admin.demo_data import create_demo_data  # noqa: E402
+from admin.demo_data import create_demo_data, create_history  # noqa: E402
 from admin.stripe_gateway import Gateway, sign_payload  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -218,6 +219,9 @@ def run(keep_logs: bool) -> None:
                     "--publishable-key", "pk_test_" + secrets.token_hex(12), "--webhook-secret", whsec,
                     "--api-base", STRIPE_URL, "--mode", "test", "--default", "--format", "json")
         ppid = json.loads(out)["id"]
+        gw = Gateway(secret_key, STRIPE_URL)
+        step("creating what the Stripe account held before paydesk was connected (no webhooks for it)")
+        history = create_history(gw, log=lambda msg: print(f"    {msg}", flush=True))
         webhook_url = f"{APP_URL}/webhooks/stripe/{ppid}"
         step(f"processor {ppid} added; registering webhook {webhook_url} with localstripe")
         r = requests.post(f"{STRIPE_URL}/_config/webhooks/paydesk", data={"url": webhook_url, "secret": whsec},
@@ -246,8 +250,12 @@ def run(keep_logs: bool) -> None:
             print("!!! WARNING: `flask --app wsgi worker` does not exist yet: webhooks will be stored but not "
                   "turned into records", flush=True)
 
+        step("importing it, as staff would: customers, then subscriptions with their invoices and charges")
+        for args in (("import", "customers"), ("import", "subscriptions"),
+                     *(("import", "charge", "--charge", ch) for ch in history["charges"])):
+            print("    " + flask(env, *args).strip().replace("\n", "\n    "), flush=True)
+
         step("creating demo data in localstripe (localstripe sends the webhooks)")
-        gw = Gateway(secret_key, STRIPE_URL)
         summary = create_demo_data(gw, log=lambda msg: print(f"    {msg}", flush=True))
         for ev in summary.get("events_to_deliver", []):
             body = json.dumps(ev)

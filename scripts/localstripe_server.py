@@ -16,7 +16,7 @@ import time
 
 from aiohttp import web
 from localstripe.errors import UserError
-from localstripe.resources import PaymentIntent
+from localstripe.resources import PaymentIntent, Store
 from localstripe.server import app
 
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
@@ -112,6 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     closer_to_stripe()
+    # localstripe pickles its whole store to /tmp/localstripe.pickle on every write (the same file for
+    # every localstripe on the machine), so each create costs more as the store grows: keep it in memory.
+    Store.dump_to_disk = lambda self: None
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 

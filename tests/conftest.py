@@ -189,9 +189,7 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-@pytest.fixture(scope="session")
-def localstripe():
-    """A real localstripe server for the test session; yields its base URL."""
+def _run_localstripe():
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -201,6 +199,37 @@ def localstripe():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    """A real localstripe server for the test session; yields its base URL."""
+    yield from _run_localstripe()
+
+
+@pytest.fixture(scope="session")
+def _empty_localstripe_server():
+    yield from _run_localstripe()
+
+
+@pytest.fixture
+def empty_localstripe(_empty_localstripe_server):
+    """A localstripe of its own, emptied before each test: for tests that list or import
+    *everything* Stripe has (the shared ``localstripe`` holds every other test's objects)."""
+    import requests
+
+    requests.delete(f"{_empty_localstripe_server}/_config/data", timeout=10).raise_for_status()
+    return _empty_localstripe_server
+
+
+@pytest.fixture
+def empty_processor(app, empty_localstripe):
+    """A test-mode processor on ``empty_localstripe``."""
+    from admin.services.processors import add_processor
+
+    return add_processor(name=f"Stripe empty {uuid.uuid4().hex[:6]}", secret_key="sk_test_empty_" + uuid.uuid4().hex,
+                         publishable_key="pk_test_empty", webhook_secrets=[WEBHOOK_SECRET],
+                         api_base=empty_localstripe, mode="test", default=True)
 
 
 @pytest.fixture

@@ -126,3 +126,23 @@ def test_dashboard_renders_with_the_demo_data(app, client, auth, processor):
     assert value("Events in error, last 24 h") == 0
     assert value("Events waiting for the worker") == 0
     assert value("Events received, last 24 h") >= len(summary["customers"])
+
+
+def test_history_from_before_paydesk_is_imported_by_make_demo(runner, empty_processor):
+    """``make demo`` makes Stripe data no webhook announced, then imports it with the CLI."""
+    from admin.demo_data import EARLIER_DONORS, create_history
+
+    history = create_history(gateway(empty_processor))
+    for args in (["import", "customers"], ["import", "subscriptions"],
+                 *(["import", "charge", "--charge", ch] for ch in history["charges"])):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, result.output
+    assert _count(Contact) == len(EARLIER_DONORS) + 1
+    assert _count(ContributionRecur) == len(history["subscriptions"])
+    cancelled = db.session.scalar(select(ContributionRecur).where(
+        ContributionRecur.subscription_id == history["cancelled"][0]))
+    assert cancelled.status == "Cancelled"
+    assert _count(Contribution) == len(history["subscriptions"]) + len(history["charges"])
+    assert _count(Payment) == _count(Contribution)
+    currencies = set(db.session.scalars(select(ContributionRecur.currency)))
+    assert currencies == {"usd", "eur"}

@@ -43,7 +43,7 @@ def test_filter_reads_repeated_and_comma_separated_values_and_round_trips():
 
 @pytest.mark.parametrize("args, field_name", [
     ({"status": "c"}, "status"), ({"ppid": "x"}, "ppid"), ({"ppid": "99999999999999999999"}, "ppid"),
-    ({"since": "yesterday"}, "since"), ({"min_amount": "12.345"}, "min_amount"), ({"q": "x" * 201}, "q"),
+    ({"since": "yesterday"}, "since"), ({"min_amount": "12.345"}, "min_amount"), ({"q": "x" * 10_001}, "q"),
 ])
 def test_a_filter_that_cannot_be_read_is_named_and_the_rest_still_applies(args, field_name):
     flt, errors = SampleFilter.from_args({**args, "flag": "1"})

@@ -155,8 +155,8 @@ def test_retry_after_header_is_honoured_as_a_floor(app, offline_processor, mocke
 
 
 @pytest.mark.localstripe
-def test_real_customer_round_trip(app, processor):
-    gw = gateway(processor)
+def test_real_customer_round_trip(app, empty_processor):
+    gw = gateway(empty_processor)  # emptied: localstripe lists oldest first, and only 100 are asked for
     created = gw.create("customers", {"email": "grace@example.org", "name": "Grace Hopper",
                                       "metadata": {"contact_id": "7"}})
     assert created["id"].startswith("cus_")

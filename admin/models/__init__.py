@@ -28,6 +28,7 @@ from .base import (  # noqa: F401
     ROLES,
     Money,
 )
+from .checks import SubscriptionCheck  # noqa: F401
 from .donations import (  # noqa: F401
     FREQUENCIES,
     FREQUENCY_LABELS,

@@ -37,6 +37,8 @@ from ..models import (
     CardTestingEpisode,
     CardTestingSignal,
     Contribution,
+    DonationForm,
+    DonationRefusal,
     PaymentProcessor,
     StripePaymentIntent,
 )
@@ -77,9 +79,18 @@ def _signals(since: datetime, until: datetime) -> Select:
     return select(s.processor_id, s.created_at).where(s.created_at >= since, s.created_at < until)
 
 
+def _form_refusals(since: datetime, until: datetime) -> Select:
+    """Donation-form requests refused before reaching Stripe (replayed tokens, rate limits, honeypot,
+    blocked addresses, ...); declines are counted already as failed intents and charges."""
+    r, f = DonationRefusal, DonationForm
+    return select(f.processor_id, r.at).join(f, f.id == r.form_id).where(
+        r.at >= since, r.at < until, r.reason != "payment_failed")
+
+
 register_source("intents", _failed_intents)
 register_source("charges", _failed_charges)
 register_source("signals", _signals)
+register_source("form_refusals", _form_refusals)
 
 
 def settings() -> tuple[int, int]:

@@ -110,3 +110,63 @@ def _pipeline_health(c: DashboardCounts, since: datetime) -> None:
     last = db.session.scalar(select(WebhookRejection).order_by(WebhookRejection.last_at.desc()).limit(1))
     if last is not None:
         c.webhooks_refused_last = f"last: {last.reason}, {last.last_at.strftime('%d %b %H:%M')} UTC"
+
+
+# -- charts: counts per day, month (or hour), zero-filled ------------------------------------
+
+_FORMATS = {"hour": ("%Y-%m-%d %H", "YYYY-MM-DD HH24"), "day": ("%Y-%m-%d", "YYYY-MM-DD"), "month": ("%Y-%m", "YYYY-MM")}
+
+
+def bucket(col, unit: str):
+    """A SQL expression naming the hour, day or month of a (naive UTC) datetime column as text,
+    the same on SQLite and PostgreSQL ("2026-11-03", "2026-11", "2026-11-03 14")."""
+    from ..dbutil import is_postgres
+
+    sqlite_fmt, pg_fmt = _FORMATS[unit]
+    return func.to_char(col, pg_fmt) if is_postgres() else func.strftime(sqlite_fmt, col)
+
+
+def periods(unit: str, n: int, now: datetime) -> list[datetime]:
+    """The starts of the last ``n`` hours, days or months up to ``now``, oldest first."""
+    if unit == "month":
+        starts = [now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)]
+        while len(starts) < n:
+            starts.append((starts[-1] - timedelta(days=1)).replace(day=1))
+        return starts[::-1]
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    last = now.replace(minute=0, second=0, microsecond=0)
+    if unit == "day":
+        last = last.replace(hour=0)
+    return [last - step * i for i in range(n - 1, -1, -1)]
+
+
+def counts_per(when, where: list, unit: str, n: int, now: datetime | None = None) -> tuple[list[datetime], list[int]]:
+    """How many rows (``where``) fall in each of the last ``n`` periods by ``when``; (starts, counts)."""
+    starts = periods(unit, n, now or utcnow())
+    key = bucket(when, unit)
+    rows = dict(db.session.execute(select(key, func.count()).where(when >= starts[0], *where).group_by(key)).all())
+    fmt = _FORMATS[unit][0]
+    return starts, [int(rows.get(s.strftime(fmt), 0)) for s in starts]
+
+
+@dataclass
+class ChartData:
+    labels: list[str]
+    series: list[tuple[str, list[int]]]
+
+
+def contribution_charts(now: datetime | None = None) -> dict[str, ChartData]:
+    """The dashboard's charts: completed contributions per day (30 days) and per month (12), and
+    failures per day (failed contributions, and Stripe events paydesk could not process)."""
+    now = now or utcnow()
+    when = func.coalesce(Contribution.receive_date, Contribution.created_at)
+    days, per_day = counts_per(when, [Contribution.status.in_(RECEIVED_STATUSES)], "day", 30, now)
+    months, per_month = counts_per(when, [Contribution.status.in_(RECEIVED_STATUSES)], "month", 12, now)
+    _, failed = counts_per(when, [Contribution.status == FAILED], "day", 30, now)
+    _, errors = counts_per(StripeEvent.received_at, [StripeEvent.status == EV_ERROR], "day", 30, now)
+    day_labels = [d.strftime("%d %b") for d in days]
+    return {
+        "per_day": ChartData(day_labels, [("Completed", per_day)]),
+        "per_month": ChartData([m.strftime("%b %y") for m in months], [("Completed", per_month)]),
+        "failures": ChartData(day_labels, [("Failed contributions", failed), ("Events in error", errors)]),
+    }

@@ -39,6 +39,18 @@ class StripeReader:
             self._cache[key] = dict(self._note(self.gateway.retrieve(resource, obj_id, expand=expand)))
         return self._cache[key]
 
+    def remember(self, resource: str, obj: dict) -> dict:
+        """Keep an object this operation already has (e.g. from a list page), so asking for it by
+        id does not fetch it again."""
+        self._cache[(resource, obj["id"])] = obj
+        return obj
+
+    def list_page(self, resource: str, **params: Any) -> tuple[list[dict], bool]:
+        """One page of a list endpoint and whether Stripe has more: (data, has_more)."""
+        params.setdefault("limit", 100)
+        res = self._note(self.gateway.list(resource, **params))
+        return list(res.get("data") or []), bool(res.get("has_more"))
+
     def list(self, resource: str, **params: Any) -> list[dict]:
         """One page (up to 100) of a list endpoint."""
         params.setdefault("limit", 100)

@@ -8,6 +8,9 @@ def register_blueprints(app: Flask) -> None:
     from ..webhooks.endpoint import bp as webhooks_bp
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
+    from .contacts import bp as contacts_bp
+    from .contributions import bp as contributions_bp
+    from .customers import bp as customers_bp
     from .dashboard import bp as dashboard_bp
     from .donate import init_app as init_donate
     from .errors import bp as errors_bp
@@ -16,7 +19,9 @@ def register_blueprints(app: Flask) -> None:
     from .health import bp as health_bp
     from .intents import bp as intents_bp
     from .jobs import bp as jobs_bp
+    from .payments import bp as payments_bp
     from .reconcile import bp as reconcile_bp
+    from .subscriptions import bp as subscriptions_bp
 
     init_security(app)
     app.register_blueprint(errors_bp)
@@ -31,6 +36,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
     init_donate(app)
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
+        app.register_blueprint(bp)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
     _template_filters(app)
 
@@ -42,6 +49,7 @@ def _card_testing_alarms() -> list:
 
 
 def _template_filters(app: Flask) -> None:
+    from ..money import format_money
     from ..services.events import count_label, dashboard_url
     from ..timeutil import format_age, from_unix
 
@@ -49,6 +57,8 @@ def _template_filters(app: Flask) -> None:
     app.add_template_filter(format_age, "age")
     app.add_template_filter(dashboard_url, "dashboard_url")
     app.add_template_global(count_label, "count_label")
+    # A global (not only a context variable) so that macros imported from _list.html can use it.
+    app.add_template_global(format_money, "format_money")
 
 
 # Main navigation: (label, endpoint). Pages that later issues add appear as links once
@@ -76,5 +86,6 @@ def nav_items() -> list[dict]:
     items = []
     for label, endpoint in NAV_ITEMS:
         blueprint = endpoint.partition(".")[0]
-        items.append({"label": label, "url": endpoint_url(endpoint), "active": request.blueprint == blueprint})
+        current = "customers" if request.blueprint == "contacts" else request.blueprint
+        items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items

@@ -57,3 +57,12 @@ def start_job_response(kind: str, params: dict[str, Any], processor_id: int | No
         return render_template("jobs/_progress.html", job=job, message=message), 202
     flash(message or f"Started: {job.title}", "info")
     return redirect(url_for("jobs.show", job_id=job.id))
+
+
+def import_paging(form) -> dict[str, Any]:
+    """``limit`` and ``starting_after`` of an import form (CiviCRM's "some": at most N, after an id);
+    both empty means all."""
+    limit = (form.get("limit") or "").strip()
+    if limit and (not limit.isdigit() or not 1 <= int(limit) <= 1_000_000):
+        raise ServiceError("import at most: a whole number from 1 to 1,000,000, or empty for all", field="limit")
+    return {"limit": int(limit) if limit else None, "starting_after": (form.get("starting_after") or "").strip() or None}

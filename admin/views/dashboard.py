@@ -1,14 +1,33 @@
-"""The dashboard at ``/``: the counts staff look at first."""
+"""The dashboard at ``/``: the counts staff look at first, and charts of giving and failures."""
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from ..charts import Series, chart
 from ..htmx import is_partial
 from ..security import role_required
-from ..services.dashboard import dashboard_counts
+from ..services.alarms import failures_per_hour
+from ..services.dashboard import contribution_charts, dashboard_counts
 
 bp = Blueprint("dashboard", __name__)
+
+
+def _charts() -> list:
+    data = contribution_charts()
+    hourly = failures_per_hour(days=7)
+    series = {name: [Series(label, values) for label, values in d.series] for name, d in data.items()}
+    return [
+        chart("Completed contributions per day, last 30 days", data["per_day"].labels, series["per_day"],
+              label_every=5),
+        chart("Completed contributions per month, last 12 months", data["per_month"].labels, series["per_month"],
+              label_every=2),
+        chart("Failures per day, last 30 days", data["failures"].labels, series["failures"], kind="line",
+              label_every=5),
+        chart("Failed payments per hour, last 7 days (what the card-testing alarm counts)",
+              [hour.strftime("%a %d %H:00") for hour, _ in hourly], [Series("Failed payments", [n for _, n in hourly])],
+              label_every=24),
+    ]
 
 
 @bp.get("/")
@@ -16,4 +35,4 @@ bp = Blueprint("dashboard", __name__)
 def index():
     counts = dashboard_counts()
     template = "dashboard/_counts.html" if is_partial() else "dashboard/index.html"
-    return render_template(template, counts=counts)
+    return render_template(template, counts=counts, charts=_charts())

@@ -47,7 +47,7 @@ from ..failures import database_unavailable, describe, is_transient
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
 from ..models.jobs import EventAttempt
 from ..outage import throttled
-from ..services import jobs, outbox
+from ..services import alarms, jobs, outbox
 from ..services.processors import processor_ref
 from ..stripe_gateway import GatewayError
 from ..timeutil import utcnow
@@ -55,6 +55,7 @@ from .context import EventContext
 from .registry import handler_for
 
 log = logging.getLogger(__name__)
+ALARM_CHECK_SECONDS = 60.0
 
 
 def worker_name() -> str:
@@ -254,16 +255,21 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
 
-    def loop() -> None:
+    def loop(first: bool) -> None:
         with app.app_context():
             worker = worker_name()
             outage = throttled("database", DATABASE_SUMMARY, log)
             failures = throttled("worker", "worker batch failed {n} times in the last {seconds} s", log)
             pause = 0.0
+            next_alarm_check = 0.0
             while not stop.is_set():
                 try:
                     done = run_batch(worker)
                     pause = 0.0
+                    if first and time.monotonic() >= next_alarm_check:
+                        # The card-testing alarm's warning is logged even when no staff page is open.
+                        alarms.check()
+                        next_alarm_check = time.monotonic() + ALARM_CHECK_SECONDS
                 except Exception as exc:  # noqa: BLE001 - keep the worker alive; the event rows keep the state
                     rollback_quietly()
                     if database_unavailable(exc):
@@ -279,7 +285,8 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                     stop.wait(app.config["WORKER_IDLE_SLEEP"])
             db.session.remove()
 
-    threads = [threading.Thread(target=loop, name=f"paydesk-worker-{i}", daemon=True) for i in range(concurrency)]
+    threads = [threading.Thread(target=loop, args=(i == 0,), name=f"paydesk-worker-{i}", daemon=True)
+               for i in range(concurrency)]
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):

@@ -1,7 +1,7 @@
 """Indexes for the /events page: newest first, by status, by type and status (bench/events_page.py)
 
 Revision ID: 8c1f0e2d4b7a
-Revises: 3fbf0638090a
+Revises: 63cd2b3c563d
 Create Date: 2026-11-29 08:30:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '8c1f0e2d4b7a'
-down_revision = '3fbf0638090a'
+down_revision = '63cd2b3c563d'
 branch_labels = None
 depends_on = None
 

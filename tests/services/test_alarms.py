@@ -108,8 +108,8 @@ def test_a_warning_is_logged_once_per_episode(offline_processor, caplog):
     assert db.session.scalar(select(func.count()).select_from(CardTestingEpisode)) == 2
 
 
-def test_other_failures_can_be_counted_later(offline_processor):
-    """The donation form's refusals (another issue) register their own source."""
+def test_other_failures_can_be_counted_by_registering_a_source(offline_processor):
+    """Another kind of failure registers its own source (as the donation form's refusals do)."""
     from sqlalchemy import literal
 
     from admin.models import AuditLog
@@ -118,15 +118,15 @@ def test_other_failures_can_be_counted_later(offline_processor):
         return select(literal(offline_processor.id).label("processor_id"), AuditLog.at).where(
             AuditLog.action == "form.refused", AuditLog.at >= since, AuditLog.at < until)
 
-    alarms.register_source("form_refusals", refusals)
+    alarms.register_source("audit_refusals", refusals)
     try:
         from admin.services import audit
 
         for _ in range(2):
             audit.record("form.refused", message="postcode missing")
-        assert alarms.failure_counts(60)[offline_processor.id] == {"form_refusals": 2}
+        assert alarms.failure_counts(60)[offline_processor.id] == {"audit_refusals": 2}
     finally:
-        alarms._SOURCES.pop("form_refusals")
+        alarms._SOURCES.pop("audit_refusals")
 
 
 def test_failures_per_hour_for_the_last_seven_days(offline_processor):
@@ -143,3 +143,18 @@ def test_failures_per_hour_for_the_last_seven_days(offline_processor):
     assert dict(hours)[hour_of(timedelta(minutes=1))] == 3
     assert dict(hours)[hour_of(timedelta(hours=5))] == 2
     assert alarms.failures_per_hour(processor_id=ppid + 1000)[-1][1] == 0
+
+
+def test_donation_form_refusals_count_towards_the_alarm_but_declines_are_not_counted_twice(offline_processor):
+    from admin.models import DonationForm, DonationRefusal
+
+    form = DonationForm(slug="spring", title="Spring appeal", processor_id=offline_processor.id, currency="usd")
+    db.session.add(form)
+    db.session.commit()
+    for reason in ("token_replayed", "honeypot", "rate_limit_ip", "payment_failed", "payment_failed"):
+        db.session.add(DonationRefusal(form_id=form.id, client_ip="203.0.113.9", reason=reason,
+                                       at=utcnow() - timedelta(minutes=3)))
+    db.session.commit()
+    assert alarms.failure_counts(60)[offline_processor.id] == {"form_refusals": 3}
+    hourly = alarms.failures_per_hour(days=7)
+    assert len(hourly) == 7 * 24 and sum(n for _, n in hourly) == 3

@@ -121,6 +121,18 @@ def test_nav_greys_out_pages_not_built_and_links_those_that_are(client, auth, mo
     assert '<span class="soon" title="Not built yet">Connect</span>' in html
 
 
+
+def test_dashboard_links_to_pages_that_exist(client, auth):
+    """The nav and the counts link to every page that is built."""
+    auth.login("viewer@example.org", "viewer")
+    html = client.get("/").get_data(as_text=True)
+    for label, path in (("Events", "/events"), ("Subscriptions", "/subscriptions"), ("Customers", "/customers"),
+                        ("Contributions", "/contributions"), ("Payments", "/payments")):
+        assert f'<a href="{path}">{label}</a>' in html
+    assert 'href="/subscriptions?status=In+Progress"' in html
+    assert 'href="/contributions?status=Completed&amp;month=' in html
+
+
 def test_dashboard_partial_for_htmx(client, auth):
     auth.login("viewer@example.org", "viewer")
     frag = client.get("/", headers={"HX-Request": "true", "HX-Request-Type": "partial"})

@@ -1,0 +1,76 @@
+"""``/contributions`` (list, totals per currency, CSV export of exactly what is filtered), one
+contribution's page, and importing a charge by id."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from ..htmx import is_partial
+from ..listing import FilterError
+from ..models import CONTRIBUTION_STATUSES
+from ..security import role_required
+from ..services import ServiceError, audit
+from ..services import records as rec
+from ..services.imports import import_charge
+from ..services.processors import get_processor, list_processors
+from .actions import action_response
+from .export import csv_response
+
+bp = Blueprint("contributions", __name__)
+
+
+def _results(flt: rec.ContributionFilter, errors: dict[str, str]) -> dict:
+    try:
+        page = rec.contribution_page(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        page = rec.contribution_page(flt)
+    return {"flt": flt, "errors": errors, "page": page, "counts": rec.contribution_status_counts(flt),
+            "totals": rec.contribution_totals(flt)}
+
+
+@bp.get("/contributions")
+@role_required("viewer")
+def index():
+    flt, errors = rec.ContributionFilter.from_args(request.args)
+    data = _results(flt, errors)
+    if is_partial():
+        return render_template("contributions/_results.html", **data)
+    return render_template("contributions/index.html", processors=list_processors(), statuses=CONTRIBUTION_STATUSES,
+                           **data)
+
+
+@bp.get("/contributions/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = rec.ContributionFilter.from_args(request.args)
+    return csv_response("contributions", rec.CONTRIBUTION_CSV, rec.contribution_rows(flt), rec.contribution_csv_row)
+
+
+@bp.get("/contributions/<int:contribution_id>")
+@role_required("viewer")
+def show(contribution_id: int):
+    c = rec.find_contribution(contribution_id)
+    if c is None:
+        abort(404)
+    return render_template("contributions/show.html", c=c, intents=rec.intents_of(c), events=rec.events_of(c),
+                           history=audit.for_object("contribution", str(c.id)))
+
+
+@bp.post("/contributions/import-charge")
+@role_required("operator")
+def import_one_charge():
+    """CiviCRM's importcharge from the page: one charge by id, optionally for a given contact."""
+    form = request.form
+    back = url_for("contributions.index")
+    contact_id = (form.get("contact_id") or "").strip()
+    try:
+        if contact_id and not contact_id.isdigit():
+            raise ServiceError("the contact id is a number (the # on the contact's page)", field="contact_id")
+        c = import_charge(get_processor(form.get("ppid") or None), form.get("charge", ""),
+                          contact_id=int(contact_id) if contact_id else None)
+    except ServiceError as err:
+        return action_response("_message.html", back, err.message, "error")
+    return action_response("contributions/_imported.html", url_for("contributions.show", contribution_id=c.id),
+                           f"Imported: contribution #{c.id}, {c.status}.", "success", c=c)

@@ -1,0 +1,63 @@
+"""``/customers``: contacts linked to Stripe customers; import customers (all, some, one) and,
+for every linked customer, push paydesk's metadata or read contact ids back (jobs)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from ..htmx import is_partial
+from ..listing import FilterError
+from ..security import role_required
+from ..services import ServiceError
+from ..services import contacts as people
+from ..services.imports import import_customer
+from ..services.processors import get_processor, list_processors
+from .actions import action_response, import_paging, start_job_response
+
+bp = Blueprint("customers", __name__)
+
+
+@bp.get("/customers")
+@role_required("viewer")
+def index():
+    flt, errors = people.ContactFilter.from_args(request.args)
+    try:
+        page = people.contact_page(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        page = people.contact_page(flt)
+    data = {"flt": flt, "errors": errors, "page": page, "giving": people.giving_of([c.id for c in page.rows])}
+    if is_partial():
+        return render_template("customers/_results.html", **data)
+    return render_template("customers/index.html", processors=list_processors(), **data)
+
+
+@bp.post("/customers/import")
+@role_required("operator")
+def import_many():
+    form = request.form
+    back = url_for("customers.index")
+    try:
+        proc = get_processor(form.get("ppid") or None)
+        one = (form.get("customer") or "").strip()
+        if one:
+            contact, how = import_customer(proc, one)
+            return action_response("_message.html", url_for("contacts.show", contact_id=contact.id),
+                                   f"{one}: {how} (contact #{contact.id}, {contact.display_name}).", "success")
+        return start_job_response("imports.customers", import_paging(form), proc.id)
+    except ServiceError as err:
+        return action_response("_message.html", back, err.message, "error")
+
+
+@bp.post("/customers/<what>")
+@role_required("operator")
+def for_all(what: str):
+    """Push metadata to, or read contact ids from, every linked Stripe customer (a job)."""
+    if what not in ("update_metadata", "update_contact_ids"):
+        abort(404)
+    try:
+        proc = get_processor(request.form.get("ppid") or None)
+    except ServiceError as err:
+        return action_response("_message.html", url_for("customers.index"), err.message, "error")
+    return start_job_response(f"customers.{what}", {}, proc.id)

@@ -1,0 +1,37 @@
+"""``/payments``: charges and refunds, totals per currency, CSV export of exactly what is filtered."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from ..htmx import is_partial
+from ..listing import FilterError
+from ..security import role_required
+from ..services import records as rec
+from ..services.processors import list_processors
+from .export import csv_response
+
+bp = Blueprint("payments", __name__)
+
+
+@bp.get("/payments")
+@role_required("viewer")
+def index():
+    flt, errors = rec.PaymentFilter.from_args(request.args)
+    try:
+        page = rec.payment_page(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        page = rec.payment_page(flt)
+    data = {"flt": flt, "errors": errors, "page": page, "totals": rec.payment_totals(flt)}
+    if is_partial():
+        return render_template("payments/_results.html", **data)
+    return render_template("payments/index.html", processors=list_processors(), **data)
+
+
+@bp.get("/payments/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = rec.PaymentFilter.from_args(request.args)
+    return csv_response("payments", rec.PAYMENT_CSV, rec.payment_rows(flt), rec.payment_csv_row)

@@ -1,0 +1,122 @@
+"""``/subscriptions``: recurring contributions with their last comparison with Stripe; one
+subscription's page (Stripe's side fetched live next to paydesk's, differences highlighted);
+import (all, some, one), compare, cancel."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from ..htmx import is_partial
+from ..listing import FilterError
+from ..security import role_required
+from ..services import ServiceError, audit
+from ..services import subscriptions as subs
+from ..services.imports import import_subscription_by_id
+from ..services.processors import get_processor, list_processors
+from .actions import action_response, import_paging, start_job_response
+
+bp = Blueprint("subscriptions", __name__)
+
+
+@bp.get("/subscriptions")
+@role_required("viewer")
+def index():
+    flt, errors = subs.SubscriptionFilter.from_args(request.args)
+    try:
+        page = subs.subscription_page(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        page = subs.subscription_page(flt)
+    data = {"flt": flt, "errors": errors, "page": page, "checks": subs.checks_for(page.rows),
+            "counts": subs.status_counts(flt)}
+    if is_partial():
+        return render_template("subscriptions/_results.html", **data)
+    return render_template("subscriptions/index.html", processors=list_processors(), **data)
+
+
+def _processor_for(subscription_id: str):
+    """The processor of the subscription's recurring contribution, else ``ppid``, else the default."""
+    recur = subs.find_recur(subscription_id)
+    try:
+        return get_processor(recur.processor_id if recur else (request.values.get("ppid") or None))
+    except ServiceError:
+        abort(404)
+
+
+def _valid(subscription_id: str) -> str:
+    if not subscription_id.startswith("sub_") or len(subscription_id) > 255:
+        abort(404)
+    return subscription_id
+
+
+@bp.get("/subscriptions/<subscription_id>")
+@role_required("viewer")
+def show(subscription_id: str):
+    d = subs.detail(_processor_for(_valid(subscription_id)), subscription_id)
+    if d.recur is None and d.stripe is None and not d.stripe_error:
+        abort(404)
+    return render_template("subscriptions/show.html", d=d,
+                           history=audit.for_object("subscription", subscription_id))
+
+
+@bp.post("/subscriptions/<subscription_id>/import")
+@role_required("operator")
+def import_one(subscription_id: str):
+    """Import (or sync again) this subscription with its invoices and charges, now."""
+    proc = _processor_for(_valid(subscription_id))
+    try:
+        done = import_subscription_by_id(proc, subscription_id)
+        message = {"created": "Imported.", "updated": "Synced: paydesk's records now follow Stripe.",
+                   "unchanged": "Nothing to change: paydesk already matches Stripe."}[done.outcome]
+        if done.differences:
+            message += f" {len(done.differences)} difference(s) remain: see below."
+        tone = "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("subscriptions/_sides.html", url_for("subscriptions.show", subscription_id=subscription_id),
+                           message, tone, d=subs.detail(proc, subscription_id))
+
+
+@bp.post("/subscriptions/<subscription_id>/cancel")
+@role_required("operator")
+def cancel(subscription_id: str):
+    """Cancel in Stripe and here: first a confirmation, then (``step=run``) the cancellation."""
+    proc = _processor_for(_valid(subscription_id))
+    back = url_for("subscriptions.show", subscription_id=subscription_id)
+    if request.form.get("step") != "run":
+        return render_template("subscriptions/_cancel_confirm.html", d=subs.detail(proc, subscription_id))
+    try:
+        subs.cancel(proc, subscription_id)
+        message, tone = "Cancelled in Stripe and here. No further payments will be taken.", "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("subscriptions/_sides.html", back, message, tone, d=subs.detail(proc, subscription_id))
+
+
+@bp.post("/subscriptions/import")
+@role_required("operator")
+def import_many():
+    """Import from the list page: one by id (now), or some / all (a job with a progress bar)."""
+    form = request.form
+    back = url_for("subscriptions.index")
+    try:
+        proc = get_processor(form.get("ppid") or None)
+        one = (form.get("subscription") or "").strip()
+        if one:
+            done = import_subscription_by_id(proc, one)
+            return action_response("_message.html", url_for("subscriptions.show", subscription_id=one),
+                                   f"{one}: {done.outcome}.", "success")
+        return start_job_response("imports.subscriptions", import_paging(form), proc.id)
+    except ServiceError as err:
+        return action_response("_message.html", back, err.message, "error")
+
+
+@bp.post("/subscriptions/compare")
+@role_required("operator")
+def compare_all():
+    try:
+        proc = get_processor(request.form.get("ppid") or None)
+    except ServiceError as err:
+        return action_response("_message.html", url_for("subscriptions.index"), err.message, "error")
+    return start_job_response("subscriptions.compare", {}, proc.id)
