@@ -192,6 +192,24 @@ class InvoiceRow:
     def currency(self) -> str:
         return (self.invoice.get("currency") or "").lower()
 
+    @property
+    def status(self) -> str:
+        return self.invoice.get("status") or ""
+
+    @property
+    def charge_id(self) -> str | None:
+        return self.charge["id"] if self.charge else None
+
+    @property
+    def found(self) -> bool:
+        """The charge this invoice says there should be is recorded here (a completed contribution, and
+        the charge as its payment); True for an invoice that charged nothing (nothing can be missing)."""
+        if self.status != "paid":
+            return True
+        succeeded = self.charge is not None and self.charge.get("status") == "succeeded"
+        return self.contribution is not None and self.contribution.status in DONE and (
+            not succeeded or self.payment is not None)
+
 
 def subscription_invoices(reader: StripeReader, subscription_id: str) -> list[dict]:
     """Every invoice of a subscription, oldest first (pages of 100)."""
