@@ -118,8 +118,9 @@ def walk(query: Select, key: list, flt: Filter, *, key_of: Callable[[Any], list]
 # -- contributions ---------------------------------------------------------------------------
 
 @dataclass
-class ContributionFilter(Filter):
-    status: list[str] = field(default_factory=list, metadata={"choices": CONTRIBUTION_STATUSES})
+class MoneyRecordFilter(Filter):
+    """What the contributions and payments filters share: type, processor, dates, amounts, contact."""
+
     type: str | None = field(default=None, metadata={"choices": TYPES})
     ppid: int | None = None
     since: datetime | None = None
@@ -129,14 +130,19 @@ class ContributionFilter(Filter):
     max_amount: Amount | None = None
     currency: list[str] = field(default_factory=list)
     contact_id: int | None = None
-    recur_id: int | None = None
-    trxn_id: str | None = None
     q: str | None = None
 
     def check(self, errors: dict[str, str]) -> None:
         month_range(self, errors)
         self.currency = [c.lower() for c in self.currency]
         check_range(self, errors)
+
+
+@dataclass
+class ContributionFilter(MoneyRecordFilter):
+    status: list[str] = field(default_factory=list, metadata={"choices": CONTRIBUTION_STATUSES})
+    recur_id: int | None = None
+    trxn_id: str | None = None
 
 
 CONTRIBUTION_WHEN = func.coalesce(Contribution.receive_date, Contribution.created_at)
@@ -308,26 +314,11 @@ def events_of(c: Contribution, limit: int = 50) -> list[StripeEvent]:
 # -- payments --------------------------------------------------------------------------------
 
 @dataclass
-class PaymentFilter(Filter):
+class PaymentFilter(MoneyRecordFilter):
     kind: str | None = field(default=None, metadata={"choices": PAYMENT_KINDS})
     status: list[str] = field(default_factory=list, metadata={"choices": PAYMENT_STATUSES})
-    type: str | None = field(default=None, metadata={"choices": TYPES})
-    ppid: int | None = None
-    since: datetime | None = None
-    until: datetime | None = field(default=None, metadata={"end": True})
-    month: str | None = None
-    min_amount: Amount | None = None
-    max_amount: Amount | None = None
-    currency: list[str] = field(default_factory=list)
-    contact_id: int | None = None
     contribution_id: int | None = None
     charge: str | None = None
-    q: str | None = None
-
-    def check(self, errors: dict[str, str]) -> None:
-        month_range(self, errors)
-        self.currency = [c.lower() for c in self.currency]
-        check_range(self, errors)
 
 
 PAYMENT_WHEN = func.coalesce(Payment.payment_date, Payment.created_at)
