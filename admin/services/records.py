@@ -6,20 +6,20 @@ in keyset chunks). Also the intents and events dicts the CLI prints.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page
+from ..listing import Amount, Filter, Page, keyset_page, walk
 from ..models import (
     CANCELLED,
     COMPLETED,
@@ -39,7 +39,6 @@ TYPES = ("one-off", "recurring")
 # A payment is Completed, Refunded (a refund) or Cancelled (a refund that failed): contributions.PAYMENT_*.
 PAYMENT_STATUSES = (COMPLETED, REFUNDED, CANCELLED)
 PAYMENT_KINDS = ("charge", "refund")
-EXPORT_CHUNK = 1000
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -99,20 +98,6 @@ def month_range(flt: Any, errors: dict[str, str]) -> None:
     start = datetime(int(m.group(1)), int(m.group(2)), 1)
     flt.since, flt.until = start, (start + timedelta(days=32)).replace(day=1)
     flt.month = None
-
-
-def walk(query: Select, key: list, flt: Filter, *, key_of: Callable[[Any], list], scalars: bool = False,
-         chunk: int = EXPORT_CHUNK) -> Iterator[list[Any]]:
-    """Every row of a filter's query in its page order, ``chunk`` rows at a time (keyset pages, so
-    100,000 rows never sit in memory at once): what CSV exports and the CLI listings read."""
-    at = dataclasses.replace(flt, size=chunk, after=None, before=None)
-    while True:
-        page = keyset_page(query, key, at, key_of=key_of, scalars=scalars)
-        if page.rows:
-            yield page.rows
-        if not page.next_after:
-            return
-        at.after = page.next_after
 
 
 # -- contributions ---------------------------------------------------------------------------
@@ -240,13 +225,8 @@ def contribution_rows(flt: ContributionFilter, limit: int | None = None) -> Iter
     q = (contribution_query(flt).with_only_columns(*_CONTRIBUTION_COLUMNS)
          .outerjoin(Contact, Contact.id == Contribution.contact_id)
          .outerjoin(ContributionRecur, ContributionRecur.id == Contribution.recur_id))
-    n = 0
-    for chunk in walk(q, CONTRIBUTION_KEY, flt, key_of=_contribution_key):
-        for r in chunk:
-            yield contribution_dict(r)
-            n += 1
-            if limit is not None and n >= limit:
-                return
+    rows = (r for chunk in walk(q, CONTRIBUTION_KEY, flt, key_of=_contribution_key) for r in chunk)
+    yield from (contribution_dict(r) for r in islice(rows, limit))
 
 
 def contribution_dict(c: Any) -> dict[str, Any]:
@@ -393,13 +373,8 @@ def payment_rows(flt: PaymentFilter, limit: int | None = None) -> Iterator[dict[
     q = (payment_query(flt).with_only_columns(*_PAYMENT_COLUMNS)
          .join(Contribution, Contribution.id == Payment.contribution_id)
          .outerjoin(Contact, Contact.id == Contribution.contact_id))
-    n = 0
-    for chunk in walk(q, PAYMENT_KEY, flt, key_of=_payment_key):
-        for r in chunk:
-            yield payment_dict(r)
-            n += 1
-            if limit is not None and n >= limit:
-                return
+    rows = (r for chunk in walk(q, PAYMENT_KEY, flt, key_of=_payment_key) for r in chunk)
+    yield from (payment_dict(r) for r in islice(rows, limit))
 
 
 def payment_dict(p: Any) -> dict[str, Any]:
