@@ -58,8 +58,8 @@ def events_list(ppid, types, statuses, since, until, search, subscription, expec
         if expected_charges:
             if not subscription:
                 raise ServiceError("--expected-charges needs --subscription")
-            rows = [{"invoice_id": x.invoice_id, "created": x.created, "amount": x.amount, "currency": x.currency,
-                     "invoice_status": x.invoice_status, "charge_id": x.charge_id,
+            rows = [{"invoice_id": x.id, "created": x.created, "amount": x.amount, "currency": x.currency,
+                     "invoice_status": x.status, "charge_id": x.charge_id,
                      "found": "found" if x.found else "MISSING",
                      "contribution_id": x.contribution.id if x.contribution else None}
                     for x in ev.expected_charges(proc, subscription)]

@@ -339,3 +339,20 @@ def page_or_first(page_of: Any, flt: Filter, errors: dict[str, str]) -> Page:
         errors[err.field] = err.message
         flt.after = flt.before = None
         return page_of(flt)
+
+
+EXPORT_CHUNK = 1000
+
+
+def walk(query: Select, key: Sequence[ColumnElement], flt: Filter, *, key_of: Any = None, scalars: bool = False,
+         chunk: int = EXPORT_CHUNK) -> Iterator[list[Any]]:
+    """Every row of a filter's query in its page order, ``chunk`` rows at a time (keyset pages, so
+    100,000 rows never sit in memory at once): what CSV exports and the CLI listings read."""
+    at = dataclasses.replace(flt, size=chunk, after=None, before=None)
+    while True:
+        page = keyset_page(query, key, at, key_of=key_of, scalars=scalars)
+        if page.rows:
+            yield page.rows
+        if not page.next_after:
+            return
+        at.after = page.next_after

@@ -8,14 +8,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from ..dbutil import immediate
+from ..dbutil import immediate, parse_id
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page
+from ..listing import Filter, Page, keyset_page, walk
 from ..models import (
     Contact,
     Contribution,
@@ -28,7 +29,7 @@ from ..models import (
 )
 from ..stripe_gateway import GatewayError
 from . import ServiceError, audit
-from .records import check_range, contacts_matching, walk
+from .records import check_range, contacts_matching
 from .stripe_reader import StripeReader
 
 
@@ -266,17 +267,12 @@ def contact_dict(c: Contact) -> dict[str, Any]:
 def contact_rows(flt: ContactFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Every contact the filter matches, newest first, as dicts (the CLI)."""
     q = contact_query(flt).options(selectinload(Contact.stripe_customers))
-    n = 0
-    for chunk in walk(q, [Contact.id], flt, key_of=lambda c: [c.id], scalars=True, chunk=500):
-        for c in chunk:
-            yield contact_dict(c)
-            n += 1
-            if limit is not None and n >= limit:
-                return
+    rows = (c for chunk in walk(q, [Contact.id], flt, key_of=lambda c: [c.id], scalars=True, chunk=500) for c in chunk)
+    yield from (contact_dict(c) for c in islice(rows, limit))
 
 
 def find_contact(contact_id: int) -> Contact | None:
-    contact = db.session.get(Contact, contact_id) if 0 < contact_id < 2**63 else None
+    contact = db.session.get(Contact, parse_id(contact_id)) if parse_id(contact_id) else None
     return contact if contact is not None and not contact.is_deleted else None
 
 

@@ -30,7 +30,7 @@ from ..models import (
     StripePaymentIntent,
 )
 from ..models.jobs import EventAttempt
-from ..stripe_gateway import Gateway, GatewayError
+from ..stripe_gateway import Gateway
 from ..stripe_shapes import sid
 from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError
@@ -427,60 +427,15 @@ def _is_processed(e: StripeEvent) -> bool:
 
 # -- a subscription's expected charges -------------------------------------------------------
 
-@dataclass
-class ExpectedCharge:
-    invoice_id: str
-    created: datetime | None
-    amount: int
-    currency: str
-    invoice_status: str
-    charge_id: str | None
-    contribution: Contribution | None
-    payment: Payment | None
-
-    @property
-    def found(self) -> bool:
-        if self.invoice_status != "paid":
-            return True  # nothing was charged, so nothing is missing
-        return self.contribution is not None and self.contribution.status in DONE and (
-            self.charge_id is None or self.payment is not None)
-
-
-def expected_charges(processor: PaymentProcessor, subscription_id: str) -> list[ExpectedCharge]:
+def expected_charges(processor: PaymentProcessor, subscription_id: str) -> list:
     """The charges a subscription's invoices say there should be, each found or missing locally
-    (CiviCRM's Listevents with ``subscription``)."""
-    from ..stripe_shapes import invoice_payment_refs, paid_invoice_payment
+    (CiviCRM's Listevents with ``subscription``): the subscriptions page's invoice rows, whose
+    ``found`` says whether paydesk has the completed contribution and the payment."""
     from .stripe_reader import StripeReader
+    from .subscriptions import invoice_rows, subscription_invoices
 
     reader = StripeReader(processor)
-    invoices = []
-    starting_after = None
-    while True:
-        page = reader.gateway.list("invoices", subscription=subscription_id, limit=100, starting_after=starting_after)
-        data = page.get("data") or []
-        invoices.extend(data)
-        if not page.get("has_more") or not data:
-            break
-        starting_after = data[-1]["id"]
-    out = []
-    for inv in invoices:
-        charge_id, pi_id = invoice_payment_refs(inv)
-        if inv.get("status") == "paid" and charge_id is None and pi_id is None:
-            charge_id, pi_id = paid_invoice_payment(reader.list_optional("invoice_payments", invoice=inv["id"]) or [])
-        if charge_id is None and pi_id:
-            try:
-                charge_id = sid(reader.get("payment_intents", pi_id).get("latest_charge"))
-            except GatewayError:
-                charge_id = None
-        contribution = db.session.scalar(select(Contribution).where(Contribution.processor_id == processor.id,
-                                                                    Contribution.invoice_id == inv["id"]))
-        payment = db.session.scalar(select(Payment).where(Payment.processor_id == processor.id,
-                                                          Payment.trxn_id == charge_id)) if charge_id else None
-        out.append(ExpectedCharge(inv["id"], from_unix(inv.get("created")),
-                                  int(inv.get("amount_paid") or inv.get("amount_due") or 0),
-                                  (inv.get("currency") or "").lower(), inv.get("status") or "", charge_id,
-                                  contribution, payment))
-    return out
+    return invoice_rows(reader, processor, subscription_invoices(reader, subscription_id))
 
 
 def stripe_window_start() -> datetime:

@@ -6,20 +6,20 @@ in keyset chunks). Also the intents and events dicts the CLI prints.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page
+from ..listing import Amount, Filter, Page, keyset_page, walk
 from ..models import (
     CANCELLED,
     COMPLETED,
@@ -39,7 +39,6 @@ TYPES = ("one-off", "recurring")
 # A payment is Completed, Refunded (a refund) or Cancelled (a refund that failed): contributions.PAYMENT_*.
 PAYMENT_STATUSES = (COMPLETED, REFUNDED, CANCELLED)
 PAYMENT_KINDS = ("charge", "refund")
-EXPORT_CHUNK = 1000
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -101,25 +100,12 @@ def month_range(flt: Any, errors: dict[str, str]) -> None:
     flt.month = None
 
 
-def walk(query: Select, key: list, flt: Filter, *, key_of: Callable[[Any], list], scalars: bool = False,
-         chunk: int = EXPORT_CHUNK) -> Iterator[list[Any]]:
-    """Every row of a filter's query in its page order, ``chunk`` rows at a time (keyset pages, so
-    100,000 rows never sit in memory at once): what CSV exports and the CLI listings read."""
-    at = dataclasses.replace(flt, size=chunk, after=None, before=None)
-    while True:
-        page = keyset_page(query, key, at, key_of=key_of, scalars=scalars)
-        if page.rows:
-            yield page.rows
-        if not page.next_after:
-            return
-        at.after = page.next_after
-
-
 # -- contributions ---------------------------------------------------------------------------
 
 @dataclass
-class ContributionFilter(Filter):
-    status: list[str] = field(default_factory=list, metadata={"choices": CONTRIBUTION_STATUSES})
+class MoneyRecordFilter(Filter):
+    """What the contributions and payments filters share: type, processor, dates, amounts, contact."""
+
     type: str | None = field(default=None, metadata={"choices": TYPES})
     ppid: int | None = None
     since: datetime | None = None
@@ -129,14 +115,19 @@ class ContributionFilter(Filter):
     max_amount: Amount | None = None
     currency: list[str] = field(default_factory=list)
     contact_id: int | None = None
-    recur_id: int | None = None
-    trxn_id: str | None = None
     q: str | None = None
 
     def check(self, errors: dict[str, str]) -> None:
         month_range(self, errors)
         self.currency = [c.lower() for c in self.currency]
         check_range(self, errors)
+
+
+@dataclass
+class ContributionFilter(MoneyRecordFilter):
+    status: list[str] = field(default_factory=list, metadata={"choices": CONTRIBUTION_STATUSES})
+    recur_id: int | None = None
+    trxn_id: str | None = None
 
 
 CONTRIBUTION_WHEN = func.coalesce(Contribution.receive_date, Contribution.created_at)
@@ -234,13 +225,8 @@ def contribution_rows(flt: ContributionFilter, limit: int | None = None) -> Iter
     q = (contribution_query(flt).with_only_columns(*_CONTRIBUTION_COLUMNS)
          .outerjoin(Contact, Contact.id == Contribution.contact_id)
          .outerjoin(ContributionRecur, ContributionRecur.id == Contribution.recur_id))
-    n = 0
-    for chunk in walk(q, CONTRIBUTION_KEY, flt, key_of=_contribution_key):
-        for r in chunk:
-            yield contribution_dict(r)
-            n += 1
-            if limit is not None and n >= limit:
-                return
+    rows = (r for chunk in walk(q, CONTRIBUTION_KEY, flt, key_of=_contribution_key) for r in chunk)
+    yield from (contribution_dict(r) for r in islice(rows, limit))
 
 
 def contribution_dict(c: Any) -> dict[str, Any]:
@@ -308,26 +294,11 @@ def events_of(c: Contribution, limit: int = 50) -> list[StripeEvent]:
 # -- payments --------------------------------------------------------------------------------
 
 @dataclass
-class PaymentFilter(Filter):
+class PaymentFilter(MoneyRecordFilter):
     kind: str | None = field(default=None, metadata={"choices": PAYMENT_KINDS})
     status: list[str] = field(default_factory=list, metadata={"choices": PAYMENT_STATUSES})
-    type: str | None = field(default=None, metadata={"choices": TYPES})
-    ppid: int | None = None
-    since: datetime | None = None
-    until: datetime | None = field(default=None, metadata={"end": True})
-    month: str | None = None
-    min_amount: Amount | None = None
-    max_amount: Amount | None = None
-    currency: list[str] = field(default_factory=list)
-    contact_id: int | None = None
     contribution_id: int | None = None
     charge: str | None = None
-    q: str | None = None
-
-    def check(self, errors: dict[str, str]) -> None:
-        month_range(self, errors)
-        self.currency = [c.lower() for c in self.currency]
-        check_range(self, errors)
 
 
 PAYMENT_WHEN = func.coalesce(Payment.payment_date, Payment.created_at)
@@ -402,13 +373,8 @@ def payment_rows(flt: PaymentFilter, limit: int | None = None) -> Iterator[dict[
     q = (payment_query(flt).with_only_columns(*_PAYMENT_COLUMNS)
          .join(Contribution, Contribution.id == Payment.contribution_id)
          .outerjoin(Contact, Contact.id == Contribution.contact_id))
-    n = 0
-    for chunk in walk(q, PAYMENT_KEY, flt, key_of=_payment_key):
-        for r in chunk:
-            yield payment_dict(r)
-            n += 1
-            if limit is not None and n >= limit:
-                return
+    rows = (r for chunk in walk(q, PAYMENT_KEY, flt, key_of=_payment_key) for r in chunk)
+    yield from (payment_dict(r) for r in islice(rows, limit))
 
 
 def payment_dict(p: Any) -> dict[str, Any]:

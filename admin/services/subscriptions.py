@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -18,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page
+from ..listing import Amount, Filter, Page, keyset_page, walk
 from ..models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -135,17 +136,15 @@ def checks_for(recurs: list[ContributionRecur]) -> dict[tuple[int, str], Subscri
 
 def subscription_rows(flt: SubscriptionFilter, limit: int | None = None):
     """Every recurring contribution the filter matches, in page order, as dicts (the CLI)."""
-    from .records import walk
-
     q = subscription_query(flt).options(selectinload(ContributionRecur.contact))
-    n = 0
-    for chunk in walk(q, RECUR_KEY, flt, key_of=_recur_key, scalars=True, chunk=500):
-        checks = checks_for(chunk)
-        for r in chunk:
-            yield recur_dict(r, checks.get((r.processor_id, r.subscription_id)))
-            n += 1
-            if limit is not None and n >= limit:
-                return
+
+    def rows():
+        for chunk in walk(q, RECUR_KEY, flt, key_of=_recur_key, scalars=True, chunk=500):
+            checks = checks_for(chunk)
+            for r in chunk:
+                yield recur_dict(r, checks.get((r.processor_id, r.subscription_id)))
+
+    yield from islice(rows(), limit)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -191,6 +190,24 @@ class InvoiceRow:
     @property
     def currency(self) -> str:
         return (self.invoice.get("currency") or "").lower()
+
+    @property
+    def status(self) -> str:
+        return self.invoice.get("status") or ""
+
+    @property
+    def charge_id(self) -> str | None:
+        return self.charge["id"] if self.charge else None
+
+    @property
+    def found(self) -> bool:
+        """The charge this invoice says there should be is recorded here (a completed contribution, and
+        the charge as its payment); True for an invoice that charged nothing (nothing can be missing)."""
+        if self.status != "paid":
+            return True
+        succeeded = self.charge is not None and self.charge.get("status") == "succeeded"
+        return self.contribution is not None and self.contribution.status in DONE and (
+            not succeeded or self.payment is not None)
 
 
 def subscription_invoices(reader: StripeReader, subscription_id: str) -> list[dict]:
