@@ -240,6 +240,7 @@ def register_cli(app: Flask) -> None:
     from .cli_imports import register as register_import_cli
     from .cli_intents import register as register_intent_cli
     from .cli_jobs import register as register_job_cli
+    from .cli_reconcile import register as register_reconcile_cli
     from .cli_records import register as register_record_cli
     from .webhooks.cli import register as register_webhook_cli
 
@@ -250,5 +251,6 @@ def register_cli(app: Flask) -> None:
     register_event_cli(app)
     register_intent_cli(app)
     register_job_cli(app)
+    register_reconcile_cli(app)
     register_form_cli(app)
     register_import_cli(app)

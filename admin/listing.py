@@ -205,7 +205,7 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None, width: int) -> list[Any] | None:
+def decode_cursor(text: str | None, width: int | None) -> list[Any] | None:
     if not text:
         return None
     try:
@@ -213,7 +213,7 @@ def decode_cursor(text: str | None, width: int) -> list[Any] | None:
         values = [datetime.fromisoformat(v["dt"]) if isinstance(v, dict) else v for v in data]
     except (ValueError, TypeError, KeyError):
         raise FilterError("after", "this page link is damaged; start again from the first page") from None
-    if not isinstance(values, list) or len(values) != width:
+    if not isinstance(values, list) or (width is not None and len(values) != width):
         raise FilterError("after", "this page link is damaged; start again from the first page")
     return values
 
@@ -221,13 +221,16 @@ def decode_cursor(text: str | None, width: int) -> list[Any] | None:
 def _beyond(cols: Sequence[ColumnElement], values: Sequence[Any], older: bool) -> ColumnElement:
     """Rows strictly after ``values`` in descending key order (older) or before it (newer).
 
-    Written as ``a < x OR (a = x AND b < y)`` rather than a row-value comparison so that
-    both databases use the index on the key columns."""
+    Written as ``a <= x AND (a < x OR (a = x AND b < y))`` rather than a row-value comparison
+    so that both databases use the index on the key columns: the leading ``a <= x`` is a range
+    they start the index scan at, however deep the page (bench/events_page.py)."""
     parts = []
     for i, col in enumerate(cols):
         cmp = col < values[i] if older else col > values[i]
         parts.append(and_(*[c == v for c, v in zip(cols[:i], values[:i], strict=True)], cmp))
-    return or_(*parts)
+    if len(cols) == 1:
+        return parts[0]
+    return and_(cols[0] <= values[0] if older else cols[0] >= values[0], or_(*parts))
 
 
 @dataclass
@@ -301,6 +304,41 @@ def iterate_ids(query: Select, id_col: ColumnElement, *, after_id: int | None = 
             return
         yield ids
         last = ids[-1]
+
+
+def sequence_page(items: Sequence[T], key_of: Any, flt: Filter) -> Page[T]:
+    """A keyset page of rows already in memory (e.g. a comparison with Stripe), newest first by
+    ``key_of(row)`` (a tuple of plain values), with the same cursors as :func:`keyset_page`."""
+    ordered = sorted(items, key=key_of, reverse=True)
+    size = flt.size
+    after = decode_cursor(flt.after, None)
+    before = None if after else decode_cursor(flt.before, None)
+    try:
+        if after:
+            rest = [r for r in ordered if tuple(key_of(r)) < tuple(after)]
+            rows, older, newer = rest[:size], len(rest) > size, True
+        elif before:
+            ahead = [r for r in ordered if tuple(key_of(r)) > tuple(before)]
+            rows, older, newer = ahead[-size:], True, len(ahead) > size
+    except TypeError:  # a cursor of other types than the key's
+        raise FilterError("after", "this page link is damaged; start again from the first page") from None
+    if not (after or before):
+        rows, older, newer = ordered[:size], len(ordered) > size, False
+    page = Page(rows=list(rows), size=size)
+    if rows:
+        page.next_after = encode_cursor(list(key_of(rows[-1]))) if older else None
+        page.prev_before = encode_cursor(list(key_of(rows[0]))) if newer else None
+    return page
+
+
+def page_or_first(page_of: Any, flt: Filter, errors: dict[str, str]) -> Page:
+    """``page_of(flt)``; a damaged page link is reported in ``errors`` and the first page shown."""
+    try:
+        return page_of(flt)
+    except FilterError as err:
+        errors[err.field] = err.message
+        flt.after = flt.before = None
+        return page_of(flt)
 
 
 EXPORT_CHUNK = 1000

@@ -35,6 +35,11 @@ class StripeEvent(db.Model):
         UniqueConstraint("processor_id", "event_id", name="uq_stripe_event"),
         Index("ix_stripe_event_queue", "status", "next_attempt_at"),
         Index("ix_stripe_event_type_created", "type", "created"),
+        # /events (bench/events_page.py): newest first by (created, id), and its keyset pages...
+        Index("ix_stripe_event_created_id", "created", "id"),
+        # ...filtered by status, or by type and status; the status counts read these indexes only
+        Index("ix_stripe_event_status_created_id", "status", "created", "id"),
+        Index("ix_stripe_event_type_status_created_id", "type", "status", "created", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"), index=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..dbutil import immediate
 from ..extensions import db
 from ..models import User
 from ..timeutil import utcnow
@@ -80,6 +81,7 @@ def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
     addr = client_addr or "unknown"
     email_norm = (email or "").strip().lower()
     ip_key, account_key = throttle_keys(email_norm, addr)
+    immediate()  # every path below writes: on SQLite, wait for the worker's write lock instead of failing
 
     wait = max(ratelimit.blocked_for(ip_key, now), ratelimit.blocked_for(account_key, now))
     if wait:

@@ -399,6 +399,8 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
         elif pay is not None:
             # a refund that failed or was cancelled gives the money back
             pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
+            if counted and pay.amount != -int(r["amount"]):  # corrected to Stripe's (reconciliation)
+                pay.amount = pay.net = -int(r["amount"])
     db.session.flush()
 
 
@@ -417,6 +419,13 @@ def _refunds_of(reader: StripeReader, charge: dict, have_recorded: bool) -> list
     elif not refunded and not have_recorded:
         return []
     return reader.list("refunds", charge=charge["id"])
+
+
+def recompute(c: Contribution) -> None:
+    """Fee, net, refunded amount and refund status again from the payments (after staff corrected one)."""
+    db.session.flush()
+    db.session.refresh(c, ["payments"])
+    _totals(c)
 
 
 def _totals(c: Contribution) -> None:

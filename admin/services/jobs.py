@@ -86,7 +86,7 @@ def kind(name: str) -> JobKind:
 
 
 def _load_kinds() -> None:
-    from . import event_jobs, intent_jobs, record_jobs  # noqa: F401  (importing registers the kinds)
+    from . import event_jobs, intent_jobs, reconcile, record_jobs  # noqa: F401  (importing registers the kinds)
 
 
 class JobContext:

@@ -98,6 +98,24 @@
     }
   });
 
+  // A table wider than the screen scrolls inside its .table-wrap: make that box reachable by keyboard
+  // (arrow keys scroll it), and only then, so a desktop keeps no extra tab stops.
+  function scrollableTables() {
+    document.querySelectorAll(".table-wrap").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        box.setAttribute("tabindex", "0");
+      } else {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", scrollableTables);
+  document.addEventListener("htmx:after:swap", scrollableTables);
+  window.addEventListener("resize", function () {
+    clearTimeout(scrollableTables.timer);
+    scrollableTables.timer = setTimeout(scrollableTables, 150);
+  });
+
   document.addEventListener("click", function (evt) {
     var el = evt.target && evt.target.closest && evt.target.closest("[data-dismiss], [data-copy]");
     if (!el) return;

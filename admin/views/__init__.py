@@ -20,6 +20,7 @@ def register_blueprints(app: Flask) -> None:
     from .intents import bp as intents_bp
     from .jobs import bp as jobs_bp
     from .payments import bp as payments_bp
+    from .reconcile import bp as reconcile_bp
     from .subscriptions import bp as subscriptions_bp
 
     init_security(app)
@@ -32,6 +33,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(intents_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(audit_bp)
+    app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
     init_donate(app)
     for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
@@ -48,12 +50,13 @@ def _card_testing_alarms() -> list:
 
 def _template_filters(app: Flask) -> None:
     from ..money import format_money
-    from ..services.events import dashboard_url
+    from ..services.events import count_label, dashboard_url
     from ..timeutil import format_age, from_unix
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(format_age, "age")
     app.add_template_filter(dashboard_url, "dashboard_url")
+    app.add_template_global(count_label, "count_label")
     # A global (not only a context variable) so that macros imported from _list.html can use it.
     app.add_template_global(format_money, "format_money")
 
@@ -68,6 +71,7 @@ NAV_ITEMS = (
     ("Customers", "customers.index"),
     ("Contributions", "contributions.index"),
     ("Payments", "payments.index"),
+    ("Reconcile", "reconcile.index"),
     ("Jobs", "jobs.index"),
     ("Forms", "forms.index"),
     ("Audit", "audit.index"),

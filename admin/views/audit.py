@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from ..htmx import is_partial
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import audit
 
@@ -15,6 +16,6 @@ bp = Blueprint("audit", __name__)
 @role_required("viewer")
 def index():
     flt, errors = audit.AuditFilter.from_args(request.args)
-    page = audit.audit_page(flt)
+    page = page_or_first(audit.audit_page, flt, errors)
     template = "audit/_results.html" if is_partial() else "audit/index.html"
     return render_template(template, flt=flt, errors=errors, page=page, actions=audit.actions())

@@ -38,7 +38,10 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
         flt.after = flt.before = None
         page = ev.local_page(flt)
     out.update(page=page, rows=ev.describe_rows(page.rows), counts=ev.status_counts(flt))
-    out["total"] = sum(v for k, v in out["counts"].items() if not flt.status or k in flt.status)
+    chosen = [v for k, v in out["counts"].items() if not flt.status or k in flt.status]
+    capped = [v for v in chosen if v > ev.COUNT_CAP]
+    out["total"] = sum(min(v, ev.COUNT_CAP) for v in chosen)
+    out["total_label"] = f"{out['total']:,}" + ("+" if capped else "")
     if flt.subscription:
         try:
             out["expected"] = ev.expected_charges(get_processor(flt.ppid), flt.subscription)

@@ -7,6 +7,7 @@ from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 
 from ..htmx import is_partial
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import ServiceError, outbox
 from ..services import jobs as jobs_service
@@ -19,7 +20,7 @@ bp = Blueprint("jobs", __name__)
 @role_required("viewer")
 def index():
     flt, errors = jobs_service.JobFilter.from_args(request.args)
-    page = jobs_service.job_page(flt)
+    page = page_or_first(jobs_service.job_page, flt, errors)
     template = "jobs/_results.html" if is_partial() else "jobs/index.html"
     return render_template(template, flt=flt, errors=errors, page=page, kinds=jobs_service.kind_names(),
                            failed_tasks=outbox.count_failed())
@@ -82,7 +83,7 @@ def resume(job_id: int):
 @role_required("viewer")
 def tasks():
     flt, errors = outbox.TaskFilter.from_args(request.args)
-    page = outbox.task_page(flt)
+    page = page_or_first(outbox.task_page, flt, errors)
     template = "jobs/_tasks.html" if is_partial() else "jobs/outbox.html"
     return render_template(template, flt=flt, errors=errors, page=page)
 

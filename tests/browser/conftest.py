@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, free_port, make_app
@@ -81,6 +83,22 @@ def _seed_demo_rows() -> None:
     db.session.commit()
 
 
+@contextmanager
+def serve(app):
+    """Serve ``app`` with werkzeug in a thread on a free port; yields a LiveServer."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="paydesk-live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(app, port)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     from admin.services.users import create_user
@@ -95,19 +113,9 @@ def live_server(tmp_path_factory):
         create_user(OPERATOR, PASSWORD, "operator")
         _seed_demo_rows()
         db.session.remove()
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="paydesk-live-server", daemon=True)
-    thread.start()
-    live = LiveServer(app, port)
-    live.seen = seen
-    try:
+    with serve(app) as live:
+        live.seen = seen
         yield live
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        with app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +144,18 @@ def page(browser, live_server):
         yield page
     finally:
         context.close()
+
+
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+needs_axe = pytest.mark.skipif(not AXE.exists(), reason=f"axe-core is not installed ({AXE}): run `make axe`")
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now (the script is run through
+    DevTools, which the page's CSP does not govern)."""
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def sign_in(page, email: str = VIEWER, password: str = PASSWORD) -> None:

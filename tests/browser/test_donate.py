@@ -45,9 +45,10 @@ from admin.services.donation_forms import donor_link
 from admin.services.processors import add_processor, gateway
 from admin.webhooks.worker import run_forever
 
+from .conftest import AXE, axe_violations, needs_axe
+
 pytestmark = [pytest.mark.browser, pytest.mark.localstripe]
 DOCS = ROOT / "docs"
-AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -205,7 +206,7 @@ def test_one_off_gift_is_completed_by_the_webhook_with_a_receipt(open_page, site
     assert "Thank you, Ada!" in page.locator("h1").inner_text()
     assert "Thank you for standing with us." in page.locator("#thanks-state").inner_text()
     if AXE.exists():
-        assert _axe(page) == []  # the thank-you page too
+        assert axe_violations(page) == []  # the thank-you page too
 
     c = contribution_for(site, "one-off@example.org")
     assert (c.status, c.amount, c.trxn_id[:3]) == ("Completed", 2500, "ch_")
@@ -379,21 +380,15 @@ def test_keyboard_only_completion(open_page, site):
     assert contribution_for(site, "keyboard@example.org").amount == 2500
 
 
-def _axe(page) -> list[dict]:
-    page.evaluate(AXE.read_text())  # through DevTools: the page's CSP does not apply
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
-@pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (make axe)")
+@needs_axe
 @pytest.mark.parametrize("slug", ["spring", "quick"])
 def test_axe_finds_no_serious_or_critical_violations(open_page, site, slug):
     page = open_page(f"/donate/{slug}")
     page.locator("[data-stripe-double=number]").wait_for()
-    assert _axe(page) == []
+    assert axe_violations(page) == []
     page.get_by_role("button", name="Donate").click()  # with every error showing
     page.locator("#err-first_name").filter(has_text="Enter").wait_for()
-    assert _axe(page) == []
+    assert axe_violations(page) == []
 
 
 def test_screenshots_at_phone_and_desktop_width(open_page, site, tmp_path):

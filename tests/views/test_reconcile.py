@@ -1,0 +1,203 @@
+"""``/reconcile``: the page for each role, filters in the query string, a fix per row (with a
+confirmation before a local record is cancelled), "fix all" as a job, CSRF."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+from sqlalchemy import select
+from stripe_world import OneOff
+
+from admin.extensions import db
+from admin.models import AuditLog, Contribution, Payment
+from admin.models.jobs import Job
+from admin.timeutil import utcnow
+from admin.webhooks.ingest import store_event
+from admin.webhooks.worker import run_once
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def drift(world, offline_processor):
+    """Three one-off payments recorded from their webhooks, then: one payment deleted locally, one
+    amount changed, and a completed payment Stripe never had."""
+    pays = [OneOff(world, amount=n) for n in (1000, 2000, 3000)]
+    for p in pays:
+        store_event(offline_processor, p.event("charge.succeeded"))
+    run_once()
+    lost, changed, fine = (p.charge["id"] for p in pays)
+    db.session.delete(db.session.scalar(select(Payment).where(Payment.trxn_id == lost)))
+    db.session.scalar(select(Payment).where(Payment.trxn_id == changed)).amount = 1999
+    c = Contribution(processor_id=offline_processor.id, amount=500, currency="usd", status="Completed",
+                     trxn_id="ch_ghost0042", receive_date=utcnow())
+    db.session.add(c)
+    db.session.flush()
+    db.session.add(Payment(contribution_id=c.id, processor_id=offline_processor.id, trxn_id="ch_ghost0042",
+                           charge_id="ch_ghost0042", amount=500, net=500, currency="usd", status="Completed",
+                           payment_date=utcnow()))
+    db.session.commit()
+    return {"lost": lost, "changed": changed, "fine": fine, "ghost": "ch_ghost0042", "ppid": offline_processor.id}
+
+
+def _rows(html: str) -> dict[str, str]:
+    """{stripe id: its row's html} of the table."""
+    return {m.group(2): m.group(0) for m in re.finditer(r'<tr id="rc-(\w+)-(\w+)".*?</tr>', html, re.S)}
+
+
+def test_viewer_sees_the_differences_and_no_buttons(client, auth, drift):
+    auth.login("viewer@example.org", "viewer")
+    resp = client.get("/reconcile")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "<h1>Reconcile with Stripe</h1>" in html
+    rows = _rows(html)
+    assert set(rows) == {drift["lost"], drift["changed"], drift["ghost"]}
+    assert "missing in paydesk" in rows[drift["lost"]]
+    assert "amount differs" in rows[drift["changed"]] and "20.00 USD" in rows[drift["changed"]] \
+        and "19.99 USD" in rows[drift["changed"]]
+    assert "not in Stripe" in rows[drift["ghost"]]
+    assert "Fix" not in html.split("<tbody>")[1] and "Fix all" not in html
+    assert '<a href="/reconcile" class="active" aria-current="page">Reconcile</a>' in html
+
+
+def test_rows_in_step_on_request_and_filters_in_the_query_string(client, auth, drift):
+    auth.login("viewer@example.org", "viewer")
+    html = client.get("/reconcile?matching=1").get_data(as_text=True)
+    assert drift["fine"] in _rows(html) and "in step" in _rows(html)[drift["fine"]]
+    html = client.get("/reconcile?problem=absent").get_data(as_text=True)
+    assert set(_rows(html)) == {drift["ghost"]}
+    html = client.get("/reconcile?object=invoice").get_data(as_text=True)
+    assert _rows(html) == {} and "Stripe and paydesk agree for this period." in html
+
+
+def test_htmx_gets_the_results_partial_others_the_page(client, auth, drift):
+    auth.login("viewer@example.org", "viewer")
+    partial = client.get("/reconcile?problem=missing", headers=HX).get_data(as_text=True)
+    assert "<html" not in partial and set(_rows(partial)) == {drift["lost"]}
+    history = client.get("/reconcile", headers={**HX, "HX-History-Restore-Request": "true"}).get_data(as_text=True)
+    assert "<html" in history
+
+
+@pytest.mark.parametrize("query, field", [("days=0", "days"), ("problem=lost", "problem"),
+                                          ("since=yesterday", "since"), ("after=%%%", "after"),
+                                          ("since=2026-11-20&until=2026-11-10", "until")])
+def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, field):
+    auth.login("viewer@example.org", "viewer")
+    resp = client.get(f"/reconcile?{query}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "could not be read" in html and f"<strong>{field}</strong>" in html
+
+
+def test_unknown_processor_and_stripe_down_are_messages(client, auth, world, drift):
+    auth.login("viewer@example.org", "viewer")
+    html = client.get("/reconcile?ppid=99").get_data(as_text=True)
+    assert "no payment processor '99'" in unescape(html)
+    world.fail(r"/v1/charges$", [500] * 10)
+    resp = client.get("/reconcile")
+    assert resp.status_code == 200 and "Could not ask Stripe" in resp.get_data(as_text=True)
+
+
+def _form(html: str, stripe_id: str) -> dict:
+    row = _rows(html)[stripe_id]
+    found = re.findall(r'<input type="hidden" name="(\w+)" value=(?:\'([^\']*)\'|"([^"]*)")', row)
+    return {name: unescape(a or b) for name, a, b in found}
+
+
+def test_operator_fixes_a_row_in_place_with_an_audit_entry(client, auth, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile").get_data(as_text=True)
+    form = _form(html, drift["lost"])
+    assert form["object"] == "charge" and form["id"] == drift["lost"]
+    resp = client.post("/reconcile/fix", data=form, headers={**HX, "X-CSRFToken": auth.token()})
+    row = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and row.lstrip().startswith("<tr") and "Fixed (replayed" in row
+    assert "in step" in row and "<html" not in row
+    entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "event.replay"))
+    assert entry.actor == "operator@example.org" and entry.result == "ok"
+    assert drift["lost"] not in _rows(client.get("/reconcile").get_data(as_text=True))
+
+
+def test_cancelling_a_local_record_asks_first(client, auth, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile").get_data(as_text=True)
+    form = _form(html, drift["ghost"])
+    asked = client.post("/reconcile/fix", data=form, headers={**HX, "X-CSRFToken": auth.token()})
+    question = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Mark paydesk's charge payment" in question and "Yes, mark it Cancelled" in question
+    assert db.session.scalar(select(Payment.status).where(Payment.trxn_id == drift["ghost"])) == "Completed"
+    kept = client.get("/reconcile/row", query_string={"ppid": form["ppid"], "object": "charge", "id": drift["ghost"]},
+                      headers=HX)
+    assert "not in Stripe" in kept.get_data(as_text=True) and "Mark cancelled…" in kept.get_data(as_text=True)
+    done = client.post("/reconcile/fix", data={**form, "step": "run"}, headers={**HX, "X-CSRFToken": auth.token()})
+    assert "Fixed (marked charge payment" in done.get_data(as_text=True)
+    assert db.session.scalar(select(Payment.status).where(Payment.trxn_id == drift["ghost"])) == "Cancelled"
+    assert db.session.scalar(select(AuditLog.action).where(AuditLog.action == "reconcile.cancel_local"))
+
+
+def test_without_javascript_the_fix_flashes_and_goes_back(client, auth, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile?problem=amount").get_data(as_text=True)
+    form = _form(html, drift["changed"])
+    resp = client.post("/reconcile/fix", data=form)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/reconcile?problem=amount"
+    page = client.get("/reconcile?problem=amount").get_data(as_text=True)
+    assert "Fixed (replayed" in page and _rows(page) == {}
+    confirm = client.post("/reconcile/fix", data=_form(client.get("/reconcile").get_data(as_text=True),
+                                                        drift["ghost"]))
+    assert confirm.status_code == 200 and "<html" in confirm.get_data(as_text=True)
+    assert "Keep it" in confirm.get_data(as_text=True)
+
+
+def test_fix_all_confirms_how_many_and_how_much_then_starts_one_job(client, auth, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile").get_data(as_text=True)
+    criteria = re.search(r'name="criteria" value=\'([^\']*)\'', html).group(1)
+    data = {"csrf_token": auth.token(), "ppid": drift["ppid"], "criteria": criteria}
+    confirm = client.post("/reconcile/fix-all", data=data, headers=HX).get_data(as_text=True)
+    assert "Fix 2 differences?" in confirm and "30.00 USD" in confirm  # 10.00 + 20.00 from Stripe
+    assert "1 row that would mark paydesk's records Cancelled is left out" in confirm
+    params = re.search(r'name="params" value=\'([^\']*)\'', confirm).group(1)
+    started = client.post("/reconcile/fix-all", data={**data, "params": unescape(params), "step": "run"},
+                          headers=HX)
+    assert started.status_code == 202 and "Reconcile charges, refunds and invoices" in started.get_data(as_text=True)
+    again = client.post("/reconcile/fix-all", data={**data, "params": unescape(params), "step": "run"},
+                        headers=HX)
+    assert "The same job was already" in again.get_data(as_text=True)
+    job = db.session.scalar(select(Job))
+    assert job.kind == "reconcile.fix_all" and job.processor_id == drift["ppid"]
+    assert json.loads(unescape(params))["cancel_local"] is False
+    run_once()
+    db.session.refresh(job)
+    assert job.status == "done" and job.result["counts"]["fixed"] == 2
+
+
+def test_viewer_cannot_fix_and_posts_need_csrf(client, auth, drift):
+    auth.login("viewer@example.org", "viewer")
+    token = auth.token()
+    form = {"ppid": drift["ppid"], "object": "charge", "id": drift["lost"], "csrf_token": token}
+    assert client.post("/reconcile/fix", data=form).status_code == 403
+    assert client.post("/reconcile/fix-all", data={"csrf_token": token, "criteria": "{}"}).status_code == 403
+    auth.logout()
+    auth.login("operator@example.org", "operator")
+    no_token = {k: v for k, v in form.items() if k != "csrf_token"}
+    assert client.post("/reconcile/fix", data=no_token).status_code == 400
+    assert db.session.scalar(select(Payment).where(Payment.trxn_id == drift["lost"])) is None
+
+
+def test_a_damaged_fix_request_is_a_message(client, auth, drift):
+    auth.login("operator@example.org", "operator")
+    resp = client.post("/reconcile/fix", data={"ppid": drift["ppid"], "object": "charge", "id": "ch_'><b>x"},
+                       headers={**HX, "X-CSRFToken": auth.token()})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "is not a Stripe charge id" in body and "<b>x" not in body
+    resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "step": "run", "params": "{nope"},
+                       headers={**HX, "X-CSRFToken": auth.token()})
+    assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True)
+    for criteria in ("[1, 2]", "{oops", '"text"'):
+        resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "criteria": criteria},
+                           headers={**HX, "X-CSRFToken": auth.token()})
+        assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True), criteria
