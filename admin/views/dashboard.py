@@ -26,7 +26,7 @@ def _charts() -> list:
               label_every=5),
         chart("Failed payments per hour, last 7 days (what the card-testing alarm counts)",
               [hour.strftime("%a %d %H:00") for hour, _ in hourly], [Series("Failed payments", [n for _, n in hourly])],
-              label_every=24),
+              label_every=48),
     ]
 
 
