@@ -101,6 +101,20 @@ def with_options(options: list):
     return apply
 
 
+def filter_from_options(cls, **options):
+    """The filter (an ``admin.listing.Filter``) these options describe, read exactly as the page reads
+    its query string; a bad option ends the command with its name and what is wrong. ``ppid`` may be a
+    processor's id or name."""
+    args = {k: v for k, v in options.items() if v not in (None, (), "", False)}
+    if "ppid" in args and not str(args["ppid"]).isdigit():
+        args["ppid"] = str(processor_or_fail(args["ppid"]).id)
+    args = {k: ("1" if v is True else v) for k, v in args.items()}
+    flt, errors = cls.from_args(args)
+    if errors:
+        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
+    return flt
+
+
 def processor_or_fail(ppid):
     """The processor named by ``--ppid`` (id or name; the default one when not given), or a one-line error."""
     from .services.processors import get_processor

@@ -6,7 +6,16 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import PaydeskGroup, emit, fail, format_option, ppid_option, processor_or_fail, with_options
+from .cli import (
+    PaydeskGroup,
+    emit,
+    fail,
+    filter_from_options,
+    format_option,
+    ppid_option,
+    processor_or_fail,
+    with_options,
+)
 from .cli_jobs import run_job
 from .models import EVENT_STATUSES
 from .services import ServiceError
@@ -30,8 +39,8 @@ def _types(values: tuple[str, ...], default: str | None) -> list[str]:
               "for every type). Default: invoice.payment_succeeded.")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(EVENT_STATUSES),
               help="Only events in this state (local source; repeatable).")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="Created on or after (UTC).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="Created before (UTC).")
+@click.option("--since", help="Created on or after this day (YYYY-MM-DD, UTC) or time (YYYY-MM-DDTHH:MM).")
+@click.option("--until", help="Created on or before this day (YYYY-MM-DD, UTC), or before a time.")
 @click.option("--search", help="An event, customer, subscription, invoice, charge or intent id, or an email.")
 @click.option("--subscription", help="Only events about this subscription.")
 @click.option("--expected-charges", is_flag=True,
@@ -50,9 +59,11 @@ def events_list(ppid, types, statuses, since, until, search, subscription, expec
     from .services.records import event_dict
 
     proc = processor_or_fail(ppid) if (ppid or source == "stripe" or expected_charges) else None
-    flt = ev.EventFilter(ppid=proc.id if proc else None, type=_types(types, "invoice.payment_succeeded"),
-                         status=list(statuses), since=since, until=until, q=search, source=source,
-                         subscription=subscription, filter_processed=filter_processed, size=limit)
+    flt = filter_from_options(ev.EventFilter, ppid=proc.id if proc else None,
+                              type=_types(types, "invoice.payment_succeeded") or None, status=list(statuses),
+                              since=since, until=until, q=search, source=source, subscription=subscription,
+                              filter_processed=filter_processed)
+    flt.size = limit  # the CLI pages by any size up to 100, not only the page's 25 or 100
     raw = output == "raw"
     try:
         if expected_charges:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import PaydeskGroup, emit, fail, format_option, limit_option, with_options
+from .cli import PaydeskGroup, emit, filter_from_options, format_option, limit_option, with_options
 from .models import CONTRIBUTION_STATUSES
-from .services import ServiceError, records
+from .services import records
 
 DATE = "YYYY-MM-DD (UTC)"
 
@@ -26,23 +26,6 @@ contacts_cli = _group("contacts", "Contacts (Stripe customers' people).")
 contributions_cli = _group("contributions", "Contributions (one-off gifts and recurring instalments).")
 payments_cli = _group("payments", "Payments: charges and refunds on contributions.")
 recurring_cli = _group("recurring", "Recurring contributions (Stripe subscriptions).")
-
-
-def _filter(cls, **options):
-    """The filter these options describe, read exactly as the page reads its query string; a bad
-    option ends the command with its name and what is wrong."""
-    args = {k: v for k, v in options.items() if v not in (None, (), "")}
-    if "ppid" in args and not str(args["ppid"]).isdigit():
-        from .services.processors import get_processor
-
-        try:
-            args["ppid"] = str(get_processor(args["ppid"]).id)
-        except ServiceError as err:
-            fail(err)
-    flt, errors = cls.from_args(args)
-    if errors:
-        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
-    return flt
 
 
 def money_options(what: str) -> list:
@@ -74,7 +57,7 @@ def contacts_list(limit, fmt, **options):
     """Contacts, newest first (the /customers page's filter)."""
     from .services.contacts import ContactFilter, contact_rows
 
-    emit(list(contact_rows(_filter(ContactFilter, **options), limit)), fmt,
+    emit(list(contact_rows(filter_from_options(ContactFilter, **options), limit)), fmt,
          ["id", "display_name", "email", "stripe_customer_ids", "source", "created_at"])
 
 
@@ -92,7 +75,7 @@ def contacts_list(limit, fmt, **options):
 @format_option
 def contributions_list(limit, fmt, **options):
     """Contributions, newest first (the /contributions page's filter)."""
-    flt = _filter(records.ContributionFilter, **options)
+    flt = filter_from_options(records.ContributionFilter, **options)
     emit(list(records.contribution_rows(flt, limit)), fmt,
          ["id", "receive_date", "contact", "display_amount", "status", "type", "trxn_id", "subscription_id",
           "failure_message"])
@@ -113,7 +96,7 @@ def contributions_list(limit, fmt, **options):
 @format_option
 def payments_list(limit, fmt, **options):
     """Payments and refunds, newest first (the /payments page's filter)."""
-    flt = _filter(records.PaymentFilter, **options)
+    flt = filter_from_options(records.PaymentFilter, **options)
     emit(list(records.payment_rows(flt, limit)), fmt,
          ["id", "payment_date", "contribution_id", "display_amount", "fee", "net", "status", "trxn_id"])
 
@@ -133,7 +116,7 @@ def recurring_list(limit, fmt, **options):
     """Recurring contributions, newest first (the /subscriptions page's filter)."""
     from .services.subscriptions import SubscriptionFilter, subscription_rows
 
-    emit(list(subscription_rows(_filter(SubscriptionFilter, **options), limit)), fmt,
+    emit(list(subscription_rows(filter_from_options(SubscriptionFilter, **options), limit)), fmt,
          ["id", "contact", "display_amount", "interval", "status", "subscription_id", "next_sched_date",
           "differs_from_stripe"])
 

@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
@@ -51,16 +51,26 @@ def _strings(values: list[str]) -> list[str]:
     return out
 
 
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(9000, 1, 1)  # what a filter's dates may be
+
+
 def _parse_date(name: str, text: str, end: bool) -> datetime:
-    """``2026-11-03`` (a whole day: the start, or the day after for an end) or ``2026-11-03T14:05``."""
+    """``2026-11-03`` (a whole day: the start, or the day after for an end) or ``2026-11-03T14:05``
+    (naive: UTC; with an offset: converted to UTC)."""
     try:
         if len(text) <= 10:
             day = date.fromisoformat(text)
-            start = datetime(day.year, day.month, day.day)
-            return start + timedelta(days=1) if end else start
-        return datetime.fromisoformat(text).replace(tzinfo=None)
-    except ValueError:
-        raise FilterError(name, f"{text!r} is not a date (use YYYY-MM-DD)") from None
+            value = datetime(day.year, day.month, day.day)
+            value = value + timedelta(days=1) if end and value < LATEST else value
+        else:
+            value = datetime.fromisoformat(text)
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise FilterError(name, f"{text[:40]!r} is not a date (use YYYY-MM-DD)") from None
+    if not EARLIEST <= value <= LATEST:
+        raise FilterError(name, f"{text[:40]!r} is out of range (1970 to 8999)")
+    return value
 
 
 def _parse_int(name: str, text: str) -> int:
@@ -184,8 +194,9 @@ def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
     if base is Amount:
         try:
             parse_money(text, "usd")
-        except ValueError as err:
-            raise FilterError(name, str(err)) from None
+        except (ValueError, ArithmeticError) as err:
+            raise FilterError(name, str(err) if isinstance(err, ValueError) else f"{text[:40]!r} is not an amount") \
+                from None
         return Amount(text)
     if len(text) > 10_000:
         raise FilterError(name, "is too long")

@@ -22,6 +22,9 @@ _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 864
           "month": 30 * 86400, "year": 365 * 86400}
 
 
+MAX_AGE_SECONDS = 100 * _UNITS["year"]  # an age further back than this is a typo, not a filter
+
+
 def parse_age(text: str) -> timedelta:
     """'1 hour', '-3 months', '90 minutes', '2d' -> timedelta (sign ignored)."""
     m = re.fullmatch(r"\s*-?\s*(\d+)\s*([a-z]+?)s?\s*", text.lower())
@@ -32,7 +35,9 @@ def parse_age(text: str) -> timedelta:
              "d": "day", "w": "week", "mo": "month", "mon": "month", "y": "year", "yr": "year"}
     unit = short.get(unit, unit)
     if unit not in _UNITS:
-        raise ValueError(f"unknown unit in {text!r}")
+        raise ValueError(f"unknown unit in {text[:40]!r}")
+    if n * _UNITS[unit] > MAX_AGE_SECONDS:
+        raise ValueError(f"{text[:40]!r} is longer than paydesk counts back (at most 100 years)")
     return timedelta(seconds=n * _UNITS[unit])
 
 

@@ -65,7 +65,13 @@ class Job(db.Model):
 
     @property
     def active(self) -> bool:
+        """Not ended: queued, running or paused (an identical job is not started beside it)."""
         return self.status in JOB_ACTIVE
+
+    @property
+    def moving(self) -> bool:
+        """Queued or running: its page polls for progress (a paused job waits for someone to resume it)."""
+        return self.status in (JOB_QUEUED, JOB_RUNNING)
 
 
 class EventAttempt(db.Model):

@@ -396,9 +396,11 @@ def stripe_list_params(flt: EventFilter, limit: int, starting_after: str | None)
 
 
 def stripe_page(processor: PaymentProcessor, flt: EventFilter, *, starting_after: str | None = None,
-                limit: int | None = None) -> tuple[list[StripeEventRow], bool]:
+                limit: int | None = None) -> tuple[list[StripeEventRow], str | None]:
     """One page of Stripe's own event list (last 30 days), each marked with paydesk's status.
-    Returns (rows, has_more). Free text and "hide processed" are applied to the page."""
+    Returns (rows, the id to page on after, or None on the last page). Free text and "hide
+    processed" are applied to the page, so a page may show fewer rows (even none) and still
+    have more after it: the cursor is the last event Stripe listed, shown or not."""
     page = Gateway.for_processor(processor).list("events", **stripe_list_params(
         flt, limit or flt.size, starting_after))
     events = [e for e in page.get("data") or [] if isinstance(e, dict) and e.get("id")]
@@ -418,7 +420,7 @@ def stripe_page(processor: PaymentProcessor, flt: EventFilter, *, starting_after
     if flt.filter_processed:
         done = {r.event_id for r in rows if r.local is not None and _is_processed(r.local)}
         rows = [r for r in rows if r.event_id not in done]
-    return rows, bool(page.get("has_more"))
+    return rows, (ids[-1] if page.get("has_more") and ids else None)
 
 
 def _is_processed(e: StripeEvent) -> bool:

@@ -91,7 +91,7 @@ def month_range(flt: Any, errors: dict[str, str]) -> None:
     if not flt.month:
         return
     m = re.fullmatch(r"(\d{4})-(\d{2})", flt.month.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12:
+    if not m or not 1 <= int(m.group(2)) <= 12 or not 1970 <= int(m.group(1)) <= 8999:
         errors["month"] = f"{flt.month!r} is not a month (use YYYY-MM)"
         flt.month = None
         return

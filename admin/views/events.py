@@ -22,12 +22,12 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
     """What the results partial shows for a filter: a page of local or Stripe rows, counts,
     a subscription's expected charges; Stripe failures become a message, not an error page."""
     out: dict = {"flt": flt, "errors": errors, "page": None, "rows": [], "stripe_rows": [], "counts": None,
-                 "expected": None, "stripe_error": None, "total": None, "has_more": False}
+                 "expected": None, "stripe_error": None, "total": None, "stripe_next": None}
     if flt.source == "stripe":
         try:
             proc = get_processor(flt.ppid)
-            rows, more = ev.stripe_page(proc, flt, starting_after=flt.after)
-            out.update(stripe_rows=rows, has_more=more, processor=proc)
+            rows, next_after = ev.stripe_page(proc, flt, starting_after=flt.after)
+            out.update(stripe_rows=rows, stripe_next=next_after, processor=proc)
         except (GatewayError, ServiceError) as err:
             out["stripe_error"] = f"Could not list Stripe's events: {getattr(err, 'message', err)}"
         return out

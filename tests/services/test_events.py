@@ -184,9 +184,9 @@ def test_stripe_source_pages_past_100_and_marks_what_paydesk_has(processor, loca
     gw = Gateway.for_processor(processor)
     made = {gw.create("customers", {"email": f"page{i}@example.org"})["id"] for i in range(105)}
     flt = ev.EventFilter(source="stripe", type=["customer.created"], size=100)
-    first, more = ev.stripe_page(processor, flt)
-    assert len(first) == 100 and more
-    rest, _ = ev.stripe_page(processor, flt, starting_after=first[-1].event_id)
+    first, next_after = ev.stripe_page(processor, flt)
+    assert len(first) == 100 and next_after == first[-1].event_id
+    rest, _ = ev.stripe_page(processor, flt, starting_after=next_after)
     assert rest and not {r.event_id for r in first} & {r.event_id for r in rest}
     seen = {r.object_id for r in first + rest}
     assert made <= seen  # every customer's event, across the two pages
