@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -94,29 +95,19 @@ class JobContext:
 
     def __init__(self, job: Job):
         self.job = job
+        self.job_id = job.id
+        self.processor_id = job.processor_id
         self.params: dict[str, Any] = dict(job.params or {})
         self.cursor: dict[str, Any] = dict(job.cursor or {})
         self.result: dict[str, Any] = dict(job.result or {})
-
-    @property
-    def done(self) -> int:
-        return self.job.done
-
-    @done.setter
-    def done(self, value: int) -> None:
-        self.job.done = value
-
-    @property
-    def total(self) -> int | None:
-        return self.job.total
-
-    @total.setter
-    def total(self, value: int | None) -> None:
-        self.job.total = value
+        # Kept here, not on the row, while a unit runs: the unit's own transactions never carry
+        # the job row, and the runner writes it at each yield (``save``).
+        self.done: int = job.done or 0
+        self.total: int | None = job.total
 
     @property
     def processor(self) -> PaymentProcessor | None:
-        return db.session.get(PaymentProcessor, self.job.processor_id) if self.job.processor_id else None
+        return db.session.get(PaymentProcessor, self.processor_id) if self.processor_id else None
 
     def count(self, what: str, n: int = 1) -> None:
         counts = self.result.setdefault("counts", {})
@@ -130,7 +121,8 @@ class JobContext:
             messages.append("(more messages not kept)")
 
     def save(self) -> None:
-        """Write cursor and tallies onto the job row (committed by the runner)."""
+        """Write progress, cursor and tallies onto the job row (committed by the runner)."""
+        self.job.done, self.job.total = self.done, self.total
         self.job.cursor = dict(self.cursor)
         self.job.result = json.loads(json.dumps(self.result, default=str))
 
@@ -261,32 +253,72 @@ def run_slice(job: Job, worker: str, *, seconds: float | None = None,
     deadline = None if seconds is None else time.monotonic() + seconds
     lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
     gen = k.fn(ctx)
+    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)
     try:
-        for _ in _as_starter(job, gen):
+        for _ in _as_starter(ctx, gen):
+            # A unit went through. Write its progress as a writer from the start: a read left open
+            # across a long unit would, on SQLite, no longer be allowed to write.
+            immediate()
+            ctx.cursor.pop("_retries", None)  # passing failures are counted afresh
             ctx.save()
+            if job.error and job.error.startswith("retrying: "):
+                job.error = None
             job.locked_until = utcnow() + lease
             db.session.commit()
             if on_progress:
                 on_progress(job)
-            db.session.refresh(job, ["cancel_requested"])
+            db.session.refresh(job, ["cancel_requested", "locked_by"])
+            if job.locked_by != worker:  # our lease ran out and another runner took the job: leave it
+                gen.close()
+                log.warning("job %s (%s): lease lost to %s; this runner stops", job.id, job.kind, job.locked_by)
+                return job.status
             if job.cancel_requested:
                 gen.close()
                 return _end(job, ctx, JOB_CANCELLED)
             if deadline is not None and time.monotonic() >= deadline:
                 gen.close()
+                immediate()
                 job.locked_by = job.locked_until = None
                 db.session.commit()
                 return JOB_RUNNING
     except Exception as exc:  # noqa: BLE001 - every failure ends on the job row, shown to staff
         db.session.rollback()
         return _failed(job.id, ctx, exc)
+    finally:
+        heartbeat.stop()
     return _end(job, ctx, JOB_DONE)
 
 
-def _as_starter(job: Job, gen: Iterator[None]) -> Iterator[None]:
+class _Heartbeat:
+    """Renews a job's lease from a side thread while one unit of work runs, so a unit that takes
+    longer than the lease (a long Stripe scan) is not taken over by another worker meanwhile. Runs
+    on its own connection; on SQLite it may wait for the unit's write lock, and simply tries again."""
+
+    def __init__(self, app, job_id: int, worker: str, lease: timedelta):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(app, job_id, worker, lease),
+                                        name=f"paydesk-job-{job_id}-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self, app, job_id: int, worker: str, lease: timedelta) -> None:
+        every = max(1.0, lease.total_seconds() / 3)
+        while not self._stop.wait(every):
+            try:
+                with app.app_context(), db.engine.begin() as conn:
+                    conn.execute(update(Job).where(Job.id == job_id, Job.locked_by == worker)
+                                 .values(locked_until=utcnow() + lease))
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again; the lease has slack
+                log.debug("job %s: lease renewal failed for now: %s", job_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _as_starter(ctx: JobContext, gen: Iterator[None]) -> Iterator[None]:
     """Step ``gen`` with what it does attributed to whoever started the job."""
+    user_id, actor = ctx.job.user_id, ctx.job.actor
     while True:
-        with audit.acting_as(job.user_id, job.actor):
+        with audit.acting_as(user_id, actor):
             try:
                 next(gen)
             except StopIteration:
@@ -295,6 +327,7 @@ def _as_starter(job: Job, gen: Iterator[None]) -> Iterator[None]:
 
 
 def _end(job: Job, ctx: JobContext, status: str) -> str:
+    immediate()
     ctx.save()
     _finish(job, status)
     db.session.commit()

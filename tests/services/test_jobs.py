@@ -137,3 +137,79 @@ def test_what_a_job_does_is_recorded_as_done_by_whoever_started_it(offline_proce
     assert actors == {"carol@example.org"}
     reasons = set(db.session.scalars(select(StripeEvent.status_reason)))
     assert reasons == {"marked ignored by carol@example.org: for carol"}
+
+
+# -- long units and passing failures ---------------------------------------------------------------
+
+_slow_units: list[str] = []
+
+
+@jobs.job_kind("test.slow_units", title=lambda p: "slow units (test)")
+def _slow(ctx):
+    import time as _time
+
+    for i in range(ctx.cursor.get("next", 0), 2):
+        _time.sleep(ctx.params["seconds"])  # one unit longer than the lease
+        _slow_units.append(f"unit {i}")
+        ctx.cursor["next"] = i + 1
+        ctx.done += 1
+        yield
+
+
+def test_a_unit_longer_than_the_lease_keeps_its_job_from_other_workers(app, offline_processor):
+    app.config["WORKER_LEASE_SECONDS"] = 3  # renewed every second while a unit runs
+    _slow_units.clear()
+    job = jobs.start("test.slow_units", {"seconds": 4.5}).job
+    held = jobs.claim("slow")
+    taken: list = []
+
+    def other_worker():
+        import time as _time
+
+        with app.app_context():
+            _time.sleep(3.5)  # past the lease the slow worker took at its claim
+            taken.append(jobs.claim("other"))
+            db.session.remove()
+
+    t = threading.Thread(target=other_worker)
+    t.start()
+    assert jobs.run_slice(held, "slow", seconds=0) == "running"
+    t.join()
+    assert taken == [None]  # the heartbeat kept the lease: nobody else ran the unit
+    assert _slow_units == ["unit 0"]
+    db.session.refresh(job)
+    assert job.done == 1
+
+
+_flaky_calls: list[int] = []
+
+
+@jobs.job_kind("test.flaky_units", title=lambda p: "flaky units (test)")
+def _flaky(ctx):
+    from admin.stripe_gateway import GatewayError
+
+    for i in range(ctx.cursor.get("next", 0), 8):
+        _flaky_calls.append(i)
+        if _flaky_calls.count(i) == 1:  # every unit fails once for a passing reason, then works
+            raise GatewayError("Stripe is busy", http_status=503, transient=True)
+        ctx.cursor["next"] = i + 1
+        ctx.done += 1
+        yield
+
+
+def test_passing_failures_are_counted_afresh_after_each_unit_that_works(offline_processor):
+    """Eight passing failures over a long job's life, never two in a row: the job finishes."""
+    _flaky_calls.clear()
+    job = jobs.start("test.flaky_units", {}).job
+    for _ in range(40):
+        held = jobs.claim("w")
+        if held is None:
+            db.session.refresh(job)
+            if job.status != "running":
+                break
+            job.locked_until = None  # skip the backoff wait in the test
+            db.session.commit()
+            continue
+        jobs.run_slice(held, "w")
+    db.session.refresh(job)
+    assert (job.status, job.done, job.error) == ("done", 8, None)
