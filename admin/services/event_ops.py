@@ -101,7 +101,7 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
         row = db.session.scalar(select(StripeEvent).where(StripeEvent.processor_id == processor.id,
                                                           StripeEvent.event_id == event_id))
     immediate()
-    db.session.refresh(row)
+    db.session.refresh(row, with_for_update=True)  # PostgreSQL: a worker's claim skips the row meanwhile
     if _busy(row):
         db.session.rollback()
         raise ServiceError(f"{event_id} is being processed by {row.locked_by} right now; try again in a moment")
@@ -123,6 +123,9 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
 
     status = process(Claimed(row.id, keys), worker, actor=actor, on_done=write_audit)
     db.session.refresh(row)
+    if status is None:  # taken from us between our claim and the handler (a lease that ran out)
+        raise ServiceError(f"{event_id} was taken by {row.locked_by or 'the worker'} while being replayed; "
+                           f"it is {row.status} now")
     return ReplayResult(row, status or row.status, row.last_error or row.status_reason or note, request_id,
                         fresh is not None)
 
@@ -143,7 +146,7 @@ def mark_ignored(row: StripeEvent, reason: str) -> StripeEvent:
     if len(reason) > 500:
         raise ServiceError("keep the reason under 500 characters", field="reason")
     immediate()
-    db.session.refresh(row)
+    db.session.refresh(row, with_for_update=True)
     if _busy(row):
         db.session.rollback()
         raise ServiceError(f"{row.event_id} is being processed right now; try again in a moment")

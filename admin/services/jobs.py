@@ -30,7 +30,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from ..dbutil import immediate, insert_ignore, parse_id
+from ..dbutil import any_row, immediate, insert_ignore, parse_id
 from ..extensions import db
 from ..failures import describe, is_transient
 from ..listing import Filter, Page, keyset_page
@@ -222,11 +222,13 @@ def claim(worker: str, job_id: int | None = None) -> Job | None:
     """Take the lease on one due job (or on ``job_id``); None when there is none. Commits."""
     now = utcnow()
     lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
-    immediate()
     free = or_(Job.locked_until.is_(None), Job.locked_until < now)
     q = select(Job.id).where(Job.status.in_((JOB_QUEUED, JOB_RUNNING)), free)
     if job_id is not None:
         q = select(Job.id).where(Job.id == job_id, Job.status.in_(JOB_ACTIVE), free)
+    if not any_row(q):
+        return None
+    immediate()
     found = db.session.scalar(q.order_by(Job.id).limit(1).with_for_update(skip_locked=True))
     if found is None:
         db.session.commit()

@@ -35,7 +35,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, case, func, or_, select, update
 
-from ..dbutil import immediate, insert_ignore, parse_id, retry_while_unavailable, rollback_quietly
+from ..dbutil import any_row, immediate, insert_ignore, parse_id, retry_while_unavailable, rollback_quietly
 from ..extensions import db
 from ..failures import database_unavailable, describe, is_transient
 from ..listing import Filter, Page, keyset_page
@@ -96,9 +96,11 @@ def run_due(worker_id: str, limit: int = 20) -> int:
     _load_runners()
     cfg = current_app.config
     now = utcnow()
-    immediate()
     due = or_(and_(OutboxTask.status == EV_QUEUED, OutboxTask.next_attempt_at <= now),
               and_(OutboxTask.status.in_([EV_PROCESSING, SENDING]), OutboxTask.locked_until < now))
+    if not any_row(select(OutboxTask.id).where(due)):
+        return 0
+    immediate()
     rows = db.session.execute(select(OutboxTask.id, OutboxTask.attempts).where(due).order_by(OutboxTask.id)
                               .limit(limit).with_for_update(skip_locked=True)).all()
     # (id, attempts after this claim): the attempt number is the claim's token; whoever claims the task

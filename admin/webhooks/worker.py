@@ -41,7 +41,14 @@ from flask import Flask, current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..dbutil import DATABASE_SUMMARY, immediate, lock_objects, retry_while_unavailable, rollback_quietly
+from ..dbutil import (
+    DATABASE_SUMMARY,
+    any_row,
+    immediate,
+    lock_objects,
+    retry_while_unavailable,
+    rollback_quietly,
+)
 from ..extensions import db
 from ..failures import database_unavailable, describe, is_transient
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
@@ -71,9 +78,11 @@ def claim(worker: str, limit: int) -> list[Claimed]:
     """Mark up to ``limit`` due events as processing by ``worker``; oldest Stripe event first."""
     cfg = current_app.config
     now = utcnow()
-    immediate()
     due = or_(and_(StripeEvent.status == EV_QUEUED, StripeEvent.next_attempt_at <= now),
               and_(StripeEvent.status == EV_PROCESSING, StripeEvent.locked_until < now))
+    if not any_row(select(StripeEvent.id).where(due)):
+        return []
+    immediate()
     cols = (StripeEvent.invoice_id, StripeEvent.subscription_id, StripeEvent.payment_intent_id,
             StripeEvent.charge_id, StripeEvent.object_id)
     rows = db.session.execute(
