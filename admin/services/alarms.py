@@ -186,8 +186,9 @@ def check(now: datetime | None = None) -> list[Alarm]:
 
 
 def banner_alarms() -> list[Alarm]:
-    """What the staff pages' banner shows: ``check()``, at most once per ``CARD_TESTING_ALARM_CACHE_SECONDS``
-    per web process (every page asks)."""
+    """What the staff pages' banner shows: the current alarms, worked out at most once per
+    ``CARD_TESTING_ALARM_CACHE_SECONDS`` per web process (every page asks). Read-only: a page render
+    never writes; the worker's ``check()`` every minute opens episodes and logs their warning."""
     if not has_app_context():
         return []
     cache = current_app.extensions.setdefault("paydesk_card_testing", {})
@@ -196,7 +197,7 @@ def banner_alarms() -> list[Alarm]:
     if hit is not None and time.monotonic() - hit[0] < ttl:
         return hit[1]
     try:
-        alarms = check()
+        alarms = current_alarms()
     except Exception:  # noqa: BLE001 - a page must not fail because the alarm could not be worked out
         db.session.rollback()
         log.exception("could not work out the card-testing alarm")
