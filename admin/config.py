@@ -54,6 +54,8 @@ class DefaultConfig:
     # Webhooks.
     WEBHOOK_TOLERANCE = 300
     WEBHOOK_MAX_BYTES = 1024 * 1024
+    # Refused deliveries are counted per process and written at most this often (0: every one).
+    WEBHOOK_REJECTION_FLUSH_SECONDS = 5.0
 
     # Worker.
     WORKER_MAX_ATTEMPTS = 6

@@ -15,41 +15,26 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import update
 
 from ..crypto import SecretDecryptError
-from ..dbutil import MAX_ID, immediate, insert_ignore
+from ..dbutil import MAX_ID
 from ..extensions import csrf, db
-from ..models import WebhookRejection
 from ..services.processors import processor_ref
 from ..stripe_gateway import WebhookSignatureError, verify_webhook
-from ..timeutil import utcnow
 from .ingest import EnvelopeError, parse_event, store_event
+from .rejections import tally
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
 def _reject(ppid: int | None, reason: str, status: int):
-    log.warning("webhook rejected for processor %s: %s (from %s)", ppid, reason, request.remote_addr)
+    """Refuse a delivery with a short reason; counted (and logged) without a write per refusal."""
     try:
-        count_rejection(ppid, reason)
+        tally(current_app._get_current_object()).refused(ppid, reason, request.remote_addr)
     except Exception:  # a counter must never turn a 400 into a 500
         db.session.rollback()
         log.exception("could not count webhook rejection")
     return jsonify(error=reason), status
-
-
-def count_rejection(ppid: int | None, reason: str) -> None:
-    key = reason.split(":")[0][:64]
-    bump = (update(WebhookRejection)
-            .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
-            .values(count=WebhookRejection.count + 1, last_at=utcnow()))
-    immediate()
-    if not db.session.execute(bump).rowcount and not insert_ignore(
-            WebhookRejection, {"processor_id": ppid, "reason": key, "count": 1, "last_at": utcnow()},
-            ["processor_id", "reason"]):
-        db.session.execute(bump)  # a concurrent rejection created the row first
-    db.session.commit()
 
 
 @bp.post(f"/webhooks/stripe/<int(min=1, max={MAX_ID}):ppid>")

@@ -68,6 +68,33 @@ def test_bad_signatures_get_400_and_change_nothing(client, offline_processor, ca
     assert reason in logged and WEBHOOK_SECRET not in logged and body not in logged
 
 
+def test_a_flood_of_bad_signatures_is_counted_in_two_writes_and_two_log_lines(app, client, offline_processor,
+                                                                             caplog):
+    """Forged deliveries do not each take the database's write lock or a log line: the first is written and
+    logged at once (the dashboard shows it), the rest together after the interval."""
+    from sqlalchemy import event
+
+    app.config["WEBHOOK_REJECTION_FLUSH_SECONDS"] = 0.5
+    writes = []
+    listener = lambda conn, cursor, statement, *a: "webhook_rejection" in statement and writes.append(statement)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        body, headers = signed(so.event("charge.succeeded", so.charge(customer="cus_B")), "whsec_not_ours")
+        for _ in range(30):
+            assert client.post(url(offline_processor), data=body, headers=headers).status_code == 400
+        counter = db.session.scalar(select(WebhookRejection).filter_by(processor_id=offline_processor.id))
+        assert counter.count == 1
+        time.sleep(1.0)
+        db.session.rollback()  # end the read, so the timer's write is seen
+        counter = db.session.scalar(select(WebhookRejection).filter_by(processor_id=offline_processor.id))
+        assert counter.count == 30
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert len([w for w in writes if w.lstrip().upper().startswith(("UPDATE", "INSERT"))]) <= 4
+    lines = [r.getMessage() for r in caplog.records if "webhook" in r.getMessage() and "rejected" in r.getMessage()]
+    assert len(lines) == 2 and "29 x signature mismatch" in lines[1]
+
+
 def test_rotated_secret_is_accepted_while_both_are_active(client, offline_processor):
     update_processor(offline_processor, add_webhook_secrets=["whsec_next_one"])
     for secret in (WEBHOOK_SECRET, "whsec_next_one"):
