@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..models import CONTRIBUTION_STATUSES
 from ..security import role_required
 from ..services import ServiceError, audit
@@ -20,12 +20,7 @@ bp = Blueprint("contributions", __name__)
 
 
 def _results(flt: rec.ContributionFilter, errors: dict[str, str]) -> dict:
-    try:
-        page = rec.contribution_page(flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = rec.contribution_page(flt)
+    page = page_or_first(rec.contribution_page, flt, errors)
     return {"flt": flt, "errors": errors, "page": page, "counts": rec.contribution_status_counts(flt),
             "totals": rec.contribution_totals(flt)}
 

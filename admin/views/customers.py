@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import ServiceError
 from ..services import contacts as people
@@ -21,12 +21,7 @@ bp = Blueprint("customers", __name__)
 @role_required("viewer")
 def index():
     flt, errors = people.ContactFilter.from_args(request.args)
-    try:
-        page = people.contact_page(flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = people.contact_page(flt)
+    page = page_or_first(people.contact_page, flt, errors)
     data = {"flt": flt, "errors": errors, "page": page, "giving": people.giving_of([c.id for c in page.rows])}
     if is_partial():
         return render_template("customers/_results.html", **data)

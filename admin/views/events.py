@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_htmx, is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..models import PaymentProcessor
 from ..security import role_required
 from ..services import ServiceError
@@ -31,12 +31,7 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
         except (GatewayError, ServiceError) as err:
             out["stripe_error"] = f"Could not list Stripe's events: {getattr(err, 'message', err)}"
         return out
-    try:
-        page = ev.local_page(flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = ev.local_page(flt)
+    page = page_or_first(ev.local_page, flt, errors)
     out.update(page=page, rows=ev.describe_rows(page.rows), counts=ev.status_counts(flt))
     chosen = [v for k, v in out["counts"].items() if not flt.status or k in flt.status]
     capped = [v for v in chosen if v > ev.COUNT_CAP]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_htmx, is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import ServiceError
 from ..services import intent_ops as ops
@@ -18,12 +18,7 @@ bp = Blueprint("intents", __name__)
 
 
 def _results(flt: svc.IntentFilter, errors: dict[str, str]) -> dict:
-    try:
-        page = svc.intent_page(flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = svc.intent_page(flt)
+    page = page_or_first(svc.intent_page, flt, errors)
     query = svc.intents_query(flt)
     return {"flt": flt, "errors": errors, "page": page, "rows": svc.describe_rows(page.rows),
             "counts": svc.status_counts(flt), "totals": svc.money_totals(query)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from ..htmx import is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import records as rec
 from ..services.processors import list_processors
@@ -18,12 +18,7 @@ bp = Blueprint("payments", __name__)
 @role_required("viewer")
 def index():
     flt, errors = rec.PaymentFilter.from_args(request.args)
-    try:
-        page = rec.payment_page(flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = rec.payment_page(flt)
+    page = page_or_first(rec.payment_page, flt, errors)
     data = {"flt": flt, "errors": errors, "page": page, "totals": rec.payment_totals(flt)}
     if is_partial():
         return render_template("payments/_results.html", **data)

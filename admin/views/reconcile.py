@@ -8,7 +8,7 @@ import json
 from flask import Blueprint, render_template, request, url_for
 
 from ..htmx import is_htmx, is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import ServiceError
 from ..services import reconcile as rc
@@ -34,12 +34,7 @@ def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
         out["problem_error"] = f"Could not ask Stripe: {err.message}. Nothing was compared; try again."
         return out
     shown = scan.shown(flt)
-    try:
-        page = rc.page(shown, flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = rc.page(shown, flt)
+    page = page_or_first(lambda f: rc.page(shown, f), flt, errors)
     out.update(scan=scan, page=page, counts=scan.counts(), differences=len(scan.differences))
     return out
 

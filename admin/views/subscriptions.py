@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_partial
-from ..listing import FilterError
+from ..listing import page_or_first
 from ..security import role_required
 from ..services import ServiceError, audit
 from ..services import subscriptions as subs
@@ -22,12 +22,7 @@ bp = Blueprint("subscriptions", __name__)
 @role_required("viewer")
 def index():
     flt, errors = subs.SubscriptionFilter.from_args(request.args)
-    try:
-        page = subs.subscription_page(flt)
-    except FilterError as err:
-        errors[err.field] = err.message
-        flt.after = flt.before = None
-        page = subs.subscription_page(flt)
+    page = page_or_first(subs.subscription_page, flt, errors)
     data = {"flt": flt, "errors": errors, "page": page, "checks": subs.checks_for(page.rows),
             "counts": subs.status_counts(flt)}
     if is_partial():
