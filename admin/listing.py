@@ -296,8 +296,6 @@ def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
             page.next_after = encode_cursor(key_of(rows[-1]))
         if newer_exists:
             page.prev_before = encode_cursor(key_of(rows[0]))
-    elif after or before:
-        page.prev_before = None
     return page
 
 

@@ -70,13 +70,6 @@ def by_intent(processor_id: int, intent_id: str | None) -> Contribution | None:
                              .order_by(Contribution.id).limit(1))
 
 
-def by_trxn(processor_id: int, trxn_id: str | None) -> Contribution | None:
-    if not trxn_id:
-        return None
-    return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
-                                                        Contribution.trxn_id == trxn_id))
-
-
 def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | None) -> Contribution | None:
     """The contribution for an intent (preferred) or, failing that, with this trxn_id: one query."""
     conds = [c for c in (Contribution.payment_intent_id == intent_id if intent_id else None,
@@ -86,16 +79,6 @@ def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | N
     found = db.session.scalars(select(Contribution).where(Contribution.processor_id == processor_id, or_(*conds))
                                .order_by(Contribution.id)).all()
     return next((c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None)
-
-
-def by_charge(processor_id: int, charge_id: str) -> Contribution | None:
-    """The contribution a charge was recorded on (one-off trxn_id, or its payment row)."""
-    found = by_trxn(processor_id, charge_id)
-    if found:
-        return found
-    pay = db.session.scalar(select(Payment).where(Payment.processor_id == processor_id,
-                                                  Payment.trxn_id == charge_id))
-    return pay.contribution if pay else None
 
 
 # -- which path: a charge or intent that belongs to an invoice is never a one-off -----

@@ -7,7 +7,6 @@ Each staff action writes an audit entry in the transaction that makes the change
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -247,7 +246,3 @@ def delete_events(ids: list[int]) -> int:
     n = db.session.execute(delete(StripeEvent).where(StripeEvent.id.in_(ids))).rowcount
     db.session.commit()
     return n
-
-
-def raw_json(row: StripeEvent) -> dict:
-    return json.loads(row.raw)

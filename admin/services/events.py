@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, literal, or_, select, union_all
@@ -32,7 +32,7 @@ from ..models import (
 from ..models.jobs import EventAttempt
 from ..stripe_gateway import Gateway
 from ..stripe_shapes import sid
-from ..timeutil import from_unix, to_unix, utcnow
+from ..timeutil import from_unix, to_unix
 from . import ServiceError
 from .contributions import DONE
 
@@ -173,10 +173,6 @@ def count_label(n: int) -> str:
     return f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
 
 
-def count(flt: EventFilter) -> int:
-    return int(db.session.scalar(local_query(flt).with_only_columns(func.count())) or 0)
-
-
 def find_event(row_id: int) -> StripeEvent:
     row_id = parse_id(row_id)
     row = db.session.get(StripeEvent, row_id) if row_id else None
@@ -295,8 +291,10 @@ def _local_records(events: list[StripeEvent]) -> dict[tuple[str, str], tuple[str
 def describe_rows(events: list[StripeEvent]) -> list[EventRow]:
     """What the events table shows for each event: amount, object ids with their local records."""
     found = _local_records(events)
-    names = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.name)).all())
-    modes = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.mode)).all())
+    procs = {pid: (name, mode) for pid, name, mode in db.session.execute(
+        select(PaymentProcessor.id, PaymentProcessor.name, PaymentProcessor.mode))}
+    names = {pid: name for pid, (name, _) in procs.items()}
+    modes = {pid: mode for pid, (_, mode) in procs.items()}
     rows = []
     for e in events:
         refs = []
@@ -438,8 +436,3 @@ def expected_charges(processor: PaymentProcessor, subscription_id: str) -> list:
 
     reader = StripeReader(processor)
     return invoice_rows(reader, processor, subscription_invoices(reader, subscription_id))
-
-
-def stripe_window_start() -> datetime:
-    return utcnow() - timedelta(days=STRIPE_EVENTS_DAYS)
-

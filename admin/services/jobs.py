@@ -384,22 +384,6 @@ def run_foreground(job: Job, worker: str, on_progress: Callable[[Job], None] | N
         return JOB_PAUSED
 
 
-def recent(limit: int = 10) -> list[Job]:
-    return list(db.session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
-
-
-def active_jobs(kinds: tuple[str, ...] | None = None) -> list[Job]:
-    q = select(Job).where(Job.status.in_(JOB_ACTIVE))
-    if kinds:
-        q = q.where(Job.kind.in_(kinds))
-    return list(db.session.scalars(q.order_by(Job.id.desc())))
-
-
-def ended(job: Job) -> bool:
-    return job.status in (JOB_DONE, JOB_FAILED, JOB_CANCELLED)
-
-
-
 # -- the /jobs page -------------------------------------------------------------------------
 
 

@@ -407,10 +407,6 @@ def payment_csv_row(d: dict[str, Any]) -> list[Any]:
 
 # -- intents and events (the CLI's ``intents list`` and ``events list``) -----------------------
 
-def _page(q: Select, limit: int | None) -> list:
-    return list(db.session.scalars(q.limit(limit) if limit else q))
-
-
 def event_dict(e: StripeEvent, raw: bool = False) -> dict[str, Any]:
     out = {"id": e.id, "event_id": e.event_id, "type": e.type, "created": e.created, "status": e.status,
            "status_reason": e.status_reason, "last_error": e.last_error, "attempts": e.attempts,

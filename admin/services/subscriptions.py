@@ -336,11 +336,6 @@ def store_check(processor_id: int, subscription_id: str, sub: dict | None, diffe
     db.session.flush()
 
 
-def last_check(processor_id: int, subscription_id: str) -> SubscriptionCheck | None:
-    return db.session.scalar(select(SubscriptionCheck).where(SubscriptionCheck.processor_id == processor_id,
-                                                             SubscriptionCheck.subscription_id == subscription_id))
-
-
 @dataclass
 class SubscriptionDetail:
     subscription_id: str

@@ -49,6 +49,7 @@ def _card_testing_alarms() -> list:
 
 
 def _template_filters(app: Flask) -> None:
+    from ..listing import PAGE_SIZES
     from ..money import format_money
     from ..services.events import count_label, dashboard_url
     from ..timeutil import format_age, from_unix
@@ -59,6 +60,7 @@ def _template_filters(app: Flask) -> None:
     app.add_template_global(count_label, "count_label")
     # A global (not only a context variable) so that macros imported from _list.html can use it.
     app.add_template_global(format_money, "format_money")
+    app.add_template_global(PAGE_SIZES, "page_sizes")
 
 
 # Main navigation: (label, endpoint). Pages that later issues add appear as links once

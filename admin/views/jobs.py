@@ -8,6 +8,7 @@ from flask_login import current_user
 
 from ..htmx import is_partial
 from ..listing import page_or_first
+from ..models.jobs import JOB_STATUSES
 from ..security import role_required
 from ..services import ServiceError, outbox
 from ..services import jobs as jobs_service
@@ -23,7 +24,7 @@ def index():
     page = page_or_first(jobs_service.job_page, flt, errors)
     template = "jobs/_results.html" if is_partial() else "jobs/index.html"
     return render_template(template, flt=flt, errors=errors, page=page, kinds=jobs_service.kind_names(),
-                           failed_tasks=outbox.count_failed())
+                           statuses=JOB_STATUSES, failed_tasks=outbox.count_failed())
 
 
 def _job_or_404(job_id: int):
