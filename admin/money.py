@@ -1,4 +1,6 @@
-"""Money is integer minor units plus an ISO currency; this only formats it."""
+"""Money is integer minor units plus an ISO currency: formatting it, and reading what people type."""
+
+import re
 
 # ISO 4217 currencies Stripe treats as zero-decimal.
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
@@ -23,19 +25,42 @@ def format_money(amount: int | None, currency: str | None) -> str:
     return f"{sign}{body} {str(currency or '').upper()}".strip()
 
 
-def parse_money(text: str, currency: str) -> int:
-    """'12.50' in usd -> 1250. Raises ValueError with a reason."""
-    from decimal import Decimal, InvalidOperation
+# What a Money (BigInteger) column holds, on every database paydesk runs on.
+MAX_MINOR_UNITS = 2**63 - 1
 
+# A plain decimal as people type it: digits, at most one point, an optional sign. Not "1e3", "Infinity",
+# "NaN", "1_000" or digits of other scripts, all of which Python's Decimal would take.
+_AMOUNT = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
+
+
+def parse_money(text: str, currency: str) -> int:
+    """'12.50' in usd -> 1250. Raises ValueError with a reason for anything that is not a plain finite
+    decimal with at most the currency's decimal places, or that a Money column cannot hold."""
+    m = _AMOUNT.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None or not (m[2] or m[3]):
+        shown = repr(text[:40]) if isinstance(text, str) else repr(text)[:40]
+        raise ValueError(f"{shown} is not an amount: write digits with at most one decimal point, such as 12.50")
     exp = exponent(currency)
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError) as exc:
-        raise ValueError(f"{text!r} is not an amount") from exc
-    scaled = value * (10**exp)
-    if scaled != scaled.to_integral_value():
+    sign, whole, frac = m[1], m[2].lstrip("0"), (m[3] or "").rstrip("0")
+    if len(frac) > exp:
         raise ValueError(f"{currency.upper()} amounts have at most {exp} decimal places")
-    return int(scaled)
+    too_large = f"{text.strip()[:40]!r} is too large: at most {format_money(MAX_MINOR_UNITS, currency)}"
+    if len(whole) > len(str(MAX_MINOR_UNITS)):  # before int(): thousands of digits cost time
+        raise ValueError(too_large)
+    minor = int(whole or "0") * 10**exp + int(frac.ljust(exp, "0") or "0")
+    if minor > MAX_MINOR_UNITS:
+        raise ValueError(too_large)
+    return -minor if sign == "-" else minor
+
+
+def parse_minor(value: object) -> int | None:
+    """A whole number of minor units as a form posts it (a preset amount's value, "2500"), or None:
+    ASCII digits only (``"²".isdigit()`` is true in Python) and no more than a Money column holds."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_MINOR_UNITS)):
+        return None
+    number = int(text)
+    return number if number <= MAX_MINOR_UNITS else None
 
 
 def to_major(amount: int | None, currency: str | None) -> str:

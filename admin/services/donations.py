@@ -46,7 +46,7 @@ from ..models import (
     DonationPlan,
     StripeCustomer,
 )
-from ..money import format_money, parse_money
+from ..money import format_money, parse_minor, parse_money
 from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import paid_invoice_payment, sid
 from ..timeutil import utcnow
@@ -117,9 +117,9 @@ def chosen_amount(form: DonationForm, data: dict, errors: dict[str, str]) -> int
         except ValueError:
             errors["other_amount"] = "Enter an amount such as 15 or 15.50."
             return None
-    preset = _text(data, "amount", 32)
-    if preset.isdigit() and int(preset) in (form.amounts or []):
-        return int(preset)
+    preset = parse_minor(_text(data, "amount", 32))
+    if preset is not None and preset in (form.amounts or []):
+        return preset
     errors["amount"] = "Choose an amount" + (" or enter another amount." if form.allow_other_amount else ".")
     return None
 

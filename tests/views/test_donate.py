@@ -3,6 +3,7 @@ endpoint, 3-D Secure results, declines, and every card-testing defence (each ref
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -233,6 +234,49 @@ def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
     assert client.post("/donate/spring/pay", json={"token": "x", "pad": "x" * 20000}).status_code == 413
     numbers = client.post("/donate/spring/pay", json=gift(page_token(client), None, amount=2500, first_name=7))
     assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
+
+
+CRAFTED_AMOUNTS = [  # each once made the form answer 500
+    ({"amount": "", "other_amount": "Infinity"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "sNaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "NaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "1e999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "\u00b2"}, "amount", "Choose an amount or enter another amount."),
+    ({"amount": "\u0661\u0660\u0660\u0660"}, "amount", "Choose an amount or enter another amount."),
+    ({"amount": "9" * 30}, "amount", "Choose an amount or enter another amount."),
+]
+
+
+@pytest.fixture
+def open_form(app, processor):
+    """A form with no largest gift: only what a Money column holds bounds the amount."""
+    return make_form(processor, slug="open", max_amount=None)
+
+
+@pytest.mark.parametrize("fields, name, message", CRAFTED_AMOUNTS)
+def test_crafted_amounts_are_a_field_error_without_javascript(client, open_form, fields, name, message):
+    resp = client.post("/donate/open", data={"first_name": "Ada", "last_name": "Lovelace",
+                                               "email": "ada@example.org", "frequency": "one-off", **fields})
+    assert resp.status_code == 422
+    assert message in resp.get_data(as_text=True)
+    assert _count(Contribution) == 0
+
+
+@pytest.mark.parametrize("fields, name, message", CRAFTED_AMOUNTS)
+def test_crafted_amounts_are_a_field_error_from_the_payment_endpoint(client, open_form, fields, name, message):
+    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), "pm_card_visa", **fields))
+    assert resp.status_code == 422 and resp.get_json()["errors"] == {name: message}
+    assert _count(Contribution) == 0
+
+
+def test_json_infinity_and_nan_literals_are_a_field_error(client, open_form):
+    for literal in ("Infinity", "-Infinity", "NaN", "1e400"):
+        fields = gift(page_token(client, "open"), "pm_card_visa", amount="", other_amount="@")
+        body = json.dumps(fields).replace('"@"', literal)  # a bare literal, as Python's json module reads it
+        resp = client.post("/donate/open/pay", data=body, content_type="application/json")
+        assert resp.status_code == 422, literal
+        assert resp.get_json()["errors"] == {"other_amount": "Enter an amount such as 15 or 15.50."}
 
 
 def test_result_needs_a_genuine_reference(client, form):

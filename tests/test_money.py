@@ -1,0 +1,57 @@
+"""admin.money: amounts typed by people become minor units only when they are plain finite decimals that a
+Money column holds; everything else is a ValueError that says why."""
+
+from __future__ import annotations
+
+import pytest
+
+from admin.money import MAX_MINOR_UNITS, format_money, parse_minor, parse_money, to_major
+
+
+@pytest.mark.parametrize("text, currency, minor", [
+    ("12.50", "usd", 1250), ("12.5", "usd", 1250), ("12", "usd", 1200), (" 0012.", "usd", 1200),
+    (".5", "usd", 50), ("-3.10", "usd", -310), ("+7", "usd", 700), ("100.00", "jpy", 100),
+    ("1.234", "kwd", 1234), ("92233720368547758.07", "usd", MAX_MINOR_UNITS),
+])
+def test_plain_decimals_become_minor_units(text, currency, minor):
+    assert parse_money(text, currency) == minor
+
+
+@pytest.mark.parametrize("text", ["Infinity", "inf", "-Infinity", "NaN", "sNaN", "-nan", "1e3", "1E+400",
+                                  "1_000", "²", "١٢", "12.5.0", ".", "-", "", "  ", "0x10", "12,50"])
+def test_anything_but_a_plain_finite_decimal_is_refused_with_a_reason(text):
+    with pytest.raises(ValueError, match="is not an amount"):
+        parse_money(text, "usd")
+
+
+@pytest.mark.parametrize("text", ["92233720368547758.08", "99999999999999999999", "9" * 5000,
+                                  "-99999999999999999999"])
+def test_amounts_a_money_column_cannot_hold_are_refused(text):
+    with pytest.raises(ValueError, match="too large"):
+        parse_money(text, "usd")
+
+
+def test_too_many_decimal_places_says_how_many_the_currency_has():
+    with pytest.raises(ValueError, match="USD amounts have at most 2 decimal places"):
+        parse_money("12.345", "usd")
+    with pytest.raises(ValueError, match="JPY amounts have at most 0 decimal places"):
+        parse_money("12.5", "jpy")
+    assert parse_money("12.3400000", "usd") == 1234  # trailing zeros are no extra precision
+
+
+@pytest.mark.parametrize("value", [None, 12, 12.5, b"12"])
+def test_only_text_is_parsed(value):
+    with pytest.raises(ValueError, match="is not an amount"):
+        parse_money(value, "usd")
+
+
+def test_formatting_round_trips():
+    assert format_money(123456, "usd") == "1,234.56 USD" and to_major(123456, "usd") == "1234.56"
+    assert parse_money(to_major(-123456, "kwd"), "kwd") == -123456
+
+
+@pytest.mark.parametrize("value, minor", [("2500", 2500), (" 2500 ", 2500), ("0", 0), (str(MAX_MINOR_UNITS), MAX_MINOR_UNITS),
+                                          ("\u00b2", None), ("\u0661\u0662", None), ("-5", None), ("12.5", None),
+                                          (str(MAX_MINOR_UNITS + 1), None), ("9" * 5000, None), (2500, None), ("", None)])
+def test_minor_units_from_a_form_are_ascii_digits_a_money_column_holds(value, minor):
+    assert parse_minor(value) == minor
