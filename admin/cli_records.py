@@ -12,6 +12,7 @@ import click
 from flask import Flask
 
 from .cli import PaydeskGroup, emit, fail, format_option, limit_option, with_options
+from .dbutil import parse_id
 from .models import CONTRIBUTION_STATUSES
 from .services import ServiceError, records
 
@@ -32,7 +33,7 @@ def _filter(cls, **options):
     """The filter these options describe, read exactly as the page reads its query string; a bad
     option ends the command with its name and what is wrong."""
     args = {k: v for k, v in options.items() if v not in (None, (), "")}
-    if "ppid" in args and not str(args["ppid"]).isdigit():
+    if "ppid" in args and parse_id(args["ppid"]) is None:  # a name (or no processor at all): look it up
         from .services.processors import get_processor
 
         try:

@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..dbutil import immediate
+from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, PaymentProcessor
 from ..money import exponent, format_money, parse_money
@@ -165,8 +165,9 @@ def list_forms() -> list[DonationForm]:
     return list(db.session.scalars(select(DonationForm).order_by(DonationForm.id)))
 
 
-def get_form(form_id: int) -> DonationForm | None:
-    return db.session.get(DonationForm, form_id)
+def get_form(form_id: int | str) -> DonationForm | None:
+    pk = parse_id(form_id)
+    return db.session.get(DonationForm, pk) if pk is not None else None
 
 
 def public_form(slug: str) -> DonationForm | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
+from ..dbutil import parse_id
 from ..extensions import db
 from ..listing import Amount, Filter, Page, keyset_page
 from ..models import (
@@ -164,7 +165,7 @@ class IntentFilter(Filter):
             if len(self.currency) != 3 or not self.currency.isalpha():
                 errors["currency"] = f"{self.currency!r} is not a currency code such as usd"
                 self.currency = None
-        if self.contribution and not (_row_id(self.contribution) or self.contribution in ("none", "any")):
+        if self.contribution and not (parse_id(self.contribution) or self.contribution in ("none", "any")):
             errors["contribution"] = "give a contribution id, 'none' or 'any'"
             self.contribution = None
         for name in ("min_amount", "max_amount"):
@@ -183,12 +184,6 @@ class IntentFilter(Filter):
         for s in self.status:
             out.extend(x for x in STATUS_GROUPS.get(s, (s,)) if x not in out)
         return out
-
-
-def _row_id(text: str) -> int | None:
-    """A paydesk row id typed by staff (ids are 32-bit integers), or None."""
-    text = text.strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
 
 
 def _like(col, text: str):
@@ -213,8 +208,8 @@ def _amount_condition(amount: Amount, currency: str | None, at_least: bool):
 
 def _contact_condition(text: str):
     text = text.strip()
-    if text.isdigit():
-        return StripePaymentIntent.contact_id == (_row_id(text) or -1)
+    if text.isascii() and text.isdigit():  # an id; one no contact can have matches nothing
+        return StripePaymentIntent.contact_id == (parse_id(text) or -1)
     if text.startswith("cus_"):
         return StripePaymentIntent.customer_id == text
     if "@" in text:
@@ -252,7 +247,7 @@ def intents_query(flt: IntentFilter, *, with_status: bool = True, now: datetime 
     elif flt.contribution == "any":
         q = q.where(StripePaymentIntent.contribution_id.is_not(None))
     elif flt.contribution:
-        q = q.where(StripePaymentIntent.contribution_id == _row_id(flt.contribution))
+        q = q.where(StripePaymentIntent.contribution_id == parse_id(flt.contribution))
     if flt.description:
         q = q.where(_like(StripePaymentIntent.description, flt.description))
     if flt.referrer:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import selectinload
 
+from ..dbutil import parse_id
 from ..extensions import db
 from ..listing import Amount, Filter, Page, keyset_page, walk
 from ..models import (
@@ -262,8 +263,9 @@ def contribution_csv_row(d: dict[str, Any]) -> list[Any]:
     return [money[c] if c in money else d.get(c) for c in CONTRIBUTION_CSV]
 
 
-def find_contribution(contribution_id: int) -> Contribution | None:
-    return db.session.get(Contribution, contribution_id) if 0 < contribution_id < 2**63 else None
+def find_contribution(contribution_id: int | str) -> Contribution | None:
+    pk = parse_id(contribution_id)
+    return db.session.get(Contribution, pk) if pk is not None else None
 
 
 def intents_of(c: Contribution) -> list[StripePaymentIntent]:
