@@ -53,16 +53,6 @@ def parse_money(text: str, currency: str) -> int:
     return -minor if sign == "-" else minor
 
 
-def parse_minor(value: object) -> int | None:
-    """A whole number of minor units as a form posts it (a preset amount's value, "2500"), or None:
-    ASCII digits only (``"²".isdigit()`` is true in Python) and no more than a Money column holds."""
-    text = value.strip() if isinstance(value, str) else ""
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_MINOR_UNITS)):
-        return None
-    number = int(text)
-    return number if number <= MAX_MINOR_UNITS else None
-
-
 def to_major(amount: int | None, currency: str | None) -> str:
     """1250 usd -> '12.50' (no grouping, no currency: for CSV files and spreadsheets)."""
     if amount is None:

@@ -33,7 +33,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from ..config import VERSION
-from ..dbutil import immediate, insert_ignore, lock_objects
+from ..dbutil import immediate, insert_ignore, lock_objects, parse_whole
 from ..extensions import db
 from ..models import (
     COMPLETED,
@@ -46,7 +46,7 @@ from ..models import (
     DonationPlan,
     StripeCustomer,
 )
-from ..money import format_money, parse_minor, parse_money
+from ..money import MAX_MINOR_UNITS, format_money, parse_money
 from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import paid_invoice_payment, sid
 from ..timeutil import utcnow
@@ -117,7 +117,7 @@ def chosen_amount(form: DonationForm, data: dict, errors: dict[str, str]) -> int
         except ValueError:
             errors["other_amount"] = "Enter an amount such as 15 or 15.50."
             return None
-    preset = parse_minor(_text(data, "amount", 32))
+    preset = parse_whole(_text(data, "amount", 32), 1, MAX_MINOR_UNITS)  # minor units, ASCII digits
     if preset is not None and preset in (form.amounts or []):
         return preset
     errors["amount"] = "Choose an amount" + (" or enter another amount." if form.allow_other_amount else ".")
