@@ -97,7 +97,8 @@ def _outcome(form, outcome: donations.Outcome):
         body["error"] = outcome.message
     if outcome.errors:
         body["errors"] = outcome.errors
-    return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action"))
+    # A fresh token only where trying again is safe: not once Stripe may have taken the money.
+    return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action", "unconfirmed"))
 
 
 @bp.post("/donate/<slug>/pay")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 
 import pytest
 import requests
+import responses
 from donate_support import (
     CARD_3DS,
     CARD_3DS_THEN_DECLINED,
@@ -33,6 +35,7 @@ from admin.models import (
     StripePaymentIntent,
 )
 from admin.services.processors import gateway
+from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
 
 pytestmark = pytest.mark.localstripe
@@ -346,6 +349,57 @@ def test_stripe_unreachable_after_the_customer_exists_withdraws_the_contribution
     resp = client.post("/donate/spring/pay", json=gift(page_token(client), pm))
     assert resp.status_code == 503
     assert _count(Contribution) == 1 and _count(StripePaymentIntent) == 1
+
+
+def _subscription_then_stripe_fails(rsps, localstripe: str) -> None:
+    """Stripe makes the subscription (and charges its first invoice) but answers with the invoice's id
+    only, as it does unless asked to expand it; reading that invoice then fails. Everything else
+    reaches localstripe."""
+    def create(request):
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("accept-encoding", "content-length")}
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        forwarded = urllib.request.Request(request.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(forwarded, timeout=10) as answer:  # urllib: past the requests mock
+            sub = json.load(answer)
+        sub["latest_invoice"] = sub["latest_invoice"]["id"]
+        return 200, {"Request-Id": "req_made"}, json.dumps(sub)
+
+    rsps.add_callback(responses.POST, f"{localstripe}/v1/subscriptions", callback=create)
+    rsps.add(responses.GET, re.compile(re.escape(localstripe) + r"/v1/invoices/.*"), status=500,
+             json={"error": {"type": "api_error", "message": "An unknown error occurred"}})
+    rsps.add_passthru(localstripe)
+
+
+def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(client, form, processor, localstripe):
+    pm, token = payment_method(processor), page_token(client)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        _subscription_then_stripe_fails(rsps, localstripe)
+        resp = client.post("/donate/spring/pay", json=gift(token, pm, frequency="monthly"))
+    body = resp.get_json()
+    assert resp.status_code == 202 and body["status"] == "unconfirmed", body
+    assert "could not confirm" in body["error"] and "do not try again" in body["error"]
+    assert "nothing was charged" not in body["error"]
+    assert "token" not in body  # no fresh token: submitting again needs a reload
+    again = client.post("/donate/spring/pay", json=gift(token, payment_method(processor), frequency="monthly"))
+    assert again.status_code == 400 and _count(ContributionRecur) == 1
+
+    # Stripe did charge the donor: the contribution stays Pending, linked to the subscription and its invoice
+    gw = gateway(processor)
+    c = db.session.scalar(select(Contribution))
+    recur = db.session.scalar(select(ContributionRecur))
+    sub = gw.retrieve("subscriptions", recur.subscription_id)
+    assert sub["status"] == "active" and sub["metadata"]["contribution_id"] == str(c.id)
+    assert (c.status, c.recur_id, c.invoice_id, recur.donation_form_id) == ("Pending", recur.id, sub["latest_invoice"],
+                                                                            form.id)
+
+    # ... and the webhook completes that contribution, not a second one
+    for ev in gw.list("events", type="invoice.payment_succeeded", limit=100)["data"]:
+        if ev["data"]["object"]["id"] == sub["latest_invoice"]:
+            store_event(processor, ev)
+    run_once()
+    db.session.expire_all()
+    assert _count(Contribution) == 1
+    assert db.session.get(Contribution, c.id).status == "Completed"
 
 
 # -- card-testing defences ------------------------------------------------------------------------
