@@ -1,6 +1,12 @@
-"""Money is integer minor units plus an ISO currency: formatting it, and reading what people type."""
+"""Money is integer minor units plus an ISO currency: formatting it, reading what people type, and
+totalling it per currency."""
 
 import re
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+
+from .extensions import db
 
 # ISO 4217 currencies Stripe treats as zero-decimal.
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
@@ -61,3 +67,29 @@ def to_major(amount: int | None, currency: str | None) -> str:
     sign = "-" if amount < 0 else ""
     whole, frac = divmod(abs(int(amount)), 10**exp)
     return f"{sign}{whole}" + (f".{frac:0{exp}d}" if exp else "")
+
+
+@dataclass
+class MoneyTotal:
+    """How many rows, and how much money, in one currency (minor units); fee, net and refunded where the
+    rows have them. What every list's totals, the bulk confirmations and the dashboard show."""
+
+    currency: str
+    count: int
+    amount: int
+    fee: int = 0
+    net: int = 0
+    refunded: int = 0
+
+
+def money_totals(query: Select, *, amount: str = "amount", currency: str = "currency", **sums: str) -> list[MoneyTotal]:
+    """Count and sums per currency of the rows ``query`` selects, in one query, currencies in order and
+    case-blind. ``amount`` and ``currency`` name the query's columns; ``sums`` maps the other fields of
+    :class:`MoneyTotal` to columns (``fee="fee_amount"``)."""
+    sub = query.subquery()
+    cur = func.lower(func.coalesce(sub.c[currency], ""))  # no currency: "", sorted first on every database
+    fields = ["amount", *sums]
+    sums_of = [func.sum(sub.c[name]) for name in (amount, *sums.values())]
+    rows = db.session.execute(select(cur, func.count(), *sums_of).group_by(cur).order_by(cur)).all()
+    return [MoneyTotal(cur_, int(n), **{f: int(v or 0) for f, v in zip(fields, values, strict=True)})
+            for cur_, n, *values in rows]

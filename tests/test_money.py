@@ -49,3 +49,31 @@ def test_formatting_round_trips():
     assert format_money(123456, "usd") == "1,234.56 USD" and to_major(123456, "usd") == "1234.56"
     assert parse_money(to_major(-123456, "kwd"), "kwd") == -123456
 
+
+
+@pytest.mark.postgres
+def test_money_totals_counts_and_sums_per_currency_whatever_its_case(app, offline_processor):
+    """One helper for every list's totals (contributions, payments, intents, the dashboard): currencies
+    group case-blind, in order, with the sums asked for."""
+    from sqlalchemy import select
+
+    from admin.extensions import db
+    from admin.models import Contact, Contribution, StripePaymentIntent
+    from admin.money import MoneyTotal, money_totals
+
+    contact = Contact(display_name="Ada", email="ada@example.org")
+    db.session.add(contact)
+    for amount, currency, fee in ((1000, "usd", 59), (2500, "USD", 103), (700, "eur", 40)):
+        db.session.add(Contribution(processor_id=offline_processor.id, contact=contact, amount=amount, currency=currency, fee_amount=fee,
+                                    net_amount=amount - fee, refunded_amount=0, status="Completed"))
+    for n, (amount, currency) in enumerate(((500, "usd"), (300, "USD"), (900, None))):
+        db.session.add(StripePaymentIntent(stripe_intent_id=f"pi_{n}", processor_id=offline_processor.id, amount=amount, currency=currency))
+    db.session.commit()
+
+    assert money_totals(select(Contribution), fee="fee_amount", net="net_amount", refunded="refunded_amount") == [
+        MoneyTotal("eur", 1, 700, fee=40, net=660), MoneyTotal("usd", 2, 3500, fee=162, net=3338)]
+    assert money_totals(select(Contribution).where(Contribution.amount > 5000)) == []
+    assert money_totals(select(StripePaymentIntent)) == [MoneyTotal("", 1, 900), MoneyTotal("usd", 2, 800)]
+    from admin.services import intents  # what /intents and its bulk confirmation show
+
+    assert intents.money_totals(intents.intents_query(intents.IntentFilter())) == money_totals(select(StripePaymentIntent))

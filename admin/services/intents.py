@@ -25,6 +25,7 @@ from ..models import (
     StripeEvent,
     StripePaymentIntent,
 )
+from ..money import MoneyTotal, money_totals  # noqa: F401  (intent_jobs still imports them from here)
 from ..stripe_shapes import currency_of, failure_message, minor_units, sid
 from ..timeutil import from_unix, parse_age, utcnow
 from . import contributions
@@ -288,19 +289,6 @@ def status_counts(flt: IntentFilter) -> dict[str, int]:
     return counts
 
 
-@dataclass
-class MoneyTotal:
-    currency: str
-    count: int
-    amount: int  # minor units
-
-
-def money_totals(query: Select) -> list[MoneyTotal]:
-    """Count and sum per currency of the intents a query selects."""
-    sub = query.with_only_columns(StripePaymentIntent.currency, StripePaymentIntent.amount).subquery()
-    rows = db.session.execute(select(sub.c.currency, func.count(), func.sum(sub.c.amount))
-                              .group_by(sub.c.currency).order_by(sub.c.currency)).all()
-    return [MoneyTotal(cur or "", int(n), int(total or 0)) for cur, n, total in rows]
 
 
 # -- what a row shows ------------------------------------------------------------------------
