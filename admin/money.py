@@ -19,16 +19,21 @@ def exponent(currency: str) -> int:
     return 0 if c in ZERO_DECIMAL else 3 if c in THREE_DECIMAL else 2
 
 
-def format_money(amount: int | None, currency: str | None) -> str:
+def _major(amount: int, exp: int, *, group: bool, trim: bool) -> str:
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**exp)
+    body = f"{whole:,}" if group else str(whole)
+    return sign + body + (f".{frac:0{exp}d}" if exp and not (trim and frac == 0) else "")
+
+
+def format_money(amount: int | None, currency: str | None, *, trim: bool = False) -> str:
+    """1250 usd -> '12.50 USD', 123456 -> '1,234.56 USD'; ``trim``: '10 USD' rather than '10.00 USD'."""
     if amount is None:
         return ""
     if type(amount) is not int:  # a malformed stored value (SQLite takes anything): say so, never crash
         return f"{str(amount)[:40]!r} (not an amount)"
     exp = exponent(currency if isinstance(currency, str) else "")
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(int(amount)), 10**exp)
-    body = f"{whole:,}" + (f".{frac:0{exp}d}" if exp else "")
-    return f"{sign}{body} {str(currency or '').upper()}".strip()
+    return f"{_major(amount, exp, group=True, trim=trim)} {str(currency or '').upper()}".strip()
 
 
 # What a Money (BigInteger) column holds, on every database paydesk runs on.
@@ -59,14 +64,12 @@ def parse_money(text: str, currency: str) -> int:
     return -minor if sign == "-" else minor
 
 
-def to_major(amount: int | None, currency: str | None) -> str:
-    """1250 usd -> '12.50' (no grouping, no currency: for CSV files and spreadsheets)."""
+def to_major(amount: int | None, currency: str | None, *, trim: bool = False) -> str:
+    """1250 usd -> '12.50' (no grouping, no currency: for CSV files, spreadsheets and what admins type);
+    ``trim``: '10' rather than '10.00'."""
     if amount is None:
         return ""
-    exp = exponent(currency or "")
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(int(amount)), 10**exp)
-    return f"{sign}{whole}" + (f".{frac:0{exp}d}" if exp else "")
+    return _major(int(amount), exponent(currency or ""), group=False, trim=trim)
 
 
 @dataclass

@@ -45,6 +45,17 @@ def test_only_text_is_parsed(value):
         parse_money(value, "usd")
 
 
+@pytest.mark.parametrize("amount, currency, major, shown", [
+    (1000, "usd", "10", "10 USD"), (1250, "usd", "12.50", "12.50 USD"), (100000, "usd", "1000", "1,000 USD"),
+    (-1000, "usd", "-10", "-10 USD"), (5, "usd", "0.05", "0.05 USD"), (0, "usd", "0", "0 USD"),
+    (1500, "jpy", "1500", "1,500 JPY"), (12000, "kwd", "12", "12 KWD"), (12300, "kwd", "12.300", "12.300 KWD"),
+])
+def test_trimmed_amounts_drop_only_an_all_zero_fraction(amount, currency, major, shown):
+    assert to_major(amount, currency, trim=True) == major
+    assert format_money(amount, currency, trim=True) == shown
+    assert parse_money(major, currency) == amount  # what an admin's form shows reads back the same
+
+
 def test_formatting_round_trips():
     assert format_money(123456, "usd") == "1,234.56 USD" and to_major(123456, "usd") == "1234.56"
     assert parse_money(to_major(-123456, "kwd"), "kwd") == -123456

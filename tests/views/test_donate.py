@@ -85,6 +85,13 @@ def test_page_is_public_labelled_and_widens_the_csp_only_there(client, form):
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) and " style=" not in html
 
 
+def test_preset_labels_read_like_every_other_amount(client, processor):
+    make_form(processor, slug="big", amounts="10,12.50,1000", max_amount=None)
+    html = client.get("/donate/big").get_data(as_text=True)
+    for value, label in (("1000", "10 USD"), ("1250", "12.50 USD"), ("100000", "1,000 USD")):
+        assert re.search(rf'<input type="radio" name="amount" value="{value}">\s*{re.escape(label)}</label>', html), label
+
+
 def test_unknown_or_inactive_form_is_404(client, form, processor):
     assert client.get("/donate/nope").status_code == 404
     make_form(processor, slug="closed", active=False)
