@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 
 import pytest
 import requests
@@ -20,6 +19,7 @@ from donate_support import (
     page_token,
     pay,
     payment_method,
+    subscription_then_stripe_fails,
 )
 from sqlalchemy import func, select
 
@@ -358,29 +358,10 @@ def test_stripe_unreachable_after_the_customer_exists_withdraws_the_contribution
     assert _count(Contribution) == 1 and _count(StripePaymentIntent) == 1
 
 
-def _subscription_then_stripe_fails(rsps, localstripe: str) -> None:
-    """Stripe makes the subscription (and charges its first invoice) but answers with the invoice's id
-    only, as it does unless asked to expand it; reading that invoice then fails. Everything else
-    reaches localstripe."""
-    def create(request):
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("accept-encoding", "content-length")}
-        body = request.body.encode() if isinstance(request.body, str) else request.body
-        forwarded = urllib.request.Request(request.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(forwarded, timeout=10) as answer:  # urllib: past the requests mock
-            sub = json.load(answer)
-        sub["latest_invoice"] = sub["latest_invoice"]["id"]
-        return 200, {"Request-Id": "req_made"}, json.dumps(sub)
-
-    rsps.add_callback(responses.POST, f"{localstripe}/v1/subscriptions", callback=create)
-    rsps.add(responses.GET, re.compile(re.escape(localstripe) + r"/v1/invoices/.*"), status=500,
-             json={"error": {"type": "api_error", "message": "An unknown error occurred"}})
-    rsps.add_passthru(localstripe)
-
-
 def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(client, form, processor, localstripe):
     pm, token = payment_method(processor), page_token(client)
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        _subscription_then_stripe_fails(rsps, localstripe)
+        subscription_then_stripe_fails(rsps, localstripe)
         resp = client.post("/donate/spring/pay", json=gift(token, pm, frequency="monthly"))
     body = resp.get_json()
     assert resp.status_code == 202 and body["status"] == "unconfirmed", body
