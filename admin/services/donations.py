@@ -440,18 +440,9 @@ def _subscription_not_confirmed(form: DonationForm, c: Contribution, reader: Str
     db.session.rollback()
     log.warning("donation form %s: subscription %s made, then Stripe failed: %s; contribution %s left Pending "
                 "for its webhook", form.slug, sub["id"], err, c.id)
-    invoice_id = sid(sub.get("latest_invoice"))
-    try:
-        if invoice_id:
-            c = _record_subscription(form, c, reader, sub, {"id": invoice_id}, None)
-        else:
-            immediate()
-            recur = recurring.sync_subscription(reader, form.processor, sub, stamp=0)
-            recur.donation_form_id = form.id
-            c = db.session.get(Contribution, c.id)
-            c.recur_id = recur.id
-            db.session.commit()
-    except GatewayError as again:  # the contact of a customer unknown here: the worker links it later
+    try:  # a new subscription always has its first invoice; only its id is needed to find this contribution
+        c = _record_subscription(form, c, reader, sub, {"id": sid(sub.get("latest_invoice"))}, None)
+    except GatewayError as again:  # the contact of a customer unknown here: the worker records it all later
         db.session.rollback()
         log.warning("donation form %s: subscription %s not recorded yet: %s", form.slug, sub["id"], again)
         c = db.session.get(Contribution, c.id)
