@@ -16,7 +16,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from .dbutil import MAX_ID
+from .dbutil import MAX_ID, parse_id
 from .services import ServiceError
 
 # Integer options that name a database row, or bound a listing: never beyond what the database holds.
@@ -106,7 +106,7 @@ def filter_from_options(cls, **options):
     its query string; a bad option ends the command with its name and what is wrong. ``ppid`` may be a
     processor's id or name."""
     args = {k: v for k, v in options.items() if v not in (None, (), "", False)}
-    if "ppid" in args and not str(args["ppid"]).isdigit():
+    if "ppid" in args and parse_id(args["ppid"]) is None:  # a name (or no processor at all): look it up
         args["ppid"] = str(processor_or_fail(args["ppid"]).id)
     args = {k: ("1" if v is True else v) for k, v in args.items()}
     flt, errors = cls.from_args(args)

@@ -17,6 +17,7 @@ from .cli import (
     with_options,
 )
 from .cli_jobs import run_job
+from .dbutil import parse_id
 from .models import EVENT_STATUSES
 from .services import ServiceError
 from .stripe_gateway import GatewayError
@@ -146,9 +147,11 @@ def replay_cmd(row_id, event_id, ppid, no_receipt, fmt):
     try:
         row = None
         if row_id:
-            if not row_id.isdigit():
+            if not (row_id.isascii() and row_id.isdigit()):
                 raise ServiceError(f"--id {row_id!r} is not a number (the id shown on /events)")
-            row = ev.find_event(int(row_id))
+            if parse_id(row_id) is None:  # 0, or more than an id column holds
+                raise ServiceError(f"no stored event with id {row_id}")
+            row = ev.find_event(parse_id(row_id))
             proc = get_processor(row.processor_id)
         else:
             if not event_id.startswith("evt_"):

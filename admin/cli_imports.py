@@ -14,24 +14,13 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from .cli import emit, fail, format_option
+from .cli import ID, emit, fail, format_option, ppid_option, processor_or_fail
 from .cli_jobs import run_job
 from .services import ServiceError
 from .stripe_gateway import GatewayError
 
 import_cli = AppGroup("import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges.")
 customers_cli = AppGroup("customers", help="Stripe customers linked to contacts (CiviCRM's StripeCustomer).")
-
-ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
-
-
-def _processor(ppid):
-    from .services.processors import get_processor
-
-    try:
-        return get_processor(ppid)
-    except ServiceError as err:
-        fail(err)
 
 
 def _print(out: dict, fmt: str, line: str) -> None:
@@ -56,7 +45,7 @@ def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
     from .services.imports import import_subscription_by_id
 
     params = _paging(subscription, limit, starting_after, "subscription")
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     if not subscription:
         run_job("imports.subscriptions", params, processor_id=proc.id, fmt=fmt)
         return
@@ -84,7 +73,7 @@ def import_customers(ppid, customer, limit, starting_after, fmt):
     from .services.imports import import_customer
 
     params = _paging(customer, limit, starting_after, "customer")
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     if not customer:
         run_job("imports.customers", params, processor_id=proc.id, fmt=fmt)
         return
@@ -99,7 +88,7 @@ def import_customers(ppid, customer, limit, starting_after, fmt):
 @import_cli.command("charge")
 @ppid_option
 @click.option("--charge", required=True, help="The charge (ch_...).")
-@click.option("--contact-id", type=click.IntRange(min=1), help="Whose it is (default: the charge's customer, "
+@click.option("--contact-id", type=ID, help="Whose it is (default: the charge's customer, "
               "else its billing email).")
 @format_option
 def import_charge_cmd(ppid, charge, contact_id, fmt):
@@ -107,7 +96,7 @@ def import_charge_cmd(ppid, charge, contact_id, fmt):
     from .services.imports import import_charge
 
     try:
-        c = import_charge(_processor(ppid), charge, contact_id=contact_id)
+        c = import_charge(processor_or_fail(ppid), charge, contact_id=contact_id)
     except ServiceError as err:
         fail(err)
     _print({"contribution_id": c.id, "status": c.status, "amount": c.amount, "currency": c.currency,
@@ -122,7 +111,7 @@ def _one_of(contact_id, customer):
         fail(ServiceError("give either --contact-id or --customer"))
 
 
-contact_option = click.option("--contact-id", type=click.IntRange(min=1), help="The contact's id in paydesk.")
+contact_option = click.option("--contact-id", type=ID, help="The contact's id in paydesk.")
 customer_option = click.option("--customer", help="The Stripe customer id (cus_...).")
 
 
@@ -137,7 +126,7 @@ def customers_get(ppid, contact_id, customer, fmt):
 
     _one_of(contact_id, customer)
     try:
-        rows = stripe_customers(_processor(ppid), contact_id=contact_id, customer_id=customer)
+        rows = stripe_customers(processor_or_fail(ppid), contact_id=contact_id, customer_id=customer)
     except ServiceError as err:
         fail(err)
     if fmt == "json":
@@ -151,7 +140,7 @@ def customers_get(ppid, contact_id, customer, fmt):
 
 @customers_cli.command("create")
 @ppid_option
-@click.option("--contact-id", type=click.IntRange(min=1), required=True, help="The contact's id in paydesk.")
+@click.option("--contact-id", type=ID, required=True, help="The contact's id in paydesk.")
 @format_option
 def customers_create(ppid, contact_id, fmt):
     """Create the Stripe customer for a contact (with paydesk's metadata) and link it."""
@@ -162,7 +151,7 @@ def customers_create(ppid, contact_id, fmt):
     if contact is None:
         fail(ServiceError(f"no contact {contact_id}"))
     try:
-        link = create_customer(_processor(ppid), contact)
+        link = create_customer(processor_or_fail(ppid), contact)
     except ServiceError as err:
         fail(err)
     _print({"customer_id": link.customer_id, "contact_id": contact_id}, fmt, link.customer_id)
@@ -179,7 +168,7 @@ def customers_delete(ppid, contact_id, customer, fmt):
     from .services.customers import links_of, remove_link
 
     _one_of(contact_id, customer)
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     try:
         links = links_of(proc.id, contact_id=contact_id, customer_id=customer)
         if not links:
@@ -206,7 +195,7 @@ def customers_update_contact_ids(ppid, customer, fmt):
     one customer, or every linked one (a job)."""
     from .services.customers import update_contact_id_by_id
 
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     if not customer:
         run_job("customers.update_contact_ids", {}, processor_id=proc.id, fmt=fmt)
         return
@@ -227,7 +216,7 @@ def customers_update_metadata(ppid, contact_id, customer, fmt):
     customers, one customer, or every linked customer (a job, when neither is given)."""
     from .services.customers import links_of, push_customer_metadata
 
-    proc = _processor(ppid)
+    proc = processor_or_fail(ppid)
     if contact_id is None and customer is None:
         run_job("customers.update_metadata", {}, processor_id=proc.id, fmt=fmt)
         return

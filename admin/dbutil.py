@@ -35,21 +35,30 @@ def _forget_write(session: Session, transaction: Any) -> None:
 MAX_ID = 2**31 - 1
 
 
-def parse_id(value: Any) -> int | None:
-    """A database id from user input (URL, CLI, session), or None when it cannot be one.
+def parse_whole(value: Any, low: int = 1, high: int = MAX_ID) -> int | None:
+    """A whole number from user input (URL, form, CLI, metadata) within ``low..high``, or None.
 
-    Only ASCII digits count (``"²".isdigit()`` is true in Python), and only values that fit the column,
-    so a lookup never meets an OverflowError (SQLite) or a "value out of range" (PostgreSQL).
+    Only ASCII digits count (``"²".isdigit()`` is true in Python, and ``int()`` reads Arabic-Indic digits),
+    no sign, no decimal point; a long string of digits is refused before ``int()`` reads it.
     """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if 1 <= value <= MAX_ID else None
-    text = str(value or "").strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return value if low <= value <= high else None
+    text = value.strip() if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)):
         return None
     number = int(text)
-    return number if 1 <= number <= MAX_ID else None
+    return number if low <= number <= high else None
+
+
+def parse_id(value: Any) -> int | None:
+    """A database id from user input (URL, CLI, session, Stripe metadata), or None when it cannot be one.
+
+    ASCII digits only, and only values that fit the column (1..MAX_ID), so a lookup never meets an
+    OverflowError (SQLite) or a "value out of range" (PostgreSQL).
+    """
+    return parse_whole(value, 1, MAX_ID)
 
 
 def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bool:

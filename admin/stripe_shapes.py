@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .money import MAX_MINOR_UNITS  # what a Money column holds
+
 # data.object["object"] -> the gateway resource that retrieves it.
 RESOURCE_OF = {
     "charge": "charges",
@@ -25,7 +27,6 @@ RESOURCE_OF = {
 }
 
 
-MAX_MINOR_UNITS = 2**63 - 1  # what a Money (BigInteger) column holds
 
 
 class MalformedObject(ValueError):

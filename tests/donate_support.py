@@ -3,7 +3,11 @@ makes them, the page's one-time token, a payment request."""
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
+
+import responses
 
 from admin.services.donation_forms import FormSettings, create_form
 from admin.services.processors import gateway
@@ -47,3 +51,22 @@ def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers:
     """One full payment request with a fresh token and a new PaymentMethod; the response."""
     pm = payment_method(processor, number)
     return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers)
+
+
+def subscription_then_stripe_fails(rsps, localstripe: str) -> None:
+    """Stripe makes the subscription (and charges its first invoice) but answers with the invoice's id
+    only, as it does unless asked to expand it; reading that invoice then fails. Everything else
+    reaches localstripe."""
+    def create(request):
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("accept-encoding", "content-length")}
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        forwarded = urllib.request.Request(request.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(forwarded, timeout=10) as answer:  # urllib: past the requests mock
+            sub = json.load(answer)
+        sub["latest_invoice"] = sub["latest_invoice"]["id"]
+        return 200, {"Request-Id": "req_made"}, json.dumps(sub)
+
+    rsps.add_callback(responses.POST, f"{localstripe}/v1/subscriptions", callback=create)
+    rsps.add(responses.GET, re.compile(re.escape(localstripe) + r"/v1/invoices/.*"), status=500,
+             json={"error": {"type": "api_error", "message": "An unknown error occurred"}})
+    rsps.add_passthru(localstripe)

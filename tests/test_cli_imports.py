@@ -119,3 +119,17 @@ def test_listings_read_the_page_filters_and_name_a_bad_option(runner, empty_proc
     assert [c["email"] for c in rows("contacts", "list", "--linked", "yes")] == ["list@example.org"]
     bad = invoke(runner, "contributions", "list", "--min-amount", "ten")
     assert_clean_failure(bad, "--min-amount")
+
+
+@pytest.mark.postgres
+def test_contact_ids_no_contact_can_have_are_one_line_errors(runner, offline_processor):
+    """3000000000 is past PostgreSQL's int4 ids; 99999999999999999999 past a 64-bit integer."""
+    for bad in ("3000000000", "99999999999999999999", "0"):
+        for args in (("customers", "get", "--contact-id", bad), ("customers", "delete", "--contact-id", bad),
+                     ("customers", "update-metadata", "--contact-id", bad), ("customers", "create", "--contact-id", bad),
+                     ("import", "charge", "--charge", "ch_1", "--contact-id", bad)):
+            result = invoke(runner, *args)
+            assert result.exit_code in (1, 2), (args, result.output)
+            assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+            assert result.output.startswith("Usage:") or result.output.startswith("Error:"), result.output
+            assert "Traceback" not in result.output and bad in result.output, (args, result.output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import responses
 from stripe_world import OneOff, Renewal, StripeWorld
 
@@ -91,3 +92,12 @@ def test_events_list_from_stripe_shows_whether_paydesk_has_each(runner, empty_pr
     store_event(processor, next(e for e in raw if e["data"]["object"]["id"] == cus["id"]))
     mine = [e for e in invoke_json(runner, *args) if e["object_id"] == cus["id"]]
     assert [e["status"] for e in mine] == ["queued"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("bad", ["\u00b2", "\u0663", "0", "3000000000", "99999999999999999999"])
+def test_a_ppid_that_is_no_id_is_looked_up_by_name(runner, offline_processor, bad):
+    for group in ("contributions", "payments", "recurring", "contacts"):
+        result = runner.invoke(args=[group, "list", "--ppid", bad])
+        assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+        assert result.output.strip() == f"Error: no payment processor {bad!r}", result.output

@@ -74,8 +74,8 @@ CONTACT_ID_KEYS = ("contact_id", "civicrm_contact_id")
 
 def _ids_named(customer: dict) -> list[int]:
     meta = customer.get("metadata") or {}
-    values = [str(meta.get(key) or "").strip() for key in CONTACT_ID_KEYS]
-    return [int(v) for v in values if v.isdigit() and 0 < int(v) < 2**63]
+    ids = [parse_id(str(meta.get(key) or "")) for key in CONTACT_ID_KEYS]
+    return [i for i in ids if i is not None]
 
 
 def contact_named_by(customer: dict) -> Contact | None:

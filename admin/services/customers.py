@@ -24,7 +24,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..config import VERSION
-from ..dbutil import immediate
+from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from ..stripe_gateway import Gateway, GatewayError
@@ -102,9 +102,10 @@ def links_of(processor_id: int, *, contact_id: int | None = None, customer_id: s
         raise ServiceError("give either a contact id or a Stripe customer id")
     q = select(StripeCustomer).where(StripeCustomer.processor_id == processor_id)
     if contact_id is not None:
-        if not 0 < contact_id < 2**63 or db.session.get(Contact, contact_id) is None:
-            raise ServiceError(f"no contact {contact_id}", field="contact_id")
-        q = q.where(StripeCustomer.contact_id == contact_id)
+        pk = parse_id(contact_id)
+        if pk is None or db.session.get(Contact, pk) is None:
+            raise ServiceError(f"no contact {str(contact_id)[:40]}", field="contact_id")
+        q = q.where(StripeCustomer.contact_id == pk)
     else:
         q = q.where(StripeCustomer.customer_id == customer_id.strip())
     return list(db.session.scalars(q.order_by(StripeCustomer.id)))

@@ -27,18 +27,12 @@ from ..models import (
     StripePaymentIntent,
     WebhookRejection,
 )
+from ..money import MoneyTotal, money_totals
 from ..timeutil import utcnow
 from .intents import OPEN  # PaymentIntent statuses that mean "started, not finished"
 
 # Contributions that brought money in (a partial refund keeps the rest).
 RECEIVED_STATUSES = (COMPLETED, PARTIALLY_REFUNDED)
-
-
-@dataclass
-class MoneyTotal:
-    currency: str
-    count: int
-    amount: int  # minor units
 
 
 @dataclass
@@ -85,15 +79,9 @@ def dashboard_counts(now: datetime | None = None) -> DashboardCounts:
 
     when = func.coalesce(Contribution.receive_date, Contribution.created_at)
     in_month = (when >= month_start, when < month_end)
-    currency = func.lower(Contribution.currency)
-    rows = db.session.execute(
-        select(currency, func.count(), func.sum(Contribution.amount))
-        .where(*in_month, Contribution.status.in_(RECEIVED_STATUSES))
-        .group_by(currency)
-        .order_by(currency)
-    ).all()
-    c.contributions_month = sum(int(n) for _, n, _ in rows)
-    c.contributions_month_totals = [MoneyTotal(cur, int(n), int(total or 0)) for cur, n, total in rows]
+    c.contributions_month_totals = money_totals(
+        select(Contribution).where(*in_month, Contribution.status.in_(RECEIVED_STATUSES)))
+    c.contributions_month = sum(t.count for t in c.contributions_month_totals)
     c.contributions_month_failed = _count(
         select(func.count()).select_from(Contribution).where(*in_month, Contribution.status == FAILED))
     _pipeline_health(c, since)

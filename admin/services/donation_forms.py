@@ -14,10 +14,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..dbutil import immediate
+from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, PaymentProcessor
-from ..money import exponent, format_money, parse_money
+from ..money import format_money, parse_money, to_major
 from . import ServiceError, audit
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
@@ -42,20 +42,6 @@ class FormSettings:
     thank_you_text: str | None = None
     receipts: bool = True
     active: bool = True
-
-
-def amount_text(amount: int | None, currency: str) -> str:
-    """Minor units as the admin types them: 1000 usd -> '10', 1250 usd -> '12.50'."""
-    if amount is None:
-        return ""
-    exp = exponent(currency)
-    whole, frac = divmod(int(amount), 10**exp)
-    return f"{whole}.{frac:0{exp}d}" if frac else str(whole)
-
-
-def amount_label(amount: int, currency: str) -> str:
-    """What donors read on a preset amount: '10 USD', '12.50 USD'."""
-    return f"{amount_text(amount, currency)} {currency.upper()}"
 
 
 def _money(text: str | None, currency: str, field: str, label: str) -> int | None:
@@ -105,7 +91,7 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
         raise ServiceError("maximum: must not be below the minimum", field="max_amount")
     outside = [a for a in amounts if a < min_amount or (max_amount is not None and a > max_amount)]
     if outside:
-        raise ServiceError(f"amounts: {amount_label(outside[0], currency)} is outside the minimum and maximum",
+        raise ServiceError(f"amounts: {format_money(outside[0], currency, trim=True)} is outside the minimum and maximum",
                            field="amounts")
     frequencies = [f.strip().lower() for f in s.frequencies if f and f.strip()]
     unknown = [f for f in frequencies if f not in FREQUENCIES]
@@ -152,11 +138,11 @@ def _audit_params(values: dict[str, Any]) -> dict[str, Any]:
 def settings_of(form: DonationForm) -> FormSettings:
     """A form's settings as the edit page shows them."""
     return FormSettings(slug=form.slug, title=form.title, processor_id=form.processor_id, currency=form.currency,
-                        amounts=", ".join(amount_text(a, form.currency) for a in form.amounts or []),
+                        amounts=", ".join(to_major(a, form.currency, trim=True) for a in form.amounts or []),
                         frequencies=list(form.frequencies or []), intro=form.intro,
                         allow_other_amount=form.allow_other_amount,
-                        min_amount=amount_text(form.min_amount, form.currency),
-                        max_amount=amount_text(form.max_amount, form.currency) or None,
+                        min_amount=to_major(form.min_amount, form.currency, trim=True),
+                        max_amount=to_major(form.max_amount, form.currency, trim=True) or None,
                         postcode_field=form.postcode_field, thank_you_text=form.thank_you_text,
                         receipts=form.receipts, active=form.active)
 
@@ -165,8 +151,9 @@ def list_forms() -> list[DonationForm]:
     return list(db.session.scalars(select(DonationForm).order_by(DonationForm.id)))
 
 
-def get_form(form_id: int) -> DonationForm | None:
-    return db.session.get(DonationForm, form_id)
+def get_form(form_id: int | str) -> DonationForm | None:
+    pk = parse_id(form_id)
+    return db.session.get(DonationForm, pk) if pk is not None else None
 
 
 def public_form(slug: str) -> DonationForm | None:
@@ -179,10 +166,10 @@ def public_form(slug: str) -> DonationForm | None:
 def form_dict(form: DonationForm) -> dict[str, Any]:
     return {"id": form.id, "slug": form.slug, "title": form.title, "active": form.active,
             "processor_id": form.processor_id, "currency": form.currency,
-            "amounts": [amount_text(a, form.currency) for a in form.amounts or []],
+            "amounts": [to_major(a, form.currency, trim=True) for a in form.amounts or []],
             "other_amount": form.allow_other_amount,
-            "min_amount": amount_text(form.min_amount, form.currency),
-            "max_amount": amount_text(form.max_amount, form.currency) or None,
+            "min_amount": to_major(form.min_amount, form.currency, trim=True),
+            "max_amount": to_major(form.max_amount, form.currency, trim=True) or None,
             "frequencies": list(form.frequencies or []), "postcode_field": form.postcode_field,
             "receipts": form.receipts, "url": public_url(form)}
 

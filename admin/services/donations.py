@@ -12,11 +12,13 @@ The browser has made a PaymentMethod with Stripe.js; :func:`give` then
    monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
    for that amount, currency and interval (:func:`plan_for`, created once and reused);
 5. answers ``succeeded`` or ``requires_action`` (the browser runs 3-D Secure with
-   ``confirmCardPayment`` and then asks :func:`check_result`), or ``declined``.
+   ``confirmCardPayment`` and then asks :func:`check_result`), or ``declined``; ``unconfirmed`` when
+   Stripe failed after the subscription was made (the donor is asked not to try again).
 
 The form never marks a gift paid: the webhook completes the contribution. A declined card marks
 it Failed (and counts against the donor's address); Stripe unreachable before the PaymentIntent
-exists leaves nothing behind (rolled back, or the Pending contribution deleted again).
+exists leaves nothing behind (rolled back, or the Pending contribution deleted again); once a subscription
+exists, its contribution stays Pending, linked to it and its first invoice, for the webhook to complete.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from ..config import VERSION
-from ..dbutil import immediate, insert_ignore, lock_objects
+from ..dbutil import immediate, insert_ignore, lock_objects, parse_whole
 from ..extensions import db
 from ..models import (
     COMPLETED,
@@ -46,7 +48,7 @@ from ..models import (
     DonationPlan,
     StripeCustomer,
 )
-from ..money import format_money, parse_money
+from ..money import MAX_MINOR_UNITS, format_money, parse_money
 from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import paid_invoice_payment, sid
 from ..timeutil import utcnow
@@ -63,6 +65,9 @@ UNAVAILABLE = ("We could not reach our card processor, so nothing was charged. "
                "Please try again in a minute.")
 NOT_CONFIRMED = ("We could not confirm your payment with our card processor. Please wait a few minutes "
                  "before trying again: if it went through, you will get a receipt.")
+# The subscription exists (so its first payment may well have been taken): another try could make a second one.
+SUBSCRIPTION_NOT_CONFIRMED = ("Your regular gift is set up, but we could not confirm its first payment with our "
+                              "card processor yet. Please do not try again: {then} Your reference is {reference}.")
 
 
 @dataclass
@@ -91,7 +96,7 @@ class Gift:
 class Outcome:
     """What the payment endpoint answers; the view adds URLs and a fresh form token."""
 
-    status: str  # succeeded | requires_action | declined | invalid | unavailable
+    status: str  # succeeded | requires_action | unconfirmed | declined | invalid | unavailable
     http: int = 200
     message: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
@@ -117,9 +122,9 @@ def chosen_amount(form: DonationForm, data: dict, errors: dict[str, str]) -> int
         except ValueError:
             errors["other_amount"] = "Enter an amount such as 15 or 15.50."
             return None
-    preset = _text(data, "amount", 32)
-    if preset.isdigit() and int(preset) in (form.amounts or []):
-        return int(preset)
+    preset = parse_whole(_text(data, "amount", 32), 1, MAX_MINOR_UNITS)  # minor units, ASCII digits
+    if preset is not None and preset in (form.amounts or []):
+        return preset
     errors["amount"] = "Choose an amount" + (" or enter another amount." if form.allow_other_amount else ".")
     return None
 
@@ -400,6 +405,15 @@ def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, cus
                                       "expand": ["latest_invoice"]},
                     idempotency_key=f"paydesk-donate-{c.id}-{attempt}-subscription")
     reader = StripeReader(form.processor, gw)
+    try:  # from here on Stripe may have charged the donor: no failure may withdraw the contribution
+        return _first_payment(gw, form, c, reader, sub, client_ip)
+    except GatewayError as err:
+        return _subscription_not_confirmed(form, c, reader, sub, err)
+
+
+def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
+                   client_ip: str | None) -> Outcome:
+    """What became of a new subscription's first invoice: recorded, then answered as for a one-off gift."""
     invoice = sub.get("latest_invoice") if isinstance(sub.get("latest_invoice"), dict) else \
         gw.retrieve("invoices", sid(sub.get("latest_invoice")))
     try:
@@ -416,6 +430,26 @@ def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, cus
         return Outcome("succeeded", contribution=c)  # the thank-you page waits for the invoice's events
     _cancel_subscription(gw, form, sub["id"])
     return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
+
+
+def _subscription_not_confirmed(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
+                                err: GatewayError) -> Outcome:
+    """Stripe failed after making the subscription: keep the Pending contribution, linked to the subscription
+    and (by its id, which the subscription names) its first invoice, so the invoice's webhook completes this
+    contribution; and ask the donor not to give again."""
+    db.session.rollback()
+    log.warning("donation form %s: subscription %s made, then Stripe failed: %s; contribution %s left Pending "
+                "for its webhook", form.slug, sub["id"], err, c.id)
+    try:  # a new subscription always has its first invoice; only its id is needed to find this contribution
+        c = _record_subscription(form, c, reader, sub, {"id": sid(sub.get("latest_invoice"))}, None)
+    except GatewayError as again:  # the contact of a customer unknown here: the worker records it all later
+        db.session.rollback()
+        log.warning("donation form %s: subscription %s not recorded yet: %s", form.slug, sub["id"], again)
+        c = db.session.get(Contribution, c.id)
+    then = ("we will email you a receipt once it is confirmed." if receipts_wanted(c)
+            else "it will be confirmed shortly.")
+    return Outcome("unconfirmed", 202, SUBSCRIPTION_NOT_CONFIRMED.format(then=then, reference=reference(c)),
+                   contribution=c)
 
 
 def _record_subscription(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, invoice: dict,

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
+from ..dbutil import parse_id
 from ..extensions import db
 from ..listing import Amount, Filter, Page, keyset_page
 from ..models import (
@@ -24,6 +25,7 @@ from ..models import (
     StripeEvent,
     StripePaymentIntent,
 )
+from ..money import MoneyTotal, money_totals  # noqa: F401  (intent_jobs still imports them from here)
 from ..stripe_shapes import currency_of, failure_message, minor_units, sid
 from ..timeutil import from_unix, parse_age, utcnow
 from . import contributions
@@ -164,7 +166,7 @@ class IntentFilter(Filter):
             if len(self.currency) != 3 or not self.currency.isalpha():
                 errors["currency"] = f"{self.currency!r} is not a currency code such as usd"
                 self.currency = None
-        if self.contribution and not (_row_id(self.contribution) or self.contribution in ("none", "any")):
+        if self.contribution and not (parse_id(self.contribution) or self.contribution in ("none", "any")):
             errors["contribution"] = "give a contribution id, 'none' or 'any'"
             self.contribution = None
         for name in ("min_amount", "max_amount"):
@@ -183,12 +185,6 @@ class IntentFilter(Filter):
         for s in self.status:
             out.extend(x for x in STATUS_GROUPS.get(s, (s,)) if x not in out)
         return out
-
-
-def _row_id(text: str) -> int | None:
-    """A paydesk row id typed by staff (ids are 32-bit integers), or None."""
-    text = text.strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
 
 
 def _like(col, text: str):
@@ -213,8 +209,8 @@ def _amount_condition(amount: Amount, currency: str | None, at_least: bool):
 
 def _contact_condition(text: str):
     text = text.strip()
-    if text.isdigit():
-        return StripePaymentIntent.contact_id == (_row_id(text) or -1)
+    if text.isascii() and text.isdigit():  # an id; one no contact can have matches nothing
+        return StripePaymentIntent.contact_id == (parse_id(text) or -1)
     if text.startswith("cus_"):
         return StripePaymentIntent.customer_id == text
     if "@" in text:
@@ -252,7 +248,7 @@ def intents_query(flt: IntentFilter, *, with_status: bool = True, now: datetime 
     elif flt.contribution == "any":
         q = q.where(StripePaymentIntent.contribution_id.is_not(None))
     elif flt.contribution:
-        q = q.where(StripePaymentIntent.contribution_id == _row_id(flt.contribution))
+        q = q.where(StripePaymentIntent.contribution_id == parse_id(flt.contribution))
     if flt.description:
         q = q.where(_like(StripePaymentIntent.description, flt.description))
     if flt.referrer:
@@ -293,19 +289,6 @@ def status_counts(flt: IntentFilter) -> dict[str, int]:
     return counts
 
 
-@dataclass
-class MoneyTotal:
-    currency: str
-    count: int
-    amount: int  # minor units
-
-
-def money_totals(query: Select) -> list[MoneyTotal]:
-    """Count and sum per currency of the intents a query selects."""
-    sub = query.with_only_columns(StripePaymentIntent.currency, StripePaymentIntent.amount).subquery()
-    rows = db.session.execute(select(sub.c.currency, func.count(), func.sum(sub.c.amount))
-                              .group_by(sub.c.currency).order_by(sub.c.currency)).all()
-    return [MoneyTotal(cur or "", int(n), int(total or 0)) for cur, n, total in rows]
 
 
 # -- what a row shows ------------------------------------------------------------------------

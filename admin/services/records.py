@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import selectinload
 
+from ..dbutil import parse_id
 from ..extensions import db
 from ..listing import Amount, Filter, Page, keyset_page, walk
 from ..models import (
@@ -33,7 +34,7 @@ from ..models import (
     StripeEvent,
     StripePaymentIntent,
 )
-from ..money import THREE_DECIMAL, ZERO_DECIMAL, format_money, to_major
+from ..money import THREE_DECIMAL, ZERO_DECIMAL, MoneyTotal, format_money, money_totals, to_major
 
 TYPES = ("one-off", "recurring")
 # A payment is Completed, Refunded (a refund) or Cancelled (a refund that failed): contributions.PAYMENT_*.
@@ -189,25 +190,9 @@ def contribution_status_counts(flt: ContributionFilter) -> dict[str, int]:
     return counts
 
 
-@dataclass
-class CurrencyTotal:
-    currency: str
-    count: int
-    amount: int
-    fee: int = 0
-    net: int = 0
-    refunded: int = 0
-
-
-def contribution_totals(flt: ContributionFilter) -> list[CurrencyTotal]:
+def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
     """Count and money per currency of what the filter matches (one query)."""
-    sub = contribution_query(flt).subquery()
-    cur = func.lower(sub.c.currency)
-    rows = db.session.execute(select(cur, func.count(), func.sum(sub.c.amount), func.sum(sub.c.fee_amount),
-                                     func.sum(sub.c.net_amount), func.sum(sub.c.refunded_amount))
-                              .group_by(cur).order_by(cur)).all()
-    return [CurrencyTotal(c, int(n), int(a or 0), int(f or 0), int(net or 0), int(r or 0))
-            for c, n, a, f, net, r in rows]
+    return money_totals(contribution_query(flt), fee="fee_amount", net="net_amount", refunded="refunded_amount")
 
 
 _CONTRIBUTION_COLUMNS = (Contribution.id, Contribution.receive_date, Contribution.created_at, Contribution.status,
@@ -262,8 +247,9 @@ def contribution_csv_row(d: dict[str, Any]) -> list[Any]:
     return [money[c] if c in money else d.get(c) for c in CONTRIBUTION_CSV]
 
 
-def find_contribution(contribution_id: int) -> Contribution | None:
-    return db.session.get(Contribution, contribution_id) if 0 < contribution_id < 2**63 else None
+def find_contribution(contribution_id: int | str) -> Contribution | None:
+    pk = parse_id(contribution_id)
+    return db.session.get(Contribution, pk) if pk is not None else None
 
 
 def intents_of(c: Contribution) -> list[StripePaymentIntent]:
@@ -352,13 +338,9 @@ def payment_page(flt: PaymentFilter) -> Page:
     return keyset_page(q, PAYMENT_KEY, flt, key_of=_payment_key)
 
 
-def payment_totals(flt: PaymentFilter) -> list[CurrencyTotal]:
+def payment_totals(flt: PaymentFilter) -> list[MoneyTotal]:
     """Count, amount, fee and net per currency of what the filter matches (refunds count negative)."""
-    sub = payment_query(flt).subquery()
-    cur = func.lower(sub.c.currency)
-    rows = db.session.execute(select(cur, func.count(), func.sum(sub.c.amount), func.sum(sub.c.fee),
-                                     func.sum(sub.c.net)).group_by(cur).order_by(cur)).all()
-    return [CurrencyTotal(c, int(n), int(a or 0), int(f or 0), int(net or 0)) for c, n, a, f, net in rows]
+    return money_totals(payment_query(flt), fee="fee", net="net")
 
 
 _PAYMENT_COLUMNS = (Payment.id, Payment.payment_date, Payment.created_at, Payment.status, Payment.amount,

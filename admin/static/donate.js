@@ -151,6 +151,12 @@
           return postJSON(body.result_url, {}).then(finish);  // the server asks Stripe how it ended
         });
       }
+      if (body.status === "unconfirmed") {  // Stripe may have taken the gift: no second try from this page
+        setBusy(false, "");
+        button.disabled = true;
+        showFormError(body.error);
+        return null;
+      }
       var errors = body.errors || {};
       Object.keys(errors).forEach(function (name) { setFieldError(form, name, errors[name]); });
       setBusy(false, "");

@@ -16,7 +16,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..dbutil import parse_id
+from ..dbutil import parse_id, parse_whole
 from ..htmx import is_htmx
 from ..services import ServiceError
 from ..services import jobs as jobs_service
@@ -62,7 +62,8 @@ def start_job_response(kind: str, params: dict[str, Any], processor_id: int | No
 def import_paging(form) -> dict[str, Any]:
     """``limit`` and ``starting_after`` of an import form (CiviCRM's "some": at most N, after an id);
     both empty means all."""
-    limit = (form.get("limit") or "").strip()
-    if limit and (not limit.isdigit() or not 1 <= int(limit) <= 1_000_000):
+    text = (form.get("limit") or "").strip()
+    limit = parse_whole(text, 1, 1_000_000)
+    if text and limit is None:
         raise ServiceError("import at most: a whole number from 1 to 1,000,000, or empty for all", field="limit")
-    return {"limit": int(limit) if limit else None, "starting_after": (form.get("starting_after") or "").strip() or None}
+    return {"limit": limit, "starting_after": (form.get("starting_after") or "").strip() or None}

@@ -28,7 +28,7 @@ def _page_data(contact) -> dict:
             "history": audit.for_object("contact", str(contact.id), limit=20)}
 
 
-@bp.get("/contacts/<int:contact_id>")
+@bp.get("/contacts/<id:contact_id>")
 @role_required("viewer")
 def show(contact_id: int):
     return render_template("contacts/show.html", **_page_data(_contact_or_404(contact_id)))
@@ -46,7 +46,7 @@ def _link_of(contact, customer_id: str):
     return link
 
 
-@bp.post("/contacts/<int:contact_id>/customers")
+@bp.post("/contacts/<id:contact_id>/customers")
 @role_required("operator")
 def create_customer(contact_id: int):
     contact = _contact_or_404(contact_id)
@@ -57,7 +57,7 @@ def create_customer(contact_id: int):
         return _answer(contact, err.message, "error")
 
 
-@bp.post("/contacts/<int:contact_id>/customers/<customer_id>/<what>")
+@bp.post("/contacts/<id:contact_id>/customers/<customer_id>/<what>")
 @role_required("operator")
 def customer_action(contact_id: int, customer_id: str, what: str):
     if what not in ("unlink", "update_contact_id", "push"):
@@ -84,7 +84,7 @@ def customer_action(contact_id: int, customer_id: str, what: str):
     return _answer(db_contact, message, tone)
 
 
-@bp.post("/contacts/<int:contact_id>/edit")
+@bp.post("/contacts/<id:contact_id>/edit")
 @role_required("operator")
 def edit(contact_id: int):
     contact = _contact_or_404(contact_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
+from ..dbutil import parse_id
 from ..htmx import is_partial
 from ..listing import page_or_first
 from ..models import CONTRIBUTION_STATUSES
@@ -43,7 +44,7 @@ def export():
     return csv_response("contributions", rec.CONTRIBUTION_CSV, rec.contribution_rows(flt), rec.contribution_csv_row)
 
 
-@bp.get("/contributions/<int:contribution_id>")
+@bp.get("/contributions/<id:contribution_id>")
 @role_required("viewer")
 def show(contribution_id: int):
     c = rec.find_contribution(contribution_id)
@@ -61,10 +62,10 @@ def import_one_charge():
     back = url_for("contributions.index")
     contact_id = (form.get("contact_id") or "").strip()
     try:
-        if contact_id and not contact_id.isdigit():
+        if contact_id and parse_id(contact_id) is None:
             raise ServiceError("the contact id is a number (the # on the contact's page)", field="contact_id")
         c = import_charge(get_processor(form.get("ppid") or None), form.get("charge", ""),
-                          contact_id=int(contact_id) if contact_id else None)
+                          contact_id=parse_id(contact_id))
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error")
     return action_response("contributions/_imported.html", url_for("contributions.show", contribution_id=c.id),

@@ -17,7 +17,6 @@ from ..security import public, uses_stripe_js
 from ..services import donation_guard as guard
 from ..services import donations
 from ..services.donation_forms import (
-    amount_label,
     donor_from_link,
     frequency_choices,
     public_form,
@@ -52,7 +51,7 @@ def _render(form, *, values=None, errors=None, donor=None, notice=None, status=2
         "donate/form.html", form=form, values=values, errors=errors or {}, notice=notice,
         token=guard.issue_token(form), donor_token=request.values.get("donor", "") if donor else "",
         known_postcode=known_postcode or "", publishable_key=form.processor.publishable_key or "",
-        frequencies=frequency_choices(form), amount_label=amount_label, range_text=range_text(form),
+        frequencies=frequency_choices(form), range_text=range_text(form),
         honeypot=guard.HONEYPOT_FIELD), status
 
 
@@ -97,7 +96,8 @@ def _outcome(form, outcome: donations.Outcome):
         body["error"] = outcome.message
     if outcome.errors:
         body["errors"] = outcome.errors
-    return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action"))
+    # A fresh token only where trying again is safe: not once Stripe may have taken the money.
+    return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action", "unconfirmed"))
 
 
 @bp.post("/donate/<slug>/pay")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
+from ..dbutil import parse_whole
 from ..htmx import is_htmx, is_partial
 from ..listing import page_or_first
 from ..models import PaymentProcessor
@@ -56,7 +57,7 @@ def index():
     return render_template("events/index.html", processors=list_processors(), **data)
 
 
-@bp.get("/events/<int:row_id>")
+@bp.get("/events/<id:row_id>")
 @role_required("viewer")
 def show(row_id: int):
     return render_template("events/show.html", d=ev.detail(_event_or_404(row_id).id))
@@ -73,7 +74,7 @@ def _processor_of(row) -> PaymentProcessor:
     return get_processor(row.processor_id)
 
 
-@bp.post("/events/<int:row_id>/replay")
+@bp.post("/events/<id:row_id>/replay")
 @role_required("operator")
 def replay_one(row_id: int):
     row = _event_or_404(row_id)
@@ -87,7 +88,7 @@ def replay_one(row_id: int):
                            d=ev.detail(row.id))
 
 
-@bp.post("/events/<int:row_id>/ignore")
+@bp.post("/events/<id:row_id>/ignore")
 @role_required("operator")
 def ignore_one(row_id: int):
     row = _event_or_404(row_id)
@@ -177,6 +178,7 @@ def tool(tool: str):
 def _int(text: str | None, name: str, low: int, high: int) -> int:
     if not (text or "").strip():
         return 0
-    if not text.strip().isdigit() or not low <= int(text) <= high:
+    number = parse_whole(text, low, high)
+    if number is None:
         raise ServiceError(f"{name} must be a whole number from {low} to {high:,}", field=name)
-    return int(text)
+    return number

@@ -56,7 +56,7 @@ def new():
     return _editor(DonationFormForm())
 
 
-@bp.route("/forms/<int:form_id>/edit", methods=["GET", "POST"])
+@bp.route("/forms/<id:form_id>/edit", methods=["GET", "POST"])
 @role_required("admin")
 def edit(form_id: int):
     existing = get_form(form_id)

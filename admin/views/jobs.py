@@ -34,13 +34,13 @@ def _job_or_404(job_id: int):
         abort(404)
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 @role_required("viewer")
 def show(job_id: int):
     return render_template("jobs/show.html", job=_job_or_404(job_id))
 
 
-@bp.get("/jobs/<int:job_id>/progress")
+@bp.get("/jobs/<id:job_id>/progress")
 @role_required("viewer")
 def progress(job_id: int):
     return render_template("jobs/_progress.html", job=_job_or_404(job_id))
@@ -52,7 +52,7 @@ def _may_act(job) -> None:
         abort(403, description=f"This job needs the {role} role; you are signed in as {current_user.role}.")
 
 
-@bp.post("/jobs/<int:job_id>/cancel")
+@bp.post("/jobs/<id:job_id>/cancel")
 @role_required("operator")
 def cancel(job_id: int):
     job = _job_or_404(job_id)
@@ -66,7 +66,7 @@ def cancel(job_id: int):
                            status=200)
 
 
-@bp.post("/jobs/<int:job_id>/resume")
+@bp.post("/jobs/<id:job_id>/resume")
 @role_required("operator")
 def resume(job_id: int):
     job = _job_or_404(job_id)
@@ -89,7 +89,7 @@ def tasks():
     return render_template(template, flt=flt, errors=errors, page=page)
 
 
-@bp.post("/jobs/outbox/<int:task_id>/retry")
+@bp.post("/jobs/outbox/<id:task_id>/retry")
 @role_required("operator")
 def retry_task(task_id: int):
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import responses
 from conftest import PASSWORD, ROOT, WEBHOOK_SECRET, free_port, make_app
 from donate_support import (
     CARD_3DS,
@@ -26,8 +27,9 @@ from donate_support import (
     CARD_DECLINED_AT_CHARGE,
     CARD_OK,
     make_form,
+    subscription_then_stripe_fails,
 )
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from stripejs.server import DoubleServer
 from werkzeug.serving import make_server
 
@@ -281,6 +283,27 @@ def test_monthly_gift_creates_one_subscription_of_the_right_amount(open_page, si
     subs = stripe(site).list("subscriptions", customer=recur.customer_id)["data"]
     assert len(subs) == 1 and subs[0]["plan"]["amount"] == 1000 and subs[0]["plan"]["interval"] == "month"
     assert site.wait_for(lambda: site.receipt(c.id)) is not None
+
+
+def test_stripe_failing_after_the_subscription_exists_leaves_no_second_try(open_page, site, localstripe):
+    page = open_page("/donate/spring")
+    fill_donor(page, amount="10 USD", email_address="unconfirmed@example.org")
+    page.get_by_label("Monthly").check()
+    fill_card(page)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        subscription_then_stripe_fails(rsps, localstripe)
+        page.get_by_role("button", name="Donate").click()
+        page.locator("#form-error").filter(has_text="do not try again").wait_for()
+    assert "could not confirm" in page.locator("#form-error").inner_text()
+    assert page.get_by_role("button", name="Donate").is_disabled()  # the donor is not invited to give twice
+    assert page.url.endswith("/donate/spring")
+    # Stripe did take the first payment: its webhook completes the form's contribution
+    c = contribution_for(site, "unconfirmed@example.org")
+    assert c.status == "Pending" and c.recur_id
+    site.wait_for(lambda: db.session.get(Contribution, c.id).status == "Completed")
+    assert site.query(lambda: db.session.scalar(select(func.count()).select_from(Contribution).where(
+        Contribution.contact_id == c.contact_id))) == 1
+    assert page.console_errors == []
 
 
 # -- the billing-postcode rules ------------------------------------------------------------------

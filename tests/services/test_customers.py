@@ -109,3 +109,21 @@ def test_create_refused_twice_unlink_and_contact_ids_read_back(empty_processor):
     actions = list(db.session.scalars(select(AuditLog.action).where(AuditLog.action.like("customer.%"))
                                       .order_by(AuditLog.id)))
     assert actions == ["customer.create", "customer.update_contact_id", "customer.unlink", "customer.create"]
+
+
+@pytest.mark.postgres
+def test_metadata_naming_an_id_no_contact_can_have_is_no_contact_id(empty_processor):
+    """Metadata is anyone's text: past PostgreSQL's int4 (3000000000), past 64 bits, or digits that
+    Python's isdigit() takes but int() does not (a superscript two) name no contact, and break nothing."""
+    from admin.services.contacts import CustomerMatcher
+
+    gw = gateway(empty_processor)
+    contact = _contact()
+    link = create_customer(empty_processor, contact)
+    for bad in ("3000000000", "99999999999999999999", "\u00b2", "0"):
+        gw.update("customers", link.customer_id, {"metadata": {"contact_id": bad, "civicrm_contact_id": bad}})
+        assert update_contact_id_by_id(empty_processor, link.customer_id) == "no contact id", bad
+        assert db.session.get(StripeCustomer, link.id).contact_id == contact.id
+        stranger = {"id": "cus_stranger", "email": "mary@example.org", "metadata": {"contact_id": bad}}
+        assert CustomerMatcher(empty_processor, [stranger]).link(stranger) == (contact, "email"), bad
+        db.session.rollback()

@@ -16,6 +16,7 @@ from admin.extensions import db
 from admin.listing import Amount
 from admin.models import AuditLog, Contact, Contribution, StripePaymentIntent
 from admin.models.jobs import Job
+from admin.money import money_totals
 from admin.services import ServiceError, jobs
 from admin.services import intents as svc
 from admin.services.intent_jobs import period_key, selection_summary
@@ -328,7 +329,7 @@ def test_every_filter(tracked):
     assert names(contact="99999999999") == [] and names(description="100%_") == []
     counts = svc.status_counts(svc.IntentFilter(status=["canceled"]))  # counts ignore the status choice
     assert counts["requires_payment_method"] == 2 and counts["succeeded"] == 1 and counts["canceled"] == 1
-    totals = svc.money_totals(svc.intents_query(svc.IntentFilter(status=["open"])))
+    totals = money_totals(svc.intents_query(svc.IntentFilter(status=["open"])))
     assert [(t.currency, t.count, t.amount) for t in totals] == [("eur", 1, 5000), ("jpy", 1, 10000), ("usd", 1, 1000)]
 
 

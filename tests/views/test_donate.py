@@ -3,10 +3,12 @@ endpoint, 3-D Secure results, declines, and every card-testing defence (each ref
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import requests
+import responses
 from donate_support import (
     CARD_3DS,
     CARD_3DS_THEN_DECLINED,
@@ -17,6 +19,7 @@ from donate_support import (
     page_token,
     pay,
     payment_method,
+    subscription_then_stripe_fails,
 )
 from sqlalchemy import func, select
 
@@ -32,6 +35,7 @@ from admin.models import (
     StripePaymentIntent,
 )
 from admin.services.processors import gateway
+from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
 
 pytestmark = pytest.mark.localstripe
@@ -79,6 +83,13 @@ def test_page_is_public_labelled_and_widens_the_csp_only_there(client, form):
     assert ids <= labelled, f"inputs without a label: {ids - labelled}"
     assert {"other_amount", "first_name", "last_name", "email", "postal_code", "website"} <= ids
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) and " style=" not in html
+
+
+def test_preset_labels_read_like_every_other_amount(client, processor):
+    make_form(processor, slug="big", amounts="10,12.50,1000", max_amount=None)
+    html = client.get("/donate/big").get_data(as_text=True)
+    for value, label in (("1000", "10 USD"), ("1250", "12.50 USD"), ("100000", "1,000 USD")):
+        assert re.search(rf'<input type="radio" name="amount" value="{value}">\s*{re.escape(label)}</label>', html), label
 
 
 def test_unknown_or_inactive_form_is_404(client, form, processor):
@@ -235,6 +246,49 @@ def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
     assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
 
 
+CRAFTED_AMOUNTS = [  # each once made the form answer 500
+    ({"amount": "", "other_amount": "Infinity"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "sNaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "NaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "1e999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "\u00b2"}, "amount", "Choose an amount or enter another amount."),
+    ({"amount": "\u0661\u0660\u0660\u0660"}, "amount", "Choose an amount or enter another amount."),
+    ({"amount": "9" * 30}, "amount", "Choose an amount or enter another amount."),
+]
+
+
+@pytest.fixture
+def open_form(app, processor):
+    """A form with no largest gift: only what a Money column holds bounds the amount."""
+    return make_form(processor, slug="open", max_amount=None)
+
+
+@pytest.mark.parametrize("fields, name, message", CRAFTED_AMOUNTS)
+def test_crafted_amounts_are_a_field_error_without_javascript(client, open_form, fields, name, message):
+    resp = client.post("/donate/open", data={"first_name": "Ada", "last_name": "Lovelace",
+                                               "email": "ada@example.org", "frequency": "one-off", **fields})
+    assert resp.status_code == 422
+    assert message in resp.get_data(as_text=True)
+    assert _count(Contribution) == 0
+
+
+@pytest.mark.parametrize("fields, name, message", CRAFTED_AMOUNTS)
+def test_crafted_amounts_are_a_field_error_from_the_payment_endpoint(client, open_form, fields, name, message):
+    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), "pm_card_visa", **fields))
+    assert resp.status_code == 422 and resp.get_json()["errors"] == {name: message}
+    assert _count(Contribution) == 0
+
+
+def test_json_infinity_and_nan_literals_are_a_field_error(client, open_form):
+    for literal in ("Infinity", "-Infinity", "NaN", "1e400"):
+        fields = gift(page_token(client, "open"), "pm_card_visa", amount="", other_amount="@")
+        body = json.dumps(fields).replace('"@"', literal)  # a bare literal, as Python's json module reads it
+        resp = client.post("/donate/open/pay", data=body, content_type="application/json")
+        assert resp.status_code == 422, literal
+        assert resp.get_json()["errors"] == {"other_amount": "Enter an amount such as 15 or 15.50."}
+
+
 def test_result_needs_a_genuine_reference(client, form):
     assert client.post("/donate/spring/pay/MQ.forged/result", json={}).status_code == 404
     assert client.get("/donate/spring/thanks/MQ.forged").status_code == 404
@@ -302,6 +356,38 @@ def test_stripe_unreachable_after_the_customer_exists_withdraws_the_contribution
     resp = client.post("/donate/spring/pay", json=gift(page_token(client), pm))
     assert resp.status_code == 503
     assert _count(Contribution) == 1 and _count(StripePaymentIntent) == 1
+
+
+def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(client, form, processor, localstripe):
+    pm, token = payment_method(processor), page_token(client)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        subscription_then_stripe_fails(rsps, localstripe)
+        resp = client.post("/donate/spring/pay", json=gift(token, pm, frequency="monthly"))
+    body = resp.get_json()
+    assert resp.status_code == 202 and body["status"] == "unconfirmed", body
+    assert "could not confirm" in body["error"] and "do not try again" in body["error"]
+    assert "nothing was charged" not in body["error"]
+    assert "token" not in body  # no fresh token: submitting again needs a reload
+    again = client.post("/donate/spring/pay", json=gift(token, payment_method(processor), frequency="monthly"))
+    assert again.status_code == 400 and _count(ContributionRecur) == 1
+
+    # Stripe did charge the donor: the contribution stays Pending, linked to the subscription and its invoice
+    gw = gateway(processor)
+    c = db.session.scalar(select(Contribution))
+    recur = db.session.scalar(select(ContributionRecur))
+    sub = gw.retrieve("subscriptions", recur.subscription_id)
+    assert sub["status"] == "active" and sub["metadata"]["contribution_id"] == str(c.id)
+    assert (c.status, c.recur_id, c.invoice_id, recur.donation_form_id) == ("Pending", recur.id, sub["latest_invoice"],
+                                                                            form.id)
+
+    # ... and the webhook completes that contribution, not a second one
+    for ev in gw.list("events", type="invoice.payment_succeeded", limit=100)["data"]:
+        if ev["data"]["object"]["id"] == sub["latest_invoice"]:
+            store_event(processor, ev)
+    run_once()
+    db.session.expire_all()
+    assert _count(Contribution) == 1
+    assert db.session.get(Contribution, c.id).status == "Completed"
 
 
 # -- card-testing defences ------------------------------------------------------------------------

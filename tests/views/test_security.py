@@ -49,7 +49,7 @@ def _example_url(rule) -> str:
     """A concrete URL for a rule: every argument filled with a plausible value."""
     def fill(match):
         converter = match.group(1)
-        if converter in ("int", "float"):
+        if converter in ("int", "float", "id"):
             return "1"
         if converter == "uuid":
             return "00000000-0000-0000-0000-000000000001"
