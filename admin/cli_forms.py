@@ -6,13 +6,12 @@ import json
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import emit, fail, format_option
+from .cli import PaydeskGroup, emit, fail, format_option
 from .models import FREQUENCIES
 from .services import ServiceError
 
-forms_cli = AppGroup("forms", help="Donation forms (the public pages at /donate/<slug>).")
+forms_cli = PaydeskGroup("forms", help="Donation forms (the public pages at /donate/<slug>).")
 
 
 @forms_cli.command("add")

@@ -12,15 +12,14 @@ import json
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 
-from .cli import ID, emit, fail, format_option, ppid_option, processor_or_fail
+from .cli import ID, MAX_LIMIT, PaydeskGroup, emit, fail, format_option, ppid_option, processor_or_fail
 from .cli_jobs import run_job
 from .services import ServiceError
 from .stripe_gateway import GatewayError
 
-import_cli = AppGroup("import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges.")
-customers_cli = AppGroup("customers", help="Stripe customers linked to contacts (CiviCRM's StripeCustomer).")
+import_cli = PaydeskGroup("import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges.")
+customers_cli = PaydeskGroup("customers", help="Stripe customers linked to contacts (CiviCRM's StripeCustomer).")
 
 
 def _print(out: dict, fmt: str, line: str) -> None:
@@ -36,7 +35,7 @@ def _paging(one, limit, starting_after, noun: str) -> dict:
 @import_cli.command("subscriptions")
 @ppid_option
 @click.option("--subscription", help="Import this one subscription (sub_...), now.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: all).")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most this many (default: all).")
 @click.option("--starting-after", help="Begin after this subscription id (Stripe's order).")
 @format_option
 def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
@@ -64,7 +63,7 @@ def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
 @import_cli.command("customers")
 @ppid_option
 @click.option("--customer", help="Import this one customer (cus_...), now.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: all).")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most this many (default: all).")
 @click.option("--starting-after", help="Begin after this customer id (Stripe's order).")
 @format_option
 def import_customers(ppid, customer, limit, starting_after, fmt):

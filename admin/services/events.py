@@ -173,11 +173,11 @@ def count_label(n: int) -> str:
     return f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
 
 
-def find_event(row_id: int) -> StripeEvent:
-    row_id = parse_id(row_id)
-    row = db.session.get(StripeEvent, row_id) if row_id else None
+def find_event(row_id: int | str) -> StripeEvent:
+    found = parse_id(row_id)
+    row = db.session.get(StripeEvent, found) if found else None
     if row is None:
-        raise ServiceError(f"no stored event with id {row_id}")
+        raise ServiceError(f"no stored event with id {str(row_id)[:40]}")
     return row
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...dbutil import parse_id
 from ...extensions import db
 from ...models import Contribution
 from ...services import contributions, recurring
@@ -12,9 +13,10 @@ from ..registry import handles
 
 def _referenced(ctx: EventContext, session: dict) -> Contribution | None:
     ref = session.get("client_reference_id") or (session.get("metadata") or {}).get("contribution_id")
-    if not str(ref or "").isdigit():
+    contribution_id = parse_id(ref)
+    if contribution_id is None:
         return None
-    c = db.session.get(Contribution, int(ref))
+    c = db.session.get(Contribution, contribution_id)
     return c if c is not None and c.processor_id == ctx.processor.id else None
 
 
