@@ -104,7 +104,11 @@ class StripeWorld:
             return True
 
         data = sorted((o for o in items if match(o)), key=lambda o: -(o.get("created") or 0))
-        return {"object": "list", "data": data, "has_more": False, "url": f"/v1/{resource}"}
+        if q.get("starting_after"):  # Stripe's paging: the page after that object, ``limit`` long
+            after = [o["id"] for o in data].index(q["starting_after"][0])
+            data = data[after + 1:]
+        limit = int(q["limit"][0]) if q.get("limit") else len(data)
+        return {"object": "list", "data": data[:limit], "has_more": len(data) > limit, "url": f"/v1/{resource}"}
 
     def _post(self, request):
         url = urlparse(request.url)

@@ -125,10 +125,10 @@ def populate(ctx: JobContext):
         ctx.total = limit
     if limit and ctx.done >= limit:
         return
-    for event, last_id in stripe_events(proc, list(ctx.params.get("types") or []),
-                                        starting_after=ctx.cursor.get("starting_after")):
+    for event in stripe_events(proc, list(ctx.params.get("types") or []),
+                               starting_after=ctx.cursor.get("starting_after")):
         ctx.count(pull_event(proc, event, queue=bool(ctx.params.get("queue"))))
-        ctx.cursor["starting_after"] = last_id
+        ctx.cursor["starting_after"] = event["id"]
         ctx.done += 1
         yield
         if limit and ctx.done >= limit:
@@ -147,8 +147,8 @@ def retry_all(ctx: JobContext):
     ctx.total = limit
     if ctx.done >= limit:
         return
-    for charge, last_id in unrecorded_charges(proc, days=int(ctx.params.get("days") or 30),
-                                              starting_after=ctx.cursor.get("starting_after")):
+    for charge in unrecorded_charges(proc, days=int(ctx.params.get("days") or 30),
+                                     starting_after=ctx.cursor.get("starting_after")):
         row = event_for_charge(proc, charge)
         try:
             if row is not None:
@@ -163,7 +163,7 @@ def retry_all(ctx: JobContext):
         except ServiceError as err:
             ctx.count("failed")
             ctx.note(f"{charge['id']}: {err.message}")
-        ctx.cursor["starting_after"] = last_id
+        ctx.cursor["starting_after"] = charge["id"]
         ctx.done += 1
         yield
         if ctx.done >= limit:

@@ -17,7 +17,6 @@ is missing. Staff imports write an audit entry in the transaction that changes t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -38,8 +37,6 @@ from .contributions import (
 from .recurring import sync_subscription
 from .stripe_reader import StripeReader
 from .subscriptions import compare, invoice_rows, store_check, subscription_invoices
-
-PAGE = 100  # Stripe's largest list page
 
 
 def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: int | None = None,
@@ -75,30 +72,6 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
                  stripe_request_id=reader.request_ids[0] if reader.request_ids else None, commit=False)
     db.session.commit()
     return c
-
-
-# -- paging through Stripe's lists -----------------------------------------------------------
-
-def stripe_list(reader: StripeReader, resource: str, *, starting_after: str | None = None,
-                limit: int | None = None, **params) -> Iterator[list[dict]]:
-    """Stripe's list of ``resource`` from after ``starting_after``, a page (up to 100) at a time,
-    at most ``limit`` objects in all. Each object is remembered by the reader, so nothing that
-    the list already carries is fetched again."""
-    left = limit
-    while left is None or left > 0:
-        data, more = reader.list_page(resource, limit=min(PAGE, left or PAGE), starting_after=starting_after,
-                                      **params)
-        data = [o for o in data if isinstance(o, dict) and o.get("id")]
-        if left is not None:
-            data = data[:left]
-            left -= len(data)
-        for obj in data:
-            reader.remember(resource, obj)
-        if data:
-            yield data
-        if not more or not data:
-            return
-        starting_after = data[-1]["id"]
 
 
 # -- subscriptions ----------------------------------------------------------------------------

@@ -254,8 +254,8 @@ def import_intents(ctx: JobContext):
         age = age_of(ctx.params.get("since"))
         ctx.cursor["since"] = (utcnow() - age).isoformat() if age else None
     since = datetime.fromisoformat(ctx.cursor["since"]) if ctx.cursor["since"] else None
-    for pi, last_id in stripe_intents(proc, since=since, starting_after=ctx.cursor.get("starting_after")):
+    for pi in stripe_intents(proc, since=since, starting_after=ctx.cursor.get("starting_after")):
         ctx.count(learn_intent(proc, pi))
-        ctx.cursor["starting_after"] = last_id
+        ctx.cursor["starting_after"] = pi["id"]
         ctx.done += 1
         yield

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import select
@@ -51,12 +52,13 @@ from ..models import (
     PaymentProcessor,
     StripeEvent,
 )
-from ..stripe_gateway import Gateway, GatewayError
+from ..stripe_gateway import GatewayError
 from ..stripe_shapes import sid
 from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError, audit
 from .contributions import DONE, PAYMENT_REFUNDED, PAYMENT_VOID, REFUND_COUNTED, recompute
 from .jobs import JobContext, job_kind
+from .stripe_reader import StripeReader
 
 OBJECTS = ("charge", "refund", "invoice")
 PROBLEMS = ("missing", "amount", "status", "absent")
@@ -268,41 +270,38 @@ def _invoice_row(inv: dict | None, c: Contribution | None, invoice_id: str) -> R
 
 # -- Stripe's side -----------------------------------------------------------------------------
 
-def _list_window(gateway: Gateway, resource: str, since: datetime, until: datetime, *,
+def _list_window(reader: StripeReader, resource: str, since: datetime, until: datetime, *,
                  server_filter: bool) -> list[dict]:
-    """Every object of ``resource`` created in the period, newest first (pages of 100).
+    """Every object of ``resource`` created in the period, newest first.
 
     With ``server_filter`` Stripe is asked for the period; a server that cannot filter
-    (localstripe answers 400) is then read whole. Without it, pages are read until they
-    are older than the period (Stripe lists newest first)."""
+    (localstripe answers 400) is then read without it. Pages are read only until they are
+    older than the period (Stripe lists newest first), whoever did the filtering."""
     lo, hi = to_unix(since), to_unix(until)
-    created: dict | None = {"gte": lo, "lt": hi} if server_filter else None
-    out: list[dict] = []
-    starting_after = None
-    while True:
-        try:
-            page = gateway.list(resource, limit=100, starting_after=starting_after, created=created)
-        except GatewayError as err:
-            if created is not None and starting_after is None and err.http_status == 400:
-                created = None
-                continue
+    created = {"gte": lo, "lt": hi} if server_filter else None
+    pages = reader.pages(resource, created=created)
+    try:
+        first = next(pages, [])
+    except GatewayError as err:
+        if created is None or err.http_status != 400:
             raise
-        data = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
+        pages = reader.pages(resource)
+        first = next(pages, [])
+    out: list[dict] = []
+    for data in chain([first], pages):
         out.extend(o for o in data if lo <= int(o.get("created") or 0) < hi)
         if len(out) > MAX_OBJECTS:
             raise ServiceError(f"Stripe has more than {MAX_OBJECTS:,} {resource} in this period: "
                                f"choose a shorter one")
-        if not page.get("has_more") or not data:
-            return out
-        if created is None and not server_filter and all(int(o.get("created") or 0) < lo for o in data):
-            return out
-        starting_after = data[-1]["id"]
+        if data and all(int(o.get("created") or 0) < lo for o in data):
+            break  # older than the period from here on
+    return out
 
 
-def _retrieve(gateway: Gateway, obj: str, stripe_id: str) -> dict | None:
+def _retrieve(reader: StripeReader, obj: str, stripe_id: str) -> dict | None:
     """The object as Stripe has it now; None when Stripe has no such object."""
     try:
-        return dict(gateway.retrieve(RESOURCES[obj], stripe_id))
+        return reader.get(RESOURCES[obj], stripe_id)
     except GatewayError as err:
         if err.not_found:
             return None
@@ -378,26 +377,26 @@ class Scan:
 def scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     """Compare Stripe and paydesk for the filter's objects and period."""
     since, until = flt.window()
-    gateway = Gateway.for_processor(proc)
+    reader = StripeReader(proc)
     objects = flt.object or list(OBJECTS)
     rows: list[Row] = []
     if "charge" in objects:
-        rows += _compare(gateway, "charge", _list_window(gateway, "charges", since, until, server_filter=True),
+        rows += _compare(reader, "charge", _list_window(reader, "charges", since, until, server_filter=True),
                          lambda ids: _payments(proc, ids), _local_charges(proc, since, until),
                          lambda p: p.trxn_id, _charge_row)
     if "refund" in objects:
-        rows += _compare(gateway, "refund", _list_window(gateway, "refunds", since, until, server_filter=False),
+        rows += _compare(reader, "refund", _list_window(reader, "refunds", since, until, server_filter=False),
                          lambda ids: _payments(proc, ids), _local_refunds(proc, since, until),
                          lambda p: p.trxn_id, _refund_row)
     if "invoice" in objects:
-        rows += _compare(gateway, "invoice", _list_window(gateway, "invoices", since, until, server_filter=False),
+        rows += _compare(reader, "invoice", _list_window(reader, "invoices", since, until, server_filter=False),
                          lambda ids: _contributions(proc, ids), _local_invoices(proc, since, until),
                          lambda c: c.invoice_id, _invoice_row)
     rows.sort(key=_row_key, reverse=True)
     return Scan(proc, since, until, rows)
 
 
-def _compare(gateway: Gateway, obj: str, stripe_objs: list[dict], local_for, local_in_period: list,
+def _compare(reader: StripeReader, obj: str, stripe_objs: list[dict], local_for, local_in_period: list,
              local_key, make_row) -> list[Row]:
     by_id = {o["id"]: o for o in stripe_objs}
     local = local_for(list(by_id))
@@ -405,7 +404,7 @@ def _compare(gateway: Gateway, obj: str, stripe_objs: list[dict], local_for, loc
     for record in local_in_period:  # what paydesk has in the period and Stripe's list did not show
         key = local_key(record)
         if key not in by_id:
-            rows.append(make_row(_retrieve(gateway, obj, key), record, key))
+            rows.append(make_row(_retrieve(reader, obj, key), record, key))
     return [r for r in rows if r is not None]
 
 
@@ -422,9 +421,8 @@ def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
     """One row as it stands now (Stripe asked again). Raises ``ServiceError`` for a bad id,
     or when neither side has the object."""
     obj, stripe_id = _checked_ref(obj, stripe_id)
-    gateway = Gateway.for_processor(proc)
     try:
-        found = _retrieve(gateway, obj, stripe_id)
+        found = _retrieve(StripeReader(proc), obj, stripe_id)
     except GatewayError as err:
         raise ServiceError(f"Could not ask Stripe about {stripe_id}: {err.message}") from err
     local = (_contributions if obj == "invoice" else _payments)(proc, [stripe_id]).get(stripe_id)
@@ -535,7 +533,6 @@ def _replay(proc: PaymentProcessor, event: StripeEvent) -> str:
 def _settle_invoice(proc: PaymentProcessor, invoice_id: str) -> str:
     """Record a paid invoice as Stripe has it, its amount included. Commits, with its audit entry."""
     from .contributions import settle_invoice
-    from .stripe_reader import StripeReader
 
     reader = StripeReader(proc, fresh=True)
     try:

@@ -19,7 +19,7 @@ from ..models import PaymentProcessor, StripeCustomer
 from ..stripe_gateway import GatewayError
 from . import ServiceError
 from .customers import push_customer_metadata, update_contact_id
-from .imports import import_customer_objects, import_subscription, stripe_list
+from .imports import import_customer_objects, import_subscription
 from .jobs import JobContext, job_kind
 from .stripe_reader import StripeReader
 from .subscriptions import compare, invoice_rows, store_check, subscription_invoices
@@ -64,7 +64,7 @@ def import_subscriptions(ctx: JobContext):
     if left == 0:
         return
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "subscriptions", status="all", starting_after=_start_after(ctx), limit=left):
+    for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx), limit=left):
         for sub in page:
             immediate()
             try:
@@ -98,7 +98,7 @@ def import_customers(ctx: JobContext):
     if left == 0:
         return
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "customers", starting_after=_start_after(ctx), limit=left):
+    for page in reader.pages("customers", starting_after=_start_after(ctx), limit=left):
         for i in range(0, len(page), CUSTOMER_UNIT):
             unit = page[i:i + CUSTOMER_UNIT]
             immediate()
@@ -120,7 +120,7 @@ def compare_subscriptions(ctx: JobContext):
 
     proc = _processor(ctx)
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "subscriptions", status="all", starting_after=_start_after(ctx)):
+    for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx)):
         for sub in page:
             invoices = subscription_invoices(reader, sub["id"])
             immediate()
@@ -169,7 +169,7 @@ def update_contact_ids(ctx: JobContext):
     another (existing) contact, link the customer to that contact. Reads Stripe's customer list."""
     proc = _processor(ctx)
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "customers", starting_after=_start_after(ctx)):
+    for page in reader.pages("customers", starting_after=_start_after(ctx)):
         immediate()
         for customer in page:
             ctx.count(update_contact_id(proc, customer))

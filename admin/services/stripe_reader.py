@@ -7,10 +7,13 @@ expanded objects inside payloads are not trusted and are fetched again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ..models import PaymentProcessor
 from ..stripe_gateway import Gateway, GatewayError
+
+PAGE = 100  # Stripe's largest list page
 
 
 class StripeReader:
@@ -47,9 +50,33 @@ class StripeReader:
 
     def list_page(self, resource: str, **params: Any) -> tuple[list[dict], bool]:
         """One page of a list endpoint and whether Stripe has more: (data, has_more)."""
-        params.setdefault("limit", 100)
+        params.setdefault("limit", PAGE)
         res = self._note(self.gateway.list(resource, **params))
         return list(res.get("data") or []), bool(res.get("has_more"))
+
+    def pages(self, resource: str, *, starting_after: str | None = None, limit: int | None = None,
+              **params: Any) -> Iterator[list[dict]]:
+        """Stripe's whole list of ``resource`` (newest first) from after ``starting_after``, a page of up
+        to 100 at a time, at most ``limit`` objects in all: the one pager for every Stripe list.
+
+        Each object is remembered (asking for it by id later fetches nothing) and each page's request
+        id is collected. A caller that has seen enough stops iterating: no further page is asked for.
+        Parameters Stripe filters by (``created``, ``subscription``, ``type``, ...) pass through."""
+        left = limit
+        while left is None or left > 0:
+            data, more = self.list_page(resource, limit=min(PAGE, left or PAGE), starting_after=starting_after,
+                                        **params)
+            data = [o for o in data if isinstance(o, dict) and o.get("id")]
+            if left is not None:
+                data = data[:left]
+                left -= len(data)
+            for obj in data:
+                self.remember(resource, obj)
+            if data:
+                yield data
+            if not more or not data:
+                return
+            starting_after = data[-1]["id"]
 
     def list(self, resource: str, **params: Any) -> list[dict]:
         """One page (up to 100) of a list endpoint."""

@@ -233,3 +233,17 @@ def test_against_localstripe_a_deleted_payment_is_found_and_imported_back(proces
     assert rc.fix(processor, "charge", charge_id).in_step
     assert charge_id not in differences(processor)
     assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.trxn_id == charge_id)) == 1
+
+
+def test_a_server_that_cannot_filter_by_period_is_read_only_until_the_period_is_past(world, offline_processor):
+    """localstripe answers 400 to ``created``; the charges are then read newest first, and reading stops at the
+    first page older than the period instead of going through the whole account."""
+    recent = [so.charge(customer=None, payment_intent=None, amount=100 + n) for n in range(100)]
+    old = [so.charge(customer=None, payment_intent=None, amount=100) for _ in range(250)]
+    for ch in old:
+        ch["created"] -= 20 * 86400
+    world.add(*recent, *old)
+    world.fail(r"^/v1/charges$", [400], method="GET")
+    found = differences(offline_processor, object=["charge"])
+    assert found == {ch["id"]: "missing" for ch in recent}
+    assert world.count("GET", r"^/v1/charges$") == 3  # the refused filter, the recent page, one page of old ones
