@@ -53,9 +53,11 @@ def intents_list(ppid, statuses, since, until, older_than, min_amount, max_amoun
             "currency": currency, "capture_method": capture_method, "contact": contact, "contribution": contribution,
             "description": description, "referrer": referrer, "error": error, "failed_within": failed_within,
             "q": search}
-    flt, errors = svc.IntentFilter.from_args({k: v for k, v in args.items() if v not in (None, "", [])})
-    if errors:
-        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
+    try:
+        flt = svc.IntentFilter.parse_or_raise({k: v for k, v in args.items() if v not in (None, "", [])},
+                                              options=True)
+    except ServiceError as err:
+        fail(err)
     rows = list(db.session.scalars(svc.intents_query(flt).order_by(*[c.desc() for c in svc.ORDER]).limit(limit)))
     emit([svc.intent_dict(r) for r in svc.describe_rows(rows)], fmt, COLUMNS)
 

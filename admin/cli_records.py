@@ -39,10 +39,10 @@ def _filter(cls, **options):
             args["ppid"] = str(get_processor(args["ppid"]).id)
         except ServiceError as err:
             fail(err)
-    flt, errors = cls.from_args(args)
-    if errors:
-        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
-    return flt
+    try:
+        return cls.parse_or_raise(args, options=True)
+    except ServiceError as err:
+        fail(err)
 
 
 def money_options(what: str) -> list:

@@ -35,10 +35,7 @@ def _selection(params: dict):
     a filter (as it matches when each chunk is read)."""
     if params.get("ids"):
         return select(StripeEvent.id).where(StripeEvent.id.in_([int(i) for i in params["ids"]]))
-    flt, errors = EventFilter.from_args(params.get("filter") or {})
-    if errors:
-        raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    return local_query(flt)
+    return local_query(EventFilter.parse_or_raise(params.get("filter") or {}))
 
 
 def selection_count(params: dict) -> int:

@@ -48,20 +48,13 @@ def cancellable(query):
                        or_(StripePaymentIntent.flags.is_(None), StripePaymentIntent.flags != GONE))
 
 
-def _filter(criteria: dict) -> IntentFilter:
-    flt, errors = IntentFilter.from_args(criteria or {})
-    if errors:
-        raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    return flt
-
-
 def selection(params: dict):
     """The tracked intents a bulk cancel acts on: the rows ticked on the page, or everything matching a
     filter (as it matches when each chunk is read); either way only those that can still be cancelled."""
     if params.get("ids"):
         q = select(StripePaymentIntent).where(StripePaymentIntent.id.in_([int(i) for i in params["ids"]]))
     else:
-        q = intents_query(_filter(params.get("filter") or {}))
+        q = intents_query(IntentFilter.parse_or_raise(params.get("filter") or {}))
     return cancellable(q)
 
 
@@ -76,7 +69,7 @@ def selection_summary(params: dict) -> tuple[int, list, int]:
         chosen = len(params["ids"])
     else:
         chosen = int(db.session.scalar(select(func.count()).select_from(
-            intents_query(_filter(params.get("filter") or {})).with_only_columns(StripePaymentIntent.id).subquery())))
+            intents_query(IntentFilter.parse_or_raise(params.get("filter") or {})).with_only_columns(StripePaymentIntent.id).subquery())))
     return n, totals, max(0, chosen - n)
 
 

@@ -607,10 +607,7 @@ def filter_of(params: dict[str, Any]) -> ReconcileFilter:
         since, until = datetime.fromisoformat(params["since"]), datetime.fromisoformat(params["until"])
     except (KeyError, TypeError, ValueError):
         raise ServiceError("the period of this job is damaged; start it again") from None
-    flt, errors = ReconcileFilter.from_args({"object": params.get("object") or [],
-                                             "problem": params.get("problem") or []})
-    if errors:
-        raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    flt = ReconcileFilter.parse_or_raise({"object": params.get("object") or [], "problem": params.get("problem") or []})
     flt.since, flt.until = since, until
     return flt
 

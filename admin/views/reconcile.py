@@ -110,9 +110,7 @@ def fix_all():
         criteria = json.loads(form.get("criteria") or "{}")
         if not isinstance(criteria, dict):
             raise ValueError("criteria")
-        flt, errors = rc.ReconcileFilter.from_args(criteria)
-        if errors:
-            raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        flt = rc.ReconcileFilter.parse_or_raise(criteria)
         scan = rc.scan(proc, flt)
         todo, left = rc.to_fix(scan.rows, flt, cancel_local=cancel_local)
     except ServiceError as err:
