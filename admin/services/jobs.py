@@ -118,6 +118,13 @@ class JobContext:
     def processor(self) -> PaymentProcessor | None:
         return db.session.get(PaymentProcessor, self.job.processor_id) if self.job.processor_id else None
 
+    def require_processor(self) -> PaymentProcessor:
+        """The job's payment processor; a ``ServiceError`` (the job fails with it) when it no longer exists."""
+        proc = self.processor
+        if proc is None:
+            raise ServiceError("the job's payment processor no longer exists")
+        return proc
+
     def count(self, what: str, n: int = 1) -> None:
         counts = self.result.setdefault("counts", {})
         counts[what] = counts.get(what, 0) + n

@@ -636,9 +636,7 @@ def _title(p: dict) -> str:
 
 @job_kind("reconcile.fix_all", title=_title)
 def fix_all(ctx: JobContext):
-    proc = ctx.processor
-    if proc is None:
-        raise ServiceError("the job's payment processor no longer exists")
+    proc = ctx.require_processor()
     cancel_local = bool(ctx.params.get("cancel_local"))
     if "keys" not in ctx.cursor:
         flt = filter_of(ctx.params)

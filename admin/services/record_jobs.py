@@ -10,14 +10,13 @@ a unit run twice after a crash changes nothing the second time.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..dbutil import immediate
 from ..extensions import db
-from ..listing import iterate_ids
-from ..models import PaymentProcessor, StripeCustomer
+from ..models import StripeCustomer
 from ..stripe_gateway import GatewayError
-from . import ServiceError
+from . import ServiceError, bulk
 from .customers import push_customer_metadata, update_contact_id
 from .imports import import_customer_objects, import_subscription
 from .jobs import JobContext, job_kind
@@ -27,13 +26,6 @@ from .subscriptions import compare, invoice_rows, store_check, subscription_invo
 # Customers are linked a page at a time (one transaction per Stripe page); at most this many
 # per unit so the progress bar moves and a cancel is honoured soon.
 CUSTOMER_UNIT = 100
-
-
-def _processor(ctx: JobContext) -> PaymentProcessor:
-    proc = ctx.processor
-    if proc is None:
-        raise ServiceError("the job's payment processor no longer exists")
-    return proc
 
 
 def _which(p: dict, noun: str) -> str:
@@ -59,7 +51,7 @@ def _start_after(ctx: JobContext) -> str | None:
 def import_subscriptions(ctx: JobContext):
     """CiviCRM's importallsubscriptions / importsubscriptions: every subscription Stripe has (any
     status), each with its invoices and charges; one subscription per unit."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     left = _remaining(ctx)
     if left == 0:
         return
@@ -93,7 +85,7 @@ def import_customers(ctx: JobContext):
     """CiviCRM's importallcustomers / importcustomers: link every Stripe customer to a contact
     (by metadata contact id, then email, else a new contact). Read from Stripe's list only: no
     customer is fetched one by one."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     left = _remaining(ctx)
     if left == 0:
         return
@@ -118,7 +110,7 @@ def compare_subscriptions(ctx: JobContext):
     records and keep what differs, for the "differs from Stripe" filter. Records are not changed."""
     from .recurring import by_subscription
 
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     reader = StripeReader(proc)
     for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx)):
         for sub in page:
@@ -134,32 +126,25 @@ def compare_subscriptions(ctx: JobContext):
     ctx.total = ctx.done
 
 
-def _linked(ctx: JobContext):
-    """The processor's live customer links, newest first, from below the cursor."""
-    proc = _processor(ctx)
-    q = select(StripeCustomer.id).where(StripeCustomer.processor_id == proc.id, StripeCustomer.deleted.is_(False))
-    if ctx.total is None:
-        ctx.total = int(db.session.scalar(select(func.count()).select_from(q.subquery())) or 0)
-    for ids in iterate_ids(q, StripeCustomer.id, after_id=ctx.cursor.get("last_id")):
-        for link_id in ids:
-            link = db.session.get(StripeCustomer, link_id)
-            if link is not None:
-                yield proc, link
+def linked_customers(processor_id: int):
+    """A processor's live customer links (what "push to all" works through)."""
+    return select(StripeCustomer).where(StripeCustomer.processor_id == processor_id,
+                                        StripeCustomer.deleted.is_(False))
 
 
 @job_kind("customers.update_metadata", title=lambda p: "Push contact details to every linked Stripe customer")
 def update_metadata(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatestripemetadata for all: name, email, description, contact id,
     link and version on every linked customer, one customer per unit."""
-    for proc, link in _linked(ctx):
+    proc = ctx.require_processor()
+    for link in bulk.each(ctx, linked_customers(proc.id), StripeCustomer):
         try:
             push_customer_metadata(proc, link)
             ctx.count("updated")
         except ServiceError as err:
             ctx.count("failed")
             ctx.note(f"{link.customer_id}: {err.message}")
-        ctx.cursor["last_id"] = link.id
-        ctx.done += 1
+        bulk.done(ctx, link)
         yield
 
 
@@ -167,7 +152,7 @@ def update_metadata(ctx: JobContext):
 def update_contact_ids(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatecontactids for all: where a linked customer's metadata names
     another (existing) contact, link the customer to that contact. Reads Stripe's customer list."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     reader = StripeReader(proc)
     for page in reader.pages("customers", starting_after=_start_after(ctx)):
         immediate()

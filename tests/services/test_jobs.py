@@ -137,3 +137,18 @@ def test_what_a_job_does_is_recorded_as_done_by_whoever_started_it(offline_proce
     assert actors == {"carol@example.org"}
     reasons = set(db.session.scalars(select(StripeEvent.status_reason)))
     assert reasons == {"marked ignored by carol@example.org: for carol"}
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("events.populate", {"types": [], "limit": 5}), ("events.retry_all", {"limit": 5, "days": 30}),
+    ("imports.subscriptions", {}), ("imports.customers", {}), ("subscriptions.compare", {}),
+    ("customers.update_metadata", {}), ("customers.update_contact_ids", {}), ("intents.import", {"since": None}),
+    ("intents.cancel", {"intent_ids": ["pi_1"]}),
+    ("reconcile.fix_all", {"since": "2026-11-01T00:00:00", "until": "2026-11-08T00:00:00", "object": [],
+                           "problem": [], "cancel_local": False}),
+])
+def test_a_job_that_needs_a_processor_and_has_none_fails_saying_so(app, kind, params):
+    job = jobs.start(kind, params).job
+    assert jobs.run_due("w") == 1
+    db.session.refresh(job)
+    assert job.status == "failed" and job.error.endswith("the job's payment processor no longer exists")
