@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 
 from ..dbutil import immediate, insert_ignore, parse_id
 from ..extensions import db
@@ -382,7 +382,7 @@ class JobFilter(Filter):
     actor: str | None = None
 
 
-def job_page(flt: JobFilter) -> Page:
+def job_query(flt: JobFilter) -> Select:
     q = select(Job)
     if flt.status:
         q = q.where(Job.status.in_(flt.status))
@@ -390,7 +390,11 @@ def job_page(flt: JobFilter) -> Page:
         q = q.where(Job.kind.in_(flt.kind))
     if flt.actor:
         q = q.where(Job.actor == flt.actor)
-    return keyset_page(q, [Job.id], flt)
+    return q
+
+
+def job_page(flt: JobFilter) -> Page:
+    return keyset_page(job_query(flt), [Job.id], flt)
 
 
 def kind_names() -> list[str]:
