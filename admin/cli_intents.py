@@ -45,7 +45,6 @@ COLUMNS = ["payment_intent_id", "created_date", "age", "display_amount", "status
 def intents_list(ppid, statuses, since, until, older_than, min_amount, max_amount, currency, capture_method,
                  contact, contribution, description, referrer, error, failed_within, search, limit, fmt):
     """Tracked intents, newest first: the same filters as /intents."""
-    from .extensions import db
     from .services import intents as svc
 
     args = {"ppid": str(processor_or_fail(ppid).id) if ppid else None, "status": list(statuses), "since": since,
@@ -58,8 +57,7 @@ def intents_list(ppid, statuses, since, until, older_than, min_amount, max_amoun
                                               options=True)
     except ServiceError as err:
         fail(err)
-    rows = list(db.session.scalars(svc.intents_query(flt).order_by(*[c.desc() for c in svc.ORDER]).limit(limit)))
-    emit([svc.intent_dict(r) for r in svc.describe_rows(rows)], fmt, COLUMNS)
+    emit(list(svc.intent_rows(flt, limit)), fmt, COLUMNS)
 
 
 def _intent_ids(ids: tuple[str, ...]) -> list[str]:
