@@ -58,7 +58,7 @@ from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError, audit
 from .contributions import DONE, PAYMENT_REFUNDED, PAYMENT_VOID, REFUND_COUNTED, recompute
 from .jobs import JobContext, job_kind
-from .stripe_reader import StripeReader
+from .stripe_reader import StripeReader, write_after_reading
 
 OBJECTS = ("charge", "refund", "invoice")
 PROBLEMS = ("missing", "amount", "status", "absent")
@@ -532,18 +532,18 @@ def _replay(proc: PaymentProcessor, event: StripeEvent) -> str:
 
 def _settle_invoice(proc: PaymentProcessor, invoice_id: str) -> str:
     """Record a paid invoice as Stripe has it, its amount included. Commits, with its audit entry."""
-    from .contributions import settle_invoice
+    from .contributions import read_invoice, settle_invoice
 
     reader = StripeReader(proc, fresh=True)
     try:
         inv = reader.get("invoices", invoice_id)
+        read_invoice(reader, proc.id, inv)  # Stripe first, then the write transaction
     except GatewayError as err:
         audit.record("reconcile.settle_invoice", object_type="invoice", object_id=invoice_id, processor_id=proc.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
         raise ServiceError(f"Stripe: {err.message}") from err
-    immediate()
     try:
-        c = settle_invoice(reader, proc, invoice_id, no_receipt=True)
+        c = write_after_reading(reader, lambda: settle_invoice(reader, proc, invoice_id, no_receipt=True))
     except GatewayError as err:
         db.session.rollback()
         raise ServiceError(f"Stripe: {err.message}") from err

@@ -14,14 +14,14 @@ from sqlalchemy import select
 
 from ..dbutil import immediate
 from ..extensions import db
-from ..models import StripeCustomer
+from ..models import PaymentProcessor, StripeCustomer
 from ..stripe_gateway import GatewayError
 from . import ServiceError, bulk
 from .customers import push_customer_metadata, update_contact_id
-from .imports import import_customer_objects, import_subscription
+from .imports import fetch_subscription, import_customer_objects, import_subscription
 from .jobs import JobContext, job_kind
-from .stripe_reader import StripeReader
-from .subscriptions import compare, invoice_rows, store_check, subscription_invoices
+from .stripe_reader import StripeReader, write_after_reading
+from .subscriptions import compare, invoice_rows, store_check
 
 # Customers are linked a page at a time (one transaction per Stripe page); at most this many
 # per unit so the progress bar moves and a cancel is honoured soon.
@@ -58,9 +58,9 @@ def import_subscriptions(ctx: JobContext):
     reader = StripeReader(proc)
     for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx), limit=left):
         for sub in page:
-            immediate()
             try:
-                done = import_subscription(reader, proc, sub)
+                invoices = fetch_subscription(reader, proc, sub)  # Stripe first, then the write transaction
+                done = write_after_reading(reader, lambda s=sub, i=invoices: import_subscription(reader, proc, s, i))
                 ctx.count(done.outcome)
                 if done.differences:
                     ctx.count("still differ")
@@ -108,22 +108,26 @@ def import_customers(ctx: JobContext):
 def compare_subscriptions(ctx: JobContext):
     """Compare each of Stripe's subscriptions (and its invoices and charges) with paydesk's
     records and keep what differs, for the "differs from Stripe" filter. Records are not changed."""
-    from .recurring import by_subscription
-
     proc = ctx.require_processor()
     reader = StripeReader(proc)
     for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx)):
         for sub in page:
-            invoices = subscription_invoices(reader, sub["id"])
-            immediate()
-            differences = compare(sub, by_subscription(proc.id, sub["id"]), invoice_rows(reader, proc, invoices))
-            store_check(proc.id, sub["id"], sub, differences)
+            invoices = fetch_subscription(reader, proc, sub)  # Stripe first, then the write transaction
+            differences = write_after_reading(reader, lambda s=sub, i=invoices: _compare_and_keep(reader, proc, s, i))
             db.session.commit()
             ctx.count("differ" if differences else "same")
             ctx.cursor["starting_after"] = sub["id"]
             ctx.done += 1
             yield
     ctx.total = ctx.done
+
+
+def _compare_and_keep(reader: StripeReader, proc: PaymentProcessor, sub: dict, invoices: list[dict]) -> list[dict]:
+    from .recurring import by_subscription
+
+    differences = compare(sub, by_subscription(proc.id, sub["id"]), invoice_rows(reader, proc, invoices))
+    store_check(proc.id, sub["id"], sub, differences)
+    return differences
 
 
 def linked_customers(processor_id: int):
