@@ -247,3 +247,25 @@ def test_a_server_that_cannot_filter_by_period_is_read_only_until_the_period_is_
     found = differences(offline_processor, object=["charge"])
     assert found == {ch["id"]: "missing" for ch in recent}
     assert world.count("GET", r"^/v1/charges$") == 3  # the refused filter, the recent page, one page of old ones
+
+
+def test_fix_all_resumed_after_its_scan_is_gone_compares_again_and_fixes_the_rest(books, offline_processor):
+    from admin.models import ReconcileScan
+
+    a, b = books["a"].charge["id"], books["b"].charge["id"]
+    db.session.delete(payment(a))
+    payment(b).amount = 1
+    db.session.commit()
+    job = jobs.start("reconcile.fix_all", rc.job_params(rc.ReconcileFilter(), cancel_local=False),
+                     processor_id=offline_processor.id).job
+    jobs.run_slice(jobs.claim("w"), "w", seconds=0)  # the scan, kept
+    jobs.run_slice(jobs.claim("w"), "w", seconds=0)  # the first row fixed
+    db.session.refresh(job)
+    assert (job.done, job.total, job.cursor["i"]) == (1, 2, 1)
+    db.session.execute(ReconcileScan.__table__.delete())  # e.g. cleaned up while the job was paused
+    db.session.commit()
+    while jobs.run_due("w", seconds=60):
+        pass
+    db.session.refresh(job)
+    assert job.status == "done" and job.result["counts"] == {"fixed": 2} and (job.done, job.total) == (2, 2)
+    assert differences(offline_processor) == {}
