@@ -754,6 +754,7 @@ def fix_all(ctx: JobContext):
         fresh = "scan" in ctx.cursor
         s = _job_scan(proc, flt)
         todo, left = to_fix(s.rows, flt, cancel_local=cancel_local)
+        ctx.cursor.pop("keys", None)  # a job started before scans were kept listed every key here
         ctx.cursor.update(scan=s.id, i=0)
         ctx.total = ctx.done + len(todo)
         if left and not fresh:
