@@ -109,10 +109,10 @@ def filter_from_options(cls, **options):
     if "ppid" in args and parse_id(args["ppid"]) is None:  # a name (or no processor at all): look it up
         args["ppid"] = str(processor_or_fail(args["ppid"]).id)
     args = {k: ("1" if v is True else v) for k, v in args.items()}
-    flt, errors = cls.from_args(args)
-    if errors:
-        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
-    return flt
+    try:
+        return cls.parse_or_raise(args, options=True)
+    except ServiceError as err:
+        fail(err)
 
 
 def processor_or_fail(ppid):

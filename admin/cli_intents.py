@@ -45,7 +45,6 @@ COLUMNS = ["payment_intent_id", "created_date", "age", "display_amount", "status
 def intents_list(ppid, statuses, since, until, older_than, min_amount, max_amount, currency, capture_method,
                  contact, contribution, description, referrer, error, failed_within, search, limit, fmt):
     """Tracked intents, newest first: the same filters as /intents."""
-    from .extensions import db
     from .services import intents as svc
 
     args = {"ppid": str(processor_or_fail(ppid).id) if ppid else None, "status": list(statuses), "since": since,
@@ -53,11 +52,12 @@ def intents_list(ppid, statuses, since, until, older_than, min_amount, max_amoun
             "currency": currency, "capture_method": capture_method, "contact": contact, "contribution": contribution,
             "description": description, "referrer": referrer, "error": error, "failed_within": failed_within,
             "q": search}
-    flt, errors = svc.IntentFilter.from_args({k: v for k, v in args.items() if v not in (None, "", [])})
-    if errors:
-        fail(ServiceError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in errors.items())))
-    rows = list(db.session.scalars(svc.intents_query(flt).order_by(*[c.desc() for c in svc.ORDER]).limit(limit)))
-    emit([svc.intent_dict(r) for r in svc.describe_rows(rows)], fmt, COLUMNS)
+    try:
+        flt = svc.IntentFilter.parse_or_raise({k: v for k, v in args.items() if v not in (None, "", [])},
+                                              options=True)
+    except ServiceError as err:
+        fail(err)
+    emit(list(svc.intent_rows(flt, limit)), fmt, COLUMNS)
 
 
 def _intent_ids(ids: tuple[str, ...]) -> list[str]:

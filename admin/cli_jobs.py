@@ -103,22 +103,24 @@ def print_job(job: Job, fmt: str) -> None:
 
 
 @jobs_cli.command("list")
-@click.option("--status", type=click.Choice(JOB_STATUSES))
-@click.option("--kind", help="Job kind, e.g. events.replay.")
+@click.option("--status", "statuses", multiple=True, help=f"{', '.join(JOB_STATUSES)} (repeatable).")
+@click.option("--kind", "kinds", multiple=True, help="Job kind, e.g. events.replay (repeatable).")
+@click.option("--actor", help="Started by (an email, or cli:<host> for the command line).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @format_option
-def jobs_list(status, kind, limit, fmt):
-    """Recent jobs, newest first."""
-    from sqlalchemy import select
+def jobs_list(statuses, kinds, actor, limit, fmt):
+    """Recent jobs, newest first: the same filter as /jobs."""
+    from itertools import islice
 
-    from .extensions import db
+    from .listing import walk
 
-    q = select(Job).order_by(Job.id.desc()).limit(limit)
-    if status:
-        q = q.where(Job.status == status)
-    if kind:
-        q = q.where(Job.kind == kind)
-    emit([job_dict(j) for j in db.session.scalars(q)], fmt,
+    try:
+        flt = jobs_service.JobFilter.parse_or_raise({"status": list(statuses), "kind": list(kinds), "actor": actor},
+                                                    options=True)
+    except ServiceError as err:
+        fail(err)
+    rows = (j for chunk in walk(jobs_service.job_query(flt), [Job.id], flt, scalars=True, chunk=limit) for j in chunk)
+    emit([job_dict(j) for j in islice(rows, limit)], fmt,
          ["id", "kind", "status", "done", "total", "actor", "created_at", "title"])
 
 

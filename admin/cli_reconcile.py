@@ -52,10 +52,8 @@ def reconcile_cmd(ppid, days, since, until, objects, problems, matching, fix, ca
         args["since"] = since.isoformat(timespec="minutes")
     if until:
         args["until"] = until.date().isoformat()
-    flt, errors = rc.ReconcileFilter.from_args(args)
     try:
-        if errors:
-            raise ServiceError("; ".join(f"--{k}: {v}" for k, v in errors.items()))
+        flt = rc.ReconcileFilter.parse_or_raise(args, options=True)
         if cancel_local and not fix:
             raise ServiceError("--cancel-local goes with --fix")
         proc = get_processor(ppid)

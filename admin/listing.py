@@ -117,6 +117,21 @@ class Filter:
         obj.check(errors)
         return obj, errors
 
+    @classmethod
+    def parse_or_raise(cls, args: Any, *, options: bool = False) -> Any:
+        """``from_args`` for callers that cannot show a partly applied filter (a job's stored criteria,
+        a confirmation, the CLI): the filter, or a ``ServiceError`` naming every field that cannot be
+        read (as CLI options, ``--min-amount``, with ``options``)."""
+        from .services import ServiceError
+
+        flt, errors = cls.from_args(args)
+        if errors:
+            def name(k: str) -> str:
+                return f"--{k.replace('_', '-')}" if options else k
+
+            raise ServiceError("; ".join(f"{name(k)}: {v}" for k, v in errors.items()), field=next(iter(errors)))
+        return flt
+
     def check(self, errors: dict[str, str]) -> None:
         """Cross-field checks (e.g. a range the wrong way round); add to ``errors``."""
 

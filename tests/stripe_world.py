@@ -34,6 +34,7 @@ class StripeWorld:
         self.calls: list[tuple[str, str]] = []  # (method, path)
         self.updates: list[tuple[str, dict]] = []  # (path, form) of POSTs
         self._failures: list[tuple[str | None, re.Pattern, list[int]]] = []
+        self.on_request = None  # called with (method, path) as each request arrives, before it is answered
         rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/v1/.*"), callback=self._get)
         rsps.add_callback(responses.POST, re.compile(re.escape(BASE) + r"/v1/.*"), callback=self._post)
 
@@ -67,6 +68,8 @@ class StripeWorld:
     def _get(self, request):
         url = urlparse(request.url)
         self.calls.append(("GET", url.path))
+        if self.on_request:
+            self.on_request("GET", url.path)
         failed = self._injected("GET", url.path)
         if failed:
             return failed
@@ -88,7 +91,8 @@ class StripeWorld:
 
         def match(o: dict) -> bool:
             for key, values in q.items():
-                if key in ("limit", "starting_after", "ending_before") or key.startswith("expand"):
+                if key in ("limit", "starting_after", "ending_before") or key.startswith("expand") or \
+                        (key == "status" and values[0] == "all"):  # subscriptions: any status
                     continue
                 r = re.fullmatch(r"(\w+)\[(gte|gt|lte|lt)\]", key)
                 if r:  # a range, e.g. created[gte]=...
@@ -99,16 +103,24 @@ class StripeWorld:
                 m = re.fullmatch(r"(\w+)\[(\w+)\]", key)
                 have = (o.get(m.group(1)) or {}).get(m.group(2)) if m else o.get(key)
                 have = have.get("id") if isinstance(have, dict) else have
+                if key == "subscription" and have is None:  # an invoice in the current shape names it in parent
+                    have = ((o.get("parent") or {}).get("subscription_details") or {}).get("subscription")
                 if have != values[0]:
                     return False
             return True
 
         data = sorted((o for o in items if match(o)), key=lambda o: -(o.get("created") or 0))
-        return {"object": "list", "data": data, "has_more": False, "url": f"/v1/{resource}"}
+        if q.get("starting_after"):  # Stripe's paging: the page after that object, ``limit`` long
+            after = [o["id"] for o in data].index(q["starting_after"][0])
+            data = data[after + 1:]
+        limit = int(q["limit"][0]) if q.get("limit") else len(data)
+        return {"object": "list", "data": data[:limit], "has_more": len(data) > limit, "url": f"/v1/{resource}"}
 
     def _post(self, request):
         url = urlparse(request.url)
         self.calls.append(("POST", url.path))
+        if self.on_request:
+            self.on_request("POST", url.path)
         form = parse_qs(request.body or "")
         self.updates.append((url.path, {k: v[0] for k, v in form.items()}))
         failed = self._injected("POST", url.path)

@@ -195,6 +195,20 @@ def test_jobs_list_show_cancel_resume(runner, log):
     assert table.splitlines()[0].split()[:3] == ["id", "kind", "status"]
 
 
+def test_jobs_list_reads_the_jobs_page_filter(runner, log):
+    ignore = jobs.start("events.ignore", {"ids": [1], "reason": "a"}).job
+    cleanup = jobs.start("events.cleanup", {"older_than": "30 days", "include_errors": False, "ppid": None}).job
+    jobs.cancel(cleanup)
+    with jobs.audit.acting_as(None, "ops@example.org"):
+        other = jobs.start("events.ignore", {"ids": [2], "reason": "b"}).job
+    ids = [j["id"] for j in as_json(runner, "jobs", "list", "--status", "queued", "--status", "cancelled")]
+    assert ids == [other.id, cleanup.id, ignore.id]
+    assert [j["id"] for j in as_json(runner, "jobs", "list", "--kind", "events.ignore", "--limit", "1")] == [other.id]
+    assert [j["id"] for j in as_json(runner, "jobs", "list", "--actor", "ops@example.org")] == [other.id]
+    assert [j["id"] for j in as_json(runner, "jobs", "list", "--kind", "events.cleanup,events.populate")] == \
+        [cleanup.id]
+
+
 @pytest.mark.parametrize("args, message", [
     (("events", "list", "--ppid", "99"), "no payment processor"),
     (("events", "list", "--limit", "101"), "--limit"),
@@ -222,7 +236,7 @@ def test_jobs_list_show_cancel_resume(runner, log):
     (("jobs", "cancel", "-1"), "No such option '-1'"),
     (("jobs", "frobnicate"), "No such command 'frobnicate'"),
     (("jobs", "resume", "99999999999999999999"), "is not a job id"),
-    (("jobs", "list", "--status", "sleeping"), "--status"),
+    (("jobs", "list", "--status", "sleeping"), "--status: 'sleeping' is not one of queued"),
 ])
 def test_bad_input_is_one_line_and_a_non_zero_exit(runner, log, args, message):
     line = failed(runner, *args)

@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 from admin.extensions import db
 from admin.listing import Amount, Filter, keyset_page
 from admin.models import StripeEvent
+from admin.services import ServiceError
 from admin.services.events import ORDER, EventFilter, local_query
 
 
@@ -49,6 +50,15 @@ def test_a_filter_that_cannot_be_read_is_named_and_the_rest_still_applies(args, 
     flt, errors = SampleFilter.from_args({**args, "flag": "1"})
     assert list(errors) == [field_name] and errors[field_name]
     assert flt.flag is True
+
+
+def test_parse_or_raise_refuses_a_filter_with_any_bad_field_naming_each():
+    assert SampleFilter.parse_or_raise({"status": "a", "ppid": "3"}).ppid == 3
+    with pytest.raises(ServiceError) as err:
+        SampleFilter.parse_or_raise({"status": "c", "min_amount": "12.345", "flag": "1"})
+    assert err.value.message.startswith("status: 'c' is not one of a, b; min_amount: ") and err.value.field == "status"
+    with pytest.raises(ServiceError, match=r"^--min-amount: "):
+        SampleFilter.parse_or_raise({"min_amount": "lots"}, options=True)  # as the CLI names its options
 
 
 def test_page_size_is_one_of_the_offered_sizes():

@@ -209,20 +209,17 @@ def banner_alarms() -> list[Alarm]:
 def failures_per_hour(days: int = 7, processor_id: int | None = None,
                       now: datetime | None = None) -> list[tuple[datetime, int]]:
     """Failed payments per hour over the last ``days`` (oldest first, every hour present, the current
-    hour last): the data for the dashboard's small chart. Same sources as the alarm."""
+    hour last): the data for the dashboard's small chart. Same sources as the alarm, each counted by the
+    database per hour (``dashboard.counts_per``): one row per hour comes back, not one per failure. (One
+    GROUP BY per source: over a UNION ALL of them SQLite sorts every failure and is 5 times slower.)"""
+    from .dashboard import counts_per, periods
+
     now = now or utcnow()
-    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = end - timedelta(days=days)
-    buckets = {start + timedelta(hours=h): 0 for h in range(days * 24)}
+    starts = periods("hour", days * 24, now)
+    total = [0] * len(starts)
     for source in _SOURCES.values():
-        sub = source(start, end).subquery()
-        cols = list(sub.c)
-        q = select(cols[1])
-        if processor_id is not None:
-            q = q.where(cols[0] == processor_id)
-        for (when,) in db.session.execute(q):
-            if when is not None:
-                hour = when.replace(minute=0, second=0, microsecond=0)
-                if hour in buckets:
-                    buckets[hour] += 1
-    return sorted(buckets.items())
+        who, when = list(source(starts[0], starts[-1] + timedelta(hours=1)).subquery().c)[:2]
+        _, counts = counts_per(when, [who == processor_id] if processor_id is not None else [], "hour",
+                               days * 24, now)
+        total = [a + b for a, b in zip(total, counts, strict=True)]
+    return list(zip(starts, total, strict=True))

@@ -324,6 +324,19 @@ def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True
     return charge
 
 
+def read_invoice(reader: StripeReader, processor_id: int, inv: dict) -> dict | None:
+    """Ask Stripe now for what recording this invoice reads (its charge, the charge's balance transaction
+    and refunds), so the write transaction that records it need not (``write_after_reading``). Its charge."""
+    charge = _invoice_charge(reader, inv, succeeded_only=False)
+    if charge is not None and charge.get("status") == "succeeded" and charge.get("captured") is not False:
+        _fee_and_net(reader, charge, captured_amount(charge))
+        refunds_recorded = db.session.scalar(select(Payment.id).where(
+            Payment.processor_id == processor_id, Payment.charge_id == charge["id"],
+            Payment.refund_id.is_not(None)).limit(1)) is not None
+        _refunds_of(reader, charge, refunds_recorded)
+    return charge
+
+
 # -- payments and refunds ---------------------------------------------------------------
 
 def captured_amount(charge: dict) -> int:

@@ -102,16 +102,19 @@ def _pipeline_health(c: DashboardCounts, since: datetime) -> None:
 
 # -- charts: counts per day, month (or hour), zero-filled ------------------------------------
 
-_FORMATS = {"hour": ("%Y-%m-%d %H", "YYYY-MM-DD HH24"), "day": ("%Y-%m-%d", "YYYY-MM-DD"), "month": ("%Y-%m", "YYYY-MM")}
+_FORMATS = {"hour": "%Y-%m-%d %H", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
 
 def bucket(col, unit: str):
-    """A SQL expression naming the hour, day or month of a (naive UTC) datetime column as text,
-    the same on SQLite and PostgreSQL ("2026-11-03", "2026-11", "2026-11-03 14")."""
+    """A SQL expression naming the hour, day or month of a (naive UTC) datetime column, cheap enough to
+    group hundreds of thousands of rows: PostgreSQL's ``date_trunc`` (a timestamp); on SQLite the stored
+    text cut to "2026-11-03 14", "2026-11-03" or "2026-11" (SQLAlchemy stores SQLite datetimes as ISO
+    text, so the period is a prefix: no date function per row, 2-3 times faster than ``strftime``)."""
     from ..dbutil import is_postgres
 
-    sqlite_fmt, pg_fmt = _FORMATS[unit]
-    return func.to_char(col, pg_fmt) if is_postgres() else func.strftime(sqlite_fmt, col)
+    if is_postgres():
+        return func.date_trunc(unit, col)
+    return func.substr(col, 1, len(datetime(2026, 1, 1).strftime(_FORMATS[unit])))
 
 
 def periods(unit: str, n: int, now: datetime) -> list[datetime]:
@@ -132,9 +135,10 @@ def counts_per(when, where: list, unit: str, n: int, now: datetime | None = None
     """How many rows (``where``) fall in each of the last ``n`` periods by ``when``; (starts, counts)."""
     starts = periods(unit, n, now or utcnow())
     key = bucket(when, unit)
-    rows = dict(db.session.execute(select(key, func.count()).where(when >= starts[0], *where).group_by(key)).all())
-    fmt = _FORMATS[unit][0]
-    return starts, [int(rows.get(s.strftime(fmt), 0)) for s in starts]
+    fmt = _FORMATS[unit]
+    rows = {k.strftime(fmt) if isinstance(k, datetime) else k: int(count) for k, count in
+            db.session.execute(select(key, func.count()).where(when >= starts[0], *where).group_by(key))}
+    return starts, [rows.get(s.strftime(fmt), 0) for s in starts]
 
 
 @dataclass

@@ -6,16 +6,14 @@ yields after every unit of work (see that module for the contract).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..listing import iterate_ids
 from ..models import PaymentProcessor, StripeEvent
 from ..timeutil import parse_age
-from . import ServiceError
+from . import ServiceError, bulk
 from .event_ops import (
     cleanup_query,
     delete_events,
@@ -33,50 +31,18 @@ from .jobs import JobContext, job_kind
 def _selection(params: dict):
     """The stored events a bulk job acts on: the ids chosen on the page, or everything matching
     a filter (as it matches when each chunk is read)."""
-    if params.get("ids"):
-        return select(StripeEvent.id).where(StripeEvent.id.in_([int(i) for i in params["ids"]]))
-    flt, errors = EventFilter.from_args(params.get("filter") or {})
-    if errors:
-        raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    return local_query(flt)
+    return bulk.selection(params, StripeEvent, lambda criteria: local_query(EventFilter.parse_or_raise(criteria)))
 
 
 def selection_count(params: dict) -> int:
-    q = _selection(params)
-    return int(db.session.scalar(select(func.count()).select_from(q.with_only_columns(StripeEvent.id).subquery())))
+    return bulk.count(_selection(params), StripeEvent)
 
 
-def _each_selected(ctx: JobContext) -> Iterator[StripeEvent]:
-    """The selected events, newest first, from below the cursor. The caller moves the cursor
-    (``done_with``) once an event's unit of work is done."""
-    if ctx.total is None:
-        ctx.total = selection_count(ctx.params)
-    for ids in iterate_ids(_selection(ctx.params), StripeEvent.id, after_id=ctx.cursor.get("last_id")):
-        for row_id in ids:
-            row = db.session.get(StripeEvent, row_id)
-            if row is not None:
-                yield row
-
-
-def done_with(ctx: JobContext, row: StripeEvent) -> None:
-    ctx.cursor["last_id"] = row.id
-    ctx.done += 1
-
-
-def _describe_selection(params: dict, verb: str) -> str:
-    if params.get("ids"):
-        n = len(params["ids"])
-        return f"{verb} {n} selected event{'s' if n != 1 else ''}"
-    crit = params.get("filter") or {}
-    bits = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in sorted(crit.items()))
-    return f"{verb} events matching {bits or 'everything'}"
-
-
-@job_kind("events.replay", title=lambda p: _describe_selection(p, "Replay")
+@job_kind("events.replay", title=lambda p: bulk.describe(p, "Replay", "event")
           + (" (no receipts)" if p.get("no_receipt") else ""))
 def replay_events(ctx: JobContext):
     procs: dict[int, PaymentProcessor] = {}
-    for row in _each_selected(ctx):
+    for row in bulk.each(ctx, _selection(ctx.params), StripeEvent):
         proc = procs.get(row.processor_id) or db.session.get(PaymentProcessor, row.processor_id)
         procs[row.processor_id] = proc
         try:
@@ -87,29 +53,22 @@ def replay_events(ctx: JobContext):
         except ServiceError as err:
             ctx.count("skipped")
             ctx.note(f"{row.event_id}: {err.message}")
-        done_with(ctx, row)
+        bulk.done(ctx, row)
         yield
 
 
-@job_kind("events.ignore", title=lambda p: _describe_selection(p, "Mark ignored"))
+@job_kind("events.ignore", title=lambda p: bulk.describe(p, "Mark ignored", "event"))
 def ignore_events(ctx: JobContext):
     reason = ctx.params.get("reason") or ""
-    for row in _each_selected(ctx):
+    for row in bulk.each(ctx, _selection(ctx.params), StripeEvent):
         try:
             mark_ignored(row, reason)
             ctx.count("ignored")
         except ServiceError as err:
             ctx.count("skipped")
             ctx.note(f"{row.event_id}: {err.message}")
-        done_with(ctx, row)
+        bulk.done(ctx, row)
         yield
-
-
-def _processor(ctx: JobContext) -> PaymentProcessor:
-    proc = ctx.processor
-    if proc is None:
-        raise ServiceError("the job's payment processor no longer exists")
-    return proc
 
 
 @job_kind("events.populate", title=lambda p: (
@@ -119,16 +78,16 @@ def _processor(ctx: JobContext) -> PaymentProcessor:
 def populate(ctx: JobContext):
     """Copy Stripe's past events into the log (CiviCRM's Populatelog), or also queue them
     for processing (Populatewebhookqueue); an event already stored is not stored twice."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     limit = int(ctx.params.get("limit") or 0)
     if limit:
         ctx.total = limit
     if limit and ctx.done >= limit:
         return
-    for event, last_id in stripe_events(proc, list(ctx.params.get("types") or []),
-                                        starting_after=ctx.cursor.get("starting_after")):
+    for event in stripe_events(proc, list(ctx.params.get("types") or []),
+                               starting_after=ctx.cursor.get("starting_after")):
         ctx.count(pull_event(proc, event, queue=bool(ctx.params.get("queue"))))
-        ctx.cursor["starting_after"] = last_id
+        ctx.cursor["starting_after"] = event["id"]
         ctx.done += 1
         yield
         if limit and ctx.done >= limit:
@@ -142,13 +101,13 @@ def retry_all(ctx: JobContext):
     (CiviCRM's Retryall), or import the charge when paydesk has no such event."""
     from .imports import import_charge
 
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     limit = int(ctx.params.get("limit") or 25)
     ctx.total = limit
     if ctx.done >= limit:
         return
-    for charge, last_id in unrecorded_charges(proc, days=int(ctx.params.get("days") or 30),
-                                              starting_after=ctx.cursor.get("starting_after")):
+    for charge in unrecorded_charges(proc, days=int(ctx.params.get("days") or 30),
+                                     starting_after=ctx.cursor.get("starting_after")):
         row = event_for_charge(proc, charge)
         try:
             if row is not None:
@@ -163,7 +122,7 @@ def retry_all(ctx: JobContext):
         except ServiceError as err:
             ctx.count("failed")
             ctx.note(f"{charge['id']}: {err.message}")
-        ctx.cursor["starting_after"] = last_id
+        ctx.cursor["starting_after"] = charge["id"]
         ctx.done += 1
         yield
         if ctx.done >= limit:

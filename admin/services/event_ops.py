@@ -33,7 +33,8 @@ from ..timeutil import to_unix, utcnow
 from ..webhooks.ingest import store_event
 from . import ServiceError, audit
 from .contributions import DONE
-from .events import stripe_list_params
+from .events import stripe_filter_params
+from .stripe_reader import StripeReader
 
 CLEANABLE = (EV_SUCCESS, EV_IGNORED, EV_LOGGED)
 # Events whose replay records a payment, best first.
@@ -163,20 +164,13 @@ def mark_ignored(row: StripeEvent, reason: str) -> StripeEvent:
 # -- populate --------------------------------------------------------------------------------
 
 def stripe_events(processor: PaymentProcessor, types: list[str], *, starting_after: str | None = None,
-                  since: datetime | None = None) -> Iterator[tuple[dict, str | None]]:
-    """Every event Stripe still has (newest first), with the id to continue after; pages of 100."""
+                  since: datetime | None = None) -> Iterator[dict]:
+    """Every event Stripe still has (newest first), from after ``starting_after``."""
     from .events import EventFilter
 
-    flt = EventFilter(type=types, since=since)
-    gateway = Gateway.for_processor(processor)
-    while True:
-        page = gateway.list("events", **stripe_list_params(flt, 100, starting_after))
-        data = [e for e in page.get("data") or [] if isinstance(e, dict) and e.get("id")]
-        for e in data:
-            yield e, e["id"]
-        if not page.get("has_more") or not data:
-            return
-        starting_after = data[-1]["id"]
+    params = stripe_filter_params(EventFilter(type=types, since=since))
+    for page in StripeReader(processor).pages("events", starting_after=starting_after, **params):
+        yield from page
 
 
 def pull_event(processor: PaymentProcessor, event: dict, *, queue: bool) -> str:
@@ -197,24 +191,16 @@ def pull_event(processor: PaymentProcessor, event: dict, *, queue: bool) -> str:
 # -- retry all -------------------------------------------------------------------------------
 
 def unrecorded_charges(processor: PaymentProcessor, *, days: int = 30,
-                       starting_after: str | None = None) -> Iterator[tuple[dict, str]]:
+                       starting_after: str | None = None) -> Iterator[dict]:
     """Charges Stripe has as paid (succeeded and captured, within ``days``) that paydesk has not
-    recorded as a completed payment; each with the id to continue after."""
-    gateway = Gateway.for_processor(processor)
+    recorded as a completed payment, newest first, from after ``starting_after``."""
     since = to_unix(utcnow() - timedelta(days=days))
-    while True:
-        page = gateway.list("charges", limit=100, starting_after=starting_after, created={"gte": since})
-        data = [c for c in page.get("data") or [] if isinstance(c, dict) and c.get("id")]
-        paid = [c for c in data if c.get("status") == "succeeded" and c.get("captured", True)]
+    for page in StripeReader(processor).pages("charges", starting_after=starting_after, created={"gte": since}):
+        paid = [c for c in page if c.get("status") == "succeeded" and c.get("captured", True)]
         recorded = set(db.session.scalars(select(Payment.charge_id).join(Contribution).where(
             Payment.processor_id == processor.id, Payment.charge_id.in_([c["id"] for c in paid]),
             Payment.refund_id.is_(None), Contribution.status.in_(DONE))))
-        for c in paid:
-            if c["id"] not in recorded:
-                yield c, c["id"]
-        if not page.get("has_more") or not data:
-            return
-        starting_after = data[-1]["id"]
+        yield from (c for c in paid if c["id"] not in recorded)
 
 
 def event_for_charge(processor: PaymentProcessor, charge: dict) -> StripeEvent | None:

@@ -377,8 +377,9 @@ class StripeEventRow:
         return self.local.status if self.local else "not in paydesk"
 
 
-def stripe_list_params(flt: EventFilter, limit: int, starting_after: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"limit": limit, "starting_after": starting_after}
+def stripe_filter_params(flt: EventFilter) -> dict[str, Any]:
+    """What of the filter Stripe's event list applies itself: the types and the period."""
+    params: dict[str, Any] = {}
     if len(flt.type) == 1:
         params["type"] = flt.type[0]
     elif flt.type:
@@ -399,8 +400,8 @@ def stripe_page(processor: PaymentProcessor, flt: EventFilter, *, starting_after
     Returns (rows, the id to page on after, or None on the last page). Free text and "hide
     processed" are applied to the page, so a page may show fewer rows (even none) and still
     have more after it: the cursor is the last event Stripe listed, shown or not."""
-    page = Gateway.for_processor(processor).list("events", **stripe_list_params(
-        flt, limit or flt.size, starting_after))
+    page = Gateway.for_processor(processor).list("events", limit=limit or flt.size, starting_after=starting_after,
+                                                 **stripe_filter_params(flt))
     events = [e for e in page.get("data") or [] if isinstance(e, dict) and e.get("id")]
     ids = [e["id"] for e in events]
     local = {e.event_id: e for e in db.session.scalars(

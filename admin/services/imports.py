@@ -17,7 +17,6 @@ is missing. Staff imports write an audit entry in the transaction that changes t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -26,20 +25,20 @@ from ..dbutil import immediate, lock_objects, parse_id
 from ..extensions import db
 from ..models import Contact, Contribution, ContributionRecur, Payment, PaymentProcessor, StripeCustomer
 from ..stripe_gateway import GatewayError
+from ..stripe_shapes import sid
 from . import ServiceError, audit
 from .charges import record_charge
-from .contacts import CustomerMatcher
+from .contacts import CustomerMatcher, linked_contact
 from .contributions import (
     cancel,
+    read_invoice,
     record_invoice_failed,
     record_invoice_finalized,
     record_invoice_paid,
 )
 from .recurring import sync_subscription
-from .stripe_reader import StripeReader
+from .stripe_reader import StripeReader, write_after_reading
 from .subscriptions import compare, invoice_rows, store_check, subscription_invoices
-
-PAGE = 100  # Stripe's largest list page
 
 
 def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: int | None = None,
@@ -61,9 +60,9 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
         audit.record("import.charge", object_type="charge", object_id=charge_id, processor_id=processor.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
         raise ServiceError(f"Stripe: {err.message}") from err
-    immediate()
     try:
-        c, note = record_charge(reader, processor, charge, no_receipt=no_receipt, contact=contact)
+        c, note = write_after_reading(reader, lambda: record_charge(reader, processor, charge, no_receipt=no_receipt,
+                                                                     contact=contact))
     except GatewayError as err:
         db.session.rollback()
         raise ServiceError(f"Stripe: {err.message}") from err
@@ -75,30 +74,6 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
                  stripe_request_id=reader.request_ids[0] if reader.request_ids else None, commit=False)
     db.session.commit()
     return c
-
-
-# -- paging through Stripe's lists -----------------------------------------------------------
-
-def stripe_list(reader: StripeReader, resource: str, *, starting_after: str | None = None,
-                limit: int | None = None, **params) -> Iterator[list[dict]]:
-    """Stripe's list of ``resource`` from after ``starting_after``, a page (up to 100) at a time,
-    at most ``limit`` objects in all. Each object is remembered by the reader, so nothing that
-    the list already carries is fetched again."""
-    left = limit
-    while left is None or left > 0:
-        data, more = reader.list_page(resource, limit=min(PAGE, left or PAGE), starting_after=starting_after,
-                                      **params)
-        data = [o for o in data if isinstance(o, dict) and o.get("id")]
-        if left is not None:
-            data = data[:left]
-            left -= len(data)
-        for obj in data:
-            reader.remember(resource, obj)
-        if data:
-            yield data
-        if not more or not data:
-            return
-        starting_after = data[-1]["id"]
 
 
 # -- subscriptions ----------------------------------------------------------------------------
@@ -158,13 +133,33 @@ class Imported:
     differences: list[dict]  # what still differs from Stripe afterwards (normally nothing)
 
 
-def import_subscription(reader: StripeReader, processor: PaymentProcessor, sub: dict) -> Imported:
-    """Record a subscription (as fetched or listed) with all its invoices and charges, then compare
-    the two sides and keep the result. Audited when it changed anything. Does not commit."""
+def fetch_subscription(reader: StripeReader, processor: PaymentProcessor, sub: dict) -> list[dict]:
+    """Read from Stripe what importing or comparing ``sub`` needs, before any write: its invoices, each
+    one's charge with its balance transaction and refunds, and its customer when no contact is linked to
+    it yet. Returns the invoices (oldest first)."""
+    invoices = subscription_invoices(reader, sub["id"])
+    customer_id = sid(sub.get("customer"))
+    if customer_id and linked_contact(processor.id, customer_id) is None:
+        try:
+            reader.get("customers", customer_id)
+        except GatewayError as err:
+            if not err.not_found:
+                raise
+    for inv in invoices:
+        read_invoice(reader, processor.id, inv)
+    return invoices
+
+
+def import_subscription(reader: StripeReader, processor: PaymentProcessor, sub: dict,
+                        invoices: list[dict] | None = None) -> Imported:
+    """Record a subscription (as fetched or listed) with all its invoices (as ``fetch_subscription``
+    gives them; read here when not given) and charges, then compare the two sides and keep the result.
+    Audited when it changed anything. Does not commit."""
+    if invoices is None:
+        invoices = subscription_invoices(reader, sub["id"])
     lock_objects([sub["id"]])
     before = _subscription_state(processor.id, sub["id"])
     recur = sync_subscription(reader, processor, sub, stamp=_stamp(sub))
-    invoices = subscription_invoices(reader, sub["id"])
     for inv in invoices:
         _record_invoice(reader, processor, inv)
     differences = compare(sub, recur, invoice_rows(reader, processor, invoices))
@@ -190,9 +185,9 @@ def import_subscription_by_id(processor: PaymentProcessor, subscription_id: str)
         sub = reader.get("subscriptions", subscription_id)
     except GatewayError as err:
         _refused("import.subscription", "subscription", subscription_id, processor, err)
-    immediate()
     try:
-        done = import_subscription(reader, processor, sub)
+        invoices = fetch_subscription(reader, processor, sub)
+        done = write_after_reading(reader, lambda: import_subscription(reader, processor, sub, invoices))
     except GatewayError as err:
         db.session.rollback()
         raise ServiceError(f"Stripe: {err.message}") from err

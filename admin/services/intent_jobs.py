@@ -14,18 +14,16 @@ stops without doing anything. One run per period does the work.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..listing import iterate_ids
 from ..models import PaymentProcessor, StripePaymentIntent
 from ..models.jobs import JOB_DONE, Job
 from ..stripe_gateway import GatewayError
 from ..timeutil import from_unix, to_unix, utcnow
-from . import ServiceError
+from . import ServiceError, bulk
 from .intent_ops import (
     FAILED,
     cancel_intent,
@@ -48,41 +46,24 @@ def cancellable(query):
                        or_(StripePaymentIntent.flags.is_(None), StripePaymentIntent.flags != GONE))
 
 
-def _filter(criteria: dict) -> IntentFilter:
-    flt, errors = IntentFilter.from_args(criteria or {})
-    if errors:
-        raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    return flt
-
-
 def selection(params: dict):
     """The tracked intents a bulk cancel acts on: the rows ticked on the page, or everything matching a
     filter (as it matches when each chunk is read); either way only those that can still be cancelled."""
-    if params.get("ids"):
-        q = select(StripePaymentIntent).where(StripePaymentIntent.id.in_([int(i) for i in params["ids"]]))
-    else:
-        q = intents_query(_filter(params.get("filter") or {}))
-    return cancellable(q)
+    return cancellable(bulk.selection(params, StripePaymentIntent, _matching))
+
+
+def _matching(criteria: dict):
+    return intents_query(IntentFilter.parse_or_raise(criteria))
 
 
 def selection_summary(params: dict) -> tuple[int, list, int]:
     """(how many will be cancelled, money per currency, how many chosen are final already and left alone)."""
     from .intents import money_totals
 
-    q = selection(params)
-    totals = money_totals(q)
+    totals = money_totals(selection(params))
     n = sum(t.count for t in totals)
-    if params.get("ids"):
-        chosen = len(params["ids"])
-    else:
-        chosen = int(db.session.scalar(select(func.count()).select_from(
-            intents_query(_filter(params.get("filter") or {})).with_only_columns(StripePaymentIntent.id).subquery())))
+    chosen = bulk.count(bulk.selection(params, StripePaymentIntent, _matching), StripePaymentIntent)
     return n, totals, max(0, chosen - n)
-
-
-def _count(q) -> int:
-    return int(db.session.scalar(select(func.count()).select_from(
-        q.with_only_columns(StripePaymentIntent.id).subquery())) or 0)
 
 
 def _cancel_one(ctx: JobContext, proc: PaymentProcessor, intent_id: str, *, note_all: bool = False) -> None:
@@ -102,24 +83,11 @@ def _processor_of(row: StripePaymentIntent, procs: dict[int, PaymentProcessor]) 
     return procs[row.processor_id]
 
 
-def _walk(ctx: JobContext, query, key: str = "last_id") -> Iterator[StripePaymentIntent]:
-    for ids in iterate_ids(query, StripePaymentIntent.id, after_id=ctx.cursor.get(key)):
-        for row_id in ids:
-            row = db.session.get(StripePaymentIntent, row_id)
-            if row is not None:
-                yield row
-
-
 def _describe(params: dict) -> str:
-    if params.get("ids"):
-        n = len(params["ids"])
-        return f"Cancel {n} selected payment intent{'s' if n != 1 else ''}"
     if params.get("intent_ids"):
         ids = params["intent_ids"]
         return f"Cancel {', '.join(ids[:3])}" + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
-    crit = params.get("filter") or {}
-    bits = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in sorted(crit.items()))
-    return f"Cancel payment intents matching {bits or 'everything'}"
+    return bulk.describe(params, "Cancel", "payment intent")
 
 
 @job_kind("intents.cancel", title=_describe)
@@ -127,9 +95,7 @@ def cancel_intents(ctx: JobContext):
     """Cancel intents in Stripe (cancellation_reason abandoned): ticked rows, a filter, or given Stripe ids."""
     procs: dict[int, PaymentProcessor] = {}
     if ctx.params.get("intent_ids"):  # from the CLI: Stripe ids on one processor, tracked or not
-        proc = ctx.processor
-        if proc is None:
-            raise ServiceError("the job's payment processor no longer exists")
+        proc = ctx.require_processor()
         ids = list(ctx.params["intent_ids"])
         ctx.total = len(ids)
         for n in range(int(ctx.cursor.get("next", 0)), len(ids)):
@@ -138,13 +104,9 @@ def cancel_intents(ctx: JobContext):
             ctx.done += 1
             yield
         return
-    query = selection(ctx.params)
-    if ctx.total is None:
-        ctx.total = _count(query)
-    for row in _walk(ctx, query):
+    for row in bulk.each(ctx, selection(ctx.params), StripePaymentIntent):
         _cancel_one(ctx, _processor_of(row, procs), row.stripe_intent_id)
-        ctx.cursor["last_id"] = row.id
-        ctx.done += 1
+        bulk.done(ctx, row)
         yield
 
 
@@ -216,15 +178,14 @@ def process_stripe(ctx: JobContext):
         if cancel_before else None
     delete_q = old_final_query(p.get("ppid"), datetime.fromisoformat(delete_before)) if delete_before else None
     if ctx.total is None:
-        ctx.total = (_count(cancel_q) if cancel_q is not None else 0) + \
+        ctx.total = (bulk.count(cancel_q, StripePaymentIntent) if cancel_q is not None else 0) + \
             (int(db.session.scalar(select(func.count()).select_from(delete_q.subquery())) or 0)
              if delete_q is not None else 0)
     procs: dict[int, PaymentProcessor] = {}
     if ctx.cursor.get("phase") == "cancel" and cancel_q is not None:
-        for row in _walk(ctx, cancel_q):
+        for row in bulk.each(ctx, cancel_q, StripePaymentIntent):
             _cancel_one(ctx, _processor_of(row, procs), row.stripe_intent_id)
-            ctx.cursor["last_id"] = row.id
-            ctx.done += 1
+            bulk.done(ctx, row)
             yield
     ctx.cursor["phase"] = "delete"
     if delete_q is not None:
@@ -247,15 +208,13 @@ def process_stripe(ctx: JobContext):
 def import_intents(ctx: JobContext):
     """Track the intents Stripe lists (e.g. ones paydesk heard nothing about: Stripe sends no webhook when
     an intent is created and then abandoned, and localstripe sends none for created or 3-D Secure)."""
-    proc = ctx.processor
-    if proc is None:
-        raise ServiceError("the job's payment processor no longer exists")
+    proc = ctx.require_processor()
     if "since" not in ctx.cursor:
         age = age_of(ctx.params.get("since"))
         ctx.cursor["since"] = (utcnow() - age).isoformat() if age else None
     since = datetime.fromisoformat(ctx.cursor["since"]) if ctx.cursor["since"] else None
-    for pi, last_id in stripe_intents(proc, since=since, starting_after=ctx.cursor.get("starting_after")):
+    for pi in stripe_intents(proc, since=since, starting_after=ctx.cursor.get("starting_after")):
         ctx.count(learn_intent(proc, pi))
-        ctx.cursor["starting_after"] = last_id
+        ctx.cursor["starting_after"] = pi["id"]
         ctx.done += 1
         yield

@@ -30,6 +30,7 @@ from ..stripe_gateway import Gateway, GatewayError
 from ..timeutil import to_unix
 from . import ServiceError, audit, contributions
 from .intents import FINAL, GONE, by_intent_id, sync_intent
+from .stripe_reader import StripeReader
 
 # Outcomes; all but FAILED are reported as done (the intent is in the state asked for, or cannot be).
 CANCELLED, CAPTURED, REFRESHED = "cancelled", "captured", "refreshed"
@@ -242,19 +243,12 @@ def refresh_intent(processor: PaymentProcessor, intent_id: str) -> IntentOutcome
 # -- learning of intents from Stripe's list ------------------------------------------------
 
 def stripe_intents(processor: PaymentProcessor, *, since: datetime | None = None,
-                   starting_after: str | None = None) -> Iterator[tuple[dict, str]]:
-    """Every intent Stripe lists for the account (created since ``since``), newest first, each with the
-    id to continue after; pages of 100."""
-    gw = Gateway.for_processor(processor)
+                   starting_after: str | None = None) -> Iterator[dict]:
+    """Every intent Stripe lists for the account (created since ``since``), newest first, from after
+    ``starting_after``."""
     created = {"gte": to_unix(since)} if since else None
-    while True:
-        page = gw.list("payment_intents", limit=100, starting_after=starting_after, created=created)
-        data = [p for p in page.get("data") or [] if isinstance(p, dict) and p.get("id")]
-        for pi in data:
-            yield pi, pi["id"]
-        if not page.get("has_more") or not data:
-            return
-        starting_after = data[-1]["id"]
+    for page in StripeReader(processor).pages("payment_intents", starting_after=starting_after, created=created):
+        yield from page
 
 
 def learn_intent(processor: PaymentProcessor, pi: dict) -> str:

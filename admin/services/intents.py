@@ -8,15 +8,17 @@ The same :class:`IntentFilter` serves ``/intents``, the bulk cancel job, ``inten
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
 from ..dbutil import parse_id
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page
+from ..listing import Amount, Filter, Page, keyset_page, walk
 from ..models import (
     AuditLog,
     Contact,
@@ -277,6 +279,14 @@ ORDER = (StripePaymentIntent.created_date, StripePaymentIntent.id)
 
 def intent_page(flt: IntentFilter) -> Page:
     return keyset_page(intents_query(flt), ORDER, flt)
+
+
+def intent_rows(flt: IntentFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every intent the filter matches, in page order, as plain dicts (``intents list``): read a keyset
+    chunk at a time, so a large ``--limit`` never holds every row at once."""
+    chunk = min(limit or 500, 500)
+    rows = (r for rows in walk(intents_query(flt), ORDER, flt, scalars=True, chunk=chunk) for r in describe_rows(rows))
+    yield from (intent_dict(r) for r in islice(rows, limit))
 
 
 def status_counts(flt: IntentFilter) -> dict[str, int]:

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 
 from ..dbutil import any_row, immediate, insert_ignore, parse_id
 from ..extensions import db
@@ -108,6 +108,13 @@ class JobContext:
     @property
     def processor(self) -> PaymentProcessor | None:
         return db.session.get(PaymentProcessor, self.processor_id) if self.processor_id else None
+
+    def require_processor(self) -> PaymentProcessor:
+        """The job's payment processor; a ``ServiceError`` (the job fails with it) when it no longer exists."""
+        proc = self.processor
+        if proc is None:
+            raise ServiceError("the job's payment processor no longer exists")
+        return proc
 
     def count(self, what: str, n: int = 1) -> None:
         counts = self.result.setdefault("counts", {})
@@ -394,7 +401,7 @@ class JobFilter(Filter):
     actor: str | None = None
 
 
-def job_page(flt: JobFilter) -> Page:
+def job_query(flt: JobFilter) -> Select:
     q = select(Job)
     if flt.status:
         q = q.where(Job.status.in_(flt.status))
@@ -402,7 +409,11 @@ def job_page(flt: JobFilter) -> Page:
         q = q.where(Job.kind.in_(flt.kind))
     if flt.actor:
         q = q.where(Job.actor == flt.actor)
-    return keyset_page(q, [Job.id], flt)
+    return q
+
+
+def job_page(flt: JobFilter) -> Page:
+    return keyset_page(job_query(flt), [Job.id], flt)
 
 
 def kind_names() -> list[str]:

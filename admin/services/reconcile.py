@@ -34,11 +34,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import delete, select
 
 from ..dbutil import immediate
 from ..extensions import db
@@ -49,14 +51,17 @@ from ..models import (
     Contribution,
     Payment,
     PaymentProcessor,
+    ReconcileScan,
     StripeEvent,
 )
-from ..stripe_gateway import Gateway, GatewayError
+from ..models.jobs import JOB_ACTIVE, Job
+from ..stripe_gateway import GatewayError
 from ..stripe_shapes import sid
 from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError, audit
 from .contributions import DONE, PAYMENT_REFUNDED, PAYMENT_VOID, REFUND_COUNTED, recompute
 from .jobs import JobContext, job_kind
+from .stripe_reader import StripeReader, write_after_reading
 
 OBJECTS = ("charge", "refund", "invoice")
 PROBLEMS = ("missing", "amount", "status", "absent")
@@ -268,41 +273,38 @@ def _invoice_row(inv: dict | None, c: Contribution | None, invoice_id: str) -> R
 
 # -- Stripe's side -----------------------------------------------------------------------------
 
-def _list_window(gateway: Gateway, resource: str, since: datetime, until: datetime, *,
+def _list_window(reader: StripeReader, resource: str, since: datetime, until: datetime, *,
                  server_filter: bool) -> list[dict]:
-    """Every object of ``resource`` created in the period, newest first (pages of 100).
+    """Every object of ``resource`` created in the period, newest first.
 
     With ``server_filter`` Stripe is asked for the period; a server that cannot filter
-    (localstripe answers 400) is then read whole. Without it, pages are read until they
-    are older than the period (Stripe lists newest first)."""
+    (localstripe answers 400) is then read without it. Pages are read only until they are
+    older than the period (Stripe lists newest first), whoever did the filtering."""
     lo, hi = to_unix(since), to_unix(until)
-    created: dict | None = {"gte": lo, "lt": hi} if server_filter else None
-    out: list[dict] = []
-    starting_after = None
-    while True:
-        try:
-            page = gateway.list(resource, limit=100, starting_after=starting_after, created=created)
-        except GatewayError as err:
-            if created is not None and starting_after is None and err.http_status == 400:
-                created = None
-                continue
+    created = {"gte": lo, "lt": hi} if server_filter else None
+    pages = reader.pages(resource, created=created)
+    try:
+        first = next(pages, [])
+    except GatewayError as err:
+        if created is None or err.http_status != 400:
             raise
-        data = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
+        pages = reader.pages(resource)
+        first = next(pages, [])
+    out: list[dict] = []
+    for data in chain([first], pages):
         out.extend(o for o in data if lo <= int(o.get("created") or 0) < hi)
         if len(out) > MAX_OBJECTS:
             raise ServiceError(f"Stripe has more than {MAX_OBJECTS:,} {resource} in this period: "
                                f"choose a shorter one")
-        if not page.get("has_more") or not data:
-            return out
-        if created is None and not server_filter and all(int(o.get("created") or 0) < lo for o in data):
-            return out
-        starting_after = data[-1]["id"]
+        if data and all(int(o.get("created") or 0) < lo for o in data):
+            break  # older than the period from here on
+    return out
 
 
-def _retrieve(gateway: Gateway, obj: str, stripe_id: str) -> dict | None:
+def _retrieve(reader: StripeReader, obj: str, stripe_id: str) -> dict | None:
     """The object as Stripe has it now; None when Stripe has no such object."""
     try:
-        return dict(gateway.retrieve(RESOURCES[obj], stripe_id))
+        return reader.get(RESOURCES[obj], stripe_id)
     except GatewayError as err:
         if err.not_found:
             return None
@@ -360,6 +362,8 @@ class Scan:
     since: datetime
     until: datetime
     rows: list[Row]  # every compared row (in step too) of the chosen objects, newest first
+    taken_at: datetime = field(default_factory=utcnow)
+    id: int | None = None  # the stored scan (``recent_scan``), if it was kept
 
     def counts(self) -> dict[str, int]:
         """Rows per problem (and ``in step``), whatever the filter's problem choice."""
@@ -378,26 +382,100 @@ class Scan:
 def scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     """Compare Stripe and paydesk for the filter's objects and period."""
     since, until = flt.window()
-    gateway = Gateway.for_processor(proc)
+    reader = StripeReader(proc)
     objects = flt.object or list(OBJECTS)
     rows: list[Row] = []
     if "charge" in objects:
-        rows += _compare(gateway, "charge", _list_window(gateway, "charges", since, until, server_filter=True),
+        rows += _compare(reader, "charge", _list_window(reader, "charges", since, until, server_filter=True),
                          lambda ids: _payments(proc, ids), _local_charges(proc, since, until),
                          lambda p: p.trxn_id, _charge_row)
     if "refund" in objects:
-        rows += _compare(gateway, "refund", _list_window(gateway, "refunds", since, until, server_filter=False),
+        rows += _compare(reader, "refund", _list_window(reader, "refunds", since, until, server_filter=False),
                          lambda ids: _payments(proc, ids), _local_refunds(proc, since, until),
                          lambda p: p.trxn_id, _refund_row)
     if "invoice" in objects:
-        rows += _compare(gateway, "invoice", _list_window(gateway, "invoices", since, until, server_filter=False),
+        rows += _compare(reader, "invoice", _list_window(reader, "invoices", since, until, server_filter=False),
                          lambda ids: _contributions(proc, ids), _local_invoices(proc, since, until),
                          lambda c: c.invoice_id, _invoice_row)
     rows.sort(key=_row_key, reverse=True)
     return Scan(proc, since, until, rows)
 
 
-def _compare(gateway: Gateway, obj: str, stripe_objs: list[dict], local_for, local_in_period: list,
+# -- a scan kept for the page's views and the fix-all job ------------------------------------------
+#
+# A scan asks Stripe for every charge, refund and invoice of the period: seconds for a busy account.
+# The page asks again for every page flip, filter keystroke and the "fix all" confirmation, and the job
+# for its rows, so a scan is kept in the database (``ReconcileScan``), not in one web process: any web
+# process serves the page's next view and the worker runs the job. Pages reuse a scan for
+# ``RECONCILE_SCAN_REUSE_SECONDS`` (60); the job works from the scan its confirmation counted.
+
+SCAN_KEEP = timedelta(hours=1)  # then deleted, unless an active fix-all job works from it
+
+
+def _objects(flt: ReconcileFilter) -> str:
+    return ",".join(sorted(flt.object or OBJECTS))
+
+
+def _period(flt: ReconcileFilter) -> str:
+    """The period as asked: "the last 7 days" is the same period a minute later."""
+    parts = [f"since={flt.since.isoformat()}"] if flt.since else [f"days={flt.days}"]
+    if flt.until:
+        parts.append(f"until={flt.until.isoformat()}")
+    return ";".join(parts)
+
+
+def recent_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
+    """The page's scan: one kept for the same processor, objects and period that is less than
+    ``RECONCILE_SCAN_REUSE_SECONDS`` old (and that no fix-all job is working through: its rows are being
+    fixed), else a new one (kept). Commits when it keeps one."""
+    reuse = timedelta(seconds=float(current_app.config["RECONCILE_SCAN_REUSE_SECONDS"]))
+    kept = db.session.scalars(select(ReconcileScan).where(
+        ReconcileScan.processor_id == proc.id, ReconcileScan.objects == _objects(flt),
+        ReconcileScan.period == _period(flt), ReconcileScan.taken_at > utcnow() - reuse,
+        ReconcileScan.id.not_in(_scans_in_use() or [0]))
+        .order_by(ReconcileScan.taken_at.desc()).limit(1)).first()
+    if kept is not None:
+        return _loaded(proc, kept)
+    return _keep(scan(proc, flt), _objects(flt), _period(flt))
+
+
+def _keep(s: Scan, objects: str, period: str) -> Scan:
+    """Store a scan (and delete the old ones no active job works from). Commits."""
+    rows = [{**asdict(r), "created": r.created.isoformat() if r.created else None} for r in s.rows]
+    immediate()
+    kept = ReconcileScan(processor_id=s.processor.id, objects=objects, period=period, since=s.since, until=s.until,
+                         taken_at=s.taken_at, rows=rows)
+    db.session.add(kept)
+    db.session.execute(delete(ReconcileScan).where(ReconcileScan.taken_at < utcnow() - SCAN_KEEP,
+                                                   ReconcileScan.id.not_in(_scans_in_use() or [0])))
+    db.session.commit()
+    s.id = kept.id
+    return s
+
+
+def _loaded(proc: PaymentProcessor, kept: ReconcileScan) -> Scan:
+    rows = [Row(**{**r, "created": datetime.fromisoformat(r["created"]) if r.get("created") else None})
+            for r in kept.rows]
+    return Scan(proc, kept.since, kept.until, rows, taken_at=kept.taken_at, id=kept.id)
+
+
+def _scans_in_use() -> list[int]:
+    """The scans active fix-all jobs work from (their cursors name them)."""
+    cursors = db.session.scalars(select(Job.cursor).where(Job.kind == "reconcile.fix_all",
+                                                          Job.status.in_(JOB_ACTIVE)))
+    return [int(c["scan"]) for c in cursors if isinstance(c, dict) and isinstance(c.get("scan"), int)]
+
+
+def forget_scans(proc: PaymentProcessor) -> None:
+    """paydesk's records changed (a fix): the next page view compares again. Scans an active job works
+    from are kept. Commits."""
+    immediate()
+    db.session.execute(delete(ReconcileScan).where(ReconcileScan.processor_id == proc.id,
+                                                   ReconcileScan.id.not_in(_scans_in_use() or [0])))
+    db.session.commit()
+
+
+def _compare(reader: StripeReader, obj: str, stripe_objs: list[dict], local_for, local_in_period: list,
              local_key, make_row) -> list[Row]:
     by_id = {o["id"]: o for o in stripe_objs}
     local = local_for(list(by_id))
@@ -405,7 +483,7 @@ def _compare(gateway: Gateway, obj: str, stripe_objs: list[dict], local_for, loc
     for record in local_in_period:  # what paydesk has in the period and Stripe's list did not show
         key = local_key(record)
         if key not in by_id:
-            rows.append(make_row(_retrieve(gateway, obj, key), record, key))
+            rows.append(make_row(_retrieve(reader, obj, key), record, key))
     return [r for r in rows if r is not None]
 
 
@@ -422,9 +500,8 @@ def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
     """One row as it stands now (Stripe asked again). Raises ``ServiceError`` for a bad id,
     or when neither side has the object."""
     obj, stripe_id = _checked_ref(obj, stripe_id)
-    gateway = Gateway.for_processor(proc)
     try:
-        found = _retrieve(gateway, obj, stripe_id)
+        found = _retrieve(StripeReader(proc), obj, stripe_id)
     except GatewayError as err:
         raise ServiceError(f"Could not ask Stripe about {stripe_id}: {err.message}") from err
     local = (_contributions if obj == "invoice" else _payments)(proc, [stripe_id]).get(stripe_id)
@@ -477,25 +554,39 @@ class FixResult:
         return f"Tried ({did}), but it still differs: {self.after.detail}"
 
 
-def fix(proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool = False) -> FixResult:
-    """Bring one row in step (see the module's docstring). Raises ``ServiceError`` when the
-    row needs the local record cancelled and ``cancel_local`` is not given, or a step fails."""
-    before = check_one(proc, obj, stripe_id)
+def fix(proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool = False,
+        before: Row | None = None) -> FixResult:
+    """Bring one row in step (see the module's docstring). ``before`` is the row as ``check_one``
+    gave it a moment ago (the page's look at it, which its confirmation showed); without it the row
+    is looked at now. Raises ``ServiceError`` when the row needs the local record cancelled and
+    ``cancel_local`` is not given, or a step fails."""
+    obj, stripe_id = _checked_ref(obj, stripe_id)
+    if before is None or (before.object, before.stripe_id) != (obj, stripe_id):
+        before = check_one(proc, obj, stripe_id)
     actions: list[str] = []
     if before.problem is None:
         return FixResult(before, before, actions)
+    try:
+        return FixResult(before, *_put_right(proc, before, cancel_local, actions))
+    finally:
+        if actions:
+            forget_scans(proc)  # paydesk's records changed: the page compares again
+
+
+def _put_right(proc: PaymentProcessor, before: Row, cancel_local: bool, actions: list[str]) -> tuple[Row, list[str]]:
+    obj, stripe_id = before.object, before.stripe_id
     if before.remedy == "cancel":
         if not cancel_local:
             raise ServiceError(f"{stripe_id}: {before.detail}. Fixing this marks paydesk's record Cancelled; "
                                f"confirm to do that")
         actions.append(_cancel_local(proc, before))
-        return FixResult(before, check_one(proc, obj, stripe_id), actions)
+        return check_one(proc, obj, stripe_id), actions
     event = _stored_event(proc, before)
     if event is not None:
         actions.append(_replay(proc, event))
         after = check_one(proc, obj, stripe_id)
         if after.problem is None:
-            return FixResult(before, after, actions)
+            return after, actions
     if obj == "invoice":
         actions.append(_settle_invoice(proc, stripe_id))
     else:
@@ -506,7 +597,7 @@ def fix(proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool 
             raise ServiceError(f"Stripe's refund {stripe_id} names no charge to import")
         import_charge(proc, charge_id, no_receipt=True)
         actions.append(f"imported {charge_id}")
-    return FixResult(before, check_one(proc, obj, stripe_id), actions)
+    return check_one(proc, obj, stripe_id), actions
 
 
 def _stored_event(proc: PaymentProcessor, row: Row) -> StripeEvent | None:
@@ -534,19 +625,18 @@ def _replay(proc: PaymentProcessor, event: StripeEvent) -> str:
 
 def _settle_invoice(proc: PaymentProcessor, invoice_id: str) -> str:
     """Record a paid invoice as Stripe has it, its amount included. Commits, with its audit entry."""
-    from .contributions import settle_invoice
-    from .stripe_reader import StripeReader
+    from .contributions import read_invoice, settle_invoice
 
     reader = StripeReader(proc, fresh=True)
     try:
         inv = reader.get("invoices", invoice_id)
+        read_invoice(reader, proc.id, inv)  # Stripe first, then the write transaction
     except GatewayError as err:
         audit.record("reconcile.settle_invoice", object_type="invoice", object_id=invoice_id, processor_id=proc.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
         raise ServiceError(f"Stripe: {err.message}") from err
-    immediate()
     try:
-        c = settle_invoice(reader, proc, invoice_id, no_receipt=True)
+        c = write_after_reading(reader, lambda: settle_invoice(reader, proc, invoice_id, no_receipt=True))
     except GatewayError as err:
         db.session.rollback()
         raise ServiceError(f"Stripe: {err.message}") from err
@@ -597,10 +687,11 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
 
 # -- fix all: a job ----------------------------------------------------------------------------
 
-def job_params(flt: ReconcileFilter, *, cancel_local: bool) -> dict[str, Any]:
-    """What a "fix all" job stores: the period resolved to fixed times (so the job fixes what
-    the confirmation counted), the object and problem choices."""
-    since, until = flt.window()
+def job_params(flt: ReconcileFilter, *, cancel_local: bool,
+               window: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
+    """What a "fix all" job stores: the period resolved to fixed times (``window``: the confirmation's
+    scan's, so the job fixes what the confirmation counted), the object and problem choices."""
+    since, until = window or flt.window()
     return {"since": since.isoformat(timespec="seconds"), "until": until.isoformat(timespec="seconds"),
             "object": list(flt.object), "problem": list(flt.problem), "cancel_local": bool(cancel_local)}
 
@@ -610,10 +701,7 @@ def filter_of(params: dict[str, Any]) -> ReconcileFilter:
         since, until = datetime.fromisoformat(params["since"]), datetime.fromisoformat(params["until"])
     except (KeyError, TypeError, ValueError):
         raise ServiceError("the period of this job is damaged; start it again") from None
-    flt, errors = ReconcileFilter.from_args({"object": params.get("object") or [],
-                                             "problem": params.get("problem") or []})
-    if errors:
-        raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    flt = ReconcileFilter.parse_or_raise({"object": params.get("object") or [], "problem": params.get("problem") or []})
     flt.since, flt.until = since, until
     return flt
 
@@ -640,26 +728,44 @@ def _title(p: dict) -> str:
         " (cancelling local records Stripe lacks)" if p.get("cancel_local") else "")
 
 
+def _job_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
+    """The scan a fix-all job works from: the one its confirmation counted (kept for exactly this
+    processor, objects and period, and no other job's), else a new one, kept."""
+    kept = db.session.scalars(select(ReconcileScan).where(
+        ReconcileScan.processor_id == proc.id, ReconcileScan.objects == _objects(flt),
+        ReconcileScan.since == flt.since, ReconcileScan.until == flt.until,
+        ReconcileScan.id.not_in(_scans_in_use() or [0]))
+        .order_by(ReconcileScan.taken_at.desc()).limit(1)).first()
+    if kept is not None:
+        return _loaded(proc, kept)
+    return _keep(scan(proc, flt), _objects(flt), _period(flt))
+
+
 @job_kind("reconcile.fix_all", title=_title)
 def fix_all(ctx: JobContext):
-    proc = ctx.processor
-    if proc is None:
-        raise ServiceError("the job's payment processor no longer exists")
+    """Fix every difference of a scan, one row per unit. The cursor is the scan's id and an index into
+    its rows to fix; should the scan be gone when the job resumes, a new one is taken (rows fixed
+    already are in step in it, so nothing is done twice)."""
+    proc = ctx.require_processor()
     cancel_local = bool(ctx.params.get("cancel_local"))
-    if "keys" not in ctx.cursor:
-        flt = filter_of(ctx.params)
-        todo, left = to_fix(scan(proc, flt).rows, flt, cancel_local=cancel_local)
-        ctx.cursor["keys"] = [[r.object, r.stripe_id] for r in todo]
-        ctx.cursor["i"] = 0
-        ctx.total = len(todo)
-        if left:
+    flt = filter_of(ctx.params)
+    kept = db.session.get(ReconcileScan, ctx.cursor["scan"]) if isinstance(ctx.cursor.get("scan"), int) else None
+    if kept is None:
+        fresh = "scan" in ctx.cursor
+        s = _job_scan(proc, flt)
+        todo, left = to_fix(s.rows, flt, cancel_local=cancel_local)
+        ctx.cursor.pop("keys", None)  # a job started before scans were kept listed every key here
+        ctx.cursor.update(scan=s.id, i=0)
+        ctx.total = ctx.done + len(todo)
+        if left and not fresh:
             ctx.count("left for staff (need confirmation)", len(left))
             ctx.note(f"{len(left)} row(s) would mark paydesk's records Cancelled; fix them one by one on "
                      f"/reconcile, or tick \"also cancel\"")
         yield
-    keys = ctx.cursor["keys"]
-    for i in range(int(ctx.cursor.get("i", 0)), len(keys)):
-        obj, stripe_id = keys[i]
+    else:
+        todo, _ = to_fix(_loaded(proc, kept).rows, flt, cancel_local=cancel_local)
+    for i in range(int(ctx.cursor.get("i", 0)), len(todo)):
+        obj, stripe_id = todo[i].object, todo[i].stripe_id
         try:
             res = fix(proc, obj, stripe_id, cancel_local=cancel_local)
             ctx.count("fixed" if res.actions and res.in_step else "already in step" if not res.actions
@@ -672,3 +778,6 @@ def fix_all(ctx: JobContext):
         ctx.cursor["i"] = i + 1
         ctx.done += 1
         yield
+    immediate()  # its rows are fixed now: no page or job is to show them again
+    db.session.execute(delete(ReconcileScan).where(ReconcileScan.id == ctx.cursor["scan"]))
+    db.session.commit()

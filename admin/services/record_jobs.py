@@ -10,30 +10,22 @@ a unit run twice after a crash changes nothing the second time.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..dbutil import immediate
 from ..extensions import db
-from ..listing import iterate_ids
 from ..models import PaymentProcessor, StripeCustomer
 from ..stripe_gateway import GatewayError
-from . import ServiceError
+from . import ServiceError, bulk
 from .customers import push_customer_metadata, update_contact_id
-from .imports import import_customer_objects, import_subscription, stripe_list
+from .imports import fetch_subscription, import_customer_objects, import_subscription
 from .jobs import JobContext, job_kind
-from .stripe_reader import StripeReader
-from .subscriptions import compare, invoice_rows, store_check, subscription_invoices
+from .stripe_reader import StripeReader, write_after_reading
+from .subscriptions import compare, invoice_rows, store_check
 
 # Customers are linked a page at a time (one transaction per Stripe page); at most this many
 # per unit so the progress bar moves and a cancel is honoured soon.
 CUSTOMER_UNIT = 100
-
-
-def _processor(ctx: JobContext) -> PaymentProcessor:
-    proc = ctx.processor
-    if proc is None:
-        raise ServiceError("the job's payment processor no longer exists")
-    return proc
 
 
 def _which(p: dict, noun: str) -> str:
@@ -59,16 +51,16 @@ def _start_after(ctx: JobContext) -> str | None:
 def import_subscriptions(ctx: JobContext):
     """CiviCRM's importallsubscriptions / importsubscriptions: every subscription Stripe has (any
     status), each with its invoices and charges; one subscription per unit."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     left = _remaining(ctx)
     if left == 0:
         return
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "subscriptions", status="all", starting_after=_start_after(ctx), limit=left):
+    for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx), limit=left):
         for sub in page:
-            immediate()
             try:
-                done = import_subscription(reader, proc, sub)
+                invoices = fetch_subscription(reader, proc, sub)  # Stripe first, then the write transaction
+                done = write_after_reading(reader, lambda s=sub, i=invoices: import_subscription(reader, proc, s, i))
                 ctx.count(done.outcome)
                 if done.differences:
                     ctx.count("still differ")
@@ -93,12 +85,12 @@ def import_customers(ctx: JobContext):
     """CiviCRM's importallcustomers / importcustomers: link every Stripe customer to a contact
     (by metadata contact id, then email, else a new contact). Read from Stripe's list only: no
     customer is fetched one by one."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     left = _remaining(ctx)
     if left == 0:
         return
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "customers", starting_after=_start_after(ctx), limit=left):
+    for page in reader.pages("customers", starting_after=_start_after(ctx), limit=left):
         for i in range(0, len(page), CUSTOMER_UNIT):
             unit = page[i:i + CUSTOMER_UNIT]
             immediate()
@@ -116,16 +108,12 @@ def import_customers(ctx: JobContext):
 def compare_subscriptions(ctx: JobContext):
     """Compare each of Stripe's subscriptions (and its invoices and charges) with paydesk's
     records and keep what differs, for the "differs from Stripe" filter. Records are not changed."""
-    from .recurring import by_subscription
-
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "subscriptions", status="all", starting_after=_start_after(ctx)):
+    for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx)):
         for sub in page:
-            invoices = subscription_invoices(reader, sub["id"])
-            immediate()
-            differences = compare(sub, by_subscription(proc.id, sub["id"]), invoice_rows(reader, proc, invoices))
-            store_check(proc.id, sub["id"], sub, differences)
+            invoices = fetch_subscription(reader, proc, sub)  # Stripe first, then the write transaction
+            differences = write_after_reading(reader, lambda s=sub, i=invoices: _compare_and_keep(reader, proc, s, i))
             db.session.commit()
             ctx.count("differ" if differences else "same")
             ctx.cursor["starting_after"] = sub["id"]
@@ -134,32 +122,33 @@ def compare_subscriptions(ctx: JobContext):
     ctx.total = ctx.done
 
 
-def _linked(ctx: JobContext):
-    """The processor's live customer links, newest first, from below the cursor."""
-    proc = _processor(ctx)
-    q = select(StripeCustomer.id).where(StripeCustomer.processor_id == proc.id, StripeCustomer.deleted.is_(False))
-    if ctx.total is None:
-        ctx.total = int(db.session.scalar(select(func.count()).select_from(q.subquery())) or 0)
-    for ids in iterate_ids(q, StripeCustomer.id, after_id=ctx.cursor.get("last_id")):
-        for link_id in ids:
-            link = db.session.get(StripeCustomer, link_id)
-            if link is not None:
-                yield proc, link
+def _compare_and_keep(reader: StripeReader, proc: PaymentProcessor, sub: dict, invoices: list[dict]) -> list[dict]:
+    from .recurring import by_subscription
+
+    differences = compare(sub, by_subscription(proc.id, sub["id"]), invoice_rows(reader, proc, invoices))
+    store_check(proc.id, sub["id"], sub, differences)
+    return differences
+
+
+def linked_customers(processor_id: int):
+    """A processor's live customer links (what "push to all" works through)."""
+    return select(StripeCustomer).where(StripeCustomer.processor_id == processor_id,
+                                        StripeCustomer.deleted.is_(False))
 
 
 @job_kind("customers.update_metadata", title=lambda p: "Push contact details to every linked Stripe customer")
 def update_metadata(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatestripemetadata for all: name, email, description, contact id,
     link and version on every linked customer, one customer per unit."""
-    for proc, link in _linked(ctx):
+    proc = ctx.require_processor()
+    for link in bulk.each(ctx, linked_customers(proc.id), StripeCustomer):
         try:
             push_customer_metadata(proc, link)
             ctx.count("updated")
         except ServiceError as err:
             ctx.count("failed")
             ctx.note(f"{link.customer_id}: {err.message}")
-        ctx.cursor["last_id"] = link.id
-        ctx.done += 1
+        bulk.done(ctx, link)
         yield
 
 
@@ -167,9 +156,9 @@ def update_metadata(ctx: JobContext):
 def update_contact_ids(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatecontactids for all: where a linked customer's metadata names
     another (existing) contact, link the customer to that contact. Reads Stripe's customer list."""
-    proc = _processor(ctx)
+    proc = ctx.require_processor()
     reader = StripeReader(proc)
-    for page in stripe_list(reader, "customers", starting_after=_start_after(ctx)):
+    for page in reader.pages("customers", starting_after=_start_after(ctx)):
         immediate()
         for customer in page:
             ctx.count(update_contact_id(proc, customer))

@@ -211,15 +211,8 @@ class InvoiceRow:
 
 
 def subscription_invoices(reader: StripeReader, subscription_id: str) -> list[dict]:
-    """Every invoice of a subscription, oldest first (pages of 100)."""
-    out: list[dict] = []
-    after = None
-    while True:
-        data, more = reader.list_page("invoices", subscription=subscription_id, starting_after=after)
-        out.extend(data)
-        if not more or not data:
-            break
-        after = data[-1]["id"]
+    """Every invoice of a subscription, oldest first."""
+    out = [inv for page in reader.pages("invoices", subscription=subscription_id) for inv in page]
     return sorted(out, key=lambda inv: (inv.get("created") or 0, inv["id"]))
 
 

@@ -7,12 +7,16 @@ from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_partial
 from ..listing import page_or_first
+from ..models import StripeCustomer
 from ..security import role_required
 from ..services import ServiceError
 from ..services import contacts as people
+from ..services.bulk import count
 from ..services.imports import import_customer
 from ..services.processors import get_processor, list_processors
+from ..services.record_jobs import linked_customers
 from .actions import action_response, import_paging, start_job_response
+from .confirm import JobConfirmation, confirmation
 
 bp = Blueprint("customers", __name__)
 
@@ -48,11 +52,28 @@ def import_many():
 @bp.post("/customers/<what>")
 @role_required("operator")
 def for_all(what: str):
-    """Push metadata to, or read contact ids from, every linked Stripe customer (a job)."""
+    """Push metadata to, or read contact ids from, every linked Stripe customer: first a confirmation
+    that says how many, then (``step=run``) the job."""
     if what not in ("update_metadata", "update_contact_ids"):
         abort(404)
     try:
         proc = get_processor(request.form.get("ppid") or None)
     except ServiceError as err:
         return action_response("_message.html", url_for("customers.index"), err.message, "error")
-    return start_job_response(f"customers.{what}", {}, proc.id)
+    if request.form.get("step") == "run":
+        return start_job_response(f"customers.{what}", {}, proc.id)
+    n = count(linked_customers(proc.id), StripeCustomer)
+    many = f"{n:,} linked Stripe customer{'' if n == 1 else 's'}"
+    if what == "update_metadata":
+        title, verb = f"Push contact details to {many}?", "push to"
+        detail = (f"Each customer on {proc.name} gets its contact's name, email, a description with the site name, "
+                  f"the contact id, a link to the contact and the paydesk version. This changes the customers in "
+                  f"Stripe, one by one, as a background job.")
+    else:
+        title, verb = f"Read contact ids from {many}?", "update"
+        detail = (f"The job reads {proc.name}'s customer list in Stripe; where a linked customer's metadata names "
+                  f"another contact paydesk has, the customer is linked to that contact. Nothing changes in Stripe.")
+    return confirmation(JobConfirmation(
+        title, detail, f"Yes, {verb} {n:,}", url_for("customers.for_all", what=what), url_for("customers.index"),
+        "Customers", {"ppid": str(proc.id)},
+        nothing=None if n else f"No customer on {proc.name} is linked to a contact yet: import customers first."))

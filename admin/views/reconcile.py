@@ -26,7 +26,7 @@ def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
     try:
         proc = get_processor(flt.ppid)
         out["processor"] = proc
-        scan = rc.scan(proc, flt)
+        scan = rc.recent_scan(proc, flt)
     except ServiceError as err:
         out["problem_error"] = err.message
         return out
@@ -62,18 +62,20 @@ def _back(form) -> str:
 @bp.post("/reconcile/fix")
 @role_required("operator")
 def fix():
-    """Fix one row. A fix that would mark paydesk's record Cancelled asks first (``step=run`` confirms)."""
+    """Fix one row. A fix that would mark paydesk's record Cancelled asks first (``step=run`` confirms):
+    only then may it cancel. The row as looked at here is the one fixed (Stripe is not asked twice)."""
     form = request.form
     back = _back(form)
     obj, stripe_id = form.get("object", ""), form.get("id", "")
+    confirmed = form.get("step") == "run"
     try:
         proc = get_processor(form.get("ppid") or None)
         row = rc.check_one(proc, obj, stripe_id)
-        if row.remedy == "cancel" and form.get("step") != "run":
+        if row.remedy == "cancel" and not confirmed:
             template = "reconcile/_confirm_row.html" if is_htmx() else "reconcile/confirm.html"
             return render_template(template, row=row, processor=proc, criteria=form.get("criteria") or "{}",
                                    back=back)
-        res = rc.fix(proc, obj, stripe_id, cancel_local=True)
+        res = rc.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
     except (ServiceError, GatewayError) as err:
         return action_response("reconcile/_row_message.html", back, getattr(err, "message", str(err)), "error",
                                status=422, obj=obj, stripe_id=stripe_id)
@@ -105,10 +107,8 @@ def fix_all():
         criteria = json.loads(form.get("criteria") or "{}")
         if not isinstance(criteria, dict):
             raise ValueError("criteria")
-        flt, errors = rc.ReconcileFilter.from_args(criteria)
-        if errors:
-            raise ServiceError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        scan = rc.scan(proc, flt)
+        flt = rc.ReconcileFilter.parse_or_raise(criteria)
+        scan = rc.recent_scan(proc, flt)  # the page's: what staff were looking at
         todo, left = rc.to_fix(scan.rows, flt, cancel_local=cancel_local)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
@@ -118,7 +118,8 @@ def fix_all():
         return action_response("_message.html", back, "this form is damaged; reload the page", "error", status=422)
     template = "reconcile/_fix_all_confirm.html" if is_htmx() else "reconcile/fix_all.html"
     return render_template(template, todo=todo, left=left, totals=rc.money_totals(todo), processor=proc,
-                           params=rc.job_params(flt, cancel_local=cancel_local), cancel_local=cancel_local,
+                           params=rc.job_params(flt, cancel_local=cancel_local, window=(scan.since, scan.until)),
+                           cancel_local=cancel_local,
                            criteria=form.get("criteria") or "{}", back=back)
 
 

@@ -8,12 +8,15 @@ from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_partial
 from ..listing import page_or_first
+from ..models import ContributionRecur
 from ..security import role_required
 from ..services import ServiceError, audit
 from ..services import subscriptions as subs
+from ..services.bulk import count
 from ..services.imports import import_subscription_by_id
 from ..services.processors import get_processor, list_processors
 from .actions import action_response, import_paging, start_job_response
+from .confirm import JobConfirmation, confirmation
 
 bp = Blueprint("subscriptions", __name__)
 
@@ -110,8 +113,19 @@ def import_many():
 @bp.post("/subscriptions/compare")
 @role_required("operator")
 def compare_all():
+    """Compare every subscription with Stripe: first a confirmation that says how many, then
+    (``step=run``) the job."""
     try:
         proc = get_processor(request.form.get("ppid") or None)
     except ServiceError as err:
         return action_response("_message.html", url_for("subscriptions.index"), err.message, "error")
-    return start_job_response("subscriptions.compare", {}, proc.id)
+    if request.form.get("step") == "run":
+        return start_job_response("subscriptions.compare", {}, proc.id)
+    n = count(subs.subscription_query(subs.SubscriptionFilter(ppid=proc.id)), ContributionRecur)
+    return confirmation(JobConfirmation(
+        f"Compare {n:,} subscription{'' if n == 1 else 's'} with Stripe?",
+        f"paydesk has {n:,} subscription{'' if n == 1 else 's'} on {proc.name}. The job looks at every subscription "
+        f"Stripe lists there, with its invoices and charges, one at a time, and notes where paydesk differs (and "
+        f"what paydesk lacks) for the filter \"Differs from Stripe\". It changes nothing.",
+        "Yes, compare all", url_for("subscriptions.compare_all"), url_for("subscriptions.index"), "Subscriptions",
+        {"ppid": str(proc.id)}))

@@ -129,6 +129,7 @@ def test_other_failures_can_be_counted_by_registering_a_source(offline_processor
         alarms._SOURCES.pop("audit_refusals")
 
 
+@pytest.mark.postgres
 def test_failures_per_hour_for_the_last_seven_days(offline_processor):
     ppid = offline_processor.id
     fail_intents(ppid, 3, ago=timedelta(minutes=1))

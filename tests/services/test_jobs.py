@@ -213,3 +213,18 @@ def test_passing_failures_are_counted_afresh_after_each_unit_that_works(offline_
         jobs.run_slice(held, "w")
     db.session.refresh(job)
     assert (job.status, job.done, job.error) == ("done", 8, None)
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("events.populate", {"types": [], "limit": 5}), ("events.retry_all", {"limit": 5, "days": 30}),
+    ("imports.subscriptions", {}), ("imports.customers", {}), ("subscriptions.compare", {}),
+    ("customers.update_metadata", {}), ("customers.update_contact_ids", {}), ("intents.import", {"since": None}),
+    ("intents.cancel", {"intent_ids": ["pi_1"]}),
+    ("reconcile.fix_all", {"since": "2026-11-01T00:00:00", "until": "2026-11-08T00:00:00", "object": [],
+                           "problem": [], "cancel_local": False}),
+])
+def test_a_job_that_needs_a_processor_and_has_none_fails_saying_so(app, kind, params):
+    job = jobs.start(kind, params).job
+    assert jobs.run_due("w") == 1
+    db.session.refresh(job)
+    assert job.status == "failed" and job.error.endswith("the job's payment processor no longer exists")

@@ -233,3 +233,39 @@ def test_against_localstripe_a_deleted_payment_is_found_and_imported_back(proces
     assert rc.fix(processor, "charge", charge_id).in_step
     assert charge_id not in differences(processor)
     assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.trxn_id == charge_id)) == 1
+
+
+def test_a_server_that_cannot_filter_by_period_is_read_only_until_the_period_is_past(world, offline_processor):
+    """localstripe answers 400 to ``created``; the charges are then read newest first, and reading stops at the
+    first page older than the period instead of going through the whole account."""
+    recent = [so.charge(customer=None, payment_intent=None, amount=100 + n) for n in range(100)]
+    old = [so.charge(customer=None, payment_intent=None, amount=100) for _ in range(250)]
+    for ch in old:
+        ch["created"] -= 20 * 86400
+    world.add(*recent, *old)
+    world.fail(r"^/v1/charges$", [400], method="GET")
+    found = differences(offline_processor, object=["charge"])
+    assert found == {ch["id"]: "missing" for ch in recent}
+    assert world.count("GET", r"^/v1/charges$") == 3  # the refused filter, the recent page, one page of old ones
+
+
+def test_fix_all_resumed_after_its_scan_is_gone_compares_again_and_fixes_the_rest(books, offline_processor):
+    from admin.models import ReconcileScan
+
+    a, b = books["a"].charge["id"], books["b"].charge["id"]
+    db.session.delete(payment(a))
+    payment(b).amount = 1
+    db.session.commit()
+    job = jobs.start("reconcile.fix_all", rc.job_params(rc.ReconcileFilter(), cancel_local=False),
+                     processor_id=offline_processor.id).job
+    jobs.run_slice(jobs.claim("w"), "w", seconds=0)  # the scan, kept
+    jobs.run_slice(jobs.claim("w"), "w", seconds=0)  # the first row fixed
+    db.session.refresh(job)
+    assert (job.done, job.total, job.cursor["i"]) == (1, 2, 1)
+    db.session.execute(ReconcileScan.__table__.delete())  # e.g. cleaned up while the job was paused
+    db.session.commit()
+    while jobs.run_due("w", seconds=60):
+        pass
+    db.session.refresh(job)
+    assert job.status == "done" and job.result["counts"] == {"fixed": 2} and (job.done, job.total) == (2, 2)
+    assert differences(offline_processor) == {}

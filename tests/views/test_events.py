@@ -79,6 +79,8 @@ def test_filters_and_counts_follow_the_query_string(client, auth, stored):
     assert _ids_shown(html) == {stored["first"], stored["second"]}
     counts = dict(re.findall(r'st-(\w+)">\w+</span> <span class="num">(\d+)', html))
     assert counts["error"] == "2" and counts["success"] == "0"  # counts for the filter, whatever its status
+    active = re.findall(r'<a class="count-chip active" href="[^"]*" aria-current="true">\s*<span class="badge st-(\w+)', html)
+    assert active == ["error"]  # the chosen status is marked for screen readers too
     html = client.get(f"/events?q={stored['events']['second']['id']}").get_data(as_text=True)
     assert _ids_shown(html) == {stored["second"]}
     assert "No events match this filter." in client.get("/events?type=payout.paid").get_data(as_text=True)

@@ -3,6 +3,7 @@ has it now; cancel, capture, refresh; bulk cancel with its confirmation; roles; 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -39,7 +40,12 @@ def test_the_list_filters_counts_and_totals(client, auth, offline_processor):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/intents").get_data(as_text=True)
     assert "pi_left" in html and "pi_paid" in html and "3</strong> intents match" in html
-    assert "50.00 EUR" in html and "50.00 USD" in html
+    totals = re.findall(r'<tr><th scope="row">(\w+)</th><td class="num">(\d+)</td>\s*<td class="num">([^<]+)</td>', html)
+    assert totals == [("EUR", "1", "50.00 EUR"), ("USD", "2", "50.00 USD")]  # the records pages' totals table
+    assert "requires payment method</span>" in html  # chip labels read as words
+    chosen = client.get("/intents?status=requires_action").get_data(as_text=True)
+    assert re.findall(r'count-chip active"[^>]*aria-current="true">\s*<span class="badge st-(\w+)', chosen) == \
+        ["requires_action"]
     html = client.get("/intents?status=incomplete&older_than=1+hour").get_data(as_text=True)
     assert "pi_left" in html and "pi_fresh" not in html and "Spring appeal" in html and "2 h old" in html
     frag = client.get("/intents?status=incomplete", headers={**HTMX, "HX-Request-Type": "partial"})

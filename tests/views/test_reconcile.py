@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from stripe_world import OneOff
 
 from admin.extensions import db
-from admin.models import AuditLog, Contribution, Payment
+from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
+from admin.services import jobs
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
@@ -201,3 +203,76 @@ def test_a_damaged_fix_request_is_a_message(client, auth, drift):
         resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "criteria": criteria},
                            headers={**HX, "X-CSRFToken": auth.token()})
         assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True), criteria
+
+
+def _lists(world) -> int:
+    """Requests for Stripe's lists of charges, refunds and invoices: one scan asks for each once."""
+    return world.count("GET", r"^/v1/(charges|refunds|invoices)$")
+
+
+def test_the_page_reuses_its_comparison_for_a_minute(client, auth, world, drift):
+    auth.login("viewer@example.org", "viewer")
+    client.get("/reconcile")
+    assert _lists(world) == 3
+    for url in ("/reconcile?problem=missing", "/reconcile?matching=1&size=100", "/reconcile?problem=absent"):
+        assert client.get(url, headers=HX).status_code == 200  # filter keystrokes, page flips
+    assert _lists(world) == 3
+    client.get("/reconcile?days=30")  # another period is another comparison
+    assert _lists(world) == 6
+    db.session.execute(update(ReconcileScan).values(taken_at=ReconcileScan.taken_at - timedelta(seconds=61)))
+    db.session.commit()
+    client.get("/reconcile")  # a minute later Stripe is asked again
+    assert _lists(world) == 9
+
+
+@pytest.mark.postgres
+def test_fix_all_counts_and_fixes_the_rows_the_page_showed_without_asking_stripe_again(client, auth, world, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile").get_data(as_text=True)
+    criteria = re.search(r'name="criteria" value=\'([^\']*)\'', html).group(1)
+    data = {"csrf_token": auth.token(), "ppid": drift["ppid"], "criteria": criteria}
+    confirm = client.post("/reconcile/fix-all", data=data, headers=HX).get_data(as_text=True)
+    params = unescape(re.search(r'name="params" value=\'([^\']*)\'', confirm).group(1))
+    client.post("/reconcile/fix-all", data={**data, "params": params, "step": "run"}, headers=HX)
+    job = db.session.scalar(select(Job))
+    assert jobs.run_slice(jobs.claim("w"), "w", seconds=0) == "running"
+    db.session.refresh(job)
+    assert set(job.cursor) == {"scan", "i"} and job.total == 2  # an index into the kept scan, not its keys
+    while jobs.run_due("w", seconds=0):
+        db.session.refresh(job)
+        assert len(json.dumps(job.cursor)) < 40
+    db.session.refresh(job)
+    assert job.status == "done" and job.result["counts"]["fixed"] == 2
+    assert _lists(world) == 3  # the page's scan counted the rows and the job worked through them
+    assert db.session.scalar(select(func.count()).select_from(ReconcileScan)) == 0  # done with: not kept
+
+
+def test_a_fix_without_its_confirmation_never_cancels_a_record(client, auth, world, drift):
+    """The page looked at a row that needed fetching from Stripe; by the time it is fixed Stripe no longer has
+    the charge. The fix works from the row it looked at, and cancels nothing without the confirmation."""
+    changed = drift["changed"]
+    seen: list[str] = []
+
+    def charge_disappears(method: str, path: str) -> None:
+        if path == f"/v1/charges/{changed}":
+            seen.append(path)
+            if len(seen) == 2:
+                world.fail(rf"^/v1/charges/{changed}$", [404] * 10, method="GET")
+
+    world.on_request = charge_disappears
+    auth.login("operator@example.org", "operator")
+    form = _form(client.get("/reconcile?problem=amount").get_data(as_text=True), changed)
+    resp = client.post("/reconcile/fix", data=form, headers={**HX, "X-CSRFToken": auth.token()})
+    assert resp.status_code in (200, 422) and "Fixed (marked" not in resp.get_data(as_text=True)
+    assert db.session.scalar(select(Payment.status).where(Payment.trxn_id == changed)) == "Completed"
+    assert db.session.scalar(select(AuditLog).where(AuditLog.action == "reconcile.cancel_local")) is None
+
+
+def test_a_fix_asks_stripe_for_the_row_once_before_and_once_after(client, auth, world, drift):
+    auth.login("operator@example.org", "operator")
+    form = _form(client.get("/reconcile").get_data(as_text=True), drift["lost"])
+    before = world.count("GET", rf"^/v1/charges/{drift['lost']}$")
+    resp = client.post("/reconcile/fix", data=form, headers={**HX, "X-CSRFToken": auth.token()})
+    assert "Fixed (replayed" in resp.get_data(as_text=True)
+    # the page's look, the replayed handler's fetch, and the look after: not a second look before
+    assert world.count("GET", rf"^/v1/charges/{drift['lost']}$") - before == 3

@@ -253,3 +253,61 @@ def test_csv_export_is_exactly_what_is_filtered(client, auth, offline_processor)
     pay_rows = _csv(client, "/payments/export.csv?currency=eur")
     assert len(pay_rows) == 241 and {r["currency"] for r in pay_rows} == {"eur"}
     assert _csv(client, "/payments/export.csv?q=nobody-at-all") == []
+
+
+def _jobs() -> list[str]:
+    return list(db.session.scalars(select(Job.kind).order_by(Job.id)))
+
+
+def test_push_to_all_and_update_all_say_how_many_before_starting_a_job(client, auth, offline_processor):
+    for n in range(3):
+        contact = Contact(display_name=f"Linked {n}", email=f"linked{n}@example.org")
+        db.session.add(contact)
+        db.session.flush()
+        db.session.add(StripeCustomer(customer_id=f"cus_linked{n}", contact_id=contact.id,
+                                      processor_id=offline_processor.id, deleted=n == 2))
+    db.session.commit()
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/customers")
+    form = {"csrf_token": token, "ppid": offline_processor.id}
+    ask = client.post("/customers/update_metadata", data=form, headers=HX)
+    text = ask.get_data(as_text=True)
+    assert ask.status_code == 200 and "Push contact details to 2 linked Stripe customers?" in text
+    assert "Yes, push to 2" in text and 'name="step" value="run"' in text and _jobs() == []
+    ask = client.post("/customers/update_contact_ids", data=form, headers=HX)
+    assert "Read contact ids from 2 linked Stripe customers?" in ask.get_data(as_text=True) and _jobs() == []
+    run = client.post("/customers/update_metadata", data={**form, "step": "run"}, headers=HX)
+    assert run.status_code == 202 and _jobs() == ["customers.update_metadata"]
+    # without JavaScript the confirmation is a page of its own, and its button starts the job
+    plain = client.post("/customers/update_contact_ids", data=form)
+    html = plain.get_data(as_text=True)
+    assert plain.status_code == 200 and "<html" in html and "Yes, update 2" in html
+    assert 'action="/customers/update_contact_ids"' in html and _jobs() == ["customers.update_metadata"]
+    started = client.post("/customers/update_contact_ids", data={**form, "step": "run"})
+    assert started.status_code == 302 and "/jobs/" in started.headers["Location"]
+    assert _jobs() == ["customers.update_metadata", "customers.update_contact_ids"]
+
+
+def test_push_to_all_with_no_linked_customer_offers_nothing_to_confirm(client, auth, offline_processor):
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/customers")
+    ask = client.post("/customers/update_metadata", data={"csrf_token": token, "ppid": offline_processor.id},
+                      headers=HX)
+    text = ask.get_data(as_text=True)
+    assert "is linked to a contact yet" in text and 'value="run"' not in text and _jobs() == []
+
+
+def test_compare_all_says_how_many_before_starting_a_job(client, auth, offline_processor):
+    db.session.add_all([ContributionRecur(processor_id=offline_processor.id, subscription_id=f"sub_cmp{n}",
+                                          amount=500, currency="usd", interval="month", interval_count=1)
+                        for n in range(2)])
+    db.session.commit()
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/subscriptions")
+    form = {"csrf_token": token, "ppid": offline_processor.id}
+    ask = client.post("/subscriptions/compare", data=form, headers=HX)
+    text = ask.get_data(as_text=True)
+    assert ask.status_code == 200 and "Compare 2 subscriptions with Stripe?" in text and "Yes, compare all" in text
+    assert _jobs() == []
+    run = client.post("/subscriptions/compare", data={**form, "step": "run"}, headers=HX)
+    assert run.status_code == 202 and _jobs() == ["subscriptions.compare"]
