@@ -1,7 +1,8 @@
 """Benchmark the public donation form on this machine.
 
 For each database (SQLite, and PostgreSQL when reachable): localstripe and paydesk under gunicorn
-(2 sync workers, ``bench/donate_wsgi.py``: the real app plus a Server-Timing header), a fresh database
+(the production ``gunicorn.conf.py``, or ``--workers``/``--threads``; ``bench/donate_wsgi.py``: the real
+app plus a Server-Timing header), a fresh database
 made with ``flask db upgrade``, a processor on that localstripe and a form made with ``forms add``. Then
 
 1. ``GET /donate/<slug>``: N requests at each concurrency; the server's time per request;
@@ -38,6 +39,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+GUNICORN_ARGS: list[str] = []  # worker settings over gunicorn.conf.py's, from --workers / --threads
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -152,9 +155,9 @@ class Stack:
                    "--intro", "Every gift buys books for the children's library.")
         port = free_port()
         log = open(self.workdir / f"gunicorn-{self.backend}.log", "wb")  # noqa: SIM115 (the child owns it)
-        web = subprocess.Popen([tool("gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--pythonpath",
-                                str(ROOT / "bench"), "donate_wsgi:app"], cwd=ROOT, env=self.env, stdout=log,
-                               stderr=subprocess.STDOUT)
+        web = subprocess.Popen([tool("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *GUNICORN_ARGS,
+                                "-b", f"127.0.0.1:{port}", "--pythonpath", str(ROOT / "bench"), "donate_wsgi:app"],
+                               cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.procs.append(web)
         wait_for_port(port, web)
@@ -270,7 +273,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="100 page views and 40 payments per cell")
     parser.add_argument("--page-limit", action="store_true",
                         help="count page views too (PAYDESK_DONATE_RATE_LIMIT_PAGE; off by default)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: gunicorn.conf.py's)")
     args = parser.parse_args()
+    GUNICORN_ARGS[:] = ([f"--workers={args.workers}"] if args.workers else []) + (
+        [f"--threads={args.threads}"] if args.threads else [])
     if args.quick:
         args.pages, args.payments = 100, 40
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -280,7 +287,8 @@ def main() -> int:
         backends.remove("postgresql")
 
     load = os.getloadavg()[0]  # this machine is shared: say how busy it was
-    print(f"donation form benchmark: {os.cpu_count()} cores, load {load:.2f}, gunicorn -w 2 (sync), "
+    print(f"donation form benchmark: {os.cpu_count()} cores, load {load:.2f}, gunicorn.conf.py "
+          f"{' '.join(GUNICORN_ARGS) or '(as shipped)'}, "
           f"{args.pages} page views and {args.payments} payments per cell, page views "
           f"{'counted by the rate limit' if args.page_limit else 'not rate-limited (the default)'}")
     rows, sizes, failures = [], {}, []
