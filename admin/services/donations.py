@@ -263,9 +263,15 @@ def decline_message(message: str | None) -> str:
 
 def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
     """The gift's contact, and whether this gift made it. A contact matched by the typed email keeps its
-    stored details: nothing proves the giver is that contact."""
+    stored details: nothing proves the giver is that contact. The contact of a donor link (staff sent it to
+    that donor) takes what was typed where it has nothing stored."""
     if gift.contact is not None:
-        return gift.contact, False
+        contact = gift.contact
+        if not contact.display_name or contact.display_name == contact.email:
+            contact.display_name = gift.name
+        contact.email = contact.email or gift.email
+        contact.postal_code = contact.postal_code or gift.postal_code  # the card element's postcode
+        return contact, False
     contact = find_by_email(gift.email)
     if contact is not None:
         return contact, False
