@@ -37,20 +37,24 @@ exists leaves nothing behind (rolled back, or the Pending contribution deleted a
 exists, its contribution stays Pending, linked to it and its first invoice, for the webhook to complete.
 
 Nothing a public answer carries (the JSON, the thank-you page) comes from a matched contact's stored
-details: the thank-you page greets by name only a contact made by this very gift or named by a donor link.
+details: the thank-you page shows the name and email typed for this gift (see :func:`ref_of`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from ..config import VERSION
@@ -127,7 +131,6 @@ class Outcome:
     errors: dict[str, str] = field(default_factory=dict)
     client_secret: str | None = None
     contribution: Contribution | None = None
-    greet: bool = False  # the thank-you page may greet the contact by its stored name (see ref_of)
 
 
 # -- validation -------------------------------------------------------------------------
@@ -198,10 +201,11 @@ def below_minimum(form: DonationForm, errors: dict[str, str]) -> bool:
 
 # -- references in URLs --------------------------------------------------------------------
 #
-# The donor's own URLs (thank-you page, its status, the 3-D Secure result) carry a signed, timed reference:
-# the contribution's id and whether the page may greet the contact by its stored name (a contact made by
-# this gift, or named by a donor link; never one matched by the typed email). It ends after
-# ``DONATE_THANKS_MAX_AGE`` seconds.
+# The donor's own URLs (thank-you page, its status, the 3-D Secure result) carry a reference: the
+# contribution's id and what the donor typed that the thank-you page shows (first name, and the address the
+# receipt goes to), encrypted (so no log or history holds them) with a key derived from SECRET_KEY, and
+# good for ``DONATE_THANKS_MAX_AGE`` seconds. The page never greets from a contact's stored details: a
+# stranger who typed a known donor's email sees the name they typed, as every other donor does.
 
 REF_INVALID = "This link to a gift is not valid. Check that it was copied whole."
 REF_EXPIRED = ("This page about your gift has expired. If your gift went through, your receipt "
@@ -210,35 +214,42 @@ REF_EXPIRED = ("This page about your gift has expired. If your gift went through
 
 @dataclass
 class DonorRef:
-    """What a reference in a donor's URL comes to: the contribution, or why not (``problem``)."""
+    """What a reference in a donor's URL comes to: the contribution and what the page may show, or why not."""
 
     contribution: Contribution | None
-    greet: bool = False
+    first_name: str = ""
+    email: str = ""
     problem: str | None = None  # REF_INVALID | REF_EXPIRED
     expired: bool = False
 
 
-def _refs() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donation-ref-v2")
+def _ref_box() -> Fernet:
+    digest = hashlib.sha256(b"paydesk-donation-ref:" + str(current_app.config["SECRET_KEY"]).encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def ref_of(c: Contribution, greet: bool = False) -> str:
-    """An unguessable, expiring handle on a contribution for the donor's own URLs."""
-    return _refs().dumps({"c": c.id, "g": 1 if greet else 0})
+def ref_of(c: Contribution, gift: Gift | None = None) -> str:
+    """An unguessable, expiring handle on a contribution for the donor's own URLs, carrying what the donor
+    typed in ``gift`` for the thank-you page (for a donor link's gift, the contact's address: the receipt's)."""
+    email = ((gift.contact.email if gift.contact is not None else None) or gift.email) if gift else ""
+    data = {"c": c.id, "n": gift.first_name[:100] if gift else "", "e": (email or "")[:255]}
+    return _ref_box().encrypt(json.dumps(data, separators=(",", ":")).encode()).decode()
 
 
 def read_ref(form: DonationForm, ref: str) -> DonorRef:
+    box = _ref_box()
     try:
-        data = _refs().loads(ref, max_age=int(current_app.config["DONATE_THANKS_MAX_AGE"]))
-    except SignatureExpired:
-        return DonorRef(None, problem=REF_EXPIRED, expired=True)
-    except BadSignature:
+        data = json.loads(box.decrypt(ref.encode("ascii")))
+        issued = box.extract_timestamp(ref.encode("ascii"))
+    except (InvalidToken, ValueError, UnicodeError):
         return DonorRef(None, problem=REF_INVALID)
+    if time.time() - issued > int(current_app.config["DONATE_THANKS_MAX_AGE"]):
+        return DonorRef(None, problem=REF_EXPIRED, expired=True)
     cid = data.get("c") if isinstance(data, dict) else None
     c = db.session.get(Contribution, cid) if isinstance(cid, int) and not isinstance(cid, bool) else None
     if c is None or c.donation_form_id != form.id:
         return DonorRef(None, problem=REF_INVALID)
-    return DonorRef(c, greet=data.get("g") == 1)
+    return DonorRef(c, first_name=str(data.get("n") or ""), email=str(data.get("e") or ""))
 
 
 def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
@@ -367,7 +378,6 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         db.session.rollback()  # spent by another request meanwhile, or revoked
         return Outcome("invalid", 409, LINK_SPENT)
     db.session.commit()  # before Stripe hears of it: its webhooks must find this row
-    greet = gift.contact is not None or made_now
 
     metadata = {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": form.slug,
                 "source": "paydesk donation form"}
@@ -376,27 +386,27 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
                 idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach")
     except GatewayError as err:
         if not err.transient and err.http_status in (400, 404) and not _is_decline(err):
-            return _declined(form, c, CARD_REFUSED, client_ip, greet)  # Stripe would not take this card
-        return _failed_before_intent(form, c, err, client_ip, greet)
+            return _declined(form, c, CARD_REFUSED, client_ip)  # Stripe would not take this card
+        return _failed_before_intent(form, c, err, client_ip)
     try:
         if gift.interval is not None:
-            return _subscribe(gw, form, gift, c, customer_id, metadata, attempt, client_ip, greet)
+            return _subscribe(gw, form, gift, c, customer_id, metadata, attempt, client_ip)
         pi = gw.create("payment_intents", {
             "amount": gift.amount, "currency": form.currency, "customer": customer_id,
             "payment_method": gift.payment_method, "payment_method_types": ["card"],
             "description": c.description, "statement_descriptor_suffix": _suffix(contact, c, form.title),
             "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
     except GatewayError as err:
-        return _failed_before_intent(form, c, err, client_ip, greet)
+        return _failed_before_intent(form, c, err, client_ip)
     _track_intent(form, c, pi)
     try:
         pi = gw.call("payment_intents", "confirm", pi["id"], idempotency_key=f"paydesk-donate-{c.id}-{attempt}-confirm")
     except GatewayError as err:
         if _is_decline(err):
-            return _declined(form, c, err.message, client_ip, greet)
+            return _declined(form, c, err.message, client_ip)
         log.warning("donation form %s: confirming %s failed: %s", form.slug, pi["id"], err)
-        return Outcome("unavailable", 503, NOT_CONFIRMED, contribution=c, greet=greet)
-    return _after_confirm(form, c, pi, client_ip, greet)
+        return Outcome("unavailable", 503, NOT_CONFIRMED, contribution=c)
+    return _after_confirm(form, c, pi, client_ip)
 
 
 def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
@@ -412,19 +422,18 @@ def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     db.session.commit()
 
 
-def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str | None, greet: bool) -> Outcome:
+def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str | None) -> Outcome:
     status = pi.get("status")
     if status in ("succeeded", "processing", "requires_capture"):
-        return Outcome("succeeded", contribution=c, greet=greet)
+        return Outcome("succeeded", contribution=c)
     if status == "requires_action":
-        return Outcome("requires_action", client_secret=pi.get("client_secret"), contribution=c, greet=greet)
-    return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip, greet)
+        return Outcome("requires_action", client_secret=pi.get("client_secret"), contribution=c)
+    return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
 
 
-def _failed_before_intent(form: DonationForm, c: Contribution, err: GatewayError, client_ip: str | None,
-                          greet: bool) -> Outcome:
+def _failed_before_intent(form: DonationForm, c: Contribution, err: GatewayError, client_ip: str | None) -> Outcome:
     if _is_decline(err):
-        return _declined(form, c, err.message, client_ip, greet)
+        return _declined(form, c, err.message, client_ip)
     _withdraw(c)
     log.warning("donation form %s: Stripe unavailable, contribution %s withdrawn: %s", form.slug, c.id, err)
     return Outcome("unavailable", 503, UNAVAILABLE)
@@ -442,8 +451,7 @@ def _withdraw(c: Contribution) -> None:
     db.session.commit()
 
 
-def _declined(form: DonationForm, c: Contribution, message: str | None, client_ip: str | None,
-              greet: bool = False) -> Outcome:
+def _declined(form: DonationForm, c: Contribution, message: str | None, client_ip: str | None) -> Outcome:
     """The card was declined (or failed 3-D Secure): a Failed contribution, and one more failure for the address.
     A donor link spent on it may be used again (with another card)."""
     text = decline_message(message)
@@ -453,7 +461,7 @@ def _declined(form: DonationForm, c: Contribution, message: str | None, client_i
     release_link(c.id)
     db.session.commit()
     donation_guard.payment_failed(form, client_ip, f"contribution {c.id}: {message or 'declined'}")
-    return Outcome("declined", 402, text, errors={"card": text}, contribution=c, greet=greet)
+    return Outcome("declined", 402, text, errors={"card": text}, contribution=c)
 
 
 # -- monthly and yearly ---------------------------------------------------------------------
@@ -503,7 +511,7 @@ def first_invoice_intent(gw: Gateway, reader: StripeReader, invoice: dict) -> di
 
 
 def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, customer_id: str,
-               metadata: dict, attempt: str, client_ip: str | None, greet: bool) -> Outcome:
+               metadata: dict, attempt: str, client_ip: str | None) -> Outcome:
     gw.update("customers", customer_id, {"invoice_settings": {"default_payment_method": gift.payment_method}})
     plan_id = plan_for(gw, form, gift.amount, gift.interval)
     params = {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": metadata, "expand": ["latest_invoice"]}
@@ -515,12 +523,12 @@ def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, cus
             raise  # Stripe answered: no subscription was made
         sub = _find_subscription(gw, form, c, params, key, err)
         if sub is None:
-            return _subscription_unknown(form, c, greet)
+            return _subscription_unknown(form, c)
     reader = StripeReader(form.processor, gw)
     try:  # from here on Stripe may have charged the donor: no failure may withdraw the contribution
-        return _first_payment(gw, form, c, reader, sub, client_ip, greet)
+        return _first_payment(gw, form, c, reader, sub, client_ip)
     except GatewayError as err:
-        return _subscription_not_confirmed(form, c, reader, sub, err, greet)
+        return _subscription_not_confirmed(form, c, reader, sub, err)
 
 
 def _find_subscription(gw: Gateway, form: DonationForm, c: Contribution, params: dict, key: str,
@@ -550,7 +558,7 @@ def _find_subscription(gw: Gateway, form: DonationForm, c: Contribution, params:
         return None
 
 
-def _subscription_unknown(form: DonationForm, c: Contribution, greet: bool) -> Outcome:
+def _subscription_unknown(form: DonationForm, c: Contribution) -> Outcome:
     """Whether Stripe made the subscription cannot be found out now: keep the Pending contribution (its
     invoice's webhook finds it by the contribution id in the subscription's metadata), keep the donor link
     spent, and tell the donor just that."""
@@ -559,11 +567,11 @@ def _subscription_unknown(form: DonationForm, c: Contribution, greet: bool) -> O
     then = ("if it was, we will email you a receipt." if receipts_wanted(c)
             else "please get in touch with us before giving again.")
     return Outcome("unconfirmed", 202, SUBSCRIPTION_UNKNOWN.format(then=then, reference=reference(c)),
-                   contribution=c, greet=greet)
+                   contribution=c)
 
 
 def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
-                   client_ip: str | None, greet: bool) -> Outcome:
+                   client_ip: str | None) -> Outcome:
     """What became of a new subscription's first invoice: recorded, then answered as for a one-off gift."""
     invoice = sub.get("latest_invoice") if isinstance(sub.get("latest_invoice"), dict) else \
         gw.retrieve("invoices", sid(sub.get("latest_invoice")))
@@ -574,17 +582,17 @@ def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: Str
         pi = None
     c = _record_subscription(form, c, reader, sub, invoice, pi)
     if invoice.get("status") == "paid" or (pi or {}).get("status") in ("succeeded", "processing"):
-        return Outcome("succeeded", contribution=c, greet=greet)
+        return Outcome("succeeded", contribution=c)
     if pi is not None and pi.get("status") == "requires_action":
-        return Outcome("requires_action", client_secret=pi.get("client_secret"), contribution=c, greet=greet)
+        return Outcome("requires_action", client_secret=pi.get("client_secret"), contribution=c)
     if pi is None:
-        return Outcome("succeeded", contribution=c, greet=greet)  # the thank-you page waits for the invoice's events
+        return Outcome("succeeded", contribution=c)  # the thank-you page waits for the invoice's events
     _cancel_subscription(gw, form, sub["id"])
-    return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip, greet)
+    return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
 
 
 def _subscription_not_confirmed(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
-                                err: GatewayError, greet: bool) -> Outcome:
+                                err: GatewayError) -> Outcome:
     """Stripe failed after making the subscription: keep the Pending contribution, linked to the subscription
     and (by its id, which the subscription names) its first invoice, so the invoice's webhook completes this
     contribution; and ask the donor not to give again."""
@@ -600,7 +608,7 @@ def _subscription_not_confirmed(form: DonationForm, c: Contribution, reader: Str
     then = ("we will email you a receipt once it is confirmed." if receipts_wanted(c)
             else "it will be confirmed shortly.")
     return Outcome("unconfirmed", 202, SUBSCRIPTION_NOT_CONFIRMED.format(then=then, reference=reference(c)),
-                   contribution=c, greet=greet)
+                   contribution=c)
 
 
 def _record_subscription(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, invoice: dict,
@@ -656,7 +664,7 @@ def check_result(form: DonationForm, c: Contribution, client_ip: str | None) -> 
         if c.recur is not None:
             _cancel_subscription(gw, form, c.recur.subscription_id)
         return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
-    return _after_confirm(form, c, pi, client_ip, False)
+    return _after_confirm(form, c, pi, client_ip)
 
 
 # -- the thank-you page and receipts -----------------------------------------------------------

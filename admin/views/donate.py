@@ -91,11 +91,11 @@ def _json(body: dict, status: int, form=None, *, token: bool = True):
     return jsonify(body), status
 
 
-def _outcome(form, outcome: donations.Outcome, ref: str | None = None):
+def _outcome(form, outcome: donations.Outcome, ref: str | None = None, gift: donations.Gift | None = None):
     body: dict = {"status": outcome.status}
     c = outcome.contribution
     if c is not None and c.id is not None and outcome.status in ("succeeded", "requires_action"):
-        ref = ref or donations.ref_of(c, outcome.greet)
+        ref = ref or donations.ref_of(c, gift)
         body["redirect"] = url_for("donate.thanks", slug=form.slug, ref=ref)
         body["result_url"] = url_for("donate.result", slug=form.slug, ref=ref)
     if outcome.client_secret:
@@ -148,7 +148,7 @@ def pay(slug: str):
     outcome = donations.give(form, gift, ip)
     if outcome.http == 409:  # the donor link was spent meanwhile
         outcome.message = LINK_ON_PAY.format(problem=outcome.message)
-    return _outcome(form, outcome)
+    return _outcome(form, outcome, gift=gift)
 
 
 def _ref_or_error(form, ref: str):
@@ -179,17 +179,14 @@ def result(slug: str, ref: str):
 @bp.get("/donate/<slug>/thanks/<ref>")
 @public
 def thanks(slug: str, ref: str):
-    """The donor's confirmation. It greets by name, and says where the receipt goes, only for a contact made by
-    this gift or named by a donor link: never from a contact that was matched by the typed email."""
+    """The donor's confirmation: the first name and email typed for this gift (never a contact's stored ones)."""
     form = _form_or_404(slug)
     found, problem = _ref_or_error(form, ref)
     if problem:
         return problem
     c = found.contribution
-    known = c.contact if found.greet else None
-    first = ((known.display_name if known else "") or "").split(" ")[0]
-    return render_template("donate/thanks.html", form=form, c=c, first_name=first,
-                           receipt_to=known.email if known else None,
+    first = found.first_name.split(" ")[0]
+    return render_template("donate/thanks.html", form=form, c=c, first_name=first, receipt_to=found.email or None,
                            state=donations.thanks_state(c), reference=donations.reference(c),
                            frequency=donations.frequency_of(c),
                            status_url=url_for("donate.status", slug=slug, ref=ref))
