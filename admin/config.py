@@ -109,7 +109,11 @@ class DefaultConfig:
     DONATE_IP_FAILURE_WINDOW = 3600
     DONATE_IP_BLOCK_SECONDS = 2 * 3600  # ... block it for this long
     DONATE_TOKEN_MAX_AGE = 2 * 3600  # a form token is good for one payment request within this time
-    DONATE_LINK_MAX_AGE = 30 * 86400  # signed donor links (known contact, known postcode)
+    # Signed donor links from staff (``forms link``: known contact, known postcode, the contact's own Stripe
+    # customer): each is good for one gift within this time, and can be revoked on the contact's page.
+    DONATE_LINK_MAX_AGE = 30 * 86400
+    # The donor's thank-you page (and its 3-D Secure result and status) answers for this long after the gift.
+    DONATE_THANKS_MAX_AGE = 86400
     # Captcha hook: "package.module:function" called as fn(response, remote_addr) -> bool, with the
     # value of the form field DONATE_CAPTCHA_FIELD; None: no captcha. The widget that fills the
     # field goes in admin/templates/donate/_captcha.html (empty here).

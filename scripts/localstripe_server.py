@@ -7,7 +7,9 @@ It also teaches localstripe (1.15) a few things Stripe does that paydesk relies 
 (``closer_to_stripe``), so tests and ``make demo`` exercise the real calls: cancellation
 reasons, ``amount_capturable``, intents listed by ``created``, lists newest first, and
 ``description`` / ``statement_descriptor_suffix`` / ``receipt_email`` on PaymentIntents
-(checked the way Stripe checks them: a suffix of at most 22 characters, none of ``<>\\'"*``).
+(checked the way Stripe checks them: a suffix of at most 22 characters, none of ``<>\\'"*``),
+and idempotency keys: a POST sent again with the same ``Idempotency-Key`` (same API key, path and
+body) is answered with the first answer (``Idempotent-Replayed: true``) instead of being done twice.
 """
 
 import argparse
@@ -79,6 +81,7 @@ def closer_to_stripe() -> None:
 
     List._compute_starting_pos = newest_first
     _accept_intent_descriptions()
+    _replay_idempotent_requests()
 
 
 _FORBIDDEN = set("<>\\'\"*")
@@ -103,6 +106,55 @@ def _accept_intent_descriptions() -> None:
 
     __init__.paydesk_patched = True
     PaymentIntent.__init__ = __init__
+
+
+# (API key, Idempotency-Key) -> (path, body, status, answer) of the first request with that key.
+_ANSWERED: dict[tuple[str, str], tuple[str, bytes, int, bytes]] = {}
+
+
+def _replay_idempotent_requests() -> None:
+    """Stripe keeps the answer to a POST with an ``Idempotency-Key`` (for 24 hours, per account): the same
+    request again gets that answer, replayed (``Idempotent-Replayed: true``), and nothing is done twice; the
+    key with other parameters is refused (400 ``idempotency_error``). Kept like Stripe keeps them: successes
+    and card declines (402), not requests refused as invalid. localstripe ignores the header, so a retried
+    create made a second object. Forgotten when the data is wiped (``DELETE /_config/data``)."""
+    from localstripe.server import app as server
+
+    if getattr(Store.clear, "paydesk_patched", False):
+        return
+
+    @web.middleware
+    async def idempotency(request, handler):
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or not key or not request.path.startswith("/v1/"):
+            return await handler(request)
+        body = await request.read()
+        slot = (request.headers.get("Authorization", ""), key)
+        seen = _ANSWERED.get(slot)
+        if seen is not None:
+            path, first_body, status, answer = seen
+            if path != request.path or first_body != body:
+                return web.json_response({"error": {
+                    "type": "idempotency_error",
+                    "message": "Keys for idempotent requests can only be used with the same parameters they "
+                               "were first used with."}}, status=400)
+            replay = web.Response(body=answer, status=status, content_type="application/json")
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
+        response = await handler(request)
+        if response.status < 400 or response.status == 402:
+            _ANSWERED[slot] = (request.path, body, response.status, bytes(response.body or b""))
+        return response
+
+    server.middlewares.insert(0, idempotency)
+    plain_clear = Store.clear
+
+    def clear(self):
+        _ANSWERED.clear()
+        plain_clear(self)
+
+    clear.paydesk_patched = True
+    Store.clear = clear
 
 
 def main() -> None:

@@ -62,6 +62,29 @@ class DonationPlan(db.Model):
     created_at: Mapped[datetime] = created_column()
 
 
+class DonorLink(db.Model):
+    """A signed donor link staff made for one contact and one form (``forms link``): one gift, then spent.
+
+    The link's token names this row; the row says whether it may still be used: not revoked (from the
+    contact's page), not spent (a gift through it reached Stripe), and younger than ``DONATE_LINK_MAX_AGE``.
+    A declined card leaves it usable, so the donor can try another card.
+    """
+
+    __tablename__ = "donor_link"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("donation_form.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = created_column()
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    # The gift it was spent on (set when a gift through it starts; cleared again when that gift is declined).
+    contribution_id: Mapped[int | None] = mapped_column(Integer)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
+
+    form: Mapped[DonationForm] = relationship()
+
+
 class SpentFormToken(db.Model):
     """A one-time form token that has been used (a second use is a replay). Kept for the token's lifetime."""
 

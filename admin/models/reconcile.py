@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ..timeutil import utcnow
+from .base import Money
 
 
 class ReconcileScan(db.Model):
@@ -30,3 +31,25 @@ class ReconcileScan(db.Model):
     until: Mapped[datetime] = mapped_column(DateTime)
     taken_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class UnmatchedPayment(db.Model):
+    """A payment that named a contribution it does not match (a Checkout session whose
+    ``client_reference_id`` names a contribution of another amount, currency or customer, or one paid
+    already). The named contribution is left alone; the payment is recorded as a contribution of its
+    own (``contribution_id``, no receipt) and listed on ``/reconcile`` until staff mark it reviewed."""
+
+    __tablename__ = "unmatched_payment"
+    __table_args__ = (UniqueConstraint("processor_id", "session_id", name="uq_unmatched_payment_session"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(String(255))  # the Checkout session (cs_...)
+    named_contribution_id: Mapped[int | None] = mapped_column(Integer)
+    contribution_id: Mapped[int | None] = mapped_column(Integer)  # where the payment is recorded
+    amount: Mapped[int | None] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(255))

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -45,6 +46,9 @@ class StripeCustomer(db.Model):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
     processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Made for a public donation-form gift that matched this contact by its email alone (no proof that
+    # the giver is the contact): paydesk never reuses it for the contact's other gifts or donor links.
+    unverified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = created_column()
 
     contact: Mapped[Contact] = relationship(back_populates="stripe_customers")
@@ -112,6 +116,9 @@ class Contribution(db.Model):
     # The donation form the gift was given on (None: made in Stripe or elsewhere).
     donation_form_id: Mapped[int | None] = mapped_column(ForeignKey("donation_form.id", ondelete="SET NULL"),
                                                          index=True)
+    # How often the donor chose to give on that form (one-off, monthly, yearly): kept when a regular
+    # gift's first payment failed before any subscription existed.
+    frequency: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import or_, select
 
-from ..dbutil import lock_objects
+from ..dbutil import lock_objects, parse_id
 from ..extensions import db
 from ..models import (
     CANCELLED,
@@ -43,7 +43,7 @@ from ..stripe_shapes import (
     sid,
     subscription_of_invoice,
 )
-from ..timeutil import from_unix
+from ..timeutil import from_unix, to_unix, utcnow
 from .contacts import contact_for_charge, contact_for_customer
 from .customers import request_metadata_sync
 from .receipts import request_receipt
@@ -223,6 +223,8 @@ def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv
         if c is not None and c.invoice_id not in (None, inv["id"]):
             c = None
     if c is None:
+        c = _gift_named_by_subscription(reader, processor, inv, recur)
+    if c is None:
         customer_id = sid(inv.get("customer"))
         c = Contribution(processor_id=processor.id, amount=minor_units(inv, "amount_due") or minor_units(inv, "total"),
                          currency=currency_of(inv), status=PENDING, customer_id=customer_id,
@@ -238,6 +240,29 @@ def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv
         c.contact_id = c.contact_id or recur.contact_id
     c.payment_intent_id = c.payment_intent_id or pi_id
     db.session.flush()
+    return c
+
+
+def _gift_named_by_subscription(reader: StripeReader, processor: PaymentProcessor, inv: dict,
+                                recur: ContributionRecur | None) -> Contribution | None:
+    """A donation-form gift still waiting for its subscription (the form could not find out whether Stripe made
+    it): the Pending contribution the subscription's metadata names, when it is that customer's. Stripe is asked
+    only when such a contribution exists."""
+    customer_id = sid(inv.get("customer"))
+    if recur is None or not customer_id:
+        return None
+    waiting = db.session.scalar(select(Contribution.id).where(
+        Contribution.processor_id == processor.id, Contribution.customer_id == customer_id,
+        Contribution.status == PENDING, Contribution.invoice_id.is_(None), Contribution.recur_id.is_(None),
+        Contribution.donation_form_id.is_not(None)).limit(1))
+    if waiting is None:
+        return None
+    sub = reader.get("subscriptions", recur.subscription_id)
+    named = parse_id(str((sub.get("metadata") or {}).get("contribution_id") or ""))
+    c = db.session.get(Contribution, named) if named is not None else None
+    if c is None or c.processor_id != processor.id or c.customer_id != customer_id or c.status != PENDING \
+            or c.invoice_id is not None:
+        return None
     return c
 
 
@@ -274,9 +299,21 @@ def record_invoice_paid(reader: StripeReader, processor: PaymentProcessor, inv: 
     if recur is not None and recur.status == RECUR_FAILING:
         recur.status = RECUR_IN_PROGRESS
         recur.failure_count = 0
+    if recur is not None and recur.stripe_status == "incomplete":
+        _subscription_after_first_payment(reader, processor, recur)
     if completed:
         _after_completed(c, c.customer_id, no_receipt)
     return c
+
+
+def _subscription_after_first_payment(reader: StripeReader, processor: PaymentProcessor,
+                                      recur: ContributionRecur) -> None:
+    """A subscription's first invoice is paid while paydesk still has it waiting for that payment (incomplete,
+    as when the first payment needed 3-D Secure): Stripe has made it active by now, and may send
+    ``customer.subscription.updated`` after the invoice's events or not at all. Read it again and apply it."""
+    from .recurring import sync_subscription
+
+    sync_subscription(reader, processor, reader.get("subscriptions", recur.subscription_id), stamp=to_unix(utcnow()))
 
 
 def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:

@@ -21,12 +21,12 @@ import json
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..config import VERSION
 from ..dbutil import immediate, parse_id
 from ..extensions import db
-from ..models import Contact, OutboxTask, PaymentProcessor, StripeCustomer
+from ..models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from ..stripe_gateway import Gateway, GatewayError
 from . import ServiceError, audit
 from .contacts import contact_named_by
@@ -144,7 +144,12 @@ def create_customer(processor: PaymentProcessor, contact: Contact) -> StripeCust
     if live:
         raise ServiceError(f"{contact.display_name or 'This contact'} has a Stripe customer already: "
                            f"{live[0].customer_id}")
-    tries = sum(1 for link in contact.stripe_customers if link.processor_id == processor.id)
+    # Part of the idempotency key: how many customers paydesk made for this contact here before. The same for a
+    # double submit or a retry after Stripe failed; new once a customer was made (Stripe keeps a key's answer
+    # for a day: a key used before gives back the customer made then, even after it was unlinked).
+    tries = db.session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == "customer.create", AuditLog.result == "ok", AuditLog.object_type == "contact",
+        AuditLog.object_id == str(contact.id), AuditLog.processor_id == processor.id)) or 0
     try:
         cus = Gateway.for_processor(processor).create(
             "customers", customer_fields(contact),

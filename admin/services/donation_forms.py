@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from ..dbutil import immediate, parse_id
 from ..extensions import db
-from ..models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, PaymentProcessor
+from ..models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, DonorLink, PaymentProcessor
 from ..money import format_money, parse_money, to_major
+from ..timeutil import utcnow
 from . import ServiceError, audit
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
@@ -194,30 +196,142 @@ def range_text(form: DonationForm) -> str:
 
 
 # -- signed donor links: a known contact (and so a known billing postcode) ------------------
+#
+# A link is made by staff for one contact and one form (``forms link``) and is good for one gift: it is
+# spent once a gift through it has reached Stripe (a declined card leaves it usable, so the donor can try
+# another card), it ends after ``DONATE_LINK_MAX_AGE`` seconds (default 30 days; read at each use, so a
+# shorter setting applies to links already sent), and staff can revoke it from the contact's page.
+
+LINK_INVALID = "This personal donation link is not valid."
+LINK_EXPIRED = "This personal donation link has expired."
+LINK_REVOKED = "This personal donation link has been withdrawn."
+LINK_SPENT = "This personal donation link has been used for a gift already."
+
+
+@dataclass
+class DonorLinkCheck:
+    """What a donor link in a request comes to: the link and its contact when it may be used, else the
+    message for the donor (``problem``); all None when the request carries no link."""
+
+    link: DonorLink | None = None
+    contact: Contact | None = None
+    problem: str | None = None
+
 
 def _link_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donor-link")
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donor-link-v2")
+
+
+def link_max_age() -> int:
+    return int(current_app.config["DONATE_LINK_MAX_AGE"])
 
 
 def donor_link(form: DonationForm, contact: Contact) -> str:
-    """The form's address for a known donor: name, email and billing postcode filled in.
-
-    Staff send it to a returning donor, or open it themselves to take a gift by phone.
-    Good for ``DONATE_LINK_MAX_AGE`` seconds.
-    """
-    token = _link_serializer().dumps({"c": contact.id, "f": form.id})
+    """A new link to the form for a known donor: name, email and billing postcode filled in, and the gift
+    made with the contact's own Stripe customer. Staff send it to a returning donor, or open it themselves
+    to take a gift by phone. One gift, within ``DONATE_LINK_MAX_AGE`` seconds. Commits, with its audit entry."""
+    immediate()
+    _, actor = audit.current_actor()
+    link = DonorLink(contact_id=contact.id, form_id=form.id, created_by=actor[:255])
+    db.session.add(link)
+    db.session.flush()
+    audit.record("donor_link.create", object_type="contact", object_id=str(contact.id),
+                 processor_id=form.processor_id, parameters={"link": link.id, "form": form.slug},
+                 commit=False)
+    db.session.commit()
+    token = _link_serializer().dumps({"l": link.id, "f": form.id})
     return public_url(form) + "?" + "donor=" + token
 
 
-def donor_from_link(form: DonationForm, token: str | None) -> Contact | None:
-    """The contact a signed donor link names, or None (no link, forged, expired, another form's)."""
+def check_donor_link(form: DonationForm, token: object) -> DonorLinkCheck:
+    """The donor link a request carries (``?donor=`` on the page, ``donor`` in the payment request)."""
     if not token:
-        return None
+        return DonorLinkCheck()
+    if not isinstance(token, str):
+        return DonorLinkCheck(problem=LINK_INVALID)
     try:
-        data = _link_serializer().loads(token, max_age=int(current_app.config["DONATE_LINK_MAX_AGE"]))
-    except (BadSignature, SignatureExpired):
-        return None
-    if not isinstance(data, dict) or data.get("f") != form.id:
-        return None
-    contact = db.session.get(Contact, data.get("c")) if isinstance(data.get("c"), int) else None
-    return contact if contact is not None and not contact.is_deleted else None
+        data = _link_serializer().loads(token, max_age=link_max_age())
+    except SignatureExpired:
+        return DonorLinkCheck(problem=LINK_EXPIRED)
+    except BadSignature:
+        return DonorLinkCheck(problem=LINK_INVALID)
+    link_id = data.get("l") if isinstance(data, dict) else None
+    link = db.session.get(DonorLink, link_id) if isinstance(link_id, int) else None
+    if link is None or link.form_id != form.id or data.get("f") != form.id:
+        return DonorLinkCheck(problem=LINK_INVALID)
+    contact = db.session.get(Contact, link.contact_id)
+    if contact is None or contact.is_deleted:
+        return DonorLinkCheck(problem=LINK_INVALID)
+    if link.revoked_at is not None:
+        return DonorLinkCheck(problem=LINK_REVOKED)
+    if link.used_at is not None:
+        return DonorLinkCheck(problem=LINK_SPENT)
+    return DonorLinkCheck(link=link, contact=contact)
+
+
+def donor_from_link(form: DonationForm, token: str | None) -> Contact | None:
+    """The contact a usable donor link names, or None (no link, forged, expired, spent, revoked, another form's)."""
+    return check_donor_link(form, token).contact
+
+
+def claim_link(link_id: int, contribution_id: int) -> bool:
+    """Spend a link on a gift, inside the transaction that records the gift; False when another request
+    spent it (or staff revoked it) meanwhile."""
+    done = db.session.execute(update(DonorLink).where(
+        DonorLink.id == link_id, DonorLink.used_at.is_(None), DonorLink.revoked_at.is_(None))
+        .values(used_at=utcnow(), contribution_id=contribution_id))
+    return done.rowcount == 1
+
+
+def release_link(contribution_id: int) -> None:
+    """The gift a link was spent on was declined (or never reached Stripe): the link may be used again."""
+    db.session.execute(update(DonorLink).where(DonorLink.contribution_id == contribution_id)
+                       .values(used_at=None, contribution_id=None))
+
+
+def move_link(old_contribution_id: int, new_contribution_id: int) -> None:
+    """The gift a link was spent on is recorded on another contribution (the worker's row for its invoice)."""
+    db.session.execute(update(DonorLink).where(DonorLink.contribution_id == old_contribution_id)
+                       .values(contribution_id=new_contribution_id))
+
+
+@dataclass
+class DonorLinkRow:
+    link: DonorLink
+    state: str  # active | used | revoked | expired
+    expires_at: datetime
+
+
+def links_of(contact: Contact, limit: int = 20) -> list[DonorLinkRow]:
+    """The contact's donor links, newest first, each with its state (for the contact's page)."""
+    links = db.session.scalars(select(DonorLink).where(DonorLink.contact_id == contact.id)
+                               .options(joinedload(DonorLink.form))
+                               .order_by(DonorLink.id.desc()).limit(limit))
+    now, age = utcnow(), timedelta(seconds=link_max_age())
+    rows = []
+    for link in links:
+        expires = link.created_at + age
+        state = ("revoked" if link.revoked_at else "used" if link.used_at else
+                 "expired" if expires <= now else "active")
+        rows.append(DonorLinkRow(link, state, expires))
+    return rows
+
+
+def revoke_link(contact: Contact, link_id: int) -> DonorLink:
+    """Revoke one of the contact's donor links (staff, on the contact's page). Commits, with its audit entry."""
+    immediate()
+    link = db.session.get(DonorLink, link_id)
+    if link is None or link.contact_id != contact.id:
+        db.session.rollback()
+        raise ServiceError("this contact has no such donor link")
+    if link.revoked_at is not None:
+        db.session.rollback()
+        raise ServiceError(f"donor link #{link.id} was revoked already")
+    _, actor = audit.current_actor()
+    link.revoked_at, link.revoked_by = utcnow(), actor[:255]
+    audit.record("donor_link.revoke", object_type="contact", object_id=str(contact.id),
+                 processor_id=link.form.processor_id if link.form else None,
+                 parameters={"link": link.id, "form": link.form.slug if link.form else None,
+                             "was": "used" if link.used_at else "unused"}, commit=False)
+    db.session.commit()
+    return link

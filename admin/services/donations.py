@@ -2,36 +2,59 @@
 
 The browser has made a PaymentMethod with Stripe.js; :func:`give` then
 
-1. finds the contact (by signed donor link, else by email) and its Stripe customer, creating the
-   customer in Stripe if there is none yet (before any write, so no database lock waits on Stripe);
-2. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``)
-   *before* Stripe can send anything about it, so the webhook always finds it;
-3. attaches the PaymentMethod to the customer (a card can be declined here);
-4. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix,
+1. asks Stripe for that PaymentMethod: one Stripe does not know (or will not let this gift use) is
+   answered like a declined card and counted against the address, and nothing is made for it;
+2. picks the Stripe customer. How records are matched:
+
+   - a signed donor link from staff (``forms link``) names its contact: the gift uses that contact's
+     own Stripe customer (the newest one paydesk did not make for an unverified gift), and spends the
+     link;
+   - otherwise the contact is the one with the typed email (CiviCRM's default rule: case-insensitive,
+     the oldest contact that is not deleted), or a new contact. Nothing proves the giver is that contact,
+     so the gift gets a **fresh Stripe customer** (linked to the contact, marked ``unverified`` when the
+     contact existed already, and never reused): a stranger who knows a donor's email cannot attach a
+     card to that donor's customer, change its default card or touch its subscriptions; and the
+     contact's stored details are not changed (a new contact takes what was typed);
+
+   the customer is made in Stripe before any write, so no database lock waits on Stripe;
+3. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``,
+   with the chosen frequency) *before* Stripe can send anything about it, so the webhook always finds it;
+4. attaches the PaymentMethod to the customer (a card can be declined here);
+5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix,
    metadata), records its id, then confirms it;
    monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
-   for that amount, currency and interval (:func:`plan_for`, created once and reused);
-5. answers ``succeeded`` or ``requires_action`` (the browser runs 3-D Secure with
+   for that amount, currency and interval (:func:`plan_for`, created once and reused); when Stripe does
+   not answer the subscription request, paydesk finds out whether the subscription exists (listing the
+   customer's subscriptions, then asking again with the same idempotency key) before it answers;
+6. answers ``succeeded`` or ``requires_action`` (the browser runs 3-D Secure with
    ``confirmCardPayment`` and then asks :func:`check_result`), or ``declined``; ``unconfirmed`` when
-   Stripe failed after the subscription was made (the donor is asked not to try again).
+   Stripe failed after the subscription was made, or paydesk cannot find out whether it was (the donor is
+   asked not to try again).
 
 The form never marks a gift paid: the webhook completes the contribution. A declined card marks
 it Failed (and counts against the donor's address); Stripe unreachable before the PaymentIntent
 exists leaves nothing behind (rolled back, or the Pending contribution deleted again); once a subscription
 exists, its contribution stays Pending, linked to it and its first invoice, for the webhook to complete.
+
+Nothing a public answer carries (the JSON, the thank-you page) comes from a matched contact's stored
+details: the thank-you page shows the name and email typed for this gift (see :func:`ref_of`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from ..config import VERSION
@@ -53,8 +76,9 @@ from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import paid_invoice_payment, sid
 from ..timeutil import utcnow
 from . import contributions, donation_guard, intents, recurring
-from .contacts import contact_for_details, find_by_email
+from .contacts import find_by_email, new_contact
 from .customers import customer_fields, request_metadata_sync
+from .donation_forms import LINK_SPENT, claim_link, move_link, release_link
 from .stripe_reader import StripeReader
 
 log = logging.getLogger(__name__)
@@ -68,6 +92,10 @@ NOT_CONFIRMED = ("We could not confirm your payment with our card processor. Ple
 # The subscription exists (so its first payment may well have been taken): another try could make a second one.
 SUBSCRIPTION_NOT_CONFIRMED = ("Your regular gift is set up, but we could not confirm its first payment with our "
                               "card processor yet. Please do not try again: {then} Your reference is {reference}.")
+# Stripe did not answer the subscription request, and could not be asked whether it made it.
+SUBSCRIPTION_UNKNOWN = ("We could not find out from our card processor whether your regular gift was set up. "
+                        "Please do not try again for now: {then} Your reference is {reference}.")
+CARD_REFUSED = "Your card details were not accepted. Please enter them again, or use another card."
 
 
 @dataclass
@@ -82,6 +110,7 @@ class Gift:
     city: str | None = None
     payment_method: str | None = None
     contact: Contact | None = None  # from a signed donor link
+    link_id: int | None = None  # that link (spent by this gift)
 
     @property
     def name(self) -> str:
@@ -171,23 +200,60 @@ def below_minimum(form: DonationForm, errors: dict[str, str]) -> bool:
 
 
 # -- references in URLs --------------------------------------------------------------------
+#
+# The donor's own URLs (thank-you page, its status, the 3-D Secure result) carry a reference: the
+# contribution's id and what the donor typed that the thank-you page shows (first name, and the address the
+# receipt goes to), encrypted (so no log or history holds them) with a key derived from SECRET_KEY, and
+# good for ``DONATE_THANKS_MAX_AGE`` seconds. The page never greets from a contact's stored details: a
+# stranger who typed a known donor's email sees the name they typed, as every other donor does.
 
-def _refs() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donation-ref")
+REF_INVALID = "This link to a gift is not valid. Check that it was copied whole."
+REF_EXPIRED = ("This page about your gift has expired. If your gift went through, your receipt "
+               "has the details.")
 
 
-def ref_of(c: Contribution) -> str:
-    """An unguessable handle on a contribution for the donor's own URLs (thank-you page, 3-D Secure result)."""
-    return _refs().dumps(c.id)
+@dataclass
+class DonorRef:
+    """What a reference in a donor's URL comes to: the contribution and what the page may show, or why not."""
+
+    contribution: Contribution | None
+    first_name: str = ""
+    email: str = ""
+    problem: str | None = None  # REF_INVALID | REF_EXPIRED
+    expired: bool = False
+
+
+def _ref_box() -> Fernet:
+    digest = hashlib.sha256(b"paydesk-donation-ref:" + str(current_app.config["SECRET_KEY"]).encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def ref_of(c: Contribution, gift: Gift | None = None) -> str:
+    """An unguessable, expiring handle on a contribution for the donor's own URLs, carrying what the donor
+    typed in ``gift`` for the thank-you page (for a donor link's gift, the contact's address: the receipt's)."""
+    email = ((gift.contact.email if gift.contact is not None else None) or gift.email) if gift else ""
+    data = {"c": c.id, "n": gift.first_name[:100] if gift else "", "e": (email or "")[:255]}
+    return _ref_box().encrypt(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+
+def read_ref(form: DonationForm, ref: str) -> DonorRef:
+    box = _ref_box()
+    try:
+        data = json.loads(box.decrypt(ref.encode("ascii")))
+        issued = box.extract_timestamp(ref.encode("ascii"))
+    except (InvalidToken, ValueError, UnicodeError):
+        return DonorRef(None, problem=REF_INVALID)
+    if time.time() - issued > int(current_app.config["DONATE_THANKS_MAX_AGE"]):
+        return DonorRef(None, problem=REF_EXPIRED, expired=True)
+    cid = data.get("c") if isinstance(data, dict) else None
+    c = db.session.get(Contribution, cid) if isinstance(cid, int) and not isinstance(cid, bool) else None
+    if c is None or c.donation_form_id != form.id:
+        return DonorRef(None, problem=REF_INVALID)
+    return DonorRef(c, first_name=str(data.get("n") or ""), email=str(data.get("e") or ""))
 
 
 def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
-    try:
-        cid = _refs().loads(ref)
-    except BadSignature:
-        return None
-    c = db.session.get(Contribution, cid) if isinstance(cid, int) else None
-    return c if c is not None and c.donation_form_id == form.id else None
+    return read_ref(form, ref).contribution
 
 
 def reference(c: Contribution) -> str:
@@ -203,46 +269,75 @@ def _is_decline(err: GatewayError) -> bool:
 
 def decline_message(message: str | None) -> str:
     text = (message or "Your card was declined.").strip()
-    return text if "declined" in text.lower() else f"Payment declined: {text}"
+    return text if "declined" in text.lower() or text == CARD_REFUSED else f"Payment declined: {text}"
 
 
-def _contact(form: DonationForm, gift: Gift) -> Contact:
-    contact = gift.contact or contact_for_details(gift.name, gift.email, gift.postal_code, source=SOURCE)
-    if not contact.display_name or contact.display_name == contact.email:
-        contact.display_name = gift.name
-    contact.email = contact.email or gift.email
-    if gift.postal_code and not contact.postal_code:
-        contact.postal_code = gift.postal_code  # the card element's postcode (the master value)
+def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
+    """The gift's contact, and whether this gift made it. A contact matched by the typed email keeps its
+    stored details: nothing proves the giver is that contact. The contact of a donor link (staff sent it to
+    that donor) takes what was typed where it has nothing stored."""
+    if gift.contact is not None:
+        contact = gift.contact
+        if not contact.display_name or contact.display_name == contact.email:
+            contact.display_name = gift.name
+        contact.email = contact.email or gift.email
+        contact.postal_code = contact.postal_code or gift.postal_code  # the card element's postcode
+        return contact, False
+    contact = find_by_email(gift.email)
+    if contact is not None:
+        return contact, False
+    contact = new_contact(gift.name, gift.email, gift.postal_code, source=SOURCE)  # the card element's postcode
     db.session.flush()
-    return contact
+    return contact, True
 
 
-def _linked_customer(form: DonationForm, contact: Contact | None) -> str | None:
-    if contact is None or contact.id is None:
-        return None
+def _own_customer(form: DonationForm, contact: Contact) -> str | None:
+    """The contact's own Stripe customer on the form's processor (for a gift through a donor link): the
+    newest live one that was not made for an unverified gift."""
     return db.session.scalar(select(StripeCustomer.customer_id).where(
         StripeCustomer.contact_id == contact.id, StripeCustomer.processor_id == form.processor_id,
-        StripeCustomer.deleted.is_(False)).order_by(StripeCustomer.id.desc()).limit(1))
+        StripeCustomer.deleted.is_(False), StripeCustomer.unverified.is_(False))
+        .order_by(StripeCustomer.id.desc()).limit(1))
 
 
-def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, contact: Contact | None) -> str:
-    """A Stripe customer for this donor, made before anything is written (so no lock is held meanwhile).
+def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> str:
+    """A Stripe customer for this gift, made before anything is written (so no lock is held meanwhile).
 
-    A new contact's id reaches the customer's metadata through the usual metadata push, queued in
-    the same transaction that creates the contact.
+    It carries what was typed (or, for a donor link, the contact's details); the contact's id reaches its
+    metadata through the usual metadata push, queued in the transaction that links it.
     """
-    if contact is not None:
-        params = customer_fields(contact)
+    if gift.contact is not None:
+        params = customer_fields(gift.contact)
     else:
         site = current_app.config["SITE_NAME"]
         params = {"name": gift.name, "email": gift.email, "description": f"{gift.name} ({site})",
                   "metadata": {"site_name": site, "paydesk_version": VERSION}}
+    known_postcode = gift.contact.postal_code if gift.contact is not None else None
     address = {k: v for k, v in (("line1", gift.address_line1), ("city", gift.city),
-                                 ("postal_code", gift.postal_code or (contact.postal_code if contact else None)))
-               if v}
+                                 ("postal_code", gift.postal_code or known_postcode)) if v}
     if address:
         params["address"] = address
-    return gw.create("customers", params)["id"]
+    return gw.create("customers", params, idempotency_key=f"paydesk-donate-customer-{attempt}")["id"]
+
+
+def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | None) -> Outcome | None:
+    """None when Stripe knows the gift's PaymentMethod and it may be used; else the answer (a refused
+    card, counted against the address like a decline, with nothing made for it)."""
+    try:
+        pm = gw.retrieve("payment_methods", gift.payment_method)
+    except GatewayError as err:
+        if err.transient:
+            log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
+            return Outcome("unavailable", 503, UNAVAILABLE)
+        detail = f"payment method {gift.payment_method} refused: {err.code or err.http_status or err.message}"
+    else:
+        if pm.get("type") == "card" and not sid(pm.get("customer")):
+            return None
+        detail = f"payment method {gift.payment_method} is {pm.get('type')}" + (
+            ", attached to a customer already" if sid(pm.get("customer")) else "")
+    db.session.rollback()
+    donation_guard.payment_failed(form, client_ip, detail[:200])
+    return Outcome("declined", 402, CARD_REFUSED, errors={"card": CARD_REFUSED})
 
 
 def _suffix(contact: Contact, c: Contribution, title: str) -> str:
@@ -255,27 +350,33 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
     """Take the gift: see the module docstring. Commits."""
     gw = Gateway.for_processor(form.processor)
     attempt = secrets.token_hex(6)  # part of every idempotency key of this attempt
-    known = gift.contact or find_by_email(gift.email)
-    customer_id = _linked_customer(form, known)
+    refused = _card_refused(form, gift, gw, client_ip)
+    if refused is not None:
+        return refused
+    customer_id = _own_customer(form, gift.contact) if gift.contact is not None else None
     new_customer = customer_id is None
     if new_customer:
         try:
-            customer_id = _new_customer(gw, form, gift, known)
+            customer_id = _new_customer(gw, form, gift, attempt)
         except GatewayError as err:
             db.session.rollback()
             log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
             return Outcome("unavailable", 503, UNAVAILABLE)
     immediate()  # one short write transaction: contact, customer link, Pending contribution
-    contact = _contact(form, gift)
+    contact, made_now = _contact(form, gift)
     if new_customer:
-        db.session.add(StripeCustomer(customer_id=customer_id, contact=contact, processor_id=form.processor_id))
+        db.session.add(StripeCustomer(customer_id=customer_id, contact=contact, processor_id=form.processor_id,
+                                      unverified=gift.contact is None and not made_now))
         request_metadata_sync(form.processor_id, customer_id, contact)
     c = Contribution(processor_id=form.processor_id, contact=contact, amount=gift.amount, currency=form.currency,
                      status=PENDING, customer_id=customer_id, receive_date=utcnow(), source=SOURCE,
-                     donation_form_id=form.id)
+                     donation_form_id=form.id, frequency=gift.frequency)
     db.session.add(c)
     db.session.flush()
     c.description = f"{form.title} {contact.id}-{c.id}"[:500]
+    if gift.link_id is not None and not claim_link(gift.link_id, c.id):
+        db.session.rollback()  # spent by another request meanwhile, or revoked
+        return Outcome("invalid", 409, LINK_SPENT)
     db.session.commit()  # before Stripe hears of it: its webhooks must find this row
 
     metadata = {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": form.slug,
@@ -283,14 +384,18 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
     try:
         gw.call("payment_methods", "attach", gift.payment_method, params={"customer": customer_id},
                 idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach")
-        if gift.interval is None:
-            pi = gw.create("payment_intents", {
-                "amount": gift.amount, "currency": form.currency, "customer": customer_id,
-                "payment_method": gift.payment_method, "payment_method_types": ["card"],
-                "description": c.description, "statement_descriptor_suffix": _suffix(contact, c, form.title),
-                "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
-        else:
+    except GatewayError as err:
+        if not err.transient and err.http_status in (400, 404) and not _is_decline(err):
+            return _declined(form, c, CARD_REFUSED, client_ip)  # Stripe would not take this card
+        return _failed_before_intent(form, c, err, client_ip)
+    try:
+        if gift.interval is not None:
             return _subscribe(gw, form, gift, c, customer_id, metadata, attempt, client_ip)
+        pi = gw.create("payment_intents", {
+            "amount": gift.amount, "currency": form.currency, "customer": customer_id,
+            "payment_method": gift.payment_method, "payment_method_types": ["card"],
+            "description": c.description, "statement_descriptor_suffix": _suffix(contact, c, form.title),
+            "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
     except GatewayError as err:
         return _failed_before_intent(form, c, err, client_ip)
     _track_intent(form, c, pi)
@@ -329,23 +434,31 @@ def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str
 def _failed_before_intent(form: DonationForm, c: Contribution, err: GatewayError, client_ip: str | None) -> Outcome:
     if _is_decline(err):
         return _declined(form, c, err.message, client_ip)
-    # Stripe unreachable before a PaymentIntent (or subscription) exists: take the contribution back.
-    db.session.rollback()
-    immediate()
-    stale = db.session.get(Contribution, c.id)
-    if stale is not None and stale.status == PENDING and not stale.payment_intent_id and not stale.invoice_id:
-        db.session.delete(stale)
-    db.session.commit()
+    _withdraw(c)
     log.warning("donation form %s: Stripe unavailable, contribution %s withdrawn: %s", form.slug, c.id, err)
     return Outcome("unavailable", 503, UNAVAILABLE)
 
 
+def _withdraw(c: Contribution) -> None:
+    """Stripe unreachable before a PaymentIntent (or subscription) exists: take the contribution back (and
+    give back the donor link it spent)."""
+    db.session.rollback()
+    immediate()
+    stale = db.session.get(Contribution, c.id)
+    if stale is not None and stale.status == PENDING and not stale.payment_intent_id and not stale.invoice_id:
+        release_link(stale.id)
+        db.session.delete(stale)
+    db.session.commit()
+
+
 def _declined(form: DonationForm, c: Contribution, message: str | None, client_ip: str | None) -> Outcome:
-    """The card was declined (or failed 3-D Secure): a Failed contribution, and one more failure for the address."""
+    """The card was declined (or failed 3-D Secure): a Failed contribution, and one more failure for the address.
+    A donor link spent on it may be used again (with another card)."""
     text = decline_message(message)
     immediate()
     c = db.session.get(Contribution, c.id)
     contributions.fail(c, text)
+    release_link(c.id)
     db.session.commit()
     donation_guard.payment_failed(form, client_ip, f"contribution {c.id}: {message or 'declined'}")
     return Outcome("declined", 402, text, errors={"card": text}, contribution=c)
@@ -401,14 +514,60 @@ def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, cus
                metadata: dict, attempt: str, client_ip: str | None) -> Outcome:
     gw.update("customers", customer_id, {"invoice_settings": {"default_payment_method": gift.payment_method}})
     plan_id = plan_for(gw, form, gift.amount, gift.interval)
-    sub = gw.create("subscriptions", {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": metadata,
-                                      "expand": ["latest_invoice"]},
-                    idempotency_key=f"paydesk-donate-{c.id}-{attempt}-subscription")
+    params = {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": metadata, "expand": ["latest_invoice"]}
+    key = f"paydesk-donate-{c.id}-{attempt}-subscription"
+    try:
+        sub = gw.create("subscriptions", params, idempotency_key=key)
+    except GatewayError as err:
+        if not err.transient:
+            raise  # Stripe answered: no subscription was made
+        sub = _find_subscription(gw, form, c, params, key, err)
+        if sub is None:
+            return _subscription_unknown(form, c)
     reader = StripeReader(form.processor, gw)
     try:  # from here on Stripe may have charged the donor: no failure may withdraw the contribution
         return _first_payment(gw, form, c, reader, sub, client_ip)
     except GatewayError as err:
         return _subscription_not_confirmed(form, c, reader, sub, err)
+
+
+def _find_subscription(gw: Gateway, form: DonationForm, c: Contribution, params: dict, key: str,
+                       err: GatewayError) -> dict | None:
+    """Stripe did not answer the request that makes the subscription (after retries): it may have made it.
+    Look for it among the customer's subscriptions (by the contribution id in its metadata); when Stripe says
+    there is none, ask once more with the same idempotency key (Stripe answers as it did the first time, or
+    makes it now). The subscription, or None when Stripe still cannot tell."""
+    log.warning("donation form %s: no answer to the subscription request for contribution %s: %s", form.slug,
+                c.id, err)
+    try:
+        listed = gw.list("subscriptions", customer=params["customer"], status="all", limit=100)
+    except GatewayError as again:
+        log.warning("donation form %s: could not look for the subscription of contribution %s: %s", form.slug,
+                    c.id, again)
+        return None
+    for sub in listed.get("data") or []:
+        if str((sub.get("metadata") or {}).get("contribution_id")) == str(c.id):
+            return sub
+    try:
+        return gw.create("subscriptions", params, idempotency_key=key)
+    except GatewayError as again:
+        if not again.transient:
+            raise
+        log.warning("donation form %s: still no answer about the subscription of contribution %s: %s", form.slug,
+                    c.id, again)
+        return None
+
+
+def _subscription_unknown(form: DonationForm, c: Contribution) -> Outcome:
+    """Whether Stripe made the subscription cannot be found out now: keep the Pending contribution (its
+    invoice's webhook finds it by the contribution id in the subscription's metadata), keep the donor link
+    spent, and tell the donor just that."""
+    db.session.rollback()
+    c = db.session.get(Contribution, c.id)
+    then = ("if it was, we will email you a receipt." if receipts_wanted(c)
+            else "please get in touch with us before giving again.")
+    return Outcome("unconfirmed", 202, SUBSCRIPTION_UNKNOWN.format(then=then, reference=reference(c)),
+                   contribution=c)
 
 
 def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
@@ -464,6 +623,8 @@ def _record_subscription(form: DonationForm, c: Contribution, reader: StripeRead
     if first is not None and first.id != c.id:  # the worker recorded the invoice first: keep its row
         first.donation_form_id = form.id
         first.description = c.description
+        first.frequency = c.frequency
+        move_link(c.id, first.id)
         db.session.delete(c)
         c = first
     c.invoice_id = c.trxn_id = invoice["id"]
@@ -516,7 +677,8 @@ def thanks_state(c: Contribution) -> str:
 
 
 def frequency_of(c: Contribution) -> str:
-    interval = c.recur.interval if c.recur is not None else None
+    """How often: the subscription's interval, else what the donor chose on the form."""
+    interval = c.recur.interval if c.recur is not None else FREQUENCIES.get(c.frequency or "")
     return {"month": "Monthly", "year": "Yearly", "week": "Weekly", "day": "Daily"}.get(interval or "", "One-off")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ..security import role_required
-from ..services import ServiceError, audit
+from ..services import ServiceError, audit, donation_forms
 from ..services import contacts as people
 from ..services import customers as cust
 from ..services.processors import get_processor, list_processors
@@ -25,7 +25,8 @@ def _contact_or_404(contact_id: int):
 
 def _page_data(contact) -> dict:
     return {"d": people.detail(contact), "processors": list_processors(),
-            "history": audit.for_object("contact", str(contact.id), limit=20)}
+            "history": audit.for_object("contact", str(contact.id), limit=20),
+            "donor_links": donation_forms.links_of(contact)}
 
 
 @bp.get("/contacts/<id:contact_id>")
@@ -97,3 +98,17 @@ def edit(contact_id: int):
         message, tone = err.message, "error"
     return action_response("contacts/_details.html", url_for("contacts.show", contact_id=contact.id), message, tone,
                            **_page_data(contact))
+
+
+@bp.post("/contacts/<id:contact_id>/donor-links/<id:link_id>/revoke")
+@role_required("operator")
+def revoke_donor_link(contact_id: int, link_id: int):
+    """Revoke a signed donor link (``forms link``): it can no longer be used to give."""
+    contact = _contact_or_404(contact_id)
+    try:
+        link = donation_forms.revoke_link(contact, link_id)
+        message, tone = f"Donor link #{link.id} is revoked: it can no longer be used to give.", "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("contacts/_donor_links.html", url_for("contacts.show", contact_id=contact.id), message,
+                           tone, **_page_data(contact))

@@ -17,7 +17,7 @@ from ..security import public, uses_stripe_js
 from ..services import donation_guard as guard
 from ..services import donations
 from ..services.donation_forms import (
-    donor_from_link,
+    check_donor_link,
     frequency_choices,
     public_form,
     range_text,
@@ -31,6 +31,8 @@ TOO_MANY = "Too many attempts from your connection. Please wait a minute, then t
 BLOCKED = "Too many failed payments from your connection. Please try again in {minutes} minutes."
 CAPTCHA = "Please complete the check that you are not a robot."
 FIX_FIELDS = "Please correct the marked fields."
+LINK_ON_PAGE = "{problem} You can still give below."
+LINK_ON_PAY = "{problem} Reload the page to give."
 MAX_BODY = 16 * 1024  # a donation form's fields, with room to spare
 
 
@@ -42,6 +44,7 @@ def _form_or_404(slug: str):
 
 
 def _render(form, *, values=None, errors=None, donor=None, notice=None, status=200):
+    """The form; ``donor``: the contact of a usable signed donor link (its stored details filled in)."""
     known_postcode = donor.postal_code if donor is not None else None
     values = dict(values or {})
     if donor is not None and not values:
@@ -60,7 +63,9 @@ def _render(form, *, values=None, errors=None, donor=None, notice=None, status=2
 @uses_stripe_js
 def page(slug: str):
     form = _form_or_404(slug)
-    return _render(form, donor=donor_from_link(form, request.args.get("donor")))
+    link = check_donor_link(form, request.args.get("donor"))
+    notice = LINK_ON_PAGE.format(problem=link.problem) if link.problem else None
+    return _render(form, donor=link.contact, notice=notice)
 
 
 @bp.post("/donate/<slug>")
@@ -71,9 +76,12 @@ def submit(slug: str):
     """Without JavaScript: check the form and keep what was typed; the card itself needs JavaScript."""
     form = _form_or_404(slug)
     values = request.form.to_dict()
-    donor = donor_from_link(form, values.get("donor"))
+    link = check_donor_link(form, values.get("donor"))
+    donor = link.contact
     _gift, errors = donations.validate(form, values, donor)
     notice = None if errors else "Card payments on this page need JavaScript: please turn it on and try again."
+    if link.problem:
+        notice = LINK_ON_PAGE.format(problem=link.problem)
     return _render(form, values=values, errors=errors, donor=donor, notice=notice, status=422)
 
 
@@ -83,11 +91,11 @@ def _json(body: dict, status: int, form=None, *, token: bool = True):
     return jsonify(body), status
 
 
-def _outcome(form, outcome: donations.Outcome):
+def _outcome(form, outcome: donations.Outcome, ref: str | None = None, gift: donations.Gift | None = None):
     body: dict = {"status": outcome.status}
     c = outcome.contribution
     if c is not None and c.id is not None and outcome.status in ("succeeded", "requires_action"):
-        ref = donations.ref_of(c)
+        ref = ref or donations.ref_of(c, gift)
         body["redirect"] = url_for("donate.thanks", slug=form.slug, ref=ref)
         body["result_url"] = url_for("donate.result", slug=form.slug, ref=ref)
     if outcome.client_secret:
@@ -126,14 +134,34 @@ def pay(slug: str):
     if not guard.captcha_passes(data, ip):
         guard.refuse("captcha", form, ip)
         return _json({"status": "refused", "error": CAPTCHA, "errors": {"captcha": CAPTCHA}}, 400, form)
-    gift, errors = donations.validate(form, data, donor_from_link(form, data.get("donor")))
+    link = check_donor_link(form, data.get("donor"))
+    if link.problem:
+        return _json({"status": "invalid", "error": LINK_ON_PAY.format(problem=link.problem)}, 409)
+    gift, errors = donations.validate(form, data, link.contact)
     if not data.get("payment_method"):  # the browser could not make one: the card is incomplete
         errors = {**errors, "card": "Enter your card details."}
     if errors:
         if donations.below_minimum(form, errors):
             guard.refuse("below_minimum", form, ip, str(data.get("other_amount") or data.get("amount"))[:50])
         return _json({"status": "invalid", "error": FIX_FIELDS, "errors": errors}, 422, form)
-    return _outcome(form, donations.give(form, gift, ip))
+    gift.link_id = link.link.id if link.link is not None else None
+    outcome = donations.give(form, gift, ip)
+    if outcome.http == 409:  # the donor link was spent meanwhile
+        outcome.message = LINK_ON_PAY.format(problem=outcome.message)
+    return _outcome(form, outcome, gift=gift)
+
+
+def _ref_or_error(form, ref: str):
+    """The gift a donor's reference names, or the answer that says plainly why not (404 / 410)."""
+    found = donations.read_ref(form, ref)
+    if found.contribution is not None:
+        return found, None
+    status = 410 if found.expired else 404
+    if _is_json_endpoint():
+        return found, (jsonify({"status": "expired" if found.expired else "not_found", "error": found.problem}),
+                       status)
+    heading = "This page has expired" if found.expired else "Link not valid"
+    return found, (render_template("donate/message.html", heading=heading, message=found.problem), status)
 
 
 @bp.post("/donate/<slug>/pay/<ref>/result")
@@ -142,21 +170,23 @@ def pay(slug: str):
 def result(slug: str, ref: str):
     """After the browser's 3-D Secure step: what Stripe says now (a failure is recorded and counted)."""
     form = _form_or_404(slug)
-    c = donations.contribution_of(form, ref)
-    if c is None:
-        abort(404)
-    return _outcome(form, donations.check_result(form, c, client_ip()))
+    found, problem = _ref_or_error(form, ref)
+    if problem:
+        return problem
+    return _outcome(form, donations.check_result(form, found.contribution, client_ip()), ref=ref)
 
 
 @bp.get("/donate/<slug>/thanks/<ref>")
 @public
 def thanks(slug: str, ref: str):
+    """The donor's confirmation: the first name and email typed for this gift (never a contact's stored ones)."""
     form = _form_or_404(slug)
-    c = donations.contribution_of(form, ref)
-    if c is None:
-        abort(404)
-    first = ((c.contact.display_name if c.contact else "") or "").split(" ")[0]
-    return render_template("donate/thanks.html", form=form, c=c, first_name=first,
+    found, problem = _ref_or_error(form, ref)
+    if problem:
+        return problem
+    c = found.contribution
+    first = found.first_name.split(" ")[0]
+    return render_template("donate/thanks.html", form=form, c=c, first_name=first, receipt_to=found.email or None,
                            state=donations.thanks_state(c), reference=donations.reference(c),
                            frequency=donations.frequency_of(c),
                            status_url=url_for("donate.status", slug=slug, ref=ref))
@@ -167,10 +197,16 @@ def thanks(slug: str, ref: str):
 def status(slug: str, ref: str):
     """Polled by the thank-you page until the webhook has completed (or failed) the contribution."""
     form = _form_or_404(slug)
-    c = donations.contribution_of(form, ref)
-    if c is None:
-        abort(404)
-    response = jsonify(donations.state_dict(c))
+    found, problem = _ref_or_error(form, ref)
+    if problem:
+        return problem
+    return jsonify(donations.state_dict(found.contribution))
+
+
+@bp.after_request
+def no_store(response):
+    """Nothing here may be kept by a browser or a shared cache: the pages carry a one-time form token, a donor
+    link's stored details, or what a donor gave."""
     response.headers["Cache-Control"] = "no-store"
     return response
 

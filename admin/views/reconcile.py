@@ -10,7 +10,7 @@ from flask import Blueprint, render_template, request, url_for
 from ..htmx import is_htmx, is_partial
 from ..listing import page_or_first
 from ..security import role_required
-from ..services import ServiceError
+from ..services import ServiceError, unmatched
 from ..services import reconcile as rc
 from ..services.processors import get_processor, list_processors
 from ..stripe_gateway import GatewayError
@@ -46,7 +46,24 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("reconcile/_results.html", **data)
-    return render_template("reconcile/index.html", processors=list_processors(), **data)
+    return render_template("reconcile/index.html", processors=list_processors(), **_unmatched(), **data)
+
+
+def _unmatched() -> dict:
+    rows, total = unmatched.open_payments()
+    return {"unmatched_rows": rows, "unmatched_total": total}
+
+
+@bp.post("/reconcile/unmatched/<id:row_id>/reviewed")
+@role_required("operator")
+def unmatched_reviewed(row_id: int):
+    """Staff have looked at a payment that named a contribution it did not match: it leaves the list."""
+    try:
+        row = unmatched.mark_reviewed(row_id)
+        message, tone = f"The payment of session {row.session_id} is marked reviewed.", "success"
+    except ServiceError as err:
+        message, tone = err.message, "error"
+    return action_response("reconcile/_unmatched.html", url_for("reconcile.index"), message, tone, **_unmatched())
 
 
 def _back(form) -> str:

@@ -336,10 +336,72 @@ def test_checkout_session_completes_the_referenced_contribution(offline_processo
     db.session.commit()
     session = so.obj("checkout.session", id=so.new_id("cs"), mode="payment", payment_status="paid",
                      status="complete", client_reference_id=str(c.id), payment_intent=pay.intent["id"],
-                     subscription=None, invoice=None, customer=pay.customer["id"], livemode=False)
+                     subscription=None, invoice=None, customer=pay.customer["id"], livemode=False,
+                     amount_total=4200, currency="usd")
     feed(offline_processor, so.event("checkout.session.completed", session))
     assert (c.status, c.trxn_id, c.payment_intent_id) == ("Completed", pay.charge["id"], pay.intent["id"])
     assert count(Contribution) == 1
+
+
+def _session(pay, c: Contribution, **changes) -> dict:
+    """A paid Checkout session (a Payment Link's: the payer chose client_reference_id) naming ``c``."""
+    fields = dict(id=so.new_id("cs"), mode="payment", payment_status="paid", status="complete",
+                  client_reference_id=str(c.id), payment_intent=pay.intent["id"], subscription=None, invoice=None,
+                  customer=pay.customer["id"], amount_total=pay.intent["amount"], currency="usd", livemode=False)
+    fields.update(changes)
+    return so.obj("checkout.session", **fields)
+
+
+def _someone_elses(processor, **fields) -> Contribution:
+    victim = Contact(display_name="Mary Somerville", email="mary@example.org")
+    c = Contribution(processor_id=processor.id, contact=victim, amount=100000, currency="usd", status="Pending",
+                     customer_id="cus_mary", source="donation form")
+    for k, v in fields.items():
+        setattr(c, k, v)
+    db.session.add(c)
+    db.session.commit()
+    return c
+
+
+@pytest.mark.parametrize("case", ["amount", "currency", "customer", "paid already"])
+def test_checkout_session_cannot_complete_someone_elses_contribution(offline_processor, world, case):
+    from admin.models import UnmatchedPayment
+
+    pay = OneOff(world, amount=500)
+    named = {"amount": lambda: _someone_elses(offline_processor, customer_id=None),
+             "currency": lambda: _someone_elses(offline_processor, amount=500, currency="eur", customer_id=None),
+             "customer": lambda: _someone_elses(offline_processor, amount=500),
+             "paid already": lambda: _someone_elses(offline_processor, amount=500, customer_id=None,
+                                                    status="Completed", payment_intent_id="pi_marys_own",
+                                                    trxn_id="ch_marys_own")}[case]()
+    before = (named.status, named.payment_intent_id, named.trxn_id, named.amount)
+    event = so.event("checkout.session.completed", _session(pay, named))
+    (row,) = feed(offline_processor, event)
+    assert row.status == "success", row.last_error
+    assert f"names contribution {named.id}, which it does not match" in row.status_reason
+
+    db.session.expire_all()
+    named = db.session.get(Contribution, named.id)
+    assert (named.status, named.payment_intent_id, named.trxn_id, named.amount) == before
+    assert named.payments == []
+    paid = contribution(trxn_id=pay.charge["id"])
+    assert (paid.status, paid.amount, paid.contact.email) == ("Completed", 500, "donor@example.org")
+    assert count(OutboxTask, OutboxTask.kind == "receipt") == 0  # no receipt, to anyone
+    (kept,) = db.session.scalars(select(UnmatchedPayment)).all()
+    assert (kept.named_contribution_id, kept.contribution_id, kept.amount, kept.currency) == (named.id, paid.id, 500,
+                                                                                              "usd")
+    feed(offline_processor, so.event("checkout.session.completed", _session(pay, named, id=kept.session_id)))
+    assert count(UnmatchedPayment) == 1  # a replay of the same session: noted once
+
+
+def test_checkout_session_matching_its_contribution_still_completes_it(offline_processor, world):
+    pay = OneOff(world, amount=500)
+    c = _someone_elses(offline_processor, amount=500, customer_id=pay.customer["id"])
+    (row,) = feed(offline_processor, so.event("checkout.session.completed", _session(pay, c)))
+    assert row.status == "success" and not row.status_reason
+    db.session.expire_all()
+    assert db.session.get(Contribution, c.id).status == "Completed"
+    assert count(OutboxTask, OutboxTask.kind == "receipt") == 1
 
 
 # -- side effects: receipts and customer metadata ---------------------------------------------
