@@ -200,8 +200,11 @@ user_cli = PaydeskGroup("user", help="Staff accounts.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def user_create(email, role, password_stdin):
     """Create a staff account (the password is prompted for unless --password-stdin)."""
-    from .services.users import create_user
+    from .extensions import db
+    from .services.users import check_new_user, create_user
 
+    check_new_user(email, role)  # a refused address is said before the password is asked for
+    db.session.rollback()  # no transaction stays open while someone types
     user = create_user(email, _read_password(password_stdin), role)
     click.echo(f"created {user.role} {user.email} (id {user.id})")
 

@@ -146,6 +146,14 @@ def test_user_create_rejects_short_password_and_duplicates(app, runner):
     assert dup.exit_code == 1 and "already has an account" in _all_output(dup)
 
 
+@pytest.mark.parametrize("email", ["not-an-address", "a@example.org"])
+def test_user_create_refuses_a_bad_or_taken_email_before_asking_for_the_password(app, runner, email):
+    runner.invoke(args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="long enough pw\n")
+    result = runner.invoke(args=["user", "create", "--email", email], input="")  # nobody at the keyboard
+    assert result.exit_code == 1, result.output
+    assert "Password" not in result.output and result.output.startswith("Error: email:"), result.output
+
+
 def test_user_list_json(app, runner):
     runner.invoke(args=["user", "create", "--email", "b@example.org", "--role", "admin", "--password-stdin"],
                   input="long enough pw\n")
