@@ -24,8 +24,53 @@ ID = click.IntRange(1, MAX_ID)
 MAX_LIMIT = 1_000_000
 
 
+def in_app(ctx: click.Context, fn):
+    """``fn()`` inside the application context (the command's app, loaded as ``with_appcontext`` loads it)."""
+    from flask import has_app_context
+    from flask.cli import ScriptInfo
+
+    if has_app_context():
+        return fn()
+    with ctx.ensure_object(ScriptInfo).load_app().app_context():
+        return fn()
+
+
+def require_database(ctx: click.Context) -> None:
+    """Before a command reads the database: a SQLite file that does not exist yet is not created empty
+    (the command would then say "no such table"); the command ends with what to run instead."""
+    from .dbutil import missing_database
+
+    problem = in_app(ctx, missing_database)
+    if problem:
+        click.echo(f"Error: {problem}", err=True)
+        ctx.exit(1)
+
+
+def database_error(ctx: click.Context, err: Exception) -> str | None:
+    """One line for an error that means the database cannot be used at all (cannot be opened or reached,
+    has no tables yet), or None."""
+    from .dbutil import database_problem
+
+    try:
+        return in_app(ctx, lambda: database_problem(err))
+    except Exception:  # the app itself cannot be loaded: the caller reports the error as it is
+        return None
+
+
+class PaydeskCommand(click.Command):
+    """A command that needs paydesk's database: it checks the database is there before it runs (after its
+    options are read, so ``--help`` works on a fresh clone)."""
+
+    def invoke(self, ctx: click.Context):
+        require_database(ctx)
+        return super().invoke(ctx)
+
+
 class PaydeskGroup(AppGroup):
-    """A command group whose commands answer bad input with one line on stderr, never a traceback."""
+    """A command group whose commands answer bad input with one line on stderr, never a traceback, and
+    a database that is missing, cannot be opened or has no tables with what to do about it."""
+
+    command_class = PaydeskCommand
 
     def invoke(self, ctx: click.Context):
         from sqlalchemy.exc import DBAPIError, StatementError
@@ -46,6 +91,10 @@ class PaydeskGroup(AppGroup):
             click.echo("Error: an argument is not valid UTF-8 text", err=True)
             ctx.exit(2)
         except (DBAPIError, StatementError, OverflowError) as err:  # a value the database cannot hold
+            problem = database_error(ctx, err)  # ... or no database to hold anything
+            if problem:
+                click.echo(f"Error: {problem}", err=True)
+                ctx.exit(1)
             orig = getattr(err, "orig", None) or err
             first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
             click.echo(f"Error: the database refused a value ({first[:300]})", err=True)
@@ -251,7 +300,32 @@ def user_list(fmt):
            "last_login_at": u.last_login_at} for u in users], fmt)
 
 
+def _one_line_database_errors(app: Flask) -> None:
+    """In the ``flask`` command (not under gunicorn or tests): a command paydesk does not own (``db upgrade``,
+    ``shell``, ...) that meets a database it cannot open or reach prints one line instead of a traceback."""
+    if click.get_current_context(silent=True) is None or getattr(sys.excepthook, "paydesk", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb):
+        from .dbutil import database_problem
+
+        try:
+            with app.app_context():
+                problem = database_problem(exc)
+        except Exception:
+            problem = None
+        if problem:
+            print(f"Error: {problem}", file=sys.stderr)
+        else:
+            previous(kind, exc, tb)
+
+    hook.paydesk = True
+    sys.excepthook = hook
+
+
 def register_cli(app: Flask) -> None:
+    _one_line_database_errors(app)
     from .cli_events import register as register_event_cli
     from .cli_forms import register as register_form_cli
     from .cli_imports import register as register_import_cli
