@@ -9,7 +9,9 @@ exit, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -57,6 +59,48 @@ def database_error(ctx: click.Context, err: Exception) -> str | None:
         return None
 
 
+_terminal = {"open_line": False}  # a progress bar drawn on stderr without a newline after it
+
+
+def line_left_open(is_open: bool = True) -> None:
+    """Tell the CLI that stderr's last line is (or no longer is) an unfinished progress bar."""
+    _terminal["open_line"] = is_open
+
+
+def end_open_line() -> None:
+    """Finish a progress bar's line, so whatever comes next starts on a line of its own."""
+    if _terminal["open_line"]:
+        _terminal["open_line"] = False
+        click.echo("", err=True)
+
+
+class _OwnLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        end_open_line()
+        return True
+
+
+@contextmanager
+def command_logging():
+    """While a command runs: paydesk's INFO lines are left out (the command prints what it did, a job its
+    result), and what is still logged (warnings, errors) starts on a line of its own, never glued onto a
+    progress bar."""
+    own = logging.getLogger("admin")
+    level = own.level
+    own.setLevel(max(logging.WARNING, level))
+    keep_lines = _OwnLine()
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(keep_lines)
+    try:
+        yield
+    finally:
+        own.setLevel(level)
+        for handler in handlers:
+            handler.removeFilter(keep_lines)
+        end_open_line()
+
+
 class PaydeskCommand(click.Command):
     """A command that needs paydesk's database: it checks the database is there before it runs (after its
     options are read, so ``--help`` works on a fresh clone)."""
@@ -78,7 +122,8 @@ class PaydeskGroup(AppGroup):
         from .stripe_gateway import GatewayError
 
         try:
-            return super().invoke(ctx)
+            with command_logging():
+                return super().invoke(ctx)
         except click.UsageError as err:  # bad option value, missing option, unknown command
             click.echo(f"Error: {err.format_message()}", err=True)
             ctx.exit(2)
@@ -102,7 +147,8 @@ class PaydeskGroup(AppGroup):
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None) -> None:
-    """Print ``rows`` as JSON (an array of objects) or as an aligned text table."""
+    """Print ``rows`` as JSON (an array of objects, values as they are: minor units, Unix times, ISO
+    times) or as an aligned text table, where money and times read as on the pages."""
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -110,11 +156,47 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None)
         click.echo("(none)")
         return
     columns = columns or list(rows[0].keys())
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[_cell(_shown(c, r.get(c), r)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+# Table columns holding money in minor units (in the row's ``currency``), and times (Unix seconds,
+# ISO text or datetimes, all UTC): shown as the pages show them ("1,000,000.00 USD", "2026-11-29 14:05").
+MONEY_COLUMNS = frozenset({"amount", "fee", "net", "fee_amount", "net_amount", "refunded_amount", "stripe_amount",
+                           "local_amount"})
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def _is_time_column(column: str) -> bool:
+    return column == "created" or column.endswith(("_at", "_date"))
+
+
+def _shown(column: str, value: Any, row: dict[str, Any]) -> Any:
+    """A table cell's value as people read it; JSON output keeps the raw value."""
+    from datetime import datetime
+
+    from .money import format_money
+    from .timeutil import from_unix
+
+    if value is None or isinstance(value, bool):
+        return value
+    if column in MONEY_COLUMNS and isinstance(value, int) and isinstance(row.get("currency"), str):
+        return format_money(value, row["currency"])
+    if _is_time_column(column):
+        when = value
+        if isinstance(value, int | float):
+            when = from_unix(value) if 0 <= value < 2**37 else None  # beyond the year 6000 is not a time
+        elif isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError:
+                when = None
+        if isinstance(when, datetime):
+            return when.strftime(TIME_FORMAT)
+    return value
 
 
 def _cell(value: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import PaydeskCommand, database_error, emit, fail, format_option, ppid_option
+from .cli import PaydeskCommand, command_logging, database_error, emit, fail, format_option, ppid_option
 from .cli_jobs import run_job
 from .services import ServiceError
 from .stripe_gateway import GatewayError
@@ -27,7 +27,8 @@ class _OneLineCommand(PaydeskCommand):
         from sqlalchemy.exc import DBAPIError
 
         try:
-            return super().invoke(ctx)
+            with command_logging():
+                return super().invoke(ctx)
         except DBAPIError as err:
             problem = database_error(ctx, err)
             if not problem:
