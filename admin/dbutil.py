@@ -168,7 +168,7 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
             if not tries:
                 log.warning("database unavailable while %s: trying again for up to %.0f s", what,
                             deadline - started)
-            throttled("database", DATABASE_SUMMARY).error(exc, what)
+            throttled("database", DATABASE_SUMMARY).retrying(exc, what, started)
             tries += 1
             time.sleep(delay)
             delay = min(delay * 2, cfg["DB_RETRY_BACKOFF_MAX"])
