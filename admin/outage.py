@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 # A failure retried for less than this long is routine, not an outage: no ERROR, no traceback.
 GRACE_SECONDS = 2.0
 
+# Set in a request's WSGI environ when it was refused with 503 because the database is unavailable: the
+# refusal is counted and summarised here, so gunicorn's access log (gunicorn.conf.py) leaves it out rather
+# than write one line per refused request while Stripe retries its deliveries.
+REFUSED_ENVIRON_KEY = "paydesk.outage_refused"
+
+
+def refused_in_outage() -> None:
+    """Mark the current request as an outage's counted 503 (see ``REFUSED_ENVIRON_KEY``)."""
+    from flask import request
+
+    request.environ[REFUSED_ENVIRON_KEY] = "1"
+
 
 def signature(exc: BaseException) -> str:
     """What makes two errors "the same" (one traceback between them): every error that means the database
