@@ -147,7 +147,7 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
     done within that long of the database's return), for at most ``DB_RETRY_SECONDS`` or until the
     ``time.monotonic()`` deadline ``until``; then the last error is raised. Any other error is raised at once.
     """
-    from .outage import throttled
+    from .outage import GRACE_SECONDS, throttled
 
     cfg = current_app.config
     started = time.monotonic()
@@ -165,16 +165,17 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
                     log.error("gave up %s after %.1f s: the database is still unavailable", what,
                               time.monotonic() - started)
                 raise
-            if not tries:
-                log.warning("database unavailable while %s: trying again for up to %.0f s", what,
-                            deadline - started)
+            # One INFO line when it starts (trying again for up to DB_RETRY_SECONDS); an ERROR only once it
+            # has lasted outage.GRACE_SECONDS: "database is locked" for 0.1 s is routine on SQLite.
             throttled("database", DATABASE_SUMMARY).retrying(exc, what, started)
             tries += 1
             time.sleep(delay)
             delay = min(delay * 2, cfg["DB_RETRY_BACKOFF_MAX"])
             continue
         if tries:
-            log.warning("database back: %s after %.1f s (%d tries)", what, time.monotonic() - started, tries + 1)
+            took = time.monotonic() - started
+            log.log(logging.WARNING if took >= GRACE_SECONDS else logging.INFO,
+                    "database back: %s after %.1f s (%d tries)", what, took, tries + 1)
         return result
 
 
