@@ -37,3 +37,20 @@ errorlog = "-"
 # gunicorn >= 25 opens a control socket at one fixed path per user; several paydesk servers on one machine
 # (web, demo, tests) would fight over it. Manage the server with signals (HUP, TERM) instead.
 control_socket_disable = True
+
+
+# While the database is unavailable, paydesk answers 503 and counts the refusals in its own log: one traceback,
+# then "database unavailable: N requests refused in the last 10 s" (PAYDESK_OUTAGE_LOG_INTERVAL). The access log
+# leaves those requests out (the app marks them in the environ: admin/outage.py REFUSED_ENVIRON_KEY), so an
+# outage under Stripe's retries does not write a line per refused delivery. Every other request is logged.
+from gunicorn.glogging import Logger as _Logger  # noqa: E402
+
+
+class OutageCountedLogger(_Logger):
+    def access(self, resp, req, environ, request_time):
+        if environ.get("paydesk.outage_refused"):
+            return
+        super().access(resp, req, environ, request_time)
+
+
+logger_class = OutageCountedLogger

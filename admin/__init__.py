@@ -28,7 +28,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     ensure_keys(app)
 
-    url = app.config.get("DATABASE_URL") or "sqlite:///" + os.path.join(app.instance_path, "paydesk.sqlite3")
+    from .dbutil import resolve_sqlite_url
+
+    # A relative SQLite path is read from the current directory, as sqlite3 and every other tool read it
+    # (Flask-SQLAlchemy would look for it inside instance/); unset: paydesk.sqlite3 in the instance folder.
+    url = resolve_sqlite_url(app.config.get("DATABASE_URL")
+                             or "sqlite:///" + os.path.join(app.instance_path, "paydesk.sqlite3"))
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     app.config["SQLALCHEMY_DATABASE_URI"] = url

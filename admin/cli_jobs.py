@@ -10,11 +10,12 @@ import time
 import click
 from flask import Flask
 
-from .cli import PaydeskGroup, emit, fail, format_option
+from .cli import PaydeskGroup, emit, end_open_line, fail, format_option, line_left_open
 from .dbutil import parse_id
-from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_STATUSES, Job
+from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, JOB_STATUSES, Job
 from .services import ServiceError
 from .services import jobs as jobs_service
+from .timeutil import utcnow
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
 
@@ -49,10 +50,34 @@ class _Progress:
             click.echo(f"\r{self.title[:50]}  [{bar}] {job.done}/{job.total} {job.percent:3d}%", nl=False, err=True)
         else:
             click.echo(f"\r{self.title[:50]}  {job.done} done", nl=False, err=True)
+        line_left_open()  # a log line or a message now starts on a line of its own
 
     def end(self) -> None:
-        if not self.quiet:
-            click.echo("", err=True)
+        end_open_line()
+
+
+RETRYING = "retrying: "  # a job's error while it waits to try again after a passing failure
+
+
+def _run_here(job: Job, worker: str, progress: _Progress) -> str:
+    """Run ``job`` here to its end. A passing failure (Stripe or the database unavailable for now) is tried
+    again when it falls due, as the worker would, until the job's own retry budget ends it; Ctrl-C pauses."""
+    status = jobs_service.run_foreground(job, worker, on_progress=progress)
+    while status == JOB_RUNNING:
+        job = jobs_service.get(job.id)
+        if not (job.error or "").startswith(RETRYING):
+            break  # another runner took it over
+        wait = max(0.0, (job.locked_until - utcnow()).total_seconds()) if job.locked_until else 0.0
+        progress.end()
+        click.echo(f"{job.error[len(RETRYING):]}\n  Failed for now: trying again in {wait:.0f} s (Ctrl-C pauses "
+                   f"the job).", err=True)
+        try:
+            time.sleep(wait)
+        except KeyboardInterrupt:
+            jobs_service.pause(job)
+            return JOB_PAUSED
+        status = jobs_service.run_foreground(job, worker, on_progress=progress)
+    return status
 
 
 def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
@@ -71,7 +96,7 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
         if not started.created:
             click.echo(f"An identical job is already {job.status}: job {job.id}; continuing it.", err=True)
         progress = _Progress(job, quiet)
-        status = jobs_service.run_foreground(job, f"cli:{worker_name()}", on_progress=progress)
+        status = _run_here(job, f"cli:{worker_name()}", progress)
         progress.end()
     except ServiceError as err:
         if leave_to_runner and started is not None and not started.created:
@@ -94,12 +119,17 @@ def print_job(job: Job, fmt: str) -> None:
         click.echo(json.dumps(job_dict(job), indent=2, default=str))
         return
     counts = (job.result or {}).get("counts") or {}
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"
-    click.echo(f"job {job.id} {job.status}: {job.title}: {summary}")
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    if not summary and job.status == JOB_DONE:
+        summary = "nothing to do"
+    click.echo(f"job {job.id} {job.status}: {job.title}" + (f": {summary}" if summary else ""))
     for message in (job.result or {}).get("messages") or []:
         click.echo(f"  {message}")
     if job.error:
-        click.echo(f"  error: {job.error}")
+        error = job.error
+        if error.startswith(RETRYING):
+            error = f"{error[len(RETRYING):]} (failed for now; it is tried again)"
+        click.echo(f"  error: {error}")
 
 
 @jobs_cli.command("list")
@@ -165,7 +195,7 @@ def jobs_resume(job_id, fmt):
         if job.status != "running":
             jobs_service.resume(job)
         progress = _Progress(job, False)
-        status = jobs_service.run_foreground(job, f"cli:{worker_name()}", on_progress=progress)
+        status = _run_here(job, f"cli:{worker_name()}", progress)
         progress.end()
     except ServiceError as err:
         fail(err)

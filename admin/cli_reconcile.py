@@ -6,14 +6,15 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from .cli import emit, fail, format_option, ppid_option
+from .cli import PaydeskCommand, command_logging, database_error, emit, fail, format_option, ppid_option
 from .cli_jobs import run_job
 from .services import ServiceError
 from .stripe_gateway import GatewayError
 
 
-class _OneLineCommand(click.Command):
-    """A top-level command (not in a ``PaydeskGroup``) whose usage errors are one line too."""
+class _OneLineCommand(PaydeskCommand):
+    """A top-level command (not in a ``PaydeskGroup``) whose usage errors are one line too, as are a
+    database that is missing, cannot be opened or has no tables."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -21,6 +22,19 @@ class _OneLineCommand(click.Command):
         except click.UsageError as err:
             err.ctx = None  # "Error: ..." without the usage text
             raise
+
+    def invoke(self, ctx: click.Context):
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with command_logging():
+                return super().invoke(ctx)
+        except DBAPIError as err:
+            problem = database_error(ctx, err)
+            if not problem:
+                raise
+            click.echo(f"Error: {problem}", err=True)
+            ctx.exit(1)
 
 
 COLUMNS = ["object", "id", "created", "stripe_amount", "local_amount", "currency", "stripe_status", "local_status",

@@ -147,7 +147,7 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
     done within that long of the database's return), for at most ``DB_RETRY_SECONDS`` or until the
     ``time.monotonic()`` deadline ``until``; then the last error is raised. Any other error is raised at once.
     """
-    from .outage import throttled
+    from .outage import GRACE_SECONDS, throttled
 
     cfg = current_app.config
     started = time.monotonic()
@@ -165,17 +165,98 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
                     log.error("gave up %s after %.1f s: the database is still unavailable", what,
                               time.monotonic() - started)
                 raise
-            if not tries:
-                log.warning("database unavailable while %s: trying again for up to %.0f s", what,
-                            deadline - started)
-            throttled("database", DATABASE_SUMMARY).error(exc, what)
+            # One INFO line when it starts (trying again for up to DB_RETRY_SECONDS); an ERROR only once it
+            # has lasted outage.GRACE_SECONDS: "database is locked" for 0.1 s is routine on SQLite.
+            throttled("database", DATABASE_SUMMARY).retrying(exc, what, started)
             tries += 1
             time.sleep(delay)
             delay = min(delay * 2, cfg["DB_RETRY_BACKOFF_MAX"])
             continue
         if tries:
-            log.warning("database back: %s after %.1f s (%d tries)", what, time.monotonic() - started, tries + 1)
+            took = time.monotonic() - started
+            log.log(logging.WARNING if took >= GRACE_SECONDS else logging.INFO,
+                    "database back: %s after %.1f s (%d tries)", what, took, tries + 1)
         return result
 
 
 DATABASE_SUMMARY = "database unavailable: {n} worker steps failed in the last {seconds} s"
+
+
+# -- the database paydesk is configured for, as people name it --------------------------------------
+
+UPGRADE_HINT = "run `flask --app wsgi db upgrade`"
+
+
+def resolve_sqlite_url(url: str, base: str | None = None) -> str:
+    """A SQLite URL whose relative file path is made absolute against ``base`` (the current directory),
+    as sqlite3 and every other tool read it: ``sqlite:///instance/demo.sqlite3`` run from the project's
+    folder is ``<project>/instance/demo.sqlite3``. Other URLs (PostgreSQL, in-memory, ``file:`` URIs,
+    absolute paths) are returned as they are."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return url
+    parsed = make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.isabs(path):
+        return url
+    return parsed.set(database=os.path.abspath(os.path.join(base or os.getcwd(), path))).render_as_string(
+        hide_password=False)
+
+
+def sqlite_file() -> str | None:
+    """The file of the configured SQLite database, or None (PostgreSQL, in memory)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    return None if not path or path == ":memory:" or path.startswith("file:") else path
+
+
+def database_name() -> str:
+    """The configured database as people name it: a SQLite file's path, a server URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return sqlite_file() or make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]).render_as_string(
+        hide_password=True).replace("postgresql+psycopg://", "postgresql://")
+
+
+def missing_database() -> str | None:
+    """Why a command must not run yet: the SQLite file it would read does not exist (and opening it would
+    create an empty one). None when there is one, or the database is a server."""
+    import os
+
+    path = sqlite_file()
+    if path is None or os.path.exists(path):
+        return None
+    where = f"{path} (PAYDESK_DATABASE_URL)" if current_app.config.get("DATABASE_URL") else path
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        return f"cannot open the database {where}: the folder {os.path.dirname(path)} does not exist"
+    return f"there is no database at {where} yet: {UPGRADE_HINT} to create it"
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """One line for a person when ``exc`` means the database cannot be used at all (it cannot be opened or
+    reached, or it has no tables yet); None for any other error."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return None
+    first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0][:300]
+    try:
+        where = database_name()
+    except RuntimeError:  # no application context
+        where = "configured by PAYDESK_DATABASE_URL"
+    if getattr(exc.orig, "sqlstate", None) == "42P01" or first.startswith("no such table"):
+        return f"the database {where} has no paydesk tables yet: {UPGRADE_HINT}"
+    if not database_unavailable(exc):
+        return None
+    try:
+        missing = missing_database()  # a SQLite file in a folder that does not exist says so
+    except RuntimeError:
+        missing = None
+    if missing and "folder" in missing:
+        return missing
+    return f"cannot {'reach' if '://' in where else 'open'} the database {where}: {first}"

@@ -3,7 +3,8 @@
 Each comes from configuration (``PAYDESK_SECRET_KEY`` / ``PAYDESK_ENCRYPTION_KEY``, instance/config.py or
 ``create_app(config)``). Where one is not configured, a random key is generated once into the instance
 folder (``instance/secret_key``, ``instance/encryption_key``, readable by their owner only) and reused by
-every later start and every process sharing that folder, and a warning names the variable to set. There is
+every later start and every process sharing that folder; the process that generates it says so once, in a
+warning naming the variable to set (later starts, every command included, stay quiet). There is
 no fixed fallback value, and the encryption key is never derived from the secret key (rotating one must not
 make the other's data unreadable).
 
@@ -39,11 +40,12 @@ def ensure_keys(app: Flask) -> None:
             app.config[f"{name}_SOURCE"] = f"PAYDESK_{name}"
             continue
         path = os.path.join(app.instance_path, filename)
-        created = _read_or_create(path, make)
-        app.config[name] = created[0]
+        value, created = _read_or_create(path, make)
+        app.config[name] = value
         app.config[f"{name}_SOURCE"] = f"instance/{filename}"
-        log.warning("PAYDESK_%s is not set: using the key %s %s (keep it; every process must share it)",
-                    name, "generated into" if created[1] else "in", path)
+        if created:  # said once, by the process that made it; later starts (every command) use it quietly
+            log.warning("PAYDESK_%s is not set: generated a key into %s (keep it; every process must share it, "
+                        "or set PAYDESK_%s)", name, path, name)
 
 
 def _read_or_create(path: str, make) -> tuple[str, bool]:

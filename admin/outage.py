@@ -26,6 +26,21 @@ from .failures import database_unavailable, describe
 
 log = logging.getLogger(__name__)
 
+# A failure retried for less than this long is routine, not an outage: no ERROR, no traceback.
+GRACE_SECONDS = 2.0
+
+# Set in a request's WSGI environ when it was refused with 503 because the database is unavailable: the
+# refusal is counted and summarised here, so gunicorn's access log (gunicorn.conf.py) leaves it out rather
+# than write one line per refused request while Stripe retries its deliveries.
+REFUSED_ENVIRON_KEY = "paydesk.outage_refused"
+
+
+def refused_in_outage() -> None:
+    """Mark the current request as an outage's counted 503 (see ``REFUSED_ENVIRON_KEY``)."""
+    from flask import request
+
+    request.environ[REFUSED_ENVIRON_KEY] = "1"
+
 
 def signature(exc: BaseException) -> str:
     """What makes two errors "the same" (one traceback between them): every error that means the database
@@ -61,6 +76,7 @@ class ThrottledLog:
         self._timer: threading.Timer | None = None
         self._fully_logged = 0
         self._pid = os.getpid()
+        self._retrying: dict[float, bool] = {}  # failures being retried that have said so (by start time)
 
     def error(self, exc: BaseException, what: str = "") -> bool:
         """Count one failure; True when it was logged in full (the first of its kind in this outage). A failure
@@ -94,6 +110,21 @@ class ThrottledLog:
         elif new_message:  # the same kind of error, saying something new: one line, no traceback
             self.logger.error("%s%s", what and f"{what}: ", line)
         return first
+
+    def retrying(self, exc: BaseException, what: str, since: float) -> bool:
+        """A failure that is being retried, failing since ``since`` (``time.monotonic()``). For its first
+        ``GRACE_SECONDS`` it is routine, not an error (SQLite's "database is locked" while another writer
+        commits, a dropped connection made again): one INFO line when it starts, not counted. Past that it
+        is an outage, logged as :meth:`error` logs it (True when in full)."""
+        if time.monotonic() - since < GRACE_SECONDS:
+            if since not in self._retrying:
+                self._retrying[since] = True
+                while len(self._retrying) > 64:  # remember only recent ones
+                    self._retrying.pop(next(iter(self._retrying)))
+                line = describe(exc) if isinstance(exc, Exception) else str(exc)
+                self.logger.info("%s%s: trying again", what and f"{what}: ", line)
+            return False
+        return self.error(exc, what)
 
     def flush(self) -> None:
         """Log the summary of the interval now ending (also called by the timer)."""

@@ -8,9 +8,11 @@ webhook with localstripe, adds a donation form, starts gunicorn and the worker,
 imports what the Stripe account held before paydesk was connected (customers,
 subscriptions, charges), makes demo data through real Stripe flows, gives a
 gift through the donation form, creates an admin user and prints the login.
-Ctrl-C (or SIGTERM) stops everything it started.
+Ctrl-C (or SIGTERM) stops everything it started. The banner ends with the one
+line to paste (``export PAYDESK_...``) for the command line to act on the demo's
+data while it runs (its database and the keys made for this run).
 
-    .venv/bin/python scripts/demo.py [--keep-logs]
+    .venv/bin/python scripts/demo.py [--keep-logs] [--port 5000] [--stripe-port 8420]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -48,6 +51,14 @@ DB_FILE = ROOT / "instance" / "demo.sqlite3"
 LOG_DIR = ROOT / "instance" / "demo-logs"
 ADMIN_EMAIL = "admin@example.org"
 DEMO_FORM = "spring"
+
+
+def use_ports(app_port: int, stripe_port: int) -> None:
+    """Serve paydesk on ``app_port`` and localstripe on ``stripe_port`` (its Stripe.js double on the next)."""
+    global APP_PORT, STRIPE_PORT, STRIPE_JS_PORT, APP_URL, STRIPE_URL, STRIPE_JS_URL
+    APP_PORT, STRIPE_PORT, STRIPE_JS_PORT = app_port, stripe_port, stripe_port + 1
+    APP_URL, STRIPE_URL, STRIPE_JS_URL = (f"http://{HOST}:{APP_PORT}", f"http://{HOST}:{STRIPE_PORT}",
+                                          f"http://{HOST}:{STRIPE_JS_PORT}")
 
 
 class DemoError(Exception):
@@ -148,6 +159,45 @@ def event_counts(env: dict[str, str]) -> dict[str, int]:
         return dict(conn.execute("SELECT status, count(*) FROM stripe_event GROUP BY status").fetchall())
 
 
+CLI_VARIABLES = ("PAYDESK_DATABASE_URL", "PAYDESK_SECRET_KEY", "PAYDESK_ENCRYPTION_KEY")
+
+
+def export_line(env: dict[str, str]) -> str:
+    """The line that gives a shell what the CLI needs to act on the demo's data: its database (the README's
+    form, relative to the project's folder, where `flask --app wsgi` runs) and the keys made for this run
+    (without them the stored Stripe secrets cannot be decrypted)."""
+    values = dict(env)
+    path = values["PAYDESK_DATABASE_URL"].removeprefix("sqlite:///")
+    if path.startswith(str(ROOT) + os.sep):
+        values["PAYDESK_DATABASE_URL"] = "sqlite:///" + os.path.relpath(path, ROOT)
+    return "export " + " ".join(f"{name}={shlex.quote(values[name])}" for name in CLI_VARIABLES)
+
+
+def banner(password: str, ppid: int, env: dict[str, str]) -> str:
+    lines = [
+        "",
+        "paydesk demo is running",
+        f"  open      {APP_URL}/",
+        f"  donate    {APP_URL}/donate/{DEMO_FORM}  (card 4242 4242 4242 4242, any future date, any CVC)",
+        f"  sign in   {ADMIN_EMAIL}",
+        f"  password  {password}",
+        f"  Stripe    localstripe at {STRIPE_URL} (processor {ppid}, test mode)",
+        f"  logs      {LOG_DIR.relative_to(ROOT)}/",
+        "  keys      PAYDESK_SECRET_KEY and PAYDESK_ENCRYPTION_KEY are made for this run (a real install sets them",
+        "            once, or has them generated into instance/: README, Configuration)",
+        "Ctrl-C stops localstripe, the Stripe.js double, gunicorn and the worker.",
+        "",
+        "The command line on the demo's data (processor list, import ..., events replay ...): in this folder, paste",
+        "",
+        export_line(env),
+        "",
+        "then e.g. .venv/bin/flask --app wsgi processor list",
+        "",
+    ]
+    width = max(len(line) for line in lines if not line.startswith("export "))
+    return "\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width
+
+
 def give_through_form() -> str:
     """What a donor's browser does: read the form's one-time token, have Stripe.js (here its test
     double, with the publishable key) make a PaymentMethod, and send the form to the payment endpoint."""
@@ -177,7 +227,8 @@ def run(keep_logs: bool) -> None:
         if not port_free(port):
             raise DemoError(f"port {HOST}:{port} is in use, so {what} cannot start there. Stop whatever "
                             f"listens on it (`ss -ltnp 'sport = :{port}'` shows it), e.g. an earlier "
-                            f"`make demo`, and run `make demo` again.")
+                            f"`make demo`, and run `make demo` again (or choose other ports: "
+                            f"`.venv/bin/python scripts/demo.py --port 5001 --stripe-port 8430`).")
     if not (BIN / "flask").exists() or not (BIN / "gunicorn").exists():
         raise DemoError(f"{BIN} has no flask/gunicorn: run this through `make demo`")
 
@@ -290,20 +341,7 @@ def run(keep_logs: bool) -> None:
         out = flask(env, "intents", "import", "--since", "1 hour")
         print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
 
-        banner = [
-            "",
-            "paydesk demo is running",
-            f"  open      {APP_URL}/",
-            f"  donate    {APP_URL}/donate/{DEMO_FORM}  (card 4242 4242 4242 4242, any future date, any CVC)",
-            f"  sign in   {ADMIN_EMAIL}",
-            f"  password  {password}",
-            f"  Stripe    localstripe at {STRIPE_URL} (processor {ppid}, test mode)",
-            f"  logs      {LOG_DIR.relative_to(ROOT)}/",
-            "Ctrl-C stops localstripe, the Stripe.js double, gunicorn and the worker.",
-            "",
-        ]
-        width = max(len(line) for line in banner)
-        print("\n" + "=" * width + "\n" + "\n".join(banner) + "\n" + "=" * width, flush=True)
+        print(banner(password, ppid, env), flush=True)
 
         while True:
             dead = children.dead()
@@ -319,7 +357,11 @@ def run(keep_logs: bool) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep-logs", action="store_true", help="append to the logs of earlier runs")
+    parser.add_argument("--port", type=int, default=APP_PORT, help="paydesk's port (default %(default)s)")
+    parser.add_argument("--stripe-port", type=int, default=STRIPE_PORT,
+                        help="localstripe's port (default %(default)s); the Stripe.js test double takes the next one")
     args = parser.parse_args()
+    use_ports(args.port, args.stripe_port)
 
     def _terminate(signum, _frame):
         raise KeyboardInterrupt

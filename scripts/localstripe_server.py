@@ -5,7 +5,7 @@ interfaces and pickles state to a shared file under /tmp).
 
 It also teaches localstripe (1.15) a few things Stripe does that paydesk relies on
 (``closer_to_stripe``), so tests and ``make demo`` exercise the real calls: cancellation
-reasons, ``amount_capturable``, intents listed by ``created``, lists newest first, and
+reasons, ``amount_capturable``, intents and charges listed by ``created``, lists newest first, and
 ``description`` / ``statement_descriptor_suffix`` / ``receipt_email`` on PaymentIntents
 (checked the way Stripe checks them: a suffix of at most 22 characters, none of ``<>\\'"*``),
 and idempotency keys: a POST sent again with the same ``Idempotency-Key`` (same API key, path and
@@ -28,10 +28,11 @@ def closer_to_stripe() -> None:
     """- cancel takes ``cancellation_reason`` (Stripe's four), and the intent then shows it and ``canceled_at``
     (localstripe answers 400 "Unexpected cancellation_reason");
     - an intent waiting for capture shows ``amount_capturable``;
-    - the intents list takes ``created[gte|gt|lte|lt]`` and ``customer`` (localstripe answers 400);
+    - the intents list takes ``created[gte|gt|lte|lt]`` and ``customer`` (localstripe answers 400), and the
+      charges list ``created[gte|gt|lte|lt]`` (localstripe takes ``gt`` alone, else answers 500);
     - lists are newest first, as Stripe's are (localstripe lists oldest first, so a new customer or
       event fell off the first page once a long test session had made a hundred)."""
-    from localstripe.resources import List, PaymentIntent, UserError, try_convert_to_int
+    from localstripe.resources import Charge, List, PaymentIntent, UserError, try_convert_to_int
     from localstripe.server import api_extra
 
     PaymentIntent.cancellation_reason = None
@@ -54,21 +55,35 @@ def closer_to_stripe() -> None:
             for route in resource:
                 route._handler = api_extra(cancel, resource.canonical)
 
+    checks = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
+              "lt": lambda a, b: a < b}
+
+    def created_within(objects, created):
+        """Stripe's ``created`` list filter: a time, or any of ``gte``/``gt``/``lte``/``lt`` together."""
+        bounds = created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
+        if any(op not in checks or not isinstance(try_convert_to_int(v), int) for op, v in bounds.items()):
+            raise UserError(400, "Bad created filter")
+        return [o for o in objects if all(checks[op](o.created, try_convert_to_int(v)) for op, v in bounds.items())]
+
     plain_list = PaymentIntent._api_list_all.__func__
 
     def list_all(cls, url, created=None, customer=None, **kwargs):
         li = plain_list(cls, url, **kwargs)
-        bounds = created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
-        checks = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
-                  "lt": lambda a, b: a < b}
-        if any(op not in checks or not isinstance(try_convert_to_int(v), int) for op, v in bounds.items()):
-            raise UserError(400, "Bad created filter")
-        li._list = [pi for pi in li._list
-                    if all(checks[op](pi.created, try_convert_to_int(v)) for op, v in bounds.items())
-                    and (customer is None or pi.customer == customer)]
+        li._list = [pi for pi in created_within(li._list, created) if customer is None or pi.customer == customer]
         return li
 
     PaymentIntent._api_list_all = classmethod(list_all)
+
+    # Charges: localstripe takes only created[gt] and answers 500 "Not implemented" to created[gte]
+    # (what "retry all" and reconcile send), to a time, or to two bounds together.
+    plain_charges = Charge._api_list_all.__func__
+
+    def list_charges(cls, url, created=None, **kwargs):
+        li = plain_charges(cls, url, **kwargs)
+        li._list = created_within(li._list, created)
+        return li
+
+    Charge._api_list_all = classmethod(list_charges)
 
     plain_position = List._compute_starting_pos
 

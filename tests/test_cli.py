@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from conftest import csrf_token_from
+from conftest import ROOT, TEST_ENCRYPTION_KEY, csrf_token_from
 from sqlalchemy import select
 
 from admin.extensions import db
@@ -144,6 +147,14 @@ def test_user_create_rejects_short_password_and_duplicates(app, runner):
     assert ok.exit_code == 0
     dup = runner.invoke(args=["user", "create", "--email", "A@example.org", "--password-stdin"], input="long enough pw\n")
     assert dup.exit_code == 1 and "already has an account" in _all_output(dup)
+
+
+@pytest.mark.parametrize("email", ["not-an-address", "a@example.org"])
+def test_user_create_refuses_a_bad_or_taken_email_before_asking_for_the_password(app, runner, email):
+    runner.invoke(args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="long enough pw\n")
+    result = runner.invoke(args=["user", "create", "--email", email], input="")  # nobody at the keyboard
+    assert result.exit_code == 1, result.output
+    assert "Password" not in result.output and result.output.startswith("Error: email:"), result.output
 
 
 def test_user_list_json(app, runner):
@@ -318,3 +329,66 @@ def test_stripe_unreachable_is_one_line(app, runner, offline_processor):
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: Stripe: ") and "Could not reach Stripe" in lines[0]
+
+
+# -- the database: the README's URL forms, a fresh clone, one that cannot be opened ----------------
+
+def _flask(cwd, url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """``flask --app wsgi ARGS`` as someone runs it from ``cwd`` (keys given, so instance/ is not touched)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY="s", PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY)
+    return subprocess.run([sys.executable, "-m", "flask", "--app", str(ROOT / "wsgi.py"), *args], cwd=cwd, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 1 and done.stdout == "", done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("Error: "), done.stderr
+    return done.stderr
+
+
+def test_a_relative_sqlite_path_is_read_from_the_current_directory(tmp_path):
+    """The README's form, ``sqlite:///instance/demo.sqlite3``, run from the project's folder."""
+    (tmp_path / "instance").mkdir()
+    url = "sqlite:///instance/demo.sqlite3"
+    upgraded = _flask(tmp_path, url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (tmp_path / "instance" / "demo.sqlite3").stat().st_size > 0
+    listed = _flask(tmp_path, url, "contributions", "list")
+    assert (listed.returncode, listed.stdout.strip(), listed.stderr) == (0, "(none)", "")
+    # no processor yet: said in one line, as for any other refusal
+    assert "processor" in _one_error_line(_flask(tmp_path, url, "reconcile", "--days", "7"))
+
+
+def test_a_fresh_clone_is_told_to_run_db_upgrade_and_no_empty_database_is_made(tmp_path):
+    url = f"sqlite:///{tmp_path / 'paydesk.sqlite3'}"
+    for args in (["contributions", "list"], ["reconcile", "--days", "7"], ["worker", "--once"],
+                 ["events", "retry-all"]):
+        line = _one_error_line(_flask(tmp_path, url, *args))
+        assert "run `flask --app wsgi db upgrade`" in line and str(tmp_path / "paydesk.sqlite3") in line, line
+        assert not (tmp_path / "paydesk.sqlite3").exists(), args
+    assert _flask(tmp_path, url, "contributions", "list", "--help").returncode == 0  # help needs no database
+
+
+def test_a_database_without_tables_is_told_to_run_db_upgrade(tmp_path):
+    (tmp_path / "empty.sqlite3").write_bytes(b"")
+    line = _one_error_line(_flask(tmp_path, f"sqlite:///{tmp_path / 'empty.sqlite3'}", "processor", "list"))
+    assert "has no paydesk tables yet: run `flask --app wsgi db upgrade`" in line
+
+
+@pytest.mark.parametrize("args", [["reconcile", "--days", "7"], ["contributions", "list"], ["db", "upgrade"],
+                                  ["worker", "--once"], ["user", "create", "--email", "a@example.org",
+                                                         "--password-stdin"]])
+def test_a_database_that_cannot_be_opened_is_one_line_never_a_traceback(tmp_path, args):
+    line = _one_error_line(_flask(tmp_path, "sqlite:///no/such/folder/paydesk.sqlite3", *args,
+                                  stdin="long enough pw\n"))
+    assert f"the folder {tmp_path / 'no/such/folder'} does not exist" in line, line
+
+
+@pytest.mark.parametrize("args", [["reconcile"], ["payments", "list"], ["db", "upgrade"], ["worker", "--once"]])
+def test_a_database_server_that_cannot_be_reached_is_one_line_never_a_traceback(tmp_path, args):
+    from conftest import free_port
+
+    line = _one_error_line(_flask(tmp_path, f"postgresql://paydesk:hunter2@127.0.0.1:{free_port()}/x", *args))
+    assert "cannot reach the database postgresql://paydesk:***@127.0.0.1" in line and "hunter2" not in line

@@ -241,3 +241,21 @@ def test_jobs_list_reads_the_jobs_page_filter(runner, log):
 def test_bad_input_is_one_line_and_a_non_zero_exit(runner, log, args, message):
     line = failed(runner, *args)
     assert line.startswith("Error:") and message in line, line
+
+
+def test_retry_all_imports_a_charge_paid_in_localstripe(runner, empty_processor):
+    """The demo's own Stripe (localstripe) takes ``created[gte]`` on charge lists, as Stripe does, so
+    "retry all" works in ``make demo``."""
+    from admin.demo_data import _card_for, _one_off
+    from admin.services.processors import gateway
+
+    gw = gateway(empty_processor)
+    cus = gw.create("customers", {"name": "Emmy Noether", "email": "emmy@example.org"})
+    paid = _one_off(gw, cus["id"], _card_for(gw, cus["id"], "4242424242424242"), 2500, "gift")
+    assert paid["status"] == "succeeded"
+    result = runner.invoke(args=["events", "retry-all", "--days", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-2].endswith(": imported 1") and lines[-2].startswith("job ") and " done: " in lines[-2], lines
+    assert "error" not in result.output
+    assert db.session.scalar(select(Contribution.amount)) == 2500

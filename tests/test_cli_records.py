@@ -101,3 +101,33 @@ def test_a_ppid_that_is_no_id_is_looked_up_by_name(runner, offline_processor, ba
         result = runner.invoke(args=[group, "list", "--ppid", bad])
         assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
         assert result.output.strip() == f"Error: no payment processor {bad!r}", result.output
+
+
+def test_tables_show_money_and_times_as_the_pages_do_and_json_keeps_raw_values(app, runner, offline_processor):
+    from datetime import datetime
+
+    from admin.extensions import db
+    from admin.models import Contribution, Payment, StripeEvent
+
+    c = Contribution(processor_id=offline_processor.id, amount=100_000_000, currency="usd", status="Completed",
+                     trxn_id="ch_big", receive_date=datetime(2026, 11, 29, 14, 5, 33))
+    db.session.add(c)
+    db.session.flush()
+    db.session.add(Payment(contribution_id=c.id, processor_id=offline_processor.id, trxn_id="ch_big",
+                           charge_id="ch_big", amount=100_000_000, fee=290_030, net=99_709_970, currency="usd",
+                           payment_date=datetime(2026, 11, 29, 14, 5, 33)))
+    db.session.add(StripeEvent(processor_id=offline_processor.id, event_id="evt_table", type="invoice.paid",
+                               created=1_795_961_133, raw="{}", status="success"))  # 2026-11-29 14:05:33 UTC
+    db.session.commit()
+
+    table = runner.invoke(args=["payments", "list"]).output
+    row = table.splitlines()[1]
+    assert "1,000,000.00 USD" in row and "2,900.30 USD" in row and "997,099.70 USD" in row, table
+    assert "2026-11-29 14:05" in row and "99709970" not in row and "T14:05:33" not in row, table
+    [raw] = invoke_json(runner, "payments", "list")
+    assert (raw["amount"], raw["fee"], raw["net"], raw["payment_date"]) == (
+        100_000_000, 290_030, 99_709_970, "2026-11-29T14:05:33")
+
+    events = runner.invoke(args=["events", "list", "--type", "all"]).output
+    assert "2026-11-29 14:05" in events.splitlines()[1] and "1795961133" not in events, events
+    assert invoke_json(runner, "events", "list", "--type", "all")[0]["created"] == 1_795_961_133

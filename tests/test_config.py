@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
 from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -142,10 +145,24 @@ def test_without_a_secret_key_one_is_generated_into_instance_readable_by_its_own
     assert any("PAYDESK_SECRET_KEY is not set" in w for w in warnings), warnings
     assert any("PAYDESK_ENCRYPTION_KEY is not set" in w for w in warnings), warnings
     assert not any(first.config["SECRET_KEY"] in w for w in warnings), "the key itself is never logged"
-    # every later start (every gunicorn worker, the worker, the CLI) uses the same keys
+    # every later start (every gunicorn worker, the worker, the CLI) uses the same keys, without a word
+    caplog.clear()
     again = create_app({"DATABASE_URL": "sqlite://"})
     assert (again.config["SECRET_KEY"], again.config["ENCRYPTION_KEY"]) == (
         first.config["SECRET_KEY"], first.config["ENCRYPTION_KEY"])
+    assert not [r.getMessage() for r in caplog.records if r.name == "admin.keys"]
+
+
+def test_commands_do_not_repeat_the_key_warning(instance_dir, tmp_path):
+    """``flask --app wsgi --help`` (or any command) once the keys exist: nothing but the help."""
+    create_app({"DATABASE_URL": "sqlite://"})  # the first start generates the keys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    code = ("import sys; from flask import Flask; folder = sys.argv.pop(1); "
+            "Flask.auto_find_instance_path = lambda self: folder; from flask.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, str(instance_dir), "--app", "wsgi", "--help"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Usage:" in done.stdout, done.stderr
+    assert done.stderr == "", done.stderr
 
 
 def test_configured_keys_are_used_and_nothing_is_written(instance_dir):

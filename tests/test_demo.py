@@ -146,3 +146,38 @@ def test_history_from_before_paydesk_is_imported_by_make_demo(runner, empty_proc
     assert _count(Payment) == _count(Contribution)
     currencies = set(db.session.scalars(select(ContributionRecur.currency)))
     assert currencies == {"usd", "eur"}
+
+
+def test_the_demo_prints_the_line_that_lets_the_cli_act_on_its_data(tmp_path):
+    """Its keys are made for each run: without the printed line, ``processor list`` and every command that
+    talks to Stripe would say the stored Stripe secrets cannot be decrypted."""
+    import base64
+    import importlib.util
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    env = {**clean, "PAYDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+           "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+           "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    for args in (["db", "upgrade"], ["processor", "add", "--name", "localstripe demo", "--secret-key",
+                                     "sk_test_demo0123456789abcdef1234", "--webhook-secret", "whsec_demo", "--default"]):
+        subprocess.run(flask + args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+
+    line = demo.export_line(env)
+    assert line.startswith("export PAYDESK_DATABASE_URL=") and line in demo.banner("pw", 1, env)
+    pasted = subprocess.run(["bash", "-c", f"{line}\n{' '.join(flask)} processor list"], cwd=ROOT, env=clean,
+                            capture_output=True, text=True, timeout=120)
+    assert pasted.returncode == 0 and pasted.stderr == "", pasted.stderr
+    assert "localstripe demo" in pasted.stdout and "sk_test_…1234" in pasted.stdout
+    # the demo's own database is named as the README names it, relative to the project's folder
+    assert demo.export_line({**env, "PAYDESK_DATABASE_URL": f"sqlite:///{ROOT}/instance/demo.sqlite3"}).startswith(
+        "export PAYDESK_DATABASE_URL=sqlite:///instance/demo.sqlite3 ")

@@ -137,3 +137,41 @@ def test_two_server_processes_share_the_sign_in_counters(app, auth, backend, tmp
         assert others == [422, 422, 429]
         # another address behind the same proxy is not affected
         assert _login(requests.Session(), a, "192.0.2.44", "guess0@example.org", "x") == 422
+
+
+def test_an_outages_503_answers_are_counted_not_written_one_access_line_each(tmp_path):
+    """The database cannot be opened: each webhook delivery is answered 503 (Stripe retries), and the log says
+    so in a traceback and summary lines, not in one access-log line per refused request."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    env.update(PAYDESK_DATABASE_URL=f"sqlite:///{tmp_path / 'gone' / 'paydesk.sqlite3'}", PAYDESK_SECRET_KEY="s",
+               PAYDESK_ENCRYPTION_KEY="e", PAYDESK_OUTAGE_LOG_INTERVAL="0.5", PYTHONUNBUFFERED="1")
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen([_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
+                                 "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"{base}/static/app.css"):  # a page that needs no database
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        answers = [requests.post(f"{base}/webhooks/stripe/1", data=b"{}", timeout=10,
+                                 headers={"Stripe-Signature": "t=1,v1=00"}).status_code for _ in range(30)]
+        time.sleep(1.5)  # the summary of the last interval
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = log.read_text()
+    assert answers == [503] * 30, text[-3000:]
+    assert '"POST /webhooks/stripe/1 ' not in text, text[-3000:]  # no access-log line for any of them
+    assert "GET /static/app.css" in text  # the access log still logs every other request
+    said = [int(n) for n in re.findall(r"database unavailable: (\d+) requests refused in the last", text)]
+    assert sum(said) == 30 and text.count("Traceback") <= 2, text[-3000:]  # one per server process at most
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=10).status_code == 200
+    except requests.RequestException:  # not listening yet, or its workers still starting
+        return False

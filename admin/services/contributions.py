@@ -363,10 +363,15 @@ def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True
 
 def read_invoice(reader: StripeReader, processor_id: int, inv: dict) -> dict | None:
     """Ask Stripe now for what recording this invoice reads (its charge, the charge's balance transaction
-    and refunds), so the write transaction that records it need not (``write_after_reading``). Its charge."""
+    and refunds), so the write transaction that records it need not (``write_after_reading``). Its charge.
+    The balance transaction only when the payment is not recorded as Stripe has it (``add_charge_payment``
+    reads it then alone): importing unchanged data again does not read it again."""
     charge = _invoice_charge(reader, inv, succeeded_only=False)
     if charge is not None and charge.get("status") == "succeeded" and charge.get("captured") is not False:
-        _fee_and_net(reader, charge, captured_amount(charge))
+        recorded = db.session.execute(select(Payment.amount, Payment.status).where(
+            Payment.processor_id == processor_id, Payment.trxn_id == charge["id"])).first()
+        if recorded is None or tuple(recorded) != (captured_amount(charge), COMPLETED):
+            _fee_and_net(reader, charge, captured_amount(charge))  # add_charge_payment will write them
         refunds_recorded = db.session.scalar(select(Payment.id).where(
             Payment.processor_id == processor_id, Payment.charge_id == charge["id"],
             Payment.refund_id.is_not(None)).limit(1)) is not None

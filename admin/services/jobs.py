@@ -340,7 +340,7 @@ def _end(job: Job, ctx: JobContext, status: str) -> str:
     ctx.save()
     _finish(job, status)
     db.session.commit()
-    log.info("job %s (%s) %s: %s", job.id, job.kind, status, (job.result or {}).get("counts"))
+    log.info("job %s (%s) %s: %s", job.id, job.kind, status, (job.result or {}).get("counts") or "nothing done")
     return status
 
 
@@ -383,12 +383,17 @@ def run_foreground(job: Job, worker: str, on_progress: Callable[[Job], None] | N
     try:
         return run_slice(held, worker, on_progress=on_progress)
     except KeyboardInterrupt:
-        db.session.rollback()
-        immediate()
-        held = db.session.get(Job, held.id, populate_existing=True)
-        held.status, held.locked_by, held.locked_until = JOB_PAUSED, None, None
-        db.session.commit()
+        pause(held)
         return JOB_PAUSED
+
+
+def pause(job: Job) -> None:
+    """Stop a job run in the foreground (Ctrl-C), resumable from its cursor (``jobs resume``). Commits."""
+    db.session.rollback()
+    immediate()
+    held = db.session.get(Job, job.id, populate_existing=True)
+    held.status, held.locked_by, held.locked_until = JOB_PAUSED, None, None
+    db.session.commit()
 
 
 # -- the /jobs page -------------------------------------------------------------------------

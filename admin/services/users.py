@@ -14,17 +14,24 @@ MAX_PASSWORD = 1024
 MAX_EMAIL = 255
 
 
-def create_user(email: str, password: str, role: str = "viewer") -> User:
+def check_new_user(email: str, role: str = "viewer") -> str:
+    """The normalised email of an account that could be created, or a ServiceError saying why not
+    (asked before a password is, so nobody types one twice for an address that is refused)."""
     email = (email or "").strip().lower()
-    immediate()  # SQLite: take the write lock before reading, so a busy worker makes us wait, not fail
     if "@" not in email or len(email) > MAX_EMAIL or not email.isprintable():
         raise ServiceError(f"email: enter an address such as name@example.org (at most {MAX_EMAIL} characters)",
                            field="email")
     if role not in ROLES:
         raise ServiceError(f"role: choose one of {', '.join(ROLES)}", field="role")
-    _check_password(password)
     if find_user(email):
         raise ServiceError(f"email: {email} already has an account", field="email")
+    return email
+
+
+def create_user(email: str, password: str, role: str = "viewer") -> User:
+    immediate()  # SQLite: take the write lock before reading, so a busy worker makes us wait, not fail
+    email = check_new_user(email, role)
+    _check_password(password)
     user = User(email=email, role=role)
     user.set_password(password)
     db.session.add(user)

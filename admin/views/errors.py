@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from ..dbutil import rollback_quietly
 from ..failures import database_unavailable
 from ..htmx import is_htmx
-from ..outage import throttled
+from ..outage import refused_in_outage, throttled
 from ..security import wants_json
 
 bp = Blueprint("errors", __name__)
@@ -80,6 +80,7 @@ def database_error(err: Exception):
         raise err  # a failing statement is a bug: Flask logs it once and answers 500
     rollback_quietly()
     throttled("web", REFUSED, log).error(err, "request refused with 503")
+    refused_in_outage()  # counted above: no access-log line of its own
     # The page must not need the database either: shown as to a signed-out visitor (no navigation, no
     # user box), since loading the user, or reading one whose row the rollback expired, is a query.
     g._login_user = current_app.login_manager.anonymous_user()

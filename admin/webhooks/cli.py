@@ -18,6 +18,23 @@ def register(app: Flask) -> None:
               help="Worker processes (PostgreSQL): threads share one core, processes use them all.")
 def worker_command(once, concurrency, processes):
     """Process queued Stripe events into contacts, contributions, recurring contributions and payments."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ..dbutil import database_problem, missing_database
+
+    problem = missing_database()
+    if problem:
+        raise click.ClickException(problem)  # "Error: ...", exit 1; an empty database is not created
+    try:
+        _work(once, concurrency, processes)
+    except DBAPIError as err:  # cannot be opened or reached at all (an outage later is retried, not this)
+        problem = database_problem(err)
+        if not problem:
+            raise
+        raise click.ClickException(problem) from None
+
+
+def _work(once: bool, concurrency: int, processes: int) -> None:
     from ..dbutil import is_postgres
     from .worker import run_forever, run_once, run_processes
 

@@ -270,11 +270,12 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
             outage = throttled("database", DATABASE_SUMMARY, log)
             failures = throttled("worker", "worker batch failed {n} times in the last {seconds} s", log)
             pause = 0.0
+            failing_since = None  # when the database stopped answering (time.monotonic()), or None
             next_alarm_check = 0.0
             while not stop.is_set():
                 try:
                     done = run_batch(worker)
-                    pause = 0.0
+                    pause, failing_since = 0.0, None
                     if first and time.monotonic() >= next_alarm_check:
                         # The card-testing alarm's warning is logged even when no staff page is open.
                         alarms.check()
@@ -284,7 +285,9 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                     if database_unavailable(exc):
                         # Try again soon (at most DB_RETRY_BACKOFF_MAX apart): work resumes within that
                         # long of the database's return.
-                        outage.error(exc, "worker waiting for the database")
+                        # A moment's "database is locked" is retried without an ERROR; an outage is logged.
+                        failing_since = failing_since or time.monotonic()
+                        outage.retrying(exc, "worker waiting for the database", failing_since)
                         pause = min(max(2 * pause, 0.05), app.config["DB_RETRY_BACKOFF_MAX"])
                         stop.wait(pause)
                         continue

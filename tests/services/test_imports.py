@@ -124,6 +124,31 @@ def test_import_all_then_again_changes_nothing(empty_processor):
     assert count(AuditLog) == audits + 1  # only the second job's start
 
 
+def test_importing_unchanged_subscriptions_again_reads_no_balance_transaction(empty_processor):
+    """What is already recorded as Stripe has it is not read again: the second import reads the subscriptions
+    and their invoices (charges expanded), not each charge's fee and net once more."""
+    from admin.stripe_gateway import call_counts
+
+    donors(gateway(empty_processor), 3)
+    first_before = call_counts()
+    run_job("imports.subscriptions", {}, empty_processor.id)
+    first = _calls_since(first_before)
+    assert first.get("balance_transactions.retrieve") == 3  # fee and net of each charge, once
+    before = call_counts()
+    again = run_job("imports.subscriptions", {}, empty_processor.id)
+    assert again.result["counts"] == {"unchanged": 3}
+    calls = _calls_since(before)
+    assert "balance_transactions.retrieve" not in calls, calls
+    assert sum(calls.values()) <= 1 + 3  # one list of subscriptions, one read of each one's invoices
+
+
+def _calls_since(before: dict) -> dict:
+    from admin.stripe_gateway import call_counts
+
+    after = call_counts()
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
 @pytest.mark.postgres
 def test_customers_matched_by_metadata_then_email_else_created_and_never_twice(empty_processor):
     gw = gateway(empty_processor)

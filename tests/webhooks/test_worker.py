@@ -288,3 +288,57 @@ def wait_until(condition, timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def _locked() -> Exception:
+    """SQLite's answer when another connection wrote first (SQLITE_BUSY), as SQLAlchemy raises it."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    err = sqlite3.OperationalError("database is locked")
+    err.sqlite_errorcode, err.sqlite_errorname = sqlite3.SQLITE_BUSY, "SQLITE_BUSY"
+    return OperationalError("UPDATE stripe_event SET status=?", {}, err)
+
+
+def test_a_database_locked_for_a_moment_is_retried_without_an_error(app, offline_processor, world, monkeypatch,
+                                                                      caplog):
+    """A 0.1 s "database is locked" that the worker retries is routine: no ERROR (not even a warning), no
+    traceback."""
+    import logging
+
+    from admin.dbutil import retry_while_unavailable
+    from admin.webhooks import worker
+
+    app.config.update(WORKER_IDLE_SLEEP=0.02)
+    store_event(offline_processor, OneOff(world).event("charge.succeeded"))
+    real_batch, calls = worker.run_batch, []
+
+    def locked_once(name):
+        calls.append(name)
+        if len(calls) == 1:
+            time.sleep(0.1)
+            raise _locked()
+        return real_batch(name)
+
+    monkeypatch.setattr(worker, "run_batch", locked_once)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_forever, args=(app, 1, stop), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: db.session.rollback() or count(Payment) == 1)
+    finally:
+        stop.set()
+        thread.join(30)
+    tries = []
+
+    def write_once_locked():
+        tries.append(1)
+        if len(tries) == 1:
+            raise _locked()
+        return "written"
+
+    assert retry_while_unavailable(write_once_locked, what="recording a receipt") == "written"
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert loud == [], [r.getMessage() for r in loud]
+    assert "database is locked: trying again" in caplog.text  # said once, quietly
