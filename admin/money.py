@@ -4,7 +4,7 @@ totalling it per currency."""
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 
 from .extensions import db
 
@@ -75,7 +75,8 @@ def to_major(amount: int | None, currency: str | None, *, trim: bool = False) ->
 @dataclass
 class MoneyTotal:
     """How many rows, and how much money, in one currency (minor units); fee, net and refunded where the
-    rows have them. What every list's totals, the bulk confirmations and the dashboard show."""
+    rows have them; and, where totals count completed money only, the failed rows apart (``failed_count``,
+    ``failed``). What every list's totals, the bulk confirmations and the dashboard show."""
 
     currency: str
     count: int
@@ -83,16 +84,33 @@ class MoneyTotal:
     fee: int = 0
     net: int = 0
     refunded: int = 0
+    failed_count: int = 0
+    failed: int = 0
 
 
-def money_totals(query: Select, *, amount: str = "amount", currency: str = "currency", **sums: str) -> list[MoneyTotal]:
+def money_totals(query: Select, *, amount: str = "amount", currency: str = "currency", status: str | None = None,
+                 counted: tuple[str, ...] = (), failed: tuple[str, ...] = (), **sums: str) -> list[MoneyTotal]:
     """Count and sums per currency of the rows ``query`` selects, in one query, currencies in order and
     case-blind. ``amount`` and ``currency`` name the query's columns; ``sums`` maps the other fields of
-    :class:`MoneyTotal` to columns (``fee="fee_amount"``)."""
+    :class:`MoneyTotal` to columns (``fee="fee_amount"``). With ``status`` (a column), only rows whose status
+    is in ``counted`` are counted and summed, and those in ``failed`` are counted and summed apart; a
+    currency with neither is left out."""
     sub = query.subquery()
     cur = func.lower(func.coalesce(sub.c[currency], ""))  # no currency: "", sorted first on every database
     fields = ["amount", *sums]
-    sums_of = [func.sum(sub.c[name]) for name in (amount, *sums.values())]
-    rows = db.session.execute(select(cur, func.count(), *sums_of).group_by(cur).order_by(cur)).all()
-    return [MoneyTotal(cur_, int(n), **{f: int(v or 0) for f, v in zip(fields, values, strict=True)})
-            for cur_, n, *values in rows]
+    columns = [sub.c[name] for name in (amount, *sums.values())]
+    if status is None:
+        selected = [func.count(), *(func.sum(c) for c in columns)]
+    else:
+        counts, fails = sub.c[status].in_(counted), sub.c[status].in_(failed)
+        selected = [func.sum(case((counts, 1), else_=0)), *(func.sum(case((counts, c), else_=0)) for c in columns),
+                    func.sum(case((fails, 1), else_=0)), func.sum(case((fails, sub.c[amount]), else_=0))]
+    out = []
+    for cur_, n, *values in db.session.execute(select(cur, *selected).group_by(cur).order_by(cur)).all():
+        total = MoneyTotal(cur_, int(n or 0), **{f: int(v or 0) for f, v in zip(fields, values, strict=False)})
+        if status is not None:
+            total.failed_count, total.failed = int(values[-2] or 0), int(values[-1] or 0)
+            if not (total.count or total.failed_count):
+                continue
+        out.append(total)
+    return out

@@ -25,6 +25,8 @@ from ..models import (
     CANCELLED,
     COMPLETED,
     CONTRIBUTION_STATUSES,
+    FAILED,
+    PARTIALLY_REFUNDED,
     REFUNDED,
     Contact,
     Contribution,
@@ -191,8 +193,11 @@ def contribution_status_counts(flt: ContributionFilter) -> dict[str, int]:
 
 
 def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
-    """Count and money per currency of what the filter matches (one query)."""
-    return money_totals(contribution_query(flt), fee="fee_amount", net="net_amount", refunded="refunded_amount")
+    """Completed money per currency of what the filter matches (completed and refunded contributions, so
+    amount - fees - refunded = net), and the failed ones apart; one query. Pending and cancelled ones count
+    in neither."""
+    return money_totals(contribution_query(flt), status="status", counted=(COMPLETED, PARTIALLY_REFUNDED, REFUNDED),
+                        failed=(FAILED,), fee="fee_amount", net="net_amount", refunded="refunded_amount")
 
 
 _CONTRIBUTION_COLUMNS = (Contribution.id, Contribution.receive_date, Contribution.created_at, Contribution.status,
