@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..dbutil import immediate, parse_id
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page, walk
+from ..listing import Filter, Page, keyset_page, processor_field, walk
 from ..models import (
     FAILED,
     Contact,
@@ -191,10 +191,13 @@ LINKED = ("yes", "no", "any")
 class ContactFilter(Filter):
     """Contacts, by default those linked to a Stripe customer (the ``/customers`` page)."""
 
+    LABELS: ClassVar[dict[str, str]] = {"linked": "Stripe customer", "since": "Added from",
+                                        "until": "Added to (inclusive)", "customer": "Stripe customer id"}
+
     linked: str = field(default="yes", metadata={"choices": LINKED})
     q: str | None = None
-    ppid: int | None = None
-    customer: str | None = None
+    ppid: int | None = processor_field()
+    customer: str | None = field(default=None, metadata={"stripe_id": "customer"})
     since: datetime | None = None
     until: datetime | None = field(default=None, metadata={"end": True})
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import current_app
 from sqlalchemy import Select, or_, select, update
@@ -394,10 +394,18 @@ def run_foreground(job: Job, worker: str, on_progress: Callable[[Job], None] | N
 # -- the /jobs page -------------------------------------------------------------------------
 
 
+def _unknown_kind(kinds: list[str]) -> str | None:
+    known = kind_names()
+    bad = [k for k in kinds if k not in known]
+    return f"{bad[0][:40]!r} is not a kind of job: one of {', '.join(known)}" if bad else None
+
+
 @dataclass
 class JobFilter(Filter):
+    LABELS: ClassVar[dict[str, str]] = {"actor": "Started by"}
+
     status: list[str] = field(default_factory=list, metadata={"choices": JOB_STATUSES})
-    kind: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list, metadata={"known": _unknown_kind})
     actor: str | None = None
 
 

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -80,6 +80,8 @@ REFUND_EVENTS = ("charge.refunded", "refund.created", "refund.updated", "charge.
 class ReconcileFilter(Filter):
     """``/reconcile?ppid=1&days=7&object=charge&problem=missing``, also ``reconcile --ppid 1 --days 7``.
     The period is ``since``..``until`` (whole days, ``until`` inclusive), or the last ``days`` days."""
+
+    LABELS: ClassVar[dict[str, str]] = {"days": "Last days", "object": "Objects", "problem": "Differences"}
 
     ppid: int | None = None
     days: int = DEFAULT_DAYS

@@ -92,7 +92,9 @@ def test_contribution_filters(book):
     assert contributions(book, since="2026-10-06", until="2026-10-07") == {"ada_eur", "bob_jpy"}
     assert contributions(book, month="2026-11") == {"bob_refund"}
     assert contributions(book, contact_id=str(book["ada"].id), status="Completed") == {"ada_usd", "ada_eur"}
-    assert contributions(book, ppid=str(book["ada_usd"].processor_id + 1)) == set()
+    assert contributions(book, ppid=str(book["ada_usd"].processor_id)) == everything
+    missing = book["ada_usd"].processor_id + 1  # a processor that does not exist is named, not matched silently
+    assert rec.ContributionFilter.from_args({"ppid": str(missing)})[1] == {"ppid": f"there is no payment processor {missing}"}
 
 
 @pytest.mark.parametrize("args, field", [({"status": "Done"}, "status"), ({"type": "monthly"}, "type"),

@@ -4,12 +4,14 @@ bad filters as messages, read-only."""
 from __future__ import annotations
 
 import re
+from html import escape, unescape
 from datetime import datetime
 
 import pytest
 
 from admin.extensions import db
 from admin.models import AuditLog
+from admin.services.audit import AuditFilter
 
 HX = {"HX-Request": "true"}
 
@@ -29,7 +31,7 @@ def entries(app, offline_processor):
 
 
 def actions(html: str) -> list[str]:
-    return re.findall(r'<td class="mono">([\w.]+)</td>', html)
+    return re.findall(r'<td class="mono"[^>]*>([\w.]+)</td>', html)
 
 
 def test_everything_newest_first_with_objects_linked(client, auth, entries):
@@ -74,5 +76,8 @@ def test_paging_and_bad_filters(client, auth, entries):
     for query, field in (("result=maybe", "result"), ("since=soon", "since"), ("ppid=x", "ppid"),
                          ("after=%%%", "after"), ("since=2026-11-05&until=2026-11-01", "until")):
         resp = client.get(f"/audit?{query}")
-        assert resp.status_code == 200 and f"<strong>{field}</strong>" in resp.get_data(as_text=True), query
+        label = escape(AuditFilter.label(field))  # as the form labels it: "Result", "From", "Page link"
+        assert resp.status_code == 200 and f"<strong>{label}</strong>" in resp.get_data(as_text=True), query
+    assert "<strong>Processor</strong>: there is no payment processor 999" in \
+        unescape(client.get("/audit?ppid=999").get_data(as_text=True))
     assert "No entries match this filter." in client.get("/audit?actor=nobody").get_data(as_text=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from html import unescape
+from html import escape, unescape
 
 import pytest
 import stripe_objects as so
@@ -16,6 +16,7 @@ from admin.extensions import db
 from admin.models import AuditLog, StripeEvent
 from admin.models.jobs import Job
 from admin.webhooks.ingest import store_event
+from admin.services import events as ev
 
 HX = {"HX-Request": "true"}
 
@@ -96,13 +97,14 @@ def test_bad_filters_are_a_message_not_a_500(client, auth, stored, query, field)
         resp = client.get(f"/events?{query}", headers=headers)
         html = resp.get_data(as_text=True)
         assert resp.status_code == 200, (query, resp.status_code)
-        assert "could not be read" in html and f"<strong>{field}</strong>" in html, query
+        label = ev.EventFilter.label(field)  # named as the form labels it, not by its parameter
+        assert "could not be read" in html and f"<strong>{escape(label)}</strong>" in html, query
 
 
 def test_stripe_source_problems_are_a_message(client, auth, world, stored):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/events?source=stripe&ppid=77").get_data(as_text=True)
-    assert "Could not list Stripe's events: no payment processor '77'" in unescape(html)
+    assert "<strong>Processor</strong>: there is no payment processor 77" in unescape(html)
     world.fail(r"/v1/events$", [500] * 10)
     html = client.get("/events?source=stripe").get_data(as_text=True)
     assert "Could not list Stripe&#39;s events" in html

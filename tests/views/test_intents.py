@@ -40,7 +40,8 @@ def test_the_list_filters_counts_and_totals(client, auth, offline_processor):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/intents").get_data(as_text=True)
     assert "pi_left" in html and "pi_paid" in html and "3</strong> intents match" in html
-    totals = re.findall(r'<tr><th scope="row">(\w+)</th><td class="num">(\d+)</td>\s*<td class="num">([^<]+)</td>', html)
+    totals = re.findall(r'<tr><th scope="row">(\w+)</th><td class="num"[^>]*>(\d+)</td>\s*<td class="num"[^>]*>([^<]+)</td>',
+                        html)
     assert totals == [("EUR", "1", "50.00 EUR"), ("USD", "2", "50.00 USD")]  # the records pages' totals table
     assert "requires payment method</span>" in html  # chip labels read as words
     chosen = client.get("/intents?status=requires_action").get_data(as_text=True)

@@ -52,7 +52,7 @@ def test_filters_and_htmx_partial(client, auth, some_jobs):
     assert "<html" not in partial and _job_rows(partial) == [some_jobs["cleanup"], some_jobs["running"]]
     bad = client.get("/jobs?status=sleeping&after=zzz")
     html = bad.get_data(as_text=True)
-    assert bad.status_code == 200 and "<strong>status</strong>" in html and "<strong>after</strong>" in html
+    assert bad.status_code == 200 and "<strong>Status</strong>" in html and "<strong>Page link</strong>" in html
 
 
 def test_progress_partial_polls_while_active_and_stops_when_done(client, auth, some_jobs):

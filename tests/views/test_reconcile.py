@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from html import unescape
+from html import escape, unescape
 
 import pytest
 from sqlalchemy import func, select, update
@@ -16,6 +16,7 @@ from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
 from admin.services import jobs
+from admin.services import reconcile as rc
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
@@ -91,7 +92,8 @@ def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, fiel
     resp = client.get(f"/reconcile?{query}")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
-    assert "could not be read" in html and f"<strong>{field}</strong>" in html
+    label = escape(rc.ReconcileFilter.label(field))  # as the form labels it
+    assert "could not be read" in html and f"<strong>{label}</strong>" in html
 
 
 def test_unknown_processor_and_stripe_down_are_messages(client, auth, world, drift):

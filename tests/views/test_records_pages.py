@@ -66,7 +66,7 @@ def test_every_records_page_for_a_viewer_shows_the_records_and_no_buttons(client
         for button in ("Import", "Cancel subscription", "Create Stripe customer", "Remove link", "Push to all"):
             assert f">{button}" not in html, (url, button)
     fragment = page(client, "/contributions?status=Completed", headers=HX)
-    assert "<html" not in fragment and "Totals for this filter" in fragment
+    assert "<html" not in fragment and "Completed gifts for this filter" in fragment
     assert client.get("/contacts/999999").status_code == 404
     assert client.get("/subscriptions/not-a-sub").status_code == 404
     assert client.get("/contributions/999999").status_code == 404
