@@ -29,7 +29,7 @@ from ..models import (
     StripePaymentIntent,
 )
 from ..stripe_gateway import GatewayError
-from . import ServiceError, audit
+from . import ServiceError, audit, check_text
 from .records import check_range, contacts_matching
 from .stripe_reader import StripeReader
 
@@ -343,14 +343,14 @@ def update_contact(contact: Contact, *, name: str | None, email: str | None) -> 
     changed. Commits, with its audit entry."""
     from .customers import request_contact_sync
 
-    name = (name or "").strip()
-    email = (email or "").strip()
+    name = check_text(name, "Name", "name")
+    email = check_text(email, "Email", "email")
     if not name:
-        raise ServiceError("give the contact a name", field="name")
+        raise ServiceError("Name: give the contact a name", field="name")
     if len(name) > 255 or len(email) > 255:
-        raise ServiceError("keep the name and email under 255 characters")
+        raise ServiceError("Keep the name and email under 255 characters", field="name" if len(name) > 255 else "email")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-        raise ServiceError(f"{email!r} is not an email address", field="email")
+        raise ServiceError(f"Email: {email[:60]!r} is not an email address", field="email")
     immediate()
     changed = {}
     if name != (contact.display_name or ""):

@@ -61,18 +61,22 @@ class JobKind:
     fn: Callable[[JobContext], Iterator[None]]
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
+    check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
-def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator"):
-    """Register a generator function as the job kind ``name``."""
+def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
+             check: Callable[[dict], None] | None = None):
+    """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
+    for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
+    rather than run as a job that does nothing."""
 
     def register(fn):
         if name in _KINDS and _KINDS[name].fn is not fn:
             raise RuntimeError(f"two job kinds named {name}")
-        _KINDS[name] = JobKind(name, fn, title, role)
+        _KINDS[name] = JobKind(name, fn, title, role, check)
         return fn
 
     return register
@@ -150,6 +154,8 @@ def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = 
     """Queue a job (the worker picks it up), or return the identical one already active.
     Writes an audit entry for a new job. Commits."""
     k = kind(kind_name)
+    if k.check:
+        k.check(params)
     params = json.loads(json.dumps(params, default=str))
     key = _key(kind_name, params, processor_id)
     user_id, actor = audit.current_actor()

@@ -58,7 +58,7 @@ from ..models.jobs import JOB_ACTIVE, Job
 from ..stripe_gateway import GatewayError
 from ..stripe_shapes import sid
 from ..timeutil import from_unix, to_unix, utcnow
-from . import ServiceError, audit
+from . import ServiceError, audit, stripe_refusal
 from .contributions import DONE, PAYMENT_REFUNDED, PAYMENT_VOID, REFUND_COUNTED, recompute
 from .jobs import JobContext, job_kind
 from .stripe_reader import StripeReader, write_after_reading
@@ -636,7 +636,7 @@ def _settle_invoice(proc: PaymentProcessor, invoice_id: str) -> str:
     except GatewayError as err:
         audit.record("reconcile.settle_invoice", object_type="invoice", object_id=invoice_id, processor_id=proc.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_refusal(err, "invoice", invoice_id) from err
     try:
         c = write_after_reading(reader, lambda: settle_invoice(reader, proc, invoice_id, no_receipt=True))
     except GatewayError as err:

@@ -14,7 +14,7 @@ from ..services import ServiceError
 from ..services import reconcile as rc
 from ..services.processors import get_processor, list_processors
 from ..stripe_gateway import GatewayError
-from .actions import action_response, start_job_response
+from .actions import action_response, sentence, start_job_response
 
 bp = Blueprint("reconcile", __name__)
 
@@ -28,7 +28,7 @@ def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
         out["processor"] = proc
         scan = rc.recent_scan(proc, flt)
     except ServiceError as err:
-        out["problem_error"] = err.message
+        out["problem_error"] = sentence(err.message)
         return out
     except GatewayError as err:
         out["problem_error"] = f"Could not ask Stripe: {err.message}. Nothing was compared; try again."

@@ -99,7 +99,7 @@ def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, fiel
 def test_unknown_processor_and_stripe_down_are_messages(client, auth, world, drift):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/reconcile?ppid=99").get_data(as_text=True)
-    assert "no payment processor '99'" in unescape(html)
+    assert "No payment processor '99'" in unescape(html)  # a sentence, as every message on a page
     world.fail(r"/v1/charges$", [500] * 10)
     resp = client.get("/reconcile")
     assert resp.status_code == 200 and "Could not ask Stripe" in resp.get_data(as_text=True)

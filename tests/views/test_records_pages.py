@@ -184,7 +184,7 @@ def test_contact_page_actions(client, auth, empty_processor):
     assert edited.status_code == 200 and "name changed" in edited.get_data(as_text=True)
     assert db.session.scalar(select(OutboxTask.payload)) == {"customer_id": link.customer_id, "contact_id": contact.id}
     invalid = client.post(f"{url}/edit", data={"csrf_token": token, "name": "", "email": ""}, headers=HX)
-    assert invalid.status_code == 422 and "give the contact a name" in invalid.get_data(as_text=True)
+    assert invalid.status_code == 422 and "Name: give the contact a name" in invalid.get_data(as_text=True)
 
     pushed = client.post(f"{url}/customers/{link.customer_id}/push", data={"csrf_token": token}, headers=HX)
     assert pushed.status_code == 200
