@@ -441,6 +441,22 @@ def recent_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     return _keep(scan(proc, flt), _objects(flt), _period(flt))
 
 
+def kept_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan | None:
+    """The newest kept scan for the filter's processor, objects and period, whatever its age (never a new
+    one: Stripe is not asked); None when there is none."""
+    kept = db.session.scalars(select(ReconcileScan).where(
+        ReconcileScan.processor_id == proc.id, ReconcileScan.objects == _objects(flt),
+        ReconcileScan.period == _period(flt)).order_by(ReconcileScan.taken_at.desc()).limit(1)).first()
+    return _loaded(proc, kept) if kept is not None else None
+
+
+def with_row(s: Scan, row: Row) -> Scan:
+    """``s`` with ``row`` in place of the row of the same Stripe object (what the page's summary counts
+    after that row was fixed)."""
+    rows = [row if (r.object, r.stripe_id) == (row.object, row.stripe_id) else r for r in s.rows]
+    return Scan(s.processor, s.since, s.until, rows, taken_at=s.taken_at, id=s.id)
+
+
 def _keep(s: Scan, objects: str, period: str) -> Scan:
     """Store a scan (and delete the old ones no active job works from). Commits."""
     rows = [{**asdict(r), "created": r.created.isoformat() if r.created else None} for r in s.rows]
