@@ -15,7 +15,7 @@ from ..services import subscriptions as subs
 from ..services.bulk import count
 from ..services.imports import import_subscription_by_id
 from ..services.processors import get_processor, list_processors
-from .actions import action_response, import_paging, start_job_response
+from .actions import action_response, import_paging, labelled, start_job_response
 from .confirm import JobConfirmation, confirmation
 
 bp = Blueprint("subscriptions", __name__)
@@ -114,7 +114,8 @@ def import_many():
                                    f"{one}: {done.outcome}.", "success")
         return start_job_response("imports.subscriptions", import_paging(form), proc.id)
     except ServiceError as err:
-        return action_response("_message.html", back, err.message, "error")
+        return action_response("_message.html", back, labelled(err, {"subscription": "One subscription (id)"}),
+                               "error")
 
 
 @bp.post("/subscriptions/compare")

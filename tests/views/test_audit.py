@@ -4,8 +4,8 @@ bad filters as messages, read-only."""
 from __future__ import annotations
 
 import re
-from html import escape, unescape
 from datetime import datetime
+from html import escape, unescape
 
 import pytest
 
@@ -81,3 +81,16 @@ def test_paging_and_bad_filters(client, auth, entries):
     assert "<strong>Processor</strong>: there is no payment processor 999" in \
         unescape(client.get("/audit?ppid=999").get_data(as_text=True))
     assert "No entries match this filter." in client.get("/audit?actor=nobody").get_data(as_text=True)
+
+
+def test_parameters_read_as_text_not_python(client, auth, offline_processor):
+    db.session.add(AuditLog(actor="ada@example.org", action="contact.update", object_type="contact", object_id="3",
+                            result="ok", parameters={"name": ["Ada", "Ada Lovelace"], "dry_run": False,
+                                                     "ids": [4, 5], "filter": {"status": ["error"]}}))
+    db.session.commit()
+    auth.login("viewer@example.org", "viewer")
+    html = unescape(client.get("/audit?action=contact.update").get_data(as_text=True))
+    params = re.search(r'data-label="Parameters">(.*?)</td>', html, re.S).group(1)
+    text = " ".join(re.sub(r"<[^>]+>", " ", params).split())
+    assert text == "dry run no filter status error ids 4, 5 name Ada, Ada Lovelace", text
+    assert "[" not in params and "{" not in params

@@ -278,3 +278,17 @@ def test_a_fix_asks_stripe_for_the_row_once_before_and_once_after(client, auth, 
     assert "Fixed (replayed" in resp.get_data(as_text=True)
     # the page's look, the replayed handler's fetch, and the look after: not a second look before
     assert world.count("GET", rf"^/v1/charges/{drift['lost']}$") - before == 3
+
+
+def test_a_fix_answers_the_summary_again_without_the_fixed_row(client, auth, drift):
+    """After a fix the page's summary ("N differ", the chips) no longer counts the row just fixed."""
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile").get_data(as_text=True)
+    assert "<strong>3 differ</strong>" in html
+    resp = client.post("/reconcile/fix", data=_form(html, drift["lost"]), headers={**HX, "X-CSRFToken": auth.token()})
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "Fixed (replayed" in text
+    summary = text.split('<hx-partial hx-target="#reconcile-summary"', 1)[1]  # swapped out of band by htmx
+    assert "<strong>2 differ</strong>" in summary and 'id="reconcile-summary"' in summary
+    missing = re.search(r'missing here</span> <span class="num">(\d+)', summary).group(1)
+    assert missing == "0"
