@@ -222,3 +222,68 @@ def test_every_page_fits_and_passes_axe_on_desktop_and_phone(page, site):
                                 f"{[n['target'] for n in v['nodes']][:3]}")
     assert problems == [], json.dumps(problems, indent=1)
     assert page.errors == []
+
+
+@pytest.mark.parametrize("path", [
+    "/events?subscription=sub_" + "x" * 3000, "/events?q=" + "y" * 3000, "/contributions?trxn_id=" + "z" * 3000,
+    "/customers?customer=cus_" + "w" * 3000, "/jobs?kind=" + "v" * 3000, "/audit?q=" + "u" * 3000,
+], ids=["events-subscription", "events-q", "contributions-trxn", "customers-customer", "jobs-kind", "audit-q"])
+def test_a_long_id_is_refused_without_widening_the_page(page, path):
+    """3,000 characters pasted into a filter: refused with a message (ids are at most 255 characters), and the
+    page stays as wide as the screen (it was 23,480 px)."""
+    sign_in(page, ADMIN)
+    for viewport in (PHONE, DESKTOP):
+        page.set_viewport_size(viewport)
+        page.goto(path)
+        overflow, wide = _overflow(page)
+        assert overflow <= 0, f"{path[:40]}… is {overflow}px wider than the screen: {wide}"
+        assert "at most 255 characters" in page.locator(".form-error").inner_text()
+
+
+def test_a_donor_with_one_long_first_name_fits_the_phone_thanks_page(browser, site):
+    from admin.models import Contact, Contribution, DonationForm
+    from admin.services.donations import ref_of
+
+    with site.app.app_context():
+        form = db.session.scalar(select(DonationForm).where(DonationForm.slug == "spring"))
+        donor = Contact(display_name="Maximiliane" * 8 + " Okafor", email="max@example.org")
+        db.session.add(donor)
+        db.session.flush()
+        gift = Contribution(processor_id=form.processor_id, contact_id=donor.id, amount=2500, currency="usd",
+                            status="Completed", donation_form_id=form.id, trxn_id="ch_thanks_long")
+        db.session.add(gift)
+        db.session.commit()
+        url = f"/donate/spring/thanks/{ref_of(gift)}"
+        db.session.remove()
+    context = browser.new_context(viewport=PHONE, base_url=site.url)
+    page = context.new_page()
+    try:
+        page.goto(url)
+        assert page.locator("h1").inner_text().startswith("Thank you, Maximiliane")
+        page.screenshot(path=str(SHOTS / "thanks-long-name-phone.png"), full_page=True)
+        overflow, wide = _overflow(page)
+        assert overflow <= 0, f"the thanks page is {overflow}px wider than a phone: {wide}"
+    finally:
+        context.close()
+
+
+def test_saving_a_contact_renames_the_page_heading(page, site):
+    from admin.models import Contact
+
+    with site.app.app_context():
+        contact = Contact(display_name="Katherine Johnson", email="kj@example.org")
+        db.session.add(contact)
+        db.session.commit()
+        url = f"/contacts/{contact.id}"
+        db.session.remove()
+    sign_in(page, ADMIN)
+    page.goto(url)
+    assert page.locator("h1").inner_text().startswith("Katherine Johnson")
+    page.click("summary:has-text('Change name or email')")
+    page.fill("#contact-name", "Katherine G. Johnson")
+    page.click("#contact-details button:has-text('Save')")
+    page.locator("#contact-details .flash").wait_for()
+    assert "Saved" in page.locator("#contact-details .flash").inner_text()
+    assert page.locator("h1").inner_text().startswith("Katherine G. Johnson")  # not the old name
+    assert page.locator("h1").count() == 1
+    assert page.errors == []
