@@ -257,5 +257,5 @@ def import_customer(processor: PaymentProcessor, customer_id: str) -> tuple[Cont
     [(contact, how)] = import_customer_objects(processor, [customer])
     db.session.commit()
     if how == "deleted":
-        raise ServiceError(f"Stripe has deleted customer {customer_id}")
+        raise ServiceError(f"Stripe: customer {customer_id} has been deleted")
     return contact, how

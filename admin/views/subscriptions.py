@@ -86,8 +86,8 @@ def cancel(subscription_id: str):
         d = subs.detail(proc, subscription_id)
         if d.stripe is None or d.ended:  # nothing Stripe could cancel: say so rather than ask to confirm
             message = d.stripe_error or (f"{subscription_id} has ended already: nothing to cancel." if d.ended else
-                                         f"Stripe has no subscription {subscription_id} on {proc.name}: nothing "
-                                         f"to cancel.")
+                                         f"Stripe: there is no subscription {subscription_id} on {proc.name}: "
+                                         f"nothing to cancel.")
             status = 502 if d.stripe_error else 409 if d.stripe is not None else 404
             return action_response("_message.html", back, message, "error", status=status)
         return render_template("subscriptions/_cancel_confirm.html", d=d)

@@ -163,7 +163,7 @@ def test_import_from_the_list_page_is_a_job(client, auth, empty_processor):
         pass
     assert db.session.scalar(select(func.count()).select_from(ContributionRecur)) == 2
     one = client.post("/subscriptions/import", data={"csrf_token": token, "subscription": "sub_nope"}, headers=HX)
-    assert one.status_code == 422 and "Stripe has no subscription sub_nope" in one.get_data(as_text=True)
+    assert one.status_code == 422 and "Stripe: there is no subscription sub_nope" in one.get_data(as_text=True)
 
 
 @pytest.mark.localstripe
@@ -362,7 +362,7 @@ def test_stripe_ids_are_checked_first_and_not_found_names_the_object(client, aut
     token = auth.token("/contributions")
     ghost = client.post("/contributions/import-charge", data={"csrf_token": token, "charge": "ch_ghost77"}, headers=HX)
     text = ghost.get_data(as_text=True)
-    assert ghost.status_code == 422 and "Stripe has no charge ch_ghost77" in text and "Not Found" not in text
+    assert ghost.status_code == 422 and "Stripe: there is no charge ch_ghost77" in text and "Not Found" not in text
     calls = len(world.calls)
     long = client.post("/contributions/import-charge", data={"csrf_token": token, "charge": "ch_" + "9" * 3000},
                        headers=HX)
@@ -378,5 +378,5 @@ def test_no_cancel_confirmation_for_a_subscription_stripe_does_not_have(client, 
     token = auth.token("/subscriptions")
     ask = client.post("/subscriptions/sub_unknown1/cancel", data={"csrf_token": token}, headers=HX)
     text = ask.get_data(as_text=True)
-    assert ask.status_code == 404 and "Stripe has no subscription sub_unknown1" in text
+    assert ask.status_code == 404 and "Stripe: there is no subscription sub_unknown1" in text
     assert "Yes, cancel it" not in text
