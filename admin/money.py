@@ -4,7 +4,7 @@ totalling it per currency."""
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, func, select
 
 from .extensions import db
 
@@ -98,19 +98,21 @@ def money_totals(query: Select, *, amount: str = "amount", currency: str = "curr
     sub = query.subquery()
     cur = func.lower(func.coalesce(sub.c[currency], ""))  # no currency: "", sorted first on every database
     fields = ["amount", *sums]
-    columns = [sub.c[name] for name in (amount, *sums.values())]
+    sums_of = [func.sum(sub.c[name]) for name in (amount, *sums.values())]
     if status is None:
-        selected = [func.count(), *(func.sum(c) for c in columns)]
-    else:
-        counts, fails = sub.c[status].in_(counted), sub.c[status].in_(failed)
-        selected = [func.sum(case((counts, 1), else_=0)), *(func.sum(case((counts, c), else_=0)) for c in columns),
-                    func.sum(case((fails, 1), else_=0)), func.sum(case((fails, sub.c[amount]), else_=0))]
-    out = []
-    for cur_, n, *values in db.session.execute(select(cur, *selected).group_by(cur).order_by(cur)).all():
-        total = MoneyTotal(cur_, int(n or 0), **{f: int(v or 0) for f, v in zip(fields, values, strict=False)})
-        if status is not None:
-            total.failed_count, total.failed = int(values[-2] or 0), int(values[-1] or 0)
-            if not (total.count or total.failed_count):
-                continue
-        out.append(total)
-    return out
+        rows = db.session.execute(select(cur, func.count(), *sums_of).group_by(cur).order_by(cur)).all()
+        return [MoneyTotal(cur_, int(n), **{f: int(v or 0) for f, v in zip(fields, values, strict=True)})
+                for cur_, n, *values in rows]
+    # per currency and status (a handful of groups, plain sums: cheaper than a CASE per row), added up here
+    out: dict[str, MoneyTotal] = {}
+    for cur_, st, n, *values in db.session.execute(select(cur, sub.c[status], func.count(), *sums_of)
+                                                   .group_by(cur, sub.c[status]).order_by(cur)).all():
+        total = out.setdefault(cur_, MoneyTotal(cur_, 0, 0))
+        if st in counted:
+            total.count += int(n)
+            for f, v in zip(fields, values, strict=True):
+                setattr(total, f, getattr(total, f) + int(v or 0))
+        elif st in failed:
+            total.failed_count += int(n)
+            total.failed += int(values[0] or 0)
+    return [t for t in out.values() if t.count or t.failed_count]
