@@ -29,9 +29,19 @@ from sqlalchemy.sql import ColumnElement
 from .dbutil import MAX_ID
 from .extensions import db
 from .money import parse_money
+from .stripe_shapes import stripe_id_problem
 
 PAGE_SIZES = (25, 100)
 MAX_INT = MAX_ID  # whole-number filters are ids: what an Integer primary key holds everywhere
+MAX_TEXT = 255  # a text filter: an id (Stripe's are at most 255 characters), an email, words to search for
+
+# How the pages label each field, for messages about it ("Created from: 'x' is not a date"); a filter class
+# names its own in ``LABELS`` where its page says more, else ``metadata={"label": ...}``, else these, else the
+# field's name in words. The CLI names the option instead (``--since``).
+LABELS = {"ppid": "Processor", "q": "Search", "since": "From", "until": "To (inclusive)", "size": "Per page",
+          "after": "Page link", "before": "Page link", "min_amount": "Amount from", "max_amount": "Amount to",
+          "contact_id": "Contact #", "recur_id": "Recurring contribution #", "contribution_id": "Contribution #",
+          "trxn_id": "Transaction id", "customer": "Stripe customer", "month": "Month"}
 T = TypeVar("T")
 
 
@@ -94,6 +104,14 @@ class Filter:
     before: str | None = None
 
     PAGING: ClassVar[tuple[str, ...]] = ("size", "after", "before")
+    LABELS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def label(cls, name: str) -> str:
+        """What the page calls the field ``name`` (its label on the filter form)."""
+        f = next((f for f in fields(cls) if f.name == name), None)
+        return (cls.LABELS.get(name) or (f.metadata.get("label") if f else None) or LABELS.get(name)
+                or name.replace("_", " ").capitalize())
 
     @classmethod
     def from_args(cls, args: Any) -> tuple[Any, dict[str, str]]:
@@ -109,6 +127,11 @@ class Filter:
                 continue
             try:
                 values[f.name] = _convert(f, hints[f.name], raw)
+                known = f.metadata.get("known")
+                problem = known(values[f.name]) if known and values[f.name] not in (None, "", []) else None
+                if problem:
+                    del values[f.name]
+                    raise FilterError(f.name, problem)
             except FilterError as err:
                 errors[err.field] = err.message
         obj = cls(**values)
@@ -121,13 +144,13 @@ class Filter:
     def parse_or_raise(cls, args: Any, *, options: bool = False) -> Any:
         """``from_args`` for callers that cannot show a partly applied filter (a job's stored criteria,
         a confirmation, the CLI): the filter, or a ``ServiceError`` naming every field that cannot be
-        read (as CLI options, ``--min-amount``, with ``options``)."""
+        read (by its label on the page, or as CLI options, ``--min-amount``, with ``options``)."""
         from .services import ServiceError
 
         flt, errors = cls.from_args(args)
         if errors:
             def name(k: str) -> str:
-                return f"--{k.replace('_', '-')}" if options else k
+                return f"--{k.replace('_', '-')}" if options else cls.label(k)
 
             raise ServiceError("; ".join(f"{name(k)}: {v}" for k, v in errors.items()), field=next(iter(errors)))
         return flt
@@ -194,6 +217,8 @@ def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
     text = raw[-1].strip()
     if typing.get_origin(base) is list:
         items = _strings(raw)
+        if any(len(i) > MAX_TEXT for i in items):
+            raise FilterError(name, f"at most {MAX_TEXT} characters each, please")
         choices = f.metadata.get("choices")
         if choices:
             bad = [i for i in items if i not in choices]
@@ -215,10 +240,28 @@ def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
         return Amount(text)
     if len(text) > 10_000:
         raise FilterError(name, "is too long")
+    if name not in Filter.PAGING and len(text) > MAX_TEXT:
+        raise FilterError(name, f"at most {MAX_TEXT} characters, please")
     choices = f.metadata.get("choices")
     if choices and text not in choices:
-        raise FilterError(name, f"{text!r} is not one of {', '.join(choices)}")
+        raise FilterError(name, f"{text[:40]!r} is not one of {', '.join(choices)}")
+    if "stripe_id" in f.metadata:  # the kind of Stripe object it names: its shape checked before Stripe is asked
+        problem = stripe_id_problem(text, f.metadata["stripe_id"])
+        if problem:
+            raise FilterError(name, problem)
     return text
+
+
+def processor_field() -> Any:
+    """A filter's ``ppid``: an existing payment processor, or the filter names the error (as ``/reconcile``
+    does) rather than silently matching nothing."""
+    return field(default=None, metadata={"label": "Processor", "known": _missing_processor})
+
+
+def _missing_processor(ppid: int) -> str | None:
+    from .models import PaymentProcessor
+
+    return None if db.session.get(PaymentProcessor, ppid) is not None else f"there is no payment processor {ppid}"
 
 
 # -- keyset pages -----------------------------------------------------------------------

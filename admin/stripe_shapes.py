@@ -10,6 +10,7 @@ fetching what a payload lacks is the worker's job (``webhooks.context``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .money import MAX_MINOR_UNITS  # what a Money column holds
@@ -26,7 +27,41 @@ RESOURCE_OF = {
     "invoice_payment": "invoice_payments",
 }
 
+# What each kind of Stripe object's id starts with, and the longest id paydesk takes: Stripe documents ids as
+# at most 255 characters. Checked before Stripe is asked, so a typo gets a message that says what an id looks
+# like, not Stripe's "Bad request", and a pasted page of text is never echoed back.
+ID_PREFIXES = {
+    "customer": ("cus_",),
+    "subscription": ("sub_",),
+    "invoice": ("in_",),
+    "charge": ("ch_", "py_"),
+    "payment_intent": ("pi_",),
+    "refund": ("re_", "pyr_"),
+    "event": ("evt_",),
+}
+MAX_ID_LENGTH = 255
+_ID_BODY = re.compile(r"[A-Za-z0-9_]+")
 
+
+def stripe_id_problem(text: str, kind: str | None = None) -> str | None:
+    """Why ``text`` cannot be the id of a Stripe ``kind`` (any Stripe object without one), in words for
+    staff; None when it can be."""
+    text = text.strip()
+    if len(text) > MAX_ID_LENGTH:
+        return f"at most {MAX_ID_LENGTH} characters, please (Stripe ids are shorter)"
+    prefixes = ID_PREFIXES.get(kind or "", ())
+    prefix = next((p for p in prefixes if text.startswith(p)), None) if prefixes else text.partition("_")[0] + "_"
+    body = text[len(prefix):] if prefix else ""
+    if prefix and prefix != "_" and body and _ID_BODY.fullmatch(text):
+        return None
+    shown = repr(text[:40]) + ("…" if len(text) > 40 else "")
+    if not prefixes:
+        return f"{shown} is not a Stripe id: Stripe ids look like ch_3PqR2sT4uVwX5yZa (a prefix, _, letters and digits)"
+    name = kind.replace("_", " ")
+    a = "an" if name[0] in "aeiou" else "a"
+    example = f"{prefixes[0]}1PqR2sT4uVwX5yZa"
+    starts = " or ".join(prefixes)
+    return f"{shown} is not {a} {name} id: {a} {name} id looks like {example} ({starts} then letters and digits)"
 
 
 class MalformedObject(ValueError):

@@ -26,10 +26,13 @@ MAX_AGE_SECONDS = 100 * _UNITS["year"]  # an age further back than this is a typ
 
 
 def parse_age(text: str) -> timedelta:
-    """'1 hour', '-3 months', '90 minutes', '2d' -> timedelta (sign ignored)."""
-    m = re.fullmatch(r"\s*-?\s*(\d+)\s*([a-z]+?)s?\s*", text.lower())
+    """'1 hour', '90 minutes', '2d' -> timedelta. A negative age ('-5 days') is refused: "older than -5 days"
+    would mean "newer than", which is never what was meant."""
+    if re.match(r"\s*-", text):
+        raise ValueError(f"{text.strip()[:40]!r} is negative: give an age such as '1 hour' or '3 months'")
+    m = re.fullmatch(r"\s*(\d+)\s*([a-z]+?)s?\s*", text.lower())
     if not m:
-        raise ValueError(f"cannot read {text!r} as an age such as '1 hour' or '3 months'")
+        raise ValueError(f"cannot read {text[:40]!r} as an age such as '1 hour' or '3 months'")
     n, unit = int(m.group(1)), m.group(2)
     short = {"s": "second", "sec": "second", "min": "minute", "m": "minute", "h": "hour", "hr": "hour",
              "d": "day", "w": "week", "mo": "month", "mon": "month", "y": "year", "yr": "year"}

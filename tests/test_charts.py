@@ -60,7 +60,7 @@ def test_counts_per_day_and_month_are_zero_filled(app, backend, offline_processo
     charts = contribution_charts(now)
     assert len(charts["per_day"].labels) == 30 and charts["per_day"].labels[-1] == "20 Nov"
     assert sum(charts["per_day"].series[0][1]) == 3  # completed or partially refunded, last 30 days
-    assert charts["per_month"].labels[-2:] == ["Oct 26", "Nov 26"]
+    assert charts["per_month"].labels[-2:] == ["Oct 2026", "Nov 2026"]  # a month and its year, never read as a day
     assert charts["per_month"].series[0][1][-2:] == [1, 3] and sum(charts["per_month"].series[0][1]) == 4
     failed, errors = (values for _, values in charts["failures"].series)
     assert failed[-1] == 1 and errors[-2] == 1 and sum(failed) + sum(errors) == 2

@@ -56,7 +56,8 @@ def test_parse_or_raise_refuses_a_filter_with_any_bad_field_naming_each():
     assert SampleFilter.parse_or_raise({"status": "a", "ppid": "3"}).ppid == 3
     with pytest.raises(ServiceError) as err:
         SampleFilter.parse_or_raise({"status": "c", "min_amount": "12.345", "flag": "1"})
-    assert err.value.message.startswith("status: 'c' is not one of a, b; min_amount: ") and err.value.field == "status"
+    # named as the page labels them (the web), or as the CLI's options
+    assert err.value.message.startswith("Status: 'c' is not one of a, b; Amount from: ") and err.value.field == "status"
     with pytest.raises(ServiceError, match=r"^--min-amount: "):
         SampleFilter.parse_or_raise({"min_amount": "lots"}, options=True)  # as the CLI names its options
 

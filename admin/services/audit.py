@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page
+from ..listing import Filter, Page, keyset_page, processor_field
 from ..models import AuditLog
 
 _ACTING_AS: ContextVar[tuple[int | None, str] | None] = ContextVar("paydesk_acting_as", default=None)
@@ -79,10 +79,12 @@ def record(action: str, *, object_type: str | None = None, object_id: str | None
 
 @dataclass
 class AuditFilter(Filter):
+    LABELS: ClassVar[dict[str, str]] = {"actor": "Who", "q": "Object or Stripe request id"}
+
     actor: str | None = None
     action: list[str] = field(default_factory=list)
     result: str | None = field(default=None, metadata={"choices": ("ok", "error")})
-    ppid: int | None = None
+    ppid: int | None = processor_field()
     since: datetime | None = None
     until: datetime | None = field(default=None, metadata={"end": True})
     q: str | None = None

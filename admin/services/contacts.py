@@ -9,15 +9,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..dbutil import immediate, parse_id
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page, walk
+from ..listing import Filter, Page, keyset_page, processor_field, walk
 from ..models import (
+    FAILED,
     Contact,
     Contribution,
     ContributionRecur,
@@ -28,7 +29,7 @@ from ..models import (
     StripePaymentIntent,
 )
 from ..stripe_gateway import GatewayError
-from . import ServiceError, audit
+from . import ServiceError, audit, check_text
 from .records import check_range, contacts_matching
 from .stripe_reader import StripeReader
 
@@ -190,10 +191,13 @@ LINKED = ("yes", "no", "any")
 class ContactFilter(Filter):
     """Contacts, by default those linked to a Stripe customer (the ``/customers`` page)."""
 
+    LABELS: ClassVar[dict[str, str]] = {"linked": "Stripe customer", "since": "Added from",
+                                        "until": "Added to (inclusive)", "customer": "Stripe customer id"}
+
     linked: str = field(default="yes", metadata={"choices": LINKED})
     q: str | None = None
-    ppid: int | None = None
-    customer: str | None = None
+    ppid: int | None = processor_field()
+    customer: str | None = field(default=None, metadata={"stripe_id": "customer"})
     since: datetime | None = None
     until: datetime | None = field(default=None, metadata={"end": True})
 
@@ -229,31 +233,37 @@ def contact_page(flt: ContactFilter) -> Page:
 
 @dataclass
 class Giving:
-    """A contact's contributions at a glance: how many, the last, completed totals per currency."""
+    """A contact's contributions at a glance: how many, the last, and per currency the money given (completed
+    contributions less refunds: 0 when all of it was refunded or every gift failed) and the failed money apart."""
 
     count: int = 0
     last: datetime | None = None
     totals: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
 
 
 def giving_of(contact_ids: list[int]) -> dict[int, Giving]:
-    """``Giving`` for each contact on a page, in two grouped queries."""
+    """``Giving`` for each contact on a page, in one grouped query."""
     from .contributions import DONE
 
     out = {cid: Giving() for cid in contact_ids}
     if not contact_ids:
         return out
     when = func.coalesce(Contribution.receive_date, Contribution.created_at)
-    for cid, n, last in db.session.execute(select(Contribution.contact_id, func.count(), func.max(when))
-                                           .where(Contribution.contact_id.in_(contact_ids))
-                                           .group_by(Contribution.contact_id)):
-        out[cid].count, out[cid].last = int(n), last
-    for cid, cur, total in db.session.execute(
-            select(Contribution.contact_id, func.lower(Contribution.currency),
-                   func.sum(Contribution.amount - Contribution.refunded_amount))
-            .where(Contribution.contact_id.in_(contact_ids), Contribution.status.in_(DONE))
-            .group_by(Contribution.contact_id, func.lower(Contribution.currency))):
-        out[cid].totals[cur] = int(total or 0)
+    done, failed = Contribution.status.in_(DONE), Contribution.status == FAILED
+    rows = db.session.execute(
+        select(Contribution.contact_id, func.lower(Contribution.currency), func.count(), func.max(when),
+               func.sum(case((done, Contribution.amount - Contribution.refunded_amount), else_=0)),
+               func.sum(case((failed, Contribution.amount), else_=0)))
+        .where(Contribution.contact_id.in_(contact_ids))
+        .group_by(Contribution.contact_id, func.lower(Contribution.currency)))
+    for cid, cur, n, last, given, lost in rows:
+        g = out[cid]
+        g.count += int(n)
+        g.last = max(g.last, last) if g.last and last else (g.last or last)
+        g.totals[cur] = int(given or 0)
+        if lost:
+            g.failed[cur] = int(lost)
     return out
 
 
@@ -333,14 +343,14 @@ def update_contact(contact: Contact, *, name: str | None, email: str | None) -> 
     changed. Commits, with its audit entry."""
     from .customers import request_contact_sync
 
-    name = (name or "").strip()
-    email = (email or "").strip()
+    name = check_text(name, "Name", "name")
+    email = check_text(email, "Email", "email")
     if not name:
-        raise ServiceError("give the contact a name", field="name")
+        raise ServiceError("Name: give the contact a name", field="name")
     if len(name) > 255 or len(email) > 255:
-        raise ServiceError("keep the name and email under 255 characters")
+        raise ServiceError("Keep the name and email under 255 characters", field="name" if len(name) > 255 else "email")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-        raise ServiceError(f"{email!r} is not an email address", field="email")
+        raise ServiceError(f"Email: {email[:60]!r} is not an email address", field="email")
     immediate()
     changed = {}
     if name != (contact.display_name or ""):

@@ -28,7 +28,7 @@ from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from ..stripe_gateway import Gateway, GatewayError
-from . import ServiceError, audit
+from . import ServiceError, audit, stripe_refusal
 from .contacts import contact_named_by
 from .outbox import enqueue, runner
 
@@ -204,7 +204,7 @@ def update_contact_id_by_id(processor: PaymentProcessor, customer_id: str) -> st
     try:
         customer = Gateway.for_processor(processor).retrieve("customers", customer_id)
     except GatewayError as err:
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_refusal(err, "customer", customer_id) from err
     immediate()
     outcome = update_contact_id(processor, dict(customer))
     db.session.commit()

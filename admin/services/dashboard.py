@@ -159,6 +159,6 @@ def contribution_charts(now: datetime | None = None) -> dict[str, ChartData]:
     day_labels = [d.strftime("%d %b") for d in days]
     return {
         "per_day": ChartData(day_labels, [("Completed", per_day)]),
-        "per_month": ChartData([m.strftime("%b %y") for m in months], [("Completed", per_month)]),
+        "per_month": ChartData([m.strftime("%b %Y") for m in months], [("Completed", per_month)]),
         "failures": ChartData(day_labels, [("Failed contributions", failed), ("Events in error", errors)]),
     }

@@ -12,9 +12,11 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import PaymentProcessor, StripeEvent
+from ..stripe_event_types import event_type_problem
 from ..timeutil import parse_age
 from . import ServiceError, bulk
 from .event_ops import (
+    check_reason,
     cleanup_query,
     delete_events,
     event_for_charge,
@@ -57,7 +59,8 @@ def replay_events(ctx: JobContext):
         yield
 
 
-@job_kind("events.ignore", title=lambda p: bulk.describe(p, "Mark ignored", "event"))
+@job_kind("events.ignore", title=lambda p: bulk.describe(p, "Mark ignored", "event"),
+          check=lambda p: check_reason(p.get("reason")))
 def ignore_events(ctx: JobContext):
     reason = ctx.params.get("reason") or ""
     for row in bulk.each(ctx, _selection(ctx.params), StripeEvent):
@@ -71,7 +74,15 @@ def ignore_events(ctx: JobContext):
         yield
 
 
-@job_kind("events.populate", title=lambda p: (
+def check_event_types(params: dict) -> None:
+    """Populate's ``types``: each a Stripe event type or a group of them (``invoice.*``), or none for all."""
+    for t in params.get("types") or []:
+        problem = event_type_problem(str(t))
+        if problem:
+            raise ServiceError(problem, field="types")
+
+
+@job_kind("events.populate", check=check_event_types, title=lambda p: (
     f"Populate {'queue' if p.get('queue') else 'log'} from Stripe: "
     f"{', '.join(p.get('types') or []) or 'all types'}"
     + (f", at most {p['limit']}" if p.get("limit") else ", last 30 days")))

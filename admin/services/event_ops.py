@@ -31,7 +31,7 @@ from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import sid
 from ..timeutil import to_unix, utcnow
 from ..webhooks.ingest import store_event
-from . import ServiceError, audit
+from . import ServiceError, audit, check_text
 from .contributions import DONE
 from .events import stripe_filter_params
 from .stripe_reader import StripeReader
@@ -138,13 +138,19 @@ def _audit_replay_refused(processor: PaymentProcessor, row: StripeEvent | None, 
                  stripe_request_id=request_id)
 
 
+def check_reason(reason: str | None) -> str:
+    """Why staff mark events ignored: some plain text of at most 500 characters."""
+    reason = check_text(reason, "Reason", "reason", multiline=True)
+    if not reason:
+        raise ServiceError("Say why the event is to be ignored", field="reason")
+    if len(reason) > 500:
+        raise ServiceError("Keep the reason under 500 characters", field="reason")
+    return reason
+
+
 def mark_ignored(row: StripeEvent, reason: str) -> StripeEvent:
     """Staff decide an event needs nothing done. Commits, with its audit entry."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ServiceError("say why the event is to be ignored", field="reason")
-    if len(reason) > 500:
-        raise ServiceError("keep the reason under 500 characters", field="reason")
+    reason = check_reason(reason)
     immediate()
     db.session.refresh(row, with_for_update=True)
     if _busy(row):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, and_, exists, func, literal, or_, select, union_all
 
 from ..dbutil import parse_id
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page
+from ..listing import Filter, Page, keyset_page, processor_field
 from ..models import (
     EVENT_STATUSES,
     Contact,
@@ -54,14 +54,16 @@ SEARCH_COLUMNS = ("event_id", "object_id", "customer_id", "subscription_id", "in
 
 @dataclass
 class EventFilter(Filter):
-    ppid: int | None = None
+    LABELS: ClassVar[dict[str, str]] = {"since": "Created from", "until": "Created to (inclusive)"}
+
+    ppid: int | None = processor_field()
     type: list[str] = field(default_factory=list)
     status: list[str] = field(default_factory=list, metadata={"choices": EVENT_STATUSES})
     since: datetime | None = None
     until: datetime | None = field(default=None, metadata={"end": True})
     q: str | None = None
     source: str = field(default="local", metadata={"choices": SOURCES})
-    subscription: str | None = None
+    subscription: str | None = field(default=None, metadata={"stripe_id": "subscription"})
     filter_processed: bool = False
 
     def check(self, errors: dict[str, str]) -> None:

@@ -25,8 +25,8 @@ from ..dbutil import immediate, lock_objects, parse_id
 from ..extensions import db
 from ..models import Contact, Contribution, ContributionRecur, Payment, PaymentProcessor, StripeCustomer
 from ..stripe_gateway import GatewayError
-from ..stripe_shapes import sid
-from . import ServiceError, audit
+from ..stripe_shapes import sid, stripe_id_problem
+from . import ServiceError, audit, stripe_refusal
 from .charges import record_charge
 from .contacts import CustomerMatcher, linked_contact
 from .contributions import (
@@ -46,8 +46,9 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
     """Record one Stripe charge as it is now (CiviCRM's importcharge). Idempotent: importing it
     again changes nothing unless Stripe's side changed. Commits."""
     charge_id = (charge_id or "").strip()
-    if not charge_id.startswith(("ch_", "py_")):
-        raise ServiceError(f"{charge_id!r} is not a charge id (they start with ch_)", field="charge")
+    problem = stripe_id_problem(charge_id, "charge")
+    if problem:
+        raise ServiceError(problem, field="charge")
     contact = None
     if contact_id is not None:
         contact = db.session.get(Contact, parse_id(contact_id)) if parse_id(contact_id) else None
@@ -59,7 +60,7 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
     except GatewayError as err:
         audit.record("import.charge", object_type="charge", object_id=charge_id, processor_id=processor.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_refusal(err, "charge", charge_id) from err
     try:
         c, note = write_after_reading(reader, lambda: record_charge(reader, processor, charge, no_receipt=no_receipt,
                                                                      contact=contact))
@@ -177,9 +178,9 @@ def import_subscription_by_id(processor: PaymentProcessor, subscription_id: str)
     """CiviCRM's importsubscription: one subscription by id. Commits. A subscription Stripe does
     not have is a ``ServiceError`` carrying Stripe's message (and an audit entry)."""
     subscription_id = (subscription_id or "").strip()
-    if not subscription_id.startswith("sub_"):
-        raise ServiceError(f"{subscription_id!r} is not a subscription id (they start with sub_)",
-                           field="subscription")
+    problem = stripe_id_problem(subscription_id, "subscription")
+    if problem:
+        raise ServiceError(problem, field="subscription")
     reader = StripeReader(processor)
     try:
         sub = reader.get("subscriptions", subscription_id)
@@ -199,7 +200,7 @@ def _refused(action: str, object_type: str, object_id: str, processor: PaymentPr
     db.session.rollback()
     audit.record(action, object_type=object_type, object_id=object_id, processor_id=processor.id, ok=False,
                  message=str(err), stripe_request_id=err.request_id)
-    raise ServiceError(f"Stripe: {err.message}") from err
+    raise stripe_refusal(err, object_type, object_id) from err
 
 
 # -- customers --------------------------------------------------------------------------------
@@ -240,8 +241,9 @@ def import_customer(processor: PaymentProcessor, customer_id: str) -> tuple[Cont
     has deleted) is a ``ServiceError`` with Stripe's message; paydesk's link to it, if any, is
     marked deleted first."""
     customer_id = (customer_id or "").strip()
-    if not customer_id.startswith("cus_"):
-        raise ServiceError(f"{customer_id!r} is not a customer id (they start with cus_)", field="customer")
+    problem = stripe_id_problem(customer_id, "customer")
+    if problem:
+        raise ServiceError(problem, field="customer")
     reader = StripeReader(processor)
     try:
         customer = reader.get("customers", customer_id)

@@ -112,13 +112,14 @@ def cancel_intents(ctx: JobContext):
 
 # -- Job.process_stripe ----------------------------------------------------------------------
 
-def check_age(text: str | None, name: str) -> str:
-    """An age option as given ("1 hour", "3 months", "0" to disable), or ServiceError naming it."""
+def check_age(text: str | None, name: str, label: str | None = None) -> str:
+    """An age option as given ("1 hour", "3 months", "0" to disable), or ServiceError naming it: by ``label``
+    (what a page's form calls it), else as the CLI's option."""
     text = (text or "0").strip()
     try:
         age_of(text)
     except ValueError as err:
-        raise ServiceError(f"--{name.replace('_', '-')}: {err}", field=name) from None
+        raise ServiceError(f"{label or '--' + name.replace('_', '-')}: {err}", field=name) from None
     return text
 
 

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, func, or_, select
 
 from ..dbutil import parse_id
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page, walk
+from ..listing import Amount, Filter, Page, keyset_page, processor_field, walk
 from ..models import (
     AuditLog,
     Contact,
@@ -137,7 +137,10 @@ def age_of(text: str | None) -> timedelta | None:
 
 @dataclass
 class IntentFilter(Filter):
-    ppid: int | None = None
+    LABELS: ClassVar[dict[str, str]] = {"since": "Created from", "until": "Created to (inclusive)",
+                                        "capture_method": "Capture", "error": "Last error"}
+
+    ppid: int | None = processor_field()
     status: list[str] = field(default_factory=list, metadata={"choices": STATUS_CHOICES})
     since: datetime | None = None  # created on or after
     until: datetime | None = field(default=None, metadata={"end": True})

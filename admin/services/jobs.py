@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import current_app
 from sqlalchemy import Select, or_, select, update
@@ -61,18 +61,22 @@ class JobKind:
     fn: Callable[[JobContext], Iterator[None]]
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
+    check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
-def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator"):
-    """Register a generator function as the job kind ``name``."""
+def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
+             check: Callable[[dict], None] | None = None):
+    """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
+    for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
+    rather than run as a job that does nothing."""
 
     def register(fn):
         if name in _KINDS and _KINDS[name].fn is not fn:
             raise RuntimeError(f"two job kinds named {name}")
-        _KINDS[name] = JobKind(name, fn, title, role)
+        _KINDS[name] = JobKind(name, fn, title, role, check)
         return fn
 
     return register
@@ -150,6 +154,8 @@ def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = 
     """Queue a job (the worker picks it up), or return the identical one already active.
     Writes an audit entry for a new job. Commits."""
     k = kind(kind_name)
+    if k.check:
+        k.check(params)
     params = json.loads(json.dumps(params, default=str))
     key = _key(kind_name, params, processor_id)
     user_id, actor = audit.current_actor()
@@ -399,10 +405,18 @@ def pause(job: Job) -> None:
 # -- the /jobs page -------------------------------------------------------------------------
 
 
+def _unknown_kind(kinds: list[str]) -> str | None:
+    known = kind_names()
+    bad = [k for k in kinds if k not in known]
+    return f"{bad[0][:40]!r} is not a kind of job: one of {', '.join(known)}" if bad else None
+
+
 @dataclass
 class JobFilter(Filter):
+    LABELS: ClassVar[dict[str, str]] = {"actor": "Started by"}
+
     status: list[str] = field(default_factory=list, metadata={"choices": JOB_STATUSES})
-    kind: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list, metadata={"known": _unknown_kind})
     actor: str | None = None
 
 

@@ -240,10 +240,16 @@ def _load_runners() -> None:
 # -- staff: the failed side effects, and retrying one ---------------------------------------
 
 
+def _unknown_kind(kinds: list[str]) -> str | None:
+    _load_runners()
+    bad = [k for k in kinds if k not in _RUNNERS]
+    return f"{bad[0][:40]!r} is not a kind of side effect: one of {', '.join(sorted(_RUNNERS))}" if bad else None
+
+
 @dataclass
 class TaskFilter(Filter):
     status: list[str] = field(default_factory=list, metadata={"choices": TASK_STATUSES})
-    kind: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list, metadata={"known": _unknown_kind})
 
 
 def task_page(flt: TaskFilter) -> Page:

@@ -14,7 +14,7 @@ from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import PaymentProcessor
 from ..stripe_gateway import Gateway
-from . import ServiceError, audit
+from . import ServiceError, audit, check_text
 
 
 def add_processor(*, name: str, secret_key: str, webhook_secrets: list[str], publishable_key: str | None = None,
@@ -129,6 +129,7 @@ def _readable(read, default):
 def _check_lengths(**values: str | None) -> None:
     limits = {"name": 100, "publishable_key": 255, "api_base": 255}
     for key, value in values.items():
+        check_text(value, key.replace("_", " "), key)
         if value and len(value) > limits[key]:
             raise ServiceError(f"{key.replace('_', ' ')}: at most {limits[key]} characters", field=key)
 
@@ -162,7 +163,8 @@ def get_processor(ppid: int | str | None = None) -> PaymentProcessor:
             return defaults[0]
         if len(procs) == 1:
             return procs[0]
-        raise ServiceError("several processors and none is the default: pass --ppid" if procs
+        raise ServiceError("several payment processors and none is the default: choose one (--ppid on the command "
+                           "line)" if procs
                            else "no payment processor: add one with `processor add`")
     proc = None
     pk = parse_id(ppid)

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -58,7 +58,7 @@ from ..models.jobs import JOB_ACTIVE, Job
 from ..stripe_gateway import GatewayError
 from ..stripe_shapes import sid
 from ..timeutil import from_unix, to_unix, utcnow
-from . import ServiceError, audit
+from . import ServiceError, audit, stripe_refusal
 from .contributions import DONE, PAYMENT_REFUNDED, PAYMENT_VOID, REFUND_COUNTED, recompute
 from .jobs import JobContext, job_kind
 from .stripe_reader import StripeReader, write_after_reading
@@ -80,6 +80,8 @@ REFUND_EVENTS = ("charge.refunded", "refund.created", "refund.updated", "charge.
 class ReconcileFilter(Filter):
     """``/reconcile?ppid=1&days=7&object=charge&problem=missing``, also ``reconcile --ppid 1 --days 7``.
     The period is ``since``..``until`` (whole days, ``until`` inclusive), or the last ``days`` days."""
+
+    LABELS: ClassVar[dict[str, str]] = {"days": "Last days", "object": "Objects", "problem": "Differences"}
 
     ppid: int | None = None
     days: int = DEFAULT_DAYS
@@ -439,6 +441,22 @@ def recent_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     return _keep(scan(proc, flt), _objects(flt), _period(flt))
 
 
+def kept_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan | None:
+    """The newest kept scan for the filter's processor, objects and period, whatever its age (never a new
+    one: Stripe is not asked); None when there is none."""
+    kept = db.session.scalars(select(ReconcileScan).where(
+        ReconcileScan.processor_id == proc.id, ReconcileScan.objects == _objects(flt),
+        ReconcileScan.period == _period(flt)).order_by(ReconcileScan.taken_at.desc()).limit(1)).first()
+    return _loaded(proc, kept) if kept is not None else None
+
+
+def with_row(s: Scan, row: Row) -> Scan:
+    """``s`` with ``row`` in place of the row of the same Stripe object (what the page's summary counts
+    after that row was fixed)."""
+    rows = [row if (r.object, r.stripe_id) == (row.object, row.stripe_id) else r for r in s.rows]
+    return Scan(s.processor, s.since, s.until, rows, taken_at=s.taken_at, id=s.id)
+
+
 def _keep(s: Scan, objects: str, period: str) -> Scan:
     """Store a scan (and delete the old ones no active job works from). Commits."""
     rows = [{**asdict(r), "created": r.created.isoformat() if r.created else None} for r in s.rows]
@@ -634,7 +652,7 @@ def _settle_invoice(proc: PaymentProcessor, invoice_id: str) -> str:
     except GatewayError as err:
         audit.record("reconcile.settle_invoice", object_type="invoice", object_id=invoice_id, processor_id=proc.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_refusal(err, "invoice", invoice_id) from err
     try:
         c = write_after_reading(reader, lambda: settle_invoice(reader, proc, invoice_id, no_receipt=True))
     except GatewayError as err:

@@ -13,18 +13,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..dbutil import parse_id
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page, walk
+from ..listing import Amount, Filter, Page, keyset_page, processor_field, walk
 from ..models import (
     CANCELLED,
     COMPLETED,
     CONTRIBUTION_STATUSES,
+    FAILED,
+    PARTIALLY_REFUNDED,
     REFUNDED,
     Contact,
     Contribution,
@@ -108,7 +110,7 @@ class MoneyRecordFilter(Filter):
     """What the contributions and payments filters share: type, processor, dates, amounts, contact."""
 
     type: str | None = field(default=None, metadata={"choices": TYPES})
-    ppid: int | None = None
+    ppid: int | None = processor_field()
     since: datetime | None = None
     until: datetime | None = field(default=None, metadata={"end": True})
     month: str | None = None
@@ -126,6 +128,8 @@ class MoneyRecordFilter(Filter):
 
 @dataclass
 class ContributionFilter(MoneyRecordFilter):
+    LABELS: ClassVar[dict[str, str]] = {"since": "Received from", "until": "Received to (inclusive)"}
+
     status: list[str] = field(default_factory=list, metadata={"choices": CONTRIBUTION_STATUSES})
     recur_id: int | None = None
     trxn_id: str | None = None
@@ -191,8 +195,11 @@ def contribution_status_counts(flt: ContributionFilter) -> dict[str, int]:
 
 
 def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
-    """Count and money per currency of what the filter matches (one query)."""
-    return money_totals(contribution_query(flt), fee="fee_amount", net="net_amount", refunded="refunded_amount")
+    """Completed money per currency of what the filter matches (completed and refunded contributions, so
+    amount - fees - refunded = net), and the failed ones apart; one query. Pending and cancelled ones count
+    in neither."""
+    return money_totals(contribution_query(flt), status="status", counted=(COMPLETED, PARTIALLY_REFUNDED, REFUNDED),
+                        failed=(FAILED,), fee="fee_amount", net="net_amount", refunded="refunded_amount")
 
 
 _CONTRIBUTION_COLUMNS = (Contribution.id, Contribution.receive_date, Contribution.created_at, Contribution.status,
@@ -281,10 +288,12 @@ def events_of(c: Contribution, limit: int = 50) -> list[StripeEvent]:
 
 @dataclass
 class PaymentFilter(MoneyRecordFilter):
+    LABELS: ClassVar[dict[str, str]] = {"since": "Paid from", "until": "Paid to (inclusive)"}
+
     kind: str | None = field(default=None, metadata={"choices": PAYMENT_KINDS})
     status: list[str] = field(default_factory=list, metadata={"choices": PAYMENT_STATUSES})
     contribution_id: int | None = None
-    charge: str | None = None
+    charge: str | None = field(default=None, metadata={"stripe_id": "charge"})
 
 
 PAYMENT_WHEN = func.coalesce(Payment.payment_date, Payment.created_at)

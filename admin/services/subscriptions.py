@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page, walk
+from ..listing import Amount, Filter, Page, keyset_page, processor_field, walk
 from ..models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -48,8 +48,11 @@ INTERVALS = ("day", "week", "month", "year")
 
 @dataclass
 class SubscriptionFilter(Filter):
+    LABELS: ClassVar[dict[str, str]] = {"since": "Created from", "until": "Created to (inclusive)", "interval": "Every",
+                                        "differs": "Against Stripe"}
+
     status: list[str] = field(default_factory=list, metadata={"choices": RECUR_STATUSES})
-    ppid: int | None = None
+    ppid: int | None = processor_field()
     q: str | None = None
     min_amount: Amount | None = None
     max_amount: Amount | None = None
@@ -58,7 +61,7 @@ class SubscriptionFilter(Filter):
     since: datetime | None = None
     until: datetime | None = field(default=None, metadata={"end": True})
     differs: bool = False
-    subscription: str | None = None
+    subscription: str | None = field(default=None, metadata={"stripe_id": "subscription"})
     contact_id: int | None = None
 
     def check(self, errors: dict[str, str]) -> None:

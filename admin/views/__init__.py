@@ -79,10 +79,25 @@ def _template_filters(app: Flask) -> None:
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(format_age, "age")
     app.add_template_filter(dashboard_url, "dashboard_url")
+    app.add_template_filter(plain_value, "plain")
     app.add_template_global(count_label, "count_label")
     # A global (not only a context variable) so that macros imported from _list.html can use it.
     app.add_template_global(format_money, "format_money")
     app.add_template_global(PAGE_SIZES, "page_sizes")
+
+
+def plain_value(value) -> str:
+    """A stored value (an audit entry's parameter) as people read it: a list as "a, b", a mapping as
+    "key value; ...", nothing as "—", never Python's repr."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {plain_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return ", ".join(plain_value(v) for v in value)
+    return str(value)
 
 
 # Main navigation: (label, endpoint). Pages that later issues add appear as links once

@@ -22,13 +22,32 @@ from ..services import ServiceError
 from ..services import jobs as jobs_service
 
 
+def sentence(message: str) -> str:
+    """A message as a sentence: its first word capitalised, unless that word is a name that is not (an id such
+    as ``ch_1Abc``, ``paydesk``). Services' messages are written for the CLI's "Error: ..." too."""
+    word = message.split(" ", 1)[0].rstrip(":,;")
+    if word.isalpha() and word.islower() and word != "paydesk":
+        return message[0].upper() + message[1:]
+    return message
+
+
 def action_response(partial: str, back_url: str, message: str, tone: str = "success", status: int | None = None,
                     **context: Any):
+    message = sentence(message)
     if is_htmx():
         code = status or (200 if tone == "success" else 422)
         return render_template(partial, message=message, tone=tone, **context), code
     flash(message, tone)
     return redirect(back_url)
+
+
+def labelled(err: ServiceError, labels: dict[str, str]) -> str:
+    """A service's message for the web: prefixed with the label of the field it is about (as the form shows
+    it), where the service named the field and the message does not already start with the label."""
+    label = labels.get(err.field or "")
+    if label and not err.message.startswith(label):
+        return f"{label}: {err.message}"
+    return err.message
 
 
 def bulk_selection(form) -> dict[str, Any] | None:

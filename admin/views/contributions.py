@@ -14,7 +14,7 @@ from ..services import ServiceError, audit
 from ..services import records as rec
 from ..services.imports import import_charge
 from ..services.processors import get_processor, list_processors
-from .actions import action_response
+from .actions import action_response, labelled
 from .export import csv_response
 
 bp = Blueprint("contributions", __name__)
@@ -67,6 +67,7 @@ def import_one_charge():
         c = import_charge(get_processor(form.get("ppid") or None), form.get("charge", ""),
                           contact_id=parse_id(contact_id))
     except ServiceError as err:
-        return action_response("_message.html", back, err.message, "error")
+        return action_response("_message.html", back, labelled(err, {"charge": "Charge id", "contact_id": "Contact #"}),
+                               "error")
     return action_response("contributions/_imported.html", url_for("contributions.show", contribution_id=c.id),
                            f"Imported: contribution #{c.id}, {c.status}.", "success", c=c)

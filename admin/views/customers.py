@@ -15,7 +15,7 @@ from ..services.bulk import count
 from ..services.imports import import_customer
 from ..services.processors import get_processor, list_processors
 from ..services.record_jobs import linked_customers
-from .actions import action_response, import_paging, start_job_response
+from .actions import action_response, import_paging, labelled, start_job_response
 from .confirm import JobConfirmation, confirmation
 
 bp = Blueprint("customers", __name__)
@@ -46,7 +46,7 @@ def import_many():
                                    f"{one}: {how} (contact #{contact.id}, {contact.display_name}).", "success")
         return start_job_response("imports.customers", import_paging(form), proc.id)
     except ServiceError as err:
-        return action_response("_message.html", back, err.message, "error")
+        return action_response("_message.html", back, labelled(err, {"customer": "One customer (id)"}), "error")
 
 
 @bp.post("/customers/<what>")

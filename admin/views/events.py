@@ -14,7 +14,8 @@ from ..services import events as ev
 from ..services.event_ops import mark_ignored, replay
 from ..services.processors import get_processor, list_processors
 from ..stripe_gateway import GatewayError
-from .actions import action_response, start_job_response
+from ..stripe_shapes import stripe_id_problem
+from .actions import action_response, labelled, start_job_response
 
 bp = Blueprint("events", __name__)
 
@@ -105,9 +106,12 @@ def ignore_one(row_id: int):
 @role_required("operator")
 def replay_from_stripe():
     """A row of the Stripe source: store the event if paydesk lacks it, and process it now."""
-    event_id = request.form.get("event_id", "")
+    event_id = request.form.get("event_id", "").strip()
     back = url_for("events.index", source="stripe", ppid=request.form.get("ppid") or None)
     try:
+        problem = stripe_id_problem(event_id, "event")
+        if problem:
+            raise ServiceError(problem, field="event_id")
         res = replay(get_processor(request.form.get("ppid") or None), event_id=event_id)
         message = f"{event_id}: {res.status}" + (f". {res.message}" if res.message else "")
         tone = "success" if res.ok else "error"
@@ -141,10 +145,13 @@ def bulk():
     confirm = "events/_bulk_confirm.html" if is_htmx() else "events/bulk.html"
     if request.form.get("step") != "run":
         return render_template(confirm, action=action, params=params, count=selection_count(params))
-    if action == "ignore" and not params["reason"]:
+    try:
+        if action == "ignore" and not params["reason"]:
+            raise ServiceError("Say why these events are to be ignored.", field="reason")
+        return start_job_response(f"events.{action}", params)  # the job kind checks the reason's text
+    except ServiceError as err:
         return render_template(confirm, action=action, params=params, count=selection_count(params),
-                               error="Say why these events are to be ignored."), 422
-    return start_job_response(f"events.{action}", params)
+                               error=err.message), 422
 
 
 @bp.post("/events/tools/<tool>")
@@ -158,27 +165,31 @@ def tool(tool: str):
         proc = get_processor(form.get("ppid") or None)
         if tool in ("populate-log", "populate-queue"):
             types = [t.strip() for t in form.get("types", "").split(",") if t.strip() and t.strip() != "all"]
-            limit = _int(form.get("limit"), "limit", 0, 1_000_000)
+            limit = _int(form.get("limit"), "limit", "At most", 0, 1_000_000)
             return start_job_response("events.populate", {"types": types, "limit": limit,
                                                           "queue": tool == "populate-queue"}, proc.id)
         if tool == "retry-all":
-            return start_job_response("events.retry_all", {"limit": _int(form.get("limit"), "limit", 1, 10_000) or 25,
-                                                           "days": _int(form.get("days"), "days", 1, 365) or 30},
-                                      proc.id)
+            return start_job_response("events.retry_all", {
+                "limit": _int(form.get("limit"), "limit", "At most", 1, 10_000) or 25,
+                "days": _int(form.get("days"), "days", "Days back", 1, 365) or 30}, proc.id)
         if tool == "cleanup":
             cleanup_age(form.get("older_than", ""))
             return start_job_response("events.cleanup", {"older_than": form.get("older_than"),
                                                          "include_errors": bool(form.get("include_errors")),
                                                          "ppid": proc.id if form.get("ppid") else None})
     except ServiceError as err:
-        return action_response("_message.html", url_for("events.index"), err.message, "error", status=422)
+        return action_response("_message.html", url_for("events.index"), labelled(err, TOOL_LABELS), "error",
+                               status=422)
     abort(404)
 
 
-def _int(text: str | None, name: str, low: int, high: int) -> int:
+TOOL_LABELS = {"types": "Types", "older_than": "Older than"}  # the tools' fields, as their forms label them
+
+
+def _int(text: str | None, name: str, label: str, low: int, high: int) -> int:
     if not (text or "").strip():
         return 0
     number = parse_whole(text, low, high)
     if number is None:
-        raise ServiceError(f"{name} must be a whole number from {low} to {high:,}", field=name)
+        raise ServiceError(f"{label}: a whole number from {low} to {high:,}, please", field=name)
     return number

@@ -131,12 +131,14 @@ def tool(tool: str):
     try:
         if tool == "import":
             proc = get_processor(form.get("ppid") or None)
-            since = check_age(form.get("since") or "0", "since")
+            since = check_age(form.get("since") or "0", "since", "Created in the last")
             return start_job_response("intents.import", {"since": since if since != "0" else None}, proc.id)
         if tool == "process-stripe":  # an admin's job kind: start_job_response checks the role
             return start_job_response("intents.process_stripe", {
-                "cancel_incomplete": check_age(form.get("cancel_incomplete"), "cancel_incomplete"),
-                "delete_old": check_age(form.get("delete_old"), "delete_old"), "period": None, "ppid": None})
+                "cancel_incomplete": check_age(form.get("cancel_incomplete"), "cancel_incomplete",
+                                               "Cancel incomplete older than"),
+                "delete_old": check_age(form.get("delete_old"), "delete_old", "Delete final records older than"),
+                "period": None, "ppid": None})
     except ServiceError as err:
         return action_response("_message.html", url_for("intents.index"), err.message, "error", status=422)
     abort(404)

@@ -14,7 +14,7 @@ from ..services import ServiceError, unmatched
 from ..services import reconcile as rc
 from ..services.processors import get_processor, list_processors
 from ..stripe_gateway import GatewayError
-from .actions import action_response, start_job_response
+from .actions import action_response, sentence, start_job_response
 
 bp = Blueprint("reconcile", __name__)
 
@@ -28,7 +28,7 @@ def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
         out["processor"] = proc
         scan = rc.recent_scan(proc, flt)
     except ServiceError as err:
-        out["problem_error"] = err.message
+        out["problem_error"] = sentence(err.message)
         return out
     except GatewayError as err:
         out["problem_error"] = f"Could not ask Stripe: {err.message}. Nothing was compared; try again."
@@ -92,13 +92,27 @@ def fix():
             template = "reconcile/_confirm_row.html" if is_htmx() else "reconcile/confirm.html"
             return render_template(template, row=row, processor=proc, criteria=form.get("criteria") or "{}",
                                    back=back)
+        flt, page_scan = _page_scan(proc, form.get("criteria"))  # before the fix, which forgets kept scans
         res = rc.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
     except (ServiceError, GatewayError) as err:
         return action_response("reconcile/_row_message.html", back, getattr(err, "message", str(err)), "error",
                                status=422, obj=obj, stripe_id=stripe_id)
     tone = "success" if res.in_step else "error"
+    # the page's summary is answered too, counting the row as it is now (Stripe is not asked again for it)
+    summary = rc.with_row(page_scan, res.after) if page_scan else None
     return action_response("reconcile/_row.html", back, res.message, tone, status=200, r=res.after,
-                           processor=proc, criteria=form.get("criteria") or "{}", fixed=True)
+                           processor=proc, criteria=form.get("criteria") or "{}", fixed=True, summary=summary,
+                           flt=flt)
+
+
+def _page_scan(proc, criteria: str | None) -> tuple[rc.ReconcileFilter | None, rc.Scan | None]:
+    """The filter and the kept scan of the page a fix came from; (None, None) when they cannot be read."""
+    try:
+        args = json.loads(criteria or "{}")
+        flt = rc.ReconcileFilter.parse_or_raise(args if isinstance(args, dict) else {})
+    except (ValueError, ServiceError):
+        return None, None
+    return flt, rc.kept_scan(proc, flt)
 
 
 @bp.post("/reconcile/fix-all")

@@ -15,7 +15,7 @@ from ..services import subscriptions as subs
 from ..services.bulk import count
 from ..services.imports import import_subscription_by_id
 from ..services.processors import get_processor, list_processors
-from .actions import action_response, import_paging, start_job_response
+from .actions import action_response, import_paging, labelled, start_job_response
 from .confirm import JobConfirmation, confirmation
 
 bp = Blueprint("subscriptions", __name__)
@@ -83,7 +83,14 @@ def cancel(subscription_id: str):
     proc = _processor_for(_valid(subscription_id))
     back = url_for("subscriptions.show", subscription_id=subscription_id)
     if request.form.get("step") != "run":
-        return render_template("subscriptions/_cancel_confirm.html", d=subs.detail(proc, subscription_id))
+        d = subs.detail(proc, subscription_id)
+        if d.stripe is None or d.ended:  # nothing Stripe could cancel: say so rather than ask to confirm
+            message = d.stripe_error or (f"{subscription_id} has ended already: nothing to cancel." if d.ended else
+                                         f"Stripe: there is no subscription {subscription_id} on {proc.name}: "
+                                         f"nothing to cancel.")
+            status = 502 if d.stripe_error else 409 if d.stripe is not None else 404
+            return action_response("_message.html", back, message, "error", status=status)
+        return render_template("subscriptions/_cancel_confirm.html", d=d)
     try:
         subs.cancel(proc, subscription_id)
         message, tone = "Cancelled in Stripe and here. No further payments will be taken.", "success"
@@ -107,7 +114,8 @@ def import_many():
                                    f"{one}: {done.outcome}.", "success")
         return start_job_response("imports.subscriptions", import_paging(form), proc.id)
     except ServiceError as err:
-        return action_response("_message.html", back, err.message, "error")
+        return action_response("_message.html", back, labelled(err, {"subscription": "One subscription (id)"}),
+                               "error")
 
 
 @bp.post("/subscriptions/compare")

@@ -193,6 +193,9 @@ def test_reconcile_fixes_a_row_in_place(page):
     fixed = page.locator(f"#{row_id}")
     assert "Fixed (replayed" in fixed.inner_text() and "in step" in fixed.inner_text()
     assert page.url.endswith("/reconcile?problem=amount")  # swapped in place
+    # the summary above no longer counts the row just fixed
+    expect(page.locator("#reconcile-summary .period strong")).to_have_text(re.compile(r"^\d+ differs?$"))
+    assert page.locator(".count-chip", has_text="amount").locator(".num").inner_text() == "0"
     page.fill("input[name=days]", "30")
     page.wait_for_url(re.compile(r"/reconcile\?(ppid=\d+&)?days=30&problem=amount$"))
     page.locator("#results .empty").wait_for()

@@ -83,7 +83,7 @@ def test_import_one_subscription_brings_its_invoice_charge_and_contact(empty_pro
 def test_import_one_that_stripe_does_not_have_says_what_stripe_said(empty_processor):
     with pytest.raises(ServiceError) as err:
         import_subscription_by_id(empty_processor, "sub_doesnotexist")
-    assert err.value.message.startswith("Stripe: ")
+    assert err.value.message.startswith("Stripe: there is no subscription sub_doesnotexist")  # not "Not Found"
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "import.subscription"))
     assert entry.result == "error" and entry.object_id == "sub_doesnotexist"
     with pytest.raises(ServiceError, match="not a subscription id"):

@@ -92,7 +92,9 @@ def test_contribution_filters(book):
     assert contributions(book, since="2026-10-06", until="2026-10-07") == {"ada_eur", "bob_jpy"}
     assert contributions(book, month="2026-11") == {"bob_refund"}
     assert contributions(book, contact_id=str(book["ada"].id), status="Completed") == {"ada_usd", "ada_eur"}
-    assert contributions(book, ppid=str(book["ada_usd"].processor_id + 1)) == set()
+    assert contributions(book, ppid=str(book["ada_usd"].processor_id)) == everything
+    missing = book["ada_usd"].processor_id + 1  # a processor that does not exist is named, not matched silently
+    assert rec.ContributionFilter.from_args({"ppid": str(missing)})[1] == {"ppid": f"there is no payment processor {missing}"}
 
 
 @pytest.mark.parametrize("args, field", [({"status": "Done"}, "status"), ({"type": "monthly"}, "type"),
@@ -183,3 +185,52 @@ def test_subscription_and_contact_filters(book, offline_processor):
     assert people(linked="no") == ["bob@example.org"]
     assert people(linked="any", q="example.org") == ["ada@example.org", "bob@example.org"]
     assert people(customer="cus_ada") == ["ada@example.org"]
+
+
+def _gift(p: int, contact: Contact, amount: int, status: str, *, refund: int = 0, fee: int = 100) -> Contribution:
+    """A one-off gift as the webhooks leave it: its charge (and refund) as payments, fee and net from them."""
+    from admin.services.contributions import recompute
+
+    c = Contribution(processor_id=p, contact_id=contact.id, amount=amount, currency="usd", status=status,
+                     trxn_id=f"ch_{contact.id}_{amount}", receive_date=DAY)
+    db.session.add(c)
+    db.session.flush()
+    if status != "Failed":
+        db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=c.trxn_id, charge_id=c.trxn_id,
+                               amount=amount, fee=fee, net=amount - fee, currency="usd", status="Completed",
+                               payment_date=DAY))
+    if refund:
+        db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"re_{c.id}", charge_id=c.trxn_id,
+                               refund_id=f"re_{c.id}", amount=-refund, fee=0, net=-refund, currency="usd",
+                               status="Refunded", payment_date=DAY))
+    recompute(c)
+    return c
+
+
+def test_totals_count_completed_money_and_show_failed_money_apart(offline_processor):
+    """Amount - fees - refunded = net: a failed gift's amount is not in the totals (it has no fee or net), but is
+    counted apart; a pending one is in neither."""
+    from admin.services.contacts import giving_of
+
+    p = offline_processor.id
+    gave, lost, refunded = (Contact(display_name=n) for n in ("Gave", "Lost", "Refunded"))
+    db.session.add_all([gave, lost, refunded])
+    db.session.flush()
+    _gift(p, gave, 5000, "Completed")
+    _gift(p, gave, 3000, "Completed", refund=1000)
+    _gift(p, gave, 700, "Pending")
+    _gift(p, lost, 4000, "Failed")
+    _gift(p, refunded, 2000, "Completed", refund=2000)
+    db.session.commit()
+
+    [usd] = rec.contribution_totals(rec.ContributionFilter())
+    assert usd.amount - usd.fee - usd.refunded == usd.net == 10000 - 300 - 3000
+    assert (usd.count, usd.amount, usd.failed_count, usd.failed) == (3, 10000, 1, 4000)
+    only_failed = rec.contribution_totals(rec.ContributionFilter(status=["Failed"]))
+    assert [(t.count, t.amount, t.failed_count, t.failed) for t in only_failed] == [(0, 0, 1, 4000)]
+
+    # a donor whose only gift failed has given 0.00, as one whose gift was refunded: never blank for one of them
+    giving = giving_of([gave.id, lost.id, refunded.id])
+    assert giving[gave.id].totals == {"usd": 5000 + 3000 - 1000} and giving[gave.id].count == 3
+    assert giving[lost.id].totals == {"usd": 0} and giving[lost.id].failed == {"usd": 4000}
+    assert giving[refunded.id].totals == {"usd": 0} and giving[refunded.id].failed == {}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from html import escape, unescape
 
 import pytest
 
 from admin.extensions import db
 from admin.models import AuditLog
+from admin.services.audit import AuditFilter
 
 HX = {"HX-Request": "true"}
 
@@ -29,7 +31,7 @@ def entries(app, offline_processor):
 
 
 def actions(html: str) -> list[str]:
-    return re.findall(r'<td class="mono">([\w.]+)</td>', html)
+    return re.findall(r'<td class="mono"[^>]*>([\w.]+)</td>', html)
 
 
 def test_everything_newest_first_with_objects_linked(client, auth, entries):
@@ -74,5 +76,21 @@ def test_paging_and_bad_filters(client, auth, entries):
     for query, field in (("result=maybe", "result"), ("since=soon", "since"), ("ppid=x", "ppid"),
                          ("after=%%%", "after"), ("since=2026-11-05&until=2026-11-01", "until")):
         resp = client.get(f"/audit?{query}")
-        assert resp.status_code == 200 and f"<strong>{field}</strong>" in resp.get_data(as_text=True), query
+        label = escape(AuditFilter.label(field))  # as the form labels it: "Result", "From", "Page link"
+        assert resp.status_code == 200 and f"<strong>{label}</strong>" in resp.get_data(as_text=True), query
+    assert "<strong>Processor</strong>: there is no payment processor 999" in \
+        unescape(client.get("/audit?ppid=999").get_data(as_text=True))
     assert "No entries match this filter." in client.get("/audit?actor=nobody").get_data(as_text=True)
+
+
+def test_parameters_read_as_text_not_python(client, auth, offline_processor):
+    db.session.add(AuditLog(actor="ada@example.org", action="contact.update", object_type="contact", object_id="3",
+                            result="ok", parameters={"name": ["Ada", "Ada Lovelace"], "dry_run": False,
+                                                     "ids": [4, 5], "filter": {"status": ["error"]}}))
+    db.session.commit()
+    auth.login("viewer@example.org", "viewer")
+    html = unescape(client.get("/audit?action=contact.update").get_data(as_text=True))
+    params = re.search(r'data-label="Parameters">(.*?)</td>', html, re.S).group(1)
+    text = " ".join(re.sub(r"<[^>]+>", " ", params).split())
+    assert text == "dry run no filter status error ids 4, 5 name Ada, Ada Lovelace", text
+    assert "[" not in params and "{" not in params

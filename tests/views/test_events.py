@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from html import unescape
+from html import escape, unescape
 
 import pytest
 import stripe_objects as so
@@ -15,6 +15,7 @@ from stripe_world import OneOff
 from admin.extensions import db
 from admin.models import AuditLog, StripeEvent
 from admin.models.jobs import Job
+from admin.services import events as ev
 from admin.webhooks.ingest import store_event
 
 HX = {"HX-Request": "true"}
@@ -96,13 +97,14 @@ def test_bad_filters_are_a_message_not_a_500(client, auth, stored, query, field)
         resp = client.get(f"/events?{query}", headers=headers)
         html = resp.get_data(as_text=True)
         assert resp.status_code == 200, (query, resp.status_code)
-        assert "could not be read" in html and f"<strong>{field}</strong>" in html, query
+        label = ev.EventFilter.label(field)  # named as the form labels it, not by its parameter
+        assert "could not be read" in html and f"<strong>{escape(label)}</strong>" in html, query
 
 
 def test_stripe_source_problems_are_a_message(client, auth, world, stored):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/events?source=stripe&ppid=77").get_data(as_text=True)
-    assert "Could not list Stripe's events: no payment processor '77'" in unescape(html)
+    assert "<strong>Processor</strong>: there is no payment processor 77" in unescape(html)
     world.fail(r"/v1/events$", [500] * 10)
     html = client.get("/events?source=stripe").get_data(as_text=True)
     assert "Could not list Stripe&#39;s events" in html
@@ -131,7 +133,7 @@ def test_mark_ignored_needs_a_reason_and_is_audited(client, auth, stored):
     auth.login("operator@example.org", "operator")
     url = f"/events/{stored['customer']}/ignore"
     empty = client.post(url, data={"reason": "  "}, headers={**HX, "X-CSRFToken": auth.token()})
-    assert empty.status_code == 422 and "say why" in empty.get_data(as_text=True)
+    assert empty.status_code == 422 and "Say why" in empty.get_data(as_text=True)
     ok = client.post(url, data={"reason": "test data"}, headers={**HX, "X-CSRFToken": auth.token()})
     assert ok.status_code == 200 and "Marked ignored." in ok.get_data(as_text=True)
     assert "marked ignored by operator@example.org: test data" in ok.get_data(as_text=True)
@@ -186,7 +188,7 @@ def test_tools_start_jobs_and_cleanup_needs_an_admin(client, auth, stored):
     retry = client.post("/events/tools/retry-all", data={"limit": "10", "days": "3"}, headers=headers)
     assert retry.status_code == 202 and "up to 10, last 3 days" in retry.get_data(as_text=True)
     bad = client.post("/events/tools/retry-all", data={"limit": "lots"}, headers=headers)
-    assert bad.status_code == 422 and "limit must be a whole number" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "At most: a whole number from 1 to 10,000" in bad.get_data(as_text=True)
     assert client.post("/events/tools/cleanup", data={"older_than": "90 days"}, headers=headers).status_code == 403
     assert client.post("/events/tools/nonsense", data={}, headers=headers).status_code == 404
     auth.logout()
@@ -249,3 +251,54 @@ def test_counts_above_the_cap_say_more_than(client, auth, stored, monkeypatch):
     assert "Select all 2+ matching this filter" in html
     monkeypatch.setattr(ev, "COUNT_CAP", 10_000)
     assert "Select all 4 matching this filter" in client.get("/events").get_data(as_text=True)
+
+
+def test_a_subscription_filter_is_checked_before_stripe_is_asked(client, auth, world, stored):
+    """``?subscription=abc`` says what a subscription id looks like (not Stripe's "invoices: Bad request"); a
+    pasted page of text is refused without being echoed back; ``?ppid=999`` is named, as /reconcile does."""
+    auth.login("viewer@example.org", "viewer")
+    html = unescape(client.get("/events?subscription=abc").get_data(as_text=True))
+    assert "<strong>Subscription</strong>: 'abc' is not a subscription id: a subscription id looks like sub_" in html
+    assert "Bad request" not in html and world.count("GET", r"/v1/invoices") == 0
+    long = "sub_" + "x" * 3000
+    html = client.get(f"/events?subscription={long}").get_data(as_text=True)
+    assert "<strong>Subscription</strong>: at most 255 characters" in html and "x" * 300 not in html
+    html = unescape(client.get("/events?ppid=999&status=error").get_data(as_text=True))
+    assert "<strong>Processor</strong>: there is no payment processor 999" in html
+    assert _ids_shown(html) == {stored["first"], stored["second"]}  # the rest of the filter still applies
+
+
+def test_tools_refuse_unknown_event_types_and_negative_ages_by_their_labels(client, auth, stored):
+    auth.login("admin@example.org", "admin")
+    headers = {**HX, "X-CSRFToken": auth.token()}
+    bad = client.post("/events/tools/populate-log", data={"types": "invoice.paid, nonsense.type"}, headers=headers)
+    text = unescape(bad.get_data(as_text=True))
+    assert bad.status_code == 422 and "Types: 'nonsense.type' is not a Stripe event type" in text
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 0  # no job that would find nothing
+    group = client.post("/events/tools/populate-log", data={"types": "invoice.*"}, headers=headers)
+    assert group.status_code == 202  # a group of Stripe's types is a type filter Stripe takes
+    back = client.post("/events/tools/cleanup", data={"older_than": "-5 days"}, headers=headers)
+    text = unescape(back.get_data(as_text=True))
+    assert back.status_code == 422 and "Older than: '-5 days' is negative" in text and "--" not in text
+
+
+def test_a_reason_with_a_control_character_is_refused(client, auth, stored):
+    auth.login("operator@example.org", "operator")
+    headers = {**HX, "X-CSRFToken": auth.token()}
+    one = client.post(f"/events/{stored['customer']}/ignore", data={"reason": "test\x00data"}, headers=headers)
+    assert one.status_code == 422 and "Reason: remove the control character (U+0000)" in one.get_data(as_text=True)
+    bulk = client.post("/events/bulk", data={"action": "ignore", "ids": [stored["first"]], "reason": "a\x1bb",
+                                             "step": "run"}, headers=headers)
+    assert bulk.status_code == 422 and "U+001B" in bulk.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 0
+    assert db.session.get(StripeEvent, stored["customer"]).status == "success"
+
+
+def test_an_ignored_event_does_not_claim_the_records_of_its_objects(client, auth, stored):
+    auth.login("operator@example.org", "operator")
+    client.post(f"/events/{stored['invoice']}/ignore", data={"reason": "not ours"},
+                headers={**HX, "X-CSRFToken": auth.token()})
+    html = client.get(f"/events/{stored['invoice']}").get_data(as_text=True)
+    assert "Records it created or changed" not in html
+    assert "records of its objects" in html and "was ignored, so it created and changed none" in html
+    assert "Records it created or changed" in client.get(f"/events/{stored['customer']}").get_data(as_text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from localstripe_intents import abandoned, stripe_status, track, uncaptured
@@ -40,7 +41,8 @@ def test_the_list_filters_counts_and_totals(client, auth, offline_processor):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/intents").get_data(as_text=True)
     assert "pi_left" in html and "pi_paid" in html and "3</strong> intents match" in html
-    totals = re.findall(r'<tr><th scope="row">(\w+)</th><td class="num">(\d+)</td>\s*<td class="num">([^<]+)</td>', html)
+    totals = re.findall(r'<tr><th scope="row">(\w+)</th><td class="num"[^>]*>(\d+)</td>\s*<td class="num"[^>]*>([^<]+)</td>',
+                        html)
     assert totals == [("EUR", "1", "50.00 EUR"), ("USD", "2", "50.00 USD")]  # the records pages' totals table
     assert "requires payment method</span>" in html  # chip labels read as words
     chosen = client.get("/intents?status=requires_action").get_data(as_text=True)
@@ -188,3 +190,14 @@ def test_the_demos_abandoned_and_3ds_intents_show_on_the_page(client, auth, proc
     assert summary["abandoned"] in html and summary["requires_action"] in html
     assert "Abandoned" in html and "Donation waiting for 3-D Secure" in html
     assert by_intent_id(summary["requires_action"]).status == "requires_action"
+
+
+def test_tools_name_their_fields_by_label_and_refuse_negative_ages(client, auth, offline_processor):
+    auth.login("admin@example.org", "admin")
+    since = post(client, auth, "/intents/tools/import", {"since": "-5 days"})
+    text = unescape(since.get_data(as_text=True))
+    assert since.status_code == 422 and "Created in the last: '-5 days' is negative" in text and "--since" not in text
+    old = post(client, auth, "/intents/tools/process-stripe", {"cancel_incomplete": "1 hour", "delete_old": "later"})
+    assert "Delete final records older than: cannot read 'later'" in unescape(old.get_data(as_text=True))
+    listed = client.get("/intents?older_than=-1+hour&ppid=999").get_data(as_text=True)
+    assert "<strong>Older than</strong>" in listed and "<strong>Processor</strong>" in listed

@@ -52,7 +52,7 @@ def test_filters_and_htmx_partial(client, auth, some_jobs):
     assert "<html" not in partial and _job_rows(partial) == [some_jobs["cleanup"], some_jobs["running"]]
     bad = client.get("/jobs?status=sleeping&after=zzz")
     html = bad.get_data(as_text=True)
-    assert bad.status_code == 200 and "<strong>status</strong>" in html and "<strong>after</strong>" in html
+    assert bad.status_code == 200 and "<strong>Status</strong>" in html and "<strong>Page link</strong>" in html
 
 
 def test_progress_partial_polls_while_active_and_stops_when_done(client, auth, some_jobs):
@@ -116,3 +116,13 @@ def test_failed_side_effects_with_a_retry_button(client, auth, offline_processor
     again = client.post(f"/jobs/outbox/{task.id}/retry", headers={**HX, "X-CSRFToken": auth.token()})
     assert again.status_code == 200 and "Queued again" not in again.get_data(as_text=True)
     assert client.post("/jobs/outbox/424242/retry", headers={**HX, "X-CSRFToken": auth.token()}).status_code == 404
+
+
+def test_an_unknown_kind_is_named_not_matched_silently(client, auth, some_jobs):
+    auth.login("viewer@example.org", "viewer")
+    html = client.get("/jobs?kind=bogus&status=done").get_data(as_text=True)
+    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of job: one of " in html
+    assert _job_rows(html) == [some_jobs["done"]]  # the rest of the filter still applies
+    outbox = client.get("/jobs/outbox?kind=bogus").get_data(as_text=True)
+    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, receipt" \
+        in outbox

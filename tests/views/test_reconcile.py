@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from html import unescape
+from html import escape, unescape
 
 import pytest
 from sqlalchemy import func, select, update
@@ -16,6 +16,7 @@ from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
 from admin.services import jobs
+from admin.services import reconcile as rc
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
@@ -91,13 +92,14 @@ def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, fiel
     resp = client.get(f"/reconcile?{query}")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
-    assert "could not be read" in html and f"<strong>{field}</strong>" in html
+    label = escape(rc.ReconcileFilter.label(field))  # as the form labels it
+    assert "could not be read" in html and f"<strong>{label}</strong>" in html
 
 
 def test_unknown_processor_and_stripe_down_are_messages(client, auth, world, drift):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/reconcile?ppid=99").get_data(as_text=True)
-    assert "no payment processor '99'" in unescape(html)
+    assert "No payment processor '99'" in unescape(html)  # a sentence, as every message on a page
     world.fail(r"/v1/charges$", [500] * 10)
     resp = client.get("/reconcile")
     assert resp.status_code == 200 and "Could not ask Stripe" in resp.get_data(as_text=True)
@@ -276,3 +278,17 @@ def test_a_fix_asks_stripe_for_the_row_once_before_and_once_after(client, auth, 
     assert "Fixed (replayed" in resp.get_data(as_text=True)
     # the page's look, the replayed handler's fetch, and the look after: not a second look before
     assert world.count("GET", rf"^/v1/charges/{drift['lost']}$") - before == 3
+
+
+def test_a_fix_answers_the_summary_again_without_the_fixed_row(client, auth, drift):
+    """After a fix the page's summary ("N differ", the chips) no longer counts the row just fixed."""
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile").get_data(as_text=True)
+    assert "<strong>3 differ</strong>" in html
+    resp = client.post("/reconcile/fix", data=_form(html, drift["lost"]), headers={**HX, "X-CSRFToken": auth.token()})
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "Fixed (replayed" in text
+    summary = text.split('<hx-partial hx-target="#reconcile-summary"', 1)[1]  # swapped out of band by htmx
+    assert "<strong>2 differ</strong>" in summary and 'id="reconcile-summary"' in summary
+    missing = re.search(r'missing here</span> <span class="num">(\d+)', summary).group(1)
+    assert missing == "0"

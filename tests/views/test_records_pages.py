@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -66,7 +67,7 @@ def test_every_records_page_for_a_viewer_shows_the_records_and_no_buttons(client
         for button in ("Import", "Cancel subscription", "Create Stripe customer", "Remove link", "Push to all"):
             assert f">{button}" not in html, (url, button)
     fragment = page(client, "/contributions?status=Completed", headers=HX)
-    assert "<html" not in fragment and "Totals for this filter" in fragment
+    assert "<html" not in fragment and "Completed gifts for this filter" in fragment
     assert client.get("/contacts/999999").status_code == 404
     assert client.get("/subscriptions/not-a-sub").status_code == 404
     assert client.get("/contributions/999999").status_code == 404
@@ -162,7 +163,7 @@ def test_import_from_the_list_page_is_a_job(client, auth, empty_processor):
         pass
     assert db.session.scalar(select(func.count()).select_from(ContributionRecur)) == 2
     one = client.post("/subscriptions/import", data={"csrf_token": token, "subscription": "sub_nope"}, headers=HX)
-    assert one.status_code == 422 and "Stripe: " in one.get_data(as_text=True)
+    assert one.status_code == 422 and "Stripe: there is no subscription sub_nope" in one.get_data(as_text=True)
 
 
 @pytest.mark.localstripe
@@ -184,7 +185,7 @@ def test_contact_page_actions(client, auth, empty_processor):
     assert edited.status_code == 200 and "name changed" in edited.get_data(as_text=True)
     assert db.session.scalar(select(OutboxTask.payload)) == {"customer_id": link.customer_id, "contact_id": contact.id}
     invalid = client.post(f"{url}/edit", data={"csrf_token": token, "name": "", "email": ""}, headers=HX)
-    assert invalid.status_code == 422 and "give the contact a name" in invalid.get_data(as_text=True)
+    assert invalid.status_code == 422 and "Name: give the contact a name" in invalid.get_data(as_text=True)
 
     pushed = client.post(f"{url}/customers/{link.customer_id}/push", data={"csrf_token": token}, headers=HX)
     assert pushed.status_code == 200
@@ -311,3 +312,71 @@ def test_compare_all_says_how_many_before_starting_a_job(client, auth, offline_p
     assert _jobs() == []
     run = client.post("/subscriptions/compare", data={**form, "step": "run"}, headers=HX)
     assert run.status_code == 202 and _jobs() == ["subscriptions.compare"]
+
+
+def test_contribution_totals_add_up_and_customers_given_is_never_blank(client, auth, offline_processor):
+    """The totals count completed money (amount - fees - refunded = net) with failed gifts apart; a donor whose
+    only gift failed has given 0.00 (shown, with the failed money apart), as one whose gift was refunded."""
+    p = offline_processor.id
+    lost, refunded = Contact(display_name="Only Failed"), Contact(display_name="All Refunded")
+    db.session.add_all([lost, refunded])
+    db.session.flush()
+    db.session.add_all([
+        Contribution(processor_id=p, contact_id=lost.id, amount=4000, currency="usd", status="Failed", trxn_id="ch_f"),
+        Contribution(processor_id=p, contact_id=refunded.id, amount=2000, currency="usd", status="Refunded",
+                     trxn_id="ch_r", fee_amount=100, refunded_amount=2000, net_amount=-100)])
+    db.session.commit()
+    auth.login("viewer@example.org", "viewer")
+    html = page(client, "/contributions")
+    cells = dict(re.findall(r'<td class="num" data-label="(\w+)">\s*([^<]+?)\s*<', html))
+    assert cells == {"Count": "1", "Amount": "20.00 USD", "Fees": "1.00 USD", "Refunded": "20.00 USD",
+                     "Net": "-1.00 USD", "Failed": "40.00 USD"}, cells
+    customers = page(client, "/customers?linked=any")
+    given = dict(re.findall(r'>(Only Failed|All Refunded)</a>.*?data-label="Given">([^<]+)<', customers, re.S))
+    assert given == {"Only Failed": "0.00 USD", "All Refunded": "0.00 USD"}
+    assert "failed 40.00 USD" in customers
+
+
+def test_saving_a_contact_refuses_control_characters_and_renames_the_heading(client, auth, offline_processor):
+    contact = Contact(display_name="Grace Hopper", email="grace@example.org")
+    db.session.add(contact)
+    db.session.commit()
+    auth.login("operator@example.org", "operator")
+    url = f"/contacts/{contact.id}"
+    token = auth.token(url)
+    nul = client.post(f"{url}/edit", data={"csrf_token": token, "name": "Grace\x00Hopper", "email": ""}, headers=HX)
+    assert nul.status_code == 422 and "Name: remove the control character (U+0000)" in nul.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Contact, contact.id).display_name == "Grace Hopper"
+
+    saved = client.post(f"{url}/edit", data={"csrf_token": token, "name": "Rear Admiral Hopper", "email": ""},
+                        headers=HX)
+    text = saved.get_data(as_text=True)
+    heading = re.search(r'<div class="page-head" id="contact-heading" hx-swap-oob="true">\s*<h1>([^<]+)<', text)
+    assert saved.status_code == 200 and heading and heading.group(1).strip() == "Rear Admiral Hopper"
+    assert "Rear Admiral Hopper" in re.search(r"<h1>[^<]+", page(client, url)).group(0)
+
+
+def test_stripe_ids_are_checked_first_and_not_found_names_the_object(client, auth, world, offline_processor):
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/contributions")
+    ghost = client.post("/contributions/import-charge", data={"csrf_token": token, "charge": "ch_ghost77"}, headers=HX)
+    text = ghost.get_data(as_text=True)
+    assert ghost.status_code == 422 and "Stripe: there is no charge ch_ghost77" in text and "Not Found" not in text
+    calls = len(world.calls)
+    long = client.post("/contributions/import-charge", data={"csrf_token": token, "charge": "ch_" + "9" * 3000},
+                       headers=HX)
+    text = long.get_data(as_text=True)
+    assert long.status_code == 422 and "Charge id: at most 255 characters" in text and "9" * 300 not in text
+    assert len(world.calls) == calls  # refused before Stripe was asked
+    html = page(client, "/customers?customer=" + "c" * 3000)
+    assert "<strong>Stripe customer id</strong>: at most 255 characters" in html and "c" * 300 not in html
+
+
+def test_no_cancel_confirmation_for_a_subscription_stripe_does_not_have(client, auth, world, offline_processor):
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/subscriptions")
+    ask = client.post("/subscriptions/sub_unknown1/cancel", data={"csrf_token": token}, headers=HX)
+    text = ask.get_data(as_text=True)
+    assert ask.status_code == 404 and "Stripe: there is no subscription sub_unknown1" in text
+    assert "Yes, cancel it" not in text
