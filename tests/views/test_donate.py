@@ -167,7 +167,7 @@ def test_other_amount_wins_and_is_checked_against_the_range(client, form, proces
 
 @pytest.mark.parametrize("fields, errors", [
     ({"amount": "", "other_amount": "4"}, {"other_amount": "The smallest gift this form takes is 5.00 USD."}),
-    ({"amount": "", "other_amount": "lots"}, {"other_amount": "Enter an amount such as 15 or 15.50."}),
+    ({"amount": "", "other_amount": "lots"}, {"other_amount": "Enter the other amount as a number, such as 15 or 15.50."}),
     ({"amount": "777"}, {"amount": "Choose an amount or enter another amount."}),
     ({"email": "ada@nowhere"}, {"email": "Enter an email address such as name@example.org."}),
     ({"first_name": " ", "last_name": ""}, {"first_name": "Enter your first name.",
@@ -246,12 +246,14 @@ def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
     assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
 
 
+NOT_AN_AMOUNT = "Enter the other amount as a number, such as 15 or 15.50."
 CRAFTED_AMOUNTS = [  # each once made the form answer 500
-    ({"amount": "", "other_amount": "Infinity"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "sNaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "NaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "1e999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "Infinity"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "sNaN"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "NaN"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "1e999999"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount",
+     "The largest gift this form takes is 999,999.99 USD."),
     ({"amount": "\u00b2"}, "amount", "Choose an amount or enter another amount."),
     ({"amount": "\u0661\u0660\u0660\u0660"}, "amount", "Choose an amount or enter another amount."),
     ({"amount": "9" * 30}, "amount", "Choose an amount or enter another amount."),
@@ -260,7 +262,7 @@ CRAFTED_AMOUNTS = [  # each once made the form answer 500
 
 @pytest.fixture
 def open_form(app, processor):
-    """A form with no largest gift: only what a Money column holds bounds the amount."""
+    """A form that sets no largest gift: Stripe's largest charge bounds it."""
     return make_form(processor, slug="open", max_amount=None)
 
 
@@ -286,7 +288,71 @@ def test_json_infinity_and_nan_literals_are_a_field_error(client, open_form):
         body = json.dumps(fields).replace('"@"', literal)  # a bare literal, as Python's json module reads it
         resp = client.post("/donate/open/pay", data=body, content_type="application/json")
         assert resp.status_code == 422, literal
-        assert resp.get_json()["errors"] == {"other_amount": "Enter an amount such as 15 or 15.50."}
+        assert resp.get_json()["errors"] == {"other_amount": NOT_AN_AMOUNT}
+
+
+# -- amounts typed by donors: a decimal comma is a decimal comma; every form has a largest gift ---------
+
+def _no_js(client, slug: str, **fields):
+    return client.post(f"/donate/{slug}", data={"first_name": "Ada", "last_name": "Lovelace", "amount": "",
+                                                 "email": "ada@example.org", "frequency": "one-off", **fields})
+
+
+@pytest.mark.parametrize("typed", ["12,50", "12.50", "12,5", "€12,50", "12,50 USD"])
+def test_a_decimal_comma_is_charged_as_written_not_a_hundred_times_more(client, open_form, processor, localstripe,
+                                                                          typed):
+    body = pay(client, processor, slug="open", amount="", other_amount=typed).get_json()
+    assert body["status"] == "succeeded"
+    c = db.session.scalar(select(Contribution))
+    assert c.amount == 1250
+    assert gateway(processor).retrieve("payment_intents", c.payment_intent_id)["amount"] == 1250  # what Stripe took
+    assert "12.50 USD" not in _no_js(client, "open", other_amount=typed).get_data(as_text=True)  # no error
+
+
+AMBIGUOUS = "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1,250” means."
+
+
+def test_an_amount_that_reads_two_ways_is_refused_on_the_page_and_the_endpoint(client, open_form, processor):
+    page = _no_js(client, "open", other_amount="1,250")
+    assert page.status_code == 422 and AMBIGUOUS in page.get_data(as_text=True)
+    assert 'value="1,250"' in page.get_data(as_text=True)  # what was typed stays, to be corrected
+    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), payment_method(processor),
+                                                      amount="", other_amount="1,250"))
+    assert resp.status_code == 422 and resp.get_json()["errors"] == {"other_amount": AMBIGUOUS}
+    assert _count(Contribution) == 0 and _count(Contact) == 0
+
+
+@pytest.mark.parametrize("typed", ["99999999999", "1000000", "1.000.000,00", "1 000 000"])
+def test_more_than_stripes_largest_charge_is_refused_naming_it(client, open_form, processor, typed):
+    largest = "The largest gift this form takes is 999,999.99 USD."
+    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), payment_method(processor),
+                                                      amount="", other_amount=typed))
+    assert resp.status_code == 422 and resp.get_json()["errors"] == {"other_amount": largest}
+    assert largest in _no_js(client, "open", other_amount=typed).get_data(as_text=True)
+    assert _count(Contribution) == 0
+    assert "Gifts of 5.00 USD to 999,999.99 USD." in client.get("/donate/open").get_data(as_text=True)
+    assert pay(client, processor, slug="open", amount="", other_amount="999 999,99").get_json()["status"] == \
+        "succeeded"
+
+
+def test_a_form_in_a_currency_stripe_does_not_take_is_refused(app, processor):
+    from admin.services import ServiceError
+
+    with pytest.raises(ServiceError, match="Currency: “XYZ” is not a currency Stripe charges in"):
+        make_form(processor, slug="xyz", currency="xyz")
+    jpy = make_form(processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None)
+    assert (jpy.amounts, jpy.min_amount) == ([1000, 5000], 500)
+
+
+def test_a_zero_decimal_form_groups_thousands_and_takes_no_decimals(client, processor):
+    make_form(processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None)
+    assert pay(client, processor, slug="yen", amount="", other_amount="1,500").get_json()["status"] == "succeeded"
+    assert db.session.scalar(select(Contribution.amount)) == 1500
+    resp = client.post("/donate/yen/pay", json=gift(page_token(client, "yen"), payment_method(processor),
+                                                     amount="", other_amount="1500,50"))
+    assert resp.get_json()["errors"] == {"other_amount": "JPY amounts are whole numbers: enter the other amount "
+                                                         "without decimals."}
+    assert "Gifts of 500 JPY to 99,999,999 JPY." in client.get("/donate/yen").get_data(as_text=True)
 
 
 def test_result_needs_a_genuine_reference(client, form):
