@@ -47,10 +47,12 @@ def gift(token: str, pm: str | None, **fields) -> dict:
     return body
 
 
-def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers: dict | None = None, **fields):
+def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers: dict | None = None,
+        environ_base: dict | None = None, **fields):
     """One full payment request with a fresh token and a new PaymentMethod; the response."""
     pm = payment_method(processor, number)
-    return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers)
+    return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers,
+                       **({"environ_base": environ_base} if environ_base else {}))
 
 
 def subscription_then_stripe_fails(rsps, localstripe: str) -> None:

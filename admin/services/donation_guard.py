@@ -2,8 +2,9 @@
 
 - a one-time form token per page render (signed: form id + random nonce; spending it inserts
   the nonce into ``spent_form_token``, so a second use is refused);
-- a block on an address after ``DONATE_IP_MAX_FAILURES`` failed payments within
-  ``DONATE_IP_FAILURE_WINDOW`` seconds (``admin.services.ratelimit``, shared by all processes);
+- a block on a client (an IPv4 address, an IPv6 /64: ``limiter.network_of``) after
+  ``DONATE_IP_MAX_FAILURES`` failed payments within ``DONATE_IP_FAILURE_WINDOW`` seconds
+  (``admin.services.ratelimit``, shared by all processes);
 - a honeypot field and a captcha hook;
 - Flask-Limiter's per-address and per-form limits (``admin.views.donate``) report here too.
 
@@ -24,6 +25,7 @@ from sqlalchemy import delete
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
+from ..limiter import network_of
 from ..models import REFUSAL_REASONS, DonationForm, DonationRefusal, SpentFormToken
 from ..timeutil import utcnow
 from . import ratelimit
@@ -79,7 +81,7 @@ def spend_token(form: DonationForm, token: object) -> str | None:
 # -- failed payments per address ---------------------------------------------------------
 
 def _fail_key(client_ip: str | None) -> str:
-    return f"donate-fail-ip:{client_ip or 'unknown'}"
+    return ratelimit.safe_key("donate-fail-ip", network_of(client_ip))
 
 
 def blocked_for(client_ip: str | None) -> int:

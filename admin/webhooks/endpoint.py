@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..crypto import SecretDecryptError
 from ..dbutil import MAX_ID
@@ -49,11 +50,11 @@ def receive(ppid: int):
         return response, 503
     if proc is None or not proc.active:
         return jsonify(error="unknown payment processor"), 404
-    limit = current_app.config["WEBHOOK_MAX_BYTES"]
-    if request.content_length is not None and request.content_length > limit:
-        return _reject(ppid, "payload too large", 413)
-    body = request.stream.read(limit + 1)
-    if len(body) > limit:
+    # At most WEBHOOK_MAX_BYTES, however the body is sent: a chunked one over it stops being read there.
+    request.max_content_length = int(current_app.config["WEBHOOK_MAX_BYTES"])
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
         return _reject(ppid, "payload too large", 413)
     try:
         verify_webhook(body, request.headers.get("Stripe-Signature"), list(proc.webhook_secrets),

@@ -203,7 +203,7 @@ def test_the_sixth_failed_payment_from_one_address_within_the_hour_is_refused(cl
         assert pay(client, processor, number=CARD_DECLINED_AT_CHARGE).status_code == 402
     sixth = pay(client, processor)  # even with a good card: the address is blocked for two hours
     assert sixth.status_code == 429 and "Too many failed payments" in sixth.get_json()["error"]
-    assert "120 minutes" in sixth.get_json()["error"]
+    assert "Please try again in 2 hours." in sixth.get_json()["error"] and sixth.headers["Retry-After"] == "7200"
     assert _count(Contribution) == 5 and _refusals("ip_blocked") == 1
     other_ip = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
                            environ_base={"REMOTE_ADDR": "198.51.100.7"})
@@ -497,24 +497,70 @@ def test_captcha_hook_by_dotted_path(app, client, form, processor):
     assert client.post("/donate/spring/pay", json=gift(page_token(client), "pm_x")).status_code == 400
 
 
-def test_rate_limits_per_address_and_per_form_are_refusals(app, client, form, processor):
+def test_rate_limits_per_client_and_per_form_are_refusals(app, client, form, processor):
     app.config.update(DONATE_RATE_LIMIT_IP="3 per minute", DONATE_RATE_LIMIT_FORM="4 per minute")
     for _ in range(3):
         client.post("/donate/spring/pay", json={"token": ""})
     limited = client.post("/donate/spring/pay", json={"token": ""})
     assert limited.status_code == 429 and limited.get_json() == {
-        "status": "refused", "error": "Too many attempts from your connection. Please wait a minute, then try again."}
+        "status": "refused", "error": "Too many attempts from your connection. Please try again in 1 minute."}
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert _refusals("rate_limit_ip") == 1
 
-    make_form(processor, slug="autumn", title="Autumn")  # a form of its own: four requests, each from elsewhere
-    answers = [client.post("/donate/autumn/pay", json={}, environ_base={"REMOTE_ADDR": f"192.0.2.{n}"}).status_code
-               for n in range(1, 6)]
-    assert answers == [400, 400, 400, 400, 429] and _refusals("rate_limit_form") == 1
+    make_form(processor, slug="autumn", title="Autumn")  # a form of its own: requests with a token, from elsewhere
+    answers = [client.post("/donate/autumn/pay", json=gift(page_token(client, "autumn"), "pm_x", website="spam"),
+                           environ_base={"REMOTE_ADDR": f"192.0.2.{n}"}) for n in range(1, 6)]
+    assert [r.status_code for r in answers] == [400, 400, 400, 400, 429] and _refusals("rate_limit_form") == 1
+    assert answers[-1].get_json()["error"] == "This form is taking too many gifts at once. Please try again in 1 minute."
+    assert answers[-1].get_json()["token"]  # the spent token is replaced, for the try after the wait
 
     app.config["DONATE_RATE_LIMIT_PAGE"] = "1 per minute"
     client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
     page = client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
-    assert page.status_code == 429 and "Please wait" in page.get_data(as_text=True)
+    assert page.status_code == 429 and "Please try again in 1 minute." in page.get_data(as_text=True)
+
+
+def test_the_hourly_limit_says_how_long_it_refuses_for(app, client, form):
+    """Once the hour's budget is spent, the refusal says how long is left of that hour, not "a minute"."""
+    app.config.update(DONATE_RATE_LIMIT_IP="10 per minute;3 per hour")
+    for _ in range(3):
+        client.post("/donate/spring/pay", json={"token": ""})
+    limited = client.post("/donate/spring/pay", json={"token": ""})
+    assert limited.status_code == 429
+    assert limited.get_json()["error"] == "Too many attempts from your connection. Please try again in 60 minutes."
+    assert 3540 < int(limited.headers["Retry-After"]) <= 3600
+
+
+def test_an_honest_donor_is_served_after_a_flood_without_tokens(app, client, form, processor):
+    """130 empty POSTs from 13 addresses (10 each, within the per-address limit) once made the form answer
+    429 to everyone: requests without a valid one-time token never count against the limit donors share."""
+    flood = [client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"198.51.100.{n}"}).status_code
+             for n in range(1, 14) for _ in range(10)]
+    assert flood == [400] * 130
+    honest = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
+                         environ_base={"REMOTE_ADDR": "192.0.2.77"})
+    assert honest.status_code == 200 and honest.get_json()["status"] == "succeeded"
+    assert _refusals("rate_limit_form") == 0 and _refusals("token_missing") == 130
+
+
+def test_an_ipv6_64_shares_one_budget_across_its_addresses(app, client, form, processor):
+    """Every address of one /64 counts as one client: payment requests, failed payments, sign-in guesses."""
+    net = "2001:db8:5:6:"
+    answers = [client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"{net}:{n:x}"}).status_code
+               for n in range(1, 16)]
+    assert answers == [400] * 10 + [429] * 5  # 10 per minute for the whole /64
+    assert client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": "2001:db8:5:7::1"}).status_code \
+        == 400  # the next /64 is another client
+
+    app.config.update(DONATE_RATE_LIMIT_IP="100 per minute")
+    other = "2001:db8:9:9:"
+    for n in range(1, 6):  # five declines, each from another address of the /64
+        resp = pay(client, processor, number=CARD_DECLINED_AT_CHARGE, environ_base={"REMOTE_ADDR": f"{other}:{n}"})
+        assert resp.status_code == 402
+    blocked = [pay(client, processor, environ_base={"REMOTE_ADDR": f"{other}:{n:x}"}).status_code
+               for n in range(6, 16)]
+    assert blocked == [429] * 10
+    assert pay(client, processor, environ_base={"REMOTE_ADDR": "2001:db8:9:a::1"}).status_code == 200
 
 
 def test_refusals_are_logged(client, form, caplog):
