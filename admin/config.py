@@ -116,6 +116,10 @@ class DefaultConfig:
     DONATE_IP_FAILURE_WINDOW = 3600
     DONATE_IP_BLOCK_SECONDS = 2 * 3600  # ... block it for this long
     DONATE_MAX_BYTES = 16 * 1024  # a donation form's fields, with room to spare
+    # Refused donation requests: the first after a quiet spell is written and logged at once, a flood after
+    # it together at most this often (0: each one); rows are kept this many days (the worker prunes them).
+    DONATE_REFUSAL_FLUSH_SECONDS = 5.0
+    DONATE_REFUSAL_KEEP_DAYS = 30
     DONATE_TOKEN_MAX_AGE = 2 * 3600  # a form token is good for one payment request within this time
     DONATE_LINK_MAX_AGE = 30 * 86400  # signed donor links (known contact, known postcode)
     # Captcha hook: "package.module:function" called as fn(response, remote_addr) -> bool, with the

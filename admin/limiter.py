@@ -145,6 +145,14 @@ class SQLStorage(Storage):
             conn.execute(delete(LimiterCounter.__table__).where(LimiterCounter.__table__.c.key == key))
 
 
+def purge_counters(now: float | None = None) -> int:
+    """Delete ``limiter_counter`` rows whose window ended over a minute ago (the worker, every few minutes;
+    busy sites also purge while counting). Nothing to do when the counters live in Redis."""
+    table = LimiterCounter.__table__
+    with db.engine.begin() as conn:
+        return conn.execute(delete(table).where(table.c.expires_at < (now or time.time()) - 60)).rowcount or 0
+
+
 _UPSERTS: dict[str, object] = {}
 
 

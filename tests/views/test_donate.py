@@ -51,7 +51,13 @@ def _count(model, *where) -> int:
 
 
 def _refusals(reason: str) -> int:
-    return _count(DonationRefusal, DonationRefusal.reason == reason)
+    """Refusals counted for ``reason``, the tallied ones written first."""
+    from admin.services.donation_guard import flush_refusals
+
+    flush_refusals()
+    db.session.rollback()  # see what the flush wrote
+    return int(db.session.scalar(select(func.coalesce(func.sum(DonationRefusal.count), 0))
+                                 .where(DonationRefusal.reason == reason)))
 
 
 def _authenticate(localstripe: str, client_secret: str, success: bool) -> requests.Response:
@@ -569,6 +575,43 @@ def test_refusals_are_logged(client, form, caplog):
     assert "donation form spring: refused (token_missing) from 127.0.0.1" in caplog.text
 
 
+def test_a_flood_of_refusals_is_tallied_not_a_row_and_a_log_line_each(app, client, form, caplog):
+    """3,470 refusals once took 3,470 rows and log lines in 25 s: the first is written and logged at once,
+    the rest together, as the webhook endpoint does."""
+    import time
+
+    app.config.update(DONATE_RATE_LIMIT_IP="1000 per minute", DONATE_REFUSAL_FLUSH_SECONDS=0.5)
+    caplog.set_level("WARNING", logger="admin.services.donation_guard")
+    started = time.monotonic()
+    for _ in range(200):
+        assert client.post("/donate/spring/pay", json={"token": "forged"}).status_code == 400
+    took = time.monotonic() - started
+    assert _count(DonationRefusal) == 1  # the first, at once: the dashboard and the alarm see it
+    time.sleep(1.0)
+    db.session.rollback()
+    rows = db.session.scalars(select(DonationRefusal)).all()
+    assert sum(r.count for r in rows) == 200
+    assert 2 <= len(rows) <= 2 + took / 0.5  # the first, then one row per interval of the flood
+    assert {(r.reason, r.client_ip) for r in rows} == {("token_missing", "127.0.0.1")}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == len(rows)
+    assert lines[0] == "donation form spring: refused (token_missing) from 127.0.0.1"
+    assert all(re.fullmatch(r"donation forms: \d+ more requests refused since the last report: "
+                            r"\d+ x token_missing on spring from 127.0.0.1", line) for line in lines[1:])
+
+
+def test_the_card_testing_banner_names_refusals_in_words(app, client, auth, form):
+    app.config.update(CARD_TESTING_ALARM_CACHE_SECONDS=0, CARD_TESTING_ALARM_THRESHOLD=20,
+                      DONATE_RATE_LIMIT_IP="1000 per minute")
+    for _ in range(26):
+        client.post("/donate/spring/pay", json={})
+    _refusals("token_missing")  # written
+    auth.login("viewer@example.org", "viewer")
+    html = " ".join(client.get("/").get_data(as_text=True).split())
+    assert "26 failed payments in the last 60 minutes (alarm at 20: 26 refused donation-form requests)" in html
+    assert "form_refusals" not in html
+
+
 def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
     from conftest import make_app
 
@@ -605,3 +648,4 @@ def test_signed_donor_link_fills_in_the_known_donor(app, client, form, processor
     body = pay(client, processor, email="other@example.org", donor=token).get_json()
     assert body["status"] == "succeeded"
     assert db.session.scalar(select(Contribution.contact_id)) == contact.id  # the linked contact, not a new one
+
