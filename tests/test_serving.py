@@ -38,6 +38,12 @@ def _gunicorn() -> str:
     return str(here) if here.exists() else (shutil.which("gunicorn") or pytest.skip("gunicorn is not installed"))
 
 
+class Served(str):
+    """The server's base URL; ``pid``: gunicorn's arbiter."""
+
+    pid: int
+
+
 @contextmanager
 def served(app, tmp_path: Path, name: str, **settings: str):
     """gunicorn -c gunicorn.conf.py on a free port, with the test app's database and keys."""
@@ -50,7 +56,8 @@ def served(app, tmp_path: Path, name: str, **settings: str):
     with open(log, "wb") as handle:
         proc = subprocess.Popen([_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
                                  "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = Served(f"http://127.0.0.1:{port}")
+    base.pid = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -137,3 +144,69 @@ def test_two_server_processes_share_the_sign_in_counters(app, auth, backend, tmp
         assert others == [422, 422, 429]
         # another address behind the same proxy is not affected
         assert _login(requests.Session(), a, "192.0.2.44", "guess0@example.org", "x") == 422
+
+
+# -- bodies bounded however they are sent --------------------------------------------------------------
+
+def _chunked_post(port: int, path: str, total: int, chunk: int = 64 * 1024, timeout: float = 20.0):
+    """POST ``total`` bytes chunked (no Content-Length) as fast as the server takes them; (status line, seconds
+    until it came, bytes sent by then)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    started = time.monotonic()
+    sent = 0
+    try:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode())
+        s.setblocking(False)
+        piece = f"{chunk:x}\r\n".encode() + b" " * chunk + b"\r\n"
+        answer = b""
+        while sent < total:
+            try:
+                answer += s.recv(4096)
+            except BlockingIOError:
+                pass
+            if answer:
+                break
+            try:
+                s.sendall(piece)
+                sent += chunk
+            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                break
+        s.setblocking(True)
+        if not answer:
+            try:
+                s.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass
+            answer = s.recv(4096)
+        return answer.split(b"\r\n", 1)[0].decode(), time.monotonic() - started, sent
+    finally:
+        s.close()
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its children (gunicorn's workers), in KiB."""
+    total = 0
+    for p in [pid, *[int(c) for c in (Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_chunked_50_mb_body_is_refused_quickly_without_being_read_into_memory(app, offline_processor, tmp_path):
+    """A chunked body carries no Content-Length: the pay endpoint's 16 KiB, the webhook's 1 MiB and the app's
+    1 MiB still hold, with 413 before the body is read (a 400 MB one once grew a worker to 1.3 GB)."""
+    from donate_support import make_form
+
+    make_form(offline_processor, slug="spring")
+    with served(app, tmp_path, "bodies") as base:
+        port = int(base.rsplit(":", 1)[1])
+        before = _rss_kib(base.pid)
+        for path in ("/donate/spring/pay", f"/webhooks/stripe/{offline_processor.id}", "/login", "/donate/spring"):
+            status, seconds, sent = _chunked_post(port, path, 50 * 1024 * 1024)
+            assert status.startswith("HTTP/1.1 413"), (path, status)
+            assert seconds < 5, (path, seconds)
+            assert sent < 10 * 1024 * 1024, (path, sent)  # answered long before the 50 MB were sent
+        assert _rss_kib(base.pid) - before < 20 * 1024  # KiB: no worker grew by the body
+        assert requests.get(f"{base}/healthz", timeout=10).status_code == 200

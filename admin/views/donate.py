@@ -21,7 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import csrf
 from ..limiter import client_ip, client_network, init_limiter, limit_view, retry_after, spend, wait_words
-from ..security import public, uses_stripe_js
+from ..security import limit_body, public, uses_stripe_js
 from ..services import donation_guard as guard
 from ..services import donations
 from ..services.donation_forms import (
@@ -106,14 +106,6 @@ def _outcome(form, outcome: donations.Outcome):
         body["errors"] = outcome.errors
     # A fresh token only where trying again is safe: not once Stripe may have taken the money.
     return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action", "unconfirmed"))
-
-
-@bp.before_request
-def _bound_bodies():
-    """A donation form's fields fit in ``DONATE_MAX_BYTES`` (16 KiB): a longer body, even a chunked one
-    without Content-Length, is refused with 413 as soon as that much has been read."""
-    if request.method == "POST":
-        request.max_content_length = int(current_app.config["DONATE_MAX_BYTES"])
 
 
 def _refused(seconds: int, text: str, form=None, *, status: int = 429):
@@ -261,6 +253,8 @@ def init_app(app: Flask) -> None:
     """Register the blueprint and its per-client rate limits (shared storage; the per-form limit is spent
     inside the views, after the token)."""
     app.register_blueprint(bp)
+    for endpoint in ("donate.submit", "donate.pay", "donate.result"):
+        limit_body(app, endpoint, "DONATE_MAX_BYTES")
     init_limiter(app)
     cfg = app.config  # read at each request, so a changed setting applies at once
 

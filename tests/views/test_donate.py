@@ -39,6 +39,7 @@ from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
 
 pytestmark = pytest.mark.localstripe
+REFUSED = "We could not accept this form. Reload the page and try again."
 
 
 @pytest.fixture
@@ -250,6 +251,19 @@ def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
     assert client.post("/donate/spring/pay", json={"token": "x", "pad": "x" * 20000}).status_code == 413
     numbers = client.post("/donate/spring/pay", json=gift(page_token(client), None, amount=2500, first_name=7))
     assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
+
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read(client, form):
+    """No Content-Length (chunked): the pay endpoint still reads at most 16 KiB (+1) and answers 413."""
+    from donate_support import Endless, post_chunked
+
+    body = Endless()
+    resp = post_chunked(client, "/donate/spring/pay", body)
+    assert resp.status_code == 413 and resp.get_json() == {"status": "invalid", "error": REFUSED}
+    assert body.read_bytes <= 16 * 1024 + 1
+    page = Endless()
+    assert post_chunked(client, "/donate/spring", page, "application/x-www-form-urlencoded").status_code == 413
+    assert page.read_bytes <= 16 * 1024 + 1
 
 
 NOT_AN_AMOUNT = "Enter the other amount as a number, such as 15 or 15.50."
