@@ -210,3 +210,23 @@ def test_a_chunked_50_mb_body_is_refused_quickly_without_being_read_into_memory(
             assert sent < 10 * 1024 * 1024, (path, sent)  # answered long before the 50 MB were sent
         assert _rss_kib(base.pid) - before < 20 * 1024  # KiB: no worker grew by the body
         assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_the_access_log_keeps_no_query_strings(app, auth, offline_processor, tmp_path):
+    """Searches (a donor's email), filters and signed donor links stay out of gunicorn's access log."""
+    from donate_support import make_form
+
+    make_form(offline_processor, slug="spring")
+    auth.create("staff@example.org", "viewer")
+    with served(app, tmp_path, "access") as base:
+        session = requests.Session()
+        assert _login(session, base, "192.0.2.1", "staff@example.org", PASSWORD) == 302
+        assert session.get(f"{base}/events?q=ada@example.org&status=error", timeout=10,
+                           headers={"Referer": f"{base}/customers?q=grace@example.org"}).status_code == 200
+        assert session.get(f"{base}/donate/spring?donor=signed.secret.token", timeout=10).status_code == 200
+        time.sleep(0.5)  # the access log line is written after the response
+    log = (tmp_path / "gunicorn-access.log").read_text()
+    assert '"GET /events?\u2026 HTTP/1.1" 200' in log and '"GET /donate/spring?\u2026 HTTP/1.1" 200' in log
+    assert f'"{base}/customers?\u2026"' in log  # the Referer too
+    for secret in ("ada@example.org", "grace@example.org", "status=error", "signed.secret.token"):
+        assert secret not in log
