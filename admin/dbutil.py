@@ -86,6 +86,23 @@ def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bo
     return db.session.execute(stmt, values).first() is not None
 
 
+LIKE_ESCAPE = "\\"
+
+
+def like_escaped(text: str) -> str:
+    """``text`` inside a LIKE pattern (used with ``escape=LIKE_ESCAPE``): its own ``%``, ``_`` and ``\\``
+    match themselves, not any text, any character or an escape."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains_text(col: Any, text: str) -> Any:
+    """``col`` contains ``text``, ignoring case, whatever characters ``text`` holds (the one way user text
+    reaches a LIKE)."""
+    from sqlalchemy import func
+
+    return func.lower(col).like(f"%{like_escaped(text.strip().lower())}%", escape=LIKE_ESCAPE)
+
+
 def is_postgres() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
