@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import event, insert
+from sqlalchemy import event, func, insert
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -98,8 +98,6 @@ def like_escaped(text: str) -> str:
 def contains_text(col: Any, text: str) -> Any:
     """``col`` contains ``text``, ignoring case, whatever characters ``text`` holds (the one way user text
     reaches a LIKE)."""
-    from sqlalchemy import func
-
     return func.lower(col).like(f"%{like_escaped(text.strip().lower())}%", escape=LIKE_ESCAPE)
 
 
