@@ -79,7 +79,7 @@ def _summary(counts: Counter) -> str:
                                     .where(DonationForm.id.in_({k[0] for k in counts if k[0]}))).all())
     worst = counts.most_common(5)
     more = len(counts) - len(worst)
-    return (f"donation forms: {sum(counts.values()):,} more requests refused since the last report: "
+    return (f"donation forms: {sum(counts.values()):,} more refusals since the last report: "
             + ", ".join(f"{n:,} x {reason} on {slugs.get(form_id, '?')} from {network}"
                         for (form_id, reason, network), n in worst)
             + (f" and {more} more kinds" if more > 0 else ""))
