@@ -2,7 +2,8 @@
 #
 #   make test    create .venv, install, ruff check, then the whole pytest suite
 #   make demo    create .venv, install, then scripts/demo.py (localstripe + gunicorn + worker)
-#   make install-production   .venv with paydesk and its runtime dependencies only (`pip install .`)
+#   make install-production   .venv with paydesk and its runtime dependencies only (requirements.lock)
+#   make lock    re-resolve pyproject.toml's dependencies on PyPI into the two lock files (UPGRADE=1: newest)
 #   make bench   run every bench/*.py (all of them), then list every target missed
 #   make clean   remove .venv, caches, build/, the demo database and instance/outbox
 #                (never instance/paydesk.sqlite3 nor the instance keys)
@@ -22,7 +23,7 @@ CHROMIUM := /usr/bin/chromium
 LINT_DIRS := $(wildcard admin tests bench scripts)
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: test demo bench clean install install-production lint pytest browser axe
+.PHONY: test demo bench clean install install-production lint pytest browser axe lock
 
 # -- the environment -------------------------------------------------------------
 
@@ -52,18 +53,43 @@ $(BIN)/python:
 	@echo "==> upgrading pip and setuptools in $(VENV)"
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
-# Reinstall only when pyproject.toml changes (or the venv is new).
-$(STAMP): pyproject.toml | $(BIN)/python
-	@echo "==> installing paydesk and its dev dependencies into $(VENV)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# -- locked dependencies ------------------------------------------------------------
+# requirements-dev.lock (runtime + the dev extra: make install/test) and requirements.lock (runtime only:
+# make install-production) pin every package with the sha256 of every file PyPI has for it, resolved for
+# Python >= 3.11 on any platform (uv's universal resolution; markers pick per machine). pip installs them
+# with --require-hashes, then paydesk itself without dependencies; scripts/check_deps.py then says when
+# pyproject.toml asks for something the lock lacks (run `make lock`).
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV_VERSION := 0.13.8
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	--no-config --default-index https://pypi.org/simple --python $(BIN)/python --quiet \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+# Only PyPI is asked. Pins already in the lock files are kept unless UPGRADE=1; new dependencies are added.
+lock: | $(BIN)/python
+	@echo "==> make lock: resolving pyproject.toml on PyPI with uv $(UV_VERSION)$(if $(UPGRADE), (newest versions))"
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV_COMPILE) --extra dev -o $(DEV_LOCK)
+	$(UV_COMPILE) --constraint $(DEV_LOCK) -o $(LOCK)
+	@echo "==> wrote $(DEV_LOCK) and $(LOCK); \`make install\` installs from them"
+
+# Reinstall only when pyproject.toml or the lock changes (or the venv is new).
+$(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	@echo "==> installing paydesk and its locked dev dependencies ($(DEV_LOCK), hashes checked) into $(VENV)"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python scripts/check_deps.py dev
 	@touch $@
 
 install: $(STAMP)
 
-# Production: paydesk itself (not editable) and its runtime dependencies, no test or lint tools.
+# Production: paydesk itself (not editable) and its locked runtime dependencies, no test or lint tools.
 install-production: | $(BIN)/python
-	@echo "==> installing paydesk (no dev extra) into $(VENV)"
-	$(BIN)/python -m pip install --quiet .
+	@echo "==> installing paydesk (no dev extra) and $(LOCK) into $(VENV)"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation .
+	@$(BIN)/python scripts/check_deps.py
 	@rm -f $(STAMP)
 
 # Browser tests drive the system Chromium (Playwright's own download is not reachable).

@@ -11,9 +11,44 @@ number of worker processes.
   only the proxy then ever waits on a slow client; see README "Running in production".
 - Forwarded headers are interpreted by paydesk alone (``PAYDESK_TRUSTED_PROXIES``, Werkzeug ProxyFix),
   so gunicorn is told to trust them from nobody.
+- The access log writes each request's path without its query string (nor the Referer's): staff
+  searches (``/events?q=ada@example.org``), filters and signed donor links (``?donor=...``) carry
+  personal data and secrets, and a log is kept and shared more widely than the database.
 """
 
 import os
+
+from gunicorn.glogging import Logger
+
+
+def _no_query(uri: str) -> str:
+    path, sep, _query = (uri or "").partition("?")
+    return path + ("?\u2026" if sep else "")  # "/events?…": there was a query, not what it said
+
+
+class AccessLog(Logger):
+    """gunicorn's logger with every query string left out of the access log's fields."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["r"] = f"{environ.get('REQUEST_METHOD')} {_no_query(environ.get('RAW_URI', ''))} " \
+                     f"{environ.get('SERVER_PROTOCOL')}"
+        atoms["q"] = ""
+        atoms["f"] = _no_query(atoms.get("f", "-"))
+        for key in ("{referer}i", "{raw_uri}e", "{request_uri}e"):
+            if key in atoms:
+                atoms[key] = _no_query(atoms[key])
+        atoms.pop("{query_string}e", None)
+        return atoms
+
+    # While the database is unavailable, paydesk answers 503 and counts the refusals in its own log: one
+    # traceback, then "database unavailable: N requests refused in the last 10 s" (PAYDESK_OUTAGE_LOG_INTERVAL).
+    # The access log leaves those requests out (the app marks them in the environ: admin/outage.py
+    # REFUSED_ENVIRON_KEY), so an outage under Stripe's retries does not write a line per refused delivery.
+    def access(self, resp, req, environ, request_time):
+        if environ.get("paydesk.outage_refused"):
+            return
+        super().access(resp, req, environ, request_time)
 
 bind = "127.0.0.1:8000"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -31,26 +66,11 @@ limit_request_field_size = 8190
 # X-Forwarded-* are paydesk's to interpret (PAYDESK_TRUSTED_PROXIES), not gunicorn's.
 forwarded_allow_ips = ""
 
-accesslog = "-"  # method, path and status: never bodies
+accesslog = "-"  # method, path (no query string) and status: never bodies
+logger_class = AccessLog
 errorlog = "-"
 
 # gunicorn >= 25 opens a control socket at one fixed path per user; several paydesk servers on one machine
 # (web, demo, tests) would fight over it. Manage the server with signals (HUP, TERM) instead.
 control_socket_disable = True
 
-
-# While the database is unavailable, paydesk answers 503 and counts the refusals in its own log: one traceback,
-# then "database unavailable: N requests refused in the last 10 s" (PAYDESK_OUTAGE_LOG_INTERVAL). The access log
-# leaves those requests out (the app marks them in the environ: admin/outage.py REFUSED_ENVIRON_KEY), so an
-# outage under Stripe's retries does not write a line per refused delivery. Every other request is logged.
-from gunicorn.glogging import Logger as _Logger  # noqa: E402
-
-
-class OutageCountedLogger(_Logger):
-    def access(self, resp, req, environ, request_time):
-        if environ.get("paydesk.outage_refused"):
-            return
-        super().access(resp, req, environ, request_time)
-
-
-logger_class = OutageCountedLogger

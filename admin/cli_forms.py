@@ -18,7 +18,7 @@ forms_cli = PaydeskGroup("forms", help="Donation forms (the public pages at /don
 @click.option("--slug", required=True, help="The page's address: /donate/<slug>.")
 @click.option("--title", required=True)
 @click.option("--ppid", help="Payment processor id or name (default: the default processor).")
-@click.option("--currency", default="usd", show_default=True)
+@click.option("--currency", default="usd", show_default=True, help="A currency Stripe charges in: usd, eur, gbp, jpy, ...")
 @click.option("--amounts", default="", help="Preset amounts in major units, comma-separated: 10,25,50.")
 @click.option("--frequencies", default="one-off", show_default=True,
               help=f"Comma-separated, from {','.join(FREQUENCIES)}.")
@@ -27,7 +27,7 @@ forms_cli = PaydeskGroup("forms", help="Donation forms (the public pages at /don
 @click.option("--other-amount/--no-other-amount", default=True, show_default=True,
               help="Donors may type their own amount.")
 @click.option("--min-amount", default="1", show_default=True)
-@click.option("--max-amount")
+@click.option("--max-amount", help="The largest gift (default: Stripe's largest charge in the currency).")
 @click.option("--intro")
 @click.option("--thank-you-text")
 @click.option("--receipts/--no-receipts", default=True, show_default=True)
@@ -36,7 +36,7 @@ forms_cli = PaydeskGroup("forms", help="Donation forms (the public pages at /don
 def forms_add(slug, title, ppid, currency, amounts, frequencies, postcode_field, other_amount, min_amount,
               max_amount, intro, thank_you_text, receipts, active, fmt):
     """Create a donation form; prints its id (and its address)."""
-    from .services.donation_forms import FormSettings, create_form, form_dict
+    from .services.donation_forms import SETTINGS, FormSettings, create_form, form_dict
 
     try:
         form = create_form(FormSettings(
@@ -44,8 +44,9 @@ def forms_add(slug, title, ppid, currency, amounts, frequencies, postcode_field,
             frequencies=[f for f in frequencies.split(",") if f.strip()], intro=intro,
             allow_other_amount=other_amount, min_amount=min_amount, max_amount=max_amount,
             postcode_field=postcode_field, thank_you_text=thank_you_text, receipts=receipts, active=active))
-    except ServiceError as err:
-        fail(err)
+    except ServiceError as err:  # named as the option that was given: "--currency: ..."
+        reason = getattr(err, "reason", None)
+        fail(ServiceError(f"{SETTINGS[err.field][1]}: {reason}") if reason and err.field in SETTINGS else err)
     if fmt == "json":
         click.echo(json.dumps(form_dict(form)))
     else:

@@ -51,6 +51,11 @@ class DefaultConfig:
     STRIPE_BACKOFF_MAX = 8.0
     STRIPE_TIMEOUT = 30
 
+    # Request bodies: at most this many bytes for any request, however they are sent (a chunked body
+    # without Content-Length is refused with 413 once this much has been read); tighter for the
+    # webhook endpoint (WEBHOOK_MAX_BYTES) and the donation form (DONATE_MAX_BYTES).
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
     # Webhooks.
     WEBHOOK_TOLERANCE = 300
     WEBHOOK_MAX_BYTES = 1024 * 1024
@@ -103,11 +108,18 @@ class DefaultConfig:
     # Form page views per address, e.g. "60 per minute"; None: not limited (each counted view costs a
     # database write; payments, where card testing happens, are limited below either way).
     DONATE_RATE_LIMIT_PAGE: str | None = None
-    DONATE_RATE_LIMIT_IP = "10 per minute;40 per hour"  # payment requests per address
-    DONATE_RATE_LIMIT_FORM = "120 per minute"  # payment requests per form, all addresses together
-    DONATE_IP_MAX_FAILURES = 5  # failed payments from one address within DONATE_IP_FAILURE_WINDOW ...
+    # Per client: an IPv4 address, or an IPv6 /64 (one home or server has a whole /64).
+    DONATE_RATE_LIMIT_IP = "10 per minute;40 per hour"  # payment requests per client
+    # Payment requests per form, all donors together; only requests with a valid one-time token count.
+    DONATE_RATE_LIMIT_FORM = "120 per minute"
+    DONATE_IP_MAX_FAILURES = 5  # failed payments from one client within DONATE_IP_FAILURE_WINDOW ...
     DONATE_IP_FAILURE_WINDOW = 3600
     DONATE_IP_BLOCK_SECONDS = 2 * 3600  # ... block it for this long
+    DONATE_MAX_BYTES = 16 * 1024  # a donation form's fields, with room to spare
+    # Refused donation requests: the first after a quiet spell is written and logged at once, a flood after
+    # it together at most this often (0: each one); rows are kept this many days (the worker prunes them).
+    DONATE_REFUSAL_FLUSH_SECONDS = 5.0
+    DONATE_REFUSAL_KEEP_DAYS = 30
     DONATE_TOKEN_MAX_AGE = 2 * 3600  # a form token is good for one payment request within this time
     # Signed donor links from staff (``forms link``: known contact, known postcode, the contact's own Stripe
     # customer): each is good for one gift within this time, and can be revoked on the contact's page.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import event, insert
+from sqlalchemy import event, func, insert
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -84,6 +84,21 @@ def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bo
         # rowcount is unreliable here (psycopg reports -1 with RETURNING): ask for a row back.
         stmt = _INSERT_IGNORE[key] = stmt.returning(*model.__table__.primary_key.columns)
     return db.session.execute(stmt, values).first() is not None
+
+
+LIKE_ESCAPE = "\\"
+
+
+def like_escaped(text: str) -> str:
+    """``text`` inside a LIKE pattern (used with ``escape=LIKE_ESCAPE``): its own ``%``, ``_`` and ``\\``
+    match themselves, not any text, any character or an escape."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains_text(col: Any, text: str) -> Any:
+    """``col`` contains ``text``, ignoring case, whatever characters ``text`` holds (the one way user text
+    reaches a LIKE)."""
+    return func.lower(col).like(f"%{like_escaped(text.strip().lower())}%", escape=LIKE_ESCAPE)
 
 
 def is_postgres() -> bool:

@@ -14,7 +14,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .models import FREQUENCY_LABELS
@@ -35,22 +35,24 @@ class LoginForm(FlaskForm):
 
 
 class DonationFormForm(FlaskForm):
-    """An admin's settings for a donation form; the service checks and normalises them."""
+    """An admin's settings for a donation form. It only carries them: the service
+    (``services.donation_forms``) checks and normalises every one, and each refusal names its setting and
+    says why ("Currency: ..."), as ``forms add`` does. No check here, so no message that names no field."""
 
-    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
-    slug = StringField("Slug (the page is /donate/<slug>)", validators=[DataRequired(), Length(max=48)])
-    intro = TextAreaField("Introduction", validators=[Optional(), Length(max=5000)])
-    processor_id = SelectField("Payment processor", coerce=int)
-    currency = StringField("Currency (ISO code)", default="usd", validators=[DataRequired(), Length(min=3, max=3)])
-    amounts = StringField("Preset amounts (comma-separated, e.g. 10, 25, 50)", validators=[Length(max=200)])
+    title = StringField("Title")
+    slug = StringField("Slug (the page is /donate/<slug>)")
+    intro = TextAreaField("Introduction")
+    processor_id = SelectField("Payment processor", validate_choice=False)
+    currency = StringField("Currency (a code Stripe charges in, such as usd, eur or gbp)", default="usd")
+    amounts = StringField("Preset amounts (comma-separated, e.g. 10, 25, 50)")
     allow_other_amount = BooleanField("Donors may enter another amount", default=True)
-    min_amount = StringField("Minimum amount", default="1", validators=[DataRequired(), Length(max=20)])
-    max_amount = StringField("Maximum amount (optional)", validators=[Optional(), Length(max=20)])
-    frequencies = SelectMultipleField("Frequencies offered",
+    min_amount = StringField("Minimum amount", default="1")
+    max_amount = StringField("Maximum amount (empty: Stripe's largest charge in the currency)")
+    frequencies = SelectMultipleField("Frequencies offered", validate_choice=False,
                                       choices=[SelectChoice(k, v) for k, v in FREQUENCY_LABELS.items()],
                                       widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
     postcode_field = BooleanField("Billing address section with its own postcode field", default=True)
-    thank_you_text = TextAreaField("Thank-you text", validators=[Optional(), Length(max=5000)])
+    thank_you_text = TextAreaField("Thank-you text")
     receipts = BooleanField("Send receipts", default=True)
     active = BooleanField("Active (the page is open to donors)", default=True)
     submit = SubmitField("Save form")

@@ -7,18 +7,26 @@ machines and a restart all see the same counts. Per-process memory is never used
 
 Each app gets its own ``Limiter`` (``init_limiter``); views are limited with
 ``limit_view(app, endpoint, ...)`` when their blueprint is registered, so two apps in one
-process (tests) never share a storage object by accident.
+process (tests) never share a storage object by accident. A limit that must only count some
+requests (those that passed a check first) is spent inside the view with :func:`spend`.
+
+Every per-client limit counts a client by :func:`network_of` its address: an IPv4 address
+alone, an IPv6 address by its /64 (one home, or one server, has a whole /64 and could otherwise
+take a fresh budget per address).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter, RequestLimit
+from limits import parse_many
 from limits.storage import Storage
 from sqlalchemy import bindparam, case, delete, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,6 +41,35 @@ _PURGE_EVERY = 500  # increments between deletions of expired counters
 def client_ip() -> str:
     """The client's address as paydesk sees it (``TRUSTED_PROXIES`` decides how far X-Forwarded-For is trusted)."""
     return request.remote_addr or "unknown"
+
+
+def network_of(addr: str | None) -> str:
+    """What a per-client limit counts: an IPv4 address as it is, an IPv6 address by its /64
+    (``2001:db8:1:2::/64``; an IPv4-mapped one as its IPv4 address). Anything else as given."""
+    text = (addr or "").strip()
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])  # a zone ("fe80::1%eth0") names no other host
+    except ValueError:
+        return text[:64] or "unknown"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def client_network() -> str:
+    """:func:`network_of` the client's address: the key of every per-client limit."""
+    return network_of(client_ip())
+
+
+def wait_words(seconds: float) -> str:
+    """'1 minute', '25 minutes', '2 hours': how long a refused client waits, rounded up, for people."""
+    minutes = max(1, math.ceil(seconds / 60))
+    if minutes <= 90:
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    hours = math.ceil(minutes / 60)
+    return f"{hours} hours"
 
 
 class SQLStorage(Storage):
@@ -108,6 +145,14 @@ class SQLStorage(Storage):
             conn.execute(delete(LimiterCounter.__table__).where(LimiterCounter.__table__.c.key == key))
 
 
+def purge_counters(now: float | None = None) -> int:
+    """Delete ``limiter_counter`` rows whose window ended over a minute ago (the worker, every few minutes;
+    busy sites also purge while counting). Nothing to do when the counters live in Redis."""
+    table = LimiterCounter.__table__
+    with db.engine.begin() as conn:
+        return conn.execute(delete(table).where(table.c.expires_at < (now or time.time()) - 60)).rowcount or 0
+
+
 _UPSERTS: dict[str, object] = {}
 
 
@@ -139,6 +184,23 @@ def init_limiter(app: Flask) -> Limiter:
     limiter.init_app(app)
     app.extensions["paydesk_limiter"] = limiter
     return limiter
+
+
+def spend(limit: str, key: str, *, scope: str) -> int:
+    """Count one hit of ``key`` against ``limit`` ("120 per minute", several separated by ";"), in the same
+    storage as the views' limits. Returns 0 when every limit still allows it, else the seconds until the
+    limit that refused it allows another."""
+    strategy = current_app.extensions["paydesk_limiter"].limiter
+    for item in parse_many(limit):
+        if not strategy.hit(item, scope, key):
+            reset_at = strategy.get_window_stats(item, scope, key).reset_time
+            return max(1, math.ceil(reset_at - time.time()))
+    return 0
+
+
+def retry_after(limit: RequestLimit) -> int:
+    """Seconds until the limit that refused a request allows another (what a breach handler says)."""
+    return max(1, math.ceil(limit.window[0] - time.time()))
 
 
 def limit_view(app: Flask, endpoint: str, limit: Callable[[], str], *, key_func: Callable[[], str],

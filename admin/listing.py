@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -274,16 +275,50 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None, width: int | None) -> list[Any] | None:
+DAMAGED = "this page link is damaged; start again from the first page"
+
+
+def decode_cursor(text: str | None, width: int | None, name: str = "after") -> list[Any] | None:
     if not text:
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(data, list):
+            raise TypeError
         values = [datetime.fromisoformat(v["dt"]) if isinstance(v, dict) else v for v in data]
     except (ValueError, TypeError, KeyError):
-        raise FilterError("after", "this page link is damaged; start again from the first page") from None
-    if not isinstance(values, list) or (width is not None and len(values) != width):
-        raise FilterError("after", "this page link is damaged; start again from the first page")
+        raise FilterError(name, DAMAGED) from None
+    if width is not None and len(values) != width:
+        raise FilterError(name, DAMAGED)
+    return values
+
+
+def _python_type(col: ColumnElement) -> type | None:
+    try:
+        return col.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _check_cursor(values: list[Any] | None, key: Sequence[ColumnElement], name: str) -> list[Any] | None:
+    """A cursor's values must be what its key columns hold: a crafted one (``[1e30, 1e30]``, ``[null, null]``,
+    ``[[1], [2]]``) is a damaged link, never a query the database cannot run."""
+    if values is None:
+        return None
+    for value, col in zip(values, key, strict=True):
+        kind = _python_type(col)
+        if kind is int:
+            ok = type(value) is int and abs(value) <= MAX_INT
+        elif kind is datetime:
+            ok = isinstance(value, datetime) and value.tzinfo is None and EARLIEST <= value <= LATEST
+        elif kind is str:
+            ok = isinstance(value, str) and len(value) <= 1000
+        elif kind is float:
+            ok = type(value) in (int, float) and math.isfinite(value) and abs(value) <= 2**63
+        else:
+            ok = isinstance(value, int | str | datetime) and not isinstance(value, bool)
+        if not ok:
+            raise FilterError(name, DAMAGED)
     return values
 
 
@@ -331,8 +366,8 @@ def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
     key = list(key)
     key_of = key_of or (lambda row: [getattr(row, c.key) for c in key])
     size = flt.size
-    after = decode_cursor(flt.after, len(key))
-    before = None if after else decode_cursor(flt.before, len(key))
+    after = _check_cursor(decode_cursor(flt.after, len(key)), key, "after")
+    before = None if after else _check_cursor(decode_cursor(flt.before, len(key), "before"), key, "before")
     q = query
     if after:
         q = q.where(_beyond(key, after, older=True))
@@ -379,7 +414,7 @@ def sequence_page(items: Sequence[T], key_of: Any, flt: Filter) -> Page[T]:
     ordered = sorted(items, key=key_of, reverse=True)
     size = flt.size
     after = decode_cursor(flt.after, None)
-    before = None if after else decode_cursor(flt.before, None)
+    before = None if after else decode_cursor(flt.before, None, "before")
     try:
         if after:
             rest = [r for r in ordered if tuple(key_of(r)) < tuple(after)]
@@ -388,7 +423,7 @@ def sequence_page(items: Sequence[T], key_of: Any, flt: Filter) -> Page[T]:
             ahead = [r for r in ordered if tuple(key_of(r)) > tuple(before)]
             rows, older, newer = ahead[-size:], True, len(ahead) > size
     except TypeError:  # a cursor of other types than the key's
-        raise FilterError("after", "this page link is damaged; start again from the first page") from None
+        raise FilterError("before" if before else "after", DAMAGED) from None
     if not (after or before):
         rows, older, newer = ordered[:size], len(ordered) > size, False
     page = Page(rows=list(rows), size=size)

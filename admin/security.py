@@ -12,10 +12,13 @@ Other code uses:
   form, say); the test that walks the URL map skips only routes so marked.
 - ``endpoint_url(endpoint, **values)``: ``url_for`` when that endpoint exists, else None
   (navigation and dashboard links to pages that later issues add).
+- ``limit_body(endpoint, setting)``: a tighter bound on that endpoint's request body than the app's
+  ``MAX_CONTENT_LENGTH``, however the body is sent (see :func:`_bound_body`).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -205,6 +208,34 @@ def session_identifier() -> str:
     return sha512(f"{request.remote_addr}|{agent}".encode("utf-8", "replace")).hexdigest()
 
 
+# -- request bodies ----------------------------------------------------------------------
+
+def limit_body(app: Flask, endpoint: str, setting: str) -> None:
+    """Bound ``endpoint``'s request bodies by the configuration value ``setting`` (bytes) instead of
+    ``MAX_CONTENT_LENGTH`` (read at each request, so a changed setting applies at once)."""
+    app.extensions.setdefault("paydesk_body_limits", {})[endpoint] = setting
+
+
+def _bound_body() -> None:
+    """Every request's body is at most its endpoint's limit (``limit_body``) or ``MAX_CONTENT_LENGTH``.
+
+    With a Content-Length, Werkzeug refuses a longer body with 413 when it is first read. A chunked body
+    has none, and Werkzeug would silently stop reading at the limit (a truncated form or JSON document):
+    so read at most limit + 1 bytes of it here, and hand the rest of the app that much, with its length.
+    One byte over the limit, and the first read of it (the view's, CSRF's) is a 413; the remainder is
+    never read into memory (gunicorn drops it with the connection)."""
+    setting = current_app.extensions.get("paydesk_body_limits", {}).get(request.endpoint or "")
+    if setting:
+        request.max_content_length = int(current_app.config[setting])
+    limit = request.max_content_length
+    env = request.environ
+    if limit is None or env.get("CONTENT_LENGTH") or not env.get("wsgi.input_terminated"):
+        return
+    data = env["wsgi.input"].read(limit + 1)
+    env["wsgi.input"], env["CONTENT_LENGTH"] = io.BytesIO(data), str(len(data))
+    env.pop("HTTP_TRANSFER_ENCODING", None)  # else Werkzeug ignores the length given here
+
+
 def init_security(app: Flask) -> None:
     """Session protection, unauthorised handling, security headers and template helpers."""
     app.config.setdefault("SESSION_PROTECTION", "strong")
@@ -213,6 +244,7 @@ def init_security(app: Flask) -> None:
     login_manager.unauthorized_handler(_unauthorized)
     # First in line: before CSRFProtect checks the token (and records its verdict on g).
     app.before_request_funcs.setdefault(None, []).insert(0, _fresh_request_state)
+    app.before_request_funcs[None].insert(1, _bound_body)  # before anything reads the body
     app.after_request(_set_security_headers)
 
     from .forms import EmptyForm

@@ -3,6 +3,7 @@ makes them, the page's one-time token, a payment request."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import urllib.request
@@ -47,10 +48,12 @@ def gift(token: str, pm: str | None, **fields) -> dict:
     return body
 
 
-def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers: dict | None = None, **fields):
+def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers: dict | None = None,
+        environ_base: dict | None = None, **fields):
     """One full payment request with a fresh token and a new PaymentMethod; the response."""
     pm = payment_method(processor, number)
-    return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers)
+    return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers,
+                       **({"environ_base": environ_base} if environ_base else {}))
 
 
 def subscription_then_stripe_fails(rsps, localstripe: str) -> None:
@@ -70,3 +73,35 @@ def subscription_then_stripe_fails(rsps, localstripe: str) -> None:
     rsps.add(responses.GET, re.compile(re.escape(localstripe) + r"/v1/invoices/.*"), status=500,
              json={"error": {"type": "api_error", "message": "An unknown error occurred"}})
     rsps.add_passthru(localstripe)
+
+
+class Endless(io.RawIOBase):
+    """A request body that never ends (a chunked upload of any size), counting what was read of it."""
+
+    def __init__(self) -> None:
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = len(buffer)
+        buffer[:n] = b" " * n
+        self.read_bytes += n
+        return n
+
+    # The test client measures a body by seeking; a chunked one has no length (CONTENT_LENGTH "" below).
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, *_args) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+
+def post_chunked(client, path: str, body: Endless, content_type: str = "application/json"):
+    """POST ``body`` as a server passes on a chunked request: no Content-Length, the stream terminated by it."""
+    return client.post(path, input_stream=body, content_type=content_type,
+                       environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})

@@ -39,12 +39,20 @@ def test_forms_add_defaults_to_the_default_processor_and_postcode_field(app, run
 
 def test_forms_add_explains_bad_input_without_a_traceback(app, runner, offline_processor):
     bad = runner.invoke(args=["forms", "add", "--slug", "Bad Slug!", "--title", "T"])
-    assert bad.exit_code == 1 and "slug: use 1-48 lowercase letters" in bad.output
+    assert bad.exit_code == 1 and "Error: --slug: use 1-48 lowercase letters" in bad.output
     assert "Traceback" not in bad.output
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--frequencies", "weekly"])
-    assert bad.exit_code == 1 and "frequencies: choose from one-off, monthly, yearly" in bad.output
+    assert bad.exit_code == 1 and "Error: --frequencies: choose from one-off, monthly, yearly" in bad.output
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--amounts", "ten"])
-    assert bad.exit_code == 1 and "amounts: 'ten' is not an amount" in bad.output
+    assert bad.exit_code == 1 and "Error: --amounts: 'ten' is not an amount" in bad.output
+    bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--currency", "xyz"])
+    assert bad.exit_code == 1 and bad.output == (
+        "Error: --currency: “XYZ” is not a currency Stripe charges in: enter its three-letter code, such as usd, "
+        "eur or gbp\n")
+    bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--max-amount", "1000000"])
+    assert bad.exit_code == 1 and "Error: --max-amount: Stripe's largest charge in USD is 999,999.99 USD" in bad.output
+    bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--ppid", "nope"])
+    assert bad.exit_code == 1 and "Error: --ppid: no payment processor 'nope'" in bad.output
     assert db.session.scalar(select(DonationForm)) is None
 
 

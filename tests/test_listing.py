@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -112,3 +113,30 @@ def test_a_damaged_page_link_is_a_filter_error(offline_processor):
 
     with pytest.raises(FilterError):
         keyset_page(local_query(EventFilter()), ORDER, EventFilter(after="not-a-cursor!!"))
+
+
+# -- crafted cursors: a message and the first page, never a 500 -------------------------------------
+
+LIST_PAGES = ["/events", "/audit", "/jobs", "/jobs/outbox", "/intents", "/subscriptions", "/customers",
+              "/contributions", "/payments"]
+CRAFTED_KEYS = [(1e30, 1e30), (None, None), ([1], [2]), ({"dt": "2026-01-01"}, {"dt": 5}), (True, False),
+                (2**80, 2**80), ("2026-01-01", 1), ({"dt": "2026-01-01T00:00"}, "x"),
+                ({"dt": "2026-01-01T00:00+05:00"}, 1), (-(2**70), {"dt": "2026-01-01"})]
+# Each as a two-column key (time, id) and as a one-column key (id): pages key on either.
+CRAFTED_CURSORS = [json.dumps(list(k)) for k in CRAFTED_KEYS] + [json.dumps([k[0]]) for k in CRAFTED_KEYS] + [
+    '{"a":1,"b":2}', '{"a":1}', "[]", '"x"', "7"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("path", LIST_PAGES)
+def test_a_crafted_page_link_shows_the_first_page_with_a_message(client, auth, path):
+    import base64
+
+    auth.login("viewer@example.org", "viewer")
+    for crafted in CRAFTED_CURSORS:
+        cursor = base64.urlsafe_b64encode(crafted.encode()).decode().rstrip("=")
+        for param in ("after", "before"):
+            resp = client.get(f"{path}?{param}={cursor}")
+            assert resp.status_code == 200, (path, crafted, param)
+            assert "this page link is damaged; start again from the first page" in resp.get_data(as_text=True), \
+                (path, crafted, param)

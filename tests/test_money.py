@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from admin.money import MAX_MINOR_UNITS, format_money, parse_money, to_major
+from admin.money import (
+    CURRENCIES,
+    MAX_MINOR_UNITS,
+    AmountError,
+    format_money,
+    largest_charge,
+    parse_money,
+    read_amount,
+    stripe_currency,
+    to_major,
+)
 
 
 @pytest.mark.parametrize("text, currency, minor", [
@@ -60,6 +70,59 @@ def test_formatting_round_trips():
     assert format_money(123456, "usd") == "1,234.56 USD" and to_major(123456, "usd") == "1234.56"
     assert parse_money(to_major(-123456, "kwd"), "kwd") == -123456
 
+
+# -- the currency table -----------------------------------------------------------------------------
+
+def test_one_table_of_the_currencies_stripe_charges_in():
+    assert stripe_currency("USD").exponent == 2 and stripe_currency("jpy").exponent == 0
+    assert (stripe_currency("kwd").exponent, stripe_currency("kwd").step) == (3, 10)
+    assert stripe_currency("xyz") is None and stripe_currency("") is None and stripe_currency(None) is None
+    assert len(CURRENCIES) > 130 and all(len(code) == 3 and code.islower() for code in CURRENCIES)
+    assert largest_charge("usd") == 99_999_999 and format_money(largest_charge("usd"), "usd") == "999,999.99 USD"
+    assert format_money(largest_charge("jpy"), "jpy") == "99,999,999 JPY"
+
+
+# -- amounts typed by donors: a decimal comma or point, never a guess -----------------------------
+
+@pytest.mark.parametrize("text, currency, minor", [
+    ("12,50", "usd", 1250), ("12.50", "usd", 1250), ("12,5", "eur", 1250), ("12", "usd", 1200),
+    ("1,234.56", "usd", 123456), ("1.234,56", "eur", 123456), ("1,000,000", "usd", 100_000_000),
+    ("1.000.000", "eur", 100_000_000), ("1 234,56", "eur", 123456), ("1\u00a0234,56", "eur", 123456),
+    ("1'234.50", "chf", 123450), ("€12,50", "eur", 1250), ("12,50 EUR", "eur", 1250), ("$ 15", "usd", 1500),
+    ("1,250", "jpy", 1250), ("1.250", "jpy", 1250), ("1500", "jpy", 1500), (",5", "usd", 50),
+    ("12,505", "usd", 1_250_500),  # three decimals are no USD amount: the comma can only group thousands
+    ("1.250,5", "kwd", 1_250_500), ("12.", "usd", 1200),
+])
+def test_a_decimal_comma_or_point_reads_the_same(text, currency, minor):
+    assert read_amount(text, currency) == minor
+
+
+@pytest.mark.parametrize("text, currency, message", [
+    ("1,250", "usd", "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1,250” means."),
+    ("1.250", "eur", "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1.250” means."),
+    ("1,000", "usd", "Enter 1000 or 1.00 as the other amount"),
+    ("1.250", "kwd", "Enter 1250 or 1.250 as the other amount"),
+    ("12.5055", "usd", "USD amounts have at most 2 decimal places: enter the other amount such as 15 or 15.50."),
+    ("12,5", "jpy", "JPY amounts are whole numbers: enter the other amount without decimals."),
+    ("1.255,505", "kwd", "KWD gifts go in steps of 0.010: enter the other amount as 1255.500 or 1255.510."),
+])
+def test_an_amount_that_could_be_read_two_ways_is_refused_naming_both(text, currency, message):
+    with pytest.raises(AmountError) as err:
+        read_amount(text, currency, label="the other amount")
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("text", ["lots", "-5", "+5", "1e3", "Infinity", "NaN", "1_000", "²", "١٢", "1,2,3",
+                                  "1,23,456", "12 34", "1.000,5,5", "1,000.5.5", ".", ",", "", "12..5", "0x10",
+                                  "12 EUR", "1" + " " * 80 + "000"])
+def test_anything_else_is_not_an_amount(text):
+    with pytest.raises(AmountError, match="Enter the other amount as a number, such as 15 or 15.50."):
+        read_amount(text, "usd", label="the other amount")
+
+
+def test_huge_numbers_are_read_as_more_than_any_form_takes_without_costing_time():
+    assert read_amount("99999999999", "usd") == 9_999_999_999_900
+    assert read_amount("9" * 60, "usd") > MAX_MINOR_UNITS
 
 
 @pytest.mark.postgres

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import subprocess
 import time
@@ -38,6 +39,12 @@ def _gunicorn() -> str:
     return str(here) if here.exists() else (shutil.which("gunicorn") or pytest.skip("gunicorn is not installed"))
 
 
+class Served(str):
+    """The server's base URL; ``pid``: gunicorn's arbiter."""
+
+    pid: int
+
+
 @contextmanager
 def served(app, tmp_path: Path, name: str, **settings: str):
     """gunicorn -c gunicorn.conf.py on a free port, with the test app's database and keys."""
@@ -50,7 +57,8 @@ def served(app, tmp_path: Path, name: str, **settings: str):
     with open(log, "wb") as handle:
         proc = subprocess.Popen([_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
                                  "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = Served(f"http://127.0.0.1:{port}")
+    base.pid = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -175,3 +183,78 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=10).status_code == 200
     except requests.RequestException:  # not listening yet, or its workers still starting
         return False
+
+
+# -- bodies bounded however they are sent --------------------------------------------------------------
+
+def _chunked_post(port: int, path: str, total: int, chunk: int = 64 * 1024, timeout: float = 20.0):
+    """POST ``total`` bytes chunked (no Content-Length) as fast as the server takes them, stopping once it
+    answers; (status line, seconds until the answer, bytes sent by then)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    started = time.monotonic()
+    sent = 0
+    answer = b""
+    try:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode())
+        piece = f"{chunk:x}\r\n".encode() + b" " * chunk + b"\r\n"
+        while sent < total and not select.select([s], [], [], 0)[0]:
+            try:
+                s.sendall(piece)
+            except OSError:  # the server stopped reading (and answered, or closed)
+                break
+            sent += chunk
+        if not select.select([s], [], [], 0)[0] and sent >= total:
+            s.sendall(b"0\r\n\r\n")
+        answer = s.recv(4096)
+        return answer.split(b"\r\n", 1)[0].decode(), time.monotonic() - started, sent
+    finally:
+        s.close()
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its children (gunicorn's workers), in KiB."""
+    total = 0
+    for p in [pid, *[int(c) for c in (Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_chunked_50_mb_body_is_refused_quickly_without_being_read_into_memory(app, offline_processor, tmp_path):
+    """A chunked body carries no Content-Length: the pay endpoint's 16 KiB, the webhook's 1 MiB and the app's
+    1 MiB still hold, with 413 before the body is read (a 400 MB one once grew a worker to 1.3 GB)."""
+    from donate_support import make_form
+
+    make_form(offline_processor, slug="spring")
+    with served(app, tmp_path, "bodies") as base:
+        port = int(base.rsplit(":", 1)[1])
+        before = _rss_kib(base.pid)
+        for path in ("/donate/spring/pay", f"/webhooks/stripe/{offline_processor.id}", "/login", "/donate/spring"):
+            status, seconds, sent = _chunked_post(port, path, 50 * 1024 * 1024)
+            assert status.startswith("HTTP/1.1 413"), (path, status)
+            assert seconds < 5, (path, seconds)
+            assert sent < 10 * 1024 * 1024, (path, sent)  # answered long before the 50 MB were sent
+        assert _rss_kib(base.pid) - before < 20 * 1024  # KiB: no worker grew by the body
+        assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def test_the_access_log_keeps_no_query_strings(app, auth, offline_processor, tmp_path):
+    """Searches (a donor's email), filters and signed donor links stay out of gunicorn's access log."""
+    from donate_support import make_form
+
+    make_form(offline_processor, slug="spring")
+    auth.create("staff@example.org", "viewer")
+    with served(app, tmp_path, "access") as base:
+        session = requests.Session()
+        assert _login(session, base, "192.0.2.1", "staff@example.org", PASSWORD) == 302
+        assert session.get(f"{base}/events?q=ada@example.org&status=error", timeout=10,
+                           headers={"Referer": f"{base}/customers?q=grace@example.org"}).status_code == 200
+        assert session.get(f"{base}/donate/spring?donor=signed.secret.token", timeout=10).status_code == 200
+        time.sleep(0.5)  # the access log line is written after the response
+    log = (tmp_path / "gunicorn-access.log").read_text()
+    assert '"GET /events?\u2026 HTTP/1.1" 200' in log and '"GET /donate/spring?\u2026 HTTP/1.1" 200' in log
+    assert f'"{base}/customers?\u2026"' in log  # the Referer too
+    for secret in ("ada@example.org", "grace@example.org", "status=error", "signed.secret.token"):
+        assert secret not in log

@@ -98,7 +98,8 @@ class DonationRefusal(db.Model):
 
     ``reason`` is one of ``REFUSAL_REASONS``; ``payment_failed`` is an attempt that reached Stripe
     and was declined (or failed 3-D Secure), every other reason is a request paydesk refused
-    before calling Stripe.
+    before calling Stripe. One row stands for ``count`` refusals: a flood of them from one address
+    is tallied and written together (``services.donation_guard``), ``at`` being the latest.
     """
 
     __tablename__ = "donation_refusal"
@@ -110,6 +111,7 @@ class DonationRefusal(db.Model):
     client_ip: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(500))
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 REFUSAL_REASONS = (

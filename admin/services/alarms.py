@@ -46,16 +46,27 @@ from ..timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-# A source of failures: (since, until) -> a Select of (processor_id, when) rows, one per failure.
+# A source of failures: (since, until) -> a Select of (processor_id, when) rows, one per failure, or of
+# (processor_id, when, n) rows where one row stands for n failures (refusals tallied together).
 Source = Callable[[datetime, datetime], Select]
 _SOURCES: dict[str, Source] = {}
+_LABELS: dict[str, str] = {}  # what staff read for each source, in the banner
 
 
-def register_source(name: str, source: Source) -> None:
+def register_source(name: str, source: Source, label: str | None = None) -> None:
     """Count another kind of failure towards the alarm (e.g. the donation form's refusals):
-    ``source(since, until)`` returns a Select of ``(processor_id, when)``, one row per failure
-    in ``[since, until)``; keep it on an indexed time column, it runs on every staff page."""
+    ``source(since, until)`` returns a Select of ``(processor_id, when)`` (one row per failure), or of
+    ``(processor_id, when, n)`` (one row for n), in ``[since, until)``; keep it on an indexed time column,
+    it runs on every staff page. ``label`` is what the banner calls these failures ("refused donation-form
+    requests"): staff read words, never ``name``."""
     _SOURCES[name] = source
+    _LABELS[name] = label or name.replace("_", " ")
+
+
+def _weighted(sub) -> tuple:
+    """(processor column, time column, how many failures each row stands for) of a source's subquery."""
+    cols = list(sub.c)
+    return cols[0], cols[1], (cols[2] if len(cols) > 2 else None)
 
 
 def _failed_charges(since: datetime, until: datetime) -> Select:
@@ -83,14 +94,14 @@ def _form_refusals(since: datetime, until: datetime) -> Select:
     """Donation-form requests refused before reaching Stripe (replayed tokens, rate limits, honeypot,
     blocked addresses, ...); declines are counted already as failed intents and charges."""
     r, f = DonationRefusal, DonationForm
-    return select(f.processor_id, r.at).join(f, f.id == r.form_id).where(
+    return select(f.processor_id, r.at, r.count).join(f, f.id == r.form_id).where(
         r.at >= since, r.at < until, r.reason != "payment_failed")
 
 
-register_source("intents", _failed_intents)
-register_source("charges", _failed_charges)
-register_source("signals", _signals)
-register_source("form_refusals", _form_refusals)
+register_source("intents", _failed_intents, "failed payment intents")
+register_source("charges", _failed_charges, "failed one-off charges")
+register_source("signals", _signals, "charges with no customer")
+register_source("form_refusals", _form_refusals, "refused donation-form requests")
 
 
 def settings() -> tuple[int, int]:
@@ -105,9 +116,9 @@ def failure_counts(window_minutes: int, now: datetime | None = None) -> dict[int
     since = now - timedelta(minutes=window_minutes)
     out: dict[int, dict[str, int]] = {}
     for name, source in _SOURCES.items():
-        sub = source(since, now).subquery()
-        cols = list(sub.c)
-        for ppid, n in db.session.execute(select(cols[0], func.count()).group_by(cols[0])).all():
+        who, _when, weight = _weighted(source(since, now).subquery())
+        how_many = func.coalesce(func.sum(weight), 0) if weight is not None else func.count()
+        for ppid, n in db.session.execute(select(who, how_many).group_by(who)).all():
             if ppid is not None:
                 out.setdefault(int(ppid), {})[name] = int(n)
     return out
@@ -125,6 +136,12 @@ class Alarm:
     @property
     def window_words(self) -> str:
         return f"{self.window_minutes} minutes"
+
+    @property
+    def sources(self) -> list[tuple[str, int]]:
+        """(what staff read, how many) for each kind of failure counted, largest first."""
+        return sorted(((_LABELS.get(k, k.replace("_", " ")), n) for k, n in self.by_source.items()),
+                      key=lambda item: (-item[1], item[0]))
 
 
 def current_alarms(now: datetime | None = None) -> list[Alarm]:
@@ -218,8 +235,8 @@ def failures_per_hour(days: int = 7, processor_id: int | None = None,
     starts = periods("hour", days * 24, now)
     total = [0] * len(starts)
     for source in _SOURCES.values():
-        who, when = list(source(starts[0], starts[-1] + timedelta(hours=1)).subquery().c)[:2]
+        who, when, weight = _weighted(source(starts[0], starts[-1] + timedelta(hours=1)).subquery())
         _, counts = counts_per(when, [who == processor_id] if processor_id is not None else [], "hour",
-                               days * 24, now)
+                               days * 24, now, weight=weight)
         total = [a + b for a, b in zip(total, counts, strict=True)]
     return list(zip(starts, total, strict=True))

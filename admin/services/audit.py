@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import func, or_, select
 
+from ..dbutil import LIKE_ESCAPE, like_escaped
 from ..extensions import db
 from ..listing import Filter, Page, keyset_page, processor_field
 from ..models import AuditLog
@@ -101,7 +102,8 @@ def audit_query(flt: AuditFilter):
     if flt.action:
         exact = [a for a in flt.action if not a.endswith("*")]
         conds = [AuditLog.action.in_(exact)] if exact else []
-        conds += [AuditLog.action.like(a[:-1] + "%") for a in flt.action if a.endswith("*")]
+        conds += [AuditLog.action.like(like_escaped(a[:-1]) + "%", escape=LIKE_ESCAPE)
+                  for a in flt.action if a.endswith("*")]
         q = q.where(or_(*conds))
     if flt.result:
         q = q.where(AuditLog.result == flt.result)

@@ -1,8 +1,9 @@
 """Staff sign-in with throttling, sign-out, and the audit entries for both.
 
 One mechanism, the ``rate_limit`` table (``admin.services.ratelimit``), with two counters for
-each failed attempt, both keyed by the client address (proxy-corrected, see
-``PAYDESK_TRUSTED_PROXIES``):
+each failed attempt, both keyed by the client (proxy-corrected, see ``PAYDESK_TRUSTED_PROXIES``;
+an IPv4 address, or an IPv6 address's /64, ``limiter.network_of``: one home or server has a whole
+/64 and must not get a fresh budget per address). "Address" below means that.
 
 - per account at an address (``login-account:<email>|<address>``): ``LOGIN_MAX_FAILURES``
   failures in ``LOGIN_LOCKOUT_SECONDS`` block that account *from that address* for as long.
@@ -32,6 +33,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..dbutil import immediate
 from ..extensions import db
+from ..limiter import network_of
 from ..models import User
 from ..timeutil import utcnow
 from . import audit, ratelimit
@@ -67,9 +69,9 @@ def _equalise_timing(password: str) -> None:
 
 
 def throttle_keys(email: str, client_addr: str | None) -> tuple[str, str]:
-    """(per-address key, per-account-at-address key) for a sign-in attempt."""
-    addr = client_addr or "unknown"
-    return ratelimit.safe_key("login-ip", addr), ratelimit.safe_key("login-account", email, addr)
+    """(per-address key, per-account-at-address key) for a sign-in attempt: by :func:`network_of` the address."""
+    net = network_of(client_addr)
+    return ratelimit.safe_key("login-ip", net), ratelimit.safe_key("login-account", email, net)
 
 
 def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:

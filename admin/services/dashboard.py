@@ -131,13 +131,16 @@ def periods(unit: str, n: int, now: datetime) -> list[datetime]:
     return [last - step * i for i in range(n - 1, -1, -1)]
 
 
-def counts_per(when, where: list, unit: str, n: int, now: datetime | None = None) -> tuple[list[datetime], list[int]]:
-    """How many rows (``where``) fall in each of the last ``n`` periods by ``when``; (starts, counts)."""
+def counts_per(when, where: list, unit: str, n: int, now: datetime | None = None, *,
+               weight=None) -> tuple[list[datetime], list[int]]:
+    """How many rows (``where``) fall in each of the last ``n`` periods by ``when``; (starts, counts).
+    ``weight``: a column saying how many each row stands for (summed instead of counting rows)."""
     starts = periods(unit, n, now or utcnow())
     key = bucket(when, unit)
     fmt = _FORMATS[unit]
+    how_many = func.count() if weight is None else func.coalesce(func.sum(weight), 0)
     rows = {k.strftime(fmt) if isinstance(k, datetime) else k: int(count) for k, count in
-            db.session.execute(select(key, func.count()).where(when >= starts[0], *where).group_by(key))}
+            db.session.execute(select(key, how_many).where(when >= starts[0], *where).group_by(key))}
     return starts, [rows.get(s.strftime(fmt), 0) for s in starts]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 from ..dbutil import immediate, parse_id
 from ..extensions import db
 from ..models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, DonorLink, PaymentProcessor
-from ..money import format_money, parse_money, to_major
+from ..money import Currency, format_money, largest_charge, parse_money, stripe_currency, to_major
 from ..timeutil import utcnow
 from . import ServiceError, audit
 
@@ -46,62 +46,100 @@ class FormSettings:
     active: bool = True
 
 
-def _money(text: str | None, currency: str, field: str, label: str) -> int | None:
+# Each setting as the forms editor and ``forms add`` name it (a ServiceError's ``field`` is the FormSettings
+# attribute): every refusal says which setting and why, in the editor's words or as the CLI option.
+SETTINGS = {
+    "slug": ("Slug", "--slug"), "title": ("Title", "--title"), "intro": ("Introduction", "--intro"),
+    "processor_id": ("Payment processor", "--ppid"), "currency": ("Currency", "--currency"),
+    "amounts": ("Preset amounts", "--amounts"), "min_amount": ("Minimum amount", "--min-amount"),
+    "max_amount": ("Maximum amount", "--max-amount"), "frequencies": ("Frequencies", "--frequencies"),
+    "thank_you_text": ("Thank-you text", "--thank-you-text"),
+}
+MAX_TEXT = 5000  # introduction and thank-you text
+
+
+def setting_error(field: str, why: str) -> ServiceError:
+    """A refused setting: the message names it as the editor does ("Currency: ..."); ``reason`` is the why."""
+    err = ServiceError(f"{SETTINGS[field][0]}: {why}", field=field)
+    err.reason = why  # type: ignore[attr-defined]
+    return err
+
+
+def _money(text: str | None, cur: Currency, field: str) -> int | None:
     text = (text or "").strip()
     if not text:
         return None
     try:
-        value = parse_money(text, currency)
+        value = parse_money(text, cur.code)
     except ValueError as err:
-        raise ServiceError(f"{label}: {err}", field=field) from None
+        raise setting_error(field, str(err)) from None
     if value <= 0:
-        raise ServiceError(f"{label}: enter an amount above zero", field=field)
+        raise setting_error(field, "enter an amount above zero")
+    if value % cur.step:
+        raise setting_error(field, f"{cur.upper} amounts go in steps of {format_money(cur.step, cur.code)}")
     return value
+
+
+def largest_gift(form: DonationForm) -> int:
+    """The most one gift on ``form`` may be: its maximum, and never more than Stripe's largest charge in its
+    currency (which is the maximum of a form that sets none)."""
+    cap = largest_charge(form.currency)
+    return min(form.max_amount, cap) if form.max_amount else cap
 
 
 def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
     slug = (s.slug or "").strip().lower()
     if not SLUG_RE.match(slug):
-        raise ServiceError("slug: use 1-48 lowercase letters, digits and hyphens (it becomes /donate/<slug>)",
-                           field="slug")
+        raise setting_error("slug", "use 1-48 lowercase letters, digits and hyphens (it becomes /donate/<slug>)")
     clash = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug))
     if clash is not None and clash is not form:
-        raise ServiceError(f"slug: a form with the slug {slug!r} exists already", field="slug")
+        raise setting_error("slug", f"a form with the slug {slug!r} exists already")
     title = (s.title or "").strip()
     if not title or len(title) > 200:
-        raise ServiceError("title: enter a title of at most 200 characters", field="title")
-    currency = (s.currency or "").strip().lower()
-    if not re.fullmatch(r"[a-z]{3}", currency):
-        raise ServiceError("currency: enter a three-letter ISO code such as usd, eur or gbp", field="currency")
+        raise setting_error("title", "enter a title of at most 200 characters")
+    for name in ("intro", "thank_you_text"):
+        if len(getattr(s, name) or "") > MAX_TEXT:
+            raise setting_error(name, f"at most {MAX_TEXT:,} characters")
+    code = (s.currency or "").strip().lower()
+    cur = stripe_currency(code)
+    if cur is None:
+        shown = f"\u201c{code[:10].upper()}\u201d is not" if code else "enter"
+        raise setting_error("currency", f"{shown} a currency Stripe charges in: enter its three-letter code, "
+                                        "such as usd, eur or gbp")
     from .processors import get_processor
 
     try:
         processor: PaymentProcessor = get_processor(s.processor_id)
     except ServiceError as err:
-        raise ServiceError(f"processor: {err.message}", field="processor_id") from None
+        raise setting_error("processor_id", err.message) from None
     amounts = []
     for part in [p.strip() for p in (s.amounts or "").split(",") if p.strip()]:
-        amounts.append(_money(part, currency, "amounts", "amounts"))
+        amounts.append(_money(part, cur, "amounts"))
     if len(amounts) > MAX_PRESETS:
-        raise ServiceError(f"amounts: at most {MAX_PRESETS} preset amounts", field="amounts")
+        raise setting_error("amounts", f"at most {MAX_PRESETS} preset amounts")
     amounts = sorted(set(amounts))
     if not amounts and not s.allow_other_amount:
-        raise ServiceError("amounts: give preset amounts, or allow donors to enter their own", field="amounts")
-    min_amount = _money(s.min_amount, currency, "min_amount", "minimum") or 1
-    max_amount = _money(s.max_amount, currency, "max_amount", "maximum")
-    if max_amount is not None and max_amount < min_amount:
-        raise ServiceError("maximum: must not be below the minimum", field="max_amount")
-    outside = [a for a in amounts if a < min_amount or (max_amount is not None and a > max_amount)]
+        raise setting_error("amounts", "give preset amounts, or allow donors to enter their own")
+    cap = cur.max_amount
+    min_amount = _money(s.min_amount, cur, "min_amount") or cur.step
+    max_amount = _money(s.max_amount, cur, "max_amount")
+    if max_amount is not None and max_amount > cap:
+        raise setting_error("max_amount", f"Stripe's largest charge in {cur.upper} is {format_money(cap, code)}")
+    if min_amount > (max_amount or cap):
+        raise setting_error("min_amount", "must not be above the maximum" if max_amount else
+                            f"must not be above Stripe's largest charge, {format_money(cap, code)}")
+    outside = [a for a in amounts if a < min_amount or a > (max_amount or cap)]
     if outside:
-        raise ServiceError(f"amounts: {format_money(outside[0], currency, trim=True)} is outside the minimum and maximum",
-                           field="amounts")
-    frequencies = [f.strip().lower() for f in s.frequencies if f and f.strip()]
+        raise setting_error("amounts", f"{format_money(outside[0], code, trim=True)} is outside the minimum and "
+                                       f"maximum ({format_money(min_amount, code)} to "
+                                       f"{format_money(max_amount or cap, code)})")
+    frequencies = [f.strip().lower() for f in s.frequencies or () if f and f.strip()]
     unknown = [f for f in frequencies if f not in FREQUENCIES]
     if unknown or not frequencies:
-        raise ServiceError(f"frequencies: choose from {', '.join(FREQUENCIES)}", field="frequencies")
+        raise setting_error("frequencies", f"choose from {', '.join(FREQUENCIES)}")
     return {
         "slug": slug, "title": title, "intro": (s.intro or "").strip() or None, "processor_id": processor.id,
-        "currency": currency, "amounts": amounts, "allow_other_amount": bool(s.allow_other_amount),
+        "currency": code, "amounts": amounts, "allow_other_amount": bool(s.allow_other_amount),
         "min_amount": min_amount, "max_amount": max_amount,
         "frequencies": [f for f in FREQUENCIES if f in frequencies],  # always in the same order
         "postcode_field": bool(s.postcode_field), "thank_you_text": (s.thank_you_text or "").strip() or None,
@@ -162,7 +200,8 @@ def public_form(slug: str) -> DonationForm | None:
     """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive."""
     form = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug)
                              .options(joinedload(DonationForm.processor)))
-    return form if form is not None and form.active else None
+    # A currency Stripe does not take (saved before paydesk checked): closed rather than failing at Stripe.
+    return form if form is not None and form.active and stripe_currency(form.currency) else None
 
 
 def form_dict(form: DonationForm) -> dict[str, Any]:
@@ -171,7 +210,7 @@ def form_dict(form: DonationForm) -> dict[str, Any]:
             "amounts": [to_major(a, form.currency, trim=True) for a in form.amounts or []],
             "other_amount": form.allow_other_amount,
             "min_amount": to_major(form.min_amount, form.currency, trim=True),
-            "max_amount": to_major(form.max_amount, form.currency, trim=True) or None,
+            "max_amount": to_major(largest_gift(form), form.currency, trim=True),
             "frequencies": list(form.frequencies or []), "postcode_field": form.postcode_field,
             "receipts": form.receipts, "url": public_url(form)}
 
@@ -191,8 +230,7 @@ def frequency_choices(form: DonationForm) -> list[tuple[str, str]]:
 
 
 def range_text(form: DonationForm) -> str:
-    low = format_money(form.min_amount, form.currency)
-    return f"{low} to {format_money(form.max_amount, form.currency)}" if form.max_amount else f"at least {low}"
+    return f"{format_money(form.min_amount, form.currency)} to {format_money(largest_gift(form), form.currency)}"
 
 
 # -- signed donor links: a known contact (and so a known billing postcode) ------------------

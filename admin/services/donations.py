@@ -71,14 +71,14 @@ from ..models import (
     DonationPlan,
     StripeCustomer,
 )
-from ..money import MAX_MINOR_UNITS, format_money, parse_money
+from ..money import MAX_MINOR_UNITS, AmountError, format_money, read_amount
 from ..stripe_gateway import Gateway, GatewayError
 from ..stripe_shapes import paid_invoice_payment, sid
 from ..timeutil import utcnow
 from . import contributions, donation_guard, intents, recurring
 from .contacts import find_by_email, new_contact
 from .customers import customer_fields, request_metadata_sync
-from .donation_forms import LINK_SPENT, claim_link, move_link, release_link
+from .donation_forms import LINK_SPENT, claim_link, largest_gift, move_link, release_link
 from .stripe_reader import StripeReader
 
 log = logging.getLogger(__name__)
@@ -143,13 +143,14 @@ def _text(data: dict, name: str, limit: int = 200) -> str:
 
 
 def chosen_amount(form: DonationForm, data: dict, errors: dict[str, str]) -> int | None:
-    """The gift's amount: "Other amount" when filled in, else the chosen preset."""
-    other = _text(data, "other_amount", 32).replace(",", "")
+    """The gift's amount: "Other amount" when filled in (read by :func:`admin.money.read_amount`: a decimal
+    comma or point, never a guess), else the chosen preset."""
+    other = _text(data, "other_amount", 65)  # longer: refused, never cut to a shorter number
     if other and form.allow_other_amount:
         try:
-            return parse_money(other.lstrip("$£€"), form.currency)
-        except ValueError:
-            errors["other_amount"] = "Enter an amount such as 15 or 15.50."
+            return read_amount(other, form.currency, label="the other amount")
+        except AmountError as err:
+            errors["other_amount"] = str(err)
             return None
     preset = parse_whole(_text(data, "amount", 32), 1, MAX_MINOR_UNITS)  # minor units, ASCII digits
     if preset is not None and preset in (form.amounts or []):
@@ -164,10 +165,11 @@ def validate(form: DonationForm, data: dict, donor: Contact | None = None) -> tu
     amount = chosen_amount(form, data, errors)
     if amount is not None:
         field_name = "other_amount" if _text(data, "other_amount") and form.allow_other_amount else "amount"
+        largest = largest_gift(form)
         if amount < form.min_amount:
             errors[field_name] = f"The smallest gift this form takes is {format_money(form.min_amount, form.currency)}."
-        elif form.max_amount and amount > form.max_amount:
-            errors[field_name] = f"The largest gift this form takes is {format_money(form.max_amount, form.currency)}."
+        elif amount > largest:
+            errors[field_name] = f"The largest gift this form takes is {format_money(largest, form.currency)}."
     frequency = _text(data, "frequency", 16)
     if frequency not in (form.frequencies or []):
         if len(form.frequencies or []) == 1 and not frequency:

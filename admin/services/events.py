@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Select, and_, exists, func, literal, or_, select, union_all
 
-from ..dbutil import parse_id
+from ..dbutil import LIKE_ESCAPE, like_escaped, parse_id
 from ..extensions import db
 from ..listing import Filter, Page, keyset_page, processor_field
 from ..models import (
@@ -84,7 +84,7 @@ def _type_condition(types: list[str]):
     if exact:
         conds.append(StripeEvent.type.in_(exact))
     for p in prefixes:
-        conds.append(StripeEvent.type.like(p.replace("%", r"\%").replace("_", r"\_") + "%", escape="\\"))
+        conds.append(StripeEvent.type.like(like_escaped(p) + "%", escape=LIKE_ESCAPE))
     return or_(*conds)
 
 

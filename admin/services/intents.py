@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Select, func, or_, select
 
-from ..dbutil import parse_id
+from ..dbutil import contains_text, parse_id
 from ..extensions import db
 from ..listing import Amount, Filter, Page, keyset_page, processor_field, walk
 from ..models import (
@@ -193,8 +193,7 @@ class IntentFilter(Filter):
 
 
 def _like(col, text: str):
-    pattern = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
-    return func.lower(col).like(pattern, escape="\\")
+    return contains_text(col, text)
 
 
 def _amount_condition(amount: Amount, currency: str | None, at_least: bool):

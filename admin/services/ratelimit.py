@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -71,3 +72,14 @@ def safe_key(prefix: str, *parts: str) -> str:
     if len(key) <= 200 and all(31 < ord(c) < 127 for c in joined):
         return key
     return f"{prefix}:#{hashlib.sha256(joined.encode('utf-8', 'replace')).hexdigest()}"
+
+
+def prune(older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete counters whose window started more than ``older_than`` ago and that block nothing now: a
+    later hit would start them again anyway (the worker, every few minutes). Commits."""
+    now = now or utcnow()
+    gone = db.session.execute(delete(RateLimit).where(
+        RateLimit.window_start < now - older_than,
+        or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now))).rowcount
+    db.session.commit()
+    return gone or 0

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import selectinload
 
-from ..dbutil import parse_id
+from ..dbutil import contains_text, parse_id
 from ..extensions import db
 from ..listing import Amount, Filter, Page, keyset_page, processor_field, walk
 from ..models import (
@@ -73,10 +73,9 @@ def amount_between(amount_col, currency_col, low: Amount | None, high: Amount | 
 def contacts_matching(text: str):
     """Ids of contacts whose name or email contains ``text`` (any case), or who have a Stripe
     customer with exactly this id."""
-    like = f"%{text.strip().lower()}%"
     by_customer = select(StripeCustomer.contact_id).where(StripeCustomer.customer_id == text.strip())
-    return select(Contact.id).where(or_(func.lower(Contact.display_name).like(like),
-                                        func.lower(Contact.email).like(like),
+    return select(Contact.id).where(or_(contains_text(Contact.display_name, text),
+                                        contains_text(Contact.email, text),
                                         Contact.id.in_(by_customer)))
 
 

@@ -3,17 +3,25 @@
 No sign-in. The one-time form token stands in for the session CSRF token here (these views are
 exempt from Flask-WTF's check): it is issued with the page, good for one payment request, and
 a request without a valid one is refused before anything else happens.
+
+Limits: per client (an IPv4 address, an IPv6 /64: ``limiter.network_of``) on every payment request,
+by Flask-Limiter around the views; per form (all donors together) only on requests that carry a
+valid one-time token (or, after 3-D Secure, a genuine reference), spent inside the views, so
+strangers without one cannot use up what honest donors share. A refusal says how long to wait,
+from the limit that refused. Bodies: at most ``DONATE_MAX_BYTES``, however they are sent (a
+chunked body over it is refused with 413 once that much has been read).
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, jsonify, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, url_for
 from flask_limiter import RequestLimit
 from flask_limiter.errors import RateLimitExceeded
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import csrf
-from ..limiter import client_ip, init_limiter, limit_view
-from ..security import public, uses_stripe_js
+from ..limiter import client_ip, client_network, init_limiter, limit_view, retry_after, spend, wait_words
+from ..security import limit_body, public, uses_stripe_js
 from ..services import donation_guard as guard
 from ..services import donations
 from ..services.donation_forms import (
@@ -27,13 +35,13 @@ bp = Blueprint("donate", __name__)
 
 EXPIRED = "This form has expired. Reload the page to give."
 REFUSED = "We could not accept this form. Reload the page and try again."
-TOO_MANY = "Too many attempts from your connection. Please wait a minute, then try again."
-BLOCKED = "Too many failed payments from your connection. Please try again in {minutes} minutes."
+TOO_MANY = "Too many attempts from your connection. Please try again in {wait}."
+BUSY = "This form is taking too many gifts at once. Please try again in {wait}."
+BLOCKED = "Too many failed payments from your connection. Please try again in {wait}."
 CAPTCHA = "Please complete the check that you are not a robot."
 FIX_FIELDS = "Please correct the marked fields."
 LINK_ON_PAGE = "{problem} You can still give below."
 LINK_ON_PAY = "{problem} Reload the page to give."
-MAX_BODY = 16 * 1024  # a donation form's fields, with room to spare
 
 
 def _form_or_404(slug: str):
@@ -108,26 +116,42 @@ def _outcome(form, outcome: donations.Outcome, ref: str | None = None, gift: don
     return _json(body, outcome.http, form, token=outcome.status not in ("succeeded", "requires_action", "unconfirmed"))
 
 
+def _refused(seconds: int, text: str, form=None, *, status: int = 429):
+    body, code = _json({"status": "refused", "error": text.format(wait=wait_words(seconds))}, status, form)
+    body.headers["Retry-After"] = str(seconds)
+    return body, code
+
+
+def _form_limit(form) -> int:
+    """Spend one of the requests every donor to ``form`` shares; seconds to wait when it is used up."""
+    return spend(current_app.config["DONATE_RATE_LIMIT_FORM"], f"form:{form.slug}", scope="donate-pay-form")
+
+
 @bp.post("/donate/<slug>/pay")
 @csrf.exempt
 @public
 def pay(slug: str):
     """The JSON payment endpoint: checks, then :func:`admin.services.donations.give`."""
     form = _form_or_404(slug)
-    if (request.content_length or 0) > MAX_BODY:
-        return _json({"status": "invalid", "error": REFUSED}, 413)
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RequestEntityTooLarge:
+        return _json({"status": "invalid", "error": REFUSED}, 413, token=False)
     if not isinstance(data, dict):
         return _json({"status": "invalid", "error": REFUSED}, 400)
     ip = client_ip()
     wait = guard.blocked_for(ip)
     if wait:
         guard.refuse("ip_blocked", form, ip, f"{wait} s left")
-        return _json({"status": "refused", "error": BLOCKED.format(minutes=max(1, -(-wait // 60)))}, 429)
+        return _refused(wait, BLOCKED)
     reason = guard.spend_token(form, data.get("token"))
     if reason:
         guard.refuse(reason, form, ip)
         return _json({"status": "refused", "error": EXPIRED}, 400)
+    wait = _form_limit(form)  # only now: a request without a valid token never counts against it
+    if wait:
+        guard.refuse("rate_limit_form", form, ip, current_app.config["DONATE_RATE_LIMIT_FORM"])
+        return _refused(wait, BUSY, form)
     if guard.honeypot_filled(data):
         guard.refuse("honeypot", form, ip)
         return _json({"status": "refused", "error": REFUSED}, 400)
@@ -173,6 +197,10 @@ def result(slug: str, ref: str):
     found, problem = _ref_or_error(form, ref)
     if problem:
         return problem
+    wait = _form_limit(form)  # a genuine reference first, as the payment request's token
+    if wait:
+        guard.refuse("rate_limit_form", form, client_ip(), current_app.config["DONATE_RATE_LIMIT_FORM"])
+        return _refused(wait, BUSY)
     return _outcome(form, donations.check_result(form, found.contribution, client_ip()), ref=ref)
 
 
@@ -221,9 +249,16 @@ def _breach(reason: str):
     def on_breach(limit: RequestLimit):
         form = public_form((request.view_args or {}).get("slug", ""))
         guard.refuse(reason, form, client_ip(), str(limit.limit))
+        wait = retry_after(limit)  # from the limit that refused: a minute's, or the hour's
+        message = TOO_MANY.format(wait=wait_words(wait))
         if _is_json_endpoint():
-            return jsonify({"status": "refused", "error": TOO_MANY}), 429
-        return render_template("donate/message.html", heading="Please wait a moment", message=TOO_MANY), 429
+            response = jsonify({"status": "refused", "error": message})
+        else:
+            response = current_app.make_response(render_template(
+                "donate/message.html", heading="Please wait a moment", message=message))
+        response.status_code = 429
+        response.headers["Retry-After"] = str(wait)
+        return response
 
     return on_breach
 
@@ -232,7 +267,14 @@ def _breach(reason: str):
 def rate_limited(err: RateLimitExceeded):
     if err.response is not None:
         return err.response
-    return jsonify({"status": "refused", "error": TOO_MANY}), 429
+    return jsonify({"status": "refused", "error": TOO_MANY.format(wait=wait_words(60))}), 429
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_err):
+    if _is_json_endpoint():
+        return jsonify({"status": "invalid", "error": REFUSED}), 413
+    return render_template("donate/message.html", heading="Form too large", message=REFUSED), 413
 
 
 @bp.errorhandler(404)
@@ -243,13 +285,12 @@ def not_found(_err):
     return render_template("donate/message.html", heading="Page not found", message=message), 404
 
 
-def _slug_key() -> str:
-    return "form:" + str((request.view_args or {}).get("slug", ""))
-
-
 def init_app(app: Flask) -> None:
-    """Register the blueprint and its rate limits (per address, per form; shared storage)."""
+    """Register the blueprint and its per-client rate limits (shared storage; the per-form limit is spent
+    inside the views, after the token)."""
     app.register_blueprint(bp)
+    for endpoint in ("donate.submit", "donate.pay", "donate.result"):
+        limit_body(app, endpoint, "DONATE_MAX_BYTES")
     init_limiter(app)
     cfg = app.config  # read at each request, so a changed setting applies at once
 
@@ -257,11 +298,9 @@ def init_app(app: Flask) -> None:
         return lambda: cfg[name]
 
     for endpoint in ("donate.page", "donate.submit"):  # off unless configured: each counted view is a write
-        limit_view(app, endpoint, lambda: cfg["DONATE_RATE_LIMIT_PAGE"] or "1 per second", key_func=client_ip,
+        limit_view(app, endpoint, lambda: cfg["DONATE_RATE_LIMIT_PAGE"] or "1 per second", key_func=client_network,
                    scope="donate-page-ip", on_breach=_breach("rate_limit_ip"),
                    exempt_when=lambda: not cfg.get("DONATE_RATE_LIMIT_PAGE"))
     for endpoint in ("donate.pay", "donate.result"):
-        limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_IP"), key_func=client_ip, scope="donate-pay-ip",
+        limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_IP"), key_func=client_network, scope="donate-pay-ip",
                    on_breach=_breach("rate_limit_ip"))
-        limit_view(app, endpoint, setting("DONATE_RATE_LIMIT_FORM"), key_func=_slug_key, scope="donate-pay-form",
-                   on_breach=_breach("rate_limit_form"))

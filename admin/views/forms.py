@@ -29,17 +29,17 @@ def index():
 
 
 def _editor(wtform: DonationFormForm, existing=None):
-    wtform.processor_id.choices = [SelectChoice(p.id, f"{p.name} ({p.mode})") for p in list_processors() if p.active]
+    wtform.processor_id.choices = [SelectChoice(str(p.id), f"{p.name} ({p.mode})")
+                                   for p in list_processors() if p.active]
     if wtform.validate_on_submit():
         settings = FormSettings(**{name: getattr(wtform, name).data for name in (
             "slug", "title", "processor_id", "currency", "amounts", "frequencies", "intro", "allow_other_amount",
             "min_amount", "max_amount", "postcode_field", "thank_you_text", "receipts", "active")})
         try:
             saved = update_form(existing, settings) if existing else create_form(settings)
-        except ServiceError as err:
+        except ServiceError as err:  # its message names the setting ("Currency: ...")
             target = getattr(wtform, err.field or "", None)
-            message = err.message.split(": ", 1)[-1] if target is not None else err.message
-            (target.errors if target is not None else wtform.form_errors).append(message)
+            (target.errors if target is not None else wtform.form_errors).append(err.message)
         else:
             flash(f"Donation form “{saved.title}” saved.", "success")
             return redirect(url_for("forms.index"))

@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..crypto import SecretDecryptError
 from ..dbutil import MAX_ID
 from ..extensions import csrf, db
+from ..security import limit_body
 from ..services.processors import processor_ref
 from ..stripe_gateway import WebhookSignatureError, verify_webhook
 from .ingest import EnvelopeError, parse_event, store_event
@@ -26,6 +28,7 @@ from .rejections import tally
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
+bp.record_once(lambda state: limit_body(state.app, "webhooks.receive", "WEBHOOK_MAX_BYTES"))
 
 def _reject(ppid: int | None, reason: str, status: int):
     """Refuse a delivery with a short reason; counted (and logged) without a write per refusal."""
@@ -49,11 +52,9 @@ def receive(ppid: int):
         return response, 503
     if proc is None or not proc.active:
         return jsonify(error="unknown payment processor"), 404
-    limit = current_app.config["WEBHOOK_MAX_BYTES"]
-    if request.content_length is not None and request.content_length > limit:
-        return _reject(ppid, "payload too large", 413)
-    body = request.stream.read(limit + 1)
-    if len(body) > limit:
+    try:  # at most WEBHOOK_MAX_BYTES, however it is sent (security.limit_body, registered below)
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
         return _reject(ppid, "payload too large", 413)
     try:
         verify_webhook(body, request.headers.get("Stripe-Signature"), list(proc.webhook_secrets),

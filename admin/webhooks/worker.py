@@ -51,10 +51,11 @@ from ..dbutil import (
 )
 from ..extensions import db
 from ..failures import database_unavailable, describe, is_transient
+from ..limiter import purge_counters
 from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
 from ..models.jobs import EventAttempt
 from ..outage import throttled
-from ..services import alarms, jobs, outbox
+from ..services import alarms, donation_guard, jobs, outbox, ratelimit
 from ..services.processors import processor_ref
 from ..stripe_gateway import GatewayError
 from ..timeutil import utcnow
@@ -63,6 +64,7 @@ from .registry import handler_for
 
 log = logging.getLogger(__name__)
 ALARM_CHECK_SECONDS = 60.0
+HOUSEKEEPING_SECONDS = 600.0  # pruning old donation refusals and rate-limit counters
 
 
 def worker_name() -> str:
@@ -257,6 +259,17 @@ def run_once(max_rounds: int = 10_000) -> int:
     return total
 
 
+def housekeeping() -> None:
+    """Delete what no limit, alarm or page needs any more (the worker's first thread, every
+    ``HOUSEKEEPING_SECONDS``): donation refusals older than ``DONATE_REFUSAL_KEEP_DAYS``, ``rate_limit``
+    counters whose window and block have ended, expired ``limiter_counter`` rows."""
+    cfg = current_app.config
+    longest = max(int(cfg[k]) for k in ("LOGIN_LOCKOUT_SECONDS", "DONATE_IP_FAILURE_WINDOW", "DONATE_IP_BLOCK_SECONDS"))
+    donation_guard.prune()
+    ratelimit.prune(timedelta(seconds=longest))
+    purge_counters()
+
+
 def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:
     """The long-running worker: ``concurrency`` threads until SIGINT/SIGTERM (or ``stop``)."""
     stop = stop or threading.Event()
@@ -271,7 +284,7 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
             failures = throttled("worker", "worker batch failed {n} times in the last {seconds} s", log)
             pause = 0.0
             failing_since = None  # when the database stopped answering (time.monotonic()), or None
-            next_alarm_check = 0.0
+            next_alarm_check = next_housekeeping = 0.0
             while not stop.is_set():
                 try:
                     done = run_batch(worker)
@@ -280,6 +293,9 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                         # The card-testing alarm's warning is logged even when no staff page is open.
                         alarms.check()
                         next_alarm_check = time.monotonic() + ALARM_CHECK_SECONDS
+                    if first and time.monotonic() >= next_housekeeping:
+                        housekeeping()
+                        next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
                 except Exception as exc:  # noqa: BLE001 - keep the worker alive; the event rows keep the state
                     rollback_quietly()
                     if database_unavailable(exc):

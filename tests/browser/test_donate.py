@@ -374,6 +374,26 @@ def test_every_validation_error_is_shown_next_to_its_field(open_page, site):
     assert page.locator("#err-card").inner_text() == "Your card number is incomplete."
 
 
+def test_a_decimal_comma_typed_on_the_page_is_charged_as_written(open_page, site):
+    """"12,50" is 12.50 USD, never 1,250.00; "1,250" could be either and is asked about, next to the field."""
+    page = open_page("/donate/spring")
+    page.get_by_label("Other amount (USD)").fill("1,250")
+    page.get_by_label("First name").fill("Emmy")
+    page.get_by_label("Last name").fill("Noether")
+    page.get_by_label("Email").fill("comma@example.org")
+    fill_card(page)
+    page.get_by_role("button", name="Donate").click()
+    page.locator("#err-other_amount").filter(has_text="Enter").wait_for()
+    assert page.locator("#err-other_amount").inner_text() == \
+        "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1,250” means."
+    page.get_by_label("Other amount (USD)").fill("12,50")
+    page.get_by_role("button", name="Donate").click()
+    wait_for_thanks(page)
+    c = contribution_for(site, "comma@example.org")
+    assert (c.status, c.amount) == ("Completed", 1250)
+    assert stripe(site).retrieve("payment_intents", c.payment_intent_id)["amount"] == 1250
+
+
 def test_keyboard_only_completion(open_page, site):
     page = open_page("/donate/quick")
     page.locator("body").focus()

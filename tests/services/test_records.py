@@ -234,3 +234,47 @@ def test_totals_count_completed_money_and_show_failed_money_apart(offline_proces
     assert giving[gave.id].totals == {"usd": 5000 + 3000 - 1000} and giving[gave.id].count == 3
     assert giving[lost.id].totals == {"usd": 0} and giving[lost.id].failed == {"usd": 4000}
     assert giving[refunded.id].totals == {"usd": 0} and giving[refunded.id].failed == {}
+
+
+@pytest.mark.postgres
+def test_searches_match_percent_underscore_and_backslash_as_typed(book, offline_processor):
+    """Text typed into a search is matched as written: '%' and '_' are no wildcards, '\\' no escape."""
+    from admin.models import AuditLog, StripeEvent, StripePaymentIntent
+    from admin.services.audit import AuditFilter, audit_page
+    from admin.services.events import EventFilter, local_page
+    from admin.services.intents import IntentFilter, intent_page
+
+    db.session.add_all([Contact(display_name="Percy 100% Shelley", email="percy@example.org"),
+                        Contact(display_name="Mary_Shelley", email="mary_s@example.org"),
+                        Contact(display_name="Back\\slash", email="back@example.org")])
+    db.session.commit()
+
+    def people(q):
+        flt, errors = ContactFilter.from_args({"linked": "any", "q": q})
+        assert errors == {}
+        return sorted(c.display_name for c in contact_page(flt).rows)
+
+    assert people("%") == ["Percy 100% Shelley"]
+    assert people("_") == ["Mary_Shelley"]
+    assert people("y_s") == ["Mary_Shelley"]  # not "Percy Shelley"'s "y S" nor anything with one letter between
+    assert people("\\") == ["Back\\slash"]
+    assert people("%shelley") == []
+    assert contributions(book, q="%") == set() and contributions(book, q="_") == set()
+
+    db.session.add_all([StripePaymentIntent(stripe_intent_id="pi_1", processor_id=offline_processor.id,
+                                            status="succeeded", amount=100, currency="usd", description="50% off"),
+                        StripePaymentIntent(stripe_intent_id="pi_2", processor_id=offline_processor.id,
+                                            status="succeeded", amount=100, currency="usd", description="5000 off")])
+    db.session.add_all([AuditLog(action="user.sign_in", actor="a", result="ok"),
+                        AuditLog(action="user.signXin", actor="a", result="ok")])
+    db.session.add_all([StripeEvent(processor_id=offline_processor.id, event_id="evt_1", type="invoice.paid",
+                                    created=1760000000, raw="{}", status="success"),
+                        StripeEvent(processor_id=offline_processor.id, event_id="evt_2", type="invoice_paid",
+                                    created=1760000000, raw="{}", status="success")])
+    db.session.commit()
+    flt, _ = IntentFilter.from_args({"description": "0%"})
+    assert [i.stripe_intent_id for i in intent_page(flt).rows] == ["pi_1"]
+    flt, _ = AuditFilter.from_args({"action": "user.sign_*"})
+    assert [a.action for a in audit_page(flt).rows] == ["user.sign_in"]
+    flt, _ = EventFilter.from_args({"type": "invoice_*"})
+    assert [e.event_id for e in local_page(flt).rows] == ["evt_2"]

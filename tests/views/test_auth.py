@@ -130,6 +130,18 @@ def test_too_many_failures_from_one_address_block_that_address_only(app, client,
     assert post_login(app.test_client(), addr=OWNER).status_code == 302
 
 
+def test_guesses_from_fifteen_addresses_of_one_ipv6_64_share_one_budget(app, client, auth):
+    """A /64 is one home or one server: each of its addresses must not get a fresh budget."""
+    app.config["LOGIN_IP_MAX_FAILURES"] = 10
+    auth.create(EMAIL, "viewer")
+    codes = [post_login(client, email=f"guess{n}@example.org", password="x", addr=f"2001:db8:aa:bb::{n:x}").status_code
+             for n in range(1, 16)]
+    assert codes == [422] * 9 + [429] * 6
+    assert post_login(client, addr="2001:db8:aa:bb:ffff:1:2:3").status_code == 429  # the owner's password too
+    assert post_login(app.test_client(), addr="2001:db8:aa:bc::1").status_code == 302  # the next /64 is not
+    assert db.session.get(RateLimit, "login-ip:2001:db8:aa:bb::/64") is not None
+
+
 def test_one_mechanism_counts_sign_in_failures(app, client, auth):
     """Failures live in rate_limit only: the user row has no counters of its own any more."""
     auth.create(EMAIL, "viewer")

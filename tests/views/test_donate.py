@@ -39,6 +39,7 @@ from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
 
 pytestmark = pytest.mark.localstripe
+REFUSED = "We could not accept this form. Reload the page and try again."
 
 
 @pytest.fixture
@@ -46,12 +47,27 @@ def form(app, processor):
     return make_form(processor)
 
 
+@pytest.fixture(autouse=True)
+def _refusals_written(app):
+    """Refusals tallied by a test are written before its database goes, not by a timer during a later test."""
+    yield
+    from admin.services.donation_guard import flush_refusals
+
+    flush_refusals()
+
+
 def _count(model, *where) -> int:
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def _refusals(reason: str) -> int:
-    return _count(DonationRefusal, DonationRefusal.reason == reason)
+    """Refusals counted for ``reason``, the tallied ones written first."""
+    from admin.services.donation_guard import flush_refusals
+
+    flush_refusals()
+    db.session.rollback()  # see what the flush wrote
+    return int(db.session.scalar(select(func.coalesce(func.sum(DonationRefusal.count), 0))
+                                 .where(DonationRefusal.reason == reason)))
 
 
 def _authenticate(localstripe: str, client_secret: str, success: bool) -> requests.Response:
@@ -172,7 +188,7 @@ def test_other_amount_wins_and_is_checked_against_the_range(client, form, proces
 
 @pytest.mark.parametrize("fields, errors", [
     ({"amount": "", "other_amount": "4"}, {"other_amount": "The smallest gift this form takes is 5.00 USD."}),
-    ({"amount": "", "other_amount": "lots"}, {"other_amount": "Enter an amount such as 15 or 15.50."}),
+    ({"amount": "", "other_amount": "lots"}, {"other_amount": "Enter the other amount as a number, such as 15 or 15.50."}),
     ({"amount": "777"}, {"amount": "Choose an amount or enter another amount."}),
     ({"email": "ada@nowhere"}, {"email": "Enter an email address such as name@example.org."}),
     ({"first_name": " ", "last_name": ""}, {"first_name": "Enter your first name.",
@@ -208,7 +224,7 @@ def test_the_sixth_failed_payment_from_one_address_within_the_hour_is_refused(cl
         assert pay(client, processor, number=CARD_DECLINED_AT_CHARGE).status_code == 402
     sixth = pay(client, processor)  # even with a good card: the address is blocked for two hours
     assert sixth.status_code == 429 and "Too many failed payments" in sixth.get_json()["error"]
-    assert "120 minutes" in sixth.get_json()["error"]
+    assert "Please try again in 2 hours." in sixth.get_json()["error"] and sixth.headers["Retry-After"] == "7200"
     assert _count(Contribution) == 5 and _refusals("ip_blocked") == 1
     other_ip = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
                            environ_base={"REMOTE_ADDR": "198.51.100.7"})
@@ -251,12 +267,27 @@ def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
     assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
 
 
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read(client, form):
+    """No Content-Length (chunked): the pay endpoint still reads at most 16 KiB (+1) and answers 413."""
+    from donate_support import Endless, post_chunked
+
+    body = Endless()
+    resp = post_chunked(client, "/donate/spring/pay", body)
+    assert resp.status_code == 413 and resp.get_json() == {"status": "invalid", "error": REFUSED}
+    assert body.read_bytes <= 16 * 1024 + 1
+    page = Endless()
+    assert post_chunked(client, "/donate/spring", page, "application/x-www-form-urlencoded").status_code == 413
+    assert page.read_bytes <= 16 * 1024 + 1
+
+
+NOT_AN_AMOUNT = "Enter the other amount as a number, such as 15 or 15.50."
 CRAFTED_AMOUNTS = [  # each once made the form answer 500
-    ({"amount": "", "other_amount": "Infinity"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "sNaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "NaN"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "1e999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
-    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount", "Enter an amount such as 15 or 15.50."),
+    ({"amount": "", "other_amount": "Infinity"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "sNaN"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "NaN"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "1e999999"}, "other_amount", NOT_AN_AMOUNT),
+    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount",
+     "The largest gift this form takes is 999,999.99 USD."),
     ({"amount": "\u00b2"}, "amount", "Choose an amount or enter another amount."),
     ({"amount": "\u0661\u0660\u0660\u0660"}, "amount", "Choose an amount or enter another amount."),
     ({"amount": "9" * 30}, "amount", "Choose an amount or enter another amount."),
@@ -265,7 +296,7 @@ CRAFTED_AMOUNTS = [  # each once made the form answer 500
 
 @pytest.fixture
 def open_form(app, processor):
-    """A form with no largest gift: only what a Money column holds bounds the amount."""
+    """A form that sets no largest gift: Stripe's largest charge bounds it."""
     return make_form(processor, slug="open", max_amount=None)
 
 
@@ -291,7 +322,71 @@ def test_json_infinity_and_nan_literals_are_a_field_error(client, open_form):
         body = json.dumps(fields).replace('"@"', literal)  # a bare literal, as Python's json module reads it
         resp = client.post("/donate/open/pay", data=body, content_type="application/json")
         assert resp.status_code == 422, literal
-        assert resp.get_json()["errors"] == {"other_amount": "Enter an amount such as 15 or 15.50."}
+        assert resp.get_json()["errors"] == {"other_amount": NOT_AN_AMOUNT}
+
+
+# -- amounts typed by donors: a decimal comma is a decimal comma; every form has a largest gift ---------
+
+def _no_js(client, slug: str, **fields):
+    return client.post(f"/donate/{slug}", data={"first_name": "Ada", "last_name": "Lovelace", "amount": "",
+                                                 "email": "ada@example.org", "frequency": "one-off", **fields})
+
+
+@pytest.mark.parametrize("typed", ["12,50", "12.50", "12,5", "€12,50", "12,50 USD"])
+def test_a_decimal_comma_is_charged_as_written_not_a_hundred_times_more(client, open_form, processor, localstripe,
+                                                                          typed):
+    body = pay(client, processor, slug="open", amount="", other_amount=typed).get_json()
+    assert body["status"] == "succeeded"
+    c = db.session.scalar(select(Contribution))
+    assert c.amount == 1250
+    assert gateway(processor).retrieve("payment_intents", c.payment_intent_id)["amount"] == 1250  # what Stripe took
+    assert "12.50 USD" not in _no_js(client, "open", other_amount=typed).get_data(as_text=True)  # no error
+
+
+AMBIGUOUS = "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1,250” means."
+
+
+def test_an_amount_that_reads_two_ways_is_refused_on_the_page_and_the_endpoint(client, open_form, processor):
+    page = _no_js(client, "open", other_amount="1,250")
+    assert page.status_code == 422 and AMBIGUOUS in page.get_data(as_text=True)
+    assert 'value="1,250"' in page.get_data(as_text=True)  # what was typed stays, to be corrected
+    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), payment_method(processor),
+                                                      amount="", other_amount="1,250"))
+    assert resp.status_code == 422 and resp.get_json()["errors"] == {"other_amount": AMBIGUOUS}
+    assert _count(Contribution) == 0 and _count(Contact) == 0
+
+
+@pytest.mark.parametrize("typed", ["99999999999", "1000000", "1.000.000,00", "1 000 000"])
+def test_more_than_stripes_largest_charge_is_refused_naming_it(client, open_form, processor, typed):
+    largest = "The largest gift this form takes is 999,999.99 USD."
+    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), payment_method(processor),
+                                                      amount="", other_amount=typed))
+    assert resp.status_code == 422 and resp.get_json()["errors"] == {"other_amount": largest}
+    assert largest in _no_js(client, "open", other_amount=typed).get_data(as_text=True)
+    assert _count(Contribution) == 0
+    assert "Gifts of 5.00 USD to 999,999.99 USD." in client.get("/donate/open").get_data(as_text=True)
+    assert pay(client, processor, slug="open", amount="", other_amount="999 999,99").get_json()["status"] == \
+        "succeeded"
+
+
+def test_a_form_in_a_currency_stripe_does_not_take_is_refused(app, processor):
+    from admin.services import ServiceError
+
+    with pytest.raises(ServiceError, match="Currency: “XYZ” is not a currency Stripe charges in"):
+        make_form(processor, slug="xyz", currency="xyz")
+    jpy = make_form(processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None)
+    assert (jpy.amounts, jpy.min_amount) == ([1000, 5000], 500)
+
+
+def test_a_zero_decimal_form_groups_thousands_and_takes_no_decimals(client, processor):
+    make_form(processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None)
+    assert pay(client, processor, slug="yen", amount="", other_amount="1,500").get_json()["status"] == "succeeded"
+    assert db.session.scalar(select(Contribution.amount)) == 1500
+    resp = client.post("/donate/yen/pay", json=gift(page_token(client, "yen"), payment_method(processor),
+                                                     amount="", other_amount="1500,50"))
+    assert resp.get_json()["errors"] == {"other_amount": "JPY amounts are whole numbers: enter the other amount "
+                                                         "without decimals."}
+    assert "Gifts of 500 JPY to 99,999,999 JPY." in client.get("/donate/yen").get_data(as_text=True)
 
 
 def test_result_needs_a_genuine_reference(client, form):
@@ -436,30 +531,113 @@ def test_captcha_hook_by_dotted_path(app, client, form, processor):
     assert client.post("/donate/spring/pay", json=gift(page_token(client), "pm_x")).status_code == 400
 
 
-def test_rate_limits_per_address_and_per_form_are_refusals(app, client, form, processor):
+def test_rate_limits_per_client_and_per_form_are_refusals(app, client, form, processor):
     app.config.update(DONATE_RATE_LIMIT_IP="3 per minute", DONATE_RATE_LIMIT_FORM="4 per minute")
     for _ in range(3):
         client.post("/donate/spring/pay", json={"token": ""})
     limited = client.post("/donate/spring/pay", json={"token": ""})
     assert limited.status_code == 429 and limited.get_json() == {
-        "status": "refused", "error": "Too many attempts from your connection. Please wait a minute, then try again."}
+        "status": "refused", "error": "Too many attempts from your connection. Please try again in 1 minute."}
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert _refusals("rate_limit_ip") == 1
 
-    make_form(processor, slug="autumn", title="Autumn")  # a form of its own: four requests, each from elsewhere
-    answers = [client.post("/donate/autumn/pay", json={}, environ_base={"REMOTE_ADDR": f"192.0.2.{n}"}).status_code
-               for n in range(1, 6)]
-    assert answers == [400, 400, 400, 400, 429] and _refusals("rate_limit_form") == 1
+    make_form(processor, slug="autumn", title="Autumn")  # a form of its own: requests with a token, from elsewhere
+    answers = [client.post("/donate/autumn/pay", json=gift(page_token(client, "autumn"), "pm_x", website="spam"),
+                           environ_base={"REMOTE_ADDR": f"192.0.2.{n}"}) for n in range(1, 6)]
+    assert [r.status_code for r in answers] == [400, 400, 400, 400, 429] and _refusals("rate_limit_form") == 1
+    assert answers[-1].get_json()["error"] == "This form is taking too many gifts at once. Please try again in 1 minute."
+    assert answers[-1].get_json()["token"]  # the spent token is replaced, for the try after the wait
 
     app.config["DONATE_RATE_LIMIT_PAGE"] = "1 per minute"
     client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
     page = client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
-    assert page.status_code == 429 and "Please wait" in page.get_data(as_text=True)
+    assert page.status_code == 429 and "Please try again in 1 minute." in page.get_data(as_text=True)
+
+
+def test_the_hourly_limit_says_how_long_it_refuses_for(app, client, form):
+    """Once the hour's budget is spent, the refusal says how long is left of that hour, not "a minute"."""
+    app.config.update(DONATE_RATE_LIMIT_IP="10 per minute;3 per hour")
+    for _ in range(3):
+        client.post("/donate/spring/pay", json={"token": ""})
+    limited = client.post("/donate/spring/pay", json={"token": ""})
+    assert limited.status_code == 429
+    assert limited.get_json()["error"] == "Too many attempts from your connection. Please try again in 60 minutes."
+    assert 3540 < int(limited.headers["Retry-After"]) <= 3600
+
+
+def test_an_honest_donor_is_served_after_a_flood_without_tokens(app, client, form, processor):
+    """130 empty POSTs from 13 addresses (10 each, within the per-address limit) once made the form answer
+    429 to everyone: requests without a valid one-time token never count against the limit donors share."""
+    flood = [client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"198.51.100.{n}"}).status_code
+             for n in range(1, 14) for _ in range(10)]
+    assert flood == [400] * 130
+    honest = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
+                         environ_base={"REMOTE_ADDR": "192.0.2.77"})
+    assert honest.status_code == 200 and honest.get_json()["status"] == "succeeded"
+    assert _refusals("rate_limit_form") == 0 and _refusals("token_missing") == 130
+
+
+def test_an_ipv6_64_shares_one_budget_across_its_addresses(app, client, form, processor):
+    """Every address of one /64 counts as one client: payment requests, failed payments, sign-in guesses."""
+    net = "2001:db8:5:6:"
+    answers = [client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"{net}:{n:x}"}).status_code
+               for n in range(1, 16)]
+    assert answers == [400] * 10 + [429] * 5  # 10 per minute for the whole /64
+    assert client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": "2001:db8:5:7::1"}).status_code \
+        == 400  # the next /64 is another client
+
+    app.config.update(DONATE_RATE_LIMIT_IP="100 per minute")
+    other = "2001:db8:9:9:"
+    for n in range(1, 6):  # five declines, each from another address of the /64
+        resp = pay(client, processor, number=CARD_DECLINED_AT_CHARGE, environ_base={"REMOTE_ADDR": f"{other}:{n}"})
+        assert resp.status_code == 402
+    blocked = [pay(client, processor, environ_base={"REMOTE_ADDR": f"{other}:{n:x}"}).status_code
+               for n in range(6, 16)]
+    assert blocked == [429] * 10
+    assert pay(client, processor, environ_base={"REMOTE_ADDR": "2001:db8:9:a::1"}).status_code == 200
 
 
 def test_refusals_are_logged(client, form, caplog):
     caplog.set_level("WARNING", logger="admin.services.donation_guard")
     client.post("/donate/spring/pay", json={"token": "nope"})
     assert "donation form spring: refused (token_missing) from 127.0.0.1" in caplog.text
+
+
+def test_a_flood_of_refusals_is_tallied_not_a_row_and_a_log_line_each(app, client, form, caplog):
+    """3,470 refusals once took 3,470 rows and log lines in 25 s: the first is written and logged at once,
+    the rest together, as the webhook endpoint does."""
+    import time
+
+    app.config.update(DONATE_RATE_LIMIT_IP="1000 per minute", DONATE_REFUSAL_FLUSH_SECONDS=0.5)
+    caplog.set_level("WARNING", logger="admin.services.donation_guard")
+    started = time.monotonic()
+    for _ in range(200):
+        assert client.post("/donate/spring/pay", json={"token": "forged"}).status_code == 400
+    took = time.monotonic() - started
+    assert _count(DonationRefusal) == 1  # the first, at once: the dashboard and the alarm see it
+    time.sleep(1.0)
+    db.session.rollback()
+    rows = db.session.scalars(select(DonationRefusal)).all()
+    assert sum(r.count for r in rows) == 200
+    assert 2 <= len(rows) <= 2 + took / 0.5  # the first, then one row per interval of the flood
+    assert {(r.reason, r.client_ip) for r in rows} == {("token_missing", "127.0.0.1")}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == len(rows)
+    assert lines[0] == "donation form spring: refused (token_missing) from 127.0.0.1"
+    assert all(re.fullmatch(r"donation forms: \d+ more refusals since the last report: "
+                            r"\d+ x token_missing on spring from 127.0.0.1", line) for line in lines[1:])
+
+
+def test_the_card_testing_banner_names_refusals_in_words(app, client, auth, form):
+    app.config.update(CARD_TESTING_ALARM_CACHE_SECONDS=0, CARD_TESTING_ALARM_THRESHOLD=20,
+                      DONATE_RATE_LIMIT_IP="1000 per minute")
+    for _ in range(26):
+        client.post("/donate/spring/pay", json={})
+    _refusals("token_missing")  # written
+    auth.login("viewer@example.org", "viewer")
+    html = " ".join(client.get("/").get_data(as_text=True).split())
+    assert "26 failed payments in the last 60 minutes (alarm at 20: 26 refused donation-form requests)" in html
+    assert "form_refusals" not in html
 
 
 def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
@@ -498,3 +676,4 @@ def test_signed_donor_link_fills_in_the_known_donor(app, client, form, processor
     body = pay(client, processor, email="other@example.org", donor=token).get_json()
     assert body["status"] == "succeeded"
     assert db.session.scalar(select(Contribution.contact_id)) == contact.id  # the linked contact, not a new one
+

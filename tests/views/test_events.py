@@ -89,7 +89,7 @@ def test_filters_and_counts_follow_the_query_string(client, auth, stored):
 
 @pytest.mark.parametrize("query, field", [("status=sleeping", "status"), ("since=31-12-2026", "since"),
                                           ("ppid=abc", "ppid"), ("after=garbage!", "after"),
-                                          ("size=100&before=%7B%7D", "after"), ("until=2026-01-01&since=2026-02-01", "until"),
+                                          ("size=100&before=%7B%7D", "before"), ("until=2026-01-01&since=2026-02-01", "until"),
                                           ("source=moon", "source"), ("source=stripe&status=error", "status")])
 def test_bad_filters_are_a_message_not_a_500(client, auth, stored, query, field):
     auth.login("viewer@example.org", "viewer")

@@ -52,7 +52,8 @@ def test_admin_edits_a_form_and_errors_are_shown_on_the_field(client, auth, proc
     token = csrf_token_from(edit)
     bad = client.post(f"/forms/{form.id}/edit", data=_fields(token, proc.id, amounts="15, 2"))
     assert bad.status_code == 422
-    assert re.search(r"2 EUR is outside the minimum and maximum</p>", bad.get_data(as_text=True))
+    assert re.search(r'<p class="field-error" id="amounts-error">Preset amounts: 2 EUR is outside the minimum and '
+                     r"maximum \(5.00 EUR to 999,999.99 EUR\)</p>", bad.get_data(as_text=True))
     ok = client.post(f"/forms/{form.id}/edit", data=_fields(token, proc.id, postcode_field=None, active=None,
                                                             frequencies=["yearly"]))
     assert ok.status_code == 302
@@ -85,3 +86,49 @@ def test_duplicate_slug_is_refused(client, auth, proc):
 def test_nav_links_to_forms(client, auth, proc):
     auth.login("viewer@example.org", "viewer")
     assert '<a href="/forms"' in client.get("/").get_data(as_text=True)
+
+
+def _editor_errors(html: str) -> list[str]:
+    return re.findall(r'<p class="(?:field|form)-error"[^>]*>([^<]*)</p>', html)
+
+
+@pytest.mark.parametrize("changes, error", [
+    ({"currency": "xyz"}, "Currency: “XYZ” is not a currency Stripe charges in: enter its three-letter code, "
+                          "such as usd, eur or gbp"),
+    ({"currency": ""}, "Currency: enter a currency Stripe charges in: enter its three-letter code, such as usd, "
+                       "eur or gbp"),
+    ({"processor_id": "abc"}, "Payment processor: no payment processor 'abc'"),
+    ({"processor_id": "999"}, "Payment processor: no payment processor '999'"),
+    ({"frequencies": ["weekly"]}, "Frequencies: choose from one-off, monthly, yearly"),
+    ({"frequencies": None}, "Frequencies: choose from one-off, monthly, yearly"),
+    ({"title": ""}, "Title: enter a title of at most 200 characters"),
+    ({"title": "x" * 201}, "Title: enter a title of at most 200 characters"),
+    ({"slug": ""}, "Slug: use 1-48 lowercase letters, digits and hyphens (it becomes /donate/<slug>)"),
+    ({"min_amount": "lots"}, "Minimum amount: 'lots' is not an amount: write digits with at most one decimal "
+                             "point, such as 12.50"),
+    ({"max_amount": "99999999999"}, "Maximum amount: Stripe's largest charge in EUR is 999,999.99 EUR"),
+    ({"max_amount": "12,50"}, "Maximum amount: '12,50' is not an amount: write digits with at most one decimal "
+                              "point, such as 12.50"),
+    ({"currency": "jpy", "amounts": "1000, 2.5"}, "Preset amounts: JPY amounts have at most 0 decimal places"),
+    ({"currency": "kwd", "amounts": "1.005"}, "Preset amounts: KWD amounts go in steps of 0.010 KWD"),
+    ({"intro": "x" * 5001}, "Introduction: at most 5,000 characters"),
+])
+def test_every_editor_error_names_its_setting_and_says_why(client, auth, proc, changes, error):
+    auth.login("admin@example.org", "admin")
+    token = csrf_token_from(client.get("/forms/new").get_data(as_text=True))
+    resp = client.post("/forms/new", data=_fields(token, proc.id, **changes))
+    assert resp.status_code == 422
+    assert _editor_errors(resp.get_data(as_text=True)) == [error.replace("'", "&#39;").replace("<", "&lt;")
+                                                          .replace(">", "&gt;")]
+    assert db.session.scalar(select(DonationForm)) is None
+
+
+def test_a_form_without_a_maximum_stops_at_stripes_largest_charge(client, auth, proc):
+    auth.login("admin@example.org", "admin")
+    token = csrf_token_from(client.get("/forms/new").get_data(as_text=True))
+    assert client.post("/forms/new", data=_fields(token, proc.id, currency="jpy", amounts="1000",
+                                                  min_amount="500")).status_code == 302
+    form = db.session.scalar(select(DonationForm))
+    assert form.max_amount is None  # kept empty: the limit follows Stripe's
+    listing = client.get("/forms").get_data(as_text=True)
+    assert "<td>500 to 99999999</td>" in listing

@@ -300,3 +300,14 @@ def test_no_body_or_secret_in_any_log_line(app, client, offline_processor, caplo
     assert row.status == "error" and "amount is not an integer" in row.last_error
     assert marker not in caplog.text and WEBHOOK_SECRET not in caplog.text
     assert "2500" not in row.last_error  # the value itself is not repeated either
+
+
+def test_a_chunked_body_over_a_mib_is_refused_before_it_is_read(client, offline_processor):
+    from donate_support import Endless, post_chunked
+
+    body = Endless()
+    resp = post_chunked(client, url(offline_processor), body)
+    assert resp.status_code == 413 and resp.json["error"] == "payload too large"
+    assert body.read_bytes <= 1024 * 1024 + 1
+    counter = db.session.scalar(select(WebhookRejection).filter_by(processor_id=offline_processor.id))
+    assert (counter.reason, counter.count) == ("payload too large", 1)

@@ -342,3 +342,32 @@ def test_a_database_locked_for_a_moment_is_retried_without_an_error(app, offline
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert loud == [], [r.getMessage() for r in loud]
     assert "database is locked: trying again" in caplog.text  # said once, quietly
+
+
+@pytest.mark.postgres
+def test_housekeeping_prunes_old_refusals_and_ended_rate_limit_counters(app, offline_processor):
+    """The worker's periodic work keeps donation_refusal, rate_limit and limiter_counter from growing forever;
+    what a limit, the alarm or a page still needs stays."""
+    from admin.models import DonationForm, DonationRefusal, LimiterCounter, RateLimit
+    from admin.webhooks.worker import housekeeping
+
+    now = utcnow()
+    form = DonationForm(slug="spring", title="Spring", processor_id=offline_processor.id, currency="usd")
+    db.session.add(form)
+    db.session.flush()
+    db.session.add_all([
+        DonationRefusal(form_id=form.id, reason="token_missing", count=500, at=now - timedelta(days=31)),
+        DonationRefusal(form_id=form.id, reason="token_missing", count=3, at=now - timedelta(days=29)),
+        RateLimit(key="login-ip:203.0.113.1", count=3, window_start=now - timedelta(days=1)),  # ended long ago
+        RateLimit(key="login-ip:203.0.113.2", count=3, window_start=now - timedelta(minutes=5)),  # counting
+        RateLimit(key="donate-fail-ip:203.0.113.3", count=0, window_start=now - timedelta(days=1),
+                  blocked_until=now + timedelta(minutes=30)),  # still blocked
+        LimiterCounter(key="LIMITER/old", count=9, expires_at=time.time() - 3600),
+        LimiterCounter(key="LIMITER/now", count=9, expires_at=time.time() + 30),
+    ])
+    db.session.commit()
+    housekeeping()
+    db.session.rollback()
+    assert [r.count for r in db.session.scalars(select(DonationRefusal))] == [3]
+    assert sorted(db.session.scalars(select(RateLimit.key))) == ["donate-fail-ip:203.0.113.3", "login-ip:203.0.113.2"]
+    assert list(db.session.scalars(select(LimiterCounter.key))) == ["LIMITER/now"]
