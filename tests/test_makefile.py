@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 def project(tmp_path):
     """The Makefile with an installed-looking .venv whose python is this one."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    (tmp_path / "pyproject.toml").write_text("")
+    for name in ("pyproject.toml", "requirements-dev.lock", "requirements.lock"):
+        (tmp_path / name).write_text("")
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     os.symlink(sys.executable, tmp_path / ".venv" / "bin" / "python")
     stamp = tmp_path / ".venv" / ".installed"

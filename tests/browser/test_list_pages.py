@@ -242,7 +242,7 @@ def test_a_long_id_is_refused_without_widening_the_page(page, path):
 
 def test_a_donor_with_one_long_first_name_fits_the_phone_thanks_page(browser, site):
     from admin.models import Contact, Contribution, DonationForm
-    from admin.services.donations import ref_of
+    from admin.services.donations import Gift, ref_of
 
     with site.app.app_context():
         form = db.session.scalar(select(DonationForm).where(DonationForm.slug == "spring"))
@@ -253,7 +253,9 @@ def test_a_donor_with_one_long_first_name_fits_the_phone_thanks_page(browser, si
                             status="Completed", donation_form_id=form.id, trxn_id="ch_thanks_long")
         db.session.add(gift)
         db.session.commit()
-        url = f"/donate/spring/thanks/{ref_of(gift)}"
+        typed = Gift(amount=2500, frequency="one-off", first_name="Maximiliane" * 8, last_name="Okafor",
+                     email="max@example.org")
+        url = f"/donate/spring/thanks/{ref_of(gift, typed)}"
         db.session.remove()
     context = browser.new_context(viewport=PHONE, base_url=site.url)
     page = context.new_page()

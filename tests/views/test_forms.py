@@ -131,4 +131,4 @@ def test_a_form_without_a_maximum_stops_at_stripes_largest_charge(client, auth, 
     form = db.session.scalar(select(DonationForm))
     assert form.max_amount is None  # kept empty: the limit follows Stripe's
     listing = client.get("/forms").get_data(as_text=True)
-    assert "<td>500 to 99999999</td>" in listing
+    assert '<td data-label="Range">500 to 99999999</td>' in listing

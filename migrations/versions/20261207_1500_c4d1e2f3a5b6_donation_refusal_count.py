@@ -1,7 +1,7 @@
 """donation refusals tallied: one row stands for ``count`` refusals
 
 Revision ID: c4d1e2f3a5b6
-Revises: 5b2e7c41a9d3
+Revises: 3b63294dc93d
 Create Date: 2026-11-30 09:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c4d1e2f3a5b6'
-down_revision = '5b2e7c41a9d3'
+down_revision = '3b63294dc93d'
 branch_labels = None
 depends_on = None
 
