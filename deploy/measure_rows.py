@@ -177,7 +177,26 @@ def _body_maker():
     return make
 
 
-def event_log(n: int) -> str:
+def _process(conn, final: dict[int, str], chunk: int = 500) -> None:
+    """What the worker does to each stored row: claim it (status, lease, attempts), then record the outcome,
+    a few hundred rows at a time as events arrive, with (auto)vacuum keeping up."""
+    ids = sorted(final)
+    for n, start in enumerate(range(0, len(ids), chunk)):
+        part = ids[start:start + chunk]
+        conn.execute("UPDATE stripe_event SET status = 'processing', attempts = attempts + 1, "
+                     "locked_until = now() + interval '2 minutes', locked_by = 'host-1:4242:paydesk-worker-0' "
+                     "WHERE id = ANY(%s)", (part,))
+        for status in ("success", "ignored", "error", "logged", "queued"):
+            these = [i for i in part if final[i] == status]
+            if these:
+                conn.execute("UPDATE stripe_event SET status = %s, locked_until = NULL, locked_by = NULL, "
+                             "processed_at = CASE WHEN %s IN ('queued', 'logged') THEN NULL ELSE now() END "
+                             "WHERE id = ANY(%s)", (status, status, these))
+        if n % 20 == 19:
+            conn.execute("VACUUM stripe_event")
+
+
+def event_log(n: int, processed: bool = True) -> str:
     from bench import events_page
     from bench.webhooks import paydesk_database
 
@@ -188,7 +207,9 @@ def event_log(n: int) -> str:
         make = _body_maker()
         cols = events_page.COLUMNS
         i_raw, i_type, i_created = cols.index("raw"), cols.index("type"), cols.index("created")
+        i_status, i_processed = cols.index("status"), cols.index("processed_at")
         lengths = collections.defaultdict(list)
+        final: dict[int, str] = {}
         with psycopg.connect(url, autocommit=True) as conn:
             with conn.cursor() as cur, cur.copy(f"COPY stripe_event ({', '.join(cols)}) FROM STDIN") as copy:
                 for k, row in enumerate(events_page.generate(n, [ppid] * len(events_page.PROCESSORS))):
@@ -196,11 +217,17 @@ def event_log(n: int) -> str:
                     body = make(row[i_type], f"{k:09d}", random.choice((500, 1000, 2500, 5000)), row[i_created])
                     row[i_raw] = body
                     lengths[row[i_type]].append(len(body))
+                    final[k + 1] = row[i_status]
+                    if processed:  # stored queued, as the webhook endpoint stores it; the worker updates it below
+                        row[i_status], row[i_processed] = "queued", None
                     copy.write_row(row)
+            if processed:
+                _process(conn, final)
         after = sizes(url)
         mean = sum(sum(v) for v in lengths.values()) / sum(len(v) for v in lengths.values())
         per_type = ", ".join(f"{t} {sum(v) / len(v):,.0f}" for t, v in sorted(lengths.items()))
-        return (f"2. Event log: {n:,} events with Stripe-shaped bodies, {mean:,.0f} bytes on average "
+        return (f"2. Event log: {n:,} events with Stripe-shaped bodies, {mean:,.0f} bytes on average, "
+                f"{'stored queued then claimed and finished by a simulated worker' if processed else 'as stored'} "
                 f"(by type: {per_type})\n" + table(after, empty, only={"stripe_event"}))
     finally:
         drop(url)
@@ -277,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         if "pipeline" not in args.skip:
             print(pipeline(args.pipeline_events, Path(tmp)), flush=True)
         if "events" not in args.skip:
-            print(event_log(args.events), flush=True)
+            print(event_log(args.events, processed=False), flush=True)
+            print(event_log(args.events, processed=True), flush=True)
         if "audit" not in args.skip:
             print(audit_log(args.audit, Path(tmp)), flush=True)
     return 0

@@ -401,9 +401,9 @@ def test_the_environment_file_names_real_settings_and_holds_no_secret():
 
 
 def test_the_environment_files_pool_fits_the_threads_that_share_it(tmp_path):
-    """Each gunicorn thread holds a connection, and the donation rate limiter a second one for a moment; each
-    worker thread one, and a job's lease one more. A pool smaller than that makes requests wait (and fail
-    after pool_timeout)."""
+    """Each gunicorn thread holds a connection, and the donation rate limiter a second one for a moment (measured:
+    2 processes x 8 threads under load opened 27); each worker thread one, and a job's lease one more. A pool
+    smaller than that makes requests wait (and fail after pool_timeout)."""
     from admin import create_app
     from admin.config import env_overrides
 
@@ -414,7 +414,7 @@ def test_the_environment_files_pool_fits_the_threads_that_share_it(tmp_path):
     assert options["pool_pre_ping"] and options["hide_parameters"], "paydesk's own engine options are kept"
     size, overflow = options["pool_size"], options["max_overflow"]
     threads = int(re.search(r"(?m)^threads = (\d+)", (ROOT / "gunicorn.conf.py").read_text()).group(1))
-    assert size >= threads and size + overflow >= threads + 1, (size, overflow, threads)
+    assert size >= threads and size + overflow >= 2 * threads, (size, overflow, threads)
     (argv,) = commands(parse_unit(DEPLOY / "paydesk-worker.service"), Path(INSTALL), "ExecStart")
     assert size + overflow >= int(argv[argv.index("--concurrency") + 1]) + 1
     assert options["pool_timeout"] < 30, "a request waiting for a connection gives up before gunicorn's timeout"
