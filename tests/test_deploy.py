@@ -2,10 +2,13 @@
 
 - The systemd units pass ``systemd-analyze verify``, agree with each other (paths, the timer's schedule and the
   job's ``--period``), and their commands run for real: ``ExecStart=`` (and ``ExecStartPre=``) read from each
-  unit, ``/srv/paydesk`` replaced by a scratch install (symlinks to this checkout, its own ``instance/``), the
-  environment the example environment file gives, nothing else from the caller: migrations, the scheduled job
-  with nothing to do, the worker started and stopped as systemd stops it, gunicorn answering ``/healthz``
-  after telling systemd it is ready (``Type=notify``).
+  unit, ``/srv/paydesk`` replaced by a scratch install laid out as docs/deploy.md lays it out (a link to a
+  release directory of symlinks to this checkout, the instance folder in a state directory), the environment the
+  example environment file gives and nothing else from the caller: migrations, the scheduled job with nothing
+  to do, the worker started and stopped as systemd stops it, gunicorn on the socket systemd would hand it,
+  answering ``/healthz`` after telling systemd it is ready (``Type=notify``).
+- The upgrade as docs/deploy.md describes it (new release linked, migrations, restart) while webhooks keep
+  arriving: every delivery is answered 200 and stored, and the new gunicorn runs the new release.
 - The environment file example reads the same in systemd and in a shell, names only real settings, holds no
   secret, and its database pool fits the threads that share it.
 - The nginx example passes ``nginx -t``, and in front of gunicorn it serves TLS, passes the client's address
@@ -44,8 +47,9 @@ ENV_PATH = "/etc/paydesk/env"
 SERVICES = ("paydesk-web.service", "paydesk-worker.service", "paydesk-migrate.service",
             "paydesk-process-stripe.service")
 TIMER = "paydesk-process-stripe.timer"
+SOCKET = "paydesk-web.socket"
 SERVER_NAME = "paydesk.example.org"
-APP_BIND = "127.0.0.1:8000"  # where paydesk-web.service binds and nginx's upstream points
+APP_BIND = "127.0.0.1:8000"  # where paydesk-web.socket listens and nginx's upstream points
 
 
 # -- reading the examples ----------------------------------------------------------------------------------
@@ -97,29 +101,44 @@ def env_example() -> str:
     return (DEPLOY / "paydesk.env.example").read_text()
 
 
-def commands(unit: dict, install: Path, *keys: str, bind: str | None = None) -> list[list[str]]:
+def commands(unit: dict, install: Path, *keys: str) -> list[list[str]]:
     """The unit's ``keys`` command lines (ExecStartPre, ExecStart, ...), for ``install`` instead of /srv/paydesk."""
     out = []
     for key in keys:
         for value in unit["Service"].get(key, []):
             value = value.lstrip("-@:+!")  # systemd's prefixes: ignore failure, run privileged, ...
-            if bind:
-                assert APP_BIND in value, f"{key} binds elsewhere than {APP_BIND}: {value}"
-                value = value.replace(APP_BIND, bind)
             out.append([part.replace(INSTALL, str(install)) for part in shlex.split(value)])
     return out
 
 
+def make_release(tmp_path: Path, name: str) -> Path:
+    """/srv/paydesk-releases/<name>: this checkout's code (symlinked), the test's virtualenv, and instance/ linked to
+    the state directory (/var/lib/paydesk), as docs/deploy.md sets a release up."""
+    release = tmp_path / "srv" / "paydesk-releases" / name
+    release.mkdir(parents=True)
+    for item in ("admin", "migrations", "wsgi.py", "gunicorn.conf.py"):
+        os.symlink(ROOT / item, release / item)
+    os.symlink(sys.prefix, release / ".venv")
+    os.symlink(tmp_path / "var" / "lib" / "paydesk", release / "instance")
+    return release
+
+
+def switch(tmp_path: Path, release: Path) -> Path:
+    """Point /srv/paydesk at ``release`` in one step (a new link renamed over the old one)."""
+    link = tmp_path / "srv" / "paydesk"
+    new = tmp_path / "srv" / "paydesk.new"
+    os.symlink(release, new)
+    os.replace(new, link)
+    return link
+
+
 @pytest.fixture
 def install(tmp_path):
-    """A scratch /srv/paydesk: this checkout's code (symlinked), the test's virtualenv, an empty instance/ and
-    /etc/paydesk/env made from the example with a scratch SQLite database."""
-    root = tmp_path / "srv" / "paydesk"
-    root.mkdir(parents=True)
-    for name in ("admin", "migrations", "wsgi.py", "gunicorn.conf.py"):
-        os.symlink(ROOT / name, root / name)
-    os.symlink(sys.prefix, root / ".venv")
-    (root / "instance").mkdir(mode=0o750)
+    """A scratch /srv/paydesk (a link to release r1), its state directory, and /etc/paydesk/env made from the
+    example with a scratch SQLite database in the state directory."""
+    state = tmp_path / "var" / "lib" / "paydesk"
+    state.mkdir(parents=True, mode=0o750)
+    root = switch(tmp_path, make_release(tmp_path, "r1"))
     text = re.sub(r"(?m)^PAYDESK_DATABASE_URL=.*$", f"PAYDESK_DATABASE_URL=sqlite:///{root}/instance/paydesk.sqlite3",
                   env_example())
     env_file = tmp_path / "etc" / "paydesk" / "env"
@@ -155,15 +174,39 @@ def run_unit_command(install: Path, unit_name: str, key: str = "ExecStart", time
     return done
 
 
-def start_unit(install: Path, unit_name: str, log: Path, bind: str | None = None, **extra: str) -> subprocess.Popen:
+def start_unit(install: Path, unit_name: str, log: Path, *, listen: socket.socket | None = None,
+               **extra: str) -> subprocess.Popen:
+    """Start the unit's ExecStart= as systemd would; ``listen``: the socket its .socket unit hands it (fd 3,
+    LISTEN_FDS=1, LISTEN_PID its own pid)."""
     unit = parse_unit(DEPLOY / unit_name)
     for argv in commands(unit, install, "ExecStartPre"):
         subprocess.run(argv, cwd=install, env=service_env(install, unit, **extra), check=True, timeout=120)
-    (argv,) = commands(unit, install, "ExecStart", bind=bind)
+    (argv,) = commands(unit, install, "ExecStart")
     cwd = unit["Service"]["WorkingDirectory"][0].replace(INSTALL, str(install))
-    with open(log, "wb") as handle:
-        return subprocess.Popen(argv, cwd=cwd, env=service_env(install, unit, **extra), stdout=handle,
-                                stderr=subprocess.STDOUT)
+    env = service_env(install, unit, **extra)
+    preexec = None
+    if listen is not None:
+        env["LISTEN_FDS"] = "1"
+        argv = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', *argv]
+        fd = listen.fileno()
+
+        def preexec():
+            os.dup2(fd, 3)  # systemd's first passed socket; dup2 leaves it inheritable
+
+    with open(log, "ab") as handle:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, close_fds=False,
+                                preexec_fn=preexec)
+
+
+def web_socket() -> socket.socket:
+    """What paydesk-web.socket listens on (its ListenStream=, on a free port here), held by the test as systemd
+    holds it: across gunicorn's restarts."""
+    sock_unit = parse_unit(DEPLOY / SOCKET)["Socket"]
+    assert sock_unit["ListenStream"] == [APP_BIND], "nginx's upstream and the test expect the socket here"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(int(sock_unit.get("Backlog", ["128"])[0]))
+    return sock
 
 
 def stop_timeout(unit_name: str) -> float:
@@ -236,10 +279,11 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path, install):
     if tool is None:
         pytest.skip("systemd-analyze is not installed (the units' commands are still run by the tests below)")
     env_file = install.parent.parent / "etc" / "paydesk" / "env"
-    for name in (*SERVICES, TIMER):  # the paths they name must exist: point them at the scratch install
+    units = (*SERVICES, TIMER, SOCKET)
+    for name in units:  # the paths they name must exist: point them at the scratch install
         text = (DEPLOY / name).read_text().replace(INSTALL, str(install)).replace(ENV_PATH, str(env_file))
         (tmp_path / name).write_text(text)
-    res = subprocess.run([tool, "verify", "--man=no", *(str(tmp_path / n) for n in (*SERVICES, TIMER))],
+    res = subprocess.run([tool, "verify", "--man=no", *(str(tmp_path / n) for n in units)],
                          capture_output=True, text=True, timeout=120)
     # verify exits 0 on a setting it cannot parse ("ignoring"): any line about our units is a failure
     ours = [line for line in (res.stdout + res.stderr).splitlines() if "paydesk" in line]
@@ -252,8 +296,8 @@ def test_the_units_agree_on_paths_user_and_schedule():
         assert service["User"] == ["paydesk"] and service["Group"] == ["paydesk"], name
         assert service["WorkingDirectory"] == [INSTALL], name
         assert service["EnvironmentFile"] == [ENV_PATH], name
-        assert f"{INSTALL}/instance" in " ".join(service.get("ReadWritePaths", [])), \
-            f"{name}: paydesk writes its generated keys, SQLite database and receipts to instance/"
+        assert service["StateDirectory"] == ["paydesk"] and service["ProtectSystem"] == ["strict"], \
+            f"{name}: paydesk writes its generated keys, SQLite database and receipts to instance/ (the state directory)"
         for argv in commands({"Service": service}, Path(INSTALL), "ExecStart"):
             assert argv[0].startswith(f"{INSTALL}/.venv/bin/"), f"{name}: {argv[0]} is not the install's venv"
     timer = parse_unit(DEPLOY / TIMER)
@@ -264,8 +308,11 @@ def test_the_units_agree_on_paths_user_and_schedule():
     assert argv[argv.index("--period") + 1] == f"{minutes.group(1)} minutes", \
         "process-stripe's --period must be the timer's interval, or hosts' runs fall in different periods"
     assert timer["Timer"].get("AccuracySec") == ["1s"] and "RandomizedDelaySec" not in timer["Timer"]
-    web = parse_unit(DEPLOY / "paydesk-web.service")["Service"]
-    assert web["Type"] == ["notify"] and web["ExecReload"] == ["/bin/kill -s HUP $MAINPID"]
+    web = parse_unit(DEPLOY / "paydesk-web.service")
+    assert web["Service"]["Type"] == ["notify"], "gunicorn tells systemd when it is ready"
+    assert SOCKET in web["Unit"]["Requires"] and SOCKET in web["Unit"]["After"][0].split()
+    (argv,) = commands(web, Path(INSTALL), "ExecStart")
+    assert not any(a.startswith(("-b", "--bind")) for a in argv), "the socket comes from paydesk-web.socket"
     assert stop_timeout("paydesk-web.service") > 30, "gunicorn.conf.py gives requests 30 s (graceful_timeout)"
     assert stop_timeout("paydesk-worker.service") > 60, "the worker supervisor waits up to 60 s per process"
 
@@ -296,30 +343,24 @@ def test_the_units_commands_run_migrate_schedule_work_and_serve(tmp_path, instal
         code = stop_as_systemd_does(worker, "paydesk-worker.service")
     assert code == 0, worker_log.read_text()
 
-    # gunicorn: tells systemd it is ready (Type=notify), answers /healthz, reloads on HUP, stops on SIGTERM
+    # gunicorn on the socket systemd hands it: tells systemd it is ready (Type=notify), answers /healthz, stops
+    # on SIGTERM within TimeoutStopSec
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(60)
-    port = free_port()
+    listen = web_socket()
+    base = f"127.0.0.1:{listen.getsockname()[1]}"
     web_log = tmp_path / "web.log"
-    web = start_unit(install, "paydesk-web.service", web_log, bind=f"127.0.0.1:{port}",
-                     NOTIFY_SOCKET=str(notify_path))
+    web = start_unit(install, "paydesk-web.service", web_log, listen=listen, NOTIFY_SOCKET=str(notify_path))
     try:
         message = notify.recv(4096).decode()
         assert "READY=1" in message, message
-        wait_healthy(f"127.0.0.1:{port}", web, web_log)
-        # ExecReload: new workers load the code on disk while the socket stays open. Requests arriving while they
-        # load wait in the socket's queue (a few seconds), none is refused.
-        web.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while web_log.read_text().count("Booting worker") < 4 and time.monotonic() < deadline:
-            assert healthz(f"127.0.0.1:{port}", timeout=40) == 200
-            time.sleep(0.05)
-        assert healthz(f"127.0.0.1:{port}", timeout=40) == 200
+        wait_healthy(base, web, web_log)
     finally:
         notify.close()
         code = stop_as_systemd_does(web, "paydesk-web.service")
+        listen.close()
     assert code == 0, web_log.read_text()[-3000:]
     assert "Booting worker" in web_log.read_text()
 
@@ -543,10 +584,11 @@ def test_nginx_in_front_of_gunicorn_as_the_examples_set_them_up(tmp_path, instal
     nginx = _nginx()
     cert, _ = certificate
     run_unit_command(install, "paydesk-migrate.service")
-    app_port, http_port, https_port = free_port(), free_port(), free_port()
+    listen = web_socket()
+    app_port, http_port, https_port = listen.getsockname()[1], free_port(), free_port()
     web_log = tmp_path / "web.log"
     # one gunicorn process (8 threads), so that a handful of slow clients would hold them all without nginx
-    web = start_unit(install, "paydesk-web.service", web_log, bind=f"127.0.0.1:{app_port}", WEB_CONCURRENCY="1")
+    web = start_unit(install, "paydesk-web.service", web_log, listen=listen, WEB_CONCURRENCY="1")
     nginx_log = tmp_path / "nginx.out"
     proxy = None
     try:
@@ -631,3 +673,73 @@ def test_nginx_in_front_of_gunicorn_as_the_examples_set_them_up(tmp_path, instal
             except subprocess.TimeoutExpired:
                 proxy.kill()
         stop_as_systemd_does(web, "paydesk-web.service")
+        listen.close()
+
+
+# -- upgrading ---------------------------------------------------------------------------------------------------
+
+def _post_webhooks(base: str, ppid: int, secret: str, stop, results: list) -> None:
+    """Stripe, delivering one new event after another (a new connection each, as nginx opens them)."""
+    import stripe_objects as so
+
+    while not stop.is_set():
+        event = so.event("customer.updated", so.customer())
+        body, headers = so.signed(event, secret)
+        conn = http.client.HTTPConnection(base, timeout=60)
+        try:
+            conn.request("POST", f"/webhooks/stripe/{ppid}", body=body, headers=headers)
+            results.append((event["id"], conn.getresponse().status))
+        except OSError as exc:
+            results.append((event["id"], f"{type(exc).__name__}: {exc}"))
+        finally:
+            conn.close()
+        time.sleep(0.02)
+
+
+def test_an_upgrade_as_the_guide_does_it_refuses_no_webhook(tmp_path, install):
+    """docs/deploy.md, "Upgrading": the new release linked as /srv/paydesk, paydesk-migrate started, paydesk-web
+    restarted (its socket held by systemd, here the test), all while Stripe keeps delivering: every delivery is
+    answered 200 and stored, and the restarted gunicorn runs the new release."""
+    import threading
+
+    run_unit_command(install, "paydesk-migrate.service")
+    secret = "whsec_deploy_test_upgrade"
+    flask = str(install / ".venv" / "bin" / "flask")
+    unit = parse_unit(DEPLOY / "paydesk-migrate.service")
+    added = subprocess.run([flask, "--app", "wsgi", "processor", "add", "--name", "Stripe", "--secret-key",
+                            "sk_test_deploy", "--webhook-secret", secret, "--api-base", "http://127.0.0.1:9",
+                            "--default", "--format", "json"], cwd=install, env=service_env(install, unit),
+                           capture_output=True, text=True, timeout=120, check=True)
+    ppid = json.loads(added.stdout.strip().splitlines()[-1])["id"]
+    listen = web_socket()
+    base = f"127.0.0.1:{listen.getsockname()[1]}"
+    web_log = tmp_path / "web.log"
+    web = start_unit(install, "paydesk-web.service", web_log, listen=listen)
+    stop, results = threading.Event(), []
+    poster = threading.Thread(target=_post_webhooks, args=(base, ppid, secret, stop, results), daemon=True)
+    try:
+        wait_healthy(base, web, web_log)
+        poster.start()
+        time.sleep(1)
+        release = make_release(tmp_path, "r2")
+        switch(tmp_path, release)
+        run_unit_command(install, "paydesk-migrate.service")  # at head already: nothing to do, and says so quietly
+        before_restart = len(results)
+        code = stop_as_systemd_does(web, "paydesk-web.service")  # systemctl restart paydesk-web: stop, then start
+        assert code == 0
+        web = start_unit(install, "paydesk-web.service", web_log, listen=listen)
+        wait_healthy(base, web, web_log)
+        deadline = time.monotonic() + 30
+        while len(results) < before_restart + 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert Path(f"/proc/{web.pid}/cwd").resolve() == release.resolve(), "the new gunicorn runs the new release"
+    finally:
+        stop.set()
+        poster.join(timeout=70)
+        stop_as_systemd_does(web, "paydesk-web.service")
+        listen.close()
+    refused = [r for r in results if r[1] != 200]
+    assert len(results) > before_restart + 20 and not refused, refused[:5]
+    with sqlite3.connect(install / "instance" / "paydesk.sqlite3") as db:
+        stored = {row[0] for row in db.execute("SELECT event_id FROM stripe_event WHERE status = 'queued'")}
+    assert stored == {event_id for event_id, _ in results}  # stored and queued for the worker, none lost
