@@ -23,7 +23,7 @@ CHROMIUM := /usr/bin/chromium
 LINT_DIRS := $(wildcard admin tests bench scripts)
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: test demo bench clean install install-production lint pytest browser axe lock
+.PHONY: test demo bench clean install install-production lint pytest browser nginx axe lock
 
 # -- the environment -------------------------------------------------------------
 
@@ -105,6 +105,22 @@ browser:
 		echo "!!! (install it with: sudo apt-get install chromium)" >&2; \
 	fi
 
+# nginx for tests/test_deploy.py: the example deploy/nginx/paydesk.conf is checked with `nginx -t` and run in front
+# of gunicorn. apt's nginx is left stopped and disabled (the tests start their own, on free ports).
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then \
+		echo "==> nginx: $$(command -v nginx || echo /usr/sbin/nginx) found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> nginx: installing Debian's nginx with apt (for the deploy example's tests)"; \
+		if { apt-get update -qq && $(APT_ENV) apt-get install -y -qq nginx; }; then \
+			if [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi; \
+		else \
+			echo "!!! apt could not install nginx: THE NGINX EXAMPLE'S TESTS WILL BE SKIPPED" >&2; fi; \
+	else \
+		echo "!!! nginx is missing and this is not root: THE NGINX EXAMPLE'S TESTS WILL BE SKIPPED" >&2; \
+		echo "!!! (install it with: sudo apt-get install nginx)" >&2; \
+	fi
+
 # axe-core (npm) for the accessibility checks in the browser tests: tests/package.json pins it.
 AXE := tests/node_modules/axe-core/axe.min.js
 
@@ -133,7 +149,7 @@ pytest: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "!!! pytest collected no tests: that is a failure here" >&2; fi; \
 	exit $$rc
 
-test: $(STAMP) browser axe lint pytest
+test: $(STAMP) browser nginx axe lint pytest
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
