@@ -327,6 +327,12 @@ def release_link(contribution_id: int) -> None:
                        .values(used_at=None, contribution_id=None))
 
 
+def through_link(contribution_id: int) -> bool:
+    """Whether a signed donor link was spent on this contribution (the giver is the link's contact)."""
+    return db.session.scalar(select(DonorLink.id).where(DonorLink.contribution_id == contribution_id)
+                             .limit(1)) is not None
+
+
 def move_link(old_contribution_id: int, new_contribution_id: int) -> None:
     """The gift a link was spent on is recorded on another contribution (the worker's row for its invoice)."""
     db.session.execute(update(DonorLink).where(DonorLink.contribution_id == old_contribution_id)

@@ -20,8 +20,8 @@ The browser has made a PaymentMethod with Stripe.js; :func:`give` then
 3. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``,
    with the chosen frequency) *before* Stripe can send anything about it, so the webhook always finds it;
 4. attaches the PaymentMethod to the customer (a card can be declined here);
-5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix,
-   metadata), records its id, then confirms it;
+5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix starting
+   with the donor's :func:`reference`, metadata), records its id, then confirms it;
    monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
    for that amount, currency and interval (:func:`plan_for`, created once and reused); when Stripe does
    not answer the subscription request, paydesk finds out whether the subscription exists (listing the
@@ -37,7 +37,8 @@ exists leaves nothing behind (rolled back, or the Pending contribution deleted a
 exists, its contribution stays Pending, linked to it and its first invoice, for the webhook to complete.
 
 Nothing a public answer carries (the JSON, the thank-you page) comes from a matched contact's stored
-details: the thank-you page shows the name and email typed for this gift (see :func:`ref_of`).
+details: the thank-you page shows the name and email typed for this gift (see :func:`ref_of`), and the
+donor's reference holds no contact id unless the gift came through a donor link (see :func:`reference`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ from ..timeutil import utcnow
 from . import contributions, donation_guard, intents, recurring
 from .contacts import find_by_email, new_contact
 from .customers import customer_fields, request_metadata_sync
-from .donation_forms import LINK_SPENT, claim_link, largest_gift, move_link, release_link
+from .donation_forms import LINK_SPENT, claim_link, largest_gift, move_link, release_link, through_link
 from .stripe_reader import StripeReader
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,14 @@ def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
 
 
 def reference(c: Contribution) -> str:
-    """The reference donors and staff quote: ``<contactID>-<contributionID>`` (as in the description)."""
+    """The reference a donor quotes (thank-you page, messages, receipt, card statement).
+
+    CiviCRM's ``<contactID>-<contributionID>`` where the giver is known to be the contact: a gift through a
+    signed donor link, or one that did not come from the public form. A gift from the public form without
+    that proof shows the contribution's id alone: its contact was matched by a typed email, so the contact's
+    id is not the giver's to learn. Staff's Stripe description keeps ``<contactID>-<contributionID>``."""
+    if c.donation_form_id is not None and not through_link(c.id):
+        return str(c.id)
     return f"{c.contact_id}-{c.id}"
 
 
@@ -342,9 +350,9 @@ def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | 
     return Outcome("declined", 402, CARD_REFUSED, errors={"card": CARD_REFUSED})
 
 
-def _suffix(contact: Contact, c: Contribution, title: str) -> str:
-    """Statement descriptor suffix: the parsable contactID-contributionID, then part of the title."""
-    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{contact.id}-{c.id} {title}")
+def _suffix(c: Contribution, title: str) -> str:
+    """Statement descriptor suffix: the donor's :func:`reference`, then part of the title."""
+    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{reference(c)} {title}")
     return re.sub(r"\s+", " ", text)[:22].strip()
 
 
@@ -396,7 +404,7 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         pi = gw.create("payment_intents", {
             "amount": gift.amount, "currency": form.currency, "customer": customer_id,
             "payment_method": gift.payment_method, "payment_method_types": ["card"],
-            "description": c.description, "statement_descriptor_suffix": _suffix(contact, c, form.title),
+            "description": c.description, "statement_descriptor_suffix": _suffix(c, form.title),
             "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
     except GatewayError as err:
         return _failed_before_intent(form, c, err, client_ip)

@@ -146,7 +146,7 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
     pi = gw.retrieve("payment_intents", c.payment_intent_id)
     assert (pi["status"], pi["amount"], pi["currency"]) == ("succeeded", 2500, "usd")
     assert pi["description"] == f"Spring appeal {contact.id}-{c.id}"
-    assert pi["statement_descriptor_suffix"] == f"{contact.id}-{c.id} Spring appeal"[:22].strip()
+    assert pi["statement_descriptor_suffix"] == f"{c.id} Spring appeal"  # the donor's reference: no contact id
     assert pi["metadata"] == {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": "spring",
                               "source": "paydesk donation form"}
     customer = gw.retrieve("customers", pi["customer"])
@@ -163,7 +163,8 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
     thanks_page = client.get(body["redirect"])
     assert "stripe" not in thanks_page.headers["Content-Security-Policy"]  # no Stripe.js there
     thanks = thanks_page.get_data(as_text=True)
-    assert "Thank you, Grace!" in thanks and "25.00 USD" in thanks and f"{contact.id}-{c.id}" in thanks
+    assert "Thank you, Grace!" in thanks and "25.00 USD" in thanks
+    assert f"<dt>Reference</dt><dd>{c.id}</dd>" in thanks
     assert "waiting for our card processor" in thanks  # the webhook completes it, not the form
     assert client.get(body["redirect"] + "/status").get_json() == {"state": "waiting", "status": "Pending"}
 
