@@ -97,6 +97,8 @@ SUBSCRIPTION_NOT_CONFIRMED = ("Your regular gift is set up, but we could not con
 SUBSCRIPTION_UNKNOWN = ("We could not find out from our card processor whether your regular gift was set up. "
                         "Please do not try again for now: {then} Your reference is {reference}.")
 CARD_REFUSED = "Your card details were not accepted. Please enter them again, or use another card."
+# Above the form when the card was declined; what the card issuer said goes under the card field, once.
+DECLINED = "Your gift did not go through. Please see the message under Card."
 
 
 @dataclass
@@ -282,6 +284,11 @@ def decline_message(message: str | None) -> str:
     return text if "declined" in text.lower() or text == CARD_REFUSED else f"Payment declined: {text}"
 
 
+def declined(text: str, c: Contribution | None = None) -> Outcome:
+    """The answer for a declined or refused card: why, under the card field; above the form, where to look."""
+    return Outcome("declined", 402, DECLINED, errors={"card": text}, contribution=c)
+
+
 def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
     """The gift's contact, and whether this gift made it. A contact matched by the typed email keeps its
     stored details: nothing proves the giver is that contact. The contact of a donor link (staff sent it to
@@ -347,7 +354,7 @@ def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | 
             ", attached to a customer already" if sid(pm.get("customer")) else "")
     db.session.rollback()
     donation_guard.payment_failed(form, client_ip, detail[:200])
-    return Outcome("declined", 402, CARD_REFUSED, errors={"card": CARD_REFUSED})
+    return declined(CARD_REFUSED)
 
 
 def _suffix(c: Contribution, title: str) -> str:
@@ -471,7 +478,7 @@ def _declined(form: DonationForm, c: Contribution, message: str | None, client_i
     release_link(c.id)
     db.session.commit()
     donation_guard.payment_failed(form, client_ip, f"contribution {c.id}: {message or 'declined'}")
-    return Outcome("declined", 402, text, errors={"card": text}, contribution=c)
+    return declined(text, c)
 
 
 # -- monthly and yearly ---------------------------------------------------------------------
@@ -661,7 +668,7 @@ def _cancel_subscription(gw: Gateway, form: DonationForm, subscription_id: str) 
 def check_result(form: DonationForm, c: Contribution, client_ip: str | None) -> Outcome:
     """What became of the payment after the browser's 3-D Secure step, as Stripe has it now."""
     if c.status == FAILED:
-        return Outcome("declined", 402, c.failure_message, errors={"card": c.failure_message or ""}, contribution=c)
+        return declined(decline_message(c.failure_message), c)
     if c.status == COMPLETED or not c.payment_intent_id:
         return Outcome("succeeded", contribution=c)
     gw = Gateway.for_processor(form.processor)
