@@ -47,15 +47,6 @@ def form(app, processor):
     return make_form(processor)
 
 
-@pytest.fixture(autouse=True)
-def _refusals_written(app):
-    """Refusals tallied by a test are written before its database goes, not by a timer during a later test."""
-    yield
-    from admin.services.donation_guard import flush_refusals
-
-    flush_refusals()
-
-
 def _count(model, *where) -> int:
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
