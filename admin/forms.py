@@ -17,7 +17,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .models import FREQUENCY_LABELS
+from admin.models import FREQUENCY_LABELS
 
 
 class EmptyForm(FlaskForm):

@@ -31,8 +31,8 @@ from limits.storage import Storage
 from sqlalchemy import bindparam, case, delete, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
-from .models import LimiterCounter
+from admin.extensions import db
+from admin.models import LimiterCounter
 
 SQL_SCHEME = "paydesk-sql"
 _PURGE_EVERY = 500  # increments between deletions of expired counters

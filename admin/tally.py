@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 
 from flask import Flask, current_app
 
-from .extensions import db
+from admin.extensions import db
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..timeutil import utcnow
+from admin.extensions import db
+from admin.timeutil import utcnow
 
 
 class CardTestingEpisode(db.Model):

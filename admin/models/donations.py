@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import Money, created_column
+from admin.extensions import db
+from admin.models.base import Money, created_column
+from admin.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from .processors import PaymentProcessor
+    from admin.models.processors import PaymentProcessor
 
 # Frequencies a form may offer: name shown to donors -> Stripe plan interval (None: one-off).
 FREQUENCIES = {"one-off": None, "monthly": "month", "yearly": "year"}

@@ -18,9 +18,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import COMPLETED, PENDING, RECUR_PENDING, Money, created_column
+from admin.extensions import db
+from admin.models.base import COMPLETED, PENDING, RECUR_PENDING, Money, created_column
+from admin.timeutil import utcnow
 
 
 class Contact(db.Model):

@@ -19,9 +19,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import ROLES, created_column
+from admin.extensions import db
+from admin.models.base import ROLES, created_column
+from admin.timeutil import utcnow
 
 
 def new_session_token() -> str:

@@ -8,13 +8,13 @@ contribution of its own, without a receipt, and kept for staff on ``/reconcile``
 
 from __future__ import annotations
 
-from ...dbutil import parse_id
-from ...extensions import db
-from ...models import Contribution
-from ...services import contributions, recurring, unmatched
-from ...stripe_shapes import currency_of, minor_units, sid
-from ..context import EventContext
-from ..registry import handles
+from admin.dbutil import parse_id
+from admin.extensions import db
+from admin.models import Contribution
+from admin.services.records import contributions, recurring, unmatched
+from admin.stripe_shapes import currency_of, minor_units, sid
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 
 def _referenced(ctx: EventContext, session: dict) -> Contribution | None:
