@@ -36,7 +36,7 @@ class LoginForm(FlaskForm):
 
 class DonationFormForm(FlaskForm):
     """An admin's settings for a donation form. It only carries them: the service
-    (``services.donation_forms``) checks and normalises every one, and each refusal names its setting and
+    (``services.donations.forms``) checks and normalises every one, and each refusal names its setting and
     says why ("Currency: ..."), as ``forms add`` does. No check here, so no message that names no field."""
 
     title = StringField("Title")

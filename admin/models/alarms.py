@@ -1,5 +1,5 @@
 """Card-testing alarm episodes: when failed payments on a processor went above the threshold, and when
-they fell back below it (see ``admin.services.alarms``)."""
+they fell back below it (see ``admin.services.monitoring.alarms``)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ class DonationRefusal(db.Model):
     ``reason`` is one of ``REFUSAL_REASONS``; ``payment_failed`` is an attempt that reached Stripe
     and was declined (or failed 3-D Secure), every other reason is a request paydesk refused
     before calling Stripe. One row stands for ``count`` refusals: a flood of them from one address
-    is tallied and written together (``services.donation_guard``), ``at`` being the latest.
+    is tallied and written together (``services.donations.guard``), ``at`` being the latest.
     """
 
     __tablename__ = "donation_refusal"

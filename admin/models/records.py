@@ -170,7 +170,7 @@ class StripePaymentIntent(db.Model):
     referrer: Mapped[str | None] = mapped_column(String(255))
     extra_data: Mapped[str | None] = mapped_column(Text)
     # Stripe's last_payment_error (message), and when paydesk learned of it: failed attempts in the
-    # last hour feed the card-testing alarm (admin.services.alarms).
+    # last hour feed the card-testing alarm (admin.services.monitoring.alarms).
     last_error: Mapped[str | None] = mapped_column(String(500))
     last_error_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -30,7 +30,7 @@ def new_session_token() -> str:
 
 class RateLimit(db.Model):
     """A fixed-window counter: failed sign-ins per address and per account at an address, donation
-    attempts per card or address, ... (``admin.services.ratelimit``)."""
+    attempts per card or address, ... (``admin.services.core.ratelimit``)."""
 
     __tablename__ = "rate_limit"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)

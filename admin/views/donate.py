@@ -126,7 +126,7 @@ def _form_limit(form) -> int:
 @csrf.exempt
 @public
 def pay(slug: str):
-    """The JSON payment endpoint: checks, then :func:`admin.services.donations.give`."""
+    """The JSON payment endpoint: checks, then :func:`admin.services.donations.give.give`."""
     form = _form_or_404(slug)
     try:
         data = request.get_json(silent=True)

@@ -598,7 +598,7 @@ def test_an_ipv6_64_shares_one_budget_across_its_addresses(app, client, form, pr
 
 
 def test_refusals_are_logged(client, form, caplog):
-    caplog.set_level("WARNING", logger="admin.services.donations.give.guard")
+    caplog.set_level("WARNING", logger="admin.services.donations.guard")
     client.post("/donate/spring/pay", json={"token": "nope"})
     assert "donation form spring: refused (token_missing) from 127.0.0.1" in caplog.text
 
@@ -609,7 +609,7 @@ def test_a_flood_of_refusals_is_tallied_not_a_row_and_a_log_line_each(app, clien
     import time
 
     app.config.update(DONATE_RATE_LIMIT_IP="1000 per minute", DONATE_REFUSAL_FLUSH_SECONDS=0.5)
-    caplog.set_level("WARNING", logger="admin.services.donations.give.guard")
+    caplog.set_level("WARNING", logger="admin.services.donations.guard")
     started = time.monotonic()
     for _ in range(200):
         assert client.post("/donate/spring/pay", json={"token": "forged"}).status_code == 400

@@ -4,7 +4,7 @@
   the nonce into ``spent_form_token``, so a second use is refused);
 - a block on a client (an IPv4 address, an IPv6 /64: ``limiter.network_of``) after
   ``DONATE_IP_MAX_FAILURES`` failed payments within ``DONATE_IP_FAILURE_WINDOW`` seconds
-  (``admin.services.ratelimit``, shared by all processes);
+  (``admin.services.core.ratelimit``, shared by all processes);
 - a honeypot field and a captcha hook;
 - Flask-Limiter's per-address and per-form limits (``admin.views.donate``) report here too.
 

@@ -1,6 +1,6 @@
 """The event jobs: bulk replay and bulk ignore, populate log/queue, retry all, cleanup.
 
-Each is a generator run by :mod:`admin.services.jobs`: it resumes from ``ctx.cursor`` and
+Each is a generator run by :mod:`admin.services.core.jobs`: it resumes from ``ctx.cursor`` and
 yields after every unit of work (see that module for the contract).
 """
 

@@ -1,6 +1,6 @@
 """The intent jobs: bulk cancel, CiviCRM's Job.process_stripe, and learning of intents from Stripe.
 
-Each is a generator run by :mod:`admin.services.jobs` (see that module for the contract): it resumes
+Each is a generator run by :mod:`admin.services.core.jobs` (see that module for the contract): it resumes
 from ``ctx.cursor`` and yields after every unit of work. A cancel in a job carries the idempotency key
 ``paydesk-cancel-<intent>-job<id>``, so a unit run again after a crash asks Stripe once.
 

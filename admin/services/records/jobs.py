@@ -2,7 +2,7 @@
 ``limit`` / ``starting_after``), compare every subscription with Stripe, and for every linked
 Stripe customer push paydesk's metadata or read the contact id back from it.
 
-Each is a generator run by :mod:`admin.services.jobs` (see that module for the contract): it
+Each is a generator run by :mod:`admin.services.core.jobs` (see that module for the contract): it
 resumes from ``ctx.cursor`` (the id of the last Stripe object done, as Stripe's
 ``starting_after``), commits its own unit of work and yields after it. Units are idempotent, so
 a unit run twice after a crash changes nothing the second time.

@@ -1,6 +1,6 @@
 """Staff sign-in with throttling, sign-out, and the audit entries for both.
 
-One mechanism, the ``rate_limit`` table (``admin.services.ratelimit``), with two counters for
+One mechanism, the ``rate_limit`` table (``admin.services.core.ratelimit``), with two counters for
 each failed attempt, both keyed by the client (proxy-corrected, see ``PAYDESK_TRUSTED_PROXIES``;
 an IPv4 address, or an IPv6 address's /64, ``limiter.network_of``: one home or server has a whole
 /64 and must not get a fresh budget per address). "Address" below means that.
