@@ -1,5 +1,5 @@
 """Read-only listings of the records: ``contacts|contributions|payments|recurring list``
-(``intents list`` is in ``cli_intents``).
+(``intents list`` is in ``cli/intents``).
 
 ``contacts``, ``contributions``, ``payments`` and ``recurring`` read the same filter objects as
 the pages (``ContactFilter``, ``ContributionFilter``, ``PaymentFilter``, ``SubscriptionFilter``):

@@ -151,7 +151,7 @@ KILLER = textwrap.dedent("""
     from conftest import make_app
     from pathlib import Path
     app = make_app({url!r}, Path({tmp!r}), STRIPE_MAX_ATTEMPTS=1)
-    from admin.services import contributions
+    from admin.services.records import contributions
     real = contributions.add_charge_payment
     def add_then_die(reader, c, charge):
         real(reader, c, charge)

@@ -3,7 +3,7 @@
 On a Payment Link the payer chooses ``client_reference_id``: a session completes the contribution it names
 only when its amount, currency and (where both are known) customer are the contribution's and nothing else
 paid that contribution. Otherwise the named contribution is left alone, and the payment is recorded as a
-contribution of its own, without a receipt, and kept for staff on ``/reconcile`` (``services/unmatched``).
+contribution of its own, without a receipt, and kept for staff on ``/reconcile`` (``services/records/unmatched``).
 """
 
 from __future__ import annotations
