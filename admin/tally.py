@@ -14,7 +14,7 @@ apps or tests it makes. It is started again in a forked child when needed, and s
 about to lose its database).
 
 Used by the webhook endpoint (``webhooks/rejections.py``) and the donation form
-(``services/donation_guard.py``); each says how its counts are written and summed up in words.
+(``services/donations/guard.py``); each says how its counts are written and summed up in words.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Callable, Hashable
 
 from flask import Flask, current_app
 
-from .extensions import db
+from admin.extensions import db
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The public donation form: ``/donate/<slug>``, its JSON payment endpoint and the thank-you page.
 
-Thin: each view reads the request, asks :mod:`admin.services.donation_pages` and renders what it answers
+Thin: each view reads the request, asks :mod:`admin.services.donations.pages` and renders what it answers
 (checks, limits, refusals and their messages live there). These views are exempt from Flask-WTF's CSRF
 check: the one-time form token stands in for it. Per-client limits are set up here, around the views
 (:func:`init_app`); bodies are at most ``DONATE_MAX_BYTES``, however they are sent (a chunked body over it
@@ -17,9 +17,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from admin.extensions import csrf
 from admin.limiter import client_ip, client_network, init_limiter, limit_view
 from admin.security import limit_body, public, uses_stripe_js
-from admin.services import donation_pages as pages
-from admin.services.donation_forms import public_form
-from admin.services.donations import read_ref
+from admin.services.donations import pages
+from admin.services.donations.forms import public_form
+from admin.services.donations.give import read_ref
 
 bp = Blueprint("donate", __name__)
 JSON_ENDPOINTS = ("donate.pay", "donate.result", "donate.status")
