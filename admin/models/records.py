@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -128,14 +129,22 @@ class Contribution(db.Model):
 
 
 class Payment(db.Model):
-    """A charge (positive) or refund (negative) on a contribution."""
+    """A charge (positive), a failed charge (status Failed) or a refund (negative) on a contribution.
+
+    As the seeds' FAQ has it, ``trxn_id`` is the Stripe charge id on every row; a refund's own ``re_`` id is
+    in ``refund_id``, so several partial refunds of one charge are several rows. Each charge is recorded once
+    (``uq_payment_charge``: one row per charge id among the rows that are not refunds), each refund once."""
 
     __tablename__ = "payment"
-    __table_args__ = (UniqueConstraint("processor_id", "trxn_id", name="uq_payment_trxn"),)
+    __table_args__ = (
+        UniqueConstraint("processor_id", "refund_id", name="uq_payment_refund"),
+        Index("uq_payment_charge", "processor_id", "trxn_id", unique=True,
+              sqlite_where=text("refund_id IS NULL"), postgresql_where=text("refund_id IS NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     contribution_id: Mapped[int] = mapped_column(ForeignKey("contribution.id"), index=True)
     processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
-    trxn_id: Mapped[str] = mapped_column(String(255))  # charge id, or refund id for refunds
+    trxn_id: Mapped[str] = mapped_column(String(255))  # the charge id (refunds too)
     charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
     refund_id: Mapped[str | None] = mapped_column(String(255))
     amount: Mapped[int] = mapped_column(Money)

@@ -181,8 +181,9 @@ def test_partial_then_full_refund(offline_processor, world):
     ev = pay.event("charge.refunded")
     feed(offline_processor, ev, copy.deepcopy(ev) | {"id": so.new_id("evt")})  # and a second delivery
     assert (c.status, c.refunded_amount) == ("Refunded", 5000)
-    refunds = sorted((p.trxn_id, p.amount) for p in c.payments if p.amount < 0)
-    assert refunds == sorted([(r1["id"], -2000), (r2["id"], -3000)])
+    # the FAQ's rule: every row carries the charge id; each refund its own re_ id
+    refunds = sorted((p.trxn_id, p.refund_id, p.amount) for p in c.payments if p.amount < 0)
+    assert refunds == sorted([(pay.charge["id"], r1["id"], -2000), (pay.charge["id"], r2["id"], -3000)])
 
 
 @pytest.mark.parametrize("shape", ["older", "current"])
@@ -247,7 +248,10 @@ def test_invoice_payment_failed_then_retry_succeeds(offline_processor, world):
     world.objects[ren.invoice["id"]] = ren.invoice
     feed(offline_processor, ren.events["invoice.paid"])
     assert c.status == "Completed" and c.recur.status == "In Progress"
-    assert [p.trxn_id for p in c.payments] == [ren.charge["id"]]
+    # the FAQ's rule: the failed attempt is a Failed payment row on the recurring contribution
+    assert [(p.trxn_id, p.status) for p in c.payments] == [(failed_charge["id"], "Failed"),
+                                                           (ren.charge["id"], "Completed")]
+    assert (c.amount, c.fee_amount, c.refunded_amount) == (ren.invoice["amount_paid"], c.payments[1].fee, 0)
 
 
 def test_subscription_charge_is_never_a_one_off(offline_processor, world):

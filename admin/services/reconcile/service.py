@@ -1,9 +1,10 @@
 """Reconciliation: one processor's Stripe account and paydesk's records over a period, row by row.
 
-Three comparisons, each keyed by the Stripe id paydesk stores as ``trxn_id``:
+Three comparisons, each keyed by the Stripe id paydesk stores:
 
 * Stripe's **charges** with paydesk's payments (``payment.trxn_id`` = charge id);
-* Stripe's **refunds** with paydesk's negative payments (``payment.trxn_id`` = refund id);
+* Stripe's **refunds** with paydesk's negative payments (``payment.refund_id``; their ``trxn_id`` is
+  the charge id, as on every payment row);
 * Stripe's **paid invoices** with paydesk's contributions (``contribution.invoice_id``).
 
 A row is *in step*, or has one problem: ``missing`` (Stripe has it paid, paydesk has no
@@ -327,12 +328,22 @@ def _chunks(ids: list[str], n: int = 500) -> Iterator[list[str]]:
         yield ids[i:i + n]
 
 
-def _payments(proc: PaymentProcessor, trxn_ids: list[str]) -> dict[str, Payment]:
+def _payments(proc: PaymentProcessor, charge_ids: list[str]) -> dict[str, Payment]:
+    """The payment rows of these charges (not their refunds), by charge id."""
     found: dict[str, Payment] = {}
-    for chunk in _chunks(trxn_ids):
+    for chunk in _chunks(charge_ids):
         for p in db.session.scalars(select(Payment).where(Payment.processor_id == proc.id,
-                                                          Payment.trxn_id.in_(chunk))):
+                                                          Payment.trxn_id.in_(chunk), Payment.refund_id.is_(None))):
             found[p.trxn_id] = p
+    return found
+
+
+def _refund_payments(proc: PaymentProcessor, refund_ids: list[str]) -> dict[str, Payment]:
+    found: dict[str, Payment] = {}
+    for chunk in _chunks(refund_ids):
+        for p in db.session.scalars(select(Payment).where(Payment.processor_id == proc.id,
+                                                          Payment.refund_id.in_(chunk))):
+            found[p.refund_id] = p
     return found
 
 
@@ -400,8 +411,8 @@ def scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
                          lambda p: p.trxn_id, _charge_row)
     if "refund" in objects:
         rows += _compare(reader, "refund", _list_window(reader, "refunds", since, until, server_filter=False),
-                         lambda ids: _payments(proc, ids), _local_refunds(proc, since, until),
-                         lambda p: p.trxn_id, _refund_row)
+                         lambda ids: _refund_payments(proc, ids), _local_refunds(proc, since, until),
+                         lambda p: p.refund_id, _refund_row)
     if "invoice" in objects:
         rows += _compare(reader, "invoice", _list_window(reader, "invoices", since, until, server_filter=False),
                          lambda ids: _contributions(proc, ids), _local_invoices(proc, since, until),
@@ -529,7 +540,8 @@ def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
         found = _retrieve(StripeReader(proc), obj, stripe_id)
     except GatewayError as err:
         raise ServiceError(f"Could not ask Stripe about {stripe_id}: {err.message}") from err
-    local = (_contributions if obj == "invoice" else _payments)(proc, [stripe_id]).get(stripe_id)
+    local = {"invoice": _contributions, "charge": _payments, "refund": _refund_payments}[obj](
+        proc, [stripe_id]).get(stripe_id)
     row = {"charge": _charge_row, "refund": _refund_row, "invoice": _invoice_row}[obj](found, local, stripe_id)
     if row is not None:
         return row

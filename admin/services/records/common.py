@@ -39,8 +39,9 @@ from admin.models import (
 from admin.money import THREE_DECIMAL, ZERO_DECIMAL, MoneyTotal, format_money, money_totals, to_major
 
 TYPES = ("one-off", "recurring")
-# A payment is Completed, Refunded (a refund) or Cancelled (a refund that failed): contributions.PAYMENT_*.
-PAYMENT_STATUSES = (COMPLETED, REFUNDED, CANCELLED)
+# A payment is Completed, Failed (a charge that failed), Refunded (a refund) or Cancelled (a refund that
+# failed): contributions.PAYMENT_*.
+PAYMENT_STATUSES = (COMPLETED, FAILED, REFUNDED, CANCELLED)
 PAYMENT_KINDS = ("charge", "refund")
 
 
@@ -348,7 +349,8 @@ def payment_page(flt: PaymentFilter) -> Page:
 
 def payment_totals(flt: PaymentFilter) -> list[MoneyTotal]:
     """Count, amount, fee and net per currency of what the filter matches (refunds count negative)."""
-    return money_totals(payment_query(flt), fee="fee", net="net")
+    return money_totals(payment_query(flt), fee="fee", net="net", status="status",
+                        counted=(COMPLETED, REFUNDED, CANCELLED), failed=(FAILED,))
 
 
 _PAYMENT_COLUMNS = (Payment.id, Payment.payment_date, Payment.created_at, Payment.status, Payment.amount,

@@ -3,8 +3,10 @@
 * one-off: a contribution per PaymentIntent/charge, ``trxn_id`` = charge id;
 * recurring: a contribution per invoice, ``trxn_id`` = invoice id;
 * payments: one per charge (``trxn_id`` = charge id, fee and net from the
-  balance transaction) and one negative payment per refund (``trxn_id`` =
-  refund id). The database's unique keys make each of them happen once.
+  balance transaction), one Failed payment per failed charge of a recurring
+  contribution, and one negative payment per refund (``trxn_id`` = the charge
+  id too, the refund's own id in ``refund_id``), as the seeds' FAQ has it.
+  The database's unique keys make each of them happen once.
 
 Every function here is idempotent and statuses only move forward
 (Pending -> Failed/Cancelled -> Completed -> Partially refunded -> Refunded),
@@ -321,6 +323,7 @@ def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv
     c = _invoice_contribution(reader, processor, inv, recur)
     charge = _invoice_charge(reader, inv, succeeded_only=False)
     fail(c, failure_message(charge or {}) or failure_message(inv) or "invoice payment failed")
+    add_failed_payment(c, charge)
     if recur is not None and c.status == FAILED and recur.status != RECUR_CANCELLED:
         recur.status = RECUR_FAILING
         recur.failure_count = max(recur.failure_count or 0, int(inv.get("attempt_count") or 1))
@@ -369,7 +372,8 @@ def read_invoice(reader: StripeReader, processor_id: int, inv: dict) -> dict | N
     charge = _invoice_charge(reader, inv, succeeded_only=False)
     if charge is not None and charge.get("status") == "succeeded" and charge.get("captured") is not False:
         recorded = db.session.execute(select(Payment.amount, Payment.status).where(
-            Payment.processor_id == processor_id, Payment.trxn_id == charge["id"])).first()
+            Payment.processor_id == processor_id, Payment.trxn_id == charge["id"],
+            Payment.refund_id.is_(None))).first()
         if recorded is None or tuple(recorded) != (captured_amount(charge), COMPLETED):
             _fee_and_net(reader, charge, captured_amount(charge))  # add_charge_payment will write them
         refunds_recorded = db.session.scalar(select(Payment.id).where(
@@ -391,8 +395,7 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     """The charge as a payment on ``c`` (once per charge id), then its refunds."""
     if charge.get("status") != "succeeded" or charge.get("captured") is False:
         return None
-    pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
-                                                  Payment.trxn_id == charge["id"]))
+    pay = charge_payment(c.processor_id, charge["id"])
     if pay is None:
         amount = captured_amount(charge)
         fee, net = _fee_and_net(reader, charge, amount)
@@ -410,6 +413,50 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     return pay
 
 
+def charge_payment(processor_id: int, charge_id: str) -> Payment | None:
+    """The payment row of a charge (not one of its refunds), if recorded."""
+    return db.session.scalar(select(Payment).where(Payment.processor_id == processor_id,
+                                                   Payment.trxn_id == charge_id, Payment.refund_id.is_(None)))
+
+
+def add_failed_payment(c: Contribution, charge: dict) -> Payment | None:
+    """A failed charge as a Failed payment row on ``c`` (once per charge id), as the FAQ records a recurring
+    contribution's failed attempts. Counts for nothing in the totals."""
+    if not charge or charge.get("status") != "failed" or not charge.get("id"):
+        return None
+    pay = charge_payment(c.processor_id, charge["id"])
+    if pay is None:
+        amount = minor_units(charge, "amount")
+        pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"], charge_id=charge["id"],
+                      amount=amount, fee=0, net=0, currency=currency_of(charge), status=FAILED,
+                      payment_date=from_unix(charge.get("created")))
+        db.session.add(pay)
+        db.session.flush()
+    return pay
+
+
+def record_refund(c: Contribution, charge_id: str, refund: dict) -> tuple[Payment, bool]:
+    """One refund as a negative payment on ``c`` (once per refund id): what staff's refund writes at once and
+    what ``charge.refunded`` / ``refund.*`` find already there. Returns (payment, made now)."""
+    lock_objects([refund["id"]])
+    pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
+                                                  Payment.refund_id == refund["id"]))
+    counted = refund.get("status") in REFUND_COUNTED
+    made = pay is None
+    if pay is None:
+        pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge_id, charge_id=charge_id,
+                      refund_id=refund["id"], amount=-minor_units(refund, "amount"), fee=0,
+                      net=-minor_units(refund, "amount"), currency=(refund.get("currency") or c.currency).lower(),
+                      status=PAYMENT_REFUNDED if counted else PAYMENT_VOID,
+                      payment_date=from_unix(refund.get("created")))
+        db.session.add(pay)
+    else:
+        pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
+    db.session.flush()
+    recompute(c)
+    return pay, made
+
+
 def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, int]:
     ref = charge.get("balance_transaction")
     if not ref:
@@ -425,12 +472,15 @@ def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, 
 
 def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
     """One negative payment per refund id; the contribution becomes (Partially) Refunded."""
-    recorded = {p.trxn_id: p for p in c.payments if p.refund_id and p.charge_id == charge["id"]}
+    recorded = {p.refund_id: p for p in c.payments if p.refund_id and p.charge_id == charge["id"]}
     for r in _refunds_of(reader, charge, bool(recorded)):
         pay = recorded.get(r["id"])
+        if pay is None:  # recorded on another contribution of this processor? (never twice)
+            pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
+                                                          Payment.refund_id == r["id"]))
         counted = r.get("status") in REFUND_COUNTED
         if pay is None and counted:
-            db.session.add(Payment(contribution=c, processor_id=c.processor_id, trxn_id=r["id"],
+            db.session.add(Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"],
                                    charge_id=charge["id"], refund_id=r["id"], amount=-minor_units(r, "amount"), fee=0,
                                    net=-minor_units(r, "amount"), currency=(r.get("currency") or c.currency).lower(),
                                    status=PAYMENT_REFUNDED, payment_date=from_unix(r.get("created"))))

@@ -28,8 +28,11 @@ def differences(proc, **filters) -> dict[str, str]:
     return {r.stripe_id: r.problem for r in rc.scan(proc, rc.ReconcileFilter(**filters)).differences}
 
 
-def payment(trxn_id: str) -> Payment | None:
-    return db.session.scalar(select(Payment).where(Payment.trxn_id == trxn_id))
+def payment(stripe_id: str) -> Payment | None:
+    """The payment row of a charge (ch_) or of a refund (re_: its trxn_id is the charge id, as the FAQ says)."""
+    if stripe_id.startswith("re_"):
+        return db.session.scalar(select(Payment).where(Payment.refund_id == stripe_id))
+    return db.session.scalar(select(Payment).where(Payment.trxn_id == stripe_id, Payment.refund_id.is_(None)))
 
 
 def ghost(proc, amount: int = 999, trxn_id: str = "ch_ghost0001") -> Contribution:
