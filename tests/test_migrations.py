@@ -153,3 +153,40 @@ def test_session_token_migration_keeps_existing_staff(migrated_app, backend):
     downgrade(revision="391b44f483a6")
     with db.engine.connect() as conn:
         assert [r[0] for r in conn.execute(text('SELECT failed_logins FROM "user"'))] == [0, 0]
+
+
+@pytest.mark.postgres
+def test_payment_trxn_id_becomes_the_charge_id(migrated_app, backend):
+    """9a7d3c5e1f20: existing refund rows take their charge id as trxn_id (the seeds' FAQ), keep their re_ id
+    in refund_id, each refund and each charge stays unique, and a downgrade gives the old ids back."""
+    import sqlalchemy as sa
+    from sqlalchemy import text
+
+    upgrade(revision="c4d1e2f3a5b6")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO payment_processor (id, name, mode, secret_key_enc, is_default, active, "
+                          "created_at, updated_at) VALUES (1, 'p', 'test', 'x', :t, :t, CURRENT_TIMESTAMP, "
+                          "CURRENT_TIMESTAMP)"), {"t": True})
+        conn.execute(text("INSERT INTO contribution (id, processor_id, amount, currency, status, trxn_id, fee_amount, "
+                          "net_amount, refunded_amount, created_at, updated_at) VALUES (1, 1, 5000, 'usd', "
+                          "'Partially refunded', 'ch_1', 0, 0, 3000, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        for pid, trxn, refund, amount in ((1, "ch_1", None, 5000), (2, "re_a", "re_a", -1000), (3, "re_b", "re_b", -2000)):
+            conn.execute(text("INSERT INTO payment (id, contribution_id, processor_id, trxn_id, charge_id, refund_id, "
+                              "amount, fee, net, currency, status, created_at) VALUES (:id, 1, 1, :trxn, 'ch_1', "
+                              ":refund, :amount, 0, :amount, 'usd', 'Completed', CURRENT_TIMESTAMP)"),
+                         {"id": pid, "trxn": trxn, "refund": refund, "amount": amount})
+    upgrade()
+    rows = "SELECT id, trxn_id, refund_id FROM payment ORDER BY id"
+    with db.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text(rows))] == [(1, "ch_1", None), (2, "ch_1", "re_a"),
+                                                                 (3, "ch_1", "re_b")]
+    insert = text("INSERT INTO payment (contribution_id, processor_id, trxn_id, charge_id, refund_id, amount, fee, "
+                  "net, currency, status, created_at) VALUES (1, 1, 'ch_1', 'ch_1', :refund, 1, 0, 1, 'usd', "
+                  "'Completed', CURRENT_TIMESTAMP)")
+    for refund in (None, "re_a"):  # the charge a second time; a refund a second time
+        with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+            conn.execute(insert, {"refund": refund})
+    downgrade(revision="c4d1e2f3a5b6")
+    with db.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text(rows))] == [(1, "ch_1", None), (2, "re_a", "re_a"),
+                                                                 (3, "re_b", "re_b")]
