@@ -8,13 +8,16 @@ It also teaches localstripe (1.15) a few things Stripe does that paydesk relies 
 reasons, ``amount_capturable``, intents and charges listed by ``created``, lists newest first, and
 ``description`` / ``statement_descriptor_suffix`` / ``receipt_email`` on PaymentIntents
 (checked the way Stripe checks them: a suffix of at most 22 characters, none of ``<>\\'"*``),
-and idempotency keys: a POST sent again with the same ``Idempotency-Key`` (same API key, path and
+a staff charge's Connect options (``application_fee_amount``, ``transfer_data``, ``transfer_group``) and
+``off_session`` on confirm, refunds with ``reason``/``refund_application_fee``/``reverse_transfer`` that
+refuse more than is left to refund, and idempotency keys: a POST sent again with the same ``Idempotency-Key`` (same API key, path and
 body) is answered with the first answer (``Idempotent-Replayed: true``) instead of being done twice.
 """
 
 import argparse
 import logging
 import time
+import uuid
 
 from aiohttp import web
 from localstripe.errors import UserError
@@ -50,10 +53,17 @@ def closer_to_stripe() -> None:
         obj.canceled_at = int(time.time())
         return obj
 
+    plain_confirm = PaymentIntent._api_confirm
+
+    def confirm(id, off_session=None, **kwargs):
+        """Confirm takes ``off_session`` (a staff charge of a saved card: the customer is not there)."""
+        return plain_confirm(id, **kwargs)
+
+    handlers = {"/v1/payment_intents/{id}/cancel": cancel, "/v1/payment_intents/{id}/confirm": confirm}
     for resource in app.router.resources():  # the route holds the original function: replace its handler
-        if resource.canonical == "/v1/payment_intents/{id}/cancel":
+        if resource.canonical in handlers:
             for route in resource:
-                route._handler = api_extra(cancel, resource.canonical)
+                route._handler = api_extra(handlers[resource.canonical], resource.canonical)
 
     checks = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
               "lt": lambda a, b: a < b}
@@ -96,6 +106,8 @@ def closer_to_stripe() -> None:
 
     List._compute_starting_pos = newest_first
     _accept_intent_descriptions()
+    _accept_staff_payment_options()
+    _refunds_like_stripe()
     _replay_idempotent_requests()
 
 
@@ -121,6 +133,76 @@ def _accept_intent_descriptions() -> None:
 
     __init__.paydesk_patched = True
     PaymentIntent.__init__ = __init__
+
+
+def _accept_staff_payment_options() -> None:
+    """A staff charge of a saved customer (issue 19) sends Connect's options on the PaymentIntent:
+    ``application_fee_amount`` (a positive integer, at most the amount), ``transfer_data[destination]`` (an
+    ``acct_`` id), ``transfer_group`` and ``on_behalf_of``. localstripe answers 400 "Unexpected ..."; they are
+    kept on the intent as Stripe shows them (no money moves between accounts here)."""
+    from localstripe.resources import try_convert_to_int
+
+    original = PaymentIntent.__init__
+    if getattr(original, "paydesk_connect", False):
+        return
+
+    def __init__(self, application_fee_amount=None, transfer_data=None, transfer_group=None, on_behalf_of=None,
+                 **kwargs):
+        fee = try_convert_to_int(application_fee_amount) if application_fee_amount is not None else None
+        amount = try_convert_to_int(kwargs.get("amount"))
+        if fee is not None and (not isinstance(fee, int) or fee < 0 or (isinstance(amount, int) and fee > amount)):
+            raise UserError(400, "Invalid application_fee_amount: must be a non-negative integer no greater "
+                                 "than the amount")
+        destination = (transfer_data or {}).get("destination") if isinstance(transfer_data, dict) else None
+        if transfer_data is not None and not (isinstance(destination, str) and destination.startswith("acct_")):
+            raise UserError(400, "Invalid transfer_data[destination]: must be a connected account id (acct_...)")
+        original(self, **kwargs)
+        self.application_fee_amount = fee
+        self.transfer_data = {"destination": destination} if destination else None
+        self.transfer_group = transfer_group
+        self.on_behalf_of = on_behalf_of
+
+    __init__.paydesk_connect = True
+    __init__.paydesk_patched = True
+    PaymentIntent.__init__ = __init__
+
+
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+def _refunds_like_stripe() -> None:
+    """Refunds take ``reason`` (Stripe's three), ``refund_application_fee`` and ``reverse_transfer`` (localstripe
+    answers 400 "Unexpected ..."), and Stripe refuses more than is left to refund of the charge (localstripe
+    refunded any amount)."""
+    from localstripe.resources import Charge, Refund, try_convert_to_bool, try_convert_to_int
+
+    original = Refund.__init__
+    if getattr(original, "paydesk_patched", False):
+        return
+
+    def __init__(self, reason=None, refund_application_fee=None, reverse_transfer=None, **kwargs):
+        if reason is not None and reason not in REFUND_REASONS:
+            raise UserError(400, f"Invalid reason: must be one of {', '.join(REFUND_REASONS)}")
+        for name, value in (("refund_application_fee", refund_application_fee),
+                            ("reverse_transfer", reverse_transfer)):
+            if value is not None and not isinstance(try_convert_to_bool(value), bool):
+                raise UserError(400, f"Invalid boolean: {name}")
+        charge_id = kwargs.get("charge")
+        amount = try_convert_to_int(kwargs.get("amount"))
+        if isinstance(charge_id, str) and charge_id.startswith("ch_"):
+            charge = Charge._api_retrieve(charge_id)
+            left = charge.amount - charge.amount_refunded
+            if isinstance(amount, int) and amount > left:
+                raise UserError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                                     f"({left})")
+            if left <= 0:
+                raise UserError(400, f"Charge {charge_id} has already been refunded.",
+                                {"code": "charge_already_refunded"})
+        original(self, **kwargs)
+        self.reason = reason
+
+    __init__.paydesk_patched = True
+    Refund.__init__ = __init__
 
 
 # (API key, Idempotency-Key) -> (path, body, status, answer) of the first request with that key.
@@ -161,7 +243,19 @@ def _replay_idempotent_requests() -> None:
             _ANSWERED[slot] = (request.path, body, response.status, bytes(response.body or b""))
         return response
 
+    @web.middleware
+    async def request_ids(request, handler):
+        """Every answer names its request (``Request-Id: req_...``), as Stripe's do: what paydesk audits."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = exc
+        if "Request-Id" not in response.headers:
+            response.headers["Request-Id"] = "req_" + uuid.uuid4().hex[:14]
+        return response
+
     server.middlewares.insert(0, idempotency)
+    server.middlewares.insert(0, request_ids)
     plain_clear = Store.clear
 
     def clear(self):

@@ -1,0 +1,125 @@
+"""What the payment operations share: the parameters staff type (money, metadata rows, yes/no boxes) read
+the same way from a page's form and from the CLI's options, idempotency keys, and Stripe's refusals."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from admin.errors import ServiceError, check_text
+from admin.money import format_money, parse_money
+from admin.stripe_gateway import GatewayError
+
+_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+# Stripe's limits on metadata: 50 keys, keys up to 40 characters without square brackets, values up to 500.
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+
+
+def new_action_key() -> str:
+    """A fresh key for one staff action (a form carries it, so a double submit reuses it)."""
+    return uuid.uuid4().hex
+
+
+def idempotency_key(verb: str, object_id: str, action_key: str | None, *extra: object) -> str:
+    """``paydesk-<verb>-<object>-<action>[-<extra>]``: the same for one staff action, so a retried or double
+    submitted request makes Stripe act once; a new action (a new page, a new CLI run) gets a new one."""
+    action = action_key if action_key and _KEY_OK.match(action_key) else new_action_key()
+    return "-".join(["paydesk", verb, object_id, action, *[str(x) for x in extra]])[:255]
+
+
+def money(
+    value: int | str | None, currency: str, field: str, label: str, *, required: bool = True
+) -> int | None:
+    """An amount in minor units from minor units (int) or text in major units ("12.50"); positive."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ServiceError(f"{label}: give an amount", field=field)
+        return None
+    if isinstance(value, str):
+        try:
+            value = parse_money(value.strip(), currency)
+        except ValueError as err:
+            raise ServiceError(f"{label}: {err}", field=field) from None
+    if value <= 0:
+        raise ServiceError(f"{label}: give an amount above zero", field=field)
+    return int(value)
+
+
+def currency_code(value: str | None) -> str:
+    cur = (value or "").strip().lower()
+    if not re.fullmatch(r"[a-z]{3}", cur):
+        raise ServiceError("Currency: a three-letter ISO code such as usd or eur", field="currency")
+    return cur
+
+
+def flag(value: Any) -> bool:
+    """A checkbox or a CLI flag: "1", "on", "true", "yes" or True are yes."""
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in ("1", "on", "true", "yes", "y")
+
+
+def metadata_rows(keys: Iterable[str | None], values: Iterable[str | None]) -> dict[str, str]:
+    """Key/value rows (the form's repeated ``metadata_key``/``metadata_value``; empty rows skipped) as Stripe
+    metadata, checked against Stripe's limits first."""
+    out: dict[str, str] = {}
+    for key, value in zip(keys, values, strict=False):
+        key = check_text(key, "Metadata key", "metadata")
+        value = check_text(value, "Metadata value", "metadata")
+        if not key and not value:
+            continue
+        if not key:
+            raise ServiceError(f"Metadata: the value {value[:40]!r} has no key", field="metadata")
+        if len(key) > METADATA_KEY_MAX or "[" in key or "]" in key:
+            raise ServiceError(
+                f"Metadata: the key {key[:50]!r} is too long or has square brackets (Stripe takes "
+                f"at most {METADATA_KEY_MAX} characters, no [ or ])",
+                field="metadata",
+            )
+        if len(value) > METADATA_VALUE_MAX:
+            raise ServiceError(
+                f"Metadata: the value of {key!r} is longer than {METADATA_VALUE_MAX} characters",
+                field="metadata",
+            )
+        if key in out:
+            raise ServiceError(f"Metadata: the key {key!r} is given twice", field="metadata")
+        out[key] = value
+    if len(out) > METADATA_MAX_KEYS:
+        raise ServiceError(f"Metadata: at most {METADATA_MAX_KEYS} keys", field="metadata")
+    return out
+
+
+def metadata_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    """The CLI's repeated ``--metadata key=value`` as the same rows."""
+    keys, values = [], []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ServiceError(f"Metadata: {pair!r} is not key=value", field="metadata")
+        keys.append(key)
+        values.append(value)
+    return metadata_rows(keys, values)
+
+
+def form_metadata(form: Mapping) -> dict[str, str]:
+    getlist = getattr(form, "getlist", None)
+    if getlist is not None:
+        return metadata_rows(getlist("metadata_key"), getlist("metadata_value"))
+    meta = form.get("metadata") or {}
+    if isinstance(meta, dict):
+        return metadata_rows(meta.keys(), meta.values())
+    return metadata_pairs(meta)
+
+
+def refused(err: GatewayError, what: str) -> ServiceError:
+    """Stripe refused: its message and the request id, so staff can find it in Stripe's logs."""
+    rid = f" (Stripe request {err.request_id})" if err.request_id else ""
+    return ServiceError(f"Stripe refused to {what}: {err.message}{rid}. Nothing was changed.")
+
+
+def shown(amount: int, currency: str) -> str:
+    return format_money(amount, currency)
