@@ -211,6 +211,72 @@ def capture_intent(processor: PaymentProcessor, intent_id: str, *, amount: int |
                    {"amount": wanted, "currency": currency, "authorised": authorised, "idempotency_key": key})
 
 
+def check_charge_id(charge_id: str) -> str:
+    charge_id = (charge_id or "").strip()
+    if not re.fullmatch(r"ch_[A-Za-z0-9_]{1,250}", charge_id):
+        raise ServiceError(f"{charge_id!r} is not a charge id (they start with ch_)", field="id")
+    return charge_id
+
+
+def capture(processor: PaymentProcessor, object_id: str, *, amount: int | str | None = None,
+            action_key: str | None = None) -> IntentOutcome:
+    """Capture by PaymentIntent (``pi_``) or by charge id (``ch_``, the seed's ``gateway_id``)."""
+    if (object_id or "").strip().startswith("ch_"):
+        return capture_charge(processor, object_id, amount=amount, action_key=action_key)
+    return capture_intent(processor, object_id, amount=amount, action_key=action_key)
+
+
+def capture_charge(processor: PaymentProcessor, charge_id: str, *, amount: int | str | None = None,
+                   action_key: str | None = None) -> IntentOutcome:
+    """Capture an authorised charge by its id: through its PaymentIntent when it has one (``capture_intent``),
+    else the charge itself (a charge made without an intent). The amount is checked against what is
+    authorised before anything is captured. Commits, with its audit entry."""
+    from admin.services.core.stripe_reader import write_after_reading
+    from admin.services.records.charges import record_charge
+
+    charge_id = check_charge_id(charge_id)
+    gw = Gateway.for_processor(processor)
+    try:
+        ch = gw.retrieve("charges", charge_id)
+    except GatewayError as err:
+        if err.not_found:
+            raise ServiceError(f"Stripe has no charge {charge_id} on this account", field="id") from None
+        raise ServiceError(f"Could not read {charge_id}: {err.message} (Stripe request {err.request_id})") from None
+    pi_id = ch.get("payment_intent")
+    pi_id = pi_id.get("id") if isinstance(pi_id, dict) else pi_id
+    if pi_id:
+        return capture_intent(processor, pi_id, amount=amount, action_key=action_key)
+    currency = (ch.get("currency") or "").lower()
+    if ch.get("captured") or ch.get("status") != "succeeded":
+        raise ServiceError(f"Only an authorised charge can be captured; Stripe says {charge_id} is "
+                           f"{'captured already' if ch.get('captured') else ch.get('status')}.")
+    authorised = int(ch.get("amount") or 0) - int(ch.get("amount_refunded") or 0)
+    wanted = _capture_amount(amount, currency, authorised)
+    key = idempotency_key("capture", charge_id, action_key, wanted)
+    params = {} if wanted == authorised else {"amount": wanted}
+    audit_params = {"charge": charge_id, "amount": wanted, "currency": currency, "authorised": authorised,
+                    "idempotency_key": key}
+    try:
+        res = gw.call("charges", "capture", charge_id, params=params, idempotency_key=key)
+    except GatewayError as err:
+        out = IntentOutcome(charge_id, FAILED, f"Could not capture {charge_id}: {err.message}. Nothing was changed.",
+                            err.request_id, transient=err.transient)
+        immediate()
+        audit.record("charge.capture", object_type="charge", object_id=charge_id, processor_id=processor.id,
+                     parameters=audit_params, ok=False, message=out.message, stripe_request_id=err.request_id,
+                     commit=True)
+        return out
+    reader = StripeReader(processor)
+    captured = reader.expanded("charges", charge_id, required=("balance_transaction", "amount_refunded"))
+    out = IntentOutcome(charge_id, CAPTURED, f"Captured {format_money(wanted, currency)} of "
+                        f"{format_money(authorised, currency)} ({charge_id}).", res.request_id)
+    write_after_reading(reader, lambda: record_charge(reader, processor, captured))
+    audit.record("charge.capture", object_type="charge", object_id=charge_id, processor_id=processor.id,
+                 parameters=audit_params, message=out.message, stripe_request_id=res.request_id, commit=False)
+    db.session.commit()
+    return out
+
+
 def _capture_amount(amount: int | str | None, currency: str, authorised: int) -> int:
     if amount is None or (isinstance(amount, str) and not amount.strip()):
         return authorised

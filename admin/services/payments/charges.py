@@ -29,7 +29,7 @@ from sqlalchemy import select
 from admin.dbutil import immediate, lock_objects, parse_id, parse_whole
 from admin.errors import ServiceError, check_text
 from admin.extensions import db
-from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer
+from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer, StripePaymentIntent
 from admin.services.core import audit
 from admin.services.core.stripe_reader import StripeReader, write_after_reading
 from admin.services.intents import queries as intents
@@ -294,24 +294,34 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     plan = plan_charge(processor, req)
     gw = Gateway.for_processor(processor)
     customer_id = plan.link.customer_id
+    # paydesk's unique invoice id, the same for one staff action: a double submit finds the first attempt
+    invoice_id = (
+        uuid.uuid5(uuid.NAMESPACE_URL, f"paydesk:{processor.id}:{customer_id}:{req.action_key}").hex
+        if req.action_key
+        else uuid.uuid4().hex
+    )
+    sent = _sent_already(processor, invoice_id)
+    if sent is not None:
+        return sent
     card = req.payment_method or _default_card(gw, customer_id)
-    invoice_id = uuid.uuid4().hex
 
     immediate()  # the Pending contribution, committed before Stripe hears of it
     contact = db.session.get(Contact, plan.contact.id)
-    c = Contribution(
-        processor_id=processor.id,
-        contact=contact,
-        amount=plan.amount,
-        currency=plan.currency,
-        status=PENDING,
-        customer_id=customer_id,
-        receive_date=utcnow(),
-        source=SOURCE,
-    )
-    db.session.add(c)
-    db.session.flush()
-    c.description = " ".join(x for x in (plan.description, f"{contact.id}-{c.id}", invoice_id) if x)[:500]
+    c = _attempt_of(processor, customer_id, invoice_id)
+    if c is None:
+        c = Contribution(
+            processor_id=processor.id,
+            contact=contact,
+            amount=plan.amount,
+            currency=plan.currency,
+            status=PENDING,
+            customer_id=customer_id,
+            receive_date=utcnow(),
+            source=SOURCE,
+        )
+        db.session.add(c)
+        db.session.flush()
+        c.description = " ".join(x for x in (plan.description, f"{contact.id}-{c.id}", invoice_id) if x)[:500]
     contribution_id = c.id
     db.session.commit()
 
@@ -371,6 +381,43 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     except GatewayError as err:
         return _failed(processor, contribution_id, pi["id"], err, parameters)
     return _after_confirm(processor, contribution_id, dict(pi), pi.request_id, parameters)
+
+
+def _attempt_of(processor: PaymentProcessor, customer_id: str, invoice_id: str) -> Contribution | None:
+    """The Pending contribution an earlier submit of the same staff action made (before its intent existed)."""
+    return db.session.scalar(
+        select(Contribution)
+        .where(
+            Contribution.processor_id == processor.id,
+            Contribution.customer_id == customer_id,
+            Contribution.source == SOURCE,
+            Contribution.description.like(f"%{invoice_id}"),
+        )
+        .limit(1)
+    )
+
+
+def _sent_already(processor: PaymentProcessor, invoice_id: str) -> ChargeOutcome | None:
+    """The same staff action sent again (a double submit): its intent exists, so report it as Stripe has it now
+    instead of charging again."""
+    row = db.session.scalar(
+        select(StripePaymentIntent).where(
+            StripePaymentIntent.identifier == invoice_id, StripePaymentIntent.processor_id == processor.id
+        )
+    )
+    if row is None or row.contribution_id is None:
+        return None
+    try:
+        pi = Gateway.for_processor(processor).retrieve("payment_intents", row.stripe_intent_id)
+    except GatewayError as err:
+        raise common.refused(err, f"read {row.stripe_intent_id}") from None
+    if pi.get("status") == "requires_confirmation":
+        return None  # created, never confirmed: the same keys confirm it now
+    out = _after_confirm(
+        processor, row.contribution_id, dict(pi), pi.request_id, {"invoice_id": invoice_id, "repeated": True}
+    )
+    out.message = "This charge was sent already: " + out.message[0].lower() + out.message[1:]
+    return out
 
 
 def _track(

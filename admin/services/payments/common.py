@@ -109,6 +109,11 @@ def form_metadata(form: Mapping) -> dict[str, str]:
     getlist = getattr(form, "getlist", None)
     if getlist is not None:
         return metadata_rows(getlist("metadata_key"), getlist("metadata_value"))
+    if form.get("metadata_key") is not None:  # a plain dict with the form's lists (tests, the API)
+        keys, values = form.get("metadata_key"), form.get("metadata_value") or []
+        if isinstance(keys, str):
+            keys, values = [keys], [values] if isinstance(values, str) else values
+        return metadata_rows(keys, values)
     meta = form.get("metadata") or {}
     if isinstance(meta, dict):
         return metadata_rows(meta.keys(), meta.values())
