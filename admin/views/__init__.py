@@ -74,12 +74,14 @@ def _template_filters(app: Flask) -> None:
     from admin.listing import PAGE_SIZES
     from admin.money import format_money
     from admin.services.events.queries import count_label, dashboard_url
+    from admin.services.intents.queries import release_date
     from admin.timeutil import format_age, from_unix
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(format_age, "age")
     app.add_template_filter(dashboard_url, "dashboard_url")
     app.add_template_filter(plain_value, "plain")
+    app.add_template_filter(release_date, "release_date")
     app.add_template_global(count_label, "count_label")
     # A global (not only a context variable) so that macros imported from _list.html can use it.
     app.add_template_global(format_money, "format_money")

@@ -1,5 +1,6 @@
 """The confirmation step of a tool that starts a job over many objects ("push to all", "update all",
-"compare all"): the patterns' "confirm with a count, then a job". The tool's form posts without
+"compare all"): the patterns' "confirm with a count, then a job"; and of a staff action that moves money
+(a refund, a charge): "confirm with the amount, then do it". The tool's form posts without
 ``step``; the answer says how many and what will happen, and its button posts again with
 ``step=run``, which starts the job. htmx swaps the confirmation into the tool's result box; a browser
 without JavaScript gets it as a page of its own.
@@ -25,6 +26,9 @@ class JobConfirmation:
     fields: dict[str, str] = field(default_factory=dict)  # posted again with step=run (the processor, ...)
     nothing: str | None = None  # said instead of a button when there is nothing to do
     target: str = "#tool-result"
+    rows: list[tuple[str, str]] = field(default_factory=list)  # repeated fields posted again (metadata rows)
+    run_target: str | None = None  # what the step=run answer replaces (default: ``target``)
+    run_swap: str = "innerHTML"
 
 
 def confirmation(c: JobConfirmation):

@@ -17,6 +17,7 @@ from admin.services.records.imports import import_charge
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, labelled
 from admin.views.export import csv_response
+from admin.views.payments import money_context
 
 bp = Blueprint("contributions", __name__)
 
@@ -51,8 +52,8 @@ def show(contribution_id: int):
     c = rec.find_contribution(contribution_id)
     if c is None:
         abort(404)
-    return render_template("contributions/show.html", c=c, intents=rec.intents_of(c), events=rec.events_of(c),
-                           history=audit.for_object("contribution", str(c.id)))
+    return render_template("contributions/show.html", intents=rec.intents_of(c), events=rec.events_of(c),
+                           history=audit.for_object("contribution", str(c.id)), only=None, **money_context(c))
 
 
 @bp.post("/contributions/import-charge")

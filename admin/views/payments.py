@@ -1,14 +1,22 @@
-"""``/payments``: charges and refunds, totals per currency, CSV export of exactly what is filtered."""
+"""``/payments``: charges and refunds, totals per currency, CSV export of exactly what is filtered; one
+payment's page; refunding a charge (confirm the amount, then refund)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, render_template, request, url_for
 
+from admin.errors import ServiceError
+from admin.extensions import db
 from admin.htmx import is_partial
 from admin.listing import page_or_first
+from admin.models import Payment
 from admin.security import role_required
+from admin.services.core import audit
+from admin.services.payments import common, refunds
 from admin.services.records import common as rec
-from admin.services.settings.processors import list_processors
+from admin.services.settings.processors import get_processor, list_processors
+from admin.views.actions import action_response, labelled
+from admin.views.confirm import JobConfirmation, confirmation
 from admin.views.export import csv_response
 
 bp = Blueprint("payments", __name__)
@@ -30,3 +38,55 @@ def index():
 def export():
     flt, _ = rec.PaymentFilter.from_args(request.args)
     return csv_response("payments", rec.PAYMENT_CSV, rec.payment_rows(flt), rec.payment_csv_row)
+
+
+def money_context(c) -> dict:
+    """What ``payments/_money.html`` shows for a contribution: what is left to refund of each charge."""
+    left = {p.id: refunds.refundable(p) for p in c.payments
+            if not p.refund_id and p.amount > 0 and p.status == "Completed" and p.charge_id}
+    return {"c": c, "refundable": left, "action_key": common.new_action_key()}
+
+
+def _payment_or_404(payment_id: int) -> Payment:
+    pay = db.session.get(Payment, payment_id)
+    if pay is None:
+        abort(404)
+    return pay
+
+
+@bp.get("/payments/<id:payment_id>")
+@role_required("viewer")
+def show(payment_id: int):
+    pay = _payment_or_404(payment_id)
+    return render_template("payments/show.html", p=pay, only=pay.id, **money_context(pay.contribution),
+                           history=audit.for_object("contribution", str(pay.contribution_id)))
+
+
+@bp.post("/payments/<id:payment_id>/refund")
+@role_required("operator")
+def refund(payment_id: int):
+    """Without ``step=run``: check the refund and ask to confirm it (amount, what stays refundable);
+    with it: refund in Stripe and answer the contribution's payments, the negative one among them."""
+    pay = _payment_or_404(payment_id)
+    back = url_for("payments.show", payment_id=pay.id)
+    try:
+        req = refunds.RefundRequest.from_form(request.form, payment_id=pay.id)
+        plan = refunds.plan_refund(req)
+        if request.form.get("step") != "run":
+            return confirmation(JobConfirmation(
+                title=f"Refund {common.shown(plan.amount, plan.currency)}?", detail=plan.describe(),
+                confirm=f"Yes, refund {common.shown(plan.amount, plan.currency)}",
+                action=url_for("payments.refund", payment_id=pay.id), back=back, back_label=f"Payment #{pay.id}",
+                fields=plan.fields(), rows=[(k, v) for key, val in req.metadata.items()
+                                            for k, v in (("metadata_key", key), ("metadata_value", val))],
+                target=f"#refund-result-{pay.id}", run_target="#payment-money", run_swap="outerHTML"))
+        out = refunds.refund(get_processor(pay.processor_id), req)
+    except ServiceError as err:
+        if request.form.get("step") != "run":
+            return action_response("_message.html", back, labelled(err, refunds.LABELS), "error")
+        db.session.rollback()
+        return action_response("payments/_money.html", back, labelled(err, refunds.LABELS), "error",
+                               **money_context(db.session.get(Payment, payment_id).contribution))
+    db.session.expire_all()
+    return action_response("payments/_money.html", back, out.message, "success",
+                           **money_context(db.session.get(Payment, payment_id).contribution))

@@ -24,7 +24,7 @@ from admin.money import MoneyTotal, money_totals  # noqa: F401  (intent_jobs sti
 from admin.services.records import contributions
 from admin.services.records.contacts import linked_contact
 from admin.stripe_shapes import currency_of, failure_message, minor_units, sid
-from admin.timeutil import from_unix, parse_age, utcnow
+from admin.timeutil import format_age, from_unix, parse_age, utcnow
 
 STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing",
             "requires_capture", "succeeded", "canceled")
@@ -393,3 +393,24 @@ def detail(intent_id: str, processor: PaymentProcessor, *, fetch: bool = True) -
         .order_by(StripeEvent.created.desc(), StripeEvent.id.desc()).limit(50)))
     d.audit = audit.for_object("intent", intent_id)
     return d
+
+
+# Stripe releases an authorisation nobody captured 7 days after the intent was created (the card networks'
+# limit for most cards); /intents and the contribution page say when.
+AUTHORISATION_DAYS = 7
+
+
+def release_at(created: datetime | None) -> datetime | None:
+    """When Stripe releases an uncaptured authorisation made at ``created``."""
+    return created + timedelta(days=AUTHORISATION_DAYS) if created else None
+
+
+def release_date(created: datetime | None) -> str:
+    """"on 2026-12-14 18:05 UTC (in 6 d 23 h)", or "now" once it is past."""
+    when = release_at(created)
+    if when is None:
+        return ""
+    left = when - utcnow()
+    if left.total_seconds() <= 0:
+        return f"on {when:%Y-%m-%d %H:%M} UTC (past: released)"
+    return f"on {when:%Y-%m-%d %H:%M} UTC (in {format_age(left)})"
