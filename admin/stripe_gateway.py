@@ -29,7 +29,8 @@ import stripe
 log = logging.getLogger(__name__)
 
 # Operations that change state in Stripe and so need an idempotency key.
-_NON_IDEMPOTENT = {"create", "capture", "cancel", "confirm", "pay", "attach", "finalize_invoice", "void_invoice"}
+_NON_IDEMPOTENT = {"create", "capture", "cancel", "confirm", "pay", "attach", "detach", "finalize_invoice",
+                   "void_invoice"}
 
 
 class GatewayError(Exception):
