@@ -125,9 +125,10 @@
     } else {
       var source = document.querySelector(el.getAttribute("data-copy"));
       if (!source || !navigator.clipboard) return;
+      var label = el.textContent;
       navigator.clipboard.writeText(source.textContent).then(function () {
         el.textContent = "Copied";
-        setTimeout(function () { el.textContent = "Copy JSON"; }, 1500);
+        setTimeout(function () { el.textContent = label; }, 1500);
       });
     }
   });

@@ -29,6 +29,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.security import init_security
     from admin.views.audit import bp as audit_bp
     from admin.views.auth import bp as auth_bp
+    from admin.views.contact_money import bp as contact_money_bp
     from admin.views.contacts import bp as contacts_bp
     from admin.views.contributions import bp as contributions_bp
     from admin.views.customers import bp as customers_bp
@@ -58,7 +59,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
     init_donate(app)
-    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contact_money_bp, contributions_bp, payments_bp):
         app.register_blueprint(bp)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
     _template_filters(app)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from admin.errors import ServiceError
-from admin.security import role_required
+from admin.security import role_required, uses_stripe_js
 from admin.services.core import audit
 from admin.services.donations import forms as donation_forms
 from admin.services.records import contacts as people
@@ -25,21 +25,26 @@ def _contact_or_404(contact_id: int):
     return contact
 
 
-def _page_data(contact) -> dict:
+def page_data(contact) -> dict:
+    from admin.services.payments import common
+    from admin.views.contact_money import money_links
+
     return {"d": people.detail(contact), "processors": list_processors(),
             "history": audit.for_object("contact", str(contact.id), limit=20),
-            "donor_links": donation_forms.links_of(contact)}
+            "donor_links": donation_forms.links_of(contact), "donation_forms": donation_forms.list_forms(),
+            "money_links": money_links(contact), "action_key": common.new_action_key()}
 
 
 @bp.get("/contacts/<id:contact_id>")
 @role_required("viewer")
+@uses_stripe_js  # adding a saved card (operators) mounts Stripe Elements here
 def show(contact_id: int):
-    return render_template("contacts/show.html", **_page_data(_contact_or_404(contact_id)))
+    return render_template("contacts/show.html", **page_data(_contact_or_404(contact_id)))
 
 
 def _answer(contact, message: str, tone: str):
     return action_response("contacts/_customers.html", url_for("contacts.show", contact_id=contact.id), message,
-                           tone, **_page_data(contact))
+                           tone, **page_data(contact))
 
 
 def _link_of(contact, customer_id: str):
@@ -99,7 +104,7 @@ def edit(contact_id: int):
     except ServiceError as err:
         message, tone = err.message, "error"
     return action_response("contacts/_details.html", url_for("contacts.show", contact_id=contact.id), message, tone,
-                           **_page_data(contact))
+                           **page_data(contact))
 
 
 @bp.post("/contacts/<id:contact_id>/donor-links/<id:link_id>/revoke")
@@ -113,4 +118,4 @@ def revoke_donor_link(contact_id: int, link_id: int):
     except ServiceError as err:
         message, tone = err.message, "error"
     return action_response("contacts/_donor_links.html", url_for("contacts.show", contact_id=contact.id), message,
-                           tone, **_page_data(contact))
+                           tone, **page_data(contact))
