@@ -14,13 +14,14 @@ stops without doing anything. One run per period does the work.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.models import PaymentProcessor, StripePaymentIntent
+from admin.models import Contribution, PaymentProcessor, StripePaymentIntent
 from admin.models.jobs import JOB_DONE, Job
 from admin.services.core import bulk
 from admin.services.core.jobs import JobContext, job_kind
@@ -32,7 +33,7 @@ from admin.services.intents.ops import (
     old_final_query,
     stripe_intents,
 )
-from admin.services.intents.queries import GONE, OPEN, IntentFilter, age_of, intents_query
+from admin.services.intents.queries import GONE, OPEN, STAFF_SOURCE, IntentFilter, age_of, intents_query
 from admin.stripe_gateway import GatewayError
 from admin.timeutil import from_unix, to_unix, utcnow
 
@@ -154,10 +155,45 @@ def _same_period_done(ctx: JobContext) -> Job | None:
     return None
 
 
+def due_staff_authorisations(ppid: int | None, now: datetime) -> list[int]:
+    """Staff "authorise only" charges whose expiry (given by staff) has passed: the job cancels these, and
+    never a staff authorisation without an expiry (Stripe releases it after 7 days)."""
+    q = select(StripePaymentIntent.id, StripePaymentIntent.extra_data).where(
+        StripePaymentIntent.status == "requires_capture", StripePaymentIntent.referrer == STAFF_SOURCE)
+    if ppid is not None:
+        q = q.where(StripePaymentIntent.processor_id == ppid)
+    due = []
+    for row_id, extra in db.session.execute(q):
+        try:
+            until = json.loads(extra or "{}").get("cancel_after")
+            if until and datetime.fromisoformat(until) <= now:
+                due.append(row_id)
+        except (ValueError, AttributeError):
+            continue
+    return due
+
+
+def _to_cancel(ppid: int | None, before: datetime, staff_due: list[int]):
+    """What ``--cancel-incomplete`` cancels: intents waiting for the donor created before ``before``; the
+    authorisations paydesk's own donation forms made (``requires_capture``) created before it (the FAQ's
+    "cancel uncaptured payments after 1 hour"); and staff authorisations past the expiry staff gave."""
+    incomplete = intents_query(IntentFilter(status=["incomplete"], ppid=ppid, until=before))
+    from_forms = select(Contribution.id).where(Contribution.donation_form_id.is_not(None))
+    uncaptured = and_(StripePaymentIntent.status == "requires_capture", StripePaymentIntent.created_date < before,
+                      StripePaymentIntent.contribution_id.in_(from_forms))
+    if ppid is not None:
+        uncaptured = and_(uncaptured, StripePaymentIntent.processor_id == ppid)
+    conds = [StripePaymentIntent.id.in_(incomplete.with_only_columns(StripePaymentIntent.id)), uncaptured]
+    if staff_due:
+        conds.append(StripePaymentIntent.id.in_(staff_due))
+    return select(StripePaymentIntent).where(or_(*conds))
+
+
 @job_kind("intents.process_stripe", title=_title, role="admin")
 def process_stripe(ctx: JobContext):
-    """CiviCRM's Job.process_stripe: cancel in Stripe the incomplete intents (waiting for the donor) older
-    than ``cancel_incomplete``, then delete local records of final intents older than ``delete_old``."""
+    """CiviCRM's Job.process_stripe: cancel in Stripe the incomplete intents (waiting for the donor) and the
+    donation forms' uncaptured authorisations older than ``cancel_incomplete`` (and staff authorisations past
+    the expiry staff gave them: ``_to_cancel``), then delete local records of final intents older than ``delete_old``."""
     from admin.services.monitoring import alarms
 
     p = ctx.params
@@ -175,9 +211,10 @@ def process_stripe(ctx: JobContext):
                       "delete_before": (now - delete_age).isoformat() if delete_age else None}
     cancel_before = ctx.cursor.get("cancel_before")
     delete_before = ctx.cursor.get("delete_before")
-    cancel_q = cancellable(intents_query(IntentFilter(status=["incomplete"], ppid=p.get("ppid"),
-                                                      until=datetime.fromisoformat(cancel_before)))) \
-        if cancel_before else None
+    if cancel_before and "staff_due" not in ctx.cursor:
+        ctx.cursor["staff_due"] = due_staff_authorisations(p.get("ppid"), utcnow())
+    cancel_q = cancellable(_to_cancel(p.get("ppid"), datetime.fromisoformat(cancel_before),
+                                      ctx.cursor.get("staff_due") or [])) if cancel_before else None
     delete_q = old_final_query(p.get("ppid"), datetime.fromisoformat(delete_before)) if delete_before else None
     if ctx.total is None:
         ctx.total = (bulk.count(cancel_q, StripePaymentIntent) if cancel_q is not None else 0) + \

@@ -42,6 +42,7 @@ STATUS_GROUPS = {"incomplete": INCOMPLETE, "open": OPEN}
 STATUS_CHOICES = STATUSES + tuple(STATUS_GROUPS)
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
 GONE = "gone"  # ``flags`` of an intent Stripe answers 404 for
+STAFF_SOURCE = "staff"  # ``referrer`` of an intent a staff charge made (services/payments/charges)
 
 
 def by_intent_id(intent_id: str) -> StripePaymentIntent | None:

@@ -40,7 +40,7 @@ from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import sid
 from admin.timeutil import utcnow
 
-SOURCE = "staff"
+SOURCE = intents.STAFF_SOURCE
 SUFFIX_MAX = 22
 _SUFFIX_FORBIDDEN = set("<>\\'\"*")
 DESCRIPTION_MAX = 400  # leaves room for the ids the FAQ adds (Stripe takes 1000; contributions keep 500)
