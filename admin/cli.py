@@ -415,6 +415,7 @@ def register_cli(app: Flask) -> None:
     from .cli_jobs import register as register_job_cli
     from .cli_reconcile import register as register_reconcile_cli
     from .cli_records import register as register_record_cli
+    from .cli_tokens import register as register_token_cli
     from .webhooks.cli import register as register_webhook_cli
 
     app.cli.add_command(processor_cli)
@@ -427,3 +428,4 @@ def register_cli(app: Flask) -> None:
     register_reconcile_cli(app)
     register_form_cli(app)
     register_import_cli(app)
+    register_token_cli(app)

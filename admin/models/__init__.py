@@ -5,6 +5,7 @@ re-exported here, so ``from admin.models import X`` works for every table and co
 """
 
 from .alarms import CardTestingEpisode  # noqa: F401
+from .api import TOKEN_SCOPES, TRIGGER_TOPICS, ApiIdempotencyKey, ApiToken, Product, TriggerFeed  # noqa: F401
 from .base import (  # noqa: F401
     CANCELLED,
     COMPLETED,

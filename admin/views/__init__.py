@@ -26,6 +26,7 @@ class IdConverter(BaseConverter):
 
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter  # before any blueprint's rules reach the map
+    from ..api import init_app as init_api
     from ..security import init_security
     from ..webhooks.endpoint import bp as webhooks_bp
     from .audit import bp as audit_bp
@@ -43,6 +44,7 @@ def register_blueprints(app: Flask) -> None:
     from .jobs import bp as jobs_bp
     from .payments import bp as payments_bp
     from .reconcile import bp as reconcile_bp
+    from .settings import bp as settings_bp
     from .subscriptions import bp as subscriptions_bp
 
     init_security(app)
@@ -58,8 +60,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
     init_donate(app)
-    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp, settings_bp):
         app.register_blueprint(bp)
+    init_api(app)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
     _template_filters(app)
 
