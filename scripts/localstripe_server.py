@@ -126,7 +126,8 @@ def _accept_intent_descriptions() -> None:
 
 def _products_like_stripe() -> None:
     """Products take ``images`` (a list of up to 8 URLs; localstripe answers 400 "Unexpected images") and an
-    update reads ``active`` / ``shippable`` as booleans (localstripe kept the text "false", which is true)."""
+    create and update read ``shippable`` (and an update ``active``) as booleans (localstripe refused
+    "true" on create and kept the text "false", which is true, on update)."""
     from localstripe.resources import Product, try_convert_to_bool
 
     original = Product.__init__
@@ -144,6 +145,8 @@ def _products_like_stripe() -> None:
 
     def __init__(self, images=None, **kwargs):
         checked = _images(images)
+        if "shippable" in kwargs:  # sent as "true"/"false" (localstripe reads only ``active`` so)
+            kwargs["shippable"] = try_convert_to_bool(kwargs["shippable"])
         original(self, **kwargs)
         self.images = checked
 

@@ -1,7 +1,7 @@
 """API tokens (``/settings/tokens``, ``tokens create|list|revoke``).
 
 A token is shown once, when it is made: paydesk keeps only its SHA-256 digest, its first characters (so
-people can tell tokens apart), a name, its scopes (``read``; ``write`` includes read), an expiry and
+people can tell tokens apart), a name, its scopes (``read`` for GET, ``write`` for everything else; a token may have both), an expiry and
 when it was last used. Making and revoking one is audited.
 """
 
@@ -43,8 +43,6 @@ def parse_scopes(scopes: list[str] | str | None) -> list[str]:
     bad = [s for s in items if s not in TOKEN_SCOPES]
     if bad:
         raise ServiceError(f"{bad[0][:20]!r} is not a scope (read, write)", field="scopes")
-    if "write" in items and "read" not in items:
-        items.append("read")
     return [s for s in TOKEN_SCOPES if s in items]
 
 
