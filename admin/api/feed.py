@@ -1,6 +1,6 @@
 """The trigger feed: new customers, orders, charges and invoice items in a commit-ordered sequence.
 
-Filling: an ``after_flush`` listener on paydesk's session adds one ``trigger_feed`` row per new
+Filling: an ``after_flush`` listener on every ORM session adds one ``trigger_feed`` row per new
 Stripe customer link, new charge payment, one-off contribution that completes, and contribution made
 for an invoice, in the same transaction as the record (so a rolled-back record leaves no row, and a
 committed one always has its row). ``INSERT ... ON CONFLICT DO NOTHING`` on (topic, processor, object):
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_sqlalchemy.session import Session
 from sqlalchemy import event, inspect, literal_column, select, tuple_
+from sqlalchemy.orm import Session
 
 from admin.extensions import db
 from admin.models import COMPLETED, Contribution, Payment, StripeCustomer, TriggerFeed
@@ -114,7 +114,7 @@ def _now():
 
 
 def install() -> None:
-    """Listen to paydesk's sessions (once per process)."""
+    """Listen to every ORM session (paydesk's, and any a script opens on its engine), once per process."""
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "after_flush", _after_flush)
 
