@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import typing
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from spectree import Response, SpecTree
 from spectree.models import SecurityScheme, SecuritySchemeData
 
 from admin.config import VERSION
+from admin.listing import PAGE_SIZES
 
 from .errors import ApiError, code_for
 
@@ -108,7 +109,17 @@ def filter_query_model(flt_cls: type, *, name: str) -> type[BaseModel]:
         label = flt_cls.label(f.name)
         desc = label + (f" (one of {', '.join(choices)})" if choices else "")
         if f.name == "size":
-            fields[f.name] = (Literal[25, 100] | None, Field(default=None, description="Items per page"))
+            fields[f.name] = (
+                int | None,
+                Field(
+                    default=None,
+                    ge=1,
+                    le=1000,
+                    description=(
+                        f"Items per page: {' or '.join(str(n) for n in PAGE_SIZES)} (others: {PAGE_SIZES[0]})"
+                    ),
+                ),
+            )
         elif f.name in ("after", "before"):
             fields[f.name] = (
                 str | None,
