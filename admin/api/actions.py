@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from admin.services import customers
 from admin.services.catalog import products
@@ -25,6 +25,16 @@ STRIPE_ID = re.compile(r"[A-Za-z0-9_\-]{1,255}")
 class ProcessorQuery(Strict):
     ppid: int | None = Field(
         default=None, ge=1, le=2**31 - 1, description="Payment processor id; left out: the default processor."
+    )
+
+
+class WriteHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        default=None,
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Send the same request again with the same key: the first answer comes back and nothing "
+        "is done twice; the key with another request is 409.",
     )
 
 
@@ -94,7 +104,8 @@ def get_customer(customer_id: str):
 @spec.validate(
     query=ProcessorQuery,
     json=schemas.CreateCustomerBody,
-    resp=responses(201, schemas.CustomerOut),
+    headers=WriteHeaders,
+    resp=responses(201, schemas.CustomerOut, extra=(409, 415)),
     tags=["customers"],
     operation_id="create_customer",
 )
@@ -113,7 +124,8 @@ def create_customer():
 @spec.validate(
     query=ProcessorQuery,
     json=schemas.UpdateCustomerBody,
-    resp=responses(200, schemas.CustomerOut),
+    headers=WriteHeaders,
+    resp=responses(200, schemas.CustomerOut, extra=(409, 415)),
     tags=["customers"],
     operation_id="update_customer",
 )
@@ -144,7 +156,8 @@ def _values(body: Any) -> dict[str, Any]:
 @spec.validate(
     query=ProcessorQuery,
     json=schemas.CreateProductBody,
-    resp=responses(201, schemas.ProductOut),
+    headers=WriteHeaders,
+    resp=responses(201, schemas.ProductOut, extra=(409, 415)),
     tags=["products"],
     operation_id="create_product",
 )
@@ -179,7 +192,8 @@ def get_product(product_id: str):
 @spec.validate(
     query=ProcessorQuery,
     json=schemas.UpdateProductBody,
-    resp=responses(200, schemas.ProductOut),
+    headers=WriteHeaders,
+    resp=responses(200, schemas.ProductOut, extra=(409, 415)),
     tags=["products"],
     operation_id="update_product",
 )

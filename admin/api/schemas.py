@@ -4,12 +4,15 @@ OnNew*ResponseItem) plus paydesk's own ids."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 from .spec import Strict
+
+# paydesk keeps naive UTC times; the API says so (RFC 3339 with "Z"), as OpenAPI's date-time requires.
+UtcDateTime = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))]
 
 ID = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_\-]+$")
 
@@ -60,8 +63,8 @@ class ProductOut(BaseModel):
     images: list[str] = []
     shippable: bool | None = None
     url: str | None = None
-    created: datetime | None = None
-    updated: datetime | None = None
+    created: UtcDateTime | None = None
+    updated: UtcDateTime | None = None
 
 
 class ProductList(BaseModel):
@@ -102,7 +105,7 @@ class CustomerOut(BaseModel):
     account_balance: int | None = Field(
         description="Current balance on the customer's account (minor units)."
     )
-    created: datetime | None
+    created: UtcDateTime | None
     currency: str | None
     delinquent: bool | None
     description: str | None
@@ -135,15 +138,15 @@ class ContributionOut(BaseModel):
     invoice_id: str | None
     payment_intent_id: str | None
     customer_id: str | None
-    receive_date: datetime | None
+    receive_date: UtcDateTime | None
     description: str | None
     source: str | None
     fee_amount: int | None
     net_amount: int | None
     refunded_amount: int | None
     failure_message: str | None
-    created_at: datetime
-    updated_at: datetime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime | None
 
 
 class PaymentOut(BaseModel):
@@ -159,8 +162,8 @@ class PaymentOut(BaseModel):
     net: int | None
     currency: str
     status: str
-    payment_date: datetime | None
-    created_at: datetime
+    payment_date: UtcDateTime | None
+    created_at: UtcDateTime
 
 
 class SubscriptionOut(BaseModel):
@@ -176,11 +179,11 @@ class SubscriptionOut(BaseModel):
     interval_count: int
     status: str
     stripe_status: str | None
-    start_date: datetime | None
-    next_sched_date: datetime | None
-    cancel_date: datetime | None
+    start_date: UtcDateTime | None
+    next_sched_date: UtcDateTime | None
+    cancel_date: UtcDateTime | None
     failure_count: int | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class IntentOut(BaseModel):
@@ -196,7 +199,7 @@ class IntentOut(BaseModel):
     amount: int | None
     currency: str | None
     capture_method: str | None
-    created_date: datetime
+    created_date: UtcDateTime
     last_error: str | None
 
 
@@ -219,8 +222,8 @@ class EventOut(BaseModel):
     status_reason: str | None
     attempts: int | None
     last_error: str | None
-    received_at: datetime
-    processed_at: datetime | None
+    received_at: UtcDateTime
+    processed_at: UtcDateTime | None
 
 
 class JobOut(BaseModel):
@@ -236,15 +239,15 @@ class JobOut(BaseModel):
     total: int | None
     result: dict[str, Any] | None
     error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
 
 
 class AuditOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     object_type: str | None
@@ -291,7 +294,7 @@ class TriggerQuery(Strict):
     after: str | None = Field(
         default=None,
         max_length=64,
-        pattern=r"^[0-9]{1,20}-[0-9]{1,20}$",
+        pattern=r"^[0-9]{1,18}-[0-9]{1,18}$",
         description="The next_cursor of the previous answer; left out: from the start.",
     )
     limit: int = Field(default=100, ge=1, le=100)
@@ -308,7 +311,7 @@ class Outcome(BaseModel):
 class NewCustomerItem(BaseModel):
     id: str
     account_balance: int | None = None
-    created: datetime | None
+    created: UtcDateTime | None
     currency: str | None = None
     delinquent: bool | None = None
     description: str | None = None
@@ -324,7 +327,7 @@ class NewChargeItem(BaseModel):
     amount: int
     amount_refunded: int
     captured: bool
-    created: datetime | None
+    created: UtcDateTime | None
     currency: str
     customer: str | None
     description: str | None
@@ -350,13 +353,13 @@ class NewOrderItem(BaseModel):
     amount: int
     amount_returned: int
     charge: str | None
-    created: datetime | None
+    created: UtcDateTime | None
     currency: str
     customer: str | None
     email: str | None
     selected_shipping_method: str | None = None
     status: str
-    updated: datetime | None
+    updated: UtcDateTime | None
     processor_id: int | None
     contribution_id: int
     contact_id: int | None
@@ -367,7 +370,7 @@ class NewInvoiceItem(BaseModel):
     amount: int
     currency: str
     customer: str | None
-    date: datetime | None
+    date: UtcDateTime | None
     description: str | None
     discountable: bool = False
     invoice: str | None
