@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, request
 
-from admin.services import ServiceError
+from admin.errors import ServiceError
 
 from .auth import authenticate, stop_acting
 from .errors import ApiError, api_error_response

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from admin.services import customers
 from admin.services.catalog import products
-from admin.services.processors import get_processor
+from admin.services.records import customers
+from admin.services.settings.processors import get_processor
 from admin.timeutil import from_unix
 
 from . import bp, schemas

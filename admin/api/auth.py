@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from admin.limiter import spend
-from admin.services import audit
+from admin.services.core import audit
 from admin.services.settings import tokens
 
 from .errors import ApiError

@@ -19,9 +19,9 @@ from flask import current_app, g, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import ApiIdempotencyKey
-from admin.services import ServiceError
 
 from .errors import ApiError, api_error_response
 

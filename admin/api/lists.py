@@ -13,8 +13,12 @@ from flask import request
 from pydantic import BaseModel
 
 from admin.listing import FilterError
-from admin.services import audit, events, intents, jobs, records, subscriptions
 from admin.services.catalog import products
+from admin.services.core import audit, jobs
+from admin.services.events import queries as events
+from admin.services.intents import queries as intents
+from admin.services.records import common as records
+from admin.services.records import subscriptions
 
 from . import bp, schemas
 from .errors import ApiError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ..security import role_required
-from ..services import ServiceError
-from ..services.settings import tokens
+from admin.errors import ServiceError
+from admin.security import role_required
+from admin.services.settings import tokens
 
 bp = Blueprint("settings", __name__)
 

@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, or_, select
 
 from admin.dbutil import immediate
+from admin.errors import ServiceError, stripe_refusal
 from admin.extensions import db
 from admin.listing import Filter, Page, keyset_page, processor_field
 from admin.models import PaymentProcessor, Product
-from admin.services import ServiceError, audit, stripe_refusal
+from admin.services.core import audit
 from admin.stripe_gateway import Gateway, GatewayError
 
 FIELDS = ("name", "active", "caption", "description", "images", "shippable", "url")

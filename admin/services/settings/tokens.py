@@ -17,9 +17,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from admin.dbutil import immediate
+from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import TOKEN_SCOPES, ApiToken
-from admin.services import ServiceError, audit, check_text
+from admin.services.core import audit
 from admin.timeutil import utcnow
 
 PREFIX = "pdk_"

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import ApiToken, AuditLog
-from admin.services import ServiceError
 from admin.services.settings import tokens
 from admin.timeutil import utcnow
 
