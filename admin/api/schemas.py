@@ -294,7 +294,7 @@ class TriggerQuery(Strict):
     after: str | None = Field(
         default=None,
         max_length=64,
-        pattern=r"^[0-9]{1,18}-[0-9]{1,18}$",
+        pattern=r"^[0-9]{1,18}$",
         description="The next_cursor of the previous answer; left out: from the start.",
     )
     limit: int = Field(default=100, ge=1, le=100)

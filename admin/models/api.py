@@ -89,24 +89,18 @@ class Product(db.Model):
 
 
 class TriggerFeed(db.Model):
-    """One row per new customer, order, charge or invoice item, written in the transaction that recorded it.
-
-    Polling triggers page by ``(txid, id)``: ``txid`` is the writing transaction's id on PostgreSQL
-    (``pg_current_xact_id()``), 0 on SQLite (one writer at a time, so ids are already commit-ordered).
-    A reader only returns rows whose transaction is older than every transaction still running
-    (``pg_snapshot_xmin``), so a row committed later can never sort before a cursor already handed out.
-    """
+    """One row per new customer, order, charge or invoice item, written at the commit of the transaction
+    that recorded it, with ids in commit order (``admin.api.feed``): polling triggers page by ``id``."""
 
     __tablename__ = "trigger_feed"
     __table_args__ = (
         UniqueConstraint("topic", "processor_id", "object_id", name="uq_trigger_feed_object"),
-        Index("ix_trigger_feed_topic_position", "topic", "txid", "id"),
+        Index("ix_trigger_feed_topic_id", "topic", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     topic: Mapped[str] = mapped_column(String(16))
     processor_id: Mapped[int | None] = mapped_column(Integer)
-    object_id: Mapped[str] = mapped_column(String(255))  # the Stripe id (cus_, ch_, in_ ...)
+    object_id: Mapped[str] = mapped_column(String(255))  # the Stripe id (cus_, ch_), or contribution:<id>
     record_type: Mapped[str] = mapped_column(String(32))  # stripe_customer, contribution, payment
     record_id: Mapped[int] = mapped_column(Integer)
-    txid: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = created_column()

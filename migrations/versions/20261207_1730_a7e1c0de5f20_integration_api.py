@@ -75,16 +75,15 @@ def upgrade():
         sa.Column('object_id', sa.String(length=255), nullable=False),
         sa.Column('record_type', sa.String(length=32), nullable=False),
         sa.Column('record_id', sa.Integer(), nullable=False),
-        sa.Column('txid', sa.BigInteger(), nullable=False),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_trigger_feed')),
         sa.UniqueConstraint('topic', 'processor_id', 'object_id', name='uq_trigger_feed_object'),
     )
-    op.create_index('ix_trigger_feed_topic_position', 'trigger_feed', ['topic', 'txid', 'id'], unique=False)
+    op.create_index('ix_trigger_feed_topic_id', 'trigger_feed', ['topic', 'id'], unique=False)
 
 
 def downgrade():
-    op.drop_index('ix_trigger_feed_topic_position', table_name='trigger_feed')
+    op.drop_index('ix_trigger_feed_topic_id', table_name='trigger_feed')
     op.drop_table('trigger_feed')
     op.drop_index(op.f('ix_product_product_id'), table_name='product')
     op.drop_table('product')
