@@ -16,7 +16,9 @@ from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
 from admin.services import jobs
-from admin.services import reconcile as rc
+from admin.services.reconcile import fix as rc_fix
+from admin.services.reconcile import scan as rc_scan
+from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
@@ -92,7 +94,7 @@ def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, fiel
     resp = client.get(f"/reconcile?{query}")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
-    label = escape(rc.ReconcileFilter.label(field))  # as the form labels it
+    label = escape(ReconcileFilter.label(field))  # as the form labels it
     assert "could not be read" in html and f"<strong>{label}</strong>" in html
 
 
