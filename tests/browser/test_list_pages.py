@@ -40,6 +40,8 @@ def site(tmp_path_factory):
     from admin.services import audit, jobs
     from admin.services.donation_forms import FormSettings, create_form
     from admin.services.processors import add_processor
+    from admin.services.reconcile import scan as rc_scan
+    from admin.services.reconcile.filter import ReconcileFilter
     from admin.services.users import create_user
     from admin.webhooks.ingest import store_event
     from admin.webhooks.worker import run_once
@@ -82,6 +84,7 @@ def site(tmp_path_factory):
                                      amounts="10,25,50,100,250", frequencies=("one-off", "monthly", "yearly")))
             db.session.delete(db.session.scalar(select(Payment).where(Payment.trxn_id == gifts[1].charge["id"])))
             db.session.commit()
+            rc_scan.take(proc, ReconcileFilter())  # /reconcile shows the kept scan (an operator's job)
             db.session.remove()
         with serve(app) as live:
             live.world = world

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from html import escape, unescape
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from stripe_world import OneOff
 
 from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
 from admin.services import jobs
-from admin.services.reconcile import fix as rc_fix
 from admin.services.reconcile import scan as rc_scan
 from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow

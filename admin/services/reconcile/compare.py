@@ -74,12 +74,21 @@ class Row:
         return (abs(amount), self.currency or "") if amount is not None else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"object": self.object, "id": self.stripe_id,
-                "created": self.created.isoformat(timespec="seconds") if self.created else None,
-                "currency": self.currency, "stripe_amount": self.stripe_amount, "stripe_status": self.stripe_status,
-                "local_amount": self.local_amount, "local_status": self.local_status,
-                "payment_id": self.payment_id, "contribution_id": self.contribution_id,
-                "problem": self.problem or "in step", "detail": self.detail, "fix": self.remedy}
+        return {
+            "object": self.object,
+            "id": self.stripe_id,
+            "created": self.created.isoformat(timespec="seconds") if self.created else None,
+            "currency": self.currency,
+            "stripe_amount": self.stripe_amount,
+            "stripe_status": self.stripe_status,
+            "local_amount": self.local_amount,
+            "local_status": self.local_status,
+            "payment_id": self.payment_id,
+            "contribution_id": self.contribution_id,
+            "problem": self.problem or "in step",
+            "detail": self.detail,
+            "fix": self.remedy,
+        }
 
 
 def row_key(r: Row) -> tuple[int, str]:
@@ -138,39 +147,94 @@ class Side:
     local_date: Callable[[Any], datetime | None]
 
 
-SIDES: dict[str, Side] = {s.object: s for s in (
-    Side("charge", "charges", ("ch_", "py_"), "payment", "paid", True, 1,
-         stripe_status=_charge_status, stripe_paid=lambda s: s == "succeeded", stripe_amount=_charge_amount,
-         links=lambda o: {"customer_id": sid(o.get("customer")), "intent_id": sid(o.get("payment_intent"))},
-         unpaid_remedy="cancel",
-         model=Payment, key_column=Payment.trxn_id, date_column=Payment.payment_date,
-         counted_where=lambda: [Payment.refund_id.is_(None), Payment.amount > 0, Payment.status == COMPLETED],
-         counted=lambda p: p.status == COMPLETED,
-         in_step=lambda p: p.status == COMPLETED and (p.contribution is None or p.contribution.status in DONE),
-         state=_payment_state, phrase="a completed payment of {money}",
-         local_fields=_payment_fields, local_date=lambda p: p.payment_date),
-    Side("refund", "refunds", ("re_", "pyr_"), "refund", "refunded", False, -1,
-         stripe_status=lambda r: r.get("status") or "?", stripe_paid=lambda s: s in REFUND_COUNTED,
-         stripe_amount=lambda r, _paid: int(r.get("amount") or 0),
-         links=lambda o: {"charge_id": sid(o.get("charge"))},
-         unpaid_remedy="fetch",
-         model=Payment, key_column=Payment.trxn_id, date_column=Payment.payment_date,
-         counted_where=lambda: [Payment.refund_id.is_not(None), Payment.status == PAYMENT_REFUNDED],
-         counted=lambda p: p.status == PAYMENT_REFUNDED,
-         in_step=lambda p: p.status == PAYMENT_REFUNDED,
-         state=lambda p: p.status, phrase="a refund of {money}",
-         local_fields=lambda p: {**_payment_fields(p), "charge_id": p.charge_id}, local_date=lambda p: p.payment_date),
-    Side("invoice", "invoices", ("in_",), "contribution", "paid", False, 1,
-         stripe_status=lambda i: i.get("status") or "?", stripe_paid=lambda s: s == "paid",
-         stripe_amount=lambda i, paid: int(i.get("amount_paid") or 0) if paid else int(i.get("amount_due") or 0),
-         links=lambda o: {"customer_id": sid(o.get("customer"))},
-         unpaid_remedy="cancel",
-         model=Contribution, key_column=Contribution.invoice_id, date_column=Contribution.receive_date,
-         counted_where=lambda: [Contribution.invoice_id.is_not(None), Contribution.status.in_(DONE)],
-         counted=lambda c: c.status in DONE, in_step=lambda c: c.status in DONE,
-         state=lambda c: c.status, phrase="a {status} contribution of {money}",
-         local_fields=lambda c: {"contribution_id": c.id}, local_date=lambda c: c.receive_date),
-)}
+SIDES: dict[str, Side] = {
+    s.object: s
+    for s in (
+        Side(
+            "charge",
+            "charges",
+            ("ch_", "py_"),
+            "payment",
+            "paid",
+            True,
+            1,
+            stripe_status=_charge_status,
+            stripe_paid=lambda s: s == "succeeded",
+            stripe_amount=_charge_amount,
+            links=lambda o: {
+                "customer_id": sid(o.get("customer")),
+                "intent_id": sid(o.get("payment_intent")),
+            },
+            unpaid_remedy="cancel",
+            model=Payment,
+            key_column=Payment.trxn_id,
+            date_column=Payment.payment_date,
+            counted_where=lambda: [
+                Payment.refund_id.is_(None),
+                Payment.amount > 0,
+                Payment.status == COMPLETED,
+            ],
+            counted=lambda p: p.status == COMPLETED,
+            in_step=lambda p: (
+                p.status == COMPLETED and (p.contribution is None or p.contribution.status in DONE)
+            ),
+            state=_payment_state,
+            phrase="a completed payment of {money}",
+            local_fields=_payment_fields,
+            local_date=lambda p: p.payment_date,
+        ),
+        Side(
+            "refund",
+            "refunds",
+            ("re_", "pyr_"),
+            "refund",
+            "refunded",
+            False,
+            -1,
+            stripe_status=lambda r: r.get("status") or "?",
+            stripe_paid=lambda s: s in REFUND_COUNTED,
+            stripe_amount=lambda r, _paid: int(r.get("amount") or 0),
+            links=lambda o: {"charge_id": sid(o.get("charge"))},
+            unpaid_remedy="fetch",
+            model=Payment,
+            key_column=Payment.trxn_id,
+            date_column=Payment.payment_date,
+            counted_where=lambda: [Payment.refund_id.is_not(None), Payment.status == PAYMENT_REFUNDED],
+            counted=lambda p: p.status == PAYMENT_REFUNDED,
+            in_step=lambda p: p.status == PAYMENT_REFUNDED,
+            state=lambda p: p.status,
+            phrase="a refund of {money}",
+            local_fields=lambda p: {**_payment_fields(p), "charge_id": p.charge_id},
+            local_date=lambda p: p.payment_date,
+        ),
+        Side(
+            "invoice",
+            "invoices",
+            ("in_",),
+            "contribution",
+            "paid",
+            False,
+            1,
+            stripe_status=lambda i: i.get("status") or "?",
+            stripe_paid=lambda s: s == "paid",
+            stripe_amount=lambda i, paid: (
+                int(i.get("amount_paid") or 0) if paid else int(i.get("amount_due") or 0)
+            ),
+            links=lambda o: {"customer_id": sid(o.get("customer"))},
+            unpaid_remedy="cancel",
+            model=Contribution,
+            key_column=Contribution.invoice_id,
+            date_column=Contribution.receive_date,
+            counted_where=lambda: [Contribution.invoice_id.is_not(None), Contribution.status.in_(DONE)],
+            counted=lambda c: c.status in DONE,
+            in_step=lambda c: c.status in DONE,
+            state=lambda c: c.status,
+            phrase="a {status} contribution of {money}",
+            local_fields=lambda c: {"contribution_id": c.id},
+            local_date=lambda c: c.receive_date,
+        ),
+    )
+}
 
 
 def _money(amount: int | None, currency: str | None) -> str:
@@ -180,16 +244,24 @@ def _money(amount: int | None, currency: str | None) -> str:
 def compare_one(side: Side, found: dict | None, local: Any | None, stripe_id: str) -> Row | None:
     """Stripe's object (None: Stripe has none) next to paydesk's record of it (None: paydesk has none),
     as a row; None when neither counts it as paid (nothing to compare)."""
-    row = Row(side.object, stripe_id,
-              from_unix(found.get("created")) if found else side.local_date(local) if local is not None else None,
-              ((found or {}).get("currency") or (getattr(local, "currency", None) or "")).lower())
+    row = Row(
+        side.object,
+        stripe_id,
+        from_unix(found.get("created")) if found else side.local_date(local) if local is not None else None,
+        ((found or {}).get("currency") or (getattr(local, "currency", None) or "")).lower(),
+    )
     counted = local is not None and side.counted(local)
     if local is not None:
         row.local_amount, row.local_status = local.amount, local.status
         for name, value in side.local_fields(local).items():
             setattr(row, name, value)
-    here = side.phrase.format(status=str(getattr(local, "status", "")).lower(),
-                              money=_money(row.local_amount, row.currency)) if local is not None else ""
+    here = (
+        side.phrase.format(
+            status=str(getattr(local, "status", "")).lower(), money=_money(row.local_amount, row.currency)
+        )
+        if local is not None
+        else ""
+    )
     if found is None:
         if not counted:
             return None
@@ -224,24 +296,34 @@ def compare_one(side: Side, found: dict | None, local: Any | None, stripe_id: st
 
 def _chunks(ids: list[str], n: int = 500) -> Iterator[list[str]]:
     for i in range(0, len(ids), n):
-        yield ids[i:i + n]
+        yield ids[i : i + n]
 
 
 def local_records(side: Side, proc: PaymentProcessor, stripe_ids: list[str]) -> dict[str, Any]:
     """paydesk's records of these Stripe objects, by Stripe id."""
     found: dict[str, Any] = {}
     for chunk in _chunks(stripe_ids):
-        for rec in db.session.scalars(select(side.model).where(side.model.processor_id == proc.id,
-                                                               side.key_column.in_(chunk))):
+        for rec in db.session.scalars(
+            select(side.model).where(side.model.processor_id == proc.id, side.key_column.in_(chunk))
+        ):
             found[getattr(rec, side.key_column.key)] = rec
     return found
 
 
 def counted_ids(side: Side, proc: PaymentProcessor, since: datetime, until: datetime) -> list[str]:
     """The Stripe ids of what paydesk counts as paid in the period (oldest first)."""
-    return list(db.session.scalars(select(side.key_column).where(
-        side.model.processor_id == proc.id, *side.counted_where(), side.date_column >= since,
-        side.date_column < until).order_by(side.date_column, side.model.id)))
+    return list(
+        db.session.scalars(
+            select(side.key_column)
+            .where(
+                side.model.processor_id == proc.id,
+                *side.counted_where(),
+                side.date_column >= since,
+                side.date_column < until,
+            )
+            .order_by(side.date_column, side.model.id)
+        )
+    )
 
 
 def compare_listed(side: Side, proc: PaymentProcessor, listed: list[dict]) -> list[Row]:

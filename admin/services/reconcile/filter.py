@@ -12,8 +12,12 @@ from admin.timeutil import utcnow
 
 OBJECTS = ("charge", "refund", "invoice")
 PROBLEMS = ("missing", "amount", "status", "absent")
-PROBLEM_LABELS = {"missing": "missing in paydesk", "amount": "amount differs", "status": "status differs",
-                  "absent": "not in Stripe"}
+PROBLEM_LABELS = {
+    "missing": "missing in paydesk",
+    "amount": "amount differs",
+    "status": "status differs",
+    "absent": "not in Stripe",
+}
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
 

@@ -42,7 +42,13 @@ from admin.stripe_gateway import GatewayError
 from admin.timeutil import from_unix, utcnow
 
 INVOICE_EVENTS = ("invoice.paid", "invoice.payment_succeeded")
-REFUND_EVENTS = ("charge.refunded", "refund.created", "refund.updated", "charge.refund.updated", "refund.failed")
+REFUND_EVENTS = (
+    "charge.refunded",
+    "refund.created",
+    "refund.updated",
+    "charge.refund.updated",
+    "refund.failed",
+)
 
 
 def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
@@ -61,9 +67,14 @@ def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
     if found is None and local is None:
         raise ServiceError(f"neither Stripe nor paydesk has {stripe_id}")
     # nothing to compare: neither side counts it as paid (a failed charge, a record already cancelled)
-    row = Row(obj, stripe_id, from_unix((found or {}).get("created")),
-              ((found or {}).get("currency") or getattr(local, "currency", "")).lower(),
-              stripe_status=(found or {}).get("status") or "not in Stripe", detail="neither side counts it as paid")
+    row = Row(
+        obj,
+        stripe_id,
+        from_unix((found or {}).get("created")),
+        ((found or {}).get("currency") or getattr(local, "currency", "")).lower(),
+        stripe_status=(found or {}).get("status") or "not in Stripe",
+        detail="neither side counts it as paid",
+    )
     if local is not None:
         row.local_amount, row.local_status = local.amount, local.status
         row.contribution_id = local.id if obj == "invoice" else local.contribution_id
@@ -77,8 +88,9 @@ def _checked_ref(obj: str, stripe_id: str) -> tuple[str, str]:
         raise ServiceError(f"{obj!r} is not one of {', '.join(OBJECTS)}", field="object")
     prefixes = SIDES[obj].prefixes
     if not stripe_id.startswith(prefixes) or len(stripe_id) > 255 or not stripe_id.replace("_", "").isalnum():
-        raise ServiceError(f"{stripe_id!r} is not a Stripe {obj} id (they start with {' or '.join(prefixes)})",
-                           field="id")
+        raise ServiceError(
+            f"{stripe_id!r} is not a Stripe {obj} id (they start with {' or '.join(prefixes)})", field="id"
+        )
     return obj, stripe_id
 
 
@@ -102,8 +114,9 @@ class FixResult:
         return f"Tried ({did}), but it still differs: {self.after.detail}"
 
 
-def fix(proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool = False,
-        before: Row | None = None) -> FixResult:
+def fix(
+    proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool = False, before: Row | None = None
+) -> FixResult:
     """Bring one row in step (see the module's docstring). ``before`` is the row as ``check_one`` gave it
     a moment ago (the page's look at it, which its confirmation showed); without it the row is looked at
     now. Raises ``ServiceError`` when the row needs the local record cancelled and ``cancel_local`` is not
@@ -120,12 +133,16 @@ def fix(proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool 
     return res
 
 
-def _put_right(proc: PaymentProcessor, before: Row, cancel_local: bool, actions: list[str]) -> tuple[Row, list[str]]:
+def _put_right(
+    proc: PaymentProcessor, before: Row, cancel_local: bool, actions: list[str]
+) -> tuple[Row, list[str]]:
     obj, stripe_id = before.object, before.stripe_id
     if before.remedy == "cancel":
         if not cancel_local:
-            raise ServiceError(f"{stripe_id}: {before.detail}. Fixing this marks paydesk's record Cancelled; "
-                               f"confirm to do that")
+            raise ServiceError(
+                f"{stripe_id}: {before.detail}. Fixing this marks paydesk's record Cancelled; "
+                f"confirm to do that"
+            )
         actions.append(_cancel_local(proc, before))
         return check_one(proc, obj, stripe_id), actions
     event = _stored_event(proc, before)
@@ -154,12 +171,19 @@ def _stored_event(proc: PaymentProcessor, row: Row) -> StripeEvent | None:
     if row.object == "charge":
         return event_for_charge(proc, {"id": row.stripe_id, "payment_intent": row.intent_id})
     if row.object == "refund":
-        q = select(StripeEvent).where(StripeEvent.processor_id == proc.id, StripeEvent.type.in_(REFUND_EVENTS),
-                                      (StripeEvent.object_id == row.stripe_id) if not row.charge_id else
-                                      ((StripeEvent.object_id == row.stripe_id) | (StripeEvent.charge_id == row.charge_id)))
+        q = select(StripeEvent).where(
+            StripeEvent.processor_id == proc.id,
+            StripeEvent.type.in_(REFUND_EVENTS),
+            (StripeEvent.object_id == row.stripe_id)
+            if not row.charge_id
+            else ((StripeEvent.object_id == row.stripe_id) | (StripeEvent.charge_id == row.charge_id)),
+        )
     else:
-        q = select(StripeEvent).where(StripeEvent.processor_id == proc.id, StripeEvent.type.in_(INVOICE_EVENTS),
-                                      StripeEvent.invoice_id == row.stripe_id)
+        q = select(StripeEvent).where(
+            StripeEvent.processor_id == proc.id,
+            StripeEvent.type.in_(INVOICE_EVENTS),
+            StripeEvent.invoice_id == row.stripe_id,
+        )
     return db.session.scalars(q.order_by(StripeEvent.created.desc(), StripeEvent.id.desc()).limit(1)).first()
 
 
@@ -189,8 +213,14 @@ def _settle_invoice(proc: PaymentProcessor, invoice_id: str) -> str:
             changed["amount_was"], c.amount = c.amount, paid
         return c
 
-    read_then_write(reader, "reconcile.settle_invoice", ("invoice", invoice_id), read, write,
-                    audited=lambda c: {"object_type": "contribution", "object_id": str(c.id), "parameters": changed})
+    read_then_write(
+        reader,
+        "reconcile.settle_invoice",
+        ("invoice", invoice_id),
+        read,
+        write,
+        audited=lambda c: {"object_type": "contribution", "object_id": str(c.id), "parameters": changed},
+    )
     return f"settled {invoice_id}" + (" and corrected its amount" if "amount_was" in changed else "")
 
 
@@ -204,7 +234,9 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
         c = db.session.get(Contribution, row.contribution_id)
         was = {"status": c.status, "amount": c.amount}
         c.status = CANCELLED
-        c.failure_message = (f"Stripe: {row.detail}. Marked Cancelled by {actor} on {when} (reconciliation)")[:500]
+        c.failure_message = (f"Stripe: {row.detail}. Marked Cancelled by {actor} on {when} (reconciliation)")[
+            :500
+        ]
         what = f"marked contribution #{c.id} Cancelled"
     else:
         pay = db.session.get(Payment, row.payment_id)
@@ -218,9 +250,15 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
             c.status = CANCELLED
         c.failure_message = note[:500]
         what = f"marked {row.object} payment #{pay.id} Cancelled"
-    audit.record("reconcile.cancel_local", object_type="contribution", object_id=str(c.id), processor_id=proc.id,
-                 parameters={"object": row.object, "id": row.stripe_id, "problem": row.problem, "was": was},
-                 message=row.detail, commit=False)
+    audit.record(
+        "reconcile.cancel_local",
+        object_type="contribution",
+        object_id=str(c.id),
+        processor_id=proc.id,
+        parameters={"object": row.object, "id": row.stripe_id, "problem": row.problem, "was": was},
+        message=row.detail,
+        commit=False,
+    )
     db.session.commit()
     return what
 
@@ -232,8 +270,13 @@ def job_params(flt: ReconcileFilter, *, cancel_local: bool, scan: scans.Scan | N
     """What a "fix all" job stores: the scan it works through (the one its confirmation counted), its
     period resolved to fixed times, the object and problem choices."""
     since, until = (scan.since, scan.until) if scan is not None else flt.window()
-    out = {"since": since.isoformat(timespec="seconds"), "until": until.isoformat(timespec="seconds"),
-           "object": list(flt.object), "problem": list(flt.problem), "cancel_local": bool(cancel_local)}
+    out = {
+        "since": since.isoformat(timespec="seconds"),
+        "until": until.isoformat(timespec="seconds"),
+        "object": list(flt.object),
+        "problem": list(flt.problem),
+        "cancel_local": bool(cancel_local),
+    }
     if scan is not None and scan.id is not None:
         out["scan"] = scan.id
     return out
@@ -244,20 +287,28 @@ def filter_of(params: dict[str, Any]) -> ReconcileFilter:
         since, until = datetime.fromisoformat(params["since"]), datetime.fromisoformat(params["until"])
     except (KeyError, TypeError, ValueError):
         raise ServiceError("the period of this job is damaged; start it again") from None
-    flt = ReconcileFilter.parse_or_raise({"object": params.get("object") or [], "problem": params.get("problem") or []})
+    flt = ReconcileFilter.parse_or_raise(
+        {"object": params.get("object") or [], "problem": params.get("problem") or []}
+    )
     flt.since, flt.until = since, until
     return flt
 
 
 def _chosen(r: Row, flt: ReconcileFilter, cancel_local: bool) -> bool:
-    return bool(r.problem) and (not flt.problem or r.problem in flt.problem) and \
-        (not flt.object or r.object in flt.object) and (r.remedy != "cancel" or cancel_local)
+    return (
+        bool(r.problem)
+        and (not flt.problem or r.problem in flt.problem)
+        and (not flt.object or r.object in flt.object)
+        and (r.remedy != "cancel" or cancel_local)
+    )
 
 
 def to_fix(rows: list[Row], flt: ReconcileFilter, *, cancel_local: bool) -> tuple[list[Row], list[Row]]:
     """(rows "fix all" works on, rows it leaves for staff: those needing confirmation)."""
-    return ([r for r in rows if _chosen(r, flt, cancel_local)],
-            [r for r in rows if _chosen(r, flt, True) and not _chosen(r, flt, cancel_local)])
+    return (
+        [r for r in rows if _chosen(r, flt, cancel_local)],
+        [r for r in rows if _chosen(r, flt, True) and not _chosen(r, flt, cancel_local)],
+    )
 
 
 def money_totals(rows: list[Row]) -> dict[str, int]:
@@ -272,7 +323,8 @@ def _title(p: dict) -> str:
     span = f"{str(p.get('since', ''))[:10]} to {str(p.get('until', ''))[:10]}"
     what = ", ".join(p.get("object") or []) or "charges, refunds and invoices"
     return f"Reconcile {what}, {span}: fix every difference" + (
-        " (cancelling local records Stripe lacks)" if p.get("cancel_local") else "")
+        " (cancelling local records Stripe lacks)" if p.get("cancel_local") else ""
+    )
 
 
 @job_kind("reconcile.fix_all", title=_title)
@@ -295,16 +347,23 @@ def fix_all(ctx: JobContext):
         ctx.total = ctx.done + len(todo)
         if left and not fresh:
             ctx.count("left for staff (need confirmation)", len(left))
-            ctx.note(f"{len(left)} row(s) would mark paydesk's records Cancelled; fix them one by one on "
-                     f"/reconcile, or tick \"also cancel\"")
+            ctx.note(
+                f"{len(left)} row(s) would mark paydesk's records Cancelled; fix them one by one on "
+                f'/reconcile, or tick "also cancel"'
+            )
         yield
     for i in range(int(ctx.cursor.get("i", 0)), len(s.rows)):
         r = s.rows[i]
         if _chosen(r, flt, cancel_local):
             try:
                 res = fix(proc, r.object, r.stripe_id, cancel_local=cancel_local)
-                ctx.count("fixed" if res.actions and res.in_step else "already in step" if not res.actions
-                          else "still differ")
+                ctx.count(
+                    "fixed"
+                    if res.actions and res.in_step
+                    else "already in step"
+                    if not res.actions
+                    else "still differ"
+                )
                 if res.actions and not res.in_step:
                     ctx.note(f"{r.stripe_id}: {res.message}")
             except ServiceError as err:

@@ -79,7 +79,9 @@ class ScanParams:
         try:
             objects = tuple(sorted(params.get("object") or OBJECTS))
             days = int(params.get("days") or 7)
-            since, until = (datetime.fromisoformat(params[k]) if params.get(k) else None for k in ("since", "until"))
+            since, until = (
+                datetime.fromisoformat(params[k]) if params.get(k) else None for k in ("since", "until")
+            )
         except (TypeError, ValueError):
             raise ServiceError("these scan parameters are damaged; start the scan again") from None
         if set(objects) - set(OBJECTS) or not 1 <= days <= MAX_DAYS:
@@ -104,12 +106,17 @@ def _title(params: dict[str, Any]) -> str:
         p = ScanParams.from_dict(params)
     except ServiceError:
         return "Compare with Stripe"
-    what = "charges, refunds and invoices" if p.object == OBJECTS or set(p.object) == set(OBJECTS) else \
-        ", ".join(f"{o}s" for o in p.object)
+    what = (
+        "charges, refunds and invoices"
+        if p.object == OBJECTS or set(p.object) == set(OBJECTS)
+        else ", ".join(f"{o}s" for o in p.object)
+    )
     if p.since:
         span = f"{p.since:%Y-%m-%d} to {p.until:%Y-%m-%d}" if p.until else f"since {p.since:%Y-%m-%d}"
     else:
-        span = f"the last {p.days} day{'s' if p.days != 1 else ''}" + (f" to {p.until:%Y-%m-%d}" if p.until else "")
+        span = f"the last {p.days} day{'s' if p.days != 1 else ''}" + (
+            f" to {p.until:%Y-%m-%d}" if p.until else ""
+        )
     return f"Compare {what} with Stripe, {span}"
 
 
@@ -153,21 +160,37 @@ def _stored(r: Row) -> dict[str, Any]:
 
 
 def _row(data: dict[str, Any]) -> Row:
-    return Row(**{**data, "created": datetime.fromisoformat(data["created"]) if data.get("created") else None})
+    return Row(
+        **{**data, "created": datetime.fromisoformat(data["created"]) if data.get("created") else None}
+    )
 
 
 def loaded(proc: PaymentProcessor, kept: ReconcileScan) -> Scan:
-    return Scan(proc, kept.since, kept.until, [_row(r) for r in kept.rows or []], taken_at=kept.taken_at,
-                id=kept.id, job_id=kept.job_id)
+    return Scan(
+        proc,
+        kept.since,
+        kept.until,
+        [_row(r) for r in kept.rows or []],
+        taken_at=kept.taken_at,
+        id=kept.id,
+        job_id=kept.job_id,
+    )
 
 
 def latest(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan | None:
     """The newest finished scan of the filter's processor, objects and period (as asked), whatever its age;
     None when there is none. Stripe is not asked."""
-    kept = db.session.scalars(select(ReconcileScan).where(
-        ReconcileScan.processor_id == proc.id, ReconcileScan.objects == flt.objects,
-        ReconcileScan.period == flt.period, ReconcileScan.finished_at.is_not(None))
-        .order_by(ReconcileScan.finished_at.desc(), ReconcileScan.id.desc()).limit(1)).first()
+    kept = db.session.scalars(
+        select(ReconcileScan)
+        .where(
+            ReconcileScan.processor_id == proc.id,
+            ReconcileScan.objects == flt.objects,
+            ReconcileScan.period == flt.period,
+            ReconcileScan.finished_at.is_not(None),
+        )
+        .order_by(ReconcileScan.finished_at.desc(), ReconcileScan.id.desc())
+        .limit(1)
+    ).first()
     return loaded(proc, kept) if kept is not None else None
 
 
@@ -194,19 +217,30 @@ def update_row(proc: PaymentProcessor, row: Row) -> None:
     """A row was fixed: every finished scan of the processor that has it shows it as it is now (the page
     and "fix all" need not ask Stripe again). Commits."""
     immediate()
-    for kept in db.session.scalars(select(ReconcileScan).where(ReconcileScan.processor_id == proc.id,
-                                                               ReconcileScan.finished_at.is_not(None))):
+    for kept in db.session.scalars(
+        select(ReconcileScan).where(
+            ReconcileScan.processor_id == proc.id, ReconcileScan.finished_at.is_not(None)
+        )
+    ):
         rows = kept.rows or []
-        at = next((i for i, r in enumerate(rows) if (r.get("object"), r.get("stripe_id")) ==
-                   (row.object, row.stripe_id)), None)
+        at = next(
+            (
+                i
+                for i, r in enumerate(rows)
+                if (r.get("object"), r.get("stripe_id")) == (row.object, row.stripe_id)
+            ),
+            None,
+        )
         if at is not None:
-            kept.rows = [*rows[:at], _stored(row), *rows[at + 1:]]
+            kept.rows = [*rows[:at], _stored(row), *rows[at + 1 :]]
     db.session.commit()
 
 
 def _in_use() -> list[int]:
     """The scans active fix-all jobs work from (their cursors name them)."""
-    cursors = db.session.scalars(select(Job.cursor).where(Job.kind == "reconcile.fix_all", Job.status.in_(JOB_ACTIVE)))
+    cursors = db.session.scalars(
+        select(Job.cursor).where(Job.kind == "reconcile.fix_all", Job.status.in_(JOB_ACTIVE))
+    )
     return [int(c["scan"]) for c in cursors if isinstance(c, dict) and isinstance(c.get("scan"), int)]
 
 
@@ -214,12 +248,21 @@ def _prune(kept: ReconcileScan) -> None:
     """Older finished scans of the same processor, objects and period, and scans past ``SCAN_KEEP``, go
     (except those an active fix-all job works from)."""
     in_use = _in_use() or [0]
-    db.session.execute(delete(ReconcileScan).where(
-        ReconcileScan.processor_id == kept.processor_id, ReconcileScan.objects == kept.objects,
-        ReconcileScan.period == kept.period, ReconcileScan.finished_at.is_not(None), ReconcileScan.id != kept.id,
-        ReconcileScan.id.not_in(in_use)))
-    db.session.execute(delete(ReconcileScan).where(ReconcileScan.taken_at < utcnow() - SCAN_KEEP,
-                                                   ReconcileScan.id.not_in(in_use)))
+    db.session.execute(
+        delete(ReconcileScan).where(
+            ReconcileScan.processor_id == kept.processor_id,
+            ReconcileScan.objects == kept.objects,
+            ReconcileScan.period == kept.period,
+            ReconcileScan.finished_at.is_not(None),
+            ReconcileScan.id != kept.id,
+            ReconcileScan.id.not_in(in_use),
+        )
+    )
+    db.session.execute(
+        delete(ReconcileScan).where(
+            ReconcileScan.taken_at < utcnow() - SCAN_KEEP, ReconcileScan.id.not_in(in_use)
+        )
+    )
 
 
 # -- taking a scan -------------------------------------------------------------------------------
@@ -230,7 +273,9 @@ class Scanner:
     does one unit (one Stripe page, or a few records asked of Stripe) and returns False once the scan
     is finished and kept."""
 
-    def __init__(self, proc: PaymentProcessor, params: ScanParams, cursor: dict[str, Any], job_id: int | None):
+    def __init__(
+        self, proc: PaymentProcessor, params: ScanParams, cursor: dict[str, Any], job_id: int | None
+    ):
         self.proc, self.params, self.cursor, self.job_id = proc, params, cursor, job_id
         self.reader = StripeReader(proc)
         self.compared = 0  # objects compared by this process's units
@@ -256,7 +301,9 @@ class Scanner:
         listing = self.cursor.get("phase", "list") == "list"
         rows, done = (self._list if listing else self._check)(side, kept)
         immediate()
-        have = {(r.get("object"), r.get("stripe_id")) for r in kept.rows or []}  # a unit run again adds nothing
+        have = {
+            (r.get("object"), r.get("stripe_id")) for r in kept.rows or []
+        }  # a unit run again adds nothing
         kept.rows = [*(kept.rows or []), *(_stored(r) for r in rows if (r.object, r.stripe_id) not in have)]
         db.session.commit()
         if done and listing:
@@ -269,12 +316,23 @@ class Scanner:
         flt = self.params.filter()
         since, until = flt.window()
         immediate()
-        kept = ReconcileScan(processor_id=self.proc.id, objects=flt.objects, period=flt.period, since=since,
-                             until=until, taken_at=utcnow(), rows=[], job_id=self.job_id, finished_at=None)
+        kept = ReconcileScan(
+            processor_id=self.proc.id,
+            objects=flt.objects,
+            period=flt.period,
+            since=since,
+            until=until,
+            taken_at=utcnow(),
+            rows=[],
+            job_id=self.job_id,
+            finished_at=None,
+        )
         db.session.add(kept)
         db.session.commit()
         self.cursor.clear()
-        self.cursor.update(scan=kept.id, side=0, phase="list", after=None, last=0, listed=0, server_filter=True)
+        self.cursor.update(
+            scan=kept.id, side=0, phase="list", after=None, last=0, listed=0, server_filter=True
+        )
 
     def _list(self, side, kept: ReconcileScan) -> tuple[list[Row], bool]:
         """One page of Stripe's list (newest first): the objects of the period in it, compared."""
@@ -284,8 +342,9 @@ class Scanner:
             params["starting_after"] = self.cursor["after"]
         use_filter = side.server_filter and self.cursor.get("server_filter", True)
         try:
-            data, more = self.reader.list_page(side.resource, **params, **(
-                {"created": {"gte": lo, "lt": hi}} if use_filter else {}))
+            data, more = self.reader.list_page(
+                side.resource, **params, **({"created": {"gte": lo, "lt": hi}} if use_filter else {})
+            )
         except GatewayError as err:
             if not use_filter or err.http_status != 400:
                 raise
@@ -297,8 +356,9 @@ class Scanner:
         listed = [o for o in data if lo <= int(o.get("created") or 0) < hi]
         self.cursor["listed"] = int(self.cursor.get("listed", 0)) + len(listed)
         if self.cursor["listed"] > MAX_OBJECTS:
-            raise ServiceError(f"Stripe has more than {MAX_OBJECTS:,} {side.resource} in this period: "
-                               f"choose a shorter one")
+            raise ServiceError(
+                f"Stripe has more than {MAX_OBJECTS:,} {side.resource} in this period: choose a shorter one"
+            )
         self.compared += len(listed)
         if data:
             self.cursor["after"] = data[-1]["id"]
@@ -309,10 +369,20 @@ class Scanner:
         """A few of paydesk's records of the period that Stripe's list did not show, asked of Stripe."""
         seen = {r["stripe_id"] for r in kept.rows or [] if r.get("object") == side.object}
         model = side.model
-        records = list(db.session.scalars(select(model).where(
-            model.processor_id == self.proc.id, *side.counted_where(), side.date_column >= kept.since,
-            side.date_column < kept.until, model.id > int(self.cursor.get("last", 0)))
-            .order_by(model.id).limit(CHECK_CHUNK)))
+        records = list(
+            db.session.scalars(
+                select(model)
+                .where(
+                    model.processor_id == self.proc.id,
+                    *side.counted_where(),
+                    side.date_column >= kept.since,
+                    side.date_column < kept.until,
+                    model.id > int(self.cursor.get("last", 0)),
+                )
+                .order_by(model.id)
+                .limit(CHECK_CHUNK)
+            )
+        )
         rows: list[Row] = []
         for rec in records:
             key = getattr(rec, side.key_column.key)
@@ -357,4 +427,3 @@ def scan_job(ctx: JobContext):
     ctx.total = ctx.done
     ctx.result["scan"] = kept.id if kept is not None else None
     ctx.result["counts"] = {"compared": len(rows), "differ": differ}
-
