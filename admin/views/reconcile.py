@@ -8,15 +8,15 @@ import json
 
 from flask import Blueprint, render_template, request, url_for
 
+from admin.errors import ServiceError
 from admin.htmx import is_htmx, is_partial
 from admin.listing import page_or_first
 from admin.security import role_required
-from admin.services import ServiceError, unmatched
-from admin.services.processors import get_processor, list_processors
 from admin.services.reconcile import fix as rc_fix
 from admin.services.reconcile import scan as rc_scan
 from admin.services.reconcile.filter import ReconcileFilter
-from admin.stripe_gateway import GatewayError
+from admin.services.records import unmatched
+from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, sentence, start_job_response
 
 bp = Blueprint("reconcile", __name__)
@@ -127,8 +127,8 @@ def fix():
             return render_template(template, row=row, processor=proc, criteria=form.get("criteria") or "{}",
                                    back=back)
         res = rc_fix.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
-    except (ServiceError, GatewayError) as err:
-        return action_response("reconcile/_row_message.html", back, getattr(err, "message", str(err)), "error",
+    except ServiceError as err:
+        return action_response("reconcile/_row_message.html", back, err.message, "error",
                                status=422, obj=obj, stripe_id=stripe_id)
     tone = "success" if res.in_step else "error"
     # the page's summary is answered too, from its kept scan, which the fix updated (Stripe is not asked again)

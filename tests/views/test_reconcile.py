@@ -15,7 +15,7 @@ from stripe_world import OneOff
 from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
-from admin.services import jobs
+from admin.services.core import jobs
 from admin.services.reconcile import scan as rc_scan
 from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow

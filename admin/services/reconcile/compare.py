@@ -24,9 +24,9 @@ from sqlalchemy import select
 from admin.extensions import db
 from admin.models import COMPLETED, Contribution, Payment, PaymentProcessor
 from admin.money import format_money
-from admin.services.contributions import DONE, PAYMENT_REFUNDED, REFUND_COUNTED
+from admin.services.core.stripe_reader import StripeReader
 from admin.services.reconcile.filter import PROBLEM_LABELS
-from admin.services.stripe_reader import StripeReader
+from admin.services.records.contributions import DONE, PAYMENT_REFUNDED, REFUND_COUNTED
 from admin.stripe_gateway import GatewayError
 from admin.stripe_shapes import sid
 from admin.timeutil import from_unix, to_unix

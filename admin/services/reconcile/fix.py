@@ -29,15 +29,18 @@ from typing import Any
 from sqlalchemy import select
 
 from admin.dbutil import immediate
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import CANCELLED, COMPLETED, Contribution, Payment, PaymentProcessor, StripeEvent
-from admin.services import ServiceError, audit
-from admin.services.contributions import DONE, PAYMENT_VOID, read_invoice, recompute, settle_invoice
-from admin.services.jobs import JobContext, job_kind
+from admin.services.core import audit
+from admin.services.core.jobs import JobContext, job_kind
+from admin.services.core.stripe_reader import StripeReader, read_then_write
+from admin.services.events.ops import event_for_charge, replay
 from admin.services.reconcile import scan as scans
 from admin.services.reconcile.compare import SIDES, Row, compare_one, local_records, retrieve
 from admin.services.reconcile.filter import OBJECTS, ReconcileFilter
-from admin.services.stripe_reader import StripeReader, read_then_write
+from admin.services.records.contributions import DONE, PAYMENT_VOID, read_invoice, recompute, settle_invoice
+from admin.services.records.imports import import_charge
 from admin.stripe_gateway import GatewayError
 from admin.timeutil import from_unix, utcnow
 
@@ -128,7 +131,10 @@ def fix(
     if before.problem is None:
         scans.update_row(proc, before)
         return FixResult(before, before, actions)
-    res = FixResult(before, *_put_right(proc, before, cancel_local, actions))
+    try:
+        res = FixResult(before, *_put_right(proc, before, cancel_local, actions))
+    except GatewayError as err:  # a step's own Stripe failure (a replay's fetch): a message, as every step's
+        raise ServiceError(f"Stripe: {err.message}") from err
     scans.update_row(proc, res.after)
     return res
 
@@ -154,8 +160,6 @@ def _put_right(
     if obj == "invoice":
         actions.append(_settle_invoice(proc, stripe_id))
     else:
-        from admin.services.imports import import_charge
-
         charge_id = stripe_id if obj == "charge" else before.charge_id
         if not charge_id:
             raise ServiceError(f"Stripe's refund {stripe_id} names no charge to import")
@@ -166,8 +170,6 @@ def _put_right(
 
 def _stored_event(proc: PaymentProcessor, row: Row) -> StripeEvent | None:
     """The stored event whose replay records this row's object, if paydesk has one."""
-    from admin.services.event_ops import event_for_charge
-
     if row.object == "charge":
         return event_for_charge(proc, {"id": row.stripe_id, "payment_intent": row.intent_id})
     if row.object == "refund":
@@ -188,8 +190,6 @@ def _stored_event(proc: PaymentProcessor, row: Row) -> StripeEvent | None:
 
 
 def _replay(proc: PaymentProcessor, event: StripeEvent) -> str:
-    from admin.services.event_ops import replay
-
     res = replay(proc, row=event, no_receipt=True)  # writes its own audit entry
     return f"replayed {event.event_id} ({event.type}): {res.status}"
 

@@ -24,12 +24,14 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from admin.dbutil import immediate
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.listing import Page, sequence_page
 from admin.models import PaymentProcessor, ReconcileScan
 from admin.models.jobs import JOB_ACTIVE, Job
-from admin.services import ServiceError, jobs
-from admin.services.jobs import JobContext, job_kind
+from admin.services.core import jobs
+from admin.services.core.jobs import JobContext, job_kind
+from admin.services.core.stripe_reader import PAGE, StripeReader
 from admin.services.reconcile.compare import (
     SIDES,
     Row,
@@ -39,7 +41,6 @@ from admin.services.reconcile.compare import (
     row_key,
 )
 from admin.services.reconcile.filter import MAX_DAYS, OBJECTS, PROBLEMS, ReconcileFilter
-from admin.services.stripe_reader import PAGE, StripeReader
 from admin.stripe_gateway import GatewayError
 from admin.timeutil import to_unix, utcnow
 
