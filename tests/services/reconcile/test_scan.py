@@ -35,7 +35,11 @@ def test_a_killed_scan_resumes_from_its_cursor_and_keeps_each_row_once(world, of
     assert job.done == 200 and after_two["phase"] == "list"
     assert jobs.run_slice(jobs.claim("w1"), "w1", seconds=0) == "running"  # the third page...
     db.session.refresh(job)
-    job.cursor, job.locked_by, job.locked_until = after_two, "w1", utcnow() - timedelta(seconds=1)  # ...then it died
+    job.cursor, job.locked_by, job.locked_until = (
+        after_two,
+        "w1",
+        utcnow() - timedelta(seconds=1),
+    )  # ...then it died
     db.session.commit()
     assert world.count("GET", r"^/v1/charges$") == 3
     while jobs.run_due("w2", seconds=60):
@@ -59,8 +63,11 @@ def test_one_scan_per_period_at_a_time_and_parameters_checked_at_start(world, of
     with pytest.raises(ServiceError, match="damaged"):
         jobs.start(rc_scan.KIND, {"days": 999}, processor_id=offline_processor.id)
     with pytest.raises(ServiceError, match="at most 366 days"):
-        jobs.start(rc_scan.KIND, {"days": 7, "since": "2020-01-01T00:00:00", "until": "2026-01-01T00:00:00"},
-                   processor_id=offline_processor.id)
+        jobs.start(
+            rc_scan.KIND,
+            {"days": 7, "since": "2020-01-01T00:00:00", "until": "2026-01-01T00:00:00"},
+            processor_id=offline_processor.id,
+        )
 
 
 def test_a_period_with_too_many_objects_fails_the_scan_saying_so(world, offline_processor, monkeypatch):
@@ -70,5 +77,7 @@ def test_a_period_with_too_many_objects_fails_the_scan_saying_so(world, offline_
     while jobs.run_due("w", seconds=60):
         pass
     db.session.refresh(job)
-    assert job.status == "failed" and "more than 150 charges in this period: choose a shorter one" in job.error
+    assert (
+        job.status == "failed" and "more than 150 charges in this period: choose a shorter one" in job.error
+    )
     assert rc_scan.latest(offline_processor, ReconcileFilter()) is None  # half a scan is never shown
