@@ -41,6 +41,7 @@ def _one_line_database_errors(app: Flask) -> None:
 def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
     from admin.cli import (
+        audit,
         events,
         forms,
         imports,
@@ -57,5 +58,5 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, tokens):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens):
         module.register(app)
