@@ -1,7 +1,7 @@
 """integration API: tokens, idempotency keys, products, trigger feed
 
 Revision ID: a7e1c0de5f20
-Revises: c4d1e2f3a5b6
+Revises: e7a9c3d5b1f2
 Create Date: 2026-12-07 17:30:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a7e1c0de5f20'
-down_revision = 'c4d1e2f3a5b6'
+down_revision = 'e7a9c3d5b1f2'
 branch_labels = None
 depends_on = None
 
