@@ -160,7 +160,7 @@ def product_json(row: Any, obj: dict | None = None, processor_id: int | None = N
         processor_id=row.processor_id if row else processor_id,
         name=obj.get("name") or obj["id"],
         active=bool(obj.get("active", True)),
-        caption=obj.get("caption"),
+        caption=row.caption if row else None,
         description=obj.get("description"),
         images=list(obj.get("images") or []),
         shippable=obj.get("shippable"),

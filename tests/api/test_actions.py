@@ -141,3 +141,14 @@ def test_unknown_product_is_404(client, reader, writer, processor):
     assert client.get("/api/v1/products/prod_nothere", headers=reader).status_code == 404
     assert client.post("/api/v1/products/prod_nothere", json={"name": "x"}, headers=writer).status_code == 404
     assert client.get("/api/v1/products/bad%20id", headers=reader).status_code == 404
+
+
+def test_caption_is_kept_by_paydesk_not_sent_to_stripe(client, writer, reader, processor):
+    """Stripe refuses ``caption`` (an old field the connector still lists): paydesk keeps it itself."""
+    made = client.post("/api/v1/products", json={"name": "Badge", "caption": "Enamel, 2 cm"}, headers=writer)
+    assert made.status_code == 201, made.json
+    assert made.json["caption"] == "Enamel, 2 cm"
+    assert client.get(f"/api/v1/products/{made.json['id']}", headers=reader).json["caption"] == "Enamel, 2 cm"
+    changed = client.post(f"/api/v1/products/{made.json['id']}", json={"caption": "Enamel"}, headers=writer)
+    assert changed.status_code == 200, changed.json
+    assert changed.json["caption"] == "Enamel"

@@ -1,6 +1,7 @@
 """Stripe products, made and changed through the gateway and recorded locally (``product`` table).
 
-The connector's fields: name, active, caption, description, images (up to 8 URLs), shippable, url.
+The connector's fields: name, active, caption, description, images (up to 8 URLs), shippable, url. Stripe
+no longer takes ``caption`` (it refuses unknown parameters), so paydesk keeps it in its own record only.
 Each create or update is audited in the transaction that records it, with Stripe's request id.
 """
 
@@ -20,7 +21,7 @@ from admin.models import PaymentProcessor, Product
 from admin.services.core import audit
 from admin.stripe_gateway import Gateway, GatewayError
 
-FIELDS = ("name", "active", "caption", "description", "images", "shippable", "url")
+FIELDS = ("name", "active", "description", "images", "shippable", "url")  # what Stripe takes
 
 
 def _params(values: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def _params(values: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _record(processor: PaymentProcessor, obj: dict[str, Any]) -> Product:
+def _record(processor: PaymentProcessor, obj: dict[str, Any], values: dict[str, Any]) -> Product:
     row = db.session.scalar(
         select(Product).where(Product.processor_id == processor.id, Product.product_id == obj["id"])
     )
@@ -39,7 +40,8 @@ def _record(processor: PaymentProcessor, obj: dict[str, Any]) -> Product:
         db.session.add(row)
     row.name = obj.get("name") or row.name or obj["id"]
     row.active = bool(obj.get("active", True))
-    row.caption = obj.get("caption")
+    if "caption" in values:
+        row.caption = values["caption"]
     row.description = obj.get("description")
     row.images = list(obj.get("images") or [])
     row.shippable = obj.get("shippable")
@@ -70,7 +72,7 @@ def create_product(
         )
         raise ServiceError(f"Stripe did not create the product: {err.message}") from err
     immediate()
-    row = _record(processor, dict(obj))
+    row = _record(processor, dict(obj), values)
     db.session.flush()
     audit.record(
         "product.create",
@@ -91,7 +93,13 @@ def update_product(
     """Change a Stripe product (only the fields given), recorded. Commits."""
     params = _params(values)
     try:
-        obj = Gateway.for_processor(processor).update("products", product_id, params)
+        gateway = Gateway.for_processor(processor)
+        # Nothing for Stripe (only paydesk's caption): read the product rather than send an empty update.
+        obj = (
+            gateway.update("products", product_id, params)
+            if params
+            else gateway.retrieve("products", product_id)
+        )
     except GatewayError as err:
         db.session.rollback()
         if not err.not_found:
@@ -106,7 +114,7 @@ def update_product(
             )
         raise stripe_refusal(err, "product", product_id) from err
     immediate()
-    row = _record(processor, dict(obj))
+    row = _record(processor, dict(obj), values)
     audit.record(
         "product.update",
         object_type="product",
