@@ -378,7 +378,7 @@ def user_list(fmt):
     from .models import User
 
     users = db.session.scalars(select(User).order_by(User.id))
-    emit([{"id": u.id, "email": u.email, "role": u.role, "active": u.active,
+    emit([{"id": u.id, "email": u.email, "role": u.role, "active": u.active, "two_factor": u.two_factor,
            "last_login_at": u.last_login_at} for u in users], fmt)
 
 
@@ -415,10 +415,12 @@ def register_cli(app: Flask) -> None:
     from .cli_jobs import register as register_job_cli
     from .cli_reconcile import register as register_reconcile_cli
     from .cli_records import register as register_record_cli
+    from .cli_users import register as register_user_cli
     from .webhooks.cli import register as register_webhook_cli
 
     app.cli.add_command(processor_cli)
     app.cli.add_command(user_cli)
+    register_user_cli(app)
     register_webhook_cli(app)
     register_record_cli(app)
     register_event_cli(app)

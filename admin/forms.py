@@ -34,6 +34,36 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Sign in")
 
 
+class CodeForm(FlaskForm):
+    """The second sign-in step, and every two-factor change that asks for a current code."""
+
+    code = StringField("Code from your authenticator app, or a recovery code",
+                       validators=[DataRequired(), Length(max=32)])
+    submit = SubmitField("Continue")
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    password = PasswordField("New password (at least 10 characters)", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Change password")
+
+
+class NewUserForm(FlaskForm):
+    """Adding a staff account on the users page: the service checks both (as ``user create`` does)."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
+    role = SelectField("Role", choices=[("viewer", "viewer: reads everything"),
+                                        ("operator", "operator: also acts (retries, refunds, imports)"),
+                                        ("admin", "admin: also manages processors, forms and staff")])
+    submit = SubmitField("Add account")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=[("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")])
+    submit = SubmitField("Change role")
+
+
 class DonationFormForm(FlaskForm):
     """An admin's settings for a donation form. It only carries them: the service
     (``services.donation_forms``) checks and normalises every one, and each refusal names its setting and

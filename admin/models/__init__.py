@@ -45,4 +45,4 @@ from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejecti
 from .processors import PaymentProcessor  # noqa: F401
 from .reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
 from .records import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, StripePaymentIntent  # noqa: F401
-from .staff import AuditLog, RateLimit, User  # noqa: F401
+from .staff import AuditLog, RateLimit, RecoveryCode, StaffSession, User  # noqa: F401

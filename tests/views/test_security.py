@@ -11,9 +11,10 @@ from flask import Blueprint
 from admin.extensions import db
 from admin.security import role_required, uses_stripe_js
 
-# Routes that take POSTs from people who are not (yet) signed-in staff.
-EXEMPT_RULES = {"/login", "/logout"}
-EXEMPT_PREFIXES = ("/webhooks/",)
+# Routes that take POSTs from people who are not (yet) signed-in staff, and /account/..., where every
+# role changes its own password and two-factor sign-in (no account id in those URLs: tests/views/test_account.py).
+EXEMPT_RULES = {"/login", "/login/code", "/logout"}
+EXEMPT_PREFIXES = ("/webhooks/", "/account/")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
