@@ -17,7 +17,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .models import FREQUENCY_LABELS
+from .models import FREQUENCY_LABELS, ROLES
 
 
 class EmptyForm(FlaskForm):
@@ -53,14 +53,14 @@ class NewUserForm(FlaskForm):
     """Adding a staff account on the users page: the service checks both (as ``user create`` does)."""
 
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
-    role = SelectField("Role", choices=[("viewer", "viewer: reads everything"),
-                                        ("operator", "operator: also acts (retries, refunds, imports)"),
-                                        ("admin", "admin: also manages processors, forms and staff")])
+    role = SelectField("Role", choices=[SelectChoice("viewer", "viewer: reads everything"),
+                                        SelectChoice("operator", "operator: also acts (retries, refunds, imports)"),
+                                        SelectChoice("admin", "admin: also manages processors, forms and staff")])
     submit = SubmitField("Add account")
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=[("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")])
+    role = SelectField("Role", choices=[SelectChoice(r, r) for r in ROLES])
     submit = SubmitField("Change role")
 
 
