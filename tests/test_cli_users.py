@@ -61,7 +61,11 @@ def test_reset_password_prints_a_temporary_one(app, runner):
     result = runner.invoke(args=["user", "reset-password", "--email", EMAIL, "--format", "json"])
     data = json.loads(result.output)
     user = find_user(EMAIL)
-    assert data["email"] == EMAIL and user.check_password(data["temporary_password"]) and user.must_change_password
+    assert (
+        data["email"] == EMAIL
+        and user.check_password(data["temporary_password"])
+        and user.must_change_password
+    )
     code, out = _run(runner, "reset-password", "--email", EMAIL)
     assert code == 0 and "temporary password for staff@example.org: " in out
 
@@ -72,6 +76,12 @@ def test_sessions_lists_open_ones(app, runner):
     rows = json.loads(runner.invoke(args=["user", "sessions", "--email", EMAIL, "--format", "json"]).output)
     assert len(rows) == 1 and rows[0]["address"] == "127.0.0.1"
     code, out = _run(runner, "sessions", "--email", EMAIL)
-    assert code == 0 and out.splitlines()[0].split() == ["id", "browser", "address", "created", "last_seen_at"]
+    assert code == 0 and out.splitlines()[0].split() == [
+        "id",
+        "browser",
+        "address",
+        "created",
+        "last_seen_at",
+    ]
     _run(runner, "revoke-sessions", "--email", EMAIL)
     assert _run(runner, "sessions", "--email", EMAIL) == (0, "(none)\n")

@@ -129,7 +129,8 @@ def test_enrol_from_the_account_page_shows_recovery_codes_once(app, client, auth
     assert not any(c in client.get("/account/2fa").get_data(as_text=True) for c in codes)
     assert {"user.2fa_begin", "user.2fa_enable"} <= set(_actions())
     everything = str(db.session.scalars(select(AuditLog.parameters)).all()) + str(
-        db.session.scalars(select(AuditLog.message)).all())
+        db.session.scalars(select(AuditLog.message)).all()
+    )
     assert secret not in everything and codes[0] not in everything
 
 
@@ -137,7 +138,9 @@ def test_a_wrong_code_does_not_turn_it_on(app, client, auth):
     auth.login(EMAIL, "viewer")
     token = auth.token("/account/2fa")
     client.post("/account/2fa/start", data={"csrf_token": token})
-    resp = client.post("/account/2fa/confirm", data={"csrf_token": token, "code": "12345"}, follow_redirects=True)
+    resp = client.post(
+        "/account/2fa/confirm", data={"csrf_token": token, "code": "12345"}, follow_redirects=True
+    )
     assert "not the one the app shows now" in resp.get_data(as_text=True)
     assert not find_user(EMAIL).two_factor
 
@@ -163,6 +166,7 @@ def test_account_posts_need_csrf(app, client, auth):
 
 # -- admins must use two factors (PAYDESK_REQUIRE_2FA_FOR_ADMINS) ------------------------------------------
 
+
 def test_an_admin_without_two_factors_must_set_it_up_first(app, client, auth):
     app.config["REQUIRE_2FA_FOR_ADMINS"] = True
     auth.login("admin@example.org", "admin")
@@ -174,8 +178,11 @@ def test_an_admin_without_two_factors_must_set_it_up_first(app, client, auth):
     secret, _ = _enrol_on_the_page(client)
     assert client.get("/").status_code == 200
     # ... and cannot turn it off again
-    resp = client.post("/account/2fa/disable", data={"csrf_token": auth.token("/account/2fa"),
-                                                     "code": next_code(secret)}, follow_redirects=True)
+    resp = client.post(
+        "/account/2fa/disable",
+        data={"csrf_token": auth.token("/account/2fa"), "code": next_code(secret)},
+        follow_redirects=True,
+    )
     assert "must keep two-factor sign-in on" in resp.get_data(as_text=True)
     assert find_user("admin@example.org").two_factor
 
@@ -197,6 +204,7 @@ def test_an_admin_with_two_factors_passes(app, client, auth):
 
 # -- temporary passwords ---------------------------------------------------------------------------------
 
+
 def test_a_temporary_password_must_be_replaced_before_anything_else(app, client, auth):
     from admin.services.users import invite_user
 
@@ -205,11 +213,20 @@ def test_a_temporary_password_must_be_replaced_before_anything_else(app, client,
     assert resp.status_code == 302
     assert client.get("/events").headers["Location"] == "/account/password"
     token = auth.token("/account/password")
-    same = client.post("/account/password", data={"csrf_token": token, "current": temporary,
-                                                  "password": temporary, "confirm": temporary})
+    same = client.post(
+        "/account/password",
+        data={"csrf_token": token, "current": temporary, "password": temporary, "confirm": temporary},
+    )
     assert same.status_code == 422 and "different from the current password" in same.get_data(as_text=True)
-    ok = client.post("/account/password", data={"csrf_token": token, "current": temporary,
-                                                "password": "my own long password", "confirm": "my own long password"})
+    ok = client.post(
+        "/account/password",
+        data={
+            "csrf_token": token,
+            "current": temporary,
+            "password": "my own long password",
+            "confirm": "my own long password",
+        },
+    )
     assert ok.status_code == 302
     assert client.get("/events").status_code == 200, "this browser goes on signed in"
     user = find_user(EMAIL)
@@ -228,6 +245,7 @@ def test_an_expired_temporary_password_signs_nobody_in(app, client):
 
 
 # -- sessions ----------------------------------------------------------------------------------------------
+
 
 def test_an_idle_session_ends(app, client, auth):
     auth.login(EMAIL, "viewer")
@@ -274,7 +292,14 @@ def test_password_change_ends_the_other_sessions(app, auth):
     laptop_auth.login(EMAIL, "viewer")
     Auth(app, phone).login(EMAIL, "viewer")
     token = laptop_auth.token("/account/password")
-    laptop.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
-                                           "password": "another long password", "confirm": "another long password"})
+    laptop.post(
+        "/account/password",
+        data={
+            "csrf_token": token,
+            "current": PASSWORD,
+            "password": "another long password",
+            "confirm": "another long password",
+        },
+    )
     assert laptop.get("/").status_code == 200
     assert phone.get("/").status_code == 302

@@ -24,8 +24,16 @@ def _id(email: str) -> int:
 
 def _admin_posts(user_id: int, session_id: int = 1) -> list[str]:
     base = f"/settings/users/{user_id}"
-    return ["/settings/users", f"{base}/role", f"{base}/deactivate", f"{base}/activate", f"{base}/password",
-            f"{base}/2fa/reset", f"{base}/sessions/revoke-all", f"{base}/sessions/{session_id}/revoke"]
+    return [
+        "/settings/users",
+        f"{base}/role",
+        f"{base}/deactivate",
+        f"{base}/activate",
+        f"{base}/password",
+        f"{base}/2fa/reset",
+        f"{base}/sessions/revoke-all",
+        f"{base}/sessions/{session_id}/revoke",
+    ]
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
@@ -54,15 +62,22 @@ def test_add_an_account_shows_its_temporary_password_once(app, client, auth):
     auth.login(ADMIN, "admin")
     page = client.get("/settings/users").get_data(as_text=True)
     assert ADMIN in page and 'for="email"' in page and 'for="role"' in page
-    resp = client.post("/settings/users", data={"csrf_token": auth.token("/settings/users"),
-                                                "email": " New.Person@Example.org ", "role": "operator"})
+    resp = client.post(
+        "/settings/users",
+        data={
+            "csrf_token": auth.token("/settings/users"),
+            "email": " New.Person@Example.org ",
+            "role": "operator",
+        },
+    )
     assert resp.status_code == 200
     password = re.search(r'id="temporary-password">([^<]+)<', resp.get_data(as_text=True))[1]
     user = find_user("new.person@example.org")
     assert user.role == "operator" and user.must_change_password and user.check_password(password)
     assert password not in client.get(f"/settings/users/{user.id}").get_data(as_text=True)
-    entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "user.create",
-                                                     AuditLog.object_id == str(user.id)))
+    entry = db.session.scalar(
+        select(AuditLog).where(AuditLog.action == "user.create", AuditLog.object_id == str(user.id))
+    )
     assert entry.actor == ADMIN and password not in str(entry.parameters) + str(entry.message)
 
     newcomer = app.test_client()
@@ -75,7 +90,9 @@ def test_the_same_rules_as_user_create(app, client, auth):
     token = auth.token("/settings/users")
     taken = client.post("/settings/users", data={"csrf_token": token, "email": ADMIN, "role": "viewer"})
     assert taken.status_code == 422 and "already has an account" in taken.get_data(as_text=True)
-    bad = client.post("/settings/users", data={"csrf_token": token, "email": "not an address", "role": "viewer"})
+    bad = client.post(
+        "/settings/users", data={"csrf_token": token, "email": "not an address", "role": "viewer"}
+    )
     assert bad.status_code == 422 and "enter an address such as" in bad.get_data(as_text=True)
 
 
@@ -85,8 +102,11 @@ def test_change_role_and_the_last_admin_rule(app, client, auth):
     token = auth.token("/settings/users")
     client.post(f"/settings/users/{_id(STAFF)}/role", data={"csrf_token": token, "role": "admin"})
     assert find_user(STAFF).role == "admin"
-    mine = client.post(f"/settings/users/{_id(ADMIN)}/role", data={"csrf_token": token, "role": "viewer"},
-                       follow_redirects=True)
+    mine = client.post(
+        f"/settings/users/{_id(ADMIN)}/role",
+        data={"csrf_token": token, "role": "viewer"},
+        follow_redirects=True,
+    )
     assert "cannot take the admin role from yourself" in mine.get_data(as_text=True)
     assert find_user(ADMIN).role == "admin"
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "user.role"))
@@ -102,8 +122,9 @@ def test_deactivate_ends_sessions_and_sign_in(app, client, auth):
     assert not find_user(STAFF).active
     assert staff.get("/").status_code == 302
     assert post_password(app.test_client(), STAFF).status_code == 422
-    mine = client.post(f"/settings/users/{_id(ADMIN)}/deactivate", data={"csrf_token": auth.token()},
-                       follow_redirects=True)
+    mine = client.post(
+        f"/settings/users/{_id(ADMIN)}/deactivate", data={"csrf_token": auth.token()}, follow_redirects=True
+    )
     assert "cannot deactivate your own account" in mine.get_data(as_text=True) and find_user(ADMIN).active
     client.post(f"/settings/users/{_id(STAFF)}/activate", data={"csrf_token": auth.token()})
     assert find_user(STAFF).active and post_password(app.test_client(), STAFF).status_code == 302
@@ -116,9 +137,12 @@ def test_session_revoke_takes_effect(app, client, auth):
     auth.login(ADMIN, "admin")
     page = client.get(f"/settings/users/{_id(STAFF)}").get_data(as_text=True)
     assert page.count("Revoke<span") == 2
-    laptop_row = db.session.scalar(select(StaffSession).where(StaffSession.user_id == _id(STAFF))
-                                   .order_by(StaffSession.id))
-    client.post(f"/settings/users/{_id(STAFF)}/sessions/{laptop_row.id}/revoke", data={"csrf_token": auth.token()})
+    laptop_row = db.session.scalar(
+        select(StaffSession).where(StaffSession.user_id == _id(STAFF)).order_by(StaffSession.id)
+    )
+    client.post(
+        f"/settings/users/{_id(STAFF)}/sessions/{laptop_row.id}/revoke", data={"csrf_token": auth.token()}
+    )
     assert laptop.get("/").status_code == 302, "the revoked session is signed out at its next request"
     assert phone.get("/").status_code == 200, "the other one goes on"
     assert client.get(f"/settings/users/{_id(STAFF)}").get_data(as_text=True).count("Revoke<span") == 1
@@ -134,8 +158,11 @@ def test_a_session_of_someone_else_cannot_be_revoked_through_another_account(app
     auth.create("third@example.org", "viewer")
     auth.login(ADMIN, "admin")
     row = db.session.scalar(select(StaffSession).where(StaffSession.user_id == _id(STAFF)))
-    resp = client.post(f"/settings/users/{_id('third@example.org')}/sessions/{row.id}/revoke",
-                       data={"csrf_token": auth.token()}, follow_redirects=True)
+    resp = client.post(
+        f"/settings/users/{_id('third@example.org')}/sessions/{row.id}/revoke",
+        data={"csrf_token": auth.token()},
+        follow_redirects=True,
+    )
     assert "has no session" in resp.get_data(as_text=True)
     assert other.get("/").status_code == 200
 
@@ -173,7 +200,7 @@ def test_a_user_with_two_factors_lists_on_the_page(app, client, auth):
     post_code(staff, next_code(secret))
     auth.login(ADMIN, "admin")
     page = client.get("/settings/users").get_data(as_text=True)
-    row = page[page.index(STAFF):].split("</tr>")[0]
+    row = page[page.index(STAFF) :].split("</tr>")[0]
     assert ">on<" in row and 'data-label="Open sessions" class="num">1<' in row
 
 
