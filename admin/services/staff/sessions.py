@@ -26,6 +26,7 @@ from admin.timeutil import utcnow
 
 SESSION_KEY = "staff_sid"  # the Flask session's entry holding this browser's key
 TOUCH_SECONDS = 60
+KEEP = timedelta(days=30)  # the worker deletes rows that ended (or made no request) this long ago
 ENDED_REASONS = {
     "sign_out": "signed out",
     "revoked": "revoked by an admin",

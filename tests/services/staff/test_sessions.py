@@ -62,10 +62,16 @@ def test_only_the_key_hash_is_stored(app):
     assert key not in row.key_hash and len(row.key_hash) == 64
 
 
-def test_prune_forgets_old_rows(app):
+def test_the_worker_forgets_old_rows(app):
+    from admin.webhooks.worker import housekeeping
+
     user = create_user("staff@example.org", PASSWORD, "viewer")
     _start(user)
-    (row,) = user_rows(user)
-    row.ended_at = row.last_seen_at = utcnow() - timedelta(days=40)
+    _start(user)
+    old, recent = sorted(user_rows(user), key=lambda r: r.id)
+    old.ended_at = old.last_seen_at = utcnow() - sessions.KEEP - timedelta(days=1)
+    recent.ended_at = utcnow() - timedelta(days=1)
     db.session.commit()
-    assert sessions.prune(timedelta(days=30)) == 1
+    housekeeping()
+    db.session.rollback()
+    assert [r.id for r in user_rows(user)] == [recent.id]
