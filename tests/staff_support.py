@@ -10,7 +10,7 @@ from conftest import PASSWORD, csrf_token_from
 
 from admin import crypto
 from admin.services.staff import totp
-from admin.services.users import find_user
+from admin.services.staff.users import find_user
 
 
 def enrol(email: str) -> tuple[str, list[str]]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user
 
-from ..forms import CodeForm, EmptyForm, PasswordChangeForm
-from ..htmx import is_htmx
-from ..security import role_required
-from ..services import ServiceError
-from ..services.staff import sessions, totp
-from ..services.users import change_own_password
+from admin.errors import ServiceError
+from admin.forms import CodeForm, EmptyForm, PasswordChangeForm
+from admin.htmx import is_htmx
+from admin.security import role_required
+from admin.services.staff import sessions, totp
+from admin.services.staff.users import change_own_password
 
 bp = Blueprint("account", __name__)
 _OPEN = ("static", "auth.logout", "auth.login", "auth.code")

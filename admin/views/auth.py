@@ -18,11 +18,11 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
-from ..forms import CodeForm, EmptyForm, LoginForm
-from ..htmx import is_htmx
-from ..security import safe_next
-from ..services.auth import authenticate, second_factor, sign_out
-from ..services.staff import sessions
+from admin.forms import CodeForm, EmptyForm, LoginForm
+from admin.htmx import is_htmx
+from admin.security import safe_next
+from admin.services.staff import sessions
+from admin.services.staff.auth import authenticate, second_factor, sign_out
 
 bp = Blueprint("auth", __name__)
 PENDING = "paydesk_code_step"  # the Flask session's entry between the password and the code

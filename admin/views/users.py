@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from ..forms import EmptyForm, NewUserForm, RoleForm
-from ..security import role_required
-from ..services import ServiceError, audit
-from ..services import users as users_service
-from ..services.staff import sessions, totp
-from .actions import sentence
+from admin.errors import ServiceError
+from admin.forms import EmptyForm, NewUserForm, RoleForm
+from admin.security import role_required
+from admin.services.core import audit
+from admin.services.staff import sessions, totp
+from admin.services.staff import users as users_service
+from admin.views.actions import sentence
 
 bp = Blueprint("users", __name__, url_prefix="/settings/users")
 

@@ -43,8 +43,8 @@ from admin.models import (
     PaymentProcessor,
     RateLimit,
 )
-from admin.services.donation_forms import donor_link
-from admin.services.processors import add_processor, gateway
+from admin.services.donations.forms import donor_link
+from admin.services.settings.processors import add_processor, gateway
 from admin.webhooks.worker import run_forever
 
 from .conftest import AXE, axe_violations, needs_axe
@@ -97,7 +97,7 @@ def site(localstripe, tmp_path_factory):
                              api_base=localstripe, mode="test")
         make_form(proc, slug="spring", intro="Every gift buys books for the children's library.")
         make_form(proc, slug="quick", title="Quick gift", postcode_field=False, frequencies=["one-off"])
-        from admin.services.users import create_user
+        from admin.services.staff.users import create_user
 
         create_user("admin@example.org", PASSWORD, "admin")
         ppid = proc.id
@@ -234,7 +234,8 @@ def test_declined_card_shows_the_message_and_keeps_the_form(open_page, site, car
     card_error = page.locator("#err-card")
     card_error.wait_for()
     assert card_error.inner_text() == "Your card was declined."
-    assert "declined" in page.locator("#form-error").inner_text()
+    assert page.locator("#form-error").inner_text() == "Your gift did not go through. Please see the message under Card."
+    assert page.locator("body").inner_text().count("declined") == 1, "one decline is said once"
     assert page.url.endswith("/donate/spring")
     # everything typed is still there, the card too, and the button works again
     assert page.get_by_label("First name").input_value() == "Grace"

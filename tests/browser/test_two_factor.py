@@ -11,7 +11,7 @@ import pytest
 from conftest import PASSWORD
 
 from admin.extensions import db
-from admin.services.users import create_user
+from admin.services.staff.users import create_user
 
 from .conftest import axe_violations, needs_axe, sign_in
 

@@ -14,7 +14,7 @@ from staff_support import enrol, next_code, post_code, post_password
 
 from admin.extensions import db
 from admin.models import AuditLog, RecoveryCode, StaffSession
-from admin.services.users import find_user
+from admin.services.staff.users import find_user
 from admin.timeutil import utcnow
 
 EMAIL = "staff@example.org"
@@ -206,7 +206,7 @@ def test_an_admin_with_two_factors_passes(app, client, auth):
 
 
 def test_a_temporary_password_must_be_replaced_before_anything_else(app, client, auth):
-    from admin.services.users import invite_user
+    from admin.services.staff.users import invite_user
 
     _, temporary = invite_user(EMAIL, "operator")
     resp = post_password(client, EMAIL, temporary)
@@ -235,7 +235,7 @@ def test_a_temporary_password_must_be_replaced_before_anything_else(app, client,
 
 
 def test_an_expired_temporary_password_signs_nobody_in(app, client):
-    from admin.services.users import invite_user
+    from admin.services.staff.users import invite_user
 
     user, temporary = invite_user(EMAIL, "viewer")
     user.password_expires_at = utcnow() - timedelta(minutes=1)

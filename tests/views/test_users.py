@@ -12,7 +12,7 @@ from staff_support import enrol, next_code, post_code, post_password
 
 from admin.extensions import db
 from admin.models import AuditLog, StaffSession
-from admin.services.users import find_user
+from admin.services.staff.users import find_user
 
 ADMIN = "admin@example.org"
 STAFF = "staff@example.org"

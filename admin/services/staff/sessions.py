@@ -98,7 +98,7 @@ def _end_idle(row: StaffSession, user: User, now: datetime) -> None:
     """Mark an idle session ended and say so in the audit log (its own transaction: nothing else is pending
     while the user loads)."""
     from admin.dbutil import immediate
-    from admin.services import audit
+    from admin.services.core import audit
 
     row_id, user_id, email = row.id, user.id, user.email
     minutes = int(idle_limit().total_seconds() // 60)

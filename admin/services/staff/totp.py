@@ -22,9 +22,10 @@ from sqlalchemy import delete, func, select
 
 from admin import crypto
 from admin.dbutil import immediate
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import RecoveryCode, User
-from admin.services import ServiceError, audit
+from admin.services.core import audit
 from admin.timeutil import utcnow
 
 RECOVERY_CODES = 10

@@ -8,7 +8,7 @@ from conftest import PASSWORD
 
 from admin.extensions import db
 from admin.services.staff import sessions
-from admin.services.users import create_user, revoke_sessions
+from admin.services.staff.users import create_user, revoke_sessions
 from admin.timeutil import utcnow
 
 

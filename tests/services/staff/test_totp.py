@@ -9,11 +9,11 @@ import pytest
 from conftest import PASSWORD
 from sqlalchemy import select
 
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import RecoveryCode
-from admin.services import ServiceError
 from admin.services.staff import totp
-from admin.services.users import create_user
+from admin.services.staff.users import create_user
 
 
 @pytest.fixture

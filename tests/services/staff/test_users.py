@@ -6,10 +6,10 @@ import pytest
 from conftest import PASSWORD
 from sqlalchemy import select
 
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import AuditLog
-from admin.services import ServiceError
-from admin.services import users as service
+from admin.services.staff import users as service
 from admin.timeutil import utcnow
 
 
