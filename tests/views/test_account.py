@@ -247,6 +247,7 @@ def test_an_expired_temporary_password_signs_nobody_in(app, client):
 # -- sessions ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_an_idle_session_ends(app, client, auth):
     auth.login(EMAIL, "viewer")
     assert client.get("/").status_code == 200
@@ -262,6 +263,7 @@ def test_an_idle_session_ends(app, client, auth):
     assert "user.session_idle" in _actions()
 
 
+@pytest.mark.postgres
 def test_a_session_in_use_stays(app, client, auth):
     auth.login(EMAIL, "viewer")
     row = db.session.scalar(select(StaffSession))

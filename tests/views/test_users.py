@@ -96,6 +96,7 @@ def test_the_same_rules_as_user_create(app, client, auth):
     assert bad.status_code == 422 and "enter an address such as" in bad.get_data(as_text=True)
 
 
+@pytest.mark.postgres
 def test_change_role_and_the_last_admin_rule(app, client, auth):
     auth.create(STAFF, "viewer")
     auth.login(ADMIN, "admin")
@@ -130,6 +131,7 @@ def test_deactivate_ends_sessions_and_sign_in(app, client, auth):
     assert find_user(STAFF).active and post_password(app.test_client(), STAFF).status_code == 302
 
 
+@pytest.mark.postgres
 def test_session_revoke_takes_effect(app, client, auth):
     laptop, phone = app.test_client(), app.test_client()
     Auth(app, laptop).login(STAFF, "viewer")
