@@ -214,9 +214,12 @@ def test_a_stranger_learns_no_contact_id_from_any_answer_or_the_card_statement(c
     for c in db.session.scalars(select(Contribution)):
         assert c.contact_id == 4711 and c.description == f"Spring appeal 4711-{c.id}"  # staff's, as CiviCRM's
         if c.payment_intent_id and not c.recur_id:
-            suffix = gw.retrieve("payment_intents", c.payment_intent_id)["statement_descriptor_suffix"]
-            assert suffix == f"{c.id} Spring appeal"
-            answers.append(suffix)  # printed on the card statement
+            pi = gw.retrieve("payment_intents", c.payment_intent_id)
+            assert pi["statement_descriptor_suffix"] == f"{c.id} Spring appeal"
+            answers.append(pi["statement_descriptor_suffix"])  # printed on the card statement
+            # a browser holding the client secret (3-D Secure) reads the description; the metadata it cannot
+            assert pi["description"] == f"Spring appeal {c.id}" and pi["metadata"]["contact_id"] == "4711"
+            answers.append(pi["description"])
     for text in answers:
         assert "4711" not in text, text
 

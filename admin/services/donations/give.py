@@ -282,6 +282,13 @@ def reference(c: Contribution) -> str:
     return f"{c.contact_id}-{c.id}"
 
 
+def _public_description(form: DonationForm, c: Contribution) -> str:
+    """The PaymentIntent's description: a browser holding its client secret (3-D Secure) can read it, so it
+    carries the donor's :func:`reference`, never a matched contact's id (that stays in the metadata, which a
+    publishable key cannot read, and in the contribution's own description for staff)."""
+    return f"{form.title} {reference(c)}"[:500]
+
+
 # -- the payment ---------------------------------------------------------------------------
 
 def _is_decline(err: GatewayError) -> bool:
@@ -420,7 +427,7 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         pi = gw.create("payment_intents", {
             "amount": gift.amount, "currency": form.currency, "customer": customer_id,
             "payment_method": gift.payment_method, "payment_method_types": ["card"],
-            "description": c.description, "statement_descriptor_suffix": _suffix(c, form.title),
+            "description": _public_description(form, c), "statement_descriptor_suffix": _suffix(c, form.title),
             "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
     except GatewayError as err:
         return _failed_before_intent(form, c, err, client_ip)
