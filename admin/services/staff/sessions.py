@@ -75,11 +75,13 @@ def load_user(user_id: str | None, key: str | None) -> User | None:
     pk = parse_id(uid)
     if pk is None or not token or not key:
         return None
-    user = db.session.get(User, pk)
-    if user is None or not hmac.compare_digest(user.session_token or "", token):
+    found = db.session.execute(  # one round trip for both
+        select(User, StaffSession).join(StaffSession, StaffSession.user_id == User.id)
+        .where(User.id == pk, StaffSession.key_hash == _hash(key))).first()
+    if found is None:
         return None
-    row = db.session.scalar(select(StaffSession).where(StaffSession.key_hash == _hash(key)))
-    if row is None or row.user_id != user.id or row.ended_at is not None:
+    user, row = found
+    if not hmac.compare_digest(user.session_token or "", token) or row.ended_at is not None:
         return None
     now = utcnow()
     limit = idle_limit()
