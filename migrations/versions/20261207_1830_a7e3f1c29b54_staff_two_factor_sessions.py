@@ -1,7 +1,7 @@
 """staff accounts: two-factor sign-in (TOTP secret, recovery codes), temporary passwords, listed sessions
 
 Revision ID: a7e3f1c29b54
-Revises: c4d1e2f3a5b6
+Revises: e7a9c3d5b1f2
 Create Date: 2026-12-07 18:00:00
 
 Additive only: new nullable columns (and one with a server default) and two new tables, so the
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a7e3f1c29b54'
-down_revision = 'c4d1e2f3a5b6'
+down_revision = 'e7a9c3d5b1f2'
 branch_labels = None
 depends_on = None
 
