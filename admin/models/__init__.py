@@ -60,4 +60,4 @@ from admin.models.records import (  # noqa: F401
     StripeCustomer,
     StripePaymentIntent,
 )
-from admin.models.staff import AuditLog, RateLimit, User  # noqa: F401
+from admin.models.staff import AuditLog, RateLimit, RecoveryCode, StaffSession, User  # noqa: F401
