@@ -41,6 +41,7 @@ def _one_line_database_errors(app: Flask) -> None:
 def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
     from admin.cli import (
+        audit,
         events,
         forms,
         imports,
@@ -50,6 +51,7 @@ def register_cli(app: Flask) -> None:
         processors,
         reconcile,
         records,
+        tokens,
         users,
         worker,
     )
@@ -57,5 +59,5 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, payments, events, intents, jobs, reconcile, forms, imports):
+    for module in (worker, records, payments, events, intents, jobs, reconcile, forms, imports, audit, tokens):
         module.register(app)

@@ -7,7 +7,7 @@ the refund id until now) take their charge id; ``uq_payment_trxn`` becomes ``uq_
 (processor, refund id) and ``uq_payment_charge`` (processor, charge id, rows that are not refunds).
 
 Revision ID: 9a7d3c5e1f20
-Revises: c4d1e2f3a5b6
+Revises: a7e3f1c29b54
 Create Date: 2026-12-07 18:00:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '9a7d3c5e1f20'
-down_revision = 'c4d1e2f3a5b6'
+down_revision = 'a7e3f1c29b54'
 branch_labels = None
 depends_on = None
 
