@@ -93,7 +93,7 @@ def _cards_answer(contact, message: str | None, tone: str, status: int | None = 
         return render_template("contacts/cards.html", **ctx)
     return action_response(
         "contacts/_cards.html",
-        url_for("contact_money.card_list", contact_id=contact.id),
+        url_for("contacts.show", contact_id=contact.id),
         message,
         tone,
         status=status,
