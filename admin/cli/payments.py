@@ -163,5 +163,83 @@ def payments_refund(payment_id, metadata, fmt, **options):
 cards_cli = PaydeskGroup("cards", help="A contact's saved cards in Stripe: list, add, remove, make default.")
 
 
+def _contact_and_processor(contact_id: str, ppid: str | None):
+    from admin.dbutil import parse_id
+    from admin.services.records.contacts import find_contact
+
+    cid = parse_id(contact_id)
+    contact = find_contact(cid) if cid is not None else None
+    if contact is None:
+        fail(ServiceError(f"--contact-id: paydesk has no contact {contact_id!r}"))
+    return contact, processor_or_fail(ppid)
+
+
+def _card_command(name: str, help_: str):
+    def wrap(fn):
+        fn = click.option("--ppid", help="Payment processor id or name (default: the default processor).")(fn)
+        fn = click.option(
+            "--customer", help="Which of the contact's Stripe customers (when it has several)."
+        )(fn)
+        fn = click.option("--contact-id", required=True, help="The contact (# on its page).")(fn)
+        return cards_cli.command(name, help=help_)(fn)
+
+    return wrap
+
+
+@_card_command("list", "The contact's saved cards (brand, last four, expiry, default), as Stripe has them.")
+@format_option
+def cards_list(contact_id, customer, ppid, fmt):
+    from admin.services.payments import cards
+
+    contact, proc = _contact_and_processor(contact_id, ppid)
+    try:
+        link = cards.link_of(contact, proc, customer)
+        found, _ = cards.list_cards(proc, link.customer_id)
+    except ServiceError as err:
+        fail(err)
+    emit(
+        [{**c.as_dict(), "customer": link.customer_id} for c in found],
+        fmt,
+        ["id", "brand", "last4", "expiry", "default", "customer"],
+    )
+
+
+@_card_command("add", "Attach a card (a pm_ made by Stripe.js or the Dashboard) to the contact's customer.")
+@click.option("--card", "card_id", required=True, help="The PaymentMethod (pm_...).")
+@click.option("--default", "make_default", is_flag=True, help="Make it the default card.")
+def cards_add(contact_id, customer, ppid, card_id, make_default):
+    from admin.services.payments import cards
+
+    contact, proc = _contact_and_processor(contact_id, ppid)
+    try:
+        click.echo(cards.add_card(proc, contact, card_id, make_default=make_default, customer_id=customer))
+    except ServiceError as err:
+        fail(err)
+
+
+@_card_command("remove", "Remove (detach) a saved card from the contact's customer.")
+@click.option("--card", "card_id", required=True, help="The saved card (pm_...).")
+def cards_remove(contact_id, customer, ppid, card_id):
+    from admin.services.payments import cards
+
+    contact, proc = _contact_and_processor(contact_id, ppid)
+    try:
+        click.echo(cards.remove_card(proc, contact, card_id, customer_id=customer))
+    except ServiceError as err:
+        fail(err)
+
+
+@_card_command("default", "Make a saved card the default (what a staff charge uses).")
+@click.option("--card", "card_id", required=True, help="The saved card (pm_...).")
+def cards_default(contact_id, customer, ppid, card_id):
+    from admin.services.payments import cards
+
+    contact, proc = _contact_and_processor(contact_id, ppid)
+    try:
+        click.echo(cards.make_default(proc, contact, card_id, customer_id=customer))
+    except ServiceError as err:
+        fail(err)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(cards_cli)

@@ -106,3 +106,26 @@ def test_help_lists_the_pages_fields(runner, app):
     ):
         assert opt in res.output
     assert "list" in invoke(runner, "payments", "--help").output  # one group with payments list
+
+
+def test_cards_list_add_default_remove(runner, processor):
+    from payments_support import card, customer_of
+
+    contact = saved_customer(processor)
+    cid = str(contact.id)
+    listed = json.loads(invoke(runner, "cards", "list", "--contact-id", cid, "--format", "json").output)
+    assert [(c["last4"], c["default"], c["customer"]) for c in listed] == [
+        ("4242", True, customer_of(contact))
+    ]
+    new = card(processor, "5555555555554444")
+    res = invoke(runner, "cards", "add", "--contact-id", cid, "--card", new)
+    assert res.exit_code == 0 and "ending 4444" in res.output, res.output
+    assert invoke(runner, "cards", "default", "--contact-id", cid, "--card", new).exit_code == 0
+    table = invoke(runner, "cards", "list", "--contact-id", cid).output
+    assert table.splitlines()[1].startswith(new) and "True" in table.splitlines()[1]
+    res = invoke(runner, "cards", "remove", "--contact-id", cid, "--card", listed[0]["id"])
+    assert res.exit_code == 0 and "Removed" in res.output
+    bad = invoke(runner, "cards", "add", "--contact-id", cid, "--card", "tok_visa")
+    assert bad.exit_code == 1 and "Card: a saved card's id" in bad.output and "Traceback" not in bad.output
+    nobody = invoke(runner, "cards", "list", "--contact-id", "999999")
+    assert nobody.exit_code == 1 and "no contact" in nobody.output
