@@ -84,5 +84,7 @@ class DonationFormForm(FlaskForm):
     postcode_field = BooleanField("Billing address section with its own postcode field", default=True)
     thank_you_text = TextAreaField("Thank-you text")
     receipts = BooleanField("Send receipts", default=True)
+    stripe_receipt = BooleanField("Stripe sends the receipt (to the donor's email; paydesk then sends none)",
+                                  default=False)
     active = BooleanField("Active (the page is open to donors)", default=True)
     submit = SubmitField("Save form")

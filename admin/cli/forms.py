@@ -31,10 +31,12 @@ forms_cli = PaydeskGroup("forms", help="Donation forms (the public pages at /don
 @click.option("--intro")
 @click.option("--thank-you-text")
 @click.option("--receipts/--no-receipts", default=True, show_default=True)
+@click.option("--stripe-receipt/--no-stripe-receipt", default=False, show_default=True,
+              help="Stripe emails the receipt (receipt_email on the payment); paydesk then sends none.")
 @click.option("--active/--inactive", default=True, show_default=True)
 @format_option
 def forms_add(slug, title, ppid, currency, amounts, frequencies, postcode_field, other_amount, min_amount,
-              max_amount, intro, thank_you_text, receipts, active, fmt):
+              max_amount, intro, thank_you_text, receipts, stripe_receipt, active, fmt):
     """Create a donation form; prints its id (and its address)."""
     from admin.services.donations.forms import SETTINGS, FormSettings, create_form, form_dict
 
@@ -43,7 +45,8 @@ def forms_add(slug, title, ppid, currency, amounts, frequencies, postcode_field,
             slug=slug, title=title, processor_id=ppid, currency=currency, amounts=amounts,
             frequencies=[f for f in frequencies.split(",") if f.strip()], intro=intro,
             allow_other_amount=other_amount, min_amount=min_amount, max_amount=max_amount,
-            postcode_field=postcode_field, thank_you_text=thank_you_text, receipts=receipts, active=active))
+            postcode_field=postcode_field, thank_you_text=thank_you_text, receipts=receipts, active=active,
+            stripe_receipt=stripe_receipt))
     except ServiceError as err:  # named as the option that was given: "--currency: ..."
         reason = getattr(err, "reason", None)
         fail(ServiceError(f"{SETTINGS[err.field][1]}: {reason}") if reason and err.field in SETTINGS else err)

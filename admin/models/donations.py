@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from admin.extensions import db
@@ -38,6 +49,8 @@ class DonationForm(db.Model):
     postcode_field: Mapped[bool] = mapped_column(Boolean, default=True)
     thank_you_text: Mapped[str | None] = mapped_column(Text)
     receipts: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "Stripe sends the receipt": the PaymentIntent carries receipt_email, and paydesk sends none.
+    stripe_receipt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -34,7 +34,8 @@ def _editor(wtform: DonationFormForm, existing=None):
     if wtform.validate_on_submit():
         settings = FormSettings(**{name: getattr(wtform, name).data for name in (
             "slug", "title", "processor_id", "currency", "amounts", "frequencies", "intro", "allow_other_amount",
-            "min_amount", "max_amount", "postcode_field", "thank_you_text", "receipts", "active")})
+            "min_amount", "max_amount", "postcode_field", "thank_you_text", "receipts", "active",
+            "stripe_receipt")})
         try:
             saved = update_form(existing, settings) if existing else create_form(settings)
         except ServiceError as err:  # its message names the setting ("Currency: ...")

@@ -160,6 +160,19 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
     assert client.get(body["redirect"] + "/status").get_json() == {"state": "waiting", "status": "Pending"}
 
 
+def test_stripe_sends_the_receipt_when_the_form_says_so(app, client, processor):
+    """The form option "Stripe sends the receipt": the payment carries receipt_email, paydesk builds none."""
+    from admin.services.donations.receipts import build_receipt
+
+    make_form(processor, slug="stripe-receipt", stripe_receipt=True)
+    resp = pay(client, processor, slug="stripe-receipt", email="ada@example.org")
+    assert resp.status_code == 200 and resp.get_json()["status"] == "succeeded", resp.get_json()
+    c = db.session.scalar(select(Contribution))
+    pi = gateway(processor).retrieve("payment_intents", c.payment_intent_id)
+    assert pi["receipt_email"] == "ada@example.org"
+    assert build_receipt(c) is None
+
+
 def test_a_returning_donor_reuses_the_contact_but_never_its_stripe_customer(client, form, processor):
     """Contacts are matched by email (CiviCRM's rule); nothing proves the second giver is the first, so the
     second gift gets a Stripe customer of its own, marked as matched by email only."""

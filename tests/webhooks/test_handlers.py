@@ -426,7 +426,7 @@ def test_completed_contribution_sends_one_receipt_and_updates_customer_metadata(
     assert form["metadata[contact_id]"] == str(c.contact_id)
     assert form["metadata[paydesk_version]"]
     assert form["metadata[contact_url]"].endswith(f"/contacts/{c.contact_id}")
-    assert "(paydesk)" in form["description"]
+    assert form["description"] == "paydesk: paydesk"  # the FAQ: "paydesk: <site name>"
 
 
 def test_replay_with_no_receipt_sends_none(app, offline_processor, world):

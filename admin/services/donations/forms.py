@@ -45,6 +45,7 @@ class FormSettings:
     thank_you_text: str | None = None
     receipts: bool = True
     active: bool = True
+    stripe_receipt: bool = False  # Stripe emails the receipt (receipt_email); paydesk sends none
 
 
 # Each setting as the forms editor and ``forms add`` name it (a ServiceError's ``field`` is the FormSettings
@@ -157,7 +158,7 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
         "min_amount": min_amount, "max_amount": max_amount,
         "frequencies": [f for f in FREQUENCIES if f in frequencies],  # always in the same order
         "postcode_field": bool(s.postcode_field), "thank_you_text": texts["thank_you_text"] or None,
-        "receipts": bool(s.receipts), "active": bool(s.active),
+        "receipts": bool(s.receipts), "active": bool(s.active), "stripe_receipt": bool(s.stripe_receipt),
     }
 
 
@@ -198,7 +199,7 @@ def settings_of(form: DonationForm) -> FormSettings:
                         min_amount=to_major(form.min_amount, form.currency, trim=True),
                         max_amount=to_major(form.max_amount, form.currency, trim=True) or None,
                         postcode_field=form.postcode_field, thank_you_text=form.thank_you_text,
-                        receipts=form.receipts, active=form.active)
+                        receipts=form.receipts, active=form.active, stripe_receipt=form.stripe_receipt)
 
 
 def list_forms() -> list[DonationForm]:

@@ -343,7 +343,7 @@ def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> 
         params = customer_fields(gift.contact)
     else:
         site = current_app.config["SITE_NAME"]
-        params = {"name": gift.name, "email": gift.email, "description": f"{gift.name} ({site})",
+        params = {"name": gift.name, "email": gift.email, "description": f"paydesk: {site}",
                   "metadata": {"site_name": site, "paydesk_version": VERSION}}
     known_postcode = gift.contact.postal_code if gift.contact is not None else None
     address = {k: v for k, v in (("line1", gift.address_line1), ("city", gift.city),
@@ -428,7 +428,8 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
             "amount": gift.amount, "currency": form.currency, "customer": customer_id,
             "payment_method": gift.payment_method, "payment_method_types": ["card"],
             "description": _public_description(form, c), "statement_descriptor_suffix": _suffix(c, form.title),
-            "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
+            "metadata": metadata, **({"receipt_email": gift.email} if form.stripe_receipt and gift.email else {})},
+            idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
     except GatewayError as err:
         return _failed_before_intent(form, c, err, client_ip)
     _track_intent(form, c, pi)
@@ -716,10 +717,11 @@ def frequency_of(c: Contribution) -> str:
 
 
 def receipts_wanted(c: Contribution) -> bool:
-    """False when the gift came through a form whose receipts are switched off."""
+    """False when the gift came through a form whose receipts are switched off, or whose receipts Stripe
+    sends ("Stripe sends the receipt": the payment carries receipt_email)."""
     form_id = c.donation_form_id or (c.recur.donation_form_id if c.recur is not None else None)
     form = db.session.get(DonationForm, form_id) if form_id else None
-    return form is None or form.receipts
+    return form is None or (form.receipts and not form.stripe_receipt)
 
 
 def state_dict(c: Contribution) -> dict[str, Any]:

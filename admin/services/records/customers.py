@@ -2,7 +2,7 @@
 keeps on them (CiviCRM's rules).
 
 What a customer carries is exactly the seeds' FAQ list (``customer_fields``): the contact's
-name and email, a description with the site name, and in its metadata the contact id, a link
+name and email, the description "paydesk: <site name>", and in its metadata the contact id, a link
 to the contact's page and the paydesk version. It is pushed after each completed payment and
 when a contact's name or email changes in paydesk (both through the outbox, keyed by what
 would be sent, so nothing unchanged is sent twice), and on demand (one contact, or all as a
@@ -49,7 +49,7 @@ def customer_fields(contact: Contact) -> dict:
     return {
         "name": name,
         "email": contact.email or None,
-        "description": f"{name} ({site})",
+        "description": f"paydesk: {site}",  # the FAQ: the customer says which site it belongs to
         "metadata": {
             "contact_id": str(contact.id),
             "contact_url": contact_url(contact.id),

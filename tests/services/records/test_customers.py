@@ -43,7 +43,7 @@ def test_metadata_pushed_is_exactly_the_faq_list(app, client, auth, empty_proces
     link = create_customer(empty_processor, contact)
     cus = gateway(empty_processor).retrieve("customers", link.customer_id)
     assert (cus["name"], cus["email"]) == ("Mary Somerville", "mary@example.org")
-    assert cus["description"] == "Mary Somerville (Friends of the Library)"
+    assert cus["description"] == "paydesk: Friends of the Library"  # the FAQ
     assert set(cus["metadata"]) == FAQ_METADATA
     assert cus["metadata"]["contact_id"] == str(contact.id)
     assert cus["metadata"]["site_name"] == "Friends of the Library"
@@ -68,7 +68,7 @@ def test_name_or_email_changed_in_paydesk_is_pushed_to_stripe(empty_processor):
     outbox.run_due("test")
     cus = gateway(empty_processor).retrieve("customers", link.customer_id)
     assert (cus["name"], cus["email"], cus["description"]) == \
-        ("Mary Fairfax Somerville", "mary.s@example.org", "Mary Fairfax Somerville (paydesk)")
+        ("Mary Fairfax Somerville", "mary.s@example.org", "paydesk: paydesk")
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "contact.update"))
     assert entry.parameters["email"] == ["mary@example.org", "mary.s@example.org"]
     with pytest.raises(ServiceError, match="not an email"):
