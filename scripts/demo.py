@@ -237,6 +237,26 @@ def give_through_form() -> str:
     return f"50.00 USD from Mary Somerville accepted; thank-you page {APP_URL}{answer['redirect']}"
 
 
+def staff_money(env: dict[str, str], summary: dict) -> None:
+    """What staff do with money (issue 19), through paydesk: a partial refund of a recorded gift, and a
+    saved card charged as an authorisation that waits on /intents for someone to capture it."""
+    import json
+
+    payments = json.loads(flask(env, "payments", "list", "--kind", "charge", "--status", "Completed",
+                                "--type", "one-off", "--format", "json"))
+    refundable = [p for p in payments if p["amount"] >= 1000]
+    if refundable:
+        step(f"refunding 5.00 of payment #{refundable[0]['id']} from the command line (payments refund)")
+        print("    " + flask(env, "payments", "refund", "--payment-id", str(refundable[0]["id"]), "--amount", "5",
+                             "--reason", "requested_by_customer").strip(), flush=True)
+    contacts = json.loads(flask(env, "contacts", "list", "--customer", summary["customers"][0], "--format", "json"))
+    if contacts:
+        step(f"authorising 20.00 on {contacts[0].get('display_name') or 'a donor'}'s saved card (capture later)")
+        print("    " + flask(env, "payments", "charge", "--contact-id", str(contacts[0]["id"]), "--amount", "20",
+                             "--currency", "usd", "--description", "Gala ticket", "--capture", "authorise").strip(),
+              flush=True)
+
+
 def run(keep_logs: bool) -> None:
     for port, what in ((STRIPE_PORT, "localstripe"), (STRIPE_JS_PORT, "the Stripe.js test double"),
                        (APP_PORT, "paydesk (gunicorn)")):
@@ -356,6 +376,8 @@ def run(keep_logs: bool) -> None:
         step("importing payment intents from Stripe's list (the abandoned and the 3-D Secure one send no webhook)")
         out = flask(env, "intents", "import", "--since", "1 hour")
         print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
+
+        staff_money(env, summary)
 
         step("making an API token (read scope, 7 days)")
         token = create_api_token(env)
