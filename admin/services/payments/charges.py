@@ -518,16 +518,3 @@ def _after_confirm(
     )
     db.session.commit()
     return ChargeOutcome(c, pi["id"], status if ok else "failed", message, request_id)
-
-
-def contact_cards_default(contact: Contact, processor_id: int) -> StripeCustomer | None:
-    links = customer_links(contact, processor_id)
-    return links[0] if len(links) == 1 else None
-
-
-def staff_contributions(contact_id: int) -> list[Contribution]:
-    return list(
-        db.session.scalars(
-            select(Contribution).where(Contribution.contact_id == contact_id, Contribution.source == SOURCE)
-        )
-    )
