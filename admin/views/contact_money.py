@@ -101,7 +101,7 @@ def _cards_answer(contact, message: str | None, tone: str, status: int | None = 
     )
 
 
-@bp.post("/contacts/<id:contact_id>/cards")
+@bp.post("/contacts/<id:contact_id>/cards/add")  # not the GET path: werkzeug would answer a bad id 405
 @role_required("operator")
 def add_card(contact_id: int):
     contact = _contact_or_404(contact_id)

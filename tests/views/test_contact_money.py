@@ -84,7 +84,7 @@ def test_saved_cards_listed_added_and_removed(client, auth, processor):
     added = post(
         client,
         auth,
-        f"/contacts/{contact.id}/cards",
+        f"/contacts/{contact.id}/cards/add",
         {"payment_method": pm, "make_default": "1", "customer_id": customer_of(contact)},
         page,
     )
@@ -126,7 +126,7 @@ def test_viewer_sees_no_money_buttons(client, auth, processor):
     assert "<strong>4242</strong>" in listed and "Add a card" not in listed and "Remove" not in listed
     for url, data in (
         (f"/contacts/{contact.id}/charge", {"amount": "5", "step": "run"}),
-        (f"/contacts/{contact.id}/cards", {"payment_method": "pm_x"}),
+        (f"/contacts/{contact.id}/cards/add", {"payment_method": "pm_x"}),
         (f"/contacts/{contact.id}/donor-links", {"form_id": "1"}),
     ):
         assert post(client, auth, url, data, f"/contacts/{contact.id}").status_code == 403
