@@ -1,4 +1,5 @@
-// Adding a saved card on a contact's page (operators): Stripe Elements' card field, the same Stripe.js
+// Adding a saved card on a contact's page (operators): "Enter a card" loads Stripe.js and mounts Stripe
+// Elements' card field, the same Stripe.js
 // (public API only: Stripe(), elements().create("card"), createPaymentMethod) and postcode rule as the
 // donation form (the card field asks for the postcode; one paydesk knows is filled in). The browser makes
 // the PaymentMethod with the publishable key; the form then posts its id, and paydesk attaches it.
@@ -42,9 +43,38 @@
     });
   }
 
-  function initAll() {
-    Array.prototype.forEach.call(document.querySelectorAll("form.add-card"), init);
+  // Stripe.js is loaded only when staff open a card field (the page's CSP allows its origin), so a contact's
+  // page asks nothing of Stripe's servers until a card is to be added.
+  var loading = null;
+  function loadStripe(url) {
+    if (typeof window.Stripe === "function") return Promise.resolve();
+    if (!loading) {
+      loading = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = url;
+        script.onload = resolve;
+        script.onerror = function () { loading = null; reject(); };
+        document.head.appendChild(script);
+      });
+    }
+    return loading;
   }
-  document.addEventListener("DOMContentLoaded", initAll);
-  document.addEventListener("htmx:after:swap", initAll);
+
+  document.addEventListener("click", function (evt) {
+    var opener = evt.target && evt.target.closest && evt.target.closest("[data-open-card]");
+    if (!opener) return;
+    var form = opener.closest("form.add-card");
+    opener.disabled = true;
+    loadStripe(form.dataset.stripeJs).then(function () {
+      opener.hidden = true;
+      form.querySelector(".card-element").hidden = false;
+      form.querySelector("button[type=submit]").hidden = false;
+      init(form);
+      var first = form.querySelector(".card-element input");
+      if (first) first.focus();
+    }, function () {
+      opener.disabled = false;
+      setError(form, "The card field could not be loaded. Check the connection and try again.");
+    });
+  });
 })();

@@ -127,9 +127,13 @@ def test_partial_refund_from_the_payment_page(op, site):
 @needs_axe
 def test_add_a_card_on_the_contact_page(op, site):
     contact_id, customer = site.query(lambda p: (lambda c: (c.id, customer_of(c)))(saved_customer(p)))
+    loaded: list[str] = []
+    op.on("request", lambda req: loaded.append(req.url))
     op.goto(f"/contacts/{contact_id}")
     cards_box = op.locator("#contact-cards")
     expect(cards_box).to_contain_text("4242")
+    assert not any("stripe-double" in u for u in loaded), "Stripe.js is loaded only for a card to add"
+    cards_box.get_by_role("button", name="Enter a card…").click()
     cards_box.get_by_label("Card number").fill("5555555555554444")
     cards_box.get_by_label("Expiration date (MM / YY)").fill("11 / 31")
     cards_box.get_by_label("Security code (CVC)").fill("123")
