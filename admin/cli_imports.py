@@ -13,9 +13,20 @@ import json
 import click
 from flask import Flask
 
-from .cli import ID, MAX_LIMIT, PaydeskGroup, emit, fail, format_option, ppid_option, processor_or_fail
+from .cli import (
+    ID,
+    PaydeskGroup,
+    emit,
+    fail,
+    format_option,
+    param_options,
+    ppid_option,
+    processor_or_fail,
+    with_options,
+)
 from .cli_jobs import run_job
 from .services import ServiceError
+from .services.record_jobs import ImportSome
 from .stripe_gateway import GatewayError
 
 import_cli = PaydeskGroup("import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges.")
@@ -35,7 +46,7 @@ def _paging(one, limit, starting_after, noun: str) -> dict:
 @import_cli.command("subscriptions")
 @ppid_option
 @click.option("--subscription", help="Import this one subscription (sub_...), now.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most this many (default: all).")
+@with_options(param_options(ImportSome, "limit"))
 @click.option("--starting-after", help="Begin after this subscription id (Stripe's order).")
 @format_option
 def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
@@ -63,7 +74,7 @@ def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
 @import_cli.command("customers")
 @ppid_option
 @click.option("--customer", help="Import this one customer (cus_...), now.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most this many (default: all).")
+@with_options(param_options(ImportSome, "limit"))
 @click.option("--starting-after", help="Begin after this customer id (Stripe's order).")
 @format_option
 def import_customers(ppid, customer, limit, starting_after, fmt):

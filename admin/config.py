@@ -100,6 +100,7 @@ class DefaultConfig:
     # /reconcile: a comparison with Stripe is kept (in the database) and reused for this long by the
     # page's other pages, filters and its "fix all" confirmation; a fix makes the page compare again.
     RECONCILE_SCAN_REUSE_SECONDS = 60
+    CONFIRMATION_SECONDS = 15 * 60  # a bulk action's or tool's confirmation can be run for this long, once
 
     # Donation form defences (card testing). Flask-Limiter keeps its counters in Redis when
     # RATELIMIT_STORAGE_URL is set (redis://host:6379/0, needs the `redis` package), otherwise in

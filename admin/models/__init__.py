@@ -39,7 +39,7 @@ from .donations import (  # noqa: F401
     DonorLink,
     SpentFormToken,
 )
-from .jobs import EventAttempt, Job  # noqa: F401
+from .jobs import Confirmation, EventAttempt, Job  # noqa: F401
 from .limiter import LimiterCounter  # noqa: F401
 from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
 from .processors import PaymentProcessor  # noqa: F401

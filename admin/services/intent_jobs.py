@@ -14,6 +14,7 @@ stops without doing anything. One run per period does the work.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -24,6 +25,7 @@ from ..models.jobs import JOB_DONE, Job
 from ..stripe_gateway import GatewayError
 from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError, bulk
+from .core.params import Selection
 from .intent_ops import (
     FAILED,
     cancel_intent,
@@ -38,6 +40,17 @@ from .jobs import JobContext, job_kind
 DEFAULT_DELETE_OLD = "3 months"
 DEFAULT_CANCEL_INCOMPLETE = "1 hour"
 DEFAULT_PERIOD = "15 minutes"
+
+
+@dataclass
+class CancelIntents(Selection):
+    """``intents.cancel``: the ticked intents or a filter's (page), or Stripe ids on one processor (CLI)."""
+
+    intent_ids: list[str] = field(default_factory=list, metadata={"label": "Payment intents"})
+
+    def check(self) -> None:
+        if not self.intent_ids:
+            super().check()
 
 
 def cancellable(query):
@@ -90,7 +103,7 @@ def _describe(params: dict) -> str:
     return bulk.describe(params, "Cancel", "payment intent")
 
 
-@job_kind("intents.cancel", title=_describe)
+@job_kind("intents.cancel", params=CancelIntents, title=_describe)
 def cancel_intents(ctx: JobContext):
     """Cancel intents in Stripe (cancellation_reason abandoned): ticked rows, a filter, or given Stripe ids."""
     procs: dict[int, PaymentProcessor] = {}

@@ -62,21 +62,24 @@ class JobKind:
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
     check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
+    params: type | None = None  # the kind's typed parameters (a ``core.params.JobParams``): defaults and bounds
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
-             check: Callable[[dict], None] | None = None):
+             check: Callable[[dict], None] | None = None, params: type | None = None):
     """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
     for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
-    rather than run as a job that does nothing."""
+    rather than run as a job that does nothing. ``params`` is the kind's parameter class
+    (``core.params.JobParams``): every start reads its parameters through it (defaults filled in, bounds
+    applied), so the page, the CLI and a confirmation all start the same job."""
 
     def register(fn):
         if name in _KINDS and _KINDS[name].fn is not fn:
             raise RuntimeError(f"two job kinds named {name}")
-        _KINDS[name] = JobKind(name, fn, title, role, check)
+        _KINDS[name] = JobKind(name, fn, title, role, check, params)
         return fn
 
     return register
@@ -149,14 +152,30 @@ class Started:
     created: bool  # False: an identical job was running already, and this is it
 
 
-def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = None,
+def prepare(kind_name: str, params: Any, *, later: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A job's parameters as its kind reads them: through its parameter class (defaults, bounds), then its
+    check; a ``ServiceError`` for parameters that cannot work. ``params``: a dict or a ``JobParams``.
+    ``later``: fields still to be given (a confirmation asks for them), whose check waits for the start."""
+    k = kind(kind_name)
+    if hasattr(params, "as_dict"):
+        params = params.as_dict()
+    try:
+        if k.params is not None:
+            params = k.params.of(params).as_dict()
+        if k.check:
+            k.check(params)
+    except ServiceError as err:
+        if not (later and err.field in later):
+            raise
+    return json.loads(json.dumps(params, default=str))
+
+
+def start(kind_name: str, params: Any, *, processor_id: int | None = None,
           total: int | None = None) -> Started:
     """Queue a job (the worker picks it up), or return the identical one already active.
     Writes an audit entry for a new job. Commits."""
     k = kind(kind_name)
-    if k.check:
-        k.check(params)
-    params = json.loads(json.dumps(params, default=str))
+    params = prepare(kind_name, params)
     key = _key(kind_name, params, processor_id)
     user_id, actor = audit.current_actor()
     immediate()

@@ -60,6 +60,7 @@ from ..stripe_shapes import sid
 from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError, audit, stripe_refusal
 from .contributions import DONE, PAYMENT_REFUNDED, PAYMENT_VOID, REFUND_COUNTED, recompute
+from .core.params import JobParams
 from .jobs import JobContext, job_kind
 from .stripe_reader import StripeReader, write_after_reading
 
@@ -705,22 +706,49 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
 
 # -- fix all: a job ----------------------------------------------------------------------------
 
+@dataclass
+class FixAll(JobParams):
+    """``reconcile.fix_all``: the period resolved to fixed times, the object and problem choices. The same
+    bounds as the page's filter (a period of at most ``MAX_DAYS`` days) apply when it is confirmed and when
+    it starts (page and CLI alike)."""
+
+    since: str = field(default="", metadata={"label": "From"})
+    until: str = field(default="", metadata={"label": "To"})
+    object: list[str] = field(default_factory=list, metadata={"label": "Objects", "choices": OBJECTS})
+    problem: list[str] = field(default_factory=list, metadata={"label": "Differences", "choices": PROBLEMS})
+    cancel_local: bool = field(default=False, metadata={"label": "Also mark paydesk's records Cancelled"})
+
+    def window(self) -> tuple[datetime, datetime]:
+        try:
+            since, until = datetime.fromisoformat(self.since), datetime.fromisoformat(self.until)
+        except (TypeError, ValueError):
+            raise ServiceError("the period of this job is damaged; start it again", field="since") from None
+        if since.tzinfo or until.tzinfo:
+            raise ServiceError("the period of this job is damaged; start it again", field="since")
+        return since, until
+
+    def check(self) -> None:
+        since, until = self.window()
+        if since >= until:
+            raise ServiceError("the period's end must be after its start", field="until")
+        if until - since > timedelta(days=MAX_DAYS):
+            raise ServiceError(f"a period of at most {MAX_DAYS} days, please", field="since")
+
+
 def job_params(flt: ReconcileFilter, *, cancel_local: bool,
                window: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
     """What a "fix all" job stores: the period resolved to fixed times (``window``: the confirmation's
     scan's, so the job fixes what the confirmation counted), the object and problem choices."""
     since, until = window or flt.window()
-    return {"since": since.isoformat(timespec="seconds"), "until": until.isoformat(timespec="seconds"),
-            "object": list(flt.object), "problem": list(flt.problem), "cancel_local": bool(cancel_local)}
+    return FixAll.of({"since": since.isoformat(timespec="seconds"), "until": until.isoformat(timespec="seconds"),
+                      "object": list(flt.object), "problem": list(flt.problem),
+                      "cancel_local": bool(cancel_local)}).as_dict()
 
 
 def filter_of(params: dict[str, Any]) -> ReconcileFilter:
-    try:
-        since, until = datetime.fromisoformat(params["since"]), datetime.fromisoformat(params["until"])
-    except (KeyError, TypeError, ValueError):
-        raise ServiceError("the period of this job is damaged; start it again") from None
-    flt = ReconcileFilter.parse_or_raise({"object": params.get("object") or [], "problem": params.get("problem") or []})
-    flt.since, flt.until = since, until
+    p = FixAll.of(params)
+    flt = ReconcileFilter.parse_or_raise({"object": p.object, "problem": p.problem})
+    flt.since, flt.until = p.window()
     return flt
 
 
@@ -759,7 +787,7 @@ def _job_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     return _keep(scan(proc, flt), _objects(flt), _period(flt))
 
 
-@job_kind("reconcile.fix_all", title=_title)
+@job_kind("reconcile.fix_all", params=FixAll, title=_title)
 def fix_all(ctx: JobContext):
     """Fix every difference of a scan, one row per unit. The cursor is the scan's id and an index into
     its rows to fix; should the scan be gone when the job resumes, a new one is taken (rows fixed

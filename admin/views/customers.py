@@ -15,8 +15,8 @@ from ..services.bulk import count
 from ..services.imports import import_customer
 from ..services.processors import get_processor, list_processors
 from ..services.record_jobs import linked_customers
-from .actions import action_response, import_paging, labelled, start_job_response
-from .confirm import JobConfirmation, confirmation
+from .actions import action_response, labelled
+from .confirm import JobConfirmation, confirm_import, confirmation, is_run, run_step
 
 bp = Blueprint("customers", __name__)
 
@@ -37,6 +37,8 @@ def index():
 def import_many():
     form = request.form
     back = url_for("customers.index")
+    if is_run():
+        return run_step(("imports.customers",), back)
     try:
         proc = get_processor(form.get("ppid") or None)
         one = (form.get("customer") or "").strip()
@@ -44,7 +46,8 @@ def import_many():
             contact, how = import_customer(proc, one)
             return action_response("_message.html", url_for("contacts.show", contact_id=contact.id),
                                    f"{one}: {how} (contact #{contact.id}, {contact.display_name}).", "success")
-        return start_job_response("imports.customers", import_paging(form), proc.id)
+        return confirm_import("imports.customers", proc, "customers", url_for("customers.import_many"), back,
+                              "Customers")
     except ServiceError as err:
         return action_response("_message.html", back, labelled(err, {"customer": "One customer (id)"}), "error")
 
@@ -56,12 +59,12 @@ def for_all(what: str):
     that says how many, then (``step=run``) the job."""
     if what not in ("update_metadata", "update_contact_ids"):
         abort(404)
+    if is_run():
+        return run_step((f"customers.{what}",), url_for("customers.index"))
     try:
         proc = get_processor(request.form.get("ppid") or None)
     except ServiceError as err:
         return action_response("_message.html", url_for("customers.index"), err.message, "error")
-    if request.form.get("step") == "run":
-        return start_job_response(f"customers.{what}", {}, proc.id)
     n = count(linked_customers(proc.id), StripeCustomer)
     many = f"{n:,} linked Stripe customer{'' if n == 1 else 's'}"
     if what == "update_metadata":
@@ -75,5 +78,5 @@ def for_all(what: str):
                   f"another contact paydesk has, the customer is linked to that contact. Nothing changes in Stripe.")
     return confirmation(JobConfirmation(
         title, detail, f"Yes, {verb} {n:,}", url_for("customers.for_all", what=what), url_for("customers.index"),
-        "Customers", {"ppid": str(proc.id)},
+        "Customers", kind=f"customers.{what}", params={}, processor_id=proc.id, count=n,
         nothing=None if n else f"No customer on {proc.name} is linked to a contact yet: import customers first."))

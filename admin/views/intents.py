@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..htmx import is_htmx, is_partial
+from ..htmx import is_partial
 from ..listing import page_or_first
 from ..money import money_totals
 from ..security import role_required
@@ -14,6 +14,7 @@ from ..services import intent_ops as ops
 from ..services import intents as svc
 from ..services.processors import get_processor, list_processors
 from .actions import action_response, bulk_selection, start_job_response
+from .confirm import JobConfirmation, confirmation, is_run, run_step
 
 bp = Blueprint("intents", __name__)
 
@@ -103,22 +104,31 @@ def refresh(intent_id: str):
 @bp.post("/intents/bulk")
 @role_required("operator")
 def bulk():
-    """Bulk cancel of the ticked rows or of everything matching the filter: first a confirmation that
-    says how many and how much money per currency, then a job."""
+    """Bulk cancel of the ticked rows or of everything matching the filter: first the confirmation that
+    says how many and how much money per currency, then (``step=run`` with its token) the job."""
     from ..services.intent_jobs import selection_summary
 
+    back = url_for("intents.index")
+    if is_run():
+        return run_step(("intents.cancel",), back)
     try:
         params = bulk_selection(request.form)
         if params is None:
-            return action_response("_message.html", url_for("intents.index"), "Tick at least one intent first.",
-                                   "error", status=422)
+            return action_response("_message.html", back, "Tick at least one intent first.", "error", status=422)
         count, totals, left_alone = selection_summary(params)
     except ServiceError as err:
-        return action_response("_message.html", url_for("intents.index"), err.message, "error", status=422)
-    if request.form.get("step") != "run" or count == 0:
-        confirm = "intents/_bulk_confirm.html" if is_htmx() else "intents/bulk.html"
-        return render_template(confirm, params=params, count=count, totals=totals, left_alone=left_alone)
-    return start_job_response("intents.cancel", params)
+        return action_response("_message.html", back, err.message, "error", status=422)
+    note = (f"{left_alone:,} of the chosen intent{'' if left_alone == 1 else 's'} already finished and "
+            f"{'is' if left_alone == 1 else 'are'} left alone.") if left_alone else None
+    return confirmation(JobConfirmation(
+        f"Cancel {count:,} payment intent{'' if count == 1 else 's'} in Stripe?",
+        "Each is cancelled in Stripe with the reason \"abandoned\"; any authorisation held on a donor's card is "
+        "released. This runs as a background job; you can follow it here.",
+        f"Yes, cancel {count:,}", url_for("intents.bulk"), back, "Payment intents", kind="intents.cancel",
+        params=params, count=count, money=[(t.amount, t.currency) for t in totals], note=note,
+        target="#bulk-dialog", attention=True, cancel_label="Keep them",
+        nothing=None if count else "None of the chosen intents can be cancelled any more (they have succeeded, "
+                                   "been cancelled, or are gone from Stripe)."))
 
 
 @bp.post("/intents/tools/<tool>")

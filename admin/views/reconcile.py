@@ -14,7 +14,8 @@ from ..services import ServiceError, unmatched
 from ..services import reconcile as rc
 from ..services.processors import get_processor, list_processors
 from ..stripe_gateway import GatewayError
-from .actions import action_response, sentence, start_job_response
+from .actions import action_response, sentence
+from .confirm import JobConfirmation, confirmation, is_run, run_step
 
 bp = Blueprint("reconcile", __name__)
 
@@ -118,40 +119,52 @@ def _page_scan(proc, criteria: str | None) -> tuple[rc.ReconcileFilter | None, r
 @bp.post("/reconcile/fix-all")
 @role_required("operator")
 def fix_all():
-    """Every difference of the filter as a job: first a confirmation that says how many and how
-    much money per currency, then (``step=run``) the job, over the period the confirmation counted."""
+    """Every difference of the filter as a job: first the confirmation that says how many and how much
+    money per currency, then (``step=run`` with its token) the job, over the period the confirmation
+    counted (bounded as the page's filter is, when confirmed and when started)."""
     form = request.form
     back = _back(form)
+    if is_run():
+        return run_step(("reconcile.fix_all",), back)
     try:
         proc = get_processor(form.get("ppid") or None)
         cancel_local = bool(form.get("cancel_local"))
-        if form.get("step") == "run":
-            try:
-                params = json.loads(form.get("params") or "")
-            except ValueError:
-                raise ServiceError("this confirmation is damaged; reload the page") from None
-            if not isinstance(params, dict):
-                raise ServiceError("this confirmation is damaged; reload the page")
-            flt = rc.filter_of(params)
-            return start_job_response("reconcile.fix_all",
-                                      rc.job_params(flt, cancel_local=bool(params.get("cancel_local"))), proc.id)
         criteria = json.loads(form.get("criteria") or "{}")
         if not isinstance(criteria, dict):
             raise ValueError("criteria")
         flt = rc.ReconcileFilter.parse_or_raise(criteria)
         scan = rc.recent_scan(proc, flt)  # the page's: what staff were looking at
         todo, left = rc.to_fix(scan.rows, flt, cancel_local=cancel_local)
+        params = rc.job_params(flt, cancel_local=cancel_local, window=(scan.since, scan.until))
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
     except GatewayError as err:
         return action_response("_message.html", back, f"Could not ask Stripe: {err.message}", "error", status=422)
     except ValueError:
         return action_response("_message.html", back, "this form is damaged; reload the page", "error", status=422)
-    template = "reconcile/_fix_all_confirm.html" if is_htmx() else "reconcile/fix_all.html"
-    return render_template(template, todo=todo, left=left, totals=rc.money_totals(todo), processor=proc,
-                           params=rc.job_params(flt, cancel_local=cancel_local, window=(scan.since, scan.until)),
-                           cancel_local=cancel_local,
-                           criteria=form.get("criteria") or "{}", back=back)
+    n = len(todo)
+    lines = [f"{len(rows):,} {rows[0].label}" for rows in _grouped(todo)]
+    detail = ("A background job fetches each row from Stripe again and fixes it: replays its stored event, or "
+              "imports the charge / settles the invoice. No receipts are sent."
+              + (" paydesk's records that Stripe does not have (or has as unpaid) are marked Cancelled, with a note."
+                 if cancel_local else ""))
+    note = (f"{len(left):,} row{'' if len(left) == 1 else 's'} that would mark paydesk's records Cancelled "
+            f"{'is' if len(left) == 1 else 'are'} left out.") if left else None
+    nothing = None if todo else ("Nothing to fix" + (
+        f": the {len(left)} left would mark paydesk's records Cancelled. Tick \"Also mark paydesk's records "
+        f"Cancelled\", or fix them one by one." if left else "."))
+    return confirmation(JobConfirmation(
+        f"Fix {n:,} difference{'' if n == 1 else 's'}?", detail, f"Yes, fix {n:,}", url_for("reconcile.fix_all"),
+        back, "Reconcile", kind="reconcile.fix_all", params=params, processor_id=proc.id, count=n,
+        money=[(amount, cur) for cur, amount in rc.money_totals(todo).items()],
+        money_label="Money", lines=lines, note=note, nothing=nothing, target="#fix-all-dialog"))
+
+
+def _grouped(rows: list[rc.Row]) -> list[list[rc.Row]]:
+    out: dict[str, list[rc.Row]] = {}
+    for r in rows:
+        out.setdefault(r.problem or "", []).append(r)
+    return [out[k] for k in sorted(out)]
 
 
 @bp.get("/reconcile/row")
