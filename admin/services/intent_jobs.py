@@ -25,7 +25,7 @@ from ..models.jobs import JOB_DONE, Job
 from ..stripe_gateway import GatewayError
 from ..timeutil import from_unix, to_unix, utcnow
 from . import ServiceError, bulk
-from .core.params import Selection
+from .core.params import JobParams, Selection
 from .intent_ops import (
     FAILED,
     cancel_intent,
@@ -166,7 +166,43 @@ def _same_period_done(ctx: JobContext) -> Job | None:
     return None
 
 
-@job_kind("intents.process_stripe", title=_title, role="admin")
+@dataclass
+class ProcessStripe(JobParams):
+    """``intents.process_stripe`` (page: /intents tools, admins; CLI: ``jobs process-stripe``). ``period``
+    is the cron period this run is for (``period_key``), None outside cron."""
+
+    cancel_incomplete: str = field(default=DEFAULT_CANCEL_INCOMPLETE, metadata={
+        "label": "Cancel incomplete older than",
+        "help": "Cancel in Stripe the intents waiting for the donor created longer ago than this; 0 disables."})
+    delete_old: str = field(default=DEFAULT_DELETE_OLD, metadata={
+        "label": "Delete final records older than",
+        "help": "Delete paydesk's records of finished intents created longer ago than this; 0 disables."})
+    period: str | None = field(default=None, metadata={"label": "Period"})
+    ppid: int | None = field(default=None, metadata={"label": "Processor"})
+
+    def check(self) -> None:
+        for name in ("cancel_incomplete", "delete_old"):
+            check_age(getattr(self, name), name, type(self).label(name))
+
+
+@dataclass
+class ImportIntents(JobParams):
+    """``intents.import`` (page: /intents tools; CLI: ``intents import``): None for all Stripe lists."""
+
+    since: str | None = field(default="1 day", metadata={
+        "label": "Created in the last",
+        "help": 'Only intents created in the last ... ("2 hours", "7 days"); 0 for all Stripe lists.'})
+
+    def __post_init__(self) -> None:
+        if self.since is not None and self.since.strip() == "0":
+            self.since = None
+
+    def check(self) -> None:
+        if self.since:
+            check_age(self.since, "since", type(self).label("since"))
+
+
+@job_kind("intents.process_stripe", params=ProcessStripe, title=_title, role="admin")
 def process_stripe(ctx: JobContext):
     """CiviCRM's Job.process_stripe: cancel in Stripe the incomplete intents (waiting for the donor) older
     than ``cancel_incomplete``, then delete local records of final intents older than ``delete_old``."""
@@ -217,7 +253,7 @@ def process_stripe(ctx: JobContext):
 
 # -- learning of intents from Stripe ---------------------------------------------------------
 
-@job_kind("intents.import", title=lambda p: "Import payment intents from Stripe"
+@job_kind("intents.import", params=ImportIntents, title=lambda p: "Import payment intents from Stripe"
           + (f" created in the last {p['since']}" if p.get("since") else " (all Stripe lists)"))
 def import_intents(ctx: JobContext):
     """Track the intents Stripe lists (e.g. ones paydesk heard nothing about: Stripe sends no webhook when

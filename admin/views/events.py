@@ -55,7 +55,10 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("events/_results.html", **data)
-    return render_template("events/index.html", processors=list_processors(), **data)
+    from ..services.event_jobs import Cleanup, Populate, RetryAll
+
+    tools = {"populate": Populate(), "retry": RetryAll(), "cleanup": Cleanup()}  # the tools' defaults, once
+    return render_template("events/index.html", processors=list_processors(), tools=tools, **data)
 
 
 @bp.get("/events/<id:row_id>")

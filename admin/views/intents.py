@@ -33,7 +33,10 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("intents/_results.html", **data)
-    return render_template("intents/index.html", processors=list_processors(), **data)
+    from ..services.intent_jobs import ImportIntents, ProcessStripe
+
+    tools = {"import_": ImportIntents(), "process": ProcessStripe()}  # the tools' defaults, once
+    return render_template("intents/index.html", processors=list_processors(), tools=tools, **data)
 
 
 def _processor_for(intent_id: str):

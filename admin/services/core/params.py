@@ -32,6 +32,11 @@ class JobParams:
         return f.metadata.get("label") or name.replace("_", " ").capitalize()
 
     @classmethod
+    def meta(cls, name: str, key: str) -> Any:
+        """A field's metadata (``min``, ``max``, ``help``, ...): what a page's input and a CLI option show."""
+        return next(f for f in fields(cls) if f.name == name).metadata.get(key)
+
+    @classmethod
     def default(cls, name: str) -> Any:
         f = next(f for f in fields(cls) if f.name == name)
         if f.default_factory is not dataclasses.MISSING:
