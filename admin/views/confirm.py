@@ -76,9 +76,13 @@ class JobConfirmation:
 def confirmation(c: JobConfirmation, status: int = 200):
     """Answer the confirmation; unless there is nothing to do, it is stored with a fresh token first."""
     if not c.nothing and c.token is None:
-        c.token = confirmations.issue(c.kind, c.params.as_dict() if hasattr(c.params, "as_dict") else
-                                      dict(c.params or {}), processor_id=c.processor_id, count=c.count,
-                                      shown=c.shown())
+        c.token = confirmations.issue(
+            c.kind,
+            c.params.as_dict() if hasattr(c.params, "as_dict") else dict(c.params or {}),
+            processor_id=c.processor_id,
+            count=c.count,
+            shown=c.shown(),
+        )
     return render_template("_confirm.html" if is_htmx() else "confirm.html", c=c), status
 
 
@@ -121,11 +125,20 @@ def confirm_import(kind: str, proc, noun: str, action: str, back: str, back_labe
     p = ImportSome.from_form(request.form)
     some = f"at most {p.limit:,} {noun}" if p.limit else f"every one of its {noun}"
     after = f", after {p.starting_after}" if p.starting_after else ""
-    return confirmation(JobConfirmation(
-        f"Import {f'up to {p.limit:,}' if p.limit else 'all'} {noun} from {proc.name}?",
-        f"The job reads {proc.name}'s {noun} from Stripe ({some}{after}, Stripe's newest first) and creates or "
-        f"updates paydesk's records to match, one at a time. Nothing is changed in Stripe.",
-        "Yes, import", action, back, back_label, kind=kind, params=p, processor_id=proc.id))
+    return confirmation(
+        JobConfirmation(
+            f"Import {f'up to {p.limit:,}' if p.limit else 'all'} {noun} from {proc.name}?",
+            f"The job reads {proc.name}'s {noun} from Stripe ({some}{after}, Stripe's newest first) and creates or "
+            f"updates paydesk's records to match, one at a time. Nothing is changed in Stripe.",
+            "Yes, import",
+            action,
+            back,
+            back_label,
+            kind=kind,
+            params=p,
+            processor_id=proc.id,
+        )
+    )
 
 
 def is_run() -> bool:

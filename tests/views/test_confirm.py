@@ -28,8 +28,13 @@ from admin.services import jobs as jobs_service
 from admin.timeutil import utcnow
 
 HX = {"HX-Request": "true"}
-WIDE = {"since": "1970-01-01T00:00:00", "until": "2100-01-01T00:00:00", "object": [], "problem": [],
-        "cancel_local": True}
+WIDE = {
+    "since": "1970-01-01T00:00:00",
+    "until": "2100-01-01T00:00:00",
+    "object": [],
+    "problem": [],
+    "cancel_local": True,
+}
 
 
 @pytest.fixture
@@ -43,21 +48,53 @@ def things(world, offline_processor):
     pay = OneOff(world, amount=1200)
     store_event(offline_processor, pay.event("charge.succeeded"))
     event_id = db.session.scalar(select(StripeEvent.id))
-    db.session.add_all([
-        StripePaymentIntent(stripe_intent_id="pi_open1", processor_id=ppid, status="requires_payment_method",
-                            amount=1500, currency="usd", created_date=utcnow() - timedelta(hours=2)),
-        ContributionRecur(processor_id=ppid, subscription_id="sub_cf1", amount=500, currency="usd",
-                          interval="month", interval_count=1)])
+    db.session.add_all(
+        [
+            StripePaymentIntent(
+                stripe_intent_id="pi_open1",
+                processor_id=ppid,
+                status="requires_payment_method",
+                amount=1500,
+                currency="usd",
+                created_date=utcnow() - timedelta(hours=2),
+            ),
+            ContributionRecur(
+                processor_id=ppid,
+                subscription_id="sub_cf1",
+                amount=500,
+                currency="usd",
+                interval="month",
+                interval_count=1,
+            ),
+        ]
+    )
     contact = Contact(display_name="Ada L", email="ada@example.org")
     db.session.add(contact)
     db.session.flush()
     db.session.add(StripeCustomer(customer_id="cus_cf1", contact_id=contact.id, processor_id=ppid))
-    c = Contribution(processor_id=ppid, amount=700, currency="usd", status="Completed", trxn_id="ch_ghost0099",
-                     receive_date=utcnow())
+    c = Contribution(
+        processor_id=ppid,
+        amount=700,
+        currency="usd",
+        status="Completed",
+        trxn_id="ch_ghost0099",
+        receive_date=utcnow(),
+    )
     db.session.add(c)
     db.session.flush()
-    db.session.add(Payment(contribution_id=c.id, processor_id=ppid, trxn_id="ch_ghost0099", charge_id="ch_ghost0099",
-                           amount=700, net=700, currency="usd", status="Completed", payment_date=utcnow()))
+    db.session.add(
+        Payment(
+            contribution_id=c.id,
+            processor_id=ppid,
+            trxn_id="ch_ghost0099",
+            charge_id="ch_ghost0099",
+            amount=700,
+            net=700,
+            currency="usd",
+            status="Completed",
+            payment_date=utcnow(),
+        )
+    )
     db.session.commit()
     intent = db.session.scalar(select(StripePaymentIntent.id))
     return {"ppid": ppid, "event": event_id, "intent": intent}
@@ -66,15 +103,31 @@ def things(world, offline_processor):
 # (name, URL, what its form posts first, the job kind it starts)
 ACTIONS = [
     ("replay", "/events/bulk", lambda t: {"action": "replay", "ids": [t["event"]]}, "events.replay"),
-    ("ignore", "/events/bulk", lambda t: {"action": "ignore", "all": "1", "criteria": "{}", "reason": "test"},
-     "events.ignore"),
+    (
+        "ignore",
+        "/events/bulk",
+        lambda t: {"action": "ignore", "all": "1", "criteria": "{}", "reason": "test"},
+        "events.ignore",
+    ),
     ("cancel", "/intents/bulk", lambda t: {"action": "cancel", "ids": [t["intent"]]}, "intents.cancel"),
-    ("fix-all", "/reconcile/fix-all", lambda t: {"ppid": t["ppid"], "criteria": "{}", "cancel_local": "1"},
-     "reconcile.fix_all"),
-    ("retry-all", "/events/tools/retry-all", lambda t: {"ppid": t["ppid"], "limit": "5", "days": "2"},
-     "events.retry_all"),
-    ("populate", "/events/tools/populate-queue", lambda t: {"ppid": t["ppid"], "types": "all", "limit": "3"},
-     "events.populate"),
+    (
+        "fix-all",
+        "/reconcile/fix-all",
+        lambda t: {"ppid": t["ppid"], "criteria": "{}", "cancel_local": "1"},
+        "reconcile.fix_all",
+    ),
+    (
+        "retry-all",
+        "/events/tools/retry-all",
+        lambda t: {"ppid": t["ppid"], "limit": "5", "days": "2"},
+        "events.retry_all",
+    ),
+    (
+        "populate",
+        "/events/tools/populate-queue",
+        lambda t: {"ppid": t["ppid"], "types": "all", "limit": "3"},
+        "events.populate",
+    ),
     ("import", "/customers/import", lambda t: {"ppid": t["ppid"], "limit": "10"}, "imports.customers"),
     ("push", "/customers/update_metadata", lambda t: {"ppid": t["ppid"]}, "customers.update_metadata"),
     ("compare", "/subscriptions/compare", lambda t: {"ppid": t["ppid"]}, "subscriptions.compare"),
@@ -105,8 +158,11 @@ def test_a_job_starts_only_with_its_own_confirmation_once(client, auth, things, 
     assert stored.kind == kind and stored.used_at is None and _jobs() == 0
 
     # without the confirmation's token: refused, nothing started, nothing audited as started
-    for bare in ({**data, "step": "run"}, {**data, "step": "run", "token": "forged"},
-                 {"step": "run", "params": json.dumps(WIDE), "ppid": things["ppid"], "cancel_local": "1"}):
+    for bare in (
+        {**data, "step": "run"},
+        {**data, "step": "run", "token": "forged"},
+        {"step": "run", "params": json.dumps(WIDE), "ppid": things["ppid"], "cancel_local": "1"},
+    ):
         refused = _post(client, auth, url, bare)
         assert refused.status_code == 400, bare
         assert "Nothing was started" in refused.get_data(as_text=True)
@@ -122,8 +178,17 @@ def test_a_job_starts_only_with_its_own_confirmation_once(client, auth, things, 
 
     # its own user, with tampered criteria alongside: the job runs what the confirmation stored
     auth.login("operator@example.org", "operator")
-    tampered = {"criteria": json.dumps({"status": ["error"]}), "ids": [999], "all": "1", "params": json.dumps(WIDE),
-                "limit": "10000", "days": "365", "ppid": "999", "action": "ignore", "reason": "test"}
+    tampered = {
+        "criteria": json.dumps({"status": ["error"]}),
+        "ids": [999],
+        "all": "1",
+        "params": json.dumps(WIDE),
+        "limit": "10000",
+        "days": "365",
+        "ppid": "999",
+        "action": "ignore",
+        "reason": "test",
+    }
     started = _post(client, auth, url, {**tampered, "step": "run", "token": token})
     assert started.status_code == 202, started.get_data(as_text=True)[:500]
     job = db.session.scalar(select(Job))
@@ -144,7 +209,9 @@ def test_an_expired_confirmation_is_refused(client, auth, things):
     shown = _post(client, auth, "/intents/bulk", {"action": "cancel", "ids": [things["intent"]]})
     db.session.execute(update(Confirmation).values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
-    late = _post(client, auth, "/intents/bulk", {"step": "run", "token": token_of(shown.get_data(as_text=True))})
+    late = _post(
+        client, auth, "/intents/bulk", {"step": "run", "token": token_of(shown.get_data(as_text=True))}
+    )
     assert late.status_code == 400 and "expired (they last 15 minutes)" in late.get_data(as_text=True)
     assert _jobs() == 0
 
@@ -152,10 +219,18 @@ def test_an_expired_confirmation_is_refused(client, auth, things):
 def test_the_skipped_fix_all_of_the_review_is_refused(client, auth, things):
     """The review's request: step=run, a 1970-2100 window and cancel_local, with no confirmation."""
     auth.login("operator@example.org", "operator")
-    resp = _post(client, auth, "/reconcile/fix-all", {"ppid": things["ppid"], "step": "run", "cancel_local": "1",
-                                                       "params": json.dumps(WIDE),
-                                                       "criteria": json.dumps({"since": "1970-01-01",
-                                                                               "until": "2100-01-01"})})
+    resp = _post(
+        client,
+        auth,
+        "/reconcile/fix-all",
+        {
+            "ppid": things["ppid"],
+            "step": "run",
+            "cancel_local": "1",
+            "params": json.dumps(WIDE),
+            "criteria": json.dumps({"since": "1970-01-01", "until": "2100-01-01"}),
+        },
+    )
     assert resp.status_code == 400 and _jobs() == 0
     assert db.session.scalar(select(Payment.status).where(Payment.trxn_id == "ch_ghost0099")) == "Completed"
 

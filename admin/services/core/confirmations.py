@@ -48,8 +48,9 @@ def prepare(kind: str, params: dict[str, Any], later: tuple[str, ...] = ()) -> d
     return jobs_service.prepare(kind, params, later=later)
 
 
-def issue(kind: str, params: dict[str, Any], *, processor_id: int | None, count: int | None,
-          shown: dict[str, Any]) -> str:
+def issue(
+    kind: str, params: dict[str, Any], *, processor_id: int | None, count: int | None, shown: dict[str, Any]
+) -> str:
     """Keep what a confirmation shows; returns the token its button posts back. Commits."""
     user_id, _ = audit.current_actor()
     if user_id is None:
@@ -59,9 +60,19 @@ def issue(kind: str, params: dict[str, Any], *, processor_id: int | None, count:
     now = utcnow()
     immediate()
     db.session.execute(delete(Confirmation).where(Confirmation.expires_at < now - timedelta(days=1)))
-    db.session.add(Confirmation(token_hash=_hash(token), user_id=user_id, kind=kind, processor_id=processor_id,
-                                params=params, shown=shown, count=count, created_at=now,
-                                expires_at=now + _lifetime()))
+    db.session.add(
+        Confirmation(
+            token_hash=_hash(token),
+            user_id=user_id,
+            kind=kind,
+            processor_id=processor_id,
+            params=params,
+            shown=shown,
+            count=count,
+            created_at=now,
+            expires_at=now + _lifetime(),
+        )
+    )
     db.session.commit()
     return token
 
@@ -71,21 +82,29 @@ def find(token: str | None, kinds: tuple[str, ...]) -> Confirmation:
     saying why. Nothing is used up (see :func:`run`)."""
     token = (token or "").strip()
     if not token:
-        raise ConfirmationRefused("Nothing was started: confirm first (this needs the confirmation's own button)")
+        raise ConfirmationRefused(
+            "Nothing was started: confirm first (this needs the confirmation's own button)"
+        )
     row = db.session.scalar(select(Confirmation).where(Confirmation.token_hash == _hash(token[:200])))
     user_id, _ = audit.current_actor()
     if row is None or row.kind not in kinds:
-        raise ConfirmationRefused("Nothing was started: this confirmation is unknown here; start again from the page")
+        raise ConfirmationRefused(
+            "Nothing was started: this confirmation is unknown here; start again from the page"
+        )
     if row.user_id != user_id:
-        raise ConfirmationRefused("Nothing was started: this confirmation was shown to someone else; "
-                                  "start again from the page")
+        raise ConfirmationRefused(
+            "Nothing was started: this confirmation was shown to someone else; start again from the page"
+        )
     if row.used_at is not None:
-        raise ConfirmationRefused("Nothing was started: this confirmation has been used already; "
-                                  "start again from the page")
+        raise ConfirmationRefused(
+            "Nothing was started: this confirmation has been used already; start again from the page"
+        )
     if row.expires_at <= utcnow():
         minutes = int(_lifetime().total_seconds() // 60)
-        raise ConfirmationRefused(f"Nothing was started: this confirmation has expired (they last {minutes} "
-                                  f"minutes); start again from the page, which counts afresh")
+        raise ConfirmationRefused(
+            f"Nothing was started: this confirmation has expired (they last {minutes} "
+            f"minutes); start again from the page, which counts afresh"
+        )
     return row
 
 
@@ -96,10 +115,14 @@ def run(row: Confirmation, options: dict[str, Any] | None = None) -> jobs_servic
     params = {**row.params, **{k: v for k, v in (options or {}).items() if k in asked}}
     params = prepare(row.kind, params)  # bounds and checks, as when it was shown
     immediate()
-    used = db.session.execute(update(Confirmation).where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
-                              .values(used_at=utcnow())).rowcount
+    used = db.session.execute(
+        update(Confirmation)
+        .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
+        .values(used_at=utcnow())
+    ).rowcount
     db.session.commit()
     if not used:
-        raise ConfirmationRefused("Nothing was started: this confirmation has been used already; "
-                                  "start again from the page")
+        raise ConfirmationRefused(
+            "Nothing was started: this confirmation has been used already; start again from the page"
+        )
     return jobs_service.start(row.kind, params, processor_id=row.processor_id)

@@ -115,15 +115,21 @@ def _value(cls, f, kind, raw: Any, options: bool) -> Any:
         except ValueError:
             number = None
         if number is None or (low is not None and number < low) or (high is not None and number > high):
-            span = (f" from {low:,} to {high:,}" if low is not None and high is not None
-                    else f" of at least {low:,}" if low is not None else "")
+            span = (
+                f" from {low:,} to {high:,}"
+                if low is not None and high is not None
+                else f" of at least {low:,}"
+                if low is not None
+                else ""
+            )
             raise ServiceError(f"{name}: a whole number{span}, please", field=f.name)
         return number
     if base is str:
         text = str(raw).strip()
         if len(text) > int(f.metadata.get("max_length", 255)):
-            raise ServiceError(f"{name}: at most {f.metadata.get('max_length', 255)} characters, please",
-                               field=f.name)
+            raise ServiceError(
+                f"{name}: at most {f.metadata.get('max_length', 255)} characters, please", field=f.name
+            )
         choices = f.metadata.get("choices")
         if choices and text not in choices:
             raise ServiceError(f"{name}: one of {', '.join(choices)}", field=f.name)
@@ -131,7 +137,9 @@ def _value(cls, f, kind, raw: Any, options: bool) -> Any:
     origin = typing.get_origin(base)
     if origin is list:
         item = typing.get_args(base)[0]
-        items = raw if isinstance(raw, list | tuple) else [p.strip() for p in str(raw).split(",") if p.strip()]
+        items = (
+            raw if isinstance(raw, list | tuple) else [p.strip() for p in str(raw).split(",") if p.strip()]
+        )
         out = []
         for it in items:
             if item is int:
@@ -142,7 +150,9 @@ def _value(cls, f, kind, raw: Any, options: bool) -> Any:
                 text = str(it).strip()
                 choices = f.metadata.get("choices")
                 if choices and text not in choices:
-                    raise ServiceError(f"{name}: {text[:40]!r} is not one of {', '.join(choices)}", field=f.name)
+                    raise ServiceError(
+                        f"{name}: {text[:40]!r} is not one of {', '.join(choices)}", field=f.name
+                    )
                 out.append(text)
         return out
     if base is dict or origin is dict:
@@ -166,4 +176,6 @@ class Selection(JobParams):
 
     def check(self) -> None:
         if not self.ids and self.filter is None:
-            raise ServiceError("choose the rows first: tick some, or everything matching the filter", field="ids")
+            raise ServiceError(
+                "choose the rows first: tick some, or everything matching the filter", field="ids"
+            )

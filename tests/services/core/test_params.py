@@ -23,8 +23,10 @@ def test_defaults_and_bounds_apply_to_dicts_and_forms(app):
     with pytest.raises(ServiceError, match="unknown parameter 'dayz'"):
         RetryAll.of({"dayz": 3})
     assert Populate.of({"types": ["all"]}).types == []  # "all" is every type
-    assert ImportSome.from_form({"limit": "", "starting_after": ""}).as_dict() == {"limit": None,
-                                                                                   "starting_after": None}
+    assert ImportSome.from_form({"limit": "", "starting_after": ""}).as_dict() == {
+        "limit": None,
+        "starting_after": None,
+    }
 
 
 def test_every_job_kind_has_a_parameter_class_and_start_reads_through_it(app):
@@ -44,7 +46,7 @@ def test_retry_all_defaults_are_one_on_the_page_and_in_the_cli(app, client, auth
     assert (options["limit"].type.min, options["limit"].type.max) == (1, 10_000)
     auth.login("operator@example.org", "operator")
     html = client.get("/events").get_data(as_text=True)
-    form = html[html.index("Retry all</h3>"):]
+    form = html[html.index("Retry all</h3>") :]
     assert re.search(r'name="limit"\s+value="25" min="1" max="10000"', form)
     assert re.search(r'name="days"\s+value="30" min="1" max="365"', form)
     assert 'name="types" value="invoice.payment_succeeded"' in html
