@@ -146,6 +146,7 @@ def _job_starts() -> int:
     return db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "job.start"))
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("name,url,form,kind", ACTIONS, ids=[a[0] for a in ACTIONS])
 def test_a_job_starts_only_with_its_own_confirmation_once(client, auth, things, name, url, form, kind):
     auth.login("operator@example.org", "operator")
