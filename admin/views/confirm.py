@@ -17,10 +17,10 @@ from typing import Any
 
 from flask import render_template, request
 
-from ..htmx import is_htmx
-from ..services import ServiceError
-from ..services.core import confirmations
-from .actions import action_response, require_role, started_response
+from admin.errors import ServiceError
+from admin.htmx import is_htmx
+from admin.services.core import confirmations
+from admin.views.actions import action_response, require_role, started_response
 
 
 @dataclass
@@ -120,7 +120,7 @@ def run_step(kinds: tuple[str, ...], back: str):
 def confirm_import(kind: str, proc, noun: str, action: str, back: str, back_label: str):
     """The confirmation of an import of some or all of a processor's ``noun`` from Stripe (the import forms'
     "at most" and "after id")."""
-    from ..services.record_jobs import ImportSome
+    from admin.services.records.jobs import ImportSome
 
     p = ImportSome.from_form(request.form)
     some = f"at most {p.limit:,} {noun}" if p.limit else f"every one of its {noun}"

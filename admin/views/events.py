@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..models import PaymentProcessor
-from ..security import role_required
-from ..services import ServiceError
-from ..services import events as ev
-from ..services.event_ops import mark_ignored, replay
-from ..services.processors import get_processor, list_processors
-from ..stripe_gateway import GatewayError
-from ..stripe_shapes import stripe_id_problem
-from .actions import action_response, bulk_selection, labelled, start_job_response
-from .confirm import JobConfirmation, Option, confirmation, is_run, run_step
+from admin.errors import ServiceError
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.models import PaymentProcessor
+from admin.security import role_required
+from admin.services.events import queries as ev
+from admin.services.events.ops import mark_ignored, replay
+from admin.services.settings.processors import get_processor, list_processors
+from admin.stripe_gateway import GatewayError
+from admin.stripe_shapes import stripe_id_problem
+from admin.views.actions import action_response, bulk_selection, labelled, start_job_response
+from admin.views.confirm import JobConfirmation, Option, confirmation, is_run, run_step
 
 bp = Blueprint("events", __name__)
 
@@ -55,7 +55,7 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("events/_results.html", **data)
-    from ..services.event_jobs import Cleanup, Populate, RetryAll
+    from admin.services.events.jobs import Cleanup, Populate, RetryAll
 
     tools = {"populate": Populate(), "retry": RetryAll(), "cleanup": Cleanup()}  # the tools' defaults, once
     return render_template("events/index.html", processors=list_processors(), tools=tools, **data)
@@ -131,7 +131,7 @@ BULK = {"replay": ("events.replay", "Replay", "replay"), "ignore": ("events.igno
 def bulk():
     """Bulk replay / mark ignored of the ticked rows or of everything matching the filter:
     first the confirmation that says how many, then (``step=run`` with its token) the job."""
-    from ..services.event_jobs import selection_count
+    from admin.services.events.jobs import selection_count
 
     back = url_for("events.index")
     if is_run():
@@ -165,7 +165,7 @@ def bulk():
 def tool(tool: str):
     """Populate log/queue, retry all: a confirmation, then (``step=run``) the job and its progress;
     clean up (admins) starts its job at once, after the browser's own "are you sure"."""
-    from ..services.event_jobs import Cleanup, Populate, RetryAll
+    from admin.services.events.jobs import Cleanup, Populate, RetryAll
 
     form = request.form
     back = url_for("events.index")

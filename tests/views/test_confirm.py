@@ -11,6 +11,7 @@ import pytest
 from confirm_support import token_of
 from sqlalchemy import func, select, update
 
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import (
     AuditLog,
@@ -23,8 +24,7 @@ from admin.models import (
     StripePaymentIntent,
 )
 from admin.models.jobs import Confirmation, Job
-from admin.services import ServiceError
-from admin.services import jobs as jobs_service
+from admin.services.core import jobs as jobs_service
 from admin.timeutil import utcnow
 
 HX = {"HX-Request": "true"}

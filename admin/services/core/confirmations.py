@@ -19,10 +19,11 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from admin.dbutil import immediate
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models.jobs import Confirmation
-from admin.services import ServiceError, audit
-from admin.services import jobs as jobs_service
+from admin.services.core import audit
+from admin.services.core import jobs as jobs_service
 from admin.timeutil import utcnow
 
 DEFAULT_SECONDS = 15 * 60

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from admin.services import ServiceError
+from admin.errors import ServiceError
 
 
 @dataclass

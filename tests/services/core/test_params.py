@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from admin.services import ServiceError
-from admin.services import jobs as jobs_service
-from admin.services.event_jobs import Populate, RetryAll
-from admin.services.record_jobs import ImportSome
+from admin.errors import ServiceError
+from admin.services.core import jobs as jobs_service
+from admin.services.events.jobs import Populate, RetryAll
+from admin.services.records.jobs import ImportSome
 
 
 def test_defaults_and_bounds_apply_to_dicts_and_forms(app):
@@ -39,7 +39,7 @@ def test_every_job_kind_has_a_parameter_class_and_start_reads_through_it(app):
 
 def test_retry_all_defaults_are_one_on_the_page_and_in_the_cli(app, client, auth, offline_processor):
     """The page's form and the CLI's options show the class's defaults and bounds."""
-    from admin.cli_events import retry_all_cmd
+    from admin.cli.events import retry_all_cmd
 
     options = {p.name: p for p in retry_all_cmd.params}
     assert (options["limit"].default, options["days"].default) == (RetryAll.limit, RetryAll.days)
