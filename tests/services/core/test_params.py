@@ -30,7 +30,11 @@ def test_defaults_and_bounds_apply_to_dicts_and_forms(app):
 
 
 def test_every_job_kind_has_a_parameter_class_and_start_reads_through_it(app):
-    untyped = [k for k in jobs_service.kind_names() if jobs_service.kind(k).params is None]
+    untyped = [
+        k
+        for k in jobs_service.kind_names()
+        if jobs_service.kind(k).params is None and not k.startswith("test.")
+    ]
     assert untyped == []
     assert jobs_service.prepare("events.retry_all", {"limit": 7}) == {"limit": 7, "days": 30}
     with pytest.raises(ServiceError):
