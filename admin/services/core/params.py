@@ -12,6 +12,7 @@ whoever starts it.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -110,9 +111,12 @@ def _value(cls, f, kind, raw: Any, options: bool) -> Any:
         raise ServiceError(f"{name}: yes or no, please", field=f.name)
     if base is int:
         low, high = f.metadata.get("min"), f.metadata.get("max")
-        try:
-            number = raw if isinstance(raw, int) and not isinstance(raw, bool) else int(str(raw).strip())
-        except ValueError:
+        text = str(raw).strip()
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            number = raw
+        elif len(text) <= 20 and re.fullmatch(r"-?[0-9]+", text):  # ASCII digits only: no "٣", "²", "1e3"
+            number = int(text)
+        else:
             number = None
         if number is None or (low is not None and number < low) or (high is not None and number > high):
             span = (
@@ -143,7 +147,7 @@ def _value(cls, f, kind, raw: Any, options: bool) -> Any:
         out = []
         for it in items:
             if item is int:
-                if isinstance(it, bool) or not (isinstance(it, int) or str(it).isdigit()):
+                if isinstance(it, bool) or not (isinstance(it, int) or re.fullmatch(r"[0-9]{1,20}", str(it))):
                     raise ServiceError(f"{name}: {str(it)[:30]!r} is not a whole number", field=f.name)
                 out.append(int(it))
             else:

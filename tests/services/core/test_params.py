@@ -54,3 +54,9 @@ def test_retry_all_defaults_are_one_on_the_page_and_in_the_cli(app, client, auth
     assert re.search(r'name="limit"\s+value="25" min="1" max="10000"', form)
     assert re.search(r'name="days"\s+value="30" min="1" max="365"', form)
     assert 'name="types" value="invoice.payment_succeeded"' in html
+
+
+def test_only_ascii_whole_numbers_are_numbers(app):
+    for bad in ("\u00b2", "\u0663", "1.5", "1e3", "99999999999999999999999", " "):
+        with pytest.raises(ServiceError, match="a whole number from 1 to 10,000"):
+            RetryAll.of({"limit": bad or "x"})
