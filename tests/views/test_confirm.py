@@ -96,6 +96,10 @@ def things(world, offline_processor):
         )
     )
     db.session.commit()
+    from admin.services.reconcile import scan as rc_scan
+    from admin.services.reconcile.filter import ReconcileFilter
+
+    rc_scan.take(offline_processor, ReconcileFilter())  # /reconcile's kept comparison, which fix-all counts
     intent = db.session.scalar(select(StripePaymentIntent.id))
     return {"ppid": ppid, "event": event_id, "intent": intent}
 
