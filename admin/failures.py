@@ -3,6 +3,9 @@ Shared by the worker, the outbox and the web error handlers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -61,3 +64,12 @@ def describe(exc: Exception) -> str:
         first = (str(exc.orig).strip().splitlines() or [""])[0]
         return f"database: {type(exc.orig).__name__}: {first[:500]}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def retry_delay(attempts: int, *, conflict: bool = False) -> timedelta:
+    """How long a failed queued item (an event, an outbox task, a job's unit) waits before its next try: the
+    one backoff of every queue. ``WORKER_BACKOFF_BASE`` doubled per attempt made, at most
+    ``WORKER_BACKOFF_MAX``; a unique-key race with a concurrent worker (``conflict``) is tried ten times sooner."""
+    cfg = current_app.config
+    base = cfg["WORKER_BACKOFF_BASE"] / (10 if conflict else 1)
+    return timedelta(seconds=min(cfg["WORKER_BACKOFF_MAX"], base * 2 ** max(0, attempts - 1)))

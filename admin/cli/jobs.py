@@ -87,7 +87,7 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
 
     ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
     worker), say so and exit 0 instead of failing: the work is being done."""
-    from admin.webhooks.worker import worker_name
+    from admin.webhooks.pipeline import worker_name
 
     started = None
     try:
@@ -188,7 +188,7 @@ def jobs_cancel(job_id):
 @format_option
 def jobs_resume(job_id, fmt):
     """Continue a paused or failed job from where it stopped, here in the foreground."""
-    from admin.webhooks.worker import worker_name
+    from admin.webhooks.pipeline import worker_name
 
     job = _job_arg(job_id)
     try:

@@ -13,7 +13,7 @@ from admin.extensions import db
 from admin.models import Contribution, Payment
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 
 @pytest.fixture
