@@ -10,11 +10,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from admin.crypto import SecretDecryptError
+from admin.errors import StripeFailure
 from admin.stripe_gateway import GatewayError
 
 
 def is_transient(exc: Exception) -> bool:
-    if isinstance(exc, GatewayError):
+    if isinstance(exc, GatewayError | StripeFailure):
         return exc.transient
     if isinstance(exc, SecretDecryptError):
         return True  # a wrong PAYDESK_ENCRYPTION_KEY: retried with backoff once it is fixed
@@ -60,6 +61,8 @@ def describe(exc: Exception) -> str:
     """One line for staff: where it failed and why (with Stripe's request id when there is one)."""
     if isinstance(exc, GatewayError):
         return f"Stripe: {exc}"
+    if isinstance(exc, StripeFailure):
+        return f"Stripe: {exc.detail}"
     if isinstance(exc, DBAPIError):
         first = (str(exc.orig).strip().splitlines() or [""])[0]
         return f"database: {type(exc.orig).__name__}: {first[:500]}"

@@ -7,14 +7,13 @@ import json
 
 from flask import Blueprint, render_template, request, url_for
 
-from admin.errors import ServiceError
+from admin.errors import ServiceError, StripeFailure
 from admin.htmx import is_htmx, is_partial
 from admin.listing import page_or_first
 from admin.security import role_required
 from admin.services.reconcile import service as rc
 from admin.services.records import unmatched
 from admin.services.settings.processors import get_processor, list_processors
-from admin.stripe_gateway import GatewayError
 from admin.views.actions import action_response, sentence, start_job_response
 
 bp = Blueprint("reconcile", __name__)
@@ -28,11 +27,11 @@ def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
         proc = get_processor(flt.ppid)
         out["processor"] = proc
         scan = rc.recent_scan(proc, flt)
+    except StripeFailure as err:
+        out["problem_error"] = f"Could not ask Stripe: {err.message}. Nothing was compared; try again."
+        return out
     except ServiceError as err:
         out["problem_error"] = sentence(err.message)
-        return out
-    except GatewayError as err:
-        out["problem_error"] = f"Could not ask Stripe: {err.message}. Nothing was compared; try again."
         return out
     shown = scan.shown(flt)
     page = page_or_first(lambda f: rc.page(shown, f), flt, errors)
@@ -95,8 +94,8 @@ def fix():
                                    back=back)
         flt, page_scan = _page_scan(proc, form.get("criteria"))  # before the fix, which forgets kept scans
         res = rc.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
-    except (ServiceError, GatewayError) as err:
-        return action_response("reconcile/_row_message.html", back, getattr(err, "message", str(err)), "error",
+    except ServiceError as err:
+        return action_response("reconcile/_row_message.html", back, err.message, "error",
                                status=422, obj=obj, stripe_id=stripe_id)
     tone = "success" if res.in_step else "error"
     # the page's summary is answered too, counting the row as it is now (Stripe is not asked again for it)
@@ -142,10 +141,10 @@ def fix_all():
         flt = rc.ReconcileFilter.parse_or_raise(criteria)
         scan = rc.recent_scan(proc, flt)  # the page's: what staff were looking at
         todo, left = rc.to_fix(scan.rows, flt, cancel_local=cancel_local)
+    except StripeFailure as err:
+        return action_response("_message.html", back, f"Could not ask Stripe: {err.message}", "error", status=422)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
-    except GatewayError as err:
-        return action_response("_message.html", back, f"Could not ask Stripe: {err.message}", "error", status=422)
     except ValueError:
         return action_response("_message.html", back, "this form is damaged; reload the page", "error", status=422)
     template = "reconcile/_fix_all_confirm.html" if is_htmx() else "reconcile/fix_all.html"
@@ -162,7 +161,7 @@ def row():
     try:
         proc = get_processor(request.args.get("ppid") or None)
         r = rc.check_one(proc, request.args.get("object", ""), request.args.get("id", ""))
-    except (ServiceError, GatewayError) as err:
-        return render_template("reconcile/_row_message.html", message=getattr(err, "message", str(err)),
+    except ServiceError as err:
+        return render_template("reconcile/_row_message.html", message=err.message,
                                tone="error", obj=request.args.get("object", ""), stripe_id=request.args.get("id", "")), 422
     return render_template("reconcile/_row.html", r=r, processor=proc, criteria=request.args.get("criteria") or "{}")

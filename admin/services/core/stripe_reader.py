@@ -12,11 +12,13 @@ with no request to Stripe inside the write transaction.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from admin.dbutil import immediate
+from admin.errors import StripeFailure
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.stripe_gateway import Gateway, GatewayError
@@ -194,3 +196,25 @@ def write_after_reading(reader: StripeReader, work: Callable[[], T]) -> T:
                 if not err.not_found:
                     raise
                 # "no such object" is kept as the answer: ``work`` meets it next time, as it would have
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stripe_failure(err: GatewayError) -> StripeFailure:
+    return StripeFailure(err.message, detail=str(err), request_id=err.request_id, transient=err.transient,
+                         not_found=err.not_found)
+
+
+def stripe_failures(fn: F) -> F:
+    """A service function whose failed Stripe requests reach its callers (views, CLI) as ``StripeFailure``
+    (an ``admin.errors.ServiceError``), never as the gateway's own ``GatewayError``."""
+
+    @functools.wraps(fn)
+    def translated(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GatewayError as err:
+            raise stripe_failure(err) from err
+
+    return translated  # type: ignore[return-value]

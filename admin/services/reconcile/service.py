@@ -43,7 +43,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError, StripeFailure, stripe_refusal
 from admin.extensions import db
 from admin.listing import Filter, Page, sequence_page
 from admin.models import (
@@ -58,7 +58,7 @@ from admin.models import (
 from admin.models.jobs import JOB_ACTIVE, Job
 from admin.services.core import audit
 from admin.services.core.jobs import JobContext, job_kind
-from admin.services.core.stripe_reader import StripeReader, write_after_reading
+from admin.services.core.stripe_reader import StripeReader, stripe_failures, write_after_reading
 from admin.services.records.contributions import (
     DONE,
     PAYMENT_REFUNDED,
@@ -433,6 +433,7 @@ def _period(flt: ReconcileFilter) -> str:
     return ";".join(parts)
 
 
+@stripe_failures
 def recent_scan(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     """The page's scan: one kept for the same processor, objects and period that is less than
     ``RECONCILE_SCAN_REUSE_SECONDS`` old (and that no fix-all job is working through: its rows are being
@@ -521,6 +522,7 @@ def page(rows: list[Row], flt: ReconcileFilter) -> Page:
     return sequence_page(rows, _row_key, flt)
 
 
+@stripe_failures
 def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
     """One row as it stands now (Stripe asked again). Raises ``ServiceError`` for a bad id,
     or when neither side has the object."""
@@ -579,6 +581,7 @@ class FixResult:
         return f"Tried ({did}), but it still differs: {self.after.detail}"
 
 
+@stripe_failures
 def fix(proc: PaymentProcessor, obj: str, stripe_id: str, *, cancel_local: bool = False,
         before: Row | None = None) -> FixResult:
     """Bring one row in step (see the module's docstring). ``before`` is the row as ``check_one``
@@ -797,6 +800,8 @@ def fix_all(ctx: JobContext):
                       else "still differ")
             if res.actions and not res.in_step:
                 ctx.note(f"{stripe_id}: {res.message}")
+        except StripeFailure:
+            raise  # Stripe did not answer: the job runner retries the unit (or fails the job), as before
         except ServiceError as err:
             ctx.count("failed")
             ctx.note(f"{stripe_id}: {err.message}")

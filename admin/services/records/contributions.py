@@ -35,8 +35,10 @@ from admin.models import (
 )
 from admin.services.core.stripe_reader import StripeReader
 from admin.services.donations.receipts import request_receipt
+from admin.services.records.common import DONE
 from admin.services.records.contacts import contact_for_charge, contact_for_customer
-from admin.services.records.customers import request_metadata_sync
+from admin.services.records.customer_sync import request_metadata_sync
+from admin.services.records.recurring import ensure_recur, sync_subscription
 from admin.stripe_gateway import GatewayError
 from admin.stripe_shapes import (
     currency_of,
@@ -49,7 +51,6 @@ from admin.stripe_shapes import (
 )
 from admin.timeutil import from_unix, to_unix, utcnow
 
-DONE = (COMPLETED, PARTIALLY_REFUNDED, REFUNDED)
 REFUND_COUNTED = ("succeeded", "pending")
 PAYMENT_REFUNDED = "Refunded"
 PAYMENT_VOID = "Cancelled"
@@ -274,8 +275,6 @@ def _line_description(inv: dict) -> str | None:
 
 
 def _recur_for_invoice(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> ContributionRecur | None:
-    from admin.services.records.recurring import ensure_recur
-
     sub_id = subscription_of_invoice(inv)
     return ensure_recur(reader, processor, sub_id) if sub_id else None
 
@@ -311,8 +310,6 @@ def _subscription_after_first_payment(reader: StripeReader, processor: PaymentPr
     """A subscription's first invoice is paid while paydesk still has it waiting for that payment (incomplete,
     as when the first payment needed 3-D Secure): Stripe has made it active by now, and may send
     ``customer.subscription.updated`` after the invoice's events or not at all. Read it again and apply it."""
-    from admin.services.records.recurring import sync_subscription
-
     sync_subscription(reader, processor, reader.get("subscriptions", recur.subscription_id), stamp=to_unix(utcnow()))
 
 
