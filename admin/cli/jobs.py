@@ -16,6 +16,7 @@ from admin.errors import ServiceError
 from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, JOB_STATUSES, Job
 from admin.services.core import jobs as jobs_service
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
 
@@ -62,7 +63,7 @@ RETRYING = "retrying: "  # a job's error while it waits to try again after a pas
 def _run_here(job: Job, worker: str, progress: _Progress) -> str:
     """Run ``job`` here to its end. A passing failure (Stripe or the database unavailable for now) is tried
     again when it falls due, as the worker would, until the job's own retry budget ends it; Ctrl-C pauses."""
-    status = jobs_service.run_foreground(job, worker, on_progress=progress)
+    status = queues.run_foreground(job, worker, on_progress=progress)
     while status == JOB_RUNNING:
         job = jobs_service.get(job.id)
         if not (job.error or "").startswith(RETRYING):
@@ -76,7 +77,7 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
         except KeyboardInterrupt:
             jobs_service.pause(job)
             return JOB_PAUSED
-        status = jobs_service.run_foreground(job, worker, on_progress=progress)
+        status = queues.run_foreground(job, worker, on_progress=progress)
     return status
 
 
