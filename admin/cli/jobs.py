@@ -16,6 +16,7 @@ from admin.errors import ServiceError
 from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, JOB_STATUSES, Job
 from admin.services.core import jobs as jobs_service
 from admin.timeutil import utcnow
+from admin.webhooks.pipeline import worker_name
 from admin.worker import queues
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
@@ -88,8 +89,6 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
 
     ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
     worker), say so and exit 0 instead of failing: the work is being done."""
-    from admin.webhooks.pipeline import worker_name
-
     started = None
     try:
         started = jobs_service.start(kind, params, processor_id=processor_id)
@@ -189,8 +188,6 @@ def jobs_cancel(job_id):
 @format_option
 def jobs_resume(job_id, fmt):
     """Continue a paused or failed job from where it stopped, here in the foreground."""
-    from admin.webhooks.pipeline import worker_name
-
     job = _job_arg(job_id)
     try:
         if job.status != "running":
