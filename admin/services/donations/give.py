@@ -75,7 +75,6 @@ from admin.money import MAX_MINOR_UNITS, AmountError, format_money, read_amount
 from admin.services.core.stripe_reader import StripeReader
 from admin.services.donations import guard as donation_guard
 from admin.services.donations.forms import LINK_SPENT, claim_link, largest_gift, move_link, release_link
-from admin.services.donations.receipts import receipts_wanted, reference
 from admin.services.intents import queries as intents
 from admin.services.records import contributions, recurring
 from admin.services.records.contacts import find_by_email, new_contact
@@ -259,6 +258,11 @@ def read_ref(form: DonationForm, ref: str) -> DonorRef:
 
 def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
     return read_ref(form, ref).contribution
+
+
+def reference(c: Contribution) -> str:
+    """The reference donors and staff quote: ``<contactID>-<contributionID>`` (as in the description)."""
+    return f"{c.contact_id}-{c.id}"
 
 
 # -- the payment ---------------------------------------------------------------------------
@@ -674,6 +678,19 @@ def thanks_state(c: Contribution) -> str:
     if c.status == PENDING:
         return "waiting"
     return "failed" if c.status in (FAILED, "Cancelled") else "done"
+
+
+def frequency_of(c: Contribution) -> str:
+    """How often: the subscription's interval, else what the donor chose on the form."""
+    interval = c.recur.interval if c.recur is not None else FREQUENCIES.get(c.frequency or "")
+    return {"month": "Monthly", "year": "Yearly", "week": "Weekly", "day": "Daily"}.get(interval or "", "One-off")
+
+
+def receipts_wanted(c: Contribution) -> bool:
+    """False when the gift came through a form whose receipts are switched off."""
+    form_id = c.donation_form_id or (c.recur.donation_form_id if c.recur is not None else None)
+    form = db.session.get(DonationForm, form_id) if form_id else None
+    return form is None or form.receipts
 
 
 def state_dict(c: Contribution) -> dict[str, Any]:

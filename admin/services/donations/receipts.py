@@ -16,35 +16,11 @@ from urllib.parse import unquote, urlparse
 from flask import current_app
 
 from admin.extensions import db
-from admin.models import FREQUENCIES, Contribution, DonationForm, OutboxTask
+from admin.models import Contribution, OutboxTask
 from admin.money import format_money
-from admin.services.core.outbox import begin_side_effect, enqueue, runner
+from admin.services.core.outbox import begin_side_effect, runner
+from admin.services.donations.give import frequency_of, receipts_wanted, reference
 from admin.timeutil import utcnow
-
-
-def reference(c: Contribution) -> str:
-    """The reference donors and staff quote: ``<contactID>-<contributionID>`` (as in the description)."""
-    return f"{c.contact_id}-{c.id}"
-
-
-def frequency_of(c: Contribution) -> str:
-    """How often: the subscription's interval, else what the donor chose on the form."""
-    interval = c.recur.interval if c.recur is not None else FREQUENCIES.get(c.frequency or "")
-    return {"month": "Monthly", "year": "Yearly", "week": "Weekly", "day": "Daily"}.get(interval or "", "One-off")
-
-
-def receipts_wanted(c: Contribution) -> bool:
-    """False when the gift came through a form whose receipts are switched off."""
-    form_id = c.donation_form_id or (c.recur.donation_form_id if c.recur is not None else None)
-    form = db.session.get(DonationForm, form_id) if form_id else None
-    return form is None or form.receipts
-
-
-def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
-    """Ask for a receipt once per contribution (unless suppressed or receipts are off)."""
-    if suppressed or not current_app.config.get("RECEIPTS_ENABLED", True) or contribution.receipt_sent_at:
-        return
-    enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
 
 
 def build_receipt(contribution: Contribution) -> EmailMessage | None:

@@ -13,6 +13,7 @@ so the same events in any order leave the same records.
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import or_, select
 
 from admin.dbutil import lock_objects, parse_id
@@ -33,8 +34,8 @@ from admin.models import (
     Payment,
     PaymentProcessor,
 )
+from admin.services.core.outbox import enqueue
 from admin.services.core.stripe_reader import StripeReader
-from admin.services.donations.receipts import request_receipt
 from admin.services.records.common import DONE
 from admin.services.records.contacts import contact_for_charge, contact_for_customer
 from admin.services.records.customer_sync import request_metadata_sync
@@ -54,6 +55,14 @@ from admin.timeutil import from_unix, to_unix, utcnow
 REFUND_COUNTED = ("succeeded", "pending")
 PAYMENT_REFUNDED = "Refunded"
 PAYMENT_VOID = "Cancelled"
+
+
+def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
+    """Ask the outbox for a receipt once per contribution (unless suppressed or receipts are off);
+    ``donations.receipts.send_receipt`` sends it after the commit."""
+    if suppressed or not current_app.config.get("RECEIPTS_ENABLED", True) or contribution.receipt_sent_at:
+        return
+    enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
 
 
 # -- finding ----------------------------------------------------------------------
