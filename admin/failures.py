@@ -69,10 +69,10 @@ def describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def retry_delay(attempts: int, *, conflict: bool = False) -> timedelta:
+def retry_delay(attempts: int, *, conflict: bool = False, base: float | None = None) -> timedelta:
     """How long a failed queued item (an event, an outbox task, a job's unit) waits before its next try: the
-    one backoff of every queue. ``WORKER_BACKOFF_BASE`` doubled per attempt made, at most
+    one backoff of every queue. ``base`` (default ``WORKER_BACKOFF_BASE``) doubled per attempt made, at most
     ``WORKER_BACKOFF_MAX``; a unique-key race with a concurrent worker (``conflict``) is tried ten times sooner."""
     cfg = current_app.config
-    base = cfg["WORKER_BACKOFF_BASE"] / (10 if conflict else 1)
+    base = (cfg["WORKER_BACKOFF_BASE"] if base is None else base) / (10 if conflict else 1)
     return timedelta(seconds=min(cfg["WORKER_BACKOFF_MAX"], base * 2 ** max(0, attempts - 1)))

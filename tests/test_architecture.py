@@ -61,65 +61,48 @@ def _imports(tree: ast.AST):
             stack.append(child)
 
 
-def imported_names(name: str, path: Path) -> set[str]:
-    """Dotted names this module imports (outside admin too: ``stripe``, ``flask``, ...)."""
+def _statements(name: str, path: Path):
+    """(base, [names]) for each import that can run; ``import x.y`` is ("x.y", [])."""
     tree = ast.parse(path.read_text(), str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
     for node in _imports(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            for alias in node.names:
+                yield alias.name, []
             continue
         base = node.module or ""
         if node.level:
             anchor = package.split(".")
             anchor = anchor[: len(anchor) - (node.level - 1)]
             base = ".".join(anchor + ([base] if base else []))
+        yield base, [alias.name for alias in node.names if alias.name != "*"]
+
+
+def imported_names(name: str, path: Path) -> set[str]:
+    """Dotted names this module imports (outside admin too: ``stripe``, ``flask``, ...)."""
+    found: set[str] = set()
+    for base, names in _statements(name, path):
         found.add(base)
-        found.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+        found.update(f"{base}.{n}" for n in names)
     return found
 
 
 def graph() -> dict[str, set[str]]:
-    """Module -> the admin modules it imports."""
+    """Module -> the admin modules it imports: ``from package import name`` imports ``package.name`` when
+    that is a module, else ``package`` (for the name it defines)."""
     mods = modules()
     edges: dict[str, set[str]] = {}
     for name, path in mods.items():
         targets = set()
-        for imported in imported_names(name, path):
-            if imported in mods:
-                targets.add(imported)
-        # ``from admin.services.core import jobs`` named both the package and the module: keep the module only
-        # unless the package's own names were wanted (then the package is imported for them).
-        for imported in list(targets):
-            if any(t.startswith(imported + ".") for t in targets) and not _names_from(name, path, imported):
-                targets.discard(imported)
+        for base, names in _statements(name, path):
+            for n in names or [None]:
+                if n is not None and f"{base}.{n}" in mods:
+                    targets.add(f"{base}.{n}")
+                elif base in mods:
+                    targets.add(base)
         targets.discard(name)
         edges[name] = targets
     return edges
-
-
-def _names_from(name: str, path: Path, package: str) -> bool:
-    """Whether the module imports a non-module name from ``package`` (or ``import package`` itself)."""
-    mods = modules()
-    for imported in imported_names(name, path):
-        if imported == package:
-            continue
-    tree = ast.parse(path.read_text(), str(path))
-    own = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in _imports(tree):
-        if isinstance(node, ast.Import):
-            if any(alias.name == package for alias in node.names):
-                return True
-            continue
-        base = node.module or ""
-        if node.level:
-            anchor = own.split(".")
-            anchor = anchor[: len(anchor) - (node.level - 1)]
-            base = ".".join(anchor + ([base] if base else []))
-        if base == package and any(f"{base}.{a.name}" not in mods for a in node.names):
-            return True
-    return False
 
 
 def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 50
 MAX_TRANSIENT_RETRIES = 5
+JOB_RETRY_SECONDS = 5.0  # a unit's passing failure: tried again after 5, 10, 20, 40, 80 s
 
 
 @dataclass
@@ -344,7 +345,7 @@ def _failed(job_id: int, ctx: JobContext, exc: Exception) -> str:
         job.cursor = {**(job.cursor or {}), "_retries": retries + 1}
         job.error = f"retrying: {message}"[:4000]
         job.locked_by = None
-        job.locked_until = utcnow() + retry_delay(retries + 1)  # not before then
+        job.locked_until = utcnow() + retry_delay(retries + 1, base=JOB_RETRY_SECONDS)  # not before then
         db.session.commit()
         log.warning("job %s (%s) hit a passing failure, will retry: %s", job.id, job.kind, message)
         return JOB_RUNNING
