@@ -43,6 +43,19 @@ class DefaultConfig:
     LOGIN_MAX_FAILURES = 5  # per account from one address
     LOGIN_IP_MAX_FAILURES = 20  # per client address, whatever the accounts
     LOGIN_LOCKOUT_SECONDS = 15 * 60
+    # Wrong two-factor codes: after the password, counted per account (from any address); this many in
+    # LOGIN_LOCKOUT_SECONDS block that account's code step for as long.
+    LOGIN_CODE_MAX_FAILURES = 5
+
+    # Staff accounts. A signed-in browser that makes no request for this many minutes is signed out
+    # (0: never). Admins must set up two-factor sign-in before anything else when REQUIRE_2FA_FOR_ADMINS
+    # (PAYDESK_REQUIRE_2FA_FOR_ADMINS=true). A temporary password an admin sets stops working after
+    # TEMP_PASSWORD_HOURS; the password step of a sign-in with two factors waits SECOND_FACTOR_SECONDS
+    # for the code.
+    SESSION_IDLE_MINUTES = 30
+    REQUIRE_2FA_FOR_ADMINS = False
+    TEMP_PASSWORD_HOURS = 72
+    SECOND_FACTOR_SECONDS = 300
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"
     # Gateway retry policy for 429 / 5xx / connection errors.
@@ -96,10 +109,6 @@ class DefaultConfig:
     CARD_TESTING_ALARM_THRESHOLD = 20
     CARD_TESTING_ALARM_WINDOW_MINUTES = 60
     CARD_TESTING_ALARM_CACHE_SECONDS = 30  # each web process works it out at most this often
-
-    # /reconcile: a comparison with Stripe is kept (in the database) and reused for this long by the
-    # page's other pages, filters and its "fix all" confirmation; a fix makes the page compare again.
-    RECONCILE_SCAN_REUSE_SECONDS = 60
 
     # Donation form defences (card testing). Flask-Limiter keeps its counters in Redis when
     # RATELIMIT_STORAGE_URL is set (redis://host:6379/0, needs the `redis` package), otherwise in

@@ -92,8 +92,9 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
 
 
 def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
-            quiet: bool = False, leave_to_runner: bool = False) -> Job:
-    """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result.
+            quiet: bool = False, leave_to_runner: bool = False, print_result: bool = True) -> Job:
+    """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result (unless
+    ``print_result`` is False and it is done: the command prints what the job made, e.g. a kept scan).
     Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues).
 
     ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
@@ -114,7 +115,8 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
             return started.job
         fail(err)
     job = jobs_service.get(job.id)
-    print_job(job, fmt)
+    if print_result or status != JOB_DONE:
+        print_job(job, fmt)
     if status == JOB_PAUSED:
         click.echo(f"Paused. Continue with: flask --app wsgi jobs resume {job.id}", err=True)
         sys.exit(130)

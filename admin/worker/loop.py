@@ -26,6 +26,7 @@ from admin.outage import throttled
 from admin.services.core import ratelimit
 from admin.services.donations import guard as donation_guard
 from admin.services.monitoring import alarms
+from admin.services.staff import sessions
 from admin.webhooks.pipeline import worker_name
 from admin.worker import queues
 
@@ -61,7 +62,8 @@ def run_once(max_rounds: int = 10_000) -> int:
 def housekeeping() -> None:
     """Delete what no limit, alarm or page needs any more (the worker's first thread, every
     ``HOUSEKEEPING_SECONDS``): donation refusals older than ``DONATE_REFUSAL_KEEP_DAYS``, ``rate_limit``
-    counters whose window and block have ended, expired ``limiter_counter`` rows."""
+    counters whose window and block have ended, expired ``limiter_counter`` rows, staff sessions that ended
+    (or made no request) ``sessions.KEEP`` ago."""
     cfg = current_app.config
     longest = max(
         int(cfg[k]) for k in ("LOGIN_LOCKOUT_SECONDS", "DONATE_IP_FAILURE_WINDOW", "DONATE_IP_BLOCK_SECONDS")
@@ -69,6 +71,7 @@ def housekeeping() -> None:
     donation_guard.prune()
     ratelimit.prune(timedelta(seconds=longest))
     purge_counters()
+    sessions.prune(sessions.KEEP)
 
 
 def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:

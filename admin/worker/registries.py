@@ -10,7 +10,8 @@ from admin.services.core import jobs, outbox
 from admin.services.donations import receipts
 from admin.services.events import jobs as event_jobs
 from admin.services.intents import jobs as intent_jobs
-from admin.services.reconcile import service as reconcile
+from admin.services.reconcile import fix as reconcile_fix
+from admin.services.reconcile import scan as reconcile_scan
 from admin.services.records import customers
 from admin.services.records import jobs as record_jobs
 from admin.webhooks import registry
@@ -18,7 +19,7 @@ from admin.webhooks.handlers import charges, checkout, invoices, payment_intents
 from admin.webhooks.handlers import customers as customer_handlers
 
 HANDLER_MODULES = (charges, checkout, customer_handlers, invoices, payment_intents, subscriptions)
-JOB_KIND_MODULES = (event_jobs, intent_jobs, reconcile, record_jobs)
+JOB_KIND_MODULES = (event_jobs, intent_jobs, reconcile_fix, reconcile_scan, record_jobs)
 OUTBOX_RUNNER_MODULES = (receipts, customers)
 
 
