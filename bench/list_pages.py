@@ -516,9 +516,9 @@ def start_server(url: str, workdir: Path) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn stopped ({proc.returncode}); see {log.name}")
         try:
-            requests.get(base + "/healthz", timeout=2)
+            requests.get(base + "/healthz", timeout=10)
             return proc, base
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still starting
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("gunicorn did not answer within 60 s")

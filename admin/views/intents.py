@@ -7,7 +7,6 @@ from flask import Blueprint, abort, render_template, request, url_for
 
 from ..htmx import is_htmx, is_partial
 from ..listing import page_or_first
-from ..money import money_totals
 from ..security import role_required
 from ..services import ServiceError
 from ..services import intent_ops as ops
@@ -20,9 +19,9 @@ bp = Blueprint("intents", __name__)
 
 def _results(flt: svc.IntentFilter, errors: dict[str, str]) -> dict:
     page = page_or_first(svc.intent_page, flt, errors)
-    query = svc.intents_query(flt)
+    totals = svc.intent_summary(flt)
     return {"flt": flt, "errors": errors, "page": page, "rows": svc.describe_rows(page.rows),
-            "counts": svc.status_counts(flt), "totals": money_totals(query)}
+            "counts": svc.status_counts(flt), "totals": totals.value, "totals_as_of": totals.as_of}
 
 
 @bp.get("/intents")
