@@ -469,9 +469,10 @@ COUNT_CAP = 10_000
 
 
 def capped_counts(query: Select, status_col: ColumnElement, id_col: ColumnElement, statuses: Sequence[str], *,
-                  cap: int = COUNT_CAP) -> dict[str, int]:
+                  cap: int | None = None) -> dict[str, int]:
     """How many rows of ``query`` (a filter's query without its status choice) have each status, each counted
-    up to ``cap + 1``: one statement, a ``LIMIT`` per status."""
+    up to ``cap + 1`` (default ``COUNT_CAP``): one statement, a ``LIMIT`` per status."""
+    cap = COUNT_CAP if cap is None else cap
     parts = [select(literal(status).label("status"), func.count().label("n")).select_from(
              query.with_only_columns(id_col).where(status_col == status).limit(cap + 1).subquery())
              for status in statuses]
@@ -481,8 +482,9 @@ def capped_counts(query: Select, status_col: ColumnElement, id_col: ColumnElemen
     return counts
 
 
-def count_label(n: int, cap: int = COUNT_CAP) -> str:
-    """A capped count as the pages show it: "1,234", or "10,000+" above the cap."""
+def count_label(n: int, cap: int | None = None) -> str:
+    """A capped count as the pages show it: "1,234", or "10,000+" above the cap (default ``COUNT_CAP``)."""
+    cap = COUNT_CAP if cap is None else cap
     return f"{cap:,}+" if n > cap else f"{n:,}"
 
 
@@ -512,17 +514,17 @@ def summary(name: str, flt: Filter, compute: Any, rows: Select, *, cap: int | No
 
     cap = SUMMARY_CAP if cap is None else cap
     ttl = SUMMARY_TTL if ttl is None else ttl
-    bounded = rows.with_only_columns(literal(1)).limit(cap + 1).subquery()
+    bounded = rows.with_only_columns(literal(1), maintain_column_froms=True).limit(cap + 1).subquery()
     if db.session.scalar(select(func.count()).select_from(bounded)) <= cap:
         return Summary(compute())
     cache: dict = current_app.extensions.setdefault("paydesk_list_summaries", {})
     key = (name, json.dumps(flt.criteria(), sort_keys=True, default=str))
     now = time.monotonic()
     hit = cache.get(key)
-    if hit and hit[0] > now:
+    if hit and now - hit[0] < ttl:
         return hit[1]
     if len(cache) > 256:
         cache.clear()
     value = Summary(compute(), datetime.now(UTC).replace(tzinfo=None))
-    cache[key] = (now + ttl, value)
+    cache[key] = (now, value)
     return value
