@@ -15,17 +15,10 @@ from .dbutil import parse_id
 from .models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, JOB_STATUSES, Job
 from .services import ServiceError
 from .services import jobs as jobs_service
+from .services.jobs import job_dict
 from .timeutil import utcnow
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
-
-
-def job_dict(job: Job) -> dict:
-    return {"id": job.id, "kind": job.kind, "title": job.title, "status": job.status, "done": job.done,
-            "total": job.total, "percent": job.percent, "actor": job.actor, "params": job.params,
-            "result": job.result, "error": job.error,
-            "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
-            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
 
 
 class _Progress:

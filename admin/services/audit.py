@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 
 from ..dbutil import LIKE_ESCAPE, like_escaped
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page, processor_field
+from ..listing import Filter, Page, keyset_page, processor_field, walk
 from ..models import AuditLog
 
 _ACTING_AS: ContextVar[tuple[int | None, str] | None] = ContextVar("paydesk_acting_as", default=None)
@@ -122,6 +122,19 @@ def audit_query(flt: AuditFilter):
 
 def audit_page(flt: AuditFilter) -> Page:
     return keyset_page(audit_query(flt), [AuditLog.id], flt)
+
+
+def audit_dict(a: AuditLog) -> dict[str, Any]:
+    return {"id": a.id, "at": a.at.isoformat(timespec="seconds") if a.at else None, "actor": a.actor,
+            "action": a.action, "object_type": a.object_type, "object_id": a.object_id,
+            "processor_id": a.processor_id, "parameters": a.parameters, "result": a.result, "message": a.message,
+            "stripe_request_id": a.stripe_request_id}
+
+
+def audit_rows(flt: AuditFilter) -> Iterator[dict[str, Any]]:
+    """Every entry the filter matches, newest first, as dicts, a keyset chunk at a time (the CSV)."""
+    for chunk in walk(audit_query(flt), [AuditLog.id], flt, scalars=True):
+        yield from (audit_dict(a) for a in chunk)
 
 
 def actions() -> list[str]:

@@ -8,6 +8,7 @@ The same :class:`EventFilter` serves ``/events``, bulk jobs and ``events list``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -17,7 +18,7 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from .. import listing
 from ..dbutil import LIKE_ESCAPE, like_escaped, parse_id
 from ..extensions import db
-from ..listing import Filter, Page, keyset_page, processor_field
+from ..listing import Filter, Page, keyset_page, processor_field, walk
 from ..models import (
     EVENT_STATUSES,
     Contact,
@@ -167,6 +168,15 @@ def status_counts(flt: EventFilter, *, exact: bool = False) -> dict[str, int]:
 def count_label(n: int) -> str:
     """A count as staff read it: "1,234", or "10,000+" above the cap."""
     return listing.count_label(n, COUNT_CAP)
+
+
+def event_rows(flt: EventFilter) -> Iterator[dict[str, Any]]:
+    """Every stored event the filter matches, in page order, as dicts (the CSV of ``/events``), a keyset chunk
+    at a time; the raw body is left out."""
+    from .records import event_dict
+
+    for chunk in walk(local_query(flt), ORDER, flt, scalars=True):
+        yield from (event_dict(e) for e in chunk)
 
 
 def find_event(row_id: int | str) -> StripeEvent:

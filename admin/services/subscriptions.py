@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from ..dbutil import immediate, insert_ignore
 from ..extensions import db
-from ..listing import Amount, Filter, Page, keyset_page, processor_field, walk
+from ..listing import Amount, Filter, Page, capped_counts, keyset_page, processor_field, walk
 from ..models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -122,10 +122,10 @@ def subscription_page(flt: SubscriptionFilter) -> Page:
 
 
 def status_counts(flt: SubscriptionFilter) -> dict[str, int]:
-    q = subscription_query(flt, with_status=False).with_only_columns(ContributionRecur.status, func.count())
-    counts = dict.fromkeys(RECUR_STATUSES, 0)
-    counts.update({s: int(n) for s, n in db.session.execute(q.group_by(ContributionRecur.status))})
-    return counts
+    """How many subscriptions of each status match the rest of the filter, each counted up to
+    ``listing.COUNT_CAP`` (as every list's status chips)."""
+    return capped_counts(subscription_query(flt, with_status=False), ContributionRecur.status, ContributionRecur.id,
+                         RECUR_STATUSES)
 
 
 def checks_for(recurs: list[ContributionRecur]) -> dict[tuple[int, str], SubscriptionCheck]:

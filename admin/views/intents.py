@@ -13,6 +13,7 @@ from ..services import intent_ops as ops
 from ..services import intents as svc
 from ..services.processors import get_processor, list_processors
 from .actions import action_response, bulk_selection, start_job_response
+from .export import filter_csv
 
 bp = Blueprint("intents", __name__)
 
@@ -32,6 +33,18 @@ def index():
     if is_partial():
         return render_template("intents/_results.html", **data)
     return render_template("intents/index.html", processors=list_processors(), **data)
+
+
+INTENT_CSV = ("id", "payment_intent_id", "created_date", "status", "amount", "currency", "capture_method",
+              "customer_id", "contact_id", "contact", "contribution_id", "description", "referrer", "last_error",
+              "gone_from_stripe", "processor_id")
+
+
+@bp.get("/intents/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = svc.IntentFilter.from_args(request.args)
+    return filter_csv("intents", INTENT_CSV, svc.intent_rows(flt))
 
 
 def _processor_for(intent_id: str):
