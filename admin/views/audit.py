@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..security import role_required
-from ..services import audit
-from .export import filter_csv
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.security import role_required
+from admin.services.core import audit
+from admin.views.export import filter_csv
 
 bp = Blueprint("audit", __name__)
 AUDIT_CSV = ("id", "at", "actor", "action", "object_type", "object_id", "processor_id", "parameters", "result",

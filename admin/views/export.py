@@ -11,8 +11,8 @@ from typing import Any
 
 from flask import Response, stream_with_context
 
-from ..money import to_major
-from ..timeutil import utcnow
+from admin.money import to_major
+from admin.timeutil import utcnow
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
