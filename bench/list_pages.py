@@ -595,8 +595,8 @@ def run_backend(
 ) -> list[dict]:
     from admin import create_app
     from admin.extensions import db
-    from admin.services.processors import add_processor
-    from admin.services.users import create_user
+    from admin.services.settings.processors import add_processor
+    from admin.services.staff.users import create_user
 
     url = scratch_database(backend)
     workdir = ROOT / "bench" / "results"
