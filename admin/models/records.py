@@ -154,10 +154,12 @@ class Payment(db.Model):
 # per-status pages read an index range instead of sorting the table (bench/list_pages.py).
 CONTRIBUTION_WHEN = func.coalesce(Contribution.receive_date, Contribution.created_at)
 PAYMENT_WHEN = func.coalesce(Payment.payment_date, Payment.created_at)
+RECUR_WHEN = func.coalesce(ContributionRecur.start_date, ContributionRecur.created_at)
 Index("ix_contribution_when_id", CONTRIBUTION_WHEN, Contribution.id)
 Index("ix_contribution_status_when_id", Contribution.status, CONTRIBUTION_WHEN, Contribution.id)
 Index("ix_payment_when_id", PAYMENT_WHEN, Payment.id)
 Index("ix_payment_status_when_id", Payment.status, PAYMENT_WHEN, Payment.id)
+Index("ix_contribution_recur_when_id", RECUR_WHEN, ContributionRecur.id)
 
 
 class StripePaymentIntent(db.Model):

@@ -1,5 +1,5 @@
-"""Indexes for the record list pages: contributions and payments by coalesce(date, created_at), intents by
-created date, each also per status (bench/list_pages.py)
+"""Indexes for the record list pages: contributions, payments and subscriptions by coalesce(date, created_at),
+intents by created date, each (but subscriptions) also per status (bench/list_pages.py)
 
 Revision ID: a7e3c9d1f2b4
 Revises: c4d1e2f3a5b6
@@ -18,6 +18,7 @@ depends_on = None
 
 CONTRIBUTION_WHEN = sa.text("coalesce(receive_date, created_at)")
 PAYMENT_WHEN = sa.text("coalesce(payment_date, created_at)")
+RECUR_WHEN = sa.text("coalesce(start_date, created_at)")
 
 
 def upgrade():
@@ -26,6 +27,7 @@ def upgrade():
                     unique=False)
     op.create_index('ix_payment_when_id', 'payment', [PAYMENT_WHEN, 'id'], unique=False)
     op.create_index('ix_payment_status_when_id', 'payment', ['status', PAYMENT_WHEN, 'id'], unique=False)
+    op.create_index('ix_contribution_recur_when_id', 'contribution_recur', [RECUR_WHEN, 'id'], unique=False)
     op.create_index('ix_stripe_paymentintent_created_id', 'stripe_paymentintent', ['created_date', 'id'],
                     unique=False)
     op.create_index('ix_stripe_paymentintent_status_created_id', 'stripe_paymentintent',
@@ -35,6 +37,7 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_stripe_paymentintent_status_created_id', table_name='stripe_paymentintent')
     op.drop_index('ix_stripe_paymentintent_created_id', table_name='stripe_paymentintent')
+    op.drop_index('ix_contribution_recur_when_id', table_name='contribution_recur')
     op.drop_index('ix_payment_status_when_id', table_name='payment')
     op.drop_index('ix_payment_when_id', table_name='payment')
     op.drop_index('ix_contribution_status_when_id', table_name='contribution')

@@ -33,6 +33,7 @@ from admin.models import (
     PaymentProcessor,
     SubscriptionCheck,
 )
+from admin.models.records import RECUR_WHEN
 from admin.money import format_money
 from admin.services.core import audit
 from admin.services.core.stripe_reader import StripeReader
@@ -70,7 +71,6 @@ class SubscriptionFilter(Filter):
         check_range(self, errors)
 
 
-RECUR_WHEN = func.coalesce(ContributionRecur.start_date, ContributionRecur.created_at)
 RECUR_KEY = [RECUR_WHEN, ContributionRecur.id]
 
 

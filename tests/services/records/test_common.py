@@ -13,7 +13,12 @@ from admin.extensions import db
 from admin.models import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, SubscriptionCheck
 from admin.services.records import common as rec
 from admin.services.records.contacts import ContactFilter, contact_page
-from admin.services.records.subscriptions import SubscriptionFilter, subscription_page
+from admin.services.records.subscriptions import (
+    RECUR_KEY,
+    SubscriptionFilter,
+    subscription_page,
+    subscription_query,
+)
 
 DAY = datetime(2026, 10, 5, 12, 0)
 
@@ -311,7 +316,7 @@ def test_big_lists_count_to_a_cap_and_total_broad_filters_once_a_minute(book, mo
 
 
 def test_record_pages_read_their_sort_index_not_the_whole_table(book):
-    """First, deep and per-status pages of contributions, payments and intents walk an index in page order
+    """First, deep and per-status pages of contributions, payments, intents and subscriptions walk an index in page order
     (SQLite's plan names it, and no temporary sort of the table)."""
     from admin.listing import _beyond, encode_cursor
     from admin.services.intents import queries as intents
@@ -326,7 +331,8 @@ def test_record_pages_read_their_sort_index_not_the_whole_table(book):
               "ix_contribution_status_when_id"),
              (rec.payment_query(rec.PaymentFilter()), rec.PAYMENT_KEY, "ix_payment_when_id"),
              (rec.payment_query(rec.PaymentFilter(status=["Refunded"])), rec.PAYMENT_KEY, "ix_payment_status_when_id"),
-             (intents.intents_query(intents.IntentFilter()), intents.ORDER, "ix_stripe_paymentintent_created")]
+             (intents.intents_query(intents.IntentFilter()), intents.ORDER, "ix_stripe_paymentintent_created"),
+             (subscription_query(SubscriptionFilter()), RECUR_KEY, "ix_contribution_recur_when_id")]
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plan is read here; bench/list_pages.py measures both databases")
     for query, key, index in cases:
