@@ -2,8 +2,8 @@
 intents by created date, each (but subscriptions) also per status (bench/list_pages.py)
 
 Revision ID: a7e3c9d1f2b4
-Revises: c4d1e2f3a5b6
-Create Date: 2026-12-07 17:40:00.000000
+Revises: e7a9c3d5b1f2
+Create Date: 2026-12-07 18:30:00.000000
 
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a7e3c9d1f2b4'
-down_revision = 'c4d1e2f3a5b6'
+down_revision = 'e7a9c3d5b1f2'
 branch_labels = None
 depends_on = None
 
