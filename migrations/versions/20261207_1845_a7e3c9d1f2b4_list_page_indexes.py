@@ -2,8 +2,8 @@
 intents by created date, each (but subscriptions) also per status (bench/list_pages.py)
 
 Revision ID: a7e3c9d1f2b4
-Revises: e7a9c3d5b1f2
-Create Date: 2026-12-07 18:30:00.000000
+Revises: a7e3f1c29b54
+Create Date: 2026-12-07 18:45:00.000000
 
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a7e3c9d1f2b4'
-down_revision = 'e7a9c3d5b1f2'
+down_revision = 'a7e3f1c29b54'
 branch_labels = None
 depends_on = None
 
