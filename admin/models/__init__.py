@@ -41,7 +41,7 @@ from .donations import (  # noqa: F401
 )
 from .jobs import EventAttempt, Job  # noqa: F401
 from .limiter import LimiterCounter  # noqa: F401
-from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
+from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection, WorkerHeartbeat  # noqa: F401
 from .processors import PaymentProcessor  # noqa: F401
 from .reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
 from .records import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, StripePaymentIntent  # noqa: F401

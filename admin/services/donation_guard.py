@@ -35,6 +35,7 @@ from ..models import REFUSAL_REASONS, DonationForm, DonationRefusal, SpentFormTo
 from ..tally import Tally
 from ..timeutil import utcnow
 from . import ratelimit
+from .monitoring import metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def refuse(reason: str, form: DonationForm | None, client_ip: str | None, detail
     else tallied with the flood it belongs to. Commits whatever it writes."""
     if reason not in REFUSAL_REASONS:
         raise ValueError(f"unknown refusal reason {reason!r}")
+    metrics.donation_refused(reason)
     message = (f"donation form {form.slug if form else '?'}: refused ({reason}) from {client_ip or 'unknown address'}"
                + (f": {detail}" if detail else ""))
     if reason == "payment_failed":

@@ -52,10 +52,13 @@ from ..dbutil import (
 from ..extensions import db
 from ..failures import database_unavailable, describe, is_transient
 from ..limiter import purge_counters
-from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
+from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
 from ..models.jobs import EventAttempt
 from ..outage import throttled
 from ..services import alarms, donation_guard, jobs, outbox, ratelimit
+from ..services.monitoring import health as monitoring_health
+from ..services.monitoring import logs as monitoring_logs
+from ..services.monitoring import metrics, multiproc
 from ..services.processors import processor_ref
 from ..stripe_gateway import GatewayError
 from ..timeutil import utcnow
@@ -155,6 +158,12 @@ def process(claimed: Claimed, worker: str, *, actor: str | None = None,
 def _attempt(row: StripeEvent, worker: str, actor: str | None, started, outcome: str, message: str | None,
              request_ids: list[str]) -> None:
     ids = ",".join(dict.fromkeys(request_ids))
+    seconds = max(0.0, (utcnow() - started).total_seconds())
+    metrics.event_processed(row.type, outcome, seconds)
+    monitoring_logs.event_processed(row_id=row.id, event_id=row.event_id, event_type=row.type,
+                                    processor_id=row.processor_id, status=outcome, attempt=row.attempts,
+                                    seconds=seconds, request_ids=request_ids, worker=worker, actor=actor,
+                                    error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None)
     db.session.add(EventAttempt(event_row_id=row.id, started_at=started, finished_at=utcnow(), worker=worker[:64],
                                 actor=actor, outcome=outcome, message=(message or None) and message[:4000],
                                 stripe_request_ids=ids[:500] or None))
@@ -268,6 +277,7 @@ def housekeeping() -> None:
     donation_guard.prune()
     ratelimit.prune(timedelta(seconds=longest))
     purge_counters()
+    monitoring_health.prune_heartbeats()
 
 
 def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:
@@ -276,6 +286,7 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+    multiproc.tidy()  # metrics files of processes that have gone (PROMETHEUS_MULTIPROC_DIR set: see metrics)
 
     def loop(first: bool) -> None:
         with app.app_context():
@@ -284,9 +295,12 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
             failures = throttled("worker", "worker batch failed {n} times in the last {seconds} s", log)
             pause = 0.0
             failing_since = None  # when the database stopped answering (time.monotonic()), or None
-            next_alarm_check = next_housekeeping = 0.0
+            next_alarm_check = next_housekeeping = next_beat = 0.0
             while not stop.is_set():
                 try:
+                    if first and time.monotonic() >= next_beat:  # /readyz and the dashboard: a worker is alive
+                        monitoring_health.beat()
+                        next_beat = time.monotonic() + float(app.config["WORKER_HEARTBEAT_SECONDS"])
                     done = run_batch(worker)
                     pause, failing_since = 0.0, None
                     if first and time.monotonic() >= next_alarm_check:
@@ -311,6 +325,11 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                     done = 0
                 if not done:
                     stop.wait(app.config["WORKER_IDLE_SLEEP"])
+            if first:
+                try:
+                    monitoring_health.stop_beating()
+                except Exception:  # noqa: BLE001 - the row ages out instead
+                    rollback_quietly()
             db.session.remove()
 
     threads = [threading.Thread(target=loop, args=(i == 0,), name=f"paydesk-worker-{i}", daemon=True)
@@ -405,6 +424,7 @@ def run_processes(app: Flask, processes: int, concurrency: int, *, target=None,
                               f" in {pause:g} s ({slot.quick_exits} quick exits in a row)" if pause else "")
                     slot.proc.close()
                     slot.proc = None
+                    multiproc.tidy()
                 if slot.proc is None and now >= slot.start_at and not stop.is_set():
                     start(slot)
                     log.warning("worker process %s restarted (pid %s)", slot.name, slot.proc.pid)
