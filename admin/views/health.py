@@ -7,15 +7,17 @@ import ipaddress
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
-from ..extensions import db
-from ..services.monitoring import health, metrics
+from admin.extensions import db
+from admin.services.monitoring import health, metrics
 
 bp = Blueprint("health", __name__)
 
 # What "internal" means for /metrics: loopback, the private IPv4 ranges (RFC 1918) and IPv6 unique-local
 # addresses. Not Python's is_private, which also takes the documentation ranges (203.0.113.0/24, ...).
-INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7"))
+INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7")
+)
 
 
 @bp.get("/healthz")
@@ -33,7 +35,9 @@ def readyz():
     says what it found."""
     ready, checks = health.readiness()
     reasons = [f"{name}: {found}" for name, found in checks.items() if not found.startswith("ok")]
-    return jsonify(status="ready" if ready else "not ready", checks=checks, reasons=reasons), 200 if ready else 503
+    return jsonify(
+        status="ready" if ready else "not ready", checks=checks, reasons=reasons
+    ), 200 if ready else 503
 
 
 def internal_client() -> bool:
@@ -54,15 +58,21 @@ def internal_client() -> bool:
 def _token_ok() -> bool:
     token = current_app.config.get("METRICS_TOKEN")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                                              str(token).encode())
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), str(token).encode())
+    )
 
 
 @bp.get("/metrics")
 def prometheus_metrics():
     if not (internal_client() or _token_ok()):
-        response = jsonify(error="unauthorized", message="/metrics needs Authorization: Bearer <PAYDESK_METRICS_TOKEN> "
-                           "from outside the internal network")
+        response = jsonify(
+            error="unauthorized",
+            message="/metrics needs Authorization: Bearer <PAYDESK_METRICS_TOKEN> "
+            "from outside the internal network",
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="paydesk metrics"'
         return response, 401
     body, content_type = metrics.render()

@@ -18,10 +18,19 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, func, select, text, update
 
-from ...dbutil import immediate, insert_ignore
-from ...extensions import db
-from ...models import EV_ERROR, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, Job, OutboxTask, StripeEvent, WorkerHeartbeat
-from ...timeutil import utcnow
+from admin.dbutil import immediate, insert_ignore
+from admin.extensions import db
+from admin.models import (
+    EV_ERROR,
+    EV_PROCESSING,
+    EV_QUEUED,
+    EV_SUCCESS,
+    Job,
+    OutboxTask,
+    StripeEvent,
+    WorkerHeartbeat,
+)
+from admin.timeutil import utcnow
 
 QUEUE_STATUSES = (EV_QUEUED, EV_PROCESSING, EV_ERROR)
 
@@ -41,8 +50,11 @@ def oldest_queued_seconds(now: datetime | None = None) -> float | None:
     """How long the event that has waited longest for a worker has been due (received, or its retry due);
     None when nothing is due. One read of the queue index's first entry."""
     now = now or utcnow()
-    due = db.session.scalar(select(func.min(StripeEvent.next_attempt_at))
-                            .where(StripeEvent.status == EV_QUEUED, StripeEvent.next_attempt_at <= now))
+    due = db.session.scalar(
+        select(func.min(StripeEvent.next_attempt_at)).where(
+            StripeEvent.status == EV_QUEUED, StripeEvent.next_attempt_at <= now
+        )
+    )
     return None if due is None else max(0.0, (now - due).total_seconds())
 
 
@@ -50,10 +62,14 @@ def heartbeat_age(now: datetime | None = None) -> tuple[float | None, int]:
     """(seconds since the freshest heartbeat or None, how many workers beat within READY_HEARTBEAT_MAX_AGE)."""
     now = now or utcnow()
     limit = float(current_app.config["READY_HEARTBEAT_MAX_AGE"]) or 3 * float(
-        current_app.config["WORKER_HEARTBEAT_SECONDS"])
+        current_app.config["WORKER_HEARTBEAT_SECONDS"]
+    )
     latest, alive = db.session.execute(
-        select(func.max(WorkerHeartbeat.beat_at),
-               func.count().filter(WorkerHeartbeat.beat_at >= now - timedelta(seconds=limit)))).one()
+        select(
+            func.max(WorkerHeartbeat.beat_at),
+            func.count().filter(WorkerHeartbeat.beat_at >= now - timedelta(seconds=limit)),
+        )
+    ).one()
     return (None if latest is None else max(0.0, (now - latest).total_seconds())), int(alive or 0)
 
 
@@ -61,15 +77,28 @@ def queue_snapshot(now: datetime | None = None) -> QueueSnapshot:
     now = now or utcnow()
     snap = QueueSnapshot(now=now)
     snap.events_by_status = {s: 0 for s in QUEUE_STATUSES}
-    snap.events_by_status.update(db.session.execute(
-        select(StripeEvent.status, func.count()).where(StripeEvent.status.in_(QUEUE_STATUSES))
-        .group_by(StripeEvent.status)).all())
+    snap.events_by_status.update(
+        db.session.execute(
+            select(StripeEvent.status, func.count())
+            .where(StripeEvent.status.in_(QUEUE_STATUSES))
+            .group_by(StripeEvent.status)
+        ).all()
+    )
     snap.oldest_queued_seconds = oldest_queued_seconds(now)
-    snap.outbox = {(k, s): n for k, s, n in db.session.execute(
-        select(OutboxTask.kind, OutboxTask.status, func.count()).where(OutboxTask.status != EV_SUCCESS)
-        .group_by(OutboxTask.kind, OutboxTask.status))}
-    snap.jobs = {(k, s): n for k, s, n in db.session.execute(
-        select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))}
+    snap.outbox = {
+        (k, s): n
+        for k, s, n in db.session.execute(
+            select(OutboxTask.kind, OutboxTask.status, func.count())
+            .where(OutboxTask.status != EV_SUCCESS)
+            .group_by(OutboxTask.kind, OutboxTask.status)
+        )
+    }
+    snap.jobs = {
+        (k, s): n
+        for k, s, n in db.session.execute(
+            select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+        )
+    }
     snap.heartbeat_seconds, snap.workers_alive = heartbeat_age(now)
     db.session.rollback()  # end the read transaction: a scrape holds nothing
     return snap
@@ -105,8 +134,10 @@ def _check_migrations() -> str | None:
             return "the database has no migration record: run `flask --app wsgi db upgrade`"
         raise
     if current != set(heads):
-        return (f"the database is at migration {', '.join(sorted(current)) or 'none'}, this code expects "
-                f"{', '.join(sorted(heads))}: run `flask --app wsgi db upgrade`")
+        return (
+            f"the database is at migration {', '.join(sorted(current)) or 'none'}, this code expects "
+            f"{', '.join(sorted(heads))}: run `flask --app wsgi db upgrade`"
+        )
     return None
 
 
@@ -129,7 +160,9 @@ def readiness() -> tuple[bool, dict[str, str]]:
     if limit:
         waited = oldest_queued_seconds(now)
         if waited is not None and waited > limit:
-            checks["queue"] = f"the oldest queued event has waited {waited:.0f} s for a worker (limit {limit:.0f} s)"
+            checks["queue"] = (
+                f"the oldest queued event has waited {waited:.0f} s for a worker (limit {limit:.0f} s)"
+            )
             ok = False
         else:
             checks["queue"] = "ok" if waited is None else f"ok (oldest queued event waiting {waited:.0f} s)"
@@ -150,6 +183,7 @@ def readiness() -> tuple[bool, dict[str, str]]:
 
 # -- the worker's heartbeat --------------------------------------------------------------------------
 
+
 def heartbeat_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:255]
 
@@ -159,8 +193,9 @@ def beat(name: str | None = None) -> None:
     name = name or heartbeat_name()
     now = utcnow()
     immediate()
-    if not db.session.execute(update(WorkerHeartbeat).where(WorkerHeartbeat.name == name)
-                              .values(beat_at=now)).rowcount:
+    if not db.session.execute(
+        update(WorkerHeartbeat).where(WorkerHeartbeat.name == name).values(beat_at=now)
+    ).rowcount:
         insert_ignore(WorkerHeartbeat, {"name": name, "started_at": now, "beat_at": now}, ["name"])
     db.session.commit()
 
@@ -175,6 +210,8 @@ def stop_beating(name: str | None = None) -> None:
 def prune_heartbeats(older_than: timedelta = timedelta(days=1)) -> int:
     """Delete heartbeats of processes that died without stopping (the worker's housekeeping). Commits."""
     immediate()
-    n = db.session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.beat_at < utcnow() - older_than)).rowcount
+    n = db.session.execute(
+        delete(WorkerHeartbeat).where(WorkerHeartbeat.beat_at < utcnow() - older_than)
+    ).rowcount
     db.session.commit()
     return n

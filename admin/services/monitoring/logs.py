@@ -48,7 +48,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -115,7 +117,9 @@ def init_app(app: Flask) -> None:
                 "event_id": g.get("event_id"),
                 "stripe_request_ids": g.get("stripe_request_ids") or None,
             }
-            REQUESTS.info("%s %s %s", request.method, request.path, response.status_code, extra={FIELDS: fields})
+            REQUESTS.info(
+                "%s %s %s", request.method, request.path, response.status_code, extra={FIELDS: fields}
+            )
         return response
 
 
@@ -125,12 +129,33 @@ def stripe_request_seen(request_id: str | None) -> None:
         g.setdefault("stripe_request_ids", []).append(request_id)
 
 
-def event_processed(*, row_id: int, event_id: str, event_type: str, processor_id: int, status: str, attempt: int,
-                    seconds: float, request_ids: list[str], worker: str, actor: str | None, error: str | None) -> None:
+def event_processed(
+    *,
+    row_id: int,
+    event_id: str,
+    event_type: str,
+    processor_id: int,
+    status: str,
+    attempt: int,
+    seconds: float,
+    request_ids: list[str],
+    worker: str,
+    actor: str | None,
+    error: str | None,
+) -> None:
     if not EVENTS.isEnabledFor(logging.INFO):
         return
-    fields = {"event_id": event_id, "event_row_id": row_id, "event_type": event_type, "processor": processor_id,
-              "status": status, "attempt": attempt, "duration_ms": round(seconds * 1000, 1), "worker": worker,
-              "actor": actor, "stripe_request_ids": list(dict.fromkeys(request_ids)) or None,
-              "error": redact(error)[:500] if error else None}
+    fields = {
+        "event_id": event_id,
+        "event_row_id": row_id,
+        "event_type": event_type,
+        "processor": processor_id,
+        "status": status,
+        "attempt": attempt,
+        "duration_ms": round(seconds * 1000, 1),
+        "worker": worker,
+        "actor": actor,
+        "stripe_request_ids": list(dict.fromkeys(request_ids)) or None,
+        "error": redact(error)[:500] if error else None,
+    }
     EVENTS.info("event %s (%s) %s", event_id, event_type, status, extra={FIELDS: fields})
