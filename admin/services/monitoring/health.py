@@ -30,6 +30,7 @@ from admin.models import (
     StripeEvent,
     WorkerHeartbeat,
 )
+from admin.services.dashboard import counts_per
 from admin.timeutil import utcnow
 
 QUEUE_STATUSES = (EV_QUEUED, EV_PROCESSING, EV_ERROR)
@@ -215,3 +216,64 @@ def prune_heartbeats(older_than: timedelta = timedelta(days=1)) -> int:
     ).rowcount
     db.session.commit()
     return n
+
+
+# -- the dashboard's queue health ----------------------------------------------------------------------
+
+
+@dataclass
+class QueueHealth:
+    """The queue at a glance: is it moving, is a worker alive, is anything failing?"""
+
+    oldest_queued_seconds: float | None
+    waiting: int
+    errors_last_hour: int
+    workers_alive: int
+    heartbeat_seconds: float | None
+    minutes: list[datetime]  # the last hour, minute by minute
+    received_per_minute: list[int]
+    processed_per_minute: list[int]
+    hours: list[datetime]  # the last 48 hours
+    errors_per_hour: list[int]
+    too_old: bool = False  # the oldest queued event is past READY_QUEUE_MAX_AGE
+
+
+def queue_health(now: datetime | None = None) -> QueueHealth:
+    """Read through indexed columns only: events by ``received_at`` (processed ones among those received in
+    the last day), the queue index for the oldest due event."""
+    now = now or utcnow()
+    minutes, received = counts_per(StripeEvent.received_at, [], "minute", 60, now)
+    _, processed = counts_per(
+        StripeEvent.processed_at, [StripeEvent.received_at >= now - timedelta(days=1)], "minute", 60, now
+    )
+    hours, errors = counts_per(StripeEvent.received_at, [StripeEvent.status == EV_ERROR], "hour", 48, now)
+    waiting = int(
+        db.session.scalar(
+            select(func.count()).select_from(StripeEvent).where(StripeEvent.status.in_((EV_QUEUED, EV_PROCESSING)))
+        )
+        or 0
+    )
+    oldest = oldest_queued_seconds(now)
+    beat_age, alive = heartbeat_age(now)
+    limit = float(current_app.config["READY_QUEUE_MAX_AGE"])
+    errors_last_hour = int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(StripeEvent)
+            .where(StripeEvent.received_at >= now - timedelta(hours=1), StripeEvent.status == EV_ERROR)
+        )
+        or 0
+    )
+    return QueueHealth(
+        oldest_queued_seconds=oldest,
+        waiting=waiting,
+        errors_last_hour=errors_last_hour,
+        workers_alive=alive,
+        heartbeat_seconds=beat_age,
+        minutes=minutes,
+        received_per_minute=received,
+        processed_per_minute=processed,
+        hours=hours,
+        errors_per_hour=errors,
+        too_old=bool(limit and oldest is not None and oldest > limit),
+    )
