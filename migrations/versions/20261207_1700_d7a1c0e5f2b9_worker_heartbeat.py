@@ -2,7 +2,7 @@
 
 Revision ID: d7a1c0e5f2b9
 Revises: c4d1e2f3a5b6
-Create Date: 2026-12-10 09:00:00
+Create Date: 2026-12-07 17:00:00
 
 """
 from alembic import op
