@@ -280,6 +280,16 @@ def housekeeping() -> None:
     monitoring_health.prune_heartbeats()
 
 
+def _beat() -> None:
+    """Say this process is alive (/readyz, the dashboard), right after a batch: the database answers then. A
+    failure is not the worker's problem (its batches report the database's state): the row just ages."""
+    try:
+        monitoring_health.beat()
+    except Exception as exc:  # noqa: BLE001
+        rollback_quietly()
+        log.debug("worker heartbeat not written: %s", describe(exc))
+
+
 def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:
     """The long-running worker: ``concurrency`` threads until SIGINT/SIGTERM (or ``stop``)."""
     stop = stop or threading.Event()
@@ -298,11 +308,11 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
             next_alarm_check = next_housekeeping = next_beat = 0.0
             while not stop.is_set():
                 try:
-                    if first and time.monotonic() >= next_beat:  # /readyz and the dashboard: a worker is alive
-                        monitoring_health.beat()
-                        next_beat = time.monotonic() + float(app.config["WORKER_HEARTBEAT_SECONDS"])
                     done = run_batch(worker)
                     pause, failing_since = 0.0, None
+                    if first and time.monotonic() >= next_beat:
+                        _beat()
+                        next_beat = time.monotonic() + float(app.config["WORKER_HEARTBEAT_SECONDS"])
                     if first and time.monotonic() >= next_alarm_check:
                         # The card-testing alarm's warning is logged even when no staff page is open.
                         alarms.check()
