@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .config import VERSION, DefaultConfig, env_overrides
+from admin.config import VERSION, DefaultConfig, env_overrides
 
 __version__ = VERSION
 
@@ -24,11 +24,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _init_logging(app)
 
-    from .keys import ensure_keys
+    from admin.keys import ensure_keys
 
     ensure_keys(app)
 
-    from .dbutil import resolve_sqlite_url
+    from admin.dbutil import resolve_sqlite_url
 
     # A relative SQLite path is read from the current directory, as sqlite3 and every other tool read it
     # (Flask-SQLAlchemy would look for it inside instance/); unset: paydesk.sqlite3 in the instance folder.
@@ -51,23 +51,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _init_proxies(app)
     _init_extensions(app)
 
-    from .services import monitoring
+    from admin.services import monitoring
 
     monitoring.init_app(app)
 
-    from .views import register_blueprints
+    from admin.views import register_blueprints
 
     register_blueprints(app)
 
-    from .cli import register_cli
+    from admin.cli import register_cli
 
     register_cli(app)
     return app
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import models  # noqa: F401  (tables must be known to db and Alembic)
-    from .extensions import csrf, db, login_manager, migrate
+    from admin import models  # noqa: F401  (tables must be known to db and Alembic)
+    from admin.extensions import csrf, db, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
@@ -81,7 +81,7 @@ def _init_extensions(app: Flask) -> None:
         """``<id>.<session token>``: a session whose token is no longer the user's has ended."""
         import hmac
 
-        from .dbutil import parse_id
+        from admin.dbutil import parse_id
 
         uid, _, token = (user_id or "").partition(".")
         pk = parse_id(uid)

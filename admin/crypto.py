@@ -11,7 +11,7 @@ import json
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
-from .services import ServiceError
+from admin.errors import ServiceError
 
 
 class SecretDecryptError(ServiceError):

@@ -11,8 +11,8 @@ from flask import current_app
 from sqlalchemy import event, func, insert
 from sqlalchemy.orm import Session
 
-from .extensions import db
-from .failures import database_unavailable
+from admin.extensions import db
+from admin.failures import database_unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,7 +162,7 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
     done within that long of the database's return), for at most ``DB_RETRY_SECONDS`` or until the
     ``time.monotonic()`` deadline ``until``; then the last error is raised. Any other error is raised at once.
     """
-    from .outage import GRACE_SECONDS, throttled
+    from admin.outage import GRACE_SECONDS, throttled
 
     cfg = current_app.config
     started = time.monotonic()

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .stripe_gateway import Gateway, GatewayError
-from .stripe_shapes import sid
+from admin.stripe_gateway import Gateway, GatewayError
+from admin.stripe_shapes import sid
 
 CARD_OK = "4242424242424242"
 CARD_3DS = "4000002500003155"  # requires_action until the donor authenticates

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .crypto import SecretDecryptError
-from .stripe_gateway import GatewayError
+from admin.crypto import SecretDecryptError
+from admin.stripe_gateway import GatewayError
 
 
 def is_transient(exc: Exception) -> bool:

@@ -17,7 +17,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .models import FREQUENCY_LABELS
+from admin.models import FREQUENCY_LABELS
 
 
 class EmptyForm(FlaskForm):
@@ -36,7 +36,7 @@ class LoginForm(FlaskForm):
 
 class DonationFormForm(FlaskForm):
     """An admin's settings for a donation form. It only carries them: the service
-    (``services.donation_forms``) checks and normalises every one, and each refusal names its setting and
+    (``services.donations.forms``) checks and normalises every one, and each refusal names its setting and
     says why ("Currency: ..."), as ``forms add`` does. No check here, so no message that names no field."""
 
     title = StringField("Title")

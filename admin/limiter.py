@@ -31,8 +31,8 @@ from limits.storage import Storage
 from sqlalchemy import bindparam, case, delete, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
-from .models import LimiterCounter
+from admin.extensions import db
+from admin.models import LimiterCounter
 
 SQL_SCHEME = "paydesk-sql"
 _PURGE_EVERY = 500  # increments between deletions of expired counters
@@ -176,7 +176,7 @@ def _upsert(dialect: str):
 
 def init_limiter(app: Flask) -> Limiter:
     """This app's Limiter, with the shared storage described above."""
-    # Its INFO line per breach repeats paydesk's own refusal log line (admin.services.donation_guard).
+    # Its INFO line per breach repeats paydesk's own refusal log line (admin.services.donations.guard).
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     storage = app.config.get("RATELIMIT_STORAGE_URL") or f"{SQL_SCHEME}://"
     limiter = Limiter(key_func=client_ip, storage_uri=storage, strategy="fixed-window",

@@ -27,10 +27,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql import ColumnElement
 
-from .dbutil import MAX_ID
-from .extensions import db
-from .money import parse_money
-from .stripe_shapes import stripe_id_problem
+from admin.dbutil import MAX_ID
+from admin.extensions import db
+from admin.money import parse_money
+from admin.stripe_shapes import stripe_id_problem
 
 PAGE_SIZES = (25, 100)
 MAX_INT = MAX_ID  # whole-number filters are ids: what an Integer primary key holds everywhere
@@ -146,7 +146,7 @@ class Filter:
         """``from_args`` for callers that cannot show a partly applied filter (a job's stored criteria,
         a confirmation, the CLI): the filter, or a ``ServiceError`` naming every field that cannot be
         read (by its label on the page, or as CLI options, ``--min-amount``, with ``options``)."""
-        from .services import ServiceError
+        from admin.errors import ServiceError
 
         flt, errors = cls.from_args(args)
         if errors:
@@ -260,7 +260,7 @@ def processor_field() -> Any:
 
 
 def _missing_processor(ppid: int) -> str | None:
-    from .models import PaymentProcessor
+    from admin.models import PaymentProcessor
 
     return None if db.session.get(PaymentProcessor, ppid) is not None else f"there is no payment processor {ppid}"
 

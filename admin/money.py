@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Select, func, select
 
-from .extensions import db
+from admin.extensions import db
 
 # -- the currencies Stripe charges in --------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import time
 
 from flask import current_app
 
-from .failures import database_unavailable, describe
+from admin.failures import database_unavailable, describe
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, flash, g, jsonify, make_response, redirect, request, url_for
 from flask_login import current_user, login_url
 
-from .extensions import login_manager
-from .htmx import is_htmx
-from .models import ROLES
+from admin.extensions import login_manager
+from admin.htmx import is_htmx
+from admin.models import ROLES
 
 JSON_PREFIXES = ("/webhooks/", "/api/")
 
@@ -247,8 +247,8 @@ def init_security(app: Flask) -> None:
     app.before_request_funcs[None].insert(1, _bound_body)  # before anything reads the body
     app.after_request(_set_security_headers)
 
-    from .forms import EmptyForm
-    from .money import format_money
+    from admin.forms import EmptyForm
+    from admin.money import format_money
 
     @app.context_processor
     def _helpers():

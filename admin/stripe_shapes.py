@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .money import MAX_MINOR_UNITS  # what a Money column holds
+from admin.money import MAX_MINOR_UNITS  # what a Money column holds
 
 # data.object["object"] -> the gateway resource that retrieves it.
 RESOURCE_OF = {

@@ -8,7 +8,7 @@ added up per key and written together by a timer, at most once per interval, wit
 saying how many. An interval of 0 writes every refusal.
 
 Used by the webhook endpoint (``webhooks/rejections.py``) and the donation form
-(``services/donation_guard.py``); each says how its counts are written and summed up in words.
+(``services/donations/guard.py``); each says how its counts are written and summed up in words.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 
 from flask import Flask, current_app
 
-from .extensions import db
+from admin.extensions import db
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ def fill(n_intents: int, n_contributions: int, n_signals: int) -> None:
 
     from admin.extensions import db
     from admin.models import CardTestingSignal, Contribution, StripePaymentIntent
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
     from admin.timeutil import utcnow
 
     ppid = add_processor(name="bench", secret_key="sk_test_bench", webhook_secrets=["whsec_b"],
@@ -90,7 +90,7 @@ def timed(fn, runs: int) -> tuple[float, float]:
 def run(backend: str, args) -> None:
     from admin import create_app
     from admin.extensions import db
-    from admin.services import alarms
+    from admin.services.monitoring import alarms
 
     tmp = Path(tempfile.mkdtemp(prefix="paydesk-bench-alarm-"))
     dbname = None

@@ -212,7 +212,7 @@ def next_link(html: str) -> str:
 def page_query(flt, after: str):
     """The query the page runs (``keyset_page``); ``flt`` None: the deep page, at cursor ``after``."""
     from admin.listing import _beyond, decode_cursor
-    from admin.services import events as ev
+    from admin.services.events import queries as ev
 
     if flt is not None:
         return ev.local_query(flt).order_by(*[c.desc() for c in ev.ORDER]).limit(flt.size + 1)
@@ -237,9 +237,9 @@ def run_backend(backend: str, rows: int, repeat: int, show_plans: bool, keep: bo
     from admin import create_app
     from admin.extensions import db
     from admin.models import StripeEvent
-    from admin.services import events as ev
-    from admin.services.processors import add_processor
-    from admin.services.users import create_user
+    from admin.services.events import queries as ev
+    from admin.services.settings.processors import add_processor
+    from admin.services.staff.users import create_user
 
     url = scratch_database(backend)
     out: list[tuple] = []

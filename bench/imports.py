@@ -95,7 +95,7 @@ def record_counts() -> dict[str, int]:
 
 
 def run_import(app, backend: str, kind: str, ppid: int, stripe_pid: int) -> Run:
-    from admin.services import jobs
+    from admin.services.core import jobs
 
     with app.app_context():
         before_rows = record_counts()

@@ -146,7 +146,7 @@ class Auth:
         self.client = client
 
     def create(self, email: str, role: str) -> None:
-        from admin.services.users import create_user, find_user
+        from admin.services.staff.users import create_user, find_user
 
         if not find_user(email):
             create_user(email, PASSWORD, role)
@@ -225,7 +225,7 @@ def empty_localstripe(_empty_localstripe_server):
 @pytest.fixture
 def empty_processor(app, empty_localstripe):
     """A test-mode processor on ``empty_localstripe``."""
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     return add_processor(name=f"Stripe empty {uuid.uuid4().hex[:6]}", secret_key="sk_test_empty_" + uuid.uuid4().hex,
                          publishable_key="pk_test_empty", webhook_secrets=[WEBHOOK_SECRET],
@@ -245,7 +245,7 @@ def localstripe_wiped_after(localstripe):
 @pytest.fixture
 def processor(app, localstripe):
     """A test-mode processor that talks to the session's localstripe."""
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     return add_processor(name=f"Stripe test {uuid.uuid4().hex[:6]}", secret_key="sk_test_paydesk_" + uuid.uuid4().hex,
                          publishable_key="pk_test_paydesk", webhook_secrets=[WEBHOOK_SECRET],
@@ -255,7 +255,7 @@ def processor(app, localstripe):
 @pytest.fixture
 def offline_processor(app):
     """A processor whose API base is a closed port: every Stripe call must be mocked with ``responses``."""
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     return add_processor(name="Stripe mocked", secret_key="sk_test_mocked", publishable_key="pk_test_mocked",
                          webhook_secrets=[WEBHOOK_SECRET], api_base="http://127.0.0.1:9", mode="test", default=True)

@@ -10,8 +10,8 @@ import urllib.request
 
 import responses
 
-from admin.services.donation_forms import FormSettings, create_form
-from admin.services.processors import gateway
+from admin.services.donations.forms import FormSettings, create_form
+from admin.services.settings.processors import gateway
 
 CARD_OK = "4242424242424242"
 CARD_DECLINED_AT_ATTACH = "4000000000000002"  # localstripe declines it when attached to a customer

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from admin.extensions import db
-from admin.services.intent_ops import learn_intent
-from admin.services.processors import gateway
+from admin.services.intents.ops import learn_intent
+from admin.services.settings.processors import gateway
 from admin.timeutil import utcnow
 
 CARD_OK = "4242424242424242"
@@ -47,7 +47,7 @@ def succeeded(processor, amount: int = 2500) -> dict:
 
 def track(processor, pi: dict, *, age: timedelta | None = None, **local):
     """paydesk tracks the intent; ``age`` back-dates paydesk's record (what the jobs go by)."""
-    from admin.services.intents import by_intent_id
+    from admin.services.intents.queries import by_intent_id
 
     learn_intent(processor, pi)
     row = by_intent_id(pi["id"])

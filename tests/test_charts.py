@@ -11,7 +11,7 @@ import pytest
 from admin.charts import Series, chart, nice_ceiling
 from admin.extensions import db
 from admin.models import Contribution, StripeEvent
-from admin.services.dashboard import contribution_charts, counts_per, periods
+from admin.services.monitoring.dashboard import contribution_charts, counts_per, periods
 
 
 def test_a_bar_chart_says_in_words_and_numbers_what_it_draws():

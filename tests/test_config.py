@@ -110,7 +110,7 @@ def test_sqlite_pragmas_are_on(instance_dir, tmp_path):
 def test_encryption_key_protects_stored_secrets(instance_dir, tmp_path):
     from admin.crypto import SecretDecryptError
     from admin.models import PaymentProcessor
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     url = f"sqlite:///{tmp_path / 'enc.sqlite3'}"
     first = create_app({"TESTING": True, "DATABASE_URL": url, "ENCRYPTION_KEY": "key-one"})
@@ -197,7 +197,7 @@ def test_a_cookie_signed_with_the_old_public_default_signs_nobody_in(instance_di
     """The fixed value that used to be the default: a session forged with it is worthless now."""
     from flask.sessions import SecureCookieSessionInterface
 
-    from admin.services.users import create_user
+    from admin.services.staff.users import create_user
 
     app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'forge.sqlite3'}"})
     with app.app_context():
@@ -217,7 +217,7 @@ def test_a_cookie_signed_with_the_old_public_default_signs_nobody_in(instance_di
 
 def test_rotating_the_secret_key_keeps_stored_stripe_secrets_readable(instance_dir, tmp_path):
     from admin.models import PaymentProcessor
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     url = f"sqlite:///{tmp_path / 'rotate.sqlite3'}"
     first = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "old secret key"})

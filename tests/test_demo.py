@@ -14,16 +14,8 @@ from sqlalchemy import func, select
 
 from admin.demo_data import DONORS, create_demo_data
 from admin.extensions import db
-from admin.models import (
-    COMPLETED,
-    EV_ERROR,
-    Contact,
-    Contribution,
-    ContributionRecur,
-    Payment,
-    StripeEvent,
-)
-from admin.services.processors import gateway
+from admin.models import COMPLETED, EV_ERROR, Contact, Contribution, ContributionRecur, Payment, StripeEvent
+from admin.services.settings.processors import gateway
 
 pytestmark = pytest.mark.localstripe
 

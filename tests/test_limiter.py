@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from admin.extensions import db
 from admin.limiter import SQLStorage
-from admin.services.donation_forms import FormSettings, create_form
-from admin.services.processors import add_processor
+from admin.services.donations.forms import FormSettings, create_form
+from admin.services.settings.processors import add_processor
 
 LIMIT = "3 per minute"
 

@@ -9,11 +9,11 @@ from datetime import datetime
 import pytest
 from werkzeug.datastructures import MultiDict
 
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.listing import Amount, Filter, keyset_page
 from admin.models import StripeEvent
-from admin.services import ServiceError
-from admin.services.events import ORDER, EventFilter, local_query
+from admin.services.events.queries import ORDER, EventFilter, local_query
 
 
 @dataclass

@@ -99,7 +99,7 @@ def test_models_match_migrations(migrated_app, backend):
 def test_upgraded_schema_takes_data(migrated_app, backend):
     """A processor and a queued event can be written into the migrated (not create_all) schema."""
     from admin.models import StripeEvent
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
     from admin.webhooks.ingest import store_event
 
     upgrade()

@@ -148,6 +148,6 @@ def test_money_totals_counts_and_sums_per_currency_whatever_its_case(app, offlin
         MoneyTotal("eur", 1, 700, fee=40, net=660), MoneyTotal("usd", 2, 3500, fee=162, net=3338)]
     assert money_totals(select(Contribution).where(Contribution.amount > 5000)) == []
     assert money_totals(select(StripePaymentIntent)) == [MoneyTotal("", 1, 900), MoneyTotal("usd", 2, 800)]
-    from admin.services import intents  # what /intents and its bulk confirmation show
+    from admin.services.intents import queries as intents  # what /intents and its bulk confirmation show
 
     assert intents.money_totals(intents.intents_query(intents.IntentFilter())) == money_totals(select(StripePaymentIntent))

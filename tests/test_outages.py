@@ -23,7 +23,8 @@ from stripe_world import OneOff, StripeWorld
 
 from admin.extensions import db
 from admin.models import Contribution, OutboxTask, Payment, StripeEvent
-from admin.services import contributions, receipts
+from admin.services.donations import receipts
+from admin.services.records import contributions
 from admin.webhooks.worker import run_forever, run_once
 
 pytestmark = pytest.mark.pg_restart
@@ -57,7 +58,7 @@ def pg_app(cluster, tmp_path):
 
 @pytest.fixture
 def world(pg_app):
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     add_processor(name="Stripe mocked", secret_key="sk_test_mocked", publishable_key="pk_test_mocked",
                   webhook_secrets=[WEBHOOK_SECRET], api_base="http://127.0.0.1:9", mode="test", default=True)
@@ -83,7 +84,7 @@ def test_receipt_sent_as_postgresql_goes_down_is_recorded_on_its_return_and_neve
         pg_app, world, cluster, monkeypatch):
     """The issue's case: the mail goes out, then the database is restarting when the commit that records it
     comes (here: stopped for 1.5 s)."""
-    from admin.services.processors import processor_ref
+    from admin.services.settings.processors import processor_ref
     from admin.webhooks.ingest import store_event
 
     real = receipts.deliver
@@ -107,7 +108,7 @@ def test_receipt_sent_as_postgresql_goes_down_is_recorded_on_its_return_and_neve
 
 def test_postgresql_stop_mid_batch_answers_503_then_processes_the_batch_on_its_return(pg_app, world, cluster,
                                                                                      monkeypatch, caplog):
-    from admin.services.processors import processor_ref
+    from admin.services.settings.processors import processor_ref
     from admin.webhooks.ingest import store_event
 
     pays = [OneOff(world) for _ in range(5)]

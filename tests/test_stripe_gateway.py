@@ -12,7 +12,7 @@ import requests
 import responses
 import stripe_objects as so
 
-from admin.services.processors import gateway
+from admin.services.settings.processors import gateway
 from admin.stripe_gateway import Gateway, GatewayError
 
 API = "http://127.0.0.1:9"  # the offline_processor's API base: a closed port

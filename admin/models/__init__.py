@@ -4,8 +4,8 @@ Datetimes are naive UTC (see ``admin.timeutil``). One module per area; everythin
 re-exported here, so ``from admin.models import X`` works for every table and constant.
 """
 
-from .alarms import CardTestingEpisode  # noqa: F401
-from .base import (  # noqa: F401
+from admin.models.alarms import CardTestingEpisode  # noqa: F401
+from admin.models.base import (  # noqa: F401
     CANCELLED,
     COMPLETED,
     CONTRIBUTION_STATUSES,
@@ -28,8 +28,8 @@ from .base import (  # noqa: F401
     ROLES,
     Money,
 )
-from .checks import SubscriptionCheck  # noqa: F401
-from .donations import (  # noqa: F401
+from admin.models.checks import SubscriptionCheck  # noqa: F401
+from admin.models.donations import (  # noqa: F401
     FREQUENCIES,
     FREQUENCY_LABELS,
     REFUSAL_REASONS,
@@ -39,10 +39,23 @@ from .donations import (  # noqa: F401
     DonorLink,
     SpentFormToken,
 )
-from .jobs import EventAttempt, Job  # noqa: F401
-from .limiter import LimiterCounter  # noqa: F401
-from .pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection, WorkerHeartbeat  # noqa: F401
-from .processors import PaymentProcessor  # noqa: F401
-from .reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
-from .records import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, StripePaymentIntent  # noqa: F401
-from .staff import AuditLog, RateLimit, User  # noqa: F401
+from admin.models.jobs import EventAttempt, Job  # noqa: F401
+from admin.models.limiter import LimiterCounter  # noqa: F401
+from admin.models.pipeline import (  # noqa: F401
+    CardTestingSignal,
+    OutboxTask,
+    StripeEvent,
+    WebhookRejection,
+    WorkerHeartbeat,
+)
+from admin.models.processors import PaymentProcessor  # noqa: F401
+from admin.models.reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
+from admin.models.records import (  # noqa: F401
+    Contact,
+    Contribution,
+    ContributionRecur,
+    Payment,
+    StripeCustomer,
+    StripePaymentIntent,
+)
+from admin.models.staff import AuditLog, RateLimit, User  # noqa: F401

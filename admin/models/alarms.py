@@ -1,5 +1,5 @@
 """Card-testing alarm episodes: when failed payments on a processor went above the threshold, and when
-they fell back below it (see ``admin.services.alarms``)."""
+they fell back below it (see ``admin.services.monitoring.alarms``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..timeutil import utcnow
+from admin.extensions import db
+from admin.timeutil import utcnow
 
 
 class CardTestingEpisode(db.Model):

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..timeutil import utcnow
+from admin.timeutil import utcnow
 
 # Contribution statuses (CiviCRM names).
 PENDING = "Pending"

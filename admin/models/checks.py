@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..timeutil import utcnow
+from admin.extensions import db
+from admin.timeutil import utcnow
 
 
 class SubscriptionCheck(db.Model):

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import Money, created_column
+from admin.extensions import db
+from admin.models.base import Money, created_column
+from admin.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from .processors import PaymentProcessor
+    from admin.models.processors import PaymentProcessor
 
 # Frequencies a form may offer: name shown to donors -> Stripe plan interval (None: one-off).
 FREQUENCIES = {"one-off": None, "monthly": "month", "yearly": "year"}
@@ -99,7 +99,7 @@ class DonationRefusal(db.Model):
     ``reason`` is one of ``REFUSAL_REASONS``; ``payment_failed`` is an attempt that reached Stripe
     and was declined (or failed 3-D Secure), every other reason is a request paydesk refused
     before calling Stripe. One row stands for ``count`` refusals: a flood of them from one address
-    is tallied and written together (``services.donation_guard``), ``at`` being the latest.
+    is tallied and written together (``services.donations.guard``), ``at`` being the latest.
     """
 
     __tablename__ = "donation_refusal"

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import created_column
+from admin.extensions import db
+from admin.models.base import created_column
+from admin.timeutil import utcnow
 
 # job.status
 JOB_QUEUED = "queued"  # waiting for a worker (new, or between two slices of work)

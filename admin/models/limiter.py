@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import DDL, Float, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from admin.extensions import db
 
 
 class LimiterCounter(db.Model):

@@ -19,12 +19,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import EV_QUEUED, Money, created_column
+from admin.extensions import db
+from admin.models.base import EV_QUEUED, Money, created_column
+from admin.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from .processors import PaymentProcessor
+    from admin.models.processors import PaymentProcessor
 
 
 class StripeEvent(db.Model):

@@ -13,10 +13,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .. import crypto
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import created_column
+from admin import crypto
+from admin.extensions import db
+from admin.models.base import created_column
+from admin.timeutil import utcnow
 
 
 class PaymentProcessor(db.Model):

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import Money
+from admin.extensions import db
+from admin.models.base import Money
+from admin.timeutil import utcnow
 
 
 class ReconcileScan(db.Model):

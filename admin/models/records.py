@@ -18,9 +18,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import COMPLETED, PENDING, RECUR_PENDING, Money, created_column
+from admin.extensions import db
+from admin.models.base import COMPLETED, PENDING, RECUR_PENDING, Money, created_column
+from admin.timeutil import utcnow
 
 
 class Contact(db.Model):
@@ -170,7 +170,7 @@ class StripePaymentIntent(db.Model):
     referrer: Mapped[str | None] = mapped_column(String(255))
     extra_data: Mapped[str | None] = mapped_column(Text)
     # Stripe's last_payment_error (message), and when paydesk learned of it: failed attempts in the
-    # last hour feed the card-testing alarm (admin.services.alarms).
+    # last hour feed the card-testing alarm (admin.services.monitoring.alarms).
     last_error: Mapped[str | None] = mapped_column(String(500))
     last_error_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)

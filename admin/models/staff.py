@@ -19,9 +19,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db
-from ..timeutil import utcnow
-from .base import ROLES, created_column
+from admin.extensions import db
+from admin.models.base import ROLES, created_column
+from admin.timeutil import utcnow
 
 
 def new_session_token() -> str:
@@ -30,7 +30,7 @@ def new_session_token() -> str:
 
 class RateLimit(db.Model):
     """A fixed-window counter: failed sign-ins per address and per account at an address, donation
-    attempts per card or address, ... (``admin.services.ratelimit``)."""
+    attempts per card or address, ... (``admin.services.core.ratelimit``)."""
 
     __tablename__ = "rate_limit"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -5,7 +5,7 @@ from datetime import timedelta
 from flask import Flask
 from werkzeug.routing import BaseConverter, ValidationError
 
-from ..dbutil import parse_id
+from admin.dbutil import parse_id
 
 
 class IdConverter(BaseConverter):
@@ -28,24 +28,24 @@ class IdConverter(BaseConverter):
 
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter  # before any blueprint's rules reach the map
-    from ..security import init_security
-    from ..webhooks.endpoint import bp as webhooks_bp
-    from .audit import bp as audit_bp
-    from .auth import bp as auth_bp
-    from .contacts import bp as contacts_bp
-    from .contributions import bp as contributions_bp
-    from .customers import bp as customers_bp
-    from .dashboard import bp as dashboard_bp
-    from .donate import init_app as init_donate
-    from .errors import bp as errors_bp
-    from .events import bp as events_bp
-    from .forms import bp as forms_bp
-    from .health import bp as health_bp
-    from .intents import bp as intents_bp
-    from .jobs import bp as jobs_bp
-    from .payments import bp as payments_bp
-    from .reconcile import bp as reconcile_bp
-    from .subscriptions import bp as subscriptions_bp
+    from admin.security import init_security
+    from admin.views.audit import bp as audit_bp
+    from admin.views.auth import bp as auth_bp
+    from admin.views.contacts import bp as contacts_bp
+    from admin.views.contributions import bp as contributions_bp
+    from admin.views.customers import bp as customers_bp
+    from admin.views.dashboard import bp as dashboard_bp
+    from admin.views.donate import init_app as init_donate
+    from admin.views.errors import bp as errors_bp
+    from admin.views.events import bp as events_bp
+    from admin.views.forms import bp as forms_bp
+    from admin.views.health import bp as health_bp
+    from admin.views.intents import bp as intents_bp
+    from admin.views.jobs import bp as jobs_bp
+    from admin.views.payments import bp as payments_bp
+    from admin.views.reconcile import bp as reconcile_bp
+    from admin.views.subscriptions import bp as subscriptions_bp
+    from admin.webhooks.endpoint import bp as webhooks_bp
 
     init_security(app)
     app.register_blueprint(errors_bp)
@@ -67,16 +67,16 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _card_testing_alarms() -> list:
-    from ..services.alarms import banner_alarms
+    from admin.services.monitoring.alarms import banner_alarms
 
     return banner_alarms()
 
 
 def _template_filters(app: Flask) -> None:
-    from ..listing import PAGE_SIZES
-    from ..money import format_money
-    from ..services.events import count_label, dashboard_url
-    from ..timeutil import format_age, from_unix
+    from admin.listing import PAGE_SIZES
+    from admin.money import format_money
+    from admin.services.events.queries import count_label, dashboard_url
+    from admin.timeutil import format_age, from_unix
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(format_age, "age")
@@ -123,7 +123,7 @@ NAV_ITEMS = (
 def nav_items() -> list[dict]:
     from flask import request
 
-    from ..security import endpoint_url
+    from admin.security import endpoint_url
 
     items = []
     for label, endpoint in NAV_ITEMS:

@@ -16,10 +16,10 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..dbutil import parse_id, parse_whole
-from ..htmx import is_htmx
-from ..services import ServiceError
-from ..services import jobs as jobs_service
+from admin.dbutil import parse_id, parse_whole
+from admin.errors import ServiceError
+from admin.htmx import is_htmx
+from admin.services.core import jobs as jobs_service
 
 
 def sentence(message: str) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..security import role_required
-from ..services import audit
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.security import role_required
+from admin.services.core import audit
 
 bp = Blueprint("audit", __name__)
 

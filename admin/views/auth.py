@@ -16,10 +16,10 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
-from ..forms import EmptyForm, LoginForm
-from ..htmx import is_htmx
-from ..security import safe_next
-from ..services.auth import authenticate, sign_out
+from admin.forms import EmptyForm, LoginForm
+from admin.htmx import is_htmx
+from admin.security import safe_next
+from admin.services.staff.auth import authenticate, sign_out
 
 bp = Blueprint("auth", __name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from flask import render_template
 
-from ..htmx import is_htmx
+from admin.htmx import is_htmx
 
 
 @dataclass

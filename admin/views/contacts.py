@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..security import role_required
-from ..services import ServiceError, audit, donation_forms
-from ..services import contacts as people
-from ..services import customers as cust
-from ..services.processors import get_processor, list_processors
-from .actions import action_response
+from admin.errors import ServiceError
+from admin.security import role_required
+from admin.services.core import audit
+from admin.services.donations import forms as donation_forms
+from admin.services.records import contacts as people
+from admin.services.records import customers as cust
+from admin.services.settings.processors import get_processor, list_processors
+from admin.views.actions import action_response
 
 bp = Blueprint("contacts", __name__)
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..dbutil import parse_id
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..models import CONTRIBUTION_STATUSES
-from ..security import role_required
-from ..services import ServiceError, audit
-from ..services import records as rec
-from ..services.imports import import_charge
-from ..services.processors import get_processor, list_processors
-from .actions import action_response, labelled
-from .export import csv_response
+from admin.dbutil import parse_id
+from admin.errors import ServiceError
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.models import CONTRIBUTION_STATUSES
+from admin.security import role_required
+from admin.services.core import audit
+from admin.services.records import common as rec
+from admin.services.records.imports import import_charge
+from admin.services.settings.processors import get_processor, list_processors
+from admin.views.actions import action_response, labelled
+from admin.views.export import csv_response
 
 bp = Blueprint("contributions", __name__)
 

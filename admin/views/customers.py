@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..models import StripeCustomer
-from ..security import role_required
-from ..services import ServiceError
-from ..services import contacts as people
-from ..services.bulk import count
-from ..services.imports import import_customer
-from ..services.processors import get_processor, list_processors
-from ..services.record_jobs import linked_customers
-from .actions import action_response, import_paging, labelled, start_job_response
-from .confirm import JobConfirmation, confirmation
+from admin.errors import ServiceError
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.models import StripeCustomer
+from admin.security import role_required
+from admin.services.core.bulk import count
+from admin.services.records import contacts as people
+from admin.services.records.imports import import_customer
+from admin.services.records.jobs import linked_customers
+from admin.services.settings.processors import get_processor, list_processors
+from admin.views.actions import action_response, import_paging, labelled, start_job_response
+from admin.views.confirm import JobConfirmation, confirmation
 
 bp = Blueprint("customers", __name__)
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from admin.charts import Series, chart
+from admin.htmx import is_partial
+from admin.security import role_required
+from admin.services.monitoring.alarms import failures_per_hour
+from admin.services.monitoring.dashboard import contribution_charts, dashboard_counts
 from admin.services.monitoring.health import queue_health
-
-from ..charts import Series, chart
-from ..htmx import is_partial
-from ..security import role_required
-from ..services.alarms import failures_per_hour
-from ..services.dashboard import contribution_charts, dashboard_counts
 
 bp = Blueprint("dashboard", __name__)
 

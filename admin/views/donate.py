@@ -19,17 +19,12 @@ from flask_limiter import RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..extensions import csrf
-from ..limiter import client_ip, client_network, init_limiter, limit_view, retry_after, spend, wait_words
-from ..security import limit_body, public, uses_stripe_js
-from ..services import donation_guard as guard
-from ..services import donations
-from ..services.donation_forms import (
-    check_donor_link,
-    frequency_choices,
-    public_form,
-    range_text,
-)
+from admin.extensions import csrf
+from admin.limiter import client_ip, client_network, init_limiter, limit_view, retry_after, spend, wait_words
+from admin.security import limit_body, public, uses_stripe_js
+from admin.services.donations import give as donations
+from admin.services.donations import guard
+from admin.services.donations.forms import check_donor_link, frequency_choices, public_form, range_text
 
 bp = Blueprint("donate", __name__)
 
@@ -131,7 +126,7 @@ def _form_limit(form) -> int:
 @csrf.exempt
 @public
 def pay(slug: str):
-    """The JSON payment endpoint: checks, then :func:`admin.services.donations.give`."""
+    """The JSON payment endpoint: checks, then :func:`admin.services.donations.give.give`."""
     form = _form_or_404(slug)
     try:
         data = request.get_json(silent=True)

@@ -20,11 +20,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from ..dbutil import rollback_quietly
-from ..failures import database_unavailable
-from ..htmx import is_htmx
-from ..outage import refused_in_outage, throttled
-from ..security import wants_json
+from admin.dbutil import rollback_quietly
+from admin.failures import database_unavailable
+from admin.htmx import is_htmx
+from admin.outage import refused_in_outage, throttled
+from admin.security import wants_json
 
 bp = Blueprint("errors", __name__)
 log = logging.getLogger(__name__)

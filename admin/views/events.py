@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..dbutil import parse_whole
-from ..htmx import is_htmx, is_partial
-from ..listing import page_or_first
-from ..models import PaymentProcessor
-from ..security import role_required
-from ..services import ServiceError
-from ..services import events as ev
-from ..services.event_ops import mark_ignored, replay
-from ..services.processors import get_processor, list_processors
-from ..stripe_gateway import GatewayError
-from ..stripe_shapes import stripe_id_problem
-from .actions import action_response, labelled, start_job_response
+from admin.dbutil import parse_whole
+from admin.errors import ServiceError
+from admin.htmx import is_htmx, is_partial
+from admin.listing import page_or_first
+from admin.models import PaymentProcessor
+from admin.security import role_required
+from admin.services.events import queries as ev
+from admin.services.events.ops import mark_ignored, replay
+from admin.services.settings.processors import get_processor, list_processors
+from admin.stripe_gateway import GatewayError
+from admin.stripe_shapes import stripe_id_problem
+from admin.views.actions import action_response, labelled, start_job_response
 
 bp = Blueprint("events", __name__)
 
@@ -125,8 +125,8 @@ def replay_from_stripe():
 def bulk():
     """Bulk replay / mark ignored of the ticked rows or of everything matching the filter:
     first a confirmation that says how many, then a job."""
-    from ..services.event_jobs import selection_count
-    from .actions import bulk_selection
+    from admin.services.events.jobs import selection_count
+    from admin.views.actions import bulk_selection
 
     action = request.form.get("action")
     if action not in ("replay", "ignore"):
@@ -158,7 +158,7 @@ def bulk():
 @role_required("operator")
 def tool(tool: str):
     """Populate log/queue, retry all, clean up: each starts a job and shows its progress."""
-    from ..services.event_jobs import cleanup_age
+    from admin.services.events.jobs import cleanup_age
 
     form = request.form
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response, stream_with_context
 
-from ..timeutil import utcnow
+from admin.timeutil import utcnow
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 

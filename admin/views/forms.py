@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from wtforms.fields.choices import SelectChoice
 
-from ..forms import DonationFormForm
-from ..security import role_required
-from ..services import ServiceError
-from ..services.donation_forms import (
+from admin.errors import ServiceError
+from admin.forms import DonationFormForm
+from admin.security import role_required
+from admin.services.donations.forms import (
     FormSettings,
     create_form,
     form_dict,
@@ -17,7 +17,7 @@ from ..services.donation_forms import (
     settings_of,
     update_form,
 )
-from ..services.processors import list_processors
+from admin.services.settings.processors import list_processors
 
 bp = Blueprint("forms", __name__)
 

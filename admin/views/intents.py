@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..htmx import is_htmx, is_partial
-from ..listing import page_or_first
-from ..money import money_totals
-from ..security import role_required
-from ..services import ServiceError
-from ..services import intent_ops as ops
-from ..services import intents as svc
-from ..services.processors import get_processor, list_processors
-from .actions import action_response, bulk_selection, start_job_response
+from admin.errors import ServiceError
+from admin.htmx import is_htmx, is_partial
+from admin.listing import page_or_first
+from admin.money import money_totals
+from admin.security import role_required
+from admin.services.intents import ops
+from admin.services.intents import queries as svc
+from admin.services.settings.processors import get_processor, list_processors
+from admin.views.actions import action_response, bulk_selection, start_job_response
 
 bp = Blueprint("intents", __name__)
 
@@ -105,7 +105,7 @@ def refresh(intent_id: str):
 def bulk():
     """Bulk cancel of the ticked rows or of everything matching the filter: first a confirmation that
     says how many and how much money per currency, then a job."""
-    from ..services.intent_jobs import selection_summary
+    from admin.services.intents.jobs import selection_summary
 
     try:
         params = bulk_selection(request.form)
@@ -125,7 +125,7 @@ def bulk():
 @role_required("operator")
 def tool(tool: str):
     """Learn of intents from Stripe's list; run process-stripe now (admins)."""
-    from ..services.intent_jobs import check_age
+    from admin.services.intents.jobs import check_age
 
     form = request.form
     try:

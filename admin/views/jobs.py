@@ -6,13 +6,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 from flask_login import current_user
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..models.jobs import JOB_STATUSES
-from ..security import role_required
-from ..services import ServiceError, outbox
-from ..services import jobs as jobs_service
-from .actions import action_response
+from admin.errors import ServiceError
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.models.jobs import JOB_STATUSES
+from admin.security import role_required
+from admin.services.core import jobs as jobs_service
+from admin.services.core import outbox
+from admin.views.actions import action_response
 
 bp = Blueprint("jobs", __name__)
 

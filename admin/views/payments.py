@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..security import role_required
-from ..services import records as rec
-from ..services.processors import list_processors
-from .export import csv_response
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.security import role_required
+from admin.services.records import common as rec
+from admin.services.settings.processors import list_processors
+from admin.views.export import csv_response
 
 bp = Blueprint("payments", __name__)
 

@@ -7,14 +7,15 @@ import json
 
 from flask import Blueprint, render_template, request, url_for
 
-from ..htmx import is_htmx, is_partial
-from ..listing import page_or_first
-from ..security import role_required
-from ..services import ServiceError, unmatched
-from ..services import reconcile as rc
-from ..services.processors import get_processor, list_processors
-from ..stripe_gateway import GatewayError
-from .actions import action_response, sentence, start_job_response
+from admin.errors import ServiceError
+from admin.htmx import is_htmx, is_partial
+from admin.listing import page_or_first
+from admin.security import role_required
+from admin.services.reconcile import service as rc
+from admin.services.records import unmatched
+from admin.services.settings.processors import get_processor, list_processors
+from admin.stripe_gateway import GatewayError
+from admin.views.actions import action_response, sentence, start_job_response
 
 bp = Blueprint("reconcile", __name__)
 

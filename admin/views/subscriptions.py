@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from ..htmx import is_partial
-from ..listing import page_or_first
-from ..models import ContributionRecur
-from ..security import role_required
-from ..services import ServiceError, audit
-from ..services import subscriptions as subs
-from ..services.bulk import count
-from ..services.imports import import_subscription_by_id
-from ..services.processors import get_processor, list_processors
-from .actions import action_response, import_paging, labelled, start_job_response
-from .confirm import JobConfirmation, confirmation
+from admin.errors import ServiceError
+from admin.htmx import is_partial
+from admin.listing import page_or_first
+from admin.models import ContributionRecur
+from admin.security import role_required
+from admin.services.core import audit
+from admin.services.core.bulk import count
+from admin.services.records import subscriptions as subs
+from admin.services.records.imports import import_subscription_by_id
+from admin.services.settings.processors import get_processor, list_processors
+from admin.views.actions import action_response, import_paging, labelled, start_job_response
+from admin.views.confirm import JobConfirmation, confirmation
 
 bp = Blueprint("subscriptions", __name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ..models import EV_IGNORED, EV_SUCCESS, PaymentProcessor, StripeEvent
-from ..services.stripe_reader import StripeReader
-from ..stripe_shapes import RESOURCE_OF
+from admin.models import EV_IGNORED, EV_SUCCESS, PaymentProcessor, StripeEvent
+from admin.services.core.stripe_reader import StripeReader
+from admin.stripe_shapes import RESOURCE_OF
 
 
 class EventContext:

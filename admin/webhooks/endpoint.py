@@ -17,15 +17,15 @@ import logging
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..crypto import SecretDecryptError
-from ..dbutil import MAX_ID
-from ..extensions import csrf, db
-from ..security import limit_body
-from ..services.monitoring import metrics
-from ..services.processors import processor_ref
-from ..stripe_gateway import WebhookSignatureError, verify_webhook
-from .ingest import EnvelopeError, parse_event, store_event
-from .rejections import tally
+from admin.crypto import SecretDecryptError
+from admin.dbutil import MAX_ID
+from admin.extensions import csrf, db
+from admin.security import limit_body
+from admin.services.monitoring import metrics
+from admin.services.settings.processors import processor_ref
+from admin.stripe_gateway import WebhookSignatureError, verify_webhook
+from admin.webhooks.ingest import EnvelopeError, parse_event, store_event
+from admin.webhooks.rejections import tally
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..dbutil import immediate, insert_ignore
-from ..extensions import db
-from ..models import EV_IGNORED, EV_QUEUED, PaymentProcessor, StripeEvent
-from ..stripe_shapes import object_ids
-from ..timeutil import utcnow
+from admin.dbutil import immediate, insert_ignore
+from admin.extensions import db
+from admin.models import EV_IGNORED, EV_QUEUED, PaymentProcessor, StripeEvent
+from admin.stripe_shapes import object_ids
+from admin.timeutil import utcnow
 
 MAX_DEPTH = 64  # Stripe's deepest payloads (expanded objects in objects) stay well below this
 MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can hold

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .context import EventContext
+    from admin.webhooks.context import EventContext
 
 Handler = Callable[["EventContext"], None]
 
@@ -37,4 +37,4 @@ def handler_for(event_type: str) -> Handler | None:
 
 
 def _load() -> None:
-    from . import handlers  # noqa: F401  (importing registers them)
+    from admin.webhooks import handlers  # noqa: F401  (importing registers them)

@@ -12,11 +12,11 @@ from collections import Counter
 from flask import Flask
 from sqlalchemy import update
 
-from ..dbutil import immediate, insert_ignore
-from ..extensions import db
-from ..models import WebhookRejection
-from ..tally import Tally
-from ..timeutil import utcnow
+from admin.dbutil import immediate, insert_ignore
+from admin.extensions import db
+from admin.models import WebhookRejection
+from admin.tally import Tally
+from admin.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from flask import Flask, current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..dbutil import (
+from admin.dbutil import (
     DATABASE_SUMMARY,
     any_row,
     immediate,
@@ -49,21 +49,22 @@ from ..dbutil import (
     retry_while_unavailable,
     rollback_quietly,
 )
-from ..extensions import db
-from ..failures import database_unavailable, describe, is_transient
-from ..limiter import purge_counters
-from ..models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
-from ..models.jobs import EventAttempt
-from ..outage import throttled
-from ..services import alarms, donation_guard, jobs, outbox, ratelimit
-from ..services.monitoring import health as monitoring_health
-from ..services.monitoring import logs as monitoring_logs
-from ..services.monitoring import metrics, multiproc
-from ..services.processors import processor_ref
-from ..stripe_gateway import GatewayError
-from ..timeutil import utcnow
-from .context import EventContext
-from .registry import handler_for
+from admin.extensions import db
+from admin.failures import database_unavailable, describe, is_transient
+from admin.limiter import purge_counters
+from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
+from admin.models.jobs import EventAttempt
+from admin.outage import throttled
+from admin.services.core import jobs, outbox, ratelimit
+from admin.services.donations import guard as donation_guard
+from admin.services.monitoring import alarms, metrics, multiproc
+from admin.services.monitoring import health as monitoring_health
+from admin.services.monitoring import logs as monitoring_logs
+from admin.services.settings.processors import processor_ref
+from admin.stripe_gateway import GatewayError
+from admin.timeutil import utcnow
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handler_for
 
 log = logging.getLogger(__name__)
 ALARM_CHECK_SECONDS = 60.0

@@ -59,7 +59,7 @@ def _probe_blueprint(server_state: list[dict]) -> Blueprint:
 def _seed_demo_rows() -> None:
     """A few realistic rows so the dashboard (and its screenshot) has something to show."""
     from admin.models import Contribution, ContributionRecur, StripeEvent, StripePaymentIntent
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
     from admin.timeutil import utcnow
 
     now = utcnow()
@@ -101,7 +101,7 @@ def serve(app):
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
-    from admin.services.users import create_user
+    from admin.services.staff.users import create_user
 
     tmp = tmp_path_factory.mktemp("browser")
     app = make_app(f"sqlite:///{tmp / 'paydesk.sqlite3'}", tmp, TESTING=False)

@@ -43,8 +43,8 @@ from admin.models import (
     PaymentProcessor,
     RateLimit,
 )
-from admin.services.donation_forms import donor_link
-from admin.services.processors import add_processor, gateway
+from admin.services.donations.forms import donor_link
+from admin.services.settings.processors import add_processor, gateway
 from admin.webhooks.worker import run_forever
 
 from .conftest import AXE, axe_violations, needs_axe
@@ -97,7 +97,7 @@ def site(localstripe, tmp_path_factory):
                              api_base=localstripe, mode="test")
         make_form(proc, slug="spring", intro="Every gift buys books for the children's library.")
         make_form(proc, slug="quick", title="Quick gift", postcode_field=False, frequencies=["one-off"])
-        from admin.services.users import create_user
+        from admin.services.staff.users import create_user
 
         create_user("admin@example.org", PASSWORD, "admin")
         ppid = proc.id

@@ -37,8 +37,8 @@ DESKTOP = {"width": 1280, "height": 860}
 def console(tmp_path_factory):
     """A paydesk with a Stripe account behind ``responses``, six charges whose webhooks failed, a renewal,
     customer updates, local records that drifted from Stripe, and a worker thread."""
-    from admin.services.processors import add_processor
-    from admin.services.users import create_user
+    from admin.services.settings.processors import add_processor
+    from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
     from admin.webhooks.worker import run_forever, run_once
 

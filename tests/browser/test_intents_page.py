@@ -28,7 +28,7 @@ PHONE = {"width": 390, "height": 844}
 def intents_in_stripe(live_server, localstripe):
     """A processor on the session's localstripe with two abandoned intents (40.00 USD together), an
     uncaptured one and a paid one, all two hours old in paydesk."""
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     with live_server.app.app_context():
         proc = add_processor(name=f"localstripe {uuid.uuid4().hex[:4]}", secret_key="sk_test_" + uuid.uuid4().hex,
@@ -46,7 +46,7 @@ def intents_in_stripe(live_server, localstripe):
 @pytest.fixture
 def job_runner(live_server):
     """What the worker does for jobs, in a thread: one slice of a due job at a time."""
-    from admin.services import jobs
+    from admin.services.core import jobs
 
     stop = threading.Event()
 

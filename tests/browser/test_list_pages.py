@@ -37,10 +37,10 @@ def site(tmp_path_factory):
     intents, a job, audit entries, a donation form, a failed receipt, and a payment that drifted from Stripe
     (for /reconcile). Stripe is a ``StripeWorld`` behind ``responses``."""
     from admin.models import Contact, Contribution, OutboxTask, Payment, StripePaymentIntent
-    from admin.services import audit, jobs
-    from admin.services.donation_forms import FormSettings, create_form
-    from admin.services.processors import add_processor
-    from admin.services.users import create_user
+    from admin.services.core import audit, jobs
+    from admin.services.donations.forms import FormSettings, create_form
+    from admin.services.settings.processors import add_processor
+    from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
     from admin.webhooks.worker import run_once
 
@@ -242,7 +242,7 @@ def test_a_long_id_is_refused_without_widening_the_page(page, path):
 
 def test_a_donor_with_one_long_first_name_fits_the_phone_thanks_page(browser, site):
     from admin.models import Contact, Contribution, DonationForm
-    from admin.services.donations import Gift, ref_of
+    from admin.services.donations.give import Gift, ref_of
 
     with site.app.app_context():
         form = db.session.scalar(select(DonationForm).where(DonationForm.slug == "spring"))

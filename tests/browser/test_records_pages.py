@@ -38,8 +38,8 @@ def shots_dir(tmp_path: Path) -> Path:
 def stripe_account(live_server, empty_localstripe):
     """A processor of the live server on an emptied localstripe, three donors subscribed there, and a
     worker thread running jobs while the test lasts (as ``flask worker`` would)."""
-    from admin.services import jobs
-    from admin.services.processors import add_processor
+    from admin.services.core import jobs
+    from admin.services.settings.processors import add_processor
 
     app = live_server.app
     with app.app_context():

@@ -11,7 +11,7 @@ import pytest
 
 from admin.extensions import db
 from admin.models import AuditLog
-from admin.services.audit import AuditFilter
+from admin.services.core.audit import AuditFilter
 
 HX = {"HX-Request": "true"}
 

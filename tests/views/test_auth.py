@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from admin.extensions import db
 from admin.models import AuditLog, RateLimit
-from admin.services.users import find_user
+from admin.services.staff.users import find_user
 from admin.timeutil import utcnow
 
 EMAIL = "staff@example.org"
@@ -318,7 +318,7 @@ def test_trusted_proxy_hops_give_the_client_address(tmp_path):
     proxied = make_app(f"sqlite:///{tmp_path / 'proxy.sqlite3'}", tmp_path, TRUSTED_PROXIES=1)
     with proxied.app_context():
         db.create_all()
-        from admin.services.users import create_user
+        from admin.services.staff.users import create_user
 
         create_user(EMAIL, PASSWORD, "viewer")
         proxy = {"REMOTE_ADDR": "127.0.0.1"}

@@ -8,13 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from admin.extensions import db
-from admin.models import (
-    Contribution,
-    ContributionRecur,
-    StripeEvent,
-    StripePaymentIntent,
-)
-from admin.services.dashboard import dashboard_counts, month_bounds
+from admin.models import Contribution, ContributionRecur, StripeEvent, StripePaymentIntent
+from admin.services.monitoring.dashboard import dashboard_counts, month_bounds
 from admin.timeutil import utcnow
 
 

@@ -34,7 +34,7 @@ from admin.models import (
     StripeCustomer,
     StripePaymentIntent,
 )
-from admin.services.processors import gateway
+from admin.services.settings.processors import gateway
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
 
@@ -51,7 +51,7 @@ def form(app, processor):
 def _refusals_written(app):
     """Refusals tallied by a test are written before its database goes, not by a timer during a later test."""
     yield
-    from admin.services.donation_guard import flush_refusals
+    from admin.services.donations.guard import flush_refusals
 
     flush_refusals()
 
@@ -62,7 +62,7 @@ def _count(model, *where) -> int:
 
 def _refusals(reason: str) -> int:
     """Refusals counted for ``reason``, the tallied ones written first."""
-    from admin.services.donation_guard import flush_refusals
+    from admin.services.donations.guard import flush_refusals
 
     flush_refusals()
     db.session.rollback()  # see what the flush wrote
@@ -370,7 +370,7 @@ def test_more_than_stripes_largest_charge_is_refused_naming_it(client, open_form
 
 
 def test_a_form_in_a_currency_stripe_does_not_take_is_refused(app, processor):
-    from admin.services import ServiceError
+    from admin.errors import ServiceError
 
     with pytest.raises(ServiceError, match="Currency: “XYZ” is not a currency Stripe charges in"):
         make_form(processor, slug="xyz", currency="xyz")
@@ -598,7 +598,7 @@ def test_an_ipv6_64_shares_one_budget_across_its_addresses(app, client, form, pr
 
 
 def test_refusals_are_logged(client, form, caplog):
-    caplog.set_level("WARNING", logger="admin.services.donation_guard")
+    caplog.set_level("WARNING", logger="admin.services.donations.guard")
     client.post("/donate/spring/pay", json={"token": "nope"})
     assert "donation form spring: refused (token_missing) from 127.0.0.1" in caplog.text
 
@@ -609,7 +609,7 @@ def test_a_flood_of_refusals_is_tallied_not_a_row_and_a_log_line_each(app, clien
     import time
 
     app.config.update(DONATE_RATE_LIMIT_IP="1000 per minute", DONATE_REFUSAL_FLUSH_SECONDS=0.5)
-    caplog.set_level("WARNING", logger="admin.services.donation_guard")
+    caplog.set_level("WARNING", logger="admin.services.donations.guard")
     started = time.monotonic()
     for _ in range(200):
         assert client.post("/donate/spring/pay", json={"token": "forged"}).status_code == 400
@@ -643,7 +643,7 @@ def test_the_card_testing_banner_names_refusals_in_words(app, client, auth, form
 def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
     from conftest import make_app
 
-    from admin.services.processors import add_processor
+    from admin.services.settings.processors import add_processor
 
     app = make_app(f"sqlite:///{tmp_path / 'proxy.sqlite3'}", tmp_path, TRUSTED_PROXIES=1)
     with app.app_context():
@@ -661,7 +661,7 @@ def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
 # -- signed donor links: a known contact and postcode ----------------------------------------------
 
 def test_signed_donor_link_fills_in_the_known_donor(app, client, form, processor):
-    from admin.services.donation_forms import donor_link
+    from admin.services.donations.forms import donor_link
 
     contact = Contact(display_name="Mary Somerville", email="mary@example.org", postal_code="EH1 1AA")
     db.session.add(contact)

@@ -34,9 +34,9 @@ from admin.models import (
     RateLimit,
     StripeCustomer,
 )
-from admin.services.donation_forms import donor_link
-from admin.services.donations import frequency_of, plan_for
-from admin.services.processors import gateway
+from admin.services.donations.forms import donor_link
+from admin.services.donations.give import frequency_of, plan_for
+from admin.services.settings.processors import gateway
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
 

@@ -15,7 +15,7 @@ from stripe_world import OneOff
 from admin.extensions import db
 from admin.models import AuditLog, StripeEvent
 from admin.models.jobs import Job
-from admin.services import events as ev
+from admin.services.events import queries as ev
 from admin.webhooks.ingest import store_event
 
 HX = {"HX-Request": "true"}
@@ -238,7 +238,7 @@ def test_the_stripe_source_stores_and_processes_a_missing_event(client, auth, wo
 
 
 def test_counts_above_the_cap_say_more_than(client, auth, stored, monkeypatch):
-    from admin.services import events as ev
+    from admin.services.events import queries as ev
 
     monkeypatch.setattr(ev, "COUNT_CAP", 1)
     assert ev.status_counts(ev.EventFilter()) == {"logged": 0, "queued": 0, "processing": 0, "success": 2,

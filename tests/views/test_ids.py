@@ -43,7 +43,7 @@ def test_no_id_in_a_path_is_a_500(app, client, auth):
 
 def test_ids_in_links_still_work(app, client, auth):
     from admin.extensions import db
-    from admin.services.contacts import new_contact
+    from admin.services.records.contacts import new_contact
 
     auth.login()
     contact = new_contact("Ada Lovelace", "ada@example.org", None, "test")

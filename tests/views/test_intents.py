@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from admin.extensions import db
 from admin.models import AuditLog, StripePaymentIntent
-from admin.services.intents import by_intent_id
+from admin.services.intents.queries import by_intent_id
 from admin.timeutil import utcnow
 
 HTMX = {"HX-Request": "true"}
@@ -178,8 +178,8 @@ def test_the_demos_abandoned_and_3ds_intents_show_on_the_page(client, auth, proc
     """make demo's intents through localstripe: the abandoned one and the one stopped at 3-D Secure send no
     webhook; the import from Stripe's list (which make demo runs) puts them on /intents."""
     from admin.demo_data import create_demo_data
-    from admin.services import jobs
-    from admin.services.processors import gateway
+    from admin.services.core import jobs
+    from admin.services.settings.processors import gateway
 
     summary = create_demo_data(gateway(processor))
     jobs.start("intents.import", {"since": "1 hour"}, processor_id=processor.id)

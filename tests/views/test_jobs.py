@@ -11,7 +11,7 @@ from sqlalchemy import select
 from admin.extensions import db
 from admin.models import AuditLog, OutboxTask, StripeEvent
 from admin.models.jobs import Job
-from admin.services import jobs
+from admin.services.core import jobs
 from admin.timeutil import utcnow
 
 HX = {"HX-Request": "true"}

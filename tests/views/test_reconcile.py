@@ -15,8 +15,8 @@ from stripe_world import OneOff
 from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
-from admin.services import jobs
-from admin.services import reconcile as rc
+from admin.services.core import jobs
+from admin.services.reconcile import service as rc
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once

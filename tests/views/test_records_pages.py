@@ -22,10 +22,10 @@ from admin.models import (
     StripeCustomer,
 )
 from admin.models.jobs import Job
-from admin.services import jobs
-from admin.services import records as rec
-from admin.services.imports import import_subscription_by_id
-from admin.services.processors import gateway
+from admin.services.core import jobs
+from admin.services.records import common as rec
+from admin.services.records.imports import import_subscription_by_id
+from admin.services.settings.processors import gateway
 
 HX = {"HX-Request": "true"}
 

@@ -16,7 +16,7 @@ from stripe_objects import signed
 
 from admin.extensions import db
 from admin.models import Contact, Contribution, Payment, StripeEvent, WebhookRejection
-from admin.services.processors import update_processor
+from admin.services.settings.processors import update_processor
 
 from .conftest import count
 

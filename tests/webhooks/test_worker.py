@@ -19,13 +19,7 @@ from sqlalchemy import or_, select
 from stripe_world import OneOff, Renewal
 
 from admin.extensions import db
-from admin.models import (
-    Contribution,
-    OutboxTask,
-    Payment,
-    StripeEvent,
-    StripePaymentIntent,
-)
+from admin.models import Contribution, OutboxTask, Payment, StripeEvent, StripePaymentIntent
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_forever, run_once
@@ -157,7 +151,7 @@ KILLER = textwrap.dedent("""
     from conftest import make_app
     from pathlib import Path
     app = make_app({url!r}, Path({tmp!r}), STRIPE_MAX_ATTEMPTS=1)
-    from admin.services import contributions
+    from admin.services.records import contributions
     real = contributions.add_charge_payment
     def add_then_die(reader, c, charge):
         real(reader, c, charge)
@@ -202,7 +196,7 @@ def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offli
     """The first event of a batch fails (Stripe unreachable) and the database goes away while the worker
     records that failure: the whole batch goes back to the queue as soon as the database answers, and is
     processed then, not after its lease (WORKER_LEASE_SECONDS, 120 s)."""
-    from admin.services import contributions
+    from admin.services.records import contributions
     from admin.webhooks import worker
 
     app.config.update(DB_RETRY_BACKOFF_MAX=0.05)
@@ -237,7 +231,7 @@ def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offli
 @pytest.mark.postgres
 def test_database_blip_during_an_event_is_retried_at_once_not_after_backoff(app, offline_processor, world,
                                                                              monkeypatch, backend):
-    from admin.services import contributions
+    from admin.services.records import contributions
 
     app.config.update(WORKER_BACKOFF_BASE=3600, DB_RETRY_BACKOFF_MAX=0.05)
     pay = OneOff(world)

@@ -1,4 +1,5 @@
-"""Watching paydesk run: Prometheus metrics, structured logs, health and readiness, the worker's heartbeat."""
+"""Watching paydesk run: the dashboard's counts and charts, the card-testing alarm, Prometheus metrics, structured
+logs, health and readiness, the worker's heartbeat."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from admin.models import (
     StripeEvent,
     WorkerHeartbeat,
 )
-from admin.services.dashboard import counts_per
+from admin.services.monitoring.dashboard import counts_per
 from admin.timeutil import utcnow
 
 QUEUE_STATUSES = (EV_QUEUED, EV_PROCESSING, EV_ERROR)

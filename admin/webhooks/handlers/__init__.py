@@ -1,3 +1,3 @@
 """Webhook handlers, one module per area; importing this package registers them all."""
 
-from . import charges, checkout, customers, invoices, payment_intents, subscriptions  # noqa: F401
+from admin.webhooks.handlers import charges, checkout, customers, invoices, payment_intents, subscriptions  # noqa: F401

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ...dbutil import insert_ignore
-from ...models import CardTestingSignal
-from ...services import contributions, intents
-from ...services.charges import record_charge
-from ...stripe_shapes import currency_of, failure_message, minor_units, sid
-from ...timeutil import utcnow
-from ..context import EventContext
-from ..registry import handles
+from admin.dbutil import insert_ignore
+from admin.models import CardTestingSignal
+from admin.services.intents import queries as intents
+from admin.services.records import contributions
+from admin.services.records.charges import record_charge
+from admin.stripe_shapes import currency_of, failure_message, minor_units, sid
+from admin.timeutil import utcnow
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 CHARGE_FIELDS = ("balance_transaction", "amount_refunded", "status", "captured")
 

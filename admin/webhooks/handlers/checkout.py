@@ -3,18 +3,18 @@
 On a Payment Link the payer chooses ``client_reference_id``: a session completes the contribution it names
 only when its amount, currency and (where both are known) customer are the contribution's and nothing else
 paid that contribution. Otherwise the named contribution is left alone, and the payment is recorded as a
-contribution of its own, without a receipt, and kept for staff on ``/reconcile`` (``services/unmatched``).
+contribution of its own, without a receipt, and kept for staff on ``/reconcile`` (``services/records/unmatched``).
 """
 
 from __future__ import annotations
 
-from ...dbutil import parse_id
-from ...extensions import db
-from ...models import Contribution
-from ...services import contributions, recurring, unmatched
-from ...stripe_shapes import currency_of, minor_units, sid
-from ..context import EventContext
-from ..registry import handles
+from admin.dbutil import parse_id
+from admin.extensions import db
+from admin.models import Contribution
+from admin.services.records import contributions, recurring, unmatched
+from admin.stripe_shapes import currency_of, minor_units, sid
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 
 def _referenced(ctx: EventContext, session: dict) -> Contribution | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import exists, select
 
-from ...extensions import db
-from ...models import EV_SUCCESS, StripeCustomer, StripeEvent
-from ..context import EventContext
-from ..registry import handles
+from admin.extensions import db
+from admin.models import EV_SUCCESS, StripeCustomer, StripeEvent
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 
 def _link(ctx: EventContext) -> StripeCustomer | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ...services import contributions
-from ..context import EventContext
-from ..registry import handles
+from admin.services.records import contributions
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 
 @handles("invoice.finalized")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ...models import StripePaymentIntent
-from ...services import contributions, intents
-from ...stripe_shapes import failure_message
-from ..context import EventContext
-from ..registry import handles
+from admin.models import StripePaymentIntent
+from admin.services.intents import queries as intents
+from admin.services.records import contributions
+from admin.stripe_shapes import failure_message
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 
 def _sync(ctx: EventContext) -> tuple[dict, StripePaymentIntent]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ...services import recurring
-from ..context import EventContext
-from ..registry import handles
+from admin.services.records import recurring
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handles
 
 
 @handles("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",

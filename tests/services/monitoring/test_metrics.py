@@ -13,7 +13,7 @@ from stripe_world import Renewal
 
 from admin.extensions import db
 from admin.models import Job, OutboxTask, StripeEvent
-from admin.services import donation_guard
+from admin.services.donations import guard as donation_guard
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once

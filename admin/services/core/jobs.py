@@ -1,0 +1,444 @@
+"""The one job mechanism: long work (bulk replay, populate, cleanup, imports, bulk cancel, ...)
+done in small resumable steps, by the worker in the background or by a CLI command in the
+foreground, with progress on the page and in the terminal.
+
+A job kind is a generator function registered with :func:`job_kind`. It does one unit of
+work at a time, keeps where it is in ``ctx.cursor`` and ``ctx.done``, and ``yield``s after
+each unit. At every yield the runner commits the job row (progress, cursor, tallies),
+honours a cancel request, and ends the slice when its time is up. The next slice (the
+same worker, another one, or the same job after a restart) calls the function again; it
+carries on from ``ctx.cursor``. Units must therefore be idempotent: a crash between a
+unit's own commit and the job's commit runs that unit again.
+
+Identity: kind + parameters make ``active_key``, unique while the job is queued, running
+or paused, so two staff who start the same job at once get one run (the second is shown
+the first). Every start, cancel and resume is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from flask import current_app
+from sqlalchemy import Select, or_, select, update
+
+from admin.dbutil import any_row, immediate, insert_ignore, parse_id
+from admin.errors import ServiceError
+from admin.extensions import db
+from admin.failures import describe, is_transient
+from admin.listing import Filter, Page, keyset_page
+from admin.models import PaymentProcessor
+from admin.models.jobs import (
+    JOB_ACTIVE,
+    JOB_CANCELLED,
+    JOB_DONE,
+    JOB_FAILED,
+    JOB_PAUSED,
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JOB_STATUSES,
+    Job,
+)
+from admin.services.core import audit
+from admin.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGES = 50
+MAX_TRANSIENT_RETRIES = 5
+
+
+@dataclass
+class JobKind:
+    name: str
+    fn: Callable[[JobContext], Iterator[None]]
+    title: Callable[[dict], str]
+    role: str  # the staff role needed to start it
+    check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
+             check: Callable[[dict], None] | None = None):
+    """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
+    for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
+    rather than run as a job that does nothing."""
+
+    def register(fn):
+        if name in _KINDS and _KINDS[name].fn is not fn:
+            raise RuntimeError(f"two job kinds named {name}")
+        _KINDS[name] = JobKind(name, fn, title, role, check)
+        return fn
+
+    return register
+
+
+def kind(name: str) -> JobKind:
+    _load_kinds()
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise ServiceError(f"unknown job kind {name!r}") from None
+
+
+def _load_kinds() -> None:
+    from admin.services.events import jobs as event_jobs  # noqa: F401  (importing registers the kinds)
+    from admin.services.intents import jobs as intent_jobs  # noqa: F401  (importing registers the kinds)
+    from admin.services.reconcile import service as reconcile  # noqa: F401  (importing registers the kinds)
+    from admin.services.records import jobs as record_jobs  # noqa: F401  (importing registers the kinds)
+
+
+class JobContext:
+    """What a job function sees: its parameters, cursor, progress and tallies."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.job_id = job.id
+        self.processor_id = job.processor_id
+        self.params: dict[str, Any] = dict(job.params or {})
+        self.cursor: dict[str, Any] = dict(job.cursor or {})
+        self.result: dict[str, Any] = dict(job.result or {})
+        # Kept here, not on the row, while a unit runs: the unit's own transactions never carry
+        # the job row, and the runner writes it at each yield (``save``).
+        self.done: int = job.done or 0
+        self.total: int | None = job.total
+
+    @property
+    def processor(self) -> PaymentProcessor | None:
+        return db.session.get(PaymentProcessor, self.processor_id) if self.processor_id else None
+
+    def require_processor(self) -> PaymentProcessor:
+        """The job's payment processor; a ``ServiceError`` (the job fails with it) when it no longer exists."""
+        proc = self.processor
+        if proc is None:
+            raise ServiceError("the job's payment processor no longer exists")
+        return proc
+
+    def count(self, what: str, n: int = 1) -> None:
+        counts = self.result.setdefault("counts", {})
+        counts[what] = counts.get(what, 0) + n
+
+    def note(self, message: str) -> None:
+        messages = self.result.setdefault("messages", [])
+        if len(messages) < MAX_MESSAGES:
+            messages.append(message[:500])
+        elif len(messages) == MAX_MESSAGES:
+            messages.append("(more messages not kept)")
+
+    def save(self) -> None:
+        """Write progress, cursor and tallies onto the job row (committed by the runner)."""
+        self.job.done, self.job.total = self.done, self.total
+        self.job.cursor = dict(self.cursor)
+        self.job.result = json.loads(json.dumps(self.result, default=str))
+
+
+def _key(kind_name: str, params: dict, processor_id: int | None) -> str:
+    blob = json.dumps([kind_name, processor_id, params], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class Started:
+    job: Job
+    created: bool  # False: an identical job was running already, and this is it
+
+
+def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = None,
+          total: int | None = None) -> Started:
+    """Queue a job (the worker picks it up), or return the identical one already active.
+    Writes an audit entry for a new job. Commits."""
+    k = kind(kind_name)
+    if k.check:
+        k.check(params)
+    params = json.loads(json.dumps(params, default=str))
+    key = _key(kind_name, params, processor_id)
+    user_id, actor = audit.current_actor()
+    immediate()
+    now = utcnow()
+    inserted = insert_ignore(Job, {
+        "kind": kind_name, "title": k.title(params)[:255], "params": params, "active_key": key,
+        "processor_id": processor_id, "user_id": user_id, "actor": actor, "status": JOB_QUEUED, "done": 0,
+        "total": total, "cancel_requested": False, "created_at": now, "updated_at": now}, ["active_key"])
+    job = db.session.scalar(select(Job).where(Job.active_key == key))
+    if job is None:  # ended between our insert attempt and the read: start it again
+        db.session.rollback()
+        return start(kind_name, params, processor_id=processor_id, total=total)
+    if inserted:
+        audit.record("job.start", object_type="job", object_id=str(job.id), processor_id=processor_id,
+                     parameters={"kind": kind_name, **params}, commit=False)
+    elif job.status == JOB_PAUSED:
+        job.status = JOB_QUEUED
+        audit.record("job.resume", object_type="job", object_id=str(job.id), processor_id=processor_id,
+                     commit=False)
+    db.session.commit()
+    return Started(job, bool(inserted))
+
+
+def get(job_id: int) -> Job:
+    job = db.session.get(Job, parse_id(job_id)) if parse_id(job_id) else None
+    if job is None:
+        raise ServiceError(f"no job {job_id}")
+    return job
+
+
+def cancel(job: Job) -> Job:
+    """Ask a job to stop; one not held by a runner stops at once. Commits."""
+    immediate()
+    db.session.refresh(job)
+    if not job.active:
+        raise ServiceError(f"job {job.id} has already ended ({job.status})")
+    job.cancel_requested = True
+    if job.locked_until is None or job.locked_until < utcnow():
+        _finish(job, JOB_CANCELLED)
+    audit.record("job.cancel", object_type="job", object_id=str(job.id), processor_id=job.processor_id,
+                 commit=False)
+    db.session.commit()
+    return job
+
+
+def resume(job: Job) -> Job:
+    """Queue a paused or failed job again, from its cursor. Commits."""
+    immediate()
+    db.session.refresh(job)
+    if job.status not in (JOB_PAUSED, JOB_FAILED):
+        raise ServiceError(f"job {job.id} is {job.status}; only a paused or failed job can be resumed")
+    if job.status == JOB_FAILED:
+        key = _key(job.kind, job.params or {}, job.processor_id)
+        if db.session.scalar(select(Job.id).where(Job.active_key == key)):
+            raise ServiceError("an identical job is already active")
+        job.active_key = key
+    job.status, job.error, job.finished_at, job.cancel_requested = JOB_QUEUED, None, None, False
+    job.locked_by = job.locked_until = None
+    audit.record("job.resume", object_type="job", object_id=str(job.id), processor_id=job.processor_id,
+                 commit=False)
+    db.session.commit()
+    return job
+
+
+def _finish(job: Job, status: str, error: str | None = None) -> None:
+    job.status = status
+    job.error = error
+    job.active_key = None
+    job.locked_by = job.locked_until = None
+    job.finished_at = utcnow()
+
+
+# -- running ------------------------------------------------------------------------------
+
+def claim(worker: str, job_id: int | None = None) -> Job | None:
+    """Take the lease on one due job (or on ``job_id``); None when there is none. Commits."""
+    now = utcnow()
+    lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
+    free = or_(Job.locked_until.is_(None), Job.locked_until < now)
+    q = select(Job.id).where(Job.status.in_((JOB_QUEUED, JOB_RUNNING)), free)
+    if job_id is not None:
+        q = select(Job.id).where(Job.id == job_id, Job.status.in_(JOB_ACTIVE), free)
+    if not any_row(q):
+        return None
+    immediate()
+    found = db.session.scalar(q.order_by(Job.id).limit(1).with_for_update(skip_locked=True))
+    if found is None:
+        db.session.commit()
+        return None
+    done = db.session.execute(update(Job).where(Job.id == found, free).values(
+        status=JOB_RUNNING, locked_by=worker, locked_until=now + lease)).rowcount
+    db.session.commit()
+    if not done:
+        return None
+    job = db.session.get(Job, found, populate_existing=True)
+    if job.started_at is None:
+        job.started_at = now
+        db.session.commit()
+    return job
+
+
+def run_slice(job: Job, worker: str, *, seconds: float | None = None,
+              on_progress: Callable[[Job], None] | None = None) -> str:
+    """Run ``job`` (whose lease ``worker`` holds) until it ends or ``seconds`` pass; returns its status.
+
+    Between slices the job stays ``running`` with no lease, and any worker may continue it."""
+    k = kind(job.kind)
+    ctx = JobContext(job)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
+    gen = k.fn(ctx)
+    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)
+    try:
+        for _ in _as_starter(ctx, gen):
+            # A unit went through. Write its progress as a writer from the start: a read left open
+            # across a long unit would, on SQLite, no longer be allowed to write.
+            immediate()
+            ctx.cursor.pop("_retries", None)  # passing failures are counted afresh
+            ctx.save()
+            if job.error and job.error.startswith("retrying: "):
+                job.error = None
+            job.locked_until = utcnow() + lease
+            db.session.commit()
+            if on_progress:
+                on_progress(job)
+            db.session.refresh(job, ["cancel_requested", "locked_by"])
+            if job.locked_by != worker:  # our lease ran out and another runner took the job: leave it
+                gen.close()
+                log.warning("job %s (%s): lease lost to %s; this runner stops", job.id, job.kind, job.locked_by)
+                return job.status
+            if job.cancel_requested:
+                gen.close()
+                return _end(job, ctx, JOB_CANCELLED)
+            if deadline is not None and time.monotonic() >= deadline:
+                gen.close()
+                immediate()
+                job.locked_by = job.locked_until = None
+                db.session.commit()
+                return JOB_RUNNING
+    except Exception as exc:  # noqa: BLE001 - every failure ends on the job row, shown to staff
+        db.session.rollback()
+        return _failed(job.id, ctx, exc)
+    finally:
+        heartbeat.stop()
+    return _end(job, ctx, JOB_DONE)
+
+
+class _Heartbeat:
+    """Renews a job's lease from a side thread while one unit of work runs, so a unit that takes
+    longer than the lease (a long Stripe scan) is not taken over by another worker meanwhile. Runs
+    on its own connection; on SQLite it may wait for the unit's write lock, and simply tries again."""
+
+    def __init__(self, app, job_id: int, worker: str, lease: timedelta):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(app, job_id, worker, lease),
+                                        name=f"paydesk-job-{job_id}-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self, app, job_id: int, worker: str, lease: timedelta) -> None:
+        every = max(1.0, lease.total_seconds() / 3)
+        while not self._stop.wait(every):
+            try:
+                with app.app_context(), db.engine.begin() as conn:
+                    conn.execute(update(Job).where(Job.id == job_id, Job.locked_by == worker)
+                                 .values(locked_until=utcnow() + lease))
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again; the lease has slack
+                log.debug("job %s: lease renewal failed for now: %s", job_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _as_starter(ctx: JobContext, gen: Iterator[None]) -> Iterator[None]:
+    """Step ``gen`` with what it does attributed to whoever started the job."""
+    user_id, actor = ctx.job.user_id, ctx.job.actor
+    while True:
+        with audit.acting_as(user_id, actor):
+            try:
+                next(gen)
+            except StopIteration:
+                return
+        yield
+
+
+def _end(job: Job, ctx: JobContext, status: str) -> str:
+    immediate()
+    ctx.save()
+    _finish(job, status)
+    db.session.commit()
+    log.info("job %s (%s) %s: %s", job.id, job.kind, status, (job.result or {}).get("counts") or "nothing done")
+    return status
+
+
+def _failed(job_id: int, ctx: JobContext, exc: Exception) -> str:
+    immediate()
+    job = db.session.get(Job, job_id, populate_existing=True)
+    message = describe(exc)
+    retries = int((job.cursor or {}).get("_retries", 0)) if job else 0
+    if job is None:
+        return JOB_FAILED
+    if is_transient(exc) and retries < MAX_TRANSIENT_RETRIES:
+        job.cursor = {**(job.cursor or {}), "_retries": retries + 1}
+        job.error = f"retrying: {message}"[:4000]
+        job.locked_by = None
+        job.locked_until = utcnow() + timedelta(seconds=5 * 2 ** retries)  # not before then
+        db.session.commit()
+        log.warning("job %s (%s) hit a passing failure, will retry: %s", job.id, job.kind, message)
+        return JOB_RUNNING
+    _finish(job, JOB_FAILED, message[:4000])
+    db.session.commit()
+    log.error("job %s (%s) failed: %s", job.id, job.kind, message)
+    return JOB_FAILED
+
+
+def run_due(worker: str, seconds: float = 2.0) -> int:
+    """The worker's share: one slice of one due job; returns 1 when a job ran."""
+    job = claim(worker)
+    if job is None:
+        return 0
+    run_slice(job, worker, seconds=seconds)
+    return 1
+
+
+def run_foreground(job: Job, worker: str, on_progress: Callable[[Job], None] | None = None) -> str:
+    """Run a job to its end in this process (the CLI). Ctrl-C pauses it, resumable later."""
+    held = claim(worker, job.id)
+    if held is None:
+        raise ServiceError(f"job {job.id} is being run by {job.locked_by or 'a worker'}; follow it on /jobs "
+                           f"or wait for it to finish")
+    try:
+        return run_slice(held, worker, on_progress=on_progress)
+    except KeyboardInterrupt:
+        pause(held)
+        return JOB_PAUSED
+
+
+def pause(job: Job) -> None:
+    """Stop a job run in the foreground (Ctrl-C), resumable from its cursor (``jobs resume``). Commits."""
+    db.session.rollback()
+    immediate()
+    held = db.session.get(Job, job.id, populate_existing=True)
+    held.status, held.locked_by, held.locked_until = JOB_PAUSED, None, None
+    db.session.commit()
+
+
+# -- the /jobs page -------------------------------------------------------------------------
+
+
+def _unknown_kind(kinds: list[str]) -> str | None:
+    known = kind_names()
+    bad = [k for k in kinds if k not in known]
+    return f"{bad[0][:40]!r} is not a kind of job: one of {', '.join(known)}" if bad else None
+
+
+@dataclass
+class JobFilter(Filter):
+    LABELS: ClassVar[dict[str, str]] = {"actor": "Started by"}
+
+    status: list[str] = field(default_factory=list, metadata={"choices": JOB_STATUSES})
+    kind: list[str] = field(default_factory=list, metadata={"known": _unknown_kind})
+    actor: str | None = None
+
+
+def job_query(flt: JobFilter) -> Select:
+    q = select(Job)
+    if flt.status:
+        q = q.where(Job.status.in_(flt.status))
+    if flt.kind:
+        q = q.where(Job.kind.in_(flt.kind))
+    if flt.actor:
+        q = q.where(Job.actor == flt.actor)
+    return q
+
+
+def job_page(flt: JobFilter) -> Page:
+    return keyset_page(job_query(flt), [Job.id], flt)
+
+
+def kind_names() -> list[str]:
+    _load_kinds()
+    return sorted(_KINDS)

@@ -1,0 +1,196 @@
+"""Cached reads from one processor's Stripe account, for the length of one operation.
+
+Handlers and imports ask for the same object several times while they resolve
+links (charge -> intent -> invoice); each is fetched once (a lookup list, such as a
+charge's refunds, too; and "Stripe has no such object"). With ``fresh=True``
+expanded objects inside payloads are not trusted and are fetched again.
+
+:func:`write_after_reading` runs database writes that read Stripe through a reader
+with no request to Stripe inside the write transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from admin.dbutil import immediate
+from admin.extensions import db
+from admin.models import PaymentProcessor
+from admin.stripe_gateway import Gateway, GatewayError
+
+PAGE = 100  # Stripe's largest list page
+T = TypeVar("T")
+
+
+class NotFetched(Exception):
+    """A reader kept offline was asked for something it has not read yet (see :func:`write_after_reading`)."""
+
+    def __init__(self, reader: StripeReader, key: tuple, fetch: Callable[[], Any]):
+        super().__init__(f"not read yet: {key}")
+        self.reader, self.key, self._fetch = reader, key, fetch
+
+    def fetch(self) -> None:
+        """Read it now (outside any write transaction), so the reader has it next time."""
+        self.reader._fetch_into_cache(self.key, self._fetch)
+
+
+class StripeReader:
+    def __init__(self, processor: PaymentProcessor, gateway: Gateway | None = None, *, fresh: bool = False):
+        self.processor = processor
+        self._gateway = gateway
+        self.fresh = fresh
+        self._cache: dict[tuple, Any] = {}  # what was read: an object, a list, or Stripe's "no such object"
+        self._offline = False
+        self.request_ids: list[str] = []  # of every call made, for the record of an attempt
+
+    def _read(self, key: tuple, fetch: Callable[[], Any], *, keep: bool = True) -> Any:
+        """What was read for ``key`` already, else ``fetch()`` (kept when ``keep``). Offline, a miss is
+        ``NotFetched``."""
+        if key in self._cache:
+            hit = self._cache[key]
+            if isinstance(hit, GatewayError):
+                raise hit
+            return hit
+        if self._offline:
+            raise NotFetched(self, key, fetch)
+        if not keep:
+            return fetch()
+        return self._fetch_into_cache(key, fetch)
+
+    def _fetch_into_cache(self, key: tuple, fetch: Callable[[], Any]) -> Any:
+        try:
+            value = self._cache[key] = fetch()
+        except GatewayError as err:
+            if err.not_found:  # an answer like any other: asking again changes nothing
+                self._cache[key] = err
+            raise
+        return value
+
+    @contextlib.contextmanager
+    def offline(self):
+        """Answer only from what was read already; anything else raises ``NotFetched``."""
+        was, self._offline = self._offline, True
+        try:
+            yield self
+        finally:
+            self._offline = was
+
+    def _note(self, result: Any) -> Any:
+        rid = getattr(result, "request_id", None)
+        if rid:
+            self.request_ids.append(rid)
+        return result
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = Gateway.for_processor(self.processor)
+        return self._gateway
+
+    def get(self, resource: str, obj_id: str, expand: list[str] | None = None) -> dict:
+        return self._read((resource, obj_id),
+                          lambda: dict(self._note(self.gateway.retrieve(resource, obj_id, expand=expand))))
+
+    def remember(self, resource: str, obj: dict) -> dict:
+        """Keep an object this operation already has (e.g. from a list page), so asking for it by
+        id does not fetch it again."""
+        self._cache[(resource, obj["id"])] = obj
+        return obj
+
+    def list_page(self, resource: str, **params: Any) -> tuple[list[dict], bool]:
+        """One page of a list endpoint and whether Stripe has more: (data, has_more). Not kept (a
+        long list is read once, page by page)."""
+        params.setdefault("limit", PAGE)
+
+        def fetch() -> tuple[list[dict], bool]:
+            res = self._note(self.gateway.list(resource, **params))
+            return list(res.get("data") or []), bool(res.get("has_more"))
+
+        return self._read(_list_key("page", resource, params), fetch, keep=False)
+
+    def pages(self, resource: str, *, starting_after: str | None = None, limit: int | None = None,
+              **params: Any) -> Iterator[list[dict]]:
+        """Stripe's whole list of ``resource`` (newest first) from after ``starting_after``, a page of up
+        to 100 at a time, at most ``limit`` objects in all: the one pager for every Stripe list.
+
+        Each object is remembered (asking for it by id later fetches nothing) and each page's request
+        id is collected. A caller that has seen enough stops iterating: no further page is asked for.
+        Parameters Stripe filters by (``created``, ``subscription``, ``type``, ...) pass through."""
+        left = limit
+        while left is None or left > 0:
+            data, more = self.list_page(resource, limit=min(PAGE, left or PAGE), starting_after=starting_after,
+                                        **params)
+            data = [o for o in data if isinstance(o, dict) and o.get("id")]
+            if left is not None:
+                data = data[:left]
+                left -= len(data)
+            for obj in data:
+                self.remember(resource, obj)
+            if data:
+                yield data
+            if not more or not data:
+                return
+            starting_after = data[-1]["id"]
+
+    def list(self, resource: str, **params: Any) -> list[dict]:
+        """One page (up to 100) of a list endpoint, for a lookup (a charge's refunds)."""
+        params.setdefault("limit", PAGE)
+        return self._read(_list_key("list", resource, params), lambda: self._list(resource, params))
+
+    def _list(self, resource: str, params: dict[str, Any]) -> list[dict]:
+        return list(self._note(self.gateway.list(resource, **params)).get("data") or [])
+
+    def list_optional(self, resource: str, **params: Any) -> list[dict] | None:
+        """Like ``list``, but None where the endpoint does not exist on this server or API version."""
+        params.setdefault("limit", PAGE)
+
+        def fetch() -> list[dict] | None:
+            try:
+                return self._list(resource, params)
+            except GatewayError as err:
+                if err.not_found or err.http_status in (400, 501) or (err.http_status == 500 and "implemented" in
+                                                                     err.message.lower()):
+                    return None
+                raise
+
+        return self._read(_list_key("optional", resource, params), fetch)
+
+    def expanded(self, resource: str, ref: Any, required: tuple[str, ...] = ()) -> dict | None:
+        """The object behind an expandable field: the expanded copy when it can be trusted, else fetched."""
+        if ref is None:
+            return None
+        if isinstance(ref, dict) and not self.fresh and all(k in ref for k in required):
+            return ref
+        obj_id = ref.get("id") if isinstance(ref, dict) else ref
+        return self.get(resource, obj_id) if obj_id else None
+
+
+def _list_key(kind: str, resource: str, params: dict[str, Any]) -> tuple:
+    return (kind, resource, json.dumps(params, sort_keys=True, default=str))
+
+
+def write_after_reading(reader: StripeReader, work: Callable[[], T]) -> T:
+    """``work()`` (database writes that read Stripe through ``reader``) in one write transaction
+    (``immediate()``) with no request to Stripe inside it.
+
+    SQLite has one writer at a time, so a write transaction that waits for Stripe holds every
+    webhook, sign-in and job behind it (and on PostgreSQL its row locks). ``work`` runs with the
+    reader answering only from what it has read; when it needs anything else, the transaction is
+    rolled back, that is fetched, and ``work`` runs again. Read what ``work`` needs first (as
+    ``imports.fetch_subscription`` does) and it runs once. Does not commit."""
+    while True:
+        immediate()
+        try:
+            with reader.offline():
+                return work()
+        except NotFetched as miss:
+            db.session.rollback()
+            try:
+                miss.fetch()
+            except GatewayError as err:
+                if not err.not_found:
+                    raise
+                # "no such object" is kept as the answer: ``work`` meets it next time, as it would have

@@ -1,0 +1,113 @@
+"""Receipt emails for completed contributions.
+
+With ``SMTP_URL`` (smtp://user:pass@host:port, smtps://... for TLS) they are
+sent; without it they are written to ``OUTBOX_DIR`` as ``.eml`` files, which
+is what the demo and the tests read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import smtplib
+from email.message import EmailMessage
+from urllib.parse import unquote, urlparse
+
+from flask import current_app
+
+from admin.extensions import db
+from admin.models import Contribution, OutboxTask
+from admin.money import format_money
+from admin.services.core.outbox import begin_side_effect, enqueue, runner
+from admin.timeutil import utcnow
+
+
+def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
+    """Ask for a receipt once per contribution (unless suppressed or receipts are off)."""
+    if suppressed or not current_app.config.get("RECEIPTS_ENABLED", True) or contribution.receipt_sent_at:
+        return
+    enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
+
+
+def build_receipt(contribution: Contribution) -> EmailMessage | None:
+    """The receipt: HTML with a plain-text alternative (organisation, amount, date, frequency, reference).
+
+    None when there is nobody to send it to, or the gift came through a donation form whose
+    receipts are switched off.
+    """
+    from flask import render_template
+
+    from admin.services.donations.give import frequency_of, receipts_wanted, reference
+
+    contact = contribution.contact
+    if contact is None or not contact.email or not receipts_wanted(contribution):
+        return None
+    site = current_app.config["SITE_NAME"]
+    msg = EmailMessage()
+    msg["From"] = current_app.config["RECEIPT_FROM"]
+    msg["To"] = contact.email
+    msg["Subject"] = f"Thank you for your contribution to {site}"
+    details = {
+        "site": site,
+        "name": contact.display_name or "supporter",
+        "amount": format_money(contribution.amount, contribution.currency),
+        "date": (contribution.receive_date or utcnow()).strftime("%d %B %Y"),
+        "frequency": frequency_of(contribution),
+        "reference": reference(contribution),
+        "transaction": contribution.trxn_id or "",
+    }
+    msg.set_content(render_template("receipts/receipt.txt", **details))
+    msg.add_alternative(render_template("receipts/receipt.html", **details), subtype="html")
+    return msg
+
+
+def message_id(contribution: Contribution) -> str:
+    """The receipt's Message-ID: the same each time this contribution's receipt is sent, so a mail system
+    can drop a repeat; different for every contribution, processor and paydesk site (BASE_URL, SITE_NAME)."""
+    cfg = current_app.config
+    host = urlparse(cfg["BASE_URL"]).hostname or "paydesk.invalid"
+    seed = f"{cfg['SITE_NAME']}|{cfg['BASE_URL'].rstrip('/')}|{contribution.processor_id}|{contribution.id}"
+    return f"<receipt.{contribution.id}.{hashlib.blake2b(seed.encode(), digest_size=8).hexdigest()}@{host}>"
+
+
+@runner("receipt")
+def send_receipt(task: OutboxTask):
+    """Send the receipt once; returns how to record it (the outbox commits that with the task's success,
+    retrying while the database is away, so a receipt sent is never sent again because of an outage)."""
+    contribution = db.session.get(Contribution, task.payload["contribution_id"])
+    if contribution is None or contribution.receipt_sent_at:
+        return None
+    msg = build_receipt(contribution)
+    if msg is None:
+        return None  # nobody to send it to; nothing to retry
+    msg["Message-ID"] = message_id(contribution)
+    contribution_id = contribution.id
+    begin_side_effect(task)  # from here on, this task is neither retried nor handed back blindly
+    deliver(msg, f"receipt-{contribution_id}")
+
+    def record() -> None:
+        sent = db.session.get(Contribution, contribution_id)
+        if sent is not None:
+            sent.receipt_sent_at = utcnow()
+
+    return record
+
+
+def deliver(msg: EmailMessage, name: str) -> None:
+    url = current_app.config.get("SMTP_URL")
+    if not url:
+        folder = current_app.config["OUTBOX_DIR"]
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{name}.eml")
+        with open(path + ".tmp", "wb") as fh:
+            fh.write(bytes(msg))
+        os.replace(path + ".tmp", path)
+        return
+    u = urlparse(url)
+    cls = smtplib.SMTP_SSL if u.scheme == "smtps" else smtplib.SMTP
+    with cls(u.hostname or "localhost", u.port or (465 if u.scheme == "smtps" else 25), timeout=30) as smtp:
+        if u.scheme == "smtp+starttls":
+            smtp.starttls()
+        if u.username:
+            smtp.login(unquote(u.username), unquote(u.password or ""))
+        smtp.send_message(msg)

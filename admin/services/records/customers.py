@@ -1,0 +1,229 @@
+"""Stripe customers: the link to a contact (CiviCRM's StripeCustomer) and the metadata paydesk
+keeps on them (CiviCRM's rules).
+
+What a customer carries is exactly the seeds' FAQ list (``customer_fields``): the contact's
+name and email, a description with the site name, and in its metadata the contact id, a link
+to the contact's page and the paydesk version. It is pushed after each completed payment and
+when a contact's name or email changes in paydesk (both through the outbox, keyed by what
+would be sent, so nothing unchanged is sent twice), and on demand (one contact, or all as a
+job).
+
+Staff operations (CiviCRM's StripeCustomer.get / create / delete / updatecontactids /
+updatestripemetadata): ``stripe_customers``, ``create_customer``, ``remove_link``,
+``update_contact_id``, ``push_customer_metadata``. Each writes an audit entry in the
+transaction of its change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from admin.config import VERSION
+from admin.dbutil import immediate, parse_id
+from admin.errors import ServiceError, stripe_refusal
+from admin.extensions import db
+from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
+from admin.services.core import audit
+from admin.services.core.outbox import enqueue, runner
+from admin.services.records.contacts import contact_named_by
+from admin.stripe_gateway import Gateway, GatewayError
+
+
+def contact_url(contact_id: int) -> str:
+    """The contact's page, absolute (``BASE_URL``), built from the URL map (no request needed)."""
+    path = current_app.url_map.bind("paydesk").build("contacts.show", {"contact_id": contact_id})
+    return current_app.config["BASE_URL"].rstrip("/") + path
+
+
+def customer_fields(contact: Contact) -> dict:
+    """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more."""
+    cfg = current_app.config
+    site = cfg["SITE_NAME"]
+    name = contact.display_name or contact.email or f"Contact {contact.id}"
+    return {
+        "name": name,
+        "email": contact.email or None,
+        "description": f"{name} ({site})",
+        "metadata": {
+            "contact_id": str(contact.id),
+            "contact_url": contact_url(contact.id),
+            "site_name": site,
+            "paydesk_version": VERSION,
+        },
+    }
+
+
+def request_metadata_sync(processor_id: int, customer_id: str | None, contact: Contact | None) -> None:
+    """Ask for the customer's metadata to be brought in line with the contact (after each completed
+    payment, and when the contact's name or email changes).
+
+    The task is keyed by a digest of what would be sent, so a payment that
+    changes nothing (same name, email, contact, site, version) adds no second
+    push, while any change does.
+    """
+    if not customer_id or contact is None or not current_app.config.get("SYNC_CUSTOMER_METADATA", True):
+        return
+    digest = hashlib.sha256(json.dumps(customer_fields(contact), sort_keys=True).encode()).hexdigest()[:16]
+    enqueue("customer_metadata", f"{processor_id}:{customer_id}:{digest}",
+            {"customer_id": customer_id, "contact_id": contact.id}, processor_id)
+
+
+def request_contact_sync(contact: Contact) -> None:
+    """The contact's name or email changed in paydesk: push it to each of its live Stripe customers."""
+    for link in contact.stripe_customers:
+        if not link.deleted:
+            request_metadata_sync(link.processor_id, link.customer_id, contact)
+
+
+@runner("customer_metadata")
+def push_metadata(task: OutboxTask) -> None:
+    contact = db.session.get(Contact, task.payload["contact_id"])
+    processor = db.session.get(PaymentProcessor, task.processor_id)
+    if contact is None or processor is None:
+        return
+    Gateway.for_processor(processor).update("customers", task.payload["customer_id"], customer_fields(contact))
+
+
+# -- staff operations ------------------------------------------------------------------------
+
+def find_link(processor_id: int, customer_id: str) -> StripeCustomer | None:
+    return db.session.scalar(select(StripeCustomer).where(StripeCustomer.processor_id == processor_id,
+                                                          StripeCustomer.customer_id == customer_id))
+
+
+def links_of(processor_id: int, *, contact_id: int | None = None, customer_id: str | None = None
+             ) -> list[StripeCustomer]:
+    """The customer links named by a contact id or a customer id (CiviCRM's get/delete take either)."""
+    if (contact_id is None) == (customer_id is None):
+        raise ServiceError("give either a contact id or a Stripe customer id")
+    q = select(StripeCustomer).where(StripeCustomer.processor_id == processor_id)
+    if contact_id is not None:
+        pk = parse_id(contact_id)
+        if pk is None or db.session.get(Contact, pk) is None:
+            raise ServiceError(f"no contact {str(contact_id)[:40]}", field="contact_id")
+        q = q.where(StripeCustomer.contact_id == pk)
+    else:
+        q = q.where(StripeCustomer.customer_id == customer_id.strip())
+    return list(db.session.scalars(q.order_by(StripeCustomer.id)))
+
+
+def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = None,
+                     customer_id: str | None = None) -> list[dict[str, Any]]:
+    """StripeCustomer.get: each customer named (by its id, or all of a contact's) with paydesk's
+    link and the customer as Stripe has it now (``stripe`` None, and why, when Stripe has not)."""
+    links = links_of(processor.id, contact_id=contact_id, customer_id=customer_id)
+    wanted = [(link.customer_id, link) for link in links] or \
+        ([(customer_id.strip(), None)] if customer_id else [])
+    gw = Gateway.for_processor(processor)
+    out = []
+    for cid, link in wanted:
+        stripe_obj, error = None, None
+        try:
+            stripe_obj = dict(gw.retrieve("customers", cid))
+        except GatewayError as err:
+            if not err.not_found:
+                raise ServiceError(f"Stripe: {err.message}") from err
+            error = err.message
+        if stripe_obj and stripe_obj.get("deleted"):
+            stripe_obj, error = None, "deleted in Stripe"
+        out.append({"customer_id": cid, "processor_id": processor.id, "linked": link is not None,
+                    "contact_id": link.contact_id if link else None,
+                    "link_deleted": bool(link.deleted) if link else None,
+                    "stripe": stripe_obj, "stripe_error": error})
+    return out
+
+
+def create_customer(processor: PaymentProcessor, contact: Contact) -> StripeCustomer:
+    """StripeCustomer.create: a Stripe customer for the contact (with the FAQ's metadata), linked.
+    Refused when the contact has a live customer on this processor already. Commits."""
+    live = [link for link in contact.stripe_customers if link.processor_id == processor.id and not link.deleted]
+    if live:
+        raise ServiceError(f"{contact.display_name or 'This contact'} has a Stripe customer already: "
+                           f"{live[0].customer_id}")
+    # Part of the idempotency key: how many customers paydesk made for this contact here before. The same for a
+    # double submit or a retry after Stripe failed; new once a customer was made (Stripe keeps a key's answer
+    # for a day: a key used before gives back the customer made then, even after it was unlinked).
+    tries = db.session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == "customer.create", AuditLog.result == "ok", AuditLog.object_type == "contact",
+        AuditLog.object_id == str(contact.id), AuditLog.processor_id == processor.id)) or 0
+    try:
+        cus = Gateway.for_processor(processor).create(
+            "customers", customer_fields(contact),
+            idempotency_key=f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
+    except GatewayError as err:
+        db.session.rollback()
+        audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
+                     ok=False, message=str(err), stripe_request_id=err.request_id)
+        raise ServiceError(f"Stripe did not create the customer: {err.message}") from err
+    immediate()
+    link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
+    db.session.add(link)
+    audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
+                 parameters={"customer": cus["id"]}, stripe_request_id=cus.request_id, commit=False)
+    db.session.commit()
+    return link
+
+
+def remove_link(link: StripeCustomer) -> None:
+    """StripeCustomer.delete: forget the link between a contact and a Stripe customer (nothing
+    changes in Stripe; the contact's contributions keep their customer id). Commits."""
+    immediate()
+    audit.record("customer.unlink", object_type="contact", object_id=str(link.contact_id),
+                 processor_id=link.processor_id, parameters={"customer": link.customer_id}, commit=False)
+    db.session.delete(link)
+    db.session.commit()
+
+
+def update_contact_id(processor: PaymentProcessor, customer: dict) -> str:
+    """StripeCustomer.updatecontactids for one customer (as Stripe has it): when its metadata
+    names an existing contact other than the linked one, link it to that contact. Returns
+    "relinked", "unchanged", "not linked" or "no contact id". Does not commit."""
+    link = find_link(processor.id, customer["id"])
+    if link is None:
+        return "not linked"
+    named = contact_named_by(customer)
+    if named is None:
+        return "no contact id"
+    if named.id == link.contact_id:
+        return "unchanged"
+    audit.record("customer.update_contact_id", object_type="contact", object_id=str(named.id),
+                 processor_id=processor.id,
+                 parameters={"customer": customer["id"], "from_contact": link.contact_id, "to_contact": named.id},
+                 commit=False)
+    link.contact_id = named.id
+    db.session.flush()
+    return "relinked"
+
+
+def update_contact_id_by_id(processor: PaymentProcessor, customer_id: str) -> str:
+    """``update_contact_id`` for one customer fetched by id. Commits."""
+    try:
+        customer = Gateway.for_processor(processor).retrieve("customers", customer_id)
+    except GatewayError as err:
+        raise stripe_refusal(err, "customer", customer_id) from err
+    immediate()
+    outcome = update_contact_id(processor, dict(customer))
+    db.session.commit()
+    return outcome
+
+
+def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) -> None:
+    """StripeCustomer.updatestripemetadata for one customer: write the contact's details now.
+    Audited with Stripe's request id. Commits."""
+    contact = link.contact
+    try:
+        res = Gateway.for_processor(processor).update("customers", link.customer_id, customer_fields(contact))
+    except GatewayError as err:
+        db.session.rollback()
+        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
+                     processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
+                     message=str(err), stripe_request_id=err.request_id)
+        raise ServiceError(f"Stripe: {err.message}") from err
+    audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
+                 processor_id=processor.id, parameters={"customer": link.customer_id},
+                 stripe_request_id=res.request_id)

@@ -1,0 +1,280 @@
+"""The record filters (contributions, payments, subscriptions, contacts): every field narrows as
+staff would expect, amounts are typed in major units whatever the currency, totals per currency,
+and walking a filter's rows in chunks gives exactly the rows of its pages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from admin.extensions import db
+from admin.models import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, SubscriptionCheck
+from admin.services.records import common as rec
+from admin.services.records.contacts import ContactFilter, contact_page
+from admin.services.records.subscriptions import SubscriptionFilter, subscription_page
+
+DAY = datetime(2026, 10, 5, 12, 0)
+
+
+@pytest.fixture
+def book(offline_processor):
+    """Two contacts, a subscription, contributions in three currencies and statuses, their payments."""
+    p = offline_processor.id
+    ada = Contact(display_name="Ada Lovelace", email="ada@example.org")
+    bob = Contact(display_name="Bob Babbage", email="bob@example.org")
+    db.session.add_all([ada, bob])
+    db.session.flush()
+    db.session.add(StripeCustomer(customer_id="cus_ada", contact_id=ada.id, processor_id=p))
+    recur = ContributionRecur(processor_id=p, subscription_id="sub_ada", customer_id="cus_ada", contact_id=ada.id,
+                              amount=1500, currency="usd", interval="month", status="In Progress", start_date=DAY)
+    db.session.add(recur)
+    db.session.flush()
+    spec = [  # name, contact, amount, currency, status, day offset, recurring
+        ("ada_usd", ada, 1500, "usd", "Completed", 0, True),
+        ("ada_eur", ada, 5000, "eur", "Completed", 1, False),
+        ("bob_jpy", bob, 1200, "jpy", "Completed", 2, False),
+        ("bob_fail", bob, 2500, "usd", "Failed", 3, False),
+        ("bob_refund", bob, 10000, "usd", "Refunded", 31, False),
+    ]
+    out = {"ada": ada, "bob": bob, "recur": recur}
+    for name, who, amount, cur, status, offset, recurring in spec:
+        c = Contribution(processor_id=p, contact_id=who.id, amount=amount, currency=cur, status=status,
+                         trxn_id=f"in_{name}" if recurring else f"ch_{name}", invoice_id=f"in_{name}" if recurring else None,
+                         recur_id=recur.id if recurring else None, receive_date=DAY + timedelta(days=offset),
+                         fee_amount=amount // 20 if status != "Failed" else 0,
+                         net_amount=amount - amount // 20 if status != "Failed" else 0,
+                         refunded_amount=amount if status == "Refunded" else 0)
+        db.session.add(c)
+        db.session.flush()
+        out[name] = c
+        if status != "Failed":
+            db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"ch_pay_{name}", charge_id=f"ch_pay_{name}",
+                                   amount=amount, fee=amount // 20, net=amount - amount // 20, currency=cur,
+                                   status="Completed", payment_date=c.receive_date))
+        if status == "Refunded":
+            db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"re_{name}", charge_id=f"ch_pay_{name}",
+                                   refund_id=f"re_{name}", amount=-amount, fee=0, net=-amount, currency=cur,
+                                   status="Refunded", payment_date=c.receive_date + timedelta(hours=1)))
+    db.session.commit()
+    return out
+
+
+def names(book, rows) -> set[str]:
+    ids = {c.id if hasattr(c, "id") else c["id"] for c in rows}
+    return {k for k, v in book.items() if isinstance(v, Contribution) and v.id in ids}
+
+
+def contributions(book, **args) -> set[str]:
+    flt, errors = rec.ContributionFilter.from_args(MultiDict(args))
+    assert errors == {}
+    return names(book, rec.contribution_page(flt).rows)
+
+
+@pytest.mark.postgres
+def test_contribution_filters(book):
+    everything = {"ada_usd", "ada_eur", "bob_jpy", "bob_fail", "bob_refund"}
+    assert contributions(book) == everything
+    assert contributions(book, status="Completed") == {"ada_usd", "ada_eur", "bob_jpy"}
+    assert contributions(book, type="recurring") == {"ada_usd"}
+    assert contributions(book, type="one-off") == everything - {"ada_usd"}
+    # 15 means 15.00 dollars or euros but 15 yen: the amount is read in each row's currency
+    assert contributions(book, min_amount="15") == {"ada_usd", "ada_eur", "bob_jpy", "bob_fail", "bob_refund"}
+    assert contributions(book, min_amount="15.01") == {"ada_eur", "bob_jpy", "bob_fail", "bob_refund"}
+    assert contributions(book, max_amount="25") == {"ada_usd", "bob_fail"}
+    assert contributions(book, min_amount="20", max_amount="60", currency="EUR") == {"ada_eur"}
+    assert contributions(book, q="ada@example") == {"ada_usd", "ada_eur"}
+    assert contributions(book, q="BABBAGE") == {"bob_jpy", "bob_fail", "bob_refund"}
+    assert contributions(book, q="cus_ada") == {"ada_usd", "ada_eur"}
+    assert contributions(book, q="sub_ada") == {"ada_usd"}
+    assert contributions(book, trxn_id="ch_pay_bob_jpy") == {"bob_jpy"}  # a payment's charge id finds it
+    assert contributions(book, since="2026-10-06", until="2026-10-07") == {"ada_eur", "bob_jpy"}
+    assert contributions(book, month="2026-11") == {"bob_refund"}
+    assert contributions(book, contact_id=str(book["ada"].id), status="Completed") == {"ada_usd", "ada_eur"}
+    assert contributions(book, ppid=str(book["ada_usd"].processor_id)) == everything
+    missing = book["ada_usd"].processor_id + 1  # a processor that does not exist is named, not matched silently
+    assert rec.ContributionFilter.from_args({"ppid": str(missing)})[1] == {"ppid": f"there is no payment processor {missing}"}
+
+
+@pytest.mark.parametrize("args, field", [({"status": "Done"}, "status"), ({"type": "monthly"}, "type"),
+                                         ({"min_amount": "ten"}, "min_amount"), ({"month": "2026-13"}, "month"),
+                                         ({"min_amount": "9", "max_amount": "2"}, "max_amount"),
+                                         ({"since": "2026-10-09", "until": "2026-10-01"}, "until")])
+def test_a_bad_contribution_filter_is_named(book, args, field):
+    _, errors = rec.ContributionFilter.from_args(args)
+    assert list(errors) == [field]
+
+
+@pytest.mark.postgres
+def test_totals_and_status_counts_follow_the_filter(book):
+    flt, _ = rec.ContributionFilter.from_args({"status": ["Completed", "Refunded"]})
+    totals = {t.currency: (t.count, t.amount, t.fee, t.refunded) for t in rec.contribution_totals(flt)}
+    assert totals == {"eur": (1, 5000, 250, 0), "jpy": (1, 1200, 60, 0), "usd": (2, 11500, 575, 10000)}
+    counts = rec.contribution_status_counts(flt)  # whatever the status choice, per status
+    assert counts["Completed"] == 3 and counts["Failed"] == 1 and counts["Refunded"] == 1
+
+    pflt, _ = rec.PaymentFilter.from_args({"currency": "usd"})
+    ptotals = {t.currency: (t.count, t.amount, t.fee, t.net) for t in rec.payment_totals(pflt)}
+    assert ptotals == {"usd": (3, 1500, 575, 1500 - 75 + 10000 - 500 - 10000)}
+
+
+def test_payment_filters(book):
+    def pay(**args):
+        flt, errors = rec.PaymentFilter.from_args(args)
+        assert errors == {}
+        return sorted(p.trxn_id for p in rec.payment_page(flt).rows)
+
+    assert pay(kind="refund") == ["re_bob_refund"]
+    assert pay(kind="charge", type="recurring") == ["ch_pay_ada_usd"]
+    assert pay(q="bob@example.org", kind="charge") == ["ch_pay_bob_jpy", "ch_pay_bob_refund"]
+    assert pay(status="Refunded") == ["re_bob_refund"]
+    assert pay(charge="ch_pay_bob_refund") == ["ch_pay_bob_refund", "re_bob_refund"]
+    assert pay(min_amount="50") == ["ch_pay_ada_eur", "ch_pay_bob_jpy", "ch_pay_bob_refund"]  # 1,200 yen >= 50
+    assert pay(contribution_id=str(book["ada_eur"].id)) == ["ch_pay_ada_eur"]
+
+
+@pytest.mark.postgres
+def test_walking_the_rows_gives_exactly_the_pages_rows(book, offline_processor):
+    for n in range(1100):  # more than one export chunk
+        db.session.add(Contribution(processor_id=offline_processor.id, amount=100 + n, currency="usd",
+                                    status="Completed" if n % 3 else "Pending", trxn_id=f"ch_bulk{n}",
+                                    receive_date=DAY - timedelta(minutes=n % 7)))  # many rows share a time
+    db.session.commit()
+    flt, _ = rec.ContributionFilter.from_args({"status": "Completed", "size": "100"})
+    paged = []
+    while True:
+        page = rec.contribution_page(flt)
+        paged += [c.id for c in page.rows]
+        if not page.next_after:
+            break
+        flt.after = page.next_after
+    walked = [d["id"] for d in rec.contribution_rows(rec.ContributionFilter(status=["Completed"]))]
+    assert walked == paged and len(walked) == len(set(walked)) == 733 + 3
+    assert [d["id"] for d in rec.contribution_rows(rec.ContributionFilter(status=["Completed"]), limit=5)] == paged[:5]
+
+
+@pytest.mark.postgres
+def test_subscription_and_contact_filters(book, offline_processor):
+    other = ContributionRecur(processor_id=offline_processor.id, subscription_id="sub_yen", amount=500,
+                              currency="jpy", interval="year", status="Cancelled", start_date=DAY)
+    db.session.add(other)
+    db.session.add(SubscriptionCheck(processor_id=offline_processor.id, subscription_id="sub_ada", differs=True,
+                                     differences=[{"what": "status"}]))
+    db.session.commit()
+
+    def subs(**args):
+        flt, errors = SubscriptionFilter.from_args(args)
+        assert errors == {}
+        return sorted(r.subscription_id for r in subscription_page(flt).rows)
+
+    assert subs() == ["sub_ada", "sub_yen"]
+    assert subs(differs="1") == ["sub_ada"]
+    assert subs(interval="year") == ["sub_yen"]
+    assert subs(status="In Progress", q="Lovelace") == ["sub_ada"]
+    assert subs(min_amount="10") == ["sub_ada", "sub_yen"]  # 15 dollars, and 500 yen
+    assert subs(min_amount="10", currency="usd") == ["sub_ada"]
+    assert subs(max_amount="1000", currency="jpy") == ["sub_yen"]
+
+    def people(**args):
+        flt, errors = ContactFilter.from_args(args)
+        assert errors == {}
+        return sorted(c.email for c in contact_page(flt).rows)
+
+    assert people() == ["ada@example.org"]  # the /customers page: linked contacts
+    assert people(linked="no") == ["bob@example.org"]
+    assert people(linked="any", q="example.org") == ["ada@example.org", "bob@example.org"]
+    assert people(customer="cus_ada") == ["ada@example.org"]
+
+
+def _gift(p: int, contact: Contact, amount: int, status: str, *, refund: int = 0, fee: int = 100) -> Contribution:
+    """A one-off gift as the webhooks leave it: its charge (and refund) as payments, fee and net from them."""
+    from admin.services.records.contributions import recompute
+
+    c = Contribution(processor_id=p, contact_id=contact.id, amount=amount, currency="usd", status=status,
+                     trxn_id=f"ch_{contact.id}_{amount}", receive_date=DAY)
+    db.session.add(c)
+    db.session.flush()
+    if status != "Failed":
+        db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=c.trxn_id, charge_id=c.trxn_id,
+                               amount=amount, fee=fee, net=amount - fee, currency="usd", status="Completed",
+                               payment_date=DAY))
+    if refund:
+        db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"re_{c.id}", charge_id=c.trxn_id,
+                               refund_id=f"re_{c.id}", amount=-refund, fee=0, net=-refund, currency="usd",
+                               status="Refunded", payment_date=DAY))
+    recompute(c)
+    return c
+
+
+def test_totals_count_completed_money_and_show_failed_money_apart(offline_processor):
+    """Amount - fees - refunded = net: a failed gift's amount is not in the totals (it has no fee or net), but is
+    counted apart; a pending one is in neither."""
+    from admin.services.records.contacts import giving_of
+
+    p = offline_processor.id
+    gave, lost, refunded = (Contact(display_name=n) for n in ("Gave", "Lost", "Refunded"))
+    db.session.add_all([gave, lost, refunded])
+    db.session.flush()
+    _gift(p, gave, 5000, "Completed")
+    _gift(p, gave, 3000, "Completed", refund=1000)
+    _gift(p, gave, 700, "Pending")
+    _gift(p, lost, 4000, "Failed")
+    _gift(p, refunded, 2000, "Completed", refund=2000)
+    db.session.commit()
+
+    [usd] = rec.contribution_totals(rec.ContributionFilter())
+    assert usd.amount - usd.fee - usd.refunded == usd.net == 10000 - 300 - 3000
+    assert (usd.count, usd.amount, usd.failed_count, usd.failed) == (3, 10000, 1, 4000)
+    only_failed = rec.contribution_totals(rec.ContributionFilter(status=["Failed"]))
+    assert [(t.count, t.amount, t.failed_count, t.failed) for t in only_failed] == [(0, 0, 1, 4000)]
+
+    # a donor whose only gift failed has given 0.00, as one whose gift was refunded: never blank for one of them
+    giving = giving_of([gave.id, lost.id, refunded.id])
+    assert giving[gave.id].totals == {"usd": 5000 + 3000 - 1000} and giving[gave.id].count == 3
+    assert giving[lost.id].totals == {"usd": 0} and giving[lost.id].failed == {"usd": 4000}
+    assert giving[refunded.id].totals == {"usd": 0} and giving[refunded.id].failed == {}
+
+
+@pytest.mark.postgres
+def test_searches_match_percent_underscore_and_backslash_as_typed(book, offline_processor):
+    """Text typed into a search is matched as written: '%' and '_' are no wildcards, '\\' no escape."""
+    from admin.models import AuditLog, StripeEvent, StripePaymentIntent
+    from admin.services.core.audit import AuditFilter, audit_page
+    from admin.services.events.queries import EventFilter, local_page
+    from admin.services.intents.queries import IntentFilter, intent_page
+
+    db.session.add_all([Contact(display_name="Percy 100% Shelley", email="percy@example.org"),
+                        Contact(display_name="Mary_Shelley", email="mary_s@example.org"),
+                        Contact(display_name="Back\\slash", email="back@example.org")])
+    db.session.commit()
+
+    def people(q):
+        flt, errors = ContactFilter.from_args({"linked": "any", "q": q})
+        assert errors == {}
+        return sorted(c.display_name for c in contact_page(flt).rows)
+
+    assert people("%") == ["Percy 100% Shelley"]
+    assert people("_") == ["Mary_Shelley"]
+    assert people("y_s") == ["Mary_Shelley"]  # not "Percy Shelley"'s "y S" nor anything with one letter between
+    assert people("\\") == ["Back\\slash"]
+    assert people("%shelley") == []
+    assert contributions(book, q="%") == set() and contributions(book, q="_") == set()
+
+    db.session.add_all([StripePaymentIntent(stripe_intent_id="pi_1", processor_id=offline_processor.id,
+                                            status="succeeded", amount=100, currency="usd", description="50% off"),
+                        StripePaymentIntent(stripe_intent_id="pi_2", processor_id=offline_processor.id,
+                                            status="succeeded", amount=100, currency="usd", description="5000 off")])
+    db.session.add_all([AuditLog(action="user.sign_in", actor="a", result="ok"),
+                        AuditLog(action="user.signXin", actor="a", result="ok")])
+    db.session.add_all([StripeEvent(processor_id=offline_processor.id, event_id="evt_1", type="invoice.paid",
+                                    created=1760000000, raw="{}", status="success"),
+                        StripeEvent(processor_id=offline_processor.id, event_id="evt_2", type="invoice_paid",
+                                    created=1760000000, raw="{}", status="success")])
+    db.session.commit()
+    flt, _ = IntentFilter.from_args({"description": "0%"})
+    assert [i.stripe_intent_id for i in intent_page(flt).rows] == ["pi_1"]
+    flt, _ = AuditFilter.from_args({"action": "user.sign_*"})
+    assert [a.action for a in audit_page(flt).rows] == ["user.sign_in"]
+    flt, _ = EventFilter.from_args({"type": "invoice_*"})
+    assert [e.event_id for e in local_page(flt).rows] == ["evt_2"]
