@@ -20,7 +20,7 @@ def _queue_charts(health) -> list:
         chart("Events per minute, last hour: received and processed", [m.strftime("%H:%M") for m in health.minutes],
               [Series("Received", health.received_per_minute), Series("Processed", health.processed_per_minute)],
               kind="line", label_every=10),
-        chart("Events in error per hour, last 48 hours (by arrival)", [h.strftime("%a %H:00") for h in health.hours],
+        chart("Events in error per hour, last 48 hours", [h.strftime("%a %H:00") for h in health.hours],
               [Series("Events in error", health.errors_per_hour)], label_every=12),
     ]
 

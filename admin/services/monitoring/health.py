@@ -30,10 +30,12 @@ from admin.models import (
     StripeEvent,
     WorkerHeartbeat,
 )
-from admin.services.monitoring.dashboard import counts_per
-from admin.timeutil import utcnow
+from admin.services.monitoring.dashboard import counts_per, periods
+from admin.timeutil import to_unix, utcnow
 
 QUEUE_STATUSES = (EV_QUEUED, EV_PROCESSING, EV_ERROR)
+PROCESSED_WINDOW = timedelta(hours=2)
+ERRORS_READ_MAX = 100_000  # the errors chart reads at most this many rows (a flood is a flood either way)
 
 
 @dataclass
@@ -238,32 +240,46 @@ class QueueHealth:
     too_old: bool = False  # the oldest queued event is past READY_QUEUE_MAX_AGE
 
 
+def _errors_per_hour(now: datetime) -> tuple[list[datetime], list[int], int]:
+    """Events in error by the hour of their Stripe time (``created``), last 48 hours, and in the last hour: read
+    through the (status, created) index, so only the rows in error are touched (a ``received_at`` range read
+    every event of two days: 25 ms of the dashboard's 32 at 1 event/s)."""
+    hours = periods("hour", 48, now)
+    since = to_unix(hours[0])
+    created = db.session.scalars(
+        select(StripeEvent.created)
+        .where(StripeEvent.status == EV_ERROR, StripeEvent.created >= since)
+        .limit(ERRORS_READ_MAX)
+    ).all()
+    per_hour = [0] * len(hours)
+    last_hour = to_unix(now) - 3600
+    for ts in created:
+        per_hour[min(len(hours) - 1, max(0, int((ts - since) // 3600)))] += 1
+    return hours, per_hour, sum(1 for ts in created if ts >= last_hour)
+
+
 def queue_health(now: datetime | None = None) -> QueueHealth:
     """Read through indexed columns only: events by ``received_at`` (processed ones among those received in
-    the last day), the queue index for the oldest due event."""
+    the last ``PROCESSED_WINDOW``), the queue index for the oldest due event."""
     now = now or utcnow()
     minutes, received = counts_per(StripeEvent.received_at, [], "minute", 60, now)
+    # processed per minute among events received in the last PROCESSED_WINDOW (through the received_at index; a
+    # retry of an event older than that is not drawn): a window of a day read 86,000 rows at 1 event/s, 120 ms
     _, processed = counts_per(
-        StripeEvent.processed_at, [StripeEvent.received_at >= now - timedelta(days=1)], "minute", 60, now
+        StripeEvent.processed_at, [StripeEvent.received_at >= now - PROCESSED_WINDOW], "minute", 60, now
     )
-    hours, errors = counts_per(StripeEvent.received_at, [StripeEvent.status == EV_ERROR], "hour", 48, now)
+    hours, errors, errors_last_hour = _errors_per_hour(now)
     waiting = int(
         db.session.scalar(
-            select(func.count()).select_from(StripeEvent).where(StripeEvent.status.in_((EV_QUEUED, EV_PROCESSING)))
+            select(func.count())
+            .select_from(StripeEvent)
+            .where(StripeEvent.status.in_((EV_QUEUED, EV_PROCESSING)))
         )
         or 0
     )
     oldest = oldest_queued_seconds(now)
     beat_age, alive = heartbeat_age(now)
     limit = float(current_app.config["READY_QUEUE_MAX_AGE"])
-    errors_last_hour = int(
-        db.session.scalar(
-            select(func.count())
-            .select_from(StripeEvent)
-            .where(StripeEvent.received_at >= now - timedelta(hours=1), StripeEvent.status == EV_ERROR)
-        )
-        or 0
-    )
     return QueueHealth(
         oldest_queued_seconds=oldest,
         waiting=waiting,

@@ -110,7 +110,9 @@ def donation_refused(reason: str) -> None:
     DONATION_REFUSALS.labels(reason).inc()
 
 
-def stripe_request(operation: str, outcome: str, seconds: float, retrying: bool, _request_id: str | None = None) -> None:
+def stripe_request(
+    operation: str, outcome: str, seconds: float, retrying: bool, _request_id: str | None = None
+) -> None:
     """The gateway's observer (``stripe_gateway.observe``): one request to Stripe has been answered."""
     STRIPE_REQUESTS.labels(operation, outcome).inc()
     STRIPE_SECONDS.observe(seconds)
