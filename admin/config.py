@@ -110,10 +110,6 @@ class DefaultConfig:
     CARD_TESTING_ALARM_WINDOW_MINUTES = 60
     CARD_TESTING_ALARM_CACHE_SECONDS = 30  # each web process works it out at most this often
 
-    # /reconcile: a comparison with Stripe is kept (in the database) and reused for this long by the
-    # page's other pages, filters and its "fix all" confirmation; a fix makes the page compare again.
-    RECONCILE_SCAN_REUSE_SECONDS = 60
-
     # Donation form defences (card testing). Flask-Limiter keeps its counters in Redis when
     # RATELIMIT_STORAGE_URL is set (redis://host:6379/0, needs the `redis` package), otherwise in
     # this database (shared by every process); never in per-process memory.

@@ -40,10 +40,22 @@ def _one_line_database_errors(app: Flask) -> None:
 
 def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
-    from admin.cli import events, forms, imports, intents, jobs, processors, reconcile, records, users, worker
+    from admin.cli import (
+        audit,
+        events,
+        forms,
+        imports,
+        intents,
+        jobs,
+        processors,
+        reconcile,
+        records,
+        users,
+        worker,
+    )
 
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit):
         module.register(app)

@@ -12,6 +12,7 @@ from admin.cli.support import (
     emit,
     fail,
     filter_from_options,
+    filter_options,
     format_option,
     ppid_option,
     processor_or_fail,
@@ -19,7 +20,7 @@ from admin.cli.support import (
 )
 from admin.dbutil import parse_id
 from admin.errors import ServiceError
-from admin.models import EVENT_STATUSES
+from admin.services.events.queries import EventFilter
 from admin.stripe_gateway import GatewayError
 
 events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
@@ -35,35 +36,22 @@ def _types(values: tuple[str, ...], default: str | None) -> list[str]:
 
 
 @events_cli.command("list")
-@ppid_option
-@click.option("--type", "types", multiple=True, help="Event type (repeatable; 'invoice.*' for a prefix; 'all' "
-              "for every type). Default: invoice.payment_succeeded.")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(EVENT_STATUSES),
-              help="Only events in this state (local source; repeatable).")
-@click.option("--since", help="Created on or after this day (YYYY-MM-DD, UTC) or time (YYYY-MM-DDTHH:MM).")
-@click.option("--until", help="Created on or before this day (YYYY-MM-DD, UTC), or before a time.")
-@click.option("--search", help="An event, customer, subscription, invoice, charge or intent id, or an email.")
-@click.option("--subscription", help="Only events about this subscription.")
+@filter_options(EventFilter)
 @click.option("--expected-charges", is_flag=True,
               help="With --subscription: the charges its invoices say there should be, found or missing here.")
-@click.option("--filter-processed", is_flag=True, help="Leave out events whose contribution is already complete.")
 @click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--starting-after", help="Page on: events after (older than) this event id.")
 @click.option("--output", type=click.Choice(["brief", "raw"]), default="brief", show_default=True)
-@click.option("--source", type=click.Choice(["local", "stripe"]), default="local", show_default=True,
-              help="local: what paydesk stored (any age); stripe: what Stripe has (last 30 days).")
 @format_option
-def events_list(ppid, types, statuses, since, until, search, subscription, expected_charges, filter_processed,
-                limit, starting_after, output, source, fmt):
-    """List events (CiviCRM's Listevents)."""
+def events_list(expected_charges, limit, starting_after, output, fmt, **options):
+    """List events (CiviCRM's Listevents), newest first: the /events page's filter (every type unless --type;
+    --source stripe lists what Stripe has, last 30 days)."""
     from admin.services.events import queries as ev
     from admin.services.records.common import event_dict
 
+    ppid, source, subscription = options.get("ppid"), options.get("source") or "local", options.get("subscription")
     proc = processor_or_fail(ppid) if (ppid or source == "stripe" or expected_charges) else None
-    flt = filter_from_options(ev.EventFilter, ppid=proc.id if proc else None,
-                              type=_types(types, "invoice.payment_succeeded") or None, status=list(statuses),
-                              since=since, until=until, q=search, source=source, subscription=subscription,
-                              filter_processed=filter_processed)
+    flt = filter_from_options(EventFilter, **{**options, "ppid": proc.id if proc else None})
     flt.size = limit  # the CLI pages by any size up to 100, not only the page's 25 or 100
     raw = output == "raw"
     try:

@@ -15,12 +15,15 @@ from admin.cli.support import (
     PaydeskGroup,
     emit,
     fail,
+    filter_from_options,
+    filter_options,
     format_option,
     limit_option,
     ppid_option,
     processor_or_fail,
 )
 from admin.errors import ServiceError
+from admin.services.intents.queries import IntentFilter
 
 intents_cli = PaydeskGroup("intents", help="Stripe PaymentIntents paydesk tracks: list, cancel, capture, import.")
 
@@ -30,42 +33,14 @@ COLUMNS = ["payment_intent_id", "created_date", "age", "display_amount", "status
 
 
 @intents_cli.command("list")
-@click.option("--ppid", help="Only this processor's intents (id or name).")
-@click.option("--status", "statuses", multiple=True,
-              help="Stripe status (requires_payment_method, ..., succeeded, canceled), or 'incomplete' (waiting for "
-                   "the donor) or 'open' (not finished); repeatable.")
-@click.option("--since", help="Created on or after (YYYY-MM-DD, UTC).")
-@click.option("--until", help="Created up to the end of this day (YYYY-MM-DD, UTC).")
-@click.option("--older-than", help='Created more than this long ago: "30 minutes", "1 hour", "3 days".')
-@click.option("--min-amount", help="At least this much, in major units (12.50).")
-@click.option("--max-amount", help="At most this much, in major units.")
-@click.option("--currency", help="Three-letter currency code.")
-@click.option("--capture-method", help="automatic, automatic_async or manual.")
-@click.option("--contact", help="A contact id, email, part of a name, or a cus_ id.")
-@click.option("--contribution", help="A contribution id, 'none' or 'any'.")
-@click.option("--description", help="Words in the description.")
-@click.option("--referrer", help="Part of the page the donor came from.")
-@click.option("--error", help="'any', or words in the last payment error.")
-@click.option("--failed-within", help='Last payment error this recent: "60 minutes".')
-@click.option("--search", help="A pi_ or cus_ id, an email, or words in the description.")
+@filter_options(IntentFilter)
 @limit_option
 @format_option
-def intents_list(ppid, statuses, since, until, older_than, min_amount, max_amount, currency, capture_method,
-                 contact, contribution, description, referrer, error, failed_within, search, limit, fmt):
+def intents_list(limit, fmt, **options):
     """Tracked intents, newest first: the same filters as /intents."""
     from admin.services.intents import queries as svc
 
-    args = {"ppid": str(processor_or_fail(ppid).id) if ppid else None, "status": list(statuses), "since": since,
-            "until": until, "older_than": older_than, "min_amount": min_amount, "max_amount": max_amount,
-            "currency": currency, "capture_method": capture_method, "contact": contact, "contribution": contribution,
-            "description": description, "referrer": referrer, "error": error, "failed_within": failed_within,
-            "q": search}
-    try:
-        flt = svc.IntentFilter.parse_or_raise({k: v for k, v in args.items() if v not in (None, "", [])},
-                                              options=True)
-    except ServiceError as err:
-        fail(err)
-    emit(list(svc.intent_rows(flt, limit)), fmt, COLUMNS)
+    emit(list(svc.intent_rows(filter_from_options(IntentFilter, **options), limit)), fmt, COLUMNS)
 
 
 def _intent_ids(ids: tuple[str, ...]) -> list[str]:

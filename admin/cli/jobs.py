@@ -10,10 +10,19 @@ import time
 import click
 from flask import Flask
 
-from admin.cli.support import PaydeskGroup, emit, end_open_line, fail, format_option, line_left_open
+from admin.cli.support import (
+    PaydeskGroup,
+    emit,
+    end_open_line,
+    fail,
+    filter_from_options,
+    filter_options,
+    format_option,
+    line_left_open,
+)
 from admin.dbutil import parse_id
 from admin.errors import ServiceError
-from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, JOB_STATUSES, Job
+from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, Job
 from admin.services.core import jobs as jobs_service
 from admin.timeutil import utcnow
 
@@ -81,8 +90,9 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
 
 
 def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
-            quiet: bool = False, leave_to_runner: bool = False) -> Job:
-    """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result.
+            quiet: bool = False, leave_to_runner: bool = False, print_result: bool = True) -> Job:
+    """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result (unless
+    ``print_result`` is False and it is done: the command prints what the job made, e.g. a kept scan).
     Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues).
 
     ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
@@ -105,7 +115,8 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
             return started.job
         fail(err)
     job = jobs_service.get(job.id)
-    print_job(job, fmt)
+    if print_result or status != JOB_DONE:
+        print_job(job, fmt)
     if status == JOB_PAUSED:
         click.echo(f"Paused. Continue with: flask --app wsgi jobs resume {job.id}", err=True)
         sys.exit(130)
@@ -133,22 +144,16 @@ def print_job(job: Job, fmt: str) -> None:
 
 
 @jobs_cli.command("list")
-@click.option("--status", "statuses", multiple=True, help=f"{', '.join(JOB_STATUSES)} (repeatable).")
-@click.option("--kind", "kinds", multiple=True, help="Job kind, e.g. events.replay (repeatable).")
-@click.option("--actor", help="Started by (an email, or cli:<host> for the command line).")
+@filter_options(jobs_service.JobFilter)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @format_option
-def jobs_list(statuses, kinds, actor, limit, fmt):
+def jobs_list(limit, fmt, **options):
     """Recent jobs, newest first: the same filter as /jobs."""
     from itertools import islice
 
     from admin.listing import walk
 
-    try:
-        flt = jobs_service.JobFilter.parse_or_raise({"status": list(statuses), "kind": list(kinds), "actor": actor},
-                                                    options=True)
-    except ServiceError as err:
-        fail(err)
+    flt = filter_from_options(jobs_service.JobFilter, **options)
     rows = (j for chunk in walk(jobs_service.job_query(flt), [Job.id], flt, scalars=True, chunk=limit) for j in chunk)
     emit([job_dict(j) for j in islice(rows, limit)], fmt,
          ["id", "kind", "status", "done", "total", "actor", "created_at", "title"])

@@ -17,7 +17,6 @@ from admin.cli.support import (
     ppid_option,
 )
 from admin.errors import ServiceError
-from admin.stripe_gateway import GatewayError
 
 
 class _OneLineCommand(PaydeskCommand):
@@ -65,8 +64,12 @@ COLUMNS = ["object", "id", "created", "stripe_amount", "local_amount", "currency
               help="With --fix: also mark Cancelled paydesk's records that Stripe does not have (or has as unpaid).")
 @format_option
 def reconcile_cmd(ppid, days, since, until, objects, problems, matching, fix, cancel_local, fmt):
-    """Compare Stripe and paydesk for a processor and period; with --fix, put the differences right."""
-    from admin.services.reconcile import service as rc
+    """Compare Stripe and paydesk for a processor and period (the reconcile.scan job the page starts, run
+    here with a progress bar; Ctrl-C pauses it, running the command again continues it); with --fix, put
+    the differences right."""
+    from admin.services.reconcile import fix as rc_fix
+    from admin.services.reconcile import scan as rc_scan
+    from admin.services.reconcile.filter import ReconcileFilter
     from admin.services.settings.processors import get_processor
 
     args = {"days": days, "object": list(objects), "problem": list(problems), "matching": matching}
@@ -75,18 +78,21 @@ def reconcile_cmd(ppid, days, since, until, objects, problems, matching, fix, ca
     if until:
         args["until"] = until.date().isoformat()
     try:
-        flt = rc.ReconcileFilter.parse_or_raise(args, options=True)
+        flt = ReconcileFilter.parse_or_raise(args, options=True)
         if cancel_local and not fix:
             raise ServiceError("--cancel-local goes with --fix")
         proc = get_processor(ppid)
+        run_job(rc_scan.KIND, rc_scan.ScanParams.of(flt).as_dict(), processor_id=proc.id, fmt=fmt,
+                print_result=False)
+        scan = rc_scan.latest(proc, flt)
+        if scan is None:
+            raise ServiceError("the comparison was not kept; run the command again")
         if fix:
-            run_job("reconcile.fix_all", rc.job_params(flt, cancel_local=cancel_local), processor_id=proc.id, fmt=fmt)
+            run_job("reconcile.fix_all", rc_fix.job_params(flt, cancel_local=cancel_local, scan=scan),
+                    processor_id=proc.id, fmt=fmt)
             return
-        scan = rc.scan(proc, flt)
     except ServiceError as err:
         fail(err)
-    except GatewayError as err:
-        fail(ServiceError(f"Stripe: {err}"))
     rows = [r.as_dict() for r in scan.shown(flt)]
     emit(rows, fmt, COLUMNS)
     if fmt != "json":

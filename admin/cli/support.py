@@ -8,10 +8,14 @@ exit, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
+import types
+import typing
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import click
@@ -19,6 +23,7 @@ from flask.cli import AppGroup
 
 from admin.dbutil import MAX_ID, parse_id
 from admin.errors import ServiceError
+from admin.listing import Amount
 
 # Integer options that name a database row, or bound a listing: never beyond what the database holds.
 ID = click.IntRange(1, MAX_ID)
@@ -235,7 +240,8 @@ def filter_from_options(cls, **options):
     """The filter (an ``admin.listing.Filter``) these options describe, read exactly as the page reads
     its query string; a bad option ends the command with its name and what is wrong. ``ppid`` may be a
     processor's id or name."""
-    args = {k: v for k, v in options.items() if v not in (None, (), "", False)}
+    args = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()
+            if v not in (None, (), [], "", False)}
     if "ppid" in args and parse_id(args["ppid"]) is None:  # a name (or no processor at all): look it up
         args["ppid"] = str(processor_or_fail(args["ppid"]).id)
     args = {k: ("1" if v is True else v) for k, v in args.items()}
@@ -254,3 +260,57 @@ def processor_or_fail(ppid):
     except ServiceError as err:
         fail(err)
 
+
+
+# What a value looks like, for fields whose label does not say (the page shows a placeholder instead).
+SHAPES = {"q": ": part of a name or email, or a Stripe id", "month": " (YYYY-MM)", "currency": " (three letters)",
+          "older_than": ' ("30 minutes", "3 days")', "failed_within": ' ("60 minutes")'}
+
+
+def _help_for(cls, f: dataclasses.Field, hint: Any) -> str:
+    """An option's help, from the filter's own words: its label on the page, what the value looks like,
+    its default."""
+    text = f.metadata.get("help") or cls.label(f.name) + SHAPES.get(f.name, "")
+    base = _base_type(hint)
+    if base is datetime:
+        text += " (YYYY-MM-DD, UTC, or YYYY-MM-DDTHH:MM" + ("; the whole day" if f.metadata.get("end") else "") + ")"
+    elif base is Amount:
+        text += " (major units, e.g. 12.50)"
+    elif base is int and f.name == "ppid":
+        text += " (id or name)"
+    if typing.get_origin(hint) is list:
+        choices = f.metadata.get("choices")
+        text += (f": {', '.join(choices)}" if choices else "") + "; repeatable or comma-separated"
+    if f.default not in (None, "", False, dataclasses.MISSING):
+        text += f" [default: {f.default}]"
+    return text
+
+
+def _base_type(hint: Any) -> Any:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def filter_options(cls, *, exclude: tuple[str, ...] = ()):
+    """Click options generated from a filter's fields (an ``admin.listing.Filter``), so that a listing's
+    options are the page's query parameters under the same names (``--q`` is also ``--search``), with the
+    same choices and defaults; the values reach the command as keyword arguments named like the fields,
+    for :func:`filter_from_options`. Paging fields are left out (the CLI has ``--limit``)."""
+    hints = typing.get_type_hints(cls)
+    options = []
+    for f in dataclasses.fields(cls):
+        if f.name in cls.PAGING or f.name in exclude:
+            continue
+        hint = hints[f.name]
+        decls = ["--" + f.name.replace("_", "-"), *(["--search"] if f.name == "q" else []), f.name]
+        kwargs: dict[str, Any] = {"help": _help_for(cls, f, hint), "default": None, "show_default": False}
+        choices = f.metadata.get("choices")
+        if typing.get_origin(hint) is list:
+            kwargs.update(multiple=True, default=())
+        elif _base_type(hint) is bool:
+            kwargs.update(is_flag=True)
+        if choices and typing.get_origin(hint) is not list:  # a list also takes "a,b" (checked by the filter)
+            kwargs["type"] = click.Choice(list(choices))
+        options.append(click.option(*decls, **kwargs))
+    return with_options(options)

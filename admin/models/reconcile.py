@@ -15,11 +15,10 @@ from admin.timeutil import utcnow
 
 class ReconcileScan(db.Model):
     """One comparison of a processor's charges, refunds and paid invoices in a period with paydesk's
-    records (``services/reconcile.scan``): every compared row. Kept in the database, not in a web
-    process, because the page's views (page flips, filter keystrokes, the "fix all" confirmation) are
-    served by any web process and the "fix all" job by the worker: the job works through the very rows
-    its confirmation counted, with an index into them as its cursor. Pages reuse a scan for a minute;
-    scans are deleted an hour after they were taken unless an active job works from them."""
+    records, taken by a ``reconcile.scan`` job (``services/reconcile/scan``): every compared row. The job
+    appends rows as it reads Stripe's pages (``finished_at`` is NULL until it is done); the page and the
+    CLI show the newest finished scan of a period, a fix updates its row in place, and the "fix all" job
+    works through the very rows its confirmation counted, with an index into them as its cursor."""
 
     __tablename__ = "reconcile_scan"
     __table_args__ = (Index("ix_reconcile_scan_lookup", "processor_id", "objects", "taken_at"),)
@@ -31,6 +30,8 @@ class ReconcileScan(db.Model):
     until: Mapped[datetime] = mapped_column(DateTime)
     taken_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    job_id: Mapped[int | None] = mapped_column(Integer, index=True)  # the reconcile.scan job taking it
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # NULL while its job reads Stripe
 
 
 class UnmatchedPayment(db.Model):

@@ -1,5 +1,6 @@
 """``/reconcile``: Stripe's charges, refunds and paid invoices next to paydesk's records for a
-processor and a period; fix one row, or every difference as a job."""
+processor and a period, as the newest kept scan has them (a ``reconcile.scan`` job an operator starts
+here: a page view never asks Stripe); fix one row, or every difference of the scan as a job."""
 
 from __future__ import annotations
 
@@ -11,31 +12,33 @@ from admin.errors import ServiceError
 from admin.htmx import is_htmx, is_partial
 from admin.listing import page_or_first
 from admin.security import role_required
-from admin.services.reconcile import service as rc
+from admin.services.reconcile import fix as rc_fix
+from admin.services.reconcile import scan as rc_scan
+from admin.services.reconcile.filter import ReconcileFilter
 from admin.services.records import unmatched
 from admin.services.settings.processors import get_processor, list_processors
-from admin.stripe_gateway import GatewayError
 from admin.views.actions import action_response, sentence, start_job_response
 
 bp = Blueprint("reconcile", __name__)
 
 
-def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
-    """The comparison for a filter; a Stripe failure or an unknown processor is a message, not an error page."""
+def _results(flt: ReconcileFilter, errors: dict[str, str]) -> dict:
+    """The newest kept scan for a filter and the scan job running for it; an unknown processor is a
+    message. Stripe is not asked."""
     out: dict = {"flt": flt, "errors": errors, "scan": None, "page": None, "counts": None, "problem_error": None,
-                 "processor": None}
+                 "processor": None, "job": None}
     try:
         proc = get_processor(flt.ppid)
-        out["processor"] = proc
-        scan = rc.recent_scan(proc, flt)
     except ServiceError as err:
         out["problem_error"] = sentence(err.message)
         return out
-    except GatewayError as err:
-        out["problem_error"] = f"Could not ask Stripe: {err.message}. Nothing was compared; try again."
+    out["processor"] = proc
+    out["job"] = rc_scan.running(proc, flt)
+    scan = rc_scan.latest(proc, flt)
+    if scan is None:
         return out
     shown = scan.shown(flt)
-    page = page_or_first(lambda f: rc.page(shown, f), flt, errors)
+    page = page_or_first(lambda f: rc_scan.page(shown, f), flt, errors)
     out.update(scan=scan, page=page, counts=scan.counts(), differences=len(scan.differences))
     return out
 
@@ -43,11 +46,41 @@ def _results(flt: rc.ReconcileFilter, errors: dict[str, str]) -> dict:
 @bp.get("/reconcile")
 @role_required("viewer")
 def index():
-    flt, errors = rc.ReconcileFilter.from_args(request.args)
+    flt, errors = ReconcileFilter.from_args(request.args)
     data = _results(flt, errors)
     if is_partial():
         return render_template("reconcile/_results.html", **data)
     return render_template("reconcile/index.html", processors=list_processors(), **_unmatched(), **data)
+
+
+@bp.post("/reconcile/scan")
+@role_required("operator")
+def scan():
+    """Start comparing the page's period with Stripe (a job; an identical one running is joined). The
+    page's results answer: they show the job's progress until its scan is kept."""
+    form = request.form
+    back = _back(form)
+    try:
+        flt = _criteria(form)
+        proc = get_processor(form.get("ppid") or None)
+        started = rc_scan.start(proc, flt)
+    except ServiceError as err:
+        return action_response("_message.html", back, err.message, "error", status=422)
+    message = (f"Started: {started.job.title}." if started.created else
+               f"The same comparison was already {started.job.status}; this is it.")
+    flt.ppid = proc.id
+    return action_response("reconcile/_results.html", back, message, "info", status=202, **_results(flt, {}))
+
+
+def _criteria(form) -> ReconcileFilter:
+    """The page's filter, as the form carries it (JSON); a ``ServiceError`` when it is damaged."""
+    try:
+        criteria = json.loads(form.get("criteria") or "{}")
+    except ValueError:
+        criteria = None
+    if not isinstance(criteria, dict):
+        raise ServiceError("this form is damaged; reload the page")
+    return ReconcileFilter.parse_or_raise(criteria)
 
 
 def _unmatched() -> dict:
@@ -73,7 +106,7 @@ def _back(form) -> str:
         criteria = json.loads(form.get("criteria") or "{}")
     except ValueError:
         criteria = {}
-    flt, _ = rc.ReconcileFilter.from_args(criteria if isinstance(criteria, dict) else {})
+    flt, _ = ReconcileFilter.from_args(criteria if isinstance(criteria, dict) else {})
     return url_for("reconcile.index", **flt.to_args())
 
 
@@ -88,39 +121,38 @@ def fix():
     confirmed = form.get("step") == "run"
     try:
         proc = get_processor(form.get("ppid") or None)
-        row = rc.check_one(proc, obj, stripe_id)
+        row = rc_fix.check_one(proc, obj, stripe_id)
         if row.remedy == "cancel" and not confirmed:
             template = "reconcile/_confirm_row.html" if is_htmx() else "reconcile/confirm.html"
             return render_template(template, row=row, processor=proc, criteria=form.get("criteria") or "{}",
                                    back=back)
-        flt, page_scan = _page_scan(proc, form.get("criteria"))  # before the fix, which forgets kept scans
-        res = rc.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
-    except (ServiceError, GatewayError) as err:
-        return action_response("reconcile/_row_message.html", back, getattr(err, "message", str(err)), "error",
+        res = rc_fix.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
+    except ServiceError as err:
+        return action_response("reconcile/_row_message.html", back, err.message, "error",
                                status=422, obj=obj, stripe_id=stripe_id)
     tone = "success" if res.in_step else "error"
-    # the page's summary is answered too, counting the row as it is now (Stripe is not asked again for it)
-    summary = rc.with_row(page_scan, res.after) if page_scan else None
+    # the page's summary is answered too, from its kept scan, which the fix updated (Stripe is not asked again)
+    flt = _page_filter(form.get("criteria"))
+    summary = rc_scan.latest(proc, flt) if flt else None
     return action_response("reconcile/_row.html", back, res.message, tone, status=200, r=res.after,
                            processor=proc, criteria=form.get("criteria") or "{}", fixed=True, summary=summary,
                            flt=flt)
 
 
-def _page_scan(proc, criteria: str | None) -> tuple[rc.ReconcileFilter | None, rc.Scan | None]:
-    """The filter and the kept scan of the page a fix came from; (None, None) when they cannot be read."""
+def _page_filter(criteria: str | None) -> ReconcileFilter | None:
+    """The filter of the page a form came from; None when it cannot be read."""
     try:
         args = json.loads(criteria or "{}")
-        flt = rc.ReconcileFilter.parse_or_raise(args if isinstance(args, dict) else {})
+        return ReconcileFilter.parse_or_raise(args if isinstance(args, dict) else {})
     except (ValueError, ServiceError):
-        return None, None
-    return flt, rc.kept_scan(proc, flt)
+        return None
 
 
 @bp.post("/reconcile/fix-all")
 @role_required("operator")
 def fix_all():
-    """Every difference of the filter as a job: first a confirmation that says how many and how
-    much money per currency, then (``step=run``) the job, over the period the confirmation counted."""
+    """Every difference of the page's kept scan as a job: first a confirmation that says how many and how
+    much money per currency, then (``step=run``) the job, over the scan the confirmation counted."""
     form = request.form
     back = _back(form)
     try:
@@ -133,36 +165,38 @@ def fix_all():
                 raise ServiceError("this confirmation is damaged; reload the page") from None
             if not isinstance(params, dict):
                 raise ServiceError("this confirmation is damaged; reload the page")
-            flt = rc.filter_of(params)
-            return start_job_response("reconcile.fix_all",
-                                      rc.job_params(flt, cancel_local=bool(params.get("cancel_local"))), proc.id)
-        criteria = json.loads(form.get("criteria") or "{}")
-        if not isinstance(criteria, dict):
-            raise ValueError("criteria")
-        flt = rc.ReconcileFilter.parse_or_raise(criteria)
-        scan = rc.recent_scan(proc, flt)  # the page's: what staff were looking at
-        todo, left = rc.to_fix(scan.rows, flt, cancel_local=cancel_local)
+            flt = rc_fix.filter_of(params)
+            job = rc_fix.job_params(flt, cancel_local=bool(params.get("cancel_local")))
+            if isinstance(params.get("scan"), int):
+                job["scan"] = params["scan"]
+            return start_job_response("reconcile.fix_all", job, proc.id)
+        flt = _criteria(form)
+        scan = rc_scan.latest(proc, flt)  # the page's: what staff were looking at
+        if scan is None:
+            raise ServiceError("nothing is compared for this period yet: compare with Stripe first")
+        todo, left = rc_fix.to_fix(scan.rows, flt, cancel_local=cancel_local)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
-    except GatewayError as err:
-        return action_response("_message.html", back, f"Could not ask Stripe: {err.message}", "error", status=422)
-    except ValueError:
-        return action_response("_message.html", back, "this form is damaged; reload the page", "error", status=422)
     template = "reconcile/_fix_all_confirm.html" if is_htmx() else "reconcile/fix_all.html"
-    return render_template(template, todo=todo, left=left, totals=rc.money_totals(todo), processor=proc,
-                           params=rc.job_params(flt, cancel_local=cancel_local, window=(scan.since, scan.until)),
-                           cancel_local=cancel_local,
-                           criteria=form.get("criteria") or "{}", back=back)
+    return render_template(template, todo=todo, left=left, totals=rc_fix.money_totals(todo), processor=proc,
+                           params=rc_fix.job_params(flt, cancel_local=cancel_local, scan=scan),
+                           cancel_local=cancel_local, criteria=form.get("criteria") or "{}", back=back)
 
 
 @bp.get("/reconcile/row")
 @role_required("viewer")
 def row():
-    """One row as it stands now (what "Keep it" puts back in place of a confirmation)."""
+    """One row as the page's kept scan has it (what "Keep it" puts back in place of a confirmation)."""
+    obj, stripe_id = request.args.get("object", ""), request.args.get("id", "")
+    criteria = request.args.get("criteria") or "{}"
     try:
         proc = get_processor(request.args.get("ppid") or None)
-        r = rc.check_one(proc, request.args.get("object", ""), request.args.get("id", ""))
-    except (ServiceError, GatewayError) as err:
-        return render_template("reconcile/_row_message.html", message=getattr(err, "message", str(err)),
-                               tone="error", obj=request.args.get("object", ""), stripe_id=request.args.get("id", "")), 422
-    return render_template("reconcile/_row.html", r=r, processor=proc, criteria=request.args.get("criteria") or "{}")
+        flt = _page_filter(criteria) or ReconcileFilter()
+        scan = rc_scan.latest(proc, flt)
+        r = scan.row(obj, stripe_id) if scan is not None else None
+        if r is None:
+            raise ServiceError(f"{stripe_id[:64]!r} is not in this comparison any more; reload the page")
+    except ServiceError as err:
+        return render_template("reconcile/_row_message.html", message=sentence(err.message), tone="error",
+                               obj=obj, stripe_id=stripe_id), 422
+    return render_template("reconcile/_row.html", r=r, processor=proc, criteria=criteria)

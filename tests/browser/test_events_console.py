@@ -37,6 +37,8 @@ DESKTOP = {"width": 1280, "height": 860}
 def console(tmp_path_factory):
     """A paydesk with a Stripe account behind ``responses``, six charges whose webhooks failed, a renewal,
     customer updates, local records that drifted from Stripe, and a worker thread."""
+    from admin.services.reconcile import scan as rc_scan
+    from admin.services.reconcile.filter import ReconcileFilter
     from admin.services.settings.processors import add_processor
     from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
@@ -74,6 +76,7 @@ def console(tmp_path_factory):
                 Payment.trxn_id == recorded[0].charge["id"])))  # drift for /reconcile
             db.session.scalar(select(Payment).where(Payment.trxn_id == recorded[1].charge["id"])).amount = 999
             db.session.commit()
+            rc_scan.take(proc, ReconcileFilter())  # /reconcile shows the kept scan (an operator's job)
             db.session.remove()
         stop = threading.Event()
         worker = threading.Thread(target=run_forever, args=(app,), kwargs={"stop": stop}, daemon=True)
@@ -202,8 +205,22 @@ def test_reconcile_fixes_a_row_in_place(page):
     assert page.errors == []
 
 
+def test_an_operator_compares_a_period_and_the_results_arrive_when_the_job_is_done(page):
+    """The scan is a job the worker runs: the button posts (with its CSRF token), the results poll its
+    progress and then show the kept comparison in place."""
+    sign_in(page, OPERATOR)
+    page.goto("/reconcile?days=60")
+    expect(page.locator("#results .empty")).to_contain_text("Nothing compared with Stripe for this period yet.")
+    page.click("#results button:has-text('Compare with Stripe')")
+    page.locator("#results table.reconcile tbody tr").first.wait_for(timeout=30_000)
+    assert page.url.endswith("/reconcile?days=60")
+    expect(page.locator("#reconcile-summary .period strong")).to_have_text(re.compile(r"^\d+ differs?$"))
+    expect(page.locator("#results button:has-text('Compare again')")).to_be_visible()
+    assert page.errors == []
+
+
 PAGES = [("events", "/events"), ("event", None), ("jobs", "/jobs"), ("audit", "/audit"),
-         ("reconcile", "/reconcile")]
+         ("reconcile", "/reconcile"), ("reconcile-not-compared", "/reconcile?days=90")]
 
 
 @needs_axe

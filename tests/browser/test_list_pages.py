@@ -39,6 +39,8 @@ def site(tmp_path_factory):
     from admin.models import Contact, Contribution, OutboxTask, Payment, StripePaymentIntent
     from admin.services.core import audit, jobs
     from admin.services.donations.forms import FormSettings, create_form
+    from admin.services.reconcile import scan as rc_scan
+    from admin.services.reconcile.filter import ReconcileFilter
     from admin.services.settings.processors import add_processor
     from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
@@ -82,6 +84,7 @@ def site(tmp_path_factory):
                                      amounts="10,25,50,100,250", frequencies=("one-off", "monthly", "yearly")))
             db.session.delete(db.session.scalar(select(Payment).where(Payment.trxn_id == gifts[1].charge["id"])))
             db.session.commit()
+            rc_scan.take(proc, ReconcileFilter())  # /reconcile shows the kept scan (an operator's job)
             db.session.remove()
         with serve(app) as live:
             live.world = world

@@ -53,6 +53,9 @@ def test_forms_add_explains_bad_input_without_a_traceback(app, runner, offline_p
     assert bad.exit_code == 1 and "Error: --max-amount: Stripe's largest charge in USD is 999,999.99 USD" in bad.output
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--ppid", "nope"])
     assert bad.exit_code == 1 and "Error: --ppid: no payment processor 'nope'" in bad.output
+    bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "Spring\x1b]0;owned\x07"])
+    assert bad.exit_code == 1 and bad.output == ("Error: --title: remove the control character (U+001B); only "
+                                                 "printable text is kept\n")
     assert db.session.scalar(select(DonationForm)) is None
 
 

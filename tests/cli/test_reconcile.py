@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from stripe_world import OneOff
 
 from admin.extensions import db
 from admin.models import Contribution, Payment
+from admin.models.jobs import Job
+from admin.services.core import jobs
+from admin.services.reconcile import scan as rc_scan
+from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
@@ -77,3 +81,17 @@ def test_bad_input_is_one_line(runner, drift, args, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and len(lines) == 1 and message in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_the_comparison_is_the_scan_job_and_a_paused_one_is_continued(runner, drift, offline_processor):
+    job = rc_scan.start(offline_processor, ReconcileFilter()).job
+    jobs.run_slice(jobs.claim("cli:elsewhere", job.id), "cli:elsewhere", seconds=0)  # the scan begun...
+    jobs.pause(jobs.claim("cli:elsewhere", job.id))  # ...then Ctrl-C
+    scan_id = job.cursor["scan"]
+    result = runner.invoke(args=["reconcile", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert f"job {job.id}; continuing it." in result.stderr
+    assert {r["id"] for r in json.loads(result.stdout)} == {drift["lost"], drift["ghost"]}
+    db.session.refresh(job)
+    assert job.status == "done" and job.kind == "reconcile.scan" and job.result["scan"] == scan_id
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 1

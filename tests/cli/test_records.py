@@ -55,13 +55,16 @@ def test_events_list_local_defaults_pages_and_raw(runner, offline_processor):
             store_event(offline_processor, ev)
             store_event(offline_processor, ren.events["charge.succeeded"])
         run_once()
-    default = invoke_json(runner, "events", "list")  # invoice.payment_succeeded, newest first
+    default = invoke_json(runner, "events", "list", "--type", "invoice.payment_succeeded")  # newest first
     assert [e["invoice_id"] for e in default] == [r.invoice["id"] for r in reversed(rens)]
     assert {e["status"] for e in default} == {"success"}
-    page2 = invoke_json(runner, "events", "list", "--limit", "1", "--starting-after", default[0]["event_id"])
+    page2 = invoke_json(runner, "events", "list", "--type", "invoice.payment_succeeded", "--limit", "1",
+                        "--starting-after", default[0]["event_id"])
     assert [e["event_id"] for e in page2] == [default[1]["event_id"]]
     assert len(invoke_json(runner, "events", "list", "--type", "all", "--limit", "100")) == 6
-    raw = json.loads(runner.invoke(args=["events", "list", "--output", "raw", "--limit", "1"]).output)
+    assert len(invoke_json(runner, "events", "list", "--limit", "100")) == 6  # every type, as the page
+    raw = json.loads(runner.invoke(args=["events", "list", "--type", "invoice.*", "--output", "raw",
+                                         "--limit", "1"]).output)
     assert raw[0]["raw"]["data"]["object"]["object"] == "invoice"
     too_many = runner.invoke(args=["events", "list", "--limit", "101"])
     assert too_many.exit_code != 0 and "101" in too_many.output

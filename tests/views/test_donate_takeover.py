@@ -168,11 +168,68 @@ def test_the_thanks_page_shows_what_was_typed_whoever_the_email_belongs_to(clien
         c.status = "Completed"  # as the webhook will
         db.session.commit()
         page = client.get(body["redirect"]).get_data(as_text=True)
-        pages.append(re.sub(r"<dd>\d+-\d+</dd>|thanks/[^/\"]+", "", page.replace(email, "EMAIL")))
+        pages.append(re.sub(r"<dd>[\d-]+</dd>|thanks/[^/\"]+", "", page.replace(email, "EMAIL")))
         assert "Thank you, Eve!" in page and f"A receipt is on its way to {email}." in page
     assert pages[0] == pages[1]
     assert [link.unverified for link in db.session.scalars(select(StripeCustomer).order_by(StripeCustomer.id))] \
         == [True, False]  # Mary's contact existed; the new one is the new contact's own
+
+
+def test_a_stranger_learns_no_contact_id_from_any_answer_or_the_card_statement(client, form, processor,
+                                                                                localstripe):
+    """The reference of a gift from the public form is the contribution's id: the contact's id, matched by the
+    typed email, would tell a stranger that the email gives here (and which record it is). Staff's Stripe
+    description keeps CiviCRM's contactID-contributionID; a gift through a donor link shows it to the donor."""
+    mary = Contact(id=4711, display_name="Mary Somerville", email="mary@example.org", postal_code="EH1 1AA")
+    db.session.add(mary)
+    db.session.commit()
+    answers = []
+    resp = pay(client, processor, **STRANGER)
+    answers += [resp.get_data(as_text=True), client.get(resp.get_json()["redirect"]).get_data(as_text=True),
+                client.get(resp.get_json()["redirect"] + "/status").get_data(as_text=True)]
+    c = db.session.scalar(select(Contribution))
+    assert f"<dt>Reference</dt><dd>{c.id}</dd>" in answers[1]
+
+    body = pay(client, processor, number=CARD_3DS, **STRANGER).get_json()
+    answers += [json.dumps(body), client.get(body["redirect"]).get_data(as_text=True)]
+    _authenticate(localstripe, body["client_secret"])
+    answers.append(client.post(body["result_url"], json={}).get_data(as_text=True))
+
+    pm, token = payment_method(processor), page_token(client)  # a monthly gift Stripe cannot confirm: a message
+
+    def create(request):
+        _forward(request)
+        return _stripe_error()
+
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.add_callback(responses.POST, f"{localstripe}/v1/subscriptions", callback=create)
+        rsps.add(responses.GET, re.compile(re.escape(localstripe) + r"/v1/subscriptions\?.*"), status=500,
+                 json={"error": {"type": "api_error", "message": "An unknown error occurred"}})
+        rsps.add_passthru(localstripe)
+        unconfirmed = client.post("/donate/spring/pay", json=gift(token, pm, frequency="monthly", **STRANGER))
+    assert unconfirmed.get_json()["status"] == "unconfirmed"
+    answers.append(unconfirmed.get_data(as_text=True))
+
+    gw = gateway(processor)
+    for c in db.session.scalars(select(Contribution)):
+        assert c.contact_id == 4711 and c.description == f"Spring appeal 4711-{c.id}"  # staff's, as CiviCRM's
+        if c.payment_intent_id and not c.recur_id:
+            pi = gw.retrieve("payment_intents", c.payment_intent_id)
+            assert pi["statement_descriptor_suffix"] == f"{c.id} Spring appeal"
+            answers.append(pi["statement_descriptor_suffix"])  # printed on the card statement
+            # a browser holding the client secret (3-D Secure) reads the description; the metadata it cannot
+            assert pi["description"] == f"Spring appeal {c.id}" and pi["metadata"]["contact_id"] == "4711"
+            answers.append(pi["description"])
+    for text in answers:
+        assert "4711" not in text, text
+
+    token = donor_link(form, mary).split("donor=", 1)[1]  # Mary herself, through her link: CiviCRM's reference
+    body = pay(client, processor, donor=token, first_name="Mary", last_name="Somerville",
+               email="mary@example.org").get_json()
+    c = db.session.scalar(select(Contribution).order_by(Contribution.id.desc()).limit(1))
+    assert f"<dt>Reference</dt><dd>4711-{c.id}</dd>" in client.get(body["redirect"]).get_data(as_text=True)
+    assert gw.retrieve("payment_intents", c.payment_intent_id)["statement_descriptor_suffix"].startswith(
+        f"4711-{c.id} ")
 
 
 # -- payment methods Stripe does not know -------------------------------------------------------
@@ -399,7 +456,7 @@ def test_subscription_made_but_stripe_cannot_say_so_is_never_nothing_charged(cli
     assert "nothing was charged" not in body["error"] and "Please do not try again" in body["error"]
     assert "could not find out" in body["error"] and "token" not in body
     c = db.session.scalar(select(Contribution))
-    assert c.status == "Pending" and f"{c.contact_id}-{c.id}" in body["error"]
+    assert c.status == "Pending" and f"Your reference is {c.id}." in body["error"]
 
     # the subscription did exist: its first invoice's webhook completes this contribution, not a new one
     (sub,) = _subscriptions_of(processor, c.customer_id)

@@ -112,6 +112,13 @@ def _editor_errors(html: str) -> list[str]:
     ({"currency": "jpy", "amounts": "1000, 2.5"}, "Preset amounts: JPY amounts have at most 0 decimal places"),
     ({"currency": "kwd", "amounts": "1.005"}, "Preset amounts: KWD amounts go in steps of 0.010 KWD"),
     ({"intro": "x" * 5001}, "Introduction: at most 5,000 characters"),
+    ({"title": "Winter \x1b[31mappeal"}, "Title: remove the control character (U+001B); only printable text is kept"),
+    ({"title": "Winter\nappeal"}, "Title: remove the control character (U+000A); only printable text is kept"),
+    ({"intro": "Keep people\x00 warm."}, "Introduction: remove the control character (U+0000); only printable "
+                                         "text is kept"),
+    ({"thank_you_text": "Thank you\x07!"}, "Thank-you text: remove the control character (U+0007); only "
+                                            "printable text is kept"),
+    ({"currency": "eu\x08r"}, "Currency: remove the control character (U+0008); only printable text is kept"),
 ])
 def test_every_editor_error_names_its_setting_and_says_why(client, auth, proc, changes, error):
     auth.login("admin@example.org", "admin")
@@ -132,3 +139,13 @@ def test_a_form_without_a_maximum_stops_at_stripes_largest_charge(client, auth, 
     assert form.max_amount is None  # kept empty: the limit follows Stripe's
     listing = client.get("/forms").get_data(as_text=True)
     assert '<td data-label="Range">500 to 99999999</td>' in listing
+
+
+def test_the_texts_keep_their_line_breaks_as_a_browser_sends_them(client, auth, proc):
+    auth.login("admin@example.org", "admin")
+    token = csrf_token_from(client.get("/forms/new").get_data(as_text=True))
+    resp = client.post("/forms/new", data=_fields(token, proc.id, intro="Keep people warm.\r\n\r\nThank you.",
+                                                  thank_you_text="Thank you!\r\n\tThe team"))
+    assert resp.status_code == 302
+    form = db.session.scalar(select(DonationForm))
+    assert (form.intro, form.thank_you_text) == ("Keep people warm.\n\nThank you.", "Thank you!\n\tThe team")

@@ -1,22 +1,23 @@
-"""``/reconcile``: the page for each role, filters in the query string, a fix per row (with a
-confirmation before a local record is cancelled), "fix all" as a job, CSRF."""
+"""``/reconcile``: the page for each role showing the kept scan, filters in the query string, a scan
+started by an operator's POST (never by a page view), a fix per row (with a confirmation before a local
+record is cancelled), "fix all" as a job over the kept scan, CSRF."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from html import escape, unescape
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from stripe_world import OneOff
 
 from admin.extensions import db
 from admin.models import AuditLog, Contribution, Payment, ReconcileScan
 from admin.models.jobs import Job
 from admin.services.core import jobs
-from admin.services.reconcile import service as rc
+from admin.services.reconcile import scan as rc_scan
+from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
 from admin.webhooks.worker import run_once
@@ -43,7 +44,13 @@ def drift(world, offline_processor):
                            charge_id="ch_ghost0042", amount=500, net=500, currency="usd", status="Completed",
                            payment_date=utcnow()))
     db.session.commit()
+    compared(offline_processor)  # what the page shows: the kept scan of the last 7 days
     return {"lost": lost, "changed": changed, "fine": fine, "ghost": "ch_ghost0042", "ppid": offline_processor.id}
+
+
+def compared(proc, **filters) -> rc_scan.Scan:
+    """A scan of the filter's period taken and kept (as the reconcile.scan job does)."""
+    return rc_scan.take(proc, ReconcileFilter(**filters))
 
 
 def _rows(html: str) -> dict[str, str]:
@@ -66,12 +73,15 @@ def test_viewer_sees_the_differences_and_no_buttons(client, auth, drift):
     assert '<a href="/reconcile" class="active" aria-current="page">Reconcile</a>' in html
 
 
-def test_rows_in_step_on_request_and_filters_in_the_query_string(client, auth, drift):
+def test_rows_in_step_on_request_and_filters_in_the_query_string(client, auth, drift, offline_processor):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/reconcile?matching=1").get_data(as_text=True)
     assert drift["fine"] in _rows(html) and "in step" in _rows(html)[drift["fine"]]
     html = client.get("/reconcile?problem=absent").get_data(as_text=True)
     assert set(_rows(html)) == {drift["ghost"]}
+    html = client.get("/reconcile?object=invoice").get_data(as_text=True)
+    assert _rows(html) == {} and "Nothing compared with Stripe for this period yet." in html
+    compared(offline_processor, object=["invoice"])
     html = client.get("/reconcile?object=invoice").get_data(as_text=True)
     assert _rows(html) == {} and "Stripe and paydesk agree for this period." in html
 
@@ -92,17 +102,14 @@ def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, fiel
     resp = client.get(f"/reconcile?{query}")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200
-    label = escape(rc.ReconcileFilter.label(field))  # as the form labels it
+    label = escape(ReconcileFilter.label(field))  # as the form labels it
     assert "could not be read" in html and f"<strong>{label}</strong>" in html
 
 
-def test_unknown_processor_and_stripe_down_are_messages(client, auth, world, drift):
+def test_unknown_processor_is_a_message(client, auth, world, drift):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/reconcile?ppid=99").get_data(as_text=True)
     assert "No payment processor '99'" in unescape(html)  # a sentence, as every message on a page
-    world.fail(r"/v1/charges$", [500] * 10)
-    resp = client.get("/reconcile")
-    assert resp.status_code == 200 and "Could not ask Stripe" in resp.get_data(as_text=True)
 
 
 def _form(html: str, stripe_id: str) -> dict:
@@ -212,19 +219,79 @@ def _lists(world) -> int:
     return world.count("GET", r"^/v1/(charges|refunds|invoices)$")
 
 
-def test_the_page_reuses_its_comparison_for_a_minute(client, auth, world, drift):
+def _scan_form(html: str) -> dict:
+    form = re.search(r'<form class="bulk-bar scan-start".*?</form>', html, re.S).group(0)
+    found = re.findall(r'<input type="hidden" name="(\w+)" value=(?:\'([^\']*)\'|"([^"]*)")', form)
+    return {name: unescape(a or b) for name, a, b in found}
+
+
+def test_a_viewer_page_view_starts_no_scan_and_asks_stripe_nothing(client, auth, world, drift):
+    """Issue 16: a viewer could start a 15,000-object Stripe scan per distinct window with plain GETs."""
     auth.login("viewer@example.org", "viewer")
-    client.get("/reconcile")
-    assert _lists(world) == 3
-    for url in ("/reconcile?problem=missing", "/reconcile?matching=1&size=100", "/reconcile?problem=absent"):
-        assert client.get(url, headers=HX).status_code == 200  # filter keystrokes, page flips
-    assert _lists(world) == 3
-    client.get("/reconcile?days=30")  # another period is another comparison
-    assert _lists(world) == 6
-    db.session.execute(update(ReconcileScan).values(taken_at=ReconcileScan.taken_at - timedelta(seconds=61)))
-    db.session.commit()
-    client.get("/reconcile")  # a minute later Stripe is asked again
-    assert _lists(world) == 9
+    before = world.count("GET", r"^/v1/")
+    for url in ("/reconcile", "/reconcile?since=2026-01-01&until=2026-06-30", "/reconcile?days=300&matching=1",
+                "/reconcile?since=2026-09-01"):
+        html = client.get(url).get_data(as_text=True)
+        assert "Compare with Stripe" not in html and "Compare again" not in html  # no button for a viewer
+    assert world.count("GET", r"^/v1/") == before  # not one request to Stripe
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 0
+    assert "An operator can compare it with Stripe" in html
+    token = auth.token()
+    resp = client.post("/reconcile/scan", data={"csrf_token": token, "criteria": '{"days": 300}'})
+    assert resp.status_code == 403 and db.session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_an_operator_starts_one_scan_job_whose_result_the_page_then_shows(client, auth, world, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile?days=30").get_data(as_text=True)
+    assert "Nothing compared with Stripe for this period yet." in html and _rows(html) == {}
+    form = _scan_form(html)
+    assert json.loads(form["criteria"]) == {"days": 30}
+    lists = _lists(world)
+    resp = client.post("/reconcile/scan", data=form, headers={**HX, "X-CSRFToken": auth.token()})
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 202 and "Started: Compare charges, refunds and invoices with Stripe" in text
+    assert "Comparing with Stripe" in text and 'hx-trigger="every 2s"' in text  # the results poll
+    again = client.post("/reconcile/scan", data=form, headers={**HX, "X-CSRFToken": auth.token()})
+    assert "The same comparison was already queued" in again.get_data(as_text=True)
+    job = db.session.scalar(select(Job))
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 1
+    assert (job.kind, job.processor_id, job.params) == ("reconcile.scan", drift["ppid"],
+                                                        {"object": ["charge", "invoice", "refund"], "days": 30})
+    assert _lists(world) == lists  # starting it asked Stripe nothing: the worker does
+    run_once()
+    db.session.refresh(job)
+    assert job.status == "done" and job.result["counts"] == {"compared": 4, "differ": 3}
+    html = client.get("/reconcile?days=30", headers=HX).get_data(as_text=True)
+    assert set(_rows(html)) == {drift["lost"], drift["changed"], drift["ghost"]}
+    assert "every 2s" not in html and "Compare again" in html
+    assert _lists(world) == lists + 3  # one list per kind of object, by the job
+
+
+def test_a_user_runs_one_scan_at_a_time(client, auth, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile?days=30").get_data(as_text=True)
+    first = client.post("/reconcile/scan", data=_scan_form(html), headers={**HX, "X-CSRFToken": auth.token()})
+    assert first.status_code == 202
+    other = {**_scan_form(html), "criteria": '{"days": 60}'}
+    resp = client.post("/reconcile/scan", data=other, headers={**HX, "X-CSRFToken": auth.token()})
+    text = unescape(resp.get_data(as_text=True))
+    assert resp.status_code == 422 and "one at a time" in text and "Compare charges, refunds and invoices" in text
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 1
+    run_once()  # the first one ends: another may start
+    assert client.post("/reconcile/scan", data=other, headers={**HX, "X-CSRFToken": auth.token()}).status_code == 202
+
+
+def test_a_failing_scan_says_so_on_the_page(client, auth, world, drift):
+    auth.login("operator@example.org", "operator")
+    html = client.get("/reconcile?days=30").get_data(as_text=True)
+    client.post("/reconcile/scan", data=_scan_form(html), headers={**HX, "X-CSRFToken": auth.token()})
+    world.fail(r"/v1/charges$", [400] * 10)
+    run_once()
+    job = db.session.scalar(select(Job))
+    assert job.status == "failed"
+    page = client.get("/reconcile?days=30").get_data(as_text=True)
+    assert "Nothing compared with Stripe for this period yet." in page and "Compare with Stripe" in page
 
 
 @pytest.mark.postgres
@@ -245,8 +312,9 @@ def test_fix_all_counts_and_fixes_the_rows_the_page_showed_without_asking_stripe
         assert len(json.dumps(job.cursor)) < 40
     db.session.refresh(job)
     assert job.status == "done" and job.result["counts"]["fixed"] == 2
-    assert _lists(world) == 3  # the page's scan counted the rows and the job worked through them
-    assert db.session.scalar(select(func.count()).select_from(ReconcileScan)) == 0  # done with: not kept
+    assert _lists(world) == 3  # the kept scan counted the rows and the job worked through them
+    kept = db.session.scalar(select(ReconcileScan))  # kept, its fixed rows as they are now
+    assert sorted(r["problem"] or "in step" for r in kept.rows) == ["absent", "in step", "in step", "in step"]
 
 
 def test_a_fix_without_its_confirmation_never_cancels_a_record(client, auth, world, drift):

@@ -63,21 +63,23 @@ class JobKind:
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
     check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
+    one_per_user: bool = False  # a staff user runs one job of this kind at a time (an identical one is shared)
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
-             check: Callable[[dict], None] | None = None):
+             check: Callable[[dict], None] | None = None, one_per_user: bool = False):
     """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
     for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
-    rather than run as a job that does nothing."""
+    rather than run as a job that does nothing. With ``one_per_user`` a signed-in user who has a job of
+    this kind that has not ended cannot start another (a long Stripe scan: work, not a page view)."""
 
     def register(fn):
         if name in _KINDS and _KINDS[name].fn is not fn:
             raise RuntimeError(f"two job kinds named {name}")
-        _KINDS[name] = JobKind(name, fn, title, role, check)
+        _KINDS[name] = JobKind(name, fn, title, role, check, one_per_user)
         return fn
 
     return register
@@ -94,7 +96,8 @@ def kind(name: str) -> JobKind:
 def _load_kinds() -> None:
     from admin.services.events import jobs as event_jobs  # noqa: F401  (importing registers the kinds)
     from admin.services.intents import jobs as intent_jobs  # noqa: F401  (importing registers the kinds)
-    from admin.services.reconcile import service as reconcile  # noqa: F401  (importing registers the kinds)
+    from admin.services.reconcile import fix as reconcile_fix  # noqa: F401  (importing registers the kinds)
+    from admin.services.reconcile import scan as reconcile_scan  # noqa: F401  (importing registers the kinds)
     from admin.services.records import jobs as record_jobs  # noqa: F401  (importing registers the kinds)
 
 
@@ -164,6 +167,8 @@ def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = 
     key = _key(kind_name, params, processor_id)
     user_id, actor = audit.current_actor()
     immediate()
+    if k.one_per_user and user_id is not None:
+        _one_per_user(k, key, user_id)
     now = utcnow()
     inserted = insert_ignore(Job, {
         "kind": kind_name, "title": k.title(params)[:255], "params": params, "active_key": key,
@@ -182,6 +187,22 @@ def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = 
                      commit=False)
     db.session.commit()
     return Started(job, bool(inserted))
+
+
+def _one_per_user(k: JobKind, key: str, user_id: int) -> None:
+    other = db.session.scalar(select(Job).where(Job.kind == k.name, Job.user_id == user_id,
+                                                Job.status.in_(JOB_ACTIVE), Job.active_key != key)
+                              .order_by(Job.id).limit(1))
+    if other is not None:
+        db.session.rollback()
+        raise ServiceError(f"you have job {other.id} ({other.title}) {other.status} already: one at a time, "
+                           f"please. Wait for it to end, or cancel it on its page")
+
+
+def active(kind_name: str, params: dict[str, Any], *, processor_id: int | None = None) -> Job | None:
+    """The job of this kind and these parameters that has not ended yet (queued, running or paused)."""
+    key = _key(kind_name, json.loads(json.dumps(params, default=str)), processor_id)
+    return db.session.scalar(select(Job).where(Job.active_key == key))
 
 
 def get(job_id: int) -> Job:

@@ -6,7 +6,8 @@ charge's refunds, too; and "Stripe has no such object"). With ``fresh=True``
 expanded objects inside payloads are not trusted and are fetched again.
 
 :func:`write_after_reading` runs database writes that read Stripe through a reader
-with no request to Stripe inside the write transaction.
+with no request to Stripe inside the write transaction; :func:`read_then_write` is the whole
+skeleton of a staff action that records what Stripe has (read, audit a refusal, write, audit).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from admin.dbutil import immediate
+from admin.errors import ServiceError, stripe_refusal
 from admin.extensions import db
 from admin.models import PaymentProcessor
+from admin.services.core import audit
 from admin.stripe_gateway import Gateway, GatewayError
 
 PAGE = 100  # Stripe's largest list page
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class NotFetched(Exception):
@@ -194,3 +198,43 @@ def write_after_reading(reader: StripeReader, work: Callable[[], T]) -> T:
                 if not err.not_found:
                     raise
                 # "no such object" is kept as the answer: ``work`` meets it next time, as it would have
+
+
+def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], read: Callable[[], R],
+                    write: Callable[[R], T], *, audited: Callable[[T], dict[str, Any]] | None = None,
+                    refused: Callable[[GatewayError], None] | None = None) -> T:
+    """The one skeleton of a staff action that records what Stripe has (an import, settling an invoice):
+
+    1. ``read()`` asks Stripe for everything the write needs. A refusal is written to the audit log as
+       ``action`` on ``ref`` (object type, id) with Stripe's request id, and raised as a ``ServiceError``
+       that names the object Stripe lacks (``refused(err)`` runs first, in its own transaction, e.g. to
+       mark a link to a deleted customer).
+    2. ``write(found)`` runs with :func:`write_after_reading` (no request to Stripe inside the write
+       transaction). A ``ServiceError`` it raises, or Stripe failing a late read, rolls everything back.
+    3. ``audited(done)`` gives the ``audit.record`` arguments of the success entry (``object_type``,
+       ``object_id``, ``parameters``, ``message``; None: ``write`` wrote its own), recorded in the same
+       transaction with the first request id of the reads. Commits, and returns what ``write`` returned."""
+    object_type, object_id = ref
+    try:
+        found = read()
+    except GatewayError as err:
+        db.session.rollback()
+        if refused is not None:
+            refused(err)
+        audit.record(action, object_type=object_type, object_id=object_id, processor_id=reader.processor.id,
+                     ok=False, message=str(err), stripe_request_id=err.request_id)
+        raise stripe_refusal(err, object_type, object_id) from err
+    try:
+        done = write_after_reading(reader, lambda: write(found))
+        entry = audited(done) if audited is not None else None
+    except GatewayError as err:
+        db.session.rollback()
+        raise ServiceError(f"Stripe: {err.message}") from err
+    except ServiceError:
+        db.session.rollback()
+        raise
+    if entry is not None:
+        audit.record(action, processor_id=reader.processor.id,
+                     stripe_request_id=reader.request_ids[0] if reader.request_ids else None, commit=False, **entry)
+    db.session.commit()
+    return done

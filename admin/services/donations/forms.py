@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError
+from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, DonorLink, PaymentProcessor
 from admin.money import Currency, format_money, largest_charge, parse_money, stripe_currency, to_major
@@ -81,6 +81,18 @@ def _money(text: str | None, cur: Currency, field: str) -> int | None:
     return value
 
 
+def _plain_text(s: FormSettings, name: str, *, multiline: bool = False) -> str:
+    """A text setting, stripped; refused, naming the setting, when it holds a control character (a NUL, an
+    escape; a line break in a one-line setting). A browser's line breaks (CR LF) are kept as line breaks."""
+    value = getattr(s, name) or ""
+    if multiline:
+        value = value.replace("\r\n", "\n")
+    try:
+        return check_text(value, SETTINGS[name][0], name, multiline=multiline)
+    except ServiceError as err:
+        raise setting_error(name, err.message.split(": ", 1)[1]) from None
+
+
 def largest_gift(form: DonationForm) -> int:
     """The most one gift on ``form`` may be: its maximum, and never more than Stripe's largest charge in its
     currency (which is the maximum of a form that sets none)."""
@@ -95,13 +107,14 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
     clash = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug))
     if clash is not None and clash is not form:
         raise setting_error("slug", f"a form with the slug {slug!r} exists already")
-    title = (s.title or "").strip()
+    title = _plain_text(s, "title")
     if not title or len(title) > 200:
         raise setting_error("title", "enter a title of at most 200 characters")
-    for name in ("intro", "thank_you_text"):
-        if len(getattr(s, name) or "") > MAX_TEXT:
+    texts = {name: _plain_text(s, name, multiline=True) for name in ("intro", "thank_you_text")}
+    for name, text in texts.items():
+        if len(text) > MAX_TEXT:
             raise setting_error(name, f"at most {MAX_TEXT:,} characters")
-    code = (s.currency or "").strip().lower()
+    code = _plain_text(s, "currency").lower()
     cur = stripe_currency(code)
     if cur is None:
         shown = f"\u201c{code[:10].upper()}\u201d is not" if code else "enter"
@@ -139,11 +152,11 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
     if unknown or not frequencies:
         raise setting_error("frequencies", f"choose from {', '.join(FREQUENCIES)}")
     return {
-        "slug": slug, "title": title, "intro": (s.intro or "").strip() or None, "processor_id": processor.id,
+        "slug": slug, "title": title, "intro": texts["intro"] or None, "processor_id": processor.id,
         "currency": code, "amounts": amounts, "allow_other_amount": bool(s.allow_other_amount),
         "min_amount": min_amount, "max_amount": max_amount,
         "frequencies": [f for f in FREQUENCIES if f in frequencies],  # always in the same order
-        "postcode_field": bool(s.postcode_field), "thank_you_text": (s.thank_you_text or "").strip() or None,
+        "postcode_field": bool(s.postcode_field), "thank_you_text": texts["thank_you_text"] or None,
         "receipts": bool(s.receipts), "active": bool(s.active),
     }
 
@@ -326,6 +339,12 @@ def release_link(contribution_id: int) -> None:
     """The gift a link was spent on was declined (or never reached Stripe): the link may be used again."""
     db.session.execute(update(DonorLink).where(DonorLink.contribution_id == contribution_id)
                        .values(used_at=None, contribution_id=None))
+
+
+def through_link(contribution_id: int) -> bool:
+    """Whether a signed donor link was spent on this contribution (the giver is the link's contact)."""
+    return db.session.scalar(select(DonorLink.id).where(DonorLink.contribution_id == contribution_id)
+                             .limit(1)) is not None
 
 
 def move_link(old_contribution_id: int, new_contribution_id: int) -> None:

@@ -20,8 +20,8 @@ The browser has made a PaymentMethod with Stripe.js; :func:`give` then
 3. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``,
    with the chosen frequency) *before* Stripe can send anything about it, so the webhook always finds it;
 4. attaches the PaymentMethod to the customer (a card can be declined here);
-5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix,
-   metadata), records its id, then confirms it;
+5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix starting
+   with the donor's :func:`reference`, metadata), records its id, then confirms it;
    monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
    for that amount, currency and interval (:func:`plan_for`, created once and reused); when Stripe does
    not answer the subscription request, paydesk finds out whether the subscription exists (listing the
@@ -37,7 +37,8 @@ exists leaves nothing behind (rolled back, or the Pending contribution deleted a
 exists, its contribution stays Pending, linked to it and its first invoice, for the webhook to complete.
 
 Nothing a public answer carries (the JSON, the thank-you page) comes from a matched contact's stored
-details: the thank-you page shows the name and email typed for this gift (see :func:`ref_of`).
+details: the thank-you page shows the name and email typed for this gift (see :func:`ref_of`), and the
+donor's reference holds no contact id unless the gift came through a donor link (see :func:`reference`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,14 @@ from admin.models import (
 from admin.money import MAX_MINOR_UNITS, AmountError, format_money, read_amount
 from admin.services.core.stripe_reader import StripeReader
 from admin.services.donations import guard as donation_guard
-from admin.services.donations.forms import LINK_SPENT, claim_link, largest_gift, move_link, release_link
+from admin.services.donations.forms import (
+    LINK_SPENT,
+    claim_link,
+    largest_gift,
+    move_link,
+    release_link,
+    through_link,
+)
 from admin.services.intents import queries as intents
 from admin.services.records import contributions, recurring
 from admin.services.records.contacts import find_by_email, new_contact
@@ -98,6 +106,8 @@ SUBSCRIPTION_NOT_CONFIRMED = ("Your regular gift is set up, but we could not con
 SUBSCRIPTION_UNKNOWN = ("We could not find out from our card processor whether your regular gift was set up. "
                         "Please do not try again for now: {then} Your reference is {reference}.")
 CARD_REFUSED = "Your card details were not accepted. Please enter them again, or use another card."
+# Above the form when the card was declined; what the card issuer said goes under the card field, once.
+DECLINED = "Your gift did not go through. Please see the message under Card."
 
 
 @dataclass
@@ -261,8 +271,22 @@ def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
 
 
 def reference(c: Contribution) -> str:
-    """The reference donors and staff quote: ``<contactID>-<contributionID>`` (as in the description)."""
+    """The reference a donor quotes (thank-you page, messages, receipt, card statement).
+
+    CiviCRM's ``<contactID>-<contributionID>`` where the giver is known to be the contact: a gift through a
+    signed donor link, or one that did not come from the public form. A gift from the public form without
+    that proof shows the contribution's id alone: its contact was matched by a typed email, so the contact's
+    id is not the giver's to learn. Staff's Stripe description keeps ``<contactID>-<contributionID>``."""
+    if c.donation_form_id is not None and not through_link(c.id):
+        return str(c.id)
     return f"{c.contact_id}-{c.id}"
+
+
+def _public_description(form: DonationForm, c: Contribution) -> str:
+    """The PaymentIntent's description: a browser holding its client secret (3-D Secure) can read it, so it
+    carries the donor's :func:`reference`, never a matched contact's id (that stays in the metadata, which a
+    publishable key cannot read, and in the contribution's own description for staff)."""
+    return f"{form.title} {reference(c)}"[:500]
 
 
 # -- the payment ---------------------------------------------------------------------------
@@ -274,6 +298,11 @@ def _is_decline(err: GatewayError) -> bool:
 def decline_message(message: str | None) -> str:
     text = (message or "Your card was declined.").strip()
     return text if "declined" in text.lower() or text == CARD_REFUSED else f"Payment declined: {text}"
+
+
+def declined(text: str, c: Contribution | None = None) -> Outcome:
+    """The answer for a declined or refused card: why, under the card field; above the form, where to look."""
+    return Outcome("declined", 402, DECLINED, errors={"card": text}, contribution=c)
 
 
 def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
@@ -341,12 +370,12 @@ def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | 
             ", attached to a customer already" if sid(pm.get("customer")) else "")
     db.session.rollback()
     donation_guard.payment_failed(form, client_ip, detail[:200])
-    return Outcome("declined", 402, CARD_REFUSED, errors={"card": CARD_REFUSED})
+    return declined(CARD_REFUSED)
 
 
-def _suffix(contact: Contact, c: Contribution, title: str) -> str:
-    """Statement descriptor suffix: the parsable contactID-contributionID, then part of the title."""
-    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{contact.id}-{c.id} {title}")
+def _suffix(c: Contribution, title: str) -> str:
+    """Statement descriptor suffix: the donor's :func:`reference`, then part of the title."""
+    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{reference(c)} {title}")
     return re.sub(r"\s+", " ", text)[:22].strip()
 
 
@@ -398,7 +427,7 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         pi = gw.create("payment_intents", {
             "amount": gift.amount, "currency": form.currency, "customer": customer_id,
             "payment_method": gift.payment_method, "payment_method_types": ["card"],
-            "description": c.description, "statement_descriptor_suffix": _suffix(contact, c, form.title),
+            "description": _public_description(form, c), "statement_descriptor_suffix": _suffix(c, form.title),
             "metadata": metadata}, idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
     except GatewayError as err:
         return _failed_before_intent(form, c, err, client_ip)
@@ -465,7 +494,7 @@ def _declined(form: DonationForm, c: Contribution, message: str | None, client_i
     release_link(c.id)
     db.session.commit()
     donation_guard.payment_failed(form, client_ip, f"contribution {c.id}: {message or 'declined'}")
-    return Outcome("declined", 402, text, errors={"card": text}, contribution=c)
+    return declined(text, c)
 
 
 # -- monthly and yearly ---------------------------------------------------------------------
@@ -655,7 +684,7 @@ def _cancel_subscription(gw: Gateway, form: DonationForm, subscription_id: str) 
 def check_result(form: DonationForm, c: Contribution, client_ip: str | None) -> Outcome:
     """What became of the payment after the browser's 3-D Secure step, as Stripe has it now."""
     if c.status == FAILED:
-        return Outcome("declined", 402, c.failure_message, errors={"card": c.failure_message or ""}, contribution=c)
+        return declined(decline_message(c.failure_message), c)
     if c.status == COMPLETED or not c.payment_intent_id:
         return Outcome("succeeded", contribution=c)
     gw = Gateway.for_processor(form.processor)

@@ -6,7 +6,7 @@
   ``DONATE_IP_MAX_FAILURES`` failed payments within ``DONATE_IP_FAILURE_WINDOW`` seconds
   (``admin.services.core.ratelimit``, shared by all processes);
 - a honeypot field and a captcha hook;
-- Flask-Limiter's per-address and per-form limits (``admin.views.donate``) report here too.
+- the per-client limits (``admin.views.donate``) and the per-form limit (``donations.pages``) report here too.
 
 Every refusal is counted in ``donation_refusal`` (reason, form, address, detail, how many) so the
 dashboard and the card-testing alarm can count them by reason, form, address and time. A flood does not

@@ -25,11 +25,12 @@ from sqlalchemy import func, select
 
 from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
 from admin.services.core.outbox import enqueue, runner
+from admin.services.core.stripe_reader import StripeReader, read_then_write
 from admin.services.records.contacts import contact_named_by
 from admin.stripe_gateway import Gateway, GatewayError
 
@@ -202,14 +203,10 @@ def update_contact_id(processor: PaymentProcessor, customer: dict) -> str:
 
 def update_contact_id_by_id(processor: PaymentProcessor, customer_id: str) -> str:
     """``update_contact_id`` for one customer fetched by id. Commits."""
-    try:
-        customer = Gateway.for_processor(processor).retrieve("customers", customer_id)
-    except GatewayError as err:
-        raise stripe_refusal(err, "customer", customer_id) from err
-    immediate()
-    outcome = update_contact_id(processor, dict(customer))
-    db.session.commit()
-    return outcome
+    reader = StripeReader(processor)
+    return read_then_write(reader, "customer.update_contact_id", ("customer", customer_id),
+                           lambda: reader.get("customers", customer_id),
+                           lambda customer: update_contact_id(processor, dict(customer)))  # audits a change
 
 
 def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) -> None:

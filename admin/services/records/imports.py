@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from admin.dbutil import immediate, lock_objects, parse_id
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import Contact, Contribution, ContributionRecur, Payment, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
-from admin.services.core.stripe_reader import StripeReader, write_after_reading
+from admin.services.core.stripe_reader import StripeReader, read_then_write
 from admin.services.records.charges import record_charge
 from admin.services.records.contacts import CustomerMatcher, linked_contact
 from admin.services.records.contributions import (
@@ -56,25 +56,17 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
         if contact is None:
             raise ServiceError(f"no contact {contact_id}", field="contact_id")
     reader = StripeReader(processor, fresh=True)
-    try:
-        charge = reader.get("charges", charge_id)
-    except GatewayError as err:
-        audit.record("import.charge", object_type="charge", object_id=charge_id, processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_refusal(err, "charge", charge_id) from err
-    try:
-        c, note = write_after_reading(reader, lambda: record_charge(reader, processor, charge, no_receipt=no_receipt,
-                                                                     contact=contact))
-    except GatewayError as err:
-        db.session.rollback()
-        raise ServiceError(f"Stripe: {err.message}") from err
-    if c is None:
-        db.session.rollback()
-        raise ServiceError(f"nothing to import for {charge_id}: {note}")
-    audit.record("import.charge", object_type="contribution", object_id=str(c.id), processor_id=processor.id,
-                 parameters={"charge": charge_id, "contact_id": contact_id}, message=note,
-                 stripe_request_id=reader.request_ids[0] if reader.request_ids else None, commit=False)
-    db.session.commit()
+
+    def write(charge: dict) -> tuple[Contribution, str]:
+        c, note = record_charge(reader, processor, charge, no_receipt=no_receipt, contact=contact)
+        if c is None:
+            raise ServiceError(f"nothing to import for {charge_id}: {note}")
+        return c, note
+
+    c, _ = read_then_write(reader, "import.charge", ("charge", charge_id), lambda: reader.get("charges", charge_id),
+                           write, audited=lambda done: {
+                               "object_type": "contribution", "object_id": str(done[0].id),
+                               "parameters": {"charge": charge_id, "contact_id": contact_id}, "message": done[1]})
     return c
 
 
@@ -183,25 +175,13 @@ def import_subscription_by_id(processor: PaymentProcessor, subscription_id: str)
     if problem:
         raise ServiceError(problem, field="subscription")
     reader = StripeReader(processor)
-    try:
+
+    def read() -> tuple[dict, list[dict]]:
         sub = reader.get("subscriptions", subscription_id)
-    except GatewayError as err:
-        _refused("import.subscription", "subscription", subscription_id, processor, err)
-    try:
-        invoices = fetch_subscription(reader, processor, sub)
-        done = write_after_reading(reader, lambda: import_subscription(reader, processor, sub, invoices))
-    except GatewayError as err:
-        db.session.rollback()
-        raise ServiceError(f"Stripe: {err.message}") from err
-    db.session.commit()
-    return done
+        return sub, fetch_subscription(reader, processor, sub)
 
-
-def _refused(action: str, object_type: str, object_id: str, processor: PaymentProcessor, err: GatewayError):
-    db.session.rollback()
-    audit.record(action, object_type=object_type, object_id=object_id, processor_id=processor.id, ok=False,
-                 message=str(err), stripe_request_id=err.request_id)
-    raise stripe_refusal(err, object_type, object_id) from err
+    return read_then_write(reader, "import.subscription", ("subscription", subscription_id), read,
+                           lambda found: import_subscription(reader, processor, *found))  # audits what changed
 
 
 # -- customers --------------------------------------------------------------------------------
@@ -246,17 +226,16 @@ def import_customer(processor: PaymentProcessor, customer_id: str) -> tuple[Cont
     if problem:
         raise ServiceError(problem, field="customer")
     reader = StripeReader(processor)
-    try:
-        customer = reader.get("customers", customer_id)
-    except GatewayError as err:
+
+    def gone(err: GatewayError) -> None:
         if err.not_found:
             immediate()
             _customer_gone(processor, customer_id)
             db.session.commit()
-        _refused("import.customer", "customer", customer_id, processor, err)
-    immediate()
-    [(contact, how)] = import_customer_objects(processor, [customer])
-    db.session.commit()
+
+    [(contact, how)] = read_then_write(reader, "import.customer", ("customer", customer_id),
+                                       lambda: reader.get("customers", customer_id),
+                                       lambda customer: import_customer_objects(processor, [customer]), refused=gone)
     if how == "deleted":
         raise ServiceError(f"Stripe: customer {customer_id} has been deleted")
     return contact, how

@@ -3,9 +3,14 @@ objects, no page more than needed, each object remembered and each request id ke
 
 from __future__ import annotations
 
+import pytest
 import stripe_objects as so
+from sqlalchemy import select
 
-from admin.services.core.stripe_reader import StripeReader
+from admin.errors import ServiceError
+from admin.extensions import db
+from admin.models import AuditLog, Contact
+from admin.services.core.stripe_reader import StripeReader, read_then_write
 
 
 def test_pages_go_through_the_whole_list_and_remember_what_they_carry(world, offline_processor):
@@ -28,3 +33,46 @@ def test_pages_stop_at_the_limit_and_when_the_caller_stops(world, offline_proces
     after = list(StripeReader(offline_processor).pages("customers", starting_after=first[-1]["id"]))
     assert [len(p) for p in after] == [100, 50] and after[0][0]["id"] != first[-1]["id"]
     assert world.count("GET", r"^/v1/customers$") == 2 + 1 + 2
+
+
+def test_read_then_write_audits_a_refusal_rolls_back_a_refused_write_and_audits_the_change(world, offline_processor):
+    """The one skeleton of imports and reconcile's fixes: read Stripe, audit a refusal, write, audit."""
+    def entries():
+        return [(e.action, e.object_type, e.object_id, e.result, e.stripe_request_id)
+                for e in db.session.scalars(select(AuditLog).where(AuditLog.action == "import.customer")
+                                            .order_by(AuditLog.id))]
+
+    reader = StripeReader(offline_processor)
+    with pytest.raises(ServiceError, match="there is no customer cus_nobody on this account"):
+        read_then_write(reader, "import.customer", ("customer", "cus_nobody"),
+                        lambda: reader.get("customers", "cus_nobody"), lambda found: None)
+    [(action, kind, obj, result, request_id)] = entries()
+    assert (action, kind, obj, result) == ("import.customer", "customer", "cus_nobody", "error") and request_id
+
+    customer = so.customer()
+    world.add(customer)
+
+    def write(found):
+        db.session.add(Contact(display_name="Kept?", email=found["email"]))
+        db.session.flush()
+        raise ServiceError("nothing to import")
+
+    with pytest.raises(ServiceError, match="nothing to import"):
+        read_then_write(reader, "import.customer", ("customer", customer["id"]),
+                        lambda: reader.get("customers", customer["id"]), write)
+    assert db.session.scalar(select(Contact)) is None and len(entries()) == 1  # rolled back, nothing audited
+
+    reader = StripeReader(offline_processor)
+    contact = read_then_write(reader, "import.customer", ("customer", customer["id"]),
+                              lambda: reader.get("customers", customer["id"]),
+                              lambda found: _added(Contact(display_name="Donor", email=found["email"])),
+                              audited=lambda c: {"object_type": "contact", "object_id": str(c.id)})
+    assert entries()[-1] == ("import.customer", "contact", str(contact.id), "ok", reader.request_ids[0])
+    db.session.rollback()
+    assert db.session.get(Contact, contact.id) is not None  # committed
+
+
+def _added(obj):
+    db.session.add(obj)
+    db.session.flush()
+    return obj
