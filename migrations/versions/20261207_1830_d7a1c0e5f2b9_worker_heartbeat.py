@@ -1,8 +1,8 @@
 """worker heartbeat: each running worker process says it is alive (/readyz, dashboard)
 
 Revision ID: d7a1c0e5f2b9
-Revises: c4d1e2f3a5b6
-Create Date: 2026-12-07 17:00:00
+Revises: e7a9c3d5b1f2
+Create Date: 2026-12-07 18:30:00
 
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd7a1c0e5f2b9'
-down_revision = 'c4d1e2f3a5b6'
+down_revision = 'e7a9c3d5b1f2'
 branch_labels = None
 depends_on = None
 
