@@ -27,5 +27,7 @@ def stripe_refusal(err, what: str, object_id: str | None = None) -> ServiceError
     """A failed Stripe request (a ``GatewayError``) as staff read it: which object Stripe does not have, rather
     than its bare "Not Found"; otherwise what Stripe said."""
     if getattr(err, "not_found", False) and object_id:
-        return ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted)")
+        refusal = ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted)")
+        refusal.not_found = True  # the API answers 404
+        return refusal
     return ServiceError(f"Stripe: {err.message}")

@@ -50,6 +50,7 @@ def register_cli(app: Flask) -> None:
         processors,
         reconcile,
         records,
+        tokens,
         users,
         worker,
     )
@@ -57,5 +58,5 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens):
         module.register(app)

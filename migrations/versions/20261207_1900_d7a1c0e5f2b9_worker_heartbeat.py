@@ -1,8 +1,8 @@
 """worker heartbeat: each running worker process says it is alive (/readyz, dashboard)
 
 Revision ID: d7a1c0e5f2b9
-Revises: e7a9c3d5b1f2
-Create Date: 2026-12-07 18:30:00
+Revises: a7e3f1c29b54
+Create Date: 2026-12-07 19:00:00
 
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd7a1c0e5f2b9'
-down_revision = 'e7a9c3d5b1f2'
+down_revision = 'a7e3f1c29b54'
 branch_labels = None
 depends_on = None
 
