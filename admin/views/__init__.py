@@ -42,6 +42,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.jobs import bp as jobs_bp
     from admin.views.payments import bp as payments_bp
     from admin.views.reconcile import bp as reconcile_bp
+    from admin.views.settings import bp as settings_bp
     from admin.views.subscriptions import bp as subscriptions_bp
     from admin.webhooks.endpoint import bp as webhooks_bp
 
@@ -57,6 +58,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp)
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
+    app.register_blueprint(settings_bp)
     init_donate(app)
     for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
         app.register_blueprint(bp)
@@ -114,17 +116,23 @@ NAV_ITEMS = (
     ("Jobs", "jobs.index"),
     ("Forms", "forms.index"),
     ("Audit", "audit.index"),
+    ("Connect", "connect.index"),
+    ("Settings", "settings.processors"),
 )
 
 
 def nav_items() -> list[dict]:
-    from flask import request
+    from flask import current_app, request
+    from flask_login import current_user
 
     from admin.security import endpoint_url
 
     items = []
     for label, endpoint in NAV_ITEMS:
+        role = getattr(current_app.view_functions.get(endpoint), "required_role", None)
+        if role and role != "viewer" and not current_user.can(role):
+            continue  # a page this user may not open (settings are for admins)
         blueprint = endpoint.partition(".")[0]
-        current = "customers" if request.blueprint == "contacts" else request.blueprint
+        current = {"contacts": "customers", "webhook_endpoints": "settings"}.get(request.blueprint, request.blueprint)
         items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items
