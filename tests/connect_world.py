@@ -140,7 +140,7 @@ class ConnectWorld(StripeWorld):
             }
         )
         refused = self.refuse_next.pop(f"{method} {path}", None)
-        return self._reply(*refused) if refused else None
+        return self._reply(*refused) if refused else self._injected(method, path)
 
     def _missing(self, kind: str, obj_id: str):
         return self._reply(

@@ -51,11 +51,12 @@ def register_cli(app: Flask) -> None:
         reconcile,
         records,
         users,
+        webhook_endpoints,
         worker,
     )
 
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, webhook_endpoints):
         module.register(app)

@@ -44,6 +44,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.reconcile import bp as reconcile_bp
     from admin.views.settings import bp as settings_bp
     from admin.views.subscriptions import bp as subscriptions_bp
+    from admin.views.webhook_endpoints import bp as webhook_endpoints_bp
     from admin.webhooks.endpoint import bp as webhooks_bp
 
     init_security(app)
@@ -59,6 +60,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
     app.register_blueprint(settings_bp)
+    app.register_blueprint(webhook_endpoints_bp)
     init_donate(app)
     for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
         app.register_blueprint(bp)
