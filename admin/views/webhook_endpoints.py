@@ -74,7 +74,8 @@ def create():
     )
 
 
-@bp.post("/settings/webhooks/<endpoint_id>/<any(disable, enable):verb>")
+@bp.post("/settings/webhooks/<endpoint_id>/disable", defaults={"verb": "disable"})
+@bp.post("/settings/webhooks/<endpoint_id>/enable", defaults={"verb": "enable"})
 @role_required("admin")
 def toggle(endpoint_id: str, verb: str):
     proc = _processor()
