@@ -52,7 +52,8 @@ class ConnectWorld(StripeWorld):
 
     # -- setting up ------------------------------------------------------------------
     def account(self, **changes) -> dict:
-        acct = so.obj("account", id=changes.pop("id", so.new_id("acct")), created=int(time.time()), **changes)
+        changes.setdefault("created", int(time.time()))
+        acct = so.obj("account", id=changes.pop("id", so.new_id("acct")), **changes)
         acct["requirements"]["currently_due"] = ["external_account", "tos_acceptance.date"]
         self.add(acct)
         return acct
