@@ -42,6 +42,7 @@ def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
     from admin.cli import (
         audit,
+        connect,
         events,
         forms,
         imports,
@@ -58,5 +59,6 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, webhook_endpoints):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, webhook_endpoints,
+                   connect):
         module.register(app)

@@ -152,3 +152,16 @@ def every_nested(
         if len(out) >= most:
             return out[:most], True
         query["starting_after"] = data[-1]["id"]
+
+
+def walk_pages(page_of: Any, flt: Filter, limit: int) -> list[dict]:
+    """Up to ``limit`` rows of a Stripe-backed list, page after page (the CLI's ``--limit``)."""
+    flt.size, flt.after, flt.before = 100, None, None
+    out: list[dict] = []
+    while len(out) < limit:
+        page = page_of(flt)
+        out.extend(page.rows)
+        if not page.next_after:
+            break
+        flt.after = page.next_after
+    return out[:limit]

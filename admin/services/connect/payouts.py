@@ -21,7 +21,7 @@ MOST_TRANSACTIONS = 1000  # read for one payout on a page view (10 requests); th
 class PayoutFilter(Filter):
     ppid: int | None = processor_field()
     account: str | None = field(default=None, metadata={"stripe_id": "account", "label": "Connected account"})
-    status: str | None = field(default=None, metadata={"label": "Status"})
+    status: str | None = field(default=None, metadata={"label": "Status", "choices": STATUSES})
     since: datetime | None = field(default=None, metadata={"label": "Created from"})
     until: datetime | None = field(default=None, metadata={"end": True, "label": "Created to (inclusive)"})
 
