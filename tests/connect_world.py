@@ -166,6 +166,11 @@ class ConnectWorld(StripeWorld):
             and o is not self.platform
             and all(o.get(k) == v for k, v in match.items() if v is not None)
         ]
+        ops = {"gte": int.__ge__, "gt": int.__gt__, "lte": int.__le__, "lt": int.__lt__}
+        for op, test in ops.items():  # created[gte]=... and the like
+            if q.get(f"created[{op}]"):
+                bound = int(q[f"created[{op}]"][0])
+                items = [o for o in items if test(int(o.get("created") or 0), bound)]
         items.sort(key=lambda o: -(o.get("created") or 0))
         if q.get("starting_after"):
             ids = [o["id"] for o in items]

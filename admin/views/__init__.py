@@ -29,6 +29,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.security import init_security
     from admin.views.audit import bp as audit_bp
     from admin.views.auth import bp as auth_bp
+    from admin.views.connect import bp as connect_bp
     from admin.views.contacts import bp as contacts_bp
     from admin.views.contributions import bp as contributions_bp
     from admin.views.customers import bp as customers_bp
@@ -44,6 +45,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.reconcile import bp as reconcile_bp
     from admin.views.settings import bp as settings_bp
     from admin.views.subscriptions import bp as subscriptions_bp
+    from admin.views.transfers import bp as transfers_bp
     from admin.views.webhook_endpoints import bp as webhook_endpoints_bp
     from admin.webhooks.endpoint import bp as webhooks_bp
 
@@ -61,6 +63,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(forms_bp)
     app.register_blueprint(settings_bp)
     app.register_blueprint(webhook_endpoints_bp)
+    app.register_blueprint(connect_bp)
+    app.register_blueprint(transfers_bp)
     init_donate(app)
     for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
         app.register_blueprint(bp)
@@ -135,6 +139,7 @@ def nav_items() -> list[dict]:
         if role and role != "viewer" and not current_user.can(role):
             continue  # a page this user may not open (settings are for admins)
         blueprint = endpoint.partition(".")[0]
-        current = {"contacts": "customers", "webhook_endpoints": "settings"}.get(request.blueprint, request.blueprint)
+        current = {"contacts": "customers", "webhook_endpoints": "settings",
+                   "transfers": "connect"}.get(request.blueprint, request.blueprint)
         items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items
