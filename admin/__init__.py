@@ -74,19 +74,12 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load_user(user_id: str):
-        """``<id>.<session token>``: a session whose token is no longer the user's has ended."""
-        import hmac
+        """``<id>.<session token>`` and this browser's session row (ended, revoked or idle: signed out)."""
+        from flask import session
 
-        from admin.dbutil import parse_id
+        from admin.services.staff import sessions
 
-        uid, _, token = (user_id or "").partition(".")
-        pk = parse_id(uid)
-        if pk is None or not token:
-            return None
-        user = db.session.get(models.User, pk)
-        if user is None or not hmac.compare_digest(user.session_token or "", token):
-            return None
-        return user
+        return sessions.load_user(user_id, session.get(sessions.SESSION_KEY))
 
 
 def _init_logging(app: Flask) -> None:

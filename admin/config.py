@@ -43,6 +43,19 @@ class DefaultConfig:
     LOGIN_MAX_FAILURES = 5  # per account from one address
     LOGIN_IP_MAX_FAILURES = 20  # per client address, whatever the accounts
     LOGIN_LOCKOUT_SECONDS = 15 * 60
+    # Wrong two-factor codes: after the password, counted per account (from any address); this many in
+    # LOGIN_LOCKOUT_SECONDS block that account's code step for as long.
+    LOGIN_CODE_MAX_FAILURES = 5
+
+    # Staff accounts. A signed-in browser that makes no request for this many minutes is signed out
+    # (0: never). Admins must set up two-factor sign-in before anything else when REQUIRE_2FA_FOR_ADMINS
+    # (PAYDESK_REQUIRE_2FA_FOR_ADMINS=true). A temporary password an admin sets stops working after
+    # TEMP_PASSWORD_HOURS; the password step of a sign-in with two factors waits SECOND_FACTOR_SECONDS
+    # for the code.
+    SESSION_IDLE_MINUTES = 30
+    REQUIRE_2FA_FOR_ADMINS = False
+    TEMP_PASSWORD_HOURS = 72
+    SECOND_FACTOR_SECONDS = 300
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"
     # Gateway retry policy for 429 / 5xx / connection errors.

@@ -30,5 +30,7 @@ def stripe_refusal(err, what: str, object_id: str | None = None, *, with_request
     rid = getattr(err, "request_id", None)
     suffix = f" (Stripe request {rid})" if with_request and rid else ""
     if getattr(err, "not_found", False) and object_id:
-        return ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted){suffix}")
+        refusal = ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted){suffix}")
+        refusal.not_found = True  # the API answers 404
+        return refusal
     return ServiceError(f"Stripe: {err.message}{suffix}")

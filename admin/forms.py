@@ -17,7 +17,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from admin.models import FREQUENCY_LABELS
+from admin.models import FREQUENCY_LABELS, ROLES
 
 
 class EmptyForm(FlaskForm):
@@ -32,6 +32,36 @@ class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Sign in")
+
+
+class CodeForm(FlaskForm):
+    """The second sign-in step, and every two-factor change that asks for a current code."""
+
+    code = StringField("Code from your authenticator app, or a recovery code",
+                       validators=[DataRequired(), Length(max=32)])
+    submit = SubmitField("Continue")
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    password = PasswordField("New password (at least 10 characters)", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Change password")
+
+
+class NewUserForm(FlaskForm):
+    """Adding a staff account on the users page: the service checks both (as ``user create`` does)."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
+    role = SelectField("Role", choices=[SelectChoice("viewer", "viewer: reads everything"),
+                                        SelectChoice("operator", "operator: also acts (retries, refunds, imports)"),
+                                        SelectChoice("admin", "admin: also manages processors, forms and staff")])
+    submit = SubmitField("Add account")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=[SelectChoice(r, r) for r in ROLES])
+    submit = SubmitField("Change role")
 
 
 class DonationFormForm(FlaskForm):

@@ -97,7 +97,11 @@ def _unauthorized():
         response.headers["HX-Redirect"] = target
         return response
     target = login_url(login_manager.login_view, next_url=_relative_url())
-    flash("Please sign in to see that page.", "info")
+    if g.get("paydesk_session_idle"):
+        minutes = int(current_app.config.get("SESSION_IDLE_MINUTES") or 0)
+        flash(f"You were signed out after {minutes} minutes without activity. Sign in again.", "info")
+    else:
+        flash("Please sign in to see that page.", "info")
     return redirect(target)
 
 
@@ -189,7 +193,8 @@ def _set_security_headers(response):
 def _fresh_request_state() -> None:
     """Per-request flags live on ``g``; a request inside an app context that is already
     pushed (tests hold one) shares that ``g``, so start each request clean."""
-    for name in ("_login_user", "csrf_valid", current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
+    for name in ("_login_user", "csrf_valid", "paydesk_session_id", "paydesk_session_idle",
+                 current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
         g.pop(name, None)  # Flask-Login's user cache, Flask-WTF's token cache and verdict
     g.uses_stripe_js = False
 

@@ -173,7 +173,20 @@ def export_line(env: dict[str, str]) -> str:
     return "export " + " ".join(f"{name}={shlex.quote(values[name])}" for name in CLI_VARIABLES)
 
 
-def banner(password: str, ppid: int, env: dict[str, str]) -> str:
+def create_api_token(env: dict[str, str]) -> str:
+    """A read token for the API (``tokens create``), named for this run (the demo's database outlives a run)."""
+    name = f"make demo {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    out = flask(env, "tokens", "create", "--name", name, "--scope", "read", "--days", "7", "--format", "json")
+    return json.loads(out)["token"]
+
+
+def curl_line(token: str) -> str:
+    """The curl line that lists new charges through the API (what an automation tool polls)."""
+    return (f"curl -s -H {shlex.quote('Authorization: Bearer ' + token)} "
+            f"{APP_URL}/api/v1/triggers/new-charges")
+
+
+def banner(password: str, ppid: int, env: dict[str, str], token: str | None = None) -> str:
     lines = [
         "",
         "paydesk demo is running",
@@ -194,7 +207,10 @@ def banner(password: str, ppid: int, env: dict[str, str]) -> str:
         "then e.g. .venv/bin/flask --app wsgi processor list",
         "",
     ]
-    width = max(len(line) for line in lines if not line.startswith("export "))
+    if token:
+        lines += ["The API (reference at " + APP_URL + "/api/docs): new charges, as an automation tool polls them:", "",
+                  curl_line(token), ""]
+    width = max(len(line) for line in lines if not line.startswith(("export ", "curl ")))
     return "\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width
 
 
@@ -341,7 +357,10 @@ def run(keep_logs: bool) -> None:
         out = flask(env, "intents", "import", "--since", "1 hour")
         print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
 
-        print(banner(password, ppid, env), flush=True)
+        step("making an API token (read scope, 7 days)")
+        token = create_api_token(env)
+
+        print(banner(password, ppid, env, token), flush=True)
 
         while True:
             dead = children.dead()

@@ -8,7 +8,8 @@ It also teaches localstripe (1.15) a few things Stripe does that paydesk relies 
 reasons, ``amount_capturable``, intents and charges listed by ``created``, lists newest first, and
 ``description`` / ``statement_descriptor_suffix`` / ``receipt_email`` on PaymentIntents
 (checked the way Stripe checks them: a suffix of at most 22 characters, none of ``<>\\'"*``),
-and idempotency keys: a POST sent again with the same ``Idempotency-Key`` (same API key, path and
+products with ``images`` (Stripe's list of up to 8 URLs) and ``active`` / ``shippable`` read as booleans on
+update, and idempotency keys: a POST sent again with the same ``Idempotency-Key`` (same API key, path and
 body) is answered with the first answer (``Idempotent-Replayed: true``) instead of being done twice.
 """
 
@@ -123,6 +124,49 @@ def _accept_intent_descriptions() -> None:
     PaymentIntent.__init__ = __init__
 
 
+def _products_like_stripe() -> None:
+    """Products take ``images`` (a list of up to 8 URLs; localstripe answers 400 "Unexpected images") and an
+    create and update read ``shippable`` (and an update ``active``) as booleans (localstripe refused
+    "true" on create and kept the text "false", which is true, on update)."""
+    from localstripe.resources import Product, try_convert_to_bool
+
+    original = Product.__init__
+    if getattr(original, "paydesk_patched", False):
+        return
+
+    def _images(images):
+        if images in (None, ""):
+            return []
+        if isinstance(images, dict):  # images[0]=...&images[1]=... as a form decodes it
+            images = [images[k] for k in sorted(images, key=lambda k: int(k) if str(k).isdigit() else 0)]
+        if not isinstance(images, list) or len(images) > 8 or not all(isinstance(i, str) and i for i in images):
+            raise UserError(400, "Invalid images: a list of up to 8 URLs")
+        return images
+
+    def __init__(self, images=None, **kwargs):
+        checked = _images(images)
+        if "shippable" in kwargs:  # sent as "true"/"false" (localstripe reads only ``active`` so)
+            kwargs["shippable"] = try_convert_to_bool(kwargs["shippable"])
+        original(self, **kwargs)
+        self.images = checked
+
+    def _update(self, **data):
+        if "images" in data:
+            data["images"] = _images(data["images"])
+        for name in ("active", "shippable"):
+            if name in data:
+                data[name] = try_convert_to_bool(data[name])
+                if not isinstance(data[name], bool):
+                    raise UserError(400, f"Invalid {name}")
+        plain_update(self, **data)
+
+    plain_update = Product._update
+    __init__.paydesk_patched = True
+    Product.__init__ = __init__
+    Product.images = []
+    Product._update = _update
+
+
 # (API key, Idempotency-Key) -> (path, body, status, answer) of the first request with that key.
 _ANSWERED: dict[tuple[str, str], tuple[str, bytes, int, bytes]] = {}
 
@@ -179,6 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     closer_to_stripe()
+    _products_like_stripe()
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every write (the same file for
     # every localstripe on the machine), so each create costs more as the store grows: keep it in memory.
     Store.dump_to_disk = lambda self: None

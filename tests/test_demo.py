@@ -173,3 +173,43 @@ def test_the_demo_prints_the_line_that_lets_the_cli_act_on_its_data(tmp_path):
     # the demo's own database is named as the README names it, relative to the project's folder
     assert demo.export_line({**env, "PAYDESK_DATABASE_URL": f"sqlite:///{ROOT}/instance/demo.sqlite3"}).startswith(
         "export PAYDESK_DATABASE_URL=sqlite:///instance/demo.sqlite3 ")
+
+
+def test_the_demo_prints_a_curl_line_that_lists_new_charges(tmp_path, monkeypatch):
+    """``make demo`` makes a read token (``tokens create``) and prints the curl line that polls new charges."""
+    import base64
+    import importlib.util
+    import json
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from conftest import ROOT, make_app
+
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    env = {**clean, "PAYDESK_DATABASE_URL": url, "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+           "PAYDESK_ENCRYPTION_KEY": key}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+
+    def run_flask(env_, *args, stdin=None):
+        done = subprocess.run(flask + list(args), cwd=ROOT, env=env_, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    monkeypatch.setattr(demo, "flask", run_flask)
+    token = demo.create_api_token(env)
+    line = demo.curl_line(token)
+    assert line.startswith("curl ") and line.endswith("/api/v1/triggers/new-charges")
+    assert line in demo.banner("pw", 1, env, token)
+
+    app = make_app(url, tmp_path, ENCRYPTION_KEY=key)
+    with app.app_context():
+        resp = app.test_client().get("/api/v1/triggers/new-charges", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200 and json.loads(resp.data)["data"] == []

@@ -51,6 +51,7 @@ def register_cli(app: Flask) -> None:
         processors,
         reconcile,
         records,
+        tokens,
         users,
         webhook_endpoints,
         worker,
@@ -59,6 +60,6 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, webhook_endpoints,
-                   connect):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
+                   webhook_endpoints, connect):
         module.register(app)

@@ -5,6 +5,14 @@ re-exported here, so ``from admin.models import X`` works for every table and co
 """
 
 from admin.models.alarms import CardTestingEpisode  # noqa: F401
+from admin.models.api import (  # noqa: F401
+    TOKEN_SCOPES,
+    TRIGGER_TOPICS,
+    ApiIdempotencyKey,
+    ApiToken,
+    Product,
+    TriggerFeed,
+)
 from admin.models.base import (  # noqa: F401
     CANCELLED,
     COMPLETED,
@@ -52,4 +60,4 @@ from admin.models.records import (  # noqa: F401
     StripeCustomer,
     StripePaymentIntent,
 )
-from admin.models.staff import AuditLog, RateLimit, User  # noqa: F401
+from admin.models.staff import AuditLog, RateLimit, RecoveryCode, StaffSession, User  # noqa: F401

@@ -1,4 +1,4 @@
-"""Staff: accounts, sign-in throttling, the audit log."""
+"""Staff: accounts, their sessions and recovery codes, sign-in throttling, the audit log."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -50,6 +52,14 @@ class User(UserMixin, db.Model):
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = created_column()
+    # Two-factor sign-in (``admin.services.staff.totp``): the TOTP secret, encrypted at rest (set when
+    # enrolment starts); on from ``totp_enabled_at``; the last time step accepted (a code is good once).
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # A temporary password an admin set: the user must choose a new one after signing in, before it expires.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    password_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     @property
     def is_active(self) -> bool:  # Flask-Login
@@ -73,6 +83,37 @@ class User(UserMixin, db.Model):
     def can(self, role: str) -> bool:
         """True when this user's role is at least ``role``."""
         return ROLES.index(self.role) >= ROLES.index(role)
+
+    @property
+    def two_factor(self) -> bool:
+        return self.totp_enabled_at is not None
+
+
+class RecoveryCode(db.Model):
+    """A one-time code that stands in for the authenticator app (shown once, stored as a SHA-256 hash)."""
+
+    __tablename__ = "recovery_code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = created_column()
+
+
+class StaffSession(db.Model):
+    """One signed-in browser: listed on the users page, ended by sign-out, revocation or idleness.
+    The browser's cookie holds a random key; only its SHA-256 hash is stored here."""
+
+    __tablename__ = "staff_session"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = created_column()
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditLog(db.Model):

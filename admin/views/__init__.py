@@ -26,7 +26,9 @@ class IdConverter(BaseConverter):
 
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter  # before any blueprint's rules reach the map
+    from admin.api import init_app as init_api
     from admin.security import init_security
+    from admin.views.account import init_app as init_account
     from admin.views.audit import bp as audit_bp
     from admin.views.auth import bp as auth_bp
     from admin.views.connect import bp as connect_bp
@@ -42,10 +44,12 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.intents import bp as intents_bp
     from admin.views.jobs import bp as jobs_bp
     from admin.views.payments import bp as payments_bp
+    from admin.views.processors import bp as processors_bp
     from admin.views.reconcile import bp as reconcile_bp
     from admin.views.settings import bp as settings_bp
     from admin.views.subscriptions import bp as subscriptions_bp
     from admin.views.transfers import bp as transfers_bp
+    from admin.views.users import bp as users_bp
     from admin.views.webhook_endpoints import bp as webhook_endpoints_bp
     from admin.webhooks.endpoint import bp as webhooks_bp
 
@@ -54,6 +58,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(auth_bp)
+    init_account(app)
+    app.register_blueprint(users_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(events_bp)
     app.register_blueprint(intents_bp)
@@ -61,13 +67,14 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp)
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
-    app.register_blueprint(settings_bp)
+    app.register_blueprint(processors_bp)
     app.register_blueprint(webhook_endpoints_bp)
     app.register_blueprint(connect_bp)
     app.register_blueprint(transfers_bp)
     init_donate(app)
-    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp):
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp, settings_bp):
         app.register_blueprint(bp)
+    init_api(app)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
     _template_filters(app)
 
@@ -108,7 +115,7 @@ def plain_value(value) -> str:
     return str(value)
 
 
-# Main navigation: (label, endpoint). Pages that later issues add appear as links once
+# Main navigation: (label, endpoint[, role needed to see it]). Pages that later issues add appear as links once
 # their endpoint exists; until then they are shown greyed out, not linked.
 NAV_ITEMS = (
     ("Dashboard", "dashboard.index"),
@@ -123,23 +130,23 @@ NAV_ITEMS = (
     ("Forms", "forms.index"),
     ("Audit", "audit.index"),
     ("Connect", "connect.index"),
-    ("Settings", "settings.processors"),
+    ("Staff", "users.index", "admin"),
+    ("Settings", "processors.index", "admin"),
 )
 
 
 def nav_items() -> list[dict]:
-    from flask import current_app, request
+    from flask import request
     from flask_login import current_user
 
     from admin.security import endpoint_url
 
     items = []
-    for label, endpoint in NAV_ITEMS:
-        role = getattr(current_app.view_functions.get(endpoint), "required_role", None)
-        if role and role != "viewer" and not current_user.can(role):
-            continue  # a page this user may not open (settings are for admins)
+    for label, endpoint, *role in NAV_ITEMS:
+        if role and not current_user.can(role[0]):
+            continue  # a page this person cannot open is not offered
         blueprint = endpoint.partition(".")[0]
-        current = {"contacts": "customers", "webhook_endpoints": "settings",
+        current = {"contacts": "customers", "webhook_endpoints": "processors", "settings": "processors",
                    "transfers": "connect"}.get(request.blueprint, request.blueprint)
         items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, g, jsonify, render_template
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -42,6 +42,10 @@ REFUSED = "database unavailable: {n} requests refused in the last {seconds} s"
 
 
 def _respond(code: int, message: str, name: str):
+    if request.path.startswith("/api/"):  # the API's one error shape
+        from admin.api.errors import code_for
+
+        return jsonify(error={"code": code_for(code), "message": message, "field": None}), code
     if wants_json():
         return jsonify(error=name.lower().replace(" ", "_"), message=message, status=code), code
     if is_htmx():

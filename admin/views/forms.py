@@ -53,7 +53,7 @@ def _editor(wtform: DonationFormForm, existing=None):
 def new():
     if not list_processors():
         flash("Add a payment processor first (Settings > Processors).", "error")
-        return redirect(url_for("settings.new_processor"))
+        return redirect(url_for("processors.new"))
     return _editor(DonationFormForm())
 
 

@@ -264,12 +264,16 @@ def run_once(max_rounds: int = 10_000) -> int:
 def housekeeping() -> None:
     """Delete what no limit, alarm or page needs any more (the worker's first thread, every
     ``HOUSEKEEPING_SECONDS``): donation refusals older than ``DONATE_REFUSAL_KEEP_DAYS``, ``rate_limit``
-    counters whose window and block have ended, expired ``limiter_counter`` rows."""
+    counters whose window and block have ended, expired ``limiter_counter`` rows, staff sessions that ended
+    (or made no request) ``sessions.KEEP`` ago."""
+    from admin.services.staff import sessions
+
     cfg = current_app.config
     longest = max(int(cfg[k]) for k in ("LOGIN_LOCKOUT_SECONDS", "DONATE_IP_FAILURE_WINDOW", "DONATE_IP_BLOCK_SECONDS"))
     donation_guard.prune()
     ratelimit.prune(timedelta(seconds=longest))
     purge_counters()
+    sessions.prune(sessions.KEEP)
 
 
 def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:

@@ -198,7 +198,8 @@ def _record_pages(site) -> list[tuple[str, str]]:
         db.session.remove()
     return [("contribution", f"/contributions/{contribution}"), ("contact", f"/contacts/{contact}"),
             ("subscription", f"/subscriptions/{sub}"), ("event", f"/events/{event}"), ("intent", "/intents/pi_lists0"),
-            ("dashboard", "/"), ("not-found", "/contributions/99999"), ("form-edit", "/forms/1/edit")]
+            ("dashboard", "/"), ("not-found", "/contributions/99999"), ("form-edit", "/forms/1/edit"),
+            ("api-tokens", "/settings/tokens"), ("api-docs", "/api/docs")]
 
 
 @needs_axe

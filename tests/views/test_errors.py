@@ -22,10 +22,12 @@ def test_404_page_is_friendly(client):
 
 
 def test_404_for_webhooks_and_api_is_json(client):
-    for path in ("/webhooks/nothing", "/api/v1/nothing"):
-        resp = client.get(path)
-        assert resp.status_code == 404
-        assert resp.is_json and resp.get_json()["status"] == 404
+    resp = client.get("/webhooks/nothing")
+    assert resp.status_code == 404
+    assert resp.is_json and resp.get_json()["status"] == 404
+    resp = client.get("/api/v1/nothing")  # the API's one error shape
+    assert resp.status_code == 404
+    assert resp.is_json and resp.get_json()["error"]["code"] == "not_found"
 
 
 def test_405_on_webhook_is_json(client):
@@ -81,7 +83,9 @@ def test_500_page_is_friendly_and_json_for_api(tmp_path):
         frag = client.get("/boom", headers={"HX-Request": "true"})
         assert frag.status_code == 500 and 'data-toast="error"' in frag.get_data(as_text=True)
         api = client.get("/api/v1/boom")
-        assert api.status_code == 500 and api.get_json()["error"] == "internal_server_error"
+        assert api.status_code == 500
+        assert api.get_json()["error"] == {"code": "server_error", "message": api.get_json()["error"]["message"],
+                                           "field": None}
         db.session.remove()
         db.engine.dispose()
 

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError
+from admin.errors import ServiceError, check_text, stripe_refusal
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
@@ -139,9 +139,11 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
     return out
 
 
-def create_customer(processor: PaymentProcessor, contact: Contact) -> StripeCustomer:
+def create_customer(processor: PaymentProcessor, contact: Contact, *, description: str | None = None
+                    ) -> StripeCustomer:
     """StripeCustomer.create: a Stripe customer for the contact (with the FAQ's metadata), linked.
-    Refused when the contact has a live customer on this processor already. Commits."""
+    Refused when the contact has a live customer on this processor already. ``description``: the
+    customer's description instead of paydesk's (the API lets callers write their own). Commits."""
     live = [link for link in contact.stripe_customers if link.processor_id == processor.id and not link.deleted]
     if live:
         raise ServiceError(f"{contact.display_name or 'This contact'} has a Stripe customer already: "
@@ -153,9 +155,11 @@ def create_customer(processor: PaymentProcessor, contact: Contact) -> StripeCust
         AuditLog.action == "customer.create", AuditLog.result == "ok", AuditLog.object_type == "contact",
         AuditLog.object_id == str(contact.id), AuditLog.processor_id == processor.id)) or 0
     try:
+        fields = customer_fields(contact)
+        if description is not None:
+            fields["description"] = description
         cus = Gateway.for_processor(processor).create(
-            "customers", customer_fields(contact),
-            idempotency_key=f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
+            "customers", fields, idempotency_key=f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
     except GatewayError as err:
         db.session.rollback()
         audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
@@ -224,3 +228,92 @@ def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) ->
     audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
                  processor_id=processor.id, parameters={"customer": link.customer_id},
                  stripe_request_id=res.request_id)
+
+
+# -- the integration API (GetCustomer, CreateCustomer, UpdateCustomer) ------------------------
+
+def get_customer(processor: PaymentProcessor, customer_id: str) -> tuple[dict[str, Any], StripeCustomer | None]:
+    """The customer as Stripe has it now, and paydesk's link to a contact (None when there is none)."""
+    try:
+        cus = dict(Gateway.for_processor(processor).retrieve("customers", customer_id))
+    except GatewayError as err:
+        raise stripe_refusal(err, "customer", customer_id) from err
+    if cus.get("deleted"):
+        gone = ServiceError(f"Stripe: the customer {customer_id} was deleted")
+        gone.not_found = True
+        raise gone
+    return cus, find_link(processor.id, customer_id)
+
+
+def _api_text(value: str | None, label: str, name: str, limit: int = 255) -> str | None:
+    if value is None:
+        return None
+    value = check_text(value, label, name)
+    if len(value) > limit:
+        raise ServiceError(f"{label}: at most {limit} characters, please", field=name)
+    return value
+
+
+def create_for_api(processor: PaymentProcessor, *, name: str | None = None, email: str | None = None,
+                   description: str | None = None, contact_id: int | None = None
+                   ) -> tuple[dict[str, Any], StripeCustomer]:
+    """A Stripe customer and its contact: the contact ``contact_id``, else a new one (source "api") with
+    ``name`` and ``email``. The customer carries paydesk's metadata, as every customer does. Commits."""
+    from admin.services.records.contacts import find_contact, new_contact
+
+    name = _api_text(name, "Name", "name")
+    email = _api_text(email, "Email", "email")
+    description = _api_text(description, "Description", "description", 350)
+    if contact_id is not None:
+        contact = find_contact(contact_id)
+        if contact is None:
+            raise ServiceError(f"there is no contact {contact_id}", field="contact_id")
+    else:
+        immediate()
+        contact = new_contact(name or None, email or None, source="api")
+        db.session.flush()
+        audit.record("contact.create", object_type="contact", object_id=str(contact.id),
+                     parameters={"name": contact.display_name, "email": contact.email}, commit=False)
+        db.session.commit()
+    link = create_customer(processor, contact, description=description or None)
+    cus, _ = get_customer(processor, link.customer_id)
+    return cus, link
+
+
+def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str | None = None,
+                   email: str | None = None, description: str | None = None) -> tuple[dict[str, Any], StripeCustomer | None]:
+    """UpdateCustomer: an empty ``email`` or ``description`` unsets it (as the connector says); a linked
+    contact's name and email change with it (``contacts.update_contact``, which brings every one of its
+    customers in line). The customer is written now, audited with Stripe's request id. Commits."""
+    from admin.services.records.contacts import update_contact
+
+    name = _api_text(name, "Name", "name")
+    email = _api_text(email, "Email", "email")
+    description = _api_text(description, "Description", "description", 350)
+    cus, link = get_customer(processor, customer_id)  # 404 before any change
+    params: dict[str, Any] = {}
+    if link is not None and (name or email is not None):
+        contact = link.contact
+        update_contact(contact, name=name or contact.display_name or contact.email or f"Contact {contact.id}",
+                       email=contact.email if email is None else email)
+        params = customer_fields(contact)
+    if name:
+        params["name"] = name
+    if email is not None:
+        params["email"] = email
+    if description is not None:
+        params["description"] = description
+    if not params:
+        return cus, link
+    try:
+        res = Gateway.for_processor(processor).update("customers", customer_id, params)
+    except GatewayError as err:
+        db.session.rollback()
+        audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
+                     ok=False, message=str(err), stripe_request_id=err.request_id)
+        raise ServiceError(f"Stripe: {err.message}") from err
+    immediate()
+    audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
+                 parameters={k: params[k] for k in ("name", "email", "description") if k in params},
+                 stripe_request_id=res.request_id)
+    return dict(res), link

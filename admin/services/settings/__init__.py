@@ -1,0 +1,1 @@
+"""Settings: payment processors, API tokens, ..."""

@@ -1,0 +1,1 @@
+"""Staff accounts: who may sign in, how (password, two factors) and for how long (sessions)."""

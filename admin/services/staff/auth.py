@@ -18,6 +18,12 @@ from there (otherwise the block would be an oracle). A successful sign-in clears
 account-and-address counter, not the address's (one valid account must not reset the brake
 on guessing the others).
 
+An account with two-factor sign-in on (``admin.services.staff.totp``) is not signed in by its password:
+``authenticate`` answers ``needs_code`` and ``second_factor`` finishes the sign-in with a code from the
+app or a recovery code. Wrong codes are counted per account, from any address (whoever types them
+already has the password): ``LOGIN_CODE_MAX_FAILURES`` in ``LOGIN_LOCKOUT_SECONDS`` block the code step
+for as long. A signed-in browser gets a ``staff_session`` row (``admin.services.staff.sessions``).
+
 Unknown address, wrong password and disabled account all get the same message. Every
 sign-in, failed sign-in and sign-out writes an audit entry in the same transaction as the
 counters; a failed one names the attempted email and the address, never the password.
@@ -26,6 +32,7 @@ counters; a failed one names the attempted email and the address, never the pass
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from flask import current_app
@@ -36,10 +43,14 @@ from admin.extensions import db
 from admin.limiter import network_of
 from admin.models import User
 from admin.services.core import audit, ratelimit
+from admin.services.staff import sessions, totp
 from admin.services.staff.users import find_user
 from admin.timeutil import utcnow
 
 BAD_CREDENTIALS = "That email and password do not match an account."
+EXPIRED_TEMPORARY = "That temporary password has expired. Ask an admin for a new one."
+BAD_CODE = "That code is not right. Enter the 6-digit code your app shows now, or one of your recovery codes."
+CODE_STEP_OVER = "The sign-in took too long or was interrupted. Sign in again."
 _DUMMY_HASH: str | None = None
 
 
@@ -48,10 +59,13 @@ class SignIn:
     user: User | None = None
     error: str | None = None
     locked_seconds: int = 0
+    needs_code: bool = False  # the password was right; a second factor comes next
+    session_key: str | None = None  # for the browser, once signed in
+    start_over: bool = False  # the code step cannot go on: back to the password
 
     @property
     def ok(self) -> bool:
-        return self.user is not None
+        return self.user is not None and not self.needs_code
 
 
 def locked_message(seconds: int) -> str:
@@ -74,8 +88,9 @@ def throttle_keys(email: str, client_addr: str | None) -> tuple[str, str]:
     return ratelimit.safe_key("login-ip", net), ratelimit.safe_key("login-account", email, net)
 
 
-def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
-    """Check credentials under the throttles; records failures, clears on success, audits both. Commits."""
+def authenticate(email: str, password: str, client_addr: str | None, user_agent: str | None = None) -> SignIn:
+    """Check credentials under the throttles; records failures, clears on success, audits both. Commits.
+    A right password of an account with two-factor sign-in gives ``needs_code`` (nobody is signed in yet)."""
     cfg = current_app.config
     max_failures, lockout, ip_max = (int(cfg["LOGIN_MAX_FAILURES"]), int(cfg["LOGIN_LOCKOUT_SECONDS"]),
                                      int(cfg["LOGIN_IP_MAX_FAILURES"]))
@@ -96,11 +111,14 @@ def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
         _equalise_timing(password)
     elif user.check_password(password) and user.active:
         ratelimit.reset(account_key)
-        user.last_login_at = now
-        audit.record("user.sign_in", object_type="user", object_id=str(user.id), parameters={"address": addr},
-                     actor=user.email, user_id=user.id, commit=False)
-        db.session.commit()
-        return SignIn(user=user)
+        if user.password_expires_at is not None and user.password_expires_at <= now:
+            _audit_failure(email_norm, addr, "temporary password expired")
+            db.session.commit()
+            return SignIn(error=EXPIRED_TEMPORARY)
+        if user.two_factor:
+            db.session.commit()
+            return SignIn(user=user, needs_code=True)
+        return _signed_in(user, addr, user_agent, {"address": addr})
 
     wait = max(ratelimit.hit(account_key, limit=max_failures, window=lockout, block=lockout, now=now),
                ratelimit.hit(ip_key, limit=ip_max, window=lockout, block=lockout, now=now))
@@ -111,15 +129,75 @@ def authenticate(email: str, password: str, client_addr: str | None) -> SignIn:
     return SignIn(error=BAD_CREDENTIALS)
 
 
+def _signed_in(user: User, addr: str, user_agent: str | None, parameters: dict, message: str | None = None) -> SignIn:
+    user.last_login_at = utcnow()
+    key = sessions.start(user, addr, user_agent)
+    audit.record("user.sign_in", object_type="user", object_id=str(user.id), parameters=parameters, message=message,
+                 actor=user.email, user_id=user.id, commit=False)
+    db.session.commit()
+    return SignIn(user=user, session_key=key)
+
+
+def second_factor(user_id: int, session_token: str, started: float, code: str, client_addr: str | None,
+                  user_agent: str | None = None) -> SignIn:
+    """Finish a sign-in whose password step (``started``, a Unix time) was right, with an app code or a
+    recovery code. ``session_token`` is the account's at the password step: a password changed or sessions
+    revoked since then start over. Commits."""
+    cfg = current_app.config
+    addr = client_addr or "unknown"
+    immediate()
+    user = db.session.get(User, user_id)
+    too_late = not isinstance(started, int | float) or started + float(cfg["SECOND_FACTOR_SECONDS"]) < time.time()
+    if user is None or not user.active or not user.two_factor or user.session_token != session_token or too_late:
+        db.session.commit()
+        return SignIn(error=CODE_STEP_OVER, start_over=True)
+    key = ratelimit.safe_key("login-code", str(user.id))
+    now = utcnow()
+    wait = ratelimit.blocked_for(key, now)
+    if wait:
+        _audit_code_failure(user, addr, "refused: too many wrong codes for this account")
+        db.session.commit()
+        return SignIn(error=locked_message(wait), locked_seconds=wait)
+    how = totp.verify(user, code)
+    if how:
+        ratelimit.reset(key)
+        message = None
+        if how == "recovery code":
+            message = f"signed in with a recovery code; {totp.remaining_codes(user)} left"
+        return _signed_in(user, addr, user_agent, {"address": addr, "second_factor": how}, message)
+    wait = ratelimit.hit(key, limit=int(cfg["LOGIN_CODE_MAX_FAILURES"]), window=int(cfg["LOGIN_LOCKOUT_SECONDS"]),
+                         block=int(cfg["LOGIN_LOCKOUT_SECONDS"]), now=now)
+    _audit_code_failure(user, addr, "wrong two-factor code" + ("; code step now blocked" if wait else ""))
+    db.session.commit()
+    if wait:
+        return SignIn(error=locked_message(wait), locked_seconds=wait)
+    return SignIn(error=BAD_CODE)
+
+
+def _audit_code_failure(user: User, addr: str, message: str) -> None:
+    audit.record("user.sign_in_failed", object_type="user", object_id=str(user.id),
+                 parameters={"email": user.email, "address": addr, "step": "two-factor code"},
+                 ok=False, message=message, actor="anonymous", commit=False)
+
+
 def _audit_failure(email: str, addr: str, message: str) -> None:
     shown = "".join(c if c.isprintable() else "?" for c in email[:255])  # as typed, minus control characters
     audit.record("user.sign_in_failed", object_type="user", parameters={"email": shown, "address": addr},
                  ok=False, message=message, actor="anonymous", commit=False)
 
 
-def sign_out(user: User, client_addr: str | None) -> None:
-    """End every session of ``user`` (a saved copy of the cookie stops working too). Commits."""
-    user.end_sessions()
+def sign_out(user: User, client_addr: str | None, session_id: int | None = None) -> None:
+    """End this browser's session (a saved copy of its cookie stops working too); the user's other
+    browsers stay signed in. Without a session row, every session of ``user`` ends. Commits."""
+    from admin.models import StaffSession
+
+    immediate()
+    row = db.session.get(StaffSession, session_id) if session_id is not None else None
+    if row is not None and row.user_id == user.id:
+        sessions.end(row, "sign_out")
+    else:
+        user.end_sessions()
+        sessions.end_all(user, "sign_out")
     audit.record("user.sign_out", object_type="user", object_id=str(user.id),
                  parameters={"address": client_addr or "unknown"}, actor=user.email, user_id=user.id, commit=False)
     db.session.commit()

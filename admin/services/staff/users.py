@@ -1,14 +1,28 @@
-"""Staff accounts. Every change writes an audit entry in the same transaction."""
+"""Staff accounts: one set of rules for the CLI (``user ...``) and the users page (``/settings/users``).
+Every change writes an audit entry in the same transaction.
+
+Rules: an email is an address, at most 255 characters, one account each; a password 10 to 1,024
+characters; an admin cannot demote or deactivate themselves, and the last active admin stays one (someone
+must be able to manage accounts). A temporary password (an account added on the page, a reset by an
+admin) works for ``TEMP_PASSWORD_HOURS`` and only to choose a new one. Deactivating an account, a new
+password and revoking end its sessions.
+"""
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
+
+from flask import current_app
 from sqlalchemy import func, select
 
 from admin.dbutil import immediate
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.models import ROLES, User
+from admin.models import ROLES, StaffSession, User
 from admin.services.core import audit
+from admin.services.staff import sessions
+from admin.timeutil import utcnow
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
@@ -29,18 +43,162 @@ def check_new_user(email: str, role: str = "viewer") -> str:
     return email
 
 
-def create_user(email: str, password: str, role: str = "viewer") -> User:
+def create_user(email: str, password: str, role: str = "viewer", *, temporary: bool = False) -> User:
+    """A new account. ``temporary``: the password is one to change at first sign-in, within
+    ``TEMP_PASSWORD_HOURS``."""
     immediate()  # SQLite: take the write lock before reading, so a busy worker makes us wait, not fail
     email = check_new_user(email, role)
     _check_password(password)
     user = User(email=email, role=role)
     user.set_password(password)
+    if temporary:
+        _make_temporary(user)
     db.session.add(user)
     db.session.flush()
     audit.record("user.create", object_type="user", object_id=str(user.id),
-                 parameters={"email": email, "role": role}, commit=False)
+                 parameters={"email": email, "role": role},
+                 message="temporary password: to be changed at first sign-in" if temporary else None, commit=False)
     db.session.commit()
     return user
+
+
+def invite_user(email: str, role: str = "viewer") -> tuple[User, str]:
+    """An account with a generated temporary password (the users page shows it once). Same rules as
+    ``create_user``; returns the account and the password."""
+    password = temporary_password()
+    return create_user(email, password, role, temporary=True), password
+
+
+def temporary_password() -> str:
+    """Four groups of four letters and digits: about 80 bits, easy to read out or type."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    raw = "".join(secrets.choice(alphabet) for _ in range(16))
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
+def _make_temporary(user: User) -> None:
+    user.must_change_password = True
+    user.password_expires_at = utcnow() + timedelta(hours=float(current_app.config.get("TEMP_PASSWORD_HOURS") or 72))
+
+
+def reset_password(user: User) -> str:
+    """An admin gives ``user`` a temporary password (returned, shown once): every session ends, and the
+    next sign-in must choose a new password. Two-factor sign-in stays as it is. Commits."""
+    immediate()
+    password = temporary_password()
+    user.set_password(password)
+    _make_temporary(user)
+    user.end_sessions()
+    ended = sessions.end_all(user, "password")
+    audit.record("user.reset_password", object_type="user", object_id=str(user.id), parameters={"email": user.email},
+                 message=f"temporary password set; {ended} session(s) ended", commit=False)
+    db.session.commit()
+    return password
+
+
+def change_own_password(user: User, current: str, new: str, keep_session: int | None) -> User:
+    """The signed-in user chooses a new password (a temporary one must be replaced this way). Other
+    sessions end; ``keep_session`` (this browser's) goes on, re-signed by the caller. Commits."""
+    immediate()
+    if not user.check_password(current or ""):
+        raise ServiceError("current password: that is not your current password", field="current")
+    _check_password(new)
+    if new == current:
+        raise ServiceError("new password: choose one different from the current password", field="password")
+    user.set_password(new)
+    was_temporary = user.must_change_password
+    user.must_change_password = False
+    user.password_expires_at = None
+    user.end_sessions()
+    ended = sessions.end_all(user, "password", keep=keep_session)
+    audit.record("user.change_password", object_type="user", object_id=str(user.id), parameters={"email": user.email},
+                 message=("temporary password replaced" if was_temporary else "password changed")
+                 + f"; {ended} other session(s) ended", commit=False)
+    db.session.commit()
+    return user
+
+
+def _active_admins() -> int:
+    return db.session.scalar(select(func.count()).select_from(User).where(User.role == "admin",
+                                                                            User.active.is_(True))) or 0
+
+
+def _acting_user_id() -> int | None:
+    return audit.current_actor()[0]
+
+
+def change_role(user: User, role: str) -> User:
+    """Give ``user`` another role. Commits."""
+    immediate()
+    if role not in ROLES:
+        raise ServiceError(f"role: choose one of {', '.join(ROLES)}", field="role")
+    old = user.role
+    if role == old:
+        raise ServiceError(f"role: {user.email} is already {role}", field="role")
+    if old == "admin":
+        if user.id == _acting_user_id():
+            raise ServiceError("role: you cannot take the admin role from yourself; ask another admin", field="role")
+        if user.active and _active_admins() <= 1:
+            raise ServiceError(f"role: {user.email} is the only active admin; make someone else admin first",
+                               field="role")
+    user.role = role
+    audit.record("user.role", object_type="user", object_id=str(user.id),
+                 parameters={"email": user.email, "from": old, "to": role}, message=f"role {old} -> {role}",
+                 commit=False)
+    db.session.commit()
+    return user
+
+
+def deactivate(user: User) -> User:
+    """``user`` can no longer sign in; every session ends. The account and its history stay. Commits."""
+    immediate()
+    if not user.active:
+        raise ServiceError(f"{user.email} is already deactivated")
+    if user.id == _acting_user_id():
+        raise ServiceError("you cannot deactivate your own account; ask another admin")
+    if user.role == "admin" and _active_admins() <= 1:
+        raise ServiceError(f"{user.email} is the only active admin; make someone else admin first")
+    user.active = False
+    user.end_sessions()
+    ended = sessions.end_all(user, "deactivated")
+    audit.record("user.deactivate", object_type="user", object_id=str(user.id), parameters={"email": user.email},
+                 message=f"deactivated; {ended} session(s) ended", commit=False)
+    db.session.commit()
+    return user
+
+
+def activate(user: User) -> User:
+    """A deactivated account may sign in again (with its password as it was). Commits."""
+    immediate()
+    if user.active:
+        raise ServiceError(f"{user.email} is already active")
+    user.active = True
+    audit.record("user.activate", object_type="user", object_id=str(user.id), parameters={"email": user.email},
+                 commit=False)
+    db.session.commit()
+    return user
+
+
+def revoke_session(user: User, session_id: int) -> None:
+    """End one of ``user``'s sessions (that browser must sign in again). Commits."""
+    immediate()
+    row = db.session.get(StaffSession, session_id)
+    if row is None or row.user_id != user.id:
+        raise ServiceError(f"{user.email} has no session {session_id}")
+    if not sessions.end(row, "revoked"):
+        raise ServiceError("that session has already ended")
+    audit.record("user.revoke_session", object_type="user", object_id=str(user.id),
+                 parameters={"email": user.email, "session": session_id, "address": row.address},
+                 message="one session ended", commit=False)
+    db.session.commit()
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.email)))
+
+
+def get_user_by_id(user_id: int) -> User | None:
+    return db.session.get(User, user_id)
 
 
 def set_password(user: User, password: str) -> User:
@@ -48,7 +206,10 @@ def set_password(user: User, password: str) -> User:
     immediate()
     _check_password(password)
     user.set_password(password)
+    user.must_change_password = False
+    user.password_expires_at = None
     user.end_sessions()
+    sessions.end_all(user, "password")
     audit.record("user.set_password", object_type="user", object_id=str(user.id),
                  parameters={"email": user.email}, message="password changed; all sessions ended", commit=False)
     db.session.commit()
@@ -59,6 +220,7 @@ def revoke_sessions(user: User) -> User:
     """End every session of ``user`` now (a lost laptop, a leaked cookie)."""
     immediate()
     user.end_sessions()
+    sessions.end_all(user, "revoked_all")
     audit.record("user.revoke_sessions", object_type="user", object_id=str(user.id),
                  parameters={"email": user.email}, message="all sessions ended", commit=False)
     db.session.commit()

@@ -1,0 +1,1 @@
+"""What an organisation sells or asks for: Stripe products."""
