@@ -1,5 +1,7 @@
 """Blueprint registration: one blueprint per resource."""
 
+from datetime import timedelta
+
 from flask import Flask
 from werkzeug.routing import BaseConverter, ValidationError
 
@@ -93,6 +95,7 @@ def _template_filters(app: Flask) -> None:
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(format_age, "age")
+    app.add_template_filter(lambda seconds: format_age(timedelta(seconds=seconds)), "seconds_age")
     app.add_template_filter(dashboard_url, "dashboard_url")
     app.add_template_filter(plain_value, "plain")
     app.add_template_global(count_label, "count_label")
