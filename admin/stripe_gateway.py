@@ -207,10 +207,11 @@ class Gateway:
 
     # -- the one door -------------------------------------------------------
     def call(self, resource: str, method: str, *args: Any, params: dict | None = None,
-             idempotency_key: str | None = None) -> StripeResult:
+             idempotency_key: str | None = None, stripe_account: str | None = None) -> StripeResult:
         """``client.v1.<resource>.<method>(*args, params=...)`` with retries and error mapping.
 
-        ``resource`` may be dotted for nested services (``"invoices.line_items"``).
+        ``resource`` may be dotted for nested services (``"invoices.line_items"``); ``stripe_account``
+        makes the request on behalf of a connected account (the ``Stripe-Account`` header).
         """
         service: Any = self.client.v1
         for part in resource.split("."):
@@ -219,6 +220,8 @@ class Gateway:
         options: dict[str, Any] = {}
         if method in _NON_IDEMPOTENT:
             options["idempotency_key"] = idempotency_key or f"paydesk-{uuid.uuid4()}"
+        if stripe_account:
+            options["stripe_account"] = stripe_account
         attempt = 0
         while True:
             attempt += 1
