@@ -47,6 +47,7 @@ def register_cli(app: Flask) -> None:
         imports,
         intents,
         jobs,
+        notifications,
         processors,
         reconcile,
         records,
@@ -58,5 +59,6 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
+                   notifications):
         module.register(app)

@@ -49,6 +49,11 @@ from admin.models.donations import (  # noqa: F401
 )
 from admin.models.jobs import EventAttempt, Job  # noqa: F401
 from admin.models.limiter import LimiterCounter  # noqa: F401
+from admin.models.notifications import (  # noqa: F401
+    NOTIFICATION_TYPES,
+    NotificationDelivery,
+    NotificationEndpoint,
+)
 from admin.models.pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
 from admin.models.processors import PaymentProcessor  # noqa: F401
 from admin.models.reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
