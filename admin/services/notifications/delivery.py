@@ -186,13 +186,13 @@ def _deliver(task: OutboxTask):
         code = post(url, body, headers)
     except ServiceError as err:  # the address is not allowed (any more): failed, not retried
         _note_attempt(delivery_id, None)
-        raise ServiceError(f"{url}: {err.message}") from None
+        raise ServiceError(f"not sent: {err.message}") from None
     except (OSError, http.client.HTTPException) as exc:
         _note_attempt(delivery_id, None)
-        raise DeliveryFailed(f"{url}: no answer ({type(exc).__name__}: {exc})") from None
+        raise DeliveryFailed(f"no answer from the receiver ({type(exc).__name__}: {exc})") from None
     if not 200 <= code < 300:
         _note_attempt(delivery_id, code)
-        raise DeliveryFailed(f"{url} answered HTTP {code}")
+        raise DeliveryFailed(f"the receiver answered HTTP {code}")
 
     def record() -> None:
         now = utcnow()
@@ -247,7 +247,9 @@ class DeliveryRow:
 
     @property
     def error(self) -> str | None:
-        return self.task.last_error if self.task and self.status != "delivered" else None
+        if not self.task or not self.task.last_error or self.status == "delivered":
+            return None
+        return self.task.last_error.removeprefix("DeliveryFailed: ").removeprefix("ServiceError: ")
 
     @property
     def next_attempt_at(self):
