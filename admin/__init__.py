@@ -51,6 +51,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _init_proxies(app)
     _init_extensions(app)
 
+    from admin.worker.registries import register_all
+
+    register_all()  # webhook handlers, job kinds, outbox runners
+
     from admin.views import register_blueprints
 
     register_blueprints(app)

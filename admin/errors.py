@@ -31,3 +31,17 @@ def stripe_refusal(err, what: str, object_id: str | None = None) -> ServiceError
         refusal.not_found = True  # the API answers 404
         return refusal
     return ServiceError(f"Stripe: {err.message}")
+
+
+class StripeFailure(ServiceError):
+    """A Stripe request that failed, as a service reports it (services translate the gateway's ``GatewayError``
+    with ``core.stripe_reader.stripe_failures``, so views and the CLI never import the gateway). ``detail`` is
+    the whole story for logs (operation, code, request id); ``transient``: worth trying again later."""
+
+    def __init__(self, message: str, *, detail: str | None = None, request_id: str | None = None,
+                 transient: bool = False, not_found: bool = False):
+        super().__init__(message)
+        self.detail = detail or message
+        self.request_id = request_id
+        self.transient = transient
+        self.not_found = not_found

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from admin.extensions import db
 from admin.models import Contribution, NotificationEndpoint, OutboxTask
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 
 def test_add_list_deliveries_resend_remove(runner, app, offline_processor):

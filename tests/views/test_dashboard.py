@@ -156,9 +156,10 @@ def test_dashboard_shows_the_webhook_pipelines_health(client, auth, offline_proc
     for ev in (so.event("charge.failed", probe), so.event("customer.updated", so.customer())):
         body, headers = signed(ev, WEBHOOK_SECRET)
         assert client.post(target, data=body, headers=headers).status_code == 200
-    from admin.webhooks.worker import claim, process
+    from admin.webhooks.pipeline import process
+    from admin.worker.queues import claim_events
 
-    (first,) = claim("test-worker", 1)  # the card-testing probe; the other stays queued
+    (first,) = claim_events("test-worker", 1)  # the card-testing probe; the other stays queued
     process(first, "test-worker")
     auth.login("viewer@example.org", "viewer")
     html = client.get("/").get_data(as_text=True)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from admin.extensions import db
 from admin.models import AuditLog, Contribution, NotificationDelivery, NotificationEndpoint, OutboxTask
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 
 @pytest.fixture

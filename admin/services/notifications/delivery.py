@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from admin import __version__
+from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
 from admin.errors import ServiceError
 from admin.extensions import db
@@ -179,7 +179,7 @@ def _deliver(task: OutboxTask):
     db.session.rollback()  # no transaction held open while the receiver answers
     headers = {
         "Content-Type": "application/json; charset=utf-8",
-        "User-Agent": f"paydesk/{__version__}",
+        "User-Agent": f"paydesk/{VERSION}",
         signing.HEADER: signing.header(keys, body),
     }
     try:
