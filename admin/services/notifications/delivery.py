@@ -103,7 +103,15 @@ def queue(session: Session, changes: list[Change]) -> int:
     session.flush()
     for d, processor_id in made:
         outbox.enqueue(KIND, str(d.id), {"delivery_id": d.id}, processor_id=processor_id)
-        d.task_id = session.scalar(select(OutboxTask.id).where(OutboxTask.key == f"{KIND}:{d.id}"))
+    task_ids = dict(
+        session.execute(
+            select(OutboxTask.key, OutboxTask.id).where(
+                OutboxTask.key.in_([f"{KIND}:{d.id}" for d, _ in made])
+            )
+        ).all()
+    )
+    for d, _ in made:
+        d.task_id = task_ids.get(f"{KIND}:{d.id}")
     return len(made)
 
 
@@ -150,9 +158,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
     conn = cls(host, port, addresses[0], float(current_app.config["NOTIFY_TIMEOUT"]))
     try:
         conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read(65536)
-        return resp.status
+        return conn.getresponse().status  # the body is never read: only the status counts
     finally:
         conn.close()
 
