@@ -42,6 +42,7 @@ def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
     from admin.cli import (
         audit,
+        connect,
         events,
         forms,
         imports,
@@ -53,6 +54,7 @@ def register_cli(app: Flask) -> None:
         records,
         tokens,
         users,
+        webhook_endpoints,
         worker,
     )
 
@@ -60,5 +62,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
     for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
-                   notifications):
+                   webhook_endpoints, connect, notifications):
         module.register(app)

@@ -1,7 +1,7 @@
 """outgoing notifications: endpoints, deliveries, outbox retry window
 
 Revision ID: b5d2e8f1a3c7
-Revises: a7e3c9d1f2b4
+Revises: d7a1c0e5f2b9
 Create Date: 2026-12-07 19:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b5d2e8f1a3c7'
-down_revision = 'a7e3c9d1f2b4'
+down_revision = 'd7a1c0e5f2b9'
 branch_labels = None
 depends_on = None
 
