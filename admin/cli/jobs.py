@@ -24,17 +24,12 @@ from admin.dbutil import parse_id
 from admin.errors import ServiceError
 from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, Job
 from admin.services.core import jobs as jobs_service
+from admin.services.core.jobs import job_dict
 from admin.timeutil import utcnow
+from admin.webhooks.pipeline import worker_name
+from admin.worker import queues
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
-
-
-def job_dict(job: Job) -> dict:
-    return {"id": job.id, "kind": job.kind, "title": job.title, "status": job.status, "done": job.done,
-            "total": job.total, "percent": job.percent, "actor": job.actor, "params": job.params,
-            "result": job.result, "error": job.error,
-            "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
-            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
 
 
 class _Progress:
@@ -71,7 +66,7 @@ RETRYING = "retrying: "  # a job's error while it waits to try again after a pas
 def _run_here(job: Job, worker: str, progress: _Progress) -> str:
     """Run ``job`` here to its end. A passing failure (Stripe or the database unavailable for now) is tried
     again when it falls due, as the worker would, until the job's own retry budget ends it; Ctrl-C pauses."""
-    status = jobs_service.run_foreground(job, worker, on_progress=progress)
+    status = queues.run_foreground(job, worker, on_progress=progress)
     while status == JOB_RUNNING:
         job = jobs_service.get(job.id)
         if not (job.error or "").startswith(RETRYING):
@@ -85,7 +80,7 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
         except KeyboardInterrupt:
             jobs_service.pause(job)
             return JOB_PAUSED
-        status = jobs_service.run_foreground(job, worker, on_progress=progress)
+        status = queues.run_foreground(job, worker, on_progress=progress)
     return status
 
 
@@ -97,8 +92,6 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
 
     ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
     worker), say so and exit 0 instead of failing: the work is being done."""
-    from admin.webhooks.worker import worker_name
-
     started = None
     try:
         started = jobs_service.start(kind, params, processor_id=processor_id)
@@ -149,13 +142,8 @@ def print_job(job: Job, fmt: str) -> None:
 @format_option
 def jobs_list(limit, fmt, **options):
     """Recent jobs, newest first: the same filter as /jobs."""
-    from itertools import islice
-
-    from admin.listing import walk
-
     flt = filter_from_options(jobs_service.JobFilter, **options)
-    rows = (j for chunk in walk(jobs_service.job_query(flt), [Job.id], flt, scalars=True, chunk=limit) for j in chunk)
-    emit([job_dict(j) for j in islice(rows, limit)], fmt,
+    emit(list(jobs_service.job_rows(flt, limit)), fmt,
          ["id", "kind", "status", "done", "total", "actor", "created_at", "title"])
 
 
@@ -193,8 +181,6 @@ def jobs_cancel(job_id):
 @format_option
 def jobs_resume(job_id, fmt):
     """Continue a paused or failed job from where it stopped, here in the foreground."""
-    from admin.webhooks.worker import worker_name
-
     job = _job_arg(job_id)
     try:
         if job.status != "running":

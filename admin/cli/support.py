@@ -22,7 +22,7 @@ import click
 from flask.cli import AppGroup
 
 from admin.dbutil import MAX_ID, parse_id
-from admin.errors import ServiceError
+from admin.errors import ServiceError, StripeFailure
 from admin.listing import Amount
 
 # Integer options that name a database row, or bound a listing: never beyond what the database holds.
@@ -131,6 +131,9 @@ class PaydeskGroup(AppGroup):
         except click.UsageError as err:  # bad option value, missing option, unknown command
             click.echo(f"Error: {err.format_message()}", err=True)
             ctx.exit(2)
+        except StripeFailure as err:  # a service's Stripe request failed (after paydesk's retries)
+            click.echo("Error: Stripe: " + " ".join(err.detail.split()), err=True)
+            ctx.exit(1)
         except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
             fail(err)
         except GatewayError as err:  # Stripe said no, or could not be reached (after paydesk's retries)
@@ -234,6 +237,38 @@ def with_options(options: list):
         return fn
 
     return apply
+
+
+def param_options(cls, *names: str) -> list:
+    """Click options for fields of a job kind's parameter class (``services.core.params.JobParams``): the
+    same names, defaults, bounds and help as the page's tool, so the two cannot drift. Whole numbers get
+    their range, booleans a flag, lists a repeatable option."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if names and f.name not in names:
+            continue
+        kind = hints[f.name]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) \
+            if type(None) in typing.get_args(kind) else kind
+        flag = f"--{f.name.replace('_', '-')}"
+        default = cls.default(f.name)
+        help_text = f.metadata.get("help") or f.metadata.get("label")
+        if base is bool:
+            out.append(click.option(flag, f.name, is_flag=True, default=bool(default), help=help_text))
+        elif base is int:
+            out.append(click.option(flag, f.name, type=click.IntRange(f.metadata.get("min"), f.metadata.get("max")),
+                                    default=default, show_default=default is not None, help=help_text))
+        elif typing.get_origin(base) is list:
+            out.append(click.option(flag, f.name, multiple=True, help=help_text + (
+                f" Default: {', '.join(default)}." if default else "")))
+        else:
+            out.append(click.option(flag, f.name, default=default, show_default=default is not None,
+                                    help=help_text))
+    return out
 
 
 def filter_from_options(cls, **options):

@@ -27,7 +27,9 @@ bp = Blueprint("payments", __name__)
 def index():
     flt, errors = rec.PaymentFilter.from_args(request.args)
     page = page_or_first(rec.payment_page, flt, errors)
-    data = {"flt": flt, "errors": errors, "page": page, "totals": rec.payment_totals(flt)}
+    totals = rec.payment_summary(flt)
+    data = {"flt": flt, "errors": errors, "page": page, "counts": rec.payment_status_counts(flt),
+            "totals": totals.value, "totals_as_of": totals.as_of}
     if is_partial():
         return render_template("payments/_results.html", **data)
     return render_template("payments/index.html", processors=list_processors(), **data)
@@ -77,9 +79,10 @@ def refund(payment_id: int):
                 title=f"Refund {common.shown(plan.amount, plan.currency)}?", detail=plan.describe(),
                 confirm=f"Yes, refund {common.shown(plan.amount, plan.currency)}",
                 action=url_for("payments.refund", payment_id=pay.id), back=back, back_label=f"Payment #{pay.id}",
-                fields=plan.fields(), rows=[(k, v) for key, val in req.metadata.items()
-                                            for k, v in (("metadata_key", key), ("metadata_value", val))],
-                target=f"#refund-result-{pay.id}", run_target="#payment-money", run_swap="outerHTML"))
+                rows=[*plan.fields().items(), *[(k, v) for key, val in req.metadata.items()
+                                                for k, v in (("metadata_key", key), ("metadata_value", val))]],
+                target=f"#refund-result-{pay.id}", run_target="#payment-money", run_swap="outerHTML",
+                attention=True))
         out = refunds.refund(get_processor(pay.processor_id), req)
     except ServiceError as err:
         if request.form.get("step") != "run":

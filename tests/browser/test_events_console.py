@@ -3,7 +3,7 @@ replayed in place, a bulk replay whose job a real worker runs to 100 %, and ever
 with axe-core and looked at on a desktop and a phone screen.
 
 The app is served with its own database; its processor's Stripe account is a ``responses``-backed
-``StripeWorld`` (fixtures3-shaped objects), and ``admin.webhooks.worker.run_forever`` runs in a thread
+``StripeWorld`` (fixtures3-shaped objects), and ``admin.worker.loop.run_forever`` runs in a thread
 with a stop event, as the worker process would.
 """
 
@@ -42,7 +42,7 @@ def console(tmp_path_factory):
     from admin.services.settings.processors import add_processor
     from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
-    from admin.webhooks.worker import run_forever, run_once
+    from admin.worker.loop import run_forever, run_once
 
     tmp = tmp_path_factory.mktemp("console")
     app = make_app(f"sqlite:///{tmp / 'paydesk.sqlite3'}", tmp, TESTING=False, WORKER_IDLE_SLEEP=0.2,
@@ -172,6 +172,7 @@ def test_bulk_replay_of_a_selection_runs_to_100_percent(page):
     dialog = page.locator("#bulk-dialog .confirm")
     dialog.wait_for()
     assert re.sub(r"\s+", " ", dialog.locator("h2").inner_text()) == "Replay 3 events?"
+    dialog.get_by_label("Do not send receipts").check()  # the confirmation's own option, sent with its token
     page.click("#bulk-dialog button:has-text('Yes, replay 3')")
     progress = page.locator("#bulk-dialog .job")
     progress.wait_for()
@@ -180,7 +181,7 @@ def test_bulk_replay_of_a_selection_runs_to_100_percent(page):
     assert page.locator("#bulk-dialog .job-title .badge").inner_text() == "done"
     assert re.sub(r"\s+", " ", page.locator("#bulk-dialog .job-counts").inner_text()) == "success 3"
     page.goto("/jobs")
-    assert "Replay 3 selected events" in page.locator("#results").inner_text()
+    assert "Replay 3 selected events (no receipts)" in page.locator("#results").inner_text()
     assert page.errors == []
 
 

@@ -13,6 +13,7 @@ from admin.models import AuditLog, OutboxTask, StripeEvent
 from admin.models.jobs import Job
 from admin.services.core import jobs
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 HX = {"HX-Request": "true"}
 
@@ -25,7 +26,7 @@ def some_jobs(offline_processor):
     db.session.commit()
     ids = [r.id for r in rows]
     done = jobs.start("events.ignore", {"ids": ids[:1], "reason": "finished one"}).job
-    while jobs.run_due("t", seconds=30):
+    while queues.run_jobs("t", seconds=30):
         pass
     running = jobs.start("events.ignore", {"ids": ids[1:], "reason": "still going"}).job
     cleanup = jobs.start("events.cleanup", {"older_than": "90 days", "include_errors": False, "ppid": None}).job
@@ -124,5 +125,5 @@ def test_an_unknown_kind_is_named_not_matched_silently(client, auth, some_jobs):
     assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of job: one of " in html
     assert _job_rows(html) == [some_jobs["done"]]  # the rest of the filter still applies
     outbox = client.get("/jobs/outbox?kind=bogus").get_data(as_text=True)
-    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, receipt" \
+    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, notification, receipt" \
         in outbox

@@ -20,7 +20,8 @@ from admin.services.settings.processors import add_processor
 from admin.stripe_gateway import Gateway
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker import queues
+from admin.worker.loop import run_once
 
 
 def ids_of(flt: ev.EventFilter) -> list[str]:
@@ -29,7 +30,7 @@ def ids_of(flt: ev.EventFilter) -> list[str]:
 
 def run_job(kind: str, params: dict, processor_id: int | None = None):
     job = jobs.start(kind, params, processor_id=processor_id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     return job
@@ -157,7 +158,7 @@ def test_retry_all_replays_or_imports_exactly_the_payments_paydesk_lacks(world, 
     amounts = sorted(db.session.scalars(select(Contribution.amount).where(Contribution.status == "Completed")))
     assert amounts == [1000, 2000, 3000]
     assert _event_row(stuck["id"]).status == "success"
-    again = run_job("events.retry_all", {"limit": 25, "days": 30, "again": 1}, offline_processor.id)
+    again = run_job("events.retry_all", {"limit": 25, "days": 30}, offline_processor.id)
     assert again.done == 0 and not (again.result or {}).get("counts")
 
 
@@ -210,7 +211,7 @@ def test_populate_twice_stores_each_event_once_and_queue_queues_the_logged_ones(
     assert second.result["counts"] == {"queued": n}
     assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == n
     assert set(db.session.scalars(select(StripeEvent.status))) == {"queued"}
-    limited = run_job("events.populate", {"types": ["customer.created"], "limit": 2, "queue": True, "x": 1},
+    limited = run_job("events.populate", {"types": ["customer.created"], "limit": 2, "queue": True},
                       processor.id)
     assert limited.done == 2 and limited.result["counts"] == {"present": 2}
 

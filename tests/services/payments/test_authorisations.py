@@ -18,11 +18,12 @@ from admin.services.core import jobs
 from admin.services.intents.queries import by_intent_id, release_date
 from admin.services.payments import charges
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 
 def run_job(kind: str, params: dict):
     job = jobs.start(kind, params).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     return job
