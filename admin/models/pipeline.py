@@ -40,6 +40,8 @@ class StripeEvent(db.Model):
         # ...filtered by status, or by type and status; the status counts read these indexes only
         Index("ix_stripe_event_status_created_id", "status", "created", "id"),
         Index("ix_stripe_event_type_status_created_id", "type", "status", "created", "id"),
+        # ...and one processor's events per status (``ppid``): its counts stay index-only and bounded
+        Index("ix_stripe_event_processor_status_created_id", "processor_id", "status", "created", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"), index=True)

@@ -160,6 +160,17 @@ Index("ix_contribution_status_when_id", Contribution.status, CONTRIBUTION_WHEN, 
 Index("ix_payment_when_id", PAYMENT_WHEN, Payment.id)
 Index("ix_payment_status_when_id", Payment.status, PAYMENT_WHEN, Payment.id)
 Index("ix_contribution_recur_when_id", RECUR_WHEN, ContributionRecur.id)
+# One processor's rows per status (the ``ppid`` choice): its capped status counts and per-status pages read a
+# bounded range of one index, no table row each (bench/list_statements.py).
+Index("ix_contribution_processor_status_when_id", Contribution.processor_id, Contribution.status, CONTRIBUTION_WHEN,
+      Contribution.id)
+Index("ix_payment_processor_status_when_id", Payment.processor_id, Payment.status, PAYMENT_WHEN, Payment.id)
+# Refunds (``kind=refund``, a few per cent of the payments): their pages, counts and totals read only refunds.
+# ``refund_id IS NOT NULL`` has no literal, so SQLite and PostgreSQL match it to the filter's condition however bound.
+REFUNDS = Payment.refund_id.is_not(None)
+Index("ix_payment_refund_when_id", PAYMENT_WHEN, Payment.id, sqlite_where=REFUNDS, postgresql_where=REFUNDS)
+Index("ix_payment_refund_status_processor_when_id", Payment.status, Payment.processor_id, PAYMENT_WHEN, Payment.id,
+      sqlite_where=REFUNDS, postgresql_where=REFUNDS)
 
 
 class StripePaymentIntent(db.Model):
@@ -169,6 +180,7 @@ class StripePaymentIntent(db.Model):
     __table_args__ = (
         Index("ix_stripe_paymentintent_created_id", "created_date", "id"),
         Index("ix_stripe_paymentintent_status_created_id", "status", "created_date", "id"),
+        Index("ix_stripe_paymentintent_processor_status_created_id", "processor_id", "status", "created_date", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_intent_id: Mapped[str] = mapped_column(String(255), unique=True)
