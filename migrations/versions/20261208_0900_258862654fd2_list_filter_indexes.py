@@ -31,6 +31,8 @@ def upgrade():
                     ['processor_id', 'status', PAYMENT_WHEN, 'id'], unique=False)
     op.create_index('ix_payment_refund_when_id', 'payment', [PAYMENT_WHEN, 'id'], unique=False,
                     sqlite_where=REFUNDS, postgresql_where=REFUNDS)
+    op.create_index('ix_payment_refund_processor_when_id', 'payment', ['processor_id', PAYMENT_WHEN, 'id'],
+                    unique=False, sqlite_where=REFUNDS, postgresql_where=REFUNDS)
     op.create_index('ix_payment_refund_status_processor_when_id', 'payment',
                     ['status', 'processor_id', PAYMENT_WHEN, 'id'], unique=False,
                     sqlite_where=REFUNDS, postgresql_where=REFUNDS)
@@ -41,6 +43,7 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_stripe_paymentintent_processor_status_created_id', table_name='stripe_paymentintent')
     op.drop_index('ix_payment_refund_status_processor_when_id', table_name='payment')
+    op.drop_index('ix_payment_refund_processor_when_id', table_name='payment')
     op.drop_index('ix_payment_refund_when_id', table_name='payment')
     op.drop_index('ix_payment_processor_status_when_id', table_name='payment')
     op.drop_index('ix_contribution_processor_status_when_id', table_name='contribution')
