@@ -3,8 +3,8 @@ and the refunds among the payments, so that their capped counts and "is it narro
 range (bench/list_statements.py)
 
 Revision ID: 258862654fd2
-Revises: a7e3c9d1f2b4
-Create Date: 2026-12-08 09:00:00.000000
+Revises: 7d3e9a1c5f20
+Create Date: 2026-12-08 09:30:00.000000
 
 """
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '258862654fd2'
-down_revision = 'a7e3c9d1f2b4'
+down_revision = '7d3e9a1c5f20'
 branch_labels = None
 depends_on = None
 
