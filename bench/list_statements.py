@@ -81,7 +81,8 @@ def views(ppid: int):
     ]
 
 
-def measure(url: str, repeat: int, plans: bool, only: str | None) -> None:
+def measure(url: str, repeat: int, plans: float | None, only: str | None) -> None:
+    """``plans``: print the plan of each statement taking at least this many ms (None: no plans)."""
     from flask import current_app
     from sqlalchemy import event, select
 
@@ -118,7 +119,7 @@ def measure(url: str, repeat: int, plans: bool, only: str | None) -> None:
                 ms = best_time(db, sql, params, repeat) * 1000
                 head = " ".join(sql.split())
                 print(f"  {ms:8.1f} ms  {head[:150]}{'...' if len(head) > 150 else ''}")
-                if plans and ms >= 1.0:
+                if plans is not None and ms >= plans:
                     for line in plan_of(db, sql, params):
                         print(f"               {line}")
 
@@ -160,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="measure this database (kept by an earlier run) instead of seeding one")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
-        "--plans", action="store_true", help="print the plan of each statement of 1 ms or more"
+        "--plans", action="store_true", help="print the plan of each statement of --plan-ms or more"
     )
+    parser.add_argument("--plan-ms", type=float, default=1.0)
     parser.add_argument("--only", help="only the views whose name contains this")
     parser.add_argument("--keep", action="store_true", help="keep the seeded databases")
     args = parser.parse_args(argv)
     if args.url:
-        measure(args.url, args.repeat, args.plans, args.only)
+        measure(args.url, args.repeat, args.plan_ms if args.plans else None, args.only)
         return 0
     sizes = {k: max(10, int(v * args.scale)) for k, v in SIZES.items()}
     for backend in args.backends.split(","):
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{seed(url, sizes, ppids):.0f} s",
                 flush=True,
             )
-            measure(url, args.repeat, args.plans, args.only)
+            measure(url, args.repeat, args.plan_ms if args.plans else None, args.only)
         finally:
             if args.keep:
                 print(f"kept {url}")
