@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from flask import current_app
 from sqlalchemy import Select, or_, select, update
 
-from admin.dbutil import any_row, immediate, insert_ignore, parse_id
+from admin.dbutil import any_row, immediate, insert_ignore, parse_id, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.failures import describe, is_transient
@@ -271,8 +271,8 @@ def claim(worker: str, job_id: int | None = None) -> Job | None:
     if found is None:
         db.session.commit()
         return None
-    done = db.session.execute(update(Job).where(Job.id == found, free).values(
-        status=JOB_RUNNING, locked_by=worker, locked_until=now + lease)).rowcount
+    done = rowcount(db.session.execute(update(Job).where(Job.id == found, free).values(
+        status=JOB_RUNNING, locked_by=worker, locked_until=now + lease)))
     db.session.commit()
     if not done:
         return None

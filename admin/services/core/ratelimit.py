@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
 
+from admin.dbutil import rowcount
 from admin.extensions import db
 from admin.models import RateLimit
 from admin.timeutil import utcnow
@@ -78,8 +79,8 @@ def prune(older_than: timedelta, now: datetime | None = None) -> int:
     """Delete counters whose window started more than ``older_than`` ago and that block nothing now: a
     later hit would start them again anyway (the worker, every few minutes). Commits."""
     now = now or utcnow()
-    gone = db.session.execute(delete(RateLimit).where(
+    gone = rowcount(db.session.execute(delete(RateLimit).where(
         RateLimit.window_start < now - older_than,
-        or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now))).rowcount
+        or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now))))
     db.session.commit()
     return gone or 0

@@ -15,7 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
-from admin.dbutil import immediate, parse_id
+from admin.dbutil import immediate, parse_id, rowcount
 from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, DonorLink, PaymentProcessor
@@ -332,7 +332,7 @@ def claim_link(link_id: int, contribution_id: int) -> bool:
     done = db.session.execute(update(DonorLink).where(
         DonorLink.id == link_id, DonorLink.used_at.is_(None), DonorLink.revoked_at.is_(None))
         .values(used_at=utcnow(), contribution_id=contribution_id))
-    return done.rowcount == 1
+    return rowcount(done) == 1
 
 
 def release_link(contribution_id: int) -> None:

@@ -28,7 +28,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, select
 
-from admin.dbutil import immediate, insert_ignore
+from admin.dbutil import immediate, insert_ignore, rowcount
 from admin.extensions import db
 from admin.limiter import network_of
 from admin.models import REFUSAL_REASONS, DonationForm, DonationRefusal, SpentFormToken
@@ -100,7 +100,7 @@ def prune(now: datetime | None = None) -> int:
     """Delete refusals older than ``DONATE_REFUSAL_KEEP_DAYS`` (the worker, every few minutes). Commits."""
     keep = timedelta(days=float(current_app.config["DONATE_REFUSAL_KEEP_DAYS"]))
     immediate()
-    gone = db.session.execute(delete(DonationRefusal).where(DonationRefusal.at < (now or utcnow()) - keep)).rowcount
+    gone = rowcount(db.session.execute(delete(DonationRefusal).where(DonationRefusal.at < (now or utcnow()) - keep)))
     db.session.commit()
     return gone or 0
 
