@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
 from admin.dbutil import MAX_ID
@@ -44,6 +45,8 @@ LABELS = {"ppid": "Processor", "q": "Search", "since": "From", "until": "To (inc
           "contact_id": "Contact #", "recur_id": "Recurring contribution #", "contribution_id": "Contribution #",
           "trxn_id": "Transaction id", "customer": "Stripe customer", "month": "Month"}
 T = TypeVar("T")
+# A keyset page's sort key column: a mapped attribute (``Event.id``) or a column expression (a label).
+KeyColumn = ColumnElement[Any] | QueryableAttribute[Any]
 
 
 class FilterError(ValueError):
@@ -293,14 +296,14 @@ def decode_cursor(text: str | None, width: int | None, name: str = "after") -> l
     return values
 
 
-def _python_type(col: ColumnElement) -> type | None:
+def _python_type(col: KeyColumn) -> type | None:
     try:
         return col.type.python_type
     except NotImplementedError:
         return None
 
 
-def _check_cursor(values: list[Any] | None, key: Sequence[ColumnElement], name: str) -> list[Any] | None:
+def _check_cursor(values: list[Any] | None, key: Sequence[KeyColumn], name: str) -> list[Any] | None:
     """A cursor's values must be what its key columns hold: a crafted one (``[1e30, 1e30]``, ``[null, null]``,
     ``[[1], [2]]``) is a damaged link, never a query the database cannot run."""
     if values is None:
@@ -322,7 +325,7 @@ def _check_cursor(values: list[Any] | None, key: Sequence[ColumnElement], name: 
     return values
 
 
-def _beyond(cols: Sequence[ColumnElement], values: Sequence[Any], older: bool) -> ColumnElement:
+def _beyond(cols: Sequence[KeyColumn], values: Sequence[Any], older: bool) -> ColumnElement:
     """Rows strictly after ``values`` in descending key order (older) or before it (newer).
 
     Written as ``a <= x AND (a < x OR (a = x AND b < y))`` rather than a row-value comparison
@@ -356,7 +359,7 @@ class Page(Generic[T]):
         return len(self.rows)
 
 
-def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
+def keyset_page(query: Select, key: Sequence[KeyColumn], flt: Filter, *,
                 key_of: Any = None, scalars: bool = True) -> Page:
     """One page of ``query`` (already filtered) in descending ``key`` order.
 
@@ -364,7 +367,8 @@ def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
     columns). With ``flt.after`` the page holds the rows older than that cursor; with
     ``flt.before`` the rows newer than it (fetched ascending, then reversed)."""
     key = list(key)
-    key_of = key_of or (lambda row: [getattr(row, c.key) for c in key])
+    # every key column has a name (a mapped attribute, or a label): ColumnElement.key is only Optional in general
+    key_of = key_of or (lambda row: [getattr(row, typing.cast(str, c.key)) for c in key])
     size = flt.size
     after = _check_cursor(decode_cursor(flt.after, len(key)), key, "after")
     before = None if after else _check_cursor(decode_cursor(flt.before, len(key), "before"), key, "before")
@@ -446,7 +450,7 @@ def page_or_first(page_of: Any, flt: Filter, errors: dict[str, str]) -> Page:
 EXPORT_CHUNK = 1000
 
 
-def walk(query: Select, key: Sequence[ColumnElement], flt: Filter, *, key_of: Any = None, scalars: bool = False,
+def walk(query: Select, key: Sequence[KeyColumn], flt: Filter, *, key_of: Any = None, scalars: bool = False,
          chunk: int = EXPORT_CHUNK) -> Iterator[list[Any]]:
     """Every row of a filter's query in its page order, ``chunk`` rows at a time (keyset pages, so
     100,000 rows never sit in memory at once): what CSV exports and the CLI listings read."""

@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from admin.dbutil import contains_text, parse_id
 from admin.extensions import db
-from admin.listing import Amount, Filter, Page, keyset_page, processor_field, walk
+from admin.listing import Amount, Filter, KeyColumn, Page, keyset_page, processor_field, walk
 from admin.models import (
     CANCELLED,
     COMPLETED,
@@ -135,7 +135,7 @@ class ContributionFilter(MoneyRecordFilter):
 
 
 CONTRIBUTION_WHEN = func.coalesce(Contribution.receive_date, Contribution.created_at)
-CONTRIBUTION_KEY = [CONTRIBUTION_WHEN, Contribution.id]
+CONTRIBUTION_KEY: list[KeyColumn] = [CONTRIBUTION_WHEN, Contribution.id]
 
 
 def _contribution_key(c: Any) -> list:
@@ -296,7 +296,7 @@ class PaymentFilter(MoneyRecordFilter):
 
 
 PAYMENT_WHEN = func.coalesce(Payment.payment_date, Payment.created_at)
-PAYMENT_KEY = [PAYMENT_WHEN, Payment.id]
+PAYMENT_KEY: list[KeyColumn] = [PAYMENT_WHEN, Payment.id]
 
 
 def _payment_key(p: Any) -> list:

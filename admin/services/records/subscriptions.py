@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 from admin.dbutil import immediate, insert_ignore
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.listing import Amount, Filter, Page, keyset_page, processor_field, walk
+from admin.listing import Amount, Filter, KeyColumn, Page, keyset_page, processor_field, walk
 from admin.models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -71,7 +71,7 @@ class SubscriptionFilter(Filter):
 
 
 RECUR_WHEN = func.coalesce(ContributionRecur.start_date, ContributionRecur.created_at)
-RECUR_KEY = [RECUR_WHEN, ContributionRecur.id]
+RECUR_KEY: list[KeyColumn] = [RECUR_WHEN, ContributionRecur.id]
 
 
 def _recur_key(r: Any) -> list:
