@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -59,7 +59,7 @@ MAX_TRANSIENT_RETRIES = 5
 @dataclass
 class JobKind:
     name: str
-    fn: Callable[[JobContext], Iterator[None]]
+    fn: Callable[[JobContext], Generator[None, None, None]]  # closed when the job stops between units
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
     check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
@@ -276,7 +276,7 @@ def claim(worker: str, job_id: int | None = None) -> Job | None:
     db.session.commit()
     if not done:
         return None
-    job = db.session.get(Job, found, populate_existing=True)
+    job = db.session.get_one(Job, found, populate_existing=True)
     if job.started_at is None:
         job.started_at = now
         db.session.commit()
@@ -293,7 +293,8 @@ def run_slice(job: Job, worker: str, *, seconds: float | None = None,
     deadline = None if seconds is None else time.monotonic() + seconds
     lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
     gen = k.fn(ctx)
-    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)
+    # current_app is typed as the Flask app it stands for; the thread needs that app, not the proxy
+    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)  # type: ignore[attr-defined]
     try:
         for _ in _as_starter(ctx, gen):
             # A unit went through. Write its progress as a writer from the start: a read left open
@@ -354,7 +355,7 @@ class _Heartbeat:
         self._stop.set()
 
 
-def _as_starter(ctx: JobContext, gen: Iterator[None]) -> Iterator[None]:
+def _as_starter(ctx: JobContext, gen: Generator[None, None, None]) -> Iterator[None]:
     """Step ``gen`` with what it does attributed to whoever started the job."""
     user_id, actor = ctx.job.user_id, ctx.job.actor
     while True:
@@ -422,7 +423,7 @@ def pause(job: Job) -> None:
     """Stop a job run in the foreground (Ctrl-C), resumable from its cursor (``jobs resume``). Commits."""
     db.session.rollback()
     immediate()
-    held = db.session.get(Job, job.id, populate_existing=True)
+    held = db.session.get_one(Job, job.id, populate_existing=True)
     held.status, held.locked_by, held.locked_until = JOB_PAUSED, None, None
     db.session.commit()
 

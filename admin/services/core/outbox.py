@@ -275,9 +275,9 @@ def count_failed() -> int:
                or 0)
 
 
-def find(task_id: int) -> OutboxTask | None:
-    task_id = parse_id(task_id)
-    return db.session.get(OutboxTask, task_id) if task_id else None
+def find(task_id: int | str) -> OutboxTask | None:
+    found = parse_id(task_id)
+    return db.session.get(OutboxTask, found) if found else None
 
 
 def retry(task_id: int) -> OutboxTask:

@@ -42,7 +42,7 @@ def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None =
                 db.session.add(RateLimit(key=key, count=0, window_start=now))
         except IntegrityError:
             pass
-        row = db.session.get(RateLimit, key, with_for_update=True)
+        row = db.session.get_one(RateLimit, key, with_for_update=True)
     if row.window_start is None or row.window_start + timedelta(seconds=window) <= now:
         row.window_start = now
         row.count = 0
