@@ -62,7 +62,7 @@ class JobKind:
     fn: Callable[[JobContext], Generator[None, None, None]]  # closed when the job stops between units
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
-    check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
+    check: Callable[[dict], object] | None = None  # refuses parameters that cannot work (ServiceError), at start
     one_per_user: bool = False  # a staff user runs one job of this kind at a time (an identical one is shared)
 
 
@@ -70,7 +70,7 @@ _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
-             check: Callable[[dict], None] | None = None, one_per_user: bool = False):
+             check: Callable[[dict], object] | None = None, one_per_user: bool = False):
     """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
     for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
     rather than run as a job that does nothing. With ``one_per_user`` a signed-in user who has a job of

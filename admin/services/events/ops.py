@@ -99,8 +99,8 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
             raise ServiceError(f"Stripe has no event {event_id} (events are kept for 30 days) and paydesk "
                                f"never stored it")
         store_event(processor, fresh, source="replay", status=EV_LOGGED)
-        row = db.session.scalar(select(StripeEvent).where(StripeEvent.processor_id == processor.id,
-                                                          StripeEvent.event_id == event_id))
+        row = db.session.scalars(select(StripeEvent).where(StripeEvent.processor_id == processor.id,
+                                                           StripeEvent.event_id == event_id)).one()
     immediate()
     db.session.refresh(row, with_for_update=True)  # PostgreSQL: a worker's claim skips the row meanwhile
     if _busy(row):

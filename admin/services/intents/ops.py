@@ -197,6 +197,7 @@ def capture_intent(processor: PaymentProcessor, intent_id: str, *, amount: int |
     wanted = _capture_amount(amount, currency, authorised)
     key = idempotency_key("capture", intent_id, action_key, wanted)
     params = {} if wanted == authorised else {"amount_to_capture": wanted}
+    captured: dict | None
     try:
         res = gw.call("payment_intents", "capture", intent_id, params=params, idempotency_key=key)
         captured = dict(res)
