@@ -33,7 +33,7 @@ bp.record_once(lambda state: limit_body(state.app, "webhooks.receive", "WEBHOOK_
 def _reject(ppid: int | None, reason: str, status: int):
     """Refuse a delivery with a short reason; counted (and logged) without a write per refusal."""
     try:
-        tally(current_app._get_current_object()).refused(ppid, reason, request.remote_addr)
+        tally(current_app._get_current_object()).refused(ppid, reason, request.remote_addr)  # type: ignore[attr-defined]  # proxy typed as Flask
     except Exception:  # a counter must never turn a 400 into a 500
         db.session.rollback()
         log.exception("could not count webhook rejection")

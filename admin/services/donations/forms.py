@@ -126,9 +126,11 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
         processor: PaymentProcessor = get_processor(s.processor_id)
     except ServiceError as err:
         raise setting_error("processor_id", err.message) from None
-    amounts = []
+    amounts: list[int] = []
     for part in [p.strip() for p in (s.amounts or "").split(",") if p.strip()]:
-        amounts.append(_money(part, cur, "amounts"))
+        amount = _money(part, cur, "amounts")
+        if amount is not None:  # always: the part is not empty
+            amounts.append(amount)
     if len(amounts) > MAX_PRESETS:
         raise setting_error("amounts", f"at most {MAX_PRESETS} preset amounts")
     amounts = sorted(set(amounts))

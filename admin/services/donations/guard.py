@@ -86,14 +86,14 @@ def _summary(counts: Counter) -> str:
 
 
 def _tally() -> Tally:
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # proxy typed as Flask
     return app.extensions.setdefault("paydesk_donation_refusals", Tally(
         _write_counts, _summary, setting="DONATE_REFUSAL_FLUSH_SECONDS", logger=log))
 
 
 def flush_refusals() -> None:
     """Write the refusals tallied so far (tests, before counting them)."""
-    _tally().flush(current_app._get_current_object())
+    _tally().flush(current_app._get_current_object())  # type: ignore[attr-defined]  # proxy typed as Flask
 
 
 def prune(now: datetime | None = None) -> int:
