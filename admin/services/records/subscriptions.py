@@ -253,9 +253,9 @@ def expected_status(sub: dict) -> str:
 def compare(sub: dict | None, recur: ContributionRecur | None, rows: list[InvoiceRow]) -> list[dict]:
     """Every difference between Stripe's subscription (and its invoices and charges) and paydesk's
     recurring contribution (and its contributions and payments). Also marks each invoice row."""
-    if sub is None and recur is None:
-        return []
     if sub is None:
+        if recur is None:
+            return []
         return [_diff("subscription", recur.subscription_id, "not in Stripe", recur.status)]
     if recur is None:
         return [_diff("subscription", sub["id"], sub.get("status"), "not in paydesk")]
