@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from flask import Flask, current_app
 from sqlalchemy import and_, or_, select, update
@@ -63,6 +63,9 @@ from admin.stripe_gateway import GatewayError
 from admin.timeutil import utcnow
 from admin.webhooks.context import EventContext
 from admin.webhooks.registry import handler_for
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 log = logging.getLogger(__name__)
 ALARM_CHECK_SECONDS = 60.0
@@ -131,7 +134,8 @@ def process(claimed: Claimed, worker: str, *, actor: str | None = None,
             if handler is None:
                 row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
             else:
-                ctx = EventContext(row, processor)
+                # the cached ProcessorRef stands in for the row (the fields handlers read, no session)
+                ctx = EventContext(row, processor)  # type: ignore[arg-type]
                 with outbox.caused_by(row.id):
                     handler(ctx)
                 row.status = ctx.outcome
@@ -355,7 +359,7 @@ def describe_exit(code: int | None) -> str:
 class _Slot:
     def __init__(self, name: str):
         self.name = name
-        self.proc = None
+        self.proc: BaseProcess | None = None
         self.started = 0.0
         self.quick_exits = 0
         self.start_at = 0.0  # monotonic time of the next start, while waiting to restart
@@ -384,10 +388,11 @@ def run_processes(app: Flask, processes: int, concurrency: int, *, target=None,
         db.engine.dispose(close=False)
     slots = [_Slot(f"paydesk-worker-p{i}") for i in range(1, processes + 1)]
 
-    def start(slot: _Slot) -> None:
-        slot.proc = ctx.Process(target=target, args=(app, concurrency), name=slot.name, daemon=True)
-        slot.proc.start()
+    def start(slot: _Slot) -> BaseProcess:
+        proc = slot.proc = ctx.Process(target=target, args=(app, concurrency), name=slot.name, daemon=True)
+        proc.start()
         slot.started = time.monotonic()
+        return proc
 
     for slot in slots:
         start(slot)
@@ -412,8 +417,7 @@ def run_processes(app: Flask, processes: int, concurrency: int, *, target=None,
                     slot.proc.close()
                     slot.proc = None
                 if slot.proc is None and now >= slot.start_at and not stop.is_set():
-                    start(slot)
-                    log.warning("worker process %s restarted (pid %s)", slot.name, slot.proc.pid)
+                    log.warning("worker process %s restarted (pid %s)", slot.name, start(slot).pid)
     finally:
         children = [s.proc for s in slots if s.proc is not None]
         for child in children:
