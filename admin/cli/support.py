@@ -16,7 +16,7 @@ import types
 import typing
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask.cli import AppGroup
@@ -215,7 +215,7 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
                              show_default=True, help="Output format.")
 
 
-def fail(err: Exception) -> None:
+def fail(err: Exception) -> NoReturn:
     message = str(getattr(err, "message", None) or err)
     click.echo("Error: " + " ".join(message.split()), err=True)  # one line, whatever the message holds
     sys.exit(1)

@@ -90,7 +90,7 @@ def _template_filters(app: Flask) -> None:
     app.add_template_global(count_label, "count_label")
     # A global (not only a context variable) so that macros imported from _list.html can use it.
     app.add_template_global(format_money, "format_money")
-    app.add_template_global(PAGE_SIZES, "page_sizes")
+    app.jinja_env.globals["page_sizes"] = PAGE_SIZES  # what add_template_global does, for a value
 
 
 def plain_value(value) -> str:

@@ -86,7 +86,7 @@ def load_user(user_id: str | None, key: str | None) -> User | None:
     now = utcnow()
     limit = idle_limit()
     if limit is not None and row.last_seen_at + limit <= now:
-        _end_idle(row, user, now)
+        _end_idle(row, user, now, limit)
         g.paydesk_session_idle = True
         return None
     if (now - row.last_seen_at).total_seconds() >= TOUCH_SECONDS:
@@ -96,14 +96,14 @@ def load_user(user_id: str | None, key: str | None) -> User | None:
     return user
 
 
-def _end_idle(row: StaffSession, user: User, now: datetime) -> None:
+def _end_idle(row: StaffSession, user: User, now: datetime, limit: timedelta) -> None:
     """Mark an idle session ended and say so in the audit log (its own transaction: nothing else is pending
     while the user loads)."""
     from admin.dbutil import immediate
     from admin.services.core import audit
 
     row_id, user_id, email = row.id, user.id, user.email
-    minutes = int(idle_limit().total_seconds() // 60)
+    minutes = int(limit.total_seconds() // 60)
     immediate()
     done = rowcount(db.session.execute(
         update(StaffSession)
