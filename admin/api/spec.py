@@ -69,7 +69,9 @@ spec = SpecTree(
     before=_validation_failed,
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,
-    security_schemes=[SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer"))],
+    security_schemes=[
+        SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer"))
+    ],
     security={"bearer": []},
 )
 
