@@ -20,3 +20,18 @@ def test_imports_bench_runs_and_reads_nothing_again_for_unchanged_subscriptions(
     assert "PASS  sqlite: importing subscriptions again wrote nothing" in done.stdout, out
     assert "PASS  sqlite: importing 2 unchanged subscriptions again: 3 Stripe calls (at most 3), 0 balance " \
            "transactions read again" in done.stdout, out
+
+
+def test_list_pages_bench_runs_every_list_and_its_csv():
+    """A tiny run of bench/list_pages.py on SQLite: every list page served by gunicorn answers, first, deep and
+    filtered, and every CSV export streams (the figures are not judged here)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "list_pages.py"), "--scale", "0.002", "--backends",
+                           "sqlite", "--requests", "4", "--deep-pages", "2"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out, out
+    for page in ("events", "subscriptions", "customers", "contributions", "payments", "intents", "jobs", "outbox",
+                 "audit"):
+        assert f"| {page} | first page |" in done.stdout, out
+        assert f"| {page} | CSV, first bytes |" in done.stdout, out
+    assert "(no CSV export)" not in done.stdout

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import islice
-
 from flask import Flask
 
 from admin.cli.support import (
@@ -14,9 +12,7 @@ from admin.cli.support import (
     format_option,
     limit_option,
 )
-from admin.listing import walk
-from admin.models import AuditLog
-from admin.services.core.audit import AuditFilter, audit_query
+from admin.services.core.audit import AuditFilter, audit_rows
 
 audit_cli = PaydeskGroup("audit", help="The audit log: who changed what, when, with Stripe's request id.")
 
@@ -28,14 +24,8 @@ audit_cli = PaydeskGroup("audit", help="The audit log: who changed what, when, w
 def audit_list(limit, fmt, **options):
     """Audit entries, newest first: the same filter as /audit."""
     flt = filter_from_options(AuditFilter, **options)
-    rows = (a for chunk in walk(audit_query(flt), [AuditLog.id], flt, scalars=True, chunk=min(limit, 1000))
-            for a in chunk)
-    emit([{"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "object_type": a.object_type,
-           "object_id": a.object_id, "processor_id": a.processor_id, "result": a.result, "message": a.message,
-           "stripe_request_id": a.stripe_request_id, "parameters": a.parameters}
-          for a in islice(rows, limit)], fmt,
+    emit(list(audit_rows(flt, limit)), fmt,
          ["id", "at", "actor", "action", "object_type", "object_id", "result", "stripe_request_id", "message"])
-
 
 def register(app: Flask) -> None:
     app.cli.add_command(audit_cli)

@@ -24,17 +24,10 @@ from admin.dbutil import parse_id
 from admin.errors import ServiceError
 from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, Job
 from admin.services.core import jobs as jobs_service
+from admin.services.core.jobs import job_dict
 from admin.timeutil import utcnow
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
-
-
-def job_dict(job: Job) -> dict:
-    return {"id": job.id, "kind": job.kind, "title": job.title, "status": job.status, "done": job.done,
-            "total": job.total, "percent": job.percent, "actor": job.actor, "params": job.params,
-            "result": job.result, "error": job.error,
-            "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
-            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
 
 
 class _Progress:
@@ -149,13 +142,8 @@ def print_job(job: Job, fmt: str) -> None:
 @format_option
 def jobs_list(limit, fmt, **options):
     """Recent jobs, newest first: the same filter as /jobs."""
-    from itertools import islice
-
-    from admin.listing import walk
-
     flt = filter_from_options(jobs_service.JobFilter, **options)
-    rows = (j for chunk in walk(jobs_service.job_query(flt), [Job.id], flt, scalars=True, chunk=limit) for j in chunk)
-    emit([job_dict(j) for j in islice(rows, limit)], fmt,
+    emit(list(jobs_service.job_rows(flt, limit)), fmt,
          ["id", "kind", "status", "done", "total", "actor", "created_at", "title"])
 
 

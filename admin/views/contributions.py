@@ -23,8 +23,9 @@ bp = Blueprint("contributions", __name__)
 
 def _results(flt: rec.ContributionFilter, errors: dict[str, str]) -> dict:
     page = page_or_first(rec.contribution_page, flt, errors)
+    totals = rec.contribution_summary(flt)
     return {"flt": flt, "errors": errors, "page": page, "counts": rec.contribution_status_counts(flt),
-            "totals": rec.contribution_totals(flt)}
+            "totals": totals.value, "totals_as_of": totals.as_of}
 
 
 @bp.get("/contributions")

@@ -17,6 +17,7 @@ from admin.services.records.jobs import linked_customers
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, import_paging, labelled, start_job_response
 from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.export import filter_csv
 
 bp = Blueprint("customers", __name__)
 
@@ -30,6 +31,16 @@ def index():
     if is_partial():
         return render_template("customers/_results.html", **data)
     return render_template("customers/index.html", processors=list_processors(), **data)
+
+
+CUSTOMER_CSV = ("id", "display_name", "email", "phone", "postal_code", "source", "stripe_customer_ids", "created_at")
+
+
+@bp.get("/customers/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = people.ContactFilter.from_args(request.args)
+    return filter_csv("customers", CUSTOMER_CSV, people.contact_rows(flt))
 
 
 @bp.post("/customers/import")

@@ -15,7 +15,9 @@ from admin.services.events.ops import mark_ignored, replay
 from admin.services.settings.processors import get_processor, list_processors
 from admin.stripe_gateway import GatewayError
 from admin.stripe_shapes import stripe_id_problem
+from admin.timeutil import from_unix
 from admin.views.actions import action_response, labelled, start_job_response
+from admin.views.export import filter_csv
 
 bp = Blueprint("events", __name__)
 
@@ -56,6 +58,20 @@ def index():
     if is_partial():
         return render_template("events/_results.html", **data)
     return render_template("events/index.html", processors=list_processors(), **data)
+
+
+EVENT_CSV = ("id", "event_id", "type", "created", "status", "status_reason", "last_error", "attempts", "source",
+             "processor_id", "customer_id", "subscription_id", "invoice_id", "charge_id", "payment_intent_id",
+             "received_at", "processed_at")
+
+
+@bp.get("/events/export.csv")
+@role_required("viewer")
+def export():
+    """The stored events the filter matches (every page), without their bodies; Stripe's own list is not exported."""
+    flt, _ = ev.EventFilter.from_args(request.args)
+    return filter_csv("events", EVENT_CSV, ev.event_rows(flt), money=(),
+                      convert={"created": lambda t: from_unix(t).isoformat(timespec="seconds") if t else None})
 
 
 @bp.get("/events/<id:row_id>")

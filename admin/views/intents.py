@@ -8,21 +8,21 @@ from flask import Blueprint, abort, render_template, request, url_for
 from admin.errors import ServiceError
 from admin.htmx import is_htmx, is_partial
 from admin.listing import page_or_first
-from admin.money import money_totals
 from admin.security import role_required
 from admin.services.intents import ops
 from admin.services.intents import queries as svc
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, bulk_selection, start_job_response
+from admin.views.export import filter_csv
 
 bp = Blueprint("intents", __name__)
 
 
 def _results(flt: svc.IntentFilter, errors: dict[str, str]) -> dict:
     page = page_or_first(svc.intent_page, flt, errors)
-    query = svc.intents_query(flt)
+    totals = svc.intent_summary(flt)
     return {"flt": flt, "errors": errors, "page": page, "rows": svc.describe_rows(page.rows),
-            "counts": svc.status_counts(flt), "totals": money_totals(query)}
+            "counts": svc.status_counts(flt), "totals": totals.value, "totals_as_of": totals.as_of}
 
 
 @bp.get("/intents")
@@ -33,6 +33,18 @@ def index():
     if is_partial():
         return render_template("intents/_results.html", **data)
     return render_template("intents/index.html", processors=list_processors(), **data)
+
+
+INTENT_CSV = ("id", "payment_intent_id", "created_date", "status", "amount", "currency", "capture_method",
+              "customer_id", "contact_id", "contact", "contribution_id", "description", "referrer", "last_error",
+              "gone_from_stripe", "processor_id")
+
+
+@bp.get("/intents/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = svc.IntentFilter.from_args(request.args)
+    return filter_csv("intents", INTENT_CSV, svc.intent_rows(flt))
 
 
 def _processor_for(intent_id: str):

@@ -15,6 +15,7 @@ from admin.security import role_required
 from admin.services.core import jobs as jobs_service
 from admin.services.core import outbox
 from admin.views.actions import action_response
+from admin.views.export import filter_csv
 
 bp = Blueprint("jobs", __name__)
 
@@ -26,7 +27,21 @@ def index():
     page = page_or_first(jobs_service.job_page, flt, errors)
     template = "jobs/_results.html" if is_partial() else "jobs/index.html"
     return render_template(template, flt=flt, errors=errors, page=page, kinds=jobs_service.kind_names(),
-                           statuses=JOB_STATUSES, failed_tasks=outbox.count_failed())
+                           statuses=JOB_STATUSES, failed_tasks=outbox.count_failed(),
+                           counts=jobs_service.job_status_counts(flt))
+
+
+JOB_CSV = ("id", "kind", "title", "status", "done", "total", "actor", "params", "result", "error", "created_at",
+           "finished_at")
+TASK_CSV = ("id", "kind", "key", "status", "attempts", "last_error", "event_row_id", "processor_id", "created_at",
+            "done_at")
+
+
+@bp.get("/jobs/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = jobs_service.JobFilter.from_args(request.args)
+    return filter_csv("jobs", JOB_CSV, jobs_service.job_rows(flt), money=())
 
 
 def _job_or_404(job_id: int):
@@ -87,8 +102,15 @@ def resume(job_id: int):
 def tasks():
     flt, errors = outbox.TaskFilter.from_args(request.args)
     page = page_or_first(outbox.task_page, flt, errors)
-    template = "jobs/_tasks.html" if is_partial() else "jobs/outbox.html"
-    return render_template(template, flt=flt, errors=errors, page=page)
+    template = "outbox/_results.html" if is_partial() else "outbox/index.html"
+    return render_template(template, flt=flt, errors=errors, page=page, counts=outbox.task_status_counts(flt))
+
+
+@bp.get("/jobs/outbox/export.csv")
+@role_required("viewer")
+def tasks_export():
+    flt, _ = outbox.TaskFilter.from_args(request.args)
+    return filter_csv("outbox", TASK_CSV, outbox.task_rows(flt), money=())
 
 
 @bp.post("/jobs/outbox/<id:task_id>/retry")
@@ -102,4 +124,4 @@ def retry_task(task_id: int):
         task, message, tone = outbox.find(task_id), err.message, "error"
     if task is None:
         abort(404)
-    return action_response("jobs/_task_row.html", url_for("jobs.tasks"), message, tone, task=task, status=200)
+    return action_response("outbox/_row.html", url_for("jobs.tasks"), message, tone, task=task, status=200)

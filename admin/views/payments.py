@@ -19,7 +19,9 @@ bp = Blueprint("payments", __name__)
 def index():
     flt, errors = rec.PaymentFilter.from_args(request.args)
     page = page_or_first(rec.payment_page, flt, errors)
-    data = {"flt": flt, "errors": errors, "page": page, "totals": rec.payment_totals(flt)}
+    totals = rec.payment_summary(flt)
+    data = {"flt": flt, "errors": errors, "page": page, "counts": rec.payment_status_counts(flt),
+            "totals": totals.value, "totals_as_of": totals.as_of}
     if is_partial():
         return render_template("payments/_results.html", **data)
     return render_template("payments/index.html", processors=list_processors(), **data)

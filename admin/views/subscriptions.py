@@ -18,6 +18,7 @@ from admin.services.records.imports import import_subscription_by_id
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, import_paging, labelled, start_job_response
 from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.export import filter_csv
 
 bp = Blueprint("subscriptions", __name__)
 
@@ -32,6 +33,18 @@ def index():
     if is_partial():
         return render_template("subscriptions/_results.html", **data)
     return render_template("subscriptions/index.html", processors=list_processors(), **data)
+
+
+SUBSCRIPTION_CSV = ("id", "subscription_id", "status", "stripe_status", "amount", "currency", "interval",
+                    "interval_count", "contact_id", "contact", "customer_id", "start_date", "next_sched_date",
+                    "cancel_date", "failure_count", "processor_id", "differs_from_stripe", "checked_at")
+
+
+@bp.get("/subscriptions/export.csv")
+@role_required("viewer")
+def export():
+    flt, _ = subs.SubscriptionFilter.from_args(request.args)
+    return filter_csv("subscriptions", SUBSCRIPTION_CSV, subs.subscription_rows(flt))
 
 
 def _processor_for(subscription_id: str):

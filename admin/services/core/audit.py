@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, ClassVar
 
 from sqlalchemy import func, or_, select
 
 from admin.dbutil import LIKE_ESCAPE, like_escaped
 from admin.extensions import db
-from admin.listing import Filter, Page, keyset_page, processor_field
+from admin.listing import EXPORT_CHUNK, Filter, Page, keyset_page, processor_field, walk
 from admin.models import AuditLog
 
 _ACTING_AS: ContextVar[tuple[int | None, str] | None] = ContextVar("paydesk_acting_as", default=None)
@@ -122,6 +123,21 @@ def audit_query(flt: AuditFilter):
 
 def audit_page(flt: AuditFilter) -> Page:
     return keyset_page(audit_query(flt), [AuditLog.id], flt)
+
+
+def audit_dict(a: AuditLog) -> dict[str, Any]:
+    return {"id": a.id, "at": a.at.isoformat(timespec="seconds") if a.at else None, "actor": a.actor,
+            "action": a.action, "object_type": a.object_type, "object_id": a.object_id,
+            "processor_id": a.processor_id, "parameters": a.parameters, "result": a.result, "message": a.message,
+            "stripe_request_id": a.stripe_request_id}
+
+
+def audit_rows(flt: AuditFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every entry the filter matches (at most ``limit``), newest first, as dicts, a keyset chunk at a time
+    (the CSV of /audit and ``audit list``)."""
+    chunk = min(limit or EXPORT_CHUNK, EXPORT_CHUNK)
+    rows = (a for part in walk(audit_query(flt), [AuditLog.id], flt, scalars=True, chunk=chunk) for a in part)
+    yield from (audit_dict(a) for a in islice(rows, limit))
 
 
 def actions() -> list[str]:

@@ -17,6 +17,7 @@ the first). Every start, cancel and resume is written to the audit log.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import islice
 from typing import Any, ClassVar
 
 from flask import current_app
@@ -34,7 +36,7 @@ from admin.dbutil import any_row, immediate, insert_ignore, parse_id, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.failures import describe, is_transient
-from admin.listing import Filter, Page, keyset_page
+from admin.listing import EXPORT_CHUNK, Filter, Page, capped_counts, keyset_page, walk
 from admin.models import PaymentProcessor
 from admin.models.jobs import (
     JOB_ACTIVE,
@@ -459,6 +461,27 @@ def job_query(flt: JobFilter) -> Select:
 
 def job_page(flt: JobFilter) -> Page:
     return keyset_page(job_query(flt), [Job.id], flt)
+
+
+def job_status_counts(flt: JobFilter) -> dict[str, int]:
+    """How many jobs of each status match the rest of the filter (each counted up to ``listing.COUNT_CAP``)."""
+    return capped_counts(job_query(dataclasses.replace(flt, status=[])), Job.status, Job.id, JOB_STATUSES)
+
+
+def job_dict(job: Job) -> dict:
+    """One job as plain values (``jobs list``, ``jobs show``, the CSV of ``/jobs``)."""
+    return {"id": job.id, "kind": job.kind, "title": job.title, "status": job.status, "done": job.done,
+            "total": job.total, "percent": job.percent, "actor": job.actor, "params": job.params,
+            "result": job.result, "error": job.error,
+            "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
+            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
+
+
+def job_rows(flt: JobFilter, limit: int | None = None) -> Iterator[dict]:
+    """Every job the filter matches, newest first, as dicts, a keyset chunk at a time."""
+    chunk = min(limit or EXPORT_CHUNK, EXPORT_CHUNK)
+    rows = (j for part in walk(job_query(flt), [Job.id], flt, scalars=True, chunk=chunk) for j in part)
+    yield from (job_dict(j) for j in islice(rows, limit))
 
 
 def kind_names() -> list[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,7 +33,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, update
 
 from admin.dbutil import (
     any_row,
@@ -46,7 +46,7 @@ from admin.dbutil import (
 )
 from admin.extensions import db
 from admin.failures import database_unavailable, describe, is_transient
-from admin.listing import Filter, Page, keyset_page
+from admin.listing import Filter, Page, capped_counts, keyset_page, walk
 from admin.models import EV_ERROR, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, OutboxTask
 from admin.timeutil import utcnow
 
@@ -261,13 +261,36 @@ class TaskFilter(Filter):
     kind: list[str] = field(default_factory=list, metadata={"known": _unknown_kind})
 
 
-def task_page(flt: TaskFilter) -> Page:
+def task_query(flt: TaskFilter, *, with_status: bool = True) -> Select:
+    """The side effects matching ``flt`` (no order, no paging): the page, its counts and its CSV."""
     q = select(OutboxTask)
-    if flt.status:
+    if with_status and flt.status:
         q = q.where(OutboxTask.status.in_(flt.status))
     if flt.kind:
         q = q.where(OutboxTask.kind.in_(flt.kind))
-    return keyset_page(q, [OutboxTask.id], flt)
+    return q
+
+
+def task_page(flt: TaskFilter) -> Page:
+    return keyset_page(task_query(flt), [OutboxTask.id], flt)
+
+
+def task_status_counts(flt: TaskFilter) -> dict[str, int]:
+    """How many side effects of each status match the rest of the filter (capped like every list's)."""
+    return capped_counts(task_query(flt, with_status=False), OutboxTask.status, OutboxTask.id, TASK_STATUSES)
+
+
+def task_dict(t: OutboxTask) -> dict[str, Any]:
+    return {"id": t.id, "kind": t.kind, "key": t.key, "status": t.status, "attempts": t.attempts,
+            "last_error": t.last_error, "event_row_id": t.event_row_id, "processor_id": t.processor_id,
+            "created_at": t.created_at.isoformat(timespec="seconds") if t.created_at else None,
+            "done_at": t.done_at.isoformat(timespec="seconds") if t.done_at else None}
+
+
+def task_rows(flt: TaskFilter) -> Iterator[dict[str, Any]]:
+    """Every side effect the filter matches, newest first, as dicts, a keyset chunk at a time."""
+    for chunk in walk(task_query(flt), [OutboxTask.id], flt, scalars=True):
+        yield from (task_dict(t) for t in chunk)
 
 
 def count_failed() -> int:

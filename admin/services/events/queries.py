@@ -8,16 +8,18 @@ The same :class:`EventFilter` serves ``/events``, bulk jobs and ``events list``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, and_, exists, func, literal, or_, select, union_all
+from sqlalchemy import Select, and_, exists, func, or_, select
 
+from admin import listing
 from admin.dbutil import LIKE_ESCAPE, like_escaped, parse_id
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.listing import Filter, Page, keyset_page, processor_field
+from admin.listing import Filter, Page, keyset_page, processor_field, walk
 from admin.models import (
     EVENT_STATUSES,
     Contact,
@@ -146,33 +148,35 @@ def cursor_after(row: StripeEvent) -> str:
     return encode_cursor([row.created, row.id])
 
 
-# Status counts are exact up to this many per status; above it a count says "more than COUNT_CAP".
-# Counting a million events by status takes 80-140 ms on each database (bench/events_page.py), on
-# every page view; counting at most COUNT_CAP + 1 of each reads a bounded slice of an index.
-COUNT_CAP = 10_000
+# Status counts are exact up to this many per status (listing.COUNT_CAP); above it a count says "more than
+# COUNT_CAP". Counting a million events by status takes 80-140 ms on each database (bench/events_page.py).
+COUNT_CAP = listing.COUNT_CAP
 
 
 def status_counts(flt: EventFilter, *, exact: bool = False) -> dict[str, int]:
     """How many events of each status match the filter (whatever its own status choice). Unless
     ``exact``, a status with more than ``COUNT_CAP`` events counts ``COUNT_CAP + 1`` ("10,000+")."""
     base = local_query(flt, with_status=False)
-    cap = COUNT_CAP
-    if exact:
-        grouped = base.with_only_columns(StripeEvent.status, func.count()).group_by(StripeEvent.status)
-        rows = db.session.execute(grouped).all()
-    else:
-        parts = [select(literal(status).label("status"), func.count().label("n")).select_from(
-                 base.with_only_columns(StripeEvent.id).where(StripeEvent.status == status).limit(cap + 1)
-                 .subquery()) for status in EVENT_STATUSES]
-        rows = db.session.execute(union_all(*parts)).all()
+    if not exact:
+        return listing.capped_counts(base, StripeEvent.status, StripeEvent.id, EVENT_STATUSES, cap=COUNT_CAP)
+    grouped = base.with_only_columns(StripeEvent.status, func.count()).group_by(StripeEvent.status)
     counts = dict.fromkeys(EVENT_STATUSES, 0)
-    counts.update({status: int(n) for status, n in rows})
+    counts.update({status: int(n) for status, n in db.session.execute(grouped).all()})
     return counts
 
 
 def count_label(n: int) -> str:
     """A count as staff read it: "1,234", or "10,000+" above the cap."""
-    return f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
+    return listing.count_label(n, COUNT_CAP)
+
+
+def event_rows(flt: EventFilter) -> Iterator[dict[str, Any]]:
+    """Every stored event the filter matches, in page order, as dicts (the CSV of ``/events``), a keyset chunk
+    at a time; the raw body is left out."""
+    from admin.services.records.common import event_dict
+
+    for chunk in walk(local_query(flt), ORDER, flt, scalars=True):
+        yield from (event_dict(e) for e in chunk)
 
 
 def find_event(row_id: int | str) -> StripeEvent:

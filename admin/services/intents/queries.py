@@ -18,7 +18,17 @@ from sqlalchemy import Select, func, or_, select
 
 from admin.dbutil import contains_text, parse_id
 from admin.extensions import db
-from admin.listing import Amount, Filter, Page, keyset_page, processor_field, walk
+from admin.listing import (
+    Amount,
+    Filter,
+    Page,
+    Summary,
+    capped_counts,
+    keyset_page,
+    processor_field,
+    summary,
+    walk,
+)
 from admin.models import AuditLog, Contact, Contribution, PaymentProcessor, StripeEvent, StripePaymentIntent
 from admin.money import MoneyTotal, money_totals  # noqa: F401  (intent_jobs still imports them from here)
 from admin.services.records import contributions
@@ -287,15 +297,17 @@ def intent_rows(flt: IntentFilter, limit: int | None = None) -> Iterator[dict[st
 
 
 def status_counts(flt: IntentFilter) -> dict[str, int]:
-    """How many intents of each Stripe status match the filter (whatever its own status choice)."""
-    base = intents_query(flt, with_status=False).with_only_columns(StripePaymentIntent.status, func.count())
-    counts = dict.fromkeys(STATUSES, 0)
-    for status, n in db.session.execute(base.group_by(StripePaymentIntent.status)).all():
-        if status:
-            counts[status] = counts.get(status, 0) + int(n)
-    return counts
+    """How many intents of each Stripe status match the filter (whatever its own status choice), each counted
+    up to ``listing.COUNT_CAP`` ("10,000+")."""
+    return capped_counts(intents_query(flt, with_status=False), StripePaymentIntent.status, StripePaymentIntent.id,
+                         STATUSES)
 
 
+def intent_summary(flt: IntentFilter) -> Summary:
+    """Count and money per currency of what the filter matches, as the page shows them: exact for a narrow
+    filter, else computed at most once a minute (``listing.summary``)."""
+    query = intents_query(flt)
+    return summary("intents", flt, lambda: money_totals(query), query)
 
 
 # -- what a row shows ------------------------------------------------------------------------

@@ -20,7 +20,18 @@ from sqlalchemy.orm import selectinload
 
 from admin.dbutil import contains_text, parse_id
 from admin.extensions import db
-from admin.listing import Amount, Filter, KeyColumn, Page, keyset_page, processor_field, walk
+from admin.listing import (
+    Amount,
+    Filter,
+    KeyColumn,
+    Page,
+    Summary,
+    capped_counts,
+    keyset_page,
+    processor_field,
+    summary,
+    walk,
+)
 from admin.models import (
     CANCELLED,
     COMPLETED,
@@ -36,6 +47,7 @@ from admin.models import (
     StripeEvent,
     StripePaymentIntent,
 )
+from admin.models.records import CONTRIBUTION_WHEN, PAYMENT_WHEN
 from admin.money import THREE_DECIMAL, ZERO_DECIMAL, MoneyTotal, format_money, money_totals, to_major
 
 TYPES = ("one-off", "recurring")
@@ -134,7 +146,7 @@ class ContributionFilter(MoneyRecordFilter):
     trxn_id: str | None = None
 
 
-CONTRIBUTION_WHEN = func.coalesce(Contribution.receive_date, Contribution.created_at)
+# Newest first by when it was received (else recorded): the expression ``ix_contribution_when_id`` indexes.
 CONTRIBUTION_KEY: list[KeyColumn] = [CONTRIBUTION_WHEN, Contribution.id]
 
 
@@ -186,11 +198,10 @@ def contribution_page(flt: ContributionFilter) -> Page:
 
 
 def contribution_status_counts(flt: ContributionFilter) -> dict[str, int]:
-    """How many contributions of each status match the filter (whatever its own status choice)."""
-    q = contribution_query(flt, with_status=False).with_only_columns(Contribution.status, func.count())
-    counts = dict.fromkeys(CONTRIBUTION_STATUSES, 0)
-    counts.update({s: int(n) for s, n in db.session.execute(q.group_by(Contribution.status))})
-    return counts
+    """How many contributions of each status match the filter (whatever its own status choice), each
+    counted up to ``listing.COUNT_CAP`` ("10,000+")."""
+    return capped_counts(contribution_query(flt, with_status=False), Contribution.status, Contribution.id,
+                         CONTRIBUTION_STATUSES)
 
 
 def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
@@ -199,6 +210,12 @@ def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
     in neither."""
     return money_totals(contribution_query(flt), status="status", counted=(COMPLETED, PARTIALLY_REFUNDED, REFUNDED),
                         failed=(FAILED,), fee="fee_amount", net="net_amount", refunded="refunded_amount")
+
+
+def contribution_summary(flt: ContributionFilter) -> Summary:
+    """``contribution_totals`` as the page shows them: exact for a narrow filter, else computed at most once a
+    minute (``listing.summary``)."""
+    return summary("contributions", flt, lambda: contribution_totals(flt), contribution_query(flt))
 
 
 _CONTRIBUTION_COLUMNS = (Contribution.id, Contribution.receive_date, Contribution.created_at, Contribution.status,
@@ -295,7 +312,6 @@ class PaymentFilter(MoneyRecordFilter):
     charge: str | None = field(default=None, metadata={"stripe_id": "charge"})
 
 
-PAYMENT_WHEN = func.coalesce(Payment.payment_date, Payment.created_at)
 PAYMENT_KEY: list[KeyColumn] = [PAYMENT_WHEN, Payment.id]
 
 
@@ -303,14 +319,14 @@ def _payment_key(p: Any) -> list:
     return [getattr(p, "payment_date", None) or p.created_at, p.id]
 
 
-def payment_query(flt: PaymentFilter) -> Select:
+def payment_query(flt: PaymentFilter, *, with_status: bool = True) -> Select:
     """The payments matching ``flt`` (no order, no paging); joins nothing, so callers may."""
     q = select(Payment)
     if flt.kind == "charge":
         q = q.where(Payment.refund_id.is_(None))
     elif flt.kind == "refund":
         q = q.where(Payment.refund_id.is_not(None))
-    if flt.status:
+    if with_status and flt.status:
         q = q.where(Payment.status.in_(flt.status))
     if flt.type:
         recurring = select(Contribution.id).where(Contribution.recur_id.is_not(None))
@@ -349,6 +365,16 @@ def payment_page(flt: PaymentFilter) -> Page:
 def payment_totals(flt: PaymentFilter) -> list[MoneyTotal]:
     """Count, amount, fee and net per currency of what the filter matches (refunds count negative)."""
     return money_totals(payment_query(flt), fee="fee", net="net")
+
+
+def payment_summary(flt: PaymentFilter) -> Summary:
+    """``payment_totals`` as the page shows them (``listing.summary``)."""
+    return summary("payments", flt, lambda: payment_totals(flt), payment_query(flt))
+
+
+def payment_status_counts(flt: PaymentFilter) -> dict[str, int]:
+    """How many payments of each status match the rest of the filter, each counted up to ``listing.COUNT_CAP``."""
+    return capped_counts(payment_query(flt, with_status=False), Payment.status, Payment.id, PAYMENT_STATUSES)
 
 
 _PAYMENT_COLUMNS = (Payment.id, Payment.payment_date, Payment.created_at, Payment.status, Payment.amount,

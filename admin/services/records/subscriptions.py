@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 from admin.dbutil import immediate, insert_ignore
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.listing import Amount, Filter, KeyColumn, Page, keyset_page, processor_field, walk
+from admin.listing import Amount, Filter, KeyColumn, Page, capped_counts, keyset_page, processor_field, walk
 from admin.models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -33,6 +33,7 @@ from admin.models import (
     PaymentProcessor,
     SubscriptionCheck,
 )
+from admin.models.records import RECUR_WHEN
 from admin.money import format_money
 from admin.services.core import audit
 from admin.services.core.stripe_reader import StripeReader
@@ -70,7 +71,6 @@ class SubscriptionFilter(Filter):
         check_range(self, errors)
 
 
-RECUR_WHEN = func.coalesce(ContributionRecur.start_date, ContributionRecur.created_at)
 RECUR_KEY: list[KeyColumn] = [RECUR_WHEN, ContributionRecur.id]
 
 
@@ -123,10 +123,10 @@ def subscription_page(flt: SubscriptionFilter) -> Page:
 
 
 def status_counts(flt: SubscriptionFilter) -> dict[str, int]:
-    q = subscription_query(flt, with_status=False).with_only_columns(ContributionRecur.status, func.count())
-    counts = dict.fromkeys(RECUR_STATUSES, 0)
-    counts.update({s: int(n) for s, n in db.session.execute(q.group_by(ContributionRecur.status))})
-    return counts
+    """How many subscriptions of each status match the rest of the filter, each counted up to
+    ``listing.COUNT_CAP`` (as every list's status chips)."""
+    return capped_counts(subscription_query(flt, with_status=False), ContributionRecur.status, ContributionRecur.id,
+                         RECUR_STATUSES)
 
 
 def checks_for(recurs: list[ContributionRecur]) -> dict[tuple[int, str], SubscriptionCheck]:

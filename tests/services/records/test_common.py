@@ -13,7 +13,12 @@ from admin.extensions import db
 from admin.models import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, SubscriptionCheck
 from admin.services.records import common as rec
 from admin.services.records.contacts import ContactFilter, contact_page
-from admin.services.records.subscriptions import SubscriptionFilter, subscription_page
+from admin.services.records.subscriptions import (
+    RECUR_KEY,
+    SubscriptionFilter,
+    subscription_page,
+    subscription_query,
+)
 
 DAY = datetime(2026, 10, 5, 12, 0)
 
@@ -278,3 +283,62 @@ def test_searches_match_percent_underscore_and_backslash_as_typed(book, offline_
     assert [a.action for a in audit_page(flt).rows] == ["user.sign_in"]
     flt, _ = EventFilter.from_args({"type": "invoice_*"})
     assert [e.event_id for e in local_page(flt).rows] == ["evt_2"]
+
+
+@pytest.mark.postgres
+def test_big_lists_count_to_a_cap_and_total_broad_filters_once_a_minute(book, monkeypatch):
+    """What keeps /contributions, /payments and /intents as fast as /events on a big table: status chips count
+    to a cap ("1+" here), and totals over more rows than the summary cap are computed once, said with their
+    time, and reused by the next views; a filter that narrows the list below the cap is totalled exactly."""
+    from admin import listing
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 1)
+    counts = rec.contribution_status_counts(rec.ContributionFilter())
+    assert counts["Completed"] == 2 and counts["Failed"] == 1  # three completed: counted to the cap, plus one
+    assert listing.count_label(counts["Completed"], 1) == "1+"
+    assert rec.payment_status_counts(rec.PaymentFilter()) == {"Completed": 2, "Refunded": 1, "Cancelled": 0}
+
+    monkeypatch.setattr(listing, "SUMMARY_CAP", 3)
+    broad = rec.contribution_summary(rec.ContributionFilter())  # 5 contributions > 3: cached, with its time
+    assert broad.as_of is not None
+    [usd] = [t for t in broad.value if t.currency == "usd"]
+    assert usd.failed_count == 1
+    c = book["bob_fail"]
+    c.status = "Completed"
+    db.session.commit()
+    again = rec.contribution_summary(rec.ContributionFilter())
+    assert again is broad  # the same figures, not a second sum over the table
+    narrow = rec.contribution_summary(rec.ContributionFilter(currency=["usd"]))  # 3 rows: exact, now
+    assert narrow.as_of is None and [t.failed_count for t in narrow.value] == [0]
+    monkeypatch.setattr(listing, "SUMMARY_TTL", 0.0)  # a minute later
+    fresh = rec.contribution_summary(rec.ContributionFilter())
+    assert fresh is not broad and [t.failed_count for t in fresh.value if t.currency == "usd"] == [0]
+
+
+def test_record_pages_read_their_sort_index_not_the_whole_table(book):
+    """First, deep and per-status pages of contributions, payments, intents and subscriptions walk an index in page order
+    (SQLite's plan names it, and no temporary sort of the table)."""
+    from admin.listing import _beyond, encode_cursor
+    from admin.services.intents import queries as intents
+
+    def plan(query) -> str:
+        sql = query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
+        return " | ".join(str(r[-1]) for r in db.session.execute(db.text(f"EXPLAIN QUERY PLAN {sql}")))
+
+    cursor = [datetime(2026, 10, 6), 3]
+    cases = [(rec.contribution_query(rec.ContributionFilter()), rec.CONTRIBUTION_KEY, "ix_contribution_when_id"),
+             (rec.contribution_query(rec.ContributionFilter(status=["Failed"])), rec.CONTRIBUTION_KEY,
+              "ix_contribution_status_when_id"),
+             (rec.payment_query(rec.PaymentFilter()), rec.PAYMENT_KEY, "ix_payment_when_id"),
+             (rec.payment_query(rec.PaymentFilter(status=["Refunded"])), rec.PAYMENT_KEY, "ix_payment_status_when_id"),
+             (intents.intents_query(intents.IntentFilter()), intents.ORDER, "ix_stripe_paymentintent_created"),
+             (subscription_query(SubscriptionFilter()), RECUR_KEY, "ix_contribution_recur_when_id")]
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plan is read here; bench/list_pages.py measures both databases")
+    for query, key, index in cases:
+        ordered = query.order_by(*[c.desc() for c in key]).limit(26)
+        deep = query.where(_beyond(key, cursor, older=True)).order_by(*[c.desc() for c in key]).limit(26)
+        for q in (ordered, deep):
+            shown = plan(q)
+            assert index in shown and "TEMP B-TREE" not in shown, shown
+    assert encode_cursor(cursor)  # the cursor's values are what the key holds
