@@ -51,6 +51,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _init_proxies(app)
     _init_extensions(app)
 
+    from admin.worker.registries import register_all
+
+    register_all()  # webhook handlers, job kinds, outbox runners
+
+    from admin.services import monitoring
+
+    monitoring.init_app(app)
+
     from admin.views import register_blueprints
 
     register_blueprints(app)
@@ -84,7 +92,8 @@ def _init_extensions(app: Flask) -> None:
 
 def _init_logging(app: Flask) -> None:
     """paydesk's own messages at INFO; libraries (alembic, stripe, ...) only at WARNING and above."""
-    if not app.debug and not app.testing and not logging.getLogger().handlers:
+    json_lines = str(app.config.get("LOG_FORMAT") or "text").lower() == "json"
+    if not app.debug and not app.testing and not logging.getLogger().handlers and not json_lines:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if logging.getLogger("admin").level == logging.NOTSET:
         logging.getLogger("admin").setLevel(logging.INFO)
@@ -92,6 +101,9 @@ def _init_logging(app: Flask) -> None:
     # Alembic announces its plugins on import and every step of a migration at INFO.
     for name in ("stripe", "alembic", "flask_migrate"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from .services.monitoring import logs
+
+    logs.configure(app)  # PAYDESK_LOG_FORMAT=json: one JSON object per line
 
 
 def _init_proxies(app: Flask) -> None:

@@ -75,7 +75,20 @@ class DefaultConfig:
     # Refused deliveries are counted per process and written at most this often (0: every one).
     WEBHOOK_REJECTION_FLUSH_SECONDS = 5.0
 
+    # Logs: "text" (default) or "json" (one JSON object per line, with a line per request and per processed
+    # event; see admin/services/monitoring/logs.py).
+    LOG_FORMAT = "text"
+
+    # Monitoring. /metrics answers internal addresses (loopback, private networks) as they are and anyone
+    # else only with "Authorization: Bearer <METRICS_TOKEN>" (unset: nobody else).
+    METRICS_TOKEN: str | None = None
+    # /readyz fails when the oldest queued event has waited longer than this for a worker, or when the
+    # freshest worker heartbeat is older than this (seconds; 0 turns the check off).
+    READY_QUEUE_MAX_AGE = 600
+    READY_HEARTBEAT_MAX_AGE = 120
+
     # Worker.
+    WORKER_HEARTBEAT_SECONDS = 15.0  # each worker process writes its heartbeat this often
     WORKER_MAX_ATTEMPTS = 6
     WORKER_BACKOFF_BASE = 5.0  # seconds before the first retry of a failed event
     WORKER_BACKOFF_MAX = 3600.0

@@ -3,15 +3,19 @@ Shared by the worker, the outbox and the web error handlers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from flask import current_app
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from admin.crypto import SecretDecryptError
+from admin.errors import StripeFailure
 from admin.stripe_gateway import GatewayError
 
 
 def is_transient(exc: Exception) -> bool:
-    if isinstance(exc, GatewayError):
+    if isinstance(exc, GatewayError | StripeFailure):
         return exc.transient
     if isinstance(exc, SecretDecryptError):
         return True  # a wrong PAYDESK_ENCRYPTION_KEY: retried with backoff once it is fixed
@@ -57,7 +61,18 @@ def describe(exc: Exception) -> str:
     """One line for staff: where it failed and why (with Stripe's request id when there is one)."""
     if isinstance(exc, GatewayError):
         return f"Stripe: {exc}"
+    if isinstance(exc, StripeFailure):
+        return f"Stripe: {exc.detail}"
     if isinstance(exc, DBAPIError):
         first = (str(exc.orig).strip().splitlines() or [""])[0]
         return f"database: {type(exc.orig).__name__}: {first[:500]}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def retry_delay(attempts: int, *, conflict: bool = False, base: float | None = None) -> timedelta:
+    """How long a failed queued item (an event, an outbox task, a job's unit) waits before its next try: the
+    one backoff of every queue. ``base`` (default ``WORKER_BACKOFF_BASE``) doubled per attempt made, at most
+    ``WORKER_BACKOFF_MAX``; a unique-key race with a concurrent worker (``conflict``) is tried ten times sooner."""
+    cfg = current_app.config
+    base = (cfg["WORKER_BACKOFF_BASE"] if base is None else base) / (10 if conflict else 1)
+    return timedelta(seconds=min(cfg["WORKER_BACKOFF_MAX"], base * 2 ** max(0, attempts - 1)))

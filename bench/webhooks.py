@@ -561,7 +561,7 @@ def proc_cpu(pid: int) -> float:
 
 def run_worker(backend: str, threads: int, events: list[dict], api_base: str, dbs: Databases, workdir: Path,
                time_limit: float, stripe_pid: int = 0, processes: int = 1) -> WorkerRow:
-    from admin.webhooks.worker import run_forever
+    from admin.worker.loop import run_forever
 
     url = dbs.create(backend, "worker")
     try:
@@ -624,7 +624,7 @@ def run_worker(backend: str, threads: int, events: list[dict], api_base: str, db
 def profile_worker(backend: str, events: list[dict], api_base: str, dbs: Databases, workdir: Path,
                    top: int = 25) -> str:
     """cProfile of ``run_once`` (one thread) over ``events``; the top functions, paydesk's own first."""
-    from admin.webhooks.worker import run_once
+    from admin.worker.loop import run_once
 
     url = dbs.create(backend, "profile")
     try:

@@ -103,7 +103,7 @@ def table(after: dict, before: dict | None = None, only=None, min_rows: int = 1)
 
 def pipeline(n_events: int, workdir: Path) -> str:
     from admin.extensions import db
-    from admin.webhooks.worker import run_forever
+    from admin.worker.loop import run_forever
     from bench.webhooks import (
         free_port,
         make_stripe_events,

@@ -237,6 +237,21 @@ def give_through_form() -> str:
     return f"50.00 USD from Mary Somerville accepted; thank-you page {APP_URL}{answer['redirect']}"
 
 
+def connect_demo(env: dict[str, str], gw: Gateway) -> str:
+    """A connected account (made with ``connect accounts create``), a person on it, a transfer to it
+    (``connect transfers create``), and the payout Stripe would then make from its balance."""
+    acct = json.loads(flask(env, "connect", "accounts", "create", "--email", "bookshop@example.org", "--type",
+                            "custom", "--country", "US", "--format", "json"))["id"]
+    gw.call("accounts.persons", "create", acct, params={"first_name": "Grace", "last_name": "Hopper",
+                                                        "relationship": {"representative": True}})
+    transfer = json.loads(flask(env, "connect", "transfers", "create", "--account", acct, "--amount", "40",
+                                "--transfer-group", "SPRING-BOOKS", "--metadata", "appeal=spring", "--yes",
+                                "--format", "json"))["id"]
+    payout = gw.call("payouts", "create", params={"amount": 4000, "currency": "usd"}, stripe_account=acct)["id"]
+    return (f"{acct}: transfer {transfer} of 40.00 USD, payout {payout}; see {APP_URL}/connect/accounts/{acct} "
+            f"and {APP_URL}/connect/payouts/{payout}?account={acct}")
+
+
 def run(keep_logs: bool) -> None:
     for port, what in ((STRIPE_PORT, "localstripe"), (STRIPE_JS_PORT, "the Stripe.js test double"),
                        (APP_PORT, "paydesk (gunicorn)")):
@@ -356,6 +371,9 @@ def run(keep_logs: bool) -> None:
         step("importing payment intents from Stripe's list (the abandoned and the 3-D Secure one send no webhook)")
         out = flask(env, "intents", "import", "--since", "1 hour")
         print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
+
+        step("Stripe Connect: a connected account, a transfer to it and its payout")
+        print(f"    {connect_demo(env, gw)}", flush=True)
 
         step("making an API token (read scope, 7 days)")
         token = create_api_token(env)

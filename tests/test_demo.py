@@ -38,7 +38,7 @@ def _count(model, *where) -> int:
 
 
 def test_demo_data_becomes_records(app, processor):
-    worker = pytest.importorskip("admin.webhooks.worker", reason="the worker (admin/webhooks/worker.py) is not built yet")
+    worker = pytest.importorskip("admin.worker.loop", reason="the worker (admin/worker/loop.py) is not built yet")
     from admin.webhooks.ingest import store_event
 
     gw = gateway(processor)
@@ -95,7 +95,7 @@ def test_dashboard_renders_with_the_demo_data(app, client, auth, processor):
     import re
 
     from admin.webhooks.ingest import store_event
-    from admin.webhooks.worker import run_once
+    from admin.worker.loop import run_once
 
     gw = gateway(processor)
     time.sleep(1.01 - time.time() % 1)  # localstripe is shared: start on a second no other test used

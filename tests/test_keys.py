@@ -16,7 +16,7 @@ from stripe_objects import signed
 from admin.extensions import db
 from admin.models import StripeEvent
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 OTHER_KEY = Fernet.generate_key().decode()
 

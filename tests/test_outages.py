@@ -25,7 +25,7 @@ from admin.extensions import db
 from admin.models import Contribution, OutboxTask, Payment, StripeEvent
 from admin.services.donations import receipts
 from admin.services.records import contributions
-from admin.webhooks.worker import run_forever, run_once
+from admin.worker.loop import run_forever, run_once
 
 pytestmark = pytest.mark.pg_restart
 

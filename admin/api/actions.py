@@ -13,7 +13,8 @@ from admin.services.records import customers
 from admin.services.settings.processors import get_processor
 from admin.timeutil import from_unix
 
-from . import bp, schemas
+from . import schemas
+from .blueprint import bp
 from .errors import ApiError
 from .idempotency import idempotent
 from .lists import product_json

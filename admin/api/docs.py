@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import jsonify, render_template
 
-from . import bp, docs_bp
+from .blueprint import bp, docs_bp
 from .spec import spec
 
 

@@ -20,7 +20,8 @@ from admin.services.intents import queries as intents
 from admin.services.records import common as records
 from admin.services.records import subscriptions
 
-from . import bp, schemas
+from . import schemas
+from .blueprint import bp
 from .errors import ApiError
 from .spec import filter_query_model, responses, spec
 

@@ -25,7 +25,8 @@ from admin.models import (
     StripeCustomer,
 )
 
-from . import bp, feed, schemas
+from . import feed, schemas
+from .blueprint import bp
 from .spec import responses, spec
 
 CHARGE_STATUS = {COMPLETED: "succeeded", REFUNDED: "succeeded", PARTIALLY_REFUNDED: "succeeded"}

@@ -19,9 +19,8 @@ from admin.cli.support import (
     with_options,
 )
 from admin.dbutil import parse_id
-from admin.errors import ServiceError
+from admin.errors import ServiceError, StripeFailure
 from admin.services.events.queries import EventFilter
-from admin.stripe_gateway import GatewayError
 
 events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
 
@@ -79,10 +78,10 @@ def events_list(expected_charges, limit, starting_after, output, fmt, **options)
                 flt.after = ev.cursor_after(anchor)
             flt.size = limit
             rows = [event_dict(e, raw) for e in ev.local_page(flt).rows]
+    except StripeFailure as err:  # Stripe failed after the gateway's retries: one line, not a traceback
+        fail(ServiceError(f"Stripe: {err.detail}"))
     except ServiceError as err:
         fail(err)
-    except GatewayError as err:  # Stripe failed after the gateway's retries: one line, not a traceback
-        fail(ServiceError(f"Stripe: {err}"))
     emit(rows, "json" if raw else fmt, BRIEF)
 
 

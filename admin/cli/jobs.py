@@ -26,6 +26,8 @@ from admin.models.jobs import JOB_DONE, JOB_PAUSED, JOB_RUNNING, Job
 from admin.services.core import jobs as jobs_service
 from admin.services.core.jobs import job_dict
 from admin.timeutil import utcnow
+from admin.webhooks.pipeline import worker_name
+from admin.worker import queues
 
 jobs_cli = PaydeskGroup("jobs", help="Background jobs: bulk replays, populate, cleanup, imports, ...")
 
@@ -64,7 +66,7 @@ RETRYING = "retrying: "  # a job's error while it waits to try again after a pas
 def _run_here(job: Job, worker: str, progress: _Progress) -> str:
     """Run ``job`` here to its end. A passing failure (Stripe or the database unavailable for now) is tried
     again when it falls due, as the worker would, until the job's own retry budget ends it; Ctrl-C pauses."""
-    status = jobs_service.run_foreground(job, worker, on_progress=progress)
+    status = queues.run_foreground(job, worker, on_progress=progress)
     while status == JOB_RUNNING:
         job = jobs_service.get(job.id)
         if not (job.error or "").startswith(RETRYING):
@@ -78,7 +80,7 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
         except KeyboardInterrupt:
             jobs_service.pause(job)
             return JOB_PAUSED
-        status = jobs_service.run_foreground(job, worker, on_progress=progress)
+        status = queues.run_foreground(job, worker, on_progress=progress)
     return status
 
 
@@ -90,8 +92,6 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
 
     ``leave_to_runner``: when an identical job is already being run elsewhere (another cron host, the
     worker), say so and exit 0 instead of failing: the work is being done."""
-    from admin.webhooks.worker import worker_name
-
     started = None
     try:
         started = jobs_service.start(kind, params, processor_id=processor_id)
@@ -182,8 +182,6 @@ def jobs_cancel(job_id):
 @format_option
 def jobs_resume(job_id, fmt):
     """Continue a paused or failed job from where it stopped, here in the foreground."""
-    from admin.webhooks.worker import worker_name
-
     job = _job_arg(job_id)
     try:
         if job.status != "running":

@@ -22,7 +22,7 @@ import click
 from flask.cli import AppGroup
 
 from admin.dbutil import MAX_ID, parse_id
-from admin.errors import ServiceError
+from admin.errors import ServiceError, StripeFailure
 from admin.listing import Amount
 
 # Integer options that name a database row, or bound a listing: never beyond what the database holds.
@@ -131,6 +131,9 @@ class PaydeskGroup(AppGroup):
         except click.UsageError as err:  # bad option value, missing option, unknown command
             click.echo(f"Error: {err.format_message()}", err=True)
             ctx.exit(2)
+        except StripeFailure as err:  # a service's Stripe request failed (after paydesk's retries)
+            click.echo("Error: Stripe: " + " ".join(err.detail.split()), err=True)
+            ctx.exit(1)
         except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
             fail(err)
         except GatewayError as err:  # Stripe said no, or could not be reached (after paydesk's retries)

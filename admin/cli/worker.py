@@ -36,7 +36,8 @@ def worker_command(once, concurrency, processes):
 
 def _work(once: bool, concurrency: int, processes: int) -> None:
     from admin.dbutil import is_postgres
-    from admin.webhooks.worker import run_forever, run_once, run_processes
+    from admin.worker.loop import run_forever, run_once
+    from admin.worker.supervisor import run_processes
 
     if once:
         n = run_once()

@@ -49,7 +49,13 @@ from admin.models.donations import (  # noqa: F401
 )
 from admin.models.jobs import EventAttempt, Job  # noqa: F401
 from admin.models.limiter import LimiterCounter  # noqa: F401
-from admin.models.pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
+from admin.models.pipeline import (  # noqa: F401
+    CardTestingSignal,
+    OutboxTask,
+    StripeEvent,
+    WebhookRejection,
+    WorkerHeartbeat,
+)
 from admin.models.processors import PaymentProcessor  # noqa: F401
 from admin.models.reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
 from admin.models.records import (  # noqa: F401

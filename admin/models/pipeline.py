@@ -120,3 +120,15 @@ class WebhookRejection(Model):
     reason: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WorkerHeartbeat(Model):
+    """A running worker process says it is alive: ``/readyz`` and the dashboard read the freshest ``beat_at``.
+
+    One row per process (``host:pid``), written every ``WORKER_HEARTBEAT_SECONDS``, deleted when it stops;
+    rows of processes that died without stopping age out and are deleted by the worker's housekeeping."""
+
+    __tablename__ = "worker_heartbeat"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

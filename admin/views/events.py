@@ -13,7 +13,6 @@ from admin.security import role_required
 from admin.services.events import queries as ev
 from admin.services.events.ops import mark_ignored, replay
 from admin.services.settings.processors import get_processor, list_processors
-from admin.stripe_gateway import GatewayError
 from admin.stripe_shapes import stripe_id_problem
 from admin.timeutil import from_unix
 from admin.views.actions import action_response, labelled, start_job_response
@@ -32,8 +31,8 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
             proc = get_processor(flt.ppid)
             rows, next_after = ev.stripe_page(proc, flt, starting_after=flt.after)
             out.update(stripe_rows=rows, stripe_next=next_after, processor=proc)
-        except (GatewayError, ServiceError) as err:
-            out["stripe_error"] = f"Could not list Stripe's events: {getattr(err, 'message', err)}"
+        except ServiceError as err:
+            out["stripe_error"] = f"Could not list Stripe's events: {err.message}"
         return out
     page = page_or_first(ev.local_page, flt, errors)
     out.update(page=page, rows=ev.describe_rows(page.rows), counts=ev.status_counts(flt))
@@ -44,9 +43,9 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
     if flt.subscription:
         try:
             out["expected"] = ev.expected_charges(get_processor(flt.ppid), flt.subscription)
-        except (GatewayError, ServiceError) as err:
+        except ServiceError as err:
             out["stripe_error"] = f"Could not ask Stripe for the subscription's invoices: " \
-                                  f"{getattr(err, 'message', err)}"
+                                  f"{err.message}"
     return out
 
 

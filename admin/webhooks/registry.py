@@ -9,6 +9,7 @@ worker may run it twice (a retry after a crash) and events arrive in any order.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,20 +22,33 @@ _HANDLERS: dict[str, Handler] = {}
 
 
 def handles(*types: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for t in types:
+    """Mark a function as the handler of these event types (``register`` makes it known: at app creation,
+    ``admin.worker.registries``)."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.event_types = types  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def register(*fns: Handler) -> None:
+    for fn in fns:
+        for t in fn.event_types:  # type: ignore[attr-defined]
             if t in _HANDLERS and _HANDLERS[t] is not fn:
                 raise RuntimeError(f"two handlers for {t}: {_HANDLERS[t].__name__} and {fn.__name__}")
             _HANDLERS[t] = fn
-        return fn
 
-    return register
+
+def handlers_in(*modules) -> list[Handler]:
+    """The ``@handles`` functions defined in these modules."""
+    return [fn for m in modules for fn in vars(m).values()
+            if inspect.isfunction(fn) and hasattr(fn, "event_types")]
 
 
 def handler_for(event_type: str) -> Handler | None:
-    _load()
     return _HANDLERS.get(event_type)
 
 
-def _load() -> None:
-    from admin.webhooks import handlers  # noqa: F401  (importing registers them)
+def handled_types() -> list[str]:
+    return sorted(_HANDLERS)

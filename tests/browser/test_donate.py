@@ -45,7 +45,7 @@ from admin.models import (
 )
 from admin.services.donations.forms import donor_link
 from admin.services.settings.processors import add_processor, gateway
-from admin.webhooks.worker import run_forever
+from admin.worker.loop import run_forever
 
 from .conftest import AXE, axe_violations, needs_axe
 

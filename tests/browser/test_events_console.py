@@ -3,7 +3,7 @@ replayed in place, a bulk replay whose job a real worker runs to 100 %, and ever
 with axe-core and looked at on a desktop and a phone screen.
 
 The app is served with its own database; its processor's Stripe account is a ``responses``-backed
-``StripeWorld`` (fixtures3-shaped objects), and ``admin.webhooks.worker.run_forever`` runs in a thread
+``StripeWorld`` (fixtures3-shaped objects), and ``admin.worker.loop.run_forever`` runs in a thread
 with a stop event, as the worker process would.
 """
 
@@ -42,7 +42,7 @@ def console(tmp_path_factory):
     from admin.services.settings.processors import add_processor
     from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
-    from admin.webhooks.worker import run_forever, run_once
+    from admin.worker.loop import run_forever, run_once
 
     tmp = tmp_path_factory.mktemp("console")
     app = make_app(f"sqlite:///{tmp / 'paydesk.sqlite3'}", tmp, TESTING=False, WORKER_IDLE_SLEEP=0.2,

@@ -17,6 +17,7 @@ from localstripe_intents import abandoned, stripe_status, succeeded, track, unca
 from playwright.sync_api import expect
 
 from admin.extensions import db
+from admin.worker import queues
 
 from .conftest import OPERATOR, sign_in
 
@@ -46,7 +47,6 @@ def intents_in_stripe(live_server, localstripe):
 @pytest.fixture
 def job_runner(live_server):
     """What the worker does for jobs, in a thread: one slice of a due job at a time."""
-    from admin.services.core import jobs
 
     stop = threading.Event()
 
@@ -54,7 +54,7 @@ def job_runner(live_server):
         with live_server.app.app_context():
             while not stop.is_set():
                 try:
-                    ran = jobs.run_due("browser-test-worker", seconds=1)
+                    ran = queues.run_jobs("browser-test-worker", seconds=1)
                 except Exception:  # noqa: BLE001 - keep the loop alive; the test sees the job's state
                     db.session.rollback()
                     ran = 0

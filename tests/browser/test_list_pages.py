@@ -44,7 +44,7 @@ def site(tmp_path_factory):
     from admin.services.settings.processors import add_processor
     from admin.services.staff.users import create_user
     from admin.webhooks.ingest import store_event
-    from admin.webhooks.worker import run_once
+    from admin.worker.loop import run_once
 
     tmp = tmp_path_factory.mktemp("lists")
     app = make_app(f"sqlite:///{tmp / 'paydesk.sqlite3'}", tmp, TESTING=False)

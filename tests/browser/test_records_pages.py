@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from admin.demo_data import donation_plan, subscribe
 from admin.extensions import db
 from admin.stripe_gateway import Gateway
+from admin.worker import queues
 
 from .conftest import OPERATOR, VIEWER, sign_in
 
@@ -38,7 +39,6 @@ def shots_dir(tmp_path: Path) -> Path:
 def stripe_account(live_server, empty_localstripe):
     """A processor of the live server on an emptied localstripe, three donors subscribed there, and a
     worker thread running jobs while the test lasts (as ``flask worker`` would)."""
-    from admin.services.core import jobs
     from admin.services.settings.processors import add_processor
 
     app = live_server.app
@@ -56,7 +56,7 @@ def stripe_account(live_server, empty_localstripe):
     def work():
         with app.app_context():
             while not stop.is_set():
-                if not jobs.run_due("browser-worker", seconds=0.5):
+                if not queues.run_jobs("browser-worker", seconds=0.5):
                     stop.wait(0.2)
                 db.session.remove()
 

@@ -19,7 +19,7 @@ from admin.services.core import jobs
 from admin.services.settings.processors import add_processor
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 DAY = int(datetime(2026, 11, 10).timestamp())
 

@@ -11,6 +11,7 @@ from localstripe_intents import abandoned, stripe_status, track, uncaptured, wai
 from admin.extensions import db
 from admin.services.core import jobs
 from admin.services.intents.jobs import period_key
+from admin.worker import queues
 
 pytestmark = pytest.mark.localstripe
 
@@ -86,7 +87,7 @@ def test_process_stripe_from_cron_on_several_hosts(runner, processor):
     params = {"delete_old": "3 months", "cancel_incomplete": "1 hour", "period": period_key("1 hour"),
               "ppid": processor.id}
     running = jobs.start("intents.process_stripe", params).job
-    assert jobs.claim("host-a", running.id) is not None
+    assert queues.claim_job("host-a", running.id) is not None
     third = invoke(runner, "jobs", "process-stripe", "--ppid", str(processor.id), "--period", "1 hour")
     assert third.exit_code == 0 and "is being run elsewhere; nothing to do here" in third.output
     db.session.expire_all()

@@ -17,7 +17,8 @@ from admin.services.reconcile import scan as rc_scan
 from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker import queues
+from admin.worker.loop import run_once
 
 
 @pytest.fixture
@@ -85,8 +86,8 @@ def test_bad_input_is_one_line(runner, drift, args, message):
 
 def test_the_comparison_is_the_scan_job_and_a_paused_one_is_continued(runner, drift, offline_processor):
     job = rc_scan.start(offline_processor, ReconcileFilter()).job
-    jobs.run_slice(jobs.claim("cli:elsewhere", job.id), "cli:elsewhere", seconds=0)  # the scan begun...
-    jobs.pause(jobs.claim("cli:elsewhere", job.id))  # ...then Ctrl-C
+    jobs.run_slice(queues.claim_job("cli:elsewhere", job.id), "cli:elsewhere", seconds=0)  # the scan begun...
+    jobs.pause(queues.claim_job("cli:elsewhere", job.id))  # ...then Ctrl-C
     scan_id = job.cursor["scan"]
     result = runner.invoke(args=["reconcile", "--format", "json"])
     assert result.exit_code == 0, result.output

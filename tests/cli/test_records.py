@@ -9,7 +9,7 @@ import responses
 from stripe_world import OneOff, Renewal, StripeWorld
 
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 
 def invoke_json(runner, *args):

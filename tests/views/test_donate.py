@@ -36,7 +36,7 @@ from admin.models import (
 )
 from admin.services.settings.processors import gateway
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 pytestmark = pytest.mark.localstripe
 REFUSED = "We could not accept this form. Reload the page and try again."

@@ -38,7 +38,7 @@ from admin.services.donations.forms import donor_link
 from admin.services.donations.give import frequency_of, plan_for
 from admin.services.settings.processors import gateway
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 pytestmark = pytest.mark.localstripe
 

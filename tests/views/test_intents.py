@@ -15,6 +15,7 @@ from admin.extensions import db
 from admin.models import AuditLog, StripePaymentIntent
 from admin.services.intents.queries import by_intent_id
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 HTMX = {"HX-Request": "true"}
 
@@ -183,7 +184,7 @@ def test_the_demos_abandoned_and_3ds_intents_show_on_the_page(client, auth, proc
 
     summary = create_demo_data(gateway(processor))
     jobs.start("intents.import", {"since": "1 hour"}, processor_id=processor.id)
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     auth.login("viewer@example.org", "viewer")
     html = client.get(f"/intents?ppid={processor.id}&status=incomplete").get_data(as_text=True)

@@ -13,6 +13,7 @@ from admin.models import AuditLog, OutboxTask, StripeEvent
 from admin.models.jobs import Job
 from admin.services.core import jobs
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 HX = {"HX-Request": "true"}
 
@@ -25,7 +26,7 @@ def some_jobs(offline_processor):
     db.session.commit()
     ids = [r.id for r in rows]
     done = jobs.start("events.ignore", {"ids": ids[:1], "reason": "finished one"}).job
-    while jobs.run_due("t", seconds=30):
+    while queues.run_jobs("t", seconds=30):
         pass
     running = jobs.start("events.ignore", {"ids": ids[1:], "reason": "still going"}).job
     cleanup = jobs.start("events.cleanup", {"older_than": "90 days", "include_errors": False, "ppid": None}).job

@@ -20,7 +20,8 @@ from admin.services.reconcile import scan as rc_scan
 from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker import queues
+from admin.worker.loop import run_once
 
 HX = {"HX-Request": "true"}
 
@@ -304,10 +305,10 @@ def test_fix_all_counts_and_fixes_the_rows_the_page_showed_without_asking_stripe
     params = unescape(re.search(r'name="params" value=\'([^\']*)\'', confirm).group(1))
     client.post("/reconcile/fix-all", data={**data, "params": params, "step": "run"}, headers=HX)
     job = db.session.scalar(select(Job))
-    assert jobs.run_slice(jobs.claim("w"), "w", seconds=0) == "running"
+    assert jobs.run_slice(queues.claim_job("w"), "w", seconds=0) == "running"
     db.session.refresh(job)
     assert set(job.cursor) == {"scan", "i"} and job.total == 2  # an index into the kept scan, not its keys
-    while jobs.run_due("w", seconds=0):
+    while queues.run_jobs("w", seconds=0):
         db.session.refresh(job)
         assert len(json.dumps(job.cursor)) < 40
     db.session.refresh(job)

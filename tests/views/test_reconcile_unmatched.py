@@ -9,7 +9,7 @@ from stripe_world import OneOff
 from admin.extensions import db
 from admin.models import AuditLog, Contribution, UnmatchedPayment
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 
 def _foreign_payment(processor, world) -> UnmatchedPayment:

@@ -22,10 +22,10 @@ from admin.models import (
     StripeCustomer,
 )
 from admin.models.jobs import Job
-from admin.services.core import jobs
 from admin.services.records import common as rec
 from admin.services.records.imports import import_subscription_by_id
 from admin.services.settings.processors import gateway
+from admin.worker import queues
 
 HX = {"HX-Request": "true"}
 
@@ -159,7 +159,7 @@ def test_import_from_the_list_page_is_a_job(client, auth, empty_processor):
     assert resp.status_code == 202 and "Import 2 subscriptions" in resp.get_data(as_text=True)
     bad = client.post("/subscriptions/import", data={"csrf_token": token, "limit": "lots"}, headers=HX)
     assert bad.status_code == 422 and "whole number" in bad.get_data(as_text=True)
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     assert db.session.scalar(select(func.count()).select_from(ContributionRecur)) == 2
     one = client.post("/subscriptions/import", data={"csrf_token": token, "subscription": "sub_nope"}, headers=HX)

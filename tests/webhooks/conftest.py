@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from admin.extensions import db
 from admin.models import StripeEvent
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 
 def feed(processor, *events: dict, source: str = "webhook", no_receipt: bool = False) -> list[StripeEvent]:

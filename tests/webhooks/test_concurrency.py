@@ -15,7 +15,7 @@ from stripe_world import Renewal
 
 from admin.extensions import db
 from admin.models import EV_PROCESSING, EV_QUEUED, Contribution, Payment, StripeEvent
-from admin.webhooks.worker import run_forever
+from admin.worker.loop import run_forever
 
 from .conftest import count
 from .test_worker import expected, renewal_records

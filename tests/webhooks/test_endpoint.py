@@ -281,7 +281,7 @@ def test_no_body_or_secret_in_any_log_line(app, client, offline_processor, caplo
     carries the body (a marker inside it) or the signing secret."""
     import logging
 
-    from admin.webhooks.worker import run_once
+    from admin.worker.loop import run_once
 
     caplog.set_level(logging.DEBUG)
     marker = "MARKER-donor-secret-address"

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 from admin.extensions import db
 from admin.models import Contribution, ContributionRecur, StripeEvent
 from admin.services.settings.processors import gateway
-from admin.webhooks.worker import run_once
+from admin.worker.loop import run_once
 
 pytestmark = pytest.mark.localstripe
 

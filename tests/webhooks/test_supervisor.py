@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from admin.webhooks.worker import restart_pause
+from admin.worker.supervisor import restart_pause
 
 SUPERVISOR = textwrap.dedent("""
     import logging, sys
@@ -21,7 +21,7 @@ SUPERVISOR = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from pathlib import Path
     from conftest import make_app
-    from admin.webhooks.worker import run_processes
+    from admin.worker.supervisor import run_processes
     app = make_app({url!r}, Path({tmp!r}), WORKER_IDLE_SLEEP=0.05, WORKER_RESTART_BACKOFF_MAX=0.4)
 
     def crash(app, concurrency):

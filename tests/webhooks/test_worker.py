@@ -22,7 +22,7 @@ from admin.extensions import db
 from admin.models import Contribution, OutboxTask, Payment, StripeEvent, StripePaymentIntent
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_forever, run_once
+from admin.worker.loop import run_forever, run_once
 
 from .conftest import count, feed
 
@@ -164,7 +164,7 @@ KILLER = textwrap.dedent("""
     with app.app_context(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         world = StripeWorld(rsps)
         world.objects.update({objects!r})
-        from admin.webhooks.worker import run_once
+        from admin.worker.loop import run_once
         run_once()
 """)
 
@@ -197,13 +197,13 @@ def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offli
     records that failure: the whole batch goes back to the queue as soon as the database answers, and is
     processed then, not after its lease (WORKER_LEASE_SECONDS, 120 s)."""
     from admin.services.records import contributions
-    from admin.webhooks import worker
+    from admin.webhooks import pipeline
 
     app.config.update(DB_RETRY_BACKOFF_MAX=0.05)
     pays = [OneOff(world) for _ in range(5)]
     for pay in pays:
         store_event(offline_processor, pay.event("charge.succeeded"))
-    real_add, real_record = contributions.add_charge_payment, worker._record_failure
+    real_add, real_record = contributions.add_charge_payment, pipeline.record_failure
     failed: list[str] = []
 
     def add_fails_once(reader, c, charge):
@@ -218,7 +218,7 @@ def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offli
             return real_record(*args, **kwargs)
 
         monkeypatch.setattr(contributions, "add_charge_payment", add_fails_once)
-        monkeypatch.setattr(worker, "_record_failure", record_while_the_database_goes_away)
+        monkeypatch.setattr(pipeline, "record_failure", record_while_the_database_goes_away)
         run_once()
         assert outage.failures == 4
     rows = db.session.scalars(select(StripeEvent).order_by(StripeEvent.id)).all()
@@ -302,11 +302,11 @@ def test_a_database_locked_for_a_moment_is_retried_without_an_error(app, offline
     import logging
 
     from admin.dbutil import retry_while_unavailable
-    from admin.webhooks import worker
+    from admin.worker import loop
 
     app.config.update(WORKER_IDLE_SLEEP=0.02)
     store_event(offline_processor, OneOff(world).event("charge.succeeded"))
-    real_batch, calls = worker.run_batch, []
+    real_batch, calls = loop.run_batch, []
 
     def locked_once(name):
         calls.append(name)
@@ -315,7 +315,7 @@ def test_a_database_locked_for_a_moment_is_retried_without_an_error(app, offline
             raise _locked()
         return real_batch(name)
 
-    monkeypatch.setattr(worker, "run_batch", locked_once)
+    monkeypatch.setattr(loop, "run_batch", locked_once)
     stop = threading.Event()
     thread = threading.Thread(target=run_forever, args=(app, 1, stop), daemon=True)
     thread.start()
@@ -343,7 +343,7 @@ def test_housekeeping_prunes_old_refusals_and_ended_rate_limit_counters(app, off
     """The worker's periodic work keeps donation_refusal, rate_limit and limiter_counter from growing forever;
     what a limit, the alarm or a page still needs stays."""
     from admin.models import DonationForm, DonationRefusal, LimiterCounter, RateLimit
-    from admin.webhooks.worker import housekeeping
+    from admin.worker.loop import housekeeping
 
     now = utcnow()
     form = DonationForm(slug="spring", title="Spring", processor_id=offline_processor.id, currency="usd")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import threading
@@ -30,12 +31,12 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from flask import current_app
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, select, update
 
-from admin.dbutil import any_row, immediate, insert_ignore, parse_id, rowcount
+from admin.dbutil import immediate, insert_ignore, parse_id
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.failures import describe, is_transient
+from admin.failures import describe, is_transient, retry_delay
 from admin.listing import EXPORT_CHUNK, Filter, Page, capped_counts, keyset_page, walk
 from admin.models import PaymentProcessor
 from admin.models.jobs import (
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 50
 MAX_TRANSIENT_RETRIES = 5
+JOB_RETRY_SECONDS = 5.0  # a unit's passing failure: tried again after 5, 10, 20, 40, 80 s
 
 
 @dataclass
@@ -73,34 +75,39 @@ _KINDS: dict[str, JobKind] = {}
 
 def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
              check: Callable[[dict], object] | None = None, one_per_user: bool = False):
-    """Register a generator function as the job kind ``name``; ``check(params)`` raises a ``ServiceError``
-    for parameters that cannot work, so they are refused when the job is started (page, CLI or API alike)
-    rather than run as a job that does nothing. With ``one_per_user`` a signed-in user who has a job of
-    this kind that has not ended cannot start another (a long Stripe scan: work, not a page view)."""
+    """Mark a generator function as the job kind ``name`` (``register`` makes it known: at app creation,
+    ``admin.worker.registries``); ``check(params)`` raises a ``ServiceError`` for parameters that cannot
+    work, so they are refused when the job is started (page, CLI or API alike) rather than run as a job
+    that does nothing. With ``one_per_user`` a signed-in user who has a job of this kind that has not ended
+    cannot start another (a long Stripe scan: work, not a page view)."""
 
-    def register(fn):
-        if name in _KINDS and _KINDS[name].fn is not fn:
-            raise RuntimeError(f"two job kinds named {name}")
-        _KINDS[name] = JobKind(name, fn, title, role, check, one_per_user)
+    def mark(fn):
+        fn.job_kind = JobKind(name, fn, title, role, check, one_per_user)
         return fn
 
-    return register
+    return mark
+
+
+def register(*fns: Any) -> None:  # functions marked by @job_kind (their job_kind attribute)
+    """Make the job kinds of these ``@job_kind`` functions known (again: no harm)."""
+    for fn in fns:
+        k: JobKind = fn.job_kind
+        if k.name in _KINDS and _KINDS[k.name].fn is not fn:
+            raise RuntimeError(f"two job kinds named {k.name}")
+        _KINDS[k.name] = k
+
+
+def kinds_in(*modules) -> list[Callable]:
+    """The ``@job_kind`` functions defined in these modules."""
+    return [fn for m in modules for fn in vars(m).values()
+            if inspect.isfunction(fn) and isinstance(getattr(fn, "job_kind", None), JobKind)]
 
 
 def kind(name: str) -> JobKind:
-    _load_kinds()
     try:
         return _KINDS[name]
     except KeyError:
         raise ServiceError(f"unknown job kind {name!r}") from None
-
-
-def _load_kinds() -> None:
-    from admin.services.events import jobs as event_jobs  # noqa: F401  (importing registers the kinds)
-    from admin.services.intents import jobs as intent_jobs  # noqa: F401  (importing registers the kinds)
-    from admin.services.reconcile import fix as reconcile_fix  # noqa: F401  (importing registers the kinds)
-    from admin.services.reconcile import scan as reconcile_scan  # noqa: F401  (importing registers the kinds)
-    from admin.services.records import jobs as record_jobs  # noqa: F401  (importing registers the kinds)
 
 
 class JobContext:
@@ -256,34 +263,7 @@ def _finish(job: Job, status: str, error: str | None = None) -> None:
     job.finished_at = utcnow()
 
 
-# -- running ------------------------------------------------------------------------------
-
-def claim(worker: str, job_id: int | None = None) -> Job | None:
-    """Take the lease on one due job (or on ``job_id``); None when there is none. Commits."""
-    now = utcnow()
-    lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
-    free = or_(Job.locked_until.is_(None), Job.locked_until < now)
-    q = select(Job.id).where(Job.status.in_((JOB_QUEUED, JOB_RUNNING)), free)
-    if job_id is not None:
-        q = select(Job.id).where(Job.id == job_id, Job.status.in_(JOB_ACTIVE), free)
-    if not any_row(q):
-        return None
-    immediate()
-    found = db.session.scalar(q.order_by(Job.id).limit(1).with_for_update(skip_locked=True))
-    if found is None:
-        db.session.commit()
-        return None
-    done = rowcount(db.session.execute(update(Job).where(Job.id == found, free).values(
-        status=JOB_RUNNING, locked_by=worker, locked_until=now + lease)))
-    db.session.commit()
-    if not done:
-        return None
-    job = db.session.get_one(Job, found, populate_existing=True)
-    if job.started_at is None:
-        job.started_at = now
-        db.session.commit()
-    return job
-
+# -- running (the worker runtime claims: admin.worker.queues) -------------------------------------
 
 def run_slice(job: Job, worker: str, *, seconds: float | None = None,
               on_progress: Callable[[Job], None] | None = None) -> str:
@@ -295,8 +275,7 @@ def run_slice(job: Job, worker: str, *, seconds: float | None = None,
     deadline = None if seconds is None else time.monotonic() + seconds
     lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
     gen = k.fn(ctx)
-    # current_app is typed as the Flask app it stands for; the thread needs that app, not the proxy
-    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)  # type: ignore[attr-defined]
+    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)  # type: ignore[attr-defined]  # proxy typed as Flask
     try:
         for _ in _as_starter(ctx, gen):
             # A unit went through. Write its progress as a writer from the start: a read left open
@@ -389,7 +368,7 @@ def _failed(job_id: int, ctx: JobContext, exc: Exception) -> str:
         job.cursor = {**(job.cursor or {}), "_retries": retries + 1}
         job.error = f"retrying: {message}"[:4000]
         job.locked_by = None
-        job.locked_until = utcnow() + timedelta(seconds=5 * 2 ** retries)  # not before then
+        job.locked_until = utcnow() + retry_delay(retries + 1, base=JOB_RETRY_SECONDS)  # not before then
         db.session.commit()
         log.warning("job %s (%s) hit a passing failure, will retry: %s", job.id, job.kind, message)
         return JOB_RUNNING
@@ -397,28 +376,6 @@ def _failed(job_id: int, ctx: JobContext, exc: Exception) -> str:
     db.session.commit()
     log.error("job %s (%s) failed: %s", job.id, job.kind, message)
     return JOB_FAILED
-
-
-def run_due(worker: str, seconds: float = 2.0) -> int:
-    """The worker's share: one slice of one due job; returns 1 when a job ran."""
-    job = claim(worker)
-    if job is None:
-        return 0
-    run_slice(job, worker, seconds=seconds)
-    return 1
-
-
-def run_foreground(job: Job, worker: str, on_progress: Callable[[Job], None] | None = None) -> str:
-    """Run a job to its end in this process (the CLI). Ctrl-C pauses it, resumable later."""
-    held = claim(worker, job.id)
-    if held is None:
-        raise ServiceError(f"job {job.id} is being run by {job.locked_by or 'a worker'}; follow it on /jobs "
-                           f"or wait for it to finish")
-    try:
-        return run_slice(held, worker, on_progress=on_progress)
-    except KeyboardInterrupt:
-        pause(held)
-        return JOB_PAUSED
 
 
 def pause(job: Job) -> None:
@@ -485,5 +442,4 @@ def job_rows(flt: JobFilter, limit: int | None = None) -> Iterator[dict]:
 
 
 def kind_names() -> list[str]:
-    _load_kinds()
     return sorted(_KINDS)

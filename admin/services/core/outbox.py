@@ -2,7 +2,7 @@
 
 A task is written in the same transaction as the change that asks for it and
 keyed so that asking twice makes one task. The worker runs due tasks after
-the events (``run_due``): failures are retried with backoff, then left in
+the events (``admin.worker.queues``): failures are retried with backoff, then left in
 ``error`` for staff.
 
 A runner returns, after its side effect, how to record it (or None); the
@@ -22,6 +22,7 @@ keeps its Message-ID, so a mail system can drop the repeat).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -33,10 +34,9 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, case, func, or_, select, update
+from sqlalchemy import Select, func, select, update
 
 from admin.dbutil import (
-    any_row,
     immediate,
     insert_ignore,
     parse_id,
@@ -44,10 +44,12 @@ from admin.dbutil import (
     rollback_quietly,
     rowcount,
 )
+from admin.errors import ServiceError
 from admin.extensions import db
-from admin.failures import database_unavailable, describe, is_transient
+from admin.failures import database_unavailable, describe, is_transient, retry_delay
 from admin.listing import Filter, Page, capped_counts, keyset_page, walk
 from admin.models import EV_ERROR, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, OutboxTask
+from admin.services.core import audit
 from admin.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -80,15 +82,27 @@ class LeaseLost(Exception):
 
 
 def runner(kind: str):
-    """Register the runner of a kind of task. It does the side effect and returns how to record it in the
-    database (a function run inside the commit that marks the task done, again if that commit is
-    retried), or None when there is nothing to record."""
+    """Mark a function as the runner of a kind of task (``register_runners`` makes it known: at app creation,
+    ``admin.worker.registries``). It does the side effect and returns how to record it in the database (a
+    function run inside the commit that marks the task done, again if that commit is retried), or None
+    when there is nothing to record."""
 
-    def register(fn: Callable[[OutboxTask], Record | None]):
-        _RUNNERS[kind] = fn
+    def mark(fn: Callable[[OutboxTask], Record | None]):
+        fn.outbox_kind = kind  # type: ignore[attr-defined]
         return fn
 
-    return register
+    return mark
+
+
+def register_runners(*fns: Callable[[OutboxTask], Record | None]) -> None:
+    for fn in fns:
+        _RUNNERS[fn.outbox_kind] = fn  # type: ignore[attr-defined]
+
+
+def runners_in(*modules) -> list[Callable]:
+    """The ``@runner`` functions defined in these modules."""
+    return [fn for m in modules for fn in vars(m).values()
+            if inspect.isfunction(fn) and hasattr(fn, "outbox_kind")]
 
 
 def enqueue(kind: str, what: str, payload: dict[str, Any], processor_id: int | None = None) -> bool:
@@ -97,40 +111,6 @@ def enqueue(kind: str, what: str, payload: dict[str, Any], processor_id: int | N
                                       "processor_id": processor_id, "status": EV_QUEUED, "attempts": 0,
                                       "next_attempt_at": utcnow(), "created_at": utcnow(),
                                       "event_row_id": _CAUSE.get()}, ["key"])
-
-
-def run_due(worker_id: str, limit: int = 20) -> int:
-    """Run up to ``limit`` due tasks; returns how many were run (or handed back to the queue)."""
-    _load_runners()
-    cfg = current_app.config
-    now = utcnow()
-    due = or_(and_(OutboxTask.status == EV_QUEUED, OutboxTask.next_attempt_at <= now),
-              and_(OutboxTask.status.in_([EV_PROCESSING, SENDING]), OutboxTask.locked_until < now))
-    if not any_row(select(OutboxTask.id).where(due)):
-        return 0
-    immediate()
-    rows = db.session.execute(select(OutboxTask.id, OutboxTask.attempts).where(due).order_by(OutboxTask.id)
-                              .limit(limit).with_for_update(skip_locked=True)).all()
-    # (id, attempts after this claim): the attempt number is the claim's token; whoever claims the task
-    # next bumps it, so a worker whose lease ran out can tell the task is no longer its own.
-    claimed = [(r[0], r[1] + 1) for r in rows]
-    if claimed:
-        db.session.execute(update(OutboxTask).where(OutboxTask.id.in_([c[0] for c in claimed])).values(
-            status=case((OutboxTask.status == SENDING, SENDING), else_=EV_PROCESSING),
-            attempts=OutboxTask.attempts + 1,
-            locked_until=now + timedelta(seconds=cfg["WORKER_LEASE_SECONDS"])))
-    db.session.commit()
-    claimed_at = time.monotonic()
-    for i, (task_id, attempt) in enumerate(claimed):
-        try:
-            _run_one(task_id, attempt)
-            continue
-        except Exception as exc:
-            if not database_unavailable(exc):
-                raise
-        _release(claimed[i:], until=claimed_at + cfg["WORKER_LEASE_SECONDS"])  # outside the except: see run_batch
-        break
-    return len(claimed)
 
 
 def begin_side_effect(task: OutboxTask) -> None:
@@ -153,7 +133,9 @@ def begin_side_effect(task: OutboxTask) -> None:
         raise LeaseLost(f"outbox task {task_id} was claimed again by another worker")
 
 
-def _run_one(task_id: int, attempt: int) -> None:
+def run_one(task_id: int, attempt: int) -> None:
+    """Run one claimed task (``attempt``: the claim's token, see ``admin.worker.queues``) and record the outcome.
+    Raises only when the database is away (the runtime hands the task back then)."""
     task = db.session.get(OutboxTask, task_id, populate_existing=True)
     if task is None or task.attempts != attempt:
         db.session.rollback()
@@ -176,7 +158,7 @@ def _run_one(task_id: int, attempt: int) -> None:
     except Exception as exc:  # recorded on the task and retried when worth it, never swallowed
         rollback_quietly()
         if database_unavailable(exc):
-            raise  # not the task's fault: run_due hands it back, with the rest of the batch
+            raise  # not the task's fault: the runtime hands it back, with the rest of the batch
         _record_failure(task_id, attempt, exc)
         return
 
@@ -208,49 +190,15 @@ def _record_failure(task_id: int, attempt: int, exc: Exception) -> None:
         log.error("outbox task %s (%s) failed for good: %s", task.id, task.key, task.last_error)
     else:
         task.status = EV_QUEUED
-        task.next_attempt_at = utcnow() + backoff(task.attempts)
+        task.next_attempt_at = utcnow() + retry_delay(task.attempts)
         log.warning("outbox task %s (%s) failed, will retry: %s", task.id, task.key, exc)
     db.session.commit()
-
-
-def _release(claimed: list[tuple[int, int]], *, until: float) -> None:
-    """Hand claimed tasks back to the queue, due now, as soon as the database answers (retried with backoff
-    until ``until``, the end of their lease). The first was running when the database went away and keeps
-    its attempt; the others get theirs back. A task already ``sending`` stays with its holder (or lease)."""
-    (first, first_attempt), rest = claimed[0], claimed[1:]
-
-    def hand_back() -> None:
-        back = {"status": EV_QUEUED, "locked_until": None, "next_attempt_at": utcnow()}
-        immediate()
-        db.session.execute(update(OutboxTask).where(
-            OutboxTask.id == first, OutboxTask.attempts == first_attempt, OutboxTask.status == EV_PROCESSING)
-            .values(**back).execution_options(synchronize_session=False))
-        if rest:
-            mine = or_(*(and_(OutboxTask.id == i, OutboxTask.attempts == a) for i, a in rest))
-            db.session.execute(update(OutboxTask).where(mine, OutboxTask.status == EV_PROCESSING)
-                               .values(attempts=OutboxTask.attempts - 1, **back)
-                               .execution_options(synchronize_session=False))
-        db.session.commit()
-
-    retry_while_unavailable(hand_back, what=f"handing {len(claimed)} claimed outbox task(s) back to the queue",
-                            until=until)
-
-
-def backoff(attempts: int) -> timedelta:
-    cfg = current_app.config
-    return timedelta(seconds=min(cfg["WORKER_BACKOFF_MAX"], cfg["WORKER_BACKOFF_BASE"] * 2 ** max(0, attempts - 1)))
-
-
-def _load_runners() -> None:
-    from admin.services.donations import receipts  # noqa: F401  (importing registers the runners)
-    from admin.services.records import customers  # noqa: F401  (importing registers the runners)
 
 
 # -- staff: the failed side effects, and retrying one ---------------------------------------
 
 
 def _unknown_kind(kinds: list[str]) -> str | None:
-    _load_runners()
     bad = [k for k in kinds if k not in _RUNNERS]
     return f"{bad[0][:40]!r} is not a kind of side effect: one of {', '.join(sorted(_RUNNERS))}" if bad else None
 
@@ -305,9 +253,6 @@ def find(task_id: int | str) -> OutboxTask | None:
 
 def retry(task_id: int) -> OutboxTask:
     """Queue a failed task again, with fresh attempts. Commits, with its audit entry."""
-    from admin.errors import ServiceError
-    from admin.services.core import audit
-
     immediate()
     task = find(task_id)
     if task is None:

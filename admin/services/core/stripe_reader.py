@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError, StripeFailure, stripe_refusal
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.services.core import audit
@@ -240,3 +241,25 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
                      stripe_request_id=reader.request_ids[0] if reader.request_ids else None, commit=False, **entry)
     db.session.commit()
     return done
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stripe_failure(err: GatewayError) -> StripeFailure:
+    return StripeFailure(err.message, detail=str(err), request_id=err.request_id, transient=err.transient,
+                         not_found=err.not_found)
+
+
+def stripe_failures(fn: F) -> F:
+    """A service function whose failed Stripe requests reach its callers (views, CLI) as ``StripeFailure``
+    (an ``admin.errors.ServiceError``), never as the gateway's own ``GatewayError``."""
+
+    @functools.wraps(fn)
+    def translated(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GatewayError as err:
+            raise stripe_failure(err) from err
+
+    return translated  # type: ignore[return-value]

@@ -86,7 +86,7 @@ from admin.services.donations.forms import (
 from admin.services.intents import queries as intents
 from admin.services.records import contributions, recurring
 from admin.services.records.contacts import find_by_email, new_contact
-from admin.services.records.customers import customer_fields, request_metadata_sync
+from admin.services.records.customer_sync import customer_fields, request_metadata_sync
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import paid_invoice_payment, sid
 from admin.timeutil import utcnow

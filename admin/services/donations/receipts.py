@@ -18,15 +18,9 @@ from flask import current_app
 from admin.extensions import db
 from admin.models import Contribution, OutboxTask
 from admin.money import format_money
-from admin.services.core.outbox import begin_side_effect, enqueue, runner
+from admin.services.core.outbox import begin_side_effect, runner
+from admin.services.donations.give import frequency_of, receipts_wanted, reference
 from admin.timeutil import utcnow
-
-
-def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
-    """Ask for a receipt once per contribution (unless suppressed or receipts are off)."""
-    if suppressed or not current_app.config.get("RECEIPTS_ENABLED", True) or contribution.receipt_sent_at:
-        return
-    enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
 
 
 def build_receipt(contribution: Contribution) -> EmailMessage | None:
@@ -36,8 +30,6 @@ def build_receipt(contribution: Contribution) -> EmailMessage | None:
     receipts are switched off.
     """
     from flask import render_template
-
-    from admin.services.donations.give import frequency_of, receipts_wanted, reference
 
     contact = contribution.contact
     if contact is None or not contact.email or not receipts_wanted(contribution):

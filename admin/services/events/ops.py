@@ -35,6 +35,7 @@ from admin.services.records.contributions import DONE
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import sid
 from admin.timeutil import to_unix, utcnow
+from admin.webhooks import pipeline
 from admin.webhooks.ingest import store_event
 
 CLEANABLE = (EV_SUCCESS, EV_IGNORED, EV_LOGGED)
@@ -79,8 +80,6 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
     A stored event is replayed with its objects re-fetched from Stripe; an event paydesk has
     never stored is stored first (source ``replay``). Writes an audit entry in the transaction
     that records the outcome. Raises ``ServiceError`` when there is nothing to replay."""
-    from admin.webhooks.worker import Claimed, process, worker_name
-
     event_id = event_id or (row.event_id if row is not None else None)
     if not event_id:
         raise ServiceError("say which event to replay")
@@ -106,13 +105,8 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
     if _busy(row):
         db.session.rollback()
         raise ServiceError(f"{event_id} is being processed by {row.locked_by} right now; try again in a moment")
-    keys = sorted({k for k in (row.invoice_id, row.subscription_id, row.payment_intent_id, row.charge_id,
-                               row.object_id) if k})
-    worker = worker or worker_name()
-    row.status, row.locked_by, row.refetch, row.no_receipt = EV_PROCESSING, worker, True, bool(no_receipt)
-    row.attempts = (row.attempts or 0) + 1
-    row.locked_until = utcnow() + timedelta(seconds=300)
-    db.session.commit()
+    worker = worker or pipeline.worker_name()
+    held = pipeline.take(row, worker, lease=timedelta(seconds=300), refetch=True, no_receipt=bool(no_receipt))
     note = None if fresh is not None else "Stripe no longer has this event; replayed from the stored copy"
     _, actor = audit.current_actor()
 
@@ -122,7 +116,7 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
                      ok=error is None and r.status != EV_ERROR, message=error or r.status_reason or note,
                      stripe_request_id=request_id, commit=False)
 
-    status = process(Claimed(row.id, keys), worker, actor=actor, on_done=write_audit)
+    status = pipeline.process(held, worker, actor=actor, on_done=write_audit)
     db.session.refresh(row)
     if status is None:  # taken from us between our claim and the handler (a lease that ran out)
         raise ServiceError(f"{event_id} was taken by {row.locked_by or 'the worker'} while being replayed; "

@@ -33,7 +33,8 @@ from admin.models import (
     StripePaymentIntent,
 )
 from admin.models.jobs import EventAttempt
-from admin.services.records.contributions import DONE
+from admin.services.core.stripe_reader import StripeReader, stripe_failures
+from admin.services.records.common import DONE
 from admin.stripe_gateway import Gateway
 from admin.stripe_shapes import sid
 from admin.timeutil import from_unix, to_unix
@@ -404,6 +405,7 @@ def stripe_filter_params(flt: EventFilter) -> dict[str, Any]:
     return params
 
 
+@stripe_failures
 def stripe_page(processor: PaymentProcessor, flt: EventFilter, *, starting_after: str | None = None,
                 limit: int | None = None) -> tuple[list[StripeEventRow], str | None]:
     """One page of Stripe's own event list (last 30 days), each marked with paydesk's status.
@@ -438,11 +440,11 @@ def _is_processed(e: StripeEvent) -> bool:
 
 # -- a subscription's expected charges -------------------------------------------------------
 
+@stripe_failures
 def expected_charges(processor: PaymentProcessor, subscription_id: str) -> list:
     """The charges a subscription's invoices say there should be, each found or missing locally
     (CiviCRM's Listevents with ``subscription``): the subscriptions page's invoice rows, whose
     ``found`` says whether paydesk has the completed contribution and the payment."""
-    from admin.services.core.stripe_reader import StripeReader
     from admin.services.records.subscriptions import invoice_rows, subscription_invoices
 
     reader = StripeReader(processor)

@@ -50,6 +50,9 @@ from admin.models import (
 from admin.models.records import CONTRIBUTION_WHEN, PAYMENT_WHEN
 from admin.money import THREE_DECIMAL, ZERO_DECIMAL, MoneyTotal, format_money, money_totals, to_major
 
+# A contribution whose money came in (refunded later or not): it counts as given.
+DONE = (COMPLETED, PARTIALLY_REFUNDED, REFUNDED)
+
 TYPES = ("one-off", "recurring")
 # A payment is Completed, Refunded (a refund) or Cancelled (a refund that failed): contributions.PAYMENT_*.
 PAYMENT_STATUSES = (COMPLETED, REFUNDED, CANCELLED)
@@ -208,7 +211,7 @@ def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
     """Completed money per currency of what the filter matches (completed and refunded contributions, so
     amount - fees - refunded = net), and the failed ones apart; one query. Pending and cancelled ones count
     in neither."""
-    return money_totals(contribution_query(flt), status="status", counted=(COMPLETED, PARTIALLY_REFUNDED, REFUNDED),
+    return money_totals(contribution_query(flt), status="status", counted=DONE,
                         failed=(FAILED,), fee="fee_amount", net="net_amount", refunded="refunded_amount")
 
 

@@ -31,7 +31,8 @@ from admin.models import (
 )
 from admin.services.core import audit
 from admin.services.core.stripe_reader import StripeReader
-from admin.services.records.common import check_range, contacts_matching
+from admin.services.records.common import DONE, check_range, contacts_matching
+from admin.services.records.customer_sync import request_contact_sync
 from admin.stripe_gateway import GatewayError
 
 
@@ -245,8 +246,6 @@ class Giving:
 
 def giving_of(contact_ids: list[int]) -> dict[int, Giving]:
     """``Giving`` for each contact on a page, in one grouped query."""
-    from admin.services.records.contributions import DONE
-
     out = {cid: Giving() for cid in contact_ids}
     if not contact_ids:
         return out
@@ -342,8 +341,6 @@ def update_contact(contact: Contact, *, name: str | None, email: str | None) -> 
     """Change a contact's name and email (staff, on the contact's page). When either changes, each
     of the contact's Stripe customers is brought in line (through the outbox). Returns what
     changed. Commits, with its audit entry."""
-    from admin.services.records.customers import request_contact_sync
-
     name = check_text(name, "Name", "name")
     email = check_text(email, "Email", "email")
     if not name:

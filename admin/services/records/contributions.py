@@ -13,6 +13,7 @@ so the same events in any order leave the same records.
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import or_, select
 
 from admin.dbutil import lock_objects, parse_id
@@ -33,10 +34,12 @@ from admin.models import (
     Payment,
     PaymentProcessor,
 )
+from admin.services.core.outbox import enqueue
 from admin.services.core.stripe_reader import StripeReader
-from admin.services.donations.receipts import request_receipt
+from admin.services.records.common import DONE
 from admin.services.records.contacts import contact_for_charge, contact_for_customer
-from admin.services.records.customers import request_metadata_sync
+from admin.services.records.customer_sync import request_metadata_sync
+from admin.services.records.recurring import ensure_recur, sync_subscription
 from admin.stripe_gateway import GatewayError
 from admin.stripe_shapes import (
     currency_of,
@@ -49,10 +52,17 @@ from admin.stripe_shapes import (
 )
 from admin.timeutil import from_unix, to_unix, utcnow
 
-DONE = (COMPLETED, PARTIALLY_REFUNDED, REFUNDED)
 REFUND_COUNTED = ("succeeded", "pending")
 PAYMENT_REFUNDED = "Refunded"
 PAYMENT_VOID = "Cancelled"
+
+
+def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
+    """Ask the outbox for a receipt once per contribution (unless suppressed or receipts are off);
+    ``donations.receipts.send_receipt`` sends it after the commit."""
+    if suppressed or not current_app.config.get("RECEIPTS_ENABLED", True) or contribution.receipt_sent_at:
+        return
+    enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
 
 
 # -- finding ----------------------------------------------------------------------
@@ -274,8 +284,6 @@ def _line_description(inv: dict) -> str | None:
 
 
 def _recur_for_invoice(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> ContributionRecur | None:
-    from admin.services.records.recurring import ensure_recur
-
     sub_id = subscription_of_invoice(inv)
     return ensure_recur(reader, processor, sub_id) if sub_id else None
 
@@ -311,8 +319,6 @@ def _subscription_after_first_payment(reader: StripeReader, processor: PaymentPr
     """A subscription's first invoice is paid while paydesk still has it waiting for that payment (incomplete,
     as when the first payment needed 3-D Secure): Stripe has made it active by now, and may send
     ``customer.subscription.updated`` after the invoice's events or not at all. Read it again and apply it."""
-    from admin.services.records.recurring import sync_subscription
-
     sync_subscription(reader, processor, reader.get("subscriptions", recur.subscription_id), stamp=to_unix(utcnow()))
 
 

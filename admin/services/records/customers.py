@@ -16,69 +16,20 @@ transaction of its change.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import func, select
 
-from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
 from admin.errors import ServiceError, check_text, stripe_refusal
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
-from admin.services.core.outbox import enqueue, runner
+from admin.services.core.outbox import runner
 from admin.services.core.stripe_reader import StripeReader, read_then_write
 from admin.services.records.contacts import contact_named_by
+from admin.services.records.customer_sync import customer_fields
 from admin.stripe_gateway import Gateway, GatewayError
-
-
-def contact_url(contact_id: int) -> str:
-    """The contact's page, absolute (``BASE_URL``), built from the URL map (no request needed)."""
-    path = current_app.url_map.bind("paydesk").build("contacts.show", {"contact_id": contact_id})
-    return current_app.config["BASE_URL"].rstrip("/") + path
-
-
-def customer_fields(contact: Contact) -> dict:
-    """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more."""
-    cfg = current_app.config
-    site = cfg["SITE_NAME"]
-    name = contact.display_name or contact.email or f"Contact {contact.id}"
-    return {
-        "name": name,
-        "email": contact.email or None,
-        "description": f"{name} ({site})",
-        "metadata": {
-            "contact_id": str(contact.id),
-            "contact_url": contact_url(contact.id),
-            "site_name": site,
-            "paydesk_version": VERSION,
-        },
-    }
-
-
-def request_metadata_sync(processor_id: int, customer_id: str | None, contact: Contact | None) -> None:
-    """Ask for the customer's metadata to be brought in line with the contact (after each completed
-    payment, and when the contact's name or email changes).
-
-    The task is keyed by a digest of what would be sent, so a payment that
-    changes nothing (same name, email, contact, site, version) adds no second
-    push, while any change does.
-    """
-    if not customer_id or contact is None or not current_app.config.get("SYNC_CUSTOMER_METADATA", True):
-        return
-    digest = hashlib.sha256(json.dumps(customer_fields(contact), sort_keys=True).encode()).hexdigest()[:16]
-    enqueue("customer_metadata", f"{processor_id}:{customer_id}:{digest}",
-            {"customer_id": customer_id, "contact_id": contact.id}, processor_id)
-
-
-def request_contact_sync(contact: Contact) -> None:
-    """The contact's name or email changed in paydesk: push it to each of its live Stripe customers."""
-    for link in contact.stripe_customers:
-        if not link.deleted:
-            request_metadata_sync(link.processor_id, link.customer_id, contact)
 
 
 @runner("customer_metadata")

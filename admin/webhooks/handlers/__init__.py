@@ -1,3 +1,3 @@
-"""Webhook handlers, one module per area; importing this package registers them all."""
+"""Webhook handlers, one module per area (registered at app creation: ``admin.worker.registries``)."""
 
 from admin.webhooks.handlers import charges, checkout, customers, invoices, payment_intents, subscriptions  # noqa: F401

@@ -15,6 +15,7 @@ from admin.models import AuditLog, StripeEvent
 from admin.models.jobs import Job
 from admin.services.core import audit, jobs
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 
 def _events(processor, n: int) -> list[int]:
@@ -63,13 +64,13 @@ def test_two_staff_starting_the_same_job_at_once_get_one_run(app, offline_proces
 def test_a_job_runs_in_slices_keeps_its_cursor_and_finishes(offline_processor):
     _events(offline_processor, 7)
     job = jobs.start("events.ignore", {"filter": {"status": ["error"]}, "reason": "bulk test"}).job
-    claimed = jobs.claim("w1")
+    claimed = queues.claim_job("w1")
     assert claimed.id == job.id
     assert jobs.run_slice(claimed, "w1", seconds=0) == "running"  # one unit, then the slice ends
     db.session.refresh(job)
     assert (job.status, job.done, job.total, job.locked_by) == ("running", 1, 7, None)
     assert job.cursor["last_id"] and _ignored() == 1
-    while jobs.run_due("w2", seconds=0):
+    while queues.run_jobs("w2", seconds=0):
         pass
     db.session.refresh(job)
     assert (job.status, job.done, job.percent, job.active_key) == ("done", 7, 100, None)
@@ -79,14 +80,14 @@ def test_a_job_runs_in_slices_keeps_its_cursor_and_finishes(offline_processor):
 def test_a_job_whose_worker_died_is_resumed_from_its_cursor_after_the_lease(offline_processor):
     ids = _events(offline_processor, 5)
     job = jobs.start("events.ignore", {"ids": ids, "reason": "crash test"}).job
-    jobs.run_slice(jobs.claim("dying"), "dying", seconds=0)
+    jobs.run_slice(queues.claim_job("dying"), "dying", seconds=0)
     # the worker takes the lease for the next slice and is killed: nobody else may run it meanwhile...
-    held = jobs.claim("dying")
-    assert held is not None and jobs.claim("other") is None
+    held = queues.claim_job("dying")
+    assert held is not None and queues.claim_job("other") is None
     # ...until its lease runs out
     held.locked_until = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    assert jobs.run_due("other", seconds=30) == 1
+    assert queues.run_jobs("other", seconds=30) == 1
     db.session.refresh(job)
     assert (job.status, job.done) == ("done", 5)
     entries = db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "event.ignore"))
@@ -102,9 +103,9 @@ def test_cancel_stops_a_queued_job_at_once_and_a_running_one_after_its_unit(offl
         jobs.cancel(queued)
 
     running = jobs.start("events.ignore", {"ids": ids[2:], "reason": "b"}).job
-    held = jobs.claim("w")
+    held = queues.claim_job("w")
     jobs.run_slice(held, "w", seconds=0)
-    held = jobs.claim("w")
+    held = queues.claim_job("w")
     jobs.cancel(held)  # held by a runner: it is asked to stop
     assert held.cancel_requested and held.status == "running"
     assert jobs.run_slice(held, "w") == "cancelled"
@@ -114,7 +115,7 @@ def test_cancel_stops_a_queued_job_at_once_and_a_running_one_after_its_unit(offl
 
 def test_a_failing_job_says_why_and_can_be_resumed(offline_processor):
     job = jobs.start("events.cleanup", {"older_than": "2 seconds", "include_errors": False, "ppid": None}).job
-    assert jobs.run_due("w") == 1
+    assert queues.run_jobs("w") == 1
     db.session.refresh(job)
     assert job.status == "failed" and "at least a day" in job.error
     # an identical job may be started again now that this one has ended
@@ -133,7 +134,7 @@ def test_what_a_job_does_is_recorded_as_done_by_whoever_started_it(offline_proce
     with audit.acting_as(carol.id, "carol@example.org"):
         job = jobs.start("events.ignore", {"ids": ids, "reason": "for carol"}).job
     assert job.actor == "carol@example.org"
-    jobs.run_due("w", seconds=30)
+    queues.run_jobs("w", seconds=30)
     actors = set(db.session.scalars(select(AuditLog.actor).where(AuditLog.action == "event.ignore")))
     assert actors == {"carol@example.org"}
     reasons = set(db.session.scalars(select(StripeEvent.status_reason)))
@@ -157,11 +158,14 @@ def _slow(ctx):
         yield
 
 
+jobs.register(_slow)
+
+
 def test_a_unit_longer_than_the_lease_keeps_its_job_from_other_workers(app, offline_processor):
     app.config["WORKER_LEASE_SECONDS"] = 3  # renewed every second while a unit runs
     _slow_units.clear()
     job = jobs.start("test.slow_units", {"seconds": 4.5}).job
-    held = jobs.claim("slow")
+    held = queues.claim_job("slow")
     taken: list = []
 
     def other_worker():
@@ -169,7 +173,7 @@ def test_a_unit_longer_than_the_lease_keeps_its_job_from_other_workers(app, offl
 
         with app.app_context():
             _time.sleep(3.5)  # past the lease the slow worker took at its claim
-            taken.append(jobs.claim("other"))
+            taken.append(queues.claim_job("other"))
             db.session.remove()
 
     t = threading.Thread(target=other_worker)
@@ -198,12 +202,15 @@ def _flaky(ctx):
         yield
 
 
+jobs.register(_flaky)
+
+
 def test_passing_failures_are_counted_afresh_after_each_unit_that_works(offline_processor):
     """Eight passing failures over a long job's life, never two in a row: the job finishes."""
     _flaky_calls.clear()
     job = jobs.start("test.flaky_units", {}).job
     for _ in range(40):
-        held = jobs.claim("w")
+        held = queues.claim_job("w")
         if held is None:
             db.session.refresh(job)
             if job.status != "running":
@@ -226,6 +233,6 @@ def test_passing_failures_are_counted_afresh_after_each_unit_that_works(offline_
 ])
 def test_a_job_that_needs_a_processor_and_has_none_fails_saying_so(app, kind, params):
     job = jobs.start(kind, params).job
-    assert jobs.run_due("w") == 1
+    assert queues.run_jobs("w") == 1
     db.session.refresh(job)
     assert job.status == "failed" and job.error.endswith("the job's payment processor no longer exists")

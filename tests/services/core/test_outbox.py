@@ -14,11 +14,11 @@ from stripe_world import OneOff, StripeWorld
 
 from admin.extensions import db
 from admin.models import Contribution, OutboxTask
-from admin.services.core import outbox
 from admin.services.donations import receipts
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker import queues
+from admin.worker.loop import run_once
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_receipt_being_recorded_is_not_claimed_by_another_worker_when_its_lease_
     def other_worker_meanwhile() -> None:
         def run() -> None:
             with app.app_context():
-                seen.append(outbox.run_due("another-worker"))
+                seen.append(queues.run_outbox("another-worker"))
                 db.session.remove()
 
         t = threading.Thread(target=run)

@@ -20,7 +20,8 @@ from admin.services.settings.processors import add_processor
 from admin.stripe_gateway import Gateway
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker import queues
+from admin.worker.loop import run_once
 
 
 def ids_of(flt: ev.EventFilter) -> list[str]:
@@ -29,7 +30,7 @@ def ids_of(flt: ev.EventFilter) -> list[str]:
 
 def run_job(kind: str, params: dict, processor_id: int | None = None):
     job = jobs.start(kind, params, processor_id=processor_id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     return job

@@ -25,11 +25,12 @@ from admin.services.intents.ops import cancel_intent, capture_intent, learn_inte
 from admin.services.settings.processors import gateway
 from admin.stripe_shapes import sid
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 
 def run_job(kind: str, params: dict, processor_id: int | None = None) -> Job:
     job = jobs.start(kind, params, processor_id=processor_id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     return job
@@ -365,13 +366,13 @@ def test_a_bulk_cancel_waits_out_stripe_being_down_and_asks_again_with_the_same_
         learn_intent(offline_processor, pi)
     world.fail(r"/cancel$", [503] * 4)  # the gateway's own retries (4 attempts) all fail on the first intent
     job = jobs.start("intents.cancel", {"filter": {}}).job
-    jobs.run_due("test", seconds=60)
+    queues.run_jobs("test", seconds=60)
     db.session.refresh(job)
     assert job.status == "running" and job.done == 0
     assert job.error.startswith("retrying: ") and "injected 503. Nothing was changed." in job.error
     job.locked_until = utcnow()  # the runner's backoff has passed
     db.session.commit()
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     assert job.status == "done" and job.done == 2

@@ -22,7 +22,8 @@ from admin.services.records.imports import import_charge
 from admin.stripe_gateway import Gateway
 from admin.timeutil import utcnow
 from admin.webhooks.ingest import store_event
-from admin.webhooks.worker import run_once
+from admin.worker import queues
+from admin.worker.loop import run_once
 
 
 def differences(proc, **filters) -> dict[str, str]:
@@ -182,7 +183,7 @@ def test_fix_all_is_a_job_that_leaves_cancelling_to_staff_unless_told(books, off
     ghost(offline_processor)
     params = rc_fix.job_params(ReconcileFilter(), cancel_local=False)
     job = jobs.start("reconcile.fix_all", params, processor_id=offline_processor.id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     assert job.status == "done", job.error
@@ -192,7 +193,7 @@ def test_fix_all_is_a_job_that_leaves_cancelling_to_staff_unless_told(books, off
 
     job = jobs.start("reconcile.fix_all", rc_fix.job_params(ReconcileFilter(), cancel_local=True),
                      processor_id=offline_processor.id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     assert job.result["counts"] == {"fixed": 1} and differences(offline_processor) == {}
@@ -261,13 +262,13 @@ def test_fix_all_resumed_after_its_scan_is_gone_compares_again_and_fixes_the_res
     db.session.commit()
     job = jobs.start("reconcile.fix_all", rc_fix.job_params(ReconcileFilter(), cancel_local=False),
                      processor_id=offline_processor.id).job
-    jobs.run_slice(jobs.claim("w"), "w", seconds=0)  # the scan, kept
-    jobs.run_slice(jobs.claim("w"), "w", seconds=0)  # the first row fixed
+    jobs.run_slice(queues.claim_job("w"), "w", seconds=0)  # the scan, kept
+    jobs.run_slice(queues.claim_job("w"), "w", seconds=0)  # the first row fixed
     db.session.refresh(job)
     assert (job.done, job.total) == (1, 2) and job.cursor["i"] >= 1  # an index into the kept scan's rows
     db.session.execute(ReconcileScan.__table__.delete())  # e.g. cleaned up while the job was paused
     db.session.commit()
-    while jobs.run_due("w", seconds=60):
+    while queues.run_jobs("w", seconds=60):
         pass
     db.session.refresh(job)
     assert job.status == "done" and job.result["counts"] == {"fixed": 2} and (job.done, job.total) == (2, 2)

@@ -16,6 +16,7 @@ from admin.services.core import jobs
 from admin.services.reconcile import scan as rc_scan
 from admin.services.reconcile.filter import ReconcileFilter
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 
 def _scan_job(proc, **filters):
@@ -29,11 +30,11 @@ def test_a_killed_scan_resumes_from_its_cursor_and_keeps_each_row_once(world, of
     world.add(*(so.charge(customer=None, payment_intent=None, amount=100 + n) for n in range(250)))
     job = _scan_job(offline_processor, object=["charge"])
     for _ in range(3):  # the scan kept, then two pages of charges
-        assert jobs.run_slice(jobs.claim("w1"), "w1", seconds=0) == "running"
+        assert jobs.run_slice(queues.claim_job("w1"), "w1", seconds=0) == "running"
     db.session.refresh(job)
     after_two = dict(job.cursor)
     assert job.done == 200 and after_two["phase"] == "list"
-    assert jobs.run_slice(jobs.claim("w1"), "w1", seconds=0) == "running"  # the third page...
+    assert jobs.run_slice(queues.claim_job("w1"), "w1", seconds=0) == "running"  # the third page...
     db.session.refresh(job)
     job.cursor, job.locked_by, job.locked_until = (
         after_two,
@@ -42,7 +43,7 @@ def test_a_killed_scan_resumes_from_its_cursor_and_keeps_each_row_once(world, of
     )  # ...then it died
     db.session.commit()
     assert world.count("GET", r"^/v1/charges$") == 3
-    while jobs.run_due("w2", seconds=60):
+    while queues.run_jobs("w2", seconds=60):
         pass
     db.session.refresh(job)
     assert job.status == "done", job.error
@@ -74,7 +75,7 @@ def test_a_period_with_too_many_objects_fails_the_scan_saying_so(world, offline_
     monkeypatch.setattr(rc_scan, "MAX_OBJECTS", 150)
     world.add(*(so.charge(customer=None, payment_intent=None, amount=100 + n) for n in range(250)))
     job = _scan_job(offline_processor)
-    while jobs.run_due("w", seconds=60):
+    while queues.run_jobs("w", seconds=60):
         pass
     db.session.refresh(job)
     assert (

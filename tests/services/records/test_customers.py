@@ -13,7 +13,7 @@ from admin.config import VERSION
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, StripeCustomer
-from admin.services.core import jobs, outbox
+from admin.services.core import jobs
 from admin.services.records.contacts import update_contact
 from admin.services.records.customers import (
     create_customer,
@@ -22,6 +22,7 @@ from admin.services.records.customers import (
     update_contact_id_by_id,
 )
 from admin.services.settings.processors import gateway
+from admin.worker import queues
 
 pytestmark = pytest.mark.localstripe
 
@@ -65,7 +66,7 @@ def test_name_or_email_changed_in_paydesk_is_pushed_to_stripe(empty_processor):
     assert [t.payload["customer_id"] for t in tasks] == [link.customer_id]
     assert update_contact(contact, name="Mary Fairfax Somerville", email="mary.s@example.org") == []  # no change
     assert db.session.scalar(select(func.count()).select_from(OutboxTask)) == 1
-    outbox.run_due("test")
+    queues.run_outbox("test")
     cus = gateway(empty_processor).retrieve("customers", link.customer_id)
     assert (cus["name"], cus["email"], cus["description"]) == \
         ("Mary Fairfax Somerville", "mary.s@example.org", "Mary Fairfax Somerville (paydesk)")
@@ -84,7 +85,7 @@ def test_push_on_demand_one_and_all(empty_processor):
     push_customer_metadata(empty_processor, links[0])
     assert gw.retrieve("customers", links[0].customer_id)["name"] == "A One"
     job = jobs.start("customers.update_metadata", {}, processor_id=empty_processor.id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     assert (job.status, job.done, job.total, job.result["counts"]) == ("done", 2, 2, {"updated": 2})

@@ -18,6 +18,7 @@ from admin.services.core import jobs
 from admin.services.records.imports import import_charge, import_customer, import_subscription_by_id
 from admin.services.settings.processors import gateway
 from admin.timeutil import utcnow
+from admin.worker import queues
 
 pytestmark = pytest.mark.localstripe
 
@@ -28,7 +29,7 @@ def count(model, *where) -> int:
 
 def run_job(kind: str, params: dict, processor_id: int) -> Job:
     job = jobs.start(kind, params, processor_id=processor_id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     return job
@@ -217,15 +218,15 @@ def test_a_customer_deleted_in_stripe(empty_processor):
 def test_an_interrupted_import_continues_from_its_cursor(empty_processor):
     subs = donors(gateway(empty_processor), 4)
     job = jobs.start("imports.subscriptions", {}, processor_id=empty_processor.id).job
-    held = jobs.claim("first")
+    held = queues.claim_job("first")
     assert jobs.run_slice(held, "first", seconds=0) == "running"  # one subscription, then the slice ends
     db.session.refresh(job)
     assert job.done == 1 and job.cursor["starting_after"] == subs[-1]["id"]  # newest first
     # the next worker takes the lease and dies in the middle of a subscription...
-    held = jobs.claim("dying")
+    held = queues.claim_job("dying")
     held.locked_until = utcnow() - timedelta(seconds=1)  # ...its lease runs out
     db.session.commit()
-    while jobs.run_due("other", seconds=60):
+    while queues.run_jobs("other", seconds=60):
         pass
     db.session.refresh(job)
     assert (job.status, job.done) == ("done", 4)

@@ -14,6 +14,7 @@ from stripe_world import Renewal
 from admin.extensions import db
 from admin.models import Contribution, ContributionRecur, Payment, StripeEvent, SubscriptionCheck
 from admin.services.core import jobs
+from admin.worker import queues
 
 
 def write_locked() -> bool:
@@ -31,7 +32,7 @@ def write_locked() -> bool:
 
 def run(kind: str, processor_id: int):
     job = jobs.start(kind, {}, processor_id=processor_id).job
-    while jobs.run_due("test", seconds=60):
+    while queues.run_jobs("test", seconds=60):
         pass
     db.session.refresh(job)
     assert job.status == "done", job.error

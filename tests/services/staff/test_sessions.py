@@ -63,7 +63,7 @@ def test_only_the_key_hash_is_stored(app):
 
 
 def test_the_worker_forgets_old_rows(app):
-    from admin.webhooks.worker import housekeeping
+    from admin.worker.loop import housekeeping
 
     user = create_user("staff@example.org", PASSWORD, "viewer")
     _start(user)

@@ -1,0 +1,241 @@
+"""The event pipeline: process ONE stored Stripe event into business records.
+
+What the worker runtime (``admin.worker``) runs for each event it claims, and what a staff replay
+(``services/events/ops.replay``) runs for the one event it asked for:
+
+* take: the event is ``processing``, held by one worker name with a lease (the runtime's queue claims
+  due events in a batch; a replay takes its one row with :func:`take`).
+* lock: on PostgreSQL, transaction-scoped advisory locks on every Stripe object the event touches
+  (invoice, charge, intent, subscription, ...) keep events about the same object from running at the
+  same time. SQLite runs one writer at a time anyway.
+* dispatch and apply: one transaction holds the business records its handler writes and the event's
+  new status, so an event is applied entirely or not at all; a worker killed mid-event leaves the row
+  to be claimed again when its lease ends. Types with no handler are ``ignored`` with the reason.
+* fail: transient failures (Stripe 429/5xx/network after the gateway's own retries, database busy, a
+  unique-key race with a concurrent event) are retried with the queues' backoff
+  (``failures.retry_delay``) up to ``WORKER_MAX_ATTEMPTS``, then left in ``error``; permanent ones go
+  to ``error`` at once. When the database itself is away the failure is not the event's: it is raised
+  for the runtime to hand the batch back.
+
+This module never imports the runtime: services call it, the runtime calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from flask import current_app
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from admin.dbutil import immediate, lock_objects, rollback_quietly
+from admin.extensions import db
+from admin.failures import database_unavailable, describe, is_transient, retry_delay
+from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
+from admin.models.jobs import EventAttempt
+from admin.services.core import outbox
+from admin.services.monitoring import logs as monitoring_logs
+from admin.services.monitoring import metrics
+from admin.services.settings.processors import processor_ref
+from admin.stripe_gateway import GatewayError
+from admin.timeutil import utcnow
+from admin.webhooks.context import EventContext
+from admin.webhooks.registry import handler_for
+
+log = logging.getLogger(__name__)
+
+# The Stripe objects an event touches: its locks while it runs.
+KEY_COLUMNS = (
+    StripeEvent.invoice_id,
+    StripeEvent.subscription_id,
+    StripeEvent.payment_intent_id,
+    StripeEvent.charge_id,
+    StripeEvent.object_id,
+)
+
+OnDone = Callable[[StripeEvent, str | None], None]
+
+
+def worker_name() -> str:
+    """Who holds a lease: host, process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
+
+
+class Claimed(NamedTuple):
+    id: int
+    keys: list[str]  # the Stripe objects the event touches: its locks
+
+
+def claimed(row_id: int, *keys: str | None) -> Claimed:
+    return Claimed(row_id, sorted({k for k in keys if k}))
+
+
+def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claimed:
+    """Hold ``row`` (already read for update in this transaction) as ``worker`` for ``lease``: processing,
+    one more attempt, ``changes`` applied (a replay's ``refetch``/``no_receipt``). Commits."""
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.status, row.locked_by = EV_PROCESSING, worker
+    row.attempts = (row.attempts or 0) + 1
+    row.locked_until = utcnow() + lease
+    one = claimed(row.id, *(getattr(row, col.key) for col in KEY_COLUMNS))
+    db.session.commit()
+    return one
+
+
+def process(
+    claimed: Claimed, worker: str, *, actor: str | None = None, on_done: OnDone | None = None
+) -> str | None:
+    """Run the handler for one claimed event; returns its new status (None if it was not ours).
+
+    Each run is recorded as an ``EventAttempt`` (with ``actor`` when staff asked for it) in
+    the transaction that sets the event's status; ``on_done(row, error)`` runs in that same
+    transaction too (a replay writes its audit entry there). Raises only when the database is away
+    (the runtime hands the event back to the queue then)."""
+    cfg = current_app.config
+    row_id = claimed.id
+    started = utcnow()
+    ctx = None
+    try:
+        immediate()
+        lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
+        row = db.session.get(StripeEvent, row_id, populate_existing=True)
+        if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
+            db.session.rollback()
+            return None
+        processor = processor_ref(row.processor_id)
+        if processor is None:
+            raise LookupError(f"payment processor {row.processor_id} no longer exists")
+        if row.attempts > cfg["WORKER_MAX_ATTEMPTS"] and actor is None:  # staff replays always run
+            row.status, row.status_reason = EV_ERROR, None
+            row.last_error = (
+                row.last_error or f"gave up after {row.attempts - 1} attempts (worker stopped mid-event)"
+            )
+        else:
+            handler = handler_for(row.type)
+            if handler is None:
+                row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
+            else:
+                # the cached ProcessorRef stands in for the row (the fields handlers read, no session)
+                ctx = EventContext(row, processor)  # type: ignore[arg-type]
+                with outbox.caused_by(row.id):
+                    handler(ctx)
+                row.status = ctx.outcome
+                row.status_reason = "; ".join(ctx.notes)[:2000] or None
+            row.last_error = None
+        row.processed_at = utcnow()
+        row.locked_by = row.locked_until = None
+        status = row.status
+        _attempt(
+            row,
+            worker,
+            actor,
+            started,
+            status,
+            row.status_reason,
+            ctx.reader.request_ids if ctx is not None else [],
+        )
+        if on_done:
+            on_done(row, None)
+        db.session.commit()
+        return status
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event, never swallowed
+        rollback_quietly()
+        if database_unavailable(exc):
+            raise  # not the event's fault: the runtime hands it back, with the rest of the batch
+        return record_failure(
+            row_id,
+            worker,
+            exc,
+            actor=actor,
+            started=started,
+            on_done=on_done,
+            request_ids=ctx.reader.request_ids if ctx is not None else [],
+        )
+
+
+def _attempt(
+    row: StripeEvent,
+    worker: str,
+    actor: str | None,
+    started: datetime,
+    outcome: str,
+    message: str | None,
+    request_ids: list[str],
+) -> None:
+    ids = ",".join(dict.fromkeys(request_ids))
+    seconds = max(0.0, (utcnow() - started).total_seconds())
+    metrics.event_processed(row.type, outcome, seconds)
+    monitoring_logs.event_processed(
+        row_id=row.id, event_id=row.event_id, event_type=row.type, processor_id=row.processor_id,
+        status=outcome, attempt=row.attempts, seconds=seconds, request_ids=request_ids, worker=worker,
+        actor=actor, error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
+    )
+    db.session.add(
+        EventAttempt(
+            event_row_id=row.id,
+            started_at=started,
+            finished_at=utcnow(),
+            worker=worker[:64],
+            actor=actor,
+            outcome=outcome,
+            message=(message or None) and message[:4000],
+            stripe_request_ids=ids[:500] or None,
+        )
+    )
+
+
+def record_failure(
+    row_id: int,
+    worker: str,
+    exc: Exception,
+    *,
+    actor: str | None = None,
+    started: datetime | None = None,
+    on_done: OnDone | None = None,
+    request_ids: list[str] | None = None,
+) -> str:
+    """Record a failed run on the event: queued again after the backoff when the failure passes and attempts
+    remain, else ``error``. Commits."""
+    cfg = current_app.config
+    transient = is_transient(exc)
+    message = describe(exc)
+    immediate()
+    row = db.session.get(StripeEvent, row_id, populate_existing=True)
+    if row is None or row.locked_by != worker:
+        db.session.rollback()
+        return EV_ERROR
+    row.last_error = message[:4000]
+    row.locked_by = row.locked_until = None
+    if transient and row.attempts < cfg["WORKER_MAX_ATTEMPTS"]:
+        row.status = EV_QUEUED
+        row.next_attempt_at = utcnow() + retry_delay(row.attempts, conflict=isinstance(exc, IntegrityError))
+        log.warning("event %s (%s) failed, retry %d: %s", row.event_id, row.type, row.attempts, message)
+    else:
+        row.status = EV_ERROR
+        row.processed_at = utcnow()
+        if transient:
+            row.last_error = f"gave up after {row.attempts} attempts: {message}"[:4000]
+        log.error(
+            "event %s (%s) failed: %s",
+            row.event_id,
+            row.type,
+            message,
+            exc_info=not isinstance(exc, GatewayError | DBAPIError),
+        )
+    status = row.status
+    rids = list(request_ids or []) + (
+        [exc.request_id] if isinstance(exc, GatewayError) and exc.request_id else []
+    )
+    _attempt(
+        row, worker, actor, started or utcnow(), "retry" if status == EV_QUEUED else EV_ERROR, message, rids
+    )
+    if on_done:
+        on_done(row, message)
+    db.session.commit()
+    return status
