@@ -272,14 +272,10 @@ def _local_records(events: list[StripeEvent]) -> LocalRecords:
         for col, k in REF_KINDS:
             if getattr(e, col):
                 ids[k].add(getattr(e, col))
-<<<<<<< HEAD
-    found: dict[tuple[str, str], tuple[str, int]] = {}
+    found: LocalRecords = {}
     # contributions are unique per (processor, invoice): naming the page's processors lets the lookup read that
     # index instead of every contribution (PostgreSQL, and SQLite without statistics, scan the table otherwise)
     processors = sorted({e.processor_id for e in events})
-=======
-    found: LocalRecords = {}
->>>>>>> types
     if ids["customer"]:
         for cus, contact in db.session.execute(select(StripeCustomer.customer_id, StripeCustomer.contact_id)
                                                .where(StripeCustomer.customer_id.in_(ids["customer"]))):
