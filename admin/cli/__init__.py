@@ -34,7 +34,7 @@ def _one_line_database_errors(app: Flask) -> None:
         else:
             previous(kind, exc, tb)
 
-    hook.paydesk = True
+    hook.paydesk = True  # type: ignore[attr-defined]  # a function attribute marks paydesk's hook
     sys.excepthook = hook
 
 

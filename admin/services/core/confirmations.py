@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models.jobs import Confirmation
@@ -116,11 +116,13 @@ def run(row: Confirmation, options: dict[str, Any] | None = None) -> jobs_servic
     params = {**row.params, **{k: v for k, v in (options or {}).items() if k in asked}}
     params = prepare(row.kind, params)  # bounds and checks, as when it was shown
     immediate()
-    used = db.session.execute(
-        update(Confirmation)
-        .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
-        .values(used_at=utcnow())
-    ).rowcount
+    used = rowcount(
+        db.session.execute(
+            update(Confirmation)
+            .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+    )
     db.session.commit()
     if not used:
         raise ConfirmationRefused(

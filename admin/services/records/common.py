@@ -23,6 +23,7 @@ from admin.extensions import db
 from admin.listing import (
     Amount,
     Filter,
+    KeyColumn,
     Page,
     Summary,
     capped_counts,
@@ -150,7 +151,7 @@ class ContributionFilter(MoneyRecordFilter):
 
 
 # Newest first by when it was received (else recorded): the expression ``ix_contribution_when_id`` indexes.
-CONTRIBUTION_KEY = [CONTRIBUTION_WHEN, Contribution.id]
+CONTRIBUTION_KEY: list[KeyColumn] = [CONTRIBUTION_WHEN, Contribution.id]
 
 
 def _contribution_key(c: Any) -> list:
@@ -315,7 +316,7 @@ class PaymentFilter(MoneyRecordFilter):
     charge: str | None = field(default=None, metadata={"stripe_id": "charge"})
 
 
-PAYMENT_KEY = [PAYMENT_WHEN, Payment.id]
+PAYMENT_KEY: list[KeyColumn] = [PAYMENT_WHEN, Payment.id]
 
 
 def _payment_key(p: Any) -> list:
