@@ -59,6 +59,7 @@ class JobConfirmation:
     token: str | None = None
     # A money action (a refund, a staff charge: services/payments) is no job: its form's fields are posted
     # again with step=run and checked again there (its action_key keeps Stripe to one attempt).
+    fields: dict[str, str] = field(default_factory=dict)  # posted again with step=run (a processor id)
     rows: list[tuple[str, str]] = field(default_factory=list)
     run_target: str | None = None  # what the step=run answer replaces (default: ``target``)
     run_swap: str = "innerHTML"

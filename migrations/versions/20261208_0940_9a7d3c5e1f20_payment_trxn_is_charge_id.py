@@ -7,7 +7,7 @@ the refund id until now) take their charge id; ``uq_payment_trxn`` becomes ``uq_
 (processor, refund id) and ``uq_payment_charge`` (processor, charge id, rows that are not refunds).
 
 Revision ID: 9a7d3c5e1f20
-Revises: 7d3e9a1c5f20
+Revises: 258862654fd2
 Create Date: 2026-12-07 18:00:00
 
 """
@@ -17,41 +17,43 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '9a7d3c5e1f20'
-down_revision = '7d3e9a1c5f20'
+down_revision = '258862654fd2'
 branch_labels = None
 depends_on = None
 
 
-# SQLite's batch mode copies the table and leaves out indexes on expressions (list_page_indexes made two on
-# payment): drop them first and make them again after.
-PAYMENT_WHEN = sa.text("coalesce(payment_date, created_at)")
+# SQLite's batch mode copies the table and leaves out indexes on expressions (the list pages' indexes on
+# payment): their CREATE statements are kept and run again after the copy.
+def _keeping_sqlite_indexes(work):
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        work()
+        return
+    saved = bind.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                 "AND tbl_name = 'payment' AND sql IS NOT NULL")).all()
+    work()
+    have = {r[0] for r in bind.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                               "AND tbl_name = 'payment'"))}
+    for name, sql in saved:
+        if name not in have:
+            bind.execute(sa.text(sql))
 
 
-def _drop_expression_indexes():
-    op.drop_index('ix_payment_status_when_id', table_name='payment')
-    op.drop_index('ix_payment_when_id', table_name='payment')
-
-
-def _create_expression_indexes():
-    op.create_index('ix_payment_when_id', 'payment', [PAYMENT_WHEN, 'id'], unique=False)
-    op.create_index('ix_payment_status_when_id', 'payment', ['status', PAYMENT_WHEN, 'id'], unique=False)
-
-
-def upgrade():
-    _drop_expression_indexes()
+def _upgrade_table():
     with op.batch_alter_table('payment', schema=None) as batch_op:
         batch_op.drop_constraint('uq_payment_trxn', type_='unique')
     op.execute("UPDATE payment SET trxn_id = charge_id WHERE refund_id IS NOT NULL AND charge_id IS NOT NULL")
     with op.batch_alter_table('payment', schema=None) as batch_op:
         batch_op.create_unique_constraint('uq_payment_refund', ['processor_id', 'refund_id'])
+
+
+def upgrade():
+    _keeping_sqlite_indexes(_upgrade_table)
     op.create_index('uq_payment_charge', 'payment', ['processor_id', 'trxn_id'], unique=True,
                     sqlite_where=sa.text('refund_id IS NULL'), postgresql_where=sa.text('refund_id IS NULL'))
-    _create_expression_indexes()
 
 
-def downgrade():
-    _drop_expression_indexes()
-    op.drop_index('uq_payment_charge', table_name='payment')
+def _downgrade_table():
     with op.batch_alter_table('payment', schema=None) as batch_op:
         batch_op.drop_constraint('uq_payment_refund', type_='unique')
     op.execute("UPDATE payment SET trxn_id = refund_id WHERE refund_id IS NOT NULL")
@@ -59,4 +61,8 @@ def downgrade():
     op.execute("DELETE FROM payment WHERE status = 'Failed'")
     with op.batch_alter_table('payment', schema=None) as batch_op:
         batch_op.create_unique_constraint('uq_payment_trxn', ['processor_id', 'trxn_id'])
-    _create_expression_indexes()
+
+
+def downgrade():
+    op.drop_index('uq_payment_charge', table_name='payment')
+    _keeping_sqlite_indexes(_downgrade_table)
