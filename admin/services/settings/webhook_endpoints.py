@@ -113,6 +113,17 @@ def _key(verb: str, obj: str, action_key: str | None) -> str:
     return f"paydesk-{verb}-{obj}-{action}"[:255]
 
 
+def _host_port(parts) -> tuple[str, int | None]:
+    """A parsed address's host (lower case) and port (the scheme's own when left out)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # a port that is not a number: matches nothing
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.hostname or "").lower().rstrip("."), port
+
+
 def _check_url(proc: PaymentProcessor, url: str | None) -> str:
     url = (url or "").strip() or our_url(proc)
     parts = urlsplit(url)
@@ -120,6 +131,13 @@ def _check_url(proc: PaymentProcessor, url: str | None) -> str:
         raise ServiceError(f"{url[:80]!r} is not a web address (https://...)", field="url")
     if proc.livemode and parts.scheme != "https":
         raise ServiceError("Stripe sends live events only to https:// addresses", field="url")
+    base = urlsplit(current_app.config["BASE_URL"])
+    if parts.username is not None or _host_port(parts) != _host_port(base):
+        raise ServiceError(
+            f"the address must be on this paydesk's host, {base.netloc} (BASE_URL), so that its events "
+            "reach this paydesk and no one else",
+            field="url",
+        )
     if parts.path.rstrip("/") != our_path(proc):
         raise ServiceError(
             f"the address must end in {our_path(proc)} (this processor's webhook address), so that "
