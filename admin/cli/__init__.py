@@ -48,6 +48,7 @@ def register_cli(app: Flask) -> None:
         imports,
         intents,
         jobs,
+        notifications,
         processors,
         reconcile,
         records,
@@ -61,5 +62,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
     for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
-                   webhook_endpoints, connect):
+                   webhook_endpoints, connect, notifications):
         module.register(app)

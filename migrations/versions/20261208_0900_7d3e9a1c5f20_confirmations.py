@@ -1,7 +1,7 @@
 """confirmations: what a bulk action's or tool's confirmation showed, bound to a single-use token
 
 Revision ID: 7d3e9a1c5f20
-Revises: d7a1c0e5f2b9
+Revises: b5d2e8f1a3c7
 Create Date: 2026-12-08 09:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7d3e9a1c5f20'
-down_revision = 'd7a1c0e5f2b9'
+down_revision = 'b5d2e8f1a3c7'
 branch_labels = None
 depends_on = None
 
