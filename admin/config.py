@@ -58,6 +58,10 @@ class DefaultConfig:
     SECOND_FACTOR_SECONDS = 300
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"
+    # A processor's API base URL (where its secret key is sent) is Stripe's own, https://api.stripe.com, or one
+    # on a host named here (PAYDESK_STRIPE_API_BASES='["127.0.0.1", "localhost"]' or "127.0.0.1,localhost": a
+    # stand-in such as localstripe). Tests and the demo allow 127.0.0.1 and localhost; production names none.
+    STRIPE_API_BASES: list[str] | str = []
     # Gateway retry policy for 429 / 5xx / connection errors.
     STRIPE_MAX_ATTEMPTS = 4
     STRIPE_BACKOFF_BASE = 0.5  # seconds; doubled each attempt, with jitter

@@ -760,7 +760,8 @@ def test_an_upgrade_as_the_guide_does_it_refuses_no_webhook(tmp_path, install):
     unit = parse_unit(DEPLOY / "paydesk-migrate.service")
     added = subprocess.run([flask, "--app", "wsgi", "processor", "add", "--name", "Stripe", "--secret-key",
                             "sk_test_deploy", "--webhook-secret", secret, "--api-base", "http://127.0.0.1:9",
-                            "--default", "--format", "json"], cwd=install, env=service_env(install, unit),
+                            "--default", "--format", "json"], cwd=install,
+                           env=service_env(install, unit, PAYDESK_STRIPE_API_BASES="127.0.0.1"),
                            capture_output=True, text=True, timeout=120, check=True)
     ppid = json.loads(added.stdout.strip().splitlines()[-1])["id"]
     listen = web_socket()
