@@ -73,6 +73,10 @@ class DefaultConfig:
     # webhook endpoint (WEBHOOK_MAX_BYTES) and the donation form (DONATE_MAX_BYTES).
     MAX_CONTENT_LENGTH = 1024 * 1024
 
+    # An API request's Idempotency-Key claim that never got its answer (its worker died) frees the key after this
+    # many seconds: twice gunicorn.conf.py's timeout (30 s). Change both together.
+    API_IDEMPOTENCY_STALE_SECONDS = 60
+
     # Webhooks.
     WEBHOOK_TOLERANCE = 300
     WEBHOOK_MAX_BYTES = 1024 * 1024

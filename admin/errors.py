@@ -39,12 +39,14 @@ def stripe_refusal(err, what: str, object_id: str | None = None, *, with_request
 class StripeFailure(ServiceError):
     """A Stripe request that failed, as a service reports it (services translate the gateway's ``GatewayError``
     with ``core.stripe_reader.stripe_failures``, so views and the CLI never import the gateway). ``detail`` is
-    the whole story for logs (operation, code, request id); ``transient``: worth trying again later."""
+    the whole story for logs (operation, code, request id); ``transient``: worth trying again later; ``card``:
+    Stripe declined a card (its ``card_error``, HTTP 402)."""
 
     def __init__(self, message: str, *, detail: str | None = None, request_id: str | None = None,
-                 transient: bool = False, not_found: bool = False):
+                 transient: bool = False, not_found: bool = False, card: bool = False):
         super().__init__(message)
         self.detail = detail or message
         self.request_id = request_id
         self.transient = transient
         self.not_found = not_found
+        self.card = card

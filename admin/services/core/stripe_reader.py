@@ -244,9 +244,20 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def stripe_failure(err: GatewayError) -> StripeFailure:
-    return StripeFailure(err.message, detail=str(err), request_id=err.request_id, transient=err.transient,
-                         not_found=err.not_found)
+def stripe_failure(err: GatewayError, message: str | None = None) -> StripeFailure:
+    """``err`` as services report it (``message``: what staff read instead of Stripe's bare message)."""
+    return StripeFailure(message or err.message, detail=str(err), request_id=err.request_id, transient=err.transient,
+                         not_found=err.not_found, card=err.kind == "card_error" or err.http_status == 402)
+
+
+def stripe_refused(err: GatewayError, what: str, object_id: str | None = None, message: str | None = None
+                   ) -> ServiceError:
+    """A failed request for one object: ``stripe_refusal``'s "there is no <what> <id>" when Stripe has none,
+    else a ``StripeFailure`` (``message``, default "Stripe: <Stripe's message>") that keeps whether it is worth
+    trying again and whether a card was declined (the API answers 503, 402 or 502 by them)."""
+    if err.not_found and object_id:
+        return stripe_refusal(err, what, object_id)
+    return stripe_failure(err, message or f"Stripe: {err.message}")
 
 
 def stripe_failures(fn: F) -> F:

@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError, check_text, stripe_refusal
+from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
 from admin.services.core.outbox import runner
-from admin.services.core.stripe_reader import StripeReader, read_then_write
+from admin.services.core.stripe_reader import StripeReader, read_then_write, stripe_refused
 from admin.services.records.contacts import contact_named_by
 from admin.services.records.customer_sync import customer_fields
 from admin.stripe_gateway import Gateway, GatewayError
@@ -115,7 +115,7 @@ def create_customer(processor: PaymentProcessor, contact: Contact, *, descriptio
         db.session.rollback()
         audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe did not create the customer: {err.message}") from err
+        raise stripe_refused(err, "customer", message=f"Stripe did not create the customer: {err.message}") from err
     immediate()
     link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
     db.session.add(link)
@@ -188,7 +188,7 @@ def get_customer(processor: PaymentProcessor, customer_id: str) -> tuple[dict[st
     try:
         cus = dict(Gateway.for_processor(processor).retrieve("customers", customer_id))
     except GatewayError as err:
-        raise stripe_refusal(err, "customer", customer_id) from err
+        raise stripe_refused(err, "customer", customer_id) from err
     if cus.get("deleted"):
         gone = ServiceError(f"Stripe: the customer {customer_id} was deleted")
         gone.not_found = True
@@ -262,7 +262,7 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
         db.session.rollback()
         audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_refused(err, "customer", customer_id) from err
     immediate()
     audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                  parameters={k: params[k] for k in ("name", "email", "description") if k in params},
