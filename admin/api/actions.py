@@ -16,7 +16,7 @@ from admin.timeutil import from_unix
 from . import schemas
 from .blueprint import bp
 from .errors import ApiError
-from .idempotency import idempotent
+from .idempotency import idempotent, stripe_key
 from .lists import product_json
 from .spec import Strict, responses, spec
 
@@ -120,7 +120,12 @@ def create_customer():
     processor = _processor(_query())
     body = _body()
     cus, link = customers.create_for_api(
-        processor, name=body.name, email=body.email, description=body.description, contact_id=body.contact_id
+        processor,
+        name=body.name,
+        email=body.email,
+        description=body.description,
+        contact_id=body.contact_id,
+        idempotency_key=stripe_key(f"customer-{processor.id}"),
     )
     return customer_json(cus, link, processor.id), 201
 

@@ -48,6 +48,15 @@ def stale_after() -> timedelta:
     return timedelta(seconds=float(current_app.config["API_IDEMPOTENCY_STALE_SECONDS"]))
 
 
+def stripe_key(action: str) -> str | None:
+    """Stripe's idempotency key for the write this request makes, from the token and the client's key (None
+    without one): the client's retry reaches Stripe with the same key, so Stripe does the write once."""
+    key = (request.headers.get(HEADER) or "").strip()
+    if not key:
+        return None
+    return f"paydesk-api-{action}-{g.api_token.id}-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
 def _claim(token_id: int, key: str, digest: str) -> bool:
     """Claim the key for this request (True), or False when another request holds it or answered it. A claim
     left by a request that died (no answer, older than ``stale_after``) is taken over, by one request only."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from admin.extensions import db
-from admin.models import ApiIdempotencyKey, Contact, Product
+from admin.models import ApiIdempotencyKey, Contact, Product, StripeCustomer
 from tests.api.conftest import bearer
 
 pytestmark = pytest.mark.localstripe
@@ -164,3 +164,54 @@ def test_a_claim_whose_request_died_frees_the_key_after_twice_the_gunicorn_timeo
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
     db.session.commit()
     assert db.session.query(ApiIdempotencyKey).one().status_code == 201
+
+
+def test_customer_create_reaches_stripe_with_a_key_from_the_token_and_the_clients_key(
+    client, make_token, processor, monkeypatch
+):
+    """A client retrying after Stripe failed sends its key again: Stripe gets the same idempotency key (so it
+    makes the customer once), another token's same key another one, and the failed try left no contact."""
+    from admin.stripe_gateway import Gateway
+
+    keys: list[tuple[str, str | None]] = []
+    real_create = Gateway.create
+
+    def create(self, resource, params, idempotency_key=None, **kwargs):
+        keys.append((resource, idempotency_key))
+        return real_create(self, resource, params, idempotency_key=idempotency_key, **kwargs)
+
+    monkeypatch.setattr(Gateway, "create", create)
+    one, two = bearer(make_token("write")), bearer(make_token("write"))
+    localstripe = processor.api_base
+    processor.api_base = "http://127.0.0.1:9"  # Stripe unreachable
+    db.session.commit()
+    from admin.services.settings.processors import forget_processor_ref
+
+    body = {"name": "Ada", "email": "ada@example.org"}
+    down = client.post("/api/v1/customers", json=body, headers={**one, "Idempotency-Key": "signup-7"})
+    assert down.status_code == 503
+    db.session.commit()
+    assert db.session.query(Contact).count() == 0  # no orphan contact
+    assert db.session.query(ApiIdempotencyKey).count() == 0
+    processor.api_base = localstripe
+    db.session.commit()
+    forget_processor_ref(processor.id)
+    up = client.post("/api/v1/customers", json=body, headers={**one, "Idempotency-Key": "signup-7"})
+    assert up.status_code == 201
+    other = client.post("/api/v1/customers", json=body, headers={**two, "Idempotency-Key": "signup-7"})
+    assert other.status_code == 201
+    first_key, retry_key, other_key = [k for resource, k in keys if resource == "customers"]
+    assert first_key == retry_key and first_key.startswith("paydesk-api-customer-") and other_key != first_key
+    assert "signup-7" not in first_key  # the client's key is hashed, whatever it holds
+    db.session.commit()
+    assert db.session.query(Contact).count() == 2 and db.session.query(StripeCustomer).count() == 2
+    assert up.json["metadata"]["contact_id"] == str(up.json["contact_id"])  # the contact's id reaches Stripe
+
+
+def test_customer_create_without_a_client_key_still_leaves_no_contact_when_stripe_fails(client, writer, processor):
+    processor.api_base = "http://127.0.0.1:9"
+    db.session.commit()
+    resp = client.post("/api/v1/customers", json={"name": "Grace"}, headers=writer)
+    assert resp.status_code == 503
+    db.session.commit()
+    assert db.session.query(Contact).count() == 0

@@ -16,10 +16,13 @@ transaction of its change.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 
+from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
 from admin.errors import ServiceError, check_text
 from admin.extensions import db
@@ -27,8 +30,8 @@ from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, Stripe
 from admin.services.core import audit
 from admin.services.core.outbox import runner
 from admin.services.core.stripe_reader import StripeReader, read_then_write, stripe_refused
-from admin.services.records.contacts import contact_named_by
-from admin.services.records.customer_sync import customer_fields
+from admin.services.records.contacts import contact_named_by, new_contact
+from admin.services.records.customer_sync import customer_fields, request_metadata_sync
 from admin.stripe_gateway import Gateway, GatewayError
 
 
@@ -90,11 +93,12 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
     return out
 
 
-def create_customer(processor: PaymentProcessor, contact: Contact, *, description: str | None = None
-                    ) -> StripeCustomer:
+def create_customer(processor: PaymentProcessor, contact: Contact, *, description: str | None = None,
+                    idempotency_key: str | None = None) -> StripeCustomer:
     """StripeCustomer.create: a Stripe customer for the contact (with the FAQ's metadata), linked.
     Refused when the contact has a live customer on this processor already. ``description``: the
-    customer's description instead of paydesk's (the API lets callers write their own). Commits."""
+    customer's description instead of paydesk's (the API lets callers write their own);
+    ``idempotency_key``: Stripe's key for the create instead of paydesk's own (the API's). Commits."""
     live = [link for link in contact.stripe_customers if link.processor_id == processor.id and not link.deleted]
     if live:
         raise ServiceError(f"{contact.display_name or 'This contact'} has a Stripe customer already: "
@@ -110,7 +114,8 @@ def create_customer(processor: PaymentProcessor, contact: Contact, *, descriptio
         if description is not None:
             fields["description"] = description
         cus = Gateway.for_processor(processor).create(
-            "customers", fields, idempotency_key=f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
+            "customers", fields,
+            idempotency_key=idempotency_key or f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
     except GatewayError as err:
         db.session.rollback()
         audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
@@ -206,11 +211,14 @@ def _api_text(value: str | None, label: str, name: str, limit: int = 255) -> str
 
 
 def create_for_api(processor: PaymentProcessor, *, name: str | None = None, email: str | None = None,
-                   description: str | None = None, contact_id: int | None = None
-                   ) -> tuple[dict[str, Any], StripeCustomer]:
+                   description: str | None = None, contact_id: int | None = None,
+                   idempotency_key: str | None = None) -> tuple[dict[str, Any], StripeCustomer]:
     """A Stripe customer and its contact: the contact ``contact_id``, else a new one (source "api") with
-    ``name`` and ``email``. The customer carries paydesk's metadata, as every customer does. Commits."""
-    from admin.services.records.contacts import find_contact, new_contact
+    ``name`` and ``email``. The customer carries paydesk's metadata, as every customer does.
+    ``idempotency_key``: Stripe's key for the create (the API derives it from the token and the client's
+    Idempotency-Key, so a client retrying after a failure never makes a second customer). A new contact is
+    written only once Stripe has made the customer: a failed request leaves no contact behind. Commits."""
+    from admin.services.records.contacts import find_contact
 
     name = _api_text(name, "Name", "name")
     email = _api_text(email, "Email", "email")
@@ -219,16 +227,55 @@ def create_for_api(processor: PaymentProcessor, *, name: str | None = None, emai
         contact = find_contact(contact_id)
         if contact is None:
             raise ServiceError(f"there is no contact {contact_id}", field="contact_id")
+        link = create_customer(processor, contact, description=description or None, idempotency_key=idempotency_key)
     else:
-        immediate()
-        contact = new_contact(name or None, email or None, source="api")
-        db.session.flush()
-        audit.record("contact.create", object_type="contact", object_id=str(contact.id),
-                     parameters={"name": contact.display_name, "email": contact.email}, commit=False)
-        db.session.commit()
-    link = create_customer(processor, contact, description=description or None)
+        link = _create_with_new_contact(processor, name, email, description, idempotency_key)
     cus, _ = get_customer(processor, link.customer_id)
     return cus, link
+
+
+def _create_with_new_contact(processor: PaymentProcessor, name: str | None, email: str | None,
+                             description: str | None, idempotency_key: str | None) -> StripeCustomer:
+    """The customer first, with what the request says (the same for a retry, so Stripe's idempotency key holds:
+    no contact id yet); then, in one transaction, the contact, the link and their audit entries; then the
+    contact's id and link on the customer (by the outbox when Stripe fails now)."""
+    site = current_app.config["SITE_NAME"]
+    shown = name or email or "Anonymous donor"  # the new contact's display name (contacts.new_contact)
+    fields = {"name": shown, "email": email or None, "description": description or f"{shown} ({site})",
+              "metadata": {"site_name": site, "paydesk_version": VERSION}}
+    key = idempotency_key or f"paydesk-api-customer-{processor.id}-{uuid.uuid4().hex}"
+    try:
+        cus = Gateway.for_processor(processor).create("customers", fields, idempotency_key=key)
+    except GatewayError as err:
+        db.session.rollback()
+        audit.record("customer.create", object_type="customer", processor_id=processor.id, ok=False,
+                     parameters={"name": shown, "email": email or None}, message=str(err),
+                     stripe_request_id=err.request_id)
+        raise stripe_refused(err, "customer", message=f"Stripe did not create the customer: {err.message}") from err
+    immediate()
+    contact = new_contact(name or None, email or None, source="api")
+    db.session.flush()
+    audit.record("contact.create", object_type="contact", object_id=str(contact.id),
+                 parameters={"name": contact.display_name, "email": contact.email}, commit=False)
+    link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
+    db.session.add(link)
+    audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
+                 parameters={"customer": cus["id"]}, stripe_request_id=cus.request_id, commit=False)
+    db.session.commit()
+    try:
+        res = Gateway.for_processor(processor).update(
+            "customers", link.customer_id, {"metadata": customer_fields(contact)["metadata"]})
+    except GatewayError as err:
+        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
+                     processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
+                     message=str(err), stripe_request_id=err.request_id, commit=False)
+        request_metadata_sync(processor.id, link.customer_id, contact)  # the outbox tries again
+    else:
+        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
+                     processor_id=processor.id, parameters={"customer": link.customer_id},
+                     stripe_request_id=res.request_id, commit=False)
+    db.session.commit()
+    return link
 
 
 def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str | None = None,
