@@ -17,6 +17,7 @@ transaction of its change.
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -30,7 +31,12 @@ from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, Stripe
 from admin.services.core import audit
 from admin.services.core.outbox import runner
 from admin.services.core.stripe_reader import StripeReader, read_then_write, stripe_refused
-from admin.services.records.contacts import contact_named_by, new_contact
+from admin.services.records.contacts import (
+    checked_contact_fields,
+    contact_named_by,
+    new_contact,
+    update_contact,
+)
 from admin.services.records.customer_sync import customer_fields, request_metadata_sync
 from admin.stripe_gateway import Gateway, GatewayError
 
@@ -282,19 +288,21 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
                    email: str | None = None, description: str | None = None) -> tuple[dict[str, Any], StripeCustomer | None]:
     """UpdateCustomer: an empty ``email`` or ``description`` unsets it (as the connector says); a linked
     contact's name and email change with it (``contacts.update_contact``, which brings every one of its
-    customers in line). The customer is written now, audited with Stripe's request id. Commits."""
-    from admin.services.records.contacts import update_contact
-
+    customers in line). Everything is checked first, then the customer is written, audited with Stripe's
+    request id, and only then is the contact changed: one commit, nothing changed when Stripe fails."""
     name = _api_text(name, "Name", "name")
     email = _api_text(email, "Email", "email")
     description = _api_text(description, "Description", "description", 350)
     cus, link = get_customer(processor, customer_id)  # 404 before any change
     params: dict[str, Any] = {}
+    contact_change = None
     if link is not None and (name or email is not None):
         contact = link.contact
-        update_contact(contact, name=name or contact.display_name or contact.email or f"Contact {contact.id}",
-                       email=contact.email if email is None else email)
-        params = customer_fields(contact)
+        contact_change = checked_contact_fields(
+            name or contact.display_name or contact.email or f"Contact {contact.id}",
+            contact.email if email is None else email)
+        params = customer_fields(SimpleNamespace(id=contact.id, display_name=contact_change[0],
+                                                 email=contact_change[1] or None))
     if name:
         params["name"] = name
     if email is not None:
@@ -311,7 +319,10 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
                      ok=False, message=str(err), stripe_request_id=err.request_id)
         raise stripe_refused(err, "customer", customer_id) from err
     immediate()
+    if contact_change is not None:
+        update_contact(link.contact, name=contact_change[0], email=contact_change[1], commit=False)
     audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                  parameters={k: params[k] for k in ("name", "email", "description") if k in params},
-                 stripe_request_id=res.request_id)
+                 stripe_request_id=res.request_id, commit=False)
+    db.session.commit()
     return dict(res), link
