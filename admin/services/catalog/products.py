@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, or_, select
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import stripe_failure
 from admin.extensions import db
 from admin.listing import Filter, Page, keyset_page, processor_field
 from admin.models import PaymentProcessor, Product
@@ -70,7 +70,7 @@ def create_product(
             message=str(err),
             stripe_request_id=err.request_id,
         )
-        raise ServiceError(f"Stripe did not create the product: {err.message}") from err
+        raise stripe_failure(err, doing="did not create the product") from err
     immediate()
     row = _record(processor, dict(obj), values)
     db.session.flush()
@@ -112,7 +112,7 @@ def update_product(
                 message=str(err),
                 stripe_request_id=err.request_id,
             )
-        raise stripe_refusal(err, "product", product_id) from err
+        raise stripe_failure(err, "product", product_id) from err
     immediate()
     row = _record(processor, dict(obj), values)
     audit.record(
@@ -133,7 +133,7 @@ def get_product(processor: PaymentProcessor, product_id: str) -> tuple[Product |
     try:
         obj = Gateway.for_processor(processor).retrieve("products", product_id)
     except GatewayError as err:
-        raise stripe_refusal(err, "product", product_id) from err
+        raise stripe_failure(err, "product", product_id) from err
     row = db.session.scalar(
         select(Product).where(Product.processor_id == processor.id, Product.product_id == product_id)
     )

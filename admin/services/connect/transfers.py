@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from admin.errors import ServiceError, check_text
+from admin.errors import ServiceError, check_text, stripe_failure
 from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.money import format_money, parse_money, stripe_currency
@@ -174,7 +174,7 @@ def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str
         tr = common.gateway(proc).create("transfers", checked.params(), idempotency_key=key)
     except GatewayError as err:
         common.audit_failure("connect.transfer_create", proc, "transfer", None, err, shown)
-        raise common.refusal(err, "transfer") from None
+        raise stripe_failure(err, "transfer", with_request=True) from None
     audit.record(
         "connect.transfer_create",
         object_type="transfer",

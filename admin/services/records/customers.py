@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError, check_text, stripe_refusal
+from admin.errors import ServiceError, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
@@ -79,7 +79,7 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
             stripe_obj = dict(gw.retrieve("customers", cid))
         except GatewayError as err:
             if not err.not_found:
-                raise ServiceError(f"Stripe: {err.message}") from err
+                raise stripe_failure(err) from err
             error = err.message
         if stripe_obj and stripe_obj.get("deleted"):
             stripe_obj, error = None, "deleted in Stripe"
@@ -115,7 +115,7 @@ def create_customer(processor: PaymentProcessor, contact: Contact, *, descriptio
         db.session.rollback()
         audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe did not create the customer: {err.message}") from err
+        raise stripe_failure(err, doing="did not create the customer") from err
     immediate()
     link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
     db.session.add(link)
@@ -175,7 +175,7 @@ def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) ->
         audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
                      processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
                      message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_failure(err) from err
     audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
                  processor_id=processor.id, parameters={"customer": link.customer_id},
                  stripe_request_id=res.request_id)
@@ -188,7 +188,7 @@ def get_customer(processor: PaymentProcessor, customer_id: str) -> tuple[dict[st
     try:
         cus = dict(Gateway.for_processor(processor).retrieve("customers", customer_id))
     except GatewayError as err:
-        raise stripe_refusal(err, "customer", customer_id) from err
+        raise stripe_failure(err, "customer", customer_id) from err
     if cus.get("deleted"):
         gone = ServiceError(f"Stripe: the customer {customer_id} was deleted")
         gone.not_found = True
@@ -262,7 +262,7 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
         db.session.rollback()
         audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                      ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_failure(err) from err
     immediate()
     audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                  parameters={k: params[k] for k in ("name", "email", "description") if k in params},

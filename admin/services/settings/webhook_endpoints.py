@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from flask import current_app, has_request_context, url_for
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.services.core import audit
@@ -93,7 +93,7 @@ def list_endpoints(proc: PaymentProcessor) -> Endpoints:
     try:
         page = processors.gateway(proc).list("webhook_endpoints", limit=100)
     except GatewayError as err:
-        raise stripe_refusal(err, "webhook endpoint list", with_request=True) from None
+        raise stripe_failure(err, "webhook endpoint list", with_request=True) from None
     rows = [_endpoint(proc, d) for d in page.get("data") or []]
     rows.sort(key=lambda e: (not e.ours, -(e.created or 0)))
     return Endpoints(rows=rows, our_url=our_url(proc), request_id=page.request_id)
@@ -147,7 +147,7 @@ def create_endpoint(
         )
     except GatewayError as err:
         _audit_failure("webhook_endpoint.create", proc, None, err, {"url": url})
-        raise stripe_refusal(err, "webhook endpoint", with_request=True) from None
+        raise stripe_failure(err, "webhook endpoint", with_request=True) from None
     secret = created.get("secret")
     immediate()
     if secret:
@@ -175,7 +175,7 @@ def set_disabled(proc: PaymentProcessor, endpoint_id: str, disabled: bool) -> En
         updated = processors.gateway(proc).update("webhook_endpoints", endpoint_id, {"disabled": disabled})
     except GatewayError as err:
         _audit_failure(action, proc, endpoint_id, err)
-        raise stripe_refusal(err, "webhook endpoint", endpoint_id, with_request=True) from None
+        raise stripe_failure(err, "webhook endpoint", endpoint_id, with_request=True) from None
     audit.record(
         action,
         object_type="webhook_endpoint",
@@ -195,7 +195,7 @@ def delete_endpoint(proc: PaymentProcessor, endpoint_id: str) -> str | None:
         gone = processors.gateway(proc).call("webhook_endpoints", "delete", endpoint_id)
     except GatewayError as err:
         _audit_failure("webhook_endpoint.delete", proc, endpoint_id, err)
-        raise stripe_refusal(err, "webhook endpoint", endpoint_id, with_request=True) from None
+        raise stripe_failure(err, "webhook endpoint", endpoint_id, with_request=True) from None
     audit.record(
         "webhook_endpoint.delete",
         object_type="webhook_endpoint",
