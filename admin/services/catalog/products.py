@@ -60,17 +60,14 @@ def create_product(
     try:
         obj = Gateway.for_processor(processor).create("products", params, idempotency_key=key)
     except GatewayError as err:
-        db.session.rollback()
-        audit.record(
+        raise audit.stripe_failed(
             "product.create",
+            err,
+            processor_id=processor.id,
             object_type="product",
             object_id=values.get("id"),
-            processor_id=processor.id,
-            ok=False,
-            message=str(err),
-            stripe_request_id=err.request_id,
-        )
-        raise stripe_failure(err, doing="did not create the product") from err
+            doing="did not create the product",
+        ) from err
     immediate()
     row = _record(processor, dict(obj), values)
     db.session.flush()
@@ -101,18 +98,12 @@ def update_product(
             else gateway.retrieve("products", product_id)
         )
     except GatewayError as err:
-        db.session.rollback()
-        if not err.not_found:
-            audit.record(
-                "product.update",
-                object_type="product",
-                object_id=product_id,
-                processor_id=processor.id,
-                ok=False,
-                message=str(err),
-                stripe_request_id=err.request_id,
-            )
-        raise stripe_failure(err, "product", product_id) from err
+        if err.not_found:
+            db.session.rollback()
+            raise stripe_failure(err, "product", product_id) from err
+        raise audit.stripe_failed(
+            "product.update", err, processor_id=processor.id, object_type="product", object_id=product_id
+        ) from err
     immediate()
     row = _record(processor, dict(obj), values)
     audit.record(

@@ -156,8 +156,8 @@ def create_account(proc: PaymentProcessor, new: NewAccount, *, action_key: str |
     try:
         acct = common.gateway(proc).create("accounts", params, idempotency_key=key)
     except GatewayError as err:
-        common.audit_failure("connect.account_create", proc, "account", None, err, shown)
-        raise stripe_failure(err, "connected account", with_request=True) from None
+        raise audit.stripe_failed("connect.account_create", err, processor_id=proc.id, object_type="account",
+                                  parameters=shown, what="connected account", with_request=True) from None
     audit.record(
         "connect.account_create",
         object_type="account",
@@ -195,8 +195,8 @@ def delete_account(proc: PaymentProcessor, account_id: str) -> str | None:
     try:
         gone = gw.call("accounts", "delete", account_id)
     except GatewayError as err:
-        common.audit_failure("connect.account_delete", proc, "account", account_id, err)
-        raise stripe_failure(err, "connected account", account_id, with_request=True) from None
+        raise audit.stripe_failed("connect.account_delete", err, processor_id=proc.id, object_type="account",
+                                  object_id=account_id, what="connected account", with_request=True) from None
     audit.record(
         "connect.account_delete",
         object_type="account",

@@ -12,7 +12,6 @@ from typing import Any
 from admin.errors import ServiceError, stripe_failure
 from admin.listing import DAMAGED, Filter, FilterError, Page, decode_cursor, encode_cursor
 from admin.models import PaymentProcessor
-from admin.services.core import audit
 from admin.services.settings import processors
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import stripe_id_problem
@@ -40,27 +39,6 @@ def check_id(value: str | None, kind: str, field: str) -> str:
 def action_key(given: str | None) -> str:
     """A staff action's key (the form carries a fresh one, so a double submit sends the same key)."""
     return given if given and _KEY_OK.match(given) else uuid.uuid4().hex
-
-
-def audit_failure(
-    action: str,
-    proc: PaymentProcessor,
-    object_type: str,
-    object_id: str | None,
-    err: GatewayError,
-    parameters: dict | None = None,
-) -> None:
-    audit.record(
-        action,
-        object_type=object_type,
-        object_id=object_id,
-        processor_id=proc.id,
-        parameters=parameters,
-        ok=False,
-        message=f"Stripe: {err.message}",
-        stripe_request_id=err.request_id,
-        commit=True,
-    )
 
 
 def _unix(value: datetime) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from admin.errors import ServiceError, check_text, stripe_failure
+from admin.errors import ServiceError, check_text
 from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.money import format_money, parse_money, stripe_currency
@@ -173,8 +173,8 @@ def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str
     try:
         tr = common.gateway(proc).create("transfers", checked.params(), idempotency_key=key)
     except GatewayError as err:
-        common.audit_failure("connect.transfer_create", proc, "transfer", None, err, shown)
-        raise stripe_failure(err, "transfer", with_request=True) from None
+        raise audit.stripe_failed("connect.transfer_create", err, processor_id=proc.id, object_type="transfer",
+                                  parameters=shown, with_request=True) from None
     audit.record(
         "connect.transfer_create",
         object_type="transfer",

@@ -222,9 +222,8 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
         db.session.rollback()
         if refused is not None:
             refused(err)
-        audit.record(action, object_type=object_type, object_id=object_id, processor_id=reader.processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_failure(err, object_type, object_id) from err
+        raise audit.stripe_failed(action, err, processor_id=reader.processor.id, object_type=object_type,
+                                  object_id=object_id) from err
     try:
         done = write_after_reading(reader, lambda: write(found))
         entry = audited(done) if audited is not None else None

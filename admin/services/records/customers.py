@@ -112,10 +112,8 @@ def create_customer(processor: PaymentProcessor, contact: Contact, *, descriptio
         cus = Gateway.for_processor(processor).create(
             "customers", fields, idempotency_key=f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_failure(err, doing="did not create the customer") from err
+        raise audit.stripe_failed("customer.create", err, processor_id=processor.id, object_type="contact",
+                                  object_id=str(contact.id), doing="did not create the customer") from err
     immediate()
     link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
     db.session.add(link)
@@ -171,11 +169,8 @@ def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) ->
     try:
         res = Gateway.for_processor(processor).update("customers", link.customer_id, customer_fields(contact))
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
-                     processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
-                     message=str(err), stripe_request_id=err.request_id)
-        raise stripe_failure(err) from err
+        raise audit.stripe_failed("customer.update_metadata", err, processor_id=processor.id, object_type="contact",
+                                  object_id=str(contact.id), parameters={"customer": link.customer_id}) from err
     audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
                  processor_id=processor.id, parameters={"customer": link.customer_id},
                  stripe_request_id=res.request_id)
@@ -259,10 +254,8 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
     try:
         res = Gateway.for_processor(processor).update("customers", customer_id, params)
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_failure(err) from err
+        raise audit.stripe_failed("customer.update", err, processor_id=processor.id, object_type="customer",
+                                  object_id=customer_id) from err
     immediate()
     audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                  parameters={k: params[k] for k in ("name", "email", "description") if k in params},

@@ -146,8 +146,9 @@ def create_endpoint(
             "webhook_endpoints", params, idempotency_key=_key("webhook-endpoint", str(proc.id), action_key)
         )
     except GatewayError as err:
-        _audit_failure("webhook_endpoint.create", proc, None, err, {"url": url})
-        raise stripe_failure(err, "webhook endpoint", with_request=True) from None
+        raise audit.stripe_failed("webhook_endpoint.create", err, processor_id=proc.id,
+                                  object_type="webhook_endpoint", parameters={"url": url},
+                                  what="webhook endpoint", with_request=True) from None
     secret = created.get("secret")
     immediate()
     if secret:
@@ -174,8 +175,8 @@ def set_disabled(proc: PaymentProcessor, endpoint_id: str, disabled: bool) -> En
     try:
         updated = processors.gateway(proc).update("webhook_endpoints", endpoint_id, {"disabled": disabled})
     except GatewayError as err:
-        _audit_failure(action, proc, endpoint_id, err)
-        raise stripe_failure(err, "webhook endpoint", endpoint_id, with_request=True) from None
+        raise audit.stripe_failed(action, err, processor_id=proc.id, object_type="webhook_endpoint",
+                                  object_id=endpoint_id, what="webhook endpoint", with_request=True) from None
     audit.record(
         action,
         object_type="webhook_endpoint",
@@ -194,8 +195,9 @@ def delete_endpoint(proc: PaymentProcessor, endpoint_id: str) -> str | None:
     try:
         gone = processors.gateway(proc).call("webhook_endpoints", "delete", endpoint_id)
     except GatewayError as err:
-        _audit_failure("webhook_endpoint.delete", proc, endpoint_id, err)
-        raise stripe_failure(err, "webhook endpoint", endpoint_id, with_request=True) from None
+        raise audit.stripe_failed("webhook_endpoint.delete", err, processor_id=proc.id,
+                                  object_type="webhook_endpoint", object_id=endpoint_id,
+                                  what="webhook endpoint", with_request=True) from None
     audit.record(
         "webhook_endpoint.delete",
         object_type="webhook_endpoint",
@@ -205,24 +207,3 @@ def delete_endpoint(proc: PaymentProcessor, endpoint_id: str) -> str | None:
         commit=True,
     )
     return gone.request_id
-
-
-def _audit_failure(
-    action: str,
-    proc: PaymentProcessor,
-    object_id: str | None,
-    err: GatewayError,
-    parameters: dict | None = None,
-) -> None:
-    db.session.rollback()
-    audit.record(
-        action,
-        object_type="webhook_endpoint",
-        object_id=object_id,
-        processor_id=proc.id,
-        parameters=parameters,
-        ok=False,
-        message=f"Stripe: {err.message}",
-        stripe_request_id=err.request_id,
-        commit=True,
-    )
