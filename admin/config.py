@@ -122,7 +122,7 @@ class DefaultConfig:
     RETENTION_EVENTS = "forever"  # processed Stripe events (as `events cleanup`), e.g. "13 months"
     RETENTION_AUDIT_LOG = "2 years"  # whole days; each day's deletion is itself audited
     RETENTION_BATCH = 1000  # rows deleted per short transaction
-    RETENTION_MAX_BATCHES = 20  # per rule and housekeeping round (every 10 minutes): a backlog goes over rounds
+    RETENTION_MAX_BATCHES = 20  # per rule and housekeeping round (10 min): a backlog goes over rounds
 
     # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
     SMTP_URL: str | None = None

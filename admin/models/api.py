@@ -66,7 +66,7 @@ class ApiIdempotencyKey(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))  # method, path and body
     status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first request is still running
     response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)  # retention
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
 
 
 class Product(db.Model):
@@ -103,4 +103,4 @@ class TriggerFeed(db.Model):
     object_id: Mapped[str] = mapped_column(String(255))  # the Stripe id (cus_, ch_), or contribution:<id>
     record_type: Mapped[str] = mapped_column(String(32))  # stripe_customer, contribution, payment
     record_id: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)  # retention
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)

@@ -13,9 +13,11 @@ hours?), ``0``, an empty value or ``null`` would otherwise mean "delete everythi
 accident. The audit log is evidence: it must be kept at least a year (an annual audit looks back that far),
 or ``"forever"``; the other tables at least a day.
 
-Deleting: a batch is at most ``RETENTION_BATCH`` ids, chosen by a plain read and then deleted in a short
-write transaction of their own (SQLite's single writer is held for one batch at a time, never for a
-table), the condition checked again so a row changed in between (a job resumed) stays.
+Deleting: a batch is the next ``RETENTION_BATCH`` candidates along the time column's index (oldest first,
+from where the last batch ended), chosen by a plain read; those that may go are deleted in a short write
+transaction of their own (SQLite's single writer is held for one batch at a time, never for a table), the
+whole condition checked again so a row changed in between (a job resumed) stays. Rows that must stay (an
+old event in error) are stepped over, not read again by every batch.
 
 What each rule deletes, and why that is safe:
 
@@ -51,7 +53,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, tuple_
 
 from admin.dbutil import immediate
 from admin.extensions import db
@@ -81,17 +83,33 @@ DAY = timedelta(days=1)
 
 @dataclass(frozen=True)
 class Rule:
-    """Rows of ``table`` that ``older(cutoff)`` selects go once they are older than the setting's age."""
+    """Rows of ``table`` go once ``when`` is older than the setting's age.
+
+    ``when`` is an indexed time column (with ``same``, an equality on the index's first column, where the
+    index has one); batches walk that index oldest first. ``guard`` is what else a row must be to go
+    (finished, processed): checked when deleting, not used to find rows, so the planner cannot prefer a
+    status index that reads every finished row."""
 
     name: str  # what `flask cleanup` calls it
     table: str
     what: str  # which rows, in words
     setting: str  # the config key
     model: Any
-    older: Callable[[datetime], ColumnElement[bool]]
+    when: Any  # the time column
+    same: ColumnElement[bool] | None = None
+    guard: Callable[[datetime], ColumnElement[bool]] | None = None
     floor: timedelta = DAY
     whole_days: bool = False  # the cutoff is rounded down to a UTC midnight
     audited: bool = False  # each deletion is written to the audit log
+
+    def found(self, cutoff: datetime) -> list[ColumnElement[bool]]:
+        """The conditions that find candidates through the index."""
+        return [c for c in (self.same, self.when < cutoff) if c is not None]
+
+    def older(self, cutoff: datetime) -> ColumnElement[bool]:
+        """Everything a row must be to go."""
+        guard = self.guard(cutoff) if self.guard is not None else None
+        return and_(*self.found(cutoff), *([guard] if guard is not None else []))
 
 
 RULES: tuple[Rule, ...] = (
@@ -101,18 +119,18 @@ RULES: tuple[Rule, ...] = (
         "answers kept for Idempotency-Key",
         "RETENTION_API_IDEMPOTENCY_KEYS",
         ApiIdempotencyKey,
-        lambda cutoff: ApiIdempotencyKey.created_at < cutoff,
+        ApiIdempotencyKey.created_at,
     ),
-    # done_at >= next_attempt_at (a task is run once due): the second bound lets ix_outbox_queue find them
+    # done_at >= next_attempt_at (a task runs once due): ix_outbox_queue (status, next_attempt_at) finds them
     Rule(
         "outbox_done",
         "outbox_task",
         "side effects done",
         "RETENTION_OUTBOX_DONE",
         OutboxTask,
-        lambda cutoff: and_(
-            OutboxTask.status == EV_SUCCESS, OutboxTask.next_attempt_at < cutoff, OutboxTask.done_at < cutoff
-        ),
+        OutboxTask.next_attempt_at,
+        same=OutboxTask.status == EV_SUCCESS,
+        guard=lambda cutoff: OutboxTask.done_at < cutoff,
     ),
     Rule(
         "outbox_failed",
@@ -120,7 +138,8 @@ RULES: tuple[Rule, ...] = (
         "side effects failed for good (since their last attempt)",
         "RETENTION_OUTBOX_FAILED",
         OutboxTask,
-        lambda cutoff: and_(OutboxTask.status == EV_ERROR, OutboxTask.next_attempt_at < cutoff),
+        OutboxTask.next_attempt_at,
+        same=OutboxTask.status == EV_ERROR,
     ),
     Rule(
         "jobs",
@@ -128,7 +147,8 @@ RULES: tuple[Rule, ...] = (
         "jobs done, failed or cancelled",
         "RETENTION_JOBS",
         Job,
-        lambda cutoff: and_(Job.finished_at < cutoff, Job.status.in_((JOB_DONE, JOB_FAILED, JOB_CANCELLED))),
+        Job.finished_at,  # set when a job ends, cleared when a failed one is resumed
+        guard=lambda cutoff: Job.status.in_((JOB_DONE, JOB_FAILED, JOB_CANCELLED)),
     ),
     Rule(
         "trigger_feed",
@@ -136,7 +156,7 @@ RULES: tuple[Rule, ...] = (
         "items of the API's polling triggers",
         "RETENTION_TRIGGER_FEED",
         TriggerFeed,
-        lambda cutoff: TriggerFeed.created_at < cutoff,
+        TriggerFeed.created_at,
     ),
     Rule(
         "card_testing_signals",
@@ -144,7 +164,7 @@ RULES: tuple[Rule, ...] = (
         "failed charges counted by the card-testing alarm",
         "RETENTION_CARD_TESTING_SIGNALS",
         CardTestingSignal,
-        lambda cutoff: CardTestingSignal.created_at < cutoff,
+        CardTestingSignal.created_at,
     ),
     Rule(
         "events",
@@ -152,9 +172,8 @@ RULES: tuple[Rule, ...] = (
         "events processed (success, ignored, logged) and their attempts",
         "RETENTION_EVENTS",
         StripeEvent,
-        lambda cutoff: and_(
-            StripeEvent.received_at < cutoff, StripeEvent.status.in_((EV_SUCCESS, EV_IGNORED, EV_LOGGED))
-        ),
+        StripeEvent.received_at,
+        guard=lambda cutoff: StripeEvent.status.in_((EV_SUCCESS, EV_IGNORED, EV_LOGGED)),
     ),
     Rule(
         "audit_log",
@@ -162,7 +181,7 @@ RULES: tuple[Rule, ...] = (
         "audit entries (whole days)",
         "RETENTION_AUDIT_LOG",
         AuditLog,
-        lambda cutoff: AuditLog.at < cutoff,
+        AuditLog.at,
         floor=timedelta(days=365),
         whole_days=True,
         audited=True,
@@ -249,19 +268,33 @@ class Outcome:
         }
 
 
-def delete_batch(rule: Rule, cutoff: datetime, limit: int) -> int:
-    """Delete up to ``limit`` of the rule's rows older than ``cutoff``; how many went. Commits."""
+def candidates(rule: Rule, cutoff: datetime, limit: int, after: tuple | None = None) -> Select:
+    """(time, id) of the next ``limit`` rows that may go, oldest first, after the position ``after``."""
     pk = rule.model.__mapper__.primary_key[0]
-    ids = list(db.session.scalars(select(pk).where(rule.older(cutoff)).limit(limit)))
+    q = select(rule.when, pk).where(*rule.found(cutoff))
+    if after is not None:
+        q = q.where(tuple_(rule.when, pk) > tuple_(*after))
+    return q.order_by(rule.when, pk).limit(limit)
+
+
+def delete_batch(
+    rule: Rule, cutoff: datetime, limit: int, after: tuple | None = None
+) -> tuple[int, tuple | None]:
+    """Look at the next ``limit`` candidates (oldest first, after the ``after`` position) and delete those that
+    may go; how many went, and the position to go on from (None: no candidate was left). Commits."""
+    pk = rule.model.__mapper__.primary_key[0]
+    rows = db.session.execute(candidates(rule, cutoff, limit, after)).all()
     db.session.rollback()  # the read ends here: the write transaction below is as short as it can be
-    if not ids:
-        return 0
+    if not rows:
+        return 0, None
     immediate()
     n = db.session.execute(
-        delete(rule.model).where(pk.in_(ids), rule.older(cutoff)).execution_options(synchronize_session=False)
+        delete(rule.model)
+        .where(pk.in_([r[1] for r in rows]), rule.older(cutoff))
+        .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
-    return int(n or 0)
+    return int(n or 0), (tuple(rows[-1]) if len(rows) == limit else None)
 
 
 def count(rule: Rule, cutoff: datetime) -> int:
@@ -296,12 +329,12 @@ def run(
         if dry_run:
             out.deleted = count(rule, cutoff)
             continue
-        batches = 0
+        batches, after = 0, None
         while max_batches is None or batches < max_batches:
-            n = delete_batch(rule, cutoff, size)
+            n, after = delete_batch(rule, cutoff, size, after)
             out.deleted += n
             batches += 1
-            if n < size:
+            if after is None:
                 break
         else:
             out.more = True
