@@ -84,6 +84,10 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"
 
+    from admin.services.notifications.changes import install as notify_on_changes
+
+    notify_on_changes()  # record changes queue outgoing notifications in their own transaction
+
     @login_manager.user_loader
     def _load_user(user_id: str):
         """``<id>.<session token>`` and this browser's session row (ended, revoked or idle: signed out)."""

@@ -49,6 +49,7 @@ def register_cli(app: Flask) -> None:
         imports,
         intents,
         jobs,
+        notifications,
         processors,
         reconcile,
         records,
@@ -62,5 +63,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
     for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
-                   webhook_endpoints, connect, cleanup):
+                   webhook_endpoints, connect, notifications, cleanup):
         module.register(app)

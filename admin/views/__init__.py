@@ -45,6 +45,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.health import bp as health_bp
     from admin.views.intents import bp as intents_bp
     from admin.views.jobs import bp as jobs_bp
+    from admin.views.notifications import bp as notifications_bp
     from admin.views.payments import bp as payments_bp
     from admin.views.processors import bp as processors_bp
     from admin.views.reconcile import bp as reconcile_bp
@@ -74,7 +75,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(connect_bp)
     app.register_blueprint(transfers_bp)
     init_donate(app)
-    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp, settings_bp):
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp, settings_bp,
+               notifications_bp):
         app.register_blueprint(bp)
     init_api(app)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
