@@ -2,7 +2,7 @@
 (admin/services/core/retention.py) without reading the whole table
 
 Revision ID: b4c8e2a6d0f1
-Revises: 7d3e9a1c5f20
+Revises: 258862654fd2
 Create Date: 2026-12-07 20:00:00
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'b4c8e2a6d0f1'
-down_revision = '7d3e9a1c5f20'
+down_revision = '258862654fd2'
 branch_labels = None
 depends_on = None
 
