@@ -55,7 +55,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, tuple_
 
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.extensions import db
 from admin.models import (
     EV_ERROR,
@@ -288,11 +288,11 @@ def delete_batch(
     if not rows:
         return 0, None
     immediate()
-    n = db.session.execute(
+    n = rowcount(db.session.execute(
         delete(rule.model)
         .where(pk.in_([r[1] for r in rows]), rule.older(cutoff))
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     db.session.commit()
     return int(n or 0), (tuple(rows[-1]) if len(rows) == limit else None)
 
