@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 
-from admin.dbutil import DATABASE_SUMMARY, rollback_quietly
+from admin.dbutil import DATABASE_SUMMARY, refresh_statistics, rollback_quietly
 from admin.extensions import db
 from admin.failures import database_unavailable, describe
 from admin.limiter import purge_counters
@@ -65,7 +65,8 @@ def housekeeping() -> None:
     ``HOUSEKEEPING_SECONDS``): donation refusals older than ``DONATE_REFUSAL_KEEP_DAYS``, ``rate_limit``
     counters whose window and block have ended, expired ``limiter_counter`` rows, staff sessions that ended
     (or made no request) ``sessions.KEEP`` ago, heartbeats of dead workers; then the retention rules
-    (``retention.housekeeping``: outbox, jobs, audit log, ... a bounded number of batches each)."""
+    (``retention.housekeeping``: outbox, jobs, audit log, ... a bounded number of batches each), and
+    SQLite's planner statistics once a day (``dbutil.refresh_statistics``)."""
     cfg = current_app.config
     longest = max(
         int(cfg[k]) for k in ("LOGIN_LOCKOUT_SECONDS", "DONATE_IP_FAILURE_WINDOW", "DONATE_IP_BLOCK_SECONDS")
@@ -76,6 +77,7 @@ def housekeeping() -> None:
     sessions.prune(sessions.KEEP)
     monitoring_health.prune_heartbeats()
     retention.housekeeping()
+    refresh_statistics()  # SQLite's planner statistics, once a day
 
 
 def _beat() -> None:
