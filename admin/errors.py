@@ -4,6 +4,8 @@
 class ServiceError(Exception):
     """A failed business operation, with a message fit to show staff."""
 
+    not_found: bool = False  # Stripe has no such object (see stripe_refusal)
+
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.message = message

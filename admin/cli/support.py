@@ -16,7 +16,7 @@ import types
 import typing
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask.cli import AppGroup
@@ -220,7 +220,7 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
                              show_default=True, help="Output format.")
 
 
-def fail(err: Exception) -> None:
+def fail(err: Exception) -> NoReturn:
     message = str(getattr(err, "message", None) or err)
     click.echo("Error: " + " ".join(message.split()), err=True)  # one line, whatever the message holds
     sys.exit(1)
@@ -265,7 +265,7 @@ def param_options(cls, *names: str) -> list:
             out.append(click.option(flag, f.name, type=click.IntRange(f.metadata.get("min"), f.metadata.get("max")),
                                     default=default, show_default=default is not None, help=help_text))
         elif typing.get_origin(base) is list:
-            out.append(click.option(flag, f.name, multiple=True, help=help_text + (
+            out.append(click.option(flag, f.name, multiple=True, help=(help_text or "") + (
                 f" Default: {', '.join(default)}." if default else "")))
         else:
             out.append(click.option(flag, f.name, default=default, show_default=default is not None,

@@ -82,7 +82,7 @@ def get_account(proc: PaymentProcessor, account_id: str) -> AccountDetail:
     except GatewayError as err:
         raise stripe_failure(err, "connected account", account_id, with_request=True) from None
     req = acct.get("requirements") or {}
-    requirements = {
+    requirements: dict[str, Any] = {
         k: list(req.get(k) or [])
         for k in ("currently_due", "past_due", "eventually_due", "pending_verification")
     }

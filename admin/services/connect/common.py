@@ -68,10 +68,11 @@ def stripe_page(
     elif before:
         query["ending_before"] = cursor
     created = {}
-    if getattr(flt, "since", None):
-        created["gte"] = _unix(flt.since)
-    if getattr(flt, "until", None):
-        created["lt"] = _unix(flt.until)
+    since, until = getattr(flt, "since", None), getattr(flt, "until", None)
+    if since:
+        created["gte"] = _unix(since)
+    if until:
+        created["lt"] = _unix(until)
     if created:
         query["created"] = created
     try:

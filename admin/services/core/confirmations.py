@@ -24,7 +24,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models.jobs import Confirmation
@@ -137,11 +137,13 @@ def use(row: Confirmation) -> dict[str, Any]:
     """Use the token up (once only, even when two requests race) and return the stored parameters: what a
     confirmed single action acts on. Commits."""
     immediate()
-    used = db.session.execute(
-        update(Confirmation)
-        .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
-        .values(used_at=utcnow())
-    ).rowcount
+    used = rowcount(
+        db.session.execute(
+            update(Confirmation)
+            .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+    )
     db.session.commit()
     if not used:
         raise ConfirmationRefused(

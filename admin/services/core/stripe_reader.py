@@ -12,6 +12,7 @@ skeleton of a staff action that records what Stripe has (read, audit a refusal, 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import json
@@ -145,10 +146,11 @@ class StripeReader:
         params.setdefault("limit", PAGE)
         return self._read(_list_key("list", resource, params), lambda: self._list(resource, params))
 
-    def _list(self, resource: str, params: dict[str, Any]) -> list[dict]:
+    # below the method ``list``, the class body's ``list`` is that method: annotations name the builtin
+    def _list(self, resource: str, params: dict[str, Any]) -> builtins.list[dict]:
         return list(self._note(self.gateway.list(resource, **params)).get("data") or [])
 
-    def list_optional(self, resource: str, **params: Any) -> list[dict] | None:
+    def list_optional(self, resource: str, **params: Any) -> builtins.list[dict] | None:
         """Like ``list``, but None where the endpoint does not exist on this server or API version."""
         params.setdefault("limit", PAGE)
 

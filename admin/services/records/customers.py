@@ -59,7 +59,7 @@ def links_of(processor_id: int, *, contact_id: int | None = None, customer_id: s
         if pk is None or db.session.get(Contact, pk) is None:
             raise ServiceError(f"no contact {str(contact_id)[:40]}", field="contact_id")
         q = q.where(StripeCustomer.contact_id == pk)
-    else:
+    elif customer_id is not None:  # always, when no contact id
         q = q.where(StripeCustomer.customer_id == customer_id.strip())
     return list(db.session.scalars(q.order_by(StripeCustomer.id)))
 
@@ -69,7 +69,7 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
     """StripeCustomer.get: each customer named (by its id, or all of a contact's) with paydesk's
     link and the customer as Stripe has it now (``stripe`` None, and why, when Stripe has not)."""
     links = links_of(processor.id, contact_id=contact_id, customer_id=customer_id)
-    wanted = [(link.customer_id, link) for link in links] or \
+    wanted: list[tuple[str, StripeCustomer | None]] = [(link.customer_id, link) for link in links] or \
         ([(customer_id.strip(), None)] if customer_id else [])
     gw = Gateway.for_processor(processor)
     out = []

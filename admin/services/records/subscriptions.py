@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 from admin.dbutil import immediate, insert_ignore
 from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
-from admin.listing import Amount, Filter, Page, capped_counts, keyset_page, processor_field, walk
+from admin.listing import Amount, Filter, KeyColumn, Page, capped_counts, keyset_page, processor_field, walk
 from admin.models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -71,7 +71,7 @@ class SubscriptionFilter(Filter):
         check_range(self, errors)
 
 
-RECUR_KEY = [RECUR_WHEN, ContributionRecur.id]
+RECUR_KEY: list[KeyColumn] = [RECUR_WHEN, ContributionRecur.id]
 
 
 def _recur_key(r: Any) -> list:
@@ -253,9 +253,9 @@ def expected_status(sub: dict) -> str:
 def compare(sub: dict | None, recur: ContributionRecur | None, rows: list[InvoiceRow]) -> list[dict]:
     """Every difference between Stripe's subscription (and its invoices and charges) and paydesk's
     recurring contribution (and its contributions and payments). Also marks each invoice row."""
-    if sub is None and recur is None:
-        return []
     if sub is None:
+        if recur is None:
+            return []
         return [_diff("subscription", recur.subscription_id, "not in Stripe", recur.status)]
     if recur is None:
         return [_diff("subscription", sub["id"], sub.get("status"), "not in paydesk")]
