@@ -125,6 +125,21 @@ class DefaultConfig:
     DB_RETRY_AFTER = 10
     OUTAGE_LOG_INTERVAL = 10.0
 
+    # Retention (admin/services/core/retention.py): how long rows nothing needs for ever are kept before the
+    # worker's housekeeping deletes them (``flask cleanup --dry-run`` shows what would go now). Each is an age
+    # with its unit ("24 hours", "30 days", "2 years") or "forever"; a bare number, 0 or an empty value is
+    # refused at start. The audit log is kept at least a year (or "forever"), the rest at least a day.
+    RETENTION_API_IDEMPOTENCY_KEYS = "24 hours"  # the API's Idempotency-Key answers (as long as Stripe's)
+    RETENTION_OUTBOX_DONE = "30 days"  # side effects done (receipts, metadata pushes)
+    RETENTION_OUTBOX_FAILED = "90 days"  # side effects failed for good, after their last attempt
+    RETENTION_JOBS = "90 days"  # jobs done, failed or cancelled
+    RETENTION_TRIGGER_FEED = "30 days"  # the polling triggers' feed: an older client cursor skips what went
+    RETENTION_CARD_TESTING_SIGNALS = "90 days"
+    RETENTION_EVENTS = "forever"  # processed Stripe events (as `events cleanup`), e.g. "13 months"
+    RETENTION_AUDIT_LOG = "2 years"  # whole days; each day's deletion is itself audited
+    RETENTION_BATCH = 1000  # rows deleted per short transaction
+    RETENTION_MAX_BATCHES = 20  # per rule and housekeeping round (10 min): a backlog goes over rounds
+
     # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
     SMTP_URL: str | None = None
     OUTBOX_DIR: str | None = None

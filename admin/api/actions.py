@@ -39,7 +39,8 @@ class WriteHeaders(BaseModel):
         alias="Idempotency-Key",
         max_length=255,
         description="Send the same request again with the same key: the first answer comes back and nothing "
-        "is done twice; the key with another request is 409.",
+        "is done twice; the key with another request is 409. Keys are remembered 24 hours, as at Stripe "
+        "(PAYDESK_RETENTION_API_IDEMPOTENCY_KEYS); after that the same key is a new request.",
     )
 
 

@@ -115,7 +115,7 @@ class CustomerMatcher:
             for contact in db.session.scalars(select(Contact).where(func.lower(Contact.email).in_(emails),
                                                                     Contact.is_deleted.is_(False))
                                               .order_by(Contact.id)):
-                self.by_email.setdefault(contact.email.strip().lower(), contact)
+                self.by_email.setdefault((contact.email or "").strip().lower(), contact)  # matched: never None
 
     def link(self, customer: dict) -> tuple[Contact, str]:
         """The customer's contact and how: "linked" (already), "metadata", "email" or "created".
@@ -123,8 +123,8 @@ class CustomerMatcher:
         link = self.links.get(customer["id"])
         if link is not None:
             return link.contact, "linked"
-        contact, how = next(((self.by_id[i], "metadata") for i in _ids_named(customer) if i in self.by_id),
-                            (None, None))
+        contact = next((self.by_id[i] for i in _ids_named(customer) if i in self.by_id), None)
+        how = "metadata"
         email = (customer.get("email") or "").strip().lower()
         if contact is None and email in self.by_email:
             contact, how = self.by_email[email], "email"

@@ -25,12 +25,12 @@ from sqlalchemy import func, select
 
 from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError, check_text
+from admin.errors import ServiceError, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
 from admin.services.core.outbox import runner
-from admin.services.core.stripe_reader import StripeReader, read_then_write, stripe_refused
+from admin.services.core.stripe_reader import StripeReader, read_then_write
 from admin.services.records.contacts import (
     checked_contact_fields,
     contact_named_by,
@@ -68,7 +68,7 @@ def links_of(processor_id: int, *, contact_id: int | None = None, customer_id: s
         if pk is None or db.session.get(Contact, pk) is None:
             raise ServiceError(f"no contact {str(contact_id)[:40]}", field="contact_id")
         q = q.where(StripeCustomer.contact_id == pk)
-    else:
+    elif customer_id is not None:  # always, when no contact id
         q = q.where(StripeCustomer.customer_id == customer_id.strip())
     return list(db.session.scalars(q.order_by(StripeCustomer.id)))
 
@@ -78,7 +78,7 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
     """StripeCustomer.get: each customer named (by its id, or all of a contact's) with paydesk's
     link and the customer as Stripe has it now (``stripe`` None, and why, when Stripe has not)."""
     links = links_of(processor.id, contact_id=contact_id, customer_id=customer_id)
-    wanted = [(link.customer_id, link) for link in links] or \
+    wanted: list[tuple[str, StripeCustomer | None]] = [(link.customer_id, link) for link in links] or \
         ([(customer_id.strip(), None)] if customer_id else [])
     gw = Gateway.for_processor(processor)
     out = []
@@ -88,7 +88,7 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
             stripe_obj = dict(gw.retrieve("customers", cid))
         except GatewayError as err:
             if not err.not_found:
-                raise ServiceError(f"Stripe: {err.message}") from err
+                raise stripe_failure(err) from err
             error = err.message
         if stripe_obj and stripe_obj.get("deleted"):
             stripe_obj, error = None, "deleted in Stripe"
@@ -123,10 +123,8 @@ def create_customer(processor: PaymentProcessor, contact: Contact, *, descriptio
             "customers", fields,
             idempotency_key=idempotency_key or f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_refused(err, "customer", message=f"Stripe did not create the customer: {err.message}") from err
+        raise audit.stripe_failed("customer.create", err, processor_id=processor.id, object_type="contact",
+                                  object_id=str(contact.id), doing="did not create the customer") from err
     immediate()
     link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
     db.session.add(link)
@@ -182,11 +180,8 @@ def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) ->
     try:
         res = Gateway.for_processor(processor).update("customers", link.customer_id, customer_fields(contact))
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
-                     processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
-                     message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise audit.stripe_failed("customer.update_metadata", err, processor_id=processor.id, object_type="contact",
+                                  object_id=str(contact.id), parameters={"customer": link.customer_id}) from err
     audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
                  processor_id=processor.id, parameters={"customer": link.customer_id},
                  stripe_request_id=res.request_id)
@@ -199,7 +194,7 @@ def get_customer(processor: PaymentProcessor, customer_id: str) -> tuple[dict[st
     try:
         cus = dict(Gateway.for_processor(processor).retrieve("customers", customer_id))
     except GatewayError as err:
-        raise stripe_refused(err, "customer", customer_id) from err
+        raise stripe_failure(err, "customer", customer_id) from err
     if cus.get("deleted"):
         gone = ServiceError(f"Stripe: the customer {customer_id} was deleted")
         gone.not_found = True
@@ -253,11 +248,9 @@ def _create_with_new_contact(processor: PaymentProcessor, name: str | None, emai
     try:
         cus = Gateway.for_processor(processor).create("customers", fields, idempotency_key=key)
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.create", object_type="customer", processor_id=processor.id, ok=False,
-                     parameters={"name": shown, "email": email or None}, message=str(err),
-                     stripe_request_id=err.request_id)
-        raise stripe_refused(err, "customer", message=f"Stripe did not create the customer: {err.message}") from err
+        raise audit.stripe_failed("customer.create", err, processor_id=processor.id, object_type="customer",
+                                  parameters={"name": shown, "email": email or None},
+                                  doing="did not create the customer") from err
     immediate()
     contact = new_contact(name or None, email or None, source="api")
     db.session.flush()
@@ -314,10 +307,8 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
     try:
         res = Gateway.for_processor(processor).update("customers", customer_id, params)
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_refused(err, "customer", customer_id) from err
+        raise audit.stripe_failed("customer.update", err, processor_id=processor.id, object_type="customer",
+                                  object_id=customer_id) from err
     immediate()
     if contact_change is not None:
         update_contact(link.contact, name=contact_change[0], email=contact_change[1], commit=False)
