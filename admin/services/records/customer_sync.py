@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 from flask import current_app
 
@@ -26,7 +27,8 @@ def contact_url(contact_id: int) -> str:
     return current_app.config["BASE_URL"].rstrip("/") + path
 
 
-def customer_fields(contact: Contact) -> dict:
+def customer_fields(contact: Contact | SimpleNamespace) -> dict:
+    # (a SimpleNamespace: the values a contact is about to take, written to Stripe before they are stored)
     """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more."""
     cfg = current_app.config
     site = cfg["SITE_NAME"]

@@ -311,6 +311,7 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
                                   object_id=customer_id) from err
     immediate()
     if contact_change is not None:
+        assert link is not None  # a contact change is only worked out for a linked customer
         update_contact(link.contact, name=contact_change[0], email=contact_change[1], commit=False)
     audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                  parameters={k: params[k] for k in ("name", "email", "description") if k in params},

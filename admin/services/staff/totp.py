@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from admin import crypto
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import RecoveryCode, User
@@ -118,12 +118,12 @@ def check_code(user: User, code: str | None) -> bool:
     step = _matching_step(secret, code or "", user.totp_last_step)
     if step is None:
         return False
-    taken = db.session.execute(
+    taken = rowcount(db.session.execute(
         update(User)
         .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if taken != 1:
         return False
     set_committed_value(user, "totp_last_step", step)
