@@ -28,8 +28,8 @@ def contact_url(contact_id: int) -> str:
 
 
 def customer_fields(contact: Contact | SimpleNamespace) -> dict:
-    # (a SimpleNamespace: the values a contact is about to take, written to Stripe before they are stored)
-    """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more."""
+    """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more. ``contact`` may be a
+    SimpleNamespace of the values a contact is about to take (written to Stripe before they are stored)."""
     cfg = current_app.config
     site = cfg["SITE_NAME"]
     name = contact.display_name or contact.email or f"Contact {contact.id}"
