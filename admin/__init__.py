@@ -49,6 +49,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")
 
     _init_proxies(app)
+
+    from admin.services.core import retention
+
+    retention.check_config(app.config)  # a retention setting that would delete by accident stops the start
     _init_extensions(app)
 
     from admin.worker.registries import register_all

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import current_app
-from sqlalchemy import CursorResult, Result, event, func, insert
+from sqlalchemy import CursorResult, Result, event, func, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -283,3 +283,25 @@ def database_problem(exc: BaseException) -> str | None:
     if missing and "folder" in missing:
         return missing
     return f"cannot {'reach' if '://' in where else 'open'} the database {where}: {first}"
+
+
+STATISTICS_SECONDS = 86_400.0  # how often the worker refreshes SQLite's planner statistics
+_statistics_at: dict[str, float] = {}  # per database URL: when this process last ran ANALYZE (time.monotonic())
+
+
+def refresh_statistics(*, now: float | None = None) -> bool:
+    """SQLite's planner statistics (``ANALYZE``), at most once a ``STATISTICS_SECONDS`` per process: without
+    them SQLite cannot tell which index narrows a list page (a page filtered by processor then sorts all of
+    that processor's rows). PostgreSQL's autovacuum keeps its own. True when it ran."""
+    if db.engine.dialect.name != "sqlite":
+        return False
+    now = time.monotonic() if now is None else now
+    key = str(db.engine.url)
+    last = _statistics_at.get(key)
+    if last is not None and now - last < STATISTICS_SECONDS:
+        return False
+    immediate()
+    db.session.execute(text("ANALYZE"))
+    db.session.commit()
+    _statistics_at[key] = now
+    return True

@@ -162,7 +162,7 @@ def test_payment_trxn_id_becomes_the_charge_id(migrated_app, backend):
     import sqlalchemy as sa
     from sqlalchemy import text
 
-    upgrade(revision="258862654fd2")
+    upgrade(revision="b4c8e2a6d0f1")
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO payment_processor (id, name, mode, secret_key_enc, is_default, active, "
                           "created_at, updated_at) VALUES (1, 'p', 'test', 'x', :t, :t, CURRENT_TIMESTAMP, "
@@ -186,7 +186,7 @@ def test_payment_trxn_id_becomes_the_charge_id(migrated_app, backend):
     for refund in (None, "re_a"):  # the charge a second time; a refund a second time
         with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
             conn.execute(insert, {"refund": refund})
-    downgrade(revision="258862654fd2")
+    downgrade(revision="b4c8e2a6d0f1")
     with db.engine.connect() as conn:
         assert [tuple(r) for r in conn.execute(text(rows))] == [(1, "ch_1", None), (2, "re_a", "re_a"),
                                                                  (3, "re_b", "re_b")]

@@ -132,7 +132,9 @@ class PaydeskGroup(AppGroup):
             click.echo(f"Error: {err.format_message()}", err=True)
             ctx.exit(2)
         except StripeFailure as err:  # a service's Stripe request failed (after paydesk's retries)
-            click.echo("Error: Stripe: " + " ".join(err.detail.split()), err=True)
+            rid = err.request_id if err.request_id and err.request_id not in err.message else None
+            click.echo("Error: " + " ".join(err.message.split()) + (f" (Stripe request {rid})" if rid else ""),
+                       err=True)
             ctx.exit(1)
         except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
             fail(err)

@@ -67,7 +67,7 @@ class ApiIdempotencyKey(Model):
     request_hash: Mapped[str] = mapped_column(String(64))  # method, path and body
     status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first request is still running
     response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = created_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
 
 
 class Product(Model):
@@ -104,7 +104,8 @@ class TriggerFeed(Model):
     object_id: Mapped[str] = mapped_column(String(255))  # the Stripe id (cus_, ch_), or contribution:<id>
     record_type: Mapped[str] = mapped_column(String(32))  # stripe_customer, contribution, payment
     record_id: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = created_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
+
 
 NOTIFICATION_TYPES = (
     "contribution.completed",

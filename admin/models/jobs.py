@@ -53,7 +53,7 @@ class Job(Model):
     created_at: Mapped[datetime] = created_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)  # retention deletes by it
 
     @property
     def percent(self) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import CANCELLED, COMPLETED, Contribution, Payment, PaymentProcessor, StripeEvent
 from admin.services.core import audit
@@ -135,7 +135,7 @@ def fix(
     try:
         res = FixResult(before, *_put_right(proc, before, cancel_local, actions))
     except GatewayError as err:  # a step's own Stripe failure (a replay's fetch): a message, as every step's
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_failure(err) from err
     scans.update_row(proc, res.after)
     return res
 

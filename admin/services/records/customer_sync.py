@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 from flask import current_app
 
@@ -26,8 +27,9 @@ def contact_url(contact_id: int) -> str:
     return current_app.config["BASE_URL"].rstrip("/") + path
 
 
-def customer_fields(contact: Contact) -> dict:
-    """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more."""
+def customer_fields(contact: Contact | SimpleNamespace) -> dict:
+    """What paydesk writes on a contact's Stripe customer: the FAQ's list, nothing more. ``contact`` may be a
+    SimpleNamespace of the values a contact is about to take (written to Stripe before they are stored)."""
     cfg = current_app.config
     site = cfg["SITE_NAME"]
     name = contact.display_name or contact.email or f"Contact {contact.id}"

@@ -18,7 +18,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from admin.dbutil import immediate, insert_ignore
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.listing import Amount, Filter, KeyColumn, Page, capped_counts, keyset_page, processor_field, walk
 from admin.models import (
@@ -408,7 +408,7 @@ def cancel(processor: PaymentProcessor, subscription_id: str) -> ContributionRec
         db.session.rollback()
         audit.record("subscription.cancel", object_type="subscription", object_id=subscription_id,
                      processor_id=processor.id, ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe did not cancel {subscription_id}: {err.message}") from err
+        raise stripe_failure(err, doing=f"did not cancel {subscription_id}") from err
     immediate()
     recur = sync_subscription(StripeReader(processor), processor, dict(sub), stamp=int(time.time()))
     audit.record("subscription.cancel", object_type="subscription", object_id=subscription_id,

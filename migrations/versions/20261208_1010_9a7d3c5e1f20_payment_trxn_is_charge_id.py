@@ -7,7 +7,7 @@ the refund id until now) take their charge id; ``uq_payment_trxn`` becomes ``uq_
 (processor, refund id) and ``uq_payment_charge`` (processor, charge id, rows that are not refunds).
 
 Revision ID: 9a7d3c5e1f20
-Revises: 258862654fd2
+Revises: b4c8e2a6d0f1
 Create Date: 2026-12-07 18:00:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '9a7d3c5e1f20'
-down_revision = '258862654fd2'
+down_revision = 'b4c8e2a6d0f1'
 branch_labels = None
 depends_on = None
 
