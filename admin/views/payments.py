@@ -89,7 +89,7 @@ def refund(payment_id: int):
             return action_response("_message.html", back, labelled(err, refunds.LABELS), "error")
         db.session.rollback()
         return action_response("payments/_money.html", back, labelled(err, refunds.LABELS), "error",
-                               **money_context(db.session.get(Payment, payment_id).contribution))
+                               **money_context(db.session.get_one(Payment, payment_id).contribution))
     db.session.expire_all()
     return action_response("payments/_money.html", back, out.message, "success",
-                           **money_context(db.session.get(Payment, payment_id).contribution))
+                           **money_context(db.session.get_one(Payment, payment_id).contribution))

@@ -271,6 +271,7 @@ def capture_charge(processor: PaymentProcessor, charge_id: str, *, amount: int |
     captured = reader.expanded("charges", charge_id, required=("balance_transaction", "amount_refunded"))
     out = IntentOutcome(charge_id, CAPTURED, f"Captured {format_money(wanted, currency)} of "
                         f"{format_money(authorised, currency)} ({charge_id}).", res.request_id)
+    assert captured is not None  # required: the reader raised if Stripe had no such charge
     write_after_reading(reader, lambda: record_charge(reader, processor, captured))
     audit.record("charge.capture", object_type="charge", object_id=charge_id, processor_id=processor.id,
                  parameters=audit_params, message=out.message, stripe_request_id=res.request_id, commit=False)

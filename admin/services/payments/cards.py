@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import Contact, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
@@ -82,7 +82,7 @@ def list_cards(processor: PaymentProcessor, customer_id: str) -> tuple[list[Save
         cus = gw.retrieve("customers", customer_id)
         listed = gw.list("payment_methods", customer=customer_id, type="card", limit=100)
     except GatewayError as err:
-        raise common.refused(err, f"list the cards of {customer_id}") from None
+        raise stripe_failure(err, with_request=True, doing=f"refused to list the cards of {customer_id}") from None
     default = sid((cus.get("invoice_settings") or {}).get("default_payment_method"))
     cards = []
     for pm in listed.get("data") or []:
@@ -129,7 +129,7 @@ def _call(processor: PaymentProcessor, contact_id: int, action: str, parameters:
     try:
         return fn()
     except GatewayError as err:
-        refusal = common.refused(err, what)
+        refusal = stripe_failure(err, with_request=True, doing=f"refused to {what}")
         _audit(action, contact_id, processor, parameters, refusal.message, err.request_id, ok=False)
         raise refusal from None
 

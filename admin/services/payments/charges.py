@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 
 from admin.dbutil import immediate, lock_objects, parse_id, parse_whole
-from admin.errors import ServiceError, check_text
+from admin.errors import ServiceError, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer, StripePaymentIntent
 from admin.services.core import audit
@@ -220,6 +220,7 @@ def plan_charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargePlan:
         raise ServiceError(f"Description: at most {DESCRIPTION_MAX} characters", field="description")
     suffix = _suffix(req.statement_descriptor_suffix)
     fee = common.money(req.application_fee, currency, "application_fee", "Application fee", required=False)
+    assert amount is not None  # required=True: a missing amount was refused above
     if fee is not None and fee >= amount:
         raise ServiceError("Application fee: less than the amount charged", field="application_fee")
     if req.destination and not re.fullmatch(r"acct_[A-Za-z0-9]{1,250}", req.destination):
@@ -276,7 +277,7 @@ def _default_card(gw: Gateway, customer_id: str) -> str:
     try:
         cus = gw.retrieve("customers", customer_id)
     except GatewayError as err:
-        raise common.refused(err, f"read customer {customer_id}") from None
+        raise stripe_failure(err, with_request=True, doing=f"refused to read customer {customer_id}") from None
     pm = sid((cus.get("invoice_settings") or {}).get("default_payment_method")) or sid(
         cus.get("default_source")
     )
@@ -306,7 +307,7 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     card = req.payment_method or _default_card(gw, customer_id)
 
     immediate()  # the Pending contribution, committed before Stripe hears of it
-    contact = db.session.get(Contact, plan.contact.id)
+    contact = db.session.get_one(Contact, plan.contact.id)
     c = _attempt_of(processor, customer_id, invoice_id)
     if c is None:
         c = Contribution(
@@ -410,7 +411,7 @@ def _sent_already(processor: PaymentProcessor, invoice_id: str) -> ChargeOutcome
     try:
         pi = Gateway.for_processor(processor).retrieve("payment_intents", row.stripe_intent_id)
     except GatewayError as err:
-        raise common.refused(err, f"read {row.stripe_intent_id}") from None
+        raise stripe_failure(err, with_request=True, doing=f"refused to read {row.stripe_intent_id}") from None
     if pi.get("status") == "requires_confirmation":
         return None  # created, never confirmed: the same keys confirm it now
     out = _after_confirm(
@@ -425,7 +426,7 @@ def _track(
 ) -> None:
     immediate()
     lock_objects([pi["id"]])
-    c = db.session.get(Contribution, contribution_id)
+    c = db.session.get_one(Contribution, contribution_id)
     c.payment_intent_id = pi["id"]
     row = intents.sync_intent(processor, pi, stamp=0)
     row.contribution_id, row.contact_id = c.id, c.contact_id
@@ -451,7 +452,7 @@ def _failed(
     parameters: dict,
 ) -> ChargeOutcome:
     immediate()
-    c = db.session.get(Contribution, contribution_id)
+    c = db.session.get_one(Contribution, contribution_id)
     if err.http_status == 402 or err.kind == "card_error" or not err.transient:
         contributions.fail(c, f"Stripe: {err.message}")
     else:  # a passing failure: Stripe may have it; the webhook (or "refresh" on the intent) says
@@ -485,7 +486,7 @@ def _after_confirm(
         )
 
     def work() -> Contribution:
-        c = db.session.get(Contribution, contribution_id)
+        c = db.session.get_one(Contribution, contribution_id)
         intents.sync_intent(processor, pi, stamp=int(utcnow().timestamp()))
         if charge is not None:
             recorded, _ = charge_records.record_charge(reader, processor, charge)
@@ -517,4 +518,4 @@ def _after_confirm(
         commit=False,
     )
     db.session.commit()
-    return ChargeOutcome(c, pi["id"], status if ok else "failed", message, request_id)
+    return ChargeOutcome(c, pi["id"], str(status) if ok else "failed", message, request_id)

@@ -10,7 +10,6 @@ from typing import Any
 
 from admin.errors import ServiceError, check_text
 from admin.money import format_money, parse_money
-from admin.stripe_gateway import GatewayError
 
 _KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Stripe's limits on metadata: 50 keys, keys up to 40 characters without square brackets, values up to 500.
@@ -110,7 +109,8 @@ def form_metadata(form: Mapping) -> dict[str, str]:
     if getlist is not None:
         return metadata_rows(getlist("metadata_key"), getlist("metadata_value"))
     if form.get("metadata_key") is not None:  # a plain dict with the form's lists (tests, the API)
-        keys, values = form.get("metadata_key"), form.get("metadata_value") or []
+        keys: Any = form.get("metadata_key")
+        values: Any = form.get("metadata_value") or []
         if isinstance(keys, str):
             keys, values = [keys], [values] if isinstance(values, str) else values
         return metadata_rows(keys, values)
@@ -118,12 +118,6 @@ def form_metadata(form: Mapping) -> dict[str, str]:
     if isinstance(meta, dict):
         return metadata_rows(meta.keys(), meta.values())
     return metadata_pairs(meta)
-
-
-def refused(err: GatewayError, what: str) -> ServiceError:
-    """Stripe refused: its message and the request id, so staff can find it in Stripe's logs."""
-    rid = f" (Stripe request {err.request_id})" if err.request_id else ""
-    return ServiceError(f"Stripe refused to {what}: {err.message}{rid}. Nothing was changed.")
 
 
 def shown(amount: int, currency: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from admin.dbutil import immediate, lock_objects, parse_id
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import COMPLETED, Payment, PaymentProcessor
 from admin.services.core import audit
@@ -177,6 +177,7 @@ def refund(processor: PaymentProcessor, req: RefundRequest) -> RefundOutcome:
     if pay.processor_id != processor.id:
         raise ServiceError(f"Payment: #{pay.id} belongs to another processor", field="payment_id")
     charge_id, contribution_id = pay.charge_id, pay.contribution_id
+    assert charge_id is not None  # plan_refund (charge_row) refuses a payment with no charge
     key = common.idempotency_key("refund", charge_id, req.action_key, plan.amount)
     params: dict[str, Any] = {"charge": charge_id, "amount": plan.amount}
     if req.reason:
@@ -214,11 +215,11 @@ def refund(processor: PaymentProcessor, req: RefundRequest) -> RefundOutcome:
             stripe_request_id=err.request_id,
             commit=True,
         )
-        raise common.refused(err, f"refund {charge_id}") from None
+        raise stripe_failure(err, with_request=True, doing=f"refused to refund {charge_id}") from None
     r = dict(res)
     immediate()
     lock_objects([charge_id])
-    c = db.session.get(Payment, pay.id).contribution
+    c = db.session.get_one(Payment, pay.id).contribution
     row, made = contributions.record_refund(c, charge_id, r)
     message = (
         f"Refunded {common.shown(plan.amount, pay.currency)} of {charge_id} ({r['id']})"

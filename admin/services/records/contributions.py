@@ -425,7 +425,7 @@ def charge_payment(processor_id: int, charge_id: str) -> Payment | None:
                                                    Payment.trxn_id == charge_id, Payment.refund_id.is_(None)))
 
 
-def add_failed_payment(c: Contribution, charge: dict) -> Payment | None:
+def add_failed_payment(c: Contribution, charge: dict | None) -> Payment | None:
     """A failed charge as a Failed payment row on ``c`` (once per charge id), as the FAQ records a recurring
     contribution's failed attempts. Counts for nothing in the totals."""
     if not charge or charge.get("status") != "failed" or not charge.get("id"):
