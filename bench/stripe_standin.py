@@ -28,14 +28,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 MIX = [  # (type, weight): roughly what a donation site receives
-    ("payment_intent.created", 2), ("payment_intent.succeeded", 3), ("charge.succeeded", 3),
-    ("invoice.paid", 2), ("invoice.payment_succeeded", 2), ("customer.subscription.updated", 1),
-    ("customer.updated", 1), ("charge.refunded", 1),
+    ("payment_intent.created", 2),
+    ("payment_intent.succeeded", 3),
+    ("charge.succeeded", 3),
+    ("invoice.paid", 2),
+    ("invoice.payment_succeeded", 2),
+    ("customer.subscription.updated", 1),
+    ("customer.updated", 1),
+    ("charge.refunded", 1),
 ]
 
 
-def scene(n: int, *, seed: int = 7, id_prefix: str = "evt_scale_", per_donor: list[str] | None = None
-          ) -> tuple[list[dict], dict[str, dict]]:
+def scene(
+    n: int, *, seed: int = 7, id_prefix: str = "evt_scale_", per_donor: list[str] | None = None
+) -> tuple[list[dict], dict[str, dict]]:
     """``n`` real-shaped events (a new donor every 8: customer, intent, charge, subscription, invoice) and the
     objects a worker may read back, by id (balance transactions included). Each donor's 8 events are drawn
     from ``MIX``, or are ``per_donor``'s 8 types in that order."""
@@ -55,7 +61,13 @@ def scene(n: int, *, seed: int = 7, id_prefix: str = "evt_scale_", per_donor: li
             pi["latest_charge"] = ch["id"]
             sub = so.subscription(customer=cus["id"], amount=1500)
             inv = so.invoice(customer=cus["id"], subscription=sub["id"], amount=1500)
-            current = {"customer": cus, "payment_intent": pi, "charge": ch, "subscription": sub, "invoice": inv}
+            current = {
+                "customer": cus,
+                "payment_intent": pi,
+                "charge": ch,
+                "subscription": sub,
+                "invoice": inv,
+            }
             for o in current.values():
                 objects[o["id"]] = o
             objects[ch["balance_transaction"]] = so.balance_transaction(ch)
@@ -119,8 +131,16 @@ class Handler(BaseHTTPRequestHandler):
             if obj is not None:
                 self._send(200, obj)
                 return
-            self._send(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                       "message": f"No such {parts[1].rstrip('s')}: '{parts[2]}'"}})
+            self._send(
+                404,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": f"No such {parts[1].rstrip('s')}: '{parts[2]}'",
+                    }
+                },
+            )
             return
         self._send(200, {"object": "list", "data": [], "has_more": False, "url": path})
 

@@ -29,12 +29,26 @@ from stripe_standin import scene  # noqa: E402
 
 EVENTS = 2000
 DUPLICATES = 500  # events delivered a second time, to the other app process, while the first may still run
-PER_DONOR = ["payment_intent.created", "payment_intent.succeeded", "charge.succeeded", "invoice.paid",
-             "invoice.payment_succeeded", "customer.subscription.updated", "customer.updated", "charge.refunded"]
+PER_DONOR = [
+    "payment_intent.created",
+    "payment_intent.succeeded",
+    "charge.succeeded",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "customer.subscription.updated",
+    "customer.updated",
+    "charge.refunded",
+]
 # What one donor's 8 events make (one worker, in order): a contact and its Stripe customer, the one-off
 # payment's contribution and payment, the subscription and its invoice's contribution, three receipts.
-PER_DONOR_RECORDS = {"contact": 1, "stripe_customer": 1, "contribution": 2, "payment": 1, "contribution_recur": 1,
-                     "outbox_task": 3}
+PER_DONOR_RECORDS = {
+    "contact": 1,
+    "stripe_customer": 1,
+    "contribution": 2,
+    "payment": 1,
+    "contribution_recur": 1,
+    "outbox_task": 3,
+}
 pytestmark = pytest.mark.postgres_only
 
 
@@ -69,9 +83,15 @@ def processes(app, tmp_path):
     """Start processes sharing the test's PostgreSQL database; all stopped (SIGKILL if need be) at the end."""
     url = app.config["DATABASE_URL"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=str(url), PAYDESK_SECRET_KEY="test-secret-key",
-               PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY, PAYDESK_OUTBOX_DIR=str(tmp_path / "outbox"),
-               PAYDESK_WORKER_LEASE_SECONDS="4", PAYDESK_WORKER_IDLE_SLEEP="0.05", PYTHONUNBUFFERED="1")
+    env.update(
+        PAYDESK_DATABASE_URL=str(url),
+        PAYDESK_SECRET_KEY="test-secret-key",
+        PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
+        PAYDESK_OUTBOX_DIR=str(tmp_path / "outbox"),
+        PAYDESK_WORKER_LEASE_SECONDS="4",
+        PAYDESK_WORKER_IDLE_SLEEP="0.05",
+        PYTHONUNBUFFERED="1",
+    )
     started: list[subprocess.Popen] = []
     logs = []
 
@@ -99,24 +119,56 @@ def processes(app, tmp_path):
 
 
 def test_two_app_processes_and_three_workers_process_every_event_once_with_one_worker_killed(
-        app, processes, tmp_path):
+    app, processes, tmp_path
+):
     from admin.services.settings.processors import add_processor
 
     events, objects = scene(EVENTS, id_prefix="evt_scaleout_", per_donor=PER_DONOR)
     (tmp_path / "objects.json").write_text(json.dumps(objects))
     stripe_port = free_port()
-    standin = processes(sys.executable, str(ROOT / "bench" / "stripe_standin.py"), "--port", str(stripe_port),
-                        "--latency", "0.002", "--objects", str(tmp_path / "objects.json"), name="stripe")
-    proc = add_processor(name="Stripe stand-in", secret_key="sk_test_standin", publishable_key="pk_test_standin",
-                         webhook_secrets=[WEBHOOK_SECRET], api_base=f"http://127.0.0.1:{stripe_port}", mode="test",
-                         default=True)
+    standin = processes(
+        sys.executable,
+        str(ROOT / "bench" / "stripe_standin.py"),
+        "--port",
+        str(stripe_port),
+        "--latency",
+        "0.002",
+        "--objects",
+        str(tmp_path / "objects.json"),
+        name="stripe",
+    )
+    proc = add_processor(
+        name="Stripe stand-in",
+        secret_key="sk_test_standin",
+        publishable_key="pk_test_standin",
+        webhook_secrets=[WEBHOOK_SECRET],
+        api_base=f"http://127.0.0.1:{stripe_port}",
+        mode="test",
+        default=True,
+    )
     ppid = proc.id
     db.session.commit()
     ports = [free_port(), free_port()]
-    apps = [processes("gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "-w", "1", "-b", f"127.0.0.1:{port}",
-                      "wsgi:app", name=f"app{i}") for i, port in enumerate(ports)]
-    workers = [processes(sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--concurrency", "2",
-                         name=f"worker{i}") for i in range(3)]
+    apps = [
+        processes(
+            "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+            name=f"app{i}",
+        )
+        for i, port in enumerate(ports)
+    ]
+    workers = [
+        processes(
+            sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--concurrency", "2", name=f"worker{i}"
+        )
+        for i in range(3)
+    ]
     for port, app_proc in zip(ports, apps, strict=True):
         wait_for_port(port, app_proc)
     wait_for_port(stripe_port, standin)
@@ -132,8 +184,12 @@ def test_two_app_processes_and_three_workers_process_every_event_once_with_one_w
         with requests.Session() as http:
             for which, ev in chunk:
                 body, headers = signed(ev, WEBHOOK_SECRET)
-                r = http.post(f"http://127.0.0.1:{ports[which]}/webhooks/stripe/{ppid}", data=body,
-                              headers=headers, timeout=60)
+                r = http.post(
+                    f"http://127.0.0.1:{ports[which]}/webhooks/stripe/{ppid}",
+                    data=body,
+                    headers=headers,
+                    timeout=60,
+                )
                 with lock:
                     codes.append(r.status_code)
 
@@ -142,8 +198,10 @@ def test_two_app_processes_and_three_workers_process_every_event_once_with_one_w
     def kill_one_half_way() -> None:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and "at" not in killed:
-            if scalar("SELECT count(*) FROM stripe_event WHERE status NOT IN ('queued', 'processing')") \
-                    >= EVENTS // 2:
+            if (
+                scalar("SELECT count(*) FROM stripe_event WHERE status NOT IN ('queued', 'processing')")
+                >= EVENTS // 2
+            ):
                 workers[0].send_signal(signal.SIGKILL)
                 killed["at"] = scalar("SELECT count(*) FROM stripe_event WHERE status = 'processing'")
                 return
@@ -151,8 +209,14 @@ def test_two_app_processes_and_three_workers_process_every_event_once_with_one_w
 
     from admin import create_app
 
-    watcher_app = create_app({"DATABASE_URL": app.config["DATABASE_URL"], "SECRET_KEY": "x",
-                              "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY, "SERVER_NAME": None})
+    watcher_app = create_app(
+        {
+            "DATABASE_URL": app.config["DATABASE_URL"],
+            "SECRET_KEY": "x",
+            "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+            "SERVER_NAME": None,
+        }
+    )
 
     def watch() -> None:
         with watcher_app.app_context():
@@ -174,8 +238,11 @@ def test_two_app_processes_and_three_workers_process_every_event_once_with_one_w
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         db.session.rollback()
-        left = db.session.scalar(select(func.count()).select_from(StripeEvent)
-                                 .where(StripeEvent.status.in_([EV_QUEUED, EV_PROCESSING])))
+        left = db.session.scalar(
+            select(func.count())
+            .select_from(StripeEvent)
+            .where(StripeEvent.status.in_([EV_QUEUED, EV_PROCESSING]))
+        )
         if not left:
             break
         time.sleep(0.2)
@@ -184,20 +251,26 @@ def test_two_app_processes_and_three_workers_process_every_event_once_with_one_w
 
     assert codes.count(200) == len(deliveries), sorted(set(codes))
     assert scalar("SELECT count(*) FROM stripe_event") == EVENTS  # duplicates stored once
-    statuses = dict(db.session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status)).all())
+    statuses = dict(
+        db.session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status)).all()
+    )
     assert set(statuses) <= {"success", "ignored"}, statuses
     # Each event has exactly one finished run; a run the killed worker had started left no trace.
-    finished = db.session.execute(select(EventAttempt.event_row_id, func.count())
-                                  .where(EventAttempt.outcome.in_(["success", "ignored"]))
-                                  .group_by(EventAttempt.event_row_id)).all()
+    finished = db.session.execute(
+        select(EventAttempt.event_row_id, func.count())
+        .where(EventAttempt.outcome.in_(["success", "ignored"]))
+        .group_by(EventAttempt.event_row_id)
+    ).all()
     assert len(finished) == EVENTS and {n for _, n in finished} == {1}
     donors = EVENTS // len(PER_DONOR)
     records = {table: scalar(f"SELECT count(*) FROM {table}") for table in PER_DONOR_RECORDS}
     assert records == {table: n * donors for table, n in PER_DONOR_RECORDS.items()}
     ran_by = {w.split(":")[1] for (w,) in db.session.execute(select(EventAttempt.worker).distinct())}
     assert {str(w.pid) for w in workers} <= ran_by  # all three worked, the killed one included
-    print(f"\n{len(deliveries)} deliveries sent in {sent_s:.1f} s, {EVENTS} events processed by "
-          f"{drained_s:.1f} s; worker 0 killed holding {killed['at']} events")
+    print(
+        f"\n{len(deliveries)} deliveries sent in {sent_s:.1f} s, {EVENTS} events processed by "
+        f"{drained_s:.1f} s; worker 0 killed holding {killed['at']} events"
+    )
 
 
 def test_a_job_started_twice_at_once_runs_once_and_process_stripe_once_per_period(app, processes):
@@ -208,12 +281,20 @@ def test_a_job_started_twice_at_once_runs_once_and_process_stripe_once_per_perio
     from admin import create_app
 
     def start_it() -> None:
-        other = create_app({"DATABASE_URL": app.config["DATABASE_URL"], "SECRET_KEY": "x",
-                            "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY, "SERVER_NAME": None})
+        other = create_app(
+            {
+                "DATABASE_URL": app.config["DATABASE_URL"],
+                "SECRET_KEY": "x",
+                "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+                "SERVER_NAME": None,
+            }
+        )
         with other.app_context():
             barrier.wait()
-            started = jobs_service.start("intents.process_stripe", {"delete_old": "0", "cancel_incomplete": "0",
-                                                                    "period": None, "ppid": None})
+            started = jobs_service.start(
+                "intents.process_stripe",
+                {"delete_old": "0", "cancel_incomplete": "0", "period": None, "ppid": None},
+            )
             ids.append((started.job.id, started.created))
             db.session.remove()
             db.engine.dispose()
@@ -231,8 +312,21 @@ def test_a_job_started_twice_at_once_runs_once_and_process_stripe_once_per_perio
     assert [j.status for j in db.session.scalars(select(Job))] == ["done"]
 
     # Two hosts run the cron line at once, twice in the same period: one job does the period's work.
-    cron = ["flask", "--app", "wsgi", "jobs", "process-stripe", "--period", "1 day", "--delete-old", "0",
-            "--cancel-incomplete", "0", "--format", "json"]
+    cron = [
+        "flask",
+        "--app",
+        "wsgi",
+        "jobs",
+        "process-stripe",
+        "--period",
+        "1 day",
+        "--delete-old",
+        "0",
+        "--cancel-incomplete",
+        "0",
+        "--format",
+        "json",
+    ]
     for _ in range(2):
         hosts = [processes(*cron, name=f"cron{i}") for i in range(2)]
         assert [h.wait(timeout=120) for h in hosts] == [0, 0]
