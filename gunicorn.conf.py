@@ -17,8 +17,21 @@ number of worker processes.
 """
 
 import os
+import shutil
+import tempfile
 
 from gunicorn.glogging import Logger
+
+# Prometheus metrics from every worker process (admin/services/monitoring/multiproc.py): prometheus-client reads
+# PROMETHEUS_MULTIPROC_DIR when the app first imports it, in each worker, after this file has set it. Given
+# in the environment (deploy/: /run/paydesk/metrics, shared with the paydesk worker on this host, so /metrics
+# shows its events too) it is used as it is; unset, this server gets a directory of its own, removed when it
+# stops. Files of workers that have exited are folded into one archive per metric type (child_exit).
+_OWN_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="paydesk-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
 def _no_query(uri: str) -> str:
@@ -50,6 +63,28 @@ class AccessLog(Logger):
             return
         super().access(resp, req, environ, request_time)
 
+def _tidy_metrics(server) -> None:
+    from admin.services.monitoring import multiproc
+
+    try:
+        multiproc.tidy()
+    except Exception:  # noqa: BLE001 - metrics bookkeeping must never stop the server
+        server.log.exception("could not tidy the metrics directory")
+
+
+def on_starting(server):
+    _tidy_metrics(server)  # left by a previous run (a shared directory that outlived it)
+
+
+def child_exit(server, worker):
+    _tidy_metrics(server)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+
+
 bind = "127.0.0.1:8000"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
@@ -66,7 +101,9 @@ limit_request_field_size = 8190
 # X-Forwarded-* are paydesk's to interpret (PAYDESK_TRUSTED_PROXIES), not gunicorn's.
 forwarded_allow_ips = ""
 
-accesslog = "-"  # method, path (no query string) and status: never bodies
+# method, path (no query string) and status: never bodies. With PAYDESK_LOG_FORMAT=json paydesk writes its
+# own JSON line per request (request id, duration, ...) and gunicorn's text line is left out.
+accesslog = None if os.environ.get("PAYDESK_LOG_FORMAT", "").strip('"').lower() == "json" else "-"
 logger_class = AccessLog
 errorlog = "-"
 

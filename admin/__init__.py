@@ -55,6 +55,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     register_all()  # webhook handlers, job kinds, outbox runners
 
+    from admin.services import monitoring
+
+    monitoring.init_app(app)
+
     from admin.views import register_blueprints
 
     register_blueprints(app)
@@ -76,6 +80,10 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"
 
+    from admin.services.notifications.changes import install as notify_on_changes
+
+    notify_on_changes()  # record changes queue outgoing notifications in their own transaction
+
     @login_manager.user_loader
     def _load_user(user_id: str):
         """``<id>.<session token>`` and this browser's session row (ended, revoked or idle: signed out)."""
@@ -88,7 +96,8 @@ def _init_extensions(app: Flask) -> None:
 
 def _init_logging(app: Flask) -> None:
     """paydesk's own messages at INFO; libraries (alembic, stripe, ...) only at WARNING and above."""
-    if not app.debug and not app.testing and not logging.getLogger().handlers:
+    json_lines = str(app.config.get("LOG_FORMAT") or "text").lower() == "json"
+    if not app.debug and not app.testing and not logging.getLogger().handlers and not json_lines:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if logging.getLogger("admin").level == logging.NOTSET:
         logging.getLogger("admin").setLevel(logging.INFO)
@@ -96,6 +105,9 @@ def _init_logging(app: Flask) -> None:
     # Alembic announces its plugins on import and every step of a migration at INFO.
     for name in ("stripe", "alembic", "flask_migrate"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from .services.monitoring import logs
+
+    logs.configure(app)  # PAYDESK_LOG_FORMAT=json: one JSON object per line
 
 
 def _init_proxies(app: Flask) -> None:

@@ -75,8 +75,29 @@ class DefaultConfig:
     # Refused deliveries are counted per process and written at most this often (0: every one).
     WEBHOOK_REJECTION_FLUSH_SECONDS = 5.0
 
+    # Logs: "text" (default) or "json" (one JSON object per line, with a line per request and per processed
+    # event; see admin/services/monitoring/logs.py).
+    LOG_FORMAT = "text"
+
+    # Monitoring. /metrics answers internal addresses (loopback, private networks) as they are and anyone
+    # else only with "Authorization: Bearer <METRICS_TOKEN>" (unset: nobody else).
+    METRICS_TOKEN: str | None = None
+    # /readyz fails when the oldest queued event has waited longer than this for a worker, or when the
+    # freshest worker heartbeat is older than this (seconds; 0 turns the check off).
+    READY_QUEUE_MAX_AGE = 600
+    READY_HEARTBEAT_MAX_AGE = 120
+
     # Worker.
+    WORKER_HEARTBEAT_SECONDS = 15.0  # each worker process writes its heartbeat this often
     WORKER_MAX_ATTEMPTS = 6
+    # Outgoing notifications (admin.services.notifications). Receiver URLs on private, loopback or link-local
+    # addresses are refused unless NOTIFY_ALLOW_PRIVATE is true (tests, the demo, a receiver on purpose).
+    NOTIFY_ALLOW_PRIVATE = False
+    NOTIFY_RETRY_SECONDS = 3 * 86400  # a delivery is retried for three days, then marked failed
+    NOTIFY_BACKOFF_BASE = 60.0  # seconds before the first retry; doubled each time
+    NOTIFY_BACKOFF_MAX = 6 * 3600.0
+    NOTIFY_TIMEOUT = 10.0  # seconds a receiver has to answer
+    NOTIFY_ROTATION_HOURS = 24  # after a secret is rotated, the old one keeps signing this long
     WORKER_BACKOFF_BASE = 5.0  # seconds before the first retry of a failed event
     WORKER_BACKOFF_MAX = 3600.0
     WORKER_LEASE_SECONDS = 120  # a claimed event is re-claimable after this
@@ -109,6 +130,8 @@ class DefaultConfig:
     CARD_TESTING_ALARM_THRESHOLD = 20
     CARD_TESTING_ALARM_WINDOW_MINUTES = 60
     CARD_TESTING_ALARM_CACHE_SECONDS = 30  # each web process works it out at most this often
+
+    CONFIRMATION_SECONDS = 15 * 60  # a bulk action's or tool's confirmation can be run for this long, once
 
     # Donation form defences (card testing). Flask-Limiter keeps its counters in Redis when
     # RATELIMIT_STORAGE_URL is set (redis://host:6379/0, needs the `redis` package), otherwise in

@@ -71,7 +71,8 @@ def decrypt_list(token: str | None) -> list[str]:
 
 
 # Prefixes Stripe puts on keys and secrets: shown as they are, because they say what a value is.
-KNOWN_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_", "whsec_")
+KNOWN_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_", "whsec_",
+                  "pdwhsec_")
 # Below this many characters after the prefix, not even the last four are shown.
 _MIN_FOR_SUFFIX = 16
 

@@ -23,14 +23,17 @@ def check_text(value: str | None, label: str, field: str | None = None, *, multi
     return value
 
 
-def stripe_refusal(err, what: str, object_id: str | None = None) -> ServiceError:
+def stripe_refusal(err, what: str, object_id: str | None = None, *, with_request: bool = False) -> ServiceError:
     """A failed Stripe request (a ``GatewayError``) as staff read it: which object Stripe does not have, rather
-    than its bare "Not Found"; otherwise what Stripe said."""
+    than its bare "Not Found"; otherwise what Stripe said. ``with_request`` adds Stripe's request id (what
+    Stripe's support asks for)."""
+    rid = getattr(err, "request_id", None)
+    suffix = f" (Stripe request {rid})" if with_request and rid else ""
     if getattr(err, "not_found", False) and object_id:
-        refusal = ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted)")
+        refusal = ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted){suffix}")
         refusal.not_found = True  # the API answers 404
         return refusal
-    return ServiceError(f"Stripe: {err.message}")
+    return ServiceError(f"Stripe: {err.message}{suffix}")
 
 
 class StripeFailure(ServiceError):

@@ -86,3 +86,20 @@ class DonationFormForm(FlaskForm):
     receipts = BooleanField("Send receipts", default=True)
     active = BooleanField("Active (the page is open to donors)", default=True)
     submit = SubmitField("Save form")
+
+
+class ProcessorForm(FlaskForm):
+    """A payment processor as ``processor add|set`` takes it. Keys are typed once and never shown again (the
+    page shows them masked); an empty key field on the edit page keeps the stored one. The service
+    (``services.settings.processors``) checks every value."""
+
+    name = StringField("Name")
+    mode = SelectField("Mode", choices=[SelectChoice("test", "Test"), SelectChoice("live", "Live")],
+                       validate_choice=False)
+    secret_key = PasswordField("Secret key (sk_… or rk_…)")
+    publishable_key = StringField("Publishable key (pk_…; donation forms need it)")
+    webhook_secret = PasswordField("Add a webhook signing secret (whsec_…)")
+    api_base = StringField("API base URL (empty for Stripe; e.g. http://127.0.0.1:8420 for localstripe)")
+    default = BooleanField("Default processor")
+    active = BooleanField("Active", default=True)
+    submit = SubmitField("Save processor")

@@ -107,6 +107,19 @@ EVENT_TYPES = frozenset((
     "treasury.received_credit.failed", "treasury.received_credit.succeeded",
     "treasury.received_debit.created",
 ))
+# What a webhook endpoint pointing at paydesk should send: every type paydesk's handlers process
+# (admin/webhooks/handlers; tests/test_stripe_event_types.py keeps the two in step).
+RECOMMENDED = (
+    "charge.captured", "charge.failed", "charge.refund.updated", "charge.refunded", "charge.succeeded",
+    "charge.updated", "checkout.session.async_payment_succeeded", "checkout.session.completed",
+    "customer.deleted", "customer.subscription.created", "customer.subscription.deleted",
+    "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.updated",
+    "customer.updated", "invoice.finalized", "invoice.paid", "invoice.payment_failed",
+    "invoice.payment_succeeded", "payment_intent.amount_capturable_updated", "payment_intent.canceled",
+    "payment_intent.created", "payment_intent.partially_funded", "payment_intent.payment_failed",
+    "payment_intent.processing", "payment_intent.requires_action", "payment_intent.succeeded",
+    "refund.created", "refund.failed", "refund.updated",
+)
 PREFIXES = frozenset(t.rsplit(".", n)[0] for t in EVENT_TYPES for n in range(1, t.count(".") + 1))
 
 

@@ -170,6 +170,25 @@ _calls: collections.Counter[str] = collections.Counter()
 _call_seconds: collections.Counter[str] = collections.Counter()
 
 
+# Who hears of each request's answer (monitoring: metrics, log lines): fn(operation, outcome, seconds,
+# retrying, request_id); outcome "ok", "error" (Stripe refused it) or "transient" (429/5xx/network).
+_observers: list[Callable[[str, str, float, bool, str | None], None]] = []
+
+
+def observe(fn: Callable[[str, str, float, bool, str | None], None]) -> None:
+    """Call ``fn`` after every request sent to Stripe (each retry counts); registering twice is once."""
+    if fn not in _observers:
+        _observers.append(fn)
+
+
+def _tell(operation: str, outcome: str, seconds: float, retrying: bool, request_id: str | None) -> None:
+    for fn in list(_observers):
+        try:
+            fn(operation, outcome, seconds, retrying, request_id)
+        except Exception:  # noqa: BLE001 - counting must never break a payment
+            log.exception("stripe request observer failed")
+
+
 def call_counts() -> dict[str, int]:
     """How many requests this process has sent to Stripe, by ``resource.method``."""
     with _clients_lock:
@@ -216,10 +235,11 @@ class Gateway:
 
     # -- the one door -------------------------------------------------------
     def call(self, resource: str, method: str, *args: Any, params: dict | None = None,
-             idempotency_key: str | None = None) -> StripeResult:
+             idempotency_key: str | None = None, stripe_account: str | None = None) -> StripeResult:
         """``client.v1.<resource>.<method>(*args, params=...)`` with retries and error mapping.
 
-        ``resource`` may be dotted for nested services (``"invoices.line_items"``).
+        ``resource`` may be dotted for nested services (``"invoices.line_items"``); ``stripe_account``
+        makes the request on behalf of a connected account (the ``Stripe-Account`` header).
 
         Reads of a top-level resource (``retrieve``, ``list``) are sent as the same GET by
         ``raw_request`` and answered with Stripe's JSON as it came: the SDK's object conversion (and
@@ -229,7 +249,8 @@ class Gateway:
             path = f"/v1/{resource}" + (f"/{quote(str(args[0]), safe='')}" if method == "retrieve" else "")
 
             def fn(params: dict | None = None) -> Any:
-                return _raw_result(self.client.raw_request("get", path, **(params or {})))
+                account = {"stripe_account": stripe_account} if stripe_account else {}
+                return _raw_result(self.client.raw_request("get", path, **(params or {}), **account))
         else:
             service: Any = self.client.v1
             for part in resource.split("."):
@@ -238,10 +259,13 @@ class Gateway:
         options: dict[str, Any] = {}
         if method in _NON_IDEMPOTENT:
             options["idempotency_key"] = idempotency_key or f"paydesk-{uuid.uuid4()}"
+        if stripe_account:
+            options["stripe_account"] = stripe_account
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
+            outcome, retrying, request_id, answered = "error", False, None, None
             try:
                 kwargs: dict[str, Any] = {}
                 if params:
@@ -249,14 +273,20 @@ class Gateway:
                 if options:
                     kwargs["options"] = options
                 if method in _RAW_READS and "." not in resource:
-                    return fn(params)
-                return _to_result(fn(*args, **kwargs))
+                    result = fn(params)
+                else:
+                    result = _to_result(fn(*args, **kwargs))
+                outcome, request_id = "ok", result.request_id
+                return result
             except stripe.StripeError as err:
+                answered = time.perf_counter()
                 mapped = _map_error(err, attempt)
                 mapped.operation = f"{resource}.{method}"
+                outcome, request_id = ("transient" if mapped.transient else "error"), mapped.request_id
                 if not mapped.transient or attempt >= self.policy.max_attempts:
                     log.warning("stripe %s.%s failed: %s", resource, method, mapped)
                     raise mapped from None
+                retrying = True
                 retry_after = None
                 headers = getattr(err, "headers", None) or {}
                 if headers.get("retry-after"):
@@ -269,9 +299,12 @@ class Gateway:
                          resource, method, mapped.http_status or "network", attempt, delay)
                 self.policy.sleep(delay)
             finally:
+                seconds = (answered or time.perf_counter()) - started  # the answer's wait, not a retry's pause
                 with _clients_lock:
                     _calls[f"{resource}.{method}"] += 1
-                    _call_seconds[f"{resource}.{method}"] += time.perf_counter() - started
+                    _call_seconds[f"{resource}.{method}"] += seconds
+                if _observers:
+                    _tell(f"{resource}.{method}", outcome, seconds, retrying, request_id)
 
     # -- convenience wrappers used across services -----------------------------
     def retrieve(self, resource: str, obj_id: str, expand: list[str] | None = None) -> StripeResult:

@@ -38,6 +38,10 @@ ID_PREFIXES = {
     "payment_intent": ("pi_",),
     "refund": ("re_", "pyr_"),
     "event": ("evt_",),
+    "account": ("acct_",),
+    "transfer": ("tr_",),
+    "payout": ("po_",),
+    "webhook_endpoint": ("we_",),
 }
 MAX_ID_LENGTH = 255
 _ID_BODY = re.compile(r"[A-Za-z0-9_]+")

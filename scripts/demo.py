@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -186,7 +187,55 @@ def curl_line(token: str) -> str:
             f"{APP_URL}/api/v1/triggers/new-charges")
 
 
-def banner(password: str, ppid: int, env: dict[str, str], token: str | None = None) -> str:
+class DemoReceiver:
+    """A receiver of paydesk's outgoing notifications, inside this script: checks each signature and appends one
+    line per notification to ``LOG_DIR/notifications.log``."""
+
+    def __init__(self, log: Path) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from admin.services.notifications.signing import HEADER, verify
+
+        self.log, self.secret, self.count = log, "", 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                ok = verify(outer.secret, self.headers.get(HEADER, ""), body)
+                try:
+                    sent = json.loads(body)
+                except ValueError:
+                    sent = {}
+                outer.count += 1
+                with outer.log.open("a") as f:
+                    f.write(f"{time.strftime('%H:%M:%S')} {sent.get('type')} {sent.get('id')} "
+                            f"{(sent.get('data') or {}).get('object', {}).get('id')} "
+                            f"signature {'ok' if ok else 'WRONG'}\n")
+                self.send_response(200 if ok else 400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}/paydesk-notifications"
+        threading.Thread(target=self.server.serve_forever, name="demo-receiver", daemon=True).start()
+
+    def register(self, env: dict[str, str]) -> None:
+        """``notifications add`` for this receiver (the worker may post to 127.0.0.1: PAYDESK_NOTIFY_ALLOW_PRIVATE)."""
+        out = flask({**env, "PAYDESK_NOTIFY_ALLOW_PRIVATE": "true"}, "notifications", "add", "--url", self.url,
+                    "--description", "make demo's receiver (logs each notification)", "--format", "json")
+        self.secret = json.loads(out)["secret"]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def banner(password: str, ppid: int, env: dict[str, str], token: str | None = None,
+           receiver: DemoReceiver | None = None) -> str:
     lines = [
         "",
         "paydesk demo is running",
@@ -207,6 +256,10 @@ def banner(password: str, ppid: int, env: dict[str, str], token: str | None = No
         "then e.g. .venv/bin/flask --app wsgi processor list",
         "",
     ]
+    if receiver:
+        lines += [f"Notifications: {receiver.count} received so far by {receiver.url} (signatures checked), one line",
+                  f"each in {receiver.log.relative_to(ROOT) if receiver.log.is_relative_to(ROOT) else receiver.log}; "
+                  f"history at {APP_URL}/settings/notifications", ""]
     if token:
         lines += ["The API (reference at " + APP_URL + "/api/docs): new charges, as an automation tool polls them:", "",
                   curl_line(token), ""]
@@ -237,6 +290,21 @@ def give_through_form() -> str:
     return f"50.00 USD from Mary Somerville accepted; thank-you page {APP_URL}{answer['redirect']}"
 
 
+def connect_demo(env: dict[str, str], gw: Gateway) -> str:
+    """A connected account (made with ``connect accounts create``), a person on it, a transfer to it
+    (``connect transfers create``), and the payout Stripe would then make from its balance."""
+    acct = json.loads(flask(env, "connect", "accounts", "create", "--email", "bookshop@example.org", "--type",
+                            "custom", "--country", "US", "--format", "json"))["id"]
+    gw.call("accounts.persons", "create", acct, params={"first_name": "Grace", "last_name": "Hopper",
+                                                        "relationship": {"representative": True}})
+    transfer = json.loads(flask(env, "connect", "transfers", "create", "--account", acct, "--amount", "40",
+                                "--transfer-group", "SPRING-BOOKS", "--metadata", "appeal=spring", "--yes",
+                                "--format", "json"))["id"]
+    payout = gw.call("payouts", "create", params={"amount": 4000, "currency": "usd"}, stripe_account=acct)["id"]
+    return (f"{acct}: transfer {transfer} of 40.00 USD, payout {payout}; see {APP_URL}/connect/accounts/{acct} "
+            f"and {APP_URL}/connect/payouts/{payout}?account={acct}")
+
+
 def run(keep_logs: bool) -> None:
     for port, what in ((STRIPE_PORT, "localstripe"), (STRIPE_JS_PORT, "the Stripe.js test double"),
                        (APP_PORT, "paydesk (gunicorn)")):
@@ -264,6 +332,8 @@ def run(keep_logs: bool) -> None:
         "PAYDESK_BASE_URL": APP_URL,
         # The donation form's card field: the Stripe.js test double in front of localstripe.
         "PAYDESK_STRIPE_JS_URL": f"{STRIPE_JS_URL}/v3/",
+        # The demo's notification receiver listens on 127.0.0.1, which a real install refuses.
+        "PAYDESK_NOTIFY_ALLOW_PRIVATE": "true",
         "PYTHONUNBUFFERED": "1",
     })
     children = Children()
@@ -301,6 +371,9 @@ def run(keep_logs: bool) -> None:
               "--currency", "usd", "--amounts", "10,25,50,100", "--frequencies", "one-off,monthly,yearly",
               "--min-amount", "5", "--intro", "Every gift buys books for the children's library.",
               "--thank-you-text", "Thank you: your gift is on its way to the library's shelves.")
+        receiver = DemoReceiver(LOG_DIR / "notifications.log")
+        receiver.register(env)
+        step(f"registered {receiver.url} for outgoing notifications (log {receiver.log})")
         password = secrets.token_urlsafe(12)
         flask(env, "user", "create", "--email", ADMIN_EMAIL, "--role", "admin", "--password-stdin",
               stdin=password + "\n")
@@ -357,10 +430,13 @@ def run(keep_logs: bool) -> None:
         out = flask(env, "intents", "import", "--since", "1 hour")
         print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
 
+        step("Stripe Connect: a connected account, a transfer to it and its payout")
+        print(f"    {connect_demo(env, gw)}", flush=True)
+
         step("making an API token (read scope, 7 days)")
         token = create_api_token(env)
 
-        print(banner(password, ppid, env, token), flush=True)
+        print(banner(password, ppid, env, token, receiver), flush=True)
 
         while True:
             dead = children.dead()

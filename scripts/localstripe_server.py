@@ -224,6 +224,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     closer_to_stripe()
     _products_like_stripe()
+    import localstripe_connect  # beside this script
+
+    localstripe_connect.install(app)  # Connect, the platform account and webhook endpoints
     # localstripe pickles its whole store to /tmp/localstripe.pickle on every write (the same file for
     # every localstripe on the machine), so each create costs more as the store grows: keep it in memory.
     Store.dump_to_disk = lambda self: None

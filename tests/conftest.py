@@ -271,3 +271,13 @@ def world(offline_processor):
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield StripeWorld(rsps)
+
+
+@pytest.fixture
+def connect_world(offline_processor):
+    """``world`` plus Stripe Connect and webhook endpoints (``tests/connect_world.py``)."""
+    import responses
+    from connect_world import ConnectWorld
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield ConnectWorld(rsps)

@@ -213,3 +213,54 @@ def test_the_demo_prints_a_curl_line_that_lists_new_charges(tmp_path, monkeypatc
     with app.app_context():
         resp = app.test_client().get("/api/v1/triggers/new-charges", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 200 and json.loads(resp.data)["data"] == []
+
+
+def test_the_demo_registers_a_receiver_that_checks_each_notification(tmp_path, monkeypatch):
+    """``make demo`` runs a receiver, registers it (``notifications add``) and logs each notification with its
+    signature checked; the banner says how many arrived and where they are."""
+    import base64
+    import importlib.util
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from conftest import ROOT, make_app
+
+    from admin.extensions import db
+    from admin.models import Contribution
+    from admin.services.settings.processors import add_processor
+    from admin.worker.loop import run_once
+
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    env = {**clean, "PAYDESK_DATABASE_URL": url, "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+           "PAYDESK_ENCRYPTION_KEY": key}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+
+    def run_flask(env_, *args, stdin=None):
+        done = subprocess.run(flask + list(args), cwd=ROOT, env=env_, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    monkeypatch.setattr(demo, "flask", run_flask)
+    receiver = demo.DemoReceiver(tmp_path / "notifications.log")
+    try:
+        receiver.register(env)
+        app = make_app(url, tmp_path, ENCRYPTION_KEY=key, NOTIFY_ALLOW_PRIVATE=True)
+        with app.app_context():
+            proc = add_processor(name="demo", secret_key="sk_test_demo", webhook_secrets=["whsec_demo"])
+            db.session.add(Contribution(processor_id=proc.id, amount=5000, currency="usd", status="Completed"))
+            db.session.commit()
+            run_once()
+            db.engine.dispose()
+    finally:
+        receiver.stop()
+    (line,) = (tmp_path / "notifications.log").read_text().splitlines()
+    assert "contribution.completed ntf_" in line and line.endswith("signature ok")
+    assert "Notifications: 1 received so far" in demo.banner("pw", 1, env, None, receiver)

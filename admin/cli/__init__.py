@@ -42,21 +42,25 @@ def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
     from admin.cli import (
         audit,
+        connect,
         events,
         forms,
         imports,
         intents,
         jobs,
+        notifications,
         processors,
         reconcile,
         records,
         tokens,
         users,
+        webhook_endpoints,
         worker,
     )
 
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens):
+    for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
+                   webhook_endpoints, connect, notifications):
         module.register(app)

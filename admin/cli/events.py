@@ -14,12 +14,14 @@ from admin.cli.support import (
     filter_from_options,
     filter_options,
     format_option,
+    param_options,
     ppid_option,
     processor_or_fail,
     with_options,
 )
 from admin.dbutil import parse_id
 from admin.errors import ServiceError, StripeFailure
+from admin.services.events.jobs import Cleanup, RetryAll
 from admin.services.events.queries import EventFilter
 
 events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
@@ -86,19 +88,28 @@ def events_list(expected_charges, limit, starting_after, output, fmt, **options)
 
 
 def _populate(ppid, types, limit, fmt, queue: bool) -> None:
+    from admin.services.events.jobs import Populate
+
     proc = processor_or_fail(ppid)
-    run_job("events.populate", {"types": _types(types, "invoice.payment_succeeded"), "limit": limit,
-                                "queue": queue}, processor_id=proc.id, fmt=fmt)
+    try:
+        chosen = [t.strip() for v in types for t in v.split(",") if t.strip()]
+        params = Populate.of({"types": chosen or Populate.default("types"), "limit": limit, "queue": queue},
+                             options=True)
+    except ServiceError as err:
+        fail(err)
+    run_job("events.populate", params, processor_id=proc.id, fmt=fmt)
 
 
-populate_options = [
-    ppid_option,
-    click.option("--type", "types", multiple=True,
-                 help="Event type (repeatable, or 'all'). Default: invoice.payment_succeeded."),
-    click.option("--limit", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
-                 help="At most this many events (0: all Stripe still has, the last 30 days)."),
-    format_option,
-]
+def _populate_options() -> list:
+    from admin.services.events.jobs import Populate
+
+    [types, limit] = param_options(Populate, "types", "limit")
+    return [ppid_option, click.option("--type", "types", multiple=True, help=(
+        f"Event type (repeatable, or 'all'). Default: {', '.join(Populate.default('types'))}.")), limit,
+        format_option]
+
+
+populate_options = _populate_options()
 
 
 @events_cli.command("populate-log")
@@ -160,33 +171,27 @@ def replay_cmd(row_id, event_id, ppid, no_receipt, fmt):
 
 @events_cli.command("retry-all")
 @ppid_option
-@click.option("--limit", type=click.IntRange(1, 10_000), default=25, show_default=True,
-              help="At most this many payments.")
-@click.option("--days", type=click.IntRange(1, 365), default=30, show_default=True,
-              help="Look at Stripe's charges of the last N days.")
+@with_options(param_options(RetryAll))
 @format_option
-def retry_all_cmd(ppid, limit, days, fmt):
+def retry_all_cmd(ppid, fmt, **params):
     """Replay the events of payments completed in Stripe but not in paydesk (CiviCRM's Retryall)."""
     proc = processor_or_fail(ppid)
-    run_job("events.retry_all", {"limit": limit, "days": days}, processor_id=proc.id, fmt=fmt)
+    run_job("events.retry_all", RetryAll(**params), processor_id=proc.id, fmt=fmt)
 
 
 @events_cli.command("cleanup")
-@click.option("--older-than", required=True, help='Age, e.g. "30 days", "3 months".')
-@click.option("--include-errors", is_flag=True, help="Delete events in error too.")
+@click.option("--older-than", required=True, help=Cleanup.__dataclass_fields__["older_than"].metadata["help"])
+@with_options(param_options(Cleanup, "include_errors"))
 @click.option("--ppid", help="Only this processor's events (default: all).")
 @format_option
 def cleanup_cmd(older_than, include_errors, ppid, fmt):
     """Delete processed (success, ignored, logged) events older than an age."""
-    from admin.services.events.jobs import cleanup_age
-
     try:
-        cleanup_age(older_than)
+        Cleanup.of({"older_than": older_than}, options=True)
     except ServiceError as err:
         fail(err)
     proc = processor_or_fail(ppid) if ppid else None
-    run_job("events.cleanup", {"older_than": older_than, "include_errors": include_errors,
-                               "ppid": proc.id if proc else None}, fmt=fmt)
+    run_job("events.cleanup", Cleanup(older_than, include_errors, proc.id if proc else None), fmt=fmt)
 
 
 def register(app: Flask) -> None:

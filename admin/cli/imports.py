@@ -16,15 +16,17 @@ from flask import Flask
 from admin.cli.jobs import run_job
 from admin.cli.support import (
     ID,
-    MAX_LIMIT,
     PaydeskGroup,
     emit,
     fail,
     format_option,
+    param_options,
     ppid_option,
     processor_or_fail,
+    with_options,
 )
 from admin.errors import ServiceError
+from admin.services.records.jobs import ImportSome
 from admin.stripe_gateway import GatewayError
 
 import_cli = PaydeskGroup("import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges.")
@@ -44,7 +46,7 @@ def _paging(one, limit, starting_after, noun: str) -> dict:
 @import_cli.command("subscriptions")
 @ppid_option
 @click.option("--subscription", help="Import this one subscription (sub_...), now.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most this many (default: all).")
+@with_options(param_options(ImportSome, "limit"))
 @click.option("--starting-after", help="Begin after this subscription id (Stripe's order).")
 @format_option
 def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
@@ -72,7 +74,7 @@ def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
 @import_cli.command("customers")
 @ppid_option
 @click.option("--customer", help="Import this one customer (cus_...), now.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), help="At most this many (default: all).")
+@with_options(param_options(ImportSome, "limit"))
 @click.option("--starting-after", help="Begin after this customer id (Stripe's order).")
 @format_option
 def import_customers(ppid, customer, limit, starting_after, fmt):

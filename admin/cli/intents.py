@@ -23,6 +23,7 @@ from admin.cli.support import (
     processor_or_fail,
 )
 from admin.errors import ServiceError
+from admin.services.intents.jobs import DEFAULT_PERIOD, ImportIntents, ProcessStripe
 from admin.services.intents.queries import IntentFilter
 
 intents_cli = PaydeskGroup("intents", help="Stripe PaymentIntents paydesk tracks: list, cancel, capture, import.")
@@ -118,8 +119,7 @@ def intents_cancel_incomplete(ppid, older_than, fmt):
 
 @intents_cli.command("import")
 @ppid_option
-@click.option("--since", default="1 day", show_default=True,
-              help='Only intents created in the last ... ("2 hours", "7 days"); 0 for all Stripe lists.')
+@click.option("--since", default=ImportIntents.since, show_default=True, help=ImportIntents.meta("since", "help"))
 @format_option
 def intents_import(ppid, since, fmt):
     """Track the intents Stripe lists (Stripe sends no webhook for one created and then abandoned)."""
@@ -134,12 +134,12 @@ def intents_import(ppid, since, fmt):
 
 
 @jobs_cli.command("process-stripe")
-@click.option("--delete-old", default="3 months", show_default=True,
-              help="Delete paydesk's records of finished intents created longer ago than this; 0 disables.")
-@click.option("--cancel-incomplete", default="1 hour", show_default=True,
-              help="Cancel in Stripe the intents waiting for the donor created longer ago than this; 0 disables.")
+@click.option("--delete-old", default=ProcessStripe.delete_old, show_default=True,
+              help=ProcessStripe.meta("delete_old", "help"))
+@click.option("--cancel-incomplete", default=ProcessStripe.cancel_incomplete, show_default=True,
+              help=ProcessStripe.meta("cancel_incomplete", "help"))
 @click.option("--ppid", help="Only this processor (default: every processor).")
-@click.option("--period", default="15 minutes", show_default=True,
+@click.option("--period", default=DEFAULT_PERIOD, show_default=True,
               help="How often cron starts it: one run per period does the work, however many hosts start it; "
                    "0: every run works.")
 @format_option

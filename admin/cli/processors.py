@@ -70,3 +70,21 @@ def processor_set(ppid, name, secret_key, publishable_key, webhook_secrets, add_
     emit([proc.public_dict()], fmt)
 
 
+
+
+@processor_cli.command("test")
+@click.argument("ppid", required=False)
+@format_option
+def processor_test(ppid, fmt):
+    """Test the connection: one read-only Stripe request (the account's name, or Stripe's error)."""
+    from admin.services.settings.processors import check_connection, get_processor
+
+    check = check_connection(get_processor(ppid))
+    if fmt == "json":
+        click.echo(json.dumps({"ok": check.ok, "message": check.message, "account": check.account_id,
+                               "request_id": check.request_id}))
+    else:
+        suffix = f" (Stripe request {check.request_id})" if check.request_id else ""
+        click.echo(("" if check.ok else "Error: ") + check.message + suffix, err=not check.ok)
+    if not check.ok:
+        raise SystemExit(1)

@@ -239,6 +239,38 @@ def with_options(options: list):
     return apply
 
 
+def param_options(cls, *names: str) -> list:
+    """Click options for fields of a job kind's parameter class (``services.core.params.JobParams``): the
+    same names, defaults, bounds and help as the page's tool, so the two cannot drift. Whole numbers get
+    their range, booleans a flag, lists a repeatable option."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if names and f.name not in names:
+            continue
+        kind = hints[f.name]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) \
+            if type(None) in typing.get_args(kind) else kind
+        flag = f"--{f.name.replace('_', '-')}"
+        default = cls.default(f.name)
+        help_text = f.metadata.get("help") or f.metadata.get("label")
+        if base is bool:
+            out.append(click.option(flag, f.name, is_flag=True, default=bool(default), help=help_text))
+        elif base is int:
+            out.append(click.option(flag, f.name, type=click.IntRange(f.metadata.get("min"), f.metadata.get("max")),
+                                    default=default, show_default=default is not None, help=help_text))
+        elif typing.get_origin(base) is list:
+            out.append(click.option(flag, f.name, multiple=True, help=help_text + (
+                f" Default: {', '.join(default)}." if default else "")))
+        else:
+            out.append(click.option(flag, f.name, default=default, show_default=default is not None,
+                                    help=help_text))
+    return out
+
+
 def filter_from_options(cls, **options):
     """The filter (an ``admin.listing.Filter``) these options describe, read exactly as the page reads
     its query string; a bad option ends the command with its name and what is wrong. ``ppid`` may be a

@@ -6,10 +6,13 @@ re-exported here, so ``from admin.models import X`` works for every table and co
 
 from admin.models.alarms import CardTestingEpisode  # noqa: F401
 from admin.models.api import (  # noqa: F401
+    NOTIFICATION_TYPES,
     TOKEN_SCOPES,
     TRIGGER_TOPICS,
     ApiIdempotencyKey,
     ApiToken,
+    NotificationDelivery,
+    NotificationEndpoint,
     Product,
     TriggerFeed,
 )
@@ -47,9 +50,15 @@ from admin.models.donations import (  # noqa: F401
     DonorLink,
     SpentFormToken,
 )
-from admin.models.jobs import EventAttempt, Job  # noqa: F401
+from admin.models.jobs import Confirmation, EventAttempt, Job  # noqa: F401
 from admin.models.limiter import LimiterCounter  # noqa: F401
-from admin.models.pipeline import CardTestingSignal, OutboxTask, StripeEvent, WebhookRejection  # noqa: F401
+from admin.models.pipeline import (  # noqa: F401
+    CardTestingSignal,
+    OutboxTask,
+    StripeEvent,
+    WebhookRejection,
+    WorkerHeartbeat,
+)
 from admin.models.processors import PaymentProcessor  # noqa: F401
 from admin.models.reconcile import ReconcileScan, UnmatchedPayment  # noqa: F401
 from admin.models.records import (  # noqa: F401

@@ -87,3 +87,24 @@ class EventAttempt(db.Model):
     outcome: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text)
     stripe_request_ids: Mapped[str | None] = mapped_column(String(500))
+
+
+class Confirmation(db.Model):
+    """What a confirmation showed (a bulk action's or a tool's "do this to N?"), kept on the server.
+
+    The page gets a random token; only its hash is stored. Running the job needs the token back, from the
+    same user, before ``expires_at``, once: the job then runs exactly ``kind`` with ``params`` (what was
+    counted and shown), never criteria read again from the request."""
+
+    __tablename__ = "confirmation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    processor_id: Mapped[int | None] = mapped_column(ForeignKey("payment_processor.id", ondelete="CASCADE"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the job's parameters, as confirmed
+    shown: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # title, count, money, options, ...
+    count: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = created_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)

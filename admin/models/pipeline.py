@@ -91,6 +91,8 @@ class OutboxTask(db.Model):
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The stored event whose processing asked for this task (None when staff or a job did).
     event_row_id: Mapped[int | None] = mapped_column(ForeignKey("stripe_event.id", ondelete="SET NULL"), index=True)
+    # A kind retried for a length of time (``outbox.runner(retry_for=...)``): failed for good after this.
+    retry_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class CardTestingSignal(db.Model):
@@ -120,3 +122,15 @@ class WebhookRejection(db.Model):
     reason: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WorkerHeartbeat(db.Model):
+    """A running worker process says it is alive: ``/readyz`` and the dashboard read the freshest ``beat_at``.
+
+    One row per process (``host:pid``), written every ``WORKER_HEARTBEAT_SECONDS``, deleted when it stops;
+    rows of processes that died without stopping age out and are deleted by the worker's housekeeping."""
+
+    __tablename__ = "worker_heartbeat"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -1,5 +1,7 @@
 """Blueprint registration: one blueprint per resource."""
 
+from datetime import timedelta
+
 from flask import Flask
 from werkzeug.routing import BaseConverter, ValidationError
 
@@ -31,6 +33,7 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.account import init_app as init_account
     from admin.views.audit import bp as audit_bp
     from admin.views.auth import bp as auth_bp
+    from admin.views.connect import bp as connect_bp
     from admin.views.contacts import bp as contacts_bp
     from admin.views.contributions import bp as contributions_bp
     from admin.views.customers import bp as customers_bp
@@ -42,11 +45,15 @@ def register_blueprints(app: Flask) -> None:
     from admin.views.health import bp as health_bp
     from admin.views.intents import bp as intents_bp
     from admin.views.jobs import bp as jobs_bp
+    from admin.views.notifications import bp as notifications_bp
     from admin.views.payments import bp as payments_bp
+    from admin.views.processors import bp as processors_bp
     from admin.views.reconcile import bp as reconcile_bp
     from admin.views.settings import bp as settings_bp
     from admin.views.subscriptions import bp as subscriptions_bp
+    from admin.views.transfers import bp as transfers_bp
     from admin.views.users import bp as users_bp
+    from admin.views.webhook_endpoints import bp as webhook_endpoints_bp
     from admin.webhooks.endpoint import bp as webhooks_bp
 
     init_security(app)
@@ -63,8 +70,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp)
     app.register_blueprint(reconcile_bp)
     app.register_blueprint(forms_bp)
+    app.register_blueprint(processors_bp)
+    app.register_blueprint(webhook_endpoints_bp)
+    app.register_blueprint(connect_bp)
+    app.register_blueprint(transfers_bp)
     init_donate(app)
-    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp, settings_bp):
+    for bp in (subscriptions_bp, customers_bp, contacts_bp, contributions_bp, payments_bp, settings_bp,
+               notifications_bp):
         app.register_blueprint(bp)
     init_api(app)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
@@ -85,6 +97,7 @@ def _template_filters(app: Flask) -> None:
 
     app.add_template_filter(from_unix, "from_unix")
     app.add_template_filter(format_age, "age")
+    app.add_template_filter(lambda seconds: format_age(timedelta(seconds=seconds)), "seconds_age")
     app.add_template_filter(dashboard_url, "dashboard_url")
     app.add_template_filter(plain_value, "plain")
     app.add_template_global(count_label, "count_label")
@@ -121,7 +134,9 @@ NAV_ITEMS = (
     ("Jobs", "jobs.index"),
     ("Forms", "forms.index"),
     ("Audit", "audit.index"),
+    ("Connect", "connect.index"),
     ("Staff", "users.index", "admin"),
+    ("Settings", "processors.index", "admin"),
 )
 
 
@@ -136,6 +151,7 @@ def nav_items() -> list[dict]:
         if role and not current_user.can(role[0]):
             continue  # a page this person cannot open is not offered
         blueprint = endpoint.partition(".")[0]
-        current = "customers" if request.blueprint == "contacts" else request.blueprint
+        current = {"contacts": "customers", "webhook_endpoints": "processors", "settings": "processors",
+                   "transfers": "connect"}.get(request.blueprint, request.blueprint)
         items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items

@@ -16,7 +16,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from admin.dbutil import parse_id, parse_whole
+from admin.dbutil import parse_id
 from admin.errors import ServiceError
 from admin.htmx import is_htmx
 from admin.services.core import jobs as jobs_service
@@ -64,12 +64,15 @@ def bulk_selection(form) -> dict[str, Any] | None:
     return {"ids": ids} if ids else None
 
 
-def start_job_response(kind: str, params: dict[str, Any], processor_id: int | None = None):
-    """Start (or rejoin) a job, if the signed-in user's role allows that kind of job."""
+def require_role(kind: str) -> None:
+    """403 unless the signed-in user's role may start the job kind ``kind``."""
     role = jobs_service.kind(kind).role
     if not current_user.can(role):
         abort(403, description=f"This needs the {role} role; you are signed in as {current_user.role}.")
-    started = jobs_service.start(kind, params, processor_id=processor_id)
+
+
+def started_response(started: jobs_service.Started):
+    """A started (or rejoined) job: its progress partial (polled until it ends), or its page without JavaScript."""
     job = started.job
     message = None if started.created else f"The same job was already {job.status}; this is it."
     if is_htmx():
@@ -78,11 +81,7 @@ def start_job_response(kind: str, params: dict[str, Any], processor_id: int | No
     return redirect(url_for("jobs.show", job_id=job.id))
 
 
-def import_paging(form) -> dict[str, Any]:
-    """``limit`` and ``starting_after`` of an import form (CiviCRM's "some": at most N, after an id);
-    both empty means all."""
-    text = (form.get("limit") or "").strip()
-    limit = parse_whole(text, 1, 1_000_000)
-    if text and limit is None:
-        raise ServiceError("import at most: a whole number from 1 to 1,000,000, or empty for all", field="limit")
-    return {"limit": limit, "starting_after": (form.get("starting_after") or "").strip() or None}
+def start_job_response(kind: str, params: Any, processor_id: int | None = None):
+    """Start (or rejoin) a job, if the signed-in user's role allows that kind of job."""
+    require_role(kind)
+    return started_response(jobs_service.start(kind, params, processor_id=processor_id))

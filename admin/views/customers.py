@@ -15,8 +15,8 @@ from admin.services.records import contacts as people
 from admin.services.records.imports import import_customer
 from admin.services.records.jobs import linked_customers
 from admin.services.settings.processors import get_processor, list_processors
-from admin.views.actions import action_response, import_paging, labelled, start_job_response
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.actions import action_response, labelled
+from admin.views.confirm import JobConfirmation, confirm_import, confirmation, is_run, run_step
 from admin.views.export import filter_csv
 
 bp = Blueprint("customers", __name__)
@@ -48,6 +48,8 @@ def export():
 def import_many():
     form = request.form
     back = url_for("customers.index")
+    if is_run():
+        return run_step(("imports.customers",), back)
     try:
         proc = get_processor(form.get("ppid") or None)
         one = (form.get("customer") or "").strip()
@@ -55,7 +57,8 @@ def import_many():
             contact, how = import_customer(proc, one)
             return action_response("_message.html", url_for("contacts.show", contact_id=contact.id),
                                    f"{one}: {how} (contact #{contact.id}, {contact.display_name}).", "success")
-        return start_job_response("imports.customers", import_paging(form), proc.id)
+        return confirm_import("imports.customers", proc, "customers", url_for("customers.import_many"), back,
+                              "Customers")
     except ServiceError as err:
         return action_response("_message.html", back, labelled(err, {"customer": "One customer (id)"}), "error")
 
@@ -67,12 +70,12 @@ def for_all(what: str):
     that says how many, then (``step=run``) the job."""
     if what not in ("update_metadata", "update_contact_ids"):
         abort(404)
+    if is_run():
+        return run_step((f"customers.{what}",), url_for("customers.index"))
     try:
         proc = get_processor(request.form.get("ppid") or None)
     except ServiceError as err:
         return action_response("_message.html", url_for("customers.index"), err.message, "error")
-    if request.form.get("step") == "run":
-        return start_job_response(f"customers.{what}", {}, proc.id)
     n = count(linked_customers(proc.id), StripeCustomer)
     many = f"{n:,} linked Stripe customer{'' if n == 1 else 's'}"
     if what == "update_metadata":
@@ -86,5 +89,5 @@ def for_all(what: str):
                   f"another contact paydesk has, the customer is linked to that contact. Nothing changes in Stripe.")
     return confirmation(JobConfirmation(
         title, detail, f"Yes, {verb} {n:,}", url_for("customers.for_all", what=what), url_for("customers.index"),
-        "Customers", {"ppid": str(proc.id)},
+        "Customers", kind=f"customers.{what}", params={}, processor_id=proc.id, count=n,
         nothing=None if n else f"No customer on {proc.name} is linked to a contact yet: import customers first."))

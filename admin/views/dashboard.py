@@ -9,8 +9,20 @@ from admin.htmx import is_partial
 from admin.security import role_required
 from admin.services.monitoring.alarms import failures_per_hour
 from admin.services.monitoring.dashboard import contribution_charts, dashboard_counts
+from admin.services.monitoring.health import queue_health
 
 bp = Blueprint("dashboard", __name__)
+
+
+def _queue_charts(health) -> list:
+    """The queue's health: is it keeping up (arrivals and processing per minute), is anything failing?"""
+    return [
+        chart("Events per minute, last hour: received and processed", [m.strftime("%H:%M") for m in health.minutes],
+              [Series("Received", health.received_per_minute), Series("Processed", health.processed_per_minute)],
+              kind="line", label_every=10),
+        chart("Events in error per hour, last 48 hours", [h.strftime("%a %H:00") for h in health.hours],
+              [Series("Events in error", health.errors_per_hour)], label_every=12),
+    ]
 
 
 def _charts() -> list:
@@ -34,5 +46,7 @@ def _charts() -> list:
 @role_required("viewer")
 def index():
     counts = dashboard_counts()
+    health = queue_health()
     template = "dashboard/_counts.html" if is_partial() else "dashboard/index.html"
-    return render_template(template, counts=counts, charts=_charts())
+    return render_template(template, counts=counts, charts=_charts(), health=health,
+                           queue_charts=_queue_charts(health))

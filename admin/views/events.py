@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from admin.dbutil import parse_whole
 from admin.errors import ServiceError
-from admin.htmx import is_htmx, is_partial
+from admin.htmx import is_partial
 from admin.listing import page_or_first
 from admin.models import PaymentProcessor
 from admin.security import role_required
@@ -15,7 +14,8 @@ from admin.services.events.ops import mark_ignored, replay
 from admin.services.settings.processors import get_processor, list_processors
 from admin.stripe_shapes import stripe_id_problem
 from admin.timeutil import from_unix
-from admin.views.actions import action_response, labelled, start_job_response
+from admin.views.actions import action_response, bulk_selection, labelled, start_job_response
+from admin.views.confirm import JobConfirmation, Option, confirmation, is_run, run_step
 from admin.views.export import filter_csv
 
 bp = Blueprint("events", __name__)
@@ -56,7 +56,10 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("events/_results.html", **data)
-    return render_template("events/index.html", processors=list_processors(), **data)
+    from admin.services.events.jobs import Cleanup, Populate, RetryAll
+
+    tools = {"populate": Populate(), "retry": RetryAll(), "cleanup": Cleanup()}  # the tools' defaults, once
+    return render_template("events/index.html", processors=list_processors(), tools=tools, **data)
 
 
 EVENT_CSV = ("id", "event_id", "type", "created", "status", "status_reason", "last_error", "attempts", "source",
@@ -135,76 +138,84 @@ def replay_from_stripe():
     return action_response("_message.html", back, message, tone)
 
 
+BULK = {"replay": ("events.replay", "Replay", "replay"), "ignore": ("events.ignore", "Mark ignored", "mark ignored")}
+
+
 @bp.post("/events/bulk")
 @role_required("operator")
 def bulk():
     """Bulk replay / mark ignored of the ticked rows or of everything matching the filter:
-    first a confirmation that says how many, then a job."""
+    first the confirmation that says how many, then (``step=run`` with its token) the job."""
     from admin.services.events.jobs import selection_count
-    from admin.views.actions import bulk_selection
 
+    back = url_for("events.index")
+    if is_run():
+        return run_step(("events.replay", "events.ignore"), back)
     action = request.form.get("action")
-    if action not in ("replay", "ignore"):
+    if action not in BULK:
         abort(400)
+    kind, verb, button = BULK[action]
     try:
         params = bulk_selection(request.form)
+        if params is None:
+            raise ServiceError("Tick at least one event first.")
+        count = selection_count(params)
     except ServiceError as err:
-        return action_response("_message.html", url_for("events.index"), err.message, "error", status=422)
-    if params is None:
-        return action_response("_message.html", url_for("events.index"), "Tick at least one event first.",
-                               "error", status=422)
-    if action == "ignore":
-        params["reason"] = request.form.get("reason", "").strip()
+        return action_response("_message.html", back, err.message, "error", status=422)
+    many = f"{count:,} event{'' if count == 1 else 's'}"
+    if action == "replay":
+        options = [Option("no_receipt", "Do not send receipts", bool(request.form.get("no_receipt")))]
+        detail = "Each event is fetched from Stripe again and processed now, as a background job."
     else:
-        params["no_receipt"] = bool(request.form.get("no_receipt"))
-    confirm = "events/_bulk_confirm.html" if is_htmx() else "events/bulk.html"
-    if request.form.get("step") != "run":
-        return render_template(confirm, action=action, params=params, count=selection_count(params))
-    try:
-        if action == "ignore" and not params["reason"]:
-            raise ServiceError("Say why these events are to be ignored.", field="reason")
-        return start_job_response(f"events.{action}", params)  # the job kind checks the reason's text
-    except ServiceError as err:
-        return render_template(confirm, action=action, params=params, count=selection_count(params),
-                               error=err.message), 422
+        options = [Option("reason", "Reason", request.form.get("reason", "").strip(), text=True, required=True)]
+        detail = "Each event is marked ignored with your reason; nothing is changed in Stripe."
+    return confirmation(JobConfirmation(
+        f"{verb} {many}?", detail, f"Yes, {button} {count:,}", url_for("events.bulk"), back, "Events",
+        kind=kind, params=params, count=count, options=options, target="#bulk-dialog",
+        nothing=None if count else "Nothing matches any more."))
 
 
 @bp.post("/events/tools/<tool>")
 @role_required("operator")
 def tool(tool: str):
-    """Populate log/queue, retry all, clean up: each starts a job and shows its progress."""
-    from admin.services.events.jobs import cleanup_age
+    """Populate log/queue, retry all: a confirmation, then (``step=run``) the job and its progress;
+    clean up (admins) starts its job at once, after the browser's own "are you sure"."""
+    from admin.services.events.jobs import Cleanup, Populate, RetryAll
 
     form = request.form
+    back = url_for("events.index")
+    if tool not in ("populate-log", "populate-queue", "retry-all", "cleanup"):
+        abort(404)
+    if is_run():
+        return run_step(("events.populate", "events.retry_all"), back)
     try:
-        proc = get_processor(form.get("ppid") or None)
-        if tool in ("populate-log", "populate-queue"):
-            types = [t.strip() for t in form.get("types", "").split(",") if t.strip() and t.strip() != "all"]
-            limit = _int(form.get("limit"), "limit", "At most", 0, 1_000_000)
-            return start_job_response("events.populate", {"types": types, "limit": limit,
-                                                          "queue": tool == "populate-queue"}, proc.id)
-        if tool == "retry-all":
-            return start_job_response("events.retry_all", {
-                "limit": _int(form.get("limit"), "limit", "At most", 1, 10_000) or 25,
-                "days": _int(form.get("days"), "days", "Days back", 1, 365) or 30}, proc.id)
         if tool == "cleanup":
-            cleanup_age(form.get("older_than", ""))
-            return start_job_response("events.cleanup", {"older_than": form.get("older_than"),
-                                                         "include_errors": bool(form.get("include_errors")),
-                                                         "ppid": proc.id if form.get("ppid") else None})
+            proc = get_processor(form.get("ppid")) if form.get("ppid") else None
+            return start_job_response("events.cleanup", Cleanup.from_form(form, ppid=proc.id if proc else None))
+        proc = get_processor(form.get("ppid") or None)
+        if tool == "retry-all":
+            p = RetryAll.from_form(form)
+            return confirmation(JobConfirmation(
+                f"Retry up to {p.limit:,} payment{'' if p.limit == 1 else 's'} of the last {p.days} days?",
+                f"The job lists {proc.name}'s charges of the last {p.days} days in Stripe and, for each one "
+                f"paydesk has not recorded (at most {p.limit:,}), replays the event that records it, or imports "
+                f"the charge when paydesk has no such event. Receipts go out as for any payment.",
+                "Yes, retry all", url_for("events.tool", tool=tool), back, "Events",
+                kind="events.retry_all", params=p, processor_id=proc.id))
+        types = [t.strip() for t in form.get("types", "").split(",") if t.strip()]
+        p = Populate.from_form(form, types=types or ["all"], queue=tool == "populate-queue")
+        what = ", ".join(p.types) or "every type"
+        return confirmation(JobConfirmation(
+            f"{'Populate and queue' if p.queue else 'Populate the log'} from {proc.name}?",
+            f"The job copies Stripe's past events ({what}; "
+            f"{f'at most {p.limit:,}' if p.limit else 'all Stripe still has, the last 30 days'}) into the log; an "
+            f"event already stored is not stored again."
+            + (" Each new one is queued and processed, as if Stripe had sent it now." if p.queue else
+               " Nothing is processed."),
+            "Yes, populate", url_for("events.tool", tool=tool), back, "Events",
+            kind="events.populate", params=p, processor_id=proc.id))
     except ServiceError as err:
-        return action_response("_message.html", url_for("events.index"), labelled(err, TOOL_LABELS), "error",
-                               status=422)
-    abort(404)
+        return action_response("_message.html", back, labelled(err, TOOL_LABELS), "error", status=422)
 
 
 TOOL_LABELS = {"types": "Types", "older_than": "Older than"}  # the tools' fields, as their forms label them
-
-
-def _int(text: str | None, name: str, label: str, low: int, high: int) -> int:
-    if not (text or "").strip():
-        return 0
-    number = parse_whole(text, low, high)
-    if number is None:
-        raise ServiceError(f"{label}: a whole number from {low} to {high:,}, please", field=name)
-    return number

@@ -29,8 +29,9 @@ def index():
 
 
 def _editor(wtform: DonationFormForm, existing=None):
-    wtform.processor_id.choices = [SelectChoice(str(p.id), f"{p.name} ({p.mode})")
-                                   for p in list_processors() if p.active]
+    wtform.processor_id.choices = [
+        SelectChoice(str(p.id), f"{p.name} ({p.mode}{'' if p.publishable_key else ', no publishable key'})")
+        for p in list_processors() if p.active]
     if wtform.validate_on_submit():
         settings = FormSettings(**{name: getattr(wtform, name).data for name in (
             "slug", "title", "processor_id", "currency", "amounts", "frequencies", "intro", "allow_other_amount",
@@ -51,8 +52,8 @@ def _editor(wtform: DonationFormForm, existing=None):
 @role_required("admin")
 def new():
     if not list_processors():
-        flash("Add a payment processor first (flask --app wsgi processor add ...).", "error")
-        return redirect(url_for("forms.index"))
+        flash("Add a payment processor first (Settings > Processors).", "error")
+        return redirect(url_for("processors.new"))
     return _editor(DonationFormForm())
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request, url_for
 
 from admin.errors import ServiceError
-from admin.htmx import is_htmx, is_partial
+from admin.htmx import is_partial
 from admin.listing import page_or_first
 from admin.security import role_required
 from admin.services.intents import ops
 from admin.services.intents import queries as svc
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, bulk_selection, start_job_response
+from admin.views.confirm import JobConfirmation, confirmation, is_run, run_step
 from admin.views.export import filter_csv
 
 bp = Blueprint("intents", __name__)
@@ -32,7 +33,10 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("intents/_results.html", **data)
-    return render_template("intents/index.html", processors=list_processors(), **data)
+    from admin.services.intents.jobs import ImportIntents, ProcessStripe
+
+    tools = {"import_": ImportIntents(), "process": ProcessStripe()}  # the tools' defaults, once
+    return render_template("intents/index.html", processors=list_processors(), tools=tools, **data)
 
 
 INTENT_CSV = ("id", "payment_intent_id", "created_date", "status", "amount", "currency", "capture_method",
@@ -115,22 +119,31 @@ def refresh(intent_id: str):
 @bp.post("/intents/bulk")
 @role_required("operator")
 def bulk():
-    """Bulk cancel of the ticked rows or of everything matching the filter: first a confirmation that
-    says how many and how much money per currency, then a job."""
+    """Bulk cancel of the ticked rows or of everything matching the filter: first the confirmation that
+    says how many and how much money per currency, then (``step=run`` with its token) the job."""
     from admin.services.intents.jobs import selection_summary
 
+    back = url_for("intents.index")
+    if is_run():
+        return run_step(("intents.cancel",), back)
     try:
         params = bulk_selection(request.form)
         if params is None:
-            return action_response("_message.html", url_for("intents.index"), "Tick at least one intent first.",
-                                   "error", status=422)
+            return action_response("_message.html", back, "Tick at least one intent first.", "error", status=422)
         count, totals, left_alone = selection_summary(params)
     except ServiceError as err:
-        return action_response("_message.html", url_for("intents.index"), err.message, "error", status=422)
-    if request.form.get("step") != "run" or count == 0:
-        confirm = "intents/_bulk_confirm.html" if is_htmx() else "intents/bulk.html"
-        return render_template(confirm, params=params, count=count, totals=totals, left_alone=left_alone)
-    return start_job_response("intents.cancel", params)
+        return action_response("_message.html", back, err.message, "error", status=422)
+    note = (f"{left_alone:,} of the chosen intent{'' if left_alone == 1 else 's'} already finished and "
+            f"{'is' if left_alone == 1 else 'are'} left alone.") if left_alone else None
+    return confirmation(JobConfirmation(
+        f"Cancel {count:,} payment intent{'' if count == 1 else 's'} in Stripe?",
+        "Each is cancelled in Stripe with the reason \"abandoned\"; any authorisation held on a donor's card is "
+        "released. This runs as a background job; you can follow it here.",
+        f"Yes, cancel {count:,}", url_for("intents.bulk"), back, "Payment intents", kind="intents.cancel",
+        params=params, count=count, money=[(t.amount, t.currency) for t in totals], note=note,
+        target="#bulk-dialog", attention=True, cancel_label="Keep them",
+        nothing=None if count else "None of the chosen intents can be cancelled any more (they have succeeded, "
+                                   "been cancelled, or are gone from Stripe)."))
 
 
 @bp.post("/intents/tools/<tool>")

@@ -14,10 +14,12 @@ from admin.listing import page_or_first
 from admin.security import role_required
 from admin.services.reconcile import fix as rc_fix
 from admin.services.reconcile import scan as rc_scan
+from admin.services.reconcile.compare import Row
 from admin.services.reconcile.filter import ReconcileFilter
 from admin.services.records import unmatched
 from admin.services.settings.processors import get_processor, list_processors
-from admin.views.actions import action_response, sentence, start_job_response
+from admin.views.actions import action_response, sentence
+from admin.views.confirm import JobConfirmation, confirmation, is_run, run_step
 
 bp = Blueprint("reconcile", __name__)
 
@@ -151,36 +153,47 @@ def _page_filter(criteria: str | None) -> ReconcileFilter | None:
 @bp.post("/reconcile/fix-all")
 @role_required("operator")
 def fix_all():
-    """Every difference of the page's kept scan as a job: first a confirmation that says how many and how
-    much money per currency, then (``step=run``) the job, over the scan the confirmation counted."""
+    """Every difference of the page's kept scan as a job: first the confirmation that says how many and how
+    much money per currency, then (``step=run`` with its token) the job, over the scan the confirmation
+    counted (its period bounded as the page's filter is, when confirmed and when started)."""
     form = request.form
     back = _back(form)
+    if is_run():
+        return run_step(("reconcile.fix_all",), back)
     try:
         proc = get_processor(form.get("ppid") or None)
         cancel_local = bool(form.get("cancel_local"))
-        if form.get("step") == "run":
-            try:
-                params = json.loads(form.get("params") or "")
-            except ValueError:
-                raise ServiceError("this confirmation is damaged; reload the page") from None
-            if not isinstance(params, dict):
-                raise ServiceError("this confirmation is damaged; reload the page")
-            flt = rc_fix.filter_of(params)
-            job = rc_fix.job_params(flt, cancel_local=bool(params.get("cancel_local")))
-            if isinstance(params.get("scan"), int):
-                job["scan"] = params["scan"]
-            return start_job_response("reconcile.fix_all", job, proc.id)
         flt = _criteria(form)
         scan = rc_scan.latest(proc, flt)  # the page's: what staff were looking at
         if scan is None:
             raise ServiceError("nothing is compared for this period yet: compare with Stripe first")
         todo, left = rc_fix.to_fix(scan.rows, flt, cancel_local=cancel_local)
+        params = rc_fix.job_params(flt, cancel_local=cancel_local, scan=scan)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
-    template = "reconcile/_fix_all_confirm.html" if is_htmx() else "reconcile/fix_all.html"
-    return render_template(template, todo=todo, left=left, totals=rc_fix.money_totals(todo), processor=proc,
-                           params=rc_fix.job_params(flt, cancel_local=cancel_local, scan=scan),
-                           cancel_local=cancel_local, criteria=form.get("criteria") or "{}", back=back)
+    n = len(todo)
+    lines = [f"{len(rows):,} {rows[0].label}" for rows in _grouped(todo)]
+    detail = ("A background job fetches each row from Stripe again and fixes it: replays its stored event, or "
+              "imports the charge / settles the invoice. No receipts are sent."
+              + (" paydesk's records that Stripe does not have (or has as unpaid) are marked Cancelled, with a note."
+                 if cancel_local else ""))
+    note = (f"{len(left):,} row{'' if len(left) == 1 else 's'} that would mark paydesk's records Cancelled "
+            f"{'is' if len(left) == 1 else 'are'} left out.") if left else None
+    nothing = None if todo else ("Nothing to fix" + (
+        f": the {len(left)} left would mark paydesk's records Cancelled. Tick \"Also mark paydesk's records "
+        f"Cancelled\", or fix them one by one." if left else "."))
+    return confirmation(JobConfirmation(
+        f"Fix {n:,} difference{'' if n == 1 else 's'}?", detail, f"Yes, fix {n:,}", url_for("reconcile.fix_all"),
+        back, "Reconcile", kind="reconcile.fix_all", params=params, processor_id=proc.id, count=n,
+        money=[(amount, cur) for cur, amount in rc_fix.money_totals(todo).items()],
+        money_label="Money", lines=lines, note=note, nothing=nothing, target="#fix-all-dialog"))
+
+
+def _grouped(rows: list[Row]) -> list[list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r.problem or "", []).append(r)
+    return [out[k] for k in sorted(out)]
 
 
 @bp.get("/reconcile/row")

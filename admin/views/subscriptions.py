@@ -16,8 +16,8 @@ from admin.services.core.bulk import count
 from admin.services.records import subscriptions as subs
 from admin.services.records.imports import import_subscription_by_id
 from admin.services.settings.processors import get_processor, list_processors
-from admin.views.actions import action_response, import_paging, labelled, start_job_response
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.actions import action_response, labelled
+from admin.views.confirm import JobConfirmation, confirm_import, confirmation, is_run, run_step
 from admin.views.export import filter_csv
 
 bp = Blueprint("subscriptions", __name__)
@@ -119,6 +119,8 @@ def import_many():
     """Import from the list page: one by id (now), or some / all (a job with a progress bar)."""
     form = request.form
     back = url_for("subscriptions.index")
+    if is_run():
+        return run_step(("imports.subscriptions",), back)
     try:
         proc = get_processor(form.get("ppid") or None)
         one = (form.get("subscription") or "").strip()
@@ -126,7 +128,8 @@ def import_many():
             done = import_subscription_by_id(proc, one)
             return action_response("_message.html", url_for("subscriptions.show", subscription_id=one),
                                    f"{one}: {done.outcome}.", "success")
-        return start_job_response("imports.subscriptions", import_paging(form), proc.id)
+        return confirm_import("imports.subscriptions", proc, "subscriptions", url_for("subscriptions.import_many"),
+                              back, "Subscriptions")
     except ServiceError as err:
         return action_response("_message.html", back, labelled(err, {"subscription": "One subscription (id)"}),
                                "error")
@@ -137,12 +140,12 @@ def import_many():
 def compare_all():
     """Compare every subscription with Stripe: first a confirmation that says how many, then
     (``step=run``) the job."""
+    if is_run():
+        return run_step(("subscriptions.compare",), url_for("subscriptions.index"))
     try:
         proc = get_processor(request.form.get("ppid") or None)
     except ServiceError as err:
         return action_response("_message.html", url_for("subscriptions.index"), err.message, "error")
-    if request.form.get("step") == "run":
-        return start_job_response("subscriptions.compare", {}, proc.id)
     n = count(subs.subscription_query(subs.SubscriptionFilter(ppid=proc.id)), ContributionRecur)
     return confirmation(JobConfirmation(
         f"Compare {n:,} subscription{'' if n == 1 else 's'} with Stripe?",
@@ -150,4 +153,4 @@ def compare_all():
         f"Stripe lists there, with its invoices and charges, one at a time, and notes where paydesk differs (and "
         f"what paydesk lacks) for the filter \"Differs from Stripe\". It changes nothing.",
         "Yes, compare all", url_for("subscriptions.compare_all"), url_for("subscriptions.index"), "Subscriptions",
-        {"ppid": str(proc.id)}))
+        kind="subscriptions.compare", params={}, processor_id=proc.id, count=n))

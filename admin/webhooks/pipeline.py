@@ -36,9 +36,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from admin.dbutil import immediate, lock_objects, rollback_quietly
 from admin.extensions import db
 from admin.failures import database_unavailable, describe, is_transient, retry_delay
-from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, StripeEvent
+from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
 from admin.models.jobs import EventAttempt
 from admin.services.core import outbox
+from admin.services.monitoring import logs as monitoring_logs
+from admin.services.monitoring import metrics
 from admin.services.settings.processors import processor_ref
 from admin.stripe_gateway import GatewayError
 from admin.timeutil import utcnow
@@ -166,6 +168,13 @@ def _attempt(
     request_ids: list[str],
 ) -> None:
     ids = ",".join(dict.fromkeys(request_ids))
+    seconds = max(0.0, (utcnow() - started).total_seconds())
+    metrics.event_processed(row.type, outcome, seconds)
+    monitoring_logs.event_processed(
+        row_id=row.id, event_id=row.event_id, event_type=row.type, processor_id=row.processor_id,
+        status=outcome, attempt=row.attempts, seconds=seconds, request_ids=request_ids, worker=worker,
+        actor=actor, error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
+    )
     db.session.add(
         EventAttempt(
             event_row_id=row.id,

@@ -20,12 +20,13 @@ from flask import Flask, current_app
 
 from admin.dbutil import DATABASE_SUMMARY, rollback_quietly
 from admin.extensions import db
-from admin.failures import database_unavailable
+from admin.failures import database_unavailable, describe
 from admin.limiter import purge_counters
 from admin.outage import throttled
 from admin.services.core import ratelimit
 from admin.services.donations import guard as donation_guard
-from admin.services.monitoring import alarms
+from admin.services.monitoring import alarms, multiproc
+from admin.services.monitoring import health as monitoring_health
 from admin.services.staff import sessions
 from admin.webhooks.pipeline import worker_name
 from admin.worker import queues
@@ -72,6 +73,17 @@ def housekeeping() -> None:
     ratelimit.prune(timedelta(seconds=longest))
     purge_counters()
     sessions.prune(sessions.KEEP)
+    monitoring_health.prune_heartbeats()
+
+
+def _beat() -> None:
+    """Say this process is alive (/readyz, the dashboard), right after a batch: the database answers then. A
+    failure is not the worker's problem (its batches report the database's state): the row just ages."""
+    try:
+        monitoring_health.beat()
+    except Exception as exc:  # noqa: BLE001
+        rollback_quietly()
+        log.debug("worker heartbeat not written: %s", describe(exc))
 
 
 def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None = None) -> None:
@@ -80,6 +92,7 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+    multiproc.tidy()  # metrics files of processes that have gone (PROMETHEUS_MULTIPROC_DIR set: see metrics)
 
     def loop(first: bool) -> None:
         with app.app_context():
@@ -88,11 +101,14 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
             failures = throttled("worker", "worker batch failed {n} times in the last {seconds} s", log)
             pause = 0.0
             failing_since = None  # when the database stopped answering (time.monotonic()), or None
-            next_alarm_check = next_housekeeping = 0.0
+            next_alarm_check = next_housekeeping = next_beat = 0.0
             while not stop.is_set():
                 try:
                     done = run_batch(worker)
                     pause, failing_since = 0.0, None
+                    if first and time.monotonic() >= next_beat:
+                        _beat()
+                        next_beat = time.monotonic() + float(app.config["WORKER_HEARTBEAT_SECONDS"])
                     if first and time.monotonic() >= next_alarm_check:
                         # The card-testing alarm's warning is logged even when no staff page is open.
                         alarms.check()
@@ -115,6 +131,11 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                     done = 0
                 if not done:
                     stop.wait(app.config["WORKER_IDLE_SLEEP"])
+            if first:
+                try:
+                    monitoring_health.stop_beating()
+                except Exception:  # noqa: BLE001 - the row ages out instead
+                    rollback_quietly()
             db.session.remove()
 
     threads = [

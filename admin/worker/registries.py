@@ -10,6 +10,7 @@ from admin.services.core import jobs, outbox
 from admin.services.donations import receipts
 from admin.services.events import jobs as event_jobs
 from admin.services.intents import jobs as intent_jobs
+from admin.services.notifications import delivery as notification_delivery
 from admin.services.reconcile import fix as reconcile_fix
 from admin.services.reconcile import scan as reconcile_scan
 from admin.services.records import customers
@@ -20,7 +21,7 @@ from admin.webhooks.handlers import customers as customer_handlers
 
 HANDLER_MODULES = (charges, checkout, customer_handlers, invoices, payment_intents, subscriptions)
 JOB_KIND_MODULES = (event_jobs, intent_jobs, reconcile_fix, reconcile_scan, record_jobs)
-OUTBOX_RUNNER_MODULES = (receipts, customers)
+OUTBOX_RUNNER_MODULES = (receipts, customers, notification_delivery)
 
 
 def register_handlers() -> None:

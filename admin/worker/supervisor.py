@@ -16,6 +16,7 @@ from multiprocessing.connection import wait
 from flask import Flask
 
 from admin.extensions import db
+from admin.services.monitoring import multiproc
 from admin.worker.loop import run_forever
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def run_processes(
                     )
                     slot.proc.close()
                     slot.proc = None
+                    multiproc.tidy()
                 if slot.proc is None and now >= slot.start_at and not stop.is_set():
                     start(slot)
                     log.warning("worker process %s restarted (pid %s)", slot.name, slot.proc.pid)

@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from admin.extensions import db
 from admin.worker import queues
 
-from .conftest import OPERATOR, sign_in
+from .conftest import AXE, OPERATOR, axe_violations, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.localstripe]
 PHONE = {"width": 390, "height": 844}
@@ -96,6 +96,13 @@ def test_filter_to_incomplete_and_bulk_cancel_them_from_the_page(page, live_serv
     expect(dialog).to_contain_text("Cancel 2 payment intents in Stripe?")
     expect(dialog.locator(".confirm-money")).to_have_text("Together: 40.00 USD.")
     page.screenshot(path=str(shots / "intents-confirm-desktop.png"), full_page=True)
+    if AXE.exists():  # the confirmation as it is open on the page: labelled options, no serious violation
+        assert [v["id"] for v in axe_violations(page)] == []
+    page.set_viewport_size({"width": 375, "height": 812})
+    button = dialog.locator("button:has-text('Yes, cancel 2')")
+    box = button.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 375  # reachable on a phone
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.click("button:has-text('Yes, cancel 2')")
     job = page.locator("#bulk-dialog .job")

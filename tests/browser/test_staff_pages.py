@@ -27,12 +27,13 @@ def test_sign_in_shows_dashboard_and_screenshot(page, tmp_path):
     assert page.locator(".user-email").inner_text() == VIEWER
     assert page.locator(".badge").inner_text() == "viewer"
     cards = page.locator(".stat")
-    assert cards.count() == 9
-    assert page.locator(".stat", has_text="Events in error").locator(".stat-value").inner_text() == "2"
+    assert cards.count() == 12  # 9 counts, 3 of queue health
+    assert page.locator(".stat", has_text="Workers running").locator(".stat-value").inner_text() == "0"
+    assert page.locator(".stat", has_text="Events in error, last 24 h").locator(".stat-value").inner_text() == "2"
     assert page.locator(".stat", has_text="Active subscriptions").locator(".stat-value").inner_text() == "5"
     assert "100.00 EUR" not in page.content() and "120.00 EUR" in page.content()
     # app.css applied (not blocked by the CSP): the cards are laid out as a grid.
-    assert page.locator(".stats").evaluate("el => getComputedStyle(el).display") == "grid"
+    assert page.locator(".stats").first.evaluate("el => getComputedStyle(el).display") == "grid"
     # htmx loaded from /static and configured; no CSP violations or script errors.
     assert page.evaluate("() => htmx.version").startswith("4.")
     assert page.console_errors == []
@@ -99,7 +100,7 @@ def test_refresh_swaps_counts_partial(page):
     with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true") as info:
         page.click("button:has-text('Refresh')")
     assert info.value.status == 200
-    assert page.locator("#dashboard-counts .stat").count() == 9
+    assert page.locator("#dashboard-counts .stat").count() == 12  # 9 counts, 3 of queue health
     assert page.locator("header.topbar").count() == 1  # the fragment did not nest a second page
 
 

@@ -107,13 +107,14 @@ def test_nav_greys_out_pages_not_built_and_links_those_that_are(client, auth, mo
     """Every nav entry whose page exists is a link; one whose endpoint is not registered is shown, not linked."""
     from admin.views import NAV_ITEMS
 
-    monkeypatch.setattr("admin.views.NAV_ITEMS", (*NAV_ITEMS, ("Connect", "connect.index")))
+    monkeypatch.setattr("admin.views.NAV_ITEMS", (*NAV_ITEMS, ("Later", "later.index")))
     auth.login("viewer@example.org", "viewer")
     html = client.get("/").get_data(as_text=True)
     assert '<a href="/events">Events</a>' in html and '<a href="/jobs">Jobs</a>' in html
     assert 'href="/events?status=error"' in html
     assert 'href="/intents?status=open"' in html  # the incomplete intents card: started, not finished
-    assert '<span class="soon" title="Not built yet">Connect</span>' in html
+    assert '<span class="soon" title="Not built yet">Later</span>' in html
+    assert '<a href="/connect">Connect</a>' in html
 
 
 
@@ -172,3 +173,41 @@ def test_dashboard_shows_the_webhook_pipelines_health(client, auth, offline_proc
     assert value("Webhook deliveries refused") == 1 and "last: signature mismatch" in html
     assert value("Card-testing probes, last 24 h") == 1
     assert value("Events waiting for the worker") == 1
+
+
+def _stat(html: str, label: str) -> str:
+    m = re.search(re.escape(label) + r'</p>\s*<p class="stat-value">\s*(?:<a[^>]*>)?([^<]+)', html)
+    assert m, f"no card {label!r}"
+    return m.group(1).strip()
+
+
+def test_dashboard_shows_queue_health_at_a_glance(app, client, auth, offline_processor):
+    from admin.services.monitoring import health
+    from admin.timeutil import to_unix
+
+    now = utcnow()
+    auth.login(role="viewer")
+    html = client.get("/").get_data(as_text=True)
+    assert _stat(html, "Oldest queued event waiting") == "none"
+    assert _stat(html, "Workers running") == "0" and "no worker has reported" in html
+
+    waiting = _event(offline_processor.id, 1, received_at=now - timedelta(minutes=20), status="queued")
+    waiting.next_attempt_at = now - timedelta(minutes=20)
+    db.session.add(waiting)
+    for n in range(3):  # processed in the last hour, one failed
+        row = _event(offline_processor.id, 10 + n, received_at=now - timedelta(minutes=30),
+                     status="error" if n == 0 else "success")
+        row.created, row.processed_at = to_unix(now - timedelta(minutes=30)), now - timedelta(minutes=29)
+        db.session.add(row)
+    db.session.commit()
+    health.beat("host:1")
+
+    html = client.get("/").get_data(as_text=True)
+    assert _stat(html, "Oldest queued event waiting") == "20 min"
+    assert "too long: is the worker running?" in html  # READY_QUEUE_MAX_AGE is 10 minutes
+    assert _stat(html, "Workers running") == "1" and "last heartbeat 0 s ago" in html
+    assert _stat(html, "Events in error, last hour") == "1"
+    assert "Events per minute, last hour: received and processed" in html
+    assert "Events in error per hour, last 48 hours" in html
+    # the charts' numbers, in words for screen readers: 4 received (1 waiting + 3), 3 processed, 1 error
+    assert "Received: 4 in all" in html and "Processed: 3 in all" in html and "Events in error: 1 in all" in html

@@ -9,6 +9,7 @@ from html import escape, unescape
 
 import pytest
 import stripe_objects as so
+from confirm_support import confirm
 from sqlalchemy import func, select
 from stripe_world import OneOff
 
@@ -146,23 +147,29 @@ def test_bulk_confirmation_says_how_many_then_starts_one_job(client, auth, store
     token = auth.token()
     picked = client.post("/events/bulk", data={"action": "replay", "ids": [stored["first"], stored["second"]],
                                                 "csrf_token": token}, headers=HX)
-    assert picked.status_code == 200 and "Replay\n    2 events?" in picked.get_data(as_text=True)
+    assert picked.status_code == 200 and "Replay 2 events?" in picked.get_data(as_text=True)
+    assert "Do not send receipts" in picked.get_data(as_text=True)
     criteria = json.dumps({"status": ["success"]})
     matching = client.post("/events/bulk", data={"action": "ignore", "all": "1", "criteria": criteria,
-                                                  "csrf_token": token}, headers=HX).get_data(as_text=True)
-    assert "Mark ignored\n    2 events?" in matching and "Reason (required)" in matching
-    no_reason = client.post("/events/bulk", data={"action": "ignore", "all": "1", "criteria": criteria,
-                                                   "step": "run", "csrf_token": token}, headers=HX)
+                                                  "csrf_token": token}, headers=HX)
+    assert "Mark ignored 2 events?" in matching.get_data(as_text=True)
+    assert "Reason (required)" in matching.get_data(as_text=True)
+    no_reason = confirm(client, "/events/bulk", matching, {"csrf_token": token}, headers=HX)
     assert no_reason.status_code == 422 and "Say why" in no_reason.get_data(as_text=True)
-    started = client.post("/events/bulk", data={"action": "replay", "ids": [stored["first"], stored["second"]],
-                                                 "step": "run", "csrf_token": token}, headers=HX)
+    assert "Mark ignored 2 events?" in no_reason.get_data(as_text=True)  # the same confirmation, asked again
+    started = confirm(client, "/events/bulk", picked, {"csrf_token": token}, headers=HX)
     assert started.status_code == 202 and "Replay 2 selected events" in started.get_data(as_text=True)
     assert 'hx-trigger="every 1s"' in started.get_data(as_text=True)
     job = db.session.scalar(select(Job))
     assert job.kind == "events.replay" and job.params == {"ids": sorted([stored["first"], stored["second"]],
-                                                                        reverse=True), "no_receipt": False}
+                                                                        reverse=True), "filter": None,
+                                                          "no_receipt": False}
     assert db.session.scalar(select(AuditLog.action).where(AuditLog.object_type == "job",
                                                            AuditLog.object_id == str(job.id))) == "job.start"
+    ignored = confirm(client, "/events/bulk", matching, {"csrf_token": token, "reason": "test data"}, headers=HX)
+    assert ignored.status_code == 202  # the token of the confirmation asked again still runs it, once
+    assert db.session.scalar(select(Job).where(Job.kind == "events.ignore")).params == {
+        "ids": [], "filter": {"status": ["success"]}, "reason": "test data"}
     nothing = client.post("/events/bulk", data={"action": "replay", "csrf_token": token}, headers=HX)
     assert nothing.status_code == 422 and "Tick at least one event first." in nothing.get_data(as_text=True)
     damaged = client.post("/events/bulk", data={"action": "replay", "all": "1", "criteria": "{oops",
@@ -174,18 +181,24 @@ def test_bulk_without_javascript_confirms_on_a_page_of_its_own(client, auth, sto
     auth.login("operator@example.org", "operator")
     resp = client.post("/events/bulk", data={"action": "replay", "ids": [stored["first"]], "csrf_token": auth.token()})
     html = resp.get_data(as_text=True)
-    assert resp.status_code == 200 and "<html" in html and "Replay\n    1 event?" in html
-    run = client.post("/events/bulk", data={"action": "replay", "ids": [stored["first"]], "step": "run",
-                                             "csrf_token": auth.token()})
+    assert resp.status_code == 200 and "<html" in html and "Replay 1 event?" in html
+    assert '<form method="post" action="/events/bulk">' in html
+    run = confirm(client, "/events/bulk", html, {"csrf_token": auth.token()})
     assert run.status_code == 302 and re.fullmatch(r"/jobs/\d+", run.headers["Location"])
 
 
-def test_tools_start_jobs_and_cleanup_needs_an_admin(client, auth, stored):
+def test_tools_confirm_then_start_jobs_and_cleanup_needs_an_admin(client, auth, stored):
     auth.login("operator@example.org", "operator")
     headers = {**HX, "X-CSRFToken": auth.token()}
     pop = client.post("/events/tools/populate-log", data={"types": "charge.succeeded", "limit": "5"}, headers=headers)
+    assert pop.status_code == 200 and "Populate the log from" in pop.get_data(as_text=True)
+    assert "charge.succeeded; at most 5" in pop.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 0
+    pop = confirm(client, "/events/tools/populate-log", pop, headers=headers)
     assert pop.status_code == 202 and "Populate log from Stripe: charge.succeeded, at most 5" in pop.get_data(as_text=True)
     retry = client.post("/events/tools/retry-all", data={"limit": "10", "days": "3"}, headers=headers)
+    assert retry.status_code == 200 and "Retry up to 10 payments of the last 3 days?" in retry.get_data(as_text=True)
+    retry = confirm(client, "/events/tools/retry-all", retry, headers=headers)
     assert retry.status_code == 202 and "up to 10, last 3 days" in retry.get_data(as_text=True)
     bad = client.post("/events/tools/retry-all", data={"limit": "lots"}, headers=headers)
     assert bad.status_code == 422 and "At most: a whole number from 1 to 10,000" in bad.get_data(as_text=True)
@@ -276,7 +289,8 @@ def test_tools_refuse_unknown_event_types_and_negative_ages_by_their_labels(clie
     assert bad.status_code == 422 and "Types: 'nonsense.type' is not a Stripe event type" in text
     assert db.session.scalar(select(func.count()).select_from(Job)) == 0  # no job that would find nothing
     group = client.post("/events/tools/populate-log", data={"types": "invoice.*"}, headers=headers)
-    assert group.status_code == 202  # a group of Stripe's types is a type filter Stripe takes
+    assert group.status_code == 200  # a group of Stripe's types is a type filter Stripe takes: confirmed
+    assert confirm(client, "/events/tools/populate-log", group, headers=headers).status_code == 202
     back = client.post("/events/tools/cleanup", data={"older_than": "-5 days"}, headers=headers)
     text = unescape(back.get_data(as_text=True))
     assert back.status_code == 422 and "Older than: '-5 days' is negative" in text and "--" not in text
@@ -287,8 +301,8 @@ def test_a_reason_with_a_control_character_is_refused(client, auth, stored):
     headers = {**HX, "X-CSRFToken": auth.token()}
     one = client.post(f"/events/{stored['customer']}/ignore", data={"reason": "test\x00data"}, headers=headers)
     assert one.status_code == 422 and "Reason: remove the control character (U+0000)" in one.get_data(as_text=True)
-    bulk = client.post("/events/bulk", data={"action": "ignore", "ids": [stored["first"]], "reason": "a\x1bb",
-                                             "step": "run"}, headers=headers)
+    shown = client.post("/events/bulk", data={"action": "ignore", "ids": [stored["first"]]}, headers=headers)
+    bulk = confirm(client, "/events/bulk", shown, {"reason": "a\x1bb"}, headers=headers)
     assert bulk.status_code == 422 and "U+001B" in bulk.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Job)) == 0
     assert db.session.get(StripeEvent, stored["customer"]).status == "success"

@@ -8,6 +8,7 @@ from datetime import timedelta
 from html import unescape
 
 import pytest
+from confirm_support import token_of
 from localstripe_intents import abandoned, stripe_status, track, uncaptured
 from sqlalchemy import select
 
@@ -136,8 +137,9 @@ def test_bulk_cancel_confirms_how_many_and_how_much_then_starts_a_job(client, au
     html = resp.get_data(as_text=True)
     assert "Cancel 3 payment intents in Stripe?" in html
     assert "<strong>50.00 EUR</strong>, <strong>35.50 USD</strong>" in html and "1 of the chosen intent" in html
-    resp = post(client, auth, "/intents/bulk", {"action": "cancel", "all": "1", "step": "run",
-                                                "criteria": '{"status": ["incomplete"]}'})
+    shown = post(client, auth, "/intents/bulk", {"action": "cancel", "all": "1",
+                                                 "criteria": '{"status": ["incomplete"]}'})
+    resp = post(client, auth, "/intents/bulk", {"step": "run", "token": token_of(shown.get_data(as_text=True))})
     assert resp.status_code == 202 and "Cancel payment intents matching status=incomplete" in resp.get_data(as_text=True)
     nojs = post(client, auth, "/intents/bulk", {"action": "cancel", "all": "1", "criteria": "{}"}, htmx=False)
     assert "Cancel 3 payment intents in Stripe?" in nojs.get_data(as_text=True) and "<html" in nojs.get_data(as_text=True)

@@ -125,5 +125,5 @@ def test_an_unknown_kind_is_named_not_matched_silently(client, auth, some_jobs):
     assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of job: one of " in html
     assert _job_rows(html) == [some_jobs["done"]]  # the rest of the filter still applies
     outbox = client.get("/jobs/outbox?kind=bogus").get_data(as_text=True)
-    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, receipt" \
+    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, notification, receipt" \
         in outbox

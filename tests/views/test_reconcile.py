@@ -9,6 +9,7 @@ import re
 from html import escape, unescape
 
 import pytest
+from confirm_support import confirm as confirm_run
 from sqlalchemy import func, select
 from stripe_world import OneOff
 
@@ -171,17 +172,14 @@ def test_fix_all_confirms_how_many_and_how_much_then_starts_one_job(client, auth
     data = {"csrf_token": auth.token(), "ppid": drift["ppid"], "criteria": criteria}
     confirm = client.post("/reconcile/fix-all", data=data, headers=HX).get_data(as_text=True)
     assert "Fix 2 differences?" in confirm and "30.00 USD" in confirm  # 10.00 + 20.00 from Stripe
-    assert "1 row that would mark paydesk's records Cancelled is left out" in confirm
-    params = re.search(r'name="params" value=\'([^\']*)\'', confirm).group(1)
-    started = client.post("/reconcile/fix-all", data={**data, "params": unescape(params), "step": "run"},
-                          headers=HX)
+    assert "1 row that would mark paydesk's records Cancelled is left out" in unescape(confirm)
+    started = confirm_run(client, "/reconcile/fix-all", confirm, data, headers=HX)
     assert started.status_code == 202 and "Reconcile charges, refunds and invoices" in started.get_data(as_text=True)
-    again = client.post("/reconcile/fix-all", data={**data, "params": unescape(params), "step": "run"},
-                        headers=HX)
-    assert "The same job was already" in again.get_data(as_text=True)
+    again = confirm_run(client, "/reconcile/fix-all", confirm, data, headers=HX)
+    assert again.status_code == 400 and "used already" in again.get_data(as_text=True)
     job = db.session.scalar(select(Job))
     assert job.kind == "reconcile.fix_all" and job.processor_id == drift["ppid"]
-    assert json.loads(unescape(params))["cancel_local"] is False
+    assert job.params["cancel_local"] is False
     run_once()
     db.session.refresh(job)
     assert job.status == "done" and job.result["counts"]["fixed"] == 2
@@ -208,7 +206,7 @@ def test_a_damaged_fix_request_is_a_message(client, auth, drift):
     assert resp.status_code == 422 and "is not a Stripe charge id" in body and "<b>x" not in body
     resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "step": "run", "params": "{nope"},
                        headers={**HX, "X-CSRFToken": auth.token()})
-    assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "confirm first" in resp.get_data(as_text=True)
     for criteria in ("[1, 2]", "{oops", '"text"'):
         resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "criteria": criteria},
                            headers={**HX, "X-CSRFToken": auth.token()})
@@ -302,8 +300,7 @@ def test_fix_all_counts_and_fixes_the_rows_the_page_showed_without_asking_stripe
     criteria = re.search(r'name="criteria" value=\'([^\']*)\'', html).group(1)
     data = {"csrf_token": auth.token(), "ppid": drift["ppid"], "criteria": criteria}
     confirm = client.post("/reconcile/fix-all", data=data, headers=HX).get_data(as_text=True)
-    params = unescape(re.search(r'name="params" value=\'([^\']*)\'', confirm).group(1))
-    client.post("/reconcile/fix-all", data={**data, "params": params, "step": "run"}, headers=HX)
+    confirm_run(client, "/reconcile/fix-all", confirm, data, headers=HX)
     job = db.session.scalar(select(Job))
     assert jobs.run_slice(queues.claim_job("w"), "w", seconds=0) == "running"
     db.session.refresh(job)

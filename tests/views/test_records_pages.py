@@ -8,6 +8,7 @@ import io
 import re
 
 import pytest
+from confirm_support import confirm
 from sqlalchemy import func, select
 
 from admin.demo_data import donation_plan, subscribe
@@ -156,6 +157,8 @@ def test_import_from_the_list_page_is_a_job(client, auth, empty_processor):
     token = auth.token("/subscriptions")
     resp = client.post("/subscriptions/import", data={"csrf_token": token, "ppid": empty_processor.id, "limit": "2"},
                        headers=HX)
+    assert resp.status_code == 200 and "Import up to 2 subscriptions from" in resp.get_data(as_text=True)
+    resp = confirm(client, "/subscriptions/import", resp, {"csrf_token": token}, headers=HX)
     assert resp.status_code == 202 and "Import 2 subscriptions" in resp.get_data(as_text=True)
     bad = client.post("/subscriptions/import", data={"csrf_token": token, "limit": "lots"}, headers=HX)
     assert bad.status_code == 422 and "whole number" in bad.get_data(as_text=True)
@@ -277,14 +280,14 @@ def test_push_to_all_and_update_all_say_how_many_before_starting_a_job(client, a
     assert "Yes, push to 2" in text and 'name="step" value="run"' in text and _jobs() == []
     ask = client.post("/customers/update_contact_ids", data=form, headers=HX)
     assert "Read contact ids from 2 linked Stripe customers?" in ask.get_data(as_text=True) and _jobs() == []
-    run = client.post("/customers/update_metadata", data={**form, "step": "run"}, headers=HX)
+    run = confirm(client, "/customers/update_metadata", text, form, headers=HX)
     assert run.status_code == 202 and _jobs() == ["customers.update_metadata"]
     # without JavaScript the confirmation is a page of its own, and its button starts the job
     plain = client.post("/customers/update_contact_ids", data=form)
     html = plain.get_data(as_text=True)
     assert plain.status_code == 200 and "<html" in html and "Yes, update 2" in html
     assert 'action="/customers/update_contact_ids"' in html and _jobs() == ["customers.update_metadata"]
-    started = client.post("/customers/update_contact_ids", data={**form, "step": "run"})
+    started = confirm(client, "/customers/update_contact_ids", html, form)
     assert started.status_code == 302 and "/jobs/" in started.headers["Location"]
     assert _jobs() == ["customers.update_metadata", "customers.update_contact_ids"]
 
@@ -310,7 +313,7 @@ def test_compare_all_says_how_many_before_starting_a_job(client, auth, offline_p
     text = ask.get_data(as_text=True)
     assert ask.status_code == 200 and "Compare 2 subscriptions with Stripe?" in text and "Yes, compare all" in text
     assert _jobs() == []
-    run = client.post("/subscriptions/compare", data={**form, "step": "run"}, headers=HX)
+    run = confirm(client, "/subscriptions/compare", text, form, headers=HX)
     assert run.status_code == 202 and _jobs() == ["subscriptions.compare"]
 
 

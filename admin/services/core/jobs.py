@@ -68,21 +68,24 @@ class JobKind:
     role: str  # the staff role needed to start it
     check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
     one_per_user: bool = False  # a staff user runs one job of this kind at a time (an identical one is shared)
+    params: type | None = None  # the kind's typed parameters (a ``core.params.JobParams``): defaults and bounds
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
-             check: Callable[[dict], None] | None = None, one_per_user: bool = False):
+             check: Callable[[dict], None] | None = None, one_per_user: bool = False, params: type | None = None):
     """Mark a generator function as the job kind ``name`` (``register`` makes it known: at app creation,
     ``admin.worker.registries``); ``check(params)`` raises a ``ServiceError`` for parameters that cannot
     work, so they are refused when the job is started (page, CLI or API alike) rather than run as a job
     that does nothing. With ``one_per_user`` a signed-in user who has a job of this kind that has not ended
-    cannot start another (a long Stripe scan: work, not a page view)."""
+    cannot start another (a long Stripe scan: work, not a page view). ``params`` is the kind's parameter
+    class (``core.params.JobParams``): every start reads its parameters through it (defaults filled in,
+    bounds applied), so the page, the CLI and a confirmation all start the same job."""
 
     def mark(fn):
-        fn.job_kind = JobKind(name, fn, title, role, check, one_per_user)
+        fn.job_kind = JobKind(name, fn, title, role, check, one_per_user, params)
         return fn
 
     return mark
@@ -165,14 +168,30 @@ class Started:
     created: bool  # False: an identical job was running already, and this is it
 
 
-def start(kind_name: str, params: dict[str, Any], *, processor_id: int | None = None,
+def prepare(kind_name: str, params: Any, *, later: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A job's parameters as its kind reads them: through its parameter class (defaults, bounds), then its
+    check; a ``ServiceError`` for parameters that cannot work. ``params``: a dict or a ``JobParams``.
+    ``later``: fields still to be given (a confirmation asks for them), whose check waits for the start."""
+    k = kind(kind_name)
+    if hasattr(params, "as_dict"):
+        params = params.as_dict()
+    try:
+        if k.params is not None:
+            params = k.params.of(params).as_dict()
+        if k.check:
+            k.check(params)
+    except ServiceError as err:
+        if not (later and err.field in later):
+            raise
+    return json.loads(json.dumps(params, default=str))
+
+
+def start(kind_name: str, params: Any, *, processor_id: int | None = None,
           total: int | None = None) -> Started:
     """Queue a job (the worker picks it up), or return the identical one already active.
     Writes an audit entry for a new job. Commits."""
     k = kind(kind_name)
-    if k.check:
-        k.check(params)
-    params = json.loads(json.dumps(params, default=str))
+    params = prepare(kind_name, params)
     key = _key(kind_name, params, processor_id)
     user_id, actor = audit.current_actor()
     immediate()

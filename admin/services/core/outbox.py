@@ -63,6 +63,17 @@ _holding = threading.local()  # record_until: when the running task's holder mus
 
 Record = Callable[[], None]
 _RUNNERS: dict[str, Callable[[OutboxTask], Record | None]] = {}
+
+
+@dataclass(frozen=True)
+class RetryFor:
+    """A kind retried for a length of time (``window()``) with its own backoff, not ``WORKER_MAX_ATTEMPTS``."""
+
+    window: Callable[[], timedelta]
+    backoff: Callable[[int], timedelta]
+
+
+_RETRY_FOR: dict[str, RetryFor] = {}
 # The stored event whose handler is running in this thread/context: tasks it asks for name it.
 _CAUSE: ContextVar[int | None] = ContextVar("paydesk_outbox_cause", default=None)
 
@@ -80,14 +91,17 @@ class LeaseLost(Exception):
     """The task was claimed again by another worker (our lease ran out): leave it to them."""
 
 
-def runner(kind: str):
+def runner(kind: str, *, retry_for: RetryFor | None = None):
     """Mark a function as the runner of a kind of task (``register_runners`` makes it known: at app creation,
     ``admin.worker.registries``). It does the side effect and returns how to record it in the database (a
     function run inside the commit that marks the task done, again if that commit is retried), or None
-    when there is nothing to record."""
+    when there is nothing to record. ``retry_for``: a transient failure is retried with that policy's
+    backoff until its window (from the task's creation, or from a retry by hand) has passed, then the task
+    is left in ``error``."""
 
     def mark(fn: Callable[[OutboxTask], Record | None]):
         fn.outbox_kind = kind  # type: ignore[attr-defined]
+        fn.outbox_retry_for = retry_for  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -96,6 +110,9 @@ def runner(kind: str):
 def register_runners(*fns: Callable[[OutboxTask], Record | None]) -> None:
     for fn in fns:
         _RUNNERS[fn.outbox_kind] = fn  # type: ignore[attr-defined]
+        policy = getattr(fn, "outbox_retry_for", None)
+        if policy is not None:
+            _RETRY_FOR[fn.outbox_kind] = policy  # type: ignore[attr-defined]
 
 
 def runners_in(*modules) -> list[Callable]:
@@ -106,9 +123,12 @@ def runners_in(*modules) -> list[Callable]:
 
 def enqueue(kind: str, what: str, payload: dict[str, Any], processor_id: int | None = None) -> bool:
     """Ask for a side effect once; True when this call created the task. Does not commit."""
+    policy = _RETRY_FOR.get(kind)
+    now = utcnow()
     return insert_ignore(OutboxTask, {"kind": kind, "key": f"{kind}:{what}", "payload": payload,
                                       "processor_id": processor_id, "status": EV_QUEUED, "attempts": 0,
-                                      "next_attempt_at": utcnow(), "created_at": utcnow(),
+                                      "next_attempt_at": now, "created_at": now,
+                                      "retry_until": now + policy.window() if policy else None,
                                       "event_row_id": _CAUSE.get()}, ["key"])
 
 
@@ -184,12 +204,18 @@ def _record_failure(task_id: int, attempt: int, exc: Exception) -> None:
         return
     task.last_error = describe(exc)[:2000]
     task.locked_until = None
-    if not is_transient(exc) or task.attempts >= cfg["WORKER_MAX_ATTEMPTS"]:
+    policy = _RETRY_FOR.get(task.kind)
+    wait = policy.backoff(task.attempts) if policy else retry_delay(task.attempts)
+    if policy:  # retried for a length of time: given up when the next attempt would fall after it
+        give_up = task.retry_until is None or utcnow() + wait > task.retry_until
+    else:
+        give_up = task.attempts >= cfg["WORKER_MAX_ATTEMPTS"]
+    if not is_transient(exc) or give_up:
         task.status = EV_ERROR
         log.error("outbox task %s (%s) failed for good: %s", task.id, task.key, task.last_error)
     else:
         task.status = EV_QUEUED
-        task.next_attempt_at = utcnow() + retry_delay(task.attempts)
+        task.next_attempt_at = utcnow() + wait
         log.warning("outbox task %s (%s) failed, will retry: %s", task.id, task.key, exc)
     db.session.commit()
 
@@ -259,8 +285,17 @@ def retry(task_id: int) -> OutboxTask:
     if task.status != EV_ERROR:
         db.session.rollback()
         raise ServiceError(f"this task is {task.status}, not in error: nothing to retry")
-    task.status, task.attempts, task.next_attempt_at, task.locked_until = EV_QUEUED, 0, utcnow(), None
+    requeue(task)
     audit.record("outbox.retry", object_type="outbox_task", object_id=str(task.id), processor_id=task.processor_id,
                  parameters={"key": task.key}, message=task.last_error, commit=False)
     db.session.commit()
     return task
+
+
+def requeue(task: OutboxTask) -> None:
+    """Queue a task again now, with fresh attempts (and a fresh window for a kind retried for a length of
+    time). Does not commit; the caller checks the task may run again and audits it."""
+    policy = _RETRY_FOR.get(task.kind)
+    now = utcnow()
+    task.status, task.attempts, task.next_attempt_at, task.locked_until = EV_QUEUED, 0, now, None
+    task.retry_until = now + policy.window() if policy else None

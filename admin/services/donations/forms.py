@@ -126,6 +126,11 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
         processor: PaymentProcessor = get_processor(s.processor_id)
     except ServiceError as err:
         raise setting_error("processor_id", err.message) from None
+    if not processor.publishable_key and (form is None or form.processor_id != processor.id):
+        # Without it the donor's card field cannot load ("The card field could not be loaded").
+        raise setting_error("processor_id", f"{processor.name} has no publishable key, so the card field could "
+                                            f"not load: add it first (processor set {processor.id} "
+                                            "--publishable-key pk_..., or Settings > Processors)")
     amounts = []
     for part in [p.strip() for p in (s.amounts or "").split(",") if p.strip()]:
         amounts.append(_money(part, cur, "amounts"))

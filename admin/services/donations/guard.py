@@ -33,6 +33,7 @@ from admin.extensions import db
 from admin.limiter import network_of
 from admin.models import REFUSAL_REASONS, DonationForm, DonationRefusal, SpentFormToken
 from admin.services.core import ratelimit
+from admin.services.monitoring import metrics
 from admin.tally import Tally
 from admin.timeutil import utcnow
 
@@ -46,6 +47,7 @@ def refuse(reason: str, form: DonationForm | None, client_ip: str | None, detail
     else tallied with the flood it belongs to. Commits whatever it writes."""
     if reason not in REFUSAL_REASONS:
         raise ValueError(f"unknown refusal reason {reason!r}")
+    metrics.donation_refused(reason)
     message = (f"donation form {form.slug if form else '?'}: refused ({reason}) from {client_ip or 'unknown address'}"
                + (f": {detail}" if detail else ""))
     if reason == "payment_failed":

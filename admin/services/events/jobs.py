@@ -6,6 +6,7 @@ yields after every unit of work (see that module for the contract).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -15,6 +16,7 @@ from admin.extensions import db
 from admin.models import PaymentProcessor, StripeEvent
 from admin.services.core import bulk
 from admin.services.core.jobs import JobContext, job_kind
+from admin.services.core.params import JobParams, Selection
 from admin.services.events.ops import (
     check_reason,
     cleanup_query,
@@ -31,6 +33,57 @@ from admin.stripe_event_types import event_type_problem
 from admin.timeutil import parse_age
 
 
+@dataclass
+class ReplayEvents(Selection):
+    """``events.replay``: the ticked events or a filter's; ``events bulk``'s confirmation asks for ``no_receipt``."""
+
+    no_receipt: bool = field(default=False, metadata={"label": "Do not send receipts"})
+
+
+@dataclass
+class IgnoreEvents(Selection):
+    reason: str = field(default="", metadata={"label": "Reason", "max_length": 500})
+
+
+@dataclass
+class Populate(JobParams):
+    """``events.populate`` (page: Populate from Stripe; CLI: ``events populate-log|populate-queue``)."""
+
+    types: list[str] = field(default_factory=lambda: ["invoice.payment_succeeded"], metadata={
+        "label": "Types", "help": "Event type (repeatable, or 'all')."})
+    limit: int = field(default=0, metadata={"label": "At most", "min": 0, "max": 1_000_000,
+                                            "help": "At most this many events (0: all Stripe still has, "
+                                                    "the last 30 days)."})
+    queue: bool = field(default=False, metadata={"label": "Queue them for processing"})
+
+    def __post_init__(self) -> None:
+        if "all" in self.types:
+            self.types = []
+
+
+@dataclass
+class RetryAll(JobParams):
+    """``events.retry_all`` (page: Retry all; CLI: ``events retry-all``)."""
+
+    limit: int = field(default=25, metadata={"label": "At most", "min": 1, "max": 10_000,
+                                             "help": "At most this many payments."})
+    days: int = field(default=30, metadata={"label": "Days back", "min": 1, "max": 365,
+                                            "help": "Look at Stripe's charges of the last N days."})
+
+
+@dataclass
+class Cleanup(JobParams):
+    """``events.cleanup`` (page: Clean up; CLI: ``events cleanup``)."""
+
+    older_than: str = field(default="90 days", metadata={"label": "Older than",
+                                                         "help": 'Age, e.g. "30 days", "3 months".'})
+    include_errors: bool = field(default=False, metadata={"label": "Errors too", "help": "Delete events in error too."})
+    ppid: int | None = field(default=None, metadata={"label": "Processor"})
+
+    def check(self) -> None:
+        cleanup_age(self.older_than)
+
+
 def _selection(params: dict):
     """The stored events a bulk job acts on: the ids chosen on the page, or everything matching
     a filter (as it matches when each chunk is read)."""
@@ -41,7 +94,7 @@ def selection_count(params: dict) -> int:
     return bulk.count(_selection(params), StripeEvent)
 
 
-@job_kind("events.replay", title=lambda p: bulk.describe(p, "Replay", "event")
+@job_kind("events.replay", params=ReplayEvents, title=lambda p: bulk.describe(p, "Replay", "event")
           + (" (no receipts)" if p.get("no_receipt") else ""))
 def replay_events(ctx: JobContext):
     procs: dict[int, PaymentProcessor] = {}
@@ -60,7 +113,7 @@ def replay_events(ctx: JobContext):
         yield
 
 
-@job_kind("events.ignore", title=lambda p: bulk.describe(p, "Mark ignored", "event"),
+@job_kind("events.ignore", params=IgnoreEvents, title=lambda p: bulk.describe(p, "Mark ignored", "event"),
           check=lambda p: check_reason(p.get("reason")))
 def ignore_events(ctx: JobContext):
     reason = ctx.params.get("reason") or ""
@@ -83,7 +136,7 @@ def check_event_types(params: dict) -> None:
             raise ServiceError(problem, field="types")
 
 
-@job_kind("events.populate", check=check_event_types, title=lambda p: (
+@job_kind("events.populate", params=Populate, check=check_event_types, title=lambda p: (
     f"Populate {'queue' if p.get('queue') else 'log'} from Stripe: "
     f"{', '.join(p.get('types') or []) or 'all types'}"
     + (f", at most {p['limit']}" if p.get("limit") else ", last 30 days")))
@@ -106,19 +159,21 @@ def populate(ctx: JobContext):
             return
 
 
-@job_kind("events.retry_all", title=lambda p: f"Retry all: payments Stripe has and paydesk has not "
-                                              f"(up to {p.get('limit', 25)}, last {p.get('days', 30)} days)")
+@job_kind("events.retry_all", params=RetryAll, title=lambda p: f"Retry all: payments Stripe has and paydesk "
+                                                                f"has not (up to {RetryAll.of(p).limit}, last "
+                                                                f"{RetryAll.of(p).days} days)")
 def retry_all(ctx: JobContext):
     """Payments completed in Stripe but not in paydesk: replay the event that records each
     (CiviCRM's Retryall), or import the charge when paydesk has no such event."""
     from admin.services.records.imports import import_charge
 
     proc = ctx.require_processor()
-    limit = int(ctx.params.get("limit") or 25)
+    p = RetryAll.of(ctx.params)
+    limit = p.limit
     ctx.total = limit
     if ctx.done >= limit:
         return
-    for charge in unrecorded_charges(proc, days=int(ctx.params.get("days") or 30),
+    for charge in unrecorded_charges(proc, days=p.days,
                                      starting_after=ctx.cursor.get("starting_after")):
         row = event_for_charge(proc, charge)
         try:
@@ -152,7 +207,7 @@ def cleanup_age(text: str) -> timedelta:
     return age
 
 
-@job_kind("events.cleanup", title=lambda p: f"Clean up events older than {p.get('older_than')}"
+@job_kind("events.cleanup", params=Cleanup, title=lambda p: f"Clean up events older than {p.get('older_than')}"
                                             + (" (errors too)" if p.get("include_errors") else ""), role="admin")
 def cleanup(ctx: JobContext):
     """Delete processed (success, ignored, logged) events older than an age; errors only when asked."""

@@ -102,11 +102,11 @@ def _pipeline_health(c: DashboardCounts, since: datetime) -> None:
 
 # -- charts: counts per day, month (or hour), zero-filled ------------------------------------
 
-_FORMATS = {"hour": "%Y-%m-%d %H", "day": "%Y-%m-%d", "month": "%Y-%m"}
+_FORMATS = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
 
 def bucket(col, unit: str):
-    """A SQL expression naming the hour, day or month of a (naive UTC) datetime column, cheap enough to
+    """A SQL expression naming the minute, hour, day or month of a (naive UTC) datetime column, cheap enough to
     group hundreds of thousands of rows: PostgreSQL's ``date_trunc`` (a timestamp); on SQLite the stored
     text cut to "2026-11-03 14", "2026-11-03" or "2026-11" (SQLAlchemy stores SQLite datetimes as ISO
     text, so the period is a prefix: no date function per row, 2-3 times faster than ``strftime``)."""
@@ -118,14 +118,16 @@ def bucket(col, unit: str):
 
 
 def periods(unit: str, n: int, now: datetime) -> list[datetime]:
-    """The starts of the last ``n`` hours, days or months up to ``now``, oldest first."""
+    """The starts of the last ``n`` minutes, hours, days or months up to ``now``, oldest first."""
     if unit == "month":
         starts = [now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)]
         while len(starts) < n:
             starts.append((starts[-1] - timedelta(days=1)).replace(day=1))
         return starts[::-1]
-    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
-    last = now.replace(minute=0, second=0, microsecond=0)
+    step = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}.get(unit, timedelta(days=1))
+    last = now.replace(second=0, microsecond=0)
+    if unit != "minute":
+        last = last.replace(minute=0)
     if unit == "day":
         last = last.replace(hour=0)
     return [last - step * i for i in range(n - 1, -1, -1)]

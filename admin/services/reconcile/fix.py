@@ -22,8 +22,8 @@ it as it is afterwards (``scan.update_row``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -34,11 +34,12 @@ from admin.extensions import db
 from admin.models import CANCELLED, COMPLETED, Contribution, Payment, PaymentProcessor, StripeEvent
 from admin.services.core import audit
 from admin.services.core.jobs import JobContext, job_kind
+from admin.services.core.params import JobParams
 from admin.services.core.stripe_reader import StripeReader, read_then_write
 from admin.services.events.ops import event_for_charge, replay
 from admin.services.reconcile import scan as scans
 from admin.services.reconcile.compare import SIDES, Row, compare_one, local_records, retrieve
-from admin.services.reconcile.filter import OBJECTS, ReconcileFilter
+from admin.services.reconcile.filter import MAX_DAYS, OBJECTS, PROBLEMS, ReconcileFilter
 from admin.services.records.contributions import DONE, PAYMENT_VOID, read_invoice, recompute, settle_invoice
 from admin.services.records.imports import import_charge
 from admin.stripe_gateway import GatewayError
@@ -266,31 +267,54 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
 # -- fix all: a job over a kept scan -----------------------------------------------------------
 
 
+@dataclass
+class FixAll(JobParams):
+    """``reconcile.fix_all``: the kept scan it works through (the one its confirmation counted; None from the
+    CLI), the period resolved to fixed times, the object and problem choices. The same bound as the page's
+    filter (a period of at most ``MAX_DAYS`` days) applies when it is confirmed and when it starts."""
+
+    since: str = field(default="", metadata={"label": "From"})
+    until: str = field(default="", metadata={"label": "To"})
+    object: list[str] = field(default_factory=list, metadata={"label": "Objects", "choices": OBJECTS})
+    problem: list[str] = field(default_factory=list, metadata={"label": "Differences", "choices": PROBLEMS})
+    cancel_local: bool = field(default=False, metadata={"label": "Also mark paydesk's records Cancelled"})
+    scan: int | None = field(default=None, metadata={"label": "Scan"})
+
+    def window(self) -> tuple[datetime, datetime]:
+        try:
+            since, until = datetime.fromisoformat(self.since), datetime.fromisoformat(self.until)
+        except (TypeError, ValueError):
+            raise ServiceError("the period of this job is damaged; start it again", field="since") from None
+        if since.tzinfo or until.tzinfo:
+            raise ServiceError("the period of this job is damaged; start it again", field="since")
+        return since, until
+
+    def check(self) -> None:
+        since, until = self.window()
+        if since >= until:
+            raise ServiceError("the period's end must be after its start", field="until")
+        if until - since > timedelta(days=MAX_DAYS):
+            raise ServiceError(f"a period of at most {MAX_DAYS} days, please", field="since")
+
+
 def job_params(flt: ReconcileFilter, *, cancel_local: bool, scan: scans.Scan | None = None) -> dict[str, Any]:
     """What a "fix all" job stores: the scan it works through (the one its confirmation counted), its
     period resolved to fixed times, the object and problem choices."""
     since, until = (scan.since, scan.until) if scan is not None else flt.window()
-    out = {
+    return FixAll.of({
         "since": since.isoformat(timespec="seconds"),
         "until": until.isoformat(timespec="seconds"),
         "object": list(flt.object),
         "problem": list(flt.problem),
         "cancel_local": bool(cancel_local),
-    }
-    if scan is not None and scan.id is not None:
-        out["scan"] = scan.id
-    return out
+        "scan": scan.id if scan is not None else None,
+    }).as_dict()
 
 
 def filter_of(params: dict[str, Any]) -> ReconcileFilter:
-    try:
-        since, until = datetime.fromisoformat(params["since"]), datetime.fromisoformat(params["until"])
-    except (KeyError, TypeError, ValueError):
-        raise ServiceError("the period of this job is damaged; start it again") from None
-    flt = ReconcileFilter.parse_or_raise(
-        {"object": params.get("object") or [], "problem": params.get("problem") or []}
-    )
-    flt.since, flt.until = since, until
+    p = FixAll.of(params)
+    flt = ReconcileFilter.parse_or_raise({"object": p.object, "problem": p.problem})
+    flt.since, flt.until = p.window()
     return flt
 
 
@@ -327,7 +351,7 @@ def _title(p: dict) -> str:
     )
 
 
-@job_kind("reconcile.fix_all", title=_title)
+@job_kind("reconcile.fix_all", params=FixAll, title=_title)
 def fix_all(ctx: JobContext):
     """Fix every difference of a kept scan, one row per unit. The cursor is the scan's id and an index
     into its rows; each fix updates its row in the scan, so a resumed job skips what is in step. The

@@ -10,6 +10,8 @@ a unit run twice after a crash changes nothing the second time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from sqlalchemy import select
 
 from admin.dbutil import immediate
@@ -18,6 +20,7 @@ from admin.extensions import db
 from admin.models import PaymentProcessor, StripeCustomer
 from admin.services.core import bulk
 from admin.services.core.jobs import JobContext, job_kind
+from admin.services.core.params import JobParams, NoParams
 from admin.services.core.stripe_reader import StripeReader, write_after_reading
 from admin.services.records.customers import push_customer_metadata, update_contact_id
 from admin.services.records.imports import fetch_subscription, import_customer_objects, import_subscription
@@ -27,6 +30,19 @@ from admin.stripe_gateway import GatewayError
 # Customers are linked a page at a time (one transaction per Stripe page); at most this many
 # per unit so the progress bar moves and a cancel is honoured soon.
 CUSTOMER_UNIT = 100
+MAX_IMPORT = 1_000_000
+
+
+@dataclass
+class ImportSome(JobParams):
+    """``imports.subscriptions`` / ``imports.customers``: all (both empty), or some (CiviCRM's "at most N,
+    after an id"). Page: the import forms on /subscriptions and /customers; CLI: ``import subscriptions``,
+    ``import customers``."""
+
+    limit: int | None = field(default=None, metadata={"label": "Import at most", "min": 1, "max": MAX_IMPORT,
+                                                      "help": "At most this many (default: all)."})
+    starting_after: str | None = field(default=None, metadata={"label": "After id",
+                                                               "help": "Begin after this id (Stripe's order)."})
 
 
 def _which(p: dict, noun: str) -> str:
@@ -47,7 +63,7 @@ def _start_after(ctx: JobContext) -> str | None:
     return ctx.cursor.get("starting_after") or ctx.params.get("starting_after") or None
 
 
-@job_kind("imports.subscriptions", title=lambda p: f"Import {_which(p, 'subscriptions')} from Stripe, "
+@job_kind("imports.subscriptions", params=ImportSome, title=lambda p: f"Import {_which(p, 'subscriptions')} from Stripe, "
                                                    f"with their invoices and charges")
 def import_subscriptions(ctx: JobContext):
     """CiviCRM's importallsubscriptions / importsubscriptions: every subscription Stripe has (any
@@ -81,7 +97,7 @@ def import_subscriptions(ctx: JobContext):
         ctx.total = ctx.done
 
 
-@job_kind("imports.customers", title=lambda p: f"Import {_which(p, 'customers')} from Stripe")
+@job_kind("imports.customers", params=ImportSome, title=lambda p: f"Import {_which(p, 'customers')} from Stripe")
 def import_customers(ctx: JobContext):
     """CiviCRM's importallcustomers / importcustomers: link every Stripe customer to a contact
     (by metadata contact id, then email, else a new contact). Read from Stripe's list only: no
@@ -105,7 +121,7 @@ def import_customers(ctx: JobContext):
         ctx.total = ctx.done
 
 
-@job_kind("subscriptions.compare", title=lambda p: "Compare every subscription with Stripe (changes nothing)")
+@job_kind("subscriptions.compare", params=NoParams, title=lambda p: "Compare every subscription with Stripe (changes nothing)")
 def compare_subscriptions(ctx: JobContext):
     """Compare each of Stripe's subscriptions (and its invoices and charges) with paydesk's
     records and keep what differs, for the "differs from Stripe" filter. Records are not changed."""
@@ -137,7 +153,7 @@ def linked_customers(processor_id: int):
                                         StripeCustomer.deleted.is_(False))
 
 
-@job_kind("customers.update_metadata", title=lambda p: "Push contact details to every linked Stripe customer")
+@job_kind("customers.update_metadata", params=NoParams, title=lambda p: "Push contact details to every linked Stripe customer")
 def update_metadata(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatestripemetadata for all: name, email, description, contact id,
     link and version on every linked customer, one customer per unit."""
@@ -153,7 +169,7 @@ def update_metadata(ctx: JobContext):
         yield
 
 
-@job_kind("customers.update_contact_ids", title=lambda p: "Read contact ids from every linked Stripe customer")
+@job_kind("customers.update_contact_ids", params=NoParams, title=lambda p: "Read contact ids from every linked Stripe customer")
 def update_contact_ids(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatecontactids for all: where a linked customer's metadata names
     another (existing) contact, link the customer to that contact. Reads Stripe's customer list."""

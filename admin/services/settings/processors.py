@@ -15,7 +15,7 @@ from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.services.core import audit
-from admin.stripe_gateway import Gateway
+from admin.stripe_gateway import Gateway, GatewayError
 
 
 def add_processor(*, name: str, secret_key: str, webhook_secrets: list[str], publishable_key: str | None = None,
@@ -151,6 +151,12 @@ def _check_keys(secret_key: str | None, publishable_key: str | None, mode: str) 
         raise ServiceError("the publishable key must start with pk_", field="publishable_key")
 
 
+def processor_view(proc: PaymentProcessor) -> dict:
+    """A processor as the settings page shows it: ``public_dict`` with keys masked, and "(unreadable)" for a
+    stored secret that no longer decrypts rather than an error page."""
+    return {"id": proc.id, **_audit_view(proc)}
+
+
 def list_processors() -> list[PaymentProcessor]:
     return list(db.session.scalars(select(PaymentProcessor).order_by(PaymentProcessor.id)))
 
@@ -180,6 +186,41 @@ def get_processor(ppid: int | str | None = None) -> PaymentProcessor:
 
 def gateway(proc: PaymentProcessor) -> Gateway:
     return Gateway.for_processor(proc)
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What "test connection" found: the Stripe account's name, or Stripe's error, with the request id."""
+
+    ok: bool
+    message: str
+    account_id: str | None = None
+    request_id: str | None = None
+
+
+def account_name(account: dict) -> str:
+    """A Stripe account as people know it: its dashboard name, business name or email, else its id."""
+    dashboard = ((account.get("settings") or {}).get("dashboard") or {}).get("display_name")
+    business = (account.get("business_profile") or {}).get("name")
+    return dashboard or business or account.get("email") or account.get("id") or "(unnamed account)"
+
+
+def check_connection(proc: PaymentProcessor) -> ConnectionCheck:
+    """One read-only request (the processor's own account): its name, or why Stripe refused."""
+    try:
+        key = proc.secret_key
+    except crypto.SecretDecryptError:
+        return ConnectionCheck(False, "the stored secret key cannot be decrypted (was the encryption key "
+                                      "changed?): enter the secret key again")
+    if not key:
+        return ConnectionCheck(False, "the processor has no secret key")
+    try:
+        account = gateway(proc).call("accounts", "retrieve_current")
+    except GatewayError as err:
+        return ConnectionCheck(False, f"Stripe: {err.message}", request_id=err.request_id)
+    mode = "live" if account.get("livemode", proc.livemode) else "test"
+    return ConnectionCheck(True, f"connected to {account_name(account)} ({account.get('id')}, {mode} mode)",
+                           account_id=account.get("id"), request_id=account.request_id)
 
 
 # -- a cached plain copy, for the hot paths (webhook endpoint, worker) ------------------

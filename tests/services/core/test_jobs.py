@@ -114,12 +114,17 @@ def test_cancel_stops_a_queued_job_at_once_and_a_running_one_after_its_unit(offl
 
 
 def test_a_failing_job_says_why_and_can_be_resumed(offline_processor):
-    job = jobs.start("events.cleanup", {"older_than": "2 seconds", "include_errors": False, "ppid": None}).job
+    bad = {"older_than": "2 seconds", "include_errors": False, "ppid": None}
+    with pytest.raises(ServiceError, match="at least a day"):  # its parameter class refuses it at start
+        jobs.start("events.cleanup", bad)
+    job = jobs.start("events.cleanup", {**bad, "older_than": "2 days"}).job
+    job.params = bad  # a job stored before the bound existed
+    db.session.commit()
     assert queues.run_jobs("w") == 1
     db.session.refresh(job)
     assert job.status == "failed" and "at least a day" in job.error
     # an identical job may be started again now that this one has ended
-    again = jobs.start("events.cleanup", {"older_than": "2 seconds", "include_errors": False, "ppid": None})
+    again = jobs.start("events.cleanup", {**bad, "older_than": "2 days"})
     assert again.created
     jobs.cancel(again.job)
     jobs.resume(job)

@@ -158,7 +158,7 @@ def test_retry_all_replays_or_imports_exactly_the_payments_paydesk_lacks(world, 
     amounts = sorted(db.session.scalars(select(Contribution.amount).where(Contribution.status == "Completed")))
     assert amounts == [1000, 2000, 3000]
     assert _event_row(stuck["id"]).status == "success"
-    again = run_job("events.retry_all", {"limit": 25, "days": 30, "again": 1}, offline_processor.id)
+    again = run_job("events.retry_all", {"limit": 25, "days": 30}, offline_processor.id)
     assert again.done == 0 and not (again.result or {}).get("counts")
 
 
@@ -211,7 +211,7 @@ def test_populate_twice_stores_each_event_once_and_queue_queues_the_logged_ones(
     assert second.result["counts"] == {"queued": n}
     assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == n
     assert set(db.session.scalars(select(StripeEvent.status))) == {"queued"}
-    limited = run_job("events.populate", {"types": ["customer.created"], "limit": 2, "queue": True, "x": 1},
+    limited = run_job("events.populate", {"types": ["customer.created"], "limit": 2, "queue": True},
                       processor.id)
     assert limited.done == 2 and limited.result["counts"] == {"present": 2}
 

@@ -1,0 +1,1 @@
+"""Stripe Connect: connected accounts and their persons, transfers to them, their payouts."""

@@ -1,0 +1,147 @@
+"""``/connect``: connected accounts (list, create, one account with its requirements, persons and balance,
+delete after a confirmation) and their payouts (list; one payout's balance transactions with totals)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+
+from admin.errors import ServiceError
+from admin.htmx import is_htmx, is_partial
+from admin.listing import Page, page_or_first
+from admin.security import role_required
+from admin.services.connect import accounts, common, payouts
+from admin.services.settings.processors import list_processors
+from admin.views.actions import labelled, sentence
+from admin.views.confirm import JobConfirmation, confirmation
+
+bp = Blueprint("connect", __name__)
+
+
+def go(url: str, message: str, tone: str = "success"):
+    """After an action: its message flashed and the page at ``url`` (htmx: ``HX-Redirect``, so the answer is
+    a whole page, never a page swapped into a confirmation box)."""
+    flash(message, tone)
+    if is_htmx():
+        response = make_response("", 200)
+        response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _listing(filter_cls, page_fn, template: str, **extra):
+    flt, errors = filter_cls.from_args(request.args)
+    try:
+        page = page_or_first(page_fn, flt, errors)
+    except ServiceError as err:
+        page, extra["stripe_error"] = Page(rows=[], size=flt.size), err.message
+    data = {"flt": flt, "errors": errors, "page": page, **extra}
+    if is_partial():
+        return render_template(f"connect/{template}/_results.html", **data)
+    return render_template(
+        f"connect/{template}/index.html", processors=list_processors(), action_key=uuid.uuid4().hex, **data
+    )
+
+
+@bp.get("/connect")
+@role_required("viewer")
+def index():
+    return _listing(accounts.AccountFilter, accounts.accounts_page, "accounts", types=accounts.TYPES)
+
+
+@bp.post("/connect/accounts")
+@role_required("operator")
+def create():
+    f = request.form
+    try:
+        proc = common.processor_of(f.get("ppid") or None)
+        made = accounts.create_account(
+            proc,
+            accounts.NewAccount(
+                email=f.get("email"), type=f.get("type") or "", country=f.get("country") or ""
+            ),
+            action_key=f.get("action_key"),
+        )
+    except ServiceError as err:
+        return go(
+            url_for("connect.index", ppid=f.get("ppid") or None),
+            sentence(labelled(err, accounts.LABELS)),
+            "error",
+        )
+    return go(
+        url_for("connect.account", account_id=made["id"], ppid=proc.id),
+        f"Created connected account {made['id']}.",
+    )
+
+
+@bp.get("/connect/accounts/<account_id>")
+@role_required("viewer")
+def account(account_id: str):
+    try:
+        proc = common.processor_of(request.args.get("ppid") or None)
+        detail, error = accounts.get_account(proc, account_id), None
+    except ServiceError as err:
+        proc, detail, error = None, None, err.message
+    return render_template(
+        "connect/account.html",
+        account_id=account_id,
+        proc=proc,
+        d=detail,
+        error=error,
+        action_key=uuid.uuid4().hex,
+    ), (200 if detail else 404)
+
+
+@bp.post("/connect/accounts/<account_id>/delete")
+@role_required("admin")
+def delete(account_id: str):
+    ppid = request.form.get("ppid") or None
+    back = url_for("connect.account", account_id=account_id, ppid=ppid)
+    try:
+        proc = common.processor_of(ppid)
+        account_id = common.check_id(account_id, "account", "account")
+        if request.form.get("step") != "run":
+            return confirmation(
+                JobConfirmation(
+                    title=f"Delete connected account {account_id}?",
+                    detail=(
+                        "Stripe deletes it for good; in live mode only when all its balances are zero."
+                        if proc.livemode
+                        else "Test mode: Stripe deletes it for good."
+                    ),
+                    confirm=f"Yes, delete {account_id}",
+                    action=url_for("connect.delete", account_id=account_id),
+                    back=back,
+                    back_label=account_id,
+                    fields={"ppid": str(proc.id)},
+                    target="#account-actions",
+                )
+            )
+        rid = accounts.delete_account(proc, account_id)
+    except ServiceError as err:
+        return go(back, sentence(err.message), "error")
+    return go(
+        url_for("connect.index", ppid=proc.id),
+        f"Deleted connected account {account_id} (Stripe request {rid}).",
+    )
+
+
+@bp.get("/connect/payouts")
+@role_required("viewer")
+def payouts_index():
+    return _listing(payouts.PayoutFilter, payouts.payouts_page, "payouts", statuses=payouts.STATUSES)
+
+
+@bp.get("/connect/payouts/<payout_id>")
+@role_required("viewer")
+def payout(payout_id: str):
+    account_id = request.args.get("account") or ""
+    try:
+        proc = common.processor_of(request.args.get("ppid") or None)
+        txns, error = payouts.payout_transactions(proc, account_id, payout_id), None
+    except ServiceError as err:
+        proc, txns, error = None, None, err.message
+    return render_template(
+        "connect/payout.html", payout_id=payout_id, account_id=account_id, proc=proc, t=txns, error=error
+    ), (200 if txns else 404)

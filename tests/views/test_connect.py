@@ -1,0 +1,175 @@
+"""``/connect``: connected accounts, transfers and payouts pages (``ConnectWorld`` behind ``responses``)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from admin.extensions import db
+from admin.models import AuditLog
+
+HX = {"HX-Request": "true"}
+
+
+def test_accounts_list_filters_and_pages(app, client, auth, connect_world, offline_processor):
+    for n in range(3):
+        connect_world.account(email=f"shop{n}@example.org", created=1_700_000_000 + n * 86400)
+    auth.login("viewer@example.org", "viewer")
+    page = client.get("/connect").get_data(as_text=True)
+    assert (
+        page.count("@example.org</td>") == 3 and "Create a connected account" not in page
+    )  # viewers see no form
+    partial = client.get("/connect?since=2023-11-15&until=2023-11-15", headers=HX).get_data(as_text=True)
+    assert "shop1@example.org" in partial and "shop0@" not in partial and "<html" not in partial
+    bad = client.get("/connect?since=nope").get_data(as_text=True)
+    assert "Created from" in bad and "is not a date" in bad
+
+
+def test_a_stripe_failure_is_said_on_the_page(app, client, auth, connect_world, offline_processor):
+    connect_world.refuse("GET", "/v1/accounts", 400, "Your account is not a Connect platform.")
+    auth.login("viewer@example.org", "viewer")
+    resp = client.get("/connect")
+    text = resp.get_data(as_text=True)
+    assert (
+        resp.status_code == 200
+        and "Stripe: Your account is not a Connect platform. (Stripe request req_" in text
+    )
+
+
+def test_operator_creates_an_account_and_sees_it(app, client, auth, connect_world, offline_processor):
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/connect")
+    resp = client.post(
+        "/connect/accounts",
+        data={
+            "csrf_token": token,
+            "ppid": offline_processor.id,
+            "email": "shop@example.org",
+            "type": "express",
+            "country": "us",
+            "action_key": "k9",
+        },
+        follow_redirects=True,
+    )
+    text = resp.get_data(as_text=True)
+    assert (
+        "Created connected account acct_" in text and "Currently due" in text and "external_account" in text
+    )
+    assert [s["key"] for s in connect_world.sent if s["method"] == "POST"] == ["paydesk-account-create-k9"]
+    bad = client.post(
+        "/connect/accounts",
+        data={"csrf_token": token, "type": "custom", "country": "Narnia"},
+        follow_redirects=True,
+    )
+    assert "Country: give the two-letter country code" in bad.get_data(as_text=True)
+
+
+def test_account_page_shows_requirements_persons_balance(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account(email="shop@example.org", charges_enabled=True)
+    connect_world.person(acct["id"], "Ada", "Lovelace")
+    connect_world.balances[acct["id"]] = {"available": [{"amount": 1234, "currency": "usd"}], "pending": []}
+    auth.login("viewer@example.org", "viewer")
+    text = client.get(f"/connect/accounts/{acct['id']}").get_data(as_text=True)
+    assert "Ada Lovelace" in text and "tos_acceptance.date" in text and "12.34 USD available" in text
+    assert "Delete this account" not in text and "New transfer" not in text
+    missing = client.get("/connect/accounts/acct_missing")
+    assert missing.status_code == 404 and "there is no connected account acct_missing" in missing.get_data(
+        as_text=True
+    )
+
+
+def test_admin_deletes_an_account_after_confirming(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    auth.login("admin@example.org", "admin")
+    token = auth.token("/connect")
+    ask = client.post(
+        f"/connect/accounts/{acct['id']}/delete",
+        headers=HX,
+        data={"csrf_token": token, "ppid": offline_processor.id},
+    )
+    assert f"Delete connected account {acct['id']}?" in ask.get_data(as_text=True)
+    assert connect_world.count("DELETE", "/v1/accounts") == 0
+    done = client.post(
+        f"/connect/accounts/{acct['id']}/delete",
+        headers=HX,
+        data={"csrf_token": token, "ppid": offline_processor.id, "step": "run"},
+    )
+    assert done.headers["HX-Redirect"].startswith("/connect")
+    assert connect_world.count("DELETE", "/v1/accounts") == 1
+    assert f"Deleted connected account {acct['id']}" in client.get("/connect").get_data(as_text=True)
+
+
+def test_transfer_confirmed_with_money_then_made_once(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/connect/transfers")
+    form = {
+        "csrf_token": token,
+        "ppid": offline_processor.id,
+        "account": acct["id"],
+        "amount": "25",
+        "currency": "usd",
+        "transfer_group": "G7",
+        "metadata_key": ["fund", ""],
+        "metadata_value": ["roof", ""],
+        "action_key": "tk1",
+    }
+    ask = client.post("/connect/transfers", data=form, headers=HX).get_data(as_text=True)
+    assert f"Transfer 25.00 USD to {acct['id']}?" in ask and connect_world.count("POST", "/v1/transfers") == 0
+    assert 'name="metadata_json"' in ask and 'name="step" value="run"' in ask
+    run = {
+        "csrf_token": token,
+        "ppid": offline_processor.id,
+        "account": acct["id"],
+        "amount": "25",
+        "currency": "usd",
+        "transfer_group": "G7",
+        "metadata_json": '{"fund": "roof"}',
+        "action_key": "tk1",
+        "step": "run",
+    }
+    done = client.post("/connect/transfers", data=run, headers=HX)
+    assert "HX-Redirect" in done.headers
+    client.post("/connect/transfers", data=run, headers=HX)  # a double click: the same idempotency key
+    keys = {s["key"] for s in connect_world.sent if s["path"] == "/v1/transfers" and s["method"] == "POST"}
+    assert keys == {f"paydesk-transfer-{acct['id']}-tk1"}
+    assert connect_world.updates[-1][1]["metadata"] == {"fund": "roof"}
+    listing = client.get(f"/connect/transfers?account={acct['id']}").get_data(as_text=True)
+    assert "25.00 USD" in listing and "G7" in listing and "roof" in listing
+    entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "connect.transfer_create"))
+    assert entry.actor == "operator@example.org" and entry.stripe_request_id
+
+
+def test_transfer_bad_input_refused_before_confirmation(app, client, auth, connect_world, offline_processor):
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/connect/transfers")
+    resp = client.post(
+        "/connect/transfers",
+        follow_redirects=True,
+        data={"csrf_token": token, "account": "acct_1", "amount": "0", "currency": "usd"},
+    )
+    assert "Amount: a transfer moves a positive amount" in resp.get_data(as_text=True)
+    assert connect_world.count("POST", "/v1/transfers") == 0  # (the lists on the pages are GETs)
+
+
+def test_payouts_and_a_payouts_transactions(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    po = connect_world.payout(acct["id"], amount=1850)
+    connect_world.transaction(acct["id"], po["id"], amount=2000, fee=150)
+    auth.login("viewer@example.org", "viewer")
+    assert "Choose a connected account." in client.get("/connect/payouts").get_data(as_text=True)
+    listing = client.get(f"/connect/payouts?account={acct['id']}").get_data(as_text=True)
+    assert po["id"] in listing and "18.50 USD" in listing
+    one = client.get(f"/connect/payouts/{po['id']}?account={acct['id']}").get_data(as_text=True)
+    assert "20.00 USD" in one and "1.50 USD" in one and "What this payout includes" in one
+
+
+@pytest.mark.parametrize(
+    "path", ["/connect/accounts", "/connect/accounts/acct_1/delete", "/connect/transfers"]
+)
+def test_viewer_refused_every_connect_action(app, client, auth, connect_world, offline_processor, path):
+    auth.login("viewer@example.org", "viewer")
+    resp = client.post(
+        path, data={"csrf_token": auth.token(), "step": "run", "account": "acct_1", "amount": "5"}
+    )
+    assert resp.status_code == 403 and connect_world.sent == []
