@@ -1,6 +1,6 @@
 # paydesk: the two commands for a fresh machine are `make demo` and `make test`.
 #
-#   make test    create .venv, install, ruff check, then the whole pytest suite
+#   make test    create .venv, install, ruff check, mypy, then the whole pytest suite
 #   make demo    create .venv, install, then scripts/demo.py (localstripe + gunicorn + worker)
 #   make install-production   .venv with paydesk and its runtime dependencies only (requirements.lock)
 #   make lock    re-resolve pyproject.toml's dependencies on PyPI into the two lock files (UPGRADE=1: newest)
@@ -138,9 +138,14 @@ $(AXE): tests/package.json tests/package-lock.json
 
 # -- the commands ------------------------------------------------------------------
 
+# mypy checks admin/ as pyproject.toml's [tool.mypy] says; a type error fails `make test` like a lint error.
 lint: $(STAMP)
 	@echo "==> ruff check $(LINT_DIRS)"
 	$(BIN)/ruff check $(LINT_DIRS)
+	@echo "==> mypy (admin/, configured in pyproject.toml)"
+	@$(BIN)/python -m mypy || { \
+		echo "!!! mypy found type errors (listed above): fix them, then check again with \`$(BIN)/python -m mypy\`" >&2; \
+		exit 1; }
 
 # pytest exit 5 means it collected no tests: a broken suite, and said so.
 pytest: $(STAMP)
@@ -178,7 +183,7 @@ bench: $(STAMP)
 	echo "==> $$missed of $${#files[@]} benchmarks missed a target:"; cat "$$tmp/summary"; exit 1
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-results bench/results *.egg-info tests/node_modules build
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-results bench/results *.egg-info tests/node_modules build
 	rm -rf instance/demo.sqlite3 instance/demo.sqlite3-wal instance/demo.sqlite3-shm instance/demo-logs
 	rm -rf instance/outbox
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -49,6 +49,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")
 
     _init_proxies(app)
+
+    from admin.services.core import retention
+
+    retention.check_config(app.config)  # a retention setting that would delete by accident stops the start
     _init_extensions(app)
 
     from admin.worker.registries import register_all
@@ -122,4 +126,5 @@ def _init_proxies(app: Flask) -> None:
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+        # Flask's documented way to wrap the app in WSGI middleware
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]

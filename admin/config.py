@@ -58,6 +58,10 @@ class DefaultConfig:
     SECOND_FACTOR_SECONDS = 300
 
     STRIPE_JS_URL = "https://js.stripe.com/v3/"
+    # A processor's API base URL (where its secret key is sent) is Stripe's own, https://api.stripe.com, or one
+    # on a host named here (PAYDESK_STRIPE_API_BASES='["127.0.0.1", "localhost"]' or "127.0.0.1,localhost": a
+    # stand-in such as localstripe). Tests and the demo allow 127.0.0.1 and localhost; production names none.
+    STRIPE_API_BASES: list[str] | str = []
     # Gateway retry policy for 429 / 5xx / connection errors.
     STRIPE_MAX_ATTEMPTS = 4
     STRIPE_BACKOFF_BASE = 0.5  # seconds; doubled each attempt, with jitter
@@ -68,6 +72,10 @@ class DefaultConfig:
     # without Content-Length is refused with 413 once this much has been read); tighter for the
     # webhook endpoint (WEBHOOK_MAX_BYTES) and the donation form (DONATE_MAX_BYTES).
     MAX_CONTENT_LENGTH = 1024 * 1024
+
+    # An API request's Idempotency-Key claim that never got its answer (its worker died) frees the key after this
+    # many seconds: twice gunicorn.conf.py's timeout (30 s). Change both together.
+    API_IDEMPOTENCY_STALE_SECONDS = 60
 
     # Webhooks.
     WEBHOOK_TOLERANCE = 300
@@ -116,6 +124,21 @@ class DefaultConfig:
     DB_RETRY_BACKOFF_MAX = 2.0
     DB_RETRY_AFTER = 10
     OUTAGE_LOG_INTERVAL = 10.0
+
+    # Retention (admin/services/core/retention.py): how long rows nothing needs for ever are kept before the
+    # worker's housekeeping deletes them (``flask cleanup --dry-run`` shows what would go now). Each is an age
+    # with its unit ("24 hours", "30 days", "2 years") or "forever"; a bare number, 0 or an empty value is
+    # refused at start. The audit log is kept at least a year (or "forever"), the rest at least a day.
+    RETENTION_API_IDEMPOTENCY_KEYS = "24 hours"  # the API's Idempotency-Key answers (as long as Stripe's)
+    RETENTION_OUTBOX_DONE = "30 days"  # side effects done (receipts, metadata pushes)
+    RETENTION_OUTBOX_FAILED = "90 days"  # side effects failed for good, after their last attempt
+    RETENTION_JOBS = "90 days"  # jobs done, failed or cancelled
+    RETENTION_TRIGGER_FEED = "30 days"  # the polling triggers' feed: an older client cursor skips what went
+    RETENTION_CARD_TESTING_SIGNALS = "90 days"
+    RETENTION_EVENTS = "forever"  # processed Stripe events (as `events cleanup`), e.g. "13 months"
+    RETENTION_AUDIT_LOG = "2 years"  # whole days; each day's deletion is itself audited
+    RETENTION_BATCH = 1000  # rows deleted per short transaction
+    RETENTION_MAX_BATCHES = 20  # per rule and housekeeping round (10 min): a backlog goes over rounds
 
     # Receipts: unset SMTP_URL writes .eml files to OUTBOX_DIR (default instance/outbox).
     SMTP_URL: str | None = None

@@ -6,10 +6,11 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import current_app
-from sqlalchemy import event, func, insert
+from sqlalchemy import CursorResult, Result, event, func, insert, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from admin.extensions import db
@@ -73,18 +74,25 @@ def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bo
     key = (model, tuple(conflict), dialect)
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:
+        # Core: an ORM-entity insert with params takes the bulk path
         if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            stmt = postgresql.insert(model.__table__).on_conflict_do_nothing(index_elements=conflict)
         elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            stmt = sqlite.insert(model.__table__).on_conflict_do_nothing(index_elements=conflict)
         else:  # pragma: no cover - other databases: a plain insert, conflicts raise
-            dialect_insert = insert
-        stmt = dialect_insert(model.__table__)  # Core: an ORM-entity insert with params takes the bulk path
-        if hasattr(stmt, "on_conflict_do_nothing"):
-            stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+            stmt = insert(model.__table__)
         # rowcount is unreliable here (psycopg reports -1 with RETURNING): ask for a row back.
         stmt = _INSERT_IGNORE[key] = stmt.returning(*model.__table__.primary_key.columns)
     return db.session.execute(stmt, values).first() is not None
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE run through the session matched.
+
+    ``Session.execute`` is typed as returning a ``Result``; for those statements it is a ``CursorResult``,
+    the one that has ``rowcount``.
+    """
+    return cast(CursorResult[Any], result).rowcount
 
 
 LIKE_ESCAPE = "\\"
@@ -290,3 +298,25 @@ def database_problem(exc: BaseException) -> str | None:
     if missing and "folder" in missing:
         return missing
     return f"cannot {'reach' if '://' in where else 'open'} the database {where}: {first}"
+
+
+STATISTICS_SECONDS = 86_400.0  # how often the worker refreshes SQLite's planner statistics
+_statistics_at: dict[str, float] = {}  # per database URL: when this process last ran ANALYZE (time.monotonic())
+
+
+def refresh_statistics(*, now: float | None = None) -> bool:
+    """SQLite's planner statistics (``ANALYZE``), at most once a ``STATISTICS_SECONDS`` per process: without
+    them SQLite cannot tell which index narrows a list page (a page filtered by processor then sorts all of
+    that processor's rows). PostgreSQL's autovacuum keeps its own. True when it ran."""
+    if db.engine.dialect.name != "sqlite":
+        return False
+    now = time.monotonic() if now is None else now
+    key = str(db.engine.url)
+    last = _statistics_at.get(key)
+    if last is not None and now - last < STATISTICS_SECONDS:
+        return False
+    immediate()
+    db.session.execute(text("ANALYZE"))
+    db.session.commit()
+    _statistics_at[key] = now
+    return True

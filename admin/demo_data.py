@@ -179,10 +179,13 @@ def create_demo_data(gw: Gateway, log: Callable[[str], None] | None = None) -> d
 
     # Staff refund the second one in full.
     refunded_pi = gw.retrieve("payment_intents", summary["succeeded"][1])
-    refund = gw.create("refunds", {"charge": _charge_id(refunded_pi), "metadata": {"source": "paydesk demo"}})
+    refunded_charge = _charge_id(refunded_pi)
+    if refunded_charge is None:  # never: it succeeded
+        raise RuntimeError(f"the demo's payment {refunded_pi['id']} succeeded without a charge")
+    refund = gw.create("refunds", {"charge": refunded_charge, "metadata": {"source": "paydesk demo"}})
     summary["refunds"].append(refund["id"])
     summary["refunded_intent"] = refunded_pi["id"]
-    summary["events_to_deliver"] = [charge_refunded_event(gw, _charge_id(refunded_pi))]
+    summary["events_to_deliver"] = [charge_refunded_event(gw, refunded_charge)]
     say(f"refund {refund['id']} of {refunded_pi['id']}")
 
     # A donor who gave up before entering a card.

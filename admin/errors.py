@@ -4,6 +4,8 @@
 class ServiceError(Exception):
     """A failed business operation, with a message fit to show staff."""
 
+    not_found: bool = False  # Stripe has no such object (see stripe_refusal)
+
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.message = message
@@ -23,28 +25,37 @@ def check_text(value: str | None, label: str, field: str | None = None, *, multi
     return value
 
 
-def stripe_refusal(err, what: str, object_id: str | None = None, *, with_request: bool = False) -> ServiceError:
-    """A failed Stripe request (a ``GatewayError``) as staff read it: which object Stripe does not have, rather
-    than its bare "Not Found"; otherwise what Stripe said. ``with_request`` adds Stripe's request id (what
-    Stripe's support asks for)."""
-    rid = getattr(err, "request_id", None)
-    suffix = f" (Stripe request {rid})" if with_request and rid else ""
-    if getattr(err, "not_found", False) and object_id:
-        refusal = ServiceError(f"Stripe: there is no {what} {object_id} on this account (or it was deleted){suffix}")
-        refusal.not_found = True  # the API answers 404
-        return refusal
-    return ServiceError(f"Stripe: {err.message}{suffix}")
-
-
 class StripeFailure(ServiceError):
     """A Stripe request that failed, as a service reports it (services translate the gateway's ``GatewayError``
-    with ``core.stripe_reader.stripe_failures``, so views and the CLI never import the gateway). ``detail`` is
-    the whole story for logs (operation, code, request id); ``transient``: worth trying again later."""
+    with :func:`stripe_failure`, or ``core.stripe_reader.stripe_failures`` around a whole function, so views and
+    the CLI never import the gateway). ``message`` is what staff read; ``detail`` the whole story for logs
+    (operation, code, request id); ``transient``: worth trying again later; ``card``: Stripe declined a card (its
+    ``card_error``, HTTP 402)."""
 
     def __init__(self, message: str, *, detail: str | None = None, request_id: str | None = None,
-                 transient: bool = False, not_found: bool = False):
+                 transient: bool = False, not_found: bool = False, card: bool = False):
         super().__init__(message)
         self.detail = detail or message
         self.request_id = request_id
         self.transient = transient
         self.not_found = not_found
+        self.card = card
+
+
+def stripe_failure(err, what: str | None = None, object_id: str | None = None, *, with_request: bool = False,
+                   doing: str | None = None) -> StripeFailure:
+    """The one translation of a failed Stripe request (a ``GatewayError``) into what staff read: which object
+    Stripe does not have (``what`` and ``object_id``: "Stripe: there is no charge ch_..."), rather than its bare
+    "Not Found"; otherwise what Stripe said ("Stripe: ...", or "Stripe did not create the product: ..." with
+    ``doing``). ``with_request`` adds Stripe's request id (what Stripe's support asks for). The result keeps
+    the request id, whether trying again later may help, and the gateway's whole story as ``detail``."""
+    rid = getattr(err, "request_id", None)
+    not_found = bool(getattr(err, "not_found", False))
+    suffix = f" (Stripe request {rid})" if with_request and rid else ""
+    if not_found and object_id:
+        message = f"Stripe: there is no {what} {object_id} on this account (or it was deleted){suffix}"
+    else:
+        message = f"Stripe{' ' + doing if doing else ''}: {getattr(err, 'message', None) or err}{suffix}"
+    card = getattr(err, "kind", None) == "card_error" or getattr(err, "http_status", None) == 402
+    return StripeFailure(message, detail=str(err), request_id=rid, transient=bool(getattr(err, "transient", False)),
+                         not_found=not_found, card=card)

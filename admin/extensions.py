@@ -1,12 +1,13 @@
 """Flask extensions, created unbound; ``create_app`` binds them."""
 
 import sqlite3
+from typing import TYPE_CHECKING, ClassVar
 
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, Table, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -23,8 +24,21 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+    if TYPE_CHECKING:
+        # Every model names its table (``__tablename__``), so its ``__table__`` is a Table, not just
+        # the FromClause SQLAlchemy declares for any mapped class.
+        __table__: ClassVar[Table]
+
 
 db = SQLAlchemy(model_class=Base)
+
+# The base class of every table. Flask-SQLAlchemy builds ``db.Model`` at run time (a subclass of ``Base``
+# with its metaclass and mixins), so a type checker cannot use ``db.Model`` as a base class; it sees
+# ``Base``, whose typed ``Mapped`` columns are what it checks. At run time this is ``db.Model`` itself.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

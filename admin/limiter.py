@@ -24,11 +24,12 @@ import math
 import time
 from collections.abc import Callable
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
 from limits import parse_many
 from limits.storage import Storage
 from sqlalchemy import bindparam, case, delete, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from admin.extensions import db
@@ -160,10 +161,7 @@ def _upsert(dialect: str):
     """INSERT ... ON CONFLICT DO UPDATE ... RETURNING count, built once per dialect (bound parameters)."""
     stmt = _UPSERTS.get(dialect)
     if stmt is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         table = LimiterCounter.__table__
         ins = insert(table).values(key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires"))
         expired = table.c.expires_at <= bindparam("now")  # an ended window starts again
@@ -204,10 +202,12 @@ def retry_after(limit: RequestLimit) -> int:
 
 
 def limit_view(app: Flask, endpoint: str, limit: Callable[[], str], *, key_func: Callable[[], str],
-               scope: str, on_breach: Callable[[RequestLimit], object],
+               scope: str, on_breach: Callable[[RequestLimit], Response | None],
                exempt_when: Callable[[], bool] | None = None) -> None:
     """Wrap the view of ``endpoint`` in a limit shared by every view given the same ``scope``."""
     limiter: Limiter = app.extensions["paydesk_limiter"]
     decorate = limiter.shared_limit(limit, scope=scope, key_func=key_func, on_breach=on_breach,
                                     exempt_when=exempt_when)
-    app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
+    # The decorator keeps the view's signature, but Flask types a view as "sync or async" and mypy joins
+    # that union into one callable that matches neither.
+    app.view_functions[endpoint] = decorate(app.view_functions[endpoint])  # type: ignore[assignment]

@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Select, and_, func, literal, or_, select, union_all
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
 from admin.dbutil import MAX_ID
@@ -44,6 +45,9 @@ LABELS = {"ppid": "Processor", "q": "Search", "since": "From", "until": "To (inc
           "contact_id": "Contact #", "recur_id": "Recurring contribution #", "contribution_id": "Contribution #",
           "trxn_id": "Transaction id", "customer": "Stripe customer", "month": "Month"}
 T = TypeVar("T")
+# A column of a list's query: a mapped attribute (``Event.id``) or a column expression (a label).
+ColumnLike = ColumnElement[Any] | QueryableAttribute[Any]
+KeyColumn = ColumnLike  # a keyset page's sort key column
 
 
 class FilterError(ValueError):
@@ -293,14 +297,14 @@ def decode_cursor(text: str | None, width: int | None, name: str = "after") -> l
     return values
 
 
-def _python_type(col: ColumnElement) -> type | None:
+def _python_type(col: KeyColumn) -> type | None:
     try:
         return col.type.python_type
     except NotImplementedError:
         return None
 
 
-def _check_cursor(values: list[Any] | None, key: Sequence[ColumnElement], name: str) -> list[Any] | None:
+def _check_cursor(values: list[Any] | None, key: Sequence[KeyColumn], name: str) -> list[Any] | None:
     """A cursor's values must be what its key columns hold: a crafted one (``[1e30, 1e30]``, ``[null, null]``,
     ``[[1], [2]]``) is a damaged link, never a query the database cannot run."""
     if values is None:
@@ -322,7 +326,7 @@ def _check_cursor(values: list[Any] | None, key: Sequence[ColumnElement], name: 
     return values
 
 
-def _beyond(cols: Sequence[ColumnElement], values: Sequence[Any], older: bool) -> ColumnElement:
+def _beyond(cols: Sequence[KeyColumn], values: Sequence[Any], older: bool) -> ColumnElement:
     """Rows strictly after ``values`` in descending key order (older) or before it (newer).
 
     Written as ``a <= x AND (a < x OR (a = x AND b < y))`` rather than a row-value comparison
@@ -356,7 +360,7 @@ class Page(Generic[T]):
         return len(self.rows)
 
 
-def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
+def keyset_page(query: Select, key: Sequence[KeyColumn], flt: Filter, *,
                 key_of: Any = None, scalars: bool = True) -> Page:
     """One page of ``query`` (already filtered) in descending ``key`` order.
 
@@ -364,7 +368,8 @@ def keyset_page(query: Select, key: Sequence[ColumnElement], flt: Filter, *,
     columns). With ``flt.after`` the page holds the rows older than that cursor; with
     ``flt.before`` the rows newer than it (fetched ascending, then reversed)."""
     key = list(key)
-    key_of = key_of or (lambda row: [getattr(row, c.key) for c in key])
+    # every key column has a name (a mapped attribute, or a label): ColumnElement.key is only Optional in general
+    key_of = key_of or (lambda row: [getattr(row, typing.cast(str, c.key)) for c in key])
     size = flt.size
     after = _check_cursor(decode_cursor(flt.after, len(key)), key, "after")
     before = None if after else _check_cursor(decode_cursor(flt.before, len(key), "before"), key, "before")
@@ -446,7 +451,7 @@ def page_or_first(page_of: Any, flt: Filter, errors: dict[str, str]) -> Page:
 EXPORT_CHUNK = 1000
 
 
-def walk(query: Select, key: Sequence[ColumnElement], flt: Filter, *, key_of: Any = None, scalars: bool = False,
+def walk(query: Select, key: Sequence[KeyColumn], flt: Filter, *, key_of: Any = None, scalars: bool = False,
          chunk: int = EXPORT_CHUNK) -> Iterator[list[Any]]:
     """Every row of a filter's query in its page order, ``chunk`` rows at a time (keyset pages, so
     100,000 rows never sit in memory at once): what CSV exports and the CLI listings read."""
@@ -468,7 +473,7 @@ def walk(query: Select, key: Sequence[ColumnElement], flt: Filter, *, key_of: An
 COUNT_CAP = 10_000
 
 
-def capped_counts(query: Select, status_col: ColumnElement, id_col: ColumnElement, statuses: Sequence[str], *,
+def capped_counts(query: Select, status_col: ColumnLike, id_col: ColumnLike, statuses: Sequence[str], *,
                   cap: int | None = None) -> dict[str, int]:
     """How many rows of ``query`` (a filter's query without its status choice) have each status, each counted
     up to ``cap + 1`` (default ``COUNT_CAP``): one statement, a ``LIMIT`` per status."""
@@ -515,7 +520,7 @@ def summary(name: str, flt: Filter, compute: Any, rows: Select, *, cap: int | No
     cap = SUMMARY_CAP if cap is None else cap
     ttl = SUMMARY_TTL if ttl is None else ttl
     bounded = rows.with_only_columns(literal(1), maintain_column_froms=True).limit(cap + 1).subquery()
-    if db.session.scalar(select(func.count()).select_from(bounded)) <= cap:
+    if (db.session.scalar(select(func.count()).select_from(bounded)) or 0) <= cap:  # a count: never None
         return Summary(compute())
     cache: dict = current_app.extensions.setdefault("paydesk_list_summaries", {})
     key = (name, json.dumps(flt.criteria(), sort_keys=True, default=str))

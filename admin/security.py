@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, flash, g, jsonify, make_response, redirect, request, url_for
+from flask.sansio.app import App
 from flask_login import current_user, login_url
 
 from admin.extensions import login_manager
@@ -215,7 +216,7 @@ def session_identifier() -> str:
 
 # -- request bodies ----------------------------------------------------------------------
 
-def limit_body(app: Flask, endpoint: str, setting: str) -> None:
+def limit_body(app: App, endpoint: str, setting: str) -> None:
     """Bound ``endpoint``'s request bodies by the configuration value ``setting`` (bytes) instead of
     ``MAX_CONTENT_LENGTH`` (read at each request, so a changed setting applies at once)."""
     app.extensions.setdefault("paydesk_body_limits", {})[endpoint] = setting

@@ -167,7 +167,7 @@ _clients_lock = threading.Lock()
 # Requests sent to Stripe by this process, by "resource.method" (each retry counts): what
 # benchmarks and staff read to see how many calls an operation costs.
 _calls: collections.Counter[str] = collections.Counter()
-_call_seconds: collections.Counter[str] = collections.Counter()
+_call_seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
 
 
 # Who hears of each request's answer (monitoring: metrics, log lines): fn(operation, outcome, seconds,

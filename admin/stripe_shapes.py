@@ -11,7 +11,7 @@ fetching what a payload lacks is the worker's job (``webhooks.context``).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, overload
 
 from admin.money import MAX_MINOR_UNITS  # what a Money column holds
 
@@ -61,7 +61,7 @@ def stripe_id_problem(text: str, kind: str | None = None) -> str | None:
     shown = repr(text[:40]) + ("…" if len(text) > 40 else "")
     if not prefixes:
         return f"{shown} is not a Stripe id: Stripe ids look like ch_3PqR2sT4uVwX5yZa (a prefix, _, letters and digits)"
-    name = kind.replace("_", " ")
+    name = (kind or "").replace("_", " ")  # a kind: it has prefixes
     a = "an" if name[0] in "aeiou" else "a"
     example = f"{prefixes[0]}1PqR2sT4uVwX5yZa"
     starts = " or ".join(prefixes)
@@ -73,6 +73,10 @@ class MalformedObject(ValueError):
     ``error`` with this message, so a listing never meets a string where money should be."""
 
 
+@overload
+def minor_units(obj: dict, field: str, default: int = 0) -> int: ...
+@overload
+def minor_units(obj: dict, field: str, default: int | None) -> int | None: ...
 def minor_units(obj: dict, field: str, default: int | None = 0) -> int | None:
     """``obj[field]`` as an amount in minor units: an integer (not a bool, float or numeric string) that a
     Money column holds; ``default`` when absent or null; :class:`MalformedObject` otherwise."""

@@ -75,9 +75,8 @@ class Tally:
                 write_now = False
                 if not self._scheduled:
                     self._scheduled = True
-                    flusher.schedule(
-                        self, current_app._get_current_object(), self._last_write + max(0.0, interval)
-                    )
+                    app = current_app._get_current_object()  # type: ignore[attr-defined]  # proxy typed as Flask
+                    flusher.schedule(self, app, self._last_write + max(0.0, interval))
         if write_now:
             self._log.warning("%s", message)
             write_one() if write_one is not None else self._write(Counter({key: 1}))

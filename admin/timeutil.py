@@ -2,12 +2,17 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@overload
+def from_unix(ts: int | float) -> datetime: ...
+@overload
+def from_unix(ts: int | float | None) -> datetime | None: ...
 def from_unix(ts: int | float | None) -> datetime | None:
     if ts is None:
         return None

@@ -114,6 +114,7 @@ class Stack:
         self.url = self._database()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
         self.env.update(PAYDESK_DATABASE_URL=self.url, PAYDESK_SECRET_KEY="bench-donate-secret", PYTHONUNBUFFERED="1",
+                        PAYDESK_STRIPE_API_BASES="127.0.0.1",
                         PAYDESK_DONATE_RATE_LIMIT_IP=UNLIMITED,
                         PAYDESK_DONATE_RATE_LIMIT_FORM=UNLIMITED, PAYDESK_DONATE_IP_MAX_FAILURES="1000000",
                         PAYDESK_SYNC_CUSTOMER_METADATA="false")

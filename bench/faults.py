@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
             f"in {time.perf_counter() - t0:.1f} s")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
         env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY=wb.SECRET_KEY, PAYDESK_SMTP_URL=sink.url,
-                   PYTHONUNBUFFERED="1", PYTHONPATH=str(code))
+                   PAYDESK_STRIPE_API_BASES="127.0.0.1", PYTHONUNBUFFERED="1", PYTHONPATH=str(code))
 
         def flask(*cli: str) -> str:
             res = subprocess.run([wb.tool("flask"), "--app", "wsgi", *cli], cwd=code, env=env, capture_output=True,

@@ -174,7 +174,7 @@ def scalar(url: str, sql: str, params: tuple = ()) -> int:
 def paydesk_env(url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
     env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY=SECRET_KEY, PAYDESK_ENCRYPTION_KEY=ENCRYPTION_KEY,
-               PYTHONUNBUFFERED="1")
+               PAYDESK_STRIPE_API_BASES="127.0.0.1", PYTHONUNBUFFERED="1")
     return env
 
 

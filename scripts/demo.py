@@ -330,6 +330,8 @@ def run(keep_logs: bool) -> None:
         "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),  # one per demo run, shared by every process
         "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),  # a Fernet key
         "PAYDESK_BASE_URL": APP_URL,
+        # The processor's API base is localstripe on 127.0.0.1, which a real install refuses.
+        "PAYDESK_STRIPE_API_BASES": "127.0.0.1,localhost",
         # The donation form's card field: the Stripe.js test double in front of localstripe.
         "PAYDESK_STRIPE_JS_URL": f"{STRIPE_JS_URL}/v3/",
         # The demo's notification receiver listens on 127.0.0.1, which a real install refuses.

@@ -35,3 +35,16 @@ def test_list_pages_bench_runs_every_list_and_its_csv():
         assert f"| {page} | first page |" in done.stdout, out
         assert f"| {page} | CSV, first bytes |" in done.stdout, out
     assert "(no CSV export)" not in done.stdout
+
+
+def test_list_statements_bench_times_and_explains_each_statement_of_the_filtered_views():
+    """A tiny run of bench/list_statements.py on SQLite: every filtered view's statements are timed, each with its
+    plan (the figures are not judged here)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "list_statements.py"), "--scale", "0.002",
+                           "--backends", "sqlite", "--repeat", "1", "--plans", "--plan-ms", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in out and "no plan:" not in out, out
+    for view in ("events ppid status=error", "payments ppid kind=refund", "intents ppid status=incomplete"):
+        assert f"\n{view}: " in done.stdout, out
+    assert "USING COVERING INDEX ix_stripe_event_processor_status_created_id" in done.stdout, out

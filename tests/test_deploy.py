@@ -547,6 +547,58 @@ def test_nginx_t_catches_a_broken_directive_in_the_example(tmp_path, certificate
     assert res.returncode != 0 and "proxy_request_buffering" in res.stderr, res.stderr
 
 
+def test_nginx_refuses_readyz_and_metrics_from_outside(tmp_path, certificate):
+    """/readyz and /metrics are for monitoring asking each machine directly: the example answers 403 itself
+    (the app behind it, here a stand-in that answers everything 200, never sees them); other paths pass."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class App(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    app = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    http_port, https_port = free_port(), free_port()
+    main = nginx_config(tmp_path, certificate, ports=(http_port, https_port, app.server_address[1]),
+                        install=tmp_path)
+    proxy = subprocess.Popen([_nginx(), "-c", str(main), "-p", str(tmp_path), "-e", "stderr"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, _, _ = _request(https_port, cert=certificate[0], method="GET", path="/healthz")
+                break
+            except OSError:
+                if proxy.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"nginx did not start:\n{(tmp_path / 'nginx-error.log').read_text()}")
+                time.sleep(0.1)
+        assert status == 200 and seen == ["/healthz"]
+        for path in ("/readyz", "/metrics", "/metrics/", "/metrics?format=x", "/%6Detrics", "//readyz"):
+            status, _, _ = _request(https_port, certificate[0], "GET", path)
+            assert status == 403, path
+        status, _, _ = _request(https_port, certificate[0], "GET", "/metrics-report")
+        assert status == 200
+        assert seen == ["/healthz", "/metrics-report"]
+    finally:
+        proxy.send_signal(signal.SIGQUIT)
+        try:
+            proxy.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+        app.shutdown()
+
+
 class _TLS(http.client.HTTPSConnection):
     """HTTPS to 127.0.0.1 as https://paydesk.example.org (SNI and certificate name), from a chosen address."""
 
@@ -708,7 +760,8 @@ def test_an_upgrade_as_the_guide_does_it_refuses_no_webhook(tmp_path, install):
     unit = parse_unit(DEPLOY / "paydesk-migrate.service")
     added = subprocess.run([flask, "--app", "wsgi", "processor", "add", "--name", "Stripe", "--secret-key",
                             "sk_test_deploy", "--webhook-secret", secret, "--api-base", "http://127.0.0.1:9",
-                            "--default", "--format", "json"], cwd=install, env=service_env(install, unit),
+                            "--default", "--format", "json"], cwd=install,
+                           env=service_env(install, unit, PAYDESK_STRIPE_API_BASES="127.0.0.1"),
                            capture_output=True, text=True, timeout=120, check=True)
     ppid = json.loads(added.stdout.strip().splitlines()[-1])["id"]
     listen = web_socket()

@@ -74,3 +74,25 @@ def test_clean_removes_build_and_the_outbox_but_keeps_the_database_and_keys(proj
         assert not (project / gone).exists(), gone
     for kept in ("instance/paydesk.sqlite3", "instance/secret_key", "instance/encryption_key"):
         assert (project / kept).exists(), kept
+
+
+def test_lint_fails_on_a_type_error_in_admin_and_says_what_to_run(project):
+    pytest.importorskip("mypy", reason="mypy is not installed in this venv (make install puts it there)")
+    bin_dir = project / ".venv" / "bin"
+    # this venv's own python (a symlink to it outside the venv would not see the venv's packages) and ruff
+    (bin_dir / "python").unlink()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    os.symlink(os.path.join(os.path.dirname(sys.executable), "ruff"), bin_dir / "ruff")
+    (project / "pyproject.toml").write_text('[tool.mypy]\npython_version = "3.11"\nfiles = ["admin"]\n')
+    (project / "admin").mkdir()
+    module = project / "admin" / "__init__.py"
+    module.write_text('def cents(amount: int) -> int:\n    return amount\n\n\ncents("12.50")\n')
+    done = _make(project, "lint")
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert 'admin/__init__.py:5: error: Argument 1 to "cents" has incompatible type "str"' in done.stdout
+    assert "check again with `.venv/bin/python -m mypy`" in done.stderr
+    module.write_text("def cents(amount: int) -> int:\n    return amount\n\n\ncents(1250)\n")
+    done = _make(project, "lint")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found in 1 source file" in done.stdout

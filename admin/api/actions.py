@@ -16,11 +16,15 @@ from admin.timeutil import from_unix
 from . import schemas
 from .blueprint import bp
 from .errors import ApiError
-from .idempotency import idempotent
+from .idempotency import idempotent, stripe_key
 from .lists import product_json
 from .spec import Strict, responses, spec
 
 STRIPE_ID = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+# Answers of a route that asks Stripe: 502 Stripe refused, 503 Stripe unreachable or busy (try again later);
+# writes add 409 (Idempotency-Key) and 415, and 402 where a card can be declined.
+STRIPE_READ = (502, 503)
+STRIPE_WRITE = (409, 415, 502, 503)
 
 
 class ProcessorQuery(Strict):
@@ -35,7 +39,8 @@ class WriteHeaders(BaseModel):
         alias="Idempotency-Key",
         max_length=255,
         description="Send the same request again with the same key: the first answer comes back and nothing "
-        "is done twice; the key with another request is 409.",
+        "is done twice; the key with another request is 409. Keys are remembered 24 hours, as at Stripe "
+        "(PAYDESK_RETENTION_API_IDEMPOTENCY_KEYS); after that the same key is a new request.",
     )
 
 
@@ -90,7 +95,7 @@ def customer_json(cus: dict, link: Any, processor_id: int) -> dict:
 @bp.get("/customers/<customer_id>")
 @spec.validate(
     query=ProcessorQuery,
-    resp=responses(200, schemas.CustomerOut),
+    resp=responses(200, schemas.CustomerOut, extra=STRIPE_READ),
     tags=["customers"],
     operation_id="get_customer",
 )
@@ -106,7 +111,7 @@ def get_customer(customer_id: str):
     query=ProcessorQuery,
     json=schemas.CreateCustomerBody,
     headers=WriteHeaders,
-    resp=responses(201, schemas.CustomerOut, extra=(409, 415)),
+    resp=responses(201, schemas.CustomerOut, extra=STRIPE_WRITE),
     tags=["customers"],
     operation_id="create_customer",
 )
@@ -116,7 +121,12 @@ def create_customer():
     processor = _processor(_query())
     body = _body()
     cus, link = customers.create_for_api(
-        processor, name=body.name, email=body.email, description=body.description, contact_id=body.contact_id
+        processor,
+        name=body.name,
+        email=body.email,
+        description=body.description,
+        contact_id=body.contact_id,
+        idempotency_key=stripe_key(f"customer-{processor.id}"),
     )
     return customer_json(cus, link, processor.id), 201
 
@@ -126,7 +136,7 @@ def create_customer():
     query=ProcessorQuery,
     json=schemas.UpdateCustomerBody,
     headers=WriteHeaders,
-    resp=responses(200, schemas.CustomerOut, extra=(409, 415)),
+    resp=responses(200, schemas.CustomerOut, extra=STRIPE_WRITE),
     tags=["customers"],
     operation_id="update_customer",
 )
@@ -158,7 +168,7 @@ def _values(body: Any) -> dict[str, Any]:
     query=ProcessorQuery,
     json=schemas.CreateProductBody,
     headers=WriteHeaders,
-    resp=responses(201, schemas.ProductOut, extra=(409, 415)),
+    resp=responses(201, schemas.ProductOut, extra=STRIPE_WRITE),
     tags=["products"],
     operation_id="create_product",
 )
@@ -178,7 +188,7 @@ def create_product():
 @bp.get("/products/<product_id>")
 @spec.validate(
     query=ProcessorQuery,
-    resp=responses(200, schemas.ProductOut),
+    resp=responses(200, schemas.ProductOut, extra=STRIPE_READ),
     tags=["products"],
     operation_id="get_product",
 )
@@ -194,7 +204,7 @@ def get_product(product_id: str):
     query=ProcessorQuery,
     json=schemas.UpdateProductBody,
     headers=WriteHeaders,
-    resp=responses(200, schemas.ProductOut, extra=(409, 415)),
+    resp=responses(200, schemas.ProductOut, extra=STRIPE_WRITE),
     tags=["products"],
     operation_id="update_product",
 )

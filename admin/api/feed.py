@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from admin.extensions import db
@@ -120,12 +121,9 @@ def _before_commit(session) -> None:
         return
     conn = session.connection()
     dialect = conn.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK})
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     now = _now()
     stmt = _INSERTS.get(dialect)
     if stmt is None:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import request
 from pydantic import BaseModel
 
-from admin.listing import FilterError
+from admin.listing import Filter, FilterError
 from admin.services.catalog import products
 from admin.services.core import audit, jobs
 from admin.services.events import queries as events
@@ -26,7 +26,7 @@ from .errors import ApiError
 from .spec import filter_query_model, responses, spec
 
 
-def filter_or_400(flt_cls: type, check: Callable[[Any, dict[str, str]], None] | None = None) -> Any:
+def filter_or_400(flt_cls: type[Filter], check: Callable[[Any, dict[str, str]], None] | None = None) -> Any:
     flt, errors = flt_cls.from_args(request.args)
     if check:
         check(flt, errors)
@@ -155,10 +155,13 @@ def product_json(row: Any, obj: dict | None = None, processor_id: int | None = N
             created=row.created_at,
             updated=row.updated_at,
         ).model_dump(mode="json")
+    owner = row.processor_id if row else processor_id
+    if owner is None:  # what ProductOut would refuse: its processor is required
+        raise ValueError("product_json: a product paydesk has no row of needs its processor_id")
     return schemas.ProductOut(
         id=obj["id"],
         paydesk_id=row.id if row else None,
-        processor_id=row.processor_id if row else processor_id,
+        processor_id=owner,
         name=obj.get("name") or obj["id"],
         active=bool(obj.get("active", True)),
         caption=row.caption if row else None,

@@ -295,7 +295,9 @@ class TriggerQuery(Strict):
         default=None,
         max_length=64,
         pattern=r"^[0-9]{1,18}$",
-        description="The next_cursor of the previous answer; left out: from the start.",
+        description="The next_cursor of the previous answer; left out: from the oldest item kept. Items are "
+        "kept 30 days (PAYDESK_RETENTION_TRIGGER_FEED): a cursor older than that goes on from the oldest item "
+        "kept, and what was deleted in between is not sent.",
     )
     limit: int = Field(default=100, ge=1, le=100)
 

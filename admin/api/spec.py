@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from spectree import Response, SpecTree
-from spectree.models import SecurityScheme, SecuritySchemeData
+from spectree.models import SecureType, SecurityScheme, SecuritySchemeData
 
 from admin.config import VERSION
-from admin.listing import PAGE_SIZES
+from admin.listing import PAGE_SIZES, Filter
 
 from .errors import ApiError, code_for
 
@@ -69,7 +69,9 @@ spec = SpecTree(
     before=_validation_failed,
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,
-    security_schemes=[SecurityScheme(name="bearer", data=SecuritySchemeData(type="http", scheme="bearer"))],
+    security_schemes=[
+        SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer"))
+    ],
     security={"bearer": []},
 )
 
@@ -92,7 +94,7 @@ class Strict(BaseModel):
 _QUERY_MODELS: dict[type, type[BaseModel]] = {}
 
 
-def filter_query_model(flt_cls: type, *, name: str) -> type[BaseModel]:
+def filter_query_model(flt_cls: type[Filter], *, name: str) -> type[BaseModel]:
     """A pydantic model of a page filter's query parameters, for validation and the document."""
     if flt_cls in _QUERY_MODELS:
         return _QUERY_MODELS[flt_cls]

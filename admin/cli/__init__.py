@@ -34,7 +34,7 @@ def _one_line_database_errors(app: Flask) -> None:
         else:
             previous(kind, exc, tb)
 
-    hook.paydesk = True
+    hook.paydesk = True  # type: ignore[attr-defined]  # a function attribute marks paydesk's hook
     sys.excepthook = hook
 
 
@@ -42,6 +42,7 @@ def register_cli(app: Flask) -> None:
     """Every command group on ``app.cli`` (imported here, when the app is made, not when ``admin`` is)."""
     from admin.cli import (
         audit,
+        cleanup,
         connect,
         events,
         forms,
@@ -62,5 +63,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
     for module in (worker, records, events, intents, jobs, reconcile, forms, imports, audit, tokens,
-                   webhook_endpoints, connect, notifications):
+                   webhook_endpoints, connect, notifications, cleanup):
         module.register(app)

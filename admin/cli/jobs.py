@@ -73,7 +73,7 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
             break  # another runner took it over
         wait = max(0.0, (job.locked_until - utcnow()).total_seconds()) if job.locked_until else 0.0
         progress.end()
-        click.echo(f"{job.error[len(RETRYING):]}\n  Failed for now: trying again in {wait:.0f} s (Ctrl-C pauses "
+        click.echo(f"{(job.error or '')[len(RETRYING):]}\n  Failed for now: trying again in {wait:.0f} s (Ctrl-C pauses "
                    f"the job).", err=True)
         try:
             time.sleep(wait)
@@ -148,10 +148,11 @@ def jobs_list(limit, fmt, **options):
 
 
 def _job_arg(job_id: str) -> Job:
-    if parse_id(job_id) is None:
+    pk = parse_id(job_id)
+    if pk is None:
         fail(ServiceError(f"{job_id[:40]!r} is not a job id (a number from `jobs list`)"))
     try:
-        return jobs_service.get(parse_id(job_id))
+        return jobs_service.get(pk)
     except ServiceError as err:
         fail(err)
         raise  # unreachable

@@ -52,7 +52,8 @@ def processor_list(fmt):
 @click.option("--remove-webhook-secret", "remove_secrets", multiple=True,
               help="Remove a signing secret (whole value or at least its last 4 characters; must match one).")
 @click.option("--force", is_flag=True, help="Allow removing the last signing secret (webhooks then fail).")
-@click.option("--api-base")
+@click.option("--api-base", help="Stripe's (https://api.stripe.com) or a host of PAYDESK_STRIPE_API_BASES; "
+              "changing it needs --secret-key again.")
 @click.option("--mode", type=click.Choice(["test", "live"]))
 @click.option("--default", "is_default", is_flag=True, default=None)
 @click.option("--active/--inactive", default=None)

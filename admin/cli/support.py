@@ -16,7 +16,7 @@ import types
 import typing
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask.cli import AppGroup
@@ -132,7 +132,9 @@ class PaydeskGroup(AppGroup):
             click.echo(f"Error: {err.format_message()}", err=True)
             ctx.exit(2)
         except StripeFailure as err:  # a service's Stripe request failed (after paydesk's retries)
-            click.echo("Error: Stripe: " + " ".join(err.detail.split()), err=True)
+            rid = err.request_id if err.request_id and err.request_id not in err.message else None
+            click.echo("Error: " + " ".join(err.message.split()) + (f" (Stripe request {rid})" if rid else ""),
+                       err=True)
             ctx.exit(1)
         except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
             fail(err)
@@ -218,7 +220,7 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
                              show_default=True, help="Output format.")
 
 
-def fail(err: Exception) -> None:
+def fail(err: Exception) -> NoReturn:
     message = str(getattr(err, "message", None) or err)
     click.echo("Error: " + " ".join(message.split()), err=True)  # one line, whatever the message holds
     sys.exit(1)
@@ -263,7 +265,7 @@ def param_options(cls, *names: str) -> list:
             out.append(click.option(flag, f.name, type=click.IntRange(f.metadata.get("min"), f.metadata.get("max")),
                                     default=default, show_default=default is not None, help=help_text))
         elif typing.get_origin(base) is list:
-            out.append(click.option(flag, f.name, multiple=True, help=help_text + (
+            out.append(click.option(flag, f.name, multiple=True, help=(help_text or "") + (
                 f" Default: {', '.join(default)}." if default else "")))
         else:
             out.append(click.option(flag, f.name, default=default, show_default=default is not None,

@@ -49,7 +49,7 @@ def _work(once: bool, concurrency: int, processes: int) -> None:
         concurrency = processes = 1
     click.echo(f"paydesk worker running with {processes} process(es) x {concurrency} thread(s); Ctrl-C stops it.",
                err=True)
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # proxy typed as Flask
     if processes > 1:
         run_processes(app, processes, concurrency)
     else:

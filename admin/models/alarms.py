@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.timeutil import utcnow
 
 
-class CardTestingEpisode(db.Model):
+class CardTestingEpisode(Model):
     """One stretch of time during which a processor's failures stayed at or above the threshold.
 
     ``open_key`` is the processor id while the episode is open and NULL once it has ended: the

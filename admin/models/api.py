@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Model
 from ..timeutil import utcnow
 from .base import created_column
 
@@ -28,7 +28,7 @@ TOKEN_SCOPES = ("read", "write")
 TRIGGER_TOPICS = ("customer", "order", "charge", "invoice_item")
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A token for ``/api/v1``: only a SHA-256 digest of the secret is kept (shown once when made)."""
 
     __tablename__ = "api_token"
@@ -56,7 +56,7 @@ class ApiToken(db.Model):
         return "active"
 
 
-class ApiIdempotencyKey(db.Model):
+class ApiIdempotencyKey(Model):
     """The first answer to a write sent with an ``Idempotency-Key`` (per token), replayed for the same request."""
 
     __tablename__ = "api_idempotency_key"
@@ -67,10 +67,10 @@ class ApiIdempotencyKey(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))  # method, path and body
     status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first request is still running
     response_body: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = created_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
 
 
-class Product(db.Model):
+class Product(Model):
     """A Stripe product made or changed through paydesk (the connector's fields)."""
 
     __tablename__ = "product"
@@ -89,7 +89,7 @@ class Product(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
-class TriggerFeed(db.Model):
+class TriggerFeed(Model):
     """One row per new customer, order, charge or invoice item, written at the commit of the transaction
     that recorded it, with ids in commit order (``admin.api.feed``): polling triggers page by ``id``."""
 
@@ -104,7 +104,8 @@ class TriggerFeed(db.Model):
     object_id: Mapped[str] = mapped_column(String(255))  # the Stripe id (cus_, ch_), or contribution:<id>
     record_type: Mapped[str] = mapped_column(String(32))  # stripe_customer, contribution, payment
     record_id: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = created_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
+
 
 NOTIFICATION_TYPES = (
     "contribution.completed",
@@ -114,7 +115,7 @@ NOTIFICATION_TYPES = (
 )
 
 
-class NotificationEndpoint(db.Model):
+class NotificationEndpoint(Model):
     """A URL that receives signed JSON when records change (``admin.services.notifications``)."""
 
     __tablename__ = "notification_endpoint"
@@ -136,7 +137,7 @@ class NotificationEndpoint(db.Model):
         return list(NOTIFICATION_TYPES) if self.events == "*" else [e for e in self.events.split(",") if e]
 
 
-class NotificationDelivery(db.Model):
+class NotificationDelivery(Model):
     """One notification for one endpoint; sent (and retried) by an outbox task of kind ``notification``."""
 
     __tablename__ = "notification_delivery"

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.timeutil import utcnow
 
 
-class SubscriptionCheck(db.Model):
+class SubscriptionCheck(Model):
     """The last comparison of a subscription in Stripe (with its invoices and charges) with the
     recurring contribution, contributions and payments paydesk has for it. Written whenever
     paydesk looks at both sides (the subscription's page, an import, a compare job); what the

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.models.base import Money, created_column
 from admin.timeutil import utcnow
 
@@ -20,7 +20,7 @@ FREQUENCIES = {"one-off": None, "monthly": "month", "yearly": "year"}
 FREQUENCY_LABELS = {"one-off": "One-off", "monthly": "Monthly", "yearly": "Yearly"}
 
 
-class DonationForm(db.Model):
+class DonationForm(Model):
     """A public donation page at ``/donate/<slug>``."""
 
     __tablename__ = "donation_form"
@@ -45,7 +45,7 @@ class DonationForm(db.Model):
     processor: Mapped[PaymentProcessor] = relationship()
 
 
-class DonationPlan(db.Model):
+class DonationPlan(Model):
     """A Stripe plan for regular gifts of one amount, currency and interval: created once, then reused."""
 
     __tablename__ = "donation_plan"
@@ -62,7 +62,7 @@ class DonationPlan(db.Model):
     created_at: Mapped[datetime] = created_column()
 
 
-class DonorLink(db.Model):
+class DonorLink(Model):
     """A signed donor link staff made for one contact and one form (``forms link``): one gift, then spent.
 
     The link's token names this row; the row says whether it may still be used: not revoked (from the
@@ -85,7 +85,7 @@ class DonorLink(db.Model):
     form: Mapped[DonationForm] = relationship()
 
 
-class SpentFormToken(db.Model):
+class SpentFormToken(Model):
     """A one-time form token that has been used (a second use is a replay). Kept for the token's lifetime."""
 
     __tablename__ = "spent_form_token"
@@ -93,7 +93,7 @@ class SpentFormToken(db.Model):
     spent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-class DonationRefusal(db.Model):
+class DonationRefusal(Model):
     """One refused or failed donation attempt: what the card-testing alarm and the dashboard count.
 
     ``reason`` is one of ``REFUSAL_REASONS``; ``payment_failed`` is an attempt that reached Stripe

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.models.base import created_column
 from admin.timeutil import utcnow
 
@@ -23,7 +23,7 @@ JOB_ACTIVE = (JOB_QUEUED, JOB_RUNNING, JOB_PAUSED)
 JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_PAUSED, JOB_DONE, JOB_FAILED, JOB_CANCELLED)
 
 
-class Job(db.Model):
+class Job(Model):
     """A long piece of work (bulk replay, populate, import, ...), done in resumable steps.
 
     ``active_key`` is the job's identity (kind + parameters) while it is queued, running
@@ -53,7 +53,7 @@ class Job(db.Model):
     created_at: Mapped[datetime] = created_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)  # retention deletes by it
 
     @property
     def percent(self) -> int:
@@ -74,7 +74,7 @@ class Job(db.Model):
         return self.status in (JOB_QUEUED, JOB_RUNNING)
 
 
-class EventAttempt(db.Model):
+class EventAttempt(Model):
     """One run of an event's handler: by the worker, a replay, or a bulk job."""
 
     __tablename__ = "event_attempt"
@@ -89,7 +89,7 @@ class EventAttempt(db.Model):
     stripe_request_ids: Mapped[str | None] = mapped_column(String(500))
 
 
-class Confirmation(db.Model):
+class Confirmation(Model):
     """What a confirmation showed (a bulk action's or a tool's "do this to N?"), kept on the server.
 
     The page gets a random token; only its hash is stored. Running the job needs the token back, from the

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import DDL, Float, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from admin.extensions import db
+from admin.extensions import Model
 
 
-class LimiterCounter(db.Model):
+class LimiterCounter(Model):
     """A fixed-window hit counter: ``key`` -> ``count`` until ``expires_at`` (unix time).
 
     On PostgreSQL the table is UNLOGGED: no WAL, so counting a page view never waits for a disk

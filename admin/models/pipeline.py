@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.models.base import EV_QUEUED, Money, created_column
 from admin.timeutil import utcnow
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from admin.models.processors import PaymentProcessor
 
 
-class StripeEvent(db.Model):
+class StripeEvent(Model):
     """Every Stripe event paydesk has seen; also the processing queue."""
 
     __tablename__ = "stripe_event"
@@ -40,6 +40,8 @@ class StripeEvent(db.Model):
         # ...filtered by status, or by type and status; the status counts read these indexes only
         Index("ix_stripe_event_status_created_id", "status", "created", "id"),
         Index("ix_stripe_event_type_status_created_id", "type", "status", "created", "id"),
+        # ...and one processor's events per status (``ppid``): its counts stay index-only and bounded
+        Index("ix_stripe_event_processor_status_created_id", "processor_id", "status", "created", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"), index=True)
@@ -71,7 +73,7 @@ class StripeEvent(db.Model):
     processor: Mapped[PaymentProcessor] = relationship()
 
 
-class OutboxTask(db.Model):
+class OutboxTask(Model):
     """Side effects that must follow a committed transaction (Stripe metadata, receipts)."""
 
     __tablename__ = "outbox_task"
@@ -95,7 +97,7 @@ class OutboxTask(db.Model):
     retry_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class CardTestingSignal(db.Model):
+class CardTestingSignal(Model):
     """A failed charge with no customer and no known intent: a card-testing probe."""
 
     __tablename__ = "card_testing_signal"
@@ -112,7 +114,7 @@ class CardTestingSignal(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-class WebhookRejection(db.Model):
+class WebhookRejection(Model):
     """Counter of refused webhook deliveries, by processor and reason."""
 
     __tablename__ = "webhook_rejection"
@@ -124,7 +126,7 @@ class WebhookRejection(db.Model):
     last_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class WorkerHeartbeat(db.Model):
+class WorkerHeartbeat(Model):
     """A running worker process says it is alive: ``/readyz`` and the dashboard read the freshest ``beat_at``.
 
     One row per process (``host:pid``), written every ``WORKER_HEARTBEAT_SECONDS``, deleted when it stops;

@@ -14,12 +14,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from admin import crypto
-from admin.extensions import db
+from admin.extensions import Model
 from admin.models.base import created_column
 from admin.timeutil import utcnow
 
 
-class PaymentProcessor(db.Model):
+class PaymentProcessor(Model):
     """A Stripe account paydesk talks to (the CiviCRM "ppid")."""
 
     __tablename__ = "payment_processor"

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.models.base import Money
 from admin.timeutil import utcnow
 
 
-class ReconcileScan(db.Model):
+class ReconcileScan(Model):
     """One comparison of a processor's charges, refunds and paid invoices in a period with paydesk's
     records, taken by a ``reconcile.scan`` job (``services/reconcile/scan``): every compared row. The job
     appends rows as it reads Stripe's pages (``finished_at`` is NULL until it is done); the page and the
@@ -34,7 +34,7 @@ class ReconcileScan(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # NULL while its job reads Stripe
 
 
-class UnmatchedPayment(db.Model):
+class UnmatchedPayment(Model):
     """A payment that named a contribution it does not match (a Checkout session whose
     ``client_reference_id`` names a contribution of another amount, currency or customer, or one paid
     already). The named contribution is left alone; the payment is recorded as a contribution of its

@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from admin.extensions import db
+from admin.extensions import Model
 from admin.models.base import ROLES, created_column
 from admin.timeutil import utcnow
 
@@ -30,7 +30,7 @@ def new_session_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-class RateLimit(db.Model):
+class RateLimit(Model):
     """A fixed-window counter: failed sign-ins per address and per account at an address, donation
     attempts per card or address, ... (``admin.services.core.ratelimit``)."""
 
@@ -41,7 +41,7 @@ class RateLimit(db.Model):
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "user"
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)
@@ -89,7 +89,7 @@ class User(UserMixin, db.Model):
         return self.totp_enabled_at is not None
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A one-time code that stands in for the authenticator app (shown once, stored as a SHA-256 hash)."""
 
     __tablename__ = "recovery_code"
@@ -100,7 +100,7 @@ class RecoveryCode(db.Model):
     created_at: Mapped[datetime] = created_column()
 
 
-class StaffSession(db.Model):
+class StaffSession(Model):
     """One signed-in browser: listed on the users page, ended by sign-out, revocation or idleness.
     The browser's cookie holds a random key; only its SHA-256 hash is stored here."""
 
@@ -116,7 +116,7 @@ class StaffSession(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(255))
 
 
-class AuditLog(db.Model):
+class AuditLog(Model):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -103,7 +103,7 @@ def _template_filters(app: Flask) -> None:
     app.add_template_global(count_label, "count_label")
     # A global (not only a context variable) so that macros imported from _list.html can use it.
     app.add_template_global(format_money, "format_money")
-    app.add_template_global(PAGE_SIZES, "page_sizes")
+    app.jinja_env.globals["page_sizes"] = PAGE_SIZES  # what add_template_global does, for a value
 
 
 def plain_value(value) -> str:
@@ -151,7 +151,8 @@ def nav_items() -> list[dict]:
         if role and not current_user.can(role[0]):
             continue  # a page this person cannot open is not offered
         blueprint = endpoint.partition(".")[0]
+        here = request.blueprint or ""
         current = {"contacts": "customers", "webhook_endpoints": "processors", "settings": "processors",
-                   "transfers": "connect"}.get(request.blueprint, request.blueprint)
+                   "transfers": "connect"}.get(here, here)
         items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items

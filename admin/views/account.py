@@ -111,7 +111,7 @@ def _code_action(action, done_title: str | None, done_message: str | None = None
         else:
             if done_title:
                 return _codes_page(codes, done_title)
-            flash(done_message, "success")
+            flash(done_message or "", "success")  # given wherever done_title is not
             return redirect(url_for("account.index"))
     else:
         flash("Enter the code your authenticator app shows now.", "error")

@@ -60,7 +60,7 @@ def bulk_selection(form) -> dict[str, Any] | None:
         if not isinstance(criteria, dict):
             raise ServiceError("the filter for this bulk action is damaged; reload the page")
         return {"filter": criteria}
-    ids = sorted({parse_id(i) for i in form.getlist("ids")} - {None}, reverse=True)
+    ids = sorted({pk for i in form.getlist("ids") if (pk := parse_id(i)) is not None}, reverse=True)
     return {"ids": ids} if ids else None
 
 

@@ -53,6 +53,7 @@ class JobConfirmation:
     options: list[Option] = field(default_factory=list)
     nothing: str | None = None  # said instead of a button when there is nothing to do
     target: str = "#tool-result"
+    single: bool = False  # ``kind`` names a single action (one Stripe call), not a job: see take_action
     attention: bool = False  # the button looks like one that changes money or cannot be undone
     cancel_label: str = "Cancel"
     error: str | None = None
@@ -82,6 +83,7 @@ def confirmation(c: JobConfirmation, status: int = 200):
             processor_id=c.processor_id,
             count=c.count,
             shown=c.shown(),
+            action=c.single,
         )
     return render_template("_confirm.html" if is_htmx() else "confirm.html", c=c), status
 
@@ -101,7 +103,7 @@ def run_step(kinds: tuple[str, ...], back: str):
     try:
         row = confirmations.find(form.get("token"), kinds)
     except confirmations.ConfirmationRefused as err:
-        return action_response("_message.html", back, err.message, "error", status=400)
+        return refused(err, back)
     require_role(row.kind)
     c = JobConfirmation.from_shown(row.shown, token=form.get("token"))
     options = _options(c, form)
@@ -110,11 +112,25 @@ def run_step(kinds: tuple[str, ...], back: str):
     try:
         started = confirmations.run(row, options)
     except confirmations.ConfirmationRefused as err:
-        return action_response("_message.html", back, err.message, "error", status=400)
+        return refused(err, back)
     except ServiceError as err:
         c.error = err.message
         return confirmation(c, 422)
     return started_response(started)
+
+
+def take_action(kind: str):
+    """``step=run`` of a confirmed single action (a transfer, a delete: one Stripe call, no job): the stored
+    confirmation with its token used up, whose ``params`` and ``processor_id`` are what the view acts on.
+    Raises ``ConfirmationRefused`` (answer it with :func:`refused`) without a valid token for this user."""
+    row = confirmations.find(request.form.get("token"), (kind,))
+    confirmations.use(row)
+    return row
+
+
+def refused(err: confirmations.ConfirmationRefused, back: str):
+    """The 400 answer to ``step=run`` without a confirmation this user may use (nothing is done)."""
+    return action_response("_message.html", back, err.message, "error", status=400)
 
 
 def confirm_import(kind: str, proc, noun: str, action: str, back: str, back_label: str):

@@ -12,11 +12,14 @@ from admin.htmx import is_htmx, is_partial
 from admin.listing import Page, page_or_first
 from admin.security import role_required
 from admin.services.connect import accounts, common, payouts
+from admin.services.core.confirmations import ConfirmationRefused
 from admin.services.settings.processors import list_processors
 from admin.views.actions import labelled, sentence
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
 
 bp = Blueprint("connect", __name__)
+
+DELETE_KIND = "connect.account_delete"  # a single action confirmed through views/confirm.py
 
 
 def go(url: str, message: str, tone: str = "success"):
@@ -99,9 +102,16 @@ def delete(account_id: str):
     ppid = request.form.get("ppid") or None
     back = url_for("connect.account", account_id=account_id, ppid=ppid)
     try:
-        proc = common.processor_of(ppid)
-        account_id = common.check_id(account_id, "account", "account")
-        if request.form.get("step") != "run":
+        if is_run():
+            try:
+                row = take_action(DELETE_KIND)
+            except ConfirmationRefused as err:
+                return refused(err, back)
+            proc, account_id = common.processor_of(row.processor_id), row.params["account"]
+            rid = accounts.delete_account(proc, account_id)
+        else:
+            proc = common.processor_of(ppid)
+            account_id = common.check_id(account_id, "account", "account")
             return confirmation(
                 JobConfirmation(
                     title=f"Delete connected account {account_id}?",
@@ -114,11 +124,14 @@ def delete(account_id: str):
                     action=url_for("connect.delete", account_id=account_id),
                     back=back,
                     back_label=account_id,
-                    fields={"ppid": str(proc.id)},
+                    kind=DELETE_KIND,
+                    params={"account": account_id},
+                    processor_id=proc.id,
+                    single=True,
+                    attention=True,
                     target="#account-actions",
                 )
             )
-        rid = accounts.delete_account(proc, account_id)
     except ServiceError as err:
         return go(back, sentence(err.message), "error")
     return go(

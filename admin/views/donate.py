@@ -9,7 +9,9 @@ is refused with 413 once that much has been read).
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request
 from flask_limiter import RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -129,7 +131,7 @@ def _reply(answer: pages.Answer, heading: str):
     return response
 
 
-def _on_breach(limit: RequestLimit):
+def _on_breach(limit: RequestLimit) -> Response:
     slug = (request.view_args or {}).get("slug", "")
     return _reply(pages.breach(slug, "rate_limit_ip", limit, client_ip()), "Please wait a moment")
 
@@ -157,12 +159,12 @@ def init_app(app: Flask) -> None:
         limit_body(app, endpoint, "DONATE_MAX_BYTES")
     init_limiter(app)
     cfg = app.config  # read at each request, so a changed setting applies at once
-    page_limit = {  # off unless configured: each counted view is a write
+    page_limit: dict[str, Any] = {  # off unless configured: each counted view is a write
         "limit": lambda: cfg["DONATE_RATE_LIMIT_PAGE"] or "1 per second",
         "scope": "donate-page-ip",
         "exempt_when": lambda: not cfg.get("DONATE_RATE_LIMIT_PAGE"),
     }
-    pay_limit = {"limit": lambda: cfg["DONATE_RATE_LIMIT_IP"], "scope": "donate-pay-ip"}
+    pay_limit: dict[str, Any] = {"limit": lambda: cfg["DONATE_RATE_LIMIT_IP"], "scope": "donate-pay-ip"}
     for endpoint, limit in (
         ("donate.page", page_limit),
         ("donate.submit", page_limit),

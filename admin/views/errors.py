@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from admin.dbutil import rollback_quietly
+from admin.extensions import login_manager
 from admin.failures import database_unavailable
 from admin.htmx import is_htmx
 from admin.outage import refused_in_outage, throttled
@@ -87,7 +88,7 @@ def database_error(err: Exception):
     refused_in_outage()  # counted above: no access-log line of its own
     # The page must not need the database either: shown as to a signed-out visitor (no navigation, no
     # user box), since loading the user, or reading one whose row the rollback expired, is a query.
-    g._login_user = current_app.login_manager.anonymous_user()
+    g._login_user = login_manager.anonymous_user()
     resp = _respond(503, MESSAGES[503], "Service unavailable")
     resp = current_app.make_response(resp)
     resp.headers["Retry-After"] = str(int(current_app.config["DB_RETRY_AFTER"]))

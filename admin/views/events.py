@@ -32,7 +32,7 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
             rows, next_after = ev.stripe_page(proc, flt, starting_after=flt.after)
             out.update(stripe_rows=rows, stripe_next=next_after, processor=proc)
         except ServiceError as err:
-            out["stripe_error"] = f"Could not list Stripe's events: {err.message}"
+            out["stripe_error"] = f"Could not list Stripe's events. {err.message}"
         return out
     page = page_or_first(ev.local_page, flt, errors)
     out.update(page=page, rows=ev.describe_rows(page.rows), counts=ev.status_counts(flt))
@@ -44,8 +44,7 @@ def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
         try:
             out["expected"] = ev.expected_charges(get_processor(flt.ppid), flt.subscription)
         except ServiceError as err:
-            out["stripe_error"] = f"Could not ask Stripe for the subscription's invoices: " \
-                                  f"{err.message}"
+            out["stripe_error"] = f"Could not ask Stripe for the subscription's invoices. {err.message}"
     return out
 
 

@@ -9,6 +9,7 @@ from flask_login import current_user
 from admin.errors import ServiceError
 from admin.htmx import is_partial
 from admin.listing import page_or_first
+from admin.models import OutboxTask
 from admin.models.jobs import JOB_STATUSES
 from admin.security import role_required
 from admin.services.core import jobs as jobs_service
@@ -115,6 +116,7 @@ def tasks_export():
 @bp.post("/jobs/outbox/<id:task_id>/retry")
 @role_required("operator")
 def retry_task(task_id: int):
+    task: OutboxTask | None
     try:
         task = outbox.retry(task_id)
         message, tone = "Queued again: the worker runs it within seconds.", "success"

@@ -1,20 +1,24 @@
 """``/connect/transfers``: transfers to connected accounts (list) and a new transfer (operator), confirmed
-first with the amount and the account it goes to."""
+first with the amount and the account it goes to (the one confirmation: the transfer made is the one
+stored when it was shown, never values posted again)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 
 from flask import Blueprint, request, url_for
 
 from admin.errors import ServiceError
 from admin.security import role_required
 from admin.services.connect import common, transfers
+from admin.services.core.confirmations import ConfirmationRefused
 from admin.views.actions import labelled, sentence
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
 from admin.views.connect import _listing, go
 
 bp = Blueprint("transfers", __name__)
+
+KIND = "connect.transfer_create"
 
 
 @bp.get("/connect/transfers")
@@ -24,22 +28,13 @@ def index():
 
 
 def _new_transfer(form) -> transfers.NewTransfer:
-    if form.get("metadata_json"):  # the confirmation posts the rows it showed
-        try:
-            metadata = json.loads(form["metadata_json"])
-        except ValueError:
-            metadata = None
-        if not isinstance(metadata, dict):
-            raise ServiceError("the confirmation was damaged; start again", field="metadata")
-    else:
-        metadata = transfers.metadata_rows(form)
     return transfers.NewTransfer(
         account=form.get("account") or "",
         amount=form.get("amount") or "",
         currency=form.get("currency") or "",
         transfer_group=form.get("transfer_group"),
         description=form.get("description"),
-        metadata=metadata,
+        metadata=transfers.metadata_rows(form),
     )
 
 
@@ -47,23 +42,25 @@ def _new_transfer(form) -> transfers.NewTransfer:
 @role_required("operator")
 def create():
     f = request.form
-    back = f.get("back") if (f.get("back") or "").startswith("/connect") else url_for("transfers.index")
+    back = request.values.get("back") or ""
+    back = back if back.startswith("/connect") else url_for("transfers.index")
     try:
-        proc = common.processor_of(f.get("ppid") or None)
-        new = _new_transfer(f)
-        checked = transfers.check_new(new)
-        if f.get("step") != "run":
-            fields = {
-                "ppid": str(proc.id),
-                "account": checked.account,
-                "amount": new.amount,
-                "currency": checked.currency,
-                "transfer_group": checked.transfer_group or "",
-                "description": checked.description or "",
-                "metadata_json": json.dumps(checked.metadata),
-                "action_key": f.get("action_key") or "",
-                "back": back,
-            }
+        if is_run():
+            try:
+                row = take_action(KIND)
+            except ConfirmationRefused as err:
+                return refused(err, back)
+            proc = common.processor_of(row.processor_id)
+            stored = dict(row.params)
+            key = stored.pop("action_key", None)
+            new = transfers.NewTransfer(**stored)
+            checked = transfers.check_new(new)
+            made = transfers.create_transfer(proc, new, action_key=key)
+        else:
+            proc = common.processor_of(f.get("ppid") or None)
+            new = _new_transfer(f)
+            checked = transfers.check_new(new)
+            new.metadata = checked.metadata
             group = f" in transfer group {checked.transfer_group}" if checked.transfer_group else ""
             return confirmation(
                 JobConfirmation(
@@ -71,14 +68,17 @@ def create():
                     detail=f"The money moves from {proc.name}'s Stripe balance to the connected account{group}. "
                     "Only reversing the transfer in Stripe brings it back.",
                     confirm=f"Yes, transfer {checked.money}",
-                    action=url_for("transfers.create"),
+                    action=url_for("transfers.create", back=back),
                     back=back,
                     back_label="Back",
-                    fields=fields,
+                    kind=KIND,
+                    params={**asdict(new), "action_key": common.action_key(f.get("action_key"))},
+                    processor_id=proc.id,
+                    single=True,
+                    attention=True,
                     target="#transfer-result",
                 )
             )
-        made = transfers.create_transfer(proc, new, action_key=f.get("action_key"))
     except ServiceError as err:
         return go(back, sentence(labelled(err, transfers.LABELS)), "error")
     return go(

@@ -10,12 +10,15 @@ from flask import Blueprint, render_template, request, url_for
 from admin.errors import ServiceError
 from admin.htmx import is_htmx
 from admin.security import role_required
+from admin.services.core.confirmations import ConfirmationRefused
 from admin.services.settings import processors
 from admin.services.settings import webhook_endpoints as service
 from admin.views.actions import action_response
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
 
 bp = Blueprint("webhook_endpoints", __name__)
+
+DELETE_KIND = "settings.webhook_endpoint_delete"  # a single action confirmed through views/confirm.py
 
 
 def _processor():
@@ -89,28 +92,36 @@ def toggle(endpoint_id: str, verb: str):
 @bp.post("/settings/webhooks/<endpoint_id>/delete")
 @role_required("admin")
 def delete(endpoint_id: str):
+    if is_run():
+        try:
+            row = take_action(DELETE_KIND)
+        except ConfirmationRefused as err:
+            return refused(err, url_for("webhook_endpoints.index"))
+        proc, endpoint_id = processors.get_processor(row.processor_id), row.params["endpoint"]
+        try:
+            rid = service.delete_endpoint(proc, endpoint_id)
+        except ServiceError as err:
+            return _answer(proc, err.message, "error")
+        return _answer(proc, f"Deleted {endpoint_id} (Stripe request {rid}).")
     proc = _processor()
     try:
         endpoint_id = service.check_endpoint_id(endpoint_id)
     except ServiceError as err:
         return _answer(proc, err.message, "error")
-    if request.form.get("step") != "run":
-        back = url_for("webhook_endpoints.index", ppid=proc.id)
-        return confirmation(
-            JobConfirmation(
-                title=f"Delete webhook endpoint {endpoint_id}?",
-                detail="Stripe stops sending events to its address at once. Its signing secret stays with the "
-                "processor, so events already on their way still verify.",
-                confirm=f"Yes, delete {endpoint_id}",
-                action=url_for("webhook_endpoints.delete", endpoint_id=endpoint_id),
-                back=back,
-                back_label="Webhook endpoints",
-                fields={"ppid": str(proc.id)},
-                target="#endpoints",
-            )
+    return confirmation(
+        JobConfirmation(
+            title=f"Delete webhook endpoint {endpoint_id}?",
+            detail="Stripe stops sending events to its address at once. Its signing secret stays with the "
+            "processor, so events already on their way still verify.",
+            confirm=f"Yes, delete {endpoint_id}",
+            action=url_for("webhook_endpoints.delete", endpoint_id=endpoint_id),
+            back=url_for("webhook_endpoints.index", ppid=proc.id),
+            back_label="Webhook endpoints",
+            kind=DELETE_KIND,
+            params={"endpoint": endpoint_id},
+            processor_id=proc.id,
+            single=True,
+            attention=True,
+            target="#endpoints",
         )
-    try:
-        rid = service.delete_endpoint(proc, endpoint_id)
-    except ServiceError as err:
-        return _answer(proc, err.message, "error")
-    return _answer(proc, f"Deleted {endpoint_id} (Stripe request {rid}).")
+    )

@@ -35,7 +35,7 @@ def _reject(ppid: int | None, reason: str, status: int, result: str):
     """Refuse a delivery with a short reason; counted (and logged) without a write per refusal."""
     metrics.webhook_delivery(result)
     try:
-        tally(current_app._get_current_object()).refused(ppid, reason, request.remote_addr)
+        tally(current_app._get_current_object()).refused(ppid, reason, request.remote_addr)  # type: ignore[attr-defined]  # proxy typed as Flask
     except Exception:  # a counter must never turn a 400 into a 500
         db.session.rollback()
         log.exception("could not count webhook rejection")

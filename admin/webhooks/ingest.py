@@ -14,13 +14,16 @@ check (they end the event in ``error`` with a message).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from admin.dbutil import immediate, insert_ignore
 from admin.extensions import db
 from admin.models import EV_IGNORED, EV_QUEUED, PaymentProcessor, StripeEvent
 from admin.stripe_shapes import object_ids
 from admin.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from admin.services.settings.processors import ProcessorRef
 
 MAX_DEPTH = 64  # Stripe's deepest payloads (expanded objects in objects) stay well below this
 MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can hold
@@ -95,7 +98,7 @@ def _check_text(value: str, max_len: int, name: str) -> None:
 
 def _depth_within(value: object, limit: int) -> bool:
     """True when no container in ``value`` is nested more than ``limit`` levels (checked without recursion)."""
-    stack = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
@@ -105,7 +108,7 @@ def _depth_within(value: object, limit: int) -> bool:
     return True
 
 
-def event_row_values(processor: PaymentProcessor, event: dict, raw: str, *, source: str = "webhook",
+def event_row_values(processor: PaymentProcessor | ProcessorRef, event: dict, raw: str, *, source: str = "webhook",
                      status: str = EV_QUEUED) -> dict[str, Any]:
     obj = (event.get("data") or {}).get("object") or {}
     values: dict[str, Any] = {
@@ -132,7 +135,7 @@ def event_row_values(processor: PaymentProcessor, event: dict, raw: str, *, sour
     return values
 
 
-def store_event(processor: PaymentProcessor, event: dict, raw: str | None = None, *, source: str = "webhook",
+def store_event(processor: PaymentProcessor | ProcessorRef, event: dict, raw: str | None = None, *, source: str = "webhook",
                 status: str = EV_QUEUED) -> bool:
     """Insert the event unless (processor, event id) is stored already. True when inserted.
 

@@ -121,7 +121,8 @@ def process(
             if handler is None:
                 row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
             else:
-                ctx = EventContext(row, processor)
+                # the cached ProcessorRef stands in for the row (the fields handlers read, no session)
+                ctx = EventContext(row, processor)  # type: ignore[arg-type]
                 with outbox.caused_by(row.id):
                     handler(ctx)
                 row.status = ctx.outcome

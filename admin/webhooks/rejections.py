@@ -12,7 +12,7 @@ from collections import Counter
 from flask import Flask
 from sqlalchemy import update
 
-from admin.dbutil import immediate, insert_ignore
+from admin.dbutil import immediate, insert_ignore, rowcount
 from admin.extensions import db
 from admin.models import WebhookRejection
 from admin.tally import Tally
@@ -32,7 +32,7 @@ def write_counts(counts: Counter) -> None:
         bump = (update(WebhookRejection)
                 .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
                 .values(count=WebhookRejection.count + n, last_at=utcnow()))
-        if not db.session.execute(bump).rowcount and not insert_ignore(
+        if not rowcount(db.session.execute(bump)) and not insert_ignore(
                 WebhookRejection, {"processor_id": ppid, "reason": key, "count": n, "last_at": utcnow()},
                 ["processor_id", "reason"]):
             db.session.execute(bump)  # a concurrent refusal created the row first

@@ -18,12 +18,12 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 
-from admin.dbutil import DATABASE_SUMMARY, rollback_quietly
+from admin.dbutil import DATABASE_SUMMARY, refresh_statistics, rollback_quietly
 from admin.extensions import db
 from admin.failures import database_unavailable, describe
 from admin.limiter import purge_counters
 from admin.outage import throttled
-from admin.services.core import ratelimit
+from admin.services.core import ratelimit, retention
 from admin.services.donations import guard as donation_guard
 from admin.services.monitoring import alarms, multiproc
 from admin.services.monitoring import health as monitoring_health
@@ -33,7 +33,7 @@ from admin.worker import queues
 
 log = logging.getLogger(__name__)
 ALARM_CHECK_SECONDS = 60.0
-HOUSEKEEPING_SECONDS = 600.0  # pruning old donation refusals and rate-limit counters
+HOUSEKEEPING_SECONDS = 600.0  # pruning old donation refusals and rate-limit counters, the retention rules
 
 
 def run_batch(worker: str) -> int:
@@ -64,7 +64,9 @@ def housekeeping() -> None:
     """Delete what no limit, alarm or page needs any more (the worker's first thread, every
     ``HOUSEKEEPING_SECONDS``): donation refusals older than ``DONATE_REFUSAL_KEEP_DAYS``, ``rate_limit``
     counters whose window and block have ended, expired ``limiter_counter`` rows, staff sessions that ended
-    (or made no request) ``sessions.KEEP`` ago."""
+    (or made no request) ``sessions.KEEP`` ago, heartbeats of dead workers; then the retention rules
+    (``retention.housekeeping``: outbox, jobs, audit log, ... a bounded number of batches each), and
+    SQLite's planner statistics once a day (``dbutil.refresh_statistics``)."""
     cfg = current_app.config
     longest = max(
         int(cfg[k]) for k in ("LOGIN_LOCKOUT_SECONDS", "DONATE_IP_FAILURE_WINDOW", "DONATE_IP_BLOCK_SECONDS")
@@ -74,6 +76,8 @@ def housekeeping() -> None:
     purge_counters()
     sessions.prune(sessions.KEEP)
     monitoring_health.prune_heartbeats()
+    retention.housekeeping()
+    refresh_statistics()  # SQLite's planner statistics, once a day
 
 
 def _beat() -> None:

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
 
-from admin.dbutil import any_row, immediate, retry_while_unavailable
+from admin.dbutil import any_row, immediate, retry_while_unavailable, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.failures import database_unavailable, describe
@@ -95,12 +95,14 @@ def claim(queue: Queue, worker: str, limit: int, *, due: ColumnElement | None = 
         values = {**queue.hold(worker, now), "locked_until": now + _lease()}
         if queue.attempts:
             values["attempts"] = model.attempts + 1
-        taken = db.session.execute(
-            update(model)
-            .where(model.id.in_([h.id for h in held]), due)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        taken = rowcount(
+            db.session.execute(
+                update(model)
+                .where(model.id.in_([h.id for h in held]), due)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        )
         if taken != len(held):  # a row moved between the read and the update (SQLite holds the writer lock)
             db.session.rollback()
             return []
@@ -108,7 +110,8 @@ def claim(queue: Queue, worker: str, limit: int, *, due: ColumnElement | None = 
     return held
 
 
-class Ran(NamedTuple):
+@dataclass(frozen=True)
+class Ran:  # not a NamedTuple: its field ``count`` would shadow tuple.count
     count: int  # rows run (or handed back)
     handed_back: bool  # the database went away mid-batch
 
@@ -242,7 +245,12 @@ def run_events(worker: str) -> Ran:
 
 def run_outbox(worker: str, limit: int = 20) -> int:
     """Run up to ``limit`` due outbox tasks; how many were run (or handed back to the queue)."""
-    return run_due(OUTBOX, worker, limit, lambda h: outbox.run_one(h.id, h.token)).count
+    return run_due(OUTBOX, worker, limit, _run_task).count
+
+
+def _run_task(h: Held) -> None:
+    assert h.token is not None, "the outbox queue counts attempts: a claim's token is its attempt"
+    outbox.run_one(h.id, h.token)
 
 
 def claim_job(worker: str, job_id: int | None = None) -> Job | None:
@@ -253,7 +261,7 @@ def claim_job(worker: str, job_id: int | None = None) -> Job | None:
     held = claim(JOBS, worker, 1, due=due)
     if not held:
         return None
-    job = db.session.get(Job, held[0].id, populate_existing=True)
+    job = db.session.get_one(Job, held[0].id, populate_existing=True)
     if job.started_at is None:
         job.started_at = utcnow()
         db.session.commit()

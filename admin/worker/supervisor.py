@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 
 from flask import Flask
 
@@ -44,7 +45,7 @@ def describe_exit(code: int | None) -> str:
 class _Slot:
     def __init__(self, name: str):
         self.name = name
-        self.proc = None
+        self.proc: BaseProcess | None = None
         self.started = 0.0
         self.quick_exits = 0
         self.start_at = 0.0  # monotonic time of the next start, while waiting to restart
@@ -71,10 +72,11 @@ def run_processes(
         db.engine.dispose(close=False)
     slots = [_Slot(f"paydesk-worker-p{i}") for i in range(1, processes + 1)]
 
-    def start(slot: _Slot) -> None:
-        slot.proc = ctx.Process(target=target, args=(app, concurrency), name=slot.name, daemon=True)
-        slot.proc.start()
+    def start(slot: _Slot) -> BaseProcess:
+        proc = slot.proc = ctx.Process(target=target, args=(app, concurrency), name=slot.name, daemon=True)
+        proc.start()
         slot.started = time.monotonic()
+        return proc
 
     for slot in slots:
         start(slot)
@@ -104,8 +106,7 @@ def run_processes(
                     slot.proc = None
                     multiproc.tidy()
                 if slot.proc is None and now >= slot.start_at and not stop.is_set():
-                    start(slot)
-                    log.warning("worker process %s restarted (pid %s)", slot.name, slot.proc.pid)
+                    log.warning("worker process %s restarted (pid %s)", slot.name, start(slot).pid)
     finally:
         children = [s.proc for s in slots if s.proc is not None]
         for child in children:

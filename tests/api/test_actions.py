@@ -73,6 +73,36 @@ def test_update_customer_changes_stripe_and_the_linked_contact_and_empty_unsets(
     assert "customer.update" in actions and "contact.update" in actions
 
 
+def test_update_customer_changes_nothing_here_when_stripe_refuses_or_a_value_is_wrong(
+    client, writer, processor, monkeypatch
+):
+    from admin.stripe_gateway import Gateway, GatewayError
+
+    made = client.post(
+        "/api/v1/customers", json={"name": "Ada", "email": "ada@example.org"}, headers=writer
+    ).json
+    sent = []
+
+    def refused(self, resource, obj_id, params):
+        sent.append(params)
+        raise GatewayError("This customer cannot be updated.", kind="invalid_request_error", http_status=400,
+                           request_id="req_refused")
+
+    monkeypatch.setattr(Gateway, "update", refused)
+    resp = client.post(f"/api/v1/customers/{made['id']}", json={"name": "Grace", "email": "grace@example.org"},
+                       headers=writer)
+    assert resp.status_code == 502 and resp.json["error"]["code"] == "stripe_error"
+    assert sent and sent[0]["name"] == "Grace" and sent[0]["metadata"]["contact_id"] == str(made["contact_id"])
+    db.session.rollback()
+    contact = db.session.get(Contact, made["contact_id"])
+    assert (contact.display_name, contact.email) == ("Ada", "ada@example.org")  # Stripe said no: nothing here
+    assert db.session.query(AuditLog).filter(AuditLog.action == "contact.update").count() == 0
+    sent.clear()
+    bad = client.post(f"/api/v1/customers/{made['id']}", json={"email": "not an address"}, headers=writer)
+    assert bad.status_code == 400 and bad.json["error"]["field"] == "email"
+    assert sent == []  # checked before Stripe is asked
+
+
 def test_unknown_customer_is_404_in_the_error_shape(client, reader, processor):
     resp = client.get("/api/v1/customers/cus_doesnotexist", headers=reader)
     assert resp.status_code == 404

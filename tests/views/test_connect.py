@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from confirm_support import confirm
 from sqlalchemy import select
 
 from admin.extensions import db
@@ -82,21 +83,45 @@ def test_admin_deletes_an_account_after_confirming(app, client, auth, connect_wo
     acct = connect_world.account()
     auth.login("admin@example.org", "admin")
     token = auth.token("/connect")
-    ask = client.post(
-        f"/connect/accounts/{acct['id']}/delete",
-        headers=HX,
-        data={"csrf_token": token, "ppid": offline_processor.id},
-    )
+    url = f"/connect/accounts/{acct['id']}/delete"
+    ask = client.post(url, headers=HX, data={"csrf_token": token, "ppid": offline_processor.id})
     assert f"Delete connected account {acct['id']}?" in ask.get_data(as_text=True)
     assert connect_world.count("DELETE", "/v1/accounts") == 0
-    done = client.post(
-        f"/connect/accounts/{acct['id']}/delete",
-        headers=HX,
-        data={"csrf_token": token, "ppid": offline_processor.id, "step": "run"},
+    bare = client.post(
+        url, headers=HX, data={"csrf_token": token, "ppid": offline_processor.id, "step": "run"}
     )
+    assert bare.status_code == 400 and "confirm first" in bare.get_data(as_text=True)
+    assert connect_world.count("DELETE", "/v1/accounts") == 0
+    done = confirm(client, url, ask, {"csrf_token": token}, headers=HX)
     assert done.headers["HX-Redirect"].startswith("/connect")
     assert connect_world.count("DELETE", "/v1/accounts") == 1
     assert f"Deleted connected account {acct['id']}" in client.get("/connect").get_data(as_text=True)
+    again = confirm(client, url, ask, {"csrf_token": token}, headers=HX)
+    assert again.status_code == 400 and "used already" in again.get_data(as_text=True)
+    assert connect_world.count("DELETE", "/v1/accounts") == 1
+
+
+def test_an_account_delete_confirmation_deletes_the_account_it_showed(
+    app, client, auth, connect_world, offline_processor
+):
+    shown, other = connect_world.account(), connect_world.account()
+    auth.login("admin@example.org", "admin")
+    token = auth.token("/connect")
+    ask = client.post(
+        f"/connect/accounts/{shown['id']}/delete",
+        headers=HX,
+        data={"csrf_token": token, "ppid": offline_processor.id},
+    )
+    # its token posted to the other account's address (and its id alongside): the shown one goes
+    confirm(
+        client,
+        f"/connect/accounts/{other['id']}/delete",
+        ask,
+        {"csrf_token": token, "account": other["id"]},
+        headers=HX,
+    )
+    deleted = [s["path"] for s in connect_world.sent if s["method"] == "DELETE"]
+    assert deleted == [f"/v1/accounts/{shown['id']}"]
 
 
 def test_transfer_confirmed_with_money_then_made_once(app, client, auth, connect_world, offline_processor):
@@ -116,28 +141,52 @@ def test_transfer_confirmed_with_money_then_made_once(app, client, auth, connect
     }
     ask = client.post("/connect/transfers", data=form, headers=HX).get_data(as_text=True)
     assert f"Transfer 25.00 USD to {acct['id']}?" in ask and connect_world.count("POST", "/v1/transfers") == 0
-    assert 'name="metadata_json"' in ask and 'name="step" value="run"' in ask
-    run = {
-        "csrf_token": token,
-        "ppid": offline_processor.id,
-        "account": acct["id"],
-        "amount": "25",
-        "currency": "usd",
-        "transfer_group": "G7",
-        "metadata_json": '{"fund": "roof"}',
-        "action_key": "tk1",
-        "step": "run",
-    }
-    done = client.post("/connect/transfers", data=run, headers=HX)
+    assert 'name="step" value="run"' in ask and 'name="amount"' not in ask
+
+    # re-posting the values with step=run, or a forged token: refused, nothing sent to Stripe
+    for bare in ({**form, "step": "run"}, {**form, "step": "run", "token": "forged"}):
+        refused = client.post("/connect/transfers", data=bare, headers=HX)
+        assert refused.status_code == 400 and "Nothing was started" in refused.get_data(as_text=True)
+    assert connect_world.count("POST", "/v1/transfers") == 0
+
+    # the confirmation's token with a bigger amount and another account posted alongside: what it showed
+    done = confirm(
+        client,
+        "/connect/transfers",
+        ask,
+        {"csrf_token": token, "amount": "9999", "account": "acct_other"},
+        headers=HX,
+    )
     assert "HX-Redirect" in done.headers
-    client.post("/connect/transfers", data=run, headers=HX)  # a double click: the same idempotency key
-    keys = {s["key"] for s in connect_world.sent if s["path"] == "/v1/transfers" and s["method"] == "POST"}
-    assert keys == {f"paydesk-transfer-{acct['id']}-tk1"}
+    again = confirm(client, "/connect/transfers", ask, {"csrf_token": token}, headers=HX)  # a double click
+    assert again.status_code == 400 and "used already" in again.get_data(as_text=True)
+    sent = [s for s in connect_world.sent if s["path"] == "/v1/transfers" and s["method"] == "POST"]
+    assert [s["key"] for s in sent] == [f"paydesk-transfer-{acct['id']}-tk1"]
     assert connect_world.updates[-1][1]["metadata"] == {"fund": "roof"}
     listing = client.get(f"/connect/transfers?account={acct['id']}").get_data(as_text=True)
     assert "25.00 USD" in listing and "G7" in listing and "roof" in listing
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "connect.transfer_create"))
     assert entry.actor == "operator@example.org" and entry.stripe_request_id
+
+
+def test_a_transfer_confirmation_is_its_users_only(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    auth.login("operator@example.org", "operator")
+    form = {
+        "csrf_token": auth.token("/connect/transfers"),
+        "ppid": offline_processor.id,
+        "account": acct["id"],
+        "amount": "5",
+        "currency": "usd",
+    }
+    ask = client.post("/connect/transfers", data=form, headers=HX).get_data(as_text=True)
+    auth.logout()
+    auth.login("admin@example.org", "admin")
+    other = confirm(
+        client, "/connect/transfers", ask, {"csrf_token": auth.token("/connect/transfers")}, headers=HX
+    )
+    assert other.status_code == 400 and "shown to someone else" in other.get_data(as_text=True)
+    assert connect_world.count("POST", "/v1/transfers") == 0
 
 
 def test_transfer_bad_input_refused_before_confirmation(app, client, auth, connect_world, offline_processor):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from confirm_support import confirm
 
 from admin.extensions import db
 from admin.stripe_event_types import RECOMMENDED
@@ -49,14 +50,19 @@ def test_delete_asks_first_then_deletes(app, client, auth, connect_world, offlin
     )
     assert f"Delete webhook endpoint {e['id']}?" in ask.get_data(as_text=True)
     assert connect_world.count("DELETE", "/v1/webhook_endpoints") == 0
-    done = client.post(
-        f"/settings/webhooks/{e['id']}/delete",
-        headers=HX,
-        data={"csrf_token": token, "ppid": offline_processor.id, "step": "run"},
+    url = f"/settings/webhooks/{e['id']}/delete"
+    bare = client.post(
+        url, headers=HX, data={"csrf_token": token, "ppid": offline_processor.id, "step": "run"}
     )
+    assert bare.status_code == 400 and "confirm first" in bare.get_data(as_text=True)
+    assert connect_world.count("DELETE", "/v1/webhook_endpoints") == 0
+    done = confirm(client, url, ask, {"csrf_token": token}, headers=HX)
     assert done.status_code == 200 and f"Deleted {e['id']} (Stripe request req_world" in done.get_data(
         as_text=True
     )
+    assert connect_world.count("DELETE", "/v1/webhook_endpoints") == 1
+    again = confirm(client, url, ask, {"csrf_token": token}, headers=HX)
+    assert again.status_code == 400 and "used already" in again.get_data(as_text=True)
     assert connect_world.count("DELETE", "/v1/webhook_endpoints") == 1
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Select, or_, select
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import stripe_failure
 from admin.extensions import db
 from admin.listing import Filter, Page, keyset_page, processor_field
 from admin.models import PaymentProcessor, Product
@@ -60,17 +60,14 @@ def create_product(
     try:
         obj = Gateway.for_processor(processor).create("products", params, idempotency_key=key)
     except GatewayError as err:
-        db.session.rollback()
-        audit.record(
+        raise audit.stripe_failed(
             "product.create",
+            err,
+            processor_id=processor.id,
             object_type="product",
             object_id=values.get("id"),
-            processor_id=processor.id,
-            ok=False,
-            message=str(err),
-            stripe_request_id=err.request_id,
-        )
-        raise ServiceError(f"Stripe did not create the product: {err.message}") from err
+            doing="did not create the product",
+        ) from err
     immediate()
     row = _record(processor, dict(obj), values)
     db.session.flush()
@@ -101,18 +98,12 @@ def update_product(
             else gateway.retrieve("products", product_id)
         )
     except GatewayError as err:
-        db.session.rollback()
-        if not err.not_found:
-            audit.record(
-                "product.update",
-                object_type="product",
-                object_id=product_id,
-                processor_id=processor.id,
-                ok=False,
-                message=str(err),
-                stripe_request_id=err.request_id,
-            )
-        raise stripe_refusal(err, "product", product_id) from err
+        if err.not_found:
+            db.session.rollback()
+            raise stripe_failure(err, "product", product_id) from err
+        raise audit.stripe_failed(
+            "product.update", err, processor_id=processor.id, object_type="product", object_id=product_id
+        ) from err
     immediate()
     row = _record(processor, dict(obj), values)
     audit.record(
@@ -133,7 +124,7 @@ def get_product(processor: PaymentProcessor, product_id: str) -> tuple[Product |
     try:
         obj = Gateway.for_processor(processor).retrieve("products", product_id)
     except GatewayError as err:
-        raise stripe_refusal(err, "product", product_id) from err
+        raise stripe_failure(err, "product", product_id) from err
     row = db.session.scalar(
         select(Product).where(Product.processor_id == processor.id, Product.product_id == product_id)
     )

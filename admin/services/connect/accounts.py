@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from admin.errors import ServiceError, check_text
+from admin.errors import ServiceError, check_text, stripe_failure
 from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.services.connect import common
@@ -80,9 +80,9 @@ def get_account(proc: PaymentProcessor, account_id: str) -> AccountDetail:
         persons = gw.call("accounts.persons", "list", account_id, params={"limit": 100})
         bal = gw.call("balance", "retrieve", stripe_account=account_id)
     except GatewayError as err:
-        raise common.refusal(err, "connected account", account_id) from None
+        raise stripe_failure(err, "connected account", account_id, with_request=True) from None
     req = acct.get("requirements") or {}
-    requirements = {
+    requirements: dict[str, Any] = {
         k: list(req.get(k) or [])
         for k in ("currently_due", "past_due", "eventually_due", "pending_verification")
     }
@@ -156,8 +156,8 @@ def create_account(proc: PaymentProcessor, new: NewAccount, *, action_key: str |
     try:
         acct = common.gateway(proc).create("accounts", params, idempotency_key=key)
     except GatewayError as err:
-        common.audit_failure("connect.account_create", proc, "account", None, err, shown)
-        raise common.refusal(err, "connected account") from None
+        raise audit.stripe_failed("connect.account_create", err, processor_id=proc.id, object_type="account",
+                                  parameters=shown, what="connected account", with_request=True) from None
     audit.record(
         "connect.account_create",
         object_type="account",
@@ -180,7 +180,7 @@ def delete_account(proc: PaymentProcessor, account_id: str) -> str | None:
         try:
             bal = _balance(gw.call("balance", "retrieve", stripe_account=account_id))
         except GatewayError as err:
-            raise common.refusal(err, "connected account", account_id) from None
+            raise stripe_failure(err, "connected account", account_id, with_request=True) from None
         left = {cur: b for cur, b in bal.items() if b["available"] or b["pending"]}
         if left:
             from admin.money import format_money
@@ -195,8 +195,8 @@ def delete_account(proc: PaymentProcessor, account_id: str) -> str | None:
     try:
         gone = gw.call("accounts", "delete", account_id)
     except GatewayError as err:
-        common.audit_failure("connect.account_delete", proc, "account", account_id, err)
-        raise common.refusal(err, "connected account", account_id) from None
+        raise audit.stripe_failed("connect.account_delete", err, processor_id=proc.id, object_type="account",
+                                  object_id=account_id, what="connected account", with_request=True) from None
     audit.record(
         "connect.account_delete",
         object_type="account",

@@ -9,10 +9,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError, stripe_failure
 from admin.listing import DAMAGED, Filter, FilterError, Page, decode_cursor, encode_cursor
 from admin.models import PaymentProcessor
-from admin.services.core import audit
 from admin.services.settings import processors
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import stripe_id_problem
@@ -42,31 +41,6 @@ def action_key(given: str | None) -> str:
     return given if given and _KEY_OK.match(given) else uuid.uuid4().hex
 
 
-def refusal(err: GatewayError, what: str, object_id: str | None = None) -> ServiceError:
-    return stripe_refusal(err, what, object_id, with_request=True)
-
-
-def audit_failure(
-    action: str,
-    proc: PaymentProcessor,
-    object_type: str,
-    object_id: str | None,
-    err: GatewayError,
-    parameters: dict | None = None,
-) -> None:
-    audit.record(
-        action,
-        object_type=object_type,
-        object_id=object_id,
-        processor_id=proc.id,
-        parameters=parameters,
-        ok=False,
-        message=f"Stripe: {err.message}",
-        stripe_request_id=err.request_id,
-        commit=True,
-    )
-
-
 def _unix(value: datetime) -> int:
     return int(value.replace(tzinfo=UTC).timestamp())
 
@@ -94,16 +68,17 @@ def stripe_page(
     elif before:
         query["ending_before"] = cursor
     created = {}
-    if getattr(flt, "since", None):
-        created["gte"] = _unix(flt.since)
-    if getattr(flt, "until", None):
-        created["lt"] = _unix(flt.until)
+    since, until = getattr(flt, "since", None), getattr(flt, "until", None)
+    if since:
+        created["gte"] = _unix(since)
+    if until:
+        created["lt"] = _unix(until)
     if created:
         query["created"] = created
     try:
         res = gateway(proc).call(resource, "list", *args, params=query, stripe_account=stripe_account)
     except GatewayError as err:
-        raise refusal(err, what, args[0] if args else None) from None
+        raise stripe_failure(err, what, args[0] if args else None, with_request=True) from None
     rows = list(res.get("data") or [])
     more = bool(res.get("has_more"))
     older, newer = (more, True) if after else (True, more) if before else (more, False)
@@ -144,7 +119,7 @@ def every_nested(
         try:
             res = gateway(proc).call(resource, "list", *args, params=query, stripe_account=stripe_account)
         except GatewayError as err:
-            raise refusal(err, what, args[0] if args else None) from None
+            raise stripe_failure(err, what, args[0] if args else None, with_request=True) from None
         data = list(res.get("data") or [])
         out.extend(data)
         if not res.get("has_more") or not data:

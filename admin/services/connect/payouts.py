@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.services.connect import common
@@ -86,7 +86,7 @@ def payout_transactions(proc: PaymentProcessor, account_id: str, payout_id: str)
     try:
         po = common.gateway(proc).call("payouts", "retrieve", payout_id, stripe_account=account_id)
     except GatewayError as err:
-        raise common.refusal(err, f"payout of {account_id},", payout_id) from None
+        raise stripe_failure(err, f"payout of {account_id},", payout_id, with_request=True) from None
     rows, more = common.every(
         proc,
         "balance_transactions",

@@ -173,8 +173,8 @@ def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str
     try:
         tr = common.gateway(proc).create("transfers", checked.params(), idempotency_key=key)
     except GatewayError as err:
-        common.audit_failure("connect.transfer_create", proc, "transfer", None, err, shown)
-        raise common.refusal(err, "transfer") from None
+        raise audit.stripe_failed("connect.transfer_create", err, processor_id=proc.id, object_type="transfer",
+                                  parameters=shown, with_request=True) from None
     audit.record(
         "connect.transfer_create",
         object_type="transfer",

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from sqlalchemy import func, or_, select
 
 from admin.dbutil import LIKE_ESCAPE, like_escaped
+from admin.errors import StripeFailure, stripe_failure
 from admin.extensions import db
 from admin.listing import EXPORT_CHUNK, Filter, Page, keyset_page, processor_field, walk
 from admin.models import AuditLog
@@ -75,6 +76,18 @@ def record(action: str, *, object_type: str | None = None, object_id: str | None
     if commit:
         db.session.commit()
     return entry
+
+
+def stripe_failed(action: str, err, *, processor_id: int | None, object_type: str | None = None,
+                  object_id: str | None = None, parameters: dict[str, Any] | None = None, what: str | None = None,
+                  with_request: bool = False, doing: str | None = None) -> StripeFailure:
+    """The one record of a staff action's failed Stripe call (a ``GatewayError``): what the transaction held is
+    rolled back, the failure audited on its own (commits) with Stripe's request id, and returned as staff read
+    it (``admin.errors.stripe_failure(err, what or object_type, object_id, ...)``) for the caller to raise."""
+    db.session.rollback()
+    record(action, object_type=object_type, object_id=object_id, processor_id=processor_id, parameters=parameters,
+           ok=False, message=f"Stripe: {err}", stripe_request_id=getattr(err, "request_id", None), commit=True)
+    return stripe_failure(err, what or object_type, object_id, with_request=with_request, doing=doing)
 
 
 # -- the /audit page ------------------------------------------------------------------------

@@ -6,11 +6,17 @@ expiry, and gives the page a random token (only its hash is kept). Running (:fun
 back: from the same user, before it expires, once. The job then runs exactly the stored parameters; the
 request may only set the options the confirmation itself asked for ("no receipt", a reason). The job kind's
 parameter class and check apply both when the confirmation is shown and when the job starts.
+
+A single action that is no job (one Stripe call: a transfer, deleting a connected account or a webhook
+endpoint) is confirmed the same way: :func:`issue` with ``action=True`` keeps its name and its checked
+parameters, :func:`find` takes the token back, and :func:`use` uses it up and returns those parameters,
+which the view then acts on (never on values posted again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -18,7 +24,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models.jobs import Confirmation
@@ -49,14 +55,32 @@ def prepare(kind: str, params: dict[str, Any], later: tuple[str, ...] = ()) -> d
     return jobs_service.prepare(kind, params, later=later)
 
 
+def is_action(row: Confirmation) -> bool:
+    """Whether ``row`` confirms a single action (see :func:`use`) rather than a job."""
+    return (row.shown or {}).get("single_action") is True
+
+
 def issue(
-    kind: str, params: dict[str, Any], *, processor_id: int | None, count: int | None, shown: dict[str, Any]
+    kind: str,
+    params: dict[str, Any],
+    *,
+    processor_id: int | None,
+    count: int | None,
+    shown: dict[str, Any],
+    action: bool = False,
 ) -> str:
-    """Keep what a confirmation shows; returns the token its button posts back. Commits."""
+    """Keep what a confirmation shows; returns the token its button posts back. Commits.
+    ``action``: ``kind`` names a single action (not a job kind) and ``params`` are its checked values."""
     user_id, _ = audit.current_actor()
     if user_id is None:
         raise ServiceError("a confirmation is for a signed-in staff member")
-    params = prepare(kind, params, tuple(shown.get("option_names") or ()))
+    if action:
+        if kind in jobs_service.kind_names():
+            raise ServiceError(f"{kind} is a job kind, not a single action")
+        params = json.loads(json.dumps(params, default=str))
+        shown = {**shown, "single_action": True}
+    else:
+        params = prepare(kind, params, tuple(shown.get("option_names") or ()))
     token = secrets.token_urlsafe(32)
     now = utcnow()
     immediate()
@@ -109,21 +133,32 @@ def find(token: str | None, kinds: tuple[str, ...]) -> Confirmation:
     return row
 
 
-def run(row: Confirmation, options: dict[str, Any] | None = None) -> jobs_service.Started:
-    """Start the confirmed job: its stored parameters, with ``options`` (only those the confirmation asked
-    for) applied. Uses the token up (once only, even when two requests race). Commits."""
-    asked = set((row.shown or {}).get("option_names") or [])
-    params = {**row.params, **{k: v for k, v in (options or {}).items() if k in asked}}
-    params = prepare(row.kind, params)  # bounds and checks, as when it was shown
+def use(row: Confirmation) -> dict[str, Any]:
+    """Use the token up (once only, even when two requests race) and return the stored parameters: what a
+    confirmed single action acts on. Commits."""
     immediate()
-    used = db.session.execute(
-        update(Confirmation)
-        .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
-        .values(used_at=utcnow())
-    ).rowcount
+    used = rowcount(
+        db.session.execute(
+            update(Confirmation)
+            .where(Confirmation.id == row.id, Confirmation.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+    )
     db.session.commit()
     if not used:
         raise ConfirmationRefused(
             "Nothing was started: this confirmation has been used already; start again from the page"
         )
+    return dict(row.params or {})
+
+
+def run(row: Confirmation, options: dict[str, Any] | None = None) -> jobs_service.Started:
+    """Start the confirmed job: its stored parameters, with ``options`` (only those the confirmation asked
+    for) applied. Uses the token up (see :func:`use`). Commits."""
+    if is_action(row):
+        raise ConfirmationRefused("Nothing was started: this confirmation is not for a job")
+    asked = set((row.shown or {}).get("option_names") or [])
+    params = {**row.params, **{k: v for k, v in (options or {}).items() if k in asked}}
+    params = prepare(row.kind, params)  # bounds and checks, as when it was shown
+    use(row)
     return jobs_service.start(row.kind, params, processor_id=row.processor_id)

@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
@@ -51,6 +51,7 @@ from admin.models.jobs import (
     Job,
 )
 from admin.services.core import audit
+from admin.services.core.params import JobParams
 from admin.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -63,19 +64,20 @@ JOB_RETRY_SECONDS = 5.0  # a unit's passing failure: tried again after 5, 10, 20
 @dataclass
 class JobKind:
     name: str
-    fn: Callable[[JobContext], Iterator[None]]
+    fn: Callable[[JobContext], Generator[None, None, None]]  # closed when the job stops between units
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
-    check: Callable[[dict], None] | None = None  # refuses parameters that cannot work (ServiceError), at start
+    check: Callable[[dict], object] | None = None  # refuses parameters that cannot work (ServiceError), at start
     one_per_user: bool = False  # a staff user runs one job of this kind at a time (an identical one is shared)
-    params: type | None = None  # the kind's typed parameters (a ``core.params.JobParams``): defaults and bounds
+    params: type[JobParams] | None = None  # the kind's typed parameters (a ``core.params.JobParams``): defaults and bounds
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
-             check: Callable[[dict], None] | None = None, one_per_user: bool = False, params: type | None = None):
+             check: Callable[[dict], object] | None = None, one_per_user: bool = False,
+             params: type[JobParams] | None = None):
     """Mark a generator function as the job kind ``name`` (``register`` makes it known: at app creation,
     ``admin.worker.registries``); ``check(params)`` raises a ``ServiceError`` for parameters that cannot
     work, so they are refused when the job is started (page, CLI or API alike) rather than run as a job
@@ -91,7 +93,7 @@ def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
     return mark
 
 
-def register(*fns: Callable) -> None:
+def register(*fns: Any) -> None:  # functions marked by @job_kind (their job_kind attribute)
     """Make the job kinds of these ``@job_kind`` functions known (again: no harm)."""
     for fn in fns:
         k: JobKind = fn.job_kind
@@ -294,7 +296,7 @@ def run_slice(job: Job, worker: str, *, seconds: float | None = None,
     deadline = None if seconds is None else time.monotonic() + seconds
     lease = timedelta(seconds=current_app.config["WORKER_LEASE_SECONDS"])
     gen = k.fn(ctx)
-    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)
+    heartbeat = _Heartbeat(current_app._get_current_object(), job.id, worker, lease)  # type: ignore[attr-defined]  # proxy typed as Flask
     try:
         for _ in _as_starter(ctx, gen):
             # A unit went through. Write its progress as a writer from the start: a read left open
@@ -355,7 +357,7 @@ class _Heartbeat:
         self._stop.set()
 
 
-def _as_starter(ctx: JobContext, gen: Iterator[None]) -> Iterator[None]:
+def _as_starter(ctx: JobContext, gen: Generator[None, None, None]) -> Iterator[None]:
     """Step ``gen`` with what it does attributed to whoever started the job."""
     user_id, actor = ctx.job.user_id, ctx.job.actor
     while True:
@@ -401,7 +403,7 @@ def pause(job: Job) -> None:
     """Stop a job run in the foreground (Ctrl-C), resumable from its cursor (``jobs resume``). Commits."""
     db.session.rollback()
     immediate()
-    held = db.session.get(Job, job.id, populate_existing=True)
+    held = db.session.get_one(Job, job.id, populate_existing=True)
     held.status, held.locked_by, held.locked_until = JOB_PAUSED, None, None
     db.session.commit()
 

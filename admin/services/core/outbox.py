@@ -42,6 +42,7 @@ from admin.dbutil import (
     parse_id,
     retry_while_unavailable,
     rollback_quietly,
+    rowcount,
 )
 from admin.errors import ServiceError
 from admin.extensions import db
@@ -143,10 +144,10 @@ def begin_side_effect(task: OutboxTask) -> None:
     # the holder stops retrying the record a little before this lease ends, so it never races a new claimer
     _holding.record_until = time.monotonic() + hold - LEASE_MARGIN_SECONDS
     immediate()
-    taken = db.session.execute(
+    taken = rowcount(db.session.execute(
         update(OutboxTask).where(OutboxTask.id == task_id, OutboxTask.attempts == attempt,
                                  OutboxTask.status.in_([EV_PROCESSING, SENDING]))
-        .values(status=SENDING, locked_until=lease).execution_options(synchronize_session=False)).rowcount
+        .values(status=SENDING, locked_until=lease).execution_options(synchronize_session=False)))
     db.session.commit()
     if not taken:
         raise LeaseLost(f"outbox task {task_id} was claimed again by another worker")
@@ -271,9 +272,9 @@ def count_failed() -> int:
                or 0)
 
 
-def find(task_id: int) -> OutboxTask | None:
-    task_id = parse_id(task_id)
-    return db.session.get(OutboxTask, task_id) if task_id else None
+def find(task_id: int | str) -> OutboxTask | None:
+    found = parse_id(task_id)
+    return db.session.get(OutboxTask, found) if found else None
 
 
 def retry(task_id: int) -> OutboxTask:

@@ -144,7 +144,7 @@ def _value(cls, f, kind, raw: Any, options: bool) -> Any:
         items = (
             raw if isinstance(raw, list | tuple) else [p.strip() for p in str(raw).split(",") if p.strip()]
         )
-        out = []
+        out: list[int | str] = []
         for it in items:
             if item is int:
                 if isinstance(it, bool) or not (isinstance(it, int) or re.fullmatch(r"[0-9]{1,20}", str(it))):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
 
+from admin.dbutil import rowcount
 from admin.extensions import db
 from admin.models import RateLimit
 from admin.timeutil import utcnow
@@ -41,7 +42,7 @@ def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None =
                 db.session.add(RateLimit(key=key, count=0, window_start=now))
         except IntegrityError:
             pass
-        row = db.session.get(RateLimit, key, with_for_update=True)
+        row = db.session.get_one(RateLimit, key, with_for_update=True)
     if row.window_start is None or row.window_start + timedelta(seconds=window) <= now:
         row.window_start = now
         row.count = 0
@@ -78,8 +79,8 @@ def prune(older_than: timedelta, now: datetime | None = None) -> int:
     """Delete counters whose window started more than ``older_than`` ago and that block nothing now: a
     later hit would start them again anyway (the worker, every few minutes). Commits."""
     now = now or utcnow()
-    gone = db.session.execute(delete(RateLimit).where(
+    gone = rowcount(db.session.execute(delete(RateLimit).where(
         RateLimit.window_start < now - older_than,
-        or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now))).rowcount
+        or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now))))
     db.session.commit()
     return gone or 0

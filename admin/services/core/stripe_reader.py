@@ -12,6 +12,7 @@ skeleton of a staff action that records what Stripe has (read, audit a refusal, 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import json
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, StripeFailure, stripe_refusal
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.services.core import audit
@@ -145,10 +146,11 @@ class StripeReader:
         params.setdefault("limit", PAGE)
         return self._read(_list_key("list", resource, params), lambda: self._list(resource, params))
 
-    def _list(self, resource: str, params: dict[str, Any]) -> list[dict]:
+    # below the method ``list``, the class body's ``list`` is that method: annotations name the builtin
+    def _list(self, resource: str, params: dict[str, Any]) -> builtins.list[dict]:
         return list(self._note(self.gateway.list(resource, **params)).get("data") or [])
 
-    def list_optional(self, resource: str, **params: Any) -> list[dict] | None:
+    def list_optional(self, resource: str, **params: Any) -> builtins.list[dict] | None:
         """Like ``list``, but None where the endpoint does not exist on this server or API version."""
         params.setdefault("limit", PAGE)
 
@@ -222,15 +224,14 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
         db.session.rollback()
         if refused is not None:
             refused(err)
-        audit.record(action, object_type=object_type, object_id=object_id, processor_id=reader.processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise stripe_refusal(err, object_type, object_id) from err
+        raise audit.stripe_failed(action, err, processor_id=reader.processor.id, object_type=object_type,
+                                  object_id=object_id) from err
     try:
         done = write_after_reading(reader, lambda: write(found))
         entry = audited(done) if audited is not None else None
     except GatewayError as err:
         db.session.rollback()
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_failure(err) from err
     except ServiceError:
         db.session.rollback()
         raise
@@ -242,11 +243,6 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
 
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def stripe_failure(err: GatewayError) -> StripeFailure:
-    return StripeFailure(err.message, detail=str(err), request_id=err.request_id, transient=err.transient,
-                         not_found=err.not_found)
 
 
 def stripe_failures(fn: F) -> F:

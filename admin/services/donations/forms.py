@@ -15,7 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
-from admin.dbutil import immediate, parse_id
+from admin.dbutil import immediate, parse_id, rowcount
 from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import FREQUENCIES, FREQUENCY_LABELS, Contact, DonationForm, DonorLink, PaymentProcessor
@@ -131,9 +131,11 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
         raise setting_error("processor_id", f"{processor.name} has no publishable key, so the card field could "
                                             f"not load: add it first (processor set {processor.id} "
                                             "--publishable-key pk_..., or Settings > Processors)")
-    amounts = []
+    amounts: list[int] = []
     for part in [p.strip() for p in (s.amounts or "").split(",") if p.strip()]:
-        amounts.append(_money(part, cur, "amounts"))
+        amount = _money(part, cur, "amounts")
+        if amount is not None:  # always: the part is not empty
+            amounts.append(amount)
     if len(amounts) > MAX_PRESETS:
         raise setting_error("amounts", f"at most {MAX_PRESETS} preset amounts")
     amounts = sorted(set(amounts))
@@ -337,7 +339,7 @@ def claim_link(link_id: int, contribution_id: int) -> bool:
     done = db.session.execute(update(DonorLink).where(
         DonorLink.id == link_id, DonorLink.used_at.is_(None), DonorLink.revoked_at.is_(None))
         .values(used_at=utcnow(), contribution_id=contribution_id))
-    return done.rowcount == 1
+    return rowcount(done) == 1
 
 
 def release_link(contribution_id: int) -> None:

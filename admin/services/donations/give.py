@@ -202,7 +202,7 @@ def validate(form: DonationForm, data: dict, donor: Contact | None = None) -> tu
     payment_method = _text(data, "payment_method", 255) or None
     if payment_method is not None and not re.fullmatch(r"pm_[A-Za-z0-9_]+", payment_method):
         errors["card"] = "Enter your card details again."
-    if errors:
+    if errors or amount is None:  # no amount always comes with its error
         return None, errors
     return Gift(amount=amount, frequency=frequency, first_name=first, last_name=last, email=email,
                 postal_code=postal, address_line1=_text(data, "address_line1") or None,
@@ -316,9 +316,9 @@ def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
         contact.email = contact.email or gift.email
         contact.postal_code = contact.postal_code or gift.postal_code  # the card element's postcode
         return contact, False
-    contact = find_by_email(gift.email)
-    if contact is not None:
-        return contact, False
+    known = find_by_email(gift.email)
+    if known is not None:
+        return known, False
     contact = new_contact(gift.name, gift.email, gift.postal_code, source=SOURCE)  # the card element's postcode
     db.session.flush()
     return contact, True
@@ -356,6 +356,7 @@ def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> 
 def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | None) -> Outcome | None:
     """None when Stripe knows the gift's PaymentMethod and it may be used; else the answer (a refused
     card, counted against the address like a decline, with nothing made for it)."""
+    assert gift.payment_method is not None, "a gift is taken only with its PaymentMethod (pages.pay)"
     try:
         pm = gw.retrieve("payment_methods", gift.payment_method)
     except GatewayError as err:
@@ -388,7 +389,7 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         return refused
     customer_id = _own_customer(form, gift.contact) if gift.contact is not None else None
     new_customer = customer_id is None
-    if new_customer:
+    if customer_id is None:
         try:
             customer_id = _new_customer(gw, form, gift, attempt)
         except GatewayError as err:
@@ -446,7 +447,7 @@ def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     """Record the intent on the contribution (and in stripe_paymentintent) before it is confirmed."""
     immediate()
     lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
-    c = db.session.get(Contribution, c.id)
+    c = db.session.get_one(Contribution, c.id)
     c.payment_intent_id = pi["id"]
     row = intents.sync_intent(form.processor, pi, stamp=0)
     row.contribution_id, row.contact_id = c.id, c.contact_id
@@ -489,7 +490,7 @@ def _declined(form: DonationForm, c: Contribution, message: str | None, client_i
     A donor link spent on it may be used again (with another card)."""
     text = decline_message(message)
     immediate()
-    c = db.session.get(Contribution, c.id)
+    c = db.session.get_one(Contribution, c.id)
     contributions.fail(c, text)
     release_link(c.id)
     db.session.commit()
@@ -545,10 +546,13 @@ def first_invoice_intent(gw: Gateway, reader: StripeReader, invoice: dict) -> di
 
 def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, customer_id: str,
                metadata: dict, attempt: str, client_ip: str | None) -> Outcome:
+    interval = gift.interval
+    assert interval is not None, "only a regular gift is subscribed"
     gw.update("customers", customer_id, {"invoice_settings": {"default_payment_method": gift.payment_method}})
-    plan_id = plan_for(gw, form, gift.amount, gift.interval)
+    plan_id = plan_for(gw, form, gift.amount, interval)
     params = {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": metadata, "expand": ["latest_invoice"]}
     key = f"paydesk-donate-{c.id}-{attempt}-subscription"
+    sub: dict | None
     try:
         sub = gw.create("subscriptions", params, idempotency_key=key)
     except GatewayError as err:
@@ -596,7 +600,7 @@ def _subscription_unknown(form: DonationForm, c: Contribution) -> Outcome:
     invoice's webhook finds it by the contribution id in the subscription's metadata), keep the donor link
     spent, and tell the donor just that."""
     db.session.rollback()
-    c = db.session.get(Contribution, c.id)
+    c = db.session.get_one(Contribution, c.id)
     then = ("if it was, we will email you a receipt." if receipts_wanted(c)
             else "please get in touch with us before giving again.")
     return Outcome("unconfirmed", 202, SUBSCRIPTION_UNKNOWN.format(then=then, reference=reference(c)),
@@ -606,8 +610,12 @@ def _subscription_unknown(form: DonationForm, c: Contribution) -> Outcome:
 def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
                    client_ip: str | None) -> Outcome:
     """What became of a new subscription's first invoice: recorded, then answered as for a one-off gift."""
-    invoice = sub.get("latest_invoice") if isinstance(sub.get("latest_invoice"), dict) else \
-        gw.retrieve("invoices", sid(sub.get("latest_invoice")))
+    latest = sub.get("latest_invoice")  # expanded, unless the subscription was found after a lost answer
+    if not isinstance(latest, dict):
+        latest_id = sid(latest)
+        assert latest_id is not None, "a new subscription always has its first invoice"
+        latest = gw.retrieve("invoices", latest_id)
+    invoice = latest
     try:
         pi = first_invoice_intent(gw, reader, invoice)
     except GatewayError as err:
@@ -637,7 +645,7 @@ def _subscription_not_confirmed(form: DonationForm, c: Contribution, reader: Str
     except GatewayError as again:  # the contact of a customer unknown here: the worker records it all later
         db.session.rollback()
         log.warning("donation form %s: subscription %s not recorded yet: %s", form.slug, sub["id"], again)
-        c = db.session.get(Contribution, c.id)
+        c = db.session.get_one(Contribution, c.id)
     then = ("we will email you a receipt once it is confirmed." if receipts_wanted(c)
             else "it will be confirmed shortly.")
     return Outcome("unconfirmed", 202, SUBSCRIPTION_NOT_CONFIRMED.format(then=then, reference=reference(c)),
@@ -651,7 +659,7 @@ def _record_subscription(form: DonationForm, c: Contribution, reader: StripeRead
     lock_objects([k for k in (sub["id"], invoice["id"], (pi or {}).get("id")) if k])
     recur = recurring.sync_subscription(reader, form.processor, {**sub, "latest_invoice": invoice["id"]}, stamp=0)
     recur.donation_form_id = form.id
-    c = db.session.get(Contribution, c.id)
+    c = db.session.get_one(Contribution, c.id)
     first = contributions.by_invoice(form.processor_id, invoice["id"])
     if first is not None and first.id != c.id:  # the worker recorded the invoice first: keep its row
         first.donation_form_id = form.id

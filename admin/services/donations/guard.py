@@ -28,7 +28,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, select
 
-from admin.dbutil import immediate, insert_ignore
+from admin.dbutil import immediate, insert_ignore, rowcount
 from admin.extensions import db
 from admin.limiter import network_of
 from admin.models import REFUSAL_REASONS, DonationForm, DonationRefusal, SpentFormToken
@@ -88,21 +88,21 @@ def _summary(counts: Counter) -> str:
 
 
 def _tally() -> Tally:
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # proxy typed as Flask
     return app.extensions.setdefault("paydesk_donation_refusals", Tally(
         _write_counts, _summary, setting="DONATE_REFUSAL_FLUSH_SECONDS", logger=log))
 
 
 def flush_refusals() -> None:
     """Write the refusals tallied so far (tests, before counting them)."""
-    _tally().flush(current_app._get_current_object())
+    _tally().flush(current_app._get_current_object())  # type: ignore[attr-defined]  # proxy typed as Flask
 
 
 def prune(now: datetime | None = None) -> int:
     """Delete refusals older than ``DONATE_REFUSAL_KEEP_DAYS`` (the worker, every few minutes). Commits."""
     keep = timedelta(days=float(current_app.config["DONATE_REFUSAL_KEEP_DAYS"]))
     immediate()
-    gone = db.session.execute(delete(DonationRefusal).where(DonationRefusal.at < (now or utcnow()) - keep)).rowcount
+    gone = rowcount(db.session.execute(delete(DonationRefusal).where(DonationRefusal.at < (now or utcnow()) - keep)))
     db.session.commit()
     return gone or 0
 

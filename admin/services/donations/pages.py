@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app, url_for
 
 from admin.limiter import retry_after, spend, wait_words
-from admin.models import Contact, DonationForm
+from admin.models import Contact, Contribution, DonationForm
 from admin.services.donations import give as donations
 from admin.services.donations import guard
 from admin.services.donations.forms import check_donor_link, frequency_choices, public_form, range_text
@@ -195,7 +195,7 @@ def pay(form: DonationForm, data: object, ip: str) -> Answer:
     gift, errors = donations.validate(form, data, link.contact)
     if not data.get("payment_method"):  # the browser could not make one: the card is incomplete
         errors = {**errors, "card": "Enter your card details."}
-    if errors:
+    if errors or gift is None:  # validate gives a gift, or the errors
         if donations.below_minimum(form, errors):
             guard.refuse("below_minimum", form, ip, str(data.get("other_amount") or data.get("amount"))[:50])
         return _answer({"status": "invalid", "error": FIX_FIELDS, "errors": errors}, 422, form)
@@ -216,18 +216,24 @@ def ref_problem(found: donations.DonorRef) -> Answer:
     return Answer({"status": "not_found", "error": found.problem}, 404)
 
 
+def _named(found: donations.DonorRef) -> Contribution:
+    """The gift of a reference that names one: the views answer any other with :func:`ref_problem`."""
+    assert found.contribution is not None, "a reference that names no gift reached a page of its gift"
+    return found.contribution
+
+
 def result(form: DonationForm, found: donations.DonorRef, ref: str, ip: str) -> Answer:
     """After the browser's 3-D Secure step: what Stripe says now (a failure is recorded and counted)."""
     wait = _form_limit(form)  # a genuine reference first, as the payment request's token
     if wait:
         guard.refuse("rate_limit_form", form, ip, current_app.config["DONATE_RATE_LIMIT_FORM"])
         return _refused(wait, BUSY)
-    return outcome_answer(form, donations.check_result(form, found.contribution, ip), ref=ref)
+    return outcome_answer(form, donations.check_result(form, _named(found), ip), ref=ref)
 
 
 def thanks(form: DonationForm, found: donations.DonorRef, ref: str) -> dict[str, Any]:
     """The donor's confirmation: the first name and email typed for this gift (never a contact's stored ones)."""
-    c = found.contribution
+    c = _named(found)
     return {
         "form": form,
         "c": c,
@@ -242,7 +248,7 @@ def thanks(form: DonationForm, found: donations.DonorRef, ref: str) -> dict[str,
 
 def status(found: donations.DonorRef) -> Answer:
     """Polled by the thank-you page until the webhook has completed (or failed) the contribution."""
-    return Answer(donations.state_dict(found.contribution))
+    return Answer(donations.state_dict(_named(found)))
 
 
 # -- refusals by the per-client limits -----------------------------------------------------------

@@ -99,7 +99,7 @@ def selection_count(params: dict) -> int:
 def replay_events(ctx: JobContext):
     procs: dict[int, PaymentProcessor] = {}
     for row in bulk.each(ctx, _selection(ctx.params), StripeEvent):
-        proc = procs.get(row.processor_id) or db.session.get(PaymentProcessor, row.processor_id)
+        proc = procs.get(row.processor_id) or db.session.get_one(PaymentProcessor, row.processor_id)
         procs[row.processor_id] = proc
         try:
             res = replay(proc, row=row, no_receipt=bool(ctx.params.get("no_receipt")))

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.errors import ServiceError, check_text
 from admin.extensions import db
 from admin.models import (
@@ -98,8 +98,8 @@ def replay(processor: PaymentProcessor, *, row: StripeEvent | None = None, event
             raise ServiceError(f"Stripe has no event {event_id} (events are kept for 30 days) and paydesk "
                                f"never stored it")
         store_event(processor, fresh, source="replay", status=EV_LOGGED)
-        row = db.session.scalar(select(StripeEvent).where(StripeEvent.processor_id == processor.id,
-                                                          StripeEvent.event_id == event_id))
+        row = db.session.scalars(select(StripeEvent).where(StripeEvent.processor_id == processor.id,
+                                                           StripeEvent.event_id == event_id)).one()
     immediate()
     db.session.refresh(row, with_for_update=True)  # PostgreSQL: a worker's claim skips the row meanwhile
     if _busy(row):
@@ -179,10 +179,10 @@ def pull_event(processor: PaymentProcessor, event: dict, *, queue: bool) -> str:
     if store_event(processor, event, source="populate", status=EV_QUEUED if queue else EV_LOGGED):
         return "new"
     if queue:
-        changed = db.session.execute(update(StripeEvent).where(
+        changed = rowcount(db.session.execute(update(StripeEvent).where(
             StripeEvent.processor_id == processor.id, StripeEvent.event_id == event["id"],
             StripeEvent.status == EV_LOGGED).values(status=EV_QUEUED, next_attempt_at=utcnow(),
-                                                     refetch=True)).rowcount
+                                                     refetch=True)))
         db.session.commit()
         if changed:
             return "queued"
@@ -230,6 +230,6 @@ def delete_events(ids: list[int]) -> int:
     if not ids:
         return 0
     immediate()
-    n = db.session.execute(delete(StripeEvent).where(StripeEvent.id.in_(ids))).rowcount
+    n = rowcount(db.session.execute(delete(StripeEvent).where(StripeEvent.id.in_(ids))))
     db.session.commit()
     return n

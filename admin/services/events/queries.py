@@ -261,25 +261,33 @@ REF_KINDS = (("customer_id", "customer"), ("subscription_id", "subscription"), (
              ("charge_id", "charge"), ("payment_intent_id", "payment_intent"))
 
 
-def _local_records(events: list[StripeEvent]) -> dict[tuple[str, str], tuple[str, int]]:
+# Keyed by (kind, Stripe id): the id columns are nullable, though an id matched by IN never is None.
+LocalRecords = dict[tuple[str, str | None], tuple[str, int]]
+
+
+def _local_records(events: list[StripeEvent]) -> LocalRecords:
     """Local records for every Stripe id on a page of events, in one query per kind."""
     ids: dict[str, set[str]] = {k: set() for _, k in REF_KINDS}
     for e in events:
         for col, k in REF_KINDS:
             if getattr(e, col):
                 ids[k].add(getattr(e, col))
-    found: dict[tuple[str, str], tuple[str, int]] = {}
+    found: LocalRecords = {}
+    # contributions are unique per (processor, invoice): naming the page's processors lets the lookup read that
+    # index instead of every contribution (PostgreSQL, and SQLite without statistics, scan the table otherwise)
+    processors = sorted({e.processor_id for e in events})
     if ids["customer"]:
-        for cid, contact in db.session.execute(select(StripeCustomer.customer_id, StripeCustomer.contact_id)
+        for cus, contact in db.session.execute(select(StripeCustomer.customer_id, StripeCustomer.contact_id)
                                                .where(StripeCustomer.customer_id.in_(ids["customer"]))):
-            found[("customer", cid)] = ("contact", contact)
+            found[("customer", cus)] = ("contact", contact)
     if ids["subscription"]:
         for sub, rid in db.session.execute(select(ContributionRecur.subscription_id, ContributionRecur.id)
                                            .where(ContributionRecur.subscription_id.in_(ids["subscription"]))):
             found[("subscription", sub)] = ("recurring", rid)
     if ids["invoice"]:
         for inv, cid in db.session.execute(select(Contribution.invoice_id, Contribution.id)
-                                           .where(Contribution.invoice_id.in_(ids["invoice"]))):
+                                           .where(Contribution.processor_id.in_(processors),
+                                                  Contribution.invoice_id.in_(ids["invoice"]))):
             found[("invoice", inv)] = ("contribution", cid)
     if ids["charge"]:
         for ch, cid in db.session.execute(select(Payment.charge_id, Payment.contribution_id)
@@ -289,9 +297,9 @@ def _local_records(events: list[StripeEvent]) -> dict[tuple[str, str], tuple[str
         for pi, iid in db.session.execute(select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.id)
                                           .where(StripePaymentIntent.stripe_intent_id.in_(ids["payment_intent"]))):
             found[("payment_intent", pi)] = ("intent", iid)
-        for pi, cid in db.session.execute(select(Contribution.payment_intent_id, Contribution.id)
-                                          .where(Contribution.payment_intent_id.in_(ids["payment_intent"]))):
-            found.setdefault(("payment_intent", pi), ("contribution", cid))
+        for cpi, cid in db.session.execute(select(Contribution.payment_intent_id, Contribution.id)
+                                           .where(Contribution.payment_intent_id.in_(ids["payment_intent"]))):
+            found.setdefault(("payment_intent", cpi), ("contribution", cid))
     return found
 
 

@@ -93,7 +93,7 @@ def _cancel_one(ctx: JobContext, proc: PaymentProcessor, intent_id: str, *, note
 
 def _processor_of(row: StripePaymentIntent, procs: dict[int, PaymentProcessor]) -> PaymentProcessor:
     if row.processor_id not in procs:
-        procs[row.processor_id] = db.session.get(PaymentProcessor, row.processor_id)
+        procs[row.processor_id] = db.session.get_one(PaymentProcessor, row.processor_id)
     return procs[row.processor_id]
 
 

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from admin.dbutil import immediate
+from admin.dbutil import immediate, rowcount
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import PaymentProcessor, StripePaymentIntent
@@ -197,6 +197,7 @@ def capture_intent(processor: PaymentProcessor, intent_id: str, *, amount: int |
     wanted = _capture_amount(amount, currency, authorised)
     key = idempotency_key("capture", intent_id, action_key, wanted)
     params = {} if wanted == authorised else {"amount_to_capture": wanted}
+    captured: dict | None
     try:
         res = gw.call("payment_intents", "capture", intent_id, params=params, idempotency_key=key)
         captured = dict(res)
@@ -287,7 +288,7 @@ def delete_intent_records(ids: list[int], *, job_id: int | None = None) -> int:
     immediate()
     rows = db.session.execute(select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.processor_id)
                               .where(StripePaymentIntent.id.in_(ids))).all()
-    n = db.session.execute(delete(StripePaymentIntent).where(StripePaymentIntent.id.in_(ids))).rowcount
+    n = rowcount(db.session.execute(delete(StripePaymentIntent).where(StripePaymentIntent.id.in_(ids))))
     audit.record("intent.delete_old", object_type="job" if job_id else None, object_id=str(job_id) if job_id else None,
                  parameters={"count": n, "intents": sorted(r[0] for r in rows)[:20]},
                  message=f"deleted {n} old local intent record{'s' if n != 1 else ''} (Stripe is not changed)",

@@ -72,7 +72,9 @@ def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int,
         db.session.add(row)
     elif not _moves_forward(row, pi.get("status"), stamp):
         return row
-    metadata = pi.get("metadata") if isinstance(pi.get("metadata"), dict) else {}
+    metadata = pi.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
     row.status = pi.get("status")
     row.amount = minor_units(pi, "amount", default=None)
     row.currency = currency_of(pi) if pi.get("currency") is not None else None
@@ -324,9 +326,9 @@ def describe_rows(rows: list[StripePaymentIntent], now: datetime | None = None) 
     now = now or utcnow()
     contact_ids = {r.contact_id for r in rows if r.contact_id}
     contribution_ids = {r.contribution_id for r in rows if r.contribution_id}
-    contacts = {c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))} \
+    contacts: dict[int | None, Contact] = {c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))} \
         if contact_ids else {}
-    contribs = {c.id: c for c in db.session.scalars(select(Contribution).where(Contribution.id.in_(contribution_ids)))} \
+    contribs: dict[int | None, Contribution] = {c.id: c for c in db.session.scalars(select(Contribution).where(Contribution.id.in_(contribution_ids)))} \
         if contribution_ids else {}
     names = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.name)).all())
     return [IntentRow(r, contacts.get(r.contact_id), contribs.get(r.contribution_id), names.get(r.processor_id, "?"),

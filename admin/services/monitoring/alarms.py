@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from flask import current_app, has_app_context
 from sqlalchemy import Select, and_, func, select, update
 
-from admin.dbutil import immediate, insert_ignore
+from admin.dbutil import immediate, insert_ignore, rowcount
 from admin.extensions import db
 from admin.models import (
     FAILED,
@@ -190,9 +190,9 @@ def check(now: datetime | None = None) -> list[Alarm]:
     for ppid, ep in open_eps.items():
         if ppid not in hot:
             immediate()
-            ended = db.session.execute(update(CardTestingEpisode).where(
+            ended = rowcount(db.session.execute(update(CardTestingEpisode).where(
                 and_(CardTestingEpisode.id == ep.id, CardTestingEpisode.open_key.is_not(None)))
-                .values(open_key=None, ended_at=now)).rowcount
+                .values(open_key=None, ended_at=now)))
             db.session.commit()
             if ended:
                 log.info("card-testing alarm over on processor %s: below %d failed payments in %d minutes again "

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, func, select, text, update
 
-from admin.dbutil import immediate, insert_ignore
+from admin.dbutil import immediate, insert_ignore, rowcount
 from admin.extensions import db
 from admin.models import (
     EV_ERROR,
@@ -196,9 +196,9 @@ def beat(name: str | None = None) -> None:
     name = name or heartbeat_name()
     now = utcnow()
     immediate()
-    if not db.session.execute(
-        update(WorkerHeartbeat).where(WorkerHeartbeat.name == name).values(beat_at=now)
-    ).rowcount:
+    if not rowcount(
+        db.session.execute(update(WorkerHeartbeat).where(WorkerHeartbeat.name == name).values(beat_at=now))
+    ):
         insert_ignore(WorkerHeartbeat, {"name": name, "started_at": now, "beat_at": now}, ["name"])
     db.session.commit()
 
@@ -213,9 +213,9 @@ def stop_beating(name: str | None = None) -> None:
 def prune_heartbeats(older_than: timedelta = timedelta(days=1)) -> int:
     """Delete heartbeats of processes that died without stopping (the worker's housekeeping). Commits."""
     immediate()
-    n = db.session.execute(
-        delete(WorkerHeartbeat).where(WorkerHeartbeat.beat_at < utcnow() - older_than)
-    ).rowcount
+    n = rowcount(
+        db.session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.beat_at < utcnow() - older_than))
+    )
     db.session.commit()
     return n
 

@@ -33,12 +33,14 @@ FIELDS = "paydesk"  # the LogRecord attribute holding a line's structured fields
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _CARD = re.compile(r"(?<![\w.])\d(?:[ \-]?\d){12,18}(?![\w.])")
 _SECRET = re.compile(r"\b((?:sk|rk)_(?:live|test)_|whsec_)[A-Za-z0-9]+")
+_TOKEN = re.compile(r"\b(pdk_)[A-Za-z0-9_\-]+")  # paydesk API tokens (``settings.tokens``: pdk_ + urlsafe)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 
 def redact(text: str) -> str:
-    """``text`` with email addresses, card-like numbers and Stripe secrets masked."""
+    """``text`` with email addresses, card-like numbers, Stripe secrets and paydesk API tokens masked."""
     text = _SECRET.sub(lambda m: m.group(1) + "[redacted]", text)
+    text = _TOKEN.sub(lambda m: m.group(1) + "[redacted]", text)
     text = _EMAIL.sub("[email]", text)
     return _CARD.sub("[number]", text)
 

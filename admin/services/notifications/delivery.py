@@ -141,12 +141,13 @@ class _PinnedHTTP(http.client.HTTPConnection):
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, ip: str, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._ip = ip
+        context = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._ip, self._tls = ip, context
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -315,7 +316,7 @@ def resend(delivery_id: int | str) -> DeliveryRow:
     if task is None:  # its task is gone: a new one
         what = f"{d.id}.{to_unix(utcnow())}"
         outbox.enqueue(KIND, what, {"delivery_id": d.id})
-        task = db.session.scalar(select(OutboxTask).where(OutboxTask.key == f"{KIND}:{what}"))
+        task = db.session.scalars(select(OutboxTask).where(OutboxTask.key == f"{KIND}:{what}")).one()
         d.task_id = task.id
     else:
         outbox.requeue(task)

@@ -70,7 +70,7 @@ def resolve(url: str) -> tuple[str, int, list[str]]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise ServiceError(f"cannot find the address of {host[:100]!r} ({exc})", field="url") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))  # an IP address (str) for TCP
     if not current_app.config.get("NOTIFY_ALLOW_PRIVATE"):
         bad = [a for a in addresses if _blocked(ipaddress.ip_address(a.split("%")[0]))]
         if bad:

@@ -135,7 +135,7 @@ class Side:
     links: Callable[[dict], dict[str, str | None]]
     unpaid_remedy: str  # Stripe has it unpaid, paydesk counts it: whose side is right
     # paydesk's side
-    model: type
+    model: type[Contribution] | type[Payment]
     key_column: Any  # where the Stripe id is kept
     date_column: Any  # what the period bounds
     counted_where: Callable[[], list]  # paydesk counts it as paid (SQL)

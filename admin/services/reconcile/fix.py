@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import CANCELLED, COMPLETED, Contribution, Payment, PaymentProcessor, StripeEvent
 from admin.services.core import audit
@@ -75,7 +75,7 @@ def check_one(proc: PaymentProcessor, obj: str, stripe_id: str) -> Row:
         obj,
         stripe_id,
         from_unix((found or {}).get("created")),
-        ((found or {}).get("currency") or getattr(local, "currency", "")).lower(),
+        str((found or {}).get("currency") or getattr(local, "currency", "")).lower(),
         stripe_status=(found or {}).get("status") or "not in Stripe",
         detail="neither side counts it as paid",
     )
@@ -135,7 +135,7 @@ def fix(
     try:
         res = FixResult(before, *_put_right(proc, before, cancel_local, actions))
     except GatewayError as err:  # a step's own Stripe failure (a replay's fetch): a message, as every step's
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise stripe_failure(err) from err
     scans.update_row(proc, res.after)
     return res
 
@@ -232,7 +232,7 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
     when = utcnow().strftime("%Y-%m-%d")
     immediate()
     if row.object == "invoice":
-        c = db.session.get(Contribution, row.contribution_id)
+        c = db.session.get_one(Contribution, row.contribution_id)
         was = {"status": c.status, "amount": c.amount}
         c.status = CANCELLED
         c.failure_message = (f"Stripe: {row.detail}. Marked Cancelled by {actor} on {when} (reconciliation)")[
@@ -240,7 +240,7 @@ def _cancel_local(proc: PaymentProcessor, row: Row) -> str:
         ]
         what = f"marked contribution #{c.id} Cancelled"
     else:
-        pay = db.session.get(Payment, row.payment_id)
+        pay = db.session.get_one(Payment, row.payment_id)
         c = pay.contribution
         was = {"status": pay.status, "amount": pay.amount, "contribution_status": c.status}
         pay.status = PAYMENT_VOID

@@ -410,7 +410,9 @@ def take(proc: PaymentProcessor, flt: ReconcileFilter) -> Scan:
     scanner = Scanner(proc, ScanParams.of(flt), {}, None)
     while scanner.step():
         pass
-    return loaded(proc, scanner.kept)
+    kept = scanner.kept
+    assert kept is not None, "the first step begins the scan"
+    return loaded(proc, kept)
 
 
 @job_kind(KIND, title=_title, check=_check, one_per_user=True)

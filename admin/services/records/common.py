@@ -23,6 +23,7 @@ from admin.extensions import db
 from admin.listing import (
     Amount,
     Filter,
+    KeyColumn,
     Page,
     Summary,
     capped_counts,
@@ -149,11 +150,29 @@ class ContributionFilter(MoneyRecordFilter):
 
 
 # Newest first by when it was received (else recorded): the expression ``ix_contribution_when_id`` indexes.
-CONTRIBUTION_KEY = [CONTRIBUTION_WHEN, Contribution.id]
+CONTRIBUTION_KEY: list[KeyColumn] = [CONTRIBUTION_WHEN, Contribution.id]
 
 
 def _contribution_key(c: Any) -> list:
     return [getattr(c, "receive_date", None) or c.created_at, c.id]
+
+
+def money_record_conditions(flt: MoneyRecordFilter, model: Any, when: Any) -> list[Any]:
+    """The conditions every money record list shares (contributions, payments): processor, the date range on
+    the list's ``when`` (its sort key), the amount range read in each row's own currency, the currencies."""
+    conds: list[Any] = []
+    if flt.ppid is not None:
+        conds.append(model.processor_id == flt.ppid)
+    if flt.since:
+        conds.append(when >= flt.since)
+    if flt.until:
+        conds.append(when < flt.until)
+    money = amount_between(model.amount, model.currency, flt.min_amount, flt.max_amount)
+    if money is not None:
+        conds.append(money)
+    if flt.currency:
+        conds.append(func.lower(model.currency).in_(flt.currency))
+    return conds
 
 
 def contribution_query(flt: ContributionFilter, *, with_status: bool = True) -> Select:
@@ -165,17 +184,7 @@ def contribution_query(flt: ContributionFilter, *, with_status: bool = True) -> 
         q = q.where(Contribution.recur_id.is_(None))
     elif flt.type == "recurring":
         q = q.where(Contribution.recur_id.is_not(None))
-    if flt.ppid is not None:
-        q = q.where(Contribution.processor_id == flt.ppid)
-    if flt.since:
-        q = q.where(CONTRIBUTION_WHEN >= flt.since)
-    if flt.until:
-        q = q.where(CONTRIBUTION_WHEN < flt.until)
-    money = amount_between(Contribution.amount, Contribution.currency, flt.min_amount, flt.max_amount)
-    if money is not None:
-        q = q.where(money)
-    if flt.currency:
-        q = q.where(func.lower(Contribution.currency).in_(flt.currency))
+    q = q.where(*money_record_conditions(flt, Contribution, CONTRIBUTION_WHEN))
     if flt.contact_id is not None:
         q = q.where(Contribution.contact_id == flt.contact_id)
     if flt.recur_id is not None:
@@ -314,7 +323,7 @@ class PaymentFilter(MoneyRecordFilter):
     charge: str | None = field(default=None, metadata={"stripe_id": "charge"})
 
 
-PAYMENT_KEY = [PAYMENT_WHEN, Payment.id]
+PAYMENT_KEY: list[KeyColumn] = [PAYMENT_WHEN, Payment.id]
 
 
 def _payment_key(p: Any) -> list:
@@ -334,17 +343,7 @@ def payment_query(flt: PaymentFilter, *, with_status: bool = True) -> Select:
         recurring = select(Contribution.id).where(Contribution.recur_id.is_not(None))
         q = q.where(Payment.contribution_id.in_(recurring) if flt.type == "recurring"
                     else Payment.contribution_id.not_in(recurring))
-    if flt.ppid is not None:
-        q = q.where(Payment.processor_id == flt.ppid)
-    if flt.since:
-        q = q.where(PAYMENT_WHEN >= flt.since)
-    if flt.until:
-        q = q.where(PAYMENT_WHEN < flt.until)
-    money = amount_between(Payment.amount, Payment.currency, flt.min_amount, flt.max_amount)
-    if money is not None:
-        q = q.where(money)
-    if flt.currency:
-        q = q.where(func.lower(Payment.currency).in_(flt.currency))
+    q = q.where(*money_record_conditions(flt, Payment, PAYMENT_WHEN))
     if flt.contact_id is not None:
         q = q.where(Payment.contribution_id.in_(select(Contribution.id)
                                                 .where(Contribution.contact_id == flt.contact_id)))

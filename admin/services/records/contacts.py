@@ -115,7 +115,7 @@ class CustomerMatcher:
             for contact in db.session.scalars(select(Contact).where(func.lower(Contact.email).in_(emails),
                                                                     Contact.is_deleted.is_(False))
                                               .order_by(Contact.id)):
-                self.by_email.setdefault(contact.email.strip().lower(), contact)
+                self.by_email.setdefault((contact.email or "").strip().lower(), contact)  # matched: never None
 
     def link(self, customer: dict) -> tuple[Contact, str]:
         """The customer's contact and how: "linked" (already), "metadata", "email" or "created".
@@ -123,8 +123,8 @@ class CustomerMatcher:
         link = self.links.get(customer["id"])
         if link is not None:
             return link.contact, "linked"
-        contact, how = next(((self.by_id[i], "metadata") for i in _ids_named(customer) if i in self.by_id),
-                            (None, None))
+        contact = next((self.by_id[i] for i in _ids_named(customer) if i in self.by_id), None)
+        how = "metadata"
         email = (customer.get("email") or "").strip().lower()
         if contact is None and email in self.by_email:
             contact, how = self.by_email[email], "email"
@@ -337,10 +337,8 @@ def detail(contact: Contact) -> ContactDetail:
                          intents, events, giving_of([contact.id])[contact.id], processors)
 
 
-def update_contact(contact: Contact, *, name: str | None, email: str | None) -> list[str]:
-    """Change a contact's name and email (staff, on the contact's page). When either changes, each
-    of the contact's Stripe customers is brought in line (through the outbox). Returns what
-    changed. Commits, with its audit entry."""
+def checked_contact_fields(name: str | None, email: str | None) -> tuple[str, str]:
+    """A contact's name and email as ``update_contact`` saves them, or a ``ServiceError`` naming the field."""
     name = check_text(name, "Name", "name")
     email = check_text(email, "Email", "email")
     if not name:
@@ -349,7 +347,16 @@ def update_contact(contact: Contact, *, name: str | None, email: str | None) -> 
         raise ServiceError("Keep the name and email under 255 characters", field="name" if len(name) > 255 else "email")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         raise ServiceError(f"Email: {email[:60]!r} is not an email address", field="email")
-    immediate()
+    return name, email
+
+
+def update_contact(contact: Contact, *, name: str | None, email: str | None, commit: bool = True) -> list[str]:
+    """Change a contact's name and email (staff, on the contact's page). When either changes, each
+    of the contact's Stripe customers is brought in line (through the outbox). Returns what
+    changed. Commits, with its audit entry (``commit=False``: the caller commits, in its transaction)."""
+    name, email = checked_contact_fields(name, email)
+    if commit:
+        immediate()
     changed = {}
     if name != (contact.display_name or ""):
         changed["name"] = [contact.display_name, name]
@@ -358,11 +365,13 @@ def update_contact(contact: Contact, *, name: str | None, email: str | None) -> 
         changed["email"] = [contact.email, email or None]
         contact.email = email or None
     if not changed:
-        db.session.rollback()
+        if commit:
+            db.session.rollback()
         return []
     db.session.flush()
     request_contact_sync(contact)
     audit.record("contact.update", object_type="contact", object_id=str(contact.id), parameters=changed,
                  commit=False)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return list(changed)

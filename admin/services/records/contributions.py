@@ -119,7 +119,7 @@ def invoice_of_charge(reader: StripeReader, processor: PaymentProcessor, charge:
         if known and known.invoice_id:
             return known.invoice_id
         pi = reader.expanded("payment_intents", charge.get("payment_intent"), required=("status",))
-        return invoice_of_intent(reader, processor, pi)
+        return invoice_of_intent(reader, processor, pi) if pi is not None else None  # not None: it has an id
     if "invoice" in charge:
         return None
     found = reader.list_optional("invoice_payments", **{"payment[type]": "charge", "payment[charge]": charge["id"]})
@@ -426,6 +426,8 @@ def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, 
         if err.not_found:
             return 0, amount
         raise
+    if bt is None:  # a reference without an id: as without one
+        return 0, amount
     return minor_units(bt, "fee"), minor_units(bt, "net", default=amount)
 
 

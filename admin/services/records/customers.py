@@ -16,19 +16,28 @@ transaction of its change.
 
 from __future__ import annotations
 
+import uuid
+from types import SimpleNamespace
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 
+from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
-from admin.errors import ServiceError, check_text, stripe_refusal
+from admin.errors import ServiceError, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
 from admin.services.core.outbox import runner
 from admin.services.core.stripe_reader import StripeReader, read_then_write
-from admin.services.records.contacts import contact_named_by
-from admin.services.records.customer_sync import customer_fields
+from admin.services.records.contacts import (
+    checked_contact_fields,
+    contact_named_by,
+    new_contact,
+    update_contact,
+)
+from admin.services.records.customer_sync import customer_fields, request_metadata_sync
 from admin.stripe_gateway import Gateway, GatewayError
 
 
@@ -59,7 +68,7 @@ def links_of(processor_id: int, *, contact_id: int | None = None, customer_id: s
         if pk is None or db.session.get(Contact, pk) is None:
             raise ServiceError(f"no contact {str(contact_id)[:40]}", field="contact_id")
         q = q.where(StripeCustomer.contact_id == pk)
-    else:
+    elif customer_id is not None:  # always, when no contact id
         q = q.where(StripeCustomer.customer_id == customer_id.strip())
     return list(db.session.scalars(q.order_by(StripeCustomer.id)))
 
@@ -69,7 +78,7 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
     """StripeCustomer.get: each customer named (by its id, or all of a contact's) with paydesk's
     link and the customer as Stripe has it now (``stripe`` None, and why, when Stripe has not)."""
     links = links_of(processor.id, contact_id=contact_id, customer_id=customer_id)
-    wanted = [(link.customer_id, link) for link in links] or \
+    wanted: list[tuple[str, StripeCustomer | None]] = [(link.customer_id, link) for link in links] or \
         ([(customer_id.strip(), None)] if customer_id else [])
     gw = Gateway.for_processor(processor)
     out = []
@@ -79,7 +88,7 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
             stripe_obj = dict(gw.retrieve("customers", cid))
         except GatewayError as err:
             if not err.not_found:
-                raise ServiceError(f"Stripe: {err.message}") from err
+                raise stripe_failure(err) from err
             error = err.message
         if stripe_obj and stripe_obj.get("deleted"):
             stripe_obj, error = None, "deleted in Stripe"
@@ -90,11 +99,12 @@ def stripe_customers(processor: PaymentProcessor, *, contact_id: int | None = No
     return out
 
 
-def create_customer(processor: PaymentProcessor, contact: Contact, *, description: str | None = None
-                    ) -> StripeCustomer:
+def create_customer(processor: PaymentProcessor, contact: Contact, *, description: str | None = None,
+                    idempotency_key: str | None = None) -> StripeCustomer:
     """StripeCustomer.create: a Stripe customer for the contact (with the FAQ's metadata), linked.
     Refused when the contact has a live customer on this processor already. ``description``: the
-    customer's description instead of paydesk's (the API lets callers write their own). Commits."""
+    customer's description instead of paydesk's (the API lets callers write their own);
+    ``idempotency_key``: Stripe's key for the create instead of paydesk's own (the API's). Commits."""
     live = [link for link in contact.stripe_customers if link.processor_id == processor.id and not link.deleted]
     if live:
         raise ServiceError(f"{contact.display_name or 'This contact'} has a Stripe customer already: "
@@ -110,12 +120,11 @@ def create_customer(processor: PaymentProcessor, contact: Contact, *, descriptio
         if description is not None:
             fields["description"] = description
         cus = Gateway.for_processor(processor).create(
-            "customers", fields, idempotency_key=f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
+            "customers", fields,
+            idempotency_key=idempotency_key or f"paydesk-customer-{processor.id}-{contact.id}-{tries}")
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe did not create the customer: {err.message}") from err
+        raise audit.stripe_failed("customer.create", err, processor_id=processor.id, object_type="contact",
+                                  object_id=str(contact.id), doing="did not create the customer") from err
     immediate()
     link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
     db.session.add(link)
@@ -171,11 +180,8 @@ def push_customer_metadata(processor: PaymentProcessor, link: StripeCustomer) ->
     try:
         res = Gateway.for_processor(processor).update("customers", link.customer_id, customer_fields(contact))
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
-                     processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
-                     message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise audit.stripe_failed("customer.update_metadata", err, processor_id=processor.id, object_type="contact",
+                                  object_id=str(contact.id), parameters={"customer": link.customer_id}) from err
     audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
                  processor_id=processor.id, parameters={"customer": link.customer_id},
                  stripe_request_id=res.request_id)
@@ -188,7 +194,7 @@ def get_customer(processor: PaymentProcessor, customer_id: str) -> tuple[dict[st
     try:
         cus = dict(Gateway.for_processor(processor).retrieve("customers", customer_id))
     except GatewayError as err:
-        raise stripe_refusal(err, "customer", customer_id) from err
+        raise stripe_failure(err, "customer", customer_id) from err
     if cus.get("deleted"):
         gone = ServiceError(f"Stripe: the customer {customer_id} was deleted")
         gone.not_found = True
@@ -206,11 +212,14 @@ def _api_text(value: str | None, label: str, name: str, limit: int = 255) -> str
 
 
 def create_for_api(processor: PaymentProcessor, *, name: str | None = None, email: str | None = None,
-                   description: str | None = None, contact_id: int | None = None
-                   ) -> tuple[dict[str, Any], StripeCustomer]:
+                   description: str | None = None, contact_id: int | None = None,
+                   idempotency_key: str | None = None) -> tuple[dict[str, Any], StripeCustomer]:
     """A Stripe customer and its contact: the contact ``contact_id``, else a new one (source "api") with
-    ``name`` and ``email``. The customer carries paydesk's metadata, as every customer does. Commits."""
-    from admin.services.records.contacts import find_contact, new_contact
+    ``name`` and ``email``. The customer carries paydesk's metadata, as every customer does.
+    ``idempotency_key``: Stripe's key for the create (the API derives it from the token and the client's
+    Idempotency-Key, so a client retrying after a failure never makes a second customer). A new contact is
+    written only once Stripe has made the customer: a failed request leaves no contact behind. Commits."""
+    from admin.services.records.contacts import find_contact
 
     name = _api_text(name, "Name", "name")
     email = _api_text(email, "Email", "email")
@@ -219,35 +228,74 @@ def create_for_api(processor: PaymentProcessor, *, name: str | None = None, emai
         contact = find_contact(contact_id)
         if contact is None:
             raise ServiceError(f"there is no contact {contact_id}", field="contact_id")
+        link = create_customer(processor, contact, description=description or None, idempotency_key=idempotency_key)
     else:
-        immediate()
-        contact = new_contact(name or None, email or None, source="api")
-        db.session.flush()
-        audit.record("contact.create", object_type="contact", object_id=str(contact.id),
-                     parameters={"name": contact.display_name, "email": contact.email}, commit=False)
-        db.session.commit()
-    link = create_customer(processor, contact, description=description or None)
+        link = _create_with_new_contact(processor, name, email, description, idempotency_key)
     cus, _ = get_customer(processor, link.customer_id)
     return cus, link
+
+
+def _create_with_new_contact(processor: PaymentProcessor, name: str | None, email: str | None,
+                             description: str | None, idempotency_key: str | None) -> StripeCustomer:
+    """The customer first, with what the request says (the same for a retry, so Stripe's idempotency key holds:
+    no contact id yet); then, in one transaction, the contact, the link and their audit entries; then the
+    contact's id and link on the customer (by the outbox when Stripe fails now)."""
+    site = current_app.config["SITE_NAME"]
+    shown = name or email or "Anonymous donor"  # the new contact's display name (contacts.new_contact)
+    fields = {"name": shown, "email": email or None, "description": description or f"{shown} ({site})",
+              "metadata": {"site_name": site, "paydesk_version": VERSION}}
+    key = idempotency_key or f"paydesk-api-customer-{processor.id}-{uuid.uuid4().hex}"
+    try:
+        cus = Gateway.for_processor(processor).create("customers", fields, idempotency_key=key)
+    except GatewayError as err:
+        raise audit.stripe_failed("customer.create", err, processor_id=processor.id, object_type="customer",
+                                  parameters={"name": shown, "email": email or None},
+                                  doing="did not create the customer") from err
+    immediate()
+    contact = new_contact(name or None, email or None, source="api")
+    db.session.flush()
+    audit.record("contact.create", object_type="contact", object_id=str(contact.id),
+                 parameters={"name": contact.display_name, "email": contact.email}, commit=False)
+    link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
+    db.session.add(link)
+    audit.record("customer.create", object_type="contact", object_id=str(contact.id), processor_id=processor.id,
+                 parameters={"customer": cus["id"]}, stripe_request_id=cus.request_id, commit=False)
+    db.session.commit()
+    try:
+        res = Gateway.for_processor(processor).update(
+            "customers", link.customer_id, {"metadata": customer_fields(contact)["metadata"]})
+    except GatewayError as err:
+        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
+                     processor_id=processor.id, parameters={"customer": link.customer_id}, ok=False,
+                     message=str(err), stripe_request_id=err.request_id, commit=False)
+        request_metadata_sync(processor.id, link.customer_id, contact)  # the outbox tries again
+    else:
+        audit.record("customer.update_metadata", object_type="contact", object_id=str(contact.id),
+                     processor_id=processor.id, parameters={"customer": link.customer_id},
+                     stripe_request_id=res.request_id, commit=False)
+    db.session.commit()
+    return link
 
 
 def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str | None = None,
                    email: str | None = None, description: str | None = None) -> tuple[dict[str, Any], StripeCustomer | None]:
     """UpdateCustomer: an empty ``email`` or ``description`` unsets it (as the connector says); a linked
     contact's name and email change with it (``contacts.update_contact``, which brings every one of its
-    customers in line). The customer is written now, audited with Stripe's request id. Commits."""
-    from admin.services.records.contacts import update_contact
-
+    customers in line). Everything is checked first, then the customer is written, audited with Stripe's
+    request id, and only then is the contact changed: one commit, nothing changed when Stripe fails."""
     name = _api_text(name, "Name", "name")
     email = _api_text(email, "Email", "email")
     description = _api_text(description, "Description", "description", 350)
     cus, link = get_customer(processor, customer_id)  # 404 before any change
     params: dict[str, Any] = {}
+    contact_change = None
     if link is not None and (name or email is not None):
         contact = link.contact
-        update_contact(contact, name=name or contact.display_name or contact.email or f"Contact {contact.id}",
-                       email=contact.email if email is None else email)
-        params = customer_fields(contact)
+        contact_change = checked_contact_fields(
+            name or contact.display_name or contact.email or f"Contact {contact.id}",
+            contact.email if email is None else email)
+        params = customer_fields(SimpleNamespace(id=contact.id, display_name=contact_change[0],
+                                                 email=contact_change[1] or None))
     if name:
         params["name"] = name
     if email is not None:
@@ -259,12 +307,13 @@ def update_for_api(processor: PaymentProcessor, customer_id: str, *, name: str |
     try:
         res = Gateway.for_processor(processor).update("customers", customer_id, params)
     except GatewayError as err:
-        db.session.rollback()
-        audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
-                     ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe: {err.message}") from err
+        raise audit.stripe_failed("customer.update", err, processor_id=processor.id, object_type="customer",
+                                  object_id=customer_id) from err
     immediate()
+    if contact_change is not None:
+        update_contact(link.contact, name=contact_change[0], email=contact_change[1], commit=False)
     audit.record("customer.update", object_type="customer", object_id=customer_id, processor_id=processor.id,
                  parameters={k: params[k] for k in ("name", "email", "description") if k in params},
-                 stripe_request_id=res.request_id)
+                 stripe_request_id=res.request_id, commit=False)
+    db.session.commit()
     return dict(res), link

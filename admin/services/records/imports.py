@@ -57,7 +57,7 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
             raise ServiceError(f"no contact {contact_id}", field="contact_id")
     reader = StripeReader(processor, fresh=True)
 
-    def write(charge: dict) -> tuple[Contribution, str]:
+    def write(charge: dict) -> tuple[Contribution, str | None]:
         c, note = record_charge(reader, processor, charge, no_receipt=no_receipt, contact=contact)
         if c is None:
             raise ServiceError(f"nothing to import for {charge_id}: {note}")
@@ -197,7 +197,7 @@ def import_customer_objects(processor: PaymentProcessor, customers: list[dict]) 
            for c in customers]
     db.session.flush()
     for customer, (contact, how) in zip(customers, out, strict=True):
-        if how not in ("linked", "deleted"):
+        if how not in ("linked", "deleted") and contact is not None:  # only a deleted one has no contact
             audit.record("import.customer", object_type="contact", object_id=str(contact.id),
                          processor_id=processor.id, parameters={"customer": customer["id"], "matched": how},
                          commit=False)
@@ -236,6 +236,6 @@ def import_customer(processor: PaymentProcessor, customer_id: str) -> tuple[Cont
     [(contact, how)] = read_then_write(reader, "import.customer", ("customer", customer_id),
                                        lambda: reader.get("customers", customer_id),
                                        lambda customer: import_customer_objects(processor, [customer]), refused=gone)
-    if how == "deleted":
+    if how == "deleted" or contact is None:  # only a deleted one has no contact
         raise ServiceError(f"Stripe: customer {customer_id} has been deleted")
     return contact, how

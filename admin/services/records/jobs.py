@@ -11,6 +11,7 @@ a unit run twice after a crash changes nothing the second time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import select
 
@@ -77,7 +78,7 @@ def import_subscriptions(ctx: JobContext):
         for sub in page:
             try:
                 invoices = fetch_subscription(reader, proc, sub)  # Stripe first, then the write transaction
-                done = write_after_reading(reader, lambda s=sub, i=invoices: import_subscription(reader, proc, s, i))
+                done = write_after_reading(reader, partial(import_subscription, reader, proc, sub, invoices))
                 ctx.count(done.outcome)
                 if done.differences:
                     ctx.count("still differ")
@@ -130,7 +131,7 @@ def compare_subscriptions(ctx: JobContext):
     for page in reader.pages("subscriptions", status="all", starting_after=_start_after(ctx)):
         for sub in page:
             invoices = fetch_subscription(reader, proc, sub)  # Stripe first, then the write transaction
-            differences = write_after_reading(reader, lambda s=sub, i=invoices: _compare_and_keep(reader, proc, s, i))
+            differences = write_after_reading(reader, partial(_compare_and_keep, reader, proc, sub, invoices))
             db.session.commit()
             ctx.count("differ" if differences else "same")
             ctx.cursor["starting_after"] = sub["id"]

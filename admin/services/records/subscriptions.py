@@ -18,9 +18,9 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from admin.dbutil import immediate, insert_ignore
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
-from admin.listing import Amount, Filter, Page, capped_counts, keyset_page, processor_field, walk
+from admin.listing import Amount, Filter, KeyColumn, Page, capped_counts, keyset_page, processor_field, walk
 from admin.models import (
     RECUR_CANCELLED,
     RECUR_COMPLETED,
@@ -71,7 +71,7 @@ class SubscriptionFilter(Filter):
         check_range(self, errors)
 
 
-RECUR_KEY = [RECUR_WHEN, ContributionRecur.id]
+RECUR_KEY: list[KeyColumn] = [RECUR_WHEN, ContributionRecur.id]
 
 
 def _recur_key(r: Any) -> list:
@@ -253,9 +253,9 @@ def expected_status(sub: dict) -> str:
 def compare(sub: dict | None, recur: ContributionRecur | None, rows: list[InvoiceRow]) -> list[dict]:
     """Every difference between Stripe's subscription (and its invoices and charges) and paydesk's
     recurring contribution (and its contributions and payments). Also marks each invoice row."""
-    if sub is None and recur is None:
-        return []
     if sub is None:
+        if recur is None:
+            return []
         return [_diff("subscription", recur.subscription_id, "not in Stripe", recur.status)]
     if recur is None:
         return [_diff("subscription", sub["id"], sub.get("status"), "not in paydesk")]
@@ -408,7 +408,7 @@ def cancel(processor: PaymentProcessor, subscription_id: str) -> ContributionRec
         db.session.rollback()
         audit.record("subscription.cancel", object_type="subscription", object_id=subscription_id,
                      processor_id=processor.id, ok=False, message=str(err), stripe_request_id=err.request_id)
-        raise ServiceError(f"Stripe did not cancel {subscription_id}: {err.message}") from err
+        raise stripe_failure(err, doing=f"did not cancel {subscription_id}") from err
     immediate()
     recur = sync_subscription(StripeReader(processor), processor, dict(sub), stamp=int(time.time()))
     audit.record("subscription.cancel", object_type="subscription", object_id=subscription_id,

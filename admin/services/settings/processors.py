@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
@@ -22,6 +23,7 @@ def add_processor(*, name: str, secret_key: str, webhook_secrets: list[str], pub
                   api_base: str | None = None, mode: str = "test", default: bool = False) -> PaymentProcessor:
     _check_keys(secret_key, publishable_key, mode)
     _check_lengths(name=name, publishable_key=publishable_key, api_base=api_base)
+    api_base = check_api_base(api_base)
     immediate()
     if db.session.scalar(select(PaymentProcessor).where(PaymentProcessor.name == name)):
         raise ServiceError(f"a processor named {name!r} already exists", field="name")
@@ -76,8 +78,11 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
                            "would be refused: add the new one first, or pass --force", field="webhook_secrets")
     if secrets != old_secrets:
         proc.webhook_secrets = secrets
-    if api_base is not None:
-        proc.api_base = api_base or None
+    if api_base is not None and (check_api_base(api_base) or None) != ((proc.api_base or "").rstrip("/") or None):
+        if not secret_key:
+            raise ServiceError("type the secret key again to change the API base URL (the key is sent there)",
+                               field="secret_key")
+        proc.api_base = check_api_base(api_base) or None
     if active is not None:
         proc.active = active
     if default:
@@ -133,6 +138,48 @@ def _check_lengths(**values: str | None) -> None:
         check_text(value, key.replace("_", " "), key)
         if value and len(value) > limits[key]:
             raise ServiceError(f"{key.replace('_', ' ')}: at most {limits[key]} characters", field=key)
+
+
+STRIPE_API = "https://api.stripe.com"
+
+
+def allowed_api_hosts() -> list[str]:
+    """The hosts ``STRIPE_API_BASES`` allows besides Stripe's (a list, or a comma-separated string)."""
+    hosts = current_app.config.get("STRIPE_API_BASES") or []
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    return [str(h).strip().lower().rstrip(".") for h in hosts if str(h).strip()]
+
+
+def api_base_problem(api_base: str | None) -> str | None:
+    """Why a processor may not send its secret key to ``api_base`` (None: it may). Stripe's own
+    https://api.stripe.com, or http(s) on a host of ``STRIPE_API_BASES``; no user, path, query or fragment."""
+    if not api_base:
+        return None
+    parts = urlsplit(api_base)
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return f"API base URL: {api_base[:80]!r} has a port that is not a number"
+    host = (parts.hostname or "").lower().rstrip(".")
+    if (parts.scheme not in ("http", "https") or not host or parts.username is not None or parts.query
+            or parts.fragment or parts.path.strip("/")):
+        return f"API base URL: {api_base[:80]!r} is not a base address (https://host[:port])"
+    if parts.scheme == "https" and host == "api.stripe.com" and parts.port in (None, 443):
+        return None
+    if host in allowed_api_hosts():
+        return None
+    return (f"API base URL: paydesk sends the secret key only to Stripe ({STRIPE_API}) or to a host listed in "
+            f"PAYDESK_STRIPE_API_BASES, not to {host[:80]}")
+
+
+def check_api_base(api_base: str | None) -> str | None:
+    """``api_base`` stripped (without a trailing slash), or a ``ServiceError`` (field ``api_base``)."""
+    api_base = (api_base or "").strip().rstrip("/")
+    problem = api_base_problem(api_base)
+    if problem:
+        raise ServiceError(problem, field="api_base")
+    return api_base
 
 
 def _clear_default() -> None:
@@ -214,6 +261,9 @@ def check_connection(proc: PaymentProcessor) -> ConnectionCheck:
                                       "changed?): enter the secret key again")
     if not key:
         return ConnectionCheck(False, "the processor has no secret key")
+    problem = api_base_problem(proc.api_base)
+    if problem:  # stored before the allow-list (or the list changed): the key is not sent there
+        return ConnectionCheck(False, f"{problem}: change it (typing the secret key again) first")
     try:
         account = gateway(proc).call("accounts", "retrieve_current")
     except GatewayError as err:

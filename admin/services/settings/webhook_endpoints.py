@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from flask import current_app, has_request_context, url_for
 
 from admin.dbutil import immediate
-from admin.errors import ServiceError, stripe_refusal
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.services.core import audit
@@ -93,7 +93,7 @@ def list_endpoints(proc: PaymentProcessor) -> Endpoints:
     try:
         page = processors.gateway(proc).list("webhook_endpoints", limit=100)
     except GatewayError as err:
-        raise stripe_refusal(err, "webhook endpoint list", with_request=True) from None
+        raise stripe_failure(err, "webhook endpoint list", with_request=True) from None
     rows = [_endpoint(proc, d) for d in page.get("data") or []]
     rows.sort(key=lambda e: (not e.ours, -(e.created or 0)))
     return Endpoints(rows=rows, our_url=our_url(proc), request_id=page.request_id)
@@ -113,6 +113,17 @@ def _key(verb: str, obj: str, action_key: str | None) -> str:
     return f"paydesk-{verb}-{obj}-{action}"[:255]
 
 
+def _host_port(parts) -> tuple[str, int | None]:
+    """A parsed address's host (lower case) and port (the scheme's own when left out)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # a port that is not a number: matches nothing
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.hostname or "").lower().rstrip("."), port
+
+
 def _check_url(proc: PaymentProcessor, url: str | None) -> str:
     url = (url or "").strip() or our_url(proc)
     parts = urlsplit(url)
@@ -120,6 +131,13 @@ def _check_url(proc: PaymentProcessor, url: str | None) -> str:
         raise ServiceError(f"{url[:80]!r} is not a web address (https://...)", field="url")
     if proc.livemode and parts.scheme != "https":
         raise ServiceError("Stripe sends live events only to https:// addresses", field="url")
+    base = urlsplit(current_app.config["BASE_URL"])
+    if parts.username is not None or _host_port(parts) != _host_port(base):
+        raise ServiceError(
+            f"the address must be on this paydesk's host, {base.netloc} (BASE_URL), so that its events "
+            "reach this paydesk and no one else",
+            field="url",
+        )
     if parts.path.rstrip("/") != our_path(proc):
         raise ServiceError(
             f"the address must end in {our_path(proc)} (this processor's webhook address), so that "
@@ -146,8 +164,9 @@ def create_endpoint(
             "webhook_endpoints", params, idempotency_key=_key("webhook-endpoint", str(proc.id), action_key)
         )
     except GatewayError as err:
-        _audit_failure("webhook_endpoint.create", proc, None, err, {"url": url})
-        raise stripe_refusal(err, "webhook endpoint", with_request=True) from None
+        raise audit.stripe_failed("webhook_endpoint.create", err, processor_id=proc.id,
+                                  object_type="webhook_endpoint", parameters={"url": url},
+                                  what="webhook endpoint", with_request=True) from None
     secret = created.get("secret")
     immediate()
     if secret:
@@ -174,8 +193,8 @@ def set_disabled(proc: PaymentProcessor, endpoint_id: str, disabled: bool) -> En
     try:
         updated = processors.gateway(proc).update("webhook_endpoints", endpoint_id, {"disabled": disabled})
     except GatewayError as err:
-        _audit_failure(action, proc, endpoint_id, err)
-        raise stripe_refusal(err, "webhook endpoint", endpoint_id, with_request=True) from None
+        raise audit.stripe_failed(action, err, processor_id=proc.id, object_type="webhook_endpoint",
+                                  object_id=endpoint_id, what="webhook endpoint", with_request=True) from None
     audit.record(
         action,
         object_type="webhook_endpoint",
@@ -194,8 +213,9 @@ def delete_endpoint(proc: PaymentProcessor, endpoint_id: str) -> str | None:
     try:
         gone = processors.gateway(proc).call("webhook_endpoints", "delete", endpoint_id)
     except GatewayError as err:
-        _audit_failure("webhook_endpoint.delete", proc, endpoint_id, err)
-        raise stripe_refusal(err, "webhook endpoint", endpoint_id, with_request=True) from None
+        raise audit.stripe_failed("webhook_endpoint.delete", err, processor_id=proc.id,
+                                  object_type="webhook_endpoint", object_id=endpoint_id,
+                                  what="webhook endpoint", with_request=True) from None
     audit.record(
         "webhook_endpoint.delete",
         object_type="webhook_endpoint",
@@ -205,24 +225,3 @@ def delete_endpoint(proc: PaymentProcessor, endpoint_id: str) -> str | None:
         commit=True,
     )
     return gone.request_id
-
-
-def _audit_failure(
-    action: str,
-    proc: PaymentProcessor,
-    object_id: str | None,
-    err: GatewayError,
-    parameters: dict | None = None,
-) -> None:
-    db.session.rollback()
-    audit.record(
-        action,
-        object_type="webhook_endpoint",
-        object_id=object_id,
-        processor_id=proc.id,
-        parameters=parameters,
-        ok=False,
-        message=f"Stripe: {err.message}",
-        stripe_request_id=err.request_id,
-        commit=True,
-    )

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from flask import current_app, g
 from sqlalchemy import select, update
 
-from admin.dbutil import parse_id
+from admin.dbutil import parse_id, rowcount
 from admin.extensions import db
 from admin.models import StaffSession, User
 from admin.timeutil import utcnow
@@ -86,7 +86,7 @@ def load_user(user_id: str | None, key: str | None) -> User | None:
     now = utcnow()
     limit = idle_limit()
     if limit is not None and row.last_seen_at + limit <= now:
-        _end_idle(row, user, now)
+        _end_idle(row, user, now, limit)
         g.paydesk_session_idle = True
         return None
     if (now - row.last_seen_at).total_seconds() >= TOUCH_SECONDS:
@@ -96,20 +96,20 @@ def load_user(user_id: str | None, key: str | None) -> User | None:
     return user
 
 
-def _end_idle(row: StaffSession, user: User, now: datetime) -> None:
+def _end_idle(row: StaffSession, user: User, now: datetime, limit: timedelta) -> None:
     """Mark an idle session ended and say so in the audit log (its own transaction: nothing else is pending
     while the user loads)."""
     from admin.dbutil import immediate
     from admin.services.core import audit
 
     row_id, user_id, email = row.id, user.id, user.email
-    minutes = int(idle_limit().total_seconds() // 60)
+    minutes = int(limit.total_seconds() // 60)
     immediate()
-    done = db.session.execute(
+    done = rowcount(db.session.execute(
         update(StaffSession)
         .where(StaffSession.id == row_id, StaffSession.ended_at.is_(None))
         .values(ended_at=now, ended_reason="idle")
-    ).rowcount
+    ))
     if done:
         audit.record(
             "user.session_idle",
@@ -138,7 +138,7 @@ def end_all(user: User, reason: str, keep: int | None = None) -> int:
     q = update(StaffSession).where(StaffSession.user_id == user.id, StaffSession.ended_at.is_(None))
     if keep is not None:
         q = q.where(StaffSession.id != keep)
-    return db.session.execute(q.values(ended_at=utcnow(), ended_reason=reason)).rowcount or 0
+    return rowcount(db.session.execute(q.values(ended_at=utcnow(), ended_reason=reason))) or 0
 
 
 @dataclass
@@ -221,8 +221,8 @@ def prune(older_than: timedelta) -> int:
     from sqlalchemy import delete, or_
 
     cutoff = utcnow() - older_than
-    gone = db.session.execute(
+    gone = rowcount(db.session.execute(
         delete(StaffSession).where(or_(StaffSession.ended_at < cutoff, StaffSession.last_seen_at < cutoff))
-    ).rowcount
+    ))
     db.session.commit()
     return gone or 0

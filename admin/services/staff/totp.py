@@ -18,7 +18,8 @@ import time
 
 import pyotp
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from admin import crypto
 from admin.dbutil import immediate
@@ -26,6 +27,7 @@ from admin.errors import ServiceError
 from admin.extensions import db
 from admin.models import RecoveryCode, User
 from admin.services.core import audit
+from admin.services.staff import sessions
 from admin.timeutil import utcnow
 
 RECOVERY_CODES = 10
@@ -107,14 +109,24 @@ def _matching_step(secret: str, code: str, after: int | None, now: float | None 
 
 
 def check_code(user: User, code: str | None) -> bool:
-    """True for a right app code not used before (it is then used up: the caller commits)."""
+    """True for a right app code not used before (it is then used up: the caller commits). Used up by one
+    conditional UPDATE (``totp_last_step < step``): of two requests posting the same code at once, the second
+    waits for the first's row lock and then finds the step taken, so one code gives one sign-in."""
     secret = _secret(user)
     if not secret or not user.two_factor:
         return False
     step = _matching_step(secret, code or "", user.totp_last_step)
     if step is None:
         return False
-    user.totp_last_step = step
+    taken = db.session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        return False
+    set_committed_value(user, "totp_last_step", step)
     return True
 
 
@@ -178,7 +190,8 @@ def _new_recovery_codes(user: User) -> list[str]:
 
 
 def confirm(user: User, code: str | None) -> list[str]:
-    """Turn two-factor sign-in on with a code from the app; returns the recovery codes (shown once). Commits."""
+    """Turn two-factor sign-in on with a code from the app; returns the recovery codes (shown once). The user's
+    other sessions (signed in with the password alone) end; this browser's goes on. Commits."""
     immediate()
     secret = pending_secret(user)
     if secret is None:
@@ -191,12 +204,13 @@ def confirm(user: User, code: str | None) -> list[str]:
     user.totp_enabled_at = utcnow()
     user.totp_last_step = step
     codes = _new_recovery_codes(user)
+    ended = sessions.end_all(user, "2fa_enabled", keep=sessions.current_id())  # signed in without the code
     audit.record(
         "user.2fa_enable",
         object_type="user",
         object_id=str(user.id),
         parameters={"email": user.email},
-        message=f"two-factor sign-in on; {len(codes)} recovery codes issued",
+        message=f"two-factor sign-in on; {len(codes)} recovery codes issued; {ended} other session(s) ended",
         commit=False,
     )
     db.session.commit()
@@ -256,16 +270,20 @@ def disable(user: User, code: str | None) -> None:
 
 def reset(user: User) -> User:
     """An admin (or the CLI) takes two-factor sign-in off an account whose owner lost the device: they sign
-    in with the password alone and set it up again (at once, where it is required). Commits."""
+    in with the password alone and set it up again (at once, where it is required). The account's sessions
+    end. Commits."""
     immediate()
     was_on = user.two_factor
     _clear(user)
+    # Whoever holds the lost device may be signed in: the user's sessions end (an admin resetting their own
+    # keeps this browser's).
+    ended = sessions.end_all(user, "2fa_reset", keep=sessions.current_id())
     audit.record(
         "user.2fa_reset",
         object_type="user",
         object_id=str(user.id),
         parameters={"email": user.email},
-        message="two-factor sign-in reset" + ("" if was_on else " (it was off)"),
+        message="two-factor sign-in reset" + ("" if was_on else " (it was off)") + f"; {ended} session(s) ended",
         commit=False,
     )
     db.session.commit()

@@ -230,7 +230,7 @@ def revoke_sessions(user: User) -> User:
 def _check_password(password: str | None) -> None:
     if len(password or "") < MIN_PASSWORD:
         raise ServiceError(f"password: use at least {MIN_PASSWORD} characters", field="password")
-    if len(password) > MAX_PASSWORD:
+    if len(password or "") > MAX_PASSWORD:
         raise ServiceError(f"password: use at most {MAX_PASSWORD} characters", field="password")
 
 

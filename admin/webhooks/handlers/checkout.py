@@ -31,8 +31,8 @@ def _paid(ctx: EventContext, session: dict) -> tuple[int | None, str | None]:
     if session.get("amount_total") is not None and session.get("currency"):
         return minor_units(session, "amount_total"), currency_of(session)
     pi_ref = session.get("payment_intent")
-    if pi_ref:
-        pi = ctx.reader.expanded("payment_intents", pi_ref, required=("amount", "currency"))
+    pi = ctx.reader.expanded("payment_intents", pi_ref, required=("amount", "currency")) if pi_ref else None
+    if pi is not None:
         return minor_units(pi, "amount", default=None), currency_of(pi)
     return None, None
 
@@ -68,11 +68,11 @@ def checkout_completed(ctx: EventContext) -> None:
             return
         pi = ctx.reader.expanded("payment_intents", session.get("payment_intent"), required=("latest_charge",))
         charge = ctx.reader.expanded("charges", pi.get("latest_charge"),
-                                     required=("balance_transaction", "amount_refunded", "status"))
+                                     required=("balance_transaction", "amount_refunded", "status")) if pi else None
         if charge is None:
             ctx.ignore("paid session has no charge yet")
             return
-        recorded = contributions.record_one_off_charge(ctx.reader, ctx.processor, charge,
+        recorded: Contribution | None = contributions.record_one_off_charge(ctx.reader, ctx.processor, charge,
                                                        no_receipt=ctx.no_receipt or foreign)
         if foreign:
             unmatched.recorded_on(ctx.processor.id, session, recorded)

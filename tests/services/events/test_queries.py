@@ -11,7 +11,16 @@ from sqlalchemy import func, select
 from stripe_world import OneOff, Renewal
 
 from admin.extensions import db
-from admin.models import AuditLog, Contact, Contribution, OutboxTask, Payment, StripeCustomer, StripeEvent
+from admin.models import (
+    EVENT_STATUSES,
+    AuditLog,
+    Contact,
+    Contribution,
+    OutboxTask,
+    Payment,
+    StripeCustomer,
+    StripeEvent,
+)
 from admin.models.jobs import EventAttempt
 from admin.services.core import jobs
 from admin.services.events import queries as ev
@@ -242,3 +251,35 @@ def test_dates_in_the_filter_are_whole_days():
     assert not errors and flt.since == datetime(2026, 11, 10) and flt.until == datetime(2026, 11, 11)
     _, errors = ev.EventFilter.from_args({"since": "2026-11-11", "until": "2026-11-10"})
     assert errors == {"until": "must be after the start date"}
+
+
+def test_one_processors_events_of_a_status_read_their_own_index(stored):
+    """``/events?ppid=..&status=error``: the page and every capped status count read a bounded range of the
+    (processor, status, created, id) index, the counts without a table row each (on a million events the counts
+    read a whole status range, a table row per event, otherwise); the row's invoice is matched to that processor's
+    contribution by the (processor, invoice) index, not by reading every contribution."""
+    from query_plans import plans_of, statement
+
+    events, first, other = stored
+    invoice = events["failed"]["data"]["object"]["id"]
+    ours = Contribution(processor_id=first.id, invoice_id=invoice, trxn_id=invoice, amount=1000, currency="usd",
+                        status="Pending")
+    theirs = Contribution(processor_id=other.id, invoice_id=invoice, trxn_id=invoice, amount=1000, currency="usd",
+                          status="Completed")
+    db.session.add_all([ours, theirs])
+    db.session.commit()
+    flt = ev.EventFilter(ppid=first.id, status=["error"])
+    shown: list = []
+    plans = plans_of(lambda: shown.extend(ev.describe_rows(ev.local_page(flt).rows)) or ev.status_counts(flt))
+
+    [row] = shown
+    assert row.event.event_id == events["failed"]["id"]
+    assert [(r.local_type, r.local_id) for r in row.refs if r.kind == "invoice"] == [("contribution", ours.id)]
+    index = "ix_stripe_event_processor_status_created_id"
+    page = statement(plans, "FROM stripe_event", "ORDER BY")
+    assert f"USING INDEX {index} (processor_id=? AND status=?)" in page.plan and "TEMP B-TREE" not in page.plan, page
+    counts = statement(plans, "count(*)", "FROM stripe_event")
+    assert counts.plan.count(f"USING COVERING INDEX {index} (processor_id=? AND status=?)") == len(EVENT_STATUSES), \
+        counts
+    lookup = statement(plans, "FROM contribution", "contribution.invoice_id IN")
+    assert "(processor_id=? AND invoice_id=?)" in lookup.plan, lookup

@@ -380,3 +380,35 @@ def test_a_bulk_cancel_waits_out_stripe_being_down_and_asks_again_with_the_same_
     entries = [e for pi in pis for e in audit_of(pi["id"]) if e.action == "intent.cancel"]
     first_keys = {e.parameters["idempotency_key"] for e in entries}
     assert first_keys == {f"paydesk-cancel-{pi['id']}-job{job.id}" for pi in pis}  # the retry used the same key
+
+
+def test_one_processors_incomplete_intents_read_their_own_index(offline_processor):
+    """``/intents?ppid=..&status=incomplete``: each capped status count and the totals' "is it narrow?" count read a
+    bounded range of the (processor, status, created, id) index, the counts from the index alone (before, every
+    count read a whole status range with a table row per intent)."""
+    from query_plans import analyze, plans_of, statement
+
+    from admin.services.settings.processors import add_processor
+
+    other = add_processor(name="Second account", secret_key="sk_test_other", webhook_secrets=["whsec_x"],
+                          api_base="http://127.0.0.1:9")
+    mix = ["succeeded"] * 16 + ["requires_payment_method", "requires_payment_method", "canceled", "requires_action"]
+    start = utcnow() - timedelta(days=30)
+    db.session.execute(db.insert(StripePaymentIntent), [
+        dict(stripe_intent_id=f"pi_{i}", processor_id=offline_processor.id if i % 4 else other.id,
+             status=mix[i % len(mix)], amount=1000, currency="usd", created_date=start + timedelta(hours=i),
+             stripe_updated=0, updated_at=start) for i in range(400)])
+    analyze()
+    flt = svc.IntentFilter(ppid=offline_processor.id, status=["incomplete"])
+    out: dict = {}
+    plans = plans_of(lambda: out.update(rows=svc.intent_page(flt).rows, totals=svc.intent_summary(flt),
+                                        counts=svc.status_counts(flt)))
+
+    assert {r.status for r in out["rows"]} == {"requires_payment_method", "requires_action"}
+    assert out["counts"]["succeeded"] == 240 and out["counts"]["requires_action"] == 20
+    index = "ix_stripe_paymentintent_processor_status_created_id"
+    counts = statement(plans, "AS status, count(*)", "FROM stripe_paymentintent")
+    assert counts.plan.count(f"USING COVERING INDEX {index} (processor_id=? AND status=?)") == len(svc.STATUSES), \
+        counts
+    narrow = statement(plans, "AS anon_2 FROM stripe_paymentintent")
+    assert f"INDEX {index} (processor_id=? AND status=?)" in narrow.plan, narrow

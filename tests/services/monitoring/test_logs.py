@@ -26,6 +26,12 @@ def test_redact_masks_emails_card_numbers_and_stripe_secrets():
     assert "evt_1234567890123456" in line and "2026-12-07 17:00:00" in line  # ids and times are kept
 
 
+def test_redact_masks_paydesk_api_tokens():
+    line = logs.redact("Authorization: Bearer pdk_Ab-c_D3fGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE; token=pdk_xyz")
+    assert "Ab-c_D3f" not in line and "xyz" not in line and "-_AbCdE" not in line
+    assert line.count("pdk_[redacted]") == 2
+
+
 @pytest.fixture
 def json_lines(app):
     """Switch the app to JSON logs; the lines written, parsed."""

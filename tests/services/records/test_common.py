@@ -10,7 +10,15 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from admin.extensions import db
-from admin.models import Contact, Contribution, ContributionRecur, Payment, StripeCustomer, SubscriptionCheck
+from admin.models import (
+    CONTRIBUTION_STATUSES,
+    Contact,
+    Contribution,
+    ContributionRecur,
+    Payment,
+    StripeCustomer,
+    SubscriptionCheck,
+)
 from admin.services.records import common as rec
 from admin.services.records.contacts import ContactFilter, contact_page
 from admin.services.records.subscriptions import (
@@ -342,3 +350,47 @@ def test_record_pages_read_their_sort_index_not_the_whole_table(book):
             shown = plan(q)
             assert index in shown and "TEMP B-TREE" not in shown, shown
     assert encode_cursor(cursor)  # the cursor's values are what the key holds
+
+
+def test_refunds_and_one_processors_statuses_read_their_own_index(book, offline_processor):
+    """``/payments?ppid=..&kind=refund``: the page and the capped status counts read only refunds (a few per cent
+    of the payments: counting refunds per status read every charge before); ``/contributions?ppid=..``'s counts
+    read the (processor, status) index alone. Planned with the statistics (ANALYZE) of a payment table shaped like
+    a large organisation's: a few refunds, most payments on one account."""
+    from query_plans import analyze, plans_of, recreate_last, statement
+
+    from admin.services.settings.processors import add_processor
+
+    p = offline_processor.id
+    other = add_processor(name="Second account", secret_key="sk_test_other", webhook_secrets=["whsec_x"],
+                          api_base="http://127.0.0.1:9")
+    c = book["ada_usd"]
+    rows = [dict(contribution_id=c.id, processor_id=p if i % 4 else other.id, trxn_id=f"ch_{i}", charge_id=f"ch_{i}",
+                 amount=1000, currency="usd", status="Completed", payment_date=DAY + timedelta(hours=i))
+            for i in range(400)]
+    rows += [dict(contribution_id=c.id, processor_id=p, trxn_id=f"re_{i}", charge_id=f"ch_{i}", refund_id=f"re_{i}",
+                  amount=-1000, currency="usd", status="Refunded", payment_date=DAY + timedelta(hours=i, minutes=5))
+             for i in range(0, 400, 40)]
+    db.session.execute(db.insert(Payment), rows)
+    recreate_last("ix_payment_refund_when_id", "ix_payment_refund_processor_when_id",
+                  "ix_payment_refund_status_processor_when_id")  # as migration 258862654fd2 makes them
+    analyze()
+    flt = rec.PaymentFilter(ppid=p, kind="refund")
+    out: dict = {}
+    plans = plans_of(lambda: out.update(page=rec.payment_page(flt), totals=rec.payment_summary(flt),
+                                        counts=rec.payment_status_counts(flt)))
+
+    assert len(out["page"].rows) == 11 and all(r.refund_id for r in out["page"].rows)  # and the book's refund
+    assert out["counts"] == {"Completed": 0, "Refunded": 11, "Cancelled": 0}
+    page = statement(plans, "FROM payment", "ORDER BY coalesce(payment.payment_date")
+    assert "USING INDEX ix_payment_refund_" in page.plan and "TEMP B-TREE" not in page.plan, page
+    counts = statement(plans, "AS status, count(*)", "FROM payment")
+    # (refund_id, the index's condition, is no column of it: SQLite reads the table row of each refund counted)
+    assert counts.plan.count("INDEX ix_payment_refund_status_processor_when_id (status=? AND processor_id=?)") \
+        == len(rec.PAYMENT_STATUSES), counts
+    narrow = statement(plans, "AS anon_2 FROM payment")
+    assert "USING INDEX ix_payment_refund_" in narrow.plan, narrow
+    by_status = plans_of(lambda: rec.contribution_status_counts(rec.ContributionFilter(ppid=p)))
+    counts = statement(by_status, "AS status, count(*)", "FROM contribution")
+    assert counts.plan.count("USING COVERING INDEX ix_contribution_processor_status_when_id "
+                             "(processor_id=? AND status=?)") == len(CONTRIBUTION_STATUSES), counts

@@ -53,10 +53,27 @@ def test_create_refuses_an_address_that_is_not_this_processors_before_stripe(
     app, connect_world, offline_processor
 ):
     with pytest.raises(ServiceError, match="must end in /webhooks/stripe/"):
-        we.create_endpoint(offline_processor, url="https://example.org/other")
+        we.create_endpoint(offline_processor, url="http://127.0.0.1:5000/other")
     with pytest.raises(ServiceError, match="not a web address"):
         we.create_endpoint(offline_processor, url="ftp://x")
     assert connect_world.sent == []
+
+
+def test_create_refuses_another_host_than_base_urls_before_stripe(app, connect_world, offline_processor):
+    path = f"/webhooks/stripe/{offline_processor.id}"
+    for url in (
+        f"https://attacker.example.net{path}",
+        f"http://127.0.0.1:5001{path}",  # BASE_URL's host on another port
+        f"http://127.0.0.1.attacker.example.net:5000{path}",
+        f"http://someone@127.0.0.1:5000{path}",
+        f"http://127.0.0.1:x{path}",
+    ):
+        with pytest.raises(ServiceError, match=r"this paydesk's host, 127\.0\.0\.1:5000") as refused:
+            we.create_endpoint(offline_processor, url=url)
+        assert refused.value.field == "url"
+    assert connect_world.sent == []
+    made = we.create_endpoint(offline_processor, url=f"http://127.0.0.1:5000{path}/")  # BASE_URL's own host
+    assert made.ours
 
 
 def test_stripes_refusal_is_shown_with_its_request_id_and_audited(app, connect_world, offline_processor):

@@ -104,3 +104,61 @@ def test_required_only_for_admins_when_configured(app, user):
     assert not totp.required(admin)
     app.config["REQUIRE_2FA_FOR_ADMINS"] = True
     assert totp.required(admin) and not totp.required(user)
+
+
+@pytest.mark.postgres_only
+def test_one_code_posted_twice_at_once_signs_in_once(app, user, monkeypatch):
+    """Two browsers post the same code at the same moment (both read the last used step before either writes
+    it): one sign-in, the other told the code is wrong."""
+    import threading
+
+    from admin.services.staff import auth
+
+    secret = totp.begin(user)
+    _not_at_a_step_boundary()
+    totp.confirm(user, pyotp.TOTP(secret).at(time.time() - 30))
+    code = pyotp.TOTP(secret).now()
+    user_id, token = user.id, user.session_token
+    db.session.commit()
+    barrier = threading.Barrier(2, timeout=20)
+    real = totp._matching_step
+
+    def both_read_first(*args, **kwargs):
+        step = real(*args, **kwargs)
+        barrier.wait()  # each request has read totp_last_step; now both write
+        return step
+
+    monkeypatch.setattr(totp, "_matching_step", both_read_first)
+    results, errors = [], []
+
+    def post() -> None:
+        try:
+            with app.app_context():
+                results.append(auth.second_factor(user_id, token, time.time(), code, "127.0.0.1"))
+        except Exception as exc:  # pragma: no cover - shown by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == [] and len(results) == 2
+    assert sorted(bool(r.session_key) for r in results) == [False, True]
+    assert [r.error for r in results if not r.session_key] == [auth.BAD_CODE]
+
+
+def test_turning_two_factor_on_or_an_admins_reset_ends_the_users_other_sessions(user):
+    from admin.services.staff import sessions
+
+    for agent in ("Firefox", "Chrome"):
+        sessions.start(user, "127.0.0.1", agent)
+    db.session.commit()
+    assert len(sessions.open_sessions(user)) == 2
+    secret = totp.begin(user)
+    totp.confirm(user, pyotp.TOTP(secret).now())
+    assert sessions.open_sessions(user) == []  # signed in with the password alone: signed out
+    sessions.start(user, "127.0.0.1", "Safari")
+    db.session.commit()
+    totp.reset(user)
+    assert sessions.open_sessions(user) == []
