@@ -134,6 +134,7 @@ def test_previous_release_ingests_and_processes_webhooks_on_the_migrated_schema(
             PAYDESK_SECRET_KEY="test-secret-key",
             PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
             PAYDESK_OUTBOX_DIR=str(tmp_path / "outbox"),
+            PAYDESK_STRIPE_API_BASES="127.0.0.1",
             PYTHONPATH=old,
         )
         ingest = subprocess.run(

@@ -89,6 +89,7 @@ def processes(app, tmp_path):
         PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
         PAYDESK_OUTBOX_DIR=str(tmp_path / "outbox"),
         PAYDESK_WORKER_LEASE_SECONDS="4",
+        PAYDESK_STRIPE_API_BASES="127.0.0.1",
         PAYDESK_WORKER_IDLE_SLEEP="0.05",
         PYTHONUNBUFFERED="1",
     )
