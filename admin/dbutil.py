@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -137,6 +138,9 @@ def immediate() -> None:
         sess.connection(execution_options={"sqlite_immediate": True})
 
 
+_LOCKED = "paydesk.locked_objects"  # session.info: (weakref to the transaction, advisory lock ids it holds)
+
+
 def lock_objects(keys: list[str]) -> None:
     """PostgreSQL: hold a transaction-scoped advisory lock on each key, in one statement and in sorted
     order (so two holders cannot deadlock on them). Released at commit or rollback, and when a killed
@@ -147,10 +151,21 @@ def lock_objects(keys: list[str]) -> None:
 
     from sqlalchemy import text
 
-    ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-                  for k in keys})
+    ids = {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys}
+    # The keys this transaction holds already (the pipeline locked the event's objects; a record service asks
+    # for some of them again) need no second round trip: a transaction-scoped lock is held until its end.
+    sess = db.session()
+    tx = sess.get_nested_transaction() or sess.get_transaction()  # a savepoint rolled back releases its locks
+    held_tx, held = sess.info.get(_LOCKED, (None, set()))
+    if tx is None or held_tx is None or held_tx() is not tx:
+        held = set()
+    wanted = sorted(ids - held)
+    if not wanted:
+        return
+    if tx is not None:
+        sess.info[_LOCKED] = (weakref.ref(tx), held | set(wanted))
     db.session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
-                            "WITH ORDINALITY AS t(k, n) ORDER BY n"), {"ks": ids})
+                            "WITH ORDINALITY AS t(k, n) ORDER BY n"), {"ks": wanted})
 
 
 def rollback_quietly() -> None:

@@ -125,12 +125,15 @@ def _before_commit(session) -> None:
     if dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK})
     now = _now()
-    for row in rows:  # a handful per transaction
-        conn.execute(
-            insert(TriggerFeed.__table__)
-            .values(**row, created_at=now)
-            .on_conflict_do_nothing(index_elements=["topic", "processor_id", "object_id"])
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        stmt = _INSERTS[dialect] = insert(TriggerFeed.__table__).on_conflict_do_nothing(
+            index_elements=["topic", "processor_id", "object_id"]
         )
+    conn.execute(stmt, [{**row, "created_at": now} for row in rows])  # one executemany for them all
+
+
+_INSERTS: dict = {}  # dialect: the feed's INSERT .. ON CONFLICT DO NOTHING, built once (compiled once)
 
 
 def _forget(session, *_args) -> None:
