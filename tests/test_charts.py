@@ -66,10 +66,11 @@ def test_counts_per_day_and_month_are_zero_filled(app, backend, offline_processo
     assert failed[-1] == 1 and errors[-2] == 1 and sum(failed) + sum(errors) == 2
 
 
-def test_the_dashboard_shows_the_four_charts(client, auth):
+def test_the_dashboard_shows_its_six_charts(client, auth):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/").get_data(as_text=True)
     for title in ("Completed contributions per day, last 30 days", "Completed contributions per month, last 12 months",
-                  "Failures per day, last 30 days", "Failed payments per hour, last 7 days"):
+                  "Failures per day, last 30 days", "Failed payments per hour, last 7 days",
+                  "Events per minute, last hour: received and processed", "Events in error per hour, last 48 hours"):
         assert "<title id=" in html and title in html
-    assert html.count('role="img"') == 4 and html.count("Show the numbers") == 4
+    assert html.count('role="img"') == 6 and html.count("Show the numbers") == 6
