@@ -17,6 +17,8 @@ SHELL := /bin/bash
 .NOTPARALLEL:
 
 VENV    := .venv
+# The suite runs in two processes (pytest-xdist; a test file stays on one): `make test PYTEST_ARGS=` runs it in one.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium

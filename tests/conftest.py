@@ -58,6 +58,20 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if not _pg_state["checked"] and getattr(terminalreporter.config.option, "numprocesses", None):
+        # pytest-xdist's controller runs no test: whether the workers had PostgreSQL, it asks the server itself
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_URL, connect_timeout=3):
+                pass
+            terminalreporter.write_line(
+                f"PostgreSQL tests ran against {PG_URL} (a scratch database per test process, dropped).")
+        except Exception as exc:
+            terminalreporter.write_line(
+                f"POSTGRESQL TESTS SKIPPED: {PG_URL} not reachable ({type(exc).__name__}). "
+                "Set PAYDESK_TEST_POSTGRES_URL to run them.", yellow=True, bold=True)
+        return
     if _pg_state["checked"] and not _pg_state["url"]:
         terminalreporter.write_line(
             f"POSTGRESQL TESTS SKIPPED: {_pg_state['why']}. Set PAYDESK_TEST_POSTGRES_URL to run them.",
