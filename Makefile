@@ -144,6 +144,10 @@ $(AXE): tests/package.json tests/package-lock.json
 lint: $(STAMP)
 	@echo "==> ruff check $(LINT_DIRS)"
 	$(BIN)/ruff check $(LINT_DIRS)
+	@echo "==> ruff format --check $(LINT_DIRS)"
+	@$(BIN)/ruff format --check $(LINT_DIRS) || { \
+		echo "!!! some files are not formatted (listed above): run \`$(BIN)/ruff format $(LINT_DIRS)\`" >&2; \
+		exit 1; }
 	@echo "==> mypy (admin/, configured in pyproject.toml)"
 	@$(BIN)/python -m mypy || { \
 		echo "!!! mypy found type errors (listed above): fix them, then check again with \`$(BIN)/python -m mypy\`" >&2; \

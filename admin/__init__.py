@@ -32,10 +32,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     # A relative SQLite path is read from the current directory, as sqlite3 and every other tool read it
     # (Flask-SQLAlchemy would look for it inside instance/); unset: paydesk.sqlite3 in the instance folder.
-    url = resolve_sqlite_url(app.config.get("DATABASE_URL")
-                             or "sqlite:///" + os.path.join(app.instance_path, "paydesk.sqlite3"))
+    url = resolve_sqlite_url(
+        app.config.get("DATABASE_URL") or "sqlite:///" + os.path.join(app.instance_path, "paydesk.sqlite3")
+    )
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     engine_options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     # SQL errors and logs never carry parameter values (webhook bodies, emails, secrets).
@@ -78,7 +79,9 @@ def _init_extensions(app: Flask) -> None:
     from admin.extensions import csrf, db, login_manager, migrate
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+    migrate.init_app(
+        app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+    )
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -113,7 +113,9 @@ class DefaultConfig:
     WORKER_IDLE_SLEEP = 0.5
     # Background jobs: the worker gives a job this long per batch, then processes events again.
     JOB_SLICE_SECONDS = 2.0
-    WORKER_RESTART_BACKOFF_MAX = 60.0  # worker --processes: longest pause before restarting one that keeps dying
+    WORKER_RESTART_BACKOFF_MAX = (
+        60.0  # worker --processes: longest pause before restarting one that keeps dying
+    )
 
     # Database outages. What must not be lost when the database goes away (a receipt already sent, events
     # claimed by the worker) is retried for at most DB_RETRY_SECONDS, at most DB_RETRY_BACKOFF_MAX apart,
@@ -198,7 +200,7 @@ def env_overrides(environ=None) -> dict:
         if not key.startswith("PAYDESK_") or key.startswith("PAYDESK_TEST_"):
             continue
         try:
-            out[key[len("PAYDESK_"):]] = json.loads(value)
+            out[key[len("PAYDESK_") :]] = json.loads(value)
         except ValueError:
-            out[key[len("PAYDESK_"):]] = value
+            out[key[len("PAYDESK_") :]] = value
     return out

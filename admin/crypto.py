@@ -28,7 +28,9 @@ def _fernet() -> Fernet:
         try:
             fernet = Fernet(key)
         except ValueError:  # not a Fernet key: derive one from it
-            derived = hashlib.sha256(b"paydesk-secrets:" + (key.encode() if isinstance(key, str) else key)).digest()
+            derived = hashlib.sha256(
+                b"paydesk-secrets:" + (key.encode() if isinstance(key, str) else key)
+            ).digest()
             fernet = Fernet(base64.urlsafe_b64encode(derived))
         cache.clear()
         cache[key] = fernet
@@ -37,10 +39,15 @@ def _fernet() -> Fernet:
 
 def decrypt_error() -> SecretDecryptError:
     source = current_app.config.get("ENCRYPTION_KEY_SOURCE") or "PAYDESK_ENCRYPTION_KEY"
-    where = "" if source == "PAYDESK_ENCRYPTION_KEY" else f" (PAYDESK_ENCRYPTION_KEY is not set; the key is {source})"
+    where = (
+        ""
+        if source == "PAYDESK_ENCRYPTION_KEY"
+        else f" (PAYDESK_ENCRYPTION_KEY is not set; the key is {source})"
+    )
     return SecretDecryptError(
         f"the stored Stripe secrets cannot be decrypted with this encryption key{where}: set "
-        "PAYDESK_ENCRYPTION_KEY to the key they were stored with, or enter them again with `processor set`")
+        "PAYDESK_ENCRYPTION_KEY to the key they were stored with, or enter them again with `processor set`"
+    )
 
 
 def encrypt(value: str) -> str:
@@ -71,8 +78,16 @@ def decrypt_list(token: str | None) -> list[str]:
 
 
 # Prefixes Stripe puts on keys and secrets: shown as they are, because they say what a value is.
-KNOWN_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_", "whsec_",
-                  "pdwhsec_")
+KNOWN_PREFIXES = (
+    "sk_test_",
+    "sk_live_",
+    "rk_test_",
+    "rk_live_",
+    "pk_test_",
+    "pk_live_",
+    "whsec_",
+    "pdwhsec_",
+)
 # Below this many characters after the prefix, not even the last four are shown.
 _MIN_FOR_SUFFIX = 16
 
@@ -85,5 +100,5 @@ def mask(value: str | None) -> str:
     if not value:
         return ""
     prefix = next((p for p in KNOWN_PREFIXES if value.startswith(p)), "")
-    rest = value[len(prefix):]
+    rest = value[len(prefix) :]
     return f"{prefix}…{rest[-4:] if len(rest) >= _MIN_FOR_SUFFIX else ''}"

@@ -33,6 +33,7 @@ def _forget_write(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_WROTE, None)
 
+
 # The largest id an Integer primary key holds on every database paydesk runs on (PostgreSQL int4).
 MAX_ID = 2**31 - 1
 
@@ -151,7 +152,9 @@ def lock_objects(keys: list[str]) -> None:
 
     from sqlalchemy import text
 
-    ids = {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys}
+    ids = {
+        int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys
+    }
     # The keys this transaction holds already (the pipeline locked the event's objects; a record service asks
     # for some of them again) need no second round trip: a transaction-scoped lock is held until its end.
     sess = db.session()
@@ -164,8 +167,13 @@ def lock_objects(keys: list[str]) -> None:
         return
     if tx is not None:
         sess.info[_LOCKED] = (weakref.ref(tx), held | set(wanted))
-    db.session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
-                            "WITH ORDINALITY AS t(k, n) ORDER BY n"), {"ks": wanted})
+    db.session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
+            "WITH ORDINALITY AS t(k, n) ORDER BY n"
+        ),
+        {"ks": wanted},
+    )
 
 
 def rollback_quietly() -> None:
@@ -200,8 +208,11 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
             rollback_quietly()
             if not database_unavailable(exc) or time.monotonic() + delay > deadline:
                 if tries:
-                    log.error("gave up %s after %.1f s: the database is still unavailable", what,
-                              time.monotonic() - started)
+                    log.error(
+                        "gave up %s after %.1f s: the database is still unavailable",
+                        what,
+                        time.monotonic() - started,
+                    )
                 raise
             # One INFO line when it starts (trying again for up to DB_RETRY_SECONDS); an ERROR only once it
             # has lasted outage.GRACE_SECONDS: "database is locked" for 0.1 s is routine on SQLite.
@@ -212,8 +223,13 @@ def retry_while_unavailable(work: Callable[[], T], *, what: str, until: float | 
             continue
         if tries:
             took = time.monotonic() - started
-            log.log(logging.WARNING if took >= GRACE_SECONDS else logging.INFO,
-                    "database back: %s after %.1f s (%d tries)", what, took, tries + 1)
+            log.log(
+                logging.WARNING if took >= GRACE_SECONDS else logging.INFO,
+                "database back: %s after %.1f s (%d tries)",
+                what,
+                took,
+                tries + 1,
+            )
         return result
 
 
@@ -241,7 +257,8 @@ def resolve_sqlite_url(url: str, base: str | None = None) -> str:
     if not path or path == ":memory:" or path.startswith("file:") or os.path.isabs(path):
         return url
     return parsed.set(database=os.path.abspath(os.path.join(base or os.getcwd(), path))).render_as_string(
-        hide_password=False)
+        hide_password=False
+    )
 
 
 def sqlite_file() -> str | None:
@@ -258,7 +275,8 @@ def database_name() -> str:
     from sqlalchemy.engine import make_url
 
     return sqlite_file() or make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]).render_as_string(
-        hide_password=True).replace("postgresql+psycopg://", "postgresql://")
+        hide_password=True
+    ).replace("postgresql+psycopg://", "postgresql://")
 
 
 def missing_database() -> str | None:
@@ -301,7 +319,9 @@ def database_problem(exc: BaseException) -> str | None:
 
 
 STATISTICS_SECONDS = 86_400.0  # how often the worker refreshes SQLite's planner statistics
-_statistics_at: dict[str, float] = {}  # per database URL: when this process last ran ANALYZE (time.monotonic())
+_statistics_at: dict[
+    str, float
+] = {}  # per database URL: when this process last ran ANALYZE (time.monotonic())
 
 
 def refresh_statistics(*, now: float | None = None) -> bool:

@@ -54,8 +54,10 @@ def _charge_id(intent: dict) -> str | None:
 
 
 def _card_for(gw: Gateway, customer_id: str, number: str, *, default: bool = False) -> str:
-    pm = gw.create("payment_methods", {"type": "card", "card": _card(number),
-                                       "billing_details": {"address": {"postal_code": "10115"}}})
+    pm = gw.create(
+        "payment_methods",
+        {"type": "card", "card": _card(number), "billing_details": {"address": {"postal_code": "10115"}}},
+    )
     gw.call("payment_methods", "attach", pm["id"], params={"customer": customer_id})
     if default:
         gw.update("customers", customer_id, {"invoice_settings": {"default_payment_method": pm["id"]}})
@@ -65,27 +67,45 @@ def _card_for(gw: Gateway, customer_id: str, number: str, *, default: bool = Fal
 def donation_plan(gw: Gateway, amount: int, *, interval: str = "month", currency: str = CURRENCY) -> str:
     """A product and a plan for a recurring donation (localstripe has plans, not prices); the plan id."""
     product = gw.create("products", {"name": f"Donation every {interval}", "type": "service"})
-    plan = gw.create("plans", {"amount": amount, "currency": currency, "interval": interval,
-                               "product": product["id"], "nickname": f"Donation {amount} {currency} per {interval}"})
+    plan = gw.create(
+        "plans",
+        {
+            "amount": amount,
+            "currency": currency,
+            "interval": interval,
+            "product": product["id"],
+            "nickname": f"Donation {amount} {currency} per {interval}",
+        },
+    )
     return plan["id"]
 
 
 def subscribe(gw: Gateway, customer_id: str, plan_id: str, *, card: str = CARD_OK) -> dict:
     """A subscription paid by card, as a donor signing up makes it: Stripe invoices and charges it."""
     _card_for(gw, customer_id, card, default=True)
-    return gw.create("subscriptions", {"customer": customer_id, "items": [{"plan": plan_id}],
-                                       "metadata": {"source": "paydesk demo"}})
+    return gw.create(
+        "subscriptions",
+        {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": {"source": "paydesk demo"}},
+    )
 
 
-def _one_off(gw: Gateway, customer_id: str, payment_method: str, amount: int, description: str,
-             confirm: bool = True) -> dict:
+def _one_off(
+    gw: Gateway, customer_id: str, payment_method: str, amount: int, description: str, confirm: bool = True
+) -> dict:
     # The payment method goes in at creation: localstripe answers 500 to confirm(payment_method=...).
-    return gw.create("payment_intents", {
-        "amount": amount, "currency": CURRENCY, "customer": customer_id, "payment_method": payment_method,
-        "payment_method_types": ["card"], "confirm": confirm,
-        # localstripe refuses ``description`` on PaymentIntents; metadata carries it instead.
-        "metadata": {"source": "paydesk demo", "description": description},
-    })
+    return gw.create(
+        "payment_intents",
+        {
+            "amount": amount,
+            "currency": CURRENCY,
+            "customer": customer_id,
+            "payment_method": payment_method,
+            "payment_method_types": ["card"],
+            "confirm": confirm,
+            # localstripe refuses ``description`` on PaymentIntents; metadata carries it instead.
+            "metadata": {"source": "paydesk demo", "description": description},
+        },
+    )
 
 
 # Donors from before paydesk was connected: Stripe has them, paydesk learns of them by importing.
@@ -107,8 +127,15 @@ def create_history(gw: Gateway, log: Callable[[str], None] | None = None) -> dic
     plans: dict[tuple, str] = {}
     out: dict[str, Any] = {"customers": [], "subscriptions": [], "cancelled": [], "charges": []}
     for name, email, amount, currency, interval in EARLIER_DONORS:
-        cus = gw.create("customers", {"name": name, "email": email, "description": "earlier donor",
-                                      "metadata": {"source": "before paydesk"}})
+        cus = gw.create(
+            "customers",
+            {
+                "name": name,
+                "email": email,
+                "description": "earlier donor",
+                "metadata": {"source": "before paydesk"},
+            },
+        )
         out["customers"].append(cus["id"])
         key = (amount, currency, interval)
         if key not in plans:
@@ -121,9 +148,13 @@ def create_history(gw: Gateway, log: Callable[[str], None] | None = None) -> dic
         pm = _card_for(gw, cus, CARD_OK)
         out["charges"].append(_charge_id(_one_off(gw, cus, pm, amount, "Gift before paydesk")))
     # and one who never gave: a customer only (imported as a contact with no contributions)
-    out["customers"].append(gw.create("customers", {"name": "Ada Byron King", "email": "ada.king@example.org"})["id"])
-    say(f"{len(out['customers'])} earlier customers, {len(out['subscriptions'])} subscriptions "
-        f"(1 since cancelled), {len(out['charges'])} one-off gifts, all before paydesk was connected")
+    out["customers"].append(
+        gw.create("customers", {"name": "Ada Byron King", "email": "ada.king@example.org"})["id"]
+    )
+    say(
+        f"{len(out['customers'])} earlier customers, {len(out['subscriptions'])} subscriptions "
+        f"(1 since cancelled), {len(out['charges'])} one-off gifts, all before paydesk was connected"
+    )
     return out
 
 
@@ -150,22 +181,40 @@ def create_demo_data(gw: Gateway, log: Callable[[str], None] | None = None) -> d
 
     customers = []
     for name, email in DONORS:
-        cus = gw.create("customers", {"name": name, "email": email, "description": "paydesk demo donor",
-                                      "metadata": {"source": "paydesk demo"}})
+        cus = gw.create(
+            "customers",
+            {
+                "name": name,
+                "email": email,
+                "description": "paydesk demo donor",
+                "metadata": {"source": "paydesk demo"},
+            },
+        )
         customers.append(cus["id"])
     summary["customers"] = customers
     say(f"{len(customers)} customers")
 
     # A monthly donation: product + plan (localstripe has plans, not prices) + subscription.
     product = gw.create("products", {"name": "Monthly donation", "type": "service"})
-    plan = gw.create("plans", {"amount": MONTHLY_AMOUNT, "currency": CURRENCY, "interval": "month",
-                               "product": product["id"], "nickname": "Monthly donation $15"})
+    plan = gw.create(
+        "plans",
+        {
+            "amount": MONTHLY_AMOUNT,
+            "currency": CURRENCY,
+            "interval": "month",
+            "product": product["id"],
+            "nickname": "Monthly donation $15",
+        },
+    )
     ada = customers[0]
     _card_for(gw, ada, CARD_OK, default=True)
-    sub = gw.create("subscriptions", {"customer": ada, "items": [{"plan": plan["id"]}],
-                                      "metadata": {"source": "paydesk demo"}})
-    summary.update(product=product["id"], plan=plan["id"], subscription=sub["id"],
-                   subscription_status=sub.get("status"))
+    sub = gw.create(
+        "subscriptions",
+        {"customer": ada, "items": [{"plan": plan["id"]}], "metadata": {"source": "paydesk demo"}},
+    )
+    summary.update(
+        product=product["id"], plan=plan["id"], subscription=sub["id"], subscription_status=sub.get("status")
+    )
     say(f"subscription {sub['id']} ({sub.get('status')}) for {DONORS[0][0]}")
 
     # One-off donations that succeed.
@@ -189,9 +238,16 @@ def create_demo_data(gw: Gateway, log: Callable[[str], None] | None = None) -> d
     say(f"refund {refund['id']} of {refunded_pi['id']}")
 
     # A donor who gave up before entering a card.
-    abandoned = gw.create("payment_intents", {"amount": 2000, "currency": CURRENCY, "customer": customers[4],
-                                              "payment_method_types": ["card"],
-                                              "metadata": {"source": "paydesk demo", "description": "Abandoned"}})
+    abandoned = gw.create(
+        "payment_intents",
+        {
+            "amount": 2000,
+            "currency": CURRENCY,
+            "customer": customers[4],
+            "payment_method_types": ["card"],
+            "metadata": {"source": "paydesk demo", "description": "Abandoned"},
+        },
+    )
     summary["abandoned"] = abandoned["id"]
 
     # A donor stopped at 3-D Secure.
@@ -209,6 +265,8 @@ def create_demo_data(gw: Gateway, log: Callable[[str], None] | None = None) -> d
     except GatewayError as err:
         summary["declined_error"] = err.code or err.message
     summary["declined"] = declined["id"]
-    say(f"abandoned {abandoned['id']}, 3-D Secure pending {pending['id']} ({pending.get('status')}), "
-        f"declined {declined['id']} ({summary['declined_error']})")
+    say(
+        f"abandoned {abandoned['id']}, 3-D Secure pending {pending['id']} ({pending.get('status')}), "
+        f"declined {declined['id']} ({summary['declined_error']})"
+    )
     return summary

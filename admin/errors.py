@@ -20,8 +20,10 @@ def check_text(value: str | None, label: str, field: str | None = None, *, multi
     allowed = "\n\t" if multiline else ""
     bad = next((ch for ch in value if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in allowed), None)
     if bad is not None:
-        raise ServiceError(f"{label}: remove the control character (U+{ord(bad):04X}); only printable text is kept",
-                           field=field)
+        raise ServiceError(
+            f"{label}: remove the control character (U+{ord(bad):04X}); only printable text is kept",
+            field=field,
+        )
     return value
 
 
@@ -32,8 +34,16 @@ class StripeFailure(ServiceError):
     (operation, code, request id); ``transient``: worth trying again later; ``card``: Stripe declined a card (its
     ``card_error``, HTTP 402)."""
 
-    def __init__(self, message: str, *, detail: str | None = None, request_id: str | None = None,
-                 transient: bool = False, not_found: bool = False, card: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: str | None = None,
+        request_id: str | None = None,
+        transient: bool = False,
+        not_found: bool = False,
+        card: bool = False,
+    ):
         super().__init__(message)
         self.detail = detail or message
         self.request_id = request_id
@@ -42,8 +52,14 @@ class StripeFailure(ServiceError):
         self.card = card
 
 
-def stripe_failure(err, what: str | None = None, object_id: str | None = None, *, with_request: bool = False,
-                   doing: str | None = None) -> StripeFailure:
+def stripe_failure(
+    err,
+    what: str | None = None,
+    object_id: str | None = None,
+    *,
+    with_request: bool = False,
+    doing: str | None = None,
+) -> StripeFailure:
     """The one translation of a failed Stripe request (a ``GatewayError``) into what staff read: which object
     Stripe does not have (``what`` and ``object_id``: "Stripe: there is no charge ch_..."), rather than its bare
     "Not Found"; otherwise what Stripe said ("Stripe: ...", or "Stripe did not create the product: ..." with
@@ -57,5 +73,11 @@ def stripe_failure(err, what: str | None = None, object_id: str | None = None, *
     else:
         message = f"Stripe{' ' + doing if doing else ''}: {getattr(err, 'message', None) or err}{suffix}"
     card = getattr(err, "kind", None) == "card_error" or getattr(err, "http_status", None) == 402
-    return StripeFailure(message, detail=str(err), request_id=rid, transient=bool(getattr(err, "transient", False)),
-                         not_found=not_found, card=card)
+    return StripeFailure(
+        message,
+        detail=str(err),
+        request_id=rid,
+        transient=bool(getattr(err, "transient", False)),
+        not_found=not_found,
+        card=card,
+    )

@@ -37,14 +37,17 @@ class LoginForm(FlaskForm):
 class CodeForm(FlaskForm):
     """The second sign-in step, and every two-factor change that asks for a current code."""
 
-    code = StringField("Code from your authenticator app, or a recovery code",
-                       validators=[DataRequired(), Length(max=32)])
+    code = StringField(
+        "Code from your authenticator app, or a recovery code", validators=[DataRequired(), Length(max=32)]
+    )
     submit = SubmitField("Continue")
 
 
 class PasswordChangeForm(FlaskForm):
     current = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
-    password = PasswordField("New password (at least 10 characters)", validators=[DataRequired(), Length(max=1024)])
+    password = PasswordField(
+        "New password (at least 10 characters)", validators=[DataRequired(), Length(max=1024)]
+    )
     confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Change password")
 
@@ -53,9 +56,14 @@ class NewUserForm(FlaskForm):
     """Adding a staff account on the users page: the service checks both (as ``user create`` does)."""
 
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
-    role = SelectField("Role", choices=[SelectChoice("viewer", "viewer: reads everything"),
-                                        SelectChoice("operator", "operator: also acts (retries, refunds, imports)"),
-                                        SelectChoice("admin", "admin: also manages processors, forms and staff")])
+    role = SelectField(
+        "Role",
+        choices=[
+            SelectChoice("viewer", "viewer: reads everything"),
+            SelectChoice("operator", "operator: also acts (retries, refunds, imports)"),
+            SelectChoice("admin", "admin: also manages processors, forms and staff"),
+        ],
+    )
     submit = SubmitField("Add account")
 
 
@@ -78,14 +86,19 @@ class DonationFormForm(FlaskForm):
     allow_other_amount = BooleanField("Donors may enter another amount", default=True)
     min_amount = StringField("Minimum amount", default="1")
     max_amount = StringField("Maximum amount (empty: Stripe's largest charge in the currency)")
-    frequencies = SelectMultipleField("Frequencies offered", validate_choice=False,
-                                      choices=[SelectChoice(k, v) for k, v in FREQUENCY_LABELS.items()],
-                                      widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    frequencies = SelectMultipleField(
+        "Frequencies offered",
+        validate_choice=False,
+        choices=[SelectChoice(k, v) for k, v in FREQUENCY_LABELS.items()],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
     postcode_field = BooleanField("Billing address section with its own postcode field", default=True)
     thank_you_text = TextAreaField("Thank-you text")
     receipts = BooleanField("Send receipts", default=True)
-    stripe_receipt = BooleanField("Stripe sends the receipt (to the donor's email; paydesk then sends none)",
-                                  default=False)
+    stripe_receipt = BooleanField(
+        "Stripe sends the receipt (to the donor's email; paydesk then sends none)", default=False
+    )
     active = BooleanField("Active (the page is open to donors)", default=True)
     submit = SubmitField("Save form")
 
@@ -96,8 +109,9 @@ class ProcessorForm(FlaskForm):
     (``services.settings.processors``) checks every value."""
 
     name = StringField("Name")
-    mode = SelectField("Mode", choices=[SelectChoice("test", "Test"), SelectChoice("live", "Live")],
-                       validate_choice=False)
+    mode = SelectField(
+        "Mode", choices=[SelectChoice("test", "Test"), SelectChoice("live", "Live")], validate_choice=False
+    )
     secret_key = PasswordField("Secret key (sk_… or rk_…)")
     publishable_key = StringField("Publishable key (pk_…; donation forms need it)")
     webhook_secret = PasswordField("Add a webhook signing secret (whsec_…)")

@@ -33,8 +33,10 @@ def ensure_keys(app: Flask) -> None:
 
     Also records where each came from (``SECRET_KEY_SOURCE``, ``ENCRYPTION_KEY_SOURCE``) for messages.
     """
-    for name, filename, make in (("SECRET_KEY", SECRET_FILE, lambda: secrets.token_urlsafe(48)),
-                                 ("ENCRYPTION_KEY", ENCRYPTION_FILE, lambda: Fernet.generate_key().decode())):
+    for name, filename, make in (
+        ("SECRET_KEY", SECRET_FILE, lambda: secrets.token_urlsafe(48)),
+        ("ENCRYPTION_KEY", ENCRYPTION_FILE, lambda: Fernet.generate_key().decode()),
+    ):
         value = app.config.get(name)
         if isinstance(value, str | bytes) and value:
             app.config[f"{name}_SOURCE"] = f"PAYDESK_{name}"
@@ -44,8 +46,13 @@ def ensure_keys(app: Flask) -> None:
         app.config[name] = value
         app.config[f"{name}_SOURCE"] = f"instance/{filename}"
         if created:  # said once, by the process that made it; later starts (every command) use it quietly
-            log.warning("PAYDESK_%s is not set: generated a key into %s (keep it; every process must share it, "
-                        "or set PAYDESK_%s)", name, path, name)
+            log.warning(
+                "PAYDESK_%s is not set: generated a key into %s (keep it; every process must share it, "
+                "or set PAYDESK_%s)",
+                name,
+                path,
+                name,
+            )
 
 
 def _read_or_create(path: str, make) -> tuple[str, bool]:

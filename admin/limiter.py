@@ -119,8 +119,9 @@ class SQLStorage(Storage):
     def get(self, key: str) -> int:
         table = LimiterCounter.__table__
         with self._engine().connect() as conn:
-            value = conn.execute(select(table.c["count"]).where(table.c.key == key,
-                                                                table.c.expires_at > time.time())).scalar()
+            value = conn.execute(
+                select(table.c["count"]).where(table.c.key == key, table.c.expires_at > time.time())
+            ).scalar()
         return int(value or 0)
 
     def get_expiry(self, key: str) -> float:
@@ -163,12 +164,19 @@ def _upsert(dialect: str):
     if stmt is None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         table = LimiterCounter.__table__
-        ins = insert(table).values(key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires"))
+        ins = insert(table).values(
+            key=bindparam("key"), count=bindparam("amount"), expires_at=bindparam("expires")
+        )
         expired = table.c.expires_at <= bindparam("now")  # an ended window starts again
-        stmt = _UPSERTS[dialect] = ins.on_conflict_do_update(index_elements=[table.c.key], set_={
-            "count": case((expired, ins.excluded["count"]), else_=table.c["count"] + ins.excluded["count"]),
-            "expires_at": case((expired, ins.excluded.expires_at), else_=table.c.expires_at),
-        }).returning(table.c["count"])
+        stmt = _UPSERTS[dialect] = ins.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "count": case(
+                    (expired, ins.excluded["count"]), else_=table.c["count"] + ins.excluded["count"]
+                ),
+                "expires_at": case((expired, ins.excluded.expires_at), else_=table.c.expires_at),
+            },
+        ).returning(table.c["count"])
     return stmt
 
 
@@ -177,8 +185,13 @@ def init_limiter(app: Flask) -> Limiter:
     # Its INFO line per breach repeats paydesk's own refusal log line (admin.services.donations.guard).
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
     storage = app.config.get("RATELIMIT_STORAGE_URL") or f"{SQL_SCHEME}://"
-    limiter = Limiter(key_func=client_ip, storage_uri=storage, strategy="fixed-window",
-                      key_prefix="paydesk", headers_enabled=False)
+    limiter = Limiter(
+        key_func=client_ip,
+        storage_uri=storage,
+        strategy="fixed-window",
+        key_prefix="paydesk",
+        headers_enabled=False,
+    )
     limiter.init_app(app)
     app.extensions["paydesk_limiter"] = limiter
     return limiter
@@ -201,13 +214,21 @@ def retry_after(limit: RequestLimit) -> int:
     return max(1, math.ceil(limit.window[0] - time.time()))
 
 
-def limit_view(app: Flask, endpoint: str, limit: Callable[[], str], *, key_func: Callable[[], str],
-               scope: str, on_breach: Callable[[RequestLimit], Response | None],
-               exempt_when: Callable[[], bool] | None = None) -> None:
+def limit_view(
+    app: Flask,
+    endpoint: str,
+    limit: Callable[[], str],
+    *,
+    key_func: Callable[[], str],
+    scope: str,
+    on_breach: Callable[[RequestLimit], Response | None],
+    exempt_when: Callable[[], bool] | None = None,
+) -> None:
     """Wrap the view of ``endpoint`` in a limit shared by every view given the same ``scope``."""
     limiter: Limiter = app.extensions["paydesk_limiter"]
-    decorate = limiter.shared_limit(limit, scope=scope, key_func=key_func, on_breach=on_breach,
-                                    exempt_when=exempt_when)
+    decorate = limiter.shared_limit(
+        limit, scope=scope, key_func=key_func, on_breach=on_breach, exempt_when=exempt_when
+    )
     # The decorator keeps the view's signature, but Flask types a view as "sync or async" and mypy joins
     # that union into one callable that matches neither.
     app.view_functions[endpoint] = decorate(app.view_functions[endpoint])  # type: ignore[assignment]

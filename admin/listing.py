@@ -40,10 +40,23 @@ MAX_TEXT = 255  # a text filter: an id (Stripe's are at most 255 characters), an
 # How the pages label each field, for messages about it ("Created from: 'x' is not a date"); a filter class
 # names its own in ``LABELS`` where its page says more, else ``metadata={"label": ...}``, else these, else the
 # field's name in words. The CLI names the option instead (``--since``).
-LABELS = {"ppid": "Processor", "q": "Search", "since": "From", "until": "To (inclusive)", "size": "Per page",
-          "after": "Page link", "before": "Page link", "min_amount": "Amount from", "max_amount": "Amount to",
-          "contact_id": "Contact #", "recur_id": "Recurring contribution #", "contribution_id": "Contribution #",
-          "trxn_id": "Transaction id", "customer": "Stripe customer", "month": "Month"}
+LABELS = {
+    "ppid": "Processor",
+    "q": "Search",
+    "since": "From",
+    "until": "To (inclusive)",
+    "size": "Per page",
+    "after": "Page link",
+    "before": "Page link",
+    "min_amount": "Amount from",
+    "max_amount": "Amount to",
+    "contact_id": "Contact #",
+    "recur_id": "Recurring contribution #",
+    "contribution_id": "Contribution #",
+    "trxn_id": "Transaction id",
+    "customer": "Stripe customer",
+    "month": "Month",
+}
 T = TypeVar("T")
 # A column of a list's query: a mapped attribute (``Event.id``) or a column expression (a label).
 ColumnLike = ColumnElement[Any] | QueryableAttribute[Any]
@@ -115,8 +128,12 @@ class Filter:
     def label(cls, name: str) -> str:
         """What the page calls the field ``name`` (its label on the filter form)."""
         f = next((f for f in fields(cls) if f.name == name), None)
-        return (cls.LABELS.get(name) or (f.metadata.get("label") if f else None) or LABELS.get(name)
-                or name.replace("_", " ").capitalize())
+        return (
+            cls.LABELS.get(name)
+            or (f.metadata.get("label") if f else None)
+            or LABELS.get(name)
+            or name.replace("_", " ").capitalize()
+        )
 
     @classmethod
     def from_args(cls, args: Any) -> tuple[Any, dict[str, str]]:
@@ -154,10 +171,13 @@ class Filter:
 
         flt, errors = cls.from_args(args)
         if errors:
+
             def name(k: str) -> str:
                 return f"--{k.replace('_', '-')}" if options else cls.label(k)
 
-            raise ServiceError("; ".join(f"{name(k)}: {v}" for k, v in errors.items()), field=next(iter(errors)))
+            raise ServiceError(
+                "; ".join(f"{name(k)}: {v}" for k, v in errors.items()), field=next(iter(errors))
+            )
         return flt
 
     def check(self, errors: dict[str, str]) -> None:
@@ -175,8 +195,11 @@ class Filter:
             if value in (None, "", [], False) or value == f.default:
                 continue
             if isinstance(value, datetime):
-                value = value.strftime("%Y-%m-%d") if value == datetime(value.year, value.month, value.day) \
+                value = (
+                    value.strftime("%Y-%m-%d")
+                    if value == datetime(value.year, value.month, value.day)
                     else value.isoformat(timespec="minutes")
+                )
                 if f.metadata.get("end") and len(value) == 10:
                     value = (date.fromisoformat(value) - timedelta(days=1)).isoformat()
             elif isinstance(value, bool):
@@ -240,8 +263,9 @@ def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
         try:
             parse_money(text, "usd")
         except (ValueError, ArithmeticError) as err:
-            raise FilterError(name, str(err) if isinstance(err, ValueError) else f"{text[:40]!r} is not an amount") \
-                from None
+            raise FilterError(
+                name, str(err) if isinstance(err, ValueError) else f"{text[:40]!r} is not an amount"
+            ) from None
         return Amount(text)
     if len(text) > 10_000:
         raise FilterError(name, "is too long")
@@ -250,7 +274,9 @@ def _convert(f: dataclasses.Field, hint: Any, raw: list[str]) -> Any:
     choices = f.metadata.get("choices")
     if choices and text not in choices:
         raise FilterError(name, f"{text[:40]!r} is not one of {', '.join(choices)}")
-    if "stripe_id" in f.metadata:  # the kind of Stripe object it names: its shape checked before Stripe is asked
+    if (
+        "stripe_id" in f.metadata
+    ):  # the kind of Stripe object it names: its shape checked before Stripe is asked
         problem = stripe_id_problem(text, f.metadata["stripe_id"])
         if problem:
             raise FilterError(name, problem)
@@ -266,10 +292,15 @@ def processor_field() -> Any:
 def _missing_processor(ppid: int) -> str | None:
     from admin.models import PaymentProcessor
 
-    return None if db.session.get(PaymentProcessor, ppid) is not None else f"there is no payment processor {ppid}"
+    return (
+        None
+        if db.session.get(PaymentProcessor, ppid) is not None
+        else f"there is no payment processor {ppid}"
+    )
 
 
 # -- keyset pages -----------------------------------------------------------------------
+
 
 def encode_cursor(values: Sequence[Any]) -> str:
     def plain(v: Any) -> Any:
@@ -360,8 +391,9 @@ class Page(Generic[T]):
         return len(self.rows)
 
 
-def keyset_page(query: Select, key: Sequence[KeyColumn], flt: Filter, *,
-                key_of: Any = None, scalars: bool = True) -> Page:
+def keyset_page(
+    query: Select, key: Sequence[KeyColumn], flt: Filter, *, key_of: Any = None, scalars: bool = True
+) -> Page:
     """One page of ``query`` (already filtered) in descending ``key`` order.
 
     ``key_of(row)`` gives a row's key values (default: the attributes named like the key
@@ -397,8 +429,9 @@ def keyset_page(query: Select, key: Sequence[KeyColumn], flt: Filter, *,
     return page
 
 
-def iterate_ids(query: Select, id_col: ColumnElement, *, after_id: int | None = None,
-                chunk: int = 200) -> Iterator[list[int]]:
+def iterate_ids(
+    query: Select, id_col: ColumnElement, *, after_id: int | None = None, chunk: int = 200
+) -> Iterator[list[int]]:
     """Ids matching ``query`` in descending order, ``chunk`` at a time, from below ``after_id``:
     what bulk jobs walk (the last id of a chunk is their cursor)."""
     last = after_id
@@ -451,8 +484,15 @@ def page_or_first(page_of: Any, flt: Filter, errors: dict[str, str]) -> Page:
 EXPORT_CHUNK = 1000
 
 
-def walk(query: Select, key: Sequence[KeyColumn], flt: Filter, *, key_of: Any = None, scalars: bool = False,
-         chunk: int = EXPORT_CHUNK) -> Iterator[list[Any]]:
+def walk(
+    query: Select,
+    key: Sequence[KeyColumn],
+    flt: Filter,
+    *,
+    key_of: Any = None,
+    scalars: bool = False,
+    chunk: int = EXPORT_CHUNK,
+) -> Iterator[list[Any]]:
     """Every row of a filter's query in its page order, ``chunk`` rows at a time (keyset pages, so
     100,000 rows never sit in memory at once): what CSV exports and the CLI listings read."""
     at = dataclasses.replace(flt, size=chunk, after=None, before=None)
@@ -473,14 +513,23 @@ def walk(query: Select, key: Sequence[KeyColumn], flt: Filter, *, key_of: Any = 
 COUNT_CAP = 10_000
 
 
-def capped_counts(query: Select, status_col: ColumnLike, id_col: ColumnLike, statuses: Sequence[str], *,
-                  cap: int | None = None) -> dict[str, int]:
+def capped_counts(
+    query: Select,
+    status_col: ColumnLike,
+    id_col: ColumnLike,
+    statuses: Sequence[str],
+    *,
+    cap: int | None = None,
+) -> dict[str, int]:
     """How many rows of ``query`` (a filter's query without its status choice) have each status, each counted
     up to ``cap + 1`` (default ``COUNT_CAP``): one statement, a ``LIMIT`` per status."""
     cap = COUNT_CAP if cap is None else cap
-    parts = [select(literal(status).label("status"), func.count().label("n")).select_from(
-             query.with_only_columns(id_col).where(status_col == status).limit(cap + 1).subquery())
-             for status in statuses]
+    parts = [
+        select(literal(status).label("status"), func.count().label("n")).select_from(
+            query.with_only_columns(id_col).where(status_col == status).limit(cap + 1).subquery()
+        )
+        for status in statuses
+    ]
     counts = dict.fromkeys(statuses, 0)
     if parts:
         counts.update({status: int(n) for status, n in db.session.execute(union_all(*parts)).all()})
@@ -509,8 +558,9 @@ class Summary(Generic[T]):
     as_of: datetime | None = None
 
 
-def summary(name: str, flt: Filter, compute: Any, rows: Select, *, cap: int | None = None,
-            ttl: float | None = None) -> Summary:
+def summary(
+    name: str, flt: Filter, compute: Any, rows: Select, *, cap: int | None = None, ttl: float | None = None
+) -> Summary:
     """``compute()`` for ``flt``: exact when ``rows`` (the filter's query) matches at most ``cap`` rows, else
     the value computed for the same filter within the last ``ttl`` seconds by this process (or now)."""
     import time

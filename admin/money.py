@@ -31,11 +31,13 @@ class Currency:
 
 def _table() -> dict[str, Currency]:
     # Stripe's presentment currencies (docs.stripe.com/currencies), lower case as its API wants them.
-    two = ("usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bmd bnd bob brl bsd bwp byn bzd cad "
-           "cdf chf cny cop crc cve czk dkk dop dzd egp etb eur fjd fkp gbp gel gip gmd gtq gyd hkd hnl htg "
-           "huf idr ils inr jmd kes kgs khr kyd kzt lak lbp lkr lrd lsl mad mdl mkd mmk mnt mop mur mvr mwk "
-           "mxn myr mzn nad ngn nio nok npr nzd pab pen pgk php pkr pln qar ron rsd rub sar sbd scr sek sgd "
-           "shp sle sos srd std szl thb tjs top try ttd twd tzs uah uyu uzs wst xcd xcg yer zar zmw").split()
+    two = (
+        "usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bmd bnd bob brl bsd bwp byn bzd cad "
+        "cdf chf cny cop crc cve czk dkk dop dzd egp etb eur fjd fkp gbp gel gip gmd gtq gyd hkd hnl htg "
+        "huf idr ils inr jmd kes kgs khr kyd kzt lak lbp lkr lrd lsl mad mdl mkd mmk mnt mop mur mvr mwk "
+        "mxn myr mzn nad ngn nio nok npr nzd pab pen pgk php pkr pln qar ron rsd rub sar sbd scr sek sgd "
+        "shp sle sos srd std szl thb tjs top try ttd twd tzs uah uyu uzs wst xcd xcg yer zar zmw"
+    ).split()
     zero = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
     three = "bhd jod kwd omr tnd".split()  # Stripe wants the last digit 0: steps of 0.010
     table = {c: Currency(c) for c in two}
@@ -100,7 +102,9 @@ def parse_money(text: str, currency: str) -> int:
     m = _AMOUNT.fullmatch(text.strip()) if isinstance(text, str) else None
     if m is None or not (m[2] or m[3]):
         shown = repr(text[:40]) if isinstance(text, str) else repr(text)[:40]
-        raise ValueError(f"{shown} is not an amount: write digits with at most one decimal point, such as 12.50")
+        raise ValueError(
+            f"{shown} is not an amount: write digits with at most one decimal point, such as 12.50"
+        )
     exp = exponent(currency)
     sign, whole, frac = m[1], m[2].lstrip("0"), (m[3] or "").rstrip("0")
     if len(frac) > exp:
@@ -115,6 +119,7 @@ def parse_money(text: str, currency: str) -> int:
 
 
 # -- amounts typed by donors ------------------------------------------------------------------------
+
 
 class AmountError(ValueError):
     """What a donor typed is not an amount paydesk can read for certain; the message tells them why."""
@@ -176,9 +181,11 @@ def read_amount(text: str, currency_code: str, *, label: str = "the amount") -> 
         thousands = len(after) == 3 and after.isdigit() and bool(whole_digits.lstrip("0"))
         if thousands and len(after.rstrip("0")) <= exp:  # a decimal reading is an amount in this currency too
             grouped = "".join(ch for ch in whole_part + after if ch.isdigit())
-            as_decimal = "".join(ch for ch in whole_part if ch.isdigit()) + "." + after[:max(exp, 2)]
-            raise AmountError(f"Enter {grouped} or {as_decimal} as {label}: we cannot tell which one "
-                              f"\u201c{shown}\u201d means.")
+            as_decimal = "".join(ch for ch in whole_part if ch.isdigit()) + "." + after[: max(exp, 2)]
+            raise AmountError(
+                f"Enter {grouped} or {as_decimal} as {label}: we cannot tell which one "
+                f"\u201c{shown}\u201d means."
+            )
         if not thousands:
             decimal = marks[0]
     whole, _, frac = s.partition(decimal) if decimal else (s, "", "")
@@ -192,18 +199,23 @@ def read_amount(text: str, currency_code: str, *, label: str = "the amount") -> 
     digits = "".join(ch for ch in whole if ch.isdigit())
     frac = frac.rstrip("0")
     if len(frac) > exp:
-        raise AmountError(f"{code.upper()} amounts are whole numbers: enter {label} without decimals." if exp == 0
-                          else f"{code.upper()} amounts have at most {exp} decimal places: enter {label} "
-                               f"such as {example(code)}.")
+        raise AmountError(
+            f"{code.upper()} amounts are whole numbers: enter {label} without decimals."
+            if exp == 0
+            else f"{code.upper()} amounts have at most {exp} decimal places: enter {label} "
+            f"such as {example(code)}."
+        )
     if len(digits.lstrip("0")) > len(str(MAX_MINOR_UNITS)):  # before int(): thousands of digits cost time
         return MAX_MINOR_UNITS + 1  # more than any form takes: the caller names its largest gift
     minor = int(digits or "0") * 10**exp + int(frac.ljust(exp, "0") or "0")
     step = (stripe_currency(code) or Currency(code)).step
     if minor % step:
         low = minor - minor % step
-        raise AmountError(f"{code.upper()} gifts go in steps of {_major(step, exp, group=False, trim=False)}: "
-                          f"enter {label} as {_major(low, exp, group=False, trim=False)} or "
-                          f"{_major(low + step, exp, group=False, trim=False)}.")
+        raise AmountError(
+            f"{code.upper()} gifts go in steps of {_major(step, exp, group=False, trim=False)}: "
+            f"enter {label} as {_major(low, exp, group=False, trim=False)} or "
+            f"{_major(low + step, exp, group=False, trim=False)}."
+        )
     return minor
 
 
@@ -231,8 +243,16 @@ class MoneyTotal:
     failed: int = 0
 
 
-def money_totals(query: Select, *, amount: str = "amount", currency: str = "currency", status: str | None = None,
-                 counted: tuple[str, ...] = (), failed: tuple[str, ...] = (), **sums: str) -> list[MoneyTotal]:
+def money_totals(
+    query: Select,
+    *,
+    amount: str = "amount",
+    currency: str = "currency",
+    status: str | None = None,
+    counted: tuple[str, ...] = (),
+    failed: tuple[str, ...] = (),
+    **sums: str,
+) -> list[MoneyTotal]:
     """Count and sums per currency of the rows ``query`` selects, in one query, currencies in order and
     case-blind. ``amount`` and ``currency`` name the query's columns; ``sums`` maps the other fields of
     :class:`MoneyTotal` to columns (``fee="fee_amount"``). With ``status`` (a column), only rows whose status
@@ -244,12 +264,15 @@ def money_totals(query: Select, *, amount: str = "amount", currency: str = "curr
     sums_of = [func.sum(sub.c[name]) for name in (amount, *sums.values())]
     if status is None:
         rows = db.session.execute(select(cur, func.count(), *sums_of).group_by(cur).order_by(cur)).all()
-        return [MoneyTotal(cur_, int(n), **{f: int(v or 0) for f, v in zip(fields, values, strict=True)})
-                for cur_, n, *values in rows]
+        return [
+            MoneyTotal(cur_, int(n), **{f: int(v or 0) for f, v in zip(fields, values, strict=True)})
+            for cur_, n, *values in rows
+        ]
     # per currency and status (a handful of groups, plain sums: cheaper than a CASE per row), added up here
     out: dict[str, MoneyTotal] = {}
-    for cur_, st, n, *values in db.session.execute(select(cur, sub.c[status], func.count(), *sums_of)
-                                                   .group_by(cur, sub.c[status]).order_by(cur)).all():
+    for cur_, st, n, *values in db.session.execute(
+        select(cur, sub.c[status], func.count(), *sums_of).group_by(cur, sub.c[status]).order_by(cur)
+    ).all():
         total = out.setdefault(cur_, MoneyTotal(cur_, 0, 0))
         if st in counted:
             total.count += int(n)

@@ -105,8 +105,13 @@ class ThrottledLog:
                 self._timer.start()
         line = describe(exc) if isinstance(exc, Exception) else str(exc)
         if first:
-            self.logger.error("%s%s (full traceback once; then a summary every %g s)", what and f"{what}: ", line,
-                              self.interval, exc_info=exc)
+            self.logger.error(
+                "%s%s (full traceback once; then a summary every %g s)",
+                what and f"{what}: ",
+                line,
+                self.interval,
+                exc_info=exc,
+            )
         elif new_message:  # the same kind of error, saying something new: one line, no traceback
             self.logger.error("%s%s", what and f"{what}: ", line)
         return first

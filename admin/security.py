@@ -42,6 +42,7 @@ def wants_json() -> bool:
 
 # -- roles ------------------------------------------------------------------------
 
+
 def role_required(role: str) -> Callable:
     """Sign-in required, and ``current_user.can(role)``; 403 otherwise."""
     if role not in ROLES:
@@ -53,7 +54,9 @@ def role_required(role: str) -> Callable:
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
             if not current_user.can(role):
-                abort(403, description=f"This needs the {role} role; you are signed in as {current_user.role}.")
+                abort(
+                    403, description=f"This needs the {role} role; you are signed in as {current_user.role}."
+                )
             return view(*args, **kwargs)
 
         wrapped.required_role = role  # type: ignore[attr-defined]
@@ -130,6 +133,7 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 # -- headers ----------------------------------------------------------------------
 
+
 def _origin(url: str | None) -> str | None:
     if not url:
         return None
@@ -194,8 +198,13 @@ def _set_security_headers(response):
 def _fresh_request_state() -> None:
     """Per-request flags live on ``g``; a request inside an app context that is already
     pushed (tests hold one) shares that ``g``, so start each request clean."""
-    for name in ("_login_user", "csrf_valid", "paydesk_session_id", "paydesk_session_idle",
-                 current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")):
+    for name in (
+        "_login_user",
+        "csrf_valid",
+        "paydesk_session_id",
+        "paydesk_session_idle",
+        current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"),
+    ):
         g.pop(name, None)  # Flask-Login's user cache, Flask-WTF's token cache and verdict
     g.uses_stripe_js = False
 
@@ -215,6 +224,7 @@ def session_identifier() -> str:
 
 
 # -- request bodies ----------------------------------------------------------------------
+
 
 def limit_body(app: App, endpoint: str, setting: str) -> None:
     """Bound ``endpoint``'s request bodies by the configuration value ``setting`` (bytes) instead of

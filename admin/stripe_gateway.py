@@ -31,16 +31,35 @@ log = logging.getLogger(__name__)
 
 # Operations that change state in Stripe and so need an idempotency key.
 _RAW_READS = {"retrieve", "list"}  # GETs of /v1/<resource>[/<id>]: answered with the JSON as sent (see call)
-_NON_IDEMPOTENT = {"create", "capture", "cancel", "confirm", "pay", "attach", "detach", "finalize_invoice",
-                   "void_invoice"}
+_NON_IDEMPOTENT = {
+    "create",
+    "capture",
+    "cancel",
+    "confirm",
+    "pay",
+    "attach",
+    "detach",
+    "finalize_invoice",
+    "void_invoice",
+}
 
 
 class GatewayError(Exception):
     """A Stripe request that failed, after paydesk's retries where they apply."""
 
-    def __init__(self, message: str, *, code: str | None = None, decline_code: str | None = None,
-                 request_id: str | None = None, http_status: int | None = None, transient: bool = False,
-                 attempts: int = 1, kind: str = "api_error", operation: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        decline_code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+        transient: bool = False,
+        attempts: int = 1,
+        kind: str = "api_error",
+        operation: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.operation = operation
@@ -86,8 +105,13 @@ class WebhookSignatureError(Exception):
 
 
 class RetryPolicy:
-    def __init__(self, max_attempts: int = 4, base: float = 0.5, cap: float = 8.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        max_attempts: int = 4,
+        base: float = 0.5,
+        cap: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.max_attempts = max(1, int(max_attempts))
         self.base = base
         self.cap = cap
@@ -205,8 +229,15 @@ def call_seconds() -> float:
 class Gateway:
     """Stripe for one payment processor."""
 
-    def __init__(self, secret_key: str, api_base: str | None = None, *, policy: RetryPolicy | None = None,
-                 timeout: float = 30, cache_key: tuple | None = None):
+    def __init__(
+        self,
+        secret_key: str,
+        api_base: str | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        timeout: float = 30,
+        cache_key: tuple | None = None,
+    ):
         self.policy = policy or RetryPolicy()
         key = cache_key or (secret_key, api_base)
         with _clients_lock:
@@ -228,15 +259,29 @@ class Gateway:
             from flask import current_app
 
             config = current_app.config
-        policy = RetryPolicy(config.get("STRIPE_MAX_ATTEMPTS", 4), config.get("STRIPE_BACKOFF_BASE", 0.5),
-                             config.get("STRIPE_BACKOFF_MAX", 8.0))
-        return cls(processor.secret_key, processor.api_base, policy=policy,
-                   timeout=config.get("STRIPE_TIMEOUT", 30),
-                   cache_key=(processor.id, processor.updated_at, processor.api_base))
+        policy = RetryPolicy(
+            config.get("STRIPE_MAX_ATTEMPTS", 4),
+            config.get("STRIPE_BACKOFF_BASE", 0.5),
+            config.get("STRIPE_BACKOFF_MAX", 8.0),
+        )
+        return cls(
+            processor.secret_key,
+            processor.api_base,
+            policy=policy,
+            timeout=config.get("STRIPE_TIMEOUT", 30),
+            cache_key=(processor.id, processor.updated_at, processor.api_base),
+        )
 
     # -- the one door -------------------------------------------------------
-    def call(self, resource: str, method: str, *args: Any, params: dict | None = None,
-             idempotency_key: str | None = None, stripe_account: str | None = None) -> StripeResult:
+    def call(
+        self,
+        resource: str,
+        method: str,
+        *args: Any,
+        params: dict | None = None,
+        idempotency_key: str | None = None,
+        stripe_account: str | None = None,
+    ) -> StripeResult:
         """``client.v1.<resource>.<method>(*args, params=...)`` with retries and error mapping.
 
         ``resource`` may be dotted for nested services (``"invoices.line_items"``); ``stripe_account``
@@ -296,11 +341,19 @@ class Gateway:
                     except ValueError:
                         retry_after = None
                 delay = self.policy.delay(attempt, retry_after)
-                log.info("stripe %s.%s transient failure (%s); retry %d in %.2fs",
-                         resource, method, mapped.http_status or "network", attempt, delay)
+                log.info(
+                    "stripe %s.%s transient failure (%s); retry %d in %.2fs",
+                    resource,
+                    method,
+                    mapped.http_status or "network",
+                    attempt,
+                    delay,
+                )
                 self.policy.sleep(delay)
             finally:
-                seconds = (answered or time.perf_counter()) - started  # the answer's wait, not a retry's pause
+                seconds = (
+                    answered or time.perf_counter()
+                ) - started  # the answer's wait, not a retry's pause
                 with _clients_lock:
                     _calls[f"{resource}.{method}"] += 1
                     _call_seconds[f"{resource}.{method}"] += seconds
@@ -322,6 +375,7 @@ class Gateway:
 
 
 # -- webhooks -------------------------------------------------------------------
+
 
 def verify_webhook(payload: bytes, header: str | None, secrets: list[str], tolerance: int = 300) -> None:
     """Raise :class:`WebhookSignatureError` unless one of ``secrets`` signed ``payload``.

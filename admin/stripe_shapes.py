@@ -54,8 +54,10 @@ def stripe_id_problem(text: str, kind: str | None = None) -> str | None:
     if len(text) > MAX_ID_LENGTH:
         return f"at most {MAX_ID_LENGTH} characters, please (Stripe ids are shorter)"
     prefixes = ID_PREFIXES.get(kind or "", ())
-    prefix = next((p for p in prefixes if text.startswith(p)), None) if prefixes else text.partition("_")[0] + "_"
-    body = text[len(prefix):] if prefix else ""
+    prefix = (
+        next((p for p in prefixes if text.startswith(p)), None) if prefixes else text.partition("_")[0] + "_"
+    )
+    body = text[len(prefix) :] if prefix else ""
     if prefix and prefix != "_" and body and _ID_BODY.fullmatch(text):
         return None
     shown = repr(text[:40]) + ("…" if len(text) > 40 else "")
@@ -65,7 +67,9 @@ def stripe_id_problem(text: str, kind: str | None = None) -> str | None:
     a = "an" if name[0] in "aeiou" else "a"
     example = f"{prefixes[0]}1PqR2sT4uVwX5yZa"
     starts = " or ".join(prefixes)
-    return f"{shown} is not {a} {name} id: {a} {name} id looks like {example} ({starts} then letters and digits)"
+    return (
+        f"{shown} is not {a} {name} id: {a} {name} id looks like {example} ({starts} then letters and digits)"
+    )
 
 
 class MalformedObject(ValueError):
@@ -121,7 +125,9 @@ def subscription_of_invoice(inv: dict) -> str | None:
         return sub
     for line in (inv.get("lines") or {}).get("data") or []:
         lp = line.get("parent") or {}
-        sub = sid((lp.get("subscription_item_details") or {}).get("subscription")) or sid(line.get("subscription"))
+        sub = sid((lp.get("subscription_item_details") or {}).get("subscription")) or sid(
+            line.get("subscription")
+        )
         if sub:
             return sub
     return None
@@ -196,15 +202,22 @@ def subscription_terms(sub: dict) -> dict[str, Any]:
         currency = currency or src.get("currency")
         rec = (price or {}).get("recurring") or {}
         interval = rec.get("interval") or (plan or {}).get("interval") or interval
-        interval_count = int(rec.get("interval_count") or (plan or {}).get("interval_count") or interval_count)
+        interval_count = int(
+            rec.get("interval_count") or (plan or {}).get("interval_count") or interval_count
+        )
         period_end = period_end or item.get("current_period_end")
     if not amount and isinstance(sub.get("plan"), dict):
         qty = sub.get("quantity") or 1
         amount = (minor_units(sub["plan"], "amount") or 0) * (qty if type(qty) is int else 1)
         currency = currency or sub["plan"].get("currency")
         interval = sub["plan"].get("interval") or interval
-    return {"amount": amount, "currency": (currency or "usd").lower(), "interval": interval,
-            "interval_count": interval_count, "period_end": period_end}
+    return {
+        "amount": amount,
+        "currency": (currency or "usd").lower(),
+        "interval": interval,
+        "interval_count": interval_count,
+        "period_end": period_end,
+    }
 
 
 def failure_message(obj: dict) -> str | None:

@@ -23,8 +23,15 @@ def to_unix(dt: datetime) -> int:
     return int(dt.replace(tzinfo=UTC).timestamp())
 
 
-_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400,
-          "month": 30 * 86400, "year": 365 * 86400}
+_UNITS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 30 * 86400,
+    "year": 365 * 86400,
+}
 
 
 MAX_AGE_SECONDS = 100 * _UNITS["year"]  # an age further back than this is a typo, not a filter
@@ -39,8 +46,20 @@ def parse_age(text: str) -> timedelta:
     if not m:
         raise ValueError(f"cannot read {text[:40]!r} as an age such as '1 hour' or '3 months'")
     n, unit = int(m.group(1)), m.group(2)
-    short = {"s": "second", "sec": "second", "min": "minute", "m": "minute", "h": "hour", "hr": "hour",
-             "d": "day", "w": "week", "mo": "month", "mon": "month", "y": "year", "yr": "year"}
+    short = {
+        "s": "second",
+        "sec": "second",
+        "min": "minute",
+        "m": "minute",
+        "h": "hour",
+        "hr": "hour",
+        "d": "day",
+        "w": "week",
+        "mo": "month",
+        "mon": "month",
+        "y": "year",
+        "yr": "year",
+    }
     unit = short.get(unit, unit)
     if unit not in _UNITS:
         raise ValueError(f"unknown unit in {text[:40]!r}")

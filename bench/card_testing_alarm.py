@@ -43,8 +43,9 @@ def fill(n_intents: int, n_contributions: int, n_signals: int) -> None:
     from admin.services.settings.processors import add_processor
     from admin.timeutil import utcnow
 
-    ppid = add_processor(name="bench", secret_key="sk_test_bench", webhook_secrets=["whsec_b"],
-                         api_base="http://127.0.0.1:9").id
+    ppid = add_processor(
+        name="bench", secret_key="sk_test_bench", webhook_secrets=["whsec_b"], api_base="http://127.0.0.1:9"
+    ).id
     now = utcnow()
     rnd = random.Random(7)
 
@@ -56,23 +57,59 @@ def fill(n_intents: int, n_contributions: int, n_signals: int) -> None:
         rows = []
         for i in range(start, min(n_intents, start + chunk)):
             failed = rnd.random() < 0.02
-            rows.append({"stripe_intent_id": f"pi_bench{i}", "processor_id": ppid, "status": "succeeded",
-                         "amount": 1000, "currency": "usd", "created_date": when(), "stripe_updated": 0,
-                         "updated_at": now, "last_error": "declined" if failed else None,
-                         "last_error_at": when() if failed else None})
+            rows.append(
+                {
+                    "stripe_intent_id": f"pi_bench{i}",
+                    "processor_id": ppid,
+                    "status": "succeeded",
+                    "amount": 1000,
+                    "currency": "usd",
+                    "created_date": when(),
+                    "stripe_updated": 0,
+                    "updated_at": now,
+                    "last_error": "declined" if failed else None,
+                    "last_error_at": when() if failed else None,
+                }
+            )
         db.session.execute(insert(StripePaymentIntent), rows)
     for start in range(0, n_contributions, chunk):
         rows = []
         for i in range(start, min(n_contributions, start + chunk)):
-            rows.append({"processor_id": ppid, "amount": 1000, "currency": "usd", "trxn_id": f"ch_bench{i}",
-                         "status": "Failed" if rnd.random() < 0.05 else "Completed", "receive_date": when(),
-                         "fee_amount": 0, "net_amount": 0, "refunded_amount": 0, "created_at": now, "updated_at": now})
+            rows.append(
+                {
+                    "processor_id": ppid,
+                    "amount": 1000,
+                    "currency": "usd",
+                    "trxn_id": f"ch_bench{i}",
+                    "status": "Failed" if rnd.random() < 0.05 else "Completed",
+                    "receive_date": when(),
+                    "fee_amount": 0,
+                    "net_amount": 0,
+                    "refunded_amount": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         db.session.execute(insert(Contribution), rows)
-    db.session.execute(insert(CardTestingSignal), [{"processor_id": ppid, "charge_id": f"ch_probe{i}",
-                                                    "created_at": when()} for i in range(n_signals)])
-    burst = [{"stripe_intent_id": f"pi_burst{i}", "processor_id": ppid, "status": "requires_payment_method",
-              "amount": 100, "currency": "usd", "created_date": now, "stripe_updated": 0, "updated_at": now,
-              "last_error": "declined", "last_error_at": now - timedelta(minutes=i)} for i in range(25)]
+    db.session.execute(
+        insert(CardTestingSignal),
+        [{"processor_id": ppid, "charge_id": f"ch_probe{i}", "created_at": when()} for i in range(n_signals)],
+    )
+    burst = [
+        {
+            "stripe_intent_id": f"pi_burst{i}",
+            "processor_id": ppid,
+            "status": "requires_payment_method",
+            "amount": 100,
+            "currency": "usd",
+            "created_date": now,
+            "stripe_updated": 0,
+            "updated_at": now,
+            "last_error": "declined",
+            "last_error_at": now - timedelta(minutes=i),
+        }
+        for i in range(25)
+    ]
     db.session.execute(insert(StripePaymentIntent), burst)
     db.session.commit()
 
@@ -103,20 +140,25 @@ def run(backend: str, args) -> None:
         url = PG_URL.rsplit("/", 1)[0] + "/" + dbname
     else:
         url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "TESTING": True,
-                      "CARD_TESTING_ALARM_CACHE_SECONDS": 30})
+    app = create_app(
+        {"DATABASE_URL": url, "SECRET_KEY": "bench", "TESTING": True, "CARD_TESTING_ALARM_CACHE_SECONDS": 30}
+    )
     try:
         with app.app_context():
             db.create_all()
             t = time.perf_counter()
             fill(args.intents, args.contributions, args.signals)
-            print(f"{backend}: {args.intents:,} intents, {args.contributions:,} contributions, {args.signals:,} "
-                  f"signals made in {time.perf_counter() - t:.1f} s")
+            print(
+                f"{backend}: {args.intents:,} intents, {args.contributions:,} contributions, {args.signals:,} "
+                f"signals made in {time.perf_counter() - t:.1f} s"
+            )
             found = alarms.check()
             print(f"  alarm: {[(a.processor_name, a.count, a.by_source) for a in found]}")
-            rows = [("check (cache expired)", *timed(alarms.check, args.runs)),
-                    ("cached (every other page)", *timed(alarms.banner_alarms, args.runs)),
-                    ("failures_per_hour (7 days)", *timed(alarms.failures_per_hour, max(5, args.runs // 5)))]
+            rows = [
+                ("check (cache expired)", *timed(alarms.check, args.runs)),
+                ("cached (every other page)", *timed(alarms.banner_alarms, args.runs)),
+                ("failures_per_hour (7 days)", *timed(alarms.failures_per_hour, max(5, args.runs // 5))),
+            ]
             for name, p50, p95 in rows:
                 print(f"  {name:<28} p50 {p50:8.3f} ms   p95 {p95:8.3f} ms")
             db.session.remove()
@@ -130,7 +172,9 @@ def run(backend: str, args) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--intents", type=int, default=200_000)
     parser.add_argument("--contributions", type=int, default=200_000)
     parser.add_argument("--signals", type=int, default=20_000)

@@ -113,11 +113,16 @@ class Stack:
         self.pg_name: str | None = None
         self.url = self._database()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-        self.env.update(PAYDESK_DATABASE_URL=self.url, PAYDESK_SECRET_KEY="bench-donate-secret", PYTHONUNBUFFERED="1",
-                        PAYDESK_STRIPE_API_BASES="127.0.0.1",
-                        PAYDESK_DONATE_RATE_LIMIT_IP=UNLIMITED,
-                        PAYDESK_DONATE_RATE_LIMIT_FORM=UNLIMITED, PAYDESK_DONATE_IP_MAX_FAILURES="1000000",
-                        PAYDESK_SYNC_CUSTOMER_METADATA="false")
+        self.env.update(
+            PAYDESK_DATABASE_URL=self.url,
+            PAYDESK_SECRET_KEY="bench-donate-secret",
+            PYTHONUNBUFFERED="1",
+            PAYDESK_STRIPE_API_BASES="127.0.0.1",
+            PAYDESK_DONATE_RATE_LIMIT_IP=UNLIMITED,
+            PAYDESK_DONATE_RATE_LIMIT_FORM=UNLIMITED,
+            PAYDESK_DONATE_IP_MAX_FAILURES="1000000",
+            PAYDESK_SYNC_CUSTOMER_METADATA="false",
+        )
         if page_limit:
             self.env["PAYDESK_DONATE_RATE_LIMIT_PAGE"] = UNLIMITED
 
@@ -133,32 +138,84 @@ class Stack:
         return re.sub(r"/[^/]*$", "/" + self.pg_name, PG_ADMIN_URL)
 
     def flask(self, *args: str) -> str:
-        res = subprocess.run([tool("flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env, capture_output=True,
-                             text=True, timeout=120)
+        res = subprocess.run(
+            [tool("flask"), "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if res.returncode:
             raise RuntimeError(f"flask {' '.join(args[:2])} failed: {res.stderr.strip()[-1500:]}")
         return res.stdout
 
     def start(self) -> None:
         port = free_port()
-        ls = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ls = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.procs.append(ls)
         wait_for_port(port, ls)
         self.stripe_url = f"http://127.0.0.1:{port}"
         self.flask("db", "upgrade")
-        out = self.flask("processor", "add", "--name", "bench", "--secret-key", STRIPE_KEY, "--publishable-key",
-                         "pk_test_bench", "--webhook-secret", "whsec_bench", "--api-base", self.stripe_url,
-                         "--default", "--format", "json")
+        out = self.flask(
+            "processor",
+            "add",
+            "--name",
+            "bench",
+            "--secret-key",
+            STRIPE_KEY,
+            "--publishable-key",
+            "pk_test_bench",
+            "--webhook-secret",
+            "whsec_bench",
+            "--api-base",
+            self.stripe_url,
+            "--default",
+            "--format",
+            "json",
+        )
         ppid = json.loads(out.strip().splitlines()[-1])["id"]
-        self.flask("forms", "add", "--slug", SLUG, "--title", "Benchmark appeal", "--ppid", str(ppid),
-                   "--amounts", "10,25,50,100", "--frequencies", "one-off,monthly,yearly", "--min-amount", "5",
-                   "--intro", "Every gift buys books for the children's library.")
+        self.flask(
+            "forms",
+            "add",
+            "--slug",
+            SLUG,
+            "--title",
+            "Benchmark appeal",
+            "--ppid",
+            str(ppid),
+            "--amounts",
+            "10,25,50,100",
+            "--frequencies",
+            "one-off,monthly,yearly",
+            "--min-amount",
+            "5",
+            "--intro",
+            "Every gift buys books for the children's library.",
+        )
         port = free_port()
         log = open(self.workdir / f"gunicorn-{self.backend}.log", "wb")  # noqa: SIM115 (the child owns it)
-        web = subprocess.Popen([tool("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *GUNICORN_ARGS,
-                                "-b", f"127.0.0.1:{port}", "--pythonpath", str(ROOT / "bench"), "donate_wsgi:app"],
-                               cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        web = subprocess.Popen(
+            [
+                tool("gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                *GUNICORN_ARGS,
+                "-b",
+                f"127.0.0.1:{port}",
+                "--pythonpath",
+                str(ROOT / "bench"),
+                "donate_wsgi:app",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self.procs.append(web)
         wait_for_port(port, web)
@@ -202,9 +259,19 @@ def bench_pages(stack: Stack, n: int, concurrency: int) -> dict:
     results, wall = run_load([one] * n, concurrency)
     times = [t for status, t, _ in results if status == 200]
     cpu = [c for status, _, c in results if status == 200]
-    return {"what": "GET page", "n": n, "c": concurrency, "errors": sum(1 for s, _, _ in results if s != 200),
-            "rps": n / wall, "p50": pct(times, 50), "p95": pct(times, 95), "p99": pct(times, 99), "max": max(times),
-            "cpu_p50": pct(cpu, 50), "cpu_p95": pct(cpu, 95)}
+    return {
+        "what": "GET page",
+        "n": n,
+        "c": concurrency,
+        "errors": sum(1 for s, _, _ in results if s != 200),
+        "rps": n / wall,
+        "p50": pct(times, 50),
+        "p95": pct(times, 95),
+        "p99": pct(times, 99),
+        "max": max(times),
+        "cpu_p50": pct(cpu, 50),
+        "cpu_p95": pct(cpu, 95),
+    }
 
 
 def prepare_payments(stack: Stack, n: int) -> list[dict]:
@@ -216,12 +283,26 @@ def prepare_payments(stack: Stack, n: int) -> list[dict]:
     for i in range(n):
         html = http().get(f"{stack.app_url}/donate/{SLUG}", timeout=30).text
         token = re.search(r'data-token="([^"]+)"', html)[1]
-        pm = gw.create("payment_methods", {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
-                                                                    "exp_year": 2030, "cvc": "123"},
-                                           "billing_details": {"address": {"postal_code": "10115"}}})
-        bodies.append({"token": token, "amount": "2500", "frequency": "one-off", "first_name": "Donor",
-                       "last_name": f"Number {i}", "email": f"donor{i}.{os.getpid()}.{time.time_ns()}@example.org",
-                       "postal_code": "10115", "payment_method": pm["id"]})
+        pm = gw.create(
+            "payment_methods",
+            {
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+                "billing_details": {"address": {"postal_code": "10115"}},
+            },
+        )
+        bodies.append(
+            {
+                "token": token,
+                "amount": "2500",
+                "frequency": "one-off",
+                "first_name": "Donor",
+                "last_name": f"Number {i}",
+                "email": f"donor{i}.{os.getpid()}.{time.time_ns()}@example.org",
+                "postal_code": "10115",
+                "payment_method": pm["id"],
+            }
+        )
     return bodies
 
 
@@ -235,16 +316,28 @@ def bench_payments(stack: Stack, n: int, concurrency: int) -> dict:
             total, stripe, cpu = server_timing(resp)
             ok = resp.status_code == 200 and resp.json().get("status") == "succeeded"
             return ok, total, stripe, cpu
+
         return one
 
     results, wall = run_load([job(b) for b in bodies], concurrency)
     own = [total - stripe for ok, total, stripe, _ in results if ok]
     stripe = [s for ok, _, s, _ in results if ok]
     cpu = [c for ok, _, _, c in results if ok]
-    return {"what": "POST pay (own)", "n": n, "c": concurrency, "errors": sum(1 for r in results if not r[0]),
-            "rps": n / wall, "p50": pct(own, 50), "p95": pct(own, 95), "p99": pct(own, 99), "max": max(own),
-            "cpu_p50": pct(cpu, 50), "cpu_p95": pct(cpu, 95), "stripe_p50": pct(stripe, 50),
-            "stripe_p95": pct(stripe, 95)}
+    return {
+        "what": "POST pay (own)",
+        "n": n,
+        "c": concurrency,
+        "errors": sum(1 for r in results if not r[0]),
+        "rps": n / wall,
+        "p50": pct(own, 50),
+        "p95": pct(own, 95),
+        "p99": pct(own, 99),
+        "max": max(own),
+        "cpu_p50": pct(cpu, 50),
+        "cpu_p95": pct(cpu, 95),
+        "stripe_p50": pct(stripe, 50),
+        "stripe_p95": pct(stripe, 95),
+    }
 
 
 def asset_sizes(stack: Stack) -> dict[str, tuple[int, int]]:
@@ -266,19 +359,25 @@ def pg_available() -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=400, help="page views per cell")
     parser.add_argument("--payments", type=int, default=150, help="payments per cell")
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--quick", action="store_true", help="100 page views and 40 payments per cell")
-    parser.add_argument("--page-limit", action="store_true",
-                        help="count page views too (PAYDESK_DONATE_RATE_LIMIT_PAGE; off by default)")
+    parser.add_argument(
+        "--page-limit",
+        action="store_true",
+        help="count page views too (PAYDESK_DONATE_RATE_LIMIT_PAGE; off by default)",
+    )
     parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, help="threads per worker (default: gunicorn.conf.py's)")
     args = parser.parse_args()
     GUNICORN_ARGS[:] = ([f"--workers={args.workers}"] if args.workers else []) + (
-        [f"--threads={args.threads}"] if args.threads else [])
+        [f"--threads={args.threads}"] if args.threads else []
+    )
     if args.quick:
         args.pages, args.payments = 100, 40
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -288,10 +387,12 @@ def main() -> int:
         backends.remove("postgresql")
 
     load = os.getloadavg()[0]  # this machine is shared: say how busy it was
-    print(f"donation form benchmark: {os.cpu_count()} cores, load {load:.2f}, gunicorn.conf.py "
-          f"{' '.join(GUNICORN_ARGS) or '(as shipped)'}, "
-          f"{args.pages} page views and {args.payments} payments per cell, page views "
-          f"{'counted by the rate limit' if args.page_limit else 'not rate-limited (the default)'}")
+    print(
+        f"donation form benchmark: {os.cpu_count()} cores, load {load:.2f}, gunicorn.conf.py "
+        f"{' '.join(GUNICORN_ARGS) or '(as shipped)'}, "
+        f"{args.pages} page views and {args.payments} payments per cell, page views "
+        f"{'counted by the rate limit' if args.page_limit else 'not rate-limited (the default)'}"
+    )
     rows, sizes, failures = [], {}, []
     workdir = Path(tempfile.mkdtemp(prefix="paydesk-bench-donate-"))
     try:
@@ -312,14 +413,18 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\nserver time per request (Stripe's share excluded for payments); CPU = paydesk's own CPU time\n"
-          f"{'backend':10} {'request':15} {'c':>3} {'n':>5} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
-          f"{'p99 ms':>7} {'max ms':>7} {'err':>4} {'CPU p50/p95 ms':>15}  Stripe p50/p95 ms (excluded)")
+    print(
+        f"\nserver time per request (Stripe's share excluded for payments); CPU = paydesk's own CPU time\n"
+        f"{'backend':10} {'request':15} {'c':>3} {'n':>5} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
+        f"{'p99 ms':>7} {'max ms':>7} {'err':>4} {'CPU p50/p95 ms':>15}  Stripe p50/p95 ms (excluded)"
+    )
     for backend, r in rows:
         extra = f"  {r['stripe_p50']:.1f} / {r['stripe_p95']:.1f}" if "stripe_p50" in r else ""
         cpu = f"{r['cpu_p50']:.2f} / {r['cpu_p95']:.2f}"
-        print(f"{backend:10} {r['what']:15} {r['c']:>3} {r['n']:>5} {r['rps']:>7.1f} {r['p50']:>7.2f} "
-              f"{r['p95']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['errors']:>4} {cpu:>15}{extra}")
+        print(
+            f"{backend:10} {r['what']:15} {r['c']:>3} {r['n']:>5} {r['rps']:>7.1f} {r['p50']:>7.2f} "
+            f"{r['p95']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['errors']:>4} {cpu:>15}{extra}"
+        )
     total = sum(raw for raw, _ in sizes.values())
     print("\nthe page's own assets (Stripe.js excluded):")
     for name, (raw, gz) in sizes.items():
@@ -329,8 +434,10 @@ def main() -> int:
     for backend, r in rows:
         if r["what"] == "GET page":
             ok = r["p95"] < PAGE_P95_MS and not r["errors"]
-            print(f"  {'PASS' if ok else 'FAIL'}  page p95 {r['p95']:.2f} ms on {backend}, c={r['c']} "
-                  f"(target < {PAGE_P95_MS:.0f} ms, no errors)")
+            print(
+                f"  {'PASS' if ok else 'FAIL'}  page p95 {r['p95']:.2f} ms on {backend}, c={r['c']} "
+                f"(target < {PAGE_P95_MS:.0f} ms, no errors)"
+            )
             failures += [] if ok else [r]
         elif r["errors"]:
             print(f"  FAIL  {r['errors']} payments not accepted on {backend}, c={r['c']}")

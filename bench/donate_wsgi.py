@@ -42,8 +42,12 @@ class ServerTiming:
         def timed_start(status, headers, exc_info=None):
             total = (time.perf_counter() - start) * 1000
             used = (time.thread_time() - cpu) * 1000
-            headers.append(("Server-Timing", f"app;dur={total:.3f}, stripe;dur={_clock.stripe * 1000:.3f}, "
-                                             f"cpu;dur={used:.3f}"))
+            headers.append(
+                (
+                    "Server-Timing",
+                    f"app;dur={total:.3f}, stripe;dur={_clock.stripe * 1000:.3f}, cpu;dur={used:.3f}",
+                )
+            )
             return start_response(status, headers, exc_info)
 
         return self.wsgi(environ, timed_start)

@@ -49,15 +49,40 @@ PROCESSORS = (("Main account", 75), ("Second account", 20), ("Events account", 5
 
 # What one payment leaves in the log: (weight, kind, event types in the order Stripe sends them).
 PAYMENT_SHAPES = (
-    (45, "renewal", ("invoice.created", "invoice.finalized", "payment_intent.created", "payment_intent.succeeded",
-                     "charge.succeeded", "invoice.paid", "invoice.payment_succeeded")),
+    (
+        45,
+        "renewal",
+        (
+            "invoice.created",
+            "invoice.finalized",
+            "payment_intent.created",
+            "payment_intent.succeeded",
+            "charge.succeeded",
+            "invoice.paid",
+            "invoice.payment_succeeded",
+        ),
+    ),
     (35, "one-off", ("payment_intent.created", "payment_intent.succeeded", "charge.succeeded")),
-    (4, "failed renewal", ("invoice.created", "invoice.finalized", "payment_intent.created",
-                           "payment_intent.payment_failed", "charge.failed", "invoice.payment_failed")),
+    (
+        4,
+        "failed renewal",
+        (
+            "invoice.created",
+            "invoice.finalized",
+            "payment_intent.created",
+            "payment_intent.payment_failed",
+            "charge.failed",
+            "invoice.payment_failed",
+        ),
+    ),
     (4, "declined one-off", ("payment_intent.created", "payment_intent.payment_failed", "charge.failed")),
     (3, "refund", ("charge.refunded", "refund.created")),
     (5, "customer", ("customer.created", "customer.updated")),
-    (3, "subscription", ("customer.created", "customer.subscription.created", "customer.subscription.updated")),
+    (
+        3,
+        "subscription",
+        ("customer.created", "customer.subscription.created", "customer.subscription.updated"),
+    ),
     (1, "cancel", ("customer.subscription.updated", "customer.subscription.deleted")),
     (2, "checkout", ("checkout.session.completed",)),
     (1, "abandoned", ("payment_intent.created", "payment_intent.canceled")),
@@ -99,8 +124,13 @@ def generate(n: int, processor_ids: list[int], seed: int = 9):
                 return
             created = when + timedelta(seconds=2 * i)
             prefix = type_.split(".")[0]
-            obj_id = {"invoice": invoice, "charge": charge, "payment_intent": intent, "refund": f"re_B{tag}",
-                      "checkout": f"cs_B{tag}"}.get(prefix, sub if "subscription" in type_ else customer)
+            obj_id = {
+                "invoice": invoice,
+                "charge": charge,
+                "payment_intent": intent,
+                "refund": f"re_B{tag}",
+                "checkout": f"cs_B{tag}",
+            }.get(prefix, sub if "subscription" in type_ else customer)
             obj_kind = "subscription" if "subscription" in type_ else prefix
             roll = rng.random()
             if type_ in NO_HANDLER:
@@ -113,29 +143,89 @@ def generate(n: int, processor_ids: list[int], seed: int = 9):
                 status, reason, error = "queued", None, None
             else:
                 status, reason, error = "success", None, None
-            raw = json.dumps({"id": f"evt_B{tag}{i}", "object": "event", "type": type_, "created": _ts(created),
-                              "livemode": False, "data": {"object": {
-                                  "id": obj_id, "object": obj_kind, "amount": amount, "currency": "usd",
-                                  "customer": customer}}}, separators=(",", ":"))
+            raw = json.dumps(
+                {
+                    "id": f"evt_B{tag}{i}",
+                    "object": "event",
+                    "type": type_,
+                    "created": _ts(created),
+                    "livemode": False,
+                    "data": {
+                        "object": {
+                            "id": obj_id,
+                            "object": obj_kind,
+                            "amount": amount,
+                            "currency": "usd",
+                            "customer": customer,
+                        }
+                    },
+                },
+                separators=(",", ":"),
+            )
             received = created + timedelta(seconds=rng.randint(1, 5))
-            yield (ppid, f"evt_B{tag}{i}", type_, _ts(created), False, "2026-10-28.endive", obj_id, customer,
-                   sub if recurring else None,
-                   invoice if prefix == "invoice" or (recurring and prefix in ("charge", "payment_intent")) else None,
-                   charge if prefix in ("charge", "refund") or type_ == "payment_intent.succeeded" else None,
-                   intent if prefix in ("payment_intent", "charge") else None,
-                   raw, "webhook", status, reason, False, False, 0 if status in ("logged", "queued") else 1,
-                   received if status == "queued" else None, None, None, error, received,
-                   None if status in ("logged", "queued") else received)
+            yield (
+                ppid,
+                f"evt_B{tag}{i}",
+                type_,
+                _ts(created),
+                False,
+                "2026-10-28.endive",
+                obj_id,
+                customer,
+                sub if recurring else None,
+                invoice
+                if prefix == "invoice" or (recurring and prefix in ("charge", "payment_intent"))
+                else None,
+                charge if prefix in ("charge", "refund") or type_ == "payment_intent.succeeded" else None,
+                intent if prefix in ("payment_intent", "charge") else None,
+                raw,
+                "webhook",
+                status,
+                reason,
+                False,
+                False,
+                0 if status in ("logged", "queued") else 1,
+                received if status == "queued" else None,
+                None,
+                None,
+                error,
+                received,
+                None if status in ("logged", "queued") else received,
+            )
             made += 1
 
 
-COLUMNS = ("processor_id", "event_id", "type", "created", "livemode", "api_version", "object_id", "customer_id",
-           "subscription_id", "invoice_id", "charge_id", "payment_intent_id", "raw", "source", "status",
-           "status_reason", "no_receipt", "refetch", "attempts", "next_attempt_at", "locked_until", "locked_by",
-           "last_error", "received_at", "processed_at")
+COLUMNS = (
+    "processor_id",
+    "event_id",
+    "type",
+    "created",
+    "livemode",
+    "api_version",
+    "object_id",
+    "customer_id",
+    "subscription_id",
+    "invoice_id",
+    "charge_id",
+    "payment_intent_id",
+    "raw",
+    "source",
+    "status",
+    "status_reason",
+    "no_receipt",
+    "refetch",
+    "attempts",
+    "next_attempt_at",
+    "locked_until",
+    "locked_by",
+    "last_error",
+    "received_at",
+    "processed_at",
+)
 
 
 # -- databases --------------------------------------------------------------------------------------------
+
 
 def scratch_database(backend: str) -> str:
     if backend == "sqlite":
@@ -153,7 +243,7 @@ def scratch_database(backend: str) -> str:
 
 def drop_database(url: str) -> None:
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             p.unlink(missing_ok=True)
         return
@@ -166,7 +256,7 @@ def seed(url: str, n: int, processor_ids: list[int]) -> float:
     started = time.perf_counter()
     rows = generate(n, processor_ids)
     if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")
         sql = f"INSERT INTO stripe_event ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -183,7 +273,10 @@ def seed(url: str, n: int, processor_ids: list[int]) -> float:
         conn.close()
     else:
         with psycopg.connect(url, autocommit=True) as conn:
-            with conn.cursor() as cur, cur.copy(f"COPY stripe_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"COPY stripe_event ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+            ):
                 for row in rows:
                     copy.write_row(row)
             conn.execute("VACUUM ANALYZE stripe_event")
@@ -191,6 +284,7 @@ def seed(url: str, n: int, processor_ids: list[int]) -> float:
 
 
 # -- measuring ------------------------------------------------------------------------------------------------
+
 
 def median_ms(fn, repeat: int) -> tuple[float, float]:
     fn()  # warm-up: caches, plans
@@ -216,8 +310,12 @@ def page_query(flt, after: str):
 
     if flt is not None:
         return ev.local_query(flt).order_by(*[c.desc() for c in ev.ORDER]).limit(flt.size + 1)
-    return (ev.local_query(ev.EventFilter()).where(_beyond(ev.ORDER, decode_cursor(after, 2), older=True))
-            .order_by(*[c.desc() for c in ev.ORDER]).limit(101))
+    return (
+        ev.local_query(ev.EventFilter())
+        .where(_beyond(ev.ORDER, decode_cursor(after, 2), older=True))
+        .order_by(*[c.desc() for c in ev.ORDER])
+        .limit(101)
+    )
 
 
 def explain(url: str, app, sql_of) -> str:
@@ -225,7 +323,9 @@ def explain(url: str, app, sql_of) -> str:
 
     stmt = sql_of()
     compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
-    prefix = "EXPLAIN QUERY PLAN " if url.startswith("sqlite") else "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "
+    prefix = (
+        "EXPLAIN QUERY PLAN " if url.startswith("sqlite") else "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "
+    )
     with db.engine.connect() as conn:
         lines = [" ".join(str(c) for c in r) for r in conn.exec_driver_sql(prefix + str(compiled)).all()]
     return "\n".join("      " + line for line in lines)
@@ -244,12 +344,26 @@ def run_backend(backend: str, rows: int, repeat: int, show_plans: bool, keep: bo
     url = scratch_database(backend)
     out: list[tuple] = []
     try:
-        app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False, "TESTING": True,
-                          "LOGIN_MAX_FAILURES": 1000})
+        app = create_app(
+            {
+                "DATABASE_URL": url,
+                "SECRET_KEY": "bench",
+                "WTF_CSRF_ENABLED": False,
+                "TESTING": True,
+                "LOGIN_MAX_FAILURES": 1000,
+            }
+        )
         with app.app_context():
             db.create_all()
-            ids = [add_processor(name=name, secret_key=f"sk_test_bench{i}", webhook_secrets=["whsec_b"],
-                                 api_base="http://127.0.0.1:9").id for i, (name, _) in enumerate(PROCESSORS)]
+            ids = [
+                add_processor(
+                    name=name,
+                    secret_key=f"sk_test_bench{i}",
+                    webhook_secrets=["whsec_b"],
+                    api_base="http://127.0.0.1:9",
+                ).id
+                for i, (name, _) in enumerate(PROCESSORS)
+            ]
             create_user("bench@example.org", "correct horse battery", "viewer")
             db.session.remove()
             db.engine.dispose()
@@ -258,16 +372,23 @@ def run_backend(backend: str, rows: int, repeat: int, show_plans: bool, keep: bo
         with app.app_context():
             db.engine.dispose()
             client = app.test_client()
-            resp = client.post("/login", data={"email": "bench@example.org", "password": "correct horse battery"})
+            resp = client.post(
+                "/login", data={"email": "bench@example.org", "password": "correct horse battery"}
+            )
             assert resp.status_code == 302, resp.status_code
-            target = db.session.scalar(select(StripeEvent.charge_id).where(
-                StripeEvent.id >= rows // 2, StripeEvent.charge_id.is_not(None)).order_by(StripeEvent.id).limit(1))
+            target = db.session.scalar(
+                select(StripeEvent.charge_id)
+                .where(StripeEvent.id >= rows // 2, StripeEvent.charge_id.is_not(None))
+                .order_by(StripeEvent.id)
+                .limit(1)
+            )
 
             def page(path: str):
                 def get():
                     r = client.get(path)
                     assert r.status_code == 200, (path, r.status_code)
                     return r
+
                 return get
 
             deep = "/events?size=100"
@@ -278,10 +399,16 @@ def run_backend(backend: str, rows: int, repeat: int, show_plans: bool, keep: bo
             assert "event-" in shown
             cases = [
                 ("first page", "/events", ev.EventFilter()),
-                ("type+status, rare (invoice.paid, error)", "/events?type=invoice.paid&status=error",
-                 ev.EventFilter(type=["invoice.paid"], status=["error"])),
-                ("type+status, common (charge.succeeded, success)", "/events?type=charge.succeeded&status=success",
-                 ev.EventFilter(type=["charge.succeeded"], status=["success"])),
+                (
+                    "type+status, rare (invoice.paid, error)",
+                    "/events?type=invoice.paid&status=error",
+                    ev.EventFilter(type=["invoice.paid"], status=["error"]),
+                ),
+                (
+                    "type+status, common (charge.succeeded, success)",
+                    "/events?type=charge.succeeded&status=success",
+                    ev.EventFilter(type=["charge.succeeded"], status=["success"]),
+                ),
                 ("10,000 rows deep via keyset links", deep, None),
                 (f"search one object id ({target})", f"/events?q={target}", ev.EventFilter(q=target)),
             ]
@@ -291,8 +418,10 @@ def run_backend(backend: str, rows: int, repeat: int, show_plans: bool, keep: bo
                 print(f"  {label:<52} {median:7.1f} ms  (max {worst:.1f})", flush=True)
                 if show_plans:
                     print(explain(url, app, lambda f=flt: page_query(f, deep_cursor)))
-            for label, flt in (("status counts, no filter", ev.EventFilter()),
-                               ("status counts, type charge.succeeded", ev.EventFilter(type=["charge.succeeded"]))):
+            for label, flt in (
+                ("status counts, no filter", ev.EventFilter()),
+                ("status counts, type charge.succeeded", ev.EventFilter(type=["charge.succeeded"])),
+            ):
                 median, worst = median_ms(lambda f=flt: ev.status_counts(f), repeat)
                 out.append((backend, f"{label} (capped at {ev.COUNT_CAP:,})", median, worst))
                 print(f"  {out[-1][1]:<66} {median:7.1f} ms  (max {worst:.1f})", flush=True)
@@ -302,8 +431,17 @@ def run_backend(backend: str, rows: int, repeat: int, show_plans: bool, keep: bo
                 if show_plans:
                     from sqlalchemy import func
 
-                    print(explain(url, app, lambda f=flt: ev.local_query(f, with_status=False)
-                                  .with_only_columns(StripeEvent.status, func.count()).group_by(StripeEvent.status)))
+                    print(
+                        explain(
+                            url,
+                            app,
+                            lambda f=flt: (
+                                ev.local_query(f, with_status=False)
+                                .with_only_columns(StripeEvent.status, func.count())
+                                .group_by(StripeEvent.status)
+                            ),
+                        )
+                    )
             db.session.remove()
             db.engine.dispose()
     finally:
@@ -325,8 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.disable(logging.WARNING)
-    print(f"events page benchmark: {args.rows:,} events, median of {args.repeat}, target {TARGET_MS:.0f} ms "
-          f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f})")
+    print(
+        f"events page benchmark: {args.rows:,} events, median of {args.repeat}, target {TARGET_MS:.0f} ms "
+        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f})"
+    )
     results = []
     for backend in args.backends.split(","):
         print(f"\n{backend}:", flush=True)
@@ -337,11 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     buf.write("|---|" + "---:|" * len(args.backends.split(",")) + "\n")
     labels = list(dict.fromkeys(r[1] for r in results))
     for label in labels:
-        cells = [next((f"{r[2]:.1f} ms" for r in results if r[0] == b and r[1] == label), "-")
-                 for b in args.backends.split(",")]
+        cells = [
+            next((f"{r[2]:.1f} ms" for r in results if r[0] == b and r[1] == label), "-")
+            for b in args.backends.split(",")
+        ]
         buf.write(f"| {label} | " + " | ".join(cells) + " |\n")
     print(buf.getvalue())
-    print("all under target" if not slow else f"OVER TARGET: {', '.join(f'{b} {what}' for b, what, *_ in slow)}")
+    print(
+        "all under target" if not slow else f"OVER TARGET: {', '.join(f'{b} {what}' for b, what, *_ in slow)}"
+    )
     return 0 if not slow else 1
 
 

@@ -116,7 +116,9 @@ class Delivery:
     async def _all(self, events: list[dict], rate: float, time_limit: float) -> None:
         deadline = time.monotonic() + time_limit
         connector = aiohttp.TCPConnector(limit=32)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+        ) as session:
             tasks = []
             for ev in events:
                 tasks.append(asyncio.create_task(self._one(session, ev, deadline)))
@@ -171,8 +173,11 @@ def wait_for(condition, timeout: float, step: float = 0.2) -> bool:
 
 
 def pending(url: str) -> int:
-    return query(url, "SELECT (SELECT count(*) FROM stripe_event WHERE status IN ('queued', 'processing')) + "
-                      "(SELECT count(*) FROM outbox_task WHERE status IN ('queued', 'processing', 'sending'))")[0][0]
+    return query(
+        url,
+        "SELECT (SELECT count(*) FROM stripe_event WHERE status IN ('queued', 'processing')) + "
+        "(SELECT count(*) FROM outbox_task WHERE status IN ('queued', 'processing', 'sending'))",
+    )[0][0]
 
 
 def log_size(paths: list[Path]) -> int:
@@ -187,9 +192,13 @@ def children(pid: int) -> list[int]:
 def worker_resumed_after(url: str, back: float) -> tuple[float | None, int]:
     """Seconds from ``back`` to the first event processed after it, and how many events were waiting then."""
     back_utc = datetime.fromtimestamp(back, UTC).replace(tzinfo=None)
-    first, backlog = query(url, "SELECT min(processed_at) FILTER (WHERE processed_at > %s), "
-                                "count(*) FILTER (WHERE received_at <= %s AND (processed_at IS NULL OR "
-                                "processed_at > %s)) FROM stripe_event", (back_utc, back_utc, back_utc))[0]
+    first, backlog = query(
+        url,
+        "SELECT min(processed_at) FILTER (WHERE processed_at > %s), "
+        "count(*) FILTER (WHERE received_at <= %s AND (processed_at IS NULL OR "
+        "processed_at > %s)) FROM stripe_event",
+        (back_utc, back_utc, back_utc),
+    )[0]
     return ((first - back_utc).total_seconds() if first else None), backlog
 
 
@@ -229,8 +238,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Stripe: localstripe and its events
         ls_port = wb.free_port()
-        ls = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port",
-                               str(ls_port)], stdout=subprocess.DEVNULL, stderr=open(workdir / "localstripe.log", "wb"))  # noqa: SIM115
+        ls = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(ls_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "localstripe.log", "wb"),
+        )  # noqa: SIM115
         procs.append(ls)
         wb.wait_for_port(ls_port, ls)
         api_base = f"http://127.0.0.1:{ls_port}"
@@ -243,33 +255,75 @@ def run(args: argparse.Namespace) -> int:
         cluster.create()
         created = True
         url = cluster.create_database("paydesk_faults")
-        say(f"throwaway cluster {cluster.name} on port {cluster.port} (PostgreSQL {cluster.version}, fsync off) "
-            f"in {time.perf_counter() - t0:.1f} s")
+        say(
+            f"throwaway cluster {cluster.name} on port {cluster.port} (PostgreSQL {cluster.version}, fsync off) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-        env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY=wb.SECRET_KEY, PAYDESK_SMTP_URL=sink.url,
-                   PAYDESK_STRIPE_API_BASES="127.0.0.1", PYTHONUNBUFFERED="1", PYTHONPATH=str(code))
+        env.update(
+            PAYDESK_DATABASE_URL=url,
+            PAYDESK_SECRET_KEY=wb.SECRET_KEY,
+            PAYDESK_SMTP_URL=sink.url,
+            PAYDESK_STRIPE_API_BASES="127.0.0.1",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(code),
+        )
 
         def flask(*cli: str) -> str:
-            res = subprocess.run([wb.tool("flask"), "--app", "wsgi", *cli], cwd=code, env=env, capture_output=True,
-                                 text=True, timeout=120)
+            res = subprocess.run(
+                [wb.tool("flask"), "--app", "wsgi", *cli],
+                cwd=code,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if res.returncode:
                 raise RuntimeError(f"flask {' '.join(cli)}: {res.stderr.strip()[-2000:]}")
             return res.stdout
 
         flask("db", "upgrade")
-        ppid = json.loads(flask("processor", "add", "--name", "bench", "--secret-key", wb.STRIPE_KEY,
-                                "--publishable-key", "pk_test_bench", "--webhook-secret", wb.WEBHOOK_SECRET,
-                                "--api-base", api_base, "--default", "--format", "json").strip().splitlines()[-1])["id"]
+        ppid = json.loads(
+            flask(
+                "processor",
+                "add",
+                "--name",
+                "bench",
+                "--secret-key",
+                wb.STRIPE_KEY,
+                "--publishable-key",
+                "pk_test_bench",
+                "--webhook-secret",
+                wb.WEBHOOK_SECRET,
+                "--api-base",
+                api_base,
+                "--default",
+                "--format",
+                "json",
+            )
+            .strip()
+            .splitlines()[-1]
+        )["id"]
 
         # paydesk as an operator runs it
         web_log, worker_log = workdir / "gunicorn.log", workdir / "worker.log"
         port = wb.free_port()
-        web = subprocess.Popen([wb.tool("gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=code,
-                               env=env, stdout=open(web_log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        web = subprocess.Popen(
+            [wb.tool("gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=code,
+            env=env,
+            stdout=open(web_log, "wb"),
+            stderr=subprocess.STDOUT,
+        )  # noqa: SIM115
         procs.append(web)
-        worker = subprocess.Popen([wb.tool("flask"), "--app", "wsgi", "worker", "--processes", "2", "--concurrency",
-                                   "2"], cwd=code, env=env, stdout=open(worker_log, "wb"),  # noqa: SIM115
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [wb.tool("flask"), "--app", "wsgi", "worker", "--processes", "2", "--concurrency", "2"],
+            cwd=code,
+            env=env,
+            stdout=open(worker_log, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(worker)
         wb.wait_for_port(port, web)
         logs = [web_log, worker_log]
@@ -283,7 +337,9 @@ def run(args: argparse.Namespace) -> int:
             probe.start()
             sender = threading.Thread(target=delivery.run, args=(batch, args.rate, 600), daemon=True)
             sender.start()
-            time.sleep(len(batch) / args.rate / 3)  # a third of the batch is in, the rest arrives during the fault
+            time.sleep(
+                len(batch) / args.rate / 3
+            )  # a third of the batch is in, the rest arrives during the fault
             size0 = log_size(logs)
             fault.started = time.time()
             act(fault)
@@ -305,8 +361,11 @@ def run(args: argparse.Namespace) -> int:
                     fault.note += " no work waiting when the database returned;"
             elif database:
                 fault.note += " the probe never saw the database return;"
-            fault.answers = collections.Counter(st for t, st in delivery.answers if t >= fault.started
-                                                and (not fault.back or t <= fault.back + 1))
+            fault.answers = collections.Counter(
+                st
+                for t, st in delivery.answers
+                if t >= fault.started and (not fault.back or t <= fault.back + 1)
+            )
             if not drained:
                 fault.note += f" queue not drained after {args.time_limit:.0f} s;"
             faults.append(fault)
@@ -326,10 +385,15 @@ def run(args: argparse.Namespace) -> int:
                 f.note += " no worker child to kill;"
                 return
             os.kill(kids[0], signal.SIGKILL)
-            replaced = wait_for(lambda: kids[0] not in children(worker.pid) and len(children(worker.pid)) == len(kids),
-                                30, 0.1)
-            f.note += (f" killed worker process {kids[0]}; {'replaced' if replaced else 'NOT replaced'} "
-                       f"({len(children(worker.pid))} of {len(kids)} running);")
+            replaced = wait_for(
+                lambda: kids[0] not in children(worker.pid) and len(children(worker.pid)) == len(kids),
+                30,
+                0.1,
+            )
+            f.note += (
+                f" killed worker process {kids[0]}; {'replaced' if replaced else 'NOT replaced'} "
+                f"({len(children(worker.pid))} of {len(kids)} running);"
+            )
             zombie = Path(f"/proc/{kids[0]}/stat")
             if zombie.exists() and ") Z " in zombie.read_text():
                 f.note += " left a zombie;"
@@ -349,34 +413,52 @@ def run(args: argparse.Namespace) -> int:
         spread = collections.Counter(per.values())
         applied = statuses.get("success", 0) + statuses.get("ignored", 0)
         restarts = len(re.findall(r"restarted \(pid", worker_log.read_text(errors="replace")))
-        tracebacks = sum(p.read_text(errors="replace").count("Traceback (most recent call last)") for p in logs)
+        tracebacks = sum(
+            p.read_text(errors="replace").count("Traceback (most recent call last)") for p in logs
+        )
 
         say()
-        say(f"paydesk {wb.git_revision() if code == ROOT else code}, load {os.getloadavg()[0]:.1f} at the end")
-        say(f"{'fault':<16} {'outage s':>8} {'ingest resumed s':>16} {'worker resumed s':>16} {'backlog':>7} "
-            f"{'log bytes':>10} {'log B/s':>8} {'log kB/min':>10}  answers during the fault")
+        say(
+            f"paydesk {wb.git_revision() if code == ROOT else code}, load {os.getloadavg()[0]:.1f} at the end"
+        )
+        say(
+            f"{'fault':<16} {'outage s':>8} {'ingest resumed s':>16} {'worker resumed s':>16} {'backlog':>7} "
+            f"{'log bytes':>10} {'log B/s':>8} {'log kB/min':>10}  answers during the fault"
+        )
         for f in faults:
             per_s = f.log_bytes / f.outage if f.outage else 0.0
             answers = ", ".join(f"{k} {v}" for k, v in sorted(f.answers.items()))
-            fmt = (lambda v: "-" if v is None else f"{v:.2f}")  # noqa: E731
-            say(f"{f.name:<16} {f.outage:>8.1f} {fmt(f.ingest_resumed) if f.back else '-':>16} "
+            fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+            say(
+                f"{f.name:<16} {f.outage:>8.1f} {fmt(f.ingest_resumed) if f.back else '-':>16} "
                 f"{fmt(f.worker_resumed) if f.back else '-':>16} {f.backlog_at_back if f.back else '-':>7} "
-                f"{f.log_bytes:>10} {per_s:>8.0f} {per_s * 60 / 1000:>10.1f}  {answers}{f.note}")
+                f"{f.log_bytes:>10} {per_s:>8.0f} {per_s * 60 / 1000:>10.1f}  {answers}{f.note}"
+            )
         say()
-        say(f"events: sent {sent}, delivered {len(delivery.delivered)}, stored {stored} ({distinct} distinct), "
-            f"applied {applied} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})")
+        say(
+            f"events: sent {sent}, delivered {len(delivery.delivered)}, stored {stored} ({distinct} distinct), "
+            f"applied {applied} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})"
+        )
         say(f"outbox: {', '.join(f'{k} {v}' for k, v in sorted(outbox.items()))}")
-        say(f"receipts: {sum(per.values())} mails for {len(per)} contributions ({contributions} completed); "
-            f"mails per contribution: {dict(sorted(spread.items()))}")
-        say(f"worker processes restarted: {restarts}; tracebacks in the logs: {tracebacks}; "
-            f"log total {log_size(logs)} bytes (gunicorn {log_size([web_log])}, worker {log_size([worker_log])})")
+        say(
+            f"receipts: {sum(per.values())} mails for {len(per)} contributions ({contributions} completed); "
+            f"mails per contribution: {dict(sorted(spread.items()))}"
+        )
+        say(
+            f"worker processes restarted: {restarts}; tracebacks in the logs: {tracebacks}; "
+            f"log total {log_size(logs)} bytes (gunicorn {log_size([web_log])}, worker {log_size([worker_log])})"
+        )
 
         targets = [
-            (f"nothing lost: {sent} sent, {stored} stored, {applied} applied",
-             stored == sent == distinct and applied == sent and not delivery.failed),
-            (f"one receipt per contribution: {dict(sorted(spread.items()))} mails per contribution, "
-             f"{len(per)} contributions receipted of {contributions}",
-             set(spread) == {1} and len(per) == contributions),
+            (
+                f"nothing lost: {sent} sent, {stored} stored, {applied} applied",
+                stored == sent == distinct and applied == sent and not delivery.failed,
+            ),
+            (
+                f"one receipt per contribution: {dict(sorted(spread.items()))} mails per contribution, "
+                f"{len(per)} contributions receipted of {contributions}",
+                set(spread) == {1} and len(per) == contributions,
+            ),
         ]
         for f in faults:
             if f.back:
@@ -384,20 +466,37 @@ def run(args: argparse.Namespace) -> int:
                 idle = "no work waiting" in f.note
                 worst = max(resumed) if resumed else None
                 said = "never" if worst is None else f"{worst:.2f} s"
-                targets.append((f"{f.name}: processing resumed {'(nothing waiting)' if idle else said} after the "
-                                f"database's return (target <= 5 s)", idle or (worst is not None and worst <= 5)))
+                targets.append(
+                    (
+                        f"{f.name}: processing resumed {'(nothing waiting)' if idle else said} after the "
+                        f"database's return (target <= 5 s)",
+                        idle or (worst is not None and worst <= 5),
+                    )
+                )
                 minutes = max(1, math.ceil(f.outage / 60))  # a short outage is allowed the budget of a minute
-                targets.append((f"{f.name}: {f.log_bytes / 1000:.1f} kB of log for a {f.outage:.1f} s outage "
-                                f"(target < 100 kB per started minute of outage)", f.log_bytes < 100_000 * minutes))
+                targets.append(
+                    (
+                        f"{f.name}: {f.log_bytes / 1000:.1f} kB of log for a {f.outage:.1f} s outage "
+                        f"(target < 100 kB per started minute of outage)",
+                        f.log_bytes < 100_000 * minutes,
+                    )
+                )
             else:
-                targets.append((f"{f.name}:{f.note}", "NOT replaced" not in f.note and "zombie" not in f.note))
+                targets.append(
+                    (f"{f.name}:{f.note}", "NOT replaced" not in f.note and "zombie" not in f.note)
+                )
         say()
         for text, ok in targets:
             say(f"  {'PASS' if ok else 'FAIL'}  {text}")
         (workdir / "report.txt").write_text("\n".join(report) + "\n")
-        (workdir / "timeline.json").write_text(json.dumps({
-            "faults": [{"name": f.name, "started": f.started, "back": f.back} for f in faults],
-            "answers": delivery.answers}))
+        (workdir / "timeline.json").write_text(
+            json.dumps(
+                {
+                    "faults": [{"name": f.name, "started": f.started, "back": f.back} for f in faults],
+                    "answers": delivery.answers,
+                }
+            )
+        )
         print(f"\nlogs and report: {workdir.relative_to(ROOT)}")
         return 0 if all(ok for _, ok in targets) else 1
     finally:
@@ -410,18 +509,26 @@ def run(args: argparse.Namespace) -> int:
             if created:
                 cluster.drop()
         except Exception as exc:  # noqa: BLE001 - say so: the operator must drop it by hand then
-            print(f"could not drop cluster {cluster.name}: {exc} (pg_dropcluster --stop {cluster.version} "
-                  f"{cluster.name})")
+            print(
+                f"could not drop cluster {cluster.name}: {exc} (pg_dropcluster --stop {cluster.version} "
+                f"{cluster.name})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=900, help="localstripe events to deliver (3 batches)")
     parser.add_argument("--rate", type=float, default=40.0, help="new events per second from 'Stripe'")
     parser.add_argument("--stop-seconds", type=float, default=20.0, help="length of the PostgreSQL stop")
-    parser.add_argument("--time-limit", type=float, default=420.0,
-                        help="seconds to wait for each batch to drain (a receipt whose worker was killed mid-send "
-                             "waits for its lease, 60 s + DB_RETRY_SECONDS)")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=420.0,
+        help="seconds to wait for each batch to drain (a receipt whose worker was killed mid-send "
+        "waits for its lease, 60 s + DB_RETRY_SECONDS)",
+    )
     parser.add_argument("--code", help="paydesk source tree to run (default: this one)")
     return run(parser.parse_args(argv))
 

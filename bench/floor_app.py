@@ -31,10 +31,14 @@ SECRET = os.environ.get("FLOOR_WEBHOOK_SECRET", "").encode()
 TOLERANCE = 300
 MAX_BYTES = 1024 * 1024
 
-SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS floor_event (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, "
-                 "type TEXT NOT NULL, raw TEXT NOT NULL)")
-PG_SCHEMA = ("CREATE TABLE IF NOT EXISTS floor_event (id BIGSERIAL PRIMARY KEY, event_id VARCHAR(255) NOT NULL UNIQUE, "
-             "type VARCHAR(100) NOT NULL, raw TEXT NOT NULL)")
+SQLITE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS floor_event (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, "
+    "type TEXT NOT NULL, raw TEXT NOT NULL)"
+)
+PG_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS floor_event (id BIGSERIAL PRIMARY KEY, event_id VARCHAR(255) NOT NULL UNIQUE, "
+    "type VARCHAR(100) NOT NULL, raw TEXT NOT NULL)"
+)
 
 app = Flask(__name__)
 _local = threading.local()
@@ -43,7 +47,9 @@ _local = threading.local()
 def connect(url: str):
     """A raw DBAPI connection in autocommit mode (SQLite: WAL, synchronous=NORMAL, as paydesk)."""
     if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url[len("sqlite:///"):], timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            url[len("sqlite:///") :], timeout=30, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -70,8 +76,10 @@ def _conn():
 
 def _insert_sql() -> str:
     mark = "?" if DATABASE_URL.startswith("sqlite") else "%s"
-    return (f"INSERT INTO floor_event (event_id, type, raw) VALUES ({mark}, {mark}, {mark}) "
-            "ON CONFLICT (event_id) DO NOTHING")
+    return (
+        f"INSERT INTO floor_event (event_id, type, raw) VALUES ({mark}, {mark}, {mark}) "
+        "ON CONFLICT (event_id) DO NOTHING"
+    )
 
 
 INSERT = _insert_sql()

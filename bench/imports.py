@@ -74,8 +74,16 @@ def make_stripe_data(api_base: str, customers: int, subscriptions: int) -> float
     plans = [donation_plan(gw, amount) for amount in (500, 1500, 5000)]
     ids = []
     for i in range(customers):
-        ids.append(gw.create("customers", {"name": f"Bench Donor {i}", "email": f"donor{i}@bench.example.org",
-                                           "metadata": {"source": "bench"}})["id"])
+        ids.append(
+            gw.create(
+                "customers",
+                {
+                    "name": f"Bench Donor {i}",
+                    "email": f"donor{i}@bench.example.org",
+                    "metadata": {"source": "bench"},
+                },
+            )["id"]
+        )
         if (i + 1) % 500 == 0:
             print(f"    {i + 1} customers ({time.perf_counter() - started:.0f} s)", flush=True)
     for i in range(subscriptions):
@@ -91,8 +99,10 @@ def record_counts() -> dict[str, int]:
     from admin.extensions import db
     from admin.models import Contact, Contribution, ContributionRecur, Payment, StripeCustomer
 
-    return {m.__tablename__: int(db.session.scalar(select(func.count()).select_from(m)))
-            for m in (Contact, StripeCustomer, ContributionRecur, Contribution, Payment)}
+    return {
+        m.__tablename__: int(db.session.scalar(select(func.count()).select_from(m)))
+        for m in (Contact, StripeCustomer, ContributionRecur, Contribution, Payment)
+    }
 
 
 def run_import(app, backend: str, kind: str, ppid: int, stripe_pid: int) -> Run:
@@ -114,40 +124,73 @@ def run_import(app, backend: str, kind: str, ppid: int, stripe_pid: int) -> Run:
         after_rows = record_counts()
         calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0)}
         written = {k: after_rows[k] - before_rows[k] for k in after_rows if after_rows[k] != before_rows[k]}
-        return Run(backend, kind.split(".")[1], job.done, seconds, calls, cpu, stripe_cpu,
-                   dict((job.result or {}).get("counts") or {}), written, wait, load)
+        return Run(
+            backend,
+            kind.split(".")[1],
+            job.done,
+            seconds,
+            calls,
+            cpu,
+            stripe_cpu,
+            dict((job.result or {}).get("counts") or {}),
+            written,
+            wait,
+            load,
+        )
 
 
 def report(runs: list[Run], customers: int) -> list[tuple[bool, str]]:
     print()
-    print("per s: objects per second of wall time; own/s: per second of the time paydesk was not waiting on Stripe")
-    print(f"{'backend':<11}{'import':<14}{'run':<6}{'objects':>8}{'seconds':>8}{'stripe s':>9}{'per s':>7}{'own/s':>7}"
-          f"{'calls/obj':>10}{'cpu ms/obj':>11}{'ls ms/call':>11}{'load':>6}  outcome / records written / Stripe calls")
+    print(
+        "per s: objects per second of wall time; own/s: per second of the time paydesk was not waiting on Stripe"
+    )
+    print(
+        f"{'backend':<11}{'import':<14}{'run':<6}{'objects':>8}{'seconds':>8}{'stripe s':>9}{'per s':>7}{'own/s':>7}"
+        f"{'calls/obj':>10}{'cpu ms/obj':>11}{'ls ms/call':>11}{'load':>6}  outcome / records written / Stripe calls"
+    )
     for r in runs:
         per_call = r.stripe_cpu * 1000 / r.total_calls if r.total_calls else 0
         own = r.objects / max(r.seconds - r.stripe_wait, 1e-9)
-        print(f"{r.backend:<11}{r.what:<14}{r.run:<6}{r.objects:>8}{r.seconds:>8.2f}{r.stripe_wait:>9.2f}"
-              f"{r.per_second:>7.0f}{own:>7.0f}{r.total_calls / max(r.objects, 1):>10.3f}"
-              f"{r.cpu * 1000 / max(r.objects, 1):>11.2f}{per_call:>11.1f}{r.load:>6.1f}"
-              f"  {r.counts} / {r.written or 'nothing'} / {r.calls}")
+        print(
+            f"{r.backend:<11}{r.what:<14}{r.run:<6}{r.objects:>8}{r.seconds:>8.2f}{r.stripe_wait:>9.2f}"
+            f"{r.per_second:>7.0f}{own:>7.0f}{r.total_calls / max(r.objects, 1):>10.3f}"
+            f"{r.cpu * 1000 / max(r.objects, 1):>11.2f}{per_call:>11.1f}{r.load:>6.1f}"
+            f"  {r.counts} / {r.written or 'nothing'} / {r.calls}"
+        )
     checks = []
     for r in runs:
         if r.what == "customers" and r.run == "first":
-            checks.append((r.per_second >= 200, f"{r.backend}: customers imported at {r.per_second:.0f}/s "
-                                                f"(target >= 200/s)"))
+            checks.append(
+                (
+                    r.per_second >= 200,
+                    f"{r.backend}: customers imported at {r.per_second:.0f}/s (target >= 200/s)",
+                )
+            )
             lists, allowed = r.calls.get("customers.list", 0), math.ceil(customers / 100)
-            checks.append((lists <= allowed and not r.calls.get("customers.retrieve"),
-                           f"{r.backend}: {lists} customers.list calls for {customers} customers (at most {allowed}), "
-                           f"{r.calls.get('customers.retrieve', 0)} customers.retrieve (target 0)"))
+            checks.append(
+                (
+                    lists <= allowed and not r.calls.get("customers.retrieve"),
+                    f"{r.backend}: {lists} customers.list calls for {customers} customers (at most {allowed}), "
+                    f"{r.calls.get('customers.retrieve', 0)} customers.retrieve (target 0)",
+                )
+            )
         if r.run == "again":
-            checks.append((not r.written and set(r.counts) <= {"linked", "unchanged"},
-                           f"{r.backend}: importing {r.what} again wrote {r.written or 'nothing'} ({r.counts})"))
+            checks.append(
+                (
+                    not r.written and set(r.counts) <= {"linked", "unchanged"},
+                    f"{r.backend}: importing {r.what} again wrote {r.written or 'nothing'} ({r.counts})",
+                )
+            )
         if r.run == "again" and r.what == "subscriptions":
             allowed = r.objects + math.ceil(r.objects / 100)  # each one's invoices, and the list of them
-            checks.append((r.total_calls <= allowed and not r.calls.get("balance_transactions.retrieve"),
-                           f"{r.backend}: importing {r.objects} unchanged subscriptions again: {r.total_calls} Stripe "
-                           f"calls (at most {allowed}), {r.calls.get('balance_transactions.retrieve', 0)} balance "
-                           f"transactions read again (target 0)"))
+            checks.append(
+                (
+                    r.total_calls <= allowed and not r.calls.get("balance_transactions.retrieve"),
+                    f"{r.backend}: importing {r.objects} unchanged subscriptions again: {r.total_calls} Stripe "
+                    f"calls (at most {allowed}), {r.calls.get('balance_transactions.retrieve', 0)} balance "
+                    f"transactions read again (target 0)",
+                )
+            )
     print()
     for ok, text in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {text}")
@@ -155,7 +198,9 @@ def report(runs: list[Run], customers: int) -> list[tuple[bool, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--subscriptions", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgresql")
@@ -165,16 +210,21 @@ def main() -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     port = wb.free_port()
-    stripe = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stripe = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api_base = f"http://127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix="paydesk-bench-imports-"))
     dbs = wb.Databases(workdir)
     runs: list[Run] = []
     try:
         wb.wait_for_port(port, stripe)
-        print(f"==> filling localstripe ({api_base}): {args.customers} customers, {args.subscriptions} subscribed",
-              flush=True)
+        print(
+            f"==> filling localstripe ({api_base}): {args.customers} customers, {args.subscriptions} subscribed",
+            flush=True,
+        )
         made = make_stripe_data(api_base, args.customers, args.subscriptions)
         print(f"    made in {made:.1f} s", flush=True)
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -187,8 +237,14 @@ def main() -> int:
             ppid = wb.paydesk_database(url, api_base)
             # The keys of the processor flask processor add stored (wb.paydesk_database), as bench/webhooks.py
             # gives its in-process app: without ENCRYPTION_KEY its secret key cannot be read.
-            app = create_app({"DATABASE_URL": url, "SECRET_KEY": wb.SECRET_KEY, "ENCRYPTION_KEY": wb.ENCRYPTION_KEY,
-                              "JOB_SLICE_SECONDS": 3600})
+            app = create_app(
+                {
+                    "DATABASE_URL": url,
+                    "SECRET_KEY": wb.SECRET_KEY,
+                    "ENCRYPTION_KEY": wb.ENCRYPTION_KEY,
+                    "JOB_SLICE_SECONDS": 3600,
+                }
+            )
             for run_name in ("first", "again"):
                 for kind in ("imports.customers", "imports.subscriptions"):
                     r = run_import(app, backend, kind, ppid, stripe.pid)

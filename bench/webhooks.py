@@ -79,6 +79,7 @@ def tool(name: str) -> str:
 
 # -- infrastructure -------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,7 +134,7 @@ class Databases:
 
     def drop(self, url: str) -> None:
         if url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///"):])
+            path = Path(url[len("sqlite:///") :])
             for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 p.unlink(missing_ok=True)
             return
@@ -155,7 +156,7 @@ class Databases:
 
 def raw_connect(url: str):
     if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url[len("sqlite:///"):], timeout=30, isolation_level=None)
+        conn = sqlite3.connect(url[len("sqlite:///") :], timeout=30, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
     return psycopg.connect(url, autocommit=True)
@@ -173,14 +174,25 @@ def scalar(url: str, sql: str, params: tuple = ()) -> int:
 
 def paydesk_env(url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY=SECRET_KEY, PAYDESK_ENCRYPTION_KEY=ENCRYPTION_KEY,
-               PAYDESK_STRIPE_API_BASES="127.0.0.1", PYTHONUNBUFFERED="1")
+    env.update(
+        PAYDESK_DATABASE_URL=url,
+        PAYDESK_SECRET_KEY=SECRET_KEY,
+        PAYDESK_ENCRYPTION_KEY=ENCRYPTION_KEY,
+        PAYDESK_STRIPE_API_BASES="127.0.0.1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def flask_cli(url: str, *args: str) -> str:
-    res = subprocess.run([tool("flask"), "--app", "wsgi", *args], cwd=ROOT, env=paydesk_env(url),
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [tool("flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=paydesk_env(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if res.returncode:
         raise RuntimeError(f"flask {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
     return res.stdout
@@ -189,8 +201,21 @@ def flask_cli(url: str, *args: str) -> str:
 def paydesk_database(url: str, api_base: str | None = None) -> int:
     """Schema via ``flask db upgrade`` and a processor via ``flask processor add``; returns the ppid."""
     flask_cli(url, "db", "upgrade")
-    args = ["processor", "add", "--name", "bench", "--secret-key", STRIPE_KEY, "--publishable-key", "pk_test_bench",
-            "--webhook-secret", WEBHOOK_SECRET, "--default", "--format", "json"]
+    args = [
+        "processor",
+        "add",
+        "--name",
+        "bench",
+        "--secret-key",
+        STRIPE_KEY,
+        "--publishable-key",
+        "pk_test_bench",
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--default",
+        "--format",
+        "json",
+    ]
     if api_base:
         args += ["--api-base", api_base]
     out = flask_cli(url, *args)
@@ -200,9 +225,14 @@ def paydesk_database(url: str, api_base: str | None = None) -> int:
 # -- events for ingest ----------------------------------------------------------------------------
 
 INGEST_MIX = [  # (type, weight): roughly what a donation site receives
-    ("payment_intent.created", 2), ("payment_intent.succeeded", 3), ("charge.succeeded", 3),
-    ("invoice.paid", 2), ("invoice.payment_succeeded", 2), ("customer.subscription.updated", 1),
-    ("customer.updated", 1), ("charge.refunded", 1),
+    ("payment_intent.created", 2),
+    ("payment_intent.succeeded", 3),
+    ("charge.succeeded", 3),
+    ("invoice.paid", 2),
+    ("invoice.payment_succeeded", 2),
+    ("customer.subscription.updated", 1),
+    ("customer.updated", 1),
+    ("charge.refunded", 1),
 ]
 
 
@@ -330,8 +360,15 @@ class IngestRow:
     runs: list[float] = field(default_factory=list)
 
 
-def run_ingest(app_name: str, backend: str, concurrency: int, templates: list[str], dbs: Databases,
-               workdir: Path, time_limit: float) -> IngestRow:
+def run_ingest(
+    app_name: str,
+    backend: str,
+    concurrency: int,
+    templates: list[str],
+    dbs: Databases,
+    workdir: Path,
+    time_limit: float,
+) -> IngestRow:
     url = dbs.create(backend, f"{app_name}-ingest")
     port = free_port()
     logfile = open(workdir / f"gunicorn-{app_name}-{backend}-c{concurrency}.log", "wb")  # noqa: SIM115
@@ -339,8 +376,16 @@ def run_ingest(app_name: str, backend: str, concurrency: int, templates: list[st
         if app_name == "paydesk":
             ppid = paydesk_database(url)
             env = paydesk_env(url)
-            cmd = [tool("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2", "-b", f"127.0.0.1:{port}",
-                   "wsgi:app"]
+            cmd = [
+                tool("gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{port}",
+                "wsgi:app",
+            ]
             cwd, path, table = ROOT, f"/webhooks/stripe/{ppid}", "stripe_event"
         else:
             sys.path.insert(0, str(BENCH))
@@ -349,8 +394,16 @@ def run_ingest(app_name: str, backend: str, concurrency: int, templates: list[st
             create_schema(url)
             env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
             env.update(FLOOR_DATABASE_URL=url, FLOOR_WEBHOOK_SECRET=WEBHOOK_SECRET)
-            cmd = [tool("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2", "-b", f"127.0.0.1:{port}",
-                   "floor_app:app"]
+            cmd = [
+                tool("gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{port}",
+                "floor_app:app",
+            ]
             cwd, path, table = BENCH, "/webhook", "floor_event"
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=logfile, stderr=subprocess.STDOUT)
         try:
@@ -370,10 +423,21 @@ def run_ingest(app_name: str, backend: str, concurrency: int, templates: list[st
         logfile.close()
         dbs.drop(url)
     eps = res.ok / res.elapsed if res.elapsed else 0.0
-    return IngestRow(app=app_name, backend=backend, concurrency=concurrency, events_per_s=eps,
-                     p50_ms=pct(res.latencies, 50) * 1000, p99_ms=pct(res.latencies, 99) * 1000,
-                     errors=res.errors + (len(templates) - res.sent), stored=stored, sent=len(templates),
-                     status_counts=res.status_counts, error_samples=res.error_samples, load1=load1, runs=[eps])
+    return IngestRow(
+        app=app_name,
+        backend=backend,
+        concurrency=concurrency,
+        events_per_s=eps,
+        p50_ms=pct(res.latencies, 50) * 1000,
+        p99_ms=pct(res.latencies, 99) * 1000,
+        errors=res.errors + (len(templates) - res.sent),
+        stored=stored,
+        sent=len(templates),
+        status_counts=res.status_counts,
+        error_samples=res.error_samples,
+        load1=load1,
+        runs=[eps],
+    )
 
 
 def best_of(rows: list[IngestRow]) -> IngestRow:
@@ -391,15 +455,19 @@ def best_of(rows: list[IngestRow]) -> IngestRow:
 
 
 def ingest_table(rows: list[IngestRow]) -> str:
-    lines = [f"{'app':<8} {'backend':<10} {'conc':>4} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-             f"{'stored/sent':>12} {'% of floor':>10} {'load':>5}"]
+    lines = [
+        f"{'app':<8} {'backend':<10} {'conc':>4} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'stored/sent':>12} {'% of floor':>10} {'load':>5}"
+    ]
     floor = {(r.backend, r.concurrency): r.events_per_s for r in rows if r.app == "floor"}
     for r in rows:
         share = ""
         if r.app == "paydesk" and floor.get((r.backend, r.concurrency)):
             share = f"{100 * r.events_per_s / floor[(r.backend, r.concurrency)]:.0f}%"
-        lines.append(f"{r.app:<8} {r.backend:<10} {r.concurrency:>4} {r.events_per_s:>9.0f} {r.p50_ms:>8.1f} "
-                     f"{r.p99_ms:>8.1f} {r.errors:>6} {f'{r.stored}/{r.sent}':>12} {share:>10} {r.load1:>5.1f}")
+        lines.append(
+            f"{r.app:<8} {r.backend:<10} {r.concurrency:>4} {r.events_per_s:>9.0f} {r.p50_ms:>8.1f} "
+            f"{r.p99_ms:>8.1f} {r.errors:>6} {f'{r.stored}/{r.sent}':>12} {share:>10} {r.load1:>5.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -413,30 +481,52 @@ def ingest_targets(rows: list[IngestRow]) -> list[tuple[str, bool]]:
         f = floor.get((r.backend, r.concurrency))
         if r.concurrency == 8 and f:
             share = 100 * r.events_per_s / f.events_per_s if f.events_per_s else 0
-            out.append((f"{where}: paydesk {r.events_per_s:.0f} ev/s = {share:.0f}% of floor "
-                        f"{f.events_per_s:.0f} ev/s (target >= 50%)", share >= 50))
+            out.append(
+                (
+                    f"{where}: paydesk {r.events_per_s:.0f} ev/s = {share:.0f}% of floor "
+                    f"{f.events_per_s:.0f} ev/s (target >= 50%)",
+                    share >= 50,
+                )
+            )
             out.append((f"{where}: p99 {r.p99_ms:.1f} ms (target < 50 ms)", r.p99_ms < 50))
-        out.append((f"{where}: {r.errors} errors, {r.sent - r.stored} lost of {r.sent} (target 0 and 0)",
-                    r.errors == 0 and r.stored == r.sent))
+        out.append(
+            (
+                f"{where}: {r.errors} errors, {r.sent - r.stored} lost of {r.sent} (target 0 and 0)",
+                r.errors == 0 and r.stored == r.sent,
+            )
+        )
     return out
 
 
 # -- worker ---------------------------------------------------------------------------------------
 
+
 def _card() -> dict:
     return {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 
 
-def make_stripe_events(api_base: str, wanted: int, time_limit: float, seed: int = 11) -> tuple[list[dict], dict]:
+def make_stripe_events(
+    api_base: str, wanted: int, time_limit: float, seed: int = 11
+) -> tuple[list[dict], dict]:
     """Drive localstripe like donors do until it has produced ``wanted`` events; return them oldest first."""
     from admin.stripe_gateway import Gateway, RetryPolicy
 
     gw = Gateway(STRIPE_KEY, api_base, policy=RetryPolicy(max_attempts=3, base=0.05, cap=0.5))
     rng = random.Random(seed)
     product = gw.create("products", {"name": "Monthly donation", "type": "service"})
-    plans = [gw.create("plans", {"amount": amount, "currency": "usd", "interval": "month",
-                                 "product": product["id"], "nickname": f"Monthly ${amount // 100}"})
-             for amount in (500, 1500, 3000)]
+    plans = [
+        gw.create(
+            "plans",
+            {
+                "amount": amount,
+                "currency": "usd",
+                "interval": "month",
+                "product": product["id"],
+                "nickname": f"Monthly ${amount // 100}",
+            },
+        )
+        for amount in (500, 1500, 3000)
+    ]
     made: collections.Counter = collections.Counter()
     produced = 2 + len(plans)  # product.created, plan.created
     deadline = time.monotonic() + time_limit
@@ -448,22 +538,42 @@ def make_stripe_events(api_base: str, wanted: int, time_limit: float, seed: int 
             if produced >= wanted:
                 break
         i += 1
-        cus = gw.create("customers", {"name": f"Bench Donor {i}", "email": f"donor{i}@example.org",
-                                      "metadata": {"source": "paydesk bench"}})
+        cus = gw.create(
+            "customers",
+            {
+                "name": f"Bench Donor {i}",
+                "email": f"donor{i}@example.org",
+                "metadata": {"source": "paydesk bench"},
+            },
+        )
         produced += 1
         pm = gw.create("payment_methods", {"type": "card", "card": _card()})
         gw.call("payment_methods", "attach", pm["id"], params={"customer": cus["id"]})
         if rng.random() < 0.6:  # a monthly donor: default card, subscription (invoice, intent, charge)
             gw.update("customers", cus["id"], {"invoice_settings": {"default_payment_method": pm["id"]}})
-            gw.create("subscriptions", {"customer": cus["id"], "items": [{"plan": rng.choice(plans)["id"]}],
-                                        "metadata": {"source": "paydesk bench"}})
+            gw.create(
+                "subscriptions",
+                {
+                    "customer": cus["id"],
+                    "items": [{"plan": rng.choice(plans)["id"]}],
+                    "metadata": {"source": "paydesk bench"},
+                },
+            )
             made["subscriptions"] += 1
             produced += 5  # customer.updated, subscription.created, invoice.created/payment_succeeded, pi
         for _ in range(rng.choice((1, 1, 2))):  # one-off donations
-            gw.create("payment_intents", {"amount": rng.choice((1000, 2500, 5000)), "currency": "usd",
-                                          "customer": cus["id"], "payment_method": pm["id"],
-                                          "payment_method_types": ["card"], "confirm": True,
-                                          "metadata": {"source": "paydesk bench"}})
+            gw.create(
+                "payment_intents",
+                {
+                    "amount": rng.choice((1000, 2500, 5000)),
+                    "currency": "usd",
+                    "customer": cus["id"],
+                    "payment_method": pm["id"],
+                    "payment_method_types": ["card"],
+                    "confirm": True,
+                    "metadata": {"source": "paydesk bench"},
+                },
+            )
             made["one_off_payments"] += 1
             produced += 1
         made["customers"] += 1
@@ -495,8 +605,15 @@ def _count_events(gw, wanted: int) -> int:
 def worker_app(url: str, workdir: Path, backend: str):
     from admin import create_app
 
-    return create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY,
-                       "OUTBOX_DIR": str(workdir / f"outbox-{backend}"), "SERVER_NAME": None})
+    return create_app(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": SECRET_KEY,
+            "ENCRYPTION_KEY": ENCRYPTION_KEY,
+            "OUTBOX_DIR": str(workdir / f"outbox-{backend}"),
+            "SERVER_NAME": None,
+        }
+    )
 
 
 def store_events(app, events: list[dict]) -> tuple[int, float]:
@@ -525,9 +642,13 @@ def status_counts(url: str, table: str = "stripe_event") -> dict[str, int]:
 def error_messages(url: str) -> list[tuple[str, str, int]]:
     conn = raw_connect(url)
     try:
-        return [tuple(r) for r in conn.execute(
-            "SELECT type, coalesce(last_error, status_reason, ''), count(*) FROM stripe_event "
-            "WHERE status = 'error' GROUP BY 1, 2 ORDER BY 3 DESC").fetchall()]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                "SELECT type, coalesce(last_error, status_reason, ''), count(*) FROM stripe_event "
+                "WHERE status = 'error' GROUP BY 1, 2 ORDER BY 3 DESC"
+            ).fetchall()
+        ]
     finally:
         conn.close()
 
@@ -559,8 +680,17 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
-def run_worker(backend: str, threads: int, events: list[dict], api_base: str, dbs: Databases, workdir: Path,
-               time_limit: float, stripe_pid: int = 0, processes: int = 1) -> WorkerRow:
+def run_worker(
+    backend: str,
+    threads: int,
+    events: list[dict],
+    api_base: str,
+    dbs: Databases,
+    workdir: Path,
+    time_limit: float,
+    stripe_pid: int = 0,
+    processes: int = 1,
+) -> WorkerRow:
     from admin.worker.loop import run_forever
 
     url = dbs.create(backend, "worker")
@@ -569,19 +699,32 @@ def run_worker(backend: str, threads: int, events: list[dict], api_base: str, db
         app = worker_app(url, workdir, backend)
         stored, store_s = store_events(app, events)
         stop = threading.Event()
-        thread = threading.Thread(target=run_forever, args=(app, threads, stop), name="bench-worker", daemon=True)
+        thread = threading.Thread(
+            target=run_forever, args=(app, threads, stop), name="bench-worker", daemon=True
+        )
         conn = raw_connect(url)
         pending_sql = "SELECT count(*) FROM stripe_event WHERE status IN ('queued', 'processing')"
         outbox_sql = "SELECT count(*) FROM outbox_task WHERE status IN ('queued', 'processing')"
         deadline = time.monotonic() + time_limit
         t0 = time.perf_counter()
         cpu0, stripe0 = time.process_time(), proc_cpu(stripe_pid)
-        env = {**os.environ, "PAYDESK_DATABASE_URL": url, "PAYDESK_SECRET_KEY": SECRET_KEY,
-               "PAYDESK_ENCRYPTION_KEY": ENCRYPTION_KEY,
-               "PAYDESK_OUTBOX_DIR": str(workdir / f"outbox-{backend}")}
-        extra = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--concurrency",
-                                   str(threads)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for _ in range(processes - 1)]
+        env = {
+            **os.environ,
+            "PAYDESK_DATABASE_URL": url,
+            "PAYDESK_SECRET_KEY": SECRET_KEY,
+            "PAYDESK_ENCRYPTION_KEY": ENCRYPTION_KEY,
+            "PAYDESK_OUTBOX_DIR": str(workdir / f"outbox-{backend}"),
+        }
+        extra = [
+            subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--concurrency", str(threads)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(processes - 1)
+        ]
         thread.start()
         seconds = outbox_seconds = None
         cpu = stripe_cpu = 0.0
@@ -611,18 +754,29 @@ def run_worker(backend: str, threads: int, events: list[dict], api_base: str, db
             from admin.extensions import db
 
             db.engine.dispose()
-        return WorkerRow(backend=backend, threads=threads, processes=processes, events=stored, seconds=seconds,
-                         events_per_s=stored / seconds if seconds else 0.0, statuses=status_counts(url),
-                         outbox=status_counts(url, "outbox_task"), outbox_seconds=outbox_seconds,
-                         errors=error_messages(url), store_per_s=stored / store_s if store_s else 0.0,
-                         timed_out=timed_out, worker_cpu_ms=1000 * cpu / max(stored, 1),
-                         stripe_cpu_ms=1000 * stripe_cpu / max(stored, 1))
+        return WorkerRow(
+            backend=backend,
+            threads=threads,
+            processes=processes,
+            events=stored,
+            seconds=seconds,
+            events_per_s=stored / seconds if seconds else 0.0,
+            statuses=status_counts(url),
+            outbox=status_counts(url, "outbox_task"),
+            outbox_seconds=outbox_seconds,
+            errors=error_messages(url),
+            store_per_s=stored / store_s if store_s else 0.0,
+            timed_out=timed_out,
+            worker_cpu_ms=1000 * cpu / max(stored, 1),
+            stripe_cpu_ms=1000 * stripe_cpu / max(stored, 1),
+        )
     finally:
         dbs.drop(url)
 
 
-def profile_worker(backend: str, events: list[dict], api_base: str, dbs: Databases, workdir: Path,
-                   top: int = 25) -> str:
+def profile_worker(
+    backend: str, events: list[dict], api_base: str, dbs: Databases, workdir: Path, top: int = 25
+) -> str:
     """cProfile of ``run_once`` (one thread) over ``events``; the top functions, paydesk's own first."""
     from admin.worker.loop import run_once
 
@@ -643,8 +797,10 @@ def profile_worker(backend: str, events: list[dict], api_base: str, dbs: Databas
             db.engine.dispose()
         prof.dump_stats(str(workdir / f"worker-{backend}.prof"))
         out = io.StringIO()
-        out.write(f"cProfile of run_once on {backend}: {n} events and tasks in {elapsed:.1f} s "
-                  f"({len(events) / elapsed:.0f} events/s under the profiler)\n")
+        out.write(
+            f"cProfile of run_once on {backend}: {n} events and tasks in {elapsed:.1f} s "
+            f"({len(events) / elapsed:.0f} events/s under the profiler)\n"
+        )
         stats = pstats.Stats(prof, stream=out)
         stats.sort_stats("cumulative")
         out.write("\n-- paydesk functions by cumulative time --\n")
@@ -660,26 +816,37 @@ def profile_worker(backend: str, events: list[dict], api_base: str, dbs: Databas
 
 
 def worker_table(rows: list[WorkerRow]) -> str:
-    lines = [f"{'backend':<10} {'procs x threads':>15} {'events':>6} {'seconds':>8} {'events/s':>9} {'cpu ms/ev':>9} "
-             f"{'stripe ms/ev':>12}  statuses   (outbox)"]
+    lines = [
+        f"{'backend':<10} {'procs x threads':>15} {'events':>6} {'seconds':>8} {'events/s':>9} {'cpu ms/ev':>9} "
+        f"{'stripe ms/ev':>12}  statuses   (outbox)"
+    ]
     for r in rows:
         st = ", ".join(f"{k} {v}" for k, v in sorted(r.statuses.items()))
         ob = ", ".join(f"{k} {v}" for k, v in sorted(r.outbox.items())) or "none"
         more = f"; outbox drained at {r.outbox_seconds:.1f} s" if r.outbox_seconds else ""
-        lines.append(f"{r.backend:<10} {f'{r.processes} x {r.threads}':>15} {r.events:>6} {r.seconds:>8.1f} {r.events_per_s:>9.0f} "
-                     f"{r.worker_cpu_ms:>9.1f} {r.stripe_cpu_ms:>12.1f}  "
-                     f"{st}   (outbox: {ob}{more}){' TIMED OUT' if r.timed_out else ''}")
+        lines.append(
+            f"{r.backend:<10} {f'{r.processes} x {r.threads}':>15} {r.events:>6} {r.seconds:>8.1f} {r.events_per_s:>9.0f} "
+            f"{r.worker_cpu_ms:>9.1f} {r.stripe_cpu_ms:>12.1f}  "
+            f"{st}   (outbox: {ob}{more}){' TIMED OUT' if r.timed_out else ''}"
+        )
     return "\n".join(lines)
 
 
 # -- main -----------------------------------------------------------------------------------------
 
+
 def git_revision() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "admin", "migrations", "wsgi.py"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "admin", "migrations", "wsgi.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return f"{head}{' (admin/ has uncommitted changes)' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -691,18 +858,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,8,32", help="client concurrencies, comma separated")
     p.add_argument("--backends", default="sqlite,postgresql", help="sqlite, postgresql or both")
     p.add_argument("--quick", action="store_true", help="smoke run: 300 events, concurrency 1,8")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="ingest runs per app/backend/concurrency; the table shows the fastest, errors of all")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="ingest runs per app/backend/concurrency; the table shows the fastest, errors of all",
+    )
     p.add_argument("--skip-ingest", action="store_true")
     p.add_argument("--skip-worker", action="store_true")
     p.add_argument("--worker-events", type=int, help="events for the worker test (default: --events)")
-    p.add_argument("--worker-concurrency", type=int, help="worker threads per process on PostgreSQL (default 2; SQLite: 1)")
-    p.add_argument("--worker-processes", type=int, help="worker processes on PostgreSQL (default 2, one per core; SQLite: 1)")
-    p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
-                   help="cProfile the worker (auto: when PostgreSQL misses 300 events/s)")
+    p.add_argument(
+        "--worker-concurrency",
+        type=int,
+        help="worker threads per process on PostgreSQL (default 2; SQLite: 1)",
+    )
+    p.add_argument(
+        "--worker-processes",
+        type=int,
+        help="worker processes on PostgreSQL (default 2, one per core; SQLite: 1)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="cProfile the worker (auto: when PostgreSQL misses 300 events/s)",
+    )
     p.add_argument("--profile-events", type=int, default=600)
     p.add_argument("--time-limit", type=float, default=600, help="seconds allowed for each load or drain")
-    p.add_argument("--keep", action="store_true", help="keep the run directory's logs (databases are dropped)")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the run directory's logs (databases are dropped)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.events = min(args.events, 300)
@@ -722,8 +907,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = BENCH / "results" / f"run-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -736,45 +922,72 @@ def main(argv: list[str] | None = None) -> int:
         lg.propagate = False
     logging.getLogger("alembic").setLevel(logging.WARNING)
     dbs = Databases(workdir)
-    header = (f"paydesk webhook benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}, paydesk {git_revision()}, events {args.events}, concurrency "
-              f"{','.join(map(str, args.concurrency))}, backends {','.join(args.backends)}")
+    header = (
+        f"paydesk webhook benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, paydesk {git_revision()}, events {args.events}, concurrency "
+        f"{','.join(map(str, args.concurrency))}, backends {','.join(args.backends)}"
+    )
     report: list[str] = [header, ""]
     results: dict = {"header": header, "ingest": [], "worker": [], "targets": []}
     targets: list[tuple[str, bool]] = []
     try:
         if not args.skip_ingest:
             templates, mix = ingest_bodies(args.events)
-            log.info("ingest: %d events per run, mix %s, ~%d bytes each", len(templates),
-                     dict(mix), statistics.mean(len(t) for t in templates))
+            log.info(
+                "ingest: %d events per run, mix %s, ~%d bytes each",
+                len(templates),
+                dict(mix),
+                statistics.mean(len(t) for t in templates),
+            )
             rows: list[IngestRow] = []
             for backend in args.backends:
                 for conc in args.concurrency:
                     reps: dict[str, list[IngestRow]] = {"floor": [], "paydesk": []}
                     for _ in range(args.repeat):
                         for app_name in ("floor", "paydesk"):  # interleaved, so drift hits both alike
-                            row = run_ingest(app_name, backend, conc, templates, dbs, workdir, args.time_limit)
+                            row = run_ingest(
+                                app_name, backend, conc, templates, dbs, workdir, args.time_limit
+                            )
                             reps[app_name].append(row)
-                            log.info("%-7s %-10s c=%-3d %6.0f ev/s p50 %.1f ms p99 %.1f ms errors %d stored %d/%d "
-                                     "load %.1f %s", app_name, backend, conc, row.events_per_s, row.p50_ms,
-                                     row.p99_ms, row.errors, row.stored, row.sent, row.load1,
-                                     row.error_samples[:2] or "")
+                            log.info(
+                                "%-7s %-10s c=%-3d %6.0f ev/s p50 %.1f ms p99 %.1f ms errors %d stored %d/%d "
+                                "load %.1f %s",
+                                app_name,
+                                backend,
+                                conc,
+                                row.events_per_s,
+                                row.p50_ms,
+                                row.p99_ms,
+                                row.errors,
+                                row.stored,
+                                row.sent,
+                                row.load1,
+                                row.error_samples[:2] or "",
+                            )
                     for app_name in ("floor", "paydesk"):
                         row = best_of(reps[app_name])
                         rows.append(row)
-            report += ["Ingest (gunicorn -c gunicorn.conf.py -w 2: threaded workers; aiohttp client on the same machine)",
-                       ingest_table(rows), ""]
+            report += [
+                "Ingest (gunicorn -c gunicorn.conf.py -w 2: threaded workers; aiohttp client on the same machine)",
+                ingest_table(rows),
+                "",
+            ]
             for r in rows:
                 if r.error_samples:
-                    report.append(f"  {r.app} {r.backend} c={r.concurrency} errors {r.status_counts}: "
-                                  f"{r.error_samples[:3]}")
+                    report.append(
+                        f"  {r.app} {r.backend} c={r.concurrency} errors {r.status_counts}: "
+                        f"{r.error_samples[:3]}"
+                    )
             targets += ingest_targets(rows)
             results["ingest"] = [asdict(r) for r in rows]
         if not args.skip_worker:
             port = free_port()
             ls_log = open(workdir / "localstripe.log", "wb")  # noqa: SIM115
-            ls = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "localstripe_server.py"),
-                                   "--port", str(port)], stdout=ls_log, stderr=subprocess.STDOUT)
+            ls = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
+                stdout=ls_log,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 wait_for_port(port, ls)
                 api_base = f"http://127.0.0.1:{port}"
@@ -785,29 +998,57 @@ def main(argv: list[str] | None = None) -> int:
                 for backend in args.backends:
                     threads = 1 if backend == "sqlite" else (args.worker_concurrency or 2)
                     procs = 1 if backend == "sqlite" else (args.worker_processes or 2)
-                    row = run_worker(backend, threads, events, api_base, dbs, workdir, args.time_limit, ls.pid,
-                                     processes=procs)
+                    row = run_worker(
+                        backend,
+                        threads,
+                        events,
+                        api_base,
+                        dbs,
+                        workdir,
+                        args.time_limit,
+                        ls.pid,
+                        processes=procs,
+                    )
                     wrows.append(row)
-                    log.info("worker %s: %d events in %.1f s = %.0f ev/s %s", backend, row.events, row.seconds,
-                             row.events_per_s, row.statuses)
-                report += [f"Worker end to end ({len(events)} localstripe events: "
-                           + ", ".join(f"{t} {n}" for t, n in types.most_common()) + ")",
-                           worker_table(wrows), ""]
+                    log.info(
+                        "worker %s: %d events in %.1f s = %.0f ev/s %s",
+                        backend,
+                        row.events,
+                        row.seconds,
+                        row.events_per_s,
+                        row.statuses,
+                    )
+                report += [
+                    f"Worker end to end ({len(events)} localstripe events: "
+                    + ", ".join(f"{t} {n}" for t, n in types.most_common())
+                    + ")",
+                    worker_table(wrows),
+                    "",
+                ]
                 for r in wrows:
                     for etype, msg, n in r.errors[:10]:
                         report.append(f"  {r.backend} error x{n} {etype}: {msg[:300]}")
                     if r.backend == "postgresql":
-                        targets.append((f"worker postgresql ({r.processes} processes x {r.threads} threads): {r.events_per_s:.0f} events/s "
-                                        f"(target >= 300)", r.events_per_s >= 300 and not r.timed_out))
-                    targets.append((f"worker {r.backend}: {r.statuses.get('error', 0)} events in error, "
-                                    f"{r.statuses.get('queued', 0) + r.statuses.get('processing', 0)} unprocessed",
-                                    not r.statuses.get("error") and not r.timed_out))
+                        targets.append(
+                            (
+                                f"worker postgresql ({r.processes} processes x {r.threads} threads): {r.events_per_s:.0f} events/s "
+                                f"(target >= 300)",
+                                r.events_per_s >= 300 and not r.timed_out,
+                            )
+                        )
+                    targets.append(
+                        (
+                            f"worker {r.backend}: {r.statuses.get('error', 0)} events in error, "
+                            f"{r.statuses.get('queued', 0) + r.statuses.get('processing', 0)} unprocessed",
+                            not r.statuses.get("error") and not r.timed_out,
+                        )
+                    )
                 results["worker"] = [asdict(r) for r in wrows]
                 pg = [r for r in wrows if r.backend == "postgresql"]
                 if args.profile == "always" or (args.profile == "auto" and pg and pg[0].events_per_s < 300):
                     backend = "postgresql" if pg else args.backends[0]
                     log.info("profiling the worker on %s with %d events", backend, args.profile_events)
-                    text = profile_worker(backend, events[:args.profile_events], api_base, dbs, workdir)
+                    text = profile_worker(backend, events[: args.profile_events], api_base, dbs, workdir)
                     (workdir / "worker-profile.txt").write_text(text)
                     results["profile"] = text
                     report += [f"Worker profile: see {workdir.relative_to(ROOT)}/worker-profile.txt", ""]

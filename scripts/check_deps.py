@@ -42,6 +42,8 @@ if __name__ == "__main__":
     for line in found:
         print(f"!!! {line}", file=sys.stderr)
     if found:
-        print("!!! the lock files lack what pyproject.toml asks for: run `make lock`, then `make install`",
-              file=sys.stderr)
+        print(
+            "!!! the lock files lack what pyproject.toml asks for: run `make lock`, then `make install`",
+            file=sys.stderr,
+        )
     sys.exit(1 if found else 0)

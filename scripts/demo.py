@@ -58,8 +58,11 @@ def use_ports(app_port: int, stripe_port: int) -> None:
     """Serve paydesk on ``app_port`` and localstripe on ``stripe_port`` (its Stripe.js double on the next)."""
     global APP_PORT, STRIPE_PORT, STRIPE_JS_PORT, APP_URL, STRIPE_URL, STRIPE_JS_URL
     APP_PORT, STRIPE_PORT, STRIPE_JS_PORT = app_port, stripe_port, stripe_port + 1
-    APP_URL, STRIPE_URL, STRIPE_JS_URL = (f"http://{HOST}:{APP_PORT}", f"http://{HOST}:{STRIPE_PORT}",
-                                          f"http://{HOST}:{STRIPE_JS_PORT}")
+    APP_URL, STRIPE_URL, STRIPE_JS_URL = (
+        f"http://{HOST}:{APP_PORT}",
+        f"http://{HOST}:{STRIPE_PORT}",
+        f"http://{HOST}:{STRIPE_JS_PORT}",
+    )
 
 
 class DemoError(Exception):
@@ -101,8 +104,15 @@ class Children:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = LOG_DIR / f"{name}.log"
         handle = open(log, "ab")  # noqa: SIM115 (the child owns it for its lifetime)
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         handle.close()
         self.procs.append((name, proc, log))
         return proc
@@ -139,16 +149,29 @@ def tail(path: Path, lines: int = 20) -> str:
 
 def flask(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     """Run ``flask --app wsgi ARGS`` to completion; its stdout, or a DemoError with its output."""
-    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env, input=stdin,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
-        raise DemoError(f"flask {' '.join(args[:2])} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        raise DemoError(
+            f"flask {' '.join(args[:2])} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
     return result.stdout
 
 
 def has_command(env: dict[str, str], command: str) -> bool:
-    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", command, "--help"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", command, "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return result.returncode == 0
 
 
@@ -183,8 +206,7 @@ def create_api_token(env: dict[str, str]) -> str:
 
 def curl_line(token: str) -> str:
     """The curl line that lists new charges through the API (what an automation tool polls)."""
-    return (f"curl -s -H {shlex.quote('Authorization: Bearer ' + token)} "
-            f"{APP_URL}/api/v1/triggers/new-charges")
+    return f"curl -s -H {shlex.quote('Authorization: Bearer ' + token)} {APP_URL}/api/v1/triggers/new-charges"
 
 
 class DemoReceiver:
@@ -209,9 +231,11 @@ class DemoReceiver:
                     sent = {}
                 outer.count += 1
                 with outer.log.open("a") as f:
-                    f.write(f"{time.strftime('%H:%M:%S')} {sent.get('type')} {sent.get('id')} "
-                            f"{(sent.get('data') or {}).get('object', {}).get('id')} "
-                            f"signature {'ok' if ok else 'WRONG'}\n")
+                    f.write(
+                        f"{time.strftime('%H:%M:%S')} {sent.get('type')} {sent.get('id')} "
+                        f"{(sent.get('data') or {}).get('object', {}).get('id')} "
+                        f"signature {'ok' if ok else 'WRONG'}\n"
+                    )
                 self.send_response(200 if ok else 400)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -225,8 +249,17 @@ class DemoReceiver:
 
     def register(self, env: dict[str, str]) -> None:
         """``notifications add`` for this receiver (the worker may post to 127.0.0.1: PAYDESK_NOTIFY_ALLOW_PRIVATE)."""
-        out = flask({**env, "PAYDESK_NOTIFY_ALLOW_PRIVATE": "true"}, "notifications", "add", "--url", self.url,
-                    "--description", "make demo's receiver (logs each notification)", "--format", "json")
+        out = flask(
+            {**env, "PAYDESK_NOTIFY_ALLOW_PRIVATE": "true"},
+            "notifications",
+            "add",
+            "--url",
+            self.url,
+            "--description",
+            "make demo's receiver (logs each notification)",
+            "--format",
+            "json",
+        )
         self.secret = json.loads(out)["secret"]
 
     def stop(self) -> None:
@@ -234,8 +267,13 @@ class DemoReceiver:
         self.server.server_close()
 
 
-def banner(password: str, ppid: int, env: dict[str, str], token: str | None = None,
-           receiver: DemoReceiver | None = None) -> str:
+def banner(
+    password: str,
+    ppid: int,
+    env: dict[str, str],
+    token: str | None = None,
+    receiver: DemoReceiver | None = None,
+) -> str:
     lines = [
         "",
         "paydesk demo is running",
@@ -257,12 +295,19 @@ def banner(password: str, ppid: int, env: dict[str, str], token: str | None = No
         "",
     ]
     if receiver:
-        lines += [f"Notifications: {receiver.count} received so far by {receiver.url} (signatures checked), one line",
-                  f"each in {receiver.log.relative_to(ROOT) if receiver.log.is_relative_to(ROOT) else receiver.log}; "
-                  f"history at {APP_URL}/settings/notifications", ""]
+        lines += [
+            f"Notifications: {receiver.count} received so far by {receiver.url} (signatures checked), one line",
+            f"each in {receiver.log.relative_to(ROOT) if receiver.log.is_relative_to(ROOT) else receiver.log}; "
+            f"history at {APP_URL}/settings/notifications",
+            "",
+        ]
     if token:
-        lines += ["The API (reference at " + APP_URL + "/api/docs): new charges, as an automation tool polls them:", "",
-                  curl_line(token), ""]
+        lines += [
+            "The API (reference at " + APP_URL + "/api/docs): new charges, as an automation tool polls them:",
+            "",
+            curl_line(token),
+            "",
+        ]
     width = max(len(line) for line in lines if not line.startswith(("export ", "curl ")))
     return "\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width
 
@@ -277,14 +322,34 @@ def give_through_form() -> str:
     key = re.search(r'data-publishable-key="([^"]+)"', page)
     if not token or not key:
         raise DemoError("the donation form page has no form token or publishable key")
-    pm = requests.post(f"{STRIPE_JS_URL}/v1/payment_methods", timeout=10, data={
-        "key": key[1], "type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
-        "card[exp_year]": "2030", "card[cvc]": "123", "billing_details[name]": "Mary Somerville",
-        "billing_details[address][postal_code]": "EH1 1AA"}).json()
-    answer = requests.post(f"{APP_URL}/donate/{DEMO_FORM}/pay", timeout=30, json={
-        "token": token[1], "amount": "5000", "frequency": "one-off", "first_name": "Mary",
-        "last_name": "Somerville", "email": "mary.somerville@example.org", "postal_code": "EH1 1AA",
-        "payment_method": pm.get("id", "")}).json()
+    pm = requests.post(
+        f"{STRIPE_JS_URL}/v1/payment_methods",
+        timeout=10,
+        data={
+            "key": key[1],
+            "type": "card",
+            "card[number]": "4242424242424242",
+            "card[exp_month]": "12",
+            "card[exp_year]": "2030",
+            "card[cvc]": "123",
+            "billing_details[name]": "Mary Somerville",
+            "billing_details[address][postal_code]": "EH1 1AA",
+        },
+    ).json()
+    answer = requests.post(
+        f"{APP_URL}/donate/{DEMO_FORM}/pay",
+        timeout=30,
+        json={
+            "token": token[1],
+            "amount": "5000",
+            "frequency": "one-off",
+            "first_name": "Mary",
+            "last_name": "Somerville",
+            "email": "mary.somerville@example.org",
+            "postal_code": "EH1 1AA",
+            "payment_method": pm.get("id", ""),
+        },
+    ).json()
     if answer.get("status") != "succeeded":
         raise DemoError(f"the demo gift through the donation form was not accepted: {answer}")
     return f"50.00 USD from Mary Somerville accepted; thank-you page {APP_URL}{answer['redirect']}"
@@ -293,44 +358,133 @@ def give_through_form() -> str:
 def staff_money(env: dict[str, str], summary: dict) -> None:
     """What staff do with money (issue 19), through paydesk: a partial refund of a recorded gift, and a
     saved card charged as an authorisation that waits on /intents for someone to capture it."""
-    payments = json.loads(flask(env, "payments", "list", "--kind", "charge", "--status", "Completed",
-                                "--type", "one-off", "--format", "json"))
+    payments = json.loads(
+        flask(
+            env,
+            "payments",
+            "list",
+            "--kind",
+            "charge",
+            "--status",
+            "Completed",
+            "--type",
+            "one-off",
+            "--format",
+            "json",
+        )
+    )
     refundable = [p for p in payments if p["amount"] >= 1000]
     if refundable:
         step(f"refunding 5.00 of payment #{refundable[0]['id']} from the command line (payments refund)")
-        print("    " + flask(env, "payments", "refund", "--payment-id", str(refundable[0]["id"]), "--amount", "5",
-                             "--reason", "requested_by_customer").strip(), flush=True)
-    contacts = json.loads(flask(env, "contacts", "list", "--customer", summary["customers"][0], "--format", "json"))
+        print(
+            "    "
+            + flask(
+                env,
+                "payments",
+                "refund",
+                "--payment-id",
+                str(refundable[0]["id"]),
+                "--amount",
+                "5",
+                "--reason",
+                "requested_by_customer",
+            ).strip(),
+            flush=True,
+        )
+    contacts = json.loads(
+        flask(env, "contacts", "list", "--customer", summary["customers"][0], "--format", "json")
+    )
     if contacts:
-        step(f"authorising 20.00 on {contacts[0].get('display_name') or 'a donor'}'s saved card (capture later)")
-        print("    " + flask(env, "payments", "charge", "--contact-id", str(contacts[0]["id"]), "--amount", "20",
-                             "--currency", "usd", "--description", "Gala ticket", "--capture", "authorise").strip(),
-              flush=True)
+        step(
+            f"authorising 20.00 on {contacts[0].get('display_name') or 'a donor'}'s saved card (capture later)"
+        )
+        print(
+            "    "
+            + flask(
+                env,
+                "payments",
+                "charge",
+                "--contact-id",
+                str(contacts[0]["id"]),
+                "--amount",
+                "20",
+                "--currency",
+                "usd",
+                "--description",
+                "Gala ticket",
+                "--capture",
+                "authorise",
+            ).strip(),
+            flush=True,
+        )
 
 
 def connect_demo(env: dict[str, str], gw: Gateway) -> str:
     """A connected account (made with ``connect accounts create``), a person on it, a transfer to it
     (``connect transfers create``), and the payout Stripe would then make from its balance."""
-    acct = json.loads(flask(env, "connect", "accounts", "create", "--email", "bookshop@example.org", "--type",
-                            "custom", "--country", "US", "--format", "json"))["id"]
-    gw.call("accounts.persons", "create", acct, params={"first_name": "Grace", "last_name": "Hopper",
-                                                        "relationship": {"representative": True}})
-    transfer = json.loads(flask(env, "connect", "transfers", "create", "--account", acct, "--amount", "40",
-                                "--transfer-group", "SPRING-BOOKS", "--metadata", "appeal=spring", "--yes",
-                                "--format", "json"))["id"]
-    payout = gw.call("payouts", "create", params={"amount": 4000, "currency": "usd"}, stripe_account=acct)["id"]
-    return (f"{acct}: transfer {transfer} of 40.00 USD, payout {payout}; see {APP_URL}/connect/accounts/{acct} "
-            f"and {APP_URL}/connect/payouts/{payout}?account={acct}")
+    acct = json.loads(
+        flask(
+            env,
+            "connect",
+            "accounts",
+            "create",
+            "--email",
+            "bookshop@example.org",
+            "--type",
+            "custom",
+            "--country",
+            "US",
+            "--format",
+            "json",
+        )
+    )["id"]
+    gw.call(
+        "accounts.persons",
+        "create",
+        acct,
+        params={"first_name": "Grace", "last_name": "Hopper", "relationship": {"representative": True}},
+    )
+    transfer = json.loads(
+        flask(
+            env,
+            "connect",
+            "transfers",
+            "create",
+            "--account",
+            acct,
+            "--amount",
+            "40",
+            "--transfer-group",
+            "SPRING-BOOKS",
+            "--metadata",
+            "appeal=spring",
+            "--yes",
+            "--format",
+            "json",
+        )
+    )["id"]
+    payout = gw.call("payouts", "create", params={"amount": 4000, "currency": "usd"}, stripe_account=acct)[
+        "id"
+    ]
+    return (
+        f"{acct}: transfer {transfer} of 40.00 USD, payout {payout}; see {APP_URL}/connect/accounts/{acct} "
+        f"and {APP_URL}/connect/payouts/{payout}?account={acct}"
+    )
 
 
 def run(keep_logs: bool) -> None:
-    for port, what in ((STRIPE_PORT, "localstripe"), (STRIPE_JS_PORT, "the Stripe.js test double"),
-                       (APP_PORT, "paydesk (gunicorn)")):
+    for port, what in (
+        (STRIPE_PORT, "localstripe"),
+        (STRIPE_JS_PORT, "the Stripe.js test double"),
+        (APP_PORT, "paydesk (gunicorn)"),
+    ):
         if not port_free(port):
-            raise DemoError(f"port {HOST}:{port} is in use, so {what} cannot start there. Stop whatever "
-                            f"listens on it (`ss -ltnp 'sport = :{port}'` shows it), e.g. an earlier "
-                            f"`make demo`, and run `make demo` again (or choose other ports: "
-                            f"`.venv/bin/python scripts/demo.py --port 5001 --stripe-port 8430`).")
+            raise DemoError(
+                f"port {HOST}:{port} is in use, so {what} cannot start there. Stop whatever "
+                f"listens on it (`ss -ltnp 'sport = :{port}'` shows it), e.g. an earlier "
+                f"`make demo`, and run `make demo` again (or choose other ports: "
+                f"`.venv/bin/python scripts/demo.py --port 5001 --stripe-port 8430`)."
+            )
     if not (BIN / "flask").exists() or not (BIN / "gunicorn").exists():
         raise DemoError(f"{BIN} has no flask/gunicorn: run this through `make demo`")
 
@@ -343,28 +497,54 @@ def run(keep_logs: bool) -> None:
         Path(f"{DB_FILE}{suffix}").unlink(missing_ok=True)
 
     env = dict(os.environ)
-    env.update({
-        "PAYDESK_DATABASE_URL": f"sqlite:///{DB_FILE}",
-        "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),  # one per demo run, shared by every process
-        "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),  # a Fernet key
-        "PAYDESK_BASE_URL": APP_URL,
-        # The processor's API base is localstripe on 127.0.0.1, which a real install refuses.
-        "PAYDESK_STRIPE_API_BASES": "127.0.0.1,localhost",
-        # The donation form's card field: the Stripe.js test double in front of localstripe.
-        "PAYDESK_STRIPE_JS_URL": f"{STRIPE_JS_URL}/v3/",
-        # The demo's notification receiver listens on 127.0.0.1, which a real install refuses.
-        "PAYDESK_NOTIFY_ALLOW_PRIVATE": "true",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PAYDESK_DATABASE_URL": f"sqlite:///{DB_FILE}",
+            "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),  # one per demo run, shared by every process
+            "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(
+                secrets.token_bytes(32)
+            ).decode(),  # a Fernet key
+            "PAYDESK_BASE_URL": APP_URL,
+            # The processor's API base is localstripe on 127.0.0.1, which a real install refuses.
+            "PAYDESK_STRIPE_API_BASES": "127.0.0.1,localhost",
+            # The donation form's card field: the Stripe.js test double in front of localstripe.
+            "PAYDESK_STRIPE_JS_URL": f"{STRIPE_JS_URL}/v3/",
+            # The demo's notification receiver listens on 127.0.0.1, which a real install refuses.
+            "PAYDESK_NOTIFY_ALLOW_PRIVATE": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     children = Children()
     try:
         step(f"starting localstripe on {STRIPE_URL} (state in memory; log {LOG_DIR / 'localstripe.log'})")
-        ls = children.start("localstripe", [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"),
-                                            "--host", HOST, "--port", str(STRIPE_PORT)], env)
+        ls = children.start(
+            "localstripe",
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "localstripe_server.py"),
+                "--host",
+                HOST,
+                "--port",
+                str(STRIPE_PORT),
+            ],
+            env,
+        )
         wait_for_port(STRIPE_PORT, ls, "localstripe")
         step(f"starting the Stripe.js test double on {STRIPE_JS_URL} (log {LOG_DIR / 'stripejs.log'})")
-        js = children.start("stripejs", [sys.executable, str(ROOT / "tests" / "stripejs" / "server.py"),
-                                         "--host", HOST, "--port", str(STRIPE_JS_PORT), "--stripe", STRIPE_URL], env)
+        js = children.start(
+            "stripejs",
+            [
+                sys.executable,
+                str(ROOT / "tests" / "stripejs" / "server.py"),
+                "--host",
+                HOST,
+                "--port",
+                str(STRIPE_JS_PORT),
+                "--stripe",
+                STRIPE_URL,
+            ],
+            env,
+        )
         wait_for_port(STRIPE_JS_PORT, js, "the Stripe.js test double")
 
         step(f"migrating a fresh database {DB_FILE.relative_to(ROOT)}")
@@ -372,57 +552,125 @@ def run(keep_logs: bool) -> None:
 
         secret_key = "sk_test_" + secrets.token_hex(12)
         whsec = "whsec_" + secrets.token_hex(16)
-        out = flask(env, "processor", "add", "--name", "localstripe demo", "--secret-key", secret_key,
-                    "--publishable-key", "pk_test_" + secrets.token_hex(12), "--webhook-secret", whsec,
-                    "--api-base", STRIPE_URL, "--mode", "test", "--default", "--format", "json")
+        out = flask(
+            env,
+            "processor",
+            "add",
+            "--name",
+            "localstripe demo",
+            "--secret-key",
+            secret_key,
+            "--publishable-key",
+            "pk_test_" + secrets.token_hex(12),
+            "--webhook-secret",
+            whsec,
+            "--api-base",
+            STRIPE_URL,
+            "--mode",
+            "test",
+            "--default",
+            "--format",
+            "json",
+        )
         ppid = json.loads(out)["id"]
         gw = Gateway(secret_key, STRIPE_URL)
         step("creating what the Stripe account held before paydesk was connected (no webhooks for it)")
         history = create_history(gw, log=lambda msg: print(f"    {msg}", flush=True))
         webhook_url = f"{APP_URL}/webhooks/stripe/{ppid}"
         step(f"processor {ppid} added; registering webhook {webhook_url} with localstripe")
-        r = requests.post(f"{STRIPE_URL}/_config/webhooks/paydesk", data={"url": webhook_url, "secret": whsec},
-                          timeout=10)
+        r = requests.post(
+            f"{STRIPE_URL}/_config/webhooks/paydesk", data={"url": webhook_url, "secret": whsec}, timeout=10
+        )
         if r.status_code >= 300:
             raise DemoError(f"localstripe refused the webhook ({r.status_code}): {r.text[:300]}")
 
         # Before gunicorn and the worker start writing: one SQLite writer at a time.
-        flask(env, "forms", "add", "--slug", DEMO_FORM, "--title", "Spring appeal", "--ppid", str(ppid),
-              "--currency", "usd", "--amounts", "10,25,50,100", "--frequencies", "one-off,monthly,yearly",
-              "--min-amount", "5", "--intro", "Every gift buys books for the children's library.",
-              "--thank-you-text", "Thank you: your gift is on its way to the library's shelves.")
+        flask(
+            env,
+            "forms",
+            "add",
+            "--slug",
+            DEMO_FORM,
+            "--title",
+            "Spring appeal",
+            "--ppid",
+            str(ppid),
+            "--currency",
+            "usd",
+            "--amounts",
+            "10,25,50,100",
+            "--frequencies",
+            "one-off,monthly,yearly",
+            "--min-amount",
+            "5",
+            "--intro",
+            "Every gift buys books for the children's library.",
+            "--thank-you-text",
+            "Thank you: your gift is on its way to the library's shelves.",
+        )
         receiver = DemoReceiver(LOG_DIR / "notifications.log")
         receiver.register(env)
         step(f"registered {receiver.url} for outgoing notifications (log {receiver.log})")
         password = secrets.token_urlsafe(12)
-        flask(env, "user", "create", "--email", ADMIN_EMAIL, "--role", "admin", "--password-stdin",
-              stdin=password + "\n")
+        flask(
+            env,
+            "user",
+            "create",
+            "--email",
+            ADMIN_EMAIL,
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin=password + "\n",
+        )
 
         step(f"starting gunicorn on {APP_URL} (log {LOG_DIR / 'gunicorn.log'})")
-        web = children.start("gunicorn", [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
-                                          "-b", f"{HOST}:{APP_PORT}", "wsgi:app"], env)
+        web = children.start(
+            "gunicorn",
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "-b",
+                f"{HOST}:{APP_PORT}",
+                "wsgi:app",
+            ],
+            env,
+        )
         wait_for_port(APP_PORT, web, "gunicorn")
 
         if has_command(env, "worker"):
             step(f"starting the worker (log {LOG_DIR / 'worker.log'})")
             children.start("worker", [str(BIN / "flask"), "--app", "wsgi", "worker"], env)
         else:
-            print("!!! WARNING: `flask --app wsgi worker` does not exist yet: webhooks will be stored but not "
-                  "turned into records", flush=True)
+            print(
+                "!!! WARNING: `flask --app wsgi worker` does not exist yet: webhooks will be stored but not "
+                "turned into records",
+                flush=True,
+            )
 
         step("importing it, as staff would: customers, then subscriptions with their invoices and charges")
-        for args in (("import", "customers"), ("import", "subscriptions"),
-                     *(("import", "charge", "--charge", ch) for ch in history["charges"])):
+        for args in (
+            ("import", "customers"),
+            ("import", "subscriptions"),
+            *(("import", "charge", "--charge", ch) for ch in history["charges"]),
+        ):
             print("    " + flask(env, *args).strip().replace("\n", "\n    "), flush=True)
 
         step("creating demo data in localstripe (localstripe sends the webhooks)")
         summary = create_demo_data(gw, log=lambda msg: print(f"    {msg}", flush=True))
         for ev in summary.get("events_to_deliver", []):
             body = json.dumps(ev)
-            resp = requests.post(webhook_url, data=body, timeout=10, headers={
-                "Content-Type": "application/json", "Stripe-Signature": sign_payload(body, whsec)})
-            print(f"    delivered {ev['type']} (localstripe sends no charge.* events): HTTP {resp.status_code}",
-                  flush=True)
+            resp = requests.post(
+                webhook_url,
+                data=body,
+                timeout=10,
+                headers={"Content-Type": "application/json", "Stripe-Signature": sign_payload(body, whsec)},
+            )
+            print(
+                f"    delivered {ev['type']} (localstripe sends no charge.* events): HTTP {resp.status_code}",
+                flush=True,
+            )
 
         step(f"giving a gift through the donation form {APP_URL}/donate/{DEMO_FORM}")
         print(f"    {give_through_form()}", flush=True)
@@ -439,14 +687,19 @@ def run(keep_logs: bool) -> None:
             busy = counts.get("queued", 0) + counts.get("processing", 0)
             if counts and not busy and time.monotonic() - stable_since >= 2.5:
                 break
-        print("    stripe_event rows by status: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                                                      or "none yet"), flush=True)
+        print(
+            "    stripe_event rows by status: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none yet"),
+            flush=True,
+        )
         if counts.get("error"):
             print(f"    {counts['error']} event(s) in error: see {APP_URL}/events?status=error", flush=True)
 
         # Stripe (and localstripe) sends no webhook for an intent created and then abandoned, nor for one
         # stopped at 3-D Secure: paydesk learns of those from Stripe's list of intents.
-        step("importing payment intents from Stripe's list (the abandoned and the 3-D Secure one send no webhook)")
+        step(
+            "importing payment intents from Stripe's list (the abandoned and the 3-D Secure one send no webhook)"
+        )
         out = flask(env, "intents", "import", "--since", "1 hour")
         print("    " + (out.strip().splitlines() or ["(no output)"])[0], flush=True)
 
@@ -464,7 +717,9 @@ def run(keep_logs: bool) -> None:
             dead = children.dead()
             if dead:
                 name, proc, log = dead[0]
-                raise DemoError(f"{name} exited with code {proc.returncode}; last lines of {log}:\n{tail(log)}")
+                raise DemoError(
+                    f"{name} exited with code {proc.returncode}; last lines of {log}:\n{tail(log)}"
+                )
             time.sleep(1)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the children
@@ -472,11 +727,17 @@ def run(keep_logs: bool) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keep-logs", action="store_true", help="append to the logs of earlier runs")
     parser.add_argument("--port", type=int, default=APP_PORT, help="paydesk's port (default %(default)s)")
-    parser.add_argument("--stripe-port", type=int, default=STRIPE_PORT,
-                        help="localstripe's port (default %(default)s); the Stripe.js test double takes the next one")
+    parser.add_argument(
+        "--stripe-port",
+        type=int,
+        default=STRIPE_PORT,
+        help="localstripe's port (default %(default)s); the Stripe.js test double takes the next one",
+    )
     args = parser.parse_args()
     use_ports(args.port, args.stripe_port)
 

@@ -43,13 +43,16 @@ def closer_to_stripe() -> None:
     PaymentIntent.cancellation_reason = None
     PaymentIntent.canceled_at = None
     PaymentIntent.amount_capturable = property(
-        lambda self: self.amount if self.status == "requires_capture" else 0)
+        lambda self: self.amount if self.status == "requires_capture" else 0
+    )
 
     plain_cancel = PaymentIntent._api_cancel
 
     def cancel(id, cancellation_reason=None, **kwargs):
         if cancellation_reason is not None and cancellation_reason not in CANCELLATION_REASONS:
-            raise UserError(400, f"Invalid cancellation_reason: must be one of {', '.join(CANCELLATION_REASONS)}")
+            raise UserError(
+                400, f"Invalid cancellation_reason: must be one of {', '.join(CANCELLATION_REASONS)}"
+            )
         obj = plain_cancel(id, **kwargs)
         obj.cancellation_reason = cancellation_reason
         obj.canceled_at = int(time.time())
@@ -67,21 +70,33 @@ def closer_to_stripe() -> None:
             for route in resource:
                 route._handler = api_extra(handlers[resource.canonical], resource.canonical)
 
-    checks = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
-              "lt": lambda a, b: a < b}
+    checks = {
+        "gte": lambda a, b: a >= b,
+        "gt": lambda a, b: a > b,
+        "lte": lambda a, b: a <= b,
+        "lt": lambda a, b: a < b,
+    }
 
     def created_within(objects, created):
         """Stripe's ``created`` list filter: a time, or any of ``gte``/``gt``/``lte``/``lt`` together."""
-        bounds = created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
+        bounds = (
+            created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
+        )
         if any(op not in checks or not isinstance(try_convert_to_int(v), int) for op, v in bounds.items()):
             raise UserError(400, "Bad created filter")
-        return [o for o in objects if all(checks[op](o.created, try_convert_to_int(v)) for op, v in bounds.items())]
+        return [
+            o
+            for o in objects
+            if all(checks[op](o.created, try_convert_to_int(v)) for op, v in bounds.items())
+        ]
 
     plain_list = PaymentIntent._api_list_all.__func__
 
     def list_all(cls, url, created=None, customer=None, **kwargs):
         li = plain_list(cls, url, **kwargs)
-        li._list = [pi for pi in created_within(li._list, created) if customer is None or pi.customer == customer]
+        li._list = [
+            pi for pi in created_within(li._list, created) if customer is None or pi.customer == customer
+        ]
         return li
 
     PaymentIntent._api_list_all = classmethod(list_all)
@@ -101,8 +116,9 @@ def closer_to_stripe() -> None:
 
     def newest_first(self):
         if self._starting_pos is None:  # once per list, before it is paged
-            ranked = sorted(enumerate(self._list), key=lambda x: (getattr(x[1], "created", 0) or 0, x[0]),
-                            reverse=True)
+            ranked = sorted(
+                enumerate(self._list), key=lambda x: (getattr(x[1], "created", 0) or 0, x[0]), reverse=True
+            )
             self._list = [obj for _, obj in ranked]
         plain_position(self)
 
@@ -125,8 +141,9 @@ def _accept_intent_descriptions() -> None:
         if description is not None and (not isinstance(description, str) or len(description) > 1000):
             raise UserError(400, "Invalid description")
         suffix = statement_descriptor_suffix
-        if suffix is not None and (not isinstance(suffix, str) or not 1 <= len(suffix) <= 22
-                                   or set(suffix) & _FORBIDDEN):
+        if suffix is not None and (
+            not isinstance(suffix, str) or not 1 <= len(suffix) <= 22 or set(suffix) & _FORBIDDEN
+        ):
             raise UserError(400, "Invalid statement_descriptor_suffix")
         original(self, **kwargs)
         self.description = description
@@ -148,16 +165,30 @@ def _accept_staff_payment_options() -> None:
     if getattr(original, "paydesk_connect", False):
         return
 
-    def __init__(self, application_fee_amount=None, transfer_data=None, transfer_group=None, on_behalf_of=None,
-                 **kwargs):
+    def __init__(
+        self,
+        application_fee_amount=None,
+        transfer_data=None,
+        transfer_group=None,
+        on_behalf_of=None,
+        **kwargs,
+    ):
         fee = try_convert_to_int(application_fee_amount) if application_fee_amount is not None else None
         amount = try_convert_to_int(kwargs.get("amount"))
-        if fee is not None and (not isinstance(fee, int) or fee < 0 or (isinstance(amount, int) and fee > amount)):
-            raise UserError(400, "Invalid application_fee_amount: must be a non-negative integer no greater "
-                                 "than the amount")
+        if fee is not None and (
+            not isinstance(fee, int) or fee < 0 or (isinstance(amount, int) and fee > amount)
+        ):
+            raise UserError(
+                400,
+                "Invalid application_fee_amount: must be a non-negative integer no greater than the amount",
+            )
         destination = (transfer_data or {}).get("destination") if isinstance(transfer_data, dict) else None
-        if transfer_data is not None and not (isinstance(destination, str) and destination.startswith("acct_")):
-            raise UserError(400, "Invalid transfer_data[destination]: must be a connected account id (acct_...)")
+        if transfer_data is not None and not (
+            isinstance(destination, str) and destination.startswith("acct_")
+        ):
+            raise UserError(
+                400, "Invalid transfer_data[destination]: must be a connected account id (acct_...)"
+            )
         original(self, **kwargs)
         self.application_fee_amount = fee
         self.transfer_data = {"destination": destination} if destination else None
@@ -185,8 +216,10 @@ def _refunds_like_stripe() -> None:
     def __init__(self, reason=None, refund_application_fee=None, reverse_transfer=None, **kwargs):
         if reason is not None and reason not in REFUND_REASONS:
             raise UserError(400, f"Invalid reason: must be one of {', '.join(REFUND_REASONS)}")
-        for name, value in (("refund_application_fee", refund_application_fee),
-                            ("reverse_transfer", reverse_transfer)):
+        for name, value in (
+            ("refund_application_fee", refund_application_fee),
+            ("reverse_transfer", reverse_transfer),
+        ):
             if value is not None and not isinstance(try_convert_to_bool(value), bool):
                 raise UserError(400, f"Invalid boolean: {name}")
         charge_id = kwargs.get("charge")
@@ -195,11 +228,13 @@ def _refunds_like_stripe() -> None:
             charge = Charge._api_retrieve(charge_id)
             left = charge.amount - charge.amount_refunded
             if isinstance(amount, int) and amount > left:
-                raise UserError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge "
-                                     f"({left})")
+                raise UserError(
+                    400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+                )
             if left <= 0:
-                raise UserError(400, f"Charge {charge_id} has already been refunded.",
-                                {"code": "charge_already_refunded"})
+                raise UserError(
+                    400, f"Charge {charge_id} has already been refunded.", {"code": "charge_already_refunded"}
+                )
         original(self, **kwargs)
         self.reason = reason
 
@@ -222,7 +257,11 @@ def _products_like_stripe() -> None:
             return []
         if isinstance(images, dict):  # images[0]=...&images[1]=... as a form decodes it
             images = [images[k] for k in sorted(images, key=lambda k: int(k) if str(k).isdigit() else 0)]
-        if not isinstance(images, list) or len(images) > 8 or not all(isinstance(i, str) and i for i in images):
+        if (
+            not isinstance(images, list)
+            or len(images) > 8
+            or not all(isinstance(i, str) and i for i in images)
+        ):
             raise UserError(400, "Invalid images: a list of up to 8 URLs")
         return images
 
@@ -276,10 +315,16 @@ def _replay_idempotent_requests() -> None:
         if seen is not None:
             path, first_body, status, answer = seen
             if path != request.path or first_body != body:
-                return web.json_response({"error": {
-                    "type": "idempotency_error",
-                    "message": "Keys for idempotent requests can only be used with the same parameters they "
-                               "were first used with."}}, status=400)
+                return web.json_response(
+                    {
+                        "error": {
+                            "type": "idempotency_error",
+                            "message": "Keys for idempotent requests can only be used with the same parameters they "
+                            "were first used with.",
+                        }
+                    },
+                    status=400,
+                )
             replay = web.Response(body=answer, status=status, content_type="application/json")
             replay.headers["Idempotent-Replayed"] = "true"
             return replay

@@ -52,8 +52,13 @@ def _postgres_url() -> str | None:
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker
-        backends = (["postgresql"] if marker("postgres_only") else
-                    ["sqlite", "postgresql"] if marker("postgres") else ["sqlite"])
+        backends = (
+            ["postgresql"]
+            if marker("postgres_only")
+            else ["sqlite", "postgresql"]
+            if marker("postgres")
+            else ["sqlite"]
+        )
         metafunc.parametrize("backend", backends, scope="function")
 
 
@@ -66,16 +71,22 @@ def pytest_terminal_summary(terminalreporter):
             with psycopg.connect(PG_URL, connect_timeout=3):
                 pass
             terminalreporter.write_line(
-                f"PostgreSQL tests ran against {PG_URL} (a scratch database per test process, dropped).")
+                f"PostgreSQL tests ran against {PG_URL} (a scratch database per test process, dropped)."
+            )
         except Exception as exc:
             terminalreporter.write_line(
                 f"POSTGRESQL TESTS SKIPPED: {PG_URL} not reachable ({type(exc).__name__}). "
-                "Set PAYDESK_TEST_POSTGRES_URL to run them.", yellow=True, bold=True)
+                "Set PAYDESK_TEST_POSTGRES_URL to run them.",
+                yellow=True,
+                bold=True,
+            )
         return
     if _pg_state["checked"] and not _pg_state["url"]:
         terminalreporter.write_line(
             f"POSTGRESQL TESTS SKIPPED: {_pg_state['why']}. Set PAYDESK_TEST_POSTGRES_URL to run them.",
-            yellow=True, bold=True)
+            yellow=True,
+            bold=True,
+        )
     elif _pg_state["url"]:
         terminalreporter.write_line(f"PostgreSQL tests ran against {PG_URL} (scratch database, dropped).")
 
@@ -150,9 +161,11 @@ def runner(app):
 
 # -- staff ----------------------------------------------------------------------
 
+
 def csrf_token_from(html: str) -> str:
-    m = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or \
-        re.search(r'name="csrf-token" content="([^"]+)"', html)
+    m = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html
+    )
     assert m, "page carries no CSRF token"
     return m.group(1)
 
@@ -190,6 +203,7 @@ def auth(app, client):
 
 # -- Stripe ---------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -208,8 +222,11 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 def _run_localstripe():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "localstripe_server.py"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
@@ -244,9 +261,15 @@ def empty_processor(app, empty_localstripe):
     """A test-mode processor on ``empty_localstripe``."""
     from admin.services.settings.processors import add_processor
 
-    return add_processor(name=f"Stripe empty {uuid.uuid4().hex[:6]}", secret_key="sk_test_empty_" + uuid.uuid4().hex,
-                         publishable_key="pk_test_empty", webhook_secrets=[WEBHOOK_SECRET],
-                         api_base=empty_localstripe, mode="test", default=True)
+    return add_processor(
+        name=f"Stripe empty {uuid.uuid4().hex[:6]}",
+        secret_key="sk_test_empty_" + uuid.uuid4().hex,
+        publishable_key="pk_test_empty",
+        webhook_secrets=[WEBHOOK_SECRET],
+        api_base=empty_localstripe,
+        mode="test",
+        default=True,
+    )
 
 
 @pytest.fixture
@@ -264,9 +287,15 @@ def processor(app, localstripe):
     """A test-mode processor that talks to the session's localstripe."""
     from admin.services.settings.processors import add_processor
 
-    return add_processor(name=f"Stripe test {uuid.uuid4().hex[:6]}", secret_key="sk_test_paydesk_" + uuid.uuid4().hex,
-                         publishable_key="pk_test_paydesk", webhook_secrets=[WEBHOOK_SECRET],
-                         api_base=localstripe, mode="test", default=True)
+    return add_processor(
+        name=f"Stripe test {uuid.uuid4().hex[:6]}",
+        secret_key="sk_test_paydesk_" + uuid.uuid4().hex,
+        publishable_key="pk_test_paydesk",
+        webhook_secrets=[WEBHOOK_SECRET],
+        api_base=localstripe,
+        mode="test",
+        default=True,
+    )
 
 
 @pytest.fixture
@@ -274,8 +303,15 @@ def offline_processor(app):
     """A processor whose API base is a closed port: every Stripe call must be mocked with ``responses``."""
     from admin.services.settings.processors import add_processor
 
-    return add_processor(name="Stripe mocked", secret_key="sk_test_mocked", publishable_key="pk_test_mocked",
-                         webhook_secrets=[WEBHOOK_SECRET], api_base="http://127.0.0.1:9", mode="test", default=True)
+    return add_processor(
+        name="Stripe mocked",
+        secret_key="sk_test_mocked",
+        publishable_key="pk_test_mocked",
+        webhook_secrets=[WEBHOOK_SECRET],
+        api_base="http://127.0.0.1:9",
+        mode="test",
+        default=True,
+    )
 
 
 @pytest.fixture

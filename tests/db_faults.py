@@ -100,6 +100,7 @@ class DatabaseOutage:
 
 # -- a real PostgreSQL cluster of our own ----------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,8 +126,10 @@ class ThrowawayCluster:
     ``restart()``, ``stop()``, ``start()`` with ``pg_ctlcluster``; ``drop()`` removes it entirely."""
 
     def __init__(self, name: str | None = None, port: int | None = None):
-        self.version = max((p.split("/")[4] for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")),
-                           key=lambda v: [int(x) for x in v.split(".") if x.isdigit()])
+        self.version = max(
+            (p.split("/")[4] for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")),
+            key=lambda v: [int(x) for x in v.split(".") if x.isdigit()],
+        )
         self.name = name or f"paydesk_faults_{os.getpid()}_{uuid.uuid4().hex[:4]}"
         self.port = port or _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -134,16 +137,33 @@ class ThrowawayCluster:
     def _run(self, *cmd: str, timeout: float = 120) -> None:
         res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
         if res.returncode:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {(res.stderr or res.stdout).strip()}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({res.returncode}): {(res.stderr or res.stdout).strip()}"
+            )
 
     def create(self) -> ThrowawayCluster:
         # fsync off: a throwaway cluster, and restarts (a shutdown checkpoint) stay quick on a busy machine
         try:
-            self._run("pg_createcluster", self.version, self.name, "--port", str(self.port), "--start-conf",
-                      "manual", "-o", "fsync=off", "-o", "max_connections=200",
-                      "--start", "--", "--auth=trust")
+            self._run(
+                "pg_createcluster",
+                self.version,
+                self.name,
+                "--port",
+                str(self.port),
+                "--start-conf",
+                "manual",
+                "-o",
+                "fsync=off",
+                "-o",
+                "max_connections=200",
+                "--start",
+                "--",
+                "--auth=trust",
+            )
         except Exception:
-            subprocess.run(["pg_dropcluster", "--stop", self.version, self.name], capture_output=True, timeout=120)
+            subprocess.run(
+                ["pg_dropcluster", "--stop", self.version, self.name], capture_output=True, timeout=120
+            )
             raise
         return self
 

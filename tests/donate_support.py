@@ -21,9 +21,17 @@ CARD_3DS_THEN_DECLINED = "4000008260003178"
 
 
 def make_form(processor, slug: str = "spring", **overrides):
-    settings = dict(slug=slug, title="Spring appeal", processor_id=processor.id, currency="usd",
-                    amounts="10,25,50", frequencies=["one-off", "monthly", "yearly"], min_amount="5",
-                    max_amount="10000", thank_you_text="Thank you for standing with us.")
+    settings = dict(
+        slug=slug,
+        title="Spring appeal",
+        processor_id=processor.id,
+        currency="usd",
+        amounts="10,25,50",
+        frequencies=["one-off", "monthly", "yearly"],
+        min_amount="5",
+        max_amount="10000",
+        thank_you_text="Thank you for standing with us.",
+    )
     settings.update(overrides)
     return create_form(FormSettings(**settings))
 
@@ -42,26 +50,49 @@ def page_token(client, slug: str = "spring", query: str = "") -> str:
 
 
 def gift(token: str, pm: str | None, **fields) -> dict:
-    body = {"token": token, "amount": "2500", "frequency": "one-off", "first_name": "Ada", "last_name": "Lovelace",
-            "email": "ada@example.org", "payment_method": pm, "postal_code": "10115", "website": ""}
+    body = {
+        "token": token,
+        "amount": "2500",
+        "frequency": "one-off",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.org",
+        "payment_method": pm,
+        "postal_code": "10115",
+        "website": "",
+    }
     body.update(fields)
     return body
 
 
-def pay(client, processor, slug: str = "spring", number: str = CARD_OK, headers: dict | None = None,
-        environ_base: dict | None = None, **fields):
+def pay(
+    client,
+    processor,
+    slug: str = "spring",
+    number: str = CARD_OK,
+    headers: dict | None = None,
+    environ_base: dict | None = None,
+    **fields,
+):
     """One full payment request with a fresh token and a new PaymentMethod; the response."""
     pm = payment_method(processor, number)
-    return client.post(f"/donate/{slug}/pay", json=gift(page_token(client, slug), pm, **fields), headers=headers,
-                       **({"environ_base": environ_base} if environ_base else {}))
+    return client.post(
+        f"/donate/{slug}/pay",
+        json=gift(page_token(client, slug), pm, **fields),
+        headers=headers,
+        **({"environ_base": environ_base} if environ_base else {}),
+    )
 
 
 def subscription_then_stripe_fails(rsps, localstripe: str) -> None:
     """Stripe makes the subscription (and charges its first invoice) but answers with the invoice's id
     only, as it does unless asked to expand it; reading that invoice then fails. Everything else
     reaches localstripe."""
+
     def create(request):
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("accept-encoding", "content-length")}
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("accept-encoding", "content-length")
+        }
         body = request.body.encode() if isinstance(request.body, str) else request.body
         forwarded = urllib.request.Request(request.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(forwarded, timeout=10) as answer:  # urllib: past the requests mock
@@ -70,8 +101,12 @@ def subscription_then_stripe_fails(rsps, localstripe: str) -> None:
         return 200, {"Request-Id": "req_made"}, json.dumps(sub)
 
     rsps.add_callback(responses.POST, f"{localstripe}/v1/subscriptions", callback=create)
-    rsps.add(responses.GET, re.compile(re.escape(localstripe) + r"/v1/invoices/.*"), status=500,
-             json={"error": {"type": "api_error", "message": "An unknown error occurred"}})
+    rsps.add(
+        responses.GET,
+        re.compile(re.escape(localstripe) + r"/v1/invoices/.*"),
+        status=500,
+        json={"error": {"type": "api_error", "message": "An unknown error occurred"}},
+    )
     rsps.add_passthru(localstripe)
 
 
@@ -103,5 +138,9 @@ class Endless(io.RawIOBase):
 
 def post_chunked(client, path: str, body: Endless, content_type: str = "application/json"):
     """POST ``body`` as a server passes on a chunked request: no Content-Length, the stream terminated by it."""
-    return client.post(path, input_stream=body, content_type=content_type,
-                       environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    return client.post(
+        path,
+        input_stream=body,
+        content_type=content_type,
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )

@@ -15,34 +15,70 @@ CARD_3DS = "4000002500003155"
 
 
 def _card(gw, number: str) -> str:
-    return gw.create("payment_methods", {"type": "card", "card": {"number": number, "exp_month": 12,
-                                                                   "exp_year": 2030, "cvc": "123"}})["id"]
+    return gw.create(
+        "payment_methods",
+        {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}},
+    )["id"]
 
 
 def abandoned(processor, amount: int = 2000, currency: str = "usd", **extra) -> dict:
     """A donor who opened the form and left: requires_payment_method."""
-    return dict(gateway(processor).create("payment_intents", {"amount": amount, "currency": currency,
-                                                               "payment_method_types": ["card"], **extra}))
+    return dict(
+        gateway(processor).create(
+            "payment_intents",
+            {"amount": amount, "currency": currency, "payment_method_types": ["card"], **extra},
+        )
+    )
 
 
 def uncaptured(processor, amount: int = 3000, currency: str = "usd") -> dict:
     """An authorisation held on the card, waiting for staff to capture it: requires_capture."""
     gw = gateway(processor)
-    return dict(gw.create("payment_intents", {"amount": amount, "currency": currency, "payment_method": _card(gw, CARD_OK),
-                                              "payment_method_types": ["card"], "capture_method": "manual",
-                                              "confirm": True}))
+    return dict(
+        gw.create(
+            "payment_intents",
+            {
+                "amount": amount,
+                "currency": currency,
+                "payment_method": _card(gw, CARD_OK),
+                "payment_method_types": ["card"],
+                "capture_method": "manual",
+                "confirm": True,
+            },
+        )
+    )
 
 
 def waiting_for_3ds(processor, amount: int = 3000) -> dict:
     gw = gateway(processor)
-    return dict(gw.create("payment_intents", {"amount": amount, "currency": "usd", "payment_method": _card(gw, CARD_3DS),
-                                              "payment_method_types": ["card"], "confirm": True}))
+    return dict(
+        gw.create(
+            "payment_intents",
+            {
+                "amount": amount,
+                "currency": "usd",
+                "payment_method": _card(gw, CARD_3DS),
+                "payment_method_types": ["card"],
+                "confirm": True,
+            },
+        )
+    )
 
 
 def succeeded(processor, amount: int = 2500) -> dict:
     gw = gateway(processor)
-    return dict(gw.create("payment_intents", {"amount": amount, "currency": "usd", "payment_method": _card(gw, CARD_OK),
-                                              "payment_method_types": ["card"], "confirm": True}))
+    return dict(
+        gw.create(
+            "payment_intents",
+            {
+                "amount": amount,
+                "currency": "usd",
+                "payment_method": _card(gw, CARD_OK),
+                "payment_method_types": ["card"],
+                "confirm": True,
+            },
+        )
+    )
 
 
 def track(processor, pi: dict, *, age: timedelta | None = None, **local):

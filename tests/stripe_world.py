@@ -21,9 +21,18 @@ import stripe_objects as so
 
 BASE = "http://127.0.0.1:9"  # the offline_processor's API base (a closed port)
 
-KIND_OF = {"customers": "customer", "charges": "charge", "invoices": "invoice", "payment_intents": "payment_intent",
-           "subscriptions": "subscription", "balance_transactions": "balance_transaction", "refunds": "refund",
-           "invoice_payments": "invoice_payment", "events": "event", "sessions": "checkout.session"}
+KIND_OF = {
+    "customers": "customer",
+    "charges": "charge",
+    "invoices": "invoice",
+    "payment_intents": "payment_intent",
+    "subscriptions": "subscription",
+    "balance_transactions": "balance_transaction",
+    "refunds": "refund",
+    "invoice_payments": "invoice_payment",
+    "events": "event",
+    "sessions": "checkout.session",
+}
 
 _req = itertools.count(1)
 
@@ -53,15 +62,27 @@ class StripeWorld:
 
     # -- serving ---------------------------------------------------------------------
     def _reply(self, status: int, body: dict):
-        return status, {"Request-Id": f"req_world{next(_req):06d}", "Content-Type": "application/json"}, json.dumps(body)
+        return (
+            status,
+            {"Request-Id": f"req_world{next(_req):06d}", "Content-Type": "application/json"},
+            json.dumps(body),
+        )
 
     def _injected(self, method: str, path: str):
         for only, rx, statuses in self._failures:
             if statuses and (only in (None, method)) and rx.search(path):
                 status = statuses.pop(0)
                 if status == 404:
-                    return self._reply(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                                       "message": f"No such object: '{path}'"}})
+                    return self._reply(
+                        404,
+                        {
+                            "error": {
+                                "type": "invalid_request_error",
+                                "code": "resource_missing",
+                                "message": f"No such object: '{path}'",
+                            }
+                        },
+                    )
                 return self._reply(status, {"error": {"type": "api_error", "message": f"injected {status}"}})
         return None
 
@@ -79,9 +100,17 @@ class StripeWorld:
         if len(parts) >= 2:
             obj = self.objects.get(parts[1])
             if obj is None:
-                return self._reply(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                                   "message": f"No such {KIND_OF.get(parts[0], parts[0])}: "
-                                                              f"'{parts[1]}'", "param": "id"}})
+                return self._reply(
+                    404,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "resource_missing",
+                            "message": f"No such {KIND_OF.get(parts[0], parts[0])}: '{parts[1]}'",
+                            "param": "id",
+                        }
+                    },
+                )
             return self._reply(200, obj)
         return self._reply(200, self._list(parts[0], parse_qs(url.query)))
 
@@ -91,19 +120,26 @@ class StripeWorld:
 
         def match(o: dict) -> bool:
             for key, values in q.items():
-                if key in ("limit", "starting_after", "ending_before") or key.startswith("expand") or \
-                        (key == "status" and values[0] == "all"):  # subscriptions: any status
+                if (
+                    key in ("limit", "starting_after", "ending_before")
+                    or key.startswith("expand")
+                    or (key == "status" and values[0] == "all")
+                ):  # subscriptions: any status
                     continue
                 r = re.fullmatch(r"(\w+)\[(gte|gt|lte|lt)\]", key)
                 if r:  # a range, e.g. created[gte]=...
                     have, want = int(o.get(r.group(1)) or 0), int(values[0])
-                    if not {"gte": have >= want, "gt": have > want, "lte": have <= want, "lt": have < want}[r.group(2)]:
+                    if not {"gte": have >= want, "gt": have > want, "lte": have <= want, "lt": have < want}[
+                        r.group(2)
+                    ]:
                         return False
                     continue
                 m = re.fullmatch(r"(\w+)\[(\w+)\]", key)
                 have = (o.get(m.group(1)) or {}).get(m.group(2)) if m else o.get(key)
                 have = have.get("id") if isinstance(have, dict) else have
-                if key == "subscription" and have is None:  # an invoice in the current shape names it in parent
+                if (
+                    key == "subscription" and have is None
+                ):  # an invoice in the current shape names it in parent
                     have = ((o.get("parent") or {}).get("subscription_details") or {}).get("subscription")
                 if have != values[0]:
                     return False
@@ -112,9 +148,14 @@ class StripeWorld:
         data = sorted((o for o in items if match(o)), key=lambda o: -(o.get("created") or 0))
         if q.get("starting_after"):  # Stripe's paging: the page after that object, ``limit`` long
             after = [o["id"] for o in data].index(q["starting_after"][0])
-            data = data[after + 1:]
+            data = data[after + 1 :]
         limit = int(q["limit"][0]) if q.get("limit") else len(data)
-        return {"object": "list", "data": data[:limit], "has_more": len(data) > limit, "url": f"/v1/{resource}"}
+        return {
+            "object": "list",
+            "data": data[:limit],
+            "has_more": len(data) > limit,
+            "url": f"/v1/{resource}",
+        }
 
     def _post(self, request):
         url = urlparse(request.url)
@@ -129,8 +170,16 @@ class StripeWorld:
         parts = url.path.split("/")[2:]
         obj = self.objects.get(parts[1]) if len(parts) >= 2 else None
         if obj is None:
-            return self._reply(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                               "message": f"No such object: '{url.path}'"}})
+            return self._reply(
+                404,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "resource_missing",
+                        "message": f"No such object: '{url.path}'",
+                    }
+                },
+            )
         for key, value in self.updates[-1][1].items():
             m = re.fullmatch(r"metadata\[(\w+)\]", key)
             if m:
@@ -141,6 +190,7 @@ class StripeWorld:
 
 
 # -- scenarios: consistent sets of objects and the events Stripe sends for them -------
+
 
 class Renewal:
     """One paid renewal of a monthly subscription and the five events it produces."""
@@ -153,18 +203,37 @@ class Renewal:
         self.charge = so.charge(customer=self.customer["id"], payment_intent=self.intent["id"], amount=amount)
         self.intent["latest_charge"] = self.charge["id"]
         self.bt = so.balance_transaction(self.charge, fee=fee)
-        self.invoice = so.invoice(customer=self.customer["id"], subscription=self.subscription["id"], amount=amount,
-                                  shape=shape, charge=self.charge["id"] if shape == "older" else None,
-                                  payment_intent=self.intent["id"] if shape == "older" else None)
+        self.invoice = so.invoice(
+            customer=self.customer["id"],
+            subscription=self.subscription["id"],
+            amount=amount,
+            shape=shape,
+            charge=self.charge["id"] if shape == "older" else None,
+            payment_intent=self.intent["id"] if shape == "older" else None,
+        )
         if shape == "older":
             self.intent["invoice"] = self.invoice["id"]
             self.charge["invoice"] = None  # localstripe and some versions leave it empty
             self.inpay = None
         else:
-            self.inpay = so.invoice_payment(invoice_id=self.invoice["id"], payment_intent=self.intent["id"],
-                                            amount=amount)
-        world.add(*(o for o in (self.customer, self.subscription, self.intent, self.charge, self.bt, self.invoice,
-                                self.inpay) if o))
+            self.inpay = so.invoice_payment(
+                invoice_id=self.invoice["id"], payment_intent=self.intent["id"], amount=amount
+            )
+        world.add(
+            *(
+                o
+                for o in (
+                    self.customer,
+                    self.subscription,
+                    self.intent,
+                    self.charge,
+                    self.bt,
+                    self.invoice,
+                    self.inpay,
+                )
+                if o
+            )
+        )
         open_invoice = copy.deepcopy(self.invoice)
         open_invoice.update(status="open", amount_paid=0, amount_remaining=amount)
         open_invoice["status_transitions"]["paid_at"] = None
@@ -173,25 +242,37 @@ class Renewal:
         self.events = {
             "invoice.finalized": so.event("invoice.finalized", open_invoice, created=now - 5),
             "invoice.paid": so.event("invoice.paid", copy.deepcopy(self.invoice), created=now),
-            "invoice.payment_succeeded": so.event("invoice.payment_succeeded", copy.deepcopy(self.invoice),
-                                                  created=now),
+            "invoice.payment_succeeded": so.event(
+                "invoice.payment_succeeded", copy.deepcopy(self.invoice), created=now
+            ),
             "charge.succeeded": so.event("charge.succeeded", copy.deepcopy(self.charge), created=now - 1),
-            "payment_intent.succeeded": so.event("payment_intent.succeeded", copy.deepcopy(self.intent),
-                                                 created=now - 1),
+            "payment_intent.succeeded": so.event(
+                "payment_intent.succeeded", copy.deepcopy(self.intent), created=now - 1
+            ),
         }
 
 
 class OneOff:
     """A one-off card payment (no invoice) and its events."""
 
-    def __init__(self, world: StripeWorld, *, amount: int = 2500, fee: int = 103, customer: bool = True,
-                 captured: bool = True):
+    def __init__(
+        self,
+        world: StripeWorld,
+        *,
+        amount: int = 2500,
+        fee: int = 103,
+        customer: bool = True,
+        captured: bool = True,
+    ):
         now = int(time.time())
         self.customer = so.customer() if customer else None
         cid = self.customer["id"] if customer else None
-        self.intent = so.payment_intent(customer=cid, amount=amount,
-                                        status="succeeded" if captured else "requires_capture")
-        self.charge = so.charge(customer=cid, payment_intent=self.intent["id"], amount=amount, captured=captured)
+        self.intent = so.payment_intent(
+            customer=cid, amount=amount, status="succeeded" if captured else "requires_capture"
+        )
+        self.charge = so.charge(
+            customer=cid, payment_intent=self.intent["id"], amount=amount, captured=captured
+        )
         self.intent["latest_charge"] = self.charge["id"]
         self.bt = so.balance_transaction(self.charge, fee=fee)
         world.add(*(o for o in (self.customer, self.intent, self.charge, self.bt) if o))
@@ -202,12 +283,23 @@ class OneOff:
         return so.event(type_, copy.deepcopy(obj or default), created=created or self.now)
 
     def refund(self, world: StripeWorld, amount: int, status: str = "succeeded") -> dict:
-        r = so.refund(charge=self.charge["id"], amount=amount, status=status, payment_intent=self.intent["id"])
+        r = so.refund(
+            charge=self.charge["id"], amount=amount, status=status, payment_intent=self.intent["id"]
+        )
         world.add(r)
-        counted = [o for o in world.objects.values() if o.get("object") == "refund"
-                   and o.get("charge") == self.charge["id"] and o.get("status") in ("succeeded", "pending")]
+        counted = [
+            o
+            for o in world.objects.values()
+            if o.get("object") == "refund"
+            and o.get("charge") == self.charge["id"]
+            and o.get("status") in ("succeeded", "pending")
+        ]
         self.charge["amount_refunded"] = sum(o["amount"] for o in counted)
         self.charge["refunded"] = self.charge["amount_refunded"] >= self.charge["amount"]
-        self.charge["refunds"] = {"object": "list", "data": counted, "has_more": False,
-                                  "url": f"/v1/charges/{self.charge['id']}/refunds"}
+        self.charge["refunds"] = {
+            "object": "list",
+            "data": counted,
+            "has_more": False,
+            "url": f"/v1/charges/{self.charge['id']}/refunds",
+        }
         return r

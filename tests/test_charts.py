@@ -27,8 +27,11 @@ def test_a_bar_chart_says_in_words_and_numbers_what_it_draws():
 
 
 def test_a_line_chart_of_two_series_and_bad_input():
-    html = str(chart("Failures", ["a", "b"], [Series("Failed <gifts>", [1, 3]), Series("Errors", [0, 2])],
-                     kind="line"))
+    html = str(
+        chart(
+            "Failures", ["a", "b"], [Series("Failed <gifts>", [1, 3]), Series("Errors", [0, 2])], kind="line"
+        )
+    )
     assert html.count("<polyline ") == 2 and 'class="series-1"' in html
     assert "Failed &lt;gifts&gt;" in html and "<gifts>" not in html  # escaped
     assert '<th scope="col" class="num">Errors</th>' in html
@@ -43,15 +46,40 @@ def test_a_line_chart_of_two_series_and_bad_input():
 def test_counts_per_day_and_month_are_zero_filled(app, backend, offline_processor):
     now = datetime(2026, 11, 20, 15, 30)
     p = offline_processor.id
-    for n, (when, status) in enumerate([(now, "Completed"), (now - timedelta(hours=10), "Completed"),
-                                        (now - timedelta(days=2), "Partially refunded"), (now, "Failed"),
-                                        (now - timedelta(days=40), "Completed"), (now - timedelta(days=400), "Completed")]):
-        db.session.add(Contribution(processor_id=p, amount=100, currency="usd", status=status, trxn_id=f"ch_{n}",
-                                    receive_date=when))
-    db.session.add(StripeEvent(processor_id=p, event_id="evt_c1", type="x", raw="{}", status="error",
-                               received_at=now - timedelta(days=1)))
+    for n, (when, status) in enumerate(
+        [
+            (now, "Completed"),
+            (now - timedelta(hours=10), "Completed"),
+            (now - timedelta(days=2), "Partially refunded"),
+            (now, "Failed"),
+            (now - timedelta(days=40), "Completed"),
+            (now - timedelta(days=400), "Completed"),
+        ]
+    ):
+        db.session.add(
+            Contribution(
+                processor_id=p,
+                amount=100,
+                currency="usd",
+                status=status,
+                trxn_id=f"ch_{n}",
+                receive_date=when,
+            )
+        )
+    db.session.add(
+        StripeEvent(
+            processor_id=p,
+            event_id="evt_c1",
+            type="x",
+            raw="{}",
+            status="error",
+            received_at=now - timedelta(days=1),
+        )
+    )
     db.session.commit()
-    starts, counts = counts_per(Contribution.receive_date, [Contribution.status == "Completed"], "day", 3, now)
+    starts, counts = counts_per(
+        Contribution.receive_date, [Contribution.status == "Completed"], "day", 3, now
+    )
     assert starts == [datetime(2026, 11, 18), datetime(2026, 11, 19), datetime(2026, 11, 20)]
     assert counts == [0, 0, 2]
     assert periods("month", 3, now) == [datetime(2026, 9, 1), datetime(2026, 10, 1), datetime(2026, 11, 1)]
@@ -60,7 +88,10 @@ def test_counts_per_day_and_month_are_zero_filled(app, backend, offline_processo
     charts = contribution_charts(now)
     assert len(charts["per_day"].labels) == 30 and charts["per_day"].labels[-1] == "20 Nov"
     assert sum(charts["per_day"].series[0][1]) == 3  # completed or partially refunded, last 30 days
-    assert charts["per_month"].labels[-2:] == ["Oct 2026", "Nov 2026"]  # a month and its year, never read as a day
+    assert charts["per_month"].labels[-2:] == [
+        "Oct 2026",
+        "Nov 2026",
+    ]  # a month and its year, never read as a day
     assert charts["per_month"].series[0][1][-2:] == [1, 3] and sum(charts["per_month"].series[0][1]) == 4
     failed, errors = (values for _, values in charts["failures"].series)
     assert failed[-1] == 1 and errors[-2] == 1 and sum(failed) + sum(errors) == 2
@@ -69,8 +100,13 @@ def test_counts_per_day_and_month_are_zero_filled(app, backend, offline_processo
 def test_the_dashboard_shows_its_six_charts(client, auth):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/").get_data(as_text=True)
-    for title in ("Completed contributions per day, last 30 days", "Completed contributions per month, last 12 months",
-                  "Failures per day, last 30 days", "Failed payments per hour, last 7 days",
-                  "Events per minute, last hour: received and processed", "Events in error per hour, last 48 hours"):
+    for title in (
+        "Completed contributions per day, last 30 days",
+        "Completed contributions per month, last 12 months",
+        "Failures per day, last 30 days",
+        "Failed payments per hour, last 7 days",
+        "Events per minute, last hour: received and processed",
+        "Events in error per hour, last 48 hours",
+    ):
         assert "<title id=" in html and title in html
     assert html.count('role="img"') == 6 and html.count("Show the numbers") == 6

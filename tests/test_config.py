@@ -56,8 +56,10 @@ def test_instance_config_is_read(instance_dir):
 
 
 def test_precedence_defaults_instance_env_argument(instance_dir, monkeypatch):
-    (instance_dir / "config.py").write_text('SITE_NAME = "From instance"\nBASE_URL = "https://instance.example"\n'
-                                            'RECEIPT_FROM = "instance@example.org"\n')
+    (instance_dir / "config.py").write_text(
+        'SITE_NAME = "From instance"\nBASE_URL = "https://instance.example"\n'
+        'RECEIPT_FROM = "instance@example.org"\n'
+    )
     monkeypatch.setenv("PAYDESK_SITE_NAME", "From env")
     monkeypatch.setenv("PAYDESK_BASE_URL", "https://env.example")
     app = create_app({"DATABASE_URL": "sqlite://", "BASE_URL": "https://argument.example"})
@@ -80,7 +82,9 @@ def test_env_values_are_json_decoded(instance_dir, monkeypatch):
 
 def test_env_overrides_only_takes_paydesk_prefix():
     assert env_overrides({"PAYDESK_A": "1", "OTHER": "2", "PAYDESK_TEST_X": "3", "PAYDESK_B": "[1, 2]"}) == {
-        "A": 1, "B": [1, 2]}
+        "A": 1,
+        "B": [1, 2],
+    }
 
 
 def test_database_url_from_env_and_postgres_driver(instance_dir, monkeypatch):
@@ -129,6 +133,7 @@ def test_encryption_key_protects_stored_secrets(instance_dir, tmp_path):
 
 # -- keys: no fixed fallback, generated once into instance/, independent of each other ---------
 
+
 def test_without_a_secret_key_one_is_generated_into_instance_readable_by_its_owner(instance_dir, caplog):
     from admin.config import DefaultConfig
 
@@ -149,7 +154,9 @@ def test_without_a_secret_key_one_is_generated_into_instance_readable_by_its_own
     caplog.clear()
     again = create_app({"DATABASE_URL": "sqlite://"})
     assert (again.config["SECRET_KEY"], again.config["ENCRYPTION_KEY"]) == (
-        first.config["SECRET_KEY"], first.config["ENCRYPTION_KEY"])
+        first.config["SECRET_KEY"],
+        first.config["ENCRYPTION_KEY"],
+    )
     assert not [r.getMessage() for r in caplog.records if r.name == "admin.keys"]
 
 
@@ -157,10 +164,18 @@ def test_commands_do_not_repeat_the_key_warning(instance_dir, tmp_path):
     """``flask --app wsgi --help`` (or any command) once the keys exist: nothing but the help."""
     create_app({"DATABASE_URL": "sqlite://"})  # the first start generates the keys
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    code = ("import sys; from flask import Flask; folder = sys.argv.pop(1); "
-            "Flask.auto_find_instance_path = lambda self: folder; from flask.cli import main; main()")
-    done = subprocess.run([sys.executable, "-c", code, str(instance_dir), "--app", "wsgi", "--help"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from flask import Flask; folder = sys.argv.pop(1); "
+        "Flask.auto_find_instance_path = lambda self: folder; from flask.cli import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(instance_dir), "--app", "wsgi", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "Usage:" in done.stdout, done.stderr
     assert done.stderr == "", done.stderr
 
@@ -243,7 +258,9 @@ def test_database_errors_never_carry_the_values(app, backend):
 
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["hide_parameters"] is True
     marker = "secret-value-MARKER"
-    db.session.add(User(email=marker, password_hash=marker, role=marker, session_token=marker))  # role: 16 max
+    db.session.add(
+        User(email=marker, password_hash=marker, role=marker, session_token=marker)
+    )  # role: 16 max
     with pytest.raises(StatementError) as err:
         db.session.commit()
     db.session.rollback()

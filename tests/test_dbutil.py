@@ -7,20 +7,46 @@ import pytest
 from admin.dbutil import MAX_ID, parse_id, parse_whole
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("7", 7), (" 42 ", 42), ("0007", 7), (7, 7), (str(MAX_ID), MAX_ID),
-    ("0", None), ("-1", None), ("+1", None), ("1.5", None), ("1e3", None), ("", None), (None, None),
-    ("\u00b2", None), ("\u0663", None), (str(MAX_ID + 1), None), ("3000000000", None),
-    ("99999999999999999999", None), ("9" * 5000, None), (True, None), (0, None), (MAX_ID + 1, None), (7.0, None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("7", 7),
+        (" 42 ", 42),
+        ("0007", 7),
+        (7, 7),
+        (str(MAX_ID), MAX_ID),
+        ("0", None),
+        ("-1", None),
+        ("+1", None),
+        ("1.5", None),
+        ("1e3", None),
+        ("", None),
+        (None, None),
+        ("\u00b2", None),
+        ("\u0663", None),
+        (str(MAX_ID + 1), None),
+        ("3000000000", None),
+        ("99999999999999999999", None),
+        ("9" * 5000, None),
+        (True, None),
+        (0, None),
+        (MAX_ID + 1, None),
+        (7.0, None),
+    ],
+)
 def test_parse_id_takes_ascii_digits_that_fit_an_id_column(value, expected):
     assert parse_id(value) == expected
 
 
 def test_parse_whole_has_its_own_bounds():
-    assert parse_whole("0", 0, 10) == 0 and parse_whole("10", 0, 10) == 10 and parse_whole("11", 0, 10) is None
+    assert (
+        parse_whole("0", 0, 10) == 0 and parse_whole("10", 0, 10) == 10 and parse_whole("11", 0, 10) is None
+    )
     assert parse_whole("5", 6, 10) is None and parse_whole("1000000", 1, 1_000_000) == 1_000_000
-    assert parse_whole(str(2**63 - 1), 1, 2**63 - 1) == 2**63 - 1 and parse_whole(str(2**63), 1, 2**63 - 1) is None
+    assert (
+        parse_whole(str(2**63 - 1), 1, 2**63 - 1) == 2**63 - 1
+        and parse_whole(str(2**63), 1, 2**63 - 1) is None
+    )
 
 
 def test_sqlite_planner_statistics_are_refreshed_once_a_day_by_housekeeping(app):

@@ -38,7 +38,9 @@ def _count(model, *where) -> int:
 
 
 def test_demo_data_becomes_records(app, processor):
-    worker = pytest.importorskip("admin.worker.loop", reason="the worker (admin/worker/loop.py) is not built yet")
+    worker = pytest.importorskip(
+        "admin.worker.loop", reason="the worker (admin/worker/loop.py) is not built yet"
+    )
     from admin.webhooks.ingest import store_event
 
     gw = gateway(processor)
@@ -56,37 +58,52 @@ def test_demo_data_becomes_records(app, processor):
 
     events = _events_since(gw, since)
     types = {e["type"] for e in events}
-    assert {"customer.created", "customer.subscription.created", "invoice.payment_succeeded",
-            "payment_intent.succeeded"} <= types, types
+    assert {
+        "customer.created",
+        "customer.subscription.created",
+        "invoice.payment_succeeded",
+        "payment_intent.succeeded",
+    } <= types, types
     refunded = summary["events_to_deliver"][0]["data"]["object"]
-    assert refunded["amount_refunded"] == 5000 and refunded["refunds"]["data"], "the event carries the real charge"
+    assert refunded["amount_refunded"] == 5000 and refunded["refunds"]["data"], (
+        "the event carries the real charge"
+    )
     for ev in events + summary["events_to_deliver"]:
         store_event(processor, ev)
     worker.run_once()
 
-    errors = db.session.execute(select(StripeEvent.type, StripeEvent.event_id, StripeEvent.last_error)
-                                .where(StripeEvent.status == EV_ERROR)).all()
+    errors = db.session.execute(
+        select(StripeEvent.type, StripeEvent.event_id, StripeEvent.last_error).where(
+            StripeEvent.status == EV_ERROR
+        )
+    ).all()
     assert not errors, "events the worker could not process:\n" + "\n".join(map(str, errors))
 
     assert _count(Contact) >= 4, "a contact per paying donor"
     emails = set(db.session.scalars(select(Contact.email)))
     assert {"ada.lovelace@example.org", "grace.hopper@example.org"} <= emails
 
-    recur = db.session.scalar(select(ContributionRecur).where(
-        ContributionRecur.subscription_id == summary["subscription"]))
+    recur = db.session.scalar(
+        select(ContributionRecur).where(ContributionRecur.subscription_id == summary["subscription"])
+    )
     assert recur is not None, "the subscription became a recurring contribution"
     assert recur.amount == 1500 and recur.interval == "month"
-    assert _count(Contribution, Contribution.recur_id == recur.id) >= 1, "its first invoice became a contribution"
+    assert _count(Contribution, Contribution.recur_id == recur.id) >= 1, (
+        "its first invoice became a contribution"
+    )
 
-    completed = set(db.session.scalars(select(Contribution.payment_intent_id).where(Contribution.status == COMPLETED)))
+    completed = set(
+        db.session.scalars(select(Contribution.payment_intent_id).where(Contribution.status == COMPLETED))
+    )
     kept = set(summary["succeeded"]) - {summary["refunded_intent"]}
     assert kept <= completed, f"one-off payments not Completed: {kept - completed}"
 
     refund = db.session.scalar(select(Payment).where(Payment.refund_id == summary["refunds"][0]))
     assert refund is not None, "the refund became a (negative) payment"
     assert refund.amount == -5000
-    refunded = db.session.scalar(select(Contribution).where(
-        Contribution.payment_intent_id == summary["refunded_intent"]))
+    refunded = db.session.scalar(
+        select(Contribution).where(Contribution.payment_intent_id == summary["refunded_intent"])
+    )
     assert refunded.status == "Refunded"
 
 
@@ -125,14 +142,18 @@ def test_history_from_before_paydesk_is_imported_by_make_demo(runner, empty_proc
     from admin.demo_data import EARLIER_DONORS, create_history
 
     history = create_history(gateway(empty_processor))
-    for args in (["import", "customers"], ["import", "subscriptions"],
-                 *(["import", "charge", "--charge", ch] for ch in history["charges"])):
+    for args in (
+        ["import", "customers"],
+        ["import", "subscriptions"],
+        *(["import", "charge", "--charge", ch] for ch in history["charges"]),
+    ):
         result = runner.invoke(args=args)
         assert result.exit_code == 0, result.output
     assert _count(Contact) == len(EARLIER_DONORS) + 1
     assert _count(ContributionRecur) == len(history["subscriptions"])
-    cancelled = db.session.scalar(select(ContributionRecur).where(
-        ContributionRecur.subscription_id == history["cancelled"][0]))
+    cancelled = db.session.scalar(
+        select(ContributionRecur).where(ContributionRecur.subscription_id == history["cancelled"][0])
+    )
     assert cancelled.status == "Cancelled"
     assert _count(Contribution) == len(history["subscriptions"]) + len(history["charges"])
     assert _count(Payment) == _count(Contribution)
@@ -156,23 +177,45 @@ def test_the_demo_prints_the_line_that_lets_the_cli_act_on_its_data(tmp_path):
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env = {**clean, "PAYDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-           "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
-           "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}
+    env = {
+        **clean,
+        "PAYDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+        "PAYDESK_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    for args in (["db", "upgrade"], ["processor", "add", "--name", "localstripe demo", "--secret-key",
-                                     "sk_test_demo0123456789abcdef1234", "--webhook-secret", "whsec_demo", "--default"]):
+    for args in (
+        ["db", "upgrade"],
+        [
+            "processor",
+            "add",
+            "--name",
+            "localstripe demo",
+            "--secret-key",
+            "sk_test_demo0123456789abcdef1234",
+            "--webhook-secret",
+            "whsec_demo",
+            "--default",
+        ],
+    ):
         subprocess.run(flask + args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
 
     line = demo.export_line(env)
     assert line.startswith("export PAYDESK_DATABASE_URL=") and line in demo.banner("pw", 1, env)
-    pasted = subprocess.run(["bash", "-c", f"{line}\n{' '.join(flask)} processor list"], cwd=ROOT, env=clean,
-                            capture_output=True, text=True, timeout=120)
+    pasted = subprocess.run(
+        ["bash", "-c", f"{line}\n{' '.join(flask)} processor list"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pasted.returncode == 0 and pasted.stderr == "", pasted.stderr
     assert "localstripe demo" in pasted.stdout and "sk_test_…1234" in pasted.stdout
     # the demo's own database is named as the README names it, relative to the project's folder
-    assert demo.export_line({**env, "PAYDESK_DATABASE_URL": f"sqlite:///{ROOT}/instance/demo.sqlite3"}).startswith(
-        "export PAYDESK_DATABASE_URL=sqlite:///instance/demo.sqlite3 ")
+    assert demo.export_line(
+        {**env, "PAYDESK_DATABASE_URL": f"sqlite:///{ROOT}/instance/demo.sqlite3"}
+    ).startswith("export PAYDESK_DATABASE_URL=sqlite:///instance/demo.sqlite3 ")
 
 
 def test_the_demo_prints_a_curl_line_that_lists_new_charges(tmp_path, monkeypatch):
@@ -193,13 +236,19 @@ def test_the_demo_prints_a_curl_line_that_lists_new_charges(tmp_path, monkeypatc
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
     url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    env = {**clean, "PAYDESK_DATABASE_URL": url, "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
-           "PAYDESK_ENCRYPTION_KEY": key}
+    env = {
+        **clean,
+        "PAYDESK_DATABASE_URL": url,
+        "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+        "PAYDESK_ENCRYPTION_KEY": key,
+    }
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
 
     def run_flask(env_, *args, stdin=None):
-        done = subprocess.run(flask + list(args), cwd=ROOT, env=env_, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            flask + list(args), cwd=ROOT, env=env_, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -211,7 +260,9 @@ def test_the_demo_prints_a_curl_line_that_lists_new_charges(tmp_path, monkeypatc
 
     app = make_app(url, tmp_path, ENCRYPTION_KEY=key)
     with app.app_context():
-        resp = app.test_client().get("/api/v1/triggers/new-charges", headers={"Authorization": f"Bearer {token}"})
+        resp = app.test_client().get(
+            "/api/v1/triggers/new-charges", headers={"Authorization": f"Bearer {token}"}
+        )
     assert resp.status_code == 200 and json.loads(resp.data)["data"] == []
 
 
@@ -238,13 +289,19 @@ def test_the_demo_registers_a_receiver_that_checks_each_notification(tmp_path, m
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
     url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    env = {**clean, "PAYDESK_DATABASE_URL": url, "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
-           "PAYDESK_ENCRYPTION_KEY": key}
+    env = {
+        **clean,
+        "PAYDESK_DATABASE_URL": url,
+        "PAYDESK_SECRET_KEY": secrets.token_urlsafe(32),
+        "PAYDESK_ENCRYPTION_KEY": key,
+    }
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
 
     def run_flask(env_, *args, stdin=None):
-        done = subprocess.run(flask + list(args), cwd=ROOT, env=env_, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            flask + list(args), cwd=ROOT, env=env_, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -255,7 +312,9 @@ def test_the_demo_registers_a_receiver_that_checks_each_notification(tmp_path, m
         app = make_app(url, tmp_path, ENCRYPTION_KEY=key, NOTIFY_ALLOW_PRIVATE=True)
         with app.app_context():
             proc = add_processor(name="demo", secret_key="sk_test_demo", webhook_secrets=["whsec_demo"])
-            db.session.add(Contribution(processor_id=proc.id, amount=5000, currency="usd", status="Completed"))
+            db.session.add(
+                Contribution(processor_id=proc.id, amount=5000, currency="usd", status="Completed")
+            )
             db.session.commit()
             run_once()
             db.engine.dispose()

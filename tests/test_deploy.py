@@ -44,8 +44,12 @@ from conftest import PG_URL, ROOT, free_port
 DEPLOY = ROOT / "deploy"
 INSTALL = "/srv/paydesk"
 ENV_PATH = "/etc/paydesk/env"
-SERVICES = ("paydesk-web.service", "paydesk-worker.service", "paydesk-migrate.service",
-            "paydesk-process-stripe.service")
+SERVICES = (
+    "paydesk-web.service",
+    "paydesk-worker.service",
+    "paydesk-migrate.service",
+    "paydesk-process-stripe.service",
+)
 TIMER = "paydesk-process-stripe.timer"
 SOCKET = "paydesk-web.socket"
 SERVER_NAME = "paydesk.example.org"
@@ -53,6 +57,7 @@ APP_BIND = "127.0.0.1:8000"  # where paydesk-web.socket listens and nginx's upst
 
 
 # -- reading the examples ----------------------------------------------------------------------------------
+
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
     """A systemd unit file: section -> key -> values (a key may repeat), continuation lines joined."""
@@ -139,8 +144,11 @@ def install(tmp_path):
     state = tmp_path / "var" / "lib" / "paydesk"
     state.mkdir(parents=True, mode=0o750)
     root = switch(tmp_path, make_release(tmp_path, "r1"))
-    text = re.sub(r"(?m)^PAYDESK_DATABASE_URL=.*$", f"PAYDESK_DATABASE_URL=sqlite:///{root}/instance/paydesk.sqlite3",
-                  env_example())
+    text = re.sub(
+        r"(?m)^PAYDESK_DATABASE_URL=.*$",
+        f"PAYDESK_DATABASE_URL=sqlite:///{root}/instance/paydesk.sqlite3",
+        env_example(),
+    )
     env_file = tmp_path / "etc" / "paydesk" / "env"
     env_file.parent.mkdir(parents=True)
     env_file.write_text(text)
@@ -161,21 +169,32 @@ def service_env(install: Path, unit: dict, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_unit_command(install: Path, unit_name: str, key: str = "ExecStart", timeout: float = 120, **extra: str):
+def run_unit_command(
+    install: Path, unit_name: str, key: str = "ExecStart", timeout: float = 120, **extra: str
+):
     unit = parse_unit(DEPLOY / unit_name)
     done = []
     for argv in commands(unit, install, key):
         cwd = unit["Service"]["WorkingDirectory"][0].replace(INSTALL, str(install))
-        res = subprocess.run(argv, cwd=cwd, env=service_env(install, unit, **extra), capture_output=True, text=True,
-                             timeout=timeout)
-        assert res.returncode == 0, f"{unit_name} {key} {argv} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+        res = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=service_env(install, unit, **extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert res.returncode == 0, (
+            f"{unit_name} {key} {argv} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+        )
         done.append(res)
     assert done, f"{unit_name} has no {key}="
     return done
 
 
-def start_unit(install: Path, unit_name: str, log: Path, *, listen: socket.socket | None = None,
-               **extra: str) -> subprocess.Popen:
+def start_unit(
+    install: Path, unit_name: str, log: Path, *, listen: socket.socket | None = None, **extra: str
+) -> subprocess.Popen:
     """Start the unit's ExecStart= as systemd would; ``listen``: the socket its .socket unit hands it (fd 3,
     LISTEN_FDS=1, LISTEN_PID its own pid)."""
     unit = parse_unit(DEPLOY / unit_name)
@@ -194,8 +213,15 @@ def start_unit(install: Path, unit_name: str, log: Path, *, listen: socket.socke
             os.dup2(fd, 3)  # systemd's first passed socket; dup2 leaves it inheritable
 
     with open(log, "ab") as handle:
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, close_fds=False,
-                                preexec_fn=preexec)
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            close_fds=False,
+            preexec_fn=preexec,
+        )
 
 
 def web_socket() -> socket.socket:
@@ -246,7 +272,9 @@ def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float =
     deadline = time.monotonic() + timeout
     while text not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} in the output (exit {proc.poll()}):\n{log.read_text(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"no {text!r} in the output (exit {proc.poll()}):\n{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.1)
 
 
@@ -274,6 +302,7 @@ def wait_healthy(base: str, proc: subprocess.Popen, log: Path, timeout: float = 
 
 # -- the units -------------------------------------------------------------------------------------------------
 
+
 def test_the_units_pass_systemd_analyze_verify(tmp_path, install):
     tool = shutil.which("systemd-analyze")
     if tool is None:
@@ -283,8 +312,12 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path, install):
     for name in units:  # the paths they name must exist: point them at the scratch install
         text = (DEPLOY / name).read_text().replace(INSTALL, str(install)).replace(ENV_PATH, str(env_file))
         (tmp_path / name).write_text(text)
-    res = subprocess.run([tool, "verify", "--man=no", *(str(tmp_path / n) for n in units)],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [tool, "verify", "--man=no", *(str(tmp_path / n) for n in units)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # verify exits 0 on a setting it cannot parse ("ignoring"): any line about our units is a failure
     ours = [line for line in (res.stdout + res.stderr).splitlines() if "paydesk" in line]
     assert res.returncode == 0 and not ours, res.stdout + res.stderr
@@ -296,8 +329,9 @@ def test_the_units_agree_on_paths_user_and_schedule():
         assert service["User"] == ["paydesk"] and service["Group"] == ["paydesk"], name
         assert service["WorkingDirectory"] == [INSTALL], name
         assert service["EnvironmentFile"] == [ENV_PATH], name
-        assert service["StateDirectory"] == ["paydesk"] and service["ProtectSystem"] == ["strict"], \
+        assert service["StateDirectory"] == ["paydesk"] and service["ProtectSystem"] == ["strict"], (
             f"{name}: paydesk writes its generated keys, SQLite database and receipts to instance/ (the state directory)"
+        )
         for argv in commands({"Service": service}, Path(INSTALL), "ExecStart"):
             assert argv[0].startswith(f"{INSTALL}/.venv/bin/"), f"{name}: {argv[0]} is not the install's venv"
     timer = parse_unit(DEPLOY / TIMER)
@@ -305,8 +339,9 @@ def test_the_units_agree_on_paths_user_and_schedule():
     minutes = re.fullmatch(r"\*:0/(\d+)", calendar)
     assert minutes, f"OnCalendar={calendar}: the test reads the */N-minutes form"
     (argv,) = commands(parse_unit(DEPLOY / "paydesk-process-stripe.service"), Path(INSTALL), "ExecStart")
-    assert argv[argv.index("--period") + 1] == f"{minutes.group(1)} minutes", \
+    assert argv[argv.index("--period") + 1] == f"{minutes.group(1)} minutes", (
         "process-stripe's --period must be the timer's interval, or hosts' runs fall in different periods"
+    )
     assert timer["Timer"].get("AccuracySec") == ["1s"] and "RandomizedDelaySec" not in timer["Timer"]
     web = parse_unit(DEPLOY / "paydesk-web.service")
     assert web["Service"]["Type"] == ["notify"], "gunicorn tells systemd when it is ready"
@@ -402,25 +437,34 @@ def test_the_worker_unit_runs_its_processes_on_postgresql_and_stops_them_all(tmp
             import psycopg
 
             with psycopg.connect(url, autocommit=True) as conn:
-                held = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                    "AND pid <> pg_backend_pid()").fetchone()[0]
+                held = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
             assert held <= processes * (threads + 1), held
         finally:
             code = stop_as_systemd_does(worker, "paydesk-worker.service")
         assert code == 0, log.read_text()[-3000:]
         for pid in kids:
-            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], \
-                f"worker process {pid} outlived its supervisor"
+            assert (
+                not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            ), f"worker process {pid} outlived its supervisor"
 
 
 # -- the environment file ------------------------------------------------------------------------------------
+
 
 def test_the_environment_file_reads_the_same_in_systemd_and_in_a_shell(tmp_path):
     path = tmp_path / "env"
     path.write_text(env_example())
     ours = parse_env_file(env_example())
-    shell = subprocess.run(["bash", "-c", f"set -a; . {shlex.quote(str(path))}; set +a; env -0"],
-                           capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=30, check=True)
+    shell = subprocess.run(
+        ["bash", "-c", f"set -a; . {shlex.quote(str(path))}; set +a; env -0"],
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=30,
+        check=True,
+    )
     theirs = dict(item.split("=", 1) for item in shell.stdout.decode().split("\0") if "=" in item)
     assert ours and {k: theirs.get(k) for k in ours} == ours
 
@@ -433,8 +477,10 @@ def test_the_environment_file_names_real_settings_and_holds_no_secret():
         if key == "WEB_CONCURRENCY":  # gunicorn.conf.py's
             continue
         assert key.startswith("PAYDESK_"), key
-        name = key[len("PAYDESK_"):]
-        assert hasattr(DefaultConfig, name) or name == "SQLALCHEMY_ENGINE_OPTIONS", f"{key} is not a paydesk setting"
+        name = key[len("PAYDESK_") :]
+        assert hasattr(DefaultConfig, name) or name == "SQLALCHEMY_ENGINE_OPTIONS", (
+            f"{key} is not a paydesk setting"
+        )
     assert env["PAYDESK_TRUSTED_PROXIES"] == "1", "one proxy: deploy/nginx/paydesk.conf"
     assert env["PAYDESK_SESSION_COOKIE_SECURE"] == "true"
     assert "PAYDESK_SECRET_KEY" not in env and "PAYDESK_ENCRYPTION_KEY" not in env, "no keys in an example"
@@ -449,8 +495,14 @@ def test_the_environment_files_pool_fits_the_threads_that_share_it(tmp_path):
     from admin.config import env_overrides
 
     env = parse_env_file(env_example())
-    app = create_app({**env_overrides(env), "DATABASE_URL": "postgresql://paydesk@127.0.0.1:9/paydesk", "SECRET_KEY": "x",
-                      "ENCRYPTION_KEY": "x"})
+    app = create_app(
+        {
+            **env_overrides(env),
+            "DATABASE_URL": "postgresql://paydesk@127.0.0.1:9/paydesk",
+            "SECRET_KEY": "x",
+            "ENCRYPTION_KEY": "x",
+        }
+    )
     options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     assert options["pool_pre_ping"] and options["hide_parameters"], "paydesk's own engine options are kept"
     size, overflow = options["pool_size"], options["max_overflow"]
@@ -458,17 +510,23 @@ def test_the_environment_files_pool_fits_the_threads_that_share_it(tmp_path):
     assert size >= threads and size + overflow >= 2 * threads, (size, overflow, threads)
     (argv,) = commands(parse_unit(DEPLOY / "paydesk-worker.service"), Path(INSTALL), "ExecStart")
     assert size + overflow >= int(argv[argv.index("--concurrency") + 1]) + 1
-    assert options["pool_timeout"] < 30, "a request waiting for a connection gives up before gunicorn's timeout"
+    assert options["pool_timeout"] < 30, (
+        "a request waiting for a connection gives up before gunicorn's timeout"
+    )
 
 
 # -- nginx -----------------------------------------------------------------------------------------------------
 
+
 def _nginx() -> str:
-    path = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-                                          if os.access(p, os.X_OK)), None)
+    path = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
     if path is None:
-        pytest.skip("nginx is not installed (make test installs it with apt when run as root): "
-                    "the nginx example is not checked")
+        pytest.skip(
+            "nginx is not installed (make test installs it with apt when run as root): "
+            "the nginx example is not checked"
+        )
     return path
 
 
@@ -478,9 +536,29 @@ def certificate(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed: no certificate for the nginx example")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(key),
-                    "-out", str(cert), "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME}"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            f"/CN={SERVER_NAME}",
+            "-addext",
+            f"subjectAltName=DNS:{SERVER_NAME}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -494,24 +572,42 @@ def substitute(text: str, changes: list[tuple[str, str]]) -> str:
 def nginx_config(tmp_path: Path, certificate, *, ports=None, install: Path | None = None, edit=None) -> Path:
     """The example as a site, inside a minimal nginx.conf of the test's own (its temp files and logs in tmp)."""
     cert, key = certificate
-    text = substitute((DEPLOY / "nginx" / "paydesk.conf").read_text(), [
-        (f"/etc/letsencrypt/live/{SERVER_NAME}/fullchain.pem", str(cert)),
-        (f"/etc/letsencrypt/live/{SERVER_NAME}/privkey.pem", str(key))])
+    text = substitute(
+        (DEPLOY / "nginx" / "paydesk.conf").read_text(),
+        [
+            (f"/etc/letsencrypt/live/{SERVER_NAME}/fullchain.pem", str(cert)),
+            (f"/etc/letsencrypt/live/{SERVER_NAME}/privkey.pem", str(key)),
+        ],
+    )
     if ports:
         http_port, https_port, app_port = ports
-        text = substitute(text, [
-            ("listen 80;", f"listen 127.0.0.1:{http_port};"), ("listen [::]:80;", ""),
-            ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
-            ("listen [::]:443 ssl http2;", ""), (f"server {APP_BIND};", f"server 127.0.0.1:{app_port};"),
-            (f"alias {INSTALL}/admin/static/;", f"alias {install}/admin/static/;")])
+        text = substitute(
+            text,
+            [
+                ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+                ("listen [::]:80;", ""),
+                ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+                ("listen [::]:443 ssl http2;", ""),
+                (f"server {APP_BIND};", f"server 127.0.0.1:{app_port};"),
+                (f"alias {INSTALL}/admin/static/;", f"alias {install}/admin/static/;"),
+            ],
+        )
     if edit:
         text = edit(text)
     site = tmp_path / "paydesk.conf"
     site.write_text(text)
     for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp_path / "nginx-temp" / folder).mkdir(parents=True, exist_ok=True)
-    temp = "\n".join(f"    {kind}_temp_path {tmp_path}/nginx-temp/{folder};" for kind, folder in (
-        ("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"), ("uwsgi", "uwsgi"), ("scgi", "scgi")))
+    temp = "\n".join(
+        f"    {kind}_temp_path {tmp_path}/nginx-temp/{folder};"
+        for kind, folder in (
+            ("client_body", "body"),
+            ("proxy", "proxy"),
+            ("fastcgi", "fastcgi"),
+            ("uwsgi", "uwsgi"),
+            ("scgi", "scgi"),
+        )
+    )
     main = tmp_path / "nginx.conf"
     main.write_text(f"""{"user root;" if os.geteuid() == 0 else ""}
 pid {tmp_path}/nginx.pid;
@@ -529,8 +625,12 @@ http {{
 
 
 def nginx_t(tmp_path: Path, main: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([_nginx(), "-t", "-c", str(main), "-p", str(tmp_path), "-e", "stderr"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [_nginx(), "-t", "-c", str(main), "-p", str(tmp_path), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_nginx_example_passes_nginx_t(tmp_path, certificate):
@@ -541,8 +641,11 @@ def test_the_nginx_example_passes_nginx_t(tmp_path, certificate):
 
 def test_nginx_t_catches_a_broken_directive_in_the_example(tmp_path, certificate):
     """The check above has teeth: the example with one directive misspelt is refused."""
-    main = nginx_config(tmp_path, certificate,
-                        edit=lambda t: substitute(t, [("proxy_request_buffering on;", "proxy_request_buffering yes;")]))
+    main = nginx_config(
+        tmp_path,
+        certificate,
+        edit=lambda t: substitute(t, [("proxy_request_buffering on;", "proxy_request_buffering yes;")]),
+    )
     res = nginx_t(tmp_path, main)
     assert res.returncode != 0 and "proxy_request_buffering" in res.stderr, res.stderr
 
@@ -569,10 +672,14 @@ def test_nginx_refuses_readyz_and_metrics_from_outside(tmp_path, certificate):
     app = ThreadingHTTPServer(("127.0.0.1", 0), App)
     threading.Thread(target=app.serve_forever, daemon=True).start()
     http_port, https_port = free_port(), free_port()
-    main = nginx_config(tmp_path, certificate, ports=(http_port, https_port, app.server_address[1]),
-                        install=tmp_path)
-    proxy = subprocess.Popen([_nginx(), "-c", str(main), "-p", str(tmp_path), "-e", "stderr"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    main = nginx_config(
+        tmp_path, certificate, ports=(http_port, https_port, app.server_address[1]), install=tmp_path
+    )
+    proxy = subprocess.Popen(
+        [_nginx(), "-c", str(main), "-p", str(tmp_path), "-e", "stderr"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -607,10 +714,22 @@ class _TLS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(self.sock, server_hostname=SERVER_NAME)
 
 
-def _request(port: int, cert: Path, method: str, path: str, body: bytes | None = None,
-             headers: dict | None = None, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:
-    conn = _TLS("127.0.0.1", port, context=ssl.create_default_context(cafile=str(cert)), timeout=15,
-                source_address=(source, 0))
+def _request(
+    port: int,
+    cert: Path,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    source: str = "127.0.0.1",
+) -> tuple[int, dict, bytes]:
+    conn = _TLS(
+        "127.0.0.1",
+        port,
+        context=ssl.create_default_context(cafile=str(cert)),
+        timeout=15,
+        source_address=(source, 0),
+    )
     try:
         conn.request(method, path, body=body, headers={"Host": SERVER_NAME, **(headers or {})})
         resp = conn.getresponse()
@@ -626,9 +745,13 @@ def _is_nginx_413(status: int, body: bytes) -> bool:
 def _slow_client(port: int, cert: Path, path: str) -> ssl.SSLSocket:
     """A client that sends its headers and the start of its body, then nothing more."""
     ctx = ssl.create_default_context(cafile=str(cert))
-    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SERVER_NAME)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                 f"Content-Length: 1000\r\n\r\nemail=".encode())
+    sock = ctx.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=SERVER_NAME
+    )
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: 1000\r\n\r\nemail=".encode()
+    )
     return sock
 
 
@@ -647,8 +770,11 @@ def test_nginx_in_front_of_gunicorn_as_the_examples_set_them_up(tmp_path, instal
         wait_healthy(f"127.0.0.1:{app_port}", web, web_log)
         main = nginx_config(tmp_path, certificate, ports=(http_port, https_port, app_port), install=install)
         with open(nginx_log, "wb") as handle:
-            proxy = subprocess.Popen([nginx, "-c", str(main), "-p", str(tmp_path), "-e", "stderr"], stdout=handle,
-                                     stderr=subprocess.STDOUT)
+            proxy = subprocess.Popen(
+                [nginx, "-c", str(main), "-p", str(tmp_path), "-e", "stderr"],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -676,13 +802,25 @@ def test_nginx_in_front_of_gunicorn_as_the_examples_set_them_up(tmp_path, instal
         cookie = headers["set-cookie"].split(";", 1)[0]
         token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page).group(1).decode()
         form = f"email=nobody%40example.org&password=wrong-password&csrf_token={token}".encode()
-        post = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded",
-                "X-Forwarded-For": "203.0.113.66"}
-        status, _, _ = _request(https_port, cert, "POST", "/login", form,
-                                {**post, "Referer": f"https://{SERVER_NAME}/login"}, source=client)
+        post = {
+            "Cookie": cookie,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Forwarded-For": "203.0.113.66",
+        }
+        status, _, _ = _request(
+            https_port,
+            cert,
+            "POST",
+            "/login",
+            form,
+            {**post, "Referer": f"https://{SERVER_NAME}/login"},
+            source=client,
+        )
         assert status == 422
         with sqlite3.connect(install / "instance" / "paydesk.sqlite3") as db:
-            (params,) = db.execute("SELECT parameters FROM audit_log WHERE action = 'user.sign_in_failed'").fetchone()
+            (params,) = db.execute(
+                "SELECT parameters FROM audit_log WHERE action = 'user.sign_in_failed'"
+            ).fetchone()
         assert json.loads(params)["address"] == client
         # ... and the scheme: paydesk knows the request came over HTTPS, so its CSRF check (Flask-WTF's, strict
         # on HTTPS only) refuses the same form without a Referer
@@ -692,11 +830,13 @@ def test_nginx_in_front_of_gunicorn_as_the_examples_set_them_up(tmp_path, instal
         # bodies over paydesk's limits stop at nginx; bodies within them reach paydesk
         big = 1024 * 1024
         for path, limit in (("/donate/spring/pay", 16 * 1024), ("/webhooks/stripe/1", big), ("/login", big)):
-            status, _, body = _request(https_port, cert, "POST", path, b"x" * (limit + 1),
-                                       {"Content-Type": "application/json"})
+            status, _, body = _request(
+                https_port, cert, "POST", path, b"x" * (limit + 1), {"Content-Type": "application/json"}
+            )
             assert _is_nginx_413(status, body), (path, status, body[:200])
-            status, _, body = _request(https_port, cert, "POST", path, b"x" * limit,
-                                       {"Content-Type": "application/json"})
+            status, _, body = _request(
+                https_port, cert, "POST", path, b"x" * limit, {"Content-Type": "application/json"}
+            )
             assert not _is_nginx_413(status, body), (path, status)
 
         # slow bodies wait in nginx: more of them than gunicorn has threads, and paydesk still answers at once
@@ -730,6 +870,7 @@ def test_nginx_in_front_of_gunicorn_as_the_examples_set_them_up(tmp_path, instal
 
 # -- upgrading ---------------------------------------------------------------------------------------------------
 
+
 def _post_webhooks(base: str, ppid: int, secret: str, stop, results: list) -> None:
     """Stripe, delivering one new event after another (a new connection each, as nginx opens them)."""
     import stripe_objects as so
@@ -758,11 +899,32 @@ def test_an_upgrade_as_the_guide_does_it_refuses_no_webhook(tmp_path, install):
     secret = "whsec_deploy_test_upgrade"
     flask = str(install / ".venv" / "bin" / "flask")
     unit = parse_unit(DEPLOY / "paydesk-migrate.service")
-    added = subprocess.run([flask, "--app", "wsgi", "processor", "add", "--name", "Stripe", "--secret-key",
-                            "sk_test_deploy", "--webhook-secret", secret, "--api-base", "http://127.0.0.1:9",
-                            "--default", "--format", "json"], cwd=install,
-                           env=service_env(install, unit, PAYDESK_STRIPE_API_BASES="127.0.0.1"),
-                           capture_output=True, text=True, timeout=120, check=True)
+    added = subprocess.run(
+        [
+            flask,
+            "--app",
+            "wsgi",
+            "processor",
+            "add",
+            "--name",
+            "Stripe",
+            "--secret-key",
+            "sk_test_deploy",
+            "--webhook-secret",
+            secret,
+            "--api-base",
+            "http://127.0.0.1:9",
+            "--default",
+            "--format",
+            "json",
+        ],
+        cwd=install,
+        env=service_env(install, unit, PAYDESK_STRIPE_API_BASES="127.0.0.1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     ppid = json.loads(added.stdout.strip().splitlines()[-1])["id"]
     listen = web_socket()
     base = f"127.0.0.1:{listen.getsockname()[1]}"
@@ -776,16 +938,22 @@ def test_an_upgrade_as_the_guide_does_it_refuses_no_webhook(tmp_path, install):
         time.sleep(1)
         release = make_release(tmp_path, "r2")
         switch(tmp_path, release)
-        run_unit_command(install, "paydesk-migrate.service")  # at head already: nothing to do, and says so quietly
+        run_unit_command(
+            install, "paydesk-migrate.service"
+        )  # at head already: nothing to do, and says so quietly
         before_restart = len(results)
-        code = stop_as_systemd_does(web, "paydesk-web.service")  # systemctl restart paydesk-web: stop, then start
+        code = stop_as_systemd_does(
+            web, "paydesk-web.service"
+        )  # systemctl restart paydesk-web: stop, then start
         assert code == 0
         web = start_unit(install, "paydesk-web.service", web_log, listen=listen)
         wait_healthy(base, web, web_log)
         deadline = time.monotonic() + 30
         while len(results) < before_restart + 20 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert Path(f"/proc/{web.pid}/cwd").resolve() == release.resolve(), "the new gunicorn runs the new release"
+        assert Path(f"/proc/{web.pid}/cwd").resolve() == release.resolve(), (
+            "the new gunicorn runs the new release"
+        )
     finally:
         stop.set()
         poster.join(timeout=70)

@@ -33,8 +33,9 @@ def test_sqlite_busy_is_unavailable_and_a_wrong_statement_is_not(tmp_path):
 
 
 def test_postgresql_refused_connection_is_unavailable_and_a_wrong_statement_is_not():
-    refused = wrapped(lambda: psycopg.connect("postgresql://postgres@127.0.0.1:9/test", connect_timeout=2),
-                      psycopg.Error)
+    refused = wrapped(
+        lambda: psycopg.connect("postgresql://postgres@127.0.0.1:9/test", connect_timeout=2), psycopg.Error
+    )
     assert database_unavailable(refused)
     try:
         conn = psycopg.connect(PG_URL, connect_timeout=3)

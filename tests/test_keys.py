@@ -30,8 +30,11 @@ def _switch_key(app, key: str = OTHER_KEY) -> None:
 
 def test_cli_says_which_variable_and_shows_no_traceback(app, runner, offline_processor):
     _switch_key(app)
-    for args in (["processor", "list"], ["processor", "list", "--format", "json"],
-                 ["events", "list", "--source", "stripe"]):
+    for args in (
+        ["processor", "list"],
+        ["processor", "list", "--format", "json"],
+        ["events", "list", "--source", "stripe"],
+    ):
         result = runner.invoke(args=args)
         out = result.output  # stdout and stderr, as a terminal shows them
         assert result.exit_code == 1, out
@@ -42,10 +45,19 @@ def test_cli_says_which_variable_and_shows_no_traceback(app, runner, offline_pro
 def test_the_real_command_prints_one_line(app, offline_processor, tmp_path):
     """``flask --app wsgi processor list`` as an operator runs it, with the wrong key in the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=app.config["DATABASE_URL"], PAYDESK_SECRET_KEY="s",
-               PAYDESK_ENCRYPTION_KEY=OTHER_KEY)
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "processor", "list"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env.update(
+        PAYDESK_DATABASE_URL=app.config["DATABASE_URL"],
+        PAYDESK_SECRET_KEY="s",
+        PAYDESK_ENCRYPTION_KEY=OTHER_KEY,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "processor", "list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.startswith("Error: the stored Stripe secrets cannot be decrypted"), done.stderr
@@ -54,8 +66,17 @@ def test_the_real_command_prints_one_line(app, offline_processor, tmp_path):
 
 def test_processor_secrets_can_be_entered_again_after_a_lost_key(app, runner, offline_processor):
     _switch_key(app)
-    result = runner.invoke(args=["processor", "set", str(offline_processor.id), "--secret-key", "sk_test_reentered",
-                                 "--webhook-secret", "whsec_reentered"])
+    result = runner.invoke(
+        args=[
+            "processor",
+            "set",
+            str(offline_processor.id),
+            "--secret-key",
+            "sk_test_reentered",
+            "--webhook-secret",
+            "whsec_reentered",
+        ]
+    )
     assert result.exit_code == 0, result.output
     listed = runner.invoke(args=["processor", "list"])
     assert listed.exit_code == 0 and "sk_test_" in listed.output
@@ -67,14 +88,20 @@ def test_webhook_answers_503_so_stripe_retries(app, client, offline_processor, c
     resp = client.post(f"/webhooks/stripe/{offline_processor.id}", data=body, headers=headers)
     assert resp.status_code == 503 and resp.headers["Retry-After"]
     assert db.session.scalar(select(StripeEvent)) is None
-    assert "PAYDESK_ENCRYPTION_KEY" in caplog.text and "Traceback" not in caplog.text and body not in caplog.text
+    assert (
+        "PAYDESK_ENCRYPTION_KEY" in caplog.text and "Traceback" not in caplog.text and body not in caplog.text
+    )
     _switch_key(app, _original_key())
-    assert client.post(f"/webhooks/stripe/{offline_processor.id}", data=body, headers=headers).status_code == 200
+    assert (
+        client.post(f"/webhooks/stripe/{offline_processor.id}", data=body, headers=headers).status_code == 200
+    )
 
 
 def test_worker_keeps_the_event_queued_until_the_key_is_right(app, offline_processor):
-    store_event(offline_processor, so.event("payment_intent.created",
-                                            so.payment_intent(status="requires_payment_method")))
+    store_event(
+        offline_processor,
+        so.event("payment_intent.created", so.payment_intent(status="requires_payment_method")),
+    )
     app.config["WORKER_BACKOFF_BASE"] = 60.0  # tests retry at once by default
     _switch_key(app)
     run_once()
@@ -95,14 +122,18 @@ def _original_key() -> str:
     return TEST_ENCRYPTION_KEY
 
 
-def test_secrets_stored_by_the_old_derivation_read_with_the_old_secret_key_as_encryption_key(app, offline_processor):
+def test_secrets_stored_by_the_old_derivation_read_with_the_old_secret_key_as_encryption_key(
+    app, offline_processor
+):
     """Upgrading an install that never set PAYDESK_ENCRYPTION_KEY (the key used to be derived from the
     secret key): setting PAYDESK_ENCRYPTION_KEY to the old PAYDESK_SECRET_KEY value reads the stored secrets."""
     import base64
     import hashlib
 
     old_secret_key = "the secret key of an older install"
-    legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"paydesk-secrets:" + old_secret_key.encode()).digest()))
+    legacy = Fernet(
+        base64.urlsafe_b64encode(hashlib.sha256(b"paydesk-secrets:" + old_secret_key.encode()).digest())
+    )
     offline_processor.secret_key_enc = legacy.encrypt(b"sk_test_from_before").decode()
     offline_processor.webhook_secrets_enc = legacy.encrypt(b'["whsec_from_before"]').decode()
     db.session.commit()

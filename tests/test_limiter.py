@@ -28,8 +28,13 @@ def _seed(app) -> None:
     with app.app_context():
         db.drop_all()
         db.create_all()
-        proc = add_processor(name="p", secret_key="sk_test_limits", publishable_key="pk_test_limits",
-                             webhook_secrets=["whsec_l"], api_base="http://127.0.0.1:9")
+        proc = add_processor(
+            name="p",
+            secret_key="sk_test_limits",
+            publishable_key="pk_test_limits",
+            webhook_secrets=["whsec_l"],
+            api_base="http://127.0.0.1:9",
+        )
         create_form(FormSettings(slug="spring", title="Spring", processor_id=proc.id, amounts="10"))
         db.session.remove()
 
@@ -57,8 +62,12 @@ def test_two_app_instances_share_the_counters(backend, tmp_path):
         assert _get(second, "192.0.2.11") == 200  # per address
         if backend == "postgresql":  # counters skip the WAL there: no disk flush per page view
             with first.app_context():
-                assert db.session.scalar(text("SELECT relpersistence FROM pg_class "
-                                              "WHERE relname = 'limiter_counter'")) == "u"
+                assert (
+                    db.session.scalar(
+                        text("SELECT relpersistence FROM pg_class WHERE relname = 'limiter_counter'")
+                    )
+                    == "u"
+                )
     finally:
         for app in (first, second):
             with app.app_context():
@@ -83,8 +92,14 @@ def test_another_process_shares_the_counters(tmp_path):
         "    print([c.get('/donate/spring', environ_base={'REMOTE_ADDR': '192.0.2.20'}).status_code for _ in range(3)])\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    out = subprocess.run([sys.executable, "-c", script, str(ROOT), url, str(tmp_path)], capture_output=True,
-                         text=True, timeout=60, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT), url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[200, 200, 200]"
     assert _get(app, "192.0.2.20") == 429
@@ -143,4 +158,6 @@ def test_page_views_are_not_counted_unless_configured(app, offline_processor):
     create_form(FormSettings(slug="spring", title="Spring", processor_id=offline_processor.id, amounts="10"))
     client = app.test_client()
     assert all(client.get("/donate/spring").status_code == 200 for _ in range(3))
-    assert db.session.scalar(select(func.count()).select_from(LimiterCounter)) == 0  # a page view writes nothing
+    assert (
+        db.session.scalar(select(func.count()).select_from(LimiterCounter)) == 0
+    )  # a page view writes nothing

@@ -28,25 +28,44 @@ class SampleFilter(Filter):
 
 
 def test_filter_reads_repeated_and_comma_separated_values_and_round_trips():
-    flt, errors = SampleFilter.from_args(MultiDict([("status", "a"), ("status", "b"), ("ppid", "3"),
-                                                    ("since", "2026-11-01"), ("until", "2026-11-03"),
-                                                    ("flag", "1"), ("q", " ch_1 "), ("min_amount", "12.50")]))
+    flt, errors = SampleFilter.from_args(
+        MultiDict(
+            [
+                ("status", "a"),
+                ("status", "b"),
+                ("ppid", "3"),
+                ("since", "2026-11-01"),
+                ("until", "2026-11-03"),
+                ("flag", "1"),
+                ("q", " ch_1 "),
+                ("min_amount", "12.50"),
+            ]
+        )
+    )
     assert errors == {}
     assert flt.status == ["a", "b"] and flt.ppid == 3 and flt.flag and flt.q == "ch_1"
     assert flt.since == datetime(2026, 11, 1) and flt.until == datetime(2026, 11, 4)  # the whole of the 3rd
     assert flt.min_amount.minor("usd") == 1250
     args = flt.to_args()
     assert args["until"] == "2026-11-03" and args["status"] == ["a", "b"] and args["flag"] == "1"
-    again, _ = SampleFilter.from_args(MultiDict([(k, v) for k, vs in args.items()
-                                                 for v in (vs if isinstance(vs, list) else [vs])]))
+    again, _ = SampleFilter.from_args(
+        MultiDict([(k, v) for k, vs in args.items() for v in (vs if isinstance(vs, list) else [vs])])
+    )
     assert again == flt
     assert SampleFilter.from_args({"status": "a,b"})[0].status == ["a", "b"]
 
 
-@pytest.mark.parametrize("args, field_name", [
-    ({"status": "c"}, "status"), ({"ppid": "x"}, "ppid"), ({"ppid": "99999999999999999999"}, "ppid"),
-    ({"since": "yesterday"}, "since"), ({"min_amount": "12.345"}, "min_amount"), ({"q": "x" * 10_001}, "q"),
-])
+@pytest.mark.parametrize(
+    "args, field_name",
+    [
+        ({"status": "c"}, "status"),
+        ({"ppid": "x"}, "ppid"),
+        ({"ppid": "99999999999999999999"}, "ppid"),
+        ({"since": "yesterday"}, "since"),
+        ({"min_amount": "12.345"}, "min_amount"),
+        ({"q": "x" * 10_001}, "q"),
+    ],
+)
 def test_a_filter_that_cannot_be_read_is_named_and_the_rest_still_applies(args, field_name):
     flt, errors = SampleFilter.from_args({**args, "flag": "1"})
     assert list(errors) == [field_name] and errors[field_name]
@@ -58,7 +77,10 @@ def test_parse_or_raise_refuses_a_filter_with_any_bad_field_naming_each():
     with pytest.raises(ServiceError) as err:
         SampleFilter.parse_or_raise({"status": "c", "min_amount": "12.345", "flag": "1"})
     # named as the page labels them (the web), or as the CLI's options
-    assert err.value.message.startswith("Status: 'c' is not one of a, b; Amount from: ") and err.value.field == "status"
+    assert (
+        err.value.message.startswith("Status: 'c' is not one of a, b; Amount from: ")
+        and err.value.field == "status"
+    )
     with pytest.raises(ServiceError, match=r"^--min-amount: "):
         SampleFilter.parse_or_raise({"min_amount": "lots"}, options=True)  # as the CLI names its options
 
@@ -77,8 +99,14 @@ def test_changing_a_filter_starts_again_at_the_first_page():
 def _events(processor, n: int, created_same: bool = False) -> list[int]:
     ids = []
     for i in range(n):
-        row = StripeEvent(processor_id=processor.id, event_id=f"evt_page{i:03d}", type="invoice.paid",
-                          created=1_700_000_000 + (0 if created_same else i), raw="{}", status="success")
+        row = StripeEvent(
+            processor_id=processor.id,
+            event_id=f"evt_page{i:03d}",
+            type="invoice.paid",
+            created=1_700_000_000 + (0 if created_same else i),
+            raw="{}",
+            status="success",
+        )
         db.session.add(row)
         db.session.flush()
         ids.append(row.id)
@@ -117,14 +145,35 @@ def test_a_damaged_page_link_is_a_filter_error(offline_processor):
 
 # -- crafted cursors: a message and the first page, never a 500 -------------------------------------
 
-LIST_PAGES = ["/events", "/audit", "/jobs", "/jobs/outbox", "/intents", "/subscriptions", "/customers",
-              "/contributions", "/payments"]
-CRAFTED_KEYS = [(1e30, 1e30), (None, None), ([1], [2]), ({"dt": "2026-01-01"}, {"dt": 5}), (True, False),
-                (2**80, 2**80), ("2026-01-01", 1), ({"dt": "2026-01-01T00:00"}, "x"),
-                ({"dt": "2026-01-01T00:00+05:00"}, 1), (-(2**70), {"dt": "2026-01-01"})]
+LIST_PAGES = [
+    "/events",
+    "/audit",
+    "/jobs",
+    "/jobs/outbox",
+    "/intents",
+    "/subscriptions",
+    "/customers",
+    "/contributions",
+    "/payments",
+]
+CRAFTED_KEYS = [
+    (1e30, 1e30),
+    (None, None),
+    ([1], [2]),
+    ({"dt": "2026-01-01"}, {"dt": 5}),
+    (True, False),
+    (2**80, 2**80),
+    ("2026-01-01", 1),
+    ({"dt": "2026-01-01T00:00"}, "x"),
+    ({"dt": "2026-01-01T00:00+05:00"}, 1),
+    (-(2**70), {"dt": "2026-01-01"}),
+]
 # Each as a two-column key (time, id) and as a one-column key (id): pages key on either.
-CRAFTED_CURSORS = [json.dumps(list(k)) for k in CRAFTED_KEYS] + [json.dumps([k[0]]) for k in CRAFTED_KEYS] + [
-    '{"a":1,"b":2}', '{"a":1}', "[]", '"x"', "7"]
+CRAFTED_CURSORS = (
+    [json.dumps(list(k)) for k in CRAFTED_KEYS]
+    + [json.dumps([k[0]]) for k in CRAFTED_KEYS]
+    + ['{"a":1,"b":2}', '{"a":1}', "[]", '"x"', "7"]
+)
 
 
 @pytest.mark.postgres
@@ -138,5 +187,6 @@ def test_a_crafted_page_link_shows_the_first_page_with_a_message(client, auth, p
         for param in ("after", "before"):
             resp = client.get(f"{path}?{param}={cursor}")
             assert resp.status_code == 200, (path, crafted, param)
-            assert "this page link is damaged; start again from the first page" in resp.get_data(as_text=True), \
-                (path, crafted, param)
+            assert "this page link is damaged; start again from the first page" in resp.get_data(
+                as_text=True
+            ), (path, crafted, param)

@@ -31,8 +31,9 @@ def project(tmp_path):
 
 
 def _make(project, target):
-    return subprocess.run(["make", "--no-print-directory", target], cwd=project, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["make", "--no-print-directory", target], cwd=project, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_bench_runs_every_benchmark_and_lists_every_shortfall_at_the_end(project):
@@ -41,15 +42,16 @@ def test_bench_runs_every_benchmark_and_lists_every_shortfall_at_the_end(project
     (bench / "a_slow.py").write_text("print('  FAIL  a: 12 ev/s (target >= 50)'); raise SystemExit(1)\n")
     (bench / "b_fine.py").write_text("print('  PASS  b: all good'); open('b.ran', 'w').close()\n")
     (bench / "c_crash.py").write_text("raise SystemExit(3)\n")
-    (bench / "d_slow.py").write_text("print('  PASS  d: one fine'); print('  FAIL  d: p99 80 ms (target < 50)');"
-                                     " raise SystemExit(1)\n")
+    (bench / "d_slow.py").write_text(
+        "print('  PASS  d: one fine'); print('  FAIL  d: p99 80 ms (target < 50)'); raise SystemExit(1)\n"
+    )
     done = _make(project, "bench")
     assert done.returncode != 0, done.stdout + done.stderr
     assert (project / "b.ran").exists()  # run after a_slow.py missed its target
     out = done.stdout
     for name in ("a_slow", "b_fine", "c_crash", "d_slow"):
         assert f"==> bench/{name}.py" in out
-    summary = out[out.index("3 of 4 benchmarks missed a target"):]
+    summary = out[out.index("3 of 4 benchmarks missed a target") :]
     assert "FAIL  a: 12 ev/s (target >= 50)" in summary and "FAIL  d: p99 80 ms (target < 50)" in summary
     assert "bench/c_crash.py (exit status 3)" in summary and "PASS" not in summary and "b_fine" not in summary
 
@@ -65,8 +67,14 @@ def test_bench_passes_when_every_target_is_met(project):
 def test_clean_removes_build_and_the_outbox_but_keeps_the_database_and_keys(project):
     for folder in ("build/lib/admin", "instance/outbox", "instance/demo-logs"):
         (project / folder).mkdir(parents=True)
-    for name in ("build/lib/admin/x.py", "instance/outbox/receipt.eml", "instance/demo.sqlite3",
-                 "instance/paydesk.sqlite3", "instance/secret_key", "instance/encryption_key"):
+    for name in (
+        "build/lib/admin/x.py",
+        "instance/outbox/receipt.eml",
+        "instance/demo.sqlite3",
+        "instance/paydesk.sqlite3",
+        "instance/secret_key",
+        "instance/encryption_key",
+    ):
         (project / name).write_text("x")
     done = _make(project, "clean")
     assert done.returncode == 0, done.stdout + done.stderr

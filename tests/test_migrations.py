@@ -67,7 +67,9 @@ def _drift() -> list:
 def test_one_head():
     """Two people adding revisions from the same parent leave two heads; merge them (`flask db merge heads`)."""
     heads = ScriptDirectory(str(MIGRATIONS)).get_heads()
-    assert len(heads) == 1, f"migrations/ has {len(heads)} heads {heads}: run `flask --app wsgi db merge heads`"
+    assert len(heads) == 1, (
+        f"migrations/ has {len(heads)} heads {heads}: run `flask --app wsgi db merge heads`"
+    )
 
 
 @pytest.mark.postgres
@@ -78,7 +80,9 @@ def test_upgrade_to_head_then_downgrade_to_base(migrated_app, backend):
     assert expected <= _tables(), f"upgrade to head did not create {sorted(expected - _tables())}"
 
     downgrade(revision="base")
-    assert _tables() <= {"alembic_version"}, f"downgrade to base left {sorted(_tables() - {'alembic_version'})}"
+    assert _tables() <= {"alembic_version"}, (
+        f"downgrade to base left {sorted(_tables() - {'alembic_version'})}"
+    )
 
     upgrade()  # and the chain still applies after a full round trip
     assert expected <= _tables()
@@ -104,8 +108,13 @@ def test_upgraded_schema_takes_data(migrated_app, backend):
 
     upgrade()
     proc = add_processor(name="migrated", secret_key="sk_test_migrated", webhook_secrets=["whsec_x"])
-    event = {"id": "evt_migrated_1", "type": "customer.created", "created": 1, "livemode": False,
-             "data": {"object": {"id": "cus_1", "object": "customer"}}}
+    event = {
+        "id": "evt_migrated_1",
+        "type": "customer.created",
+        "created": 1,
+        "livemode": False,
+        "data": {"object": {"id": "cus_1", "object": "customer"}},
+    }
     store_event(proc, event)
     store_event(proc, event)
     # One row however often it arrives: the unique constraint came from the migration.
@@ -136,11 +145,20 @@ def test_session_token_migration_keeps_existing_staff(migrated_app, backend):
     upgrade(revision="391b44f483a6")
     with db.engine.begin() as conn:
         for n in (1, 2):
-            conn.execute(text('INSERT INTO "user" (email, password_hash, role, active, failed_logins, created_at) '
-                              "VALUES (:e, 'h', 'admin', :t, 3, CURRENT_TIMESTAMP)"), {"e": f"u{n}@example.org", "t": True})
-        conn.execute(text("INSERT INTO rate_limit (key, count, window_start) VALUES "
-                          "('login-email:u1@example.org', 2, CURRENT_TIMESTAMP), "
-                          "('donate-card:fp_1', 1, CURRENT_TIMESTAMP)"))
+            conn.execute(
+                text(
+                    'INSERT INTO "user" (email, password_hash, role, active, failed_logins, created_at) '
+                    "VALUES (:e, 'h', 'admin', :t, 3, CURRENT_TIMESTAMP)"
+                ),
+                {"e": f"u{n}@example.org", "t": True},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO rate_limit (key, count, window_start) VALUES "
+                "('login-email:u1@example.org', 2, CURRENT_TIMESTAMP), "
+                "('donate-card:fp_1', 1, CURRENT_TIMESTAMP)"
+            )
+        )
     upgrade(revision="662c014f2453")
     with db.engine.connect() as conn:
         tokens = [r[0] for r in conn.execute(text('SELECT session_token FROM "user" ORDER BY id'))]
@@ -164,29 +182,54 @@ def test_payment_trxn_id_becomes_the_charge_id(migrated_app, backend):
 
     upgrade(revision="b4c8e2a6d0f1")
     with db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO payment_processor (id, name, mode, secret_key_enc, is_default, active, "
-                          "created_at, updated_at) VALUES (1, 'p', 'test', 'x', :t, :t, CURRENT_TIMESTAMP, "
-                          "CURRENT_TIMESTAMP)"), {"t": True})
-        conn.execute(text("INSERT INTO contribution (id, processor_id, amount, currency, status, trxn_id, fee_amount, "
-                          "net_amount, refunded_amount, created_at, updated_at) VALUES (1, 1, 5000, 'usd', "
-                          "'Partially refunded', 'ch_1', 0, 0, 3000, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
-        for pid, trxn, refund, amount in ((1, "ch_1", None, 5000), (2, "re_a", "re_a", -1000), (3, "re_b", "re_b", -2000)):
-            conn.execute(text("INSERT INTO payment (id, contribution_id, processor_id, trxn_id, charge_id, refund_id, "
-                              "amount, fee, net, currency, status, created_at) VALUES (:id, 1, 1, :trxn, 'ch_1', "
-                              ":refund, :amount, 0, :amount, 'usd', 'Completed', CURRENT_TIMESTAMP)"),
-                         {"id": pid, "trxn": trxn, "refund": refund, "amount": amount})
+        conn.execute(
+            text(
+                "INSERT INTO payment_processor (id, name, mode, secret_key_enc, is_default, active, "
+                "created_at, updated_at) VALUES (1, 'p', 'test', 'x', :t, :t, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            ),
+            {"t": True},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO contribution (id, processor_id, amount, currency, status, trxn_id, fee_amount, "
+                "net_amount, refunded_amount, created_at, updated_at) VALUES (1, 1, 5000, 'usd', "
+                "'Partially refunded', 'ch_1', 0, 0, 3000, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        for pid, trxn, refund, amount in (
+            (1, "ch_1", None, 5000),
+            (2, "re_a", "re_a", -1000),
+            (3, "re_b", "re_b", -2000),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO payment (id, contribution_id, processor_id, trxn_id, charge_id, refund_id, "
+                    "amount, fee, net, currency, status, created_at) VALUES (:id, 1, 1, :trxn, 'ch_1', "
+                    ":refund, :amount, 0, :amount, 'usd', 'Completed', CURRENT_TIMESTAMP)"
+                ),
+                {"id": pid, "trxn": trxn, "refund": refund, "amount": amount},
+            )
     upgrade()
     rows = "SELECT id, trxn_id, refund_id FROM payment ORDER BY id"
     with db.engine.connect() as conn:
-        assert [tuple(r) for r in conn.execute(text(rows))] == [(1, "ch_1", None), (2, "ch_1", "re_a"),
-                                                                 (3, "ch_1", "re_b")]
-    insert = text("INSERT INTO payment (contribution_id, processor_id, trxn_id, charge_id, refund_id, amount, fee, "
-                  "net, currency, status, created_at) VALUES (1, 1, 'ch_1', 'ch_1', :refund, 1, 0, 1, 'usd', "
-                  "'Completed', CURRENT_TIMESTAMP)")
+        assert [tuple(r) for r in conn.execute(text(rows))] == [
+            (1, "ch_1", None),
+            (2, "ch_1", "re_a"),
+            (3, "ch_1", "re_b"),
+        ]
+    insert = text(
+        "INSERT INTO payment (contribution_id, processor_id, trxn_id, charge_id, refund_id, amount, fee, "
+        "net, currency, status, created_at) VALUES (1, 1, 'ch_1', 'ch_1', :refund, 1, 0, 1, 'usd', "
+        "'Completed', CURRENT_TIMESTAMP)"
+    )
     for refund in (None, "re_a"):  # the charge a second time; a refund a second time
         with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
             conn.execute(insert, {"refund": refund})
     downgrade(revision="b4c8e2a6d0f1")
     with db.engine.connect() as conn:
-        assert [tuple(r) for r in conn.execute(text(rows))] == [(1, "ch_1", None), (2, "re_a", "re_a"),
-                                                                 (3, "re_b", "re_b")]
+        assert [tuple(r) for r in conn.execute(text(rows))] == [
+            (1, "ch_1", None),
+            (2, "re_a", "re_a"),
+            (3, "re_b", "re_b"),
+        ]

@@ -46,8 +46,15 @@ def cluster():
 def pg_app(cluster, tmp_path):
     url = cluster.create_database(f"paydesk_{uuid.uuid4().hex[:8]}")
     with SmtpSink() as sink:
-        app = make_app(url, tmp_path, SMTP_URL=sink.url, DB_RETRY_BACKOFF_MAX=0.2, WORKER_IDLE_SLEEP=0.05,
-                       OUTAGE_LOG_INTERVAL=1.0, SYNC_CUSTOMER_METADATA=False)
+        app = make_app(
+            url,
+            tmp_path,
+            SMTP_URL=sink.url,
+            DB_RETRY_BACKOFF_MAX=0.2,
+            WORKER_IDLE_SLEEP=0.05,
+            OUTAGE_LOG_INTERVAL=1.0,
+            SYNC_CUSTOMER_METADATA=False,
+        )
         app.sink = sink
         with app.app_context():
             db.create_all()
@@ -60,8 +67,15 @@ def pg_app(cluster, tmp_path):
 def world(pg_app):
     from admin.services.settings.processors import add_processor
 
-    add_processor(name="Stripe mocked", secret_key="sk_test_mocked", publishable_key="pk_test_mocked",
-                  webhook_secrets=[WEBHOOK_SECRET], api_base="http://127.0.0.1:9", mode="test", default=True)
+    add_processor(
+        name="Stripe mocked",
+        secret_key="sk_test_mocked",
+        publishable_key="pk_test_mocked",
+        webhook_secrets=[WEBHOOK_SECRET],
+        api_base="http://127.0.0.1:9",
+        mode="test",
+        default=True,
+    )
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield StripeWorld(rsps)
 
@@ -81,7 +95,8 @@ def wait_until(condition, timeout: float) -> bool:
 
 
 def test_receipt_sent_as_postgresql_goes_down_is_recorded_on_its_return_and_never_sent_again(
-        pg_app, world, cluster, monkeypatch):
+    pg_app, world, cluster, monkeypatch
+):
     """The issue's case: the mail goes out, then the database is restarting when the commit that records it
     comes (here: stopped for 1.5 s)."""
     from admin.services.settings.processors import processor_ref
@@ -106,8 +121,9 @@ def test_receipt_sent_as_postgresql_goes_down_is_recorded_on_its_return_and_neve
     assert db.session.scalar(select(Contribution)).receipt_sent_at is not None
 
 
-def test_postgresql_stop_mid_batch_answers_503_then_processes_the_batch_on_its_return(pg_app, world, cluster,
-                                                                                     monkeypatch, caplog):
+def test_postgresql_stop_mid_batch_answers_503_then_processes_the_batch_on_its_return(
+    pg_app, world, cluster, monkeypatch, caplog
+):
     from admin.services.settings.processors import processor_ref
     from admin.webhooks.ingest import store_event
 
@@ -166,8 +182,13 @@ def test_postgresql_restart_under_ingest_and_worker_loses_and_doubles_nothing(pg
             list(pool.map(deliver, enumerate(events)))
         assert restarted.is_set()
         # well within the lease (120 s): nothing waits for a lease to run out
-        assert wait_until(lambda: count(StripeEvent, StripeEvent.status.in_(["queued", "processing"])) == 0
-                          and count(OutboxTask, OutboxTask.status != "success") == 0, 60)
+        assert wait_until(
+            lambda: (
+                count(StripeEvent, StripeEvent.status.in_(["queued", "processing"])) == 0
+                and count(OutboxTask, OutboxTask.status != "success") == 0
+            ),
+            60,
+        )
     finally:
         stop.set()
         worker.join(60)
@@ -175,4 +196,6 @@ def test_postgresql_restart_under_ingest_and_worker_loses_and_doubles_nothing(pg
     assert count(Payment) == 40 and count(Contribution) == 40
     ids = [m["Message-ID"] for m in pg_app.sink.messages]
     assert len(ids) == 40 and len(set(ids)) == 40  # one receipt per contribution
-    assert len([r for r in caplog.records if r.exc_info]) <= 6  # one traceback per distinct error, not per failure
+    assert (
+        len([r for r in caplog.records if r.exc_info]) <= 6
+    )  # one traceback per distinct error, not per failure

@@ -36,7 +36,9 @@ def _gunicorn() -> str:
     import sys
 
     here = Path(sys.executable).parent / "gunicorn"
-    return str(here) if here.exists() else (shutil.which("gunicorn") or pytest.skip("gunicorn is not installed"))
+    return (
+        str(here) if here.exists() else (shutil.which("gunicorn") or pytest.skip("gunicorn is not installed"))
+    )
 
 
 class Served(str):
@@ -50,13 +52,22 @@ def served(app, tmp_path: Path, name: str, **settings: str):
     """gunicorn -c gunicorn.conf.py on a free port, with the test app's database and keys."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=app.config["DATABASE_URL"], PAYDESK_SECRET_KEY=app.config["SECRET_KEY"],
-               PAYDESK_ENCRYPTION_KEY=app.config["ENCRYPTION_KEY"], PYTHONUNBUFFERED="1",
-               **{f"PAYDESK_{k}": v for k, v in settings.items()})
+    env.update(
+        PAYDESK_DATABASE_URL=app.config["DATABASE_URL"],
+        PAYDESK_SECRET_KEY=app.config["SECRET_KEY"],
+        PAYDESK_ENCRYPTION_KEY=app.config["ENCRYPTION_KEY"],
+        PYTHONUNBUFFERED="1",
+        **{f"PAYDESK_{k}": v for k, v in settings.items()},
+    )
     log = tmp_path / f"gunicorn-{name}.log"
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
-                                 "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     base = Served(f"http://127.0.0.1:{port}")
     base.pid = proc.pid
     try:
@@ -80,15 +91,19 @@ def served(app, tmp_path: Path, name: str, **settings: str):
             proc.wait(timeout=10)
 
 
-def test_healthz_and_webhooks_answer_while_four_slow_clients_hold_connections(app, offline_processor, tmp_path):
+def test_healthz_and_webhooks_answer_while_four_slow_clients_hold_connections(
+    app, offline_processor, tmp_path
+):
     with served(app, tmp_path, "slow") as base:
         port = int(base.rsplit(":", 1)[1])
         path = f"/webhooks/stripe/{offline_processor.id}"
         slow = []
         for _ in range(4):  # more than the two worker processes: each would have blocked a sync worker
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                      f"Stripe-Signature: t=1,v1=00\r\nContent-Length: 1000\r\n\r\n{{\"id\": ".encode())
+            s.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f'Stripe-Signature: t=1,v1=00\r\nContent-Length: 1000\r\n\r\n{{"id": '.encode()
+            )
             slow.append(s)
         try:
             time.sleep(0.5)  # the slow requests are in the app now, each waiting for the rest of its body
@@ -114,8 +129,13 @@ def test_healthz_and_webhooks_answer_while_four_slow_clients_hold_connections(ap
 def _login(session: requests.Session, base: str, addr: str, email: str, password: str) -> int:
     page = session.get(f"{base}/login", headers={"X-Forwarded-For": addr}, timeout=10)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-    resp = session.post(f"{base}/login", data={"email": email, "password": password, "csrf_token": token},
-                        headers={"X-Forwarded-For": addr}, allow_redirects=False, timeout=10)
+    resp = session.post(
+        f"{base}/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        headers={"X-Forwarded-For": addr},
+        allow_redirects=False,
+        timeout=10,
+    )
     return resp.status_code
 
 
@@ -125,8 +145,12 @@ def test_two_server_processes_share_the_sign_in_counters(app, auth, backend, tmp
     servers, block the attacker's address on both; the owner signs in from theirs on either."""
     email = "staff@example.org"
     auth.create(email, "admin")
-    settings = {"TRUSTED_PROXIES": "1", "LOGIN_MAX_FAILURES": "5", "LOGIN_IP_MAX_FAILURES": "8",
-                "LOGIN_LOCKOUT_SECONDS": "60"}
+    settings = {
+        "TRUSTED_PROXIES": "1",
+        "LOGIN_MAX_FAILURES": "5",
+        "LOGIN_IP_MAX_FAILURES": "8",
+        "LOGIN_LOCKOUT_SECONDS": "60",
+    }
     with served(app, tmp_path, "a", **settings) as a, served(app, tmp_path, "b", **settings) as b:
         attacker = requests.Session()
         codes = [_login(attacker, (a, b)[i % 2], ATTACKER, email, "wrong password!") for i in range(5)]
@@ -137,8 +161,12 @@ def test_two_server_processes_share_the_sign_in_counters(app, auth, backend, tmp
         owner = requests.Session()
         assert _login(owner, b, OWNER, email, PASSWORD) == 302
         for base in (a, b):  # one session, valid on both servers, from the owner's address
-            assert owner.get(f"{base}/", headers={"X-Forwarded-For": OWNER}, allow_redirects=False,
-                             timeout=10).status_code == 200
+            assert (
+                owner.get(
+                    f"{base}/", headers={"X-Forwarded-For": OWNER}, allow_redirects=False, timeout=10
+                ).status_code
+                == 200
+            )
 
         # guessing other accounts from the same address: the per-address limit (8) counts over both servers
         others = [_login(attacker, (a, b)[i % 2], ATTACKER, f"guess{i}@example.org", "x") for i in range(3)]
@@ -152,20 +180,34 @@ def test_an_outages_503_answers_are_counted_not_written_one_access_line_each(tmp
     so in a traceback and summary lines, not in one access-log line per refused request."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=f"sqlite:///{tmp_path / 'gone' / 'paydesk.sqlite3'}", PAYDESK_SECRET_KEY="s",
-               PAYDESK_ENCRYPTION_KEY="e", PAYDESK_OUTAGE_LOG_INTERVAL="0.5", PYTHONUNBUFFERED="1")
+    env.update(
+        PAYDESK_DATABASE_URL=f"sqlite:///{tmp_path / 'gone' / 'paydesk.sqlite3'}",
+        PAYDESK_SECRET_KEY="s",
+        PAYDESK_ENCRYPTION_KEY="e",
+        PAYDESK_OUTAGE_LOG_INTERVAL="0.5",
+        PYTHONUNBUFFERED="1",
+    )
     log = tmp_path / "gunicorn.log"
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
-                                 "wsgi:app"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [_gunicorn(), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while not _answers(f"{base}/static/app.css"):  # a page that needs no database
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.1)
-        answers = [requests.post(f"{base}/webhooks/stripe/1", data=b"{}", timeout=10,
-                                 headers={"Stripe-Signature": "t=1,v1=00"}).status_code for _ in range(30)]
+        answers = [
+            requests.post(
+                f"{base}/webhooks/stripe/1", data=b"{}", timeout=10, headers={"Stripe-Signature": "t=1,v1=00"}
+            ).status_code
+            for _ in range(30)
+        ]
         time.sleep(1.5)  # the summary of the last interval
     finally:
         proc.terminate()
@@ -188,6 +230,7 @@ def _answers(url: str) -> bool:
 
 # -- bodies bounded however they are sent --------------------------------------------------------------
 
+
 def _chunked_post(port: int, path: str, total: int, chunk: int = 64 * 1024, timeout: float = 20.0):
     """POST ``total`` bytes chunked (no Content-Length) as fast as the server takes them, stopping once it
     answers; (status line, seconds until the answer, bytes sent by then)."""
@@ -196,8 +239,10 @@ def _chunked_post(port: int, path: str, total: int, chunk: int = 64 * 1024, time
     sent = 0
     answer = b""
     try:
-        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  "Transfer-Encoding: chunked\r\n\r\n".encode())
+        s.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
         piece = f"{chunk:x}\r\n".encode() + b" " * chunk + b"\r\n"
         while sent < total and not select.select([s], [], [], 0)[0]:
             try:
@@ -223,7 +268,9 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
-def test_a_chunked_50_mb_body_is_refused_quickly_without_being_read_into_memory(app, offline_processor, tmp_path):
+def test_a_chunked_50_mb_body_is_refused_quickly_without_being_read_into_memory(
+    app, offline_processor, tmp_path
+):
     """A chunked body carries no Content-Length: the pay endpoint's 16 KiB, the webhook's 1 MiB and the app's
     1 MiB still hold, with 413 before the body is read (a 400 MB one once grew a worker to 1.3 GB)."""
     from donate_support import make_form
@@ -232,7 +279,12 @@ def test_a_chunked_50_mb_body_is_refused_quickly_without_being_read_into_memory(
     with served(app, tmp_path, "bodies") as base:
         port = int(base.rsplit(":", 1)[1])
         before = _rss_kib(base.pid)
-        for path in ("/donate/spring/pay", f"/webhooks/stripe/{offline_processor.id}", "/login", "/donate/spring"):
+        for path in (
+            "/donate/spring/pay",
+            f"/webhooks/stripe/{offline_processor.id}",
+            "/login",
+            "/donate/spring",
+        ):
             status, seconds, sent = _chunked_post(port, path, 50 * 1024 * 1024)
             assert status.startswith("HTTP/1.1 413"), (path, status)
             assert seconds < 5, (path, seconds)
@@ -250,8 +302,14 @@ def test_the_access_log_keeps_no_query_strings(app, auth, offline_processor, tmp
     with served(app, tmp_path, "access") as base:
         session = requests.Session()
         assert _login(session, base, "192.0.2.1", "staff@example.org", PASSWORD) == 302
-        assert session.get(f"{base}/events?q=ada@example.org&status=error", timeout=10,
-                           headers={"Referer": f"{base}/customers?q=grace@example.org"}).status_code == 200
+        assert (
+            session.get(
+                f"{base}/events?q=ada@example.org&status=error",
+                timeout=10,
+                headers={"Referer": f"{base}/customers?q=grace@example.org"},
+            ).status_code
+            == 200
+        )
         assert session.get(f"{base}/donate/spring?donor=signed.secret.token", timeout=10).status_code == 200
         time.sleep(0.5)  # the access log line is written after the response
     log = (tmp_path / "gunicorn-access.log").read_text()

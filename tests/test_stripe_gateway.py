@@ -30,13 +30,23 @@ def mocked():
 
 def test_create_retries_429_and_503_with_one_idempotency_key(app, offline_processor, mocked):
     body = so.customer(email="ada@example.org", name="Ada Lovelace")
-    mocked.add(responses.POST, f"{API}/v1/customers", headers={"Request-Id": "req_429"},
-               **_error(429, "Too many requests", "invalid_request_error", code="rate_limit"))
-    mocked.add(responses.POST, f"{API}/v1/customers", headers={"Request-Id": "req_503"},
-               **_error(503, "Service unavailable"))
+    mocked.add(
+        responses.POST,
+        f"{API}/v1/customers",
+        headers={"Request-Id": "req_429"},
+        **_error(429, "Too many requests", "invalid_request_error", code="rate_limit"),
+    )
+    mocked.add(
+        responses.POST,
+        f"{API}/v1/customers",
+        headers={"Request-Id": "req_503"},
+        **_error(503, "Service unavailable"),
+    )
     mocked.add(responses.POST, f"{API}/v1/customers", json=body, headers={"Request-Id": "req_ok"})
 
-    result = gateway(offline_processor).create("customers", {"email": "ada@example.org", "name": "Ada Lovelace"})
+    result = gateway(offline_processor).create(
+        "customers", {"email": "ada@example.org", "name": "Ada Lovelace"}
+    )
 
     assert result["id"] == body["id"] and result["email"] == "ada@example.org"
     assert result.request_id == "req_ok"
@@ -49,7 +59,9 @@ def test_create_retries_429_and_503_with_one_idempotency_key(app, offline_proces
 
 def test_caller_idempotency_key_is_sent(app, offline_processor, mocked):
     mocked.add(responses.POST, f"{API}/v1/customers", json=so.customer())
-    gateway(offline_processor).create("customers", {"email": "a@example.org"}, idempotency_key="paydesk-form-42")
+    gateway(offline_processor).create(
+        "customers", {"email": "a@example.org"}, idempotency_key="paydesk-form-42"
+    )
     assert mocked.calls[0].request.headers["Idempotency-Key"] == "paydesk-form-42"
 
 
@@ -65,8 +77,12 @@ def test_different_creates_get_different_keys(app, offline_processor, mocked):
 
 def test_gives_up_after_max_attempts_with_a_clear_error(app, offline_processor, mocked):
     app.config["STRIPE_MAX_ATTEMPTS"] = 3
-    mocked.add(responses.POST, f"{API}/v1/customers", headers={"Request-Id": "req_down_123"},
-               **_error(503, "Stripe is temporarily unavailable"))
+    mocked.add(
+        responses.POST,
+        f"{API}/v1/customers",
+        headers={"Request-Id": "req_down_123"},
+        **_error(503, "Stripe is temporarily unavailable"),
+    )
 
     with pytest.raises(GatewayError) as exc:
         gateway(offline_processor).create("customers", {"email": "a@example.org"})
@@ -86,9 +102,19 @@ def test_gives_up_after_max_attempts_with_a_clear_error(app, offline_processor, 
 
 def test_card_declined_maps_code_and_decline_code(app, offline_processor, mocked):
     pi = so.payment_intent(status="requires_payment_method")
-    mocked.add(responses.POST, f"{API}/v1/payment_intents/{pi['id']}/confirm", headers={"Request-Id": "req_decl"},
-               **_error(402, "Your card has insufficient funds.", "card_error", code="card_declined",
-                        decline_code="insufficient_funds", payment_intent=pi))
+    mocked.add(
+        responses.POST,
+        f"{API}/v1/payment_intents/{pi['id']}/confirm",
+        headers={"Request-Id": "req_decl"},
+        **_error(
+            402,
+            "Your card has insufficient funds.",
+            "card_error",
+            code="card_declined",
+            decline_code="insufficient_funds",
+            payment_intent=pi,
+        ),
+    )
 
     with pytest.raises(GatewayError) as exc:
         gateway(offline_processor).call("payment_intents", "confirm", pi["id"])
@@ -106,7 +132,9 @@ def test_card_declined_maps_code_and_decline_code(app, offline_processor, mocked
 
 def test_connection_error_is_retried(app, offline_processor, mocked):
     body = so.customer()
-    mocked.add(responses.GET, f"{API}/v1/customers/{body['id']}", body=requests.ConnectionError("connection refused"))
+    mocked.add(
+        responses.GET, f"{API}/v1/customers/{body['id']}", body=requests.ConnectionError("connection refused")
+    )
     mocked.add(responses.GET, f"{API}/v1/customers/{body['id']}", json=body)
 
     result = gateway(offline_processor).retrieve("customers", body["id"])
@@ -117,7 +145,9 @@ def test_connection_error_is_retried(app, offline_processor, mocked):
 
 def test_connection_error_that_persists_says_so(app, offline_processor, mocked):
     app.config["STRIPE_MAX_ATTEMPTS"] = 2
-    mocked.add(responses.GET, f"{API}/v1/customers/cus_nope", body=requests.ConnectionError("connection refused"))
+    mocked.add(
+        responses.GET, f"{API}/v1/customers/cus_nope", body=requests.ConnectionError("connection refused")
+    )
     with pytest.raises(GatewayError) as exc:
         gateway(offline_processor).retrieve("customers", "cus_nope")
     assert exc.value.transient and exc.value.attempts == 2
@@ -125,9 +155,18 @@ def test_connection_error_that_persists_says_so(app, offline_processor, mocked):
 
 
 def test_client_errors_are_not_retried(app, offline_processor, mocked):
-    mocked.add(responses.GET, f"{API}/v1/customers/cus_missing", headers={"Request-Id": "req_404"},
-               **_error(404, "No such customer: 'cus_missing'", "invalid_request_error", code="resource_missing",
-                        param="id"))
+    mocked.add(
+        responses.GET,
+        f"{API}/v1/customers/cus_missing",
+        headers={"Request-Id": "req_404"},
+        **_error(
+            404,
+            "No such customer: 'cus_missing'",
+            "invalid_request_error",
+            code="resource_missing",
+            param="id",
+        ),
+    )
     with pytest.raises(GatewayError) as exc:
         gateway(offline_processor).retrieve("customers", "cus_missing")
     assert len(mocked.calls) == 1
@@ -135,9 +174,16 @@ def test_client_errors_are_not_retried(app, offline_processor, mocked):
 
 
 def test_list_passes_filters(app, offline_processor, mocked):
-    page = {"object": "list", "data": [so.customer(), so.customer()], "has_more": False, "url": "/v1/customers"}
+    page = {
+        "object": "list",
+        "data": [so.customer(), so.customer()],
+        "has_more": False,
+        "url": "/v1/customers",
+    }
     mocked.add(responses.GET, f"{API}/v1/customers", json=page)
-    result = gateway(offline_processor).list("customers", limit=2, email="donor@example.org", starting_after=None)
+    result = gateway(offline_processor).list(
+        "customers", limit=2, email="donor@example.org", starting_after=None
+    )
     assert len(result["data"]) == 2
     query = mocked.calls[0].request.url.split("?", 1)[1]
     assert "limit=2" in query and "email=donor%40example.org" in query and "starting_after" not in query
@@ -147,8 +193,12 @@ def test_retry_after_header_is_honoured_as_a_floor(app, offline_processor, mocke
     slept: list[float] = []
     gw = Gateway.for_processor(offline_processor)
     gw.policy.sleep = slept.append
-    mocked.add(responses.POST, f"{API}/v1/customers", headers={"Retry-After": "5"},
-               **_error(429, "Too many requests", "invalid_request_error", code="rate_limit"))
+    mocked.add(
+        responses.POST,
+        f"{API}/v1/customers",
+        headers={"Retry-After": "5"},
+        **_error(429, "Too many requests", "invalid_request_error", code="rate_limit"),
+    )
     mocked.add(responses.POST, f"{API}/v1/customers", json=so.customer())
     gw.create("customers", {})
     assert slept == [pytest.approx(min(5, app.config["STRIPE_BACKOFF_MAX"]))]
@@ -157,8 +207,9 @@ def test_retry_after_header_is_honoured_as_a_floor(app, offline_processor, mocke
 @pytest.mark.localstripe
 def test_real_customer_round_trip(app, empty_processor):
     gw = gateway(empty_processor)  # emptied: localstripe lists oldest first, and only 100 are asked for
-    created = gw.create("customers", {"email": "grace@example.org", "name": "Grace Hopper",
-                                      "metadata": {"contact_id": "7"}})
+    created = gw.create(
+        "customers", {"email": "grace@example.org", "name": "Grace Hopper", "metadata": {"contact_id": "7"}}
+    )
     assert created["id"].startswith("cus_")
 
     fetched = gw.retrieve("customers", created["id"])
@@ -178,4 +229,3 @@ def test_real_not_found_is_mapped(app, processor):
     with pytest.raises(GatewayError) as exc:
         gateway(processor).retrieve("customers", "cus_doesnotexist")
     assert exc.value.not_found
-

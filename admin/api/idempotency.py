@@ -63,7 +63,9 @@ def _claim(token_id: int, key: str, digest: str) -> bool:
     table = ApiIdempotencyKey.__table__
     try:
         with db.engine.begin() as conn:  # claimed in a transaction of its own, before the work
-            conn.execute(table.insert().values(token_id=token_id, key=key, request_hash=digest, created_at=_now()))
+            conn.execute(
+                table.insert().values(token_id=token_id, key=key, request_hash=digest, created_at=_now())
+            )
         return True
     except IntegrityError:
         pass
@@ -71,8 +73,13 @@ def _claim(token_id: int, key: str, digest: str) -> bool:
     with db.engine.begin() as conn:
         taken = conn.execute(
             update(table)
-            .where(table.c.token_id == token_id, table.c.key == key, table.c.request_hash == digest,
-                   table.c.status_code.is_(None), table.c.created_at < now - stale_after())
+            .where(
+                table.c.token_id == token_id,
+                table.c.key == key,
+                table.c.request_hash == digest,
+                table.c.status_code.is_(None),
+                table.c.created_at < now - stale_after(),
+            )
             .values(created_at=now)
         ).rowcount
     return taken == 1

@@ -63,6 +63,21 @@ def register_cli(app: Flask) -> None:
     _one_line_database_errors(app)
     app.cli.add_command(processors.processor_cli)
     app.cli.add_command(users.user_cli)
-    for module in (worker, records, payments, events, intents, jobs, reconcile, forms, imports, audit, tokens,
-                   webhook_endpoints, connect, notifications, cleanup):
+    for module in (
+        worker,
+        records,
+        payments,
+        events,
+        intents,
+        jobs,
+        reconcile,
+        forms,
+        imports,
+        audit,
+        tokens,
+        webhook_endpoints,
+        connect,
+        notifications,
+        cleanup,
+    ):
         module.register(app)

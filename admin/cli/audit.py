@@ -24,8 +24,12 @@ audit_cli = PaydeskGroup("audit", help="The audit log: who changed what, when, w
 def audit_list(limit, fmt, **options):
     """Audit entries, newest first: the same filter as /audit."""
     flt = filter_from_options(AuditFilter, **options)
-    emit(list(audit_rows(flt, limit)), fmt,
-         ["id", "at", "actor", "action", "object_type", "object_id", "result", "stripe_request_id", "message"])
+    emit(
+        list(audit_rows(flt, limit)),
+        fmt,
+        ["id", "at", "actor", "action", "object_type", "object_id", "result", "stripe_request_id", "message"],
+    )
+
 
 def register(app: Flask) -> None:
     app.cli.add_command(audit_cli)

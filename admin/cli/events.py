@@ -26,9 +26,18 @@ from admin.services.events.queries import EventFilter
 
 events_cli = PaydeskGroup("events", help="Stripe events: the log and the processing queue.")
 
-BRIEF = ["event_id", "type", "created", "status", "status_reason", "last_error", "invoice_id", "charge_id",
-         "payment_intent_id", "subscription_id"]
-
+BRIEF = [
+    "event_id",
+    "type",
+    "created",
+    "status",
+    "status_reason",
+    "last_error",
+    "invoice_id",
+    "charge_id",
+    "payment_intent_id",
+    "subscription_id",
+]
 
 
 def _types(values: tuple[str, ...], default: str | None) -> list[str]:
@@ -38,8 +47,11 @@ def _types(values: tuple[str, ...], default: str | None) -> list[str]:
 
 @events_cli.command("list")
 @filter_options(EventFilter)
-@click.option("--expected-charges", is_flag=True,
-              help="With --subscription: the charges its invoices say there should be, found or missing here.")
+@click.option(
+    "--expected-charges",
+    is_flag=True,
+    help="With --subscription: the charges its invoices say there should be, found or missing here.",
+)
 @click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--starting-after", help="Page on: events after (older than) this event id.")
 @click.option("--output", type=click.Choice(["brief", "raw"]), default="brief", show_default=True)
@@ -50,7 +62,11 @@ def events_list(expected_charges, limit, starting_after, output, fmt, **options)
     from admin.services.events import queries as ev
     from admin.services.records.common import event_dict
 
-    ppid, source, subscription = options.get("ppid"), options.get("source") or "local", options.get("subscription")
+    ppid, source, subscription = (
+        options.get("ppid"),
+        options.get("source") or "local",
+        options.get("subscription"),
+    )
     proc = processor_or_fail(ppid) if (ppid or source == "stripe" or expected_charges) else None
     flt = filter_from_options(EventFilter, **{**options, "ppid": proc.id if proc else None})
     flt.size = limit  # the CLI pages by any size up to 100, not only the page's 25 or 100
@@ -59,19 +75,36 @@ def events_list(expected_charges, limit, starting_after, output, fmt, **options)
         if expected_charges:
             if not subscription:
                 raise ServiceError("--expected-charges needs --subscription")
-            rows = [{"invoice_id": x.id, "created": x.created, "amount": x.amount, "currency": x.currency,
-                     "invoice_status": x.status, "charge_id": x.charge_id,
-                     "found": "found" if x.found else "MISSING",
-                     "contribution_id": x.contribution.id if x.contribution else None}
-                    for x in ev.expected_charges(proc, subscription)]
+            rows = [
+                {
+                    "invoice_id": x.id,
+                    "created": x.created,
+                    "amount": x.amount,
+                    "currency": x.currency,
+                    "invoice_status": x.status,
+                    "charge_id": x.charge_id,
+                    "found": "found" if x.found else "MISSING",
+                    "contribution_id": x.contribution.id if x.contribution else None,
+                }
+                for x in ev.expected_charges(proc, subscription)
+            ]
             emit(rows, fmt)
             return
         if source == "stripe":
             found, _ = ev.stripe_page(proc, flt, starting_after=starting_after, limit=limit)
-            rows = [{"event_id": r.event_id, "type": r.type, "created": r.created, "status": r.status,
-                     "status_reason": r.local.status_reason if r.local else None,
-                     "last_error": r.local.last_error if r.local else None, "object_id": r.object_id,
-                     **({"raw": r.raw} if raw else {})} for r in found]
+            rows = [
+                {
+                    "event_id": r.event_id,
+                    "type": r.type,
+                    "created": r.created,
+                    "status": r.status,
+                    "status_reason": r.local.status_reason if r.local else None,
+                    "last_error": r.local.last_error if r.local else None,
+                    "object_id": r.object_id,
+                    **({"raw": r.raw} if raw else {}),
+                }
+                for r in found
+            ]
         else:
             if starting_after:
                 anchor = ev.find_by_event_id(starting_after, flt.ppid)
@@ -93,8 +126,9 @@ def _populate(ppid, types, limit, fmt, queue: bool) -> None:
     proc = processor_or_fail(ppid)
     try:
         chosen = [t.strip() for v in types for t in v.split(",") if t.strip()]
-        params = Populate.of({"types": chosen or Populate.default("types"), "limit": limit, "queue": queue},
-                             options=True)
+        params = Populate.of(
+            {"types": chosen or Populate.default("types"), "limit": limit, "queue": queue}, options=True
+        )
     except ServiceError as err:
         fail(err)
     run_job("events.populate", params, processor_id=proc.id, fmt=fmt)
@@ -104,9 +138,17 @@ def _populate_options() -> list:
     from admin.services.events.jobs import Populate
 
     [types, limit] = param_options(Populate, "types", "limit")
-    return [ppid_option, click.option("--type", "types", multiple=True, help=(
-        f"Event type (repeatable, or 'all'). Default: {', '.join(Populate.default('types'))}.")), limit,
-        format_option]
+    return [
+        ppid_option,
+        click.option(
+            "--type",
+            "types",
+            multiple=True,
+            help=(f"Event type (repeatable, or 'all'). Default: {', '.join(Populate.default('types'))}."),
+        ),
+        limit,
+        format_option,
+    ]
 
 
 populate_options = _populate_options()
@@ -158,13 +200,22 @@ def replay_cmd(row_id, event_id, ppid, no_receipt, fmt):
         res = replay(proc, row=row, event_id=event_id, no_receipt=no_receipt)
     except ServiceError as err:
         fail(err)
-    out = {"id": res.event.id, "event_id": res.event.event_id, "type": res.event.type, "status": res.status,
-           "message": res.message, "fetched_from_stripe": res.fetched, "stripe_request_id": res.request_id}
+    out = {
+        "id": res.event.id,
+        "event_id": res.event.event_id,
+        "type": res.event.type,
+        "status": res.status,
+        "message": res.message,
+        "fetched_from_stripe": res.fetched,
+        "stripe_request_id": res.request_id,
+    }
     if fmt == "json":
         click.echo(json.dumps(out, indent=2))
     else:
-        click.echo(f"{res.event.event_id} ({res.event.type}): {res.status}"
-                   + (f": {res.message}" if res.message else ""))
+        click.echo(
+            f"{res.event.event_id} ({res.event.type}): {res.status}"
+            + (f": {res.message}" if res.message else "")
+        )
     if not res.ok:
         raise SystemExit(1)
 

@@ -29,8 +29,12 @@ from admin.errors import ServiceError
 from admin.services.records.jobs import ImportSome
 from admin.stripe_gateway import GatewayError
 
-import_cli = PaydeskGroup("import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges.")
-customers_cli = PaydeskGroup("customers", help="Stripe customers linked to contacts (CiviCRM's StripeCustomer).")
+import_cli = PaydeskGroup(
+    "import", help="Bring into paydesk what Stripe has: subscriptions, customers, charges."
+)
+customers_cli = PaydeskGroup(
+    "customers", help="Stripe customers linked to contacts (CiviCRM's StripeCustomer)."
+)
 
 
 def _print(out: dict, fmt: str, line: str) -> None:
@@ -64,11 +68,22 @@ def import_subscriptions(ppid, subscription, limit, starting_after, fmt):
     except ServiceError as err:
         fail(err)
     r = done.recur
-    _print({"subscription_id": done.subscription_id, "outcome": done.outcome, "recur_id": r.id,
-            "contact_id": r.contact_id, "status": r.status, "differences": done.differences}, fmt,
-           f"{done.subscription_id}: {done.outcome} (recurring contribution {r.id}, {r.status})"
-           + "".join(f"\n  still differs: {d['what']} {d['object']}: Stripe {d['stripe']}, paydesk {d['paydesk']}"
-                     for d in done.differences))
+    _print(
+        {
+            "subscription_id": done.subscription_id,
+            "outcome": done.outcome,
+            "recur_id": r.id,
+            "contact_id": r.contact_id,
+            "status": r.status,
+            "differences": done.differences,
+        },
+        fmt,
+        f"{done.subscription_id}: {done.outcome} (recurring contribution {r.id}, {r.status})"
+        + "".join(
+            f"\n  still differs: {d['what']} {d['object']}: Stripe {d['stripe']}, paydesk {d['paydesk']}"
+            for d in done.differences
+        ),
+    )
 
 
 @import_cli.command("customers")
@@ -91,15 +106,19 @@ def import_customers(ppid, customer, limit, starting_after, fmt):
         contact, how = import_customer(proc, customer)
     except ServiceError as err:
         fail(err)
-    _print({"customer_id": customer, "outcome": how, "contact_id": contact.id, "email": contact.email}, fmt,
-           f"{customer}: {how} (contact {contact.id}, {contact.display_name})")
+    _print(
+        {"customer_id": customer, "outcome": how, "contact_id": contact.id, "email": contact.email},
+        fmt,
+        f"{customer}: {how} (contact {contact.id}, {contact.display_name})",
+    )
 
 
 @import_cli.command("charge")
 @ppid_option
 @click.option("--charge", required=True, help="The charge (ch_...).")
-@click.option("--contact-id", type=ID, help="Whose it is (default: the charge's customer, "
-              "else its billing email).")
+@click.option(
+    "--contact-id", type=ID, help="Whose it is (default: the charge's customer, else its billing email)."
+)
 @format_option
 def import_charge_cmd(ppid, charge, contact_id, fmt):
     """One charge as a contribution and payment (CiviCRM's importcharge)."""
@@ -109,12 +128,22 @@ def import_charge_cmd(ppid, charge, contact_id, fmt):
         c = import_charge(processor_or_fail(ppid), charge, contact_id=contact_id)
     except ServiceError as err:
         fail(err)
-    _print({"contribution_id": c.id, "status": c.status, "amount": c.amount, "currency": c.currency,
-            "trxn_id": c.trxn_id, "contact_id": c.contact_id}, fmt,
-           f"{charge}: contribution {c.id}, {c.status}, contact {c.contact_id}")
+    _print(
+        {
+            "contribution_id": c.id,
+            "status": c.status,
+            "amount": c.amount,
+            "currency": c.currency,
+            "trxn_id": c.trxn_id,
+            "contact_id": c.contact_id,
+        },
+        fmt,
+        f"{charge}: contribution {c.id}, {c.status}, contact {c.contact_id}",
+    )
 
 
 # -- customers -----------------------------------------------------------------------------------
+
 
 def _one_of(contact_id, customer):
     if (contact_id is None) == (customer is None):
@@ -142,10 +171,21 @@ def customers_get(ppid, contact_id, customer, fmt):
     if fmt == "json":
         emit(rows, fmt)
         return
-    emit([{"customer_id": r["customer_id"], "contact_id": r["contact_id"], "linked": r["linked"],
-           "in_stripe": "yes" if r["stripe"] else r["stripe_error"],
-           "email": (r["stripe"] or {}).get("email"), "name": (r["stripe"] or {}).get("name"),
-           "metadata_contact_id": ((r["stripe"] or {}).get("metadata") or {}).get("contact_id")} for r in rows], fmt)
+    emit(
+        [
+            {
+                "customer_id": r["customer_id"],
+                "contact_id": r["contact_id"],
+                "linked": r["linked"],
+                "in_stripe": "yes" if r["stripe"] else r["stripe_error"],
+                "email": (r["stripe"] or {}).get("email"),
+                "name": (r["stripe"] or {}).get("name"),
+                "metadata_contact_id": ((r["stripe"] or {}).get("metadata") or {}).get("contact_id"),
+            }
+            for r in rows
+        ],
+        fmt,
+    )
 
 
 @customers_cli.command("create")
@@ -231,14 +271,20 @@ def customers_update_metadata(ppid, contact_id, customer, fmt):
         run_job("customers.update_metadata", {}, processor_id=proc.id, fmt=fmt)
         return
     try:
-        links = [link for link in links_of(proc.id, contact_id=contact_id, customer_id=customer) if not link.deleted]
+        links = [
+            link
+            for link in links_of(proc.id, contact_id=contact_id, customer_id=customer)
+            if not link.deleted
+        ]
         if not links:
             raise ServiceError(f"no linked Stripe customer for {customer or f'contact {contact_id}'}")
         for link in links:
             push_customer_metadata(proc, link)
     except (ServiceError, GatewayError) as err:
         fail(err)
-    rows = [{"customer_id": link.customer_id, "contact_id": link.contact_id, "updated": True} for link in links]
+    rows = [
+        {"customer_id": link.customer_id, "contact_id": link.contact_id, "updated": True} for link in links
+    ]
     if fmt == "json":
         emit(rows, fmt)
     else:

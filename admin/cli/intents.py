@@ -26,11 +26,22 @@ from admin.errors import ServiceError
 from admin.services.intents.jobs import DEFAULT_PERIOD, ImportIntents, ProcessStripe
 from admin.services.intents.queries import IntentFilter
 
-intents_cli = PaydeskGroup("intents", help="Stripe PaymentIntents paydesk tracks: list, cancel, capture, import.")
+intents_cli = PaydeskGroup(
+    "intents", help="Stripe PaymentIntents paydesk tracks: list, cancel, capture, import."
+)
 
-COLUMNS = ["payment_intent_id", "created_date", "age", "display_amount", "status", "capture_method", "contact",
-           "contribution_id", "description", "last_error"]
-
+COLUMNS = [
+    "payment_intent_id",
+    "created_date",
+    "age",
+    "display_amount",
+    "status",
+    "capture_method",
+    "contact",
+    "contribution_id",
+    "description",
+    "last_error",
+]
 
 
 @intents_cli.command("list")
@@ -88,9 +99,18 @@ def intents_capture(ppid, intent_id, amount, fmt):
     except ServiceError as err:
         fail(err)
     if fmt == "json":
-        click.echo(json.dumps({"payment_intent_id": out.intent_id, "outcome": out.outcome, "message": out.message,
-                               "status": out.row.status if out.row else None,
-                               "stripe_request_id": out.request_id}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "payment_intent_id": out.intent_id,
+                    "outcome": out.outcome,
+                    "message": out.message,
+                    "status": out.row.status if out.row else None,
+                    "stripe_request_id": out.request_id,
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(f"{out.intent_id}: {out.outcome}: {out.message}")
     if not out.ok:
@@ -119,7 +139,9 @@ def intents_cancel_incomplete(ppid, older_than, fmt):
 
 @intents_cli.command("import")
 @ppid_option
-@click.option("--since", default=ImportIntents.since, show_default=True, help=ImportIntents.meta("since", "help"))
+@click.option(
+    "--since", default=ImportIntents.since, show_default=True, help=ImportIntents.meta("since", "help")
+)
 @format_option
 def intents_import(ppid, since, fmt):
     """Track the intents Stripe lists (Stripe sends no webhook for one created and then abandoned)."""
@@ -134,14 +156,26 @@ def intents_import(ppid, since, fmt):
 
 
 @jobs_cli.command("process-stripe")
-@click.option("--delete-old", default=ProcessStripe.delete_old, show_default=True,
-              help=ProcessStripe.meta("delete_old", "help"))
-@click.option("--cancel-incomplete", default=ProcessStripe.cancel_incomplete, show_default=True,
-              help=ProcessStripe.meta("cancel_incomplete", "help"))
+@click.option(
+    "--delete-old",
+    default=ProcessStripe.delete_old,
+    show_default=True,
+    help=ProcessStripe.meta("delete_old", "help"),
+)
+@click.option(
+    "--cancel-incomplete",
+    default=ProcessStripe.cancel_incomplete,
+    show_default=True,
+    help=ProcessStripe.meta("cancel_incomplete", "help"),
+)
 @click.option("--ppid", help="Only this processor (default: every processor).")
-@click.option("--period", default=DEFAULT_PERIOD, show_default=True,
-              help="How often cron starts it: one run per period does the work, however many hosts start it; "
-                   "0: every run works.")
+@click.option(
+    "--period",
+    default=DEFAULT_PERIOD,
+    show_default=True,
+    help="How often cron starts it: one run per period does the work, however many hosts start it; "
+    "0: every run works.",
+)
 @format_option
 def jobs_process_stripe(delete_old, cancel_incomplete, ppid, period, fmt):
     """CiviCRM's Job.process_stripe: cancel abandoned intents, delete old records. Safe from cron on
@@ -149,10 +183,12 @@ def jobs_process_stripe(delete_old, cancel_incomplete, ppid, period, fmt):
     from admin.services.intents.jobs import check_age, period_key
 
     try:
-        params = {"delete_old": check_age(delete_old, "delete_old"),
-                  "cancel_incomplete": check_age(cancel_incomplete, "cancel_incomplete"),
-                  "period": period_key(check_age(period, "period")),
-                  "ppid": processor_or_fail(ppid).id if ppid else None}
+        params = {
+            "delete_old": check_age(delete_old, "delete_old"),
+            "cancel_incomplete": check_age(cancel_incomplete, "cancel_incomplete"),
+            "period": period_key(check_age(period, "period")),
+            "ppid": processor_or_fail(ppid).id if ppid else None,
+        }
     except ServiceError as err:
         fail(err)
     _exit_for(run_job("intents.process_stripe", params, fmt=fmt, leave_to_runner=True))

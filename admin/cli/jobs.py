@@ -51,7 +51,9 @@ class _Progress:
             width = 30
             filled = int(width * min(job.done, job.total) / job.total)
             bar = "#" * filled + "-" * (width - filled)
-            click.echo(f"\r{self.title[:50]}  [{bar}] {job.done}/{job.total} {job.percent:3d}%", nl=False, err=True)
+            click.echo(
+                f"\r{self.title[:50]}  [{bar}] {job.done}/{job.total} {job.percent:3d}%", nl=False, err=True
+            )
         else:
             click.echo(f"\r{self.title[:50]}  {job.done} done", nl=False, err=True)
         line_left_open()  # a log line or a message now starts on a line of its own
@@ -73,8 +75,11 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
             break  # another runner took it over
         wait = max(0.0, (job.locked_until - utcnow()).total_seconds()) if job.locked_until else 0.0
         progress.end()
-        click.echo(f"{(job.error or '')[len(RETRYING):]}\n  Failed for now: trying again in {wait:.0f} s (Ctrl-C pauses "
-                   f"the job).", err=True)
+        click.echo(
+            f"{(job.error or '')[len(RETRYING) :]}\n  Failed for now: trying again in {wait:.0f} s (Ctrl-C pauses "
+            f"the job).",
+            err=True,
+        )
         try:
             time.sleep(wait)
         except KeyboardInterrupt:
@@ -84,8 +89,16 @@ def _run_here(job: Job, worker: str, progress: _Progress) -> str:
     return status
 
 
-def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: str = "table",
-            quiet: bool = False, leave_to_runner: bool = False, print_result: bool = True) -> Job:
+def run_job(
+    kind: str,
+    params: dict,
+    *,
+    processor_id: int | None = None,
+    fmt: str = "table",
+    quiet: bool = False,
+    leave_to_runner: bool = False,
+    print_result: bool = True,
+) -> Job:
     """Start (or rejoin) a job and run it here to its end, with a progress bar; prints its result (unless
     ``print_result`` is False and it is done: the command prints what the job made, e.g. a kept scan).
     Exits non-zero when it failed; Ctrl-C pauses it (``jobs resume ID`` continues).
@@ -103,8 +116,10 @@ def run_job(kind: str, params: dict, *, processor_id: int | None = None, fmt: st
         progress.end()
     except ServiceError as err:
         if leave_to_runner and started is not None and not started.created:
-            click.echo(f"job {started.job.id} ({started.job.title}) is being run elsewhere; nothing to do here.",
-                       err=True)
+            click.echo(
+                f"job {started.job.id} ({started.job.title}) is being run elsewhere; nothing to do here.",
+                err=True,
+            )
             return started.job
         fail(err)
     job = jobs_service.get(job.id)
@@ -132,7 +147,7 @@ def print_job(job: Job, fmt: str) -> None:
     if job.error:
         error = job.error
         if error.startswith(RETRYING):
-            error = f"{error[len(RETRYING):]} (failed for now; it is tried again)"
+            error = f"{error[len(RETRYING) :]} (failed for now; it is tried again)"
         click.echo(f"  error: {error}")
 
 
@@ -143,8 +158,11 @@ def print_job(job: Job, fmt: str) -> None:
 def jobs_list(limit, fmt, **options):
     """Recent jobs, newest first: the same filter as /jobs."""
     flt = filter_from_options(jobs_service.JobFilter, **options)
-    emit(list(jobs_service.job_rows(flt, limit)), fmt,
-         ["id", "kind", "status", "done", "total", "actor", "created_at", "title"])
+    emit(
+        list(jobs_service.job_rows(flt, limit)),
+        fmt,
+        ["id", "kind", "status", "done", "total", "actor", "created_at", "title"],
+    )
 
 
 def _job_arg(job_id: str) -> Job:

@@ -24,8 +24,15 @@ def processor_add(name, secret_key, publishable_key, webhook_secrets, api_base, 
     """Register a Stripe account; prints its id (the ppid)."""
     from admin.services.settings.processors import add_processor
 
-    proc = add_processor(name=name, secret_key=secret_key, publishable_key=publishable_key,
-                         webhook_secrets=list(webhook_secrets), api_base=api_base, mode=mode, default=is_default)
+    proc = add_processor(
+        name=name,
+        secret_key=secret_key,
+        publishable_key=publishable_key,
+        webhook_secrets=list(webhook_secrets),
+        api_base=api_base,
+        mode=mode,
+        default=is_default,
+    )
     if fmt == "json":
         click.echo(json.dumps(proc.public_dict()))
     else:
@@ -38,8 +45,11 @@ def processor_list(fmt):
     """List processors; keys and secrets are shown masked."""
     from admin.services.settings.processors import list_processors
 
-    emit([p.public_dict() for p in list_processors()], fmt,
-         ["id", "name", "mode", "default", "active", "secret_key", "webhook_secrets", "api_base"])
+    emit(
+        [p.public_dict() for p in list_processors()],
+        fmt,
+        ["id", "name", "mode", "default", "active", "secret_key", "webhook_secrets", "api_base"],
+    )
 
 
 @processor_cli.command("set")
@@ -49,28 +59,55 @@ def processor_list(fmt):
 @click.option("--publishable-key")
 @click.option("--webhook-secret", "webhook_secrets", multiple=True, help="Replace all signing secrets.")
 @click.option("--add-webhook-secret", "add_secrets", multiple=True, help="Add a signing secret (rotation).")
-@click.option("--remove-webhook-secret", "remove_secrets", multiple=True,
-              help="Remove a signing secret (whole value or at least its last 4 characters; must match one).")
+@click.option(
+    "--remove-webhook-secret",
+    "remove_secrets",
+    multiple=True,
+    help="Remove a signing secret (whole value or at least its last 4 characters; must match one).",
+)
 @click.option("--force", is_flag=True, help="Allow removing the last signing secret (webhooks then fail).")
-@click.option("--api-base", help="Stripe's (https://api.stripe.com) or a host of PAYDESK_STRIPE_API_BASES; "
-              "changing it needs --secret-key again.")
+@click.option(
+    "--api-base",
+    help="Stripe's (https://api.stripe.com) or a host of PAYDESK_STRIPE_API_BASES; "
+    "changing it needs --secret-key again.",
+)
 @click.option("--mode", type=click.Choice(["test", "live"]))
 @click.option("--default", "is_default", is_flag=True, default=None)
 @click.option("--active/--inactive", default=None)
 @format_option
-def processor_set(ppid, name, secret_key, publishable_key, webhook_secrets, add_secrets, remove_secrets, force,
-                  api_base, mode, is_default, active, fmt):
+def processor_set(
+    ppid,
+    name,
+    secret_key,
+    publishable_key,
+    webhook_secrets,
+    add_secrets,
+    remove_secrets,
+    force,
+    api_base,
+    mode,
+    is_default,
+    active,
+    fmt,
+):
     """Change a processor's settings (PPID: its id or name)."""
     from admin.services.settings.processors import get_processor, update_processor
 
-    proc = update_processor(get_processor(ppid), name=name, secret_key=secret_key,
-                            publishable_key=publishable_key,
-                            webhook_secrets=list(webhook_secrets) or None, add_webhook_secrets=list(add_secrets),
-                            remove_webhook_secrets=list(remove_secrets), api_base=api_base, mode=mode,
-                            default=is_default, active=active, force=force)
+    proc = update_processor(
+        get_processor(ppid),
+        name=name,
+        secret_key=secret_key,
+        publishable_key=publishable_key,
+        webhook_secrets=list(webhook_secrets) or None,
+        add_webhook_secrets=list(add_secrets),
+        remove_webhook_secrets=list(remove_secrets),
+        api_base=api_base,
+        mode=mode,
+        default=is_default,
+        active=active,
+        force=force,
+    )
     emit([proc.public_dict()], fmt)
-
-
 
 
 @processor_cli.command("test")
@@ -82,8 +119,16 @@ def processor_test(ppid, fmt):
 
     check = check_connection(get_processor(ppid))
     if fmt == "json":
-        click.echo(json.dumps({"ok": check.ok, "message": check.message, "account": check.account_id,
-                               "request_id": check.request_id}))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": check.ok,
+                    "message": check.message,
+                    "account": check.account_id,
+                    "request_id": check.request_id,
+                }
+            )
+        )
     else:
         suffix = f" (Stripe request {check.request_id})" if check.request_id else ""
         click.echo(("" if check.ok else "Error: ") + check.message + suffix, err=not check.ok)

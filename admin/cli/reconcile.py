@@ -44,24 +44,54 @@ class _OneLineCommand(PaydeskCommand):
             ctx.exit(1)
 
 
-COLUMNS = ["object", "id", "created", "stripe_amount", "local_amount", "currency", "stripe_status", "local_status",
-           "problem", "detail"]
+COLUMNS = [
+    "object",
+    "id",
+    "created",
+    "stripe_amount",
+    "local_amount",
+    "currency",
+    "stripe_status",
+    "local_status",
+    "problem",
+    "detail",
+]
 
 
 @click.command("reconcile", cls=_OneLineCommand)
 @ppid_option
-@click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True,
-              help="The last N days (unless --since is given).")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=7,
+    show_default=True,
+    help="The last N days (unless --since is given).",
+)
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="From (UTC).")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="To this day, inclusive (UTC).")
-@click.option("--object", "objects", multiple=True, type=click.Choice(["charge", "refund", "invoice"]),
-              help="Compare only these (repeatable). Default: all three.")
-@click.option("--problem", "problems", multiple=True, type=click.Choice(["missing", "amount", "status", "absent"]),
-              help="Only rows with this difference (repeatable).")
+@click.option(
+    "--object",
+    "objects",
+    multiple=True,
+    type=click.Choice(["charge", "refund", "invoice"]),
+    help="Compare only these (repeatable). Default: all three.",
+)
+@click.option(
+    "--problem",
+    "problems",
+    multiple=True,
+    type=click.Choice(["missing", "amount", "status", "absent"]),
+    help="Only rows with this difference (repeatable).",
+)
 @click.option("--all", "matching", is_flag=True, help="List the rows in step too.")
-@click.option("--fix", is_flag=True, help="Fix every difference listed (a job, run here with a progress bar).")
-@click.option("--cancel-local", is_flag=True,
-              help="With --fix: also mark Cancelled paydesk's records that Stripe does not have (or has as unpaid).")
+@click.option(
+    "--fix", is_flag=True, help="Fix every difference listed (a job, run here with a progress bar)."
+)
+@click.option(
+    "--cancel-local",
+    is_flag=True,
+    help="With --fix: also mark Cancelled paydesk's records that Stripe does not have (or has as unpaid).",
+)
 @format_option
 def reconcile_cmd(ppid, days, since, until, objects, problems, matching, fix, cancel_local, fmt):
     """Compare Stripe and paydesk for a processor and period (the reconcile.scan job the page starts, run
@@ -82,14 +112,23 @@ def reconcile_cmd(ppid, days, since, until, objects, problems, matching, fix, ca
         if cancel_local and not fix:
             raise ServiceError("--cancel-local goes with --fix")
         proc = get_processor(ppid)
-        run_job(rc_scan.KIND, rc_scan.ScanParams.of(flt).as_dict(), processor_id=proc.id, fmt=fmt,
-                print_result=False)
+        run_job(
+            rc_scan.KIND,
+            rc_scan.ScanParams.of(flt).as_dict(),
+            processor_id=proc.id,
+            fmt=fmt,
+            print_result=False,
+        )
         scan = rc_scan.latest(proc, flt)
         if scan is None:
             raise ServiceError("the comparison was not kept; run the command again")
         if fix:
-            run_job("reconcile.fix_all", rc_fix.job_params(flt, cancel_local=cancel_local, scan=scan),
-                    processor_id=proc.id, fmt=fmt)
+            run_job(
+                "reconcile.fix_all",
+                rc_fix.job_params(flt, cancel_local=cancel_local, scan=scan),
+                processor_id=proc.id,
+                fmt=fmt,
+            )
             return
     except ServiceError as err:
         fail(err)
@@ -97,8 +136,11 @@ def reconcile_cmd(ppid, days, since, until, objects, problems, matching, fix, ca
     emit(rows, fmt, COLUMNS)
     if fmt != "json":
         counts = ", ".join(f"{k} {v}" for k, v in scan.counts().items() if v)
-        click.echo(f"{proc.name}, {scan.since:%Y-%m-%d %H:%M} to {scan.until:%Y-%m-%d %H:%M} UTC: "
-                   f"{counts or 'nothing to compare'}", err=True)
+        click.echo(
+            f"{proc.name}, {scan.since:%Y-%m-%d %H:%M} to {scan.until:%Y-%m-%d %H:%M} UTC: "
+            f"{counts or 'nothing to compare'}",
+            err=True,
+        )
 
 
 def register(app: Flask) -> None:

@@ -133,8 +133,10 @@ class PaydeskGroup(AppGroup):
             ctx.exit(2)
         except StripeFailure as err:  # a service's Stripe request failed (after paydesk's retries)
             rid = err.request_id if err.request_id and err.request_id not in err.message else None
-            click.echo("Error: " + " ".join(err.message.split()) + (f" (Stripe request {rid})" if rid else ""),
-                       err=True)
+            click.echo(
+                "Error: " + " ".join(err.message.split()) + (f" (Stripe request {rid})" if rid else ""),
+                err=True,
+            )
             ctx.exit(1)
         except ServiceError as err:  # refused by a service, stored secrets unreadable, ...
             fail(err)
@@ -174,8 +176,9 @@ def emit(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None)
 
 # Table columns holding money in minor units (in the row's ``currency``), and times (Unix seconds,
 # ISO text or datetimes, all UTC): shown as the pages show them ("1,000,000.00 USD", "2026-11-29 14:05").
-MONEY_COLUMNS = frozenset({"amount", "fee", "net", "fee_amount", "net_amount", "refunded_amount", "stripe_amount",
-                           "local_amount"})
+MONEY_COLUMNS = frozenset(
+    {"amount", "fee", "net", "fee_amount", "net_amount", "refunded_amount", "stripe_amount", "local_amount"}
+)
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
@@ -216,8 +219,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                             show_default=True, help="Output format.")
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 
 
 def fail(err: Exception) -> NoReturn:
@@ -227,12 +236,18 @@ def fail(err: Exception) -> NoReturn:
 
 
 ppid_option = click.option("--ppid", help="Payment processor id or name (default: the default processor).")
-limit_option = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
-                            help=f"How many rows (1 to {MAX_LIMIT:,}).")
+limit_option = click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=50,
+    show_default=True,
+    help=f"How many rows (1 to {MAX_LIMIT:,}).",
+)
 
 
 def with_options(options: list):
     """Apply a list of click options (shared between commands) to a command."""
+
     def apply(fn):
         for opt in reversed(options):
             fn = opt(fn)
@@ -254,22 +269,40 @@ def param_options(cls, *names: str) -> list:
         if names and f.name not in names:
             continue
         kind = hints[f.name]
-        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) \
-            if type(None) in typing.get_args(kind) else kind
+        base = (
+            next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+            if type(None) in typing.get_args(kind)
+            else kind
+        )
         flag = f"--{f.name.replace('_', '-')}"
         default = cls.default(f.name)
         help_text = f.metadata.get("help") or f.metadata.get("label")
         if base is bool:
             out.append(click.option(flag, f.name, is_flag=True, default=bool(default), help=help_text))
         elif base is int:
-            out.append(click.option(flag, f.name, type=click.IntRange(f.metadata.get("min"), f.metadata.get("max")),
-                                    default=default, show_default=default is not None, help=help_text))
+            out.append(
+                click.option(
+                    flag,
+                    f.name,
+                    type=click.IntRange(f.metadata.get("min"), f.metadata.get("max")),
+                    default=default,
+                    show_default=default is not None,
+                    help=help_text,
+                )
+            )
         elif typing.get_origin(base) is list:
-            out.append(click.option(flag, f.name, multiple=True, help=(help_text or "") + (
-                f" Default: {', '.join(default)}." if default else "")))
+            out.append(
+                click.option(
+                    flag,
+                    f.name,
+                    multiple=True,
+                    help=(help_text or "") + (f" Default: {', '.join(default)}." if default else ""),
+                )
+            )
         else:
-            out.append(click.option(flag, f.name, default=default, show_default=default is not None,
-                                    help=help_text))
+            out.append(
+                click.option(flag, f.name, default=default, show_default=default is not None, help=help_text)
+            )
     return out
 
 
@@ -277,8 +310,11 @@ def filter_from_options(cls, **options):
     """The filter (an ``admin.listing.Filter``) these options describe, read exactly as the page reads
     its query string; a bad option ends the command with its name and what is wrong. ``ppid`` may be a
     processor's id or name."""
-    args = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()
-            if v not in (None, (), [], "", False)}
+    args = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in options.items()
+        if v not in (None, (), [], "", False)
+    }
     if "ppid" in args and parse_id(args["ppid"]) is None:  # a name (or no processor at all): look it up
         args["ppid"] = str(processor_or_fail(args["ppid"]).id)
     args = {k: ("1" if v is True else v) for k, v in args.items()}
@@ -298,10 +334,14 @@ def processor_or_fail(ppid):
         fail(err)
 
 
-
 # What a value looks like, for fields whose label does not say (the page shows a placeholder instead).
-SHAPES = {"q": ": part of a name or email, or a Stripe id", "month": " (YYYY-MM)", "currency": " (three letters)",
-          "older_than": ' ("30 minutes", "3 days")', "failed_within": ' ("60 minutes")'}
+SHAPES = {
+    "q": ": part of a name or email, or a Stripe id",
+    "month": " (YYYY-MM)",
+    "currency": " (three letters)",
+    "older_than": ' ("30 minutes", "3 days")',
+    "failed_within": ' ("60 minutes")',
+}
 
 
 def _help_for(cls, f: dataclasses.Field, hint: Any) -> str:
@@ -310,7 +350,11 @@ def _help_for(cls, f: dataclasses.Field, hint: Any) -> str:
     text = f.metadata.get("help") or cls.label(f.name) + SHAPES.get(f.name, "")
     base = _base_type(hint)
     if base is datetime:
-        text += " (YYYY-MM-DD, UTC, or YYYY-MM-DDTHH:MM" + ("; the whole day" if f.metadata.get("end") else "") + ")"
+        text += (
+            " (YYYY-MM-DD, UTC, or YYYY-MM-DDTHH:MM"
+            + ("; the whole day" if f.metadata.get("end") else "")
+            + ")"
+        )
     elif base is Amount:
         text += " (major units, e.g. 12.50)"
     elif base is int and f.name == "ppid":

@@ -16,7 +16,9 @@ user_cli = PaydeskGroup("user", help="Staff accounts.")
 
 @user_cli.command("create")
 @click.option("--email", required=True)
-@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), default="viewer", show_default=True)
+@click.option(
+    "--role", type=click.Choice(["viewer", "operator", "admin"]), default="viewer", show_default=True
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def user_create(email, role, password_stdin):
     """Create a staff account (the password is prompted for unless --password-stdin)."""
@@ -67,8 +69,20 @@ def user_list(fmt):
     from admin.models import User
 
     users = db.session.scalars(select(User).order_by(User.id))
-    emit([{"id": u.id, "email": u.email, "role": u.role, "active": u.active, "two_factor": u.two_factor,
-           "last_login_at": u.last_login_at} for u in users], fmt)
+    emit(
+        [
+            {
+                "id": u.id,
+                "email": u.email,
+                "role": u.role,
+                "active": u.active,
+                "two_factor": u.two_factor,
+                "last_login_at": u.last_login_at,
+            }
+            for u in users
+        ],
+        fmt,
+    )
 
 
 email_option = click.option("--email", required=True, help="The account's email.")

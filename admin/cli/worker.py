@@ -12,10 +12,20 @@ def register(app: Flask) -> None:
 
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Process what is due now, then exit.")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker threads per process (PostgreSQL; SQLite always runs one).")
-@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes (PostgreSQL): threads share one core, processes use them all.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker threads per process (PostgreSQL; SQLite always runs one).",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes (PostgreSQL): threads share one core, processes use them all.",
+)
 def worker_command(once, concurrency, processes):
     """Process queued Stripe events into contacts, contributions, recurring contributions and payments."""
     from sqlalchemy.exc import DBAPIError
@@ -44,11 +54,15 @@ def _work(once: bool, concurrency: int, processes: int) -> None:
         click.echo(f"processed {n} event(s) and task(s)")
         return
     if (concurrency > 1 or processes > 1) and not is_postgres():
-        click.echo("SQLite has one writer at a time: running one worker thread (use PostgreSQL to scale out).",
-                   err=True)
+        click.echo(
+            "SQLite has one writer at a time: running one worker thread (use PostgreSQL to scale out).",
+            err=True,
+        )
         concurrency = processes = 1
-    click.echo(f"paydesk worker running with {processes} process(es) x {concurrency} thread(s); Ctrl-C stops it.",
-               err=True)
+    click.echo(
+        f"paydesk worker running with {processes} process(es) x {concurrency} thread(s); Ctrl-C stops it.",
+        err=True,
+    )
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # proxy typed as Flask
     if processes > 1:
         run_processes(app, processes, concurrency)

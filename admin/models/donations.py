@@ -62,8 +62,11 @@ class DonationPlan(Model):
     """A Stripe plan for regular gifts of one amount, currency and interval: created once, then reused."""
 
     __tablename__ = "donation_plan"
-    __table_args__ = (UniqueConstraint("processor_id", "currency", "amount", "interval", "interval_count",
-                                       name="uq_donation_plan"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "processor_id", "currency", "amount", "interval", "interval_count", name="uq_donation_plan"
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     processor_id: Mapped[int] = mapped_column(ForeignKey("payment_processor.id"))
     currency: Mapped[str] = mapped_column(String(3))
@@ -116,8 +119,10 @@ class DonationRefusal(Model):
     """
 
     __tablename__ = "donation_refusal"
-    __table_args__ = (Index("ix_donation_refusal_reason_at", "reason", "at"),
-                      Index("ix_donation_refusal_ip_at", "client_ip", "at"))
+    __table_args__ = (
+        Index("ix_donation_refusal_reason_at", "reason", "at"),
+        Index("ix_donation_refusal_ip_at", "client_ip", "at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     form_id: Mapped[int | None] = mapped_column(ForeignKey("donation_form.id", ondelete="SET NULL"))
@@ -128,13 +133,13 @@ class DonationRefusal(Model):
 
 
 REFUSAL_REASONS = (
-    "token_missing",     # no form token, or one that does not verify (forged, other form, expired)
-    "token_replayed",    # a token that was used before
-    "rate_limit_ip",     # Flask-Limiter: too many payment requests from one address
-    "rate_limit_form",   # Flask-Limiter: too many payment requests to one form
-    "ip_blocked",        # the address had too many failed payments within the hour
-    "below_minimum",     # an amount under the form's minimum (card testers like small amounts)
-    "honeypot",          # the hidden field humans never fill was filled
-    "captcha",           # the captcha hook said no
-    "payment_failed",    # the card was declined, or 3-D Secure failed (counts towards ip_blocked)
+    "token_missing",  # no form token, or one that does not verify (forged, other form, expired)
+    "token_replayed",  # a token that was used before
+    "rate_limit_ip",  # Flask-Limiter: too many payment requests from one address
+    "rate_limit_form",  # Flask-Limiter: too many payment requests to one form
+    "ip_blocked",  # the address had too many failed payments within the hour
+    "below_minimum",  # an amount under the form's minimum (card testers like small amounts)
+    "honeypot",  # the hidden field humans never fill was filled
+    "captcha",  # the captcha hook said no
+    "payment_failed",  # the card was declined, or 3-D Secure failed (counts towards ip_blocked)
 )

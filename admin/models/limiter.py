@@ -22,5 +22,8 @@ class LimiterCounter(Model):
 
 
 # The migration does the same (migrations/versions/..._donation_forms.py).
-event.listen(LimiterCounter.__table__, "after_create",
-             DDL("ALTER TABLE limiter_counter SET UNLOGGED").execute_if(dialect="postgresql"))
+event.listen(
+    LimiterCounter.__table__,
+    "after_create",
+    DDL("ALTER TABLE limiter_counter SET UNLOGGED").execute_if(dialect="postgresql"),
+)

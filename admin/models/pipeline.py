@@ -92,7 +92,9 @@ class OutboxTask(Model):
     created_at: Mapped[datetime] = created_column()
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The stored event whose processing asked for this task (None when staff or a job did).
-    event_row_id: Mapped[int | None] = mapped_column(ForeignKey("stripe_event.id", ondelete="SET NULL"), index=True)
+    event_row_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stripe_event.id", ondelete="SET NULL"), index=True
+    )
     # A kind retried for a length of time (``outbox.runner(retry_for=...)``): failed for good after this.
     retry_until: Mapped[datetime | None] = mapped_column(DateTime)
 

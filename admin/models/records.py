@@ -78,8 +78,9 @@ class ContributionRecur(Model):
     cancel_date: Mapped[datetime | None] = mapped_column(DateTime)
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
     # The donation form the donor signed up on (None: made in Stripe or elsewhere).
-    donation_form_id: Mapped[int | None] = mapped_column(ForeignKey("donation_form.id", ondelete="SET NULL"),
-                                                         index=True)
+    donation_form_id: Mapped[int | None] = mapped_column(
+        ForeignKey("donation_form.id", ondelete="SET NULL"), index=True
+    )
     # Stripe ``created`` of the newest subscription event applied (ignore older ones).
     stripe_updated: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = created_column()
@@ -117,8 +118,9 @@ class Contribution(Model):
     failure_message: Mapped[str | None] = mapped_column(String(500))
     receipt_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The donation form the gift was given on (None: made in Stripe or elsewhere).
-    donation_form_id: Mapped[int | None] = mapped_column(ForeignKey("donation_form.id", ondelete="SET NULL"),
-                                                         index=True)
+    donation_form_id: Mapped[int | None] = mapped_column(
+        ForeignKey("donation_form.id", ondelete="SET NULL"), index=True
+    )
     # How often the donor chose to give on that form (one-off, monthly, yearly): kept when a regular
     # gift's first payment failed before any subscription existed.
     frequency: Mapped[str | None] = mapped_column(String(16))
@@ -140,8 +142,14 @@ class Payment(Model):
     __tablename__ = "payment"
     __table_args__ = (
         UniqueConstraint("processor_id", "refund_id", name="uq_payment_refund"),
-        Index("uq_payment_charge", "processor_id", "trxn_id", unique=True,
-              sqlite_where=text("refund_id IS NULL"), postgresql_where=text("refund_id IS NULL")),
+        Index(
+            "uq_payment_charge",
+            "processor_id",
+            "trxn_id",
+            unique=True,
+            sqlite_where=text("refund_id IS NULL"),
+            postgresql_where=text("refund_id IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     contribution_id: Mapped[int] = mapped_column(ForeignKey("contribution.id"), index=True)
@@ -172,8 +180,13 @@ Index("ix_payment_status_when_id", Payment.status, PAYMENT_WHEN, Payment.id)
 Index("ix_contribution_recur_when_id", RECUR_WHEN, ContributionRecur.id)
 # One processor's rows per status (the ``ppid`` choice): its capped status counts and per-status pages read a
 # bounded range of one index, no table row each (bench/list_statements.py).
-Index("ix_contribution_processor_status_when_id", Contribution.processor_id, Contribution.status, CONTRIBUTION_WHEN,
-      Contribution.id)
+Index(
+    "ix_contribution_processor_status_when_id",
+    Contribution.processor_id,
+    Contribution.status,
+    CONTRIBUTION_WHEN,
+    Contribution.id,
+)
 Index("ix_payment_processor_status_when_id", Payment.processor_id, Payment.status, PAYMENT_WHEN, Payment.id)
 # Refunds (``kind=refund``, a few per cent of the payments): their pages, counts and totals read only refunds.
 # ``refund_id IS NOT NULL`` has no literal, so SQLite and PostgreSQL match it to the filter's condition however bound.
@@ -181,10 +194,23 @@ Index("ix_payment_processor_status_when_id", Payment.processor_id, Payment.statu
 # one made last: the migration makes these after ix_payment_processor_status_when_id (tests/query_plans.py).
 REFUNDS = Payment.refund_id.is_not(None)
 Index("ix_payment_refund_when_id", PAYMENT_WHEN, Payment.id, sqlite_where=REFUNDS, postgresql_where=REFUNDS)
-Index("ix_payment_refund_processor_when_id", Payment.processor_id, PAYMENT_WHEN, Payment.id, sqlite_where=REFUNDS,
-      postgresql_where=REFUNDS)
-Index("ix_payment_refund_status_processor_when_id", Payment.status, Payment.processor_id, PAYMENT_WHEN, Payment.id,
-      sqlite_where=REFUNDS, postgresql_where=REFUNDS)
+Index(
+    "ix_payment_refund_processor_when_id",
+    Payment.processor_id,
+    PAYMENT_WHEN,
+    Payment.id,
+    sqlite_where=REFUNDS,
+    postgresql_where=REFUNDS,
+)
+Index(
+    "ix_payment_refund_status_processor_when_id",
+    Payment.status,
+    Payment.processor_id,
+    PAYMENT_WHEN,
+    Payment.id,
+    sqlite_where=REFUNDS,
+    postgresql_where=REFUNDS,
+)
 
 
 class StripePaymentIntent(Model):
@@ -194,7 +220,13 @@ class StripePaymentIntent(Model):
     __table_args__ = (
         Index("ix_stripe_paymentintent_created_id", "created_date", "id"),
         Index("ix_stripe_paymentintent_status_created_id", "status", "created_date", "id"),
-        Index("ix_stripe_paymentintent_processor_status_created_id", "processor_id", "status", "created_date", "id"),
+        Index(
+            "ix_stripe_paymentintent_processor_status_created_id",
+            "processor_id",
+            "status",
+            "created_date",
+            "id",
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_intent_id: Mapped[str] = mapped_column(String(255), unique=True)

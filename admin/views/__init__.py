@@ -76,8 +76,16 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(connect_bp)
     app.register_blueprint(transfers_bp)
     init_donate(app)
-    for bp in (subscriptions_bp, customers_bp, contacts_bp, contact_money_bp, contributions_bp, payments_bp,
-               settings_bp, notifications_bp):
+    for bp in (
+        subscriptions_bp,
+        customers_bp,
+        contacts_bp,
+        contact_money_bp,
+        contributions_bp,
+        payments_bp,
+        settings_bp,
+        notifications_bp,
+    ):
         app.register_blueprint(bp)
     init_api(app)
     app.context_processor(lambda: {"nav_items": nav_items, "card_testing_alarms": _card_testing_alarms})
@@ -155,7 +163,11 @@ def nav_items() -> list[dict]:
             continue  # a page this person cannot open is not offered
         blueprint = endpoint.partition(".")[0]
         here = request.blueprint or ""
-        current = {"contacts": "customers", "webhook_endpoints": "processors", "settings": "processors",
-                   "transfers": "connect"}.get(here, here)
+        current = {
+            "contacts": "customers",
+            "webhook_endpoints": "processors",
+            "settings": "processors",
+            "transfers": "connect",
+        }.get(here, here)
         items.append({"label": label, "url": endpoint_url(endpoint), "active": current == blueprint})
     return items

@@ -31,8 +31,14 @@ def sentence(message: str) -> str:
     return message
 
 
-def action_response(partial: str, back_url: str, message: str, tone: str = "success", status: int | None = None,
-                    **context: Any):
+def action_response(
+    partial: str,
+    back_url: str,
+    message: str,
+    tone: str = "success",
+    status: int | None = None,
+    **context: Any,
+):
     message = sentence(message)
     if is_htmx():
         code = status or (200 if tone == "success" else 422)

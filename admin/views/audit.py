@@ -11,8 +11,19 @@ from admin.services.core import audit
 from admin.views.export import filter_csv
 
 bp = Blueprint("audit", __name__)
-AUDIT_CSV = ("id", "at", "actor", "action", "object_type", "object_id", "processor_id", "parameters", "result",
-             "message", "stripe_request_id")
+AUDIT_CSV = (
+    "id",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "processor_id",
+    "parameters",
+    "result",
+    "message",
+    "stripe_request_id",
+)
 
 
 @bp.get("/audit")

@@ -52,8 +52,12 @@ def login():
         result = authenticate(form.email.data, form.password.data, request.remote_addr, _user_agent())
         if result.needs_code:
             session.clear()
-            session[PENDING] = {"user": result.user.id, "token": result.user.session_token, "at": time.time(),
-                                "next": next_url}
+            session[PENDING] = {
+                "user": result.user.id,
+                "token": result.user.session_token,
+                "at": time.time(),
+                "next": next_url,
+            }
             return redirect(url_for("auth.code"))
         if result.ok:
             return _begin_session(result, next_url)
@@ -75,8 +79,14 @@ def code():
     form = CodeForm()
     status = 200
     if form.validate_on_submit():
-        result = second_factor(pending.get("user"), pending.get("token"), pending.get("at"), form.code.data,
-                               request.remote_addr, _user_agent())
+        result = second_factor(
+            pending.get("user"),
+            pending.get("token"),
+            pending.get("at"),
+            form.code.data,
+            request.remote_addr,
+            _user_agent(),
+        )
         if result.ok:
             return _begin_session(result, safe_next(pending.get("next"), default=url_for("dashboard.index")))
         if result.start_over:

@@ -59,7 +59,8 @@ def charge(contact_id: int):
                     back=back,
                     back_label=contact.display_name or contact.email or f"Contact #{contact.id}",
                     rows=plan.fields(),
-                    target="#charge-result", attention=True,
+                    target="#charge-result",
+                    attention=True,
                 )
             )
         out = charges.charge(proc, req)

@@ -29,10 +29,15 @@ def page_data(contact) -> dict:
     from admin.services.payments import common
     from admin.views.contact_money import money_links
 
-    return {"d": people.detail(contact), "processors": list_processors(),
-            "history": audit.for_object("contact", str(contact.id), limit=20),
-            "donor_links": donation_forms.links_of(contact), "donation_forms": donation_forms.list_forms(),
-            "money_links": money_links(contact), "action_key": common.new_action_key()}
+    return {
+        "d": people.detail(contact),
+        "processors": list_processors(),
+        "history": audit.for_object("contact", str(contact.id), limit=20),
+        "donor_links": donation_forms.links_of(contact),
+        "donation_forms": donation_forms.list_forms(),
+        "money_links": money_links(contact),
+        "action_key": common.new_action_key(),
+    }
 
 
 @bp.get("/contacts/<id:contact_id>")
@@ -43,8 +48,13 @@ def show(contact_id: int):
 
 
 def _answer(contact, message: str, tone: str):
-    return action_response("contacts/_customers.html", url_for("contacts.show", contact_id=contact.id), message,
-                           tone, **page_data(contact))
+    return action_response(
+        "contacts/_customers.html",
+        url_for("contacts.show", contact_id=contact.id),
+        message,
+        tone,
+        **page_data(contact),
+    )
 
 
 def _link_of(contact, customer_id: str):
@@ -82,9 +92,11 @@ def customer_action(contact_id: int, customer_id: str, what: str):
             message = f"{customer_id} now carries this contact's name, email, id and link."
         else:
             outcome = cust.update_contact_id_by_id(proc, customer_id)
-            message = {"relinked": f"{customer_id} names another contact in its metadata: linked to it now.",
-                       "unchanged": f"{customer_id}'s metadata names this contact: nothing to change.",
-                       "no contact id": f"{customer_id}'s metadata names no contact paydesk has."}.get(outcome, outcome)
+            message = {
+                "relinked": f"{customer_id} names another contact in its metadata: linked to it now.",
+                "unchanged": f"{customer_id}'s metadata names this contact: nothing to change.",
+                "no contact id": f"{customer_id}'s metadata names no contact paydesk has.",
+            }.get(outcome, outcome)
         tone = "success"
     except ServiceError as err:
         message, tone = err.message, "error"
@@ -97,14 +109,24 @@ def customer_action(contact_id: int, customer_id: str, what: str):
 def edit(contact_id: int):
     contact = _contact_or_404(contact_id)
     try:
-        changed = people.update_contact(contact, name=request.form.get("name"), email=request.form.get("email"))
-        message = (f"Saved ({' and '.join(changed)} changed); its Stripe customers will be updated." if changed
-                   else "Nothing changed.")
+        changed = people.update_contact(
+            contact, name=request.form.get("name"), email=request.form.get("email")
+        )
+        message = (
+            f"Saved ({' and '.join(changed)} changed); its Stripe customers will be updated."
+            if changed
+            else "Nothing changed."
+        )
         tone = "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("contacts/_details.html", url_for("contacts.show", contact_id=contact.id), message, tone,
-                           **page_data(contact))
+    return action_response(
+        "contacts/_details.html",
+        url_for("contacts.show", contact_id=contact.id),
+        message,
+        tone,
+        **page_data(contact),
+    )
 
 
 @bp.post("/contacts/<id:contact_id>/donor-links/<id:link_id>/revoke")
@@ -117,5 +139,10 @@ def revoke_donor_link(contact_id: int, link_id: int):
         message, tone = f"Donor link #{link.id} is revoked: it can no longer be used to give.", "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("contacts/_donor_links.html", url_for("contacts.show", contact_id=contact.id), message,
-                           tone, **page_data(contact))
+    return action_response(
+        "contacts/_donor_links.html",
+        url_for("contacts.show", contact_id=contact.id),
+        message,
+        tone,
+        **page_data(contact),
+    )

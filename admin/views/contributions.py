@@ -25,8 +25,14 @@ bp = Blueprint("contributions", __name__)
 def _results(flt: rec.ContributionFilter, errors: dict[str, str]) -> dict:
     page = page_or_first(rec.contribution_page, flt, errors)
     totals = rec.contribution_summary(flt)
-    return {"flt": flt, "errors": errors, "page": page, "counts": rec.contribution_status_counts(flt),
-            "totals": totals.value, "totals_as_of": totals.as_of}
+    return {
+        "flt": flt,
+        "errors": errors,
+        "page": page,
+        "counts": rec.contribution_status_counts(flt),
+        "totals": totals.value,
+        "totals_as_of": totals.as_of,
+    }
 
 
 @bp.get("/contributions")
@@ -36,15 +42,18 @@ def index():
     data = _results(flt, errors)
     if is_partial():
         return render_template("contributions/_results.html", **data)
-    return render_template("contributions/index.html", processors=list_processors(), statuses=CONTRIBUTION_STATUSES,
-                           **data)
+    return render_template(
+        "contributions/index.html", processors=list_processors(), statuses=CONTRIBUTION_STATUSES, **data
+    )
 
 
 @bp.get("/contributions/export.csv")
 @role_required("viewer")
 def export():
     flt, _ = rec.ContributionFilter.from_args(request.args)
-    return csv_response("contributions", rec.CONTRIBUTION_CSV, rec.contribution_rows(flt), rec.contribution_csv_row)
+    return csv_response(
+        "contributions", rec.CONTRIBUTION_CSV, rec.contribution_rows(flt), rec.contribution_csv_row
+    )
 
 
 @bp.get("/contributions/<id:contribution_id>")
@@ -53,8 +62,14 @@ def show(contribution_id: int):
     c = rec.find_contribution(contribution_id)
     if c is None:
         abort(404)
-    return render_template("contributions/show.html", intents=rec.intents_of(c), events=rec.events_of(c),
-                           history=audit.for_object("contribution", str(c.id)), only=None, **money_context(c))
+    return render_template(
+        "contributions/show.html",
+        intents=rec.intents_of(c),
+        events=rec.events_of(c),
+        history=audit.for_object("contribution", str(c.id)),
+        only=None,
+        **money_context(c),
+    )
 
 
 @bp.post("/contributions/import-charge")
@@ -67,10 +82,17 @@ def import_one_charge():
     try:
         if contact_id and parse_id(contact_id) is None:
             raise ServiceError("the contact id is a number (the # on the contact's page)", field="contact_id")
-        c = import_charge(get_processor(form.get("ppid") or None), form.get("charge", ""),
-                          contact_id=parse_id(contact_id))
+        c = import_charge(
+            get_processor(form.get("ppid") or None), form.get("charge", ""), contact_id=parse_id(contact_id)
+        )
     except ServiceError as err:
-        return action_response("_message.html", back, labelled(err, {"charge": "Charge id", "contact_id": "Contact #"}),
-                               "error")
-    return action_response("contributions/_imported.html", url_for("contributions.show", contribution_id=c.id),
-                           f"Imported: contribution #{c.id}, {c.status}.", "success", c=c)
+        return action_response(
+            "_message.html", back, labelled(err, {"charge": "Charge id", "contact_id": "Contact #"}), "error"
+        )
+    return action_response(
+        "contributions/_imported.html",
+        url_for("contributions.show", contribution_id=c.id),
+        f"Imported: contribution #{c.id}, {c.status}.",
+        "success",
+        c=c,
+    )

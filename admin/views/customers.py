@@ -33,7 +33,16 @@ def index():
     return render_template("customers/index.html", processors=list_processors(), **data)
 
 
-CUSTOMER_CSV = ("id", "display_name", "email", "phone", "postal_code", "source", "stripe_customer_ids", "created_at")
+CUSTOMER_CSV = (
+    "id",
+    "display_name",
+    "email",
+    "phone",
+    "postal_code",
+    "source",
+    "stripe_customer_ids",
+    "created_at",
+)
 
 
 @bp.get("/customers/export.csv")
@@ -55,12 +64,19 @@ def import_many():
         one = (form.get("customer") or "").strip()
         if one:
             contact, how = import_customer(proc, one)
-            return action_response("_message.html", url_for("contacts.show", contact_id=contact.id),
-                                   f"{one}: {how} (contact #{contact.id}, {contact.display_name}).", "success")
-        return confirm_import("imports.customers", proc, "customers", url_for("customers.import_many"), back,
-                              "Customers")
+            return action_response(
+                "_message.html",
+                url_for("contacts.show", contact_id=contact.id),
+                f"{one}: {how} (contact #{contact.id}, {contact.display_name}).",
+                "success",
+            )
+        return confirm_import(
+            "imports.customers", proc, "customers", url_for("customers.import_many"), back, "Customers"
+        )
     except ServiceError as err:
-        return action_response("_message.html", back, labelled(err, {"customer": "One customer (id)"}), "error")
+        return action_response(
+            "_message.html", back, labelled(err, {"customer": "One customer (id)"}), "error"
+        )
 
 
 @bp.post("/customers/<what>")
@@ -80,14 +96,31 @@ def for_all(what: str):
     many = f"{n:,} linked Stripe customer{'' if n == 1 else 's'}"
     if what == "update_metadata":
         title, verb = f"Push contact details to {many}?", "push to"
-        detail = (f"Each customer on {proc.name} gets its contact's name, email, a description with the site name, "
-                  f"the contact id, a link to the contact and the paydesk version. This changes the customers in "
-                  f"Stripe, one by one, as a background job.")
+        detail = (
+            f"Each customer on {proc.name} gets its contact's name, email, a description with the site name, "
+            f"the contact id, a link to the contact and the paydesk version. This changes the customers in "
+            f"Stripe, one by one, as a background job."
+        )
     else:
         title, verb = f"Read contact ids from {many}?", "update"
-        detail = (f"The job reads {proc.name}'s customer list in Stripe; where a linked customer's metadata names "
-                  f"another contact paydesk has, the customer is linked to that contact. Nothing changes in Stripe.")
-    return confirmation(JobConfirmation(
-        title, detail, f"Yes, {verb} {n:,}", url_for("customers.for_all", what=what), url_for("customers.index"),
-        "Customers", kind=f"customers.{what}", params={}, processor_id=proc.id, count=n,
-        nothing=None if n else f"No customer on {proc.name} is linked to a contact yet: import customers first."))
+        detail = (
+            f"The job reads {proc.name}'s customer list in Stripe; where a linked customer's metadata names "
+            f"another contact paydesk has, the customer is linked to that contact. Nothing changes in Stripe."
+        )
+    return confirmation(
+        JobConfirmation(
+            title,
+            detail,
+            f"Yes, {verb} {n:,}",
+            url_for("customers.for_all", what=what),
+            url_for("customers.index"),
+            "Customers",
+            kind=f"customers.{what}",
+            params={},
+            processor_id=proc.id,
+            count=n,
+            nothing=None
+            if n
+            else f"No customer on {proc.name} is linked to a contact yet: import customers first.",
+        )
+    )

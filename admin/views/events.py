@@ -24,8 +24,18 @@ bp = Blueprint("events", __name__)
 def _results(flt: ev.EventFilter, errors: dict[str, str]) -> dict:
     """What the results partial shows for a filter: a page of local or Stripe rows, counts,
     a subscription's expected charges; Stripe failures become a message, not an error page."""
-    out: dict = {"flt": flt, "errors": errors, "page": None, "rows": [], "stripe_rows": [], "counts": None,
-                 "expected": None, "stripe_error": None, "total": None, "stripe_next": None}
+    out: dict = {
+        "flt": flt,
+        "errors": errors,
+        "page": None,
+        "rows": [],
+        "stripe_rows": [],
+        "counts": None,
+        "expected": None,
+        "stripe_error": None,
+        "total": None,
+        "stripe_next": None,
+    }
     if flt.source == "stripe":
         try:
             proc = get_processor(flt.ppid)
@@ -61,9 +71,25 @@ def index():
     return render_template("events/index.html", processors=list_processors(), tools=tools, **data)
 
 
-EVENT_CSV = ("id", "event_id", "type", "created", "status", "status_reason", "last_error", "attempts", "source",
-             "processor_id", "customer_id", "subscription_id", "invoice_id", "charge_id", "payment_intent_id",
-             "received_at", "processed_at")
+EVENT_CSV = (
+    "id",
+    "event_id",
+    "type",
+    "created",
+    "status",
+    "status_reason",
+    "last_error",
+    "attempts",
+    "source",
+    "processor_id",
+    "customer_id",
+    "subscription_id",
+    "invoice_id",
+    "charge_id",
+    "payment_intent_id",
+    "received_at",
+    "processed_at",
+)
 
 
 @bp.get("/events/export.csv")
@@ -71,8 +97,13 @@ EVENT_CSV = ("id", "event_id", "type", "created", "status", "status_reason", "la
 def export():
     """The stored events the filter matches (every page), without their bodies; Stripe's own list is not exported."""
     flt, _ = ev.EventFilter.from_args(request.args)
-    return filter_csv("events", EVENT_CSV, ev.event_rows(flt), money=(),
-                      convert={"created": lambda t: from_unix(t).isoformat(timespec="seconds") if t else None})
+    return filter_csv(
+        "events",
+        EVENT_CSV,
+        ev.event_rows(flt),
+        money=(),
+        convert={"created": lambda t: from_unix(t).isoformat(timespec="seconds") if t else None},
+    )
 
 
 @bp.get("/events/<id:row_id>")
@@ -102,8 +133,9 @@ def replay_one(row_id: int):
         tone = "success" if res.ok else "error"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("events/_status.html", url_for("events.show", row_id=row_id), message, tone,
-                           d=ev.detail(row.id))
+    return action_response(
+        "events/_status.html", url_for("events.show", row_id=row_id), message, tone, d=ev.detail(row.id)
+    )
 
 
 @bp.post("/events/<id:row_id>/ignore")
@@ -115,8 +147,14 @@ def ignore_one(row_id: int):
         message, tone = "Marked ignored.", "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("events/_status.html", url_for("events.show", row_id=row_id), message, tone,
-                           d=ev.detail(row.id), status=200 if tone == "success" else 422)
+    return action_response(
+        "events/_status.html",
+        url_for("events.show", row_id=row_id),
+        message,
+        tone,
+        d=ev.detail(row.id),
+        status=200 if tone == "success" else 422,
+    )
 
 
 @bp.post("/events/replay-from-stripe")
@@ -137,7 +175,10 @@ def replay_from_stripe():
     return action_response("_message.html", back, message, tone)
 
 
-BULK = {"replay": ("events.replay", "Replay", "replay"), "ignore": ("events.ignore", "Mark ignored", "mark ignored")}
+BULK = {
+    "replay": ("events.replay", "Replay", "replay"),
+    "ignore": ("events.ignore", "Mark ignored", "mark ignored"),
+}
 
 
 @bp.post("/events/bulk")
@@ -166,12 +207,26 @@ def bulk():
         options = [Option("no_receipt", "Do not send receipts", bool(request.form.get("no_receipt")))]
         detail = "Each event is fetched from Stripe again and processed now, as a background job."
     else:
-        options = [Option("reason", "Reason", request.form.get("reason", "").strip(), text=True, required=True)]
+        options = [
+            Option("reason", "Reason", request.form.get("reason", "").strip(), text=True, required=True)
+        ]
         detail = "Each event is marked ignored with your reason; nothing is changed in Stripe."
-    return confirmation(JobConfirmation(
-        f"{verb} {many}?", detail, f"Yes, {button} {count:,}", url_for("events.bulk"), back, "Events",
-        kind=kind, params=params, count=count, options=options, target="#bulk-dialog",
-        nothing=None if count else "Nothing matches any more."))
+    return confirmation(
+        JobConfirmation(
+            f"{verb} {many}?",
+            detail,
+            f"Yes, {button} {count:,}",
+            url_for("events.bulk"),
+            back,
+            "Events",
+            kind=kind,
+            params=params,
+            count=count,
+            options=options,
+            target="#bulk-dialog",
+            nothing=None if count else "Nothing matches any more.",
+        )
+    )
 
 
 @bp.post("/events/tools/<tool>")
@@ -190,29 +245,50 @@ def tool(tool: str):
     try:
         if tool == "cleanup":
             proc = get_processor(form.get("ppid")) if form.get("ppid") else None
-            return start_job_response("events.cleanup", Cleanup.from_form(form, ppid=proc.id if proc else None))
+            return start_job_response(
+                "events.cleanup", Cleanup.from_form(form, ppid=proc.id if proc else None)
+            )
         proc = get_processor(form.get("ppid") or None)
         if tool == "retry-all":
             p = RetryAll.from_form(form)
-            return confirmation(JobConfirmation(
-                f"Retry up to {p.limit:,} payment{'' if p.limit == 1 else 's'} of the last {p.days} days?",
-                f"The job lists {proc.name}'s charges of the last {p.days} days in Stripe and, for each one "
-                f"paydesk has not recorded (at most {p.limit:,}), replays the event that records it, or imports "
-                f"the charge when paydesk has no such event. Receipts go out as for any payment.",
-                "Yes, retry all", url_for("events.tool", tool=tool), back, "Events",
-                kind="events.retry_all", params=p, processor_id=proc.id))
+            return confirmation(
+                JobConfirmation(
+                    f"Retry up to {p.limit:,} payment{'' if p.limit == 1 else 's'} of the last {p.days} days?",
+                    f"The job lists {proc.name}'s charges of the last {p.days} days in Stripe and, for each one "
+                    f"paydesk has not recorded (at most {p.limit:,}), replays the event that records it, or imports "
+                    f"the charge when paydesk has no such event. Receipts go out as for any payment.",
+                    "Yes, retry all",
+                    url_for("events.tool", tool=tool),
+                    back,
+                    "Events",
+                    kind="events.retry_all",
+                    params=p,
+                    processor_id=proc.id,
+                )
+            )
         types = [t.strip() for t in form.get("types", "").split(",") if t.strip()]
         p = Populate.from_form(form, types=types or ["all"], queue=tool == "populate-queue")
         what = ", ".join(p.types) or "every type"
-        return confirmation(JobConfirmation(
-            f"{'Populate and queue' if p.queue else 'Populate the log'} from {proc.name}?",
-            f"The job copies Stripe's past events ({what}; "
-            f"{f'at most {p.limit:,}' if p.limit else 'all Stripe still has, the last 30 days'}) into the log; an "
-            f"event already stored is not stored again."
-            + (" Each new one is queued and processed, as if Stripe had sent it now." if p.queue else
-               " Nothing is processed."),
-            "Yes, populate", url_for("events.tool", tool=tool), back, "Events",
-            kind="events.populate", params=p, processor_id=proc.id))
+        return confirmation(
+            JobConfirmation(
+                f"{'Populate and queue' if p.queue else 'Populate the log'} from {proc.name}?",
+                f"The job copies Stripe's past events ({what}; "
+                f"{f'at most {p.limit:,}' if p.limit else 'all Stripe still has, the last 30 days'}) into the log; an "
+                f"event already stored is not stored again."
+                + (
+                    " Each new one is queued and processed, as if Stripe had sent it now."
+                    if p.queue
+                    else " Nothing is processed."
+                ),
+                "Yes, populate",
+                url_for("events.tool", tool=tool),
+                back,
+                "Events",
+                kind="events.populate",
+                params=p,
+                processor_id=proc.id,
+            )
+        )
     except ServiceError as err:
         return action_response("_message.html", back, labelled(err, TOOL_LABELS), "error", status=422)
 

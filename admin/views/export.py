@@ -30,7 +30,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _lines(header: Iterable[str], rows: Iterator[dict[str, Any]], to_row: Callable[[dict], list]) -> Iterator[str]:
+def _lines(
+    header: Iterable[str], rows: Iterator[dict[str, Any]], to_row: Callable[[dict], list]
+) -> Iterator[str]:
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(list(header))
@@ -45,8 +47,9 @@ def _lines(header: Iterable[str], rows: Iterator[dict[str, Any]], to_row: Callab
     yield buf.getvalue()
 
 
-def csv_response(name: str, header: Iterable[str], rows: Iterator[dict[str, Any]],
-                 to_row: Callable[[dict], list]) -> Response:
+def csv_response(
+    name: str, header: Iterable[str], rows: Iterator[dict[str, Any]], to_row: Callable[[dict], list]
+) -> Response:
     """``rows`` (dicts, read lazily) as a CSV download ``<name>-<UTC time>.csv``."""
     filename = f"{name}-{utcnow().strftime('%Y%m%d-%H%M%S')}.csv"
     response = Response(stream_with_context(_lines(header, rows, to_row)), mimetype="text/csv")
@@ -63,8 +66,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def filter_csv(name: str, columns: Sequence[str], rows: Iterator[dict[str, Any]], *,
-               money: Sequence[str] = ("amount",), convert: dict[str, Callable[[Any], Any]] | None = None) -> Response:
+def filter_csv(
+    name: str,
+    columns: Sequence[str],
+    rows: Iterator[dict[str, Any]],
+    *,
+    money: Sequence[str] = ("amount",),
+    convert: dict[str, Callable[[Any], Any]] | None = None,
+) -> Response:
     """The CSV of a list page: ``rows`` (a filter's ``*_rows(flt)``, dicts read lazily) as the named ``columns``;
     the ``money`` columns in major units of the row's ``currency`` (12.50, as staff type them), ``convert``
     for any other column that needs it."""

@@ -31,12 +31,32 @@ def index():
 def _editor(wtform: DonationFormForm, existing=None):
     wtform.processor_id.choices = [
         SelectChoice(str(p.id), f"{p.name} ({p.mode}{'' if p.publishable_key else ', no publishable key'})")
-        for p in list_processors() if p.active]
+        for p in list_processors()
+        if p.active
+    ]
     if wtform.validate_on_submit():
-        settings = FormSettings(**{name: getattr(wtform, name).data for name in (
-            "slug", "title", "processor_id", "currency", "amounts", "frequencies", "intro", "allow_other_amount",
-            "min_amount", "max_amount", "postcode_field", "thank_you_text", "receipts", "active",
-            "stripe_receipt")})
+        settings = FormSettings(
+            **{
+                name: getattr(wtform, name).data
+                for name in (
+                    "slug",
+                    "title",
+                    "processor_id",
+                    "currency",
+                    "amounts",
+                    "frequencies",
+                    "intro",
+                    "allow_other_amount",
+                    "min_amount",
+                    "max_amount",
+                    "postcode_field",
+                    "thank_you_text",
+                    "receipts",
+                    "active",
+                    "stripe_receipt",
+                )
+            }
+        )
         try:
             saved = update_form(existing, settings) if existing else create_form(settings)
         except ServiceError as err:  # its message names the setting ("Currency: ...")

@@ -22,8 +22,15 @@ bp = Blueprint("intents", __name__)
 def _results(flt: svc.IntentFilter, errors: dict[str, str]) -> dict:
     page = page_or_first(svc.intent_page, flt, errors)
     totals = svc.intent_summary(flt)
-    return {"flt": flt, "errors": errors, "page": page, "rows": svc.describe_rows(page.rows),
-            "counts": svc.status_counts(flt), "totals": totals.value, "totals_as_of": totals.as_of}
+    return {
+        "flt": flt,
+        "errors": errors,
+        "page": page,
+        "rows": svc.describe_rows(page.rows),
+        "counts": svc.status_counts(flt),
+        "totals": totals.value,
+        "totals_as_of": totals.as_of,
+    }
 
 
 @bp.get("/intents")
@@ -39,9 +46,24 @@ def index():
     return render_template("intents/index.html", processors=list_processors(), tools=tools, **data)
 
 
-INTENT_CSV = ("id", "payment_intent_id", "created_date", "status", "amount", "currency", "capture_method",
-              "customer_id", "contact_id", "contact", "contribution_id", "description", "referrer", "last_error",
-              "gone_from_stripe", "processor_id")
+INTENT_CSV = (
+    "id",
+    "payment_intent_id",
+    "created_date",
+    "status",
+    "amount",
+    "currency",
+    "capture_method",
+    "customer_id",
+    "contact_id",
+    "contact",
+    "contribution_id",
+    "description",
+    "referrer",
+    "last_error",
+    "gone_from_stripe",
+    "processor_id",
+)
 
 
 @bp.get("/intents/export.csv")
@@ -77,10 +99,20 @@ def show(intent_id: str):
     return render_template("intents/show.html", d=_detail(intent_id), action_key=ops.new_action_key())
 
 
-def _answer(intent_id: str, out: ops.IntentOutcome | None, message: str, tone: str, status: int | None = None):
+def _answer(
+    intent_id: str, out: ops.IntentOutcome | None, message: str, tone: str, status: int | None = None
+):
     d = _detail(intent_id, fetch=True)
-    return action_response("intents/_detail.html", url_for("intents.show", intent_id=intent_id), message, tone,
-                           status=status, d=d, action_key=ops.new_action_key(), outcome=out)
+    return action_response(
+        "intents/_detail.html",
+        url_for("intents.show", intent_id=intent_id),
+        message,
+        tone,
+        status=status,
+        d=d,
+        action_key=ops.new_action_key(),
+        outcome=out,
+    )
 
 
 @bp.post("/intents/<intent_id>/cancel")
@@ -99,8 +131,9 @@ def cancel(intent_id: str):
 def capture(intent_id: str):
     proc = _processor_for(intent_id)
     try:
-        out = ops.capture_intent(proc, intent_id, amount=request.form.get("amount", ""),
-                                 action_key=request.form.get("action_key"))
+        out = ops.capture_intent(
+            proc, intent_id, amount=request.form.get("amount", ""), action_key=request.form.get("action_key")
+        )
     except ServiceError as err:
         return _answer(intent_id, None, err.message, "error", 422)
     return _answer(intent_id, out, out.message, "success" if out.ok else "error", 200 if out.ok else 422)
@@ -129,21 +162,43 @@ def bulk():
     try:
         params = bulk_selection(request.form)
         if params is None:
-            return action_response("_message.html", back, "Tick at least one intent first.", "error", status=422)
+            return action_response(
+                "_message.html", back, "Tick at least one intent first.", "error", status=422
+            )
         count, totals, left_alone = selection_summary(params)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
-    note = (f"{left_alone:,} of the chosen intent{'' if left_alone == 1 else 's'} already finished and "
-            f"{'is' if left_alone == 1 else 'are'} left alone.") if left_alone else None
-    return confirmation(JobConfirmation(
-        f"Cancel {count:,} payment intent{'' if count == 1 else 's'} in Stripe?",
-        "Each is cancelled in Stripe with the reason \"abandoned\"; any authorisation held on a donor's card is "
-        "released. This runs as a background job; you can follow it here.",
-        f"Yes, cancel {count:,}", url_for("intents.bulk"), back, "Payment intents", kind="intents.cancel",
-        params=params, count=count, money=[(t.amount, t.currency) for t in totals], note=note,
-        target="#bulk-dialog", attention=True, cancel_label="Keep them",
-        nothing=None if count else "None of the chosen intents can be cancelled any more (they have succeeded, "
-                                   "been cancelled, or are gone from Stripe)."))
+    note = (
+        (
+            f"{left_alone:,} of the chosen intent{'' if left_alone == 1 else 's'} already finished and "
+            f"{'is' if left_alone == 1 else 'are'} left alone."
+        )
+        if left_alone
+        else None
+    )
+    return confirmation(
+        JobConfirmation(
+            f"Cancel {count:,} payment intent{'' if count == 1 else 's'} in Stripe?",
+            'Each is cancelled in Stripe with the reason "abandoned"; any authorisation held on a donor\'s card is '
+            "released. This runs as a background job; you can follow it here.",
+            f"Yes, cancel {count:,}",
+            url_for("intents.bulk"),
+            back,
+            "Payment intents",
+            kind="intents.cancel",
+            params=params,
+            count=count,
+            money=[(t.amount, t.currency) for t in totals],
+            note=note,
+            target="#bulk-dialog",
+            attention=True,
+            cancel_label="Keep them",
+            nothing=None
+            if count
+            else "None of the chosen intents can be cancelled any more (they have succeeded, "
+            "been cancelled, or are gone from Stripe).",
+        )
+    )
 
 
 @bp.post("/intents/tools/<tool>")
@@ -159,11 +214,19 @@ def tool(tool: str):
             since = check_age(form.get("since") or "0", "since", "Created in the last")
             return start_job_response("intents.import", {"since": since if since != "0" else None}, proc.id)
         if tool == "process-stripe":  # an admin's job kind: start_job_response checks the role
-            return start_job_response("intents.process_stripe", {
-                "cancel_incomplete": check_age(form.get("cancel_incomplete"), "cancel_incomplete",
-                                               "Cancel incomplete older than"),
-                "delete_old": check_age(form.get("delete_old"), "delete_old", "Delete final records older than"),
-                "period": None, "ppid": None})
+            return start_job_response(
+                "intents.process_stripe",
+                {
+                    "cancel_incomplete": check_age(
+                        form.get("cancel_incomplete"), "cancel_incomplete", "Cancel incomplete older than"
+                    ),
+                    "delete_old": check_age(
+                        form.get("delete_old"), "delete_old", "Delete final records older than"
+                    ),
+                    "period": None,
+                    "ppid": None,
+                },
+            )
     except ServiceError as err:
         return action_response("_message.html", url_for("intents.index"), err.message, "error", status=422)
     abort(404)

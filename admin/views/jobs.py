@@ -26,15 +26,44 @@ def index():
     flt, errors = jobs_service.JobFilter.from_args(request.args)
     page = page_or_first(jobs_service.job_page, flt, errors)
     template = "jobs/_results.html" if is_partial() else "jobs/index.html"
-    return render_template(template, flt=flt, errors=errors, page=page, kinds=jobs_service.kind_names(),
-                           statuses=JOB_STATUSES, failed_tasks=outbox.count_failed(),
-                           counts=jobs_service.job_status_counts(flt))
+    return render_template(
+        template,
+        flt=flt,
+        errors=errors,
+        page=page,
+        kinds=jobs_service.kind_names(),
+        statuses=JOB_STATUSES,
+        failed_tasks=outbox.count_failed(),
+        counts=jobs_service.job_status_counts(flt),
+    )
 
 
-JOB_CSV = ("id", "kind", "title", "status", "done", "total", "actor", "params", "result", "error", "created_at",
-           "finished_at")
-TASK_CSV = ("id", "kind", "key", "status", "attempts", "last_error", "event_row_id", "processor_id", "created_at",
-            "done_at")
+JOB_CSV = (
+    "id",
+    "kind",
+    "title",
+    "status",
+    "done",
+    "total",
+    "actor",
+    "params",
+    "result",
+    "error",
+    "created_at",
+    "finished_at",
+)
+TASK_CSV = (
+    "id",
+    "kind",
+    "key",
+    "status",
+    "attempts",
+    "last_error",
+    "event_row_id",
+    "processor_id",
+    "created_at",
+    "done_at",
+)
 
 
 @bp.get("/jobs/export.csv")
@@ -76,11 +105,15 @@ def cancel(job_id: int):
     _may_act(job)
     try:
         jobs_service.cancel(job)
-        message, tone = ("Cancelled." if job.status == "cancelled" else "Stopping after the current step."), "success"
+        message, tone = (
+            ("Cancelled." if job.status == "cancelled" else "Stopping after the current step."),
+            "success",
+        )
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("jobs/_progress.html", url_for("jobs.show", job_id=job.id), message, tone, job=job,
-                           status=200)
+    return action_response(
+        "jobs/_progress.html", url_for("jobs.show", job_id=job.id), message, tone, job=job, status=200
+    )
 
 
 @bp.post("/jobs/<id:job_id>/resume")
@@ -93,8 +126,9 @@ def resume(job_id: int):
         message, tone = "Queued again; it continues where it stopped.", "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("jobs/_progress.html", url_for("jobs.show", job_id=job.id), message, tone, job=job,
-                           status=200)
+    return action_response(
+        "jobs/_progress.html", url_for("jobs.show", job_id=job.id), message, tone, job=job, status=200
+    )
 
 
 @bp.get("/jobs/outbox")

@@ -28,8 +28,14 @@ def index():
     flt, errors = rec.PaymentFilter.from_args(request.args)
     page = page_or_first(rec.payment_page, flt, errors)
     totals = rec.payment_summary(flt)
-    data = {"flt": flt, "errors": errors, "page": page, "counts": rec.payment_status_counts(flt),
-            "totals": totals.value, "totals_as_of": totals.as_of}
+    data = {
+        "flt": flt,
+        "errors": errors,
+        "page": page,
+        "counts": rec.payment_status_counts(flt),
+        "totals": totals.value,
+        "totals_as_of": totals.as_of,
+    }
     if is_partial():
         return render_template("payments/_results.html", **data)
     return render_template("payments/index.html", processors=list_processors(), **data)
@@ -44,8 +50,11 @@ def export():
 
 def money_context(c) -> dict:
     """What ``payments/_money.html`` shows for a contribution: what is left to refund of each charge."""
-    left = {p.id: refunds.refundable(p) for p in c.payments
-            if not p.refund_id and p.amount > 0 and p.status == "Completed" and p.charge_id}
+    left = {
+        p.id: refunds.refundable(p)
+        for p in c.payments
+        if not p.refund_id and p.amount > 0 and p.status == "Completed" and p.charge_id
+    }
     return {"c": c, "refundable": left, "action_key": common.new_action_key()}
 
 
@@ -60,8 +69,13 @@ def _payment_or_404(payment_id: int) -> Payment:
 @role_required("viewer")
 def show(payment_id: int):
     pay = _payment_or_404(payment_id)
-    return render_template("payments/show.html", p=pay, only=pay.id, **money_context(pay.contribution),
-                           history=audit.for_object("contribution", str(pay.contribution_id)))
+    return render_template(
+        "payments/show.html",
+        p=pay,
+        only=pay.id,
+        **money_context(pay.contribution),
+        history=audit.for_object("contribution", str(pay.contribution_id)),
+    )
 
 
 @bp.post("/payments/<id:payment_id>/refund")
@@ -75,21 +89,45 @@ def refund(payment_id: int):
         req = refunds.RefundRequest.from_form(request.form, payment_id=pay.id)
         plan = refunds.plan_refund(req)
         if request.form.get("step") != "run":
-            return confirmation(JobConfirmation(
-                title=f"Refund {common.shown(plan.amount, plan.currency)}?", detail=plan.describe(),
-                confirm=f"Yes, refund {common.shown(plan.amount, plan.currency)}",
-                action=url_for("payments.refund", payment_id=pay.id), back=back, back_label=f"Payment #{pay.id}",
-                rows=[*plan.fields().items(), *[(k, v) for key, val in req.metadata.items()
-                                                for k, v in (("metadata_key", key), ("metadata_value", val))]],
-                target=f"#refund-result-{pay.id}", run_target="#payment-money", run_swap="outerHTML",
-                attention=True))
+            return confirmation(
+                JobConfirmation(
+                    title=f"Refund {common.shown(plan.amount, plan.currency)}?",
+                    detail=plan.describe(),
+                    confirm=f"Yes, refund {common.shown(plan.amount, plan.currency)}",
+                    action=url_for("payments.refund", payment_id=pay.id),
+                    back=back,
+                    back_label=f"Payment #{pay.id}",
+                    rows=[
+                        *plan.fields().items(),
+                        *[
+                            (k, v)
+                            for key, val in req.metadata.items()
+                            for k, v in (("metadata_key", key), ("metadata_value", val))
+                        ],
+                    ],
+                    target=f"#refund-result-{pay.id}",
+                    run_target="#payment-money",
+                    run_swap="outerHTML",
+                    attention=True,
+                )
+            )
         out = refunds.refund(get_processor(pay.processor_id), req)
     except ServiceError as err:
         if request.form.get("step") != "run":
             return action_response("_message.html", back, labelled(err, refunds.LABELS), "error")
         db.session.rollback()
-        return action_response("payments/_money.html", back, labelled(err, refunds.LABELS), "error",
-                               **money_context(db.session.get_one(Payment, payment_id).contribution))
+        return action_response(
+            "payments/_money.html",
+            back,
+            labelled(err, refunds.LABELS),
+            "error",
+            **money_context(db.session.get_one(Payment, payment_id).contribution),
+        )
     db.session.expire_all()
-    return action_response("payments/_money.html", back, out.message, "success",
-                           **money_context(db.session.get_one(Payment, payment_id).contribution))
+    return action_response(
+        "payments/_money.html",
+        back,
+        out.message,
+        "success",
+        **money_context(db.session.get_one(Payment, payment_id).contribution),
+    )

@@ -27,8 +27,16 @@ bp = Blueprint("reconcile", __name__)
 def _results(flt: ReconcileFilter, errors: dict[str, str]) -> dict:
     """The newest kept scan for a filter and the scan job running for it; an unknown processor is a
     message. Stripe is not asked."""
-    out: dict = {"flt": flt, "errors": errors, "scan": None, "page": None, "counts": None, "problem_error": None,
-                 "processor": None, "job": None}
+    out: dict = {
+        "flt": flt,
+        "errors": errors,
+        "scan": None,
+        "page": None,
+        "counts": None,
+        "problem_error": None,
+        "processor": None,
+        "job": None,
+    }
     try:
         proc = get_processor(flt.ppid)
     except ServiceError as err:
@@ -68,8 +76,11 @@ def scan():
         started = rc_scan.start(proc, flt)
     except ServiceError as err:
         return action_response("_message.html", back, err.message, "error", status=422)
-    message = (f"Started: {started.job.title}." if started.created else
-               f"The same comparison was already {started.job.status}; this is it.")
+    message = (
+        f"Started: {started.job.title}."
+        if started.created
+        else f"The same comparison was already {started.job.status}; this is it."
+    )
     flt.ppid = proc.id
     return action_response("reconcile/_results.html", back, message, "info", status=202, **_results(flt, {}))
 
@@ -99,7 +110,9 @@ def unmatched_reviewed(row_id: int):
         message, tone = f"The payment of session {row.session_id} is marked reviewed.", "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("reconcile/_unmatched.html", url_for("reconcile.index"), message, tone, **_unmatched())
+    return action_response(
+        "reconcile/_unmatched.html", url_for("reconcile.index"), message, tone, **_unmatched()
+    )
 
 
 def _back(form) -> str:
@@ -126,19 +139,37 @@ def fix():
         row = rc_fix.check_one(proc, obj, stripe_id)
         if row.remedy == "cancel" and not confirmed:
             template = "reconcile/_confirm_row.html" if is_htmx() else "reconcile/confirm.html"
-            return render_template(template, row=row, processor=proc, criteria=form.get("criteria") or "{}",
-                                   back=back)
+            return render_template(
+                template, row=row, processor=proc, criteria=form.get("criteria") or "{}", back=back
+            )
         res = rc_fix.fix(proc, obj, stripe_id, cancel_local=confirmed, before=row)
     except ServiceError as err:
-        return action_response("reconcile/_row_message.html", back, err.message, "error",
-                               status=422, obj=obj, stripe_id=stripe_id)
+        return action_response(
+            "reconcile/_row_message.html",
+            back,
+            err.message,
+            "error",
+            status=422,
+            obj=obj,
+            stripe_id=stripe_id,
+        )
     tone = "success" if res.in_step else "error"
     # the page's summary is answered too, from its kept scan, which the fix updated (Stripe is not asked again)
     flt = _page_filter(form.get("criteria"))
     summary = rc_scan.latest(proc, flt) if flt else None
-    return action_response("reconcile/_row.html", back, res.message, tone, status=200, r=res.after,
-                           processor=proc, criteria=form.get("criteria") or "{}", fixed=True, summary=summary,
-                           flt=flt)
+    return action_response(
+        "reconcile/_row.html",
+        back,
+        res.message,
+        tone,
+        status=200,
+        r=res.after,
+        processor=proc,
+        criteria=form.get("criteria") or "{}",
+        fixed=True,
+        summary=summary,
+        flt=flt,
+    )
 
 
 def _page_filter(criteria: str | None) -> ReconcileFilter | None:
@@ -173,20 +204,56 @@ def fix_all():
         return action_response("_message.html", back, err.message, "error", status=422)
     n = len(todo)
     lines = [f"{len(rows):,} {rows[0].label}" for rows in _grouped(todo)]
-    detail = ("A background job fetches each row from Stripe again and fixes it: replays its stored event, or "
-              "imports the charge / settles the invoice. No receipts are sent."
-              + (" paydesk's records that Stripe does not have (or has as unpaid) are marked Cancelled, with a note."
-                 if cancel_local else ""))
-    note = (f"{len(left):,} row{'' if len(left) == 1 else 's'} that would mark paydesk's records Cancelled "
-            f"{'is' if len(left) == 1 else 'are'} left out.") if left else None
-    nothing = None if todo else ("Nothing to fix" + (
-        f": the {len(left)} left would mark paydesk's records Cancelled. Tick \"Also mark paydesk's records "
-        f"Cancelled\", or fix them one by one." if left else "."))
-    return confirmation(JobConfirmation(
-        f"Fix {n:,} difference{'' if n == 1 else 's'}?", detail, f"Yes, fix {n:,}", url_for("reconcile.fix_all"),
-        back, "Reconcile", kind="reconcile.fix_all", params=params, processor_id=proc.id, count=n,
-        money=[(amount, cur) for cur, amount in rc_fix.money_totals(todo).items()],
-        money_label="Money", lines=lines, note=note, nothing=nothing, target="#fix-all-dialog"))
+    detail = (
+        "A background job fetches each row from Stripe again and fixes it: replays its stored event, or "
+        "imports the charge / settles the invoice. No receipts are sent."
+        + (
+            " paydesk's records that Stripe does not have (or has as unpaid) are marked Cancelled, with a note."
+            if cancel_local
+            else ""
+        )
+    )
+    note = (
+        (
+            f"{len(left):,} row{'' if len(left) == 1 else 's'} that would mark paydesk's records Cancelled "
+            f"{'is' if len(left) == 1 else 'are'} left out."
+        )
+        if left
+        else None
+    )
+    nothing = (
+        None
+        if todo
+        else (
+            "Nothing to fix"
+            + (
+                f": the {len(left)} left would mark paydesk's records Cancelled. Tick \"Also mark paydesk's records "
+                f'Cancelled", or fix them one by one.'
+                if left
+                else "."
+            )
+        )
+    )
+    return confirmation(
+        JobConfirmation(
+            f"Fix {n:,} difference{'' if n == 1 else 's'}?",
+            detail,
+            f"Yes, fix {n:,}",
+            url_for("reconcile.fix_all"),
+            back,
+            "Reconcile",
+            kind="reconcile.fix_all",
+            params=params,
+            processor_id=proc.id,
+            count=n,
+            money=[(amount, cur) for cur, amount in rc_fix.money_totals(todo).items()],
+            money_label="Money",
+            lines=lines,
+            note=note,
+            nothing=nothing,
+            target="#fix-all-dialog",
+        )
+    )
 
 
 def _grouped(rows: list[Row]) -> list[list[Row]]:
@@ -210,6 +277,11 @@ def row():
         if r is None:
             raise ServiceError(f"{stripe_id[:64]!r} is not in this comparison any more; reload the page")
     except ServiceError as err:
-        return render_template("reconcile/_row_message.html", message=sentence(err.message), tone="error",
-                               obj=obj, stripe_id=stripe_id), 422
+        return render_template(
+            "reconcile/_row_message.html",
+            message=sentence(err.message),
+            tone="error",
+            obj=obj,
+            stripe_id=stripe_id,
+        ), 422
     return render_template("reconcile/_row.html", r=r, processor=proc, criteria=criteria)

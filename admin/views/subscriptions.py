@@ -28,16 +28,38 @@ bp = Blueprint("subscriptions", __name__)
 def index():
     flt, errors = subs.SubscriptionFilter.from_args(request.args)
     page = page_or_first(subs.subscription_page, flt, errors)
-    data = {"flt": flt, "errors": errors, "page": page, "checks": subs.checks_for(page.rows),
-            "counts": subs.status_counts(flt)}
+    data = {
+        "flt": flt,
+        "errors": errors,
+        "page": page,
+        "checks": subs.checks_for(page.rows),
+        "counts": subs.status_counts(flt),
+    }
     if is_partial():
         return render_template("subscriptions/_results.html", **data)
     return render_template("subscriptions/index.html", processors=list_processors(), **data)
 
 
-SUBSCRIPTION_CSV = ("id", "subscription_id", "status", "stripe_status", "amount", "currency", "interval",
-                    "interval_count", "contact_id", "contact", "customer_id", "start_date", "next_sched_date",
-                    "cancel_date", "failure_count", "processor_id", "differs_from_stripe", "checked_at")
+SUBSCRIPTION_CSV = (
+    "id",
+    "subscription_id",
+    "status",
+    "stripe_status",
+    "amount",
+    "currency",
+    "interval",
+    "interval_count",
+    "contact_id",
+    "contact",
+    "customer_id",
+    "start_date",
+    "next_sched_date",
+    "cancel_date",
+    "failure_count",
+    "processor_id",
+    "differs_from_stripe",
+    "checked_at",
+)
 
 
 @bp.get("/subscriptions/export.csv")
@@ -68,8 +90,9 @@ def show(subscription_id: str):
     d = subs.detail(_processor_for(_valid(subscription_id)), subscription_id)
     if d.recur is None and d.stripe is None and not d.stripe_error:
         abort(404)
-    return render_template("subscriptions/show.html", d=d,
-                           history=audit.for_object("subscription", subscription_id))
+    return render_template(
+        "subscriptions/show.html", d=d, history=audit.for_object("subscription", subscription_id)
+    )
 
 
 @bp.post("/subscriptions/<subscription_id>/import")
@@ -79,15 +102,23 @@ def import_one(subscription_id: str):
     proc = _processor_for(_valid(subscription_id))
     try:
         done = import_subscription_by_id(proc, subscription_id)
-        message = {"created": "Imported.", "updated": "Synced: paydesk's records now follow Stripe.",
-                   "unchanged": "Nothing to change: paydesk already matches Stripe."}[done.outcome]
+        message = {
+            "created": "Imported.",
+            "updated": "Synced: paydesk's records now follow Stripe.",
+            "unchanged": "Nothing to change: paydesk already matches Stripe.",
+        }[done.outcome]
         if done.differences:
             message += f" {len(done.differences)} difference(s) remain: see below."
         tone = "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("subscriptions/_sides.html", url_for("subscriptions.show", subscription_id=subscription_id),
-                           message, tone, d=subs.detail(proc, subscription_id))
+    return action_response(
+        "subscriptions/_sides.html",
+        url_for("subscriptions.show", subscription_id=subscription_id),
+        message,
+        tone,
+        d=subs.detail(proc, subscription_id),
+    )
 
 
 @bp.post("/subscriptions/<subscription_id>/cancel")
@@ -99,9 +130,11 @@ def cancel(subscription_id: str):
     if request.form.get("step") != "run":
         d = subs.detail(proc, subscription_id)
         if d.stripe is None or d.ended:  # nothing Stripe could cancel: say so rather than ask to confirm
-            message = d.stripe_error or (f"{subscription_id} has ended already: nothing to cancel." if d.ended else
-                                         f"Stripe: there is no subscription {subscription_id} on {proc.name}: "
-                                         f"nothing to cancel.")
+            message = d.stripe_error or (
+                f"{subscription_id} has ended already: nothing to cancel."
+                if d.ended
+                else f"Stripe: there is no subscription {subscription_id} on {proc.name}: nothing to cancel."
+            )
             status = 502 if d.stripe_error else 409 if d.stripe is not None else 404
             return action_response("_message.html", back, message, "error", status=status)
         return render_template("subscriptions/_cancel_confirm.html", d=d)
@@ -110,7 +143,9 @@ def cancel(subscription_id: str):
         message, tone = "Cancelled in Stripe and here. No further payments will be taken.", "success"
     except ServiceError as err:
         message, tone = err.message, "error"
-    return action_response("subscriptions/_sides.html", back, message, tone, d=subs.detail(proc, subscription_id))
+    return action_response(
+        "subscriptions/_sides.html", back, message, tone, d=subs.detail(proc, subscription_id)
+    )
 
 
 @bp.post("/subscriptions/import")
@@ -126,13 +161,24 @@ def import_many():
         one = (form.get("subscription") or "").strip()
         if one:
             done = import_subscription_by_id(proc, one)
-            return action_response("_message.html", url_for("subscriptions.show", subscription_id=one),
-                                   f"{one}: {done.outcome}.", "success")
-        return confirm_import("imports.subscriptions", proc, "subscriptions", url_for("subscriptions.import_many"),
-                              back, "Subscriptions")
+            return action_response(
+                "_message.html",
+                url_for("subscriptions.show", subscription_id=one),
+                f"{one}: {done.outcome}.",
+                "success",
+            )
+        return confirm_import(
+            "imports.subscriptions",
+            proc,
+            "subscriptions",
+            url_for("subscriptions.import_many"),
+            back,
+            "Subscriptions",
+        )
     except ServiceError as err:
-        return action_response("_message.html", back, labelled(err, {"subscription": "One subscription (id)"}),
-                               "error")
+        return action_response(
+            "_message.html", back, labelled(err, {"subscription": "One subscription (id)"}), "error"
+        )
 
 
 @bp.post("/subscriptions/compare")
@@ -147,10 +193,19 @@ def compare_all():
     except ServiceError as err:
         return action_response("_message.html", url_for("subscriptions.index"), err.message, "error")
     n = count(subs.subscription_query(subs.SubscriptionFilter(ppid=proc.id)), ContributionRecur)
-    return confirmation(JobConfirmation(
-        f"Compare {n:,} subscription{'' if n == 1 else 's'} with Stripe?",
-        f"paydesk has {n:,} subscription{'' if n == 1 else 's'} on {proc.name}. The job looks at every subscription "
-        f"Stripe lists there, with its invoices and charges, one at a time, and notes where paydesk differs (and "
-        f"what paydesk lacks) for the filter \"Differs from Stripe\". It changes nothing.",
-        "Yes, compare all", url_for("subscriptions.compare_all"), url_for("subscriptions.index"), "Subscriptions",
-        kind="subscriptions.compare", params={}, processor_id=proc.id, count=n))
+    return confirmation(
+        JobConfirmation(
+            f"Compare {n:,} subscription{'' if n == 1 else 's'} with Stripe?",
+            f"paydesk has {n:,} subscription{'' if n == 1 else 's'} on {proc.name}. The job looks at every subscription "
+            f"Stripe lists there, with its invoices and charges, one at a time, and notes where paydesk differs (and "
+            f'what paydesk lacks) for the filter "Differs from Stripe". It changes nothing.',
+            "Yes, compare all",
+            url_for("subscriptions.compare_all"),
+            url_for("subscriptions.index"),
+            "Subscriptions",
+            kind="subscriptions.compare",
+            params={},
+            processor_id=proc.id,
+            count=n,
+        )
+    )

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 bp.record_once(lambda state: limit_body(state.app, "webhooks.receive", "WEBHOOK_MAX_BYTES"))
 
+
 def _reject(ppid: int | None, reason: str, status: int, result: str):
     """Refuse a delivery with a short reason; counted (and logged) without a write per refusal."""
     metrics.webhook_delivery(result)
@@ -61,8 +62,12 @@ def receive(ppid: int):
     except RequestEntityTooLarge:
         return _reject(ppid, "payload too large", 413, metrics.TOO_LARGE)
     try:
-        verify_webhook(body, request.headers.get("Stripe-Signature"), list(proc.webhook_secrets),
-                       current_app.config["WEBHOOK_TOLERANCE"])
+        verify_webhook(
+            body,
+            request.headers.get("Stripe-Signature"),
+            list(proc.webhook_secrets),
+            current_app.config["WEBHOOK_TOLERANCE"],
+        )
     except WebhookSignatureError as err:
         return _reject(ppid, err.reason, 400, metrics.REFUSED_SIGNATURE)
     text = body.decode("utf-8")  # verify_webhook refused anything that is not UTF-8

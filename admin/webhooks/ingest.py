@@ -108,8 +108,14 @@ def _depth_within(value: object, limit: int) -> bool:
     return True
 
 
-def event_row_values(processor: PaymentProcessor | ProcessorRef, event: dict, raw: str, *, source: str = "webhook",
-                     status: str = EV_QUEUED) -> dict[str, Any]:
+def event_row_values(
+    processor: PaymentProcessor | ProcessorRef,
+    event: dict,
+    raw: str,
+    *,
+    source: str = "webhook",
+    status: str = EV_QUEUED,
+) -> dict[str, Any]:
     obj = (event.get("data") or {}).get("object") or {}
     values: dict[str, Any] = {
         "processor_id": processor.id,
@@ -130,13 +136,21 @@ def event_row_values(processor: PaymentProcessor | ProcessorRef, event: dict, ra
     values.update(object_ids(obj) if isinstance(obj, dict) else {})
     if values["livemode"] != processor.livemode and status == EV_QUEUED:
         values["status"] = EV_IGNORED
-        values["status_reason"] = (f"livemode mismatch: event is {'live' if values['livemode'] else 'test'}, "
-                                   f"processor {processor.name!r} is {processor.mode}")
+        values["status_reason"] = (
+            f"livemode mismatch: event is {'live' if values['livemode'] else 'test'}, "
+            f"processor {processor.name!r} is {processor.mode}"
+        )
     return values
 
 
-def store_event(processor: PaymentProcessor | ProcessorRef, event: dict, raw: str | None = None, *, source: str = "webhook",
-                status: str = EV_QUEUED) -> bool:
+def store_event(
+    processor: PaymentProcessor | ProcessorRef,
+    event: dict,
+    raw: str | None = None,
+    *,
+    source: str = "webhook",
+    status: str = EV_QUEUED,
+) -> bool:
     """Insert the event unless (processor, event id) is stored already. True when inserted.
 
     Commits. Uses the database's own ON CONFLICT DO NOTHING, so concurrent

@@ -172,9 +172,17 @@ def _attempt(
     seconds = max(0.0, (utcnow() - started).total_seconds())
     metrics.event_processed(row.type, outcome, seconds)
     monitoring_logs.event_processed(
-        row_id=row.id, event_id=row.event_id, event_type=row.type, processor_id=row.processor_id,
-        status=outcome, attempt=row.attempts, seconds=seconds, request_ids=request_ids, worker=worker,
-        actor=actor, error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
+        row_id=row.id,
+        event_id=row.event_id,
+        event_type=row.type,
+        processor_id=row.processor_id,
+        status=outcome,
+        attempt=row.attempts,
+        seconds=seconds,
+        request_ids=request_ids,
+        worker=worker,
+        actor=actor,
+        error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
     )
     db.session.add(
         EventAttempt(

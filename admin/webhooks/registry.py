@@ -42,8 +42,12 @@ def register(*fns: Handler) -> None:
 
 def handlers_in(*modules) -> list[Handler]:
     """The ``@handles`` functions defined in these modules."""
-    return [fn for m in modules for fn in vars(m).values()
-            if inspect.isfunction(fn) and hasattr(fn, "event_types")]
+    return [
+        fn
+        for m in modules
+        for fn in vars(m).values()
+        if inspect.isfunction(fn) and hasattr(fn, "event_types")
+    ]
 
 
 def handler_for(event_type: str) -> Handler | None:

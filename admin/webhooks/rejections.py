@@ -29,19 +29,24 @@ def write_counts(counts: Counter) -> None:
     """Add ``counts`` ({(processor id, reason): n}) to the counters. Commits."""
     immediate()
     for (ppid, key), n in counts.items():
-        bump = (update(WebhookRejection)
-                .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
-                .values(count=WebhookRejection.count + n, last_at=utcnow()))
+        bump = (
+            update(WebhookRejection)
+            .where(WebhookRejection.processor_id == ppid, WebhookRejection.reason == key)
+            .values(count=WebhookRejection.count + n, last_at=utcnow())
+        )
         if not rowcount(db.session.execute(bump)) and not insert_ignore(
-                WebhookRejection, {"processor_id": ppid, "reason": key, "count": n, "last_at": utcnow()},
-                ["processor_id", "reason"]):
+            WebhookRejection,
+            {"processor_id": ppid, "reason": key, "count": n, "last_at": utcnow()},
+            ["processor_id", "reason"],
+        ):
             db.session.execute(bump)  # a concurrent refusal created the row first
     db.session.commit()
 
 
 def _summary(counts: Counter) -> str:
     return "webhook deliveries rejected since the last report: " + ", ".join(
-        f"{n} x {reason} (processor {ppid})" for (ppid, reason), n in counts.items())
+        f"{n} x {reason} (processor {ppid})" for (ppid, reason), n in counts.items()
+    )
 
 
 class _Rejections:
@@ -51,7 +56,9 @@ class _Rejections:
         self.tally = Tally(write_counts, _summary, setting="WEBHOOK_REJECTION_FLUSH_SECONDS", logger=log)
 
     def refused(self, ppid: int | None, reason: str, addr: str | None) -> None:
-        self.tally.count((ppid, reason_key(reason)), f"webhook rejected for processor {ppid}: {reason} (from {addr})")
+        self.tally.count(
+            (ppid, reason_key(reason)), f"webhook rejected for processor {ppid}: {reason} (from {addr})"
+        )
 
 
 def tally(app: Flask) -> _Rejections:

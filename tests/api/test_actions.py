@@ -85,14 +85,23 @@ def test_update_customer_changes_nothing_here_when_stripe_refuses_or_a_value_is_
 
     def refused(self, resource, obj_id, params):
         sent.append(params)
-        raise GatewayError("This customer cannot be updated.", kind="invalid_request_error", http_status=400,
-                           request_id="req_refused")
+        raise GatewayError(
+            "This customer cannot be updated.",
+            kind="invalid_request_error",
+            http_status=400,
+            request_id="req_refused",
+        )
 
     monkeypatch.setattr(Gateway, "update", refused)
-    resp = client.post(f"/api/v1/customers/{made['id']}", json={"name": "Grace", "email": "grace@example.org"},
-                       headers=writer)
+    resp = client.post(
+        f"/api/v1/customers/{made['id']}",
+        json={"name": "Grace", "email": "grace@example.org"},
+        headers=writer,
+    )
     assert resp.status_code == 502 and resp.json["error"]["code"] == "stripe_error"
-    assert sent and sent[0]["name"] == "Grace" and sent[0]["metadata"]["contact_id"] == str(made["contact_id"])
+    assert (
+        sent and sent[0]["name"] == "Grace" and sent[0]["metadata"]["contact_id"] == str(made["contact_id"])
+    )
     db.session.rollback()
     contact = db.session.get(Contact, made["contact_id"])
     assert (contact.display_name, contact.email) == ("Ada", "ada@example.org")  # Stripe said no: nothing here

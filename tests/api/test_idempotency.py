@@ -91,9 +91,12 @@ def test_a_transient_stripe_failure_is_503_and_keeps_no_answer(client, writer, p
     forget_processor_ref(processor.id)
     up = client.post("/api/v1/products", json={"name": "Gloves"}, headers=headers)
     assert up.status_code == 201 and "Idempotent-Replayed" not in up.headers
-    assert client.post("/api/v1/products", json={"name": "Gloves"}, headers=headers).headers[
-        "Idempotent-Replayed"
-    ] == "true"
+    assert (
+        client.post("/api/v1/products", json={"name": "Gloves"}, headers=headers).headers[
+            "Idempotent-Replayed"
+        ]
+        == "true"
+    )
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,9 @@ def test_a_claim_whose_request_died_frees_the_key_after_twice_the_gunicorn_timeo
     headers = {**writer, "Idempotency-Key": "order-1008"}
     assert client.post("/api/v1/products", json={"name": "Scarf"}, headers=headers).status_code == 201
     claim_left()
-    assert client.post("/api/v1/products", json={"name": "Scarf"}, headers=headers).status_code == 409  # running
+    assert (
+        client.post("/api/v1/products", json={"name": "Scarf"}, headers=headers).status_code == 409
+    )  # running
     claim_left(stale - 5)
     assert client.post("/api/v1/products", json={"name": "Scarf"}, headers=headers).status_code == 409
     claim_left(stale + 5)
@@ -208,7 +213,9 @@ def test_customer_create_reaches_stripe_with_a_key_from_the_token_and_the_client
     assert up.json["metadata"]["contact_id"] == str(up.json["contact_id"])  # the contact's id reaches Stripe
 
 
-def test_customer_create_without_a_client_key_still_leaves_no_contact_when_stripe_fails(client, writer, processor):
+def test_customer_create_without_a_client_key_still_leaves_no_contact_when_stripe_fails(
+    client, writer, processor
+):
     processor.api_base = "http://127.0.0.1:9"
     db.session.commit()
     resp = client.post("/api/v1/customers", json={"name": "Grace"}, headers=writer)

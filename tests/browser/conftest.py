@@ -21,8 +21,13 @@ from admin.extensions import db
 from admin.security import role_required
 
 CHROMIUM = os.environ.get("PAYDESK_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIEWER = "viewer@example.org"
 OPERATOR = "operator@example.org"
 
@@ -41,7 +46,9 @@ def _probe_blueprint(server_state: list[dict]) -> Blueprint:
     @bp.post("/_probe/echo")
     @role_required("viewer")
     def echo():
-        server_state.append({"path": request.path, "headers": dict(request.headers), "form": request.form.to_dict()})
+        server_state.append(
+            {"path": request.path, "headers": dict(request.headers), "form": request.form.to_dict()}
+        )
         return '<span class="probe-result">ok</span>'
 
     @bp.post("/_probe/admin-only")
@@ -63,23 +70,58 @@ def _seed_demo_rows() -> None:
     from admin.timeutil import utcnow
 
     now = utcnow()
-    ppid = add_processor(name="Stripe (test)", secret_key="sk_test_browser", publishable_key="pk_test_browser",
-                         webhook_secrets=["whsec_browser"], api_base="http://127.0.0.1:9", mode="test").id
+    ppid = add_processor(
+        name="Stripe (test)",
+        secret_key="sk_test_browser",
+        publishable_key="pk_test_browser",
+        webhook_secrets=["whsec_browser"],
+        api_base="http://127.0.0.1:9",
+        mode="test",
+    ).id
     for n in range(14):
-        db.session.add(StripeEvent(processor_id=ppid, event_id=f"evt_b{n}", type="invoice.paid", raw="{}",
-                                   status="error" if n in (3, 9) else "success",
-                                   received_at=now - timedelta(minutes=37 * n)))
+        db.session.add(
+            StripeEvent(
+                processor_id=ppid,
+                event_id=f"evt_b{n}",
+                type="invoice.paid",
+                raw="{}",
+                status="error" if n in (3, 9) else "success",
+                received_at=now - timedelta(minutes=37 * n),
+            )
+        )
     for n, status in enumerate(["requires_payment_method", "requires_action", "succeeded", "processing"]):
         db.session.add(StripePaymentIntent(stripe_intent_id=f"pi_b{n}", processor_id=ppid, status=status))
     for n in range(6):
-        db.session.add(ContributionRecur(processor_id=ppid, subscription_id=f"sub_b{n}", amount=1500,
-                                         currency="usd", status="Cancelled" if n == 5 else "In Progress"))
-    gifts = [(2500, "usd", "Completed"), (5000, "usd", "Completed"), (1500, "usd", "Completed"),
-             (1500, "usd", "Partially refunded"), (10000, "eur", "Completed"), (2000, "eur", "Completed"),
-             (3000, "gbp", "Completed"), (1500, "usd", "Failed")]
+        db.session.add(
+            ContributionRecur(
+                processor_id=ppid,
+                subscription_id=f"sub_b{n}",
+                amount=1500,
+                currency="usd",
+                status="Cancelled" if n == 5 else "In Progress",
+            )
+        )
+    gifts = [
+        (2500, "usd", "Completed"),
+        (5000, "usd", "Completed"),
+        (1500, "usd", "Completed"),
+        (1500, "usd", "Partially refunded"),
+        (10000, "eur", "Completed"),
+        (2000, "eur", "Completed"),
+        (3000, "gbp", "Completed"),
+        (1500, "usd", "Failed"),
+    ]
     for n, (amount, currency, status) in enumerate(gifts):
-        db.session.add(Contribution(processor_id=ppid, amount=amount, currency=currency, status=status,
-                                    trxn_id=f"ch_b{n}", receive_date=now))
+        db.session.add(
+            Contribution(
+                processor_id=ppid,
+                amount=amount,
+                currency=currency,
+                status=status,
+                trxn_id=f"ch_b{n}",
+                receive_date=now,
+            )
+        )
     db.session.commit()
 
 

@@ -88,13 +88,25 @@ def site(localstripe, tmp_path_factory):
     double = DoubleServer(localstripe)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    app = make_app(f"sqlite:///{tmp / 'paydesk.sqlite3'}", tmp, TESTING=False, STRIPE_JS_URL=double.js_url,
-                   BASE_URL=url, SITE_NAME="Friends of the Library", WORKER_IDLE_SLEEP=0.2)
+    app = make_app(
+        f"sqlite:///{tmp / 'paydesk.sqlite3'}",
+        tmp,
+        TESTING=False,
+        STRIPE_JS_URL=double.js_url,
+        BASE_URL=url,
+        SITE_NAME="Friends of the Library",
+        WORKER_IDLE_SLEEP=0.2,
+    )
     with app.app_context():
         db.create_all()
-        proc = add_processor(name="localstripe", secret_key="sk_test_donate_" + uuid.uuid4().hex[:8],
-                             publishable_key="pk_test_donate", webhook_secrets=[WEBHOOK_SECRET],
-                             api_base=localstripe, mode="test")
+        proc = add_processor(
+            name="localstripe",
+            secret_key="sk_test_donate_" + uuid.uuid4().hex[:8],
+            publishable_key="pk_test_donate",
+            webhook_secrets=[WEBHOOK_SECRET],
+            api_base=localstripe,
+            mode="test",
+        )
         make_form(proc, slug="spring", intro="Every gift buys books for the children's library.")
         make_form(proc, slug="quick", title="Quick gift", postcode_field=False, frequencies=["one-off"])
         from admin.services.staff.users import create_user
@@ -105,16 +117,24 @@ def site(localstripe, tmp_path_factory):
     server = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=server.serve_forever, name="paydesk-donate-server", daemon=True).start()
     hook = f"paydesk-donate-{uuid.uuid4().hex[:8]}"
-    requests.post(f"{localstripe}/_config/webhooks/{hook}", timeout=10,
-                  data={"url": f"{url}/webhooks/stripe/{ppid}", "secret": WEBHOOK_SECRET}).raise_for_status()
+    requests.post(
+        f"{localstripe}/_config/webhooks/{hook}",
+        timeout=10,
+        data={"url": f"{url}/webhooks/stripe/{ppid}", "secret": WEBHOOK_SECRET},
+    ).raise_for_status()
     stop = threading.Event()
-    worker = threading.Thread(target=run_forever, args=(app, 1, stop), name="paydesk-donate-worker", daemon=True)
+    worker = threading.Thread(
+        target=run_forever, args=(app, 1, stop), name="paydesk-donate-worker", daemon=True
+    )
     worker.start()
     try:
         yield Site(app, url, ppid, double)
     finally:
-        requests.post(f"{localstripe}/_config/webhooks/{hook}", data={"url": "http://127.0.0.1:9/", "secret": "x"},
-                      timeout=10)
+        requests.post(
+            f"{localstripe}/_config/webhooks/{hook}",
+            data={"url": "http://127.0.0.1:9/", "secret": "x"},
+            timeout=10,
+        )
         stop.set()
         worker.join(timeout=10)
         server.shutdown()
@@ -126,10 +146,12 @@ def site(localstripe, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_counters(site):
     """Every test gives from 127.0.0.1: start each with no failures or hits counted against it."""
+
     def clear():
         db.session.execute(delete(RateLimit))
         db.session.execute(delete(LimiterCounter))
         db.session.commit()
+
     site.query(clear)
 
 
@@ -161,8 +183,13 @@ def fill_card(page, number: str = CARD_OK, postcode: str | None = "10115") -> No
         page.get_by_label("ZIP or postal code").fill(postcode)
 
 
-def fill_donor(page, amount: str = "25 USD", first: str = "Ada", last: str = "Lovelace",
-               email_address: str = "ada@example.org") -> None:
+def fill_donor(
+    page,
+    amount: str = "25 USD",
+    first: str = "Ada",
+    last: str = "Lovelace",
+    email_address: str = "ada@example.org",
+) -> None:
     page.get_by_label(amount, exact=True).check()
     page.get_by_label("First name").fill(first)
     page.get_by_label("Last name").fill(last)
@@ -171,11 +198,17 @@ def fill_donor(page, amount: str = "25 USD", first: str = "Ada", last: str = "Lo
 
 def contribution_for(site: Site, email_address: str) -> Contribution | None:
     def find():
-        c = db.session.scalar(select(Contribution).join(Contact).where(Contact.email == email_address)
-                              .order_by(Contribution.id.desc()).limit(1))
+        c = db.session.scalar(
+            select(Contribution)
+            .join(Contact)
+            .where(Contact.email == email_address)
+            .order_by(Contribution.id.desc())
+            .limit(1)
+        )
         if c is not None:
             db.session.expunge(c)
         return c
+
     return site.query(find)
 
 
@@ -196,6 +229,7 @@ def card_payment_method(site: Site, c: Contribution) -> dict:
 
 # -- gifts ---------------------------------------------------------------------------------------
 
+
 def test_one_off_gift_is_completed_by_the_webhook_with_a_receipt(open_page, site):
     page = open_page("/donate/spring")
     assert page.locator("h1").inner_text() == "Spring appeal"
@@ -213,7 +247,9 @@ def test_one_off_gift_is_completed_by_the_webhook_with_a_receipt(open_page, site
     c = contribution_for(site, "one-off@example.org")
     assert (c.status, c.amount, c.trxn_id[:3]) == ("Completed", 2500, "ch_")
     pm = card_payment_method(site, c)
-    assert pm["billing_details"]["address"]["postal_code"] == "SW1A 1AA"  # the element's postcode reached Stripe
+    assert (
+        pm["billing_details"]["address"]["postal_code"] == "SW1A 1AA"
+    )  # the element's postcode reached Stripe
     assert pm["billing_details"]["name"] == "Ada Lovelace"
     assert site.query(lambda: db.session.get(Contact, c.contact_id).postal_code) == "SW1A 1AA"
     msg = site.wait_for(lambda: site.receipt(c.id))
@@ -234,7 +270,10 @@ def test_declined_card_shows_the_message_and_keeps_the_form(open_page, site, car
     card_error = page.locator("#err-card")
     card_error.wait_for()
     assert card_error.inner_text() == "Your card was declined."
-    assert page.locator("#form-error").inner_text() == "Your gift did not go through. Please see the message under Card."
+    assert (
+        page.locator("#form-error").inner_text()
+        == "Your gift did not go through. Please see the message under Card."
+    )
     assert page.locator("body").inner_text().count("declined") == 1, "one decline is said once"
     assert page.url.endswith("/donate/spring")
     # everything typed is still there, the card too, and the button works again
@@ -259,7 +298,9 @@ def test_three_d_secure(open_page, site, authenticate):
     fill_card(page, CARD_3DS)
     page.get_by_role("button", name="Donate").click()
     bank = page.frame_locator("iframe[title='3-D Secure authentication']")
-    bank.get_by_role("button", name="Complete authentication" if authenticate else "Fail authentication").click()
+    bank.get_by_role(
+        "button", name="Complete authentication" if authenticate else "Fail authentication"
+    ).click()
     if authenticate:
         wait_for_thanks(page)
         assert contribution_for(site, address).status == "Completed"
@@ -302,20 +343,30 @@ def test_stripe_failing_after_the_subscription_exists_leaves_no_second_try(open_
     c = contribution_for(site, "unconfirmed@example.org")
     assert c.status == "Pending" and c.recur_id
     site.wait_for(lambda: db.session.get(Contribution, c.id).status == "Completed")
-    assert site.query(lambda: db.session.scalar(select(func.count()).select_from(Contribution).where(
-        Contribution.contact_id == c.contact_id))) == 1
+    assert (
+        site.query(
+            lambda: db.session.scalar(
+                select(func.count()).select_from(Contribution).where(Contribution.contact_id == c.contact_id)
+            )
+        )
+        == 1
+    )
     assert page.console_errors == []
 
 
 # -- the billing-postcode rules ------------------------------------------------------------------
 
+
 def _known_donor(site: Site, slug: str, postcode: str) -> str:
     def make():
-        contact = Contact(display_name="Mary Somerville", email=f"mary-{slug}@example.org", postal_code=postcode)
+        contact = Contact(
+            display_name="Mary Somerville", email=f"mary-{slug}@example.org", postal_code=postcode
+        )
         db.session.add(contact)
         db.session.commit()
         form = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug))
         return donor_link(form, contact).split(site.url, 1)[1]
+
     return site.query(make)
 
 
@@ -354,6 +405,7 @@ def test_form_without_postcode_field_and_a_known_postcode(open_page, site):
 
 # -- validation, keyboard, accessibility, screenshots ---------------------------------------------
 
+
 def test_every_validation_error_is_shown_next_to_its_field(open_page, site):
     page = open_page("/donate/spring")
     page.get_by_label("Other amount (USD)").fill("2")
@@ -376,7 +428,7 @@ def test_every_validation_error_is_shown_next_to_its_field(open_page, site):
 
 
 def test_a_decimal_comma_typed_on_the_page_is_charged_as_written(open_page, site):
-    """"12,50" is 12.50 USD, never 1,250.00; "1,250" could be either and is asked about, next to the field."""
+    """ "12,50" is 12.50 USD, never 1,250.00; "1,250" could be either and is asked about, next to the field."""
     page = open_page("/donate/spring")
     page.get_by_label("Other amount (USD)").fill("1,250")
     page.get_by_label("First name").fill("Emmy")
@@ -385,8 +437,10 @@ def test_a_decimal_comma_typed_on_the_page_is_charged_as_written(open_page, site
     fill_card(page)
     page.get_by_role("button", name="Donate").click()
     page.locator("#err-other_amount").filter(has_text="Enter").wait_for()
-    assert page.locator("#err-other_amount").inner_text() == \
-        "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1,250” means."
+    assert (
+        page.locator("#err-other_amount").inner_text()
+        == "Enter 1250 or 1.25 as the other amount: we cannot tell which one “1,250” means."
+    )
     page.get_by_label("Other amount (USD)").fill("12,50")
     page.get_by_role("button", name="Donate").click()
     wait_for_thanks(page)
@@ -403,8 +457,12 @@ def test_keyboard_only_completion(open_page, site):
     def tab_to(label_id: str) -> None:
         for _ in range(25):
             keys.press("Tab")
-            if page.evaluate("document.activeElement.id || document.activeElement.getAttribute('aria-label')") \
-                    == label_id:
+            if (
+                page.evaluate(
+                    "document.activeElement.id || document.activeElement.getAttribute('aria-label')"
+                )
+                == label_id
+            ):
                 return
         raise AssertionError(f"Tab never reached {label_id}")
 
@@ -412,9 +470,15 @@ def test_keyboard_only_completion(open_page, site):
     assert page.evaluate("document.activeElement.name") == "amount"
     keys.press("ArrowRight")  # radio groups: arrows move and select
     assert page.get_by_label("25 USD", exact=True).is_checked()
-    for label, text in (("first_name", "Alan"), ("last_name", "Turing"), ("email", "keyboard@example.org"),
-                        ("Card number", CARD_OK), ("Expiration date (MM / YY)", "1230"),
-                        ("Security code (CVC)", "123"), ("ZIP or postal code", "CB2 1TN")):
+    for label, text in (
+        ("first_name", "Alan"),
+        ("last_name", "Turing"),
+        ("email", "keyboard@example.org"),
+        ("Card number", CARD_OK),
+        ("Expiration date (MM / YY)", "1230"),
+        ("Security code (CVC)", "123"),
+        ("ZIP or postal code", "CB2 1TN"),
+    ):
         tab_to(label)
         keys.type(text)
     keys.press("Tab")

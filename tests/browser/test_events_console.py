@@ -45,8 +45,13 @@ def console(tmp_path_factory):
     from admin.worker.loop import run_forever, run_once
 
     tmp = tmp_path_factory.mktemp("console")
-    app = make_app(f"sqlite:///{tmp / 'paydesk.sqlite3'}", tmp, TESTING=False, WORKER_IDLE_SLEEP=0.2,
-                   JOB_SLICE_SECONDS=0.5)
+    app = make_app(
+        f"sqlite:///{tmp / 'paydesk.sqlite3'}",
+        tmp,
+        TESTING=False,
+        WORKER_IDLE_SLEEP=0.2,
+        JOB_SLICE_SECONDS=0.5,
+    )
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         from stripe_world import StripeWorld
 
@@ -55,8 +60,14 @@ def console(tmp_path_factory):
             db.create_all()
             create_user(VIEWER, PASSWORD, "viewer")
             create_user(OPERATOR, PASSWORD, "operator")
-            proc = add_processor(name="Stripe (test)", secret_key="sk_test_console", publishable_key="pk_test_c",
-                                 webhook_secrets=["whsec_console"], api_base="http://127.0.0.1:9", mode="test")
+            proc = add_processor(
+                name="Stripe (test)",
+                secret_key="sk_test_console",
+                publishable_key="pk_test_c",
+                webhook_secrets=["whsec_console"],
+                api_base="http://127.0.0.1:9",
+                mode="test",
+            )
             recorded = [OneOff(world, amount=1000 + 100 * n) for n in range(3)]
             renewal = Renewal(world, amount=1500)
             for p in recorded:
@@ -68,12 +79,14 @@ def console(tmp_path_factory):
                 event = pay.event("charge.succeeded", created=pay.now - 60 * n)
                 world.add(event)
                 store_event(proc, event, status="error")
-                db.session.scalar(select(StripeEvent).where(StripeEvent.event_id == event["id"])).last_error = \
-                    "Stripe API error (500) while fetching the balance transaction"
+                db.session.scalar(
+                    select(StripeEvent).where(StripeEvent.event_id == event["id"])
+                ).last_error = "Stripe API error (500) while fetching the balance transaction"
             for _ in range(3):
                 store_event(proc, OneOff(world).event("payment_intent.created"), status="ignored")
-            db.session.delete(db.session.scalar(select(Payment).where(
-                Payment.trxn_id == recorded[0].charge["id"])))  # drift for /reconcile
+            db.session.delete(
+                db.session.scalar(select(Payment).where(Payment.trxn_id == recorded[0].charge["id"]))
+            )  # drift for /reconcile
             db.session.scalar(select(Payment).where(Payment.trxn_id == recorded[1].charge["id"])).amount = 999
             db.session.commit()
             rc_scan.take(proc, ReconcileFilter())  # /reconcile shows the kept scan (an operator's job)
@@ -211,7 +224,9 @@ def test_an_operator_compares_a_period_and_the_results_arrive_when_the_job_is_do
     progress and then show the kept comparison in place."""
     sign_in(page, OPERATOR)
     page.goto("/reconcile?days=60")
-    expect(page.locator("#results .empty")).to_contain_text("Nothing compared with Stripe for this period yet.")
+    expect(page.locator("#results .empty")).to_contain_text(
+        "Nothing compared with Stripe for this period yet."
+    )
     page.click("#results button:has-text('Compare with Stripe')")
     page.locator("#results table.reconcile tbody tr").first.wait_for(timeout=30_000)
     assert page.url.endswith("/reconcile?days=60")
@@ -220,8 +235,14 @@ def test_an_operator_compares_a_period_and_the_results_arrive_when_the_job_is_do
     assert page.errors == []
 
 
-PAGES = [("events", "/events"), ("event", None), ("jobs", "/jobs"), ("audit", "/audit"),
-         ("reconcile", "/reconcile"), ("reconcile-not-compared", "/reconcile?days=90")]
+PAGES = [
+    ("events", "/events"),
+    ("event", None),
+    ("jobs", "/jobs"),
+    ("audit", "/audit"),
+    ("reconcile", "/reconcile"),
+    ("reconcile-not-compared", "/reconcile?days=90"),
+]
 
 
 @needs_axe
@@ -238,11 +259,20 @@ def test_pages_pass_axe_and_fit_a_phone(page, console, name, path):
         page.wait_for_load_state("networkidle")
         if name == "event":
             page.click("summary:has-text('Raw JSON')")
-        violations = [{"id": v["id"], "impact": v["impact"], "help": v["help"],
-                       "nodes": [n["target"] for n in v["nodes"]][:5]} for v in axe_violations(page)]
+        violations = [
+            {
+                "id": v["id"],
+                "impact": v["impact"],
+                "help": v["help"],
+                "nodes": [n["target"] for n in v["nodes"]][:5],
+            }
+            for v in axe_violations(page)
+        ]
         assert violations == [], json.dumps(violations, indent=1)
         page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         wide = page.evaluate("""() => { const w = document.documentElement.clientWidth + 1;
             return [...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > w
                 && el.parentElement.getBoundingClientRect().right <= w).slice(0, 5)

@@ -32,11 +32,19 @@ def intents_in_stripe(live_server, localstripe):
     from admin.services.settings.processors import add_processor
 
     with live_server.app.app_context():
-        proc = add_processor(name=f"localstripe {uuid.uuid4().hex[:4]}", secret_key="sk_test_" + uuid.uuid4().hex,
-                             webhook_secrets=["whsec_browser"], api_base=localstripe, mode="test")
-        made = {"left1": abandoned(proc, 1500, metadata={"description": "Spring appeal"}),
-                "left2": abandoned(proc, 2500, metadata={"description": "Spring appeal"}),
-                "held": uncaptured(proc, 4000), "paid": succeeded(proc, 1000)}
+        proc = add_processor(
+            name=f"localstripe {uuid.uuid4().hex[:4]}",
+            secret_key="sk_test_" + uuid.uuid4().hex,
+            webhook_secrets=["whsec_browser"],
+            api_base=localstripe,
+            mode="test",
+        )
+        made = {
+            "left1": abandoned(proc, 1500, metadata={"description": "Spring appeal"}),
+            "left2": abandoned(proc, 2500, metadata={"description": "Spring appeal"}),
+            "held": uncaptured(proc, 4000),
+            "paid": succeeded(proc, 1000),
+        }
         for pi in made.values():
             track(proc, pi, age=timedelta(hours=2), referrer="https://example.org/donate/spring")
         ppid = proc.id
@@ -75,8 +83,9 @@ def _shots(tmp_path: Path) -> Path:
     return where
 
 
-def test_filter_to_incomplete_and_bulk_cancel_them_from_the_page(page, live_server, intents_in_stripe, job_runner,
-                                                                 tmp_path):
+def test_filter_to_incomplete_and_bulk_cancel_them_from_the_page(
+    page, live_server, intents_in_stripe, job_runner, tmp_path
+):
     ppid, made = intents_in_stripe
     shots = _shots(tmp_path)
     sign_in(page, OPERATOR)

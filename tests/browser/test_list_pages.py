@@ -55,8 +55,15 @@ def site(tmp_path_factory):
             create_user(VIEWER, PASSWORD, "viewer")
             create_user(OPERATOR, PASSWORD, "operator")
             create_user(ADMIN, PASSWORD, "admin")
-            proc = add_processor(name="Stripe (test)", secret_key="sk_test_lists", publishable_key="pk_test_lists",
-                                 webhook_secrets=["whsec_lists"], api_base=BASE, mode="test", default=True)
+            proc = add_processor(
+                name="Stripe (test)",
+                secret_key="sk_test_lists",
+                publishable_key="pk_test_lists",
+                webhook_secrets=["whsec_lists"],
+                api_base=BASE,
+                mode="test",
+                default=True,
+            )
             gifts = [OneOff(world, amount=2500 + 1000 * n) for n in range(3)]
             for n, g in enumerate(gifts):
                 g.customer.update(name=LONG_NAME if n == 0 else f"Donor {n}", email=f"donor{n}@example.org")
@@ -68,21 +75,58 @@ def site(tmp_path_factory):
             store_event(proc, renewal.events["invoice.paid"])
             run_once()
             donor = db.session.scalar(select(Contact).order_by(Contact.id.desc()))
-            db.session.add(Contribution(processor_id=proc.id, contact_id=donor.id, amount=4000, currency="usd",
-                                        status="Failed", trxn_id="ch_failed_lists",
-                                        failure_message="Your card was declined."))
+            db.session.add(
+                Contribution(
+                    processor_id=proc.id,
+                    contact_id=donor.id,
+                    amount=4000,
+                    currency="usd",
+                    status="Failed",
+                    trxn_id="ch_failed_lists",
+                    failure_message="Your card was declined.",
+                )
+            )
             for n, status in enumerate(["requires_payment_method", "succeeded"]):
-                db.session.add(StripePaymentIntent(stripe_intent_id=f"pi_lists{n}", processor_id=proc.id,
-                                                   status=status, amount=1200, currency="usd",
-                                                   description="Spring appeal"))
-            db.session.add(OutboxTask(kind="receipt", key="receipt:lists", processor_id=proc.id, status="error",
-                                      attempts=5, last_error="The mail server refused the message"))
-            audit.record("contact.update", object_type="contact", object_id=str(donor.id), processor_id=proc.id,
-                         parameters={"fields": ["display_name", "email"], "email": "a@example.org"})
+                db.session.add(
+                    StripePaymentIntent(
+                        stripe_intent_id=f"pi_lists{n}",
+                        processor_id=proc.id,
+                        status=status,
+                        amount=1200,
+                        currency="usd",
+                        description="Spring appeal",
+                    )
+                )
+            db.session.add(
+                OutboxTask(
+                    kind="receipt",
+                    key="receipt:lists",
+                    processor_id=proc.id,
+                    status="error",
+                    attempts=5,
+                    last_error="The mail server refused the message",
+                )
+            )
+            audit.record(
+                "contact.update",
+                object_type="contact",
+                object_id=str(donor.id),
+                processor_id=proc.id,
+                parameters={"fields": ["display_name", "email"], "email": "a@example.org"},
+            )
             jobs.start("events.cleanup", {"older_than": "3 months"}, processor_id=proc.id)
-            create_form(FormSettings(slug="spring", title="Spring appeal", processor_id=proc.id,
-                                     amounts="10,25,50,100,250", frequencies=("one-off", "monthly", "yearly")))
-            db.session.delete(db.session.scalar(select(Payment).where(Payment.trxn_id == gifts[1].charge["id"])))
+            create_form(
+                FormSettings(
+                    slug="spring",
+                    title="Spring appeal",
+                    processor_id=proc.id,
+                    amounts="10,25,50,100,250",
+                    frequencies=("one-off", "monthly", "yearly"),
+                )
+            )
+            db.session.delete(
+                db.session.scalar(select(Payment).where(Payment.trxn_id == gifts[1].charge["id"]))
+            )
             db.session.commit()
             rc_scan.take(proc, ReconcileFilter())  # /reconcile shows the kept scan (an operator's job)
             db.session.remove()
@@ -183,7 +227,9 @@ def test_a_row_is_a_card_with_status_and_amount_first_on_a_phone(page, name, pat
     for i in range(cells.count()):
         cell = cells.nth(i)
         if cell.evaluate("el => el.innerText.trim() !== '' && !el.matches('.select, .action')"):
-            assert cell.get_attribute("data-label"), f"{path}: a value without its label: {cell.inner_text()!r}"
+            assert cell.get_attribute("data-label"), (
+                f"{path}: a value without its label: {cell.inner_text()!r}"
+            )
     assert page.errors == []
 
 
@@ -196,10 +242,18 @@ def _record_pages(site) -> list[tuple[str, str]]:
         sub = db.session.scalar(select(ContributionRecur.subscription_id))
         event = db.session.scalar(select(StripeEvent.id).order_by(StripeEvent.id))
         db.session.remove()
-    return [("contribution", f"/contributions/{contribution}"), ("contact", f"/contacts/{contact}"),
-            ("subscription", f"/subscriptions/{sub}"), ("event", f"/events/{event}"), ("intent", "/intents/pi_lists0"),
-            ("dashboard", "/"), ("not-found", "/contributions/99999"), ("form-edit", "/forms/1/edit"),
-            ("api-tokens", "/settings/tokens"), ("api-docs", "/api/docs")]
+    return [
+        ("contribution", f"/contributions/{contribution}"),
+        ("contact", f"/contacts/{contact}"),
+        ("subscription", f"/subscriptions/{sub}"),
+        ("event", f"/events/{event}"),
+        ("intent", "/intents/pi_lists0"),
+        ("dashboard", "/"),
+        ("not-found", "/contributions/99999"),
+        ("form-edit", "/forms/1/edit"),
+        ("api-tokens", "/settings/tokens"),
+        ("api-docs", "/api/docs"),
+    ]
 
 
 @needs_axe
@@ -222,16 +276,33 @@ def test_every_page_fits_and_passes_axe_on_desktop_and_phone(page, site):
             if label == "desktop" and clipped:
                 problems.append(f"{path} at {label}: a table is cut off (scrolls sideways) in {clipped}")
             for v in axe_violations(page):
-                problems.append(f"{path} at {label}: axe {v['id']} ({v['impact']}): {v['help']}: "
-                                f"{[n['target'] for n in v['nodes']][:3]}")
+                problems.append(
+                    f"{path} at {label}: axe {v['id']} ({v['impact']}): {v['help']}: "
+                    f"{[n['target'] for n in v['nodes']][:3]}"
+                )
     assert problems == [], json.dumps(problems, indent=1)
     assert page.errors == []
 
 
-@pytest.mark.parametrize("path", [
-    "/events?subscription=sub_" + "x" * 3000, "/events?q=" + "y" * 3000, "/contributions?trxn_id=" + "z" * 3000,
-    "/customers?customer=cus_" + "w" * 3000, "/jobs?kind=" + "v" * 3000, "/audit?q=" + "u" * 3000,
-], ids=["events-subscription", "events-q", "contributions-trxn", "customers-customer", "jobs-kind", "audit-q"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/events?subscription=sub_" + "x" * 3000,
+        "/events?q=" + "y" * 3000,
+        "/contributions?trxn_id=" + "z" * 3000,
+        "/customers?customer=cus_" + "w" * 3000,
+        "/jobs?kind=" + "v" * 3000,
+        "/audit?q=" + "u" * 3000,
+    ],
+    ids=[
+        "events-subscription",
+        "events-q",
+        "contributions-trxn",
+        "customers-customer",
+        "jobs-kind",
+        "audit-q",
+    ],
+)
 def test_a_long_id_is_refused_without_widening_the_page(page, path):
     """3,000 characters pasted into a filter: refused with a message (ids are at most 255 characters), and the
     page stays as wide as the screen (it was 23,480 px)."""
@@ -253,12 +324,24 @@ def test_a_donor_with_one_long_first_name_fits_the_phone_thanks_page(browser, si
         donor = Contact(display_name="Maximiliane" * 8 + " Okafor", email="max@example.org")
         db.session.add(donor)
         db.session.flush()
-        gift = Contribution(processor_id=form.processor_id, contact_id=donor.id, amount=2500, currency="usd",
-                            status="Completed", donation_form_id=form.id, trxn_id="ch_thanks_long")
+        gift = Contribution(
+            processor_id=form.processor_id,
+            contact_id=donor.id,
+            amount=2500,
+            currency="usd",
+            status="Completed",
+            donation_form_id=form.id,
+            trxn_id="ch_thanks_long",
+        )
         db.session.add(gift)
         db.session.commit()
-        typed = Gift(amount=2500, frequency="one-off", first_name="Maximiliane" * 8, last_name="Okafor",
-                     email="max@example.org")
+        typed = Gift(
+            amount=2500,
+            frequency="one-off",
+            first_name="Maximiliane" * 8,
+            last_name="Okafor",
+            email="max@example.org",
+        )
         url = f"/donate/spring/thanks/{ref_of(gift, typed)}"
         db.session.remove()
     context = browser.new_context(viewport=PHONE, base_url=site.url)

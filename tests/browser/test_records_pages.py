@@ -43,14 +43,25 @@ def stripe_account(live_server, empty_localstripe):
 
     app = live_server.app
     with app.app_context():
-        proc = add_processor(name=f"Browser Stripe {uuid.uuid4().hex[:4]}", secret_key="sk_test_browser_" +
-                             uuid.uuid4().hex, webhook_secrets=["whsec_b"], api_base=empty_localstripe, mode="test")
+        proc = add_processor(
+            name=f"Browser Stripe {uuid.uuid4().hex[:4]}",
+            secret_key="sk_test_browser_" + uuid.uuid4().hex,
+            webhook_secrets=["whsec_b"],
+            api_base=empty_localstripe,
+            mode="test",
+        )
         ppid, name = proc.id, proc.name
         db.session.remove()
     gw = Gateway("sk_test_browser", empty_localstripe)
     plan = donation_plan(gw, 2500)
-    subs = [subscribe(gw, gw.create("customers", {"name": f"Browser Donor {i}", "email": f"bd{i}@example.org"})["id"],
-                      plan) for i in range(3)]
+    subs = [
+        subscribe(
+            gw,
+            gw.create("customers", {"name": f"Browser Donor {i}", "email": f"bd{i}@example.org"})["id"],
+            plan,
+        )
+        for i in range(3)
+    ]
     stop = threading.Event()
 
     def work():
@@ -87,8 +98,18 @@ def _forget(app, ppid: int) -> None:
     from admin.models.jobs import Job
 
     with app.app_context():
-        contacts = list(db.session.scalars(select(StripeCustomer.contact_id).where(StripeCustomer.processor_id == ppid)))
-        for model in (Payment, Contribution, ContributionRecur, SubscriptionCheck, StripeCustomer, OutboxTask, Job):
+        contacts = list(
+            db.session.scalars(select(StripeCustomer.contact_id).where(StripeCustomer.processor_id == ppid))
+        )
+        for model in (
+            Payment,
+            Contribution,
+            ContributionRecur,
+            SubscriptionCheck,
+            StripeCustomer,
+            OutboxTask,
+            Job,
+        ):
             db.session.execute(delete(model).where(model.processor_id == ppid))
         db.session.execute(delete(Contact).where(Contact.id.in_(contacts)))
         db.session.execute(delete(PaymentProcessor).where(PaymentProcessor.id == ppid))
@@ -130,7 +151,9 @@ def test_import_from_the_page_then_a_contact_then_csv(page, live_server, stripe_
     assert page.locator("#contact-customers .mono").first.inner_text().startswith("cus_")
     giving = page.locator("section", has=page.locator("#giving-h"))
     assert "25.00 USD" in giving.inner_text() and giving.locator("tbody tr").count() == 1
-    assert stripe_account["subs"][1]["id"] in page.locator("section", has=page.locator("#recur-h")).inner_text()
+    assert (
+        stripe_account["subs"][1]["id"] in page.locator("section", has=page.locator("#recur-h")).inner_text()
+    )
     assert page.locator("section", has=page.locator("#payments-h")).locator("tbody tr").count() == 1
     page.screenshot(path=str(shots / "contact.png"), full_page=True)
 
@@ -140,7 +163,9 @@ def test_import_from_the_page_then_a_contact_then_csv(page, live_server, stripe_
     with page.expect_download() as info:
         page.get_by_role("link", name="Export CSV").click()
     download = info.value
-    assert download.suggested_filename.startswith("contributions-") and download.suggested_filename.endswith(".csv")
+    assert download.suggested_filename.startswith("contributions-") and download.suggested_filename.endswith(
+        ".csv"
+    )
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
     assert sorted(r["email"] for r in rows) == ["bd0@example.org", "bd1@example.org", "bd2@example.org"]
     assert {r["amount"] for r in rows} == {"25.00"} and {r["type"] for r in rows} == {"recurring"}
@@ -170,6 +195,6 @@ def test_records_pages_fit_desktop_and_phone(browser, live_server, tmp_path):
             page.goto(url)
             overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{url} at {size_name} width scrolls sideways by {overflow}px"
-            name = (url.strip("/").replace("/", "-").replace("?", "-").replace("=", "-") or "dashboard")
+            name = url.strip("/").replace("/", "-").replace("?", "-").replace("=", "-") or "dashboard"
             page.screenshot(path=str(shots / f"{size_name}-{name}.png"), full_page=True)
         context.close()

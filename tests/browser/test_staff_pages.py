@@ -29,7 +29,10 @@ def test_sign_in_shows_dashboard_and_screenshot(page, tmp_path):
     cards = page.locator(".stat")
     assert cards.count() == 12  # 9 counts, 3 of queue health
     assert page.locator(".stat", has_text="Workers running").locator(".stat-value").inner_text() == "0"
-    assert page.locator(".stat", has_text="Events in error, last 24 h").locator(".stat-value").inner_text() == "2"
+    assert (
+        page.locator(".stat", has_text="Events in error, last 24 h").locator(".stat-value").inner_text()
+        == "2"
+    )
     assert page.locator(".stat", has_text="Active subscriptions").locator(".stat-value").inner_text() == "5"
     assert "100.00 EUR" not in page.content() and "120.00 EUR" in page.content()
     # app.css applied (not blocked by the CSP): the cards are laid out as a grid.
@@ -50,13 +53,16 @@ def test_sign_in_shows_dashboard_and_screenshot(page, tmp_path):
 
 def _add_probe(page, html: str) -> None:
     """Put an htmx element on the page (via DevTools, which the page's CSP does not govern)."""
-    page.evaluate("""html => {
+    page.evaluate(
+        """html => {
         const box = document.createElement('div');
         box.id = 'probe-box';
         box.innerHTML = html;
         document.querySelector('main').appendChild(box);
         htmx.process(box);
-    }""", html)
+    }""",
+        html,
+    )
 
 
 def test_htmx_post_carries_csrf_token(page, live_server):
@@ -66,11 +72,14 @@ def test_htmx_post_carries_csrf_token(page, live_server):
     page.on("request", lambda r: r.method == "POST" and "/_probe/" in r.url and sent.append(r.headers))
 
     # A plain htmx button, no form and no hidden field: the token can only come from the header.
-    _add_probe(page, '<button id="probe-a" hx-post="/_probe/echo" hx-target="#out-a">go</button>'
-                     '<div id="out-a"></div>'
-                     # An element with its own hx-headers replaces the inherited ones; app.js re-adds the token.
-                     '<button id="probe-b" hx-post="/_probe/echo" hx-target="#out-b" '
-                     "hx-headers='{\"X-Extra\": \"1\"}'>go</button><div id=\"out-b\"></div>")
+    _add_probe(
+        page,
+        '<button id="probe-a" hx-post="/_probe/echo" hx-target="#out-a">go</button>'
+        '<div id="out-a"></div>'
+        # An element with its own hx-headers replaces the inherited ones; app.js re-adds the token.
+        '<button id="probe-b" hx-post="/_probe/echo" hx-target="#out-b" '
+        'hx-headers=\'{"X-Extra": "1"}\'>go</button><div id="out-b"></div>',
+    )
     page.click("#probe-a")
     page.locator("#out-a .probe-result").wait_for()
     page.click("#probe-b")
@@ -79,15 +88,20 @@ def test_htmx_post_carries_csrf_token(page, live_server):
     assert [h.get("x-csrftoken") for h in sent] == [token, token]
     assert sent[1].get("x-extra") == "1"
     received = live_server.seen[-2:]
-    assert all(r["headers"].get("X-Csrftoken") == token and r["headers"].get("Hx-Request") == "true"
-               for r in received)
+    assert all(
+        r["headers"].get("X-Csrftoken") == token and r["headers"].get("Hx-Request") == "true"
+        for r in received
+    )
     assert all("csrf_token" not in r["form"] for r in received)
 
 
 def test_htmx_error_is_a_toast_not_a_swap(page):
     sign_in(page)  # a viewer: the admin-only probe answers 403
-    _add_probe(page, '<button id="probe-c" hx-post="/_probe/admin-only" hx-target="#out-c">go</button>'
-                     '<div id="out-c">unchanged</div>')
+    _add_probe(
+        page,
+        '<button id="probe-c" hx-post="/_probe/admin-only" hx-target="#out-c">go</button>'
+        '<div id="out-c">unchanged</div>',
+    )
     page.click("#probe-c")
     toast = page.locator("#toasts .toast")
     toast.wait_for()

@@ -17,10 +17,16 @@ from admin.services.records.common import ContributionFilter, PaymentFilter
 from admin.services.records.contacts import ContactFilter
 from admin.services.records.subscriptions import SubscriptionFilter
 
-LISTINGS = [(("contacts", "list"), ContactFilter), (("contributions", "list"), ContributionFilter),
-            (("payments", "list"), PaymentFilter), (("recurring", "list"), SubscriptionFilter),
-            (("events", "list"), EventFilter), (("intents", "list"), IntentFilter), (("jobs", "list"), JobFilter),
-            (("audit", "list"), AuditFilter)]
+LISTINGS = [
+    (("contacts", "list"), ContactFilter),
+    (("contributions", "list"), ContributionFilter),
+    (("payments", "list"), PaymentFilter),
+    (("recurring", "list"), SubscriptionFilter),
+    (("events", "list"), EventFilter),
+    (("intents", "list"), IntentFilter),
+    (("jobs", "list"), JobFilter),
+    (("audit", "list"), AuditFilter),
+]
 
 
 def _command(app, path):
@@ -44,7 +50,9 @@ def test_every_filter_field_is_an_option_of_the_same_name(app, path, flt):
 
 
 def test_search_is_q_on_the_cli_too(app, runner):
-    audit.record("events.replay", object_type="event", object_id="evt_needle", parameters={"no_receipt": True})
+    audit.record(
+        "events.replay", object_type="event", object_id="evt_needle", parameters={"no_receipt": True}
+    )
     audit.record("intents.cancel", object_type="payment_intent", object_id="pi_other")
     for flag in ("--q", "--search"):
         out = runner.invoke(args=["audit", "list", flag, "evt_needle", "--format", "json"])
@@ -54,12 +62,16 @@ def test_search_is_q_on_the_cli_too(app, runner):
 
 def test_audit_list_filters_as_the_page_and_names_a_bad_option(app, runner):
     audit.record("events.replay", object_type="event", object_id="evt_1")
-    audit.record("intents.cancel", object_type="payment_intent", object_id="pi_1", ok=False, message="Stripe: no")
+    audit.record(
+        "intents.cancel", object_type="payment_intent", object_id="pi_1", ok=False, message="Stripe: no"
+    )
     rows = json.loads(runner.invoke(args=["audit", "list", "--format", "json"]).output)
     assert [r["action"] for r in rows] == ["intents.cancel", "events.replay"]  # newest first
     rows = json.loads(runner.invoke(args=["audit", "list", "--result", "error", "--format", "json"]).output)
     assert [(r["object_id"], r["message"]) for r in rows] == [("pi_1", "Stripe: no")]
-    rows = json.loads(runner.invoke(args=["audit", "list", "--action", "events.*", "--format", "json"]).output)
+    rows = json.loads(
+        runner.invoke(args=["audit", "list", "--action", "events.*", "--format", "json"]).output
+    )
     assert [r["object_id"] for r in rows] == ["evt_1"]
     bad = runner.invoke(args=["audit", "list", "--since", "yesterday-ish"])
     assert bad.exit_code != 0 and "--since" in bad.output and "Traceback" not in bad.output
@@ -73,5 +85,7 @@ def test_contacts_list_defaults_to_linked_contacts_as_the_customers_page(app, ru
     db.session.commit()
     listed = json.loads(runner.invoke(args=["contacts", "list", "--format", "json"]).output)
     assert listed == []  # /customers shows contacts linked to a Stripe customer; so does the CLI
-    listed = json.loads(runner.invoke(args=["contacts", "list", "--linked", "any", "--format", "json"]).output)
+    listed = json.loads(
+        runner.invoke(args=["contacts", "list", "--linked", "any", "--format", "json"]).output
+    )
     assert [c["email"] for c in listed] == ["ada@example.org"]

@@ -11,8 +11,23 @@ from admin.models import Contact, DonationForm
 
 
 def _add(runner, *extra: str):
-    return runner.invoke(args=["forms", "add", "--slug", "spring", "--title", "Spring appeal", "--currency", "usd",
-                               "--amounts", "10,25,50", "--frequencies", "one-off,monthly", *extra])
+    return runner.invoke(
+        args=[
+            "forms",
+            "add",
+            "--slug",
+            "spring",
+            "--title",
+            "Spring appeal",
+            "--currency",
+            "usd",
+            "--amounts",
+            "10,25,50",
+            "--frequencies",
+            "one-off,monthly",
+            *extra,
+        ]
+    )
 
 
 def test_forms_add_and_list(app, runner, offline_processor):
@@ -22,7 +37,11 @@ def test_forms_add_and_list(app, runner, offline_processor):
     assert url == "http://127.0.0.1:5000/donate/spring"
     form = db.session.get(DonationForm, int(form_id))
     assert (form.amounts, form.frequencies, form.postcode_field, form.processor_id) == (
-        [1000, 2500, 5000], ["one-off", "monthly"], False, offline_processor.id)
+        [1000, 2500, 5000],
+        ["one-off", "monthly"],
+        False,
+        offline_processor.id,
+    )
 
     table = runner.invoke(args=["forms", "list"])
     assert table.exit_code == 0 and "spring" in table.output and "Spring appeal" in table.output
@@ -48,14 +67,19 @@ def test_forms_add_explains_bad_input_without_a_traceback(app, runner, offline_p
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--currency", "xyz"])
     assert bad.exit_code == 1 and bad.output == (
         "Error: --currency: “XYZ” is not a currency Stripe charges in: enter its three-letter code, such as usd, "
-        "eur or gbp\n")
+        "eur or gbp\n"
+    )
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--max-amount", "1000000"])
-    assert bad.exit_code == 1 and "Error: --max-amount: Stripe's largest charge in USD is 999,999.99 USD" in bad.output
+    assert (
+        bad.exit_code == 1
+        and "Error: --max-amount: Stripe's largest charge in USD is 999,999.99 USD" in bad.output
+    )
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "T", "--ppid", "nope"])
     assert bad.exit_code == 1 and "Error: --ppid: no payment processor 'nope'" in bad.output
     bad = runner.invoke(args=["forms", "add", "--slug", "ok", "--title", "Spring\x1b]0;owned\x07"])
-    assert bad.exit_code == 1 and bad.output == ("Error: --title: remove the control character (U+001B); only "
-                                                 "printable text is kept\n")
+    assert bad.exit_code == 1 and bad.output == (
+        "Error: --title: remove the control character (U+001B); only printable text is kept\n"
+    )
     assert db.session.scalar(select(DonationForm)) is None
 
 

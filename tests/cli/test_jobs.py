@@ -48,19 +48,32 @@ def test_a_job_with_a_progress_bar_prints_no_log_lines(app, empty_processor):
     for n in range(3):
         gw.create("customers", {"name": f"Donor {n}", "email": f"donor{n}@example.org"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=app.config["DATABASE_URL"], PAYDESK_SECRET_KEY="s",
-               PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY)
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "import", "customers"], cwd=ROOT, env=env,
-                          capture_output=True, timeout=120)
+    env.update(
+        PAYDESK_DATABASE_URL=app.config["DATABASE_URL"],
+        PAYDESK_SECRET_KEY="s",
+        PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "import", "customers"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     done.stdout, done.stderr = done.stdout.decode(), done.stderr.decode()  # bytes: text mode turns \r into \n
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("job ") and "done: Import all customers from Stripe: created 3" in done.stdout
+    assert (
+        done.stdout.startswith("job ") and "done: Import all customers from Stripe: created 3" in done.stdout
+    )
     assert " INFO " not in done.stderr and "admin." not in done.stderr, done.stderr
-    assert done.stderr.endswith("\n") and all(line.startswith("\rImport all customers from Stripe  ")
-                                              for line in done.stderr[:-1].split("\n")), done.stderr
+    assert done.stderr.endswith("\n") and all(
+        line.startswith("\rImport all customers from Stripe  ") for line in done.stderr[:-1].split("\n")
+    ), done.stderr
 
 
-def test_a_passing_failure_is_tried_again_not_reported_as_nothing_to_do(runner, offline_processor, monkeypatch):
+def test_a_passing_failure_is_tried_again_not_reported_as_nothing_to_do(
+    runner, offline_processor, monkeypatch
+):
     from admin.services.events import jobs as event_jobs
 
     calls, waits = [], []
@@ -76,7 +89,9 @@ def test_a_passing_failure_is_tried_again_not_reported_as_nothing_to_do(runner, 
     def charges(processor, **_kw):
         calls.append(1)
         if len(calls) == 1:
-            raise GatewayError("Service unavailable", http_status=503, transient=True, operation="charges.list")
+            raise GatewayError(
+                "Service unavailable", http_status=503, transient=True, operation="charges.list"
+            )
         return iter(())
 
     monkeypatch.setattr(event_jobs, "unrecorded_charges", charges)

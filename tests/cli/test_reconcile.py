@@ -28,13 +28,29 @@ def drift(world, offline_processor):
         store_event(offline_processor, p.event("charge.succeeded"))
     run_once()
     db.session.delete(db.session.scalar(select(Payment).where(Payment.trxn_id == lost.charge["id"])))
-    c = Contribution(processor_id=offline_processor.id, amount=800, currency="usd", status="Completed",
-                     trxn_id="ch_ghost0777", receive_date=utcnow())
+    c = Contribution(
+        processor_id=offline_processor.id,
+        amount=800,
+        currency="usd",
+        status="Completed",
+        trxn_id="ch_ghost0777",
+        receive_date=utcnow(),
+    )
     db.session.add(c)
     db.session.flush()
-    db.session.add(Payment(contribution_id=c.id, processor_id=offline_processor.id, trxn_id="ch_ghost0777",
-                           charge_id="ch_ghost0777", amount=800, net=800, currency="usd", status="Completed",
-                           payment_date=utcnow()))
+    db.session.add(
+        Payment(
+            contribution_id=c.id,
+            processor_id=offline_processor.id,
+            trxn_id="ch_ghost0777",
+            charge_id="ch_ghost0777",
+            amount=800,
+            net=800,
+            currency="usd",
+            status="Completed",
+            payment_date=utcnow(),
+        )
+    )
     db.session.commit()
     return {"kept": kept.charge["id"], "lost": lost.charge["id"], "ghost": "ch_ghost0777"}
 
@@ -48,8 +64,11 @@ def test_lists_the_differences_as_json_and_as_a_table(runner, drift):
     assert (missing["stripe_amount"], missing["local_amount"], missing["fix"]) == (3400, None, "fetch")
     every = json.loads(runner.invoke(args=["reconcile", "--all", "--format", "json"]).stdout)
     assert {r["id"]: r["problem"] for r in every}[drift["kept"]] == "in step"
-    only = json.loads(runner.invoke(args=["reconcile", "--problem", "absent", "--object", "charge",
-                                          "--format", "json"]).stdout)
+    only = json.loads(
+        runner.invoke(
+            args=["reconcile", "--problem", "absent", "--object", "charge", "--format", "json"]
+        ).stdout
+    )
     assert [r["id"] for r in only] == [drift["ghost"]]
     table = runner.invoke(args=["reconcile", "--days", "3"])
     assert table.stdout.splitlines()[0].split()[:3] == ["object", "id", "created"]
@@ -61,7 +80,9 @@ def test_fix_brings_them_in_step_and_cancelling_needs_its_own_flag(runner, drift
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)
     assert job["kind"] == "reconcile.fix_all" and job["result"]["counts"] == {
-        "fixed": 1, "left for staff (need confirmation)": 1}
+        "fixed": 1,
+        "left for staff (need confirmation)": 1,
+    }
     left = json.loads(runner.invoke(args=["reconcile", "--format", "json"]).stdout)
     assert [r["id"] for r in left] == [drift["ghost"]]
     result = runner.invoke(args=["reconcile", "--fix", "--cancel-local"])
@@ -69,14 +90,17 @@ def test_fix_brings_them_in_step_and_cancelling_needs_its_own_flag(runner, drift
     assert json.loads(runner.invoke(args=["reconcile", "--format", "json"]).stdout) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--ppid", "99"], "no payment processor"),
-    (["--days", "400"], "--days"),
-    (["--since", "someday"], "--since"),
-    (["--since", "2026-11-20", "--until", "2026-11-01"], "--until: must be after the start date"),
-    (["--object", "payout"], "--object"),
-    (["--cancel-local"], "--cancel-local goes with --fix"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ppid", "99"], "no payment processor"),
+        (["--days", "400"], "--days"),
+        (["--since", "someday"], "--since"),
+        (["--since", "2026-11-20", "--until", "2026-11-01"], "--until: must be after the start date"),
+        (["--object", "payout"], "--object"),
+        (["--cancel-local"], "--cancel-local goes with --fix"),
+    ],
+)
 def test_bad_input_is_one_line(runner, drift, args, message):
     result = runner.invoke(args=["reconcile", *args])
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -27,14 +27,19 @@ def test_listings_show_the_records_with_their_stripe_ids(runner, offline_process
         run_once()
     contributions = invoke_json(runner, "contributions", "list")
     assert {(c["trxn_id"], c["status"], c["amount"]) for c in contributions} == {
-        (ren.invoice["id"], "Completed", 1000), (pay.charge["id"], "Completed", 4200)}
+        (ren.invoice["id"], "Completed", 1000),
+        (pay.charge["id"], "Completed", 4200),
+    }
     recurring = invoke_json(runner, "recurring", "list")
-    assert [(r["subscription_id"], r["status"]) for r in recurring] == [(ren.subscription["id"], "In Progress")]
+    assert [(r["subscription_id"], r["status"]) for r in recurring] == [
+        (ren.subscription["id"], "In Progress")
+    ]
     payments = invoke_json(runner, "payments", "list", "--limit", "1000")
     assert {p["charge_id"] for p in payments} == {ren.charge["id"], pay.charge["id"]}
     contacts = invoke_json(runner, "contacts", "list")
     assert sorted(ids for c in contacts for ids in c["stripe_customer_ids"]) == sorted(
-        [ren.customer["id"], pay.customer["id"]])
+        [ren.customer["id"], pay.customer["id"]]
+    )
     intents = invoke_json(runner, "intents", "list", "--status", "succeeded")
     assert {i["payment_intent_id"] for i in intents} == {ren.intent["id"]}
     # filters narrow, --limit bounds
@@ -58,13 +63,25 @@ def test_events_list_local_defaults_pages_and_raw(runner, offline_processor):
     default = invoke_json(runner, "events", "list", "--type", "invoice.payment_succeeded")  # newest first
     assert [e["invoice_id"] for e in default] == [r.invoice["id"] for r in reversed(rens)]
     assert {e["status"] for e in default} == {"success"}
-    page2 = invoke_json(runner, "events", "list", "--type", "invoice.payment_succeeded", "--limit", "1",
-                        "--starting-after", default[0]["event_id"])
+    page2 = invoke_json(
+        runner,
+        "events",
+        "list",
+        "--type",
+        "invoice.payment_succeeded",
+        "--limit",
+        "1",
+        "--starting-after",
+        default[0]["event_id"],
+    )
     assert [e["event_id"] for e in page2] == [default[1]["event_id"]]
     assert len(invoke_json(runner, "events", "list", "--type", "all", "--limit", "100")) == 6
     assert len(invoke_json(runner, "events", "list", "--limit", "100")) == 6  # every type, as the page
-    raw = json.loads(runner.invoke(args=["events", "list", "--type", "invoice.*", "--output", "raw",
-                                         "--limit", "1"]).output)
+    raw = json.loads(
+        runner.invoke(
+            args=["events", "list", "--type", "invoice.*", "--output", "raw", "--limit", "1"]
+        ).output
+    )
     assert raw[0]["raw"]["data"]["object"]["object"] == "invoice"
     too_many = runner.invoke(args=["events", "list", "--limit", "101"])
     assert too_many.exit_code != 0 and "101" in too_many.output
@@ -106,21 +123,47 @@ def test_a_ppid_that_is_no_id_is_looked_up_by_name(runner, offline_processor, ba
         assert result.output.strip() == f"Error: no payment processor {bad!r}", result.output
 
 
-def test_tables_show_money_and_times_as_the_pages_do_and_json_keeps_raw_values(app, runner, offline_processor):
+def test_tables_show_money_and_times_as_the_pages_do_and_json_keeps_raw_values(
+    app, runner, offline_processor
+):
     from datetime import datetime
 
     from admin.extensions import db
     from admin.models import Contribution, Payment, StripeEvent
 
-    c = Contribution(processor_id=offline_processor.id, amount=100_000_000, currency="usd", status="Completed",
-                     trxn_id="ch_big", receive_date=datetime(2026, 11, 29, 14, 5, 33))
+    c = Contribution(
+        processor_id=offline_processor.id,
+        amount=100_000_000,
+        currency="usd",
+        status="Completed",
+        trxn_id="ch_big",
+        receive_date=datetime(2026, 11, 29, 14, 5, 33),
+    )
     db.session.add(c)
     db.session.flush()
-    db.session.add(Payment(contribution_id=c.id, processor_id=offline_processor.id, trxn_id="ch_big",
-                           charge_id="ch_big", amount=100_000_000, fee=290_030, net=99_709_970, currency="usd",
-                           payment_date=datetime(2026, 11, 29, 14, 5, 33)))
-    db.session.add(StripeEvent(processor_id=offline_processor.id, event_id="evt_table", type="invoice.paid",
-                               created=1_795_961_133, raw="{}", status="success"))  # 2026-11-29 14:05:33 UTC
+    db.session.add(
+        Payment(
+            contribution_id=c.id,
+            processor_id=offline_processor.id,
+            trxn_id="ch_big",
+            charge_id="ch_big",
+            amount=100_000_000,
+            fee=290_030,
+            net=99_709_970,
+            currency="usd",
+            payment_date=datetime(2026, 11, 29, 14, 5, 33),
+        )
+    )
+    db.session.add(
+        StripeEvent(
+            processor_id=offline_processor.id,
+            event_id="evt_table",
+            type="invoice.paid",
+            created=1_795_961_133,
+            raw="{}",
+            status="success",
+        )
+    )  # 2026-11-29 14:05:33 UTC
     db.session.commit()
 
     table = runner.invoke(args=["payments", "list"]).output
@@ -129,7 +172,11 @@ def test_tables_show_money_and_times_as_the_pages_do_and_json_keeps_raw_values(a
     assert "2026-11-29 14:05" in row and "99709970" not in row and "T14:05:33" not in row, table
     [raw] = invoke_json(runner, "payments", "list")
     assert (raw["amount"], raw["fee"], raw["net"], raw["payment_date"]) == (
-        100_000_000, 290_030, 99_709_970, "2026-11-29T14:05:33")
+        100_000_000,
+        290_030,
+        99_709_970,
+        "2026-11-29T14:05:33",
+    )
 
     events = runner.invoke(args=["events", "list", "--type", "all"]).output
     assert "2026-11-29 14:05" in events.splitlines()[1] and "1795961133" not in events, events

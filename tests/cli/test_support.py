@@ -19,8 +19,21 @@ WHSEC = "whsec_0123456789abcdefghijWHSEC"
 
 
 def _add(runner, *extra: str, name: str = "Main account", secret: str = SECRET):
-    return runner.invoke(args=["processor", "add", "--name", name, "--secret-key", secret,
-                               "--publishable-key", "pk_test_51Hpaydeskpublic", "--webhook-secret", WHSEC, *extra])
+    return runner.invoke(
+        args=[
+            "processor",
+            "add",
+            "--name",
+            name,
+            "--secret-key",
+            secret,
+            "--publishable-key",
+            "pk_test_51Hpaydeskpublic",
+            "--webhook-secret",
+            WHSEC,
+            *extra,
+        ]
+    )
 
 
 def _all_output(result) -> str:
@@ -56,7 +69,11 @@ def test_processor_list_masks_keys(app, runner):
     table = runner.invoke(args=["processor", "list"])
     assert table.exit_code == 0, _all_output(table)
     assert "Main account" in table.output and "Second" in table.output
-    assert SECRET not in table.output and WHSEC not in table.output and "sk_test_anotherkey9876" not in table.output
+    assert (
+        SECRET not in table.output
+        and WHSEC not in table.output
+        and "sk_test_anotherkey9876" not in table.output
+    )
     assert SECRET[-4:] in table.output  # recognisable by its last characters
 
     as_json = runner.invoke(args=["processor", "list", "--format", "json"])
@@ -70,11 +87,17 @@ def test_processor_list_masks_keys(app, runner):
     assert SECRET not in as_json.output and WHSEC not in as_json.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--secret-key", "pk_test_oops"], "secret key must start with sk_"),
-    (["--secret-key", "sk_live_realkey123"], "test processor needs a test secret key"),
-    (["--secret-key", "sk_test_ok12345", "--publishable-key", "sk_test_wrongslot"], "publishable key must start with pk_"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--secret-key", "pk_test_oops"], "secret key must start with sk_"),
+        (["--secret-key", "sk_live_realkey123"], "test processor needs a test secret key"),
+        (
+            ["--secret-key", "sk_test_ok12345", "--publishable-key", "sk_test_wrongslot"],
+            "publishable key must start with pk_",
+        ),
+    ],
+)
 def test_processor_add_rejects_bad_keys(app, runner, args, message):
     result = runner.invoke(args=["processor", "add", "--name", "Bad", "--webhook-secret", WHSEC, *args])
     assert result.exit_code == 1, _all_output(result)
@@ -84,11 +107,35 @@ def test_processor_add_rejects_bad_keys(app, runner, args, message):
 
 
 def test_processor_add_live_needs_live_key(app, runner):
-    ok = runner.invoke(args=["processor", "add", "--name", "Live", "--mode", "live", "--secret-key", "sk_live_abc1234",
-                             "--webhook-secret", WHSEC])
+    ok = runner.invoke(
+        args=[
+            "processor",
+            "add",
+            "--name",
+            "Live",
+            "--mode",
+            "live",
+            "--secret-key",
+            "sk_live_abc1234",
+            "--webhook-secret",
+            WHSEC,
+        ]
+    )
     assert ok.exit_code == 0, _all_output(ok)
-    bad = runner.invoke(args=["processor", "add", "--name", "Live2", "--mode", "live", "--secret-key", "sk_test_abc1234",
-                              "--webhook-secret", WHSEC])
+    bad = runner.invoke(
+        args=[
+            "processor",
+            "add",
+            "--name",
+            "Live2",
+            "--mode",
+            "live",
+            "--secret-key",
+            "sk_test_abc1234",
+            "--webhook-secret",
+            WHSEC,
+        ]
+    )
     assert bad.exit_code == 1 and "live processor needs a live secret key" in _all_output(bad)
 
 
@@ -114,8 +161,10 @@ def test_processor_set_unknown_is_a_clear_error(app, runner):
 
 def test_user_create_password_stdin_then_sign_in(app, runner, client):
     password = "a long enough passphrase"
-    result = runner.invoke(args=["user", "create", "--email", "Staff@Example.org", "--role", "operator",
-                                 "--password-stdin"], input=password + "\n")
+    result = runner.invoke(
+        args=["user", "create", "--email", "Staff@Example.org", "--role", "operator", "--password-stdin"],
+        input=password + "\n",
+    )
     assert result.exit_code == 0, _all_output(result)
     assert "staff@example.org" in result.output
     user = db.session.scalar(select(User).where(User.email == "staff@example.org"))
@@ -124,42 +173,57 @@ def test_user_create_password_stdin_then_sign_in(app, runner, client):
     if "auth.login" not in app.view_functions:
         pytest.skip("the /login route does not exist yet; password checked through the model only")
     token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    response = client.post("/login", data={"email": "staff@example.org", "password": password, "csrf_token": token})
+    response = client.post(
+        "/login", data={"email": "staff@example.org", "password": password, "csrf_token": token}
+    )
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     home = client.get("/")
     assert home.status_code == 200, "a signed-in user sees the dashboard"
 
 
 def test_user_create_wrong_password_cannot_sign_in(app, runner, client):
-    runner.invoke(args=["user", "create", "--email", "v@example.org", "--password-stdin"], input="right password 1\n")
+    runner.invoke(
+        args=["user", "create", "--email", "v@example.org", "--password-stdin"], input="right password 1\n"
+    )
     if "auth.login" not in app.view_functions:
         pytest.skip("the /login route does not exist yet")
     token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    response = client.post("/login", data={"email": "v@example.org", "password": "wrong password 1",
-                                           "csrf_token": token})
+    response = client.post(
+        "/login", data={"email": "v@example.org", "password": "wrong password 1", "csrf_token": token}
+    )
     assert response.status_code != 302
 
 
 def test_user_create_rejects_short_password_and_duplicates(app, runner):
-    short = runner.invoke(args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="short\n")
+    short = runner.invoke(
+        args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="short\n"
+    )
     assert short.exit_code == 1 and "at least" in _all_output(short)
-    ok = runner.invoke(args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="long enough pw\n")
+    ok = runner.invoke(
+        args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="long enough pw\n"
+    )
     assert ok.exit_code == 0
-    dup = runner.invoke(args=["user", "create", "--email", "A@example.org", "--password-stdin"], input="long enough pw\n")
+    dup = runner.invoke(
+        args=["user", "create", "--email", "A@example.org", "--password-stdin"], input="long enough pw\n"
+    )
     assert dup.exit_code == 1 and "already has an account" in _all_output(dup)
 
 
 @pytest.mark.parametrize("email", ["not-an-address", "a@example.org"])
 def test_user_create_refuses_a_bad_or_taken_email_before_asking_for_the_password(app, runner, email):
-    runner.invoke(args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="long enough pw\n")
+    runner.invoke(
+        args=["user", "create", "--email", "a@example.org", "--password-stdin"], input="long enough pw\n"
+    )
     result = runner.invoke(args=["user", "create", "--email", email], input="")  # nobody at the keyboard
     assert result.exit_code == 1, result.output
     assert "Password" not in result.output and result.output.startswith("Error: email:"), result.output
 
 
 def test_user_list_json(app, runner):
-    runner.invoke(args=["user", "create", "--email", "b@example.org", "--role", "admin", "--password-stdin"],
-                  input="long enough pw\n")
+    runner.invoke(
+        args=["user", "create", "--email", "b@example.org", "--role", "admin", "--password-stdin"],
+        input="long enough pw\n",
+    )
     rows = json.loads(runner.invoke(args=["user", "list", "--format", "json"]).output)
     assert [(r["email"], r["role"], r["active"]) for r in rows] == [("b@example.org", "admin", True)]
     assert "password" not in json.dumps(rows)
@@ -167,17 +231,23 @@ def test_user_list_json(app, runner):
 
 # -- masking, removing signing secrets, audit ----------------------------------------------
 
-@pytest.mark.parametrize("value", ["sk_test_" + "a" * n for n in range(0, 40)] + ["whsec_" + "b" * n for n in range(0, 40)]
-                         + ["x" * n for n in range(1, 40)] + ["a_b_c_d_e_f_g_h_" + "z" * 30, "sk_" + "c" * 20])
+
+@pytest.mark.parametrize(
+    "value",
+    ["sk_test_" + "a" * n for n in range(0, 40)]
+    + ["whsec_" + "b" * n for n in range(0, 40)]
+    + ["x" * n for n in range(1, 40)]
+    + ["a_b_c_d_e_f_g_h_" + "z" * 30, "sk_" + "c" * 20],
+)
 def test_mask_shows_at_most_a_prefix_and_the_last_four(value):
     from admin.crypto import KNOWN_PREFIXES, mask
 
     shown = mask(value)
     prefix = next((p for p in KNOWN_PREFIXES if value.startswith(p)), "")
     assert shown.startswith(prefix + "…")
-    tail = shown[len(prefix) + 1:]
+    tail = shown[len(prefix) + 1 :]
     assert len(tail) <= 4 and value.endswith(tail)
-    secret_part = value[len(prefix):]
+    secret_part = value[len(prefix) :]
     assert shown != value
     if tail:  # the last four only of a value long enough that at least 12 characters stay hidden
         assert len(secret_part) - len(tail) >= 12, f"{value!r} -> {shown!r} leaves too little hidden"
@@ -190,15 +260,23 @@ def test_processor_list_never_shows_a_short_key_whole(app, runner):
     assert json.loads(listing.output)[0]["secret_key"] == "sk_test_…"
 
 
-@pytest.mark.parametrize("remove, message", [
-    ("", "at least its last 4 characters"),
-    ("WH", "at least its last 4 characters"),
-    ("nomatch", "no signing secret of this processor ends with"),
-    ("WHSEC", "2 signing secrets end with"),
-])
+@pytest.mark.parametrize(
+    "remove, message",
+    [
+        ("", "at least its last 4 characters"),
+        ("WH", "at least its last 4 characters"),
+        ("nomatch", "no signing secret of this processor ends with"),
+        ("WHSEC", "2 signing secrets end with"),
+    ],
+)
 def test_processor_set_refuses_unclear_removals(app, runner, remove, message):
     ppid = _add(runner).output.strip()
-    assert runner.invoke(args=["processor", "set", ppid, "--add-webhook-secret", "whsec_second_oneWHSEC"]).exit_code == 0
+    assert (
+        runner.invoke(
+            args=["processor", "set", ppid, "--add-webhook-secret", "whsec_second_oneWHSEC"]
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(args=["processor", "set", ppid, "--remove-webhook-secret", remove])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     db.session.expire_all()
@@ -223,9 +301,13 @@ def test_processor_and_user_changes_from_the_cli_are_audited(app, runner):
     from admin.models import AuditLog
 
     ppid = _add(runner).output.strip()
-    runner.invoke(args=["processor", "set", ppid, "--name", "Renamed", "--add-webhook-secret", "whsec_rotated_1234abcd"])
-    runner.invoke(args=["user", "create", "--email", "c@example.org", "--role", "admin", "--password-stdin"],
-                  input="long enough pw\n")
+    runner.invoke(
+        args=["processor", "set", ppid, "--name", "Renamed", "--add-webhook-secret", "whsec_rotated_1234abcd"]
+    )
+    runner.invoke(
+        args=["user", "create", "--email", "c@example.org", "--role", "admin", "--password-stdin"],
+        input="long enough pw\n",
+    )
     entries = db.session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
     assert [e.action for e in entries] == ["processor.add", "processor.update", "user.create"]
     assert {e.actor for e in entries} == {f"cli:{getpass.getuser()}"}
@@ -239,26 +321,30 @@ def test_processor_and_user_changes_from_the_cli_are_audited(app, runner):
 
 # -- bad input: one line, no traceback -------------------------------------------------------
 
-@pytest.mark.parametrize("args", [
-    ["contributions", "list", "--limit", "99999999999999999999"],
-    ["contributions", "list", "--contact-id", "99999999999"],
-    ["contributions", "list", "--contact-id", "²"],
-    ["payments", "list", "--contribution-id", "-1"],
-    ["payments", "list", "--ppid", "abc"],
-    ["recurring", "list", "--ppid", "2147483648"],
-    ["intents", "list", "--limit", "0"],
-    ["contacts", "list", "--limit", "1e3"],
-    ["events", "list", "--limit", "99999999999999999999"],
-    ["events", "list", "--ppid", "²"],
-    ["events", "list", "--ppid", "9223372036854775808"],
-    ["processor", "set", "²", "--name", "x"],
-    ["processor", "set", "99999999999999999999", "--name", "x"],
-    ["processor", "add", "--name", "n" * 101, "--secret-key", "sk_test_x", "--webhook-secret", "whsec_x"],
-    ["user", "set-password", "--email", "nobody@example.org", "--password-stdin"],
-    ["user", "revoke-sessions", "--email", "x" * 300],
-    ["user", "create", "--email", "y" * 300 + "@example.org", "--password-stdin"],
-    ["processor", "nosuchcommand"],
-])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["contributions", "list", "--limit", "99999999999999999999"],
+        ["contributions", "list", "--contact-id", "99999999999"],
+        ["contributions", "list", "--contact-id", "²"],
+        ["payments", "list", "--contribution-id", "-1"],
+        ["payments", "list", "--ppid", "abc"],
+        ["recurring", "list", "--ppid", "2147483648"],
+        ["intents", "list", "--limit", "0"],
+        ["contacts", "list", "--limit", "1e3"],
+        ["events", "list", "--limit", "99999999999999999999"],
+        ["events", "list", "--ppid", "²"],
+        ["events", "list", "--ppid", "9223372036854775808"],
+        ["processor", "set", "²", "--name", "x"],
+        ["processor", "set", "99999999999999999999", "--name", "x"],
+        ["processor", "add", "--name", "n" * 101, "--secret-key", "sk_test_x", "--webhook-secret", "whsec_x"],
+        ["user", "set-password", "--email", "nobody@example.org", "--password-stdin"],
+        ["user", "revoke-sessions", "--email", "x" * 300],
+        ["user", "create", "--email", "y" * 300 + "@example.org", "--password-stdin"],
+        ["processor", "nosuchcommand"],
+    ],
+)
 @pytest.mark.postgres
 def test_bad_input_gets_one_line_and_no_traceback(app, runner, backend, args):
     result = runner.invoke(args=args, input="long enough password\n")
@@ -274,9 +360,11 @@ def test_bad_input_gets_one_line_and_no_traceback(app, runner, backend, args):
 def test_long_filters_are_refused_in_one_line(app, runner, backend):
     """Over-long strings (ids are at most 255 characters): refused with the option named, never sent to the
     database (PostgreSQL would refuse them in a column) and never echoed back."""
-    for args, option in ((["contributions", "list", "--trxn-id", "ch_" + "x" * 5000], "--trxn-id"),
-                         (["contacts", "list", "--customer", "cus_" + "c" * 5000], "--customer"),
-                         (["events", "list", "--subscription", "sub_" + "q" * 5000], "--subscription")):
+    for args, option in (
+        (["contributions", "list", "--trxn-id", "ch_" + "x" * 5000], "--trxn-id"),
+        (["contacts", "list", "--customer", "cus_" + "c" * 5000], "--customer"),
+        (["events", "list", "--subscription", "sub_" + "q" * 5000], "--subscription"),
+    ):
         result = runner.invoke(args=[*args, "--format", "json"])
         assert result.exit_code == 1 and f"{option}: at most 255 characters" in result.output, result.output
         assert len(result.output) < 300
@@ -289,9 +377,18 @@ def test_malformed_stored_data_is_reported_not_crashed_on(app, runner):
     from admin.models import Contribution, StripeEvent
 
     ppid = int(_add(runner).output.strip())
-    db.session.add(StripeEvent(processor_id=ppid, event_id="evt_broken", type="invoice.payment_succeeded",
-                               raw='{"id": "evt_broken", "trunc', status="error"))
-    db.session.add(Contribution(processor_id=ppid, amount="12.50", currency="usd", trxn_id="ch_str"))  # SQLite takes it
+    db.session.add(
+        StripeEvent(
+            processor_id=ppid,
+            event_id="evt_broken",
+            type="invoice.payment_succeeded",
+            raw='{"id": "evt_broken", "trunc',
+            status="error",
+        )
+    )
+    db.session.add(
+        Contribution(processor_id=ppid, amount="12.50", currency="usd", trxn_id="ch_str")
+    )  # SQLite takes it
     db.session.commit()
     raw = runner.invoke(args=["events", "list", "--output", "raw"])
     assert raw.exit_code == 0, raw.output
@@ -310,12 +407,21 @@ def test_commands_print_only_paydesks_own_messages(app, tmp_path):
     from conftest import ROOT
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-    env.update(PAYDESK_DATABASE_URL=f"sqlite:///{tmp_path / 'quiet.sqlite3'}", PAYDESK_SECRET_KEY="k",
-               PAYDESK_ENCRYPTION_KEY="e")
+    env.update(
+        PAYDESK_DATABASE_URL=f"sqlite:///{tmp_path / 'quiet.sqlite3'}",
+        PAYDESK_SECRET_KEY="k",
+        PAYDESK_ENCRYPTION_KEY="e",
+    )
 
     def flask(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     for args in (["db", "upgrade"], ["processor", "list"], ["user", "list", "--format", "json"]):
         done = flask(*args)
@@ -334,12 +440,20 @@ def test_stripe_unreachable_is_one_line(app, runner, offline_processor):
 
 # -- the database: the README's URL forms, a fresh clone, one that cannot be opened ----------------
 
+
 def _flask(cwd, url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     """``flask --app wsgi ARGS`` as someone runs it from ``cwd`` (keys given, so instance/ is not touched)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
     env.update(PAYDESK_DATABASE_URL=url, PAYDESK_SECRET_KEY="s", PAYDESK_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY)
-    return subprocess.run([sys.executable, "-m", "flask", "--app", str(ROOT / "wsgi.py"), *args], cwd=cwd, env=env,
-                          input=stdin, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", str(ROOT / "wsgi.py"), *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -364,8 +478,12 @@ def test_a_relative_sqlite_path_is_read_from_the_current_directory(tmp_path):
 
 def test_a_fresh_clone_is_told_to_run_db_upgrade_and_no_empty_database_is_made(tmp_path):
     url = f"sqlite:///{tmp_path / 'paydesk.sqlite3'}"
-    for args in (["contributions", "list"], ["reconcile", "--days", "7"], ["worker", "--once"],
-                 ["events", "retry-all"]):
+    for args in (
+        ["contributions", "list"],
+        ["reconcile", "--days", "7"],
+        ["worker", "--once"],
+        ["events", "retry-all"],
+    ):
         line = _one_error_line(_flask(tmp_path, url, *args))
         assert "run `flask --app wsgi db upgrade`" in line and str(tmp_path / "paydesk.sqlite3") in line, line
         assert not (tmp_path / "paydesk.sqlite3").exists(), args
@@ -378,16 +496,26 @@ def test_a_database_without_tables_is_told_to_run_db_upgrade(tmp_path):
     assert "has no paydesk tables yet: run `flask --app wsgi db upgrade`" in line
 
 
-@pytest.mark.parametrize("args", [["reconcile", "--days", "7"], ["contributions", "list"], ["db", "upgrade"],
-                                  ["worker", "--once"], ["user", "create", "--email", "a@example.org",
-                                                         "--password-stdin"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconcile", "--days", "7"],
+        ["contributions", "list"],
+        ["db", "upgrade"],
+        ["worker", "--once"],
+        ["user", "create", "--email", "a@example.org", "--password-stdin"],
+    ],
+)
 def test_a_database_that_cannot_be_opened_is_one_line_never_a_traceback(tmp_path, args):
-    line = _one_error_line(_flask(tmp_path, "sqlite:///no/such/folder/paydesk.sqlite3", *args,
-                                  stdin="long enough pw\n"))
+    line = _one_error_line(
+        _flask(tmp_path, "sqlite:///no/such/folder/paydesk.sqlite3", *args, stdin="long enough pw\n")
+    )
     assert f"the folder {tmp_path / 'no/such/folder'} does not exist" in line, line
 
 
-@pytest.mark.parametrize("args", [["reconcile"], ["payments", "list"], ["db", "upgrade"], ["worker", "--once"]])
+@pytest.mark.parametrize(
+    "args", [["reconcile"], ["payments", "list"], ["db", "upgrade"], ["worker", "--once"]]
+)
 def test_a_database_server_that_cannot_be_reached_is_one_line_never_a_traceback(tmp_path, args):
     from conftest import free_port
 

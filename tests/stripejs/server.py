@@ -35,8 +35,13 @@ def create_app(localstripe_url: str) -> Flask:
     def publishable_key() -> str:
         key = request.values.get("key", "")
         if not key.startswith("pk_"):
-            abort(Response('{"error": {"message": "A publishable key (pk_...) is required."}}', 401,
-                           mimetype="application/json"))
+            abort(
+                Response(
+                    '{"error": {"message": "A publishable key (pk_...) is required."}}',
+                    401,
+                    mimetype="application/json",
+                )
+            )
         return key
 
     def relay(resp: requests.Response) -> Response:
@@ -50,8 +55,13 @@ def create_app(localstripe_url: str) -> Flask:
         resp = requests.get(f"{base}/v1/payment_intents/{pi_id}", headers=auth, timeout=10)
         body = resp.json()
         if resp.status_code != 200 or body.get("client_secret") != request.values.get("client_secret"):
-            abort(Response('{"error": {"message": "No such payment_intent.", "code": "resource_missing"}}', 404,
-                           mimetype="application/json"))
+            abort(
+                Response(
+                    '{"error": {"message": "No such payment_intent.", "code": "resource_missing"}}',
+                    404,
+                    mimetype="application/json",
+                )
+            )
         return body
 
     @app.before_request
@@ -77,7 +87,9 @@ def create_app(localstripe_url: str) -> Flask:
     @app.post("/v1/payment_methods")
     def payment_methods():
         publishable_key()
-        return relay(requests.post(f"{base}/v1/payment_methods", data=form_without("key"), headers=auth, timeout=10))
+        return relay(
+            requests.post(f"{base}/v1/payment_methods", data=form_without("key"), headers=auth, timeout=10)
+        )
 
     @app.get("/v1/payment_intents/<pi_id>")
     def payment_intent(pi_id: str):
@@ -93,8 +105,13 @@ def create_app(localstripe_url: str) -> Flask:
     @app.post("/v1/payment_intents/<pi_id>/_authenticate")
     def authenticate(pi_id: str):
         publishable_key()  # localstripe itself takes the publishable key and client secret here
-        return relay(requests.post(f"{base}/v1/payment_intents/{pi_id}/_authenticate",
-                                   data=list(request.form.items(multi=True)), timeout=10))
+        return relay(
+            requests.post(
+                f"{base}/v1/payment_intents/{pi_id}/_authenticate",
+                data=list(request.form.items(multi=True)),
+                timeout=10,
+            )
+        )
 
     @app.route("/v1/<path:_rest>", methods=["OPTIONS"])
     def preflight(_rest: str):
@@ -110,7 +127,9 @@ class DoubleServer:
         self.app = create_app(localstripe_url)
         self._server = make_server(host, port, self.app, threaded=True)
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stripejs-double", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="stripejs-double", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -127,7 +146,9 @@ def serve(localstripe_url: str, port: int = 0) -> DoubleServer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8421)
     parser.add_argument("--stripe", default="http://127.0.0.1:8420", help="localstripe's address")

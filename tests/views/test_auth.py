@@ -22,8 +22,11 @@ OWNER = "198.51.100.7"
 def post_login(client, email=EMAIL, password=PASSWORD, next_url=None, addr=None):
     token = csrf_token_from(client.get("/login").get_data(as_text=True))
     url = "/login" + (f"?next={next_url}" if next_url else "")
-    return client.post(url, data={"email": email, "password": password, "csrf_token": token},
-                       **({"environ_base": {"REMOTE_ADDR": addr}} if addr else {}))
+    return client.post(
+        url,
+        data={"email": email, "password": password, "csrf_token": token},
+        **({"environ_base": {"REMOTE_ADDR": addr}} if addr else {}),
+    )
 
 
 def test_login_page_renders_with_csrf(client):
@@ -80,7 +83,9 @@ def test_failing_address_is_blocked_for_that_account_but_the_owner_signs_in_else
         assert post_login(client, password="wrong password!", addr=ATTACKER).status_code == 422
     locked = post_login(client, password="wrong password!", addr=ATTACKER)
     assert locked.status_code == 429
-    assert "Too many failed attempts. Try again in 1 minute." in locked.get_data(as_text=True)  # 60 s in tests
+    assert "Too many failed attempts. Try again in 1 minute." in locked.get_data(
+        as_text=True
+    )  # 60 s in tests
 
     # From the failing address even the right password is refused while the block lasts ...
     refused = post_login(client, addr=ATTACKER)
@@ -134,8 +139,12 @@ def test_guesses_from_fifteen_addresses_of_one_ipv6_64_share_one_budget(app, cli
     """A /64 is one home or one server: each of its addresses must not get a fresh budget."""
     app.config["LOGIN_IP_MAX_FAILURES"] = 10
     auth.create(EMAIL, "viewer")
-    codes = [post_login(client, email=f"guess{n}@example.org", password="x", addr=f"2001:db8:aa:bb::{n:x}").status_code
-             for n in range(1, 16)]
+    codes = [
+        post_login(
+            client, email=f"guess{n}@example.org", password="x", addr=f"2001:db8:aa:bb::{n:x}"
+        ).status_code
+        for n in range(1, 16)
+    ]
     assert codes == [422] * 9 + [429] * 6
     assert post_login(client, addr="2001:db8:aa:bb:ffff:1:2:3").status_code == 429  # the owner's password too
     assert post_login(app.test_client(), addr="2001:db8:aa:bc::1").status_code == 302  # the next /64 is not
@@ -166,7 +175,9 @@ def test_sign_ins_and_failures_are_audited_without_the_password(app, client, aut
     entries = db.session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
     failed = [e for e in entries if e.action == "user.sign_in_failed"]
     assert [(e.parameters["email"], e.parameters["address"], e.result, e.actor) for e in failed] == [
-        (EMAIL, ATTACKER, "error", "anonymous"), ("nobody@example.org", ATTACKER, "error", "anonymous")]
+        (EMAIL, ATTACKER, "error", "anonymous"),
+        ("nobody@example.org", ATTACKER, "error", "anonymous"),
+    ]
     (signed_in,) = [e for e in entries if e.action == "user.sign_in"]
     assert (signed_in.user_id, signed_in.actor, signed_in.parameters["address"]) == (user.id, EMAIL, OWNER)
     everything = json.dumps([[e.parameters, e.message] for e in entries])
@@ -183,16 +194,19 @@ def test_inactive_user_cannot_sign_in(client, auth):
     assert "do not match" in resp.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("next_url, expected", [
-    ("/healthz", "/healthz"),
-    ("/healthz?x=1", "/healthz"),
-    ("http://localhost/healthz", "/healthz"),
-    ("https://evil.example/phish", "/"),
-    ("//evil.example/phish", "/"),
-    ("/\\evil.example", "/"),
-    ("javascript:alert(1)", "/"),
-    ("healthz", "/"),
-])
+@pytest.mark.parametrize(
+    "next_url, expected",
+    [
+        ("/healthz", "/healthz"),
+        ("/healthz?x=1", "/healthz"),
+        ("http://localhost/healthz", "/healthz"),
+        ("https://evil.example/phish", "/"),
+        ("//evil.example/phish", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("healthz", "/"),
+    ],
+)
 def test_next_is_followed_only_within_the_site(client, auth, next_url, expected):
     from urllib.parse import quote
 
@@ -245,6 +259,7 @@ def test_session_protection_is_strong(app, client, auth):
 
 # -- sessions that end -----------------------------------------------------------------
 
+
 def _saved_session(client) -> str:
     cookie = client.get_cookie("session")
     assert cookie is not None, "no session cookie"
@@ -272,15 +287,19 @@ def test_new_password_or_revoke_from_the_cli_ends_every_session(app, runner, aut
     assert first.get("/").status_code == 302 and second.get("/").status_code == 302
 
     assert post_login(first).status_code == 302 and first.get("/").status_code == 200
-    result = runner.invoke(args=["user", "set-password", "--email", EMAIL, "--password-stdin"],
-                           input="a brand new passphrase\n")
+    result = runner.invoke(
+        args=["user", "set-password", "--email", EMAIL, "--password-stdin"], input="a brand new passphrase\n"
+    )
     assert result.exit_code == 0, result.output
     assert first.get("/").status_code == 302
     assert post_login(first).status_code == 422  # the old password is gone
     assert post_login(first, password="a brand new passphrase").status_code == 302
 
-    entries = db.session.scalars(select(AuditLog).where(AuditLog.action.in_(
-        ["user.revoke_sessions", "user.set_password"])).order_by(AuditLog.id)).all()
+    entries = db.session.scalars(
+        select(AuditLog)
+        .where(AuditLog.action.in_(["user.revoke_sessions", "user.set_password"]))
+        .order_by(AuditLog.id)
+    ).all()
     assert [e.action for e in entries] == ["user.revoke_sessions", "user.set_password"]
     assert all(e.actor.startswith("cli:") and e.object_id == str(find_user(EMAIL).id) for e in entries)
     assert "a brand new passphrase" not in json.dumps([e.parameters for e in entries])
@@ -289,7 +308,10 @@ def test_new_password_or_revoke_from_the_cli_ends_every_session(app, runner, aut
 def test_csrf_token_is_renewed_at_sign_in(app, client, auth):
     auth.create(EMAIL, "viewer")
     before = csrf_token_from(client.get("/login").get_data(as_text=True))
-    assert client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": before}).status_code == 302
+    assert (
+        client.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": before}).status_code
+        == 302
+    )
     after = auth.token()
     assert after != before
     # a token planted before sign-in (say by someone who shared the browser) is not accepted after it
@@ -325,13 +347,21 @@ def test_trusted_proxy_hops_give_the_client_address(tmp_path):
         c = proxied.test_client()
         token = csrf_token_from(c.get("/login", environ_base=proxy).get_data(as_text=True))
         # the client claims to be OWNER; the proxy appends the address it really saw
-        resp = c.post("/login", data={"email": EMAIL, "password": "wrong password!", "csrf_token": token},
-                      environ_base=proxy, headers={"X-Forwarded-For": f"{OWNER}, {ATTACKER}"})
+        resp = c.post(
+            "/login",
+            data={"email": EMAIL, "password": "wrong password!", "csrf_token": token},
+            environ_base=proxy,
+            headers={"X-Forwarded-For": f"{OWNER}, {ATTACKER}"},
+        )
         assert resp.status_code == 422
         assert db.session.get(RateLimit, f"login-ip:{ATTACKER}") is not None
         assert db.session.get(RateLimit, f"login-ip:{OWNER}") is None
-        resp = c.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token},
-                      environ_base=proxy, headers={"X-Forwarded-For": OWNER})
+        resp = c.post(
+            "/login",
+            data={"email": EMAIL, "password": PASSWORD, "csrf_token": token},
+            environ_base=proxy,
+            headers={"X-Forwarded-For": OWNER},
+        )
         assert resp.status_code == 302
         assert c.get("/", environ_base=proxy, headers={"X-Forwarded-For": OWNER}).status_code == 200
         assert c.get("/", environ_base=proxy, headers={"X-Forwarded-For": ATTACKER}).status_code == 302

@@ -14,43 +14,70 @@ from admin.timeutil import utcnow
 
 
 def _event(ppid, n, *, received_at, status="success"):
-    return StripeEvent(processor_id=ppid, event_id=f"evt_{n}", type="invoice.paid", raw="{}",
-                       status=status, received_at=received_at)
+    return StripeEvent(
+        processor_id=ppid,
+        event_id=f"evt_{n}",
+        type="invoice.paid",
+        raw="{}",
+        status=status,
+        received_at=received_at,
+    )
 
 
 def _contribution(ppid, n, amount, currency, status, when):
-    return Contribution(processor_id=ppid, amount=amount, currency=currency, status=status,
-                        trxn_id=f"ch_{n}", receive_date=when)
+    return Contribution(
+        processor_id=ppid,
+        amount=amount,
+        currency=currency,
+        status=status,
+        trxn_id=f"ch_{n}",
+        receive_date=when,
+    )
 
 
 def seed(ppid, now: datetime) -> None:
     month_start, _ = month_bounds(now)
     before_month = month_start - timedelta(seconds=1)
-    db.session.add_all([
-        _event(ppid, 1, received_at=now - timedelta(hours=1)),
-        _event(ppid, 2, received_at=now - timedelta(hours=2), status="error"),
-        _event(ppid, 3, received_at=now - timedelta(hours=23), status="error"),
-        _event(ppid, 4, received_at=now - timedelta(hours=25), status="error"),  # too old
-        _event(ppid, 5, received_at=now - timedelta(minutes=5), status="queued"),
-    ])
-    for n, status in enumerate(["requires_payment_method", "requires_action", "processing", "succeeded",
-                                "canceled", "requires_capture"]):
+    db.session.add_all(
+        [
+            _event(ppid, 1, received_at=now - timedelta(hours=1)),
+            _event(ppid, 2, received_at=now - timedelta(hours=2), status="error"),
+            _event(ppid, 3, received_at=now - timedelta(hours=23), status="error"),
+            _event(ppid, 4, received_at=now - timedelta(hours=25), status="error"),  # too old
+            _event(ppid, 5, received_at=now - timedelta(minutes=5), status="queued"),
+        ]
+    )
+    for n, status in enumerate(
+        [
+            "requires_payment_method",
+            "requires_action",
+            "processing",
+            "succeeded",
+            "canceled",
+            "requires_capture",
+        ]
+    ):
         db.session.add(StripePaymentIntent(stripe_intent_id=f"pi_{n}", processor_id=ppid, status=status))
     for n, status in enumerate(["In Progress", "In Progress", "Cancelled", "Pending", "Failing"]):
-        db.session.add(ContributionRecur(processor_id=ppid, subscription_id=f"sub_{n}", status=status,
-                                         amount=1000, currency="usd"))
-    db.session.add_all([
-        _contribution(ppid, 1, 2500, "usd", "Completed", now),
-        _contribution(ppid, 2, 1050, "usd", "Partially refunded", now),
-        _contribution(ppid, 3, 123456, "eur", "Completed", now),
-        _contribution(ppid, 4, 500, "jpy", "Completed", now),
-        _contribution(ppid, 5, 9900, "usd", "Completed", before_month),  # last month
-        _contribution(ppid, 6, 700, "usd", "Failed", now),
-        _contribution(ppid, 7, 800, "usd", "Failed", now),
-        _contribution(ppid, 8, 900, "usd", "Failed", before_month),  # last month
-        _contribution(ppid, 9, 4000, "usd", "Pending", now),
-        _contribution(ppid, 10, 4000, "usd", "Refunded", now),
-    ])
+        db.session.add(
+            ContributionRecur(
+                processor_id=ppid, subscription_id=f"sub_{n}", status=status, amount=1000, currency="usd"
+            )
+        )
+    db.session.add_all(
+        [
+            _contribution(ppid, 1, 2500, "usd", "Completed", now),
+            _contribution(ppid, 2, 1050, "usd", "Partially refunded", now),
+            _contribution(ppid, 3, 123456, "eur", "Completed", now),
+            _contribution(ppid, 4, 500, "jpy", "Completed", now),
+            _contribution(ppid, 5, 9900, "usd", "Completed", before_month),  # last month
+            _contribution(ppid, 6, 700, "usd", "Failed", now),
+            _contribution(ppid, 7, 800, "usd", "Failed", now),
+            _contribution(ppid, 8, 900, "usd", "Failed", before_month),  # last month
+            _contribution(ppid, 9, 4000, "usd", "Pending", now),
+            _contribution(ppid, 10, 4000, "usd", "Refunded", now),
+        ]
+    )
     db.session.commit()
 
 
@@ -64,15 +91,21 @@ def test_dashboard_counts_service(offline_processor):
     assert c.subscriptions_active == 2
     assert c.contributions_month == 4
     assert [(t.currency, t.count, t.amount) for t in c.contributions_month_totals] == [
-        ("eur", 1, 123456), ("jpy", 1, 500), ("usd", 2, 3550)]
+        ("eur", 1, 123456),
+        ("jpy", 1, 500),
+        ("usd", 2, 3550),
+    ]
     assert c.contributions_month_failed == 2
     assert c.month_start == datetime(2026, 3, 1)
 
 
-@pytest.mark.parametrize("now, start, end", [
-    (datetime(2026, 12, 31, 23, 59), datetime(2026, 12, 1), datetime(2027, 1, 1)),
-    (datetime(2026, 2, 1, 0, 0), datetime(2026, 2, 1), datetime(2026, 3, 1)),
-])
+@pytest.mark.parametrize(
+    "now, start, end",
+    [
+        (datetime(2026, 12, 31, 23, 59), datetime(2026, 12, 1), datetime(2027, 1, 1)),
+        (datetime(2026, 2, 1, 0, 0), datetime(2026, 2, 1), datetime(2026, 3, 1)),
+    ],
+)
 def test_month_bounds(now, start, end):
     assert month_bounds(now) == (start, end)
 
@@ -117,13 +150,17 @@ def test_nav_greys_out_pages_not_built_and_links_those_that_are(client, auth, mo
     assert '<a href="/connect">Connect</a>' in html
 
 
-
 def test_dashboard_links_to_pages_that_exist(client, auth):
     """The nav and the counts link to every page that is built."""
     auth.login("viewer@example.org", "viewer")
     html = client.get("/").get_data(as_text=True)
-    for label, path in (("Events", "/events"), ("Subscriptions", "/subscriptions"), ("Customers", "/customers"),
-                        ("Contributions", "/contributions"), ("Payments", "/payments")):
+    for label, path in (
+        ("Events", "/events"),
+        ("Subscriptions", "/subscriptions"),
+        ("Customers", "/customers"),
+        ("Contributions", "/contributions"),
+        ("Payments", "/payments"),
+    ):
         assert f'<a href="{path}">{label}</a>' in html
     assert 'href="/subscriptions?status=In+Progress"' in html
     assert 'href="/contributions?status=Completed&amp;month=' in html
@@ -195,8 +232,12 @@ def test_dashboard_shows_queue_health_at_a_glance(app, client, auth, offline_pro
     waiting.next_attempt_at = now - timedelta(minutes=20)
     db.session.add(waiting)
     for n in range(3):  # processed in the last hour, one failed
-        row = _event(offline_processor.id, 10 + n, received_at=now - timedelta(minutes=30),
-                     status="error" if n == 0 else "success")
+        row = _event(
+            offline_processor.id,
+            10 + n,
+            received_at=now - timedelta(minutes=30),
+            status="error" if n == 0 else "success",
+        )
         row.created, row.processed_at = to_unix(now - timedelta(minutes=30)), now - timedelta(minutes=29)
         db.session.add(row)
     db.session.commit()
@@ -210,4 +251,6 @@ def test_dashboard_shows_queue_health_at_a_glance(app, client, auth, offline_pro
     assert "Events per minute, last hour: received and processed" in html
     assert "Events in error per hour, last 48 hours" in html
     # the charts' numbers, in words for screen readers: 4 received (1 waiting + 3), 3 processed, 1 error
-    assert "Received: 4 in all" in html and "Processed: 3 in all" in html and "Events in error: 1 in all" in html
+    assert (
+        "Received: 4 in all" in html and "Processed: 3 in all" in html and "Events in error: 1 in all" in html
+    )

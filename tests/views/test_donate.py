@@ -57,26 +57,38 @@ def _refusals(reason: str) -> int:
 
     flush_refusals()
     db.session.rollback()  # see what the flush wrote
-    return int(db.session.scalar(select(func.coalesce(func.sum(DonationRefusal.count), 0))
-                                 .where(DonationRefusal.reason == reason)))
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(DonationRefusal.count), 0)).where(DonationRefusal.reason == reason)
+        )
+    )
 
 
 def _authenticate(localstripe: str, client_secret: str, success: bool) -> requests.Response:
     """What the donor's bank page does in 3-D Secure (localstripe's stand-in for it)."""
     pi_id = client_secret.split("_secret_")[0]
-    return requests.post(f"{localstripe}/v1/payment_intents/{pi_id}/_authenticate",
-                         data={"key": "pk_test_paydesk", "client_secret": client_secret,
-                               "success": "true" if success else "false"}, timeout=10)
+    return requests.post(
+        f"{localstripe}/v1/payment_intents/{pi_id}/_authenticate",
+        data={
+            "key": "pk_test_paydesk",
+            "client_secret": client_secret,
+            "success": "true" if success else "false",
+        },
+        timeout=10,
+    )
 
 
 # -- the page ----------------------------------------------------------------------------------
+
 
 def test_page_is_public_labelled_and_widens_the_csp_only_there(client, form):
     resp = client.get("/donate/spring")
     assert resp.status_code == 200
     html = resp.get_data(as_text=True)
     csp = resp.headers["Content-Security-Policy"]
-    assert "script-src 'self' https://js.stripe.com" in csp and "connect-src 'self' https://js.stripe.com" in csp
+    assert (
+        "script-src 'self' https://js.stripe.com" in csp and "connect-src 'self' https://js.stripe.com" in csp
+    )
     assert "frame-src 'self' https://js.stripe.com" in csp
     assert "stripe" not in client.get("/login").headers["Content-Security-Policy"]
     assert '<script src="https://js.stripe.com/v3/" defer></script>' in html
@@ -96,7 +108,9 @@ def test_preset_labels_read_like_every_other_amount(client, processor):
     make_form(processor, slug="big", amounts="10,12.50,1000", max_amount=None)
     html = client.get("/donate/big").get_data(as_text=True)
     for value, label in (("1000", "10 USD"), ("1250", "12.50 USD"), ("100000", "1,000 USD")):
-        assert re.search(rf'<input type="radio" name="amount" value="{value}">\s*{re.escape(label)}</label>', html), label
+        assert re.search(
+            rf'<input type="radio" name="amount" value="{value}">\s*{re.escape(label)}</label>', html
+        ), label
 
 
 def test_unknown_or_inactive_form_is_404(client, form, processor):
@@ -108,8 +122,16 @@ def test_unknown_or_inactive_form_is_404(client, form, processor):
 
 
 def test_without_javascript_the_form_is_checked_and_keeps_what_was_typed(client, form):
-    resp = client.post("/donate/spring", data={"amount": "2500", "first_name": "Ada", "last_name": "",
-                                               "email": "not-an-email", "frequency": "monthly"})
+    resp = client.post(
+        "/donate/spring",
+        data={
+            "amount": "2500",
+            "first_name": "Ada",
+            "last_name": "",
+            "email": "not-an-email",
+            "frequency": "monthly",
+        },
+    )
     html = resp.get_data(as_text=True)
     assert resp.status_code == 422
     assert "Enter your last name." in html and "Enter an email address such as name@example.org." in html
@@ -119,36 +141,64 @@ def test_without_javascript_the_form_is_checked_and_keeps_what_was_typed(client,
 
 # -- one-off gifts -----------------------------------------------------------------------------
 
+
 def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, client, form, processor):
-    resp = pay(client, processor, first_name="Grace", last_name="Hopper", email="grace@example.org",
-               address_line1="1 Navy Way", city="Arlington")
+    resp = pay(
+        client,
+        processor,
+        first_name="Grace",
+        last_name="Hopper",
+        email="grace@example.org",
+        address_line1="1 Navy Way",
+        city="Arlington",
+    )
     body = resp.get_json()
     assert resp.status_code == 200 and body["status"] == "succeeded", body
     assert body["redirect"].startswith("/donate/spring/thanks/") and "token" not in body
 
     c = db.session.scalar(select(Contribution))
     contact = c.contact
-    assert (c.status, c.amount, c.currency, c.source, c.donation_form_id) == ("Pending", 2500, "usd",
-                                                                                "donation form", form.id)
-    assert (contact.display_name, contact.email, contact.postal_code) == ("Grace Hopper", "grace@example.org", "10115")
+    assert (c.status, c.amount, c.currency, c.source, c.donation_form_id) == (
+        "Pending",
+        2500,
+        "usd",
+        "donation form",
+        form.id,
+    )
+    assert (contact.display_name, contact.email, contact.postal_code) == (
+        "Grace Hopper",
+        "grace@example.org",
+        "10115",
+    )
     assert c.description == f"Spring appeal {contact.id}-{c.id}"
 
     gw = gateway(processor)
     pi = gw.retrieve("payment_intents", c.payment_intent_id)
     assert (pi["status"], pi["amount"], pi["currency"]) == ("succeeded", 2500, "usd")
     assert pi["description"] == f"Spring appeal {c.id}"  # a client secret reads it: the donor's reference
-    assert pi["statement_descriptor_suffix"] == f"{c.id} Spring appeal"  # the donor's reference: no contact id
-    assert pi["metadata"] == {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": "spring",
-                              "source": "paydesk donation form"}
+    assert (
+        pi["statement_descriptor_suffix"] == f"{c.id} Spring appeal"
+    )  # the donor's reference: no contact id
+    assert pi["metadata"] == {
+        "contact_id": str(contact.id),
+        "contribution_id": str(c.id),
+        "form": "spring",
+        "source": "paydesk donation form",
+    }
     customer = gw.retrieve("customers", pi["customer"])
     assert customer["name"] == "Grace Hopper" and customer["email"] == "grace@example.org"
     run_once()  # the worker pushes the new contact's id into the customer's metadata
     assert gw.retrieve("customers", pi["customer"])["metadata"]["contact_id"] == str(contact.id)
     assert customer["address"] == {"line1": "1 Navy Way", "city": "Arlington", "postal_code": "10115"}
-    assert db.session.scalar(select(StripeCustomer.contact_id).where(
-        StripeCustomer.customer_id == pi["customer"])) == contact.id
-    tracked = db.session.scalar(select(StripePaymentIntent).where(
-        StripePaymentIntent.stripe_intent_id == pi["id"]))
+    assert (
+        db.session.scalar(
+            select(StripeCustomer.contact_id).where(StripeCustomer.customer_id == pi["customer"])
+        )
+        == contact.id
+    )
+    tracked = db.session.scalar(
+        select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == pi["id"])
+    )
     assert (tracked.contribution_id, tracked.contact_id, tracked.identifier) == (c.id, contact.id, "spring")
 
     thanks_page = client.get(body["redirect"])
@@ -191,18 +241,31 @@ def test_other_amount_wins_and_is_checked_against_the_range(client, form, proces
     assert too_big["errors"] == {"other_amount": "The largest gift this form takes is 10,000.00 USD."}
 
 
-@pytest.mark.parametrize("fields, errors", [
-    ({"amount": "", "other_amount": "4"}, {"other_amount": "The smallest gift this form takes is 5.00 USD."}),
-    ({"amount": "", "other_amount": "lots"}, {"other_amount": "Enter the other amount as a number, such as 15 or 15.50."}),
-    ({"amount": "777"}, {"amount": "Choose an amount or enter another amount."}),
-    ({"email": "ada@nowhere"}, {"email": "Enter an email address such as name@example.org."}),
-    ({"first_name": " ", "last_name": ""}, {"first_name": "Enter your first name.",
-                                            "last_name": "Enter your last name."}),
-    ({"frequency": "weekly"}, {"frequency": "Choose how often to give."}),
-    ({"payment_method": ""}, {"card": "Enter your card details."}),
-])
+@pytest.mark.parametrize(
+    "fields, errors",
+    [
+        (
+            {"amount": "", "other_amount": "4"},
+            {"other_amount": "The smallest gift this form takes is 5.00 USD."},
+        ),
+        (
+            {"amount": "", "other_amount": "lots"},
+            {"other_amount": "Enter the other amount as a number, such as 15 or 15.50."},
+        ),
+        ({"amount": "777"}, {"amount": "Choose an amount or enter another amount."}),
+        ({"email": "ada@nowhere"}, {"email": "Enter an email address such as name@example.org."}),
+        (
+            {"first_name": " ", "last_name": ""},
+            {"first_name": "Enter your first name.", "last_name": "Enter your last name."},
+        ),
+        ({"frequency": "weekly"}, {"frequency": "Choose how often to give."}),
+        ({"payment_method": ""}, {"card": "Enter your card details."}),
+    ],
+)
 def test_validation_errors_name_the_field_and_give_a_new_token(client, form, processor, fields, errors):
-    resp = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor), **fields))
+    resp = client.post(
+        "/donate/spring/pay", json=gift(page_token(client), payment_method(processor), **fields)
+    )
     body = resp.get_json()
     assert resp.status_code == 422 and body["errors"] == errors and body["token"]
     assert _count(Contribution) == 0 and _count(Contact) == 0
@@ -210,6 +273,7 @@ def test_validation_errors_name_the_field_and_give_a_new_token(client, form, pro
 
 
 # -- declines ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("card", [CARD_DECLINED_AT_ATTACH, CARD_DECLINED_AT_CHARGE])
 def test_declined_card_is_a_failed_contribution_and_a_counted_failure(client, form, processor, card):
@@ -230,18 +294,25 @@ def test_the_sixth_failed_payment_from_one_address_within_the_hour_is_refused(cl
         assert pay(client, processor, number=CARD_DECLINED_AT_CHARGE).status_code == 402
     sixth = pay(client, processor)  # even with a good card: the address is blocked for two hours
     assert sixth.status_code == 429 and "Too many failed payments" in sixth.get_json()["error"]
-    assert "Please try again in 2 hours." in sixth.get_json()["error"] and sixth.headers["Retry-After"] == "7200"
+    assert (
+        "Please try again in 2 hours." in sixth.get_json()["error"] and sixth.headers["Retry-After"] == "7200"
+    )
     assert _count(Contribution) == 5 and _refusals("ip_blocked") == 1
-    other_ip = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
-                           environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    other_ip = client.post(
+        "/donate/spring/pay",
+        json=gift(page_token(client), payment_method(processor)),
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
     assert other_ip.get_json()["status"] == "succeeded"
 
 
 # -- 3-D Secure ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("success", [True, False])
-def test_three_d_secure_goes_back_to_the_browser_and_the_result_is_checked(client, form, processor, localstripe,
-                                                                            success):
+def test_three_d_secure_goes_back_to_the_browser_and_the_result_is_checked(
+    client, form, processor, localstripe, success
+):
     body = pay(client, processor, number=CARD_3DS).get_json()
     assert body["status"] == "requires_action" and body["client_secret"].startswith("pi_")
     assert "token" not in body
@@ -266,10 +337,14 @@ def test_three_d_secure_then_declined(client, form, processor, localstripe):
 
 
 def test_odd_requests_get_a_clear_refusal_not_a_traceback(client, form):
-    assert client.post("/donate/spring/pay", data="not json", content_type="application/json").status_code == 400
+    assert (
+        client.post("/donate/spring/pay", data="not json", content_type="application/json").status_code == 400
+    )
     assert client.post("/donate/spring/pay", json=["a", "list"]).status_code == 400
     assert client.post("/donate/spring/pay", json={"token": "x", "pad": "x" * 20000}).status_code == 413
-    numbers = client.post("/donate/spring/pay", json=gift(page_token(client), None, amount=2500, first_name=7))
+    numbers = client.post(
+        "/donate/spring/pay", json=gift(page_token(client), None, amount=2500, first_name=7)
+    )
     assert numbers.status_code == 422 and numbers.get_json()["errors"] == {"card": "Enter your card details."}
 
 
@@ -282,7 +357,9 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read(client, form
     assert resp.status_code == 413 and resp.get_json() == {"status": "invalid", "error": REFUSED}
     assert body.read_bytes <= 16 * 1024 + 1
     page = Endless()
-    assert post_chunked(client, "/donate/spring", page, "application/x-www-form-urlencoded").status_code == 413
+    assert (
+        post_chunked(client, "/donate/spring", page, "application/x-www-form-urlencoded").status_code == 413
+    )
     assert page.read_bytes <= 16 * 1024 + 1
 
 
@@ -292,8 +369,11 @@ CRAFTED_AMOUNTS = [  # each once made the form answer 500
     ({"amount": "", "other_amount": "sNaN"}, "other_amount", NOT_AN_AMOUNT),
     ({"amount": "", "other_amount": "NaN"}, "other_amount", NOT_AN_AMOUNT),
     ({"amount": "", "other_amount": "1e999999"}, "other_amount", NOT_AN_AMOUNT),
-    ({"amount": "", "other_amount": "99999999999999999999"}, "other_amount",
-     "The largest gift this form takes is 999,999.99 USD."),
+    (
+        {"amount": "", "other_amount": "99999999999999999999"},
+        "other_amount",
+        "The largest gift this form takes is 999,999.99 USD.",
+    ),
     ({"amount": "\u00b2"}, "amount", "Choose an amount or enter another amount."),
     ({"amount": "\u0661\u0660\u0660\u0660"}, "amount", "Choose an amount or enter another amount."),
     ({"amount": "9" * 30}, "amount", "Choose an amount or enter another amount."),
@@ -308,15 +388,25 @@ def open_form(app, processor):
 
 @pytest.mark.parametrize("fields, name, message", CRAFTED_AMOUNTS)
 def test_crafted_amounts_are_a_field_error_without_javascript(client, open_form, fields, name, message):
-    resp = client.post("/donate/open", data={"first_name": "Ada", "last_name": "Lovelace",
-                                               "email": "ada@example.org", "frequency": "one-off", **fields})
+    resp = client.post(
+        "/donate/open",
+        data={
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.org",
+            "frequency": "one-off",
+            **fields,
+        },
+    )
     assert resp.status_code == 422
     assert message in resp.get_data(as_text=True)
     assert _count(Contribution) == 0
 
 
 @pytest.mark.parametrize("fields, name, message", CRAFTED_AMOUNTS)
-def test_crafted_amounts_are_a_field_error_from_the_payment_endpoint(client, open_form, fields, name, message):
+def test_crafted_amounts_are_a_field_error_from_the_payment_endpoint(
+    client, open_form, fields, name, message
+):
     resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), "pm_card_visa", **fields))
     assert resp.status_code == 422 and resp.get_json()["errors"] == {name: message}
     assert _count(Contribution) == 0
@@ -333,19 +423,32 @@ def test_json_infinity_and_nan_literals_are_a_field_error(client, open_form):
 
 # -- amounts typed by donors: a decimal comma is a decimal comma; every form has a largest gift ---------
 
+
 def _no_js(client, slug: str, **fields):
-    return client.post(f"/donate/{slug}", data={"first_name": "Ada", "last_name": "Lovelace", "amount": "",
-                                                 "email": "ada@example.org", "frequency": "one-off", **fields})
+    return client.post(
+        f"/donate/{slug}",
+        data={
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "amount": "",
+            "email": "ada@example.org",
+            "frequency": "one-off",
+            **fields,
+        },
+    )
 
 
 @pytest.mark.parametrize("typed", ["12,50", "12.50", "12,5", "€12,50", "12,50 USD"])
-def test_a_decimal_comma_is_charged_as_written_not_a_hundred_times_more(client, open_form, processor, localstripe,
-                                                                          typed):
+def test_a_decimal_comma_is_charged_as_written_not_a_hundred_times_more(
+    client, open_form, processor, localstripe, typed
+):
     body = pay(client, processor, slug="open", amount="", other_amount=typed).get_json()
     assert body["status"] == "succeeded"
     c = db.session.scalar(select(Contribution))
     assert c.amount == 1250
-    assert gateway(processor).retrieve("payment_intents", c.payment_intent_id)["amount"] == 1250  # what Stripe took
+    assert (
+        gateway(processor).retrieve("payment_intents", c.payment_intent_id)["amount"] == 1250
+    )  # what Stripe took
     assert "12.50 USD" not in _no_js(client, "open", other_amount=typed).get_data(as_text=True)  # no error
 
 
@@ -356,8 +459,10 @@ def test_an_amount_that_reads_two_ways_is_refused_on_the_page_and_the_endpoint(c
     page = _no_js(client, "open", other_amount="1,250")
     assert page.status_code == 422 and AMBIGUOUS in page.get_data(as_text=True)
     assert 'value="1,250"' in page.get_data(as_text=True)  # what was typed stays, to be corrected
-    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), payment_method(processor),
-                                                      amount="", other_amount="1,250"))
+    resp = client.post(
+        "/donate/open/pay",
+        json=gift(page_token(client, "open"), payment_method(processor), amount="", other_amount="1,250"),
+    )
     assert resp.status_code == 422 and resp.get_json()["errors"] == {"other_amount": AMBIGUOUS}
     assert _count(Contribution) == 0 and _count(Contact) == 0
 
@@ -365,14 +470,18 @@ def test_an_amount_that_reads_two_ways_is_refused_on_the_page_and_the_endpoint(c
 @pytest.mark.parametrize("typed", ["99999999999", "1000000", "1.000.000,00", "1 000 000"])
 def test_more_than_stripes_largest_charge_is_refused_naming_it(client, open_form, processor, typed):
     largest = "The largest gift this form takes is 999,999.99 USD."
-    resp = client.post("/donate/open/pay", json=gift(page_token(client, "open"), payment_method(processor),
-                                                      amount="", other_amount=typed))
+    resp = client.post(
+        "/donate/open/pay",
+        json=gift(page_token(client, "open"), payment_method(processor), amount="", other_amount=typed),
+    )
     assert resp.status_code == 422 and resp.get_json()["errors"] == {"other_amount": largest}
     assert largest in _no_js(client, "open", other_amount=typed).get_data(as_text=True)
     assert _count(Contribution) == 0
     assert "Gifts of 5.00 USD to 999,999.99 USD." in client.get("/donate/open").get_data(as_text=True)
-    assert pay(client, processor, slug="open", amount="", other_amount="999 999,99").get_json()["status"] == \
-        "succeeded"
+    assert (
+        pay(client, processor, slug="open", amount="", other_amount="999 999,99").get_json()["status"]
+        == "succeeded"
+    )
 
 
 def test_a_form_in_a_currency_stripe_does_not_take_is_refused(app, processor):
@@ -380,18 +489,26 @@ def test_a_form_in_a_currency_stripe_does_not_take_is_refused(app, processor):
 
     with pytest.raises(ServiceError, match="Currency: “XYZ” is not a currency Stripe charges in"):
         make_form(processor, slug="xyz", currency="xyz")
-    jpy = make_form(processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None)
+    jpy = make_form(
+        processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None
+    )
     assert (jpy.amounts, jpy.min_amount) == ([1000, 5000], 500)
 
 
 def test_a_zero_decimal_form_groups_thousands_and_takes_no_decimals(client, processor):
     make_form(processor, slug="yen", currency="jpy", amounts="1000,5000", min_amount="500", max_amount=None)
-    assert pay(client, processor, slug="yen", amount="", other_amount="1,500").get_json()["status"] == "succeeded"
+    assert (
+        pay(client, processor, slug="yen", amount="", other_amount="1,500").get_json()["status"]
+        == "succeeded"
+    )
     assert db.session.scalar(select(Contribution.amount)) == 1500
-    resp = client.post("/donate/yen/pay", json=gift(page_token(client, "yen"), payment_method(processor),
-                                                     amount="", other_amount="1500,50"))
-    assert resp.get_json()["errors"] == {"other_amount": "JPY amounts are whole numbers: enter the other amount "
-                                                         "without decimals."}
+    resp = client.post(
+        "/donate/yen/pay",
+        json=gift(page_token(client, "yen"), payment_method(processor), amount="", other_amount="1500,50"),
+    )
+    assert resp.get_json()["errors"] == {
+        "other_amount": "JPY amounts are whole numbers: enter the other amount without decimals."
+    }
     assert "Gifts of 500 JPY to 99,999,999 JPY." in client.get("/donate/yen").get_data(as_text=True)
 
 
@@ -401,6 +518,7 @@ def test_result_needs_a_genuine_reference(client, form):
 
 
 # -- monthly and yearly -------------------------------------------------------------------------
+
 
 def test_monthly_gift_subscribes_on_a_plan_made_once_and_reused(client, form, processor):
     first = pay(client, processor, frequency="monthly", amount="2500", email="mary@example.org").get_json()
@@ -415,7 +533,9 @@ def test_monthly_gift_subscribes_on_a_plan_made_once_and_reused(client, form, pr
     assert len(recurs) == 2
     for recur in recurs:
         sub = gw.retrieve("subscriptions", recur.subscription_id)
-        assert sub["plan"]["id"] == plan.plan_id and sub["plan"]["amount"] == 2500 and sub["status"] == "active"
+        assert (
+            sub["plan"]["id"] == plan.plan_id and sub["plan"]["amount"] == 2500 and sub["status"] == "active"
+        )
         assert len(gw.list("subscriptions", customer=sub["customer"])["data"]) == 1  # one subscription each
         assert (recur.amount, recur.interval, recur.donation_form_id) == (2500, "month", form.id)
         c = db.session.scalar(select(Contribution).where(Contribution.recur_id == recur.id))
@@ -445,6 +565,7 @@ def test_monthly_gift_with_three_d_secure(client, form, processor, localstripe):
 
 # -- Stripe unreachable ------------------------------------------------------------------------
 
+
 def test_stripe_unreachable_says_try_again_and_records_nothing(client, offline_processor):
     make_form(offline_processor)
     resp = client.post("/donate/spring/pay", json=gift(page_token(client), "pm_card_visa"))
@@ -464,7 +585,9 @@ def test_stripe_unreachable_after_the_customer_exists_withdraws_the_contribution
     assert _count(Contribution) == 1 and _count(StripePaymentIntent) == 1
 
 
-def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(client, form, processor, localstripe):
+def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(
+    client, form, processor, localstripe
+):
     pm, token = payment_method(processor), page_token(client)
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         subscription_then_stripe_fails(rsps, localstripe)
@@ -474,7 +597,9 @@ def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(clie
     assert "could not confirm" in body["error"] and "do not try again" in body["error"]
     assert "nothing was charged" not in body["error"]
     assert "token" not in body  # no fresh token: submitting again needs a reload
-    again = client.post("/donate/spring/pay", json=gift(token, payment_method(processor), frequency="monthly"))
+    again = client.post(
+        "/donate/spring/pay", json=gift(token, payment_method(processor), frequency="monthly")
+    )
     assert again.status_code == 400 and _count(ContributionRecur) == 1
 
     # Stripe did charge the donor: the contribution stays Pending, linked to the subscription and its invoice
@@ -483,8 +608,12 @@ def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(clie
     recur = db.session.scalar(select(ContributionRecur))
     sub = gw.retrieve("subscriptions", recur.subscription_id)
     assert sub["status"] == "active" and sub["metadata"]["contribution_id"] == str(c.id)
-    assert (c.status, c.recur_id, c.invoice_id, recur.donation_form_id) == ("Pending", recur.id, sub["latest_invoice"],
-                                                                            form.id)
+    assert (c.status, c.recur_id, c.invoice_id, recur.donation_form_id) == (
+        "Pending",
+        recur.id,
+        sub["latest_invoice"],
+        form.id,
+    )
 
     # ... and the webhook completes that contribution, not a second one
     for ev in gw.list("events", type="invoice.payment_succeeded", limit=100)["data"]:
@@ -497,6 +626,7 @@ def test_stripe_failing_after_the_subscription_exists_says_do_not_try_again(clie
 
 
 # -- card-testing defences ------------------------------------------------------------------------
+
 
 def test_form_token_is_one_time(client, form, processor):
     token = page_token(client)
@@ -523,8 +653,10 @@ def test_honeypot_and_captcha_refuse_before_stripe(app, client, form, processor)
     app.config["DONATE_CAPTCHA_VERIFY"] = lambda response, ip: response == "human" and ip == "127.0.0.1"
     robot = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)))
     assert robot.status_code == 400 and robot.get_json()["errors"] == {"captcha": robot.get_json()["error"]}
-    human = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor),
-                                                        captcha_response="human"))
+    human = client.post(
+        "/donate/spring/pay",
+        json=gift(page_token(client), payment_method(processor), captcha_response="human"),
+    )
     assert human.get_json()["status"] == "succeeded"
     assert _refusals("captcha") == 1 and _count(Contribution) == 1
 
@@ -543,15 +675,28 @@ def test_rate_limits_per_client_and_per_form_are_refusals(app, client, form, pro
         client.post("/donate/spring/pay", json={"token": ""})
     limited = client.post("/donate/spring/pay", json={"token": ""})
     assert limited.status_code == 429 and limited.get_json() == {
-        "status": "refused", "error": "Too many attempts from your connection. Please try again in 1 minute."}
+        "status": "refused",
+        "error": "Too many attempts from your connection. Please try again in 1 minute.",
+    }
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert _refusals("rate_limit_ip") == 1
 
-    make_form(processor, slug="autumn", title="Autumn")  # a form of its own: requests with a token, from elsewhere
-    answers = [client.post("/donate/autumn/pay", json=gift(page_token(client, "autumn"), "pm_x", website="spam"),
-                           environ_base={"REMOTE_ADDR": f"192.0.2.{n}"}) for n in range(1, 6)]
+    make_form(
+        processor, slug="autumn", title="Autumn"
+    )  # a form of its own: requests with a token, from elsewhere
+    answers = [
+        client.post(
+            "/donate/autumn/pay",
+            json=gift(page_token(client, "autumn"), "pm_x", website="spam"),
+            environ_base={"REMOTE_ADDR": f"192.0.2.{n}"},
+        )
+        for n in range(1, 6)
+    ]
     assert [r.status_code for r in answers] == [400, 400, 400, 400, 429] and _refusals("rate_limit_form") == 1
-    assert answers[-1].get_json()["error"] == "This form is taking too many gifts at once. Please try again in 1 minute."
+    assert (
+        answers[-1].get_json()["error"]
+        == "This form is taking too many gifts at once. Please try again in 1 minute."
+    )
     assert answers[-1].get_json()["token"]  # the spent token is replaced, for the try after the wait
 
     app.config["DONATE_RATE_LIMIT_PAGE"] = "1 per minute"
@@ -567,18 +712,29 @@ def test_the_hourly_limit_says_how_long_it_refuses_for(app, client, form):
         client.post("/donate/spring/pay", json={"token": ""})
     limited = client.post("/donate/spring/pay", json={"token": ""})
     assert limited.status_code == 429
-    assert limited.get_json()["error"] == "Too many attempts from your connection. Please try again in 60 minutes."
+    assert (
+        limited.get_json()["error"]
+        == "Too many attempts from your connection. Please try again in 60 minutes."
+    )
     assert 3540 < int(limited.headers["Retry-After"]) <= 3600
 
 
 def test_an_honest_donor_is_served_after_a_flood_without_tokens(app, client, form, processor):
     """130 empty POSTs from 13 addresses (10 each, within the per-address limit) once made the form answer
     429 to everyone: requests without a valid one-time token never count against the limit donors share."""
-    flood = [client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"198.51.100.{n}"}).status_code
-             for n in range(1, 14) for _ in range(10)]
+    flood = [
+        client.post(
+            "/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"198.51.100.{n}"}
+        ).status_code
+        for n in range(1, 14)
+        for _ in range(10)
+    ]
     assert flood == [400] * 130
-    honest = client.post("/donate/spring/pay", json=gift(page_token(client), payment_method(processor)),
-                         environ_base={"REMOTE_ADDR": "192.0.2.77"})
+    honest = client.post(
+        "/donate/spring/pay",
+        json=gift(page_token(client), payment_method(processor)),
+        environ_base={"REMOTE_ADDR": "192.0.2.77"},
+    )
     assert honest.status_code == 200 and honest.get_json()["status"] == "succeeded"
     assert _refusals("rate_limit_form") == 0 and _refusals("token_missing") == 130
 
@@ -586,19 +742,29 @@ def test_an_honest_donor_is_served_after_a_flood_without_tokens(app, client, for
 def test_an_ipv6_64_shares_one_budget_across_its_addresses(app, client, form, processor):
     """Every address of one /64 counts as one client: payment requests, failed payments, sign-in guesses."""
     net = "2001:db8:5:6:"
-    answers = [client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"{net}:{n:x}"}).status_code
-               for n in range(1, 16)]
+    answers = [
+        client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": f"{net}:{n:x}"}).status_code
+        for n in range(1, 16)
+    ]
     assert answers == [400] * 10 + [429] * 5  # 10 per minute for the whole /64
-    assert client.post("/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": "2001:db8:5:7::1"}).status_code \
-        == 400  # the next /64 is another client
+    assert (
+        client.post(
+            "/donate/spring/pay", json={}, environ_base={"REMOTE_ADDR": "2001:db8:5:7::1"}
+        ).status_code
+        == 400
+    )  # the next /64 is another client
 
     app.config.update(DONATE_RATE_LIMIT_IP="100 per minute")
     other = "2001:db8:9:9:"
     for n in range(1, 6):  # five declines, each from another address of the /64
-        resp = pay(client, processor, number=CARD_DECLINED_AT_CHARGE, environ_base={"REMOTE_ADDR": f"{other}:{n}"})
+        resp = pay(
+            client, processor, number=CARD_DECLINED_AT_CHARGE, environ_base={"REMOTE_ADDR": f"{other}:{n}"}
+        )
         assert resp.status_code == 402
-    blocked = [pay(client, processor, environ_base={"REMOTE_ADDR": f"{other}:{n:x}"}).status_code
-               for n in range(6, 16)]
+    blocked = [
+        pay(client, processor, environ_base={"REMOTE_ADDR": f"{other}:{n:x}"}).status_code
+        for n in range(6, 16)
+    ]
     assert blocked == [429] * 10
     assert pay(client, processor, environ_base={"REMOTE_ADDR": "2001:db8:9:a::1"}).status_code == 200
 
@@ -630,19 +796,30 @@ def test_a_flood_of_refusals_is_tallied_not_a_row_and_a_log_line_each(app, clien
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == len(rows)
     assert lines[0] == "donation form spring: refused (token_missing) from 127.0.0.1"
-    assert all(re.fullmatch(r"donation forms: \d+ more refusals since the last report: "
-                            r"\d+ x token_missing on spring from 127.0.0.1", line) for line in lines[1:])
+    assert all(
+        re.fullmatch(
+            r"donation forms: \d+ more refusals since the last report: "
+            r"\d+ x token_missing on spring from 127.0.0.1",
+            line,
+        )
+        for line in lines[1:]
+    )
 
 
 def test_the_card_testing_banner_names_refusals_in_words(app, client, auth, form):
-    app.config.update(CARD_TESTING_ALARM_CACHE_SECONDS=0, CARD_TESTING_ALARM_THRESHOLD=20,
-                      DONATE_RATE_LIMIT_IP="1000 per minute")
+    app.config.update(
+        CARD_TESTING_ALARM_CACHE_SECONDS=0,
+        CARD_TESTING_ALARM_THRESHOLD=20,
+        DONATE_RATE_LIMIT_IP="1000 per minute",
+    )
     for _ in range(26):
         client.post("/donate/spring/pay", json={})
     _refusals("token_missing")  # written
     auth.login("viewer@example.org", "viewer")
     html = " ".join(client.get("/").get_data(as_text=True).split())
-    assert "26 failed payments in the last 60 minutes (alarm at 20: 26 refused donation-form requests)" in html
+    assert (
+        "26 failed payments in the last 60 minutes (alarm at 20: 26 refused donation-form requests)" in html
+    )
     assert "form_refusals" not in html
 
 
@@ -654,8 +831,13 @@ def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
     app = make_app(f"sqlite:///{tmp_path / 'proxy.sqlite3'}", tmp_path, TRUSTED_PROXIES=1)
     with app.app_context():
         db.create_all()
-        proc = add_processor(name="p", secret_key="sk_test_proxy", publishable_key="pk_test_proxy",
-                             webhook_secrets=["whsec_p"], api_base=localstripe)
+        proc = add_processor(
+            name="p",
+            secret_key="sk_test_proxy",
+            publishable_key="pk_test_proxy",
+            webhook_secrets=["whsec_p"],
+            api_base=localstripe,
+        )
         make_form(proc)
         client = app.test_client()
         client.post("/donate/spring/pay", json={"token": "x"}, headers={"X-Forwarded-For": "203.0.113.5"})
@@ -665,6 +847,7 @@ def test_proxy_x_for_gives_the_donors_address(tmp_path, localstripe):
 
 
 # -- signed donor links: a known contact and postcode ----------------------------------------------
+
 
 def test_signed_donor_link_fills_in_the_known_donor(app, client, form, processor):
     from admin.services.donations.forms import donor_link
@@ -681,5 +864,6 @@ def test_signed_donor_link_fills_in_the_known_donor(app, client, form, processor
     token = link.split("donor=", 1)[1]
     body = pay(client, processor, email="other@example.org", donor=token).get_json()
     assert body["status"] == "succeeded"
-    assert db.session.scalar(select(Contribution.contact_id)) == contact.id  # the linked contact, not a new one
-
+    assert (
+        db.session.scalar(select(Contribution.contact_id)) == contact.id
+    )  # the linked contact, not a new one

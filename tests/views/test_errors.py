@@ -84,16 +84,21 @@ def test_500_page_is_friendly_and_json_for_api(tmp_path):
         assert frag.status_code == 500 and 'data-toast="error"' in frag.get_data(as_text=True)
         api = client.get("/api/v1/boom")
         assert api.status_code == 500
-        assert api.get_json()["error"] == {"code": "server_error", "message": api.get_json()["error"]["message"],
-                                           "field": None}
+        assert api.get_json()["error"] == {
+            "code": "server_error",
+            "message": api.get_json()["error"]["message"],
+            "field": None,
+        }
         db.session.remove()
         db.engine.dispose()
 
 
 # -- the database unreachable: 503, one traceback, then a summary line per interval -------------------
 
+
 def test_database_outage_answers_503_with_retry_after_and_logs_one_traceback_then_summaries(
-        app, client, auth, offline_processor, caplog):
+    app, client, auth, offline_processor, caplog
+):
     from conftest import WEBHOOK_SECRET
     from db_faults import DatabaseOutage
     from stripe_objects import event, payment_intent, signed
@@ -117,10 +122,14 @@ def test_database_outage_answers_503_with_retry_after_and_logs_one_traceback_the
     assert "database is not reachable" in page.get_data(as_text=True)
     assert fragment.status_code == 503 and 'data-toast="error"' in fragment.get_data(as_text=True)
     tracebacks = [r for r in caplog.records if r.exc_info]
-    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]  # one per distinct error, not per request
+    assert len(tracebacks) == 1, [
+        r.getMessage() for r in tracebacks
+    ]  # one per distinct error, not per request
     summary = [r.getMessage() for r in caplog.records if "requests refused" in r.getMessage()]
-    assert summary and all(re.fullmatch(r"database unavailable: \d+ requests refused in the last [\d.]+ s", line)
-                           for line in summary)
+    assert summary and all(
+        re.fullmatch(r"database unavailable: \d+ requests refused in the last [\d.]+ s", line)
+        for line in summary
+    )
     # the database is back: the same requests succeed
     body, headers = signed(event("payment_intent.created", payment_intent()), WEBHOOK_SECRET)
     assert client.post(target, data=body, headers=headers).status_code == 200
@@ -151,8 +160,11 @@ def test_a_failing_statement_is_a_500_logged_once(tmp_path, caplog):
 
 
 def refused(caplog) -> int:
-    return sum(int(m.group(1)) for r in caplog.records
-               if (m := re.match(r"database unavailable: (\d+) requests refused", r.getMessage())))
+    return sum(
+        int(m.group(1))
+        for r in caplog.records
+        if (m := re.match(r"database unavailable: (\d+) requests refused", r.getMessage()))
+    )
 
 
 def wait_until(condition, timeout: float = 30.0) -> bool:

@@ -22,10 +22,25 @@ def export_rows(client, auth, offline_processor):
         contact = Contact(display_name=name, email=f"formula{n}@example.org")
         db.session.add(contact)
         db.session.flush()
-        db.session.add(Contribution(processor_id=offline_processor.id, contact_id=contact.id, amount=1000 + n,
-                                    currency="usd", status="Completed", trxn_id=f"ch_formula{n}"))
-    db.session.add(Contribution(processor_id=offline_processor.id, amount=-500, currency="usd", status="Completed",
-                                trxn_id="ch_negative"))
+        db.session.add(
+            Contribution(
+                processor_id=offline_processor.id,
+                contact_id=contact.id,
+                amount=1000 + n,
+                currency="usd",
+                status="Completed",
+                trxn_id=f"ch_formula{n}",
+            )
+        )
+    db.session.add(
+        Contribution(
+            processor_id=offline_processor.id,
+            amount=-500,
+            currency="usd",
+            status="Completed",
+            trxn_id="ch_negative",
+        )
+    )
     db.session.commit()
     auth.login("viewer@example.org", "viewer")
     resp = client.get("/contributions/export.csv?currency=usd")

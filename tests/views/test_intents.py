@@ -27,9 +27,24 @@ def post(client, auth, url: str, data: dict | None = None, htmx: bool = True, pa
     return client.post(url, data={**(data or {}), "csrf_token": token}, headers=headers)
 
 
-def add(ppid: int, name: str, status: str, amount: int = 1000, currency: str = "usd", age=timedelta(minutes=5), **kw):
-    row = StripePaymentIntent(stripe_intent_id=f"pi_{name}", processor_id=ppid, status=status, amount=amount,
-                              currency=currency, created_date=utcnow() - age, **kw)
+def add(
+    ppid: int,
+    name: str,
+    status: str,
+    amount: int = 1000,
+    currency: str = "usd",
+    age=timedelta(minutes=5),
+    **kw,
+):
+    row = StripePaymentIntent(
+        stripe_intent_id=f"pi_{name}",
+        processor_id=ppid,
+        status=status,
+        amount=amount,
+        currency=currency,
+        created_date=utcnow() - age,
+        **kw,
+    )
     db.session.add(row)
     db.session.commit()
     return row
@@ -43,20 +58,25 @@ def test_the_list_filters_counts_and_totals(client, auth, offline_processor):
     auth.login("viewer@example.org", "viewer")
     html = client.get("/intents").get_data(as_text=True)
     assert "pi_left" in html and "pi_paid" in html and "3</strong> intents match" in html
-    totals = re.findall(r'<tr><th scope="row">(\w+)</th><td class="num"[^>]*>(\d+)</td>\s*<td class="num"[^>]*>([^<]+)</td>',
-                        html)
+    totals = re.findall(
+        r'<tr><th scope="row">(\w+)</th><td class="num"[^>]*>(\d+)</td>\s*<td class="num"[^>]*>([^<]+)</td>',
+        html,
+    )
     assert totals == [("EUR", "1", "50.00 EUR"), ("USD", "2", "50.00 USD")]  # the records pages' totals table
     assert "requires payment method</span>" in html  # chip labels read as words
     chosen = client.get("/intents?status=requires_action").get_data(as_text=True)
-    assert re.findall(r'count-chip active"[^>]*aria-current="true">\s*<span class="badge st-(\w+)', chosen) == \
-        ["requires_action"]
+    assert re.findall(
+        r'count-chip active"[^>]*aria-current="true">\s*<span class="badge st-(\w+)', chosen
+    ) == ["requires_action"]
     html = client.get("/intents?status=incomplete&older_than=1+hour").get_data(as_text=True)
     assert "pi_left" in html and "pi_fresh" not in html and "Spring appeal" in html and "2 h old" in html
     frag = client.get("/intents?status=incomplete", headers={**HTMX, "HX-Request-Type": "partial"})
     text = frag.get_data(as_text=True)
     assert "<html" not in text and "pi_fresh" in text and "pi_paid" not in text
     bad = client.get("/intents?older_than=soon&status=incomplete").get_data(as_text=True)
-    assert "cannot read &#39;soon&#39; as an age" in bad and "pi_fresh" in bad  # the rest of the filter applies
+    assert (
+        "cannot read &#39;soon&#39; as an age" in bad and "pi_fresh" in bad
+    )  # the rest of the filter applies
     assert "Cancel in Stripe" not in html  # a viewer sees no buttons
     empty = client.get("/intents?q=pi_nothing").get_data(as_text=True)
     assert "No payment intents match this filter." in empty
@@ -97,7 +117,9 @@ def test_operator_cancels_captures_and_refreshes_from_the_page(client, auth, pro
     page = client.get(f"/intents/{held['id']}").get_data(as_text=True)
     assert "Capture" in page and 'name="action_key"' in page
 
-    resp = post(client, auth, f"/intents/{held['id']}/capture", {"amount": "31.00"}, page=f"/intents/{held['id']}")
+    resp = post(
+        client, auth, f"/intents/{held['id']}/capture", {"amount": "31.00"}, page=f"/intents/{held['id']}"
+    )
     assert resp.status_code == 422 and "more than the 30.00 USD authorised" in resp.get_data(as_text=True)
     assert stripe_status(processor, held["id"])["status"] == "requires_capture"
     resp = post(client, auth, f"/intents/{held['id']}/capture", {"amount": "10", "action_key": "k1"})
@@ -110,10 +132,18 @@ def test_operator_cancels_captures_and_refreshes_from_the_page(client, auth, pro
     assert resp.status_code == 200 and "already cancelled in Stripe" in resp.get_data(as_text=True)
     resp = post(client, auth, f"/intents/{left['id']}/refresh", htmx=False)
     assert resp.status_code == 302 and resp.headers["Location"] == f"/intents/{left['id']}"  # no JavaScript
-    actions = [(a.action, a.parameters.get("outcome")) for a in db.session.scalars(
-        select(AuditLog).where(AuditLog.object_type == "intent").order_by(AuditLog.id))]
-    assert actions == [("intent.capture", "captured"), ("intent.cancel", "cancelled"),
-                       ("intent.cancel", "already_cancelled"), ("intent.refresh", "refreshed")]
+    actions = [
+        (a.action, a.parameters.get("outcome"))
+        for a in db.session.scalars(
+            select(AuditLog).where(AuditLog.object_type == "intent").order_by(AuditLog.id)
+        )
+    ]
+    assert actions == [
+        ("intent.capture", "captured"),
+        ("intent.cancel", "cancelled"),
+        ("intent.cancel", "already_cancelled"),
+        ("intent.refresh", "refreshed"),
+    ]
 
 
 @pytest.mark.localstripe
@@ -123,26 +153,47 @@ def test_a_viewer_cannot_cancel_or_capture(client, auth, processor):
     auth.login("viewer@example.org", "viewer")
     for verb in ("cancel", "capture", "refresh"):
         assert post(client, auth, f"/intents/{held['id']}/{verb}").status_code == 403
-    assert post(client, auth, "/intents/bulk", {"ids": str(by_intent_id(held["id"]).id), "step": "run"}).status_code == 403
+    assert (
+        post(
+            client, auth, "/intents/bulk", {"ids": str(by_intent_id(held["id"]).id), "step": "run"}
+        ).status_code
+        == 403
+    )
     assert stripe_status(processor, held["id"])["status"] == "requires_capture"
     assert db.session.scalar(select(AuditLog.id).where(AuditLog.object_type == "intent")) is None
 
 
 def test_bulk_cancel_confirms_how_many_and_how_much_then_starts_a_job(client, auth, offline_processor):
     ppid = offline_processor.id
-    rows = [add(ppid, "a", "requires_payment_method", 1000), add(ppid, "b", "requires_action", 2550),
-            add(ppid, "c", "requires_capture", 5000, "eur"), add(ppid, "d", "succeeded", 9999)]
+    rows = [
+        add(ppid, "a", "requires_payment_method", 1000),
+        add(ppid, "b", "requires_action", 2550),
+        add(ppid, "c", "requires_capture", 5000, "eur"),
+        add(ppid, "d", "succeeded", 9999),
+    ]
     auth.login("operator@example.org", "operator")
     resp = post(client, auth, "/intents/bulk", {"action": "cancel", "ids": [str(r.id) for r in rows]})
     html = resp.get_data(as_text=True)
     assert "Cancel 3 payment intents in Stripe?" in html
-    assert "<strong>50.00 EUR</strong>, <strong>35.50 USD</strong>" in html and "1 of the chosen intent" in html
-    shown = post(client, auth, "/intents/bulk", {"action": "cancel", "all": "1",
-                                                 "criteria": '{"status": ["incomplete"]}'})
-    resp = post(client, auth, "/intents/bulk", {"step": "run", "token": token_of(shown.get_data(as_text=True))})
-    assert resp.status_code == 202 and "Cancel payment intents matching status=incomplete" in resp.get_data(as_text=True)
+    assert (
+        "<strong>50.00 EUR</strong>, <strong>35.50 USD</strong>" in html and "1 of the chosen intent" in html
+    )
+    shown = post(
+        client,
+        auth,
+        "/intents/bulk",
+        {"action": "cancel", "all": "1", "criteria": '{"status": ["incomplete"]}'},
+    )
+    resp = post(
+        client, auth, "/intents/bulk", {"step": "run", "token": token_of(shown.get_data(as_text=True))}
+    )
+    assert resp.status_code == 202 and "Cancel payment intents matching status=incomplete" in resp.get_data(
+        as_text=True
+    )
     nojs = post(client, auth, "/intents/bulk", {"action": "cancel", "all": "1", "criteria": "{}"}, htmx=False)
-    assert "Cancel 3 payment intents in Stripe?" in nojs.get_data(as_text=True) and "<html" in nojs.get_data(as_text=True)
+    assert "Cancel 3 payment intents in Stripe?" in nojs.get_data(as_text=True) and "<html" in nojs.get_data(
+        as_text=True
+    )
     assert post(client, auth, "/intents/bulk", {"action": "cancel"}).status_code == 422  # nothing ticked
 
 
@@ -154,18 +205,34 @@ def test_process_now_is_for_admins(client, auth, offline_processor):
     auth.logout()
     auth.login("admin@example.org", "admin")
     assert post(client, auth, "/intents/tools/process-stripe", data).status_code == 202
-    assert post(client, auth, "/intents/tools/process-stripe", {**data, "delete_old": "later"}).status_code == 422
+    assert (
+        post(client, auth, "/intents/tools/process-stripe", {**data, "delete_old": "later"}).status_code
+        == 422
+    )
 
 
-def test_the_card_testing_banner_is_on_every_staff_page_at_the_threshold_only(app, client, auth, offline_processor):
+def test_the_card_testing_banner_is_on_every_staff_page_at_the_threshold_only(
+    app, client, auth, offline_processor
+):
     app.config["CARD_TESTING_ALARM_CACHE_SECONDS"] = 0
     app.config["CARD_TESTING_ALARM_THRESHOLD"] = 5
     for n in range(4):
-        add(offline_processor.id, f"probe{n}", "requires_payment_method", last_error="Your card was declined.",
-            last_error_at=utcnow() - timedelta(minutes=n))
+        add(
+            offline_processor.id,
+            f"probe{n}",
+            "requires_payment_method",
+            last_error="Your card was declined.",
+            last_error_at=utcnow() - timedelta(minutes=n),
+        )
     auth.login("viewer@example.org", "viewer")
     assert "Possible card testing" not in client.get("/").get_data(as_text=True)
-    add(offline_processor.id, "probe4", "requires_payment_method", last_error="declined", last_error_at=utcnow())
+    add(
+        offline_processor.id,
+        "probe4",
+        "requires_payment_method",
+        last_error="declined",
+        last_error_at=utcnow(),
+    )
     for page in ("/", "/events", "/jobs", "/intents"):
         html = client.get(page).get_data(as_text=True)
         assert f"Possible card testing on {offline_processor.name}" in html, page
@@ -199,8 +266,14 @@ def test_tools_name_their_fields_by_label_and_refuse_negative_ages(client, auth,
     auth.login("admin@example.org", "admin")
     since = post(client, auth, "/intents/tools/import", {"since": "-5 days"})
     text = unescape(since.get_data(as_text=True))
-    assert since.status_code == 422 and "Created in the last: '-5 days' is negative" in text and "--since" not in text
-    old = post(client, auth, "/intents/tools/process-stripe", {"cancel_incomplete": "1 hour", "delete_old": "later"})
+    assert (
+        since.status_code == 422
+        and "Created in the last: '-5 days' is negative" in text
+        and "--since" not in text
+    )
+    old = post(
+        client, auth, "/intents/tools/process-stripe", {"cancel_incomplete": "1 hour", "delete_old": "later"}
+    )
     assert "Delete final records older than: cannot read 'later'" in unescape(old.get_data(as_text=True))
     listed = client.get("/intents?older_than=-1+hour&ppid=999").get_data(as_text=True)
     assert "<strong>Older than</strong>" in listed and "<strong>Processor</strong>" in listed

@@ -20,8 +20,17 @@ HX = {"HX-Request": "true"}
 
 @pytest.fixture
 def some_jobs(offline_processor):
-    rows = [StripeEvent(processor_id=offline_processor.id, event_id=f"evt_j{i}", type="invoice.paid", raw="{}",
-                        status="error", created=1_700_000_000 + i) for i in range(3)]
+    rows = [
+        StripeEvent(
+            processor_id=offline_processor.id,
+            event_id=f"evt_j{i}",
+            type="invoice.paid",
+            raw="{}",
+            status="error",
+            created=1_700_000_000 + i,
+        )
+        for i in range(3)
+    ]
     db.session.add_all(rows)
     db.session.commit()
     ids = [r.id for r in rows]
@@ -29,7 +38,9 @@ def some_jobs(offline_processor):
     while queues.run_jobs("t", seconds=30):
         pass
     running = jobs.start("events.ignore", {"ids": ids[1:], "reason": "still going"}).job
-    cleanup = jobs.start("events.cleanup", {"older_than": "90 days", "include_errors": False, "ppid": None}).job
+    cleanup = jobs.start(
+        "events.cleanup", {"older_than": "90 days", "include_errors": False, "ppid": None}
+    ).job
     return {"done": done.id, "running": running.id, "cleanup": cleanup.id}
 
 
@@ -53,7 +64,9 @@ def test_filters_and_htmx_partial(client, auth, some_jobs):
     assert "<html" not in partial and _job_rows(partial) == [some_jobs["cleanup"], some_jobs["running"]]
     bad = client.get("/jobs?status=sleeping&after=zzz")
     html = bad.get_data(as_text=True)
-    assert bad.status_code == 200 and "<strong>Status</strong>" in html and "<strong>Page link</strong>" in html
+    assert (
+        bad.status_code == 200 and "<strong>Status</strong>" in html and "<strong>Page link</strong>" in html
+    )
 
 
 def test_progress_partial_polls_while_active_and_stops_when_done(client, auth, some_jobs):
@@ -77,8 +90,11 @@ def test_operator_cancels_and_resumes_with_audit_entries(client, auth, some_jobs
     db.session.commit()
     resumed = client.post(f"/jobs/{some_jobs['running']}/resume", headers=headers)
     assert "Queued again" in resumed.get_data(as_text=True)
-    actions = list(db.session.scalars(select(AuditLog.action).where(AuditLog.object_id == str(job.id))
-                                      .order_by(AuditLog.id)))
+    actions = list(
+        db.session.scalars(
+            select(AuditLog.action).where(AuditLog.object_id == str(job.id)).order_by(AuditLog.id)
+        )
+    )
     assert actions == ["job.start", "job.cancel", "job.resume"]
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "job.cancel"))
     assert entry.actor == "operator@example.org"
@@ -94,8 +110,16 @@ def test_an_admins_job_needs_an_admin_to_cancel(client, auth, some_jobs):
 
 
 def test_failed_side_effects_with_a_retry_button(client, auth, offline_processor):
-    task = OutboxTask(kind="receipt", key="receipt:1", processor_id=offline_processor.id, payload={},
-                      status="error", attempts=5, last_error="SMTP said no", next_attempt_at=utcnow())
+    task = OutboxTask(
+        kind="receipt",
+        key="receipt:1",
+        processor_id=offline_processor.id,
+        payload={},
+        status="error",
+        attempts=5,
+        last_error="SMTP said no",
+        next_attempt_at=utcnow(),
+    )
     db.session.add(task)
     db.session.commit()
     auth.login("viewer@example.org", "viewer")
@@ -116,7 +140,10 @@ def test_failed_side_effects_with_a_retry_button(client, auth, offline_processor
     assert db.session.scalar(select(AuditLog.action)) == "outbox.retry"
     again = client.post(f"/jobs/outbox/{task.id}/retry", headers={**HX, "X-CSRFToken": auth.token()})
     assert again.status_code == 200 and "Queued again" not in again.get_data(as_text=True)
-    assert client.post("/jobs/outbox/424242/retry", headers={**HX, "X-CSRFToken": auth.token()}).status_code == 404
+    assert (
+        client.post("/jobs/outbox/424242/retry", headers={**HX, "X-CSRFToken": auth.token()}).status_code
+        == 404
+    )
 
 
 def test_an_unknown_kind_is_named_not_matched_silently(client, auth, some_jobs):
@@ -125,5 +152,7 @@ def test_an_unknown_kind_is_named_not_matched_silently(client, auth, some_jobs):
     assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of job: one of " in html
     assert _job_rows(html) == [some_jobs["done"]]  # the rest of the filter still applies
     outbox = client.get("/jobs/outbox?kind=bogus").get_data(as_text=True)
-    assert "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, notification, receipt" \
+    assert (
+        "<strong>Kind</strong>: &#39;bogus&#39; is not a kind of side effect: one of customer_metadata, notification, receipt"
         in outbox
+    )

@@ -123,14 +123,21 @@ def test_test_connection_shows_stripes_error_and_request_id(
 
 def test_the_api_base_must_be_stripes_or_an_allowed_host(app, client, auth):
     auth.login("admin@example.org", "admin")
-    for bad in ("https://collector.example.net", "http://api.stripe.com", "https://api.stripe.com.example.net",
-                "https://someone@127.0.0.1:8420", "http://127.0.0.1:8420/v1/elsewhere"):
+    for bad in (
+        "https://collector.example.net",
+        "http://api.stripe.com",
+        "https://api.stripe.com.example.net",
+        "https://someone@127.0.0.1:8420",
+        "http://127.0.0.1:8420/v1/elsewhere",
+    ):
         resp = _new(client, api_base=bad)
         text = resp.get_data(as_text=True)
         assert resp.status_code == 422 and 'id="api_base-error"' in text, bad
     assert db.session.scalar(select(PaymentProcessor)) is None
-    assert _new(client, api_base="https://collector.example.net").get_data(as_text=True).count(
-        "PAYDESK_STRIPE_API_BASES"
+    assert (
+        _new(client, api_base="https://collector.example.net")
+        .get_data(as_text=True)
+        .count("PAYDESK_STRIPE_API_BASES")
     )
     assert _new(client, api_base="https://api.stripe.com/").status_code == 302
     assert db.session.scalar(select(PaymentProcessor)).api_base == "https://api.stripe.com"
@@ -139,8 +146,14 @@ def test_the_api_base_must_be_stripes_or_an_allowed_host(app, client, auth):
 def test_changing_the_api_base_needs_the_secret_key_typed_again(app, client, auth, offline_processor):
     auth.login("admin@example.org", "admin")
     url = f"/settings/processors/{offline_processor.id}/edit"
-    form = {"csrf_token": auth.token(url), "name": "Stripe mocked", "mode": "test", "secret_key": "",
-            "api_base": "http://localhost:8420", "active": "y"}
+    form = {
+        "csrf_token": auth.token(url),
+        "name": "Stripe mocked",
+        "mode": "test",
+        "secret_key": "",
+        "api_base": "http://localhost:8420",
+        "active": "y",
+    }
     resp = client.post(url, data=form)
     text = resp.get_data(as_text=True)
     assert resp.status_code == 422 and 'id="secret_key-error"' in text and "Type the secret key again" in text
@@ -149,7 +162,10 @@ def test_changing_the_api_base_needs_the_secret_key_typed_again(app, client, aut
     resp = client.post(url, data={**form, "secret_key": "sk_test_typedAgain"})
     assert resp.status_code == 302
     db.session.refresh(offline_processor)
-    assert (offline_processor.api_base, offline_processor.secret_key) == ("http://localhost:8420", "sk_test_typedAgain")
+    assert (offline_processor.api_base, offline_processor.secret_key) == (
+        "http://localhost:8420",
+        "sk_test_typedAgain",
+    )
 
 
 def test_test_connection_never_sends_the_key_to_a_host_no_longer_allowed(
@@ -158,8 +174,11 @@ def test_test_connection_never_sends_the_key_to_a_host_no_longer_allowed(
     offline_processor.api_base = "https://collector.example.net"  # stored before the allow-list existed
     db.session.commit()
     auth.login("admin@example.org", "admin")
-    resp = client.post(f"/settings/processors/{offline_processor.id}/test", data={"csrf_token": auth.token()},
-                       headers={"HX-Request": "true"})
+    resp = client.post(
+        f"/settings/processors/{offline_processor.id}/test",
+        data={"csrf_token": auth.token()},
+        headers={"HX-Request": "true"},
+    )
     text = resp.get_data(as_text=True)
     assert "PAYDESK_STRIPE_API_BASES" in text and "flash-error" in text
     assert connect_world.calls == []

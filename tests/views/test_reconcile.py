@@ -38,16 +38,38 @@ def drift(world, offline_processor):
     lost, changed, fine = (p.charge["id"] for p in pays)
     db.session.delete(db.session.scalar(select(Payment).where(Payment.trxn_id == lost)))
     db.session.scalar(select(Payment).where(Payment.trxn_id == changed)).amount = 1999
-    c = Contribution(processor_id=offline_processor.id, amount=500, currency="usd", status="Completed",
-                     trxn_id="ch_ghost0042", receive_date=utcnow())
+    c = Contribution(
+        processor_id=offline_processor.id,
+        amount=500,
+        currency="usd",
+        status="Completed",
+        trxn_id="ch_ghost0042",
+        receive_date=utcnow(),
+    )
     db.session.add(c)
     db.session.flush()
-    db.session.add(Payment(contribution_id=c.id, processor_id=offline_processor.id, trxn_id="ch_ghost0042",
-                           charge_id="ch_ghost0042", amount=500, net=500, currency="usd", status="Completed",
-                           payment_date=utcnow()))
+    db.session.add(
+        Payment(
+            contribution_id=c.id,
+            processor_id=offline_processor.id,
+            trxn_id="ch_ghost0042",
+            charge_id="ch_ghost0042",
+            amount=500,
+            net=500,
+            currency="usd",
+            status="Completed",
+            payment_date=utcnow(),
+        )
+    )
     db.session.commit()
     compared(offline_processor)  # what the page shows: the kept scan of the last 7 days
-    return {"lost": lost, "changed": changed, "fine": fine, "ghost": "ch_ghost0042", "ppid": offline_processor.id}
+    return {
+        "lost": lost,
+        "changed": changed,
+        "fine": fine,
+        "ghost": "ch_ghost0042",
+        "ppid": offline_processor.id,
+    }
 
 
 def compared(proc, **filters) -> rc_scan.Scan:
@@ -68,8 +90,11 @@ def test_viewer_sees_the_differences_and_no_buttons(client, auth, drift):
     rows = _rows(html)
     assert set(rows) == {drift["lost"], drift["changed"], drift["ghost"]}
     assert "missing in paydesk" in rows[drift["lost"]]
-    assert "amount differs" in rows[drift["changed"]] and "20.00 USD" in rows[drift["changed"]] \
+    assert (
+        "amount differs" in rows[drift["changed"]]
+        and "20.00 USD" in rows[drift["changed"]]
         and "19.99 USD" in rows[drift["changed"]]
+    )
     assert "not in Stripe" in rows[drift["ghost"]]
     assert "Fix" not in html.split("<tbody>")[1] and "Fix all" not in html
     assert '<a href="/reconcile" class="active" aria-current="page">Reconcile</a>' in html
@@ -92,13 +117,22 @@ def test_htmx_gets_the_results_partial_others_the_page(client, auth, drift):
     auth.login("viewer@example.org", "viewer")
     partial = client.get("/reconcile?problem=missing", headers=HX).get_data(as_text=True)
     assert "<html" not in partial and set(_rows(partial)) == {drift["lost"]}
-    history = client.get("/reconcile", headers={**HX, "HX-History-Restore-Request": "true"}).get_data(as_text=True)
+    history = client.get("/reconcile", headers={**HX, "HX-History-Restore-Request": "true"}).get_data(
+        as_text=True
+    )
     assert "<html" in history
 
 
-@pytest.mark.parametrize("query, field", [("days=0", "days"), ("problem=lost", "problem"),
-                                          ("since=yesterday", "since"), ("after=%%%", "after"),
-                                          ("since=2026-11-20&until=2026-11-10", "until")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("days=0", "days"),
+        ("problem=lost", "problem"),
+        ("since=yesterday", "since"),
+        ("after=%%%", "after"),
+        ("since=2026-11-20&until=2026-11-10", "until"),
+    ],
+)
 def test_bad_filters_show_a_message_never_a_500(client, auth, drift, query, field):
     auth.login("viewer@example.org", "viewer")
     resp = client.get(f"/reconcile?{query}")
@@ -140,12 +174,21 @@ def test_cancelling_a_local_record_asks_first(client, auth, drift):
     form = _form(html, drift["ghost"])
     asked = client.post("/reconcile/fix", data=form, headers={**HX, "X-CSRFToken": auth.token()})
     question = asked.get_data(as_text=True)
-    assert asked.status_code == 200 and "Mark paydesk's charge payment" in question and "Yes, mark it Cancelled" in question
+    assert (
+        asked.status_code == 200
+        and "Mark paydesk's charge payment" in question
+        and "Yes, mark it Cancelled" in question
+    )
     assert db.session.scalar(select(Payment.status).where(Payment.trxn_id == drift["ghost"])) == "Completed"
-    kept = client.get("/reconcile/row", query_string={"ppid": form["ppid"], "object": "charge", "id": drift["ghost"]},
-                      headers=HX)
+    kept = client.get(
+        "/reconcile/row",
+        query_string={"ppid": form["ppid"], "object": "charge", "id": drift["ghost"]},
+        headers=HX,
+    )
     assert "not in Stripe" in kept.get_data(as_text=True) and "Mark cancelled…" in kept.get_data(as_text=True)
-    done = client.post("/reconcile/fix", data={**form, "step": "run"}, headers={**HX, "X-CSRFToken": auth.token()})
+    done = client.post(
+        "/reconcile/fix", data={**form, "step": "run"}, headers={**HX, "X-CSRFToken": auth.token()}
+    )
     assert "Fixed (marked charge payment" in done.get_data(as_text=True)
     assert db.session.scalar(select(Payment.status).where(Payment.trxn_id == drift["ghost"])) == "Cancelled"
     assert db.session.scalar(select(AuditLog.action).where(AuditLog.action == "reconcile.cancel_local"))
@@ -159,8 +202,9 @@ def test_without_javascript_the_fix_flashes_and_goes_back(client, auth, drift):
     assert resp.status_code == 302 and resp.headers["Location"] == "/reconcile?problem=amount"
     page = client.get("/reconcile?problem=amount").get_data(as_text=True)
     assert "Fixed (replayed" in page and _rows(page) == {}
-    confirm = client.post("/reconcile/fix", data=_form(client.get("/reconcile").get_data(as_text=True),
-                                                        drift["ghost"]))
+    confirm = client.post(
+        "/reconcile/fix", data=_form(client.get("/reconcile").get_data(as_text=True), drift["ghost"])
+    )
     assert confirm.status_code == 200 and "<html" in confirm.get_data(as_text=True)
     assert "Keep it" in confirm.get_data(as_text=True)
 
@@ -174,7 +218,9 @@ def test_fix_all_confirms_how_many_and_how_much_then_starts_one_job(client, auth
     assert "Fix 2 differences?" in confirm and "30.00 USD" in confirm  # 10.00 + 20.00 from Stripe
     assert "1 row that would mark paydesk's records Cancelled is left out" in unescape(confirm)
     started = confirm_run(client, "/reconcile/fix-all", confirm, data, headers=HX)
-    assert started.status_code == 202 and "Reconcile charges, refunds and invoices" in started.get_data(as_text=True)
+    assert started.status_code == 202 and "Reconcile charges, refunds and invoices" in started.get_data(
+        as_text=True
+    )
     again = confirm_run(client, "/reconcile/fix-all", confirm, data, headers=HX)
     assert again.status_code == 400 and "used already" in again.get_data(as_text=True)
     job = db.session.scalar(select(Job))
@@ -200,16 +246,25 @@ def test_viewer_cannot_fix_and_posts_need_csrf(client, auth, drift):
 
 def test_a_damaged_fix_request_is_a_message(client, auth, drift):
     auth.login("operator@example.org", "operator")
-    resp = client.post("/reconcile/fix", data={"ppid": drift["ppid"], "object": "charge", "id": "ch_'><b>x"},
-                       headers={**HX, "X-CSRFToken": auth.token()})
+    resp = client.post(
+        "/reconcile/fix",
+        data={"ppid": drift["ppid"], "object": "charge", "id": "ch_'><b>x"},
+        headers={**HX, "X-CSRFToken": auth.token()},
+    )
     body = resp.get_data(as_text=True)
     assert resp.status_code == 422 and "is not a Stripe charge id" in body and "<b>x" not in body
-    resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "step": "run", "params": "{nope"},
-                       headers={**HX, "X-CSRFToken": auth.token()})
+    resp = client.post(
+        "/reconcile/fix-all",
+        data={"ppid": drift["ppid"], "step": "run", "params": "{nope"},
+        headers={**HX, "X-CSRFToken": auth.token()},
+    )
     assert resp.status_code == 400 and "confirm first" in resp.get_data(as_text=True)
     for criteria in ("[1, 2]", "{oops", '"text"'):
-        resp = client.post("/reconcile/fix-all", data={"ppid": drift["ppid"], "criteria": criteria},
-                           headers={**HX, "X-CSRFToken": auth.token()})
+        resp = client.post(
+            "/reconcile/fix-all",
+            data={"ppid": drift["ppid"], "criteria": criteria},
+            headers={**HX, "X-CSRFToken": auth.token()},
+        )
         assert resp.status_code == 422 and "damaged" in resp.get_data(as_text=True), criteria
 
 
@@ -228,8 +283,12 @@ def test_a_viewer_page_view_starts_no_scan_and_asks_stripe_nothing(client, auth,
     """Issue 16: a viewer could start a 15,000-object Stripe scan per distinct window with plain GETs."""
     auth.login("viewer@example.org", "viewer")
     before = world.count("GET", r"^/v1/")
-    for url in ("/reconcile", "/reconcile?since=2026-01-01&until=2026-06-30", "/reconcile?days=300&matching=1",
-                "/reconcile?since=2026-09-01"):
+    for url in (
+        "/reconcile",
+        "/reconcile?since=2026-01-01&until=2026-06-30",
+        "/reconcile?days=300&matching=1",
+        "/reconcile?since=2026-09-01",
+    ):
         html = client.get(url).get_data(as_text=True)
         assert "Compare with Stripe" not in html and "Compare again" not in html  # no button for a viewer
     assert world.count("GET", r"^/v1/") == before  # not one request to Stripe
@@ -255,8 +314,11 @@ def test_an_operator_starts_one_scan_job_whose_result_the_page_then_shows(client
     assert "The same comparison was already queued" in again.get_data(as_text=True)
     job = db.session.scalar(select(Job))
     assert db.session.scalar(select(func.count()).select_from(Job)) == 1
-    assert (job.kind, job.processor_id, job.params) == ("reconcile.scan", drift["ppid"],
-                                                        {"object": ["charge", "invoice", "refund"], "days": 30})
+    assert (job.kind, job.processor_id, job.params) == (
+        "reconcile.scan",
+        drift["ppid"],
+        {"object": ["charge", "invoice", "refund"], "days": 30},
+    )
     assert _lists(world) == lists  # starting it asked Stripe nothing: the worker does
     run_once()
     db.session.refresh(job)
@@ -275,10 +337,17 @@ def test_a_user_runs_one_scan_at_a_time(client, auth, drift):
     other = {**_scan_form(html), "criteria": '{"days": 60}'}
     resp = client.post("/reconcile/scan", data=other, headers={**HX, "X-CSRFToken": auth.token()})
     text = unescape(resp.get_data(as_text=True))
-    assert resp.status_code == 422 and "one at a time" in text and "Compare charges, refunds and invoices" in text
+    assert (
+        resp.status_code == 422
+        and "one at a time" in text
+        and "Compare charges, refunds and invoices" in text
+    )
     assert db.session.scalar(select(func.count()).select_from(Job)) == 1
     run_once()  # the first one ends: another may start
-    assert client.post("/reconcile/scan", data=other, headers={**HX, "X-CSRFToken": auth.token()}).status_code == 202
+    assert (
+        client.post("/reconcile/scan", data=other, headers={**HX, "X-CSRFToken": auth.token()}).status_code
+        == 202
+    )
 
 
 def test_a_failing_scan_says_so_on_the_page(client, auth, world, drift):
@@ -294,7 +363,9 @@ def test_a_failing_scan_says_so_on_the_page(client, auth, world, drift):
 
 
 @pytest.mark.postgres
-def test_fix_all_counts_and_fixes_the_rows_the_page_showed_without_asking_stripe_again(client, auth, world, drift):
+def test_fix_all_counts_and_fixes_the_rows_the_page_showed_without_asking_stripe_again(
+    client, auth, world, drift
+):
     auth.login("operator@example.org", "operator")
     html = client.get("/reconcile").get_data(as_text=True)
     criteria = re.search(r'name="criteria" value=\'([^\']*)\'', html).group(1)
@@ -351,7 +422,9 @@ def test_a_fix_answers_the_summary_again_without_the_fixed_row(client, auth, dri
     auth.login("operator@example.org", "operator")
     html = client.get("/reconcile").get_data(as_text=True)
     assert "<strong>3 differ</strong>" in html
-    resp = client.post("/reconcile/fix", data=_form(html, drift["lost"]), headers={**HX, "X-CSRFToken": auth.token()})
+    resp = client.post(
+        "/reconcile/fix", data=_form(html, drift["lost"]), headers={**HX, "X-CSRFToken": auth.token()}
+    )
     text = resp.get_data(as_text=True)
     assert resp.status_code == 200 and "Fixed (replayed" in text
     summary = text.split('<hx-partial hx-target="#reconcile-summary"', 1)[1]  # swapped out of band by htmx

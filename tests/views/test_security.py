@@ -50,6 +50,7 @@ def probe_app(tmp_path):
 
 def _example_url(rule) -> str:
     """A concrete URL for a rule: every argument filled with a plausible value."""
+
     def fill(match):
         converter = match.group(1)
         if converter in ("int", "float", "id"):
@@ -57,6 +58,7 @@ def _example_url(rule) -> str:
         if converter == "uuid":
             return "00000000-0000-0000-0000-000000000001"
         return "x"
+
     return re.sub(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>", fill, rule.rule)
 
 
@@ -90,7 +92,9 @@ def test_viewer_gets_403_on_every_state_changing_route(probe_app):
 
 def test_anonymous_is_sent_to_sign_in_on_every_state_changing_route(probe_app):
     client = probe_app.test_client()
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/login").get_data(as_text=True))[1]
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/login").get_data(as_text=True))[
+        1
+    ]
     for rule, method in _state_changing_rules(probe_app):
         resp = client.open(_example_url(rule), method=method, headers={"X-CSRFToken": token})
         assert resp.status_code in (302, 401), f"{method} {rule.rule}: {resp.status_code}"

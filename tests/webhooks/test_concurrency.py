@@ -25,8 +25,11 @@ def wait_drained(timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         db.session.rollback()
-        left = db.session.scalar(select(func.count()).select_from(StripeEvent)
-                                 .where(StripeEvent.status.in_([EV_QUEUED, EV_PROCESSING])))
+        left = db.session.scalar(
+            select(func.count())
+            .select_from(StripeEvent)
+            .where(StripeEvent.status.in_([EV_QUEUED, EV_PROCESSING]))
+        )
         if not left:
             return
         time.sleep(0.1)
@@ -34,7 +37,9 @@ def wait_drained(timeout: float = 120) -> None:
 
 
 @pytest.mark.postgres
-def test_five_concurrent_deliveries_of_every_event_while_two_workers_run(app, offline_processor, world, backend):
+def test_five_concurrent_deliveries_of_every_event_while_two_workers_run(
+    app, offline_processor, world, backend
+):
     """Shuffled events of many renewals, each delivered five times at once, while two workers already run:
     every renewal ends with exactly its one contribution and one payment."""
     app.config.update(WORKER_BATCH=3, WORKER_IDLE_SLEEP=0.02)
@@ -61,9 +66,12 @@ def test_five_concurrent_deliveries_of_every_event_while_two_workers_run(app, of
         workers.join(30)
     db.session.rollback()
     assert codes == [200] * (5 * len(events))
-    statuses = dict(db.session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status)).all())
+    statuses = dict(
+        db.session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status)).all()
+    )
     assert statuses.get("error", 0) == 0, db.session.scalars(
-        select(StripeEvent.last_error).where(StripeEvent.status == "error")).all()
+        select(StripeEvent.last_error).where(StripeEvent.status == "error")
+    ).all()
     assert sum(statuses.values()) == len(events)
     for ren in renewals:
         cid = db.session.scalar(select(Contribution.id).where(Contribution.invoice_id == ren.invoice["id"]))

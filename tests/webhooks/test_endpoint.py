@@ -26,7 +26,9 @@ def url(processor) -> str:
 
 
 def no_business_rows() -> bool:
-    return count(StripeEvent) == 0 and count(Contribution) == 0 and count(Payment) == 0 and count(Contact) == 0
+    return (
+        count(StripeEvent) == 0 and count(Contribution) == 0 and count(Payment) == 0 and count(Contact) == 0
+    )
 
 
 def test_valid_event_is_stored_queued_with_the_ids_it_touches(client, offline_processor):
@@ -36,18 +38,26 @@ def test_valid_event_is_stored_queued_with_the_ids_it_touches(client, offline_pr
     resp = client.post(url(offline_processor), data=body, headers=headers)
     assert resp.status_code == 200 and resp.json == {"received": True, "duplicate": False}
     row = db.session.scalar(select(StripeEvent))
-    assert (row.event_id, row.type, row.status, row.source) == (ev["id"], "charge.succeeded", "queued", "webhook")
+    assert (row.event_id, row.type, row.status, row.source) == (
+        ev["id"],
+        "charge.succeeded",
+        "queued",
+        "webhook",
+    )
     assert (row.charge_id, row.payment_intent_id, row.customer_id) == (ch["id"], "pi_A", "cus_A")
     assert json.loads(row.raw) == ev
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("wrong secret", "signature mismatch"),
-    ("stale", "timestamp outside tolerance"),
-    ("missing", "missing Stripe-Signature header"),
-    ("malformed", "malformed Stripe-Signature header"),
-    ("tampered", "signature mismatch"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("wrong secret", "signature mismatch"),
+        ("stale", "timestamp outside tolerance"),
+        ("missing", "missing Stripe-Signature header"),
+        ("malformed", "malformed Stripe-Signature header"),
+        ("tampered", "signature mismatch"),
+    ],
+)
 def test_bad_signatures_get_400_and_change_nothing(client, offline_processor, case, reason, caplog):
     ev = so.event("charge.succeeded", so.charge(customer="cus_B"))
     secret = "whsec_not_ours" if case == "wrong secret" else WEBHOOK_SECRET
@@ -68,15 +78,20 @@ def test_bad_signatures_get_400_and_change_nothing(client, offline_processor, ca
     assert reason in logged and WEBHOOK_SECRET not in logged and body not in logged
 
 
-def test_a_flood_of_bad_signatures_is_counted_in_two_writes_and_two_log_lines(app, client, offline_processor,
-                                                                             caplog):
+def test_a_flood_of_bad_signatures_is_counted_in_two_writes_and_two_log_lines(
+    app, client, offline_processor, caplog
+):
     """Forged deliveries do not each take the database's write lock or a log line: the first is written and
     logged at once (the dashboard shows it), the rest together after the interval."""
     from sqlalchemy import event
 
     app.config["WEBHOOK_REJECTION_FLUSH_SECONDS"] = 0.5
     writes = []
-    listener = lambda conn, cursor, statement, *a: "webhook_rejection" in statement and writes.append(statement)  # noqa: E731
+
+    def listener(conn, cursor, statement, *a):
+        if "webhook_rejection" in statement:
+            writes.append(statement)
+
     event.listen(db.engine, "before_cursor_execute", listener)
     try:
         body, headers = signed(so.event("charge.succeeded", so.charge(customer="cus_B")), "whsec_not_ours")
@@ -91,7 +106,9 @@ def test_a_flood_of_bad_signatures_is_counted_in_two_writes_and_two_log_lines(ap
     finally:
         event.remove(db.engine, "before_cursor_execute", listener)
     assert len([w for w in writes if w.lstrip().upper().startswith(("UPDATE", "INSERT"))]) <= 4
-    lines = [r.getMessage() for r in caplog.records if "webhook" in r.getMessage() and "rejected" in r.getMessage()]
+    lines = [
+        r.getMessage() for r in caplog.records if "webhook" in r.getMessage() and "rejected" in r.getMessage()
+    ]
     assert len(lines) == 2 and "29 x signature mismatch" in lines[1]
 
 
@@ -165,6 +182,7 @@ def test_concurrent_duplicate_deliveries_leave_one_row(app, offline_processor, b
 
 # -- never a 500: whatever arrives is 404, 400 with a short reason, or stored ------------------------
 
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("ppid", ["9223372036854775808", "2147483648", "99999999999999999999999", "0"])
 def test_processor_id_out_of_range_is_404_before_any_lookup(client, offline_processor, backend, ppid, caplog):
@@ -192,35 +210,42 @@ _DROP = object()
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("changes, reason", [
-    ({"created": "1700000000"}, "created must be a Unix time"),
-    ({"created": 10**30}, "created must be a Unix time"),
-    ({"created": -5}, "created must be a Unix time"),
-    ({"created": 1.5}, "created must be a Unix time"),
-    ({"created": True}, "created must be a Unix time"),
-    ({"data": "a string"}, "data must be an object"),
-    ({"data": [1, 2]}, "data must be an object"),
-    ({"data": _DROP}, "data must be an object"),
-    ({"data__object": "ch_1"}, "data.object must be an object"),
-    ({"data__object": [{"id": "ch_1"}]}, "data.object must be an object"),
-    ({"id": {"nested": "evt_1"}}, "id must be a string"),
-    ({"id": 12345}, "id must be a string"),
-    ({"id": ""}, "id is empty"),
-    ({"id": _DROP}, "id is required"),
-    ({"type": ["charge.succeeded"]}, "type must be a string"),
-    ({"api_version": {"v": 1}}, "api_version must be a string"),
-    ({"livemode": "false"}, "livemode must be true or false"),
-    ({"id": "evt_" + "x" * 300}, "id is longer than 255 characters"),
-    ({"type": "t" * 101}, "type is longer than 100 characters"),
-    ({"api_version": "v" * 65}, "api_version is longer than 64 characters"),
-    ({"id": "evt_nul\u0000"}, "id contains control characters"),
-    ({"id": "evt_\ud800"}, "id is not valid Unicode text"),
-    ({"data__object__id": {"id": "ch_1"}}, "data.object.id must be a string"),
-    ({"data__object__customer": "cus_" + "c" * 300}, "customer id in data.object is longer than 255"),
-    ({"data__object__payment_intent": {"id": "pi_" + "p" * 300}}, "payment intent id in data.object is longer"),
-])
-def test_signed_event_of_the_wrong_shape_is_400_with_a_reason(client, offline_processor, backend, changes, reason,
-                                                              caplog):
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"created": "1700000000"}, "created must be a Unix time"),
+        ({"created": 10**30}, "created must be a Unix time"),
+        ({"created": -5}, "created must be a Unix time"),
+        ({"created": 1.5}, "created must be a Unix time"),
+        ({"created": True}, "created must be a Unix time"),
+        ({"data": "a string"}, "data must be an object"),
+        ({"data": [1, 2]}, "data must be an object"),
+        ({"data": _DROP}, "data must be an object"),
+        ({"data__object": "ch_1"}, "data.object must be an object"),
+        ({"data__object": [{"id": "ch_1"}]}, "data.object must be an object"),
+        ({"id": {"nested": "evt_1"}}, "id must be a string"),
+        ({"id": 12345}, "id must be a string"),
+        ({"id": ""}, "id is empty"),
+        ({"id": _DROP}, "id is required"),
+        ({"type": ["charge.succeeded"]}, "type must be a string"),
+        ({"api_version": {"v": 1}}, "api_version must be a string"),
+        ({"livemode": "false"}, "livemode must be true or false"),
+        ({"id": "evt_" + "x" * 300}, "id is longer than 255 characters"),
+        ({"type": "t" * 101}, "type is longer than 100 characters"),
+        ({"api_version": "v" * 65}, "api_version is longer than 64 characters"),
+        ({"id": "evt_nul\u0000"}, "id contains control characters"),
+        ({"id": "evt_\ud800"}, "id is not valid Unicode text"),
+        ({"data__object__id": {"id": "ch_1"}}, "data.object.id must be a string"),
+        ({"data__object__customer": "cus_" + "c" * 300}, "customer id in data.object is longer than 255"),
+        (
+            {"data__object__payment_intent": {"id": "pi_" + "p" * 300}},
+            "payment intent id in data.object is longer",
+        ),
+    ],
+)
+def test_signed_event_of_the_wrong_shape_is_400_with_a_reason(
+    client, offline_processor, backend, changes, reason, caplog
+):
     ev = _event_with(**changes)
     body, headers = signed(json.dumps(ev), WEBHOOK_SECRET)
     resp = client.post(url(offline_processor), data=body.encode("utf-8", "surrogatepass"), headers=headers)
@@ -231,7 +256,12 @@ def test_signed_event_of_the_wrong_shape_is_400_with_a_reason(client, offline_pr
 
 
 def test_a_body_nested_ten_thousand_levels_deep_is_400(client, offline_processor):
-    deep = '{"id": "evt_deep", "type": "charge.succeeded", "data": {"object": ' + "[" * 10_000 + "]" * 10_000 + "}}"
+    deep = (
+        '{"id": "evt_deep", "type": "charge.succeeded", "data": {"object": '
+        + "[" * 10_000
+        + "]" * 10_000
+        + "}}"
+    )
     body, headers = signed(deep, WEBHOOK_SECRET)
     resp = client.post(url(offline_processor), data=body, headers=headers)
     assert resp.status_code == 400 and "nested" in resp.json["error"]
@@ -247,20 +277,26 @@ def test_a_body_nested_ten_thousand_levels_deep_is_400(client, offline_processor
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("encoding, reason", [
-    ("latin-1", "body is not UTF-8"),
-    ("utf-16", "body is not UTF-8"),  # with a byte order mark
-    ("utf-16-le", "body is not JSON"),  # no BOM: NUL bytes between the characters are valid UTF-8
-    ("utf-8-sig", "body is not JSON"),
-])
+@pytest.mark.parametrize(
+    "encoding, reason",
+    [
+        ("latin-1", "body is not UTF-8"),
+        ("utf-16", "body is not UTF-8"),  # with a byte order mark
+        ("utf-16-le", "body is not JSON"),  # no BOM: NUL bytes between the characters are valid UTF-8
+        ("utf-8-sig", "body is not JSON"),
+    ],
+)
 def test_a_body_that_is_not_utf8_json_is_400(client, offline_processor, backend, encoding, reason):
     ev = so.event("customer.updated", so.customer(name="Zoë Ünicode"))
     # ASCII JSON in UTF-16 without a BOM is the nasty case: every byte of it is valid UTF-8 too
     raw = json.dumps(ev, ensure_ascii=encoding == "utf-16-le").encode(encoding)
     ts = int(time.time())
     sig = hmac.new(WEBHOOK_SECRET.encode(), f"{ts}.".encode() + raw, hashlib.sha256).hexdigest()
-    resp = client.post(url(offline_processor), data=raw,
-                       headers={"Stripe-Signature": f"t={ts},v1={sig}", "Content-Type": "application/json"})
+    resp = client.post(
+        url(offline_processor),
+        data=raw,
+        headers={"Stripe-Signature": f"t={ts},v1={sig}", "Content-Type": "application/json"},
+    )
     assert resp.status_code == 400 and resp.json["error"] == reason
     assert count(StripeEvent) == 0
 
@@ -268,7 +304,9 @@ def test_a_body_that_is_not_utf8_json_is_400(client, offline_processor, backend,
 def test_signature_dated_in_the_future_is_refused_like_a_stale_one(app, client, offline_processor):
     tolerance = app.config["WEBHOOK_TOLERANCE"]
     for offset, status in ((tolerance + 60, 400), (10**9, 400), (tolerance - 60, 200)):
-        body, headers = signed(so.event("customer.updated", so.customer()), WEBHOOK_SECRET, int(time.time()) + offset)
+        body, headers = signed(
+            so.event("customer.updated", so.customer()), WEBHOOK_SECRET, int(time.time()) + offset
+        )
         resp = client.post(url(offline_processor), data=body, headers=headers)
         assert resp.status_code == status, (offset, resp.get_data(as_text=True))
         if status == 400:
@@ -285,16 +323,25 @@ def test_no_body_or_secret_in_any_log_line(app, client, offline_processor, caplo
 
     caplog.set_level(logging.DEBUG)
     marker = "MARKER-donor-secret-address"
-    good = so.event("payment_intent.created", so.payment_intent(status="requires_payment_method", amount="2500",
-                                                                 description=marker))
+    good = so.event(
+        "payment_intent.created",
+        so.payment_intent(status="requires_payment_method", amount="2500", description=marker),
+    )
     bad_shape = _event_with(created="soon")
     bad_shape["data"]["object"]["description"] = marker
-    for ev, secret in ((good, WEBHOOK_SECRET), (good, WEBHOOK_SECRET), (good, "whsec_wrong"),
-                       (bad_shape, WEBHOOK_SECRET)):
+    for ev, secret in (
+        (good, WEBHOOK_SECRET),
+        (good, WEBHOOK_SECRET),
+        (good, "whsec_wrong"),
+        (bad_shape, WEBHOOK_SECRET),
+    ):
         body, headers = signed(ev, secret)
         client.post(url(offline_processor), data=body, headers=headers)
-    client.post(url(offline_processor), data=f"not json {marker}",
-                headers={"Stripe-Signature": signed(f"not json {marker}", WEBHOOK_SECRET)[1]["Stripe-Signature"]})
+    client.post(
+        url(offline_processor),
+        data=f"not json {marker}",
+        headers={"Stripe-Signature": signed(f"not json {marker}", WEBHOOK_SECRET)[1]["Stripe-Signature"]},
+    )
     run_once()  # the stored event fails in the worker: its amount is not an integer
     row = db.session.scalar(select(StripeEvent))
     assert row.status == "error" and "amount is not an integer" in row.last_error

@@ -33,11 +33,14 @@ def contribution(**where) -> Contribution:
 
 # -- payment_intent.* ----------------------------------------------------------------
 
+
 def test_payment_intent_events_track_the_intent(offline_processor, world):
     pay = OneOff(world)
     created = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None}
     action = copy.deepcopy(pay.intent) | {"status": "requires_action", "latest_charge": None}
-    (ev_created,) = feed(offline_processor, pay.event("payment_intent.created", created, created=pay.now - 10))
+    (ev_created,) = feed(
+        offline_processor, pay.event("payment_intent.created", created, created=pay.now - 10)
+    )
     row = db.session.scalar(select(StripePaymentIntent).filter_by(stripe_intent_id=pay.intent["id"]))
     assert (row.status, row.amount, row.currency) == ("requires_payment_method", 2500, "usd")
     feed(offline_processor, pay.event("payment_intent.requires_action", action, created=pay.now - 5))
@@ -64,14 +67,24 @@ def test_payment_intent_succeeded_completes_a_one_off_contribution(app, offline_
 
 def test_payment_intent_failed_fails_the_pending_contribution(offline_processor, world):
     pay = OneOff(world)
-    c = Contribution(processor_id=offline_processor.id, amount=2500, currency="usd", status="Pending",
-                     payment_intent_id=pay.intent["id"])
+    c = Contribution(
+        processor_id=offline_processor.id,
+        amount=2500,
+        currency="usd",
+        status="Pending",
+        payment_intent_id=pay.intent["id"],
+    )
     db.session.add(c)
     db.session.commit()
-    failed = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None,
-                                          "last_payment_error": {"message": "Your card was declined.",
-                                                                 "code": "card_declined",
-                                                                 "decline_code": "insufficient_funds"}}
+    failed = copy.deepcopy(pay.intent) | {
+        "status": "requires_payment_method",
+        "latest_charge": None,
+        "last_payment_error": {
+            "message": "Your card was declined.",
+            "code": "card_declined",
+            "decline_code": "insufficient_funds",
+        },
+    }
     feed(offline_processor, pay.event("payment_intent.payment_failed", failed))
     assert c.status == "Failed"
     assert c.failure_message == "Your card was declined. (insufficient_funds)"
@@ -79,14 +92,23 @@ def test_payment_intent_failed_fails_the_pending_contribution(offline_processor,
 
 def test_declined_intent_of_a_known_customer_is_recorded_as_a_failed_contribution(offline_processor, world):
     pay = OneOff(world, amount=4000)
-    declined = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None,
-                                            "last_payment_error": {"message": "Your card was declined.",
-                                                                   "code": "card_declined",
-                                                                   "charge": pay.charge["id"]}}
+    declined = copy.deepcopy(pay.intent) | {
+        "status": "requires_payment_method",
+        "latest_charge": None,
+        "last_payment_error": {
+            "message": "Your card was declined.",
+            "code": "card_declined",
+            "charge": pay.charge["id"],
+        },
+    }
     feed(offline_processor, pay.event("payment_intent.payment_failed", declined))
     c = contribution(payment_intent_id=pay.intent["id"])
-    assert (c.status, c.amount, c.trxn_id, c.contact.email) == ("Failed", 4000, pay.charge["id"],
-                                                                "donor@example.org")
+    assert (c.status, c.amount, c.trxn_id, c.contact.email) == (
+        "Failed",
+        4000,
+        pay.charge["id"],
+        "donor@example.org",
+    )
     # the matching charge.failed (real Stripe sends both) finds it: still one contribution
     failed = copy.deepcopy(pay.charge) | {"status": "failed", "failure_message": "Your card was declined."}
     feed(offline_processor, pay.event("charge.failed", failed))
@@ -103,12 +125,20 @@ def test_declined_intent_with_no_customer_records_nothing(offline_processor, wor
 
 def test_payment_intent_canceled_cancels_the_pending_contribution(offline_processor, world):
     pay = OneOff(world)
-    c = Contribution(processor_id=offline_processor.id, amount=2500, currency="usd", status="Pending",
-                     payment_intent_id=pay.intent["id"])
+    c = Contribution(
+        processor_id=offline_processor.id,
+        amount=2500,
+        currency="usd",
+        status="Pending",
+        payment_intent_id=pay.intent["id"],
+    )
     db.session.add(c)
     db.session.commit()
-    canceled = copy.deepcopy(pay.intent) | {"status": "canceled", "cancellation_reason": "abandoned",
-                                            "latest_charge": None}
+    canceled = copy.deepcopy(pay.intent) | {
+        "status": "canceled",
+        "cancellation_reason": "abandoned",
+        "latest_charge": None,
+    }
     feed(offline_processor, pay.event("payment_intent.canceled", canceled))
     assert c.status == "Cancelled" and "abandoned" in c.failure_message
 
@@ -123,6 +153,7 @@ def test_amount_capturable_updated_keeps_the_contribution_pending(offline_proces
 
 
 # -- charge.* --------------------------------------------------------------------------
+
 
 def test_charge_succeeded_records_the_payment_once(offline_processor, world):
     pay = OneOff(world)
@@ -148,8 +179,12 @@ def test_uncaptured_charge_waits_for_capture(offline_processor, world):
 
 def test_charge_failed_with_customer_fails_the_contribution(offline_processor, world):
     pay = OneOff(world)
-    failed = copy.deepcopy(pay.charge) | {"status": "failed", "paid": False, "failure_code": "card_declined",
-                                          "failure_message": "Your card was declined."}
+    failed = copy.deepcopy(pay.charge) | {
+        "status": "failed",
+        "paid": False,
+        "failure_code": "card_declined",
+        "failure_message": "Your card was declined.",
+    }
     feed(offline_processor, pay.event("charge.failed", failed))
     c = contribution(payment_intent_id=pay.intent["id"])
     assert c.status == "Failed" and c.failure_message == "Your card was declined. (card_declined)"
@@ -161,8 +196,15 @@ def test_charge_failed_with_customer_fails_the_contribution(offline_processor, w
 
 
 def test_charge_failed_with_no_customer_and_unknown_intent_is_a_card_testing_signal(offline_processor, world):
-    probe = so.charge(customer=None, payment_intent=so.new_id("pi"), amount=100, status="failed", paid=False,
-                      failure_code="card_declined", failure_message="Your card was declined.")
+    probe = so.charge(
+        customer=None,
+        payment_intent=so.new_id("pi"),
+        amount=100,
+        status="failed",
+        paid=False,
+        failure_code="card_declined",
+        failure_message="Your card was declined.",
+    )
     (ev,) = feed(offline_processor, so.event("charge.failed", probe))
     assert ev.status == "success" and "card-testing" in ev.status_reason
     signal = db.session.scalar(select(CardTestingSignal))
@@ -205,6 +247,7 @@ def test_refund_updated_to_failed_gives_the_money_back(offline_processor, world,
 
 # -- invoice.* -------------------------------------------------------------------------
 
+
 def test_invoice_finalized_creates_a_pending_recurring_contribution(offline_processor, world):
     ren = Renewal(world)
     (ev,) = feed(offline_processor, ren.events["invoice.finalized"])
@@ -234,8 +277,14 @@ def test_renewal_with_no_finalized_event_is_created_when_paid(offline_processor,
 
 def test_invoice_payment_failed_then_retry_succeeds(offline_processor, world):
     ren = Renewal(world)
-    failed_charge = so.charge(customer=ren.customer["id"], payment_intent=ren.intent["id"], status="failed",
-                              paid=False, failure_code="card_declined", failure_message="Your card was declined.")
+    failed_charge = so.charge(
+        customer=ren.customer["id"],
+        payment_intent=ren.intent["id"],
+        status="failed",
+        paid=False,
+        failure_code="card_declined",
+        failure_message="Your card was declined.",
+    )
     world.add(failed_charge)
     ren.intent["latest_charge"] = failed_charge["id"]
     failed_inv = copy.deepcopy(ren.invoice) | {"status": "open", "attempt_count": 1, "amount_paid": 0}
@@ -249,8 +298,10 @@ def test_invoice_payment_failed_then_retry_succeeds(offline_processor, world):
     feed(offline_processor, ren.events["invoice.paid"])
     assert c.status == "Completed" and c.recur.status == "In Progress"
     # the FAQ's rule: the failed attempt is a Failed payment row on the recurring contribution
-    assert [(p.trxn_id, p.status) for p in c.payments] == [(failed_charge["id"], "Failed"),
-                                                           (ren.charge["id"], "Completed")]
+    assert [(p.trxn_id, p.status) for p in c.payments] == [
+        (failed_charge["id"], "Failed"),
+        (ren.charge["id"], "Completed"),
+    ]
     assert (c.amount, c.fee_amount, c.refunded_amount) == (ren.invoice["amount_paid"], c.payments[1].fee, 0)
 
 
@@ -267,6 +318,7 @@ def test_subscription_charge_is_never_a_one_off(offline_processor, world):
 
 
 # -- customer.subscription.* -------------------------------------------------------------
+
 
 def test_subscription_created_updated_deleted(offline_processor, world):
     cus = so.customer(name="Grace Giver", email="grace@example.org")
@@ -298,6 +350,7 @@ def test_past_due_subscription_is_failing(offline_processor, world):
 
 
 # -- customer.* ---------------------------------------------------------------------------
+
 
 def test_customer_updated_and_deleted_follow_the_link(offline_processor, world):
     pay = OneOff(world)
@@ -333,15 +386,27 @@ def test_contact_is_matched_by_customer_metadata_then_email(offline_processor, w
 
 # -- checkout.session.completed -------------------------------------------------------------
 
+
 def test_checkout_session_completes_the_referenced_contribution(offline_processor, world):
     pay = OneOff(world, amount=4200)
     c = Contribution(processor_id=offline_processor.id, amount=4200, currency="usd", status="Pending")
     db.session.add(c)
     db.session.commit()
-    session = so.obj("checkout.session", id=so.new_id("cs"), mode="payment", payment_status="paid",
-                     status="complete", client_reference_id=str(c.id), payment_intent=pay.intent["id"],
-                     subscription=None, invoice=None, customer=pay.customer["id"], livemode=False,
-                     amount_total=4200, currency="usd")
+    session = so.obj(
+        "checkout.session",
+        id=so.new_id("cs"),
+        mode="payment",
+        payment_status="paid",
+        status="complete",
+        client_reference_id=str(c.id),
+        payment_intent=pay.intent["id"],
+        subscription=None,
+        invoice=None,
+        customer=pay.customer["id"],
+        livemode=False,
+        amount_total=4200,
+        currency="usd",
+    )
     feed(offline_processor, so.event("checkout.session.completed", session))
     assert (c.status, c.trxn_id, c.payment_intent_id) == ("Completed", pay.charge["id"], pay.intent["id"])
     assert count(Contribution) == 1
@@ -349,17 +414,35 @@ def test_checkout_session_completes_the_referenced_contribution(offline_processo
 
 def _session(pay, c: Contribution, **changes) -> dict:
     """A paid Checkout session (a Payment Link's: the payer chose client_reference_id) naming ``c``."""
-    fields = dict(id=so.new_id("cs"), mode="payment", payment_status="paid", status="complete",
-                  client_reference_id=str(c.id), payment_intent=pay.intent["id"], subscription=None, invoice=None,
-                  customer=pay.customer["id"], amount_total=pay.intent["amount"], currency="usd", livemode=False)
+    fields = dict(
+        id=so.new_id("cs"),
+        mode="payment",
+        payment_status="paid",
+        status="complete",
+        client_reference_id=str(c.id),
+        payment_intent=pay.intent["id"],
+        subscription=None,
+        invoice=None,
+        customer=pay.customer["id"],
+        amount_total=pay.intent["amount"],
+        currency="usd",
+        livemode=False,
+    )
     fields.update(changes)
     return so.obj("checkout.session", **fields)
 
 
 def _someone_elses(processor, **fields) -> Contribution:
     victim = Contact(display_name="Mary Somerville", email="mary@example.org")
-    c = Contribution(processor_id=processor.id, contact=victim, amount=100000, currency="usd", status="Pending",
-                     customer_id="cus_mary", source="donation form")
+    c = Contribution(
+        processor_id=processor.id,
+        contact=victim,
+        amount=100000,
+        currency="usd",
+        status="Pending",
+        customer_id="cus_mary",
+        source="donation form",
+    )
     for k, v in fields.items():
         setattr(c, k, v)
     db.session.add(c)
@@ -372,12 +455,19 @@ def test_checkout_session_cannot_complete_someone_elses_contribution(offline_pro
     from admin.models import UnmatchedPayment
 
     pay = OneOff(world, amount=500)
-    named = {"amount": lambda: _someone_elses(offline_processor, customer_id=None),
-             "currency": lambda: _someone_elses(offline_processor, amount=500, currency="eur", customer_id=None),
-             "customer": lambda: _someone_elses(offline_processor, amount=500),
-             "paid already": lambda: _someone_elses(offline_processor, amount=500, customer_id=None,
-                                                    status="Completed", payment_intent_id="pi_marys_own",
-                                                    trxn_id="ch_marys_own")}[case]()
+    named = {
+        "amount": lambda: _someone_elses(offline_processor, customer_id=None),
+        "currency": lambda: _someone_elses(offline_processor, amount=500, currency="eur", customer_id=None),
+        "customer": lambda: _someone_elses(offline_processor, amount=500),
+        "paid already": lambda: _someone_elses(
+            offline_processor,
+            amount=500,
+            customer_id=None,
+            status="Completed",
+            payment_intent_id="pi_marys_own",
+            trxn_id="ch_marys_own",
+        ),
+    }[case]()
     before = (named.status, named.payment_intent_id, named.trxn_id, named.amount)
     event = so.event("checkout.session.completed", _session(pay, named))
     (row,) = feed(offline_processor, event)
@@ -392,8 +482,12 @@ def test_checkout_session_cannot_complete_someone_elses_contribution(offline_pro
     assert (paid.status, paid.amount, paid.contact.email) == ("Completed", 500, "donor@example.org")
     assert count(OutboxTask, OutboxTask.kind == "receipt") == 0  # no receipt, to anyone
     (kept,) = db.session.scalars(select(UnmatchedPayment)).all()
-    assert (kept.named_contribution_id, kept.contribution_id, kept.amount, kept.currency) == (named.id, paid.id, 500,
-                                                                                              "usd")
+    assert (kept.named_contribution_id, kept.contribution_id, kept.amount, kept.currency) == (
+        named.id,
+        paid.id,
+        500,
+        "usd",
+    )
     feed(offline_processor, so.event("checkout.session.completed", _session(pay, named, id=kept.session_id)))
     assert count(UnmatchedPayment) == 1  # a replay of the same session: noted once
 
@@ -410,7 +504,10 @@ def test_checkout_session_matching_its_contribution_still_completes_it(offline_p
 
 # -- side effects: receipts and customer metadata ---------------------------------------------
 
-def test_completed_contribution_sends_one_receipt_and_updates_customer_metadata(app, offline_processor, world):
+
+def test_completed_contribution_sends_one_receipt_and_updates_customer_metadata(
+    app, offline_processor, world
+):
     pay = OneOff(world)
     feed(offline_processor, pay.event("charge.succeeded"), pay.event("payment_intent.succeeded"))
     c = contribution(trxn_id=pay.charge["id"])
@@ -439,12 +536,19 @@ def test_replay_with_no_receipt_sends_none(app, offline_processor, world):
 
 # -- handlers check what they store ------------------------------------------------------------
 
+
 @pytest.mark.postgres
-@pytest.mark.parametrize("field, value", [("amount", "2500"), ("amount", 25.5), ("amount", True),
-                                          ("amount", 10**30), ("currency", 840)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("amount", "2500"), ("amount", 25.5), ("amount", True), ("amount", 10**30), ("currency", 840)],
+)
 def test_intent_with_a_malformed_amount_ends_in_error(offline_processor, world, backend, field, value):
     pay = OneOff(world)
-    bad = copy.deepcopy(pay.intent) | {"status": "requires_payment_method", "latest_charge": None, field: value}
+    bad = copy.deepcopy(pay.intent) | {
+        "status": "requires_payment_method",
+        "latest_charge": None,
+        field: value,
+    }
     (ev,) = feed(offline_processor, pay.event("payment_intent.created", bad))
     assert ev.status == "error"
     assert f"payment_intent {pay.intent['id']}: {field} is not" in ev.last_error
@@ -452,15 +556,22 @@ def test_intent_with_a_malformed_amount_ends_in_error(offline_processor, world, 
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("field, value", [("amount", "2500"), ("amount_captured", 12.5), ("amount_refunded", "0")])
-def test_charge_with_a_malformed_amount_ends_in_error_and_listings_still_work(app, runner, offline_processor, world,
-                                                                             backend, field, value):
+@pytest.mark.parametrize(
+    "field, value", [("amount", "2500"), ("amount_captured", 12.5), ("amount_refunded", "0")]
+)
+def test_charge_with_a_malformed_amount_ends_in_error_and_listings_still_work(
+    app, runner, offline_processor, world, backend, field, value
+):
     pay = OneOff(world)
     pay.charge[field] = value  # what Stripe would answer if asked again, too
     (ev,) = feed(offline_processor, pay.event("charge.succeeded"))
     assert ev.status == "error" and f"charge {pay.charge['id']}: {field} is not an integer" in ev.last_error
     assert count(Contribution) == 0 and count(Payment) == 0
-    for args in (["contributions", "list"], ["payments", "list"], ["intents", "list"],
-                 ["events", "list", "--type", "all", "--status", "error"]):
+    for args in (
+        ["contributions", "list"],
+        ["payments", "list"],
+        ["intents", "list"],
+        ["events", "list", "--type", "all", "--status", "error"],
+    ):
         result = runner.invoke(args=args)
         assert result.exit_code == 0 and "Traceback" not in result.output, result.output

@@ -51,12 +51,23 @@ def wait_until(condition, timeout: float = 60.0) -> bool:
 
 
 def start_supervisor(app, tmp_path: Path, processes: int, crash: bool = False):
-    script = SUPERVISOR.format(root=str(ROOT), tests=str(ROOT / "tests"), url=app.config["DATABASE_URL"],
-                               tmp=str(tmp_path), processes=processes, crash=crash)
+    script = SUPERVISOR.format(
+        root=str(ROOT),
+        tests=str(ROOT / "tests"),
+        url=app.config["DATABASE_URL"],
+        tmp=str(tmp_path),
+        processes=processes,
+        crash=crash,
+    )
     log = tmp_path / "supervisor.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            start_new_session=True,
+        )
     return proc, log
 
 
@@ -81,8 +92,11 @@ def test_a_killed_worker_process_is_reaped_and_replaced(app, tmp_path):
         assert victim not in now and first[1] in now  # the other child was left alone
         assert wait_until(lambda: "restarted" in log.read_text())
         text = log.read_text()
-        assert re.search(rf"worker process paydesk-worker-p\d \(pid {victim}\) was killed by SIGKILL after "
-                         r"[\d.]+ s; starting a new one\n", text), text
+        assert re.search(
+            rf"worker process paydesk-worker-p\d \(pid {victim}\) was killed by SIGKILL after "
+            r"[\d.]+ s; starting a new one\n",
+            text,
+        ), text
     finally:
         code = stop_supervisor(proc)
     assert code == 0, log.read_text()
@@ -99,7 +113,9 @@ def test_worker_processes_that_keep_dying_are_restarted_with_a_growing_pause(app
     assert code == 0
     text = log.read_text()
     assert "exited with status 3" in text
-    pauses = [float(p) for p in re.findall(r"starting a new one in ([\d.]+) s \(\d+ quick exits in a row\)", text)]
+    pauses = [
+        float(p) for p in re.findall(r"starting a new one in ([\d.]+) s \(\d+ quick exits in a row\)", text)
+    ]
     assert pauses[:3] == [0.4, 0.4, 0.4]  # 1 s, 2 s, ... capped here at WORKER_RESTART_BACKOFF_MAX
     assert text.count("restarted (pid") < 20  # not a busy loop of restarts
 

@@ -26,31 +26,71 @@ from admin.worker.loop import run_forever, run_once
 
 from .conftest import count, feed
 
-RENEWAL_EVENTS = ["invoice.finalized", "invoice.paid", "invoice.payment_succeeded", "charge.succeeded",
-                  "payment_intent.succeeded"]
+RENEWAL_EVENTS = [
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "charge.succeeded",
+    "payment_intent.succeeded",
+]
 
 
 def renewal_records(ren: Renewal) -> dict:
     """What staff see for one renewal, in terms of the scenario's own ids."""
-    cs = list(db.session.scalars(select(Contribution).where(or_(
-        Contribution.invoice_id == ren.invoice["id"], Contribution.payment_intent_id == ren.intent["id"],
-        Contribution.trxn_id.in_([ren.invoice["id"], ren.charge["id"]])))))
+    cs = list(
+        db.session.scalars(
+            select(Contribution).where(
+                or_(
+                    Contribution.invoice_id == ren.invoice["id"],
+                    Contribution.payment_intent_id == ren.intent["id"],
+                    Contribution.trxn_id.in_([ren.invoice["id"], ren.charge["id"]]),
+                )
+            )
+        )
+    )
     intent = db.session.scalar(select(StripePaymentIntent).filter_by(stripe_intent_id=ren.intent["id"]))
     return {
-        "contributions": [(c.status, c.amount, c.currency, c.trxn_id, c.invoice_id,
-                           c.recur.subscription_id if c.recur else None, c.recur.status if c.recur else None,
-                           c.fee_amount, c.net_amount, c.contact.email if c.contact else None) for c in cs],
+        "contributions": [
+            (
+                c.status,
+                c.amount,
+                c.currency,
+                c.trxn_id,
+                c.invoice_id,
+                c.recur.subscription_id if c.recur else None,
+                c.recur.status if c.recur else None,
+                c.fee_amount,
+                c.net_amount,
+                c.contact.email if c.contact else None,
+            )
+            for c in cs
+        ],
         "payments": sorted((p.trxn_id, p.amount, p.fee, p.net, p.status) for c in cs for p in c.payments),
-        "receipts": [t.key for c in cs for t in db.session.scalars(
-            select(OutboxTask).where(OutboxTask.key == f"receipt:{c.id}"))],
+        "receipts": [
+            t.key
+            for c in cs
+            for t in db.session.scalars(select(OutboxTask).where(OutboxTask.key == f"receipt:{c.id}"))
+        ],
         "intent": intent.status if intent else None,
     }
 
 
 def expected(ren: Renewal, contribution_id: int) -> dict:
     return {
-        "contributions": [("Completed", 1000, "usd", ren.invoice["id"], ren.invoice["id"], ren.subscription["id"],
-                           "In Progress", 59, 941, "donor@example.org")],
+        "contributions": [
+            (
+                "Completed",
+                1000,
+                "usd",
+                ren.invoice["id"],
+                ren.invoice["id"],
+                ren.subscription["id"],
+                "In Progress",
+                59,
+                941,
+                "donor@example.org",
+            )
+        ],
         "payments": [(ren.charge["id"], 1000, 59, 941, "Completed")],
         "receipts": [f"receipt:{contribution_id}"],
         "intent": "succeeded",
@@ -64,8 +104,10 @@ def test_every_order_of_a_renewals_events_gives_the_same_records(offline_process
     for order in orders:
         ren = Renewal(world, shape=shape)
         rows = feed(offline_processor, *(ren.events[t] for t in order))
-        assert [r.status for r in rows if r.status not in ("success", "ignored")] == [], (order, [
-            (r.type, r.last_error) for r in rows])
+        assert [r.status for r in rows if r.status not in ("success", "ignored")] == [], (
+            order,
+            [(r.type, r.last_error) for r in rows],
+        )
         got = renewal_records(ren)
         cid = db.session.scalar(select(Contribution.id).where(Contribution.invoice_id == ren.invoice["id"]))
         assert got == expected(ren, cid), order
@@ -73,14 +115,17 @@ def test_every_order_of_a_renewals_events_gives_the_same_records(offline_process
 
 
 @pytest.mark.postgres
-def test_the_same_event_delivered_five_times_makes_one_payment(app, client, offline_processor, world, backend):
+def test_the_same_event_delivered_five_times_makes_one_payment(
+    app, client, offline_processor, world, backend
+):
     from conftest import WEBHOOK_SECRET
     from stripe_objects import signed
 
     pay = OneOff(world)
     body, headers = signed(pay.event("charge.succeeded"), WEBHOOK_SECRET)
-    answers = [client.post(f"/webhooks/stripe/{offline_processor.id}", data=body, headers=headers)
-               for _ in range(5)]
+    answers = [
+        client.post(f"/webhooks/stripe/{offline_processor.id}", data=body, headers=headers) for _ in range(5)
+    ]
     assert [a.status_code for a in answers] == [200] * 5
     assert [a.json["duplicate"] for a in answers] == [False, True, True, True, True]
     run_once()
@@ -104,7 +149,9 @@ def test_stripe_down_longer_than_the_gateway_retries_requeues_then_errors(app, o
     run_once()
     row = db.session.scalar(select(StripeEvent))
     assert row.status == "queued" and row.attempts == 1
-    assert "Stripe:" in row.last_error and "http=503" in row.last_error and "request=req_world" in row.last_error
+    assert (
+        "Stripe:" in row.last_error and "http=503" in row.last_error and "request=req_world" in row.last_error
+    )
     assert row.next_attempt_at > utcnow() + timedelta(minutes=50)
     assert count(Contribution) == 0  # nothing half-done
     # Stripe stays down: each due retry fails until the bound, then the event is left in error for staff
@@ -113,7 +160,9 @@ def test_stripe_down_longer_than_the_gateway_retries_requeues_then_errors(app, o
         row.next_attempt_at = utcnow()
         db.session.commit()
         run_once()
-    assert row.status == "error" and row.attempts == 3 and row.last_error.startswith("gave up after 3 attempts")
+    assert (
+        row.status == "error" and row.attempts == 3 and row.last_error.startswith("gave up after 3 attempts")
+    )
 
 
 def test_permanent_failure_goes_straight_to_error(offline_processor, world):
@@ -174,10 +223,20 @@ def test_worker_killed_mid_event_loses_nothing_and_applies_once(app, offline_pro
 
     pay = OneOff(world)
     store_event(offline_processor, pay.event("charge.succeeded"))
-    script = KILLER.format(root=str(ROOT), tests=str(ROOT / "tests"), url=app.config["DATABASE_URL"],
-                           tmp=str(tmp_path), objects=world.objects)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    script = KILLER.format(
+        root=str(ROOT),
+        tests=str(ROOT / "tests"),
+        url=app.config["DATABASE_URL"],
+        tmp=str(tmp_path),
+        objects=world.objects,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     db.session.expire_all()
     row = db.session.scalar(select(StripeEvent))
@@ -191,8 +250,10 @@ def test_worker_killed_mid_event_loses_nothing_and_applies_once(app, offline_pro
 
 # -- the database goes away mid-batch ---------------------------------------------------------------
 
-def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offline_processor, world, monkeypatch,
-                                                                       caplog):
+
+def test_database_lost_while_recording_a_failure_hands_the_batch_back(
+    app, offline_processor, world, monkeypatch, caplog
+):
     """The first event of a batch fails (Stripe unreachable) and the database goes away while the worker
     records that failure: the whole batch goes back to the queue as soon as the database answers, and is
     processed then, not after its lease (WORKER_LEASE_SECONDS, 120 s)."""
@@ -213,6 +274,7 @@ def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offli
         return real_add(reader, c, charge)
 
     with DatabaseOutage(db.engine) as outage:
+
         def record_while_the_database_goes_away(*args, **kwargs):
             outage.fail_next(4)  # this and the next tries fail; then the database is back
             return real_record(*args, **kwargs)
@@ -229,8 +291,9 @@ def test_database_lost_while_recording_a_failure_hands_the_batch_back(app, offli
 
 
 @pytest.mark.postgres
-def test_database_blip_during_an_event_is_retried_at_once_not_after_backoff(app, offline_processor, world,
-                                                                             monkeypatch, backend):
+def test_database_blip_during_an_event_is_retried_at_once_not_after_backoff(
+    app, offline_processor, world, monkeypatch, backend
+):
     from admin.services.records import contributions
 
     app.config.update(WORKER_BACKOFF_BASE=3600, DB_RETRY_BACKOFF_MAX=0.05)
@@ -238,6 +301,7 @@ def test_database_blip_during_an_event_is_retried_at_once_not_after_backoff(app,
     store_event(offline_processor, pay.event("charge.succeeded"))
     real_add = contributions.add_charge_payment
     with DatabaseOutage(db.engine) as outage:
+
         def add_as_the_database_blips(reader, c, charge):
             if not outage.failures:
                 outage.fail_next(3)
@@ -251,8 +315,9 @@ def test_database_blip_during_an_event_is_retried_at_once_not_after_backoff(app,
     assert count(Payment) == 1
 
 
-def test_worker_rides_out_a_database_outage_with_one_traceback_and_summary_lines(app, offline_processor, world,
-                                                                                caplog):
+def test_worker_rides_out_a_database_outage_with_one_traceback_and_summary_lines(
+    app, offline_processor, world, caplog
+):
     """``run_forever`` while the database is down: it keeps trying (backing off), logs one traceback and then
     summary lines, and processes what is queued once the database is back."""
     app.config.update(DB_RETRY_BACKOFF_MAX=0.02, OUTAGE_LOG_INTERVAL=0.2, WORKER_IDLE_SLEEP=0.02)
@@ -295,8 +360,9 @@ def _locked() -> Exception:
     return OperationalError("UPDATE stripe_event SET status=?", {}, err)
 
 
-def test_a_database_locked_for_a_moment_is_retried_without_an_error(app, offline_processor, world, monkeypatch,
-                                                                      caplog):
+def test_a_database_locked_for_a_moment_is_retried_without_an_error(
+    app, offline_processor, world, monkeypatch, caplog
+):
     """A 0.1 s "database is locked" that the worker retries is routine: no ERROR (not even a warning), no
     traceback."""
     import logging
@@ -349,19 +415,32 @@ def test_housekeeping_prunes_old_refusals_and_ended_rate_limit_counters(app, off
     form = DonationForm(slug="spring", title="Spring", processor_id=offline_processor.id, currency="usd")
     db.session.add(form)
     db.session.flush()
-    db.session.add_all([
-        DonationRefusal(form_id=form.id, reason="token_missing", count=500, at=now - timedelta(days=31)),
-        DonationRefusal(form_id=form.id, reason="token_missing", count=3, at=now - timedelta(days=29)),
-        RateLimit(key="login-ip:203.0.113.1", count=3, window_start=now - timedelta(days=1)),  # ended long ago
-        RateLimit(key="login-ip:203.0.113.2", count=3, window_start=now - timedelta(minutes=5)),  # counting
-        RateLimit(key="donate-fail-ip:203.0.113.3", count=0, window_start=now - timedelta(days=1),
-                  blocked_until=now + timedelta(minutes=30)),  # still blocked
-        LimiterCounter(key="LIMITER/old", count=9, expires_at=time.time() - 3600),
-        LimiterCounter(key="LIMITER/now", count=9, expires_at=time.time() + 30),
-    ])
+    db.session.add_all(
+        [
+            DonationRefusal(form_id=form.id, reason="token_missing", count=500, at=now - timedelta(days=31)),
+            DonationRefusal(form_id=form.id, reason="token_missing", count=3, at=now - timedelta(days=29)),
+            RateLimit(
+                key="login-ip:203.0.113.1", count=3, window_start=now - timedelta(days=1)
+            ),  # ended long ago
+            RateLimit(
+                key="login-ip:203.0.113.2", count=3, window_start=now - timedelta(minutes=5)
+            ),  # counting
+            RateLimit(
+                key="donate-fail-ip:203.0.113.3",
+                count=0,
+                window_start=now - timedelta(days=1),
+                blocked_until=now + timedelta(minutes=30),
+            ),  # still blocked
+            LimiterCounter(key="LIMITER/old", count=9, expires_at=time.time() - 3600),
+            LimiterCounter(key="LIMITER/now", count=9, expires_at=time.time() + 30),
+        ]
+    )
     db.session.commit()
     housekeeping()
     db.session.rollback()
     assert [r.count for r in db.session.scalars(select(DonationRefusal))] == [3]
-    assert sorted(db.session.scalars(select(RateLimit.key))) == ["donate-fail-ip:203.0.113.3", "login-ip:203.0.113.2"]
+    assert sorted(db.session.scalars(select(RateLimit.key))) == [
+        "donate-fail-ip:203.0.113.3",
+        "login-ip:203.0.113.2",
+    ]
     assert list(db.session.scalars(select(LimiterCounter.key))) == ["LIMITER/now"]

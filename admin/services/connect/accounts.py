@@ -156,8 +156,15 @@ def create_account(proc: PaymentProcessor, new: NewAccount, *, action_key: str |
     try:
         acct = common.gateway(proc).create("accounts", params, idempotency_key=key)
     except GatewayError as err:
-        raise audit.stripe_failed("connect.account_create", err, processor_id=proc.id, object_type="account",
-                                  parameters=shown, what="connected account", with_request=True) from None
+        raise audit.stripe_failed(
+            "connect.account_create",
+            err,
+            processor_id=proc.id,
+            object_type="account",
+            parameters=shown,
+            what="connected account",
+            with_request=True,
+        ) from None
     audit.record(
         "connect.account_create",
         object_type="account",
@@ -195,8 +202,15 @@ def delete_account(proc: PaymentProcessor, account_id: str) -> str | None:
     try:
         gone = gw.call("accounts", "delete", account_id)
     except GatewayError as err:
-        raise audit.stripe_failed("connect.account_delete", err, processor_id=proc.id, object_type="account",
-                                  object_id=account_id, what="connected account", with_request=True) from None
+        raise audit.stripe_failed(
+            "connect.account_delete",
+            err,
+            processor_id=proc.id,
+            object_type="account",
+            object_id=account_id,
+            what="connected account",
+            with_request=True,
+        ) from None
     audit.record(
         "connect.account_delete",
         object_type="account",

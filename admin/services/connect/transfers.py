@@ -173,8 +173,14 @@ def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str
     try:
         tr = common.gateway(proc).create("transfers", checked.params(), idempotency_key=key)
     except GatewayError as err:
-        raise audit.stripe_failed("connect.transfer_create", err, processor_id=proc.id, object_type="transfer",
-                                  parameters=shown, with_request=True) from None
+        raise audit.stripe_failed(
+            "connect.transfer_create",
+            err,
+            processor_id=proc.id,
+            object_type="transfer",
+            parameters=shown,
+            with_request=True,
+        ) from None
     audit.record(
         "connect.transfer_create",
         object_type="transfer",

@@ -60,37 +60,74 @@ def current_actor() -> tuple[int | None, str]:
     return None, f"cli:{name}"[:255]
 
 
-def record(action: str, *, object_type: str | None = None, object_id: str | None = None,
-           processor_id: int | None = None, parameters: dict[str, Any] | None = None, ok: bool = True,
-           message: str | None = None, stripe_request_id: str | None = None, commit: bool = True,
-           actor: str | None = None, user_id: int | None = None) -> AuditLog:
+def record(
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    processor_id: int | None = None,
+    parameters: dict[str, Any] | None = None,
+    ok: bool = True,
+    message: str | None = None,
+    stripe_request_id: str | None = None,
+    commit: bool = True,
+    actor: str | None = None,
+    user_id: int | None = None,
+) -> AuditLog:
     """One audit entry. ``actor``/``user_id`` name who acted when it is not the signed-in user, the
     person a job acts for, or the CLI (a sign-in: the account signing in; a failed one: ``anonymous``)."""
     if actor is None:
         user_id, actor = current_actor()
-    entry = AuditLog(user_id=user_id, actor=actor[:255], action=action, object_type=object_type,
-                     object_id=object_id and str(object_id)[:255], processor_id=processor_id,
-                     parameters=parameters, result="ok" if ok else "error",
-                     message=message and message[:4000], stripe_request_id=stripe_request_id and stripe_request_id[:255])
+    entry = AuditLog(
+        user_id=user_id,
+        actor=actor[:255],
+        action=action,
+        object_type=object_type,
+        object_id=object_id and str(object_id)[:255],
+        processor_id=processor_id,
+        parameters=parameters,
+        result="ok" if ok else "error",
+        message=message and message[:4000],
+        stripe_request_id=stripe_request_id and stripe_request_id[:255],
+    )
     db.session.add(entry)
     if commit:
         db.session.commit()
     return entry
 
 
-def stripe_failed(action: str, err, *, processor_id: int | None, object_type: str | None = None,
-                  object_id: str | None = None, parameters: dict[str, Any] | None = None, what: str | None = None,
-                  with_request: bool = False, doing: str | None = None) -> StripeFailure:
+def stripe_failed(
+    action: str,
+    err,
+    *,
+    processor_id: int | None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    what: str | None = None,
+    with_request: bool = False,
+    doing: str | None = None,
+) -> StripeFailure:
     """The one record of a staff action's failed Stripe call (a ``GatewayError``): what the transaction held is
     rolled back, the failure audited on its own (commits) with Stripe's request id, and returned as staff read
     it (``admin.errors.stripe_failure(err, what or object_type, object_id, ...)``) for the caller to raise."""
     db.session.rollback()
-    record(action, object_type=object_type, object_id=object_id, processor_id=processor_id, parameters=parameters,
-           ok=False, message=f"Stripe: {err}", stripe_request_id=getattr(err, "request_id", None), commit=True)
+    record(
+        action,
+        object_type=object_type,
+        object_id=object_id,
+        processor_id=processor_id,
+        parameters=parameters,
+        ok=False,
+        message=f"Stripe: {err}",
+        stripe_request_id=getattr(err, "request_id", None),
+        commit=True,
+    )
     return stripe_failure(err, what or object_type, object_id, with_request=with_request, doing=doing)
 
 
 # -- the /audit page ------------------------------------------------------------------------
+
 
 @dataclass
 class AuditFilter(Filter):
@@ -116,8 +153,11 @@ def audit_query(flt: AuditFilter):
     if flt.action:
         exact = [a for a in flt.action if not a.endswith("*")]
         conds = [AuditLog.action.in_(exact)] if exact else []
-        conds += [AuditLog.action.like(like_escaped(a[:-1]) + "%", escape=LIKE_ESCAPE)
-                  for a in flt.action if a.endswith("*")]
+        conds += [
+            AuditLog.action.like(like_escaped(a[:-1]) + "%", escape=LIKE_ESCAPE)
+            for a in flt.action
+            if a.endswith("*")
+        ]
         q = q.where(or_(*conds))
     if flt.result:
         q = q.where(AuditLog.result == flt.result)
@@ -129,8 +169,13 @@ def audit_query(flt: AuditFilter):
         q = q.where(AuditLog.at < flt.until)
     if flt.q:
         text = flt.q.strip()
-        q = q.where(or_(AuditLog.object_id == text, AuditLog.stripe_request_id == text,
-                        func.lower(AuditLog.actor) == text.lower()))
+        q = q.where(
+            or_(
+                AuditLog.object_id == text,
+                AuditLog.stripe_request_id == text,
+                func.lower(AuditLog.actor) == text.lower(),
+            )
+        )
     return q
 
 
@@ -139,10 +184,19 @@ def audit_page(flt: AuditFilter) -> Page:
 
 
 def audit_dict(a: AuditLog) -> dict[str, Any]:
-    return {"id": a.id, "at": a.at.isoformat(timespec="seconds") if a.at else None, "actor": a.actor,
-            "action": a.action, "object_type": a.object_type, "object_id": a.object_id,
-            "processor_id": a.processor_id, "parameters": a.parameters, "result": a.result, "message": a.message,
-            "stripe_request_id": a.stripe_request_id}
+    return {
+        "id": a.id,
+        "at": a.at.isoformat(timespec="seconds") if a.at else None,
+        "actor": a.actor,
+        "action": a.action,
+        "object_type": a.object_type,
+        "object_id": a.object_id,
+        "processor_id": a.processor_id,
+        "parameters": a.parameters,
+        "result": a.result,
+        "message": a.message,
+        "stripe_request_id": a.stripe_request_id,
+    }
 
 
 def audit_rows(flt: AuditFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
@@ -158,6 +212,11 @@ def actions() -> list[str]:
 
 
 def for_object(object_type: str, object_id: str, limit: int = 50) -> list[AuditLog]:
-    return list(db.session.scalars(select(AuditLog).where(AuditLog.object_type == object_type,
-                                                          AuditLog.object_id == str(object_id))
-                                   .order_by(AuditLog.id.desc()).limit(limit)))
+    return list(
+        db.session.scalars(
+            select(AuditLog)
+            .where(AuditLog.object_type == object_type, AuditLog.object_id == str(object_id))
+            .order_by(AuditLog.id.desc())
+            .limit(limit)
+        )
+    )

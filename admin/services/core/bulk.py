@@ -24,8 +24,9 @@ def selection(params: dict, model: Any, filter_query: Callable[[dict], Select]) 
 
 
 def count(query: Select, model: Any) -> int:
-    return int(db.session.scalar(select(func.count()).select_from(
-        query.with_only_columns(model.id).subquery())) or 0)
+    return int(
+        db.session.scalar(select(func.count()).select_from(query.with_only_columns(model.id).subquery())) or 0
+    )
 
 
 def each(ctx: JobContext, query: Select, model: Any) -> Iterator[Any]:
@@ -51,5 +52,7 @@ def describe(params: dict, verb: str, noun: str) -> str:
         n = len(params["ids"])
         return f"{verb} {n} selected {noun}{'s' if n != 1 else ''}"
     crit = params.get("filter") or {}
-    bits = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(crit.items()))
+    bits = ", ".join(
+        f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(crit.items())
+    )
     return f"{verb} {noun}s matching {bits or 'everything'}"

@@ -67,17 +67,29 @@ class JobKind:
     fn: Callable[[JobContext], Generator[None, None, None]]  # closed when the job stops between units
     title: Callable[[dict], str]
     role: str  # the staff role needed to start it
-    check: Callable[[dict], object] | None = None  # refuses parameters that cannot work (ServiceError), at start
-    one_per_user: bool = False  # a staff user runs one job of this kind at a time (an identical one is shared)
-    params: type[JobParams] | None = None  # the kind's typed parameters (a ``core.params.JobParams``): defaults and bounds
+    check: Callable[[dict], object] | None = (
+        None  # refuses parameters that cannot work (ServiceError), at start
+    )
+    one_per_user: bool = (
+        False  # a staff user runs one job of this kind at a time (an identical one is shared)
+    )
+    params: type[JobParams] | None = (
+        None  # the kind's typed parameters (a ``core.params.JobParams``): defaults and bounds
+    )
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
-def job_kind(name: str, *, title: Callable[[dict], str], role: str = "operator",
-             check: Callable[[dict], object] | None = None, one_per_user: bool = False,
-             params: type[JobParams] | None = None):
+def job_kind(
+    name: str,
+    *,
+    title: Callable[[dict], str],
+    role: str = "operator",
+    check: Callable[[dict], object] | None = None,
+    one_per_user: bool = False,
+    params: type[JobParams] | None = None,
+):
     """Mark a generator function as the job kind ``name`` (``register`` makes it known: at app creation,
     ``admin.worker.registries``); ``check(params)`` raises a ``ServiceError`` for parameters that cannot
     work, so they are refused when the job is started (page, CLI or API alike) rather than run as a job
@@ -104,8 +116,12 @@ def register(*fns: Any) -> None:  # functions marked by @job_kind (their job_kin
 
 def kinds_in(*modules) -> list[Callable]:
     """The ``@job_kind`` functions defined in these modules."""
-    return [fn for m in modules for fn in vars(m).values()
-            if inspect.isfunction(fn) and isinstance(getattr(fn, "job_kind", None), JobKind)]
+    return [
+        fn
+        for m in modules
+        for fn in vars(m).values()
+        if inspect.isfunction(fn) and isinstance(getattr(fn, "job_kind", None), JobKind)
+    ]
 
 
 def kind(name: str) -> JobKind:
@@ -188,8 +204,9 @@ def prepare(kind_name: str, params: Any, *, later: tuple[str, ...] = ()) -> dict
     return json.loads(json.dumps(params, default=str))
 
 
-def start(kind_name: str, params: Any, *, processor_id: int | None = None,
-          total: int | None = None) -> Started:
+def start(
+    kind_name: str, params: Any, *, processor_id: int | None = None, total: int | None = None
+) -> Started:
     """Queue a job (the worker picks it up), or return the identical one already active.
     Writes an audit entry for a new job. Commits."""
     k = kind(kind_name)
@@ -200,33 +217,60 @@ def start(kind_name: str, params: Any, *, processor_id: int | None = None,
     if k.one_per_user and user_id is not None:
         _one_per_user(k, key, user_id)
     now = utcnow()
-    inserted = insert_ignore(Job, {
-        "kind": kind_name, "title": k.title(params)[:255], "params": params, "active_key": key,
-        "processor_id": processor_id, "user_id": user_id, "actor": actor, "status": JOB_QUEUED, "done": 0,
-        "total": total, "cancel_requested": False, "created_at": now, "updated_at": now}, ["active_key"])
+    inserted = insert_ignore(
+        Job,
+        {
+            "kind": kind_name,
+            "title": k.title(params)[:255],
+            "params": params,
+            "active_key": key,
+            "processor_id": processor_id,
+            "user_id": user_id,
+            "actor": actor,
+            "status": JOB_QUEUED,
+            "done": 0,
+            "total": total,
+            "cancel_requested": False,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["active_key"],
+    )
     job = db.session.scalar(select(Job).where(Job.active_key == key))
     if job is None:  # ended between our insert attempt and the read: start it again
         db.session.rollback()
         return start(kind_name, params, processor_id=processor_id, total=total)
     if inserted:
-        audit.record("job.start", object_type="job", object_id=str(job.id), processor_id=processor_id,
-                     parameters={"kind": kind_name, **params}, commit=False)
+        audit.record(
+            "job.start",
+            object_type="job",
+            object_id=str(job.id),
+            processor_id=processor_id,
+            parameters={"kind": kind_name, **params},
+            commit=False,
+        )
     elif job.status == JOB_PAUSED:
         job.status = JOB_QUEUED
-        audit.record("job.resume", object_type="job", object_id=str(job.id), processor_id=processor_id,
-                     commit=False)
+        audit.record(
+            "job.resume", object_type="job", object_id=str(job.id), processor_id=processor_id, commit=False
+        )
     db.session.commit()
     return Started(job, bool(inserted))
 
 
 def _one_per_user(k: JobKind, key: str, user_id: int) -> None:
-    other = db.session.scalar(select(Job).where(Job.kind == k.name, Job.user_id == user_id,
-                                                Job.status.in_(JOB_ACTIVE), Job.active_key != key)
-                              .order_by(Job.id).limit(1))
+    other = db.session.scalar(
+        select(Job)
+        .where(Job.kind == k.name, Job.user_id == user_id, Job.status.in_(JOB_ACTIVE), Job.active_key != key)
+        .order_by(Job.id)
+        .limit(1)
+    )
     if other is not None:
         db.session.rollback()
-        raise ServiceError(f"you have job {other.id} ({other.title}) {other.status} already: one at a time, "
-                           f"please. Wait for it to end, or cancel it on its page")
+        raise ServiceError(
+            f"you have job {other.id} ({other.title}) {other.status} already: one at a time, "
+            f"please. Wait for it to end, or cancel it on its page"
+        )
 
 
 def active(kind_name: str, params: dict[str, Any], *, processor_id: int | None = None) -> Job | None:
@@ -251,8 +295,9 @@ def cancel(job: Job) -> Job:
     job.cancel_requested = True
     if job.locked_until is None or job.locked_until < utcnow():
         _finish(job, JOB_CANCELLED)
-    audit.record("job.cancel", object_type="job", object_id=str(job.id), processor_id=job.processor_id,
-                 commit=False)
+    audit.record(
+        "job.cancel", object_type="job", object_id=str(job.id), processor_id=job.processor_id, commit=False
+    )
     db.session.commit()
     return job
 
@@ -270,8 +315,9 @@ def resume(job: Job) -> Job:
         job.active_key = key
     job.status, job.error, job.finished_at, job.cancel_requested = JOB_QUEUED, None, None, False
     job.locked_by = job.locked_until = None
-    audit.record("job.resume", object_type="job", object_id=str(job.id), processor_id=job.processor_id,
-                 commit=False)
+    audit.record(
+        "job.resume", object_type="job", object_id=str(job.id), processor_id=job.processor_id, commit=False
+    )
     db.session.commit()
     return job
 
@@ -286,8 +332,10 @@ def _finish(job: Job, status: str, error: str | None = None) -> None:
 
 # -- running (the worker runtime claims: admin.worker.queues) -------------------------------------
 
-def run_slice(job: Job, worker: str, *, seconds: float | None = None,
-              on_progress: Callable[[Job], None] | None = None) -> str:
+
+def run_slice(
+    job: Job, worker: str, *, seconds: float | None = None, on_progress: Callable[[Job], None] | None = None
+) -> str:
     """Run ``job`` (whose lease ``worker`` holds) until it ends or ``seconds`` pass; returns its status.
 
     Between slices the job stays ``running`` with no lease, and any worker may continue it."""
@@ -313,7 +361,9 @@ def run_slice(job: Job, worker: str, *, seconds: float | None = None,
             db.session.refresh(job, ["cancel_requested", "locked_by"])
             if job.locked_by != worker:  # our lease ran out and another runner took the job: leave it
                 gen.close()
-                log.warning("job %s (%s): lease lost to %s; this runner stops", job.id, job.kind, job.locked_by)
+                log.warning(
+                    "job %s (%s): lease lost to %s; this runner stops", job.id, job.kind, job.locked_by
+                )
                 return job.status
             if job.cancel_requested:
                 gen.close()
@@ -339,8 +389,12 @@ class _Heartbeat:
 
     def __init__(self, app, job_id: int, worker: str, lease: timedelta):
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(app, job_id, worker, lease),
-                                        name=f"paydesk-job-{job_id}-lease", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(app, job_id, worker, lease),
+            name=f"paydesk-job-{job_id}-lease",
+            daemon=True,
+        )
         self._thread.start()
 
     def _run(self, app, job_id: int, worker: str, lease: timedelta) -> None:
@@ -348,8 +402,11 @@ class _Heartbeat:
         while not self._stop.wait(every):
             try:
                 with app.app_context(), db.engine.begin() as conn:
-                    conn.execute(update(Job).where(Job.id == job_id, Job.locked_by == worker)
-                                 .values(locked_until=utcnow() + lease))
+                    conn.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.locked_by == worker)
+                        .values(locked_until=utcnow() + lease)
+                    )
             except Exception as exc:  # noqa: BLE001 - the next beat tries again; the lease has slack
                 log.debug("job %s: lease renewal failed for now: %s", job_id, exc)
 
@@ -374,7 +431,9 @@ def _end(job: Job, ctx: JobContext, status: str) -> str:
     ctx.save()
     _finish(job, status)
     db.session.commit()
-    log.info("job %s (%s) %s: %s", job.id, job.kind, status, (job.result or {}).get("counts") or "nothing done")
+    log.info(
+        "job %s (%s) %s: %s", job.id, job.kind, status, (job.result or {}).get("counts") or "nothing done"
+    )
     return status
 
 
@@ -448,11 +507,21 @@ def job_status_counts(flt: JobFilter) -> dict[str, int]:
 
 def job_dict(job: Job) -> dict:
     """One job as plain values (``jobs list``, ``jobs show``, the CSV of ``/jobs``)."""
-    return {"id": job.id, "kind": job.kind, "title": job.title, "status": job.status, "done": job.done,
-            "total": job.total, "percent": job.percent, "actor": job.actor, "params": job.params,
-            "result": job.result, "error": job.error,
-            "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
-            "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None}
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "title": job.title,
+        "status": job.status,
+        "done": job.done,
+        "total": job.total,
+        "percent": job.percent,
+        "actor": job.actor,
+        "params": job.params,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
+        "finished_at": job.finished_at.isoformat(timespec="seconds") if job.finished_at else None,
+    }
 
 
 def job_rows(flt: JobFilter, limit: int | None = None) -> Iterator[dict]:

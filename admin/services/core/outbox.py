@@ -118,19 +118,34 @@ def register_runners(*fns: Callable[[OutboxTask], Record | None]) -> None:
 
 def runners_in(*modules) -> list[Callable]:
     """The ``@runner`` functions defined in these modules."""
-    return [fn for m in modules for fn in vars(m).values()
-            if inspect.isfunction(fn) and hasattr(fn, "outbox_kind")]
+    return [
+        fn
+        for m in modules
+        for fn in vars(m).values()
+        if inspect.isfunction(fn) and hasattr(fn, "outbox_kind")
+    ]
 
 
 def enqueue(kind: str, what: str, payload: dict[str, Any], processor_id: int | None = None) -> bool:
     """Ask for a side effect once; True when this call created the task. Does not commit."""
     policy = _RETRY_FOR.get(kind)
     now = utcnow()
-    return insert_ignore(OutboxTask, {"kind": kind, "key": f"{kind}:{what}", "payload": payload,
-                                      "processor_id": processor_id, "status": EV_QUEUED, "attempts": 0,
-                                      "next_attempt_at": now, "created_at": now,
-                                      "retry_until": now + policy.window() if policy else None,
-                                      "event_row_id": _CAUSE.get()}, ["key"])
+    return insert_ignore(
+        OutboxTask,
+        {
+            "kind": kind,
+            "key": f"{kind}:{what}",
+            "payload": payload,
+            "processor_id": processor_id,
+            "status": EV_QUEUED,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "retry_until": now + policy.window() if policy else None,
+            "event_row_id": _CAUSE.get(),
+        },
+        ["key"],
+    )
 
 
 def begin_side_effect(task: OutboxTask) -> None:
@@ -144,10 +159,18 @@ def begin_side_effect(task: OutboxTask) -> None:
     # the holder stops retrying the record a little before this lease ends, so it never races a new claimer
     _holding.record_until = time.monotonic() + hold - LEASE_MARGIN_SECONDS
     immediate()
-    taken = rowcount(db.session.execute(
-        update(OutboxTask).where(OutboxTask.id == task_id, OutboxTask.attempts == attempt,
-                                 OutboxTask.status.in_([EV_PROCESSING, SENDING]))
-        .values(status=SENDING, locked_until=lease).execution_options(synchronize_session=False)))
+    taken = rowcount(
+        db.session.execute(
+            update(OutboxTask)
+            .where(
+                OutboxTask.id == task_id,
+                OutboxTask.attempts == attempt,
+                OutboxTask.status.in_([EV_PROCESSING, SENDING]),
+            )
+            .values(status=SENDING, locked_until=lease)
+            .execution_options(synchronize_session=False)
+        )
+    )
     db.session.commit()
     if not taken:
         raise LeaseLost(f"outbox task {task_id} was claimed again by another worker")
@@ -162,9 +185,12 @@ def run_one(task_id: int, attempt: int) -> None:
         return
     kind, key = task.kind, task.key
     if task.status == SENDING:
-        log.warning("outbox task %s (%s): a worker started it and stopped before recording the outcome; "
-                    "running it again (a receipt keeps its Message-ID, so a mail system can drop a repeat)",
-                    task_id, key)
+        log.warning(
+            "outbox task %s (%s): a worker started it and stopped before recording the outcome; "
+            "running it again (a receipt keeps its Message-ID, so a mail system can drop a repeat)",
+            task_id,
+            key,
+        )
     fn = _RUNNERS.get(kind)
     _holding.record_until = None
     try:
@@ -193,8 +219,9 @@ def run_one(task_id: int, attempt: int) -> None:
         db.session.commit()
 
     # The side effect happened: its record must survive a database that is away right now.
-    retry_while_unavailable(done, what=f"recording outbox task {task_id} ({key}) as done",
-                            until=_holding.record_until)
+    retry_while_unavailable(
+        done, what=f"recording outbox task {task_id} ({key}) as done", until=_holding.record_until
+    )
 
 
 def _record_failure(task_id: int, attempt: int, exc: Exception) -> None:
@@ -226,7 +253,9 @@ def _record_failure(task_id: int, attempt: int, exc: Exception) -> None:
 
 def _unknown_kind(kinds: list[str]) -> str | None:
     bad = [k for k in kinds if k not in _RUNNERS]
-    return f"{bad[0][:40]!r} is not a kind of side effect: one of {', '.join(sorted(_RUNNERS))}" if bad else None
+    return (
+        f"{bad[0][:40]!r} is not a kind of side effect: one of {', '.join(sorted(_RUNNERS))}" if bad else None
+    )
 
 
 @dataclass
@@ -255,10 +284,18 @@ def task_status_counts(flt: TaskFilter) -> dict[str, int]:
 
 
 def task_dict(t: OutboxTask) -> dict[str, Any]:
-    return {"id": t.id, "kind": t.kind, "key": t.key, "status": t.status, "attempts": t.attempts,
-            "last_error": t.last_error, "event_row_id": t.event_row_id, "processor_id": t.processor_id,
-            "created_at": t.created_at.isoformat(timespec="seconds") if t.created_at else None,
-            "done_at": t.done_at.isoformat(timespec="seconds") if t.done_at else None}
+    return {
+        "id": t.id,
+        "kind": t.kind,
+        "key": t.key,
+        "status": t.status,
+        "attempts": t.attempts,
+        "last_error": t.last_error,
+        "event_row_id": t.event_row_id,
+        "processor_id": t.processor_id,
+        "created_at": t.created_at.isoformat(timespec="seconds") if t.created_at else None,
+        "done_at": t.done_at.isoformat(timespec="seconds") if t.done_at else None,
+    }
 
 
 def task_rows(flt: TaskFilter) -> Iterator[dict[str, Any]]:
@@ -268,8 +305,10 @@ def task_rows(flt: TaskFilter) -> Iterator[dict[str, Any]]:
 
 
 def count_failed() -> int:
-    return int(db.session.scalar(select(func.count()).select_from(OutboxTask).where(OutboxTask.status == EV_ERROR))
-               or 0)
+    return int(
+        db.session.scalar(select(func.count()).select_from(OutboxTask).where(OutboxTask.status == EV_ERROR))
+        or 0
+    )
 
 
 def find(task_id: int | str) -> OutboxTask | None:
@@ -287,8 +326,15 @@ def retry(task_id: int) -> OutboxTask:
         db.session.rollback()
         raise ServiceError(f"this task is {task.status}, not in error: nothing to retry")
     requeue(task)
-    audit.record("outbox.retry", object_type="outbox_task", object_id=str(task.id), processor_id=task.processor_id,
-                 parameters={"key": task.key}, message=task.last_error, commit=False)
+    audit.record(
+        "outbox.retry",
+        object_type="outbox_task",
+        object_id=str(task.id),
+        processor_id=task.processor_id,
+        parameters={"key": task.key},
+        message=task.last_error,
+        commit=False,
+    )
     db.session.commit()
     return task
 

@@ -79,8 +79,13 @@ def prune(older_than: timedelta, now: datetime | None = None) -> int:
     """Delete counters whose window started more than ``older_than`` ago and that block nothing now: a
     later hit would start them again anyway (the worker, every few minutes). Commits."""
     now = now or utcnow()
-    gone = rowcount(db.session.execute(delete(RateLimit).where(
-        RateLimit.window_start < now - older_than,
-        or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now))))
+    gone = rowcount(
+        db.session.execute(
+            delete(RateLimit).where(
+                RateLimit.window_start < now - older_than,
+                or_(RateLimit.blocked_until.is_(None), RateLimit.blocked_until <= now),
+            )
+        )
+    )
     db.session.commit()
     return gone or 0

@@ -288,11 +288,13 @@ def delete_batch(
     if not rows:
         return 0, None
     immediate()
-    n = rowcount(db.session.execute(
-        delete(rule.model)
-        .where(pk.in_([r[1] for r in rows]), rule.older(cutoff))
-        .execution_options(synchronize_session=False)
-    ))
+    n = rowcount(
+        db.session.execute(
+            delete(rule.model)
+            .where(pk.in_([r[1] for r in rows]), rule.older(cutoff))
+            .execution_options(synchronize_session=False)
+        )
+    )
     db.session.commit()
     return int(n or 0), (tuple(rows[-1]) if len(rows) == limit else None)
 

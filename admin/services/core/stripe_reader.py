@@ -97,8 +97,10 @@ class StripeReader:
         return self._gateway
 
     def get(self, resource: str, obj_id: str, expand: list[str] | None = None) -> dict:
-        return self._read((resource, obj_id),
-                          lambda: dict(self._note(self.gateway.retrieve(resource, obj_id, expand=expand))))
+        return self._read(
+            (resource, obj_id),
+            lambda: dict(self._note(self.gateway.retrieve(resource, obj_id, expand=expand))),
+        )
 
     def remember(self, resource: str, obj: dict) -> dict:
         """Keep an object this operation already has (e.g. from a list page), so asking for it by
@@ -117,8 +119,9 @@ class StripeReader:
 
         return self._read(_list_key("page", resource, params), fetch, keep=False)
 
-    def pages(self, resource: str, *, starting_after: str | None = None, limit: int | None = None,
-              **params: Any) -> Iterator[list[dict]]:
+    def pages(
+        self, resource: str, *, starting_after: str | None = None, limit: int | None = None, **params: Any
+    ) -> Iterator[list[dict]]:
         """Stripe's whole list of ``resource`` (newest first) from after ``starting_after``, a page of up
         to 100 at a time, at most ``limit`` objects in all: the one pager for every Stripe list.
 
@@ -127,8 +130,9 @@ class StripeReader:
         Parameters Stripe filters by (``created``, ``subscription``, ``type``, ...) pass through."""
         left = limit
         while left is None or left > 0:
-            data, more = self.list_page(resource, limit=min(PAGE, left or PAGE), starting_after=starting_after,
-                                        **params)
+            data, more = self.list_page(
+                resource, limit=min(PAGE, left or PAGE), starting_after=starting_after, **params
+            )
             data = [o for o in data if isinstance(o, dict) and o.get("id")]
             if left is not None:
                 data = data[:left]
@@ -158,8 +162,11 @@ class StripeReader:
             try:
                 return self._list(resource, params)
             except GatewayError as err:
-                if err.not_found or err.http_status in (400, 501) or (err.http_status == 500 and "implemented" in
-                                                                     err.message.lower()):
+                if (
+                    err.not_found
+                    or err.http_status in (400, 501)
+                    or (err.http_status == 500 and "implemented" in err.message.lower())
+                ):
                     return None
                 raise
 
@@ -203,9 +210,16 @@ def write_after_reading(reader: StripeReader, work: Callable[[], T]) -> T:
                 # "no such object" is kept as the answer: ``work`` meets it next time, as it would have
 
 
-def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], read: Callable[[], R],
-                    write: Callable[[R], T], *, audited: Callable[[T], dict[str, Any]] | None = None,
-                    refused: Callable[[GatewayError], None] | None = None) -> T:
+def read_then_write(
+    reader: StripeReader,
+    action: str,
+    ref: tuple[str, str],
+    read: Callable[[], R],
+    write: Callable[[R], T],
+    *,
+    audited: Callable[[T], dict[str, Any]] | None = None,
+    refused: Callable[[GatewayError], None] | None = None,
+) -> T:
     """The one skeleton of a staff action that records what Stripe has (an import, settling an invoice):
 
     1. ``read()`` asks Stripe for everything the write needs. A refusal is written to the audit log as
@@ -224,8 +238,9 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
         db.session.rollback()
         if refused is not None:
             refused(err)
-        raise audit.stripe_failed(action, err, processor_id=reader.processor.id, object_type=object_type,
-                                  object_id=object_id) from err
+        raise audit.stripe_failed(
+            action, err, processor_id=reader.processor.id, object_type=object_type, object_id=object_id
+        ) from err
     try:
         done = write_after_reading(reader, lambda: write(found))
         entry = audited(done) if audited is not None else None
@@ -236,8 +251,13 @@ def read_then_write(reader: StripeReader, action: str, ref: tuple[str, str], rea
         db.session.rollback()
         raise
     if entry is not None:
-        audit.record(action, processor_id=reader.processor.id,
-                     stripe_request_id=reader.request_ids[0] if reader.request_ids else None, commit=False, **entry)
+        audit.record(
+            action,
+            processor_id=reader.processor.id,
+            stripe_request_id=reader.request_ids[0] if reader.request_ids else None,
+            commit=False,
+            **entry,
+        )
     db.session.commit()
     return done
 

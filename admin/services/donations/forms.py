@@ -51,10 +51,15 @@ class FormSettings:
 # Each setting as the forms editor and ``forms add`` name it (a ServiceError's ``field`` is the FormSettings
 # attribute): every refusal says which setting and why, in the editor's words or as the CLI option.
 SETTINGS = {
-    "slug": ("Slug", "--slug"), "title": ("Title", "--title"), "intro": ("Introduction", "--intro"),
-    "processor_id": ("Payment processor", "--ppid"), "currency": ("Currency", "--currency"),
-    "amounts": ("Preset amounts", "--amounts"), "min_amount": ("Minimum amount", "--min-amount"),
-    "max_amount": ("Maximum amount", "--max-amount"), "frequencies": ("Frequencies", "--frequencies"),
+    "slug": ("Slug", "--slug"),
+    "title": ("Title", "--title"),
+    "intro": ("Introduction", "--intro"),
+    "processor_id": ("Payment processor", "--ppid"),
+    "currency": ("Currency", "--currency"),
+    "amounts": ("Preset amounts", "--amounts"),
+    "min_amount": ("Minimum amount", "--min-amount"),
+    "max_amount": ("Maximum amount", "--max-amount"),
+    "frequencies": ("Frequencies", "--frequencies"),
     "thank_you_text": ("Thank-you text", "--thank-you-text"),
 }
 MAX_TEXT = 5000  # introduction and thank-you text
@@ -104,7 +109,9 @@ def largest_gift(form: DonationForm) -> int:
 def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
     slug = (s.slug or "").strip().lower()
     if not SLUG_RE.match(slug):
-        raise setting_error("slug", "use 1-48 lowercase letters, digits and hyphens (it becomes /donate/<slug>)")
+        raise setting_error(
+            "slug", "use 1-48 lowercase letters, digits and hyphens (it becomes /donate/<slug>)"
+        )
     clash = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug))
     if clash is not None and clash is not form:
         raise setting_error("slug", f"a form with the slug {slug!r} exists already")
@@ -119,8 +126,10 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
     cur = stripe_currency(code)
     if cur is None:
         shown = f"\u201c{code[:10].upper()}\u201d is not" if code else "enter"
-        raise setting_error("currency", f"{shown} a currency Stripe charges in: enter its three-letter code, "
-                                        "such as usd, eur or gbp")
+        raise setting_error(
+            "currency",
+            f"{shown} a currency Stripe charges in: enter its three-letter code, such as usd, eur or gbp",
+        )
     from admin.services.settings.processors import get_processor
 
     try:
@@ -129,9 +138,12 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
         raise setting_error("processor_id", err.message) from None
     if not processor.publishable_key and (form is None or form.processor_id != processor.id):
         # Without it the donor's card field cannot load ("The card field could not be loaded").
-        raise setting_error("processor_id", f"{processor.name} has no publishable key, so the card field could "
-                                            f"not load: add it first (processor set {processor.id} "
-                                            "--publishable-key pk_..., or Settings > Processors)")
+        raise setting_error(
+            "processor_id",
+            f"{processor.name} has no publishable key, so the card field could "
+            f"not load: add it first (processor set {processor.id} "
+            "--publishable-key pk_..., or Settings > Processors)",
+        )
     amounts: list[int] = []
     for part in [p.strip() for p in (s.amounts or "").split(",") if p.strip()]:
         amount = _money(part, cur, "amounts")
@@ -146,26 +158,44 @@ def _check(s: FormSettings, form: DonationForm | None) -> dict[str, Any]:
     min_amount = _money(s.min_amount, cur, "min_amount") or cur.step
     max_amount = _money(s.max_amount, cur, "max_amount")
     if max_amount is not None and max_amount > cap:
-        raise setting_error("max_amount", f"Stripe's largest charge in {cur.upper} is {format_money(cap, code)}")
+        raise setting_error(
+            "max_amount", f"Stripe's largest charge in {cur.upper} is {format_money(cap, code)}"
+        )
     if min_amount > (max_amount or cap):
-        raise setting_error("min_amount", "must not be above the maximum" if max_amount else
-                            f"must not be above Stripe's largest charge, {format_money(cap, code)}")
+        raise setting_error(
+            "min_amount",
+            "must not be above the maximum"
+            if max_amount
+            else f"must not be above Stripe's largest charge, {format_money(cap, code)}",
+        )
     outside = [a for a in amounts if a < min_amount or a > (max_amount or cap)]
     if outside:
-        raise setting_error("amounts", f"{format_money(outside[0], code, trim=True)} is outside the minimum and "
-                                       f"maximum ({format_money(min_amount, code)} to "
-                                       f"{format_money(max_amount or cap, code)})")
+        raise setting_error(
+            "amounts",
+            f"{format_money(outside[0], code, trim=True)} is outside the minimum and "
+            f"maximum ({format_money(min_amount, code)} to "
+            f"{format_money(max_amount or cap, code)})",
+        )
     frequencies = [f.strip().lower() for f in s.frequencies or () if f and f.strip()]
     unknown = [f for f in frequencies if f not in FREQUENCIES]
     if unknown or not frequencies:
         raise setting_error("frequencies", f"choose from {', '.join(FREQUENCIES)}")
     return {
-        "slug": slug, "title": title, "intro": texts["intro"] or None, "processor_id": processor.id,
-        "currency": code, "amounts": amounts, "allow_other_amount": bool(s.allow_other_amount),
-        "min_amount": min_amount, "max_amount": max_amount,
+        "slug": slug,
+        "title": title,
+        "intro": texts["intro"] or None,
+        "processor_id": processor.id,
+        "currency": code,
+        "amounts": amounts,
+        "allow_other_amount": bool(s.allow_other_amount),
+        "min_amount": min_amount,
+        "max_amount": max_amount,
         "frequencies": [f for f in FREQUENCIES if f in frequencies],  # always in the same order
-        "postcode_field": bool(s.postcode_field), "thank_you_text": texts["thank_you_text"] or None,
-        "receipts": bool(s.receipts), "active": bool(s.active), "stripe_receipt": bool(s.stripe_receipt),
+        "postcode_field": bool(s.postcode_field),
+        "thank_you_text": texts["thank_you_text"] or None,
+        "receipts": bool(s.receipts),
+        "active": bool(s.active),
+        "stripe_receipt": bool(s.stripe_receipt),
     }
 
 
@@ -175,8 +205,14 @@ def create_form(settings: FormSettings) -> DonationForm:
     form = DonationForm(**values)
     db.session.add(form)
     db.session.flush()
-    audit.record("form.create", object_type="donation_form", object_id=str(form.id),
-                 processor_id=form.processor_id, parameters=_audit_params(values), commit=False)
+    audit.record(
+        "form.create",
+        object_type="donation_form",
+        object_id=str(form.id),
+        processor_id=form.processor_id,
+        parameters=_audit_params(values),
+        commit=False,
+    )
     db.session.commit()
     return form
 
@@ -187,8 +223,14 @@ def update_form(form: DonationForm, settings: FormSettings) -> DonationForm:
     changed = {k: v for k, v in values.items() if getattr(form, k) != v}
     for key, value in changed.items():
         setattr(form, key, value)
-    audit.record("form.update", object_type="donation_form", object_id=str(form.id),
-                 processor_id=form.processor_id, parameters=_audit_params(changed), commit=False)
+    audit.record(
+        "form.update",
+        object_type="donation_form",
+        object_id=str(form.id),
+        processor_id=form.processor_id,
+        parameters=_audit_params(changed),
+        commit=False,
+    )
     db.session.commit()
     return form
 
@@ -199,14 +241,23 @@ def _audit_params(values: dict[str, Any]) -> dict[str, Any]:
 
 def settings_of(form: DonationForm) -> FormSettings:
     """A form's settings as the edit page shows them."""
-    return FormSettings(slug=form.slug, title=form.title, processor_id=form.processor_id, currency=form.currency,
-                        amounts=", ".join(to_major(a, form.currency, trim=True) for a in form.amounts or []),
-                        frequencies=list(form.frequencies or []), intro=form.intro,
-                        allow_other_amount=form.allow_other_amount,
-                        min_amount=to_major(form.min_amount, form.currency, trim=True),
-                        max_amount=to_major(form.max_amount, form.currency, trim=True) or None,
-                        postcode_field=form.postcode_field, thank_you_text=form.thank_you_text,
-                        receipts=form.receipts, active=form.active, stripe_receipt=form.stripe_receipt)
+    return FormSettings(
+        slug=form.slug,
+        title=form.title,
+        processor_id=form.processor_id,
+        currency=form.currency,
+        amounts=", ".join(to_major(a, form.currency, trim=True) for a in form.amounts or []),
+        frequencies=list(form.frequencies or []),
+        intro=form.intro,
+        allow_other_amount=form.allow_other_amount,
+        min_amount=to_major(form.min_amount, form.currency, trim=True),
+        max_amount=to_major(form.max_amount, form.currency, trim=True) or None,
+        postcode_field=form.postcode_field,
+        thank_you_text=form.thank_you_text,
+        receipts=form.receipts,
+        active=form.active,
+        stripe_receipt=form.stripe_receipt,
+    )
 
 
 def list_forms() -> list[DonationForm]:
@@ -220,21 +271,30 @@ def get_form(form_id: int | str) -> DonationForm | None:
 
 def public_form(slug: str) -> DonationForm | None:
     """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive."""
-    form = db.session.scalar(select(DonationForm).where(DonationForm.slug == slug)
-                             .options(joinedload(DonationForm.processor)))
+    form = db.session.scalar(
+        select(DonationForm).where(DonationForm.slug == slug).options(joinedload(DonationForm.processor))
+    )
     # A currency Stripe does not take (saved before paydesk checked): closed rather than failing at Stripe.
     return form if form is not None and form.active and stripe_currency(form.currency) else None
 
 
 def form_dict(form: DonationForm) -> dict[str, Any]:
-    return {"id": form.id, "slug": form.slug, "title": form.title, "active": form.active,
-            "processor_id": form.processor_id, "currency": form.currency,
-            "amounts": [to_major(a, form.currency, trim=True) for a in form.amounts or []],
-            "other_amount": form.allow_other_amount,
-            "min_amount": to_major(form.min_amount, form.currency, trim=True),
-            "max_amount": to_major(largest_gift(form), form.currency, trim=True),
-            "frequencies": list(form.frequencies or []), "postcode_field": form.postcode_field,
-            "receipts": form.receipts, "url": public_url(form)}
+    return {
+        "id": form.id,
+        "slug": form.slug,
+        "title": form.title,
+        "active": form.active,
+        "processor_id": form.processor_id,
+        "currency": form.currency,
+        "amounts": [to_major(a, form.currency, trim=True) for a in form.amounts or []],
+        "other_amount": form.allow_other_amount,
+        "min_amount": to_major(form.min_amount, form.currency, trim=True),
+        "max_amount": to_major(largest_gift(form), form.currency, trim=True),
+        "frequencies": list(form.frequencies or []),
+        "postcode_field": form.postcode_field,
+        "receipts": form.receipts,
+        "url": public_url(form),
+    }
 
 
 def public_url(form: DonationForm) -> str:
@@ -252,7 +312,9 @@ def frequency_choices(form: DonationForm) -> list[tuple[str, str]]:
 
 
 def range_text(form: DonationForm) -> str:
-    return f"{format_money(form.min_amount, form.currency)} to {format_money(largest_gift(form), form.currency)}"
+    return (
+        f"{format_money(form.min_amount, form.currency)} to {format_money(largest_gift(form), form.currency)}"
+    )
 
 
 # -- signed donor links: a known contact (and so a known billing postcode) ------------------
@@ -295,9 +357,14 @@ def donor_link(form: DonationForm, contact: Contact) -> str:
     link = DonorLink(contact_id=contact.id, form_id=form.id, created_by=actor[:255])
     db.session.add(link)
     db.session.flush()
-    audit.record("donor_link.create", object_type="contact", object_id=str(contact.id),
-                 processor_id=form.processor_id, parameters={"link": link.id, "form": form.slug},
-                 commit=False)
+    audit.record(
+        "donor_link.create",
+        object_type="contact",
+        object_id=str(contact.id),
+        processor_id=form.processor_id,
+        parameters={"link": link.id, "form": form.slug},
+        commit=False,
+    )
     db.session.commit()
     token = _link_serializer().dumps({"l": link.id, "f": form.id})
     return public_url(form) + "?" + "donor=" + token
@@ -337,28 +404,38 @@ def donor_from_link(form: DonationForm, token: str | None) -> Contact | None:
 def claim_link(link_id: int, contribution_id: int) -> bool:
     """Spend a link on a gift, inside the transaction that records the gift; False when another request
     spent it (or staff revoked it) meanwhile."""
-    done = db.session.execute(update(DonorLink).where(
-        DonorLink.id == link_id, DonorLink.used_at.is_(None), DonorLink.revoked_at.is_(None))
-        .values(used_at=utcnow(), contribution_id=contribution_id))
+    done = db.session.execute(
+        update(DonorLink)
+        .where(DonorLink.id == link_id, DonorLink.used_at.is_(None), DonorLink.revoked_at.is_(None))
+        .values(used_at=utcnow(), contribution_id=contribution_id)
+    )
     return rowcount(done) == 1
 
 
 def release_link(contribution_id: int) -> None:
     """The gift a link was spent on was declined (or never reached Stripe): the link may be used again."""
-    db.session.execute(update(DonorLink).where(DonorLink.contribution_id == contribution_id)
-                       .values(used_at=None, contribution_id=None))
+    db.session.execute(
+        update(DonorLink)
+        .where(DonorLink.contribution_id == contribution_id)
+        .values(used_at=None, contribution_id=None)
+    )
 
 
 def through_link(contribution_id: int) -> bool:
     """Whether a signed donor link was spent on this contribution (the giver is the link's contact)."""
-    return db.session.scalar(select(DonorLink.id).where(DonorLink.contribution_id == contribution_id)
-                             .limit(1)) is not None
+    return (
+        db.session.scalar(select(DonorLink.id).where(DonorLink.contribution_id == contribution_id).limit(1))
+        is not None
+    )
 
 
 def move_link(old_contribution_id: int, new_contribution_id: int) -> None:
     """The gift a link was spent on is recorded on another contribution (the worker's row for its invoice)."""
-    db.session.execute(update(DonorLink).where(DonorLink.contribution_id == old_contribution_id)
-                       .values(contribution_id=new_contribution_id))
+    db.session.execute(
+        update(DonorLink)
+        .where(DonorLink.contribution_id == old_contribution_id)
+        .values(contribution_id=new_contribution_id)
+    )
 
 
 @dataclass
@@ -370,15 +447,26 @@ class DonorLinkRow:
 
 def links_of(contact: Contact, limit: int = 20) -> list[DonorLinkRow]:
     """The contact's donor links, newest first, each with its state (for the contact's page)."""
-    links = db.session.scalars(select(DonorLink).where(DonorLink.contact_id == contact.id)
-                               .options(joinedload(DonorLink.form))
-                               .order_by(DonorLink.id.desc()).limit(limit))
+    links = db.session.scalars(
+        select(DonorLink)
+        .where(DonorLink.contact_id == contact.id)
+        .options(joinedload(DonorLink.form))
+        .order_by(DonorLink.id.desc())
+        .limit(limit)
+    )
     now, age = utcnow(), timedelta(seconds=link_max_age())
     rows = []
     for link in links:
         expires = link.created_at + age
-        state = ("revoked" if link.revoked_at else "used" if link.used_at else
-                 "expired" if expires <= now else "active")
+        state = (
+            "revoked"
+            if link.revoked_at
+            else "used"
+            if link.used_at
+            else "expired"
+            if expires <= now
+            else "active"
+        )
         rows.append(DonorLinkRow(link, state, expires))
     return rows
 
@@ -395,9 +483,17 @@ def revoke_link(contact: Contact, link_id: int) -> DonorLink:
         raise ServiceError(f"donor link #{link.id} was revoked already")
     _, actor = audit.current_actor()
     link.revoked_at, link.revoked_by = utcnow(), actor[:255]
-    audit.record("donor_link.revoke", object_type="contact", object_id=str(contact.id),
-                 processor_id=link.form.processor_id if link.form else None,
-                 parameters={"link": link.id, "form": link.form.slug if link.form else None,
-                             "was": "used" if link.used_at else "unused"}, commit=False)
+    audit.record(
+        "donor_link.revoke",
+        object_type="contact",
+        object_id=str(contact.id),
+        processor_id=link.form.processor_id if link.form else None,
+        parameters={
+            "link": link.id,
+            "form": link.form.slug if link.form else None,
+            "was": "used" if link.used_at else "unused",
+        },
+        commit=False,
+    )
     db.session.commit()
     return link

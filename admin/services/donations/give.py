@@ -95,16 +95,21 @@ log = logging.getLogger(__name__)
 
 SOURCE = "donation form"
 PRODUCT_ID = "paydesk_donation"
-UNAVAILABLE = ("We could not reach our card processor, so nothing was charged. "
-               "Please try again in a minute.")
-NOT_CONFIRMED = ("We could not confirm your payment with our card processor. Please wait a few minutes "
-                 "before trying again: if it went through, you will get a receipt.")
+UNAVAILABLE = "We could not reach our card processor, so nothing was charged. Please try again in a minute."
+NOT_CONFIRMED = (
+    "We could not confirm your payment with our card processor. Please wait a few minutes "
+    "before trying again: if it went through, you will get a receipt."
+)
 # The subscription exists (so its first payment may well have been taken): another try could make a second one.
-SUBSCRIPTION_NOT_CONFIRMED = ("Your regular gift is set up, but we could not confirm its first payment with our "
-                              "card processor yet. Please do not try again: {then} Your reference is {reference}.")
+SUBSCRIPTION_NOT_CONFIRMED = (
+    "Your regular gift is set up, but we could not confirm its first payment with our "
+    "card processor yet. Please do not try again: {then} Your reference is {reference}."
+)
 # Stripe did not answer the subscription request, and could not be asked whether it made it.
-SUBSCRIPTION_UNKNOWN = ("We could not find out from our card processor whether your regular gift was set up. "
-                        "Please do not try again for now: {then} Your reference is {reference}.")
+SUBSCRIPTION_UNKNOWN = (
+    "We could not find out from our card processor whether your regular gift was set up. "
+    "Please do not try again for now: {then} Your reference is {reference}."
+)
 CARD_REFUSED = "Your card details were not accepted. Please enter them again, or use another card."
 # Above the form when the card was declined; what the card issuer said goes under the card field, once.
 DECLINED = "Your gift did not go through. Please see the message under Card."
@@ -147,6 +152,7 @@ class Outcome:
 
 # -- validation -------------------------------------------------------------------------
 
+
 def _text(data: dict, name: str, limit: int = 200) -> str:
     value = data.get(name)
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -171,7 +177,9 @@ def chosen_amount(form: DonationForm, data: dict, errors: dict[str, str]) -> int
     return None
 
 
-def validate(form: DonationForm, data: dict, donor: Contact | None = None) -> tuple[Gift | None, dict[str, str]]:
+def validate(
+    form: DonationForm, data: dict, donor: Contact | None = None
+) -> tuple[Gift | None, dict[str, str]]:
     """Check a submitted form (again, whatever the browser checked); (gift, {}) or (None, errors by field)."""
     errors: dict[str, str] = {}
     amount = chosen_amount(form, data, errors)
@@ -179,9 +187,13 @@ def validate(form: DonationForm, data: dict, donor: Contact | None = None) -> tu
         field_name = "other_amount" if _text(data, "other_amount") and form.allow_other_amount else "amount"
         largest = largest_gift(form)
         if amount < form.min_amount:
-            errors[field_name] = f"The smallest gift this form takes is {format_money(form.min_amount, form.currency)}."
+            errors[field_name] = (
+                f"The smallest gift this form takes is {format_money(form.min_amount, form.currency)}."
+            )
         elif amount > largest:
-            errors[field_name] = f"The largest gift this form takes is {format_money(largest, form.currency)}."
+            errors[field_name] = (
+                f"The largest gift this form takes is {format_money(largest, form.currency)}."
+            )
     frequency = _text(data, "frequency", 16)
     if frequency not in (form.frequencies or []):
         if len(form.frequencies or []) == 1 and not frequency:
@@ -204,9 +216,18 @@ def validate(form: DonationForm, data: dict, donor: Contact | None = None) -> tu
         errors["card"] = "Enter your card details again."
     if errors or amount is None:  # no amount always comes with its error
         return None, errors
-    return Gift(amount=amount, frequency=frequency, first_name=first, last_name=last, email=email,
-                postal_code=postal, address_line1=_text(data, "address_line1") or None,
-                city=_text(data, "city", 100) or None, payment_method=payment_method, contact=donor), {}
+    return Gift(
+        amount=amount,
+        frequency=frequency,
+        first_name=first,
+        last_name=last,
+        email=email,
+        postal_code=postal,
+        address_line1=_text(data, "address_line1") or None,
+        city=_text(data, "city", 100) or None,
+        payment_method=payment_method,
+        contact=donor,
+    ), {}
 
 
 def below_minimum(form: DonationForm, errors: dict[str, str]) -> bool:
@@ -222,8 +243,9 @@ def below_minimum(form: DonationForm, errors: dict[str, str]) -> bool:
 # stranger who typed a known donor's email sees the name they typed, as every other donor does.
 
 REF_INVALID = "This link to a gift is not valid. Check that it was copied whole."
-REF_EXPIRED = ("This page about your gift has expired. If your gift went through, your receipt "
-               "has the details.")
+REF_EXPIRED = (
+    "This page about your gift has expired. If your gift went through, your receipt has the details."
+)
 
 
 @dataclass
@@ -238,7 +260,9 @@ class DonorRef:
 
 
 def _ref_box() -> Fernet:
-    digest = hashlib.sha256(b"paydesk-donation-ref:" + str(current_app.config["SECRET_KEY"]).encode()).digest()
+    digest = hashlib.sha256(
+        b"paydesk-donation-ref:" + str(current_app.config["SECRET_KEY"]).encode()
+    ).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
@@ -291,6 +315,7 @@ def _public_description(form: DonationForm, c: Contribution) -> str:
 
 # -- the payment ---------------------------------------------------------------------------
 
+
 def _is_decline(err: GatewayError) -> bool:
     return err.http_status == 402 or err.kind == "card_error"
 
@@ -319,7 +344,9 @@ def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
     known = find_by_email(gift.email)
     if known is not None:
         return known, False
-    contact = new_contact(gift.name, gift.email, gift.postal_code, source=SOURCE)  # the card element's postcode
+    contact = new_contact(
+        gift.name, gift.email, gift.postal_code, source=SOURCE
+    )  # the card element's postcode
     db.session.flush()
     return contact, True
 
@@ -327,10 +354,17 @@ def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
 def _own_customer(form: DonationForm, contact: Contact) -> str | None:
     """The contact's own Stripe customer on the form's processor (for a gift through a donor link): the
     newest live one that was not made for an unverified gift."""
-    return db.session.scalar(select(StripeCustomer.customer_id).where(
-        StripeCustomer.contact_id == contact.id, StripeCustomer.processor_id == form.processor_id,
-        StripeCustomer.deleted.is_(False), StripeCustomer.unverified.is_(False))
-        .order_by(StripeCustomer.id.desc()).limit(1))
+    return db.session.scalar(
+        select(StripeCustomer.customer_id)
+        .where(
+            StripeCustomer.contact_id == contact.id,
+            StripeCustomer.processor_id == form.processor_id,
+            StripeCustomer.deleted.is_(False),
+            StripeCustomer.unverified.is_(False),
+        )
+        .order_by(StripeCustomer.id.desc())
+        .limit(1)
+    )
 
 
 def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> str:
@@ -343,11 +377,22 @@ def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> 
         params = customer_fields(gift.contact)
     else:
         site = current_app.config["SITE_NAME"]
-        params = {"name": gift.name, "email": gift.email, "description": f"paydesk: {site}",
-                  "metadata": {"site_name": site, "paydesk_version": VERSION}}
+        params = {
+            "name": gift.name,
+            "email": gift.email,
+            "description": f"paydesk: {site}",
+            "metadata": {"site_name": site, "paydesk_version": VERSION},
+        }
     known_postcode = gift.contact.postal_code if gift.contact is not None else None
-    address = {k: v for k, v in (("line1", gift.address_line1), ("city", gift.city),
-                                 ("postal_code", gift.postal_code or known_postcode)) if v}
+    address = {
+        k: v
+        for k, v in (
+            ("line1", gift.address_line1),
+            ("city", gift.city),
+            ("postal_code", gift.postal_code or known_postcode),
+        )
+        if v
+    }
     if address:
         params["address"] = address
     return gw.create("customers", params, idempotency_key=f"paydesk-donate-customer-{attempt}")["id"]
@@ -361,14 +406,17 @@ def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | 
         pm = gw.retrieve("payment_methods", gift.payment_method)
     except GatewayError as err:
         if err.transient:
-            log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
+            log.warning(
+                "donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err
+            )
             return Outcome("unavailable", 503, UNAVAILABLE)
         detail = f"payment method {gift.payment_method} refused: {err.code or err.http_status or err.message}"
     else:
         if pm.get("type") == "card" and not sid(pm.get("customer")):
             return None
         detail = f"payment method {gift.payment_method} is {pm.get('type')}" + (
-            ", attached to a customer already" if sid(pm.get("customer")) else "")
+            ", attached to a customer already" if sid(pm.get("customer")) else ""
+        )
     db.session.rollback()
     donation_guard.payment_failed(form, client_ip, detail[:200])
     return declined(CARD_REFUSED)
@@ -394,17 +442,34 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
             customer_id = _new_customer(gw, form, gift, attempt)
         except GatewayError as err:
             db.session.rollback()
-            log.warning("donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err)
+            log.warning(
+                "donation form %s: Stripe unavailable before anything was recorded: %s", form.slug, err
+            )
             return Outcome("unavailable", 503, UNAVAILABLE)
     immediate()  # one short write transaction: contact, customer link, Pending contribution
     contact, made_now = _contact(form, gift)
     if new_customer:
-        db.session.add(StripeCustomer(customer_id=customer_id, contact=contact, processor_id=form.processor_id,
-                                      unverified=gift.contact is None and not made_now))
+        db.session.add(
+            StripeCustomer(
+                customer_id=customer_id,
+                contact=contact,
+                processor_id=form.processor_id,
+                unverified=gift.contact is None and not made_now,
+            )
+        )
         request_metadata_sync(form.processor_id, customer_id, contact)
-    c = Contribution(processor_id=form.processor_id, contact=contact, amount=gift.amount, currency=form.currency,
-                     status=PENDING, customer_id=customer_id, receive_date=utcnow(), source=SOURCE,
-                     donation_form_id=form.id, frequency=gift.frequency)
+    c = Contribution(
+        processor_id=form.processor_id,
+        contact=contact,
+        amount=gift.amount,
+        currency=form.currency,
+        status=PENDING,
+        customer_id=customer_id,
+        receive_date=utcnow(),
+        source=SOURCE,
+        donation_form_id=form.id,
+        frequency=gift.frequency,
+    )
     db.session.add(c)
     db.session.flush()
     c.description = f"{form.title} {contact.id}-{c.id}"[:500]
@@ -413,11 +478,20 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         return Outcome("invalid", 409, LINK_SPENT)
     db.session.commit()  # before Stripe hears of it: its webhooks must find this row
 
-    metadata = {"contact_id": str(contact.id), "contribution_id": str(c.id), "form": form.slug,
-                "source": "paydesk donation form"}
+    metadata = {
+        "contact_id": str(contact.id),
+        "contribution_id": str(c.id),
+        "form": form.slug,
+        "source": "paydesk donation form",
+    }
     try:
-        gw.call("payment_methods", "attach", gift.payment_method, params={"customer": customer_id},
-                idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach")
+        gw.call(
+            "payment_methods",
+            "attach",
+            gift.payment_method,
+            params={"customer": customer_id},
+            idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach",
+        )
     except GatewayError as err:
         if not err.transient and err.http_status in (400, 404) and not _is_decline(err):
             return _declined(form, c, CARD_REFUSED, client_ip)  # Stripe would not take this card
@@ -425,17 +499,28 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
     try:
         if gift.interval is not None:
             return _subscribe(gw, form, gift, c, customer_id, metadata, attempt, client_ip)
-        pi = gw.create("payment_intents", {
-            "amount": gift.amount, "currency": form.currency, "customer": customer_id,
-            "payment_method": gift.payment_method, "payment_method_types": ["card"],
-            "description": _public_description(form, c), "statement_descriptor_suffix": _suffix(c, form.title),
-            "metadata": metadata, **({"receipt_email": gift.email} if form.stripe_receipt and gift.email else {})},
-            idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent")
+        pi = gw.create(
+            "payment_intents",
+            {
+                "amount": gift.amount,
+                "currency": form.currency,
+                "customer": customer_id,
+                "payment_method": gift.payment_method,
+                "payment_method_types": ["card"],
+                "description": _public_description(form, c),
+                "statement_descriptor_suffix": _suffix(c, form.title),
+                "metadata": metadata,
+                **({"receipt_email": gift.email} if form.stripe_receipt and gift.email else {}),
+            },
+            idempotency_key=f"paydesk-donate-{c.id}-{attempt}-intent",
+        )
     except GatewayError as err:
         return _failed_before_intent(form, c, err, client_ip)
     _track_intent(form, c, pi)
     try:
-        pi = gw.call("payment_intents", "confirm", pi["id"], idempotency_key=f"paydesk-donate-{c.id}-{attempt}-confirm")
+        pi = gw.call(
+            "payment_intents", "confirm", pi["id"], idempotency_key=f"paydesk-donate-{c.id}-{attempt}-confirm"
+        )
     except GatewayError as err:
         if _is_decline(err):
             return _declined(form, c, err.message, client_ip)
@@ -466,7 +551,9 @@ def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str
     return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
 
 
-def _failed_before_intent(form: DonationForm, c: Contribution, err: GatewayError, client_ip: str | None) -> Outcome:
+def _failed_before_intent(
+    form: DonationForm, c: Contribution, err: GatewayError, client_ip: str | None
+) -> Outcome:
     if _is_decline(err):
         return _declined(form, c, err.message, client_ip)
     _withdraw(c)
@@ -501,22 +588,41 @@ def _declined(form: DonationForm, c: Contribution, message: str | None, client_i
 
 # -- monthly and yearly ---------------------------------------------------------------------
 
+
 def plan_for(gw: Gateway, form: DonationForm, amount: int, interval: str) -> str:
     """The Stripe plan for this amount, currency and interval: made once per processor, then reused."""
-    key = {"processor_id": form.processor_id, "currency": form.currency, "amount": amount,
-           "interval": interval, "interval_count": 1}
+    key = {
+        "processor_id": form.processor_id,
+        "currency": form.currency,
+        "amount": amount,
+        "interval": interval,
+        "interval_count": 1,
+    }
     known = db.session.scalar(select(DonationPlan.plan_id).filter_by(**key))
     if known:
         return known
     _ensure(gw, "products", PRODUCT_ID, {"id": PRODUCT_ID, "name": "Donation", "type": "service"})
     plan_id = f"paydesk_donation_{interval}_{amount}_{form.currency}"
     label = {"month": "Monthly", "year": "Yearly"}.get(interval, interval)
-    _ensure(gw, "plans", plan_id, {"id": plan_id, "product": PRODUCT_ID, "amount": amount,
-                                   "currency": form.currency, "interval": interval,
-                                   "nickname": f"{label} donation {format_money(amount, form.currency)}"})
+    _ensure(
+        gw,
+        "plans",
+        plan_id,
+        {
+            "id": plan_id,
+            "product": PRODUCT_ID,
+            "amount": amount,
+            "currency": form.currency,
+            "interval": interval,
+            "nickname": f"{label} donation {format_money(amount, form.currency)}",
+        },
+    )
     immediate()
-    insert_ignore(DonationPlan, {**key, "plan_id": plan_id, "product_id": PRODUCT_ID, "created_at": utcnow()},
-                  ["processor_id", "currency", "amount", "interval", "interval_count"])
+    insert_ignore(
+        DonationPlan,
+        {**key, "plan_id": plan_id, "product_id": PRODUCT_ID, "created_at": utcnow()},
+        ["processor_id", "currency", "amount", "interval", "interval_count"],
+    )
     db.session.commit()
     return plan_id
 
@@ -539,19 +645,34 @@ def first_invoice_intent(gw: Gateway, reader: StripeReader, invoice: dict) -> di
     """The PaymentIntent paying a subscription's first invoice, in either API shape."""
     pi_ref = invoice.get("payment_intent")
     if pi_ref is None and "payment_intent" not in invoice:  # current API versions: through InvoicePayments
-        pi_ref = paid_invoice_payment(reader.list_optional("invoice_payments", invoice=invoice["id"]) or [])[1]
+        pi_ref = paid_invoice_payment(reader.list_optional("invoice_payments", invoice=invoice["id"]) or [])[
+            1
+        ]
     if isinstance(pi_ref, dict):
         return pi_ref
     return gw.retrieve("payment_intents", pi_ref) if pi_ref else None
 
 
-def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, customer_id: str,
-               metadata: dict, attempt: str, client_ip: str | None) -> Outcome:
+def _subscribe(
+    gw: Gateway,
+    form: DonationForm,
+    gift: Gift,
+    c: Contribution,
+    customer_id: str,
+    metadata: dict,
+    attempt: str,
+    client_ip: str | None,
+) -> Outcome:
     interval = gift.interval
     assert interval is not None, "only a regular gift is subscribed"
     gw.update("customers", customer_id, {"invoice_settings": {"default_payment_method": gift.payment_method}})
     plan_id = plan_for(gw, form, gift.amount, interval)
-    params = {"customer": customer_id, "items": [{"plan": plan_id}], "metadata": metadata, "expand": ["latest_invoice"]}
+    params = {
+        "customer": customer_id,
+        "items": [{"plan": plan_id}],
+        "metadata": metadata,
+        "expand": ["latest_invoice"],
+    }
     key = f"paydesk-donate-{c.id}-{attempt}-subscription"
     sub: dict | None
     try:
@@ -569,19 +690,28 @@ def _subscribe(gw: Gateway, form: DonationForm, gift: Gift, c: Contribution, cus
         return _subscription_not_confirmed(form, c, reader, sub, err)
 
 
-def _find_subscription(gw: Gateway, form: DonationForm, c: Contribution, params: dict, key: str,
-                       err: GatewayError) -> dict | None:
+def _find_subscription(
+    gw: Gateway, form: DonationForm, c: Contribution, params: dict, key: str, err: GatewayError
+) -> dict | None:
     """Stripe did not answer the request that makes the subscription (after retries): it may have made it.
     Look for it among the customer's subscriptions (by the contribution id in its metadata); when Stripe says
     there is none, ask once more with the same idempotency key (Stripe answers as it did the first time, or
     makes it now). The subscription, or None when Stripe still cannot tell."""
-    log.warning("donation form %s: no answer to the subscription request for contribution %s: %s", form.slug,
-                c.id, err)
+    log.warning(
+        "donation form %s: no answer to the subscription request for contribution %s: %s",
+        form.slug,
+        c.id,
+        err,
+    )
     try:
         listed = gw.list("subscriptions", customer=params["customer"], status="all", limit=100)
     except GatewayError as again:
-        log.warning("donation form %s: could not look for the subscription of contribution %s: %s", form.slug,
-                    c.id, again)
+        log.warning(
+            "donation form %s: could not look for the subscription of contribution %s: %s",
+            form.slug,
+            c.id,
+            again,
+        )
         return None
     for sub in listed.get("data") or []:
         if str((sub.get("metadata") or {}).get("contribution_id")) == str(c.id):
@@ -591,8 +721,12 @@ def _find_subscription(gw: Gateway, form: DonationForm, c: Contribution, params:
     except GatewayError as again:
         if not again.transient:
             raise
-        log.warning("donation form %s: still no answer about the subscription of contribution %s: %s", form.slug,
-                    c.id, again)
+        log.warning(
+            "donation form %s: still no answer about the subscription of contribution %s: %s",
+            form.slug,
+            c.id,
+            again,
+        )
         return None
 
 
@@ -602,14 +736,19 @@ def _subscription_unknown(form: DonationForm, c: Contribution) -> Outcome:
     spent, and tell the donor just that."""
     db.session.rollback()
     c = db.session.get_one(Contribution, c.id)
-    then = ("if it was, we will email you a receipt." if receipts_wanted(c)
-            else "please get in touch with us before giving again.")
-    return Outcome("unconfirmed", 202, SUBSCRIPTION_UNKNOWN.format(then=then, reference=reference(c)),
-                   contribution=c)
+    then = (
+        "if it was, we will email you a receipt."
+        if receipts_wanted(c)
+        else "please get in touch with us before giving again."
+    )
+    return Outcome(
+        "unconfirmed", 202, SUBSCRIPTION_UNKNOWN.format(then=then, reference=reference(c)), contribution=c
+    )
 
 
-def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
-                   client_ip: str | None) -> Outcome:
+def _first_payment(
+    gw: Gateway, form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, client_ip: str | None
+) -> Outcome:
     """What became of a new subscription's first invoice: recorded, then answered as for a one-off gift."""
     latest = sub.get("latest_invoice")  # expanded, unless the subscription was found after a lost answer
     if not isinstance(latest, dict):
@@ -620,7 +759,9 @@ def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: Str
     try:
         pi = first_invoice_intent(gw, reader, invoice)
     except GatewayError as err:
-        log.warning("donation form %s: subscription %s made, its payment not read: %s", form.slug, sub["id"], err)
+        log.warning(
+            "donation form %s: subscription %s made, its payment not read: %s", form.slug, sub["id"], err
+        )
         pi = None
     c = _record_subscription(form, c, reader, sub, invoice, pi)
     if invoice.get("status") == "paid" or (pi or {}).get("status") in ("succeeded", "processing"):
@@ -633,32 +774,49 @@ def _first_payment(gw: Gateway, form: DonationForm, c: Contribution, reader: Str
     return _declined(form, c, (pi.get("last_payment_error") or {}).get("message"), client_ip)
 
 
-def _subscription_not_confirmed(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict,
-                                err: GatewayError) -> Outcome:
+def _subscription_not_confirmed(
+    form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, err: GatewayError
+) -> Outcome:
     """Stripe failed after making the subscription: keep the Pending contribution, linked to the subscription
     and (by its id, which the subscription names) its first invoice, so the invoice's webhook completes this
     contribution; and ask the donor not to give again."""
     db.session.rollback()
-    log.warning("donation form %s: subscription %s made, then Stripe failed: %s; contribution %s left Pending "
-                "for its webhook", form.slug, sub["id"], err, c.id)
+    log.warning(
+        "donation form %s: subscription %s made, then Stripe failed: %s; contribution %s left Pending "
+        "for its webhook",
+        form.slug,
+        sub["id"],
+        err,
+        c.id,
+    )
     try:  # a new subscription always has its first invoice; only its id is needed to find this contribution
         c = _record_subscription(form, c, reader, sub, {"id": sid(sub.get("latest_invoice"))}, None)
     except GatewayError as again:  # the contact of a customer unknown here: the worker records it all later
         db.session.rollback()
         log.warning("donation form %s: subscription %s not recorded yet: %s", form.slug, sub["id"], again)
         c = db.session.get_one(Contribution, c.id)
-    then = ("we will email you a receipt once it is confirmed." if receipts_wanted(c)
-            else "it will be confirmed shortly.")
-    return Outcome("unconfirmed", 202, SUBSCRIPTION_NOT_CONFIRMED.format(then=then, reference=reference(c)),
-                   contribution=c)
+    then = (
+        "we will email you a receipt once it is confirmed."
+        if receipts_wanted(c)
+        else "it will be confirmed shortly."
+    )
+    return Outcome(
+        "unconfirmed",
+        202,
+        SUBSCRIPTION_NOT_CONFIRMED.format(then=then, reference=reference(c)),
+        contribution=c,
+    )
 
 
-def _record_subscription(form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, invoice: dict,
-                         pi: dict | None) -> Contribution:
+def _record_subscription(
+    form: DonationForm, c: Contribution, reader: StripeReader, sub: dict, invoice: dict, pi: dict | None
+) -> Contribution:
     """The recurring contribution, and this contribution as its first instalment (trxn_id = invoice id)."""
     immediate()
     lock_objects([k for k in (sub["id"], invoice["id"], (pi or {}).get("id")) if k])
-    recur = recurring.sync_subscription(reader, form.processor, {**sub, "latest_invoice": invoice["id"]}, stamp=0)
+    recur = recurring.sync_subscription(
+        reader, form.processor, {**sub, "latest_invoice": invoice["id"]}, stamp=0
+    )
     recur.donation_form_id = form.id
     c = db.session.get_one(Contribution, c.id)
     first = contributions.by_invoice(form.processor_id, invoice["id"])
@@ -684,11 +842,16 @@ def _cancel_subscription(gw: Gateway, form: DonationForm, subscription_id: str) 
     try:
         gw.call("subscriptions", "cancel", subscription_id)
     except GatewayError as err:
-        log.warning("donation form %s: could not cancel incomplete subscription %s: %s", form.slug,
-                    subscription_id, err)
+        log.warning(
+            "donation form %s: could not cancel incomplete subscription %s: %s",
+            form.slug,
+            subscription_id,
+            err,
+        )
 
 
 # -- after 3-D Secure -----------------------------------------------------------------------
+
 
 def check_result(form: DonationForm, c: Contribution, client_ip: str | None) -> Outcome:
     """What became of the payment after the browser's 3-D Secure step, as Stripe has it now."""
@@ -711,6 +874,7 @@ def check_result(form: DonationForm, c: Contribution, client_ip: str | None) -> 
 
 # -- the thank-you page and receipts -----------------------------------------------------------
 
+
 def thanks_state(c: Contribution) -> str:
     """waiting | done | failed: what the thank-you page shows."""
     if c.status == PENDING:
@@ -721,7 +885,9 @@ def thanks_state(c: Contribution) -> str:
 def frequency_of(c: Contribution) -> str:
     """How often: the subscription's interval, else what the donor chose on the form."""
     interval = c.recur.interval if c.recur is not None else FREQUENCIES.get(c.frequency or "")
-    return {"month": "Monthly", "year": "Yearly", "week": "Weekly", "day": "Daily"}.get(interval or "", "One-off")
+    return {"month": "Monthly", "year": "Yearly", "week": "Weekly", "day": "Daily"}.get(
+        interval or "", "One-off"
+    )
 
 
 def receipts_wanted(c: Contribution) -> bool:

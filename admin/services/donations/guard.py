@@ -48,21 +48,34 @@ def refuse(reason: str, form: DonationForm | None, client_ip: str | None, detail
     if reason not in REFUSAL_REASONS:
         raise ValueError(f"unknown refusal reason {reason!r}")
     metrics.donation_refused(reason)
-    message = (f"donation form {form.slug if form else '?'}: refused ({reason}) from {client_ip or 'unknown address'}"
-               + (f": {detail}" if detail else ""))
+    message = (
+        f"donation form {form.slug if form else '?'}: refused ({reason}) from {client_ip or 'unknown address'}"
+        + (f": {detail}" if detail else "")
+    )
     if reason == "payment_failed":
         log.warning("%s", message)
         _write_refusal(form.id if form else None, reason, client_ip, detail, 1)
         return
     form_id = form.id if form else None
-    _tally().count((form_id, reason, network_of(client_ip)), message,
-                   lambda: _write_refusal(form_id, reason, client_ip, detail, 1))
+    _tally().count(
+        (form_id, reason, network_of(client_ip)),
+        message,
+        lambda: _write_refusal(form_id, reason, client_ip, detail, 1),
+    )
 
 
 def _write_refusal(form_id: int | None, reason: str, client: str | None, detail: str | None, n: int) -> None:
     immediate()
-    db.session.add(DonationRefusal(form_id=form_id, client_ip=(client or "")[:64] or None, reason=reason,
-                                   detail=(detail or "")[:500] or None, count=n, at=utcnow()))
+    db.session.add(
+        DonationRefusal(
+            form_id=form_id,
+            client_ip=(client or "")[:64] or None,
+            reason=reason,
+            detail=(detail or "")[:500] or None,
+            count=n,
+            at=utcnow(),
+        )
+    )
     db.session.commit()
 
 
@@ -71,26 +84,38 @@ def _write_counts(counts: Counter) -> None:
     immediate()
     now = utcnow()
     for (form_id, reason, network), n in counts.items():
-        db.session.add(DonationRefusal(form_id=form_id, client_ip=network[:64] or None, reason=reason, count=n,
-                                       at=now))
+        db.session.add(
+            DonationRefusal(form_id=form_id, client_ip=network[:64] or None, reason=reason, count=n, at=now)
+        )
     db.session.commit()
 
 
 def _summary(counts: Counter) -> str:
-    slugs = dict(db.session.execute(select(DonationForm.id, DonationForm.slug)
-                                    .where(DonationForm.id.in_({k[0] for k in counts if k[0]}))).all())
+    slugs = dict(
+        db.session.execute(
+            select(DonationForm.id, DonationForm.slug).where(
+                DonationForm.id.in_({k[0] for k in counts if k[0]})
+            )
+        ).all()
+    )
     worst = counts.most_common(5)
     more = len(counts) - len(worst)
-    return (f"donation forms: {sum(counts.values()):,} more refusals since the last report: "
-            + ", ".join(f"{n:,} x {reason} on {slugs.get(form_id, '?')} from {network}"
-                        for (form_id, reason, network), n in worst)
-            + (f" and {more} more kinds" if more > 0 else ""))
+    return (
+        f"donation forms: {sum(counts.values()):,} more refusals since the last report: "
+        + ", ".join(
+            f"{n:,} x {reason} on {slugs.get(form_id, '?')} from {network}"
+            for (form_id, reason, network), n in worst
+        )
+        + (f" and {more} more kinds" if more > 0 else "")
+    )
 
 
 def _tally() -> Tally:
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # proxy typed as Flask
-    return app.extensions.setdefault("paydesk_donation_refusals", Tally(
-        _write_counts, _summary, setting="DONATE_REFUSAL_FLUSH_SECONDS", logger=log))
+    return app.extensions.setdefault(
+        "paydesk_donation_refusals",
+        Tally(_write_counts, _summary, setting="DONATE_REFUSAL_FLUSH_SECONDS", logger=log),
+    )
 
 
 def flush_refusals() -> None:
@@ -102,12 +127,15 @@ def prune(now: datetime | None = None) -> int:
     """Delete refusals older than ``DONATE_REFUSAL_KEEP_DAYS`` (the worker, every few minutes). Commits."""
     keep = timedelta(days=float(current_app.config["DONATE_REFUSAL_KEEP_DAYS"]))
     immediate()
-    gone = rowcount(db.session.execute(delete(DonationRefusal).where(DonationRefusal.at < (now or utcnow()) - keep)))
+    gone = rowcount(
+        db.session.execute(delete(DonationRefusal).where(DonationRefusal.at < (now or utcnow()) - keep))
+    )
     db.session.commit()
     return gone or 0
 
 
 # -- one-time form tokens ------------------------------------------------------------------
+
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="paydesk-donate-token")
@@ -133,12 +161,15 @@ def spend_token(form: DonationForm, token: object) -> str | None:
     immediate()
     fresh = insert_ignore(SpentFormToken, {"nonce": data["n"][:64], "spent_at": now}, ["nonce"])
     # Nonces older than a token's lifetime can go: their tokens no longer verify anyway.
-    db.session.execute(delete(SpentFormToken).where(SpentFormToken.spent_at < now - timedelta(seconds=max_age)))
+    db.session.execute(
+        delete(SpentFormToken).where(SpentFormToken.spent_at < now - timedelta(seconds=max_age))
+    )
     db.session.commit()
     return None if fresh else "token_replayed"
 
 
 # -- failed payments per address ---------------------------------------------------------
+
 
 def _fail_key(client_ip: str | None) -> str:
     return ratelimit.safe_key("donate-fail-ip", network_of(client_ip))
@@ -153,16 +184,26 @@ def payment_failed(form: DonationForm, client_ip: str | None, detail: str | None
     """Count a failed payment from this address (and record it); returns seconds it is now blocked for."""
     cfg = current_app.config
     immediate()
-    wait = ratelimit.hit(_fail_key(client_ip), limit=int(cfg["DONATE_IP_MAX_FAILURES"]),
-                         window=int(cfg["DONATE_IP_FAILURE_WINDOW"]), block=int(cfg["DONATE_IP_BLOCK_SECONDS"]))
+    wait = ratelimit.hit(
+        _fail_key(client_ip),
+        limit=int(cfg["DONATE_IP_MAX_FAILURES"]),
+        window=int(cfg["DONATE_IP_FAILURE_WINDOW"]),
+        block=int(cfg["DONATE_IP_BLOCK_SECONDS"]),
+    )
     refuse("payment_failed", form, client_ip, detail)  # commits the counter too
     if wait:
-        log.warning("donation form %s: %s blocked for %d s after %s failed payments", form.slug, client_ip,
-                    wait, cfg["DONATE_IP_MAX_FAILURES"])
+        log.warning(
+            "donation form %s: %s blocked for %d s after %s failed payments",
+            form.slug,
+            client_ip,
+            wait,
+            cfg["DONATE_IP_MAX_FAILURES"],
+        )
     return wait
 
 
 # -- honeypot and captcha ------------------------------------------------------------------
+
 
 def honeypot_filled(data: dict) -> bool:
     return bool(str(data.get(HONEYPOT_FIELD) or "").strip())

@@ -49,11 +49,19 @@ class IgnoreEvents(Selection):
 class Populate(JobParams):
     """``events.populate`` (page: Populate from Stripe; CLI: ``events populate-log|populate-queue``)."""
 
-    types: list[str] = field(default_factory=lambda: ["invoice.payment_succeeded"], metadata={
-        "label": "Types", "help": "Event type (repeatable, or 'all')."})
-    limit: int = field(default=0, metadata={"label": "At most", "min": 0, "max": 1_000_000,
-                                            "help": "At most this many events (0: all Stripe still has, "
-                                                    "the last 30 days)."})
+    types: list[str] = field(
+        default_factory=lambda: ["invoice.payment_succeeded"],
+        metadata={"label": "Types", "help": "Event type (repeatable, or 'all')."},
+    )
+    limit: int = field(
+        default=0,
+        metadata={
+            "label": "At most",
+            "min": 0,
+            "max": 1_000_000,
+            "help": "At most this many events (0: all Stripe still has, the last 30 days).",
+        },
+    )
     queue: bool = field(default=False, metadata={"label": "Queue them for processing"})
 
     def __post_init__(self) -> None:
@@ -65,19 +73,31 @@ class Populate(JobParams):
 class RetryAll(JobParams):
     """``events.retry_all`` (page: Retry all; CLI: ``events retry-all``)."""
 
-    limit: int = field(default=25, metadata={"label": "At most", "min": 1, "max": 10_000,
-                                             "help": "At most this many payments."})
-    days: int = field(default=30, metadata={"label": "Days back", "min": 1, "max": 365,
-                                            "help": "Look at Stripe's charges of the last N days."})
+    limit: int = field(
+        default=25,
+        metadata={"label": "At most", "min": 1, "max": 10_000, "help": "At most this many payments."},
+    )
+    days: int = field(
+        default=30,
+        metadata={
+            "label": "Days back",
+            "min": 1,
+            "max": 365,
+            "help": "Look at Stripe's charges of the last N days.",
+        },
+    )
 
 
 @dataclass
 class Cleanup(JobParams):
     """``events.cleanup`` (page: Clean up; CLI: ``events cleanup``)."""
 
-    older_than: str = field(default="90 days", metadata={"label": "Older than",
-                                                         "help": 'Age, e.g. "30 days", "3 months".'})
-    include_errors: bool = field(default=False, metadata={"label": "Errors too", "help": "Delete events in error too."})
+    older_than: str = field(
+        default="90 days", metadata={"label": "Older than", "help": 'Age, e.g. "30 days", "3 months".'}
+    )
+    include_errors: bool = field(
+        default=False, metadata={"label": "Errors too", "help": "Delete events in error too."}
+    )
     ppid: int | None = field(default=None, metadata={"label": "Processor"})
 
     def check(self) -> None:
@@ -87,15 +107,20 @@ class Cleanup(JobParams):
 def _selection(params: dict):
     """The stored events a bulk job acts on: the ids chosen on the page, or everything matching
     a filter (as it matches when each chunk is read)."""
-    return bulk.selection(params, StripeEvent, lambda criteria: local_query(EventFilter.parse_or_raise(criteria)))
+    return bulk.selection(
+        params, StripeEvent, lambda criteria: local_query(EventFilter.parse_or_raise(criteria))
+    )
 
 
 def selection_count(params: dict) -> int:
     return bulk.count(_selection(params), StripeEvent)
 
 
-@job_kind("events.replay", params=ReplayEvents, title=lambda p: bulk.describe(p, "Replay", "event")
-          + (" (no receipts)" if p.get("no_receipt") else ""))
+@job_kind(
+    "events.replay",
+    params=ReplayEvents,
+    title=lambda p: bulk.describe(p, "Replay", "event") + (" (no receipts)" if p.get("no_receipt") else ""),
+)
 def replay_events(ctx: JobContext):
     procs: dict[int, PaymentProcessor] = {}
     for row in bulk.each(ctx, _selection(ctx.params), StripeEvent):
@@ -113,8 +138,12 @@ def replay_events(ctx: JobContext):
         yield
 
 
-@job_kind("events.ignore", params=IgnoreEvents, title=lambda p: bulk.describe(p, "Mark ignored", "event"),
-          check=lambda p: check_reason(p.get("reason")))
+@job_kind(
+    "events.ignore",
+    params=IgnoreEvents,
+    title=lambda p: bulk.describe(p, "Mark ignored", "event"),
+    check=lambda p: check_reason(p.get("reason")),
+)
 def ignore_events(ctx: JobContext):
     reason = ctx.params.get("reason") or ""
     for row in bulk.each(ctx, _selection(ctx.params), StripeEvent):
@@ -136,10 +165,16 @@ def check_event_types(params: dict) -> None:
             raise ServiceError(problem, field="types")
 
 
-@job_kind("events.populate", params=Populate, check=check_event_types, title=lambda p: (
-    f"Populate {'queue' if p.get('queue') else 'log'} from Stripe: "
-    f"{', '.join(p.get('types') or []) or 'all types'}"
-    + (f", at most {p['limit']}" if p.get("limit") else ", last 30 days")))
+@job_kind(
+    "events.populate",
+    params=Populate,
+    check=check_event_types,
+    title=lambda p: (
+        f"Populate {'queue' if p.get('queue') else 'log'} from Stripe: "
+        f"{', '.join(p.get('types') or []) or 'all types'}"
+        + (f", at most {p['limit']}" if p.get("limit") else ", last 30 days")
+    ),
+)
 def populate(ctx: JobContext):
     """Copy Stripe's past events into the log (CiviCRM's Populatelog), or also queue them
     for processing (Populatewebhookqueue); an event already stored is not stored twice."""
@@ -149,8 +184,9 @@ def populate(ctx: JobContext):
         ctx.total = limit
     if limit and ctx.done >= limit:
         return
-    for event in stripe_events(proc, list(ctx.params.get("types") or []),
-                               starting_after=ctx.cursor.get("starting_after")):
+    for event in stripe_events(
+        proc, list(ctx.params.get("types") or []), starting_after=ctx.cursor.get("starting_after")
+    ):
         ctx.count(pull_event(proc, event, queue=bool(ctx.params.get("queue"))))
         ctx.cursor["starting_after"] = event["id"]
         ctx.done += 1
@@ -159,9 +195,15 @@ def populate(ctx: JobContext):
             return
 
 
-@job_kind("events.retry_all", params=RetryAll, title=lambda p: f"Retry all: payments Stripe has and paydesk "
-                                                                f"has not (up to {RetryAll.of(p).limit}, last "
-                                                                f"{RetryAll.of(p).days} days)")
+@job_kind(
+    "events.retry_all",
+    params=RetryAll,
+    title=lambda p: (
+        f"Retry all: payments Stripe has and paydesk "
+        f"has not (up to {RetryAll.of(p).limit}, last "
+        f"{RetryAll.of(p).days} days)"
+    ),
+)
 def retry_all(ctx: JobContext):
     """Payments completed in Stripe but not in paydesk: replay the event that records each
     (CiviCRM's Retryall), or import the charge when paydesk has no such event."""
@@ -173,15 +215,16 @@ def retry_all(ctx: JobContext):
     ctx.total = limit
     if ctx.done >= limit:
         return
-    for charge in unrecorded_charges(proc, days=p.days,
-                                     starting_after=ctx.cursor.get("starting_after")):
+    for charge in unrecorded_charges(proc, days=p.days, starting_after=ctx.cursor.get("starting_after")):
         row = event_for_charge(proc, charge)
         try:
             if row is not None:
                 res = replay(proc, row=row)
                 ctx.count("replayed" if res.ok else "failed")
-                ctx.note(f"{charge['id']}: replayed {row.event_id} ({row.type}): {res.status}"
-                         + (f": {res.message}" if not res.ok else ""))
+                ctx.note(
+                    f"{charge['id']}: replayed {row.event_id} ({row.type}): {res.status}"
+                    + (f": {res.message}" if not res.ok else "")
+                )
             else:
                 import_charge(proc, charge["id"])
                 ctx.count("imported")
@@ -207,12 +250,20 @@ def cleanup_age(text: str) -> timedelta:
     return age
 
 
-@job_kind("events.cleanup", params=Cleanup, title=lambda p: f"Clean up events older than {p.get('older_than')}"
-                                            + (" (errors too)" if p.get("include_errors") else ""), role="admin")
+@job_kind(
+    "events.cleanup",
+    params=Cleanup,
+    title=lambda p: (
+        f"Clean up events older than {p.get('older_than')}"
+        + (" (errors too)" if p.get("include_errors") else "")
+    ),
+    role="admin",
+)
 def cleanup(ctx: JobContext):
     """Delete processed (success, ignored, logged) events older than an age; errors only when asked."""
-    q = cleanup_query(ctx.params.get("ppid"), cleanup_age(ctx.params["older_than"]),
-                      bool(ctx.params.get("include_errors")))
+    q = cleanup_query(
+        ctx.params.get("ppid"), cleanup_age(ctx.params["older_than"]), bool(ctx.params.get("include_errors"))
+    )
     if ctx.total is None:
         ctx.total = int(db.session.scalar(select(func.count()).select_from(q.subquery())) or 0)
     while True:

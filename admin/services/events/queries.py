@@ -51,8 +51,15 @@ ID_COLUMNS = {
     "py_": ("charge_id", "object_id"),
     "pi_": ("payment_intent_id", "object_id"),
 }
-SEARCH_COLUMNS = ("event_id", "object_id", "customer_id", "subscription_id", "invoice_id", "charge_id",
-                  "payment_intent_id")
+SEARCH_COLUMNS = (
+    "event_id",
+    "object_id",
+    "customer_id",
+    "subscription_id",
+    "invoice_id",
+    "charge_id",
+    "payment_intent_id",
+)
 
 
 @dataclass
@@ -80,6 +87,7 @@ class EventFilter(Filter):
 
 # -- local ------------------------------------------------------------------------------------
 
+
 def _type_condition(types: list[str]):
     exact = [t for t in types if not t.endswith("*")]
     prefixes = [t[:-1] for t in types if t.endswith("*")]
@@ -94,8 +102,11 @@ def _type_condition(types: list[str]):
 def _search_condition(text: str):
     text = text.strip()
     if "@" in text:  # a contact's email: the events of that contact's Stripe customers
-        customers = (select(StripeCustomer.customer_id).join(Contact, Contact.id == StripeCustomer.contact_id)
-                     .where(func.lower(Contact.email) == text.lower()))
+        customers = (
+            select(StripeCustomer.customer_id)
+            .join(Contact, Contact.id == StripeCustomer.contact_id)
+            .where(func.lower(Contact.email) == text.lower())
+        )
         return StripeEvent.customer_id.in_(customers)
     for prefix, cols in ID_COLUMNS.items():
         if text.startswith(prefix):
@@ -106,10 +117,18 @@ def _search_condition(text: str):
 def processed_condition():
     """The event's contribution is already complete (CiviCRM's ``filter_processed``)."""
     c = Contribution
-    return exists().where(c.processor_id == StripeEvent.processor_id, c.status.in_(DONE), or_(
-        and_(StripeEvent.invoice_id.is_not(None), c.invoice_id == StripeEvent.invoice_id),
-        and_(StripeEvent.charge_id.is_not(None), c.trxn_id == StripeEvent.charge_id),
-        and_(StripeEvent.payment_intent_id.is_not(None), c.payment_intent_id == StripeEvent.payment_intent_id)))
+    return exists().where(
+        c.processor_id == StripeEvent.processor_id,
+        c.status.in_(DONE),
+        or_(
+            and_(StripeEvent.invoice_id.is_not(None), c.invoice_id == StripeEvent.invoice_id),
+            and_(StripeEvent.charge_id.is_not(None), c.trxn_id == StripeEvent.charge_id),
+            and_(
+                StripeEvent.payment_intent_id.is_not(None),
+                c.payment_intent_id == StripeEvent.payment_intent_id,
+            ),
+        ),
+    )
 
 
 def local_query(flt: EventFilter, *, with_status: bool = True) -> Select:
@@ -224,8 +243,17 @@ def amount_of(obj: dict) -> tuple[int, str] | None:
     return None
 
 
-DASHBOARD_PATHS = {"evt_": "events", "cus_": "customers", "sub_": "subscriptions", "in_": "invoices",
-                   "ch_": "payments", "py_": "payments", "pi_": "payments", "re_": "refunds", "cs_": "checkout/sessions"}
+DASHBOARD_PATHS = {
+    "evt_": "events",
+    "cus_": "customers",
+    "sub_": "subscriptions",
+    "in_": "invoices",
+    "ch_": "payments",
+    "py_": "payments",
+    "pi_": "payments",
+    "re_": "refunds",
+    "cs_": "checkout/sessions",
+}
 
 
 def dashboard_url(obj_id: str | None, livemode: bool) -> str | None:
@@ -257,8 +285,13 @@ class EventRow:
     processor_name: str
 
 
-REF_KINDS = (("customer_id", "customer"), ("subscription_id", "subscription"), ("invoice_id", "invoice"),
-             ("charge_id", "charge"), ("payment_intent_id", "payment_intent"))
+REF_KINDS = (
+    ("customer_id", "customer"),
+    ("subscription_id", "subscription"),
+    ("invoice_id", "invoice"),
+    ("charge_id", "charge"),
+    ("payment_intent_id", "payment_intent"),
+)
 
 
 # Keyed by (kind, Stripe id): the id columns are nullable, though an id matched by IN never is None.
@@ -277,28 +310,45 @@ def _local_records(events: list[StripeEvent]) -> LocalRecords:
     # index instead of every contribution (PostgreSQL, and SQLite without statistics, scan the table otherwise)
     processors = sorted({e.processor_id for e in events})
     if ids["customer"]:
-        for cus, contact in db.session.execute(select(StripeCustomer.customer_id, StripeCustomer.contact_id)
-                                               .where(StripeCustomer.customer_id.in_(ids["customer"]))):
+        for cus, contact in db.session.execute(
+            select(StripeCustomer.customer_id, StripeCustomer.contact_id).where(
+                StripeCustomer.customer_id.in_(ids["customer"])
+            )
+        ):
             found[("customer", cus)] = ("contact", contact)
     if ids["subscription"]:
-        for sub, rid in db.session.execute(select(ContributionRecur.subscription_id, ContributionRecur.id)
-                                           .where(ContributionRecur.subscription_id.in_(ids["subscription"]))):
+        for sub, rid in db.session.execute(
+            select(ContributionRecur.subscription_id, ContributionRecur.id).where(
+                ContributionRecur.subscription_id.in_(ids["subscription"])
+            )
+        ):
             found[("subscription", sub)] = ("recurring", rid)
     if ids["invoice"]:
-        for inv, cid in db.session.execute(select(Contribution.invoice_id, Contribution.id)
-                                           .where(Contribution.processor_id.in_(processors),
-                                                  Contribution.invoice_id.in_(ids["invoice"]))):
+        for inv, cid in db.session.execute(
+            select(Contribution.invoice_id, Contribution.id).where(
+                Contribution.processor_id.in_(processors), Contribution.invoice_id.in_(ids["invoice"])
+            )
+        ):
             found[("invoice", inv)] = ("contribution", cid)
     if ids["charge"]:
-        for ch, cid in db.session.execute(select(Payment.charge_id, Payment.contribution_id)
-                                          .where(Payment.charge_id.in_(ids["charge"]), Payment.refund_id.is_(None))):
+        for ch, cid in db.session.execute(
+            select(Payment.charge_id, Payment.contribution_id).where(
+                Payment.charge_id.in_(ids["charge"]), Payment.refund_id.is_(None)
+            )
+        ):
             found[("charge", ch)] = ("contribution", cid)
     if ids["payment_intent"]:
-        for pi, iid in db.session.execute(select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.id)
-                                          .where(StripePaymentIntent.stripe_intent_id.in_(ids["payment_intent"]))):
+        for pi, iid in db.session.execute(
+            select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.id).where(
+                StripePaymentIntent.stripe_intent_id.in_(ids["payment_intent"])
+            )
+        ):
             found[("payment_intent", pi)] = ("intent", iid)
-        for cpi, cid in db.session.execute(select(Contribution.payment_intent_id, Contribution.id)
-                                           .where(Contribution.payment_intent_id.in_(ids["payment_intent"]))):
+        for cpi, cid in db.session.execute(
+            select(Contribution.payment_intent_id, Contribution.id).where(
+                Contribution.payment_intent_id.in_(ids["payment_intent"])
+            )
+        ):
             found.setdefault(("payment_intent", cpi), ("contribution", cid))
     return found
 
@@ -306,8 +356,12 @@ def _local_records(events: list[StripeEvent]) -> LocalRecords:
 def describe_rows(events: list[StripeEvent]) -> list[EventRow]:
     """What the events table shows for each event: amount, object ids with their local records."""
     found = _local_records(events)
-    procs = {pid: (name, mode) for pid, name, mode in db.session.execute(
-        select(PaymentProcessor.id, PaymentProcessor.name, PaymentProcessor.mode))}
+    procs = {
+        pid: (name, mode)
+        for pid, name, mode in db.session.execute(
+            select(PaymentProcessor.id, PaymentProcessor.name, PaymentProcessor.mode)
+        )
+    }
     names = {pid: name for pid, (name, _) in procs.items()}
     modes = {pid: mode for pid, (_, mode) in procs.items()}
     rows = []
@@ -317,13 +371,20 @@ def describe_rows(events: list[StripeEvent]) -> list[EventRow]:
             value = getattr(e, col)
             if value:
                 local = found.get((k, value))
-                refs.append(ObjectRef(k, value, dashboard_url(value, modes.get(e.processor_id) == "live"),
-                                      *(local or (None, None))))
+                refs.append(
+                    ObjectRef(
+                        k,
+                        value,
+                        dashboard_url(value, modes.get(e.processor_id) == "live"),
+                        *(local or (None, None)),
+                    )
+                )
         rows.append(EventRow(e, amount_of(payload_of(e.raw)), refs, names.get(e.processor_id, "?")))
     return rows
 
 
 # -- one event --------------------------------------------------------------------------------
+
 
 @dataclass
 class EventDetail:
@@ -352,28 +413,76 @@ def detail(row_id: int) -> EventDetail:
         conds.append(Contribution.invoice_id == e.invoice_id)
     if e.charge_id:
         conds.append(Contribution.trxn_id == e.charge_id)
-        conds.append(Contribution.id.in_(select(Payment.contribution_id).where(Payment.charge_id == e.charge_id)))
+        conds.append(
+            Contribution.id.in_(select(Payment.contribution_id).where(Payment.charge_id == e.charge_id))
+        )
     if e.payment_intent_id:
         conds.append(Contribution.payment_intent_id == e.payment_intent_id)
     if conds:
-        contributions = list(db.session.scalars(select(Contribution).where(Contribution.processor_id == p, or_(*conds))
-                                                .order_by(Contribution.id)))
+        contributions = list(
+            db.session.scalars(
+                select(Contribution)
+                .where(Contribution.processor_id == p, or_(*conds))
+                .order_by(Contribution.id)
+            )
+        )
     payments = [pay for c in contributions for pay in c.payments]
-    recurring = list(db.session.scalars(select(ContributionRecur).where(
-        ContributionRecur.processor_id == p, ContributionRecur.subscription_id == e.subscription_id))) \
-        if e.subscription_id else []
-    contacts = list(db.session.scalars(select(Contact).join(StripeCustomer).where(
-        StripeCustomer.processor_id == p, StripeCustomer.customer_id == e.customer_id))) if e.customer_id else []
-    intents = list(db.session.scalars(select(StripePaymentIntent).where(
-        StripePaymentIntent.stripe_intent_id == e.payment_intent_id))) if e.payment_intent_id else []
-    attempts = list(db.session.scalars(select(EventAttempt).where(EventAttempt.event_row_id == e.id)
-                                       .order_by(EventAttempt.id.desc())))
-    tasks = list(db.session.scalars(select(OutboxTask).where(OutboxTask.event_row_id == e.id).order_by(OutboxTask.id)))
-    return EventDetail(e, describe_rows([e])[0], pretty, contributions, payments, recurring, contacts, intents,
-                       attempts, tasks)
+    recurring = (
+        list(
+            db.session.scalars(
+                select(ContributionRecur).where(
+                    ContributionRecur.processor_id == p,
+                    ContributionRecur.subscription_id == e.subscription_id,
+                )
+            )
+        )
+        if e.subscription_id
+        else []
+    )
+    contacts = (
+        list(
+            db.session.scalars(
+                select(Contact)
+                .join(StripeCustomer)
+                .where(StripeCustomer.processor_id == p, StripeCustomer.customer_id == e.customer_id)
+            )
+        )
+        if e.customer_id
+        else []
+    )
+    intents = (
+        list(
+            db.session.scalars(
+                select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == e.payment_intent_id)
+            )
+        )
+        if e.payment_intent_id
+        else []
+    )
+    attempts = list(
+        db.session.scalars(
+            select(EventAttempt).where(EventAttempt.event_row_id == e.id).order_by(EventAttempt.id.desc())
+        )
+    )
+    tasks = list(
+        db.session.scalars(select(OutboxTask).where(OutboxTask.event_row_id == e.id).order_by(OutboxTask.id))
+    )
+    return EventDetail(
+        e,
+        describe_rows([e])[0],
+        pretty,
+        contributions,
+        payments,
+        recurring,
+        contacts,
+        intents,
+        attempts,
+        tasks,
+    )
 
 
 # -- Stripe's side ----------------------------------------------------------------------------
+
 
 @dataclass
 class StripeEventRow:
@@ -410,26 +519,49 @@ def stripe_filter_params(flt: EventFilter) -> dict[str, Any]:
 
 
 @stripe_failures
-def stripe_page(processor: PaymentProcessor, flt: EventFilter, *, starting_after: str | None = None,
-                limit: int | None = None) -> tuple[list[StripeEventRow], str | None]:
+def stripe_page(
+    processor: PaymentProcessor,
+    flt: EventFilter,
+    *,
+    starting_after: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[StripeEventRow], str | None]:
     """One page of Stripe's own event list (last 30 days), each marked with paydesk's status.
     Returns (rows, the id to page on after, or None on the last page). Free text and "hide
     processed" are applied to the page, so a page may show fewer rows (even none) and still
     have more after it: the cursor is the last event Stripe listed, shown or not."""
-    page = Gateway.for_processor(processor).list("events", limit=limit or flt.size, starting_after=starting_after,
-                                                 **stripe_filter_params(flt))
+    page = Gateway.for_processor(processor).list(
+        "events", limit=limit or flt.size, starting_after=starting_after, **stripe_filter_params(flt)
+    )
     events = [e for e in page.get("data") or [] if isinstance(e, dict) and e.get("id")]
     ids = [e["id"] for e in events]
-    local = {e.event_id: e for e in db.session.scalars(
-        select(StripeEvent).where(StripeEvent.processor_id == processor.id, StripeEvent.event_id.in_(ids)))}
+    local = {
+        e.event_id: e
+        for e in db.session.scalars(
+            select(StripeEvent).where(StripeEvent.processor_id == processor.id, StripeEvent.event_id.in_(ids))
+        )
+    }
     rows = []
     for e in events:
         obj = (e.get("data") or {}).get("object") or {}
-        row = StripeEventRow(e["id"], e.get("type") or "", from_unix(e.get("created")), obj.get("id"),
-                             amount_of(obj), local.get(e["id"]), e)
-        if flt.q and flt.q not in (row.event_id, row.object_id, sid(obj.get("customer")),
-                                   sid(obj.get("subscription")), sid(obj.get("invoice")), sid(obj.get("charge")),
-                                   sid(obj.get("payment_intent"))):
+        row = StripeEventRow(
+            e["id"],
+            e.get("type") or "",
+            from_unix(e.get("created")),
+            obj.get("id"),
+            amount_of(obj),
+            local.get(e["id"]),
+            e,
+        )
+        if flt.q and flt.q not in (
+            row.event_id,
+            row.object_id,
+            sid(obj.get("customer")),
+            sid(obj.get("subscription")),
+            sid(obj.get("invoice")),
+            sid(obj.get("charge")),
+            sid(obj.get("payment_intent")),
+        ):
             continue
         rows.append(row)
     if flt.filter_processed:
@@ -443,6 +575,7 @@ def _is_processed(e: StripeEvent) -> bool:
 
 
 # -- a subscription's expected charges -------------------------------------------------------
+
 
 @stripe_failures
 def expected_charges(processor: PaymentProcessor, subscription_id: str) -> list:

@@ -57,8 +57,10 @@ class CancelIntents(Selection):
 
 def cancellable(query):
     """Only intents that may still be cancelled: not finished, and not gone from Stripe."""
-    return query.where(StripePaymentIntent.status.in_(OPEN),
-                       or_(StripePaymentIntent.flags.is_(None), StripePaymentIntent.flags != GONE))
+    return query.where(
+        StripePaymentIntent.status.in_(OPEN),
+        or_(StripePaymentIntent.flags.is_(None), StripePaymentIntent.flags != GONE),
+    )
 
 
 def selection(params: dict):
@@ -127,6 +129,7 @@ def cancel_intents(ctx: JobContext):
 
 # -- Job.process_stripe ----------------------------------------------------------------------
 
+
 def check_age(text: str | None, name: str, label: str | None = None) -> str:
     """An age option as given ("1 hour", "3 months", "0" to disable), or ServiceError naming it: by ``label``
     (what a page's form calls it), else as the CLI's option."""
@@ -150,18 +153,35 @@ def period_key(period: str | None, now: datetime | None = None) -> str | None:
 
 def _title(p: dict) -> str:
     parts = []
-    parts.append(f"cancel incomplete older than {p['cancel_incomplete']}" if age_of(p.get("cancel_incomplete"))
-                 else "no cancelling")
-    parts.append(f"delete final records older than {p['delete_old']}" if age_of(p.get("delete_old"))
-                 else "no deleting")
-    return "Process Stripe intents: " + ", ".join(parts) + (f" (period {p['period']})" if p.get("period") else "")
+    parts.append(
+        f"cancel incomplete older than {p['cancel_incomplete']}"
+        if age_of(p.get("cancel_incomplete"))
+        else "no cancelling"
+    )
+    parts.append(
+        f"delete final records older than {p['delete_old']}" if age_of(p.get("delete_old")) else "no deleting"
+    )
+    return (
+        "Process Stripe intents: "
+        + ", ".join(parts)
+        + (f" (period {p['period']})" if p.get("period") else "")
+    )
 
 
 def _same_period_done(ctx: JobContext) -> Job | None:
     if not ctx.params.get("period"):
         return None
-    recent = select(Job).where(Job.kind == ctx.job.kind, Job.status == JOB_DONE, Job.id != ctx.job.id,
-                               Job.created_at >= utcnow() - timedelta(days=2)).order_by(Job.id.desc()).limit(200)
+    recent = (
+        select(Job)
+        .where(
+            Job.kind == ctx.job.kind,
+            Job.status == JOB_DONE,
+            Job.id != ctx.job.id,
+            Job.created_at >= utcnow() - timedelta(days=2),
+        )
+        .order_by(Job.id.desc())
+        .limit(200)
+    )
     for job in db.session.scalars(recent):
         if job.params == ctx.params and job.processor_id == ctx.job.processor_id:
             return job
@@ -172,7 +192,8 @@ def due_staff_authorisations(ppid: int | None, now: datetime) -> list[int]:
     """Staff "authorise only" charges whose expiry (given by staff) has passed: the job cancels these, and
     never a staff authorisation without an expiry (Stripe releases it after 7 days)."""
     q = select(StripePaymentIntent.id, StripePaymentIntent.extra_data).where(
-        StripePaymentIntent.status == "requires_capture", StripePaymentIntent.referrer == STAFF_SOURCE)
+        StripePaymentIntent.status == "requires_capture", StripePaymentIntent.referrer == STAFF_SOURCE
+    )
     if ppid is not None:
         q = q.where(StripePaymentIntent.processor_id == ppid)
     due = []
@@ -192,8 +213,11 @@ def _to_cancel(ppid: int | None, before: datetime, staff_due: list[int]):
     "cancel uncaptured payments after 1 hour"); and staff authorisations past the expiry staff gave."""
     incomplete = intents_query(IntentFilter(status=["incomplete"], ppid=ppid, until=before))
     from_forms = select(Contribution.id).where(Contribution.donation_form_id.is_not(None))
-    uncaptured = and_(StripePaymentIntent.status == "requires_capture", StripePaymentIntent.created_date < before,
-                      StripePaymentIntent.contribution_id.in_(from_forms))
+    uncaptured = and_(
+        StripePaymentIntent.status == "requires_capture",
+        StripePaymentIntent.created_date < before,
+        StripePaymentIntent.contribution_id.in_(from_forms),
+    )
     if ppid is not None:
         uncaptured = and_(uncaptured, StripePaymentIntent.processor_id == ppid)
     conds = [StripePaymentIntent.id.in_(incomplete.with_only_columns(StripePaymentIntent.id)), uncaptured]
@@ -207,12 +231,20 @@ class ProcessStripe(JobParams):
     """``intents.process_stripe`` (page: /intents tools, admins; CLI: ``jobs process-stripe``). ``period``
     is the cron period this run is for (``period_key``), None outside cron."""
 
-    cancel_incomplete: str = field(default=DEFAULT_CANCEL_INCOMPLETE, metadata={
-        "label": "Cancel incomplete older than",
-        "help": "Cancel in Stripe the intents waiting for the donor created longer ago than this; 0 disables."})
-    delete_old: str = field(default=DEFAULT_DELETE_OLD, metadata={
-        "label": "Delete final records older than",
-        "help": "Delete paydesk's records of finished intents created longer ago than this; 0 disables."})
+    cancel_incomplete: str = field(
+        default=DEFAULT_CANCEL_INCOMPLETE,
+        metadata={
+            "label": "Cancel incomplete older than",
+            "help": "Cancel in Stripe the intents waiting for the donor created longer ago than this; 0 disables.",
+        },
+    )
+    delete_old: str = field(
+        default=DEFAULT_DELETE_OLD,
+        metadata={
+            "label": "Delete final records older than",
+            "help": "Delete paydesk's records of finished intents created longer ago than this; 0 disables.",
+        },
+    )
     period: str | None = field(default=None, metadata={"label": "Period"})
     ppid: int | None = field(default=None, metadata={"label": "Processor"})
 
@@ -225,9 +257,13 @@ class ProcessStripe(JobParams):
 class ImportIntents(JobParams):
     """``intents.import`` (page: /intents tools; CLI: ``intents import``): None for all Stripe lists."""
 
-    since: str | None = field(default="1 day", metadata={
-        "label": "Created in the last",
-        "help": 'Only intents created in the last ... ("2 hours", "7 days"); 0 for all Stripe lists.'})
+    since: str | None = field(
+        default="1 day",
+        metadata={
+            "label": "Created in the last",
+            "help": 'Only intents created in the last ... ("2 hours", "7 days"); 0 for all Stripe lists.',
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.since is not None and self.since.strip() == "0":
@@ -255,20 +291,33 @@ def process_stripe(ctx: JobContext):
             return
         now = utcnow()
         cancel_age, delete_age = age_of(p.get("cancel_incomplete")), age_of(p.get("delete_old"))
-        ctx.cursor = {"phase": "cancel",
-                      "cancel_before": (now - cancel_age).isoformat() if cancel_age else None,
-                      "delete_before": (now - delete_age).isoformat() if delete_age else None}
+        ctx.cursor = {
+            "phase": "cancel",
+            "cancel_before": (now - cancel_age).isoformat() if cancel_age else None,
+            "delete_before": (now - delete_age).isoformat() if delete_age else None,
+        }
     cancel_before = ctx.cursor.get("cancel_before")
     delete_before = ctx.cursor.get("delete_before")
     if cancel_before and "staff_due" not in ctx.cursor:
         ctx.cursor["staff_due"] = due_staff_authorisations(p.get("ppid"), utcnow())
-    cancel_q = cancellable(_to_cancel(p.get("ppid"), datetime.fromisoformat(cancel_before),
-                                      ctx.cursor.get("staff_due") or [])) if cancel_before else None
-    delete_q = old_final_query(p.get("ppid"), datetime.fromisoformat(delete_before)) if delete_before else None
+    cancel_q = (
+        cancellable(
+            _to_cancel(
+                p.get("ppid"), datetime.fromisoformat(cancel_before), ctx.cursor.get("staff_due") or []
+            )
+        )
+        if cancel_before
+        else None
+    )
+    delete_q = (
+        old_final_query(p.get("ppid"), datetime.fromisoformat(delete_before)) if delete_before else None
+    )
     if ctx.total is None:
-        ctx.total = (bulk.count(cancel_q, StripePaymentIntent) if cancel_q is not None else 0) + \
-            (int(db.session.scalar(select(func.count()).select_from(delete_q.subquery())) or 0)
-             if delete_q is not None else 0)
+        ctx.total = (bulk.count(cancel_q, StripePaymentIntent) if cancel_q is not None else 0) + (
+            int(db.session.scalar(select(func.count()).select_from(delete_q.subquery())) or 0)
+            if delete_q is not None
+            else 0
+        )
     procs: dict[int, PaymentProcessor] = {}
     if ctx.cursor.get("phase") == "cancel" and cancel_q is not None:
         for row in bulk.each(ctx, cancel_q, StripePaymentIntent):
@@ -291,8 +340,15 @@ def process_stripe(ctx: JobContext):
 
 # -- learning of intents from Stripe ---------------------------------------------------------
 
-@job_kind("intents.import", params=ImportIntents, title=lambda p: "Import payment intents from Stripe"
-          + (f" created in the last {p['since']}" if p.get("since") else " (all Stripe lists)"))
+
+@job_kind(
+    "intents.import",
+    params=ImportIntents,
+    title=lambda p: (
+        "Import payment intents from Stripe"
+        + (f" created in the last {p['since']}" if p.get("since") else " (all Stripe lists)")
+    ),
+)
 def import_intents(ctx: JobContext):
     """Track the intents Stripe lists (e.g. ones paydesk heard nothing about: Stripe sends no webhook when
     an intent is created and then abandoned, and localstripe sends none for created or 3-D Secure)."""

@@ -36,8 +36,12 @@ from admin.timeutil import to_unix
 
 # Outcomes; all but FAILED are reported as done (the intent is in the state asked for, or cannot be).
 CANCELLED, CAPTURED, REFRESHED = "cancelled", "captured", "refreshed"
-ALREADY_CANCELLED, ALREADY_SUCCEEDED, GONE_OUTCOME, FAILED = ("already_cancelled", "already_succeeded", "gone",
-                                                              "failed")
+ALREADY_CANCELLED, ALREADY_SUCCEEDED, GONE_OUTCOME, FAILED = (
+    "already_cancelled",
+    "already_succeeded",
+    "gone",
+    "failed",
+)
 CANCELLATION_REASON = "abandoned"
 _KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
@@ -78,8 +82,14 @@ def _now_stamp() -> int:
     return int(time.time())
 
 
-def _record(verb: str, processor: PaymentProcessor, intent_id: str, pi: dict | None, res: IntentOutcome,
-            parameters: dict) -> IntentOutcome:
+def _record(
+    verb: str,
+    processor: PaymentProcessor,
+    intent_id: str,
+    pi: dict | None,
+    res: IntentOutcome,
+    parameters: dict,
+) -> IntentOutcome:
     """Sync the local record with what Stripe answered, and write the audit entry; one transaction."""
     immediate()
     row = by_intent_id(intent_id)
@@ -91,12 +101,22 @@ def _record(verb: str, processor: PaymentProcessor, intent_id: str, pi: dict | N
             row.extra_data = json.dumps(extra)
             c = contributions.by_intent(processor.id, intent_id)
             if c is not None:
-                contributions.cancel(c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})")
+                contributions.cancel(
+                    c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})"
+                )
     elif res.outcome == GONE_OUTCOME and row is not None:
         row.flags = GONE
-    audit.record(f"intent.{verb}", object_type="intent", object_id=intent_id, processor_id=processor.id,
-                 parameters={**parameters, "outcome": res.outcome}, ok=res.ok, message=res.message,
-                 stripe_request_id=res.request_id, commit=False)
+    audit.record(
+        f"intent.{verb}",
+        object_type="intent",
+        object_id=intent_id,
+        processor_id=processor.id,
+        parameters={**parameters, "outcome": res.outcome},
+        ok=res.ok,
+        message=res.message,
+        stripe_request_id=res.request_id,
+        commit=False,
+    )
     db.session.commit()
     res.row = row
     return res
@@ -114,25 +134,45 @@ def _current(gw: Gateway, intent_id: str) -> tuple[dict | None, str | None]:
 
 
 def _gone(intent_id: str, request_id: str | None) -> IntentOutcome:
-    return IntentOutcome(intent_id, GONE_OUTCOME, f"Stripe has no payment intent {intent_id} any more (404); "
-                         f"paydesk marks its record as gone.", request_id)
+    return IntentOutcome(
+        intent_id,
+        GONE_OUTCOME,
+        f"Stripe has no payment intent {intent_id} any more (404); paydesk marks its record as gone.",
+        request_id,
+    )
 
 
 def _already(intent_id: str, pi: dict, request_id: str | None) -> IntentOutcome | None:
     if pi.get("status") == "canceled":
         reason = pi.get("cancellation_reason")
-        return IntentOutcome(intent_id, ALREADY_CANCELLED, f"{intent_id} was already cancelled in Stripe"
-                             + (f" ({reason})" if reason else "") + "; nothing to do.", request_id)
+        return IntentOutcome(
+            intent_id,
+            ALREADY_CANCELLED,
+            f"{intent_id} was already cancelled in Stripe"
+            + (f" ({reason})" if reason else "")
+            + "; nothing to do.",
+            request_id,
+        )
     if pi.get("status") == "succeeded":
-        return IntentOutcome(intent_id, ALREADY_SUCCEEDED, f"{intent_id} has already succeeded in Stripe "
-                             f"(the donor paid {format_money(pi.get('amount_received') or pi.get('amount'), pi.get('currency'))}); "
-                             f"nothing to cancel or capture.", request_id)
+        return IntentOutcome(
+            intent_id,
+            ALREADY_SUCCEEDED,
+            f"{intent_id} has already succeeded in Stripe "
+            f"(the donor paid {format_money(pi.get('amount_received') or pi.get('amount'), pi.get('currency'))}); "
+            f"nothing to cancel or capture.",
+            request_id,
+        )
     return None
 
 
 def _failed(intent_id: str, verb: str, err: GatewayError) -> IntentOutcome:
-    return IntentOutcome(intent_id, FAILED, f"Could not {verb} {intent_id}: {err.message}. Nothing was changed.",
-                         err.request_id, transient=err.transient)
+    return IntentOutcome(
+        intent_id,
+        FAILED,
+        f"Could not {verb} {intent_id}: {err.message}. Nothing was changed.",
+        err.request_id,
+        transient=err.transient,
+    )
 
 
 def _refused(gw: Gateway, intent_id: str, verb: str, err: GatewayError) -> tuple[IntentOutcome, dict | None]:
@@ -152,8 +192,14 @@ def _refused(gw: Gateway, intent_id: str, verb: str, err: GatewayError) -> tuple
     return (done or _failed(intent_id, verb, err)), pi
 
 
-def cancel_intent(processor: PaymentProcessor, intent_id: str, *, action_key: str | None = None,
-                  reason: str = CANCELLATION_REASON, job_id: int | None = None) -> IntentOutcome:
+def cancel_intent(
+    processor: PaymentProcessor,
+    intent_id: str,
+    *,
+    action_key: str | None = None,
+    reason: str = CANCELLATION_REASON,
+    job_id: int | None = None,
+) -> IntentOutcome:
     """Cancel an intent in Stripe (releasing any authorisation on the donor's card), then record it.
     Commits, with its audit entry. Never raises for what Stripe answers: see ``outcome``."""
     intent_id = check_intent_id(intent_id)
@@ -161,8 +207,13 @@ def cancel_intent(processor: PaymentProcessor, intent_id: str, *, action_key: st
     gw = Gateway.for_processor(processor)
     pi = None
     try:
-        res = gw.call("payment_intents", "cancel", intent_id, params={"cancellation_reason": reason},
-                      idempotency_key=key)
+        res = gw.call(
+            "payment_intents",
+            "cancel",
+            intent_id,
+            params={"cancellation_reason": reason},
+            idempotency_key=key,
+        )
         pi = dict(res)
         out = IntentOutcome(intent_id, CANCELLED, f"Cancelled {intent_id} ({reason}).", res.request_id)
     except GatewayError as err:
@@ -171,8 +222,13 @@ def cancel_intent(processor: PaymentProcessor, intent_id: str, *, action_key: st
     return _record("cancel", processor, intent_id, pi, out, params)
 
 
-def capture_intent(processor: PaymentProcessor, intent_id: str, *, amount: int | str | None = None,
-                   action_key: str | None = None) -> IntentOutcome:
+def capture_intent(
+    processor: PaymentProcessor,
+    intent_id: str,
+    *,
+    amount: int | str | None = None,
+    action_key: str | None = None,
+) -> IntentOutcome:
     """Capture an uncaptured (``requires_capture``) intent, in full or in part.
 
     ``amount``: minor units, or text in major units ("12.50"), or None for everything authorised. It is
@@ -191,8 +247,10 @@ def capture_intent(processor: PaymentProcessor, intent_id: str, *, amount: int |
         return _record("capture", processor, intent_id, pi, done, {})
     currency = (pi.get("currency") or "").lower()
     if pi.get("status") != "requires_capture":
-        raise ServiceError(f"Only an intent waiting for capture can be captured; Stripe says {intent_id} is "
-                           f"{pi.get('status')}.")
+        raise ServiceError(
+            f"Only an intent waiting for capture can be captured; Stripe says {intent_id} is "
+            f"{pi.get('status')}."
+        )
     authorised = int(pi.get("amount_capturable") or pi.get("amount") or 0)
     wanted = _capture_amount(amount, currency, authorised)
     key = idempotency_key("capture", intent_id, action_key, wanted)
@@ -202,14 +260,25 @@ def capture_intent(processor: PaymentProcessor, intent_id: str, *, amount: int |
         res = gw.call("payment_intents", "capture", intent_id, params=params, idempotency_key=key)
         captured = dict(res)
         rest = authorised - wanted
-        out = IntentOutcome(intent_id, CAPTURED, f"Captured {format_money(wanted, currency)} of "
-                            f"{format_money(authorised, currency)}"
-                            + (f"; the other {format_money(rest, currency)} is released to the donor." if rest else ".")
-                            + " The payment is recorded when Stripe's webhook arrives.", res.request_id)
+        out = IntentOutcome(
+            intent_id,
+            CAPTURED,
+            f"Captured {format_money(wanted, currency)} of "
+            f"{format_money(authorised, currency)}"
+            + (f"; the other {format_money(rest, currency)} is released to the donor." if rest else ".")
+            + " The payment is recorded when Stripe's webhook arrives.",
+            res.request_id,
+        )
     except GatewayError as err:
         out, captured = _refused(gw, intent_id, "capture", err)
-    return _record("capture", processor, intent_id, captured, out,
-                   {"amount": wanted, "currency": currency, "authorised": authorised, "idempotency_key": key})
+    return _record(
+        "capture",
+        processor,
+        intent_id,
+        captured,
+        out,
+        {"amount": wanted, "currency": currency, "authorised": authorised, "idempotency_key": key},
+    )
 
 
 def check_charge_id(charge_id: str) -> str:
@@ -219,16 +288,26 @@ def check_charge_id(charge_id: str) -> str:
     return charge_id
 
 
-def capture(processor: PaymentProcessor, object_id: str, *, amount: int | str | None = None,
-            action_key: str | None = None) -> IntentOutcome:
+def capture(
+    processor: PaymentProcessor,
+    object_id: str,
+    *,
+    amount: int | str | None = None,
+    action_key: str | None = None,
+) -> IntentOutcome:
     """Capture by PaymentIntent (``pi_``) or by charge id (``ch_``, the seed's ``gateway_id``)."""
     if (object_id or "").strip().startswith("ch_"):
         return capture_charge(processor, object_id, amount=amount, action_key=action_key)
     return capture_intent(processor, object_id, amount=amount, action_key=action_key)
 
 
-def capture_charge(processor: PaymentProcessor, charge_id: str, *, amount: int | str | None = None,
-                   action_key: str | None = None) -> IntentOutcome:
+def capture_charge(
+    processor: PaymentProcessor,
+    charge_id: str,
+    *,
+    amount: int | str | None = None,
+    action_key: str | None = None,
+) -> IntentOutcome:
     """Capture an authorised charge by its id: through its PaymentIntent when it has one (``capture_intent``),
     else the charge itself (a charge made without an intent). The amount is checked against what is
     authorised before anything is captured. Commits, with its audit entry."""
@@ -242,39 +321,73 @@ def capture_charge(processor: PaymentProcessor, charge_id: str, *, amount: int |
     except GatewayError as err:
         if err.not_found:
             raise ServiceError(f"Stripe has no charge {charge_id} on this account", field="id") from None
-        raise ServiceError(f"Could not read {charge_id}: {err.message} (Stripe request {err.request_id})") from None
+        raise ServiceError(
+            f"Could not read {charge_id}: {err.message} (Stripe request {err.request_id})"
+        ) from None
     pi_id = ch.get("payment_intent")
     pi_id = pi_id.get("id") if isinstance(pi_id, dict) else pi_id
     if pi_id:
         return capture_intent(processor, pi_id, amount=amount, action_key=action_key)
     currency = (ch.get("currency") or "").lower()
     if ch.get("captured") or ch.get("status") != "succeeded":
-        raise ServiceError(f"Only an authorised charge can be captured; Stripe says {charge_id} is "
-                           f"{'captured already' if ch.get('captured') else ch.get('status')}.")
+        raise ServiceError(
+            f"Only an authorised charge can be captured; Stripe says {charge_id} is "
+            f"{'captured already' if ch.get('captured') else ch.get('status')}."
+        )
     authorised = int(ch.get("amount") or 0) - int(ch.get("amount_refunded") or 0)
     wanted = _capture_amount(amount, currency, authorised)
     key = idempotency_key("capture", charge_id, action_key, wanted)
     params = {} if wanted == authorised else {"amount": wanted}
-    audit_params = {"charge": charge_id, "amount": wanted, "currency": currency, "authorised": authorised,
-                    "idempotency_key": key}
+    audit_params = {
+        "charge": charge_id,
+        "amount": wanted,
+        "currency": currency,
+        "authorised": authorised,
+        "idempotency_key": key,
+    }
     try:
         res = gw.call("charges", "capture", charge_id, params=params, idempotency_key=key)
     except GatewayError as err:
-        out = IntentOutcome(charge_id, FAILED, f"Could not capture {charge_id}: {err.message}. Nothing was changed.",
-                            err.request_id, transient=err.transient)
+        out = IntentOutcome(
+            charge_id,
+            FAILED,
+            f"Could not capture {charge_id}: {err.message}. Nothing was changed.",
+            err.request_id,
+            transient=err.transient,
+        )
         immediate()
-        audit.record("charge.capture", object_type="charge", object_id=charge_id, processor_id=processor.id,
-                     parameters=audit_params, ok=False, message=out.message, stripe_request_id=err.request_id,
-                     commit=True)
+        audit.record(
+            "charge.capture",
+            object_type="charge",
+            object_id=charge_id,
+            processor_id=processor.id,
+            parameters=audit_params,
+            ok=False,
+            message=out.message,
+            stripe_request_id=err.request_id,
+            commit=True,
+        )
         return out
     reader = StripeReader(processor)
     captured = reader.expanded("charges", charge_id, required=("balance_transaction", "amount_refunded"))
-    out = IntentOutcome(charge_id, CAPTURED, f"Captured {format_money(wanted, currency)} of "
-                        f"{format_money(authorised, currency)} ({charge_id}).", res.request_id)
+    out = IntentOutcome(
+        charge_id,
+        CAPTURED,
+        f"Captured {format_money(wanted, currency)} of {format_money(authorised, currency)} ({charge_id}).",
+        res.request_id,
+    )
     assert captured is not None  # required: the reader raised if Stripe had no such charge
     write_after_reading(reader, lambda: record_charge(reader, processor, captured))
-    audit.record("charge.capture", object_type="charge", object_id=charge_id, processor_id=processor.id,
-                 parameters=audit_params, message=out.message, stripe_request_id=res.request_id, commit=False)
+    audit.record(
+        "charge.capture",
+        object_type="charge",
+        object_id=charge_id,
+        processor_id=processor.id,
+        parameters=audit_params,
+        message=out.message,
+        stripe_request_id=res.request_id,
+        commit=False,
+    )
     db.session.commit()
     return out
 
@@ -288,11 +401,16 @@ def _capture_amount(amount: int | str | None, currency: str, authorised: int) ->
         except ValueError as err:
             raise ServiceError(str(err), field="amount") from None
     if amount <= 0:
-        raise ServiceError("Capture more than nothing: give a positive amount, or leave it empty for the full "
-                           "amount.", field="amount")
+        raise ServiceError(
+            "Capture more than nothing: give a positive amount, or leave it empty for the full amount.",
+            field="amount",
+        )
     if amount > authorised:
-        raise ServiceError(f"{format_money(amount, currency)} is more than the {format_money(authorised, currency)} "
-                           f"authorised on the donor's card; capture at most that.", field="amount")
+        raise ServiceError(
+            f"{format_money(amount, currency)} is more than the {format_money(authorised, currency)} "
+            f"authorised on the donor's card; capture at most that.",
+            field="amount",
+        )
     return amount
 
 
@@ -312,12 +430,16 @@ def refresh_intent(processor: PaymentProcessor, intent_id: str) -> IntentOutcome
 
 # -- learning of intents from Stripe's list ------------------------------------------------
 
-def stripe_intents(processor: PaymentProcessor, *, since: datetime | None = None,
-                   starting_after: str | None = None) -> Iterator[dict]:
+
+def stripe_intents(
+    processor: PaymentProcessor, *, since: datetime | None = None, starting_after: str | None = None
+) -> Iterator[dict]:
     """Every intent Stripe lists for the account (created since ``since``), newest first, from after
     ``starting_after``."""
     created = {"gte": to_unix(since)} if since else None
-    for page in StripeReader(processor).pages("payment_intents", starting_after=starting_after, created=created):
+    for page in StripeReader(processor).pages(
+        "payment_intents", starting_after=starting_after, created=created
+    ):
         yield from page
 
 
@@ -335,14 +457,16 @@ def learn_intent(processor: PaymentProcessor, pi: dict) -> str:
 
 # -- deleting old records --------------------------------------------------------------------
 
+
 def old_final_query(processor_id: int | None, before: datetime):
     """Local records of intents that have finished (succeeded, cancelled, or gone from Stripe) and were
     created before ``before``: what ``process-stripe --delete-old`` removes."""
     from sqlalchemy import or_
 
-    q = select(StripePaymentIntent.id).where(StripePaymentIntent.created_date < before,
-                                             or_(StripePaymentIntent.status.in_(FINAL),
-                                                 StripePaymentIntent.flags == GONE))
+    q = select(StripePaymentIntent.id).where(
+        StripePaymentIntent.created_date < before,
+        or_(StripePaymentIntent.status.in_(FINAL), StripePaymentIntent.flags == GONE),
+    )
     if processor_id is not None:
         q = q.where(StripePaymentIntent.processor_id == processor_id)
     return q
@@ -353,12 +477,19 @@ def delete_intent_records(ids: list[int], *, job_id: int | None = None) -> int:
     if not ids:
         return 0
     immediate()
-    rows = db.session.execute(select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.processor_id)
-                              .where(StripePaymentIntent.id.in_(ids))).all()
+    rows = db.session.execute(
+        select(StripePaymentIntent.stripe_intent_id, StripePaymentIntent.processor_id).where(
+            StripePaymentIntent.id.in_(ids)
+        )
+    ).all()
     n = rowcount(db.session.execute(delete(StripePaymentIntent).where(StripePaymentIntent.id.in_(ids))))
-    audit.record("intent.delete_old", object_type="job" if job_id else None, object_id=str(job_id) if job_id else None,
-                 parameters={"count": n, "intents": sorted(r[0] for r in rows)[:20]},
-                 message=f"deleted {n} old local intent record{'s' if n != 1 else ''} (Stripe is not changed)",
-                 commit=False)
+    audit.record(
+        "intent.delete_old",
+        object_type="job" if job_id else None,
+        object_id=str(job_id) if job_id else None,
+        parameters={"count": n, "intents": sorted(r[0] for r in rows)[:20]},
+        message=f"deleted {n} old local intent record{'s' if n != 1 else ''} (Stripe is not changed)",
+        commit=False,
+    )
     db.session.commit()
     return n

@@ -36,14 +36,34 @@ from admin.services.records.contacts import linked_contact
 from admin.stripe_shapes import currency_of, failure_message, minor_units, sid
 from admin.timeutil import format_age, from_unix, parse_age, utcnow
 
-STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing",
-            "requires_capture", "succeeded", "canceled")
+STATUSES = (
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+    "requires_capture",
+    "succeeded",
+    "canceled",
+)
 # How far along an intent is; at the same Stripe second, state only moves forward.
-RANK = {"requires_payment_method": 0, "requires_confirmation": 1, "requires_action": 2, "processing": 3,
-        "requires_capture": 4, "succeeded": 5, "canceled": 5}
+RANK = {
+    "requires_payment_method": 0,
+    "requires_confirmation": 1,
+    "requires_action": 2,
+    "processing": 3,
+    "requires_capture": 4,
+    "succeeded": 5,
+    "canceled": 5,
+}
 FINAL = ("succeeded", "canceled")
 # Started, not finished: neither succeeded nor cancelled (what may still be cancelled in Stripe).
-OPEN = ("requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture")
+OPEN = (
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+    "requires_capture",
+)
 # Waiting for the donor (no card yet, not confirmed, or stopped at 3-D Secure): what CiviCRM's
 # Job.process_stripe calls incomplete and cancels once old enough (``--cancel-incomplete``).
 INCOMPLETE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -56,11 +76,14 @@ STAFF_SOURCE = "staff"  # ``referrer`` of an intent a staff charge made (service
 
 
 def by_intent_id(intent_id: str) -> StripePaymentIntent | None:
-    return db.session.scalar(select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == intent_id))
+    return db.session.scalar(
+        select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == intent_id)
+    )
 
 
-def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int,
-                row: StripePaymentIntent | None = None) -> StripePaymentIntent:
+def sync_intent(
+    processor: PaymentProcessor, pi: dict, *, stamp: int, row: StripePaymentIntent | None = None
+) -> StripePaymentIntent:
     """Bring the tracked intent in line with ``pi`` unless a later state is recorded already.
 
     ``row``: the tracked intent when the caller has looked it up already. ``stamp``: the Stripe time
@@ -68,8 +91,11 @@ def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int,
     """
     row = row or by_intent_id(pi["id"])
     if row is None:
-        row = StripePaymentIntent(stripe_intent_id=pi["id"], processor_id=processor.id,
-                                  created_date=from_unix(pi.get("created")) or utcnow())
+        row = StripePaymentIntent(
+            stripe_intent_id=pi["id"],
+            processor_id=processor.id,
+            created_date=from_unix(pi.get("created")) or utcnow(),
+        )
         db.session.add(row)
     elif not _moves_forward(row, pi.get("status"), stamp):
         return row
@@ -82,7 +108,7 @@ def sync_intent(processor: PaymentProcessor, pi: dict, *, stamp: int,
     row.capture_method = pi.get("capture_method")
     row.customer_id = sid(pi.get("customer")) or row.customer_id
     # localstripe keeps no description on intents; paydesk's demo puts it in the metadata.
-    row.description = (pi.get("description") or row.description or metadata.get("description") or None)
+    row.description = pi.get("description") or row.description or metadata.get("description") or None
     row.referrer = row.referrer or (str(metadata["referrer"])[:255] if metadata.get("referrer") else None)
     contact = linked_contact(processor.id, row.customer_id)
     row.contact_id = row.contact_id or (contact.id if contact else None)
@@ -134,6 +160,7 @@ def link_contribution(row: StripePaymentIntent | str | None, contribution) -> No
 
 # -- the /intents filter ------------------------------------------------------------------
 
+
 def age_of(text: str | None) -> timedelta | None:
     """An age in the seed's words ("30 minutes", "1 hour", "3 months"); None for empty or "0"."""
     if text is None or text.strip() in ("", "0"):
@@ -143,8 +170,12 @@ def age_of(text: str | None) -> timedelta | None:
 
 @dataclass
 class IntentFilter(Filter):
-    LABELS: ClassVar[dict[str, str]] = {"since": "Created from", "until": "Created to (inclusive)",
-                                        "capture_method": "Capture", "error": "Last error"}
+    LABELS: ClassVar[dict[str, str]] = {
+        "since": "Created from",
+        "until": "Created to (inclusive)",
+        "capture_method": "Capture",
+        "error": "Last error",
+    }
 
     ppid: int | None = processor_field()
     status: list[str] = field(default_factory=list, metadata={"choices": STATUS_CHOICES})
@@ -204,8 +235,11 @@ def _like(col, text: str):
 
 def _amount_condition(amount: Amount, currency: str | None, at_least: bool):
     """Money typed in major units, compared in each currency's minor units."""
-    currencies = [currency] if currency else [c for c in db.session.scalars(
-        select(StripePaymentIntent.currency).distinct()) if c]
+    currencies = (
+        [currency]
+        if currency
+        else [c for c in db.session.scalars(select(StripePaymentIntent.currency).distinct()) if c]
+    )
     conds = []
     for cur in currencies:
         try:
@@ -224,7 +258,9 @@ def _contact_condition(text: str):
     if text.startswith("cus_"):
         return StripePaymentIntent.customer_id == text
     if "@" in text:
-        return StripePaymentIntent.contact_id.in_(select(Contact.id).where(func.lower(Contact.email) == text.lower()))
+        return StripePaymentIntent.contact_id.in_(
+            select(Contact.id).where(func.lower(Contact.email) == text.lower())
+        )
     return StripePaymentIntent.contact_id.in_(select(Contact.id).where(_like(Contact.display_name, text)))
 
 
@@ -277,7 +313,11 @@ def intents_query(flt: IntentFilter, *, with_status: bool = True, now: datetime 
         elif "@" in text:
             q = q.where(_contact_condition(text))
         else:
-            q = q.where(or_(StripePaymentIntent.stripe_intent_id == text, _like(StripePaymentIntent.description, text)))
+            q = q.where(
+                or_(
+                    StripePaymentIntent.stripe_intent_id == text, _like(StripePaymentIntent.description, text)
+                )
+            )
     return q
 
 
@@ -293,15 +333,20 @@ def intent_rows(flt: IntentFilter, limit: int | None = None) -> Iterator[dict[st
     """Every intent the filter matches, in page order, as plain dicts (``intents list``): read a keyset
     chunk at a time, so a large ``--limit`` never holds every row at once."""
     chunk = min(limit or 500, 500)
-    rows = (r for rows in walk(intents_query(flt), ORDER, flt, scalars=True, chunk=chunk) for r in describe_rows(rows))
+    rows = (
+        r
+        for rows in walk(intents_query(flt), ORDER, flt, scalars=True, chunk=chunk)
+        for r in describe_rows(rows)
+    )
     yield from (intent_dict(r) for r in islice(rows, limit))
 
 
 def status_counts(flt: IntentFilter) -> dict[str, int]:
     """How many intents of each Stripe status match the filter (whatever its own status choice), each counted
     up to ``listing.COUNT_CAP`` ("10,000+")."""
-    return capped_counts(intents_query(flt, with_status=False), StripePaymentIntent.status, StripePaymentIntent.id,
-                         STATUSES)
+    return capped_counts(
+        intents_query(flt, with_status=False), StripePaymentIntent.status, StripePaymentIntent.id, STATUSES
+    )
 
 
 def intent_summary(flt: IntentFilter) -> Summary:
@@ -312,6 +357,7 @@ def intent_summary(flt: IntentFilter) -> Summary:
 
 
 # -- what a row shows ------------------------------------------------------------------------
+
 
 @dataclass
 class IntentRow:
@@ -327,13 +373,30 @@ def describe_rows(rows: list[StripePaymentIntent], now: datetime | None = None) 
     now = now or utcnow()
     contact_ids = {r.contact_id for r in rows if r.contact_id}
     contribution_ids = {r.contribution_id for r in rows if r.contribution_id}
-    contacts: dict[int | None, Contact] = {c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))} \
-        if contact_ids else {}
-    contribs: dict[int | None, Contribution] = {c.id: c for c in db.session.scalars(select(Contribution).where(Contribution.id.in_(contribution_ids)))} \
-        if contribution_ids else {}
+    contacts: dict[int | None, Contact] = (
+        {c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
+        if contact_ids
+        else {}
+    )
+    contribs: dict[int | None, Contribution] = (
+        {
+            c.id: c
+            for c in db.session.scalars(select(Contribution).where(Contribution.id.in_(contribution_ids)))
+        }
+        if contribution_ids
+        else {}
+    )
     names = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.name)).all())
-    return [IntentRow(r, contacts.get(r.contact_id), contribs.get(r.contribution_id), names.get(r.processor_id, "?"),
-                      now - r.created_date) for r in rows]
+    return [
+        IntentRow(
+            r,
+            contacts.get(r.contact_id),
+            contribs.get(r.contribution_id),
+            names.get(r.processor_id, "?"),
+            now - r.created_date,
+        )
+        for r in rows
+    ]
 
 
 def intent_dict(row: IntentRow) -> dict[str, Any]:
@@ -342,21 +405,38 @@ def intent_dict(row: IntentRow) -> dict[str, Any]:
     from admin.timeutil import format_age
 
     i = row.intent
-    return {"id": i.id, "payment_intent_id": i.stripe_intent_id, "processor_id": i.processor_id,
-            "created_date": i.created_date.isoformat(timespec="seconds") if i.created_date else None,
-            "age": format_age(row.age), "status": i.status, "amount": i.amount, "currency": i.currency,
-            "display_amount": format_money(i.amount, i.currency), "capture_method": i.capture_method,
-            "customer_id": i.customer_id, "contact_id": i.contact_id,
-            "contact": row.contact.display_name if row.contact else None, "contribution_id": i.contribution_id,
-            "description": i.description, "referrer": i.referrer, "last_error": i.last_error,
-            "gone_from_stripe": i.flags == GONE}
+    return {
+        "id": i.id,
+        "payment_intent_id": i.stripe_intent_id,
+        "processor_id": i.processor_id,
+        "created_date": i.created_date.isoformat(timespec="seconds") if i.created_date else None,
+        "age": format_age(row.age),
+        "status": i.status,
+        "amount": i.amount,
+        "currency": i.currency,
+        "display_amount": format_money(i.amount, i.currency),
+        "capture_method": i.capture_method,
+        "customer_id": i.customer_id,
+        "contact_id": i.contact_id,
+        "contact": row.contact.display_name if row.contact else None,
+        "contribution_id": i.contribution_id,
+        "description": i.description,
+        "referrer": i.referrer,
+        "last_error": i.last_error,
+        "gone_from_stripe": i.flags == GONE,
+    }
 
 
 # -- one intent -----------------------------------------------------------------------------
 
 # What staff compare between paydesk's record and Stripe's object.
-COMPARED = (("status", "status"), ("amount", "amount"), ("currency", "currency"),
-            ("capture_method", "capture_method"), ("customer_id", "customer"))
+COMPARED = (
+    ("status", "status"),
+    ("amount", "amount"),
+    ("currency", "currency"),
+    ("capture_method", "capture_method"),
+    ("customer_id", "customer"),
+)
 
 
 @dataclass
@@ -392,8 +472,10 @@ def detail(intent_id: str, processor: PaymentProcessor, *, fetch: bool = True) -
                 d.stripe_gone = True
                 d.stripe_error = f"Stripe has no payment intent {intent_id} on {processor.name} (404)."
             else:
-                d.stripe_error = f"Could not ask Stripe for this intent just now: {err.message}. " \
-                                 f"Showing paydesk's record only; try again in a moment."
+                d.stripe_error = (
+                    f"Could not ask Stripe for this intent just now: {err.message}. "
+                    f"Showing paydesk's record only; try again in a moment."
+                )
     if local is not None:
         d.row = describe_rows([local])[0]
         if d.stripe:
@@ -403,9 +485,14 @@ def detail(intent_id: str, processor: PaymentProcessor, *, fetch: bool = True) -
                     theirs = theirs.lower()
                 if theirs != getattr(local, name):
                     d.differences.append((name, getattr(local, name), theirs))
-    d.events = list(db.session.scalars(select(StripeEvent).where(
-        or_(StripeEvent.payment_intent_id == intent_id, StripeEvent.object_id == intent_id))
-        .order_by(StripeEvent.created.desc(), StripeEvent.id.desc()).limit(50)))
+    d.events = list(
+        db.session.scalars(
+            select(StripeEvent)
+            .where(or_(StripeEvent.payment_intent_id == intent_id, StripeEvent.object_id == intent_id))
+            .order_by(StripeEvent.created.desc(), StripeEvent.id.desc())
+            .limit(50)
+        )
+    )
     d.audit = audit.for_object("intent", intent_id)
     return d
 
@@ -421,7 +508,7 @@ def release_at(created: datetime | None) -> datetime | None:
 
 
 def release_date(created: datetime | None) -> str:
-    """"on 2026-12-14 18:05 UTC (in 6 d 23 h)", or "now" once it is past."""
+    """ "on 2026-12-14 18:05 UTC (in 6 d 23 h)", or "now" once it is past."""
     when = release_at(created)
     if when is None:
         return ""

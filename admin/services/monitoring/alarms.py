@@ -72,17 +72,23 @@ def _weighted(sub) -> tuple:
 def _failed_charges(since: datetime, until: datetime) -> Select:
     c = Contribution
     return select(c.processor_id, c.receive_date).where(
-        c.status == FAILED, c.receive_date >= since, c.receive_date < until,
-        c.invoice_id.is_(None), c.recur_id.is_(None))
+        c.status == FAILED,
+        c.receive_date >= since,
+        c.receive_date < until,
+        c.invoice_id.is_(None),
+        c.recur_id.is_(None),
+    )
 
 
 def _failed_intents(since: datetime, until: datetime) -> Select:
     i, c = StripePaymentIntent, Contribution
     # Not correlated: worked out once, not once per intent (a planner may scan by status for each one).
-    counted = select(c.payment_intent_id).where(c.status == FAILED, c.receive_date >= since, c.receive_date < until,
-                                                c.payment_intent_id.is_not(None))
-    return select(i.processor_id, i.last_error_at).where(i.last_error_at >= since, i.last_error_at < until,
-                                                         i.stripe_intent_id.not_in(counted))
+    counted = select(c.payment_intent_id).where(
+        c.status == FAILED, c.receive_date >= since, c.receive_date < until, c.payment_intent_id.is_not(None)
+    )
+    return select(i.processor_id, i.last_error_at).where(
+        i.last_error_at >= since, i.last_error_at < until, i.stripe_intent_id.not_in(counted)
+    )
 
 
 def _signals(since: datetime, until: datetime) -> Select:
@@ -94,8 +100,11 @@ def _form_refusals(since: datetime, until: datetime) -> Select:
     """Donation-form requests refused before reaching Stripe (replayed tokens, rate limits, honeypot,
     blocked addresses, ...); declines are counted already as failed intents and charges."""
     r, f = DonationRefusal, DonationForm
-    return select(f.processor_id, r.at, r.count).join(f, f.id == r.form_id).where(
-        r.at >= since, r.at < until, r.reason != "payment_failed")
+    return (
+        select(f.processor_id, r.at, r.count)
+        .join(f, f.id == r.form_id)
+        .where(r.at >= since, r.at < until, r.reason != "payment_failed")
+    )
 
 
 register_source("intents", _failed_intents, "failed payment intents")
@@ -107,7 +116,9 @@ register_source("form_refusals", _form_refusals, "refused donation-form requests
 def settings() -> tuple[int, int]:
     """(threshold, window in minutes) from the configuration."""
     cfg = current_app.config
-    return int(cfg.get("CARD_TESTING_ALARM_THRESHOLD", 20)), int(cfg.get("CARD_TESTING_ALARM_WINDOW_MINUTES", 60))
+    return int(cfg.get("CARD_TESTING_ALARM_THRESHOLD", 20)), int(
+        cfg.get("CARD_TESTING_ALARM_WINDOW_MINUTES", 60)
+    )
 
 
 def failure_counts(window_minutes: int, now: datetime | None = None) -> dict[int, dict[str, int]]:
@@ -140,8 +151,10 @@ class Alarm:
     @property
     def sources(self) -> list[tuple[str, int]]:
         """(what staff read, how many) for each kind of failure counted, largest first."""
-        return sorted(((_LABELS.get(k, k.replace("_", " ")), n) for k, n in self.by_source.items()),
-                      key=lambda item: (-item[1], item[0]))
+        return sorted(
+            ((_LABELS.get(k, k.replace("_", " ")), n) for k, n in self.by_source.items()),
+            key=lambda item: (-item[1], item[0]),
+        )
 
 
 def current_alarms(now: datetime | None = None) -> list[Alarm]:
@@ -153,10 +166,15 @@ def current_alarms(now: datetime | None = None) -> list[Alarm]:
     hot = {ppid: c for ppid, c in counts.items() if sum(c.values()) >= threshold}
     if not hot:
         return []
-    names = dict(db.session.execute(select(PaymentProcessor.id, PaymentProcessor.name)
-                                    .where(PaymentProcessor.id.in_(hot))).all())
-    return [Alarm(ppid, names.get(ppid, f"processor {ppid}"), sum(c.values()), threshold, window, c)
-            for ppid, c in sorted(hot.items())]
+    names = dict(
+        db.session.execute(
+            select(PaymentProcessor.id, PaymentProcessor.name).where(PaymentProcessor.id.in_(hot))
+        ).all()
+    )
+    return [
+        Alarm(ppid, names.get(ppid, f"processor {ppid}"), sum(c.values()), threshold, window, c)
+        for ppid, c in sorted(hot.items())
+    ]
 
 
 def check(now: datetime | None = None) -> list[Alarm]:
@@ -166,8 +184,12 @@ def check(now: datetime | None = None) -> list[Alarm]:
     alarms = current_alarms(now)
     threshold, window = settings()
     hot = {a.processor_id: a for a in alarms}
-    open_eps = {e.processor_id: e for e in db.session.scalars(
-        select(CardTestingEpisode).where(CardTestingEpisode.open_key.is_not(None)))}
+    open_eps = {
+        e.processor_id: e
+        for e in db.session.scalars(
+            select(CardTestingEpisode).where(CardTestingEpisode.open_key.is_not(None))
+        )
+    }
     if not hot and not open_eps:
         return alarms
     now = now or utcnow()
@@ -176,27 +198,53 @@ def check(now: datetime | None = None) -> list[Alarm]:
         ep = open_eps.get(ppid)
         if ep is None:
             immediate()
-            opened = insert_ignore(CardTestingEpisode, {
-                "processor_id": ppid, "open_key": str(ppid), "started_at": now, "threshold": threshold,
-                "window_minutes": window, "peak": a.count}, ["open_key"])
+            opened = insert_ignore(
+                CardTestingEpisode,
+                {
+                    "processor_id": ppid,
+                    "open_key": str(ppid),
+                    "started_at": now,
+                    "threshold": threshold,
+                    "window_minutes": window,
+                    "peak": a.count,
+                },
+                ["open_key"],
+            )
             db.session.commit()
             if opened:  # another process may have opened it a moment ago: it logged the warning
-                log.warning("possible card testing on %s (processor %s): %d failed payments in the last %d "
-                            "minutes (threshold %d): %s", a.processor_name, ppid, a.count, window, threshold,
-                            ", ".join(f"{k} {v}" for k, v in sorted(a.by_source.items())))
+                log.warning(
+                    "possible card testing on %s (processor %s): %d failed payments in the last %d "
+                    "minutes (threshold %d): %s",
+                    a.processor_name,
+                    ppid,
+                    a.count,
+                    window,
+                    threshold,
+                    ", ".join(f"{k} {v}" for k, v in sorted(a.by_source.items())),
+                )
         elif a.count > ep.peak:
             ep.peak = a.count
             changed = True
     for ppid, ep in open_eps.items():
         if ppid not in hot:
             immediate()
-            ended = rowcount(db.session.execute(update(CardTestingEpisode).where(
-                and_(CardTestingEpisode.id == ep.id, CardTestingEpisode.open_key.is_not(None)))
-                .values(open_key=None, ended_at=now)))
+            ended = rowcount(
+                db.session.execute(
+                    update(CardTestingEpisode)
+                    .where(and_(CardTestingEpisode.id == ep.id, CardTestingEpisode.open_key.is_not(None)))
+                    .values(open_key=None, ended_at=now)
+                )
+            )
             db.session.commit()
             if ended:
-                log.info("card-testing alarm over on processor %s: below %d failed payments in %d minutes again "
-                         "(peak %d)", ppid, threshold, window, ep.peak)
+                log.info(
+                    "card-testing alarm over on processor %s: below %d failed payments in %d minutes again "
+                    "(peak %d)",
+                    ppid,
+                    threshold,
+                    window,
+                    ep.peak,
+                )
     if changed:
         db.session.commit()
     return alarms
@@ -223,8 +271,9 @@ def banner_alarms() -> list[Alarm]:
     return alarms
 
 
-def failures_per_hour(days: int = 7, processor_id: int | None = None,
-                      now: datetime | None = None) -> list[tuple[datetime, int]]:
+def failures_per_hour(
+    days: int = 7, processor_id: int | None = None, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
     """Failed payments per hour over the last ``days`` (oldest first, every hour present, the current
     hour last): the data for the dashboard's small chart. Same sources as the alarm, each counted by the
     database per hour (``dashboard.counts_per``): one row per hour comes back, not one per failure. (One
@@ -236,7 +285,13 @@ def failures_per_hour(days: int = 7, processor_id: int | None = None,
     total = [0] * len(starts)
     for source in _SOURCES.values():
         who, when, weight = _weighted(source(starts[0], starts[-1] + timedelta(hours=1)).subquery())
-        _, counts = counts_per(when, [who == processor_id] if processor_id is not None else [], "hour",
-                               days * 24, now, weight=weight)
+        _, counts = counts_per(
+            when,
+            [who == processor_id] if processor_id is not None else [],
+            "hour",
+            days * 24,
+            now,
+            weight=weight,
+        )
         total = [a + b for a, b in zip(total, counts, strict=True)]
     return list(zip(starts, total, strict=True))

@@ -71,29 +71,40 @@ def dashboard_counts(now: datetime | None = None) -> DashboardCounts:
     recent = StripeEvent.received_at >= since
     c.events_24h = _count(select(func.count()).select_from(StripeEvent).where(recent))
     c.events_24h_error = _count(
-        select(func.count()).select_from(StripeEvent).where(recent, StripeEvent.status == EV_ERROR))
-    c.intents_incomplete = _count(select(func.count()).select_from(StripePaymentIntent)
-                                  .where(StripePaymentIntent.status.in_(OPEN)))
-    c.subscriptions_active = _count(select(func.count()).select_from(ContributionRecur)
-                                    .where(ContributionRecur.status == RECUR_IN_PROGRESS))
+        select(func.count()).select_from(StripeEvent).where(recent, StripeEvent.status == EV_ERROR)
+    )
+    c.intents_incomplete = _count(
+        select(func.count()).select_from(StripePaymentIntent).where(StripePaymentIntent.status.in_(OPEN))
+    )
+    c.subscriptions_active = _count(
+        select(func.count())
+        .select_from(ContributionRecur)
+        .where(ContributionRecur.status == RECUR_IN_PROGRESS)
+    )
 
     when = func.coalesce(Contribution.receive_date, Contribution.created_at)
     in_month = (when >= month_start, when < month_end)
     c.contributions_month_totals = money_totals(
-        select(Contribution).where(*in_month, Contribution.status.in_(RECEIVED_STATUSES)))
+        select(Contribution).where(*in_month, Contribution.status.in_(RECEIVED_STATUSES))
+    )
     c.contributions_month = sum(t.count for t in c.contributions_month_totals)
     c.contributions_month_failed = _count(
-        select(func.count()).select_from(Contribution).where(*in_month, Contribution.status == FAILED))
+        select(func.count()).select_from(Contribution).where(*in_month, Contribution.status == FAILED)
+    )
     _pipeline_health(c, since)
     return c
 
 
 def _pipeline_health(c: DashboardCounts, since: datetime) -> None:
     """Is the worker keeping up, is someone card-testing the form, are deliveries being refused?"""
-    c.events_waiting = _count(select(func.count()).select_from(StripeEvent)
-                              .where(StripeEvent.status.in_((EV_QUEUED, EV_PROCESSING))))
-    c.card_testing_24h = _count(select(func.count()).select_from(CardTestingSignal)
-                                .where(CardTestingSignal.created_at >= since))
+    c.events_waiting = _count(
+        select(func.count())
+        .select_from(StripeEvent)
+        .where(StripeEvent.status.in_((EV_QUEUED, EV_PROCESSING)))
+    )
+    c.card_testing_24h = _count(
+        select(func.count()).select_from(CardTestingSignal).where(CardTestingSignal.created_at >= since)
+    )
     c.webhooks_refused = _count(select(func.sum(WebhookRejection.count)))
     last = db.session.scalar(select(WebhookRejection).order_by(WebhookRejection.last_at.desc()).limit(1))
     if last is not None:
@@ -133,16 +144,21 @@ def periods(unit: str, n: int, now: datetime) -> list[datetime]:
     return [last - step * i for i in range(n - 1, -1, -1)]
 
 
-def counts_per(when, where: list, unit: str, n: int, now: datetime | None = None, *,
-               weight=None) -> tuple[list[datetime], list[int]]:
+def counts_per(
+    when, where: list, unit: str, n: int, now: datetime | None = None, *, weight=None
+) -> tuple[list[datetime], list[int]]:
     """How many rows (``where``) fall in each of the last ``n`` periods by ``when``; (starts, counts).
     ``weight``: a column saying how many each row stands for (summed instead of counting rows)."""
     starts = periods(unit, n, now or utcnow())
     key = bucket(when, unit)
     fmt = _FORMATS[unit]
     how_many = func.count() if weight is None else func.coalesce(func.sum(weight), 0)
-    rows = {k.strftime(fmt) if isinstance(k, datetime) else k: int(count) for k, count in
-            db.session.execute(select(key, how_many).where(when >= starts[0], *where).group_by(key))}
+    rows = {
+        k.strftime(fmt) if isinstance(k, datetime) else k: int(count)
+        for k, count in db.session.execute(
+            select(key, how_many).where(when >= starts[0], *where).group_by(key)
+        )
+    }
     return starts, [rows.get(s.strftime(fmt), 0) for s in starts]
 
 

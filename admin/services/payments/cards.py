@@ -82,7 +82,9 @@ def list_cards(processor: PaymentProcessor, customer_id: str) -> tuple[list[Save
         cus = gw.retrieve("customers", customer_id)
         listed = gw.list("payment_methods", customer=customer_id, type="card", limit=100)
     except GatewayError as err:
-        raise stripe_failure(err, with_request=True, doing=f"refused to list the cards of {customer_id}") from None
+        raise stripe_failure(
+            err, with_request=True, doing=f"refused to list the cards of {customer_id}"
+        ) from None
     default = sid((cus.get("invoice_settings") or {}).get("default_payment_method"))
     cards = []
     for pm in listed.get("data") or []:

@@ -277,7 +277,9 @@ def _default_card(gw: Gateway, customer_id: str) -> str:
     try:
         cus = gw.retrieve("customers", customer_id)
     except GatewayError as err:
-        raise stripe_failure(err, with_request=True, doing=f"refused to read customer {customer_id}") from None
+        raise stripe_failure(
+            err, with_request=True, doing=f"refused to read customer {customer_id}"
+        ) from None
     pm = sid((cus.get("invoice_settings") or {}).get("default_payment_method")) or sid(
         cus.get("default_source")
     )
@@ -411,7 +413,9 @@ def _sent_already(processor: PaymentProcessor, invoice_id: str) -> ChargeOutcome
     try:
         pi = Gateway.for_processor(processor).retrieve("payment_intents", row.stripe_intent_id)
     except GatewayError as err:
-        raise stripe_failure(err, with_request=True, doing=f"refused to read {row.stripe_intent_id}") from None
+        raise stripe_failure(
+            err, with_request=True, doing=f"refused to read {row.stripe_intent_id}"
+        ) from None
     if pi.get("status") == "requires_confirmation":
         return None  # created, never confirmed: the same keys confirm it now
     out = _after_confirm(

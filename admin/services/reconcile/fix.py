@@ -301,14 +301,16 @@ def job_params(flt: ReconcileFilter, *, cancel_local: bool, scan: scans.Scan | N
     """What a "fix all" job stores: the scan it works through (the one its confirmation counted), its
     period resolved to fixed times, the object and problem choices."""
     since, until = (scan.since, scan.until) if scan is not None else flt.window()
-    return FixAll.of({
-        "since": since.isoformat(timespec="seconds"),
-        "until": until.isoformat(timespec="seconds"),
-        "object": list(flt.object),
-        "problem": list(flt.problem),
-        "cancel_local": bool(cancel_local),
-        "scan": scan.id if scan is not None else None,
-    }).as_dict()
+    return FixAll.of(
+        {
+            "since": since.isoformat(timespec="seconds"),
+            "until": until.isoformat(timespec="seconds"),
+            "object": list(flt.object),
+            "problem": list(flt.problem),
+            "cancel_local": bool(cancel_local),
+            "scan": scan.id if scan is not None else None,
+        }
+    ).as_dict()
 
 
 def filter_of(params: dict[str, Any]) -> ReconcileFilter:

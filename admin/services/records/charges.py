@@ -10,8 +10,14 @@ from admin.services.records import contributions
 from admin.stripe_shapes import sid
 
 
-def record_charge(reader: StripeReader, processor: PaymentProcessor, charge: dict, *, no_receipt: bool = False,
-                  contact: Contact | None = None) -> tuple[Contribution | None, str | None]:
+def record_charge(
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    charge: dict,
+    *,
+    no_receipt: bool = False,
+    contact: Contact | None = None,
+) -> tuple[Contribution | None, str | None]:
     """Record a charge's current state where it belongs. Returns (contribution, note); a None
     contribution means there is nothing to record yet and the note says why."""
     invoice_id = contributions.invoice_of_charge(reader, processor, charge)

@@ -66,6 +66,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 # -- what every record filter shares ---------------------------------------------------------
 
+
 def amount_between(amount_col, currency_col, low: Amount | None, high: Amount | None):
     """``low <= amount <= high`` for money typed in major units, whatever each row's currency
     (12.50 is 1250 cents, but 12 yen): one condition per currency exponent; a bound finer than
@@ -73,8 +74,11 @@ def amount_between(amount_col, currency_col, low: Amount | None, high: Amount | 
     if low is None and high is None:
         return None
     cur = func.lower(currency_col)
-    groups = ((cur.in_(sorted(ZERO_DECIMAL)), 0), (cur.in_(sorted(THREE_DECIMAL)), 3),
-              (not_(cur.in_(sorted(ZERO_DECIMAL | THREE_DECIMAL))), 2))
+    groups = (
+        (cur.in_(sorted(ZERO_DECIMAL)), 0),
+        (cur.in_(sorted(THREE_DECIMAL)), 3),
+        (not_(cur.in_(sorted(ZERO_DECIMAL | THREE_DECIMAL))), 2),
+    )
     parts = []
     for in_group, exp in groups:
         bounds = []
@@ -90,9 +94,13 @@ def contacts_matching(text: str):
     """Ids of contacts whose name or email contains ``text`` (any case), or who have a Stripe
     customer with exactly this id."""
     by_customer = select(StripeCustomer.contact_id).where(StripeCustomer.customer_id == text.strip())
-    return select(Contact.id).where(or_(contains_text(Contact.display_name, text),
-                                        contains_text(Contact.email, text),
-                                        Contact.id.in_(by_customer)))
+    return select(Contact.id).where(
+        or_(
+            contains_text(Contact.display_name, text),
+            contains_text(Contact.email, text),
+            Contact.id.in_(by_customer),
+        )
+    )
 
 
 def check_range(flt: Any, errors: dict[str, str]) -> None:
@@ -119,6 +127,7 @@ def month_range(flt: Any, errors: dict[str, str]) -> None:
 
 
 # -- contributions ---------------------------------------------------------------------------
+
 
 @dataclass
 class MoneyRecordFilter(Filter):
@@ -192,15 +201,28 @@ def contribution_query(flt: ContributionFilter, *, with_status: bool = True) -> 
         q = q.where(Contribution.recur_id == flt.recur_id)
     if flt.trxn_id:
         t = flt.trxn_id.strip()
-        q = q.where(or_(Contribution.trxn_id == t, Contribution.invoice_id == t, Contribution.payment_intent_id == t,
-                        Contribution.id.in_(select(Payment.contribution_id).where(Payment.trxn_id == t))))
+        q = q.where(
+            or_(
+                Contribution.trxn_id == t,
+                Contribution.invoice_id == t,
+                Contribution.payment_intent_id == t,
+                Contribution.id.in_(select(Payment.contribution_id).where(Payment.trxn_id == t)),
+            )
+        )
     if flt.q:
         text = flt.q.strip()
-        q = q.where(or_(Contribution.contact_id.in_(contacts_matching(text)), Contribution.trxn_id == text,
-                        Contribution.invoice_id == text, Contribution.payment_intent_id == text,
-                        Contribution.customer_id == text,
-                        Contribution.recur_id.in_(select(ContributionRecur.id)
-                                                  .where(ContributionRecur.subscription_id == text))))
+        q = q.where(
+            or_(
+                Contribution.contact_id.in_(contacts_matching(text)),
+                Contribution.trxn_id == text,
+                Contribution.invoice_id == text,
+                Contribution.payment_intent_id == text,
+                Contribution.customer_id == text,
+                Contribution.recur_id.in_(
+                    select(ContributionRecur.id).where(ContributionRecur.subscription_id == text)
+                ),
+            )
+        )
     return q
 
 
@@ -212,16 +234,27 @@ def contribution_page(flt: ContributionFilter) -> Page:
 def contribution_status_counts(flt: ContributionFilter) -> dict[str, int]:
     """How many contributions of each status match the filter (whatever its own status choice), each
     counted up to ``listing.COUNT_CAP`` ("10,000+")."""
-    return capped_counts(contribution_query(flt, with_status=False), Contribution.status, Contribution.id,
-                         CONTRIBUTION_STATUSES)
+    return capped_counts(
+        contribution_query(flt, with_status=False),
+        Contribution.status,
+        Contribution.id,
+        CONTRIBUTION_STATUSES,
+    )
 
 
 def contribution_totals(flt: ContributionFilter) -> list[MoneyTotal]:
     """Completed money per currency of what the filter matches (completed and refunded contributions, so
     amount - fees - refunded = net), and the failed ones apart; one query. Pending and cancelled ones count
     in neither."""
-    return money_totals(contribution_query(flt), status="status", counted=DONE,
-                        failed=(FAILED,), fee="fee_amount", net="net_amount", refunded="refunded_amount")
+    return money_totals(
+        contribution_query(flt),
+        status="status",
+        counted=DONE,
+        failed=(FAILED,),
+        fee="fee_amount",
+        net="net_amount",
+        refunded="refunded_amount",
+    )
 
 
 def contribution_summary(flt: ContributionFilter) -> Summary:
@@ -230,21 +263,41 @@ def contribution_summary(flt: ContributionFilter) -> Summary:
     return summary("contributions", flt, lambda: contribution_totals(flt), contribution_query(flt))
 
 
-_CONTRIBUTION_COLUMNS = (Contribution.id, Contribution.receive_date, Contribution.created_at, Contribution.status,
-                         Contribution.amount, Contribution.currency, Contribution.fee_amount, Contribution.net_amount,
-                         Contribution.refunded_amount, Contribution.contact_id,
-                         Contact.display_name.label("contact"), Contact.email.label("email"),
-                         Contribution.trxn_id, Contribution.invoice_id, Contribution.payment_intent_id,
-                         Contribution.customer_id, Contribution.recur_id,
-                         ContributionRecur.subscription_id, Contribution.processor_id, Contribution.source,
-                         Contribution.description, Contribution.failure_message, Contribution.receipt_sent_at)
+_CONTRIBUTION_COLUMNS = (
+    Contribution.id,
+    Contribution.receive_date,
+    Contribution.created_at,
+    Contribution.status,
+    Contribution.amount,
+    Contribution.currency,
+    Contribution.fee_amount,
+    Contribution.net_amount,
+    Contribution.refunded_amount,
+    Contribution.contact_id,
+    Contact.display_name.label("contact"),
+    Contact.email.label("email"),
+    Contribution.trxn_id,
+    Contribution.invoice_id,
+    Contribution.payment_intent_id,
+    Contribution.customer_id,
+    Contribution.recur_id,
+    ContributionRecur.subscription_id,
+    Contribution.processor_id,
+    Contribution.source,
+    Contribution.description,
+    Contribution.failure_message,
+    Contribution.receipt_sent_at,
+)
 
 
 def contribution_rows(flt: ContributionFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Every contribution the filter matches, in page order, as plain dicts (CLI and CSV)."""
-    q = (contribution_query(flt).with_only_columns(*_CONTRIBUTION_COLUMNS)
-         .outerjoin(Contact, Contact.id == Contribution.contact_id)
-         .outerjoin(ContributionRecur, ContributionRecur.id == Contribution.recur_id))
+    q = (
+        contribution_query(flt)
+        .with_only_columns(*_CONTRIBUTION_COLUMNS)
+        .outerjoin(Contact, Contact.id == Contribution.contact_id)
+        .outerjoin(ContributionRecur, ContributionRecur.id == Contribution.recur_id)
+    )
     rows = (r for chunk in walk(q, CONTRIBUTION_KEY, flt, key_of=_contribution_key) for r in chunk)
     yield from (contribution_dict(r) for r in islice(rows, limit))
 
@@ -259,26 +312,68 @@ def contribution_dict(c: Any) -> dict[str, Any]:
     sub = getattr(c, "subscription_id", None)
     if sub is None and isinstance(getattr(c, "recur", None), ContributionRecur):
         sub = c.recur.subscription_id
-    return {"id": c.id, "receive_date": _iso(c.receive_date), "status": c.status,
-            "type": "recurring" if c.recur_id else "one-off", "amount": c.amount, "currency": c.currency,
-            "display_amount": format_money(c.amount, c.currency), "fee_amount": c.fee_amount,
-            "net_amount": c.net_amount, "refunded_amount": c.refunded_amount, "contact_id": c.contact_id,
-            "contact": name, "email": email, "trxn_id": c.trxn_id, "invoice_id": c.invoice_id,
-            "payment_intent_id": c.payment_intent_id, "customer_id": c.customer_id, "recur_id": c.recur_id,
-            "subscription_id": sub, "processor_id": c.processor_id, "source": c.source,
-            "description": c.description, "failure_message": c.failure_message,
-            "receipt_sent_at": _iso(c.receipt_sent_at)}
+    return {
+        "id": c.id,
+        "receive_date": _iso(c.receive_date),
+        "status": c.status,
+        "type": "recurring" if c.recur_id else "one-off",
+        "amount": c.amount,
+        "currency": c.currency,
+        "display_amount": format_money(c.amount, c.currency),
+        "fee_amount": c.fee_amount,
+        "net_amount": c.net_amount,
+        "refunded_amount": c.refunded_amount,
+        "contact_id": c.contact_id,
+        "contact": name,
+        "email": email,
+        "trxn_id": c.trxn_id,
+        "invoice_id": c.invoice_id,
+        "payment_intent_id": c.payment_intent_id,
+        "customer_id": c.customer_id,
+        "recur_id": c.recur_id,
+        "subscription_id": sub,
+        "processor_id": c.processor_id,
+        "source": c.source,
+        "description": c.description,
+        "failure_message": c.failure_message,
+        "receipt_sent_at": _iso(c.receipt_sent_at),
+    }
 
 
-CONTRIBUTION_CSV = ("id", "receive_date", "status", "type", "amount", "currency", "fee", "net", "refunded",
-                    "contact_id", "contact", "email", "trxn_id", "invoice_id", "payment_intent_id", "customer_id",
-                    "subscription_id", "recur_id", "processor_id", "source", "description", "failure_message")
+CONTRIBUTION_CSV = (
+    "id",
+    "receive_date",
+    "status",
+    "type",
+    "amount",
+    "currency",
+    "fee",
+    "net",
+    "refunded",
+    "contact_id",
+    "contact",
+    "email",
+    "trxn_id",
+    "invoice_id",
+    "payment_intent_id",
+    "customer_id",
+    "subscription_id",
+    "recur_id",
+    "processor_id",
+    "source",
+    "description",
+    "failure_message",
+)
 
 
 def contribution_csv_row(d: dict[str, Any]) -> list[Any]:
     cur = d["currency"]
-    money = {"amount": to_major(d["amount"], cur), "fee": to_major(d["fee_amount"], cur),
-             "net": to_major(d["net_amount"], cur), "refunded": to_major(d["refunded_amount"], cur)}
+    money = {
+        "amount": to_major(d["amount"], cur),
+        "fee": to_major(d["fee_amount"], cur),
+        "net": to_major(d["net_amount"], cur),
+        "refunded": to_major(d["refunded_amount"], cur),
+    }
     return [money[c] if c in money else d.get(c) for c in CONTRIBUTION_CSV]
 
 
@@ -292,8 +387,9 @@ def intents_of(c: Contribution) -> list[StripePaymentIntent]:
     conds = [StripePaymentIntent.contribution_id == c.id]
     if c.payment_intent_id:
         conds.append(StripePaymentIntent.stripe_intent_id == c.payment_intent_id)
-    return list(db.session.scalars(select(StripePaymentIntent).where(or_(*conds))
-                                   .order_by(StripePaymentIntent.id)))
+    return list(
+        db.session.scalars(select(StripePaymentIntent).where(or_(*conds)).order_by(StripePaymentIntent.id))
+    )
 
 
 def events_of(c: Contribution, limit: int = 50) -> list[StripeEvent]:
@@ -308,11 +404,18 @@ def events_of(c: Contribution, limit: int = 50) -> list[StripeEvent]:
         conds.append(StripeEvent.charge_id.in_(sorted(charges)))
     if not conds:
         return []
-    return list(db.session.scalars(select(StripeEvent).where(StripeEvent.processor_id == c.processor_id, or_(*conds))
-                                   .order_by(StripeEvent.created.desc(), StripeEvent.id.desc()).limit(limit)))
+    return list(
+        db.session.scalars(
+            select(StripeEvent)
+            .where(StripeEvent.processor_id == c.processor_id, or_(*conds))
+            .order_by(StripeEvent.created.desc(), StripeEvent.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 # -- payments --------------------------------------------------------------------------------
+
 
 @dataclass
 class PaymentFilter(MoneyRecordFilter):
@@ -342,12 +445,18 @@ def payment_query(flt: PaymentFilter, *, with_status: bool = True) -> Select:
         q = q.where(Payment.status.in_(flt.status))
     if flt.type:
         recurring = select(Contribution.id).where(Contribution.recur_id.is_not(None))
-        q = q.where(Payment.contribution_id.in_(recurring) if flt.type == "recurring"
-                    else Payment.contribution_id.not_in(recurring))
+        q = q.where(
+            Payment.contribution_id.in_(recurring)
+            if flt.type == "recurring"
+            else Payment.contribution_id.not_in(recurring)
+        )
     q = q.where(*money_record_conditions(flt, Payment, PAYMENT_WHEN))
     if flt.contact_id is not None:
-        q = q.where(Payment.contribution_id.in_(select(Contribution.id)
-                                                .where(Contribution.contact_id == flt.contact_id)))
+        q = q.where(
+            Payment.contribution_id.in_(
+                select(Contribution.id).where(Contribution.contact_id == flt.contact_id)
+            )
+        )
     if flt.contribution_id is not None:
         q = q.where(Payment.contribution_id == flt.contribution_id)
     if flt.charge:
@@ -355,7 +464,9 @@ def payment_query(flt: PaymentFilter, *, with_status: bool = True) -> Select:
     if flt.q:
         text = flt.q.strip()
         by_contact = select(Contribution.id).where(Contribution.contact_id.in_(contacts_matching(text)))
-        q = q.where(or_(Payment.contribution_id.in_(by_contact), Payment.trxn_id == text, Payment.charge_id == text))
+        q = q.where(
+            or_(Payment.contribution_id.in_(by_contact), Payment.trxn_id == text, Payment.charge_id == text)
+        )
     return q
 
 
@@ -366,8 +477,14 @@ def payment_page(flt: PaymentFilter) -> Page:
 
 def payment_totals(flt: PaymentFilter) -> list[MoneyTotal]:
     """Count, amount, fee and net per currency of what the filter matches (refunds count negative)."""
-    return money_totals(payment_query(flt), fee="fee", net="net", status="status",
-                        counted=(COMPLETED, REFUNDED, CANCELLED), failed=(FAILED,))
+    return money_totals(
+        payment_query(flt),
+        fee="fee",
+        net="net",
+        status="status",
+        counted=(COMPLETED, REFUNDED, CANCELLED),
+        failed=(FAILED,),
+    )
 
 
 def payment_summary(flt: PaymentFilter) -> Summary:
@@ -380,18 +497,37 @@ def payment_status_counts(flt: PaymentFilter) -> dict[str, int]:
     return capped_counts(payment_query(flt, with_status=False), Payment.status, Payment.id, PAYMENT_STATUSES)
 
 
-_PAYMENT_COLUMNS = (Payment.id, Payment.payment_date, Payment.created_at, Payment.status, Payment.amount,
-                    Payment.fee, Payment.net, Payment.currency, Payment.trxn_id, Payment.charge_id, Payment.refund_id,
-                    Payment.contribution_id, Payment.processor_id, Contribution.contact_id,
-                    Contact.display_name.label("contact"), Contact.email.label("email"), Contribution.recur_id,
-                    Contribution.invoice_id, Contribution.status.label("contribution_status"))
+_PAYMENT_COLUMNS = (
+    Payment.id,
+    Payment.payment_date,
+    Payment.created_at,
+    Payment.status,
+    Payment.amount,
+    Payment.fee,
+    Payment.net,
+    Payment.currency,
+    Payment.trxn_id,
+    Payment.charge_id,
+    Payment.refund_id,
+    Payment.contribution_id,
+    Payment.processor_id,
+    Contribution.contact_id,
+    Contact.display_name.label("contact"),
+    Contact.email.label("email"),
+    Contribution.recur_id,
+    Contribution.invoice_id,
+    Contribution.status.label("contribution_status"),
+)
 
 
 def payment_rows(flt: PaymentFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Every payment the filter matches, in page order, as plain dicts (CLI and CSV)."""
-    q = (payment_query(flt).with_only_columns(*_PAYMENT_COLUMNS)
-         .join(Contribution, Contribution.id == Payment.contribution_id)
-         .outerjoin(Contact, Contact.id == Contribution.contact_id))
+    q = (
+        payment_query(flt)
+        .with_only_columns(*_PAYMENT_COLUMNS)
+        .join(Contribution, Contribution.id == Payment.contribution_id)
+        .outerjoin(Contact, Contact.id == Contribution.contact_id)
+    )
     rows = (r for chunk in walk(q, PAYMENT_KEY, flt, key_of=_payment_key) for r in chunk)
     yield from (payment_dict(r) for r in islice(rows, limit))
 
@@ -401,38 +537,86 @@ def payment_dict(p: Any) -> dict[str, Any]:
     c = getattr(p, "contribution", None)
     contribution = c if isinstance(c, Contribution) else None
     contact = contribution.contact if contribution is not None else None
-    return {"id": p.id, "payment_date": _iso(p.payment_date), "kind": "refund" if p.refund_id else "charge",
-            "status": p.status, "amount": p.amount, "fee": p.fee, "net": p.net, "currency": p.currency,
-            "display_amount": format_money(p.amount, p.currency), "trxn_id": p.trxn_id, "charge_id": p.charge_id,
-            "refund_id": p.refund_id, "contribution_id": p.contribution_id, "processor_id": p.processor_id,
-            "contact_id": contribution.contact_id if contribution else getattr(p, "contact_id", None),
-            "contact": contact.display_name if contact else getattr(p, "contact", None),
-            "email": contact.email if contact else getattr(p, "email", None),
-            "type": "recurring" if (contribution.recur_id if contribution else getattr(p, "recur_id", None))
-            else "one-off",
-            "invoice_id": contribution.invoice_id if contribution else getattr(p, "invoice_id", None)}
+    return {
+        "id": p.id,
+        "payment_date": _iso(p.payment_date),
+        "kind": "refund" if p.refund_id else "charge",
+        "status": p.status,
+        "amount": p.amount,
+        "fee": p.fee,
+        "net": p.net,
+        "currency": p.currency,
+        "display_amount": format_money(p.amount, p.currency),
+        "trxn_id": p.trxn_id,
+        "charge_id": p.charge_id,
+        "refund_id": p.refund_id,
+        "contribution_id": p.contribution_id,
+        "processor_id": p.processor_id,
+        "contact_id": contribution.contact_id if contribution else getattr(p, "contact_id", None),
+        "contact": contact.display_name if contact else getattr(p, "contact", None),
+        "email": contact.email if contact else getattr(p, "email", None),
+        "type": "recurring"
+        if (contribution.recur_id if contribution else getattr(p, "recur_id", None))
+        else "one-off",
+        "invoice_id": contribution.invoice_id if contribution else getattr(p, "invoice_id", None),
+    }
 
 
-PAYMENT_CSV = ("id", "payment_date", "kind", "status", "amount", "fee", "net", "currency", "trxn_id", "charge_id",
-               "refund_id", "contribution_id", "type", "invoice_id", "contact_id", "contact", "email",
-               "processor_id")
+PAYMENT_CSV = (
+    "id",
+    "payment_date",
+    "kind",
+    "status",
+    "amount",
+    "fee",
+    "net",
+    "currency",
+    "trxn_id",
+    "charge_id",
+    "refund_id",
+    "contribution_id",
+    "type",
+    "invoice_id",
+    "contact_id",
+    "contact",
+    "email",
+    "processor_id",
+)
 
 
 def payment_csv_row(d: dict[str, Any]) -> list[Any]:
     cur = d["currency"]
-    money = {"amount": to_major(d["amount"], cur), "fee": to_major(d["fee"], cur), "net": to_major(d["net"], cur)}
+    money = {
+        "amount": to_major(d["amount"], cur),
+        "fee": to_major(d["fee"], cur),
+        "net": to_major(d["net"], cur),
+    }
     return [money[c] if c in money else d.get(c) for c in PAYMENT_CSV]
 
 
 # -- intents and events (the CLI's ``intents list`` and ``events list``) -----------------------
 
+
 def event_dict(e: StripeEvent, raw: bool = False) -> dict[str, Any]:
-    out = {"id": e.id, "event_id": e.event_id, "type": e.type, "created": e.created, "status": e.status,
-           "status_reason": e.status_reason, "last_error": e.last_error, "attempts": e.attempts,
-           "source": e.source, "processor_id": e.processor_id, "customer_id": e.customer_id,
-           "subscription_id": e.subscription_id, "invoice_id": e.invoice_id, "charge_id": e.charge_id,
-           "payment_intent_id": e.payment_intent_id, "received_at": _iso(e.received_at),
-           "processed_at": _iso(e.processed_at)}
+    out = {
+        "id": e.id,
+        "event_id": e.event_id,
+        "type": e.type,
+        "created": e.created,
+        "status": e.status,
+        "status_reason": e.status_reason,
+        "last_error": e.last_error,
+        "attempts": e.attempts,
+        "source": e.source,
+        "processor_id": e.processor_id,
+        "customer_id": e.customer_id,
+        "subscription_id": e.subscription_id,
+        "invoice_id": e.invoice_id,
+        "charge_id": e.charge_id,
+        "payment_intent_id": e.payment_intent_id,
+        "received_at": _iso(e.received_at),
+        "processed_at": _iso(e.processed_at),
+    }
     if raw:
         import json
 

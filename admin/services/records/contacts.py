@@ -39,28 +39,38 @@ from admin.stripe_gateway import GatewayError
 def linked_contact(processor_id: int, customer_id: str | None) -> Contact | None:
     if not customer_id:
         return None
-    link = db.session.scalar(select(StripeCustomer).where(StripeCustomer.processor_id == processor_id,
-                                                          StripeCustomer.customer_id == customer_id))
+    link = db.session.scalar(
+        select(StripeCustomer).where(
+            StripeCustomer.processor_id == processor_id, StripeCustomer.customer_id == customer_id
+        )
+    )
     return link.contact if link else None
 
 
 def find_by_email(email: str | None) -> Contact | None:
     if not email:
         return None
-    return db.session.scalar(select(Contact).where(func.lower(Contact.email) == email.strip().lower(),
-                                                   Contact.is_deleted.is_(False)).order_by(Contact.id).limit(1))
+    return db.session.scalar(
+        select(Contact)
+        .where(func.lower(Contact.email) == email.strip().lower(), Contact.is_deleted.is_(False))
+        .order_by(Contact.id)
+        .limit(1)
+    )
 
 
-def new_contact(name: str | None, email: str | None, postal_code: str | None = None,
-                source: str = "stripe") -> Contact:
-    contact = Contact(display_name=name or email or "Anonymous donor", email=email, postal_code=postal_code,
-                      source=source)
+def new_contact(
+    name: str | None, email: str | None, postal_code: str | None = None, source: str = "stripe"
+) -> Contact:
+    contact = Contact(
+        display_name=name or email or "Anonymous donor", email=email, postal_code=postal_code, source=source
+    )
     db.session.add(contact)
     return contact
 
 
-def contact_for_details(name: str | None, email: str | None, postal_code: str | None = None,
-                        source: str = "stripe") -> Contact:
+def contact_for_details(
+    name: str | None, email: str | None, postal_code: str | None = None, source: str = "stripe"
+) -> Contact:
     """The contact with this email (CiviCRM's default dedupe rule), or a new one."""
     contact = find_by_email(email)
     if contact is None:
@@ -103,19 +113,36 @@ class CustomerMatcher:
     def __init__(self, processor: PaymentProcessor, customers: list[dict]):
         self.processor = processor
         ids = [c["id"] for c in customers]
-        self.links = {link.customer_id: link for link in db.session.scalars(
-            select(StripeCustomer).options(selectinload(StripeCustomer.contact))
-            .where(StripeCustomer.processor_id == processor.id, StripeCustomer.customer_id.in_(ids)))}
+        self.links = {
+            link.customer_id: link
+            for link in db.session.scalars(
+                select(StripeCustomer)
+                .options(selectinload(StripeCustomer.contact))
+                .where(StripeCustomer.processor_id == processor.id, StripeCustomer.customer_id.in_(ids))
+            )
+        }
         named = {i for c in customers for i in _ids_named(c)}
-        self.by_id = {c.id: c for c in db.session.scalars(
-            select(Contact).where(Contact.id.in_(named), Contact.is_deleted.is_(False)))} if named else {}
+        self.by_id = (
+            {
+                c.id: c
+                for c in db.session.scalars(
+                    select(Contact).where(Contact.id.in_(named), Contact.is_deleted.is_(False))
+                )
+            }
+            if named
+            else {}
+        )
         emails = {c["email"].strip().lower() for c in customers if c.get("email")}
         self.by_email: dict[str, Contact] = {}
         if emails:
-            for contact in db.session.scalars(select(Contact).where(func.lower(Contact.email).in_(emails),
-                                                                    Contact.is_deleted.is_(False))
-                                              .order_by(Contact.id)):
-                self.by_email.setdefault((contact.email or "").strip().lower(), contact)  # matched: never None
+            for contact in db.session.scalars(
+                select(Contact)
+                .where(func.lower(Contact.email).in_(emails), Contact.is_deleted.is_(False))
+                .order_by(Contact.id)
+            ):
+                self.by_email.setdefault(
+                    (contact.email or "").strip().lower(), contact
+                )  # matched: never None
 
     def link(self, customer: dict) -> tuple[Contact, str]:
         """The customer's contact and how: "linked" (already), "metadata", "email" or "created".
@@ -137,8 +164,12 @@ class CustomerMatcher:
             contact.phone = customer["phone"]
         if customer.get("name") and not contact.display_name:
             contact.display_name = customer["name"]
-        link = StripeCustomer(customer_id=customer["id"], contact=contact, processor_id=self.processor.id,
-                              deleted=bool(customer.get("deleted")))
+        link = StripeCustomer(
+            customer_id=customer["id"],
+            contact=contact,
+            processor_id=self.processor.id,
+            deleted=bool(customer.get("deleted")),
+        )
         db.session.add(link)
         self.links[customer["id"]] = link
         return contact, how
@@ -152,7 +183,9 @@ def link_customer(processor: PaymentProcessor, customer: dict) -> tuple[Contact,
     return contact, how
 
 
-def contact_for_customer(reader: StripeReader, processor: PaymentProcessor, customer_id: str | None) -> Contact | None:
+def contact_for_customer(
+    reader: StripeReader, processor: PaymentProcessor, customer_id: str | None
+) -> Contact | None:
     """The contact linked to a Stripe customer; links (or creates) one on first sight.
 
     A customer paydesk created carries ``metadata.contact_id``; otherwise the
@@ -193,8 +226,12 @@ LINKED = ("yes", "no", "any")
 class ContactFilter(Filter):
     """Contacts, by default those linked to a Stripe customer (the ``/customers`` page)."""
 
-    LABELS: ClassVar[dict[str, str]] = {"linked": "Stripe customer", "since": "Added from",
-                                        "until": "Added to (inclusive)", "customer": "Stripe customer id"}
+    LABELS: ClassVar[dict[str, str]] = {
+        "linked": "Stripe customer",
+        "since": "Added from",
+        "until": "Added to (inclusive)",
+        "customer": "Stripe customer id",
+    }
 
     linked: str = field(default="yes", metadata={"choices": LINKED})
     q: str | None = None
@@ -217,8 +254,11 @@ def contact_query(flt: ContactFilter) -> Select:
     elif flt.linked == "no":
         q = q.where(Contact.id.not_in(links))
     if flt.customer:
-        q = q.where(Contact.id.in_(select(StripeCustomer.contact_id)
-                                   .where(StripeCustomer.customer_id == flt.customer.strip())))
+        q = q.where(
+            Contact.id.in_(
+                select(StripeCustomer.contact_id).where(StripeCustomer.customer_id == flt.customer.strip())
+            )
+        )
     if flt.q:
         q = q.where(Contact.id.in_(contacts_matching(flt.q)))
     if flt.since:
@@ -252,11 +292,17 @@ def giving_of(contact_ids: list[int]) -> dict[int, Giving]:
     when = func.coalesce(Contribution.receive_date, Contribution.created_at)
     done, failed = Contribution.status.in_(DONE), Contribution.status == FAILED
     rows = db.session.execute(
-        select(Contribution.contact_id, func.lower(Contribution.currency), func.count(), func.max(when),
-               func.sum(case((done, Contribution.amount - Contribution.refunded_amount), else_=0)),
-               func.sum(case((failed, Contribution.amount), else_=0)))
+        select(
+            Contribution.contact_id,
+            func.lower(Contribution.currency),
+            func.count(),
+            func.max(when),
+            func.sum(case((done, Contribution.amount - Contribution.refunded_amount), else_=0)),
+            func.sum(case((failed, Contribution.amount), else_=0)),
+        )
         .where(Contribution.contact_id.in_(contact_ids))
-        .group_by(Contribution.contact_id, func.lower(Contribution.currency)))
+        .group_by(Contribution.contact_id, func.lower(Contribution.currency))
+    )
     for cid, cur, n, last, given, lost in rows:
         g = out[cid]
         g.count += int(n)
@@ -268,16 +314,26 @@ def giving_of(contact_ids: list[int]) -> dict[int, Giving]:
 
 
 def contact_dict(c: Contact) -> dict[str, Any]:
-    return {"id": c.id, "display_name": c.display_name, "email": c.email, "phone": c.phone,
-            "postal_code": c.postal_code, "source": c.source,
-            "stripe_customer_ids": [s.customer_id for s in c.stripe_customers],
-            "created_at": c.created_at.isoformat(timespec="seconds") if c.created_at else None}
+    return {
+        "id": c.id,
+        "display_name": c.display_name,
+        "email": c.email,
+        "phone": c.phone,
+        "postal_code": c.postal_code,
+        "source": c.source,
+        "stripe_customer_ids": [s.customer_id for s in c.stripe_customers],
+        "created_at": c.created_at.isoformat(timespec="seconds") if c.created_at else None,
+    }
 
 
 def contact_rows(flt: ContactFilter, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Every contact the filter matches, newest first, as dicts (the CLI)."""
     q = contact_query(flt).options(selectinload(Contact.stripe_customers))
-    rows = (c for chunk in walk(q, [Contact.id], flt, key_of=lambda c: [c.id], scalars=True, chunk=500) for c in chunk)
+    rows = (
+        c
+        for chunk in walk(q, [Contact.id], flt, key_of=lambda c: [c.id], scalars=True, chunk=500)
+        for c in chunk
+    )
     yield from (contact_dict(c) for c in islice(rows, limit))
 
 
@@ -310,31 +366,79 @@ def detail(contact: Contact) -> ContactDetail:
     customers = sorted(contact.stripe_customers, key=lambda s: s.id)
     customer_ids = [s.customer_id for s in customers]
     when = func.coalesce(Contribution.receive_date, Contribution.created_at)
-    contributions = list(db.session.scalars(
-        select(Contribution).where(Contribution.contact_id == contact.id)
-        .options(selectinload(Contribution.recur), selectinload(Contribution.payments))
-        .order_by(when.desc(), Contribution.id.desc()).limit(RECENT)))
-    n_contributions = int(db.session.scalar(select(func.count()).select_from(Contribution)
-                                            .where(Contribution.contact_id == contact.id)) or 0)
-    recurring = list(db.session.scalars(select(ContributionRecur).where(ContributionRecur.contact_id == contact.id)
-                                        .order_by(ContributionRecur.id.desc())))
+    contributions = list(
+        db.session.scalars(
+            select(Contribution)
+            .where(Contribution.contact_id == contact.id)
+            .options(selectinload(Contribution.recur), selectinload(Contribution.payments))
+            .order_by(when.desc(), Contribution.id.desc())
+            .limit(RECENT)
+        )
+    )
+    n_contributions = int(
+        db.session.scalar(
+            select(func.count()).select_from(Contribution).where(Contribution.contact_id == contact.id)
+        )
+        or 0
+    )
+    recurring = list(
+        db.session.scalars(
+            select(ContributionRecur)
+            .where(ContributionRecur.contact_id == contact.id)
+            .order_by(ContributionRecur.id.desc())
+        )
+    )
     mine = select(Contribution.id).where(Contribution.contact_id == contact.id)
     pay_when = func.coalesce(Payment.payment_date, Payment.created_at)
-    payments = list(db.session.scalars(select(Payment).where(Payment.contribution_id.in_(mine))
-                                       .order_by(pay_when.desc(), Payment.id.desc()).limit(RECENT)))
-    n_payments = int(db.session.scalar(select(func.count()).select_from(Payment)
-                                       .where(Payment.contribution_id.in_(mine))) or 0)
+    payments = list(
+        db.session.scalars(
+            select(Payment)
+            .where(Payment.contribution_id.in_(mine))
+            .order_by(pay_when.desc(), Payment.id.desc())
+            .limit(RECENT)
+        )
+    )
+    n_payments = int(
+        db.session.scalar(select(func.count()).select_from(Payment).where(Payment.contribution_id.in_(mine)))
+        or 0
+    )
     intent_conds = [StripePaymentIntent.contact_id == contact.id]
     if customer_ids:
         intent_conds.append(StripePaymentIntent.customer_id.in_(customer_ids))
-    intents = list(db.session.scalars(select(StripePaymentIntent).where(or_(*intent_conds))
-                                      .order_by(StripePaymentIntent.created_date.desc()).limit(RECENT)))
-    events = list(db.session.scalars(select(StripeEvent).where(StripeEvent.customer_id.in_(customer_ids))
-                                     .order_by(StripeEvent.created.desc(), StripeEvent.id.desc())
-                                     .limit(RECENT))) if customer_ids else []
+    intents = list(
+        db.session.scalars(
+            select(StripePaymentIntent)
+            .where(or_(*intent_conds))
+            .order_by(StripePaymentIntent.created_date.desc())
+            .limit(RECENT)
+        )
+    )
+    events = (
+        list(
+            db.session.scalars(
+                select(StripeEvent)
+                .where(StripeEvent.customer_id.in_(customer_ids))
+                .order_by(StripeEvent.created.desc(), StripeEvent.id.desc())
+                .limit(RECENT)
+            )
+        )
+        if customer_ids
+        else []
+    )
     processors = {p.id: p for p in db.session.scalars(select(PaymentProcessor))}
-    return ContactDetail(contact, customers, contributions, n_contributions, recurring, payments, n_payments,
-                         intents, events, giving_of([contact.id])[contact.id], processors)
+    return ContactDetail(
+        contact,
+        customers,
+        contributions,
+        n_contributions,
+        recurring,
+        payments,
+        n_payments,
+        intents,
+        events,
+        giving_of([contact.id])[contact.id],
+        processors,
+    )
 
 
 def checked_contact_fields(name: str | None, email: str | None) -> tuple[str, str]:
@@ -344,13 +448,17 @@ def checked_contact_fields(name: str | None, email: str | None) -> tuple[str, st
     if not name:
         raise ServiceError("Name: give the contact a name", field="name")
     if len(name) > 255 or len(email) > 255:
-        raise ServiceError("Keep the name and email under 255 characters", field="name" if len(name) > 255 else "email")
+        raise ServiceError(
+            "Keep the name and email under 255 characters", field="name" if len(name) > 255 else "email"
+        )
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         raise ServiceError(f"Email: {email[:60]!r} is not an email address", field="email")
     return name, email
 
 
-def update_contact(contact: Contact, *, name: str | None, email: str | None, commit: bool = True) -> list[str]:
+def update_contact(
+    contact: Contact, *, name: str | None, email: str | None, commit: bool = True
+) -> list[str]:
     """Change a contact's name and email (staff, on the contact's page). When either changes, each
     of the contact's Stripe customers is brought in line (through the outbox). Returns what
     changed. Commits, with its audit entry (``commit=False``: the caller commits, in its transaction)."""
@@ -370,8 +478,9 @@ def update_contact(contact: Contact, *, name: str | None, email: str | None, com
         return []
     db.session.flush()
     request_contact_sync(contact)
-    audit.record("contact.update", object_type="contact", object_id=str(contact.id), parameters=changed,
-                 commit=False)
+    audit.record(
+        "contact.update", object_type="contact", object_id=str(contact.id), parameters=changed, commit=False
+    )
     if commit:
         db.session.commit()
     return list(changed)

@@ -69,31 +69,50 @@ def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
 
 # -- finding ----------------------------------------------------------------------
 
+
 def by_invoice(processor_id: int, invoice_id: str) -> Contribution | None:
-    return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
-                                                        Contribution.invoice_id == invoice_id))
+    return db.session.scalar(
+        select(Contribution).where(
+            Contribution.processor_id == processor_id, Contribution.invoice_id == invoice_id
+        )
+    )
 
 
 def by_intent(processor_id: int, intent_id: str | None) -> Contribution | None:
     if not intent_id:
         return None
-    return db.session.scalar(select(Contribution).where(Contribution.processor_id == processor_id,
-                                                        Contribution.payment_intent_id == intent_id)
-                             .order_by(Contribution.id).limit(1))
+    return db.session.scalar(
+        select(Contribution)
+        .where(Contribution.processor_id == processor_id, Contribution.payment_intent_id == intent_id)
+        .order_by(Contribution.id)
+        .limit(1)
+    )
 
 
 def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | None) -> Contribution | None:
     """The contribution for an intent (preferred) or, failing that, with this trxn_id: one query."""
-    conds = [c for c in (Contribution.payment_intent_id == intent_id if intent_id else None,
-                         Contribution.trxn_id == trxn_id if trxn_id else None) if c is not None]
+    conds = [
+        c
+        for c in (
+            Contribution.payment_intent_id == intent_id if intent_id else None,
+            Contribution.trxn_id == trxn_id if trxn_id else None,
+        )
+        if c is not None
+    ]
     if not conds:
         return None
-    found = db.session.scalars(select(Contribution).where(Contribution.processor_id == processor_id, or_(*conds))
-                               .order_by(Contribution.id)).all()
-    return next((c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None)
+    found = db.session.scalars(
+        select(Contribution)
+        .where(Contribution.processor_id == processor_id, or_(*conds))
+        .order_by(Contribution.id)
+    ).all()
+    return next(
+        (c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None
+    )
 
 
 # -- which path: a charge or intent that belongs to an invoice is never a one-off -----
+
 
 def invoice_of_intent(reader: StripeReader, processor: PaymentProcessor, pi: dict) -> str | None:
     """The invoice a PaymentIntent pays, in either API shape; None for a one-off."""
@@ -102,8 +121,9 @@ def invoice_of_intent(reader: StripeReader, processor: PaymentProcessor, pi: dic
     known = by_intent(processor.id, pi["id"])
     if known and known.invoice_id:
         return known.invoice_id
-    found = reader.list_optional("invoice_payments", **{"payment[type]": "payment_intent",
-                                                         "payment[payment_intent]": pi["id"]})
+    found = reader.list_optional(
+        "invoice_payments", **{"payment[type]": "payment_intent", "payment[payment_intent]": pi["id"]}
+    )
     return sid(found[0].get("invoice")) if found else None
 
 
@@ -124,11 +144,14 @@ def invoice_of_charge(reader: StripeReader, processor: PaymentProcessor, charge:
         return invoice_of_intent(reader, processor, pi) if pi is not None else None  # not None: it has an id
     if "invoice" in charge:
         return None
-    found = reader.list_optional("invoice_payments", **{"payment[type]": "charge", "payment[charge]": charge["id"]})
+    found = reader.list_optional(
+        "invoice_payments", **{"payment[type]": "charge", "payment[charge]": charge["id"]}
+    )
     return sid(found[0].get("invoice")) if found else None
 
 
 # -- statuses ----------------------------------------------------------------------
+
 
 def _complete(c: Contribution, when: int | None) -> bool:
     """Completed unless already there or past it; True when this call completed it."""
@@ -160,20 +183,33 @@ def _after_completed(c: Contribution, customer_id: str | None, no_receipt: bool)
 
 # -- one-off ----------------------------------------------------------------------
 
-def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, charge: dict, *,
-                          no_receipt: bool = False, contact: Contact | None = None) -> Contribution:
+
+def record_one_off_charge(
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    charge: dict,
+    *,
+    no_receipt: bool = False,
+    contact: Contact | None = None,
+) -> Contribution:
     """Complete the one-off contribution for a captured, succeeded charge and add its payment.
     ``contact``: whom a new contribution belongs to (an import may say); else found from the charge."""
     pi_id = sid(charge.get("payment_intent"))
     lock_objects([k for k in (pi_id, charge["id"]) if k])
     c = by_intent_or_trxn(processor.id, pi_id, charge["id"])
     if c is None:
-        c = Contribution(processor_id=processor.id, contact=contact or contact_for_charge(reader, processor, charge),
-                         amount=captured_amount(charge),  # partial capture
-                         currency=currency_of(charge), status=PENDING,
-                         payment_intent_id=pi_id, customer_id=sid(charge.get("customer")),
-                         receive_date=from_unix(charge.get("created")), description=charge.get("description"),
-                         source="stripe")
+        c = Contribution(
+            processor_id=processor.id,
+            contact=contact or contact_for_charge(reader, processor, charge),
+            amount=captured_amount(charge),  # partial capture
+            currency=currency_of(charge),
+            status=PENDING,
+            payment_intent_id=pi_id,
+            customer_id=sid(charge.get("customer")),
+            receive_date=from_unix(charge.get("created")),
+            description=charge.get("description"),
+            source="stripe",
+        )
         db.session.add(c)
     if c.status not in DONE:
         c.trxn_id = charge["id"]
@@ -187,37 +223,61 @@ def record_one_off_charge(reader: StripeReader, processor: PaymentProcessor, cha
     return c
 
 
-def record_failed_one_off(reader: StripeReader, processor: PaymentProcessor, charge: dict,
-                          message: str | None) -> Contribution:
+def record_failed_one_off(
+    reader: StripeReader, processor: PaymentProcessor, charge: dict, message: str | None
+) -> Contribution:
     """A donor's failed attempt: fail its contribution, or record one so staff can see it."""
     pi_id = sid(charge.get("payment_intent"))
-    return _failed_attempt(processor, pi_id, charge["id"], message, charge,
-                           lambda: contact_for_charge(reader, processor, charge))
+    return _failed_attempt(
+        processor, pi_id, charge["id"], message, charge, lambda: contact_for_charge(reader, processor, charge)
+    )
 
 
-def record_failed_intent(reader: StripeReader, processor: PaymentProcessor, pi: dict,
-                         message: str | None) -> Contribution | None:
+def record_failed_intent(
+    reader: StripeReader, processor: PaymentProcessor, pi: dict, message: str | None
+) -> Contribution | None:
     """An intent whose payment failed: as a failed charge, when the intent names a customer."""
     customer_id = sid(pi.get("customer"))
     if by_intent(processor.id, pi["id"]) is None and not customer_id:
         return None
     charge_id = sid((pi.get("last_payment_error") or {}).get("charge")) or sid(pi.get("latest_charge"))
-    return _failed_attempt(processor, pi["id"], charge_id, message, pi,
-                           lambda: contact_for_customer(reader, processor, customer_id))
+    return _failed_attempt(
+        processor,
+        pi["id"],
+        charge_id,
+        message,
+        pi,
+        lambda: contact_for_customer(reader, processor, customer_id),
+    )
 
 
-def _failed_attempt(processor: PaymentProcessor, pi_id: str | None, charge_id: str | None, message: str | None,
-                    obj: dict, contact) -> Contribution:
+def _failed_attempt(
+    processor: PaymentProcessor,
+    pi_id: str | None,
+    charge_id: str | None,
+    message: str | None,
+    obj: dict,
+    contact,
+) -> Contribution:
     lock_objects([k for k in (pi_id, charge_id) if k])
     c = by_intent_or_trxn(processor.id, pi_id, charge_id)
     if c is not None:
         fail(c, message)
         return c
-    c = Contribution(processor_id=processor.id, contact=contact(), amount=minor_units(obj, "amount"),
-                     currency=currency_of(obj), status=FAILED, trxn_id=charge_id, payment_intent_id=pi_id,
-                     customer_id=sid(obj.get("customer")), receive_date=from_unix(obj.get("created")),
-                     description=obj.get("description"), source="stripe",
-                     failure_message=(message or "payment failed")[:500])
+    c = Contribution(
+        processor_id=processor.id,
+        contact=contact(),
+        amount=minor_units(obj, "amount"),
+        currency=currency_of(obj),
+        status=FAILED,
+        trxn_id=charge_id,
+        payment_intent_id=pi_id,
+        customer_id=sid(obj.get("customer")),
+        receive_date=from_unix(obj.get("created")),
+        description=obj.get("description"),
+        source="stripe",
+        failure_message=(message or "payment failed")[:500],
+    )
     db.session.add(c)
     db.session.flush()
     return c
@@ -225,8 +285,10 @@ def _failed_attempt(processor: PaymentProcessor, pi_id: str | None, charge_id: s
 
 # -- recurring ----------------------------------------------------------------------
 
-def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv: dict,
-                          recur: ContributionRecur | None) -> Contribution:
+
+def _invoice_contribution(
+    reader: StripeReader, processor: PaymentProcessor, inv: dict, recur: ContributionRecur | None
+) -> Contribution:
     lock_objects([inv["id"]])
     c = by_invoice(processor.id, inv["id"])
     pi_id = invoice_payment_refs(inv)[1]
@@ -238,12 +300,21 @@ def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv
         c = _gift_named_by_subscription(reader, processor, inv, recur)
     if c is None:
         customer_id = sid(inv.get("customer"))
-        c = Contribution(processor_id=processor.id, amount=minor_units(inv, "amount_due") or minor_units(inv, "total"),
-                         currency=currency_of(inv), status=PENDING, customer_id=customer_id,
-                         contact=(recur.contact if recur and recur.contact else
-                                  contact_for_customer(reader, processor, customer_id)),
-                         receive_date=from_unix(inv.get("created")), source="stripe",
-                         description=inv.get("description") or _line_description(inv))
+        c = Contribution(
+            processor_id=processor.id,
+            amount=minor_units(inv, "amount_due") or minor_units(inv, "total"),
+            currency=currency_of(inv),
+            status=PENDING,
+            customer_id=customer_id,
+            contact=(
+                recur.contact
+                if recur and recur.contact
+                else contact_for_customer(reader, processor, customer_id)
+            ),
+            receive_date=from_unix(inv.get("created")),
+            source="stripe",
+            description=inv.get("description") or _line_description(inv),
+        )
         db.session.add(c)
     c.invoice_id = inv["id"]
     c.trxn_id = inv["id"]
@@ -255,25 +326,39 @@ def _invoice_contribution(reader: StripeReader, processor: PaymentProcessor, inv
     return c
 
 
-def _gift_named_by_subscription(reader: StripeReader, processor: PaymentProcessor, inv: dict,
-                                recur: ContributionRecur | None) -> Contribution | None:
+def _gift_named_by_subscription(
+    reader: StripeReader, processor: PaymentProcessor, inv: dict, recur: ContributionRecur | None
+) -> Contribution | None:
     """A donation-form gift still waiting for its subscription (the form could not find out whether Stripe made
     it): the Pending contribution the subscription's metadata names, when it is that customer's. Stripe is asked
     only when such a contribution exists."""
     customer_id = sid(inv.get("customer"))
     if recur is None or not customer_id:
         return None
-    waiting = db.session.scalar(select(Contribution.id).where(
-        Contribution.processor_id == processor.id, Contribution.customer_id == customer_id,
-        Contribution.status == PENDING, Contribution.invoice_id.is_(None), Contribution.recur_id.is_(None),
-        Contribution.donation_form_id.is_not(None)).limit(1))
+    waiting = db.session.scalar(
+        select(Contribution.id)
+        .where(
+            Contribution.processor_id == processor.id,
+            Contribution.customer_id == customer_id,
+            Contribution.status == PENDING,
+            Contribution.invoice_id.is_(None),
+            Contribution.recur_id.is_(None),
+            Contribution.donation_form_id.is_not(None),
+        )
+        .limit(1)
+    )
     if waiting is None:
         return None
     sub = reader.get("subscriptions", recur.subscription_id)
     named = parse_id(str((sub.get("metadata") or {}).get("contribution_id") or ""))
     c = db.session.get(Contribution, named) if named is not None else None
-    if c is None or c.processor_id != processor.id or c.customer_id != customer_id or c.status != PENDING \
-            or c.invoice_id is not None:
+    if (
+        c is None
+        or c.processor_id != processor.id
+        or c.customer_id != customer_id
+        or c.status != PENDING
+        or c.invoice_id is not None
+    ):
         return None
     return c
 
@@ -285,7 +370,9 @@ def _line_description(inv: dict) -> str | None:
     return None
 
 
-def _recur_for_invoice(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> ContributionRecur | None:
+def _recur_for_invoice(
+    reader: StripeReader, processor: PaymentProcessor, inv: dict
+) -> ContributionRecur | None:
     sub_id = subscription_of_invoice(inv)
     return ensure_recur(reader, processor, sub_id) if sub_id else None
 
@@ -295,8 +382,9 @@ def record_invoice_finalized(reader: StripeReader, processor: PaymentProcessor, 
     return _invoice_contribution(reader, processor, inv, _recur_for_invoice(reader, processor, inv))
 
 
-def record_invoice_paid(reader: StripeReader, processor: PaymentProcessor, inv: dict, *,
-                        no_receipt: bool = False) -> Contribution:
+def record_invoice_paid(
+    reader: StripeReader, processor: PaymentProcessor, inv: dict, *, no_receipt: bool = False
+) -> Contribution:
     """Complete the invoice's contribution (creating it for a renewal) and add the charge as its payment."""
     recur = _recur_for_invoice(reader, processor, inv)
     c = _invoice_contribution(reader, processor, inv, recur)
@@ -316,12 +404,15 @@ def record_invoice_paid(reader: StripeReader, processor: PaymentProcessor, inv: 
     return c
 
 
-def _subscription_after_first_payment(reader: StripeReader, processor: PaymentProcessor,
-                                      recur: ContributionRecur) -> None:
+def _subscription_after_first_payment(
+    reader: StripeReader, processor: PaymentProcessor, recur: ContributionRecur
+) -> None:
     """A subscription's first invoice is paid while paydesk still has it waiting for that payment (incomplete,
     as when the first payment needed 3-D Secure): Stripe has made it active by now, and may send
     ``customer.subscription.updated`` after the invoice's events or not at all. Read it again and apply it."""
-    sync_subscription(reader, processor, reader.get("subscriptions", recur.subscription_id), stamp=to_unix(utcnow()))
+    sync_subscription(
+        reader, processor, reader.get("subscriptions", recur.subscription_id), stamp=to_unix(utcnow())
+    )
 
 
 def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
@@ -336,8 +427,9 @@ def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv
     return c
 
 
-def settle_invoice(reader: StripeReader, processor: PaymentProcessor, invoice_id: str, *,
-                   no_receipt: bool = False) -> Contribution | None:
+def settle_invoice(
+    reader: StripeReader, processor: PaymentProcessor, invoice_id: str, *, no_receipt: bool = False
+) -> Contribution | None:
     """Record an invoice's payment as Stripe has it now; None while it is unpaid (its own events record that)."""
     inv = reader.get("invoices", invoice_id)
     if inv.get("status") != "paid":
@@ -363,8 +455,11 @@ def _invoice_charge(reader: StripeReader, inv: dict, succeeded_only: bool = True
         charge_ref = pi.get("latest_charge")
     if charge_ref is None:
         return None
-    charge = reader.expanded("charges", inv.get("charge") if isinstance(inv.get("charge"), dict) else charge_ref,
-                             required=("balance_transaction", "amount_refunded", "status"))
+    charge = reader.expanded(
+        "charges",
+        inv.get("charge") if isinstance(inv.get("charge"), dict) else charge_ref,
+        required=("balance_transaction", "amount_refunded", "status"),
+    )
     if succeeded_only and (charge or {}).get("status") != "succeeded":
         return None
     return charge
@@ -377,19 +472,33 @@ def read_invoice(reader: StripeReader, processor_id: int, inv: dict) -> dict | N
     reads it then alone): importing unchanged data again does not read it again."""
     charge = _invoice_charge(reader, inv, succeeded_only=False)
     if charge is not None and charge.get("status") == "succeeded" and charge.get("captured") is not False:
-        recorded = db.session.execute(select(Payment.amount, Payment.status).where(
-            Payment.processor_id == processor_id, Payment.trxn_id == charge["id"],
-            Payment.refund_id.is_(None))).first()
+        recorded = db.session.execute(
+            select(Payment.amount, Payment.status).where(
+                Payment.processor_id == processor_id,
+                Payment.trxn_id == charge["id"],
+                Payment.refund_id.is_(None),
+            )
+        ).first()
         if recorded is None or tuple(recorded) != (captured_amount(charge), COMPLETED):
             _fee_and_net(reader, charge, captured_amount(charge))  # add_charge_payment will write them
-        refunds_recorded = db.session.scalar(select(Payment.id).where(
-            Payment.processor_id == processor_id, Payment.charge_id == charge["id"],
-            Payment.refund_id.is_not(None)).limit(1)) is not None
+        refunds_recorded = (
+            db.session.scalar(
+                select(Payment.id)
+                .where(
+                    Payment.processor_id == processor_id,
+                    Payment.charge_id == charge["id"],
+                    Payment.refund_id.is_not(None),
+                )
+                .limit(1)
+            )
+            is not None
+        )
         _refunds_of(reader, charge, refunds_recorded)
     return charge
 
 
 # -- payments and refunds ---------------------------------------------------------------
+
 
 def captured_amount(charge: dict) -> int:
     """What a charge took: the captured amount (a partial capture), else its amount. Integers only."""
@@ -405,9 +514,18 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     if pay is None:
         amount = captured_amount(charge)
         fee, net = _fee_and_net(reader, charge, amount)
-        pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"], charge_id=charge["id"],
-                      amount=amount, fee=fee, net=net, currency=currency_of(charge), status=COMPLETED,
-                      payment_date=from_unix(charge.get("created")))
+        pay = Payment(
+            contribution=c,
+            processor_id=c.processor_id,
+            trxn_id=charge["id"],
+            charge_id=charge["id"],
+            amount=amount,
+            fee=fee,
+            net=net,
+            currency=currency_of(charge),
+            status=COMPLETED,
+            payment_date=from_unix(charge.get("created")),
+        )
         db.session.add(pay)
     else:
         amount = captured_amount(charge)
@@ -421,8 +539,11 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
 
 def charge_payment(processor_id: int, charge_id: str) -> Payment | None:
     """The payment row of a charge (not one of its refunds), if recorded."""
-    return db.session.scalar(select(Payment).where(Payment.processor_id == processor_id,
-                                                   Payment.trxn_id == charge_id, Payment.refund_id.is_(None)))
+    return db.session.scalar(
+        select(Payment).where(
+            Payment.processor_id == processor_id, Payment.trxn_id == charge_id, Payment.refund_id.is_(None)
+        )
+    )
 
 
 def add_failed_payment(c: Contribution, charge: dict | None) -> Payment | None:
@@ -433,9 +554,18 @@ def add_failed_payment(c: Contribution, charge: dict | None) -> Payment | None:
     pay = charge_payment(c.processor_id, charge["id"])
     if pay is None:
         amount = minor_units(charge, "amount")
-        pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"], charge_id=charge["id"],
-                      amount=amount, fee=0, net=0, currency=currency_of(charge), status=FAILED,
-                      payment_date=from_unix(charge.get("created")))
+        pay = Payment(
+            contribution=c,
+            processor_id=c.processor_id,
+            trxn_id=charge["id"],
+            charge_id=charge["id"],
+            amount=amount,
+            fee=0,
+            net=0,
+            currency=currency_of(charge),
+            status=FAILED,
+            payment_date=from_unix(charge.get("created")),
+        )
         db.session.add(pay)
         db.session.flush()
     return pay
@@ -445,16 +575,25 @@ def record_refund(c: Contribution, charge_id: str, refund: dict) -> tuple[Paymen
     """One refund as a negative payment on ``c`` (once per refund id): what staff's refund writes at once and
     what ``charge.refunded`` / ``refund.*`` find already there. Returns (payment, made now)."""
     lock_objects([refund["id"]])
-    pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
-                                                  Payment.refund_id == refund["id"]))
+    pay = db.session.scalar(
+        select(Payment).where(Payment.processor_id == c.processor_id, Payment.refund_id == refund["id"])
+    )
     counted = refund.get("status") in REFUND_COUNTED
     made = pay is None
     if pay is None:
-        pay = Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge_id, charge_id=charge_id,
-                      refund_id=refund["id"], amount=-minor_units(refund, "amount"), fee=0,
-                      net=-minor_units(refund, "amount"), currency=(refund.get("currency") or c.currency).lower(),
-                      status=PAYMENT_REFUNDED if counted else PAYMENT_VOID,
-                      payment_date=from_unix(refund.get("created")))
+        pay = Payment(
+            contribution=c,
+            processor_id=c.processor_id,
+            trxn_id=charge_id,
+            charge_id=charge_id,
+            refund_id=refund["id"],
+            amount=-minor_units(refund, "amount"),
+            fee=0,
+            net=-minor_units(refund, "amount"),
+            currency=(refund.get("currency") or c.currency).lower(),
+            status=PAYMENT_REFUNDED if counted else PAYMENT_VOID,
+            payment_date=from_unix(refund.get("created")),
+        )
         db.session.add(pay)
     else:
         pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
@@ -484,14 +623,26 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
     for r in _refunds_of(reader, charge, bool(recorded)):
         pay = recorded.get(r["id"])
         if pay is None:  # recorded on another contribution of this processor? (never twice)
-            pay = db.session.scalar(select(Payment).where(Payment.processor_id == c.processor_id,
-                                                          Payment.refund_id == r["id"]))
+            pay = db.session.scalar(
+                select(Payment).where(Payment.processor_id == c.processor_id, Payment.refund_id == r["id"])
+            )
         counted = r.get("status") in REFUND_COUNTED
         if pay is None and counted:
-            db.session.add(Payment(contribution=c, processor_id=c.processor_id, trxn_id=charge["id"],
-                                   charge_id=charge["id"], refund_id=r["id"], amount=-minor_units(r, "amount"), fee=0,
-                                   net=-minor_units(r, "amount"), currency=(r.get("currency") or c.currency).lower(),
-                                   status=PAYMENT_REFUNDED, payment_date=from_unix(r.get("created"))))
+            db.session.add(
+                Payment(
+                    contribution=c,
+                    processor_id=c.processor_id,
+                    trxn_id=charge["id"],
+                    charge_id=charge["id"],
+                    refund_id=r["id"],
+                    amount=-minor_units(r, "amount"),
+                    fee=0,
+                    net=-minor_units(r, "amount"),
+                    currency=(r.get("currency") or c.currency).lower(),
+                    status=PAYMENT_REFUNDED,
+                    payment_date=from_unix(r.get("created")),
+                )
+            )
         elif pay is not None:
             # a refund that failed or was cancelled gives the money back
             pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID

@@ -42,8 +42,9 @@ from admin.stripe_gateway import GatewayError
 from admin.stripe_shapes import sid, stripe_id_problem
 
 
-def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: int | None = None,
-                  no_receipt: bool = True) -> Contribution:
+def import_charge(
+    processor: PaymentProcessor, charge_id: str, *, contact_id: int | None = None, no_receipt: bool = True
+) -> Contribution:
     """Record one Stripe charge as it is now (CiviCRM's importcharge). Idempotent: importing it
     again changes nothing unless Stripe's side changed. Commits."""
     charge_id = (charge_id or "").strip()
@@ -63,10 +64,19 @@ def import_charge(processor: PaymentProcessor, charge_id: str, *, contact_id: in
             raise ServiceError(f"nothing to import for {charge_id}: {note}")
         return c, note
 
-    c, _ = read_then_write(reader, "import.charge", ("charge", charge_id), lambda: reader.get("charges", charge_id),
-                           write, audited=lambda done: {
-                               "object_type": "contribution", "object_id": str(done[0].id),
-                               "parameters": {"charge": charge_id, "contact_id": contact_id}, "message": done[1]})
+    c, _ = read_then_write(
+        reader,
+        "import.charge",
+        ("charge", charge_id),
+        lambda: reader.get("charges", charge_id),
+        write,
+        audited=lambda done: {
+            "object_type": "contribution",
+            "object_id": str(done[0].id),
+            "parameters": {"charge": charge_id, "contact_id": contact_id},
+            "message": done[1],
+        },
+    )
     return c
 
 
@@ -77,19 +87,50 @@ CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
 def _subscription_state(processor_id: int, subscription_id: str) -> tuple | None:
     """What an import may change for one subscription, to tell "created", "updated" and "unchanged"."""
-    recur = db.session.scalar(select(ContributionRecur).where(ContributionRecur.processor_id == processor_id,
-                                                              ContributionRecur.subscription_id == subscription_id))
+    recur = db.session.scalar(
+        select(ContributionRecur).where(
+            ContributionRecur.processor_id == processor_id,
+            ContributionRecur.subscription_id == subscription_id,
+        )
+    )
     if recur is None:
         return None
-    contributions = db.session.execute(select(
-        Contribution.id, Contribution.status, Contribution.amount, Contribution.trxn_id, Contribution.contact_id,
-        Contribution.fee_amount, Contribution.net_amount, Contribution.refunded_amount)
-        .where(Contribution.recur_id == recur.id).order_by(Contribution.id)).all()
-    payments = db.session.execute(select(Payment.id, Payment.amount, Payment.status).join(Contribution)
-                                  .where(Contribution.recur_id == recur.id).order_by(Payment.id)).all()
-    return ((recur.status, recur.amount, recur.currency, recur.interval, recur.interval_count, recur.stripe_status,
-             recur.contact_id, recur.customer_id, recur.next_sched_date, recur.cancel_date),
-            tuple(map(tuple, contributions)), tuple(map(tuple, payments)))
+    contributions = db.session.execute(
+        select(
+            Contribution.id,
+            Contribution.status,
+            Contribution.amount,
+            Contribution.trxn_id,
+            Contribution.contact_id,
+            Contribution.fee_amount,
+            Contribution.net_amount,
+            Contribution.refunded_amount,
+        )
+        .where(Contribution.recur_id == recur.id)
+        .order_by(Contribution.id)
+    ).all()
+    payments = db.session.execute(
+        select(Payment.id, Payment.amount, Payment.status)
+        .join(Contribution)
+        .where(Contribution.recur_id == recur.id)
+        .order_by(Payment.id)
+    ).all()
+    return (
+        (
+            recur.status,
+            recur.amount,
+            recur.currency,
+            recur.interval,
+            recur.interval_count,
+            recur.stripe_status,
+            recur.contact_id,
+            recur.customer_id,
+            recur.next_sched_date,
+            recur.cancel_date,
+        ),
+        tuple(map(tuple, contributions)),
+        tuple(map(tuple, payments)),
+    )
 
 
 def _stamp(sub: dict) -> int:
@@ -113,8 +154,11 @@ def _record_invoice(reader: StripeReader, processor: PaymentProcessor, inv: dict
     elif status == "open":
         record_invoice_finalized(reader, processor, inv)
     elif status == "void":
-        c = db.session.scalar(select(Contribution).where(Contribution.processor_id == processor.id,
-                                                         Contribution.invoice_id == inv["id"]))
+        c = db.session.scalar(
+            select(Contribution).where(
+                Contribution.processor_id == processor.id, Contribution.invoice_id == inv["id"]
+            )
+        )
         if c is not None:
             cancel(c, "invoice voided in Stripe")
 
@@ -144,8 +188,9 @@ def fetch_subscription(reader: StripeReader, processor: PaymentProcessor, sub: d
     return invoices
 
 
-def import_subscription(reader: StripeReader, processor: PaymentProcessor, sub: dict,
-                        invoices: list[dict] | None = None) -> Imported:
+def import_subscription(
+    reader: StripeReader, processor: PaymentProcessor, sub: dict, invoices: list[dict] | None = None
+) -> Imported:
     """Record a subscription (as fetched or listed) with all its invoices (as ``fetch_subscription``
     gives them; read here when not given) and charges, then compare the two sides and keep the result.
     Audited when it changed anything. Does not commit."""
@@ -161,9 +206,15 @@ def import_subscription(reader: StripeReader, processor: PaymentProcessor, sub: 
     after = _subscription_state(processor.id, sub["id"])
     outcome = CREATED if before is None else UPDATED if before != after else UNCHANGED
     if outcome != UNCHANGED:
-        audit.record("import.subscription", object_type="subscription", object_id=sub["id"],
-                     processor_id=processor.id, parameters={"recur_id": recur.id, "invoices": len(invoices)},
-                     message=outcome, commit=False)
+        audit.record(
+            "import.subscription",
+            object_type="subscription",
+            object_id=sub["id"],
+            processor_id=processor.id,
+            parameters={"recur_id": recur.id, "invoices": len(invoices)},
+            message=outcome,
+            commit=False,
+        )
     return Imported(sub["id"], outcome, recur, differences)
 
 
@@ -180,40 +231,64 @@ def import_subscription_by_id(processor: PaymentProcessor, subscription_id: str)
         sub = reader.get("subscriptions", subscription_id)
         return sub, fetch_subscription(reader, processor, sub)
 
-    return read_then_write(reader, "import.subscription", ("subscription", subscription_id), read,
-                           lambda found: import_subscription(reader, processor, *found))  # audits what changed
+    return read_then_write(
+        reader,
+        "import.subscription",
+        ("subscription", subscription_id),
+        read,
+        lambda found: import_subscription(reader, processor, *found),
+    )  # audits what changed
 
 
 # -- customers --------------------------------------------------------------------------------
 
-def import_customer_objects(processor: PaymentProcessor, customers: list[dict]) -> list[tuple[Contact | None, str]]:
+
+def import_customer_objects(
+    processor: PaymentProcessor, customers: list[dict]
+) -> list[tuple[Contact | None, str]]:
     """Link customers (as listed or fetched) to their contacts; for each, the contact and how:
     "linked" (it was already: nothing changes), "metadata", "email", "created", or "deleted"
     (Stripe has deleted it; an existing link is marked so). Each change is audited. One
     flush for the lot. Does not commit."""
     lock_objects([c["id"] for c in customers])
     matcher = CustomerMatcher(processor, [c for c in customers if not c.get("deleted")])
-    out = [(_customer_gone(processor, c["id"]), "deleted") if c.get("deleted") else matcher.link(c)
-           for c in customers]
+    out = [
+        (_customer_gone(processor, c["id"]), "deleted") if c.get("deleted") else matcher.link(c)
+        for c in customers
+    ]
     db.session.flush()
     for customer, (contact, how) in zip(customers, out, strict=True):
         if how not in ("linked", "deleted") and contact is not None:  # only a deleted one has no contact
-            audit.record("import.customer", object_type="contact", object_id=str(contact.id),
-                         processor_id=processor.id, parameters={"customer": customer["id"], "matched": how},
-                         commit=False)
+            audit.record(
+                "import.customer",
+                object_type="contact",
+                object_id=str(contact.id),
+                processor_id=processor.id,
+                parameters={"customer": customer["id"], "matched": how},
+                commit=False,
+            )
     return out
 
 
 def _customer_gone(processor: PaymentProcessor, customer_id: str) -> Contact | None:
-    link = db.session.scalar(select(StripeCustomer).where(StripeCustomer.processor_id == processor.id,
-                                                          StripeCustomer.customer_id == customer_id))
+    link = db.session.scalar(
+        select(StripeCustomer).where(
+            StripeCustomer.processor_id == processor.id, StripeCustomer.customer_id == customer_id
+        )
+    )
     if link is None:
         return None
     if not link.deleted:
         link.deleted = True
-        audit.record("import.customer", object_type="contact", object_id=str(link.contact_id),
-                     processor_id=processor.id, parameters={"customer": customer_id},
-                     message="deleted in Stripe: link marked deleted", commit=False)
+        audit.record(
+            "import.customer",
+            object_type="contact",
+            object_id=str(link.contact_id),
+            processor_id=processor.id,
+            parameters={"customer": customer_id},
+            message="deleted in Stripe: link marked deleted",
+            commit=False,
+        )
     return link.contact
 
 
@@ -233,9 +308,14 @@ def import_customer(processor: PaymentProcessor, customer_id: str) -> tuple[Cont
             _customer_gone(processor, customer_id)
             db.session.commit()
 
-    [(contact, how)] = read_then_write(reader, "import.customer", ("customer", customer_id),
-                                       lambda: reader.get("customers", customer_id),
-                                       lambda customer: import_customer_objects(processor, [customer]), refused=gone)
+    [(contact, how)] = read_then_write(
+        reader,
+        "import.customer",
+        ("customer", customer_id),
+        lambda: reader.get("customers", customer_id),
+        lambda customer: import_customer_objects(processor, [customer]),
+        refused=gone,
+    )
     if how == "deleted" or contact is None:  # only a deleted one has no contact
         raise ServiceError(f"Stripe: customer {customer_id} has been deleted")
     return contact, how

@@ -40,10 +40,18 @@ class ImportSome(JobParams):
     after an id"). Page: the import forms on /subscriptions and /customers; CLI: ``import subscriptions``,
     ``import customers``."""
 
-    limit: int | None = field(default=None, metadata={"label": "Import at most", "min": 1, "max": MAX_IMPORT,
-                                                      "help": "At most this many (default: all)."})
-    starting_after: str | None = field(default=None, metadata={"label": "After id",
-                                                               "help": "Begin after this id (Stripe's order)."})
+    limit: int | None = field(
+        default=None,
+        metadata={
+            "label": "Import at most",
+            "min": 1,
+            "max": MAX_IMPORT,
+            "help": "At most this many (default: all).",
+        },
+    )
+    starting_after: str | None = field(
+        default=None, metadata={"label": "After id", "help": "Begin after this id (Stripe's order)."}
+    )
 
 
 def _which(p: dict, noun: str) -> str:
@@ -64,8 +72,11 @@ def _start_after(ctx: JobContext) -> str | None:
     return ctx.cursor.get("starting_after") or ctx.params.get("starting_after") or None
 
 
-@job_kind("imports.subscriptions", params=ImportSome, title=lambda p: f"Import {_which(p, 'subscriptions')} from Stripe, "
-                                                   f"with their invoices and charges")
+@job_kind(
+    "imports.subscriptions",
+    params=ImportSome,
+    title=lambda p: f"Import {_which(p, 'subscriptions')} from Stripe, with their invoices and charges",
+)
 def import_subscriptions(ctx: JobContext):
     """CiviCRM's importallsubscriptions / importsubscriptions: every subscription Stripe has (any
     status), each with its invoices and charges; one subscription per unit."""
@@ -82,8 +93,10 @@ def import_subscriptions(ctx: JobContext):
                 ctx.count(done.outcome)
                 if done.differences:
                     ctx.count("still differ")
-                    ctx.note(f"{sub['id']}: still differs from Stripe: "
-                             + "; ".join(f"{d['what']} {d['object']}" for d in done.differences[:5]))
+                    ctx.note(
+                        f"{sub['id']}: still differs from Stripe: "
+                        + "; ".join(f"{d['what']} {d['object']}" for d in done.differences[:5])
+                    )
             except GatewayError as err:
                 if err.transient:
                     raise  # the runner retries the job later, from this subscription
@@ -98,7 +111,9 @@ def import_subscriptions(ctx: JobContext):
         ctx.total = ctx.done
 
 
-@job_kind("imports.customers", params=ImportSome, title=lambda p: f"Import {_which(p, 'customers')} from Stripe")
+@job_kind(
+    "imports.customers", params=ImportSome, title=lambda p: f"Import {_which(p, 'customers')} from Stripe"
+)
 def import_customers(ctx: JobContext):
     """CiviCRM's importallcustomers / importcustomers: link every Stripe customer to a contact
     (by metadata contact id, then email, else a new contact). Read from Stripe's list only: no
@@ -110,7 +125,7 @@ def import_customers(ctx: JobContext):
     reader = StripeReader(proc)
     for page in reader.pages("customers", starting_after=_start_after(ctx), limit=left):
         for i in range(0, len(page), CUSTOMER_UNIT):
-            unit = page[i:i + CUSTOMER_UNIT]
+            unit = page[i : i + CUSTOMER_UNIT]
             immediate()
             for _, how in import_customer_objects(proc, unit):
                 ctx.count(how)
@@ -122,7 +137,11 @@ def import_customers(ctx: JobContext):
         ctx.total = ctx.done
 
 
-@job_kind("subscriptions.compare", params=NoParams, title=lambda p: "Compare every subscription with Stripe (changes nothing)")
+@job_kind(
+    "subscriptions.compare",
+    params=NoParams,
+    title=lambda p: "Compare every subscription with Stripe (changes nothing)",
+)
 def compare_subscriptions(ctx: JobContext):
     """Compare each of Stripe's subscriptions (and its invoices and charges) with paydesk's
     records and keep what differs, for the "differs from Stripe" filter. Records are not changed."""
@@ -140,7 +159,9 @@ def compare_subscriptions(ctx: JobContext):
     ctx.total = ctx.done
 
 
-def _compare_and_keep(reader: StripeReader, proc: PaymentProcessor, sub: dict, invoices: list[dict]) -> list[dict]:
+def _compare_and_keep(
+    reader: StripeReader, proc: PaymentProcessor, sub: dict, invoices: list[dict]
+) -> list[dict]:
     from admin.services.records.recurring import by_subscription
 
     differences = compare(sub, by_subscription(proc.id, sub["id"]), invoice_rows(reader, proc, invoices))
@@ -150,11 +171,16 @@ def _compare_and_keep(reader: StripeReader, proc: PaymentProcessor, sub: dict, i
 
 def linked_customers(processor_id: int):
     """A processor's live customer links (what "push to all" works through)."""
-    return select(StripeCustomer).where(StripeCustomer.processor_id == processor_id,
-                                        StripeCustomer.deleted.is_(False))
+    return select(StripeCustomer).where(
+        StripeCustomer.processor_id == processor_id, StripeCustomer.deleted.is_(False)
+    )
 
 
-@job_kind("customers.update_metadata", params=NoParams, title=lambda p: "Push contact details to every linked Stripe customer")
+@job_kind(
+    "customers.update_metadata",
+    params=NoParams,
+    title=lambda p: "Push contact details to every linked Stripe customer",
+)
 def update_metadata(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatestripemetadata for all: name, email, description, contact id,
     link and version on every linked customer, one customer per unit."""
@@ -170,7 +196,11 @@ def update_metadata(ctx: JobContext):
         yield
 
 
-@job_kind("customers.update_contact_ids", params=NoParams, title=lambda p: "Read contact ids from every linked Stripe customer")
+@job_kind(
+    "customers.update_contact_ids",
+    params=NoParams,
+    title=lambda p: "Read contact ids from every linked Stripe customer",
+)
 def update_contact_ids(ctx: JobContext):
     """CiviCRM's StripeCustomer.updatecontactids for all: where a linked customer's metadata names
     another (existing) contact, link the customer to that contact. Reads Stripe's customer list."""

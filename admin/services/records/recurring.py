@@ -33,11 +33,17 @@ ENDED = ("canceled", "incomplete_expired")
 
 
 def by_subscription(processor_id: int, subscription_id: str) -> ContributionRecur | None:
-    return db.session.scalar(select(ContributionRecur).where(ContributionRecur.processor_id == processor_id,
-                                                             ContributionRecur.subscription_id == subscription_id))
+    return db.session.scalar(
+        select(ContributionRecur).where(
+            ContributionRecur.processor_id == processor_id,
+            ContributionRecur.subscription_id == subscription_id,
+        )
+    )
 
 
-def ensure_recur(reader: StripeReader, processor: PaymentProcessor, subscription_id: str) -> ContributionRecur:
+def ensure_recur(
+    reader: StripeReader, processor: PaymentProcessor, subscription_id: str
+) -> ContributionRecur:
     """The recurring contribution for a subscription, fetched from Stripe and created on first sight."""
     recur = by_subscription(processor.id, subscription_id)
     if recur is not None:
@@ -51,8 +57,9 @@ def is_stale(processor_id: int, sub: dict, stamp: int) -> bool:
     return recur is not None and stamp < (recur.stripe_updated or 0)
 
 
-def sync_subscription(reader: StripeReader, processor: PaymentProcessor, sub: dict, *,
-                      stamp: int) -> ContributionRecur:
+def sync_subscription(
+    reader: StripeReader, processor: PaymentProcessor, sub: dict, *, stamp: int
+) -> ContributionRecur:
     """Apply a subscription's state. ``stamp`` is when Stripe produced it (event ``created``).
 
     An ended subscription never comes back (Stripe cannot restart one), so a
@@ -61,8 +68,12 @@ def sync_subscription(reader: StripeReader, processor: PaymentProcessor, sub: di
     recur = by_subscription(processor.id, sub["id"])
     customer_id = sid(sub.get("customer"))
     if recur is None:
-        recur = ContributionRecur(processor_id=processor.id, subscription_id=sub["id"], customer_id=customer_id,
-                                  contact=contact_for_customer(reader, processor, customer_id))
+        recur = ContributionRecur(
+            processor_id=processor.id,
+            subscription_id=sub["id"],
+            customer_id=customer_id,
+            contact=contact_for_customer(reader, processor, customer_id),
+        )
         db.session.add(recur)
     elif recur.stripe_status in ENDED and sub.get("status") not in ENDED:
         return recur
@@ -79,8 +90,9 @@ def sync_subscription(reader: StripeReader, processor: PaymentProcessor, sub: di
     recur.status = new_status
     recur.start_date = from_unix(sub.get("start_date") or sub.get("created"))
     recur.next_sched_date = from_unix(terms["period_end"]) if new_status == RECUR_IN_PROGRESS else None
-    recur.cancel_date = from_unix(sub.get("canceled_at") or sub.get("ended_at")) if sub.get("status") in ENDED \
-        else None
+    recur.cancel_date = (
+        from_unix(sub.get("canceled_at") or sub.get("ended_at")) if sub.get("status") in ENDED else None
+    )
     recur.stripe_updated = max(recur.stripe_updated or 0, int(stamp or 0))
     db.session.flush()
     return recur

@@ -50,8 +50,12 @@ INTERVALS = ("day", "week", "month", "year")
 
 @dataclass
 class SubscriptionFilter(Filter):
-    LABELS: ClassVar[dict[str, str]] = {"since": "Created from", "until": "Created to (inclusive)", "interval": "Every",
-                                        "differs": "Against Stripe"}
+    LABELS: ClassVar[dict[str, str]] = {
+        "since": "Created from",
+        "until": "Created to (inclusive)",
+        "interval": "Every",
+        "differs": "Against Stripe",
+    }
 
     status: list[str] = field(default_factory=list, metadata={"choices": RECUR_STATUSES})
     ppid: int | None = processor_field()
@@ -81,7 +85,8 @@ def _recur_key(r: Any) -> list:
 def differing() -> Select:
     """(processor, subscription) pairs whose last comparison with Stripe found a difference."""
     return select(SubscriptionCheck.processor_id, SubscriptionCheck.subscription_id).where(
-        SubscriptionCheck.differs.is_(True))
+        SubscriptionCheck.differs.is_(True)
+    )
 
 
 def subscription_query(flt: SubscriptionFilter, *, with_status: bool = True) -> Select:
@@ -92,9 +97,16 @@ def subscription_query(flt: SubscriptionFilter, *, with_status: bool = True) -> 
         q = q.where(ContributionRecur.processor_id == flt.ppid)
     if flt.q:
         text = flt.q.strip()
-        q = q.where(or_(ContributionRecur.contact_id.in_(contacts_matching(text)),
-                        ContributionRecur.subscription_id == text, ContributionRecur.customer_id == text))
-    money = amount_between(ContributionRecur.amount, ContributionRecur.currency, flt.min_amount, flt.max_amount)
+        q = q.where(
+            or_(
+                ContributionRecur.contact_id.in_(contacts_matching(text)),
+                ContributionRecur.subscription_id == text,
+                ContributionRecur.customer_id == text,
+            )
+        )
+    money = amount_between(
+        ContributionRecur.amount, ContributionRecur.currency, flt.min_amount, flt.max_amount
+    )
     if money is not None:
         q = q.where(money)
     if flt.currency:
@@ -107,9 +119,14 @@ def subscription_query(flt: SubscriptionFilter, *, with_status: bool = True) -> 
         q = q.where(RECUR_WHEN < flt.until)
     if flt.differs:
         d = differing().subquery()
-        q = q.where(select(d.c.subscription_id).where(d.c.processor_id == ContributionRecur.processor_id,
-                                                      d.c.subscription_id == ContributionRecur.subscription_id)
-                    .exists())
+        q = q.where(
+            select(d.c.subscription_id)
+            .where(
+                d.c.processor_id == ContributionRecur.processor_id,
+                d.c.subscription_id == ContributionRecur.subscription_id,
+            )
+            .exists()
+        )
     if flt.subscription:
         q = q.where(ContributionRecur.subscription_id == flt.subscription.strip())
     if flt.contact_id is not None:
@@ -125,8 +142,12 @@ def subscription_page(flt: SubscriptionFilter) -> Page:
 def status_counts(flt: SubscriptionFilter) -> dict[str, int]:
     """How many subscriptions of each status match the rest of the filter, each counted up to
     ``listing.COUNT_CAP`` (as every list's status chips)."""
-    return capped_counts(subscription_query(flt, with_status=False), ContributionRecur.status, ContributionRecur.id,
-                         RECUR_STATUSES)
+    return capped_counts(
+        subscription_query(flt, with_status=False),
+        ContributionRecur.status,
+        ContributionRecur.id,
+        RECUR_STATUSES,
+    )
 
 
 def checks_for(recurs: list[ContributionRecur]) -> dict[tuple[int, str], SubscriptionCheck]:
@@ -156,17 +177,31 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def recur_dict(r: ContributionRecur, check: SubscriptionCheck | None = None) -> dict[str, Any]:
-    return {"id": r.id, "contact_id": r.contact_id, "contact": r.contact.display_name if r.contact else None,
-            "subscription_id": r.subscription_id, "customer_id": r.customer_id, "amount": r.amount,
-            "currency": r.currency, "display_amount": format_money(r.amount, r.currency), "interval": r.interval,
-            "interval_count": r.interval_count, "status": r.status, "stripe_status": r.stripe_status,
-            "start_date": _iso(r.start_date), "next_sched_date": _iso(r.next_sched_date),
-            "cancel_date": _iso(r.cancel_date), "failure_count": r.failure_count, "processor_id": r.processor_id,
-            "differs_from_stripe": None if check is None else check.differs,
-            "checked_at": _iso(check.checked_at) if check else None}
+    return {
+        "id": r.id,
+        "contact_id": r.contact_id,
+        "contact": r.contact.display_name if r.contact else None,
+        "subscription_id": r.subscription_id,
+        "customer_id": r.customer_id,
+        "amount": r.amount,
+        "currency": r.currency,
+        "display_amount": format_money(r.amount, r.currency),
+        "interval": r.interval,
+        "interval_count": r.interval_count,
+        "status": r.status,
+        "stripe_status": r.stripe_status,
+        "start_date": _iso(r.start_date),
+        "next_sched_date": _iso(r.next_sched_date),
+        "cancel_date": _iso(r.cancel_date),
+        "failure_count": r.failure_count,
+        "processor_id": r.processor_id,
+        "differs_from_stripe": None if check is None else check.differs,
+        "checked_at": _iso(check.checked_at) if check else None,
+    }
 
 
 # -- Stripe's side next to paydesk's ---------------------------------------------------------
+
 
 @dataclass
 class InvoiceRow:
@@ -210,8 +245,11 @@ class InvoiceRow:
         if self.status != "paid":
             return True
         succeeded = self.charge is not None and self.charge.get("status") == "succeeded"
-        return self.contribution is not None and self.contribution.status in DONE and (
-            not succeeded or self.payment is not None)
+        return (
+            self.contribution is not None
+            and self.contribution.status in DONE
+            and (not succeeded or self.payment is not None)
+        )
 
 
 def subscription_invoices(reader: StripeReader, subscription_id: str) -> list[dict]:
@@ -224,8 +262,18 @@ def invoice_rows(reader: StripeReader, processor: PaymentProcessor, invoices: li
     """Each invoice with its charge (resolved as the record mapping does) and the local records."""
     rows = []
     ids = [inv["id"] for inv in invoices]
-    local = {c.invoice_id: c for c in db.session.scalars(select(Contribution).where(
-        Contribution.processor_id == processor.id, Contribution.invoice_id.in_(ids)))} if ids else {}
+    local = (
+        {
+            c.invoice_id: c
+            for c in db.session.scalars(
+                select(Contribution).where(
+                    Contribution.processor_id == processor.id, Contribution.invoice_id.in_(ids)
+                )
+            )
+        }
+        if ids
+        else {}
+    )
     for inv in invoices:
         charge = None
         if inv.get("status") in ("paid", "open", "uncollectible") and inv.get("attempted", True):
@@ -239,8 +287,12 @@ def invoice_rows(reader: StripeReader, processor: PaymentProcessor, invoices: li
 
 
 def _diff(what: str, obj: str, stripe: Any, paydesk: Any) -> dict:
-    return {"what": what, "object": obj, "stripe": None if stripe is None else str(stripe),
-            "paydesk": None if paydesk is None else str(paydesk)}
+    return {
+        "what": what,
+        "object": obj,
+        "stripe": None if stripe is None else str(stripe),
+        "paydesk": None if paydesk is None else str(paydesk),
+    }
 
 
 def expected_status(sub: dict) -> str:
@@ -266,11 +318,23 @@ def compare(sub: dict | None, recur: ContributionRecur | None, rows: list[Invoic
         out.append(_diff("status", sub["id"], f"{sub.get('status')} ({want})", recur.status))
     terms = subscription_terms(sub)
     if (terms["amount"], terms["currency"]) != (recur.amount, recur.currency):
-        out.append(_diff("amount", sub["id"], format_money(terms["amount"], terms["currency"]),
-                         format_money(recur.amount, recur.currency)))
+        out.append(
+            _diff(
+                "amount",
+                sub["id"],
+                format_money(terms["amount"], terms["currency"]),
+                format_money(recur.amount, recur.currency),
+            )
+        )
     if (terms["interval"], terms["interval_count"]) != (recur.interval, recur.interval_count):
-        out.append(_diff("interval", sub["id"], f"every {terms['interval_count']} {terms['interval']}",
-                         f"every {recur.interval_count} {recur.interval}"))
+        out.append(
+            _diff(
+                "interval",
+                sub["id"],
+                f"every {terms['interval_count']} {terms['interval']}",
+                f"every {recur.interval_count} {recur.interval}",
+            )
+        )
     if sid(sub.get("customer")) != recur.customer_id:
         out.append(_diff("customer", sub["id"], sid(sub.get("customer")), recur.customer_id))
     if want == RECUR_IN_PROGRESS and recur.status == RECUR_IN_PROGRESS:
@@ -283,11 +347,18 @@ def compare(sub: dict | None, recur: ContributionRecur | None, rows: list[Invoic
         out.extend(row.differences)
         if row.contribution is not None:
             seen.add(row.contribution.id)
-    for c in db.session.scalars(select(Contribution).where(Contribution.recur_id == recur.id)
-                                .order_by(Contribution.id)):
+    for c in db.session.scalars(
+        select(Contribution).where(Contribution.recur_id == recur.id).order_by(Contribution.id)
+    ):
         if c.id not in seen:
-            out.append(_diff("contribution", c.invoice_id or c.trxn_id or f"#{c.id}", "not in Stripe",
-                             f"#{c.id} {c.status}"))
+            out.append(
+                _diff(
+                    "contribution",
+                    c.invoice_id or c.trxn_id or f"#{c.id}",
+                    "not in Stripe",
+                    f"#{c.id} {c.status}",
+                )
+            )
     return out
 
 
@@ -307,27 +378,55 @@ def _compare_invoice(row: InvoiceRow) -> list[dict]:
     elif failed_attempt and c.status not in (FAILED, *DONE):
         out.append(_diff("contribution status", inv["id"], "payment failed", c.status))
     if status == "paid" and int(inv.get("amount_paid") or 0) != c.amount:
-        out.append(_diff("amount", inv["id"], format_money(int(inv.get("amount_paid") or 0), row.currency),
-                         format_money(c.amount, c.currency)))
+        out.append(
+            _diff(
+                "amount",
+                inv["id"],
+                format_money(int(inv.get("amount_paid") or 0), row.currency),
+                format_money(c.amount, c.currency),
+            )
+        )
     charge = row.charge
-    if status == "paid" and charge is not None and charge.get("status") == "succeeded" and row.payment is None:
+    if (
+        status == "paid"
+        and charge is not None
+        and charge.get("status") == "succeeded"
+        and row.payment is None
+    ):
         out.append(_diff("payment", charge["id"], "charge succeeded", "missing"))
     if row.payment is not None and charge is not None:
         captured = int(charge.get("amount_captured") or charge.get("amount") or 0)
         if captured != row.payment.amount:
-            out.append(_diff("payment amount", charge["id"], format_money(captured, row.currency),
-                             format_money(row.payment.amount, row.payment.currency)))
+            out.append(
+                _diff(
+                    "payment amount",
+                    charge["id"],
+                    format_money(captured, row.currency),
+                    format_money(row.payment.amount, row.payment.currency),
+                )
+            )
     return out
 
 
 def store_check(processor_id: int, subscription_id: str, sub: dict | None, differences: list[dict]) -> None:
     """Keep what a comparison found (the "differs from Stripe" filter reads it). Does not commit."""
-    values = {"checked_at": utcnow(), "differs": bool(differences), "differences": differences,
-              "stripe_status": sub.get("status") if sub else None}
-    if not insert_ignore(SubscriptionCheck, {"processor_id": processor_id, "subscription_id": subscription_id,
-                                             **values}, ["processor_id", "subscription_id"]):
-        check = db.session.scalar(select(SubscriptionCheck).where(
-            SubscriptionCheck.processor_id == processor_id, SubscriptionCheck.subscription_id == subscription_id))
+    values = {
+        "checked_at": utcnow(),
+        "differs": bool(differences),
+        "differences": differences,
+        "stripe_status": sub.get("status") if sub else None,
+    }
+    if not insert_ignore(
+        SubscriptionCheck,
+        {"processor_id": processor_id, "subscription_id": subscription_id, **values},
+        ["processor_id", "subscription_id"],
+    ):
+        check = db.session.scalar(
+            select(SubscriptionCheck).where(
+                SubscriptionCheck.processor_id == processor_id,
+                SubscriptionCheck.subscription_id == subscription_id,
+            )
+        )
         for k, v in values.items():
             setattr(check, k, v)
     db.session.flush()
@@ -356,13 +455,18 @@ class SubscriptionDetail:
 
     def differs(self, what: str, obj: str | None = None) -> dict | None:
         """The difference about ``what`` (of object ``obj``), for highlighting one field."""
-        return next((d for d in self.differences if d["what"] == what and (obj is None or d["object"] == obj)),
-                    None)
+        return next(
+            (d for d in self.differences if d["what"] == what and (obj is None or d["object"] == obj)), None
+        )
 
 
 def find_recur(subscription_id: str) -> ContributionRecur | None:
-    return db.session.scalar(select(ContributionRecur).where(ContributionRecur.subscription_id == subscription_id)
-                             .order_by(ContributionRecur.id).limit(1))
+    return db.session.scalar(
+        select(ContributionRecur)
+        .where(ContributionRecur.subscription_id == subscription_id)
+        .order_by(ContributionRecur.id)
+        .limit(1)
+    )
 
 
 def detail(processor: PaymentProcessor, subscription_id: str) -> SubscriptionDetail:
@@ -378,19 +482,29 @@ def detail(processor: PaymentProcessor, subscription_id: str) -> SubscriptionDet
         if not err.not_found:
             error = f"Could not ask Stripe: {err.message}"
         sub, rows = None, []
-    local = list(db.session.scalars(select(Contribution).where(Contribution.recur_id == recur.id)
-                                    .options(selectinload(Contribution.payments))
-                                    .order_by(Contribution.receive_date.desc(), Contribution.id.desc()))) \
-        if recur else []
+    local = (
+        list(
+            db.session.scalars(
+                select(Contribution)
+                .where(Contribution.recur_id == recur.id)
+                .options(selectinload(Contribution.payments))
+                .order_by(Contribution.receive_date.desc(), Contribution.id.desc())
+            )
+        )
+        if recur
+        else []
+    )
     differences = [] if error else compare(sub, recur, rows)
     if error is None and (recur is not None or sub is not None):
         store_check(processor.id, subscription_id, sub, differences)
         db.session.commit()
-    return SubscriptionDetail(subscription_id, processor, recur, sub, error, rows, differences, local,
-                              error is None)
+    return SubscriptionDetail(
+        subscription_id, processor, recur, sub, error, rows, differences, local, error is None
+    )
 
 
 # -- cancelling ------------------------------------------------------------------------------
+
 
 def cancel(processor: PaymentProcessor, subscription_id: str) -> ContributionRecur:
     """Cancel a subscription in Stripe now, then record it here (the recurring contribution
@@ -402,17 +516,34 @@ def cancel(processor: PaymentProcessor, subscription_id: str) -> ContributionRec
         raise ServiceError(f"{subscription_id} has ended already ({recur.stripe_status})")
     try:
         sub = Gateway.for_processor(processor).call(
-            "subscriptions", "cancel", subscription_id,
-            idempotency_key=f"paydesk-cancel-{processor.id}-{subscription_id}")
+            "subscriptions",
+            "cancel",
+            subscription_id,
+            idempotency_key=f"paydesk-cancel-{processor.id}-{subscription_id}",
+        )
     except GatewayError as err:
         db.session.rollback()
-        audit.record("subscription.cancel", object_type="subscription", object_id=subscription_id,
-                     processor_id=processor.id, ok=False, message=str(err), stripe_request_id=err.request_id)
+        audit.record(
+            "subscription.cancel",
+            object_type="subscription",
+            object_id=subscription_id,
+            processor_id=processor.id,
+            ok=False,
+            message=str(err),
+            stripe_request_id=err.request_id,
+        )
         raise stripe_failure(err, doing=f"did not cancel {subscription_id}") from err
     immediate()
     recur = sync_subscription(StripeReader(processor), processor, dict(sub), stamp=int(time.time()))
-    audit.record("subscription.cancel", object_type="subscription", object_id=subscription_id,
-                 processor_id=processor.id, parameters={"recur_id": recur.id},
-                 message=f"Stripe status {sub.get('status')}", stripe_request_id=sub.request_id, commit=False)
+    audit.record(
+        "subscription.cancel",
+        object_type="subscription",
+        object_id=subscription_id,
+        processor_id=processor.id,
+        parameters={"recur_id": recur.id},
+        message=f"Stripe status {sub.get('status')}",
+        stripe_request_id=sub.request_id,
+        commit=False,
+    )
     db.session.commit()
     return recur

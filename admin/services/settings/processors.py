@@ -19,8 +19,16 @@ from admin.services.core import audit
 from admin.stripe_gateway import Gateway, GatewayError
 
 
-def add_processor(*, name: str, secret_key: str, webhook_secrets: list[str], publishable_key: str | None = None,
-                  api_base: str | None = None, mode: str = "test", default: bool = False) -> PaymentProcessor:
+def add_processor(
+    *,
+    name: str,
+    secret_key: str,
+    webhook_secrets: list[str],
+    publishable_key: str | None = None,
+    api_base: str | None = None,
+    mode: str = "test",
+    default: bool = False,
+) -> PaymentProcessor:
     _check_keys(secret_key, publishable_key, mode)
     _check_lengths(name=name, publishable_key=publishable_key, api_base=api_base)
     api_base = check_api_base(api_base)
@@ -35,17 +43,33 @@ def add_processor(*, name: str, secret_key: str, webhook_secrets: list[str], pub
         proc.is_default = True
     db.session.add(proc)
     db.session.flush()
-    audit.record("processor.add", object_type="processor", object_id=str(proc.id), processor_id=proc.id,
-                 parameters=_audit_view(proc), commit=False)
+    audit.record(
+        "processor.add",
+        object_type="processor",
+        object_id=str(proc.id),
+        processor_id=proc.id,
+        parameters=_audit_view(proc),
+        commit=False,
+    )
     db.session.commit()
     return proc
 
 
-def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_key: str | None = None,
-                     publishable_key: str | None = None, webhook_secrets: list[str] | None = None,
-                     add_webhook_secrets: list[str] | None = None, remove_webhook_secrets: list[str] | None = None,
-                     api_base: str | None = None, mode: str | None = None, default: bool | None = None,
-                     active: bool | None = None, force: bool = False) -> PaymentProcessor:
+def update_processor(
+    proc: PaymentProcessor,
+    *,
+    name: str | None = None,
+    secret_key: str | None = None,
+    publishable_key: str | None = None,
+    webhook_secrets: list[str] | None = None,
+    add_webhook_secrets: list[str] | None = None,
+    remove_webhook_secrets: list[str] | None = None,
+    api_base: str | None = None,
+    mode: str | None = None,
+    default: bool | None = None,
+    active: bool | None = None,
+    force: bool = False,
+) -> PaymentProcessor:
     """Change a processor. A signing secret to remove is named by its whole value or (at least) its last
     four characters and must match exactly one; leaving the processor with no signing secret (every
     webhook would then be refused) needs ``force``. Writes one audit entry with what changed (masked)."""
@@ -55,8 +79,11 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
     if mode:
         proc.mode = mode
     if secret_key or publishable_key or mode:
-        _check_keys(secret_key or _readable(lambda: proc.secret_key, None), publishable_key or proc.publishable_key,
-                    proc.mode)
+        _check_keys(
+            secret_key or _readable(lambda: proc.secret_key, None),
+            publishable_key or proc.publishable_key,
+            proc.mode,
+        )
     if name and name != proc.name:
         if db.session.scalar(select(PaymentProcessor.id).where(PaymentProcessor.name == name)):
             raise ServiceError(f"a processor named {name!r} already exists", field="name")
@@ -66,7 +93,9 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
     if publishable_key:
         proc.publishable_key = publishable_key
     # Stored secrets that no longer decrypt (a lost encryption key) can still be replaced outright.
-    old_secrets = proc.webhook_secrets if webhook_secrets is None else _readable(lambda: proc.webhook_secrets, [])
+    old_secrets = (
+        proc.webhook_secrets if webhook_secrets is None else _readable(lambda: proc.webhook_secrets, [])
+    )
     secrets = [s for s in webhook_secrets if s] if webhook_secrets is not None else list(old_secrets)
     for s in add_webhook_secrets or []:
         if s and s not in secrets:
@@ -74,14 +103,21 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
     for s in remove_webhook_secrets or []:
         secrets.remove(_one_secret(secrets, s))
     if old_secrets and not secrets and not force:
-        raise ServiceError("that would remove the processor's last webhook signing secret, and every webhook "
-                           "would be refused: add the new one first, or pass --force", field="webhook_secrets")
+        raise ServiceError(
+            "that would remove the processor's last webhook signing secret, and every webhook "
+            "would be refused: add the new one first, or pass --force",
+            field="webhook_secrets",
+        )
     if secrets != old_secrets:
         proc.webhook_secrets = secrets
-    if api_base is not None and (check_api_base(api_base) or None) != ((proc.api_base or "").rstrip("/") or None):
+    if api_base is not None and (check_api_base(api_base) or None) != (
+        (proc.api_base or "").rstrip("/") or None
+    ):
         if not secret_key:
-            raise ServiceError("type the secret key again to change the API base URL (the key is sent there)",
-                               field="secret_key")
+            raise ServiceError(
+                "type the secret key again to change the API base URL (the key is sent there)",
+                field="secret_key",
+            )
         proc.api_base = check_api_base(api_base) or None
     if active is not None:
         proc.active = active
@@ -90,8 +126,15 @@ def update_processor(proc: PaymentProcessor, *, name: str | None = None, secret_
         proc.is_default = True
     after = _audit_view(proc)
     changed = {k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]}
-    audit.record("processor.update", object_type="processor", object_id=str(proc.id), processor_id=proc.id,
-                 parameters=changed, message=None if changed else "nothing changed", commit=False)
+    audit.record(
+        "processor.update",
+        object_type="processor",
+        object_id=str(proc.id),
+        processor_id=proc.id,
+        parameters=changed,
+        message=None if changed else "nothing changed",
+        commit=False,
+    )
     db.session.commit()
     forget_processor_ref(proc.id)  # this process sees the change at once; others within seconds
     return proc
@@ -106,23 +149,36 @@ def _one_secret(secrets: list[str], given: str) -> str:
     if given in secrets:
         return given
     if len(given) < MIN_SUFFIX:
-        raise ServiceError(f"name the signing secret to remove by its whole value or at least its last "
-                           f"{MIN_SUFFIX} characters", field="webhook_secrets")
+        raise ServiceError(
+            f"name the signing secret to remove by its whole value or at least its last "
+            f"{MIN_SUFFIX} characters",
+            field="webhook_secrets",
+        )
     matches = [s for s in secrets if s.endswith(given)]
     if not matches:
-        raise ServiceError(f"no signing secret of this processor ends with {given!r}", field="webhook_secrets")
+        raise ServiceError(
+            f"no signing secret of this processor ends with {given!r}", field="webhook_secrets"
+        )
     if len(matches) > 1:
-        raise ServiceError(f"{len(matches)} signing secrets end with {given!r}: give more of the one to remove",
-                           field="webhook_secrets")
+        raise ServiceError(
+            f"{len(matches)} signing secrets end with {given!r}: give more of the one to remove",
+            field="webhook_secrets",
+        )
     return matches[0]
 
 
 def _audit_view(proc: PaymentProcessor) -> dict:
     """A processor as the audit log keeps it: secrets masked, never in clear (or "unreadable")."""
-    return {"name": proc.name, "mode": proc.mode, "default": proc.is_default, "active": proc.active,
-            "api_base": proc.api_base, "publishable_key": proc.publishable_key,
-            "secret_key": _readable(lambda: crypto.mask(proc.secret_key), "(unreadable)"),
-            "webhook_secrets": _readable(lambda: [crypto.mask(x) for x in proc.webhook_secrets], "(unreadable)")}
+    return {
+        "name": proc.name,
+        "mode": proc.mode,
+        "default": proc.is_default,
+        "active": proc.active,
+        "api_base": proc.api_base,
+        "publishable_key": proc.publishable_key,
+        "secret_key": _readable(lambda: crypto.mask(proc.secret_key), "(unreadable)"),
+        "webhook_secrets": _readable(lambda: [crypto.mask(x) for x in proc.webhook_secrets], "(unreadable)"),
+    }
 
 
 def _readable(read, default):
@@ -162,15 +218,23 @@ def api_base_problem(api_base: str | None) -> str | None:
     except ValueError:
         return f"API base URL: {api_base[:80]!r} has a port that is not a number"
     host = (parts.hostname or "").lower().rstrip(".")
-    if (parts.scheme not in ("http", "https") or not host or parts.username is not None or parts.query
-            or parts.fragment or parts.path.strip("/")):
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or parts.path.strip("/")
+    ):
         return f"API base URL: {api_base[:80]!r} is not a base address (https://host[:port])"
     if parts.scheme == "https" and host == "api.stripe.com" and parts.port in (None, 443):
         return None
     if host in allowed_api_hosts():
         return None
-    return (f"API base URL: paydesk sends the secret key only to Stripe ({STRIPE_API}) or to a host listed in "
-            f"PAYDESK_STRIPE_API_BASES, not to {host[:80]}")
+    return (
+        f"API base URL: paydesk sends the secret key only to Stripe ({STRIPE_API}) or to a host listed in "
+        f"PAYDESK_STRIPE_API_BASES, not to {host[:80]}"
+    )
 
 
 def check_api_base(api_base: str | None) -> str | None:
@@ -191,7 +255,9 @@ def _check_keys(secret_key: str | None, publishable_key: str | None, mode: str) 
     if mode not in ("test", "live"):
         raise ServiceError("mode must be test or live", field="mode")
     if secret_key and not secret_key.startswith(("sk_", "rk_")):
-        raise ServiceError("the secret key must start with sk_ (or rk_ for a restricted key)", field="secret_key")
+        raise ServiceError(
+            "the secret key must start with sk_ (or rk_ for a restricted key)", field="secret_key"
+        )
     if secret_key and secret_key.startswith(("sk_live_", "rk_live_")) != (mode == "live"):
         raise ServiceError(f"a {mode} processor needs a {mode} secret key", field="secret_key")
     if publishable_key and not publishable_key.startswith("pk_"):
@@ -217,9 +283,11 @@ def get_processor(ppid: int | str | None = None) -> PaymentProcessor:
             return defaults[0]
         if len(procs) == 1:
             return procs[0]
-        raise ServiceError("several payment processors and none is the default: choose one (--ppid on the command "
-                           "line)" if procs
-                           else "no payment processor: add one with `processor add`")
+        raise ServiceError(
+            "several payment processors and none is the default: choose one (--ppid on the command line)"
+            if procs
+            else "no payment processor: add one with `processor add`"
+        )
     proc = None
     pk = parse_id(ppid)
     if pk is not None:
@@ -257,8 +325,11 @@ def check_connection(proc: PaymentProcessor) -> ConnectionCheck:
     try:
         key = proc.secret_key
     except crypto.SecretDecryptError:
-        return ConnectionCheck(False, "the stored secret key cannot be decrypted (was the encryption key "
-                                      "changed?): enter the secret key again")
+        return ConnectionCheck(
+            False,
+            "the stored secret key cannot be decrypted (was the encryption key "
+            "changed?): enter the secret key again",
+        )
     if not key:
         return ConnectionCheck(False, "the processor has no secret key")
     problem = api_base_problem(proc.api_base)
@@ -269,8 +340,12 @@ def check_connection(proc: PaymentProcessor) -> ConnectionCheck:
     except GatewayError as err:
         return ConnectionCheck(False, f"Stripe: {err.message}", request_id=err.request_id)
     mode = "live" if account.get("livemode", proc.livemode) else "test"
-    return ConnectionCheck(True, f"connected to {account_name(account)} ({account.get('id')}, {mode} mode)",
-                           account_id=account.get("id"), request_id=account.request_id)
+    return ConnectionCheck(
+        True,
+        f"connected to {account_name(account)} ({account.get('id')}, {mode} mode)",
+        account_id=account.get("id"),
+        request_id=account.request_id,
+    )
 
 
 # -- a cached plain copy, for the hot paths (webhook endpoint, worker) ------------------
@@ -301,14 +376,26 @@ def processor_ref(ppid: int) -> ProcessorRef | None:
     """The processor as a ``ProcessorRef``, cached per app process for a few seconds (so an edit made
     elsewhere, e.g. a signing secret removed with the CLI, applies within that time); None if unknown."""
     cache: dict[int, tuple[float, ProcessorRef | None]] = current_app.extensions.setdefault(
-        "paydesk_processor_refs", {})
+        "paydesk_processor_refs", {}
+    )
     hit = cache.get(ppid)
     if hit is not None and time.monotonic() - hit[0] < _CACHE_SECONDS:
         return hit[1]
     proc = db.session.get(PaymentProcessor, ppid)
-    ref = None if proc is None else ProcessorRef(
-        id=proc.id, name=proc.name, mode=proc.mode, active=proc.active, api_base=proc.api_base,
-        updated_at=proc.updated_at, secret_key=proc.secret_key, webhook_secrets=tuple(proc.webhook_secrets))
+    ref = (
+        None
+        if proc is None
+        else ProcessorRef(
+            id=proc.id,
+            name=proc.name,
+            mode=proc.mode,
+            active=proc.active,
+            api_base=proc.api_base,
+            updated_at=proc.updated_at,
+            secret_key=proc.secret_key,
+            webhook_secrets=tuple(proc.webhook_secrets),
+        )
+    )
     cache[ppid] = (time.monotonic(), ref)
     return ref
 

@@ -164,9 +164,15 @@ def create_endpoint(
             "webhook_endpoints", params, idempotency_key=_key("webhook-endpoint", str(proc.id), action_key)
         )
     except GatewayError as err:
-        raise audit.stripe_failed("webhook_endpoint.create", err, processor_id=proc.id,
-                                  object_type="webhook_endpoint", parameters={"url": url},
-                                  what="webhook endpoint", with_request=True) from None
+        raise audit.stripe_failed(
+            "webhook_endpoint.create",
+            err,
+            processor_id=proc.id,
+            object_type="webhook_endpoint",
+            parameters={"url": url},
+            what="webhook endpoint",
+            with_request=True,
+        ) from None
     secret = created.get("secret")
     immediate()
     if secret:
@@ -193,8 +199,15 @@ def set_disabled(proc: PaymentProcessor, endpoint_id: str, disabled: bool) -> En
     try:
         updated = processors.gateway(proc).update("webhook_endpoints", endpoint_id, {"disabled": disabled})
     except GatewayError as err:
-        raise audit.stripe_failed(action, err, processor_id=proc.id, object_type="webhook_endpoint",
-                                  object_id=endpoint_id, what="webhook endpoint", with_request=True) from None
+        raise audit.stripe_failed(
+            action,
+            err,
+            processor_id=proc.id,
+            object_type="webhook_endpoint",
+            object_id=endpoint_id,
+            what="webhook endpoint",
+            with_request=True,
+        ) from None
     audit.record(
         action,
         object_type="webhook_endpoint",
@@ -213,9 +226,15 @@ def delete_endpoint(proc: PaymentProcessor, endpoint_id: str) -> str | None:
     try:
         gone = processors.gateway(proc).call("webhook_endpoints", "delete", endpoint_id)
     except GatewayError as err:
-        raise audit.stripe_failed("webhook_endpoint.delete", err, processor_id=proc.id,
-                                  object_type="webhook_endpoint", object_id=endpoint_id,
-                                  what="webhook endpoint", with_request=True) from None
+        raise audit.stripe_failed(
+            "webhook_endpoint.delete",
+            err,
+            processor_id=proc.id,
+            object_type="webhook_endpoint",
+            object_id=endpoint_id,
+            what="webhook endpoint",
+            with_request=True,
+        ) from None
     audit.record(
         "webhook_endpoint.delete",
         object_type="webhook_endpoint",

@@ -92,8 +92,11 @@ def authenticate(email: str, password: str, client_addr: str | None, user_agent:
     """Check credentials under the throttles; records failures, clears on success, audits both. Commits.
     A right password of an account with two-factor sign-in gives ``needs_code`` (nobody is signed in yet)."""
     cfg = current_app.config
-    max_failures, lockout, ip_max = (int(cfg["LOGIN_MAX_FAILURES"]), int(cfg["LOGIN_LOCKOUT_SECONDS"]),
-                                     int(cfg["LOGIN_IP_MAX_FAILURES"]))
+    max_failures, lockout, ip_max = (
+        int(cfg["LOGIN_MAX_FAILURES"]),
+        int(cfg["LOGIN_LOCKOUT_SECONDS"]),
+        int(cfg["LOGIN_IP_MAX_FAILURES"]),
+    )
     now = utcnow()
     addr = client_addr or "unknown"
     email_norm = (email or "").strip().lower()
@@ -120,8 +123,10 @@ def authenticate(email: str, password: str, client_addr: str | None, user_agent:
             return SignIn(user=user, needs_code=True)
         return _signed_in(user, addr, user_agent, {"address": addr})
 
-    wait = max(ratelimit.hit(account_key, limit=max_failures, window=lockout, block=lockout, now=now),
-               ratelimit.hit(ip_key, limit=ip_max, window=lockout, block=lockout, now=now))
+    wait = max(
+        ratelimit.hit(account_key, limit=max_failures, window=lockout, block=lockout, now=now),
+        ratelimit.hit(ip_key, limit=ip_max, window=lockout, block=lockout, now=now),
+    )
     _audit_failure(email_norm, addr, "wrong email or password" + ("; address now blocked" if wait else ""))
     db.session.commit()
     if wait:
@@ -129,17 +134,33 @@ def authenticate(email: str, password: str, client_addr: str | None, user_agent:
     return SignIn(error=BAD_CREDENTIALS)
 
 
-def _signed_in(user: User, addr: str, user_agent: str | None, parameters: dict, message: str | None = None) -> SignIn:
+def _signed_in(
+    user: User, addr: str, user_agent: str | None, parameters: dict, message: str | None = None
+) -> SignIn:
     user.last_login_at = utcnow()
     key = sessions.start(user, addr, user_agent)
-    audit.record("user.sign_in", object_type="user", object_id=str(user.id), parameters=parameters, message=message,
-                 actor=user.email, user_id=user.id, commit=False)
+    audit.record(
+        "user.sign_in",
+        object_type="user",
+        object_id=str(user.id),
+        parameters=parameters,
+        message=message,
+        actor=user.email,
+        user_id=user.id,
+        commit=False,
+    )
     db.session.commit()
     return SignIn(user=user, session_key=key)
 
 
-def second_factor(user_id: int, session_token: str, started: float, code: str, client_addr: str | None,
-                  user_agent: str | None = None) -> SignIn:
+def second_factor(
+    user_id: int,
+    session_token: str,
+    started: float,
+    code: str,
+    client_addr: str | None,
+    user_agent: str | None = None,
+) -> SignIn:
     """Finish a sign-in whose password step (``started``, a Unix time) was right, with an app code or a
     recovery code. ``session_token`` is the account's at the password step: a password changed or sessions
     revoked since then start over. Commits."""
@@ -147,8 +168,16 @@ def second_factor(user_id: int, session_token: str, started: float, code: str, c
     addr = client_addr or "unknown"
     immediate()
     user = db.session.get(User, user_id)
-    too_late = not isinstance(started, int | float) or started + float(cfg["SECOND_FACTOR_SECONDS"]) < time.time()
-    if user is None or not user.active or not user.two_factor or user.session_token != session_token or too_late:
+    too_late = (
+        not isinstance(started, int | float) or started + float(cfg["SECOND_FACTOR_SECONDS"]) < time.time()
+    )
+    if (
+        user is None
+        or not user.active
+        or not user.two_factor
+        or user.session_token != session_token
+        or too_late
+    ):
         db.session.commit()
         return SignIn(error=CODE_STEP_OVER, start_over=True)
     key = ratelimit.safe_key("login-code", str(user.id))
@@ -165,8 +194,13 @@ def second_factor(user_id: int, session_token: str, started: float, code: str, c
         if how == "recovery code":
             message = f"signed in with a recovery code; {totp.remaining_codes(user)} left"
         return _signed_in(user, addr, user_agent, {"address": addr, "second_factor": how}, message)
-    wait = ratelimit.hit(key, limit=int(cfg["LOGIN_CODE_MAX_FAILURES"]), window=int(cfg["LOGIN_LOCKOUT_SECONDS"]),
-                         block=int(cfg["LOGIN_LOCKOUT_SECONDS"]), now=now)
+    wait = ratelimit.hit(
+        key,
+        limit=int(cfg["LOGIN_CODE_MAX_FAILURES"]),
+        window=int(cfg["LOGIN_LOCKOUT_SECONDS"]),
+        block=int(cfg["LOGIN_LOCKOUT_SECONDS"]),
+        now=now,
+    )
     _audit_code_failure(user, addr, "wrong two-factor code" + ("; code step now blocked" if wait else ""))
     db.session.commit()
     if wait:
@@ -175,15 +209,29 @@ def second_factor(user_id: int, session_token: str, started: float, code: str, c
 
 
 def _audit_code_failure(user: User, addr: str, message: str) -> None:
-    audit.record("user.sign_in_failed", object_type="user", object_id=str(user.id),
-                 parameters={"email": user.email, "address": addr, "step": "two-factor code"},
-                 ok=False, message=message, actor="anonymous", commit=False)
+    audit.record(
+        "user.sign_in_failed",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email, "address": addr, "step": "two-factor code"},
+        ok=False,
+        message=message,
+        actor="anonymous",
+        commit=False,
+    )
 
 
 def _audit_failure(email: str, addr: str, message: str) -> None:
     shown = "".join(c if c.isprintable() else "?" for c in email[:255])  # as typed, minus control characters
-    audit.record("user.sign_in_failed", object_type="user", parameters={"email": shown, "address": addr},
-                 ok=False, message=message, actor="anonymous", commit=False)
+    audit.record(
+        "user.sign_in_failed",
+        object_type="user",
+        parameters={"email": shown, "address": addr},
+        ok=False,
+        message=message,
+        actor="anonymous",
+        commit=False,
+    )
 
 
 def sign_out(user: User, client_addr: str | None, session_id: int | None = None) -> None:
@@ -198,6 +246,13 @@ def sign_out(user: User, client_addr: str | None, session_id: int | None = None)
     else:
         user.end_sessions()
         sessions.end_all(user, "sign_out")
-    audit.record("user.sign_out", object_type="user", object_id=str(user.id),
-                 parameters={"address": client_addr or "unknown"}, actor=user.email, user_id=user.id, commit=False)
+    audit.record(
+        "user.sign_out",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"address": client_addr or "unknown"},
+        actor=user.email,
+        user_id=user.id,
+        commit=False,
+    )
     db.session.commit()

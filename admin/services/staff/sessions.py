@@ -76,8 +76,10 @@ def load_user(user_id: str | None, key: str | None) -> User | None:
     if pk is None or not token or not key:
         return None
     found = db.session.execute(  # one round trip for both
-        select(User, StaffSession).join(StaffSession, StaffSession.user_id == User.id)
-        .where(User.id == pk, StaffSession.key_hash == _hash(key))).first()
+        select(User, StaffSession)
+        .join(StaffSession, StaffSession.user_id == User.id)
+        .where(User.id == pk, StaffSession.key_hash == _hash(key))
+    ).first()
     if found is None:
         return None
     user, row = found
@@ -105,11 +107,13 @@ def _end_idle(row: StaffSession, user: User, now: datetime, limit: timedelta) ->
     row_id, user_id, email = row.id, user.id, user.email
     minutes = int(limit.total_seconds() // 60)
     immediate()
-    done = rowcount(db.session.execute(
-        update(StaffSession)
-        .where(StaffSession.id == row_id, StaffSession.ended_at.is_(None))
-        .values(ended_at=now, ended_reason="idle")
-    ))
+    done = rowcount(
+        db.session.execute(
+            update(StaffSession)
+            .where(StaffSession.id == row_id, StaffSession.ended_at.is_(None))
+            .values(ended_at=now, ended_reason="idle")
+        )
+    )
     if done:
         audit.record(
             "user.session_idle",
@@ -221,8 +225,12 @@ def prune(older_than: timedelta) -> int:
     from sqlalchemy import delete, or_
 
     cutoff = utcnow() - older_than
-    gone = rowcount(db.session.execute(
-        delete(StaffSession).where(or_(StaffSession.ended_at < cutoff, StaffSession.last_seen_at < cutoff))
-    ))
+    gone = rowcount(
+        db.session.execute(
+            delete(StaffSession).where(
+                or_(StaffSession.ended_at < cutoff, StaffSession.last_seen_at < cutoff)
+            )
+        )
+    )
     db.session.commit()
     return gone or 0

@@ -118,12 +118,14 @@ def check_code(user: User, code: str | None) -> bool:
     step = _matching_step(secret, code or "", user.totp_last_step)
     if step is None:
         return False
-    taken = rowcount(db.session.execute(
-        update(User)
-        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step)
-        .execution_options(synchronize_session=False)
-    ))
+    taken = rowcount(
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+            .values(totp_last_step=step)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if taken != 1:
         return False
     set_committed_value(user, "totp_last_step", step)
@@ -283,7 +285,9 @@ def reset(user: User) -> User:
         object_type="user",
         object_id=str(user.id),
         parameters={"email": user.email},
-        message="two-factor sign-in reset" + ("" if was_on else " (it was off)") + f"; {ended} session(s) ended",
+        message="two-factor sign-in reset"
+        + ("" if was_on else " (it was off)")
+        + f"; {ended} session(s) ended",
         commit=False,
     )
     db.session.commit()

@@ -34,8 +34,10 @@ def check_new_user(email: str, role: str = "viewer") -> str:
     (asked before a password is, so nobody types one twice for an address that is refused)."""
     email = (email or "").strip().lower()
     if "@" not in email or len(email) > MAX_EMAIL or not email.isprintable():
-        raise ServiceError(f"email: enter an address such as name@example.org (at most {MAX_EMAIL} characters)",
-                           field="email")
+        raise ServiceError(
+            f"email: enter an address such as name@example.org (at most {MAX_EMAIL} characters)",
+            field="email",
+        )
     if role not in ROLES:
         raise ServiceError(f"role: choose one of {', '.join(ROLES)}", field="role")
     if find_user(email):
@@ -55,9 +57,14 @@ def create_user(email: str, password: str, role: str = "viewer", *, temporary: b
         _make_temporary(user)
     db.session.add(user)
     db.session.flush()
-    audit.record("user.create", object_type="user", object_id=str(user.id),
-                 parameters={"email": email, "role": role},
-                 message="temporary password: to be changed at first sign-in" if temporary else None, commit=False)
+    audit.record(
+        "user.create",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": email, "role": role},
+        message="temporary password: to be changed at first sign-in" if temporary else None,
+        commit=False,
+    )
     db.session.commit()
     return user
 
@@ -73,12 +80,14 @@ def temporary_password() -> str:
     """Four groups of four letters and digits: about 80 bits, easy to read out or type."""
     alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
     raw = "".join(secrets.choice(alphabet) for _ in range(16))
-    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
 
 
 def _make_temporary(user: User) -> None:
     user.must_change_password = True
-    user.password_expires_at = utcnow() + timedelta(hours=float(current_app.config.get("TEMP_PASSWORD_HOURS") or 72))
+    user.password_expires_at = utcnow() + timedelta(
+        hours=float(current_app.config.get("TEMP_PASSWORD_HOURS") or 72)
+    )
 
 
 def reset_password(user: User) -> str:
@@ -90,8 +99,14 @@ def reset_password(user: User) -> str:
     _make_temporary(user)
     user.end_sessions()
     ended = sessions.end_all(user, "password")
-    audit.record("user.reset_password", object_type="user", object_id=str(user.id), parameters={"email": user.email},
-                 message=f"temporary password set; {ended} session(s) ended", commit=False)
+    audit.record(
+        "user.reset_password",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email},
+        message=f"temporary password set; {ended} session(s) ended",
+        commit=False,
+    )
     db.session.commit()
     return password
 
@@ -111,16 +126,26 @@ def change_own_password(user: User, current: str, new: str, keep_session: int | 
     user.password_expires_at = None
     user.end_sessions()
     ended = sessions.end_all(user, "password", keep=keep_session)
-    audit.record("user.change_password", object_type="user", object_id=str(user.id), parameters={"email": user.email},
-                 message=("temporary password replaced" if was_temporary else "password changed")
-                 + f"; {ended} other session(s) ended", commit=False)
+    audit.record(
+        "user.change_password",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email},
+        message=("temporary password replaced" if was_temporary else "password changed")
+        + f"; {ended} other session(s) ended",
+        commit=False,
+    )
     db.session.commit()
     return user
 
 
 def _active_admins() -> int:
-    return db.session.scalar(select(func.count()).select_from(User).where(User.role == "admin",
-                                                                            User.active.is_(True))) or 0
+    return (
+        db.session.scalar(
+            select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True))
+        )
+        or 0
+    )
 
 
 def _acting_user_id() -> int | None:
@@ -137,14 +162,22 @@ def change_role(user: User, role: str) -> User:
         raise ServiceError(f"role: {user.email} is already {role}", field="role")
     if old == "admin":
         if user.id == _acting_user_id():
-            raise ServiceError("role: you cannot take the admin role from yourself; ask another admin", field="role")
+            raise ServiceError(
+                "role: you cannot take the admin role from yourself; ask another admin", field="role"
+            )
         if user.active and _active_admins() <= 1:
-            raise ServiceError(f"role: {user.email} is the only active admin; make someone else admin first",
-                               field="role")
+            raise ServiceError(
+                f"role: {user.email} is the only active admin; make someone else admin first", field="role"
+            )
     user.role = role
-    audit.record("user.role", object_type="user", object_id=str(user.id),
-                 parameters={"email": user.email, "from": old, "to": role}, message=f"role {old} -> {role}",
-                 commit=False)
+    audit.record(
+        "user.role",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email, "from": old, "to": role},
+        message=f"role {old} -> {role}",
+        commit=False,
+    )
     db.session.commit()
     return user
 
@@ -161,8 +194,14 @@ def deactivate(user: User) -> User:
     user.active = False
     user.end_sessions()
     ended = sessions.end_all(user, "deactivated")
-    audit.record("user.deactivate", object_type="user", object_id=str(user.id), parameters={"email": user.email},
-                 message=f"deactivated; {ended} session(s) ended", commit=False)
+    audit.record(
+        "user.deactivate",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email},
+        message=f"deactivated; {ended} session(s) ended",
+        commit=False,
+    )
     db.session.commit()
     return user
 
@@ -173,8 +212,13 @@ def activate(user: User) -> User:
     if user.active:
         raise ServiceError(f"{user.email} is already active")
     user.active = True
-    audit.record("user.activate", object_type="user", object_id=str(user.id), parameters={"email": user.email},
-                 commit=False)
+    audit.record(
+        "user.activate",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email},
+        commit=False,
+    )
     db.session.commit()
     return user
 
@@ -187,9 +231,14 @@ def revoke_session(user: User, session_id: int) -> None:
         raise ServiceError(f"{user.email} has no session {session_id}")
     if not sessions.end(row, "revoked"):
         raise ServiceError("that session has already ended")
-    audit.record("user.revoke_session", object_type="user", object_id=str(user.id),
-                 parameters={"email": user.email, "session": session_id, "address": row.address},
-                 message="one session ended", commit=False)
+    audit.record(
+        "user.revoke_session",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email, "session": session_id, "address": row.address},
+        message="one session ended",
+        commit=False,
+    )
     db.session.commit()
 
 
@@ -210,8 +259,14 @@ def set_password(user: User, password: str) -> User:
     user.password_expires_at = None
     user.end_sessions()
     sessions.end_all(user, "password")
-    audit.record("user.set_password", object_type="user", object_id=str(user.id),
-                 parameters={"email": user.email}, message="password changed; all sessions ended", commit=False)
+    audit.record(
+        "user.set_password",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email},
+        message="password changed; all sessions ended",
+        commit=False,
+    )
     db.session.commit()
     return user
 
@@ -221,8 +276,14 @@ def revoke_sessions(user: User) -> User:
     immediate()
     user.end_sessions()
     sessions.end_all(user, "revoked_all")
-    audit.record("user.revoke_sessions", object_type="user", object_id=str(user.id),
-                 parameters={"email": user.email}, message="all sessions ended", commit=False)
+    audit.record(
+        "user.revoke_sessions",
+        object_type="user",
+        object_id=str(user.id),
+        parameters={"email": user.email},
+        message="all sessions ended",
+        commit=False,
+    )
     db.session.commit()
     return user
 

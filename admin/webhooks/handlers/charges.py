@@ -44,7 +44,7 @@ def charge_failed(ctx: EventContext) -> None:
     charge = ctx.object()
     pi_id = sid(charge.get("payment_intent"))
     customer_id = sid(charge.get("customer"))
-    known = (pi_id and (intents.by_intent_id(pi_id) or contributions.by_intent(ctx.processor.id, pi_id)))
+    known = pi_id and (intents.by_intent_id(pi_id) or contributions.by_intent(ctx.processor.id, pi_id))
     if not customer_id and not known:
         _card_testing_signal(ctx, charge)
         return
@@ -58,12 +58,21 @@ def charge_failed(ctx: EventContext) -> None:
 
 def _card_testing_signal(ctx: EventContext, charge: dict) -> None:
     outcome = charge.get("outcome") or {}
-    card = ((charge.get("payment_method_details") or {}).get("card") or {})
-    insert_ignore(CardTestingSignal, {
-        "processor_id": ctx.processor.id, "charge_id": charge["id"], "event_id": ctx.row.event_id,
-        "amount": minor_units(charge, "amount", default=None),
-        "currency": currency_of(charge) if charge.get("currency") is not None else None,
-        "failure_code": charge.get("failure_code"), "decline_code": outcome.get("reason"),
-        "card_fingerprint": card.get("fingerprint"), "card_country": card.get("country"),
-        "created_at": utcnow()}, ["charge_id"])
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    insert_ignore(
+        CardTestingSignal,
+        {
+            "processor_id": ctx.processor.id,
+            "charge_id": charge["id"],
+            "event_id": ctx.row.event_id,
+            "amount": minor_units(charge, "amount", default=None),
+            "currency": currency_of(charge) if charge.get("currency") is not None else None,
+            "failure_code": charge.get("failure_code"),
+            "decline_code": outcome.get("reason"),
+            "card_fingerprint": card.get("fingerprint"),
+            "card_country": card.get("country"),
+            "created_at": utcnow(),
+        },
+        ["charge_id"],
+    )
     ctx.note("card-testing signal: failed charge with no customer and no known intent")

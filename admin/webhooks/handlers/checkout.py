@@ -37,19 +37,28 @@ def _paid(ctx: EventContext, session: dict) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _checked(ctx: EventContext, session: dict, c: Contribution | None, pi_id: str | None,
-             inv_id: str | None, recur_id: int | None = None) -> tuple[Contribution | None, bool]:
+def _checked(
+    ctx: EventContext,
+    session: dict,
+    c: Contribution | None,
+    pi_id: str | None,
+    inv_id: str | None,
+    recur_id: int | None = None,
+) -> tuple[Contribution | None, bool]:
     """The named contribution when this session may complete it, and whether the payment is unmatched."""
     if c is None:
         return None, False
     amount, currency = _paid(ctx, session)
-    reason = unmatched.mismatch(c, session, amount, currency, payment_intent_id=pi_id, invoice_id=inv_id,
-                                recur_id=recur_id)
+    reason = unmatched.mismatch(
+        c, session, amount, currency, payment_intent_id=pi_id, invoice_id=inv_id, recur_id=recur_id
+    )
     if reason is None:
         return c, False
     unmatched.note(ctx.processor.id, session, c, reason, amount, currency)
-    ctx.note(f"session names contribution {c.id}, which it does not match ({reason}): the payment is recorded "
-             "on its own, without a receipt, for staff on /reconcile")
+    ctx.note(
+        f"session names contribution {c.id}, which it does not match ({reason}): the payment is recorded "
+        "on its own, without a receipt, for staff on /reconcile"
+    )
     return None, True
 
 
@@ -66,29 +75,47 @@ def checkout_completed(ctx: EventContext) -> None:
         if session.get("payment_status") != "paid" or not pi_id:
             ctx.ignore(f"session payment is {session.get('payment_status')}; a later event completes it")
             return
-        pi = ctx.reader.expanded("payment_intents", session.get("payment_intent"), required=("latest_charge",))
-        charge = ctx.reader.expanded("charges", pi.get("latest_charge"),
-                                     required=("balance_transaction", "amount_refunded", "status")) if pi else None
+        pi = ctx.reader.expanded(
+            "payment_intents", session.get("payment_intent"), required=("latest_charge",)
+        )
+        charge = (
+            ctx.reader.expanded(
+                "charges",
+                pi.get("latest_charge"),
+                required=("balance_transaction", "amount_refunded", "status"),
+            )
+            if pi
+            else None
+        )
         if charge is None:
             ctx.ignore("paid session has no charge yet")
             return
-        recorded: Contribution | None = contributions.record_one_off_charge(ctx.reader, ctx.processor, charge,
-                                                       no_receipt=ctx.no_receipt or foreign)
+        recorded: Contribution | None = contributions.record_one_off_charge(
+            ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt or foreign
+        )
         if foreign:
             unmatched.recorded_on(ctx.processor.id, session, recorded)
     elif mode == "subscription":
         sub_id = sid(session.get("subscription"))
         inv_id = sid(session.get("invoice"))
         recur = recurring.ensure_recur(ctx.reader, ctx.processor, sub_id) if sub_id else None
-        c, foreign = _checked(ctx, session, _referenced(ctx, session), None, inv_id, recur.id if recur else None)
+        c, foreign = _checked(
+            ctx, session, _referenced(ctx, session), None, inv_id, recur.id if recur else None
+        )
         if c is not None and recur is not None:
             c.recur_id = c.recur_id or recur.id
-        if c is not None and inv_id and not c.invoice_id and contributions.by_invoice(ctx.processor.id, inv_id) is None:
+        if (
+            c is not None
+            and inv_id
+            and not c.invoice_id
+            and contributions.by_invoice(ctx.processor.id, inv_id) is None
+        ):
             c.invoice_id = inv_id
             db.session.flush()
         if inv_id:
-            recorded = contributions.settle_invoice(ctx.reader, ctx.processor, inv_id,
-                                                    no_receipt=ctx.no_receipt or foreign)
+            recorded = contributions.settle_invoice(
+                ctx.reader, ctx.processor, inv_id, no_receipt=ctx.no_receipt or foreign
+            )
             if foreign:
                 unmatched.recorded_on(ctx.processor.id, session, recorded)
     else:

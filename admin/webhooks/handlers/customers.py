@@ -11,15 +11,27 @@ from admin.webhooks.registry import handles
 
 
 def _link(ctx: EventContext) -> StripeCustomer | None:
-    return db.session.scalar(select(StripeCustomer).where(StripeCustomer.processor_id == ctx.processor.id,
-                                                          StripeCustomer.customer_id == ctx.payload["id"]))
+    return db.session.scalar(
+        select(StripeCustomer).where(
+            StripeCustomer.processor_id == ctx.processor.id, StripeCustomer.customer_id == ctx.payload["id"]
+        )
+    )
 
 
 def _newer_applied(ctx: EventContext) -> bool:
-    return bool(db.session.scalar(select(exists().where(
-        StripeEvent.processor_id == ctx.processor.id, StripeEvent.customer_id == ctx.payload["id"],
-        StripeEvent.type == "customer.updated", StripeEvent.created > ctx.created,
-        StripeEvent.status == EV_SUCCESS))))
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    StripeEvent.processor_id == ctx.processor.id,
+                    StripeEvent.customer_id == ctx.payload["id"],
+                    StripeEvent.type == "customer.updated",
+                    StripeEvent.created > ctx.created,
+                    StripeEvent.status == EV_SUCCESS,
+                )
+            )
+        )
+    )
 
 
 @handles("customer.updated")

@@ -18,8 +18,13 @@ def _sync(ctx: EventContext) -> tuple[dict, StripePaymentIntent]:
     return pi, intents.sync_intent(ctx.processor, pi, stamp=ctx.created, row=tracked)
 
 
-@handles("payment_intent.created", "payment_intent.requires_action", "payment_intent.amount_capturable_updated",
-         "payment_intent.processing", "payment_intent.partially_funded")
+@handles(
+    "payment_intent.created",
+    "payment_intent.requires_action",
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.processing",
+    "payment_intent.partially_funded",
+)
 def intent_changed(ctx: EventContext) -> None:
     _sync(ctx)
 
@@ -35,13 +40,16 @@ def intent_succeeded(ctx: EventContext) -> None:
         contributions.settle_invoice(ctx.reader, ctx.processor, invoice_id, no_receipt=ctx.no_receipt)
         ctx.note(f"recurring payment for {invoice_id}")
         return
-    charge = ctx.reader.expanded("charges", pi.get("latest_charge"),
-                                 required=("balance_transaction", "amount_refunded", "status"))
+    charge = ctx.reader.expanded(
+        "charges", pi.get("latest_charge"), required=("balance_transaction", "amount_refunded", "status")
+    )
     if charge is None:
         ctx.ignore("succeeded intent has no charge")
         return
-    intents.link_contribution(tracked, contributions.record_one_off_charge(
-        ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt))
+    intents.link_contribution(
+        tracked,
+        contributions.record_one_off_charge(ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt),
+    )
 
 
 @handles("payment_intent.payment_failed")
@@ -60,4 +68,6 @@ def intent_canceled(ctx: EventContext) -> None:
     pi, _ = _sync(ctx)
     c = contributions.by_intent(ctx.processor.id, pi["id"])
     if c is not None:
-        contributions.cancel(c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})")
+        contributions.cancel(
+            c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})"
+        )

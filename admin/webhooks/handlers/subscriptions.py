@@ -7,8 +7,13 @@ from admin.webhooks.context import EventContext
 from admin.webhooks.registry import handles
 
 
-@handles("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
-         "customer.subscription.paused", "customer.subscription.resumed")
+@handles(
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+)
 def subscription_changed(ctx: EventContext) -> None:
     sub = ctx.object()
     if not ctx.row.refetch and recurring.is_stale(ctx.processor.id, sub, ctx.created):

@@ -19,15 +19,27 @@ from admin.worker import queues
 
 
 def _events(processor, n: int) -> list[int]:
-    rows = [StripeEvent(processor_id=processor.id, event_id=f"evt_job{i:03d}", type="invoice.paid",
-                        created=1_700_000_000 + i, raw="{}", status="error", last_error="boom") for i in range(n)]
+    rows = [
+        StripeEvent(
+            processor_id=processor.id,
+            event_id=f"evt_job{i:03d}",
+            type="invoice.paid",
+            created=1_700_000_000 + i,
+            raw="{}",
+            status="error",
+            last_error="boom",
+        )
+        for i in range(n)
+    ]
     db.session.add_all(rows)
     db.session.commit()
     return [r.id for r in rows]
 
 
 def _ignored() -> int:
-    return db.session.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "ignored"))
+    return db.session.scalar(
+        select(func.count()).select_from(StripeEvent).where(StripeEvent.status == "ignored")
+    )
 
 
 def test_the_same_job_started_twice_is_one_job(offline_processor):
@@ -37,7 +49,10 @@ def test_the_same_job_started_twice_is_one_job(offline_processor):
     assert first.created and not second.created and first.job.id == second.job.id
     other = jobs.start("events.ignore", {**params, "reason": "another reason"})
     assert other.created and other.job.id != first.job.id
-    assert db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "job.start")) == 2
+    assert (
+        db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "job.start"))
+        == 2
+    )
 
 
 @pytest.mark.postgres
@@ -48,8 +63,11 @@ def test_two_staff_starting_the_same_job_at_once_get_one_run(app, offline_proces
     def start():
         with app.app_context():
             barrier.wait()
-            ids.append(jobs.start("events.cleanup", {"older_than": "30 days", "include_errors": False,
-                                                     "ppid": None}).job.id)
+            ids.append(
+                jobs.start(
+                    "events.cleanup", {"older_than": "30 days", "include_errors": False, "ppid": None}
+                ).job.id
+            )
             db.session.remove()
 
     threads = [threading.Thread(target=start) for _ in range(4)]
@@ -90,7 +108,9 @@ def test_a_job_whose_worker_died_is_resumed_from_its_cursor_after_the_lease(offl
     assert queues.run_jobs("other", seconds=30) == 1
     db.session.refresh(job)
     assert (job.status, job.done) == ("done", 5)
-    entries = db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "event.ignore"))
+    entries = db.session.scalar(
+        select(func.count()).select_from(AuditLog).where(AuditLog.action == "event.ignore")
+    )
     assert entries == 5  # each event once, none repeated or skipped
 
 
@@ -228,14 +248,30 @@ def test_passing_failures_are_counted_afresh_after_each_unit_that_works(offline_
     assert (job.status, job.done, job.error) == ("done", 8, None)
 
 
-@pytest.mark.parametrize("kind, params", [
-    ("events.populate", {"types": [], "limit": 5}), ("events.retry_all", {"limit": 5, "days": 30}),
-    ("imports.subscriptions", {}), ("imports.customers", {}), ("subscriptions.compare", {}),
-    ("customers.update_metadata", {}), ("customers.update_contact_ids", {}), ("intents.import", {"since": None}),
-    ("intents.cancel", {"intent_ids": ["pi_1"]}),
-    ("reconcile.fix_all", {"since": "2026-11-01T00:00:00", "until": "2026-11-08T00:00:00", "object": [],
-                           "problem": [], "cancel_local": False}),
-])
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("events.populate", {"types": [], "limit": 5}),
+        ("events.retry_all", {"limit": 5, "days": 30}),
+        ("imports.subscriptions", {}),
+        ("imports.customers", {}),
+        ("subscriptions.compare", {}),
+        ("customers.update_metadata", {}),
+        ("customers.update_contact_ids", {}),
+        ("intents.import", {"since": None}),
+        ("intents.cancel", {"intent_ids": ["pi_1"]}),
+        (
+            "reconcile.fix_all",
+            {
+                "since": "2026-11-01T00:00:00",
+                "until": "2026-11-08T00:00:00",
+                "object": [],
+                "problem": [],
+                "cancel_local": False,
+            },
+        ),
+    ],
+)
 def test_a_job_that_needs_a_processor_and_has_none_fails_saying_so(app, kind, params):
     job = jobs.start(kind, params).job
     assert queues.run_jobs("w") == 1

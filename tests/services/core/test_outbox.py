@@ -63,6 +63,7 @@ def test_customer_metadata_push_for_a_deleted_customer_is_an_error_at_once(app, 
 
 # -- receipts through a database outage: sent once, recorded once ------------------------------
 
+
 def receipt_task() -> OutboxTask:
     return db.session.scalar(select(OutboxTask).where(OutboxTask.kind == "receipt"))
 
@@ -88,9 +89,12 @@ def send_then(monkeypatch, after) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("failed_commits", [1, 4])
 def test_receipt_whose_commit_fails_after_the_send_is_sent_once_and_recorded(
-        app, offline_processor, world, smtp, monkeypatch, backend, failed_commits):
+    app, offline_processor, world, smtp, monkeypatch, backend, failed_commits
+):
     with DatabaseOutage(db.engine) as outage:
-        send_then(monkeypatch, lambda: outage.fail_commits(failed_commits))  # the database goes away after the send
+        send_then(
+            monkeypatch, lambda: outage.fail_commits(failed_commits)
+        )  # the database goes away after the send
         pay = OneOff(world)
         feed(offline_processor, pay.event("charge.succeeded"))
         assert outage.failures == failed_commits
@@ -106,7 +110,8 @@ def test_receipt_whose_commit_fails_after_the_send_is_sent_once_and_recorded(
 
 
 def test_receipt_being_recorded_is_not_claimed_by_another_worker_when_its_lease_ends(
-        app, offline_processor, world, smtp, monkeypatch):
+    app, offline_processor, world, smtp, monkeypatch
+):
     """The claim's lease (WORKER_LEASE_SECONDS, here 0) runs out while the sender waits for the database to
     record the sent receipt: another worker must not take the task and send it again."""
     app.config.update(WORKER_LEASE_SECONDS=0, SYNC_CUSTOMER_METADATA=False)  # the receipt is the only task
@@ -132,7 +137,8 @@ def test_receipt_being_recorded_is_not_claimed_by_another_worker_when_its_lease_
 
 
 def test_receipt_of_a_worker_killed_mid_send_is_sent_again_with_the_same_message_id(
-        app, offline_processor, world, smtp, caplog):
+    app, offline_processor, world, smtp, caplog
+):
     pay = OneOff(world)
     feed(offline_processor, pay.event("charge.succeeded"))
     assert len(smtp.messages) == 1
@@ -148,13 +154,17 @@ def test_receipt_of_a_worker_killed_mid_send_is_sent_again_with_the_same_message
     assert "stopped before recording the outcome" in caplog.text
 
 
-def test_message_id_is_stable_and_differs_between_contributions_and_sites(app, offline_processor, world, smtp):
+def test_message_id_is_stable_and_differs_between_contributions_and_sites(
+    app, offline_processor, world, smtp
+):
     pays = [OneOff(world) for _ in range(2)]
     feed(offline_processor, *(p.event("charge.succeeded") for p in pays))
     a, b = db.session.scalars(select(Contribution).order_by(Contribution.id)).all()
     assert [m["Message-ID"] for m in smtp.messages] == [receipts.message_id(a), receipts.message_id(b)]
     assert receipts.message_id(a) == receipts.message_id(a) != receipts.message_id(b)
-    assert receipts.message_id(a).startswith(f"<receipt.{a.id}.") and receipts.message_id(a).endswith("@127.0.0.1>")
+    assert receipts.message_id(a).startswith(f"<receipt.{a.id}.") and receipts.message_id(a).endswith(
+        "@127.0.0.1>"
+    )
     first = receipts.message_id(a)
     app.config["BASE_URL"] = "https://donate.example.org"  # another paydesk site
     assert receipts.message_id(a) != first and receipts.message_id(a).endswith("@donate.example.org>")

@@ -35,19 +35,35 @@ def test_pages_stop_at_the_limit_and_when_the_caller_stops(world, offline_proces
     assert world.count("GET", r"^/v1/customers$") == 2 + 1 + 2
 
 
-def test_read_then_write_audits_a_refusal_rolls_back_a_refused_write_and_audits_the_change(world, offline_processor):
+def test_read_then_write_audits_a_refusal_rolls_back_a_refused_write_and_audits_the_change(
+    world, offline_processor
+):
     """The one skeleton of imports and reconcile's fixes: read Stripe, audit a refusal, write, audit."""
+
     def entries():
-        return [(e.action, e.object_type, e.object_id, e.result, e.stripe_request_id)
-                for e in db.session.scalars(select(AuditLog).where(AuditLog.action == "import.customer")
-                                            .order_by(AuditLog.id))]
+        return [
+            (e.action, e.object_type, e.object_id, e.result, e.stripe_request_id)
+            for e in db.session.scalars(
+                select(AuditLog).where(AuditLog.action == "import.customer").order_by(AuditLog.id)
+            )
+        ]
 
     reader = StripeReader(offline_processor)
     with pytest.raises(ServiceError, match="there is no customer cus_nobody on this account"):
-        read_then_write(reader, "import.customer", ("customer", "cus_nobody"),
-                        lambda: reader.get("customers", "cus_nobody"), lambda found: None)
+        read_then_write(
+            reader,
+            "import.customer",
+            ("customer", "cus_nobody"),
+            lambda: reader.get("customers", "cus_nobody"),
+            lambda found: None,
+        )
     [(action, kind, obj, result, request_id)] = entries()
-    assert (action, kind, obj, result) == ("import.customer", "customer", "cus_nobody", "error") and request_id
+    assert (action, kind, obj, result) == (
+        "import.customer",
+        "customer",
+        "cus_nobody",
+        "error",
+    ) and request_id
 
     customer = so.customer()
     world.add(customer)
@@ -58,15 +74,24 @@ def test_read_then_write_audits_a_refusal_rolls_back_a_refused_write_and_audits_
         raise ServiceError("nothing to import")
 
     with pytest.raises(ServiceError, match="nothing to import"):
-        read_then_write(reader, "import.customer", ("customer", customer["id"]),
-                        lambda: reader.get("customers", customer["id"]), write)
+        read_then_write(
+            reader,
+            "import.customer",
+            ("customer", customer["id"]),
+            lambda: reader.get("customers", customer["id"]),
+            write,
+        )
     assert db.session.scalar(select(Contact)) is None and len(entries()) == 1  # rolled back, nothing audited
 
     reader = StripeReader(offline_processor)
-    contact = read_then_write(reader, "import.customer", ("customer", customer["id"]),
-                              lambda: reader.get("customers", customer["id"]),
-                              lambda found: _added(Contact(display_name="Donor", email=found["email"])),
-                              audited=lambda c: {"object_type": "contact", "object_id": str(c.id)})
+    contact = read_then_write(
+        reader,
+        "import.customer",
+        ("customer", customer["id"]),
+        lambda: reader.get("customers", customer["id"]),
+        lambda found: _added(Contact(display_name="Donor", email=found["email"])),
+        audited=lambda c: {"object_type": "contact", "object_id": str(c.id)},
+    )
     assert entries()[-1] == ("import.customer", "contact", str(contact.id), "ok", reader.request_ids[0])
     db.session.rollback()
     assert db.session.get(Contact, contact.id) is not None  # committed

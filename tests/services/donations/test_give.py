@@ -27,5 +27,6 @@ def test_first_invoice_intent_in_both_api_shapes(app, offline_processor, shape):
 def test_decline_messages_always_say_declined():
     assert decline_message("Your card was declined.") == "Your card was declined."
     assert decline_message("The provided PaymentMethod has failed authentication.") == (
-        "Payment declined: The provided PaymentMethod has failed authentication.")
+        "Payment declined: The provided PaymentMethod has failed authentication."
+    )
     assert decline_message(None) == "Your card was declined."

@@ -14,9 +14,17 @@ from admin.services.donations.receipts import build_receipt
 def _gift(processor, form=None, recur=None) -> Contribution:
     n = db.session.query(Contribution).count() + 1
     contact = Contact(display_name="Ada Lovelace", email="ada@example.org")
-    c = Contribution(processor_id=processor.id, contact=contact, amount=2500, currency="usd", status="Completed",
-                     trxn_id=f"ch_receipt{n}", receive_date=datetime(2026, 11, 3, 12, 0),
-                     donation_form_id=form.id if form else None, recur=recur)
+    c = Contribution(
+        processor_id=processor.id,
+        contact=contact,
+        amount=2500,
+        currency="usd",
+        status="Completed",
+        trxn_id=f"ch_receipt{n}",
+        receive_date=datetime(2026, 11, 3, 12, 0),
+        donation_form_id=form.id if form else None,
+        recur=recur,
+    )
     db.session.add(c)
     db.session.commit()
     return c
@@ -38,8 +46,13 @@ def test_receipt_is_html_with_a_plain_text_alternative(app, offline_processor):
 
 
 def test_recurring_receipt_says_monthly(app, offline_processor):
-    recur = ContributionRecur(processor_id=offline_processor.id, subscription_id="sub_r1", amount=2500,
-                              currency="usd", interval="month")
+    recur = ContributionRecur(
+        processor_id=offline_processor.id,
+        subscription_id="sub_r1",
+        amount=2500,
+        currency="usd",
+        interval="month",
+    )
     msg = build_receipt(_gift(offline_processor, recur=recur))
     assert "Monthly" in msg.get_body(("plain",)).get_content()
 
@@ -47,6 +60,12 @@ def test_recurring_receipt_says_monthly(app, offline_processor):
 def test_no_receipt_when_the_form_has_receipts_off(app, offline_processor):
     quiet = make_form(offline_processor, slug="quiet", receipts=False)
     assert build_receipt(_gift(offline_processor, quiet)) is None
-    recur = ContributionRecur(processor_id=offline_processor.id, subscription_id="sub_r2", amount=2500,
-                              currency="usd", interval="month", donation_form_id=quiet.id)
+    recur = ContributionRecur(
+        processor_id=offline_processor.id,
+        subscription_id="sub_r2",
+        amount=2500,
+        currency="usd",
+        interval="month",
+        donation_form_id=quiet.id,
+    )
     assert build_receipt(_gift(offline_processor, recur=recur)) is None  # renewals of that form too

@@ -48,16 +48,46 @@ def run_job(kind: str, params: dict, processor_id: int | None = None):
 @pytest.fixture
 def stored(offline_processor):
     """A small log: two processors, several types, statuses and days, one contact with an email."""
-    other = add_processor(name="Second account", secret_key="sk_test_other", webhook_secrets=["whsec_x"],
-                          api_base="http://127.0.0.1:9")
+    other = add_processor(
+        name="Second account",
+        secret_key="sk_test_other",
+        webhook_secrets=["whsec_x"],
+        api_base="http://127.0.0.1:9",
+    )
     day = int(datetime(2026, 11, 10).timestamp())
     spec = [  # (name, processor, type, status, created, object)
-        ("paid", offline_processor, "invoice.paid", "success", day, so.invoice(customer="cus_ada", subscription="sub_1")),
-        ("failed", offline_processor, "invoice.payment_failed", "error", day + 86400,
-         so.invoice(customer="cus_ada", subscription="sub_1")),
-        ("charge", offline_processor, "charge.succeeded", "queued", day + 2 * 86400,
-         so.charge(customer="cus_bob", payment_intent=None)),
-        ("other", other, "charge.refunded", "ignored", day + 3 * 86400, so.charge(customer=None, payment_intent=None)),
+        (
+            "paid",
+            offline_processor,
+            "invoice.paid",
+            "success",
+            day,
+            so.invoice(customer="cus_ada", subscription="sub_1"),
+        ),
+        (
+            "failed",
+            offline_processor,
+            "invoice.payment_failed",
+            "error",
+            day + 86400,
+            so.invoice(customer="cus_ada", subscription="sub_1"),
+        ),
+        (
+            "charge",
+            offline_processor,
+            "charge.succeeded",
+            "queued",
+            day + 2 * 86400,
+            so.charge(customer="cus_bob", payment_intent=None),
+        ),
+        (
+            "other",
+            other,
+            "charge.refunded",
+            "ignored",
+            day + 3 * 86400,
+            so.charge(customer=None, payment_intent=None),
+        ),
     ]
     events = {}
     for name, proc, type_, status, created, obj in spec:
@@ -69,7 +99,9 @@ def stored(offline_processor):
     ada = Contact(display_name="Ada", email="ada@example.org")
     db.session.add(ada)
     db.session.flush()
-    db.session.add(StripeCustomer(customer_id="cus_ada", contact_id=ada.id, processor_id=offline_processor.id))
+    db.session.add(
+        StripeCustomer(customer_id="cus_ada", contact_id=ada.id, processor_id=offline_processor.id)
+    )
     db.session.commit()
     return events, offline_processor, other
 
@@ -84,14 +116,18 @@ def test_every_filter_on_stored_events(stored):
     assert ids_of(ev.EventFilter(type=["invoice.*"])) == [eid["failed"], eid["paid"]]
     assert ids_of(ev.EventFilter(type=["charge.*"], ppid=proc.id)) == [eid["charge"]]
     assert ids_of(ev.EventFilter(status=["error", "queued"])) == [eid["charge"], eid["failed"]]
-    assert ids_of(ev.EventFilter(since=datetime(2026, 11, 11), until=datetime(2026, 11, 13))) == \
-        [eid["charge"], eid["failed"]]
+    assert ids_of(ev.EventFilter(since=datetime(2026, 11, 11), until=datetime(2026, 11, 13))) == [
+        eid["charge"],
+        eid["failed"],
+    ]
     assert ids_of(ev.EventFilter(q=events["charge"]["data"]["object"]["id"])) == [eid["charge"]]
     assert ids_of(ev.EventFilter(q=eid["failed"])) == [eid["failed"]]
     assert ids_of(ev.EventFilter(q="ADA@example.org")) == [eid["failed"], eid["paid"]]  # the contact's email
     assert ids_of(ev.EventFilter(subscription="sub_1")) == [eid["failed"], eid["paid"]]
     assert ids_of(ev.EventFilter(q="nothing-like-this")) == []
-    counts = ev.status_counts(ev.EventFilter(ppid=proc.id, status=["error"]))  # counts ignore the status choice
+    counts = ev.status_counts(
+        ev.EventFilter(ppid=proc.id, status=["error"])
+    )  # counts ignore the status choice
     assert counts == {"logged": 0, "queued": 1, "processing": 0, "success": 1, "error": 1, "ignored": 0}
 
 
@@ -111,13 +147,16 @@ def _event_row(event_id: str) -> StripeEvent:
     return db.session.scalar(select(StripeEvent).where(StripeEvent.event_id == event_id))
 
 
-def test_replay_fetches_the_event_from_stripe_honours_no_receipt_and_changes_nothing_twice(world, offline_processor):
+def test_replay_fetches_the_event_from_stripe_honours_no_receipt_and_changes_nothing_twice(
+    world, offline_processor
+):
     pay = OneOff(world, amount=4200)
     event = pay.event("charge.succeeded")
     world.add(event)  # Stripe still has it
     store_event(offline_processor, event)
     world.fail(r"/v1/balance_transactions/", [500] * 30)  # Stripe down while the worker works: error
     from flask import current_app
+
     current_app.config["WORKER_MAX_ATTEMPTS"] = 1
     run_once()
     row = _event_row(event["id"])
@@ -129,13 +168,19 @@ def test_replay_fetches_the_event_from_stripe_honours_no_receipt_and_changes_not
     assert world.count("GET", rf"/v1/events/{event['id']}$") == 1
     c = db.session.scalar(select(Contribution).where(Contribution.trxn_id == pay.charge["id"]))
     assert c.status == "Completed" and c.amount == 4200
-    assert db.session.scalar(select(func.count()).select_from(OutboxTask).where(OutboxTask.kind == "receipt")) == 0
+    assert (
+        db.session.scalar(select(func.count()).select_from(OutboxTask).where(OutboxTask.kind == "receipt"))
+        == 0
+    )
 
     replay(offline_processor, row=row)  # again, receipts allowed this time: the gift was completed already
     assert db.session.scalar(select(func.count()).select_from(Contribution)) == 1
     assert db.session.scalar(select(func.count()).select_from(Payment)) == 1
-    attempts = list(db.session.scalars(select(EventAttempt).where(EventAttempt.event_row_id == row.id)
-                                       .order_by(EventAttempt.id)))
+    attempts = list(
+        db.session.scalars(
+            select(EventAttempt).where(EventAttempt.event_row_id == row.id).order_by(EventAttempt.id)
+        )
+    )
     assert [a.outcome for a in attempts] == ["error", "success", "success"]
     assert attempts[-1].actor and attempts[-1].stripe_request_ids  # who replayed, and Stripe's request ids
     entries = list(db.session.scalars(select(AuditLog).where(AuditLog.action == "event.replay")))
@@ -152,7 +197,11 @@ def test_replay_of_an_event_stripe_no_longer_has_uses_the_stored_copy(world, off
 
 
 def test_retry_all_replays_or_imports_exactly_the_payments_paydesk_lacks(world, offline_processor):
-    recorded, replayable, _ = OneOff(world, amount=1000), OneOff(world, amount=2000), OneOff(world, amount=3000)
+    recorded, replayable, _ = (
+        OneOff(world, amount=1000),
+        OneOff(world, amount=2000),
+        OneOff(world, amount=3000),
+    )
     failed = so.charge(customer=None, payment_intent=None, amount=500, status="failed", captured=False)
     world.add(failed)
     ok_event = recorded.event("charge.succeeded")
@@ -164,7 +213,9 @@ def test_retry_all_replays_or_imports_exactly_the_payments_paydesk_lacks(world, 
     job = run_job("events.retry_all", {"limit": 25, "days": 30}, offline_processor.id)
     assert job.status == "done", job.error
     assert job.result["counts"] == {"replayed": 1, "imported": 1}
-    amounts = sorted(db.session.scalars(select(Contribution.amount).where(Contribution.status == "Completed")))
+    amounts = sorted(
+        db.session.scalars(select(Contribution.amount).where(Contribution.status == "Completed"))
+    )
     assert amounts == [1000, 2000, 3000]
     assert _event_row(stuck["id"]).status == "success"
     again = run_job("events.retry_all", {"limit": 25, "days": 30}, offline_processor.id)
@@ -175,8 +226,16 @@ def test_cleanup_deletes_old_processed_events_and_keeps_errors_unless_asked(offl
     old = utcnow() - timedelta(days=40)
     for i, status in enumerate(["success", "ignored", "logged", "error", "queued"]):
         for age, tag in ((old, "old"), (utcnow(), "new")):
-            db.session.add(StripeEvent(processor_id=offline_processor.id, event_id=f"evt_{tag}{i}", type="x.y",
-                                       raw="{}", status=status, received_at=age))
+            db.session.add(
+                StripeEvent(
+                    processor_id=offline_processor.id,
+                    event_id=f"evt_{tag}{i}",
+                    type="x.y",
+                    raw="{}",
+                    status=status,
+                    received_at=age,
+                )
+            )
     db.session.commit()
     job = run_job("events.cleanup", {"older_than": "30 days", "include_errors": False, "ppid": None})
     assert job.result["counts"] == {"deleted": 3}
@@ -188,6 +247,7 @@ def test_cleanup_deletes_old_processed_events_and_keeps_errors_unless_asked(offl
 
 
 # -- against localstripe ------------------------------------------------------------------------
+
 
 @pytest.mark.localstripe
 def test_stripe_source_pages_past_100_and_marks_what_paydesk_has(processor, localstripe_wiped_after):
@@ -212,16 +272,21 @@ def test_populate_twice_stores_each_event_once_and_queue_queues_the_logged_ones(
     gw = Gateway.for_processor(processor)
     for i in range(3):
         gw.create("customers", {"email": f"pop{i}@example.org"})
-    first = run_job("events.populate", {"types": ["customer.created"], "limit": 0, "queue": False}, processor.id)
+    first = run_job(
+        "events.populate", {"types": ["customer.created"], "limit": 0, "queue": False}, processor.id
+    )
     n = db.session.scalar(select(func.count()).select_from(StripeEvent))
     assert first.status == "done" and n >= 3 and first.result["counts"] == {"new": n}
     assert set(db.session.scalars(select(StripeEvent.status))) == {"logged"}
-    second = run_job("events.populate", {"types": ["customer.created"], "limit": 0, "queue": True}, processor.id)
+    second = run_job(
+        "events.populate", {"types": ["customer.created"], "limit": 0, "queue": True}, processor.id
+    )
     assert second.result["counts"] == {"queued": n}
     assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == n
     assert set(db.session.scalars(select(StripeEvent.status))) == {"queued"}
-    limited = run_job("events.populate", {"types": ["customer.created"], "limit": 2, "queue": True},
-                      processor.id)
+    limited = run_job(
+        "events.populate", {"types": ["customer.created"], "limit": 2, "queue": True}, processor.id
+    )
     assert limited.done == 2 and limited.result["counts"] == {"present": 2}
 
 
@@ -229,14 +294,23 @@ def test_populate_twice_stores_each_event_once_and_queue_queues_the_logged_ones(
 def test_expected_charges_show_a_payment_deleted_locally_as_missing(processor):
     gw = Gateway.for_processor(processor)
     cus = gw.create("customers", {"email": "monthly@example.org", "name": "Monthly Donor"})
-    pm = gw.create("payment_methods", {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
-                                                                  "exp_year": 2030, "cvc": "123"}})
+    pm = gw.create(
+        "payment_methods",
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        },
+    )
     gw.call("payment_methods", "attach", pm["id"], params={"customer": cus["id"]})
     gw.update("customers", cus["id"], {"invoice_settings": {"default_payment_method": pm["id"]}})
     product = gw.create("products", {"name": "Monthly gift", "type": "service"})
-    plan = gw.create("plans", {"amount": 1200, "currency": "usd", "interval": "month", "product": product["id"]})
+    plan = gw.create(
+        "plans", {"amount": 1200, "currency": "usd", "interval": "month", "product": product["id"]}
+    )
     sub = gw.create("subscriptions", {"customer": cus["id"], "items": [{"plan": plan["id"]}]})
-    run_job("events.populate", {"types": ["invoice.payment_succeeded"], "limit": 0, "queue": True}, processor.id)
+    run_job(
+        "events.populate", {"types": ["invoice.payment_succeeded"], "limit": 0, "queue": True}, processor.id
+    )
     run_once()
     expected = ev.expected_charges(processor, sub["id"])
     assert len(expected) == 1 and expected[0].found and expected[0].amount == 1200
@@ -262,10 +336,22 @@ def test_one_processors_events_of_a_status_read_their_own_index(stored):
 
     events, first, other = stored
     invoice = events["failed"]["data"]["object"]["id"]
-    ours = Contribution(processor_id=first.id, invoice_id=invoice, trxn_id=invoice, amount=1000, currency="usd",
-                        status="Pending")
-    theirs = Contribution(processor_id=other.id, invoice_id=invoice, trxn_id=invoice, amount=1000, currency="usd",
-                          status="Completed")
+    ours = Contribution(
+        processor_id=first.id,
+        invoice_id=invoice,
+        trxn_id=invoice,
+        amount=1000,
+        currency="usd",
+        status="Pending",
+    )
+    theirs = Contribution(
+        processor_id=other.id,
+        invoice_id=invoice,
+        trxn_id=invoice,
+        amount=1000,
+        currency="usd",
+        status="Completed",
+    )
     db.session.add_all([ours, theirs])
     db.session.commit()
     flt = ev.EventFilter(ppid=first.id, status=["error"])
@@ -274,12 +360,17 @@ def test_one_processors_events_of_a_status_read_their_own_index(stored):
 
     [row] = shown
     assert row.event.event_id == events["failed"]["id"]
-    assert [(r.local_type, r.local_id) for r in row.refs if r.kind == "invoice"] == [("contribution", ours.id)]
+    assert [(r.local_type, r.local_id) for r in row.refs if r.kind == "invoice"] == [
+        ("contribution", ours.id)
+    ]
     index = "ix_stripe_event_processor_status_created_id"
     page = statement(plans, "FROM stripe_event", "ORDER BY")
-    assert f"USING INDEX {index} (processor_id=? AND status=?)" in page.plan and "TEMP B-TREE" not in page.plan, page
+    assert (
+        f"USING INDEX {index} (processor_id=? AND status=?)" in page.plan and "TEMP B-TREE" not in page.plan
+    ), page
     counts = statement(plans, "count(*)", "FROM stripe_event")
-    assert counts.plan.count(f"USING COVERING INDEX {index} (processor_id=? AND status=?)") == len(EVENT_STATUSES), \
-        counts
+    assert counts.plan.count(f"USING COVERING INDEX {index} (processor_id=? AND status=?)") == len(
+        EVENT_STATUSES
+    ), counts
     lookup = statement(plans, "FROM contribution", "contribution.invoice_id IN")
     assert "(processor_id=? AND invoice_id=?)" in lookup.plan, lookup

@@ -21,24 +21,45 @@ _n = iter(range(1, 10**6))
 
 def fail_intents(ppid: int, n: int, ago: timedelta = timedelta(minutes=5)) -> None:
     for _ in range(n):
-        db.session.add(StripePaymentIntent(stripe_intent_id=f"pi_fail{next(_n)}", processor_id=ppid,
-                                           status="requires_payment_method", amount=100, currency="usd",
-                                           last_error="Your card was declined.", last_error_at=utcnow() - ago))
+        db.session.add(
+            StripePaymentIntent(
+                stripe_intent_id=f"pi_fail{next(_n)}",
+                processor_id=ppid,
+                status="requires_payment_method",
+                amount=100,
+                currency="usd",
+                last_error="Your card was declined.",
+                last_error_at=utcnow() - ago,
+            )
+        )
     db.session.commit()
 
 
-def fail_charges(ppid: int, n: int, ago: timedelta = timedelta(minutes=5), renewal: bool = False, **extra) -> None:
+def fail_charges(
+    ppid: int, n: int, ago: timedelta = timedelta(minutes=5), renewal: bool = False, **extra
+) -> None:
     for _ in range(n):
         k = next(_n)
-        db.session.add(Contribution(processor_id=ppid, amount=100, currency="usd", status="Failed",
-                                    trxn_id=f"ch_fail{k}", invoice_id=f"in_renewal{k}" if renewal else None,
-                                    receive_date=utcnow() - ago, **extra))
+        db.session.add(
+            Contribution(
+                processor_id=ppid,
+                amount=100,
+                currency="usd",
+                status="Failed",
+                trxn_id=f"ch_fail{k}",
+                invoice_id=f"in_renewal{k}" if renewal else None,
+                receive_date=utcnow() - ago,
+                **extra,
+            )
+        )
     db.session.commit()
 
 
 def signals(ppid: int, n: int, ago: timedelta = timedelta(minutes=5)) -> None:
     for _ in range(n):
-        db.session.add(CardTestingSignal(processor_id=ppid, charge_id=f"ch_probe{next(_n)}", created_at=utcnow() - ago))
+        db.session.add(
+            CardTestingSignal(processor_id=ppid, charge_id=f"ch_probe{next(_n)}", created_at=utcnow() - ago)
+        )
     db.session.commit()
 
 
@@ -116,7 +137,8 @@ def test_other_failures_can_be_counted_by_registering_a_source(offline_processor
 
     def refusals(since, until):
         return select(literal(offline_processor.id).label("processor_id"), AuditLog.at).where(
-            AuditLog.action == "form.refused", AuditLog.at >= since, AuditLog.at < until)
+            AuditLog.action == "form.refused", AuditLog.at >= since, AuditLog.at < until
+        )
 
     alarms.register_source("audit_refusals", refusals)
     try:
@@ -138,6 +160,7 @@ def test_failures_per_hour_for_the_last_seven_days(offline_processor):
     hours = alarms.failures_per_hour()
     assert len(hours) == 7 * 24 and hours[-1][0] <= utcnow() < hours[-1][0] + timedelta(hours=1)
     assert sum(n for _, n in hours) == 5
+
     def hour_of(ago: timedelta):
         return (utcnow() - ago).replace(minute=0, second=0, microsecond=0)
 
@@ -149,12 +172,17 @@ def test_failures_per_hour_for_the_last_seven_days(offline_processor):
 def test_donation_form_refusals_count_towards_the_alarm_but_declines_are_not_counted_twice(offline_processor):
     from admin.models import DonationForm, DonationRefusal
 
-    form = DonationForm(slug="spring", title="Spring appeal", processor_id=offline_processor.id, currency="usd")
+    form = DonationForm(
+        slug="spring", title="Spring appeal", processor_id=offline_processor.id, currency="usd"
+    )
     db.session.add(form)
     db.session.commit()
     for reason in ("token_replayed", "honeypot", "rate_limit_ip", "payment_failed", "payment_failed"):
-        db.session.add(DonationRefusal(form_id=form.id, client_ip="203.0.113.9", reason=reason,
-                                       at=utcnow() - timedelta(minutes=3)))
+        db.session.add(
+            DonationRefusal(
+                form_id=form.id, client_ip="203.0.113.9", reason=reason, at=utcnow() - timedelta(minutes=3)
+            )
+        )
     db.session.commit()
     assert alarms.failure_counts(60)[offline_processor.id] == {"form_refusals": 3}
     hourly = alarms.failures_per_hour(days=7)

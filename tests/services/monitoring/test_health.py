@@ -70,8 +70,13 @@ def test_not_ready_without_a_worker_or_with_a_stale_heartbeat(app, client):
     _stamp()
     answer = client.get("/readyz")
     assert answer.status_code == 503 and answer.json["checks"]["worker"].startswith("no worker has reported")
-    db.session.add(WorkerHeartbeat(name="gone:42", started_at=utcnow() - timedelta(hours=1),
-                                   beat_at=utcnow() - timedelta(seconds=600)))
+    db.session.add(
+        WorkerHeartbeat(
+            name="gone:42",
+            started_at=utcnow() - timedelta(hours=1),
+            beat_at=utcnow() - timedelta(seconds=600),
+        )
+    )
     db.session.commit()
     answer = client.get("/readyz")
     assert answer.status_code == 503 and "heartbeat is 600 s old" in answer.json["checks"]["worker"]
@@ -109,8 +114,11 @@ def test_the_worker_beats_while_it_runs_and_removes_its_heartbeat_when_it_stops(
 
 
 def test_dead_workers_heartbeats_are_pruned(app):
-    db.session.add(WorkerHeartbeat(name="old:1", started_at=utcnow() - timedelta(days=3),
-                                   beat_at=utcnow() - timedelta(days=2)))
+    db.session.add(
+        WorkerHeartbeat(
+            name="old:1", started_at=utcnow() - timedelta(days=3), beat_at=utcnow() - timedelta(days=2)
+        )
+    )
     health.beat("live:2")
     assert health.prune_heartbeats() == 1
     assert [h.name for h in db.session.query(WorkerHeartbeat)] == ["live:2"]

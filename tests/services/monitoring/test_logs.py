@@ -18,8 +18,10 @@ from admin.worker.loop import run_once
 
 
 def test_redact_masks_emails_card_numbers_and_stripe_secrets():
-    line = logs.redact("donor ada@example.org paid with 4242 4242 4242 4242 (4000-0000-0000-0002) using "
-                       "sk_live_51AbC and whsec_XyZ123; event evt_1234567890123456 at 2026-12-07 17:00:00")
+    line = logs.redact(
+        "donor ada@example.org paid with 4242 4242 4242 4242 (4000-0000-0000-0002) using "
+        "sk_live_51AbC and whsec_XyZ123; event evt_1234567890123456 at 2026-12-07 17:00:00"
+    )
     assert "ada@example.org" not in line and "4242" not in line and "0002" not in line
     assert "51AbC" not in line and "XyZ123" not in line
     assert "sk_live_[redacted]" in line and "whsec_[redacted]" in line and "[email]" in line
@@ -27,7 +29,9 @@ def test_redact_masks_emails_card_numbers_and_stripe_secrets():
 
 
 def test_redact_masks_paydesk_api_tokens():
-    line = logs.redact("Authorization: Bearer pdk_Ab-c_D3fGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE; token=pdk_xyz")
+    line = logs.redact(
+        "Authorization: Bearer pdk_Ab-c_D3fGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE; token=pdk_xyz"
+    )
     assert "Ab-c_D3f" not in line and "xyz" not in line and "-_AbCdE" not in line
     assert line.count("pdk_[redacted]") == 2
 
@@ -51,10 +55,13 @@ def json_lines(app):
 def test_a_request_line_carries_the_request_id_processor_and_event_id(client, offline_processor, json_lines):
     ev = so.event("customer.updated", so.customer(email="donor@example.org"))
     body, headers = signed(ev, WEBHOOK_SECRET)
-    answer = client.post(f"/webhooks/stripe/{offline_processor.id}?secret=1", data=body,
-                         headers={**headers, "X-Request-ID": "edge-abc.123"})
+    answer = client.post(
+        f"/webhooks/stripe/{offline_processor.id}?secret=1",
+        data=body,
+        headers={**headers, "X-Request-ID": "edge-abc.123"},
+    )
     assert answer.headers["X-Request-ID"] == "edge-abc.123"  # a proxy's id is kept ...
-    weird = client.get("/healthz", headers={"X-Request-ID": "bad id {\"injected\": 1}"})
+    weird = client.get("/healthz", headers={"X-Request-ID": 'bad id {"injected": 1}'})
     assert len(weird.headers["X-Request-ID"]) == 32  # ... anything else replaced
     (line,) = [x for x in json_lines() if x["logger"] == "paydesk.requests" and x["method"] == "POST"]
     assert line["request_id"] == "edge-abc.123" and line["status"] == 200
@@ -63,7 +70,9 @@ def test_a_request_line_carries_the_request_id_processor_and_event_id(client, of
     assert "donor@example.org" not in json.dumps(json_lines())
 
 
-def test_an_event_line_carries_event_id_processor_and_stripe_request_ids(offline_processor, world, json_lines):
+def test_an_event_line_carries_event_id_processor_and_stripe_request_ids(
+    offline_processor, world, json_lines
+):
     ren = Renewal(world)
     store_event(offline_processor, ren.events["invoice.paid"], source="replay")  # re-fetched from Stripe
     run_once()

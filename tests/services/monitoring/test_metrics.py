@@ -59,7 +59,9 @@ def test_processed_events_handler_durations_and_stripe_retries(client, offline_p
     ren = Renewal(world)
     before = scrape(client)
     world.fail(rf"/v1/invoices/{ren.invoice['id']}$", [503])  # one transient failure, retried by the gateway
-    store_event(offline_processor, ren.events["invoice.paid"], source="replay")  # replays re-fetch from Stripe
+    store_event(
+        offline_processor, ren.events["invoice.paid"], source="replay"
+    )  # replays re-fetch from Stripe
     run_once()
     after = scrape(client)
 
@@ -76,13 +78,15 @@ def test_processed_events_handler_durations_and_stripe_retries(client, offline_p
 
 def test_outbox_backlog_jobs_and_donation_refusals(app, client, offline_processor):
     before = scrape(client)
-    db.session.add_all([
-        OutboxTask(kind="receipt", key="receipt:1", status="queued", payload={}),
-        OutboxTask(kind="receipt", key="receipt:2", status="error", payload={}),
-        OutboxTask(kind="receipt", key="receipt:3", status="success", payload={}),
-        Job(kind="events.replay", title="Replay", params={}, actor="cli", status="running"),
-        Job(kind="events.replay", title="Replay", params={}, actor="cli", status="done"),
-    ])
+    db.session.add_all(
+        [
+            OutboxTask(kind="receipt", key="receipt:1", status="queued", payload={}),
+            OutboxTask(kind="receipt", key="receipt:2", status="error", payload={}),
+            OutboxTask(kind="receipt", key="receipt:3", status="success", payload={}),
+            Job(kind="events.replay", title="Replay", params={}, actor="cli", status="running"),
+            Job(kind="events.replay", title="Replay", params={}, actor="cli", status="done"),
+        ]
+    )
     db.session.commit()
     donation_guard.refuse("honeypot", None, "192.0.2.1")
     donation_guard.refuse("honeypot", None, "192.0.2.1")
@@ -110,19 +114,22 @@ def test_metrics_say_when_the_database_is_down(app, client):
 OUTSIDE = "203.0.113.9"  # a documentation address: not internal
 
 
-@pytest.mark.parametrize(("addr", "headers", "token", "status"), [
-    ("127.0.0.1", {}, None, 200),
-    ("10.1.2.3", {}, None, 200),
-    ("192.168.0.20", {}, "s3cret-token", 200),
-    ("::1", {}, None, 200),
-    (OUTSIDE, {}, None, 401),
-    (OUTSIDE, {}, "s3cret-token", 401),
-    (OUTSIDE, {"Authorization": "Bearer wrong-token"}, "s3cret-token", 401),
-    (OUTSIDE, {"Authorization": "Bearer s3cret-token"}, "s3cret-token", 200),
-    (OUTSIDE, {"Authorization": "Bearer "}, None, 401),  # no token configured: no token opens it
-    # forwarded by a proxy paydesk does not trust for addresses: the peer is the proxy, not the client
-    ("127.0.0.1", {"X-Forwarded-For": OUTSIDE}, None, 401),
-])
+@pytest.mark.parametrize(
+    ("addr", "headers", "token", "status"),
+    [
+        ("127.0.0.1", {}, None, 200),
+        ("10.1.2.3", {}, None, 200),
+        ("192.168.0.20", {}, "s3cret-token", 200),
+        ("::1", {}, None, 200),
+        (OUTSIDE, {}, None, 401),
+        (OUTSIDE, {}, "s3cret-token", 401),
+        (OUTSIDE, {"Authorization": "Bearer wrong-token"}, "s3cret-token", 401),
+        (OUTSIDE, {"Authorization": "Bearer s3cret-token"}, "s3cret-token", 200),
+        (OUTSIDE, {"Authorization": "Bearer "}, None, 401),  # no token configured: no token opens it
+        # forwarded by a proxy paydesk does not trust for addresses: the peer is the proxy, not the client
+        ("127.0.0.1", {"X-Forwarded-For": OUTSIDE}, None, 401),
+    ],
+)
 def test_metrics_answer_internal_clients_or_the_bearer_token(app, client, addr, headers, token, status):
     app.config["METRICS_TOKEN"] = token
     response = client.get("/metrics", headers=headers, environ_base={"REMOTE_ADDR": addr})
@@ -140,6 +147,14 @@ def test_behind_a_trusted_proxy_the_forwarded_client_address_decides(tmp_path):
         db.create_all()
         client = app.test_client()
         via_proxy = {"REMOTE_ADDR": "127.0.0.1"}
-        assert client.get("/metrics", headers={"X-Forwarded-For": OUTSIDE}, environ_base=via_proxy).status_code == 401
-        assert client.get("/metrics", headers={"X-Forwarded-For": "10.0.0.7"}, environ_base=via_proxy).status_code == 200
+        assert (
+            client.get("/metrics", headers={"X-Forwarded-For": OUTSIDE}, environ_base=via_proxy).status_code
+            == 401
+        )
+        assert (
+            client.get(
+                "/metrics", headers={"X-Forwarded-For": "10.0.0.7"}, environ_base=via_proxy
+            ).status_code
+            == 200
+        )
         db.session.remove()

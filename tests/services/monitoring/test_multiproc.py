@@ -29,8 +29,11 @@ CHILD = textwrap.dedent("""
 
 
 def _child(path, n: int) -> None:
-    subprocess.run([sys.executable, "-c", CHILD, str(n)], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(n)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
+        check=True,
+    )
 
 
 def _scrape(path, monkeypatch) -> str:
@@ -43,7 +46,9 @@ def test_dead_processes_files_fold_into_the_archive_and_totals_stay(tmp_path, mo
     _child(tmp_path, 4)
     before = _scrape(tmp_path, monkeypatch)
     assert value(before, "t_requests_total", result="ok") == 7
-    assert len(list(tmp_path.glob("counter_*.db"))) == 2 and len(list(tmp_path.glob("gauge_livesum_*.db"))) == 2
+    assert (
+        len(list(tmp_path.glob("counter_*.db"))) == 2 and len(list(tmp_path.glob("gauge_livesum_*.db"))) == 2
+    )
 
     assert multiproc.tidy(str(tmp_path)) == 6  # 2 counters, 2 histograms, 2 gauges
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["counter_archive.db", "histogram_archive.db"]

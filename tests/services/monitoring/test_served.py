@@ -50,8 +50,9 @@ def _event() -> dict:
 
 
 @pytest.mark.timeout(240)
-def test_two_gunicorn_workers_and_a_worker_process_add_up_and_log_json(app, offline_processor, tmp_path,
-                                                                       monkeypatch):
+def test_two_gunicorn_workers_and_a_worker_process_add_up_and_log_json(
+    app, offline_processor, tmp_path, monkeypatch
+):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
@@ -75,7 +76,9 @@ def test_two_gunicorn_workers_and_a_worker_process_add_up_and_log_json(app, offl
         assert sum(by_pid.values()) == sent
 
         def total() -> float:
-            texts = [requests.get(f"{base}/metrics", timeout=10).text for _ in range(6)]  # either process answers
+            texts = [
+                requests.get(f"{base}/metrics", timeout=10).text for _ in range(6)
+            ]  # either process answers
             values = {value(t, NAME, result="accepted") for t in texts}
             assert len(values) == 1, values
             return values.pop()
@@ -84,8 +87,12 @@ def test_two_gunicorn_workers_and_a_worker_process_add_up_and_log_json(app, offl
         # from outside the internal network: the bearer token, and nothing without it
         outside = {"X-Forwarded-For": "203.0.113.9"}
         assert requests.get(f"{base}/metrics", headers=outside, timeout=10).status_code == 401
-        assert requests.get(f"{base}/metrics", headers={**outside, "Authorization": "Bearer scrape-token"},
-                            timeout=10).status_code == 200
+        assert (
+            requests.get(
+                f"{base}/metrics", headers={**outside, "Authorization": "Bearer scrape-token"}, timeout=10
+            ).status_code
+            == 200
+        )
 
         # a server process killed: gunicorn starts another, the dead one's counts live on in the archive
         victim = int(next(p for p, n in by_pid.items() if n))
@@ -99,32 +106,67 @@ def test_two_gunicorn_workers_and_a_worker_process_add_up_and_log_json(app, offl
 
         # the paydesk worker process, on the same host and directory, processes the events and exits
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYDESK_")}
-        env.update(PAYDESK_DATABASE_URL=app.config["DATABASE_URL"], PAYDESK_SECRET_KEY=app.config["SECRET_KEY"],
-                   PAYDESK_ENCRYPTION_KEY=app.config["ENCRYPTION_KEY"], PAYDESK_LOG_FORMAT="json")
-        worker = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--once"], cwd=ROOT,
-                                env=env, capture_output=True, text=True, timeout=120)
+        env.update(
+            PAYDESK_DATABASE_URL=app.config["DATABASE_URL"],
+            PAYDESK_SECRET_KEY=app.config["SECRET_KEY"],
+            PAYDESK_ENCRYPTION_KEY=app.config["ENCRYPTION_KEY"],
+            PAYDESK_LOG_FORMAT="json",
+        )
+        worker = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--once"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert worker.returncode == 0, worker.stderr[-3000:]
         text = requests.get(f"{base}/metrics", timeout=10).text
-        assert value(text, "paydesk_events_processed_total", type="issuing_card.created", status="ignored") == sent
-        assert value(text, "paydesk_event_handler_duration_seconds_count", type="issuing_card.created") == sent
+        assert (
+            value(text, "paydesk_events_processed_total", type="issuing_card.created", status="ignored")
+            == sent
+        )
+        assert (
+            value(text, "paydesk_event_handler_duration_seconds_count", type="issuing_card.created") == sent
+        )
         assert value(text, "paydesk_event_queue", status="queued") == 0
 
     server_log = (tmp_path / "gunicorn-metrics.log").read_text()
     lines = [json.loads(line) for line in server_log.splitlines() if line.startswith("{")]
-    posts = [line for line in lines if line.get("logger") == "paydesk.requests" and line.get("path") == url_path]
+    posts = [
+        line for line in lines if line.get("logger") == "paydesk.requests" and line.get("path") == url_path
+    ]
     assert len(posts) == sent  # one line per request (gunicorn's own access log is off in JSON mode)
-    assert all(p["status"] == 200 and p["processor"] == offline_processor.id and p["event_id"].startswith("evt_")
-               and len(p["request_id"]) == 32 and p["duration_ms"] >= 0 for p in posts)
+    assert all(
+        p["status"] == 200
+        and p["processor"] == offline_processor.id
+        and p["event_id"].startswith("evt_")
+        and len(p["request_id"]) == 32
+        and p["duration_ms"] >= 0
+        for p in posts
+    )
     assert len({p["request_id"] for p in posts}) == sent
     assert not [line for line in server_log.splitlines() if line.startswith("127.0.0.1 ")], "text access log"
 
     events = [json.loads(line) for line in worker.stderr.splitlines() if line.startswith("{")]
     processed = [e for e in events if e["logger"] == "paydesk.events"]
     assert len(processed) == sent
-    assert all(e["status"] == "ignored" and e["event_id"].startswith("evt_") and e["processor"] == offline_processor.id
-               for e in processed)
+    assert all(
+        e["status"] == "ignored"
+        and e["event_id"].startswith("evt_")
+        and e["processor"] == offline_processor.id
+        for e in processed
+    )
     assert {e["event_id"] for e in processed} == {p["event_id"] for p in posts}
 
     everything = server_log + worker.stdout + worker.stderr
-    for secret in (DONOR_EMAIL, CARD, WEBHOOK_SECRET, "sk_test_mocked", '"data"', "Ada Lovelace", "scrape-token"):
+    for secret in (
+        DONOR_EMAIL,
+        CARD,
+        WEBHOOK_SECRET,
+        "sk_test_mocked",
+        '"data"',
+        "Ada Lovelace",
+        "scrape-token",
+    ):
         assert secret not in everything, f"{secret!r} reached the log"

@@ -40,8 +40,17 @@ def book(offline_processor):
     db.session.add_all([ada, bob])
     db.session.flush()
     db.session.add(StripeCustomer(customer_id="cus_ada", contact_id=ada.id, processor_id=p))
-    recur = ContributionRecur(processor_id=p, subscription_id="sub_ada", customer_id="cus_ada", contact_id=ada.id,
-                              amount=1500, currency="usd", interval="month", status="In Progress", start_date=DAY)
+    recur = ContributionRecur(
+        processor_id=p,
+        subscription_id="sub_ada",
+        customer_id="cus_ada",
+        contact_id=ada.id,
+        amount=1500,
+        currency="usd",
+        interval="month",
+        status="In Progress",
+        start_date=DAY,
+    )
     db.session.add(recur)
     db.session.flush()
     spec = [  # name, contact, amount, currency, status, day offset, recurring
@@ -53,23 +62,54 @@ def book(offline_processor):
     ]
     out = {"ada": ada, "bob": bob, "recur": recur}
     for name, who, amount, cur, status, offset, recurring in spec:
-        c = Contribution(processor_id=p, contact_id=who.id, amount=amount, currency=cur, status=status,
-                         trxn_id=f"in_{name}" if recurring else f"ch_{name}", invoice_id=f"in_{name}" if recurring else None,
-                         recur_id=recur.id if recurring else None, receive_date=DAY + timedelta(days=offset),
-                         fee_amount=amount // 20 if status != "Failed" else 0,
-                         net_amount=amount - amount // 20 if status != "Failed" else 0,
-                         refunded_amount=amount if status == "Refunded" else 0)
+        c = Contribution(
+            processor_id=p,
+            contact_id=who.id,
+            amount=amount,
+            currency=cur,
+            status=status,
+            trxn_id=f"in_{name}" if recurring else f"ch_{name}",
+            invoice_id=f"in_{name}" if recurring else None,
+            recur_id=recur.id if recurring else None,
+            receive_date=DAY + timedelta(days=offset),
+            fee_amount=amount // 20 if status != "Failed" else 0,
+            net_amount=amount - amount // 20 if status != "Failed" else 0,
+            refunded_amount=amount if status == "Refunded" else 0,
+        )
         db.session.add(c)
         db.session.flush()
         out[name] = c
         if status != "Failed":
-            db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"ch_pay_{name}", charge_id=f"ch_pay_{name}",
-                                   amount=amount, fee=amount // 20, net=amount - amount // 20, currency=cur,
-                                   status="Completed", payment_date=c.receive_date))
+            db.session.add(
+                Payment(
+                    contribution_id=c.id,
+                    processor_id=p,
+                    trxn_id=f"ch_pay_{name}",
+                    charge_id=f"ch_pay_{name}",
+                    amount=amount,
+                    fee=amount // 20,
+                    net=amount - amount // 20,
+                    currency=cur,
+                    status="Completed",
+                    payment_date=c.receive_date,
+                )
+            )
         if status == "Refunded":
-            db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"re_{name}", charge_id=f"ch_pay_{name}",
-                                   refund_id=f"re_{name}", amount=-amount, fee=0, net=-amount, currency=cur,
-                                   status="Refunded", payment_date=c.receive_date + timedelta(hours=1)))
+            db.session.add(
+                Payment(
+                    contribution_id=c.id,
+                    processor_id=p,
+                    trxn_id=f"re_{name}",
+                    charge_id=f"ch_pay_{name}",
+                    refund_id=f"re_{name}",
+                    amount=-amount,
+                    fee=0,
+                    net=-amount,
+                    currency=cur,
+                    status="Refunded",
+                    payment_date=c.receive_date + timedelta(hours=1),
+                )
+            )
     db.session.commit()
     return out
 
@@ -106,14 +146,25 @@ def test_contribution_filters(book):
     assert contributions(book, month="2026-11") == {"bob_refund"}
     assert contributions(book, contact_id=str(book["ada"].id), status="Completed") == {"ada_usd", "ada_eur"}
     assert contributions(book, ppid=str(book["ada_usd"].processor_id)) == everything
-    missing = book["ada_usd"].processor_id + 1  # a processor that does not exist is named, not matched silently
-    assert rec.ContributionFilter.from_args({"ppid": str(missing)})[1] == {"ppid": f"there is no payment processor {missing}"}
+    missing = (
+        book["ada_usd"].processor_id + 1
+    )  # a processor that does not exist is named, not matched silently
+    assert rec.ContributionFilter.from_args({"ppid": str(missing)})[1] == {
+        "ppid": f"there is no payment processor {missing}"
+    }
 
 
-@pytest.mark.parametrize("args, field", [({"status": "Done"}, "status"), ({"type": "monthly"}, "type"),
-                                         ({"min_amount": "ten"}, "min_amount"), ({"month": "2026-13"}, "month"),
-                                         ({"min_amount": "9", "max_amount": "2"}, "max_amount"),
-                                         ({"since": "2026-10-09", "until": "2026-10-01"}, "until")])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ({"status": "Done"}, "status"),
+        ({"type": "monthly"}, "type"),
+        ({"min_amount": "ten"}, "min_amount"),
+        ({"month": "2026-13"}, "month"),
+        ({"min_amount": "9", "max_amount": "2"}, "max_amount"),
+        ({"since": "2026-10-09", "until": "2026-10-01"}, "until"),
+    ],
+)
 def test_a_bad_contribution_filter_is_named(book, args, field):
     _, errors = rec.ContributionFilter.from_args(args)
     assert list(errors) == [field]
@@ -143,16 +194,27 @@ def test_payment_filters(book):
     assert pay(q="bob@example.org", kind="charge") == ["ch_pay_bob_jpy", "ch_pay_bob_refund"]
     assert pay(status="Refunded") == ["re_bob_refund"]
     assert pay(charge="ch_pay_bob_refund") == ["ch_pay_bob_refund", "re_bob_refund"]
-    assert pay(min_amount="50") == ["ch_pay_ada_eur", "ch_pay_bob_jpy", "ch_pay_bob_refund"]  # 1,200 yen >= 50
+    assert pay(min_amount="50") == [
+        "ch_pay_ada_eur",
+        "ch_pay_bob_jpy",
+        "ch_pay_bob_refund",
+    ]  # 1,200 yen >= 50
     assert pay(contribution_id=str(book["ada_eur"].id)) == ["ch_pay_ada_eur"]
 
 
 @pytest.mark.postgres
 def test_walking_the_rows_gives_exactly_the_pages_rows(book, offline_processor):
     for n in range(1100):  # more than one export chunk
-        db.session.add(Contribution(processor_id=offline_processor.id, amount=100 + n, currency="usd",
-                                    status="Completed" if n % 3 else "Pending", trxn_id=f"ch_bulk{n}",
-                                    receive_date=DAY - timedelta(minutes=n % 7)))  # many rows share a time
+        db.session.add(
+            Contribution(
+                processor_id=offline_processor.id,
+                amount=100 + n,
+                currency="usd",
+                status="Completed" if n % 3 else "Pending",
+                trxn_id=f"ch_bulk{n}",
+                receive_date=DAY - timedelta(minutes=n % 7),
+            )
+        )  # many rows share a time
     db.session.commit()
     flt, _ = rec.ContributionFilter.from_args({"status": "Completed", "size": "100"})
     paged = []
@@ -164,16 +226,31 @@ def test_walking_the_rows_gives_exactly_the_pages_rows(book, offline_processor):
         flt.after = page.next_after
     walked = [d["id"] for d in rec.contribution_rows(rec.ContributionFilter(status=["Completed"]))]
     assert walked == paged and len(walked) == len(set(walked)) == 733 + 3
-    assert [d["id"] for d in rec.contribution_rows(rec.ContributionFilter(status=["Completed"]), limit=5)] == paged[:5]
+    assert [
+        d["id"] for d in rec.contribution_rows(rec.ContributionFilter(status=["Completed"]), limit=5)
+    ] == paged[:5]
 
 
 @pytest.mark.postgres
 def test_subscription_and_contact_filters(book, offline_processor):
-    other = ContributionRecur(processor_id=offline_processor.id, subscription_id="sub_yen", amount=500,
-                              currency="jpy", interval="year", status="Cancelled", start_date=DAY)
+    other = ContributionRecur(
+        processor_id=offline_processor.id,
+        subscription_id="sub_yen",
+        amount=500,
+        currency="jpy",
+        interval="year",
+        status="Cancelled",
+        start_date=DAY,
+    )
     db.session.add(other)
-    db.session.add(SubscriptionCheck(processor_id=offline_processor.id, subscription_id="sub_ada", differs=True,
-                                     differences=[{"what": "status"}]))
+    db.session.add(
+        SubscriptionCheck(
+            processor_id=offline_processor.id,
+            subscription_id="sub_ada",
+            differs=True,
+            differences=[{"what": "status"}],
+        )
+    )
     db.session.commit()
 
     def subs(**args):
@@ -200,22 +277,54 @@ def test_subscription_and_contact_filters(book, offline_processor):
     assert people(customer="cus_ada") == ["ada@example.org"]
 
 
-def _gift(p: int, contact: Contact, amount: int, status: str, *, refund: int = 0, fee: int = 100) -> Contribution:
+def _gift(
+    p: int, contact: Contact, amount: int, status: str, *, refund: int = 0, fee: int = 100
+) -> Contribution:
     """A one-off gift as the webhooks leave it: its charge (and refund) as payments, fee and net from them."""
     from admin.services.records.contributions import recompute
 
-    c = Contribution(processor_id=p, contact_id=contact.id, amount=amount, currency="usd", status=status,
-                     trxn_id=f"ch_{contact.id}_{amount}", receive_date=DAY)
+    c = Contribution(
+        processor_id=p,
+        contact_id=contact.id,
+        amount=amount,
+        currency="usd",
+        status=status,
+        trxn_id=f"ch_{contact.id}_{amount}",
+        receive_date=DAY,
+    )
     db.session.add(c)
     db.session.flush()
     if status != "Failed":
-        db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=c.trxn_id, charge_id=c.trxn_id,
-                               amount=amount, fee=fee, net=amount - fee, currency="usd", status="Completed",
-                               payment_date=DAY))
+        db.session.add(
+            Payment(
+                contribution_id=c.id,
+                processor_id=p,
+                trxn_id=c.trxn_id,
+                charge_id=c.trxn_id,
+                amount=amount,
+                fee=fee,
+                net=amount - fee,
+                currency="usd",
+                status="Completed",
+                payment_date=DAY,
+            )
+        )
     if refund:
-        db.session.add(Payment(contribution_id=c.id, processor_id=p, trxn_id=f"re_{c.id}", charge_id=c.trxn_id,
-                               refund_id=f"re_{c.id}", amount=-refund, fee=0, net=-refund, currency="usd",
-                               status="Refunded", payment_date=DAY))
+        db.session.add(
+            Payment(
+                contribution_id=c.id,
+                processor_id=p,
+                trxn_id=f"re_{c.id}",
+                charge_id=c.trxn_id,
+                refund_id=f"re_{c.id}",
+                amount=-refund,
+                fee=0,
+                net=-refund,
+                currency="usd",
+                status="Refunded",
+                payment_date=DAY,
+            )
+        )
     recompute(c)
     return c
 
@@ -257,9 +366,13 @@ def test_searches_match_percent_underscore_and_backslash_as_typed(book, offline_
     from admin.services.events.queries import EventFilter, local_page
     from admin.services.intents.queries import IntentFilter, intent_page
 
-    db.session.add_all([Contact(display_name="Percy 100% Shelley", email="percy@example.org"),
-                        Contact(display_name="Mary_Shelley", email="mary_s@example.org"),
-                        Contact(display_name="Back\\slash", email="back@example.org")])
+    db.session.add_all(
+        [
+            Contact(display_name="Percy 100% Shelley", email="percy@example.org"),
+            Contact(display_name="Mary_Shelley", email="mary_s@example.org"),
+            Contact(display_name="Back\\slash", email="back@example.org"),
+        ]
+    )
     db.session.commit()
 
     def people(q):
@@ -269,21 +382,59 @@ def test_searches_match_percent_underscore_and_backslash_as_typed(book, offline_
 
     assert people("%") == ["Percy 100% Shelley"]
     assert people("_") == ["Mary_Shelley"]
-    assert people("y_s") == ["Mary_Shelley"]  # not "Percy Shelley"'s "y S" nor anything with one letter between
+    assert people("y_s") == [
+        "Mary_Shelley"
+    ]  # not "Percy Shelley"'s "y S" nor anything with one letter between
     assert people("\\") == ["Back\\slash"]
     assert people("%shelley") == []
     assert contributions(book, q="%") == set() and contributions(book, q="_") == set()
 
-    db.session.add_all([StripePaymentIntent(stripe_intent_id="pi_1", processor_id=offline_processor.id,
-                                            status="succeeded", amount=100, currency="usd", description="50% off"),
-                        StripePaymentIntent(stripe_intent_id="pi_2", processor_id=offline_processor.id,
-                                            status="succeeded", amount=100, currency="usd", description="5000 off")])
-    db.session.add_all([AuditLog(action="user.sign_in", actor="a", result="ok"),
-                        AuditLog(action="user.signXin", actor="a", result="ok")])
-    db.session.add_all([StripeEvent(processor_id=offline_processor.id, event_id="evt_1", type="invoice.paid",
-                                    created=1760000000, raw="{}", status="success"),
-                        StripeEvent(processor_id=offline_processor.id, event_id="evt_2", type="invoice_paid",
-                                    created=1760000000, raw="{}", status="success")])
+    db.session.add_all(
+        [
+            StripePaymentIntent(
+                stripe_intent_id="pi_1",
+                processor_id=offline_processor.id,
+                status="succeeded",
+                amount=100,
+                currency="usd",
+                description="50% off",
+            ),
+            StripePaymentIntent(
+                stripe_intent_id="pi_2",
+                processor_id=offline_processor.id,
+                status="succeeded",
+                amount=100,
+                currency="usd",
+                description="5000 off",
+            ),
+        ]
+    )
+    db.session.add_all(
+        [
+            AuditLog(action="user.sign_in", actor="a", result="ok"),
+            AuditLog(action="user.signXin", actor="a", result="ok"),
+        ]
+    )
+    db.session.add_all(
+        [
+            StripeEvent(
+                processor_id=offline_processor.id,
+                event_id="evt_1",
+                type="invoice.paid",
+                created=1760000000,
+                raw="{}",
+                status="success",
+            ),
+            StripeEvent(
+                processor_id=offline_processor.id,
+                event_id="evt_2",
+                type="invoice_paid",
+                created=1760000000,
+                raw="{}",
+                status="success",
+            ),
+        ]
+    )
     db.session.commit()
     flt, _ = IntentFilter.from_args({"description": "0%"})
     assert [i.stripe_intent_id for i in intent_page(flt).rows] == ["pi_1"]
@@ -304,7 +455,12 @@ def test_big_lists_count_to_a_cap_and_total_broad_filters_once_a_minute(book, mo
     counts = rec.contribution_status_counts(rec.ContributionFilter())
     assert counts["Completed"] == 2 and counts["Failed"] == 1  # three completed: counted to the cap, plus one
     assert listing.count_label(counts["Completed"], 1) == "1+"
-    assert rec.payment_status_counts(rec.PaymentFilter()) == {"Completed": 2, "Failed": 0, "Refunded": 1, "Cancelled": 0}
+    assert rec.payment_status_counts(rec.PaymentFilter()) == {
+        "Completed": 2,
+        "Failed": 0,
+        "Refunded": 1,
+        "Cancelled": 0,
+    }
 
     monkeypatch.setattr(listing, "SUMMARY_CAP", 3)
     broad = rec.contribution_summary(rec.ContributionFilter())  # 5 contributions > 3: cached, with its time
@@ -334,13 +490,22 @@ def test_record_pages_read_their_sort_index_not_the_whole_table(book):
         return " | ".join(str(r[-1]) for r in db.session.execute(db.text(f"EXPLAIN QUERY PLAN {sql}")))
 
     cursor = [datetime(2026, 10, 6), 3]
-    cases = [(rec.contribution_query(rec.ContributionFilter()), rec.CONTRIBUTION_KEY, "ix_contribution_when_id"),
-             (rec.contribution_query(rec.ContributionFilter(status=["Failed"])), rec.CONTRIBUTION_KEY,
-              "ix_contribution_status_when_id"),
-             (rec.payment_query(rec.PaymentFilter()), rec.PAYMENT_KEY, "ix_payment_when_id"),
-             (rec.payment_query(rec.PaymentFilter(status=["Refunded"])), rec.PAYMENT_KEY, "ix_payment_status_when_id"),
-             (intents.intents_query(intents.IntentFilter()), intents.ORDER, "ix_stripe_paymentintent_created"),
-             (subscription_query(SubscriptionFilter()), RECUR_KEY, "ix_contribution_recur_when_id")]
+    cases = [
+        (rec.contribution_query(rec.ContributionFilter()), rec.CONTRIBUTION_KEY, "ix_contribution_when_id"),
+        (
+            rec.contribution_query(rec.ContributionFilter(status=["Failed"])),
+            rec.CONTRIBUTION_KEY,
+            "ix_contribution_status_when_id",
+        ),
+        (rec.payment_query(rec.PaymentFilter()), rec.PAYMENT_KEY, "ix_payment_when_id"),
+        (
+            rec.payment_query(rec.PaymentFilter(status=["Refunded"])),
+            rec.PAYMENT_KEY,
+            "ix_payment_status_when_id",
+        ),
+        (intents.intents_query(intents.IntentFilter()), intents.ORDER, "ix_stripe_paymentintent_created"),
+        (subscription_query(SubscriptionFilter()), RECUR_KEY, "ix_contribution_recur_when_id"),
+    ]
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plan is read here; bench/list_pages.py measures both databases")
     for query, key, index in cases:
@@ -362,23 +527,54 @@ def test_refunds_and_one_processors_statuses_read_their_own_index(book, offline_
     from admin.services.settings.processors import add_processor
 
     p = offline_processor.id
-    other = add_processor(name="Second account", secret_key="sk_test_other", webhook_secrets=["whsec_x"],
-                          api_base="http://127.0.0.1:9")
+    other = add_processor(
+        name="Second account",
+        secret_key="sk_test_other",
+        webhook_secrets=["whsec_x"],
+        api_base="http://127.0.0.1:9",
+    )
     c = book["ada_usd"]
-    rows = [dict(contribution_id=c.id, processor_id=p if i % 4 else other.id, trxn_id=f"ch_{i}", charge_id=f"ch_{i}",
-                 amount=1000, currency="usd", status="Completed", payment_date=DAY + timedelta(hours=i))
-            for i in range(400)]
-    rows += [dict(contribution_id=c.id, processor_id=p, trxn_id=f"re_{i}", charge_id=f"ch_{i}", refund_id=f"re_{i}",
-                  amount=-1000, currency="usd", status="Refunded", payment_date=DAY + timedelta(hours=i, minutes=5))
-             for i in range(0, 400, 40)]
+    rows = [
+        dict(
+            contribution_id=c.id,
+            processor_id=p if i % 4 else other.id,
+            trxn_id=f"ch_{i}",
+            charge_id=f"ch_{i}",
+            amount=1000,
+            currency="usd",
+            status="Completed",
+            payment_date=DAY + timedelta(hours=i),
+        )
+        for i in range(400)
+    ]
+    rows += [
+        dict(
+            contribution_id=c.id,
+            processor_id=p,
+            trxn_id=f"re_{i}",
+            charge_id=f"ch_{i}",
+            refund_id=f"re_{i}",
+            amount=-1000,
+            currency="usd",
+            status="Refunded",
+            payment_date=DAY + timedelta(hours=i, minutes=5),
+        )
+        for i in range(0, 400, 40)
+    ]
     db.session.execute(db.insert(Payment), rows)
-    recreate_last("ix_payment_refund_when_id", "ix_payment_refund_processor_when_id",
-                  "ix_payment_refund_status_processor_when_id")  # as migration 258862654fd2 makes them
+    recreate_last(
+        "ix_payment_refund_when_id",
+        "ix_payment_refund_processor_when_id",
+        "ix_payment_refund_status_processor_when_id",
+    )  # as migration 258862654fd2 makes them
     analyze()
     flt = rec.PaymentFilter(ppid=p, kind="refund")
     out: dict = {}
-    plans = plans_of(lambda: out.update(page=rec.payment_page(flt), totals=rec.payment_summary(flt),
-                                        counts=rec.payment_status_counts(flt)))
+    plans = plans_of(
+        lambda: out.update(
+            page=rec.payment_page(flt), totals=rec.payment_summary(flt), counts=rec.payment_status_counts(flt)
+        )
+    )
 
     assert len(out["page"].rows) == 11 and all(r.refund_id for r in out["page"].rows)  # and the book's refund
     assert out["counts"] == {"Completed": 0, "Failed": 0, "Refunded": 11, "Cancelled": 0}
@@ -386,13 +582,17 @@ def test_refunds_and_one_processors_statuses_read_their_own_index(book, offline_
     assert "USING INDEX ix_payment_refund_" in page.plan and "TEMP B-TREE" not in page.plan, page
     counts = statement(plans, "AS status, count(*)", "FROM payment")
     # (refund_id, the index's condition, is no column of it: SQLite reads the table row of each refund counted)
-    assert counts.plan.count("INDEX ix_payment_refund_status_processor_when_id (status=? AND processor_id=?)") \
-        == len(rec.PAYMENT_STATUSES), counts
+    assert counts.plan.count(
+        "INDEX ix_payment_refund_status_processor_when_id (status=? AND processor_id=?)"
+    ) == len(rec.PAYMENT_STATUSES), counts
     narrow = statement(plans, "AS anon_2 FROM payment")
     # or the unique (processor_id, refund_id) of issue 19's records, as bounded: refunds of one processor only
-    assert "USING INDEX ix_payment_refund_" in narrow.plan or \
-        "COVERING INDEX sqlite_autoindex_payment_1 (processor_id=? AND refund_id>?)" in narrow.plan, narrow
+    assert (
+        "USING INDEX ix_payment_refund_" in narrow.plan
+        or "COVERING INDEX sqlite_autoindex_payment_1 (processor_id=? AND refund_id>?)" in narrow.plan
+    ), narrow
     by_status = plans_of(lambda: rec.contribution_status_counts(rec.ContributionFilter(ppid=p)))
     counts = statement(by_status, "AS status, count(*)", "FROM contribution")
-    assert counts.plan.count("USING COVERING INDEX ix_contribution_processor_status_when_id "
-                             "(processor_id=? AND status=?)") == len(CONTRIBUTION_STATUSES), counts
+    assert counts.plan.count(
+        "USING COVERING INDEX ix_contribution_processor_status_when_id (processor_id=? AND status=?)"
+    ) == len(CONTRIBUTION_STATUSES), counts

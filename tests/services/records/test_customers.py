@@ -61,15 +61,23 @@ def test_metadata_pushed_is_exactly_the_faq_list(app, client, auth, empty_proces
 def test_name_or_email_changed_in_paydesk_is_pushed_to_stripe(empty_processor):
     contact = _contact()
     link = create_customer(empty_processor, contact)
-    assert update_contact(contact, name="Mary Fairfax Somerville", email="mary.s@example.org") == ["name", "email"]
+    assert update_contact(contact, name="Mary Fairfax Somerville", email="mary.s@example.org") == [
+        "name",
+        "email",
+    ]
     tasks = list(db.session.scalars(select(OutboxTask).where(OutboxTask.kind == "customer_metadata")))
     assert [t.payload["customer_id"] for t in tasks] == [link.customer_id]
-    assert update_contact(contact, name="Mary Fairfax Somerville", email="mary.s@example.org") == []  # no change
+    assert (
+        update_contact(contact, name="Mary Fairfax Somerville", email="mary.s@example.org") == []
+    )  # no change
     assert db.session.scalar(select(func.count()).select_from(OutboxTask)) == 1
     queues.run_outbox("test")
     cus = gateway(empty_processor).retrieve("customers", link.customer_id)
-    assert (cus["name"], cus["email"], cus["description"]) == \
-        ("Mary Fairfax Somerville", "mary.s@example.org", "paydesk: paydesk")
+    assert (cus["name"], cus["email"], cus["description"]) == (
+        "Mary Fairfax Somerville",
+        "mary.s@example.org",
+        "paydesk: paydesk",
+    )
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "contact.update"))
     assert entry.parameters["email"] == ["mary@example.org", "mary.s@example.org"]
     with pytest.raises(ServiceError, match="not an email"):
@@ -89,7 +97,10 @@ def test_push_on_demand_one_and_all(empty_processor):
         pass
     db.session.refresh(job)
     assert (job.status, job.done, job.total, job.result["counts"]) == ("done", 2, 2, {"updated": 2})
-    assert [gw.retrieve("customers", x.customer_id)["metadata"]["contact_id"] for x in links] == [str(a.id), str(b.id)]
+    assert [gw.retrieve("customers", x.customer_id)["metadata"]["contact_id"] for x in links] == [
+        str(a.id),
+        str(b.id),
+    ]
 
 
 def test_create_refused_twice_unlink_and_contact_ids_read_back(empty_processor):
@@ -108,8 +119,11 @@ def test_create_refused_twice_unlink_and_contact_ids_read_back(empty_processor):
     assert gw.retrieve("customers", link.customer_id)["id"] == link.customer_id  # Stripe keeps it
     again = create_customer(empty_processor, contact)  # a new one may be made once the link is gone
     assert again.customer_id != link.customer_id
-    actions = list(db.session.scalars(select(AuditLog.action).where(AuditLog.action.like("customer.%"))
-                                      .order_by(AuditLog.id)))
+    actions = list(
+        db.session.scalars(
+            select(AuditLog.action).where(AuditLog.action.like("customer.%")).order_by(AuditLog.id)
+        )
+    )
     assert actions == ["customer.create", "customer.update_contact_id", "customer.unlink", "customer.create"]
 
 

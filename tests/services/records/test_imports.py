@@ -47,9 +47,11 @@ def donors(gw, n: int, *, amount: int = 1500) -> list[dict]:
 
 def snapshot() -> dict:
     """Every record an import writes, with its last-changed time: equal snapshots, nothing changed."""
+
     def rows(model):
         cols = [c for c in model.__table__.columns]
         return sorted(tuple(r) for r in db.session.execute(select(*cols)).all())
+
     return {m.__name__: rows(m) for m in (Contact, StripeCustomer, ContributionRecur, Contribution, Payment)}
 
 
@@ -65,14 +67,29 @@ def test_import_one_subscription_brings_its_invoice_charge_and_contact(empty_pro
     done = import_subscription_by_id(empty_processor, sub["id"])
     assert done.outcome == "created" and done.differences == []
     recur = done.recur
-    assert (recur.subscription_id, recur.amount, recur.currency, recur.interval, recur.status) == \
-        (sub["id"], 2500, "usd", "month", "In Progress")
+    assert (recur.subscription_id, recur.amount, recur.currency, recur.interval, recur.status) == (
+        sub["id"],
+        2500,
+        "usd",
+        "month",
+        "In Progress",
+    )
     assert recur.contact_id == existing.id  # matched by email, not a second contact
     c = db.session.scalar(select(Contribution).where(Contribution.recur_id == recur.id))
-    assert (c.trxn_id, c.invoice_id, c.status, c.amount, c.contact_id) == \
-        (invoice["id"], invoice["id"], "Completed", 2500, existing.id)
+    assert (c.trxn_id, c.invoice_id, c.status, c.amount, c.contact_id) == (
+        invoice["id"],
+        invoice["id"],
+        "Completed",
+        2500,
+        existing.id,
+    )
     [pay] = c.payments
-    assert (pay.trxn_id, pay.charge_id, pay.amount, pay.status) == (charge["id"], charge["id"], 2500, "Completed")
+    assert (pay.trxn_id, pay.charge_id, pay.amount, pay.status) == (
+        charge["id"],
+        charge["id"],
+        2500,
+        "Completed",
+    )
     assert count(Contact) == 1
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "import.subscription"))
     assert entry.object_id == sub["id"] and entry.result == "ok"
@@ -85,7 +102,9 @@ def test_import_one_subscription_brings_its_invoice_charge_and_contact(empty_pro
 def test_import_one_that_stripe_does_not_have_says_what_stripe_said(empty_processor):
     with pytest.raises(ServiceError) as err:
         import_subscription_by_id(empty_processor, "sub_doesnotexist")
-    assert err.value.message.startswith("Stripe: there is no subscription sub_doesnotexist")  # not "Not Found"
+    assert err.value.message.startswith(
+        "Stripe: there is no subscription sub_doesnotexist"
+    )  # not "Not Found"
     entry = db.session.scalar(select(AuditLog).where(AuditLog.action == "import.subscription"))
     assert entry.result == "error" and entry.object_id == "sub_doesnotexist"
     with pytest.raises(ServiceError, match="not a subscription id"):
@@ -99,7 +118,9 @@ def test_import_some_pages_with_limit_and_starting_after(empty_processor):
     imported = set(db.session.scalars(select(ContributionRecur.subscription_id)))
     assert imported == {subs[4]["id"], subs[3]["id"]}  # Stripe's order: newest first
 
-    second = run_job("imports.subscriptions", {"limit": 2, "starting_after": subs[3]["id"]}, empty_processor.id)
+    second = run_job(
+        "imports.subscriptions", {"limit": 2, "starting_after": subs[3]["id"]}, empty_processor.id
+    )
     assert second.done == 2 and second.result["counts"] == {"created": 2}
     imported = set(db.session.scalars(select(ContributionRecur.subscription_id)))
     assert imported == {s["id"] for s in subs[1:]}
@@ -115,7 +136,9 @@ def test_import_all_then_again_changes_nothing(empty_processor):
     assert job.result["counts"] == {"created": 3}
     assert count(ContributionRecur) == 3 and count(Contribution) == 3 and count(Payment) == 3
     assert count(Contact) == 3 and count(StripeCustomer) == 3
-    statuses = dict(db.session.execute(select(ContributionRecur.subscription_id, ContributionRecur.status)).all())
+    statuses = dict(
+        db.session.execute(select(ContributionRecur.subscription_id, ContributionRecur.status)).all()
+    )
     assert statuses[subs[2]["id"]] == "Cancelled" and statuses[subs[0]["id"]] == "In Progress"
     before = snapshot()
     audits = count(AuditLog)
@@ -158,9 +181,12 @@ def test_customers_matched_by_metadata_then_email_else_created_and_never_twice(e
     bob = Contact(display_name="Bob", email="Bob@Example.org")
     db.session.add_all([ada, bob])
     db.session.commit()
-    by_meta = gw.create("customers", {"name": "A. L.", "email": "other@example.org",
-                                      "metadata": {"contact_id": str(ada.id)}})
-    by_civicrm = gw.create("customers", {"email": "x@example.org", "metadata": {"civicrm_contact_id": str(bob.id)}})
+    by_meta = gw.create(
+        "customers", {"name": "A. L.", "email": "other@example.org", "metadata": {"contact_id": str(ada.id)}}
+    )
+    by_civicrm = gw.create(
+        "customers", {"email": "x@example.org", "metadata": {"civicrm_contact_id": str(bob.id)}}
+    )
     by_email = gw.create("customers", {"name": "Robert", "email": "bob@example.org"})
     new = gw.create("customers", {"name": "Cleo New", "email": "cleo@example.org", "phone": "+4912345"})
     unknown_id = gw.create("customers", {"email": "ada@example.org", "metadata": {"contact_id": "999999"}})
@@ -237,15 +263,32 @@ def test_an_interrupted_import_continues_from_its_cursor(empty_processor):
 def test_import_charge_by_id_with_a_contact(empty_processor):
     gw = gateway(empty_processor)
     cus = gw.create("customers", {"email": "charged@example.org"})
-    pm = gw.create("payment_methods", {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
-                                                                "exp_year": 2030, "cvc": "123"}})
+    pm = gw.create(
+        "payment_methods",
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        },
+    )
     gw.call("payment_methods", "attach", pm["id"], params={"customer": cus["id"]})
-    pi = gw.create("payment_intents", {"amount": 4200, "currency": "usd", "customer": cus["id"],
-                                       "payment_method": pm["id"], "payment_method_types": ["card"], "confirm": True})
+    pi = gw.create(
+        "payment_intents",
+        {
+            "amount": 4200,
+            "currency": "usd",
+            "customer": cus["id"],
+            "payment_method": pm["id"],
+            "payment_method_types": ["card"],
+            "confirm": True,
+        },
+    )
     contact = Contact(display_name="Chosen", email="chosen@example.org")
     db.session.add(contact)
     db.session.commit()
-    c = import_charge(empty_processor, pi["latest_charge"] if isinstance(pi["latest_charge"], str)
-                      else pi["latest_charge"]["id"], contact_id=contact.id)
+    c = import_charge(
+        empty_processor,
+        pi["latest_charge"] if isinstance(pi["latest_charge"], str) else pi["latest_charge"]["id"],
+        contact_id=contact.id,
+    )
     assert (c.status, c.amount, c.contact_id) == ("Completed", 4200, contact.id)
     assert [p.amount for p in c.payments] == [4200]
