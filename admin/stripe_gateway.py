@@ -292,7 +292,10 @@ class Gateway:
         ``to_dict`` back) was the larger part of a read's CPU. Everything else goes through the SDK's service.
         """
         if method in _RAW_READS and "." not in resource:
-            path = f"/v1/{resource}" + (f"/{quote(str(args[0]), safe='')}" if method == "retrieve" else "")
+            # (a singleton such as the balance is retrieved with no id: GET /v1/balance)
+            path = f"/v1/{resource}" + (
+                f"/{quote(str(args[0]), safe='')}" if method == "retrieve" and args else ""
+            )
 
             def fn(params: dict | None = None) -> Any:
                 account = {"stripe_account": stripe_account} if stripe_account else {}

@@ -488,6 +488,7 @@ def start_server(url: str, workdir: Path) -> tuple[subprocess.Popen, str]:
         PAYDESK_DATABASE_URL=url,
         PAYDESK_SECRET_KEY=SECRET_KEY,
         PAYDESK_ENCRYPTION_KEY=ENCRYPTION_KEY,
+        PAYDESK_STRIPE_API_BASES="127.0.0.1",
         PYTHONUNBUFFERED="1",
     )
     gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
@@ -604,7 +605,13 @@ def run_backend(
     out: list[dict] = []
     try:
         app = create_app(
-            {"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "ENCRYPTION_KEY": ENCRYPTION_KEY, "TESTING": True}
+            {
+                "DATABASE_URL": url,
+                "SECRET_KEY": SECRET_KEY,
+                "ENCRYPTION_KEY": ENCRYPTION_KEY,
+                "TESTING": True,
+                "STRIPE_API_BASES": ["127.0.0.1"],
+            }
         )
         with app.app_context():
             db.create_all()

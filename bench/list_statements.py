@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                     "SECRET_KEY": SECRET_KEY,
                     "ENCRYPTION_KEY": ENCRYPTION_KEY,
                     "TESTING": True,
+                    "STRIPE_API_BASES": ["127.0.0.1"],
                 }
             )
             with app.app_context():

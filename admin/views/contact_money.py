@@ -12,9 +12,9 @@ from admin.security import role_required, uses_stripe_js
 from admin.services.donations import forms as donation_forms
 from admin.services.payments import cards, charges, common
 from admin.services.records import contacts as people
-from admin.services.settings.processors import get_processor
 from admin.views.actions import action_response, labelled
 from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.contacts import money_links, page_data
 
 bp = Blueprint("contact_money", __name__)
 
@@ -24,11 +24,6 @@ def _contact_or_404(contact_id: int):
     if contact is None:
         abort(404)
     return contact
-
-
-def money_links(contact) -> list:
-    """The contact's customers staff may charge and whose cards they handle, with their processors."""
-    return [(s, get_processor(s.processor_id)) for s in charges.customer_links(contact)]
 
 
 def _link(contact, customer_id: str | None):
@@ -151,8 +146,6 @@ def card_action(contact_id: int, card_id: str, what: str):
 @role_required("operator")
 def make_donor_link(contact_id: int):
     """A gift for a known donor: the signed link to a donation form (``forms link``), to copy or email."""
-    from admin.views.contacts import page_data
-
     contact = _contact_or_404(contact_id)
     form = donation_forms.get_form(request.form.get("form_id") or "")
     if form is None:

@@ -10,6 +10,7 @@ from admin.errors import ServiceError
 from admin.security import role_required, uses_stripe_js
 from admin.services.core import audit
 from admin.services.donations import forms as donation_forms
+from admin.services.payments import charges, common
 from admin.services.records import contacts as people
 from admin.services.records import customers as cust
 from admin.services.settings.processors import get_processor, list_processors
@@ -25,10 +26,12 @@ def _contact_or_404(contact_id: int):
     return contact
 
 
-def page_data(contact) -> dict:
-    from admin.services.payments import common
-    from admin.views.contact_money import money_links
+def money_links(contact) -> list:
+    """The contact's customers staff may charge and whose cards they handle, with their processors."""
+    return [(s, get_processor(s.processor_id)) for s in charges.customer_links(contact)]
 
+
+def page_data(contact) -> dict:
     return {
         "d": people.detail(contact),
         "processors": list_processors(),

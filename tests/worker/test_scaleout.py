@@ -152,6 +152,8 @@ def test_two_app_processes_and_three_workers_process_every_event_once_with_one_w
     ports = [free_port(), free_port()]
     apps = [
         processes(
+            sys.executable,
+            "-m",
             "gunicorn",
             "-c",
             str(ROOT / "gunicorn.conf.py"),
@@ -307,13 +309,15 @@ def test_a_job_started_twice_at_once_runs_once_and_process_stripe_once_per_perio
         t.join(timeout=60)
     assert len(ids) == 2 and ids[0][0] == ids[1][0] and sorted(c for _, c in ids) == [False, True]
     assert scalar("SELECT count(*) FROM audit_log WHERE action = 'job.start'") == 1
-    worker = processes("flask", "--app", "wsgi", "worker", "--once", name="worker")
+    worker = processes(sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--once", name="worker")
     assert worker.wait(timeout=120) == 0
     db.session.rollback()
     assert [j.status for j in db.session.scalars(select(Job))] == ["done"]
 
     # Two hosts run the cron line at once, twice in the same period: one job does the period's work.
     cron = [
+        sys.executable,
+        "-m",
         "flask",
         "--app",
         "wsgi",
