@@ -169,6 +169,14 @@ def create_customer(
             doing="did not create the customer",
         ) from err
     immediate()
+    link = _add_link(processor, contact, cus)
+    db.session.commit()
+    return link
+
+
+def _add_link(processor: PaymentProcessor, contact: Contact, cus: Any) -> StripeCustomer:
+    """The link from ``contact`` to the Stripe customer ``cus`` just created (a gateway result), and its audit
+    entry (``customer.create`` with Stripe's request id), in the caller's transaction."""
     link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
     db.session.add(link)
     audit.record(
@@ -180,7 +188,6 @@ def create_customer(
         stripe_request_id=cus.request_id,
         commit=False,
     )
-    db.session.commit()
     return link
 
 
@@ -361,17 +368,7 @@ def _create_with_new_contact(
         parameters={"name": contact.display_name, "email": contact.email},
         commit=False,
     )
-    link = StripeCustomer(customer_id=cus["id"], contact_id=contact.id, processor_id=processor.id)
-    db.session.add(link)
-    audit.record(
-        "customer.create",
-        object_type="contact",
-        object_id=str(contact.id),
-        processor_id=processor.id,
-        parameters={"customer": cus["id"]},
-        stripe_request_id=cus.request_id,
-        commit=False,
-    )
+    link = _add_link(processor, contact, cus)
     db.session.commit()
     try:
         res = Gateway.for_processor(processor).update(
