@@ -960,7 +960,7 @@ def test_an_upgrade_as_the_guide_does_it_refuses_no_webhook(tmp_path, install):
         stop_as_systemd_does(web, "paydesk-web.service")
         listen.close()
     refused = [r for r in results if r[1] != 200]
-    assert len(results) > before_restart + 20 and not refused, refused[:5]
+    assert len(results) >= before_restart + 20 and not refused, refused[:5]
     with sqlite3.connect(install / "instance" / "paydesk.sqlite3") as db:
         stored = {row[0] for row in db.execute("SELECT event_id FROM stripe_event WHERE status = 'queued'")}
     assert stored == {event_id for event_id, _ in results}  # stored and queued for the worker, none lost
