@@ -105,18 +105,6 @@ def start_workers(url: str, processes: int, threads: int, workdir: Path, logfile
     ]
 
 
-def settle(procs: list[subprocess.Popen], timeout: float = 60) -> None:
-    """Wait until the processes have started (their CPU stops growing for half a second)."""
-    deadline = time.monotonic() + timeout
-    last = -1.0
-    while time.monotonic() < deadline:
-        now = sum(wb.proc_cpu(p.pid) for p in procs)
-        if now > 0.3 and now - last < 0.02:
-            return
-        last = now
-        time.sleep(0.5)
-
-
 def ingest(url_of, processes: int, events: list[dict], concurrency: int, workdir: Path, dbs) -> dict:
     url = url_of()
     ppid = wb.paydesk_database(url)
@@ -168,7 +156,7 @@ def worker_run(
     with open(workdir / f"worker-{processes}x{threads}.log", "wb") as logfile:
         procs = start_workers(url, processes, threads, workdir, logfile)
         try:
-            settle(procs)
+            wb.settle(procs)
             conn = wb.raw_connect(url)
             cpu0 = sum(wb.proc_cpu(p.pid) for p in procs)
             t0 = time.perf_counter()
@@ -233,7 +221,7 @@ def freshness(
         app_proc, port = start_app(url, 2, logfile)
         workers = start_workers(url, 2, threads, workdir, logfile)
         try:
-            settle(workers)
+            wb.settle(workers)
             endpoint = f"http://127.0.0.1:{port}/webhooks/stripe/{ppid}"
             answered = asyncio.run(_steady(endpoint, signed_bodies(events), rate))
             conn = wb.raw_connect(url)
