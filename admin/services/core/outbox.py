@@ -209,13 +209,20 @@ def run_one(task_id: int, attempt: int) -> None:
         return
 
     def done() -> None:
-        t = db.session.get(OutboxTask, task_id, populate_existing=True)
-        if t is None or t.attempts != attempt:  # claimed again after our lease: theirs to record
+        # One UPDATE, not a read and a write: the row lock it takes keeps a new claimer out until the commit.
+        ours = rowcount(
+            db.session.execute(
+                update(OutboxTask)
+                .where(OutboxTask.id == task_id, OutboxTask.attempts == attempt)
+                .values(status=EV_SUCCESS, done_at=utcnow(), last_error=None, locked_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if not ours:  # claimed again after our lease: theirs to record
             db.session.rollback()
             return
         if record is not None:
             record()
-        t.status, t.done_at, t.last_error, t.locked_until = EV_SUCCESS, utcnow(), None, None
         db.session.commit()
 
     # The side effect happened: its record must survive a database that is away right now.

@@ -14,6 +14,8 @@ from email.message import EmailMessage
 from urllib.parse import unquote, urlparse
 
 from flask import current_app
+from sqlalchemy import update
+from sqlalchemy.orm import joinedload
 
 from admin.extensions import db
 from admin.models import Contribution, OutboxTask
@@ -66,7 +68,11 @@ def message_id(contribution: Contribution) -> str:
 def send_receipt(task: OutboxTask):
     """Send the receipt once; returns how to record it (the outbox commits that with the task's success,
     retrying while the database is away, so a receipt sent is never sent again because of an outage)."""
-    contribution = db.session.get(Contribution, task.payload["contribution_id"])
+    contribution = db.session.get(
+        Contribution,
+        task.payload["contribution_id"],
+        options=[joinedload(Contribution.contact), joinedload(Contribution.recur)],  # what the receipt reads
+    )
     if contribution is None or contribution.receipt_sent_at:
         return None
     msg = build_receipt(contribution)
@@ -78,9 +84,12 @@ def send_receipt(task: OutboxTask):
     deliver(msg, f"receipt-{contribution_id}")
 
     def record() -> None:
-        sent = db.session.get(Contribution, contribution_id)
-        if sent is not None:
-            sent.receipt_sent_at = utcnow()
+        db.session.execute(
+            update(Contribution)
+            .where(Contribution.id == contribution_id)
+            .values(receipt_sent_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
     return record
 

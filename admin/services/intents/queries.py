@@ -82,21 +82,29 @@ def by_intent_id(intent_id: str) -> StripePaymentIntent | None:
 
 
 def sync_intent(
-    processor: PaymentProcessor, pi: dict, *, stamp: int, row: StripePaymentIntent | None = None
+    processor: PaymentProcessor,
+    pi: dict,
+    *,
+    stamp: int,
+    row: StripePaymentIntent | None = None,
+    looked_up: bool = False,
 ) -> StripePaymentIntent:
     """Bring the tracked intent in line with ``pi`` unless a later state is recorded already.
 
-    ``row``: the tracked intent when the caller has looked it up already. ``stamp``: the Stripe time
-    the state is from (an event's ``created``; now, for an object just fetched).
+    ``row``: the tracked intent when the caller has looked it up already (``looked_up``: it did, and
+    paydesk tracks none yet). ``stamp``: the Stripe time the state is from (an event's ``created``; now,
+    for an object just fetched).
     """
-    row = row or by_intent_id(pi["id"])
+    if row is None and not looked_up:
+        row = by_intent_id(pi["id"])
+    new = row is None
     if row is None:
+        # added once its contact and contribution are known: one INSERT, not an INSERT and two UPDATEs
         row = StripePaymentIntent(
             stripe_intent_id=pi["id"],
             processor_id=processor.id,
             created_date=from_unix(pi.get("created")) or utcnow(),
         )
-        db.session.add(row)
     elif not _moves_forward(row, pi.get("status"), stamp):
         return row
     metadata = pi.get("metadata")
@@ -110,14 +118,18 @@ def sync_intent(
     # localstripe keeps no description on intents; paydesk's demo puts it in the metadata.
     row.description = pi.get("description") or row.description or metadata.get("description") or None
     row.referrer = row.referrer or (str(metadata["referrer"])[:255] if metadata.get("referrer") else None)
-    contact = linked_contact(processor.id, row.customer_id)
-    row.contact_id = row.contact_id or (contact.id if contact else None)
-    contribution = contributions.by_intent(processor.id, pi["id"])
-    row.contribution_id = row.contribution_id or (contribution.id if contribution else None)
+    if row.contact_id is None:
+        contact = linked_contact(processor.id, row.customer_id)
+        row.contact_id = contact.id if contact else None
+    if row.contribution_id is None:
+        contribution = contributions.by_intent(processor.id, pi["id"])
+        row.contribution_id = contribution.id if contribution else None
     _note_error(row, pi, stamp)
     if row.flags == GONE:
         row.flags = None  # Stripe has it after all
     row.stripe_updated = max(row.stripe_updated or 0, int(stamp or 0))
+    if new:
+        db.session.add(row)
     db.session.flush()
     return row
 

@@ -12,7 +12,7 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from admin.dbutil import immediate, parse_id
 from admin.errors import ServiceError, check_text
@@ -40,9 +40,9 @@ def linked_contact(processor_id: int, customer_id: str | None) -> Contact | None
     if not customer_id:
         return None
     link = db.session.scalar(
-        select(StripeCustomer).where(
-            StripeCustomer.processor_id == processor_id, StripeCustomer.customer_id == customer_id
-        )
+        select(StripeCustomer)
+        .options(joinedload(StripeCustomer.contact))  # one query, not the link and then its contact
+        .where(StripeCustomer.processor_id == processor_id, StripeCustomer.customer_id == customer_id)
     )
     return link.contact if link else None
 
@@ -110,17 +110,22 @@ class CustomerMatcher:
     Everything a batch needs is read up front in three queries, and written in one flush, so a
     page of 100 listed customers costs a handful of statements, not several per customer."""
 
-    def __init__(self, processor: PaymentProcessor, customers: list[dict]):
+    def __init__(self, processor: PaymentProcessor, customers: list[dict], *, unlinked: bool = False):
+        """``unlinked``: the caller has just found none of ``customers`` linked (in this transaction)."""
         self.processor = processor
         ids = [c["id"] for c in customers]
-        self.links = {
-            link.customer_id: link
-            for link in db.session.scalars(
-                select(StripeCustomer)
-                .options(selectinload(StripeCustomer.contact))
-                .where(StripeCustomer.processor_id == processor.id, StripeCustomer.customer_id.in_(ids))
-            )
-        }
+        self.links = (
+            {}
+            if unlinked
+            else {
+                link.customer_id: link
+                for link in db.session.scalars(
+                    select(StripeCustomer)
+                    .options(selectinload(StripeCustomer.contact))
+                    .where(StripeCustomer.processor_id == processor.id, StripeCustomer.customer_id.in_(ids))
+                )
+            }
+        )
         named = {i for c in customers for i in _ids_named(c)}
         self.by_id = (
             {
@@ -175,10 +180,13 @@ class CustomerMatcher:
         return contact, how
 
 
-def link_customer(processor: PaymentProcessor, customer: dict) -> tuple[Contact, str]:
-    """Link one Stripe customer to its contact (see ``CustomerMatcher``); returns the contact and
-    "linked" (it was already) or how it was matched ("metadata", "email", "created")."""
-    contact, how = CustomerMatcher(processor, [customer]).link(customer)
+def link_customer(
+    processor: PaymentProcessor, customer: dict, *, unlinked: bool = False
+) -> tuple[Contact, str]:
+    """Link one Stripe customer to its contact (see ``CustomerMatcher``; ``unlinked``: the caller has just
+    found it unlinked); returns the contact and "linked" (it was already) or how it was matched ("metadata",
+    "email", "created")."""
+    contact, how = CustomerMatcher(processor, [customer], unlinked=unlinked).link(customer)
     db.session.flush()
     return contact, how
 
@@ -202,7 +210,7 @@ def contact_for_customer(
         if err.not_found:
             return None
         raise
-    return link_customer(processor, cust)[0]
+    return link_customer(processor, cust, unlinked=True)[0]
 
 
 def contact_for_charge(reader: StripeReader, processor: PaymentProcessor, charge: dict) -> Contact:

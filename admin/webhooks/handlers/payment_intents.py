@@ -15,7 +15,7 @@ def _sync(ctx: EventContext) -> tuple[dict, StripePaymentIntent]:
     tracked = intents.by_intent_id(pi["id"])
     if tracked is not None and not ctx.row.refetch and ctx.created < (tracked.stripe_updated or 0):
         pi = ctx.fresh_object()  # a newer state is recorded already: use Stripe's current one
-    return pi, intents.sync_intent(ctx.processor, pi, stamp=ctx.created, row=tracked)
+    return pi, intents.sync_intent(ctx.processor, pi, stamp=ctx.created, row=tracked, looked_up=True)
 
 
 @handles(
