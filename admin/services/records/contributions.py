@@ -209,6 +209,7 @@ def record_one_off_charge(
             receive_date=from_unix(charge.get("created")),
             description=charge.get("description"),
             source="stripe",
+            payments=[],  # none yet: its payments are not loaded from the database
         )
         db.session.add(c)
     if c.status not in DONE:
@@ -216,8 +217,8 @@ def record_one_off_charge(
     c.payment_intent_id = c.payment_intent_id or pi_id
     c.customer_id = c.customer_id or sid(charge.get("customer"))
     completed = _complete(c, charge.get("created"))
-    db.session.flush()
     add_charge_payment(reader, c, charge)
+    db.session.flush()  # a new contribution is inserted once, with its payment and totals (its id: the receipt)
     if completed:
         _after_completed(c, c.customer_id, no_receipt)
     return c
@@ -290,10 +291,21 @@ def _invoice_contribution(
     reader: StripeReader, processor: PaymentProcessor, inv: dict, recur: ContributionRecur | None
 ) -> Contribution:
     lock_objects([inv["id"]])
-    c = by_invoice(processor.id, inv["id"])
     pi_id = invoice_payment_refs(inv)[1]
-    if c is None and pi_id:  # a pending contribution made before the invoice existed (donation form)
-        c = by_intent(processor.id, pi_id)
+    # the invoice's contribution, else a pending one made before the invoice existed (donation form): one query
+    found = db.session.scalars(
+        select(Contribution)
+        .where(
+            Contribution.processor_id == processor.id,
+            or_(Contribution.invoice_id == inv["id"], Contribution.payment_intent_id == pi_id)
+            if pi_id
+            else Contribution.invoice_id == inv["id"],
+        )
+        .order_by(Contribution.id)
+    ).all()
+    c = next((x for x in found if x.invoice_id == inv["id"]), None)
+    if c is None and pi_id:
+        c = next((x for x in found if x.payment_intent_id == pi_id), None)
         if c is not None and c.invoice_id not in (None, inv["id"]):
             c = None
     if c is None:
@@ -314,6 +326,7 @@ def _invoice_contribution(
             receive_date=from_unix(inv.get("created")),
             source="stripe",
             description=inv.get("description") or _line_description(inv),
+            payments=[],  # none yet: its payments are not loaded from the database
         )
         db.session.add(c)
     c.invoice_id = inv["id"]
@@ -510,7 +523,8 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     """The charge as a payment on ``c`` (once per charge id), then its refunds."""
     if charge.get("status") != "succeeded" or charge.get("captured") is False:
         return None
-    pay = charge_payment(c.processor_id, charge["id"])
+    with db.session.no_autoflush:  # a contribution made just now is inserted later, once, with its totals
+        pay = charge_payment(c.processor_id, charge["id"])
     if pay is None:
         amount = captured_amount(charge)
         fee, net = _fee_and_net(reader, charge, amount)
@@ -534,6 +548,7 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
             pay.amount, pay.status = amount, COMPLETED
     apply_refunds(reader, c, charge)
     _totals(c)
+    db.session.flush()
     return pay
 
 
@@ -618,7 +633,7 @@ def _fee_and_net(reader: StripeReader, charge: dict, amount: int) -> tuple[int, 
 
 
 def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
-    """One negative payment per refund id; the contribution becomes (Partially) Refunded."""
+    """One negative payment per refund id (the totals, ``_totals``, and the flush are the caller's)."""
     recorded = {p.refund_id: p for p in c.payments if p.refund_id and p.charge_id == charge["id"]}
     for r in _refunds_of(reader, charge, bool(recorded)):
         pay = recorded.get(r["id"])
@@ -648,7 +663,6 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
             pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
             if counted and pay.amount != -int(r["amount"]):  # corrected to Stripe's (reconciliation)
                 pay.amount = pay.net = -int(r["amount"])
-    db.session.flush()
 
 
 def _refunds_of(reader: StripeReader, charge: dict, have_recorded: bool) -> list[dict]:

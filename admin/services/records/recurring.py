@@ -48,24 +48,35 @@ def ensure_recur(
     recur = by_subscription(processor.id, subscription_id)
     if recur is not None:
         return recur
-    return sync_subscription(reader, processor, reader.get("subscriptions", subscription_id), stamp=0)
+    return sync_subscription(
+        reader, processor, reader.get("subscriptions", subscription_id), stamp=0, looked_up=True
+    )
 
 
-def is_stale(processor_id: int, sub: dict, stamp: int) -> bool:
-    """True when a newer state of this subscription has been applied already."""
-    recur = by_subscription(processor_id, sub["id"])
+def is_stale(recur: ContributionRecur | None, stamp: int) -> bool:
+    """True when a newer state of this subscription (``recur``: its recurring contribution) has been
+    applied already."""
     return recur is not None and stamp < (recur.stripe_updated or 0)
 
 
 def sync_subscription(
-    reader: StripeReader, processor: PaymentProcessor, sub: dict, *, stamp: int
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    sub: dict,
+    *,
+    stamp: int,
+    recur: ContributionRecur | None = None,
+    looked_up: bool = False,
 ) -> ContributionRecur:
     """Apply a subscription's state. ``stamp`` is when Stripe produced it (event ``created``).
+    ``looked_up``: the caller has just looked its recurring contribution up in this transaction (``recur``,
+    None when there is none yet).
 
     An ended subscription never comes back (Stripe cannot restart one), so a
     late "updated" event cannot undo a cancellation, whatever the order.
     """
-    recur = by_subscription(processor.id, sub["id"])
+    if not looked_up:
+        recur = by_subscription(processor.id, sub["id"])
     customer_id = sid(sub.get("customer"))
     if recur is None:
         recur = ContributionRecur(

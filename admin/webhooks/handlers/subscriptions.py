@@ -16,6 +16,9 @@ from admin.webhooks.registry import handles
 )
 def subscription_changed(ctx: EventContext) -> None:
     sub = ctx.object()
-    if not ctx.row.refetch and recurring.is_stale(ctx.processor.id, sub, ctx.created):
+    recur = recurring.by_subscription(ctx.processor.id, sub["id"])
+    if not ctx.row.refetch and recurring.is_stale(recur, ctx.created):
         sub = ctx.fresh_object()  # a newer state is applied already: use Stripe's current one
-    recurring.sync_subscription(ctx.reader, ctx.processor, sub, stamp=ctx.created)
+    recurring.sync_subscription(
+        ctx.reader, ctx.processor, sub, stamp=ctx.created, recur=recur, looked_up=True
+    )
