@@ -197,7 +197,7 @@ OUTBOX = Queue(
         and_(OutboxTask.status.in_([EV_PROCESSING, SENDING]), OutboxTask.locked_until < now),
     ),
     order=lambda: (OutboxTask.id,),
-    columns=lambda: (),
+    columns=lambda: outbox.TASK_COLUMNS,  # what running it reads: no second read of the row
     hold=lambda worker, now: {"status": case((OutboxTask.status == SENDING, SENDING), else_=EV_PROCESSING)},
     held_by=lambda worker, held: and_(
         or_(*(and_(OutboxTask.id == h.id, OutboxTask.attempts == h.token) for h in held)),
@@ -250,7 +250,7 @@ def run_outbox(worker: str, limit: int = 20) -> int:
 
 def _run_task(h: Held) -> None:
     assert h.token is not None, "the outbox queue counts attempts: a claim's token is its attempt"
-    outbox.run_one(h.id, h.token)
+    outbox.run_one(h.id, h.token, claimed=h.row)
 
 
 def claim_job(worker: str, job_id: int | None = None) -> Job | None:

@@ -176,13 +176,42 @@ def begin_side_effect(task: OutboxTask) -> None:
         raise LeaseLost(f"outbox task {task_id} was claimed again by another worker")
 
 
-def run_one(task_id: int, attempt: int) -> None:
+# A task's columns its runner reads, as the claim reads them (``admin.worker.queues``): ``run_one`` need not read
+# the row again.
+TASK_COLUMNS = (
+    OutboxTask.kind,
+    OutboxTask.key,
+    OutboxTask.payload,
+    OutboxTask.processor_id,
+    OutboxTask.status,
+    OutboxTask.retry_until,
+)
+
+
+def run_one(task_id: int, attempt: int, *, claimed: tuple | None = None) -> None:
     """Run one claimed task (``attempt``: the claim's token, see ``admin.worker.queues``) and record the outcome.
-    Raises only when the database is away (the runtime hands the task back then)."""
-    task = db.session.get(OutboxTask, task_id, populate_existing=True)
-    if task is None or task.attempts != attempt:
-        db.session.rollback()
-        return
+    ``claimed``: the row's ``TASK_COLUMNS`` as the claim read them (else the row is read). Raises only when the
+    database is away (the runtime hands the task back then)."""
+    if claimed is not None:
+        # The claim read it as it is now (the claim's UPDATE changed only the status, lease and attempts): a
+        # detached copy for the runner, never added to the session (the outcome is written by id below).
+        kind, key, payload, processor_id, status, retry_until = claimed
+        task = OutboxTask(
+            id=task_id,
+            kind=kind,
+            key=key,
+            payload=payload,
+            processor_id=processor_id,
+            status=SENDING if status == SENDING else EV_PROCESSING,  # what the claim made it
+            retry_until=retry_until,
+            attempts=attempt,
+        )
+    else:
+        found = db.session.get(OutboxTask, task_id, populate_existing=True)
+        if found is None or found.attempts != attempt:
+            db.session.rollback()
+            return
+        task = found
     kind, key = task.kind, task.key
     if task.status == SENDING:
         log.warning(

@@ -38,13 +38,15 @@ from admin.services.records.contacts import (
     update_contact,
 )
 from admin.services.records.customer_sync import customer_fields, request_metadata_sync
+from admin.services.settings.processors import processor_ref
 from admin.stripe_gateway import Gateway, GatewayError
 
 
 @runner("customer_metadata")
 def push_metadata(task: OutboxTask) -> None:
     contact = db.session.get(Contact, task.payload["contact_id"])
-    processor = db.session.get(PaymentProcessor, task.processor_id)
+    # the worker's cached copy (its key decrypted once), as the events' own Stripe reads use
+    processor = processor_ref(task.processor_id) if task.processor_id is not None else None
     if contact is None or processor is None:
         return
     Gateway.for_processor(processor).update(
