@@ -130,13 +130,22 @@ def immediate() -> None:
 
     Call it at a transaction boundary: a read-only transaction still open is
     ended first, so the write lock really is taken up front. A transaction that
-    has written anything (pending, or already flushed) is left as it is.
+    has written anything (pending, or already flushed), or that ``immediate()`` began (a writer from its
+    start, e.g. a receipt's read before its ``begin_side_effect``), is left as it is.
     """
     sess = db.session()
-    if sess.in_transaction() and not (sess.new or sess.dirty or sess.deleted or sess.info.get(_WROTE)):
-        sess.rollback()
+    if sess.in_transaction():
+        writer = sess.info.get(_WRITER)
+        if writer is not None and writer() is sess.get_transaction():
+            return
+        if not (sess.new or sess.dirty or sess.deleted or sess.info.get(_WROTE)):
+            sess.rollback()
     if not sess.in_transaction():
         sess.connection(execution_options={"sqlite_immediate": True})
+        sess.info[_WRITER] = weakref.ref(sess.get_transaction())
+
+
+_WRITER = "paydesk.writer"  # session.info: weakref to the transaction immediate() began
 
 
 _LOCKED = "paydesk.locked_objects"  # session.info: (weakref to the transaction, advisory lock ids it holds)

@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.orm import joinedload
 
+from admin.dbutil import immediate
 from admin.extensions import db
 from admin.models import Contribution, OutboxTask
 from admin.money import format_money
@@ -68,6 +69,7 @@ def message_id(contribution: Contribution) -> str:
 def send_receipt(task: OutboxTask):
     """Send the receipt once; returns how to record it (the outbox commits that with the task's success,
     retrying while the database is away, so a receipt sent is never sent again because of an outage)."""
+    immediate()  # read in the transaction that begin_side_effect commits: one transaction, not a read and a write
     contribution = db.session.get(
         Contribution,
         task.payload["contribution_id"],
