@@ -150,27 +150,26 @@ class ChargePlan:
             + "."
         )
 
-    def fields(self) -> list[tuple[str, str]]:
+    def checked(self) -> dict[str, Any]:
+        """Exactly what will run, as ``ChargeRequest`` fields (amounts in minor units, the customer resolved,
+        the staff action's key): what a confirmation stores and its button runs, never values posted again."""
         r = self.request
-        from admin.money import to_major
-
-        out = [
-            ("amount", str(to_major(self.amount, self.currency))),
-            ("currency", self.currency),
-            ("description", r.description or ""),
-            ("statement_descriptor_suffix", self.suffix or ""),
-            ("capture", "now" if r.capture else "authorise"),
-            ("expires_after", str(r.expires_after or "")),
-            ("application_fee", str(to_major(self.fee, self.currency)) if self.fee else ""),
-            ("destination", r.destination or ""),
-            ("transfer_group", r.transfer_group or ""),
-            ("customer_id", self.link.customer_id),
-            ("payment_method", r.payment_method or ""),
-            ("action_key", r.action_key or ""),
-        ]
-        for k, v in r.metadata.items():
-            out += [("metadata_key", k), ("metadata_value", v)]
-        return out
+        return {
+            "contact_id": self.contact.id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "description": self.description,
+            "statement_descriptor_suffix": self.suffix,
+            "capture": r.capture,
+            "expires_after": r.expires_after,
+            "application_fee": self.fee,
+            "destination": r.destination,
+            "transfer_group": r.transfer_group,
+            "metadata": dict(r.metadata),
+            "customer_id": self.link.customer_id,
+            "payment_method": r.payment_method,
+            "action_key": r.action_key or common.new_action_key(),
+        }
 
 
 @dataclass

@@ -92,19 +92,19 @@ class RefundPlan:
             + "."
         )
 
-    def fields(self) -> dict[str, str]:
-        """The form again, for the confirmation's button (step=run)."""
+    def checked(self) -> dict[str, Any]:
+        """Exactly what will run, as ``RefundRequest`` fields (the amount resolved, in minor units, and the
+        staff action's key): what a confirmation stores and its button runs, never values posted again."""
         r = self.request
-        out = {
-            "amount": _major(self.amount, self.currency),
-            "reason": r.reason or "",
-            "action_key": r.action_key or "",
+        return {
+            "payment_id": self.payment.id,
+            "amount": self.amount,
+            "reason": r.reason,
+            "refund_application_fee": r.refund_application_fee,
+            "reverse_transfer": r.reverse_transfer,
+            "metadata": dict(r.metadata),
+            "action_key": r.action_key or common.new_action_key(),
         }
-        if r.refund_application_fee:
-            out["refund_application_fee"] = "1"
-        if r.reverse_transfer:
-            out["reverse_transfer"] = "1"
-        return out
 
 
 @dataclass
@@ -114,12 +114,6 @@ class RefundOutcome:
     message: str
     request_id: str | None = None
     recorded_now: bool = True  # False: a webhook had recorded it already
-
-
-def _major(amount: int, currency: str) -> str:
-    from admin.money import to_major
-
-    return str(to_major(amount, currency))
 
 
 def refundable(pay: Payment) -> int:
