@@ -3,8 +3,6 @@ delete after a confirmation) and their payouts (list; one payout's balance trans
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from admin.errors import ServiceError
@@ -13,6 +11,7 @@ from admin.listing import Page, page_or_first
 from admin.security import role_required
 from admin.services.connect import accounts, common, payouts
 from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.services.settings.processors import list_processors
 from admin.views.actions import labelled, sentence
 from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
@@ -42,15 +41,19 @@ def _listing(filter_cls, page_fn, template: str, **extra):
     data = {"flt": flt, "errors": errors, "page": page, **extra}
     if is_partial():
         return render_template(f"connect/{template}/_results.html", **data)
-    return render_template(
-        f"connect/{template}/index.html", processors=list_processors(), action_key=uuid.uuid4().hex, **data
-    )
+    return render_template(f"connect/{template}/index.html", processors=list_processors(), **data)
 
 
 @bp.get("/connect")
 @role_required("viewer")
 def index():
-    return _listing(accounts.AccountFilter, accounts.accounts_page, "accounts", types=accounts.TYPES)
+    return _listing(
+        accounts.AccountFilter,
+        accounts.accounts_page,
+        "accounts",
+        types=accounts.TYPES,
+        action_key=new_action_key(),  # the create form's: a double submit creates one account
+    )
 
 
 @bp.post("/connect/accounts")
@@ -92,7 +95,6 @@ def account(account_id: str):
         proc=proc,
         d=detail,
         error=error,
-        action_key=uuid.uuid4().hex,
     ), (200 if detail else 404)
 
 

@@ -10,6 +10,7 @@ from admin.errors import ServiceError
 from admin.htmx import is_htmx
 from admin.security import role_required, uses_stripe_js
 from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.services.donations import forms as donation_forms
 from admin.services.payments import cards, charges, common
 from admin.services.records import contacts as people
@@ -97,7 +98,7 @@ def _cards_answer(contact, message: str | None, tone: str, status: int | None = 
             rows.append({"link": link, "processor": proc, "cards": found, "error": None})
         except ServiceError as err:
             rows.append({"link": link, "processor": proc, "cards": [], "error": err.message})
-    ctx = {"contact": contact, "rows": rows, "action_key": common.new_action_key()}
+    ctx = {"contact": contact, "rows": rows, "action_key": new_action_key()}
     if message is None:
         if is_htmx():
             return render_template("contacts/_cards.html", **ctx)

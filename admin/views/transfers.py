@@ -12,6 +12,7 @@ from admin.errors import ServiceError
 from admin.security import role_required
 from admin.services.connect import common, transfers
 from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.views.actions import labelled, sentence
 from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
 from admin.views.connect import _listing, go
@@ -72,7 +73,7 @@ def create():
                     back=back,
                     back_label="Back",
                     kind=KIND,
-                    params={**asdict(new), "action_key": common.action_key(f.get("action_key"))},
+                    params={**asdict(new), "action_key": new_action_key()},
                     processor_id=proc.id,
                     single=True,
                     attention=True,

@@ -13,6 +13,7 @@ from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.services.connect import common
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.stripe_gateway import GatewayError
 
 TYPES = ("custom", "express", "standard")
@@ -151,7 +152,7 @@ def create_account(proc: PaymentProcessor, new: NewAccount, *, action_key: str |
         params["email"] = new.email
     if new.type != "standard":  # Stripe wants the capabilities of accounts the platform controls
         params["capabilities"] = {"card_payments": {"requested": True}, "transfers": {"requested": True}}
-    key = f"paydesk-account-create-{common.action_key(action_key)}"
+    key = idempotency_key("account-create", None, action_key)
     shown = {"email": new.email, "type": new.type, "country": new.country}
     try:
         acct = common.gateway(proc).create("accounts", params, idempotency_key=key)

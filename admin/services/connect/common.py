@@ -1,11 +1,9 @@
 """What the Connect services share: one page of a Stripe list as a keyset ``Page`` (Stripe's own cursors,
 ``starting_after`` / ``ending_before``, carried as the list pattern's ``after`` / ``before``), Stripe ids
-checked before Stripe is asked, refusals with their request id, idempotency keys for staff actions."""
+checked before Stripe is asked, refusals with their request id."""
 
 from __future__ import annotations
 
-import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +13,6 @@ from admin.models import PaymentProcessor
 from admin.services.settings import processors
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import stripe_id_problem
-
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 def processor_of(flt_or_ppid: Any) -> PaymentProcessor:
@@ -34,11 +30,6 @@ def check_id(value: str | None, kind: str, field: str) -> str:
     if problem:
         raise ServiceError(problem, field=field)
     return value
-
-
-def action_key(given: str | None) -> str:
-    """A staff action's key (the form carries a fresh one, so a double submit sends the same key)."""
-    return given if given and _KEY_OK.match(given) else uuid.uuid4().hex
 
 
 def _unix(value: datetime) -> int:

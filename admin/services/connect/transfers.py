@@ -13,6 +13,7 @@ from admin.models import PaymentProcessor
 from admin.money import format_money, parse_money, stripe_currency
 from admin.services.connect import common
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.stripe_gateway import GatewayError
 
 MAX_METADATA = 50  # Stripe: at most 50 keys, keys up to 40 characters, values up to 500
@@ -162,7 +163,7 @@ def check_new(new: NewTransfer) -> CheckedTransfer:
 
 def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str | None = None) -> dict:
     checked = check_new(new)
-    key = f"paydesk-transfer-{checked.account}-{common.action_key(action_key)}"
+    key = idempotency_key("transfer", checked.account, action_key)
     shown = {
         "account": checked.account,
         "amount": checked.amount,

@@ -6,8 +6,9 @@ outcome. Stripe answering that an intent is already cancelled, already succeeded
 outcome like any other, recorded and reported as such, not a failure.
 
 Idempotency: every cancel and capture carries a key made from the intent and the staff action
-(``action_key``): the same form submitted twice, or a job's unit run again after a crash, sends the
-same key, so Stripe does the thing once; a new action (a new page, another job) gets a new key.
+(``action_key``, ``services/core/idempotency``): the same form submitted twice, or a job's unit run again
+after a crash, sends the same key, so Stripe does the thing once; a new action (a new page, another job)
+gets a new key.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +28,7 @@ from admin.extensions import db
 from admin.models import PaymentProcessor, StripePaymentIntent
 from admin.money import format_money, parse_money
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.services.core.stripe_reader import StripeReader
 from admin.services.intents.queries import FINAL, GONE, by_intent_id, sync_intent
 from admin.services.records import contributions
@@ -43,7 +44,6 @@ ALREADY_CANCELLED, ALREADY_SUCCEEDED, GONE_OUTCOME, FAILED = (
     "failed",
 )
 CANCELLATION_REASON = "abandoned"
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @dataclass
@@ -58,17 +58,6 @@ class IntentOutcome:
     @property
     def ok(self) -> bool:
         return self.outcome != FAILED
-
-
-def new_action_key() -> str:
-    """A fresh key for one staff action (a form carries it, so a double submit reuses it)."""
-    return uuid.uuid4().hex
-
-
-def idempotency_key(verb: str, intent_id: str, action_key: str | None, *extra: object) -> str:
-    """``paydesk-<verb>-<intent>-<action>[-<extra>]``: stable for one staff action on one intent."""
-    action = action_key if action_key and _KEY_OK.match(action_key) else new_action_key()
-    return "-".join(["paydesk", verb, intent_id, action, *[str(x) for x in extra]])[:255]
 
 
 def check_intent_id(intent_id: str) -> str:

@@ -31,6 +31,7 @@ from admin.errors import ServiceError, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer, StripePaymentIntent
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key, new_action_key
 from admin.services.core.stripe_reader import StripeReader, write_after_reading
 from admin.services.intents import queries as intents
 from admin.services.payments import common
@@ -168,7 +169,7 @@ class ChargePlan:
             "metadata": dict(r.metadata),
             "customer_id": self.link.customer_id,
             "payment_method": r.payment_method,
-            "action_key": r.action_key or common.new_action_key(),
+            "action_key": r.action_key or new_action_key(),
         }
 
 
@@ -327,7 +328,7 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     contribution_id = c.id
     db.session.commit()
 
-    key = common.idempotency_key("charge", customer_id, req.action_key, plan.amount)
+    key = idempotency_key("charge", customer_id, req.action_key, plan.amount)
     metadata = {
         **req.metadata,
         "contact_id": str(contact.id),

@@ -1,33 +1,19 @@
 """What the payment operations share: the parameters staff type (money, metadata rows, yes/no boxes) read
-the same way from a page's form and from the CLI's options, idempotency keys, and Stripe's refusals."""
+the same way from a page's form and from the CLI's options (idempotency keys: ``services/core/idempotency``)."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from admin.errors import ServiceError, check_text
 from admin.money import format_money, parse_money
 
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Stripe's limits on metadata: 50 keys, keys up to 40 characters without square brackets, values up to 500.
 METADATA_MAX_KEYS = 50
 METADATA_KEY_MAX = 40
 METADATA_VALUE_MAX = 500
-
-
-def new_action_key() -> str:
-    """A fresh key for one staff action (a form carries it, so a double submit reuses it)."""
-    return uuid.uuid4().hex
-
-
-def idempotency_key(verb: str, object_id: str, action_key: str | None, *extra: object) -> str:
-    """``paydesk-<verb>-<object>-<action>[-<extra>]``: the same for one staff action, so a retried or double
-    submitted request makes Stripe act once; a new action (a new page, a new CLI run) gets a new one."""
-    action = action_key if action_key and _KEY_OK.match(action_key) else new_action_key()
-    return "-".join(["paydesk", verb, object_id, action, *[str(x) for x in extra]])[:255]
 
 
 def money(

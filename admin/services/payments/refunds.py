@@ -20,6 +20,7 @@ from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import COMPLETED, Payment, PaymentProcessor
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key, new_action_key
 from admin.services.payments import common
 from admin.services.records import contributions
 from admin.stripe_gateway import Gateway, GatewayError
@@ -103,7 +104,7 @@ class RefundPlan:
             "refund_application_fee": r.refund_application_fee,
             "reverse_transfer": r.reverse_transfer,
             "metadata": dict(r.metadata),
-            "action_key": r.action_key or common.new_action_key(),
+            "action_key": r.action_key or new_action_key(),
         }
 
 
@@ -172,7 +173,7 @@ def refund(processor: PaymentProcessor, req: RefundRequest) -> RefundOutcome:
         raise ServiceError(f"Payment: #{pay.id} belongs to another processor", field="payment_id")
     charge_id, contribution_id = pay.charge_id, pay.contribution_id
     assert charge_id is not None  # plan_refund (charge_row) refuses a payment with no charge
-    key = common.idempotency_key("refund", charge_id, req.action_key, plan.amount)
+    key = idempotency_key("refund", charge_id, req.action_key, plan.amount)
     params: dict[str, Any] = {"charge": charge_id, "amount": plan.amount}
     if req.reason:
         params["reason"] = req.reason
