@@ -11,6 +11,7 @@ from admin.errors import ServiceError, stripe_failure
 from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.services.connect import common
+from admin.services.core.stripe_reader import filter_cursors, stripe_page
 from admin.stripe_gateway import GatewayError
 
 STATUSES = ("paid", "pending", "in_transit", "canceled", "failed")
@@ -51,8 +52,14 @@ def payouts_page(flt: PayoutFilter) -> Page[dict]:
     if not flt.account:
         return Page(rows=[], size=flt.size)
     proc = common.processor_of(flt)
-    page = common.stripe_page(
-        proc, "payouts", flt, what="payout list", stripe_account=flt.account, status=flt.status
+    page = stripe_page(
+        common.gateway(proc),
+        "payouts",
+        flt,
+        what="payout list",
+        stripe_account=flt.account,
+        status=flt.status,
+        **filter_cursors(flt),
     )
     page.rows = [summary(p) for p in page.rows]
     return page
