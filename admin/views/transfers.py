@@ -15,7 +15,7 @@ from admin.services.core.confirmations import ConfirmationRefused
 from admin.services.core.idempotency import new_action_key
 from admin.views.actions import labelled, sentence
 from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
-from admin.views.connect import _listing, go
+from admin.views.connect import _listing, export_listing, go
 
 bp = Blueprint("transfers", __name__)
 
@@ -26,6 +26,19 @@ KIND = "connect.transfer_create"
 @role_required("viewer")
 def index():
     return _listing(transfers.TransferFilter, transfers.transfers_page, "transfers")
+
+
+@bp.get("/connect/transfers/export.csv")
+@role_required("viewer")
+def export():
+    return export_listing(
+        transfers.TransferFilter,
+        transfers.transfers_page,
+        "transfers",
+        transfers.CSV,
+        "transfers.index",
+        money=("amount", "amount_reversed"),
+    )
 
 
 def _new_transfer(form) -> transfers.NewTransfer:

@@ -224,3 +224,105 @@ def test_viewer_refused_every_connect_action(app, client, auth, connect_world, o
         path, data={"csrf_token": auth.token(), "step": "run", "account": "acct_1", "amount": "5"}
     )
     assert resp.status_code == 403 and connect_world.sent == []
+
+
+def _csv_rows(resp) -> list[dict]:
+    import csv
+    import io
+
+    assert resp.status_code == 200 and resp.mimetype == "text/csv", resp.get_data(as_text=True)[:500]
+    return list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+
+
+def test_accounts_csv_is_every_page_of_exactly_the_filter(
+    app, client, auth, connect_world, offline_processor
+):
+    """The list-page contract on Connect: the CSV reads Stripe's list to its end (100 a request), with the
+    filter's period, and the page offers it."""
+    for n in range(130):
+        connect_world.account(email=f"shop{n}@example.org", created=1_700_000_000 + n * 60)
+    connect_world.account(email="late@example.org", created=1_800_000_000)
+    auth.login("viewer@example.org", "viewer")
+    assert "/connect/export.csv" in client.get("/connect").get_data(as_text=True)
+    rows = _csv_rows(client.get("/connect/export.csv?until=2024-01-01"))
+    assert len(rows) == 130 and "late@example.org" not in {r["email"] for r in rows}
+    assert list(rows[0]) == [
+        "id",
+        "name",
+        "email",
+        "type",
+        "country",
+        "charges_enabled",
+        "payouts_enabled",
+        "details_submitted",
+        "currently_due",
+        "created",
+    ]
+    assert rows[-1]["created"] == "2023-11-14 22:13:20"  # Unix seconds written as the other CSVs write times
+    assert connect_world.count("GET", "/v1/accounts") == 1 + 2  # the page, then the CSV's two pages
+
+
+def test_a_csv_that_stripe_refuses_is_a_message_not_a_broken_file(
+    app, client, auth, connect_world, offline_processor
+):
+    connect_world.refuse("GET", "/v1/transfers", 400, "Your account is not a Connect platform.")
+    auth.login("viewer@example.org", "viewer")
+    resp = client.get("/connect/transfers/export.csv?transfer_group=G1")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(
+        "/connect/transfers?transfer_group=G1"
+    )
+    assert "not a Connect platform" in client.get(resp.headers["Location"]).get_data(as_text=True)
+
+
+def test_transfers_and_payouts_as_partials_and_csv(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/connect/transfers")
+    form = {
+        "csrf_token": token,
+        "ppid": offline_processor.id,
+        "account": acct["id"],
+        "amount": "25",
+        "currency": "usd",
+        "transfer_group": "G7",
+        "metadata_key": "fund",
+        "metadata_value": "roof",
+    }
+    ask = client.post("/connect/transfers", data=form, headers=HX)
+    confirm(client, "/connect/transfers", ask, {"csrf_token": token}, headers=HX)
+    po = connect_world.payout(acct["id"], amount=1850)
+    connect_world.transaction(acct["id"], po["id"], amount=2000, fee=150)
+
+    partial = client.get(f"/connect/transfers?account={acct['id']}", headers=HX).get_data(as_text=True)
+    assert "<html" not in partial and 'id="transfer-tr_' in partial and "transfers/export.csv" in partial
+    [t] = _csv_rows(client.get(f"/connect/transfers/export.csv?account={acct['id']}"))
+    assert (t["account"], t["amount"], t["currency"], t["transfer_group"], t["metadata"]) == (
+        acct["id"],
+        "25.00",
+        "usd",
+        "G7",
+        '{"fund": "roof"}',
+    )
+
+    partial = client.get(f"/connect/payouts?account={acct['id']}", headers=HX).get_data(as_text=True)
+    assert "<html" not in partial and f'id="payout-{po["id"]}"' in partial and "payouts/export.csv" in partial
+    [p] = _csv_rows(client.get(f"/connect/payouts/export.csv?account={acct['id']}"))
+    assert (p["id"], p["amount"]) == (po["id"], "18.50")
+    page = client.get(f"/connect/payouts/{po['id']}?account={acct['id']}").get_data(as_text=True)
+    assert f"/connect/payouts/{po['id']}/transactions.csv" in page
+    txns = _csv_rows(client.get(f"/connect/payouts/{po['id']}/transactions.csv?account={acct['id']}"))
+    assert [(r["amount"], r["fee"], r["net"]) for r in txns if r["type"] != "payout"] == [
+        ("20.00", "1.50", "18.50")
+    ]
+
+
+def test_an_accounts_persons_as_csv(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    connect_world.person(acct["id"], "Ada", "Lovelace")
+    auth.login("viewer@example.org", "viewer")
+    page = client.get(f"/connect/accounts/{acct['id']}").get_data(as_text=True)
+    assert f"/connect/accounts/{acct['id']}/persons.csv" in page and 'id="person-' in page
+    [row] = _csv_rows(client.get(f"/connect/accounts/{acct['id']}/persons.csv"))
+    assert row["name"] == "Ada Lovelace" and list(row)[:3] == ["id", "name", "email"]
+    gone = client.get("/connect/accounts/acct_missing/persons.csv")
+    assert gone.status_code == 302

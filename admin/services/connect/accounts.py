@@ -30,6 +30,22 @@ class AccountFilter(Filter):
     LABELS: ClassVar[dict[str, str]] = {}
 
 
+# The CSV of the list (/connect/export.csv) and of an account's persons: every field of the rows.
+CSV = (
+    "id",
+    "name",
+    "email",
+    "type",
+    "country",
+    "charges_enabled",
+    "payouts_enabled",
+    "details_submitted",
+    "currently_due",
+    "created",
+)
+PERSON_CSV = ("id", "name", "email", "roles", "title", "verification", "currently_due")
+
+
 def summary(acct: dict) -> dict[str, Any]:
     """A connected account as lists and the CLI show it."""
     req = acct.get("requirements") or {}

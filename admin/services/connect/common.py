@@ -4,10 +4,11 @@ list is ``services/core/stripe_reader.stripe_page``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from admin.errors import ServiceError, stripe_failure
-from admin.listing import Filter
+from admin.listing import Filter, Page
 from admin.models import PaymentProcessor
 from admin.services.settings import processors
 from admin.stripe_gateway import Gateway, GatewayError
@@ -70,14 +71,17 @@ def every_nested(
         query["starting_after"] = data[-1]["id"]
 
 
-def walk_pages(page_of: Any, flt: Filter, limit: int) -> list[dict]:
-    """Up to ``limit`` rows of a Stripe-backed list, page after page (the CLI's ``--limit``)."""
+def walk_pages(page_of: Callable[[Any], Page[dict]], flt: Filter, limit: int | None = None) -> Iterator[dict]:
+    """The rows of a Stripe-backed list page's filter, page after page (100 a request), read as they are
+    taken: at most ``limit`` (the CLI's ``--limit``), or all of them (the CSV export)."""
     flt.size, flt.after, flt.before = 100, None, None
-    out: list[dict] = []
-    while len(out) < limit:
+    left = limit
+    while left is None or left > 0:
         page = page_of(flt)
-        out.extend(page.rows)
-        if not page.next_after:
-            break
+        rows = page.rows if left is None else page.rows[:left]
+        yield from rows
+        if left is not None:
+            left -= len(rows)
+        if not page.next_after or not rows:
+            return
         flt.after = page.next_after
-    return out[:limit]

@@ -34,6 +34,21 @@ class PayoutFilter(Filter):
             self.status = None
 
 
+# The CSV of the list (/connect/payouts/export.csv) and of one payout's balance transactions.
+CSV = (
+    "id",
+    "amount",
+    "currency",
+    "status",
+    "arrival_date",
+    "method",
+    "description",
+    "failure_message",
+    "created",
+)
+TRANSACTION_CSV = ("id", "type", "amount", "fee", "net", "currency", "source", "description", "created")
+
+
 def summary(po: dict) -> dict[str, Any]:
     return {
         "id": po.get("id"),

@@ -31,6 +31,20 @@ class TransferFilter(Filter):
     LABELS: ClassVar[dict[str, str]] = {}
 
 
+# The CSV of the list (/connect/transfers/export.csv): every field of the rows.
+CSV = (
+    "id",
+    "account",
+    "amount",
+    "currency",
+    "amount_reversed",
+    "transfer_group",
+    "description",
+    "metadata",
+    "created",
+)
+
+
 def summary(tr: dict) -> dict[str, Any]:
     return {
         "id": tr.get("id"),
