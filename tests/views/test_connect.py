@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from admin.extensions import db
 from admin.models import AuditLog
+from admin.services.connect import accounts
 
 HX = {"HX-Request": "true"}
 
@@ -126,20 +127,25 @@ def test_an_account_delete_confirmation_deletes_the_account_it_showed(
     assert deleted == [f"/v1/accounts/{shown['id']}"]
 
 
-def test_transfer_confirmed_with_money_then_made_once(app, client, auth, connect_world, offline_processor):
-    acct = connect_world.account()
-    auth.login("operator@example.org", "operator")
-    token = auth.token("/connect/transfers")
-    form = {
+def _transfer_form(token: str, ppid: int, account: str) -> dict:
+    """The new-transfer form: 25.00 USD to ``account`` in group G7, metadata fund=roof (and an empty row)."""
+    return {
         "csrf_token": token,
-        "ppid": offline_processor.id,
-        "account": acct["id"],
+        "ppid": ppid,
+        "account": account,
         "amount": "25",
         "currency": "usd",
         "transfer_group": "G7",
         "metadata_key": ["fund", ""],
         "metadata_value": ["roof", ""],
     }
+
+
+def test_transfer_confirmed_with_money_then_made_once(app, client, auth, connect_world, offline_processor):
+    acct = connect_world.account()
+    auth.login("operator@example.org", "operator")
+    token = auth.token("/connect/transfers")
+    form = _transfer_form(token, offline_processor.id, acct["id"])
     ask = client.post("/connect/transfers", data=form, headers=HX).get_data(as_text=True)
     assert f"Transfer 25.00 USD to {acct['id']}?" in ask and connect_world.count("POST", "/v1/transfers") == 0
     assert 'name="step" value="run"' in ask and 'name="amount"' not in ask
@@ -246,18 +252,7 @@ def test_accounts_csv_is_every_page_of_exactly_the_filter(
     assert "/connect/export.csv" in client.get("/connect").get_data(as_text=True)
     rows = _csv_rows(client.get("/connect/export.csv?until=2024-01-01"))
     assert len(rows) == 130 and "late@example.org" not in {r["email"] for r in rows}
-    assert list(rows[0]) == [
-        "id",
-        "name",
-        "email",
-        "type",
-        "country",
-        "charges_enabled",
-        "payouts_enabled",
-        "details_submitted",
-        "currently_due",
-        "created",
-    ]
+    assert tuple(rows[0]) == accounts.CSV
     assert rows[-1]["created"] == "2023-11-14 22:13:20"  # Unix seconds written as the other CSVs write times
     assert connect_world.count("GET", "/v1/accounts") == 1 + 2  # the page, then the CSV's two pages
 
@@ -278,17 +273,9 @@ def test_transfers_and_payouts_as_partials_and_csv(app, client, auth, connect_wo
     acct = connect_world.account()
     auth.login("operator@example.org", "operator")
     token = auth.token("/connect/transfers")
-    form = {
-        "csrf_token": token,
-        "ppid": offline_processor.id,
-        "account": acct["id"],
-        "amount": "25",
-        "currency": "usd",
-        "transfer_group": "G7",
-        "metadata_key": "fund",
-        "metadata_value": "roof",
-    }
-    ask = client.post("/connect/transfers", data=form, headers=HX)
+    ask = client.post(
+        "/connect/transfers", data=_transfer_form(token, offline_processor.id, acct["id"]), headers=HX
+    )
     confirm(client, "/connect/transfers", ask, {"csrf_token": token}, headers=HX)
     po = connect_world.payout(acct["id"], amount=1850)
     connect_world.transaction(acct["id"], po["id"], amount=2000, fee=150)

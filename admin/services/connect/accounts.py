@@ -14,7 +14,6 @@ from admin.models import PaymentProcessor
 from admin.services.connect import common
 from admin.services.core import audit
 from admin.services.core.idempotency import idempotency_key
-from admin.services.core.stripe_reader import filter_cursors, stripe_page
 from admin.stripe_gateway import GatewayError
 
 TYPES = ("custom", "express", "standard")
@@ -64,12 +63,7 @@ def summary(acct: dict) -> dict[str, Any]:
 
 
 def accounts_page(flt: AccountFilter) -> Page[dict]:
-    proc = common.processor_of(flt)
-    page = stripe_page(
-        common.gateway(proc), "accounts", flt, what="connected account list", **filter_cursors(flt)
-    )
-    page.rows = [summary(a) for a in page.rows]
-    return page
+    return common.list_page(flt, "accounts", summary, what="connected account list")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 from admin.errors import ServiceError, stripe_failure
 from admin.listing import Filter, Page
 from admin.models import PaymentProcessor
+from admin.services.core.stripe_reader import filter_cursors, stripe_page
 from admin.services.settings import processors
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import stripe_id_problem
@@ -30,6 +31,17 @@ def check_id(value: str | None, kind: str, field: str) -> str:
     if problem:
         raise ServiceError(problem, field=field)
     return value
+
+
+def list_page(
+    flt: Any, resource: str, summary: Callable[[dict], dict], *, what: str, **params: Any
+) -> Page[dict]:
+    """One page of a Connect list for its filter (``flt.ppid``'s processor; ``core.stripe_reader.stripe_page``
+    with the filter's cursors), each row as ``summary`` makes it."""
+    gw = gateway(processor_of(flt))
+    page = stripe_page(gw, resource, flt, what=what, **filter_cursors(flt), **params)
+    page.rows = [summary(r) for r in page.rows]
+    return page
 
 
 def every(

@@ -11,7 +11,6 @@ from admin.errors import ServiceError, stripe_failure
 from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.services.connect import common
-from admin.services.core.stripe_reader import filter_cursors, stripe_page
 from admin.stripe_gateway import GatewayError
 
 STATUSES = ("paid", "pending", "in_transit", "canceled", "failed")
@@ -66,18 +65,9 @@ def summary(po: dict) -> dict[str, Any]:
 def payouts_page(flt: PayoutFilter) -> Page[dict]:
     if not flt.account:
         return Page(rows=[], size=flt.size)
-    proc = common.processor_of(flt)
-    page = stripe_page(
-        common.gateway(proc),
-        "payouts",
-        flt,
-        what="payout list",
-        stripe_account=flt.account,
-        status=flt.status,
-        **filter_cursors(flt),
+    return common.list_page(
+        flt, "payouts", summary, what="payout list", stripe_account=flt.account, status=flt.status
     )
-    page.rows = [summary(p) for p in page.rows]
-    return page
 
 
 @dataclass

@@ -14,7 +14,6 @@ from admin.money import format_money, parse_money, stripe_currency
 from admin.services.connect import common
 from admin.services.core import audit
 from admin.services.core.idempotency import idempotency_key
-from admin.services.core.stripe_reader import filter_cursors, stripe_page
 from admin.stripe_gateway import GatewayError
 
 MAX_METADATA = 50  # Stripe: at most 50 keys, keys up to 40 characters, values up to 500
@@ -60,18 +59,14 @@ def summary(tr: dict) -> dict[str, Any]:
 
 
 def transfers_page(flt: TransferFilter) -> Page[dict]:
-    proc = common.processor_of(flt)
-    page = stripe_page(
-        common.gateway(proc),
-        "transfers",
+    return common.list_page(
         flt,
+        "transfers",
+        summary,
         what="transfer list",
-        **filter_cursors(flt),
         destination=flt.account,
         transfer_group=flt.transfer_group,
     )
-    page.rows = [summary(t) for t in page.rows]
-    return page
 
 
 @dataclass
