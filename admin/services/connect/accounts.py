@@ -129,7 +129,7 @@ def person(p: dict) -> dict[str, Any]:
 
 def list_persons(proc: PaymentProcessor, account_id: str) -> list[dict]:
     account_id = common.check_id(account_id, "account", "account")
-    rows, _ = common.every_nested(proc, "accounts.persons", account_id, what="connected account")
+    rows, _ = common.every(proc, "accounts.persons", account_id, what="connected account")
     return [person(p) for p in rows]
 
 

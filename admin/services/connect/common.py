@@ -47,26 +47,14 @@ def list_page(
 def every(
     proc: PaymentProcessor,
     resource: str,
-    *,
-    what: str,
-    stripe_account: str | None = None,
-    most: int = 1000,
-    **params: Any,
-) -> tuple[list[dict], bool]:
-    """Up to ``most`` objects of a Stripe list (100 a request), and whether there were more."""
-    return every_nested(proc, resource, what=what, stripe_account=stripe_account, most=most, **params)
-
-
-def every_nested(
-    proc: PaymentProcessor,
-    resource: str,
     *args: Any,
     what: str,
     stripe_account: str | None = None,
     most: int = 1000,
     **params: Any,
 ) -> tuple[list[dict], bool]:
-    """``every`` for a list under an object (``accounts.persons`` of an account: ``args`` = its id)."""
+    """Up to ``most`` objects of a Stripe list (100 a request), and whether there were more; ``args``: the
+    parent's id of a list under an object (``accounts.persons`` of an account)."""
     out: list[dict] = []
     query = {"limit": 100, **params}
     while True:
