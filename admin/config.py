@@ -137,6 +137,7 @@ class DefaultConfig:
     RETENTION_JOBS = "90 days"  # jobs done, failed or cancelled
     RETENTION_TRIGGER_FEED = "30 days"  # the polling triggers' feed: an older client cursor skips what went
     RETENTION_CARD_TESTING_SIGNALS = "90 days"
+    RETENTION_NOTIFICATION_DELIVERIES = "90 days"  # the notifications' history per URL (delivered or failed)
     RETENTION_EVENTS = "forever"  # processed Stripe events (as `events cleanup`), e.g. "13 months"
     RETENTION_AUDIT_LOG = "2 years"  # whole days; each day's deletion is itself audited
     RETENTION_BATCH = 1000  # rows deleted per short transaction

@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 
 from admin.dbutil import immediate, rowcount
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import PaymentProcessor, StripePaymentIntent
 from admin.money import format_money, parse_money
@@ -54,6 +54,8 @@ class IntentOutcome:
     request_id: str | None = None
     row: StripePaymentIntent | None = None
     transient: bool = False  # a failure that may pass (network, Stripe 5xx): worth trying again
+    amount: int | None = None  # a capture: what was captured (minor units), or what the donor paid already
+    currency: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -231,14 +233,16 @@ def capture_intent(
         return _record("capture", processor, intent_id, None, _failed(intent_id, "capture", err), {})
     if pi is None:
         return _record("capture", processor, intent_id, None, _gone(intent_id, request_id), {})
+    currency = (pi.get("currency") or "").lower()
     done = _already(intent_id, pi, request_id)
     if done is not None:
+        done.amount, done.currency = pi.get("amount_received") or pi.get("amount"), currency
         return _record("capture", processor, intent_id, pi, done, {})
-    currency = (pi.get("currency") or "").lower()
     if pi.get("status") != "requires_capture":
         raise ServiceError(
             f"Only an intent waiting for capture can be captured; Stripe says {intent_id} is "
-            f"{pi.get('status')}."
+            f"{pi.get('status')}.",
+            field="id",
         )
     authorised = int(pi.get("amount_capturable") or pi.get("amount") or 0)
     wanted = _capture_amount(amount, currency, authorised)
@@ -257,6 +261,8 @@ def capture_intent(
             + (f"; the other {format_money(rest, currency)} is released to the donor." if rest else ".")
             + " The payment is recorded when Stripe's webhook arrives.",
             res.request_id,
+            amount=wanted,
+            currency=currency,
         )
     except GatewayError as err:
         out, captured = _refused(gw, intent_id, "capture", err)
@@ -309,10 +315,10 @@ def capture_charge(
         ch = gw.retrieve("charges", charge_id)
     except GatewayError as err:
         if err.not_found:
-            raise ServiceError(f"Stripe has no charge {charge_id} on this account", field="id") from None
-        raise ServiceError(
-            f"Could not read {charge_id}: {err.message} (Stripe request {err.request_id})"
-        ) from None
+            gone = ServiceError(f"Stripe has no charge {charge_id} on this account", field="id")
+            gone.not_found = True
+            raise gone from None
+        raise stripe_failure(err, with_request=True, doing=f"refused to read {charge_id}") from None
     pi_id = ch.get("payment_intent")
     pi_id = pi_id.get("id") if isinstance(pi_id, dict) else pi_id
     if pi_id:
@@ -321,7 +327,8 @@ def capture_charge(
     if ch.get("captured") or ch.get("status") != "succeeded":
         raise ServiceError(
             f"Only an authorised charge can be captured; Stripe says {charge_id} is "
-            f"{'captured already' if ch.get('captured') else ch.get('status')}."
+            f"{'captured already' if ch.get('captured') else ch.get('status')}.",
+            field="id",
         )
     authorised = int(ch.get("amount") or 0) - int(ch.get("amount_refunded") or 0)
     wanted = _capture_amount(amount, currency, authorised)
@@ -364,6 +371,8 @@ def capture_charge(
         CAPTURED,
         f"Captured {format_money(wanted, currency)} of {format_money(authorised, currency)} ({charge_id}).",
         res.request_id,
+        amount=wanted,
+        currency=currency,
     )
     assert captured is not None  # required: the reader raised if Stripe had no such charge
     write_after_reading(reader, lambda: record_charge(reader, processor, captured))

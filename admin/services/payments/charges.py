@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 
 from admin.dbutil import immediate, lock_objects, parse_id, parse_whole
-from admin.errors import ServiceError, check_text, stripe_failure
+from admin.errors import ServiceError, StripeFailure, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer, StripePaymentIntent
 from admin.services.core import audit
@@ -180,6 +180,7 @@ class ChargeOutcome:
     status: str  # succeeded, requires_capture, failed
     message: str
     request_id: str | None = None
+    failure: StripeFailure | None = None  # Stripe's refusal, when it refused (kind: card, transient, ...)
 
     @property
     def ok(self) -> bool:
@@ -475,7 +476,8 @@ def _failed(
         commit=False,
     )
     db.session.commit()
-    return ChargeOutcome(c, intent_id or "", "failed", message, err.request_id)
+    failure = stripe_failure(err, with_request=True, doing="refused the charge")
+    return ChargeOutcome(c, intent_id or "", "failed", message, err.request_id, failure)
 
 
 def _after_confirm(
