@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
 
+from admin.money import CURRENCIES
 from admin.services.payments import charges, common
 
 from .spec import Strict
@@ -411,7 +412,8 @@ class NewInvoiceItems(TriggerPage):
 
 # -- payment operations (charge a saved customer, capture, refund) -----------------------------
 
-AMOUNT_MAX = 99_999_999  # Stripe's limit: eight digits of minor units
+# Stripe's largest charge in any currency (twelve digits of IDR); each currency's own is checked by the service
+AMOUNT_MAX = max(c.max_amount for c in CURRENCIES.values())
 MetadataKey = Annotated[
     str, StringConstraints(min_length=1, max_length=common.METADATA_KEY_MAX, pattern=r"^[^\[\]]+$")
 ]

@@ -246,6 +246,9 @@ def test_a_refund_above_what_is_left_is_refused_before_stripe(client, writer, pr
     [
         ("/api/v1/charges", {"contact_id": 1, "amount": 0}, "amount"),
         ("/api/v1/charges", {"contact_id": 1, "amount": 100, "currency": "USD"}, "currency"),
+        ("/api/v1/charges", {"contact_id": 1, "amount": 100, "currency": "xyz"}, "currency"),
+        ("/api/v1/charges", {"contact_id": 1, "amount": 1005, "currency": "kwd"}, "amount"),
+        ("/api/v1/charges", {"contact_id": 1, "amount": 100_000_000, "currency": "usd"}, "amount"),
         ("/api/v1/charges", {"contact_id": 1, "amount": 100, "capture": "later"}, "capture"),
         ("/api/v1/charges", {"contact_id": 1, "amount": 100, "metadata": {"contact_id": "7"}}, "metadata"),
         ("/api/v1/charges", {"contact_id": 1, "amount": 100, "tip": 5}, "tip"),
@@ -323,3 +326,15 @@ def test_a_retry_after_a_lost_answer_reaches_stripe_with_the_same_key(client, wr
     refund_keys = [k for r, m, k in stripe_keys if r == "refunds"]
     assert len(refund_keys) == 2 and refund_keys[0] == refund_keys[1]
     assert len(gateway(processor).list("refunds", charge=first["charge_id"])["data"]) == 1
+
+
+def test_amounts_are_bounded_per_currency_not_by_the_usd_maximum(client, writer, processor):
+    """Stripe takes up to twelve digits of IDR: 1,500,000.00 IDR (about 90 USD) is no amount to refuse."""
+    contact = saved_customer(processor)
+    resp = client.post(
+        "/api/v1/charges",
+        json={"contact_id": contact.id, "amount": 150_000_000, "currency": "idr"},
+        headers=writer,
+    )
+    assert resp.status_code == 201, resp.json
+    assert resp.json["contribution"]["amount"] == 150_000_000
