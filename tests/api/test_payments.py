@@ -338,3 +338,36 @@ def test_amounts_are_bounded_per_currency_not_by_the_usd_maximum(client, writer,
     )
     assert resp.status_code == 201, resp.json
     assert resp.json["contribution"]["amount"] == 150_000_000
+
+
+def test_a_capture_on_another_processor_leaves_the_intents_record_alone(
+    client, writer, processor, offline_processor
+):
+    """``?ppid=`` naming another Stripe account: Stripe there has no such intent (404), which says nothing
+    about the intent paydesk tracks on its own processor: that record is not marked gone."""
+    from admin.services.intents.queries import GONE, by_intent_id
+
+    contact = saved_customer(processor)
+    made = client.post(
+        "/api/v1/charges?ppid=" + str(processor.id),
+        json={"contact_id": contact.id, "amount": 3000, "capture": False},
+        headers=writer,
+    ).json
+    pi = made["payment_intent_id"]
+    with responses.RequestsMock() as rsps:
+        rsps.get(
+            f"http://127.0.0.1:9/v1/payment_intents/{pi}",
+            status=404,
+            json={
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "resource_missing",
+                    "message": f"No such payment_intent: '{pi}'",
+                }
+            },
+        )
+        resp = client.post(f"/api/v1/captures?ppid={offline_processor.id}", json={"id": pi}, headers=writer)
+    assert resp.status_code == 404, resp.json
+    db.session.rollback()
+    row = by_intent_id(pi)
+    assert row.processor_id == processor.id and row.flags != GONE

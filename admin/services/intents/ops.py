@@ -95,8 +95,8 @@ def _record(
                 contributions.cancel(
                     c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})"
                 )
-    elif res.outcome == GONE_OUTCOME and row is not None:
-        row.flags = GONE
+    elif res.outcome == GONE_OUTCOME and row is not None and row.processor_id == processor.id:
+        row.flags = GONE  # only Stripe's 404 on the intent's own account says so (not a wrong ``ppid``)
     audit.record(
         f"intent.{verb}",
         object_type="intent",
