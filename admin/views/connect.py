@@ -8,7 +8,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 
 from admin.errors import ServiceError
 from admin.htmx import is_htmx, is_partial
@@ -68,10 +68,25 @@ def _csv(name: str, columns, rows, back: str, money=("amount",)):
 
 
 def export_listing(filter_cls, page_fn, name: str, columns, endpoint: str, money=("amount",)):
-    """The CSV of exactly what a Connect list's filter matches, every page of it (``/…/export.csv``)."""
+    """The CSV of exactly what a Connect list's filter matches, every page of it (``/…/export.csv``), read
+    from Stripe before the file starts: at most ``CONNECT_EXPORT_MAX_ROWS``, so a GET never starts an
+    unbounded Stripe scan inside the web request (spending the account's rate limit, cut off by the worker's
+    timeout mid-file). More than that, or Stripe refusing any page, is a message on the list instead."""
     flt, _ = filter_cls.from_args(request.args)
     back = url_for(endpoint, **flt.criteria())
-    return _csv(name, columns, common.walk_pages(page_fn, flt), back, money)
+    most = int(current_app.config["CONNECT_EXPORT_MAX_ROWS"])
+    try:
+        rows = list(common.walk_pages(page_fn, flt, most + 1))
+    except ServiceError as err:
+        return go(back, sentence(err.message), "error")
+    if len(rows) > most:
+        return go(
+            back,
+            f"More than {most:,} rows match, and one export reads at most {most:,} from Stripe: narrow "
+            "the filter (a shorter period) and export again.",
+            "error",
+        )
+    return filter_csv(name, columns, iter(rows), money=money, convert=UNIX_TIMES)
 
 
 @bp.get("/connect")

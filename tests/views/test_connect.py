@@ -313,3 +313,21 @@ def test_an_accounts_persons_as_csv(app, client, auth, connect_world, offline_pr
     assert row["name"] == "Ada Lovelace" and list(row)[:3] == ["id", "name", "email"]
     gone = client.get("/connect/accounts/acct_missing/persons.csv")
     assert gone.status_code == 302
+
+
+def test_a_csv_larger_than_the_export_bound_is_a_message_not_an_endless_scan(
+    app, client, auth, connect_world, offline_processor
+):
+    """A viewer's GET reads Stripe's list page after page within the web request (gunicorn's 30 s): past
+    ``CONNECT_EXPORT_MAX_ROWS`` it stops and asks for a narrower filter instead of scanning on (and spending
+    the account's Stripe rate limit) or being cut off mid-file; within the bound the file is whole."""
+    for n in range(130):
+        connect_world.account(email=f"shop{n}@example.org", created=1_700_000_000 + n * 60)
+    app.config["CONNECT_EXPORT_MAX_ROWS"] = 100
+    auth.login("viewer@example.org", "viewer")
+    resp = client.get("/connect/export.csv")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/connect")
+    assert connect_world.count("GET", "/v1/accounts") == 2  # 100, then one more row says there are more
+    assert "More than 100 rows" in client.get(resp.headers["Location"]).get_data(as_text=True)
+    app.config["CONNECT_EXPORT_MAX_ROWS"] = 130
+    assert len(_csv_rows(client.get("/connect/export.csv"))) == 130
