@@ -371,3 +371,21 @@ def test_a_capture_on_another_processor_leaves_the_intents_record_alone(
     db.session.rollback()
     row = by_intent_id(pi)
     assert row.processor_id == processor.id and row.flags != GONE
+
+
+def test_a_key_used_again_after_its_answer_expired_with_another_amount_is_a_new_charge(
+    client, writer, processor
+):
+    """Once the stored answer is gone (retention keeps them 24 hours, as Stripe keeps its keys), the same
+    Idempotency-Key with another amount is another request: it is charged as asked, never answered with the
+    first charge's contribution as if it were this one."""
+    contact = saved_customer(processor)
+    headers = {**writer, "Idempotency-Key": "monthly-order"}
+    first = client.post("/api/v1/charges", json={"contact_id": contact.id, "amount": 1200}, headers=headers)
+    assert first.status_code == 201
+    forget_answers()
+    second = client.post("/api/v1/charges", json={"contact_id": contact.id, "amount": 1300}, headers=headers)
+    assert second.status_code == 201, second.json
+    assert second.json["contribution"]["amount"] == 1300
+    assert second.json["contribution"]["id"] != first.json["contribution"]["id"]
+    assert len(gateway(processor).list("payment_intents", customer=customer_of(contact))["data"]) == 2

@@ -298,9 +298,13 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     plan = plan_charge(processor, req)
     gw = Gateway.for_processor(processor)
     customer_id = plan.link.customer_id
-    # paydesk's unique invoice id, the same for one staff action: a double submit finds the first attempt
+    # paydesk's unique invoice id, the same for one staff action: a double submit finds the first attempt. The
+    # amount is part of it (as of Stripe's key): a key used again for another amount is another charge
     invoice_id = (
-        uuid.uuid5(uuid.NAMESPACE_URL, f"paydesk:{processor.id}:{customer_id}:{req.action_key}").hex
+        uuid.uuid5(
+            uuid.NAMESPACE_URL,
+            f"paydesk:{processor.id}:{customer_id}:{req.action_key}:{plan.amount}:{plan.currency}",
+        ).hex
         if req.action_key
         else uuid.uuid4().hex
     )
