@@ -25,9 +25,12 @@ The exit status is 0 only when every target passes.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gzip
+import io
 import json
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -340,6 +343,53 @@ def bench_payments(stack: Stack, n: int, concurrency: int) -> dict:
     }
 
 
+def profile_payments(stack: Stack, n: int, top: int = 30) -> str:
+    """cProfile of ``n`` payment requests (one thread) through the real app in this process, on the stack's
+    database and localstripe: where paydesk's CPU goes, paydesk's own functions first."""
+    bodies = prepare_payments(stack, n + 3)
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        from admin import create_app
+
+        app = create_app()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    client = app.test_client()
+    url = f"/donate/{SLUG}/pay"
+    env = {"REMOTE_ADDR": "127.0.0.1"}
+    for body in bodies[:3]:  # warm: connections, SDK clients, imports
+        client.post(url, json=body, environ_base=env)
+    prof = cProfile.Profile()
+    cpu, t0 = time.thread_time(), time.perf_counter()
+    prof.enable()
+    ok = sum(
+        client.post(url, json=body, environ_base=env).get_json().get("status") == "succeeded"
+        for body in bodies[3:]
+    )
+    prof.disable()
+    cpu, elapsed = time.thread_time() - cpu, time.perf_counter() - t0
+    with app.app_context():
+        from admin.extensions import db
+
+        db.engine.dispose()
+    out = io.StringIO()
+    out.write(
+        f"cProfile of {n} payment requests on {stack.backend} ({ok} succeeded) in {elapsed:.2f} s, "
+        f"{1000 * cpu / n:.1f} ms of this thread's CPU each under the profiler (Stripe's CPU is localstripe's)\n"
+    )
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("cumulative")
+    out.write("\n-- paydesk functions by cumulative time --\n")
+    stats.print_stats(r"admin/", top)
+    stats.sort_stats("tottime")
+    out.write("\n-- all functions by own time --\n")
+    stats.print_stats(top)
+    text = out.getvalue().replace(str(ROOT) + "/", "").replace(str(Path(sys.prefix)) + "/", "")
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
 def asset_sizes(stack: Stack) -> dict[str, tuple[int, int]]:
     html = http().get(f"{stack.app_url}/donate/{SLUG}", timeout=30).content
     sizes = {"page HTML": html}
@@ -372,6 +422,14 @@ def main() -> int:
         action="store_true",
         help="count page views too (PAYDESK_DONATE_RATE_LIMIT_PAGE; off by default)",
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also cProfile N payment requests in this process, on each backend (bench/results/donate-profile-*.txt)",
+    )
+    parser.add_argument("--profile-only", action="store_true", help="with --profile: no timed runs")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, help="threads per worker (default: gunicorn.conf.py's)")
     args = parser.parse_args()
@@ -403,6 +461,14 @@ def main() -> int:
                 for _ in range(30):  # warm-up: both workers, templates, connections
                     http().get(f"{stack.app_url}/donate/{SLUG}", timeout=30)
                 bench_payments(stack, 5, 1)  # warm the payment path too
+                if args.profile:
+                    text = profile_payments(stack, args.profile)
+                    out = ROOT / "bench" / "results" / f"donate-profile-{backend}.txt"
+                    out.parent.mkdir(exist_ok=True)
+                    out.write_text(text)
+                    print(f"profile of {args.profile} payments on {backend}: {out.relative_to(ROOT)}")
+                    if args.profile_only:
+                        continue
                 for c in levels:
                     rows.append((backend, bench_pages(stack, args.pages, c)))
                 for c in levels:
@@ -412,6 +478,8 @@ def main() -> int:
                 stack.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.profile_only:
+        return 0
 
     print(
         f"\nserver time per request (Stripe's share excluded for payments); CPU = paydesk's own CPU time\n"
