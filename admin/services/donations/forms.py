@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from admin.dbutil import immediate, parse_id, rowcount
 from admin.errors import ServiceError, check_text
@@ -270,10 +270,15 @@ def get_form(form_id: int | str) -> DonationForm | None:
 
 
 def public_form(slug: str) -> DonationForm | None:
-    """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive."""
-    form = db.session.scalar(
-        select(DonationForm).where(DonationForm.slug == slug).options(joinedload(DonationForm.processor))
-    )
+    """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive.
+
+    Read in a session of its own and returned detached, with its processor: a payment request commits
+    several times, and a form kept in the request's session was read again after each commit (nothing on
+    the public pages changes a form; staff pages load theirs with :func:`get_form`)."""
+    with Session(db.engine) as own:  # closed: the form and its processor stay loaded, and detached
+        form = own.scalar(
+            select(DonationForm).where(DonationForm.slug == slug).options(joinedload(DonationForm.processor))
+        )
     # A currency Stripe does not take (saved before paydesk checked): closed rather than failing at Stripe.
     return form if form is not None and form.active and stripe_currency(form.currency) else None
 
