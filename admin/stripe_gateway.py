@@ -21,14 +21,17 @@ import json
 import logging
 import platform
 import random
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
+import requests.adapters
 import stripe
+import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +190,20 @@ def _form_pairs(data: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield name, value
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~\[\]]*")  # what form encoding leaves as it is (brackets: see _form)
+
+
 def _form(data: dict | None) -> str:
-    # square brackets left readable, as the SDK sends them
-    return urlencode(list(_form_pairs(data or {}))).replace("%5B", "[").replace("%5D", "]")
+    """``data`` form-encoded as the SDK sends it (``urlencode``, square brackets left readable); a key or
+    value that needs no escaping (most of them: ids, amounts, keys) is not run through ``quote_plus``."""
+    parts = []
+    for key, value in _form_pairs(data or {}):
+        text = value if isinstance(value, str) else str(value)
+        if _PLAIN.fullmatch(key) and _PLAIN.fullmatch(text):
+            parts.append(f"{key}={text}")
+        else:
+            parts.append(urlencode([(key, text)]).replace("%5B", "[").replace("%5D", "]"))
+    return "&".join(parts)
 
 
 def _answer(content: bytes, status: int, headers: Any) -> StripeResult:
@@ -240,6 +254,7 @@ class _Client(stripe.RequestsClient):
         proxies = requests.utils.get_environ_proxies(api_base or "https://api.stripe.com")
         proxy = {k: v for k, v in proxies.items() if k in ("http", "https")} or None
         super().__init__(timeout=timeout, proxy=proxy)  # type: ignore[arg-type]  # the SDK takes a scheme->URL dict
+        self._pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
 
     def _thread_session(self) -> Any:
         session = getattr(self._thread_local, "session", None)
@@ -254,32 +269,53 @@ class _Client(stripe.RequestsClient):
         return super()._request_internal(*args, **kwargs)
 
     def send(
-        self, method: str, url: str, headers: dict[str, str], body: str | None
+        self, method: str, base: str, path: str, headers: dict[str, str], body: str | None
     ) -> tuple[bytes, int, Any]:
         """One request as the SDK's ``request`` sends it, without ``requests.Session``'s per-request work
-        (merging settings, cookies, hooks, redirects: none of which Stripe's API uses), which was most of a
-        call's CPU: straight to the session's adapter. (content, status, headers); a network failure raises
-        the SDK's ``APIConnectionError``, as its own client does."""
+        (merging settings, cookies, hooks, redirects: none of which Stripe's API uses) nor, unless something
+        has put itself in the adapter's place (tests' ``responses``) or a proxy is configured, the adapter's
+        (connection lookup, response object): straight to the adapter's connection pool for ``base``.
+        (content, status, headers); a network failure raises the SDK's ``APIConnectionError``, as its own
+        client does."""
         request = self.requests.PreparedRequest()
-        request.method, request.url, request.body = method, url, body
+        request.method, request.url, request.body = method, base + path, body
         request.headers = self.requests.structures.CaseInsensitiveDict(headers)
         if body is not None:
             request.headers["Content-Length"] = str(len(body))
+        verify = stripe.ca_bundle_path if self._verify_ssl_certs else False
         try:
-            response = (
-                self._thread_session()
-                .get_adapter(url)
-                .send(
-                    request,
-                    timeout=self._timeout,
-                    verify=stripe.ca_bundle_path if self._verify_ssl_certs else False,
-                    proxies=self._proxy or {},
+            adapter = self._thread_session().get_adapter(request.url)
+            if self._proxy or type(adapter).send is not _ADAPTER_SEND:
+                response = adapter.send(
+                    request, timeout=self._timeout, verify=verify, proxies=self._proxy or {}
                 )
+                return response.content, response.status_code, response.headers
+            pools = self._thread_local.__dict__.setdefault("pools", {})
+            pool, prefix = pools.get(base) or (None, "")
+            if pool is None or pool.pool is None:  # none yet, or closed by the pool manager
+                pool = adapter.get_connection_with_tls_context(request, verify)
+                prefix = urlsplit(base).path.rstrip("/")  # an API base with a path of its own
+                pools[base] = (pool, prefix)
+            answer = pool.urlopen(
+                method,
+                prefix + path,
+                body=body,
+                headers=request.headers,
+                redirect=False,
+                assert_same_host=False,
+                retries=False,  # paydesk's own policy (Gateway.call)
+                timeout=self._pool_timeout,
             )
-            content = response.content
+            return answer.data, answer.status, self.requests.structures.CaseInsensitiveDict(answer.headers)
+        except urllib3.exceptions.HTTPError as err:  # as requests would have raised it
+            timeout = isinstance(err, urllib3.exceptions.TimeoutError)
+            wrapped = (self.requests.Timeout if timeout else self.requests.ConnectionError)(err)
+            self._handle_request_error(wrapped)
         except Exception as err:  # noqa: BLE001 - mapped exactly as the SDK's client maps it
             self._handle_request_error(err)
-        return content, response.status_code, response.headers
+
+
+_ADAPTER_SEND = requests.adapters.HTTPAdapter.send  # the real one (tests' ``responses`` replaces it)
 
 
 def _to_result(obj: Any) -> StripeResult:
@@ -495,16 +531,16 @@ class Gateway:
         headers = dict(self._headers)
         if options.get("stripe_account"):
             headers["Stripe-Account"] = options["stripe_account"]
-        url, body = self._base + path, None
+        body = None
         if verb == "GET":
             if params:
-                url += "?" + _form(params)
+                path += "?" + _form(params)
         else:
             # every POST carries a key, as the SDK gives one (retries reuse it: options are made once per call)
             headers["Idempotency-Key"] = options.setdefault("idempotency_key", f"paydesk-{uuid.uuid4()}")
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             body = _form(params)  # ASCII: urlencode escapes the rest
-        return _answer(*self._http.send(verb, url, headers, body))
+        return _answer(*self._http.send(verb, self._base, path, headers, body))
 
     # -- convenience wrappers used across services -----------------------------
     def retrieve(self, resource: str, obj_id: str, expand: list[str] | None = None) -> StripeResult:

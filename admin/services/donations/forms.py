@@ -272,10 +272,11 @@ def get_form(form_id: int | str) -> DonationForm | None:
 def public_form(slug: str) -> DonationForm | None:
     """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive.
 
-    Read in a session of its own and returned detached, with its processor: a payment request commits
-    several times, and a form kept in the request's session was read again after each commit (nothing on
-    the public pages changes a form; staff pages load theirs with :func:`get_form`)."""
-    with Session(db.engine) as own:  # closed: the form and its processor stay loaded, and detached
+    Read in a session of its own (on the request's connection and transaction) and returned detached, with
+    its processor: a payment request commits several times, and a form kept in the request's session was
+    read again after each commit (nothing on the public pages changes a form; staff pages load theirs with
+    :func:`get_form`)."""
+    with Session(bind=db.session.connection()) as own:  # closed: the form and its processor stay loaded
         form = own.scalar(
             select(DonationForm).where(DonationForm.slug == slug).options(joinedload(DonationForm.processor))
         )

@@ -57,6 +57,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from admin.config import VERSION
 from admin.dbutil import immediate, insert_ignore, lock_objects, parse_whole
@@ -347,8 +348,7 @@ def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
         return known, False
     contact = new_contact(
         gift.name, gift.email, gift.postal_code, source=SOURCE
-    )  # the card element's postcode
-    db.session.flush()
+    )  # the card element's postcode; written with the gift's contribution (one flush)
     return contact, True
 
 
@@ -458,7 +458,6 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
                 unverified=gift.contact is None and not made_now,
             )
         )
-        request_metadata_sync(form.processor_id, customer_id, contact)
     c = Contribution(
         processor_id=form.processor_id,
         contact=contact,
@@ -472,16 +471,18 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         frequency=gift.frequency,
     )
     db.session.add(c)
-    db.session.flush()
-    c.description = f"{form.title} {contact.id}-{c.id}"[:500]
-    if gift.link_id is not None and not claim_link(gift.link_id, c.id):
-        db.session.rollback()  # spent by another request meanwhile, or revoked
-        return Outcome("invalid", 409, LINK_SPENT)
-    db.session.flush()
+    db.session.flush()  # the contact (when new), its customer link and the contribution
+    if new_customer:
+        request_metadata_sync(form.processor_id, customer_id, contact)
     # Kept as written (not read again after the commit): from here on this request writes the contribution
     # only by its id, and reads it afresh wherever its state decides anything (declined, withdrawn, recorded).
     db.session.expunge(c)
     contact_id = contact.id
+    set_committed_value(c, "description", f"{form.title} {contact_id}-{c.id}"[:500])
+    _write_contribution(c.id, description=c.description)
+    if gift.link_id is not None and not claim_link(gift.link_id, c.id):
+        db.session.rollback()  # spent by another request meanwhile, or revoked
+        return Outcome("invalid", 409, LINK_SPENT)
     db.session.commit()  # before Stripe hears of it: its webhooks must find this row
 
     ref = reference(c, via_link=gift.link_id is not None)
@@ -541,15 +542,24 @@ def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     UPDATE, and the tracked intent written whole (or brought up to date, when the worker has it already)."""
     immediate()
     lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
-    db.session.execute(
-        update(Contribution).where(Contribution.id == c.id).values(payment_intent_id=pi["id"]),
-        execution_options={"synchronize_session": False},
-    )
+    _write_contribution(c.id, payment_intent_id=pi["id"])
     row = intents.by_intent_id(pi["id"]) or intents.new_intent(form.processor, pi)
     row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
     row = intents.sync_intent(form.processor, pi, stamp=0, row=row)
-    row.description = (pi.get("description") or c.description or "")[:255] or None
+    description = (pi.get("description") or c.description or "")[:255] or None
+    if row.description != description:
+        row.description = description
     db.session.commit()
+
+
+def _write_contribution(contribution_id: int, **values: Any) -> None:
+    """Columns of a contribution this request holds detached (see :func:`give`), by one UPDATE in the
+    session's transaction (no record change that notifies or feeds anything goes this way)."""
+    db.session.connection().execute(
+        update(Contribution.__table__)
+        .where(Contribution.__table__.c.id == contribution_id)
+        .values(**values, updated_at=utcnow())
+    )
 
 
 def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str | None) -> Outcome:
