@@ -268,6 +268,12 @@ class _Client(stripe.RequestsClient):
         self._thread_session()
         return super()._request_internal(*args, **kwargs)
 
+    def _prepared(self, method: str, url: str, headers: dict[str, str], body: str | None) -> Any:
+        request = self.requests.PreparedRequest()
+        request.method, request.url, request.body = method, url, body
+        request.headers = self.requests.structures.CaseInsensitiveDict(headers)
+        return request
+
     def send(
         self, method: str, base: str, path: str, headers: dict[str, str], body: str | None
     ) -> tuple[bytes, int, Any]:
@@ -276,16 +282,14 @@ class _Client(stripe.RequestsClient):
         has put itself in the adapter's place (tests' ``responses``) or a proxy is configured, the adapter's
         (connection lookup, response object): straight to the adapter's connection pool for ``base``.
         (content, status, headers); a network failure raises the SDK's ``APIConnectionError``, as its own
-        client does."""
-        request = self.requests.PreparedRequest()
-        request.method, request.url, request.body = method, base + path, body
-        request.headers = self.requests.structures.CaseInsensitiveDict(headers)
+        client does. ``headers`` is the caller's own dict (Content-Length is added to it)."""
         if body is not None:
-            request.headers["Content-Length"] = str(len(body))
+            headers["Content-Length"] = str(len(body))
         verify = stripe.ca_bundle_path if self._verify_ssl_certs else False
         try:
-            adapter = self._thread_session().get_adapter(request.url)
-            if self._proxy or type(adapter).send is not _ADAPTER_SEND:
+            if self._proxy or requests.adapters.HTTPAdapter.send is not _ADAPTER_SEND:
+                adapter = self._thread_session().get_adapter(base)
+                request = self._prepared(method, base + path, headers, body)
                 response = adapter.send(
                     request, timeout=self._timeout, verify=verify, proxies=self._proxy or {}
                 )
@@ -293,6 +297,8 @@ class _Client(stripe.RequestsClient):
             pools = self._thread_local.__dict__.setdefault("pools", {})
             pool, prefix = pools.get(base) or (None, "")
             if pool is None or pool.pool is None:  # none yet, or closed by the pool manager
+                adapter = self._thread_session().get_adapter(base)
+                request = self._prepared(method, base + path, headers, body)
                 pool = adapter.get_connection_with_tls_context(request, verify)
                 prefix = urlsplit(base).path.rstrip("/")  # an API base with a path of its own
                 pools[base] = (pool, prefix)
@@ -300,13 +306,13 @@ class _Client(stripe.RequestsClient):
                 method,
                 prefix + path,
                 body=body,
-                headers=request.headers,
+                headers=headers,
                 redirect=False,
                 assert_same_host=False,
-                retries=False,  # paydesk's own policy (Gateway.call)
+                retries=_NO_RETRIES,  # paydesk's own policy (Gateway.call)
                 timeout=self._pool_timeout,
             )
-            return answer.data, answer.status, self.requests.structures.CaseInsensitiveDict(answer.headers)
+            return answer.data, answer.status, answer.headers  # headers: case-insensitive, as requests' are
         except urllib3.exceptions.HTTPError as err:  # as requests would have raised it
             timeout = isinstance(err, urllib3.exceptions.TimeoutError)
             wrapped = (self.requests.Timeout if timeout else self.requests.ConnectionError)(err)
@@ -316,6 +322,7 @@ class _Client(stripe.RequestsClient):
 
 
 _ADAPTER_SEND = requests.adapters.HTTPAdapter.send  # the real one (tests' ``responses`` replaces it)
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)  # what urlopen makes of retries=False, made once
 
 
 def _to_result(obj: Any) -> StripeResult:
