@@ -67,6 +67,9 @@ class DefaultConfig:
     STRIPE_BACKOFF_BASE = 0.5  # seconds; doubled each attempt, with jitter
     STRIPE_BACKOFF_MAX = 8.0
     STRIPE_TIMEOUT = 30
+    # rows a CSV of a Stripe list (Connect accounts, transfers, payouts) reads within one web request: 31 list
+    # requests of 100, well inside gunicorn's 30 s timeout; a larger export asks for a narrower filter
+    CONNECT_EXPORT_MAX_ROWS = 3000
 
     # Request bodies: at most this many bytes for any request, however they are sent (a chunked body
     # without Content-Length is refused with 413 once this much has been read); tighter for the
@@ -137,6 +140,7 @@ class DefaultConfig:
     RETENTION_JOBS = "90 days"  # jobs done, failed or cancelled
     RETENTION_TRIGGER_FEED = "30 days"  # the polling triggers' feed: an older client cursor skips what went
     RETENTION_CARD_TESTING_SIGNALS = "90 days"
+    RETENTION_NOTIFICATION_DELIVERIES = "90 days"  # the notifications' history per URL (delivered or failed)
     RETENTION_EVENTS = "forever"  # processed Stripe events (as `events cleanup`), e.g. "13 months"
     RETENTION_AUDIT_LOG = "2 years"  # whole days; each day's deletion is itself audited
     RETENTION_BATCH = 1000  # rows deleted per short transaction

@@ -2,7 +2,8 @@
 
 Token-authenticated (``auth``), one error shape (``errors``), inputs validated by pydantic models that also
 write the OpenAPI 3.1 document (``spec``, ``schemas``); the routes call the same services and filters as
-the pages: ``lists`` (read-only lists), ``actions`` (customers, products), ``triggers`` (polling feeds),
+the pages: ``lists`` (read-only lists), ``actions`` (customers, products), ``payments`` (charge, capture,
+refund), ``triggers`` (polling feeds),
 ``docs`` (the document, and ``/api/docs`` for people).
 """
 
@@ -19,7 +20,7 @@ def init_app(app: Flask) -> None:
     from admin.extensions import csrf
     from admin.limiter import init_limiter
 
-    from . import actions, docs, lists, triggers  # noqa: F401  (their routes)
+    from . import actions, docs, lists, payments, triggers  # noqa: F401  (their routes)
     from .feed import install
 
     if "paydesk_limiter" not in app.extensions:

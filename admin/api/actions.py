@@ -175,12 +175,9 @@ def _values(body: Any) -> dict[str, Any]:
 @idempotent
 def create_product():
     """Create a product in Stripe, recorded in paydesk"""
-    from flask import g, request
-
     processor = _processor(_query())
-    key = (request.headers.get("Idempotency-Key") or "").strip()
     row, obj = products.create_product(
-        processor, _values(_body()), idempotency_key=f"api{g.api_token.id}-{key}" if key else None
+        processor, _values(_body()), action_key=stripe_key(f"product-{processor.id}")
     )
     return product_json(row, obj, processor.id), 201
 

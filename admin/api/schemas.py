@@ -5,9 +5,12 @@ OnNew*ResponseItem) plus paydesk's own ids."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints
+
+from admin.money import CURRENCIES
+from admin.services.payments import charges, common
 
 from .spec import Strict
 
@@ -405,3 +408,145 @@ class NewOrders(TriggerPage):
 
 class NewInvoiceItems(TriggerPage):
     data: list[NewInvoiceItem]
+
+
+# -- payment operations (charge a saved customer, capture, refund) -----------------------------
+
+# Stripe's largest charge in any currency (twelve digits of IDR); each currency's own is checked by the service
+AMOUNT_MAX = max(c.max_amount for c in CURRENCIES.values())
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=common.METADATA_KEY_MAX, pattern=r"^[^\[\]]+$")
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=common.METADATA_VALUE_MAX)]
+RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]  # refunds.REASONS
+
+
+def _amount(description: str) -> Any:
+    return Field(default=None, ge=1, le=AMOUNT_MAX, description=description)
+
+
+class ChargeBody(Strict):
+    contact_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="The paydesk contact to charge (or give customer_id)."
+    )
+    customer_id: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^cus_[A-Za-z0-9_]+$",
+        description="Which of the contact's Stripe customers to charge (needed when it has several); "
+        "alone, the contact linked to this customer is charged.",
+    )
+    amount: int = Field(ge=1, le=AMOUNT_MAX, description="Minor units of the currency: 2500 is 25.00 USD.")
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$", description="Three-letter ISO code.")
+    description: str = Field(
+        default="",
+        max_length=charges.DESCRIPTION_MAX,
+        description="Shown in Stripe with the contact and contribution ids paydesk adds.",
+    )
+    statement_descriptor_suffix: str | None = Field(
+        default=None,
+        max_length=charges.SUFFIX_MAX,
+        description="What the donor's statement shows after yours.",
+    )
+    capture: bool = Field(
+        default=True, description="false: authorise only, and capture later with POST /api/v1/captures."
+    )
+    expires_after: int | None = Field(
+        default=None,
+        ge=1,
+        le=charges.EXPIRY_MAX_HOURS,
+        description="An authorisation only: hours after which paydesk cancels it if nobody captured it.",
+    )
+    application_fee: int | None = _amount(
+        "Connect: what your platform keeps of a payment to the destination account (minor units)."
+    )
+    destination: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^acct_[A-Za-z0-9]+$",
+        description="Connect: the connected account (acct_...) the payment is for.",
+    )
+    transfer_group: str | None = Field(default=None, max_length=255, description="Connect: a transfer group.")
+    payment_method: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^(pm|card|src)_[A-Za-z0-9_]+$",
+        description="Which saved card (pm_...); left out: the customer's default card.",
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=common.METADATA_MAX_KEYS - len(charges.RESERVED_METADATA),
+        description="Stripe metadata; paydesk sets " + ", ".join(charges.RESERVED_METADATA) + " itself.",
+    )
+
+
+class CaptureBody(Strict):
+    id: str = Field(
+        min_length=4,
+        max_length=255,
+        pattern=r"^(pi|ch)_[A-Za-z0-9_]+$",
+        description="The authorised PaymentIntent (pi_...) or charge (ch_...).",
+    )
+    amount: int | None = _amount(
+        "Minor units to capture; left out: everything authorised (the rest is released)."
+    )
+
+
+class RefundBody(Strict):
+    payment_id: int = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="The charge's payment in paydesk (payment_id of the new-charges trigger, id of /payments).",
+    )
+    amount: int | None = _amount("Minor units to refund; left out: everything left to refund.")
+    reason: RefundReason | None = None
+    refund_application_fee: bool = Field(
+        default=False, description="Connect: give the application fee back too."
+    )
+    reverse_transfer: bool = Field(
+        default=False, description="Connect: take the refund back from the destination account."
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=common.METADATA_MAX_KEYS,
+        description="Stripe metadata of the refund.",
+    )
+
+
+class ChargeOut(BaseModel):
+    status: str = Field(
+        description="Stripe's status of the payment: succeeded, requires_capture (authorised only) or "
+        "processing (its webhook completes the contribution)."
+    )
+    message: str
+    payment_intent_id: str
+    charge_id: str | None = Field(description="The charge, once the payment succeeded.")
+    contribution: ContributionOut
+    payment: PaymentOut | None = Field(description="The payment row, once the payment succeeded.")
+    stripe_request_id: str | None
+
+
+class CaptureOut(BaseModel):
+    id: str = Field(description="What was captured: the PaymentIntent, or a charge made without one.")
+    outcome: str = Field(description="captured, or already_succeeded (nothing was left to capture).")
+    amount: int | None = Field(description="Minor units captured (already_succeeded: what the donor paid).")
+    currency: str | None
+    message: str
+    charge_id: str | None
+    contribution: ContributionOut | None
+    payment: PaymentOut | None = Field(
+        description="The payment row; after capturing an intent it is written when Stripe's webhook arrives."
+    )
+    stripe_request_id: str | None
+
+
+class RefundOut(BaseModel):
+    refund_id: str
+    charge_id: str
+    amount: int = Field(description="Minor units refunded.")
+    currency: str
+    recorded_now: bool = Field(description="false: Stripe's webhook had recorded the refund already.")
+    message: str
+    payment: PaymentOut = Field(description="The refund as a negative payment on the contribution.")
+    contribution: ContributionOut
+    stripe_request_id: str | None

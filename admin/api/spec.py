@@ -43,15 +43,16 @@ class ErrorResponse(BaseModel):
 
 
 def _validation_failed(req, resp, err, instance, model_adapter=None) -> None:
-    """Spectree's validation errors in the API's one shape (400, the first problem, naming its field)."""
+    """Spectree's validation errors in the API's one shape (400, the first problem, naming its field: the
+    input the client sent, such as ``metadata``, with the path inside it in the message)."""
     if err is None:
         return
     problems = err.errors(include_context=False) if hasattr(err, "errors") else []
     first = problems[0] if problems else {}
     loc = [str(p) for p in first.get("loc", ()) if not isinstance(p, int)]
-    name = loc[-1] if loc else None
+    name = loc[0] if loc else None
     message = first.get("msg", "invalid input")
-    raise ApiError(400, code_for(400), f"{name}: {message}" if name else message, name)
+    raise ApiError(400, code_for(400), f"{'.'.join(loc)}: {message}" if name else message, name)
 
 
 spec = SpecTree(

@@ -67,7 +67,7 @@ def accounts_list(limit, fmt, **options):
     from admin.services.connect import accounts, common
 
     emit(
-        common.walk_pages(accounts.accounts_page, filter_from_options(AccountFilter, **options), limit),
+        list(common.walk_pages(accounts.accounts_page, filter_from_options(AccountFilter, **options), limit)),
         fmt,
         ACCOUNT_COLUMNS,
     )
@@ -158,7 +158,9 @@ def transfers_list(limit, fmt, **options):
     from admin.services.connect import common, transfers
 
     emit(
-        common.walk_pages(transfers.transfers_page, filter_from_options(TransferFilter, **options), limit),
+        list(
+            common.walk_pages(transfers.transfers_page, filter_from_options(TransferFilter, **options), limit)
+        ),
         fmt,
         TRANSFER_COLUMNS,
     )
@@ -213,7 +215,7 @@ def payouts_cmd(account, payout, status, ppid, limit, fmt):
 
     if not payout:
         flt = filter_from_options(PayoutFilter, ppid=ppid, account=account, status=status)
-        emit(common.walk_pages(payouts.payouts_page, flt, limit), fmt, PAYOUT_COLUMNS)
+        emit(list(common.walk_pages(payouts.payouts_page, flt, limit)), fmt, PAYOUT_COLUMNS)
         return
     txns = payouts.payout_transactions(processor_or_fail(ppid), account, payout)
     if fmt == "json":

@@ -91,7 +91,8 @@ def intents_cancel(ppid, intent_ids, fmt):
 @format_option
 def intents_capture(ppid, intent_id, amount, fmt):
     """Capture an uncaptured (requires_capture) intent, in full or in part."""
-    from admin.services.intents.ops import capture_intent, new_action_key
+    from admin.services.core.idempotency import new_action_key
+    from admin.services.intents.ops import capture_intent
 
     proc = processor_or_fail(ppid)
     try:

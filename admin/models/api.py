@@ -152,5 +152,7 @@ class NotificationDelivery(Model):
     task_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_task.id", ondelete="SET NULL"), index=True)
     response_code: Mapped[int | None] = mapped_column(Integer)  # of the latest attempt
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # set when the receiver took it (cleared by a resend): the delivery's final status kept on the row itself,
+    # so its history tells delivered from failed after retention deleted the outbox task
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
-    created_at: Mapped[datetime] = created_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)

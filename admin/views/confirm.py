@@ -8,6 +8,11 @@ parameters and what was shown on the server (``services.core.confirmations``), b
 for this user that expires. Its button posts again with ``step=run`` and that token; :func:`run_step` starts
 exactly the stored job, or refuses with 400 and starts nothing. htmx swaps the confirmation into the
 action's result box; a browser without JavaScript gets it as a page of its own (``confirm.html``).
+
+A single action that is no job (one Stripe call: a transfer, a refund, a staff charge, deleting a connected
+account or a webhook endpoint) is confirmed the same way with ``single=True``: the view stores its checked
+parameters, and on ``step=run`` :func:`take_action` uses the token up and hands back those parameters, which
+the view acts on (never on values posted again).
 """
 
 from __future__ import annotations
@@ -58,10 +63,6 @@ class JobConfirmation:
     cancel_label: str = "Cancel"
     error: str | None = None
     token: str | None = None
-    # A money action (a refund, a staff charge: services/payments) is no job: its form's fields are posted
-    # again with step=run and checked again there (its action_key keeps Stripe to one attempt).
-    fields: dict[str, str] = field(default_factory=dict)  # posted again with step=run (a processor id)
-    rows: list[tuple[str, str]] = field(default_factory=list)
     run_target: str | None = None  # what the step=run answer replaces (default: ``target``)
     run_swap: str = "innerHTML"
 
@@ -77,7 +78,6 @@ class JobConfirmation:
         data = {k: v for k, v in shown.items() if k in cls.__dataclass_fields__}
         data["options"] = [Option(**o) for o in data.get("options") or []]
         data["money"] = [tuple(m) for m in data.get("money") or []]
-        data["rows"] = [tuple(r) for r in data.get("rows") or []]
         return cls(**{**data, **changes})
 
 

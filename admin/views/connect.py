@@ -1,11 +1,14 @@
 """``/connect``: connected accounts (list, create, one account with its requirements, persons and balance,
-delete after a confirmation) and their payouts (list; one payout's balance transactions with totals)."""
+delete after a confirmation) and their payouts (list; one payout's balance transactions with totals); each
+list and table also as CSV."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
+from itertools import chain
+from typing import Any
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 
 from admin.errors import ServiceError
 from admin.htmx import is_htmx, is_partial
@@ -13,9 +16,12 @@ from admin.listing import Page, page_or_first
 from admin.security import role_required
 from admin.services.connect import accounts, common, payouts
 from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.services.settings.processors import list_processors
+from admin.timeutil import from_unix
 from admin.views.actions import labelled, sentence
 from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
+from admin.views.export import filter_csv
 
 bp = Blueprint("connect", __name__)
 
@@ -34,6 +40,8 @@ def go(url: str, message: str, tone: str = "success"):
 
 
 def _listing(filter_cls, page_fn, template: str, **extra):
+    """A Connect list page (the list-page contract: ``index.html`` with ``_filters``, ``_results`` swapped by
+    htmx, ``_table`` and ``_row``); a Stripe refusal is said in place of the table."""
     flt, errors = filter_cls.from_args(request.args)
     try:
         page = page_or_first(page_fn, flt, errors)
@@ -42,15 +50,63 @@ def _listing(filter_cls, page_fn, template: str, **extra):
     data = {"flt": flt, "errors": errors, "page": page, **extra}
     if is_partial():
         return render_template(f"connect/{template}/_results.html", **data)
-    return render_template(
-        f"connect/{template}/index.html", processors=list_processors(), action_key=uuid.uuid4().hex, **data
-    )
+    return render_template(f"connect/{template}/index.html", processors=list_processors(), **data)
+
+
+# Stripe's times (Unix seconds) as the other CSVs write times
+UNIX_TIMES: dict[str, Callable[[Any], Any]] = {"created": from_unix, "arrival_date": from_unix}
+
+
+def _csv(name: str, columns, rows, back: str, money=("amount",)):
+    """A CSV of Stripe rows read as they are written; the first page is read before the file starts, so a
+    Stripe refusal is a message on the page at ``back``, not a broken download."""
+    try:
+        first = next(rows, None)
+    except ServiceError as err:
+        return go(back, sentence(err.message), "error")
+    return filter_csv(name, columns, chain([first] if first else [], rows), money=money, convert=UNIX_TIMES)
+
+
+def export_listing(filter_cls, page_fn, name: str, columns, endpoint: str, money=("amount",)):
+    """The CSV of exactly what a Connect list's filter matches, every page of it (``/…/export.csv``), read
+    from Stripe before the file starts: at most ``CONNECT_EXPORT_MAX_ROWS``, so a GET never starts an
+    unbounded Stripe scan inside the web request (spending the account's rate limit, cut off by the worker's
+    timeout mid-file). More than that, or Stripe refusing any page, is a message on the list instead."""
+    flt, _ = filter_cls.from_args(request.args)
+    back = url_for(endpoint, **flt.criteria())
+    most = int(current_app.config["CONNECT_EXPORT_MAX_ROWS"])
+    try:
+        rows = list(common.walk_pages(page_fn, flt, most + 1))
+    except ServiceError as err:
+        return go(back, sentence(err.message), "error")
+    if len(rows) > most:
+        return go(
+            back,
+            f"More than {most:,} rows match, and one export reads at most {most:,} from Stripe: narrow "
+            "the filter (a shorter period) and export again.",
+            "error",
+        )
+    return filter_csv(name, columns, iter(rows), money=money, convert=UNIX_TIMES)
 
 
 @bp.get("/connect")
 @role_required("viewer")
 def index():
-    return _listing(accounts.AccountFilter, accounts.accounts_page, "accounts", types=accounts.TYPES)
+    return _listing(
+        accounts.AccountFilter,
+        accounts.accounts_page,
+        "accounts",
+        types=accounts.TYPES,
+        action_key=new_action_key(),  # the create form's: a double submit creates one account
+    )
+
+
+@bp.get("/connect/export.csv")
+@role_required("viewer")
+def export():
+    return export_listing(
+        accounts.AccountFilter, accounts.accounts_page, "connected-accounts", accounts.CSV, "connect.index"
+    )
 
 
 @bp.post("/connect/accounts")
@@ -92,8 +148,20 @@ def account(account_id: str):
         proc=proc,
         d=detail,
         error=error,
-        action_key=uuid.uuid4().hex,
     ), (200 if detail else 404)
+
+
+@bp.get("/connect/accounts/<account_id>/persons.csv")
+@role_required("viewer")
+def persons_export(account_id: str):
+    """The persons of a connected account (as its page lists them) as CSV."""
+    ppid = request.args.get("ppid") or None
+    back = url_for("connect.account", account_id=account_id, ppid=ppid)
+
+    def rows():
+        yield from accounts.list_persons(common.processor_of(ppid), account_id)
+
+    return _csv(f"persons-{account_id}", accounts.PERSON_CSV, rows(), back, money=())
 
 
 @bp.post("/connect/accounts/<account_id>/delete")
@@ -144,6 +212,27 @@ def delete(account_id: str):
 @role_required("viewer")
 def payouts_index():
     return _listing(payouts.PayoutFilter, payouts.payouts_page, "payouts", statuses=payouts.STATUSES)
+
+
+@bp.get("/connect/payouts/export.csv")
+@role_required("viewer")
+def payouts_export():
+    return export_listing(
+        payouts.PayoutFilter, payouts.payouts_page, "payouts", payouts.CSV, "connect.payouts_index"
+    )
+
+
+@bp.get("/connect/payouts/<payout_id>/transactions.csv")
+@role_required("viewer")
+def payout_export(payout_id: str):
+    """The balance transactions one payout includes (as its page lists them) as CSV."""
+    account_id, ppid = request.args.get("account") or "", request.args.get("ppid") or None
+    back = url_for("connect.payout", payout_id=payout_id, account=account_id or None, ppid=ppid)
+
+    def rows():
+        yield from payouts.payout_transactions(common.processor_of(ppid), account_id, payout_id).rows
+
+    return _csv(f"payout-{payout_id}", payouts.TRANSACTION_CSV, rows(), back, money=("amount", "fee", "net"))
 
 
 @bp.get("/connect/payouts/<payout_id>")

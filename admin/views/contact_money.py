@@ -1,4 +1,4 @@
-"""Money on the contact's page: charge a saved card (confirm, then charge), the contact's saved cards (list,
+"""Money on the contact's page: charge a saved card (confirm, then charge exactly what was confirmed), the contact's saved cards (list,
 add with Stripe Elements, make default, remove), and a gift link for a known donor (the signed link
 ``forms link`` makes, to copy or email)."""
 
@@ -9,11 +9,14 @@ from flask import Blueprint, abort, render_template, request, url_for
 from admin.errors import ServiceError
 from admin.htmx import is_htmx
 from admin.security import role_required, uses_stripe_js
+from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.services.donations import forms as donation_forms
 from admin.services.payments import cards, charges, common
 from admin.services.records import contacts as people
+from admin.services.settings.processors import get_processor
 from admin.views.actions import action_response, labelled
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
 from admin.views.contacts import money_links, page_data
 
 bp = Blueprint("contact_money", __name__)
@@ -34,31 +37,44 @@ def _link(contact, customer_id: str | None):
     return found[0]
 
 
+CHARGE = "payment.charge"  # a single action confirmed through views/confirm.py
+
+
 @bp.post("/contacts/<id:contact_id>/charge")
 @role_required("operator")
 def charge(contact_id: int):
-    """Without ``step=run``: check the charge and ask to confirm it; with it: charge and say what happened."""
+    """Without ``step=run``: check the charge and ask to confirm it, keeping exactly what was shown on the
+    server; with it and that confirmation's token: charge what was stored (never values posted again)."""
     contact = _contact_or_404(contact_id)
     back = url_for("contacts.show", contact_id=contact.id)
     try:
-        link, proc = _link(contact, request.form.get("customer_id") or None)
-        req = charges.ChargeRequest.from_form(request.form, contact_id=contact.id)
-        plan = charges.plan_charge(proc, req)
-        if request.form.get("step") != "run":
+        if not is_run():
+            _, proc = _link(contact, request.form.get("customer_id") or None)
+            plan = charges.plan_charge(
+                proc, charges.ChargeRequest.from_form(request.form, contact_id=contact.id)
+            )
+            money = common.shown(plan.amount, plan.currency)
             return confirmation(
                 JobConfirmation(
-                    title=f"Charge {common.shown(plan.amount, plan.currency)}?",
+                    title=f"Charge {money}?",
                     detail=plan.describe(),
-                    confirm=f"Yes, charge {common.shown(plan.amount, plan.currency)}",
+                    confirm=f"Yes, charge {money}",
                     action=url_for("contact_money.charge", contact_id=contact.id),
                     back=back,
                     back_label=contact.display_name or contact.email or f"Contact #{contact.id}",
-                    rows=plan.fields(),
+                    kind=CHARGE,
+                    params=plan.checked(),
+                    processor_id=proc.id,
+                    single=True,
                     target="#charge-result",
                     attention=True,
                 )
             )
-        out = charges.charge(proc, req)
+        try:
+            row = take_action(CHARGE)
+        except ConfirmationRefused as err:
+            return refused(err, back)
+        out = charges.charge(get_processor(row.processor_id), charges.ChargeRequest(**row.params))
     except ServiceError as err:
         return action_response("_message.html", back, labelled(err, charges.LABELS), "error")
     return action_response(
@@ -82,7 +98,7 @@ def _cards_answer(contact, message: str | None, tone: str, status: int | None = 
             rows.append({"link": link, "processor": proc, "cards": found, "error": None})
         except ServiceError as err:
             rows.append({"link": link, "processor": proc, "cards": [], "error": err.message})
-    ctx = {"contact": contact, "rows": rows, "action_key": common.new_action_key()}
+    ctx = {"contact": contact, "rows": rows, "action_key": new_action_key()}
     if message is None:
         if is_htmx():
             return render_template("contacts/_cards.html", **ctx)

@@ -10,7 +10,7 @@ from admin.errors import ServiceError
 from admin.security import role_required, uses_stripe_js
 from admin.services.core import audit
 from admin.services.donations import forms as donation_forms
-from admin.services.payments import charges, common
+from admin.services.payments import charges
 from admin.services.records import contacts as people
 from admin.services.records import customers as cust
 from admin.services.settings.processors import get_processor, list_processors
@@ -39,7 +39,6 @@ def page_data(contact) -> dict:
         "donor_links": donation_forms.links_of(contact),
         "donation_forms": donation_forms.list_forms(),
         "money_links": money_links(contact),
-        "action_key": common.new_action_key(),
     }
 
 

@@ -9,6 +9,7 @@ from admin.errors import ServiceError
 from admin.htmx import is_partial
 from admin.listing import page_or_first
 from admin.security import role_required
+from admin.services.core.idempotency import new_action_key
 from admin.services.intents import ops
 from admin.services.intents import queries as svc
 from admin.services.settings.processors import get_processor, list_processors
@@ -96,7 +97,7 @@ def _detail(intent_id: str, fetch: bool = True) -> svc.IntentDetail:
 @bp.get("/intents/<intent_id>")
 @role_required("viewer")
 def show(intent_id: str):
-    return render_template("intents/show.html", d=_detail(intent_id), action_key=ops.new_action_key())
+    return render_template("intents/show.html", d=_detail(intent_id), action_key=new_action_key())
 
 
 def _answer(
@@ -110,7 +111,7 @@ def _answer(
         tone,
         status=status,
         d=d,
-        action_key=ops.new_action_key(),
+        action_key=new_action_key(),
         outcome=out,
     )
 

@@ -1,5 +1,5 @@
 """``/payments``: charges and refunds, totals per currency, CSV export of exactly what is filtered; one
-payment's page; refunding a charge (confirm the amount, then refund)."""
+payment's page; refunding a charge (confirm the amount, then refund exactly what was confirmed)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from admin.listing import page_or_first
 from admin.models import Payment
 from admin.security import role_required
 from admin.services.core import audit
+from admin.services.core.confirmations import ConfirmationRefused
 from admin.services.payments import common, refunds
 from admin.services.records import common as rec
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, labelled
-from admin.views.confirm import JobConfirmation, confirmation
+from admin.views.confirm import JobConfirmation, confirmation, is_run, take_action
 from admin.views.export import csv_response
 
 bp = Blueprint("payments", __name__)
@@ -55,7 +56,7 @@ def money_context(c) -> dict:
         for p in c.payments
         if not p.refund_id and p.amount > 0 and p.status == "Completed" and p.charge_id
     }
-    return {"c": c, "refundable": left, "action_key": common.new_action_key()}
+    return {"c": c, "refundable": left}
 
 
 def _payment_or_404(payment_id: int) -> Payment:
@@ -78,56 +79,62 @@ def show(payment_id: int):
     )
 
 
+REFUND = "payment.refund"  # a single action confirmed through views/confirm.py
+
+
 @bp.post("/payments/<id:payment_id>/refund")
 @role_required("operator")
 def refund(payment_id: int):
-    """Without ``step=run``: check the refund and ask to confirm it (amount, what stays refundable);
-    with it: refund in Stripe and answer the contribution's payments, the negative one among them."""
+    """Without ``step=run``: check the refund and ask to confirm it (amount, what stays refundable), keeping
+    exactly what was shown on the server; with it and that confirmation's token: refund what was stored (never
+    values posted again) and answer the contribution's payments, the negative one among them."""
     pay = _payment_or_404(payment_id)
     back = url_for("payments.show", payment_id=pay.id)
-    try:
-        req = refunds.RefundRequest.from_form(request.form, payment_id=pay.id)
-        plan = refunds.plan_refund(req)
-        if request.form.get("step") != "run":
-            return confirmation(
-                JobConfirmation(
-                    title=f"Refund {common.shown(plan.amount, plan.currency)}?",
-                    detail=plan.describe(),
-                    confirm=f"Yes, refund {common.shown(plan.amount, plan.currency)}",
-                    action=url_for("payments.refund", payment_id=pay.id),
-                    back=back,
-                    back_label=f"Payment #{pay.id}",
-                    rows=[
-                        *plan.fields().items(),
-                        *[
-                            (k, v)
-                            for key, val in req.metadata.items()
-                            for k, v in (("metadata_key", key), ("metadata_value", val))
-                        ],
-                    ],
-                    target=f"#refund-result-{pay.id}",
-                    run_target="#payment-money",
-                    run_swap="outerHTML",
-                    attention=True,
-                )
-            )
-        out = refunds.refund(get_processor(pay.processor_id), req)
-    except ServiceError as err:
-        if request.form.get("step") != "run":
+    if not is_run():
+        try:
+            plan = refunds.plan_refund(refunds.RefundRequest.from_form(request.form, payment_id=pay.id))
+        except ServiceError as err:
             return action_response("_message.html", back, labelled(err, refunds.LABELS), "error")
-        db.session.rollback()
-        return action_response(
-            "payments/_money.html",
-            back,
-            labelled(err, refunds.LABELS),
-            "error",
-            **money_context(db.session.get_one(Payment, payment_id).contribution),
+        money = common.shown(plan.amount, plan.currency)
+        return confirmation(
+            JobConfirmation(
+                title=f"Refund {money}?",
+                detail=plan.describe(),
+                confirm=f"Yes, refund {money}",
+                action=url_for("payments.refund", payment_id=pay.id),
+                back=back,
+                back_label=f"Payment #{pay.id}",
+                kind=REFUND,
+                params=plan.checked(),
+                processor_id=pay.processor_id,
+                single=True,
+                target=f"#refund-result-{pay.id}",
+                run_target="#payment-money",
+                run_swap="outerHTML",
+                attention=True,
+            )
         )
+    try:
+        row = take_action(REFUND)
+    except ConfirmationRefused as err:
+        return _money_answer(payment_id, back, err.message, "error", status=400)
+    req = refunds.RefundRequest(**row.params)
+    try:
+        out = refunds.refund(get_processor(row.processor_id), req)
+    except ServiceError as err:
+        db.session.rollback()
+        return _money_answer(req.payment_id, back, labelled(err, refunds.LABELS), "error")
     db.session.expire_all()
+    return _money_answer(req.payment_id, back, out.message, "success")
+
+
+def _money_answer(payment_id: int, back: str, message: str, tone: str, status: int | None = None):
+    """The contribution's payments (what the refund's button swaps) with what happened."""
     return action_response(
         "payments/_money.html",
         back,
-        out.message,
-        "success",
+        message,
+        tone,
+        status=status,
         **money_context(db.session.get_one(Payment, payment_id).contribution),
     )

@@ -12,9 +12,10 @@ from admin.errors import ServiceError
 from admin.security import role_required
 from admin.services.connect import common, transfers
 from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.views.actions import labelled, sentence
 from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
-from admin.views.connect import _listing, go
+from admin.views.connect import _listing, export_listing, go
 
 bp = Blueprint("transfers", __name__)
 
@@ -25,6 +26,19 @@ KIND = "connect.transfer_create"
 @role_required("viewer")
 def index():
     return _listing(transfers.TransferFilter, transfers.transfers_page, "transfers")
+
+
+@bp.get("/connect/transfers/export.csv")
+@role_required("viewer")
+def export():
+    return export_listing(
+        transfers.TransferFilter,
+        transfers.transfers_page,
+        "transfers",
+        transfers.CSV,
+        "transfers.index",
+        money=("amount", "amount_reversed"),
+    )
 
 
 def _new_transfer(form) -> transfers.NewTransfer:
@@ -72,7 +86,7 @@ def create():
                     back=back,
                     back_label="Back",
                     kind=KIND,
-                    params={**asdict(new), "action_key": common.action_key(f.get("action_key"))},
+                    params={**asdict(new), "action_key": new_action_key()},
                     processor_id=proc.id,
                     single=True,
                     attention=True,

@@ -3,14 +3,13 @@ and which recommended event types it lacks; create one, disable or enable one, d
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, render_template, request, url_for
 
 from admin.errors import ServiceError
 from admin.htmx import is_htmx
 from admin.security import role_required
 from admin.services.core.confirmations import ConfirmationRefused
+from admin.services.core.idempotency import new_action_key
 from admin.services.settings import processors
 from admin.services.settings import webhook_endpoints as service
 from admin.views.actions import action_response
@@ -37,7 +36,7 @@ def _context(proc, message: str | None = None, tone: str = "success") -> dict:
         "message": message,
         "tone": tone,
         "recommended": service.RECOMMENDED,
-        "action_key": uuid.uuid4().hex,
+        "action_key": new_action_key(),
         "processors": [p for p in processors.list_processors() if p.active],
     }
 

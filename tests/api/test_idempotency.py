@@ -222,3 +222,31 @@ def test_customer_create_without_a_client_key_still_leaves_no_contact_when_strip
     assert resp.status_code == 503
     db.session.commit()
     assert db.session.query(Contact).count() == 0
+
+
+def test_product_create_reaches_stripe_with_a_bounded_key_from_the_token_and_the_clients_key(
+    client, make_token, processor, monkeypatch
+):
+    """As for customers: the client's key (up to 255 printable characters) is hashed into Stripe's key, so
+    Stripe's key stays within Stripe's 255 characters and holds nothing the client typed; another token's
+    same key is another Stripe key."""
+    from admin.stripe_gateway import Gateway
+
+    keys: list[str | None] = []
+    real_create = Gateway.create
+
+    def create(self, resource, params, idempotency_key=None, **kwargs):
+        if resource == "products":
+            keys.append(idempotency_key)
+        return real_create(self, resource, params, idempotency_key=idempotency_key, **kwargs)
+
+    monkeypatch.setattr(Gateway, "create", create)
+    long_key = "order " + "x" * 249
+    for secret in (make_token("write"), make_token("write")):
+        resp = client.post(
+            "/api/v1/products", json={"name": "Cap"}, headers={**bearer(secret), "Idempotency-Key": long_key}
+        )
+        assert resp.status_code == 201, resp.json
+    first, other = keys
+    assert first and len(first) <= 255 and "order " not in first and first.startswith("paydesk-")
+    assert other != first

@@ -1,4 +1,5 @@
-"""The contact page's money: charge a saved card (confirm, then charge), saved cards (listed after the page,
+"""The contact page's money: charge a saved card (confirm, then charge exactly what the confirmation showed:
+stored on the server, bound to a single-use token of the user who saw it), saved cards (listed after the page,
 add / default / remove), and a gift link for a known donor; viewers see none of the buttons."""
 
 from __future__ import annotations
@@ -6,13 +7,15 @@ from __future__ import annotations
 import re
 from html import unescape
 
+import pytest
+from confirm_support import confirm
 from donate_support import make_form
 from payments_support import card, customer_of, saved_customer
 from sqlalchemy import select
 
 from admin.extensions import db
 from admin.models import Contribution, DonorLink
-from admin.services.payments import cards
+from admin.services.payments import cards, charges
 
 HTMX = {"HX-Request": "true"}
 
@@ -40,7 +43,6 @@ def test_charge_a_saved_customer_from_the_contact_page(client, auth, processor):
         "currency": "usd",
         "description": "Gala table",
         "capture": "now",
-        "action_key": "c1",
         "customer_id": customer_of(contact),
         "metadata_key": "table",
         "metadata_value": "7",
@@ -50,11 +52,13 @@ def test_charge_a_saved_customer_from_the_contact_page(client, auth, processor):
         ask.status_code == 200 and "Charge 42.00 USD?" in text(ask) and "Yes, charge 42.00 USD" in text(ask)
     )
     assert db.session.scalar(select(Contribution)) is None
-    assert 'name="metadata_key" value="table"' in ask.get_data(as_text=True)  # carried to the run step
-    done = post(client, auth, f"/contacts/{contact.id}/charge", {**form, "step": "run"}, page)
+    assert 'name="metadata_key"' not in ask.get_data(as_text=True)  # kept on the server, not posted again
+    token = auth.token(page)
+    done = confirm(client, f"/contacts/{contact.id}/charge", ask, {"csrf_token": token}, headers=HTMX)
     assert done.status_code == 200 and "Charged 42.00 USD" in text(done), text(done)
     c = db.session.scalar(select(Contribution))
     assert (c.status, c.amount, c.contact_id, len(c.payments)) == ("Completed", 4200, contact.id, 1)
+    assert c.description.startswith("Gala table ")
 
 
 def test_charge_refusal_names_the_field(client, auth, processor):
@@ -130,3 +134,80 @@ def test_viewer_sees_no_money_buttons(client, auth, processor):
         (f"/contacts/{contact.id}/donor-links", {"form_id": "1"}),
     ):
         assert post(client, auth, url, data, f"/contacts/{contact.id}").status_code == 403
+
+
+@pytest.fixture
+def charge_calls(monkeypatch):
+    """Every call of the charge service (what reaches Stripe), with the request it got."""
+    calls: list = []
+    real = charges.charge
+
+    def spy(processor, req):
+        calls.append(req)
+        return real(processor, req)
+
+    monkeypatch.setattr(charges, "charge", spy)
+    return calls
+
+
+def _ask_charge(client, auth, contact, **extra):
+    form = {"amount": "10", "currency": "usd", "customer_id": customer_of(contact), **extra}
+    return post(client, auth, f"/contacts/{contact.id}/charge", form, f"/contacts/{contact.id}")
+
+
+def test_charge_run_without_a_valid_token_charges_nothing(client, auth, processor, charge_calls):
+    auth.login("op@example.org", "operator")
+    contact = saved_customer(processor)
+    _ask_charge(client, auth, contact)  # a confirmation exists, but none of these carries its token
+    for extra in ({}, {"token": "forged"}, {"token": ""}):
+        resp = _ask_charge(client, auth, contact, step="run", **extra)
+        assert resp.status_code == 400 and "Nothing was started" in text(resp)
+    assert charge_calls == [] and db.session.scalar(select(Contribution)) is None
+
+
+def test_a_tampered_charge_repost_charges_what_was_shown(client, auth, processor, charge_calls):
+    """The token with another amount, currency, capture, description and metadata posted alongside (and to
+    another contact's address): exactly the stored charge runs."""
+    auth.login("op@example.org", "operator")
+    contact, other = saved_customer(processor), saved_customer(processor, name="Other Donor")
+    ask = _ask_charge(
+        client, auth, contact, description="Shown", capture="authorise", metadata_key="k", metadata_value="v"
+    )
+    assert "Charge 10.00 USD?" in text(ask)
+    tampered = {
+        "csrf_token": auth.token(f"/contacts/{contact.id}"),
+        "amount": "999",
+        "currency": "eur",
+        "capture": "now",
+        "description": "Changed",
+        "metadata_key": "k",
+        "metadata_value": "changed",
+        "customer_id": customer_of(other),
+    }
+    done = confirm(client, f"/contacts/{other.id}/charge", ask, tampered, headers=HTMX)
+    assert done.status_code == 200 and "Authorised 10.00 USD" in text(done), text(done)
+    assert [
+        (r.contact_id, r.amount, r.currency, r.capture, r.description, r.metadata, r.customer_id)
+        for r in charge_calls
+    ] == [(contact.id, 1000, "usd", False, "Shown", {"k": "v"}, customer_of(contact))]
+    c = db.session.scalar(select(Contribution))
+    assert (c.contact_id, c.amount, c.currency, c.status) == (contact.id, 1000, "usd", "Pending")
+
+
+def test_a_charge_token_works_once_and_for_its_user_only(client, auth, processor, charge_calls):
+    contact = saved_customer(processor)
+    auth.login("op@example.org", "operator")
+    ask = _ask_charge(client, auth, contact)
+    auth.logout()
+    auth.login("admin@example.org", "admin")
+    url, page = f"/contacts/{contact.id}/charge", f"/contacts/{contact.id}"
+    theirs = confirm(client, url, ask, {"csrf_token": auth.token(page)}, headers=HTMX)
+    assert theirs.status_code == 400 and "shown to someone else" in text(theirs)
+    assert charge_calls == []
+    auth.logout()
+    auth.login("op@example.org", "operator")
+    first = confirm(client, url, ask, {"csrf_token": auth.token(page)}, headers=HTMX)
+    assert first.status_code == 200 and "Charged 10.00 USD" in text(first)
+    again = confirm(client, url, ask, {"csrf_token": auth.token(page)}, headers=HTMX)
+    assert again.status_code == 400 and "used already" in text(again)
+    assert len(charge_calls) == 1 and len(db.session.scalars(select(Contribution)).all()) == 1

@@ -7,7 +7,6 @@ Each create or update is audited in the transaction that records it, with Stripe
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,6 +18,7 @@ from admin.extensions import db
 from admin.listing import Filter, Page, keyset_page, processor_field
 from admin.models import PaymentProcessor, Product
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.stripe_gateway import Gateway, GatewayError
 
 FIELDS = ("name", "active", "description", "images", "shippable", "url")  # what Stripe takes
@@ -50,13 +50,15 @@ def _record(processor: PaymentProcessor, obj: dict[str, Any], values: dict[str, 
 
 
 def create_product(
-    processor: PaymentProcessor, values: dict[str, Any], *, idempotency_key: str | None = None
+    processor: PaymentProcessor, values: dict[str, Any], *, action_key: str | None = None
 ) -> tuple[Product, dict[str, Any]]:
-    """A new Stripe product, recorded. ``values``: the connector's fields (``id`` optional). Commits."""
+    """A new Stripe product, recorded. ``values``: the connector's fields (``id`` optional); ``action_key``:
+    the action's part of Stripe's idempotency key (``core.idempotency``; the API's from the token and the
+    client's key). Commits."""
     params = _params(values)
     if values.get("id"):
         params["id"] = values["id"]
-    key = f"paydesk-product-{idempotency_key or uuid.uuid4()}"
+    key = idempotency_key("product", None, action_key)
     try:
         obj = Gateway.for_processor(processor).create("products", params, idempotency_key=key)
     except GatewayError as err:

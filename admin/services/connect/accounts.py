@@ -13,6 +13,7 @@ from admin.listing import Filter, Page, processor_field
 from admin.models import PaymentProcessor
 from admin.services.connect import common
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.stripe_gateway import GatewayError
 
 TYPES = ("custom", "express", "standard")
@@ -26,6 +27,22 @@ class AccountFilter(Filter):
     until: datetime | None = field(default=None, metadata={"end": True, "label": "Created to (inclusive)"})
 
     LABELS: ClassVar[dict[str, str]] = {}
+
+
+# The CSV of the list (/connect/export.csv) and of an account's persons: every field of the rows.
+CSV = (
+    "id",
+    "name",
+    "email",
+    "type",
+    "country",
+    "charges_enabled",
+    "payouts_enabled",
+    "details_submitted",
+    "currently_due",
+    "created",
+)
+PERSON_CSV = ("id", "name", "email", "roles", "title", "verification", "currently_due")
 
 
 def summary(acct: dict) -> dict[str, Any]:
@@ -46,10 +63,7 @@ def summary(acct: dict) -> dict[str, Any]:
 
 
 def accounts_page(flt: AccountFilter) -> Page[dict]:
-    proc = common.processor_of(flt)
-    page = common.stripe_page(proc, "accounts", flt, what="connected account list")
-    page.rows = [summary(a) for a in page.rows]
-    return page
+    return common.list_page(flt, "accounts", summary, what="connected account list")
 
 
 @dataclass
@@ -115,7 +129,7 @@ def person(p: dict) -> dict[str, Any]:
 
 def list_persons(proc: PaymentProcessor, account_id: str) -> list[dict]:
     account_id = common.check_id(account_id, "account", "account")
-    rows, _ = common.every_nested(proc, "accounts.persons", account_id, what="connected account")
+    rows, _ = common.every(proc, "accounts.persons", account_id, what="connected account")
     return [person(p) for p in rows]
 
 
@@ -151,7 +165,7 @@ def create_account(proc: PaymentProcessor, new: NewAccount, *, action_key: str |
         params["email"] = new.email
     if new.type != "standard":  # Stripe wants the capabilities of accounts the platform controls
         params["capabilities"] = {"card_payments": {"requested": True}, "transfers": {"requested": True}}
-    key = f"paydesk-account-create-{common.action_key(action_key)}"
+    key = idempotency_key("account-create", None, action_key)
     shown = {"email": new.email, "type": new.type, "country": new.country}
     try:
         acct = common.gateway(proc).create("accounts", params, idempotency_key=key)

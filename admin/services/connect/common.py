@@ -1,22 +1,19 @@
-"""What the Connect services share: one page of a Stripe list as a keyset ``Page`` (Stripe's own cursors,
-``starting_after`` / ``ending_before``, carried as the list pattern's ``after`` / ``before``), Stripe ids
-checked before Stripe is asked, refusals with their request id, idempotency keys for staff actions."""
+"""What the Connect services share: the processor and its gateway, Stripe ids checked before Stripe is asked,
+whole Stripe lists (persons, a payout's transactions) and the CLI's walk over a list's pages. One page of a
+list is ``services/core/stripe_reader.stripe_page``."""
 
 from __future__ import annotations
 
-import re
-import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from admin.errors import ServiceError, stripe_failure
-from admin.listing import DAMAGED, Filter, FilterError, Page, decode_cursor, encode_cursor
+from admin.listing import Filter, Page
 from admin.models import PaymentProcessor
+from admin.services.core.stripe_reader import filter_cursors, stripe_page
 from admin.services.settings import processors
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import stripe_id_problem
-
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 def processor_of(flt_or_ppid: Any) -> PaymentProcessor:
@@ -36,83 +33,28 @@ def check_id(value: str | None, kind: str, field: str) -> str:
     return value
 
 
-def action_key(given: str | None) -> str:
-    """A staff action's key (the form carries a fresh one, so a double submit sends the same key)."""
-    return given if given and _KEY_OK.match(given) else uuid.uuid4().hex
-
-
-def _unix(value: datetime) -> int:
-    return int(value.replace(tzinfo=UTC).timestamp())
-
-
-def stripe_page(
-    proc: PaymentProcessor,
-    resource: str,
-    flt: Filter,
-    *args: Any,
-    what: str,
-    stripe_account: str | None = None,
-    **params: Any,
+def list_page(
+    flt: Any, resource: str, summary: Callable[[dict], dict], *, what: str, **params: Any
 ) -> Page[dict]:
-    """One page of a Stripe list, newest first, as the list pages show any list: ``flt.size`` rows, the
-    filter's ``since``/``until`` as ``created`` bounds, ``after``/``before`` cursors. Raises ``ServiceError``
-    (with the request id) when Stripe refuses."""
-    after = decode_cursor(flt.after, 1)
-    before = None if after else decode_cursor(flt.before, 1, "before")
-    cursor = (after or before or [None])[0]
-    if cursor is not None and (not isinstance(cursor, str) or stripe_id_problem(cursor)):
-        raise FilterError("after" if after else "before", DAMAGED)
-    query: dict[str, Any] = {"limit": flt.size, **{k: v for k, v in params.items() if v not in (None, "")}}
-    if after:
-        query["starting_after"] = cursor
-    elif before:
-        query["ending_before"] = cursor
-    created = {}
-    since, until = getattr(flt, "since", None), getattr(flt, "until", None)
-    if since:
-        created["gte"] = _unix(since)
-    if until:
-        created["lt"] = _unix(until)
-    if created:
-        query["created"] = created
-    try:
-        res = gateway(proc).call(resource, "list", *args, params=query, stripe_account=stripe_account)
-    except GatewayError as err:
-        raise stripe_failure(err, what, args[0] if args else None, with_request=True) from None
-    rows = list(res.get("data") or [])
-    more = bool(res.get("has_more"))
-    older, newer = (more, True) if after else (True, more) if before else (more, False)
-    page: Page[dict] = Page(rows=rows, size=flt.size)
-    if rows:
-        page.next_after = encode_cursor([rows[-1]["id"]]) if older else None
-        page.prev_before = encode_cursor([rows[0]["id"]]) if newer else None
-    page.extra["request_id"] = res.request_id
+    """One page of a Connect list for its filter (``flt.ppid``'s processor; ``core.stripe_reader.stripe_page``
+    with the filter's cursors), each row as ``summary`` makes it."""
+    gw = gateway(processor_of(flt))
+    page = stripe_page(gw, resource, flt, what=what, **filter_cursors(flt), **params)
+    page.rows = [summary(r) for r in page.rows]
     return page
 
 
 def every(
     proc: PaymentProcessor,
     resource: str,
-    *,
-    what: str,
-    stripe_account: str | None = None,
-    most: int = 1000,
-    **params: Any,
-) -> tuple[list[dict], bool]:
-    """Up to ``most`` objects of a Stripe list (100 a request), and whether there were more."""
-    return every_nested(proc, resource, what=what, stripe_account=stripe_account, most=most, **params)
-
-
-def every_nested(
-    proc: PaymentProcessor,
-    resource: str,
     *args: Any,
     what: str,
     stripe_account: str | None = None,
     most: int = 1000,
     **params: Any,
 ) -> tuple[list[dict], bool]:
-    """``every`` for a list under an object (``accounts.persons`` of an account: ``args`` = its id)."""
+    """Up to ``most`` objects of a Stripe list (100 a request), and whether there were more; ``args``: the
+    parent's id of a list under an object (``accounts.persons`` of an account)."""
     out: list[dict] = []
     query = {"limit": 100, **params}
     while True:
@@ -129,14 +71,17 @@ def every_nested(
         query["starting_after"] = data[-1]["id"]
 
 
-def walk_pages(page_of: Any, flt: Filter, limit: int) -> list[dict]:
-    """Up to ``limit`` rows of a Stripe-backed list, page after page (the CLI's ``--limit``)."""
+def walk_pages(page_of: Callable[[Any], Page[dict]], flt: Filter, limit: int | None = None) -> Iterator[dict]:
+    """The rows of a Stripe-backed list page's filter, page after page (100 a request), read as they are
+    taken: at most ``limit`` (the CLI's ``--limit``), or all of them (the CSV export)."""
     flt.size, flt.after, flt.before = 100, None, None
-    out: list[dict] = []
-    while len(out) < limit:
+    left = limit
+    while left is None or left > 0:
         page = page_of(flt)
-        out.extend(page.rows)
-        if not page.next_after:
-            break
+        rows = page.rows if left is None else page.rows[:left]
+        yield from rows
+        if left is not None:
+            left -= len(rows)
+        if not page.next_after or not rows:
+            return
         flt.after = page.next_after
-    return out[:limit]

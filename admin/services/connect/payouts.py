@@ -33,6 +33,21 @@ class PayoutFilter(Filter):
             self.status = None
 
 
+# The CSV of the list (/connect/payouts/export.csv) and of one payout's balance transactions.
+CSV = (
+    "id",
+    "amount",
+    "currency",
+    "status",
+    "arrival_date",
+    "method",
+    "description",
+    "failure_message",
+    "created",
+)
+TRANSACTION_CSV = ("id", "type", "amount", "fee", "net", "currency", "source", "description", "created")
+
+
 def summary(po: dict) -> dict[str, Any]:
     return {
         "id": po.get("id"),
@@ -50,12 +65,9 @@ def summary(po: dict) -> dict[str, Any]:
 def payouts_page(flt: PayoutFilter) -> Page[dict]:
     if not flt.account:
         return Page(rows=[], size=flt.size)
-    proc = common.processor_of(flt)
-    page = common.stripe_page(
-        proc, "payouts", flt, what="payout list", stripe_account=flt.account, status=flt.status
+    return common.list_page(
+        flt, "payouts", summary, what="payout list", stripe_account=flt.account, status=flt.status
     )
-    page.rows = [summary(p) for p in page.rows]
-    return page
 
 
 @dataclass

@@ -13,6 +13,7 @@ from admin.models import PaymentProcessor
 from admin.money import format_money, parse_money, stripe_currency
 from admin.services.connect import common
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.stripe_gateway import GatewayError
 
 MAX_METADATA = 50  # Stripe: at most 50 keys, keys up to 40 characters, values up to 500
@@ -27,6 +28,20 @@ class TransferFilter(Filter):
     until: datetime | None = field(default=None, metadata={"end": True, "label": "Created to (inclusive)"})
 
     LABELS: ClassVar[dict[str, str]] = {}
+
+
+# The CSV of the list (/connect/transfers/export.csv): every field of the rows.
+CSV = (
+    "id",
+    "account",
+    "amount",
+    "currency",
+    "amount_reversed",
+    "transfer_group",
+    "description",
+    "metadata",
+    "created",
+)
 
 
 def summary(tr: dict) -> dict[str, Any]:
@@ -44,17 +59,14 @@ def summary(tr: dict) -> dict[str, Any]:
 
 
 def transfers_page(flt: TransferFilter) -> Page[dict]:
-    proc = common.processor_of(flt)
-    page = common.stripe_page(
-        proc,
-        "transfers",
+    return common.list_page(
         flt,
+        "transfers",
+        summary,
         what="transfer list",
         destination=flt.account,
         transfer_group=flt.transfer_group,
     )
-    page.rows = [summary(t) for t in page.rows]
-    return page
 
 
 @dataclass
@@ -162,7 +174,7 @@ def check_new(new: NewTransfer) -> CheckedTransfer:
 
 def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str | None = None) -> dict:
     checked = check_new(new)
-    key = f"paydesk-transfer-{checked.account}-{common.action_key(action_key)}"
+    key = idempotency_key("transfer", checked.account, action_key)
     shown = {
         "account": checked.account,
         "amount": checked.amount,

@@ -96,6 +96,29 @@ def record(
     return entry
 
 
+def about_user(
+    action: str,
+    user: Any,
+    message: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    *,
+    email: bool = True,
+    **how: Any,
+) -> AuditLog:
+    """One entry about a staff account (``user/<id>``: its sign-ins, password, role, sessions, two-factor
+    sign-in), in the caller's transaction (``commit=False``): the account's email (``email=False``: left out)
+    and ``parameters``; ``how``: ``record``'s ``ok``, ``actor``, ``user_id``."""
+    return record(
+        action,
+        object_type="user",
+        object_id=str(user.id),
+        parameters={**({"email": user.email} if email else {}), **(parameters or {})},
+        message=message,
+        commit=False,
+        **how,
+    )
+
+
 def stripe_failed(
     action: str,
     err,

@@ -31,6 +31,10 @@ What each rule deletes, and why that is safe:
 * ``trigger_feed`` older than 30 days: a polling client's cursor older than that continues from the oldest
   item kept (the API docs say so).
 * ``card_testing_signal`` older than 90 days: the alarm looks at the last hour, the dashboard at a day.
+* ``notification_delivery`` made 90 days ago, once delivered or failed for good (its outbox task finished
+  or gone) and not attempted since the cutoff: the history on ``/settings/notifications``. One still being
+  sent or retried (a resend of an old one too) stays. Whether one was delivered is kept on the row itself
+  (``delivered_at``), so the history's status filter works after its outbox task was deleted.
 * ``stripe_event`` (processed: success, ignored, logged; never queued or in error), by default kept for
   ever, as before: set ``RETENTION_EVENTS`` ("13 months") to have the worker do what ``events cleanup``
   does; their attempts go with them (``ON DELETE CASCADE``).
@@ -53,7 +57,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, tuple_
 
 from admin.dbutil import immediate, rowcount
 from admin.extensions import db
@@ -61,17 +65,21 @@ from admin.models import (
     EV_ERROR,
     EV_IGNORED,
     EV_LOGGED,
+    EV_PROCESSING,
+    EV_QUEUED,
     EV_SUCCESS,
     ApiIdempotencyKey,
     AuditLog,
     CardTestingSignal,
     Job,
+    NotificationDelivery,
     OutboxTask,
     StripeEvent,
     TriggerFeed,
 )
 from admin.models.jobs import JOB_CANCELLED, JOB_DONE, JOB_FAILED
 from admin.services.core import audit
+from admin.services.core.outbox import SENDING
 from admin.timeutil import parse_age, utcnow
 
 log = logging.getLogger(__name__)
@@ -165,6 +173,23 @@ RULES: tuple[Rule, ...] = (
         "RETENTION_CARD_TESTING_SIGNALS",
         CardTestingSignal,
         CardTestingSignal.created_at,
+    ),
+    Rule(
+        "notification_deliveries",
+        "notification_delivery",
+        "notifications delivered or failed for good, not attempted since",
+        "RETENTION_NOTIFICATION_DELIVERIES",
+        NotificationDelivery,
+        NotificationDelivery.created_at,
+        guard=lambda cutoff: and_(
+            or_(
+                NotificationDelivery.last_attempt_at.is_(None), NotificationDelivery.last_attempt_at < cutoff
+            ),
+            ~exists().where(
+                OutboxTask.id == NotificationDelivery.task_id,
+                OutboxTask.status.in_((EV_QUEUED, EV_PROCESSING, SENDING)),
+            ),
+        ),
     ),
     Rule(
         "events",

@@ -8,6 +8,7 @@ expanded objects inside payloads are not trusted and are fetched again.
 :func:`write_after_reading` runs database writes that read Stripe through a reader
 with no request to Stripe inside the write transaction; :func:`read_then_write` is the whole
 skeleton of a staff action that records what Stripe has (read, audit a refusal, write, audit).
+:func:`stripe_page` is one page of a Stripe list for the list pages that show Stripe's own lists.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from admin.dbutil import immediate
 from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
+from admin.listing import DAMAGED, Filter, FilterError, Page, decode_cursor, encode_cursor
 from admin.models import PaymentProcessor
 from admin.services.core import audit
 from admin.stripe_gateway import Gateway, GatewayError
+from admin.stripe_shapes import stripe_id_problem
+from admin.timeutil import to_unix
 
 PAGE = 100  # Stripe's largest list page
 T = TypeVar("T")
@@ -184,6 +188,72 @@ class StripeReader:
 
 def _list_key(kind: str, resource: str, params: dict[str, Any]) -> tuple:
     return (kind, resource, json.dumps(params, sort_keys=True, default=str))
+
+
+class Cursors(TypedDict):
+    starting_after: str | None
+    ending_before: str | None
+
+
+def filter_cursors(flt: Filter) -> Cursors:
+    """A list page's ``after`` / ``before`` cursors (the Stripe id they carry) as Stripe's ``starting_after`` /
+    ``ending_before``, for :func:`stripe_page`. A damaged cursor is a ``FilterError``."""
+    after = decode_cursor(flt.after, 1)
+    before = None if after else decode_cursor(flt.before, 1, "before")
+    cursor = (after or before or [None])[0]
+    if cursor is not None and (not isinstance(cursor, str) or stripe_id_problem(cursor)):
+        raise FilterError("after" if after else "before", DAMAGED)
+    return Cursors(starting_after=cursor if after else None, ending_before=cursor if before else None)
+
+
+def stripe_page(
+    gateway: Gateway,
+    resource: str,
+    flt: Filter,
+    *args: Any,
+    what: str,
+    stripe_account: str | None = None,
+    starting_after: str | None = None,
+    ending_before: str | None = None,
+    size: int | None = None,
+    **params: Any,
+) -> Page[dict]:
+    """One page of a Stripe list as the list pages show it: the one Stripe list pager of every page that
+    lists Stripe itself (Connect accounts, transfers and payouts; Stripe's own events). ``size`` rows (default
+    ``flt.size``), newest first, from after ``starting_after`` or before ``ending_before`` (Stripe ids; see
+    :func:`filter_cursors`), the filter's ``since``/``until`` as ``created`` bounds, ``params`` that are set
+    passed through (``args``: the parent's id of a nested list). ``next_after`` / ``prev_before`` are list-page
+    cursors of the last and first row Stripe listed; ``extra["request_id"]`` is Stripe's. A refusal is raised as
+    ``StripeFailure`` (with the request id; "no such <what> <args[0]>" when the parent is gone)."""
+    query: dict[str, Any] = {
+        "limit": size or flt.size,
+        **{k: v for k, v in params.items() if v not in (None, "")},
+    }
+    if starting_after:
+        query["starting_after"] = starting_after
+    elif ending_before:
+        query["ending_before"] = ending_before
+    created = {}
+    since, until = getattr(flt, "since", None), getattr(flt, "until", None)
+    if since:
+        created["gte"] = to_unix(since)
+    if until:
+        created["lt"] = to_unix(until)
+    if created:
+        query["created"] = created
+    try:
+        res = gateway.call(resource, "list", *args, params=query, stripe_account=stripe_account)
+    except GatewayError as err:
+        raise stripe_failure(err, what, args[0] if args else None, with_request=True) from None
+    rows = [o for o in res.get("data") or [] if isinstance(o, dict) and o.get("id")]
+    more = bool(res.get("has_more"))
+    older, newer = (more, True) if starting_after else (True, more) if ending_before else (more, False)
+    page: Page[dict] = Page(rows=rows, size=query["limit"])
+    if rows:
+        page.next_after = encode_cursor([rows[-1]["id"]]) if older else None
+        page.prev_before = encode_cursor([rows[0]["id"]]) if newer else None
+    page.extra["request_id"] = res.request_id
+    return page
 
 
 def write_after_reading(reader: StripeReader, work: Callable[[], T]) -> T:

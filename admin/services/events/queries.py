@@ -33,6 +33,7 @@ from admin.models import (
     StripePaymentIntent,
 )
 from admin.models.jobs import EventAttempt
+from admin.services.core import stripe_reader
 from admin.services.core.stripe_reader import StripeReader, stripe_failures
 from admin.services.records.common import DONE
 from admin.stripe_gateway import Gateway
@@ -501,13 +502,16 @@ class StripeEventRow:
         return self.local.status if self.local else "not in paydesk"
 
 
+def stripe_type_params(flt: EventFilter) -> dict[str, Any]:
+    """The filter's event types as Stripe's event list takes them."""
+    if len(flt.type) == 1:
+        return {"type": flt.type[0]}
+    return {"types": flt.type[:20]} if flt.type else {}
+
+
 def stripe_filter_params(flt: EventFilter) -> dict[str, Any]:
     """What of the filter Stripe's event list applies itself: the types and the period."""
-    params: dict[str, Any] = {}
-    if len(flt.type) == 1:
-        params["type"] = flt.type[0]
-    elif flt.type:
-        params["types"] = flt.type[:20]
+    params = stripe_type_params(flt)
     created = {}
     if flt.since:
         created["gte"] = to_unix(flt.since)
@@ -518,7 +522,6 @@ def stripe_filter_params(flt: EventFilter) -> dict[str, Any]:
     return params
 
 
-@stripe_failures
 def stripe_page(
     processor: PaymentProcessor,
     flt: EventFilter,
@@ -526,14 +529,20 @@ def stripe_page(
     starting_after: str | None = None,
     limit: int | None = None,
 ) -> tuple[list[StripeEventRow], str | None]:
-    """One page of Stripe's own event list (last 30 days), each marked with paydesk's status.
-    Returns (rows, the id to page on after, or None on the last page). Free text and "hide
-    processed" are applied to the page, so a page may show fewer rows (even none) and still
+    """One page of Stripe's own event list (last 30 days; ``core.stripe_reader.stripe_page``), each marked
+    with paydesk's status. Returns (rows, the id to page on after, or None on the last page). Free text and
+    "hide processed" are applied to the page, so a page may show fewer rows (even none) and still
     have more after it: the cursor is the last event Stripe listed, shown or not."""
-    page = Gateway.for_processor(processor).list(
-        "events", limit=limit or flt.size, starting_after=starting_after, **stripe_filter_params(flt)
+    page = stripe_reader.stripe_page(
+        Gateway.for_processor(processor),
+        "events",
+        flt,
+        what="event list",
+        starting_after=starting_after,
+        size=limit,
+        **stripe_type_params(flt),
     )
-    events = [e for e in page.get("data") or [] if isinstance(e, dict) and e.get("id")]
+    events = page.rows
     ids = [e["id"] for e in events]
     local = {
         e.event_id: e
@@ -567,7 +576,7 @@ def stripe_page(
     if flt.filter_processed:
         done = {r.event_id for r in rows if r.local is not None and _is_processed(r.local)}
         rows = [r for r in rows if r.event_id not in done]
-    return rows, (ids[-1] if page.get("has_more") and ids else None)
+    return rows, (ids[-1] if page.next_after else None)
 
 
 def _is_processed(e: StripeEvent) -> bool:

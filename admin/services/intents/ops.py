@@ -6,8 +6,9 @@ outcome. Stripe answering that an intent is already cancelled, already succeeded
 outcome like any other, recorded and reported as such, not a failure.
 
 Idempotency: every cancel and capture carries a key made from the intent and the staff action
-(``action_key``): the same form submitted twice, or a job's unit run again after a crash, sends the
-same key, so Stripe does the thing once; a new action (a new page, another job) gets a new key.
+(``action_key``, ``services/core/idempotency``): the same form submitted twice, or a job's unit run again
+after a crash, sends the same key, so Stripe does the thing once; a new action (a new page, another job)
+gets a new key.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,11 +23,12 @@ from datetime import datetime
 from sqlalchemy import delete, select
 
 from admin.dbutil import immediate, rowcount
-from admin.errors import ServiceError
+from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import PaymentProcessor, StripePaymentIntent
 from admin.money import format_money, parse_money
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.services.core.stripe_reader import StripeReader
 from admin.services.intents.queries import FINAL, GONE, by_intent_id, sync_intent
 from admin.services.records import contributions
@@ -43,7 +44,6 @@ ALREADY_CANCELLED, ALREADY_SUCCEEDED, GONE_OUTCOME, FAILED = (
     "failed",
 )
 CANCELLATION_REASON = "abandoned"
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @dataclass
@@ -54,21 +54,12 @@ class IntentOutcome:
     request_id: str | None = None
     row: StripePaymentIntent | None = None
     transient: bool = False  # a failure that may pass (network, Stripe 5xx): worth trying again
+    amount: int | None = None  # a capture: what was captured (minor units), or what the donor paid already
+    currency: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome != FAILED
-
-
-def new_action_key() -> str:
-    """A fresh key for one staff action (a form carries it, so a double submit reuses it)."""
-    return uuid.uuid4().hex
-
-
-def idempotency_key(verb: str, intent_id: str, action_key: str | None, *extra: object) -> str:
-    """``paydesk-<verb>-<intent>-<action>[-<extra>]``: stable for one staff action on one intent."""
-    action = action_key if action_key and _KEY_OK.match(action_key) else new_action_key()
-    return "-".join(["paydesk", verb, intent_id, action, *[str(x) for x in extra]])[:255]
 
 
 def check_intent_id(intent_id: str) -> str:
@@ -104,8 +95,8 @@ def _record(
                 contributions.cancel(
                     c, f"payment intent cancelled ({pi.get('cancellation_reason') or 'no reason given'})"
                 )
-    elif res.outcome == GONE_OUTCOME and row is not None:
-        row.flags = GONE
+    elif res.outcome == GONE_OUTCOME and row is not None and row.processor_id == processor.id:
+        row.flags = GONE  # only Stripe's 404 on the intent's own account says so (not a wrong ``ppid``)
     audit.record(
         f"intent.{verb}",
         object_type="intent",
@@ -242,14 +233,16 @@ def capture_intent(
         return _record("capture", processor, intent_id, None, _failed(intent_id, "capture", err), {})
     if pi is None:
         return _record("capture", processor, intent_id, None, _gone(intent_id, request_id), {})
+    currency = (pi.get("currency") or "").lower()
     done = _already(intent_id, pi, request_id)
     if done is not None:
+        done.amount, done.currency = pi.get("amount_received") or pi.get("amount"), currency
         return _record("capture", processor, intent_id, pi, done, {})
-    currency = (pi.get("currency") or "").lower()
     if pi.get("status") != "requires_capture":
         raise ServiceError(
             f"Only an intent waiting for capture can be captured; Stripe says {intent_id} is "
-            f"{pi.get('status')}."
+            f"{pi.get('status')}.",
+            field="id",
         )
     authorised = int(pi.get("amount_capturable") or pi.get("amount") or 0)
     wanted = _capture_amount(amount, currency, authorised)
@@ -268,6 +261,8 @@ def capture_intent(
             + (f"; the other {format_money(rest, currency)} is released to the donor." if rest else ".")
             + " The payment is recorded when Stripe's webhook arrives.",
             res.request_id,
+            amount=wanted,
+            currency=currency,
         )
     except GatewayError as err:
         out, captured = _refused(gw, intent_id, "capture", err)
@@ -320,10 +315,10 @@ def capture_charge(
         ch = gw.retrieve("charges", charge_id)
     except GatewayError as err:
         if err.not_found:
-            raise ServiceError(f"Stripe has no charge {charge_id} on this account", field="id") from None
-        raise ServiceError(
-            f"Could not read {charge_id}: {err.message} (Stripe request {err.request_id})"
-        ) from None
+            gone = ServiceError(f"Stripe has no charge {charge_id} on this account", field="id")
+            gone.not_found = True
+            raise gone from None
+        raise stripe_failure(err, with_request=True, doing=f"refused to read {charge_id}") from None
     pi_id = ch.get("payment_intent")
     pi_id = pi_id.get("id") if isinstance(pi_id, dict) else pi_id
     if pi_id:
@@ -332,7 +327,8 @@ def capture_charge(
     if ch.get("captured") or ch.get("status") != "succeeded":
         raise ServiceError(
             f"Only an authorised charge can be captured; Stripe says {charge_id} is "
-            f"{'captured already' if ch.get('captured') else ch.get('status')}."
+            f"{'captured already' if ch.get('captured') else ch.get('status')}.",
+            field="id",
         )
     authorised = int(ch.get("amount") or 0) - int(ch.get("amount_refunded") or 0)
     wanted = _capture_amount(amount, currency, authorised)
@@ -375,6 +371,8 @@ def capture_charge(
         CAPTURED,
         f"Captured {format_money(wanted, currency)} of {format_money(authorised, currency)} ({charge_id}).",
         res.request_id,
+        amount=wanted,
+        currency=currency,
     )
     assert captured is not None  # required: the reader raised if Stripe had no such charge
     write_after_reading(reader, lambda: record_charge(reader, processor, captured))

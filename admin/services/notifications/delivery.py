@@ -216,12 +216,16 @@ def _deliver(task: OutboxTask):
 # -- history and resending ---------------------------------------------------------------------
 
 
+# A delivery's status: ``delivered_at`` on the row says delivered (kept there, not only on the outbox task,
+# which retention deletes after RETENTION_OUTBOX_DONE); otherwise its task says how far sending has got, and a
+# task that finished without delivering, or is gone (retention deletes only finished tasks), means failed.
+_UNDELIVERED = NotificationDelivery.delivered_at.is_(None)
 _STATUS_WHERE = {
-    "queued": and_(OutboxTask.status == EV_QUEUED, OutboxTask.attempts == 0),
-    "retrying": and_(OutboxTask.status == EV_QUEUED, OutboxTask.attempts > 0),
-    "sending": OutboxTask.status.in_([EV_PROCESSING, outbox.SENDING]),
-    "delivered": OutboxTask.status == EV_SUCCESS,
-    "failed": OutboxTask.status == EV_ERROR,
+    "queued": and_(_UNDELIVERED, OutboxTask.status == EV_QUEUED, OutboxTask.attempts == 0),
+    "retrying": and_(_UNDELIVERED, OutboxTask.status == EV_QUEUED, OutboxTask.attempts > 0),
+    "sending": and_(_UNDELIVERED, OutboxTask.status.in_([EV_PROCESSING, outbox.SENDING])),
+    "delivered": NotificationDelivery.delivered_at.is_not(None),
+    "failed": and_(_UNDELIVERED, or_(OutboxTask.id.is_(None), OutboxTask.status.in_([EV_ERROR, EV_SUCCESS]))),
 }
 
 
@@ -237,12 +241,11 @@ class DeliveryRow:
 
     @property
     def status(self) -> str:
+        """As ``_STATUS_WHERE`` has it."""
         t = self.task
-        if t is None:
-            return "delivered" if self.delivery.delivered_at else "failed"
-        if t.status == EV_SUCCESS:
+        if self.delivery.delivered_at:
             return "delivered"
-        if t.status == EV_ERROR:
+        if t is None or t.status in (EV_ERROR, EV_SUCCESS):
             return "failed"
         if t.status == EV_QUEUED:
             return "retrying" if t.attempts else "queued"

@@ -17,7 +17,7 @@ from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import Contact, PaymentProcessor, StripeCustomer
 from admin.services.core import audit
-from admin.services.payments import common
+from admin.services.core.idempotency import idempotency_key
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import sid
 
@@ -151,7 +151,7 @@ def add_card(
     link = link_of(contact, processor, customer_id)
     cus_id, contact_id = link.customer_id, contact.id
     gw = Gateway.for_processor(processor)
-    key = common.idempotency_key("card-add", pm, action_key)
+    key = idempotency_key("card-add", pm, action_key)
     params = {"card": pm, "customer": cus_id, "idempotency_key": key}
     res = _call(
         processor,
@@ -209,7 +209,7 @@ def remove_card(
     )
     if sid(current.get("customer")) != cus_id:
         raise ServiceError(f"Card: {pm} is not one of {cus_id}'s cards", field="payment_method")
-    key = common.idempotency_key("card-remove", pm, action_key)
+    key = idempotency_key("card-remove", pm, action_key)
     params = {"card": pm, "customer": cus_id, "idempotency_key": key}
     res = _call(
         processor,

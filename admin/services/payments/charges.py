@@ -27,10 +27,11 @@ from typing import Any
 from sqlalchemy import select
 
 from admin.dbutil import immediate, lock_objects, parse_id, parse_whole
-from admin.errors import ServiceError, check_text, stripe_failure
+from admin.errors import ServiceError, StripeFailure, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer, StripePaymentIntent
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key, new_action_key
 from admin.services.core.stripe_reader import StripeReader, write_after_reading
 from admin.services.intents import queries as intents
 from admin.services.payments import common
@@ -150,27 +151,26 @@ class ChargePlan:
             + "."
         )
 
-    def fields(self) -> list[tuple[str, str]]:
+    def checked(self) -> dict[str, Any]:
+        """Exactly what will run, as ``ChargeRequest`` fields (amounts in minor units, the customer resolved,
+        the staff action's key): what a confirmation stores and its button runs, never values posted again."""
         r = self.request
-        from admin.money import to_major
-
-        out = [
-            ("amount", str(to_major(self.amount, self.currency))),
-            ("currency", self.currency),
-            ("description", r.description or ""),
-            ("statement_descriptor_suffix", self.suffix or ""),
-            ("capture", "now" if r.capture else "authorise"),
-            ("expires_after", str(r.expires_after or "")),
-            ("application_fee", str(to_major(self.fee, self.currency)) if self.fee else ""),
-            ("destination", r.destination or ""),
-            ("transfer_group", r.transfer_group or ""),
-            ("customer_id", self.link.customer_id),
-            ("payment_method", r.payment_method or ""),
-            ("action_key", r.action_key or ""),
-        ]
-        for k, v in r.metadata.items():
-            out += [("metadata_key", k), ("metadata_value", v)]
-        return out
+        return {
+            "contact_id": self.contact.id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "description": self.description,
+            "statement_descriptor_suffix": self.suffix,
+            "capture": r.capture,
+            "expires_after": r.expires_after,
+            "application_fee": self.fee,
+            "destination": r.destination,
+            "transfer_group": r.transfer_group,
+            "metadata": dict(r.metadata),
+            "customer_id": self.link.customer_id,
+            "payment_method": r.payment_method,
+            "action_key": r.action_key or new_action_key(),
+        }
 
 
 @dataclass
@@ -180,6 +180,7 @@ class ChargeOutcome:
     status: str  # succeeded, requires_capture, failed
     message: str
     request_id: str | None = None
+    failure: StripeFailure | None = None  # Stripe's refusal, when it refused (kind: card, transient, ...)
 
     @property
     def ok(self) -> bool:
@@ -297,9 +298,13 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     plan = plan_charge(processor, req)
     gw = Gateway.for_processor(processor)
     customer_id = plan.link.customer_id
-    # paydesk's unique invoice id, the same for one staff action: a double submit finds the first attempt
+    # paydesk's unique invoice id, the same for one staff action: a double submit finds the first attempt. The
+    # amount is part of it (as of Stripe's key): a key used again for another amount is another charge
     invoice_id = (
-        uuid.uuid5(uuid.NAMESPACE_URL, f"paydesk:{processor.id}:{customer_id}:{req.action_key}").hex
+        uuid.uuid5(
+            uuid.NAMESPACE_URL,
+            f"paydesk:{processor.id}:{customer_id}:{req.action_key}:{plan.amount}:{plan.currency}",
+        ).hex
         if req.action_key
         else uuid.uuid4().hex
     )
@@ -328,7 +333,7 @@ def charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargeOutcome:
     contribution_id = c.id
     db.session.commit()
 
-    key = common.idempotency_key("charge", customer_id, req.action_key, plan.amount)
+    key = idempotency_key("charge", customer_id, req.action_key, plan.amount)
     metadata = {
         **req.metadata,
         "contact_id": str(contact.id),
@@ -475,7 +480,8 @@ def _failed(
         commit=False,
     )
     db.session.commit()
-    return ChargeOutcome(c, intent_id or "", "failed", message, err.request_id)
+    failure = stripe_failure(err, with_request=True, doing="refused the charge")
+    return ChargeOutcome(c, intent_id or "", "failed", message, err.request_id, failure)
 
 
 def _after_confirm(

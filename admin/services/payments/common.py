@@ -1,39 +1,27 @@
 """What the payment operations share: the parameters staff type (money, metadata rows, yes/no boxes) read
-the same way from a page's form and from the CLI's options, idempotency keys, and Stripe's refusals."""
+the same way from a page's form and from the CLI's options (idempotency keys: ``services/core/idempotency``)."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from admin.errors import ServiceError, check_text
-from admin.money import format_money, parse_money
+from admin.money import Currency, format_money, parse_money, stripe_currency
 
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Stripe's limits on metadata: 50 keys, keys up to 40 characters without square brackets, values up to 500.
 METADATA_MAX_KEYS = 50
 METADATA_KEY_MAX = 40
 METADATA_VALUE_MAX = 500
 
 
-def new_action_key() -> str:
-    """A fresh key for one staff action (a form carries it, so a double submit reuses it)."""
-    return uuid.uuid4().hex
-
-
-def idempotency_key(verb: str, object_id: str, action_key: str | None, *extra: object) -> str:
-    """``paydesk-<verb>-<object>-<action>[-<extra>]``: the same for one staff action, so a retried or double
-    submitted request makes Stripe act once; a new action (a new page, a new CLI run) gets a new one."""
-    action = action_key if action_key and _KEY_OK.match(action_key) else new_action_key()
-    return "-".join(["paydesk", verb, object_id, action, *[str(x) for x in extra]])[:255]
-
-
 def money(
     value: int | str | None, currency: str, field: str, label: str, *, required: bool = True
 ) -> int | None:
-    """An amount in minor units from minor units (int) or text in major units ("12.50"); positive."""
+    """An amount in minor units from minor units (int) or text in major units ("12.50"): positive, at most
+    Stripe's largest charge in ``currency`` and a whole number of its steps (0.010 KWD, 1 ISK), as Stripe
+    would refuse otherwise (the same bounds as transfers and donation forms)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise ServiceError(f"{label}: give an amount", field=field)
@@ -45,13 +33,27 @@ def money(
             raise ServiceError(f"{label}: {err}", field=field) from None
     if value <= 0:
         raise ServiceError(f"{label}: give an amount above zero", field=field)
+    cur = stripe_currency(currency) or Currency(currency)  # a stored row's currency is still refundable
+    if value > cur.max_amount:
+        raise ServiceError(
+            f"{label}: at most {format_money(cur.max_amount, currency)}, Stripe's largest charge", field=field
+        )
+    if value % cur.step:
+        raise ServiceError(
+            f"{label}: {cur.upper} amounts go in steps of {format_money(cur.step, currency)}", field=field
+        )
     return int(value)
 
 
 def currency_code(value: str | None) -> str:
+    """A currency Stripe charges in (lower case), or a ``ServiceError`` naming the field."""
     cur = (value or "").strip().lower()
     if not re.fullmatch(r"[a-z]{3}", cur):
         raise ServiceError("Currency: a three-letter ISO code such as usd or eur", field="currency")
+    if stripe_currency(cur) is None:
+        raise ServiceError(
+            f"Currency: {cur.upper()} is not a currency Stripe takes (usd, eur, gbp, ...)", field="currency"
+        )
     return cur
 
 

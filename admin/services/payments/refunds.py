@@ -20,6 +20,7 @@ from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import COMPLETED, Payment, PaymentProcessor
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key, new_action_key
 from admin.services.payments import common
 from admin.services.records import contributions
 from admin.stripe_gateway import Gateway, GatewayError
@@ -92,19 +93,19 @@ class RefundPlan:
             + "."
         )
 
-    def fields(self) -> dict[str, str]:
-        """The form again, for the confirmation's button (step=run)."""
+    def checked(self) -> dict[str, Any]:
+        """Exactly what will run, as ``RefundRequest`` fields (the amount resolved, in minor units, and the
+        staff action's key): what a confirmation stores and its button runs, never values posted again."""
         r = self.request
-        out = {
-            "amount": _major(self.amount, self.currency),
-            "reason": r.reason or "",
-            "action_key": r.action_key or "",
+        return {
+            "payment_id": self.payment.id,
+            "amount": self.amount,
+            "reason": r.reason,
+            "refund_application_fee": r.refund_application_fee,
+            "reverse_transfer": r.reverse_transfer,
+            "metadata": dict(r.metadata),
+            "action_key": r.action_key or new_action_key(),
         }
-        if r.refund_application_fee:
-            out["refund_application_fee"] = "1"
-        if r.reverse_transfer:
-            out["reverse_transfer"] = "1"
-        return out
 
 
 @dataclass
@@ -114,12 +115,6 @@ class RefundOutcome:
     message: str
     request_id: str | None = None
     recorded_now: bool = True  # False: a webhook had recorded it already
-
-
-def _major(amount: int, currency: str) -> str:
-    from admin.money import to_major
-
-    return str(to_major(amount, currency))
 
 
 def refundable(pay: Payment) -> int:
@@ -178,7 +173,7 @@ def refund(processor: PaymentProcessor, req: RefundRequest) -> RefundOutcome:
         raise ServiceError(f"Payment: #{pay.id} belongs to another processor", field="payment_id")
     charge_id, contribution_id = pay.charge_id, pay.contribution_id
     assert charge_id is not None  # plan_refund (charge_row) refuses a payment with no charge
-    key = common.idempotency_key("refund", charge_id, req.action_key, plan.amount)
+    key = idempotency_key("refund", charge_id, req.action_key, plan.amount)
     params: dict[str, Any] = {"charge": charge_id, "amount": plan.amount}
     if req.reason:
         params["reason"] = req.reason

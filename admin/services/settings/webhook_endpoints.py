@@ -6,7 +6,6 @@ enable or delete one. Every change goes through the gateway and is audited with 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -17,12 +16,12 @@ from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import PaymentProcessor
 from admin.services.core import audit
+from admin.services.core.idempotency import idempotency_key
 from admin.services.settings import processors
 from admin.stripe_event_types import RECOMMENDED
 from admin.stripe_gateway import GatewayError
 
 ENDPOINT_ID = re.compile(r"we_[A-Za-z0-9_]{1,250}")
-_KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @dataclass
@@ -108,11 +107,6 @@ def check_endpoint_id(endpoint_id: str) -> str:
     return endpoint_id
 
 
-def _key(verb: str, obj: str, action_key: str | None) -> str:
-    action = action_key if action_key and _KEY_OK.match(action_key) else uuid.uuid4().hex
-    return f"paydesk-{verb}-{obj}-{action}"[:255]
-
-
 def _host_port(parts) -> tuple[str, int | None]:
     """A parsed address's host (lower case) and port (the scheme's own when left out)."""
     try:
@@ -161,7 +155,9 @@ def create_endpoint(
     }
     try:
         created = processors.gateway(proc).create(
-            "webhook_endpoints", params, idempotency_key=_key("webhook-endpoint", str(proc.id), action_key)
+            "webhook_endpoints",
+            params,
+            idempotency_key=idempotency_key("webhook-endpoint", str(proc.id), action_key),
         )
     except GatewayError as err:
         raise audit.stripe_failed(

@@ -139,15 +139,8 @@ def _signed_in(
 ) -> SignIn:
     user.last_login_at = utcnow()
     key = sessions.start(user, addr, user_agent)
-    audit.record(
-        "user.sign_in",
-        object_type="user",
-        object_id=str(user.id),
-        parameters=parameters,
-        message=message,
-        actor=user.email,
-        user_id=user.id,
-        commit=False,
+    audit.about_user(
+        "user.sign_in", user, message, parameters, email=False, actor=user.email, user_id=user.id
     )
     db.session.commit()
     return SignIn(user=user, session_key=key)
@@ -209,15 +202,13 @@ def second_factor(
 
 
 def _audit_code_failure(user: User, addr: str, message: str) -> None:
-    audit.record(
+    audit.about_user(
         "user.sign_in_failed",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email, "address": addr, "step": "two-factor code"},
+        user,
+        message,
+        {"address": addr, "step": "two-factor code"},
         ok=False,
-        message=message,
         actor="anonymous",
-        commit=False,
     )
 
 
@@ -246,13 +237,12 @@ def sign_out(user: User, client_addr: str | None, session_id: int | None = None)
     else:
         user.end_sessions()
         sessions.end_all(user, "sign_out")
-    audit.record(
+    audit.about_user(
         "user.sign_out",
-        object_type="user",
-        object_id=str(user.id),
+        user,
         parameters={"address": client_addr or "unknown"},
+        email=False,
         actor=user.email,
         user_id=user.id,
-        commit=False,
     )
     db.session.commit()

@@ -104,7 +104,7 @@ def _end_idle(row: StaffSession, user: User, now: datetime, limit: timedelta) ->
     from admin.dbutil import immediate
     from admin.services.core import audit
 
-    row_id, user_id, email = row.id, user.id, user.email
+    row_id, user_id = row.id, user.id
     minutes = int(limit.total_seconds() // 60)
     immediate()
     done = rowcount(
@@ -115,15 +115,13 @@ def _end_idle(row: StaffSession, user: User, now: datetime, limit: timedelta) ->
         )
     )
     if done:
-        audit.record(
+        audit.about_user(
             "user.session_idle",
-            object_type="user",
-            object_id=str(user_id),
-            parameters={"session": row_id, "email": email},
-            message=f"signed out after {minutes} minutes without a request",
+            user,
+            f"signed out after {minutes} minutes without a request",
+            {"session": row_id},
             actor="system",
             user_id=user_id,
-            commit=False,
         )
     db.session.commit()
 

@@ -56,14 +56,7 @@ def begin(user: User) -> str:
     secret = pyotp.random_base32()
     user.totp_secret = crypto.encrypt(secret)
     user.totp_last_step = None
-    audit.record(
-        "user.2fa_begin",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message="two-factor enrolment started",
-        commit=False,
-    )
+    audit.about_user("user.2fa_begin", user, "two-factor enrolment started")
     db.session.commit()
     return secret
 
@@ -207,13 +200,10 @@ def confirm(user: User, code: str | None) -> list[str]:
     user.totp_last_step = step
     codes = _new_recovery_codes(user)
     ended = sessions.end_all(user, "2fa_enabled", keep=sessions.current_id())  # signed in without the code
-    audit.record(
+    audit.about_user(
         "user.2fa_enable",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message=f"two-factor sign-in on; {len(codes)} recovery codes issued; {ended} other session(s) ended",
-        commit=False,
+        user,
+        f"two-factor sign-in on; {len(codes)} recovery codes issued; {ended} other session(s) ended",
     )
     db.session.commit()
     return codes
@@ -231,14 +221,7 @@ def regenerate_recovery_codes(user: User, code: str | None) -> list[str]:
         raise ServiceError("two-factor sign-in is off for this account")
     _proof(user, code)
     codes = _new_recovery_codes(user)
-    audit.record(
-        "user.2fa_recovery_codes",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message=f"{len(codes)} new recovery codes; the old ones ended",
-        commit=False,
-    )
+    audit.about_user("user.2fa_recovery_codes", user, f"{len(codes)} new recovery codes; the old ones ended")
     db.session.commit()
     return codes
 
@@ -259,14 +242,7 @@ def disable(user: User, code: str | None) -> None:
         raise ServiceError("admins must keep two-factor sign-in on here (PAYDESK_REQUIRE_2FA_FOR_ADMINS)")
     _proof(user, code)
     _clear(user)
-    audit.record(
-        "user.2fa_disable",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message="two-factor sign-in turned off by the user",
-        commit=False,
-    )
+    audit.about_user("user.2fa_disable", user, "two-factor sign-in turned off by the user")
     db.session.commit()
 
 
@@ -280,15 +256,10 @@ def reset(user: User) -> User:
     # Whoever holds the lost device may be signed in: the user's sessions end (an admin resetting their own
     # keeps this browser's).
     ended = sessions.end_all(user, "2fa_reset", keep=sessions.current_id())
-    audit.record(
+    audit.about_user(
         "user.2fa_reset",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message="two-factor sign-in reset"
-        + ("" if was_on else " (it was off)")
-        + f"; {ended} session(s) ended",
-        commit=False,
+        user,
+        "two-factor sign-in reset" + ("" if was_on else " (it was off)") + f"; {ended} session(s) ended",
     )
     db.session.commit()
     return user

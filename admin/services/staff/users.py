@@ -57,13 +57,11 @@ def create_user(email: str, password: str, role: str = "viewer", *, temporary: b
         _make_temporary(user)
     db.session.add(user)
     db.session.flush()
-    audit.record(
+    audit.about_user(
         "user.create",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": email, "role": role},
-        message="temporary password: to be changed at first sign-in" if temporary else None,
-        commit=False,
+        user,
+        "temporary password: to be changed at first sign-in" if temporary else None,
+        {"role": role},
     )
     db.session.commit()
     return user
@@ -99,14 +97,7 @@ def reset_password(user: User) -> str:
     _make_temporary(user)
     user.end_sessions()
     ended = sessions.end_all(user, "password")
-    audit.record(
-        "user.reset_password",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message=f"temporary password set; {ended} session(s) ended",
-        commit=False,
-    )
+    audit.about_user("user.reset_password", user, f"temporary password set; {ended} session(s) ended")
     db.session.commit()
     return password
 
@@ -126,14 +117,11 @@ def change_own_password(user: User, current: str, new: str, keep_session: int | 
     user.password_expires_at = None
     user.end_sessions()
     ended = sessions.end_all(user, "password", keep=keep_session)
-    audit.record(
+    audit.about_user(
         "user.change_password",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message=("temporary password replaced" if was_temporary else "password changed")
+        user,
+        ("temporary password replaced" if was_temporary else "password changed")
         + f"; {ended} other session(s) ended",
-        commit=False,
     )
     db.session.commit()
     return user
@@ -170,14 +158,7 @@ def change_role(user: User, role: str) -> User:
                 f"role: {user.email} is the only active admin; make someone else admin first", field="role"
             )
     user.role = role
-    audit.record(
-        "user.role",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email, "from": old, "to": role},
-        message=f"role {old} -> {role}",
-        commit=False,
-    )
+    audit.about_user("user.role", user, f"role {old} -> {role}", {"from": old, "to": role})
     db.session.commit()
     return user
 
@@ -194,14 +175,7 @@ def deactivate(user: User) -> User:
     user.active = False
     user.end_sessions()
     ended = sessions.end_all(user, "deactivated")
-    audit.record(
-        "user.deactivate",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message=f"deactivated; {ended} session(s) ended",
-        commit=False,
-    )
+    audit.about_user("user.deactivate", user, f"deactivated; {ended} session(s) ended")
     db.session.commit()
     return user
 
@@ -212,13 +186,7 @@ def activate(user: User) -> User:
     if user.active:
         raise ServiceError(f"{user.email} is already active")
     user.active = True
-    audit.record(
-        "user.activate",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        commit=False,
-    )
+    audit.about_user("user.activate", user)
     db.session.commit()
     return user
 
@@ -231,13 +199,8 @@ def revoke_session(user: User, session_id: int) -> None:
         raise ServiceError(f"{user.email} has no session {session_id}")
     if not sessions.end(row, "revoked"):
         raise ServiceError("that session has already ended")
-    audit.record(
-        "user.revoke_session",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email, "session": session_id, "address": row.address},
-        message="one session ended",
-        commit=False,
+    audit.about_user(
+        "user.revoke_session", user, "one session ended", {"session": session_id, "address": row.address}
     )
     db.session.commit()
 
@@ -259,14 +222,7 @@ def set_password(user: User, password: str) -> User:
     user.password_expires_at = None
     user.end_sessions()
     sessions.end_all(user, "password")
-    audit.record(
-        "user.set_password",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message="password changed; all sessions ended",
-        commit=False,
-    )
+    audit.about_user("user.set_password", user, "password changed; all sessions ended")
     db.session.commit()
     return user
 
@@ -276,14 +232,7 @@ def revoke_sessions(user: User) -> User:
     immediate()
     user.end_sessions()
     sessions.end_all(user, "revoked_all")
-    audit.record(
-        "user.revoke_sessions",
-        object_type="user",
-        object_id=str(user.id),
-        parameters={"email": user.email},
-        message="all sessions ended",
-        commit=False,
-    )
+    audit.about_user("user.revoke_sessions", user, "all sessions ended")
     db.session.commit()
     return user
 

@@ -1,4 +1,5 @@
-"""services/core/audit.stripe_failed: the one record of a staff action's failed Stripe call."""
+"""services/core/audit.stripe_failed: the one record of a staff action's failed Stripe call; audit.about_user:
+the one shape of an entry about a staff account."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from sqlalchemy import select
 
 from admin.errors import StripeFailure
 from admin.extensions import db
-from admin.models import AuditLog, Contact
+from admin.models import AuditLog, Contact, User
 from admin.services.core import audit
 from admin.stripe_gateway import GatewayError
 
@@ -33,3 +34,34 @@ def test_a_failed_stripe_call_is_rolled_back_audited_and_translated(app, offline
     )
     assert "No such product" in entry.message and entry.processor_id == offline_processor.id
     assert db.session.scalar(select(Contact)) is None
+
+
+def test_an_entry_about_a_staff_account_is_written_in_the_callers_transaction(app):
+    user = User(email="staff@example.org", role="viewer")
+    user.set_password("a long enough password")
+    db.session.add(user)
+    db.session.flush()
+    audit.about_user("user.role", user, "role viewer -> operator", {"from": "viewer", "to": "operator"})
+    audit.about_user(
+        "user.sign_out",
+        user,
+        parameters={"address": "10.0.0.1"},
+        email=False,
+        actor=user.email,
+        user_id=user.id,
+    )
+    audit.about_user("user.sign_in_failed", user, "wrong code", ok=False, actor="anonymous")
+    assert db.session.new  # not committed on its own: the caller's change and its entries go together
+    db.session.commit()
+    entries = db.session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+    assert [(e.object_type, e.object_id, e.parameters, e.result, e.actor) for e in entries] == [
+        (
+            "user",
+            str(user.id),
+            {"email": "staff@example.org", "from": "viewer", "to": "operator"},
+            "ok",
+            entries[0].actor,
+        ),
+        ("user", str(user.id), {"address": "10.0.0.1"}, "ok", "staff@example.org"),
+        ("user", str(user.id), {"email": "staff@example.org"}, "error", "anonymous"),
+    ]

@@ -18,6 +18,8 @@ from admin.models import (
     CardTestingSignal,
     EventAttempt,
     Job,
+    NotificationDelivery,
+    NotificationEndpoint,
     OutboxTask,
     StripeEvent,
     TriggerFeed,
@@ -90,6 +92,31 @@ def event(at: datetime, ppid: int, status: str = "success"):
     )
 
 
+def _endpoint() -> int:
+    hook = db.session.scalar(select(NotificationEndpoint).limit(1))
+    if hook is None:
+        hook = NotificationEndpoint(url="https://example.org/hook", secrets="x", secret_hint="pdwhsec_...")
+        db.session.add(hook)
+        db.session.flush()
+    return hook.id
+
+
+def notification(at: datetime, ppid: int, **changes):
+    values = {
+        "endpoint_id": _endpoint(),
+        "notification_id": f"ntf_{uuid.uuid4().hex[:24]}",
+        "type": "contribution.completed",
+        "object_type": "contribution",
+        "object_id": 1,
+        "body": "{}",
+        "created_at": at,
+        "last_attempt_at": at,
+        "delivered_at": at,
+        **changes,
+    }
+    return NotificationDelivery(**values)
+
+
 def audit_entry(at: datetime, ppid: int):
     return AuditLog(actor="staff@example.org", action="event.replay", result="ok", at=at)
 
@@ -102,6 +129,7 @@ ROWS = {
     "jobs": (job, "90 days", timedelta(days=91), timedelta(days=89)),
     "trigger_feed": (feed_item, "30 days", timedelta(days=31), timedelta(days=29)),
     "card_testing_signals": (signal, "90 days", timedelta(days=91), timedelta(days=89)),
+    "notification_deliveries": (notification, "90 days", timedelta(days=91), timedelta(days=89)),
     "events": (event, "13 months", timedelta(days=400), timedelta(days=380)),
     "audit_log": (audit_entry, "2 years", timedelta(days=732), timedelta(days=728)),
 }
@@ -215,6 +243,28 @@ def test_the_cli_run_goes_to_the_end(app, offline_processor):
     db.session.commit()
     (out,) = retention.run(only=("card_testing_signals",))  # max_batches None: everything
     assert out.deleted == 10 and not out.more
+
+
+@pytest.mark.postgres
+def test_a_notification_still_being_sent_or_resent_lately_stays(app, offline_processor):
+    long_ago, ppid = utcnow() - timedelta(days=300), offline_processor.id
+    retrying = OutboxTask(
+        kind="notification",
+        key="notification:1",
+        status="queued",
+        next_attempt_at=utcnow(),
+        created_at=long_ago,
+    )
+    db.session.add(retrying)
+    db.session.flush()
+    in_flight = notification(long_ago, ppid, delivered_at=None, task_id=retrying.id)
+    resent = notification(long_ago, ppid, last_attempt_at=utcnow() - timedelta(days=2))
+    failed = notification(long_ago, ppid, delivered_at=None)  # its task went with retention: failed
+    db.session.add_all([in_flight, resent, failed])
+    db.session.commit()
+    (out,) = retention.run(only=("notification_deliveries",))
+    assert out.deleted == 1
+    assert ids_of(NotificationDelivery) == {in_flight.id, resent.id}
 
 
 def plan_of(stmt) -> list[str]:

@@ -1,5 +1,6 @@
 """The one pager over Stripe's lists (``StripeReader.pages``): every page in turn, at most ``limit``
-objects, no page more than needed, each object remembered and each request id kept."""
+objects, no page more than needed, each object remembered and each request id kept; and one page of a
+Stripe list as a list page shows it (``stripe_page``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from sqlalchemy import select
 
 from admin.errors import ServiceError
 from admin.extensions import db
+from admin.listing import Filter, FilterError
 from admin.models import AuditLog, Contact
-from admin.services.core.stripe_reader import StripeReader, read_then_write
+from admin.services.core.stripe_reader import StripeReader, filter_cursors, read_then_write, stripe_page
+from admin.services.settings.processors import gateway
 
 
 def test_pages_go_through_the_whole_list_and_remember_what_they_carry(world, offline_processor):
@@ -101,3 +104,33 @@ def _added(obj):
     db.session.add(obj)
     db.session.flush()
     return obj
+
+
+def test_stripe_page_is_a_list_page_over_a_stripe_list(world, offline_processor):
+    """``stripe_page``: the one page of a Stripe list that list pages show, with list-page cursors both ways."""
+
+    customers = [so.customer() for _ in range(5)]
+    world.add(*customers)
+    flt = Filter(size=2)
+    first = stripe_page(gateway(offline_processor), "customers", flt, what="customer list")
+    assert len(first.rows) == 2 and first.prev_before is None and first.next_after
+    assert first.extra["request_id"].startswith("req_")
+    flt.after = first.next_after
+    second = stripe_page(
+        gateway(offline_processor), "customers", flt, what="customer list", **filter_cursors(flt)
+    )
+    assert not {c["id"] for c in first.rows} & {c["id"] for c in second.rows}
+    assert second.prev_before and second.next_after
+    flt.after, flt.before = None, second.prev_before
+    back = stripe_page(
+        gateway(offline_processor), "customers", flt, what="customer list", **filter_cursors(flt)
+    )
+    assert [c["id"] for c in back.rows] == [c["id"] for c in first.rows]
+
+
+def test_stripe_page_refuses_a_damaged_cursor_before_asking_stripe(world, offline_processor):
+
+    for damaged in ("not-base64!", "WyJ4Il0", "WzEsMl0"):  # junk, ["x"] (no Stripe id), [1,2]
+        with pytest.raises(FilterError):
+            filter_cursors(Filter(after=damaged))
+    assert world.count("GET", r"^/v1/") == 0

@@ -243,3 +243,49 @@ def test_an_address_that_turned_private_is_not_sent_to(allow_private, offline_pr
     assert rx.received == []
     (row,) = deliveries()
     assert row.status == "failed" and "private" in row.error
+
+
+@pytest.mark.postgres
+def test_the_history_filter_still_tells_delivered_from_failed_after_retention(
+    allow_private, offline_processor
+):
+    """Retention deletes finished outbox tasks (30 days after a delivery, 90 after a failure) long before the
+    history goes: whether a notification was delivered is kept on its own row, and one whose task went
+    without delivering it had failed."""
+    from admin.services.core import retention
+
+    with Receiver() as rx:
+        hook = endpoints.add_endpoint(rx.url)
+        db.session.add(
+            Contribution(processor_id=offline_processor.id, amount=5, currency="usd", status="Completed")
+        )
+        db.session.commit()
+        run_once()
+        allow_private.config["NOTIFY_ALLOW_PRIVATE"] = False  # the next one fails for good
+        db.session.add(
+            Contribution(processor_id=offline_processor.id, amount=6, currency="usd", status="Completed")
+        )
+        db.session.commit()
+        run_once()
+    delivered, failed = deliveries()
+    assert (delivered.status, failed.status) == ("delivered", "failed")
+
+    def listed(*status: str) -> list[int]:
+        db.session.rollback()
+        page = delivery.delivery_page(hook.endpoint.id, delivery.DeliveryFilter(status=list(status)))
+        return [row.delivery.id for row in page.rows]
+
+    before = {s: listed(s) for s in delivery.DELIVERY_STATUSES}
+    long_ago = utcnow() - timedelta(days=200)
+    db.session.execute(
+        OutboxTask.__table__.update().values(next_attempt_at=long_ago, done_at=long_ago, created_at=long_ago)
+    )
+    db.session.commit()
+    gone = {o.rule.name: o.deleted for o in retention.run(only=("outbox_done", "outbox_failed"))}
+    assert gone == {"outbox_done": 1, "outbox_failed": 1}
+    assert db.session.scalar(select(func.count()).select_from(OutboxTask)) == 0
+
+    after = {s: listed(s) for s in delivery.DELIVERY_STATUSES}
+    assert after == before
+    assert (after["delivered"], after["failed"]) == ([delivered.delivery.id], [failed.delivery.id])
+    assert [r.status for r in deliveries()] == ["delivered", "failed"]

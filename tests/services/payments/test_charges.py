@@ -123,6 +123,10 @@ def test_connect_options_reach_stripe(processor):
         ({"amount": ""}, "amount"),
         ({"amount": "-5"}, "amount"),
         ({"currency": "dollars"}, "currency"),
+        ({"currency": "xyz"}, "currency"),  # three letters, but no currency Stripe takes
+        ({"amount": "1000000"}, "amount"),  # over Stripe's largest charge, 999,999.99 USD
+        ({"amount": "1.005", "currency": "kwd"}, "amount"),  # KWD goes in steps of 0.010
+        ({"amount": "10.50", "currency": "isk"}, "amount"),  # ISK in whole krónur
         ({"statement_descriptor_suffix": "x" * 23}, "statement_descriptor_suffix"),
         ({"statement_descriptor_suffix": "BAD*ONE"}, "statement_descriptor_suffix"),
         ({"application_fee": "30", "destination": "acct_1X"}, "application_fee"),
