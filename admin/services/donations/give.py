@@ -72,6 +72,7 @@ from admin.models import (
     DonationForm,
     DonationPlan,
     StripeCustomer,
+    StripePaymentIntent,
 )
 from admin.money import MAX_MINOR_UNITS, AmountError, format_money, read_amount
 from admin.services.core.stripe_reader import StripeReader
@@ -90,7 +91,7 @@ from admin.services.records.contacts import find_by_email, new_contact
 from admin.services.records.customer_sync import customer_fields, request_metadata_sync
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import paid_invoice_payment, sid
-from admin.timeutil import utcnow
+from admin.timeutil import from_unix, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -543,7 +544,14 @@ def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     immediate()
     lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
     _write_contribution(c.id, payment_intent_id=pi["id"])
-    row = intents.by_intent_id(pi["id"]) or intents.new_intent(form.processor, pi)
+    row = intents.by_intent_id(pi["id"])
+    if row is None:  # the usual case (the worker has not seen it yet): written whole, in one INSERT
+        created = from_unix(pi.get("created")) or utcnow()
+        row = StripePaymentIntent(
+            stripe_intent_id=pi["id"], processor_id=form.processor_id, created_date=created
+        )
+        db.session.add(row)
+    # known here, so sync_intent looks neither up
     row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
     row = intents.sync_intent(form.processor, pi, stamp=0, row=row)
     description = (pi.get("description") or c.description or "")[:255] or None

@@ -81,17 +81,6 @@ def by_intent_id(intent_id: str) -> StripePaymentIntent | None:
     )
 
 
-def new_intent(processor: PaymentProcessor, pi: dict) -> StripePaymentIntent:
-    """A tracked intent for ``pi``, added to the session (its state is set by :func:`sync_intent`)."""
-    row = StripePaymentIntent(
-        stripe_intent_id=pi["id"],
-        processor_id=processor.id,
-        created_date=from_unix(pi.get("created")) or utcnow(),
-    )
-    db.session.add(row)
-    return row
-
-
 def sync_intent(
     processor: PaymentProcessor, pi: dict, *, stamp: int, row: StripePaymentIntent | None = None
 ) -> StripePaymentIntent:
@@ -102,7 +91,12 @@ def sync_intent(
     """
     row = row or by_intent_id(pi["id"])
     if row is None:
-        row = new_intent(processor, pi)
+        row = StripePaymentIntent(
+            stripe_intent_id=pi["id"],
+            processor_id=processor.id,
+            created_date=from_unix(pi.get("created")) or utcnow(),
+        )
+        db.session.add(row)
     elif not _moves_forward(row, pi.get("status"), stamp):
         return row
     metadata = pi.get("metadata")
@@ -116,7 +110,7 @@ def sync_intent(
     # localstripe keeps no description on intents; paydesk's demo puts it in the metadata.
     row.description = pi.get("description") or row.description or metadata.get("description") or None
     row.referrer = row.referrer or (str(metadata["referrer"])[:255] if metadata.get("referrer") else None)
-    if row.contact_id is None:  # looked up only when not known
+    if row.contact_id is None:
         contact = linked_contact(processor.id, row.customer_id)
         row.contact_id = contact.id if contact else None
     if row.contribution_id is None:
