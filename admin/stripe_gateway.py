@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import requests.adapters
 import stripe
@@ -199,10 +199,9 @@ def _form(data: dict | None) -> str:
     parts = []
     for key, value in _form_pairs(data or {}):
         text = value if isinstance(value, str) else str(value)
-        if _PLAIN.fullmatch(key) and _PLAIN.fullmatch(text):
-            parts.append(f"{key}={text}")
-        else:
-            parts.append(urlencode([(key, text)]).replace("%5B", "[").replace("%5D", "]"))
+        if not _PLAIN.fullmatch(key):
+            key = quote_plus(key, safe="[]")
+        parts.append(f"{key}={text if _PLAIN.fullmatch(text) else quote_plus(text, safe='[]')}")
     return "&".join(parts)
 
 

@@ -56,7 +56,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from admin.config import VERSION
@@ -560,14 +560,23 @@ def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     db.session.commit()
 
 
+_UPDATES: dict[tuple[str, ...], Any] = {}  # by the columns set: the UPDATE, built once
+
+
 def _write_contribution(contribution_id: int, **values: Any) -> None:
     """Columns of a contribution this request holds detached (see :func:`give`), by one UPDATE in the
     session's transaction (no record change that notifies or feeds anything goes this way)."""
-    db.session.connection().execute(
-        update(Contribution.__table__)
-        .where(Contribution.__table__.c.id == contribution_id)
-        .values(**values, updated_at=utcnow())
-    )
+    columns = tuple(sorted(values))
+    stmt = _UPDATES.get(columns)
+    if stmt is None:
+        table = Contribution.__table__
+        stmt = _UPDATES[columns] = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({name: bindparam(f"new_{name}") for name in (*columns, "updated_at")})
+        )
+    params = {f"new_{name}": value for name, value in values.items()}
+    db.session.connection().execute(stmt, {**params, "row_id": contribution_id, "new_updated_at": utcnow()})
 
 
 def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str | None) -> Outcome:
