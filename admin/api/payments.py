@@ -12,10 +12,9 @@ from typing import Any
 from flask import request
 
 from admin.errors import StripeFailure
-from admin.models import COMPLETED, Contribution, Payment, PaymentProcessor
+from admin.models import Contribution, Payment, PaymentProcessor
 from admin.services.intents import ops
 from admin.services.payments import charges, common, refunds
-from admin.services.records import contributions, customers
 from admin.services.settings.processors import get_processor
 
 from . import schemas
@@ -44,10 +43,6 @@ def _records(c: Contribution | None, pay: Payment | None) -> dict[str, Any]:
     }
 
 
-def _charge_payment(c: Contribution) -> Payment | None:
-    return next((p for p in c.payments if not p.refund_id and p.status == COMPLETED), None)
-
-
 @bp.post("/charges")
 @spec.validate(
     query=ProcessorQuery,
@@ -64,23 +59,8 @@ def charge_customer():
     A declined card is 402: the contribution is kept as Failed (its number is in the message)."""
     processor = _processor()
     body = _body()
-    contact_id = body.contact_id
-    if contact_id is None:
-        if body.customer_id is None:
-            raise ApiError(
-                400, "invalid_request", "contact_id: give the contact or its customer_id", "contact_id"
-            )
-        link = customers.find_link(processor.id, body.customer_id)
-        if link is None or link.contact_id is None:
-            raise ApiError(
-                400,
-                "invalid_request",
-                f"customer_id: paydesk has no contact linked to {body.customer_id} on {processor.name}",
-                "customer_id",
-            )
-        contact_id = link.contact_id
     req = charges.ChargeRequest(
-        contact_id=contact_id,
+        contact_id=body.contact_id,  # None: the contact linked to customer_id
         amount=body.amount,
         currency=body.currency,
         description=body.description,
@@ -105,7 +85,7 @@ def charge_customer():
             transient=f.transient if f else False,
             card=f.card if f else True,  # not refused, but not paid either: 3-D Secure needed, declined later
         )
-    pay = _charge_payment(c) if out.status == "succeeded" else None
+    pay = charges.charged_payment(c) if out.status == "succeeded" else None
     return schemas.ChargeOut(
         status=out.status,
         message=out.message,
@@ -139,12 +119,7 @@ def capture_payment():
         raise ApiError(400, "invalid_request", out.message, "id")
     if not out.ok:
         raise StripeFailure(out.message, request_id=out.request_id, transient=out.transient)
-    if out.intent_id.startswith("pi_"):
-        c = contributions.by_intent(processor.id, out.intent_id)
-        pay = _charge_payment(c) if c is not None else None
-    else:  # a charge made without an intent, recorded at once
-        pay = contributions.charge_payment(processor.id, out.intent_id)
-        c = pay.contribution if pay is not None else None
+    c, pay = charges.records_of(processor.id, out.intent_id)
     return schemas.CaptureOut(
         id=out.intent_id,
         outcome=out.outcome,

@@ -178,7 +178,8 @@ def transfers_list(limit, fmt, **options):
 @format_option
 def transfers_create(ppid, account, amount, currency, transfer_group, description, metadata, yes, fmt):
     """Move money from the platform's balance to a connected account (asks first unless --yes)."""
-    from admin.services.connect.transfers import NewTransfer, check_new, create_transfer, parse_pairs
+    from admin.services.connect.transfers import NewTransfer, check_new, create_transfer
+    from admin.services.payments.common import metadata_pairs
 
     proc = processor_or_fail(ppid)
     try:
@@ -188,7 +189,7 @@ def transfers_create(ppid, account, amount, currency, transfer_group, descriptio
             currency=currency,
             transfer_group=transfer_group,
             description=description,
-            metadata=parse_pairs(metadata),
+            metadata=metadata_pairs(metadata),
         )
         checked = check_new(new)
     except ServiceError as err:

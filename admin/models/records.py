@@ -164,6 +164,9 @@ class Payment(Model):
     status: Mapped[str] = mapped_column(String(32), default=COMPLETED)
     payment_date: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     created_at: Mapped[datetime] = created_column()
+    # a charge's row: when a refund of it was claimed, while Stripe is asked (services/payments/refunds.py);
+    # None when none is in flight. Two refunds of one charge at once: the second waits for the first's record
+    refund_claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     contribution: Mapped[Contribution] = relationship(back_populates="payments")
 

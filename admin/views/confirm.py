@@ -18,12 +18,13 @@ the view acts on (never on values posted again).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from flask import render_template, request
 
 from admin.errors import ServiceError
 from admin.htmx import is_htmx
+from admin.money import format_money
 from admin.services.core import confirmations
 from admin.views.actions import action_response, require_role, started_response
 
@@ -93,6 +94,40 @@ def confirmation(c: JobConfirmation, status: int = 200):
             action=c.single,
         )
     return render_template("_confirm.html" if is_htmx() else "confirm.html", c=c), status
+
+
+class MoneyPlan(Protocol):
+    """A single action that moves money, checked before Stripe is asked (a refund's or a staff charge's plan)."""
+
+    @property
+    def amount(self) -> int: ...
+
+    @property
+    def currency(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+    def checked(self) -> dict[str, Any]: ...
+
+
+def money_confirmation(verb: str, plan: MoneyPlan, *, kind: str, processor_id: int, **where: Any):
+    """A single action that moves money asked first: "<verb> 12.50 USD?", what the plan says it does, a button
+    "Yes, <verb> 12.50 USD" that looks like one moving money, and the plan's checked parameters stored for
+    ``step=run`` (``where``: the rest of :class:`JobConfirmation`, action, back, back_label, target, ...)."""
+    money = format_money(plan.amount, plan.currency)
+    return confirmation(
+        JobConfirmation(
+            title=f"{verb} {money}?",
+            detail=plan.describe(),
+            confirm=f"Yes, {verb.lower()} {money}",
+            kind=kind,
+            params=plan.checked(),
+            processor_id=processor_id,
+            single=True,
+            attention=True,
+            **where,
+        )
+    )
 
 
 def _options(c: JobConfirmation, form) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from admin.services.payments import cards, charges, common
 from admin.services.records import contacts as people
 from admin.services.settings.processors import get_processor
 from admin.views.actions import action_response, labelled
-from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
+from admin.views.confirm import is_run, money_confirmation, refused, take_action
 from admin.views.contacts import money_links, page_data
 
 bp = Blueprint("contact_money", __name__)
@@ -53,22 +53,15 @@ def charge(contact_id: int):
             plan = charges.plan_charge(
                 proc, charges.ChargeRequest.from_form(request.form, contact_id=contact.id)
             )
-            money = common.shown(plan.amount, plan.currency)
-            return confirmation(
-                JobConfirmation(
-                    title=f"Charge {money}?",
-                    detail=plan.describe(),
-                    confirm=f"Yes, charge {money}",
-                    action=url_for("contact_money.charge", contact_id=contact.id),
-                    back=back,
-                    back_label=contact.display_name or contact.email or f"Contact #{contact.id}",
-                    kind=CHARGE,
-                    params=plan.checked(),
-                    processor_id=proc.id,
-                    single=True,
-                    target="#charge-result",
-                    attention=True,
-                )
+            return money_confirmation(
+                "Charge",
+                plan,
+                kind=CHARGE,
+                processor_id=proc.id,
+                action=url_for("contact_money.charge", contact_id=contact.id),
+                back=back,
+                back_label=contact.display_name or contact.email or f"Contact #{contact.id}",
+                target="#charge-result",
             )
         try:
             row = take_action(CHARGE)

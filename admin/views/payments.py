@@ -13,11 +13,11 @@ from admin.models import Payment
 from admin.security import role_required
 from admin.services.core import audit
 from admin.services.core.confirmations import ConfirmationRefused
-from admin.services.payments import common, refunds
+from admin.services.payments import refunds
 from admin.services.records import common as rec
 from admin.services.settings.processors import get_processor, list_processors
 from admin.views.actions import action_response, labelled
-from admin.views.confirm import JobConfirmation, confirmation, is_run, take_action
+from admin.views.confirm import is_run, money_confirmation, take_action
 from admin.views.export import csv_response
 
 bp = Blueprint("payments", __name__)
@@ -95,24 +95,17 @@ def refund(payment_id: int):
             plan = refunds.plan_refund(refunds.RefundRequest.from_form(request.form, payment_id=pay.id))
         except ServiceError as err:
             return action_response("_message.html", back, labelled(err, refunds.LABELS), "error")
-        money = common.shown(plan.amount, plan.currency)
-        return confirmation(
-            JobConfirmation(
-                title=f"Refund {money}?",
-                detail=plan.describe(),
-                confirm=f"Yes, refund {money}",
-                action=url_for("payments.refund", payment_id=pay.id),
-                back=back,
-                back_label=f"Payment #{pay.id}",
-                kind=REFUND,
-                params=plan.checked(),
-                processor_id=pay.processor_id,
-                single=True,
-                target=f"#refund-result-{pay.id}",
-                run_target="#payment-money",
-                run_swap="outerHTML",
-                attention=True,
-            )
+        return money_confirmation(
+            "Refund",
+            plan,
+            kind=REFUND,
+            processor_id=pay.processor_id,
+            action=url_for("payments.refund", payment_id=pay.id),
+            back=back,
+            back_label=f"Payment #{pay.id}",
+            target=f"#refund-result-{pay.id}",
+            run_target="#payment-money",
+            run_swap="outerHTML",
         )
     try:
         row = take_action(REFUND)

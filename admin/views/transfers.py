@@ -13,6 +13,7 @@ from admin.security import role_required
 from admin.services.connect import common, transfers
 from admin.services.core.confirmations import ConfirmationRefused
 from admin.services.core.idempotency import new_action_key
+from admin.services.payments.common import form_metadata
 from admin.views.actions import labelled, sentence
 from admin.views.confirm import JobConfirmation, confirmation, is_run, refused, take_action
 from admin.views.connect import _listing, export_listing, go
@@ -48,7 +49,7 @@ def _new_transfer(form) -> transfers.NewTransfer:
         currency=form.get("currency") or "",
         transfer_group=form.get("transfer_group"),
         description=form.get("description"),
-        metadata=transfers.metadata_rows(form),
+        metadata=form_metadata(form),
     )
 
 

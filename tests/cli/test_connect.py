@@ -81,7 +81,7 @@ def test_bad_input_is_one_line_before_stripe(app, runner, connect_world, offline
                 "x",
                 "--yes",
             ],
-            "metadata is key=value",
+            "'x' is not key=value",
         ),
         (["connect", "accounts", "create", "--country", "Narnia"], "two-letter country code"),
         (["connect", "transfers", "list", "--account", "ch_1"], "--account: 'ch_1' is not an account id"),

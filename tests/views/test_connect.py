@@ -206,6 +206,11 @@ def test_transfer_bad_input_refused_before_confirmation(app, client, auth, conne
         data={"csrf_token": token, "account": "acct_1", "amount": "0", "currency": "usd"},
     )
     assert "Amount: a transfer moves a positive amount" in resp.get_data(as_text=True)
+    # metadata read as on every payment form: a key given twice is refused, not silently the last one
+    twice = _transfer_form(token, offline_processor.id, "acct_1")
+    twice.update(metadata_key=["fund", "fund"], metadata_value=["roof", "bells"])
+    resp = client.post("/connect/transfers", follow_redirects=True, data=twice)
+    assert "Metadata: the key &#39;fund&#39; is given twice" in resp.get_data(as_text=True)
     assert connect_world.count("POST", "/v1/transfers") == 0  # (the lists on the pages are GETs)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from html import unescape
 
-import pytest
 from confirm_support import confirm
 from donate_support import make_form
 from payments_support import card, customer_of, saved_customer
@@ -136,26 +135,13 @@ def test_viewer_sees_no_money_buttons(client, auth, processor):
         assert post(client, auth, url, data, f"/contacts/{contact.id}").status_code == 403
 
 
-@pytest.fixture
-def charge_calls(monkeypatch):
-    """Every call of the charge service (what reaches Stripe), with the request it got."""
-    calls: list = []
-    real = charges.charge
-
-    def spy(processor, req):
-        calls.append(req)
-        return real(processor, req)
-
-    monkeypatch.setattr(charges, "charge", spy)
-    return calls
-
-
 def _ask_charge(client, auth, contact, **extra):
     form = {"amount": "10", "currency": "usd", "customer_id": customer_of(contact), **extra}
     return post(client, auth, f"/contacts/{contact.id}/charge", form, f"/contacts/{contact.id}")
 
 
-def test_charge_run_without_a_valid_token_charges_nothing(client, auth, processor, charge_calls):
+def test_charge_run_without_a_valid_token_charges_nothing(client, auth, processor, service_calls):
+    charge_calls = service_calls(charges, "charge")
     auth.login("op@example.org", "operator")
     contact = saved_customer(processor)
     _ask_charge(client, auth, contact)  # a confirmation exists, but none of these carries its token
@@ -165,9 +151,10 @@ def test_charge_run_without_a_valid_token_charges_nothing(client, auth, processo
     assert charge_calls == [] and db.session.scalar(select(Contribution)) is None
 
 
-def test_a_tampered_charge_repost_charges_what_was_shown(client, auth, processor, charge_calls):
+def test_a_tampered_charge_repost_charges_what_was_shown(client, auth, processor, service_calls):
     """The token with another amount, currency, capture, description and metadata posted alongside (and to
     another contact's address): exactly the stored charge runs."""
+    charge_calls = service_calls(charges, "charge")
     auth.login("op@example.org", "operator")
     contact, other = saved_customer(processor), saved_customer(processor, name="Other Donor")
     ask = _ask_charge(
@@ -194,7 +181,8 @@ def test_a_tampered_charge_repost_charges_what_was_shown(client, auth, processor
     assert (c.contact_id, c.amount, c.currency, c.status) == (contact.id, 1000, "usd", "Pending")
 
 
-def test_a_charge_token_works_once_and_for_its_user_only(client, auth, processor, charge_calls):
+def test_a_charge_token_works_once_and_for_its_user_only(client, auth, processor, service_calls):
+    charge_calls = service_calls(charges, "charge")
     contact = saved_customer(processor)
     auth.login("op@example.org", "operator")
     ask = _ask_charge(client, auth, contact)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from html import unescape
 
-import pytest
 import responses
 from confirm_support import confirm
 from payments_support import paid_one_off
@@ -111,27 +110,14 @@ def test_refund_without_javascript_confirms_on_a_page(client, auth, processor):
     assert "Refunded 5.00 USD" in text(client.get(resp.headers["Location"]))
 
 
-@pytest.fixture
-def refund_calls(monkeypatch):
-    """Every call of the refund service (what reaches Stripe), with the request it got."""
-    calls: list = []
-    real = refunds.refund
-
-    def spy(processor, req):
-        calls.append(req)
-        return real(processor, req)
-
-    monkeypatch.setattr(refunds, "refund", spy)
-    return calls
-
-
 def _ask(client, auth, pay, data: dict):
     return post(client, auth, f"/payments/{pay.id}/refund", data, f"/payments/{pay.id}")
 
 
-def test_refund_run_without_a_valid_token_refunds_nothing(client, auth, processor, refund_calls):
+def test_refund_run_without_a_valid_token_refunds_nothing(client, auth, processor, service_calls):
     """The form's fields posted again with step=run (the old way), a made-up token or an empty one: 400 and no
     refund service call; the money box says why."""
+    refund_calls = service_calls(refunds, "refund")
     auth.login("op@example.org", "operator")
     c, _ = paid_one_off(processor, 3000)
     pay = c.payments[0]
@@ -144,9 +130,10 @@ def test_refund_run_without_a_valid_token_refunds_nothing(client, auth, processo
     assert db.session.scalar(select(Payment).where(Payment.refund_id.is_not(None))) is None
 
 
-def test_a_tampered_refund_repost_refunds_what_was_shown(client, auth, processor, refund_calls):
+def test_a_tampered_refund_repost_refunds_what_was_shown(client, auth, processor, service_calls):
     """The token with another amount, reason, options, metadata and even another payment's address posted
     alongside: exactly the stored refund runs."""
+    refund_calls = service_calls(refunds, "refund")
     auth.login("op@example.org", "operator")
     c, charge = paid_one_off(processor, 5000)
     other, _ = paid_one_off(processor, 5000)
@@ -173,7 +160,8 @@ def test_a_tampered_refund_repost_refunds_what_was_shown(client, auth, processor
     assert [(r.amount, r.trxn_id) for r in rows] == [(-300, charge["id"])]
 
 
-def test_a_refund_token_works_once(client, auth, processor, refund_calls):
+def test_a_refund_token_works_once(client, auth, processor, service_calls):
+    refund_calls = service_calls(refunds, "refund")
     auth.login("op@example.org", "operator")
     c, _ = paid_one_off(processor, 5000)
     pay = c.payments[0]
@@ -191,7 +179,8 @@ def test_a_refund_token_works_once(client, auth, processor, refund_calls):
     assert len(db.session.scalars(select(Payment).where(Payment.refund_id.is_not(None))).all()) == 1
 
 
-def test_a_refund_token_is_its_users_only(client, auth, processor, refund_calls):
+def test_a_refund_token_is_its_users_only(client, auth, processor, service_calls):
+    refund_calls = service_calls(refunds, "refund")
     auth.login("op@example.org", "operator")
     c, _ = paid_one_off(processor, 5000)
     pay = c.payments[0]

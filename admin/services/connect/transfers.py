@@ -1,5 +1,6 @@
 """Transfers from the platform's balance to a connected account: create (amount, currency, transfer group,
-metadata) and list (by account, by transfer group)."""
+metadata) and list (by account, by transfer group). Metadata is read and checked as for every payment operation
+(``services/payments/common``: a form's rows, the CLI's ``key=value``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from admin.money import format_money, parse_money, stripe_currency
 from admin.services.connect import common
 from admin.services.core import audit
 from admin.services.core.idempotency import idempotency_key
+from admin.services.payments.common import metadata_rows
 from admin.stripe_gateway import GatewayError
-
-MAX_METADATA = 50  # Stripe: at most 50 keys, keys up to 40 characters, values up to 500
 
 
 @dataclass
@@ -113,27 +113,6 @@ class CheckedTransfer:
         return p
 
 
-def check_metadata(pairs: dict[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in pairs.items():
-        key = check_text(key, "Metadata key", "metadata")
-        value = check_text(value, "Metadata value", "metadata")
-        if not key and not value:
-            continue
-        if not key or len(key) > 40 or "[" in key or "]" in key:
-            raise ServiceError(
-                f"metadata keys are 1 to 40 characters without brackets ({key[:50]!r})", field="metadata"
-            )
-        if len(value) > 500:
-            raise ServiceError(
-                f"the metadata value of {key!r} is longer than 500 characters", field="metadata"
-            )
-        out[key] = value
-    if len(out) > MAX_METADATA:
-        raise ServiceError(f"at most {MAX_METADATA} metadata keys", field="metadata")
-    return out
-
-
 def check_new(new: NewTransfer) -> CheckedTransfer:
     """Everything Stripe would refuse, refused first, each naming its field."""
     account = common.check_id(new.account, "account", "account")
@@ -168,7 +147,7 @@ def check_new(new: NewTransfer) -> CheckedTransfer:
         currency=code,
         transfer_group=group,
         description=description,
-        metadata=check_metadata(new.metadata or {}),
+        metadata=metadata_rows((new.metadata or {}).keys(), (new.metadata or {}).values()),
     )
 
 
@@ -203,20 +182,3 @@ def create_transfer(proc: PaymentProcessor, new: NewTransfer, *, action_key: str
         commit=True,
     )
     return summary(tr)
-
-
-def metadata_rows(form: Any) -> dict[str, str]:
-    """Key/value rows of a form (``metadata_key`` / ``metadata_value`` repeated) as one mapping."""
-    keys, values = form.getlist("metadata_key"), form.getlist("metadata_value")
-    return {k: v for k, v in zip(keys, values, strict=False) if (k or "").strip() or (v or "").strip()}
-
-
-def parse_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``key=value`` options (the CLI's ``--metadata``)."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ServiceError(f"metadata is key=value ({pair[:50]!r} has no =)", field="metadata")
-        out[key.strip()] = value.strip()
-    return out

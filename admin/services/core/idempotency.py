@@ -10,10 +10,13 @@ CLI (``cli<key>``). Anything else (none given, or not a plain key) gets a fresh 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
 _KEY_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_STRIPE_MAX = 255  # Stripe refuses longer idempotency keys
+_DIGEST = 64  # characters of a sha256 in hex
 
 
 def new_action_key() -> str:
@@ -27,7 +30,14 @@ def action_key(given: str | None) -> str:
 
 
 def idempotency_key(verb: str, object_id: str | None, given: str | None, *extra: object) -> str:
-    """``paydesk-<verb>[-<object>]-<action>[-<extra>...]`` (at most 255 characters), stable for one staff
-    action on one object; ``extra`` (an amount) tells apart what differs within one action."""
+    """``paydesk-<verb>[-<object>]-<action>[-<extra>...]``, stable for one staff action on one object;
+    ``extra`` (an amount) tells apart what differs within one action.
+
+    Within Stripe's 255 characters: a longer key (a very long object id) becomes its first characters, a dash
+    and the sha256 of the whole key, so two different long keys never become the same one."""
     parts = ["paydesk", verb, *([object_id] if object_id else []), action_key(given), *map(str, extra)]
-    return "-".join(parts)[:255]
+    key = "-".join(parts)
+    if len(key) <= _STRIPE_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: _STRIPE_MAX - _DIGEST - 1]}-{digest}"

@@ -29,14 +29,23 @@ from sqlalchemy import select
 from admin.dbutil import immediate, lock_objects, parse_id, parse_whole
 from admin.errors import ServiceError, StripeFailure, check_text, stripe_failure
 from admin.extensions import db
-from admin.models import PENDING, Contact, Contribution, PaymentProcessor, StripeCustomer, StripePaymentIntent
+from admin.models import (
+    COMPLETED,
+    PENDING,
+    Contact,
+    Contribution,
+    Payment,
+    PaymentProcessor,
+    StripeCustomer,
+    StripePaymentIntent,
+)
 from admin.services.core import audit
 from admin.services.core.idempotency import idempotency_key, new_action_key
 from admin.services.core.stripe_reader import StripeReader, write_after_reading
 from admin.services.intents import queries as intents
 from admin.services.payments import common
 from admin.services.records import charges as charge_records
-from admin.services.records import contributions
+from admin.services.records import contributions, customers
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import sid
 from admin.timeutil import utcnow
@@ -67,7 +76,7 @@ LABELS = {
 class ChargeRequest:
     """What staff ask for: one parameter class for the contact page's form, the CLI and the API."""
 
-    contact_id: int
+    contact_id: int | None  # None: the contact linked to ``customer_id`` (the API may name only the customer)
     amount: str | int | None
     currency: str = "usd"
     description: str = ""
@@ -209,8 +218,25 @@ def _suffix(text: str | None) -> str | None:
     return text
 
 
+def contact_of_customer(processor: PaymentProcessor, customer_id: str | None) -> int:
+    """The contact paydesk links to ``customer_id`` on this processor: who a charge naming only the customer is
+    for. A ``ServiceError`` when none is given or none is linked."""
+    if not customer_id:
+        raise ServiceError("Contact: give the contact or its Stripe customer", field="contact_id")
+    link = customers.find_link(processor.id, customer_id)
+    if link is None or link.contact_id is None:
+        raise ServiceError(
+            f"Stripe customer: paydesk has no contact linked to {customer_id} on {processor.name}",
+            field="customer_id",
+        )
+    return link.contact_id
+
+
 def plan_charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargePlan:
-    """Check everything that can be checked without Stripe; a ``ServiceError`` naming the field."""
+    """Check everything that can be checked without Stripe; a ``ServiceError`` naming the field. Without a
+    contact, the one linked to the request's customer."""
+    if req.contact_id is None:
+        req.contact_id = contact_of_customer(processor, req.customer_id)
     contact = db.session.get(Contact, req.contact_id)
     if contact is None or contact.is_deleted:
         raise ServiceError(f"Contact: paydesk has no contact #{req.contact_id}", field="contact_id")
@@ -272,6 +298,23 @@ def plan_charge(processor: PaymentProcessor, req: ChargeRequest) -> ChargePlan:
         )
     req.description, req.transfer_group = description, group or None
     return ChargePlan(contact, links[0], amount, currency, description, suffix, fee, req)
+
+
+def charged_payment(c: Contribution | None) -> Payment | None:
+    """The contribution's completed charge (not one of its refunds), once recorded."""
+    if c is None:
+        return None
+    return next((p for p in c.payments if not p.refund_id and p.status == COMPLETED), None)
+
+
+def records_of(processor_id: int, object_id: str) -> tuple[Contribution | None, Payment | None]:
+    """The contribution and charge payment of a PaymentIntent (pi_) or of a charge made without one (ch_):
+    what a capture answers with."""
+    if object_id.startswith("pi_"):
+        c = contributions.by_intent(processor_id, object_id)
+        return c, charged_payment(c)
+    pay = contributions.charge_payment(processor_id, object_id)
+    return (pay.contribution if pay is not None else None), pay
 
 
 def _default_card(gw: Gateway, customer_id: str) -> str:

@@ -5,17 +5,25 @@ before Stripe is asked, so an over-refund never leaves paydesk. Stripe's refund 
 negative payment (``trxn_id`` = the charge id, ``refund_id`` = the ``re_`` id); the ``charge.refunded`` and
 ``refund.*`` webhooks that follow find it by its refund id and add nothing, and when a webhook was first the
 page's write finds its row instead (``contributions.record_refund``).
+
+Two refunds of one charge at once (two staff members, a double-clicked CLI, two API clients) must not both pass
+that check while Stripe is asked with no transaction open: the first claims the charge's row (a conditional
+UPDATE of ``payment.refund_claimed_at``, committed before Stripe is asked, cleared once its answer is recorded)
+and checks again under the claim; the second, finding it claimed, is refused before Stripe is asked and may try
+again a moment later, against what is then left. A claim left by a process that died frees itself after
+``CLAIM_STALE`` (longer than the gateway's retries of one request can take).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 
-from admin.dbutil import immediate, lock_objects, parse_id
+from admin.dbutil import immediate, lock_objects, parse_id, rowcount
 from admin.errors import ServiceError, stripe_failure
 from admin.extensions import db
 from admin.models import COMPLETED, Payment, PaymentProcessor
@@ -24,7 +32,9 @@ from admin.services.core.idempotency import idempotency_key, new_action_key
 from admin.services.payments import common
 from admin.services.records import contributions
 from admin.stripe_gateway import Gateway, GatewayError
+from admin.timeutil import utcnow
 
+CLAIM_STALE = timedelta(minutes=5)  # the gateway's 4 attempts of 30 s and their backoff fit well inside
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 LABELS = {
     "payment_id": "Payment",
@@ -164,13 +174,64 @@ def plan_refund(req: RefundRequest) -> RefundPlan:
     return RefundPlan(pay, amount, left, req)
 
 
+def _claim(pay: Payment) -> None:
+    """Claim the charge's row for one refund (its own committed transaction), or a ``ServiceError`` when
+    another refund of it is being sent to Stripe now."""
+    charge_id, payment_id = pay.charge_id, pay.id
+    db.session.rollback()  # no transaction held open while Stripe is asked
+    immediate()
+    now = utcnow()
+    claimed = rowcount(
+        db.session.execute(
+            update(Payment)
+            .where(
+                Payment.id == payment_id,
+                or_(Payment.refund_claimed_at.is_(None), Payment.refund_claimed_at < now - CLAIM_STALE),
+            )
+            .values(refund_claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    db.session.commit()
+    if claimed != 1:
+        raise ServiceError(
+            f"Payment: another refund of {charge_id} is being sent to Stripe right now; look at the payment "
+            "again in a moment to see what is left to refund",
+            field="payment_id",
+        )
+
+
+def _release(payment_id: int) -> None:
+    """Free the charge's row for the next refund (whatever this one's end: recorded, refused, failed)."""
+    db.session.rollback()  # a write that failed half way is not kept
+    immediate()
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(refund_claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
 def refund(processor: PaymentProcessor, req: RefundRequest) -> RefundOutcome:
     """Refund in Stripe, then record the negative payment and the audit entry in one transaction. Stripe's
-    refusal is audited too and raised as a ``ServiceError`` with its message and request id."""
-    plan = plan_refund(req)
-    pay = plan.payment
+    refusal is audited too and raised as a ``ServiceError`` with its message and request id. One refund of a
+    charge at a time (see the module docstring)."""
+    pay = plan_refund(req).payment
     if pay.processor_id != processor.id:
         raise ServiceError(f"Payment: #{pay.id} belongs to another processor", field="payment_id")
+    payment_id = pay.id
+    _claim(pay)
+    try:
+        return _refund_claimed(processor, req)
+    finally:
+        _release(payment_id)
+
+
+def _refund_claimed(processor: PaymentProcessor, req: RefundRequest) -> RefundOutcome:
+    plan = plan_refund(req)  # again, under the claim: what is left once any refund before it is recorded
+    pay = plan.payment
     charge_id, contribution_id = pay.charge_id, pay.contribution_id
     assert charge_id is not None  # plan_refund (charge_row) refuses a payment with no charge
     key = idempotency_key("refund", charge_id, req.action_key, plan.amount)

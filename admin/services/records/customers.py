@@ -16,7 +16,6 @@ transaction of its change.
 
 from __future__ import annotations
 
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +27,7 @@ from admin.dbutil import immediate, parse_id
 from admin.errors import ServiceError, check_text, stripe_failure
 from admin.extensions import db
 from admin.models import AuditLog, Contact, OutboxTask, PaymentProcessor, StripeCustomer
-from admin.services.core import audit
+from admin.services.core import audit, idempotency
 from admin.services.core.outbox import runner
 from admin.services.core.stripe_reader import StripeReader, read_then_write
 from admin.services.records.contacts import (
@@ -157,7 +156,9 @@ def create_customer(
         cus = Gateway.for_processor(processor).create(
             "customers",
             fields,
-            idempotency_key=idempotency_key or f"paydesk-customer-{processor.id}-{contact.id}-{tries}",
+            # paydesk-customer-<ppid>-<contact>-<tries>
+            idempotency_key=idempotency_key
+            or idempotency.idempotency_key("customer", str(processor.id), str(contact.id), tries),
         )
     except GatewayError as err:
         raise audit.stripe_failed(
@@ -346,7 +347,7 @@ def _create_with_new_contact(
         "description": description or f"{shown} ({site})",
         "metadata": {"site_name": site, "paydesk_version": VERSION},
     }
-    key = idempotency_key or f"paydesk-api-customer-{processor.id}-{uuid.uuid4().hex}"
+    key = idempotency_key or idempotency.idempotency_key("api-customer", str(processor.id), None)
     try:
         cus = Gateway.for_processor(processor).create("customers", fields, idempotency_key=key)
     except GatewayError as err:

@@ -30,3 +30,21 @@ def test_a_missing_or_odd_action_key_gets_a_fresh_one():
 
 def test_the_key_is_at_most_255_characters():
     assert len(idempotency_key("capture", "pi_" + "a" * 300, "k")) == 255
+
+
+def test_long_keys_that_differ_only_past_255_characters_stay_different():
+    long_id = "pi_" + "a" * 300
+    first, second = (
+        idempotency_key("capture", long_id, "k1", 100),
+        idempotency_key("capture", long_id, "k2", 100),
+    )
+    assert first != second
+    assert idempotency_key("capture", long_id, "k1", 100) != idempotency_key("capture", long_id, "k1", 200)
+    assert len(first) == len(second) == 255
+    assert first.startswith("paydesk-capture-pi_aaa") and re.fullmatch(r".*-[0-9a-f]{64}", first)
+    assert first == idempotency_key("capture", long_id, "k1", 100)
+
+
+def test_a_key_at_exactly_255_characters_is_kept_as_it_is():
+    key = idempotency_key("cancel", "x" * (255 - len("paydesk-cancel--k")), "k")
+    assert len(key) == 255 and key.endswith("-k")

@@ -162,6 +162,28 @@ def test_a_contact_without_a_customer_is_told_what_to_do(processor):
     assert err.value.field == "customer_id"
 
 
+def test_a_charge_naming_only_the_customer_charges_its_linked_contact(processor):
+    contact = saved_customer(processor)
+    out = charges.charge(
+        processor, charges.ChargeRequest(contact_id=None, amount="12.00", customer_id=customer_of(contact))
+    )
+    assert out.ok and out.contribution.contact_id == contact.id
+    c, pay = charges.records_of(processor.id, out.intent_id)
+    assert (
+        c is not None
+        and c.id == out.contribution.id
+        and pay is charges.charged_payment(c)
+        and pay.amount == 1200
+    )
+    assert charges.records_of(processor.id, pay.trxn_id) == (c, pay)
+    for customer_id, field in (("cus_nobody", "customer_id"), (None, "contact_id")):
+        with pytest.raises(ServiceError) as err:
+            charges.plan_charge(
+                processor, charges.ChargeRequest(contact_id=None, amount=100, customer_id=customer_id)
+            )
+        assert err.value.field == field
+
+
 def test_declined_card_fails_the_contribution_with_stripes_words(processor):
     contact = saved_customer(processor, CARD_DECLINED)
     out = charges.charge(processor, ask(contact))

@@ -4,6 +4,8 @@ webhook comes before or after the page's own write."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import responses
 from payments_support import paid_one_off
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from admin.errors import ServiceError
 from admin.extensions import db
-from admin.models import AuditLog, Contribution, Payment
+from admin.models import AuditLog, Contribution, Payment, PaymentProcessor
 from admin.services.core.stripe_reader import StripeReader, write_after_reading
 from admin.services.payments import refunds
 from admin.services.records import contributions
@@ -176,3 +178,72 @@ def test_webhook_before_the_page_is_found(processor, monkeypatch):
     c = db.session.get(Contribution, c.id)
     assert [p.amount for p in c.payments].count(-1500) == 1 and not out.recorded_now
     assert "webhook had recorded it already" in out.message
+
+
+@pytest.mark.postgres
+def test_two_refunds_of_one_charge_at_once_cannot_both_pass_the_check(app, processor, monkeypatch):
+    """Two staff members refund 40.00 and 30.00 of one 50.00 charge at the same moment. The first holds the
+    charge while Stripe is asked; the second, asking meanwhile (from its own thread and session), is refused
+    before Stripe is asked instead of passing the over-refund check on the same 50.00; tried again once the
+    first is recorded, it is refused for what is then left."""
+    c, charge = paid_one_off(processor, 5000)
+    pay_id, ppid = charge_payment(c).id, processor.id
+    db.session.commit()
+    sent: list[int] = []
+    first_at_stripe, second_done = threading.Event(), threading.Event()
+    real = Gateway.call
+
+    def slow_stripe(self, resource, method, *args, params=None, idempotency_key=None):
+        if resource == "refunds" and method == "create":
+            sent.append(params["amount"])
+            if len(sent) == 1:  # the first refund waits at Stripe until the second has had its answer
+                first_at_stripe.set()
+                second_done.wait(20)
+        return real(self, resource, method, *args, params=params, idempotency_key=idempotency_key)
+
+    monkeypatch.setattr(Gateway, "call", slow_stripe)
+    answers: dict[str, object] = {}
+
+    def staff(name: str, amount: str) -> None:
+        with app.app_context():
+            try:
+                proc = db.session.get_one(PaymentProcessor, ppid)
+                answers[name] = refunds.refund(proc, refunds.RefundRequest(payment_id=pay_id, amount=amount))
+            except ServiceError as err:
+                answers[name] = err
+            finally:
+                db.session.remove()
+
+    first = threading.Thread(target=staff, args=("first", "40.00"))
+    first.start()
+    assert first_at_stripe.wait(20)
+    second = threading.Thread(target=staff, args=("second", "30.00"))
+    second.start()
+    second.join(20)
+    second_done.set()
+    first.join(20)
+
+    assert isinstance(answers["first"], refunds.RefundOutcome), answers
+    refused = answers["second"]
+    assert isinstance(refused, ServiceError) and "being sent to Stripe right now" in refused.message
+    assert sent == [4000]  # the second never reached Stripe
+    with pytest.raises(ServiceError, match="more than the 10.00 USD left"):
+        refunds.refund(processor, refunds.RefundRequest(payment_id=pay_id, amount="30.00"))
+    assert sent == [4000]
+    db.session.expire_all()
+    c = db.session.get(Contribution, c.id)
+    assert c.refunded_amount == 4000
+    assert db.session.get(Payment, pay_id).refund_claimed_at is None  # free for the next refund
+    assert refunds.refund(processor, refunds.RefundRequest(payment_id=pay_id)).payment.amount == -1000
+
+
+def test_a_refund_stripe_refuses_frees_the_charge(processor):
+    c, charge = paid_one_off(processor, 3000)
+    pay = charge_payment(c)
+    gateway(processor).create(
+        "refunds", {"charge": charge["id"], "amount": 2500}
+    )  # in Stripe, not in paydesk
+    with pytest.raises(ServiceError, match="greater than unrefunded amount"):
+        refunds.refund(processor, ask(pay, amount="10"))
+    assert db.session.get(Payment, pay.id).refund_claimed_at is None
+    assert refunds.refund(processor, ask(pay, amount="5")).refund_id.startswith("re_")

@@ -127,6 +127,31 @@ def test_create_refused_twice_unlink_and_contact_ids_read_back(empty_processor):
     assert actions == ["customer.create", "customer.update_contact_id", "customer.unlink", "customer.create"]
 
 
+def test_the_create_keys_keep_their_shape(empty_processor, monkeypatch):
+    """Made by core.idempotency, the keys Stripe saw before keep their shape: paydesk-customer-<ppid>-<contact>-
+    <customers made before> for a contact, paydesk-api-customer-<ppid>-<fresh> for the API's new contact."""
+    import re
+
+    from admin.services.records.customers import create_for_api
+    from admin.stripe_gateway import Gateway
+
+    keys: list[str] = []
+    create = Gateway.create
+
+    def recording(self, resource, params, **kw):
+        keys.append(kw.get("idempotency_key"))
+        return create(self, resource, params, **kw)
+
+    monkeypatch.setattr(Gateway, "create", recording)
+    contact = _contact()
+    remove_link(create_customer(empty_processor, contact))
+    create_customer(empty_processor, contact)
+    create_for_api(empty_processor, name="New Person", email="new@example.org")
+    pid = empty_processor.id
+    assert keys[:2] == [f"paydesk-customer-{pid}-{contact.id}-0", f"paydesk-customer-{pid}-{contact.id}-1"]
+    assert re.fullmatch(f"paydesk-api-customer-{pid}-[0-9a-f]{{32}}", keys[2]), keys
+
+
 @pytest.mark.postgres
 def test_metadata_naming_an_id_no_contact_can_have_is_no_contact_id(empty_processor):
     """Metadata is anyone's text: past PostgreSQL's int4 (3000000000), past 64 bits, or digits that
