@@ -14,23 +14,41 @@ Webhook signatures are verified here too (:func:`verify_webhook`).
 from __future__ import annotations
 
 import collections
+import datetime
 import hashlib
 import hmac
+import json
 import logging
+import platform
 import random
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus, urlsplit
 
+import requests.adapters
 import stripe
+import urllib3
 
 log = logging.getLogger(__name__)
 
+# Operations on a top-level resource that paydesk sends itself (see Gateway.call), as (HTTP method, path after
+# /v1/<resource>): anything else goes through the SDK's services.
+_DIRECT = {
+    "retrieve": ("GET", ""),  # /v1/<resource>/<id> (a singleton such as the balance: /v1/balance)
+    "list": ("GET", None),  # /v1/<resource>
+    "create": ("POST", None),
+    "update": ("POST", ""),
+    "confirm": ("POST", "/confirm"),
+    "attach": ("POST", "/attach"),
+    "detach": ("POST", "/detach"),
+    "capture": ("POST", "/capture"),
+    "pay": ("POST", "/pay"),
+}
 # Operations that change state in Stripe and so need an idempotency key.
-_RAW_READS = {"retrieve", "list"}  # GETs of /v1/<resource>[/<id>]: answered with the JSON as sent (see call)
 _NON_IDEMPOTENT = {
     "create",
     "capture",
@@ -153,10 +171,75 @@ def _map_error(err: stripe.StripeError, attempts: int) -> GatewayError:
     )
 
 
-def _raw_result(resp: Any) -> StripeResult:
-    res = StripeResult(resp.data)
-    res.request_id = getattr(resp, "request_id", None)
-    return res
+def _form_pairs(data: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Stripe's form encoding of ``data``, as the SDK encodes it: ``a[b]=c`` for a dict, ``a[0]=c`` for a
+    list, booleans as true/false, None left out, a datetime as its Unix time."""
+    for key, value in data.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            yield from _form_pairs(value, name)
+        elif isinstance(value, list | tuple):
+            yield from _form_pairs(dict(enumerate(value)), name)
+        elif isinstance(value, bool):
+            yield name, "true" if value else "false"
+        elif isinstance(value, datetime.datetime):
+            yield name, int(value.timestamp()) if value.tzinfo else int(time.mktime(value.timetuple()))
+        else:
+            yield name, value
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~\[\]]*")  # what form encoding leaves as it is (brackets: see _form)
+
+
+def _form(data: dict | None) -> str:
+    """``data`` form-encoded as the SDK sends it (``urlencode``, square brackets left readable); a key or
+    value that needs no escaping (most of them: ids, amounts, keys) is not run through ``quote_plus``."""
+    parts = []
+    for key, value in _form_pairs(data or {}):
+        text = value if isinstance(value, str) else str(value)
+        if not _PLAIN.fullmatch(key):
+            key = quote_plus(key, safe="[]")
+        parts.append(f"{key}={text if _PLAIN.fullmatch(text) else quote_plus(text, safe='[]')}")
+    return "&".join(parts)
+
+
+def _answer(content: bytes, status: int, headers: Any) -> StripeResult:
+    """A Stripe answer as the result, or the SDK's own exception for it (what ``_map_error`` reads)."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if 200 <= status < 300 and isinstance(data, dict):
+        res = StripeResult(data)
+        res.request_id = headers.get("request-id")
+        return res
+    text = content.decode("utf-8", "replace")
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        raise stripe.APIError(
+            f"Invalid response body from API: {text[:500]} (HTTP response code was {status})",
+            text,
+            status,
+            data if isinstance(data, dict) else None,
+            headers,
+        )
+    message, code, param = error.get("message"), error.get("code"), error.get("param")
+    args = (text, status, data, headers)
+    if status == 429 or (status == 400 and code == "rate_limit"):
+        raise stripe.RateLimitError(message, *args)
+    if status in (400, 404):
+        if error.get("type") == "idempotency_error":
+            raise stripe.IdempotencyError(message, *args)
+        raise stripe.InvalidRequestError(message, param, code, *args)
+    if status == 401:
+        raise stripe.AuthenticationError(message, *args)
+    if status == 402:
+        raise stripe.CardError(message, param, code, *args)
+    if status == 403:
+        raise stripe.PermissionError(message, *args)
+    raise stripe.APIError(message, *args)
 
 
 class _Client(stripe.RequestsClient):
@@ -170,13 +253,75 @@ class _Client(stripe.RequestsClient):
         proxies = requests.utils.get_environ_proxies(api_base or "https://api.stripe.com")
         proxy = {k: v for k, v in proxies.items() if k in ("http", "https")} or None
         super().__init__(timeout=timeout, proxy=proxy)  # type: ignore[arg-type]  # the SDK takes a scheme->URL dict
+        self._pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
 
-    def _request_internal(self, *args: Any, **kwargs: Any):
-        if getattr(self._thread_local, "session", None) is None:
+    def _thread_session(self) -> Any:
+        session = getattr(self._thread_local, "session", None)
+        if session is None:
             session = self.requests.Session()
             session.trust_env = False  # proxies above; certificates are the SDK's bundle either way
             self._thread_local.session = session
+        return session
+
+    def _request_internal(self, *args: Any, **kwargs: Any):
+        self._thread_session()
         return super()._request_internal(*args, **kwargs)
+
+    def _prepared(self, method: str, url: str, headers: dict[str, str], body: str | None) -> Any:
+        request = self.requests.PreparedRequest()
+        request.method, request.url, request.body = method, url, body
+        request.headers = self.requests.structures.CaseInsensitiveDict(headers)
+        return request
+
+    def send(
+        self, method: str, base: str, path: str, headers: dict[str, str], body: str | None
+    ) -> tuple[bytes, int, Any]:
+        """One request as the SDK's ``request`` sends it, without ``requests.Session``'s per-request work
+        (merging settings, cookies, hooks, redirects: none of which Stripe's API uses) nor, unless something
+        has put itself in the adapter's place (tests' ``responses``) or a proxy is configured, the adapter's
+        (connection lookup, response object): straight to the adapter's connection pool for ``base``.
+        (content, status, headers); a network failure raises the SDK's ``APIConnectionError``, as its own
+        client does. ``headers`` is the caller's own dict (Content-Length is added to it)."""
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        verify = stripe.ca_bundle_path if self._verify_ssl_certs else False
+        try:
+            if self._proxy or requests.adapters.HTTPAdapter.send is not _ADAPTER_SEND:
+                adapter = self._thread_session().get_adapter(base)
+                request = self._prepared(method, base + path, headers, body)
+                response = adapter.send(
+                    request, timeout=self._timeout, verify=verify, proxies=self._proxy or {}
+                )
+                return response.content, response.status_code, response.headers
+            pools = self._thread_local.__dict__.setdefault("pools", {})
+            pool, prefix = pools.get(base) or (None, "")
+            if pool is None or pool.pool is None:  # none yet, or closed by the pool manager
+                adapter = self._thread_session().get_adapter(base)
+                request = self._prepared(method, base + path, headers, body)
+                pool = adapter.get_connection_with_tls_context(request, verify)
+                prefix = urlsplit(base).path.rstrip("/")  # an API base with a path of its own
+                pools[base] = (pool, prefix)
+            answer = pool.urlopen(
+                method,
+                prefix + path,
+                body=body,
+                headers=headers,
+                redirect=False,
+                assert_same_host=False,
+                retries=_NO_RETRIES,  # paydesk's own policy (Gateway.call)
+                timeout=self._pool_timeout,
+            )
+            return answer.data, answer.status, answer.headers  # headers: case-insensitive, as requests' are
+        except urllib3.exceptions.HTTPError as err:  # as requests would have raised it
+            timeout = isinstance(err, urllib3.exceptions.TimeoutError)
+            wrapped = (self.requests.Timeout if timeout else self.requests.ConnectionError)(err)
+            self._handle_request_error(wrapped)
+        except Exception as err:  # noqa: BLE001 - mapped exactly as the SDK's client maps it
+            self._handle_request_error(err)
+
+
+_ADAPTER_SEND = requests.adapters.HTTPAdapter.send  # the real one (tests' ``responses`` replaces it)
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)  # what urlopen makes of retries=False, made once
 
 
 def _to_result(obj: Any) -> StripeResult:
@@ -188,6 +333,7 @@ def _to_result(obj: Any) -> StripeResult:
 
 
 _clients: dict[tuple, stripe.StripeClient] = {}
+_senders: dict[tuple, tuple[_Client, str, dict[str, str]]] = {}  # per client: HTTP client, API base, headers
 _clients_lock = threading.Lock()
 # Requests sent to Stripe by this process, by "resource.method" (each retry counts): what
 # benchmarks and staff read to see how many calls an operation costs.
@@ -226,6 +372,22 @@ def call_seconds() -> float:
         return sum(_call_seconds.values())
 
 
+def _headers(secret_key: str, httplib: str) -> dict[str, str]:
+    """The headers the SDK sends with every request (its version's API version and user agent)."""
+    agent = {
+        "bindings_version": stripe.VERSION,
+        "lang": "python",
+        "httplib": httplib,
+        "lang_version": platform.python_version(),
+    }
+    return {
+        "X-Stripe-Client-User-Agent": json.dumps(agent),
+        "User-Agent": f"Stripe/v1 PythonBindings/{stripe.VERSION}",
+        "Authorization": f"Bearer {secret_key}",
+        "Stripe-Version": stripe.api_version,
+    }
+
+
 class Gateway:
     """Stripe for one payment processor."""
 
@@ -251,7 +413,13 @@ class Gateway:
                     kwargs["base_addresses"] = {"api": api_base.rstrip("/")}
                 client = stripe.StripeClient(secret_key, **kwargs)
                 _clients[key] = client
+                _senders[key] = (
+                    kwargs["http_client"],
+                    (api_base or stripe.DEFAULT_API_BASE).rstrip("/"),
+                    _headers(secret_key, kwargs["http_client"].name),
+                )
         self.client = client
+        self._http, self._base, self._headers = _senders[key]
 
     @classmethod
     def for_processor(cls, processor, config: dict | None = None) -> Gateway:
@@ -287,19 +455,21 @@ class Gateway:
         ``resource`` may be dotted for nested services (``"invoices.line_items"``); ``stripe_account``
         makes the request on behalf of a connected account (the ``Stripe-Account`` header).
 
-        Reads of a top-level resource (``retrieve``, ``list``) are sent as the same GET by
-        ``raw_request`` and answered with Stripe's JSON as it came: the SDK's object conversion (and
-        ``to_dict`` back) was the larger part of a read's CPU. Everything else goes through the SDK's service.
+        The common operations on a top-level resource (``_DIRECT``: retrieve, list, create, update and the
+        POST actions such as confirm and attach) are sent by paydesk itself, as the SDK would send them
+        (same encoding, headers and API version, errors raised as the SDK's own exceptions), and answered
+        with Stripe's JSON as it came: the SDK's request machinery and its object conversion (and
+        ``to_dict`` back) were most of a call's CPU. Everything else goes through the SDK's service.
         """
-        if method in _RAW_READS and "." not in resource:
-            # (a singleton such as the balance is retrieved with no id: GET /v1/balance)
-            path = f"/v1/{resource}" + (
-                f"/{quote(str(args[0]), safe='')}" if method == "retrieve" and args else ""
-            )
+        direct = _DIRECT.get(method) if "." not in resource else None
+        if direct is not None:
+            verb, suffix = direct
+            path = f"/v1/{resource}"
+            if suffix is not None and args:
+                path += f"/{quote(str(args[0]), safe='')}{suffix}"
 
-            def fn(params: dict | None = None) -> Any:
-                account = {"stripe_account": stripe_account} if stripe_account else {}
-                return _raw_result(self.client.raw_request("get", path, **(params or {}), **account))
+            def fn(params: dict | None = None) -> StripeResult:
+                return self._send(verb, path, params, options)
         else:
             service: Any = self.client.v1
             for part in resource.split("."):
@@ -321,7 +491,7 @@ class Gateway:
                     kwargs["params"] = params
                 if options:
                     kwargs["options"] = options
-                if method in _RAW_READS and "." not in resource:
+                if direct is not None:
                     result = fn(params)
                 else:
                     result = _to_result(fn(*args, **kwargs))
@@ -362,6 +532,21 @@ class Gateway:
                     _call_seconds[f"{resource}.{method}"] += seconds
                 if _observers:
                     _tell(f"{resource}.{method}", outcome, seconds, retrying, request_id)
+
+    def _send(self, verb: str, path: str, params: dict | None, options: dict[str, Any]) -> StripeResult:
+        headers = dict(self._headers)
+        if options.get("stripe_account"):
+            headers["Stripe-Account"] = options["stripe_account"]
+        body = None
+        if verb == "GET":
+            if params:
+                path += "?" + _form(params)
+        else:
+            # every POST carries a key, as the SDK gives one (retries reuse it: options are made once per call)
+            headers["Idempotency-Key"] = options.setdefault("idempotency_key", f"paydesk-{uuid.uuid4()}")
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = _form(params)  # ASCII: urlencode escapes the rest
+        return _answer(*self._http.send(verb, self._base, path, headers, body))
 
     # -- convenience wrappers used across services -----------------------------
     def retrieve(self, resource: str, obj_id: str, expand: list[str] | None = None) -> StripeResult:

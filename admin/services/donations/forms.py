@@ -12,8 +12,8 @@ from typing import Any
 
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session, joinedload
 
 from admin.dbutil import immediate, parse_id, rowcount
 from admin.errors import ServiceError, check_text
@@ -269,11 +269,45 @@ def get_form(form_id: int | str) -> DonationForm | None:
     return db.session.get(DonationForm, pk) if pk is not None else None
 
 
+_FORMS = DonationForm.__table__
+_PROCESSORS = PaymentProcessor.__table__
+# Whether a form, or its processor, changed: every change of either sets its updated_at (onupdate).
+_STAMP = (
+    select(_FORMS.c.id, _FORMS.c.updated_at, _PROCESSORS.c.updated_at)
+    .select_from(_FORMS.join(_PROCESSORS, _PROCESSORS.c.id == _FORMS.c.processor_id))
+    .where(_FORMS.c.slug == bindparam("slug"))
+)
+
+
 def public_form(slug: str) -> DonationForm | None:
-    """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive."""
-    form = db.session.scalar(
-        select(DonationForm).where(DonationForm.slug == slug).options(joinedload(DonationForm.processor))
+    """The active form at ``/donate/<slug>``; None (so: 404) when unknown or inactive.
+
+    Read-only and detached from the request's session, with its processor: a payment request commits several
+    times, and a form kept in the session was read again after each commit (nothing on the public pages
+    changes a form; staff pages load theirs with :func:`get_form`). Each request asks the database whether
+    the form or its processor changed (one small query on the request's connection); a form read before
+    and unchanged since is used again (this app's copy, shared by its threads), otherwise it is read in a
+    session of its own."""
+    conn = db.session.connection()
+    stamp = conn.execute(_STAMP, {"slug": slug}).first()
+    if stamp is None:
+        return None
+    known: dict[str, tuple[tuple, DonationForm]] = current_app.extensions.setdefault(
+        "paydesk_public_forms", {}
     )
+    cached = known.get(slug)
+    if cached is not None and cached[0] == tuple(stamp):
+        form: DonationForm | None = cached[1]
+    else:
+        with Session(bind=conn) as own:  # closed: the form and its processor stay loaded, detached
+            form = own.scalar(
+                select(DonationForm)
+                .where(DonationForm.slug == slug)
+                .options(joinedload(DonationForm.processor))
+            )
+        if form is None:
+            return None
+        known[slug] = (tuple(stamp), form)
     # A currency Stripe does not take (saved before paydesk checked): closed rather than failing at Stripe.
     return form if form is not None and form.active and stripe_currency(form.currency) else None
 

@@ -56,7 +56,8 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from admin.config import VERSION
 from admin.dbutil import immediate, insert_ignore, lock_objects, parse_whole
@@ -71,6 +72,7 @@ from admin.models import (
     DonationForm,
     DonationPlan,
     StripeCustomer,
+    StripePaymentIntent,
 )
 from admin.money import MAX_MINOR_UNITS, AmountError, format_money, read_amount
 from admin.services.core.stripe_reader import StripeReader
@@ -89,7 +91,7 @@ from admin.services.records.contacts import find_by_email, new_contact
 from admin.services.records.customer_sync import customer_fields, request_metadata_sync
 from admin.stripe_gateway import Gateway, GatewayError
 from admin.stripe_shapes import paid_invoice_payment, sid
-from admin.timeutil import utcnow
+from admin.timeutil import from_unix, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -294,23 +296,24 @@ def contribution_of(form: DonationForm, ref: str) -> Contribution | None:
     return read_ref(form, ref).contribution
 
 
-def reference(c: Contribution) -> str:
+def reference(c: Contribution, via_link: bool | None = None) -> str:
     """The reference a donor quotes (thank-you page, messages, receipt, card statement).
 
     CiviCRM's ``<contactID>-<contributionID>`` where the giver is known to be the contact: a gift through a
     signed donor link, or one that did not come from the public form. A gift from the public form without
     that proof shows the contribution's id alone: its contact was matched by a typed email, so the contact's
-    id is not the giver's to learn. Staff's Stripe description keeps ``<contactID>-<contributionID>``."""
-    if c.donation_form_id is not None and not through_link(c.id):
+    id is not the giver's to learn. Staff's Stripe description keeps ``<contactID>-<contributionID>``.
+    ``via_link``: whether a donor link was spent on it, when the caller knows (else it is looked up)."""
+    if c.donation_form_id is not None and not (through_link(c.id) if via_link is None else via_link):
         return str(c.id)
     return f"{c.contact_id}-{c.id}"
 
 
-def _public_description(form: DonationForm, c: Contribution) -> str:
+def _public_description(form: DonationForm, ref: str) -> str:
     """The PaymentIntent's description: a browser holding its client secret (3-D Secure) can read it, so it
-    carries the donor's :func:`reference`, never a matched contact's id (that stays in the metadata, which a
-    publishable key cannot read, and in the contribution's own description for staff)."""
-    return f"{form.title} {reference(c)}"[:500]
+    carries the donor's :func:`reference` ``ref``, never a matched contact's id (that stays in the metadata,
+    which a publishable key cannot read, and in the contribution's own description for staff)."""
+    return f"{form.title} {ref}"[:500]
 
 
 # -- the payment ---------------------------------------------------------------------------
@@ -346,8 +349,7 @@ def _contact(form: DonationForm, gift: Gift) -> tuple[Contact, bool]:
         return known, False
     contact = new_contact(
         gift.name, gift.email, gift.postal_code, source=SOURCE
-    )  # the card element's postcode
-    db.session.flush()
+    )  # the card element's postcode; written with the gift's contribution (one flush)
     return contact, True
 
 
@@ -422,9 +424,9 @@ def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | 
     return declined(CARD_REFUSED)
 
 
-def _suffix(c: Contribution, title: str) -> str:
-    """Statement descriptor suffix: the donor's :func:`reference`, then part of the title."""
-    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{reference(c)} {title}")
+def _suffix(ref: str, title: str) -> str:
+    """Statement descriptor suffix: the donor's :func:`reference` ``ref``, then part of the title."""
+    text = re.sub(r"[^A-Za-z0-9 .-]", "", f"{ref} {title}")
     return re.sub(r"\s+", " ", text)[:22].strip()
 
 
@@ -457,7 +459,6 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
                 unverified=gift.contact is None and not made_now,
             )
         )
-        request_metadata_sync(form.processor_id, customer_id, contact)
     c = Contribution(
         processor_id=form.processor_id,
         contact=contact,
@@ -471,15 +472,23 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         frequency=gift.frequency,
     )
     db.session.add(c)
-    db.session.flush()
-    c.description = f"{form.title} {contact.id}-{c.id}"[:500]
+    db.session.flush()  # the contact (when new), its customer link and the contribution
+    if new_customer:
+        request_metadata_sync(form.processor_id, customer_id, contact)
+    # Kept as written (not read again after the commit): from here on this request writes the contribution
+    # only by its id, and reads it afresh wherever its state decides anything (declined, withdrawn, recorded).
+    db.session.expunge(c)
+    contact_id = contact.id
+    set_committed_value(c, "description", f"{form.title} {contact_id}-{c.id}"[:500])
+    _write_contribution(c.id, description=c.description)
     if gift.link_id is not None and not claim_link(gift.link_id, c.id):
         db.session.rollback()  # spent by another request meanwhile, or revoked
         return Outcome("invalid", 409, LINK_SPENT)
     db.session.commit()  # before Stripe hears of it: its webhooks must find this row
 
+    ref = reference(c, via_link=gift.link_id is not None)
     metadata = {
-        "contact_id": str(contact.id),
+        "contact_id": str(contact_id),
         "contribution_id": str(c.id),
         "form": form.slug,
         "source": "paydesk donation form",
@@ -507,8 +516,8 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
                 "customer": customer_id,
                 "payment_method": gift.payment_method,
                 "payment_method_types": ["card"],
-                "description": _public_description(form, c),
-                "statement_descriptor_suffix": _suffix(c, form.title),
+                "description": _public_description(form, ref),
+                "statement_descriptor_suffix": _suffix(ref, form.title),
                 "metadata": metadata,
                 **({"receipt_email": gift.email} if form.stripe_receipt and gift.email else {}),
             },
@@ -530,16 +539,44 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
 
 
 def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
-    """Record the intent on the contribution (and in stripe_paymentintent) before it is confirmed."""
+    """Record the intent on the contribution (and in stripe_paymentintent) before it is confirmed: one
+    UPDATE, and the tracked intent written whole (or brought up to date, when the worker has it already)."""
     immediate()
     lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
-    c = db.session.get_one(Contribution, c.id)
-    c.payment_intent_id = pi["id"]
-    row = intents.sync_intent(form.processor, pi, stamp=0)
-    row.contribution_id, row.contact_id = c.id, c.contact_id
-    row.description = (pi.get("description") or c.description or "")[:255] or None
-    row.identifier = form.slug
+    _write_contribution(c.id, payment_intent_id=pi["id"])
+    row = intents.by_intent_id(pi["id"])
+    if row is None:  # the usual case (the worker has not seen it yet): written whole, in one INSERT
+        created = from_unix(pi.get("created")) or utcnow()
+        row = StripePaymentIntent(
+            stripe_intent_id=pi["id"], processor_id=form.processor_id, created_date=created
+        )
+        db.session.add(row)
+    # known here, so sync_intent looks neither up
+    row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
+    row = intents.sync_intent(form.processor, pi, stamp=0, row=row)
+    description = (pi.get("description") or c.description or "")[:255] or None
+    if row.description != description:
+        row.description = description
     db.session.commit()
+
+
+_UPDATES: dict[tuple[str, ...], Any] = {}  # by the columns set: the UPDATE, built once
+
+
+def _write_contribution(contribution_id: int, **values: Any) -> None:
+    """Columns of a contribution this request holds detached (see :func:`give`), by one UPDATE in the
+    session's transaction (no record change that notifies or feeds anything goes this way)."""
+    columns = tuple(sorted(values))
+    stmt = _UPDATES.get(columns)
+    if stmt is None:
+        table = Contribution.__table__
+        stmt = _UPDATES[columns] = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({name: bindparam(f"new_{name}") for name in (*columns, "updated_at")})
+        )
+    params = {f"new_{name}": value for name, value in values.items()}
+    db.session.connection().execute(stmt, {**params, "row_id": contribution_id, "new_updated_at": utcnow()})
 
 
 def _after_confirm(form: DonationForm, c: Contribution, pi: dict, client_ip: str | None) -> Outcome:
