@@ -8,7 +8,9 @@ machines and a restart all see the same counts. Per-process memory is never used
 Each app gets its own ``Limiter`` (``init_limiter``); views are limited with
 ``limit_view(app, endpoint, ...)`` when their blueprint is registered, so two apps in one
 process (tests) never share a storage object by accident. A limit that must only count some
-requests (those that passed a check first) is spent inside the view with :func:`spend`.
+requests (those that passed a check first) is spent inside the view with :func:`spend`; inside
+:func:`counted_in_session` the SQL counters are written in ``db.session``'s transaction instead of their own
+(the caller commits them together with what it wrote: one transaction where there were two).
 
 Every per-client limit counts a client by :func:`network_of` its address: an IPv4 address
 alone, an IPv6 address by its /64 (one home, or one server, has a whole /64 and could otherwise
@@ -22,7 +24,9 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
@@ -37,6 +41,19 @@ from admin.models import LimiterCounter
 
 SQL_SCHEME = "paydesk-sql"
 _PURGE_EVERY = 500  # increments between deletions of expired counters
+_IN_SESSION: ContextVar[bool] = ContextVar("paydesk_limiter_in_session", default=False)
+
+
+@contextmanager
+def counted_in_session() -> Iterator[None]:
+    """Within it, :class:`SQLStorage` counts (and reads counts) on ``db.session``'s connection, in its
+    transaction: the increment is committed, or rolled back, with what the caller writes beside it (a
+    counter in Redis is not transactional and is counted as always)."""
+    token = _IN_SESSION.set(True)
+    try:
+        yield
+    finally:
+        _IN_SESSION.reset(token)
 
 
 def client_ip() -> str:
@@ -80,7 +97,7 @@ class SQLStorage(Storage):
     connection and transaction (SQLite 3.35+ and PostgreSQL), so concurrent processes
     never lose a hit and the caller's session is not touched. On PostgreSQL the statement
     runs in autocommit on an UNLOGGED table (see ``LimiterCounter``): one round trip and no
-    disk flush per hit.
+    disk flush per hit. Inside :func:`counted_in_session` the statement runs in the session's transaction.
     """
 
     STORAGE_SCHEME = [SQL_SCHEME]
@@ -103,7 +120,12 @@ class SQLStorage(Storage):
         engine = self._engine()
         stmt = _upsert(engine.dialect.name)
         params = {"key": key, "amount": amount, "expires": now + expiry, "now": now}
-        if engine.dialect.name == "postgresql":
+        if _IN_SESSION.get():  # committed by the caller, with its own writes
+            conn = db.session.connection()
+            value = conn.execute(stmt, params).scalar_one()
+            if next(self._calls) % _PURGE_EVERY == 0:
+                conn.execute(delete(table).where(table.c.expires_at < now - 60))
+        elif engine.dialect.name == "postgresql":
             # One atomic statement in autocommit on an UNLOGGED table: one round trip, no WAL flush.
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 value = conn.execute(stmt, params).scalar_one()
@@ -116,18 +138,23 @@ class SQLStorage(Storage):
                     conn.execute(delete(table).where(table.c.expires_at < now - 60))
         return int(value)
 
+    def _read(self, stmt):
+        """One value, read where :meth:`incr` writes (the session's transaction inside counted_in_session)."""
+        if _IN_SESSION.get():
+            return db.session.connection().execute(stmt).scalar()
+        with self._engine().connect() as conn:
+            return conn.execute(stmt).scalar()
+
     def get(self, key: str) -> int:
         table = LimiterCounter.__table__
-        with self._engine().connect() as conn:
-            value = conn.execute(
-                select(table.c["count"]).where(table.c.key == key, table.c.expires_at > time.time())
-            ).scalar()
+        value = self._read(
+            select(table.c["count"]).where(table.c.key == key, table.c.expires_at > time.time())
+        )
         return int(value or 0)
 
     def get_expiry(self, key: str) -> float:
         table = LimiterCounter.__table__
-        with self._engine().connect() as conn:
-            value = conn.execute(select(table.c.expires_at).where(table.c.key == key)).scalar()
+        value = self._read(select(table.c.expires_at).where(table.c.key == key))
         return float(value) if value and value > time.time() else time.time()
 
     def check(self) -> bool:

@@ -13,7 +13,7 @@ from conftest import ROOT, database_url, make_app
 from sqlalchemy import text
 
 from admin.extensions import db
-from admin.limiter import SQLStorage
+from admin.limiter import SQLStorage, counted_in_session
 from admin.services.donations.forms import FormSettings, create_form
 from admin.services.settings.processors import add_processor
 
@@ -148,6 +148,20 @@ def test_sql_storage_counts_per_window_and_starts_again_when_it_ends(app):
     assert storage.incr("k", 60, amount=2) == 2
     storage.clear("k")
     assert storage.get("k") == 0 and storage.check()
+
+
+def test_counted_in_session_commits_and_rolls_back_with_the_session(app):
+    storage = app.extensions["paydesk_limiter"].storage
+    assert storage.incr("k", 60) == 1
+    with counted_in_session():
+        assert storage.incr("k", 60) == 2 and storage.get("k") == 2  # read where it was written
+        assert storage.get_expiry("k") > 0
+    db.session.rollback()
+    assert storage.get("k") == 1, "rolled back with the session's transaction"
+    with counted_in_session():
+        assert storage.incr("k", 60) == 2
+    db.session.commit()
+    assert storage.get("k") == 2
 
 
 def test_page_views_are_not_counted_unless_configured(app, offline_processor):

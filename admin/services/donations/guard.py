@@ -151,8 +151,9 @@ _PURGE_EVERY = 100
 _spends = itertools.count(1)
 
 
-def spend_token(form: DonationForm, token: object) -> str | None:
-    """Spend ``token``; None when it was good, else the refusal reason. Commits."""
+def spend_token(form: DonationForm, token: object, *, commit: bool = True) -> str | None:
+    """Spend ``token``; None when it was good, else the refusal reason. Commits, unless ``commit`` is False
+    (the caller commits it with what it writes next, e.g. the payment request's per-form counter)."""
     max_age = int(current_app.config["DONATE_TOKEN_MAX_AGE"])
     if not isinstance(token, str) or not token:
         return "token_missing"
@@ -171,7 +172,8 @@ def spend_token(form: DonationForm, token: object) -> str | None:
         db.session.execute(
             delete(SpentFormToken).where(SpentFormToken.spent_at < now - timedelta(seconds=max_age))
         )
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return None if fresh else "token_replayed"
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from flask import current_app, url_for
 
-from admin.limiter import retry_after, spend, wait_words
+from admin.extensions import db
+from admin.limiter import counted_in_session, retry_after, spend, wait_words
 from admin.models import Contact, Contribution, DonationForm
 from admin.services.donations import give as donations
 from admin.services.donations import guard
@@ -175,11 +176,14 @@ def pay(form: DonationForm, data: object, ip: str) -> Answer:
     if wait:
         guard.refuse("ip_blocked", form, ip, f"{wait} s left")
         return _refused(wait, BLOCKED)
-    reason = guard.spend_token(form, data.get("token"))
+    with counted_in_session():  # the spent token and the form's counter: one transaction
+        reason = guard.spend_token(form, data.get("token"), commit=False)
+        # only with a valid token: a request without one never counts against the form's limit
+        wait = 0 if reason else _form_limit(form)
+    db.session.commit()
     if reason:
         guard.refuse(reason, form, ip)
         return _answer({"status": "refused", "error": EXPIRED}, 400)
-    wait = _form_limit(form)  # only now: a request without a valid token never counts against it
     if wait:
         guard.refuse("rate_limit_form", form, ip, current_app.config["DONATE_RATE_LIMIT_FORM"])
         return _refused(wait, BUSY, form)
