@@ -11,6 +11,7 @@ import hashlib
 import os
 import smtplib
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from urllib.parse import unquote, urlparse
 
 from flask import current_app
@@ -26,6 +27,49 @@ from admin.services.donations.give import frequency_of, receipts_wanted, referen
 from admin.timeutil import utcnow
 
 
+class _RememberingPolicy(EmailPolicy):
+    """``email.policy.default``, remembering the headers it parsed and folded before: most of a receipt's
+    headers (From, Subject, MIME-Version, the parts' Content-Type and -Transfer-Encoding) are the same for every
+    receipt, and parsing them is most of the cost of building one. Header objects are immutable, and a folded
+    header depends only on its name, value and the policy's folding settings, which are in the key."""
+
+    def header_store_parse(self, name, value):
+        if not isinstance(value, str) or hasattr(value, "name"):
+            return super().header_store_parse(name, value)
+        key = (name, value)
+        found = _PARSED.get(key)
+        if found is None:
+            found = super().header_store_parse(name, value)
+            if len(_PARSED) >= _REMEMBERED:
+                _PARSED.clear()
+            _PARSED[key] = found
+        return found
+
+    def fold_binary(self, name, value):
+        key = (
+            name,
+            str(value),
+            hasattr(value, "name"),
+            self.linesep,
+            self.max_line_length,
+            self.utf8,
+            self.cte_type,
+        )
+        found = _FOLDED.get(key)
+        if found is None:
+            found = super().fold_binary(name, value)
+            if len(_FOLDED) >= _REMEMBERED:
+                _FOLDED.clear()
+            _FOLDED[key] = found
+        return found
+
+
+_REMEMBERED = 256
+_PARSED: dict = {}
+_FOLDED: dict = {}
+RECEIPT_POLICY = _RememberingPolicy()
+
+
 def build_receipt(contribution: Contribution) -> EmailMessage | None:
     """The receipt: HTML with a plain-text alternative (organisation, amount, date, frequency, reference).
 
@@ -38,7 +82,7 @@ def build_receipt(contribution: Contribution) -> EmailMessage | None:
     if contact is None or not contact.email or not receipts_wanted(contribution):
         return None
     site = current_app.config["SITE_NAME"]
-    msg = EmailMessage()
+    msg = EmailMessage(policy=RECEIPT_POLICY)
     msg["From"] = current_app.config["RECEIPT_FROM"]
     msg["To"] = contact.email
     msg["Subject"] = f"Thank you for your contribution to {site}"

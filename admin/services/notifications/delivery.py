@@ -70,10 +70,12 @@ def queue(session: Session, changes: list[Change]) -> int:
     """One delivery (and outbox task) per change and URL that wants it; returns how many. Does not commit."""
     if not changes:
         return 0
-    hooks = list(session.scalars(select(NotificationEndpoint)))
+    hooks = endpoints.wanting(session)
+    if not hooks:
+        return 0
     made: list[tuple[NotificationDelivery, int | None]] = []
     for change in changes:
-        wanted = [e for e in hooks if change.type in e.event_list]
+        wanted = [id_ for id_, types in hooks if change.type in types]
         if not wanted:
             continue
         nid = "ntf_" + secrets.token_hex(12)
@@ -87,9 +89,9 @@ def queue(session: Session, changes: list[Change]) -> int:
             },
             separators=(",", ":"),
         )
-        for endpoint in wanted:
+        for endpoint_id in wanted:
             d = NotificationDelivery(
-                endpoint_id=endpoint.id,
+                endpoint_id=endpoint_id,
                 notification_id=nid,
                 type=change.type,
                 object_type=change.object_type,

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
+from sqlalchemy.orm import Session
 
 from admin import crypto
 from admin.dbutil import immediate
@@ -28,6 +32,15 @@ from admin.services.notifications import signing
 from admin.timeutil import utcnow
 
 MAX_ROTATION_HOURS = 7 * 24
+
+# "No URL wants notifications" is remembered per process and database for NONE_CACHE_SECONDS, so a
+# payment's commit does not query notification_endpoint when nobody listens. A URL added in this process
+# clears it at once (on flush and on commit); one added by another process is seen within that bound:
+# changes committed in those seconds do not notify it. A non-empty answer is never cached (a URL removed
+# elsewhere must not get deliveries pointing at a row that is gone).
+NONE_CACHE_SECONDS = 5.0
+_none_until: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> monotonic deadline
+_none_lock = threading.Lock()
 
 
 @dataclass
@@ -129,6 +142,40 @@ def add_endpoint(
     )
     db.session.commit()
     return NewSecret(endpoint, secret)
+
+
+def wanting(session: Session) -> list[tuple[int, list[str]]]:
+    """(id, event types) of every URL, for queueing a change; [] is cached briefly (``NONE_CACHE_SECONDS``)."""
+    engine = session.get_bind()
+    now = time.monotonic()
+    if _none_until.get(engine, 0.0) > now:
+        return []
+    rows = session.execute(select(NotificationEndpoint.id, NotificationEndpoint.events)).all()
+    if not rows:
+        with _none_lock:
+            _none_until[engine] = now + NONE_CACHE_SECONDS
+    return [(id_, NotificationEndpoint(events=events).event_list) for id_, events in rows]
+
+
+def forget_cached(*_args) -> None:
+    with _none_lock:
+        _none_until.clear()
+
+
+def _note_change(session: Session, _context) -> None:
+    if any(isinstance(obj, NotificationEndpoint) for obj in (*session.new, *session.dirty, *session.deleted)):
+        forget_cached()
+        session.info["paydesk_endpoints_changed"] = True
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop("paydesk_endpoints_changed", False):
+        forget_cached()  # a read racing the flush may have cached the state before this commit
+
+
+for _name, _fn in (("after_flush", _note_change), ("after_commit", _after_commit)):
+    if not event.contains(Session, _name, _fn):
+        event.listen(Session, _name, _fn)
 
 
 def list_endpoints() -> list[NotificationEndpoint]:

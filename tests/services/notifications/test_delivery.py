@@ -289,3 +289,16 @@ def test_the_history_filter_still_tells_delivered_from_failed_after_retention(
     assert after == before
     assert (after["delivered"], after["failed"]) == ([delivered.delivery.id], [failed.delivery.id])
     assert [r.status for r in deliveries()] == ["delivered", "failed"]
+
+
+def test_no_url_is_remembered_briefly_and_forgotten_when_a_url_is_added(
+    allow_private, offline_processor, world
+):
+    with Receiver() as rx:
+        feed(offline_processor, OneOff(world, amount=1000).event("payment_intent.succeeded"))
+        assert endpoints.wanting(db.session) == []  # remembered: "nobody listens"
+        db.session.rollback()
+        endpoints.add_endpoint(rx.url)  # clears it in this process at once
+        assert [types for _id, types in endpoints.wanting(db.session)][0][0] == "contribution.completed"
+        feed(offline_processor, OneOff(world, amount=2000).event("payment_intent.succeeded"))
+        assert len(rx.received) == 1
