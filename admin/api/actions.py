@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from admin.models import PaymentProcessor
 from admin.services.catalog import products
 from admin.services.records import customers
 from admin.services.settings.processors import get_processor
@@ -44,7 +45,9 @@ class WriteHeaders(BaseModel):
     )
 
 
-def _processor(query: Any):
+def request_processor() -> PaymentProcessor:
+    """The processor the request's ``ppid`` names (validated by ``ProcessorQuery``), else the default one."""
+    query = _query()
     return get_processor(query.ppid if query is not None else None)
 
 
@@ -60,10 +63,11 @@ def _query():
     return request.context.query
 
 
-def _body():
+def request_body() -> Any:
+    """The request's JSON body as its schema validated it."""
     from flask import request
 
-    return request.context.json
+    return request.context.json  # type: ignore[attr-defined]  # spectree puts the validated body there
 
 
 def customer_json(cus: dict, link: Any, processor_id: int) -> dict:
@@ -101,7 +105,7 @@ def customer_json(cus: dict, link: Any, processor_id: int) -> dict:
 )
 def get_customer(customer_id: str):
     """Get a customer: the Stripe customer and the paydesk contact linked to it"""
-    processor = _processor(_query())
+    processor = request_processor()
     cus, link = customers.get_customer(processor, _checked_id(customer_id, "customer"))
     return customer_json(cus, link, processor.id)
 
@@ -118,8 +122,8 @@ def get_customer(customer_id: str):
 @idempotent
 def create_customer():
     """Create a customer: a Stripe customer with paydesk's metadata, and its contact (new, or contact_id)"""
-    processor = _processor(_query())
-    body = _body()
+    processor = request_processor()
+    body = request_body()
     cus, link = customers.create_for_api(
         processor,
         name=body.name,
@@ -143,8 +147,8 @@ def create_customer():
 @idempotent
 def update_customer(customer_id: str):
     """Update a customer: email and description (empty unsets), and the linked contact's name and email"""
-    processor = _processor(_query())
-    body = _body()
+    processor = request_processor()
+    body = request_body()
     cus, link = customers.update_for_api(
         processor,
         _checked_id(customer_id, "customer"),
@@ -175,9 +179,9 @@ def _values(body: Any) -> dict[str, Any]:
 @idempotent
 def create_product():
     """Create a product in Stripe, recorded in paydesk"""
-    processor = _processor(_query())
+    processor = request_processor()
     row, obj = products.create_product(
-        processor, _values(_body()), action_key=stripe_key(f"product-{processor.id}")
+        processor, _values(request_body()), action_key=stripe_key(f"product-{processor.id}")
     )
     return product_json(row, obj, processor.id), 201
 
@@ -191,7 +195,7 @@ def create_product():
 )
 def get_product(product_id: str):
     """Get a product as Stripe has it, with paydesk's record of it"""
-    processor = _processor(_query())
+    processor = request_processor()
     row, obj = products.get_product(processor, _checked_id(product_id, "product"))
     return product_json(row, obj, processor.id)
 
@@ -208,6 +212,6 @@ def get_product(product_id: str):
 @idempotent
 def update_product(product_id: str):
     """Update a product: only the fields sent change"""
-    processor = _processor(_query())
-    row, obj = products.update_product(processor, _checked_id(product_id, "product"), _values(_body()))
+    processor = request_processor()
+    row, obj = products.update_product(processor, _checked_id(product_id, "product"), _values(request_body()))
     return product_json(row, obj, processor.id)

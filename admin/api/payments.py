@@ -9,31 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
-
 from admin.errors import StripeFailure
-from admin.models import Contribution, Payment, PaymentProcessor
+from admin.models import Contribution, Payment
 from admin.services.intents import ops
 from admin.services.payments import charges, common, refunds
 from admin.services.settings.processors import get_processor
 
 from . import schemas
-from .actions import STRIPE_WRITE, ProcessorQuery, WriteHeaders
+from .actions import STRIPE_WRITE, ProcessorQuery, WriteHeaders, request_body, request_processor
 from .blueprint import bp
 from .errors import ApiError
 from .idempotency import idempotent, stripe_key
 from .spec import responses, spec
 
 CARD_WRITE = (402, *STRIPE_WRITE)  # a charge may be declined
-
-
-def _processor() -> PaymentProcessor:
-    query = request.context.query  # type: ignore[attr-defined]
-    return get_processor(query.ppid if query is not None else None)
-
-
-def _body() -> Any:
-    return request.context.json  # type: ignore[attr-defined]
 
 
 def _records(c: Contribution | None, pay: Payment | None) -> dict[str, Any]:
@@ -57,8 +46,8 @@ def charge_customer():
     """Charge a saved customer (or authorise only): a contribution, and its payment once the card is charged
 
     A declined card is 402: the contribution is kept as Failed (its number is in the message)."""
-    processor = _processor()
-    body = _body()
+    processor = request_processor()
+    body = request_body()
     req = charges.ChargeRequest(
         contact_id=body.contact_id,  # None: the contact linked to customer_id
         amount=body.amount,
@@ -108,8 +97,8 @@ def charge_customer():
 @idempotent
 def capture_payment():
     """Capture an authorised payment in full or in part, by its PaymentIntent (pi_) or charge (ch_) id"""
-    processor = _processor()
-    body = _body()
+    processor = request_processor()
+    body = request_body()
     out = ops.capture(
         processor, body.id, amount=body.amount, action_key=stripe_key(f"capture-{processor.id}")
     )
@@ -143,7 +132,7 @@ def capture_payment():
 @idempotent
 def refund_payment():
     """Refund a charge in full or in part (more than is left to refund is refused before Stripe is asked)"""
-    body = _body()
+    body = request_body()
     req = refunds.RefundRequest(
         payment_id=body.payment_id,
         amount=body.amount,
