@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import smtplib
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import EmailPolicy
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from flask import current_app
@@ -36,14 +38,9 @@ class _RememberingPolicy(EmailPolicy):
     def header_store_parse(self, name, value):
         if not isinstance(value, str) or hasattr(value, "name"):
             return super().header_store_parse(name, value)
-        key = (name, value)
-        found = _PARSED.get(key)
-        if found is None:
-            found = super().header_store_parse(name, value)
-            if len(_PARSED) >= _REMEMBERED:
-                _PARSED.clear()
-            _PARSED[key] = found
-        return found
+        return _remembered(
+            _PARSED, (name, value), lambda: super(_RememberingPolicy, self).header_store_parse(name, value)
+        )
 
     def fold_binary(self, name, value):
         key = (
@@ -55,18 +52,25 @@ class _RememberingPolicy(EmailPolicy):
             self.utf8,
             self.cte_type,
         )
-        found = _FOLDED.get(key)
-        if found is None:
-            found = super().fold_binary(name, value)
-            if len(_FOLDED) >= _REMEMBERED:
-                _FOLDED.clear()
-            _FOLDED[key] = found
-        return found
+        return _remembered(_FOLDED, key, lambda: super(_RememberingPolicy, self).fold_binary(name, value))
 
 
 _REMEMBERED = 256
 _PARSED: dict = {}
 _FOLDED: dict = {}
+
+
+def _remembered(table: dict, key: tuple, make: Callable[[], Any]) -> Any:
+    """``table[key]``, made by ``make`` the first time; the table is emptied when it holds ``_REMEMBERED``."""
+    found = table.get(key)
+    if found is None:
+        found = make()
+        if len(table) >= _REMEMBERED:
+            table.clear()
+        table[key] = found
+    return found
+
+
 RECEIPT_POLICY = _RememberingPolicy()
 
 
