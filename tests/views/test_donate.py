@@ -705,6 +705,17 @@ def test_rate_limits_per_client_and_per_form_are_refusals(app, client, form, pro
     assert page.status_code == 429 and "Please try again in 1 minute." in page.get_data(as_text=True)
 
 
+def test_every_payment_request_counts_against_the_clients_limit(app, client, form):
+    """The per-client count is written in the transaction that spends the token: answers given before that
+    (no such form, a body that is no JSON object, a forged token) are counted all the same."""
+    app.config.update(DONATE_RATE_LIMIT_IP="3 per minute")
+    assert client.post("/donate/nowhere/pay", json={}).status_code == 404
+    assert client.post("/donate/spring/pay", json=["a list"]).status_code == 400
+    assert client.post("/donate/spring/pay", json={"token": "forged"}).status_code == 400
+    limited = client.post("/donate/spring/pay", json={"token": "forged"})
+    assert limited.status_code == 429 and _refusals("rate_limit_ip") == 1
+
+
 def test_the_hourly_limit_says_how_long_it_refuses_for(app, client, form):
     """Once the hour's budget is spent, the refusal says how long is left of that hour, not "a minute"."""
     app.config.update(DONATE_RATE_LIMIT_IP="10 per minute;3 per hour")
