@@ -210,6 +210,51 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
     assert client.get(body["redirect"] + "/status").get_json() == {"state": "waiting", "status": "Pending"}
 
 
+def test_an_intent_the_worker_tracked_first_is_completed_not_tracked_twice(
+    client, form, processor, monkeypatch
+):
+    """payment_intent.created may reach the worker before the form records the intent it made: the form
+    then completes the worker's row (one row per intent) as it would have written its own."""
+    from sqlalchemy import insert
+
+    from admin.stripe_gateway import Gateway
+    from admin.timeutil import utcnow
+
+    create = Gateway.create
+
+    def create_then_the_worker_tracks_it(self, resource, params, idempotency_key=None):
+        made = create(self, resource, params, idempotency_key=idempotency_key)
+        if resource == "payment_intents":
+            with db.engine.begin() as conn:  # the worker's transaction, committed before the form's
+                conn.execute(
+                    insert(StripePaymentIntent.__table__).values(
+                        stripe_intent_id=made["id"],
+                        processor_id=processor.id,
+                        status="requires_payment_method",
+                        created_date=utcnow(),
+                    )
+                )
+        return made
+
+    monkeypatch.setattr(Gateway, "create", create_then_the_worker_tracks_it)
+    assert pay(client, processor).get_json()["status"] == "succeeded"
+    c = db.session.scalar(select(Contribution))
+    row = db.session.scalars(select(StripePaymentIntent)).one()
+    assert (row.stripe_intent_id, row.contribution_id, row.contact_id, row.identifier) == (
+        c.payment_intent_id,
+        c.id,
+        c.contact_id,
+        "spring",
+    )
+    assert (row.status, row.amount, row.currency, row.customer_id, row.description) == (
+        "requires_confirmation",
+        2500,
+        "usd",
+        c.customer_id,
+        f"Spring appeal {c.id}",
+    )
+
+
 def test_stripe_sends_the_receipt_when_the_form_says_so(app, client, processor):
     """The form option "Stripe sends the receipt": the payment carries receipt_email, paydesk builds none."""
     from admin.services.donations.receipts import build_receipt

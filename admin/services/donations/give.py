@@ -56,7 +56,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, inspect, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from admin.config import VERSION
@@ -540,24 +540,38 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
 
 def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     """Record the intent on the contribution (and in stripe_paymentintent) before it is confirmed: one
-    UPDATE, and the tracked intent written whole (or brought up to date, when the worker has it already)."""
+    UPDATE, and the tracked intent written whole by one INSERT .. ON CONFLICT DO NOTHING (no lookup first,
+    no ORM flush); when the worker tracks it already (payment_intent.created), that row is brought up to
+    date instead."""
     immediate()
     lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
     _write_contribution(c.id, payment_intent_id=pi["id"])
-    row = intents.by_intent_id(pi["id"])
-    if row is None:  # the usual case (the worker has not seen it yet): written whole, in one INSERT
-        created = from_unix(pi.get("created")) or utcnow()
-        row = StripePaymentIntent(
-            stripe_intent_id=pi["id"], processor_id=form.processor_id, created_date=created
-        )
-        db.session.add(row)
-    # known here, so sync_intent looks neither up
-    row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
-    row = intents.sync_intent(form.processor, pi, stamp=0, row=row)
+    created = from_unix(pi.get("created")) or utcnow()
+    # filled by sync_intent as any new tracked intent is, but not added to the session: written below
+    row = StripePaymentIntent(stripe_intent_id=pi["id"], processor_id=form.processor_id, created_date=created)
+    _known(row, form, c)
+    intents.sync_intent(form.processor, pi, stamp=0, row=row)
     description = (pi.get("description") or c.description or "")[:255] or None
-    if row.description != description:
-        row.description = description
+    row.description = description
+    if not insert_ignore(StripePaymentIntent, _column_values(row), ["stripe_intent_id"]):
+        tracked = intents.by_intent_id(pi["id"])
+        assert tracked is not None, "a conflict on stripe_intent_id is a tracked intent"
+        _known(tracked, form, c)
+        tracked = intents.sync_intent(form.processor, pi, stamp=0, row=tracked)
+        if tracked.description != description:
+            tracked.description = description
     db.session.commit()
+
+
+def _known(row: StripePaymentIntent, form: DonationForm, c: Contribution) -> None:
+    """What the gift knows of its intent (so sync_intent looks neither up)."""
+    row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
+
+
+def _column_values(row: Any) -> dict[str, Any]:
+    """The columns set on a new (transient) row, for a Core INSERT (the others take their defaults)."""
+    columns = type(row).__table__.c
+    return {key: value for key, value in inspect(row).dict.items() if key in columns}
 
 
 _UPDATES: dict[tuple[str, ...], Any] = {}  # by the columns set: the UPDATE, built once
