@@ -33,6 +33,7 @@ from admin.models import (
     RateLimit,
     StripeCustomer,
     StripePaymentIntent,
+    TriggerFeed,
 )
 from admin.services.settings.processors import gateway
 from admin.webhooks.ingest import store_event
@@ -200,6 +201,9 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
         select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == pi["id"])
     )
     assert (tracked.contribution_id, tracked.contact_id, tracked.identifier) == (c.id, contact.id, "spring")
+    link_id = db.session.scalar(select(StripeCustomer.id).where(StripeCustomer.customer_id == pi["customer"]))
+    fed = db.session.execute(select(TriggerFeed.topic, TriggerFeed.object_id, TriggerFeed.record_id)).all()
+    assert fed == [("customer", pi["customer"], link_id)]  # the new-customers trigger sees it, once
 
     thanks_page = client.get(body["redirect"])
     assert "stripe" not in thanks_page.headers["Content-Security-Policy"]  # no Stripe.js there

@@ -56,9 +56,9 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import bindparam, inspect, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import bindparam, insert, inspect, select, update
 
+from admin.api import feed
 from admin.config import VERSION
 from admin.dbutil import immediate, insert_ignore, lock_objects, parse_whole
 from admin.extensions import db
@@ -449,19 +449,17 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
             )
             return Outcome("unavailable", 503, UNAVAILABLE)
     immediate()  # one short write transaction: contact, customer link, Pending contribution
+    # The new rows are written by Core INSERTs (no ORM flush; nothing in this request reads them back) and
+    # their objects kept as written: from here on this request writes the contribution only by its id, and
+    # reads it afresh wherever its state decides anything (declined, withdrawn, recorded).
     contact, made_now = _contact(form, gift)
-    if new_customer:
-        db.session.add(
-            StripeCustomer(
-                customer_id=customer_id,
-                contact=contact,
-                processor_id=form.processor_id,
-                unverified=gift.contact is None and not made_now,
-            )
-        )
+    if made_now:
+        db.session.expunge(contact)  # made by new_contact: written here
+        _insert(contact)
+    contact_id = contact.id
     c = Contribution(
         processor_id=form.processor_id,
-        contact=contact,
+        contact_id=contact_id,
         amount=gift.amount,
         currency=form.currency,
         status=PENDING,
@@ -471,15 +469,18 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         donation_form_id=form.id,
         frequency=gift.frequency,
     )
-    db.session.add(c)
-    db.session.flush()  # the contact (when new), its customer link and the contribution
+    _insert(c)
     if new_customer:
+        link = StripeCustomer(
+            customer_id=customer_id,
+            contact_id=contact_id,
+            processor_id=form.processor_id,
+            unverified=gift.contact is None and not made_now,
+        )
+        _insert(link)
+        feed.note(db.session(), feed.customer_row(link))
         request_metadata_sync(form.processor_id, customer_id, contact)
-    # Kept as written (not read again after the commit): from here on this request writes the contribution
-    # only by its id, and reads it afresh wherever its state decides anything (declined, withdrawn, recorded).
-    db.session.expunge(c)
-    contact_id = contact.id
-    set_committed_value(c, "description", f"{form.title} {contact_id}-{c.id}"[:500])
+    c.description = f"{form.title} {contact_id}-{c.id}"[:500]
     _write_contribution(c.id, description=c.description)
     if gift.link_id is not None and not claim_link(gift.link_id, c.id):
         db.session.rollback()  # spent by another request meanwhile, or revoked
@@ -572,6 +573,19 @@ def _column_values(row: Any) -> dict[str, Any]:
     """The columns set on a new (transient) row, for a Core INSERT (the others take their defaults)."""
     columns = type(row).__table__.c
     return {key: value for key, value in inspect(row).dict.items() if key in columns}
+
+
+_INSERTS: dict[Any, Any] = {}  # by table: its INSERT .. RETURNING id, built once
+
+
+def _insert(row: Any) -> None:
+    """Write a new (transient) row by one Core INSERT of the columns set on it, and give it its id. The
+    session's flush listeners do not see it (the caller feeds what must be fed: :func:`give`)."""
+    table = type(row).__table__
+    stmt = _INSERTS.get(table)
+    if stmt is None:
+        stmt = _INSERTS[table] = insert(table).returning(table.c.id)
+    row.id = db.session.connection().execute(stmt, _column_values(row)).scalar_one()
 
 
 _UPDATES: dict[tuple[str, ...], Any] = {}  # by the columns set: the UPDATE, built once
