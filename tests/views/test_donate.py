@@ -338,6 +338,69 @@ def test_declined_card_is_a_failed_contribution_and_a_counted_failure(client, fo
     assert db.session.get(RateLimit, "donate-fail-ip:127.0.0.1").count == 1
 
 
+def _stripe_calls(during) -> dict[str, int]:
+    """The requests sent to Stripe while ``during()`` ran, by operation."""
+    from admin.stripe_gateway import call_counts
+
+    before = call_counts()
+    during()
+    return {op: n - before.get(op, 0) for op, n in call_counts().items() if n > before.get(op, 0)}
+
+
+def test_a_one_off_gift_is_four_stripe_requests_the_card_attached_as_its_customer_is_made(
+    client, form, processor
+):
+    pm = payment_method(processor)
+    answers = []
+    calls = _stripe_calls(
+        lambda: answers.append(client.post("/donate/spring/pay", json=gift(page_token(client), pm)))
+    )
+    assert answers[0].get_json()["status"] == "succeeded"
+    assert calls == {
+        "payment_methods.retrieve": 1,
+        "customers.create": 1,
+        "payment_intents.create": 1,
+        "payment_intents.confirm": 1,
+    }
+    customer_id = db.session.scalar(select(Contribution.customer_id))
+    assert gateway(processor).retrieve("payment_methods", pm)["customer"] == customer_id
+
+
+def test_a_card_declined_as_its_customer_is_made_is_recorded_with_that_customer(client, form, processor):
+    """The customer is then made without the card (a second request): the records are those of a card
+    declined at attach, a Failed contribution linked to its customer."""
+    pm, answers = payment_method(processor, CARD_DECLINED_AT_ATTACH), []
+    calls = _stripe_calls(
+        lambda: answers.append(client.post("/donate/spring/pay", json=gift(page_token(client), pm)))
+    )
+    assert answers[0].status_code == 402
+    assert calls == {"payment_methods.retrieve": 1, "customers.create": 2}
+    c = db.session.scalar(select(Contribution))
+    link = db.session.scalar(select(StripeCustomer))
+    assert (c.status, c.customer_id, link.customer_id, link.contact_id) == (
+        "Failed",
+        link.customer_id,
+        c.customer_id,
+        c.contact_id,
+    )
+    assert gateway(processor).retrieve("customers", c.customer_id)["id"] == c.customer_id
+
+
+def test_stripe_failing_as_the_customer_is_made_records_nothing(app, client, form, processor, localstripe):
+    pm, token = payment_method(processor), page_token(client)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.add(
+            responses.POST, f"{localstripe}/v1/customers", status=503, json={"error": {"type": "api_error"}}
+        )
+        rsps.add_passthru(localstripe)
+        resp = client.post("/donate/spring/pay", json=gift(token, pm))
+        made = [c for c in rsps.calls if c.request.url.endswith("/v1/customers")]
+    assert resp.status_code == 503 and resp.get_json()["status"] == "unavailable"
+    assert len(made) == app.config["STRIPE_MAX_ATTEMPTS"], "retried, then not asked again without the card"
+    for model in (Contact, StripeCustomer, Contribution, StripePaymentIntent):
+        assert _count(model) == 0, model.__name__
+
+
 def test_the_sixth_failed_payment_from_one_address_within_the_hour_is_refused(client, form, processor):
     for _ in range(5):
         assert pay(client, processor, number=CARD_DECLINED_AT_CHARGE).status_code == 402

@@ -16,10 +16,13 @@ The browser has made a PaymentMethod with Stripe.js; :func:`give` then
      card to that donor's customer, change its default card or touch its subscriptions; and the
      contact's stored details are not changed (a new contact takes what was typed);
 
-   the customer is made in Stripe before any write, so no database lock waits on Stripe;
+   the customer is made in Stripe before any write, so no database lock waits on Stripe, with the
+   PaymentMethod attached as it is made (a card can be declined here: the customer is then made without it,
+   and the gift recorded and declined below, as one declined at attach);
 3. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``,
    with the chosen frequency) *before* Stripe can send anything about it, so the webhook always finds it;
-4. attaches the PaymentMethod to the customer (a card can be declined here);
+4. attaches the PaymentMethod to the contact's own customer (a donor link's; a card can be declined here
+   too); a card declined or refused, here or as the customer was made, is a Failed contribution;
 5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix starting
    with the donor's :func:`reference`, metadata), records its id, then confirms it;
    monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
@@ -369,8 +372,17 @@ def _own_customer(form: DonationForm, contact: Contact) -> str | None:
     )
 
 
-def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> str:
-    """A Stripe customer for this gift, made before anything is written (so no lock is held meanwhile).
+def _new_customer(
+    gw: Gateway, form: DonationForm, gift: Gift, attempt: str
+) -> tuple[str, GatewayError | None]:
+    """A Stripe customer for this gift, made before anything is written (so no lock is held meanwhile), with
+    the gift's card attached as it is made (one request where there were two); and None, or why the card
+    could not be attached.
+
+    When Stripe answers that it will not attach the card (declined, or refused), the customer is made again
+    without it, as it was before the card was attached separately: the gift is then recorded and declined as
+    a card refused at attach always was (a Failed contribution, one more failure for the address). Raises
+    ``GatewayError`` when Stripe makes no customer (unreachable, or refusing the customer itself).
 
     It carries what was typed (or, for a donor link, the contact's details); the contact's id reaches its
     metadata through the usual metadata push, queued in the transaction that links it.
@@ -397,7 +409,16 @@ def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> 
     }
     if address:
         params["address"] = address
-    return gw.create("customers", params, idempotency_key=f"paydesk-donate-customer-{attempt}")["id"]
+    try:
+        with_card = {**params, "payment_method": gift.payment_method}
+        made = gw.create("customers", with_card, idempotency_key=f"paydesk-donate-customer-{attempt}-card")
+        return made["id"], None
+    except GatewayError as err:
+        if err.transient:
+            raise  # Stripe could not be asked (after retries): nothing is made, as before
+        refused = err
+    made = gw.create("customers", params, idempotency_key=f"paydesk-donate-customer-{attempt}")
+    return made["id"], refused
 
 
 def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | None) -> Outcome | None:
@@ -439,9 +460,10 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         return refused
     customer_id = _own_customer(form, gift.contact) if gift.contact is not None else None
     new_customer = customer_id is None
+    not_attached: GatewayError | None = None  # why a new customer was made without the card
     if customer_id is None:
         try:
-            customer_id = _new_customer(gw, form, gift, attempt)
+            customer_id, not_attached = _new_customer(gw, form, gift, attempt)
         except GatewayError as err:
             db.session.rollback()
             log.warning(
@@ -495,13 +517,16 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         "source": "paydesk donation form",
     }
     try:
-        gw.call(
-            "payment_methods",
-            "attach",
-            gift.payment_method,
-            params={"customer": customer_id},
-            idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach",
-        )
+        if not_attached is not None:
+            raise not_attached
+        if not new_customer:  # the contact's own customer (a donor link): the card is attached to it now
+            gw.call(
+                "payment_methods",
+                "attach",
+                gift.payment_method,
+                params={"customer": customer_id},
+                idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach",
+            )
     except GatewayError as err:
         if not err.transient and err.http_status in (400, 404) and not _is_decline(err):
             return _declined(form, c, CARD_REFUSED, client_ip)  # Stripe would not take this card
