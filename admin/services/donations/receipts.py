@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import joinedload
 
 from admin.dbutil import immediate
@@ -113,6 +113,15 @@ def message_id(contribution: Contribution) -> str:
     return f"<receipt.{contribution.id}.{hashlib.blake2b(seed.encode(), digest_size=8).hexdigest()}@{host}>"
 
 
+_CONTRIBUTIONS = Contribution.__table__
+# A receipt went out: its contribution says when (built once; nothing reads the row back in that transaction).
+_SENT = (
+    update(_CONTRIBUTIONS)
+    .where(_CONTRIBUTIONS.c.id == bindparam("contribution_id"))
+    .values(receipt_sent_at=bindparam("now"))
+)
+
+
 @runner("receipt")
 def send_receipt(task: OutboxTask):
     """Send the receipt once; returns how to record it (the outbox commits that with the task's success,
@@ -134,12 +143,7 @@ def send_receipt(task: OutboxTask):
     deliver(msg, f"receipt-{contribution_id}")
 
     def record() -> None:
-        db.session.execute(
-            update(Contribution)
-            .where(Contribution.id == contribution_id)
-            .values(receipt_sent_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        db.session.connection().execute(_SENT, {"contribution_id": contribution_id, "now": utcnow()})
 
     return record
 
