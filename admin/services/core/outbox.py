@@ -156,8 +156,10 @@ _BEGIN = (
     .where(*_OURS, _TASKS.c.status.in_([EV_PROCESSING, SENDING]))
     .values(status=SENDING, locked_until=bindparam("lease"))
 )
-_DONE = update(_TASKS).where(*_OURS).values(
-    status=EV_SUCCESS, done_at=bindparam("now"), last_error=None, locked_until=None
+_DONE = (
+    update(_TASKS)
+    .where(*_OURS)
+    .values(status=EV_SUCCESS, done_at=bindparam("now"), last_error=None, locked_until=None)
 )
 
 
