@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from flask import current_app
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from admin.dbutil import immediate
@@ -87,14 +87,15 @@ def _remembered(table: dict, key: tuple, make: Callable[[], Any]) -> Any:
 RECEIPT_POLICY = _RememberingPolicy(header_factory=_RememberingRegistry())
 
 
+_TEMPLATES = ("receipts/receipt.txt", "receipts/receipt.html")
+
+
 def build_receipt(contribution: Contribution) -> EmailMessage | None:
     """The receipt: HTML with a plain-text alternative (organisation, amount, date, frequency, reference).
 
     None when there is nobody to send it to, or the gift came through a donation form whose
     receipts are switched off.
     """
-    from flask import render_template
-
     contact = contribution.contact
     if contact is None or not contact.email or not receipts_wanted(contribution):
         return None
@@ -112,8 +113,8 @@ def build_receipt(contribution: Contribution) -> EmailMessage | None:
         "reference": reference(contribution),
         "transaction": contribution.trxn_id or "",
     }
-    text = render_template("receipts/receipt.txt", **details)
-    html = render_template("receipts/receipt.html", **details)
+    # the templates read these details alone: no request context, context processors or signals needed
+    text, html = (current_app.jinja_env.get_template(name).render(details) for name in _TEMPLATES)
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     # The boundary the generator would draw when writing the message (one random token, used unless it is a line
@@ -144,16 +145,21 @@ _SENT = (
 )
 
 
+_RECEIPT_READ = (
+    select(Contribution)
+    .options(joinedload(Contribution.contact), joinedload(Contribution.recur))  # what a receipt reads
+    .where(Contribution.id == bindparam("contribution_id"))
+)
+
+
 @runner("receipt")
 def send_receipt(task: OutboxTask):
     """Send the receipt once; returns how to record it (the outbox commits that with the task's success,
     retrying while the database is away, so a receipt sent is never sent again because of an outage)."""
     immediate()  # read in the transaction that begin_side_effect commits: one transaction, not a read and a write
-    contribution = db.session.get(
-        Contribution,
-        task.payload["contribution_id"],
-        options=[joinedload(Contribution.contact), joinedload(Contribution.recur)],  # what the receipt reads
-    )
+    contribution = db.session.execute(
+        _RECEIPT_READ, {"contribution_id": task.payload["contribution_id"]}
+    ).scalar()
     if contribution is None or contribution.receipt_sent_at:
         return None
     msg = build_receipt(contribution)
