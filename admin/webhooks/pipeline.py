@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from flask import current_app
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from admin.dbutil import immediate, lock_objects, rollback_quietly
@@ -44,7 +45,7 @@ from admin.services.monitoring import metrics
 from admin.services.settings.processors import processor_ref
 from admin.stripe_gateway import GatewayError
 from admin.timeutil import utcnow
-from admin.webhooks.context import EventContext
+from admin.webhooks.context import EventContext, EventRow
 from admin.webhooks.registry import handler_for
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ KEY_COLUMNS = (
     StripeEvent.object_id,
 )
 
-OnDone = Callable[[StripeEvent, str | None], None]
+OnDone = Callable[[EventRow, str | None], None]
 
 
 def worker_name() -> str:
@@ -88,6 +89,20 @@ def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claim
     return one
 
 
+# What processing reads of the event row (one statement, only these columns) and how it writes the row's
+# outcome and its attempt: Core statements built once, so an event costs no ORM flush of its own.
+_EVENT = StripeEvent.__table__
+_READ = select(*(_EVENT.c[name] for name in EventRow.__slots__)).where(_EVENT.c.id == bindparam("row_id"))
+# the columns set are the keys of the parameters given (status, status_reason, last_error, ...)
+_WRITE = update(_EVENT).where(_EVENT.c.id == bindparam("row_id"))
+_ATTEMPT = insert(EventAttempt.__table__)
+
+
+def _read(row_id: int) -> EventRow | None:
+    found = db.session.connection().execute(_READ, {"row_id": row_id}).first()
+    return None if found is None else EventRow(*found)
+
+
 def process(
     claimed: Claimed, worker: str, *, actor: str | None = None, on_done: OnDone | None = None
 ) -> str | None:
@@ -104,7 +119,7 @@ def process(
     try:
         immediate()
         lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
-        row = db.session.get(StripeEvent, row_id, populate_existing=True)
+        row = _read(row_id)
         if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
             db.session.rollback()
             return None
@@ -128,10 +143,8 @@ def process(
                 row.status = ctx.outcome
                 row.status_reason = "; ".join(ctx.notes)[:2000] or None
             row.last_error = None
-        row.processed_at = utcnow()
-        row.locked_by = row.locked_until = None
         status = row.status
-        _attempt(
+        _finish(
             row,
             worker,
             actor,
@@ -139,6 +152,7 @@ def process(
             status,
             row.status_reason,
             ctx.reader.request_ids if ctx is not None else [],
+            processed=True,
         )
         if on_done:
             on_done(row, None)
@@ -159,17 +173,23 @@ def process(
         )
 
 
-def _attempt(
-    row: StripeEvent,
+def _finish(
+    row: EventRow,
     worker: str,
     actor: str | None,
     started: datetime,
     outcome: str,
     message: str | None,
     request_ids: list[str],
+    *,
+    processed: bool = False,
+    next_attempt_at: datetime | None = None,
 ) -> None:
+    """Write the run's end: the event row released with its status (``processed_at`` set when ``processed``,
+    ``next_attempt_at`` when it is queued again) and its ``EventAttempt``; count it and log it."""
+    finished = utcnow()
     ids = ",".join(dict.fromkeys(request_ids))
-    seconds = max(0.0, (utcnow() - started).total_seconds())
+    seconds = max(0.0, (finished - started).total_seconds())
     metrics.event_processed(row.type, outcome, seconds)
     monitoring_logs.event_processed(
         row_id=row.id,
@@ -184,17 +204,32 @@ def _attempt(
         actor=actor,
         error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
     )
-    db.session.add(
-        EventAttempt(
-            event_row_id=row.id,
-            started_at=started,
-            finished_at=utcnow(),
-            worker=worker[:64],
-            actor=actor,
-            outcome=outcome,
-            message=(message or None) and message[:4000],
-            stripe_request_ids=ids[:500] or None,
-        )
+    values = {
+        "row_id": row.id,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "last_error": row.last_error,
+        "locked_by": None,
+        "locked_until": None,
+    }
+    if processed:
+        values["processed_at"] = finished
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    conn = db.session.connection()
+    conn.execute(_WRITE, values)
+    conn.execute(
+        _ATTEMPT,
+        {
+            "event_row_id": row.id,
+            "started_at": started,
+            "finished_at": finished,
+            "worker": worker[:64],
+            "actor": actor,
+            "outcome": outcome,
+            "message": (message or None) and message[:4000],
+            "stripe_request_ids": ids[:500] or None,
+        },
     )
 
 
@@ -214,19 +249,18 @@ def record_failure(
     transient = is_transient(exc)
     message = describe(exc)
     immediate()
-    row = db.session.get(StripeEvent, row_id, populate_existing=True)
+    row = _read(row_id)
     if row is None or row.locked_by != worker:
         db.session.rollback()
         return EV_ERROR
     row.last_error = message[:4000]
-    row.locked_by = row.locked_until = None
+    retry_at = None
     if transient and row.attempts < cfg["WORKER_MAX_ATTEMPTS"]:
         row.status = EV_QUEUED
-        row.next_attempt_at = utcnow() + retry_delay(row.attempts, conflict=isinstance(exc, IntegrityError))
+        retry_at = utcnow() + retry_delay(row.attempts, conflict=isinstance(exc, IntegrityError))
         log.warning("event %s (%s) failed, retry %d: %s", row.event_id, row.type, row.attempts, message)
     else:
         row.status = EV_ERROR
-        row.processed_at = utcnow()
         if transient:
             row.last_error = f"gave up after {row.attempts} attempts: {message}"[:4000]
         log.error(
@@ -240,8 +274,16 @@ def record_failure(
     rids = list(request_ids or []) + (
         [exc.request_id] if isinstance(exc, GatewayError) and exc.request_id else []
     )
-    _attempt(
-        row, worker, actor, started or utcnow(), "retry" if status == EV_QUEUED else EV_ERROR, message, rids
+    _finish(
+        row,
+        worker,
+        actor,
+        started or utcnow(),
+        "retry" if status == EV_QUEUED else EV_ERROR,
+        message,
+        rids,
+        processed=status == EV_ERROR,
+        next_attempt_at=retry_at,
     )
     if on_done:
         on_done(row, message)
