@@ -26,12 +26,12 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from admin.dbutil import immediate, lock_objects, rollback_quietly
@@ -70,10 +70,22 @@ def worker_name() -> str:
 class Claimed(NamedTuple):
     id: int
     keys: list[str]  # the Stripe objects the event touches: its locks
+    type: str | None = None  # what the queue's claim read of the row (None: a replay's take)
+    processor_id: int | None = None
+    attempt: int | None = None  # the attempt this claim made
+
+
+# What the queue's claim reads with each row: its type, processor and locks.
+CLAIM_COLUMNS = (StripeEvent.type, StripeEvent.processor_id, *KEY_COLUMNS)
 
 
 def claimed(row_id: int, *keys: str | None) -> Claimed:
     return Claimed(row_id, sorted({k for k in keys if k}))
+
+
+def claimed_row(row_id: int, attempt: int | None, type: str, processor_id: int, *keys: str | None) -> Claimed:
+    """A row the queue claimed, with the attempt it made and the :data:`CLAIM_COLUMNS` it read."""
+    return Claimed(row_id, sorted({k for k in keys if k}), type, processor_id, attempt)
 
 
 def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claimed:
@@ -96,6 +108,25 @@ _READ = select(*(_EVENT.c[name] for name in EventRow.__slots__)).where(_EVENT.c.
 # the columns set are the keys of the parameters given (status, status_reason, last_error, ...)
 _WRITE = update(_EVENT).where(_EVENT.c.id == bindparam("row_id"))
 _ATTEMPT = insert(EventAttempt.__table__)
+NO_HANDLER = "paydesk has no handler for "  # + the type: an ignored event's reason
+# Claimed events of a type with no handler, ignored together (:func:`ignore_unhandled`).
+_IGNORE = (
+    update(_EVENT)
+    .where(
+        _EVENT.c.id.in_(bindparam("ids", expanding=True)),
+        _EVENT.c.status == EV_PROCESSING,
+        _EVENT.c.locked_by == bindparam("worker"),
+    )
+    .values(
+        status=EV_IGNORED,
+        status_reason=literal(NO_HANDLER) + _EVENT.c.type,
+        last_error=None,
+        processed_at=bindparam("now"),
+        locked_by=None,
+        locked_until=None,
+    )
+    .returning(*(_EVENT.c[name] for name in ("id", "event_id", "type", "processor_id", "attempts")))
+)
 
 
 def _read(row_id: int) -> EventRow | None:
@@ -134,7 +165,7 @@ def process(
         else:
             handler = handler_for(row.type)
             if handler is None:
-                row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
+                row.status, row.status_reason = EV_IGNORED, NO_HANDLER + row.type
             else:
                 # the cached ProcessorRef stands in for the row (the fields handlers read, no session)
                 ctx = EventContext(row, processor)  # type: ignore[arg-type]
@@ -173,6 +204,49 @@ def process(
         )
 
 
+def ignore_unhandled(claims: Sequence[Claimed], worker: str) -> set[int]:
+    """Ignore, in one transaction, the claimed events of a type paydesk has no handler for: each ends as
+    :func:`process` would leave it (``ignored`` with the same reason, its ``EventAttempt``, metrics and log
+    line), with one UPDATE and one multi-row INSERT for them all. Events :func:`process` must see (out of
+    attempts, processor gone) are left to it. Returns the ids done; on an error other than the database
+    being away, none (each then goes through :func:`process`)."""
+    max_attempts = current_app.config["WORKER_MAX_ATTEMPTS"]
+    ids = [
+        c.id
+        for c in claims
+        if c.type is not None
+        and c.processor_id is not None
+        and c.attempt is not None
+        and c.attempt <= max_attempts
+        and handler_for(c.type) is None
+        and processor_ref(c.processor_id) is not None
+    ]
+    if not ids:
+        return set()
+    started = utcnow()
+    try:
+        immediate()
+        conn = db.session.connection()
+        rows = conn.execute(_IGNORE, {"ids": ids, "worker": worker, "now": started}).all()
+        finished = utcnow()
+        seconds = max(0.0, (finished - started).total_seconds()) / max(1, len(rows))
+        attempts = []
+        for r in rows:
+            reason = NO_HANDLER + r.type
+            _record_attempt(r, worker, None, EV_IGNORED, reason, [], seconds)
+            attempts.append(_attempt_values(r.id, worker, None, started, finished, EV_IGNORED, reason, ""))
+        if attempts:
+            conn.execute(_ATTEMPT, attempts)
+        db.session.commit()
+    except Exception as exc:
+        rollback_quietly()
+        if database_unavailable(exc):
+            raise
+        log.warning("ignoring %d events together failed, one by one instead: %s", len(ids), describe(exc))
+        return set()
+    return set(ids)
+
+
 def _finish(
     row: EventRow,
     worker: str,
@@ -188,22 +262,8 @@ def _finish(
     """Write the run's end: the event row released with its status (``processed_at`` set when ``processed``,
     ``next_attempt_at`` when it is queued again) and its ``EventAttempt``; count it and log it."""
     finished = utcnow()
-    ids = ",".join(dict.fromkeys(request_ids))
     seconds = max(0.0, (finished - started).total_seconds())
-    metrics.event_processed(row.type, outcome, seconds)
-    monitoring_logs.event_processed(
-        row_id=row.id,
-        event_id=row.event_id,
-        event_type=row.type,
-        processor_id=row.processor_id,
-        status=outcome,
-        attempt=row.attempts,
-        seconds=seconds,
-        request_ids=request_ids,
-        worker=worker,
-        actor=actor,
-        error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
-    )
+    _record_attempt(row, worker, actor, outcome, message, request_ids, seconds)
     values = {
         "row_id": row.id,
         "status": row.status,
@@ -218,19 +278,57 @@ def _finish(
         values["next_attempt_at"] = next_attempt_at
     conn = db.session.connection()
     conn.execute(_WRITE, values)
-    conn.execute(
-        _ATTEMPT,
-        {
-            "event_row_id": row.id,
-            "started_at": started,
-            "finished_at": finished,
-            "worker": worker[:64],
-            "actor": actor,
-            "outcome": outcome,
-            "message": (message or None) and message[:4000],
-            "stripe_request_ids": ids[:500] or None,
-        },
+    ids = ",".join(dict.fromkeys(request_ids))
+    conn.execute(_ATTEMPT, _attempt_values(row.id, worker, actor, started, finished, outcome, message, ids))
+
+
+def _record_attempt(
+    row: Any,
+    worker: str,
+    actor: str | None,
+    outcome: str,
+    message: str | None,
+    request_ids: list[str],
+    seconds: float,
+) -> None:
+    """An attempt's metrics and its log line (``row``: an :class:`EventRow` or a row with its columns)."""
+    metrics.event_processed(row.type, outcome, seconds)
+    monitoring_logs.event_processed(
+        row_id=row.id,
+        event_id=row.event_id,
+        event_type=row.type,
+        processor_id=row.processor_id,
+        status=outcome,
+        attempt=row.attempts,
+        seconds=seconds,
+        request_ids=request_ids,
+        worker=worker,
+        actor=actor,
+        error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
     )
+
+
+def _attempt_values(
+    row_id: int,
+    worker: str,
+    actor: str | None,
+    started: datetime,
+    finished: datetime,
+    outcome: str,
+    message: str | None,
+    request_ids: str,
+) -> dict[str, Any]:
+    """An ``event_attempt`` row (``request_ids``: the Stripe request ids, comma-separated)."""
+    return {
+        "event_row_id": row_id,
+        "started_at": started,
+        "finished_at": finished,
+        "worker": worker[:64],
+        "actor": actor,
+        "outcome": outcome,
+        "message": (message or None) and message[:4000],
+        "stripe_request_ids": request_ids[:500] or None,
+    }
 
 
 def record_failure(

@@ -116,11 +116,32 @@ class Ran:  # not a NamedTuple: its field ``count`` would shadow tuple.count
     handed_back: bool  # the database went away mid-batch
 
 
-def run_due(queue: Queue, worker: str, limit: int, run_one: Callable[[Held], Any]) -> Ran:
-    """Claim a batch of ``queue`` and run each row; hands the rest back when the database goes away."""
+def run_due(
+    queue: Queue,
+    worker: str,
+    limit: int,
+    run_one: Callable[[Held], Any],
+    run_together: Callable[[list[Held]], set[int]] | None = None,
+) -> Ran:
+    """Claim a batch of ``queue`` and run each row; hands the rest back when the database goes away.
+    ``run_together``: runs what it can of the batch at once first, and returns the ids it ran."""
     held = claim(queue, worker, limit)
     claimed_at = time.monotonic()
-    for i, one in enumerate(held):
+    until = claimed_at + current_app.config["WORKER_LEASE_SECONDS"]
+    rest = held
+    if run_together is not None and held:
+        together_lost: Exception | None = None
+        try:
+            done = run_together(held)
+            rest = [h for h in held if h.id not in done] if done else held
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            together_lost = exc
+        if together_lost is not None:
+            hand_back(queue, worker, held, together_lost, until=until)
+            return Ran(len(held), True)
+    for i, one in enumerate(rest):
         try:
             run_one(one)
             continue
@@ -129,9 +150,7 @@ def run_due(queue: Queue, worker: str, limit: int, run_one: Callable[[Held], Any
                 raise
             lost = exc
         # Outside the except block, so a failure here does not log the first one's traceback again.
-        hand_back(
-            queue, worker, held[i:], lost, until=claimed_at + current_app.config["WORKER_LEASE_SECONDS"]
-        )
+        hand_back(queue, worker, rest[i:], lost, until=until)
         return Ran(len(held), True)
     return Ran(len(held), False)
 
@@ -181,7 +200,7 @@ EVENTS = Queue(
         and_(StripeEvent.status == EV_PROCESSING, StripeEvent.locked_until < now),
     ),
     order=lambda: (StripeEvent.created, StripeEvent.id),  # oldest Stripe event first
-    columns=lambda: pipeline.KEY_COLUMNS,
+    columns=lambda: pipeline.CLAIM_COLUMNS,
     hold=lambda worker, now: {"status": EV_PROCESSING, "locked_by": worker},
     held_by=lambda worker, held: and_(StripeEvent.locked_by == worker, StripeEvent.status == EV_PROCESSING),
     back=lambda: {"status": EV_QUEUED, "locked_by": None, "locked_until": None, "next_attempt_at": utcnow()},
@@ -230,16 +249,22 @@ JOBS = Queue(
 
 
 def claim_events(worker: str, limit: int) -> list[pipeline.Claimed]:
-    return [pipeline.claimed(h.id, *h.row) for h in claim(EVENTS, worker, limit)]
+    return [_claimed(h) for h in claim(EVENTS, worker, limit)]
+
+
+def _claimed(h: Held) -> pipeline.Claimed:
+    return pipeline.claimed_row(h.id, h.token, *h.row)
 
 
 def run_events(worker: str) -> Ran:
-    """One batch of due events through the pipeline."""
+    """One batch of due events through the pipeline: those of a type with no handler ignored together, then
+    the others one by one."""
     return run_due(
         EVENTS,
         worker,
         current_app.config["WORKER_BATCH"],
-        lambda h: pipeline.process(pipeline.claimed(h.id, *h.row), worker),
+        lambda h: pipeline.process(_claimed(h), worker),
+        lambda held: pipeline.ignore_unhandled([_claimed(h) for h in held], worker),
     )
 
 
