@@ -115,11 +115,11 @@ def is_postgres() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def any_row(stmt: Any) -> bool:
-    """Whether ``stmt`` finds a row, by a plain read: queues are checked this way before a writer's
-    transaction is begun, so an idle worker does not take SQLite's write lock three times a second.
-    Ends its read transaction when nothing was found."""
-    found = db.session.execute(stmt.limit(1)).first() is not None
+def any_row(stmt: Any, params: dict[str, Any] | None = None) -> bool:
+    """Whether ``stmt`` (a select of one row at most) finds a row, by a plain read: queues are checked this
+    way before a writer's transaction is begun, so an idle worker does not take SQLite's write lock three
+    times a second. Ends its read transaction when nothing was found."""
+    found = db.session.connection().execute(stmt, params).first() is not None
     if not found:
         db.session.rollback()
     return found
