@@ -34,7 +34,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from admin.dbutil import immediate, lock_objects, rollback_quietly
+from admin.dbutil import immediate, lock_objects, rollback_quietly, rowcount
 from admin.extensions import db
 from admin.failures import database_unavailable, describe, is_transient, retry_delay
 from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
@@ -70,22 +70,22 @@ def worker_name() -> str:
 class Claimed(NamedTuple):
     id: int
     keys: list[str]  # the Stripe objects the event touches: its locks
-    type: str | None = None  # what the queue's claim read of the row (None: a replay's take)
-    processor_id: int | None = None
-    attempt: int | None = None  # the attempt this claim made
+    row: EventRow | None = None  # the row as the queue's claim left it (None: a replay's take; read then)
 
 
-# What the queue's claim reads with each row: its type, processor and locks.
-CLAIM_COLUMNS = (StripeEvent.type, StripeEvent.processor_id, *KEY_COLUMNS)
+# What the queue's claim returns of each row: what processing reads of it, then the objects it touches.
+CLAIM_COLUMNS = (*(getattr(StripeEvent, name) for name in EventRow.__slots__), *KEY_COLUMNS)
 
 
 def claimed(row_id: int, *keys: str | None) -> Claimed:
     return Claimed(row_id, sorted({k for k in keys if k}))
 
 
-def claimed_row(row_id: int, attempt: int | None, type: str, processor_id: int, *keys: str | None) -> Claimed:
-    """A row the queue claimed, with the attempt it made and the :data:`CLAIM_COLUMNS` it read."""
-    return Claimed(row_id, sorted({k for k in keys if k}), type, processor_id, attempt)
+def claimed_row(values: Sequence[Any]) -> Claimed:
+    """A row the queue claimed, from the :data:`CLAIM_COLUMNS` its claim returned."""
+    n = len(EventRow.__slots__)
+    row = EventRow(*values[:n])
+    return Claimed(row.id, sorted({k for k in values[n:] if k}), row)
 
 
 def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claimed:
@@ -105,8 +105,13 @@ def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claim
 # outcome and its attempt: Core statements built once, so an event costs no ORM flush of its own.
 _EVENT = StripeEvent.__table__
 _READ = select(*(_EVENT.c[name] for name in EventRow.__slots__)).where(_EVENT.c.id == bindparam("row_id"))
-# the columns set are the keys of the parameters given (status, status_reason, last_error, ...)
-_WRITE = update(_EVENT).where(_EVENT.c.id == bindparam("row_id"))
+# the columns set are the keys of the parameters given (status, status_reason, last_error, ...); only while
+# the row is still held by this worker (not taken by another after its lease ran out)
+_WRITE = update(_EVENT).where(
+    _EVENT.c.id == bindparam("row_id"),
+    _EVENT.c.status == EV_PROCESSING,
+    _EVENT.c.locked_by == bindparam("holder"),
+)
 _ATTEMPT = insert(EventAttempt.__table__)
 NO_HANDLER = "paydesk has no handler for "  # + the type: an ignored event's reason
 # Claimed events of a type with no handler, ignored together (:func:`ignore_unhandled`).
@@ -150,7 +155,9 @@ def process(
     try:
         immediate()
         lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
-        row = _read(row_id)
+        # The claim's copy is the row as it is: only the holder changes a held row (another worker may take
+        # it once its lease has run out, which the write at the end sees: all is rolled back then).
+        row = claimed.row if claimed.row is not None else _read(row_id)
         if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
             db.session.rollback()
             return None
@@ -175,7 +182,7 @@ def process(
                 row.status_reason = "; ".join(ctx.notes)[:2000] or None
             row.last_error = None
         status = row.status
-        _finish(
+        if not _finish(
             row,
             worker,
             actor,
@@ -184,7 +191,9 @@ def process(
             row.status_reason,
             ctx.reader.request_ids if ctx is not None else [],
             processed=True,
-        )
+        ):
+            db.session.rollback()
+            return None
         if on_done:
             on_done(row, None)
         db.session.commit()
@@ -214,12 +223,10 @@ def ignore_unhandled(claims: Sequence[Claimed], worker: str) -> set[int]:
     ids = [
         c.id
         for c in claims
-        if c.type is not None
-        and c.processor_id is not None
-        and c.attempt is not None
-        and c.attempt <= max_attempts
-        and handler_for(c.type) is None
-        and processor_ref(c.processor_id) is not None
+        if c.row is not None
+        and c.row.attempts <= max_attempts
+        and handler_for(c.row.type) is None
+        and processor_ref(c.row.processor_id) is not None
     ]
     if not ids:
         return set()
@@ -258,14 +265,14 @@ def _finish(
     *,
     processed: bool = False,
     next_attempt_at: datetime | None = None,
-) -> None:
+) -> bool:
     """Write the run's end: the event row released with its status (``processed_at`` set when ``processed``,
-    ``next_attempt_at`` when it is queued again) and its ``EventAttempt``; count it and log it."""
+    ``next_attempt_at`` when it is queued again) and its ``EventAttempt``; count it and log it. False (nothing
+    written) when the row is no longer held by ``worker``."""
     finished = utcnow()
-    seconds = max(0.0, (finished - started).total_seconds())
-    _record_attempt(row, worker, actor, outcome, message, request_ids, seconds)
     values = {
         "row_id": row.id,
+        "holder": worker,
         "status": row.status,
         "status_reason": row.status_reason,
         "last_error": row.last_error,
@@ -277,9 +284,13 @@ def _finish(
     if next_attempt_at is not None:
         values["next_attempt_at"] = next_attempt_at
     conn = db.session.connection()
-    conn.execute(_WRITE, values)
+    if not rowcount(conn.execute(_WRITE, values)):
+        return False
     ids = ",".join(dict.fromkeys(request_ids))
     conn.execute(_ATTEMPT, _attempt_values(row.id, worker, actor, started, finished, outcome, message, ids))
+    seconds = max(0.0, (finished - started).total_seconds())
+    _record_attempt(row, worker, actor, outcome, message, request_ids, seconds)
+    return True
 
 
 def _record_attempt(
@@ -372,7 +383,7 @@ def record_failure(
     rids = list(request_ids or []) + (
         [exc.request_id] if isinstance(exc, GatewayError) and exc.request_id else []
     )
-    _finish(
+    if not _finish(
         row,
         worker,
         actor,
@@ -382,7 +393,9 @@ def record_failure(
         rids,
         processed=status == EV_ERROR,
         next_attempt_at=retry_at,
-    )
+    ):
+        db.session.rollback()
+        return EV_ERROR
     if on_done:
         on_done(row, message)
     db.session.commit()

@@ -274,7 +274,7 @@ def claim_events(worker: str, limit: int) -> list[pipeline.Claimed]:
 
 
 def _claimed(h: Held) -> pipeline.Claimed:
-    return pipeline.claimed_row(h.id, h.token, *h.row)
+    return pipeline.claimed_row(h.row)
 
 
 def run_events(worker: str) -> Ran:

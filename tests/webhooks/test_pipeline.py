@@ -179,3 +179,18 @@ def test_a_replayed_unhandled_event_is_ignored_by_the_pipeline_itself(offline_pr
     assert pipeline.process(held, "replayer", actor=given) == "ignored"
     (attempt,) = db.session.scalars(select(EventAttempt)).all()
     assert attempt.actor == given and attempt.outcome == "ignored"
+
+
+@pytest.mark.postgres
+def test_an_event_taken_by_another_worker_meanwhile_is_left_to_it(offline_processor, world):
+    """The claim's copy of the row is used; if another worker took the row after the lease ran out, the
+    run's end sees it: nothing the handler wrote is kept, no attempt is recorded, the row stays theirs."""
+    pay = OneOff(world)
+    store_event(offline_processor, pay.event("charge.succeeded"))
+    (mine,) = queues.claim_events("w1", 1)
+    row = db.session.scalar(select(StripeEvent))
+    row.locked_by = "w2"  # w1 took too long: w2 claimed it after the lease
+    db.session.commit()
+    assert pipeline.process(mine, "w1") is None
+    assert (row.status, row.locked_by, row.attempts) == ("processing", "w2", 1)
+    assert count(Payment) == 0 and count(EventAttempt) == 0
