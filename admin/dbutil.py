@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import weakref
@@ -167,10 +168,6 @@ def lock_objects(keys: list[str]) -> None:
     worker's connection drops. No-op on SQLite, where a writer holds the whole database anyway."""
     if not keys or not is_postgres():
         return
-    import hashlib
-
-    from sqlalchemy import text
-
     ids = {
         int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys
     }
@@ -186,13 +183,12 @@ def lock_objects(keys: list[str]) -> None:
         return
     if tx is not None:
         sess.info[_LOCKED] = (weakref.ref(tx), held | set(wanted))
-    db.session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
-            "WITH ORDINALITY AS t(k, n) ORDER BY n"
-        ),
-        {"ks": wanted},
-    )
+    sess.connection().execute(_ADVISORY_LOCKS, {"ks": wanted})
+
+
+_ADVISORY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
 
 
 def rollback_quietly() -> None:
