@@ -8,9 +8,12 @@ What the worker runtime (``admin.worker``) runs for each event it claims, and wh
 * lock: on PostgreSQL, transaction-scoped advisory locks on every Stripe object the event touches
   (invoice, charge, intent, subscription, ...) keep events about the same object from running at the
   same time. SQLite runs one writer at a time anyway.
+* read: the claim's UPDATE .. RETURNING hands over the columns processing uses (a replay reads its row);
+  the run's end is written only while the row is still this worker's (see :func:`process`).
 * dispatch and apply: one transaction holds the business records its handler writes and the event's
   new status, so an event is applied entirely or not at all; a worker killed mid-event leaves the row
-  to be claimed again when its lease ends. Types with no handler are ``ignored`` with the reason.
+  to be claimed again when its lease ends. Types with no handler are ``ignored`` with the reason (those of a
+  claimed batch together: :func:`ignore_unhandled`).
 * fail: transient failures (Stripe 429/5xx/network after the gateway's own retries, database busy, a
   unique-key race with a concurrent event) are retried with the queues' backoff
   (``failures.retry_delay``) up to ``WORKER_MAX_ATTEMPTS``, then left in ``error``; permanent ones go
@@ -85,7 +88,7 @@ def claimed_row(values: Sequence[Any]) -> Claimed:
     """A row the queue claimed, from the :data:`CLAIM_COLUMNS` its claim returned."""
     n = len(EventRow.__slots__)
     row = EventRow(*values[:n])
-    return Claimed(row.id, sorted({k for k in values[n:] if k}), row)
+    return claimed(row.id, *values[n:])._replace(row=row)
 
 
 def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claimed:
