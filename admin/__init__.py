@@ -43,8 +43,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     engine_options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine_options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
-    else:
-        engine_options.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping: a connection idle for a while is pinged on checkout (extensions._ping_if_idle); one
+    # used moments ago is not (a ping was a round trip per transaction).
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
     if not app.config.get("OUTBOX_DIR"):
         app.config["OUTBOX_DIR"] = os.path.join(app.instance_path, "outbox")

@@ -1,6 +1,7 @@
 """Flask extensions, created unbound; ``create_app`` binds them."""
 
 import sqlite3
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from flask_login import LoginManager
@@ -9,8 +10,9 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, Table, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import Pool
 
 # Named constraints, so later migrations (and SQLite batch mode) can find and alter them.
 NAMING_CONVENTION = {
@@ -83,3 +85,35 @@ def _sqlite_begin(conn):
         raise DBAPIError.instance(
             sql, None, exc, sqlite3.Error, hide_parameters=True, dialect=conn.dialect
         ) from exc
+
+
+# A pooled server connection idle longer than this is pinged before it is handed out (a database restarted or
+# a network gone while it sat in the pool: replaced then, not used). One used moments ago is not: pinging it
+# was a round trip per transaction; if the server went away in those moments, its first statement fails as a
+# disconnect, SQLAlchemy drops every pooled connection, and the worker's retry or the request's 503 follows.
+PING_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "paydesk.idle_since"  # connection record info: time.monotonic() when it was checked in
+
+
+@event.listens_for(Pool, "checkin")
+def _note_idle(dbapi_conn, record):
+    if dbapi_conn is not None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+
+@event.listens_for(Pool, "checkout")
+def _ping_if_idle(dbapi_conn, record, _proxy):
+    """The pool's pre-ping, for server connections idle more than ``PING_IDLE_SECONDS`` (a new connection is
+    not pinged, nor is SQLite, which has no server to lose)."""
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        return
+    since = record.info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+        return
+    autocommit = dbapi_conn.autocommit  # outside a transaction, as SQLAlchemy's own ping
+    try:
+        dbapi_conn.autocommit = True
+        dbapi_conn.execute("SELECT 1")
+        dbapi_conn.autocommit = autocommit
+    except Exception as exc:  # noqa: BLE001 - any failure: this connection (and those pooled with it) is gone
+        raise InvalidatePoolError(f"ping failed: {exc}") from exc
