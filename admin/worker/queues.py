@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from flask import current_app
 from sqlalchemy import ColumnElement, DateTime, and_, bindparam, case, or_, select, update
 
-from admin.dbutil import any_row, immediate, retry_while_unavailable
+from admin.dbutil import any_row, immediate, is_postgres, retry_while_unavailable
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.failures import database_unavailable, describe
@@ -78,7 +78,10 @@ def claim(queue: Queue, worker: str, limit: int, *, due: ColumnElement | None = 
     now = utcnow()
     probe, take = _claim_statements(queue, limit) if due is None else _claim_build(queue, limit, due)
     params = {"now": now, "worker": worker, "until": now + _lease()}
-    if not any_row(probe, params):
+    # SQLite: a plain read first, so an idle worker takes no write lock. PostgreSQL: the UPDATE alone, which
+    # locks no row it does not match; a probe that found rows left a read transaction that its ROLLBACK
+    # ended (a round trip, and psycopg forgets every prepared statement of the connection on ROLLBACK).
+    if not is_postgres() and not any_row(probe, params):
         return []
     immediate()
     rows = list(db.session.connection().execute(take, params))
@@ -102,7 +105,7 @@ def _claim_statements(queue: Queue, limit: int) -> tuple[Any, Any]:
 
 
 def _claim_build(queue: Queue, limit: int, due: ColumnElement | None = None) -> tuple[Any, Any]:
-    """Two statements: a plain read of whether any row is due (an idle worker takes no write lock), and one
+    """Two statements: a plain read of whether any row is due (SQLite: an idle worker takes no write lock), and one
     UPDATE that holds up to ``limit`` due rows, oldest first (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so
     workers never wait for each other), and returns them: id, attempt made, the queue's columns, its order."""
     model = queue.model
