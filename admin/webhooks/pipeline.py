@@ -287,13 +287,49 @@ def _finish(
     if next_attempt_at is not None:
         values["next_attempt_at"] = next_attempt_at
     conn = db.session.connection()
-    if not rowcount(conn.execute(_WRITE, values)):
-        return False
     ids = ",".join(dict.fromkeys(request_ids))
-    conn.execute(_ATTEMPT, _attempt_values(row.id, worker, actor, started, finished, outcome, message, ids))
+    attempt = _attempt_values(row.id, worker, actor, started, finished, outcome, message, ids)
+    if conn.dialect.name == "postgresql":  # one round trip: the attempt is inserted only if the row was ours
+        attempt.pop("event_row_id")  # the UPDATE's row
+        stmt = _write_with_attempt(tuple(k for k in values if k not in ("row_id", "holder")), tuple(attempt))
+        if conn.execute(stmt, {**values, **{_A + k: v for k, v in attempt.items()}}).first() is None:
+            return False
+    else:
+        if not rowcount(conn.execute(_WRITE, values)):
+            return False
+        conn.execute(_ATTEMPT, attempt)
     seconds = max(0.0, (finished - started).total_seconds())
     _record_attempt(row, worker, actor, outcome, message, request_ids, seconds)
     return True
+
+
+_A = "attempt_"  # the attempt's parameters in :func:`_write_with_attempt`'s statement
+_WRITES_WITH_ATTEMPT: dict[tuple[str, ...], Any] = {}
+
+
+def _write_with_attempt(columns: tuple[str, ...], names: tuple[str, ...]) -> Any:
+    """PostgreSQL: :data:`_WRITE` setting ``columns`` and the run's ``EventAttempt`` (``names``: its columns
+    but the event's id, each given as ``attempt_<name>``) as one statement: the UPDATE in a WITH, the INSERT
+    taking its row (none when the row is no longer held), returning the attempt's id. Built once per set of
+    columns."""
+    stmt = _WRITES_WITH_ATTEMPT.get(columns)
+    if stmt is None:
+        done = (
+            _WRITE.values({c: bindparam(c, type_=_EVENT.c[c].type) for c in columns})
+            .returning(_EVENT.c.id)
+            .cte("done")
+        )
+        table = EventAttempt.__table__
+        stmt = (
+            insert(table)
+            .from_select(
+                ["event_row_id", *names],
+                select(done.c.id, *(bindparam(_A + n, type_=table.c[n].type) for n in names)),
+            )
+            .returning(table.c.id)
+        )  # rowcount is -1 here (psycopg): a row back says it was written
+        _WRITES_WITH_ATTEMPT[columns] = stmt
+    return stmt
 
 
 def _record_attempt(
