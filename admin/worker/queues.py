@@ -78,14 +78,21 @@ def claim(queue: Queue, worker: str, limit: int, *, due: ColumnElement | None = 
     now = utcnow()
     probe, take = _claim_statements(queue, limit) if due is None else _claim_build(queue, limit, due)
     params = {"now": now, "worker": worker, "until": now + _lease()}
-    # SQLite: a plain read first, so an idle worker takes no write lock. PostgreSQL: the UPDATE alone, which
-    # locks no row it does not match; a probe that found rows left a read transaction that its ROLLBACK
-    # ended (a round trip, and psycopg forgets every prepared statement of the connection on ROLLBACK).
-    if not is_postgres() and not any_row(probe, params):
-        return []
-    immediate()
-    rows = list(db.session.connection().execute(take, params))
-    db.session.commit()
+    postgres = is_postgres()
+    if postgres and not db.session().in_transaction():
+        # PostgreSQL: the UPDATE alone, outside a transaction (one statement is atomic by itself: no BEGIN and
+        # COMMIT round trips), and no probe first: the UPDATE locks no row it does not match, while a probe
+        # that found rows left a read transaction ended by a ROLLBACK, on which psycopg also forgets every
+        # prepared statement of the connection.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            rows = list(conn.execute(take, params))
+    else:
+        # SQLite: a plain read first, so an idle worker takes no write lock
+        if not postgres and not any_row(probe, params):
+            return []
+        immediate()
+        rows = list(db.session.connection().execute(take, params))
+        db.session.commit()
     keep = len(rows[0]) - len(queue.order()) if rows else 0
     rows.sort(key=lambda r: tuple(r[keep:]))  # RETURNING follows no order: oldest first, as selected
     first = 2 if queue.attempts else 1
