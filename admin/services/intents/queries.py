@@ -88,12 +88,16 @@ def sync_intent(
     stamp: int,
     row: StripePaymentIntent | None = None,
     looked_up: bool = False,
+    paid_for: Contribution | None = None,
+    flush: bool = True,
 ) -> StripePaymentIntent:
     """Bring the tracked intent in line with ``pi`` unless a later state is recorded already.
 
     ``row``: the tracked intent when the caller has looked it up already (``looked_up``: it did, and
     paydesk tracks none yet). ``stamp``: the Stripe time the state is from (an event's ``created``; now,
-    for an object just fetched).
+    for an object just fetched). ``paid_for``: the contribution the intent paid for, when the caller has
+    just recorded it (then it is not looked up). ``flush=False``: written with the caller's next flush (a
+    handler's, when its event commits; a new row has no id until then).
     """
     if row is None and not looked_up:
         row = by_intent_id(pi["id"])
@@ -122,7 +126,7 @@ def sync_intent(
         contact = linked_contact(processor.id, row.customer_id)
         row.contact_id = contact.id if contact else None
     if row.contribution_id is None:
-        contribution = contributions.by_intent(processor.id, pi["id"])
+        contribution = paid_for if paid_for is not None else contributions.by_intent(processor.id, pi["id"])
         row.contribution_id = contribution.id if contribution else None
     _note_error(row, pi, stamp)
     if row.flags == GONE:
@@ -130,7 +134,8 @@ def sync_intent(
     row.stripe_updated = max(row.stripe_updated or 0, int(stamp or 0))
     if new:
         db.session.add(row)
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return row
 
 

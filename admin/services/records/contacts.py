@@ -185,10 +185,8 @@ def link_customer(
 ) -> tuple[Contact, str]:
     """Link one Stripe customer to its contact (see ``CustomerMatcher``; ``unlinked``: the caller has just
     found it unlinked); returns the contact and "linked" (it was already) or how it was matched ("metadata",
-    "email", "created")."""
-    contact, how = CustomerMatcher(processor, [customer], unlinked=unlinked).link(customer)
-    db.session.flush()
-    return contact, how
+    "email", "created"). Does not flush: a new contact and link are inserted with the record that needs them."""
+    return CustomerMatcher(processor, [customer], unlinked=unlinked).link(customer)
 
 
 def contact_for_customer(

@@ -524,7 +524,15 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     if charge.get("status") != "succeeded" or charge.get("captured") is False:
         return None
     with db.session.no_autoflush:  # a contribution made just now is inserted later, once, with its totals
-        pay = charge_payment(c.processor_id, charge["id"])
+        # its payments are read anyway (refunds, totals): the charge's is looked for elsewhere only when not there
+        pay = next(
+            (
+                p
+                for p in c.payments
+                if p.trxn_id == charge["id"] and p.refund_id is None and p.processor_id == c.processor_id
+            ),
+            None,
+        ) or charge_payment(c.processor_id, charge["id"])
     if pay is None:
         amount = captured_amount(charge)
         fee, net = _fee_and_net(reader, charge, amount)

@@ -67,10 +67,12 @@ def sync_subscription(
     stamp: int,
     recur: ContributionRecur | None = None,
     looked_up: bool = False,
+    flush: bool = True,
 ) -> ContributionRecur:
     """Apply a subscription's state. ``stamp`` is when Stripe produced it (event ``created``).
     ``looked_up``: the caller has just looked its recurring contribution up in this transaction (``recur``,
-    None when there is none yet).
+    None when there is none yet). ``flush=False``: written with the caller's next flush (a handler's, when
+    its event commits; a new one has no id until then).
 
     An ended subscription never comes back (Stripe cannot restart one), so a
     late "updated" event cannot undo a cancellation, whatever the order.
@@ -105,5 +107,6 @@ def sync_subscription(
         from_unix(sub.get("canceled_at") or sub.get("ended_at")) if sub.get("status") in ENDED else None
     )
     recur.stripe_updated = max(recur.stripe_updated or 0, int(stamp or 0))
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return recur

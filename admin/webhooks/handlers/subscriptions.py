@@ -20,5 +20,5 @@ def subscription_changed(ctx: EventContext) -> None:
     if not ctx.row.refetch and recurring.is_stale(recur, ctx.created):
         sub = ctx.fresh_object()  # a newer state is applied already: use Stripe's current one
     recurring.sync_subscription(
-        ctx.reader, ctx.processor, sub, stamp=ctx.created, recur=recur, looked_up=True
+        ctx.reader, ctx.processor, sub, stamp=ctx.created, recur=recur, looked_up=True, flush=False
     )
