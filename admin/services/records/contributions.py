@@ -16,7 +16,7 @@ so the same events in any order leave the same records.
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from admin.dbutil import lock_objects, parse_id
 from admin.extensions import db
@@ -68,43 +68,67 @@ def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
 
 
 # -- finding ----------------------------------------------------------------------
+# The lookups every payment event makes are built once, with bound parameters (building a statement and its
+# cache key per call cost about as much as running it).
+
+_PROCESSOR = Contribution.processor_id == bindparam("processor_id")
+_BY_INVOICE = select(Contribution).where(_PROCESSOR, Contribution.invoice_id == bindparam("invoice_id"))
+_INTENT = Contribution.payment_intent_id == bindparam("intent_id")
+_TRXN = Contribution.trxn_id == bindparam("trxn_id")
+_BY_INTENT = select(Contribution).where(_PROCESSOR, _INTENT).order_by(Contribution.id).limit(1)
+_BY_INTENT_OR_TRXN = {  # by (intent given, trxn_id given): the contributions with either
+    (True, True): select(Contribution).where(_PROCESSOR, or_(_INTENT, _TRXN)).order_by(Contribution.id),
+    (True, False): select(Contribution).where(_PROCESSOR, _INTENT).order_by(Contribution.id),
+    (False, True): select(Contribution).where(_PROCESSOR, _TRXN).order_by(Contribution.id),
+}
+# an invoice's contribution, or (with an intent) a pending one made before the invoice existed
+_FOR_INVOICE = {  # by intent given
+    True: select(Contribution)
+    .where(_PROCESSOR, or_(Contribution.invoice_id == bindparam("invoice_id"), _INTENT))
+    .order_by(Contribution.id),
+    False: select(Contribution)
+    .where(_PROCESSOR, Contribution.invoice_id == bindparam("invoice_id"))
+    .order_by(Contribution.id),
+}
+_GIFT_WAITING = (
+    select(Contribution.id)
+    .where(
+        _PROCESSOR,
+        Contribution.customer_id == bindparam("customer_id"),
+        Contribution.status == PENDING,
+        Contribution.invoice_id.is_(None),
+        Contribution.recur_id.is_(None),
+        Contribution.donation_form_id.is_not(None),
+    )
+    .limit(1)
+)
+_CHARGE_PAYMENT = select(Payment).where(
+    Payment.processor_id == bindparam("processor_id"),
+    Payment.trxn_id == bindparam("charge_id"),
+    Payment.refund_id.is_(None),
+)
+_REFUND_PAYMENT = select(Payment).where(
+    Payment.processor_id == bindparam("processor_id"), Payment.refund_id == bindparam("refund_id")
+)
 
 
 def by_invoice(processor_id: int, invoice_id: str) -> Contribution | None:
-    return db.session.scalar(
-        select(Contribution).where(
-            Contribution.processor_id == processor_id, Contribution.invoice_id == invoice_id
-        )
-    )
+    return db.session.scalar(_BY_INVOICE, {"processor_id": processor_id, "invoice_id": invoice_id})
 
 
 def by_intent(processor_id: int, intent_id: str | None) -> Contribution | None:
     if not intent_id:
         return None
-    return db.session.scalar(
-        select(Contribution)
-        .where(Contribution.processor_id == processor_id, Contribution.payment_intent_id == intent_id)
-        .order_by(Contribution.id)
-        .limit(1)
-    )
+    return db.session.scalar(_BY_INTENT, {"processor_id": processor_id, "intent_id": intent_id})
 
 
 def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | None) -> Contribution | None:
     """The contribution for an intent (preferred) or, failing that, with this trxn_id: one query."""
-    conds = [
-        c
-        for c in (
-            Contribution.payment_intent_id == intent_id if intent_id else None,
-            Contribution.trxn_id == trxn_id if trxn_id else None,
-        )
-        if c is not None
-    ]
-    if not conds:
+    if not intent_id and not trxn_id:
         return None
     found = db.session.scalars(
-        select(Contribution)
-        .where(Contribution.processor_id == processor_id, or_(*conds))
-        .order_by(Contribution.id)
+        _BY_INTENT_OR_TRXN[bool(intent_id), bool(trxn_id)],
+        {"processor_id": processor_id, "intent_id": intent_id, "trxn_id": trxn_id},
     ).all()
     return next(
         (c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None
@@ -294,14 +318,7 @@ def _invoice_contribution(
     pi_id = invoice_payment_refs(inv)[1]
     # the invoice's contribution, else a pending one made before the invoice existed (donation form): one query
     found = db.session.scalars(
-        select(Contribution)
-        .where(
-            Contribution.processor_id == processor.id,
-            or_(Contribution.invoice_id == inv["id"], Contribution.payment_intent_id == pi_id)
-            if pi_id
-            else Contribution.invoice_id == inv["id"],
-        )
-        .order_by(Contribution.id)
+        _FOR_INVOICE[bool(pi_id)], {"processor_id": processor.id, "invoice_id": inv["id"], "intent_id": pi_id}
     ).all()
     c = next((x for x in found if x.invoice_id == inv["id"]), None)
     if c is None and pi_id:
@@ -348,18 +365,7 @@ def _gift_named_by_subscription(
     customer_id = sid(inv.get("customer"))
     if recur is None or not customer_id:
         return None
-    waiting = db.session.scalar(
-        select(Contribution.id)
-        .where(
-            Contribution.processor_id == processor.id,
-            Contribution.customer_id == customer_id,
-            Contribution.status == PENDING,
-            Contribution.invoice_id.is_(None),
-            Contribution.recur_id.is_(None),
-            Contribution.donation_form_id.is_not(None),
-        )
-        .limit(1)
-    )
+    waiting = db.session.scalar(_GIFT_WAITING, {"processor_id": processor.id, "customer_id": customer_id})
     if waiting is None:
         return None
     sub = reader.get("subscriptions", recur.subscription_id)
@@ -562,11 +568,7 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
 
 def charge_payment(processor_id: int, charge_id: str) -> Payment | None:
     """The payment row of a charge (not one of its refunds), if recorded."""
-    return db.session.scalar(
-        select(Payment).where(
-            Payment.processor_id == processor_id, Payment.trxn_id == charge_id, Payment.refund_id.is_(None)
-        )
-    )
+    return db.session.scalar(_CHARGE_PAYMENT, {"processor_id": processor_id, "charge_id": charge_id})
 
 
 def add_failed_payment(c: Contribution, charge: dict | None) -> Payment | None:
@@ -598,9 +600,7 @@ def record_refund(c: Contribution, charge_id: str, refund: dict) -> tuple[Paymen
     """One refund as a negative payment on ``c`` (once per refund id): what staff's refund writes at once and
     what ``charge.refunded`` / ``refund.*`` find already there. Returns (payment, made now)."""
     lock_objects([refund["id"]])
-    pay = db.session.scalar(
-        select(Payment).where(Payment.processor_id == c.processor_id, Payment.refund_id == refund["id"])
-    )
+    pay = db.session.scalar(_REFUND_PAYMENT, {"processor_id": c.processor_id, "refund_id": refund["id"]})
     counted = refund.get("status") in REFUND_COUNTED
     made = pay is None
     if pay is None:
@@ -646,9 +646,7 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
     for r in _refunds_of(reader, charge, bool(recorded)):
         pay = recorded.get(r["id"])
         if pay is None:  # recorded on another contribution of this processor? (never twice)
-            pay = db.session.scalar(
-                select(Payment).where(Payment.processor_id == c.processor_id, Payment.refund_id == r["id"])
-            )
+            pay = db.session.scalar(_REFUND_PAYMENT, {"processor_id": c.processor_id, "refund_id": r["id"]})
         counted = r.get("status") in REFUND_COUNTED
         if pay is None and counted:
             db.session.add(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from admin.extensions import db
 from admin.models import (
@@ -32,12 +32,15 @@ STATUS_OF = {
 ENDED = ("canceled", "incomplete_expired")
 
 
+_BY_SUBSCRIPTION = select(ContributionRecur).where(  # built once: every subscription and invoice event asks
+    ContributionRecur.processor_id == bindparam("processor_id"),
+    ContributionRecur.subscription_id == bindparam("subscription_id"),
+)
+
+
 def by_subscription(processor_id: int, subscription_id: str) -> ContributionRecur | None:
     return db.session.scalar(
-        select(ContributionRecur).where(
-            ContributionRecur.processor_id == processor_id,
-            ContributionRecur.subscription_id == subscription_id,
-        )
+        _BY_SUBSCRIPTION, {"processor_id": processor_id, "subscription_id": subscription_id}
     )
 
 
