@@ -67,6 +67,13 @@ def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
     enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
 
 
+def _assign(obj: object, **values: object) -> None:
+    """Set the attributes whose value differs: a value written again unchanged still costs a flush."""
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+
+
 # -- finding ----------------------------------------------------------------------
 # The lookups every payment event makes are built once, with bound parameters (building a statement and its
 # cache key per call cost about as much as running it).
@@ -237,9 +244,12 @@ def record_one_off_charge(
         )
         db.session.add(c)
     if c.status not in DONE:
-        c.trxn_id = charge["id"]
-    c.payment_intent_id = c.payment_intent_id or pi_id
-    c.customer_id = c.customer_id or sid(charge.get("customer"))
+        _assign(c, trxn_id=charge["id"])
+    _assign(
+        c,
+        payment_intent_id=c.payment_intent_id or pi_id,
+        customer_id=c.customer_id or sid(charge.get("customer")),
+    )
     completed = _complete(c, charge.get("created"))
     add_charge_payment(reader, c, charge)
     db.session.flush()  # a new contribution is inserted once, with its payment and totals (its id: the receipt)
@@ -346,12 +356,10 @@ def _invoice_contribution(
             payments=[],  # none yet: its payments are not loaded from the database
         )
         db.session.add(c)
-    c.invoice_id = inv["id"]
-    c.trxn_id = inv["id"]
+    _assign(c, invoice_id=inv["id"], trxn_id=inv["id"])
     if recur is not None:
-        c.recur_id = recur.id
-        c.contact_id = c.contact_id or recur.contact_id
-    c.payment_intent_id = c.payment_intent_id or pi_id
+        _assign(c, recur_id=recur.id, contact_id=c.contact_id or recur.contact_id)
+    _assign(c, payment_intent_id=c.payment_intent_id or pi_id)
     db.session.flush()
     return c
 
@@ -411,7 +419,7 @@ def record_invoice_paid(
     paid_at = (inv.get("status_transitions") or {}).get("paid_at") or (charge or {}).get("created")
     completed = _complete(c, paid_at or inv.get("created"))
     if charge is not None:
-        c.payment_intent_id = c.payment_intent_id or sid(charge.get("payment_intent"))
+        _assign(c, payment_intent_id=c.payment_intent_id or sid(charge.get("payment_intent")))
         add_charge_payment(reader, c, charge)
     if recur is not None and recur.status == RECUR_FAILING:
         recur.status = RECUR_IN_PROGRESS
@@ -619,7 +627,7 @@ def record_refund(c: Contribution, charge_id: str, refund: dict) -> tuple[Paymen
         )
         db.session.add(pay)
     else:
-        pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
+        _assign(pay, status=PAYMENT_REFUNDED if counted else PAYMENT_VOID)
     db.session.flush()
     recompute(c)
     return pay, made
@@ -666,7 +674,7 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
             )
         elif pay is not None:
             # a refund that failed or was cancelled gives the money back
-            pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
+            _assign(pay, status=PAYMENT_REFUNDED if counted else PAYMENT_VOID)
             if counted and pay.amount != -int(r["amount"]):  # corrected to Stripe's (reconciliation)
                 pay.amount = pay.net = -int(r["amount"])
 
@@ -699,12 +707,16 @@ def _totals(c: Contribution) -> None:
     pays = c.payments
     charges = [p for p in pays if p.amount > 0 and p.status == COMPLETED]
     refunds = [p for p in pays if p.amount < 0 and p.status == PAYMENT_REFUNDED]
-    c.fee_amount = sum(p.fee for p in charges)
-    c.net_amount = sum(p.net for p in charges) + sum(p.net for p in refunds)
-    c.refunded_amount = -sum(p.amount for p in refunds)
+    refunded = -sum(p.amount for p in refunds)
+    _assign(
+        c,
+        fee_amount=sum(p.fee for p in charges),
+        net_amount=sum(p.net for p in charges) + sum(p.net for p in refunds),
+        refunded_amount=refunded,
+    )
     if c.status in DONE:
         paid = sum(p.amount for p in charges) or c.amount
-        if c.refunded_amount <= 0:
-            c.status = COMPLETED
+        if refunded <= 0:
+            _assign(c, status=COMPLETED)
         else:
-            c.status = REFUNDED if c.refunded_amount >= paid else PARTIALLY_REFUNDED
+            _assign(c, status=REFUNDED if refunded >= paid else PARTIALLY_REFUNDED)
