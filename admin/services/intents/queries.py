@@ -92,6 +92,7 @@ def sync_intent(
     row: StripePaymentIntent | None = None,
     looked_up: bool = False,
     paid_for: Contribution | None = None,
+    made: bool = False,
     flush: bool = True,
 ) -> StripePaymentIntent:
     """Bring the tracked intent in line with ``pi`` unless a later state is recorded already.
@@ -99,7 +100,8 @@ def sync_intent(
     ``row``: the tracked intent when the caller has looked it up already (``looked_up``: it did, and
     paydesk tracks none yet). ``stamp``: the Stripe time the state is from (an event's ``created``; now,
     for an object just fetched). ``paid_for``: the contribution the intent paid for, when the caller has
-    just recorded it (then it is not looked up). ``flush=False``: written with the caller's next flush (a
+    just recorded it (then it is not looked up); ``made``: the caller made it just now from the intent's charge,
+    without a contact given, so for the same customer its contact is the customer's (not looked up either). ``flush=False``: written with the caller's next flush (a
     handler's, when its event commits; a new row has no id until then).
     """
     if row is None and not looked_up:
@@ -125,7 +127,11 @@ def sync_intent(
     # localstripe keeps no description on intents; paydesk's demo puts it in the metadata.
     row.description = pi.get("description") or row.description or metadata.get("description") or None
     row.referrer = row.referrer or (str(metadata["referrer"])[:255] if metadata.get("referrer") else None)
-    if row.contact_id is None:
+    if row.contact_id is None and made and paid_for is not None and paid_for.customer_id == row.customer_id:
+        row.contact_id = (
+            paid_for.contact_id
+        )  # the customer's (linked or made now), else its billing contact's
+    elif row.contact_id is None:
         contact = linked_contact(processor.id, row.customer_id)
         row.contact_id = contact.id if contact else None
     if row.contribution_id is None:

@@ -225,9 +225,23 @@ def record_one_off_charge(
 ) -> Contribution:
     """Complete the one-off contribution for a captured, succeeded charge and add its payment.
     ``contact``: whom a new contribution belongs to (an import may say); else found from the charge."""
+    return one_off_charge(reader, processor, charge, no_receipt=no_receipt, contact=contact)[0]
+
+
+def one_off_charge(
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    charge: dict,
+    *,
+    no_receipt: bool = False,
+    contact: Contact | None = None,
+) -> tuple[Contribution, bool]:
+    """``record_one_off_charge``, and whether the contribution was made now (its contact then is
+    ``contact``, else the charge's customer's, else the one its billing details name)."""
     pi_id = sid(charge.get("payment_intent"))
     lock_objects([k for k in (pi_id, charge["id"]) if k])
     c = by_intent_or_trxn(processor.id, pi_id, charge["id"])
+    made = c is None
     if c is None:
         c = Contribution(
             processor_id=processor.id,
@@ -255,7 +269,7 @@ def record_one_off_charge(
     db.session.flush()  # a new contribution is inserted once, with its payment and totals (its id: the receipt)
     if completed:
         _after_completed(c, c.customer_id, no_receipt)
-    return c
+    return c, made
 
 
 def record_failed_one_off(

@@ -20,11 +20,22 @@ def _current(ctx: EventContext) -> tuple[dict, StripePaymentIntent | None]:
 
 
 def _apply(
-    ctx: EventContext, pi: dict, tracked: StripePaymentIntent | None, paid_for: Contribution | None = None
+    ctx: EventContext,
+    pi: dict,
+    tracked: StripePaymentIntent | None,
+    paid_for: Contribution | None = None,
+    made: bool = False,
 ) -> StripePaymentIntent:
     """Apply the intent's state; written with the handler's next statement or when the event commits."""
     return intents.sync_intent(
-        ctx.processor, pi, stamp=ctx.created, row=tracked, looked_up=True, paid_for=paid_for, flush=False
+        ctx.processor,
+        pi,
+        stamp=ctx.created,
+        row=tracked,
+        looked_up=True,
+        paid_for=paid_for,
+        made=made,
+        flush=False,
     )
 
 
@@ -64,9 +75,9 @@ def intent_succeeded(ctx: EventContext) -> None:
         _apply(ctx, pi, tracked)
         ctx.ignore("succeeded intent has no charge")
         return
-    c = contributions.record_one_off_charge(ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt)
+    c, made = contributions.one_off_charge(ctx.reader, ctx.processor, charge, no_receipt=ctx.no_receipt)
     # the intent after its contribution: a new one is inserted once, with the contribution it paid for
-    intents.link_contribution(_apply(ctx, pi, tracked, paid_for=c), c)
+    intents.link_contribution(_apply(ctx, pi, tracked, paid_for=c, made=made), c)
 
 
 @handles("payment_intent.payment_failed")
