@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from flask import current_app
 from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import joinedload
 
 from admin.dbutil import lock_objects, parse_id
 from admin.extensions import db
@@ -79,23 +80,33 @@ def _assign(obj: object, **values: object) -> None:
 # cache key per call cost about as much as running it).
 
 _PROCESSOR = Contribution.processor_id == bindparam("processor_id")
-_BY_INVOICE = select(Contribution).where(_PROCESSOR, Contribution.invoice_id == bindparam("invoice_id"))
 _INTENT = Contribution.payment_intent_id == bindparam("intent_id")
 _TRXN = Contribution.trxn_id == bindparam("trxn_id")
+_INVOICE = Contribution.invoice_id == bindparam("invoice_id")
+_BY_INVOICE = select(Contribution).where(_PROCESSOR, _INVOICE)
 _BY_INTENT = select(Contribution).where(_PROCESSOR, _INTENT).order_by(Contribution.id).limit(1)
+
+
+def _with_payments(*where, recur: bool = False):
+    """The contributions found to record a payment on, oldest first, with their payments (the totals are summed
+    from them) and, for an invoice's, their recurring contribution (the subscription's, most often)."""
+    loads = (
+        (joinedload(Contribution.recur), joinedload(Contribution.payments))
+        if recur
+        else (joinedload(Contribution.payments),)
+    )
+    return select(Contribution).where(_PROCESSOR, *where).options(*loads).order_by(Contribution.id)
+
+
 _BY_INTENT_OR_TRXN = {  # by (intent given, trxn_id given): the contributions with either
-    (True, True): select(Contribution).where(_PROCESSOR, or_(_INTENT, _TRXN)).order_by(Contribution.id),
-    (True, False): select(Contribution).where(_PROCESSOR, _INTENT).order_by(Contribution.id),
-    (False, True): select(Contribution).where(_PROCESSOR, _TRXN).order_by(Contribution.id),
+    (True, True): _with_payments(or_(_INTENT, _TRXN)),
+    (True, False): _with_payments(_INTENT),
+    (False, True): _with_payments(_TRXN),
 }
-# an invoice's contribution, or (with an intent) a pending one made before the invoice existed
-_FOR_INVOICE = {  # by intent given
-    True: select(Contribution)
-    .where(_PROCESSOR, or_(Contribution.invoice_id == bindparam("invoice_id"), _INTENT))
-    .order_by(Contribution.id),
-    False: select(Contribution)
-    .where(_PROCESSOR, Contribution.invoice_id == bindparam("invoice_id"))
-    .order_by(Contribution.id),
+# by intent given: an invoice's contribution, or (with an intent) a pending one made before the invoice existed
+_FOR_INVOICE = {
+    True: _with_payments(or_(_INVOICE, _INTENT), recur=True),
+    False: _with_payments(_INVOICE, recur=True),
 }
 _GIFT_WAITING = (
     select(Contribution.id)
@@ -133,10 +144,14 @@ def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | N
     """The contribution for an intent (preferred) or, failing that, with this trxn_id: one query."""
     if not intent_id and not trxn_id:
         return None
-    found = db.session.scalars(
-        _BY_INTENT_OR_TRXN[bool(intent_id), bool(trxn_id)],
-        {"processor_id": processor_id, "intent_id": intent_id, "trxn_id": trxn_id},
-    ).all()
+    found = (
+        db.session.scalars(
+            _BY_INTENT_OR_TRXN[bool(intent_id), bool(trxn_id)],
+            {"processor_id": processor_id, "intent_id": intent_id, "trxn_id": trxn_id},
+        )
+        .unique()
+        .all()
+    )
     return next(
         (c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None
     )
@@ -336,19 +351,30 @@ def _failed_attempt(
 
 
 def _invoice_contribution(
-    reader: StripeReader, processor: PaymentProcessor, inv: dict, recur: ContributionRecur | None
-) -> Contribution:
+    reader: StripeReader, processor: PaymentProcessor, inv: dict
+) -> tuple[Contribution, ContributionRecur | None]:
+    """The invoice's contribution (a new one Pending) and its subscription's recurring contribution (made on
+    first sight of the subscription)."""
     lock_objects([inv["id"]])
     pi_id = invoice_payment_refs(inv)[1]
     # the invoice's contribution, else a pending one made before the invoice existed (donation form): one query
-    found = db.session.scalars(
-        _FOR_INVOICE[bool(pi_id)], {"processor_id": processor.id, "invoice_id": inv["id"], "intent_id": pi_id}
-    ).all()
+    found = (
+        db.session.scalars(
+            _FOR_INVOICE[bool(pi_id)],
+            {"processor_id": processor.id, "invoice_id": inv["id"], "intent_id": pi_id},
+        )
+        .unique()
+        .all()
+    )
     c = next((x for x in found if x.invoice_id == inv["id"]), None)
     if c is None and pi_id:
         c = next((x for x in found if x.payment_intent_id == pi_id), None)
         if c is not None and c.invoice_id not in (None, inv["id"]):
             c = None
+    sub_id = subscription_of_invoice(inv)
+    recur = c.recur if c is not None else None  # loaded with it
+    if recur is None or (recur.processor_id, recur.subscription_id) != (processor.id, sub_id):
+        recur = ensure_recur(reader, processor, sub_id) if sub_id else None
     if c is None:
         c = _gift_named_by_subscription(reader, processor, inv, recur)
     if c is None:
@@ -375,7 +401,7 @@ def _invoice_contribution(
         _assign(c, recur_id=recur.id, contact_id=c.contact_id or recur.contact_id)
     _assign(c, payment_intent_id=c.payment_intent_id or pi_id)
     db.session.flush()
-    return c
+    return c, recur
 
 
 def _gift_named_by_subscription(
@@ -411,24 +437,16 @@ def _line_description(inv: dict) -> str | None:
     return None
 
 
-def _recur_for_invoice(
-    reader: StripeReader, processor: PaymentProcessor, inv: dict
-) -> ContributionRecur | None:
-    sub_id = subscription_of_invoice(inv)
-    return ensure_recur(reader, processor, sub_id) if sub_id else None
-
-
 def record_invoice_finalized(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
     """The pending contribution for a recurring payment that is about to be collected."""
-    return _invoice_contribution(reader, processor, inv, _recur_for_invoice(reader, processor, inv))
+    return _invoice_contribution(reader, processor, inv)[0]
 
 
 def record_invoice_paid(
     reader: StripeReader, processor: PaymentProcessor, inv: dict, *, no_receipt: bool = False
 ) -> Contribution:
     """Complete the invoice's contribution (creating it for a renewal) and add the charge as its payment."""
-    recur = _recur_for_invoice(reader, processor, inv)
-    c = _invoice_contribution(reader, processor, inv, recur)
+    c, recur = _invoice_contribution(reader, processor, inv)
     charge = _invoice_charge(reader, inv)
     paid_at = (inv.get("status_transitions") or {}).get("paid_at") or (charge or {}).get("created")
     completed = _complete(c, paid_at or inv.get("created"))
@@ -457,8 +475,7 @@ def _subscription_after_first_payment(
 
 
 def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
-    recur = _recur_for_invoice(reader, processor, inv)
-    c = _invoice_contribution(reader, processor, inv, recur)
+    c, recur = _invoice_contribution(reader, processor, inv)
     charge = _invoice_charge(reader, inv, succeeded_only=False)
     fail(c, failure_message(charge or {}) or failure_message(inv) or "invoice payment failed")
     add_failed_payment(c, charge)
