@@ -160,11 +160,20 @@ def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | N
 # -- which path: a charge or intent that belongs to an invoice is never a one-off -----
 
 
-def invoice_of_intent(reader: StripeReader, processor: PaymentProcessor, pi: dict) -> str | None:
-    """The invoice a PaymentIntent pays, in either API shape; None for a one-off."""
+def invoice_of_intent(
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    pi: dict,
+    *,
+    known: Contribution | None = None,
+    looked_up: bool = False,
+) -> str | None:
+    """The invoice a PaymentIntent pays, in either API shape; None for a one-off. ``looked_up``: the caller has
+    just looked the intent's contribution up (``by_intent``): ``known``, None when there is none."""
     if "invoice" in pi:  # older API versions and localstripe: authoritative, even when null
         return sid(pi.get("invoice"))
-    known = by_intent(processor.id, pi["id"])
+    if not looked_up:
+        known = by_intent(processor.id, pi["id"])
     if known and known.invoice_id:
         return known.invoice_id
     found = reader.list_optional(
@@ -187,7 +196,10 @@ def invoice_of_charge(reader: StripeReader, processor: PaymentProcessor, charge:
         if known and known.invoice_id:
             return known.invoice_id
         pi = reader.expanded("payment_intents", charge.get("payment_intent"), required=("status",))
-        return invoice_of_intent(reader, processor, pi) if pi is not None else None  # not None: it has an id
+        # not None: it has an id
+        return (
+            invoice_of_intent(reader, processor, pi, known=known, looked_up=True) if pi is not None else None
+        )
     if "invoice" in charge:
         return None
     found = reader.list_optional(
