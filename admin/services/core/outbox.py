@@ -34,7 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 
 from admin.dbutil import (
     immediate,
@@ -148,6 +148,21 @@ def enqueue(kind: str, what: str, payload: dict[str, Any], processor_id: int | N
     )
 
 
+# The task-row writes of a run, built once (Core, by id and the claim's attempt): a run reads no row back.
+_TASKS = OutboxTask.__table__
+_OURS = (_TASKS.c.id == bindparam("task_id"), _TASKS.c.attempts == bindparam("attempt"))
+_BEGIN = (
+    update(_TASKS)
+    .where(*_OURS, _TASKS.c.status.in_([EV_PROCESSING, SENDING]))
+    .values(status=SENDING, locked_until=bindparam("lease"))
+)
+_DONE = (
+    update(_TASKS)
+    .where(*_OURS)
+    .values(status=EV_SUCCESS, done_at=bindparam("now"), last_error=None, locked_until=None)
+)
+
+
 def begin_side_effect(task: OutboxTask) -> None:
     """Call just before a side effect that must not be repeated: commits the task as ``sending``, leased
     for the side effect plus the retries that record it. Raises ``LeaseLost`` when another worker has
@@ -160,16 +175,7 @@ def begin_side_effect(task: OutboxTask) -> None:
     _holding.record_until = time.monotonic() + hold - LEASE_MARGIN_SECONDS
     immediate()
     taken = rowcount(
-        db.session.execute(
-            update(OutboxTask)
-            .where(
-                OutboxTask.id == task_id,
-                OutboxTask.attempts == attempt,
-                OutboxTask.status.in_([EV_PROCESSING, SENDING]),
-            )
-            .values(status=SENDING, locked_until=lease)
-            .execution_options(synchronize_session=False)
-        )
+        db.session.connection().execute(_BEGIN, {"task_id": task_id, "attempt": attempt, "lease": lease})
     )
     db.session.commit()
     if not taken:
@@ -240,12 +246,7 @@ def run_one(task_id: int, attempt: int, *, claimed: tuple | None = None) -> None
     def done() -> None:
         # One UPDATE, not a read and a write: the row lock it takes keeps a new claimer out until the commit.
         ours = rowcount(
-            db.session.execute(
-                update(OutboxTask)
-                .where(OutboxTask.id == task_id, OutboxTask.attempts == attempt)
-                .values(status=EV_SUCCESS, done_at=utcnow(), last_error=None, locked_until=None)
-                .execution_options(synchronize_session=False)
-            )
+            db.session.connection().execute(_DONE, {"task_id": task_id, "attempt": attempt, "now": utcnow()})
         )
         if not ours:  # claimed again after our lease: theirs to record
             db.session.rollback()

@@ -16,6 +16,7 @@ import logging
 import secrets
 import socket
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -66,13 +67,13 @@ class Change:
     previous: dict[str, Any] = field(default_factory=dict)  # the attributes that changed, as they were
 
 
-def queue(session: Session, changes: list[Change]) -> int:
-    """One delivery (and outbox task) per change and URL that wants it; returns how many. Does not commit."""
-    if not changes:
-        return 0
+def queue(session: Session, changes: Iterable[Change]) -> int:
+    """One delivery (and outbox task) per change and URL that wants it; returns how many. Does not commit.
+    ``changes`` is read only when a URL wants notifications (and all of it before the first delivery is added)."""
     hooks = endpoints.wanting(session)
     if not hooks:
         return 0
+    changes = list(changes)
     made: list[tuple[NotificationDelivery, int | None]] = []
     for change in changes:
         wanted = [id_ for id_, types in hooks if change.type in types]

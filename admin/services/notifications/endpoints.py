@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import delete, event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, UOWTransaction
 
 from admin import crypto
 from admin.dbutil import immediate
@@ -162,8 +162,11 @@ def forget_cached(*_args) -> None:
         _none_until.clear()
 
 
-def _note_change(session: Session, _context) -> None:
-    if any(isinstance(obj, NotificationEndpoint) for obj in (*session.new, *session.dirty, *session.deleted)):
+_ENDPOINTS = NotificationEndpoint.__mapper__
+
+
+def _note_change(session: Session, flush_context: UOWTransaction) -> None:
+    if flush_context.mappers.get(_ENDPOINTS):  # this flush writes a URL: added, changed or removed
         forget_cached()
         session.info["paydesk_endpoints_changed"] = True
 

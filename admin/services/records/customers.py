@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from admin.config import VERSION
 from admin.dbutil import immediate, parse_id
@@ -40,10 +40,17 @@ from admin.services.records.customer_sync import customer_fields, request_metada
 from admin.services.settings.processors import processor_ref
 from admin.stripe_gateway import Gateway, GatewayError
 
+_CONTACTS = Contact.__table__
+# What a push writes of a contact (``customer_fields``), read by one statement built once.
+_PUSHED = select(_CONTACTS.c.id, _CONTACTS.c.display_name, _CONTACTS.c.email).where(
+    _CONTACTS.c.id == bindparam("contact_id")
+)
+
 
 @runner("customer_metadata")
 def push_metadata(task: OutboxTask) -> None:
-    contact = db.session.get(Contact, task.payload["contact_id"])
+    row = db.session.connection().execute(_PUSHED, {"contact_id": task.payload["contact_id"]}).first()
+    contact = SimpleNamespace(id=row.id, display_name=row.display_name, email=row.email) if row else None
     # the worker's cached copy (its key decrypted once), as the events' own Stripe reads use
     processor = processor_ref(task.processor_id) if task.processor_id is not None else None
     if contact is None or processor is None:

@@ -61,6 +61,36 @@ def test_customer_metadata_push_for_a_deleted_customer_is_an_error_at_once(app, 
     assert task.status == "error" and task.attempts == 1 and "No such object" in task.last_error
 
 
+def test_customer_metadata_push_sends_the_contact_as_it_is_now_or_nothing_once_it_is_gone(
+    app, offline_processor
+):
+    from admin.models import Contact
+    from admin.services.records.customer_sync import request_metadata_sync
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        world = StripeWorld(rsps)
+        kept, gone = (
+            Contact(display_name="Ada Lovelace", email="ada@example.org"),
+            Contact(email="x@example.org"),
+        )
+        db.session.add_all([kept, gone])
+        db.session.flush()
+        request_metadata_sync(offline_processor.id, "cus_kept", kept)
+        request_metadata_sync(offline_processor.id, "cus_gone", gone)
+        db.session.delete(gone)
+        kept.email = (
+            "ada.l@example.org"  # changed after the push was asked for: the push sends what is stored
+        )
+        db.session.commit()
+        world.add({"id": "cus_kept", "object": "customer"})
+        queues.run_outbox("test")
+        assert [(path, form["name"], form["email"]) for path, form in world.updates] == [
+            ("/v1/customers/cus_kept", "Ada Lovelace", "ada.l@example.org")
+        ]
+    statuses = db.session.execute(select(OutboxTask.key, OutboxTask.status).order_by(OutboxTask.id)).all()
+    assert [status for _, status in statuses] == ["success", "success"]
+
+
 # -- receipts through a database outage: sent once, recorded once ------------------------------
 
 

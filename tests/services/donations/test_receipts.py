@@ -69,3 +69,35 @@ def test_no_receipt_when_the_form_has_receipts_off(app, offline_processor):
         donation_form_id=quiet.id,
     )
     assert build_receipt(_gift(offline_processor, recur=recur)) is None  # renewals of that form too
+
+
+def test_receipt_boundary_is_never_a_line_of_its_bodies(app, offline_processor, monkeypatch):
+    import email
+    import email.policy
+    import random
+
+    # The first boundary drawn is a line of the plain text (the site's name ends it): another one is used.
+    taken = "===============0000000000000000001=="
+    app.config["SITE_NAME"] = f"--{taken}"
+    draws = iter([1, 2])
+    monkeypatch.setattr(random, "randrange", lambda *_a, **_k: next(draws))
+    msg = build_receipt(_gift(offline_processor))
+    raw = bytes(msg)
+    assert msg.get_boundary() != taken
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    text = parsed.get_body(("plain",)).get_content()
+    assert text.startswith("Dear Ada Lovelace,") and text.endswith(f"\n--{taken}\n")
+    assert f"--{taken}" in parsed.get_body(("html",)).get_content()
+
+
+def test_receipt_bytes_keep_one_boundary_and_headers_in_order(app, offline_processor):
+    msg = build_receipt(_gift(offline_processor))
+    raw = bytes(msg)
+    head, _, body = raw.partition(b"\n\n")
+    names = [line.split(b":")[0] for line in head.split(b"\n") if line and not line.startswith(b" ")]
+    assert names == [b"From", b"To", b"Subject", b"MIME-Version", b"Content-Type"]
+    boundary = msg.get_boundary()
+    assert boundary and boundary.startswith("=" * 15) and boundary.endswith("==")
+    assert f'boundary="{boundary}"'.encode() in head
+    assert body.count(f"--{boundary}".encode()) == 3  # before each of the two parts, and the end

@@ -212,6 +212,45 @@ def test_the_delivery_is_queued_in_the_transaction_of_the_change(allow_private, 
     assert task.key == f"notification:{d.id}" and d.task_id == task.id and task.status == "queued"
 
 
+def test_only_changes_that_notify_and_survive_the_transaction_are_queued(allow_private, offline_processor):
+    kept = Contribution(processor_id=offline_processor.id, amount=500, currency="usd", status="Pending")
+    gone = Contribution(processor_id=offline_processor.id, amount=700, currency="usd", status="Pending")
+    r = ContributionRecur(
+        processor_id=offline_processor.id,
+        subscription_id="sub_n1",
+        amount=500,
+        currency="usd",
+        status="Pending",
+    )
+    db.session.add_all([kept, gone, r])
+    db.session.commit()
+    endpoints.add_endpoint("http://127.0.0.1:9/never")
+    kept.status = gone.status = "Completed"
+    r.status, r.failure_count = "In Progress", 0
+    db.session.flush()  # noted here...
+    db.session.delete(gone)  # ...and deleted before the commit: no one hears of it
+    kept.description = "a change that notifies nothing"
+    db.session.commit()
+    rows = db.session.scalars(select(NotificationDelivery).order_by(NotificationDelivery.id)).all()
+    assert sorted((d.type, d.object_id) for d in rows) == sorted(
+        [("contribution.completed", kept.id), ("recurring.status_changed", r.id)]
+    )
+    bodies = {d.type: json.loads(d.body)["data"] for d in rows}
+    assert bodies["contribution.completed"]["previous_attributes"] == {"status": "Pending"}
+    assert bodies["recurring.status_changed"]["previous_attributes"] == {"status": "Pending"}
+    assert bodies["recurring.status_changed"]["object"]["status"] == "In Progress"
+
+
+def test_a_url_added_with_a_change_in_one_transaction_is_sent_that_change(allow_private, offline_processor):
+    assert endpoints.wanting(db.session) == []  # "nobody listens", remembered
+    db.session.rollback()
+    c = Contribution(processor_id=offline_processor.id, amount=500, currency="usd", status="Completed")
+    db.session.add(c)
+    endpoints.add_endpoint("http://127.0.0.1:9/never")  # its flush clears the memory; one commit for both
+    (d,) = db.session.scalars(select(NotificationDelivery)).all()
+    assert (d.type, d.object_id) == ("contribution.completed", c.id)
+
+
 @pytest.mark.parametrize(
     "url, message",
     [
