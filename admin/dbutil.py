@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import weakref
@@ -64,15 +65,22 @@ def parse_id(value: Any) -> int | None:
     return parse_whole(value, 1, MAX_ID)
 
 
-def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bool:
+# PostgreSQL NOTIFY channel: a queued event was stored (an idle worker wakes at once, ``admin.worker.wakeup``).
+EVENTS_CHANNEL = "paydesk_events"
+
+
+def insert_ignore(
+    model: Any, values: dict[str, Any], conflict: list[str], *, notify: str | None = None
+) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted. Does not commit.
 
     The statement is built once per table, conflict target and dialect and
     run with the values as parameters (building it per call was a third of a
-    webhook request's CPU).
+    webhook request's CPU). ``notify``: on PostgreSQL, a row inserted also sends a notification on that
+    channel (``pg_notify`` in the same statement: no round trip of its own), delivered at commit.
     """
     dialect = db.session.get_bind().dialect.name
-    key = (model, tuple(conflict), dialect)
+    key = (model, tuple(conflict), dialect, notify)
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:
         # Core: an ORM-entity insert with params takes the bulk path
@@ -83,7 +91,10 @@ def insert_ignore(model: Any, values: dict[str, Any], conflict: list[str]) -> bo
         else:  # pragma: no cover - other databases: a plain insert, conflicts raise
             stmt = insert(model.__table__)
         # rowcount is unreliable here (psycopg reports -1 with RETURNING): ask for a row back.
-        stmt = _INSERT_IGNORE[key] = stmt.returning(*model.__table__.primary_key.columns)
+        returned = [*model.__table__.primary_key.columns]
+        if notify and dialect == "postgresql":
+            returned.append(func.pg_notify(notify, ""))
+        stmt = _INSERT_IGNORE[key] = stmt.returning(*returned)
     return db.session.execute(stmt, values).first() is not None
 
 
@@ -115,11 +126,11 @@ def is_postgres() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def any_row(stmt: Any) -> bool:
-    """Whether ``stmt`` finds a row, by a plain read: queues are checked this way before a writer's
-    transaction is begun, so an idle worker does not take SQLite's write lock three times a second.
-    Ends its read transaction when nothing was found."""
-    found = db.session.execute(stmt.limit(1)).first() is not None
+def any_row(stmt: Any, params: dict[str, Any] | None = None) -> bool:
+    """Whether ``stmt`` (a select of one row at most) finds a row, by a plain read: queues are checked this
+    way before a writer's transaction is begun, so an idle worker does not take SQLite's write lock three
+    times a second. Ends its read transaction when nothing was found."""
+    found = db.session.connection().execute(stmt, params).first() is not None
     if not found:
         db.session.rollback()
     return found
@@ -157,10 +168,6 @@ def lock_objects(keys: list[str]) -> None:
     worker's connection drops. No-op on SQLite, where a writer holds the whole database anyway."""
     if not keys or not is_postgres():
         return
-    import hashlib
-
-    from sqlalchemy import text
-
     ids = {
         int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys
     }
@@ -176,13 +183,12 @@ def lock_objects(keys: list[str]) -> None:
         return
     if tx is not None:
         sess.info[_LOCKED] = (weakref.ref(tx), held | set(wanted))
-    db.session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) "
-            "WITH ORDINALITY AS t(k, n) ORDER BY n"
-        ),
-        {"ks": wanted},
-    )
+    sess.connection().execute(_ADVISORY_LOCKS, {"ks": wanted})
+
+
+_ADVISORY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
 
 
 def rollback_quietly() -> None:

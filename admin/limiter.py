@@ -10,7 +10,9 @@ Each app gets its own ``Limiter`` (``init_limiter``); views are limited with
 process (tests) never share a storage object by accident. A limit that must only count some
 requests (those that passed a check first) is spent inside the view with :func:`spend`; inside
 :func:`counted_in_session` the SQL counters are written in ``db.session``'s transaction instead of their own
-(the caller commits them together with what it wrote: one transaction where there were two).
+(the caller commits them together with what it wrote: one transaction where there were two). A view limited
+with ``limit_view(..., with_view=True)`` has its counter written that way too, in the transaction its first
+commit ends (see :func:`limit_view`).
 
 Every per-client limit counts a client by :func:`network_of` its address: an IPv4 address
 alone, an IPv6 address by its /64 (one home, or one server, has a whole /64 and could otherwise
@@ -27,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import wraps
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
@@ -35,7 +39,9 @@ from limits.storage import Storage
 from sqlalchemy import bindparam, case, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
+from admin.dbutil import immediate
 from admin.extensions import db
 from admin.models import LimiterCounter
 
@@ -250,12 +256,49 @@ def limit_view(
     scope: str,
     on_breach: Callable[[RequestLimit], Response | None],
     exempt_when: Callable[[], bool] | None = None,
+    with_view: bool = False,
 ) -> None:
-    """Wrap the view of ``endpoint`` in a limit shared by every view given the same ``scope``."""
+    """Wrap the view of ``endpoint`` in a limit shared by every view given the same ``scope``.
+
+    ``with_view``: the SQL counter is written in ``db.session``'s transaction, begun as a writer before the
+    limit is checked, and committed with whatever the view writes until its first commit (a payment request:
+    the counter, the form's read, the spent token and the form's counter in one transaction, where there
+    were three). An answer given before that (a refusal by the limit, a 404, an early "invalid") commits the
+    counter alone when the view returns; an unexpected error rolls it back with the rest. Only for a view
+    that commits before it waits on anything (Stripe): the write lock is held until then."""
     limiter: Limiter = app.extensions["paydesk_limiter"]
     decorate = limiter.shared_limit(
         limit, scope=scope, key_func=key_func, on_breach=on_breach, exempt_when=exempt_when
     )
+    view = decorate(app.view_functions[endpoint])
     # The decorator keeps the view's signature, but Flask types a view as "sync or async" and mypy joins
     # that union into one callable that matches neither.
-    app.view_functions[endpoint] = decorate(app.view_functions[endpoint])  # type: ignore[assignment]
+    app.view_functions[endpoint] = _counted_with(view) if with_view else view  # type: ignore[assignment]
+
+
+def _counted_with(view: Callable[..., Any]) -> Callable[..., Any]:
+    """``view`` (a limited one) with its SQL counter in the transaction its first commit ends: see
+    :func:`limit_view`'s ``with_view``."""
+
+    @wraps(view)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        immediate()
+        first = db.session().get_transaction()
+        token = _IN_SESSION.set(True)
+        try:
+            answer = view(*args, **kwargs)
+        except HTTPException:  # the limit's refusal, a 404: answers, not failures
+            _end(first)
+            raise
+        finally:
+            _IN_SESSION.reset(token)
+        _end(first)
+        return answer
+
+    return counted
+
+
+def _end(first: Any) -> None:
+    """Commit the transaction :func:`_counted_with` began when the view left it open."""
+    if first is not None and db.session().get_transaction() is first:
+        db.session.commit()

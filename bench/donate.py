@@ -391,6 +391,24 @@ def profile_payments(stack: Stack, n: int, top: int = 30) -> str:
     env = {"REMOTE_ADDR": "127.0.0.1"}
     for body in bodies[:3]:  # warm: connections, SDK clients, imports
         client.post(url, json=body, environ_base=env)
+    from sqlalchemy import event
+
+    from admin.extensions import db
+    from admin.stripe_gateway import call_counts
+
+    counts = {"statements": 0, "commits": 0}
+
+    def statement(*_args) -> None:
+        counts["statements"] += 1  # every statement sent to the database (BEGIN included), pre-pings not
+
+    def commit(*_args) -> None:
+        counts["commits"] += 1
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    stripe_before = sum(call_counts().values())
     prof = cProfile.Profile()
     cpu, t0 = time.thread_time(), time.perf_counter()
     prof.enable()
@@ -400,16 +418,19 @@ def profile_payments(stack: Stack, n: int, top: int = 30) -> str:
     )
     prof.disable()
     cpu, elapsed = time.thread_time() - cpu, time.perf_counter() - t0
-    with app.app_context():
-        from admin.extensions import db
-
-        db.engine.dispose()
+    event.remove(engine, "before_cursor_execute", statement)
+    event.remove(engine, "commit", commit)
+    stripe_calls = sum(call_counts().values()) - stripe_before
+    engine.dispose()
     out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
     out.write(
         f"cProfile of {n} payment requests on {stack.backend} ({ok} succeeded) in {elapsed:.2f} s, "
         f"{1000 * cpu / n:.1f} ms of this thread's CPU each under the profiler (Stripe's CPU is localstripe's)\n"
+        f"per payment (counts, not times: the machine's load does not change them): "
+        f"{stats.total_calls / n:,.0f} Python function calls, {counts['statements'] / n:.1f} SQL statements "
+        f"(BEGIN included), {counts['commits'] / n:.1f} commits, {stripe_calls / n:.1f} Stripe calls\n"
     )
-    stats = pstats.Stats(prof, stream=out)
     stats.sort_stats("cumulative")
     out.write("\n-- paydesk functions by cumulative time --\n")
     stats.print_stats(r"admin/", top)

@@ -175,3 +175,65 @@ def test_page_views_are_not_counted_unless_configured(app, offline_processor):
     assert (
         db.session.scalar(select(func.count()).select_from(LimiterCounter)) == 0
     )  # a page view writes nothing
+
+
+@pytest.mark.postgres
+def test_a_view_counted_with_its_first_transaction(app):
+    """``limit_view(..., with_view=True)`` (the payment request): the counter is written in the transaction the
+    view's first commit ends, so it is kept or undone with what the view wrote; an answer given before any
+    commit (the limit's refusal, a 404, an early return) keeps the count, an unexpected error undoes it."""
+    from flask import abort
+    from sqlalchemy import func, select
+
+    from admin.extensions import csrf
+    from admin.limiter import limit_view
+    from admin.models import LimiterCounter, SpentFormToken
+    from admin.security import public
+    from admin.timeutil import utcnow
+
+    def write(nonce: str) -> None:
+        db.session.add(SpentFormToken(nonce=nonce, spent_at=utcnow()))
+        db.session.flush()
+
+    @csrf.exempt
+    @public
+    def counted_view(what: str):
+        if what == "missing":
+            abort(404)
+        if what == "early":
+            return "early"
+        write(what)
+        if what == "fails":
+            raise RuntimeError("unexpected")
+        db.session.commit()
+        return "written"
+
+    app.add_url_rule("/counted/<what>", "counted", counted_view, methods=["POST"])
+    limit_view(
+        app,
+        "counted",
+        lambda: "4 per minute",
+        key_func=lambda: "192.0.2.1",
+        scope="counted-test",
+        on_breach=lambda _limit: None,
+        with_view=True,
+    )
+    client = app.test_client()
+
+    def counted() -> int:
+        db.session.rollback()
+        return db.session.scalar(select(func.coalesce(func.sum(LimiterCounter.count), 0))) or 0
+
+    def tokens() -> set[str]:
+        return set(db.session.scalars(select(SpentFormToken.nonce)))
+
+    assert client.post("/counted/one").get_data(as_text=True) == "written"
+    assert counted() == 1 and tokens() == {"one"}
+    assert client.post("/counted/early").status_code == 200 and counted() == 2
+    assert client.post("/counted/missing").status_code == 404 and counted() == 3
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    assert client.post("/counted/fails").status_code == 500
+    assert counted() == 3 and tokens() == {"one"}, "undone with the view's own write"
+    assert client.post("/counted/two").status_code == 200 and counted() == 4
+    assert client.post("/counted/three").status_code == 429 and counted() == 5, "the refusal is counted"
+    assert tokens() == {"one", "two"}

@@ -48,18 +48,7 @@ def _rows_for(session) -> list[tuple[Any, dict[str, Any]]]:
     new = set(session.new)
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, StripeCustomer) and obj in new:
-            rows.append(
-                (
-                    obj,
-                    {
-                        "topic": "customer",
-                        "processor_id": obj.processor_id,
-                        "object_id": obj.customer_id,
-                        "record_type": "stripe_customer",
-                        "record_id": obj.id,
-                    },
-                )
-            )
+            rows.append((obj, customer_row(obj)))
         elif isinstance(obj, Payment) and obj in new:
             if obj.charge_id and not obj.refund_id and (obj.amount or 0) > 0:
                 rows.append(
@@ -104,6 +93,24 @@ def _rows_for(session) -> list[tuple[Any, dict[str, Any]]]:
     return rows
 
 
+def customer_row(link: StripeCustomer) -> dict[str, Any]:
+    """The feed row of a new Stripe customer link (its id known)."""
+    return {
+        "topic": "customer",
+        "processor_id": link.processor_id,
+        "object_id": link.customer_id,
+        "record_type": "stripe_customer",
+        "record_id": link.id,
+    }
+
+
+def note(session, row: dict[str, Any]) -> None:
+    """Feed ``row`` (e.g. :func:`customer_row`) at this transaction's commit, with the rows the listener
+    notes: for a record written by a Core INSERT, which no flush shows the listener. Note it once the record
+    is written, outside any savepoint that may yet be rolled back."""
+    session.info.setdefault(PENDING, []).append((None, row))
+
+
 def _after_flush(session, _context) -> None:
     rows = _rows_for(session)
     if rows:
@@ -116,7 +123,8 @@ def _before_commit(session) -> None:
     pending = session.info.pop(PENDING, None)
     if not pending:
         return
-    rows = [row for obj, row in pending if inspect(obj).persistent]  # not undone by a rolled-back savepoint
+    # not undone by a rolled-back savepoint (a noted row has no object: see note)
+    rows = [row for obj, row in pending if obj is None or inspect(obj).persistent]
     if not rows:
         return
     conn = session.connection()

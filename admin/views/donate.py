@@ -168,7 +168,8 @@ def init_app(app: Flask) -> None:
     for endpoint, limit in (
         ("donate.page", page_limit),
         ("donate.submit", page_limit),
-        ("donate.pay", pay_limit),
+        # counted in the transaction that spends the token (pages.pay commits it before Stripe is asked)
+        ("donate.pay", {**pay_limit, "with_view": True}),
         ("donate.result", pay_limit),
     ):
         limit_view(app, endpoint, key_func=client_network, on_breach=_on_breach, **limit)

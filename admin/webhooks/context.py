@@ -4,13 +4,56 @@ from __future__ import annotations
 
 import json
 
-from admin.models import EV_IGNORED, EV_SUCCESS, PaymentProcessor, StripeEvent
+from admin.models import EV_IGNORED, EV_SUCCESS, PaymentProcessor
 from admin.services.core.stripe_reader import StripeReader
 from admin.stripe_shapes import RESOURCE_OF
 
 
+class EventRow:
+    """The stored event as processing reads it: these columns of ``stripe_event`` (one statement, no ORM
+    object), then the outcome being written (``status``, ``status_reason``, ``last_error``). What a handler
+    sees as ``ctx.row`` and a replay's ``on_done`` gets."""
+
+    __slots__ = (
+        "id",
+        "event_id",
+        "type",
+        "processor_id",
+        "status",
+        "status_reason",
+        "locked_by",
+        "attempts",
+        "last_error",
+        "raw",
+        "refetch",
+        "created",
+        "no_receipt",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        event_id: str,
+        type: str,
+        processor_id: int,
+        status: str,
+        status_reason: str | None,
+        locked_by: str | None,
+        attempts: int,
+        last_error: str | None,
+        raw: str,
+        refetch: bool,
+        created: int,
+        no_receipt: bool,
+    ) -> None:
+        self.id, self.event_id, self.type, self.processor_id = id, event_id, type, processor_id
+        self.status, self.status_reason, self.locked_by = status, status_reason, locked_by
+        self.attempts, self.last_error = attempts, last_error
+        self.raw, self.refetch, self.created, self.no_receipt = raw, refetch, created, no_receipt
+
+
 class EventContext:
-    def __init__(self, row: StripeEvent, processor: PaymentProcessor, reader: StripeReader | None = None):
+    def __init__(self, row: EventRow, processor: PaymentProcessor, reader: StripeReader | None = None):
         self.row = row
         self.processor = processor
         self.event: dict = json.loads(row.raw)

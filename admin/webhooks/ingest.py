@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from admin.dbutil import immediate, insert_ignore
+from admin.dbutil import EVENTS_CHANNEL, immediate, insert_ignore
 from admin.extensions import db
 from admin.models import EV_IGNORED, EV_QUEUED, PaymentProcessor, StripeEvent
 from admin.stripe_shapes import object_ids
@@ -159,6 +159,8 @@ def store_event(
     raw = raw if raw is not None else json.dumps(event)
     values = event_row_values(processor, event, raw, source=source, status=status)
     immediate()  # SQLite: take the write lock now; upgrading a read transaction fails under concurrency
-    inserted = insert_ignore(StripeEvent, values, ["processor_id", "event_id"])
+    # a queued event wakes an idle worker at once (PostgreSQL; elsewhere the worker polls)
+    notify = EVENTS_CHANNEL if status == EV_QUEUED else None
+    inserted = insert_ignore(StripeEvent, values, ["processor_id", "event_id"], notify=notify)
     db.session.commit()
     return inserted

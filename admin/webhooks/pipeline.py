@@ -8,9 +8,12 @@ What the worker runtime (``admin.worker``) runs for each event it claims, and wh
 * lock: on PostgreSQL, transaction-scoped advisory locks on every Stripe object the event touches
   (invoice, charge, intent, subscription, ...) keep events about the same object from running at the
   same time. SQLite runs one writer at a time anyway.
+* read: the claim's UPDATE .. RETURNING hands over the columns processing uses (a replay reads its row);
+  the run's end is written only while the row is still this worker's (see :func:`process`).
 * dispatch and apply: one transaction holds the business records its handler writes and the event's
   new status, so an event is applied entirely or not at all; a worker killed mid-event leaves the row
-  to be claimed again when its lease ends. Types with no handler are ``ignored`` with the reason.
+  to be claimed again when its lease ends. Types with no handler are ``ignored`` with the reason (those of a
+  claimed batch together: :func:`ignore_unhandled`).
 * fail: transient failures (Stripe 429/5xx/network after the gateway's own retries, database busy, a
   unique-key race with a concurrent event) are retried with the queues' backoff
   (``failures.retry_delay``) up to ``WORKER_MAX_ATTEMPTS``, then left in ``error``; permanent ones go
@@ -26,14 +29,15 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flask import current_app
+from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from admin.dbutil import immediate, lock_objects, rollback_quietly
+from admin.dbutil import immediate, lock_objects, rollback_quietly, rowcount
 from admin.extensions import db
 from admin.failures import database_unavailable, describe, is_transient, retry_delay
 from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
@@ -44,7 +48,7 @@ from admin.services.monitoring import metrics
 from admin.services.settings.processors import processor_ref
 from admin.stripe_gateway import GatewayError
 from admin.timeutil import utcnow
-from admin.webhooks.context import EventContext
+from admin.webhooks.context import EventContext, EventRow
 from admin.webhooks.registry import handler_for
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ KEY_COLUMNS = (
     StripeEvent.object_id,
 )
 
-OnDone = Callable[[StripeEvent, str | None], None]
+OnDone = Callable[[EventRow, str | None], None]
 
 
 def worker_name() -> str:
@@ -69,10 +73,22 @@ def worker_name() -> str:
 class Claimed(NamedTuple):
     id: int
     keys: list[str]  # the Stripe objects the event touches: its locks
+    row: EventRow | None = None  # the row as the queue's claim left it (None: a replay's take; read then)
+
+
+# What the queue's claim returns of each row: what processing reads of it, then the objects it touches.
+CLAIM_COLUMNS = (*(getattr(StripeEvent, name) for name in EventRow.__slots__), *KEY_COLUMNS)
 
 
 def claimed(row_id: int, *keys: str | None) -> Claimed:
     return Claimed(row_id, sorted({k for k in keys if k}))
+
+
+def claimed_row(values: Sequence[Any]) -> Claimed:
+    """A row the queue claimed, from the :data:`CLAIM_COLUMNS` its claim returned."""
+    n = len(EventRow.__slots__)
+    row = EventRow(*values[:n])
+    return claimed(row.id, *values[n:])._replace(row=row)
 
 
 def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claimed:
@@ -86,6 +102,44 @@ def take(row: StripeEvent, worker: str, *, lease: timedelta, **changes) -> Claim
     one = claimed(row.id, *(getattr(row, col.key) for col in KEY_COLUMNS))
     db.session.commit()
     return one
+
+
+# What processing reads of the event row (one statement, only these columns) and how it writes the row's
+# outcome and its attempt: Core statements built once, so an event costs no ORM flush of its own.
+_EVENT = StripeEvent.__table__
+_READ = select(*(_EVENT.c[name] for name in EventRow.__slots__)).where(_EVENT.c.id == bindparam("row_id"))
+# the columns set are the keys of the parameters given (status, status_reason, last_error, ...); only while
+# the row is still held by this worker (not taken by another after its lease ran out)
+_WRITE = update(_EVENT).where(
+    _EVENT.c.id == bindparam("row_id"),
+    _EVENT.c.status == EV_PROCESSING,
+    _EVENT.c.locked_by == bindparam("holder"),
+)
+_ATTEMPT = insert(EventAttempt.__table__)
+NO_HANDLER = "paydesk has no handler for "  # + the type: an ignored event's reason
+# Claimed events of a type with no handler, ignored together (:func:`ignore_unhandled`).
+_IGNORE = (
+    update(_EVENT)
+    .where(
+        _EVENT.c.id.in_(bindparam("ids", expanding=True)),
+        _EVENT.c.status == EV_PROCESSING,
+        _EVENT.c.locked_by == bindparam("worker"),
+    )
+    .values(
+        status=EV_IGNORED,
+        status_reason=literal(NO_HANDLER) + _EVENT.c.type,
+        last_error=None,
+        processed_at=bindparam("now"),
+        locked_by=None,
+        locked_until=None,
+    )
+    .returning(*(_EVENT.c[name] for name in ("id", "event_id", "type", "processor_id", "attempts")))
+)
+
+
+def _read(row_id: int) -> EventRow | None:
+    found = db.session.connection().execute(_READ, {"row_id": row_id}).first()
+    return None if found is None else EventRow(*found)
 
 
 def process(
@@ -104,7 +158,9 @@ def process(
     try:
         immediate()
         lock_objects(claimed.keys)  # first, so the row read next is the state after any other holder
-        row = db.session.get(StripeEvent, row_id, populate_existing=True)
+        # The claim's copy is the row as it is: only the holder changes a held row (another worker may take
+        # it once its lease has run out, which the write at the end sees: all is rolled back then).
+        row = claimed.row if claimed.row is not None else _read(row_id)
         if row is None or row.status != EV_PROCESSING or row.locked_by != worker:
             db.session.rollback()
             return None
@@ -119,7 +175,7 @@ def process(
         else:
             handler = handler_for(row.type)
             if handler is None:
-                row.status, row.status_reason = EV_IGNORED, f"paydesk has no handler for {row.type}"
+                row.status, row.status_reason = EV_IGNORED, NO_HANDLER + row.type
             else:
                 # the cached ProcessorRef stands in for the row (the fields handlers read, no session)
                 ctx = EventContext(row, processor)  # type: ignore[arg-type]
@@ -128,10 +184,8 @@ def process(
                 row.status = ctx.outcome
                 row.status_reason = "; ".join(ctx.notes)[:2000] or None
             row.last_error = None
-        row.processed_at = utcnow()
-        row.locked_by = row.locked_until = None
         status = row.status
-        _attempt(
+        if not _finish(
             row,
             worker,
             actor,
@@ -139,7 +193,10 @@ def process(
             status,
             row.status_reason,
             ctx.reader.request_ids if ctx is not None else [],
-        )
+            processed=True,
+        ):
+            db.session.rollback()
+            return None
         if on_done:
             on_done(row, None)
         db.session.commit()
@@ -159,17 +216,96 @@ def process(
         )
 
 
-def _attempt(
-    row: StripeEvent,
+def ignore_unhandled(claims: Sequence[Claimed], worker: str) -> set[int]:
+    """Ignore, in one transaction, the claimed events of a type paydesk has no handler for: each ends as
+    :func:`process` would leave it (``ignored`` with the same reason, its ``EventAttempt``, metrics and log
+    line), with one UPDATE and one multi-row INSERT for them all. Events :func:`process` must see (out of
+    attempts, processor gone) are left to it. Returns the ids done; on an error other than the database
+    being away, none (each then goes through :func:`process`)."""
+    max_attempts = current_app.config["WORKER_MAX_ATTEMPTS"]
+    ids = [
+        c.id
+        for c in claims
+        if c.row is not None
+        and c.row.attempts <= max_attempts
+        and handler_for(c.row.type) is None
+        and processor_ref(c.row.processor_id) is not None
+    ]
+    if not ids:
+        return set()
+    started = utcnow()
+    try:
+        immediate()
+        conn = db.session.connection()
+        rows = conn.execute(_IGNORE, {"ids": ids, "worker": worker, "now": started}).all()
+        finished = utcnow()
+        seconds = max(0.0, (finished - started).total_seconds()) / max(1, len(rows))
+        attempts = []
+        for r in rows:
+            reason = NO_HANDLER + r.type
+            _record_attempt(r, worker, None, EV_IGNORED, reason, [], seconds)
+            attempts.append(_attempt_values(r.id, worker, None, started, finished, EV_IGNORED, reason, ""))
+        if attempts:
+            conn.execute(_ATTEMPT, attempts)
+        db.session.commit()
+    except Exception as exc:
+        rollback_quietly()
+        if database_unavailable(exc):
+            raise
+        log.warning("ignoring %d events together failed, one by one instead: %s", len(ids), describe(exc))
+        return set()
+    return set(ids)
+
+
+def _finish(
+    row: EventRow,
     worker: str,
     actor: str | None,
     started: datetime,
     outcome: str,
     message: str | None,
     request_ids: list[str],
-) -> None:
+    *,
+    processed: bool = False,
+    next_attempt_at: datetime | None = None,
+) -> bool:
+    """Write the run's end: the event row released with its status (``processed_at`` set when ``processed``,
+    ``next_attempt_at`` when it is queued again) and its ``EventAttempt``; count it and log it. False (nothing
+    written) when the row is no longer held by ``worker``."""
+    finished = utcnow()
+    values = {
+        "row_id": row.id,
+        "holder": worker,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "last_error": row.last_error,
+        "locked_by": None,
+        "locked_until": None,
+    }
+    if processed:
+        values["processed_at"] = finished
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    conn = db.session.connection()
+    if not rowcount(conn.execute(_WRITE, values)):
+        return False
     ids = ",".join(dict.fromkeys(request_ids))
-    seconds = max(0.0, (utcnow() - started).total_seconds())
+    conn.execute(_ATTEMPT, _attempt_values(row.id, worker, actor, started, finished, outcome, message, ids))
+    seconds = max(0.0, (finished - started).total_seconds())
+    _record_attempt(row, worker, actor, outcome, message, request_ids, seconds)
+    return True
+
+
+def _record_attempt(
+    row: Any,
+    worker: str,
+    actor: str | None,
+    outcome: str,
+    message: str | None,
+    request_ids: list[str],
+    seconds: float,
+) -> None:
+    """An attempt's metrics and its log line (``row``: an :class:`EventRow` or a row with its columns)."""
     metrics.event_processed(row.type, outcome, seconds)
     monitoring_logs.event_processed(
         row_id=row.id,
@@ -184,18 +320,29 @@ def _attempt(
         actor=actor,
         error=message if outcome not in (EV_SUCCESS, EV_IGNORED) else None,
     )
-    db.session.add(
-        EventAttempt(
-            event_row_id=row.id,
-            started_at=started,
-            finished_at=utcnow(),
-            worker=worker[:64],
-            actor=actor,
-            outcome=outcome,
-            message=(message or None) and message[:4000],
-            stripe_request_ids=ids[:500] or None,
-        )
-    )
+
+
+def _attempt_values(
+    row_id: int,
+    worker: str,
+    actor: str | None,
+    started: datetime,
+    finished: datetime,
+    outcome: str,
+    message: str | None,
+    request_ids: str,
+) -> dict[str, Any]:
+    """An ``event_attempt`` row (``request_ids``: the Stripe request ids, comma-separated)."""
+    return {
+        "event_row_id": row_id,
+        "started_at": started,
+        "finished_at": finished,
+        "worker": worker[:64],
+        "actor": actor,
+        "outcome": outcome,
+        "message": (message or None) and message[:4000],
+        "stripe_request_ids": request_ids[:500] or None,
+    }
 
 
 def record_failure(
@@ -214,19 +361,18 @@ def record_failure(
     transient = is_transient(exc)
     message = describe(exc)
     immediate()
-    row = db.session.get(StripeEvent, row_id, populate_existing=True)
+    row = _read(row_id)
     if row is None or row.locked_by != worker:
         db.session.rollback()
         return EV_ERROR
     row.last_error = message[:4000]
-    row.locked_by = row.locked_until = None
+    retry_at = None
     if transient and row.attempts < cfg["WORKER_MAX_ATTEMPTS"]:
         row.status = EV_QUEUED
-        row.next_attempt_at = utcnow() + retry_delay(row.attempts, conflict=isinstance(exc, IntegrityError))
+        retry_at = utcnow() + retry_delay(row.attempts, conflict=isinstance(exc, IntegrityError))
         log.warning("event %s (%s) failed, retry %d: %s", row.event_id, row.type, row.attempts, message)
     else:
         row.status = EV_ERROR
-        row.processed_at = utcnow()
         if transient:
             row.last_error = f"gave up after {row.attempts} attempts: {message}"[:4000]
         log.error(
@@ -240,9 +386,19 @@ def record_failure(
     rids = list(request_ids or []) + (
         [exc.request_id] if isinstance(exc, GatewayError) and exc.request_id else []
     )
-    _attempt(
-        row, worker, actor, started or utcnow(), "retry" if status == EV_QUEUED else EV_ERROR, message, rids
-    )
+    if not _finish(
+        row,
+        worker,
+        actor,
+        started or utcnow(),
+        "retry" if status == EV_QUEUED else EV_ERROR,
+        message,
+        rids,
+        processed=status == EV_ERROR,
+        next_attempt_at=retry_at,
+    ):
+        db.session.rollback()
+        return EV_ERROR
     if on_done:
         on_done(row, message)
     db.session.commit()

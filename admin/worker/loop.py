@@ -5,6 +5,8 @@ threads; the first thread's periodic chores.
   the claimed batch is handed back to the queue as soon as the database answers (``queues.hand_back``);
   the loop backs off while the database is away and logs one traceback per distinct error, then a
   summary line per interval.
+* idle: a thread that found nothing waits ``WORKER_IDLE_SLEEP`` at most, and on PostgreSQL is woken as soon
+  as an event is stored (``wakeup``: LISTEN/NOTIFY).
 * ``worker --processes N`` is ``supervisor.run_processes``, N processes each running this loop.
 """
 
@@ -29,7 +31,7 @@ from admin.services.monitoring import alarms, multiproc
 from admin.services.monitoring import health as monitoring_health
 from admin.services.staff import sessions
 from admin.webhooks.pipeline import worker_name
-from admin.worker import queues
+from admin.worker import queues, wakeup
 
 log = logging.getLogger(__name__)
 ALARM_CHECK_SECONDS = 60.0
@@ -97,6 +99,9 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     multiproc.tidy()  # metrics files of processes that have gone (PROMETHEUS_MULTIPROC_DIR set: see metrics)
+    doorbell = wakeup.Doorbell()  # idle threads wait here: a new event (PostgreSQL) or the poll wakes them
+    with app.app_context():
+        listener = wakeup.start_listening(db.engine, doorbell, stop)
 
     def loop(first: bool) -> None:
         with app.app_context():
@@ -133,8 +138,8 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
                         continue
                     failures.error(exc, "worker batch failed")
                     done = 0
-                if not done:
-                    stop.wait(app.config["WORKER_IDLE_SLEEP"])
+                if not done and not stop.is_set():
+                    doorbell.wait(app.config["WORKER_IDLE_SLEEP"])
             if first:
                 try:
                     monitoring_health.stop_beating()
@@ -151,5 +156,8 @@ def run_forever(app: Flask, concurrency: int = 1, stop: threading.Event | None =
     while any(t.is_alive() for t in threads):
         time.sleep(0.2)
         if stop.is_set():
+            doorbell.close()
             for t in threads:
                 t.join()
+    if listener is not None:
+        listener.join()

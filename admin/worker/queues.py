@@ -30,9 +30,9 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import ColumnElement, DateTime, and_, bindparam, case, or_, select, update
 
-from admin.dbutil import any_row, immediate, retry_while_unavailable, rowcount
+from admin.dbutil import any_row, immediate, retry_while_unavailable
 from admin.errors import ServiceError
 from admin.extensions import db
 from admin.failures import database_unavailable, describe
@@ -58,10 +58,10 @@ class Queue:
 
     noun: str  # "event": in log lines
     model: Any
-    due: Callable[[datetime], ColumnElement]  # rows that may be claimed now
+    due: Callable[[Any], ColumnElement]  # rows that may be claimed now (given the time, or its parameter)
     order: Callable[[], tuple]  # oldest first
     columns: Callable[[], tuple]  # read with each claimed row (its locks, ...)
-    hold: Callable[[str, datetime], dict]  # values that mark a row held by a worker (besides the lease)
+    hold: Callable[[Any, Any], dict]  # values that mark a row held by a worker (besides the lease)
     held_by: Callable[[str, Sequence[Held]], ColumnElement]  # these claims are still ours
     back: Callable[[], dict]  # values that put a row back in the queue, due now
     attempts: bool = True  # a claim counts an attempt (handed back unattempted: given back)
@@ -75,39 +75,60 @@ def _lease() -> timedelta:
 def claim(queue: Queue, worker: str, limit: int, *, due: ColumnElement | None = None) -> list[Held]:
     """Hold up to ``limit`` due rows of ``queue`` for ``worker`` (``due``: another condition, e.g. one job by
     id). Commits."""
-    model = queue.model
     now = utcnow()
-    due = queue.due(now) if due is None else due
-    if not any_row(select(model.id).where(due)):
+    probe, take = _claim_statements(queue, limit) if due is None else _claim_build(queue, limit, due)
+    params = {"now": now, "worker": worker, "until": now + _lease()}
+    if not any_row(probe, params):
         return []
     immediate()
-    cols = queue.columns()
-    extra = [model.attempts] if queue.attempts else []
-    rows = db.session.execute(
-        select(model.id, *extra, *cols)
+    rows = list(db.session.connection().execute(take, params))
+    db.session.commit()
+    keep = len(rows[0]) - len(queue.order()) if rows else 0
+    rows.sort(key=lambda r: tuple(r[keep:]))  # RETURNING follows no order: oldest first, as selected
+    first = 2 if queue.attempts else 1
+    return [Held(r[0], r[1] if queue.attempts else None, tuple(r[first:keep])) for r in rows]
+
+
+_CLAIMS: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _claim_statements(queue: Queue, limit: int) -> tuple[Any, Any]:
+    """A queue's claim statements, built once (its rows' due time, holder and lease are parameters)."""
+    key = (queue.noun, limit)
+    found = _CLAIMS.get(key)
+    if found is None:
+        found = _CLAIMS[key] = _claim_build(queue, limit)
+    return found
+
+
+def _claim_build(queue: Queue, limit: int, due: ColumnElement | None = None) -> tuple[Any, Any]:
+    """Two statements: a plain read of whether any row is due (an idle worker takes no write lock), and one
+    UPDATE that holds up to ``limit`` due rows, oldest first (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so
+    workers never wait for each other), and returns them: id, attempt made, the queue's columns, its order."""
+    model = queue.model
+    now = bindparam("now", type_=DateTime)
+    due = queue.due(now) if due is None else due
+    probe = select(model.id).where(due).limit(1)
+    pick = (
+        select(model.id)
         .where(due)
         .order_by(*queue.order())
         .limit(limit)
         .with_for_update(skip_locked=True)
-    ).all()
-    held = [Held(r[0], r[1] + 1 if queue.attempts else None, r[1 + len(extra) :]) for r in rows]
-    if held:
-        values = {**queue.hold(worker, now), "locked_until": now + _lease()}
-        if queue.attempts:
-            values["attempts"] = model.attempts + 1
-        taken = rowcount(
-            db.session.execute(
-                update(model)
-                .where(model.id.in_([h.id for h in held]), due)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if taken != len(held):  # a row moved between the read and the update (SQLite holds the writer lock)
-            db.session.rollback()
-            return []
-    db.session.commit()
-    return held
+        .correlate(None)
+    )
+    values = {**queue.hold(bindparam("worker"), now), "locked_until": bindparam("until", type_=DateTime)}
+    extra = []
+    if queue.attempts:
+        values["attempts"] = model.attempts + 1
+        extra = [model.attempts]  # the new value: the attempt this claim made
+    take = (
+        update(model.__table__)
+        .where(model.id.in_(pick))
+        .values(**values)
+        .returning(model.id, *extra, *queue.columns(), *queue.order())
+    )
+    return probe, take
 
 
 @dataclass(frozen=True)
@@ -116,11 +137,32 @@ class Ran:  # not a NamedTuple: its field ``count`` would shadow tuple.count
     handed_back: bool  # the database went away mid-batch
 
 
-def run_due(queue: Queue, worker: str, limit: int, run_one: Callable[[Held], Any]) -> Ran:
-    """Claim a batch of ``queue`` and run each row; hands the rest back when the database goes away."""
+def run_due(
+    queue: Queue,
+    worker: str,
+    limit: int,
+    run_one: Callable[[Held], Any],
+    run_together: Callable[[list[Held]], set[int]] | None = None,
+) -> Ran:
+    """Claim a batch of ``queue`` and run each row; hands the rest back when the database goes away.
+    ``run_together``: runs what it can of the batch at once first, and returns the ids it ran."""
     held = claim(queue, worker, limit)
     claimed_at = time.monotonic()
-    for i, one in enumerate(held):
+    until = claimed_at + current_app.config["WORKER_LEASE_SECONDS"]
+    rest = held
+    if run_together is not None and held:
+        together_lost: Exception | None = None
+        try:
+            done = run_together(held)
+            rest = [h for h in held if h.id not in done] if done else held
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            together_lost = exc
+        if together_lost is not None:
+            hand_back(queue, worker, held, together_lost, until=until)
+            return Ran(len(held), True)
+    for i, one in enumerate(rest):
         try:
             run_one(one)
             continue
@@ -129,9 +171,7 @@ def run_due(queue: Queue, worker: str, limit: int, run_one: Callable[[Held], Any
                 raise
             lost = exc
         # Outside the except block, so a failure here does not log the first one's traceback again.
-        hand_back(
-            queue, worker, held[i:], lost, until=claimed_at + current_app.config["WORKER_LEASE_SECONDS"]
-        )
+        hand_back(queue, worker, rest[i:], lost, until=until)
         return Ran(len(held), True)
     return Ran(len(held), False)
 
@@ -181,7 +221,7 @@ EVENTS = Queue(
         and_(StripeEvent.status == EV_PROCESSING, StripeEvent.locked_until < now),
     ),
     order=lambda: (StripeEvent.created, StripeEvent.id),  # oldest Stripe event first
-    columns=lambda: pipeline.KEY_COLUMNS,
+    columns=lambda: pipeline.CLAIM_COLUMNS,
     hold=lambda worker, now: {"status": EV_PROCESSING, "locked_by": worker},
     held_by=lambda worker, held: and_(StripeEvent.locked_by == worker, StripeEvent.status == EV_PROCESSING),
     back=lambda: {"status": EV_QUEUED, "locked_by": None, "locked_until": None, "next_attempt_at": utcnow()},
@@ -230,16 +270,22 @@ JOBS = Queue(
 
 
 def claim_events(worker: str, limit: int) -> list[pipeline.Claimed]:
-    return [pipeline.claimed(h.id, *h.row) for h in claim(EVENTS, worker, limit)]
+    return [_claimed(h) for h in claim(EVENTS, worker, limit)]
+
+
+def _claimed(h: Held) -> pipeline.Claimed:
+    return pipeline.claimed_row(h.row)
 
 
 def run_events(worker: str) -> Ran:
-    """One batch of due events through the pipeline."""
+    """One batch of due events through the pipeline: those of a type with no handler ignored together, then
+    the others one by one."""
     return run_due(
         EVENTS,
         worker,
         current_app.config["WORKER_BATCH"],
-        lambda h: pipeline.process(pipeline.claimed(h.id, *h.row), worker),
+        lambda h: pipeline.process(_claimed(h), worker),
+        lambda held: pipeline.ignore_unhandled([_claimed(h) for h in held], worker),
     )
 
 

@@ -52,6 +52,32 @@ def test_a_rolled_back_record_is_never_fed(app, client, reader, offline_processo
     assert poll(client, reader, "new-customers")["data"] == []
 
 
+def test_a_customer_written_without_the_orm_is_fed_when_noted(app, client, reader, offline_processor):
+    """A Core INSERT is unseen by the flush listener: ``feed.note`` feeds it at the commit (the donation form
+    writes its customer link that way), or not at all when the transaction is rolled back."""
+    from sqlalchemy import insert
+
+    from admin.api import feed
+
+    def written(customer_id: str) -> None:
+        contact = Contact(display_name="Ada", email="ada@example.org")
+        db.session.add(contact)
+        db.session.flush()
+        link = StripeCustomer(
+            customer_id=customer_id, contact_id=contact.id, processor_id=offline_processor.id
+        )
+        values = {"customer_id": customer_id, "contact_id": contact.id, "processor_id": offline_processor.id}
+        table = StripeCustomer.__table__
+        link.id = db.session.connection().execute(insert(table).returning(table.c.id), values).scalar_one()
+        feed.note(db.session(), feed.customer_row(link))
+
+    written("cus_gone")
+    db.session.rollback()
+    written("cus_core")
+    db.session.commit()
+    assert [i["id"] for i in poll(client, reader, "new-customers")["data"]] == ["cus_core"]
+
+
 def test_orders_charges_and_invoice_items(app, client, reader, offline_processor):
     pid = offline_processor.id
     link = _customer(db.session, pid, "cus_shop")

@@ -33,6 +33,7 @@ from admin.models import (
     RateLimit,
     StripeCustomer,
     StripePaymentIntent,
+    TriggerFeed,
 )
 from admin.services.settings.processors import gateway
 from admin.webhooks.ingest import store_event
@@ -200,6 +201,9 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
         select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == pi["id"])
     )
     assert (tracked.contribution_id, tracked.contact_id, tracked.identifier) == (c.id, contact.id, "spring")
+    link_id = db.session.scalar(select(StripeCustomer.id).where(StripeCustomer.customer_id == pi["customer"]))
+    fed = db.session.execute(select(TriggerFeed.topic, TriggerFeed.object_id, TriggerFeed.record_id)).all()
+    assert fed == [("customer", pi["customer"], link_id)]  # the new-customers trigger sees it, once
 
     thanks_page = client.get(body["redirect"])
     assert "stripe" not in thanks_page.headers["Content-Security-Policy"]  # no Stripe.js there
@@ -208,6 +212,51 @@ def test_one_off_gift_makes_a_pending_contribution_and_a_described_intent(app, c
     assert f"<dt>Reference</dt><dd>{c.id}</dd>" in thanks
     assert "waiting for our card processor" in thanks  # the webhook completes it, not the form
     assert client.get(body["redirect"] + "/status").get_json() == {"state": "waiting", "status": "Pending"}
+
+
+def test_an_intent_the_worker_tracked_first_is_completed_not_tracked_twice(
+    client, form, processor, monkeypatch
+):
+    """payment_intent.created may reach the worker before the form records the intent it made: the form
+    then completes the worker's row (one row per intent) as it would have written its own."""
+    from sqlalchemy import insert
+
+    from admin.stripe_gateway import Gateway
+    from admin.timeutil import utcnow
+
+    create = Gateway.create
+
+    def create_then_the_worker_tracks_it(self, resource, params, idempotency_key=None):
+        made = create(self, resource, params, idempotency_key=idempotency_key)
+        if resource == "payment_intents":
+            with db.engine.begin() as conn:  # the worker's transaction, committed before the form's
+                conn.execute(
+                    insert(StripePaymentIntent.__table__).values(
+                        stripe_intent_id=made["id"],
+                        processor_id=processor.id,
+                        status="requires_payment_method",
+                        created_date=utcnow(),
+                    )
+                )
+        return made
+
+    monkeypatch.setattr(Gateway, "create", create_then_the_worker_tracks_it)
+    assert pay(client, processor).get_json()["status"] == "succeeded"
+    c = db.session.scalar(select(Contribution))
+    row = db.session.scalars(select(StripePaymentIntent)).one()
+    assert (row.stripe_intent_id, row.contribution_id, row.contact_id, row.identifier) == (
+        c.payment_intent_id,
+        c.id,
+        c.contact_id,
+        "spring",
+    )
+    assert (row.status, row.amount, row.currency, row.customer_id, row.description) == (
+        "requires_confirmation",
+        2500,
+        "usd",
+        c.customer_id,
+        f"Spring appeal {c.id}",
+    )
 
 
 def test_stripe_sends_the_receipt_when_the_form_says_so(app, client, processor):
@@ -287,6 +336,69 @@ def test_declined_card_is_a_failed_contribution_and_a_counted_failure(client, fo
     assert (c.status, c.failure_message, c.donation_form_id) == ("Failed", "Your card was declined.", form.id)
     assert _refusals("payment_failed") == 1
     assert db.session.get(RateLimit, "donate-fail-ip:127.0.0.1").count == 1
+
+
+def _stripe_calls(during) -> dict[str, int]:
+    """The requests sent to Stripe while ``during()`` ran, by operation."""
+    from admin.stripe_gateway import call_counts
+
+    before = call_counts()
+    during()
+    return {op: n - before.get(op, 0) for op, n in call_counts().items() if n > before.get(op, 0)}
+
+
+def test_a_one_off_gift_is_four_stripe_requests_the_card_attached_as_its_customer_is_made(
+    client, form, processor
+):
+    pm = payment_method(processor)
+    answers = []
+    calls = _stripe_calls(
+        lambda: answers.append(client.post("/donate/spring/pay", json=gift(page_token(client), pm)))
+    )
+    assert answers[0].get_json()["status"] == "succeeded"
+    assert calls == {
+        "payment_methods.retrieve": 1,
+        "customers.create": 1,
+        "payment_intents.create": 1,
+        "payment_intents.confirm": 1,
+    }
+    customer_id = db.session.scalar(select(Contribution.customer_id))
+    assert gateway(processor).retrieve("payment_methods", pm)["customer"] == customer_id
+
+
+def test_a_card_declined_as_its_customer_is_made_is_recorded_with_that_customer(client, form, processor):
+    """The customer is then made without the card (a second request): the records are those of a card
+    declined at attach, a Failed contribution linked to its customer."""
+    pm, answers = payment_method(processor, CARD_DECLINED_AT_ATTACH), []
+    calls = _stripe_calls(
+        lambda: answers.append(client.post("/donate/spring/pay", json=gift(page_token(client), pm)))
+    )
+    assert answers[0].status_code == 402
+    assert calls == {"payment_methods.retrieve": 1, "customers.create": 2}
+    c = db.session.scalar(select(Contribution))
+    link = db.session.scalar(select(StripeCustomer))
+    assert (c.status, c.customer_id, link.customer_id, link.contact_id) == (
+        "Failed",
+        link.customer_id,
+        c.customer_id,
+        c.contact_id,
+    )
+    assert gateway(processor).retrieve("customers", c.customer_id)["id"] == c.customer_id
+
+
+def test_stripe_failing_as_the_customer_is_made_records_nothing(app, client, form, processor, localstripe):
+    pm, token = payment_method(processor), page_token(client)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.add(
+            responses.POST, f"{localstripe}/v1/customers", status=503, json={"error": {"type": "api_error"}}
+        )
+        rsps.add_passthru(localstripe)
+        resp = client.post("/donate/spring/pay", json=gift(token, pm))
+        made = [c for c in rsps.calls if c.request.url.endswith("/v1/customers")]
+    assert resp.status_code == 503 and resp.get_json()["status"] == "unavailable"
+    assert len(made) == app.config["STRIPE_MAX_ATTEMPTS"], "retried, then not asked again without the card"
+    for model in (Contact, StripeCustomer, Contribution, StripePaymentIntent):
+        assert _count(model) == 0, model.__name__
 
 
 def test_the_sixth_failed_payment_from_one_address_within_the_hour_is_refused(client, form, processor):
@@ -703,6 +815,17 @@ def test_rate_limits_per_client_and_per_form_are_refusals(app, client, form, pro
     client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
     page = client.get("/donate/spring", environ_base={"REMOTE_ADDR": "192.0.2.50"})
     assert page.status_code == 429 and "Please try again in 1 minute." in page.get_data(as_text=True)
+
+
+def test_every_payment_request_counts_against_the_clients_limit(app, client, form):
+    """The per-client count is written in the transaction that spends the token: answers given before that
+    (no such form, a body that is no JSON object, a forged token) are counted all the same."""
+    app.config.update(DONATE_RATE_LIMIT_IP="3 per minute")
+    assert client.post("/donate/nowhere/pay", json={}).status_code == 404
+    assert client.post("/donate/spring/pay", json=["a list"]).status_code == 400
+    assert client.post("/donate/spring/pay", json={"token": "forged"}).status_code == 400
+    limited = client.post("/donate/spring/pay", json={"token": "forged"})
+    assert limited.status_code == 429 and _refusals("rate_limit_ip") == 1
 
 
 def test_the_hourly_limit_says_how_long_it_refuses_for(app, client, form):

@@ -14,22 +14,37 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.util import identity_key
 
 from admin.dbutil import rowcount
 from admin.extensions import db
 from admin.models import RateLimit
 from admin.timeutil import utcnow
 
+_BLOCKED_UNTIL = select(RateLimit.__table__.c.blocked_until).where(
+    RateLimit.__table__.c.key == bindparam("key")
+)
+
 
 def blocked_for(key: str, now: datetime | None = None) -> int:
-    """Seconds left on a block of ``key`` (0 when not blocked)."""
-    now = now or utcnow()
-    row = db.session.get(RateLimit, key)
-    if row is None or row.blocked_until is None or row.blocked_until <= now:
+    """Seconds left on a block of ``key`` (0 when not blocked). The row this session holds already (as
+    :func:`hit` left it), else one column read (a donation payment asks this of every request: no ORM
+    object is loaded for it)."""
+    session = db.session()
+    row = session.identity_map.get(identity_key(RateLimit, key))
+    if row is not None:
+        until = row.blocked_until
+    else:
+        until = session.connection().execute(_BLOCKED_UNTIL, {"key": key}).scalar()
+    return _seconds_left(until, now or utcnow())
+
+
+def _seconds_left(until: datetime | None, now: datetime) -> int:
+    if until is None or until <= now:
         return 0
-    return max(1, math.ceil((row.blocked_until - now).total_seconds()))
+    return max(1, math.ceil((until - now).total_seconds()))
 
 
 def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None = None) -> int:
@@ -53,7 +68,7 @@ def hit(key: str, *, limit: int, window: int, block: int, now: datetime | None =
         row.blocked_until = now + timedelta(seconds=block)
         row.count = 0
         row.window_start = now
-    return blocked_for(key, now) if row.blocked_until else 0
+    return _seconds_left(row.blocked_until, now)
 
 
 def reset(key: str) -> None:

@@ -16,10 +16,13 @@ The browser has made a PaymentMethod with Stripe.js; :func:`give` then
      card to that donor's customer, change its default card or touch its subscriptions; and the
      contact's stored details are not changed (a new contact takes what was typed);
 
-   the customer is made in Stripe before any write, so no database lock waits on Stripe;
+   the customer is made in Stripe before any write, so no database lock waits on Stripe, with the
+   PaymentMethod attached as it is made (a card can be declined here: the customer is then made without it,
+   and the gift recorded and declined below, as one declined at attach);
 3. commits the contact, the customer link and a Pending contribution (description ``"<form title> <contactID>-<contributionID>"``,
    with the chosen frequency) *before* Stripe can send anything about it, so the webhook always finds it;
-4. attaches the PaymentMethod to the customer (a card can be declined here);
+4. attaches the PaymentMethod to the contact's own customer (a donor link's; a card can be declined here
+   too); a card declined or refused, here or as the customer was made, is a Failed contribution;
 5. one-off: creates the PaymentIntent (idempotency key, description, statement descriptor suffix starting
    with the donor's :func:`reference`, metadata), records its id, then confirms it;
    monthly/yearly: makes the card the customer's default and subscribes the customer to the plan
@@ -56,9 +59,9 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import bindparam, insert, inspect, select, update
 
+from admin.api import feed
 from admin.config import VERSION
 from admin.dbutil import immediate, insert_ignore, lock_objects, parse_whole
 from admin.extensions import db
@@ -369,8 +372,17 @@ def _own_customer(form: DonationForm, contact: Contact) -> str | None:
     )
 
 
-def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> str:
-    """A Stripe customer for this gift, made before anything is written (so no lock is held meanwhile).
+def _new_customer(
+    gw: Gateway, form: DonationForm, gift: Gift, attempt: str
+) -> tuple[str, GatewayError | None]:
+    """A Stripe customer for this gift, made before anything is written (so no lock is held meanwhile), with
+    the gift's card attached as it is made (one request where there were two); and None, or why the card
+    could not be attached.
+
+    When Stripe answers that it will not attach the card (declined, or refused), the customer is made again
+    without it, as it was before the card was attached separately: the gift is then recorded and declined as
+    a card refused at attach always was (a Failed contribution, one more failure for the address). Raises
+    ``GatewayError`` when Stripe makes no customer (unreachable, or refusing the customer itself).
 
     It carries what was typed (or, for a donor link, the contact's details); the contact's id reaches its
     metadata through the usual metadata push, queued in the transaction that links it.
@@ -397,7 +409,16 @@ def _new_customer(gw: Gateway, form: DonationForm, gift: Gift, attempt: str) -> 
     }
     if address:
         params["address"] = address
-    return gw.create("customers", params, idempotency_key=f"paydesk-donate-customer-{attempt}")["id"]
+    try:
+        with_card = {**params, "payment_method": gift.payment_method}
+        made = gw.create("customers", with_card, idempotency_key=f"paydesk-donate-customer-{attempt}-card")
+        return made["id"], None
+    except GatewayError as err:
+        if err.transient:
+            raise  # Stripe could not be asked (after retries): nothing is made, as before
+        refused = err
+    made = gw.create("customers", params, idempotency_key=f"paydesk-donate-customer-{attempt}")
+    return made["id"], refused
 
 
 def _card_refused(form: DonationForm, gift: Gift, gw: Gateway, client_ip: str | None) -> Outcome | None:
@@ -439,9 +460,10 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         return refused
     customer_id = _own_customer(form, gift.contact) if gift.contact is not None else None
     new_customer = customer_id is None
+    not_attached: GatewayError | None = None  # why a new customer was made without the card
     if customer_id is None:
         try:
-            customer_id = _new_customer(gw, form, gift, attempt)
+            customer_id, not_attached = _new_customer(gw, form, gift, attempt)
         except GatewayError as err:
             db.session.rollback()
             log.warning(
@@ -449,19 +471,17 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
             )
             return Outcome("unavailable", 503, UNAVAILABLE)
     immediate()  # one short write transaction: contact, customer link, Pending contribution
+    # The new rows are written by Core INSERTs (no ORM flush; nothing in this request reads them back) and
+    # their objects kept as written: from here on this request writes the contribution only by its id, and
+    # reads it afresh wherever its state decides anything (declined, withdrawn, recorded).
     contact, made_now = _contact(form, gift)
-    if new_customer:
-        db.session.add(
-            StripeCustomer(
-                customer_id=customer_id,
-                contact=contact,
-                processor_id=form.processor_id,
-                unverified=gift.contact is None and not made_now,
-            )
-        )
+    if made_now:
+        db.session.expunge(contact)  # made by new_contact: written here
+        _insert(contact)
+    contact_id = contact.id
     c = Contribution(
         processor_id=form.processor_id,
-        contact=contact,
+        contact_id=contact_id,
         amount=gift.amount,
         currency=form.currency,
         status=PENDING,
@@ -471,15 +491,18 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         donation_form_id=form.id,
         frequency=gift.frequency,
     )
-    db.session.add(c)
-    db.session.flush()  # the contact (when new), its customer link and the contribution
+    _insert(c)
     if new_customer:
+        link = StripeCustomer(
+            customer_id=customer_id,
+            contact_id=contact_id,
+            processor_id=form.processor_id,
+            unverified=gift.contact is None and not made_now,
+        )
+        _insert(link)
+        feed.note(db.session(), feed.customer_row(link))
         request_metadata_sync(form.processor_id, customer_id, contact)
-    # Kept as written (not read again after the commit): from here on this request writes the contribution
-    # only by its id, and reads it afresh wherever its state decides anything (declined, withdrawn, recorded).
-    db.session.expunge(c)
-    contact_id = contact.id
-    set_committed_value(c, "description", f"{form.title} {contact_id}-{c.id}"[:500])
+    c.description = f"{form.title} {contact_id}-{c.id}"[:500]
     _write_contribution(c.id, description=c.description)
     if gift.link_id is not None and not claim_link(gift.link_id, c.id):
         db.session.rollback()  # spent by another request meanwhile, or revoked
@@ -494,13 +517,16 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
         "source": "paydesk donation form",
     }
     try:
-        gw.call(
-            "payment_methods",
-            "attach",
-            gift.payment_method,
-            params={"customer": customer_id},
-            idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach",
-        )
+        if not_attached is not None:
+            raise not_attached
+        if not new_customer:  # the contact's own customer (a donor link): the card is attached to it now
+            gw.call(
+                "payment_methods",
+                "attach",
+                gift.payment_method,
+                params={"customer": customer_id},
+                idempotency_key=f"paydesk-donate-{c.id}-{attempt}-attach",
+            )
     except GatewayError as err:
         if not err.transient and err.http_status in (400, 404) and not _is_decline(err):
             return _declined(form, c, CARD_REFUSED, client_ip)  # Stripe would not take this card
@@ -540,24 +566,51 @@ def give(form: DonationForm, gift: Gift, client_ip: str | None) -> Outcome:
 
 def _track_intent(form: DonationForm, c: Contribution, pi: dict) -> None:
     """Record the intent on the contribution (and in stripe_paymentintent) before it is confirmed: one
-    UPDATE, and the tracked intent written whole (or brought up to date, when the worker has it already)."""
+    UPDATE, and the tracked intent written whole by one INSERT .. ON CONFLICT DO NOTHING (no lookup first,
+    no ORM flush); when the worker tracks it already (payment_intent.created), that row is brought up to
+    date instead."""
     immediate()
     lock_objects([pi["id"]])  # the worker may be handling payment_intent.created right now
     _write_contribution(c.id, payment_intent_id=pi["id"])
-    row = intents.by_intent_id(pi["id"])
-    if row is None:  # the usual case (the worker has not seen it yet): written whole, in one INSERT
-        created = from_unix(pi.get("created")) or utcnow()
-        row = StripePaymentIntent(
-            stripe_intent_id=pi["id"], processor_id=form.processor_id, created_date=created
-        )
-        db.session.add(row)
-    # known here, so sync_intent looks neither up
-    row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
-    row = intents.sync_intent(form.processor, pi, stamp=0, row=row)
+    created = from_unix(pi.get("created")) or utcnow()
+    # filled by sync_intent as any new tracked intent is, but not added to the session: written below
+    row = StripePaymentIntent(stripe_intent_id=pi["id"], processor_id=form.processor_id, created_date=created)
+    _known(row, form, c)
+    intents.sync_intent(form.processor, pi, stamp=0, row=row)
     description = (pi.get("description") or c.description or "")[:255] or None
-    if row.description != description:
-        row.description = description
+    row.description = description
+    if not insert_ignore(StripePaymentIntent, _column_values(row), ["stripe_intent_id"]):
+        tracked = intents.by_intent_id(pi["id"])
+        assert tracked is not None, "a conflict on stripe_intent_id is a tracked intent"
+        _known(tracked, form, c)
+        tracked = intents.sync_intent(form.processor, pi, stamp=0, row=tracked)
+        if tracked.description != description:
+            tracked.description = description
     db.session.commit()
+
+
+def _known(row: StripePaymentIntent, form: DonationForm, c: Contribution) -> None:
+    """What the gift knows of its intent (so sync_intent looks neither up)."""
+    row.contribution_id, row.contact_id, row.identifier = c.id, c.contact_id, form.slug
+
+
+def _column_values(row: Any) -> dict[str, Any]:
+    """The columns set on a new (transient) row, for a Core INSERT (the others take their defaults)."""
+    columns = type(row).__table__.c
+    return {key: value for key, value in inspect(row).dict.items() if key in columns}
+
+
+_INSERTS: dict[Any, Any] = {}  # by table: its INSERT .. RETURNING id, built once
+
+
+def _insert(row: Any) -> None:
+    """Write a new (transient) row by one Core INSERT of the columns set on it, and give it its id. The
+    session's flush listeners do not see it (the caller feeds what must be fed: :func:`give`)."""
+    table = type(row).__table__
+    stmt = _INSERTS.get(table)
+    if stmt is None:
+        stmt = _INSERTS[table] = insert(table).returning(table.c.id)
+    row.id = db.session.connection().execute(stmt, _column_values(row)).scalar_one()
 
 
 _UPDATES: dict[tuple[str, ...], Any] = {}  # by the columns set: the UPDATE, built once

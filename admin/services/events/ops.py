@@ -133,7 +133,7 @@ def replay(
     note = None if fresh is not None else "Stripe no longer has this event; replayed from the stored copy"
     _, actor = audit.current_actor()
 
-    def write_audit(r: StripeEvent, error: str | None) -> None:
+    def write_audit(r: pipeline.EventRow, error: str | None) -> None:
         audit.record(
             "event.replay",
             object_type="event",
