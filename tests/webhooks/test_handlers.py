@@ -65,6 +65,45 @@ def test_payment_intent_succeeded_completes_a_one_off_contribution(app, offline_
     assert intent.contribution_id == c.id and intent.status == "succeeded"
 
 
+def _tracked(pay: OneOff) -> StripePaymentIntent:
+    return db.session.scalar(select(StripePaymentIntent).filter_by(stripe_intent_id=pay.intent["id"]))
+
+
+def test_succeeded_intent_is_tracked_with_its_contribution_and_the_customers_contact(
+    offline_processor, world
+):
+    first = OneOff(world)  # a customer paydesk has not seen: linked while the payment is recorded
+    feed(offline_processor, first.event("payment_intent.succeeded"))
+    c = contribution(payment_intent_id=first.intent["id"])
+    link = db.session.scalar(select(StripeCustomer).filter_by(customer_id=first.customer["id"]))
+    assert (_tracked(first).contribution_id, _tracked(first).contact_id) == (c.id, link.contact_id)
+    again = OneOff(world)  # the same customer gives again
+    again.intent["customer"] = again.charge["customer"] = first.customer["id"]
+    feed(offline_processor, again.event("payment_intent.succeeded"))
+    c2 = contribution(payment_intent_id=again.intent["id"])
+    assert (_tracked(again).contribution_id, _tracked(again).contact_id) == (c2.id, link.contact_id)
+    assert count(Contact) == 1 and count(StripeCustomer) == 1
+
+
+def test_succeeded_intent_of_a_recorded_contribution_takes_the_customers_linked_contact(
+    offline_processor, world
+):
+    """A contribution recorded before its intent's event (another contact's, say a gift made by staff) keeps
+    its contact; the intent is tracked with the contact its customer is linked to, as the intent pages show it."""
+    pay = OneOff(world)
+    feed(offline_processor, pay.event("charge.succeeded"))  # links the customer to its contact
+    linked = db.session.scalar(select(StripeCustomer)).contact_id
+    giver = Contact(display_name="Someone Else", email="else@example.org")
+    db.session.add(giver)
+    db.session.flush()
+    c = contribution(trxn_id=pay.charge["id"])
+    c.contact_id = giver.id
+    db.session.commit()
+    feed(offline_processor, pay.event("payment_intent.succeeded"))
+    assert contribution(trxn_id=pay.charge["id"]).contact_id == giver.id
+    assert (_tracked(pay).contribution_id, _tracked(pay).contact_id) == (c.id, linked)
+
+
 def test_payment_intent_failed_fails_the_pending_contribution(offline_processor, world):
     pay = OneOff(world)
     c = Contribution(

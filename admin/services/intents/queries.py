@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 
 from admin.dbutil import contains_text, parse_id
 from admin.extensions import db
@@ -75,10 +75,13 @@ GONE = "gone"  # ``flags`` of an intent Stripe answers 404 for
 STAFF_SOURCE = "staff"  # ``referrer`` of an intent a staff charge made (services/payments/charges)
 
 
+_BY_INTENT_ID = select(StripePaymentIntent).where(  # built once: every payment_intent.* event asks
+    StripePaymentIntent.stripe_intent_id == bindparam("intent_id")
+)
+
+
 def by_intent_id(intent_id: str) -> StripePaymentIntent | None:
-    return db.session.scalar(
-        select(StripePaymentIntent).where(StripePaymentIntent.stripe_intent_id == intent_id)
-    )
+    return db.session.scalar(_BY_INTENT_ID, {"intent_id": intent_id})
 
 
 def sync_intent(
@@ -88,12 +91,18 @@ def sync_intent(
     stamp: int,
     row: StripePaymentIntent | None = None,
     looked_up: bool = False,
+    paid_for: Contribution | None = None,
+    made: bool = False,
+    flush: bool = True,
 ) -> StripePaymentIntent:
     """Bring the tracked intent in line with ``pi`` unless a later state is recorded already.
 
     ``row``: the tracked intent when the caller has looked it up already (``looked_up``: it did, and
     paydesk tracks none yet). ``stamp``: the Stripe time the state is from (an event's ``created``; now,
-    for an object just fetched).
+    for an object just fetched). ``paid_for``: the contribution the intent paid for, when the caller has
+    just recorded it (then it is not looked up); ``made``: the caller made it just now from the intent's charge,
+    without a contact given, so for the same customer its contact is the customer's (not looked up either). ``flush=False``: written with the caller's next flush (a
+    handler's, when its event commits; a new row has no id until then).
     """
     if row is None and not looked_up:
         row = by_intent_id(pi["id"])
@@ -118,11 +127,15 @@ def sync_intent(
     # localstripe keeps no description on intents; paydesk's demo puts it in the metadata.
     row.description = pi.get("description") or row.description or metadata.get("description") or None
     row.referrer = row.referrer or (str(metadata["referrer"])[:255] if metadata.get("referrer") else None)
-    if row.contact_id is None:
+    if row.contact_id is None and made and paid_for is not None and paid_for.customer_id == row.customer_id:
+        row.contact_id = (
+            paid_for.contact_id
+        )  # the customer's (linked or made now), else its billing contact's
+    elif row.contact_id is None:
         contact = linked_contact(processor.id, row.customer_id)
         row.contact_id = contact.id if contact else None
     if row.contribution_id is None:
-        contribution = contributions.by_intent(processor.id, pi["id"])
+        contribution = paid_for if paid_for is not None else contributions.by_intent(processor.id, pi["id"])
         row.contribution_id = contribution.id if contribution else None
     _note_error(row, pi, stamp)
     if row.flags == GONE:
@@ -130,7 +143,8 @@ def sync_intent(
     row.stripe_updated = max(row.stripe_updated or 0, int(stamp or 0))
     if new:
         db.session.add(row)
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return row
 
 

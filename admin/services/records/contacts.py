@@ -11,8 +11,8 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, ClassVar
 
-from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, bindparam, case, func, or_, select
+from sqlalchemy.orm import selectinload
 
 from admin.dbutil import immediate, parse_id
 from admin.errors import ServiceError, check_text
@@ -35,16 +35,21 @@ from admin.services.records.common import DONE, check_range, contacts_matching
 from admin.services.records.customer_sync import request_contact_sync
 from admin.stripe_gateway import GatewayError
 
+# built once (every payment event asks): the contact of a (processor, customer) link, one query
+_LINKED = (
+    select(Contact)
+    .join(StripeCustomer, StripeCustomer.contact_id == Contact.id)
+    .where(
+        StripeCustomer.processor_id == bindparam("processor_id"),
+        StripeCustomer.customer_id == bindparam("customer_id"),
+    )
+)
+
 
 def linked_contact(processor_id: int, customer_id: str | None) -> Contact | None:
     if not customer_id:
         return None
-    link = db.session.scalar(
-        select(StripeCustomer)
-        .options(joinedload(StripeCustomer.contact))  # one query, not the link and then its contact
-        .where(StripeCustomer.processor_id == processor_id, StripeCustomer.customer_id == customer_id)
-    )
-    return link.contact if link else None
+    return db.session.scalar(_LINKED, {"processor_id": processor_id, "customer_id": customer_id})
 
 
 def find_by_email(email: str | None) -> Contact | None:
@@ -101,6 +106,13 @@ def contact_named_by(customer: dict) -> Contact | None:
     return None
 
 
+_WITH_EMAILS = (  # built once: the live contacts with any of these emails (in any case), oldest first
+    select(Contact)
+    .where(func.lower(Contact.email).in_(bindparam("emails", expanding=True)), Contact.is_deleted.is_(False))
+    .order_by(Contact.id)
+)
+
+
 class CustomerMatcher:
     """Links Stripe customers to contacts (CiviCRM's rule): a customer linked already stays so;
     else the contact its metadata names (``metadata.contact_id`` or ``civicrm_contact_id``),
@@ -140,11 +152,7 @@ class CustomerMatcher:
         emails = {c["email"].strip().lower() for c in customers if c.get("email")}
         self.by_email: dict[str, Contact] = {}
         if emails:
-            for contact in db.session.scalars(
-                select(Contact)
-                .where(func.lower(Contact.email).in_(emails), Contact.is_deleted.is_(False))
-                .order_by(Contact.id)
-            ):
+            for contact in db.session.scalars(_WITH_EMAILS, {"emails": sorted(emails)}):
                 self.by_email.setdefault(
                     (contact.email or "").strip().lower(), contact
                 )  # matched: never None
@@ -185,10 +193,8 @@ def link_customer(
 ) -> tuple[Contact, str]:
     """Link one Stripe customer to its contact (see ``CustomerMatcher``; ``unlinked``: the caller has just
     found it unlinked); returns the contact and "linked" (it was already) or how it was matched ("metadata",
-    "email", "created")."""
-    contact, how = CustomerMatcher(processor, [customer], unlinked=unlinked).link(customer)
-    db.session.flush()
-    return contact, how
+    "email", "created"). Does not flush: a new contact and link are inserted with the record that needs them."""
+    return CustomerMatcher(processor, [customer], unlinked=unlinked).link(customer)
 
 
 def contact_for_customer(

@@ -16,7 +16,8 @@ so the same events in any order leave the same records.
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import joinedload
 
 from admin.dbutil import lock_objects, parse_id
 from admin.extensions import db
@@ -67,45 +68,90 @@ def request_receipt(contribution: Contribution, *, suppressed: bool) -> None:
     enqueue("receipt", str(contribution.id), {"contribution_id": contribution.id}, contribution.processor_id)
 
 
+def _assign(obj: object, **values: object) -> None:
+    """Set the attributes whose value differs: a value written again unchanged still costs a flush."""
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+
+
 # -- finding ----------------------------------------------------------------------
+# The lookups every payment event makes are built once, with bound parameters (building a statement and its
+# cache key per call cost about as much as running it).
+
+_PROCESSOR = Contribution.processor_id == bindparam("processor_id")
+_INTENT = Contribution.payment_intent_id == bindparam("intent_id")
+_TRXN = Contribution.trxn_id == bindparam("trxn_id")
+_INVOICE = Contribution.invoice_id == bindparam("invoice_id")
+_BY_INVOICE = select(Contribution).where(_PROCESSOR, _INVOICE)
+_BY_INTENT = select(Contribution).where(_PROCESSOR, _INTENT).order_by(Contribution.id).limit(1)
+
+
+def _with_payments(*where, recur: bool = False):
+    """The contributions found to record a payment on, oldest first, with their payments (the totals are summed
+    from them) and, for an invoice's, their recurring contribution (the subscription's, most often)."""
+    loads = (
+        (joinedload(Contribution.recur), joinedload(Contribution.payments))
+        if recur
+        else (joinedload(Contribution.payments),)
+    )
+    return select(Contribution).where(_PROCESSOR, *where).options(*loads).order_by(Contribution.id)
+
+
+_BY_INTENT_OR_TRXN = {  # by (intent given, trxn_id given): the contributions with either
+    (True, True): _with_payments(or_(_INTENT, _TRXN)),
+    (True, False): _with_payments(_INTENT),
+    (False, True): _with_payments(_TRXN),
+}
+# by intent given: an invoice's contribution, or (with an intent) a pending one made before the invoice existed
+_FOR_INVOICE = {
+    True: _with_payments(or_(_INVOICE, _INTENT), recur=True),
+    False: _with_payments(_INVOICE, recur=True),
+}
+_GIFT_WAITING = (
+    select(Contribution.id)
+    .where(
+        _PROCESSOR,
+        Contribution.customer_id == bindparam("customer_id"),
+        Contribution.status == PENDING,
+        Contribution.invoice_id.is_(None),
+        Contribution.recur_id.is_(None),
+        Contribution.donation_form_id.is_not(None),
+    )
+    .limit(1)
+)
+_CHARGE_PAYMENT = select(Payment).where(
+    Payment.processor_id == bindparam("processor_id"),
+    Payment.trxn_id == bindparam("charge_id"),
+    Payment.refund_id.is_(None),
+)
+_REFUND_PAYMENT = select(Payment).where(
+    Payment.processor_id == bindparam("processor_id"), Payment.refund_id == bindparam("refund_id")
+)
 
 
 def by_invoice(processor_id: int, invoice_id: str) -> Contribution | None:
-    return db.session.scalar(
-        select(Contribution).where(
-            Contribution.processor_id == processor_id, Contribution.invoice_id == invoice_id
-        )
-    )
+    return db.session.scalar(_BY_INVOICE, {"processor_id": processor_id, "invoice_id": invoice_id})
 
 
 def by_intent(processor_id: int, intent_id: str | None) -> Contribution | None:
     if not intent_id:
         return None
-    return db.session.scalar(
-        select(Contribution)
-        .where(Contribution.processor_id == processor_id, Contribution.payment_intent_id == intent_id)
-        .order_by(Contribution.id)
-        .limit(1)
-    )
+    return db.session.scalar(_BY_INTENT, {"processor_id": processor_id, "intent_id": intent_id})
 
 
 def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | None) -> Contribution | None:
     """The contribution for an intent (preferred) or, failing that, with this trxn_id: one query."""
-    conds = [
-        c
-        for c in (
-            Contribution.payment_intent_id == intent_id if intent_id else None,
-            Contribution.trxn_id == trxn_id if trxn_id else None,
-        )
-        if c is not None
-    ]
-    if not conds:
+    if not intent_id and not trxn_id:
         return None
-    found = db.session.scalars(
-        select(Contribution)
-        .where(Contribution.processor_id == processor_id, or_(*conds))
-        .order_by(Contribution.id)
-    ).all()
+    found = (
+        db.session.scalars(
+            _BY_INTENT_OR_TRXN[bool(intent_id), bool(trxn_id)],
+            {"processor_id": processor_id, "intent_id": intent_id, "trxn_id": trxn_id},
+        )
+        .unique()
+        .all()
+    )
     return next(
         (c for c in found if intent_id and c.payment_intent_id == intent_id), found[0] if found else None
     )
@@ -114,11 +160,20 @@ def by_intent_or_trxn(processor_id: int, intent_id: str | None, trxn_id: str | N
 # -- which path: a charge or intent that belongs to an invoice is never a one-off -----
 
 
-def invoice_of_intent(reader: StripeReader, processor: PaymentProcessor, pi: dict) -> str | None:
-    """The invoice a PaymentIntent pays, in either API shape; None for a one-off."""
+def invoice_of_intent(
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    pi: dict,
+    *,
+    known: Contribution | None = None,
+    looked_up: bool = False,
+) -> str | None:
+    """The invoice a PaymentIntent pays, in either API shape; None for a one-off. ``looked_up``: the caller has
+    just looked the intent's contribution up (``by_intent``): ``known``, None when there is none."""
     if "invoice" in pi:  # older API versions and localstripe: authoritative, even when null
         return sid(pi.get("invoice"))
-    known = by_intent(processor.id, pi["id"])
+    if not looked_up:
+        known = by_intent(processor.id, pi["id"])
     if known and known.invoice_id:
         return known.invoice_id
     found = reader.list_optional(
@@ -141,7 +196,10 @@ def invoice_of_charge(reader: StripeReader, processor: PaymentProcessor, charge:
         if known and known.invoice_id:
             return known.invoice_id
         pi = reader.expanded("payment_intents", charge.get("payment_intent"), required=("status",))
-        return invoice_of_intent(reader, processor, pi) if pi is not None else None  # not None: it has an id
+        # not None: it has an id
+        return (
+            invoice_of_intent(reader, processor, pi, known=known, looked_up=True) if pi is not None else None
+        )
     if "invoice" in charge:
         return None
     found = reader.list_optional(
@@ -194,9 +252,23 @@ def record_one_off_charge(
 ) -> Contribution:
     """Complete the one-off contribution for a captured, succeeded charge and add its payment.
     ``contact``: whom a new contribution belongs to (an import may say); else found from the charge."""
+    return one_off_charge(reader, processor, charge, no_receipt=no_receipt, contact=contact)[0]
+
+
+def one_off_charge(
+    reader: StripeReader,
+    processor: PaymentProcessor,
+    charge: dict,
+    *,
+    no_receipt: bool = False,
+    contact: Contact | None = None,
+) -> tuple[Contribution, bool]:
+    """``record_one_off_charge``, and whether the contribution was made now (its contact then is
+    ``contact``, else the charge's customer's, else the one its billing details name)."""
     pi_id = sid(charge.get("payment_intent"))
     lock_objects([k for k in (pi_id, charge["id"]) if k])
     c = by_intent_or_trxn(processor.id, pi_id, charge["id"])
+    made = c is None
     if c is None:
         c = Contribution(
             processor_id=processor.id,
@@ -213,15 +285,18 @@ def record_one_off_charge(
         )
         db.session.add(c)
     if c.status not in DONE:
-        c.trxn_id = charge["id"]
-    c.payment_intent_id = c.payment_intent_id or pi_id
-    c.customer_id = c.customer_id or sid(charge.get("customer"))
+        _assign(c, trxn_id=charge["id"])
+    _assign(
+        c,
+        payment_intent_id=c.payment_intent_id or pi_id,
+        customer_id=c.customer_id or sid(charge.get("customer")),
+    )
     completed = _complete(c, charge.get("created"))
     add_charge_payment(reader, c, charge)
     db.session.flush()  # a new contribution is inserted once, with its payment and totals (its id: the receipt)
     if completed:
         _after_completed(c, c.customer_id, no_receipt)
-    return c
+    return c, made
 
 
 def record_failed_one_off(
@@ -288,26 +363,30 @@ def _failed_attempt(
 
 
 def _invoice_contribution(
-    reader: StripeReader, processor: PaymentProcessor, inv: dict, recur: ContributionRecur | None
-) -> Contribution:
+    reader: StripeReader, processor: PaymentProcessor, inv: dict
+) -> tuple[Contribution, ContributionRecur | None]:
+    """The invoice's contribution (a new one Pending) and its subscription's recurring contribution (made on
+    first sight of the subscription)."""
     lock_objects([inv["id"]])
     pi_id = invoice_payment_refs(inv)[1]
     # the invoice's contribution, else a pending one made before the invoice existed (donation form): one query
-    found = db.session.scalars(
-        select(Contribution)
-        .where(
-            Contribution.processor_id == processor.id,
-            or_(Contribution.invoice_id == inv["id"], Contribution.payment_intent_id == pi_id)
-            if pi_id
-            else Contribution.invoice_id == inv["id"],
+    found = (
+        db.session.scalars(
+            _FOR_INVOICE[bool(pi_id)],
+            {"processor_id": processor.id, "invoice_id": inv["id"], "intent_id": pi_id},
         )
-        .order_by(Contribution.id)
-    ).all()
+        .unique()
+        .all()
+    )
     c = next((x for x in found if x.invoice_id == inv["id"]), None)
     if c is None and pi_id:
         c = next((x for x in found if x.payment_intent_id == pi_id), None)
         if c is not None and c.invoice_id not in (None, inv["id"]):
             c = None
+    sub_id = subscription_of_invoice(inv)
+    recur = c.recur if c is not None else None  # loaded with it
+    if recur is None or (recur.processor_id, recur.subscription_id) != (processor.id, sub_id):
+        recur = ensure_recur(reader, processor, sub_id) if sub_id else None
     if c is None:
         c = _gift_named_by_subscription(reader, processor, inv, recur)
     if c is None:
@@ -329,14 +408,12 @@ def _invoice_contribution(
             payments=[],  # none yet: its payments are not loaded from the database
         )
         db.session.add(c)
-    c.invoice_id = inv["id"]
-    c.trxn_id = inv["id"]
+    _assign(c, invoice_id=inv["id"], trxn_id=inv["id"])
     if recur is not None:
-        c.recur_id = recur.id
-        c.contact_id = c.contact_id or recur.contact_id
-    c.payment_intent_id = c.payment_intent_id or pi_id
+        _assign(c, recur_id=recur.id, contact_id=c.contact_id or recur.contact_id)
+    _assign(c, payment_intent_id=c.payment_intent_id or pi_id)
     db.session.flush()
-    return c
+    return c, recur
 
 
 def _gift_named_by_subscription(
@@ -348,18 +425,7 @@ def _gift_named_by_subscription(
     customer_id = sid(inv.get("customer"))
     if recur is None or not customer_id:
         return None
-    waiting = db.session.scalar(
-        select(Contribution.id)
-        .where(
-            Contribution.processor_id == processor.id,
-            Contribution.customer_id == customer_id,
-            Contribution.status == PENDING,
-            Contribution.invoice_id.is_(None),
-            Contribution.recur_id.is_(None),
-            Contribution.donation_form_id.is_not(None),
-        )
-        .limit(1)
-    )
+    waiting = db.session.scalar(_GIFT_WAITING, {"processor_id": processor.id, "customer_id": customer_id})
     if waiting is None:
         return None
     sub = reader.get("subscriptions", recur.subscription_id)
@@ -383,29 +449,21 @@ def _line_description(inv: dict) -> str | None:
     return None
 
 
-def _recur_for_invoice(
-    reader: StripeReader, processor: PaymentProcessor, inv: dict
-) -> ContributionRecur | None:
-    sub_id = subscription_of_invoice(inv)
-    return ensure_recur(reader, processor, sub_id) if sub_id else None
-
-
 def record_invoice_finalized(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
     """The pending contribution for a recurring payment that is about to be collected."""
-    return _invoice_contribution(reader, processor, inv, _recur_for_invoice(reader, processor, inv))
+    return _invoice_contribution(reader, processor, inv)[0]
 
 
 def record_invoice_paid(
     reader: StripeReader, processor: PaymentProcessor, inv: dict, *, no_receipt: bool = False
 ) -> Contribution:
     """Complete the invoice's contribution (creating it for a renewal) and add the charge as its payment."""
-    recur = _recur_for_invoice(reader, processor, inv)
-    c = _invoice_contribution(reader, processor, inv, recur)
+    c, recur = _invoice_contribution(reader, processor, inv)
     charge = _invoice_charge(reader, inv)
     paid_at = (inv.get("status_transitions") or {}).get("paid_at") or (charge or {}).get("created")
     completed = _complete(c, paid_at or inv.get("created"))
     if charge is not None:
-        c.payment_intent_id = c.payment_intent_id or sid(charge.get("payment_intent"))
+        _assign(c, payment_intent_id=c.payment_intent_id or sid(charge.get("payment_intent")))
         add_charge_payment(reader, c, charge)
     if recur is not None and recur.status == RECUR_FAILING:
         recur.status = RECUR_IN_PROGRESS
@@ -429,8 +487,7 @@ def _subscription_after_first_payment(
 
 
 def record_invoice_failed(reader: StripeReader, processor: PaymentProcessor, inv: dict) -> Contribution:
-    recur = _recur_for_invoice(reader, processor, inv)
-    c = _invoice_contribution(reader, processor, inv, recur)
+    c, recur = _invoice_contribution(reader, processor, inv)
     charge = _invoice_charge(reader, inv, succeeded_only=False)
     fail(c, failure_message(charge or {}) or failure_message(inv) or "invoice payment failed")
     add_failed_payment(c, charge)
@@ -524,7 +581,15 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
     if charge.get("status") != "succeeded" or charge.get("captured") is False:
         return None
     with db.session.no_autoflush:  # a contribution made just now is inserted later, once, with its totals
-        pay = charge_payment(c.processor_id, charge["id"])
+        # its payments are read anyway (refunds, totals): the charge's is looked for elsewhere only when not there
+        pay = next(
+            (
+                p
+                for p in c.payments
+                if p.trxn_id == charge["id"] and p.refund_id is None and p.processor_id == c.processor_id
+            ),
+            None,
+        ) or charge_payment(c.processor_id, charge["id"])
     if pay is None:
         amount = captured_amount(charge)
         fee, net = _fee_and_net(reader, charge, amount)
@@ -554,11 +619,7 @@ def add_charge_payment(reader: StripeReader, c: Contribution, charge: dict) -> P
 
 def charge_payment(processor_id: int, charge_id: str) -> Payment | None:
     """The payment row of a charge (not one of its refunds), if recorded."""
-    return db.session.scalar(
-        select(Payment).where(
-            Payment.processor_id == processor_id, Payment.trxn_id == charge_id, Payment.refund_id.is_(None)
-        )
-    )
+    return db.session.scalar(_CHARGE_PAYMENT, {"processor_id": processor_id, "charge_id": charge_id})
 
 
 def add_failed_payment(c: Contribution, charge: dict | None) -> Payment | None:
@@ -590,9 +651,7 @@ def record_refund(c: Contribution, charge_id: str, refund: dict) -> tuple[Paymen
     """One refund as a negative payment on ``c`` (once per refund id): what staff's refund writes at once and
     what ``charge.refunded`` / ``refund.*`` find already there. Returns (payment, made now)."""
     lock_objects([refund["id"]])
-    pay = db.session.scalar(
-        select(Payment).where(Payment.processor_id == c.processor_id, Payment.refund_id == refund["id"])
-    )
+    pay = db.session.scalar(_REFUND_PAYMENT, {"processor_id": c.processor_id, "refund_id": refund["id"]})
     counted = refund.get("status") in REFUND_COUNTED
     made = pay is None
     if pay is None:
@@ -611,7 +670,7 @@ def record_refund(c: Contribution, charge_id: str, refund: dict) -> tuple[Paymen
         )
         db.session.add(pay)
     else:
-        pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
+        _assign(pay, status=PAYMENT_REFUNDED if counted else PAYMENT_VOID)
     db.session.flush()
     recompute(c)
     return pay, made
@@ -638,9 +697,7 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
     for r in _refunds_of(reader, charge, bool(recorded)):
         pay = recorded.get(r["id"])
         if pay is None:  # recorded on another contribution of this processor? (never twice)
-            pay = db.session.scalar(
-                select(Payment).where(Payment.processor_id == c.processor_id, Payment.refund_id == r["id"])
-            )
+            pay = db.session.scalar(_REFUND_PAYMENT, {"processor_id": c.processor_id, "refund_id": r["id"]})
         counted = r.get("status") in REFUND_COUNTED
         if pay is None and counted:
             db.session.add(
@@ -660,7 +717,7 @@ def apply_refunds(reader: StripeReader, c: Contribution, charge: dict) -> None:
             )
         elif pay is not None:
             # a refund that failed or was cancelled gives the money back
-            pay.status = PAYMENT_REFUNDED if counted else PAYMENT_VOID
+            _assign(pay, status=PAYMENT_REFUNDED if counted else PAYMENT_VOID)
             if counted and pay.amount != -int(r["amount"]):  # corrected to Stripe's (reconciliation)
                 pay.amount = pay.net = -int(r["amount"])
 
@@ -693,12 +750,16 @@ def _totals(c: Contribution) -> None:
     pays = c.payments
     charges = [p for p in pays if p.amount > 0 and p.status == COMPLETED]
     refunds = [p for p in pays if p.amount < 0 and p.status == PAYMENT_REFUNDED]
-    c.fee_amount = sum(p.fee for p in charges)
-    c.net_amount = sum(p.net for p in charges) + sum(p.net for p in refunds)
-    c.refunded_amount = -sum(p.amount for p in refunds)
+    refunded = -sum(p.amount for p in refunds)
+    _assign(
+        c,
+        fee_amount=sum(p.fee for p in charges),
+        net_amount=sum(p.net for p in charges) + sum(p.net for p in refunds),
+        refunded_amount=refunded,
+    )
     if c.status in DONE:
         paid = sum(p.amount for p in charges) or c.amount
-        if c.refunded_amount <= 0:
-            c.status = COMPLETED
+        if refunded <= 0:
+            _assign(c, status=COMPLETED)
         else:
-            c.status = REFUNDED if c.refunded_amount >= paid else PARTIALLY_REFUNDED
+            _assign(c, status=REFUNDED if refunded >= paid else PARTIALLY_REFUNDED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from admin.extensions import db
 from admin.models import (
@@ -32,12 +32,15 @@ STATUS_OF = {
 ENDED = ("canceled", "incomplete_expired")
 
 
+_BY_SUBSCRIPTION = select(ContributionRecur).where(  # built once: every subscription and invoice event asks
+    ContributionRecur.processor_id == bindparam("processor_id"),
+    ContributionRecur.subscription_id == bindparam("subscription_id"),
+)
+
+
 def by_subscription(processor_id: int, subscription_id: str) -> ContributionRecur | None:
     return db.session.scalar(
-        select(ContributionRecur).where(
-            ContributionRecur.processor_id == processor_id,
-            ContributionRecur.subscription_id == subscription_id,
-        )
+        _BY_SUBSCRIPTION, {"processor_id": processor_id, "subscription_id": subscription_id}
     )
 
 
@@ -67,10 +70,12 @@ def sync_subscription(
     stamp: int,
     recur: ContributionRecur | None = None,
     looked_up: bool = False,
+    flush: bool = True,
 ) -> ContributionRecur:
     """Apply a subscription's state. ``stamp`` is when Stripe produced it (event ``created``).
     ``looked_up``: the caller has just looked its recurring contribution up in this transaction (``recur``,
-    None when there is none yet).
+    None when there is none yet). ``flush=False``: written with the caller's next flush (a handler's, when
+    its event commits; a new one has no id until then).
 
     An ended subscription never comes back (Stripe cannot restart one), so a
     late "updated" event cannot undo a cancellation, whatever the order.
@@ -105,5 +110,6 @@ def sync_subscription(
         from_unix(sub.get("canceled_at") or sub.get("ended_at")) if sub.get("status") in ENDED else None
     )
     recur.stripe_updated = max(recur.stripe_updated or 0, int(stamp or 0))
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return recur

@@ -19,6 +19,8 @@ def subscription_changed(ctx: EventContext) -> None:
     recur = recurring.by_subscription(ctx.processor.id, sub["id"])
     if not ctx.row.refetch and recurring.is_stale(recur, ctx.created):
         sub = ctx.fresh_object()  # a newer state is applied already: use Stripe's current one
+    # an update is written when the event commits; a new one at once, so that a concurrent first payment's
+    # insert of it (which does not hold this subscription's lock) fails here, in the handler, and is retried
     recurring.sync_subscription(
-        ctx.reader, ctx.processor, sub, stamp=ctx.created, recur=recur, looked_up=True
+        ctx.reader, ctx.processor, sub, stamp=ctx.created, recur=recur, looked_up=True, flush=recur is None
     )
