@@ -37,7 +37,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from admin.dbutil import immediate, lock_objects, rollback_quietly, rowcount
+from admin.dbutil import immediate, is_postgres, lock_objects, rollback_quietly, rowcount
 from admin.extensions import db
 from admin.failures import database_unavailable, describe, is_transient, retry_delay
 from admin.models import EV_ERROR, EV_IGNORED, EV_PROCESSING, EV_QUEUED, EV_SUCCESS, StripeEvent
@@ -289,7 +289,7 @@ def _finish(
     conn = db.session.connection()
     ids = ",".join(dict.fromkeys(request_ids))
     attempt = _attempt_values(row.id, worker, actor, started, finished, outcome, message, ids)
-    if conn.dialect.name == "postgresql":  # one round trip: the attempt is inserted only if the row was ours
+    if is_postgres():  # one round trip: the attempt is inserted only if the row was ours
         attempt.pop("event_row_id")  # the UPDATE's row
         stmt = _write_with_attempt(tuple(k for k in values if k not in ("row_id", "holder")), tuple(attempt))
         if conn.execute(stmt, {**values, **{_A + k: v for k, v in attempt.items()}}).first() is None:
